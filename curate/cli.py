@@ -1,0 +1,255 @@
+"""The ``curate`` command line. Exit codes: 0 ok, 2 spec or usage error, 1 runtime failure.
+
+Errors that curate raises on purpose print as a short message; a traceback needs ``--debug``.
+Plugins add sub-commands through ``curate_register_commands``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from curate.errors import CurateError
+
+DEBUG = {"on": False}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="curate", prog_name="curate")
+def cli(debug: bool) -> None:
+    """curate: declarative, measurable curation of image–alt-text pretraining corpora.
+
+    \b
+    Typical use:
+      curate validate specs/quickstart.yaml
+      curate plan specs/quickstart.yaml
+      curate run specs/quickstart.yaml
+      curate inspect runs/quickstart
+    """
+    DEBUG["on"] = debug
+
+
+def _pm():
+    from curate.plugins import get_plugin_manager
+
+    return get_plugin_manager()
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _load_and_plan(spec_path: str, run_dir: str | None = None):
+    from curate.plan import make_plan
+    from curate.spec import load_spec
+
+    loaded = load_spec(spec_path)
+    pm = _pm()
+    return make_plan(loaded, pm, run_dir), pm
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+def validate(spec: str) -> None:
+    """Check a spec: structure, plugin names, params, columns. Exit 2 listing every problem."""
+    plan, _ = _load_and_plan(spec)
+    steps = len(plan.steps) - 1
+    _console().print(f"[green]ok[/green] {spec}: source '{plan.source.format}', {steps} step"
+                     f"{'s' if steps != 1 else ''}, {len(plan.outputs)} output{'s' if len(plan.outputs) != 1 else ''}")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Override run.dir from the spec.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(spec: str, run_dir: str | None, as_json: bool) -> None:
+    """Show the steps, the columns each reads and writes, and which are cached."""
+    from rich.table import Table
+
+    from curate.plan import plan_rows
+
+    the_plan, _ = _load_and_plan(spec, run_dir)
+    rows = plan_rows(the_plan)
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(the_plan.run_dir), "steps": rows}, indent=2))
+        return
+    table = Table(title=f"plan for {spec} → {the_plan.run_dir}")
+    for column in ("#", "label", "step", "reads", "writes", "cached"):
+        table.add_column(column)
+    for row in rows:
+        reads = ", ".join(row["reads"]) or "-"
+        writes = ", ".join(f"{k}: {v}" for k, v in row["writes"].items()) or "-"
+        if row["removes"]:
+            writes += " (removes " + ", ".join(row["removes"]) + ")"
+        table.add_row(str(row["index"]), row["label"], row["step"], reads, writes,
+                      "[green]yes[/green]" if row["cached"] else "no")
+    _console().print(table)
+    for output in the_plan.outputs:
+        _console().print(f"output {output.index}: {output.sink.format} ← {output.step_label} → {output.path}")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False), required=False)
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Override run.dir from the spec.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="Resume the run in this directory with the spec saved there.")
+@click.option("--from", "from_label", help="Recompute this step and every step after it.")
+@click.option("--no-cache", is_flag=True, help="Recompute every step.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_label: str | None,
+        no_cache: bool, quiet: bool) -> None:
+    """Run a spec. Finished steps and shards are reused, so re-running resumes a broken run."""
+    from curate.engine import Engine
+    from curate.errors import UsageError
+    from curate.progress import RichObserver
+
+    if resume_dir is not None:
+        saved = Path(resume_dir) / "spec.yaml"
+        if spec is None:
+            from curate.runstore import read_manifest
+
+            manifest = read_manifest(Path(resume_dir))
+            spec = manifest.get("spec_path") or str(saved)
+            if not Path(spec).exists():
+                spec = str(saved)
+        run_dir = resume_dir
+    if spec is None:
+        raise UsageError("curate run needs a SPEC (or --resume RUN_DIR)", "e.g. curate run specs/quickstart.yaml")
+    the_plan, pm = _load_and_plan(spec, run_dir)
+    console = _console(stderr=True)
+    observer = None if quiet else RichObserver(console)
+    try:
+        manifest = Engine(the_plan, pm, observer).run(from_label=from_label, use_cache=not no_cache)
+    finally:
+        if observer is not None:
+            observer.close()
+    _print_funnel(manifest, console)
+    for output in manifest.get("outputs", []):
+        console.print(f"wrote {output['format']} → {output['path']}")
+    console.print(f"run directory: {the_plan.run_dir}  (duckdb {the_plan.run_dir / 'curate.duckdb'})")
+
+
+def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    from curate.runstore import funnel
+
+    table = Table(title=f"{manifest.get('name')} — {manifest.get('status')}")
+    for column in ("#", "step", "rows in", "rows out", "dropped", "seconds", "cached"):
+        table.add_column(column, justify="right" if column in ("rows in", "rows out", "seconds") else "left")
+    for row in funnel(manifest):
+        dropped = ", ".join(f"{k}: {v:,}" for k, v in row["dropped"].items()) or "-"
+        table.add_row(
+            str(row["index"]), f"{row['label']} ({row['step']})",
+            f"{row['rows_in']:,}" if row["rows_in"] is not None else "-",
+            f"{row['rows_out']:,}" if row["rows_out"] is not None else "-",
+            dropped, f"{row['seconds']:.2f}" if row["seconds"] is not None else "-",
+            "yes" if row["cached"] else ("" if row["complete"] else "[red]incomplete[/red]"),
+        )
+    console.print(table)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def inspect(run_dir: str, as_json: bool) -> None:
+    """Show a run's funnel: rows per step, drop reasons, timings."""
+    from curate.runstore import read_manifest
+
+    manifest = read_manifest(Path(run_dir))
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    console = _console()
+    _print_funnel(manifest, console)
+    console.print(f"spec hash {manifest.get('spec_hash')}, started {manifest.get('started_at')}, "
+                  f"status {manifest.get('status')}")
+    for output in manifest.get("outputs", []):
+        console.print(f"output: {output['format']} → {output['path']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON, with params schemas.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins, their versions and what they provide."""
+    pm = _pm()
+    registries = pm.registries()
+    data: dict[str, Any] = {"plugins": [], "failed": pm.failed}
+    for name, info in sorted(pm.infos.items()):
+        entry: dict[str, Any] = {"name": name, "module": info.module, "distribution": info.distribution,
+                                 "version": info.version}
+        for kind, registry in registries.items():
+            provided = {key: cls for key, cls in registry.classes.items() if registry.owners[key] == name}
+            entry[kind + "s"] = {
+                key: {"description": (cls.description or (cls.__doc__ or "").strip().split("\n")[0]),
+                      "params": cls.Params.model_json_schema(),
+                      **({"requires": list(cls.requires), "extra": cls.extra} if getattr(cls, "requires", ()) else {})}
+                for key, cls in sorted(provided.items())
+            }
+        data["plugins"].append(entry)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    console = _console()
+    for entry in data["plugins"]:
+        console.print(f"[bold]{entry['name']}[/bold] {entry['version'] or ''}  ({entry['module']})")
+        for kind in ("steps", "sources", "sinks", "executors"):
+            for key, info in entry.get(kind, {}).items():
+                props = info["params"].get("properties", {})
+                params = ", ".join(f"{p}" + (f"={v['default']!r}" if "default" in v else "") for p, v in props.items())
+                needs = f" [dim](needs curate[{info['extra']}])[/dim]" if info.get("extra") else ""
+                console.print(f"  {kind[:-1]:8} [cyan]{key}[/cyan]{needs}: {info['description']}")
+                if params:
+                    console.print(f"           params: {params}")
+    for name, error in pm.failed.items():
+        console.print(f"[red]failed[/red] {name}: {error}")
+
+
+def _add_plugin_commands() -> None:
+    try:
+        _pm().hook.curate_register_commands(cli=cli)
+    except CurateError as exc:
+        click.echo(f"warning: {exc}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.simplefilter("default")
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    _add_plugin_commands()
+    try:
+        cli.main(args=argv, prog_name="curate", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except CurateError as exc:
+        if debug:
+            raise
+        click.secho(f"error: {exc}", fg="red", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted; run the same command again to resume", err=True)
+        return 130
+    except Exception as exc:  # a bug: say so plainly, keep the traceback behind --debug
+        if debug:
+            raise
+        click.secho(f"internal error: {type(exc).__name__}: {exc}", fg="red", err=True)
+        click.echo("re-run with --debug for the traceback, and please report it", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Executing a plan: source → steps → outputs, with caching, resume and a manifest.
+
+Every step's output lives in a content-addressed store directory named by its fingerprint.
+A step whose directory is complete is reused (the cache); a shard-scope step that was cut off
+keeps its finished shards (resume); table-scope steps and the source are written to a
+``.partial`` directory and renamed when done, so they are either whole or absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from curate import __version__
+from curate.errors import CurateError, StepError
+from curate.ingest import ingest
+from curate.plan import Plan, PlannedStep
+from curate.plugins import PluginManager
+from curate.runstore import link_step, write_manifest, write_views
+from curate.shards import ShardStats, ShardTask, ShardWriter, iter_shard_files, write_json_atomic
+from curate.step import StepContext, TableInput
+
+COMPLETE = "_COMPLETE.json"
+
+
+class Observer(Protocol):
+    def step_started(self, planned: PlannedStep, total_rows: int | None, cached: bool) -> None: ...
+    def rows_done(self, planned: PlannedStep, rows: int) -> None: ...
+    def step_finished(self, planned: PlannedStep, record: dict[str, Any]) -> None: ...
+
+
+class NullObserver:
+    def step_started(self, planned: PlannedStep, total_rows: int | None, cached: bool) -> None:
+        pass
+
+    def rows_done(self, planned: PlannedStep, rows: int) -> None:
+        pass
+
+    def step_finished(self, planned: PlannedStep, record: dict[str, Any]) -> None:
+        pass
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Engine:
+    def __init__(self, plan: Plan, pm: PluginManager, observer: Observer | None = None):
+        self.plan = plan
+        self.pm = pm
+        self.observer = observer or NullObserver()
+        self.spec = plan.spec
+        self.run_dir = plan.run_dir
+
+    # -- public ---------------------------------------------------------------------------
+    def run(self, *, from_label: str | None = None, use_cache: bool = True) -> dict[str, Any]:
+        plan = self.plan
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        plan.store_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "spec.yaml").write_text(self.spec.dump_yaml())
+        if from_label is not None:
+            start = plan.by_label(from_label).index
+            for planned in plan.steps[start:]:
+                shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
+        if not use_cache:
+            for planned in plan.steps:
+                shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
+        plan.refresh_cache_status()
+
+        manifest = self._new_manifest()
+        write_manifest(self.run_dir, manifest)
+        self.pm.hook.curate_run_started(run_dir=self.run_dir, spec=self.spec)
+        started = time.perf_counter()
+        executor = plan.resolved.executor
+        assert executor is not None
+        try:
+            with plan.source.session(), executor.session():
+                for planned in plan.steps:
+                    record = self._run_step(planned, executor)
+                    manifest["steps"][planned.index] = record
+                    write_manifest(self.run_dir, manifest)
+                    self.pm.hook.curate_step_finished(run_dir=self.run_dir, record=record)
+                manifest["outputs"] = [self._write_output(o) for o in plan.outputs]
+        except BaseException as exc:
+            manifest["status"] = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            manifest["error"] = str(exc)
+            manifest["finished_at"] = _now()
+            write_manifest(self.run_dir, manifest)
+            raise
+        manifest["status"] = "complete"
+        manifest["finished_at"] = _now()
+        manifest["seconds"] = round(time.perf_counter() - started, 3)
+        write_manifest(self.run_dir, manifest)
+        write_views(self.run_dir, manifest)
+        self.pm.hook.curate_run_finished(run_dir=self.run_dir, manifest=manifest)
+        return manifest
+
+    # -- internals ------------------------------------------------------------------------
+    def _new_manifest(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "curate_version": __version__,
+            "python": platform.python_version(),
+            "name": self.spec.name,
+            "spec_hash": self.spec.hash(),
+            "spec_path": str(plan.loaded.path) if plan.loaded.path else None,
+            "run_dir": str(self.run_dir),
+            "store_dir": str(plan.store_dir),
+            "seed": self.spec.run.seed,
+            "executor": self.spec.run.executor.name,
+            "plugins": self.pm.plugin_versions(),
+            "status": "running",
+            "started_at": _now(),
+            "steps": [self._pending_record(p) for p in plan.steps],
+            "outputs": [],
+        }
+
+    def _pending_record(self, planned: PlannedStep) -> dict[str, Any]:
+        from curate.schema import describe
+
+        return {
+            "index": planned.index,
+            "label": planned.label,
+            "step": planned.kind,
+            "plugin": planned.plugin,
+            "plugin_version": planned.plugin_version,
+            "fingerprint": planned.fingerprint,
+            "params": planned.params,
+            "columns": describe(planned.output_schema),
+            "writes": describe(planned.writes()),
+            "path": str(self.plan.step_dir(planned)),
+            "complete": False,
+            "cached": False,
+        }
+
+    def _context(self, planned: PlannedStep) -> StepContext:
+        step_dir = self.plan.step_dir(planned)
+        artifacts = step_dir / "artifacts"
+        return StepContext(
+            run_dir=self.run_dir,
+            label=planned.label,
+            seed=self.spec.run.seed,
+            artifacts=artifacts,
+            progress=lambda rows: self.observer.rows_done(planned, rows),
+            memory_limit=self.spec.run.memory_limit,
+            extras={"store_dir": str(self.plan.store_dir), "step_dir": str(step_dir)},
+        )
+
+    def _input_of(self, planned: PlannedStep) -> TableInput:
+        upstream = self.plan.steps[planned.index - 1]
+        return TableInput(iter_shard_files(self.plan.step_dir(upstream)), upstream.output_schema)
+
+    def _run_step(self, planned: PlannedStep, executor: Any) -> dict[str, Any]:
+        step_dir = self.plan.step_dir(planned)
+        record = self._pending_record(planned)
+        complete = step_dir / COMPLETE
+        if complete.exists():
+            stats = json.loads(complete.read_text())
+            self.observer.step_started(planned, stats.get("rows_in"), True)
+            record.update(stats, cached=True, complete=True)
+            link_step(self.run_dir, planned.dirname, step_dir)
+            self.observer.step_finished(planned, record)
+            return record
+
+        started = time.perf_counter()
+        ctx = self._context(planned)
+        if planned.step is None:
+            stats = self._run_source(planned, step_dir, ctx)
+        elif planned.step.scope == "table":
+            stats = self._run_table_step(planned, step_dir, ctx, executor)
+        else:
+            stats = self._run_shard_step(planned, step_dir, ctx, executor)
+        stats["seconds"] = round(time.perf_counter() - started, 3)
+        stats["finished_at"] = _now()
+        write_json_atomic(stats, step_dir / COMPLETE)
+        record.update(stats, complete=True)
+        link_step(self.run_dir, planned.dirname, step_dir)
+        self.observer.step_finished(planned, record)
+        return record
+
+    def _partial(self, step_dir: Path) -> Path:
+        partial = step_dir.with_name(step_dir.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        return partial
+
+    def _commit(self, partial: Path, step_dir: Path) -> None:
+        shutil.rmtree(step_dir, ignore_errors=True)
+        partial.rename(step_dir)
+
+    def _run_source(self, planned: PlannedStep, step_dir: Path, ctx: StepContext) -> dict[str, Any]:
+        self.observer.step_started(planned, None, False)
+        partial = self._partial(step_dir)
+        ctx.artifacts = partial / "artifacts"
+        stats = ingest(self.plan.source, self.spec.source, planned.output_schema, partial,
+                       self.spec.run.shard_size, ctx)
+        self._commit(partial, step_dir)
+        return stats
+
+    def _run_table_step(self, planned: PlannedStep, step_dir: Path, ctx: StepContext, executor: Any):
+        step = planned.step
+        assert step is not None
+        table = self._input_of(planned)
+        total = _count_rows(table.files)
+        self.observer.step_started(planned, total, False)
+        partial = self._partial(step_dir)
+        ctx.artifacts = partial / "artifacts"
+        ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        writer = ShardWriter(step, partial, self.spec.run.shard_size, planned.output_schema)
+        step.setup(ctx)
+        try:
+            for frame in step.process_table(table, ctx):
+                writer.add(frame)
+        except CurateError:
+            raise
+        except Exception as exc:
+            raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
+        shards = writer.close(empty_schema=planned.output_schema)
+        self._commit(partial, step_dir)
+        return {
+            "rows_in": total,
+            "rows_out": writer.rows_out,
+            "dropped": dict(sorted(writer.dropped.items())),
+            "shards": shards,
+            "summary": step.summary(ctx),
+        }
+
+    def _run_shard_step(self, planned: PlannedStep, step_dir: Path, ctx: StepContext, executor: Any):
+        step = planned.step
+        assert step is not None
+        table = self._input_of(planned)
+        tasks = [ShardTask(i, path, step_dir) for i, path in enumerate(table.files)]
+        total = _count_rows(table.files)
+        self.observer.step_started(planned, total, False)
+        ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        # Steps may report rows inside a shard (model steps do, per batch); the rest of the
+        # shard's rows are reported when it finishes, so the bar always ends at the total.
+        reported: dict[int | None, int] = {}
+
+        def progress(rows: int) -> None:
+            reported[ctx.shard] = reported.get(ctx.shard, 0) + rows
+            self.observer.rows_done(planned, rows)
+
+        def on_done(stats: ShardStats) -> None:
+            rest = stats.rows_in - reported.pop(stats.index, 0)
+            if rest > 0:
+                self.observer.rows_done(planned, rest)
+
+        ctx.progress = progress
+        results: list[ShardStats] = executor.map_shards(step, tasks, ctx, planned.output_schema, on_done=on_done)
+        dropped: dict[str, int] = {}
+        for stats in results:
+            for reason, count in stats.dropped.items():
+                dropped[reason] = dropped.get(reason, 0) + count
+        return {
+            "rows_in": sum(s.rows_in for s in results),
+            "rows_out": sum(s.rows_out for s in results),
+            "dropped": dict(sorted(dropped.items())),
+            "shards": len(results),
+            "shard_seconds": round(sum(s.seconds for s in results), 3),
+        }
+
+    def _write_output(self, output: Any) -> dict[str, Any]:
+        planned = self.plan.by_label(output.step_label)
+        table = TableInput(iter_shard_files(self.plan.step_dir(planned)), planned.output_schema)
+        started = time.perf_counter()
+        facts = output.sink.write(table) or {}
+        return {
+            "format": output.sink.format,
+            "step": output.step_label,
+            "path": str(output.sink.ctx.output_path),
+            "seconds": round(time.perf_counter() - started, 3),
+            **facts,
+        }
+
+
+def _count_rows(files: list[Path]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)

@@ -1,0 +1,100 @@
+"""One error family. Every error says what was tried and how to fix it.
+
+They stay picklable (plain ``args``) because they cross process and Ray boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CurateError(Exception):
+    """Base of every error curate raises on purpose. The CLI prints it without a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec, located by its path (``steps[2].params.min_score``)."""
+
+    path: str
+    message: str
+    hint: str | None = None
+    line: int | None = None
+
+    def render(self, source_name: str | None = None) -> str:
+        where = self.path or "<spec>"
+        if self.line is not None:
+            where = f"{source_name or 'spec'}:{self.line}: {where}"
+        text = f"{where}: {self.message}"
+        return text if not self.hint else f"{text} ({self.hint})"
+
+
+class SpecError(CurateError):
+    """The spec is wrong. Carries every problem found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem] | str, source_name: str | None = None):
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        self.problems = list(problems)
+        self.source_name = source_name
+        count = len(self.problems)
+        header = f"{count} problem{'s' if count != 1 else ''} in {source_name or 'the spec'}:"
+        body = "\n".join("  - " + p.render(source_name) for p in self.problems)
+        super().__init__(f"{header}\n{body}")
+        self.args = (self.problems, source_name)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(CurateError):
+    """The command line asked for something impossible (missing run dir, unknown step label)."""
+
+    exit_code = 2
+
+
+class PluginError(CurateError):
+    """A plugin is broken or two plugins claim the same name."""
+
+
+class MissingDependencyError(CurateError):
+    """A step needs an optional package that is not installed; says the exact install line."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, modules: list[str], extra: str | None):
+        install = f"pip install 'curate[{extra}]'" if extra else "pip install " + " ".join(modules)
+        super().__init__(
+            f"{what} needs {', '.join(modules)}, which {'is' if len(modules) == 1 else 'are'} not installed",
+            hint=f"run: {install}",
+        )
+        self.args = (what, modules, extra)
+
+
+class SourceError(CurateError):
+    """The input data cannot be read as the spec says (missing file, missing column, bad format)."""
+
+    exit_code = 2
+
+
+class StepError(CurateError):
+    """A step failed while running; names the step and the shard."""
+
+    def __init__(self, step_label: str, shard: int | None, cause: str, hint: str | None = None):
+        where = f"step '{step_label}'" + (f", shard {shard}" if shard is not None else "")
+        super().__init__(f"{where} failed: {cause}", hint)
+        self.step_label = step_label
+        self.shard = shard
+        self.args = (step_label, shard, cause, hint)

@@ -1,0 +1,52 @@
+"""Executors decide where shards run. Steps never know which one runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
+from curate.params import Params
+from curate.schema import Schema
+from curate.shards import ShardStats, ShardTask, run_shard_task
+from curate.step import Step, StepContext
+
+ShardDone = Callable[[ShardStats], None]
+
+
+class Executor:
+    """Base class of executors. The default runs everything in this process, in order."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params: Params | None = None):
+        self.params = params if params is not None else type(self).Params()
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Held open for the run: connect to a cluster, start worker pools…"""
+        yield
+
+    def map_shards(
+        self,
+        step: Step,
+        tasks: list[ShardTask],
+        ctx: StepContext,
+        expected: Schema,
+        on_done: ShardDone,
+    ) -> list[ShardStats]:
+        """Run ``step`` over every task; call ``on_done`` as each shard finishes."""
+        step.setup(ctx)
+        results = []
+        ctx.shard = None
+        for task in tasks:
+            stats = run_shard_task(step, task, ctx, expected)
+            on_done(stats)
+            results.append(stats)
+        return results

@@ -1,0 +1,259 @@
+"""Planning: resolve plugins, read the source schema, push the schema through every step and
+check each step's declared columns — all before any row is processed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import CurateError, SpecError
+from curate.fingerprint import fingerprint
+from curate.ingest import canonical_schema
+from curate.plugins import PluginManager
+from curate.schema import UID, Schema, compatible, describe, dtype_name
+from curate.sink import Sink, SinkContext
+from curate.source import Source, SourceContext
+from curate.spec import LoadedSpec
+from curate.step import Step
+from curate.validation import Resolved, resolve
+
+
+@dataclass
+class PlannedStep:
+    index: int  # 0 is the source
+    label: str
+    kind: str  # the step's registered name, or "source:<format>"
+    step: Step | None  # None for the source
+    input_schema: Schema
+    output_schema: Schema
+    fingerprint: str
+    plugin: str | None
+    plugin_version: str
+    params: dict[str, Any]
+    cached: bool = False
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.index:02d}_{self.label}"
+
+    def writes(self) -> Schema:
+        return {k: v for k, v in self.output_schema.items() if k not in self.input_schema}
+
+
+@dataclass
+class PlannedOutput:
+    index: int
+    sink: Sink
+    step_label: str
+    path: str
+
+
+@dataclass
+class Plan:
+    loaded: LoadedSpec
+    resolved: Resolved
+    source: Source
+    run_dir: Path
+    store_dir: Path
+    steps: list[PlannedStep] = field(default_factory=list)  # steps[0] is the source
+    outputs: list[PlannedOutput] = field(default_factory=list)
+
+    @property
+    def spec(self):
+        return self.loaded.spec
+
+    def step_dir(self, planned: PlannedStep) -> Path:
+        return self.store_dir / planned.fingerprint
+
+    def by_label(self, label: str) -> PlannedStep:
+        for planned in self.steps:
+            if planned.label == label:
+                return planned
+        labels = [p.label for p in self.steps]
+        close = difflib.get_close_matches(label, labels, n=1)
+        from curate.errors import UsageError
+
+        raise UsageError(
+            f"no step labelled '{label}' in this spec",
+            f"did you mean '{close[0]}'?" if close else f"labels: {', '.join(labels)}",
+        )
+
+    def refresh_cache_status(self) -> None:
+        for planned in self.steps:
+            planned.cached = (self.step_dir(planned) / "_COMPLETE.json").exists()
+
+
+def run_dir_for(loaded: LoadedSpec, override: str | Path | None = None) -> Path:
+    if override is not None:
+        return Path(override).resolve()
+    return Path(loaded.spec.run.dir.replace("{name}", loaded.spec.name)).resolve()
+
+
+def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None = None) -> Plan:
+    """Build the plan or raise one SpecError with every problem found."""
+    spec = loaded.spec
+    resolved = resolve(loaded, pm)
+    problems = resolved.problems
+    assert problems is not None
+    run_path = run_dir_for(loaded, run_dir)
+    store = Path(spec.run.cache_dir).resolve() if spec.run.cache_dir else run_path / "store"
+
+    source: Source | None = None
+    schema: Schema | None = None
+    source_fp = ""
+    if resolved.source_cls is not None and resolved.source_params is not None:
+        ctx = SourceContext(
+            run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, path=spec.source.path
+        )
+        source = resolved.source_cls(resolved.source_params, ctx)
+        try:
+            raw_schema = source.schema()
+            schema, mapping_problems = canonical_schema(raw_schema, spec.source)
+            for loc, message, hint in mapping_problems:
+                problems.add(loc, message, hint)
+            source_fp = fingerprint(
+                kind="source",
+                source=source.fingerprint(),
+                columns=spec.source.columns,
+                keep=spec.source.keep,
+                uid=spec.source.uid_columns,
+                shard_size=spec.run.shard_size,
+            )
+        except CurateError as exc:
+            problems.add(("source",), exc.message, exc.hint)
+            schema = None
+
+    plan_steps: list[PlannedStep] = []
+    if source is not None and schema is not None:
+        source_label = "source"
+        plan_steps.append(
+            PlannedStep(
+                index=0,
+                label=source_label,
+                kind=f"source:{source.format}",
+                step=None,
+                input_schema={},
+                output_schema=schema,
+                fingerprint=source_fp,
+                plugin=pm.sources.owners.get(source.format),
+                plugin_version=pm.version_of("source", source.format),
+                params=source.describe(),
+            )
+        )
+
+    upstream_fp = source_fp
+    for index, (step_spec, step) in enumerate(zip(spec.steps, resolved.steps)):
+        loc = ("steps", index)
+        if step is None or schema is None:
+            schema = None  # unknown from here on: checking further would only echo this problem
+            continue
+        step_problems = check_columns(step, schema)
+        for message, hint in step_problems:
+            problems.add(loc + ("step",), message, hint)
+        try:
+            for message in step.plan_check(schema):
+                problems.add(loc + ("params",), message)
+        except CurateError as exc:
+            problems.add(loc + ("params",), exc.message, exc.hint)
+        if step_problems:
+            schema = None
+            continue
+        output_schema = step.output_schema(schema)
+        if UID not in output_schema:
+            problems.add(loc + ("params",), "the step's output would lose the 'uid' column", "keep uid")
+        version = pm.version_of("step", step.name)
+        step_fp = fingerprint(
+            kind="step",
+            step=step.name,
+            step_version=step.version,
+            plugin_version=version,
+            params=step.params.fingerprint_dict(),
+            input=upstream_fp,
+            seed=spec.run.seed if getattr(step, "random", False) else None,
+        )
+        plan_steps.append(
+            PlannedStep(
+                index=index + 1,
+                label=step.label,
+                kind=step.name,
+                step=step,
+                input_schema=schema,
+                output_schema=output_schema,
+                fingerprint=step_fp,
+                plugin=pm.steps.owners.get(step.name),
+                plugin_version=version,
+                params=step.params.model_dump(mode="json"),
+            )
+        )
+        upstream_fp = step_fp
+        schema = output_schema
+
+    outputs: list[PlannedOutput] = []
+    sink_iter = iter(resolved.sinks)
+    for index, output_spec in enumerate(spec.outputs):
+        sink_cls = pm.sinks.get(output_spec.format)
+        if sink_cls is None:
+            continue
+        pair = next(sink_iter, None)
+        if pair is None:
+            break
+        cls, params = pair
+        label = output_spec.step or (plan_steps[-1].label if plan_steps else "source")
+        ctx = SinkContext(
+            run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, label=label, path=output_spec.path
+        )
+        sink = cls(params, ctx)
+        upstream = next((p for p in plan_steps if p.label == label), None)
+        if upstream is not None:
+            for name, dtype in getattr(cls, "reads", {}).items():
+                if name not in upstream.output_schema:
+                    problems.add(("outputs", index, "format"), f"output '{output_spec.format}' needs column "
+                                 f"'{name}', which step '{label}' does not produce")
+        outputs.append(PlannedOutput(index, sink, label, output_spec.path))
+
+    problems.raise_if_any()
+    assert source is not None
+    plan = Plan(loaded, resolved, source, run_path, store, plan_steps, outputs)
+    plan.refresh_cache_status()
+    return plan
+
+
+def check_columns(step: Step, schema: Schema) -> list[tuple[str, str | None]]:
+    out = []
+    for name, dtype in step.input_columns().items():
+        if name not in schema:
+            close = difflib.get_close_matches(name, list(schema), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(schema)}"
+            out.append((f"step '{step.label}' reads column '{name}', which no upstream step produces", hint))
+        elif not compatible(schema[name], dtype):
+            out.append((
+                f"step '{step.label}' reads '{name}' as {dtype_name(dtype)}, but upstream it is "
+                f"{dtype_name(schema[name])}",
+                "cast it with an 'sql' step first",
+            ))
+    return out
+
+
+def plan_rows(plan: Plan) -> list[dict[str, Any]]:
+    """A printable summary of the plan (used by ``curate plan`` and tests)."""
+    rows = []
+    for planned in plan.steps:
+        rows.append({
+            "index": planned.index,
+            "label": planned.label,
+            "step": planned.kind,
+            "reads": describe(planned.step.input_columns()) if planned.step else {},
+            "writes": describe(planned.writes()),
+            "removes": [c for c in planned.input_schema if c not in planned.output_schema],
+            "fingerprint": planned.fingerprint,
+            "cached": planned.cached,
+        })
+    return rows
+
+
+__all__ = ["Plan", "PlannedStep", "PlannedOutput", "make_plan", "plan_rows", "SpecError", "pl"]

@@ -1,0 +1,175 @@
+"""The plugin manager: entry-point discovery, registries of steps/sources/sinks/executors."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from curate import hookspecs
+from curate.errors import PluginError
+
+ENTRY_POINT_GROUP = "curate"
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin could not be imported; the run goes on without it."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+
+
+@dataclass
+class Registry:
+    """Name → class for one kind of extension, remembering which plugin provided each."""
+
+    kind: str
+    classes: dict[str, type] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def add(self, key: str, cls: type, owner: str) -> None:
+        if key in self.classes and self.classes[key] is not cls:
+            raise PluginError(
+                f"{self.kind} '{key}' is provided by both plugin '{self.owners[key]}' and plugin '{owner}'",
+                hint="uninstall one of them, or rename the class's name in your plugin",
+            )
+        self.classes[key] = cls
+        self.owners[key] = owner
+
+    def get(self, key: str) -> type | None:
+        return self.classes.get(key)
+
+    def suggest(self, key: str) -> str | None:
+        close = difflib.get_close_matches(key, list(self.classes), n=1, cutoff=0.6)
+        return close[0] if close else None
+
+    def names(self) -> list[str]:
+        return sorted(self.classes)
+
+
+class PluginManager:
+    def __init__(self, *, load_entry_points: bool = True):
+        self.pm = pluggy.PluginManager("curate")
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self.failed: dict[str, str] = {}
+        self._registries: dict[str, Registry] | None = None
+        if os.environ.get("CURATE_TRACE_PLUGINS"):
+            self.pm.trace.root.setwriter(lambda text: sys.stderr.write(text))
+            self.pm.enable_tracing()
+        if load_entry_points:
+            self.load_entry_points()
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def load_entry_points(self) -> None:
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if self.pm.has_plugin(entry_point.name) or entry_point.name in self.failed:
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:  # a broken plugin must not break every run
+                self.failed[entry_point.name] = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"curate plugin '{entry_point.name}' ({entry_point.value}) failed to import and is "
+                    f"skipped: {type(exc).__name__}: {exc}",
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
+                continue
+            dist = entry_point.dist
+            self.register(
+                plugin,
+                name=entry_point.name,
+                distribution=dist.metadata["Name"] if dist else None,
+                version=dist.version if dist else None,
+            )
+
+    def register(self, plugin: Any, name: str, distribution: str | None = None, version: str | None = None):
+        self.pm.register(plugin, name=name)
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        self.infos[name] = PluginInfo(name, module, distribution, version)
+        self._registries = None
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.infos.pop(name, None)
+        self._registries = None
+
+    # -- registries -----------------------------------------------------------------------
+    def _collect(self, kind: str, hook_name: str, key_attr: str) -> Registry:
+        registry = Registry(kind)
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            owner = impl.plugin_name
+            result = impl.function()
+            for cls in result or []:
+                key = getattr(cls, key_attr, None)
+                if not key:
+                    raise PluginError(f"plugin '{owner}' registered {cls!r} without a '{key_attr}'")
+                registry.add(key, cls, owner)
+        return registry
+
+    def registries(self) -> dict[str, Registry]:
+        if self._registries is None:
+            self._registries = {
+                "step": self._collect("step", "curate_register_steps", "name"),
+                "source": self._collect("source", "curate_register_sources", "format"),
+                "sink": self._collect("sink", "curate_register_sinks", "format"),
+                "executor": self._collect("executor", "curate_register_executors", "name"),
+            }
+        return self._registries
+
+    @property
+    def steps(self) -> Registry:
+        return self.registries()["step"]
+
+    @property
+    def sources(self) -> Registry:
+        return self.registries()["source"]
+
+    @property
+    def sinks(self) -> Registry:
+        return self.registries()["sink"]
+
+    @property
+    def executors(self) -> Registry:
+        return self.registries()["executor"]
+
+    def version_of(self, kind: str, key: str) -> str:
+        """The version of the plugin that provides ``key`` (part of every cache fingerprint)."""
+        owner = self.registries()[kind].owners.get(key)
+        info = self.infos.get(owner or "")
+        return (info.version if info and info.version else "0") if info else "0"
+
+    def plugin_versions(self) -> dict[str, str | None]:
+        return {name: info.version for name, info in sorted(self.infos.items())}
+
+
+_default: PluginManager | None = None
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide manager with every installed plugin loaded (created on first use)."""
+    global _default
+    if _default is None:
+        _default = PluginManager()
+    return _default
+
+
+def reset_plugin_manager() -> None:
+    global _default
+    _default = None

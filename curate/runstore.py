@@ -1,0 +1,128 @@
+"""The run directory: a place you can read with DuckDB, resume, and inspect.
+
+    RUN_DIR/
+      spec.yaml            the spec as run
+      manifest.json        spec hash, plugin versions, per-step fingerprints, rows, drops, timings
+      curate.duckdb        one view per step output ("03_clip_filter"), its drops, and `lineage`
+      steps/NN_label       → store/<fingerprint> (symlinks, for people and shells)
+      store/<fingerprint>/ data/shard-*.parquet, dropped/shard-*.parquet, shards/*.json markers,
+                           artifacts/ (sidecars: embeddings, indexes), _COMPLETE.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import UsageError
+from curate.shards import write_json_atomic
+
+MANIFEST = "manifest.json"
+DATABASE = "curate.duckdb"
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        raise UsageError(
+            f"{run_dir} is not a curate run directory (no {MANIFEST})",
+            "pass the directory a 'curate run' wrote, e.g. runs/quickstart",
+        )
+    return json.loads(path.read_text())
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    write_json_atomic(manifest, Path(run_dir) / MANIFEST)
+
+
+def link_step(run_dir: Path, dirname: str, target: Path) -> None:
+    steps = run_dir / "steps"
+    steps.mkdir(parents=True, exist_ok=True)
+    link = steps / dirname
+    for stale in steps.glob(dirname.split("_", 1)[0] + "_*"):
+        if stale.is_symlink() or stale.is_file():
+            stale.unlink()
+    try:
+        os.symlink(os.path.relpath(target, steps), link)
+    except OSError:  # filesystems without symlinks: a pointer file does the same job
+        link.write_text(str(target))
+
+
+def _parquet_list(files: list[Path]) -> str:
+    return "[" + ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in files) + "]"
+
+
+def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
+    """(Re)create curate.duckdb with a view per step, per step's drops, and a lineage view."""
+    import duckdb
+
+    db_path = Path(run_dir) / DATABASE
+    tmp = db_path.with_name(f".{DATABASE}.{os.getpid()}.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    con = duckdb.connect(str(tmp))
+    try:
+        _create_views(con, manifest)
+    except BaseException:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    con.close()
+    os.replace(tmp, db_path)
+    return db_path
+
+
+def _create_views(con, manifest: dict[str, Any]) -> None:
+    lineage_parts = []
+    for record in manifest.get("steps", []):
+        if not record.get("complete"):
+            continue
+        store = Path(record["path"])
+        name = f"{record['index']:02d}_{record['label']}"
+        data = sorted((store / "data").glob("shard-*.parquet"))
+        if data:
+            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({_parquet_list(data)})')
+        dropped = sorted((store / "dropped").glob("shard-*.parquet"))
+        if dropped:
+            columns = set()
+            for path in dropped:
+                columns.update(pl.read_parquet_schema(path))
+            con.execute(
+                f'CREATE VIEW "{name}_dropped" AS SELECT * FROM read_parquet({_parquet_list(dropped)}, '
+                "union_by_name = true)"
+            )
+            duplicate = "_duplicate_of" if "_duplicate_of" in columns else "NULL::VARCHAR"
+            if "_drop_reason" not in columns:
+                continue
+            lineage_parts.append(
+                f"SELECT uid, {record['index']} AS step_index, '{record['label']}' AS step, "
+                f'_drop_reason AS reason, {duplicate} AS duplicate_of FROM "{name}_dropped"'
+            )
+    if lineage_parts:
+        con.execute("CREATE VIEW lineage AS " + " UNION ALL ".join(lineage_parts))
+    final = [r for r in manifest.get("steps", []) if r.get("complete")]
+    if final:
+        last = final[-1]
+        con.execute(f'CREATE VIEW final AS SELECT * FROM "{last["index"]:02d}_{last["label"]}"')
+
+
+def funnel(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows per step with drop reasons and timings, for ``curate inspect`` and the report."""
+    rows = []
+    for record in manifest.get("steps", []):
+        rows.append({
+            "index": record["index"],
+            "label": record["label"],
+            "step": record["step"],
+            "rows_in": record.get("rows_in"),
+            "rows_out": record.get("rows_out"),
+            "dropped": record.get("dropped", {}),
+            "seconds": record.get("seconds"),
+            "cached": record.get("cached", False),
+            "complete": record.get("complete", False),
+        })
+    return rows

@@ -1,0 +1,224 @@
+"""Running one step over one shard, and writing shards atomically.
+
+Executors call :func:`run_shard_task`; it is a plain function of (step, task, context) so it can
+run in-process, in a worker process or in a Ray actor with the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from curate.errors import CurateError, StepError
+from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, compatible, dtype_name
+from curate.step import Step, StepContext
+
+PARQUET_OPTIONS = {"compression": "zstd", "statistics": True}
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    index: int
+    input: Path
+    output_dir: Path  # the step's store directory
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:05d}.parquet"
+
+    @property
+    def output(self) -> Path:
+        return self.output_dir / "data" / self.name
+
+    @property
+    def dropped(self) -> Path:
+        return self.output_dir / "dropped" / self.name
+
+    @property
+    def marker(self) -> Path:
+        return self.output_dir / "shards" / f"{self.index:05d}.json"
+
+
+@dataclass
+class ShardStats:
+    index: int
+    rows_in: int
+    rows_out: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ShardStats:
+        return cls(**data)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+    """Write to a temporary name and rename, so a crash never leaves a half-written shard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.write_parquet(tmp, **PARQUET_OPTIONS)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def split_dropped(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Separate kept rows from rows a step marked with ``_drop_reason``."""
+    if DROP_REASON not in frame.columns:
+        kept = frame.drop([c for c in (DUPLICATE_OF,) if c in frame.columns])
+        return kept, kept.clear().with_columns(pl.lit(None, pl.Utf8).alias(DROP_REASON))
+    mask = frame[DROP_REASON].is_null()
+    kept = frame.filter(mask).drop([c for c in (DROP_REASON, DUPLICATE_OF) if c in frame.columns])
+    dropped = frame.filter(~mask)
+    return kept, dropped
+
+
+def drop_counts(dropped: pl.DataFrame) -> dict[str, int]:
+    if dropped.height == 0 or DROP_REASON not in dropped.columns:
+        return {}
+    counts = dropped.group_by(DROP_REASON).len().sort(DROP_REASON)
+    return {row[0]: int(row[1]) for row in counts.iter_rows()}
+
+
+def check_output(step: Step, frame: pl.DataFrame, expected: Schema, shard: int | None) -> pl.DataFrame:
+    """Declared writes must be present with the declared type; column order follows the plan."""
+    problems = []
+    if UID not in frame.columns:
+        problems.append("the output lost the 'uid' column")
+    for name, dtype in expected.items():
+        if name not in frame.columns:
+            problems.append(f"declared column '{name}' is missing from the output")
+        elif not compatible(frame.schema[name], dtype):
+            problems.append(
+                f"column '{name}' is {dtype_name(frame.schema[name])}, the plan says {dtype_name(dtype)}"
+            )
+    if problems:
+        raise StepError(step.label, shard, "; ".join(problems), hint="this is a bug in the step's plugin")
+    ordered = [c for c in expected if c in frame.columns]
+    extra = [c for c in frame.columns if c not in expected]
+    out = frame.select(ordered + extra)
+    casts = {n: d for n, d in expected.items() if out.schema[n] != d and d != pl.Null}
+    if casts:
+        out = out.with_columns([pl.col(n).cast(d, strict=False) for n, d in casts.items()])
+    return out
+
+
+def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Schema) -> ShardStats:
+    """Process one shard and record it done. Idempotent: an existing marker means done."""
+    if task.marker.exists():
+        return ShardStats.from_json(json.loads(task.marker.read_text()))
+    started = time.perf_counter()
+    table = pl.read_parquet(task.input)
+    ctx.shard = task.index
+    try:
+        result = step.process_shard(table, ctx)
+    except CurateError:
+        raise
+    except Exception as exc:  # a plugin's bug: name the step and shard, keep the cause
+        raise StepError(step.label, task.index, f"{type(exc).__name__}: {exc}") from exc
+    kept, dropped = split_dropped(result)
+    kept = check_output(step, kept, expected, task.index)
+    write_parquet_atomic(kept, task.output)
+    write_parquet_atomic(dropped, task.dropped)
+    stats = ShardStats(
+        index=task.index,
+        rows_in=table.height,
+        rows_out=kept.height,
+        dropped=drop_counts(dropped),
+        seconds=round(time.perf_counter() - started, 4),
+    )
+    write_json_atomic(stats.to_json(), task.marker)
+    return stats
+
+
+class ShardWriter:
+    """Re-shards a stream of frames into fixed-size shards (table-scope steps, sources)."""
+
+    def __init__(self, step: Step | None, output_dir: Path, shard_size: int, expected: Schema | None):
+        self.step = step
+        self.output_dir = output_dir
+        self.shard_size = shard_size
+        self.expected = expected
+        self.pending: list[pl.DataFrame] = []
+        self.pending_rows = 0
+        self.pending_dropped: list[pl.DataFrame] = []
+        self.index = 0
+        self.rows_out = 0
+        self.rows_in = 0
+        self.dropped: dict[str, int] = {}
+        self.dropped_rows = 0
+        self.dropped_index = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        kept, dropped = split_dropped(frame)
+        self.rows_in += frame.height
+        if dropped.height:
+            self.pending_dropped.append(dropped)
+            self.dropped_rows += dropped.height
+            if self.dropped_rows >= self.shard_size:
+                self._flush_dropped()
+            for reason, count in drop_counts(dropped).items():
+                self.dropped[reason] = self.dropped.get(reason, 0) + count
+        if kept.height:
+            self.pending.append(kept)
+            self.pending_rows += kept.height
+        while self.pending_rows >= self.shard_size:
+            self._flush(self.shard_size)
+
+    def _flush(self, rows: int) -> None:
+        data = pl.concat(self.pending, how="vertical_relaxed") if self.pending else None
+        if data is None or data.height == 0:
+            return
+        head, tail = data.head(rows), data.slice(rows)
+        if self.expected is not None and self.step is not None:
+            head = check_output(self.step, head, self.expected, self.index)
+        task = ShardTask(self.index, Path(), self.output_dir)
+        write_parquet_atomic(head, task.output)
+        self.rows_out += head.height
+        self.index += 1
+        self.pending = [tail] if tail.height else []
+        self.pending_rows = tail.height
+
+    def _flush_dropped(self) -> None:
+        path = self.output_dir / "dropped" / f"shard-{self.dropped_index:05d}.parquet"
+        write_parquet_atomic(pl.concat(self.pending_dropped, how="diagonal_relaxed"), path)
+        self.dropped_index += 1
+        self.pending_dropped = []
+        self.dropped_rows = 0
+
+    def close(self, empty_schema: Schema | None = None) -> int:
+        """Flush what is left; always write at least one (possibly empty) shard. Returns shards."""
+        if self.pending_rows:
+            self._flush(self.pending_rows)
+        if self.index == 0:
+            schema = empty_schema or (self.expected or {})
+            write_parquet_atomic(pl.DataFrame(schema=schema), ShardTask(0, Path(), self.output_dir).output)
+            self.index = 1
+        if self.pending_dropped:
+            self._flush_dropped()
+        if self.dropped_index == 0:
+            empty = pl.DataFrame(schema={UID: pl.Utf8, DROP_REASON: pl.Utf8})
+            write_parquet_atomic(empty, self.output_dir / "dropped" / "shard-00000.parquet")
+        return self.index
+
+
+def iter_shard_files(step_dir: Path) -> list[Path]:
+    return sorted((step_dir / "data").glob("shard-*.parquet"))
+
+
+def iter_dropped_files(step_dir: Path) -> Iterable[Path]:
+    return sorted((step_dir / "dropped").glob("shard-*.parquet"))

@@ -1,0 +1,71 @@
+"""A source turns the spec's ``source:`` section into lazy frames of raw rows.
+
+The engine maps columns to the canonical names, adds the stable ``uid`` and shards the result;
+a source only has to say what its rows are and what identifies its data (for the cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import polars as pl
+
+from curate.params import Params
+
+
+@dataclass
+class SourceContext:
+    run_dir: Path
+    spec_dir: Path  # relative paths in the spec are relative to the spec file
+    seed: int
+    path: str | None = None  # the spec's source.path, for file-based sources
+
+    def resolve(self, path: str | Path) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.spec_dir / p)
+
+
+class Source:
+    """Base class of sources. Subclass, set ``format`` and ``Params``, implement :meth:`scan`."""
+
+    format: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params: Params, ctx: SourceContext):
+        self.params = params
+        self.ctx = ctx
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Held open for the whole run: start a server, mount a bucket… Default: nothing."""
+        yield
+
+    def fingerprint(self) -> str:
+        """What identifies the data. Default: params. File sources add file sizes and mtimes."""
+        payload = {"format": self.format, "version": self.version, "params": self.params.model_dump(mode="json")}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def schema(self) -> dict[str, pl.DataType]:
+        """Column names and types, cheaply (no full read). Default: the first frame's schema."""
+        for frame in self.scan():
+            return dict(frame.collect_schema())
+        return {}
+
+    def scan(self) -> Iterator[pl.LazyFrame]:
+        """Lazy frames in a stable order (one per file, say). Their order defines row order."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"format": self.format, **self.params.model_dump(mode="json")}

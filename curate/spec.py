@@ -1,0 +1,271 @@
+"""The curation spec: YAML, parsed with a safe loader into pydantic models with unknown keys
+forbidden. Step/source/sink params are validated by the plugin's own ``Params`` model later, in
+:mod:`curate.validation`, so every problem is reported with its path in one go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from curate.errors import Problem, SpecError
+
+LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(_Model):
+    format: str = Field("auto", description="parquet, csv, tsv, jsonl, auto (by extension), or a plugin's format")
+    path: str | None = Field(None, description="a file, a glob or a directory (relative to the spec file)")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="canonical name ← source column, e.g. {url: URL, alt_text: TEXT}"
+    )
+    keep: list[str] | None = Field(None, description="extra source columns to keep (default: all)")
+    uid_columns: list[str] = Field(["url", "alt_text"], description="canonical columns the uid is derived from")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepSpec(_Model):
+    step: str
+    name: str | None = Field(None, description="a label, unique in the spec (default: the step name)")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        if value is not None and not LABEL_PATTERN.match(value):
+            raise ValueError("must be letters, digits and underscores, not starting with a digit")
+        return value
+
+
+class OutputSpec(_Model):
+    format: str
+    path: str
+    step: str | None = Field(None, description="label of the step whose output to write (default: last)")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutorSpec(_Model):
+    name: str = "local"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSpec(_Model):
+    dir: str = Field("runs/{name}", description="run directory; {name} is the spec's name")
+    seed: int = 0
+    shard_size: int = Field(100_000, gt=0, description="rows per shard; bounds memory per step")
+    memory_limit: str = Field("4GB", description="DuckDB memory limit for table-wide steps (spills beyond)")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    cache_dir: str | None = Field(None, description="content-addressed step store (default: RUN_DIR/store)")
+    report: bool = Field(True, description="write report.html at the end (when a report plugin is installed)")
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class Spec(_Model):
+    version: int = 1
+    name: str = "curation"
+    description: str | None = None
+    source: SourceSpec
+    steps: list[StepSpec] = Field(default_factory=list)
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> Spec:
+        seen: dict[str, int] = {}
+        for index, step in enumerate(self.steps):
+            label = step.name or step.step
+            if label in seen:
+                raise ValueError(
+                    f"steps[{index}] and steps[{seen[label]}] are both labelled '{label}': "
+                    "give one of them a distinct 'name:'"
+                )
+            seen[label] = index
+        return self
+
+    def labels(self) -> list[str]:
+        return [s.name or s.step for s in self.steps]
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    def dump_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
+
+
+class LoadedSpec:
+    """A parsed spec plus where it came from, so problems can name lines."""
+
+    def __init__(self, spec: Spec, path: Path | None, node: yaml.Node | None):
+        self.spec = spec
+        self.path = path
+        self.node = node
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def source_name(self) -> str:
+        return str(self.path) if self.path else "spec"
+
+    def line_of(self, path: tuple[str | int, ...]) -> int | None:
+        return line_of(self.node, path)
+
+
+def line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
+    """1-based line of the YAML node at ``path`` (or of its deepest existing parent)."""
+    best = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if key.value == part:
+                    node = value
+                    best = key.start_mark.line + 1
+                    break
+            else:
+                return best
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            best = node.start_mark.line + 1
+        else:
+            return best
+    return best
+
+
+def format_path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def problems_from_validation(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[tuple]:
+    """Pydantic errors → (path tuple, message) with messages a data engineer can act on."""
+    out = []
+    for item in error.errors(include_url=False):
+        loc = prefix + tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        out.append((loc, humanize(item)))
+    return out
+
+
+def humanize(item: dict) -> str:
+    kind, ctx, value = item["type"], item.get("ctx", {}), item.get("input")
+    shown = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    bounds = {
+        "less_than_equal": ("≤", "le"),
+        "less_than": ("<", "lt"),
+        "greater_than_equal": ("≥", "ge"),
+        "greater_than": (">", "gt"),
+    }
+    if kind in bounds:
+        sign, key = bounds[kind]
+        return f"must be {sign} {ctx.get(key)}, got {shown}"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required, but missing"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {shown}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{item['msg'].lower()}, got {shown}"
+    message = item["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return message
+
+
+def parse_yaml(text: str, source_name: str = "spec") -> tuple[Any, yaml.Node | None]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([Problem("", f"not valid YAML: {problem}", line=line)], source_name) from None
+    return data, node
+
+
+def load_spec_text(text: str, path: Path | None = None) -> LoadedSpec:
+    """Parse and check the spec's structure (not yet its plugins' params: see validation)."""
+    source_name = str(path) if path else "spec"
+    data, node = parse_yaml(text, source_name)
+    if not isinstance(data, dict):
+        raise SpecError([Problem("", "a spec is a YAML mapping with at least a 'source:' section")], source_name)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for loc, message in problems_from_validation(exc):
+            hint = None
+            if message == "unknown key":
+                hint = _close_key(loc, data)
+            problems.append(Problem(format_path(loc), message, hint=hint, line=line_of(node, loc)))
+        raise SpecError(problems, source_name) from None
+    return LoadedSpec(spec, path, node)
+
+
+def _close_key(loc: tuple, data: Any) -> str | None:
+    import difflib
+
+    models: dict[tuple, type[BaseModel]] = {(): Spec}
+    parent = loc[:-1]
+    model = _model_at(parent)
+    if model is None:
+        return None
+    match = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    del models
+    return f"did you mean '{match[0]}'?" if match else f"allowed keys: {', '.join(model.model_fields)}"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Spec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        candidates = [annotation] + list(inner or [])
+        for candidate in candidates:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+            for arg in getattr(candidate, "__args__", ()) or ():
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    model = arg
+                    break
+        else:
+            pass
+    return model
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    path = Path(path)
+    if not path.exists():
+        raise SpecError([Problem("", f"spec file not found: {path}")], str(path))
+    return load_spec_text(path.read_text(encoding="utf-8"), path)

@@ -1,0 +1,149 @@
+"""A step is a small class that declares its contract: params, columns read, columns written.
+
+The engine checks the contract at plan time (reads ⊆ upstream schema, so a typo fails before
+any GPU minute is spent) and after each shard (declared writes are present). A step never knows
+which executor runs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import polars as pl
+
+from curate.errors import MissingDependencyError
+from curate.params import Params
+from curate.schema import Schema
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+@dataclass
+class StepContext:
+    """What a running step may know about its surroundings."""
+
+    run_dir: Path
+    label: str
+    seed: int
+    artifacts: Path  # the step's own directory for sidecar files (embeddings, models, indexes)
+    shard: int | None = None
+    progress: Any = None  # callable(advance_rows: int) or None
+    memory_limit: str = "4GB"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def advance(self, rows: int) -> None:
+        if self.progress is not None:
+            self.progress(rows)
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory DuckDB connection that spills to the run directory."""
+        import duckdb
+
+        tmp = self.run_dir / "tmp" / "duckdb"
+        tmp.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect()
+        con.execute(f"SET memory_limit='{self.memory_limit}'")
+        con.execute(f"SET temp_directory='{tmp.as_posix()}'")
+        con.execute("SET preserve_insertion_order=true")
+        return con
+
+
+@dataclass
+class TableInput:
+    """The whole upstream table, as ordered Parquet shards, for steps that need every row."""
+
+    files: list[Path]
+    schema: Schema
+
+    def scan(self) -> pl.LazyFrame:
+        if not self.files:
+            return pl.LazyFrame(schema=self.schema)
+        return pl.scan_parquet([str(f) for f in self.files])
+
+    def duckdb_relation_sql(self) -> str:
+        """SQL for a relation over all shards, with ``_shard``/``_row`` giving the input order."""
+        if not self.files:
+            raise ValueError("empty input has no relation; check TableInput.files first")
+        paths = ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in self.files)
+        return f"read_parquet([{paths}], filename = '_shard', file_row_number = true)"
+
+
+class Step:
+    """Base class of every step. Subclass, set the class attributes, implement one method.
+
+    ``scope = "shard"``: implement :meth:`process_shard`; rows are processed shard by shard and
+    a row's result may depend only on that row (executors may run shards anywhere, in any order).
+    ``scope = "table"``: implement :meth:`process_table`; the step sees every row (dedup, top-k).
+
+    To drop rows, return them with a non-null ``_drop_reason`` column (and ``_duplicate_of``
+    for dedups); the engine moves them to the step's ``dropped`` table so nothing is lost.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"  # bump when the output for the same params changes
+    requires: ClassVar[tuple[str, ...]] = ()  # importable module names
+    extra: ClassVar[str | None] = None  # the pip extra that provides them
+    scope: ClassVar[Literal["shard", "table"]] = "shard"
+    reads: ClassVar[Schema] = {}
+    writes: ClassVar[Schema] = {}
+    drops_rows: ClassVar[bool] = False
+    uses_model: ClassVar[bool] = False  # executors keep one instance per worker (actor pools)
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params: Params | None = None, *, label: str | None = None):
+        self.params = params if params is not None else type(self).Params()
+        self.label = label or self.name
+
+    # -- contract -------------------------------------------------------------------------
+    @classmethod
+    def missing_modules(cls) -> list[str]:
+        return [m for m in cls.requires if importlib.util.find_spec(m) is None]
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        missing = cls.missing_modules()
+        if missing:
+            raise MissingDependencyError(f"step '{cls.name}'", missing, cls.extra)
+
+    def input_columns(self) -> Schema:
+        """Columns (and types) this step reads. Override when they depend on params."""
+        return dict(self.reads)
+
+    def output_schema(self, input_schema: Schema) -> Schema:
+        """The schema after this step. Default: input plus declared writes."""
+        out = dict(input_schema)
+        out.update(self.output_columns())
+        return out
+
+    def output_columns(self) -> Schema:
+        """Columns this step writes. Override when they depend on params."""
+        return dict(self.writes)
+
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        """Extra plan-time checks (e.g. an SQL expression binds). Return problems as text."""
+        return []
+
+    # -- running --------------------------------------------------------------------------
+    def setup(self, ctx: StepContext) -> None:
+        """Load models or other expensive state; called once per worker before any shard."""
+
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        raise NotImplementedError(f"step '{self.name}' has scope 'shard' but no process_shard()")
+
+    def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
+        raise NotImplementedError(f"step '{self.name}' has scope 'table' but no process_table()")
+
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        """Facts worth keeping in the manifest after the step ran (thresholds used, …)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label!r} {self.params!r}>"

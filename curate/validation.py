@@ -1,0 +1,144 @@
+"""Resolve a spec against the installed plugins and collect *every* problem, each with its path.
+
+Structure problems come from :mod:`curate.spec`; this module adds unknown names (with the closest
+match), params that their plugin's ``Params`` model rejects, and missing optional dependencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from curate.errors import Problem, SpecError
+from curate.executor import Executor
+from curate.plugins import PluginManager, Registry
+from curate.sink import Sink
+from curate.source import Source
+from curate.spec import LoadedSpec, format_path, problems_from_validation
+from curate.step import Step
+
+FILE_FORMATS = ("parquet", "csv", "tsv", "jsonl", "auto")
+
+
+@dataclass
+class Resolved:
+    """The spec with every plugin class found and every params model validated."""
+
+    loaded: LoadedSpec
+    source_cls: type[Source] | None = None
+    source_params: Any = None
+    steps: list[Step | None] = field(default_factory=list)  # aligned with spec.steps; None = broken
+    sinks: list[tuple[type[Sink], Any]] = field(default_factory=list)
+    executor: Executor | None = None
+    problems: ProblemList | None = None
+
+
+class ProblemList:
+    def __init__(self, loaded: LoadedSpec):
+        self.loaded = loaded
+        self.items: list[Problem] = []
+
+    def add(self, loc: tuple, message: str, hint: str | None = None) -> None:
+        self.items.append(Problem(format_path(loc), message, hint, self.loaded.line_of(loc)))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SpecError(self.items, self.loaded.source_name)
+
+
+def _lookup(registry: Registry, key: str, loc: tuple, problems: ProblemList, what: str) -> type | None:
+    cls = registry.get(key)
+    if cls is None:
+        close = registry.suggest(key)
+        hint = f"did you mean '{close}'?" if close else f"installed: {', '.join(registry.names()) or 'none'}"
+        problems.add(loc, f"unknown {what} '{key}'", hint)
+    return cls
+
+
+def _params(cls: type, raw: dict, loc: tuple, problems: ProblemList) -> Any:
+    try:
+        return cls.Params.model_validate(raw)
+    except ValidationError as exc:
+        for sub_loc, message in problems_from_validation(exc, loc):
+            hint = None
+            if message == "unknown key":
+                import difflib
+
+                close = difflib.get_close_matches(str(sub_loc[-1]), list(cls.Params.model_fields), n=1)
+                fields = ", ".join(cls.Params.model_fields) or "none"
+                hint = f"did you mean '{close[0]}'?" if close else f"{cls.__name__} accepts: {fields}"
+            problems.add(sub_loc, message, hint)
+        return None
+
+
+def _requirements(cls: type, loc: tuple, problems: ProblemList, what: str) -> None:
+    missing = [m for m in getattr(cls, "requires", ()) if _find_spec(m) is None]
+    if missing:
+        extra = getattr(cls, "extra", None)
+        install = f"pip install 'curate[{extra}]'" if extra else "pip install " + " ".join(missing)
+        problems.add(loc, f"{what} needs {', '.join(missing)}, not installed", f"run: {install}")
+
+
+def _find_spec(module: str) -> Any:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+
+
+def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
+    """Find every plugin class and validate every params block. Problems are collected in
+    ``resolved.problems`` (planning adds column problems, then raises one SpecError for all)."""
+    spec = loaded.spec
+    problems = ProblemList(loaded)
+    resolved = Resolved(loaded)
+
+    source = spec.source
+    source_format = source.format
+    resolved.source_cls = _lookup(pm.sources, source_format, ("source", "format"), problems, "source format")
+    if resolved.source_cls is not None:
+        _requirements(resolved.source_cls, ("source", "format"), problems, f"source '{source_format}'")
+        resolved.source_params = _params(resolved.source_cls, source.params, ("source", "params"), problems)
+        if source_format in FILE_FORMATS and not source.path:
+            problems.add(("source", "path"), f"a '{source_format}' source needs a path", "a file, glob or directory")
+
+    for index, step_spec in enumerate(spec.steps):
+        loc = ("steps", index)
+        cls = _lookup(pm.steps, step_spec.step, loc + ("step",), problems, "step")
+        if cls is None:
+            resolved.steps.append(None)
+            continue
+        _requirements(cls, loc + ("step",), problems, f"step '{step_spec.step}'")
+        params = _params(cls, step_spec.params, loc + ("params",), problems)
+        resolved.steps.append(cls(params, label=step_spec.name or step_spec.step) if params is not None else None)
+
+    labels = spec.labels()
+    for index, output in enumerate(spec.outputs):
+        loc = ("outputs", index)
+        cls = _lookup(pm.sinks, output.format, loc + ("format",), problems, "output format")
+        if output.step is not None and output.step not in labels:
+            import difflib
+
+            close = difflib.get_close_matches(output.step, labels, n=1)
+            problems.add(loc + ("step",), f"no step labelled '{output.step}'",
+                         f"did you mean '{close[0]}'?" if close else f"labels: {', '.join(labels) or 'none'}")
+        if cls is None:
+            continue
+        _requirements(cls, loc + ("format",), problems, f"output '{output.format}'")
+        params = _params(cls, output.params, loc + ("params",), problems)
+        if params is not None:
+            resolved.sinks.append((cls, params))
+
+    executor_cls = _lookup(pm.executors, spec.run.executor.name, ("run", "executor", "name"), problems, "executor")
+    if executor_cls is not None:
+        _requirements(executor_cls, ("run", "executor"), problems, f"executor '{spec.run.executor.name}'")
+        params = _params(executor_cls, spec.run.executor.params, ("run", "executor", "params"), problems)
+        if params is not None:
+            resolved.executor = executor_cls(params)
+
+    resolved.problems = problems
+    return resolved

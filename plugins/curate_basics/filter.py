@@ -1,0 +1,49 @@
+"""``filter``: keep rows where a DuckDB boolean expression holds; record why the others went."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+from pydantic import Field
+
+from curate.duck import bind, literal
+from curate.params import Params
+from curate.schema import DROP_REASON, Schema
+from curate.step import Step, StepContext
+
+
+class FilterParams(Params):
+    where: str = Field(..., min_length=1, description="DuckDB boolean expression, e.g. length(alt_text) >= 5")
+    reason: str | None = Field(None, description="drop reason to record (default: the step's label)")
+    keep_null: bool = Field(False, description="keep rows where the expression is NULL")
+
+
+class Filter(Step):
+    """Row-local filter. A NULL result drops the row unless ``keep_null`` (SQL's WHERE semantics)."""
+
+    name = "filter"
+    description = "keep rows matching a DuckDB boolean expression"
+    drops_rows = True
+    Params = FilterParams
+
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        try:
+            out = bind(input_schema, f"SELECT ({self.params.where}) AS _keep FROM input")
+        except duckdb.Error as exc:
+            return [f"'where' does not run on the input table: {str(exc).splitlines()[0]}"]
+        if out["_keep"] != pl.Boolean:
+            return [f"'where' must be a boolean expression, it gives {out['_keep']}"]
+        return []
+
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        reason = literal(self.params.reason or self.label)
+        fallback = "true" if self.params.keep_null else "false"
+        con = duckdb.connect()
+        try:
+            con.register("input", table)
+            return con.sql(
+                f"SELECT *, CASE WHEN coalesce(({self.params.where}), {fallback}) THEN NULL "
+                f"ELSE {reason} END AS {DROP_REASON} FROM input"
+            ).pl()
+        finally:
+            con.close()

@@ -1,0 +1,107 @@
+"""File sinks: Parquet, JSON Lines, CSV, and a DataComp-style sorted uid list (.npy)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import Field
+
+from curate.params import Params
+from curate.schema import UID
+from curate.sink import Sink
+from curate.step import TableInput
+
+
+class TableSinkParams(Params):
+    columns: list[str] | None = Field(None, description="columns to write (default: all)")
+
+
+def _frame(table: TableInput, columns: list[str] | None) -> pl.LazyFrame:
+    frame = table.scan()
+    return frame.select(columns) if columns else frame
+
+
+def _atomic(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+class ParquetSink(Sink):
+    format = "parquet"
+    description = "one Parquet file (streamed, so bounded memory)"
+    Params = TableSinkParams
+
+    def write(self, table: TableInput) -> dict[str, Any]:
+        path = self.ctx.output_path
+        tmp = _atomic(path)
+        _frame(table, self.params.columns).sink_parquet(tmp, compression="zstd")
+        os.replace(tmp, path)
+        return {"rows": pl.scan_parquet(path).select(pl.len()).collect().item()}
+
+
+class JsonlSink(Sink):
+    format = "jsonl"
+    description = "one JSON Lines file"
+    Params = TableSinkParams
+
+    def write(self, table: TableInput) -> dict[str, Any]:
+        path = self.ctx.output_path
+        tmp = _atomic(path)
+        _frame(table, self.params.columns).sink_ndjson(tmp)
+        os.replace(tmp, path)
+        return {"rows": sum(1 for _ in path.open("rb"))}
+
+
+class CsvSink(Sink):
+    format = "csv"
+    description = "one CSV file (nested columns are written as JSON text)"
+    Params = TableSinkParams
+
+    def write(self, table: TableInput) -> dict[str, Any]:
+        path = self.ctx.output_path
+        tmp = _atomic(path)
+        frame = _frame(table, self.params.columns)
+        nested = [n for n, d in frame.collect_schema().items() if d.is_nested()]
+        if nested:
+            frame = frame.with_columns([pl.col(n).struct.json_encode() if isinstance(frame.collect_schema()[n], pl.Struct)
+                                        else pl.col(n).cast(pl.List(pl.Utf8)).list.join("|") for n in nested])
+        frame.sink_csv(tmp)
+        os.replace(tmp, path)
+        return {"rows": table.scan().select(pl.len()).collect().item()}
+
+
+class UidListSink(Sink):
+    """The kept uids, sorted, as a .npy file — DataComp's format for a filtered subset."""
+
+    format = "uids"
+    description = "sorted uid list (.npy), DataComp-style"
+    reads = {UID: pl.Utf8}
+
+    def write(self, table: TableInput) -> dict[str, Any]:
+        import numpy as np
+
+        uids = table.scan().select(UID).collect()[UID].drop_nulls().to_list()
+        if uids and all(len(u) == 32 for u in uids):  # DataComp's 128-bit hex uids
+            array = np.array([(int(u[:16], 16), int(u[16:], 16)) for u in uids], np.dtype("u8,u8"))
+        else:
+            array = np.array([int(u, 16) if _is_hex(u) else _hash64(u) for u in uids], dtype=np.uint64)
+        array.sort()
+        path = self.ctx.output_path
+        tmp = _atomic(path)
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+        return {"rows": int(array.shape[0])}
+
+
+def _is_hex(text: str) -> bool:
+    return 0 < len(text) <= 16 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _hash64(text: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

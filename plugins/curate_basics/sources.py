@@ -1,0 +1,137 @@
+"""File sources: Parquet, CSV, TSV, JSON Lines — a file, a glob, or a directory of them."""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import polars as pl
+from pydantic import Field
+
+from curate.errors import SourceError
+from curate.params import Params
+from curate.source import Source
+
+EXTENSIONS = {
+    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+}
+
+
+class FileSource(Source):
+    """Base of the file sources: resolve the path to an ordered list of files."""
+
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    def files(self) -> list[Path]:
+        raw = self.ctx.path
+        if not raw:
+            raise SourceError(f"a '{self.format}' source needs source.path", "a file, a glob or a directory")
+        path = self.ctx.resolve(raw)
+        if any(ch in raw for ch in "*?["):
+            found = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True)) if Path(p).is_file()]
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and self._accepts(p))
+        elif path.exists():
+            found = [path]
+        else:
+            raise SourceError(f"source.path {raw!r} does not exist (looked for {path})",
+                              "relative paths are relative to the spec file's directory")
+        if not found:
+            raise SourceError(f"source.path {raw!r} matched no {self.format} files (looked in {path})",
+                              f"expected files ending in {', '.join(self.extensions) or 'a known extension'}")
+        return found
+
+    def _accepts(self, path: Path) -> bool:
+        return path.suffix.lower() in self.extensions
+
+    def fingerprint(self) -> str:
+        """Params plus each file's path, size and modification time (not its bytes: too slow)."""
+        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files()]
+        payload = {"format": self.format, "params": self.params.model_dump(mode="json"), "files": stats}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def schema(self) -> dict[str, pl.DataType]:
+        files = self.files()
+        try:
+            return dict(self.scan_file(files[0]).collect_schema())
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise SourceError(f"cannot read {files[0]} as {self.format}: {exc}",
+                              "check source.format, or the file") from None
+
+    def scan(self) -> Iterator[pl.LazyFrame]:
+        for path in self.files():
+            yield self.scan_file(path)
+
+    def scan_file(self, path: Path) -> pl.LazyFrame:
+        raise NotImplementedError
+
+
+class ParquetSource(FileSource):
+    format = "parquet"
+    description = "Parquet file(s)"
+    extensions = (".parquet", ".pq")
+
+    def scan_file(self, path: Path) -> pl.LazyFrame:
+        return pl.scan_parquet(path)
+
+
+class CsvParams(Params):
+    separator: str = Field(",", min_length=1, max_length=1)
+    has_header: bool = True
+    encoding: str = "utf8"
+    quote_char: str | None = '"'
+
+
+class CsvSource(FileSource):
+    format = "csv"
+    description = "CSV file(s); all columns read as text"
+    extensions = (".csv",)
+    Params = CsvParams
+
+    def scan_file(self, path: Path) -> pl.LazyFrame:
+        p = self.params
+        return pl.scan_csv(
+            path, separator=p.separator, has_header=p.has_header, quote_char=p.quote_char,
+            infer_schema=False, encoding="utf8-lossy" if p.encoding != "utf8" else "utf8",
+        )
+
+
+class TsvParams(CsvParams):
+    separator: str = Field("\t", min_length=1, max_length=1)
+    quote_char: str | None = None
+
+
+class TsvSource(CsvSource):
+    format = "tsv"
+    description = "TSV file(s), as img2dataset and CC3M ship them"
+    extensions = (".tsv", ".tab")
+    Params = TsvParams
+
+
+class JsonlSource(FileSource):
+    format = "jsonl"
+    description = "JSON Lines file(s)"
+    extensions = (".jsonl", ".ndjson", ".json")
+
+    def scan_file(self, path: Path) -> pl.LazyFrame:
+        return pl.scan_ndjson(path)
+
+
+class AutoSource(FileSource):
+    format = "auto"
+    description = "any of parquet/csv/tsv/jsonl, chosen by each file's extension"
+    extensions = tuple(EXTENSIONS)
+
+    def scan_file(self, path: Path) -> pl.LazyFrame:
+        kind = EXTENSIONS.get(path.suffix.lower())
+        if kind is None:
+            raise SourceError(f"cannot tell the format of {path} from its extension",
+                              "set source.format to parquet, csv, tsv or jsonl")
+        cls = {"parquet": ParquetSource, "csv": CsvSource, "tsv": TsvSource, "jsonl": JsonlSource}[kind]
+        return cls(cls.Params(), self.ctx).scan_file(path)

@@ -1,0 +1,85 @@
+"""``sql``: any DuckDB query over the current table, which is called ``input``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import duckdb
+import polars as pl
+from pydantic import Field
+
+from curate.duck import bind, create_input_view, stream
+from curate.params import Params
+from curate.schema import DROP_REASON, UID, Schema
+from curate.step import Step, StepContext, TableInput
+
+
+class SqlParams(Params):
+    query: str = Field(..., min_length=1, description="DuckDB SQL over the table `input`; must keep `uid`")
+    per_shard: bool = Field(False, description="the query is row-local (no joins/aggregates): run it per shard")
+    drop_reason: str = Field("sql", description="reason recorded for input rows the query leaves out")
+
+
+class Sql(Step):
+    """Arbitrary DuckDB SQL. Rows the query leaves out are recorded as dropped, not lost.
+
+    Add an ORDER BY when the query reorders rows (joins, aggregates) and you need
+    byte-identical outputs across runs; row-local queries keep the input order.
+    """
+
+    name = "sql"
+    description = "any DuckDB query over the table `input`"
+    Params = SqlParams
+
+    def __init__(self, params: SqlParams | None = None, *, label: str | None = None):
+        super().__init__(params, label=label)
+        self.scope = "shard" if self.params.per_shard else "table"
+
+    def _query(self) -> str:
+        return self.params.query.strip().rstrip(";")
+
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        try:
+            out = bind(input_schema, self._query())
+        except duckdb.Error as exc:
+            return [f"the query does not run on the input table: {str(exc).splitlines()[0]}"]
+        if UID not in out:
+            return ["the query's result has no 'uid' column: select it (e.g. SELECT uid, ... FROM input)"]
+        return []
+
+    def output_schema(self, input_schema: Schema) -> Schema:
+        try:
+            return bind(input_schema, self._query())
+        except duckdb.Error:
+            return dict(input_schema)
+
+    def _mark_dropped(self, con: duckdb.DuckDBPyConnection, source: str, ordered: bool) -> str:
+        order = " ORDER BY _shard, _row" if ordered else ""
+        reason = self.params.drop_reason.replace("'", "''")
+        cols = "* EXCLUDE (_shard, _row)" if ordered else "*"
+        return (f"SELECT {cols}, '{reason}' AS {DROP_REASON} FROM {source} "
+                f"WHERE uid NOT IN (SELECT uid FROM _result WHERE uid IS NOT NULL){order}")
+
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        con = duckdb.connect()
+        try:
+            con.register("input", table)
+            result = con.sql(self._query()).pl()
+            con.register("_result", result)
+            dropped = con.sql(self._mark_dropped(con, "input", ordered=False)).pl()
+        finally:
+            con.close()
+        if dropped.height == 0:
+            return result
+        return pl.concat([result, dropped], how="diagonal_relaxed")
+
+    def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
+        con = ctx.duckdb()
+        try:
+            create_input_view(con, table, "_input_ordered")
+            con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row) FROM _input_ordered')
+            con.execute(f"CREATE TEMP TABLE _result AS {self._query()}")
+            yield from stream(con, "SELECT * FROM _result")
+            yield from stream(con, self._mark_dropped(con, "_input_ordered", ordered=True))
+        finally:
+            con.close()
