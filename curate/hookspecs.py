@@ -61,3 +61,10 @@ def curate_step_finished(run_dir: Path, record: dict[str, Any]) -> None:
 @hookspec
 def curate_run_finished(run_dir: Path, manifest: dict[str, Any]) -> None:
     """Called once after a successful run, with the final manifest (reports hook in here)."""
+
+
+@hookspec
+def curate_report_sections(run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sections for the run report. Each is ``{"title": str, "html": str, "order": int}``
+    (self-contained HTML: inline images as data URIs, no external scripts). Results of all
+    plugins are concatenated and sorted by ``order``."""

@@ -1,0 +1,86 @@
+"""Hypothesis strategies for image–alt-text tables (like ``polars.testing.parametric``).
+
+Tables have the canonical columns (``uid``, ``url``, ``alt_text``) and whatever extra columns
+you ask for. They include what web data really throws at a step: unicode of every script,
+HTML entities, control characters, empty and huge alt-texts, nulls and duplicate rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from hypothesis import strategies as st
+
+WEB_NOISE = ["&amp;", "&quot;", "&#39;", "&lt;b&gt;", "&amp;amp;", "\u200b", "\x00", "\t", "\n", "  ", "\u00a0",
+             "IMG_2041.jpg", "click here", "e\u0301", "\ufeff", "🙂", "東京タワー", "مرحبا"]
+
+
+def alt_texts(max_size: int = 300, allow_huge: bool = True) -> st.SearchStrategy[str]:
+    """Alt-text as the web writes it: mixes of words, entities, control chars and scripts."""
+    pieces = st.one_of(
+        st.text(max_size=20),
+        st.sampled_from(WEB_NOISE),
+        st.sampled_from(["a", "red", "circle", "photo", "of", "the", "Zorblax Tower", "on", "blue"]),
+    )
+    normal = st.lists(pieces, max_size=12).map(" ".join).map(lambda s: s[:max_size])
+    options = [st.just(""), normal, normal]
+    if allow_huge:
+        options.append(st.integers(1000, 5000).map(lambda n: ("word " * n)[:n]))
+    return st.one_of(*options)
+
+
+def urls() -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda scheme, host, n, ext: f"{scheme}://{host}/img/{n}.{ext}",
+        st.sampled_from(["http", "https"]),
+        st.sampled_from(["example.com", "cdn.example.org", "127.0.0.1:8080"]),
+        st.integers(0, 10_000),
+        st.sampled_from(["jpg", "png", "webp"]),
+    )
+
+
+def _uid(index: int) -> str:
+    import hashlib
+
+    return hashlib.md5(str(index).encode()).hexdigest()[:16]
+
+
+@st.composite
+def tables(
+    draw: Any,
+    min_rows: int = 0,
+    max_rows: int = 40,
+    nulls: bool = True,
+    duplicates: bool = True,
+    extra_columns: dict[str, st.SearchStrategy[Any]] | None = None,
+    extra_dtypes: dict[str, pl.DataType] | None = None,
+) -> pl.DataFrame:
+    """A table with unique ``uid``s; with ``duplicates`` some rows repeat another's content."""
+    n = draw(st.integers(min_rows, max_rows))
+    texts = alt_texts() if not nulls else st.one_of(st.none(), alt_texts(), alt_texts())
+    link = urls() if not nulls else st.one_of(urls(), urls(), urls(), st.none())
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        if duplicates and rows and draw(st.integers(0, 4)) == 0:
+            row = dict(rows[draw(st.integers(0, len(rows) - 1))])
+        else:
+            row = {"url": draw(link), "alt_text": draw(texts)}
+            for name, strategy in (extra_columns or {}).items():
+                row[name] = draw(strategy)
+        row["uid"] = _uid(i)
+        rows.append(row)
+    schema: dict[str, pl.DataType] = {"uid": pl.Utf8, "url": pl.Utf8, "alt_text": pl.Utf8}
+    schema.update(extra_dtypes or {})
+    for name in extra_columns or {}:
+        schema.setdefault(name, None)  # type: ignore[arg-type]
+    columns = {name: [r.get(name) for r in rows] for name in ["uid", "url", "alt_text", *(extra_columns or {})]}
+    return pl.DataFrame({k: pl.Series(k, v, dtype=schema.get(k)) for k, v in columns.items()})
+
+
+def scores(min_value: float = -1.0, max_value: float = 1.0) -> st.SearchStrategy[float | None]:
+    return st.one_of(st.none(), st.floats(min_value, max_value, allow_nan=False))
+
+
+def shard_sizes() -> st.SearchStrategy[int]:
+    return st.sampled_from([1, 2, 3, 7, 16, 1000])
