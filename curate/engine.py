@@ -148,7 +148,13 @@ class Engine:
             artifacts=artifacts,
             progress=lambda rows: self.observer.rows_done(planned, rows),
             memory_limit=self.spec.run.memory_limit,
-            extras={"store_dir": str(self.plan.store_dir), "step_dir": str(step_dir)},
+            extras={
+                "store_dir": str(self.plan.store_dir),
+                "step_dir": str(step_dir),
+                # label → store dir of every upstream step, so a step can read their artifacts
+                # (embeddings written by clip_score, say) without recomputing them.
+                "upstream": {p.label: str(self.plan.step_dir(p)) for p in self.plan.steps[: planned.index]},
+            },
         )
 
     def _input_of(self, planned: PlannedStep) -> TableInput:

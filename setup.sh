@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up curate in ./.venv: the package, its built-in plugins and what the embedded default needs.
+#   ./setup.sh          everything to run specs/quickstart.yaml
+#   ./setup.sh --test   plus the test tools (pytest, hypothesis, ray, headless chromium)
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1; then python=$candidate; break; fi
+    done
+fi
+if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
+    echo "setup.sh: curate needs Python 3.11 or newer; $python is $("$python" --version 2>&1)" >&2
+    echo "          set PYTHON=/path/to/python3.11 and run again" >&2
+    exit 2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+
+extras="world,download,report"
+if [ "${1:-}" = "--test" ]; then
+    extras="$extras,test,ray"
+fi
+log=$(mktemp)
+if ! pip install -e ".[$extras]" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" >&2
+    echo "setup.sh: pip install failed (above)" >&2
+    exit 1
+fi
+rm -f "$log"
+
+if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
+    # The report test renders the HTML report in headless Chromium (Debian's package).
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+            || echo "setup.sh: could not install chromium; the browser test will be skipped" >&2
+    else
+        echo "setup.sh: chromium not found and not root; the browser test will be skipped" >&2
+    fi
+fi
+echo "curate is set up in .venv ($(.venv/bin/curate --version))"
