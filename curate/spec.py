@@ -112,10 +112,15 @@ class Spec(_Model):
 class LoadedSpec:
     """A parsed spec plus where it came from, so problems can name lines."""
 
-    def __init__(self, spec: Spec, path: Path | None, node: yaml.Node | None):
+    def __init__(self, spec: Spec, path: Path | None, node: yaml.Node | None,
+                 problems: list[Problem] | None = None, invalid: set[tuple] | None = None):
         self.spec = spec
         self.path = path
         self.node = node
+        # Structure problems found while loading leniently; planning adds the rest and raises
+        # them all at once, so one `curate validate` shows every mistake.
+        self.problems = list(problems or [])
+        self.invalid = set(invalid or ())  # ("source",) or ("steps", i): left out of resolution
 
     @property
     def directory(self) -> Path:
@@ -223,24 +228,65 @@ def load_spec_text(text: str, path: Path | None = None) -> LoadedSpec:
             if message == "unknown key":
                 hint = _close_key(loc, data)
             problems.append(Problem(format_path(loc), message, hint=hint, line=line_of(node, loc)))
-        raise SpecError(problems, source_name) from None
+        spec, invalid = _lenient(data)
+        if spec is None:
+            raise SpecError(problems, source_name) from None
+        return LoadedSpec(spec, path, node, problems, invalid)
     return LoadedSpec(spec, path, node)
 
 
+def _lenient(data: dict[str, Any]) -> tuple[Spec | None, set[tuple]]:
+    """The spec with its broken parts replaced by placeholders, to keep validating the rest."""
+    invalid: set[tuple] = set()
+
+    def valid(model: type[BaseModel], value: Any) -> BaseModel | None:
+        try:
+            return model.model_validate(value)
+        except ValidationError:
+            return None
+
+    source = valid(SourceSpec, data.get("source")) if isinstance(data.get("source"), dict) else None
+    if source is None:
+        invalid.add(("source",))
+        source = SourceSpec(format="auto", path=None)
+    steps = []
+    raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    for index, raw in enumerate(raw_steps):
+        step = valid(StepSpec, raw) if isinstance(raw, dict) else None
+        if step is None:
+            invalid.add(("steps", index))
+            step = StepSpec(step=f"<invalid {index}>", name=f"invalid_{index}")
+        steps.append(step)
+    outputs = []
+    for raw in data.get("outputs") or [] if isinstance(data.get("outputs"), list) else []:
+        output = valid(OutputSpec, raw) if isinstance(raw, dict) else None
+        if output is not None:
+            outputs.append(output)
+    run = valid(RunSpec, data.get("run") or {}) or RunSpec()
+    try:
+        spec = Spec.model_construct(
+            version=1, name=str(data.get("name") or "curation"), description=None,
+            source=source, steps=steps, outputs=outputs, run=run,
+        )
+    except Exception:  # nothing salvageable
+        return None, invalid
+    return spec, invalid
+
+
 def _close_key(loc: tuple, data: Any) -> str | None:
+    """For an unknown key, the closest allowed key of the model it appeared in."""
     import difflib
 
-    models: dict[tuple, type[BaseModel]] = {(): Spec}
-    parent = loc[:-1]
-    model = _model_at(parent)
+    model = _model_at(loc[:-1])
     if model is None:
         return None
-    match = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
-    del models
-    return f"did you mean '{match[0]}'?" if match else f"allowed keys: {', '.join(model.model_fields)}"
+    allowed = list(model.model_fields)
+    match = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else f"allowed keys: {', '.join(allowed)}"
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``loc`` (list indices skipped)."""
     model: type[BaseModel] = Spec
     for part in loc:
         if isinstance(part, int):
@@ -248,20 +294,21 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
         field = model.model_fields.get(str(part))
         if field is None:
             return None
-        annotation = field.annotation
-        inner = getattr(annotation, "__args__", None)
-        candidates = [annotation] + list(inner or [])
-        for candidate in candidates:
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                model = candidate
-                break
-            for arg in getattr(candidate, "__args__", ()) or ():
-                if isinstance(arg, type) and issubclass(arg, BaseModel):
-                    model = arg
-                    break
-        else:
-            pass
+        nested = _find_model(field.annotation)
+        if nested is None:
+            return None
+        model = nested
     return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def load_spec(path: str | Path) -> LoadedSpec:

@@ -45,7 +45,8 @@ class ProblemList:
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise SpecError(self.items, self.loaded.source_name)
+            ordered = sorted(self.items, key=lambda p: (p.line is None, p.line or 0))
+            raise SpecError(ordered, self.loaded.source_name)
 
 
 def _lookup(registry: Registry, key: str, loc: tuple, problems: ProblemList, what: str) -> type | None:
@@ -97,9 +98,11 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
     problems = ProblemList(loaded)
     resolved = Resolved(loaded)
 
+    problems.items.extend(loaded.problems)
     source = spec.source
     source_format = source.format
-    resolved.source_cls = _lookup(pm.sources, source_format, ("source", "format"), problems, "source format")
+    if ("source",) not in loaded.invalid:
+        resolved.source_cls = _lookup(pm.sources, source_format, ("source", "format"), problems, "source format")
     if resolved.source_cls is not None:
         _requirements(resolved.source_cls, ("source", "format"), problems, f"source '{source_format}'")
         resolved.source_params = _params(resolved.source_cls, source.params, ("source", "params"), problems)
@@ -108,6 +111,9 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
 
     for index, step_spec in enumerate(spec.steps):
         loc = ("steps", index)
+        if loc in loaded.invalid:
+            resolved.steps.append(None)
+            continue
         cls = _lookup(pm.steps, step_spec.step, loc + ("step",), problems, "step")
         if cls is None:
             resolved.steps.append(None)
