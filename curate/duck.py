@@ -69,3 +69,15 @@ def quote(identifier: str) -> str:
 
 def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def explain(error: Exception) -> str:
+    """DuckDB's message on one line, keeping its 'Candidate bindings' suggestion."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    message = lines[0]
+    for line in lines[1:]:
+        if line.startswith("Candidate bindings") or line.startswith("Did you mean"):
+            message += f" ({line.rstrip('.')})"
+    return message

@@ -149,8 +149,13 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     upstream_fp = source_fp
     for index, (step_spec, step) in enumerate(zip(spec.steps, resolved.steps)):
         loc = ("steps", index)
-        if step is None or schema is None:
-            schema = None  # unknown from here on: checking further would only echo this problem
+        if schema is None:
+            continue
+        if step is None:
+            cls = resolved.step_classes[index] if index < len(resolved.step_classes) else None
+            # A known step with bad params most likely still writes its declared columns, so
+            # keep checking downstream; after an unknown step the schema is anyone's guess.
+            schema = {**schema, **cls.writes} if cls is not None else None
             continue
         step_problems = check_columns(step, schema)
         for message, hint in step_problems:
@@ -161,7 +166,10 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         except CurateError as exc:
             problems.add(loc + ("params",), exc.message, exc.hint)
         if step_problems:
-            schema = None
+            try:  # keep checking downstream steps against the schema this one would produce
+                schema = step.output_schema(schema)
+            except Exception:
+                schema = None
             continue
         output_schema = step.output_schema(schema)
         if UID not in output_schema:

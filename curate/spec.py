@@ -231,6 +231,10 @@ def load_spec_text(text: str, path: Path | None = None) -> LoadedSpec:
         spec, invalid = _lenient(data)
         if spec is None:
             raise SpecError(problems, source_name) from None
+        try:
+            spec._unique_labels()
+        except ValueError as duplicate:
+            problems.append(Problem("steps", str(duplicate), line=line_of(node, ("steps",))))
         return LoadedSpec(spec, path, node, problems, invalid)
     return LoadedSpec(spec, path, node)
 

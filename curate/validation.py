@@ -30,6 +30,7 @@ class Resolved:
     source_cls: type[Source] | None = None
     source_params: Any = None
     steps: list[Step | None] = field(default_factory=list)  # aligned with spec.steps; None = broken
+    step_classes: list[type[Step] | None] = field(default_factory=list)  # aligned; None = unknown
     sinks: list[tuple[type[Sink], Any]] = field(default_factory=list)
     executor: Executor | None = None
     problems: ProblemList | None = None
@@ -113,8 +114,10 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
         loc = ("steps", index)
         if loc in loaded.invalid:
             resolved.steps.append(None)
+            resolved.step_classes.append(None)
             continue
         cls = _lookup(pm.steps, step_spec.step, loc + ("step",), problems, "step")
+        resolved.step_classes.append(cls)
         if cls is None:
             resolved.steps.append(None)
             continue

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import bind, literal
+from curate.duck import bind, explain, literal
 from curate.params import Params
 from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext
@@ -30,7 +30,7 @@ class Filter(Step):
         try:
             out = bind(input_schema, f"SELECT ({self.params.where}) AS _keep FROM input")
         except duckdb.Error as exc:
-            return [f"'where' does not run on the input table: {str(exc).splitlines()[0]}"]
+            return [f"'where' does not run on the input table: {explain(exc)}"]
         if out["_keep"] != pl.Boolean:
             return [f"'where' must be a boolean expression, it gives {out['_keep']}"]
         return []

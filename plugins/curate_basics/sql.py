@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import bind, create_input_view, stream
+from curate.duck import bind, create_input_view, explain, stream
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
 from curate.step import Step, StepContext, TableInput
@@ -42,7 +42,7 @@ class Sql(Step):
         try:
             out = bind(input_schema, self._query())
         except duckdb.Error as exc:
-            return [f"the query does not run on the input table: {str(exc).splitlines()[0]}"]
+            return [f"the query does not run on the input table: {explain(exc)}"]
         if UID not in out:
             return ["the query's result has no 'uid' column: select it (e.g. SELECT uid, ... FROM input)"]
         return []
