@@ -158,6 +158,22 @@ def _remote(target: Any) -> Any:
     return ray.remote(target)
 
 
+def _local_cluster_environment() -> None:
+    """Before ray is imported: bind every process of a local cluster to loopback rather than to this
+    machine's network address (ray's switch for it has this name), and send no usage statistics
+    from a private cluster. Set for the whole process, so the raylet and workers see it too."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def _bind_to_loopback(ray: Any) -> None:
+    """ray reads the loopback switch once, on first import; if something imported ray before the
+    run (a notebook, ``pytest.importorskip``) the value it read is the one the IP lookup uses."""
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true")
+
+
 # -- the executor -------------------------------------------------------------------------------
 class RayExecutor(Executor):
     name = "ray"
@@ -173,10 +189,7 @@ class RayExecutor(Executor):
         a test fixture) is used as it is and left running."""
         local = self.params.address is None
         if local:
-            # Before ray is imported: bind every Ray process to loopback, not to this machine's
-            # network address, and do not send usage statistics from a private cluster.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            _local_cluster_environment()
         import ray
 
         if ray.is_initialized():
@@ -184,6 +197,7 @@ class RayExecutor(Executor):
             return
         try:
             if local:
+                _bind_to_loopback(ray)
                 ray.init(address="local", num_cpus=self.params.num_cpus, include_dashboard=False,
                          object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level=logging.WARNING)
             else:
