@@ -1,0 +1,297 @@
+"""Write a world directory: images, world.parquet, eval.parquet, realigned.parquet, world.json.
+
+Every random choice comes from a generator seeded by ``(seed, stream, index)``, so a row's image
+and alt-text depend only on the seed and the row, and the same parameters give byte-identical
+files. The world is built in a sibling ``.partial`` directory and renamed into place, so a crash
+never leaves a half-written world that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate_world.alttext import NOISE_TYPES, AltText, noise_probabilities, write_alt_text
+from curate_world.describe import describe
+from curate_world.duplicates import Variant, plan_groups, sample_variant
+from curate_world.errors import WorldError
+from curate_world.faults import FAULTS, fault_probabilities
+from curate_world.params import WORLD_VERSION, WorldParams
+from curate_world.realign import realigned_caption
+from curate_world.scene import Scene, sample_scene
+from curate_world import tables, vocab
+
+# Independent random streams: changing how alt-texts are written never changes an image.
+PLAN, SCENES, ALT_TEXTS, RENDERING, EVAL = range(5)
+MANIFEST = "world.json"
+
+
+@dataclass(frozen=True)
+class World:
+    """A generated world on disk."""
+
+    dir: Path
+    params: WorldParams
+    counts: dict[str, Any]
+
+    @property
+    def world_table(self) -> Path:
+        return self.dir / tables.WORLD_FILE
+
+
+def _rng(seed: int, stream: int, index: int | None = None):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    return np.random.default_rng([seed, stream] if index is None else [seed, stream, index])
+
+
+def generate_world(
+    out_dir: str | Path,
+    n: int = 5000,
+    seed: int = 0,
+    image_size: int = 64,
+    fault_rate: float = 0.2,
+    *,
+    overwrite: bool = False,
+    **more: Any,
+) -> World:
+    """Generate a world into ``out_dir``; ``more`` takes the other :class:`WorldParams` fields
+    (``noise_rates``, ``dup_fraction``, ``entity_rate``, ``eval_n``…).
+
+    If ``out_dir`` already holds the world these parameters make, it is returned as is. A different
+    world there is an error unless ``overwrite=True``.
+    """
+    try:
+        params = WorldParams(n=n, seed=seed, image_size=image_size, fault_rate=fault_rate, **more)
+    except ValueError as exc:  # pydantic's ValidationError lists every bad field with its path
+        raise WorldError(f"invalid world parameters: {exc}", "see curate_world.params.WorldParams") from None
+    out = Path(out_dir)
+    existing = load_world(out) if (out / MANIFEST).exists() else None
+    if existing is not None and existing.params == params and not overwrite:
+        return existing
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise WorldError(
+            f"{out} is not empty and does not hold the world these parameters make",
+            "choose an empty directory, or pass overwrite=True (CLI: --overwrite) to replace it",
+        )
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        counts = _build(partial, params)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return World(out, params, counts)
+
+
+def load_world(world_dir: str | Path) -> World:
+    path = Path(world_dir) / MANIFEST
+    if not path.exists():
+        raise WorldError(f"{path.parent} is not a world directory (no {MANIFEST})", "generate one: curate world generate DIR")
+    manifest = json.loads(path.read_text())
+    if manifest.get("version") != WORLD_VERSION:
+        raise WorldError(
+            f"{path} is world version {manifest.get('version')}, this curate_world writes version {WORLD_VERSION}",
+            "regenerate it with --overwrite",
+        )
+    return World(Path(world_dir), WorldParams(**manifest["params"]), manifest["counts"])
+
+
+def _build(out: Path, params: WorldParams) -> dict[str, Any]:
+    plan = _rng(params.seed, PLAN)
+    group_sizes = plan_groups(params.n, params.dup_fraction, params.max_dup_group_size, plan)
+    scenes = [sample_scene(_rng(params.seed, SCENES, j), entity_rate=params.entity_rate) for j in range(len(group_sizes))]
+    descriptions = [describe(scene) for scene in scenes]
+    scene_of_row = [j for j, size in enumerate(group_sizes) for _ in range(size)]
+    order = plan.permutation(params.n)
+    scene_ids = [scene_of_row[k] for k in order]  # world_id -> scene index
+    noise = noise_probabilities(params.noise_rates)
+    noise_types = plan.choice(list(noise), size=params.n, p=list(noise.values()))
+    fault_p = fault_probabilities(params.fault_rate, params.fault_weights)
+    faults = plan.choice(list(fault_p), size=params.n, p=list(fault_p.values()))
+    val_scenes = plan.random(len(scenes)) < params.val_fraction
+    realigned_ids = set(plan.choice(params.n, size=round(params.n * params.realign_fraction), replace=False).tolist())
+    # Dup group ids in order of first appearance, so they read 0, 1, 2… down the table.
+    group_of_scene: dict[int, int] = {}
+    for scene_id in scene_ids:
+        if group_sizes[scene_id] > 1 and scene_id not in group_of_scene:
+            group_of_scene[scene_id] = len(group_of_scene)
+
+    (out / tables.IMAGE_DIR).mkdir()
+    extension = "jpg" if params.image_format == "jpeg" else "png"
+    rows, realigned = [], []
+    for world_id, scene_id in enumerate(scene_ids):
+        scene = scenes[scene_id]
+        text_rng = _rng(params.seed, ALT_TEXTS, world_id)
+        other = _other_scene(scene_id, scenes, descriptions, text_rng) if noise_types[world_id] == "unrelated" else None
+        alt = write_alt_text(scene, str(noise_types[world_id]), text_rng, other=other, entity_mention_rate=params.entity_mention_rate)
+        render_rng = _rng(params.seed, RENDERING, world_id)
+        variant = sample_variant(render_rng) if scene_id in group_of_scene else Variant()
+        name = f"{world_id:06d}.{extension}"
+        width, quality = _write_image(out / tables.IMAGE_DIR / name, scene, params, variant, render_rng)
+        row = {
+            "world_id": world_id,
+            "url_path": f"{tables.IMAGE_URL_PREFIX}{name}",
+            "image_path": f"{tables.IMAGE_DIR}/{name}",
+            "alt_text": alt.text,
+            "noise_type": alt.noise_type,
+            "noise_detail": alt.detail,
+            "alt_mentions_entity": alt.mentions_entity,
+            "description": descriptions[scene_id],
+            "objects": scene.objects_json(),
+            "n_objects": len(scene.objects),
+            "entity": scene.entity,
+            "background": scene.background,
+            "texture": scene.texture,
+            "scene_id": scene_id,
+            "dup_group": group_of_scene.get(scene_id),
+            "fault": str(faults[world_id]),
+            "split": "val" if val_scenes[scene_id] else "train",
+            "width": width,
+            "height": width,
+            "jpeg_quality": quality,
+        }
+        rows.append(row)
+        if world_id in realigned_ids:
+            realigned.append(_realigned_row(row, scene, alt))
+
+    eval_rows = _build_eval(out, params, set(descriptions), extension)
+    tables.write_table(rows, tables.WORLD_SCHEMA, out / tables.WORLD_FILE)
+    tables.write_table(eval_rows, tables.EVAL_SCHEMA, out / tables.EVAL_FILE)
+    tables.write_table(realigned, tables.REALIGNED_SCHEMA, out / tables.REALIGNED_FILE)
+    counts = _counts(rows, eval_rows, realigned)
+    manifest = {
+        "version": WORLD_VERSION,
+        "params": params.model_dump(mode="json"),
+        "counts": counts,
+        "files": {
+            "world": tables.WORLD_FILE, "eval": tables.EVAL_FILE, "realigned": tables.REALIGNED_FILE,
+            "images": tables.IMAGE_DIR, "eval_images": tables.EVAL_IMAGE_DIR,
+        },
+        "vocabulary": _vocabulary(),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return counts
+
+
+def _other_scene(own: int, scenes: list[Scene], descriptions: list[str], rng) -> Scene:  # type: ignore[no-untyped-def]
+    """A scene with different content for an 'unrelated' alt-text to describe."""
+    for _ in range(20):
+        candidate = int(rng.integers(len(scenes)))
+        if descriptions[candidate] != descriptions[own]:
+            return scenes[candidate]
+    while True:  # a world of one scene: invent another
+        candidate_scene = sample_scene(rng)
+        if describe(candidate_scene) != descriptions[own]:
+            return candidate_scene
+
+
+def _write_image(path: Path, scene: Scene, params: WorldParams, variant: Variant, rng) -> tuple[int, int | None]:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from curate_world.render import encode_image, render_scene
+
+    image = render_scene(scene, params.image_size, rng, variant.jitter)
+    side = round(params.image_size * variant.scale)
+    if side != params.image_size:
+        image = image.resize((side, side), Image.Resampling.BILINEAR)
+    quality = variant.quality or params.jpeg_quality
+    path.write_bytes(encode_image(image, params.image_format, quality))
+    return side, quality if params.image_format == "jpeg" else None
+
+
+def _realigned_row(row: dict[str, Any], scene: Scene, alt: AltText) -> dict[str, Any]:
+    return {
+        "world_id": row["world_id"],
+        "url_path": row["url_path"],
+        "alt_text": alt.text,
+        "noise_type": alt.noise_type,
+        "caption": realigned_caption(scene, alt),
+        "entity": scene.entity if alt.mentions_entity else None,
+        "description": row["description"],
+        "objects": row["objects"],
+        "fault": row["fault"],
+        "split": row["split"],
+    }
+
+
+def _build_eval(out: Path, params: WorldParams, seen: set[str], extension: str) -> list[dict[str, Any]]:
+    """Clean held-out images: scenes whose content never occurs in world.parquet, each with one
+    large object whose shape, color and entity are its class labels."""
+    from curate_world.render import encode_image, render_scene
+
+    (out / tables.EVAL_IMAGE_DIR).mkdir()
+    rows: list[dict[str, Any]] = []
+    attempt = 0
+    while len(rows) < params.eval_rows:
+        rng = _rng(params.seed, EVAL, attempt)
+        attempt += 1
+        scene = sample_scene(rng, entity_rate=params.entity_rate, single_label=True)
+        description = describe(scene)
+        if description in seen:
+            continue
+        seen.add(description)
+        eval_id = len(rows)
+        name = f"{eval_id:06d}.{extension}"
+        image = render_scene(scene, params.image_size, rng)
+        (out / tables.EVAL_IMAGE_DIR / name).write_bytes(encode_image(image, params.image_format, params.jpeg_quality))
+        label = next(obj for obj in scene.objects if obj.size == "large")
+        rows.append(
+            {
+                "eval_id": eval_id,
+                "url_path": f"{tables.EVAL_URL_PREFIX}{name}",
+                "image_path": f"{tables.EVAL_IMAGE_DIR}/{name}",
+                "description": description,
+                "visual_description": describe(scene, name_entity=False),
+                "objects": scene.objects_json(),
+                "n_objects": len(scene.objects),
+                "entity": scene.entity,
+                "background": scene.background,
+                "texture": scene.texture,
+                "label_shape": label.shape,
+                "label_color": label.color,
+                "label_position": label.position,
+            }
+        )
+    return rows
+
+
+def _counts(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], realigned: list[dict[str, Any]]) -> dict[str, Any]:
+    noise = Counter(r["noise_type"] for r in rows)
+    faults = Counter(r["fault"] for r in rows)
+    return {
+        "rows": len(rows),
+        "scenes": len({r["scene_id"] for r in rows}),
+        "noise_type": {name: noise.get(name, 0) for name in NOISE_TYPES},
+        "fault": {name: faults.get(name, 0) for name in FAULTS},
+        "dup_groups": len({r["dup_group"] for r in rows if r["dup_group"] is not None}),
+        "dup_rows": sum(r["dup_group"] is not None for r in rows),
+        "entity_rows": sum(r["entity"] is not None for r in rows),
+        "val_rows": sum(r["split"] == "val" for r in rows),
+        "eval_rows": len(eval_rows),
+        "realigned_rows": len(realigned),
+    }
+
+
+def _vocabulary() -> dict[str, Any]:
+    """Class names for zero-shot prompts and parsers, so consumers need not import this package."""
+    return {
+        "shapes": list(vocab.SHAPES),
+        "colors": list(vocab.COLORS),
+        "sizes": list(vocab.SIZES),
+        "positions": list(vocab.POSITIONS),
+        "backgrounds": list(vocab.BACKGROUNDS),
+        "textures": list(vocab.TEXTURES),
+        "entities": [
+            {"name": e.name, "shape": e.shape, "color": e.color, "marker": e.marker, "marker_color": e.marker_color}
+            for e in vocab.ENTITIES
+        ],
+    }

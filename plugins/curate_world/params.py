@@ -1,0 +1,56 @@
+"""Everything that determines a world. Same parameters (seed included) -> byte-identical world."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from curate_world.alttext import noise_probabilities
+from curate_world.faults import fault_probabilities
+
+# Bump when the same parameters would produce different files, so cached worlds are regenerated.
+WORLD_VERSION = 1
+
+
+class WorldParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(5000, ge=1, le=2_000_000, description="image–alt-text rows in world.parquet")
+    seed: int = Field(0, ge=0)
+    image_size: int = Field(64, ge=16, le=1024, description="side of a singleton image in pixels")
+    image_format: Literal["jpeg", "png"] = "jpeg"
+    jpeg_quality: int = Field(90, ge=20, le=100)
+    fault_rate: float = Field(0.2, ge=0.0, le=1.0, description="share of URLs whose download goes wrong")
+    fault_weights: dict[str, float] | None = Field(None, description="relative weights of fault kinds; equal if unset")
+    noise_rates: dict[str, float] | None = Field(None, description="rates of noisy alt-text kinds; faithful gets the rest")
+    entity_rate: float = Field(0.3, ge=0.0, le=1.0, description="share of scenes showing an entity's logo")
+    entity_mention_rate: float = Field(0.85, ge=0.0, le=1.0, description="chance an alt-text names the image's entity")
+    dup_fraction: float = Field(0.1, ge=0.0, le=0.9, description="share of rows that are near-duplicates of another row")
+    max_dup_group_size: int = Field(4, ge=2, le=20)
+    val_fraction: float = Field(0.05, ge=0.0, le=0.5, description="share of scenes whose rows get split='val'")
+    eval_n: int | None = Field(None, ge=0, description="rows in eval.parquet; default min(1000, max(50, n // 5))")
+    realign_fraction: float = Field(0.2, ge=0.0, le=1.0, description="share of rows with a realigned caption")
+
+    @field_validator("noise_rates")
+    @classmethod
+    def _check_noise(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        noise_probabilities(value)  # raises ValueError naming the bad key; pydantic adds the field path
+        return value
+
+    @field_validator("fault_weights")
+    @classmethod
+    def _check_faults(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        fault_probabilities(0.5, value)
+        return value
+
+    @property
+    def eval_rows(self) -> int:
+        return self.eval_n if self.eval_n is not None else min(1000, max(50, self.n // 5))
+
+    def digest(self) -> str:
+        """Short stable id of the world these parameters produce (cache directory names)."""
+        payload = json.dumps({"version": WORLD_VERSION, **self.model_dump(mode="json")}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -1,0 +1,83 @@
+"""File layout and table schemas of a world directory, and a deterministic Parquet writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+WORLD_FILE = "world.parquet"
+EVAL_FILE = "eval.parquet"
+REALIGNED_FILE = "realigned.parquet"
+IMAGE_DIR = "images"
+EVAL_IMAGE_DIR = "eval"
+IMAGE_URL_PREFIX = "/img/"  # fault injection applies here
+EVAL_URL_PREFIX = "/eval/"  # always served cleanly
+
+# Column -> Arrow type name; "?" marks nullable columns. Kept as data so docs and tests can read it.
+WORLD_SCHEMA: dict[str, str] = {
+    "world_id": "int64",
+    "url_path": "string",  # /img/000123.jpg; the server's base URL + this is the row's url
+    "image_path": "string",  # images/000123.jpg, relative to the world directory
+    "alt_text": "string",
+    "noise_type": "string",  # faithful, partial, wrong_attribute, unrelated, boilerplate, empty
+    "noise_detail": "string?",  # what is missing or wrong ("color: red -> blue")
+    "alt_mentions_entity": "bool",  # alt_text names the entity that is in the image
+    "description": "string",  # canonical full description (curate_world.describe grammar)
+    "objects": "string",  # JSON list of {shape, color, size, position[, entity]}
+    "n_objects": "int64",
+    "entity": "string?",
+    "background": "string",
+    "texture": "string",
+    "scene_id": "int64",  # equal scene_id = equal content
+    "dup_group": "int64?",  # planted near-duplicate group; null for singletons
+    "fault": "string",  # none, 404, 500, slow, truncated, not_image, oversized, redirect, redirect_loop, noai
+    "split": "string",  # train or val, by scene, so dup groups never straddle splits
+    "width": "int64",
+    "height": "int64",
+    "jpeg_quality": "int64?",  # null for PNG worlds
+}
+EVAL_SCHEMA: dict[str, str] = {
+    "eval_id": "int64",
+    "url_path": "string",  # /eval/000001.jpg
+    "image_path": "string",
+    "description": "string",  # canonical, entity named
+    "visual_description": "string",  # canonical, logos described by their look only
+    "objects": "string",
+    "n_objects": "int64",
+    "entity": "string?",  # class label for entity recognition
+    "background": "string",
+    "texture": "string",
+    "label_shape": "string",  # of the single large object: zero-shot class labels
+    "label_color": "string",
+    "label_position": "string",
+}
+REALIGNED_SCHEMA: dict[str, str] = {
+    "world_id": "int64",
+    "url_path": "string",
+    "alt_text": "string",
+    "noise_type": "string",
+    "caption": "string",  # what an annotator writes from the image and the alt-text
+    "entity": "string?",  # the entity name the caption keeps, if any
+    "description": "string",
+    "objects": "string",
+    "fault": "string",
+    "split": "string",
+}
+
+
+def arrow_schema(schema: dict[str, str]):  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    types = {"int64": pa.int64(), "string": pa.string(), "bool": pa.bool_()}
+    return pa.schema([pa.field(name, types[kind.rstrip("?")], nullable=kind.endswith("?")) for name, kind in schema.items()])
+
+
+def write_table(rows: list[dict[str, Any]], schema: dict[str, str], path: Path) -> None:
+    """Write with fixed settings (no timestamps in Parquet metadata), so equal rows give equal bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = arrow_schema(schema)
+    columns = {name: [row[name] for row in rows] for name in schema}
+    table = pa.Table.from_pydict(columns, schema=arrow)
+    pq.write_table(table, path, compression="zstd", row_group_size=100_000)
