@@ -205,7 +205,7 @@ def plugins(as_json: bool) -> None:
             for key, info in entry.get(kind, {}).items():
                 props = info["params"].get("properties", {})
                 params = ", ".join(f"{p}" + (f"={v['default']!r}" if "default" in v else "") for p, v in props.items())
-                needs = f" [dim](needs curate[{info['extra']}])[/dim]" if info.get("extra") else ""
+                needs = f" [dim](needs curate\\[{info['extra']}])[/dim]" if info.get("extra") else ""
                 console.print(f"  {kind[:-1]:8} [cyan]{key}[/cyan]{needs}: {info['description']}")
                 if params:
                     console.print(f"           params: {params}")

@@ -336,10 +336,12 @@ class RayExecutor(Executor):
                 raise cause from None
             raise StepError(step.label, task.index, f"{type(cause).__name__}: {cause}") from None
         except ray.exceptions.RayError as exc:  # the worker, actor or node died once too often
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+            tries = self.params.max_retries + 1
             raise StepError(
                 step.label, task.index,
-                f"its Ray worker died {self.params.max_retries + 1} times ({type(exc).__name__}: {first_line})",
+                f"its Ray worker died on each of {tries} tr{'ies' if tries != 1 else 'y'} "
+                f"({type(exc).__name__}: {first_line})",
                 hint="look for out-of-memory kills in the Ray logs (/tmp/ray/session_latest/logs), "
                 "or raise run.executor.params.max_retries",
             ) from None

@@ -1,0 +1,89 @@
+"""The ray executor as a plugin: registered, validated and planned without a cluster, and without
+importing ray (these tests run whether or not ray is installed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import curate.validation
+import curate_ray
+from curate.errors import SpecError
+from curate.plan import make_plan
+from curate.spec import load_spec_text
+from curate_ray.executor import RayExecutor, RayParams
+from tests.conftest import cli_env, sample_table
+
+
+@pytest.fixture
+def ray_pm(pm, register_plugin):
+    register_plugin(curate_ray, "ray", version=curate_ray.__version__)
+    return pm
+
+
+def plan(spec: dict, workdir, pm):
+    data = workdir / "data.parquet"
+    if not data.exists():  # written once: the source's fingerprint covers the file's mtime
+        sample_table(20).write_parquet(data)
+    text = yaml.safe_dump(spec)
+    path = workdir / "spec.yaml"
+    path.write_text(text)
+    return make_plan(load_spec_text(text, path), pm, workdir / "run")
+
+
+def spec_with(executor: dict) -> dict:
+    return {
+        "source": {"path": "data.parquet"},
+        "steps": [{"step": "normalize_text"}, {"step": "exact_dedup", "params": {"columns": ["alt_text"]}}],
+        "run": {"executor": executor},
+    }
+
+
+def test_importing_curate_and_its_plugins_never_imports_ray():
+    code = (
+        "import sys\n"
+        "from curate.plugins import get_plugin_manager\n"
+        "from curate.cli import main\n"
+        "assert 'ray' in get_plugin_manager().executors.names()\n"
+        "main(['--help'])\n"
+        "main(['plugins'])\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "needs curate[ray]" in done.stdout
+
+
+def test_executor_params_never_change_a_fingerprint():
+    params = RayParams(address="auto", num_gpus_per_actor=0.5, actors=4, max_retries=1)
+    assert params.fingerprint_dict() == {}
+
+
+def test_switching_to_ray_keeps_every_step_fingerprint(ray_pm, workdir):
+    local = plan(spec_with({"name": "local"}), workdir, ray_pm)
+    on_ray = plan(spec_with({"name": "ray", "params": {"actors": 2, "max_retries": 5}}), workdir, ray_pm)
+    assert isinstance(on_ray.resolved.executor, RayExecutor)
+    assert [p.fingerprint for p in on_ray.steps] == [p.fingerprint for p in local.steps]
+
+
+def test_num_cpus_with_an_address_is_a_spec_error(ray_pm, workdir):
+    spec = spec_with({"name": "ray", "params": {"address": "auto", "num_cpus": 8}})
+    with pytest.raises(SpecError) as caught:
+        plan(spec, workdir, ray_pm)
+    assert "run.executor.params" in str(caught.value)
+    assert "'num_cpus' sizes the local cluster" in str(caught.value)
+
+
+def test_unknown_param_is_a_spec_error_with_a_suggestion(ray_pm, workdir):
+    with pytest.raises(SpecError, match="max_retry"):
+        plan(spec_with({"name": "ray", "params": {"max_retry": 2}}), workdir, ray_pm)
+
+
+def test_without_ray_installed_the_plan_says_how_to_install_it(ray_pm, workdir, monkeypatch):
+    real = curate.validation._find_spec
+    monkeypatch.setattr(curate.validation, "_find_spec", lambda name: None if name == "ray" else real(name))
+    with pytest.raises(SpecError, match=r"pip install 'curate\[ray\]'"):
+        plan(spec_with({"name": "ray"}), workdir, ray_pm)
