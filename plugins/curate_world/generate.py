@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curate_world import tables, vocab
 from curate_world.alttext import NOISE_TYPES, AltText, noise_probabilities, write_alt_text
 from curate_world.describe import describe
 from curate_world.duplicates import Variant, plan_groups, sample_variant
@@ -24,7 +25,6 @@ from curate_world.faults import FAULTS, fault_probabilities
 from curate_world.params import WORLD_VERSION, WorldParams
 from curate_world.realign import realigned_caption
 from curate_world.scene import Scene, sample_scene
-from curate_world import tables, vocab
 
 # Independent random streams: changing how alt-texts are written never changes an image.
 PLAN, SCENES, ALT_TEXTS, RENDERING, EVAL = range(5)
@@ -87,8 +87,23 @@ def generate_world(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+    return _move_into_place(partial, out, params, counts, overwrite)
+
+
+def _move_into_place(partial: Path, out: Path, params: WorldParams, counts: dict[str, Any], overwrite: bool) -> World:
+    """Rename the finished world into place. Another process may have finished the same world in
+    the meantime (two runs of one spec); then its copy, byte-identical to ours, wins."""
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    elif out.exists() and not any(out.iterdir()):
+        out.rmdir()
+    try:
+        partial.rename(out)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if (out / MANIFEST).exists() and load_world(out).params == params:
+            return load_world(out)
+        raise WorldError(f"{out} appeared while the world was being generated", "generate it again") from None
     return World(out, params, counts)
 
 
