@@ -26,7 +26,7 @@ class Variant:
 def plan_groups(n: int, dup_fraction: float, max_group_size: int, rng: np.random.Generator) -> list[int]:
     """Sizes of the scenes' row groups, summing to ``n``: about ``dup_fraction`` of the rows sit in
     groups of 2..``max_group_size``, the rest are singletons (size 1)."""
-    target = int(round(n * dup_fraction))
+    target = round(n * dup_fraction)
     sizes: list[int] = []
     planted = 0
     while target - planted >= 2:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 from curate_world import tables
@@ -75,7 +76,7 @@ class _WorldHTTPServer(ThreadingHTTPServer):
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionError, TimeoutError)) or self.stopping.is_set():
             return
-        log.warning("error while serving %s", client_address, exc_info=True)
+        log.warning("error while serving %s", client_address, exc_info=error)
 
 
 def _load_routes(world_dir: Path) -> dict[str, tuple[Path, str]]:
@@ -231,7 +232,7 @@ class WorldServer:
         self._server.server_close()  # close the socket and join every handler thread
         self._thread.join()
 
-    def __enter__(self) -> WorldServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

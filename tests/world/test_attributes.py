@@ -6,13 +6,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-
 from curate_world.alttext import write_alt_text
 from curate_world.attributes import extract_attributes, score_caption
 from curate_world.describe import describe
 from curate_world.scene import Scene, SceneObject, entity_logo, sample_scene
 from curate_world.testing import scenes, seeds
+from hypothesis import given, settings
 
 
 @settings(max_examples=25)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-
 from curate_world.describe import describe, parse_description
 from curate_world.phrasing import sentence_case
 from curate_world.scene import Scene, SceneObject, sample_scene
-
 from curate_world.testing import scenes, seeds
+from hypothesis import given, settings
 
 
 @settings(max_examples=25)

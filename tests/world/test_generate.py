@@ -11,10 +11,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from PIL import Image
-
 from curate_world.alttext import noise_probabilities
 from curate_world.attributes import extract_attributes, score_caption
 from curate_world.describe import parse_description
@@ -22,6 +18,9 @@ from curate_world.errors import WorldError
 from curate_world.faults import fault_probabilities
 from curate_world.generate import World, generate_world, load_world
 from curate_world.scene import Scene
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
 
 from .conftest import read
 

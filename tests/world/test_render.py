@@ -7,13 +7,20 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from curate_world.render import encode_image, render_scene
+from curate_world.scene import Scene, SceneObject, entity_logo
+from curate_world.vocab import (
+    BACKGROUNDS,
+    COLORS,
+    ENTITIES,
+    POSITIONS,
+    SHAPES,
+    color_distance,
+    colors_visible_on,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from curate_world.render import encode_image, render_scene
-from curate_world.scene import Scene, SceneObject, entity_logo
-from curate_world.vocab import BACKGROUNDS, COLORS, ENTITIES, POSITIONS, SHAPES, color_distance, colors_visible_on
 
 NAMES = list(COLORS)
 PALETTE = np.array([COLORS[name] for name in NAMES], dtype=np.float32)

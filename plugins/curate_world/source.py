@@ -1,0 +1,144 @@
+"""``format: world``: generate a world once (cached by its parameters), serve it for the run, and
+hand the engine its rows with ground truth alongside.
+
+URLs contain the server's port, and the engine caches the ingested rows by this source's
+fingerprint. So by default the port is derived from the world's parameters: the same world gets
+the same URLs in every run and cached downstream steps stay valid. ``port: 0`` picks a random free
+port instead, and then the fingerprint changes every run (the rows really are different).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+from pydantic import Field
+
+from curate import Params, Source
+from curate_world.errors import WorldError
+from curate_world.params import WORLD_VERSION, WorldParams
+
+STABLE_PORTS = (20000, 40000)  # [low, high): the range stable ports are drawn from
+GROUND_TRUTH = {
+    "noise_type": pl.Utf8,
+    "noise_detail": pl.Utf8,
+    "alt_mentions_entity": pl.Boolean,
+    "objects": pl.Utf8,
+    "description": pl.Utf8,
+    "n_objects": pl.Int64,
+    "entity": pl.Utf8,
+    "background": pl.Utf8,
+    "texture": pl.Utf8,
+    "scene_id": pl.Int64,
+    "dup_group": pl.Int64,
+    "fault": pl.Utf8,
+    "split": pl.Utf8,
+}
+SCHEMA: dict[str, pl.DataType] = {
+    "url": pl.Utf8,
+    "alt_text": pl.Utf8,
+    "world_id": pl.Int64,
+    **{f"gt_{name}": dtype for name, dtype in GROUND_TRUTH.items()},
+}
+
+
+class WorldSource(Source):
+    format = "world"
+    description = "a generated world of image–alt-text pairs with ground truth (gt_*), served on loopback"
+    version = str(WORLD_VERSION)
+    requires = ("PIL",)
+    extra = "world"
+
+    class Params(Params, WorldParams):
+        dir: str | None = Field(None, description="where the world is generated; default .curate/worlds/<world id>")
+        host: str = Field("127.0.0.1", description="address the image server listens on")
+        port: int | None = Field(None, ge=0, le=65535, description="None: stable per world; 0: random free port")
+        slow_seconds: float = Field(3.0, ge=0.0, le=120.0, description="stall of 'slow' URLs; exceed your download timeout")
+
+    def __init__(self, params: Params, ctx):  # type: ignore[no-untyped-def]
+        super().__init__(params, ctx)
+        self.world_params = WorldParams(**params.model_dump(include=set(WorldParams.model_fields)))
+        self._server = None
+        self._nonce = secrets.token_hex(8) if params.port == 0 else None
+
+    # -- where ----------------------------------------------------------------------------------
+    @property
+    def world_dir(self) -> Path:
+        if self.params.dir is not None:
+            return self.ctx.resolve(self.params.dir)
+        return self.ctx.resolve(Path(".curate") / "worlds" / self.world_params.digest())
+
+    @property
+    def stable_port(self) -> int:
+        low, high = STABLE_PORTS
+        return low + int(self.world_params.digest(), 16) % (high - low)
+
+    @property
+    def base_url(self) -> str:
+        if self._server is not None:
+            return self._server.base_url
+        if self.params.port == 0:
+            raise WorldError(
+                "the world source's URLs are not known before its server starts (port: 0 picks a random port)",
+                "read rows inside source.session(), or set a fixed port",
+            )
+        port = self.params.port if self.params.port is not None else self.stable_port
+        return f"http://{self.params.host}:{port}"
+
+    # -- Source API -----------------------------------------------------------------------------
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        from curate_world.generate import generate_world
+        from curate_world.server import serve_world
+
+        generate_world(self.world_dir, **self.world_params.model_dump())
+        port = self.params.port if self.params.port is not None else self.stable_port
+        try:
+            with serve_world(self.world_dir, self.params.host, port, self.params.slow_seconds) as server:
+                self._server = server
+                yield
+        except WorldError as exc:
+            if self._server is None and self.params.port != 0:
+                raise WorldError(
+                    f"{exc.message} (the world source's port is fixed so cached URLs stay valid)",
+                    "stop whatever holds the port (another run of this world?), or set source.params.port "
+                    "to another port, or to 0 for a random one (disables reuse of the cached source rows)",
+                ) from None
+            raise
+        finally:
+            self._server = None
+
+    def fingerprint(self) -> str:
+        payload = {
+            "format": self.format,
+            "version": self.version,
+            "world": self.world_params.model_dump(mode="json"),
+            "base_url": self.base_url if self.params.port != 0 else f"random:{self._nonce}",
+            "slow_seconds": self.params.slow_seconds,  # changes what a download of a 'slow' URL returns
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def schema(self) -> dict[str, pl.DataType]:
+        return dict(SCHEMA)  # known without generating anything, so planning stays instant
+
+    def scan(self) -> Iterator[pl.LazyFrame]:
+        from curate_world.tables import WORLD_FILE
+
+        table = self.world_dir / WORLD_FILE
+        if not table.exists():
+            raise WorldError(f"the world is not generated yet ({table} is missing)", "scan() inside source.session()")
+        frame = pl.scan_parquet(table)
+        yield frame.select(
+            (pl.lit(self.base_url) + pl.col("url_path")).alias("url"),
+            pl.col("alt_text"),
+            pl.col("world_id"),
+            *[pl.col(name).cast(dtype).alias(f"gt_{name}") for name, dtype in GROUND_TRUTH.items()],
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {"format": self.format, "world_dir": str(self.world_dir), **self.params.model_dump(mode="json")}

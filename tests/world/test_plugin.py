@@ -1,0 +1,132 @@
+"""The plugin glue: ``format: world`` in a spec, and the ``curate world`` commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import curate_world
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from curate_world.cli import world as world_commands
+from curate_world.errors import WorldError
+from curate_world.generate import generate_world
+from curate_world.source import SCHEMA, WorldSource
+
+from curate.plugins import PluginManager
+from curate.source import SourceContext
+from curate.testing.runner import read_step_output, run_spec
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture
+def world_pm(pm: PluginManager, register_plugin: Callable[..., Any]) -> PluginManager:
+    register_plugin(curate_world, name="world", version=curate_world.__version__)
+    return pm
+
+
+def spec(**params: Any) -> dict[str, Any]:
+    return {
+        "name": "world_test",
+        "source": {"format": "world", "params": {"n": 60, "seed": 5, "dir": "world", **params}},
+        "steps": [{"step": "filter", "name": "reachable", "params": {"where": "gt_fault = 'none'"}}],
+    }
+
+
+def port_is_open(url: str) -> bool:
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    with socket.socket() as probe:
+        return probe.connect_ex((host, int(port))) == 0
+
+
+def test_a_spec_reads_the_world_with_ground_truth(world_pm: PluginManager, workdir: Path) -> None:
+    assert "world" in world_pm.sources.names()
+    manifest = run_spec(spec(), workdir, pm=world_pm)
+    rows = read_step_output(manifest, "reachable")
+    world = pl.read_parquet(workdir / "world" / "world.parquet")
+    assert rows.height == int((world["fault"] == "none").sum())
+    assert set(SCHEMA) <= set(rows.columns) and (rows["gt_fault"] == "none").all()
+    joined = rows.join(world, on="world_id")
+    assert (joined["alt_text"] == joined["alt_text_right"]).all()
+    assert (joined["gt_description"] == joined["description"]).all()
+    url = rows["url"][0]
+    assert url.startswith("http://127.0.0.1:") and url.endswith(rows.join(world, on="world_id")["url_path"][0])
+    assert not port_is_open(url), "the server outlived the run"
+
+    again = run_spec(spec(), workdir, pm=world_pm)  # same world, same port: everything is cached
+    assert all(step["cached"] for step in again["steps"])
+    assert read_step_output(again, "reachable")["url"].to_list() == rows["url"].to_list()
+
+
+def test_urls_serve_the_images_during_the_session(tmp_path: Path) -> None:
+    source = WorldSource(WorldSource.Params(n=20, seed=2, dir="w"), SourceContext(tmp_path, tmp_path, 0))
+    assert source.schema() == SCHEMA and not (tmp_path / "w").exists()  # planning generates nothing
+    with source.session():
+        (frame,) = list(source.scan())
+        table = frame.collect()
+        row = table.filter(pl.col("gt_fault") == "none").row(0, named=True)
+        with urllib.request.urlopen(row["url"], timeout=5) as response:
+            assert response.read() == (tmp_path / "w" / "images" / f"{row['world_id']:06d}.jpg").read_bytes()
+        assert dict(table.schema) == SCHEMA
+    assert not port_is_open(row["url"])
+
+
+def test_random_ports_change_the_fingerprint(tmp_path: Path) -> None:
+    def make(**params: Any) -> WorldSource:
+        return WorldSource(WorldSource.Params(n=20, dir="w", **params), SourceContext(tmp_path, tmp_path, 0))
+
+    assert make().fingerprint() == make().fingerprint()
+    assert make().fingerprint() != make(seed=1).fingerprint()
+    assert make(port=0).fingerprint() != make(port=0).fingerprint()  # its URLs differ every run
+    with pytest.raises(WorldError, match="port"):
+        list(make(port=0).scan())
+
+
+def test_busy_stable_port_says_how_to_fix(tmp_path: Path) -> None:
+    source = WorldSource(WorldSource.Params(n=20, dir="w"), SourceContext(tmp_path, tmp_path, 0))
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", source.stable_port))
+        blocker.listen()
+        with pytest.raises(WorldError, match="source.params.port"), source.session():
+            pass
+
+
+def test_cli_generate(workdir: Path) -> None:
+    runner = CliRunner()
+    out = str(workdir / "out")
+    result = runner.invoke(world_commands, ["generate", out, "--n", "30", "--seed", "3", "--noise-rates", "empty=0.5"])
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(workdir / "out" / "world.parquet").height == 30
+    assert '"rows": 30' in result.output
+    bad = runner.invoke(world_commands, ["generate", out, "--n", "31"])
+    assert isinstance(bad.exception, WorldError) and "overwrite" in str(bad.exception)  # curate's CLI prints it
+    assert runner.invoke(world_commands, ["generate", out, "--noise-rates", "empty"]).exit_code == 2
+
+
+def test_cli_serve_prints_the_url_and_stops_on_ctrl_c(workdir: Path) -> None:
+    generate_world(workdir / "w", n=10, fault_rate=0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "curate.cli", "world", "serve", "w"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        with urllib.request.urlopen(base_url + "/img/000000.jpg", timeout=5) as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert not port_is_open(base_url)
+    finally:
+        process.kill()
+        process.communicate()
