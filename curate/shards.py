@@ -108,9 +108,10 @@ def check_output(step: Step, frame: pl.DataFrame, expected: Schema, shard: int |
             )
     if problems:
         raise StepError(step.label, shard, "; ".join(problems), hint="this is a bug in the step's plugin")
-    ordered = [c for c in expected if c in frame.columns]
-    extra = [c for c in frame.columns if c not in expected]
-    out = frame.select(ordered + extra)
+    # Exactly the planned columns: a frame that also carries dropped rows is often a diagonal
+    # concat (sql per_shard keeps the input columns on rows the query left out), and passing
+    # such columns through gave kept shards columns the plan does not know, differing by shard.
+    out = frame.select(list(expected))
     casts = {n: d for n, d in expected.items() if out.schema[n] != d and d != pl.Null}
     if casts:
         out = out.with_columns([pl.col(n).cast(d, strict=False) for n, d in casts.items()])

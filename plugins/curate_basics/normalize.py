@@ -23,7 +23,10 @@ CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 ZERO_WIDTH = r"[\u200b-\u200d\u2060\ufeff]"
 CONTROL_RE = re.compile(CONTROL)
 ZERO_WIDTH_RE = re.compile(ZERO_WIDTH)
-WHITESPACE_RE = re.compile(r"\s+")
+# Python's \s (and str.strip) count the separators U+001C-U+001F as whitespace, the Rust regex
+# engine polars uses does not; naming them makes the vectorized path agree with normalize_one.
+WHITESPACE = r"[\s\x1c-\x1f]+"
+WHITESPACE_RE = re.compile(WHITESPACE)
 
 
 class NormalizeParams(Params):
@@ -47,7 +50,10 @@ def normalize_one(text: str | None, p: NormalizeParams) -> str | None:
     """The reference implementation; the vectorized path must agree with it."""
     if text is None:
         return None
-    for _ in range(8):  # to a fixed point, so the result is idempotent
+    # To a fixed point, so the result is idempotent. The bound grows with the text: a fixed cap
+    # (it was 8) left deeper escaping ("&amp;amp;amp;...") half done, so a second pass changed it.
+    # Each level of escaping takes one round and at least three characters, so this always suffices.
+    for _ in range(16 + len(text)):
         before = text
         if p.html_unescape and "&" in text:
             text = html.unescape(text)
@@ -64,6 +70,17 @@ def normalize_one(text: str | None, p: NormalizeParams) -> str | None:
         if text == before:
             break
     return text
+
+
+def _unknown_to_python(column: pl.Series) -> pl.Series:
+    """Rows holding a code point that Python's Unicode database does not know yet. polars
+    normalizes with a newer Unicode than ``unicodedata`` (NFKC maps U+1CCD6 to 'A', Python 3.11
+    leaves it), so such rows take the reference path to agree with :func:`normalize_one`."""
+    rare = column.str.extract_all(r"[^\x00-\x7f]").explode().drop_nulls().unique().to_list()
+    unknown = [c for c in rare if unicodedata.category(c) == "Cn"]
+    if not unknown:
+        return pl.Series([False] * column.len(), dtype=pl.Boolean)
+    return column.str.contains_any(unknown).fill_null(False)
 
 
 class NormalizeText(Step):
@@ -86,7 +103,7 @@ class NormalizeText(Step):
         if p.unicode_form != "none":
             expr = expr.str.normalize(p.unicode_form)
         if p.collapse_whitespace:
-            expr = expr.str.replace_all(r"\s+", " ").str.strip_chars()
+            expr = expr.str.replace_all(WHITESPACE, " ").str.strip_chars()
         if p.max_length is not None:
             expr = expr.str.slice(0, p.max_length)
             if p.collapse_whitespace:
@@ -98,9 +115,13 @@ class NormalizeText(Step):
         again by a second pass (rare), so the result always equals :func:`normalize_one`."""
         out = self._vectorized(column)
         again = self._vectorized(out)
-        slow = (column.str.contains("&", literal=True).fill_null(False) & self.params.html_unescape) | (
-            again != out
+        # '&' in the output too: NFKC turns a fullwidth '＆amp;' into an entity to unescape.
+        ampersand = column.str.contains("&", literal=True).fill_null(False) | out.str.contains(
+            "&", literal=True
         ).fill_null(False)
+        slow = (ampersand & self.params.html_unescape) | (again != out).fill_null(False)
+        if self.params.unicode_form != "none":
+            slow = slow | _unknown_to_python(column)
         if slow.any():
             index = slow.arg_true()
             fixed = [normalize_one(v, self.params) for v in column.gather(index).to_list()]

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from curate.testing import run_step
+from curate.testing import strategies as cst
+from curate_basics.normalize import NormalizeParams, NormalizeText, normalize_one
+from tests.invariants import assert_nothing_lost, uids
+
+PARAMS = st.builds(
+    NormalizeParams,
+    html_unescape=st.booleans(),
+    strip_control=st.booleans(),
+    unicode_form=st.sampled_from(["NFC", "NFKC", "none"]),
+    collapse_whitespace=st.booleans(),
+    max_length=st.one_of(st.none(), st.integers(1, 40)),
+)
+
+# Inputs that broke the vectorized path or idempotence once, plus the usual suspects.
+TRICKY = [
+    "\uff06amp; fullwidth ampersand",  # NFKC turns it into an entity to unescape
+    "&amp;" + "amp;" * 12 + "lt;b&gt;",  # escaped more often than a fixed number of passes undoes
+    "a\x1cb\x1d c\x1e\x1f",  # separators: whitespace to Python's regex, not to polars'
+    "x\U0001ccd6y \U00016d67\U00016d67",  # newer Unicode than Python's unicodedata knows
+    "\u200b\ufeff zero width \u00a0 nbsp\u2028line",
+    "e\u0301 vs \u00e9, \ufb01 ligature",
+    "&#0; &#x110000; &#xd800; &nonsense; & alone &",
+    "\x00\x7f\x85\x9f controls",
+    "",
+    None,
+]
+TEXTS = st.lists(st.one_of(st.none(), cst.alt_texts(), st.sampled_from(TRICKY)), min_size=1, max_size=12)
+
+
+@settings(max_examples=200)
+@given(texts=TEXTS, params=PARAMS)
+@example(texts=TRICKY, params=NormalizeParams())
+@example(texts=TRICKY, params=NormalizeParams(unicode_form="NFKC"))
+@example(texts=TRICKY, params=NormalizeParams(strip_control=False))
+@example(texts=TRICKY, params=NormalizeParams(unicode_form="NFKC", max_length=7))
+def test_the_vectorized_path_equals_the_reference_on_every_input(texts, params):
+    out = NormalizeText(params).normalize(pl.Series(texts, dtype=pl.Utf8)).to_list()
+    assert out == [normalize_one(t, params) for t in texts]
+
+
+@settings(max_examples=200)
+@given(texts=TEXTS, params=PARAMS)
+@example(texts=TRICKY, params=NormalizeParams())
+def test_normalizing_twice_changes_nothing_more(texts, params):
+    step = NormalizeText(params)
+    once = step.normalize(pl.Series(texts, dtype=pl.Utf8))
+    assert step.normalize(once).to_list() == once.to_list()
+    assert [normalize_one(t, params) for t in once.to_list()] == once.to_list()
+
+
+@given(text=cst.alt_texts(), params=PARAMS)
+def test_the_result_is_clean(text, params):
+    out = normalize_one(text, params)
+    assert out is not None
+    if params.max_length is not None:
+        assert len(out) <= params.max_length
+    if params.collapse_whitespace:
+        assert out == out.strip() and "  " not in out
+    if params.strip_control and params.collapse_whitespace:
+        assert not any(c in out for c in "\x00\x0b\u200b\ufeff\t\n")
+
+
+def test_huge_texts_are_normalized_and_bounded():
+    huge = ("word &amp; \u200bword\t" * 20_000) + "end"
+    params = NormalizeParams(max_length=1000)
+    out = NormalizeText(params).normalize(pl.Series([huge, "short"])).to_list()
+    assert out == [normalize_one(huge, params), "short"]
+    assert len(out[0]) == 1000 and "&" in out[0] and "\u200b" not in out[0]
+
+
+@given(table=cst.tables(max_rows=25), min_length=st.integers(0, 6),
+       empty=st.sampled_from(["keep", "null", "drop"]))
+def test_dropping_short_or_empty_texts_loses_nothing(pm, tmp_path, table, min_length, empty):
+    params = {"min_length": min_length, "empty": empty}
+    result = run_step("normalize_text", table, params, pm=pm, shard_size=10, workdir=tmp_path)
+    assert_nothing_lost(table, result)
+    reference = NormalizeParams(**params)
+    by_uid = dict(zip(uids(table), table["alt_text"].to_list()))
+    for uid, text in zip(uids(result.kept), result.kept["alt_text"].to_list()):
+        expected = normalize_one(by_uid[uid], reference)
+        if empty == "null" and expected == "":
+            expected = None
+        assert text == expected
+        if min_length:
+            assert text is not None and len(text) >= min_length
+        if empty == "drop":
+            assert text  # neither empty nor NULL
+    assert set(result.drop_reasons) <= {"empty_text", "text_too_short"}
+
+
+def test_several_columns_are_normalized(pm):
+    table = pl.DataFrame({"uid": ["a"], "url": ["u"], "alt_text": ["a &amp; b"], "title": ["  T\u00a0 x "]})
+    result = run_step("normalize_text", table, {"columns": ["alt_text", "title"]}, pm=pm)
+    assert result.kept.row(0, named=True) == {"uid": "a", "url": "u", "alt_text": "a & b", "title": "T x"}
+
+
+def test_min_length_above_max_length_is_rejected():
+    with pytest.raises(ValidationError, match="greater than max_length"):
+        NormalizeParams(min_length=10, max_length=5)

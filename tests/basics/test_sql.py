@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curate.errors import SpecError
+from curate.testing import run_step
+from curate.testing import strategies as cst
+from tests.invariants import assert_nothing_lost, uids
+
+SCORED = cst.tables(max_rows=30, extra_columns={"score": cst.scores()}, extra_dtypes={"score": pl.Float64})
+
+ROW_LOCAL = [
+    "SELECT * FROM input WHERE score > 0.2",
+    "SELECT uid, upper(alt_text) AS alt_text, score FROM input",
+    "SELECT *, length(alt_text) AS n FROM input WHERE alt_text IS NOT NULL",
+    "SELECT uid, url FROM input WHERE url LIKE 'https%';",
+]
+
+
+@given(table=SCORED, query=st.sampled_from(ROW_LOCAL), shard_size=st.sampled_from([5, 1000]))
+def test_per_shard_and_whole_table_agree_on_row_local_queries(pm, tmp_path, table, query, shard_size):
+    per_shard = run_step("sql", table, {"query": query, "per_shard": True}, pm=pm, shard_size=shard_size,
+                         workdir=tmp_path)
+    whole = run_step("sql", table, {"query": query}, pm=pm, shard_size=shard_size, workdir=tmp_path)
+    assert per_shard.kept.equals(whole.kept)
+    assert per_shard.schema == whole.schema
+    assert sorted(uids(per_shard.dropped)) == sorted(uids(whole.dropped))
+    for result in (per_shard, whole):
+        assert_nothing_lost(table, result)
+        assert set(result.drop_reasons) <= {"sql"}
+
+
+@given(table=SCORED, per_shard=st.booleans())
+def test_rows_the_query_leaves_out_are_recorded_with_the_reason(pm, tmp_path, table, per_shard):
+    query = "SELECT * FROM input WHERE alt_text IS NOT NULL AND length(alt_text) > 3"
+    result = run_step("sql", table, {"query": query, "per_shard": per_shard, "drop_reason": "short_or_null"},
+                      pm=pm, shard_size=7, workdir=tmp_path)
+    assert_nothing_lost(table, result)
+    left_out = table.filter(~(pl.col("alt_text").str.len_chars() > 3).fill_null(False))
+    assert uids(result.dropped) == uids(left_out)
+    assert set(result.drop_reasons) <= {"short_or_null"}
+    # The dropped table keeps the input columns, so a drop can be inspected.
+    if result.dropped.height:
+        assert set(table.columns) <= set(result.dropped.columns)
+
+
+def test_a_table_wide_query_sees_every_row(pm):
+    table = pl.DataFrame({"uid": list("abcdef"), "url": ["u"] * 6, "alt_text": ["x", "y", "x", "z", "y", "x"]})
+    query = """
+        SELECT *, count(*) OVER (PARTITION BY alt_text) AS copies FROM input
+        QUALIFY row_number() OVER (PARTITION BY alt_text ORDER BY uid) = 1 ORDER BY uid
+    """
+    result = run_step("sql", table, {"query": query}, pm=pm, shard_size=2)
+    assert uids(result.kept) == ["a", "b", "d"]
+    assert result.kept["copies"].to_list() == [3, 2, 1]
+    assert sorted(uids(result.dropped)) == ["c", "e", "f"]
+
+
+@pytest.mark.parametrize("query, message", [
+    ("SELECT url FROM input", "no 'uid' column"),
+    ("SELECT uid, alt_txt FROM input", "alt_txt"),
+    ("SELEC uid FROM input", "does not run"),
+])
+def test_queries_are_checked_at_plan_time(pm, query, message):
+    table = pl.DataFrame({"uid": ["a"], "url": ["u"], "alt_text": ["t"]})
+    with pytest.raises(SpecError, match=message):
+        run_step("sql", table, {"query": query}, pm=pm)
