@@ -56,7 +56,9 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
     for column in extras:
         schema[column] = raw[column]
     for column in spec.uid_columns:
-        if column not in schema:
+        # A missing url/alt_text was reported above with how to map it; saying it again here
+        # would only double the list.
+        if column not in schema and column not in REQUIRED:
             problems.append((("source", "uid_columns"), f"uid column '{column}' is not in the table",
                              f"columns: {', '.join(schema)}"))
     for column in schema:

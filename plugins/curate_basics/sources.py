@@ -59,10 +59,12 @@ class FileSource(Source):
     def schema(self) -> dict[str, pl.DataType]:
         files = self.files()
         try:
-            return dict(self.scan_file(files[0]).collect_schema())
+            schema = dict(self.scan_file(files[0]).collect_schema())
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise SourceError(f"cannot read {files[0]} as {self.format}: {exc}",
                               "check source.format, or the file") from None
+        _check_separator(files[0], schema)
+        return schema
 
     def scan(self) -> Iterator[pl.LazyFrame]:
         for path in self.files():
@@ -70,6 +72,20 @@ class FileSource(Source):
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         raise NotImplementedError
+
+
+def _check_separator(path: Path, schema: dict[str, pl.DataType]) -> None:
+    """A delimited file read with the wrong separator has one column whose name holds the real
+    one. Say so, instead of letting the column mapping report url and alt_text as missing."""
+    if len(schema) != 1 or EXTENSIONS.get(path.suffix.lower()) not in ("csv", "tsv"):
+        return
+    (name,) = schema
+    for separator in (",", ";", "\t", "|"):
+        if separator in name:
+            raise SourceError(
+                f"{path} reads as a single column {name!r}: it looks separated by {separator!r}",
+                f"set source.format: csv and source.params.separator: {separator!r}",
+            )
 
 
 class ParquetSource(FileSource):

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from curate.errors import SpecError
+from curate.plan import make_plan
+from curate.spec import load_spec
+from curate.testing import run_spec
+from curate.testing.runner import read_step_output
+
+TABLE = pl.DataFrame({
+    "url": ["https://a/1.jpg", "https://a/2.jpg", "https://a/3.jpg", "https://a/1.jpg"],
+    "alt_text": ["a red circle", "東京タワー, \"quoted\"", "", "a red circle"],
+})
+
+
+def write_as(table: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = path.suffix
+    if kind == ".parquet":
+        table.write_parquet(path)
+    elif kind == ".csv":
+        table.write_csv(path)
+    elif kind == ".tsv":
+        table.write_csv(path, separator="\t", quote_style="never")
+    elif kind == ".jsonl":
+        table.write_ndjson(path)
+
+
+def plan_problems(spec_path: Path, pm) -> str:
+    with pytest.raises(SpecError) as caught:
+        make_plan(load_spec(spec_path), pm, spec_path.parent / "run")
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("filename, source", [
+    ("data.parquet", {"format": "parquet"}),
+    ("data.csv", {"format": "csv"}),
+    ("data.tsv", {"format": "tsv"}),
+    ("data.jsonl", {"format": "jsonl"}),
+    ("data.csv", {}),  # format auto, by extension
+])
+def test_every_file_format_gives_the_same_rows_and_uids(pm, workdir, filename, source):
+    table = TABLE
+    if filename.endswith(".tsv"):  # TSV has no quoting: no quotes in the text, and "" reads as NULL
+        table = TABLE.with_columns(pl.col("alt_text").str.replace_all('"', "'", literal=True).replace("", None))
+    reference = run_spec({"source": {"path": "ref.parquet"}}, workdir / "ref", tables={"ref.parquet": table}, pm=pm)
+    write_as(table, workdir / "other" / filename)
+    manifest = run_spec({"source": {"path": filename, **source}}, workdir / "other", pm=pm)
+    got = read_step_output(manifest, "source")
+    assert got.equals(read_step_output(reference, "source"))
+    assert got["uid"].n_unique() == got.height  # the duplicate row still gets its own uid
+
+
+def test_a_directory_or_glob_reads_files_in_name_order(pm, workdir):
+    for i in range(3):
+        write_as(TABLE.with_columns(pl.lit(f"part{i}").alias("alt_text")), workdir / "data" / f"part-{i}.parquet")
+    (workdir / "data" / "README.md").write_text("not data")
+    by_dir = run_spec({"source": {"path": "data"}}, workdir, pm=pm)
+    texts = read_step_output(by_dir, "source")["alt_text"].to_list()
+    assert texts == ["part0"] * 4 + ["part1"] * 4 + ["part2"] * 4
+    by_glob = run_spec({"source": {"path": str(workdir / "data" / "part-*.parquet"), "format": "parquet"}},
+                       workdir / "glob", pm=pm)
+    assert read_step_output(by_glob, "source")["alt_text"].to_list() == texts
+
+
+def test_columns_are_mapped_and_kept(pm, workdir):
+    source = TABLE.rename({"url": "URL", "alt_text": "TEXT"}).with_columns(pl.lit(1).alias("width"),
+                                                                             pl.lit("x").alias("junk"))
+    manifest = run_spec({"source": {"path": "d.parquet", "columns": {"url": "URL", "alt_text": "TEXT"},
+                                    "keep": ["width"]}}, workdir, tables={"d.parquet": source}, pm=pm)
+    out = read_step_output(manifest, "source")
+    assert out.columns == ["uid", "url", "alt_text", "width"]
+
+
+def test_a_source_with_its_own_unique_uids_keeps_them(pm, workdir):
+    table = TABLE.with_columns(pl.Series("uid", ["u1", "u2", "u3", "u4"]))
+    manifest = run_spec({"source": {"path": "d.parquet"}}, workdir, tables={"d.parquet": table}, pm=pm)
+    assert read_step_output(manifest, "source")["uid"].to_list() == ["u1", "u2", "u3", "u4"]
+
+
+def test_a_source_with_duplicate_uids_is_a_clear_error(pm, workdir):
+    from curate.errors import SourceError
+
+    table = TABLE.with_columns(pl.Series("uid", ["u1", "u1", "u3", "u4"]))
+    with pytest.raises(SourceError, match="1 duplicate values"):
+        run_spec({"source": {"path": "d.parquet"}}, workdir, tables={"d.parquet": table}, pm=pm)
+
+
+def test_changing_the_file_invalidates_the_cache(pm, workdir, write_spec):
+    spec = write_spec({"source": {"path": "data.parquet"}, "run": {"dir": "run"}}, table=TABLE)
+    first = make_plan(load_spec(spec), pm, workdir / "run").steps[0].fingerprint
+    time.sleep(0.01)
+    TABLE.head(2).write_parquet(workdir / "data.parquet")
+    os.utime(workdir / "data.parquet", ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert make_plan(load_spec(spec), pm, workdir / "run").steps[0].fingerprint != first
+
+
+# -- bad input: one clear problem each, with a hint, never a traceback -----------------------
+def test_a_missing_file_says_where_it_looked(pm, write_spec):
+    spec = write_spec({"source": {"path": "nope.parquet"}})
+    message = plan_problems(spec, pm)
+    assert "source.path 'nope.parquet' does not exist" in message
+    assert "relative to the spec file" in message
+
+
+def test_a_missing_alt_text_column_says_how_to_map_it(pm, write_spec):
+    spec = write_spec({"source": {"path": "data.parquet"}}, table=TABLE.rename({"alt_text": "caption"}))
+    message = plan_problems(spec, pm)
+    assert "the source has no 'alt_text' column" in message
+    assert "columns: {alt_text: <source column>}" in message
+    assert "caption" in message  # lists what there is
+    assert message.count("alt_text' column") == 1  # not echoed by the uid check
+
+
+def test_a_mapped_column_that_does_not_exist(pm, write_spec):
+    spec = write_spec({"source": {"path": "data.parquet", "columns": {"alt_text": "TEXT"}}}, table=TABLE)
+    message = plan_problems(spec, pm)
+    assert "source.columns.alt_text: the source has no column 'TEXT'" in message
+
+
+def test_corrupt_parquet(pm, workdir, write_spec):
+    (workdir / "data.parquet").write_bytes(b"PAR1" + b"\x00garbage" * 50)
+    message = plan_problems(write_spec({"source": {"path": "data.parquet"}}), pm)
+    assert "cannot read" in message and "data.parquet" in message
+
+
+def test_csv_with_a_different_separator_names_it(pm, workdir, write_spec):
+    TABLE.write_csv(workdir / "data.csv", separator=";")
+    message = plan_problems(write_spec({"source": {"path": "data.csv"}}), pm)
+    assert "looks separated by ';'" in message
+    assert "separator: ';'" in message
+    TABLE.write_csv(workdir / "data.csv", separator=";")
+    fixed = write_spec({"source": {"path": "data.csv", "format": "csv", "params": {"separator": ";"}}})
+    assert make_plan(load_spec(fixed), pm, workdir / "run").steps[0].output_schema["alt_text"] == pl.Utf8
+
+
+def test_an_empty_csv(pm, workdir, write_spec):
+    (workdir / "data.csv").write_text("")
+    assert "cannot read" in plan_problems(write_spec({"source": {"path": "data.csv"}}), pm)
+
+
+def test_a_directory_without_data_files(pm, workdir, write_spec):
+    (workdir / "data").mkdir()
+    (workdir / "data" / "notes.txt").write_text("x")
+    assert "matched no auto files" in plan_problems(write_spec({"source": {"path": "data"}}), pm)
+
+
+def test_an_unknown_extension_with_format_auto(pm, workdir, write_spec):
+    (workdir / "data.txt").write_text("url,alt_text\n")
+    assert "cannot tell the format" in plan_problems(write_spec({"source": {"path": "data.txt"}}), pm)
+
+
+def test_jsonl_that_is_not_json(pm, workdir, write_spec):
+    (workdir / "data.jsonl").write_text('{"url": "a", "alt_text": "b"}\nthis is not json\n')
+    spec = write_spec({"source": {"path": "data.jsonl"}, "run": {"dir": "run"}})
+    from curate.engine import Engine
+    from curate.errors import CurateError
+
+    try:
+        plan = make_plan(load_spec(spec), pm, workdir / "run")
+    except SpecError as exc:
+        assert "data.jsonl" in str(exc)
+        return
+    with pytest.raises(CurateError, match="could not read source part 0"):
+        Engine(plan, pm).run()
