@@ -123,10 +123,10 @@ def run(scale: str) -> dict[str, Any]:
         "rows_kept": kept["local, in-process"][0],
         "configurations": summary,
         "notes": [
-            f"{os.cpu_count()} cores: 2 workers can at most halve the steps' time, less whatever else the "
-            "machine is running (see load_average)",
-            "'in shards s' is the time spent inside run_shard_task, summed over shards (the work itself); "
-            "'CPU s' misses Ray's workers, which are not children the command waits for",
+            (f"{os.cpu_count()} cores: 2 workers can at most halve the steps' time, less whatever else the "
+             "machine is running (see load_average)"),
+            ("'in shards s' is the time spent inside run_shard_task, summed over shards (the work itself); "
+             "'CPU s' misses Ray's workers, which are not children the command waits for"),
         ],
         "spec": spec(Path("SOURCE"), Path("RUN_DIR"), rows, {"name": "EXECUTOR"}),
     }

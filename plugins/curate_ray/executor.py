@@ -323,8 +323,8 @@ class RayExecutor(Executor):
                 for ref in running:
                     try:
                         ray.cancel(ref)
-                    except Exception:  # finished or gone meanwhile: nothing to cancel
-                        pass
+                    except Exception:  # finished or gone meanwhile; the error being raised matters more
+                        logger.debug("could not cancel %s", ref, exc_info=True)
             raise
 
     def _result(self, ray: Any, ref: Any, step: Step, task: ShardTask) -> ShardStats:

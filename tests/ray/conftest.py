@@ -11,9 +11,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import curate_ray
 import pytest
 
-import curate_ray
 from curate.plugins import PluginManager
 from tests.conftest import REPO
 from tests.ray import steps
@@ -26,7 +26,6 @@ def ray_cluster() -> Iterator[str]:
     """The GCS address of a local cluster that every run in the module joins (and leaves running)."""
     pytest.importorskip("ray")
     import ray
-
     from curate_ray.executor import RayExecutor, RayParams
 
     saved = os.environ.get("PYTHONPATH")

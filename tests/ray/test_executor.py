@@ -158,3 +158,36 @@ def test_a_model_that_fails_to_load_fails_the_run_once(ray_cluster, ray_pm, work
     }
     with pytest.raises(StepError, match="setup\\(\\) failed: RuntimeError: no such checkpoint"):
         run(spec, workdir, sample_table(30), ray_pm)
+
+
+def test_map_shards_reports_each_shard_as_it_finishes_and_skips_finished_ones(ray_cluster, tmp_path):
+    """The executor on its own: ``on_done`` once per shard; a second call (a resumed run) reads the
+    markers, reports every shard again and starts no actor, so no model is loaded for nothing."""
+    from curate_ray.executor import RayExecutor, RayParams
+
+    from curate.shards import ShardTask, ShardWriter, iter_shard_files
+    from curate.step import StepContext
+    from tests.ray.steps import CountSetups
+
+    table = sample_table(23).with_row_index("uid").with_columns(pl.col("uid").cast(pl.Utf8))
+    writer = ShardWriter(None, tmp_path / "input", 5, None)
+    writer.add(table)
+    writer.close()
+    tasks = [ShardTask(i, path, tmp_path / "step") for i, path in enumerate(iter_shard_files(tmp_path / "input"))]
+    log = tmp_path / "log"
+    step = CountSetups(CountSetups.Params(log_dir=str(log)))
+    ctx = StepContext(run_dir=tmp_path, label=step.label, seed=0, artifacts=tmp_path / "step" / "artifacts",
+                      progress=lambda rows: None)
+    executor = RayExecutor(RayParams(actors=2))
+
+    done: list[int] = []
+    with executor.session():
+        first = executor.map_shards(step, tasks, ctx, dict(table.schema), on_done=lambda s: done.append(s.index))
+        again: list[int] = []
+        second = executor.map_shards(step, tasks, ctx, dict(table.schema), on_done=lambda s: again.append(s.index))
+
+    assert sorted(done) == sorted(again) == list(range(5))
+    assert [s.index for s in first] == [s.index for s in second] == list(range(5)), "results in task order"
+    assert sum(s.rows_out for s in first) == 23 and first == second
+    assert len(list(log.glob("setup-*"))) == 2, "the second call started no actor"
+    assert ctx.progress is not None, "the driver's progress callback is given back"
