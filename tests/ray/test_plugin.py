@@ -63,7 +63,9 @@ def test_executor_params_never_change_a_fingerprint():
     assert params.fingerprint_dict() == {}
 
 
-def test_switching_to_ray_keeps_every_step_fingerprint(ray_pm, workdir):
+def test_switching_to_ray_keeps_every_step_fingerprint(ray_pm, workdir, monkeypatch):
+    real = curate.validation._find_spec
+    monkeypatch.setattr(curate.validation, "_find_spec", lambda name: True if name == "ray" else real(name))
     local = plan(spec_with({"name": "local"}), workdir, ray_pm)
     on_ray = plan(spec_with({"name": "ray", "params": {"actors": 2, "max_retries": 5}}), workdir, ray_pm)
     assert isinstance(on_ray.resolved.executor, RayExecutor)
