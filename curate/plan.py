@@ -153,6 +153,11 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
             continue
         if step is None:
             cls = resolved.step_classes[index] if index < len(resolved.step_classes) else None
+            if cls is None and loc not in loaded.invalid:
+                # A name with a close match ('filtr') is that step mistyped: assume its writes
+                # too, so a column typo further down shows in the same `curate validate`.
+                close = pm.steps.suggest(step_spec.step)
+                cls = pm.steps.get(close) if close else None
             # A known step with bad params most likely still writes its declared columns, so
             # keep checking downstream; after an unknown step the schema is anyone's guess.
             schema = {**schema, **cls.writes} if cls is not None else None

@@ -186,7 +186,10 @@ def humanize(item: dict) -> str:
     }
     if kind in bounds:
         sign, key = bounds[kind]
-        return f"must be {sign} {ctx.get(key)}, got {shown}"
+        bound = ctx.get(key)
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # a float field reports `le=1` as 1.0; the spec author wrote 1
+        return f"must be {sign} {bound}, got {shown}"
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":

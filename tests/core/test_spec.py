@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import pickle
+import re
+import textwrap
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curate.errors import SpecError
+from curate.hookspecs import hookimpl
+from curate.plan import make_plan
+from curate.spec import Spec, load_spec, load_spec_text
+from curate.step import Step
+from tests.conftest import sample_table
+
+LABELS = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,12}\Z")
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+PARAMS = st.dictionaries(st.text(min_size=1, max_size=10), JSON, max_size=4)
+
+
+@st.composite
+def specs(draw) -> dict:
+    labels = draw(st.lists(LABELS, max_size=5, unique=True))
+    steps = [
+        {"step": draw(LABELS), **({"name": label} if draw(st.booleans()) else {}), "params": draw(PARAMS)}
+        for label in labels
+    ]
+    # Labels default to the step name; keep them unique as the spec requires.
+    seen: set[str] = set()
+    for step in steps:
+        label = step.get("name") or step["step"]
+        if label in seen:
+            step["name"] = f"{label}_{len(seen)}"
+        seen.add(step.get("name") or step["step"])
+    return {
+        "version": 1,
+        "name": draw(st.text(max_size=20)),
+        "description": draw(st.none() | st.text(max_size=40)),
+        "source": {
+            "format": draw(st.sampled_from(["auto", "parquet", "csv", "world"])),
+            "path": draw(st.none() | st.text(max_size=30)),
+            "columns": draw(st.dictionaries(st.sampled_from(["url", "alt_text", "width"]), st.text(max_size=10))),
+            "keep": draw(st.none() | st.lists(st.text(max_size=10), max_size=3)),
+            "uid_columns": draw(st.lists(st.sampled_from(["url", "alt_text", "width"]), min_size=1, max_size=3)),
+            "params": draw(PARAMS),
+        },
+        "steps": steps,
+        "outputs": [
+            {"format": draw(st.sampled_from(["parquet", "csv", "uids"])), "path": draw(st.text(max_size=20)),
+             "step": draw(st.none() | st.sampled_from(sorted(seen) or ["x"])), "params": draw(PARAMS)}
+            for _ in range(draw(st.integers(0, 2)))
+        ],
+        "run": {
+            "dir": draw(st.text(max_size=20)),
+            "seed": draw(st.integers(-(2**63), 2**63)),
+            "shard_size": draw(st.integers(1, 10**9)),
+            "memory_limit": draw(st.sampled_from(["4GB", "512MB"])),
+            "executor": {"name": draw(st.sampled_from(["local", "ray"])), "params": draw(PARAMS)},
+            "cache_dir": draw(st.none() | st.text(max_size=20)),
+            "report": draw(st.booleans()),
+        },
+    }
+
+
+@given(data=specs())
+def test_load_dump_load_round_trips(data):
+    spec = Spec.model_validate(data)
+    text = spec.dump_yaml()
+    loaded = load_spec_text(text)
+    assert not loaded.problems
+    assert loaded.spec == spec
+    assert loaded.spec.hash() == spec.hash()
+    assert loaded.spec.dump_yaml() == text
+
+
+def test_the_hash_ignores_formatting_but_not_content():
+    a = load_spec_text("source: {path: d.parquet}\nsteps: [{step: filter, params: {where: 'true'}}]\n").spec
+    b = load_spec_text("# comment\nsource:\n  path: d.parquet\nsteps:\n  - step: filter\n    params:\n"
+                       "      where: 'true'\n").spec
+    c = load_spec_text("source: {path: d.parquet}\nsteps: [{step: filter, params: {where: 'false'}}]\n").spec
+    assert a.hash() == b.hash() != c.hash()
+
+
+class ClipScore(Step):
+    """A stand-in for a model step whose extra is not installed."""
+
+    name = "clip_score"
+    requires = ("curate_test_no_such_module",)
+    extra = "clip"
+
+
+class ClipPlugin:
+    @hookimpl
+    def curate_register_steps(self):
+        return [ClipScore]
+
+
+FIVE_MISTAKES = """\
+name: five_mistakes
+source:
+  path: data.parquet
+steps:
+  - step: filtr
+    params: {where: "score > 0.2"}
+  - step: sample
+    params: {fraction: 28}
+  - step: normalize_text
+    params: {colums: [alt_text]}
+  - step: exact_dedup
+    params: {columns: [alt_txt]}
+  - step: clip_scor
+outputs:
+  - format: parquet
+    path: out.parquet
+    step: dedupe
+run:
+  shard_sise: 10
+"""
+
+
+def test_every_mistake_is_reported_at_once_with_path_line_and_suggestion(pm, register_plugin, write_spec):
+    register_plugin(ClipPlugin(), "clip")
+    spec = write_spec(FIVE_MISTAKES, table=sample_table())
+    with pytest.raises(SpecError) as caught:
+        make_plan(load_spec(spec), pm)
+    problems = {(p.path, p.line): (p.message, p.hint) for p in caught.value.problems}
+    assert problems == {
+        ("steps[0].step", 5): ("unknown step 'filtr'", "did you mean 'filter'?"),
+        ("steps[1].params.fraction", 8): ("must be ≤ 1, got 28", None),
+        ("steps[2].params.colums", 10): ("unknown key", "did you mean 'columns'?"),
+        ("steps[3].step", 11): ("step 'exact_dedup' reads column 'alt_txt', which no upstream step produces",
+                                "did you mean 'alt_text'?"),
+        ("steps[4].step", 13): ("unknown step 'clip_scor'", "did you mean 'clip_score'?"),
+        ("outputs[0].step", 17): ("no step labelled 'dedupe'", "labels: filtr, sample, normalize_text, "
+                                  "exact_dedup, clip_scor"),
+        ("run.shard_sise", 19): ("unknown key", "did you mean 'shard_size'?"),
+    }
+    text = str(caught.value)
+    assert text.startswith(f"7 problems in {spec}:")
+    assert f"{spec}:8: steps[1].params.fraction: must be ≤ 1, got 28" in text
+    lines = [int(m) for m in re.findall(r"\.yaml:(\d+):", text)]
+    assert lines == sorted(lines)  # in the order of the file
+
+
+def test_a_step_whose_extra_is_missing_names_the_exact_install_line(pm, register_plugin, write_spec):
+    register_plugin(ClipPlugin(), "clip")
+    spec = write_spec({"source": {"path": "data.parquet"}, "steps": [{"step": "clip_score"}]}, table=sample_table())
+    with pytest.raises(SpecError) as caught:
+        make_plan(load_spec(spec), pm)
+    (problem,) = caught.value.problems
+    assert problem.path == "steps[0].step"
+    assert problem.message == "step 'clip_score' needs curate_test_no_such_module, not installed"
+    assert problem.hint == "run: pip install 'curate[clip]'"
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ("source:\n  path: x\nsteps:\n  - step: filter\n   params: {a: 1}\n", 5, "not valid YAML"),
+    ("source: {path: x\n", 2, "not valid YAML"),
+    ("source:\n\tpath: x\n", 2, "not valid YAML"),
+])
+def test_bad_yaml_names_the_line(text, line, fragment):
+    with pytest.raises(SpecError) as caught:
+        load_spec_text(text)
+    (problem,) = caught.value.problems
+    assert problem.line == line and fragment in problem.message
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("", "a spec is a YAML mapping"),
+    ("- just\n- a list\n", "a spec is a YAML mapping"),
+    ("steps: []\n", "source: required, but missing"),
+])
+def test_specs_that_are_not_specs(pm, text, fragment):
+    with pytest.raises(SpecError, match=re.escape(fragment)):
+        make_plan(load_spec_text(text), pm)
+
+
+def test_duplicate_labels_are_reported_with_the_fix(pm):
+    text = textwrap.dedent("""\
+        source: {path: x.parquet}
+        steps:
+          - step: filter
+            params: {where: 'true'}
+          - step: filter
+            params: {where: 'false'}
+    """)
+    with pytest.raises(SpecError, match="both labelled 'filter'.*distinct 'name:'"):
+        make_plan(load_spec_text(text), pm)
+
+
+def test_a_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_spec_errors_survive_pickling():
+    with pytest.raises(SpecError) as caught:
+        load_spec_text("source: {path: x\n")
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert str(again) == str(caught.value)
+    assert again.problems == caught.value.problems
