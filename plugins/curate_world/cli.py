@@ -70,7 +70,7 @@ def serve(world_dir: str, host: str, port: int, slow_seconds: float, verbose: bo
         logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     def ready(server) -> None:  # type: ignore[no-untyped-def]
-        click.echo(server.base_url)
         click.echo("serving; Ctrl-C stops", err=True)
+        click.echo(server.base_url)  # last: scripts wait for this line
 
     run_server(world_dir, host, port, slow_seconds, verbose, on_ready=ready)

@@ -69,6 +69,11 @@ class _WorldHTTPServer(ThreadingHTTPServer):
                 self._oversized[name] = buffer.getvalue()
             return self._oversized[name]
 
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        # A recognisable name, so tests (and py-spy) can tell this server's threads from others.
+        threading.current_thread().name = f"world-server-{self.server_address[1]}-request"
+        super().process_request_thread(request, client_address)
+
     def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # A client that gives up (download timeout) resets the connection; that is expected here.
         import sys
@@ -269,14 +274,14 @@ def run_server(
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        # Ctrl-C may come at any moment once the URL is out, even while on_ready is still printing.
         with serve_world(world_dir, host, port, slow_seconds, verbose) as server:
             if on_ready is not None:
                 on_ready(server)
-            try:
-                while not stop.wait(0.5):
-                    pass
-            except KeyboardInterrupt:
+            while not stop.wait(0.5):
                 pass
+    except KeyboardInterrupt:
+        pass
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -143,14 +143,19 @@ def test_server_is_quiet(server: WorldServer, small_world: World, capfd: pytest.
     assert capfd.readouterr() == ("", "")
 
 
+def server_threads(port: int) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(f"world-server-{port}")]
+
+
 def test_server_stops_with_its_context_even_on_error(small_world: World) -> None:
-    threads_before = {t.ident for t in threading.enumerate()}
     with pytest.raises(RuntimeError), serve_world(small_world.dir) as running:
         port = running.port
         assert running.base_url == f"http://127.0.0.1:{port}" and port_is_open(port)
+        get(running.url("/world.json"))
+        assert server_threads(port)
         raise RuntimeError("boom")
     assert not port_is_open(port)
-    assert {t.ident for t in threading.enumerate()} <= threads_before
+    assert server_threads(port) == []
 
 
 def test_closing_wakes_slow_requests(small_world: World) -> None:
