@@ -1,0 +1,1 @@
+"""curate's benchmarks: ``python -m benchmarks --help``; conventions in benchmarks/README.md."""
