@@ -1,0 +1,184 @@
+"""``curate captioner train|eval|caption``. Heavy imports happen inside the commands, because
+``curate --help`` loads every plugin."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.group("captioner")
+def captioner() -> None:
+    """Train, evaluate and run the realignment captioner (Altogether)."""
+
+
+def _threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _training_table(world: str | None, table: str | None, stage: int, columns: dict[str, str | None]):  # type: ignore[no-untyped-def]
+    import polars as pl
+
+    from curate_captioner.data import world_table
+    from curate_captioner.errors import CaptionerError
+
+    if (world is None) == (table is None):
+        raise CaptionerError("give exactly one of --world and --table")
+    if world is not None:
+        return world_table(world, stage)
+    frame = pl.read_parquet(table)
+    picked = {"image": columns["image"], "alt_text": columns["alt_text"]}
+    if stage == 2:
+        picked["caption"] = columns["caption"]
+    if columns.get("group"):
+        picked["group"] = columns["group"]
+    missing = [source for source in picked.values() if source not in frame.columns]
+    if missing:
+        raise CaptionerError(f"{table} has no column(s) {missing}", f"columns: {', '.join(frame.columns)}")
+    frame = frame.select([pl.col(source).alias(name) for name, source in picked.items()])
+    return frame.filter(pl.col("image").is_not_null())
+
+
+def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """A fresh captioner: an open_clip tower, and a tiny decoder with a BPE tokenizer trained on
+    ``texts`` (or a local pretrained decoder with its own tokenizer)."""
+    from curate_captioner.config import CaptionerConfig
+    from curate_captioner.encoder import from_open_clip
+    from curate_captioner.model import Captioner, load_pretrained_decoder, tiny_decoder
+    from curate_captioner.tokenizer import train_tokenizer
+
+    encoder = options["encoder"]
+    if encoder == "world-clip":
+        from curate_captioner.worldclip import world_clip_tower
+
+        tower, encoder_config = world_clip_tower()
+    else:
+        tower, encoder_config = from_open_clip(encoder, options.get("encoder_checkpoint"))
+    decoder_spec = options["decoder"]
+    if decoder_spec.startswith("tiny-"):
+        tokenizer = train_tokenizer(texts, vocab_size=options["vocab_size"])
+        decoder = tiny_decoder(len(tokenizer), hidden=options["decoder_hidden"], layers=options["decoder_layers"],
+                               heads=options["decoder_heads"], kind=decoder_spec.removeprefix("tiny-"))
+    else:
+        decoder, tokenizer = load_pretrained_decoder(decoder_spec)
+    config = CaptionerConfig(features=options["features"], mapper_width=options["mapper_width"],
+                             mapper_layers=options["mapper_layers"], mapper_heads=options["mapper_heads"],
+                             prefix_length=options["prefix_length"], name=options["name"])
+    return Captioner.create(tower, encoder_config, decoder, tokenizer, config)
+
+
+@captioner.command()
+@click.option("--stage", type=click.IntRange(1, 2), required=True, help="1: pre-train on alt-text; 2: fine-tune on realigned captions.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the trained captioner is written.")
+@click.option("--world", type=click.Path(file_okay=False, exists=True), help="Train on a generated world's train split.")
+@click.option("--table", type=click.Path(dir_okay=False, exists=True), help="Train on a Parquet table.")
+@click.option("--image-column", default="image", show_default=True, help="Local image paths (with --table).")
+@click.option("--alt-text-column", default="alt_text", show_default=True)
+@click.option("--caption-column", default="caption", show_default=True, help="Stage 2 targets (with --table).")
+@click.option("--group-column", default=None, help="Stage 1: rows of the same image (with --table).")
+@click.option("--init", "init", default=None, help="Captioner directory to start from (stage 2: stage 1's --out).")
+@click.option("--encoder", default="world-clip", show_default=True, help="New captioner: 'world-clip', an open_clip config name or JSON.")
+@click.option("--encoder-checkpoint", default=None, help="Local CLIP weights for --encoder (never downloaded).")
+@click.option("--decoder", default="tiny-llama", show_default=True, help="New captioner: tiny-llama|tiny-gpt2|tiny-opt or a local pretrained LM directory.")
+@click.option("--decoder-hidden", default=128, show_default=True)
+@click.option("--decoder-layers", default=3, show_default=True)
+@click.option("--decoder-heads", default=4, show_default=True)
+@click.option("--vocab-size", default=768, show_default=True, help="BPE vocabulary of a tiny decoder's tokenizer.")
+@click.option("--features", type=click.Choice(["pooled", "pooled+tokens"]), default="pooled", show_default=True)
+@click.option("--mapper-width", default=128, show_default=True)
+@click.option("--mapper-layers", default=1, show_default=True)
+@click.option("--mapper-heads", default=4, show_default=True)
+@click.option("--prefix-length", default=40, show_default=True)
+@click.option("--name", default="captioner", show_default=True, help="Recorded in the caption_model column.")
+@click.option("--steps", default=1000, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--warmup", default=100, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--log-every", default=25, show_default=True)
+@click.option("--checkpoint-every", default=250, show_default=True)
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/checkpoint if present.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+@click.option("--threads", default=None, type=int, help="torch CPU threads.")
+def train(stage: int, out: str, world: str | None, table: str | None, image_column: str, alt_text_column: str,
+          caption_column: str, group_column: str | None, init: str | None, steps: int, batch_size: int, lr: float,
+          warmup: int, seed: int, log_every: int, checkpoint_every: int, resume: bool, device: str, precision: str,
+          threads: int | None, **options: Any) -> None:
+    """Train one stage of a captioner and save it to OUT."""
+    _threads(threads)
+    from curate_captioner.model import Captioner
+    from curate_captioner.train import TrainConfig, train as run_training
+
+    started = time.perf_counter()
+    frame = _training_table(world, table, stage, {"image": image_column, "alt_text": alt_text_column,
+                                                   "caption": caption_column, "group": group_column})
+    if init is not None:
+        model = Captioner.load(init)
+    else:
+        texts = [t for t in frame["alt_text"].to_list() if t]
+        if "caption" in frame.columns:
+            texts += [t for t in frame["caption"].to_list() if t]
+        model = new_captioner(texts, options)
+    config = TrainConfig(stage=stage, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
+                         log_every=log_every, checkpoint_every=checkpoint_every, device=device, precision=precision)
+    command = "curate captioner train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]) \
+        if "train" in sys.argv else None
+    summary = run_training(model, frame, config, out, resume=resume, log=lambda line: click.echo(line, err=True),
+                           facts={"command": command, "wall_seconds_with_setup": None})
+    summary["wall_seconds_with_setup"] = round(time.perf_counter() - started, 1)
+    click.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+
+
+@captioner.command("eval")
+@click.option("--world", required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--model", default="world", show_default=True)
+@click.option("--split", default="val", show_default=True, help="world.parquet split to score (val is held out).")
+@click.option("--limit", default=None, type=int, help="Score only the first N rows.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Write EVAL.md and EVAL.json here.")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=None, type=int)
+def evaluate(world: str, model: str, split: str, limit: int | None, out: str | None, batch_size: int, seed: int,
+             threads: int | None) -> None:
+    """Score realigned captions against a world's ground truth (attributes, entities, CLIP score)."""
+    _threads(threads)
+    from curate_captioner.evaluate import evaluate_world, write_report
+
+    result = evaluate_world(world, model, split=split, limit=limit, batch_size=batch_size, seed=seed,
+                            log=lambda line: click.echo(line, err=True))
+    if out is not None:
+        write_report(result, Path(out))
+    click.echo(json.dumps(result["summary"], indent=2))
+
+
+@captioner.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--model", default="world", show_default=True)
+@click.option("--alt-text", "alt_texts", multiple=True, help="Alt-text(s) of the images (repeat; joined with '; ').")
+@click.option("--temperature", default=0.2, show_default=True)
+@click.option("--top-p", default=0.7, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def caption(images: tuple[str, ...], model: str, alt_texts: tuple[str, ...], temperature: float, top_p: float, seed: int) -> None:
+    """Caption IMAGES (each with the same --alt-text prompt, or none)."""
+    from curate_captioner.config import ALT_TEXT_SEPARATOR
+    from curate_captioner.data import open_images
+    from curate_captioner.generate import decode, generate
+    from curate_captioner.model import Captioner
+
+    captioner_model = Captioner.load(model)
+    opened = open_images(list(images))
+    prefix = captioner_model.prefix(*captioner_model.image_features(opened))
+    prompt = ALT_TEXT_SEPARATOR.join(alt_texts)
+    ids = generate(captioner_model, prefix, [prompt] * len(opened), temperature=temperature, top_p=top_p, seed=seed)
+    for path, text in zip(images, decode(captioner_model, ids), strict=True):
+        click.echo(f"{path}\t{text}")

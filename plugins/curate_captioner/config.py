@@ -1,0 +1,83 @@
+"""The captioner's hyper-parameters and the layout of a saved captioner directory.
+
+A captioner is a directory; the world captioner shipped with this package and a 1.3B OPT one are
+written and read by the same code:
+
+    captioner.json         CaptionerConfig (this module) + encoder config + training facts
+    model.safetensors      every weight, keys prefixed "encoder.", "mapper.", "decoder."
+    decoder_config.json    the decoder's transformers config (AutoConfig.for_model rebuilds it)
+    tokenizer.json …       the decoder's tokenizer (PreTrainedTokenizerFast.save_pretrained)
+
+Nothing here imports torch, so ``curate --help`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "captioner.json"
+WEIGHTS_FILE = "model.safetensors"
+DECODER_CONFIG_FILE = "decoder_config.json"
+
+PREFIX_LENGTH = 40  # visual prefix tokens (Altogether)
+MAX_PROMPT_TOKENS = 128  # alt-text prompt is truncated to this many tokens
+MAX_NEW_TOKENS = 192
+TEMPERATURE = 0.2
+TOP_P = 0.7
+ALT_TEXT_SEPARATOR = "; "  # an image's alt-texts are joined with this into one prompt
+
+# Special tokens of captioner tokenizers. The caption starts after CAPTION, so the decoder knows
+# where the (left-padded, possibly empty) prompt ends; EOS ends it.
+PAD, BOS, EOS, UNK, CAPTION = "<pad>", "<s>", "</s>", "<unk>", "<caption>"
+
+# The captioner shipped in package data for the world, and the file that records how it was trained.
+PACKAGE_DIR = Path(__file__).resolve().parent
+WORLD_MODEL_DIR = PACKAGE_DIR / "world_model"
+TRAINING_DIR = PACKAGE_DIR / "training"
+WORLD_MODEL_NAME = "world"  # `model: world` in a spec means WORLD_MODEL_DIR
+
+
+class CaptionerConfig(BaseModel):
+    """Architecture of the parts that are not the encoder's or the decoder's own config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    prefix_length: int = Field(PREFIX_LENGTH, gt=0)
+    max_prompt_tokens: int = Field(MAX_PROMPT_TOKENS, ge=0)
+    # "pooled": the CLIP image embedding only, as Altogether/ClipCap. "pooled+tokens": the mapping
+    # transformer also attends to the tower's patch tokens, for small towers whose pooled vector
+    # cannot hold every object of a scene.
+    features: Literal["pooled", "pooled+tokens"] = "pooled"
+    mapper_width: int = Field(256, gt=0)
+    mapper_layers: int = Field(2, ge=0)
+    mapper_heads: int = Field(4, gt=0)
+    name: str = "captioner"  # written to the caption_model column with the weights' digest
+
+
+def resolve_model_path(model: str) -> Path:
+    """``world`` → the shipped world captioner; anything else must be a local directory.
+
+    curate never downloads a model: a hub id ("facebook/opt-1.3b") is an error saying so.
+    """
+    from curate_captioner.errors import CaptionerError
+
+    path = WORLD_MODEL_DIR if model == WORLD_MODEL_NAME else Path(model).expanduser()
+    if path.is_dir() and (path / CONFIG_FILE).exists():
+        return path
+    if path.is_dir():
+        raise CaptionerError(
+            f"{path} is a directory but not a captioner (no {CONFIG_FILE})",
+            "train one with `curate captioner train`, or point at a directory it wrote",
+        )
+    looks_like_hub_id = "/" in model and not model.startswith((".", "/", "~")) and not path.exists()
+    hint = (
+        "curate runs offline and never downloads models from a hub; download the model yourself "
+        "and pass its local directory" if looks_like_hub_id
+        else f"pass a captioner directory, or '{WORLD_MODEL_NAME}' for the shipped world captioner"
+    )
+    raise CaptionerError(f"captioner model '{model}' is not a local directory", hint)

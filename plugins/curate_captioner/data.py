@@ -1,0 +1,137 @@
+"""Training examples for the two stages, and the frozen encoder's features computed once.
+
+A training table has one row per (image, text): ``image`` (a local path, or an image reference
+read through :mod:`curate.images`), ``alt_text``, an optional ``group`` (rows showing the same
+image or scene; stage 1 prompts with another alt-text of the group) and, for stage 2, ``caption``.
+
+Each epoch draws its prompts afresh: half the examples get the alt-text prompt, half an empty one,
+so one model captions with and without alt-text (Altogether).
+
+    stage 1  target: an alt-text of the image     prompt: another alt-text of it, or empty
+    stage 2  target: the realigned caption        prompt: the image's alt-text, or empty
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from curate_captioner.errors import CaptionerError
+
+if TYPE_CHECKING:
+    import torch
+
+    from curate_captioner.model import Captioner
+
+EMPTY_PROMPT_RATE = 0.5
+
+
+@dataclass
+class Example:
+    image: int  # row of the feature matrix
+    prompt: str
+    target: str
+
+
+def world_table(world_dir: str | Path, stage: int, split: str = "train") -> pl.DataFrame:
+    """The training table of a generated world: stage 1 from world.parquet (grouped by scene),
+    stage 2 from realigned.parquet. Only rows of ``split`` (``val`` rows are held out)."""
+    from curate_world.tables import REALIGNED_FILE, WORLD_FILE
+
+    root = Path(world_dir).resolve()
+    world = pl.read_parquet(root / WORLD_FILE)
+    world = world.with_columns((pl.lit(str(root) + "/") + pl.col("image_path")).alias("image"))
+    if stage == 1:
+        table = world.select("image", "alt_text", pl.col("scene_id").alias("group"), "split")
+    else:
+        realigned = pl.read_parquet(root / REALIGNED_FILE).select("world_id", "caption")
+        table = world.join(realigned, on="world_id", how="inner").select("image", "alt_text", "caption", "split")
+    return table.filter(pl.col("split") == split).drop("split")
+
+
+def draw_examples(table: pl.DataFrame, stage: int, rng: np.random.Generator,
+                  empty_prompt_rate: float = EMPTY_PROMPT_RATE) -> list[Example]:
+    """One epoch of examples over ``table`` (row i's image is feature row i)."""
+    alt = [a or "" for a in table["alt_text"].to_list()]
+    examples: list[Example] = []
+    if stage == 2:
+        if "caption" not in table.columns:
+            raise CaptionerError("stage 2 needs a 'caption' column (the realigned caption of each row)")
+        for row, caption in enumerate(table["caption"].to_list()):
+            if caption:
+                prompt = "" if rng.random() < empty_prompt_rate else alt[row]
+                examples.append(Example(row, prompt, caption))
+        return examples
+    groups = table["group"].to_list() if "group" in table.columns else list(range(table.height))
+    members: dict[Any, list[int]] = {}
+    for row, group in enumerate(groups):
+        if alt[row].strip():
+            members.setdefault(group, []).append(row)
+    for row, group in enumerate(groups):
+        if not alt[row].strip():
+            continue
+        others = [r for r in members[group] if r != row]
+        prompt = alt[others[int(rng.integers(len(others)))]] if others and rng.random() >= empty_prompt_rate else ""
+        examples.append(Example(row, prompt, alt[row]))
+    return examples
+
+
+def open_images(values: Sequence[Any], root: str | Path | None = None) -> list[Any]:
+    """PIL images of a column of local paths or image references (None where it cannot be read)."""
+    from PIL import Image
+
+    images: list[Any] = [None] * len(values)
+    refs = [(i, v) for i, v in enumerate(values) if isinstance(v, dict)]
+    for index, value in enumerate(values):
+        if isinstance(value, str) and value:
+            path = Path(value) if root is None or Path(value).is_absolute() else Path(root) / value
+            try:
+                with Image.open(path) as handle:
+                    images[index] = handle.convert("RGB")
+            except (OSError, ValueError):
+                images[index] = None
+    if refs:
+        for (index, _), image in zip(refs, _open_refs([v for _, v in refs]), strict=True):
+            images[index] = image
+    return images
+
+
+def _open_refs(refs: list[dict[str, Any]]) -> list[Any]:
+    """Image references ({shard, key}) through curate.images, the download plugin's store."""
+    try:
+        from curate.images import open_images as open_refs
+    except ImportError as exc:  # the image store lands with the download plugin
+        raise CaptionerError("image references need curate.images, which this curate lacks",
+                             "pass local image paths (images: path) instead") from exc
+    return [None if image is None else image.convert("RGB") for image in open_refs(refs)]
+
+
+def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: int = 256,
+                     progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The frozen encoder's features of every image (paths or PIL images), in order.
+
+    The encoder never trains, so its features are computed once per training run instead of once
+    per step: on a CPU this is what makes training the world captioner take minutes.
+    """
+    import torch
+
+    pooled_parts, token_parts = [], []
+    for start in range(0, len(images), batch_size):
+        chunk = list(images[start : start + batch_size])
+        opened = open_images(chunk) if isinstance(chunk[0], (str, dict)) else chunk
+        missing = [chunk[i] for i, image in enumerate(opened) if image is None]
+        if missing:
+            raise CaptionerError(f"cannot read training image {missing[0]!r}", "drop rows without images first")
+        pooled, tokens = captioner.image_features(opened)
+        pooled_parts.append(pooled.float().cpu())
+        if tokens is not None:
+            token_parts.append(tokens.to(torch.float16).cpu())
+        if progress is not None:
+            progress(len(chunk))
+    pooled = torch.cat(pooled_parts)
+    return pooled, (torch.cat(token_parts) if token_parts else None)

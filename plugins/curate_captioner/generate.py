@@ -1,0 +1,148 @@
+"""Batched decoding with a KV cache: every row of a batch advances one token per decoder call.
+
+Rows are laid out by :func:`curate_captioner.prompts.build_batch` so their captions start in the
+same column; the prefill runs once over [prefix][prompt][<caption>] and each later step feeds one
+token per row against the cache. Finished rows keep feeding padding until the whole batch is done.
+
+Sampling (temperature, nucleus top-p) draws each row's token from the row's own random stream,
+seeded by (seed, row key): a row's caption does not depend on which rows share its batch.
+``temperature=0`` is greedy decoding.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from curate_captioner.config import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
+
+if TYPE_CHECKING:
+    from curate_captioner.model import Captioner
+
+
+def _accepts(module: Any, name: str) -> bool:
+    return name in inspect.signature(module.forward).parameters
+
+
+def pick_tokens(logits: torch.Tensor, temperature: float, top_p: float, uniforms: np.ndarray | None) -> torch.Tensor:
+    """Next token per row: argmax, or nucleus sampling by inverse CDF at the row's uniform draw."""
+    if temperature <= 0 or uniforms is None:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    cumulative = sorted_probs.cumsum(dim=-1)
+    # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+    keep = (cumulative - sorted_probs) < top_p
+    sorted_probs = sorted_probs * keep
+    cumulative = sorted_probs.cumsum(dim=-1)
+    draws = torch.as_tensor(uniforms, dtype=cumulative.dtype, device=cumulative.device).unsqueeze(1)
+    chosen = torch.searchsorted(cumulative, draws * cumulative[:, -1:]).clamp(max=cumulative.shape[1] - 1)
+    return order.gather(1, chosen).squeeze(1)
+
+
+def row_streams(seed: int, keys: Sequence[int]) -> list[np.random.Generator]:
+    return [np.random.default_rng([seed, int(key) & 0xFFFFFFFFFFFFFFFF]) for key in keys]
+
+
+@torch.no_grad()
+def generate(
+    captioner: Captioner,
+    prefix: torch.Tensor,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    temperature: float = TEMPERATURE,
+    top_p: float = TOP_P,
+    seed: int = 0,
+    row_keys: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """Token ids of each row's caption (without <caption> and </s>)."""
+    from transformers import DynamicCache
+
+    decoder = captioner.decoder
+    rows = prefix.shape[0]
+    device = prefix.device
+    batch = captioner.batch(prompts)
+    mask = batch.attention_mask.to(device)
+    positions = batch.position_ids.to(device)
+    streams = row_streams(seed, row_keys if row_keys is not None else range(rows)) if temperature > 0 else None
+    eos, pad = captioner.tokenizer.eos_token_id, captioner.tokenizer.pad_token_id
+    extra = {"logits_to_keep": 1} if _accepts(decoder, "logits_to_keep") else {}
+    banned = banned_tokens(captioner)
+
+    cache = DynamicCache(config=decoder.config)
+    out = decoder(inputs_embeds=captioner.embeds(prefix, batch), attention_mask=mask, position_ids=positions,
+                  past_key_values=cache, use_cache=True, **extra)
+    cache = out.past_key_values
+    logits = out.logits[:, -1]
+    logits[:, banned] = float("-inf")
+    next_position = positions[:, -1:] + 1
+    finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    generated = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
+    for step in range(max_new_tokens):
+        uniforms = np.array([s.random() for s in streams]) if streams is not None else None
+        tokens = pick_tokens(logits, temperature, top_p, uniforms)
+        tokens = torch.where(finished, torch.full_like(tokens, pad), tokens)
+        generated[:, step] = tokens
+        finished |= tokens == eos
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
+        out = decoder(input_ids=tokens.unsqueeze(1), attention_mask=mask, position_ids=next_position,
+                      past_key_values=cache, use_cache=True, **extra)
+        cache = out.past_key_values
+        logits = out.logits[:, -1]
+        logits[:, banned] = float("-inf")
+        next_position = next_position + 1
+    return [_until_eos(row, eos, pad) for row in generated.tolist()]
+
+
+def banned_tokens(captioner: Captioner) -> list[int]:
+    """Special tokens a caption never contains (all but </s>): a caption never emits padding."""
+    tokenizer = captioner.tokenizer
+    return sorted({i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id})
+
+
+def _until_eos(ids: list[int], eos: int, pad: int) -> list[int]:
+    if eos in ids:
+        ids = ids[: ids.index(eos)]
+    return [i for i in ids if i != pad]
+
+
+@torch.no_grad()
+def generate_per_sample_hf(
+    captioner: Captioner,
+    prefix: torch.Tensor,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    temperature: float = TEMPERATURE,
+    top_p: float = TOP_P,
+    seed: int = 0,
+) -> list[list[int]]:
+    """The baseline the benchmark compares against: one ``transformers`` ``generate`` per row
+    (KV cache on, no padding). Sampling uses transformers' own sampler, seeded per row."""
+    decoder = captioner.decoder
+    eos, pad = captioner.tokenizer.eos_token_id, captioner.tokenizer.pad_token_id
+    results = []
+    for row, prompt in enumerate(prompts):
+        batch = captioner.batch([prompt])
+        embeds = captioner.embeds(prefix[row : row + 1], batch)
+        mask = batch.attention_mask.to(prefix.device)
+        keep = mask[0].bool()
+        embeds, mask = embeds[:, keep], mask[:, keep]  # drop the (here useless) left padding
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        torch.manual_seed(seed + row)
+        out = decoder.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                               eos_token_id=eos, pad_token_id=pad, use_cache=True,
+                               suppress_tokens=banned_tokens(captioner), **sampling)
+        results.append(_until_eos(out[0].tolist(), eos, pad))
+    return results
+
+
+def decode(captioner: Captioner, ids: list[list[int]]) -> list[str]:
+    return [text.strip() for text in captioner.tokenizer.batch_decode(ids, skip_special_tokens=True)]

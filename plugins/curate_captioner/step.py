@@ -1,0 +1,166 @@
+"""Steps: ``realign`` writes a realigned caption per row; ``train_captioner`` trains one stage on the
+upstream table and saves the captioner in the step's artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from pydantic import Field
+
+from curate import Image, Params, Step, StepContext, TableInput
+from curate.schema import Schema
+from curate_captioner.config import ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, TEMPERATURE, TOP_P, WORLD_MODEL_NAME
+
+REQUIRES = ("torch", "transformers", "open_clip")
+
+
+class ImageParams(Params):
+    image_column: str = "image"
+    images: Literal["ref", "path"] = Field("ref", description="ref: Image struct (curate.images); path: local file path")
+    image_root: str | None = Field(None, description="directory relative paths are resolved against")
+
+    def image_schema(self) -> Schema:
+        return {self.image_column: Image if self.images == "ref" else pl.Utf8}
+
+
+def _row_key(uid: str) -> int:
+    return int.from_bytes(hashlib.blake2b(uid.encode(), digest_size=8).digest(), "little")
+
+
+def prompts_of(table: pl.DataFrame, column: str | None) -> list[str]:
+    """One prompt per row: the alt-text, or a list of alt-texts joined with '; '."""
+    if column is None:
+        return [""] * table.height
+    values = table[column].to_list()
+    if isinstance(table.schema[column], pl.List):
+        return [ALT_TEXT_SEPARATOR.join(v for v in (value or []) if v) for value in values]
+    return [value or "" for value in values]
+
+
+class Realign(Step):
+    """Rewrite each row's alt-text into a caption of what the image shows (Altogether), keeping what
+    only the alt-text knows; ``mode: no_alt_text`` captions from the image alone."""
+
+    name = "realign"
+    description = "realigned captions from image + alt-text with an Altogether-style captioner"
+    requires = REQUIRES
+    extra = "captioner"
+    uses_model = True
+    random = True  # sampling: the run seed joins the fingerprint
+    reads = {"image": Image, "alt_text": pl.Utf8}
+    writes = {"caption_realigned": pl.Utf8, "caption_model": pl.Utf8}
+
+    class Params(ImageParams):
+        model: str = Field(WORLD_MODEL_NAME, description="captioner directory, or 'world' for the shipped one")
+        mode: Literal["realign", "no_alt_text"] = "realign"
+        alt_text_column: str = "alt_text"
+        alt_text_list: bool = Field(False, description="the column is a list of an image's alt-texts")
+        temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0, description="0 decodes greedily")
+        top_p: float = Field(TOP_P, gt=0.0, le=1.0)
+        max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=2048)
+        batch_size: int = Field(64, gt=0, json_schema_extra={"fingerprint": False})
+        device: str = Field("auto", json_schema_extra={"fingerprint": False})
+        precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def input_columns(self) -> Schema:
+        params = self.params
+        columns = params.image_schema()
+        if params.mode == "realign":
+            columns[params.alt_text_column] = pl.List(pl.Utf8) if params.alt_text_list else pl.Utf8
+        return columns
+
+    def setup(self, ctx: StepContext) -> None:
+        import torch
+
+        from curate_captioner.model import Captioner
+        from curate_captioner.train import pick_device, use_bf16
+
+        device = pick_device(self.params.device)
+        dtype = torch.bfloat16 if use_bf16(self.params.precision, device) else None
+        self.captioner = Captioner.load(self.params.model, device=device, dtype=dtype)
+
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        from curate_captioner.data import open_images
+        from curate_captioner.generate import decode, generate
+
+        params, captioner = self.params, self.captioner
+        prompts = prompts_of(table, params.alt_text_column if params.mode == "realign" else None)
+        images = open_images(table[params.image_column].to_list(), params.image_root)
+        uids = table["uid"].to_list()
+        captions: list[str | None] = [None] * table.height
+        readable = [i for i, image in enumerate(images) if image is not None]
+        for start in range(0, len(readable), params.batch_size):
+            rows = readable[start : start + params.batch_size]
+            prefix = captioner.prefix(*captioner.image_features([images[i] for i in rows]))
+            ids = generate(captioner, prefix, [prompts[i] for i in rows], max_new_tokens=params.max_new_tokens,
+                           temperature=params.temperature, top_p=params.top_p, seed=ctx.seed,
+                           row_keys=[_row_key(uids[i]) for i in rows])
+            for i, text in zip(rows, decode(captioner, ids), strict=True):
+                captions[i] = text
+            ctx.advance(len(rows))
+        return table.with_columns(
+            pl.Series("caption_realigned", captions, dtype=pl.Utf8),
+            pl.lit(captioner.name, dtype=pl.Utf8).alias("caption_model"),
+        )
+
+
+class TrainCaptioner(Step):
+    """Train one stage of a captioner on the upstream rows (stage 1: alt-texts; stage 2: realigned
+    captions) and save it in this step's artifacts (``artifacts/captioner``). Rows pass through."""
+
+    name = "train_captioner"
+    description = "train a realignment captioner (stage 1 on alt-text, stage 2 on realigned captions)"
+    requires = REQUIRES
+    extra = "captioner"
+    scope = "table"
+    random = True
+    reads = {"image": Image, "alt_text": pl.Utf8}
+
+    class Params(ImageParams):
+        init: str = Field(..., description="captioner directory to start from ('world' for the shipped one)")
+        stage: Literal[1, 2] = 2
+        caption_column: str = "caption"
+        group_column: str | None = Field(None, description="stage 1: rows of one image; prompts come from the group")
+        steps: int = Field(1000, gt=0)
+        batch_size: int = Field(64, gt=0)
+        lr: float = Field(1e-3, gt=0)
+        device: str = Field("auto", json_schema_extra={"fingerprint": False})
+        precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def input_columns(self) -> Schema:
+        columns = self.params.image_schema()
+        columns["alt_text"] = pl.Utf8
+        if self.params.stage == 2:
+            columns[self.params.caption_column] = pl.Utf8
+        if self.params.group_column:
+            columns[self.params.group_column] = pl.Null  # any type: only equality matters
+        return columns
+
+    def process_table(self, table: TableInput, ctx: StepContext):  # type: ignore[no-untyped-def]
+        from curate_captioner.model import Captioner
+        from curate_captioner.train import TrainConfig, train
+
+        params = self.params
+        frame = table.scan().collect()
+        image = frame[params.image_column]
+        if params.images == "path" and params.image_root:
+            root = Path(params.image_root)
+            image = pl.Series([v if v is None else str(root / v) for v in image.to_list()])
+        columns: dict[str, Any] = {"image": image, "alt_text": frame["alt_text"]}
+        if params.stage == 2:
+            columns["caption"] = frame[params.caption_column]
+        if params.group_column:
+            columns["group"] = frame[params.group_column]
+        training = pl.DataFrame(columns).filter(pl.col("image").is_not_null())
+        config = TrainConfig(stage=params.stage, steps=params.steps, batch_size=params.batch_size, lr=params.lr,
+                             seed=ctx.seed, device=params.device, precision=params.precision)
+        out = ctx.artifacts / "captioner"
+        self.result = train(Captioner.load(params.init), training, config, out, log=lambda _: None)
+        self.result["model"] = str(out)
+        yield frame
+
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        return dict(getattr(self, "result", {}))

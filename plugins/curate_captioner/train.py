@@ -1,0 +1,192 @@
+"""Training a captioner: one stage at a time, with checkpoints, resume, mixed precision on GPU,
+and a JSON-lines log of loss, learning rate and throughput.
+
+    out/                       the trained captioner (a captioner directory) when done
+    out/checkpoint/            the latest checkpoint: a captioner directory + trainer_state.pt
+    out/train_log.jsonl        one line per logged step
+
+The encoder is frozen, so its features are computed once up front; the mapping network and the
+decoder train. Each epoch draws fresh prompts (see :mod:`curate_captioner.data`), from a generator
+seeded by (seed, epoch), so a resumed run sees the same examples as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from curate_captioner.data import EMPTY_PROMPT_RATE, compute_features, draw_examples
+from curate_captioner.errors import CaptionerError
+from curate_captioner.model import Captioner
+
+CHECKPOINT_DIR = "checkpoint"
+TRAINER_STATE = "trainer_state.pt"
+LOG_FILE = "train_log.jsonl"
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal[1, 2] = 2
+    steps: int = Field(1000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    warmup: int = Field(100, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    empty_prompt_rate: float = Field(EMPTY_PROMPT_RATE, ge=0, le=1)
+    seed: int = 0
+    log_every: int = Field(25, gt=0)
+    checkpoint_every: int = Field(250, gt=0)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to ``min_lr_ratio`` of the peak."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def batches(table: pl.DataFrame, config: TrainConfig, start_step: int):  # type: ignore[no-untyped-def]
+    """(step, examples) for steps start_step… ; epochs are drawn from (seed, epoch)."""
+    step, epoch = 0, 0
+    while True:
+        rng = np.random.default_rng([config.seed, epoch])
+        examples = draw_examples(table, config.stage, rng, config.empty_prompt_rate)
+        if not examples:
+            raise CaptionerError(f"no stage {config.stage} training examples in the table",
+                                 "stage 1 needs non-empty alt_text; stage 2 needs a caption column")
+        order = rng.permutation(len(examples))
+        for begin in range(0, len(order) - config.batch_size + 1 if len(order) >= config.batch_size else 1, config.batch_size):
+            if step >= config.steps:
+                return
+            if step >= start_step:
+                yield step, [examples[i] for i in order[begin : begin + config.batch_size]]
+            step += 1
+        epoch += 1
+
+
+def train(
+    captioner: Captioner,
+    table: pl.DataFrame,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    log: Callable[[str], None] = print,
+    facts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``captioner`` on ``table`` (columns: image, alt_text[, group][, caption]) and save it
+    to ``out_dir``. Resumes from ``out_dir/checkpoint`` when there is one and ``resume``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.device)
+    bf16 = use_bf16(config.precision, device)
+    torch.manual_seed(config.seed)
+
+    checkpoint = out / CHECKPOINT_DIR
+    start_step, state = 0, None
+    if resume and (checkpoint / TRAINER_STATE).exists():
+        captioner = Captioner.load(checkpoint)
+        state = torch.load(checkpoint / TRAINER_STATE, map_location="cpu", weights_only=False)
+        start_step = int(state["step"])
+        log(f"resuming stage {config.stage} from step {start_step} ({checkpoint})")
+    captioner.to(device)
+
+    started = time.perf_counter()
+    log(f"stage {config.stage}: encoding {table.height} images with the frozen encoder on {device}")
+    pooled, tokens = compute_features(captioner, table["image"].to_list())
+    log(f"features ready in {time.perf_counter() - started:.1f}s: pooled {tuple(pooled.shape)}"
+        + (f", tokens {tuple(tokens.shape)}" if tokens is not None else ""))
+
+    parameters = [p for name, p in captioner.named_parameters() if p.requires_grad and not name.startswith("encoder.")]
+    decay = [p for p in parameters if p.ndim >= 2]
+    no_decay = [p for p in parameters if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    captioner.train()
+    captioner.encoder.eval()
+
+    log_path = out / LOG_FILE
+    window: list[float] = []
+    seen = 0
+    last_log = time.perf_counter()
+    loss_value = float("nan")
+    step = start_step
+    for step, examples in batches(table, config, start_step):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        index = torch.tensor([e.image for e in examples])
+        batch = captioner.batch([e.prompt for e in examples], [e.target for e in examples])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = captioner.loss(pooled[index], None if tokens is None else tokens[index].float(), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        loss_value = float(loss.detach())
+        window.append(loss_value)
+        seen += len(examples)
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            now = time.perf_counter()
+            record = {"stage": config.stage, "step": done, "loss": round(sum(window) / len(window), 4),
+                      "lr": round(learning_rate(step, config), 6), "examples_per_s": round(seen / (now - last_log), 1),
+                      "seconds": round(now - started, 1)}
+            log(json.dumps(record))
+            with open(log_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            window, seen, last_log = [], 0, now
+        if done % config.checkpoint_every == 0 and done < config.steps:
+            save_checkpoint(captioner, optimizer, done, checkpoint)
+    seconds = round(time.perf_counter() - started, 1)
+    summary = {
+        "stage": config.stage, "steps": config.steps, "final_loss": round(loss_value, 4), "seconds": seconds,
+        "examples": table.height, "config": config.model_dump(mode="json"), **(facts or {}),
+    }
+    history = list(captioner.training_facts.get("stages", []))
+    history = [h for h in history if h.get("stage") != config.stage] + [summary]
+    captioner.eval()
+    captioner.to("cpu").save(out, training={"stages": history})
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    log(f"stage {config.stage} done in {seconds}s; captioner saved to {out}")
+    return summary
+
+
+def save_checkpoint(captioner: Captioner, optimizer: torch.optim.Optimizer, step: int, checkpoint: Path) -> None:
+    """Write the checkpoint beside the old one and swap, so a crash never leaves half of one."""
+    partial = checkpoint.with_name(f".{checkpoint.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    device = captioner.device
+    captioner.to("cpu").save(partial)
+    captioner.to(device)
+    torch.save({"step": step, "optimizer": optimizer.state_dict()}, partial / TRAINER_STATE)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    partial.rename(checkpoint)
