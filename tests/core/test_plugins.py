@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+from pathlib import Path
+
+import pytest
+
+import curate_basics
+from curate import hookspecs
+from curate.errors import PluginError
+from curate.hookspecs import hookimpl
+from curate.plugins import ENTRY_POINT_GROUP, PluginLoadWarning, PluginManager
+from curate.step import Step
+from curate.testing import run_spec
+from tests.conftest import REPO, sample_table
+
+
+class OnlyHere(Step):
+    name = "only_here"
+
+
+class OnlyHerePlugin:
+    @hookimpl
+    def curate_register_steps(self):
+        return [OnlyHere]
+
+
+def test_a_plugin_registered_in_one_test(pm, register_plugin):
+    register_plugin(OnlyHerePlugin(), "only_here_plugin")
+    assert pm.steps.get("only_here") is OnlyHere
+    assert pm.steps.owners["only_here"] == "only_here_plugin"
+
+
+def test_is_gone_in_the_next(pm):
+    assert pm.steps.get("only_here") is None
+    assert "only_here_plugin" not in pm.infos
+
+
+def test_unregistering_removes_what_the_plugin_provided(pm):
+    pm.register(OnlyHerePlugin(), name="temporary")
+    assert "only_here" in pm.steps.names()
+    pm.unregister("temporary")
+    assert "only_here" not in pm.steps.names()
+
+
+def test_two_plugins_claiming_one_step_name_is_an_error_naming_both(pm, register_plugin):
+    class Impostor(Step):
+        name = "filter"
+
+    class ImpostorPlugin:
+        @hookimpl
+        def curate_register_steps(self):
+            return [Impostor]
+
+    register_plugin(ImpostorPlugin(), "impostor")
+    with pytest.raises(PluginError, match="'filter' is provided by both plugin '(basics|impostor)' and plugin "
+                                          "'(impostor|basics)'"):
+        pm.steps  # noqa: B018 - the registry is built on first use
+
+
+def test_a_step_class_without_a_name_is_an_error_naming_the_plugin(pm, register_plugin):
+    class Nameless(Step):
+        pass
+
+    class NamelessPlugin:
+        @hookimpl
+        def curate_register_steps(self):
+            return [Nameless]
+
+    register_plugin(NamelessPlugin(), "nameless")
+    with pytest.raises(PluginError, match="plugin 'nameless' registered .*Nameless.* without a 'name'"):
+        pm.steps  # noqa: B018
+
+
+def _only_entry_points(monkeypatch, *entry_points):
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: list(entry_points) if group == ENTRY_POINT_GROUP else [])
+
+
+def test_built_in_steps_are_discovered_through_the_entry_point_group(monkeypatch):
+    (basics,) = [e for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == "basics"]
+    _only_entry_points(monkeypatch, basics)
+    manager = PluginManager()
+    assert manager.infos["basics"].distribution == "curate"
+    assert manager.infos["basics"].module == "curate_basics"
+    assert manager.plugin_versions() == {"basics": importlib.metadata.version("curate")}
+    assert {"sql", "filter", "sample", "select", "rename", "normalize_text", "exact_dedup"} <= set(manager.steps.names())
+    assert {"parquet", "csv", "tsv", "jsonl", "auto"} <= set(manager.sources.names())
+    assert manager.version_of("step", "filter") == importlib.metadata.version("curate")
+
+
+def test_a_plugin_that_fails_to_import_is_a_warning_naming_it(monkeypatch):
+    (basics,) = [e for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == "basics"]
+    broken = importlib.metadata.EntryPoint(name="broken", value="curate_test_no_such_plugin", group=ENTRY_POINT_GROUP)
+    _only_entry_points(monkeypatch, broken, basics)
+    with pytest.warns(PluginLoadWarning, match="curate plugin 'broken' .* failed to import and is skipped: "
+                                               "ModuleNotFoundError"):
+        manager = PluginManager()
+    assert "broken" in manager.failed
+    assert "filter" in manager.steps.names()  # the others still work
+
+
+def test_tracing_prints_every_hook_call(monkeypatch, capsys):
+    monkeypatch.setenv("CURATE_TRACE_PLUGINS", "1")
+    manager = PluginManager(load_entry_points=False)
+    manager.register(curate_basics, name="basics")
+    manager.hook.curate_run_started(run_dir=Path("."), spec=None)
+    assert "curate_run_started" in capsys.readouterr().err
+
+
+# -- the hooks: documented, typed, and each one exercised ---------------------------------------
+HOOKS = {
+    name: function for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
+    if name.startswith("curate_")
+}
+
+# Where each hook is exercised; a new hook fails the meta-test below until it is listed here.
+EXERCISED = {
+    "curate_register_steps": "every test (the basics plugin), test_a_plugin_registered_in_one_test",
+    "curate_register_sources": "tests/basics/test_sources.py",
+    "curate_register_sinks": "tests/basics/test_sinks.py",
+    "curate_register_executors": "tests/basics/test_local.py",
+    "curate_register_commands": "tests/core/test_external_plugin.py (a plugin adds `curate hello`)",
+    "curate_run_started": "test_run_hooks_are_called_with_keywords_a_subset_is_enough",
+    "curate_step_finished": "test_run_hooks_are_called_with_keywords_a_subset_is_enough",
+    "curate_run_finished": "test_run_hooks_are_called_with_keywords_a_subset_is_enough",
+    "curate_report_sections": "called by plugins/curate_report (page.py); tested there",
+}
+
+
+def test_every_hook_is_documented_typed_and_exercised():
+    assert set(HOOKS) == set(EXERCISED)
+    for name, function in HOOKS.items():
+        doc = inspect.getdoc(function) or ""
+        assert any(phrase in doc for phrase in ("concatenated", "first non-None", "Return value ignored",
+                                                "Called ", "Add sub-commands")), f"{name}: no return contract"
+        signature = inspect.signature(function)
+        assert signature.return_annotation is not inspect.Signature.empty, name
+        for parameter in signature.parameters.values():
+            assert parameter.annotation is not inspect.Parameter.empty, f"{name}({parameter.name})"
+    assert "curate_report_sections" in (REPO / "plugins" / "curate_report" / "page.py").read_text()
+
+
+def test_run_hooks_are_called_with_keywords_a_subset_is_enough(pm, register_plugin, workdir):
+    calls: list[tuple] = []
+
+    class Recorder:
+        @hookimpl
+        def curate_run_started(self, run_dir, spec):
+            calls.append(("started", run_dir.name, spec.name))
+
+        @hookimpl
+        def curate_step_finished(self, record):  # only the argument it needs
+            calls.append(("step", record["label"], record["rows_out"], record["cached"]))
+
+        @hookimpl
+        def curate_run_finished(self, manifest):
+            calls.append(("finished", manifest["status"]))
+
+    register_plugin(Recorder(), "recorder")
+    spec = {"name": "hooks", "source": {"path": "data.parquet"},
+            "steps": [{"step": "filter", "params": {"where": "false"}}]}
+    run_spec(spec, workdir, tables={"data.parquet": sample_table(10)}, pm=pm)
+    assert calls == [("started", "run", "hooks"), ("step", "source", 10, False), ("step", "filter", 0, False),
+                     ("finished", "complete")]
