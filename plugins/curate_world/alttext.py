@@ -41,7 +41,9 @@ def noise_probabilities(rates: dict[str, float] | None) -> dict[str, float]:
     unknown = sorted(set(rates) - set(NOISE_TYPES) - {"faithful"})
     if unknown:
         raise ValueError(f"unknown noise type(s) {unknown}; known: {', '.join(NOISE_TYPES[1:])}")
-    rates.pop("faithful", None)
+    faithful = rates.pop("faithful", None)
+    if faithful is not None and abs(faithful + sum(rates.values()) - 1.0) > 1e-6:
+        raise ValueError(f"noise rates that include 'faithful' must sum to 1, got {sum(rates.values()) + faithful:g}")
     if any(not 0.0 <= rate <= 1.0 for rate in rates.values()) or sum(rates.values()) > 1.0 + 1e-9:
         raise ValueError(f"noise rates must be in [0, 1] and sum to at most 1, got {rates}")
     noisy = {name: float(rates.get(name, 0.0)) for name in NOISE_TYPES[1:]}

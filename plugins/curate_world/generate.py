@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +146,10 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     for world_id, scene_id in enumerate(scene_ids):
         scene = scenes[scene_id]
         text_rng = _rng(params.seed, ALT_TEXTS, world_id)
-        other = _other_scene(scene_id, scenes, descriptions, text_rng) if noise_types[world_id] == "unrelated" else None
+        other_id, other = _other_scene(scene_id, scenes, descriptions, text_rng) if noise_types[world_id] == "unrelated" else (None, None)
         alt = write_alt_text(scene, str(noise_types[world_id]), text_rng, other=other, entity_mention_rate=params.entity_mention_rate)
+        if other_id is not None:
+            alt = replace(alt, detail=f"describes scene {other_id}")
         render_rng = _rng(params.seed, RENDERING, world_id)
         variant = sample_variant(render_rng) if scene_id in group_of_scene else Variant()
         name = f"{world_id:06d}.{extension}"
@@ -197,16 +199,17 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     return counts
 
 
-def _other_scene(own: int, scenes: list[Scene], descriptions: list[str], rng) -> Scene:  # type: ignore[no-untyped-def]
-    """A scene with different content for an 'unrelated' alt-text to describe."""
+def _other_scene(own: int, scenes: list[Scene], descriptions: list[str], rng) -> tuple[int | None, Scene]:  # type: ignore[no-untyped-def]
+    """A scene with different content for an 'unrelated' alt-text to describe, and its scene_id
+    (None when the world is too small to have one and a scene is invented)."""
     for _ in range(20):
         candidate = int(rng.integers(len(scenes)))
         if descriptions[candidate] != descriptions[own]:
-            return scenes[candidate]
-    while True:  # a world of one scene: invent another
-        candidate_scene = sample_scene(rng)
-        if describe(candidate_scene) != descriptions[own]:
-            return candidate_scene
+            return candidate, scenes[candidate]
+    while True:
+        invented = sample_scene(rng)
+        if describe(invented) != descriptions[own]:
+            return None, invented
 
 
 def _write_image(path: Path, scene: Scene, params: WorldParams, variant: Variant, rng) -> tuple[int, int | None]:  # type: ignore[no-untyped-def]

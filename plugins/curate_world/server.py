@@ -86,12 +86,12 @@ class _WorldHTTPServer(ThreadingHTTPServer):
 
 def _load_routes(world_dir: Path) -> dict[str, tuple[Path, str]]:
     """Image name -> (file, fault) from world.parquet."""
-    import pyarrow.parquet as pq
+    import polars as pl
 
     table_path = world_dir / tables.WORLD_FILE
     if not table_path.exists():
         raise WorldError(f"{world_dir} is not a world directory (no {tables.WORLD_FILE})", "generate one: curate world generate DIR")
-    table = pq.read_table(table_path, columns=["url_path", "image_path", "fault"]).to_pydict()
+    table = pl.read_parquet(table_path, columns=["url_path", "image_path", "fault"]).to_dict(as_series=False)
     return {
         url_path.removeprefix(tables.IMAGE_URL_PREFIX): (world_dir / image_path, fault)
         for url_path, image_path, fault in zip(table["url_path"], table["image_path"], table["fault"], strict=True)

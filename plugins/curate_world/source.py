@@ -23,7 +23,8 @@ from curate import Params, Source
 from curate_world.errors import WorldError
 from curate_world.params import WORLD_VERSION, WorldParams
 
-STABLE_PORTS = (20000, 40000)  # [low, high): the range stable ports are drawn from
+# [low, high) of stable ports: below Linux's ephemeral range (32768+), where client sockets live.
+STABLE_PORTS = (20000, 32000)
 GROUND_TRUTH = {
     "noise_type": pl.Utf8,
     "noise_detail": pl.Utf8,

@@ -8,6 +8,7 @@ never contain each other's words, which keeps caption parsing unambiguous.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 Rgb = tuple[int, int, int]
 
@@ -137,6 +138,7 @@ def texture_rgb(background: str) -> Rgb:
     return shift(red), shift(green), shift(blue)
 
 
+@cache  # called for every sampled scene
 def colors_visible_on(background: str) -> tuple[str, ...]:
     """Object colors that stand out from the background and its texture color. A color never goes
     on the background of the same name: "a green circle on a green background" is legal but makes

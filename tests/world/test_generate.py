@@ -88,6 +88,7 @@ def test_default_rates_on_a_large_world(large_world: World) -> None:
 def test_rows_are_consistent(small_world: World) -> None:
     table = read(small_world)
     assert table["world_id"].to_list() == list(range(table.height))
+    scenes = {row["scene_id"]: scene_of(row) for row in table.iter_rows(named=True)}
     for row in table.iter_rows(named=True):
         scene = scene_of(row)
         assert parse_description(row["description"]) == scene
@@ -100,6 +101,9 @@ def test_rows_are_consistent(small_world: World) -> None:
             assert score.pair_recall == 1.0 and score.pair_precision == 1.0, row
         if row["noise_type"] in ("boilerplate", "empty"):
             assert not extract_attributes(row["alt_text"]).objects
+        if row["noise_type"] == "unrelated":  # faithful to the scene it names, which is another one
+            other = scenes[int(row["noise_detail"].removeprefix("describes scene "))]
+            assert other != scene and score_caption(row["alt_text"], other).pair_recall == 1.0
         if row["alt_mentions_entity"]:
             assert row["entity"] is not None and row["entity"].lower() in row["alt_text"].lower()
     manifest = json.loads((small_world.dir / "world.json").read_text())
