@@ -3,10 +3,13 @@ tests that run ``curate`` in a subprocess (entry points, kill and resume, CLI ex
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import CliResult
 
 SHOUT_PLUGIN = '''
 """curate-shout: a tiny third-party plugin."""
@@ -85,3 +88,23 @@ def shout_plugin(make_plugin_dist: Callable[..., Path]) -> Path:
 @pytest.fixture
 def broken_plugin(make_plugin_dist: Callable[..., Path]) -> Path:
     return make_plugin_dist("curate-broken", BROKEN_PLUGIN, version="9.9", entry_point="broken")
+
+
+@pytest.fixture
+def curate_main(pm, workdir, capsys, monkeypatch) -> Callable[..., CliResult]:
+    """Run ``curate ARGS`` in this process (cheaper than a subprocess) with the test's plugin
+    manager as the process-wide one, in ``workdir``. Returns exit code and captured output."""
+    import curate.plugins
+    from curate.cli import main
+
+    monkeypatch.setattr(curate.plugins, "_default", pm)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(workdir)
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return CliResult(subprocess.CompletedProcess(list(args), code, out, err))
+
+    return run

@@ -1,0 +1,172 @@
+"""The ``curate`` command as a user runs it: in a subprocess, judged by exit code and output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import cli_env, sample_table
+from tests.core.test_spec import FIVE_MISTAKES
+
+HEAVY = ("torch", "open_clip", "faiss", "transformers", "ray")
+
+
+@pytest.fixture
+def ran(curate_main, write_spec, workdir):
+    """A finished run in ``workdir/run``."""
+    write_spec({"name": "cli", "source": {"path": "data.parquet"},
+                "steps": [{"step": "filter", "params": {"where": "score > 0.5"}}, {"step": "sample",
+                                                                                   "params": {"count": 5}}],
+                "outputs": [{"format": "csv", "path": "out.csv"}],
+                "run": {"dir": "run", "shard_size": 8}}, table=sample_table(40))
+    result = curate_main("run", "spec.yaml")
+    assert result.code == 0, result
+    return result
+
+
+def test_help_and_import_do_not_import_heavy_libraries(tmp_path):
+    # Importable stand-ins, so an import would succeed and show in sys.modules even where the
+    # real libraries are not installed.
+    fakes = tmp_path / "fakes"
+    for name in HEAVY:
+        (fakes / name).mkdir(parents=True)
+        (fakes / name / "__init__.py").write_text("")
+    probe = (
+        "import json, sys\n"
+        "import curate\n"
+        "from curate.cli import main\n"
+        "code = main(['--help'])\n"
+        f"print(json.dumps([code, sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], env=cli_env([fakes]), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    code, imported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (code, imported) == (0, [])
+    assert "validate" in result.stdout and "inspect" in result.stdout
+
+
+def test_validate_reports_every_problem_and_exits_2_without_a_traceback(curate_cli, write_spec):
+    write_spec(FIVE_MISTAKES, table=sample_table())
+    result = curate_cli("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert result.stderr.startswith("error: 7 problems in spec.yaml:")
+    for fragment in ("spec.yaml:5: steps[0].step: unknown step 'filtr' (did you mean 'filter'?)",
+                     "spec.yaml:8: steps[1].params.fraction: must be ≤ 1, got 28",
+                     "spec.yaml:10: steps[2].params.colums: unknown key (did you mean 'columns'?)",
+                     "spec.yaml:11: steps[3].step: step 'exact_dedup' reads column 'alt_txt'",
+                     "spec.yaml:13: steps[4].step: unknown step 'clip_scor'",
+                     "spec.yaml:17: outputs[0].step: no step labelled 'dedupe'",
+                     "spec.yaml:19: run.shard_sise: unknown key (did you mean 'shard_size'?)"):
+        assert fragment in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_validate_ok(curate_main, write_spec):
+    write_spec({"source": {"path": "data.parquet"}, "steps": [{"step": "normalize_text"}]}, table=sample_table())
+    result = curate_main("validate", "spec.yaml")
+    assert (result.code, result.stdout) == (0, "ok spec.yaml: source 'auto', 1 step, 0 outputs\n"), result
+
+
+@pytest.mark.parametrize("args, message", [
+    (["validate", "missing.yaml"], "spec file not found"),
+    (["run"], "curate run needs a SPEC"),
+    (["inspect", "."], "is not a curate run directory"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["validate"], "Missing argument 'SPEC'"),
+])
+def test_usage_errors_exit_2(curate_main, args, message):
+    result = curate_main(*args)
+    assert result.code == 2, result
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("missing", "source.path 'data.parquet' does not exist"),
+    ("corrupt", "cannot read"),
+    ("unmapped", "the source has no 'alt_text' column"),
+    ("semicolons", "looks separated by ';'"),
+])
+def test_bad_input_is_a_clear_error_not_a_traceback(curate_main, write_spec, workdir, setup, message):
+    write_spec({"source": {"path": "data.parquet" if setup != "semicolons" else "data.csv"}})
+    if setup == "corrupt":
+        (workdir / "data.parquet").write_bytes(b"PAR1" + b"\x01" * 64)
+    elif setup == "unmapped":
+        sample_table().rename({"alt_text": "caption"}).write_parquet(workdir / "data.parquet")
+    elif setup == "semicolons":
+        sample_table().write_csv(workdir / "data.csv", separator=";")
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 2, result
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_step_failing_at_run_time_exits_1_naming_step_and_shard(curate_cli, write_spec, shout_plugin):
+    write_spec({"source": {"path": "data.parquet"}, "steps": [{"step": "explode"}], "run": {"shard_size": 5,
+                                                                                          "dir": "run"}},
+               table=sample_table(20))
+    result = curate_cli("run", "spec.yaml", "--quiet", pythonpath=[shout_plugin])
+    assert result.code == 1, result
+    assert "error: step 'explode', shard 1 failed: RuntimeError: the plugin has a bug" in result.stderr
+    assert "Traceback" not in result.stderr
+    debug = curate_cli("--debug", "run", "spec.yaml", "--quiet", pythonpath=[shout_plugin])
+    assert debug.code == 1 and "Traceback" in debug.stderr
+    manifest = curate_cli("inspect", "run", "--json", pythonpath=[shout_plugin]).json()
+    assert manifest["status"] == "failed" and "the plugin has a bug" in manifest["error"]
+
+
+def test_run_prints_the_funnel_and_inspect_shows_it_again(ran, curate_main, workdir):
+    assert "wrote csv" in ran.stderr and "curate.duckdb" in ran.stderr
+    result = curate_main("inspect", "run")
+    assert result.code == 0, result
+    for fragment in ("cli — complete", "filter (filter)", "sample (sample)", "filter: ", "spec hash"):
+        assert fragment in result.stdout
+    manifest = curate_main("inspect", "run", "--json").json()
+    assert manifest["steps"][-1]["rows_out"] == 5
+    assert manifest == json.loads((workdir / "run" / "manifest.json").read_text())
+
+
+def test_plan_json_says_what_runs_and_what_is_cached(ran, curate_main):
+    result = curate_main("plan", "spec.yaml", "--json")
+    assert result.code == 0, result
+    plan = result.json()
+    assert plan["run_dir"].endswith("run")
+    assert [(s["label"], s["cached"]) for s in plan["steps"]] == [("source", True), ("filter", True),
+                                                                   ("sample", True)]
+    assert plan["steps"][1]["reads"] == {} and plan["steps"][0]["writes"]["alt_text"] == "String"
+    human = curate_main("plan", "spec.yaml")
+    assert human.code == 0 and "output 0: csv ← sample → out.csv" in human.stdout
+
+
+def test_run_from_recomputes_and_resume_reuses(ran, curate_main):
+    again = curate_main("run", "spec.yaml", "--quiet", "--from", "sample")
+    assert again.code == 0, again
+    manifest = curate_main("inspect", "run", "--json").json()
+    assert [r["cached"] for r in manifest["steps"]] == [True, True, False]
+    resumed = curate_main("run", "--resume", "run", "--quiet")
+    assert resumed.code == 0, resumed
+    assert all(r["cached"] for r in curate_main("inspect", "run", "--json").json()["steps"])
+    unknown = curate_main("run", "spec.yaml", "--from", "smaple")
+    assert unknown.code == 2 and "did you mean 'sample'?" in unknown.stderr
+
+
+def test_plugins_json_lists_the_built_ins(curate_main):
+    result = curate_main("plugins", "--json")
+    assert result.code == 0, result
+    basics = next(p for p in result.json()["plugins"] if p["name"] == "basics")
+    assert set(basics["steps"]) >= {"sql", "filter", "sample", "select", "rename", "normalize_text", "exact_dedup"}
+    assert set(basics["executors"]) == {"local"}
+    fraction = basics["steps"]["sample"]["params"]["properties"]["fraction"]
+    assert {"type": "number", "exclusiveMinimum": 0, "maximum": 1} in fraction["anyOf"]
+    assert basics["version"] and basics["distribution"] == "curate"
+
+
+def test_plugins_lists_steps_and_their_params(curate_main):
+    result = curate_main("plugins")
+    assert result.code == 0, result
+    assert "step     sample: seeded sample by fraction or count" in result.stdout
+    assert "params: fraction=None, count=None, by=None, seed=None" in result.stdout
