@@ -60,8 +60,12 @@ def run_step(
     shard_size: int = 1000,
     workdir: Path | None = None,
     pm: PluginManager | None = None,
+    upstream: dict[str, Path] | None = None,
 ) -> StepResult:
-    """Run ``step`` on ``table`` the way the engine would: plan check, shards, contract check."""
+    """Run ``step`` on ``table`` the way the engine would: plan check, shards, contract check.
+
+    ``upstream`` (label → step store directory) stands in for the steps before this one, for
+    steps that read their artifacts (embeddings under ``<dir>/artifacts/embeddings``)."""
     instance = make_step(step, params, pm)
     schema = dict(table.schema)
     problems = [m for m, _ in check_columns(instance, schema)] + instance.plan_check(schema)
@@ -76,7 +80,8 @@ def run_step(
         writer.close(empty_schema=schema)
         files = iter_shard_files(inputs)
         out = root / "output"
-        ctx = StepContext(run_dir=root, label=instance.label, seed=seed, artifacts=out / "artifacts")
+        extras = {"upstream": {label: str(path) for label, path in (upstream or {}).items()}}
+        ctx = StepContext(run_dir=root, label=instance.label, seed=seed, artifacts=out / "artifacts", extras=extras)
         ctx.artifacts.mkdir(parents=True)
         instance.setup(ctx)
         summary: dict[str, Any] = {}

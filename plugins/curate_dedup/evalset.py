@@ -1,0 +1,106 @@
+"""An eval set to decontaminate against, as (item names, unit embeddings).
+
+Three forms, told apart by what the path is:
+
+- an embedding store directory (``meta.json`` + shards, as ``clip_score`` writes): used as is;
+- a Parquet file with an ``image_path`` column (paths relative to the file), like a world's
+  ``eval.parquet``: the images are embedded with the model of the training embeddings;
+- a directory of image files (jpg, jpeg, png, webp, gif, bmp): embedded the same way, named by file.
+
+Embedding images needs the CLIP plugin (``curate_clip``); the result is stored in the step's
+artifacts so the run keeps what it compared against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate.embeddings import EmbeddingStore
+from curate.errors import CurateError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+ID_COLUMNS = ("eval_id", "id", "uid", "key")
+
+
+@dataclass
+class EvalSet:
+    names: list[str]
+    vectors: np.ndarray  # float16, unit rows
+    model: str | None
+    kind: str  # store, parquet or images
+
+
+def load_eval_set(path: Path, *, model: dict[str, Any], path_column: str, id_column: str | None,
+                  cache: Path, device: str, batch_size: int) -> EvalSet:
+    if not path.exists():
+        raise CurateError(f"eval set {path} does not exist", "give an embedding store directory, a Parquet file "
+                          "with an image_path column, or a directory of images")
+    if path.is_dir() and (path / "meta.json").exists():
+        store = _store_at(path)
+        uids, vectors = store.load_all(dtype=np.float16)
+        return EvalSet([str(u) for u in uids], vectors, store.meta().get("model"), "store")
+    if path.is_file():
+        names, images = _parquet_items(path, path_column, id_column)
+        kind = "parquet"
+    else:
+        images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        names = [p.relative_to(path).as_posix() for p in images]
+        kind = "images"
+    if not images:
+        raise CurateError(f"eval set {path} holds no images", f"image files end in {', '.join(sorted(IMAGE_SUFFIXES))}")
+    vectors = _embed_cached(images, names, model, cache, device, batch_size)
+    return EvalSet(names, vectors, model.get("model"), kind)
+
+
+def _store_at(directory: Path) -> EmbeddingStore:
+    """An EmbeddingStore whose ``dir`` is exactly ``directory``."""
+    store = EmbeddingStore(directory, "")
+    store.dir = directory
+    return store
+
+
+def _parquet_items(path: Path, path_column: str, id_column: str | None) -> tuple[list[str], list[Path]]:
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem for the user
+        raise CurateError(f"eval set {path} is not a readable Parquet file ({exc})") from None
+    if path_column not in frame.columns:
+        raise CurateError(f"eval set {path} has no '{path_column}' column",
+                          f"columns: {', '.join(frame.columns)}; set path_column")
+    if id_column is None:
+        id_column = next((c for c in ID_COLUMNS if c in frame.columns), None)
+    elif id_column not in frame.columns:
+        raise CurateError(f"eval set {path} has no '{id_column}' column", f"columns: {', '.join(frame.columns)}")
+    names = ([str(v) for v in frame[id_column].to_list()] if id_column
+             else [str(i) for i in range(frame.height)])
+    images = [path.parent / p for p in frame[path_column].to_list()]
+    return names, images
+
+
+def _embed_cached(images: list[Path], names: list[str], model: dict[str, Any], cache: Path, device: str,
+                  batch_size: int) -> np.ndarray:
+    store = EmbeddingStore(cache, "eval")
+    if store.exists() and store.meta().get("model") == model.get("model") and list(store.uids()) == names:
+        return store.load_all(dtype=np.float16)[1]
+    vectors = embed_images(images, model, device, batch_size)
+    store.write_meta(vectors.shape[1], str(model.get("model")))
+    store.write_shard(0, names, vectors)
+    return store.load_all(dtype=np.float16)[1]
+
+
+def embed_images(images: list[Path], model: dict[str, Any], device: str, batch_size: int) -> np.ndarray:
+    """Image embeddings from the CLIP model that made the training embeddings (by its name in the
+    store's meta.json), through the CLIP plugin, so both sides are comparable."""
+    try:
+        from curate_clip.embed import embed_image_files
+    except ImportError:
+        raise CurateError(
+            f"embedding eval images needs the CLIP plugin with model '{model.get('model')}', which is not installed",
+            "pip install 'curate[clip]', or give the eval set as an embedding store directory") from None
+    return np.asarray(embed_image_files(images, model=model.get("model"), device=device, batch_size=batch_size),
+                      dtype=np.float32)

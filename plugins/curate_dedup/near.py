@@ -1,0 +1,134 @@
+"""Finding near-duplicate pairs in L2-normalized embeddings: two algorithms, one output.
+
+``knn``: every vector asks a faiss index (flat, or IVF above a size) for its nearest neighbors;
+neighbors more similar than the threshold are pairs. Exact with the flat index.
+
+``semdedup`` (Abbas et al., 2023): spherical k-means, then all pairs *within* each cluster,
+computed in row blocks so memory is bounded by the largest cluster times a block, never by the
+table. Pairs that a cluster boundary separates are missed; that is the price of its speed.
+
+Both return pairs (i, j, cosine) with i < j and cosine > threshold; grouping is done elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from curate_dedup import backend
+
+BLOCK_ELEMENTS = 1 << 24  # similarity values computed at once within a cluster (64 MB of float32)
+
+
+@dataclass
+class Pairs:
+    first: np.ndarray
+    second: np.ndarray
+    similarity: np.ndarray
+    centroid_similarity: np.ndarray | None = None  # semdedup: cosine of each row to its centroid
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KnnOptions:
+    neighbors: int = 16
+    index: Literal["auto", "flat", "ivf"] = "auto"
+    ivf_above: int = 50_000
+    nlist: int | None = None
+    nprobe: int = 8
+
+
+@dataclass(frozen=True)
+class SemDedupOptions:
+    clusters: int | None = None
+    niter: int = 20
+    points_per_centroid: int = 64
+
+
+def auto_clusters(n: int) -> int:
+    """About sqrt(n) clusters of about sqrt(n) rows: k-means and the in-cluster pairs then cost
+    about the same, n·sqrt(n)·dim each."""
+    return max(1, min(n, round(math.sqrt(n))))
+
+
+def knn(vectors: np.ndarray, threshold: float, options: KnnOptions, seed: int, device: str) -> Pairs:
+    n = vectors.shape[0]
+    kind = options.index
+    if kind == "auto":
+        kind = "ivf" if n > options.ivf_above else "flat"
+    # faiss wants at least ~39 training points per IVF cell.
+    nlist = max(1, min(options.nlist or round(math.sqrt(n)), n // 39 or 1))
+    started = time.perf_counter()
+    first, second, sims = backend.knn_pairs(vectors, threshold, options.neighbors, kind, nlist,
+                                            options.nprobe, seed, device)
+    facts: dict[str, Any] = {"index": kind, "neighbors": options.neighbors, "search_seconds": _since(started)}
+    if kind == "ivf":
+        facts.update(nlist=nlist, nprobe=min(options.nprobe, nlist))
+    return Pairs(first, second, sims, facts=facts)
+
+
+def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, seed: int, device: str) -> Pairs:
+    n = vectors.shape[0]
+    k = min(options.clusters or auto_clusters(n), n)
+    started = time.perf_counter()
+    centroids = backend.kmeans(vectors, k, options.niter, options.points_per_centroid, seed, device)
+    trained = _since(started)
+    cluster, centroid_sim = backend.assign(vectors, centroids, device)
+    assigned = _since(started) - trained
+    order = np.argsort(cluster, kind="stable")  # rows by cluster, input order inside each
+    bounds = np.searchsorted(cluster[order], np.arange(k + 1))
+    firsts, seconds, sims = [], [], []
+    for c in range(k):
+        members = order[bounds[c]:bounds[c + 1]]
+        if members.size < 2:
+            continue
+        i, j, s = pairs_within(backend.as_float32(vectors[members]), threshold)
+        firsts.append(members[i])
+        seconds.append(members[j])
+        sims.append(s)
+    sizes = np.diff(bounds)
+    facts = {
+        "clusters": k,
+        "largest_cluster": int(sizes.max()) if sizes.size else 0,
+        "kmeans_seconds": trained,
+        "assign_seconds": assigned,
+        "pairs_seconds": round(_since(started) - trained - assigned, 3),
+    }
+    return Pairs(_cat(firsts, np.int64), _cat(seconds, np.int64), _cat(sims, np.float32),
+                 centroid_similarity=centroid_sim, facts=facts)
+
+
+def pairs_within(block: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i, j), i < j, of rows of ``block`` with cosine > threshold, computed a few rows
+    at a time against the rows after them (the upper triangle only)."""
+    m = block.shape[0]
+    rows = max(1, BLOCK_ELEMENTS // m)
+    firsts, seconds, sims = [], [], []
+    for start in range(0, m, rows):
+        stop = min(m, start + rows)
+        similarity = block[start:stop] @ block[start:].T
+        local_row = np.arange(stop - start)[:, None]
+        hit = (similarity > threshold) & (np.arange(m - start)[None, :] > local_row)
+        r, c = np.nonzero(hit)
+        firsts.append(r + start)
+        seconds.append(c + start)
+        sims.append(similarity[r, c])
+    return _cat(firsts, np.int64), _cat(seconds, np.int64), _cat(sims, np.float32)
+
+
+def brute_force(vectors: np.ndarray, threshold: float) -> Pairs:
+    """Every pair above the threshold, exactly (the reference for tests and benchmarks)."""
+    i, j, s = pairs_within(backend.as_float32(vectors), threshold)
+    return Pairs(i, j, s)
+
+
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)

@@ -1,0 +1,152 @@
+"""``dedup_semantic``: near-duplicate images, judged on the CLIP embeddings an upstream step
+stored (``clip_score``), with faiss.
+
+Rows more similar than ``1 - eps`` (cosine) are linked; linked rows form duplicate groups
+(connected components), and one row per group stays, chosen by the keep policy. Dropped rows
+name the row that stayed (``_duplicate_of``) and their cosine to it (``dup_similarity``); kept
+and dropped rows carry their group (``dup_group``). Rows without an embedding are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from curate.schema import Schema
+from curate.step import Step, StepContext, TableInput
+from curate_dedup import backend, near
+from curate_dedup.groups import components, make_groups
+from curate_dedup.keep import KeepParams, priority
+from curate_dedup.table import GROUP, annotate, read_columns, verdict
+from curate_dedup.vectors import lookup, upstream_store
+
+UNTRACKED = {"fingerprint": False}  # changes speed, not output
+
+
+class DedupSemanticParams(KeepParams):
+    keep: Literal["first", "last", "max", "min", "far_from_centroid"] = Field(  # type: ignore[assignment]
+        "first", description="far_from_centroid: the member least similar to its k-means centroid "
+                              "(knn: to its group's mean), SemDeDup's choice")
+    algorithm: Literal["knn", "semdedup"] = Field("knn", description="knn: nearest-neighbor graph (exact "
+                                                  "with a flat index); semdedup: k-means, then pairs within clusters")
+    eps: float = Field(0.06, gt=0.0, lt=1.0, description="rows with cosine similarity > 1 - eps are duplicates")
+    embeddings_from: str | None = Field(None, description="label of the upstream step whose embeddings to use; "
+                                        "default: the nearest one that stored them")
+    embedding: str = Field("image", description="which stored embedding (image, text_alt_text, …)")
+    seed: int = Field(0, ge=0, description="k-means and IVF training samples")
+    # knn
+    neighbors: int = Field(16, ge=1, le=1024, description="knn: neighbors asked per row")
+    index: Literal["auto", "flat", "ivf"] = Field("auto", description="knn: auto is flat up to ivf_above rows")
+    ivf_above: int = Field(50_000, ge=1)
+    nlist: int | None = Field(None, ge=1, description="knn/ivf: cells; default sqrt(rows)")
+    nprobe: int = Field(8, ge=1, le=2048, description="knn/ivf: cells searched per row")
+    # semdedup
+    clusters: int | None = Field(None, ge=1, description="semdedup: k-means clusters; default sqrt(rows)")
+    niter: int = Field(20, ge=1, le=1000, description="semdedup: k-means iterations")
+    points_per_centroid: int = Field(64, ge=1, le=4096, description="semdedup: k-means training sample per centroid")
+    # where and how fast
+    device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto: GPU if the faiss GPU build sees one",
+                                                  json_schema_extra=UNTRACKED)
+    threads: int | None = Field(None, ge=1, description="faiss threads (default: all cores)", json_schema_extra=UNTRACKED)
+
+    @property
+    def threshold(self) -> float:
+        return 1.0 - self.eps
+
+
+class DedupSemantic(Step):
+    name = "dedup_semantic"
+    description = "drop near-duplicate images by CLIP embedding similarity (faiss: knn graph or SemDeDup)"
+    requires = ("faiss",)
+    extra = "dedup"
+    scope = "table"
+    drops_rows = True
+    writes: ClassVar[Schema] = {GROUP: pl.Int64}
+    Params = DedupSemanticParams
+
+    def input_columns(self) -> dict[str, pl.DataType]:
+        return self.params.keep_columns()
+
+    def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
+        p = self.params
+        started = time.perf_counter()
+        frame = read_columns(table, list(self.input_columns()))
+        source, store = upstream_store(ctx, p.embeddings_from, p.embedding)
+        vectors, present = lookup(store, frame["uid"])
+        rows = np.flatnonzero(present)
+        if rows.size < vectors.shape[0]:
+            vectors = vectors[rows]
+        loaded = time.perf_counter() - started
+        device = backend.resolve_device(p.device)
+        with backend.threads(p.threads):
+            found = find_pairs(vectors, p, device)
+        del vectors
+        # Back from embedded-row space to table-row space.
+        n = frame.height
+        labels = components(n, rows[found.first], rows[found.second])
+        centroid_sim = None
+        if p.keep == "far_from_centroid":
+            centroid_sim = np.full(n, np.nan)
+            centroid_sim[rows] = self._centroid_similarity(found, labels[rows], store, frame, rows)
+        groups = make_groups(labels, priority(p, frame, centroid_sim))
+        similarity = self._survivor_similarity(groups, store, frame)
+        self._facts = {
+            "algorithm": p.algorithm, "eps": p.eps, "threshold": round(p.threshold, 6), "device": device,
+            "embeddings_from": source, "model": store.meta().get("model"),
+            "rows": n, "rows_without_embedding": int(n - rows.size), "pairs": int(found.first.size),
+            "groups": groups.n_groups, "dropped": int(groups.dropped.sum()),
+            "largest_group": int(groups.sizes().max()) if groups.n_groups else 0,
+            "load_seconds": round(loaded, 3), **found.facts,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        yield from annotate(table, verdict(frame, groups, self.label, similarity))
+
+    def _centroid_similarity(self, found: near.Pairs, labels: np.ndarray, store: Any, frame: pl.DataFrame,
+                             rows: np.ndarray) -> np.ndarray:
+        """Cosine of each embedded row to its k-means centroid (semdedup) or, for knn, which has
+        no clusters, to the mean direction of its duplicate group."""
+        if found.centroid_similarity is not None:
+            return found.centroid_similarity
+        out = np.ones(rows.size)
+        counts = np.bincount(labels, minlength=labels.max() + 1 if labels.size else 0)
+        grouped = np.flatnonzero(counts[labels] > 1)
+        if grouped.size:
+            vectors = lookup(store, frame["uid"].gather(rows[grouped]))[0].astype(np.float32)
+            _, slot = np.unique(labels[grouped], return_inverse=True)
+            means = np.zeros((slot.max() + 1, vectors.shape[1]), dtype=np.float32)
+            np.add.at(means, slot, vectors)
+            means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+            out[grouped] = np.einsum("ij,ij->i", vectors, means[slot])
+        return out
+
+    def _survivor_similarity(self, groups: Any, store: Any, frame: pl.DataFrame) -> np.ndarray:
+        """Cosine of every dropped row to the row that stayed for it (NaN elsewhere)."""
+        out = np.full(frame.height, np.nan, dtype=np.float32)
+        dropped = np.flatnonzero(groups.dropped)
+        if dropped.size:
+            uids = frame["uid"]
+            mine = lookup(store, uids.gather(dropped))[0].astype(np.float32)
+            theirs = lookup(store, uids.gather(groups.survivor[dropped]))[0].astype(np.float32)
+            out[dropped] = np.einsum("ij,ij->i", mine, theirs)
+        return out
+
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        return dict(getattr(self, "_facts", {}))
+
+
+def find_pairs(vectors: np.ndarray, params: DedupSemanticParams, device: str) -> near.Pairs:
+    """Pairs above the threshold among ``vectors`` (float16, unit length) by the chosen algorithm."""
+    if vectors.shape[0] < 2:
+        empty = np.zeros(0, np.int64)
+        return near.Pairs(empty, empty, np.zeros(0, np.float32),
+                          np.ones(vectors.shape[0], np.float32) if params.algorithm == "semdedup" else None)
+    if params.algorithm == "knn":
+        options = near.KnnOptions(params.neighbors, params.index, params.ivf_above, params.nlist, params.nprobe)
+        return near.knn(vectors, params.threshold, options, params.seed, device)
+    options_ = near.SemDedupOptions(params.clusters, params.niter, params.points_per_centroid)
+    return near.semdedup(vectors, params.threshold, options_, params.seed, device)

@@ -1,0 +1,47 @@
+"""Finding the embeddings an upstream step stored, and lining them up with this table's rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate.embeddings import EmbeddingStore
+from curate.errors import CurateError
+from curate.step import StepContext
+
+
+def upstream_store(ctx: StepContext, label: str | None, name: str) -> tuple[str, EmbeddingStore]:
+    """The store named ``name`` of upstream step ``label``; without a label, of the nearest
+    upstream step that has one."""
+    upstream: dict[str, str] = ctx.extras.get("upstream", {})
+    if label is not None:
+        if label not in upstream:
+            raise CurateError(f"step '{ctx.label}': embeddings_from '{label}' is not a step upstream of it",
+                              f"upstream steps: {', '.join(upstream) or 'none'}")
+        store = EmbeddingStore.of_step(Path(upstream[label]), name)
+        if not store.exists():
+            raise CurateError(f"step '{label}' stored no '{name}' embeddings (looked in {store.dir})",
+                              "embeddings_from must name a step that writes them, such as clip_score")
+        return label, store
+    for candidate in reversed(list(upstream)):
+        store = EmbeddingStore.of_step(Path(upstream[candidate]), name)
+        if store.exists():
+            return candidate, store
+    raise CurateError(f"step '{ctx.label}' needs '{name}' embeddings, and no upstream step stored them",
+                      "put a clip_score step before it (it stores image embeddings), or set embeddings_from")
+
+
+def lookup(store: EmbeddingStore, uids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """float16 vectors for ``uids`` in order, and which rows have one (a missing or all-zero
+    vector, as for an image that failed to load, is no embedding)."""
+    vectors = store.lookup(uids, dtype=np.float16)
+    present = np.any(vectors != 0, axis=1) if vectors.size else np.zeros(len(uids), dtype=bool)
+    return vectors, present
+
+
+def model_of(store: EmbeddingStore) -> dict[str, Any]:
+    meta = store.meta()
+    return {"model": meta.get("model"), "dim": meta.get("dim")}
