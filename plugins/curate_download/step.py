@@ -1,0 +1,366 @@
+"""``download``: fetch every row's image with img2dataset and record what happened to it.
+
+One input shard is one ``img2dataset.download`` call (in a child process, see ``worker.py``),
+writing into the shard's own directory. Resume comes at two levels: the engine skips shards whose
+marker exists, and inside an unfinished shard img2dataset's incremental mode skips the parts
+(``samples_per_shard`` rows each) whose stats file exists. Measured on 2 cores, one call costs
+seconds of process start-up (img2dataset imports torch through webdataset), so shards should stay
+large, which the engine's default of 100k rows does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import polars as pl
+from pydantic import Field, field_validator
+
+from curate.errors import StepError
+from curate.params import Params
+from curate.schema import DROP_REASON, UID, URL, Image, Schema
+from curate.shards import write_json_atomic, write_parquet_atomic
+from curate.step import Step, StepContext
+from curate_download import store
+from curate_download.worker import POLICY_ENV, REFUSED, NetworkPolicy
+
+log = logging.getLogger("curate_download")
+
+Status = Literal["success", "failed_to_download", "failed_to_resize", "opted_out", "refused"]
+FAILURES: tuple[str, ...] = ("failed_to_download", "failed_to_resize", "opted_out", "refused")
+OPT_OUT_MARK = "X-Robots-Tag"  # img2dataset: "Use of image disallowed by X-Robots-Tag directive"
+NO_URL = "the row has no URL"
+RESULT_COLUMNS: Schema = {
+    "status": pl.Utf8,
+    "error_message": pl.Utf8,
+    "width": pl.Int32,
+    "height": pl.Int32,
+    "original_width": pl.Int32,
+    "original_height": pl.Int32,
+    "sha256": pl.Utf8,
+    "image": Image,
+}
+STALE_WORKER_SECONDS = 5.0
+
+
+class DownloadParams(Params):
+    image_size: int = Field(256, ge=8, le=16384, description="side of the stored image, in pixels")
+    resize_mode: Literal["no", "border", "keep_ratio", "keep_ratio_largest", "center_crop"] = Field(
+        "border", description="img2dataset's resize mode")
+    resize_only_if_bigger: bool = False
+    encode_format: Literal["jpg", "png", "webp"] = "jpg"
+    encode_quality: int = Field(95, ge=0, le=100)
+    output_format: Literal["webdataset", "files"] = Field(
+        "webdataset", description="webdataset: tars of <uid>.<ext>; files: directories of them")
+    samples_per_shard: int = Field(10_000, ge=1, le=1_000_000,
+                                   description="images per tar (img2dataset's number_sample_per_shard); "
+                                               "also the unit of resume inside an input shard")
+    timeout: float = Field(10.0, gt=0, le=600, description="seconds per request")
+    retries: int = Field(0, ge=0, le=10)
+    min_image_size: int = Field(0, ge=0, description="reject images whose shorter side is smaller")
+    max_image_area: float | None = Field(None, gt=0, description="reject images with more pixels (default: no limit)")
+    max_aspect_ratio: float | None = Field(None, ge=1, description="reject images more elongated than this")
+    disallowed_header_directives: list[str] = Field(
+        ["noai", "noimageai", "noindex", "noimageindex"],
+        description="X-Robots-Tag directives that opt an image out ([] downloads everything)")
+    user_agent_token: str | None = Field(None, description="identifies the crawler to X-Robots-Tag rules")
+    drop_failed: bool | list[Literal["failed_to_download", "failed_to_resize", "opted_out", "refused"]] = Field(
+        False, description="false: keep every row with its status; true: drop every failure; "
+                           "a list: drop rows with these statuses (the drop reason names the status)")
+    allow_private_networks: bool = Field(
+        False, description="download from hosts that are or resolve to private, loopback or link-local addresses")
+    allowed_hosts: list[str] = Field(
+        [], description="host names or IP networks allowed even though they are private (loopback, LAN)")
+    processes: int = Field(1, ge=1, le=256, description="img2dataset processes per input shard",
+                           json_schema_extra={"fingerprint": False})
+    threads: int = Field(64, ge=1, le=4096, description="download threads per process",
+                         json_schema_extra={"fingerprint": False})
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not host.strip() or ("/" in host and not _is_network(host)):
+                raise ValueError(f"not a host name or IP network: {host!r}")
+        return [host.strip() for host in value]
+
+    @property
+    def policy(self) -> NetworkPolicy:
+        return NetworkPolicy(self.allow_private_networks, tuple(self.allowed_hosts))
+
+    @property
+    def dropped_statuses(self) -> frozenset[str]:
+        if self.drop_failed is True:
+            return frozenset(FAILURES)
+        return frozenset(self.drop_failed or ())
+
+
+def _is_network(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+class Download(Step):
+    """Every row comes out with a ``status``; images are stored once, under the step's own
+    directory, and rows point at them with ``image = {shard, key}`` where ``key`` is the uid."""
+
+    name = "download"
+    description = "fetch images with img2dataset, store them by uid, record a status per row"
+    requires = ("img2dataset",)
+    extra = "download"
+    reads: ClassVar[Schema] = {UID: pl.Utf8, URL: pl.Utf8}
+    writes = RESULT_COLUMNS
+    Params = DownloadParams
+
+    def __init__(self, params: DownloadParams | None = None, *, label: str | None = None):
+        super().__init__(params, label=label)
+        self.drops_rows = bool(self.params.dropped_statuses)  # type: ignore[misc]
+
+    # -- running --------------------------------------------------------------------------------
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        p = self.params
+        shard_dir = ctx.artifacts / f"shard-{ctx.shard or 0:05d}"
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        checked = self._precheck(table.select(UID, URL))
+        fetch = checked.filter(pl.col("status").is_null()).select(UID, URL)
+        parts = math.ceil(fetch.height / p.samples_per_shard)
+        results = [checked.filter(pl.col("status").is_not_null()).select(UID, "status", "error_message")]
+        if parts:
+            self._fetch(fetch, parts, shard_dir, ctx)
+            results.append(self._collect(parts, shard_dir, ctx))
+        merged = pl.concat(results, how="diagonal_relaxed")
+        base = table.drop([c for c in RESULT_COLUMNS if c in table.columns])
+        out = base.join(merged, on=UID, how="left", maintain_order="left")
+        out = out.with_columns([pl.col(c).cast(t) for c, t in RESULT_COLUMNS.items() if c in out.columns])
+        out = out.with_columns([pl.lit(None, t).alias(c) for c, t in RESULT_COLUMNS.items() if c not in out.columns])
+        refused = out.filter(pl.col("status") == "refused")
+        if refused.height:
+            log.warning("download: %d of %d URLs in shard %s refused, e.g. %s", refused.height, out.height,
+                        ctx.shard, refused["error_message"][0])
+        drop = p.dropped_statuses
+        if drop:
+            out = out.with_columns(
+                pl.when(pl.col("status").is_in(list(drop)))
+                .then(pl.lit(f"{self.label}: ") + pl.col("status"))
+                .otherwise(pl.lit(None, pl.Utf8))
+                .alias(DROP_REASON)
+            )
+        return out
+
+    def _precheck(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Refusals that need no network (scheme, IP literals, localhost) and rows without a URL."""
+        policy = self.params.policy
+        statuses, errors = [], []
+        for url in rows[URL].to_list():
+            if url is None or not url.strip():
+                statuses.append("failed_to_download")
+                errors.append(NO_URL)
+                continue
+            problem = policy.url_problem(url.strip())
+            statuses.append(None if problem is None else "refused")
+            errors.append(problem)
+        return rows.with_columns(pl.Series("status", statuses, pl.Utf8), pl.Series("error_message", errors, pl.Utf8),
+                                 pl.col(URL).str.strip_chars())
+
+    def _job(self, shard_dir: Path, workers: tuple[int, int]) -> dict[str, Any]:
+        p = self.params
+        job: dict[str, Any] = {
+            "url_list": str(shard_dir / "urls.parquet"),
+            "input_format": "parquet",
+            "url_col": URL,
+            "save_additional_columns": [UID],
+            "output_folder": str(shard_dir / store.I2D_DIR),
+            "output_format": p.output_format,
+            "incremental_mode": "incremental",
+            "number_sample_per_shard": p.samples_per_shard,
+            "image_size": p.image_size,
+            "resize_mode": p.resize_mode,
+            "resize_only_if_bigger": p.resize_only_if_bigger,
+            "encode_format": p.encode_format,
+            "encode_quality": p.encode_quality,
+            "timeout": p.timeout,
+            "retries": p.retries,
+            "min_image_size": p.min_image_size,
+            "disallowed_header_directives": list(p.disallowed_header_directives),
+            "user_agent_token": p.user_agent_token,
+            "compute_hash": "sha256",
+            "extract_exif": False,
+            "enable_wandb": False,
+            "distributor": "multiprocessing",
+            "processes_count": workers[0],
+            "thread_count": workers[1],
+        }
+        if p.max_image_area is not None:
+            job["max_image_area"] = p.max_image_area
+        if p.max_aspect_ratio is not None:
+            job["max_aspect_ratio"] = p.max_aspect_ratio
+        return job
+
+    def _fetch(self, fetch: pl.DataFrame, parts: int, shard_dir: Path, ctx: StepContext) -> None:
+        """Run img2dataset over the parts not yet done; report rows as parts finish."""
+        done = {part for part in range(parts) if store.stats_path(shard_dir, part).exists()}
+        if len(done) == parts:
+            return
+        _wait_for_stale_worker(shard_dir, self.label, ctx.shard)
+        write_parquet_atomic(fetch, shard_dir / "urls.parquet")
+        workers = (min(self.params.processes, parts - len(done)), self.params.threads)
+        write_json_atomic(self._job(shard_dir, workers), shard_dir / "job.json")
+        from curate_download import worker
+
+        env = dict(os.environ)
+        env[POLICY_ENV] = self.params.policy.to_json()
+        env["NO_ALBUMENTATIONS_UPDATE"] = "1"  # albumentations otherwise asks PyPI for a newer version
+        with open(shard_dir / "download.log", "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, worker.__file__, str(shard_dir / "job.json")],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                cwd=shard_dir, start_new_session=True,  # its own process group, killed as one
+            )
+        (shard_dir / "worker.pid").write_text(str(process.pid))
+        try:
+            while True:
+                try:
+                    code = process.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                for part in range(parts):
+                    if part not in done and store.stats_path(shard_dir, part).exists():
+                        done.add(part)
+                        ctx.advance(min(self.params.samples_per_shard, fetch.height - part * self.params.samples_per_shard))
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        missing = [part for part in range(parts) if not store.stats_path(shard_dir, part).exists()]
+        if code != 0 or missing:
+            tail = _tail(shard_dir / "download.log")
+            what = f"img2dataset exited with status {code}" if code else f"img2dataset did not finish part(s) {missing}"
+            raise StepError(self.label, ctx.shard, f"{what}: {tail}",
+                            hint=f"see {shard_dir / 'download.log'}; re-running resumes, finished parts are kept")
+
+    def _collect(self, parts: int, shard_dir: Path, ctx: StepContext) -> pl.DataFrame:
+        """img2dataset's per-row results, with images re-keyed by uid and statuses refined."""
+        store_dir = Path(ctx.extras.get("store_dir") or ctx.run_dir)
+        p = self.params
+        frames = []
+        for part in range(parts):
+            result = pl.read_parquet(store.results_path(shard_dir, part))
+            stored = result.filter(pl.col("status") == "success")
+            store.rekey(shard_dir, part, p.output_format, p.encode_format, dict(zip(stored["key"], stored[UID])))
+            location = _relative(store.image_location(shard_dir, part, p.output_format), store_dir)
+            frames.append(result.select(
+                UID,
+                _status(),
+                _error(),
+                *[pl.col(c) for c in ("width", "height", "original_width", "original_height", "sha256")],
+                pl.when(pl.col("status") == "success")
+                .then(pl.struct(pl.lit(location).alias("shard"), pl.col(UID).alias("key")))
+                .alias("image"),
+            ))
+        return pl.concat(frames, how="vertical_relaxed")
+
+    # -- reporting ------------------------------------------------------------------------------
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        """Rows per status, and a warning naming the setting to change when URLs were refused."""
+        step_dir = ctx.extras.get("step_dir")
+        files = sorted(Path(step_dir).glob("data/shard-*.parquet")) + sorted(Path(step_dir).glob("dropped/shard-*.parquet")) \
+            if step_dir else []
+        files = [f for f in files if "status" in pl.read_parquet_schema(f)]
+        if not files:
+            return {}
+        rows = pl.concat([pl.read_parquet(f, columns=["status", "error_message"]) for f in files])
+        counts = {s: int(n) for s, n in rows.group_by("status").len().sort("status").iter_rows()}
+        return {"status": counts, "warnings": refusal_warnings(rows)}
+
+
+def refusal_warnings(rows: pl.DataFrame) -> list[str]:
+    refused = rows.filter(pl.col("status") == "refused")
+    if refused.height == 0:
+        return []
+    private = refused.filter(pl.col("error_message").str.contains("allow_private_networks", literal=True))
+    out = []
+    if private.height:
+        out.append(f"{private.height} URL(s) refused because their host is a private, loopback or link-local "
+                   "address; to download them set `allow_private_networks: true` in the download step's params "
+                   f"(or list the hosts in `allowed_hosts`). First: {private['error_message'][0]}")
+    other = refused.height - private.height
+    if other:
+        first = refused.filter(~pl.col("error_message").str.contains("allow_private_networks", literal=True))
+        out.append(f"{other} URL(s) refused (only http and https URLs are downloaded). First: {first['error_message'][0]}")
+    return out
+
+
+def _status() -> pl.Expr:
+    error = pl.col("error_message").fill_null("")
+    return (
+        pl.when(pl.col("status") == "success").then(pl.lit("success"))
+        .when(error.str.contains(REFUSED, literal=True)).then(pl.lit("refused"))
+        .when(error.str.contains(OPT_OUT_MARK, literal=True)).then(pl.lit("opted_out"))
+        .otherwise(pl.col("status"))
+        .alias("status")
+    )
+
+
+def _error() -> pl.Expr:
+    """urllib wraps a refusal as ``<urlopen error refused …>``; keep just the refusal."""
+    error = pl.col("error_message")
+    refusal = pl.lit(REFUSED) + error.str.split_exact(REFUSED, 1).struct.field("field_1").str.strip_suffix(">")
+    return pl.when(error.str.contains(REFUSED, literal=True)).then(refusal).otherwise(error).alias("error_message")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"
+
+
+def _wait_for_stale_worker(shard_dir: Path, label: str, shard: int | None) -> None:
+    """A worker whose curate process was killed exits within a second (it watches its parent);
+    one that is still alive after that belongs to another run downloading this same shard."""
+    pid_file = shard_dir / "worker.pid"
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + STALE_WORKER_SECONDS
+    while _is_our_worker(pid, shard_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _is_our_worker(pid, shard_dir):
+        raise StepError(label, shard, f"another process (pid {pid}) is downloading this shard right now",
+                        hint="wait for that run to finish, or stop it")
+
+
+def _is_our_worker(pid: int, shard_dir: Path) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: assume the worst
+    return str(shard_dir / "job.json").encode() in cmdline
+
+
