@@ -4,7 +4,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -85,6 +85,7 @@ def test_exactly_one_survivor_per_key_chosen_by_the_keep_policy(pm, tmp_path, ta
     assert DUPLICATE_OF not in result.kept.columns
 
 
+@settings(max_examples=12)
 @given(table=SCORED, policy=POLICIES, nulls_equal=st.booleans())
 def test_dedup_is_idempotent(pm, tmp_path, table, policy, nulls_equal):
     params = {"columns": ["url", "alt_text"], "nulls_equal": nulls_equal, **policy}

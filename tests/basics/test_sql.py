@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.errors import SpecError
@@ -20,6 +20,7 @@ ROW_LOCAL = [
 ]
 
 
+@settings(max_examples=15)
 @given(table=SCORED, query=st.sampled_from(ROW_LOCAL), shard_size=st.sampled_from([5, 1000]))
 def test_per_shard_and_whole_table_agree_on_row_local_queries(pm, tmp_path, table, query, shard_size):
     per_shard = run_step("sql", table, {"query": query, "per_shard": True}, pm=pm, shard_size=shard_size,
@@ -33,6 +34,7 @@ def test_per_shard_and_whole_table_agree_on_row_local_queries(pm, tmp_path, tabl
         assert set(result.drop_reasons) <= {"sql"}
 
 
+@settings(max_examples=15)
 @given(table=SCORED, per_shard=st.booleans())
 def test_rows_the_query_leaves_out_are_recorded_with_the_reason(pm, tmp_path, table, per_shard):
     query = "SELECT * FROM input WHERE alt_text IS NOT NULL AND length(alt_text) > 3"

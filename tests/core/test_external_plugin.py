@@ -55,7 +55,7 @@ def test_a_plugin_that_raises_on_import_is_a_warning_and_the_cli_still_works(cur
         assert "RuntimeError: curate-broken cannot start: misconfigured" in result.stderr
         assert "Traceback" not in result.stderr
     listing = curate_cli("plugins", "--json", pythonpath=[broken_plugin, shout_plugin]).json()
-    assert listing["failed"] == {"broken": "RuntimeError: curate-broken cannot start: misconfigured"}
+    assert listing["failed"]["broken"] == "RuntimeError: curate-broken cannot start: misconfigured"
 
 
 def test_a_step_whose_extra_is_missing_fails_validation_with_the_install_line(curate_cli, write_spec,
