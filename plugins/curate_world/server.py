@@ -14,7 +14,6 @@ The server never outlives its context: closing it wakes every handler that is sl
 
 from __future__ import annotations
 
-import io
 import logging
 import signal
 import threading
@@ -27,11 +26,11 @@ from urllib.parse import urlsplit
 
 from curate_world import tables
 from curate_world.errors import WorldError
+from curate_world.oversized import OversizedImages
 
 log = logging.getLogger("curate_world.server")
 
 MAX_SLOW_SECONDS = 120.0
-OVERSIZED_SIDE = 4000
 NOAI_HEADER = "noai, noimageai"
 NOT_IMAGE_BODY = (
     b"<!doctype html><html><head><title>Photo gallery</title></head>"
@@ -45,6 +44,9 @@ class _WorldHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = True
+    # socketserver's default backlog of 5 drops connections when a downloader opens dozens at once,
+    # and a dropped SYN looks like a timeout on a URL that has no fault.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], world_dir: Path, slow_seconds: float, verbose: bool):
         self.world_dir = world_dir
@@ -52,22 +54,8 @@ class _WorldHTTPServer(ThreadingHTTPServer):
         self.slow_seconds = slow_seconds
         self.verbose = verbose
         self.stopping = threading.Event()
-        self._oversized: dict[str, bytes] = {}
-        self._oversized_lock = threading.Lock()
+        self.oversized = OversizedImages({name: file for name, (file, fault) in self.routes.items() if fault == "oversized"})
         super().__init__(address, _Handler)
-
-    def oversized(self, name: str, path: Path) -> bytes:
-        """The image blown up to 4000x4000, made on first request and kept (a few hundred kB each)."""
-        with self._oversized_lock:
-            if name not in self._oversized:
-                from PIL import Image
-
-                with Image.open(path) as image:
-                    big = image.convert("RGB").resize((OVERSIZED_SIDE, OVERSIZED_SIDE), Image.Resampling.NEAREST)
-                buffer = io.BytesIO()
-                big.save(buffer, "JPEG", quality=75)
-                self._oversized[name] = buffer.getvalue()
-            return self._oversized[name]
 
     def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # A recognisable name, so tests (and py-spy) can tell this server's threads from others.
@@ -162,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "not_image":
             self._send(200, "text/html; charset=utf-8", NOT_IMAGE_BODY, send_body)
         elif fault == "oversized":
-            self._send(200, "image/jpeg", self.server.oversized(name, file), send_body)
+            self._send(200, "image/jpeg", self.server.oversized.get(name), send_body)
         elif fault == "redirect":
             self._redirect("/raw/" + name)
         elif fault == "redirect_loop":
@@ -217,8 +205,14 @@ class WorldServer:
         self.host = host
         self.port = int(self._server.server_address[1])
         self.base_url = f"http://{host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"world-server-{self.port}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._server.serve_forever, name=f"world-server-{self.port}", daemon=True),
+            threading.Thread(
+                target=self._server.oversized.warm, args=(self._server.stopping,), name=f"world-server-{self.port}-warm", daemon=True
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
         self._closed = False
 
     @property
@@ -235,7 +229,8 @@ class WorldServer:
         self._server.stopping.set()  # wake handlers sleeping for "slow"
         self._server.shutdown()  # stop accepting; returns once serve_forever has exited
         self._server.server_close()  # close the socket and join every handler thread
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
     def __enter__(self) -> Self:
         return self
