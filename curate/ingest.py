@@ -79,8 +79,19 @@ def _select_expressions(raw: Schema, spec: SourceSpec, schema: Schema) -> list[p
         if canonical == UID and UID not in raw:
             continue
         source_column = mapping.get(canonical, canonical)
-        exprs.append(pl.col(source_column).alias(canonical))
+        expr = pl.col(source_column)
+        if raw.get(source_column) != schema[canonical]:
+            # Parts of one source must agree on types: the plan took them from the first part,
+            # and DuckDB fails on mismatched parts with an internal-looking error. Strict, so a
+            # value that does not fit is an error naming the part, not a silent NULL.
+            expr = expr.cast(schema[canonical], strict=True)
+        exprs.append(expr.alias(canonical))
     return exprs
+
+
+def _missing_columns(raw: Schema, spec: SourceSpec, schema: Schema) -> list[str]:
+    mapping = dict(spec.columns)
+    return [mapping.get(c, c) for c in schema if c != UID and mapping.get(c, c) not in raw]
 
 
 def ingest(
@@ -97,18 +108,25 @@ def ingest(
     staging.mkdir(parents=True)
     files = []
     for file_index, frame in enumerate(source.scan()):
-        raw = dict(frame.collect_schema())
-        exprs = _select_expressions(raw, spec, schema)
         staged = staging / f"part-{file_index:05d}.parquet"
         try:
+            raw = dict(frame.collect_schema())
+            missing = _missing_columns(raw, spec, schema)
+            if missing:
+                raise SourceError(
+                    f"source part {file_index} has no column {missing[0]!r}, which the first part has",
+                    f"every file of a source needs the same columns; part {file_index} has: {', '.join(raw)}",
+                )
+            exprs = _select_expressions(raw, spec, schema)
             (
                 frame.with_row_index("_row")
                 .select([pl.lit(file_index, dtype=pl.Int32).alias("_file"), pl.col("_row").cast(pl.Int64), *exprs])
                 .sink_parquet(staged)
             )
-        except pl.exceptions.PolarsError as exc:
-            raise SourceError(f"could not read source part {file_index}: {exc}",
-                              "check the file's format and the source.columns mapping") from None
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SourceError(f"could not read source part {file_index}: {first_line}",
+                              "check the file's format, its column types and the source.columns mapping") from None
         files.append(staged)
 
     writer = ShardWriter(None, out_dir, shard_size, None)

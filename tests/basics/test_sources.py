@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -169,3 +170,26 @@ def test_jsonl_that_is_not_json(pm, workdir, write_spec):
         return
     with pytest.raises(CurateError, match="could not read source part 0"):
         Engine(plan, pm).run()
+
+
+@pytest.mark.parametrize("second, message", [
+    (pl.DataFrame({"url": ["c"], "alt_text": ["z"], "width": [3]}), "source part 1 has no column 'score'"),
+    (pl.DataFrame({"url": ["c"], "alt_text": ["z"], "score": ["high"]}),
+     "could not read source part 1: conversion from `str` to `f64` failed in column 'score'"),
+])
+def test_files_of_one_source_that_disagree_are_a_clear_error(pm, workdir, second, message):
+    from curate.errors import SourceError
+
+    (workdir / "data").mkdir()
+    pl.DataFrame({"url": ["a"], "alt_text": ["x"], "score": [0.5]}).write_parquet(workdir / "data" / "p1.parquet")
+    second.write_parquet(workdir / "data" / "p2.parquet")
+    with pytest.raises(SourceError, match=re.escape(message)):
+        run_spec({"source": {"path": "data"}}, workdir, pm=pm)
+
+
+def test_files_whose_types_merely_widen_are_read(pm, workdir):
+    (workdir / "data").mkdir()
+    pl.DataFrame({"url": ["a"], "alt_text": ["x"], "score": [0.5]}).write_parquet(workdir / "data" / "p1.parquet")
+    pl.DataFrame({"url": ["b"], "alt_text": ["y"], "score": [1]}).write_parquet(workdir / "data" / "p2.parquet")
+    manifest = run_spec({"source": {"path": "data"}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source")["score"].to_list() == [0.5, 1.0]
