@@ -27,6 +27,10 @@ ZERO_WIDTH_RE = re.compile(ZERO_WIDTH)
 # engine polars uses does not; naming them makes the vectorized path agree with normalize_one.
 WHITESPACE = r"[\s\x1c-\x1f]+"
 WHITESPACE_RE = re.compile(WHITESPACE)
+# Printable ASCII words separated by single spaces, nothing around them. No step of the
+# vectorized path changes such a text (NFC and NFKC leave ASCII alone; there is no control,
+# zero-width or repeated whitespace to remove), so it skips them: most web alt-text is plain.
+PLAIN = r"^[!-~]+(?: [!-~]+)*$"
 
 
 class NormalizeParams(Params):
@@ -112,16 +116,39 @@ class NormalizeText(Step):
 
     def normalize(self, column: pl.Series) -> pl.Series:
         """Fast path for plain text; the reference function for anything with '&' or changed
-        again by a second pass (rare), so the result always equals :func:`normalize_one`."""
-        out = self._vectorized(column)
-        again = self._vectorized(out)
-        # '&' in the output too: NFKC turns a fullwidth '＆amp;' into an entity to unescape.
-        ampersand = column.str.contains("&", literal=True).fill_null(False) | out.str.contains(
-            "&", literal=True
-        ).fill_null(False)
-        slow = (ampersand & self.params.html_unescape) | (again != out).fill_null(False)
-        if self.params.unicode_form != "none":
-            slow = slow | _unknown_to_python(column)
+        again by a second pass (rare), so the result always equals :func:`normalize_one`.
+
+        Only rows the vectorized path could change go through it (most web alt-text is
+        :data:`PLAIN`), and only rows it did change go through it a second time (a row it left
+        alone would be left alone again).
+        """
+        p = self.params
+        plain = column.str.contains(PLAIN).fill_null(True)
+        if p.max_length is not None:
+            plain = plain & (column.str.len_bytes() <= p.max_length).fill_null(True)
+        rows = (~plain).arg_true()
+        out = column.clone()
+        unstable = pl.Series([], dtype=rows.dtype)
+        unknown = pl.Series([], dtype=rows.dtype)
+        if len(rows):
+            before = column.gather(rows)
+            once = self._vectorized(before)
+            out.scatter(rows, once)
+            changed = (once != before).fill_null(False).arg_true()
+            if len(changed):
+                twice = self._vectorized(once.gather(changed))
+                unstable = rows.gather(changed.filter((twice != once.gather(changed)).fill_null(False)))
+            if p.unicode_form != "none":  # plain rows are ASCII: every code point is known
+                unknown = rows.filter(_unknown_to_python(before))
+        slow = pl.repeat(False, len(column), dtype=pl.Boolean, eager=True)
+        if p.html_unescape:
+            # '&' in the output too: NFKC turns a fullwidth '＆amp;' into an entity to unescape.
+            slow = column.str.contains("&", literal=True).fill_null(False) | out.str.contains(
+                "&", literal=True
+            ).fill_null(False)
+        for index in (unstable, unknown):
+            if len(index):
+                slow = slow.scatter(index, True)
         if slow.any():
             index = slow.arg_true()
             fixed = [normalize_one(v, self.params) for v in column.gather(index).to_list()]
