@@ -65,10 +65,9 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
         if column.startswith("_"):
             problems.append((("source",), f"column '{column}' starts with '_', reserved for curate",
                              "rename it with source.columns"))
-    if UID in raw and UID not in mapping:
-        schema = {UID: pl.Utf8, **{k: v for k, v in schema.items() if k != UID}}
-    else:
-        schema = {UID: pl.Utf8, **schema}
+    # uid is always text and always first, also when mapped from a source column of another type
+    # (`columns: {uid: id}` with integer ids kept Int64, which every step reading uid rejected).
+    schema = {UID: pl.Utf8, **{k: v for k, v in schema.items() if k != UID}}
     return schema, problems
 
 

@@ -193,3 +193,13 @@ def test_files_whose_types_merely_widen_are_read(pm, workdir):
     pl.DataFrame({"url": ["b"], "alt_text": ["y"], "score": [1]}).write_parquet(workdir / "data" / "p2.parquet")
     manifest = run_spec({"source": {"path": "data"}}, workdir, pm=pm)
     assert read_step_output(manifest, "source")["score"].to_list() == [0.5, 1.0]
+
+
+def test_a_uid_mapped_from_an_integer_column_becomes_text(pm, workdir):
+    table = TABLE.with_columns(pl.Series("id", [10, 11, 12, 13]))
+    manifest = run_spec({"source": {"path": "d.parquet", "columns": {"uid": "id"}},
+                         "steps": [{"step": "sample", "params": {"fraction": 1.0}}]},
+                        workdir, tables={"d.parquet": table}, pm=pm)
+    out = read_step_output(manifest, "sample")
+    assert out.schema["uid"] == pl.Utf8 and out["uid"].to_list() == ["10", "11", "12", "13"]
+    assert "id" not in out.columns
