@@ -75,9 +75,9 @@ def _select_expressions(raw: Schema, spec: SourceSpec, schema: Schema) -> list[p
     mapping = dict(spec.columns)
     exprs = []
     for canonical in schema:
-        if canonical == UID and UID not in raw:
-            continue
         source_column = mapping.get(canonical, canonical)
+        if canonical == UID and source_column not in raw:  # curate derives it (a mapped uid is kept)
+            continue
         expr = pl.col(source_column)
         if raw.get(source_column) != schema[canonical]:
             # Parts of one source must agree on types: the plan took them from the first part,
