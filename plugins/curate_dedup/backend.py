@@ -134,19 +134,23 @@ def kmeans(vectors: np.ndarray, k: int, niter: int, points_per_centroid: int, se
     return np.asarray(clustering.centroids, dtype=np.float32)
 
 
-def assign(vectors: np.ndarray, centroids: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centroid of every vector, and the cosine similarity to it."""
+def assign(vectors: np.ndarray, centroids: np.ndarray, device: str, nearest: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The ``nearest`` closest centroids of every vector, and the cosine similarities to them,
+    as (rows, nearest) arrays, closest first."""
     faiss = faiss_module()
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(as_float32(centroids))
     if device == "gpu":
         index = to_gpu(index)
+    nearest = min(nearest, centroids.shape[0])
     labels, sims = [], []
     for start in range(0, vectors.shape[0], BATCH):
-        similarity, found = index.search(as_float32(vectors[start:start + BATCH]), 1)
-        labels.append(found[:, 0])
-        sims.append(similarity[:, 0])
-    return _concat(labels, np.int64), _concat(sims, np.float32)
+        similarity, found = index.search(as_float32(vectors[start:start + BATCH]), nearest)
+        labels.append(found)
+        sims.append(similarity)
+    if not labels:
+        return np.zeros((0, nearest), np.int64), np.zeros((0, nearest), np.float32)
+    return np.concatenate(labels).astype(np.int64), np.concatenate(sims).astype(np.float32)
 
 
 def _concat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:

@@ -77,7 +77,7 @@ class Decontaminate(Step):
         item[rows[hit]] = names[best[hit]]
         sim = np.full(frame.height, np.nan, dtype=np.float32)
         sim[rows] = similarity
-        out = pl.DataFrame({EVAL_ITEM: pl.Series(item, dtype=pl.Utf8), EVAL_SIMILARITY: sim}).select(
+        out = pl.DataFrame({EVAL_ITEM: pl.Series(item.tolist(), dtype=pl.Utf8), EVAL_SIMILARITY: sim}).select(
             pl.when(pl.col(EVAL_ITEM).is_not_null()).then(pl.lit(f"{self.label}: eval ") + pl.col(EVAL_ITEM))
             .alias(DROP_REASON),
             pl.col(EVAL_ITEM),

@@ -22,6 +22,7 @@ import numpy as np
 from curate_dedup import backend
 
 BLOCK_ELEMENTS = 1 << 24  # similarity values computed at once within a cluster (64 MB of float32)
+MIN_CELL = 39  # rows per k-means cluster or IVF cell below which faiss (rightly) warns
 
 
 @dataclass
@@ -47,12 +48,14 @@ class SemDedupOptions:
     clusters: int | None = None
     niter: int = 20
     points_per_centroid: int = 64
+    spill: float = 0.0
 
 
-def auto_clusters(n: int) -> int:
-    """About sqrt(n) clusters of about sqrt(n) rows: k-means and the in-cluster pairs then cost
-    about the same, n·sqrt(n)·dim each."""
-    return max(1, min(n, round(math.sqrt(n))))
+def cluster_count(n: int, requested: int | None) -> int:
+    """About sqrt(n) clusters of about sqrt(n) rows unless asked otherwise (k-means and the
+    in-cluster pairs then cost about the same, n·sqrt(n)·dim each), and never so many that
+    clusters average under MIN_CELL rows: tiny clusters cut duplicate groups apart."""
+    return max(1, min(requested or round(math.sqrt(n)), n // MIN_CELL))
 
 
 def knn(vectors: np.ndarray, threshold: float, options: KnnOptions, seed: int, device: str) -> Pairs:
@@ -61,7 +64,9 @@ def knn(vectors: np.ndarray, threshold: float, options: KnnOptions, seed: int, d
     if kind == "auto":
         kind = "ivf" if n > options.ivf_above else "flat"
     # faiss wants at least ~39 training points per IVF cell.
-    nlist = max(1, min(options.nlist or round(math.sqrt(n)), n // 39 or 1))
+    nlist = cluster_count(n, options.nlist)
+    if nlist == 1:
+        kind = "flat"  # one cell is a flat index
     started = time.perf_counter()
     first, second, sims = backend.knn_pairs(vectors, threshold, options.neighbors, kind, nlist,
                                             options.nprobe, seed, device)
@@ -73,17 +78,32 @@ def knn(vectors: np.ndarray, threshold: float, options: KnnOptions, seed: int, d
 
 def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, seed: int, device: str) -> Pairs:
     n = vectors.shape[0]
-    k = min(options.clusters or auto_clusters(n), n)
+    k = cluster_count(n, options.clusters)
     started = time.perf_counter()
-    centroids = backend.kmeans(vectors, k, options.niter, options.points_per_centroid, seed, device)
+    if k == 1:
+        mean = vectors.astype(np.float32).sum(axis=0, keepdims=True)
+        centroids = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    else:
+        centroids = backend.kmeans(vectors, k, options.niter, options.points_per_centroid, seed, device)
     trained = _since(started)
-    cluster, centroid_sim = backend.assign(vectors, centroids, device)
+    cluster, centroid_sim = backend.assign(vectors, centroids, device, nearest=2 if options.spill > 0 else 1)
     assigned = _since(started) - trained
-    order = np.argsort(cluster, kind="stable")  # rows by cluster, input order inside each
-    bounds = np.searchsorted(cluster[order], np.arange(k + 1))
+    rows = np.arange(n)
+    # A row close to the boundary with its second cluster is compared in both: near-duplicates
+    # that k-means put on either side of a boundary are still found.
+    spilled = np.zeros(n, dtype=bool)
+    second = cluster[:, 0]
+    if cluster.shape[1] > 1:
+        spilled = centroid_sim[:, 0] - centroid_sim[:, 1] < options.spill
+        second = cluster[:, 1]
+    member_cluster = np.concatenate([cluster[:, 0], second[spilled]])
+    member_row = np.concatenate([rows, rows[spilled]])
+    order = np.lexsort((member_row, member_cluster))  # by cluster, input order inside each
+    member_row = member_row[order]
+    bounds = np.searchsorted(member_cluster[order], np.arange(k + 1))
     firsts, seconds, sims = [], [], []
     for c in range(k):
-        members = order[bounds[c]:bounds[c + 1]]
+        members = member_row[bounds[c]:bounds[c + 1]]
         if members.size < 2:
             continue
         i, j, s = pairs_within(backend.as_float32(vectors[members]), threshold)
@@ -93,13 +113,14 @@ def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, se
     sizes = np.diff(bounds)
     facts = {
         "clusters": k,
+        "spilled_rows": int(spilled.sum()),
         "largest_cluster": int(sizes.max()) if sizes.size else 0,
         "kmeans_seconds": trained,
         "assign_seconds": assigned,
         "pairs_seconds": round(_since(started) - trained - assigned, 3),
     }
     return Pairs(_cat(firsts, np.int64), _cat(seconds, np.int64), _cat(sims, np.float32),
-                 centroid_similarity=centroid_sim, facts=facts)
+                 centroid_similarity=centroid_sim[:, 0], facts=facts)
 
 
 def pairs_within(block: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

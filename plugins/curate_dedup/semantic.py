@@ -43,12 +43,14 @@ class DedupSemanticParams(KeepParams):
     neighbors: int = Field(16, ge=1, le=1024, description="knn: neighbors asked per row")
     index: Literal["auto", "flat", "ivf"] = Field("auto", description="knn: auto is flat up to ivf_above rows")
     ivf_above: int = Field(50_000, ge=1)
-    nlist: int | None = Field(None, ge=1, description="knn/ivf: cells; default sqrt(rows)")
+    nlist: int | None = Field(None, ge=1, description="knn/ivf: cells; default sqrt(rows), at most rows/39")
     nprobe: int = Field(8, ge=1, le=2048, description="knn/ivf: cells searched per row")
     # semdedup
-    clusters: int | None = Field(None, ge=1, description="semdedup: k-means clusters; default sqrt(rows)")
+    clusters: int | None = Field(None, ge=1, description="semdedup: k-means clusters; default sqrt(rows), at most rows/39")
     niter: int = Field(20, ge=1, le=1000, description="semdedup: k-means iterations")
     points_per_centroid: int = Field(64, ge=1, le=4096, description="semdedup: k-means training sample per centroid")
+    spill: float = Field(0.0, ge=0.0, le=2.0, description="semdedup: rows whose second-nearest centroid is within "
+                         "this cosine of the nearest are compared in both clusters (finds pairs split by a boundary)")
     # where and how fast
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto: GPU if the faiss GPU build sees one",
                                                   json_schema_extra=UNTRACKED)
@@ -148,5 +150,5 @@ def find_pairs(vectors: np.ndarray, params: DedupSemanticParams, device: str) ->
     if params.algorithm == "knn":
         options = near.KnnOptions(params.neighbors, params.index, params.ivf_above, params.nlist, params.nprobe)
         return near.knn(vectors, params.threshold, options, params.seed, device)
-    options_ = near.SemDedupOptions(params.clusters, params.niter, params.points_per_centroid)
+    options_ = near.SemDedupOptions(params.clusters, params.niter, params.points_per_centroid, params.spill)
     return near.semdedup(vectors, params.threshold, options_, params.seed, device)
