@@ -226,8 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_plugin_commands()
     try:
         cli.main(args=argv, prog_name="curate", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C into Abort, so the KeyboardInterrupt branch below never saw it and
+        # users were not told that a re-run resumes.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            click.echo("interrupted; run the same command again to resume", err=True)
+        else:
+            click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from curate.hookspecs import hookimpl
+from curate.step import Step
 from tests.conftest import cli_env, sample_table
 from tests.core.test_spec import FIVE_MISTAKES
 
@@ -170,3 +172,32 @@ def test_plugins_lists_steps_and_their_params(curate_main):
     assert result.code == 0, result
     assert "step     sample: seeded sample by fraction or count" in result.stdout
     assert "params: fraction=None, count=None, by=None, seed=None" in result.stdout
+
+
+class Interrupted(Step):
+    name = "interrupted"
+
+    def process_shard(self, table, ctx):
+        if ctx.shard == 1:
+            raise KeyboardInterrupt
+        return table
+
+
+class InterruptedPlugin:
+    @hookimpl
+    def curate_register_steps(self):
+        return [Interrupted]
+
+
+def test_ctrl_c_exits_130_marks_the_run_interrupted_and_keeps_finished_shards(curate_main, register_plugin, write_spec,
+                                                                       workdir):
+    register_plugin(InterruptedPlugin(), "interrupted")
+    write_spec({"source": {"path": "data.parquet"}, "steps": [{"step": "interrupted"}],
+                "run": {"dir": "run", "shard_size": 5}}, table=sample_table(20))
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 130, result
+    assert "interrupted; run the same command again to resume" in result.stderr
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    markers = list((workdir / "run" / "store").glob("*/shards/00000.json"))
+    assert len(markers) == 1
