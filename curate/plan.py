@@ -15,7 +15,7 @@ from curate.errors import CurateError, SpecError
 from curate.fingerprint import fingerprint
 from curate.ingest import canonical_schema
 from curate.plugins import PluginManager
-from curate.schema import UID, Schema, compatible, describe, dtype_name
+from curate.schema import ENGINE_COLUMNS, UID, Schema, compatible, describe, dtype_name
 from curate.sink import Sink, SinkContext
 from curate.source import Source, SourceContext
 from curate.spec import LoadedSpec
@@ -179,6 +179,11 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         output_schema = step.output_schema(schema)
         if UID not in output_schema:
             problems.add(loc + ("params",), "the step's output would lose the 'uid' column", "keep uid")
+        for reserved in (c for c in output_schema if c in ENGINE_COLUMNS):
+            # The engine reads these to split off dropped rows; as a data column (a rename or an
+            # sql alias) it failed only at run time, blaming the plugin.
+            problems.add(loc + ("params",), f"the step's output would have a column '{reserved}', which curate "
+                         "reserves for dropped rows", "name it differently; to drop rows use a filter step")
         version = pm.version_of("step", step.name)
         step_fp = fingerprint(
             kind="step",
