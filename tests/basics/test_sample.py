@@ -89,3 +89,14 @@ def test_the_params_seed_overrides_the_run_seed(pm):
 def test_bad_params_are_rejected(pm, params, message):
     with pytest.raises(ValidationError, match=message):
         pm.steps.get("sample").Params.model_validate(params)
+
+
+@settings(max_examples=8)
+@given(fraction=st.floats(0.1, 0.9), seed=st.integers(0, 1000))
+def test_a_count_keeps_the_rows_a_fraction_would_rank_first(pm, tmp_path, fraction, seed):
+    # Both draw the same number per uid (one in Python, one in SQL), so a count of k keeps exactly the
+    # rows a fraction keeping k rows keeps.
+    table = big_table(300)
+    by_fraction = run_step("sample", table, {"fraction": fraction}, seed=seed, pm=pm, workdir=tmp_path)
+    by_count = run_step("sample", table, {"count": by_fraction.kept.height}, seed=seed, pm=pm, workdir=tmp_path)
+    assert uids(by_count.kept) == uids(by_fraction.kept)
