@@ -33,6 +33,7 @@ ALLOWED_SCHEMES = ("http", "https")
 # urllib wrapped it ("<urlopen error refused by …>").
 REFUSED = "refused by the download step's network policy"
 PARENT_POLL_SECONDS = 0.5
+OPTIONAL_IMPORTS = ("torch", "ray")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -194,6 +195,11 @@ if __name__ in ("__main__", "__mp_main__"):
     # shadow a module img2dataset imports. Spawned children inherit the cleaned path.
     if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
         sys.path.pop(0)
+    # img2dataset reaches torch (webdataset's optional torch interop) and ray (an optional
+    # distributor) only through imports that fall back when they are missing, and uses neither
+    # here; where they are installed they cost seconds of start-up in every spawned process.
+    for _optional in OPTIONAL_IMPORTS:
+        sys.modules.setdefault(_optional, None)  # type: ignore[assignment]
     _install_guard_from_environment()
 
 if __name__ == "__main__":

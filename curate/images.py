@@ -1,0 +1,210 @@
+"""Reading images by reference: ``image = {shard, key}`` rows point into the download step's store.
+
+``shard`` is a webdataset tar (members ``<key>.<ext>``) or a directory of ``<key>.<ext>`` files,
+relative to the run's store directory (``manifest.json``'s ``store_dir``; a step has it in
+``ctx.extras["store_dir"]``). ``key`` is the row's uid. Reading a member costs one seek and one
+read: each tar's member offsets are indexed once per process (a pass over its headers) and kept
+while the file is unchanged.
+
+    from curate.images import iter_images
+    for image in iter_images(table["image"], store_dir):   # PIL images; None where no image
+        ...
+
+Pillow is imported on first use, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+INDEX_CACHE_SIZE = 512  # tars whose index is kept; an index is ~100 bytes per member
+
+ImageRef = Mapping[str, Any] | tuple[str, str]
+
+
+class ImageNotFound(LookupError):
+    """The shard exists but holds no image with this key (a store that was changed by hand)."""
+
+
+def _split(ref: Any) -> tuple[str | None, str | None]:
+    if ref is None:
+        return None, None
+    if isinstance(ref, Mapping):
+        return ref.get("shard"), ref.get("key")
+    if isinstance(ref, tuple) and len(ref) == 2:
+        return ref[0], ref[1]
+    shard, key = getattr(ref, "shard", None), getattr(ref, "key", None)
+    if shard is None and key is None:
+        raise TypeError(f"an image reference is {{'shard': ..., 'key': ...}}, got {ref!r}")
+    return shard, key
+
+
+def _resolve(shard: str, store_dir: str | Path | None) -> Path:
+    path = Path(shard)
+    if path.is_absolute() or store_dir is None:
+        return path
+    return Path(store_dir) / path
+
+
+class _Indexes:
+    """Member index per shard, keyed by (path, size, mtime) so a rewritten tar is re-indexed."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.entries: OrderedDict[tuple[str, int, int], dict[str, tuple[str, int, int]]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, path: Path) -> dict[str, tuple[str, int, int]]:
+        stat = path.stat()
+        cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self.lock:
+            index = self.entries.get(cache_key)
+            if index is not None:
+                self.entries.move_to_end(cache_key)
+                return index
+        index = _index_directory(path) if path.is_dir() else _index_tar(path)
+        with self.lock:
+            self.entries[cache_key] = index
+            while len(self.entries) > self.capacity:
+                self.entries.popitem(last=False)
+        return index
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+def _key_and_extension(name: str) -> tuple[str, str]:
+    """``dir/abc.jpg`` → (``dir/abc``, ``jpg``): webdataset's key ends at the basename's first dot."""
+    directory, _, base = name.rpartition("/")
+    stem, _, extension = base.partition(".")
+    return (f"{directory}/{stem}" if directory else stem), extension.lower()
+
+
+def _index_tar(path: Path) -> dict[str, tuple[str, int, int]]:
+    index: dict[str, tuple[str, int, int]] = {}
+    with tarfile.open(path, "r:") as archive:  # uncompressed only: members must be seekable
+        for member in archive:
+            if not member.isfile():
+                continue
+            key, extension = _key_and_extension(member.name)
+            if extension in IMAGE_EXTENSIONS:
+                index.setdefault(key, (extension, member.offset_data, member.size))
+    return index
+
+
+def _index_directory(path: Path) -> dict[str, tuple[str, int, int]]:
+    index: dict[str, tuple[str, int, int]] = {}
+    with os.scandir(path) as entries:
+        for entry in entries:
+            key, extension = _key_and_extension(entry.name)
+            if extension in IMAGE_EXTENSIONS and entry.is_file():
+                index.setdefault(key, (extension, -1, -1))
+    return index
+
+
+_indexes = _Indexes(INDEX_CACHE_SIZE)
+
+
+class _Reader:
+    """Keeps the last shard open, so reading a run of refs into one tar is one open()."""
+
+    def __init__(self, store_dir: str | Path | None):
+        self.store_dir = store_dir
+        self.path: Path | None = None
+        self.handle: IO[bytes] | None = None
+
+    def read(self, ref: Any) -> bytes | None:
+        shard, key = _split(ref)
+        if shard is None or key is None:
+            return None
+        path = _resolve(str(shard), self.store_dir)
+        if not path.exists():
+            where = f" (resolved against store_dir {self.store_dir})" if self.store_dir is not None else \
+                " (relative shard paths need the run's store_dir)"
+            raise FileNotFoundError(f"image shard {shard} does not exist{where}")
+        entry = _indexes.get(path).get(str(key))
+        if entry is None:
+            raise ImageNotFound(f"no image with key {key!r} in {path}")
+        extension, offset, size = entry
+        if offset < 0:
+            return (path / f"{key}.{extension}").read_bytes()
+        if self.path != path:
+            self.close()
+            self.handle = open(path, "rb")  # noqa: SIM115 - kept open across calls, closed in close()
+            self.path = path
+        assert self.handle is not None
+        self.handle.seek(offset)
+        data = self.handle.read(size)
+        if len(data) != size:
+            raise ImageNotFound(f"{path} is truncated: key {key!r} wants {size} bytes at {offset}")
+        return data
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        self.handle = None
+        self.path = None
+
+
+def _decode(data: bytes) -> PILImage:
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def read_image_bytes(ref: ImageRef, store_dir: str | Path | None = None) -> bytes | None:
+    """The encoded bytes of one image (None for a null reference: a row without an image)."""
+    reader = _Reader(store_dir)
+    try:
+        return reader.read(ref)
+    finally:
+        reader.close()
+
+
+def open_image(ref: ImageRef, store_dir: str | Path | None = None) -> PILImage | None:
+    """One image as a loaded PIL image (None for a null reference)."""
+    data = read_image_bytes(ref, store_dir)
+    return None if data is None else _decode(data)
+
+
+def iter_images(refs: Iterable[Any], store_dir: str | Path | None = None, *,
+                as_bytes: bool = False) -> Iterator[Any]:
+    """Images in the order of ``refs`` (PIL images, or encoded bytes with ``as_bytes``); None for
+    null references. ``refs`` may be a polars Series of the ``image`` column, or dicts/tuples.
+    A reference to a missing shard or key raises: that is a broken store, not a missing image."""
+    reader = _Reader(store_dir)
+    try:
+        for ref in refs:
+            data = reader.read(ref)
+            yield data if data is None or as_bytes else _decode(data)
+    finally:
+        reader.close()
+
+
+def open_images(refs: Iterable[Any], store_dir: str | Path | None = None, *, as_bytes: bool = False) -> list[Any]:
+    """:func:`iter_images` as a list."""
+    return list(iter_images(refs, store_dir, as_bytes=as_bytes))
+
+
+def clear_cache() -> None:
+    """Forget every tar index (tests; a process that rewrote tars in place within one mtime tick)."""
+    _indexes.clear()
+
+
+__all__ = ["ImageNotFound", "ImageRef", "clear_cache", "iter_images", "open_image", "open_images",
+           "read_image_bytes"]

@@ -1,0 +1,94 @@
+"""The network policy, decided without the network: schemes, IP literals, allow-lists."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from curate_download.step import DownloadParams
+from curate_download.worker import REFUSED, NetworkPolicy, address_kind
+from pydantic import ValidationError
+
+
+@pytest.mark.parametrize(("address", "kind"), [
+    ("127.0.0.1", "loopback"), ("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"),
+    ("169.254.169.254", "link-local"), ("fe80::1", "link-local"),
+    ("10.1.2.3", "private"), ("192.168.0.10", "private"), ("172.16.5.4", "private"), ("fd00::1", "private"),
+    ("0.0.0.0", "unspecified"), ("100.64.0.1", "non-public"),
+    ("93.184.216.34", None), ("2606:4700::1111", None),
+])
+def test_address_kinds(address: str, kind: str | None) -> None:
+    assert address_kind(ipaddress.ip_address(address)) == kind
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/a.jpg", "https://[::1]/a.jpg", "http://localhost/a.jpg", "http://img.localhost/a.jpg",
+    "http://169.254.169.254/latest/meta-data/", "http://10.0.0.7/x.png", "http://[::ffff:10.0.0.7]/x.png",
+])
+def test_private_hosts_are_refused_naming_the_setting(url: str) -> None:
+    problem = NetworkPolicy().url_problem(url)
+    assert problem is not None and problem.startswith(REFUSED)
+    assert "allow_private_networks: true" in problem and "allowed_hosts" in problem
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.jpg", "data:image/png;base64,AAAA",
+                                 "example.com/a.jpg", "gopher://x/"])
+def test_only_http_and_https(url: str) -> None:
+    problem = NetworkPolicy(allow_private_networks=True).url_problem(url)
+    assert problem is not None and "only http and https" in problem
+
+
+def test_what_is_allowed() -> None:
+    assert NetworkPolicy().url_problem("https://example.com/a.jpg") is None  # names are checked at connect time
+    assert NetworkPolicy().url_problem("http://93.184.216.34/a.jpg") is None
+    assert NetworkPolicy(allow_private_networks=True).url_problem("http://127.0.0.1:9/a.jpg") is None
+    assert NetworkPolicy(allowed_hosts=("127.0.0.1",)).url_problem("http://127.0.0.1:9/a.jpg") is None
+    assert NetworkPolicy(allowed_hosts=("LocalHost",)).url_problem("http://localhost/a.jpg") is None
+    assert NetworkPolicy(allowed_hosts=("10.0.0.0/8",)).url_problem("http://10.9.8.7/a.jpg") is None
+    assert NetworkPolicy(allowed_hosts=("10.0.0.0/8",)).url_problem("http://192.168.1.1/a.jpg") is not None
+
+
+def test_params_check_the_allow_list() -> None:
+    with pytest.raises(ValidationError, match="not a host name or IP network"):
+        DownloadParams(allowed_hosts=["10.0.0.0/33"])
+    assert DownloadParams(allowed_hosts=[" cdn.internal "]).allowed_hosts == ["cdn.internal"]
+    with pytest.raises(ValidationError):
+        DownloadParams(drop_failed=["nope"])
+
+
+def test_worker_count_does_not_change_the_fingerprint() -> None:
+    a = DownloadParams(processes=1, threads=8).fingerprint_dict()
+    b = DownloadParams(processes=4, threads=256).fingerprint_dict()
+    assert a == b and "timeout" in a
+
+
+def test_the_guard_checks_the_address_actually_dialled() -> None:
+    """In a fresh interpreter (the guard patches the socket module): with only the name
+    'localhost' allowed, the same loopback socket is refused when dialled by address."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    code = textwrap.dedent(f"""
+        import socket
+        from curate_download.worker import NetworkPolicy, RefusedAddress, install_guard
+        install_guard(NetworkPolicy(allowed_hosts=("localhost",)))
+        for host in ("127.0.0.1", "::1"):
+            try:
+                socket.create_connection((host, {port}), timeout=2)
+            except RefusedAddress as exc:
+                assert "allow_private_networks" in str(exc), exc
+            else:
+                raise SystemExit(host + " was not refused")
+        socket.create_connection(("localhost", {port}), timeout=2).close()
+        print("ok")
+    """)
+    try:
+        done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    finally:
+        listener.close()
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
