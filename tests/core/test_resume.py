@@ -58,7 +58,7 @@ def in_progress_markers(store: Path) -> dict[Path, bytes]:
 def test_a_killed_run_resumes_to_byte_identical_output(write_spec, workdir, shout_plugin):
     table = sample_table(SHARDS * 10)
     killed_dir, clean_dir = workdir / "killed", workdir / "clean"
-    write_spec(spec(delay=0.25), table=table, directory=killed_dir)
+    write_spec(spec(delay=0.15), table=table, directory=killed_dir)
     write_spec(spec(delay=0.0), table=table, directory=clean_dir)  # delay is not part of the fingerprint
     command = [sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"]
     env = cli_env([shout_plugin])

@@ -15,7 +15,8 @@ def frames(draw):
     out, n = [], 0
     for size in sizes:
         reasons = draw(st.lists(st.sampled_from([None, None, "dup", "short"]), min_size=size, max_size=size))
-        out.append(pl.DataFrame({"uid": [f"u{n + i}" for i in range(size)], "x": list(range(n, n + size)),
+        out.append(pl.DataFrame({"uid": pl.Series([f"u{n + i}" for i in range(size)], dtype=pl.Utf8),
+                                 "x": pl.Series(list(range(n, n + size)), dtype=pl.Int64),
                                  DROP_REASON: pl.Series(reasons, dtype=pl.Utf8)}))
         n += size
     return out
