@@ -49,7 +49,7 @@ class DedupSemanticParams(KeepParams):
     clusters: int | None = Field(None, ge=1, description="semdedup: k-means clusters; default sqrt(rows), at most rows/39")
     niter: int = Field(20, ge=1, le=1000, description="semdedup: k-means iterations")
     points_per_centroid: int = Field(64, ge=1, le=4096, description="semdedup: k-means training sample per centroid")
-    spill: float = Field(0.0, ge=0.0, le=2.0, description="semdedup: rows whose second-nearest centroid is within "
+    spill: float = Field(0.02, ge=0.0, le=2.0, description="semdedup: rows whose second-nearest centroid is within "
                          "this cosine of the nearest are compared in both clusters (finds pairs split by a boundary)")
     # where and how fast
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto: GPU if the faiss GPU build sees one",

@@ -198,7 +198,7 @@ def test_spill_finds_pairs_that_a_cluster_boundary_separates(run_on):
     vectors = np.concatenate([blobs, pair])
     data = type(base)(base.table, (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32))
     pair_uids = set(data.table["uid"][100:])
-    split = run_on("dedup_semantic", data, {"algorithm": "semdedup", "clusters": 2, "eps": 0.01})
+    split = run_on("dedup_semantic", data, {"algorithm": "semdedup", "clusters": 2, "eps": 0.01, "spill": 0})
     assert split.dropped.height == 0 and split.summary["clusters"] == 2
     spilled = run_on("dedup_semantic", data, {"algorithm": "semdedup", "clusters": 2, "eps": 0.01, "spill": 0.05})
     assert set(uids(spilled.dropped)) < pair_uids and spilled.dropped.height == 1
