@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import curate_basics
 import polars as pl
 import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 
-import curate_basics
 from curate.plugins import PluginManager, reset_plugin_manager
 
 # Function-scoped fixtures (the plugin manager, tmp_path) are safe to share between the examples
@@ -141,6 +141,7 @@ def curate_cli(workdir: Path) -> Callable[..., CliResult]:
         completed = subprocess.run(
             [sys.executable, "-m", "curate.cli", *args],
             cwd=cwd or workdir, env=cli_env(pythonpath, **env), capture_output=True, text=True, timeout=timeout,
+            check=False,
         )
         return CliResult(completed)
 

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from curate_basics.normalize import NormalizeParams, NormalizeText, normalize_one
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from curate.testing import run_step
 from curate.testing import strategies as cst
-from curate_basics.normalize import NormalizeParams, NormalizeText, normalize_one
 from tests.invariants import assert_nothing_lost, uids
 
 PARAMS = st.builds(

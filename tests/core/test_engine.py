@@ -141,7 +141,7 @@ def test_the_manifest_records_what_ran(pm, write_spec, workdir):
     assert len(manifest["spec_hash"]) == 16
     assert manifest["plugins"] == {"basics": "0.1.0"}
     assert manifest["seed"] == 0 and manifest["executor"] == "local"
-    source, normalize, scored, dedup, sample, select = manifest["steps"]
+    source, normalize, scored, dedup, _sample, select = manifest["steps"]
     assert source["rows_in"] == source["rows_out"] == 150
     assert scored["dropped"] == {"low_score": scored["rows_in"] - scored["rows_out"]} and scored["dropped"]
     assert dedup["dropped"] == {"exact_dedup": dedup["rows_in"] - dedup["rows_out"]} and dedup["dropped"]

@@ -4,9 +4,9 @@ import importlib.metadata
 import inspect
 from pathlib import Path
 
+import curate_basics
 import pytest
 
-import curate_basics
 from curate import hookspecs
 from curate.errors import PluginError
 from curate.hookspecs import hookimpl

@@ -138,8 +138,8 @@ def test_every_mistake_is_reported_at_once_with_path_line_and_suggestion(pm, reg
         ("steps[3].step", 11): ("step 'exact_dedup' reads column 'alt_txt', which no upstream step produces",
                                 "did you mean 'alt_text'?"),
         ("steps[4].step", 13): ("unknown step 'clip_scor'", "did you mean 'clip_score'?"),
-        ("outputs[0].step", 17): ("no step labelled 'dedupe'", "labels: filtr, sample, normalize_text, "
-                                  "exact_dedup, clip_scor"),
+        ("outputs[0].step", 17): ("no step labelled 'dedupe'",
+                                  "labels: filtr, sample, normalize_text, exact_dedup, clip_scor"),
         ("run.shard_sise", 19): ("unknown key", "did you mean 'shard_size'?"),
     }
     text = str(caught.value)
