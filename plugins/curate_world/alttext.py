@@ -43,7 +43,9 @@ def noise_probabilities(rates: dict[str, float] | None) -> dict[str, float]:
         raise ValueError(f"unknown noise type(s) {unknown}; known: {', '.join(NOISE_TYPES[1:])}")
     faithful = rates.pop("faithful", None)
     if faithful is not None and abs(faithful + sum(rates.values()) - 1.0) > 1e-6:
-        raise ValueError(f"noise rates that include 'faithful' must sum to 1, got {sum(rates.values()) + faithful:g}")
+        raise ValueError(
+            f"noise rates that include 'faithful' must sum to 1, got {sum(rates.values()) + faithful:g}"
+        )
     if any(not 0.0 <= rate <= 1.0 for rate in rates.values()) or sum(rates.values()) > 1.0 + 1e-9:
         raise ValueError(f"noise rates must be in [0, 1] and sum to at most 1, got {rates}")
     noisy = {name: float(rates.get(name, 0.0)) for name in NOISE_TYPES[1:]}
@@ -78,7 +80,9 @@ def render_mention(mention: Mention, rng: np.random.Generator) -> str:
     return f"{text} {POSITION_PHRASES[mention.position]}" if mention.position else text
 
 
-def true_mentions(scene: Scene, rng: np.random.Generator, *, name_entity: bool, group: bool | None = None) -> list[Mention]:
+def true_mentions(
+    scene: Scene, rng: np.random.Generator, *, name_entity: bool, group: bool | None = None
+) -> list[Mention]:
     """Every object of the scene, truthfully. Without sizes and positions, identical plain objects
     are grouped ("two red circles"), which is how people count."""
     detailed = rng.random() < 0.4 if group is None else not group
@@ -87,11 +91,20 @@ def true_mentions(scene: Scene, rng: np.random.Generator, *, name_entity: bool, 
     for obj in scene.objects:
         if obj.entity is not None:
             visual = not name_entity or rng.random() < 0.35
-            mentions.append(Mention(obj.color, obj.shape, entity=obj.entity, named=name_entity, visual=visual))
+            mentions.append(
+                Mention(obj.color, obj.shape, entity=obj.entity, named=name_entity, visual=visual)
+            )
             continue
         size = obj.size if with_sizes else None
         position = obj.position if with_positions else None
-        twin = next((i for i, m in enumerate(mentions) if not detailed and (m.color, m.shape, m.entity) == (obj.color, obj.shape, None)), None)
+        twin = next(
+            (
+                i
+                for i, m in enumerate(mentions)
+                if not detailed and (m.color, m.shape, m.entity) == (obj.color, obj.shape, None)
+            ),
+            None,
+        )
         if twin is not None:
             mentions[twin] = replace(mentions[twin], count=mentions[twin].count + 1)
         else:
@@ -105,20 +118,33 @@ def frame(phrases: list[str], scene: Scene, rng: np.random.Generator) -> str:
     background = f"{TEXTURES[scene.texture]} {scene.background}" if rng.random() < 0.5 else scene.background
     text = _pick(
         rng,
-        [listed, listed, f"{listed} on a {background} background", f"photo of {listed}", f"illustration of {listed}", f"{listed} | stock image"],
+        [
+            listed,
+            listed,
+            f"{listed} on a {background} background",
+            f"photo of {listed}",
+            f"illustration of {listed}",
+            f"{listed} | stock image",
+        ],
     )
     return sentence_case(text) if rng.random() < 0.5 else text
 
 
 def write_faithful(scene: Scene, rng: np.random.Generator, name_entity: bool) -> AltText:
-    text = frame([render_mention(m, rng) for m in true_mentions(scene, rng, name_entity=name_entity)], scene, rng)
+    text = frame(
+        [render_mention(m, rng) for m in true_mentions(scene, rng, name_entity=name_entity)], scene, rng
+    )
     return AltText(text, "faithful", None, name_entity)
 
 
 def write_partial(scene: Scene, rng: np.random.Generator, name_entity: bool) -> AltText:
     """True but incomplete: some attributes only, or some objects only."""
     logo = next((obj for obj in scene.objects if obj.entity is not None), None)
-    named = ENTITY_BY_NAME[logo.entity].name if logo is not None and logo.entity is not None and name_entity else None
+    named = (
+        ENTITY_BY_NAME[logo.entity].name
+        if logo is not None and logo.entity is not None and name_entity
+        else None
+    )
     # A named logo is covered by its name; the attribute-only kinds talk about the other objects.
     others = [obj for obj in scene.objects if obj.entity is None or named is None]
     kinds = ["shapes only", "colors only", "background only"] if others else []
@@ -142,7 +168,9 @@ def write_partial(scene: Scene, rng: np.random.Generator, name_entity: bool) -> 
         if named is not None and scene.objects.index(logo) not in chosen:  # type: ignore[arg-type]
             chosen = sorted([scene.objects.index(logo), *chosen[1:]])  # type: ignore[arg-type]
         subset = Scene(tuple(scene.objects[i] for i in chosen), scene.background, scene.texture)
-        text = join_list([render_mention(m, rng) for m in true_mentions(subset, rng, name_entity=named is not None)])
+        text = join_list(
+            [render_mention(m, rng) for m in true_mentions(subset, rng, name_entity=named is not None)]
+        )
         kind = f"some objects only ({len(chosen)} of {len(scene.objects)})"
     if named is not None and kind not in ("entity only",) and not kind.startswith("some objects"):
         text = f"{named}, {text}"
@@ -158,8 +186,11 @@ def write_wrong_attribute(scene: Scene, rng: np.random.Generator, name_entity: b
     kind = _pick(rng, kinds)
     mentions = true_mentions(scene, rng, name_entity=name_entity, group=True if kind == "count" else None)
     index = next(
-        i for i, m in enumerate(mentions)
-        if (m.entity, m.color, m.shape) == (obj.entity, obj.color, obj.shape) and (m.position in (None, obj.position)) and (m.size in (None, obj.size))
+        i
+        for i, m in enumerate(mentions)
+        if (m.entity, m.color, m.shape) == (obj.entity, obj.color, obj.shape)
+        and (m.position in (None, obj.position))
+        and (m.size in (None, obj.size))
     )
     mention = mentions[index]
     if kind == "color":
@@ -192,9 +223,22 @@ def write_boilerplate(rng: np.random.Generator) -> AltText:
     text = _pick(
         rng,
         [
-            f"IMG_{number:04d}.jpg", f"DSC{number:05d}.JPG", f"image{number}.png", "click here", "image", "photo",
-            f"photo {1 + number % total} of {total}", "thumbnail", "untitled", "placeholder", "banner",
-            "Download now", "picture", "see more", "no description available", f"{number}.jpg",
+            f"IMG_{number:04d}.jpg",
+            f"DSC{number:05d}.JPG",
+            f"image{number}.png",
+            "click here",
+            "image",
+            "photo",
+            f"photo {1 + number % total} of {total}",
+            "thumbnail",
+            "untitled",
+            "placeholder",
+            "banner",
+            "Download now",
+            "picture",
+            "see more",
+            "no description available",
+            f"{number}.jpg",
         ],
     )
     return AltText(text, "boilerplate", None, False)

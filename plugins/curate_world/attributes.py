@@ -28,18 +28,36 @@ from curate_world.vocab import (
 )
 
 COLOR_WORDS: dict[str, str] = {**{c: c for c in (*COLORS, *BACKGROUNDS)}, **COLOR_SYNONYMS}
-SIZE_WORDS: dict[str, str] = {**{s: s for s in SIZES}, "big": "large", "huge": "large", "tiny": "small", "little": "small"}
-COUNT_WORDS: dict[str, int] = {"a": 1, "an": 1, "single": 1, **{w: n for n, w in NUMBER_WORDS.items()}, "six": 6}
+SIZE_WORDS: dict[str, str] = {
+    **{s: s for s in SIZES},
+    "big": "large",
+    "huge": "large",
+    "tiny": "small",
+    "little": "small",
+}
+COUNT_WORDS: dict[str, int] = {
+    "a": 1,
+    "an": 1,
+    "single": 1,
+    **{w: n for n, w in NUMBER_WORDS.items()},
+    "six": 6,
+}
 # (noun form) -> (canonical shape, is plural)
 SHAPE_WORDS: dict[str, tuple[str, bool]] = {}
 for _word, _shape in {**{s: s for s in SHAPES}, **SHAPE_SYNONYMS}.items():
     SHAPE_WORDS[_word] = (_shape, False)
     SHAPE_WORDS[plural(_word)] = (_shape, True)
 # Words that may sit between a count and a shape without ending the object phrase.
-FILLER_WORDS = frozenset({"bright", "dark", "light", "solid", "filled", "colored", "coloured", "little", "big"})
+FILLER_WORDS = frozenset(
+    {"bright", "dark", "light", "solid", "filled", "colored", "coloured", "little", "big"}
+)
 TEXTURE_WORDS: dict[str, str] = {
     **{adjective: texture for texture, adjective in TEXTURES.items()},
-    "stripes": "stripes", "stripy": "stripes", "dots": "dots", "spotted": "dots", "polka-dot": "dots",
+    "stripes": "stripes",
+    "stripy": "stripes",
+    "dots": "dots",
+    "spotted": "dots",
+    "polka-dot": "dots",
 }
 
 
@@ -48,15 +66,24 @@ def _alternatives(words: object) -> str:
 
 
 _ENTITY = re.compile(
-    r"\b(" + "|".join(r"\s+".join(map(re.escape, name.lower().split())) for name in ENTITY_BY_NAME) + r")\b", re.IGNORECASE
+    r"\b(" + "|".join(r"\s+".join(map(re.escape, name.lower().split())) for name in ENTITY_BY_NAME) + r")\b",
+    re.IGNORECASE,
 )
 _ENTITY_BY_LOWER = {" ".join(name.lower().split()): name for name in ENTITY_BY_NAME}
 _BACKGROUND = re.compile(
     rf"\b(?:(?P<texture>{_alternatives(TEXTURE_WORDS)})\s+)?(?:(?P<color>{_alternatives(COLOR_WORDS)})\s+)?"
     rf"(?:(?P<texture_after>{_alternatives(TEXTURE_WORDS)})\s+)?(?:patterned\s+|pattern\s+)?background\b"
 )
-_MARKER_NOUNS = {**{noun: marker for marker, noun in MARKERS.items()}, "stripe": "stripes", "dots": "dot", "rings": "ring", "bars": "bar"}
-_MARKER = re.compile(rf"\bwith\s+(?:an?\s+)?(?P<color>{_alternatives(COLOR_WORDS)})\s+(?P<marker>{_alternatives(_MARKER_NOUNS)})\b")
+_MARKER_NOUNS = {
+    **{noun: marker for marker, noun in MARKERS.items()},
+    "stripe": "stripes",
+    "dots": "dot",
+    "rings": "ring",
+    "bars": "bar",
+}
+_MARKER = re.compile(
+    rf"\bwith\s+(?:an?\s+)?(?P<color>{_alternatives(COLOR_WORDS)})\s+(?P<marker>{_alternatives(_MARKER_NOUNS)})\b"
+)
 _TOKEN = re.compile(r"[a-z]+(?:-[a-z]+)*|\d+|[^\sa-z\d]")
 
 
@@ -108,7 +135,9 @@ def extract_attributes(text: str) -> Mentions:
         tex = match.group("texture") or match.group("texture_after")
         texture = TEXTURE_WORDS[tex] if tex else texture
     lowered = _BACKGROUND.sub(" , ", lowered)
-    markers = tuple((COLOR_WORDS[m.group("color")], _MARKER_NOUNS[m.group("marker")]) for m in _MARKER.finditer(lowered))
+    markers = tuple(
+        (COLOR_WORDS[m.group("color")], _MARKER_NOUNS[m.group("marker")]) for m in _MARKER.finditer(lowered)
+    )
     lowered = _MARKER.sub(" , ", lowered)
 
     tokens = _TOKEN.findall(lowered)
@@ -121,7 +150,9 @@ def extract_attributes(text: str) -> Mentions:
         shape, is_plural = SHAPE_WORDS[token]
         color = size = count = None
         back = index - 1
-        while back >= 0 and (tokens[back] in COLOR_WORDS or tokens[back] in SIZE_WORDS or tokens[back] in FILLER_WORDS):
+        while back >= 0 and (
+            tokens[back] in COLOR_WORDS or tokens[back] in SIZE_WORDS or tokens[back] in FILLER_WORDS
+        ):
             word = tokens[back]
             if word in COLOR_WORDS and color is None:
                 color = COLOR_WORDS[word]
@@ -166,7 +197,11 @@ def score_caption(caption: str, scene: Scene) -> CaptionScore:
     true_colors = {obj.color for obj in scene.objects}
     pairs, shapes, colors = mentions.pairs, mentions.shapes, set(mentions.colors)
     for obj in scene.objects:
-        if obj.entity is not None and obj.entity in mentions.entities and pairs[(obj.color, obj.shape)] < true_pairs[(obj.color, obj.shape)]:
+        if (
+            obj.entity is not None
+            and obj.entity in mentions.entities
+            and pairs[(obj.color, obj.shape)] < true_pairs[(obj.color, obj.shape)]
+        ):
             pairs[(obj.color, obj.shape)] += 1
             shapes[obj.shape] += 1
             colors.add(obj.color)

@@ -32,13 +32,25 @@ def _rate(text: str) -> dict[str, float]:
 @click.option("--image-size", default=64, show_default=True, help="Side of an image in pixels.")
 @click.option("--image-format", type=click.Choice(["jpeg", "png"]), default="jpeg", show_default=True)
 @click.option("--fault-rate", default=0.2, show_default=True, help="Share of URLs whose download goes wrong.")
-@click.option("--noise-rates", default=None, help="e.g. partial=0.2,wrong_attribute=0.1,empty=0.05 (faithful gets the rest).")
+@click.option(
+    "--noise-rates",
+    default=None,
+    help="e.g. partial=0.2,wrong_attribute=0.1,empty=0.05 (faithful gets the rest).",
+)
 @click.option("--fault-weights", default=None, help="Relative weights of fault kinds, e.g. 404=2,slow=1.")
-@click.option("--dup-fraction", default=0.1, show_default=True, help="Share of rows that are planted near-duplicates.")
-@click.option("--entity-rate", default=0.3, show_default=True, help="Share of scenes showing an entity's logo.")
-@click.option("--eval-n", default=None, type=int, help="Rows in eval.parquet [default: min(1000, max(50, n/5))].")
+@click.option(
+    "--dup-fraction", default=0.1, show_default=True, help="Share of rows that are planted near-duplicates."
+)
+@click.option(
+    "--entity-rate", default=0.3, show_default=True, help="Share of scenes showing an entity's logo."
+)
+@click.option(
+    "--eval-n", default=None, type=int, help="Rows in eval.parquet [default: min(1000, max(50, n/5))]."
+)
 @click.option("--overwrite", is_flag=True, help="Replace a different world already in OUT.")
-def generate(out: str, overwrite: bool, noise_rates: str | None, fault_weights: str | None, **params: object) -> None:
+def generate(
+    out: str, overwrite: bool, noise_rates: str | None, fault_weights: str | None, **params: object
+) -> None:
     """Write a world into OUT: images/, world.parquet, eval.parquet, realigned.parquet, world.json."""
     import time
 

@@ -31,7 +31,9 @@ from curate_world.vocab import (
 
 
 def marker_phrase(marker: str, color: str) -> str:
-    return f"{color} {MARKERS[marker]}" if marker == "stripes" else f"{article(color)} {color} {MARKERS[marker]}"
+    return (
+        f"{color} {MARKERS[marker]}" if marker == "stripes" else f"{article(color)} {color} {MARKERS[marker]}"
+    )
 
 
 def describe_object(obj: SceneObject, *, name_entity: bool = True) -> str:
@@ -90,12 +92,16 @@ def parse_description(text: str) -> Scene:
         text = text[0].lower() + text[1:]
     background = _BACKGROUND.search(text)
     if background is None:
-        raise ValueError(f"not a canonical description (no ', on a <texture> <color> background' ending): {text!r}")
+        raise ValueError(
+            f"not a canonical description (no ', on a <texture> <color> background' ending): {text!r}"
+        )
     body, objects, position = text[: background.start()], [], 0
     while True:
         match = _OBJECT.match(body, position)
         if match is None:
-            raise ValueError(f"not a canonical description: no object phrase at offset {position} of {body!r}")
+            raise ValueError(
+                f"not a canonical description: no object phrase at offset {position} of {body!r}"
+            )
         objects.append(_object_from_match(match, text))
         position = match.end()
         if position == len(body):
@@ -105,7 +111,9 @@ def parse_description(text: str) -> Scene:
                 position += len(separator)
                 break
         else:
-            raise ValueError(f"not a canonical description: expected ', ' or ' and ' at offset {position} of {body!r}")
+            raise ValueError(
+                f"not a canonical description: expected ', ' or ' and ' at offset {position} of {body!r}"
+            )
     return Scene(
         sorted_objects(objects),
         background.group("background"),

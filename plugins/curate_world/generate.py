@@ -14,7 +14,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curate_world import tables, vocab
 from curate_world.alttext import NOISE_TYPES, AltText, noise_probabilities, write_alt_text
@@ -25,6 +25,9 @@ from curate_world.faults import FAULTS, fault_probabilities
 from curate_world.params import WORLD_VERSION, WorldParams
 from curate_world.realign import realigned_caption
 from curate_world.scene import Scene, sample_scene
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Independent random streams: changing how alt-texts are written never changes an image.
 PLAN, SCENES, ALT_TEXTS, RENDERING, EVAL = range(5)
@@ -44,7 +47,7 @@ class World:
         return self.dir / tables.WORLD_FILE
 
 
-def _rng(seed: int, stream: int, index: int | None = None):  # type: ignore[no-untyped-def]
+def _rng(seed: int, stream: int, index: int | None = None) -> np.random.Generator:
     import numpy as np
 
     return np.random.default_rng([seed, stream] if index is None else [seed, stream, index])
@@ -90,7 +93,9 @@ def generate_world(
     return _move_into_place(partial, out, params, counts, overwrite)
 
 
-def _move_into_place(partial: Path, out: Path, params: WorldParams, counts: dict[str, Any], overwrite: bool) -> World:
+def _move_into_place(
+    partial: Path, out: Path, params: WorldParams, counts: dict[str, Any], overwrite: bool
+) -> World:
     """Rename the finished world into place. Another process may have finished the same world in
     the meantime (two runs of one spec); then its copy, byte-identical to ours, wins."""
     if out.exists() and overwrite:
@@ -110,7 +115,10 @@ def _move_into_place(partial: Path, out: Path, params: WorldParams, counts: dict
 def load_world(world_dir: str | Path) -> World:
     path = Path(world_dir) / MANIFEST
     if not path.exists():
-        raise WorldError(f"{path.parent} is not a world directory (no {MANIFEST})", "generate one: curate world generate DIR")
+        raise WorldError(
+            f"{path.parent} is not a world directory (no {MANIFEST})",
+            "generate one: curate world generate DIR",
+        )
     manifest = json.loads(path.read_text())
     if manifest.get("version") != WORLD_VERSION:
         raise WorldError(
@@ -123,7 +131,10 @@ def load_world(world_dir: str | Path) -> World:
 def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     plan = _rng(params.seed, PLAN)
     group_sizes = plan_groups(params.n, params.dup_fraction, params.max_dup_group_size, plan)
-    scenes = [sample_scene(_rng(params.seed, SCENES, j), entity_rate=params.entity_rate) for j in range(len(group_sizes))]
+    scenes = [
+        sample_scene(_rng(params.seed, SCENES, j), entity_rate=params.entity_rate)
+        for j in range(len(group_sizes))
+    ]
     descriptions = [describe(scene) for scene in scenes]
     scene_of_row = [j for j, size in enumerate(group_sizes) for _ in range(size)]
     order = plan.permutation(params.n)
@@ -133,7 +144,9 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     fault_p = fault_probabilities(params.fault_rate, params.fault_weights)
     faults = plan.choice(list(fault_p), size=params.n, p=list(fault_p.values()))
     val_scenes = plan.random(len(scenes)) < params.val_fraction
-    realigned_ids = set(plan.choice(params.n, size=round(params.n * params.realign_fraction), replace=False).tolist())
+    realigned_ids = set(
+        plan.choice(params.n, size=round(params.n * params.realign_fraction), replace=False).tolist()
+    )
     # Dup group ids in order of first appearance, so they read 0, 1, 2… down the table.
     group_of_scene: dict[int, int] = {}
     for scene_id in scene_ids:
@@ -146,8 +159,18 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     for world_id, scene_id in enumerate(scene_ids):
         scene = scenes[scene_id]
         text_rng = _rng(params.seed, ALT_TEXTS, world_id)
-        other_id, other = _other_scene(scene_id, scenes, descriptions, text_rng) if noise_types[world_id] == "unrelated" else (None, None)
-        alt = write_alt_text(scene, str(noise_types[world_id]), text_rng, other=other, entity_mention_rate=params.entity_mention_rate)
+        other_id, other = (
+            _other_scene(scene_id, scenes, descriptions, text_rng)
+            if noise_types[world_id] == "unrelated"
+            else (None, None)
+        )
+        alt = write_alt_text(
+            scene,
+            str(noise_types[world_id]),
+            text_rng,
+            other=other,
+            entity_mention_rate=params.entity_mention_rate,
+        )
         if other_id is not None:
             alt = replace(alt, detail=f"describes scene {other_id}")
         render_rng = _rng(params.seed, RENDERING, world_id)
@@ -190,8 +213,11 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
         "params": params.model_dump(mode="json"),
         "counts": counts,
         "files": {
-            "world": tables.WORLD_FILE, "eval": tables.EVAL_FILE, "realigned": tables.REALIGNED_FILE,
-            "images": tables.IMAGE_DIR, "eval_images": tables.EVAL_IMAGE_DIR,
+            "world": tables.WORLD_FILE,
+            "eval": tables.EVAL_FILE,
+            "realigned": tables.REALIGNED_FILE,
+            "images": tables.IMAGE_DIR,
+            "eval_images": tables.EVAL_IMAGE_DIR,
         },
         "vocabulary": _vocabulary(),
     }
@@ -199,7 +225,9 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     return counts
 
 
-def _other_scene(own: int, scenes: list[Scene], descriptions: list[str], rng) -> tuple[int | None, Scene]:  # type: ignore[no-untyped-def]
+def _other_scene(
+    own: int, scenes: list[Scene], descriptions: list[str], rng: np.random.Generator
+) -> tuple[int | None, Scene]:
     """A scene with different content for an 'unrelated' alt-text to describe, and its scene_id
     (None when the world is too small to have one and a scene is invented)."""
     for _ in range(20):
@@ -212,7 +240,9 @@ def _other_scene(own: int, scenes: list[Scene], descriptions: list[str], rng) ->
             return None, invented
 
 
-def _write_image(path: Path, scene: Scene, params: WorldParams, variant: Variant, rng) -> tuple[int, int | None]:  # type: ignore[no-untyped-def]
+def _write_image(
+    path: Path, scene: Scene, params: WorldParams, variant: Variant, rng: np.random.Generator
+) -> tuple[int, int | None]:
     from PIL import Image
 
     from curate_world.render import encode_image, render_scene
@@ -260,7 +290,9 @@ def _build_eval(out: Path, params: WorldParams, seen: set[str], extension: str) 
         eval_id = len(rows)
         name = f"{eval_id:06d}.{extension}"
         image = render_scene(scene, params.image_size, rng)
-        (out / tables.EVAL_IMAGE_DIR / name).write_bytes(encode_image(image, params.image_format, params.jpeg_quality))
+        (out / tables.EVAL_IMAGE_DIR / name).write_bytes(
+            encode_image(image, params.image_format, params.jpeg_quality)
+        )
         label = next(obj for obj in scene.objects if obj.size == "large")
         rows.append(
             {
@@ -282,7 +314,9 @@ def _build_eval(out: Path, params: WorldParams, seen: set[str], extension: str) 
     return rows
 
 
-def _counts(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], realigned: list[dict[str, Any]]) -> dict[str, Any]:
+def _counts(
+    rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], realigned: list[dict[str, Any]]
+) -> dict[str, Any]:
     noise = Counter(r["noise_type"] for r in rows)
     faults = Counter(r["fault"] for r in rows)
     return {
@@ -309,7 +343,13 @@ def _vocabulary() -> dict[str, Any]:
         "backgrounds": list(vocab.BACKGROUNDS),
         "textures": list(vocab.TEXTURES),
         "entities": [
-            {"name": e.name, "shape": e.shape, "color": e.color, "marker": e.marker, "marker_color": e.marker_color}
+            {
+                "name": e.name,
+                "shape": e.shape,
+                "color": e.color,
+                "marker": e.marker,
+                "marker_color": e.marker_color,
+            }
             for e in vocab.ENTITIES
         ],
     }

@@ -24,14 +24,26 @@ class WorldParams(BaseModel):
     image_format: Literal["jpeg", "png"] = "jpeg"
     jpeg_quality: int = Field(90, ge=20, le=100)
     fault_rate: float = Field(0.2, ge=0.0, le=1.0, description="share of URLs whose download goes wrong")
-    fault_weights: dict[str, float] | None = Field(None, description="relative weights of fault kinds; equal if unset")
-    noise_rates: dict[str, float] | None = Field(None, description="rates of noisy alt-text kinds; faithful gets the rest")
+    fault_weights: dict[str, float] | None = Field(
+        None, description="relative weights of fault kinds; equal if unset"
+    )
+    noise_rates: dict[str, float] | None = Field(
+        None, description="rates of noisy alt-text kinds; faithful gets the rest"
+    )
     entity_rate: float = Field(0.3, ge=0.0, le=1.0, description="share of scenes showing an entity's logo")
-    entity_mention_rate: float = Field(0.85, ge=0.0, le=1.0, description="chance an alt-text names the image's entity")
-    dup_fraction: float = Field(0.1, ge=0.0, le=0.9, description="share of rows that are near-duplicates of another row")
+    entity_mention_rate: float = Field(
+        0.85, ge=0.0, le=1.0, description="chance an alt-text names the image's entity"
+    )
+    dup_fraction: float = Field(
+        0.1, ge=0.0, le=0.9, description="share of rows that are near-duplicates of another row"
+    )
     max_dup_group_size: int = Field(4, ge=2, le=20)
-    val_fraction: float = Field(0.05, ge=0.0, le=0.5, description="share of scenes whose rows get split='val'")
-    eval_n: int | None = Field(None, ge=0, description="rows in eval.parquet; default min(1000, max(50, n // 5))")
+    val_fraction: float = Field(
+        0.05, ge=0.0, le=0.5, description="share of scenes whose rows get split='val'"
+    )
+    eval_n: int | None = Field(
+        None, ge=0, description="rows in eval.parquet; default min(1000, max(50, n // 5))"
+    )
     realign_fraction: float = Field(0.2, ge=0.0, le=1.0, description="share of rows with a realigned caption")
 
     @field_validator("noise_rates")

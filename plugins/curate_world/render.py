@@ -29,7 +29,10 @@ def unit_outline(shape: str) -> tuple[Point, ...]:
 
     def ring(count: int, radius: float = 1.0, start: float = -90.0) -> list[Point]:
         return [
-            (radius * math.cos(math.radians(start + 360 * i / count)), radius * math.sin(math.radians(start + 360 * i / count)))
+            (
+                radius * math.cos(math.radians(start + 360 * i / count)),
+                radius * math.sin(math.radians(start + 360 * i / count)),
+            )
             for i in range(count)
         ]
 
@@ -46,7 +49,20 @@ def unit_outline(shape: str) -> tuple[Point, ...]:
         return tuple(ring(6, start=0.0))
     if shape == "cross":
         a, b = 0.34, 0.95
-        return ((-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a))
+        return (
+            (-a, -b),
+            (a, -b),
+            (a, -a),
+            (b, -a),
+            (b, a),
+            (a, a),
+            (a, b),
+            (-a, b),
+            (-a, a),
+            (-b, a),
+            (-b, -a),
+            (-a, -a),
+        )
     if shape == "diamond":
         return ((0.0, -1.05), (0.75, 0.0), (0.0, 1.05), (-0.75, 0.0))
     if shape == "heart":
@@ -120,7 +136,9 @@ def _draw_marker(canvas: Image.Image, obj: SceneObject, center: Point, radius: f
     canvas.paste(COLORS[entity.marker_color], mask=ImageChops.multiply(clip, pattern))
 
 
-def render_scene(scene: Scene, size: int = 64, rng: np.random.Generator | None = None, jitter: float = 1.0) -> Image.Image:
+def render_scene(
+    scene: Scene, size: int = 64, rng: np.random.Generator | None = None, jitter: float = 1.0
+) -> Image.Image:
     """Draw ``scene`` as a ``size``×``size`` RGB image.
 
     With ``rng``, each object's center moves by up to ``jitter`` final pixels, so two renderings of

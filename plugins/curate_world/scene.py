@@ -68,7 +68,9 @@ class Scene:
                 problems.append(f"unknown entity {obj.entity!r}")
         if self.background not in BACKGROUNDS or self.texture not in TEXTURES:
             problems.append(f"unknown background {self.texture} {self.background}")
-        if [POSITION_ORDER[o.position] for o in self.objects] != sorted({POSITION_ORDER[o.position] for o in self.objects}):
+        if [POSITION_ORDER[o.position] for o in self.objects] != sorted(
+            {POSITION_ORDER[o.position] for o in self.objects}
+        ):
             problems.append("objects must have distinct positions, in reading order")
         if problems:
             raise ValueError("invalid scene: " + "; ".join(problems))

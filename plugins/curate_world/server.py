@@ -54,7 +54,9 @@ class _WorldHTTPServer(ThreadingHTTPServer):
         self.slow_seconds = slow_seconds
         self.verbose = verbose
         self.stopping = threading.Event()
-        self.oversized = OversizedImages({name: file for name, (file, fault) in self.routes.items() if fault == "oversized"})
+        self.oversized = OversizedImages(
+            {name: file for name, (file, fault) in self.routes.items() if fault == "oversized"}
+        )
         super().__init__(address, _Handler)
 
     def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
@@ -78,11 +80,16 @@ def _load_routes(world_dir: Path) -> dict[str, tuple[Path, str]]:
 
     table_path = world_dir / tables.WORLD_FILE
     if not table_path.exists():
-        raise WorldError(f"{world_dir} is not a world directory (no {tables.WORLD_FILE})", "generate one: curate world generate DIR")
+        raise WorldError(
+            f"{world_dir} is not a world directory (no {tables.WORLD_FILE})",
+            "generate one: curate world generate DIR",
+        )
     table = pl.read_parquet(table_path, columns=["url_path", "image_path", "fault"]).to_dict(as_series=False)
     return {
         url_path.removeprefix(tables.IMAGE_URL_PREFIX): (world_dir / image_path, fault)
-        for url_path, image_path, fault in zip(table["url_path"], table["image_path"], table["fault"], strict=True)
+        for url_path, image_path, fault in zip(
+            table["url_path"], table["image_path"], table["fault"], strict=True
+        )
     }
 
 
@@ -123,7 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._file(file, send_body)
         elif path == "/world.json":
-            self._send(200, "application/json", (self.server.world_dir / "world.json").read_bytes(), send_body)
+            self._send(
+                200, "application/json", (self.server.world_dir / "world.json").read_bytes(), send_body
+            )
         elif path == "/":
             self._send(200, "text/plain; charset=utf-8", b"curate world server: GET /img/<name>\n", send_body)
         else:
@@ -174,7 +183,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = f"{code} {self.responses.get(code, ('',))[0]}\n".encode()
         self._send(code, "text/plain; charset=utf-8", body, send_body)
 
-    def _send(self, code: int, content_type: str, body: bytes, send_body: bool, extra_headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        code: int,
+        content_type: str,
+        body: bytes,
+        send_body: bool,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -192,7 +208,14 @@ def _content_type(file: Path) -> str:
 class WorldServer:
     """A running world server. Use :func:`serve_world`; ``close()`` is idempotent."""
 
-    def __init__(self, world_dir: str | Path, host: str = "127.0.0.1", port: int = 0, slow_seconds: float = 3.0, verbose: bool = False):
+    def __init__(
+        self,
+        world_dir: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        slow_seconds: float = 3.0,
+        verbose: bool = False,
+    ):
         if not 0.0 <= slow_seconds <= MAX_SLOW_SECONDS:
             raise WorldError(f"slow_seconds must be between 0 and {MAX_SLOW_SECONDS:g}, got {slow_seconds}")
         try:
@@ -206,9 +229,14 @@ class WorldServer:
         self.port = int(self._server.server_address[1])
         self.base_url = f"http://{host}:{self.port}"
         self._threads = [
-            threading.Thread(target=self._server.serve_forever, name=f"world-server-{self.port}", daemon=True),
             threading.Thread(
-                target=self._server.oversized.warm, args=(self._server.stopping,), name=f"world-server-{self.port}-warm", daemon=True
+                target=self._server.serve_forever, name=f"world-server-{self.port}", daemon=True
+            ),
+            threading.Thread(
+                target=self._server.oversized.warm,
+                args=(self._server.stopping,),
+                name=f"world-server-{self.port}-warm",
+                daemon=True,
             ),
         ]
         for thread in self._threads:
@@ -241,7 +269,11 @@ class WorldServer:
 
 @contextmanager
 def serve_world(
-    world_dir: str | Path, host: str = "127.0.0.1", port: int = 0, slow_seconds: float = 3.0, verbose: bool = False
+    world_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    slow_seconds: float = 3.0,
+    verbose: bool = False,
 ) -> Iterator[WorldServer]:
     """Serve ``world_dir`` for the duration of the ``with`` block; port 0 picks a free port.
 

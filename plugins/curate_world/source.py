@@ -56,10 +56,16 @@ class WorldSource(Source):
     extra = "world"
 
     class Params(Params, WorldParams):
-        dir: str | None = Field(None, description="where the world is generated; default .curate/worlds/<world id>")
+        dir: str | None = Field(
+            None, description="where the world is generated; default .curate/worlds/<world id>"
+        )
         host: str = Field("127.0.0.1", description="address the image server listens on")
-        port: int | None = Field(None, ge=0, le=65535, description="None: stable per world; 0: random free port")
-        slow_seconds: float = Field(3.0, ge=0.0, le=120.0, description="stall of 'slow' URLs; exceed your download timeout")
+        port: int | None = Field(
+            None, ge=0, le=65535, description="None: stable per world; 0: random free port"
+        )
+        slow_seconds: float = Field(
+            3.0, ge=0.0, le=120.0, description="stall of 'slow' URLs; exceed your download timeout"
+        )
 
     def __init__(self, params: Params, ctx):  # type: ignore[no-untyped-def]
         super().__init__(params, ctx)
@@ -132,7 +138,9 @@ class WorldSource(Source):
 
         table = self.world_dir / WORLD_FILE
         if not table.exists():
-            raise WorldError(f"the world is not generated yet ({table} is missing)", "scan() inside source.session()")
+            raise WorldError(
+                f"the world is not generated yet ({table} is missing)", "scan() inside source.session()"
+            )
         frame = pl.scan_parquet(table)
         yield frame.select(
             (pl.lit(self.base_url) + pl.col("url_path")).alias("url"),
@@ -142,4 +150,8 @@ class WorldSource(Source):
         )
 
     def describe(self) -> dict[str, object]:
-        return {"format": self.format, "world_dir": str(self.world_dir), **self.params.model_dump(mode="json")}
+        return {
+            "format": self.format,
+            "world_dir": str(self.world_dir),
+            **self.params.model_dump(mode="json"),
+        }

@@ -78,4 +78,6 @@ def write_table(rows: list[dict[str, Any]], schema: dict[str, str], path: Path) 
     import polars as pl
 
     frame = pl.DataFrame({name: [row[name] for row in rows] for name in schema}, schema=polars_schema(schema))
-    frame.write_parquet(path, compression="zstd", compression_level=3, statistics=True, row_group_size=100_000)
+    frame.write_parquet(
+        path, compression="zstd", compression_level=3, statistics=True, row_group_size=100_000
+    )

@@ -19,14 +19,25 @@ def scenes(draw: st.DrawFn, max_objects: int = 3) -> Scene:
     objects = []
     for index, position in enumerate(positions):
         if index == 0 and with_logo:
-            objects.append(entity_logo(draw(st.sampled_from(ENTITIES)).name, position, draw(st.sampled_from(list(SIZES)))))
+            objects.append(
+                entity_logo(
+                    draw(st.sampled_from(ENTITIES)).name, position, draw(st.sampled_from(list(SIZES)))
+                )
+            )
         else:
             objects.append(
                 SceneObject(
-                    draw(st.sampled_from(SHAPES)), draw(st.sampled_from(list(COLORS))), draw(st.sampled_from(list(SIZES))), position
+                    draw(st.sampled_from(SHAPES)),
+                    draw(st.sampled_from(list(COLORS))),
+                    draw(st.sampled_from(list(SIZES))),
+                    position,
                 )
             )
-    return Scene(sorted_objects(objects), draw(st.sampled_from(list(BACKGROUNDS))), draw(st.sampled_from(list(TEXTURES))))
+    return Scene(
+        sorted_objects(objects),
+        draw(st.sampled_from(list(BACKGROUNDS))),
+        draw(st.sampled_from(list(TEXTURES))),
+    )
 
 
 seeds = st.integers(0, 2**32 - 1)

@@ -130,6 +130,7 @@ def color_distance(a: Rgb, b: Rgb) -> float:
 def texture_rgb(background: str) -> Rgb:
     """The second color of a textured background: the base shifted toward mid-gray, so the texture
     is visible but the background still reads as its named color."""
+
     def shift(channel: int) -> int:
         # Mid-gray channels have nowhere to go toward gray, so they get lighter instead.
         return channel + 45 if abs(channel - 128) <= 40 else round(channel + (128 - channel) * 0.35)

@@ -17,7 +17,9 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> World:
 @pytest.fixture(scope="session")
 def large_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     """2000 rows: enough for rate checks within binomial tolerance."""
-    return generate_world(tmp_path_factory.mktemp("worlds") / "large", n=2000, seed=11, dup_fraction=0.15, eval_n=50)
+    return generate_world(
+        tmp_path_factory.mktemp("worlds") / "large", n=2000, seed=11, dup_fraction=0.15, eval_n=50
+    )
 
 
 def read(world: World, name: str = "world.parquet"):  # type: ignore[no-untyped-def]

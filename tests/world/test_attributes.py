@@ -77,7 +77,9 @@ def test_background_and_markers_are_not_objects() -> None:
 
 
 def test_naming_an_entity_counts_as_mentioning_its_logo() -> None:
-    scene = Scene((entity_logo("Zorblax Tower", "left"), SceneObject("star", "red", "small", "right")), "white", "plain")
+    scene = Scene(
+        (entity_logo("Zorblax Tower", "left"), SceneObject("star", "red", "small", "right")), "white", "plain"
+    )
     score = score_caption("zorblax   TOWER and a red star", scene)
     assert score.entity_retained and score.pair_recall == 1.0 and score.pair_precision == 1.0
     other = score_caption("Velmora Cola and a red star", scene)

@@ -47,7 +47,10 @@ def test_example_reads_naturally() -> None:
         "green",
         "stripes",
     )
-    assert describe(scene) == "a small blue star at the top and a large red circle on the left, on a striped green background"
+    assert (
+        describe(scene)
+        == "a small blue star at the top and a large red circle on the left, on a striped green background"
+    )
 
 
 @pytest.mark.parametrize(

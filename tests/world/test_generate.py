@@ -55,7 +55,12 @@ def test_same_seed_same_bytes_different_seed_different_world(seed: int, n: int) 
 @settings(max_examples=6, deadline=None)
 @given(
     st.fixed_dictionaries(
-        {"partial": st.floats(0, 0.3), "wrong_attribute": st.floats(0, 0.2), "unrelated": st.floats(0, 0.2), "empty": st.floats(0, 0.1)}
+        {
+            "partial": st.floats(0, 0.3),
+            "wrong_attribute": st.floats(0, 0.2),
+            "unrelated": st.floats(0, 0.2),
+            "empty": st.floats(0, 0.1),
+        }
     ),
     st.floats(0.0, 0.6),
     st.integers(0, 1000),
@@ -63,7 +68,9 @@ def test_same_seed_same_bytes_different_seed_different_world(seed: int, n: int) 
 def test_noise_and_fault_rates_are_binomial(rates: dict[str, float], fault_rate: float, seed: int) -> None:
     n = 400
     with tempfile.TemporaryDirectory() as tmp:
-        world = generate_world(Path(tmp) / "w", n=n, seed=seed, fault_rate=fault_rate, noise_rates=rates, eval_n=0)
+        world = generate_world(
+            Path(tmp) / "w", n=n, seed=seed, fault_rate=fault_rate, noise_rates=rates, eval_n=0
+        )
         table = read(world)
     noise = table["noise_type"].value_counts()
     counts = dict(zip(noise["noise_type"], noise["count"], strict=True))
@@ -81,7 +88,9 @@ def test_default_rates_on_a_large_world(large_world: World) -> None:
     for kind, p in noise_probabilities(None).items():
         assert within_binomial(int((table["noise_type"] == kind).sum()), n, p), kind
     assert within_binomial(int((table["fault"] != "none").sum()), n, 0.2)
-    assert within_binomial(int(table["entity"].is_not_null().sum()), table["scene_id"].n_unique(), 0.3, sigmas=6)
+    assert within_binomial(
+        int(table["entity"].is_not_null().sum()), table["scene_id"].n_unique(), 0.3, sigmas=6
+    )
     assert abs(int(table["dup_group"].is_not_null().sum()) - 0.15 * n) <= 1
 
 
@@ -114,10 +123,20 @@ def test_rows_are_consistent(small_world: World) -> None:
 
 def test_dup_groups_share_a_scene_and_look_alike(large_world: World) -> None:
     table = read(large_world)
-    groups = table.filter(pl.col("dup_group").is_not_null()).group_by("dup_group").agg(
-        pl.len().alias("size"), *(pl.col(c).n_unique().alias(c) for c in ("scene_id", "description", "objects", "url_path", "alt_text"))
+    groups = (
+        table.filter(pl.col("dup_group").is_not_null())
+        .group_by("dup_group")
+        .agg(
+            pl.len().alias("size"),
+            *(
+                pl.col(c).n_unique().alias(c)
+                for c in ("scene_id", "description", "objects", "url_path", "alt_text")
+            ),
+        )
     )
-    assert (groups["size"] >= 2).all() and (groups["scene_id"] == 1).all() and (groups["description"] == 1).all()
+    assert (
+        (groups["size"] >= 2).all() and (groups["scene_id"] == 1).all() and (groups["description"] == 1).all()
+    )
     assert (groups["url_path"] == groups["size"]).all()
     singles = table.filter(pl.col("dup_group").is_null())
     assert singles["scene_id"].n_unique() == singles.height  # a singleton's scene appears nowhere else
@@ -136,7 +155,12 @@ def test_dup_groups_share_a_scene_and_look_alike(large_world: World) -> None:
     far = [np.abs(thumb(a) - thumb(b)).mean() for a, b in zip(paths[:100], paths[100:200], strict=True)]
     assert np.median(near) * 4 < np.median(far), (np.median(near), np.median(far))
     # ... and they really differ in bytes: size or quality or jitter.
-    assert dups.group_by("dup_group").agg(pl.col("width").n_unique() + pl.col("jpeg_quality").n_unique())["width"].max() > 2
+    assert (
+        dups.group_by("dup_group")
+        .agg(pl.col("width").n_unique() + pl.col("jpeg_quality").n_unique())["width"]
+        .max()
+        > 2
+    )
 
 
 def test_eval_is_clean_disjoint_and_labelled(small_world: World) -> None:
@@ -148,7 +172,11 @@ def test_eval_is_clean_disjoint_and_labelled(small_world: World) -> None:
         scene = parse_description(row["description"])
         assert parse_description(row["visual_description"]) == scene == scene_of(row)
         (large,) = [obj for obj in scene.objects if obj.size == "large"]
-        assert (row["label_shape"], row["label_color"], row["label_position"]) == (large.shape, large.color, large.position)
+        assert (row["label_shape"], row["label_color"], row["label_position"]) == (
+            large.shape,
+            large.color,
+            large.position,
+        )
         assert row["entity"] == scene.entity == large.entity
         assert (small_world.dir / row["image_path"]).is_file() and row["url_path"].startswith("/eval/")
 
@@ -163,7 +191,9 @@ def test_realigned_captions_keep_every_true_attribute(small_world: World) -> Non
         scene = scene_of(row)
         assert parse_description(row["caption"]) == scene
         mentions = extract_attributes(row["caption"])
-        assert sorted((m.size, m.color, m.shape) for m in mentions.objects) == sorted((o.size, o.color, o.shape) for o in scene.objects)
+        assert sorted((m.size, m.color, m.shape) for m in mentions.objects) == sorted(
+            (o.size, o.color, o.shape) for o in scene.objects
+        )
         assert mentions.background == scene.background and mentions.texture == scene.texture
         kept = scene.entity is not None and row["alt_mentions_entity"]
         assert mentions.entities == ((scene.entity,) if kept else ())

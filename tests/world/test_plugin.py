@@ -59,7 +59,9 @@ def test_a_spec_reads_the_world_with_ground_truth(world_pm: PluginManager, workd
     assert (joined["alt_text"] == joined["alt_text_right"]).all()
     assert (joined["gt_description"] == joined["description"]).all()
     url = rows["url"][0]
-    assert url.startswith("http://127.0.0.1:") and url.endswith(rows.join(world, on="world_id")["url_path"][0])
+    assert url.startswith("http://127.0.0.1:") and url.endswith(
+        rows.join(world, on="world_id")["url_path"][0]
+    )
     assert not port_is_open(url), "the server outlived the run"
 
     again = run_spec(spec(), workdir, pm=world_pm)  # same world, same port: everything is cached
@@ -103,12 +105,16 @@ def test_busy_stable_port_says_how_to_fix(tmp_path: Path) -> None:
 def test_cli_generate(workdir: Path) -> None:
     runner = CliRunner()
     out = str(workdir / "out")
-    result = runner.invoke(world_commands, ["generate", out, "--n", "30", "--seed", "3", "--noise-rates", "empty=0.5"])
+    result = runner.invoke(
+        world_commands, ["generate", out, "--n", "30", "--seed", "3", "--noise-rates", "empty=0.5"]
+    )
     assert result.exit_code == 0, result.output
     assert pl.read_parquet(workdir / "out" / "world.parquet").height == 30
     assert '"rows": 30' in result.output
     bad = runner.invoke(world_commands, ["generate", out, "--n", "31"])
-    assert isinstance(bad.exception, WorldError) and "overwrite" in str(bad.exception)  # curate's CLI prints it
+    assert isinstance(bad.exception, WorldError) and "overwrite" in str(
+        bad.exception
+    )  # curate's CLI prints it
     assert runner.invoke(world_commands, ["generate", out, "--noise-rates", "empty"]).exit_code == 2
 
 
@@ -117,7 +123,11 @@ def test_cli_serve_prints_the_url_and_stops_on_ctrl_c(workdir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "curate.cli", "world", "serve", "w"],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None

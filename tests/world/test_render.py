@@ -43,7 +43,9 @@ def single_object(draw: st.DrawFn) -> tuple[str, str, str, str]:
 
 @settings(max_examples=25, deadline=None)
 @given(single_object(), st.sampled_from(["jpeg", "png"]))
-def test_dominant_color_and_area_order_match_the_truth(case: tuple[str, str, str, str], image_format: str) -> None:
+def test_dominant_color_and_area_order_match_the_truth(
+    case: tuple[str, str, str, str], image_format: str
+) -> None:
     shape, color, position, background = case
     areas = []
     for size in ("small", "medium", "large"):
@@ -57,8 +59,12 @@ def test_dominant_color_and_area_order_match_the_truth(case: tuple[str, str, str
 
 @pytest.mark.parametrize("entity", ENTITIES, ids=lambda e: e.name)
 def test_logos_show_shape_color_and_marker(entity) -> None:  # type: ignore[no-untyped-def]
-    background = next(b for b in BACKGROUNDS if entity.color in colors_visible_on(b)
-                      and color_distance(COLORS[entity.marker_color], BACKGROUNDS[b]) > 60)
+    background = next(
+        b
+        for b in BACKGROUNDS
+        if entity.color in colors_visible_on(b)
+        and color_distance(COLORS[entity.marker_color], BACKGROUNDS[b]) > 60
+    )
     scene = Scene((entity_logo(entity.name, "center"),), background, "plain")
     counts = object_pixels(render_scene(scene, 64), background)
     assert counts.most_common(1)[0][0] == entity.color

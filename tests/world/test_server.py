@@ -89,7 +89,11 @@ def test_truncated_is_a_broken_image(server: WorldServer, small_world: World) ->
 def test_not_image_is_html(server: WorldServer, small_world: World) -> None:
     path, _ = url_with(small_world, "not_image")
     status, headers, body, _ = get(server.url(path))
-    assert status == 200 and headers["Content-Type"].startswith("text/html") and body.startswith(b"<!doctype html>")
+    assert (
+        status == 200
+        and headers["Content-Type"].startswith("text/html")
+        and body.startswith(b"<!doctype html>")
+    )
 
 
 def test_oversized_is_a_real_4000px_image(server: WorldServer, small_world: World) -> None:
@@ -124,7 +128,10 @@ def test_noai_is_a_valid_image_with_the_opt_out_header(server: WorldServer, smal
 
 def test_other_routes(server: WorldServer, small_world: World) -> None:
     evaluation = read(small_world, "eval.parquet").row(0, named=True)
-    assert get(server.url(evaluation["url_path"]))[2] == (small_world.dir / evaluation["image_path"]).read_bytes()
+    assert (
+        get(server.url(evaluation["url_path"]))[2]
+        == (small_world.dir / evaluation["image_path"]).read_bytes()
+    )
     assert b'"version"' in get(server.url("/world.json"))[2]
     for missing in ("/img/nope.jpg", "/eval/../world.json", "/elsewhere", "/raw/nope.jpg"):
         with pytest.raises(urllib.error.HTTPError) as error:
@@ -132,7 +139,9 @@ def test_other_routes(server: WorldServer, small_world: World) -> None:
         assert error.value.code == 404
     request = urllib.request.Request(server.url(url_with(small_world, "none")[0]), method="HEAD")
     with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200 and int(response.headers["Content-Length"]) > 0 and response.read() == b""
+        assert (
+            response.status == 200 and int(response.headers["Content-Length"]) > 0 and response.read() == b""
+        )
 
 
 def test_server_is_quiet(server: WorldServer, small_world: World, capfd: pytest.CaptureFixture[str]) -> None:
@@ -179,7 +188,10 @@ def _expect_failure(url: str, errors: list[BaseException]) -> None:
 
 
 def test_busy_port_and_bad_settings_are_clear_errors(server: WorldServer, small_world: World) -> None:
-    with pytest.raises(WorldError, match=f"127.0.0.1:{server.port}"), serve_world(small_world.dir, port=server.port):
+    with (
+        pytest.raises(WorldError, match=f"127.0.0.1:{server.port}"),
+        serve_world(small_world.dir, port=server.port),
+    ):
         pass
     with pytest.raises(WorldError, match="slow_seconds"), serve_world(small_world.dir, slow_seconds=-1):
         pass
