@@ -148,7 +148,7 @@ def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
     for row in funnel(manifest):
         dropped = ", ".join(f"{k}: {v:,}" for k, v in row["dropped"].items()) or "-"
         table.add_row(
-            str(row["index"]), f"{row['label']} ({row['step']})",
+            str(row["index"]), row["label"] if row["label"] == row["step"] else f"{row['label']} ({row['step']})",
             f"{row['rows_in']:,}" if row["rows_in"] is not None else "-",
             f"{row['rows_out']:,}" if row["rows_out"] is not None else "-",
             dropped, f"{row['seconds']:.2f}" if row["seconds"] is not None else "-",
