@@ -126,7 +126,7 @@ def test_run_prints_the_funnel_and_inspect_shows_it_again(ran, curate_main, work
     assert "wrote csv" in ran.stderr and "curate.duckdb" in ran.stderr
     result = curate_main("inspect", "run")
     assert result.code == 0, result
-    for fragment in ("cli — complete", "filter (filter)", "sample (sample)", "filter: ", "spec hash"):
+    for fragment in ("cli — complete", "│ filter ", "│ sample ", "filter: ", "spec hash"):
         assert fragment in result.stdout
     manifest = curate_main("inspect", "run", "--json").json()
     assert manifest["steps"][-1]["rows_out"] == 5
