@@ -109,12 +109,21 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/checkpoint if present.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
-@click.option("--threads", default=None, type=int, help="torch CPU threads.")
+@click.option("--threads", default=None, type=int, help="torch CPU threads (1 is fastest on a crowded machine).")
+@click.option("--max-rows", default=None, type=int, help="Train on a seeded random sample of this many rows.")
+@click.option("--feature-cache", default=None, type=click.Path(file_okay=False), help="Reuse encoder features across runs.")
 def train(stage: int, out: str, world: str | None, table: str | None, image_column: str, alt_text_column: str,
           caption_column: str, group_column: str | None, init: str | None, steps: int, batch_size: int, lr: float,
           warmup: int, seed: int, log_every: int, checkpoint_every: int, resume: bool, device: str, precision: str,
-          threads: int | None, **options: Any) -> None:
+          threads: int | None, max_rows: int | None, feature_cache: str | None, **options: Any) -> None:
     """Train one stage of a captioner and save it to OUT."""
+    from curate_captioner.config import require_local_directory, resolve_model_path
+
+    # Fail on a hub id or a missing directory before the slow imports below.
+    if init is not None:
+        resolve_model_path(init)
+    elif not options["decoder"].startswith("tiny-"):
+        require_local_directory(options["decoder"], "decoder")
     _threads(threads)
     from curate_captioner.model import Captioner
     from curate_captioner.train import TrainConfig, train as run_training
@@ -122,6 +131,8 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
     started = time.perf_counter()
     frame = _training_table(world, table, stage, {"image": image_column, "alt_text": alt_text_column,
                                                    "caption": caption_column, "group": group_column})
+    if max_rows is not None and frame.height > max_rows:
+        frame = frame.sample(max_rows, seed=seed, shuffle=False)
     if init is not None:
         model = Captioner.load(init)
     else:
@@ -134,7 +145,7 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
     command = "curate captioner train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]) \
         if "train" in sys.argv else None
     summary = run_training(model, frame, config, out, resume=resume, log=lambda line: click.echo(line, err=True),
-                           facts={"command": command, "wall_seconds_with_setup": None})
+                           facts={"command": command, "wall_seconds_with_setup": None}, feature_cache=feature_cache)
     summary["wall_seconds_with_setup"] = round(time.perf_counter() - started, 1)
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
 

@@ -53,6 +53,8 @@ class CaptionerConfig(BaseModel):
     # transformer also attends to the tower's patch tokens, for small towers whose pooled vector
     # cannot hold every object of a scene.
     features: Literal["pooled", "pooled+tokens"] = "pooled"
+    # Patch tokens are average-pooled to at most this many (a square grid) before the mapper.
+    max_patch_tokens: int = Field(16, gt=0)
     mapper_width: int = Field(256, gt=0)
     mapper_layers: int = Field(2, ge=0)
     mapper_heads: int = Field(4, gt=0)
@@ -81,3 +83,16 @@ def resolve_model_path(model: str) -> Path:
         else f"pass a captioner directory, or '{WORLD_MODEL_NAME}' for the shipped world captioner"
     )
     raise CaptionerError(f"captioner model '{model}' is not a local directory", hint)
+
+
+def require_local_directory(path: str | Path, what: str) -> Path:
+    """``path`` as a directory, or an error saying that curate never downloads from a hub."""
+    from curate_captioner.errors import CaptionerError
+
+    where = Path(path).expanduser()
+    if not where.is_dir():
+        raise CaptionerError(
+            f"{what} '{path}' is not a local directory",
+            "curate runs offline and never downloads models from a hub; download the model and pass its directory",
+        )
+    return where

@@ -81,34 +81,37 @@ def draw_examples(table: pl.DataFrame, stage: int, rng: np.random.Generator,
     return examples
 
 
-def open_images(values: Sequence[Any], root: str | Path | None = None) -> list[Any]:
-    """PIL images of a column of local paths or image references (None where it cannot be read)."""
-    from PIL import Image
-
+def open_images(values: Sequence[Any], root: str | Path | None = None, store_dir: str | Path | None = None) -> list[Any]:
+    """RGB PIL images of a column of local paths or image references ({shard, key}, read through
+    :mod:`curate.images` from the run's store); None where a row has no readable image."""
     images: list[Any] = [None] * len(values)
-    refs = [(i, v) for i, v in enumerate(values) if isinstance(v, dict)]
+    refs = [index for index, value in enumerate(values) if isinstance(value, dict)]
     for index, value in enumerate(values):
         if isinstance(value, str) and value:
             path = Path(value) if root is None or Path(value).is_absolute() else Path(root) / value
             try:
-                with Image.open(path) as handle:
-                    images[index] = handle.convert("RGB")
-            except (OSError, ValueError):
+                images[index] = _decode(path.read_bytes())
+            except OSError:
                 images[index] = None
     if refs:
-        for (index, _), image in zip(refs, _open_refs([v for _, v in refs]), strict=True):
-            images[index] = image
+        from curate.images import open_images as read_refs
+
+        for index, data in zip(refs, read_refs([values[i] for i in refs], store_dir, as_bytes=True), strict=True):
+            images[index] = None if data is None else _decode(data)
     return images
 
 
-def _open_refs(refs: list[dict[str, Any]]) -> list[Any]:
-    """Image references ({shard, key}) through curate.images, the download plugin's store."""
+def _decode(data: bytes) -> Any:
+    """A decoded RGB image, or None for bytes that are not an image (truncated, HTML, …)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        from curate.images import open_images as open_refs
-    except ImportError as exc:  # the image store lands with the download plugin
-        raise CaptionerError("image references need curate.images, which this curate lacks",
-                             "pass local image paths (images: path) instead") from exc
-    return [None if image is None else image.convert("RGB") for image in open_refs(refs)]
+        with Image.open(io.BytesIO(data)) as handle:
+            return handle.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: int = 256,

@@ -25,6 +25,7 @@ from curate_captioner.config import (
     FORMAT_VERSION,
     WEIGHTS_FILE,
     CaptionerConfig,
+    require_local_directory,
     resolve_model_path,
 )
 from curate_captioner.encoder import build_tower, encode, preprocess, tower_width
@@ -147,7 +148,8 @@ class Captioner(nn.Module):
         """Frozen encoder features of PIL images (pooled, and patch tokens when the mapper uses them)."""
         pixels = preprocess(images, self.encoder_config).to(self.device, dtype=self.encoder_dtype)
         with torch.no_grad():
-            return encode(self.encoder, pixels, self.with_tokens)
+            pooled, tokens = encode(self.encoder, pixels, self.with_tokens)
+        return pooled, None if tokens is None else pool_tokens(tokens, self.config.max_patch_tokens)
 
     @property
     def encoder_dtype(self) -> torch.dtype:
@@ -182,6 +184,18 @@ class Captioner(nn.Module):
         logits = out.logits[:, :-1].float()
         labels = batch.labels[:, 1:].to(device)
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+def pool_tokens(tokens: torch.Tensor, limit: int) -> torch.Tensor:
+    """Average-pool a square grid of patch tokens (N, side², C) down to at most ``limit`` tokens."""
+    rows, count, width = tokens.shape
+    side = int(round(count**0.5))
+    if count <= limit or side * side != count:
+        return tokens
+    target = int(limit**0.5)
+    grid = tokens.transpose(1, 2).reshape(rows, width, side, side)
+    pooled = nn.functional.adaptive_avg_pool2d(grid, target)
+    return pooled.reshape(rows, width, target * target).transpose(1, 2)
 
 
 def weights_digest(path: Path) -> str:
@@ -222,12 +236,7 @@ def load_pretrained_decoder(path: str | Path) -> tuple[nn.Module, Any]:
 
     from curate_captioner.tokenizer import add_captioner_tokens
 
-    where = Path(path).expanduser()
-    if not where.is_dir():
-        raise CaptionerError(
-            f"decoder '{path}' is not a local directory",
-            "curate runs offline and never downloads models from a hub; download the model and pass its directory",
-        )
+    where = require_local_directory(path, "decoder")
     decoder = AutoModelForCausalLM.from_pretrained(str(where), local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(str(where), local_files_only=True)
     add_captioner_tokens(tokenizer)

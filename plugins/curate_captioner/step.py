@@ -19,7 +19,7 @@ REQUIRES = ("torch", "transformers", "open_clip")
 
 class ImageParams(Params):
     image_column: str = "image"
-    images: Literal["ref", "path"] = Field("ref", description="ref: Image struct (curate.images); path: local file path")
+    images: Literal["ref", "path"] = Field("ref", description="ref: Image struct read from the run's image store; path: local file")
     image_root: str | None = Field(None, description="directory relative paths are resolved against")
 
     def image_schema(self) -> Schema:
@@ -88,7 +88,7 @@ class Realign(Step):
 
         params, captioner = self.params, self.captioner
         prompts = prompts_of(table, params.alt_text_column if params.mode == "realign" else None)
-        images = open_images(table[params.image_column].to_list(), params.image_root)
+        images = open_images(table[params.image_column].to_list(), params.image_root, ctx.extras.get("store_dir"))
         uids = table["uid"].to_list()
         captions: list[str | None] = [None] * table.height
         readable = [i for i, image in enumerate(images) if image is not None]

@@ -100,6 +100,7 @@ def train(
     resume: bool = True,
     log: Callable[[str], None] = print,
     facts: dict[str, Any] | None = None,
+    feature_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``captioner`` on ``table`` (columns: image, alt_text[, group][, caption]) and save it
     to ``out_dir``. Resumes from ``out_dir/checkpoint`` when there is one and ``resume``."""
@@ -120,7 +121,7 @@ def train(
 
     started = time.perf_counter()
     log(f"stage {config.stage}: encoding {table.height} images with the frozen encoder on {device}")
-    pooled, tokens = compute_features(captioner, table["image"].to_list())
+    pooled, tokens = cached_features(captioner, table["image"].to_list(), feature_cache)
     log(f"features ready in {time.perf_counter() - started:.1f}s: pooled {tuple(pooled.shape)}"
         + (f", tokens {tuple(tokens.shape)}" if tokens is not None else ""))
 
@@ -178,6 +179,30 @@ def train(
     shutil.rmtree(checkpoint, ignore_errors=True)
     log(f"stage {config.stage} done in {seconds}s; captioner saved to {out}")
     return summary
+
+
+def cached_features(captioner: Captioner, images: list[Any], cache: str | Path | None):  # type: ignore[no-untyped-def]
+    """Encoder features of ``images``, reused from ``cache`` (a directory) when the same encoder
+    already encoded the same images: stage 2 reuses what stage 1 computed for its images."""
+    import hashlib
+
+    if cache is None:
+        return compute_features(captioner, images)
+    digest = hashlib.sha256()
+    digest.update(json.dumps([captioner.encoder_config, captioner.with_tokens, captioner.config.max_patch_tokens,
+                              [str(i) for i in images]], sort_keys=True).encode())
+    for tensor in captioner.encoder.state_dict().values():
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    path = Path(cache) / f"features-{digest.hexdigest()[:16]}.pt"
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return saved["pooled"], saved.get("tokens")
+    pooled, tokens = compute_features(captioner, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    torch.save({"pooled": pooled, **({"tokens": tokens} if tokens is not None else {})}, partial)
+    os.replace(partial, path)
+    return pooled, tokens
 
 
 def save_checkpoint(captioner: Captioner, optimizer: torch.optim.Optimizer, step: int, checkpoint: Path) -> None:

@@ -1,0 +1,164 @@
+"""Score a captioner on a world's held-out rows against ground truth.
+
+For each row of the split (``val``: scenes never trained on) three texts are scored with
+:func:`curate_world.attributes.score_caption`: the raw alt-text, the realigned caption (image +
+alt-text) and the no-alt-text caption (image only).
+
+    attribute_accuracy   share of images whose caption states every object's shape and color and
+                         the right number of objects, nothing else (pairs mentioned == pairs shown)
+    pair_precision/recall  per object (color, shape) precision and recall, averaged over images
+    entity_retention     alt-text names the image's entity → the caption keeps the name
+    entity_invention     alt-text names no entity of the image → the caption names one anyway
+    clip_score           mean world-CLIP image–text cosine, when the clip plugin is installed
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate_captioner.config import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
+
+
+def caption_rows(captioner: Any, images: list[Any], prompts: list[str], keys: list[int], *, batch_size: int,
+                 seed: int, temperature: float = TEMPERATURE, top_p: float = TOP_P,
+                 max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+    from curate_captioner.generate import decode, generate
+
+    captions: list[str] = []
+    for start in range(0, len(images), batch_size):
+        prefix = captioner.prefix(*captioner.image_features(images[start : start + batch_size]))
+        ids = generate(captioner, prefix, prompts[start : start + batch_size], max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_p=top_p, seed=seed, row_keys=keys[start : start + batch_size])
+        captions.extend(decode(captioner, ids))
+    return captions
+
+
+def score_texts(texts: list[str], scenes: list[Any], alt_names_entity: list[bool], alt_texts: list[str]) -> dict[str, Any]:
+    from curate_world.attributes import extract_attributes, score_caption
+
+    exact, precision, recall, count_ok = [], [], [], []
+    retained, invented, hallucinated = [], [], []
+    for text, scene, named, alt in zip(texts, scenes, alt_names_entity, alt_texts, strict=True):
+        score = score_caption(text or "", scene)
+        precision.append(score.pair_precision if score.pair_precision is not None else 0.0)
+        recall.append(score.pair_recall)
+        exact.append(score.pair_precision == 1.0 and score.pair_recall == 1.0 and score.count_error == 0)
+        count_ok.append(score.count_error == 0)
+        names = set(extract_attributes(text or "").entities)
+        if named:
+            retained.append(scene.entity in names)
+        else:
+            alt_names = set(extract_attributes(alt or "").entities)
+            # A name is invented when the alt-text did not give it to us: not for the image's entity
+            # when the alt-text omits it, and not for another entity an unrelated alt-text names.
+            invented.append(bool(names - (alt_names - {scene.entity})) if names else False)
+        hallucinated.append(score.entity_hallucinated)
+    share = lambda values: round(sum(values) / len(values), 4) if values else None  # noqa: E731
+    return {
+        "attribute_accuracy": share(exact),
+        "pair_precision": share(precision),
+        "pair_recall": share(recall),
+        "count_accuracy": share(count_ok),
+        "entity_retention": share(retained),
+        "entity_retention_rows": len(retained),
+        "entity_invention": share(invented),
+        "entity_invention_rows": len(invented),
+        "names_entity_not_in_image": share(hallucinated),
+    }
+
+
+def clip_scores(images: list[Any], texts: list[str]) -> list[float] | None:
+    """World-CLIP cosine per (image, text), or None when the clip plugin is not installed."""
+    try:
+        from curate_captioner.worldclip import world_clip_scores
+    except ImportError:
+        return None
+    return world_clip_scores(images, texts)
+
+
+def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = "val", limit: int | None = None,
+                   batch_size: int = 64, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    import torch
+
+    from curate_captioner.data import open_images
+    from curate_captioner.model import Captioner
+    from curate_world.scene import Scene
+    from curate_world.tables import WORLD_FILE
+
+    root = Path(world_dir)
+    rows = pl.read_parquet(root / WORLD_FILE).filter(pl.col("split") == split).sort("world_id")
+    if limit is not None:
+        rows = rows.head(limit)
+    scenes = [Scene.from_objects_json(o, b, t) for o, b, t in rows.select("objects", "background", "texture").iter_rows()]
+    images = open_images([str(root / p) for p in rows["image_path"]])
+    alt = [a or "" for a in rows["alt_text"].to_list()]
+    named = rows["alt_mentions_entity"].to_list()
+    keys = rows["world_id"].to_list()
+    captioner = Captioner.load(model)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        realigned = caption_rows(captioner, images, alt, keys, batch_size=batch_size, seed=seed)
+        realign_seconds = time.perf_counter() - started
+        no_alt = caption_rows(captioner, images, [""] * len(images), keys, batch_size=batch_size, seed=seed)
+    log(f"captioned {len(images)} rows twice in {time.perf_counter() - started:.1f}s")
+    modes = {"alt_text": alt, "realigned": realigned, "no_alt_text": no_alt}
+    metrics = {mode: score_texts(texts, scenes, named, alt) for mode, texts in modes.items()}
+    scored = {mode: clip_scores(images, texts) for mode, texts in modes.items()}
+    for mode, values in scored.items():
+        metrics[mode]["clip_score"] = None if values is None else round(sum(values) / len(values), 4)
+    by_noise = {}
+    for noise in sorted(set(rows["noise_type"].to_list())):
+        pick = [i for i, n in enumerate(rows["noise_type"].to_list()) if n == noise]
+        by_noise[noise] = {
+            mode: score_texts([texts[i] for i in pick], [scenes[i] for i in pick], [named[i] for i in pick],
+                              [alt[i] for i in pick])["attribute_accuracy"]
+            for mode, texts in modes.items()
+        }
+    summary = {
+        "world": str(root), "split": split, "rows": rows.height, "model": captioner.name,
+        "decoding": {"temperature": TEMPERATURE, "top_p": TOP_P, "max_new_tokens": MAX_NEW_TOKENS, "seed": seed},
+        "metrics": metrics, "attribute_accuracy_by_noise_type": by_noise,
+        "clip_scorer": "world CLIP (curate_clip)" if scored["realigned"] is not None else "not available: curate_clip is not installed",
+        "realign_captions_per_second": round(len(images) / realign_seconds, 1),
+    }
+    examples = [{"alt_text": alt[i], "realigned": realigned[i], "no_alt_text": no_alt[i],
+                 "truth": rows["description"][i], "noise_type": rows["noise_type"][i]} for i in range(min(12, rows.height))]
+    return {"summary": summary, "examples": examples}
+
+
+def write_report(result: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "EVAL.json").write_text(json.dumps(result, indent=2) + "\n")
+    summary, metrics = result["summary"], result["summary"]["metrics"]
+    names = [("attribute_accuracy", "attribute accuracy (every object's shape+color, right count)"),
+             ("pair_precision", "(color, shape) precision"), ("pair_recall", "(color, shape) recall"),
+             ("count_accuracy", "object count right"), ("entity_retention", "entity retention (alt-text names it)"),
+             ("entity_invention", "entity invented (alt-text names none)"),
+             ("names_entity_not_in_image", "names an entity not in the image"), ("clip_score", "mean world-CLIP score")]
+    lines = [
+        "# World captioner evaluation", "",
+        f"World `{summary['world']}`, split `{summary['split']}` ({summary['rows']} rows, scenes never trained on), "
+        f"model `{summary['model']}`, sampling T={summary['decoding']['temperature']} top-p={summary['decoding']['top_p']} "
+        f"seed {summary['decoding']['seed']}. CLIP scorer: {summary['clip_scorer']}.", "",
+        "| metric | raw alt-text | realigned | no alt-text |", "|---|---|---|---|",
+    ]
+    for key, label in names:
+        cells = [metrics[m].get(key) for m in ("alt_text", "realigned", "no_alt_text")]
+        lines.append(f"| {label} | " + " | ".join("–" if c is None else f"{c:.4f}" if isinstance(c, float) else str(c) for c in cells) + " |")
+    lines += ["", f"Entity retention over {metrics['realigned']['entity_retention_rows']} rows whose alt-text names the "
+              f"image's entity; invention over {metrics['realigned']['entity_invention_rows']} rows whose alt-text names none of it.",
+              "", "## Attribute accuracy by alt-text noise type", "", "| noise type | raw alt-text | realigned | no alt-text |", "|---|---|---|---|"]
+    for noise, values in summary["attribute_accuracy_by_noise_type"].items():
+        lines.append(f"| {noise} | " + " | ".join(f"{values[m]:.3f}" for m in ("alt_text", "realigned", "no_alt_text")) + " |")
+    lines += ["", "## Examples", ""]
+    for example in result["examples"]:
+        lines += [f"- **{example['noise_type']}** alt-text: `{example['alt_text']}`",
+                  f"  - realigned: {example['realigned']}", f"  - no alt-text: {example['no_alt_text']}",
+                  f"  - truth: {example['truth']}"]
+    (out / "EVAL.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,77 @@
+"""The realign step through curate.testing.run_step: contract, determinism, both modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import curate_captioner
+from curate.errors import SpecError
+from curate.plugins import PluginManager
+from curate.testing import run_step
+from tests.captioner.conftest import images
+
+
+@pytest.fixture
+def pm(pm: PluginManager) -> PluginManager:
+    """The basics-only manager of the root conftest, plus this plugin (not whatever else is installed)."""
+    pm.register(curate_captioner, name="captioner", distribution="curate", version=curate_captioner.__version__)
+    return pm
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> pl.DataFrame:
+    paths = []
+    for index, image in enumerate(images(5)):
+        path = tmp_path / f"{index}.png"
+        image.save(path)
+        paths.append(path.name)
+    return pl.DataFrame({
+        "uid": [f"u{i}" for i in range(6)],
+        "image": [*paths, "missing.png"],
+        "alt_text": ["a red circle", None, "IMG_0012.jpg", "", "two blue squares", "a star"],
+    })
+
+
+def params(model: Path, tmp_path: Path, **more: object) -> dict[str, object]:
+    return {"model": str(model), "images": "path", "image_root": str(tmp_path), "max_new_tokens": 6,
+            "batch_size": 2, "device": "cpu", **more}
+
+
+def test_realign_writes_captions_and_model(pm: PluginManager, saved_captioner: Path, table: pl.DataFrame, tmp_path: Path) -> None:
+    result = run_step("realign", table, params(saved_captioner, tmp_path), shard_size=4, pm=pm)
+    kept = result.kept.sort("uid")
+    assert kept["uid"].to_list() == table["uid"].to_list()
+    assert kept.schema["caption_realigned"] == pl.Utf8 and kept.schema["caption_model"] == pl.Utf8
+    captions = kept["caption_realigned"].to_list()
+    assert all(isinstance(c, str) for c in captions[:5]) and captions[5] is None  # unreadable image: null
+    assert kept["caption_model"].unique().to_list()[0].startswith("test-llama@")
+    again = run_step("realign", table, params(saved_captioner, tmp_path, batch_size=3), shard_size=2, pm=pm)
+    assert again.kept.sort("uid")["caption_realigned"].to_list() == captions  # per-row seeding
+
+
+def test_no_alt_text_mode_needs_no_alt_text_column(pm: PluginManager, saved_captioner: Path, table: pl.DataFrame, tmp_path: Path) -> None:
+    result = run_step("realign", table.drop("alt_text"), params(saved_captioner, tmp_path, mode="no_alt_text"), pm=pm)
+    assert result.kept["caption_realigned"].null_count() == 1
+
+
+def test_list_of_alt_texts_is_one_prompt(pm: PluginManager, saved_captioner: Path, table: pl.DataFrame, tmp_path: Path) -> None:
+    listed = table.with_columns(pl.concat_list(pl.col("alt_text"), pl.lit("a star")).alias("alt_texts"))
+    result = run_step("realign", listed, params(saved_captioner, tmp_path, alt_text_column="alt_texts", alt_text_list=True,
+                                                temperature=0), pm=pm)
+    assert result.kept["caption_realigned"].null_count() == 1
+
+
+def test_missing_column_fails_at_plan_time(pm: PluginManager, saved_captioner: Path, table: pl.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="alt_txt"):
+        run_step("realign", table, params(saved_captioner, tmp_path, alt_text_column="alt_txt"), pm=pm)
+
+
+def test_prompts_join_alt_texts() -> None:
+    from curate_captioner.step import prompts_of
+
+    frame = pl.DataFrame({"alts": [["a", "b"], None, ["", "c"]]})
+    assert prompts_of(frame, "alts") == ["a; b", "", "c"]
+    assert prompts_of(frame, None) == ["", "", ""]

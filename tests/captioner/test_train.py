@@ -1,0 +1,94 @@
+"""Training: loss goes down, checkpoints resume to the same weights as an uninterrupted run, the
+CLI trains both stages from a table, and the train_captioner step runs in a spec."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import torch
+
+from curate_captioner.model import Captioner
+from curate_captioner.train import CHECKPOINT_DIR, LOG_FILE, TrainConfig, train
+from tests.captioner.conftest import TOWER, images
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> pl.DataFrame:
+    paths = []
+    for index, image in enumerate(images(6)):
+        path = tmp_path / f"img{index}.png"
+        image.save(path)
+        paths.append(str(path))
+    return pl.DataFrame({
+        "image": paths,
+        "alt_text": ["a red circle", "two blue squares", "IMG_0012.jpg", "a star", "", "click here"],
+        "caption": ["A large red circle.", "Two blue squares.", "A white star.", "A star.", "A circle.", "A square."],
+        "group": [0, 0, 1, 1, 2, 2],
+    })
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_matches_an_uninterrupted_run(make_captioner: Callable[..., Any], table: pl.DataFrame, tmp_path: Path) -> None:
+    config = TrainConfig(stage=2, steps=4, batch_size=3, warmup=1, log_every=1, checkpoint_every=2, device="cpu")
+    train(make_captioner(seed=1), table, config, tmp_path / "straight", log=lambda _: None)
+
+    def stop_at_step_3(line: str) -> None:
+        if line.startswith("{") and json.loads(line)["step"] == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(make_captioner(seed=1), table, config, tmp_path / "resumed", log=stop_at_step_3)
+    assert (tmp_path / "resumed" / CHECKPOINT_DIR / "trainer_state.pt").exists()
+    lines: list[str] = []
+    train(make_captioner(seed=99), table, config, tmp_path / "resumed", log=lines.append)
+    assert any("resuming stage 2 from step 2" in line for line in lines)
+    straight, resumed = Captioner.load(tmp_path / "straight"), Captioner.load(tmp_path / "resumed")
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert not (tmp_path / "resumed" / CHECKPOINT_DIR).exists()
+    logged = [json.loads(line) for line in (tmp_path / "straight" / LOG_FILE).read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in logged)
+
+
+def test_loss_goes_down(make_captioner: Callable[..., Any], table: pl.DataFrame, tmp_path: Path) -> None:
+    config = TrainConfig(stage=2, steps=40, batch_size=6, warmup=3, lr=3e-3, log_every=10, device="cpu")
+    train(make_captioner(seed=2), table, config, tmp_path / "model", log=lambda _: None)
+    logged = [json.loads(line)["loss"] for line in (tmp_path / "model" / LOG_FILE).read_text().splitlines()]
+    assert logged[-1] < 0.7 * logged[0]
+
+
+@pytest.mark.slow
+def test_cli_trains_both_stages(curate_cli: Callable[..., Any], table: pl.DataFrame, tmp_path: Path) -> None:
+    table.write_parquet(tmp_path / "train.parquet")
+    (tmp_path / "tower.json").write_text(json.dumps(TOWER))
+    common = ["--table", str(tmp_path / "train.parquet"), "--steps", "2", "--batch-size", "3", "--log-every", "1",
+              "--device", "cpu", "--threads", "1", "--feature-cache", str(tmp_path / "features")]
+    first = curate_cli("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--group-column", "group",
+                       "--encoder", str(tmp_path / "tower.json"), "--decoder", "tiny-gpt2", "--decoder-hidden", "32",
+                       "--decoder-layers", "1", "--vocab-size", "300", "--mapper-width", "32", "--prefix-length", "4",
+                       *common, OMP_NUM_THREADS="1")
+    assert first.code == 0, first
+    second = curate_cli("captioner", "train", "--stage", "2", "--out", str(tmp_path / "s2"), "--init", str(tmp_path / "s1"), *common,
+                        OMP_NUM_THREADS="1")
+    assert second.code == 0, second
+    stages = Captioner.load(tmp_path / "s2").training_facts["stages"]
+    assert [s["stage"] for s in stages] == [1, 2]
+    assert stages[1]["command"].startswith("curate captioner train --stage 2")
+    assert len(list((tmp_path / "features").glob("features-*.pt"))) == 1  # stage 2 reused stage 1's features
+
+
+def test_cli_refuses_a_hub_decoder(curate_cli: Callable[..., Any], table: pl.DataFrame, tmp_path: Path) -> None:
+    table.write_parquet(tmp_path / "train.parquet")
+    (tmp_path / "tower.json").write_text(json.dumps(TOWER))
+    result = curate_cli("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--table",
+                        str(tmp_path / "train.parquet"), "--encoder", str(tmp_path / "tower.json"),
+                        "--decoder", "facebook/opt-1.3b", "--steps", "1", OMP_NUM_THREADS="1")
+    assert result.code != 0 and "never downloads" in result.stderr and "Traceback" not in result.stderr
