@@ -108,7 +108,8 @@ class Engine:
             "python": platform.python_version(),
             "name": self.spec.name,
             "spec_hash": self.spec.hash(),
-            "spec_path": str(plan.loaded.path) if plan.loaded.path else None,
+            # Absolute: `curate run --resume RUN_DIR` reads it back, maybe from another directory.
+            "spec_path": str(plan.loaded.path.resolve()) if plan.loaded.path else None,
             "run_dir": str(self.run_dir),
             "store_dir": str(plan.store_dir),
             "seed": self.spec.run.seed,

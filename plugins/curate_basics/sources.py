@@ -52,7 +52,9 @@ class FileSource(Source):
 
     def fingerprint(self) -> str:
         """Params plus each file's path, size and modification time (not its bytes: too slow)."""
-        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files()]
+        # Absolute paths: relative ones follow the working directory, so the same spec run from
+        # another directory (or resumed from one) missed the cache and recomputed everything.
+        stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files()]
         payload = {"format": self.format, "params": self.params.model_dump(mode="json"), "files": stats}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

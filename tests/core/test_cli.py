@@ -202,3 +202,12 @@ def test_ctrl_c_exits_130_marks_the_run_interrupted_and_keeps_finished_shards(cu
     assert manifest["status"] == "interrupted"
     markers = list((workdir / "run" / "store").glob("*/shards/00000.json"))
     assert len(markers) == 1
+
+
+def test_resume_works_from_another_directory(ran, curate_main, workdir, monkeypatch):
+    monkeypatch.chdir(workdir.parent)
+    resumed = curate_main("run", "--resume", "work/run", "--quiet")
+    assert resumed.code == 0, resumed
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    assert all(r["cached"] for r in manifest["steps"])
+    assert manifest["spec_path"] == str(workdir / "spec.yaml")
