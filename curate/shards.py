@@ -19,7 +19,10 @@ from curate.errors import CurateError, StepError
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, compatible, dtype_name
 from curate.step import Step, StepContext
 
-PARQUET_OPTIONS = {"compression": "zstd", "statistics": True}
+# zstd's fastest level: every step writes each shard once (kept and dropped), so the writer's CPU
+# is paid on every row of every step; level 1 writes in ~60% of the time of the default level
+# for files ~10% larger (bench_metadata). Outputs for training keep the sinks' own settings.
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "statistics": True}
 
 
 @dataclass(frozen=True)
