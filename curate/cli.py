@@ -215,9 +215,17 @@ def plugins(as_json: bool) -> None:
 
 def _add_plugin_commands() -> None:
     try:
-        _pm().hook.curate_register_commands(cli=cli)
+        pm = _pm()
     except CurateError as exc:
         click.echo(f"warning: {exc}", err=True)
+        return
+    # One plugin at a time: a plugin whose hook raises (a module it imports is missing, say) is a
+    # warning naming it; called as one hook, it took every command of the CLI down with it.
+    for impl in pm.hook.curate_register_commands.get_hookimpls():
+        try:
+            impl.function(**{name: cli for name in impl.argnames if name == "cli"})
+        except Exception as exc:
+            pm.plugin_failed(impl.plugin_name, "curate_register_commands", exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.duck import stream
+from curate.duck import literal, stream
 from curate.errors import SourceError
 from curate.schema import ALT_TEXT, UID, URL, Schema
 from curate.shards import ShardWriter, write_parquet_atomic
@@ -132,7 +132,7 @@ def ingest(
     con = ctx.duckdb()
     has_uid = _source_has_uid(files)  # a source may bring its own unique ids
     if files:
-        relation = "read_parquet([" + ", ".join(f"'{f.as_posix()}'" for f in files) + "])"
+        relation = "read_parquet([" + ", ".join(literal(f.as_posix()) for f in files) + "])"
         columns = [c for c in schema if c != UID]
         quoted = ", ".join(f'"{c}"' for c in columns)
         if has_uid:
@@ -174,8 +174,8 @@ def _source_has_uid(files: list[Path]) -> bool:
 
 
 def _check_unique(con: Any, out_dir: Path) -> None:
-    glob = (out_dir / "data" / "*.parquet").as_posix()
-    count, distinct = con.sql(f"SELECT count(*), count(DISTINCT uid) FROM read_parquet('{glob}')").fetchall()[0]
+    glob = literal((out_dir / "data" / "*.parquet").as_posix())
+    count, distinct = con.sql(f"SELECT count(*), count(DISTINCT uid) FROM read_parquet({glob})").fetchall()[0]
     if count != distinct:
         raise SourceError(
             f"the source's 'uid' column has {count - distinct} duplicate values",

@@ -98,6 +98,15 @@ class PluginManager:
                 version=dist.version if dist else None,
             )
 
+    def plugin_failed(self, name: str, what: str, exc: Exception) -> None:
+        """A plugin's hook raised: warn naming the plugin and go on without what it provides."""
+        self.failed.setdefault(name, f"{type(exc).__name__}: {exc}")
+        warnings.warn(
+            f"curate plugin '{name}' failed in {what} and is partly skipped: {type(exc).__name__}: {exc}",
+            PluginLoadWarning,
+            stacklevel=3,
+        )
+
     def register(self, plugin: Any, name: str, distribution: str | None = None, version: str | None = None):
         self.pm.register(plugin, name=name)
         module = getattr(plugin, "__name__", type(plugin).__name__)
@@ -115,7 +124,11 @@ class PluginManager:
         hook = getattr(self.pm.hook, hook_name)
         for impl in hook.get_hookimpls():
             owner = impl.plugin_name
-            result = impl.function()
+            try:
+                result = impl.function()
+            except Exception as exc:  # registering imports the plugin's modules: same rule as loading
+                self.plugin_failed(owner, f"its {hook_name} hook", exc)
+                continue
             for cls in result or []:
                 key = getattr(cls, key_attr, None)
                 if not key:

@@ -48,7 +48,8 @@ class StepContext:
         tmp.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect()
         con.execute(f"SET memory_limit='{self.memory_limit}'")
-        con.execute(f"SET temp_directory='{tmp.as_posix()}'")
+        # Quotes doubled: a run directory under "/home/o'brien" is a path, not an SQL error.
+        con.execute("SET temp_directory='" + tmp.as_posix().replace("'", "''") + "'")
         con.execute("SET preserve_insertion_order=true")
         return con
 

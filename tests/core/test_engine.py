@@ -203,3 +203,20 @@ def test_a_step_that_does_not_write_its_declared_column_fails_naming_it(pm, regi
     assert "bug in the step's plugin" in str(caught.value)
     manifest = json.loads((workdir / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "quality" in manifest["error"]
+
+
+def test_paths_with_quotes_are_paths_not_sql(pm, tmp_path):
+    workdir = tmp_path / "bob's \"data\""
+    table = sample_table(30).with_columns(pl.Series("uid", [f"id-{i}" for i in range(30)]))
+    spec = {"source": {"path": "data.parquet"},
+            "steps": [{"step": "exact_dedup", "params": {"columns": ["alt_text"]}},
+                      {"step": "sample", "params": {"count": 3}},
+                      {"step": "sql", "params": {"query": "SELECT * FROM input ORDER BY uid"}}],
+            "run": {"shard_size": 7}}
+    manifest = run_spec(spec, workdir, tables={"data.parquet": table}, pm=pm)
+    assert manifest["steps"][-1]["rows_out"] == 3
+    con = duckdb.connect(str(workdir / "run" / "curate.duckdb"), read_only=True)
+    try:
+        assert con.sql("SELECT count(*) FROM final").fetchall() == [(3,)]
+    finally:
+        con.close()

@@ -126,6 +126,7 @@ EXERCISED = {
     "curate_step_finished": "test_run_hooks_are_called_with_keywords_a_subset_is_enough",
     "curate_run_finished": "test_run_hooks_are_called_with_keywords_a_subset_is_enough",
     "curate_report_sections": "called by plugins/curate_report (page.py); tested there",
+    "curate_mix_strategies": "tests/mix/test_mix.py (a plugin adds a strategy; built-ins register the same way)",
 }
 
 
@@ -164,3 +165,34 @@ def test_run_hooks_are_called_with_keywords_a_subset_is_enough(pm, register_plug
     run_spec(spec, workdir, tables={"data.parquet": sample_table(10)}, pm=pm)
     assert calls == [("started", "run", "hooks"), ("step", "source", 10, False), ("step", "filter", 0, False),
                      ("finished", "complete")]
+
+
+class HalfInstalled:
+    """A plugin that imports, but whose hook imports a module that is not there."""
+
+    @hookimpl
+    def curate_register_steps(self):
+        import curate_test_missing_steps_module  # noqa: F401
+
+
+class CommandsMissing:
+    @hookimpl
+    def curate_register_commands(self, cli):
+        import curate_test_missing_cli_module  # noqa: F401
+
+
+def test_a_plugin_whose_register_hook_raises_is_a_warning_naming_it(pm, register_plugin):
+    register_plugin(HalfInstalled(), "half")
+    with pytest.warns(PluginLoadWarning, match="curate plugin 'half' failed in its curate_register_steps hook.*"
+                                               "No module named 'curate_test_missing_steps_module'"):
+        names = pm.steps.names()
+    assert "filter" in names
+    assert "half" in pm.failed
+
+
+def test_a_plugin_whose_commands_hook_raises_does_not_take_the_cli_down(register_plugin, curate_main):
+    register_plugin(CommandsMissing(), "commands")
+    with pytest.warns(PluginLoadWarning, match="'commands' failed in curate_register_commands"):
+        result = curate_main("plugins", "--json")
+    assert result.code == 0, result
+    assert "commands" in result.json()["failed"]
