@@ -11,6 +11,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
+    from curate_mix.strategies import MixStrategy
 
     from curate.executor import Executor
     from curate.sink import Sink
@@ -68,3 +69,10 @@ def curate_report_sections(run_dir: Path, manifest: dict[str, Any]) -> list[dict
     """Sections for the run report. Each is ``{"title": str, "html": str, "order": int}``
     (self-contained HTML: inline images as data URIs, no external scripts). Results of all
     plugins are concatenated and sorted by ``order``."""
+
+
+@hookspec
+def curate_mix_strategies() -> list[type[MixStrategy]]:
+    """Caption mixing strategies for the ``mix`` step (``params.strategy`` values), such as an LLM
+    fusion of alt-text and synthetic caption. Results of all plugins are concatenated; a strategy
+    name provided twice is an error."""
