@@ -70,6 +70,13 @@ def clean_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return generate_world(tmp_path_factory.mktemp("download-worlds") / "clean", n=120, seed=22, fault_rate=0.0)
 
 
+@pytest.fixture(scope="session")
+def stalling_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """30 % of URLs are "slow": every part of 20 rows has some, so each part lasts a timeout."""
+    return generate_world(tmp_path_factory.mktemp("download-worlds") / "stalling", n=120, seed=23,
+                          fault_rate=0.3, fault_weights={"slow": 1.0})
+
+
 @contextmanager
 def counting_server(world: World) -> Iterator[CountingServer]:
     logger = logging.getLogger("curate_world.server")

@@ -1,0 +1,123 @@
+"""Keys do not depend on sharding; a killed download resumes without fetching finished work again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from curate_download import store
+from curate_world.generate import World
+
+from curate.images import iter_images
+from curate.testing.runner import read_step_output, run_spec
+from tests.conftest import cli_env
+from tests.download.conftest import TIMEOUT, counting_server, download_spec, run_download, url_table
+
+pytestmark = pytest.mark.network
+
+
+def image_bytes(manifest: dict, rows: pl.DataFrame) -> dict[str, bytes]:
+    return dict(zip(rows["uid"], iter_images(rows["image"], manifest["store_dir"], as_bytes=True), strict=True))
+
+
+def test_keys_do_not_depend_on_shard_sizes(clean_world: World, tmp_path: Path) -> None:
+    params = {"allow_private_networks": True, "timeout": TIMEOUT, "retries": 1, "image_size": 32}
+    with counting_server(clean_world) as server:
+        table = url_table(clean_world, server.base_url, rows=40)
+        one, whole = run_download(tmp_path / "one", table, {**params, "samples_per_shard": 1000})
+        two, split = run_download(tmp_path / "split", table, {**params, "samples_per_shard": 7}, shard_size=20)
+    assert set(whole["status"]) == set(split["status"]) == {"success"}
+    assert whole["uid"].to_list() == split["uid"].to_list()
+    for rows in (whole, split):
+        assert (rows["image"].struct.field("key") == rows["uid"]).all()
+    assert whole["image"].struct.field("shard").n_unique() == 1
+    assert split["image"].struct.field("shard").n_unique() == 6  # 2 input shards x 3 tars of <= 7
+    assert image_bytes(one, whole) == image_bytes(two, split)
+
+
+def _finished_parts(step_dir: Path) -> dict[str, list[str]]:
+    """uid lists of every img2dataset part that has its stats file (done, per img2dataset)."""
+    out = {}
+    for shard_dir in sorted(step_dir.glob("artifacts/shard-*")):
+        for part in range(100):
+            if store.stats_path(shard_dir, part).exists():
+                out[f"{shard_dir.name}/{part}"] = pl.read_parquet(store.results_path(shard_dir, part))["uid"].to_list()
+    return out
+
+
+def _wait_until_gone(pids: list[int], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"download workers {alive} outlived their killed curate process")
+
+
+def test_a_killed_download_resumes_without_refetching(stalling_world: World, tmp_path: Path) -> None:
+    """Three input shards of two img2dataset parts each; every part holds a slow URL, so it lasts
+    a timeout. SIGKILL ``curate run`` as soon as the second shard's first part is done: the first
+    shard is finished (engine marker), the second half done. Run again: every healthy URL of a
+    part finished before the kill was fetched exactly once, over both runs."""
+    params = {"allow_private_networks": True, "timeout": TIMEOUT, "image_size": 32, "samples_per_shard": 20}
+    with counting_server(stalling_world) as server:
+        table = url_table(stalling_world, server.base_url)
+        parts = [table.slice(start, 20)["gt_fault"] for start in range(0, table.height, 20)]
+        assert all("slow" in part.to_list() for part in parts)
+        table.write_parquet(tmp_path / "data.parquet")
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump(download_spec(params, shard_size=40), sort_keys=False))
+        process = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"], cwd=tmp_path,
+                                   env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        step_dir = None
+        deadline = time.monotonic() + 400
+        try:
+            while step_dir is None or not store.stats_path(step_dir / "artifacts" / "shard-00001", 0).exists():
+                step_dir = _step_dir(tmp_path / "run" / "store")
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the second shard never got going"
+                time.sleep(0.05)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if process.stderr:
+                process.stderr.close()
+        assert step_dir is not None
+        _wait_until_gone([int(p.read_text()) for p in step_dir.glob("artifacts/shard-*/worker.pid")])
+        assert (step_dir / "shards" / "00000.json").exists() and not (step_dir / "shards" / "00001.json").exists()
+        finished = _finished_parts(step_dir)
+        assert {"shard-00000/0", "shard-00000/1", "shard-00001/0"} <= set(finished)
+        assert "shard-00002/0" not in finished
+
+        manifest = run_spec(download_spec(params, shard_size=40), tmp_path)
+        rows = read_step_output(manifest, "download")
+        counts = dict(server.counts)
+    assert rows.height == table.height
+    assert sorted(rows.filter(pl.col("status") == "success")["uid"]) == sorted(
+        rows.filter(pl.col("gt_fault") == "none")["uid"])
+    healthy = dict(rows.filter(pl.col("gt_fault") == "none").select("uid", pl.col("url").str.replace(r"^http://[^/]+", "")).iter_rows())
+    done = {healthy[uid] for uids in finished.values() for uid in uids if uid in healthy}
+    assert len(done) >= 30
+    assert {path: counts.get(path, 0) for path in done} == dict.fromkeys(done, 1)
+    assert all(counts.get(path, 0) >= 1 for path in healthy.values())
+
+
+def _step_dir(store_dir: Path) -> Path | None:
+    for step_dir in store_dir.iterdir() if store_dir.exists() else ():
+        if (step_dir / "artifacts").is_dir():
+            return step_dir
+    return None
