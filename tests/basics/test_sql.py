@@ -21,7 +21,7 @@ ROW_LOCAL = [
 
 
 @settings(max_examples=15)
-@given(table=SCORED, query=st.sampled_from(ROW_LOCAL), shard_size=st.sampled_from([5, 1000]))
+@given(table=SCORED, query=st.sampled_from(ROW_LOCAL), shard_size=st.sampled_from([8, 1000]))
 def test_per_shard_and_whole_table_agree_on_row_local_queries(pm, tmp_path, table, query, shard_size):
     per_shard = run_step("sql", table, {"query": query, "per_shard": True}, pm=pm, shard_size=shard_size,
                          workdir=tmp_path)
