@@ -121,7 +121,7 @@ class WebDatasetSink(Sink):
                         tar.close()
                     path = out / f"{len(shards):05d}.tar"
                     shards.append(path)
-                    tar = tarfile.open(path, "w")
+                    tar = tarfile.open(path, "w")  # noqa: SIM115 - kept open across rows, closed on rollover
                 text = row[self.params.caption]
                 candidates = row.get(column) if column else None
                 if candidates and self.params.repeats > 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 
@@ -11,3 +13,45 @@ def add_commands(cli: Any) -> None:
     @cli.group()
     def train() -> None:
         """Train models on exported data (open_clip_train) and evaluate them on a world's eval split."""
+
+    @train.command("clip")
+    @click.argument("shards", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--out", type=click.Path(path_type=Path), required=True, help="logs and checkpoints")
+    @click.option("--name", default="clip")
+    @click.option("--epochs", default=1, show_default=True)
+    @click.option("--batch-size", default=64, show_default=True)
+    @click.option("--lr", default=2e-3, show_default=True)
+    @click.option("--seed", default=0, show_default=True)
+    def train_clip_command(shards: Path, out: Path, name: str, epochs: int, batch_size: int, lr: float,
+                           seed: int) -> None:
+        """Train a world-sized CLIP from scratch on a webdataset export (open_clip_train.main)."""
+        from curate_train.clip import train_clip
+
+        click.echo(train_clip(shards, out, name=name, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed))
+
+    @train.command("eval")
+    @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--world", "world_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                  required=True, help="a world directory (its eval.parquet and world.json)")
+    def eval_command(checkpoint: Path, world_dir: Path) -> None:
+        """Zero-shot accuracy (label_shape, label_color) and retrieval R@1 on the world's eval split."""
+        from curate_train.evaluate import eval_zeroshot
+
+        click.echo(json.dumps(eval_zeroshot(checkpoint, world_dir), indent=2))
+
+    @cli.group()
+    def experiment() -> None:
+        """Closed-loop experiments: curate once, train per variant, compare."""
+
+    @experiment.command("run")
+    @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+                  help="default: runs/<spec name> next to the spec")
+    def run_command(spec: Path, run_dir: Path | None) -> None:
+        """Run a blend experiment; writes RUN_DIR/experiment/results.json and results.md."""
+        from curate_train.experiment import load, run
+
+        loaded = load(spec)
+        target = run_dir or spec.parent.parent / "runs" / loaded.name
+        run(loaded, target, echo=click.echo)
+        click.echo((target / "experiment" / "results.md").read_text())

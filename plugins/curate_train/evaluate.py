@@ -1,0 +1,72 @@
+"""Zero-shot classification and image↔text retrieval on a world's clean eval split.
+
+Zero-shot: one class per vocabulary word (``label_shape`` over the world's shapes, ``label_color``
+over its colors), each class embedding the mean of a few prompt templates. Retrieval: each eval
+image against the ``visual_description`` of every eval image (what is visible, no entity names),
+R@1 in both directions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TEMPLATES = {
+    "label_shape": ["a {}", "a large {}", "a large {} on a background", "a picture of a {}"],
+    "label_color": ["a {} shape", "a large {} shape", "something {}", "a large {} object on a background"],
+}
+VOCABULARY = {"label_shape": "shapes", "label_color": "colors"}
+
+
+def encode_texts(model: Any, tokenizer: Any, texts: list[str], batch: int = 256):
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            out.append(torch.nn.functional.normalize(model.encode_text(tokenizer(texts[i:i + batch])), dim=-1))
+    return torch.cat(out)
+
+
+def encode_images(model: Any, preprocess: Any, paths: list[Path], batch: int = 128):
+    import torch
+    from PIL import Image
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(paths), batch):
+            images = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths[i:i + batch]])
+            out.append(torch.nn.functional.normalize(model.encode_image(images), dim=-1))
+    return torch.cat(out)
+
+
+def eval_zeroshot(checkpoint: Path, world_dir: Path, model_name: str = "tiny") -> dict[str, float]:
+    """Accuracy per label (and their mean, ``zeroshot``) and retrieval R@1 on ``world_dir``'s eval split."""
+    import polars as pl
+    import torch
+
+    from curate_train.clip import load_clip
+
+    torch.manual_seed(0)
+    model, preprocess, tokenizer = load_clip(checkpoint, model_name)
+    eval_table = pl.read_parquet(world_dir / "eval.parquet")
+    vocabulary = json.loads((world_dir / "world.json").read_text())["vocabulary"]
+    images = encode_images(model, preprocess, [world_dir / p for p in eval_table["image_path"]])
+    results: dict[str, float] = {}
+    for label, templates in TEMPLATES.items():
+        classes = list(vocabulary[VOCABULARY[label]])
+        prompts = [t.format(c) for c in classes for t in templates]
+        weights = encode_texts(model, tokenizer, prompts).reshape(len(classes), len(templates), -1).mean(1)
+        weights = torch.nn.functional.normalize(weights, dim=-1)
+        predicted = (images @ weights.T).argmax(1).tolist()
+        truth = [classes.index(v) for v in eval_table[label]]
+        results[f"acc_{label.removeprefix('label_')}"] = sum(p == t for p, t in zip(predicted, truth, strict=True)) \
+            / len(truth)
+    results["zeroshot"] = sum(results.values()) / len(results)
+    texts = encode_texts(model, tokenizer, eval_table["visual_description"].to_list())
+    similarity = images @ texts.T
+    target = torch.arange(len(texts))
+    results["i2t_r1"] = (similarity.argmax(1) == target).float().mean().item()
+    results["t2i_r1"] = (similarity.argmax(0) == target).float().mean().item()
+    results["n_eval"] = len(texts)
+    return results

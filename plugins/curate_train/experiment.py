@@ -1,0 +1,156 @@
+"""The closed-loop blend experiment: curate one world pool once, then train a tiny CLIP per caption
+blend on the same images for the same number of samples, and evaluate each on the world's clean
+eval split. Results go to ``RUN_DIR/experiment/results.json`` (+ ``results.md``), which the report's
+Experiments section reads.
+
+The pool: the world's train-split pairs, with the world's annotator-style realigned caption for
+every row as the synthetic caption (``realign_fraction: 1``; the shipped realignment captioner is
+not available in this checkout, so this is its training target, an upper bound on its quality).
+``score_gated`` needs CLIP scores of both captions; they come from the ``alt_text`` variant's model
+(a CLIP trained on web alt-text, as a web CLIP scores web data), so that variant trains first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+from pydantic import Field
+
+from curate.params import Params
+
+
+class Variant(Params):
+    name: str
+    strategy: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExperimentSpec(Params):
+    name: str = "blend"
+    world: dict[str, Any] = Field(default_factory=lambda: {"n": 3000, "seed": 0})
+    seed: int = 0
+    epochs: int = Field(6, ge=1, description="unrolled epochs (copies of each sample) per variant")
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    warmup: int = Field(20, ge=0)
+    model: str = Field("tiny", description="'tiny' (this package's config) or 'world' (curate_clip's)")
+    scorer: str = Field("alt_text", description="the variant whose model scores captions for score_gated")
+    variants: list[Variant]
+
+
+def load(path: Path) -> ExperimentSpec:
+    return ExperimentSpec.model_validate(yaml.safe_load(path.read_text()))
+
+
+def build_pool(world_dir: Path, world: dict[str, Any]) -> pl.DataFrame:
+    from curate_world.generate import generate_world
+
+    generate_world(world_dir, **{"fault_rate": 0.0, **world, "realign_fraction": 1.0})
+    pairs = pl.read_parquet(world_dir / "world.parquet").filter(pl.col("split") == "train")
+    realigned = pl.read_parquet(world_dir / "realigned.parquet").select("world_id", pl.col("caption")
+                                                                        .alias("caption_realigned"))
+    images = str((world_dir / "images").resolve())
+    return pairs.join(realigned, on="world_id", how="left").select(
+        pl.format("{}", pl.col("world_id").cast(pl.Utf8).str.zfill(6)).alias("uid"),
+        pl.struct(pl.lit(images).alias("shard"), pl.col("world_id").cast(pl.Utf8).str.zfill(6).alias("key"))
+        .alias("image"),
+        "alt_text", "caption_realigned", "noise_type",
+    )
+
+
+def score_pool(pool: pl.DataFrame, checkpoint: Path, world_dir: Path, model_name: str) -> pl.DataFrame:
+    """Cosine similarity of each image with its alt-text and its realigned caption."""
+    from curate_train.clip import load_clip
+    from curate_train.evaluate import encode_images, encode_texts
+
+    model, preprocess, tokenizer = load_clip(checkpoint, model_name)
+    images = encode_images(model, preprocess, [world_dir / "images" / f"{k}.jpg" for k in pool["uid"]])
+    scores = {}
+    for column, name in (("alt_text", "clip_score"), ("caption_realigned", "clip_score_realigned")):
+        texts = encode_texts(model, tokenizer, pool[column].fill_null("").to_list())
+        scores[name] = (images * texts).sum(1).tolist()
+    return pool.with_columns(pl.Series(k, v, pl.Float64) for k, v in scores.items())
+
+
+def mix(pool: pl.DataFrame, variant: Variant, seed: int) -> pl.DataFrame:
+    from curate_mix.step import Mix
+
+    from curate.testing.runner import run_step
+
+    step = Mix(Mix.Params(strategy=variant.strategy, options=variant.options))
+    return run_step(step, pool, seed=seed).kept
+
+
+def export(table: pl.DataFrame, out: Path, repeats: int, seed: int) -> Path:
+    from curate_export.sinks import WebDatasetSink
+
+    from curate.sink import SinkContext
+    from curate.step import TableInput
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    source = out.with_suffix(".parquet")
+    table.write_parquet(source)
+    ctx = SinkContext(run_dir=out.parent, spec_dir=out.parent, seed=seed, label=out.name, path=out.name)
+    sink = WebDatasetSink(WebDatasetSink.Params(repeats=repeats, samples_per_shard=500, seed=seed), ctx)
+    sink.write(TableInput([source], dict(table.schema)))
+    return out
+
+
+def run(spec: ExperimentSpec, run_dir: Path, *, echo: Any = print) -> list[dict[str, Any]]:
+    from curate_train.clip import train_clip
+    from curate_train.evaluate import eval_zeroshot
+
+    out = run_dir / "experiment"
+    out.mkdir(parents=True, exist_ok=True)
+    world_dir = run_dir / "world"
+    started = time.monotonic()
+    pool = build_pool(world_dir, spec.world)
+    echo(f"pool: {pool.height} pairs from world {spec.world} ({time.monotonic() - started:.0f}s)")
+    order = sorted(spec.variants, key=lambda v: v.name != spec.scorer)
+    results, checkpoints = [], {}
+    for variant in order:
+        begun = time.monotonic()
+        if variant.strategy == "score_gated" and "clip_score" not in pool.columns:
+            if spec.scorer not in checkpoints:
+                raise ValueError(f"score_gated needs the scorer variant '{spec.scorer}' to train first")
+            pool = score_pool(pool, checkpoints[spec.scorer], world_dir, spec.model)
+        table = mix(pool, variant, spec.seed)
+        shards = export(table, out / "shards" / variant.name, spec.epochs, spec.seed)
+        checkpoint = train_clip(shards, out / "logs", name=variant.name, epochs=1, batch_size=spec.batch_size,
+                                lr=spec.lr, warmup=spec.warmup, seed=spec.seed, model=spec.model)
+        checkpoints[variant.name] = checkpoint
+        metrics = eval_zeroshot(checkpoint, world_dir, spec.model)
+        sources = dict(table["caption_source"].value_counts().iter_rows())
+        row = {"variant": variant.name, "strategy": variant.strategy, "options": variant.options,
+               "accuracy": round(100 * metrics["zeroshot"], 2),
+               "acc_shape": round(100 * metrics["acc_shape"], 2), "acc_color": round(100 * metrics["acc_color"], 2),
+               "i2t_r1": round(100 * metrics["i2t_r1"], 2), "t2i_r1": round(100 * metrics["t2i_r1"], 2),
+               "synthetic_share": round(sources.get("synthetic", 0) / table.height, 3),
+               "seconds": round(time.monotonic() - begun, 1)}
+        results.append(row)
+        echo(json.dumps(row))
+        write(out, spec, pool.height, results, time.monotonic() - started)
+    return results
+
+
+def write(out: Path, spec: ExperimentSpec, pool_rows: int, results: list[dict[str, Any]], seconds: float) -> None:
+    facts = {"name": spec.name, "seed": spec.seed, "world": json.dumps(spec.world), "pool_rows": pool_rows,
+             "model": spec.model, "epochs": spec.epochs, "lr": spec.lr, "samples_seen": pool_rows * spec.epochs, "batch_size": spec.batch_size,
+             "metric": "accuracy = mean zero-shot accuracy over label_shape and label_color (%)",
+             "seconds": round(seconds, 1)}
+    (out / "results.json").write_text(json.dumps({**facts, "results": results}, indent=2))
+    (out / "results.md").write_text(markdown(facts, results))
+
+
+def markdown(facts: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    columns = ["variant", "accuracy", "acc_shape", "acc_color", "i2t_r1", "t2i_r1", "synthetic_share", "seconds"]
+    lines = [f"# Blend experiment '{facts['name']}'", "",
+             ", ".join(f"{k}: {v}" for k, v in facts.items() if k != "name"), "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in results]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from curate.sink import SinkContext
+from curate.step import TableInput
+from tests.export.conftest import make_store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_importing_the_plugins_imports_no_torch():
+    code = ("import sys, curate_mix.step, curate_export.sinks, curate_train.cli, curate_train.experiment; "
+            "heavy = [m for m in ('torch', 'open_clip', 'open_clip_train', 'diffusers', 'datasets') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_experiment_spec_loads():
+    from curate_train.experiment import load
+
+    spec = load(REPO / "specs" / "experiment_blend.yaml")
+    names = [v.name for v in spec.variants]
+    assert names[0] == spec.scorer == "alt_text"
+    assert {"realigned", "replace_0.15", "replace_0.5", "score_gated", "multi"} <= set(names)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # open_clip_train and webdataset warn about CPU runs and leaked handles
+def test_open_clip_train_trains_on_the_webdataset_export_and_eval_reads_the_world(tmp_path):
+    from curate_export.sinks import WebDatasetSink
+    from curate_train.clip import train_clip
+    from curate_train.evaluate import eval_zeroshot
+    from curate_world.generate import generate_world
+
+    table = make_store(tmp_path / "store", 32)
+    source = tmp_path / "input.parquet"
+    table.write_parquet(source)
+    ctx = SinkContext(run_dir=tmp_path, spec_dir=tmp_path, seed=0, label="export", path="shards")
+    sink = WebDatasetSink(WebDatasetSink.Params(store_dir=str(tmp_path / "store"), samples_per_shard=16), ctx)
+    sink.write(TableInput([source], dict(table.schema)))
+    checkpoint = train_clip(tmp_path / "shards", tmp_path / "logs", name="tiny", epochs=1, batch_size=8, warmup=1)
+    assert checkpoint.is_file()
+    world = tmp_path / "world"
+    generate_world(world, n=60, seed=0, fault_rate=0.0)
+    metrics = eval_zeroshot(checkpoint, world)
+    assert 0 <= metrics["acc_shape"] <= 1 and 0 <= metrics["acc_color"] <= 1 and 0 <= metrics["i2t_r1"] <= 1
+    assert metrics["n_eval"] == 50
