@@ -191,6 +191,7 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
             step_version=step.version,
             plugin_version=version,
             params=step.params.fingerprint_dict(),
+            extra=step.fingerprint_extra(),
             input=upstream_fp,
             seed=spec.run.seed if getattr(step, "random", False) else None,
         )

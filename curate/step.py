@@ -128,6 +128,11 @@ class Step:
         """Columns this step writes. Override when they depend on params."""
         return dict(self.writes)
 
+    def fingerprint_extra(self) -> dict[str, Any]:
+        """What else decides the output besides params: e.g. a hash of the model weights a
+        checkpoint path points at, so retrained weights invalidate the cache."""
+        return {}
+
     def plan_check(self, input_schema: Schema) -> list[str]:
         """Extra plan-time checks (e.g. an SQL expression binds). Return problems as text."""
         return []

@@ -1,0 +1,39 @@
+"""``curate clip train-world`` and ``curate clip eval-world``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.group()
+def clip() -> None:
+    """The world CLIP: train it with open_clip_train, measure it on a held-out world."""
+
+
+@clip.command("train-world", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train_world(args: tuple[str, ...]) -> None:
+    """Generate a training world, write WebDataset shards, run open_clip_train (see --help)."""
+    from curate_clip.training.train import main
+
+    sys.exit(main(list(args)))
+
+
+@clip.command("eval-world")
+@click.option("--n", default=2000, show_default=True, help="rows of the held-out world")
+@click.option("--seed", default=2000, show_default=True)
+@click.option("--checkpoint", default=None, help="weights to evaluate (default: the shipped world CLIP)")
+@click.option("--out", default=None, help="write the numbers here as JSON")
+def eval_world(n: int, seed: int, checkpoint: str | None, out: str | None) -> None:
+    """AUC of the CLIP score separating true from noisy alt-text, per noise type."""
+    import json
+
+    from curate_clip.training.evaluate import evaluate
+
+    result = evaluate(n=n, seed=seed, checkpoint=checkpoint)
+    click.echo(json.dumps(result, indent=2))
+    if out:
+        with open(out, "w") as handle:
+            json.dump(result, handle, indent=2)

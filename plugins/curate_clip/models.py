@@ -1,0 +1,127 @@
+"""Loading CLIP models, only through ``open_clip.create_model_and_transforms``, and only offline.
+
+A model is named by an open_clip architecture plus where its weights come from:
+  - ``checkpoint: path/to/weights.safetensors`` (or a ``.pt``/``.bin`` state dict, loaded with
+    ``weights_only=True``) — what this machine can do;
+  - ``pretrained: <tag>`` or ``model: hf-hub:org/name`` — these download from a hub, so they are
+    refused at plan time here with a message that says how to point at a local file instead.
+The default is the world CLIP this project trains and ships (``weights/world-clip-tiny.safetensors``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.errors import CurateError
+
+PACKAGE_DIR = Path(__file__).parent
+CONFIG_DIR = PACKAGE_DIR / "configs"
+WORLD_MODEL = "world-clip-tiny"
+WORLD_CHECKPOINT = PACKAGE_DIR / "weights" / f"{WORLD_MODEL}.safetensors"
+HUB_PREFIXES = ("hf-hub:", "hf_hub:", "hub:", "http://", "https://")
+
+
+def offline() -> bool:
+    """Hubs are out of reach here; a user on a connected machine may say otherwise explicitly."""
+    return os.environ.get("CURATE_ALLOW_HUB", "") not in ("1", "true", "yes")
+
+
+def check_model(model: str, pretrained: str | None, checkpoint: str | None) -> list[str]:
+    """Plan-time problems with a model choice (nothing is loaded or imported)."""
+    problems = []
+    if model.startswith(HUB_PREFIXES) and offline():
+        problems.append(
+            f"model '{model}' would be downloaded from a hub, and this machine is offline: "
+            "set `model:` to an open_clip architecture name and `checkpoint:` to a local weights file "
+            "(or CURATE_ALLOW_HUB=1 on a machine that can reach the hub)"
+        )
+    if pretrained and not checkpoint and offline():
+        problems.append(
+            f"pretrained tag '{pretrained}' for '{model}' would be downloaded, and this machine is offline: "
+            "download the weights elsewhere and set `checkpoint: /path/to/weights.safetensors` instead"
+        )
+    if checkpoint and not Path(checkpoint).expanduser().exists():
+        problems.append(f"checkpoint {checkpoint} does not exist")
+    if model == WORLD_MODEL and not checkpoint and not WORLD_CHECKPOINT.exists():
+        problems.append(f"the world CLIP's weights are missing ({WORLD_CHECKPOINT}); reinstall curate[clip]")
+    return problems
+
+
+def register_configs() -> None:
+    import open_clip
+
+    if WORLD_MODEL not in open_clip.list_models():
+        open_clip.add_model_config(str(CONFIG_DIR))
+
+
+@dataclass
+class LoadedClip:
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    device: str
+    name: str
+
+    def model_id(self) -> str:
+        return self.name
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CurateError(f"device '{device}' was asked for but torch sees no CUDA device",
+                          "use device: auto or cpu")
+    return device
+
+
+def load_state_dict(path: Path) -> dict[str, Any]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import torch
+
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
+              device: str = "auto") -> LoadedClip:
+    problems = check_model(model, pretrained, checkpoint)
+    if problems:
+        raise CurateError("; ".join(problems))
+    import open_clip
+    import torch
+
+    register_configs()
+    device = resolve_device(device)
+    weights = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
+    clip, _, preprocess = open_clip.create_model_and_transforms(
+        model, pretrained=pretrained if weights is None else None, device="cpu"
+    )
+    if weights is not None:
+        state = load_state_dict(weights)
+        clip.load_state_dict({k: v.float() for k, v in state.items()})
+    clip = clip.to(device).eval()
+    torch.set_grad_enabled(False)
+    name = f"{model}@{weights.name if weights else pretrained or 'random'}"
+    return LoadedClip(clip, preprocess, open_clip.get_tokenizer(model), device, name)
+
+
+def export_safetensors(checkpoint: Path, out: Path) -> None:
+    """An open_clip_train checkpoint → float16 safetensors of the state dict (what we ship)."""
+    import torch
+    from safetensors.torch import save_file
+
+    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)["state_dict"]
+    state = {k.removeprefix("module."): v.detach().to(torch.float16).contiguous() for k, v in state.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out))

@@ -1,0 +1,184 @@
+"""``clip_score``: cosine similarity between each row's image and its text(s), with open_clip.
+
+Embeddings (L2-normalized, float16) go to the step's EmbeddingStore (``image``, ``text_<column>``)
+so dedup and mixing reuse them instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from curate.embeddings import EmbeddingStore
+from curate.params import Params
+from curate.schema import UID, Image, Schema
+from curate.step import Step, StepContext
+from curate_clip.models import WORLD_CHECKPOINT, WORLD_MODEL, check_model
+
+NOT_OUTPUT = {"fingerprint": False}
+
+
+def score_column(text_column: str) -> str:
+    """``clip_score`` for alt-text, ``clip_score_<column>`` for any other text column."""
+    return "clip_score" if text_column == "alt_text" else f"clip_score_{text_column}"
+
+
+@cache
+def _file_digest(path: str, size: int, mtime: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def weights_digest(model: str, checkpoint: str | None) -> str | None:
+    path = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
+    if path is None or not path.exists():
+        return None
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+class ClipScoreParams(Params):
+    model: str = Field(WORLD_MODEL, description="open_clip architecture (default: the shipped world CLIP)")
+    pretrained: str | None = Field(None, description="open_clip pretrained tag (downloads: refused offline)")
+    checkpoint: str | None = Field(None, description="local weights: .safetensors, or a state dict .pt")
+    texts: list[str] = Field(["alt_text"], min_length=1, description="text columns to score against the image")
+    image_column: str = "image"
+    store_embeddings: bool = True
+    batch_size: int = Field(256, gt=0, le=65536, json_schema_extra=NOT_OUTPUT)
+    workers: int = Field(0, ge=0, le=64, description="DataLoader processes decoding images",
+                         json_schema_extra=NOT_OUTPUT)
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1…", json_schema_extra=NOT_OUTPUT)
+
+
+class _Images:
+    """A map-style dataset: row index → preprocessed image tensor (zeros where there is none)."""
+
+    def __init__(self, refs: list[Any], store_dir: str | None, preprocess: Any, size: int):
+        self.refs, self.store_dir, self.preprocess, self.size = refs, store_dir, preprocess, size
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, index: int) -> tuple[Any, bool]:
+        import torch
+
+        from curate.images import ImageNotFound, open_image
+
+        ref = self.refs[index]
+        image = None
+        if ref is not None:
+            try:
+                image = open_image(ref, self.store_dir)
+            except (ImageNotFound, OSError, ValueError):
+                image = None
+        if image is None:
+            return torch.zeros(3, self.size, self.size), False
+        return self.preprocess(image.convert("RGB")), True
+
+
+class ClipScore(Step):
+    name = "clip_score"
+    description = "CLIP image–text cosine score per text column, embeddings stored once per uid"
+    requires = ("torch", "open_clip")
+    extra = "clip"
+    uses_model = True
+    Params = ClipScoreParams
+
+    def input_columns(self) -> Schema:
+        columns: Schema = {UID: pl.Utf8, self.params.image_column: Image}
+        columns.update({c: pl.Utf8 for c in self.params.texts})
+        return columns
+
+    def output_columns(self) -> Schema:
+        return {score_column(c): pl.Float32 for c in self.params.texts}
+
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        return check_model(self.params.model, self.params.pretrained, self.params.checkpoint)
+
+    def fingerprint_extra(self) -> dict[str, Any]:
+        return {"weights": weights_digest(self.params.model, self.params.checkpoint)}
+
+    def setup(self, ctx: StepContext) -> None:
+        from curate_clip.models import load_clip
+
+        self.clip = load_clip(self.params.model, self.params.pretrained, self.params.checkpoint, self.params.device)
+
+    def _image_embeddings(self, refs: list[Any], ctx: StepContext) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        size = self.clip.model.visual.image_size
+        size = size[0] if isinstance(size, (tuple, list)) else size
+        dataset = _Images(refs, ctx.extras.get("store_dir"), self.clip.preprocess, int(size))
+        loader = DataLoader(dataset, batch_size=self.params.batch_size, num_workers=self.params.workers,
+                            shuffle=False)
+        vectors, present = [], []
+        for pixels, ok in loader:
+            pixels = pixels.to(self.clip.device)
+            with self._autocast():
+                features = self.clip.model.encode_image(pixels)
+            vectors.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
+            present.append(ok.numpy())
+            ctx.advance(len(ok) // 2)  # images are half the work; texts the other half
+        dim = self.clip.model.text_projection.shape[-1] if hasattr(self.clip.model, "text_projection") else 0
+        if not vectors:
+            return np.zeros((0, dim), np.float32), np.zeros(0, bool)
+        return np.concatenate(vectors), np.concatenate(present)
+
+    def _text_embeddings(self, texts: list[str | None], ctx: StepContext) -> np.ndarray:
+        import torch
+
+        out = []
+        batch = self.params.batch_size
+        for start in range(0, len(texts), batch):
+            chunk = [t if t is not None else "" for t in texts[start : start + batch]]
+            tokens = self.clip.tokenizer(chunk).to(self.clip.device)
+            with self._autocast():
+                features = self.clip.model.encode_text(tokens)
+            out.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.clip.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        refs = table[self.params.image_column].to_list()
+        images, present = self._image_embeddings(refs, ctx)
+        shard = ctx.shard or 0
+        uids = table[UID]
+        if self.params.store_embeddings and images.size:
+            store = EmbeddingStore(ctx.artifacts, "image")
+            if not store.exists():
+                store.write_meta(images.shape[1], self.clip.name)
+            store.write_shard(shard, uids.filter(pl.Series(present)), images[present])
+        columns = []
+        for text_column in self.params.texts:
+            values = table[text_column].to_list()
+            texts = self._text_embeddings(values, ctx) if values else np.zeros_like(images)
+            scores = (images * texts).sum(axis=1) if len(values) else np.zeros(0, np.float32)
+            valid = present & np.array([v is not None for v in values], dtype=bool)
+            columns.append(pl.Series(score_column(text_column), np.where(valid, scores, np.nan), dtype=pl.Float32)
+                           .fill_nan(None))
+            if self.params.store_embeddings and texts.size:
+                store = EmbeddingStore(ctx.artifacts, f"text_{text_column}")
+                if not store.exists():
+                    store.write_meta(texts.shape[1], self.clip.name)
+                keep = np.array([v is not None for v in values], dtype=bool)
+                store.write_shard(shard, uids.filter(pl.Series(keep)), texts[keep])
+        ctx.advance(table.height - table.height // 2)
+        return table.with_columns(columns)
