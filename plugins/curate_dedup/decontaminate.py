@@ -21,7 +21,7 @@ from curate.params import Params
 from curate.schema import DROP_REASON
 from curate.step import Step, StepContext, TableInput
 from curate_dedup import backend
-from curate_dedup.evalset import load_eval_set
+from curate_dedup.evalset import eval_digest, load_eval_set
 from curate_dedup.table import annotate, read_columns
 from curate_dedup.vectors import lookup, model_of, upstream_store
 
@@ -38,6 +38,8 @@ class DecontaminateParams(Params):
     id_column: str | None = Field(None, description="Parquet eval sets: item names (default eval_id/id/uid/key, "
                                   "else the row number)")
     embeddings_from: str | None = Field(None, description="upstream step whose embeddings to use; default: nearest")
+    clip_checkpoint: str | None = Field(None, description="image eval sets: the weights clip_score used, when not "
+                                        "the shipped world CLIP (the architecture comes from the embeddings)")
     embedding: str = "image"
     device: Literal["auto", "cpu", "gpu"] = Field("auto", json_schema_extra=UNTRACKED)
     threads: int | None = Field(None, ge=1, json_schema_extra=UNTRACKED)
@@ -57,7 +59,7 @@ class Decontaminate(Step):
         p = self.params
         frame = read_columns(table, [])
         source, store = upstream_store(ctx, p.embeddings_from, p.embedding)
-        model = model_of(store)
+        model = {**model_of(store), "checkpoint": p.clip_checkpoint}
         device = backend.resolve_device(p.device)
         evals = load_eval_set(Path(p.eval).expanduser(), model=model, path_column=p.path_column,
                               id_column=p.id_column, cache=ctx.artifacts, device=device, batch_size=p.batch_size)
@@ -91,6 +93,10 @@ class Decontaminate(Step):
             "dropped": int(hit.sum()), "eval_items_matched": len(set(matched.tolist())),
         }
         yield from annotate(table, out)
+
+    def fingerprint_extra(self) -> dict[str, Any]:
+        """The eval set's file names, sizes and modification times: changing it reruns the step."""
+        return {"eval": eval_digest(Path(self.params.eval).expanduser())}
 
     def summary(self, ctx: StepContext) -> dict[str, Any]:
         return dict(getattr(self, "_facts", {}))

@@ -57,6 +57,21 @@ def load_eval_set(path: Path, *, model: dict[str, Any], path_column: str, id_col
     return EvalSet(names, vectors, model.get("model"), kind)
 
 
+def eval_digest(path: Path) -> str | None:
+    """A cheap fingerprint of an eval set on disk: every file's relative name, size and mtime."""
+    import hashlib
+
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path) if file != path else file.name}:{stat.st_size}:{stat.st_mtime_ns}\n"
+                      .encode())
+    return digest.hexdigest()[:16]
+
+
 def _store_at(directory: Path) -> EmbeddingStore:
     """An EmbeddingStore whose ``dir`` is exactly ``directory``."""
     store = EmbeddingStore(directory, "")
@@ -94,13 +109,37 @@ def _embed_cached(images: list[Path], names: list[str], model: dict[str, Any], c
 
 
 def embed_images(images: list[Path], model: dict[str, Any], device: str, batch_size: int) -> np.ndarray:
-    """Image embeddings from the CLIP model that made the training embeddings (by its name in the
-    store's meta.json), through the CLIP plugin, so both sides are comparable."""
+    """Image embeddings from the CLIP model that made the training embeddings, so both sides are
+    comparable. clip_score records the model as ``<architecture>@<weights file name>``; the
+    shipped world CLIP is found by that name, other weights need ``checkpoint`` (the path)."""
     try:
-        from curate_clip.embed import embed_image_files
+        from curate_clip.models import WORLD_CHECKPOINT, load_clip
     except ImportError:
         raise CurateError(
-            f"embedding eval images needs the CLIP plugin with model '{model.get('model')}', which is not installed",
+            f"embedding eval images needs the CLIP plugin (model '{model.get('model')}'), which is not installed",
             "pip install 'curate[clip]', or give the eval set as an embedding store directory") from None
-    return np.asarray(embed_image_files(images, model=model.get("model"), device=device, batch_size=batch_size),
-                      dtype=np.float32)
+    import torch
+    from PIL import Image
+
+    name = str(model.get("model") or "")
+    architecture, _, weights = name.partition("@")
+    checkpoint = model.get("checkpoint")
+    if not checkpoint and weights != WORLD_CHECKPOINT.name:
+        raise CurateError(f"the training embeddings come from '{name}'; which weights file is that?",
+                          "set the step's clip_checkpoint to the checkpoint clip_score used")
+    clip = load_clip(architecture, None, checkpoint, "cuda" if device == "gpu" else "cpu")
+    if clip.name != name:
+        raise CurateError(f"clip_checkpoint loads '{clip.name}', but the training embeddings are from '{name}'")
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = []
+        for path in images[start:start + batch_size]:
+            try:
+                with Image.open(path) as image:
+                    batch.append(clip.preprocess(image.convert("RGB")))
+            except OSError as exc:
+                raise CurateError(f"eval image {path} cannot be read ({exc})") from None
+        with torch.no_grad():
+            features = clip.model.encode_image(torch.stack(batch).to(clip.device))
+        out.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
+    return np.concatenate(out)
