@@ -70,7 +70,8 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
                                heads=options["decoder_heads"], kind=decoder_spec.removeprefix("tiny-"))
     else:
         decoder, tokenizer = load_pretrained_decoder(decoder_spec)
-    config = CaptionerConfig(features=options["features"], mapper_width=options["mapper_width"],
+    config = CaptionerConfig(features=options["features"], max_patch_tokens=options["max_patch_tokens"],
+                             mapper_width=options["mapper_width"],
                              mapper_layers=options["mapper_layers"], mapper_heads=options["mapper_heads"],
                              prefix_length=options["prefix_length"], name=options["name"])
     return Captioner.create(tower, encoder_config, decoder, tokenizer, config)
@@ -94,6 +95,7 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
 @click.option("--decoder-heads", default=4, show_default=True)
 @click.option("--vocab-size", default=768, show_default=True, help="BPE vocabulary of a tiny decoder's tokenizer.")
 @click.option("--features", type=click.Choice(["pooled", "pooled+tokens"]), default="pooled", show_default=True)
+@click.option("--max-patch-tokens", default=16, show_default=True, help="With pooled+tokens: pool patch tokens to at most this many.")
 @click.option("--mapper-width", default=128, show_default=True)
 @click.option("--mapper-layers", default=1, show_default=True)
 @click.option("--mapper-heads", default=4, show_default=True)
@@ -136,6 +138,9 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
     if init is not None:
         model = Captioner.load(init)
     else:
+        import torch
+
+        torch.manual_seed(seed)  # a random encoder or decoder is reproducible too
         texts = [t for t in frame["alt_text"].to_list() if t]
         if "caption" in frame.columns:
             texts += [t for t in frame["caption"].to_list() if t]

@@ -75,11 +75,13 @@ def score_texts(texts: list[str], scenes: list[Any], alt_names_entity: list[bool
 
 def clip_scores(images: list[Any], texts: list[str]) -> list[float] | None:
     """World-CLIP cosine per (image, text), or None when the clip plugin is not installed."""
+    from curate_captioner.errors import CaptionerError
+    from curate_captioner.worldclip import world_clip_scores
+
     try:
-        from curate_captioner.worldclip import world_clip_scores
-    except ImportError:
+        return world_clip_scores(images, texts)
+    except CaptionerError:  # curate_clip or its weights are not installed
         return None
-    return world_clip_scores(images, texts)
 
 
 def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = "val", limit: int | None = None,
@@ -124,7 +126,7 @@ def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = 
         "world": str(root), "split": split, "rows": rows.height, "model": captioner.name,
         "decoding": {"temperature": TEMPERATURE, "top_p": TOP_P, "max_new_tokens": MAX_NEW_TOKENS, "seed": seed},
         "metrics": metrics, "attribute_accuracy_by_noise_type": by_noise,
-        "clip_scorer": "world CLIP (curate_clip)" if scored["realigned"] is not None else "not available: curate_clip is not installed",
+        "clip_scorer": "world CLIP (curate_clip)" if scored["realigned"] is not None else "not available: curate_clip or its world CLIP weights are not installed",
         "realign_captions_per_second": round(len(images) / realign_seconds, 1),
     }
     examples = [{"alt_text": alt[i], "realigned": realigned[i], "no_alt_text": no_alt[i],

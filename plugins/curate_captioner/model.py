@@ -35,6 +35,13 @@ from curate_captioner.tokenizer import caption_token_id, encode as encode_texts
 
 
 class Mapper(nn.Module):
+    """Image embedding → ``prefix_length`` decoder embeddings.
+
+    The projected slots and the learned constants go through a small transformer; its outputs at
+    the constants' columns are the prefix. With patch tokens, each layer also cross-attends to
+    them (the tokens themselves are not transformed, which keeps the mapper cheap).
+    """
+
     def __init__(self, embed_dim: int, token_width: int | None, out_dim: int, config: CaptionerConfig):
         super().__init__()
         width, slots = config.mapper_width, config.prefix_length
@@ -42,22 +49,31 @@ class Mapper(nn.Module):
         self.project = nn.Linear(embed_dim, slots * width)
         self.constants = nn.Parameter(torch.randn(slots, width) * 0.02)
         self.tokens = nn.Linear(token_width, width) if token_width is not None else None
-        layer = nn.TransformerEncoderLayer(width, config.mapper_heads, 4 * width, dropout=0.0,
-                                           activation="gelu", batch_first=True, norm_first=True)
-        self.transformer = (nn.TransformerEncoder(layer, config.mapper_layers, enable_nested_tensor=False)
-                            if config.mapper_layers else nn.Identity())
+        options = {"dim_feedforward": 4 * width, "dropout": 0.0, "activation": "gelu", "batch_first": True,
+                   "norm_first": True}
+        self.transformer: nn.Module
+        if config.mapper_layers == 0:
+            self.transformer = nn.Identity()
+        elif self.tokens is not None:
+            self.transformer = nn.TransformerDecoder(nn.TransformerDecoderLayer(width, config.mapper_heads, **options),
+                                                     config.mapper_layers)
+        else:
+            self.transformer = nn.TransformerEncoder(nn.TransformerEncoderLayer(width, config.mapper_heads, **options),
+                                                     config.mapper_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, out_dim)
 
     def forward(self, pooled: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         rows = pooled.shape[0]
-        parts = [self.project(pooled).view(rows, self.slots, self.width)]
+        queries = torch.cat([self.project(pooled).view(rows, self.slots, self.width),
+                             self.constants.unsqueeze(0).expand(rows, -1, -1)], dim=1)
         if self.tokens is not None:
             if tokens is None:
                 raise CaptionerError("this captioner's mapper needs the encoder's patch tokens")
-            parts.append(self.tokens(tokens))
-        parts.append(self.constants.unsqueeze(0).expand(rows, -1, -1))
-        mixed = self.transformer(torch.cat(parts, dim=1))
+            memory = self.tokens(tokens)
+            mixed = queries if isinstance(self.transformer, nn.Identity) else self.transformer(queries, memory)
+        else:
+            mixed = self.transformer(queries)
         return self.out(self.norm(mixed[:, -self.slots:]))
 
 
