@@ -39,6 +39,26 @@ def add_commands(cli: Any) -> None:
 
         click.echo(json.dumps(eval_zeroshot(checkpoint, world_dir), indent=2))
 
+    @train.command("diffusion")
+    @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option("--clip", "clip_checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  required=True, help="a train_clip checkpoint; its text tower conditions the UNet (frozen)")
+    @click.option("--out", type=click.Path(path_type=Path), required=True)
+    @click.option("--steps", default=300, show_default=True)
+    @click.option("--batch-size", default=32, show_default=True)
+    @click.option("--seed", default=0, show_default=True)
+    def diffusion_command(data_dir: Path, clip_checkpoint: Path, out: Path, steps: int, batch_size: int,
+                          seed: int) -> None:
+        """Train a small text-to-image UNet (diffusers) on an imagefolder export; check prompted colors."""
+        import importlib.util
+
+        if importlib.util.find_spec("diffusers") is None:
+            raise click.ClickException("train diffusion needs diffusers: pip install 'curate[diffusion]'")
+        from curate_train.diffusion import train_diffusion
+
+        click.echo(json.dumps(train_diffusion(data_dir, clip_checkpoint, out, steps=steps, batch_size=batch_size,
+                                              seed=seed), indent=2))
+
     @cli.group()
     def experiment() -> None:
         """Closed-loop experiments: curate once, train per variant, compare."""

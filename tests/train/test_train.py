@@ -50,3 +50,37 @@ def test_open_clip_train_trains_on_the_webdataset_export_and_eval_reads_the_worl
     metrics = eval_zeroshot(checkpoint, world)
     assert 0 <= metrics["acc_shape"] <= 1 and 0 <= metrics["acc_color"] <= 1 and 0 <= metrics["i2t_r1"] <= 1
     assert metrics["n_eval"] == 50
+
+
+def test_the_color_oracle_finds_the_prompted_color():
+    from curate_train.diffusion import color_share
+    from curate_world.vocab import COLORS
+    from PIL import Image
+
+    image = Image.new("RGB", (10, 10), COLORS["red"])
+    image.paste(Image.new("RGB", (10, 5), COLORS["blue"]), (0, 0))
+    assert color_share(image, "red") == 0.5 and color_share(image, "blue") == 0.5
+    assert color_share(image, "green") == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_train_diffusion_runs_on_an_imagefolder_export(tmp_path, monkeypatch):
+    pytest.importorskip("diffusers")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from curate_export.sinks import ImageFolderSink, WebDatasetSink
+    from curate_train.clip import train_clip
+    from curate_train.diffusion import train_diffusion
+
+    table = make_store(tmp_path / "store", 16)
+    source = tmp_path / "input.parquet"
+    table.write_parquet(source)
+    for sink_cls, path in ((WebDatasetSink, "shards"), (ImageFolderSink, "folder")):
+        ctx = SinkContext(run_dir=tmp_path, spec_dir=tmp_path, seed=0, label=path, path=path)
+        sink_cls(sink_cls.Params(store_dir=str(tmp_path / "store")), ctx).write(TableInput([source], dict(table.schema)))
+    checkpoint = train_clip(tmp_path / "shards", tmp_path / "logs", name="tiny", epochs=1, batch_size=8, warmup=1)
+    result = train_diffusion(tmp_path / "folder", checkpoint, tmp_path / "diffusion", steps=3, batch_size=4,
+                             sample_steps=2)
+    assert result["colors"] == 10 and 0 <= result["color_hits"] <= 10
+    assert (tmp_path / "diffusion" / "sample_red.png").is_file()
