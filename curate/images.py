@@ -92,6 +92,35 @@ def _key_and_extension(name: str) -> tuple[str, str]:
 
 
 def _index_tar(path: Path) -> dict[str, tuple[str, int, int]]:
+    """Member offsets from the 512-byte headers, read directly: several times faster than
+    ``tarfile`` on plain ustar archives (what the download step writes). Anything fancier (long
+    names, pax headers, sparse files) goes through ``tarfile``."""
+    index: dict[str, tuple[str, int, int]] = {}
+    with open(path, "rb") as handle:
+        offset = 0
+        while True:
+            handle.seek(offset)
+            header = handle.read(512)
+            if len(header) < 512 or header == b"\0" * 512:
+                return index
+            kind = header[156:157]
+            if kind not in (b"0", b"\0", b"5"):
+                return _index_tar_slowly(path)
+            try:
+                size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+            except ValueError:
+                return _index_tar_slowly(path)
+            name = header[0:100].split(b"\0", 1)[0]
+            prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
+            if kind != b"5":
+                full = (prefix + b"/" + name if prefix else name).decode("utf-8", "surrogateescape")
+                key, extension = _key_and_extension(full)
+                if extension in IMAGE_EXTENSIONS:
+                    index.setdefault(key, (extension, offset + 512, size))
+            offset += 512 + (size + 511) // 512 * 512
+
+
+def _index_tar_slowly(path: Path) -> dict[str, tuple[str, int, int]]:
     index: dict[str, tuple[str, int, int]] = {}
     with tarfile.open(path, "r:") as archive:  # uncompressed only: members must be seekable
         for member in archive:
@@ -123,17 +152,23 @@ class _Reader:
         self.store_dir = store_dir
         self.path: Path | None = None
         self.handle: IO[bytes] | None = None
+        self.last: tuple[str, Path, dict[str, tuple[str, int, int]]] | None = None  # shard, path, index
 
     def read(self, ref: Any) -> bytes | None:
         shard, key = _split(ref)
         if shard is None or key is None:
             return None
-        path = _resolve(str(shard), self.store_dir)
-        if not path.exists():
-            where = f" (resolved against store_dir {self.store_dir})" if self.store_dir is not None else \
-                " (relative shard paths need the run's store_dir)"
-            raise FileNotFoundError(f"image shard {shard} does not exist{where}")
-        entry = _indexes.get(path).get(str(key))
+        if self.last is not None and self.last[0] == shard:
+            _, path, index = self.last  # a run of refs into one shard: no stat per image
+        else:
+            path = _resolve(str(shard), self.store_dir)
+            if not path.exists():
+                where = f" (resolved against store_dir {self.store_dir})" if self.store_dir is not None else \
+                    " (relative shard paths need the run's store_dir)"
+                raise FileNotFoundError(f"image shard {shard} does not exist{where}")
+            index = _indexes.get(path)
+            self.last = (str(shard), path, index)
+        entry = index.get(str(key))
         if entry is None:
             raise ImageNotFound(f"no image with key {key!r} in {path}")
         extension, offset, size = entry

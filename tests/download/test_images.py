@@ -119,3 +119,22 @@ def test_rekey_names_members_by_uid_in_key_order(tmp_path: Path, images: dict[st
     store.rekey(shard_dir, 0, "webdataset", "jpg", dict(zip(keys, uids)))  # idempotent after success
     clear_cache()
     assert read_image_bytes({"shard": "shard-00000/00000.tar", "key": uids[4]}, tmp_path) == images[uids[4]]
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_header_index_agrees_with_tarfile(tmp_path: Path, tar_format: int, images: dict[str, bytes]) -> None:
+    """The direct header reader and tarfile find the same members, whatever the tar dialect."""
+    from curate.images import _index_tar, _index_tar_slowly
+
+    path = tmp_path / "mixed.tar"
+    with tarfile.open(path, "w", format=tar_format) as archive:
+        folder = tarfile.TarInfo("folder")
+        folder.type = tarfile.DIRTYPE
+        archive.addfile(folder)
+        for index, (key, data) in enumerate(images.items()):
+            name = f"{'d' * 120}/{key}.jpg" if index == 3 else f"folder/{key}.png" if index == 4 else f"{key}.jpg"
+            info = tarfile.TarInfo(name)
+            info.size = len(data) + index  # sizes that are not multiples of the block size
+            archive.addfile(info, io.BytesIO(data + b"\0" * index))
+    assert _index_tar(path) == _index_tar_slowly(path)
+    assert len(_index_tar(path)) == len(images)
