@@ -129,9 +129,10 @@ class NetworkPolicy:
 
 
 def install_guard(policy: NetworkPolicy) -> None:
-    """Make ``socket.create_connection`` (what urllib, http.client and ftplib dial with) resolve
-    the host itself, refuse it if any address is forbidden, and connect to a vetted address: the
-    name is never resolved a second time, so a changing DNS answer cannot slip past the check."""
+    """Make ``socket.create_connection`` (what urllib and http.client dial with) resolve the host
+    itself, refuse it if any address is forbidden, and connect to a vetted address: the name is
+    never resolved a second time, so a changing DNS answer cannot slip past the check. Also
+    refuse ftp, where a redirect may lead."""
     original = socket.create_connection
     if getattr(original, "curate_policy", None) is not None:
         return
@@ -155,6 +156,19 @@ def install_guard(policy: NetworkPolicy) -> None:
 
     create_connection.curate_policy = policy  # type: ignore[attr-defined]
     socket.create_connection = create_connection
+    _refuse_ftp()
+
+
+def _refuse_ftp() -> None:
+    """urllib follows redirects to ftp:// as well; only http(s) is downloaded, redirected or not."""
+    import urllib.error
+    import urllib.request
+
+    class RefuseFTP(urllib.request.FTPHandler):
+        def ftp_open(self, req):  # type: ignore[no-untyped-def]
+            raise urllib.error.URLError(f"{REFUSED}: scheme 'ftp' is not downloaded, only http and https are")
+
+    urllib.request.install_opener(urllib.request.build_opener(RefuseFTP))
 
 
 def _install_guard_from_environment() -> None:

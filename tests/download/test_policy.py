@@ -68,7 +68,8 @@ def test_worker_count_does_not_change_the_fingerprint() -> None:
 
 def test_the_guard_checks_the_address_actually_dialled() -> None:
     """In a fresh interpreter (the guard patches the socket module): with only the name
-    'localhost' allowed, the same loopback socket is refused when dialled by address."""
+    'localhost' allowed, the same loopback socket is refused when dialled by address; ftp, where
+    a redirect may lead, is refused without connecting."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -85,6 +86,13 @@ def test_the_guard_checks_the_address_actually_dialled() -> None:
             else:
                 raise SystemExit(host + " was not refused")
         socket.create_connection(("localhost", {port}), timeout=2).close()
+        import urllib.error, urllib.request
+        try:
+            urllib.request.urlopen("ftp://93.184.216.34/a.jpg", timeout=2)  # refused before connecting
+        except urllib.error.URLError as exc:
+            assert "only http and https" in str(exc), exc
+        else:
+            raise SystemExit("ftp was not refused")
         print("ok")
     """)
     try:
