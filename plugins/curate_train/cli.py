@@ -67,11 +67,12 @@ def add_commands(cli: Any) -> None:
     @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
     @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
                   help="default: runs/<spec name> next to the spec")
-    def run_command(spec: Path, run_dir: Path | None) -> None:
+    @click.option("--eval-only", is_flag=True, help="re-evaluate the trained variants of a finished run")
+    def run_command(spec: Path, run_dir: Path | None, eval_only: bool) -> None:
         """Run a blend experiment; writes RUN_DIR/experiment/results.json and results.md."""
-        from curate_train.experiment import load, run
+        from curate_train.experiment import load, reevaluate, run
 
         loaded = load(spec)
         target = run_dir or spec.parent.parent / "runs" / loaded.name
-        run(loaded, target, echo=click.echo)
+        (reevaluate if eval_only else run)(loaded, target, echo=click.echo)
         click.echo((target / "experiment" / "results.md").read_text())
