@@ -25,7 +25,7 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 
 extras="world,download,report"
 if [ "${1:-}" = "--test" ]; then
-    extras="$extras,test,ray"
+    extras="$extras,test,ray,dedup"
 fi
 log=$(mktemp)
 if ! pip install -e ".[$extras]" >"$log" 2>&1; then

@@ -13,6 +13,8 @@ from curate.errors import CurateError
 from curate.schema import DROP_REASON
 from tests.invariants import assert_nothing_lost, uids
 
+pytest.importorskip("faiss")
+
 
 def leaked(seed: int = 0):
     """40 training rows; eval items 'e0'..'e4' are near-copies of rows 3, 7, 11 and two unseen images."""

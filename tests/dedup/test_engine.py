@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
+import pytest
 from curate_dedup.testing import planted
 
 from curate import Step, hookimpl
@@ -14,6 +15,8 @@ from curate.embeddings import EmbeddingStore
 from curate.schema import Schema
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
+
+pytest.importorskip("faiss")
 
 
 class StoreVectors(Step):

@@ -10,6 +10,8 @@ from curate_dedup.testing import planted
 from curate.errors import CurateError
 from tests.invariants import uids
 
+pytest.importorskip("faiss")
+
 
 def has_gpu() -> bool:
     try:

@@ -16,6 +16,8 @@ from curate.errors import CurateError
 from curate.schema import DROP_REASON, DUPLICATE_OF
 from tests.invariants import assert_nothing_lost, uids
 
+pytest.importorskip("faiss")
+
 ALGORITHMS = st.sampled_from([
     {"algorithm": "knn"},
     {"algorithm": "knn", "index": "ivf", "nlist": 4, "nprobe": 4},

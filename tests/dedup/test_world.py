@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("open_clip")
 pytest.importorskip("curate_clip")
+pytest.importorskip("faiss")
 
 pytestmark = pytest.mark.slow
 

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from curate_dedup.testing import planted
 from curate_dedup.worldeval import evaluate, pair_counts, scores
+
+pytest.importorskip("faiss")
 
 
 def test_pair_counts_and_scores():
