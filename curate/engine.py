@@ -270,6 +270,7 @@ class Engine:
             "dropped": dict(sorted(dropped.items())),
             "shards": len(results),
             "shard_seconds": round(sum(s.seconds for s in results), 3),
+            "summary": step.summary(ctx),
         }
 
     def _write_output(self, output: Any) -> dict[str, Any]:

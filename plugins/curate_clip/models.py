@@ -104,9 +104,18 @@ def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoin
     register_configs()
     device = resolve_device(device)
     weights = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
-    clip, _, preprocess = open_clip.create_model_and_transforms(
-        model, pretrained=pretrained if weights is None else None, device="cpu"
-    )
+    import logging
+
+    # open_clip logs "no pretrained weights loaded" before we load ours; it would mislead.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        clip, _, preprocess = open_clip.create_model_and_transforms(
+            model, pretrained=pretrained if weights is None else None, device="cpu"
+        )
+    finally:
+        root.setLevel(level)
     if weights is not None:
         state = load_state_dict(weights)
         clip.load_state_dict({k: v.float() for k, v in state.items()})

@@ -1,0 +1,81 @@
+"""clip_filter: never adds rows, keeps exactly ⌈f·n⌉ on a top fraction, deterministic."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curate.errors import SpecError
+from curate.testing import run_step
+from curate.testing import strategies as cst
+from curate_clip.filter import ClipFilter
+
+scored_tables = cst.tables(
+    max_rows=60,
+    extra_columns={"clip_score": cst.scores(), "group": st.sampled_from(["a", "b", "c"])},
+    extra_dtypes={"clip_score": pl.Float32, "group": pl.Utf8},
+)
+
+
+def _nothing_lost(table: pl.DataFrame, result) -> None:
+    assert set(result.kept["uid"]) <= set(table["uid"])
+    assert result.kept.height + result.dropped.height == table.height
+
+
+@given(scored_tables, st.floats(-1, 1))
+def test_threshold_keeps_exactly_the_rows_at_or_above_it(table, threshold):
+    result = run_step(ClipFilter, table, {"threshold": threshold}, shard_size=7)
+    _nothing_lost(table, result)
+    expected = table.filter(pl.col("clip_score") >= threshold)["uid"].to_list()
+    assert result.kept["uid"].to_list() == expected
+    again = run_step(ClipFilter, result.kept, {"threshold": threshold})
+    assert again.kept.equals(result.kept)  # idempotent
+
+
+@given(scored_tables, st.floats(0.01, 1))
+def test_top_fraction_keeps_ceil_f_n_of_the_scored_rows(table, fraction):
+    result = run_step(ClipFilter, table, {"top_fraction": fraction}, shard_size=5)
+    _nothing_lost(table, result)
+    scored = table.filter(pl.col("clip_score").is_not_null())
+    assert result.kept.height == math.ceil(fraction * scored.height)
+    if result.kept.height and result.kept.height < scored.height:
+        dropped_scores = result.dropped.filter(pl.col("clip_score").is_not_null())["clip_score"]
+        assert result.kept["clip_score"].min() >= dropped_scores.max()
+    assert result.summary["kept"] == result.kept.height
+    repeat = run_step(ClipFilter, table, {"top_fraction": fraction}, shard_size=1000)
+    assert repeat.kept.equals(result.kept)  # same rows whatever the shard layout
+
+
+@given(scored_tables, st.floats(0, 1))
+def test_quantile_by_group_keeps_each_groups_upper_share(table, quantile):
+    result = run_step(ClipFilter, table, {"quantile": quantile, "by": "group"})
+    _nothing_lost(table, result)
+    thresholds = result.summary["thresholds"]
+    for row in result.kept.iter_rows(named=True):
+        assert row["clip_score"] >= thresholds[str(row["group"])] - 1e-6
+
+
+def test_rows_without_a_score_are_dropped_with_their_own_reason_or_kept_on_request():
+    table = pl.DataFrame({"uid": ["a", "b", "c"], "url": ["u"] * 3, "alt_text": ["t"] * 3,
+                          "clip_score": pl.Series([0.9, None, 0.1], dtype=pl.Float32)})
+    result = run_step(ClipFilter, table, {"threshold": 0.5})
+    assert result.drop_reasons == {"clip_filter:no_score": 1, "clip_filter:low_score": 1}
+    kept = run_step(ClipFilter, table, {"threshold": 0.5, "keep_null": True})
+    assert kept.kept["uid"].to_list() == ["a", "b"]
+
+
+@pytest.mark.parametrize("params", [{}, {"threshold": 0.2, "top_fraction": 0.3}, {"by": "group", "threshold": 0.1},
+                                    {"threshold": 3}])
+def test_rules_are_checked(params):
+    with pytest.raises(Exception):
+        ClipFilter.Params.model_validate(params)
+
+
+def test_a_missing_score_column_fails_before_running():
+    table = pl.DataFrame({"uid": ["a"], "url": ["u"], "alt_text": ["t"]})
+    with pytest.raises(SpecError, match="clip_score"):
+        run_step(ClipFilter, table, {"threshold": 0.2})

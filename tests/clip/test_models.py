@@ -1,0 +1,60 @@
+"""Model choices are checked at plan time: hub names fail offline with a way out."""
+
+from __future__ import annotations
+
+import pytest
+
+from curate.errors import SpecError
+from curate.plan import make_plan
+from curate.spec import load_spec_text
+from curate_clip.models import WORLD_CHECKPOINT, check_model
+
+SPEC = """
+name: t
+source: {{format: parquet, path: rows.parquet}}
+steps:
+  - step: clip_score
+    params: {params}
+"""
+
+
+def _plan(tmp_path, params, monkeypatch):
+    import polars as pl
+
+    from curate.plugins import get_plugin_manager
+    from curate.schema import Image
+
+    monkeypatch.delenv("CURATE_ALLOW_HUB", raising=False)
+    pl.DataFrame({"url": ["u"], "alt_text": ["t"], "image": [None]},
+                 schema={"url": pl.Utf8, "alt_text": pl.Utf8, "image": Image}).write_parquet(tmp_path / "rows.parquet")
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.format(params=params))
+    return make_plan(load_spec_text(path.read_text(), path), get_plugin_manager(), tmp_path / "run")
+
+
+def test_hub_model_fails_at_plan_time_saying_how_to_use_a_local_file(tmp_path, monkeypatch):
+    with pytest.raises(SpecError) as error:
+        _plan(tmp_path, "{model: 'hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K'}", monkeypatch)
+    text = str(error.value)
+    assert "steps[0].params" in text and "offline" in text and "checkpoint:" in text
+
+
+def test_pretrained_tag_fails_at_plan_time(tmp_path, monkeypatch):
+    with pytest.raises(SpecError, match="would be downloaded"):
+        _plan(tmp_path, "{model: ViT-B-32, pretrained: openai}", monkeypatch)
+
+
+def test_missing_checkpoint_file_is_named(tmp_path, monkeypatch):
+    with pytest.raises(SpecError, match="does not exist"):
+        _plan(tmp_path, "{model: ViT-B-32, checkpoint: /nowhere/w.safetensors}", monkeypatch)
+
+
+def test_the_default_world_clip_plans(tmp_path, monkeypatch):
+    plan = _plan(tmp_path, "{}", monkeypatch)
+    assert plan.steps[-1].writes() == {"clip_score": __import__("polars").Float32}
+
+
+def test_the_world_checkpoint_ships_and_is_small():
+    assert WORLD_CHECKPOINT.exists()
+    assert WORLD_CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
+    assert check_model("world-clip-tiny", None, None) == []
