@@ -23,12 +23,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 
-extras="world,download,report"
+extras="pipeline"
 if [ "${1:-}" = "--test" ]; then
-    extras="$extras,test,ray,dedup"
+    extras="$extras,train,ray,test"
 fi
+# torch comes first and pinned: this release lies on the machines' disk (pip takes it from there,
+# no 3 GB download); an unpinned 'torch' from the extras could ask the index for a newer one.
+torch_pins="torch==2.14.1 torchvision==0.29.1"
 log=$(mktemp)
-if ! pip install -e ".[$extras]" >"$log" 2>&1; then
+if ! pip install $torch_pins >"$log" 2>&1 || ! pip install -e ".[$extras]" $torch_pins >>"$log" 2>&1; then
     grep -v "^WARNING: Location" "$log" >&2
     echo "setup.sh: pip install failed (above)" >&2
     exit 1
