@@ -175,3 +175,14 @@ def test_a_spec_runs_mix_through_the_engine(mix_pm, workdir):
 def test_basics_alone_does_not_know_mix(pm):
     assert pm.steps.get("mix") is None
     assert curate_basics is not None
+
+
+def test_replace_prob_records_its_target_in_the_manifest(mix_pm, workdir):
+    from curate.testing import run_spec
+
+    spec = {"name": "mix", "source": {"path": "pool.parquet"}, "run": {"shard_size": 9},
+            "steps": [{"step": "mix", "params": {"strategy": "replace_prob", "options": {"p": 0.25}}}]}
+    table = pool(30).drop("uid").with_columns(pl.format("http://x/{}.jpg", pl.col("alt_text")).alias("url"))
+    manifest = run_spec(spec, workdir, tables={"pool.parquet": table}, pm=mix_pm)
+    record = next(r for r in manifest["steps"] if r["label"] == "mix")
+    assert record["summary"]["target_ratios"] == {"synthetic": 0.25, "original": 0.75}
