@@ -1,0 +1,53 @@
+"""``curate report RUN``, and the report written when a run finishes."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the page (default RUN_DIR/report.html).")
+def report(run_dir: str, out: str | None) -> None:
+    """Write a run's report: one HTML file with the funnel, distributions, duplicates and samples."""
+    from curate_report.page import write_report
+
+    started = time.perf_counter()
+    path = write_report(Path(run_dir), out)
+    size = path.stat().st_size
+    click.echo(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - started:.1f} s)")
+
+
+def report_wanted(run_dir: Path, manifest: dict[str, Any]) -> bool:
+    """``run.report`` from the spec saved in the run (default true), else the manifest's ``report``."""
+    import yaml
+
+    spec = run_dir / "spec.yaml"
+    if spec.is_file():
+        data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
+        run = data.get("run") if isinstance(data, dict) else None
+        if isinstance(run, dict) and "report" in run:
+            return bool(run["report"])
+        return True
+    return bool(manifest.get("report", True))
+
+
+def report_after_run(run_dir: Path, manifest: dict[str, Any]) -> Path | None:
+    """The run succeeded whatever happens here: a report that cannot be rendered is a warning."""
+    from curate_report.sections import ReportWarning
+
+    try:
+        if not report_wanted(run_dir, manifest):
+            return None
+        from curate_report.page import write_report
+
+        return write_report(run_dir, manifest=manifest)
+    except Exception as exc:  # noqa: BLE001 - any failure here must leave the run successful
+        warnings.warn(f"the run finished, but its report could not be written: {type(exc).__name__}: {exc} "
+                      f"(try: curate --debug report {run_dir})", ReportWarning, stacklevel=2)
+        return None

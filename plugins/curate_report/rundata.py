@@ -1,0 +1,139 @@
+"""A finished run as the report sees it: its manifest, and each step's shards through DuckDB.
+
+Every read is a sample of bounded size, drawn with the same seeded per-uid hash the ``sample``
+step uses, so a report is the same however the run was sharded and however many threads
+DuckDB had, and a 100-million-row run costs one scan per question, not memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import polars as pl
+
+from curate.duck import quote
+from curate.hashing import uniform_sql
+from curate.runstore import read_manifest
+from curate.schema import UID
+from curate_report.images import ShardImages
+
+Kind = Literal["data", "dropped", "all"]
+
+
+class RunData:
+    def __init__(self, run_dir: Path, manifest: dict[str, Any] | None = None):
+        self.run_dir = Path(run_dir)
+        self.manifest = manifest if manifest is not None else read_manifest(self.run_dir)
+        self.seed = int(self.manifest.get("seed") or 0)
+        self._con: Any = None
+        self._images: ShardImages | None = None
+        self._schemas: dict[tuple[int, str], dict[str, pl.DataType]] = {}
+
+    # -- steps ----------------------------------------------------------------------------
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """Records of the steps whose output can be read, in run order."""
+        return [r for r in self.manifest.get("steps", []) if r.get("complete") and self.step_dir(r)]
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        steps = self.steps
+        return steps[-1] if steps else None
+
+    def step_dir(self, record: dict[str, Any]) -> Path | None:
+        """The step's store directory; through RUN_DIR/steps when the run was moved or copied."""
+        candidates = [Path(record.get("path") or "/nonexistent"),
+                      self.run_dir / "steps" / f"{record['index']:02d}_{record['label']}"]
+        return next((p for p in candidates if (p / "data").is_dir()), None)
+
+    def files(self, record: dict[str, Any], kind: Kind = "data") -> list[Path]:
+        step_dir = self.step_dir(record)
+        if step_dir is None:
+            return []
+        kinds = ("data", "dropped") if kind == "all" else (kind,)
+        return [f for k in kinds for f in sorted((step_dir / k).glob("shard-*.parquet"))]
+
+    def schema(self, record: dict[str, Any], kind: Kind = "data") -> dict[str, pl.DataType]:
+        """Columns of a step's kept rows, dropped rows, or both (the union, as DuckDB reads it)."""
+        key = (record["index"], kind)
+        if key not in self._schemas:
+            schema: dict[str, pl.DataType] = {}
+            for path in self.files(record, kind):
+                for name, dtype in pl.read_parquet_schema(path).items():
+                    if name not in schema or schema[name] == pl.Null:
+                        schema[name] = dtype
+            self._schemas[key] = schema
+        return self._schemas[key]
+
+    def first_with(self, column: str) -> dict[str, Any] | None:
+        """The earliest step whose output has ``column``: where the most rows still carry it."""
+        return next((r for r in self.steps if column in self.schema(r)), None)
+
+    def last_with(self, *columns: str) -> dict[str, Any] | None:
+        return next((r for r in reversed(self.steps) if all(c in self.schema(r) for c in columns)), None)
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            import duckdb
+
+            self._con = duckdb.connect()
+        return self._con
+
+    def relation(self, record: dict[str, Any], kind: Kind = "data") -> str | None:
+        """SQL for a step's rows; ``kind="all"`` is its input as the step saw it, kept and dropped."""
+        files = self.files(record, kind)
+        if not files:
+            return None
+        paths = ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in files)
+        return f"read_parquet([{paths}], union_by_name = true)"
+
+    def query(self, sql: str) -> pl.DataFrame:
+        return self.con.sql(sql).pl()
+
+    def sample(self, record: dict[str, Any], columns: list[str], rows: int, *, kind: Kind = "data",
+               where: str | None = None, salt: str = "report") -> pl.DataFrame:
+        """Up to ``rows`` rows, the same ones on every render: the lowest seeded uid draws."""
+        relation = self.relation(record, kind)
+        schema = self.schema(record, kind)
+        present = [c for c in columns if c in schema]
+        if relation is None or not present:
+            return pl.DataFrame()
+        draw = uniform_sql(UID, self.seed, salt=salt) if UID in schema else "0"
+        selected = ", ".join(quote(c) for c in present)
+        condition = f"WHERE {where}" if where else ""
+        return self.query(f"SELECT {selected} FROM {relation} {condition} "
+                          f"ORDER BY {draw}, {quote(UID) if UID in schema else '1'} LIMIT {int(rows)}")
+
+    def count(self, record: dict[str, Any], kind: Kind = "data", where: str | None = None) -> int:
+        relation = self.relation(record, kind)
+        if relation is None:
+            return 0
+        condition = f"WHERE {where}" if where else ""
+        return int(self.con.sql(f"SELECT count(*) FROM {relation} {condition}").fetchone()[0])
+
+    @property
+    def images(self) -> ShardImages:
+        """Image reader; relative shard paths are tried against the run, its store and its spec."""
+        if self._images is None:
+            roots = [self.run_dir, self.manifest.get("store_dir"), Path.cwd()]
+            if self.manifest.get("spec_path"):
+                roots.insert(2, Path(self.manifest["spec_path"]).parent)
+            self._images = ShardImages([Path(r) for r in roots if r])
+        return self._images
+
+    def close(self) -> None:
+        if self._images is not None:
+            self._images.close()
+            self._images = None
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
