@@ -51,33 +51,102 @@ class ExactDedup(Step):
             expr = f"lower({expr})"
         return expr
 
-    def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
+    def _duplicates_sql(self, schema: Schema) -> str:
+        """The rows to drop, with their survivor's uid, ordered by (_shard, _row).
+
+        Narrow on purpose: only keys, uid and position go through the aggregate and the window,
+        and only rows whose key (hash) repeats reach the window. The wide rows never go through DuckDB:
+        :meth:`process_table` reads them shard by shard, already in order.
+        """
         p = self.params
-        keys = [self._key(c, table.schema) for c in p.columns]
-        partition = ", ".join(keys)
+        keys = [self._key(c, schema) for c in p.columns]
+        aliases = [f"_k{i}" for i in range(len(keys))]
+        selected = ", ".join(f"{k} AS {a}" for k, a in zip(keys, aliases))
+        if p.order_by:
+            selected += f", {quote(p.order_by)} AS _order"
         order = {
             "first": "_shard, _row",
             "last": "_shard DESC, _row DESC",
-            "max": f"{quote(p.order_by or '')} DESC NULLS LAST, _shard, _row",
-            "min": f"{quote(p.order_by or '')} ASC NULLS LAST, _shard, _row",
+            "max": "_order DESC NULLS LAST, _shard, _row",
+            "min": "_order ASC NULLS LAST, _shard, _row",
         }[p.keep]
-        has_null = " OR ".join(f"{k} IS NULL" for k in keys)
-        never_duplicate = "false" if p.nulls_equal else f"({has_null})"
-        reason = self.label.replace("'", "''")
+        # Rows with a NULL in the key are never duplicates unless nulls_equal; with it, NULLs
+        # match each other (hash() and PARTITION BY treat them as equal).
+        where = "" if p.nulls_equal else "WHERE NOT (" + " OR ".join(f"{k} IS NULL" for k in keys) + ")"
+        partition = ", ".join(aliases)
+        # Candidates are rows whose key's 64-bit hash repeats: a superset of the duplicates
+        # (a collision only adds a candidate; the window partitions by the key itself), found
+        # with an aggregate over 8-byte hashes instead of over the keys.
+        return f"""
+            WITH keyed AS NOT MATERIALIZED (
+                SELECT _shard, _row, {UID} AS _uid, {selected}, hash({partition}) AS _hash FROM input {where}
+            ), repeated AS (
+                SELECT _hash FROM keyed GROUP BY _hash HAVING count(*) > 1
+            ), ranked AS (
+                SELECT _shard, _row,
+                       row_number() OVER w AS _rank,
+                       first_value(_uid) OVER w AS _survivor
+                FROM keyed SEMI JOIN repeated USING (_hash)
+                WINDOW w AS (PARTITION BY {partition} ORDER BY {order})
+            )
+            SELECT _shard, _row, _survivor FROM ranked WHERE _rank > 1 ORDER BY _shard, _row
+        """
+
+    def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
+        if not table.files:
+            return
         con = ctx.duckdb()
         try:
             create_input_view(con, table)
-            yield from stream(con, f"""
-                WITH ranked AS (
-                    SELECT *,
-                           row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS _rank,
-                           first_value({UID}) OVER (PARTITION BY {partition} ORDER BY {order}) AS _survivor
-                    FROM input
+            duplicates = _ByShard(stream(con, self._duplicates_sql(table.schema)))
+            # The order of the input view's (_shard, _row): shard paths compared as strings.
+            for path in sorted(table.files, key=lambda f: f.as_posix()):
+                frame = pl.read_parquet(path)
+                drops = duplicates.take(path.as_posix())
+                if frame.height == 0:
+                    continue
+                dropped = pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
+                survivor = pl.repeat(None, frame.height, dtype=pl.Utf8, eager=True)
+                if drops.height:
+                    dropped = dropped.scatter(drops["_row"], True)
+                    survivor = survivor.scatter(drops["_row"], drops["_survivor"].cast(pl.Utf8))
+                yield frame.with_columns(
+                    pl.when(dropped).then(pl.lit(self.label)).otherwise(pl.lit(None, pl.Utf8)).alias(DROP_REASON),
+                    survivor.alias(DUPLICATE_OF),
                 )
-                SELECT * EXCLUDE (_rank, _survivor, _shard, _row),
-                       CASE WHEN _rank = 1 OR {never_duplicate} THEN NULL ELSE '{reason}' END AS {DROP_REASON},
-                       CASE WHEN _rank = 1 OR {never_duplicate} THEN NULL ELSE _survivor END AS {DUPLICATE_OF}
-                FROM ranked ORDER BY _shard, _row
-            """)
+            duplicates.finish()
         finally:
             con.close()
+
+
+class _ByShard:
+    """Rows ordered by (_shard, _row), handed out one shard at a time, in that order."""
+
+    def __init__(self, frames: Iterator[pl.DataFrame]):
+        self.frames = frames
+        self.pending: pl.DataFrame | None = None
+
+    def take(self, shard: str) -> pl.DataFrame:
+        parts = []
+        while True:
+            if self.pending is None or self.pending.height == 0:
+                self.pending = next(self.frames, None)
+                if self.pending is None:
+                    break
+            mine = self.pending["_shard"] == shard
+            count = int(mine.sum())
+            if count == 0:
+                break
+            if not mine.head(count).all():
+                raise RuntimeError(f"duplicates of shard {shard} are not contiguous: the shard order disagrees")
+            parts.append(self.pending.head(count))
+            self.pending = self.pending.slice(count)
+            if self.pending.height:
+                break
+        return pl.concat(parts) if parts else pl.DataFrame(schema={"_shard": pl.Utf8, "_row": pl.Int64,
+                                                                   "_survivor": pl.Utf8})
+
+    def finish(self) -> None:
+        left = (self.pending.height if self.pending is not None else 0) + sum(f.height for f in self.frames)
+        if left:
+            raise RuntimeError(f"{left} duplicates belong to no input shard: the shard order disagrees")
