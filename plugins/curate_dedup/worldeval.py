@@ -15,7 +15,9 @@ Definitions (only rows with an embedding count; a failed download has nothing to
 - a *predicted pair* is two rows the dedup put in one duplicate group (``dup_group``);
 - pair precision = true predicted pairs / predicted pairs, pair recall = true predicted
   pairs / true pairs. Groups are judged through their pairs, so merging two planted groups or
-  splitting one costs precision or recall in proportion to the pairs it gets wrong.
+  splitting one costs precision or recall in proportion to the pairs it gets wrong;
+- ``links``: the similar pairs found before grouping, and how many join two rows of one planted
+  group (one wrong link can merge two groups: link precision shows where that comes from).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def evaluate(frame: pl.DataFrame, vectors: np.ndarray, base: dict[str, Any],
             for name, truth in truths.items():
                 counts = pair_counts(labels, truth)
                 point[name] = {**scores(counts), **counts}
+            # The links themselves, before grouping: how many join true duplicates.
+            pairs = np.unique(np.stack([found.first, found.second], axis=1), axis=0) if found.first.size else None
+            true_links = int((truths["planted"][pairs[:, 0]] == truths["planted"][pairs[:, 1]]).sum()) if pairs is not None else 0
+            links = 0 if pairs is None else len(pairs)
+            point["links"] = {"links": links, "true_links": true_links,
+                              "precision": round(true_links / links, 4) if links else 1.0}
             curve.append(point)
     return curve
 
