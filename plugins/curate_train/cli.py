@@ -47,8 +47,9 @@ def add_commands(cli: Any) -> None:
     @click.option("--steps", default=300, show_default=True)
     @click.option("--batch-size", default=32, show_default=True)
     @click.option("--seed", default=0, show_default=True)
+    @click.option("--sample-steps", default=50, show_default=True, help="DDPM steps when sampling")
     def diffusion_command(data_dir: Path, clip_checkpoint: Path, out: Path, steps: int, batch_size: int,
-                          seed: int) -> None:
+                          seed: int, sample_steps: int) -> None:
         """Train a small text-to-image UNet (diffusers) on an imagefolder export; check prompted colors."""
         import importlib.util
 
@@ -57,7 +58,8 @@ def add_commands(cli: Any) -> None:
         from curate_train.diffusion import train_diffusion
 
         click.echo(json.dumps(train_diffusion(data_dir, clip_checkpoint, out, steps=steps, batch_size=batch_size,
-                                              seed=seed), indent=2))
+                                              seed=seed, sample_steps=sample_steps,
+                                              echo=lambda line: click.echo(line, err=True)), indent=2))
 
     @cli.group()
     def experiment() -> None:

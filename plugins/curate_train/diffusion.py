@@ -39,7 +39,7 @@ def color_share(image: Any, color: str) -> float:
 
 def train_diffusion(data_dir: Path, clip_checkpoint: Path, out: Path, *, steps: int = 300, batch_size: int = 32,
                     resolution: int = 32, lr: float = 3e-4, seed: int = 0, clip_model: str = "tiny",
-                    sample_steps: int = 50) -> dict[str, Any]:
+                    sample_steps: int = 50, echo: Any = None) -> dict[str, Any]:
     import torch
     from curate_world.vocab import COLORS
     from datasets import load_dataset
@@ -82,6 +82,9 @@ def train_diffusion(data_dir: Path, clip_checkpoint: Path, out: Path, *, steps: 
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if echo is not None and (len(losses) % 25 == 0 or len(losses) == steps):
+            echo(f"step {len(losses)}/{steps} loss {sum(losses[-25:]) / len(losses[-25:]):.4f} "
+                 f"({time.monotonic() - started:.0f}s)")
     # Sampling: one image per palette color, the same starting noise for every prompt.
     colors = list(COLORS)
     unet.eval()
