@@ -16,7 +16,7 @@ from curate.duck import quote
 from curate.hashing import uniform_sql
 from curate.runstore import read_manifest
 from curate.schema import UID
-from curate_report.images import ShardImages
+from curate_report.images import thumbnail
 
 Kind = Literal["data", "dropped", "all"]
 
@@ -27,7 +27,6 @@ class RunData:
         self.manifest = manifest if manifest is not None else read_manifest(self.run_dir)
         self.seed = int(self.manifest.get("seed") or 0)
         self._con: Any = None
-        self._images: ShardImages | None = None
         self._schemas: dict[tuple[int, str], dict[str, pl.DataType]] = {}
 
     # -- steps ----------------------------------------------------------------------------
@@ -115,19 +114,15 @@ class RunData:
         return int(self.con.sql(f"SELECT count(*) FROM {relation} {condition}").fetchone()[0])
 
     @property
-    def images(self) -> ShardImages:
-        """Image reader; relative shard paths are tried against the run, its store and its spec."""
-        if self._images is None:
-            roots = [self.run_dir, self.manifest.get("store_dir"), Path.cwd()]
-            if self.manifest.get("spec_path"):
-                roots.insert(2, Path(self.manifest["spec_path"]).parent)
-            self._images = ShardImages([Path(r) for r in roots if r])
-        return self._images
+    def store_dir(self) -> Path:
+        """Where image shard paths are relative to: the run's store, also when the run was moved."""
+        recorded = Path(self.manifest.get("store_dir") or self.run_dir / "store")
+        return recorded if recorded.is_dir() else self.run_dir / "store"
+
+    def thumbnail(self, ref: Any) -> str | None:
+        return thumbnail(ref, self.store_dir)
 
     def close(self) -> None:
-        if self._images is not None:
-            self._images.close()
-            self._images = None
         if self._con is not None:
             self._con.close()
             self._con = None

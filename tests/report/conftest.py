@@ -142,9 +142,9 @@ def build_run(where: Path, pm: PluginManager, spec: dict[str, Any] | None = None
               images: int = 48, with_images: bool = True) -> Path:
     """Run ``spec`` over a corpus of ``rows`` rows in ``where``; returns the run directory."""
     where.mkdir(parents=True, exist_ok=True)
-    if with_images:
-        write_shard(where / "shards" / "00000.tar", images)
-    corpus(rows, images, "shards/00000.tar").write_parquet(where / "corpus.parquet")
+    if with_images:  # where the download step keeps them: shard paths are relative to the run's store
+        write_shard(where / "run" / "store" / "images" / "00000.tar", images)
+    corpus(rows, images, "images/00000.tar").write_parquet(where / "corpus.parquet")
     run_spec(spec or curation_spec(), where, pm=pm)
     return where / "run"
 

@@ -103,7 +103,7 @@ def draw_ratios(figure: Any, sources: list[str], shares: dict[str, float], wante
 
 
 def card(data: RunData, row: dict[str, Any], colors: dict[str, str], with_image: bool) -> Html:
-    picture = thumb(data.images.thumbnail(row.get("image")), clip_text(row.get("alt_text"), 80)) if with_image else ""
+    picture = thumb(data.thumbnail(row.get("image")), clip_text(row.get("alt_text"), 80)) if with_image else ""
     lines = []
     for column, name in TEXTS:
         if column not in row:

@@ -78,6 +78,6 @@ def cluster_strips(data: RunData, record: dict[str, Any], count: int) -> list[Ht
 def tile(data: RunData, row: dict[str, Any], survivor: bool, with_image: bool) -> Html:
     mark = badge("kept", "#16a34a") if survivor else badge("dropped", "#94a3b8")
     text = clip_text(row.get("alt_text"), 80)
-    picture = thumb(data.images.thumbnail(row.get("image")), text) if with_image else ""
+    picture = thumb(data.thumbnail(row.get("image")), text) if with_image else ""
     return Html(f"<figure class='tile{' survivor' if survivor else ''}' title='{esc(row.get(UID))}'>"
                 f"{picture}<figcaption>{mark} {esc(text)}</figcaption></figure>")
