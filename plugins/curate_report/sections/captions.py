@@ -30,12 +30,24 @@ def build(data: RunData) -> dict[str, Any] | None:
     colors = {source: charts.CATEGORICAL[i % len(charts.CATEGORICAL)] for i, (source, _) in enumerate(counts)}
     if counts:
         parts.append(mix_ratios(data, record, counts, colors))
-    rows = data.sample(record, ["uid", "image", "caption_source", *(c for c, _ in TEXTS)], MAX_CARDS,
+    texts = text_columns(data.manifest)
+    rows = data.sample(record, ["uid", "image", "caption_source", *(c for c, _ in texts)], MAX_CARDS,
                        salt="report-captions")
-    cards = [card(data, row, colors, "image" in schema) for row in rows.iter_rows(named=True)]
+    cards = [card(data, row, texts, colors, "image" in schema) for row in rows.iter_rows(named=True)]
     parts.append(Html(f"<p class='caption'>{number(len(cards))} sampled rows of step "
                       f"{esc(record['label'])}.</p><div class='cards'>{''.join(cards)}</div>"))
     return {"title": "Caption story", "html": Html("".join(parts)), "order": ORDER}
+
+
+def text_columns(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(column, label) to show on a card: the standard ones, plus the column a mix step took its
+    synthetic captions from when that is another one (``synthetic: gt_description``)."""
+    texts = list(TEXTS)
+    for record in manifest.get("steps", []):
+        synthetic = (record.get("params") or {}).get("synthetic") if record.get("step") == "mix" else None
+        if isinstance(synthetic, str) and synthetic not in dict(texts):
+            texts.insert(-1, (synthetic, f"synthetic: {synthetic}"))
+    return texts
 
 
 def has_story(schema: dict[str, Any]) -> bool:
@@ -91,21 +103,23 @@ def draw_ratios(figure: Any, sources: list[str], shares: dict[str, float], wante
     positions = list(range(len(sources)))
     height = 0.38 if wanted else 0.6
     axes.barh([p - (height / 2 if wanted else 0) for p in positions], [shares[s] for s in sources], height=height,
-              color=[colors.get(s, charts.MUTED) for s in sources], label="realized")
+              color=[colors.get(s, charts.MUTED) for s in sources])
     if wanted:
         axes.barh([p + height / 2 for p in positions], [wanted.get(s, 0) for s in sources], height=height,
                   color="none", edgecolor="#334155", hatch="///", linewidth=0.8, label="target")
         axes.legend(fontsize=8, loc="lower right")
+    axes.set_title("realized share" + (" (solid) against the target (hatched)" if wanted else ""))
     axes.set_yticks(positions, [charts.short(s) for s in sources])
     axes.invert_yaxis()
     axes.xaxis.set_major_formatter(PercentFormatter(1.0))
     axes.grid(axis="y", visible=False)
 
 
-def card(data: RunData, row: dict[str, Any], colors: dict[str, str], with_image: bool) -> Html:
+def card(data: RunData, row: dict[str, Any], texts: list[tuple[str, str]], colors: dict[str, str],
+         with_image: bool) -> Html:
     picture = thumb(data.thumbnail(row.get("image")), clip_text(row.get("alt_text"), 80)) if with_image else ""
     lines = []
-    for column, name in TEXTS:
+    for column, name in texts:
         if column not in row:
             continue
         text = clip_text(row[column], 200)

@@ -33,7 +33,7 @@ def build(data: RunData) -> dict[str, Any] | None:
     html = table(["#", "step", "rows in", "rows out", "kept", "dropped", "seconds", ""], body,
                  numeric=(0, 2, 3, 4, 6), class_="funnel")
     if any(row["rows_in"] is not None for row in rows):
-        html = Html(charts.chart(lambda figure: draw(figure, rows, colors), height=1.2 + 0.36 * len(rows),
+        html = Html(charts.chart(lambda figure: draw(figure, rows, colors), height=1.0 + 0.36 * len(rows) + 0.2 * ((len(colors) + 4) // 4),
                                  alt="rows kept and dropped per step, and seconds per step") + html)
     return {"title": "Funnel", "html": html, "order": ORDER}
 
@@ -49,7 +49,7 @@ def draw(figure: Any, rows: list[dict[str, Any]], colors: dict[str, str]) -> Non
     left = list(kept)
     for reason, color in colors.items():
         widths = [row["dropped"].get(reason, 0) for row in rows]
-        counts.barh(positions, widths, left=left, color=color, label=charts.short(reason), height=0.65)
+        counts.barh(positions, widths, left=left, color=color, label=charts.short(reason, 32), height=0.65)
         left = [a + b for a, b in zip(left, widths, strict=True)]
     counts.set_yticks(positions, labels)
     counts.invert_yaxis()
@@ -58,9 +58,9 @@ def draw(figure: Any, rows: list[dict[str, Any]], colors: dict[str, str]) -> Non
     counts.grid(axis="y", visible=False)
     if colors:
         figure.legend(*counts.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
-                      ncols=min(6, len(colors) + 1))
+                      ncols=min(4, len(colors) + 1))
     times = [row["seconds"] or 0 for row in rows]
     bar_colors = [charts.MUTED if row["cached"] else charts.TIME for row in rows]
     seconds.barh(positions, times, color=bar_colors, height=0.65)
-    seconds.set_title("seconds (grey: cached)")
+    seconds.set_title("seconds" + (" (grey: cached)" if any(row["cached"] for row in rows) else ""))
     seconds.grid(axis="y", visible=False)
