@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import base64
 import re
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
+import curate_report
 import polars as pl
 import pytest
+from curate_report.page import REPORT, collect_sections, write_report
+from curate_report.sections import ReportWarning
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import curate_report
 from curate import hookimpl
 from curate.cli import main
 from curate.runstore import read_manifest
 from curate.testing import run_spec
 from curate.testing import strategies as cst
-from curate_report.page import REPORT, collect_sections, write_report
-from curate_report.sections import ReportWarning
 from tests.report.checks import assert_self_contained, assert_well_formed
-from tests.report.conftest import GENERIC_SPEC, curation_spec
+from tests.report.conftest import GENERIC_SPEC
 
 SVG = re.compile(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"')
 
