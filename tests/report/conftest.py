@@ -87,17 +87,18 @@ def write_shard(path: Path, images: int) -> None:
                 archive.addfile(info, io.BytesIO(payload))
 
 
-def corpus(rows: int, images: int, shard: str) -> pl.DataFrame:
-    """Rows pointing at ``images`` pictures; rows sharing a picture are exact duplicates of it."""
+def corpus(rows: int, images: int, shard: str, groups: int | None = None) -> pl.DataFrame:
+    """Rows in ``groups`` duplicate groups (default: one per picture) pointing at ``images`` pictures."""
     colors = ["red", "blue", "green", "yellow", "purple", "teal", "orange", "pink"]
-    index = [(i * 7919) % images for i in range(rows)]
+    group = [(i * 7919) % (groups or images) for i in range(rows)]
+    index = [g % images for g in group]
     return pl.DataFrame({
         "url": [f"https://example.com/{i}.jpg" for i in range(rows)],
         "alt_text": [f"IMG_{i:04d}.jpg" if i % 11 == 0 else
                      f"a {colors[k % 8]} {SHAPES[(k // 3) % 3]} " + "on a plain background " * (i % 4)
                      for i, k in enumerate(index)],
         "image": [{"shard": shard, "key": f"{k:06d}"} for k in index],
-        "image_hash": [f"h{k}" for k in index],
+        "image_hash": [f"h{g}" for g in group],
         "width": [160 + (i % 5) * 80 for i in range(rows)],
         "height": [120 + (i % 3) * 90 for i in range(rows)],
         "status": ["success" if i % 13 else ("failed_to_download" if i % 2 else "failed_to_resize")
@@ -139,12 +140,12 @@ def plugin_manager() -> PluginManager:
 
 
 def build_run(where: Path, pm: PluginManager, spec: dict[str, Any] | None = None, rows: int = 400,
-              images: int = 48, with_images: bool = True) -> Path:
+              images: int = 48, with_images: bool = True, groups: int | None = None) -> Path:
     """Run ``spec`` over a corpus of ``rows`` rows in ``where``; returns the run directory."""
     where.mkdir(parents=True, exist_ok=True)
     if with_images:  # where the download step keeps them: shard paths are relative to the run's store
         write_shard(where / "run" / "store" / "images" / "00000.tar", images)
-    corpus(rows, images, "images/00000.tar").write_parquet(where / "corpus.parquet")
+    corpus(rows, images, "images/00000.tar", groups).write_parquet(where / "corpus.parquet")
     run_spec(spec or curation_spec(), where, pm=pm)
     return where / "run"
 
@@ -188,3 +189,9 @@ def make_run(workdir: Path, report_pm: PluginManager) -> Callable[..., Path]:
         return build_run(workdir / f"case{next(counter)}", report_pm, spec, **options)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def big_run(tmp_path_factory: pytest.TempPathFactory, report_pm: PluginManager) -> Path:
+    """100,000 rows in 60,000 duplicate groups over 200 pictures; 40k rows reach the last step."""
+    return build_run(tmp_path_factory.mktemp("big"), report_pm, rows=100_000, images=200, groups=60_000)
