@@ -38,7 +38,7 @@ from curate_dedup.groups import components
 from curate_dedup.semantic import DedupSemanticParams, find_pairs
 from curate_dedup.vectors import lookup
 
-EPS_GRID = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12, 0.15, 0.20, 0.25, 0.30)
+EPS_GRID = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12, 0.15, 0.20, 0.25, 0.30)
 
 
 def pair_counts(predicted: np.ndarray, truth: np.ndarray) -> dict[str, int]:
