@@ -7,6 +7,7 @@ DuckDB had, and a 100-million-row run costs one scan per question, not memory.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -30,7 +31,7 @@ class RunData:
         self._schemas: dict[tuple[int, str], dict[str, pl.DataType]] = {}
 
     # -- steps ----------------------------------------------------------------------------
-    @property
+    @cached_property
     def steps(self) -> list[dict[str, Any]]:
         """Records of the steps whose output can be read, in run order."""
         return [r for r in self.manifest.get("steps", []) if r.get("complete") and self.step_dir(r)]
@@ -69,9 +70,6 @@ class RunData:
         """The earliest step whose output has ``column``: where the most rows still carry it."""
         return next((r for r in self.steps if column in self.schema(r)), None)
 
-    def last_with(self, *columns: str) -> dict[str, Any] | None:
-        return next((r for r in reversed(self.steps) if all(c in self.schema(r) for c in columns)), None)
-
     # -- queries --------------------------------------------------------------------------
     @property
     def con(self) -> Any:
@@ -105,13 +103,6 @@ class RunData:
         condition = f"WHERE {where}" if where else ""
         return self.query(f"SELECT {selected} FROM {relation} {condition} "
                           f"ORDER BY {draw}, {quote(UID) if UID in schema else '1'} LIMIT {int(rows)}")
-
-    def count(self, record: dict[str, Any], kind: Kind = "data", where: str | None = None) -> int:
-        relation = self.relation(record, kind)
-        if relation is None:
-            return 0
-        condition = f"WHERE {where}" if where else ""
-        return int(self.con.sql(f"SELECT count(*) FROM {relation} {condition}").fetchone()[0])
 
     @property
     def store_dir(self) -> Path:
