@@ -147,7 +147,17 @@ def bench_size(rows: int, repeats: int) -> dict[str, Any]:
 
 def run(scale: str) -> dict[str, Any]:
     override = os.environ.get("CURATE_BENCH_REPEATS")
-    sizes = [bench_size(rows, int(override) if override else REPEATS[rows]) for rows in SIZES[scale]]
+    only_rows = os.environ.get("CURATE_BENCH_ROWS")  # e.g. 10000000: one size of the scale
+    sizes = []
+    for rows in SIZES[scale]:
+        if only_rows and rows != int(only_rows):
+            continue
+        size = bench_size(rows, int(override) if override else REPEATS[rows])
+        # A 10M-row size takes many minutes: keep each one as soon as it is done.
+        (tmp_dir("metadata", str(rows)) / "result.json").write_text(json.dumps(size, indent=2))
+        sizes.append(size)
+    if not sizes:
+        raise ValueError(f"CURATE_BENCH_ROWS={only_rows} is not a size of scale {scale!r}: {SIZES[scale]}")
     table = []
     for size in sizes:
         for tool in ("curate", "polars"):
