@@ -9,6 +9,7 @@ and dropped rows carry their group (``dup_group``). Rows without an embedding ar
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
@@ -26,6 +27,7 @@ from curate_dedup.table import GROUP, annotate, read_columns, verdict
 from curate_dedup.vectors import lookup, upstream_store
 
 UNTRACKED = {"fingerprint": False}  # changes speed, not output
+log = logging.getLogger("curate_dedup")
 
 
 class DedupSemanticParams(KeepParams):
@@ -106,6 +108,12 @@ class DedupSemantic(Step):
             "load_seconds": round(loaded, 3), **found.facts,
             "seconds": round(time.perf_counter() - started, 3),
         }
+        largest = self._facts["largest_group"]
+        if rows.size >= 100 and largest > 0.1 * rows.size:
+            # One group holding a tenth of the table is rarely duplication: usually embeddings
+            # that cannot tell the images apart at this eps (a weak model, or eps too large).
+            log.warning("step '%s': one duplicate group holds %d of %d rows; check eps (%s) and the embeddings "
+                        "(%s)", self.label, largest, rows.size, p.eps, self._facts["model"])
         yield from annotate(table, verdict(frame, groups, self.label, similarity))
 
     def _centroid_similarity(self, found: near.Pairs, labels: np.ndarray, store: Any, frame: pl.DataFrame,

@@ -92,6 +92,46 @@ def evaluate(frame: pl.DataFrame, vectors: np.ndarray, base: dict[str, Any],
     return curve
 
 
+def separability(frame: pl.DataFrame, vectors: np.ndarray, block: int = 2048) -> dict[str, Any]:
+    """Can any threshold work? Cosine of planted pairs against each row's nearest neighbour that
+    is not a duplicate (different content), and how often a planted row's nearest neighbour is
+    in its own group. When the first overlaps the second, the embedding is the limit, not the
+    dedup."""
+    truths = truth_labels(frame)
+    planted, content = truths["planted"], truths["content"]
+    x = vectors.astype(np.float32)
+    nearest_other = np.empty(len(x), dtype=np.float32)
+    nearest = np.empty(len(x), dtype=np.int64)
+    for start in range(0, len(x), block):
+        sims = x[start:start + block] @ x.T
+        rows = np.arange(start, min(start + block, len(x)))
+        sims[rows - start, rows] = -np.inf
+        nearest[rows] = sims.argmax(axis=1)
+        sims[content[rows][:, None] == content[None, :]] = -np.inf
+        nearest_other[rows] = sims.max(axis=1)
+    first, second = [], []
+    for members in pl.DataFrame({"g": planted}).with_row_index().group_by("g").agg("index")["index"]:
+        members = members.to_numpy()
+        for a in range(len(members)):
+            for b in range(a + 1, len(members)):
+                first.append(members[a])
+                second.append(members[b])
+    pair_cos = np.einsum("ij,ij->i", x[first], x[second]) if first else np.zeros(0, np.float32)
+    in_group = np.flatnonzero(np.bincount(planted - planted.min())[planted - planted.min()] > 1)
+
+    def quantiles(values: np.ndarray) -> dict[str, float]:
+        if not values.size:
+            return {}
+        return {f"p{q}": round(float(np.percentile(values, q)), 4) for q in (1, 5, 50, 95, 99)}
+
+    return {
+        "planted_pair_cosine": quantiles(pair_cos),
+        "nearest_non_duplicate_cosine": quantiles(nearest_other),
+        "planted_rows_nearest_in_group": round(float(np.mean(planted[nearest[in_group]] == planted[in_group])), 4)
+        if in_group.size else None,
+    }
+
+
 def step_verdict(frame: pl.DataFrame, step_dir: Path) -> dict[str, Any]:
     """Scores of the groups the step itself wrote (kept and dropped rows carry dup_group)."""
     parts = [pl.read_parquet(p).select("uid", "dup_group") for p in iter_shard_files(step_dir)]
@@ -139,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": record["summary"].get("model"),
         "step": {"params": record["params"], "summary": record["summary"],
                  "scores": step_verdict(frame, step_dir)},
+        "separability": separability(frame, vectors),
         "curve": evaluate(frame, vectors, base),
     }
     text = json.dumps(result, indent=2)

@@ -32,3 +32,18 @@ def test_the_curve_on_planted_groups():
     for point in curve:
         assert point["planted"]["precision"] == point["planted"]["recall"] == 1.0
         assert point["planted"]["true"] == 3 + 1 + 6
+
+
+def test_separability_of_planted_groups():
+    from curate_dedup.worldeval import separability
+
+    data = planted([3, 1, 2, 1, 1, 4], seed=2)
+    sizes = np.bincount(data.truth)
+    frame = pl.DataFrame({
+        "uid": data.table["uid"],
+        "gt_dup_group": pl.Series([int(t) if sizes[t] > 1 else None for t in data.truth], dtype=pl.Int64),
+        "gt_description": [f"scene {t}" for t in data.truth],
+    })
+    facts = separability(frame, data.vectors)
+    assert facts["planted_rows_nearest_in_group"] == 1.0
+    assert facts["planted_pair_cosine"]["p1"] > 0.99 > facts["nearest_non_duplicate_cosine"]["p99"]
