@@ -87,7 +87,7 @@ def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, se
         centroids = backend.kmeans(vectors, k, options.niter, options.points_per_centroid, seed, device)
     trained = _since(started)
     cluster, centroid_sim = backend.assign(vectors, centroids, device, nearest=2 if options.spill > 0 else 1)
-    assigned = _since(started) - trained
+    assigned = round(_since(started) - trained, 3)
     rows = np.arange(n)
     # A row close to the boundary with its second cluster is compared in both: near-duplicates
     # that k-means put on either side of a boundary are still found.
@@ -110,6 +110,11 @@ def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, se
         firsts.append(members[i])
         seconds.append(members[j])
         sims.append(s)
+    first, second, similarity = _cat(firsts, np.int64), _cat(seconds, np.int64), _cat(sims, np.float32)
+    if spilled.any() and first.size:  # a pair of two spilled rows is found in both their clusters
+        _, unique = np.unique(np.stack([first, second], axis=1), axis=0, return_index=True)
+        unique.sort()
+        first, second, similarity = first[unique], second[unique], similarity[unique]
     sizes = np.diff(bounds)
     facts = {
         "clusters": k,
@@ -119,8 +124,7 @@ def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, se
         "assign_seconds": assigned,
         "pairs_seconds": round(_since(started) - trained - assigned, 3),
     }
-    return Pairs(_cat(firsts, np.int64), _cat(seconds, np.int64), _cat(sims, np.float32),
-                 centroid_similarity=centroid_sim[:, 0], facts=facts)
+    return Pairs(first, second, similarity, centroid_similarity=centroid_sim[:, 0], facts=facts)
 
 
 def pairs_within(block: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
