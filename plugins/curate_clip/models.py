@@ -106,21 +106,22 @@ def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoin
     weights = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
     import logging
 
-    # open_clip logs "no pretrained weights loaded" before we load ours; it would mislead.
+    # Without weights (benchmarks of an architecture) open_clip warns that it initialized randomly:
+    # that is what was asked for, so keep its log quiet then.
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)
+    if weights is None and pretrained is None:
+        root.setLevel(logging.ERROR)
     try:
+        # A local file as ``pretrained``: open_clip reads .safetensors with safetensors and anything
+        # else with torch.load(weights_only=True), and strips open_clip_train's "module." prefix.
         clip, _, preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=pretrained if weights is None else None, device="cpu"
+            model, pretrained=str(weights) if weights is not None else pretrained, device="cpu",
+            weights_only=True,
         )
     finally:
         root.setLevel(level)
-    if weights is not None:
-        state = load_state_dict(weights)
-        clip.load_state_dict({k: v.float() for k, v in state.items()})
     clip = clip.to(device).eval()
-    torch.set_grad_enabled(False)
     name = f"{model}@{weights.name if weights else pretrained or 'random'}"
     return LoadedClip(clip, preprocess, open_clip.get_tokenizer(model), device, name)
 
@@ -134,3 +135,4 @@ def export_safetensors(checkpoint: Path, out: Path) -> None:
     state = {k.removeprefix("module."): v.detach().to(torch.float16).contiguous() for k, v in state.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out))
+    out.chmod(0o644)  # shipped as package data: readable by everyone

@@ -124,7 +124,7 @@ class ClipScore(Step):
         vectors, present = [], []
         for pixels, ok in loader:
             pixels = pixels.to(self.clip.device)
-            with self._autocast():
+            with torch.inference_mode(), self._autocast():
                 features = self.clip.model.encode_image(pixels)
             vectors.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
             present.append(ok.numpy())
@@ -142,7 +142,7 @@ class ClipScore(Step):
         for start in range(0, len(texts), batch):
             chunk = [t if t is not None else "" for t in texts[start : start + batch]]
             tokens = self.clip.tokenizer(chunk).to(self.clip.device)
-            with self._autocast():
+            with torch.inference_mode(), self._autocast():
                 features = self.clip.model.encode_text(tokens)
             out.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

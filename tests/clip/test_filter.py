@@ -79,3 +79,30 @@ def test_a_missing_score_column_fails_before_running():
     table = pl.DataFrame({"uid": ["a"], "url": ["u"], "alt_text": ["t"]})
     with pytest.raises(SpecError, match="clip_score"):
         run_step(ClipFilter, table, {"threshold": 0.2})
+
+
+@st.composite
+def grouped_distinct_scores(draw):
+    """Groups of rows with distinct scores (ties would let more than the share through, by design)."""
+    scores = draw(st.lists(st.floats(-1, 1, allow_nan=False, width=32), min_size=0, max_size=60, unique=True))
+    groups = draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=len(scores), max_size=len(scores)))
+    return pl.DataFrame({
+        "uid": [f"{i:04d}" for i in range(len(scores))],
+        "url": ["u"] * len(scores),
+        "alt_text": ["t"] * len(scores),
+        "clip_score": pl.Series(scores, dtype=pl.Float32),
+        "group": groups,
+    }, schema_overrides={"group": pl.Utf8})
+
+
+@given(grouped_distinct_scores(), st.floats(0, 1))
+def test_quantile_by_group_keeps_the_upper_share_of_every_group(table, quantile):
+    result = run_step(ClipFilter, table, {"quantile": quantile, "by": "group"}, shard_size=9)
+    _nothing_lost(table, result)
+    kept = result.kept.group_by("group").len()
+    kept_of = dict(kept.iter_rows())
+    for group, size in table.group_by("group").len().iter_rows():
+        # quantile_cont interpolates at position q·(n-1): the rows above it are the group's upper share
+        assert kept_of.get(group, 0) == size - math.ceil(quantile * (size - 1) - 1e-9), group
+    again = run_step(ClipFilter, table, {"quantile": quantile, "by": "group"}, shard_size=1000)
+    assert again.kept.sort("uid").equals(result.kept.sort("uid"))  # same rows whatever the shard layout

@@ -1,9 +1,16 @@
 """World → WebDataset shards (jpg + txt) for ``open_clip_train --dataset-type webdataset``.
 
-Every image is paired with a *true* text: its faithful or partial alt-text when it has one (so
-the model sees web phrasing and entity names), otherwise its ground-truth description. A CLIP
-trained this way scores faithful text high and wrong, unrelated or boilerplate text low, which is
-exactly what a filter needs.
+Each image is paired with several *true* texts, freshly written from its ground truth with the
+world's own phrasing, so the model learns what a faithful caption of an image is however it is
+worded: the canonical description (entity named or drawn in words), faithful alt-texts (web
+phrasing, entity names, counted objects) and some partial ones (true but incomplete, so a
+caption that is right about less still scores above one that is wrong). No noisy text is ever a
+positive. Samples are shuffled across shards so one image's texts rarely meet in a batch.
+
+Colour is the easiest thing in these images to match, and a model trained on full captions alone
+learns colours and ignores shapes (zero-shot shape accuracy near chance). So one text of every
+image names its objects' shapes (and sometimes sizes) without colours: to pick its image out of a
+batch the model has to see shapes, which is what catches an alt-text with the wrong shape.
 """
 
 from __future__ import annotations
@@ -12,40 +19,80 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-TRUE_NOISE = ("faithful", "partial")
+PARTIAL_SHARE = 0.4  # of the texts after the first three (description, faithful alt-text, shapes)
 
 
-def training_pairs(world_dir: Path, seed: int) -> pl.DataFrame:
-    table = pl.read_parquet(world_dir / "world.parquet")
-    rng = np.random.default_rng(seed)
-    use_alt = (table["noise_type"].is_in(TRUE_NOISE).to_numpy()) & (rng.random(table.height) < 0.5)
-    texts = np.where(use_alt, table["alt_text"].fill_null("").to_numpy(), table["description"].to_numpy())
-    return table.select("world_id", "image_path").with_columns(pl.Series("text", texts))
+def shapes_text(scene, rng: np.random.Generator) -> str:  # type: ignore[no-untyped-def]
+    """The scene's shapes without colours: "two circles and a star", "a large circle and a small star"."""
+    from curate_world.phrasing import counted, join_list, sentence_case
+
+    plain = [obj for obj in scene.objects if obj.entity is None]
+    logo = next((obj for obj in scene.objects if obj.entity is not None), None)
+    if plain and rng.random() < 0.5:
+        phrases = [counted(1, [obj.size, obj.shape]) for obj in plain]
+    else:
+        shapes = list(dict.fromkeys(obj.shape for obj in plain))
+        phrases = [counted(sum(obj.shape == shape for obj in plain), [shape]) for shape in shapes]
+    if logo is not None:
+        phrases.append(f"the {logo.entity} logo" if rng.random() < 0.5 else counted(1, [logo.shape]))
+    text = join_list(phrases)
+    text = text if rng.random() < 0.7 else f"{'photo' if rng.random() < 0.5 else 'illustration'} of {text}"
+    return sentence_case(text) if rng.random() < 0.5 else text
 
 
-def write_shards(world_dir: Path, out_dir: Path, seed: int = 0, per_shard: int = 2000) -> tuple[str, int]:
+def true_texts(description: str, count: int, rng: np.random.Generator) -> list[str]:
+    """``count`` true texts of the scene that ``description`` describes."""
+    from curate_world.alttext import write_faithful, write_partial
+    from curate_world.describe import describe, parse_description
+
+    scene = parse_description(description)
+    has_entity = scene.entity is not None
+    texts = [describe(scene, name_entity=bool(rng.random() < 0.5))]
+    while len(texts) < count:
+        name_entity = has_entity and bool(rng.random() < 0.85)
+        if len(texts) == 2:
+            texts.append(shapes_text(scene, rng))
+        elif len(texts) >= 3 and rng.random() < PARTIAL_SHARE:
+            texts.append(write_partial(scene, rng, name_entity).text)
+        else:
+            texts.append(write_faithful(scene, rng, name_entity).text)
+    return texts[:count]
+
+
+def training_pairs(world_dir: Path, texts_per_image: int, seed: int) -> pl.DataFrame:
+    table = pl.read_parquet(world_dir / "world.parquet").select("world_id", "image_path", "description")
+    rows: list[dict[str, Any]] = []
+    for world_id, image_path, description in table.iter_rows():
+        rng = np.random.default_rng([seed, world_id])
+        for index, text in enumerate(true_texts(description, texts_per_image, rng)):
+            rows.append({"key": f"{world_id:08d}_{index}", "image_path": image_path, "text": text})
+    return pl.DataFrame(rows, schema={"key": pl.Utf8, "image_path": pl.Utf8, "text": pl.Utf8})
+
+
+def write_shards(world_dir: Path, out_dir: Path, *, texts_per_image: int = 3, seed: int = 0,
+                 per_shard: int = 2000) -> tuple[str, int]:
     """Write shards; return (the brace pattern open_clip_train takes, number of samples)."""
-    pairs = training_pairs(world_dir, seed)
-    order = np.random.default_rng(seed + 1).permutation(pairs.height)
-    pairs = pairs[order]
+    pairs = training_pairs(world_dir, texts_per_image, seed)
+    pairs = pairs[np.random.default_rng([seed, 1]).permutation(pairs.height)]
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.tar"):
+        old.unlink()
     shards = 0
     for start in range(0, pairs.height, per_shard):
-        chunk = pairs.slice(start, per_shard)
         with tarfile.open(out_dir / f"{shards:05d}.tar", "w") as tar:
-            for row in chunk.iter_rows(named=True):
-                key = f"{row['world_id']:08d}"
+            for row in pairs.slice(start, per_shard).iter_rows(named=True):
                 image = (world_dir / row["image_path"]).read_bytes()
-                for suffix, payload in (("jpg", image), ("txt", row["text"].encode()),
-                                        ("json", json.dumps({"world_id": row["world_id"]}).encode())):
-                    info = tarfile.TarInfo(f"{key}.{suffix}")
+                suffix = Path(row["image_path"]).suffix.lstrip(".")
+                meta = json.dumps({"image_path": row["image_path"]}).encode()
+                for extension, payload in ((suffix, image), ("txt", row["text"].encode()), ("json", meta)):
+                    info = tarfile.TarInfo(f"{row['key']}.{extension}")
                     info.size = len(payload)
-                    info.mtime = 0
+                    info.mtime = 0  # equal inputs give equal bytes
                     tar.addfile(info, io.BytesIO(payload))
         shards += 1
-    pattern = str(out_dir / f"{{00000..{shards - 1:05d}}}.tar")
-    return pattern, pairs.height
+    return str(out_dir / f"{{00000..{shards - 1:05d}}}.tar"), pairs.height

@@ -54,8 +54,9 @@ def score_world(world_dir: Path, checkpoint: str | None = None, batch_size: int 
         chunk = table.slice(start, batch_size)
         pixels = torch.stack([clip.preprocess(Image.open(world_dir / p).convert("RGB")) for p in chunk["image_path"]])
         tokens = clip.tokenizer([t or "" for t in chunk["alt_text"].to_list()])
-        image = torch.nn.functional.normalize(clip.model.encode_image(pixels), dim=-1)
-        text = torch.nn.functional.normalize(clip.model.encode_text(tokens), dim=-1)
+        with torch.inference_mode():
+            image = torch.nn.functional.normalize(clip.model.encode_image(pixels), dim=-1)
+            text = torch.nn.functional.normalize(clip.model.encode_text(tokens), dim=-1)
         scores.append((image * text).sum(-1).numpy())
     return table.with_columns(pl.Series("clip_score", np.concatenate(scores)))
 

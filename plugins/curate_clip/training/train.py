@@ -1,9 +1,15 @@
 """Train the world CLIP: generate a world, write shards, run ``open_clip_train.main``.
 
-    python -m curate_clip.training.train --out .curate/world-clip [--n 12000 --epochs 20]
+    curate clip train-world --out .curate/world-clip --export plugins/curate_clip/weights/world-clip-tiny.safetensors
+    (the same as: python -m curate_clip.training.train ...)
 
 The world used for training (seed 1000 by default) is not the one the quickstart curates
-(seed 0) nor the held-out one the evaluation uses (seed 2000).
+(seed 0) nor the held-out one the evaluation uses (seed 2000). open_clip_train runs in this
+process (``open_clip_train.main.main(argv)``, the function ``python -m open_clip_train.main``
+calls) because the world CLIP's config must be registered with open_clip first.
+
+One torch thread by default: on a small shared CPU, two threads that wait on each other are
+several times slower than one.
 """
 
 from __future__ import annotations
@@ -17,12 +23,12 @@ from curate_clip.models import CONFIG_DIR, WORLD_MODEL
 
 
 def open_clip_args(pattern: str, samples: int, logs: Path, epochs: int, batch_size: int, lr: float,
-                   workers: int, seed: int) -> list[str]:
+                   workers: int, seed: int, model: str = WORLD_MODEL) -> list[str]:
     return [
         "--train-data", pattern,
         "--dataset-type", "webdataset",
         "--train-num-samples", str(samples),
-        "--model", WORLD_MODEL,
+        "--model", model,
         "--batch-size", str(batch_size),
         "--epochs", str(epochs),
         "--lr", str(lr),
@@ -45,23 +51,39 @@ def open_clip_args(pattern: str, samples: int, logs: Path, epochs: int, batch_si
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path(".curate/world-clip"))
-    parser.add_argument("--n", type=int, default=8000)
+    parser.add_argument("--n", type=int, default=10000, help="images in the training world")
+    parser.add_argument("--texts-per-image", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
+    parser.add_argument("--model-config", type=Path, default=None,
+                        help="train another open_clip config (JSON; its file name is the model name)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--export", type=Path, default=None, help="write the final weights here (safetensors)")
     args = parser.parse_args(argv)
 
+    import json
+    import time
+
     import open_clip
+    import torch
     from curate_world.generate import generate_world
 
     from curate_clip.training.data import write_shards
 
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
     world = generate_world(args.out / "world", n=args.n, seed=args.seed, fault_rate=0.0, dup_fraction=0.0)
-    pattern, samples = write_shards(world.dir, args.out / "shards", seed=args.seed)
+    pattern, samples = write_shards(world.dir, args.out / "shards", texts_per_image=args.texts_per_image,
+                                    seed=args.seed)
+    prepared = time.perf_counter()
     open_clip.add_model_config(str(CONFIG_DIR))
+    model = WORLD_MODEL
+    if args.model_config is not None:
+        open_clip.add_model_config(str(args.model_config))
+        model = args.model_config.stem
     from curate_clip.training.compat import tolerate_shard_end_markers
 
     tolerate_shard_end_markers()
@@ -71,9 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(logs / "world-clip", ignore_errors=True)
     from open_clip_train.main import main as train_main
 
-    train_main(open_clip_args(pattern, samples, logs, args.epochs, args.batch_size, args.lr,
-                              args.workers, args.seed))
-    checkpoints = sorted(glob.glob(str(logs / "world-clip" / "checkpoints" / "epoch_*.pt")))
+    train_args = open_clip_args(pattern, samples, logs, args.epochs, args.batch_size, args.lr, args.workers,
+                                args.seed, model)
+    print("open_clip_train.main " + " ".join(train_args), flush=True)
+    train_main(train_args)
+    finished = time.perf_counter()
+    checkpoints = sorted(glob.glob(str(logs / "world-clip" / "checkpoints" / "epoch_[0-9]*.pt")),
+                         key=lambda path: int(Path(path).stem.split("_")[1]))
     if not checkpoints:
         print("training produced no checkpoint", file=sys.stderr)
         return 1
@@ -82,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
 
         export_safetensors(Path(checkpoints[-1]), args.export)
         print(f"exported {checkpoints[-1]} → {args.export}")
+    record = {
+        "command": "curate clip train-world " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "open_clip_train_args": train_args,
+        "world": {"n": args.n, "seed": args.seed, "texts_per_image": args.texts_per_image},
+        "samples_per_epoch": samples,
+        "threads": args.threads,
+        "seconds": {"world_and_shards": round(prepared - started, 1), "open_clip_train": round(finished - prepared, 1)},
+    }
+    (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 

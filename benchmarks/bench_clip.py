@@ -1,0 +1,152 @@
+"""clip_score throughput against a raw open_clip loop over the same images: the step through the
+engine's shard code path (image references read through curate.images, a DataLoader, text
+embeddings, cosine scores, embeddings written to the sidecar store, Parquet out) against a plain
+loop that opens each file with Pillow, preprocesses, and calls encode_image / encode_text. Same
+loaded model, same batch size, same threads; the two alternate within each repeat and the scores
+must agree.
+
+Default: the shipped world CLIP on CPU (64 px world images). CURATE_BENCH_CLIP_MODEL=ViT-B-32 runs
+that architecture with random weights (throughput does not depend on them); the ViT-B/32 figure
+on an H100 is for a session with a GPU (CURATE_BENCH_CLIP_DEVICE=cuda).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from benchmarks.measure import data_dir, median, tmp_dir
+
+ROWS = {"small": 1000, "full": 4000}
+
+
+def _world_table(rows: int) -> pl.DataFrame:
+    from curate_world.generate import generate_world
+
+    world = generate_world(data_dir("clip", f"world-{rows}"), n=rows, seed=11, fault_rate=0.0, dup_fraction=0.0)
+    table = pl.read_parquet(world.world_table).select("world_id", "image_path", "alt_text")
+    return table.select(
+        pl.format("{}", pl.col("world_id").cast(pl.Utf8).str.zfill(6)).alias("uid"),
+        pl.col("alt_text"),
+        pl.struct(pl.lit(str(world.dir / "images")).alias("shard"),
+                  pl.col("world_id").cast(pl.Utf8).str.zfill(6).alias("key")).alias("image"),
+        (pl.lit(str(world.dir) + "/") + pl.col("image_path")).alias("path"),
+    )
+
+
+def _raw_loop(clip: Any, paths: list[str], texts: list[str], batch_size: int) -> np.ndarray:
+    """What a user would write without curate: open, preprocess, encode, cosine."""
+    import contextlib
+
+    import torch
+    from PIL import Image
+
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if clip.device.startswith("cuda")
+                else contextlib.nullcontext())
+    scores = []
+    for start in range(0, len(paths), batch_size):
+        pixels = torch.stack([clip.preprocess(Image.open(p).convert("RGB")) for p in paths[start : start + batch_size]])
+        tokens = clip.tokenizer(texts[start : start + batch_size])
+        with torch.inference_mode(), autocast:
+            image = clip.model.encode_image(pixels.to(clip.device))
+            text = clip.model.encode_text(tokens.to(clip.device))
+        image = torch.nn.functional.normalize(image.float(), dim=-1)
+        text = torch.nn.functional.normalize(text.float(), dim=-1)
+        scores.append((image * text).sum(-1).cpu().numpy())
+    return np.concatenate(scores)
+
+
+def run(scale: str) -> dict[str, Any]:
+    import torch
+
+    from curate.shards import ShardTask, ShardWriter, iter_shard_files, run_shard_task
+    from curate.step import StepContext
+    from curate_clip.score import ClipScore
+
+    rows = int(os.environ.get("CURATE_BENCH_ROWS", ROWS[scale]))
+    model = os.environ.get("CURATE_BENCH_CLIP_MODEL", "world-clip-tiny")
+    device = os.environ.get("CURATE_BENCH_CLIP_DEVICE", "auto")
+    batch_size = int(os.environ.get("CURATE_BENCH_CLIP_BATCH", "256"))
+    workers = int(os.environ.get("CURATE_BENCH_CLIP_WORKERS", "0"))
+    repeats = int(os.environ.get("CURATE_BENCH_REPEATS", "3"))
+    threads = int(os.environ.get("CURATE_BENCH_CLIP_THREADS", "1"))
+    torch.set_num_threads(threads)  # one thread is steadier than two on a shared 2-core machine
+
+    table = _world_table(rows)
+    work = tmp_dir("clip")
+    inputs = work / "input"
+    shutil.rmtree(inputs, ignore_errors=True)
+    writer = ShardWriter(None, inputs, 1000, None)
+    writer.add(table.drop("path"))
+    writer.close()
+    files = iter_shard_files(inputs)
+
+    step = ClipScore(ClipScore.Params(model=model, batch_size=batch_size, workers=workers, device=device))
+    schema = dict(table.drop("path").schema)
+    expected = step.output_schema(schema)
+    out = work / "output"
+    ctx = StepContext(run_dir=work, label="clip_score", seed=0, artifacts=out / "artifacts", extras={"store_dir": None})
+    step.setup(ctx)
+    clip = step.clip
+    paths, texts = table["path"].to_list(), table["alt_text"].fill_null("").to_list()
+
+    def through_curate() -> np.ndarray:
+        shutil.rmtree(out, ignore_errors=True)
+        ctx.artifacts.mkdir(parents=True)
+        for index, path in enumerate(files):
+            run_shard_task(step, ShardTask(index, path, out), ctx, expected)
+        return pl.concat([pl.read_parquet(f) for f in iter_shard_files(out)])["clip_score"].to_numpy()
+
+    def raw() -> np.ndarray:
+        return _raw_loop(clip, paths, texts, batch_size)
+
+    _raw_loop(clip, paths[:batch_size], texts[:batch_size], batch_size)  # warm up both paths
+    seconds: dict[str, list[float]] = {"clip_score step": [], "raw open_clip loop": []}
+    results: dict[str, np.ndarray] = {}
+    for _ in range(repeats):
+        for name, function in (("clip_score step", through_curate), ("raw open_clip loop", raw)):
+            started = time.perf_counter()
+            results[name] = function()
+            seconds[name].append(time.perf_counter() - started)
+    difference = float(np.max(np.abs(results["clip_score step"] - results["raw open_clip loop"])))
+    tolerance = 2e-2 if clip.device.startswith("cuda") else 1e-3
+    if difference > tolerance:
+        raise RuntimeError(f"the step's scores differ from the raw loop's by up to {difference:.4f}")
+
+    throughput = {name: rows / median(values) for name, values in seconds.items()}
+    ratio = throughput["clip_score step"] / throughput["raw open_clip loop"]
+    return {
+        "headline": {
+            f"clip_score / raw loop throughput ({model}, {clip.device})": round(ratio, 3),
+            "clip_score images/s": round(throughput["clip_score step"], 1),
+            "raw loop images/s": round(throughput["raw open_clip loop"], 1),
+        },
+        "table": [
+            {"path": name, "rows": rows, "median seconds": round(median(values), 2),
+             "images/s": round(throughput[name], 1), "seconds per repeat": [round(v, 2) for v in values]}
+            for name, values in seconds.items()
+        ],
+        "notes": [
+            f"model {clip.name}, device {clip.device}, batch {batch_size}, DataLoader workers {workers}, "
+            f"torch threads {threads}, {repeats} alternating repeats, medians; scores agree to {difference:.1e}.",
+            "The step's time includes reading image references through curate.images, writing the image and "
+            "text embeddings to the EmbeddingStore and the output Parquet; the raw loop does none of that.",
+            "The ViT-B/32 throughput on an H100 is left for a session with a GPU: "
+            "CURATE_BENCH_CLIP_MODEL=ViT-B-32 CURATE_BENCH_CLIP_DEVICE=cuda CURATE_BENCH_CLIP_WORKERS=8 "
+            "python -m benchmarks --only clip --scale full.",
+        ],
+        "model": clip.name,
+        "device": clip.device,
+        "rows": rows,
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(os.environ.get("SCALE", "small")), indent=2, default=str))

@@ -1,0 +1,80 @@
+"""clip_score on images read from a world directory: scores, nulls, embeddings, requirements."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curate.embeddings import EmbeddingStore
+from curate.errors import SpecError
+from curate.step import StepContext
+from curate.testing import run_step
+from curate_clip.score import ClipScore, score_column
+from tests.clip.conftest import image_table
+
+
+def test_score_columns_are_named_after_their_text_column():
+    assert score_column("alt_text") == "clip_score"
+    assert score_column("caption") == "clip_score_caption"
+    step = ClipScore(ClipScore.Params(texts=["alt_text", "caption"]))
+    assert step.output_columns() == {"clip_score": pl.Float32, "clip_score_caption": pl.Float32}
+
+
+def test_rows_without_image_or_text_get_a_null_score_and_the_rest_a_cosine(small_world, tmp_path):
+    missing = pl.struct(pl.lit(str(tmp_path)).alias("shard"), pl.lit("gone").alias("key"))
+    table = image_table(small_world, limit=12).with_row_index("i").with_columns(
+        pl.when(pl.col("i") == 3).then(None)  # a failed download
+        .when(pl.col("i") == 7).then(missing)  # a reference to an image that is not there
+        .otherwise(pl.col("image")).alias("image"),
+        pl.when(pl.col("i") == 5).then(None).otherwise(pl.col("alt_text")).alias("alt_text"),
+    ).drop("i")
+    result = run_step("clip_score", table, {"texts": ["alt_text", "gt_description"], "batch_size": 5},
+                      shard_size=4)
+    kept = result.kept
+    assert kept["uid"].to_list() == table["uid"].to_list()  # scoring never drops or reorders rows
+    assert kept.schema["clip_score"] == pl.Float32
+    nulls = kept.with_row_index("i").filter(pl.col("clip_score").is_null())["i"].to_list()
+    assert nulls == [3, 5, 7]
+    assert kept["clip_score_gt_description"].null_count() == 2  # the rows without an image
+    scores = kept["clip_score"].drop_nulls().to_numpy()
+    assert np.all(np.abs(scores) <= 1.0001)
+
+
+def test_embeddings_are_stored_once_per_uid_normalized_float16(small_world, tmp_path):
+    table = image_table(small_world, limit=10)
+    step = ClipScore(ClipScore.Params(batch_size=4))
+    ctx = StepContext(run_dir=tmp_path, label="clip_score", seed=0, artifacts=tmp_path / "artifacts", shard=0)
+    step.setup(ctx)
+    scored = step.process_shard(table, ctx)
+    images = EmbeddingStore(ctx.artifacts, "image")
+    texts = EmbeddingStore(ctx.artifacts, "text_alt_text")
+    uids, vectors = images.load_all(dtype=np.float16)
+    assert uids.to_list() == table["uid"].to_list()
+    assert np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1, atol=1e-2)
+    assert images.meta()["model"].startswith("world-clip-tiny@")
+    text_vectors = texts.lookup(table["uid"])
+    cosine = (images.lookup(table["uid"]) * text_vectors).sum(axis=1)
+    assert np.allclose(cosine, scored["clip_score"].to_numpy(), atol=5e-3)  # the score is the stored cosine
+
+
+def test_true_descriptions_outscore_boilerplate_and_empty_alt_text(small_world):
+    table = image_table(small_world)
+    kept = run_step("clip_score", table, {"texts": ["alt_text", "gt_description"]}).kept
+    truth = kept["clip_score_gt_description"].mean()
+    junk = kept.filter(pl.col("gt_noise_type").is_in(["boilerplate", "empty", "unrelated"]))["clip_score"].mean()
+    assert truth > junk + 0.2
+
+
+def test_missing_torch_gives_the_install_line_at_plan_time(monkeypatch):
+    import curate.validation
+    from curate.plugins import get_plugin_manager
+    from curate.plan import make_plan
+    from curate.spec import load_spec_text
+
+    real = curate.validation._find_spec
+    monkeypatch.setattr(curate.validation, "_find_spec", lambda m: None if m == "torch" else real(m))
+    text = "name: t\nsource: {format: parquet, path: rows.parquet}\nsteps:\n  - step: clip_score\n"
+    with pytest.raises(SpecError) as error:
+        make_plan(load_spec_text(text, None), get_plugin_manager(), None)
+    assert "pip install 'curate[clip]'" in str(error.value)
