@@ -129,6 +129,13 @@ def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = 
         "clip_scorer": "world CLIP (curate_clip)" if scored["realigned"] is not None else "not available: curate_clip or its world CLIP weights are not installed",
         "realign_captions_per_second": round(len(images) / realign_seconds, 1),
     }
+    realigned_metrics, alt_metrics = metrics["realigned"], metrics["alt_text"]
+    summary["acceptance"] = {
+        "attribute_accuracy >= 0.95": (realigned_metrics["attribute_accuracy"] or 0) >= 0.95,
+        "entity_retention >= 0.90": (realigned_metrics["entity_retention"] or 0) >= 0.90,
+        "clip_score realigned > alt_text": None if realigned_metrics["clip_score"] is None
+        else realigned_metrics["clip_score"] > alt_metrics["clip_score"],
+    }
     examples = [{"alt_text": alt[i], "realigned": realigned[i], "no_alt_text": no_alt[i],
                  "truth": rows["description"][i], "noise_type": rows["noise_type"][i]} for i in range(min(12, rows.height))]
     return {"summary": summary, "examples": examples}
@@ -153,6 +160,8 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     for key, label in names:
         cells = [metrics[m].get(key) for m in ("alt_text", "realigned", "no_alt_text")]
         lines.append(f"| {label} | " + " | ".join("–" if c is None else f"{c:.4f}" if isinstance(c, float) else str(c) for c in cells) + " |")
+    lines += ["", "Acceptance: " + ", ".join(f"{name}: {'pass' if ok else 'FAIL' if ok is False else 'not measured'}"
+                                          for name, ok in summary["acceptance"].items()) + "."]
     lines += ["", f"Entity retention over {metrics['realigned']['entity_retention_rows']} rows whose alt-text names the "
               f"image's entity; invention over {metrics['realigned']['entity_invention_rows']} rows whose alt-text names none of it.",
               "", "## Attribute accuracy by alt-text noise type", "", "| noise type | raw alt-text | realigned | no alt-text |", "|---|---|---|---|"]
