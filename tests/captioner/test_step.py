@@ -75,3 +75,12 @@ def test_prompts_join_alt_texts() -> None:
     frame = pl.DataFrame({"alts": [["a", "b"], None, ["", "c"]]})
     assert prompts_of(frame, "alts") == ["a; b", "", "c"]
     assert prompts_of(frame, None) == ["", "", ""]
+
+
+def test_train_captioner_step(pm: PluginManager, saved_captioner: Path, table: pl.DataFrame, tmp_path: Path) -> None:
+    rows = table.head(5).with_columns(pl.lit("A large red circle.").alias("caption"))
+    result = run_step("train_captioner", rows, {"init": str(saved_captioner), "images": "path", "image_root": str(tmp_path),
+                                                "steps": 2, "batch_size": 2, "device": "cpu"}, pm=pm)
+    assert result.kept.sort("uid").equals(rows.sort("uid"))  # rows pass through unchanged
+    assert result.summary["stage"] == 2 and result.summary["steps"] == 2
+    assert Path(result.summary["model"]).name == "captioner"
