@@ -167,3 +167,16 @@ def make_plugin_dist(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test (or the code under it) that switches torch's grad mode off process-wide would break
+    every training test after it; catch the one that does it, not the ones it breaks."""
+    torch = sys.modules.get("torch")
+    before = torch.is_grad_enabled() if torch is not None else True
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and before and not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail(f"{request.node.nodeid} left torch's grad mode switched off for the tests after it")

@@ -21,6 +21,15 @@ def train_world(args: tuple[str, ...]) -> None:
     sys.exit(main(list(args)))
 
 
+@clip.command("tune-world", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def tune_world(args: tuple[str, ...]) -> None:
+    """Fine-tune the world CLIP with hard negatives (wrong-attribute and junk texts; see --help)."""
+    from curate_clip.training.hardneg import main
+
+    sys.exit(main(list(args)))
+
+
 @clip.command("eval-world")
 @click.option("--n", default=2000, show_default=True, help="rows of the held-out world")
 @click.option("--seed", default=2000, show_default=True)

@@ -36,7 +36,7 @@ class MixParams(Params):
     original: str = Field("alt_text", description="column with the original (web) caption")
     synthetic: str = Field("caption_realigned", description="column with the synthetic caption")
     original_score: str = Field("clip_score", description="score of the original caption (score_gated)")
-    synthetic_score: str = Field("clip_score_realigned", description="score of the synthetic caption (score_gated)")
+    synthetic_score: str = Field("clip_score_caption_realigned", description="score of the synthetic caption (score_gated)")
     seed: int | None = Field(None, description="default: the run's seed")
 
 

@@ -31,7 +31,7 @@ class MixColumns(BaseModel):
     original: str = "alt_text"
     synthetic: str = "caption_realigned"
     original_score: str = "clip_score"
-    synthetic_score: str = "clip_score_realigned"
+    synthetic_score: str = "clip_score_caption_realigned"
 
 
 class MixStrategy:

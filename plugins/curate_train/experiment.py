@@ -71,7 +71,7 @@ def score_pool(pool: pl.DataFrame, checkpoint: Path, world_dir: Path, model_name
     model, preprocess, tokenizer = load_clip(checkpoint, model_name)
     images = encode_images(model, preprocess, [world_dir / "images" / f"{k}.jpg" for k in pool["uid"]])
     scores = {}
-    for column, name in (("alt_text", "clip_score"), ("caption_realigned", "clip_score_realigned")):
+    for column, name in (("alt_text", "clip_score"), ("caption_realigned", "clip_score_caption_realigned")):
         texts = encode_texts(model, tokenizer, pool[column].fill_null("").to_list())
         scores[name] = (images * texts).sum(1).tolist()
     return pool.with_columns(pl.Series(k, v, pl.Float64) for k, v in scores.items())

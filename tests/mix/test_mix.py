@@ -31,7 +31,7 @@ def pool(n: int, *, missing_every: int = 0) -> pl.DataFrame:
         "alt_text": [f"alt {i}" for i in range(n)],
         "caption_realigned": synthetic,
         "clip_score": [(i % 7) / 10 for i in range(n)],
-        "clip_score_realigned": [(i % 5) / 10 for i in range(n)],
+        "clip_score_caption_realigned": [(i % 5) / 10 for i in range(n)],
         "group": [["a", "b", "c"][i % 3] for i in range(n)],
     })
 
@@ -66,7 +66,7 @@ def test_ratio_gives_its_quota_to_rows_that_have_a_synthetic_caption(mix_pm):
 
 def test_score_gated_prefers_the_alt_text_within_the_margin(mix_pm):
     result = mixed(mix_pm, pool(70), "score_gated", {"margin": 0.05})
-    expected = [s > o + 0.05 for o, s in zip(result["clip_score"], result["clip_score_realigned"], strict=True)]
+    expected = [s > o + 0.05 for o, s in zip(result["clip_score"], result["clip_score_caption_realigned"], strict=True)]
     assert (result["caption_source"] == "synthetic").to_list() == expected
 
 
@@ -104,7 +104,7 @@ def test_mixing_never_invents_text_and_is_deterministic_and_shard_independent(mi
         pl.Series("caption_realigned", data.draw(st.lists(st.one_of(st.none(), st.just(""), cst.alt_texts(40, False)),
                                                           min_size=n, max_size=n)), pl.Utf8),
         pl.Series("clip_score", data.draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)), pl.Float64),
-        pl.Series("clip_score_realigned", data.draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)), pl.Float64),
+        pl.Series("clip_score_caption_realigned", data.draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)), pl.Float64),
     )
     one = mixed(mix_pm, table, strategy, options, seed=seed, shard_size=1000)
     again = mixed(mix_pm, table, strategy, options, seed=seed, shard_size=data.draw(st.integers(1, 7)))

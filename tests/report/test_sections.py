@@ -8,7 +8,10 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from curate_report.rundata import RunData
 from curate_report.sections import build_all, captions, distributions, duplicates, experiments, funnel
 
@@ -204,3 +207,12 @@ def test_a_failing_section_warns_and_the_others_render(generic_run: Path, monkey
     assert "Funnel" in titles and "Duplicate groups" in titles
     failed = next(s for s in sections if s["title"] == "Distributions")
     assert "could not be rendered" in failed["html"] and "boom" in failed["html"]
+
+
+@given(low=st.integers(0, 100_000), extra=st.integers(0, 100_000))
+def test_size_bin_edges_strictly_increase_and_cover_the_sizes(low: int, extra: int) -> None:
+    # every image of a world run has the same size: equal ends must still give usable bins
+    edges = distributions.log_edges(float(low), float(low + extra))
+    assert np.all(np.diff(edges) > 0)
+    assert edges[0] <= max(low, 1) and edges[-1] >= low + extra
+    np.histogram(np.array([low, low + extra], dtype=float), bins=edges)

@@ -200,13 +200,21 @@ def draw_grid(figure: Any, groups: list[list[Series]], xlabel: str, clip: bool) 
         ax.set_visible(False)
 
 
+def log_edges(low: float, high: float) -> np.ndarray:
+    """Strictly increasing log-spaced edges around ``[low, high]``, also when every image has the
+    same size (geomspace of two equal ends can come back non-monotonic by rounding)."""
+    low = max(low, 1.0)
+    high = max(high, low * 2.0)
+    return np.geomspace(low / 1.05, high * 1.05, BINS + 1)
+
+
 def draw_sizes(figure: Any, width: np.ndarray, height: np.ndarray) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     sides, ratios = figure.subplots(1, 2)
     both = np.concatenate([width, height])
     # web images run from icons to posters: pixel counts are binned on a log scale
-    edges = np.geomspace(max(float(both.min()), 1.0), max(float(both.max()), 2.0), BINS + 1)
+    edges = log_edges(float(both.min()), float(both.max()))
     for values, color, label in ((width, charts.ACCENT, "width"), (height, charts.AMBER, "height")):
         sides.stairs(np.histogram(values, bins=edges)[0], edges, fill=True, color=color, alpha=0.6, label=label)
     sides.set_xscale("log")
