@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up curate in ./.venv: the package, its built-in plugins and what the embedded default needs.
 #   ./setup.sh          everything to run specs/quickstart.yaml
-#   ./setup.sh --test   plus the test tools (pytest, hypothesis, ray, headless chromium)
+#   ./setup.sh --test   plus the test tools (pytest, hypothesis, playwright, ray, diffusers, headless chromium)
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,7 +25,7 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 
 extras="pipeline"
 if [ "${1:-}" = "--test" ]; then
-    extras="$extras,train,ray,test"
+    extras="$extras,train,diffusion,ray,test"
 fi
 # torch comes first and pinned: this release lies on the machines' disk (pip takes it from there,
 # no 3 GB download); an unpinned 'torch' from the extras could ask the index for a newer one.
