@@ -128,7 +128,9 @@ class Ratio(MixStrategy):
 
 class ScoreGated(MixStrategy):
     """The caption with the higher CLIP score; the alt-text wins unless the synthetic caption beats
-    it by more than ``margin`` (an alt-text naming what a captioner cannot know is worth keeping)."""
+    it by more than ``margin`` (an alt-text naming what a captioner cannot know is worth keeping).
+    An empty or blank alt-text never wins against a synthetic caption: a CLIP gives the empty
+    string a score like any text (the world CLIP: about 0.2), but there is nothing in it to train on."""
 
     name = "score_gated"
     description = "higher CLIP score wins, with a margin favouring the alt-text"
@@ -140,9 +142,10 @@ class ScoreGated(MixStrategy):
         return {self.columns.original_score: pl.Float64, self.columns.synthetic_score: pl.Float64}
 
     def mix(self, frame: pl.DataFrame) -> pl.DataFrame:
+        blank = pl.col("_original").is_null() | (pl.col("_original").str.strip_chars() == "")
         original = pl.col(self.columns.original_score).fill_null(float("-inf")).fill_nan(float("-inf"))
         synthetic = pl.col(self.columns.synthetic_score).fill_null(float("-inf")).fill_nan(float("-inf"))
-        return choose(frame, synthetic > original + self.params.margin)
+        return choose(frame, blank | (synthetic > original + self.params.margin))
 
 
 class Multi(MixStrategy):
