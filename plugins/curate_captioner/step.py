@@ -3,6 +3,7 @@ upstream table and saves the captioner in the step's artifacts."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,31 @@ def prompts_of(table: pl.DataFrame, column: str | None) -> list[str]:
     return [value or "" for value in values]
 
 
+@functools.lru_cache(maxsize=16)
+def _directory_digest(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(name.encode())
+        with open(Path(path) / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def model_digest(model: str) -> str | None:
+    """A digest of a captioner directory's files (None when it cannot be found: the plan says why)."""
+    from curate_captioner.config import resolve_model_path
+    from curate_captioner.errors import CaptionerError
+
+    try:
+        path = resolve_model_path(model)
+    except CaptionerError:
+        return None
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _directory_digest(str(path), stamp)
+
+
 class Realign(Step):
     """Rewrite each row's alt-text into a caption of what the image shows (Altogether), keeping what
     only the alt-text knows; ``mode: no_alt_text`` captions from the image alone."""
@@ -71,6 +97,10 @@ class Realign(Step):
         if params.mode == "realign":
             columns[params.alt_text_column] = pl.List(pl.Utf8) if params.alt_text_list else pl.Utf8
         return columns
+
+    def fingerprint_extra(self) -> dict[str, Any]:
+        """The captioner's files by content: retrained weights under the same name rerun the step."""
+        return {"model_files": model_digest(self.params.model)}
 
     def setup(self, ctx: StepContext) -> None:
         import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from curate import hookimpl
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 
 @hookimpl

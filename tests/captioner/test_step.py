@@ -84,3 +84,21 @@ def test_train_captioner_step(pm: PluginManager, saved_captioner: Path, table: p
     assert result.kept.sort("uid").equals(rows.sort("uid"))  # rows pass through unchanged
     assert result.summary["stage"] == 2 and result.summary["steps"] == 2
     assert Path(result.summary["model"]).name == "captioner"
+
+
+def test_retrained_weights_under_the_same_path_change_the_realign_fingerprint(tmp_path):
+    import shutil
+
+    from curate_captioner.config import WORLD_MODEL_DIR
+    from curate_captioner.step import Realign
+
+    model = tmp_path / "captioner"
+    shutil.copytree(WORLD_MODEL_DIR, model)
+    step = Realign(Realign.Params(model=str(model)))
+    before = step.fingerprint_extra()
+    assert before["model_files"] and before == step.fingerprint_extra()
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one flipped bit in the weights: a retrained model for the cache's purposes
+    weights.write_bytes(bytes(data))
+    assert step.fingerprint_extra() != before
