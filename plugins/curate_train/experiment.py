@@ -3,9 +3,11 @@ blend on the same images for the same number of samples, and evaluate each on th
 eval split. Results go to ``RUN_DIR/experiment/results.json`` (+ ``results.md``), which the report's
 Experiments section reads.
 
-The pool: the world's train-split pairs, with the world's annotator-style realigned caption for
-every row as the synthetic caption (``realign_fraction: 1``; the shipped realignment captioner is
-not available in this checkout, so this is its training target, an upper bound on its quality).
+The pool: the world's train-split pairs. The synthetic caption is, with ``synthetic: annotator``,
+the world's annotator-style realigned caption for every row (``realign_fraction: 1``: the
+captioner's training target, an upper bound on its quality), or, with ``synthetic: captioner``,
+what the shipped realignment captioner (``realign`` step, ``captioner_model``) writes for each
+row's image and alt-text — the closed loop as a user would run it.
 ``score_gated`` needs CLIP scores of both captions; they come from the ``alt_text`` variant's model
 (a CLIP trained on web alt-text, as a web CLIP scores web data), so that variant trains first.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import yaml
@@ -40,6 +42,9 @@ class ExperimentSpec(Params):
     warmup: int = Field(20, ge=0)
     model: str = Field("tiny", description="'tiny' (this package's config) or 'world' (curate_clip's)")
     scorer: str = Field("alt_text", description="the variant whose model scores captions for score_gated")
+    synthetic: Literal["annotator", "captioner"] = Field(
+        "annotator", description="synthetic captions: the world's annotator captions, or the realign step's")
+    captioner_model: str = Field("world", description="with synthetic: captioner, the realign step's model")
     variants: list[Variant]
 
 
@@ -61,6 +66,18 @@ def build_pool(world_dir: Path, world: dict[str, Any]) -> pl.DataFrame:
         .alias("image"),
         "alt_text", "caption_realigned", "noise_type",
     )
+
+
+def realign_pool(pool: pl.DataFrame, model: str, seed: int) -> pl.DataFrame:
+    """The pool with ``caption_realigned`` written by the ``realign`` step instead of the annotator."""
+    from curate_captioner.step import Realign
+
+    from curate.testing.runner import run_step
+
+    step = Realign(Realign.Params(model=model))
+    realigned = run_step(step, pool.drop("caption_realigned"), seed=seed).kept
+    return pool.drop("caption_realigned").join(realigned.select("uid", "caption_realigned"), on="uid", how="left") \
+        .select(pool.columns)
 
 
 def score_pool(pool: pl.DataFrame, checkpoint: Path, world_dir: Path, model_name: str) -> pl.DataFrame:
@@ -111,6 +128,10 @@ def run(spec: ExperimentSpec, run_dir: Path, *, echo: Any = print) -> list[dict[
     started = time.monotonic()
     pool = build_pool(world_dir, spec.world)
     echo(f"pool: {pool.height} pairs from world {spec.world} ({time.monotonic() - started:.0f}s)")
+    if spec.synthetic == "captioner":
+        pool = realign_pool(pool, spec.captioner_model, spec.seed)
+        echo(f"realigned {pool.height} alt-texts with captioner '{spec.captioner_model}' "
+             f"({time.monotonic() - started:.0f}s)")
     order = sorted(spec.variants, key=lambda v: v.name != spec.scorer)
     results, checkpoints = [], {}
     for variant in order:
@@ -162,7 +183,7 @@ def reevaluate(spec: ExperimentSpec, run_dir: Path, *, echo: Any = print) -> lis
 
 
 def write(out: Path, spec: ExperimentSpec, pool_rows: int, results: list[dict[str, Any]], seconds: float) -> None:
-    facts = {"name": spec.name, "seed": spec.seed, "world": json.dumps(spec.world), "pool_rows": pool_rows,
+    facts = {"name": spec.name, "seed": spec.seed, "synthetic": spec.synthetic, "world": json.dumps(spec.world), "pool_rows": pool_rows,
              "model": spec.model, "epochs": spec.epochs, "lr": spec.lr, "samples_seen": pool_rows * spec.epochs, "batch_size": spec.batch_size,
              "metric": "accuracy = mean zero-shot accuracy over label_shape and label_color (%), prompts "
                        "'a large {color} {shape}' averaged over the other attribute; accuracy_simple: generic "

@@ -84,3 +84,19 @@ def test_train_diffusion_runs_on_an_imagefolder_export(tmp_path, monkeypatch):
                              sample_steps=2)
     assert result["colors"] == 10 and 0 <= result["color_hits"] <= 10
     assert (tmp_path / "diffusion" / "sample_red.png").is_file()
+
+
+@pytest.mark.slow
+def test_the_experiment_pool_can_take_its_synthetic_captions_from_the_shipped_captioner(tmp_path):
+    from curate_train.experiment import build_pool, load, realign_pool
+
+    spec = load(REPO / "specs" / "experiment_blend_captioner.yaml")
+    assert spec.synthetic == "captioner"
+    pool = build_pool(tmp_path / "world", {"n": 30, "seed": 3})
+    realigned = realign_pool(pool, spec.captioner_model, seed=0)
+    assert realigned.columns == pool.columns
+    assert realigned["uid"].to_list() == pool["uid"].to_list()
+    assert realigned["caption_realigned"].null_count() == 0
+    # the captioner's own text, not the annotator's: captions differ from the world's targets
+    assert (realigned["caption_realigned"] != pool["caption_realigned"]).sum() > 0
+    assert all(c.endswith("background.") for c in realigned["caption_realigned"])
