@@ -11,7 +11,6 @@ captioner and an OPT-1.3B one go through the same :meth:`Captioner.save` / :meth
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ from curate_captioner.config import (
 from curate_captioner.encoder import build_tower, encode, preprocess, tower_width
 from curate_captioner.errors import CaptionerError
 from curate_captioner.prompts import PromptBatch, build_batch
-from curate_captioner.tokenizer import caption_token_id, encode as encode_texts
+from curate_captioner.tokenizer import caption_token_id
+from curate_captioner.tokenizer import encode as encode_texts
 
 
 class Mapper(nn.Module):
@@ -216,11 +216,9 @@ def pool_tokens(tokens: torch.Tensor, limit: int) -> torch.Tensor:
 
 def weights_digest(path: Path) -> str:
     """Short digest of a captioner's weights file, recorded with every caption it writes."""
-    digest = hashlib.sha256()
-    with open(path / WEIGHTS_FILE, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    from curate.digests import file_digest
+
+    return file_digest(path / WEIGHTS_FILE)[:12]
 
 
 def tiny_decoder(vocab_size: int, *, hidden: int = 192, layers: int = 4, heads: int = 4,

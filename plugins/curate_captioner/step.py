@@ -3,7 +3,6 @@ upstream table and saves the captioner in the step's artifacts."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +11,7 @@ import polars as pl
 from pydantic import Field
 
 from curate import Image, Params, Step, StepContext, TableInput
+from curate.digests import directory_digest
 from curate.schema import Schema
 from curate_captioner.config import ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, TEMPERATURE, TOP_P, WORLD_MODEL_NAME
 
@@ -41,17 +41,6 @@ def prompts_of(table: pl.DataFrame, column: str | None) -> list[str]:
     return [value or "" for value in values]
 
 
-@functools.lru_cache(maxsize=16)
-def _directory_digest(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for name, _, _ in stamp:
-        digest.update(name.encode())
-        with open(Path(path) / name, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def model_digest(model: str) -> str | None:
     """A digest of a captioner directory's files (None when it cannot be found: the plan says why)."""
     from curate_captioner.config import resolve_model_path
@@ -61,9 +50,7 @@ def model_digest(model: str) -> str | None:
         path = resolve_model_path(model)
     except CaptionerError:
         return None
-    files = sorted(p for p in path.iterdir() if p.is_file())
-    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _directory_digest(str(path), stamp)
+    return directory_digest(path)[:16]
 
 
 class Realign(Step):

@@ -6,8 +6,6 @@ so dedup and mixing reuse them instead of recomputing.
 
 from __future__ import annotations
 
-import hashlib
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
+from curate.digests import file_digest
 from curate.embeddings import EmbeddingStore
 from curate.params import Params
 from curate.schema import UID, Image, Schema
@@ -29,21 +28,11 @@ def score_column(text_column: str) -> str:
     return "clip_score" if text_column == "alt_text" else f"clip_score_{text_column}"
 
 
-@cache
-def _file_digest(path: str, size: int, mtime: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def weights_digest(model: str, checkpoint: str | None) -> str | None:
     path = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
     if path is None or not path.exists():
         return None
-    stat = path.stat()
-    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+    return file_digest(path)[:16]
 
 
 class ClipScoreParams(Params):
