@@ -74,10 +74,9 @@ def realign_pool(pool: pl.DataFrame, model: str, seed: int) -> pl.DataFrame:
 
     from curate.testing.runner import run_step
 
-    step = Realign(Realign.Params(model=model))
-    realigned = run_step(step, pool.drop("caption_realigned"), seed=seed).kept
-    return pool.drop("caption_realigned").join(realigned.select("uid", "caption_realigned"), on="uid", how="left") \
-        .select(pool.columns)
+    rows = pool.drop("caption_realigned")
+    realigned = run_step(Realign(Realign.Params(model=model)), rows, seed=seed).kept
+    return rows.join(realigned.select("uid", "caption_realigned"), on="uid", how="left").select(pool.columns)
 
 
 def score_pool(pool: pl.DataFrame, checkpoint: Path, world_dir: Path, model_name: str) -> pl.DataFrame:
@@ -87,8 +86,11 @@ def score_pool(pool: pl.DataFrame, checkpoint: Path, world_dir: Path, model_name
 
     model, preprocess, tokenizer = load_clip(checkpoint, model_name)
     images = encode_images(model, preprocess, [world_dir / "images" / f"{k}.jpg" for k in pool["uid"]])
+    from curate_mix.strategies import MixColumns
+
+    columns = MixColumns()  # the score columns the mix step reads by default
     scores = {}
-    for column, name in (("alt_text", "clip_score"), ("caption_realigned", "clip_score_caption_realigned")):
+    for column, name in ((columns.original, columns.original_score), (columns.synthetic, columns.synthetic_score)):
         texts = encode_texts(model, tokenizer, pool[column].fill_null("").to_list())
         scores[name] = (images * texts).sum(1).tolist()
     return pool.with_columns(pl.Series(k, v, pl.Float64) for k, v in scores.items())

@@ -47,10 +47,17 @@ def shapes_text(scene, rng: np.random.Generator) -> str:  # type: ignore[no-unty
 
 def true_texts(description: str, count: int, rng: np.random.Generator) -> list[str]:
     """``count`` true texts of the scene that ``description`` describes."""
-    from curate_world.alttext import write_faithful, write_partial
-    from curate_world.describe import describe, parse_description
+    from curate_world.describe import parse_description
 
-    scene = parse_description(description)
+    return scene_texts(parse_description(description), count, rng)
+
+
+def scene_texts(scene, count: int, rng: np.random.Generator) -> list[str]:  # type: ignore[no-untyped-def]
+    """``count`` true texts of ``scene``: its description, faithful alt-texts, a shapes-only text,
+    then partial or faithful ones."""
+    from curate_world.alttext import write_faithful, write_partial
+    from curate_world.describe import describe
+
     has_entity = scene.entity is not None
     texts = [describe(scene, name_entity=bool(rng.random() < 0.5))]
     while len(texts) < count:

@@ -51,14 +51,13 @@ def batch_texts(scenes: list[Any], rng: np.random.Generator, junk: int) -> tuple
     """One true text and one wrong-attribute text per scene, and ``junk`` junk texts."""
     from curate_world.alttext import write_boilerplate, write_wrong_attribute
 
-    from curate_clip.training.data import true_texts
-    from curate_world.describe import describe
+    from curate_clip.training.data import scene_texts
 
     positives, negatives = [], []
     for scene in scenes:
         name_entity = scene.entity is not None and bool(rng.random() < 0.85)
         # true_texts' first three are: full description, faithful alt-text, shapes only; then more
-        texts = true_texts(describe(scene), 5, rng)
+        texts = scene_texts(scene, 5, rng)
         positives.append(texts[int(rng.integers(len(texts)))])
         negatives.append(write_wrong_attribute(scene, rng, name_entity).text)
     garbage = ["" if rng.random() < 0.3 else write_boilerplate(rng).text for _ in range(junk)]
@@ -95,23 +94,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     std = torch.tensor(model.visual.image_std or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
     loaded = time.perf_counter()
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n and "logit" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n and "logit" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                                  lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+    from open_clip_train.scheduler import cosine_lr
 
-    def lr_at(step: int) -> float:
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    # weight decay on matrices only: not on gains, biases, embeddings or the logit scale
+    decayed = {n for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n and "logit" not in n}
+    groups = [{"params": [p for n, p in model.named_parameters() if (n in decayed) == wanted], "weight_decay": wd}
+              for wanted, wd in ((True, 0.1), (False, 0.0))]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+    set_lr = cosine_lr(optimizer, args.lr, args.warmup, args.steps)  # open_clip_train's schedule
 
     model.train()
     log: list[dict[str, Any]] = []
     running = None
     for step in range(args.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
+        lr = set_lr(step)
         chosen = rng.choice(len(scenes), size=args.batch_size, replace=False)
         positives, negatives, garbage = batch_texts([scenes[i] for i in chosen], rng, args.junk)
         images = normalize(pixels[torch.from_numpy(chosen)], mean, std)
@@ -140,7 +136,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         running = value if running is None else 0.95 * running + 0.05 * value
         if step % args.log_every == 0 or step == args.steps - 1:
             entry = {"step": step, "loss": round(running, 4), "beats_hard_negative": round(hard_win, 3),
-                     "lr": round(lr_at(step), 6), "logit_scale": round(float(scale), 2),
+                     "lr": round(lr, 6), "logit_scale": round(float(scale), 2),
                      "seconds": round(time.perf_counter() - loaded, 1)}
             log.append(entry)
             print(json.dumps(entry), flush=True)
