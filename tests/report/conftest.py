@@ -22,6 +22,7 @@ from curate.plugins import PluginManager
 from curate.schema import DROP_REASON, Schema
 from curate.step import Step
 from curate.testing import run_spec
+from tests.report.browser import launch
 
 PALETTE = [(239, 68, 68), (59, 130, 246), (34, 197, 94), (234, 179, 8), (168, 85, 247), (20, 184, 166),
            (249, 115, 22), (236, 72, 153)]
@@ -195,3 +196,9 @@ def make_run(workdir: Path, report_pm: PluginManager) -> Callable[..., Path]:
 def big_run(tmp_path_factory: pytest.TempPathFactory, report_pm: PluginManager) -> Path:
     """100,000 rows in 60,000 duplicate groups over 200 pictures; 40k rows reach the last step."""
     return build_run(tmp_path_factory.mktemp("big"), report_pm, rows=100_000, images=200, groups=60_000)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Headless Chromium (a Playwright persistent context), one per test module."""
+    yield from launch(tmp_path_factory)

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO
-from tests.report.test_browser import CHROMIUM, SCREENSHOTS, browser, images_state, open_report  # noqa: F401
+from tests.report.browser import CHROMIUM, SCREENSHOTS, images_state, open_report
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def test_the_quickstart_blends_captions_where_the_alt_text_is_junk(quickstart: P
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
-def test_the_quickstart_report_renders_in_chromium(browser: Any, quickstart: Path):  # noqa: F811
+def test_the_quickstart_report_renders_in_chromium(browser: Any, quickstart: Path):
     page, errors, outside = open_report(browser, quickstart / "report.html")
     titles = page.locator("section.panel > h2").all_inner_texts()
     assert titles == ["Funnel", "Distributions", "Duplicate groups", "Caption story"]

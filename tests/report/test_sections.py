@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from curate_report.rundata import RunData
 from curate_report.sections import build_all, captions, distributions, duplicates, experiments, funnel
+from hypothesis import given
+from hypothesis import strategies as st
 
 from curate.runstore import read_manifest
 from tests.report.checks import assert_well_formed
