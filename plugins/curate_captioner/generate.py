@@ -72,12 +72,14 @@ def generate(
     streams = row_streams(seed, row_keys if row_keys is not None else range(rows)) if temperature > 0 else None
     eos, pad = captioner.tokenizer.eos_token_id, captioner.tokenizer.pad_token_id
     extra = {"logits_to_keep": 1} if _accepts(decoder, "logits_to_keep") else {}
+    # transformers 5.24 renamed the KV cache argument and output field from past_key_values to cache
+    cache_name = "cache" if _accepts(decoder, "cache") else "past_key_values"
     banned = banned_tokens(captioner)
 
     cache = DynamicCache(config=decoder.config)
     out = decoder(inputs_embeds=captioner.embeds(prefix, batch), attention_mask=mask, position_ids=positions,
-                  past_key_values=cache, use_cache=True, **extra)
-    cache = out.past_key_values
+                  use_cache=True, **{cache_name: cache}, **extra)
+    cache = getattr(out, cache_name)
     logits = out.logits[:, -1]
     logits[:, banned] = float("-inf")
     next_position = positions[:, -1:] + 1
@@ -93,8 +95,8 @@ def generate(
             break
         mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
         out = decoder(input_ids=tokens.unsqueeze(1), attention_mask=mask, position_ids=next_position,
-                      past_key_values=cache, use_cache=True, **extra)
-        cache = out.past_key_values
+                      use_cache=True, **{cache_name: cache}, **extra)
+        cache = getattr(out, cache_name)
         logits = out.logits[:, -1]
         logits[:, banned] = float("-inf")
         next_position = next_position + 1
