@@ -133,6 +133,9 @@ def export_safetensors(checkpoint: Path, out: Path) -> None:
 
     state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)["state_dict"]
     state = {k.removeprefix("module."): v.detach().to(torch.float16).contiguous() for k, v in state.items()}
+    # A --siglip run learns a logit bias for its loss; curate's score is the cosine, which does not
+    # use it, and the world config has no such parameter to load it into.
+    state.pop("logit_bias", None)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out))
     out.chmod(0o644)  # shipped as package data: readable by everyone

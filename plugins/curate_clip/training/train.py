@@ -23,7 +23,7 @@ from curate_clip.models import CONFIG_DIR, WORLD_MODEL
 
 
 def open_clip_args(pattern: str, samples: int, logs: Path, epochs: int, batch_size: int, lr: float,
-                   workers: int, seed: int, model: str = WORLD_MODEL) -> list[str]:
+                   workers: int, seed: int, model: str = WORLD_MODEL, warmup: int = 50) -> list[str]:
     return [
         "--train-data", pattern,
         "--dataset-type", "webdataset",
@@ -33,7 +33,7 @@ def open_clip_args(pattern: str, samples: int, logs: Path, epochs: int, batch_si
         "--epochs", str(epochs),
         "--lr", str(lr),
         "--wd", "0.1",
-        "--warmup", "50",
+        "--warmup", str(warmup),
         "--workers", str(workers),
         "--precision", "fp32",
         "--seed", str(seed),
@@ -53,6 +53,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(".curate/world-clip"))
     parser.add_argument("--n", type=int, default=10000, help="images in the training world")
     parser.add_argument("--texts-per-image", type=int, default=3)
+    parser.add_argument("--families", type=int, default=0,
+                        help="train on this many minimal-pair families instead of a world (training/families.py)")
+    parser.add_argument("--family-size", type=int, default=8, help="scenes per family: a scene and its one-change variants")
+    parser.add_argument("--family-walk", action="store_true",
+                        help="each variant changes one thing of any earlier member, not of the first scene")
+    parser.add_argument("--family-full-texts", action="store_true",
+                        help="family members get only texts that name every object (no partial ones)")
+    parser.add_argument("--singles", type=float, default=0.0,
+                        help="random unrelated scenes (any true text) per family member, between families")
+    parser.add_argument("--siglip", action="store_true",
+                        help="open_clip_train's sigmoid loss: every image-text pair is judged on its own, so the "
+                             "score is calibrated across images (what a threshold filter needs)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this checkpoint (open_clip_train --pretrained), e.g. an earlier run's epoch_N.pt")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
@@ -60,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="train another open_clip config (JSON; its file name is the model name)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=50, help="warmup steps")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--export", type=Path, default=None, help="write the final weights here (safetensors)")
     args = parser.parse_args(argv)
@@ -75,9 +90,16 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    world = generate_world(args.out / "world", n=args.n, seed=args.seed, fault_rate=0.0, dup_fraction=0.0)
-    pattern, samples = write_shards(world.dir, args.out / "shards", texts_per_image=args.texts_per_image,
-                                    seed=args.seed)
+    if args.families:
+        from curate_clip.training.families import write_family_shards
+
+        pattern, samples = write_family_shards(args.out / "shards", families=args.families, size=args.family_size,
+                                               seed=args.seed, walk=args.family_walk,
+                                               full_texts=args.family_full_texts, singles=args.singles)
+    else:
+        world = generate_world(args.out / "world", n=args.n, seed=args.seed, fault_rate=0.0, dup_fraction=0.0)
+        pattern, samples = write_shards(world.dir, args.out / "shards", texts_per_image=args.texts_per_image,
+                                        seed=args.seed)
     prepared = time.perf_counter()
     open_clip.add_model_config(str(CONFIG_DIR))
     model = WORLD_MODEL
@@ -94,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     from open_clip_train.main import main as train_main
 
     train_args = open_clip_args(pattern, samples, logs, args.epochs, args.batch_size, args.lr, args.workers,
-                                args.seed, model)
+                                args.seed, model, args.warmup)
+    if args.init is not None:
+        train_args += ["--pretrained", str(args.init)]
+    if args.siglip:
+        train_args += ["--siglip"]
     print("open_clip_train.main " + " ".join(train_args), flush=True)
     train_main(train_args)
     finished = time.perf_counter()
@@ -111,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "command": "curate clip train-world " + " ".join(argv if argv is not None else sys.argv[1:]),
         "open_clip_train_args": train_args,
-        "world": {"n": args.n, "seed": args.seed, "texts_per_image": args.texts_per_image},
+        "data": ({"families": args.families, "family_size": args.family_size, "walk": args.family_walk,
+                  "full_texts": args.family_full_texts, "singles": args.singles,
+                  "seed": args.seed} if args.families
+                 else {"world_n": args.n, "seed": args.seed, "texts_per_image": args.texts_per_image}),
         "samples_per_epoch": samples,
         "threads": args.threads,
         "seconds": {"world_and_shards": round(prepared - started, 1), "open_clip_train": round(finished - prepared, 1)},
