@@ -45,6 +45,10 @@ def _rate(text: str) -> dict[str, float]:
     "--entity-rate", default=0.3, show_default=True, help="Share of scenes showing an entity's logo."
 )
 @click.option(
+    "--realign-fraction", default=0.2, show_default=True,
+    help="Share of rows with an annotator-realigned caption (realigned.parquet: the captioner's stage 2 data).",
+)
+@click.option(
     "--eval-n", default=None, type=int, help="Rows in eval.parquet [default: min(1000, max(50, n/5))]."
 )
 @click.option("--overwrite", is_flag=True, help="Replace a different world already in OUT.")

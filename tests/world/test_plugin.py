@@ -118,6 +118,13 @@ def test_cli_generate(workdir: Path) -> None:
     assert runner.invoke(world_commands, ["generate", out, "--noise-rates", "empty"]).exit_code == 2
 
 
+def test_cli_generate_can_realign_every_row(workdir: Path) -> None:
+    out = workdir / "all"
+    result = CliRunner().invoke(world_commands, ["generate", str(out), "--n", "40", "--realign-fraction", "1"])
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(out / "realigned.parquet").height == 40
+
+
 def test_cli_serve_prints_the_url_and_stops_on_ctrl_c(workdir: Path) -> None:
     generate_world(workdir / "w", n=10, fault_rate=0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_")}
