@@ -70,11 +70,26 @@ def add_commands(cli: Any) -> None:
     @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
                   help="default: runs/<spec name> next to the spec")
     @click.option("--eval-only", is_flag=True, help="re-evaluate the trained variants of a finished run")
-    def run_command(spec: Path, run_dir: Path | None, eval_only: bool) -> None:
-        """Run a blend experiment; writes RUN_DIR/experiment/results.json and results.md."""
+    @click.option("--seeds", default=None, help="comma-separated seeds, overriding the spec's (e.g. 0,1,2,3,4)")
+    def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | None) -> None:
+        """Run a blend experiment; writes RUN_DIR/experiment/results.json and results.md, or with
+        several seeds RUN_DIR/seed-N/... and RUN_DIR/experiment/summary.{json,md}."""
         from curate_train.experiment import load, reevaluate, run
 
         loaded = load(spec)
         target = run_dir or spec.parent.parent / "runs" / loaded.name
+        chosen = loaded.seeds
+        if seeds is not None:
+            try:
+                chosen = [int(part) for part in seeds.split(",") if part.strip()]
+            except ValueError:
+                raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2",
+                                         param_hint="--seeds") from None
+        if chosen and not eval_only:
+            from curate_train.seeds import run_seeds
+
+            run_seeds(loaded, target, chosen, echo=click.echo)
+            click.echo((target / "experiment" / "summary.md").read_text())
+            return
         (reevaluate if eval_only else run)(loaded, target, echo=click.echo)
         click.echo((target / "experiment" / "results.md").read_text())

@@ -36,10 +36,13 @@ class ExperimentSpec(Params):
     name: str = "blend"
     world: dict[str, Any] = Field(default_factory=lambda: {"n": 3000, "seed": 0})
     seed: int = 0
+    seeds: list[int] = Field(default_factory=list,
+                             description="run once per seed (RUN_DIR/seed-N) and summarize; overrides seed")
     epochs: int = Field(6, ge=1, description="unrolled epochs (copies of each sample) per variant")
     batch_size: int = Field(128, gt=0)
     lr: float = Field(2e-3, gt=0)
     warmup: int = Field(20, ge=0)
+    threads: int = Field(1, ge=1, description="torch threads of each training run")
     model: str = Field("tiny", description="'tiny' (this package's config) or 'world' (curate_clip's)")
     scorer: str = Field("alt_text", description="the variant whose model scores captions for score_gated")
     synthetic: Literal["annotator", "captioner"] = Field(
@@ -145,7 +148,8 @@ def run(spec: ExperimentSpec, run_dir: Path, *, echo: Any = print) -> list[dict[
         table = mix(pool, variant, spec.seed)
         shards = export(table, out / "shards" / variant.name, spec.epochs, spec.seed)
         checkpoint = train_clip(shards, out / "logs", name=variant.name, epochs=1, batch_size=spec.batch_size,
-                                lr=spec.lr, warmup=spec.warmup, seed=spec.seed, model=spec.model)
+                                lr=spec.lr, warmup=spec.warmup, seed=spec.seed, model=spec.model,
+                                threads=spec.threads)
         checkpoints[variant.name] = checkpoint
         metrics = eval_zeroshot(checkpoint, world_dir, spec.model)
         sources = dict(table["caption_source"].value_counts().iter_rows())

@@ -20,10 +20,11 @@ def test_importing_the_plugins_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_the_experiment_spec_loads():
+@pytest.mark.parametrize("name", ["experiment_blend", "experiment_blend_captioner", "experiment_blend_world"])
+def test_the_experiment_spec_loads(name):
     from curate_train.experiment import load
 
-    spec = load(REPO / "specs" / "experiment_blend.yaml")
+    spec = load(REPO / "specs" / f"{name}.yaml")
     names = [v.name for v in spec.variants]
     assert names[0] == spec.scorer == "alt_text"
     assert {"realigned", "replace_0.15", "replace_0.5", "score_gated", "multi"} <= set(names)

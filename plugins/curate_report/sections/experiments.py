@@ -1,6 +1,7 @@
 """Experiments: the results of training or evaluating on variants of the curated data.
 
-Read from ``RUN_DIR/experiment/results.json`` or the manifest's ``experiment`` key. Accepted
+Read from ``RUN_DIR/experiment/summary.json`` (a multi-seed experiment: means with ``*_std``),
+else ``RUN_DIR/experiment/results.json``, else the manifest's ``experiment`` key. Accepted
 shapes: a list of rows, ``{"results": [...]}`` (also ``variants`` or ``rows``), or
 ``{variant: {metric: value}}``. The plot shows ``accuracy`` per variant (else the first metric
 with "acc" in its name, else the first numeric one), with error bars from ``<metric>_std``,
@@ -51,9 +52,10 @@ def build(data: RunData) -> dict[str, Any] | None:
 
 
 def load(data: RunData) -> Any:
-    path = data.run_dir / "experiment" / "results.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    for name in ("summary.json", "results.json"):
+        path = data.run_dir / "experiment" / name
+        if path.is_file():
+            return json.loads(path.read_text())
     return data.manifest.get("experiment") or data.manifest.get("experiments")
 
 
