@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 FURNITURE_SHARE = 0.03  # of samples: an empty background captioned with boilerplate or nothing
-# Of images, those rescaled and recompressed the way the web's copies of an image are, so the
-# embedding learns that a re-upload is the same picture (dedup reads these embeddings).
+# Of images, those rescaled (x0.75-1.5) and recompressed (JPEG 55-95) as the world's web copies
+# are, so the model sees the sizes and qualities it will score.
 WEB_COPY_SHARE = 0.5
 # Which of scene_texts' five to pair with an image: mostly the description and faithful alt-texts,
 # which name every object and so are false of every sibling; a partial or shapes-only text (true of
