@@ -81,14 +81,29 @@ def training_pairs(world_dir: Path, texts_per_image: int, seed: int) -> pl.DataF
     return pl.DataFrame(rows, schema={"key": pl.Utf8, "image_path": pl.Utf8, "text": pl.Utf8})
 
 
+def empty_shard_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` or remove the shards an earlier run left in it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.tar"):
+        old.unlink()
+
+
+def add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> None:
+    """One WebDataset sample: a ``key.extension`` member per payload, with a fixed mtime so equal
+    inputs give equal bytes."""
+    for extension, payload in members.items():
+        info = tarfile.TarInfo(f"{key}.{extension}")
+        info.size = len(payload)
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(payload))
+
+
 def write_shards(world_dir: Path, out_dir: Path, *, texts_per_image: int = 3, seed: int = 0,
                  per_shard: int = 2000) -> tuple[str, int]:
     """Write shards; return (the brace pattern open_clip_train takes, number of samples)."""
     pairs = training_pairs(world_dir, texts_per_image, seed)
     pairs = pairs[np.random.default_rng([seed, 1]).permutation(pairs.height)]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.tar"):
-        old.unlink()
+    empty_shard_dir(out_dir)
     shards = 0
     for start in range(0, pairs.height, per_shard):
         with tarfile.open(out_dir / f"{shards:05d}.tar", "w") as tar:
@@ -96,10 +111,6 @@ def write_shards(world_dir: Path, out_dir: Path, *, texts_per_image: int = 3, se
                 image = (world_dir / row["image_path"]).read_bytes()
                 suffix = Path(row["image_path"]).suffix.lstrip(".")
                 meta = json.dumps({"image_path": row["image_path"]}).encode()
-                for extension, payload in ((suffix, image), ("txt", row["text"].encode()), ("json", meta)):
-                    info = tarfile.TarInfo(f"{row['key']}.{extension}")
-                    info.size = len(payload)
-                    info.mtime = 0  # equal inputs give equal bytes
-                    tar.addfile(info, io.BytesIO(payload))
+                add_sample(tar, row["key"], {suffix: image, "txt": row["text"].encode(), "json": meta})
         shards += 1
     return str(out_dir / f"{{00000..{shards - 1:05d}}}.tar"), pairs.height

@@ -18,7 +18,6 @@ negatives of every real image, they teach the model that junk text matches no sc
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections.abc import Iterator
@@ -154,9 +153,9 @@ def samples(families: int, size: int, seed: int, walk: bool = False, full_texts:
 def write_family_shards(out_dir: Path, *, families: int, size: int = 8, seed: int = 0, walk: bool = False,
                         full_texts: bool = False, singles: float = 0.0, per_shard: int = 4000) -> tuple[str, int]:
     """Write the shards; return (the brace pattern open_clip_train takes, number of samples)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.tar"):
-        old.unlink()
+    from curate_clip.training.data import add_sample, empty_shard_dir
+
+    empty_shard_dir(out_dir)
     shards, count, tar = 0, 0, None
     try:
         for key, image, text in samples(families, size, seed, walk, full_texts, singles):
@@ -166,11 +165,7 @@ def write_family_shards(out_dir: Path, *, families: int, size: int = 8, seed: in
                     shards += 1
                 tar = tarfile.open(out_dir / f"{shards:05d}.tar", "w")
             meta = json.dumps({"family": key.split("_")[0]}).encode()
-            for extension, payload in (("jpg", image), ("txt", text.encode()), ("json", meta)):
-                info = tarfile.TarInfo(f"{key}.{extension}")
-                info.size = len(payload)
-                info.mtime = 0  # equal inputs give equal bytes
-                tar.addfile(info, io.BytesIO(payload))
+            add_sample(tar, key, {"jpg": image, "txt": text.encode(), "json": meta})
             count += 1
     finally:
         if tar is not None:
