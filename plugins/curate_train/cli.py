@@ -85,10 +85,10 @@ def add_commands(cli: Any) -> None:
             except ValueError:
                 raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2",
                                          param_hint="--seeds") from None
-        if chosen and not eval_only:
-            from curate_train.seeds import run_seeds
+        if chosen:
+            from curate_train.seeds import reevaluate_seeds, run_seeds
 
-            run_seeds(loaded, target, chosen, echo=click.echo)
+            (reevaluate_seeds if eval_only else run_seeds)(loaded, target, chosen, echo=click.echo)
             click.echo((target / "experiment" / "summary.md").read_text())
             return
         (reevaluate if eval_only else run)(loaded, target, echo=click.echo)

@@ -35,6 +35,27 @@ def run_seeds(spec: Any, run_dir: Path, seeds: list[int], *, echo: Any = print) 
     return summarize(spec.name, run_dir, seeds)
 
 
+def reevaluate_seeds(spec: Any, run_dir: Path, seeds: list[int], *, echo: Any = print,
+                     reevaluate: Any = None) -> dict[str, Any]:
+    """``--eval-only`` over seeds: evaluate every seed's trained variants again, then summarize.
+    Every seed must have finished (its ``seed-N/experiment/results.json``); a missing one is an
+    error naming what is there, before anything is re-evaluated."""
+    from curate.errors import CurateError
+
+    if reevaluate is None:
+        from curate_train.experiment import reevaluate
+    missing = [seed for seed in seeds if not (run_dir / f"seed-{seed}" / "experiment" / "results.json").exists()]
+    if missing:
+        present = sorted(p.parent.parent.name for p in run_dir.glob("seed-*/experiment/results.json"))
+        raise CurateError(f"--eval-only: seed(s) {', '.join(map(str, missing))} have no finished run under {run_dir}",
+                          f"finished: {', '.join(present) or 'none'}; run them first (without --eval-only) "
+                          "or pass --seeds with the finished ones")
+    for seed in seeds:
+        echo(f"seed {seed}: re-evaluating {run_dir / f'seed-{seed}'}")
+        reevaluate(spec.model_copy(update={"seed": seed}), run_dir / f"seed-{seed}", echo=echo)
+    return summarize(spec.name, run_dir, seeds)
+
+
 def mean_sd(values: list[float]) -> tuple[float, float]:
     return (round(statistics.fmean(values), 2), round(statistics.stdev(values), 2) if len(values) > 1 else 0.0)
 

@@ -62,6 +62,31 @@ def test_a_finished_seed_is_reused_and_bad_seeds_are_refused(tmp_path):
     assert (gated["gap_vs_alt_text"], gated["gap_vs_alt_text_std"], gated["wins_vs_alt_text"]) == (10.0, 0.0, 2)
 
 
+def test_eval_only_walks_every_seed_directory_and_refuses_unfinished_seeds(tmp_path):
+    import pytest
+    from curate_train.experiment import ExperimentSpec
+    from curate_train.seeds import reevaluate_seeds
+
+    from curate.errors import CurateError
+
+    spec = ExperimentSpec(name="t", variants=[{"name": n, "strategy": "replace_prob"} for n in VARIANTS])
+    for seed in (0, 1):
+        write_seed(tmp_path, seed, (10.0, 5.0, 20.0))
+    seen = []
+
+    def reevaluate(seed_spec, seed_dir, echo):  # stands in for re-running eval_zeroshot
+        seen.append((seed_spec.seed, seed_dir.name))
+        path = seed_dir / "experiment" / "results.json"
+        rows = json.loads(path.read_text())["results"]
+        path.write_text(json.dumps({"results": [{**r, "accuracy": r["accuracy"] + 1} for r in rows]}))
+
+    with pytest.raises(CurateError, match=r"seed\(s\) 2 have no finished run") as error:
+        reevaluate_seeds(spec, tmp_path, [0, 1, 2], echo=lambda _: None, reevaluate=reevaluate)
+    assert "seed-0, seed-1" in error.value.hint and not seen  # nothing re-evaluated before the check
+    summary = reevaluate_seeds(spec, tmp_path, [0, 1], echo=lambda _: None, reevaluate=reevaluate)
+    assert seen == [(0, "seed-0"), (1, "seed-1")]
+    assert summary["results"][0]["accuracy_by_seed"] == [11.0, 11.0]
+
 
 def test_the_cli_refuses_seeds_that_are_not_integers(tmp_path, capsys):
     from curate.cli import main
