@@ -7,8 +7,9 @@ Three forms, told apart by what the path is:
   ``eval.parquet``: the images are embedded with the model of the training embeddings;
 - a directory of image files (jpg, jpeg, png, webp, gif, bmp): embedded the same way, named by file.
 
-Embedding images needs the CLIP plugin (``curate_clip``); the result is stored in the step's
-artifacts so the run keeps what it compared against.
+Images are embedded by the model of the training embeddings: the CLIP of ``clip_score`` (needs the
+CLIP plugin, ``curate_clip``) or the copy detector of ``copy_embed``. The result is stored in the
+step's artifacts so the run keeps what it compared against.
 """
 
 from __future__ import annotations
@@ -109,6 +110,42 @@ def _embed_cached(images: list[Path], names: list[str], model: dict[str, Any], c
 
 
 def embed_images(images: list[Path], model: dict[str, Any], device: str, batch_size: int) -> np.ndarray:
+    if model.get("kind") == "copy":
+        return _embed_copy(images, model, device, batch_size)
+    return _embed_clip(images, model, device, batch_size)
+
+
+def _read(path: Path, prepare: Any) -> Any:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return prepare(image.convert("RGB"))
+    except OSError as exc:
+        raise CurateError(f"eval image {path} cannot be read ({exc})") from None
+
+
+def _embed_copy(images: list[Path], model: dict[str, Any], device: str, batch_size: int) -> np.ndarray:
+    """Descriptors from the copy_embed model that made the training embeddings, loaded from the
+    source and with the input size and normalization it recorded."""
+    import torch
+
+    from curate_dedup.copydetect import loader
+
+    source = str(model.get("source") or "")
+    mean, std = model.get("mean"), model.get("std")
+    copy = loader.load(source, "cuda" if device == "gpu" else "cpu", image_size=model.get("image_size"),
+                       mean=tuple(mean) if mean else None, std=tuple(std) if std else None)
+    if copy.name != model.get("model"):
+        raise CurateError(f"the training embeddings are from '{model.get('model')}', but '{source}' now loads "
+                          f"'{copy.name}' (its weights changed)", "rerun copy_embed, or restore those weights")
+    prepare = copy.preparer()
+    out = [copy.embed(torch.stack([_read(p, prepare) for p in images[start:start + batch_size]]))
+           for start in range(0, len(images), batch_size)]
+    return np.concatenate(out)
+
+
+def _embed_clip(images: list[Path], model: dict[str, Any], device: str, batch_size: int) -> np.ndarray:
     """Image embeddings from the CLIP model that made the training embeddings, so both sides are
     comparable. clip_score records the model as ``<architecture>@<weights file name>``; the
     shipped world CLIP is found by that name, other weights need ``checkpoint`` (the path)."""
@@ -119,7 +156,6 @@ def embed_images(images: list[Path], model: dict[str, Any], device: str, batch_s
             f"embedding eval images needs the CLIP plugin (model '{model.get('model')}'), which is not installed",
             "pip install 'curate[clip]', or give the eval set as an embedding store directory") from None
     import torch
-    from PIL import Image
 
     name = str(model.get("model") or "")
     architecture, _, weights = name.partition("@")
@@ -132,13 +168,7 @@ def embed_images(images: list[Path], model: dict[str, Any], device: str, batch_s
         raise CurateError(f"clip_checkpoint loads '{clip.name}', but the training embeddings are from '{name}'")
     out = []
     for start in range(0, len(images), batch_size):
-        batch = []
-        for path in images[start:start + batch_size]:
-            try:
-                with Image.open(path) as image:
-                    batch.append(clip.preprocess(image.convert("RGB")))
-            except OSError as exc:
-                raise CurateError(f"eval image {path} cannot be read ({exc})") from None
+        batch = [_read(path, clip.preprocess) for path in images[start:start + batch_size]]
         with torch.no_grad():
             features = clip.model.encode_image(torch.stack(batch).to(clip.device))
         out.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())

@@ -43,5 +43,8 @@ def lookup(store: EmbeddingStore, uids: pl.Series) -> tuple[np.ndarray, np.ndarr
 
 
 def model_of(store: EmbeddingStore) -> dict[str, Any]:
+    """What made the embeddings: enough to embed more images the same way (``copy_embed`` also
+    records its model's source, input size and normalization)."""
     meta = store.meta()
-    return {"model": meta.get("model"), "dim": meta.get("dim")}
+    keys = ("kind", "source", "image_size", "mean", "std", "threshold")
+    return {"model": meta.get("model"), "dim": meta.get("dim"), **{k: meta[k] for k in keys if k in meta}}

@@ -1,10 +1,12 @@
 """The README's main command, end to end: ``curate run specs/quickstart.yaml`` on the embedded
-world (generate, serve on loopback, img2dataset, normalize, world CLIP, semantic dedup, the
-shipped realignment captioner, score-gated blend, exports), then its report in headless Chromium.
+world (generate, serve on loopback, img2dataset, normalize, world CLIP, copy-detection
+descriptors and semantic dedup, the shipped realignment captioner, score-gated blend, exports),
+then its report in headless Chromium.
 
-What is asserted is behaviour the world's ground truth makes checkable: the blend replaces junk
-alt-texts with realigned captions and keeps faithful ones, every stage left its table, and the
-page renders with every section, no broken image and a clean console.
+What is asserted is behaviour the world's ground truth makes checkable: near-duplicates are gone
+and only near-duplicates were dropped, the blend replaces junk alt-texts with realigned captions
+and keeps faithful ones, every stage left its table, and the page renders with every section, no
+broken image and a clean console.
 """
 
 from __future__ import annotations
@@ -55,6 +57,20 @@ def test_the_quickstart_blends_captions_where_the_alt_text_is_junk(quickstart: P
     assert synthetic["faithful"] <= 0.3 * rows["faithful"], (rows, synthetic)
     assert 0.2 <= sum(synthetic.values()) / total <= 0.6, (rows, synthetic)
     assert captions == (0, 0), captions  # every row has a caption; a synthetic one is the realigned text
+
+
+def test_the_quickstart_removes_the_planted_near_duplicates_and_nothing_else(quickstart: Path):
+    with duckdb.connect(str(quickstart / "curate.duckdb"), read_only=True) as db:
+        step = next(t for (t,) in db.sql("SHOW TABLES").fetchall() if t.endswith("_dedup_semantic_dropped"))
+        upstream = next(t for (t,) in db.sql("SHOW TABLES").fetchall() if t.endswith("_copy_embed"))
+        dropped, same_scene = db.sql(
+            f'SELECT count(*), count(*) FILTER (d.gt_description = k.gt_description) FROM "{step}" d '
+            f'JOIN "{upstream}" k ON d._duplicate_of = k.uid').fetchall()[0]
+        planted_left = db.sql("SELECT count(*) FROM (SELECT gt_dup_group FROM final WHERE gt_dup_group IS NOT NULL "
+                              "GROUP BY 1 HAVING count(*) > 1)").fetchall()[0][0]
+    assert dropped >= 20, dropped  # the world plants ~5 % of rows as copies of another row's scene
+    assert same_scene >= 0.95 * dropped, (dropped, same_scene)  # a dropped row's survivor shows its scene
+    assert planted_left <= 2, planted_left  # and (almost) no planted group keeps two copies
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
