@@ -93,6 +93,17 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def has_logit_bias(path: Path) -> bool:
+    """Whether a checkpoint holds a SigLIP ``logit_bias`` (read without loading the tensors where
+    the format allows)."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            return "logit_bias" in handle.keys()
+    return any(key.removeprefix("module.") == "logit_bias" for key in load_state_dict(path))
+
+
 def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
               device: str = "auto") -> LoadedClip:
     problems = check_model(model, pretrained, checkpoint)
@@ -112,12 +123,17 @@ def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoin
     level = root.level
     if weights is None and pretrained is None:
         root.setLevel(logging.ERROR)
+    extra: dict[str, Any] = {}
+    if weights is not None and has_logit_bias(weights):
+        # A --siglip checkpoint carries the bias its loss learned; a CLIP config has no slot for
+        # it. Give the model one so the weights load (the score is the cosine either way).
+        extra["init_logit_bias"] = 0.0
     try:
         # A local file as ``pretrained``: open_clip reads .safetensors with safetensors and anything
         # else with torch.load(weights_only=True), and strips open_clip_train's "module." prefix.
         clip, _, preprocess = open_clip.create_model_and_transforms(
             model, pretrained=str(weights) if weights is not None else pretrained, device="cpu",
-            weights_only=True,
+            weights_only=True, **extra,
         )
     finally:
         root.setLevel(level)

@@ -58,3 +58,54 @@ def test_the_world_checkpoint_ships_and_is_small():
     assert WORLD_CHECKPOINT.exists()
     assert WORLD_CHECKPOINT.stat().st_size <= 20 * 1024 * 1024
     assert check_model("world-clip-tiny", None, None) == []
+
+
+@pytest.fixture(scope="module")
+def world_state():
+    import open_clip
+    import torch
+
+    from curate_clip.models import WORLD_MODEL, register_configs
+
+    pytest.importorskip("open_clip")
+    register_configs()
+    torch.manual_seed(0)
+    return {k: v.clone() for k, v in open_clip.create_model(WORLD_MODEL).state_dict().items()}
+
+
+@pytest.mark.parametrize("form", ["open_clip_train .pt", "safetensors"])
+def test_a_siglip_checkpoint_loads_into_the_world_config(tmp_path, world_state, form):
+    """open_clip_train --siglip saves a logit_bias the CLIP config has no slot for; clip_score
+    must load it (its score is the cosine) instead of failing inside open_clip."""
+    import torch
+    from safetensors.torch import save_file
+
+    from curate_clip.models import WORLD_MODEL, has_logit_bias, load_clip
+
+    state = {**world_state, "logit_bias": torch.tensor([-10.0])}
+    if form == "safetensors":
+        path = tmp_path / "siglip.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        path = tmp_path / "epoch_1.pt"
+        torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in state.items()}}, str(path))
+    assert has_logit_bias(path)
+    clip = load_clip(WORLD_MODEL, checkpoint=str(path), device="cpu")
+    assert float(clip.model.logit_bias.detach()) == -10.0
+    towers = clip.model.state_dict()
+    assert all(torch.equal(towers[k], v) for k, v in world_state.items() if k != "logit_scale")
+
+
+def test_a_siglip_run_from_a_clip_checkpoint_starts_at_siglips_scale_and_bias(tmp_path, world_state):
+    import math
+
+    import torch
+
+    from curate_clip.training.train import siglip_init
+
+    source = tmp_path / "epoch_2.pt"
+    torch.save({"epoch": 2, "state_dict": {f"module.{k}": v for k, v in world_state.items()}}, str(source))
+    state = torch.load(str(siglip_init(source, tmp_path / "init.pt")), weights_only=True)["state_dict"]
+    assert math.isclose(float(state["module.logit_scale"]), math.log(10), rel_tol=1e-6)
+    assert float(state["module.logit_bias"]) == -10.0
+    assert all(torch.equal(state[f"module.{k}"], v) for k, v in world_state.items() if k != "logit_scale")
