@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from benchmarks.measure import data_dir, median, tmp_dir
+from benchmarks.measure import alternate, data_dir, throughput_rows, tmp_dir
 
 ROWS = {"small": 1000, "full": 4000}
 
@@ -106,19 +105,13 @@ def run(scale: str) -> dict[str, Any]:
         return _raw_loop(clip, paths, texts, batch_size)
 
     _raw_loop(clip, paths[:batch_size], texts[:batch_size], batch_size)  # warm up both paths
-    seconds: dict[str, list[float]] = {"clip_score step": [], "raw open_clip loop": []}
-    results: dict[str, np.ndarray] = {}
-    for _ in range(repeats):
-        for name, function in (("clip_score step", through_curate), ("raw open_clip loop", raw)):
-            started = time.perf_counter()
-            results[name] = function()
-            seconds[name].append(time.perf_counter() - started)
+    seconds, results = alternate({"clip_score step": through_curate, "raw open_clip loop": raw}, repeats)
     difference = float(np.max(np.abs(results["clip_score step"] - results["raw open_clip loop"])))
     tolerance = 2e-2 if clip.device.startswith("cuda") else 1e-3
     if difference > tolerance:
         raise RuntimeError(f"the step's scores differ from the raw loop's by up to {difference:.4f}")
 
-    throughput = {name: rows / median(values) for name, values in seconds.items()}
+    throughput, table = throughput_rows(rows, seconds)
     ratio = throughput["clip_score step"] / throughput["raw open_clip loop"]
     return {
         "headline": {
@@ -126,11 +119,7 @@ def run(scale: str) -> dict[str, Any]:
             "clip_score images/s": round(throughput["clip_score step"], 1),
             "raw loop images/s": round(throughput["raw open_clip loop"], 1),
         },
-        "table": [
-            {"path": name, "rows": rows, "median seconds": round(median(values), 2),
-             "images/s": round(throughput[name], 1), "seconds per repeat": [round(v, 2) for v in values]}
-            for name, values in seconds.items()
-        ],
+        "table": table,
         "notes": [
             f"model {clip.name}, device {clip.device}, batch {batch_size}, DataLoader workers {workers}, "
             f"torch threads {threads}, {repeats} alternating repeats, medians; scores agree to {difference:.1e}.",

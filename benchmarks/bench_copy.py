@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from benchmarks.bench_clip import _world_table
-from benchmarks.measure import median, tmp_dir
+from benchmarks.measure import alternate, throughput_rows, tmp_dir
 
 ROWS = {"small": 1000, "full": 4000}
 
@@ -74,18 +73,12 @@ def run(scale: str) -> dict[str, Any]:
         return EmbeddingStore(ctx.artifacts, "copy").lookup(table["uid"])
 
     _raw_loop(model, paths[:batch_size], batch_size)  # warm up
-    seconds: dict[str, list[float]] = {"copy_embed step": [], "raw torch loop": []}
-    results: dict[str, np.ndarray] = {}
-    for _ in range(repeats):
-        for name, function in (("copy_embed step", through_curate),
-                               ("raw torch loop", lambda: _raw_loop(model, paths, batch_size))):
-            started = time.perf_counter()
-            results[name] = function()
-            seconds[name].append(time.perf_counter() - started)
+    seconds, results = alternate({"copy_embed step": through_curate,
+                                  "raw torch loop": lambda: _raw_loop(model, paths, batch_size)}, repeats)
     difference = float(np.max(np.abs(results["copy_embed step"] - results["raw torch loop"])))
     if difference > 2e-3:  # the store keeps float16
         raise RuntimeError(f"the step's descriptors differ from the raw loop's by up to {difference:.4f}")
-    throughput = {name: rows / median(values) for name, values in seconds.items()}
+    throughput, table = throughput_rows(rows, seconds)
     return {
         "headline": {
             f"copy_embed / raw loop throughput ({model.device})": round(throughput["copy_embed step"]
@@ -93,11 +86,7 @@ def run(scale: str) -> dict[str, Any]:
             "copy_embed images/s": round(throughput["copy_embed step"], 1),
             "raw loop images/s": round(throughput["raw torch loop"], 1),
         },
-        "table": [
-            {"path": name, "rows": rows, "median seconds": round(median(values), 2),
-             "images/s": round(throughput[name], 1), "seconds per repeat": [round(v, 2) for v in values]}
-            for name, values in seconds.items()
-        ],
+        "table": table,
         "notes": [
             f"model {model.name}, device {model.device}, batch {batch_size}, torch threads {threads}, "
             f"{repeats} alternating repeats, medians; descriptors agree to {difference:.1e} (float16 store).",

@@ -177,6 +177,30 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def alternate(paths: dict[str, Any], repeats: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Run each of ``paths`` (name → no-argument function) once per repeat, alternating, so
+    drift in the machine's load hits all alike: (seconds per repeat, last result) by name."""
+    import time
+
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    results: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, function in paths.items():
+            started = time.perf_counter()
+            results[name] = function()
+            seconds[name].append(time.perf_counter() - started)
+    return seconds, results
+
+
+def throughput_rows(rows: int, seconds: dict[str, list[float]], unit: str = "images/s") -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Median throughput by name, and the benchmark table's rows for them."""
+    throughput = {name: rows / median(values) for name, values in seconds.items()}
+    table = [{"path": name, "rows": rows, "median seconds": round(median(values), 2),
+              unit: round(throughput[name], 1), "seconds per repeat": [round(v, 2) for v in values]}
+             for name, values in seconds.items()]
+    return throughput, table
+
+
 def _meminfo_bytes(field: str) -> int | None:
     try:
         with open("/proc/meminfo") as handle:
