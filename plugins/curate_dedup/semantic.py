@@ -1,5 +1,6 @@
-"""``dedup_semantic``: near-duplicate images, judged on the CLIP embeddings an upstream step
-stored (``clip_score``), with faiss.
+"""``dedup_semantic``: near-duplicate images, judged on the embeddings an upstream step stored
+(``copy_embed``'s copy-detection descriptors with ``embedding: copy``, or ``clip_score``'s CLIP
+image embeddings), with faiss.
 
 Rows more similar than ``1 - eps`` (cosine) are linked; linked rows form duplicate groups
 (connected components), and one row per group stays, chosen by the keep policy. Dropped rows
@@ -65,7 +66,7 @@ class DedupSemanticParams(KeepParams):
 
 class DedupSemantic(Step):
     name = "dedup_semantic"
-    description = "drop near-duplicate images by CLIP embedding similarity (faiss: knn graph or SemDeDup)"
+    description = "drop near-duplicate images by embedding similarity: CLIP or copy_embed (faiss: knn graph or SemDeDup)"
     requires = ("faiss",)
     extra = "dedup"
     scope = "table"

@@ -13,6 +13,11 @@ from curate.errors import CurateError
 from curate.step import StepContext
 
 
+# Which built-in step writes which store, for the hint when none is upstream.
+WRITERS = {"image": "a clip_score step (it stores image embeddings)",
+           "copy": "a copy_embed step (it stores copy-detection descriptors)"}
+
+
 def upstream_store(ctx: StepContext, label: str | None, name: str) -> tuple[str, EmbeddingStore]:
     """The store named ``name`` of upstream step ``label``; without a label, of the nearest
     upstream step that has one."""
@@ -24,14 +29,15 @@ def upstream_store(ctx: StepContext, label: str | None, name: str) -> tuple[str,
         store = EmbeddingStore.of_step(Path(upstream[label]), name)
         if not store.exists():
             raise CurateError(f"step '{label}' stored no '{name}' embeddings (looked in {store.dir})",
-                              "embeddings_from must name a step that writes them, such as clip_score")
+                              "embeddings_from must name a step that writes them, such as clip_score or copy_embed")
         return label, store
     for candidate in reversed(list(upstream)):
         store = EmbeddingStore.of_step(Path(upstream[candidate]), name)
         if store.exists():
             return candidate, store
+    writer = WRITERS.get(name, "the step that writes them")
     raise CurateError(f"step '{ctx.label}' needs '{name}' embeddings, and no upstream step stored them",
-                      "put a clip_score step before it (it stores image embeddings), or set embeddings_from")
+                      f"put {writer} before it, or set embeddings_from")
 
 
 def lookup(store: EmbeddingStore, uids: pl.Series) -> tuple[np.ndarray, np.ndarray]:

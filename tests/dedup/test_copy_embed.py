@@ -207,3 +207,13 @@ def test_decontamination_on_copy_descriptors_drops_only_the_leaked_eval_images(d
     assert record["dropped"] == {f"decontaminate: eval {i}": 1 for i in evals["eval_id"][:5]}
     kept = read_step_output(manifest, "decontaminate")
     assert kept["leak"].null_count() == kept.height == 300
+
+
+def test_dedup_on_copy_descriptors_without_copy_embed_says_which_step_to_add(dedup_pm, world, tmp_path):
+    from curate.errors import CurateError
+
+    spec = {"name": "n", "source": {"format": "parquet", "path": "data.parquet"},
+            "steps": [{"step": "dedup_semantic", "params": {"embedding": "copy"}}], "run": {"report": False}}
+    with pytest.raises(CurateError) as error:
+        run_spec(spec, tmp_path, tables={"data.parquet": image_table(world, 6)}, pm=dedup_pm)
+    assert "'copy' embeddings" in str(error.value) and "copy_embed" in str(error.value)
