@@ -164,14 +164,15 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=None, type=int)
+@click.option("--copy-bias", default=None, type=float, help="logit bias on the alt-text's tokens (default: the model's)")
 def evaluate(world: str, model: str, split: str, limit: int | None, out: str | None, batch_size: int, seed: int,
-             threads: int | None) -> None:
+             threads: int | None, copy_bias: float | None) -> None:
     """Score realigned captions against a world's ground truth (attributes, entities, CLIP score)."""
     _threads(threads)
     from curate_captioner.evaluate import evaluate_world, write_report
 
     result = evaluate_world(world, model, split=split, limit=limit, batch_size=batch_size, seed=seed,
-                            log=lambda line: click.echo(line, err=True))
+                            log=lambda line: click.echo(line, err=True), copy_bias=copy_bias)
     if out is not None:
         write_report(result, Path(out))
     click.echo(json.dumps(result["summary"], indent=2))
@@ -195,6 +196,7 @@ def caption(images: tuple[str, ...], model: str, alt_texts: tuple[str, ...], tem
     opened = open_images(list(images))
     prefix = captioner_model.prefix(*captioner_model.image_features(opened))
     prompt = ALT_TEXT_SEPARATOR.join(alt_texts)
-    ids = generate(captioner_model, prefix, [prompt] * len(opened), temperature=temperature, top_p=top_p, seed=seed)
+    ids = generate(captioner_model, prefix, [prompt] * len(opened), temperature=temperature, top_p=top_p, seed=seed,
+                   copy_bias=captioner_model.config.copy_bias)
     for path, text in zip(images, decode(captioner_model, ids), strict=True):
         click.echo(f"{path}\t{text}")

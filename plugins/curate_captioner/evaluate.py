@@ -27,14 +27,15 @@ from curate_captioner.config import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
 
 def caption_rows(captioner: Any, images: list[Any], prompts: list[str], keys: list[int], *, batch_size: int,
                  seed: int, temperature: float = TEMPERATURE, top_p: float = TOP_P,
-                 max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+                 max_new_tokens: int = MAX_NEW_TOKENS, copy_bias: float = 0.0) -> list[str]:
     from curate_captioner.generate import decode, generate
 
     captions: list[str] = []
     for start in range(0, len(images), batch_size):
         prefix = captioner.prefix(*captioner.image_features(images[start : start + batch_size]))
         ids = generate(captioner, prefix, prompts[start : start + batch_size], max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_p=top_p, seed=seed, row_keys=keys[start : start + batch_size])
+                       temperature=temperature, top_p=top_p, seed=seed, row_keys=keys[start : start + batch_size],
+                       copy_bias=copy_bias)
         captions.extend(decode(captioner, ids))
     return captions
 
@@ -85,7 +86,8 @@ def clip_scores(images: list[Any], texts: list[str]) -> list[float] | None:
 
 
 def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = "val", limit: int | None = None,
-                   batch_size: int = 64, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+                   batch_size: int = 64, seed: int = 0, log: Callable[[str], None] = print,
+                   copy_bias: float | None = None) -> dict[str, Any]:
     import torch
 
     from curate_captioner.data import open_images
@@ -105,7 +107,8 @@ def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = 
     captioner = Captioner.load(model)
     started = time.perf_counter()
     with torch.inference_mode():
-        realigned = caption_rows(captioner, images, alt, keys, batch_size=batch_size, seed=seed)
+        copy_bias = captioner.config.copy_bias if copy_bias is None else copy_bias
+        realigned = caption_rows(captioner, images, alt, keys, batch_size=batch_size, seed=seed, copy_bias=copy_bias)
         realign_seconds = time.perf_counter() - started
         no_alt = caption_rows(captioner, images, [""] * len(images), keys, batch_size=batch_size, seed=seed)
     log(f"captioned {len(images)} rows twice in {time.perf_counter() - started:.1f}s")
@@ -124,7 +127,8 @@ def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = 
         }
     summary = {
         "world": str(root), "split": split, "rows": rows.height, "model": captioner.name,
-        "decoding": {"temperature": TEMPERATURE, "top_p": TOP_P, "max_new_tokens": MAX_NEW_TOKENS, "seed": seed},
+        "decoding": {"temperature": TEMPERATURE, "top_p": TOP_P, "max_new_tokens": MAX_NEW_TOKENS, "seed": seed,
+                     "copy_bias": copy_bias},
         "metrics": metrics, "attribute_accuracy_by_noise_type": by_noise,
         "clip_scorer": "world CLIP (curate_clip)" if scored["realigned"] is not None else "not available: curate_clip or its world CLIP weights are not installed",
         "realign_captions_per_second": round(len(images) / realign_seconds, 1),
@@ -154,7 +158,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         "# World captioner evaluation", "",
         f"World `{summary['world']}`, split `{summary['split']}` ({summary['rows']} rows, scenes never trained on), "
         f"model `{summary['model']}`, sampling T={summary['decoding']['temperature']} top-p={summary['decoding']['top_p']} "
-        f"seed {summary['decoding']['seed']}. CLIP scorer: {summary['clip_scorer']}.", "",
+        f"copy bias {summary['decoding'].get('copy_bias', 0.0)} seed {summary['decoding']['seed']}. CLIP scorer: {summary['clip_scorer']}.", "",
         "| metric | raw alt-text | realigned | no alt-text |", "|---|---|---|---|",
     ]
     for key, label in names:

@@ -59,8 +59,13 @@ def generate(
     top_p: float = TOP_P,
     seed: int = 0,
     row_keys: Sequence[int] | None = None,
+    copy_bias: float = 0.0,
 ) -> list[list[int]]:
-    """Token ids of each row's caption (without <caption> and </s>)."""
+    """Token ids of each row's caption (without <caption> and </s>).
+
+    ``copy_bias`` is added to the logits of every token of the row's own prompt (its alt-text), at
+    every step: a decoder that under-uses its alt-text is nudged to keep its words (names,
+    attributes). It cannot make the model say a word the alt-text does not hold."""
     from transformers import DynamicCache
 
     decoder = captioner.decoder
@@ -75,6 +80,8 @@ def generate(
     # transformers 5.24 renamed the KV cache argument and output field from past_key_values to cache
     cache_name = "cache" if _accepts(decoder, "cache") else "past_key_values"
     banned = banned_tokens(captioner)
+    bias = prompt_bias(batch, pad, copy_bias, decoder.get_output_embeddings().weight.shape[0], banned) \
+        if copy_bias else None
 
     cache = DynamicCache(config=decoder.config)
     out = decoder(inputs_embeds=captioner.embeds(prefix, batch), attention_mask=mask, position_ids=positions,
@@ -82,6 +89,8 @@ def generate(
     cache = getattr(out, cache_name)
     logits = out.logits[:, -1]
     logits[:, banned] = float("-inf")
+    if bias is not None:
+        logits = logits + bias.to(logits.device)
     next_position = positions[:, -1:] + 1
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     generated = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
@@ -99,8 +108,20 @@ def generate(
         cache = getattr(out, cache_name)
         logits = out.logits[:, -1]
         logits[:, banned] = float("-inf")
+        if bias is not None:
+            logits = logits + bias.to(logits.device)
         next_position = next_position + 1
     return [_until_eos(row, eos, pad) for row in generated.tolist()]
+
+
+def prompt_bias(batch: Any, pad: int, value: float, vocab: int, banned: list[int]) -> torch.Tensor:
+    """(rows, vocab): ``value`` at each token id of a row's prompt, 0 elsewhere (pads and banned
+    tokens never get it)."""
+    prompt = batch.text_ids[:, : batch.prompt_length]
+    bias = torch.zeros((prompt.shape[0], vocab))
+    bias.scatter_(1, prompt, value)
+    bias[:, [pad, *banned]] = 0.0
+    return bias
 
 
 def banned_tokens(captioner: Captioner) -> list[int]:

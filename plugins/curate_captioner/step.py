@@ -74,6 +74,8 @@ class Realign(Step):
         temperature: float = Field(TEMPERATURE, ge=0.0, le=2.0, description="0 decodes greedily")
         top_p: float = Field(TOP_P, gt=0.0, le=1.0)
         max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=2048)
+        copy_bias: float | None = Field(None, ge=0.0, le=20.0, description="added to the logits of the alt-text's "
+                                        "own tokens; default: the model's (captioner.json; world: 2.0, Altogether: 0)")
         batch_size: int = Field(64, gt=0, json_schema_extra={"fingerprint": False})
         device: str = Field("auto", json_schema_extra={"fingerprint": False})
         precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -109,12 +111,13 @@ class Realign(Step):
         uids = table["uid"].to_list()
         captions: list[str | None] = [None] * table.height
         readable = [i for i, image in enumerate(images) if image is not None]
+        copy_bias = captioner.config.copy_bias if params.copy_bias is None else params.copy_bias
         for start in range(0, len(readable), params.batch_size):
             rows = readable[start : start + params.batch_size]
             prefix = captioner.prefix(*captioner.image_features([images[i] for i in rows]))
             ids = generate(captioner, prefix, [prompts[i] for i in rows], max_new_tokens=params.max_new_tokens,
                            temperature=params.temperature, top_p=params.top_p, seed=ctx.seed,
-                           row_keys=[_row_key(uids[i]) for i in rows])
+                           row_keys=[_row_key(uids[i]) for i in rows], copy_bias=copy_bias)
             for i, text in zip(rows, decode(captioner, ids), strict=True):
                 captions[i] = text
             ctx.advance(len(rows))

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curate_captioner.generate import generate, generate_per_sample_hf, pick_tokens
 from tests.captioner.conftest import images
@@ -61,3 +63,33 @@ def test_captions_never_contain_special_tokens(make_captioner: Callable[..., Any
     ids = generate(captioner, _prefix(captioner), PROMPTS, max_new_tokens=8, temperature=1.0, top_p=1.0)
     special = set(captioner.tokenizer.all_special_ids)
     assert not any(token in special for row in ids for token in row)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 49), max_size=8), min_size=1, max_size=5), st.floats(0.1, 20))
+def test_the_copy_bias_lands_on_each_rows_own_prompt_tokens_only(prompts, value) -> None:
+    from curate_captioner.generate import prompt_bias
+    from curate_captioner.prompts import build_batch
+
+    pad, caption, eos = 50, 51, 52
+    batch = build_batch(prompts, None, prefix_length=3, max_prompt_tokens=6, pad_id=pad, caption_id=caption,
+                        eos_id=eos)
+    bias = prompt_bias(batch, pad, value, 53, banned=[caption, 0])
+    for row, prompt in enumerate(prompts):
+        expected = {t for t in prompt[:6] if t != 0}
+        assert {int(i) for i in torch.nonzero(bias[row]).flatten()} == expected
+        assert torch.all(bias[row][sorted(expected)] == value) if expected else True
+
+
+def test_a_copy_bias_pulls_the_caption_toward_the_alt_texts_words(make_captioner: Callable[..., Any]) -> None:
+    captioner = make_captioner("llama", seed=6)
+    prefix = _prefix(captioner)
+    plain = generate(captioner, prefix, PROMPTS, max_new_tokens=8, temperature=0)
+    assert generate(captioner, prefix, PROMPTS, max_new_tokens=8, temperature=0, copy_bias=0.0) == plain
+    copied = generate(captioner, prefix, PROMPTS, max_new_tokens=8, temperature=0, copy_bias=1e4)
+    for row, prompt in enumerate(PROMPTS):
+        words = set(captioner.batch([prompt]).text_ids[0].tolist())
+        if prompt:  # every token comes from the row's own alt-text (no end token in it: runs to the limit)
+            assert set(copied[row]) <= words and len(copied[row]) == 8
+        else:  # an empty alt-text has nothing to copy: decoding is unchanged
+            assert copied[row] == plain[row]
