@@ -77,7 +77,17 @@ class CopyEmbed(Step):
         return {UID: pl.Utf8, self.params.image_column: Image}
 
     def plan_check(self, input_schema: Schema) -> list[str]:
-        return loader.check(self.params.model)
+        problems = loader.check(self.params.model)
+        path = loader.resolve(self.params.model)
+        if not problems and path.is_dir() and self.params.image_size is not None:
+            import json
+
+            trained = json.loads((path / "config.json").read_text()).get("image_size")
+            if trained is not None and self.params.image_size != trained:
+                # The head flattens a fixed-size feature map: another input size cannot run.
+                problems.append(f"copy model {self.params.model} takes {trained} px images, image_size is "
+                                f"{self.params.image_size}: leave image_size unset for a model directory")
+        return problems
 
     def fingerprint_extra(self) -> dict[str, Any]:
         path = loader.resolve(self.params.model)

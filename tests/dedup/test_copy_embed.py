@@ -77,6 +77,11 @@ def test_a_file_that_is_not_a_model_is_a_clear_error(dedup_pm, world, tmp_path):
         run_step("copy_embed", image_table(world, 4), {"model": str(path)}, pm=dedup_pm)
 
 
+def test_an_input_size_the_world_model_cannot_take_fails_at_plan_time(dedup_pm, world):
+    with pytest.raises(SpecError, match="takes 64 px images"):
+        run_step("copy_embed", image_table(world, 4), {"image_size": 128}, pm=dedup_pm)
+
+
 def test_a_directory_without_weights_is_refused(dedup_pm, world, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(SpecError, match="model.safetensors"):
