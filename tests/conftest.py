@@ -9,6 +9,7 @@ loaded machine). ``HYPOTHESIS_PROFILE=thorough`` runs many more.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -180,3 +181,11 @@ def _grad_mode_is_left_as_found(request: pytest.FixtureRequest) -> Iterator[None
     if torch is not None and before and not torch.is_grad_enabled():
         torch.set_grad_enabled(True)
         pytest.fail(f"{request.node.nodeid} left torch's grad mode switched off for the tests after it")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """open_clip_train, which some tests run in-process, sets every logger that exists to INFO;
+    torch.export's compile statistics, logged at interpreter exit, would then end the output."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch"):
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -132,15 +132,8 @@ def test_a_torchscript_or_exported_model_gives_the_same_descriptors_as_its_direc
     example = torch.zeros(2, 3, shipped.image_size, shipped.image_size)
     path = tmp_path / f"world-copy.{form}"
     if form == "pt2":
-        import logging
-
         batch = torch.export.Dim("batch", min=1, max=65536)
         torch.export.save(torch.export.export(shipped.module, (example,), dynamic_shapes=({0: batch},)), str(path))
-        # torch.export leaves compile statistics to log at exit, at INFO; open_clip_train (run
-        # in-process by other tests) sets every existing logger to INFO, so they would print.
-        for name in list(logging.root.manager.loggerDict):
-            if name.startswith("torch"):
-                logging.getLogger(name).setLevel(logging.WARNING)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # deprecated, and still SSCD's format
