@@ -182,7 +182,11 @@ def write_wrong_attribute(scene: Scene, rng: np.random.Generator, name_entity: b
     """Mentions every object, but one color, shape or count is wrong."""
     target = int(rng.integers(len(scene.objects)))
     obj = scene.objects[target]
-    kinds = ["color", "shape"] + (["count"] if obj.entity is None else [])
+    # A count is only wrong if nothing else looks the same: with a logo of the same colour and
+    # shape, "two green hearts and the Nuvaro Telecom logo" for one heart and a green-heart logo
+    # is true of the picture.
+    lookalike = any(o.entity is not None and (o.color, o.shape) == (obj.color, obj.shape) for o in scene.objects)
+    kinds = ["color", "shape"] + (["count"] if obj.entity is None and not lookalike else [])
     kind = _pick(rng, kinds)
     mentions = true_mentions(scene, rng, name_entity=name_entity, group=True if kind == "count" else None)
     index = next(

@@ -12,7 +12,7 @@ from curate_world.alttext import noise_probabilities
 from curate_world.faults import fault_probabilities
 
 # Bump when the same parameters would produce different files, so cached worlds are regenerated.
-WORLD_VERSION = 1
+WORLD_VERSION = 2  # 2: a wrong count never lands on a lookalike of a logo (alttext.write_wrong_attribute)
 
 
 class WorldParams(BaseModel):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from curate_clip.training.families import family, mutate, samples, write_family_shards
+from curate_clip.training.families import family, focused_text, mutate, samples, write_family_shards
 
 
 def content(scene):
@@ -107,3 +107,23 @@ def test_open_clip_train_trains_on_family_shards_and_the_export_loads_as_the_wor
     with tarfile.open(next((out / "shards").glob("*.tar"))) as tar:
         names = tar.getnames()
     assert {name.rsplit(".", 1)[1] for name in names} == {"jpg", "txt", "json"}
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenes(), seeds)
+def test_a_focused_text_names_only_what_the_variant_changed(scene, seed):
+    from curate_world.attributes import extract_attributes
+
+    rng = np.random.default_rng(seed)
+    variant = mutate(scene, rng)
+    if variant is None:
+        return
+    text = focused_text(scene, variant, rng)
+    new = [o for o in variant.objects if o not in scene.objects]
+    if not new:  # the variant only lost an object: nothing of its own to name
+        assert text is None
+        return
+    said = extract_attributes(text)
+    assert said.object_count == 1 or said.entities  # one object: the changed one, or its logo's name
+    assert set(said.pairs) <= {(o.color, o.shape) for o in new}
+    assert set(said.entities) <= {o.entity for o in new}

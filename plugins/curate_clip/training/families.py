@@ -119,8 +119,24 @@ def render(scene, rng: np.random.Generator) -> bytes:  # type: ignore[no-untyped
     return encode_image(drawn, quality=quality)
 
 
+def focused_text(base, member, rng: np.random.Generator) -> str | None:  # type: ignore[no-untyped-def]
+    """A partial text naming only an object ``member`` has and ``base`` lacks (what its mutation
+    recoloured, reshaped or added): true of the member, and false of the base and of siblings
+    that changed something else, so unlike a random partial text it is no false negative among
+    them. None when the member only lost an object."""
+    from curate_world.alttext import write_faithful
+    from curate_world.scene import Scene
+
+    new = [obj for obj in member.objects if obj not in base.objects]
+    if not new:
+        return None
+    obj = new[int(rng.integers(len(new)))]
+    return write_faithful(Scene((obj,), member.background, member.texture), rng,
+                          name_entity=obj.entity is not None and bool(rng.random() < 0.85)).text
+
+
 def samples(families: int, size: int, seed: int, walk: bool = False, full_texts: bool = False,
-            singles: float = 0.0) -> Iterator[tuple[str, bytes, str]]:
+            singles: float = 0.0, focused: float = 0.0) -> Iterator[tuple[str, bytes, str]]:
     """(key, jpeg, text) for every member of every family, siblings consecutive.
 
     ``full_texts``: a family member's text is always one that names every object (its description
@@ -128,6 +144,8 @@ def samples(families: int, size: int, seed: int, walk: bool = False, full_texts:
     among them it is a false negative and training pushes every partial text's score down.
     ``singles``: after each family, that many random unrelated scenes per member, with any kind of
     true text (partial ones included): they keep true-but-incomplete texts scoring high.
+    ``focused``: the share of variants (every member but the first) whose text is a partial one
+    naming only what the variant changed (:func:`focused_text`).
     """
     from curate_world.scene import sample_scene
 
@@ -140,6 +158,8 @@ def samples(families: int, size: int, seed: int, walk: bool = False, full_texts:
         for member, scene in enumerate(members):
             image = render(scene, rng)
             text = scene_texts(scene, 5, rng)[int(rng.choice(5, p=weights))]
+            if member and focused and rng.random() < focused:
+                text = focused_text(members[0], scene, rng) or text
             yield f"{number:07d}_{member:03d}", image, text
         if rng.random() < FURNITURE_SHARE * size:
             image, text = furniture(rng)
@@ -151,14 +171,15 @@ def samples(families: int, size: int, seed: int, walk: bool = False, full_texts:
 
 
 def write_family_shards(out_dir: Path, *, families: int, size: int = 8, seed: int = 0, walk: bool = False,
-                        full_texts: bool = False, singles: float = 0.0, per_shard: int = 4000) -> tuple[str, int]:
+                        full_texts: bool = False, singles: float = 0.0, focused: float = 0.0,
+                        per_shard: int = 4000) -> tuple[str, int]:
     """Write the shards; return (the brace pattern open_clip_train takes, number of samples)."""
     from curate_clip.training.data import add_sample, empty_shard_dir
 
     empty_shard_dir(out_dir)
     shards, count, tar = 0, 0, None
     try:
-        for key, image, text in samples(families, size, seed, walk, full_texts, singles):
+        for key, image, text in samples(families, size, seed, walk, full_texts, singles, focused):
             if count % per_shard == 0:
                 if tar is not None:
                     tar.close()

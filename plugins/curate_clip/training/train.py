@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="family members get only texts that name every object (no partial ones)")
     parser.add_argument("--singles", type=float, default=0.0,
                         help="random unrelated scenes (any true text) per family member, between families")
+    parser.add_argument("--family-focused", type=float, default=0.0,
+                        help="share of variants whose text names only what the variant changed (true of it, "
+                             "false of its siblings)")
     parser.add_argument("--siglip", action="store_true",
                         help="open_clip_train's sigmoid loss: every image-text pair is judged on its own, so the "
                              "score is calibrated across images (what a threshold filter needs)")
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
         pattern, samples = write_family_shards(args.out / "shards", families=args.families, size=args.family_size,
                                                seed=args.seed, walk=args.family_walk,
-                                               full_texts=args.family_full_texts, singles=args.singles)
+                                               full_texts=args.family_full_texts, singles=args.singles,
+                                               focused=args.family_focused)
     else:
         world = generate_world(args.out / "world", n=args.n, seed=args.seed, fault_rate=0.0, dup_fraction=0.0)
         pattern, samples = write_shards(world.dir, args.out / "shards", texts_per_image=args.texts_per_image,
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "curate clip train-world " + " ".join(argv if argv is not None else sys.argv[1:]),
         "open_clip_train_args": train_args,
         "data": ({"families": args.families, "family_size": args.family_size, "walk": args.family_walk,
-                  "full_texts": args.family_full_texts, "singles": args.singles,
+                  "full_texts": args.family_full_texts, "singles": args.singles, "focused": args.family_focused,
                   "seed": args.seed} if args.families
                  else {"world_n": args.n, "seed": args.seed, "texts_per_image": args.texts_per_image}),
         "samples_per_epoch": samples,
