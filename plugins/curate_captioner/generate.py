@@ -79,18 +79,18 @@ def generate(
     extra = {"logits_to_keep": 1} if _accepts(decoder, "logits_to_keep") else {}
     # transformers 5.24 renamed the KV cache argument and output field from past_key_values to cache
     cache_name = "cache" if _accepts(decoder, "cache") else "past_key_values"
+    # Added to every step's logits: -inf on tokens a caption never contains, and the copy bias.
     banned = banned_tokens(captioner)
-    bias = prompt_bias(batch, pad, copy_bias, decoder.get_output_embeddings().weight.shape[0], banned) \
-        if copy_bias else None
+    vocab = decoder.get_output_embeddings().weight.shape[0]
+    adjust = prompt_bias(batch, pad, copy_bias, vocab, banned) if copy_bias else torch.zeros((1, vocab))
+    adjust[:, banned] = float("-inf")
+    adjust = adjust.to(device)
 
     cache = DynamicCache(config=decoder.config)
     out = decoder(inputs_embeds=captioner.embeds(prefix, batch), attention_mask=mask, position_ids=positions,
                   use_cache=True, **{cache_name: cache}, **extra)
     cache = getattr(out, cache_name)
-    logits = out.logits[:, -1]
-    logits[:, banned] = float("-inf")
-    if bias is not None:
-        logits = logits + bias.to(logits.device)
+    logits = out.logits[:, -1] + adjust
     next_position = positions[:, -1:] + 1
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     generated = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
@@ -106,10 +106,7 @@ def generate(
         out = decoder(input_ids=tokens.unsqueeze(1), attention_mask=mask, position_ids=next_position,
                       use_cache=True, **{cache_name: cache}, **extra)
         cache = getattr(out, cache_name)
-        logits = out.logits[:, -1]
-        logits[:, banned] = float("-inf")
-        if bias is not None:
-            logits = logits + bias.to(logits.device)
+        logits = out.logits[:, -1] + adjust
         next_position = next_position + 1
     return [_until_eos(row, eos, pad) for row in generated.tolist()]
 
