@@ -13,13 +13,13 @@ on an H100 is for a session with a GPU (CURATE_BENCH_CLIP_DEVICE=cuda).
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from benchmarks.measure import alternate, data_dir, throughput_rows, tmp_dir
+from benchmarks.measure import alternate, throughput_rows, tmp_dir, world_dir
+from benchmarks.step_harness import StepHarness
 
 ROWS = {"small": 1000, "full": 4000}
 
@@ -27,7 +27,7 @@ ROWS = {"small": 1000, "full": 4000}
 def _world_table(rows: int) -> pl.DataFrame:
     from curate_world.generate import generate_world
 
-    world = generate_world(data_dir("clip", f"world-{rows}"), n=rows, seed=11, fault_rate=0.0, dup_fraction=0.0)
+    world = generate_world(world_dir("clip", f"world-{rows}"), n=rows, seed=11, fault_rate=0.0, dup_fraction=0.0)
     table = pl.read_parquet(world.world_table).select("world_id", "image_path", "alt_text")
     return table.select(
         pl.format("{}", pl.col("world_id").cast(pl.Utf8).str.zfill(6)).alias("uid"),
@@ -63,8 +63,7 @@ def _raw_loop(clip: Any, paths: list[str], texts: list[str], batch_size: int) ->
 def run(scale: str) -> dict[str, Any]:
     import torch
 
-    from curate.shards import ShardTask, ShardWriter, iter_shard_files, run_shard_task
-    from curate.step import StepContext
+    from curate.shards import iter_shard_files
     from curate_clip.score import ClipScore
 
     rows = int(os.environ.get("CURATE_BENCH_ROWS", ROWS[scale]))
@@ -77,29 +76,13 @@ def run(scale: str) -> dict[str, Any]:
     torch.set_num_threads(threads)  # one thread is steadier than two on a shared 2-core machine
 
     table = _world_table(rows)
-    work = tmp_dir("clip")
-    inputs = work / "input"
-    shutil.rmtree(inputs, ignore_errors=True)
-    writer = ShardWriter(None, inputs, 1000, None)
-    writer.add(table.drop("path"))
-    writer.close()
-    files = iter_shard_files(inputs)
-
     step = ClipScore(ClipScore.Params(model=model, batch_size=batch_size, workers=workers, device=device))
-    schema = dict(table.drop("path").schema)
-    expected = step.output_schema(schema)
-    out = work / "output"
-    ctx = StepContext(run_dir=work, label="clip_score", seed=0, artifacts=out / "artifacts", extras={"store_dir": None})
-    step.setup(ctx)
+    harness = StepHarness(step, table.drop("path"), tmp_dir("clip"), "clip_score")
     clip = step.clip
     paths, texts = table["path"].to_list(), table["alt_text"].fill_null("").to_list()
 
     def through_curate() -> np.ndarray:
-        shutil.rmtree(out, ignore_errors=True)
-        ctx.artifacts.mkdir(parents=True)
-        for index, path in enumerate(files):
-            run_shard_task(step, ShardTask(index, path, out), ctx, expected)
-        return pl.concat([pl.read_parquet(f) for f in iter_shard_files(out)])["clip_score"].to_numpy()
+        return pl.concat([pl.read_parquet(f) for f in iter_shard_files(harness.run())])["clip_score"].to_numpy()
 
     def raw() -> np.ndarray:
         return _raw_loop(clip, paths, texts, batch_size)

@@ -10,7 +10,6 @@ Default: the shipped world copy detector on CPU (64 px world images).
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import polars as pl
 
 from benchmarks.bench_clip import _world_table
 from benchmarks.measure import alternate, throughput_rows, tmp_dir
+from benchmarks.step_harness import StepHarness
 
 ROWS = {"small": 1000, "full": 4000}
 
@@ -39,8 +39,6 @@ def run(scale: str) -> dict[str, Any]:
     import torch
 
     from curate.embeddings import EmbeddingStore
-    from curate.shards import ShardTask, ShardWriter, iter_shard_files, run_shard_task
-    from curate.step import StepContext
     from curate_dedup.copy_embed import CopyEmbed
 
     rows = int(os.environ.get("CURATE_BENCH_ROWS", ROWS[scale]))
@@ -50,27 +48,13 @@ def run(scale: str) -> dict[str, Any]:
     torch.set_num_threads(threads)
 
     table = _world_table(rows)
-    work = tmp_dir("copy")
-    inputs = work / "input"
-    shutil.rmtree(inputs, ignore_errors=True)
-    writer = ShardWriter(None, inputs, 1000, None)
-    writer.add(table.drop("path"))
-    writer.close()
-    files = iter_shard_files(inputs)
     step = CopyEmbed(CopyEmbed.Params(batch_size=batch_size, device=os.environ.get("CURATE_BENCH_COPY_DEVICE", "auto")))
-    expected = step.output_schema(dict(table.drop("path").schema))
-    out = work / "output"
-    ctx = StepContext(run_dir=work, label="copy_embed", seed=0, artifacts=out / "artifacts", extras={"store_dir": None})
-    step.setup(ctx)
+    harness = StepHarness(step, table.drop("path"), tmp_dir("copy"), "copy_embed")
     model = step.copy_model
     paths = table["path"].to_list()
 
     def through_curate() -> np.ndarray:
-        shutil.rmtree(out, ignore_errors=True)
-        ctx.artifacts.mkdir(parents=True)
-        for index, path in enumerate(files):
-            run_shard_task(step, ShardTask(index, path, out), ctx, expected)
-        return EmbeddingStore(ctx.artifacts, "copy").lookup(table["uid"])
+        return EmbeddingStore(harness.run() / "artifacts", "copy").lookup(table["uid"])
 
     _raw_loop(model, paths[:batch_size], batch_size)  # warm up
     seconds, results = alternate({"copy_embed step": through_curate,

@@ -25,7 +25,7 @@ if __name__ == "__main__" and __package__ in (None, ""):
 import polars as pl
 import yaml
 
-from benchmarks.measure import Measurement, curate_command, data_dir, measure, python, tmp_dir
+from benchmarks.measure import Measurement, curate_command, measure, python, tmp_dir, world_dir
 
 ROWS = {"small": 1000, "full": 5000}
 SETTINGS = {"image_size": 256, "resize_mode": "border", "timeout": 3, "retries": 0}
@@ -46,7 +46,7 @@ if __name__ == "__main__":
 def _world(rows: int) -> Path:
     from curate_world.generate import generate_world
 
-    return generate_world(data_dir("download", f"world-{rows}"), n=rows, seed=0, fault_rate=0.2).dir
+    return generate_world(world_dir("download", f"world-{rows}"), n=rows, seed=0, fault_rate=0.2).dir
 
 
 def _urls(world: Path, base_url: str, path: Path) -> pl.DataFrame:

@@ -266,6 +266,15 @@ def data_dir(*parts: str) -> Path:
     return path
 
 
+def world_dir(benchmark: str, name: str) -> Path:
+    """Where a benchmark caches a generated world: the world version is in the name, so a newer
+    curate_world generates a fresh one instead of refusing the old (``generate_world`` never
+    overwrites)."""
+    from curate_world.params import WORLD_VERSION
+
+    return data_dir(benchmark, f"{name}-v{WORLD_VERSION}")
+
+
 def tmp_dir(*parts: str) -> Path:
     path = TMP_DIR.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
