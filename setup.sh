@@ -33,7 +33,14 @@ torch_pins="torch==2.14.1 torchvision==0.29.1"
 log=$(mktemp)
 if ! pip install $torch_pins >"$log" 2>&1 || ! pip install -e ".[$extras]" $torch_pins >>"$log" 2>&1; then
     grep -v "^WARNING: Location" "$log" >&2
-    echo "setup.sh: pip install failed (above)" >&2
+    if grep -q "No space left on device" "$log"; then
+        # torch's CUDA build alone is about 5.5 GB: the whole .venv takes about 7.5 GB.
+        echo "setup.sh: the disk filled up while installing into $(pwd)/.venv ($(df -h . | awk 'NR==2 {print $4}') free now);" >&2
+        echo "          the environment needs about 7.5 GB: free some space (pip's temporary files go to ${TMPDIR:-/tmp}) and run again" >&2
+    else
+        echo "setup.sh: pip install failed (above)" >&2
+    fi
+    rm -f "$log"
     exit 1
 fi
 rm -f "$log"
