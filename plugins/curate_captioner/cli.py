@@ -114,10 +114,16 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
 @click.option("--threads", default=None, type=int, help="torch CPU threads (1 is fastest on a crowded machine).")
 @click.option("--max-rows", default=None, type=int, help="Train on a seeded random sample of this many rows.")
 @click.option("--feature-cache", default=None, type=click.Path(file_okay=False), help="Reuse encoder features across runs.")
+@click.option("--train-encoder/--frozen-encoder", default=False, show_default=True,
+              help="Also train the open_clip tower (Altogether freezes it; a tiny tower may not see enough).")
+@click.option("--encoder-lr", default=None, type=float, help="Peak lr of a trained encoder (default: --lr).")
+@click.option("--encoder-image-size", default=None, type=int,
+              help="Run the ViT tower at this input size (position embeddings interpolated): more patch tokens.")
 def train(stage: int, out: str, world: str | None, table: str | None, image_column: str, alt_text_column: str,
           caption_column: str, group_column: str | None, init: str | None, steps: int, batch_size: int, lr: float,
           warmup: int, seed: int, log_every: int, checkpoint_every: int, resume: bool, device: str, precision: str,
-          threads: int | None, max_rows: int | None, feature_cache: str | None, **options: Any) -> None:
+          threads: int | None, max_rows: int | None, feature_cache: str | None, train_encoder: bool,
+          encoder_lr: float | None, encoder_image_size: int | None, **options: Any) -> None:
     """Train one stage of a captioner and save it to OUT."""
     from curate_captioner.config import require_local_directory, resolve_model_path
 
@@ -145,14 +151,41 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
         if "caption" in frame.columns:
             texts += [t for t in frame["caption"].to_list() if t]
         model = new_captioner(texts, options)
+    if encoder_image_size is not None:
+        model.set_encoder_image_size(encoder_image_size)
     config = TrainConfig(stage=stage, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
-                         log_every=log_every, checkpoint_every=checkpoint_every, device=device, precision=precision)
+                         log_every=log_every, checkpoint_every=checkpoint_every, device=device, precision=precision,
+                         train_encoder=train_encoder, encoder_lr=encoder_lr)
     command = "curate captioner train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]) \
         if "train" in sys.argv else None
     summary = run_training(model, frame, config, out, resume=resume, log=lambda line: click.echo(line, err=True),
                            facts={"command": command, "wall_seconds_with_setup": None}, feature_cache=feature_cache)
     summary["wall_seconds_with_setup"] = round(time.perf_counter() - started, 1)
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+
+
+@captioner.command("tune-world-encoder")
+@click.option("--world", required=True, type=click.Path(file_okay=False, exists=True), help="A generated world (its train split).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the open_clip config and weights go.")
+@click.option("--steps", default=4000, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--image-size", default=None, type=int, help="Run the tower at this input size (default: its own).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=None, type=int)
+def tune_world_encoder(world: str, out: str, steps: int, batch_size: int, lr: float, image_size: int | None, seed: int,
+                       threads: int | None) -> None:
+    """Tune the world CLIP's vision tower on the world's object labels (shape, colour, size, logo at
+    each grid position) and write it as an open_clip checkpoint for `captioner train --encoder`."""
+    _threads(threads)
+    from curate_captioner.worldencoder import CONFIG_FILE, WEIGHTS_FILE, tune_world_encoder as run
+
+    command = "curate captioner " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("tune-world-encoder"):]) \
+        if "tune-world-encoder" in sys.argv else None
+    record = run(world, out, steps=steps, batch_size=batch_size, lr=lr, image_size=image_size, seed=seed,
+                 log=lambda line: click.echo(line, err=True), command=command)
+    click.echo(json.dumps({"val": record["val"], "seconds": record["seconds"],
+                           "use": f"--encoder {Path(out) / CONFIG_FILE} --encoder-checkpoint {Path(out) / WEIGHTS_FILE}"}))
 
 
 @captioner.command("eval")

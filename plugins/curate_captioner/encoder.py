@@ -90,6 +90,30 @@ def from_open_clip(model: str | dict[str, Any] | Path, checkpoint: str | Path | 
     return tower, config
 
 
+def resize_tower(tower: torch.nn.Module, config: dict[str, Any], image_size: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The same ViT tower run at ``image_size``: same weights, its position embeddings
+    interpolated to the new patch grid by open_clip (``resize_pos_embed``), so a 64 px tower at
+    128 px gives four times the patch tokens, each seeing half the pixels per side."""
+    from types import SimpleNamespace
+
+    from open_clip.model import resize_pos_embed
+
+    if tower_width(tower) is None:
+        raise CaptionerError("only a ViT tower can change its input size", "train at the tower's own image_size")
+    patch = config["vision_cfg"].get("patch_size", 16)
+    if image_size % patch:
+        raise CaptionerError(f"image size {image_size} is not a multiple of the tower's patch size {patch}",
+                             f"use a multiple of {patch}")
+    if image_size == config["image_size"]:
+        return tower, config
+    resized = {**config, "image_size": image_size, "vision_cfg": {**config["vision_cfg"], "image_size": image_size}}
+    new_tower = build_tower(resized)
+    state = {f"visual.{key}": value for key, value in tower.state_dict().items()}
+    resize_pos_embed(state, SimpleNamespace(visual=new_tower))
+    new_tower.load_state_dict({key[len("visual."):]: value for key, value in state.items()})
+    return new_tower, resized
+
+
 def _read_state_dict(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CaptionerError(f"CLIP checkpoint {path} does not exist", "curate never downloads weights; pass a local file")

@@ -104,6 +104,14 @@ class Captioner(nn.Module):
             decoder.resize_token_embeddings(len(tokenizer))
         return cls(encoder, encoder_config, decoder, tokenizer, config or CaptionerConfig())
 
+    def set_encoder_image_size(self, image_size: int) -> None:
+        """Run the encoder at ``image_size`` from now on (see :func:`encoder.resize_tower`)."""
+        from curate_captioner.encoder import resize_tower
+
+        device = self.device
+        tower, self.encoder_config = resize_tower(self.encoder, self.encoder_config, image_size)
+        self.encoder = tower.to(device).eval().requires_grad_(False)
+
     @property
     def with_tokens(self) -> bool:
         return self.config.features == "pooled+tokens"
@@ -162,9 +170,13 @@ class Captioner(nn.Module):
     # -- forward pieces -------------------------------------------------------------------------
     def image_features(self, images: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Frozen encoder features of PIL images (pooled, and patch tokens when the mapper uses them)."""
-        pixels = preprocess(images, self.encoder_config).to(self.device, dtype=self.encoder_dtype)
+        pixels = preprocess(images, self.encoder_config).to(self.device)
         with torch.no_grad():
-            pooled, tokens = encode(self.encoder, pixels, self.with_tokens)
+            return self.encode_pixels(pixels)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The encoder on preprocessed pixels (with gradients when the encoder trains)."""
+        pooled, tokens = encode(self.encoder, pixels.to(dtype=self.encoder_dtype), self.with_tokens)
         return pooled, None if tokens is None else pool_tokens(tokens, self.config.max_patch_tokens)
 
     @property

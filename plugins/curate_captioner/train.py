@@ -5,8 +5,10 @@ and a JSON-lines log of loss, learning rate and throughput.
     out/checkpoint/            the latest checkpoint: a captioner directory + trainer_state.pt
     out/train_log.jsonl        one line per logged step
 
-The encoder is frozen, so its features are computed once up front; the mapping network and the
-decoder train. Each epoch draws fresh prompts (see :mod:`curate_captioner.data`), from a generator
+By default the encoder is frozen (Altogether), so its features are computed once up front and the
+mapping network and the decoder train. With ``train_encoder`` the open_clip tower trains too, at
+``encoder_lr``: the images are decoded and preprocessed once, and the tower runs on every step — for
+a small tower whose frozen features do not hold every object's shape (the world CLIP). Each epoch draws fresh prompts (see :mod:`curate_captioner.data`), from a generator
 seeded by (seed, epoch), so a resumed run sees the same examples as an uninterrupted one.
 """
 
@@ -53,6 +55,8 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(250, gt=0)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    train_encoder: bool = False
+    encoder_lr: float | None = Field(None, gt=0)  # None: lr
 
 
 def pick_device(device: str) -> torch.device:
@@ -65,12 +69,13 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to ``min_lr_ratio`` of the peak."""
+def learning_rate(step: int, config: TrainConfig, peak: float | None = None) -> float:
+    """Linear warmup, then cosine decay to ``min_lr_ratio`` of the peak (``config.lr`` by default)."""
+    peak = config.lr if peak is None else peak
     if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
+        return peak * (step + 1) / config.warmup
     progress = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return peak * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def batches(table: pl.DataFrame, config: TrainConfig, start_step: int):  # type: ignore[no-untyped-def]
@@ -133,20 +138,30 @@ def train(
     captioner.to(device)
 
     started = time.perf_counter()
-    log(f"stage {config.stage}: encoding {table.height} images with the frozen encoder on {device}")
-    pooled, tokens = cached_features(captioner, table["image"].to_list(), feature_cache)
-    log(f"features ready in {time.perf_counter() - started:.1f}s: pooled {tuple(pooled.shape)}"
-        + (f", tokens {tuple(tokens.shape)}" if tokens is not None else ""))
+    pixels = pooled = tokens = None
+    if config.train_encoder:
+        log(f"stage {config.stage}: decoding {table.height} images; the encoder trains too (lr {encoder_peak(config)})")
+        pixels = preprocessed_pixels(captioner, table["image"].to_list())
+        log(f"pixels ready in {time.perf_counter() - started:.1f}s: {tuple(pixels.shape)}")
+    else:
+        log(f"stage {config.stage}: encoding {table.height} images with the frozen encoder on {device}")
+        pooled, tokens = cached_features(captioner, table["image"].to_list(), feature_cache)
+        log(f"features ready in {time.perf_counter() - started:.1f}s: pooled {tuple(pooled.shape)}"
+            + (f", tokens {tuple(tokens.shape)}" if tokens is not None else ""))
 
-    parameters = [p for name, p in captioner.named_parameters() if p.requires_grad and not name.startswith("encoder.")]
-    decay = [p for p in parameters if p.ndim >= 2]
-    no_decay = [p for p in parameters if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+    captioner.encoder.requires_grad_(config.train_encoder)
+    groups = []
+    for part, peak in ((captioner.mapper, config.lr), (captioner.decoder, config.lr),
+                       *([(captioner.encoder, encoder_peak(config))] if config.train_encoder else [])):
+        trainable = [p for p in part.parameters() if p.requires_grad]
+        groups += [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": config.weight_decay, "peak": peak},
+                   {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0, "peak": peak}]
+    parameters = unique_parameters(groups)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
     captioner.train()
-    captioner.encoder.eval()
+    captioner.encoder.train(config.train_encoder)
 
     log_path = out / LOG_FILE
     window: list[float] = []
@@ -156,11 +171,16 @@ def train(
     step = start_step
     for step, examples in batches(table, config, start_step):
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config)
+            group["lr"] = learning_rate(step, config, group["peak"])
         index = torch.tensor([e.image for e in examples])
         batch = captioner.batch([e.prompt for e in examples], [e.target for e in examples])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = captioner.loss(pooled[index], None if tokens is None else tokens[index].float(), batch)
+            if pixels is not None:
+                step_pooled, step_tokens = captioner.encode_pixels(pixels[index].to(device, dtype=torch.float32))
+            else:
+                assert pooled is not None
+                step_pooled, step_tokens = pooled[index], None if tokens is None else tokens[index].float()
+            loss = captioner.loss(step_pooled, step_tokens, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
@@ -188,10 +208,41 @@ def train(
     history = list(captioner.training_facts.get("stages", []))
     history = [h for h in history if h.get("stage") != config.stage] + [summary]
     captioner.eval()
+    captioner.encoder.requires_grad_(False)
     captioner.to("cpu").save(out, training={"stages": history})
     shutil.rmtree(checkpoint, ignore_errors=True)
     log(f"stage {config.stage} done in {seconds}s; captioner saved to {out}")
     return summary
+
+
+def encoder_peak(config: TrainConfig) -> float:
+    return config.lr if config.encoder_lr is None else config.encoder_lr
+
+
+def unique_parameters(groups: list[dict[str, Any]]) -> list[torch.nn.Parameter]:
+    """Every parameter of the optimizer's groups once (for gradient clipping)."""
+    seen: dict[int, torch.nn.Parameter] = {}
+    for group in groups:
+        for parameter in group["params"]:
+            seen.setdefault(id(parameter), parameter)
+    return list(seen.values())
+
+
+def preprocessed_pixels(captioner: Captioner, images: list[Any], batch_size: int = 512) -> torch.Tensor:
+    """Every training image decoded and preprocessed once, as float16 (N, 3, S, S): a trained
+    encoder needs pixels on every step, and decoding PNGs each time would cost more than the step."""
+    from curate_captioner.data import open_images
+    from curate_captioner.encoder import preprocess
+
+    parts = []
+    for start in range(0, len(images), batch_size):
+        chunk = list(images[start : start + batch_size])
+        opened = open_images(chunk) if isinstance(chunk[0], (str, dict)) else chunk
+        missing = [chunk[i] for i, image in enumerate(opened) if image is None]
+        if missing:
+            raise CaptionerError(f"cannot read training image {missing[0]!r}", "drop rows without images first")
+        parts.append(preprocess(opened, captioner.encoder_config).to(torch.float16))
+    return torch.cat(parts)
 
 
 def cached_features(captioner: Captioner, images: list[Any], cache: str | Path | None):  # type: ignore[no-untyped-def]

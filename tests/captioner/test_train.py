@@ -92,3 +92,37 @@ def test_cli_refuses_a_hub_decoder(curate_cli: Callable[..., Any], table: pl.Dat
                         str(tmp_path / "train.parquet"), "--encoder", str(tmp_path / "tower.json"),
                         "--decoder", "facebook/opt-1.3b", "--steps", "1", OMP_NUM_THREADS="1")
     assert result.code != 0 and "never downloads" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_trained_encoder_changes_and_is_saved(make_captioner: Callable[..., Any], table: pl.DataFrame,
+                                                tmp_path: Path) -> None:
+    start = make_captioner(seed=3)
+    before = {k: v.clone() for k, v in start.encoder.state_dict().items()}
+    frozen = TrainConfig(stage=2, steps=3, batch_size=3, warmup=1, device="cpu")
+    train(make_captioner(seed=3), table, frozen, tmp_path / "frozen", log=lambda _: None)
+    assert all(torch.equal(before[k], v) for k, v in Captioner.load(tmp_path / "frozen").encoder.state_dict().items())
+
+    trained = frozen.model_copy(update={"train_encoder": True, "encoder_lr": 1e-2})
+    train(start, table, trained, tmp_path / "trained", log=lambda _: None)
+    loaded = Captioner.load(tmp_path / "trained")
+    assert any(not torch.equal(before[k], v) for k, v in loaded.encoder.state_dict().items())
+    assert not any(p.requires_grad for p in loaded.encoder.parameters())
+    assert loaded.training_facts["stages"][-1]["config"]["train_encoder"] is True
+
+
+def test_resume_with_a_trained_encoder_matches_an_uninterrupted_run(make_captioner: Callable[..., Any],
+                                                                   table: pl.DataFrame, tmp_path: Path) -> None:
+    config = TrainConfig(stage=2, steps=4, batch_size=3, warmup=1, log_every=1, checkpoint_every=2, device="cpu",
+                         train_encoder=True, encoder_lr=3e-3)
+    train(make_captioner(seed=4), table, config, tmp_path / "straight", log=lambda _: None)
+
+    def stop_at_step_3(line: str) -> None:
+        if line.startswith("{") and json.loads(line)["step"] == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(make_captioner(seed=4), table, config, tmp_path / "resumed", log=stop_at_step_3)
+    train(make_captioner(seed=99), table, config, tmp_path / "resumed", log=lambda _: None)
+    straight, resumed = Captioner.load(tmp_path / "straight"), Captioner.load(tmp_path / "resumed")
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name

@@ -1,0 +1,73 @@
+"""Tuning the world CLIP's tower on the world's object labels: labels say what is at each grid
+position, the result is a plain open_clip checkpoint the captioner's --encoder takes, and a
+folder that is not a world is a clear error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from curate_captioner.worldencoder import CONFIG_FILE, RECORD_FILE, WEIGHTS_FILE, label_spaces, scene_labels
+from curate_world.scene import sample_scene
+from curate_world.vocab import POSITIONS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("curate_clip")
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds=st.lists(st.integers(0, 2**31), min_size=1, max_size=6))
+def test_labels_name_the_object_at_each_position_and_none_elsewhere(seeds: list[int]) -> None:
+    scenes = [sample_scene(np.random.default_rng(seed), entity_rate=0.5) for seed in seeds]
+    labels = scene_labels([s.objects_json() for s in scenes], [s.background for s in scenes], [s.texture for s in scenes])
+    spaces, positions = label_spaces(), list(POSITIONS)
+    for row, scene in enumerate(scenes):
+        by_position = {obj.position: obj for obj in scene.objects}
+        for column, position in enumerate(positions):
+            for name, values in spaces.items():
+                value = getattr(by_position[position], name) if position in by_position else None
+                expected = len(values) if value is None else values.index(value)
+                assert int(labels[name][row, column]) == expected, (name, position)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from curate_world.generate import generate_world
+
+    return generate_world(tmp_path_factory.mktemp("world") / "w", n=160, seed=3, fault_rate=0.0, eval_n=0).dir
+
+
+@pytest.mark.slow
+def test_tuned_tower_is_an_open_clip_checkpoint_the_captioner_takes(world: Path, tmp_path: Path,
+                                                                    curate_cli: Callable[..., Any]) -> None:
+    from curate_captioner.encoder import from_open_clip
+    from curate_captioner.worldclip import world_clip_tower
+    from curate_captioner.worldencoder import tune_world_encoder
+
+    record = tune_world_encoder(world, tmp_path / "enc", steps=3, batch_size=8, log=lambda _: None)
+    assert 0 <= record["val"]["shape_accuracy"] <= 1 and 0 <= record["val"]["scene_accuracy"] <= 1
+    assert json.loads((tmp_path / "enc" / RECORD_FILE).read_text())["steps"] == 3
+    tower, config = from_open_clip(tmp_path / "enc" / CONFIG_FILE, tmp_path / "enc" / WEIGHTS_FILE)
+    original, original_config = world_clip_tower()
+    assert config["vision_cfg"] == original_config["vision_cfg"]
+    changed = [k for k, v in tower.state_dict().items() if not torch.equal(v.float(), original.state_dict()[k].float())]
+    assert changed  # three steps moved the weights
+
+    result = curate_cli("captioner", "train", "--stage", "1", "--world", str(world), "--out", str(tmp_path / "cap"),
+                        "--encoder", str(tmp_path / "enc" / CONFIG_FILE), "--encoder-checkpoint",
+                        str(tmp_path / "enc" / WEIGHTS_FILE), "--decoder-hidden", "32", "--decoder-layers", "1",
+                        "--vocab-size", "300", "--mapper-width", "32", "--prefix-length", "4", "--steps", "2",
+                        "--batch-size", "4", "--device", "cpu", "--threads", "1", OMP_NUM_THREADS="1")
+    assert result.code == 0, result
+
+
+def test_a_folder_that_is_no_world_is_refused(tmp_path: Path, curate_cli: Callable[..., Any]) -> None:
+    result = curate_cli("captioner", "tune-world-encoder", "--world", str(tmp_path), "--out", str(tmp_path / "o"),
+                        "--steps", "1", OMP_NUM_THREADS="1")
+    assert result.code != 0 and "not a generated world" in result.stderr and "Traceback" not in result.stderr
