@@ -62,7 +62,7 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
 
         tower, encoder_config = world_clip_tower()
     else:
-        tower, encoder_config = from_open_clip(encoder, options.get("encoder_checkpoint"))
+        tower, encoder_config = from_open_clip(encoder, options.get("encoder_checkpoint"), source=_tuned_source(encoder))
     decoder_spec = options["decoder"]
     if decoder_spec.startswith("tiny-"):
         tokenizer = train_tokenizer(texts, vocab_size=options["vocab_size"])
@@ -75,6 +75,16 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
                              mapper_layers=options["mapper_layers"], mapper_heads=options["mapper_heads"],
                              prefix_length=options["prefix_length"], name=options["name"])
     return Captioner.create(tower, encoder_config, decoder, tokenizer, config)
+
+
+def _tuned_source(encoder: str) -> str | None:
+    """What `tune-world-encoder` recorded about the tower in ENCODER's folder, if it wrote it."""
+    from curate_captioner.worldencoder import RECORD_FILE
+
+    record = Path(encoder).parent / RECORD_FILE
+    if Path(encoder).suffix != ".json" or not record.is_file():
+        return None
+    return str(json.loads(record.read_text()).get("source") or "") or None
 
 
 @captioner.command()

@@ -114,6 +114,17 @@ def _decode(data: bytes) -> Any:
         return None
 
 
+def open_training_images(chunk: Sequence[Any]) -> list[Any]:
+    """PIL images of ``chunk`` (paths, image references or PIL images); an unreadable one is an
+    error naming it, since training on a hole would silently shift every later row."""
+    opened = open_images(chunk) if isinstance(chunk[0], (str, dict)) else list(chunk)
+    missing = [chunk[i] for i, image in enumerate(opened) if image is None]
+    if missing:
+        raise CaptionerError(f"cannot read training image {missing[0]!r} ({len(missing)} unreadable in this batch)",
+                             "drop rows without images first")
+    return opened
+
+
 def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: int = 256,
                      progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The frozen encoder's features of every image (paths or PIL images), in order.
@@ -126,11 +137,7 @@ def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: in
     pooled_parts, token_parts = [], []
     for start in range(0, len(images), batch_size):
         chunk = list(images[start : start + batch_size])
-        opened = open_images(chunk) if isinstance(chunk[0], (str, dict)) else chunk
-        missing = [chunk[i] for i, image in enumerate(opened) if image is None]
-        if missing:
-            raise CaptionerError(f"cannot read training image {missing[0]!r}", "drop rows without images first")
-        pooled, tokens = captioner.image_features(opened)
+        pooled, tokens = captioner.image_features(open_training_images(chunk))
         pooled_parts.append(pooled.float().cpu())
         if tokens is not None:
             token_parts.append(tokens.to(torch.float16).cpu())

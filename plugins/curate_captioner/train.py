@@ -231,17 +231,11 @@ def unique_parameters(groups: list[dict[str, Any]]) -> list[torch.nn.Parameter]:
 def preprocessed_pixels(captioner: Captioner, images: list[Any], batch_size: int = 512) -> torch.Tensor:
     """Every training image decoded and preprocessed once, as float16 (N, 3, S, S): a trained
     encoder needs pixels on every step, and decoding PNGs each time would cost more than the step."""
-    from curate_captioner.data import open_images
+    from curate_captioner.data import open_training_images
     from curate_captioner.encoder import preprocess
 
-    parts = []
-    for start in range(0, len(images), batch_size):
-        chunk = list(images[start : start + batch_size])
-        opened = open_images(chunk) if isinstance(chunk[0], (str, dict)) else chunk
-        missing = [chunk[i] for i, image in enumerate(opened) if image is None]
-        if missing:
-            raise CaptionerError(f"cannot read training image {missing[0]!r}", "drop rows without images first")
-        parts.append(preprocess(opened, captioner.encoder_config).to(torch.float16))
+    parts = [preprocess(open_training_images(images[start : start + batch_size]), captioner.encoder_config).to(torch.float16)
+             for start in range(0, len(images), batch_size)]
     return torch.cat(parts)
 
 

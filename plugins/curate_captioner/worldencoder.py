@@ -94,7 +94,7 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
     checkpoint to ``out_dir``; returns the record (also written as ``tune.json``)."""
     from safetensors.torch import save_file
 
-    from curate_captioner.data import open_images
+    from curate_captioner.data import open_training_images
     from curate_captioner.encoder import preprocess
     from curate_captioner.worldclip import SOURCE, _world_clip_files, world_clip_tower
 
@@ -114,7 +114,7 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
         parts = []
         paths = [str(root / p) for p in rows["image_path"]]
         for start in range(0, len(paths), 512):
-            parts.append(preprocess(open_images(paths[start : start + 512]), config).to(torch.float16))
+            parts.append(preprocess(open_training_images(paths[start : start + 512]), config).to(torch.float16))
         labels = scene_labels(rows["objects"].to_list(), rows["background"].to_list(), rows["texture"].to_list())
         return torch.cat(parts), labels
 

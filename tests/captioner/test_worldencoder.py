@@ -65,6 +65,9 @@ def test_tuned_tower_is_an_open_clip_checkpoint_the_captioner_takes(world: Path,
                         "--vocab-size", "300", "--mapper-width", "32", "--prefix-length", "4", "--steps", "2",
                         "--batch-size", "4", "--device", "cpu", "--threads", "1", OMP_NUM_THREADS="1")
     assert result.code == 0, result
+    from curate_captioner.model import Captioner
+
+    assert Captioner.load(tmp_path / "cap").encoder_config["source"].endswith("tuned on world object labels")
 
 
 def test_a_folder_that_is_no_world_is_refused(tmp_path: Path, curate_cli: Callable[..., Any]) -> None:
