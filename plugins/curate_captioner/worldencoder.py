@@ -89,6 +89,7 @@ def _world_split(world_dir: Path, split: str) -> pl.DataFrame:
 
 def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int = 4000, batch_size: int = 64,
                        lr: float = 1e-3, warmup: int = 100, image_size: int | None = None, seed: int = 0,
+                       flip: bool = True,
                        log: Callable[[str], None] = print, command: str | None = None) -> dict[str, Any]:
     """Tune the world CLIP's tower on ``world_dir``'s train scenes and write an open_clip
     checkpoint to ``out_dir``; returns the record (also written as ``tune.json``)."""
@@ -142,9 +143,11 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
         for group in optimizer.param_groups:
             group["lr"] = rate(step)
         index = torch.randint(0, len(train_pixels), (batch_size,), generator=generator)
-        outputs = predict(train_pixels[index])
-        loss = sum(nn.functional.cross_entropy(outputs[name].flatten(0, 1), train_labels[name][index].flatten())
-                   for name in spaces)
+        pixels, labels = train_pixels[index], {name: values[index] for name, values in train_labels.items()}
+        if flip:
+            pixels, labels = mirror_half(pixels, labels, generator)
+        outputs = predict(pixels)
+        loss = sum(nn.functional.cross_entropy(outputs[name].flatten(0, 1), labels[name].flatten()) for name in spaces)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -162,11 +165,26 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
     (out / CONFIG_FILE).write_text(json.dumps(model_config, indent=2) + "\n")
     save_file({f"visual.{k}": v.contiguous() for k, v in tower.state_dict().items()}, str(out / WEIGHTS_FILE))
     record = {"source": f"{SOURCE}, tuned on world object labels", "world": str(root), "steps": steps,
-              "batch_size": batch_size, "lr": lr, "image_size": config["image_size"], "seed": seed,
+              "batch_size": batch_size, "lr": lr, "image_size": config["image_size"], "seed": seed, "flip": flip,
               "val": history[-1] if history else {}, "history": history, "command": command,
               "seconds": round(time.perf_counter() - started, 1)}
     (out / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def mirror_half(pixels: torch.Tensor, labels: dict[str, torch.Tensor],
+                generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mirror a random half of the batch left to right, moving each label to the mirrored grid
+    position. Every world shape is symmetric about its vertical axis, so only positions change."""
+    from curate_world.vocab import POSITIONS
+
+    names = list(POSITIONS)
+    mirrored = {"left": "right", "right": "left"}
+    swap = [names.index(" ".join(mirrored.get(word, word) for word in name.split())) for name in names]
+    chosen = torch.rand(len(pixels), generator=generator) < 0.5
+    pixels = torch.where(chosen[:, None, None, None], pixels.flip(-1), pixels)
+    labels = {name: torch.where(chosen[:, None], values[:, swap], values) for name, values in labels.items()}
+    return pixels, labels
 
 
 def validate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], pixels: torch.Tensor,
