@@ -144,7 +144,8 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
         require_local_directory(options["decoder"], "decoder")
     _threads(threads)
     from curate_captioner.model import Captioner
-    from curate_captioner.train import TrainConfig, train as run_training
+    from curate_captioner.train import TrainConfig
+    from curate_captioner.train import train as run_training
 
     started = time.perf_counter()
     frame = _training_table(world, table, stage, {"image": image_column, "alt_text": alt_text_column,
@@ -189,7 +190,8 @@ def tune_world_encoder(world: str, out: str, steps: int, batch_size: int, lr: fl
     """Tune the world CLIP's vision tower on the world's object labels (shape, colour, size, logo at
     each grid position) and write it as an open_clip checkpoint for `captioner train --encoder`."""
     _threads(threads)
-    from curate_captioner.worldencoder import CONFIG_FILE, WEIGHTS_FILE, tune_world_encoder as run
+    from curate_captioner.worldencoder import CONFIG_FILE, WEIGHTS_FILE
+    from curate_captioner.worldencoder import tune_world_encoder as run
 
     command = "curate captioner " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("tune-world-encoder"):]) \
         if "tune-world-encoder" in sys.argv else None

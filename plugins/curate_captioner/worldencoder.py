@@ -199,10 +199,10 @@ def validate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], pixels:
     predicted = {name: torch.cat(parts) for name, parts in outputs.items()}
     spaces = label_spaces()
     occupied = labels["shape"] < len(spaces["shape"])
-    result = {f"{name}_accuracy": round(float((predicted[name][occupied] == labels[name][occupied]).float().mean()), 4)
-              for name in labels}
+    result = {f"{name}_accuracy": round(float((predicted[name][occupied] == truth[occupied]).float().mean()), 4)
+              for name, truth in labels.items()}
     every = torch.ones(len(pixels), dtype=torch.bool)
-    for name in labels:
-        every &= (predicted[name] == labels[name]).all(dim=1)
+    for name, truth in labels.items():
+        every &= (predicted[name] == truth).all(dim=1)
     result["scene_accuracy"] = round(float(every.float().mean()), 4)
     return result

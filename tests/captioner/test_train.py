@@ -11,9 +11,9 @@ from typing import Any
 import polars as pl
 import pytest
 import torch
-
 from curate_captioner.model import Captioner
 from curate_captioner.train import CHECKPOINT_DIR, LOG_FILE, TrainConfig, train
+
 from tests.captioner.conftest import TOWER, images
 
 
