@@ -14,7 +14,7 @@ curate world generate "$WORLD" --n 20000 --seed 0 --realign-fraction 1.0
 
 # The world CLIP's tower, tuned on the world's object labels (shape, colour, size, logo at each
 # grid position) so it sees shapes; then frozen, as Altogether freezes its CLIP.
-curate captioner tune-world-encoder --world "$WORLD" --out "$WORK/encoder" --steps 4000 --threads "$THREADS"
+curate captioner tune-world-encoder --world "$WORLD" --out "$WORK/encoder" --steps 4000 --no-flip --threads "$THREADS"
 
 curate captioner train --stage 1 --world "$WORLD" --out "$WORK/stage1" --max-rows 6000 \
   --encoder "$WORK/encoder/open_clip_config.json" --encoder-checkpoint "$WORK/encoder/visual.safetensors" --decoder tiny-llama --decoder-hidden 128 --decoder-layers 2 --decoder-heads 4 \
@@ -23,7 +23,8 @@ curate captioner train --stage 1 --world "$WORLD" --out "$WORK/stage1" --max-row
   --log-every 25 --checkpoint-every 50 --feature-cache "$WORK/features"
 
 curate captioner train --stage 2 --world "$WORLD" --out "$WORK/stage2" --init "$WORK/stage1" \
-  --steps 3000 --batch-size 32 --lr 2e-3 --warmup 50 --seed 0 --threads "$THREADS" \
-  --log-every 50 --checkpoint-every 250 --feature-cache "$WORK/features"
+  --steps 6000 --batch-size 32 --lr 2e-3 --warmup 50 --seed 0 --threads "$THREADS" \
+  --log-every 100 --checkpoint-every 500 --feature-cache "$WORK/features"
 
+# Held-out evaluation (writes EVAL.md / EVAL.json here); then copy "$WORK/stage2" to world_model/.
 curate captioner eval --world "$WORLD" --model "$WORK/stage2" --threads "$THREADS" --out plugins/curate_captioner/training
