@@ -23,7 +23,7 @@ curate captioner train --stage 1 --world "$WORLD" --out "$WORK/stage1" --max-row
   --log-every 25 --checkpoint-every 50 --feature-cache "$WORK/features"
 
 curate captioner train --stage 2 --world "$WORLD" --out "$WORK/stage2" --init "$WORK/stage1" \
-  --steps 6000 --batch-size 32 --lr 2e-3 --warmup 50 --seed 0 --threads "$THREADS" \
+  --steps 6000 --batch-size 32 --lr 1e-3 --warmup 200 --seed 0 --threads "$THREADS" \
   --log-every 100 --checkpoint-every 500 --feature-cache "$WORK/features"
 
 # Held-out evaluation (writes EVAL.md / EVAL.json here); then copy "$WORK/stage2" to world_model/.
