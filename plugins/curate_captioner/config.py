@@ -59,7 +59,7 @@ class CaptionerConfig(BaseModel):
     mapper_layers: int = Field(2, ge=0)
     mapper_heads: int = Field(4, gt=0)
     # Decoding default: added to the logits of the alt-text's own tokens (generate.prompt_bias).
-    # 0 for a decoder that uses its prompt well; the world captioner takes 1 (TRAINING.md).
+    # 0 for a decoder that uses its prompt well; the world captioner takes 2 (TRAINING.md).
     copy_bias: float = Field(0.0, ge=0.0, le=20.0)
     name: str = "captioner"  # written to the caption_model column with the weights' digest
 

@@ -75,7 +75,7 @@ class Realign(Step):
         top_p: float = Field(TOP_P, gt=0.0, le=1.0)
         max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=2048)
         copy_bias: float | None = Field(None, ge=0.0, le=20.0, description="added to the logits of the alt-text's "
-                                        "own tokens; default: the model's (captioner.json; world: 1, Altogether: 0)")
+                                        "own tokens; default: the model's (captioner.json; world: 2, Altogether: 0)")
         batch_size: int = Field(64, gt=0, json_schema_extra={"fingerprint": False})
         device: str = Field("auto", json_schema_extra={"fingerprint": False})
         precision: Literal["auto", "fp32", "bf16"] = "auto"

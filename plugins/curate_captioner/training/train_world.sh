@@ -14,7 +14,7 @@ curate world generate "$WORLD" --n 20000 --seed 0 --realign-fraction 1.0
 
 # The world CLIP's tower, tuned on the world's object labels (shape, colour, size, logo at each
 # grid position) so it sees shapes; then frozen, as Altogether freezes its CLIP.
-curate captioner tune-world-encoder --world "$WORLD" --out "$WORK/encoder" --steps 4000 --no-flip --threads "$THREADS"
+curate captioner tune-world-encoder --world "$WORLD" --out "$WORK/encoder" --steps 6000 --threads "$THREADS"
 
 curate captioner train --stage 1 --world "$WORLD" --out "$WORK/stage1" --max-rows 6000 \
   --encoder "$WORK/encoder/open_clip_config.json" --encoder-checkpoint "$WORK/encoder/visual.safetensors" --decoder tiny-llama --decoder-hidden 128 --decoder-layers 2 --decoder-heads 4 \
