@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmarks.measure import alternate, throughput_rows, tmp_dir, world_dir
+from benchmarks.measure import alternate, step_versus_raw, tmp_dir, world_dir
 from benchmarks.step_harness import StepHarness
 
 ROWS = {"small": 1000, "full": 4000}
@@ -89,13 +89,9 @@ def run(scale: str) -> dict[str, Any]:
 
     _raw_loop(clip, paths[:batch_size], texts[:batch_size], batch_size)  # warm up both paths
     seconds, results = alternate({"clip_score step": through_curate, "raw open_clip loop": raw}, repeats)
-    difference = float(np.max(np.abs(results["clip_score step"] - results["raw open_clip loop"])))
     tolerance = 2e-2 if clip.device.startswith("cuda") else 1e-3
-    if difference > tolerance:
-        raise RuntimeError(f"the step's scores differ from the raw loop's by up to {difference:.4f}")
-
-    throughput, table = throughput_rows(rows, seconds)
-    ratio = throughput["clip_score step"] / throughput["raw open_clip loop"]
+    difference, ratio, throughput, table = step_versus_raw(rows, seconds, results, "clip_score step",
+                                                           "raw open_clip loop", tolerance, "scores")
     return {
         "headline": {
             f"clip_score / raw loop throughput ({model}, {clip.device})": round(ratio, 3),

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.bench_clip import _world_table
-from benchmarks.measure import alternate, throughput_rows, tmp_dir
+from benchmarks.measure import alternate, step_versus_raw, tmp_dir
 from benchmarks.step_harness import StepHarness
 
 ROWS = {"small": 1000, "full": 4000}
@@ -59,14 +59,12 @@ def run(scale: str) -> dict[str, Any]:
     _raw_loop(model, paths[:batch_size], batch_size)  # warm up
     seconds, results = alternate({"copy_embed step": through_curate,
                                   "raw torch loop": lambda: _raw_loop(model, paths, batch_size)}, repeats)
-    difference = float(np.max(np.abs(results["copy_embed step"] - results["raw torch loop"])))
-    if difference > 2e-3:  # the store keeps float16
-        raise RuntimeError(f"the step's descriptors differ from the raw loop's by up to {difference:.4f}")
-    throughput, table = throughput_rows(rows, seconds)
+    # the store keeps float16
+    difference, ratio, throughput, table = step_versus_raw(rows, seconds, results, "copy_embed step",
+                                                           "raw torch loop", 2e-3, "descriptors")
     return {
         "headline": {
-            f"copy_embed / raw loop throughput ({model.device})": round(throughput["copy_embed step"]
-                                                                        / throughput["raw torch loop"], 3),
+            f"copy_embed / raw loop throughput ({model.device})": round(ratio, 3),
             "copy_embed images/s": round(throughput["copy_embed step"], 1),
             "raw loop images/s": round(throughput["raw torch loop"], 1),
         },

@@ -201,6 +201,20 @@ def throughput_rows(rows: int, seconds: dict[str, list[float]], unit: str = "ima
     return throughput, table
 
 
+def step_versus_raw(rows: int, seconds: dict[str, list[float]], results: dict[str, Any], step: str, raw: str,
+                    tolerance: float, what: str) -> tuple[float, float, dict[str, float], list[dict[str, Any]]]:
+    """A step timed against the raw library loop by :func:`alternate`: refuse to report a speed
+    when their outputs (arrays) differ by more than ``tolerance``; else (largest difference,
+    step / raw throughput, throughput by name, table rows)."""
+    import numpy as np
+
+    difference = float(np.max(np.abs(results[step] - results[raw])))
+    if difference > tolerance:
+        raise RuntimeError(f"the step's {what} differ from the raw loop's by up to {difference:.4f}")
+    throughput, table = throughput_rows(rows, seconds)
+    return difference, throughput[step] / throughput[raw], throughput, table
+
+
 def _meminfo_bytes(field: str) -> int | None:
     try:
         with open("/proc/meminfo") as handle:
