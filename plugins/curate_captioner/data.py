@@ -125,6 +125,18 @@ def open_training_images(chunk: Sequence[Any]) -> list[Any]:
     return opened
 
 
+def preprocessed_pixels(images: Sequence[Any], encoder_config: dict[str, Any], batch_size: int = 512) -> torch.Tensor:
+    """Every image decoded and preprocessed once, as float16 (N, 3, S, S): an encoder that trains
+    needs pixels on every step, and decoding PNGs each time would cost more than the step."""
+    import torch
+
+    from curate_captioner.encoder import preprocess
+
+    parts = [preprocess(open_training_images(images[start : start + batch_size]), encoder_config).to(torch.float16)
+             for start in range(0, len(images), batch_size)]
+    return torch.cat(parts)
+
+
 def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: int = 256,
                      progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The frozen encoder's features of every image (paths or PIL images), in order.

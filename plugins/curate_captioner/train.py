@@ -28,7 +28,7 @@ import polars as pl
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from curate_captioner.data import EMPTY_PROMPT_RATE, compute_features, draw_examples
+from curate_captioner.data import EMPTY_PROMPT_RATE, compute_features, draw_examples, preprocessed_pixels
 from curate_captioner.errors import CaptionerError
 from curate_captioner.model import Captioner
 
@@ -141,7 +141,7 @@ def train(
     pixels = pooled = tokens = None
     if config.train_encoder:
         log(f"stage {config.stage}: decoding {table.height} images; the encoder trains too (lr {encoder_peak(config)})")
-        pixels = preprocessed_pixels(captioner, table["image"].to_list())
+        pixels = preprocessed_pixels(table["image"].to_list(), captioner.encoder_config)
         log(f"pixels ready in {time.perf_counter() - started:.1f}s: {tuple(pixels.shape)}")
     else:
         log(f"stage {config.stage}: encoding {table.height} images with the frozen encoder on {device}")
@@ -156,7 +156,7 @@ def train(
         trainable = [p for p in part.parameters() if p.requires_grad]
         groups += [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": config.weight_decay, "peak": peak},
                    {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0, "peak": peak}]
-    parameters = unique_parameters(groups)
+    parameters = [p for group in groups for p in group["params"]]  # disjoint modules: each once
     optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -217,26 +217,6 @@ def train(
 
 def encoder_peak(config: TrainConfig) -> float:
     return config.lr if config.encoder_lr is None else config.encoder_lr
-
-
-def unique_parameters(groups: list[dict[str, Any]]) -> list[torch.nn.Parameter]:
-    """Every parameter of the optimizer's groups once (for gradient clipping)."""
-    seen: dict[int, torch.nn.Parameter] = {}
-    for group in groups:
-        for parameter in group["params"]:
-            seen.setdefault(id(parameter), parameter)
-    return list(seen.values())
-
-
-def preprocessed_pixels(captioner: Captioner, images: list[Any], batch_size: int = 512) -> torch.Tensor:
-    """Every training image decoded and preprocessed once, as float16 (N, 3, S, S): a trained
-    encoder needs pixels on every step, and decoding PNGs each time would cost more than the step."""
-    from curate_captioner.data import open_training_images
-    from curate_captioner.encoder import preprocess
-
-    parts = [preprocess(open_training_images(images[start : start + batch_size]), captioner.encoder_config).to(torch.float16)
-             for start in range(0, len(images), batch_size)]
-    return torch.cat(parts)
 
 
 def cached_features(captioner: Captioner, images: list[Any], cache: str | Path | None):  # type: ignore[no-untyped-def]

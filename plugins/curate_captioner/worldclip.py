@@ -12,7 +12,7 @@ from curate_captioner.errors import CaptionerError
 SOURCE = "world-clip-tiny (curate_clip)"
 
 
-def _world_clip_files() -> tuple[dict[str, Any], Any]:
+def world_clip_files() -> tuple[dict[str, Any], Any]:
     try:
         from curate_clip.models import CONFIG_DIR, WORLD_CHECKPOINT, WORLD_MODEL
     except ImportError as exc:
@@ -27,7 +27,7 @@ def world_clip_tower() -> tuple[Any, dict[str, Any]]:
     """The world CLIP's vision tower with its weights, and its encoder config."""
     from curate_captioner.encoder import from_open_clip
 
-    config, checkpoint = _world_clip_files()
+    config, checkpoint = world_clip_files()
     return from_open_clip(config, checkpoint, source=SOURCE)
 
 
@@ -37,7 +37,7 @@ def _scorer() -> tuple[Any, Any, Any]:
 
     from curate_clip.models import WORLD_MODEL, load_state_dict, register_configs
 
-    _, checkpoint = _world_clip_files()
+    _, checkpoint = world_clip_files()
     register_configs()
     model, _, preprocess = open_clip.create_model_and_transforms(WORLD_MODEL, pretrained=None, device="cpu")
     model.load_state_dict({k: v.float() for k, v in load_state_dict(checkpoint).items()})

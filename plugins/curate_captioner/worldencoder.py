@@ -95,9 +95,8 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
     checkpoint to ``out_dir``; returns the record (also written as ``tune.json``)."""
     from safetensors.torch import save_file
 
-    from curate_captioner.data import open_training_images
-    from curate_captioner.encoder import preprocess
-    from curate_captioner.worldclip import SOURCE, _world_clip_files, world_clip_tower
+    from curate_captioner.data import preprocessed_pixels
+    from curate_captioner.worldclip import SOURCE, world_clip_files, world_clip_tower
 
     root, out = Path(world_dir), Path(out_dir)
     if not (root / "world.parquet").exists():
@@ -112,12 +111,8 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
         rows = _world_split(root, split)
         if rows.height == 0:
             raise CaptionerError(f"world {root} has no '{split}' rows", "generate a world with a val split")
-        parts = []
-        paths = [str(root / p) for p in rows["image_path"]]
-        for start in range(0, len(paths), 512):
-            parts.append(preprocess(open_training_images(paths[start : start + 512]), config).to(torch.float16))
-        labels = scene_labels(rows["objects"].to_list(), rows["background"].to_list(), rows["texture"].to_list())
-        return torch.cat(parts), labels
+        pixels = preprocessed_pixels([str(root / p) for p in rows["image_path"]], config)
+        return pixels, scene_labels(rows["objects"].to_list(), rows["background"].to_list(), rows["texture"].to_list())
 
     started = time.perf_counter()
     train_pixels, train_labels = load("train")
@@ -160,7 +155,7 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
     tower.requires_grad_(False).eval()
 
     out.mkdir(parents=True, exist_ok=True)
-    model_config, _ = _world_clip_files()
+    model_config, _ = world_clip_files()
     model_config = {**model_config, "vision_cfg": dict(config["vision_cfg"])}
     (out / CONFIG_FILE).write_text(json.dumps(model_config, indent=2) + "\n")
     save_file({f"visual.{k}": v.contiguous() for k, v in tower.state_dict().items()}, str(out / WEIGHTS_FILE))
