@@ -183,10 +183,12 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--image-size", default=None, type=int, help="Run the tower at this input size (default: its own).")
 @click.option("--flip/--no-flip", default=True, show_default=True, help="Mirror half of each batch (labels follow).")
+@click.option("--val-world", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Measure on this world's val scenes (default: --world's); train rows showing one of them are left out.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=None, type=int)
 def tune_world_encoder(world: str, out: str, steps: int, batch_size: int, lr: float, image_size: int | None, flip: bool,
-                       seed: int, threads: int | None) -> None:
+                       val_world: str | None, seed: int, threads: int | None) -> None:
     """Tune the world CLIP's vision tower on the world's object labels (shape, colour, size, logo at
     each grid position) and write it as an open_clip checkpoint for `captioner train --encoder`."""
     _threads(threads)
@@ -196,7 +198,7 @@ def tune_world_encoder(world: str, out: str, steps: int, batch_size: int, lr: fl
     command = "curate captioner " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("tune-world-encoder"):]) \
         if "tune-world-encoder" in sys.argv else None
     record = run(world, out, steps=steps, batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, flip=flip,
-                 log=lambda line: click.echo(line, err=True), command=command)
+                 val_world=val_world, log=lambda line: click.echo(line, err=True), command=command)
     click.echo(json.dumps({"val": record["val"], "seconds": record["seconds"],
                            "use": f"--encoder {Path(out) / CONFIG_FILE} --encoder-checkpoint {Path(out) / WEIGHTS_FILE}"}))
 

@@ -81,42 +81,60 @@ class PositionProbe(nn.Module):
 def _world_split(world_dir: Path, split: str) -> pl.DataFrame:
     from curate_world.tables import WORLD_FILE
 
+    if not (world_dir / WORLD_FILE).exists():
+        raise CaptionerError(f"{world_dir} is not a generated world (no {WORLD_FILE})", "run `curate world generate` first")
     table = pl.read_parquet(world_dir / WORLD_FILE).filter(pl.col("split") == split)
+    if table.height == 0:
+        raise CaptionerError(f"world {world_dir} has no '{split}' rows", "generate a world with a val split")
     # Training keeps every row (a scene's re-uploads are jittered, rescaled copies: free
     # augmentation); validation scores each held-out scene once.
     return table if split == "train" else table.unique("scene_id", keep="first", maintain_order=True)
 
 
+def _content(rows: pl.DataFrame) -> pl.Series:
+    """What a scene shows (objects, background, texture): two worlds can draw the same scene."""
+    return pl.concat_str([rows["objects"], rows["background"], rows["texture"]], separator="|")
+
+
+def training_rows(world_dir: Path, val_rows: pl.DataFrame) -> pl.DataFrame:
+    """``world_dir``'s train rows, less any whose scene shows exactly what a validation scene shows
+    (possible when the validation scenes come from another world)."""
+    rows = _world_split(world_dir, "train")
+    return rows.filter(~_content(rows).is_in(_content(val_rows).implode()))
+
+
 def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int = 4000, batch_size: int = 64,
                        lr: float = 1e-3, warmup: int = 100, image_size: int | None = None, seed: int = 0,
-                       flip: bool = True,
+                       flip: bool = True, val_world: str | Path | None = None,
                        log: Callable[[str], None] = print, command: str | None = None) -> dict[str, Any]:
     """Tune the world CLIP's tower on ``world_dir``'s train scenes and write an open_clip
-    checkpoint to ``out_dir``; returns the record (also written as ``tune.json``)."""
+    checkpoint to ``out_dir``; returns the record (also written as ``tune.json``).
+
+    Accuracy is measured on the val scenes of ``val_world`` (default: ``world_dir``), none of
+    which is trained on: with another world (say, the captioner's), train rows showing the same
+    scene as one of its val scenes are left out."""
     from safetensors.torch import save_file
 
     from curate_captioner.data import preprocessed_pixels
     from curate_captioner.worldclip import SOURCE, world_clip_files, world_clip_tower
 
     root, out = Path(world_dir), Path(out_dir)
-    if not (root / "world.parquet").exists():
-        raise CaptionerError(f"{root} is not a generated world (no world.parquet)", "run `curate world generate` first")
+    val_root = Path(val_world) if val_world is not None else root
+    val_rows = _world_split(val_root, "val")
+    train_rows = training_rows(root, val_rows)
     torch.manual_seed(seed)
     tower, config = world_clip_tower()
     if image_size is not None:
         tower, config = resize_tower(tower, config, image_size)
     spaces = label_spaces()
 
-    def load(split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        rows = _world_split(root, split)
-        if rows.height == 0:
-            raise CaptionerError(f"world {root} has no '{split}' rows", "generate a world with a val split")
-        pixels = preprocessed_pixels([str(root / p) for p in rows["image_path"]], config)
+    def load(where: Path, rows: pl.DataFrame) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pixels = preprocessed_pixels([str(where / p) for p in rows["image_path"]], config)
         return pixels, scene_labels(rows["objects"].to_list(), rows["background"].to_list(), rows["texture"].to_list())
 
     started = time.perf_counter()
-    train_pixels, train_labels = load("train")
-    val_pixels, val_labels = load("val")
+    train_pixels, train_labels = load(root, train_rows)
+    val_pixels, val_labels = load(val_root, val_rows)
     log(f"{len(train_pixels)} train and {len(val_pixels)} val scenes decoded in {time.perf_counter() - started:.1f}s")
 
     probe = PositionProbe(int(tower.conv1.out_channels), spaces)
@@ -159,7 +177,8 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
     model_config = {**model_config, "vision_cfg": dict(config["vision_cfg"])}
     (out / CONFIG_FILE).write_text(json.dumps(model_config, indent=2) + "\n")
     save_file({f"visual.{k}": v.contiguous() for k, v in tower.state_dict().items()}, str(out / WEIGHTS_FILE))
-    record = {"source": f"{SOURCE}, tuned on world object labels", "world": str(root), "steps": steps,
+    record = {"source": f"{SOURCE}, tuned on world object labels", "world": str(root), "val_world": str(val_root),
+              "train_rows": train_rows.height, "steps": steps,
               "batch_size": batch_size, "lr": lr, "image_size": config["image_size"], "seed": seed, "flip": flip,
               "val": history[-1] if history else {}, "history": history, "command": command,
               "seconds": round(time.perf_counter() - started, 1)}

@@ -112,3 +112,28 @@ def test_a_mirrored_scene_is_the_scene_with_mirrored_positions(seed: int) -> Non
         assert all(torch.equal(out_labels[k][row], labels(expected)[k][0]) for k in out_labels)
         assert (out[row] - image).abs().mean() < 2.0  # mean |Δ| in 0-255 units: antialiasing only
     assert len(kinds) == 2 or scene == mirrored  # both kinds happen (a symmetric scene looks the same)
+
+
+@settings(max_examples=20, deadline=None)
+@given(picks=st.sets(st.integers(0, 10_000), min_size=1, max_size=12))
+def test_no_scene_of_another_worlds_val_split_is_trained_on(world: Path, picks: set[int], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """--val-world: the tower is measured on another world's val scenes, so train rows that show
+    the same scene (objects, background, texture) must drop out, and only those."""
+    import polars as pl
+    from curate_captioner.worldencoder import training_rows
+    from curate_world.tables import WORLD_FILE
+
+    table = pl.read_parquet(world / WORLD_FILE)
+    train = table.filter(pl.col("split") == "train")
+    chosen = sorted({p % train.height for p in picks})
+    other = tmp_path_factory.mktemp("other")
+    train[chosen].with_columns(split=pl.lit("val")).write_parquet(other / WORLD_FILE)
+
+    def content(rows: pl.DataFrame) -> list[str]:
+        return [f"{o}|{b}|{t}" for o, b, t in zip(rows["objects"], rows["background"], rows["texture"], strict=True)]
+
+    val = pl.read_parquet(other / WORLD_FILE)
+    kept = training_rows(world, val)
+    held_out = set(content(val))
+    assert not held_out & set(content(kept))
+    assert kept.height == sum(c not in held_out for c in content(train))

@@ -9,12 +9,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from curate_clip.training.families import family, focused_text, mutate, samples, write_family_shards
 from curate_world.testing import scenes, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from curate_clip.training.families import family, focused_text, mutate, samples, write_family_shards
 
 
 def content(scene):
@@ -80,10 +79,9 @@ def test_samples_are_deterministic_and_families_are_consecutive():
 @settings(max_examples=200, deadline=None)
 @given(scenes(), seeds)
 def test_the_texts_a_family_member_gets_name_every_object_right(scene, seed):
-    from curate_world.attributes import score_caption
-
     from curate_clip.training.data import scene_texts
     from curate_clip.training.families import FULL_TEXT_WEIGHTS
+    from curate_world.attributes import score_caption
 
     texts = scene_texts(scene, 5, np.random.default_rng(seed))
     for index, weight in enumerate(FULL_TEXT_WEIGHTS):
@@ -127,3 +125,38 @@ def test_a_focused_text_names_only_what_the_variant_changed(scene, seed):
     assert said.object_count == 1 or said.entities  # one object: the changed one, or its logo's name
     assert set(said.pairs) <= {(o.color, o.shape) for o in new}
     assert set(said.entities) <= {o.entity for o in new}
+
+
+@pytest.mark.filterwarnings("ignore")  # webdataset warns about leaked handles
+def test_a_sample_shuffle_near_the_batch_size_keeps_siblings_in_one_batch(tmp_path, monkeypatch):
+    """--sample-shuffle sets the buffer open_clip_train builds its training pipeline with: at the
+    family size, a batch holds few families (siblings are each other's hard negatives); at
+    open_clip_train's default (5,000) the same shards give batches of strangers."""
+    import argparse
+
+    import open_clip_train.data as wds_data
+    from curate_clip.training.compat import tolerate_shard_end_markers
+    from curate_clip.training.train import set_sample_shuffle
+
+    size, families = 8, 40
+    pattern, count = write_family_shards(tmp_path / "shards", families=families, size=size, seed=3, walk=True,
+                                         full_texts=True, per_shard=10_000)
+    family_of = {}
+    for key, _image, text in samples(families, size, 3, walk=True, full_texts=True):
+        family_of.setdefault(text, set()).add(key.split("_")[0])
+    tolerate_shard_end_markers()
+    for name in ("_SAMPLE_SHUFFLE_SIZE", "_SAMPLE_SHUFFLE_INITIAL"):
+        monkeypatch.setattr(wds_data, name, getattr(wds_data, name))  # restored after the test
+
+    def families_per_batch() -> float:
+        args = argparse.Namespace(train_data=pattern, train_num_samples=count, dataset_resampled=False,
+                                  train_data_upsampling_factors=None, seed=0, batch_size=size, workers=0,
+                                  world_size=1)
+        loader = wds_data.get_wds_dataset(args, lambda image: 0, is_train=True, tokenizer=lambda text: [text]).dataloader
+        counts = [len(set.union(*(family_of[text] for text in texts))) for _images, texts in loader]
+        return sum(counts) / len(counts)
+
+    default = families_per_batch()
+    set_sample_shuffle(size)
+    assert wds_data._SAMPLE_SHUFFLE_SIZE == size
+    assert families_per_batch() <= 4 and default >= 6, default

@@ -69,6 +69,17 @@ def siglip_init(checkpoint: Path, out: Path) -> Path:
     return out
 
 
+def set_sample_shuffle(size: int) -> None:
+    """Set the sample shuffle buffer open_clip_train's WebDataset pipeline is built with: it reads
+    two module constants when it builds the pipeline, and has no command-line flag for them."""
+    import open_clip_train.data as wds_data
+
+    if size < 1:
+        raise SystemExit(f"--sample-shuffle must be at least 1 (got {size})")
+    wds_data._SAMPLE_SHUFFLE_SIZE = size
+    wds_data._SAMPLE_SHUFFLE_INITIAL = min(size, wds_data._SAMPLE_SHUFFLE_INITIAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path(".curate/world-clip"))
@@ -86,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family-focused", type=float, default=0.0,
                         help="share of variants whose text names only what the variant changed (true of it, "
                              "false of its siblings)")
+    parser.add_argument("--sample-shuffle", type=int, default=None,
+                        help="open_clip_train's sample shuffle buffer (5,000 by default, a module constant with no "
+                             "flag): with families, a buffer near the batch size keeps siblings in the same batch, so "
+                             "each image's in-batch negatives include texts wrong about one attribute of it")
     parser.add_argument("--siglip", action="store_true",
                         help="open_clip_train's sigmoid loss: every image-text pair is judged on its own, so the "
                              "score is calibrated across images (what a threshold filter needs)")
@@ -134,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     from curate_clip.training.compat import tolerate_shard_end_markers
 
     tolerate_shard_end_markers()
+    if args.sample_shuffle is not None:
+        set_sample_shuffle(args.sample_shuffle)
     logs = args.out / "logs"
     import shutil
 
@@ -165,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "open_clip_train_args": train_args,
         "data": ({"families": args.families, "family_size": args.family_size, "walk": args.family_walk,
                   "full_texts": args.family_full_texts, "singles": args.singles, "focused": args.family_focused,
-                  "seed": args.seed} if args.families
+                  "sample_shuffle": args.sample_shuffle, "seed": args.seed} if args.families
                  else {"world_n": args.n, "seed": args.seed, "texts_per_image": args.texts_per_image}),
         "samples_per_epoch": samples,
         "threads": args.threads,
