@@ -74,17 +74,25 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
                              mapper_width=options["mapper_width"],
                              mapper_layers=options["mapper_layers"], mapper_heads=options["mapper_heads"],
                              prefix_length=options["prefix_length"], name=options["name"])
-    return Captioner.create(tower, encoder_config, decoder, tokenizer, config)
+    model = Captioner.create(tower, encoder_config, decoder, tokenizer, config)
+    tuned = _tune_record(encoder) if encoder != "world-clip" else None
+    if tuned is not None:  # how the tower was tuned travels with the captioner
+        model.training_facts["encoder"] = {k: tuned.get(k) for k in ("command", "world", "val_world", "train_rows", "val")}
+    return model
 
 
-def _tuned_source(encoder: str) -> str | None:
+def _tune_record(encoder: str) -> dict[str, Any] | None:
     """What `tune-world-encoder` recorded about the tower in ENCODER's folder, if it wrote it."""
     from curate_captioner.worldencoder import RECORD_FILE
 
     record = Path(encoder).parent / RECORD_FILE
     if Path(encoder).suffix != ".json" or not record.is_file():
         return None
-    return str(json.loads(record.read_text()).get("source") or "") or None
+    return dict(json.loads(record.read_text()))
+
+
+def _tuned_source(encoder: str) -> str | None:
+    return str((_tune_record(encoder) or {}).get("source") or "") or None
 
 
 @captioner.command()
@@ -224,6 +232,29 @@ def evaluate(world: str, model: str, split: str, limit: int | None, out: str | N
     if out is not None:
         write_report(result, Path(out))
     click.echo(json.dumps(result["summary"], indent=2))
+
+
+@captioner.command("select-copy-bias")
+@click.option("--world", required=True, type=click.Path(file_okay=False, exists=True),
+              help="A selection world (its val split): not the one the captioner is reported on.")
+@click.option("--model", required=True, type=click.Path(file_okay=False, exists=True), help="A trained captioner folder.")
+@click.option("--values", default="0,1,2,3", show_default=True, help="Copy biases to try, comma separated.")
+@click.option("--min-retention", default=0.90, show_default=True, help="Entity retention the chosen bias must keep.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=None, type=int)
+def select_copy_bias(world: str, model: str, values: str, min_retention: float, seed: int, threads: int | None) -> None:
+    """Pick the copy bias with the best attribute accuracy that keeps entity retention, and write it into MODEL."""
+    from curate_captioner.errors import CaptionerError
+
+    try:
+        tried = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise CaptionerError(f"--values {values!r} is not a comma-separated list of numbers", "e.g. --values 0,1,2,3") from None
+    _threads(threads)
+    from curate_captioner.copybias import select_copy_bias as run
+
+    record = run(world, model, tried, min_retention=min_retention, seed=seed, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps({"copy_bias": record["chosen"], "results": record["results"]}))
 
 
 @captioner.command()

@@ -85,22 +85,33 @@ def clip_scores(images: list[Any], texts: list[str]) -> list[float] | None:
         return None
 
 
+def load_split(root: Path, split: str, limit: int | None = None) -> tuple[pl.DataFrame, list[Any], list[Any]]:
+    """A world's rows of ``split`` (by world_id), their ground-truth scenes and opened images."""
+    from curate_captioner.data import open_images
+    from curate_captioner.errors import CaptionerError
+    from curate_world.scene import Scene
+    from curate_world.tables import WORLD_FILE
+
+    if not (root / WORLD_FILE).exists():
+        raise CaptionerError(f"{root} is not a generated world (no {WORLD_FILE})", "run `curate world generate` first")
+    rows = pl.read_parquet(root / WORLD_FILE).filter(pl.col("split") == split).sort("world_id")
+    if limit is not None:
+        rows = rows.head(limit)
+    if rows.height == 0:
+        raise CaptionerError(f"world {root} has no '{split}' rows", "pick a split the world has (train, val)")
+    scenes = [Scene.from_objects_json(o, b, t) for o, b, t in rows.select("objects", "background", "texture").iter_rows()]
+    return rows, scenes, open_images([str(root / p) for p in rows["image_path"]])
+
+
 def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = "val", limit: int | None = None,
                    batch_size: int = 64, seed: int = 0, log: Callable[[str], None] = print,
                    copy_bias: float | None = None) -> dict[str, Any]:
     import torch
 
-    from curate_captioner.data import open_images
     from curate_captioner.model import Captioner
-    from curate_world.scene import Scene
-    from curate_world.tables import WORLD_FILE
 
     root = Path(world_dir)
-    rows = pl.read_parquet(root / WORLD_FILE).filter(pl.col("split") == split).sort("world_id")
-    if limit is not None:
-        rows = rows.head(limit)
-    scenes = [Scene.from_objects_json(o, b, t) for o, b, t in rows.select("objects", "background", "texture").iter_rows()]
-    images = open_images([str(root / p) for p in rows["image_path"]])
+    rows, scenes, images = load_split(root, split, limit)
     alt = [a or "" for a in rows["alt_text"].to_list()]
     named = rows["alt_mentions_entity"].to_list()
     keys = rows["world_id"].to_list()

@@ -209,7 +209,7 @@ def train(
     history = [h for h in history if h.get("stage") != config.stage] + [summary]
     captioner.eval()
     captioner.encoder.requires_grad_(False)
-    captioner.to("cpu").save(out, training={"stages": history})
+    captioner.to("cpu").save(out, training={**captioner.training_facts, "stages": history})
     shutil.rmtree(checkpoint, ignore_errors=True)
     log(f"stage {config.stage} done in {seconds}s; captioner saved to {out}")
     return summary

@@ -67,7 +67,10 @@ def test_tuned_tower_is_an_open_clip_checkpoint_the_captioner_takes(world: Path,
     assert result.code == 0, result
     from curate_captioner.model import Captioner
 
-    assert Captioner.load(tmp_path / "cap").encoder_config["source"].endswith("tuned on world object labels")
+    loaded = Captioner.load(tmp_path / "cap")
+    assert loaded.encoder_config["source"].endswith("tuned on world object labels")
+    assert loaded.training_facts["encoder"]["val"] == record["val"]  # how the tower was tuned travels with it
+    assert [stage["stage"] for stage in loaded.training_facts["stages"]] == [1]
 
 
 def test_a_folder_that_is_no_world_is_refused(tmp_path: Path, curate_cli: Callable[..., Any]) -> None:

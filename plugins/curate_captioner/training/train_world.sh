@@ -5,6 +5,8 @@
 set -euo pipefail
 WORK=${WORK:-.curate/captioner-train}
 WORLD=${WORLD:-.curate/captioner-world-r2}
+ENCODER_WORLD=${ENCODER_WORLD:-.curate/encoder-world}
+SELECTION_WORLD=${SELECTION_WORLD:-.curate/captioner-world-select}
 THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS
 
@@ -12,9 +14,14 @@ export OMP_NUM_THREADS=$THREADS
 # rows' (instead of 3,833 at --realign-fraction 0.2, which stage 2 only memorized).
 curate world generate "$WORLD" --n 20000 --seed 0 --realign-fraction 1.0
 
-# The world CLIP's tower, tuned on the world's object labels (shape, colour, size, logo at each
-# grid position) so it sees shapes; then frozen, as Altogether freezes its CLIP.
-curate captioner tune-world-encoder --world "$WORLD" --out "$WORK/encoder" --steps 6000 --threads "$THREADS"
+# The world CLIP's tower, tuned on object labels (shape, colour, size, logo at each grid position)
+# so it sees shapes; then frozen, as Altogether freezes its CLIP. Labels are free in the world, so
+# the tower gets a world of its own, five times the captioner's (a tower tuned on the captioner's
+# 19k rows overfits: held-out shape 0.975 against 0.989); it is measured on the captioner world's
+# val scenes, and any of its rows that shows one of them is left out.
+curate world generate "$ENCODER_WORLD" --n 100000 --seed 100 --realign-fraction 0.0
+curate captioner tune-world-encoder --world "$ENCODER_WORLD" --val-world "$WORLD" --out "$WORK/encoder" \
+  --steps 8000 --threads "$THREADS"
 
 curate captioner train --stage 1 --world "$WORLD" --out "$WORK/stage1" --max-rows 6000 \
   --encoder "$WORK/encoder/open_clip_config.json" --encoder-checkpoint "$WORK/encoder/visual.safetensors" --decoder tiny-llama --decoder-hidden 128 --decoder-layers 2 --decoder-heads 4 \
@@ -25,6 +32,12 @@ curate captioner train --stage 1 --world "$WORLD" --out "$WORK/stage1" --max-row
 curate captioner train --stage 2 --world "$WORLD" --out "$WORK/stage2" --init "$WORK/stage1" \
   --steps 6000 --batch-size 32 --lr 1e-3 --warmup 200 --seed 0 --threads "$THREADS" \
   --log-every 100 --checkpoint-every 500 --feature-cache "$WORK/features"
+
+# The copy bias (a decoding default, no retraining) is chosen on a world of its own, so the
+# reported split stays out of every choice: the best attribute accuracy that keeps entity
+# retention >= 0.90. Written into "$WORK/stage2"/captioner.json.
+curate world generate "$SELECTION_WORLD" --n 12000 --seed 5 --realign-fraction 0.0
+curate captioner select-copy-bias --world "$SELECTION_WORLD" --model "$WORK/stage2" --values 0,1,2,3 --threads "$THREADS"
 
 # Held-out evaluation (writes EVAL.md / EVAL.json here); then copy "$WORK/stage2" to world_model/.
 curate captioner eval --world "$WORLD" --model "$WORK/stage2" --threads "$THREADS" --out plugins/curate_captioner/training
