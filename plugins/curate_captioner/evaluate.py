@@ -87,10 +87,11 @@ def clip_scores(images: list[Any], texts: list[str]) -> list[float] | None:
 
 def load_split(root: Path, split: str, limit: int | None = None) -> tuple[pl.DataFrame, list[Any], list[Any]]:
     """A world's rows of ``split`` (by world_id), their ground-truth scenes and opened images."""
-    from curate_captioner.data import open_images
-    from curate_captioner.errors import CaptionerError
     from curate_world.scene import Scene
     from curate_world.tables import WORLD_FILE
+
+    from curate_captioner.data import open_images
+    from curate_captioner.errors import CaptionerError
 
     if not (root / WORLD_FILE).exists():
         raise CaptionerError(f"{root} is not a generated world (no {WORLD_FILE})", "run `curate world generate` first")
