@@ -157,3 +157,9 @@ def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: in
             progress(len(chunk))
     pooled = torch.cat(pooled_parts)
     return pooled, (torch.cat(token_parts) if token_parts else None)
+
+
+def scene_content(rows: pl.DataFrame) -> pl.Series:
+    """What each world row's scene shows (objects, background, texture) as one string: scenes with
+    different ids can show the same thing (simple scenes recur, and two worlds draw alike)."""
+    return rows.select(pl.concat_str(["objects", "background", "texture"], separator="|")).to_series()

@@ -91,16 +91,13 @@ def _world_split(world_dir: Path, split: str) -> pl.DataFrame:
     return table if split == "train" else table.unique("scene_id", keep="first", maintain_order=True)
 
 
-def _content(rows: pl.DataFrame) -> pl.Series:
-    """What a scene shows (objects, background, texture): two worlds can draw the same scene."""
-    return pl.concat_str([rows["objects"], rows["background"], rows["texture"]], separator="|")
-
-
 def training_rows(world_dir: Path, val_rows: pl.DataFrame) -> pl.DataFrame:
     """``world_dir``'s train rows, less any whose scene shows exactly what a validation scene shows
     (possible when the validation scenes come from another world)."""
+    from curate_captioner.data import scene_content
+
     rows = _world_split(world_dir, "train")
-    return rows.filter(~_content(rows).is_in(_content(val_rows).implode()))
+    return rows.filter(~scene_content(rows).is_in(scene_content(val_rows).implode()))
 
 
 def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int = 4000, batch_size: int = 64,
