@@ -12,7 +12,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-
 from curate_captioner.config import WORLD_MODEL_DIR
 
 pytestmark = pytest.mark.skipif(not (WORLD_MODEL_DIR / "captioner.json").exists(), reason="world captioner not shipped")
