@@ -33,15 +33,11 @@ def world_clip_tower() -> tuple[Any, dict[str, Any]]:
 
 @cache
 def _scorer() -> tuple[Any, Any, Any]:
-    import open_clip
-
-    from curate_clip.models import WORLD_MODEL, load_state_dict, register_configs
+    from curate_clip.models import load_clip
 
     _, checkpoint = world_clip_files()
-    register_configs()
-    model, _, preprocess = open_clip.create_model_and_transforms(WORLD_MODEL, pretrained=None, device="cpu")
-    model.load_state_dict({k: v.float() for k, v in load_state_dict(checkpoint).items()})
-    return model.eval(), preprocess, open_clip.get_tokenizer(WORLD_MODEL)
+    loaded = load_clip(checkpoint=str(checkpoint), device="cpu")  # what the clip_score step loads
+    return loaded.model, loaded.preprocess, loaded.tokenizer
 
 
 def world_clip_scores(images: list[Any], texts: list[str], batch_size: int = 128) -> list[float]:
