@@ -66,10 +66,9 @@ def _synchronize(device: Any) -> None:
 
 def build(size: DecoderSize, device: Any, dtype: Any) -> Any:
     """A captioner: the shipped world captioner's tower and tokenizer, a random OPT decoder of ``size``."""
-    from transformers import OPTConfig, OPTForCausalLM
-
     from curate_captioner.config import CaptionerConfig
     from curate_captioner.model import Captioner
+    from transformers import OPTConfig, OPTForCausalLM
 
     world = Captioner.load("world")
     config = OPTConfig(vocab_size=size.vocab, hidden_size=size.hidden, num_hidden_layers=size.layers,
@@ -84,7 +83,6 @@ def build(size: DecoderSize, device: Any, dtype: Any) -> Any:
 
 def run(scale: str) -> dict[str, Any]:
     import torch
-
     from curate_captioner.generate import generate
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -131,8 +129,8 @@ def run(scale: str) -> dict[str, Any]:
                     "weight_bytes": weight_bytes, "kv_bytes_per_token": kv_bytes_per_token},
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "copy_bandwidth_gb_per_s": round(bandwidth / 1e9, 1),
-        "notes": ["Sampling T=0.2, top-p 0.7 (the realign defaults), one KV cache per batch; the image "
-                  "encoder runs once up front and is not timed."],
+        "notes": [("Sampling T=0.2, top-p 0.7 (the realign defaults), one KV cache per batch; the image "
+                   "encoder runs once up front and is not timed.")],
     }
 
 
