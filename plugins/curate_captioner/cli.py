@@ -57,12 +57,13 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
     from curate_captioner.tokenizer import train_tokenizer
 
     encoder = options["encoder"]
+    tuned = _tune_record(encoder) if encoder != "world-clip" else None
     if encoder == "world-clip":
         from curate_captioner.worldclip import world_clip_tower
 
         tower, encoder_config = world_clip_tower()
     else:
-        tower, encoder_config = from_open_clip(encoder, options.get("encoder_checkpoint"), source=_tuned_source(encoder))
+        tower, encoder_config = from_open_clip(encoder, options.get("encoder_checkpoint"), source=str((tuned or {}).get("source") or "") or None)
     decoder_spec = options["decoder"]
     if decoder_spec.startswith("tiny-"):
         tokenizer = train_tokenizer(texts, vocab_size=options["vocab_size"])
@@ -75,7 +76,6 @@ def new_captioner(texts: list[str], options: dict[str, Any]):  # type: ignore[no
                              mapper_layers=options["mapper_layers"], mapper_heads=options["mapper_heads"],
                              prefix_length=options["prefix_length"], name=options["name"])
     model = Captioner.create(tower, encoder_config, decoder, tokenizer, config)
-    tuned = _tune_record(encoder) if encoder != "world-clip" else None
     if tuned is not None:  # how the tower was tuned travels with the captioner
         model.training_facts["encoder"] = {k: tuned.get(k) for k in ("command", "world", "val_world", "train_rows", "val")}
     return model
@@ -89,10 +89,6 @@ def _tune_record(encoder: str) -> dict[str, Any] | None:
     if Path(encoder).suffix != ".json" or not record.is_file():
         return None
     return dict(json.loads(record.read_text()))
-
-
-def _tuned_source(encoder: str) -> str | None:
-    return str((_tune_record(encoder) or {}).get("source") or "") or None
 
 
 @captioner.command()

@@ -35,17 +35,15 @@ def select_copy_bias(world_dir: str | Path, model_dir: str | Path, values: Seque
     every result) in ``model_dir``'s captioner.json; returns the record."""
     import torch
 
-    from curate_captioner.config import CONFIG_FILE, CaptionerConfig
+    from curate_captioner.config import CONFIG_FILE, CaptionerConfig, resolve_model_path
+    from curate_captioner.data import read_world
     from curate_captioner.evaluate import caption_rows, load_split, score_texts
     from curate_captioner.model import Captioner
 
-    model_path = Path(model_dir)
-    if not (model_path / CONFIG_FILE).is_file():
-        raise CaptionerError(f"{model_path} is not a saved captioner (no {CONFIG_FILE})",
-                             "give the --out folder of `curate captioner train`")
+    model_path = resolve_model_path(str(model_dir))
     if not values:
         raise CaptionerError("no copy bias values to try", "pass --values, e.g. 0,1,2,3")
-    rows, scenes, images = load_split(Path(world_dir), "val")
+    rows, scenes, images = load_split(Path(world_dir), read_world(Path(world_dir)), "val")
     alt = [a or "" for a in rows["alt_text"].to_list()]
     named, keys = rows["alt_mentions_entity"].to_list(), rows["world_id"].to_list()
     captioner = Captioner.load(model_path)

@@ -159,6 +159,15 @@ def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: in
     return pooled, (torch.cat(token_parts) if token_parts else None)
 
 
+def read_world(root: Path) -> pl.DataFrame:
+    """A generated world's table (world.parquet), or a clear error when ``root`` is no world."""
+    from curate_world.tables import WORLD_FILE
+
+    if not (root / WORLD_FILE).exists():
+        raise CaptionerError(f"{root} is not a generated world (no {WORLD_FILE})", "run `curate world generate` first")
+    return pl.read_parquet(root / WORLD_FILE)
+
+
 def scene_content(rows: pl.DataFrame) -> pl.Series:
     """What each world row's scene shows (objects, background, texture) as one string: scenes with
     different ids can show the same thing (simple scenes recur, and two worlds draw alike)."""

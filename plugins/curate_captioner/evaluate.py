@@ -85,17 +85,16 @@ def clip_scores(images: list[Any], texts: list[str]) -> list[float] | None:
         return None
 
 
-def load_split(root: Path, split: str, limit: int | None = None) -> tuple[pl.DataFrame, list[Any], list[Any]]:
-    """A world's rows of ``split`` (by world_id), their ground-truth scenes and opened images."""
+def load_split(root: Path, world: pl.DataFrame, split: str,
+               limit: int | None = None) -> tuple[pl.DataFrame, list[Any], list[Any]]:
+    """The rows of ``split`` (by world_id) of the world at ``root`` (its table: ``world``), their
+    ground-truth scenes and opened images."""
     from curate_world.scene import Scene
-    from curate_world.tables import WORLD_FILE
 
     from curate_captioner.data import open_images
     from curate_captioner.errors import CaptionerError
 
-    if not (root / WORLD_FILE).exists():
-        raise CaptionerError(f"{root} is not a generated world (no {WORLD_FILE})", "run `curate world generate` first")
-    rows = pl.read_parquet(root / WORLD_FILE).filter(pl.col("split") == split).sort("world_id")
+    rows = world.filter(pl.col("split") == split).sort("world_id")
     if limit is not None:
         rows = rows.head(limit)
     if rows.height == 0:
@@ -104,14 +103,11 @@ def load_split(root: Path, split: str, limit: int | None = None) -> tuple[pl.Dat
     return rows, scenes, open_images([str(root / p) for p in rows["image_path"]])
 
 
-def unseen_rows(root: Path, rows: pl.DataFrame) -> list[int]:
-    """Positions of ``rows`` whose scene (objects, background, texture) no train row of the world shows."""
-    from curate_world.tables import WORLD_FILE
-
+def unseen_rows(world: pl.DataFrame, rows: pl.DataFrame) -> list[int]:
+    """Positions of ``rows`` whose scene (objects, background, texture) no train row of ``world`` shows."""
     from curate_captioner.data import scene_content
 
-    train = pl.read_parquet(root / WORLD_FILE, columns=["objects", "background", "texture", "split"])
-    trained = scene_content(train.filter(pl.col("split") == "train")).implode()
+    trained = scene_content(world.filter(pl.col("split") == "train")).implode()
     return [i for i, seen in enumerate(scene_content(rows).is_in(trained).to_list()) if not seen]
 
 
@@ -120,10 +116,12 @@ def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = 
                    copy_bias: float | None = None) -> dict[str, Any]:
     import torch
 
+    from curate_captioner.data import read_world
     from curate_captioner.model import Captioner
 
     root = Path(world_dir)
-    rows, scenes, images = load_split(root, split, limit)
+    world = read_world(root)
+    rows, scenes, images = load_split(root, world, split, limit)
     alt = [a or "" for a in rows["alt_text"].to_list()]
     named = rows["alt_mentions_entity"].to_list()
     keys = rows["world_id"].to_list()
@@ -150,7 +148,7 @@ def evaluate_world(world_dir: str | Path, model: str = "world", *, split: str = 
         }
     # Simple scenes recur (one object on a plain background): a held-out row can show a scene some
     # train row also shows. Scored apart, so the numbers on scenes never trained on are known too.
-    unseen = unseen_rows(root, rows)
+    unseen = unseen_rows(world, rows)
     on_unseen = {mode: score_texts([texts[i] for i in unseen], [scenes[i] for i in unseen], [named[i] for i in unseen],
                                    [alt[i] for i in unseen])["attribute_accuracy"] for mode, texts in modes.items()}
     summary = {

@@ -79,11 +79,9 @@ class PositionProbe(nn.Module):
 
 
 def _world_split(world_dir: Path, split: str) -> pl.DataFrame:
-    from curate_world.tables import WORLD_FILE
+    from curate_captioner.data import read_world
 
-    if not (world_dir / WORLD_FILE).exists():
-        raise CaptionerError(f"{world_dir} is not a generated world (no {WORLD_FILE})", "run `curate world generate` first")
-    table = pl.read_parquet(world_dir / WORLD_FILE).filter(pl.col("split") == split)
+    table = read_world(world_dir).filter(pl.col("split") == split)
     if table.height == 0:
         raise CaptionerError(f"world {world_dir} has no '{split}' rows", "generate a world with a val split")
     # Training keeps every row (a scene's re-uploads are jittered, rescaled copies: free

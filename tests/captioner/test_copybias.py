@@ -66,7 +66,7 @@ def test_select_copy_bias_writes_the_choice_into_the_model(world: Path, saved_ca
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--values", "zero"], "not a comma-separated list"),
-    (["--model", "MISSING_MODEL"], "is not a saved captioner"),
+    (["--model", "MISSING_MODEL"], "is a directory but not a captioner"),
 ])
 def test_bad_input_is_a_clear_error(world: Path, saved_captioner: Path, tmp_path: Path, args: list[str], message: str,
                                     curate_cli: Callable[..., Any]) -> None:
