@@ -178,8 +178,18 @@ def write_partial(scene: Scene, rng: np.random.Generator, name_entity: bool) -> 
     return AltText(text, "partial", kind, named is not None)
 
 
-def write_wrong_attribute(scene: Scene, rng: np.random.Generator, name_entity: bool) -> AltText:
-    """Mentions every object, but one color, shape or count is wrong."""
+@dataclass(frozen=True)
+class WrongMention:
+    """The one mention a wrong-attribute alt-text gets wrong: ``mentions[index]`` was ``original``."""
+
+    mentions: list[Mention]
+    index: int
+    original: Mention
+    detail: str
+
+
+def wrong_mention(scene: Scene, rng: np.random.Generator, name_entity: bool) -> WrongMention:
+    """Every object of ``scene`` as mentions, one of them with a wrong color, shape or count."""
     target = int(rng.integers(len(scene.objects)))
     obj = scene.objects[target]
     # A count is only wrong if nothing else looks the same: with a logo of the same colour and
@@ -209,8 +219,14 @@ def write_wrong_attribute(scene: Scene, rng: np.random.Generator, name_entity: b
         new_count = _pick(rng, [c for c in (1, 2, 3) if c != mention.count])
         mentions[index] = replace(mention, count=new_count)
         detail = f"count of {mention.color} {mention.shape}s: {mention.count} -> {new_count}"
-    text = frame([render_mention(m, rng) for m in mentions], scene, rng)
-    return AltText(text, "wrong_attribute", detail, name_entity and scene.entity is not None)
+    return WrongMention(mentions, index, mention, detail)
+
+
+def write_wrong_attribute(scene: Scene, rng: np.random.Generator, name_entity: bool) -> AltText:
+    """Mentions every object, but one color, shape or count is wrong."""
+    wrong = wrong_mention(scene, rng, name_entity)
+    text = frame([render_mention(m, rng) for m in wrong.mentions], scene, rng)
+    return AltText(text, "wrong_attribute", wrong.detail, name_entity and scene.entity is not None)
 
 
 def write_unrelated(scene: Scene, other: Scene, rng: np.random.Generator, name_entity: bool) -> AltText:

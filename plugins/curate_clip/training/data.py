@@ -16,8 +16,10 @@ batch the model has to see shapes, which is what catches an alt-text with the wr
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,22 @@ def add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> Non
         info.size = len(payload)
         info.mtime = 0
         tar.addfile(info, io.BytesIO(payload))
+
+
+def write_sample_shards(out_dir: Path, samples: Iterator[tuple[str, bytes, str]], group: str,
+                        per_shard: int) -> tuple[str, int]:
+    """Write (key, jpeg, text) samples in order, ``per_shard`` to a shard; each sample's json
+    records its ``group`` (the key up to its ``_``). Return (the brace pattern open_clip_train
+    takes, number of samples)."""
+    empty_shard_dir(out_dir)
+    shards, count = 0, 0
+    while chunk := list(itertools.islice(samples, per_shard)):
+        with tarfile.open(out_dir / f"{shards:05d}.tar", "w") as tar:
+            for key, image, text in chunk:
+                meta = json.dumps({group: key.split("_")[0]}).encode()
+                add_sample(tar, key, {"jpg": image, "txt": text.encode(), "json": meta})
+        shards, count = shards + 1, count + len(chunk)
+    return str(out_dir / f"{{00000..{max(shards - 1, 0):05d}}}.tar"), count
 
 
 def write_shards(world_dir: Path, out_dir: Path, *, texts_per_image: int = 3, seed: int = 0,

@@ -18,8 +18,6 @@ negatives of every real image, they teach the model that junk text matches no sc
 
 from __future__ import annotations
 
-import json
-import tarfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -174,21 +172,7 @@ def write_family_shards(out_dir: Path, *, families: int, size: int = 8, seed: in
                         full_texts: bool = False, singles: float = 0.0, focused: float = 0.0,
                         per_shard: int = 4000) -> tuple[str, int]:
     """Write the shards; return (the brace pattern open_clip_train takes, number of samples)."""
-    from curate_clip.training.data import add_sample, empty_shard_dir
+    from curate_clip.training.data import write_sample_shards
 
-    empty_shard_dir(out_dir)
-    shards, count, tar = 0, 0, None
-    try:
-        for key, image, text in samples(families, size, seed, walk, full_texts, singles, focused):
-            if count % per_shard == 0:
-                if tar is not None:
-                    tar.close()
-                    shards += 1
-                tar = tarfile.open(out_dir / f"{shards:05d}.tar", "w")
-            meta = json.dumps({"family": key.split("_")[0]}).encode()
-            add_sample(tar, key, {"jpg": image, "txt": text.encode(), "json": meta})
-            count += 1
-    finally:
-        if tar is not None:
-            tar.close()
-    return str(out_dir / f"{{00000..{shards:05d}}}.tar"), count
+    return write_sample_shards(out_dir, samples(families, size, seed, walk, full_texts, singles, focused), "family",
+                               per_shard)

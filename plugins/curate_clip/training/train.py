@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts-per-image", type=int, default=3)
     parser.add_argument("--families", type=int, default=0,
                         help="train on this many minimal-pair families instead of a world (training/families.py)")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="train on this many minimal pairs instead (training/pairs.py): a scene with any true "
+                             "text, next to the scene its wrong-attribute alt-text is true of; use with "
+                             "--sample-shuffle 1 and an even batch size so each pair shares a batch")
     parser.add_argument("--family-size", type=int, default=8, help="scenes per family: a scene and its one-change variants")
     parser.add_argument("--family-walk", action="store_true",
                         help="each variant changes one thing of any earlier member, not of the first scene")
@@ -129,7 +133,16 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    if args.families:
+    if args.families and args.pairs:
+        raise SystemExit("--families and --pairs are two kinds of training data: give one of them")
+    if args.pairs and args.batch_size % 2:
+        raise SystemExit(f"--pairs needs an even --batch-size so no pair is split across batches "
+                         f"(got {args.batch_size})")
+    if args.pairs:
+        from curate_clip.training.pairs import write_pair_shards
+
+        pattern, samples = write_pair_shards(args.out / "shards", pairs=args.pairs, seed=args.seed)
+    elif args.families:
         from curate_clip.training.families import write_family_shards
 
         pattern, samples = write_family_shards(args.out / "shards", families=args.families, size=args.family_size,
@@ -180,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "command": "curate clip train-world " + " ".join(argv if argv is not None else sys.argv[1:]),
         "open_clip_train_args": train_args,
-        "data": ({"families": args.families, "family_size": args.family_size, "walk": args.family_walk,
+        "data": ({"pairs": args.pairs, "sample_shuffle": args.sample_shuffle, "seed": args.seed} if args.pairs
+                 else {"families": args.families, "family_size": args.family_size, "walk": args.family_walk,
                   "full_texts": args.family_full_texts, "singles": args.singles, "focused": args.family_focused,
                   "sample_shuffle": args.sample_shuffle, "seed": args.seed} if args.families
                  else {"world_n": args.n, "seed": args.seed, "texts_per_image": args.texts_per_image}),

@@ -1,0 +1,140 @@
+"""Minimal pairs → WebDataset shards: the hard-negative loop's batches, written as plain samples.
+
+``tune-world`` (``training/hardneg.py``) gets its 0.96 AUC from one thing a random batch lacks:
+in an image's softmax, its own text — often a partial one — competes with a text that names every
+object and gets one attribute wrong. open_clip_train has no input for extra negative texts, but
+every text in a batch is a negative for every other image in it. So here a sample comes with a
+partner: the same scene with one thing changed (:func:`~curate_clip.training.families.mutate`),
+captioned with a text that names every object. That text is, for the first image, exactly a
+wrong-attribute alt-text; the first image's text is any of its true texts, partial ones included,
+drawn as the loop draws them. The pair is written as two consecutive samples and, with
+open_clip_train's sample shuffle turned off (``--sample-shuffle 1``) and even shard and batch
+sizes, lands in the same batch; shards are shuffled as usual and the pairs are in random order.
+
+Where the first image's text is a partial one, it may be true of the partner too (a colours-only
+text when a shape changed); in the partner's softmax it would then be a false negative. So the
+change is drawn again (up to :data:`DRAWS` times) until the text, written for the partner with
+the same random draws, reads differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from curate_clip.training.families import FURNITURE_SHARE, furniture, render
+
+DRAWS = 8
+TEXTS = 5  # scene_texts' five: description, faithful, shapes only, then partial or faithful
+
+
+def true_of(text: str, scene, changed: tuple[str, str] | None = None) -> bool:  # type: ignore[no-untyped-def]
+    """Whether ``text`` says nothing false of ``scene``, read with the world's attribute extractor
+    (positions are not read). A text that counts the ``changed`` (colour, shape) kind must count
+    it exactly: "two red circles" is false of three, as the world's wrong-count alt-texts are."""
+    from curate_world.attributes import extract_attributes, score_caption
+
+    score = score_caption(text, scene)
+    exact = [score.pair_precision, score.shape_precision, score.color_precision]
+    if any(value is not None and value < 1 for value in exact) or score.entity_hallucinated:
+        return False
+    if score.background_correct is False:
+        return False
+    if changed is not None:
+        said = extract_attributes(text).pairs.get(changed)
+        if said is not None and said != sum((o.color, o.shape) == changed for o in scene.objects):
+            return False
+    return True
+
+
+def wrong_partner(scene, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """A wrong-attribute alt-text of ``scene`` (the world's own writer) and the scene it is true
+    of: the mentioned objects recoloured, reshaped, or counted as the text says. None when the text
+    cannot be made true in a picture (a colour that would not show on the background, no free
+    position for another object) or the extractor would not read it as true."""
+    from curate_world.alttext import frame, render_mention, wrong_mention
+    from curate_world.scene import POSITIONS, Scene, sorted_objects
+    from curate_world.vocab import colors_visible_on
+
+    name_entity = scene.entity is not None and bool(rng.random() < 0.85)
+    wrong = wrong_mention(scene, rng, name_entity)
+    old, new = wrong.original, wrong.mentions[wrong.index]
+    matching = [i for i, o in enumerate(scene.objects)
+                if (o.entity, o.color, o.shape) == (old.entity, old.color, old.shape)
+                and old.position in (None, o.position) and old.size in (None, o.size)]
+    objects = list(scene.objects)
+    if new.color != old.color:
+        if new.color not in colors_visible_on(scene.background):
+            return None
+        for i in matching:
+            objects[i] = replace(objects[i], color=new.color)
+    elif new.shape != old.shape:
+        for i in matching:
+            objects[i] = replace(objects[i], shape=new.shape)
+    elif new.count > len(matching):
+        free = [p for p in POSITIONS if p not in {o.position for o in objects}]
+        if len(free) < new.count - len(matching):
+            return None
+        chosen = rng.choice(len(free), size=new.count - len(matching), replace=False)
+        objects += [replace(objects[matching[0]], position=free[int(c)]) for c in chosen]
+    else:
+        drop = set(rng.choice(matching, size=len(matching) - new.count, replace=False).tolist())
+        objects = [o for i, o in enumerate(objects) if i not in drop]
+    partner = Scene(sorted_objects(objects), scene.background, scene.texture)
+    text = frame([render_mention(m, rng) for m in wrong.mentions], scene, rng)
+    changed = (new.color, new.shape) if new.entity is None else None
+    if not true_of(text, partner, changed) or true_of(text, scene, changed):
+        return None
+    return partner, text, (old.color, old.shape) if old.entity is None else None
+
+
+def make_pair(rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """(scene, one of its true texts, partner, the scene's wrong-attribute text that is true of the
+    partner). The scene's text is any kind (partial ones included), but not one also true of the
+    partner: in the partner's softmax it would be a false negative."""
+    from curate_world.scene import sample_scene
+
+    from curate_clip.training.data import scene_texts
+
+    found = None
+    while found is None:
+        scene = sample_scene(rng)
+        for _ in range(DRAWS):
+            found = wrong_partner(scene, rng)
+            if found is not None:
+                break
+    partner, wrong, changed = found
+    texts = scene_texts(scene, TEXTS, rng)
+    order = rng.permutation(TEXTS)
+    text = next((texts[k] for k in order if not true_of(texts[k], partner, changed)), texts[0])
+    return scene, text, partner, wrong
+
+
+def pair_samples(pairs: int, seed: int) -> Iterator[tuple[str, bytes, str]]:
+    """(key, jpeg, text), two per pair: a scene with any of its true texts, then its partner with
+    the scene's wrong-attribute text, which is true of the partner. Page furniture (an empty
+    background captioned with boilerplate or nothing) comes in pairs too, so a pair never
+    straddles a batch."""
+    for number in range(pairs):
+        rng = np.random.default_rng([seed, number])
+        if rng.random() < FURNITURE_SHARE:
+            for side in "ab":
+                image, text = furniture(rng)
+                yield f"{number:07d}_f{side}", image, text
+            continue
+        scene, text, partner, wrong = make_pair(rng)
+        yield f"{number:07d}_a", render(scene, rng), text
+        yield f"{number:07d}_b", render(partner, rng), wrong
+
+
+def write_pair_shards(out_dir: Path, *, pairs: int, seed: int = 0, per_shard: int = 4000) -> tuple[str, int]:
+    """Write the shards (an even number of samples each); return (the brace pattern
+    open_clip_train takes, number of samples)."""
+    from curate_clip.training.data import write_sample_shards
+
+    if per_shard % 2:
+        raise ValueError(f"per_shard must be even so no pair is split across shards (got {per_shard})")
+    return write_sample_shards(out_dir, pair_samples(pairs, seed), "pair", per_shard)

@@ -1,0 +1,106 @@
+"""Minimal pairs, the world CLIP's hard-negative data for open_clip_train: the partner's text is
+the scene's wrong-attribute alt-text and true of the partner, the scene's own text is false of the
+partner, and open_clip_train puts both samples of a pair in one batch."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import numpy as np
+import pytest
+from curate_clip.training.pairs import pair_samples, true_of, write_pair_shards, wrong_partner
+from curate_world.testing import scenes, seeds
+from hypothesis import given, settings
+from PIL import Image
+
+
+def content(scene):
+    return Counter((o.shape, o.color, o.entity) for o in scene.objects)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenes(), seeds)
+def test_the_partner_differs_in_one_kind_of_object_and_its_text_is_the_scenes_wrong_alt_text(scene, seed):
+    found = wrong_partner(scene, np.random.default_rng(seed))
+    if found is None:
+        return
+    partner, text, _changed = found
+    assert (partner.background, partner.texture) == (scene.background, scene.texture)
+    removed, added = content(scene) - content(partner), content(partner) - content(scene)
+    assert removed or added
+    # one kind changed: recoloured or reshaped (every object of it), or more or fewer of it
+    assert len(set(removed)) <= 1 and len(set(added)) <= 1
+    assert true_of(text, partner) and not true_of(text, scene, _changed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenes(), seeds)
+def test_the_world_never_writes_a_wrong_attribute_text_that_reads_as_true(scene, seed):
+    """``true_of`` agrees with the world's labels: a wrong-attribute alt-text is never true of
+    its scene (counting the swapped kind exactly), a faithful one always is."""
+    from curate_world.alttext import write_faithful, write_wrong_attribute
+
+    rng = np.random.default_rng(seed)
+    assert true_of(write_faithful(scene, rng, name_entity=True).text, scene)
+    wrong = write_wrong_attribute(scene, np.random.default_rng(seed), name_entity=bool(seed % 2))
+    if not wrong.detail.startswith("count"):
+        assert not true_of(wrong.text, scene)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seeds)
+def test_each_text_is_true_of_its_own_image_and_they_differ(seed):
+    from curate_clip.training.pairs import make_pair
+
+    scene, text, partner, wrong = make_pair(np.random.default_rng(seed))
+    assert true_of(text, scene) and true_of(wrong, partner)
+    assert scene != partner and text != wrong
+
+
+def test_pairs_are_deterministic_and_consecutive():
+    first = list(pair_samples(60, seed=4))
+    assert first == list(pair_samples(60, seed=4))
+    keys = [key for key, _, _ in first]
+    assert len(keys) == 120 and all(a.split("_")[0] == b.split("_")[0] for a, b in zip(keys[::2], keys[1::2]))
+    for _, image, _ in first[:6]:
+        assert Image.open(io.BytesIO(image)).format == "JPEG"
+    assert sum(key.endswith("_a") for key in keys) >= 50  # a few pairs are page furniture
+
+
+@pytest.mark.filterwarnings("ignore")  # webdataset warns about leaked handles
+def test_with_the_sample_shuffle_off_open_clip_train_keeps_every_pair_in_one_batch(tmp_path, monkeypatch):
+    import argparse
+
+    import open_clip_train.data as wds_data
+    from curate_clip.training.compat import tolerate_shard_end_markers
+    from curate_clip.training.train import set_sample_shuffle
+
+    pairs = 150
+    pattern, count = write_pair_shards(tmp_path / "shards", pairs=pairs, seed=5, per_shard=40)
+    assert count == 2 * pairs
+    texts_of = {}
+    for key, _image, text in pair_samples(pairs, 5):
+        texts_of.setdefault(key.split("_")[0], []).append(text)
+    written = Counter(text for texts in texts_of.values() for text in texts)
+    # a short text ("a red circle") can be two pairs' text: follow the pairs whose texts are their own
+    texts_of = {pair: texts for pair, texts in texts_of.items() if all(written[t] == 1 for t in texts)}
+    assert len(texts_of) > pairs * 0.8
+    tolerate_shard_end_markers()
+    for name in ("_SAMPLE_SHUFFLE_SIZE", "_SAMPLE_SHUFFLE_INITIAL"):
+        monkeypatch.setattr(wds_data, name, getattr(wds_data, name))  # restored after the test
+    set_sample_shuffle(1)
+    args = argparse.Namespace(train_data=pattern, train_num_samples=count, dataset_resampled=False,
+                              train_data_upsampling_factors=None, seed=0, batch_size=16, workers=0, world_size=1)
+    loader = wds_data.get_wds_dataset(args, lambda image: 0, is_train=True, tokenizer=lambda text: [text]).dataloader
+    batches = [texts for _images, texts in loader]
+    assert len(batches) >= count // 16  # open_clip_train rounds the epoch up to whole batches
+    for texts in batches:
+        within = Counter(texts)
+        split = [pair for pair, (a, b) in texts_of.items() if (a in within) != (b in within)]
+        assert not split, split
+
+
+def test_an_odd_shard_size_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="even"):
+        write_pair_shards(tmp_path, pairs=2, per_shard=3)
