@@ -104,3 +104,33 @@ def test_with_the_sample_shuffle_off_open_clip_train_keeps_every_pair_in_one_bat
 def test_an_odd_shard_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="even"):
         write_pair_shards(tmp_path, pairs=2, per_shard=3)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # open_clip_train and webdataset warn about CPU runs and leaked handles
+def test_open_clip_train_trains_on_pairs_from_a_checkpoint_and_records_the_data(tmp_path):
+    import json
+
+    from curate_clip.training.train import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--pairs", "16", "--sample-shuffle", "1", "--epochs", "1", "--batch-size", "8", "--warmup", "1",
+              "--threads", "1"]
+    assert main(["--out", str(first), *common]) == 0
+    checkpoint = first / "logs" / "world-clip" / "checkpoints" / "epoch_1.pt"
+    assert main(["--out", str(second), "--init", str(checkpoint), "--seed", "7", *common]) == 0
+    record = json.loads((second / "training.json").read_text())
+    assert record["data"] == {"pairs": 16, "sample_shuffle": 1, "seed": 7}
+    assert record["samples_per_epoch"] == 32
+    assert ["--pretrained", str(checkpoint)] == record["open_clip_train_args"][-2:]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--batch-size", "7"], "even --batch-size"),
+    (["--families", "3"], "give one of them"),
+])
+def test_train_world_refuses_pairs_that_a_batch_would_split_or_two_kinds_of_data(tmp_path, extra, message):
+    from curate_clip.training.train import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(["--out", str(tmp_path), "--pairs", "4", *extra])
