@@ -15,7 +15,7 @@ def clip() -> None:
 @clip.command("train-world", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def train_world(args: tuple[str, ...]) -> None:
-    """Generate a training world, write WebDataset shards, run open_clip_train (see --help)."""
+    """Write WebDataset shards (a world, minimal-pair families or pairs), run open_clip_train (see --help)."""
     from curate_clip.training.train import main
 
     sys.exit(main(list(args)))
@@ -24,7 +24,7 @@ def train_world(args: tuple[str, ...]) -> None:
 @clip.command("tune-world", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def tune_world(args: tuple[str, ...]) -> None:
-    """Fine-tune the world CLIP with hard negatives (wrong-attribute and junk texts; see --help)."""
+    """Our own hard-negative loop (made the world CLIP shipped before 2026-12-03; see --help)."""
     from curate_clip.training.hardneg import main
 
     sys.exit(main(list(args)))

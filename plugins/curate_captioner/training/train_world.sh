@@ -2,6 +2,8 @@
 # Reproduces the shipped world captioner (plugins/curate_captioner/world_model) from scratch.
 # Usage: plugins/curate_captioner/training/train_world.sh
 # THREADS (default 2): torch threads; on a shared machine a second thread can make every step slower.
+# The shipped captioner's tower was tuned from the world CLIP curate_clip shipped until 2026-12-03;
+# for an exact reproduction restore it first (TRAINING.md: `git show e556720:plugins/curate_clip/...`).
 set -euo pipefail
 WORK=${WORK:-.curate/captioner-train}
 WORLD=${WORLD:-.curate/captioner-world-r2}
