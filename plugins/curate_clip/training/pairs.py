@@ -4,17 +4,19 @@
 in an image's softmax, its own text — often a partial one — competes with a text that names every
 object and gets one attribute wrong. open_clip_train has no input for extra negative texts, but
 every text in a batch is a negative for every other image in it. So here a sample comes with a
-partner: the same scene with one thing changed (:func:`~curate_clip.training.families.mutate`),
-captioned with a text that names every object. That text is, for the first image, exactly a
-wrong-attribute alt-text; the first image's text is any of its true texts, partial ones included,
-drawn as the loop draws them. The pair is written as two consecutive samples and, with
-open_clip_train's sample shuffle turned off (``--sample-shuffle 1``) and even shard and batch
-sizes, lands in the same batch; shards are shuffled as usual and the pairs are in random order.
+partner (:func:`wrong_partner`): the scene's wrong-attribute alt-text, written by the world's own
+writer, paired with the scene it is true of — the mentioned objects recoloured, reshaped, or
+counted as the text says. For the first image that text is exactly the loop's hard negative; the
+first image's own text is any of its true texts, partial ones included, drawn as the loop draws
+them. The pair is written as two consecutive samples and, with open_clip_train's sample shuffle
+turned off (``--sample-shuffle 1``) and even shard and batch sizes, lands in the same batch;
+shards are shuffled as usual and the pairs are in random order.
 
-Where the first image's text is a partial one, it may be true of the partner too (a colours-only
-text when a shape changed); in the partner's softmax it would then be a false negative. So the
-change is drawn again (up to :data:`DRAWS` times) until the text, written for the partner with
-the same random draws, reads differently.
+A partial text of the first image may be true of the partner too (a colours-only text when a
+shape changed); in the partner's softmax it would be a false negative, so another of the scene's
+texts is taken when the world's attribute extractor reads it as true of the partner
+(:func:`true_of`). A change that cannot be drawn (a colour that would not show on the background,
+no free position for another object) is drawn again, up to :data:`DRAWS` times per scene.
 """
 
 from __future__ import annotations
