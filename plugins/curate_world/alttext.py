@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from curate_world.describe import marker_phrase
 from curate_world.phrasing import article, counted, join_list, sentence_case
-from curate_world.scene import Scene
+from curate_world.scene import Scene, SceneObject
 from curate_world.vocab import COLORS, ENTITY_BY_NAME, POSITION_PHRASES, SHAPES, TEXTURES
 
 if TYPE_CHECKING:
@@ -178,6 +178,16 @@ def write_partial(scene: Scene, rng: np.random.Generator, name_entity: bool) -> 
     return AltText(text, "partial", kind, named is not None)
 
 
+def describes(mention: Mention, obj: SceneObject) -> bool:
+    """Whether ``mention`` is of ``obj``: the same entity, colour and shape, and no position or
+    size that differs (a grouped "two red circles" describes each red circle)."""
+    return (
+        (mention.entity, mention.color, mention.shape) == (obj.entity, obj.color, obj.shape)
+        and mention.position in (None, obj.position)
+        and mention.size in (None, obj.size)
+    )
+
+
 @dataclass(frozen=True)
 class WrongMention:
     """The one mention a wrong-attribute alt-text gets wrong: ``mentions[index]`` was ``original``."""
@@ -199,13 +209,7 @@ def wrong_mention(scene: Scene, rng: np.random.Generator, name_entity: bool) -> 
     kinds = ["color", "shape"] + (["count"] if obj.entity is None and not lookalike else [])
     kind = _pick(rng, kinds)
     mentions = true_mentions(scene, rng, name_entity=name_entity, group=True if kind == "count" else None)
-    index = next(
-        i
-        for i, m in enumerate(mentions)
-        if (m.entity, m.color, m.shape) == (obj.entity, obj.color, obj.shape)
-        and (m.position in (None, obj.position))
-        and (m.size in (None, obj.size))
-    )
+    index = next(i for i, m in enumerate(mentions) if describes(m, obj))
     mention = mentions[index]
     if kind == "color":
         new = _pick(rng, [c for c in COLORS if c != mention.color])

@@ -57,16 +57,14 @@ def wrong_partner(scene, rng: np.random.Generator):  # type: ignore[no-untyped-d
     of: the mentioned objects recoloured, reshaped, or counted as the text says. None when the text
     cannot be made true in a picture (a colour that would not show on the background, no free
     position for another object) or the extractor would not read it as true."""
-    from curate_world.alttext import frame, render_mention, wrong_mention
+    from curate_world.alttext import describes, frame, render_mention, wrong_mention
     from curate_world.scene import POSITIONS, Scene, sorted_objects
     from curate_world.vocab import colors_visible_on
 
     name_entity = scene.entity is not None and bool(rng.random() < 0.85)
     wrong = wrong_mention(scene, rng, name_entity)
     old, new = wrong.original, wrong.mentions[wrong.index]
-    matching = [i for i, o in enumerate(scene.objects)
-                if (o.entity, o.color, o.shape) == (old.entity, old.color, old.shape)
-                and old.position in (None, o.position) and old.size in (None, o.size)]
+    matching = [i for i, o in enumerate(scene.objects) if describes(old, o)]
     objects = list(scene.objects)
     if new.color != old.color:
         if new.color not in colors_visible_on(scene.background):
