@@ -128,7 +128,7 @@ def test_a_focused_text_names_only_what_the_variant_changed(scene, seed):
 
 
 @pytest.mark.filterwarnings("ignore")  # webdataset warns about leaked handles
-def test_a_sample_shuffle_near_the_batch_size_keeps_siblings_in_one_batch(tmp_path, monkeypatch):
+def test_a_sample_shuffle_near_the_batch_size_keeps_siblings_in_one_batch(tmp_path):
     """--sample-shuffle sets the buffer open_clip_train builds its training pipeline with: at the
     family size, a batch holds few families (siblings are each other's hard negatives); at
     open_clip_train's default (5,000) the same shards give batches of strangers."""
@@ -136,7 +136,7 @@ def test_a_sample_shuffle_near_the_batch_size_keeps_siblings_in_one_batch(tmp_pa
 
     import open_clip_train.data as wds_data
     from curate_clip.training.compat import tolerate_shard_end_markers
-    from curate_clip.training.train import set_sample_shuffle
+    from curate_clip.training.train import sample_shuffle
 
     size, families = 8, 40
     pattern, count = write_family_shards(tmp_path / "shards", families=families, size=size, seed=3, walk=True,
@@ -145,8 +145,6 @@ def test_a_sample_shuffle_near_the_batch_size_keeps_siblings_in_one_batch(tmp_pa
     for key, _image, text in samples(families, size, 3, walk=True, full_texts=True):
         family_of.setdefault(text, set()).add(key.split("_")[0])
     tolerate_shard_end_markers()
-    for name in ("_SAMPLE_SHUFFLE_SIZE", "_SAMPLE_SHUFFLE_INITIAL"):
-        monkeypatch.setattr(wds_data, name, getattr(wds_data, name))  # restored after the test
 
     def families_per_batch() -> float:
         args = argparse.Namespace(train_data=pattern, train_num_samples=count, dataset_resampled=False,
@@ -157,6 +155,9 @@ def test_a_sample_shuffle_near_the_batch_size_keeps_siblings_in_one_batch(tmp_pa
         return sum(counts) / len(counts)
 
     default = families_per_batch()
-    set_sample_shuffle(size)
-    assert wds_data._SAMPLE_SHUFFLE_SIZE == size
-    assert families_per_batch() <= 4 and default >= 6, default
+    before = wds_data._SAMPLE_SHUFFLE_SIZE
+    with sample_shuffle(size):
+        assert wds_data._SAMPLE_SHUFFLE_SIZE == size
+        kept = families_per_batch()
+    assert wds_data._SAMPLE_SHUFFLE_SIZE == before  # the next run in this process gets the default again
+    assert kept <= 4 and default >= 6, default

@@ -15,8 +15,10 @@ several times slower than one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from curate_clip.models import CONFIG_DIR, WORLD_MODEL
@@ -69,15 +71,24 @@ def siglip_init(checkpoint: Path, out: Path) -> Path:
     return out
 
 
-def set_sample_shuffle(size: int) -> None:
-    """Set the sample shuffle buffer open_clip_train's WebDataset pipeline is built with: it reads
-    two module constants when it builds the pipeline, and has no command-line flag for them."""
+@contextlib.contextmanager
+def sample_shuffle(size: int | None) -> Iterator[None]:
+    """Within the block, open_clip_train builds its WebDataset pipeline with a sample shuffle
+    buffer of ``size`` (None: its own default). It reads two module constants when it builds the
+    pipeline and has no command-line flag for them; they are restored on leaving, so a run does
+    not change the next one in the same process."""
     import open_clip_train.data as wds_data
 
-    if size < 1:
+    if size is not None and size < 1:
         raise SystemExit(f"--sample-shuffle must be at least 1 (got {size})")
-    wds_data._SAMPLE_SHUFFLE_SIZE = size
-    wds_data._SAMPLE_SHUFFLE_INITIAL = min(size, wds_data._SAMPLE_SHUFFLE_INITIAL)
+    saved = wds_data._SAMPLE_SHUFFLE_SIZE, wds_data._SAMPLE_SHUFFLE_INITIAL
+    if size is not None:
+        wds_data._SAMPLE_SHUFFLE_SIZE = size
+        wds_data._SAMPLE_SHUFFLE_INITIAL = min(size, wds_data._SAMPLE_SHUFFLE_INITIAL)
+    try:
+        yield
+    finally:
+        wds_data._SAMPLE_SHUFFLE_SIZE, wds_data._SAMPLE_SHUFFLE_INITIAL = saved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--export", type=Path, default=None, help="write the final weights here (safetensors)")
     args = parser.parse_args(argv)
+    if args.families and args.pairs:
+        raise SystemExit("--families and --pairs are two kinds of training data: give one of them")
+    if args.pairs and args.batch_size % 2:
+        raise SystemExit(f"--pairs needs an even --batch-size so no pair is split across batches "
+                         f"(got {args.batch_size})")
 
     import json
     import time
@@ -133,11 +149,6 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    if args.families and args.pairs:
-        raise SystemExit("--families and --pairs are two kinds of training data: give one of them")
-    if args.pairs and args.batch_size % 2:
-        raise SystemExit(f"--pairs needs an even --batch-size so no pair is split across batches "
-                         f"(got {args.batch_size})")
     if args.pairs:
         from curate_clip.training.pairs import write_pair_shards
 
@@ -162,8 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     from curate_clip.training.compat import tolerate_shard_end_markers
 
     tolerate_shard_end_markers()
-    if args.sample_shuffle is not None:
-        set_sample_shuffle(args.sample_shuffle)
     logs = args.out / "logs"
     import shutil
 
@@ -178,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.siglip:
         train_args += ["--siglip"]
     print("open_clip_train.main " + " ".join(train_args), flush=True)
-    train_main(train_args)
+    with sample_shuffle(args.sample_shuffle):
+        train_main(train_args)
     finished = time.perf_counter()
     checkpoints = sorted(glob.glob(str(logs / "world-clip" / "checkpoints" / "epoch_[0-9]*.pt")),
                          key=lambda path: int(Path(path).stem.split("_")[1]))
