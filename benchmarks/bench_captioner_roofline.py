@@ -40,6 +40,27 @@ def roofline_tokens_per_s(batch: int, weight_bytes: float, kv_bytes_per_token: f
     return batch * bandwidth / (weight_bytes + batch * context * kv_bytes_per_token)
 
 
+def compute_roofline_tokens_per_s(flops_per_token: float, matmul_flops: float) -> float:
+    """Tokens/s a decoder reaches when its matrix products, at the device's measured rate, bound it."""
+    return matmul_flops / flops_per_token
+
+
+def matmul_rate(device: Any, dtype: Any, n: int) -> float:
+    """FLOP/s of an n×n×n matrix product on random data (the dtype the decoder runs in)."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _synchronize(device)
+    started = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    _synchronize(device)
+    return 2 * n**3 * 10 / (time.perf_counter() - started)
+
+
 def copy_bandwidth(device: Any, megabytes: int) -> float:
     """Bytes/s of a large tensor copy on ``device`` (each byte is read once and written once)."""
     import torch
@@ -99,6 +120,7 @@ def run(scale: str) -> dict[str, Any]:
     element = torch.finfo(dtype).bits // 8
     kv_bytes_per_token = 2 * size.layers * size.hidden * element
     bandwidth = copy_bandwidth(device, 2048 if device == "cuda" else 256)
+    matmul = matmul_rate(device, dtype, 8192 if device == "cuda" else 256)
     table = []
     with torch.inference_mode():
         images, prompts = _inputs(max(batches))
@@ -114,21 +136,29 @@ def run(scale: str) -> dict[str, Any]:
             tokens = batch * new_tokens  # every row decodes every step (finished rows ride along)
             prompt_tokens = captioner.batch(rows).prompt_length
             context = captioner.config.prefix_length + prompt_tokens + 1 + new_tokens / 2
-            ceiling = roofline_tokens_per_s(batch, weight_bytes, kv_bytes_per_token, context, bandwidth)
+            memory_ceiling = roofline_tokens_per_s(batch, weight_bytes, kv_bytes_per_token, context, bandwidth)
+            # Every weight is a multiply-add per token (the tied embedding once, as the LM head),
+            # plus attention's QK^T and AV over the context.
+            flops_per_token = 2 * weight_bytes / element + 4 * size.layers * size.hidden * context
+            compute_ceiling = compute_roofline_tokens_per_s(flops_per_token, matmul)
+            ceiling = min(memory_ceiling, compute_ceiling)
             table.append({"batch": batch, "new_tokens": new_tokens, "seconds": round(seconds, 3),
                           "captions_per_s": round(batch / seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
+                          "memory_roofline_tokens_per_s": round(memory_ceiling, 1),
+                          "compute_roofline_tokens_per_s": round(compute_ceiling, 1),
                           "roofline_tokens_per_s": round(ceiling, 1), "of_roofline": round(tokens / seconds / ceiling, 3),
                           "ended_early": sum(len(row) < new_tokens for row in ids)})
     best = max(table, key=lambda row: row["tokens_per_s"])
     return {
         "headline": {f"tokens/s at batch {best['batch']} ({device})": best["tokens_per_s"],
-                     "share of the memory-bound roofline there": best["of_roofline"],
+                     "share of the roofline there (lesser of memory- and matmul-bound)": best["of_roofline"],
                      "captions/s there": best["captions_per_s"]},
         "table": table,
         "decoder": {**size.__dict__, "parameters": sum(p.numel() for p in unique.values()), "dtype": str(dtype),
                     "weight_bytes": weight_bytes, "kv_bytes_per_token": kv_bytes_per_token},
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "copy_bandwidth_gb_per_s": round(bandwidth / 1e9, 1),
+        "matmul_tflop_per_s": round(matmul / 1e12, 1),
         "notes": [("Sampling T=0.2, top-p 0.7 (the realign defaults), one KV cache per batch; the image "
                    "encoder runs once up front and is not timed.")],
     }

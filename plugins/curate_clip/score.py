@@ -48,11 +48,33 @@ class ClipScoreParams(Params):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1…", json_schema_extra=NOT_OUTPUT)
 
 
-class _Images:
-    """A map-style dataset: row index → preprocessed image tensor (zeros where there is none)."""
+def split_preprocess(preprocess: Any) -> tuple[Any, Any] | None:
+    """open_clip's transform as (what runs in the loader, the Normalize that runs on the device).
 
-    def __init__(self, refs: list[Any], store_dir: str | None, preprocess: Any, size: int):
+    The loader then hands over uint8 pixels: a quarter of float32's bytes through the workers'
+    shared memory and the host-to-device copy, which is what bounds a GPU at small models. The
+    split keeps the arithmetic: to-tensor is a division by 255 and Normalize a subtract and a
+    divide, the same float32 operations on either side. None when the transform does not end in
+    to-tensor + Normalize (a custom one): then it all runs in the loader, as before."""
+    from torchvision.transforms import Compose, Normalize
+
+    steps = list(getattr(preprocess, "transforms", None) or [])
+    if len(steps) < 2 or not isinstance(steps[-1], Normalize):
+        return None
+    if type(steps[-2]).__name__ not in ("ToTensor", "MaybeToTensor"):
+        return None
+    return Compose(steps[:-2]), steps[-1]
+
+
+class _Images:
+    """A map-style dataset: row index → preprocessed image tensor (zeros where there is none).
+
+    With ``as_uint8`` the tensor is the image's pixels before to-tensor/Normalize (see
+    :func:`split_preprocess`)."""
+
+    def __init__(self, refs: list[Any], store_dir: str | None, preprocess: Any, size: int, as_uint8: bool = False):
         self.refs, self.store_dir, self.preprocess, self.size = refs, store_dir, preprocess, size
+        self.as_uint8 = as_uint8
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -70,8 +92,12 @@ class _Images:
             except (ImageNotFound, OSError, ValueError):
                 image = None
         if image is None:
-            return torch.zeros(3, self.size, self.size), False
-        return self.preprocess(image.convert("RGB")), True
+            dtype = torch.uint8 if self.as_uint8 else torch.float32
+            return torch.zeros(3, self.size, self.size, dtype=dtype), False
+        pixels = self.preprocess(image.convert("RGB"))
+        if self.as_uint8:
+            pixels = torch.from_numpy(np.asarray(pixels.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+        return pixels, True
 
 
 class ClipScore(Step):
@@ -107,12 +133,18 @@ class ClipScore(Step):
 
         size = self.clip.model.visual.image_size
         size = size[0] if isinstance(size, (tuple, list)) else size
-        dataset = _Images(refs, ctx.extras.get("store_dir"), self.clip.preprocess, int(size))
+        split = split_preprocess(self.clip.preprocess)
+        loader_part, normalize = split if split is not None else (self.clip.preprocess, None)
+        dataset = _Images(refs, ctx.extras.get("store_dir"), loader_part, int(size), as_uint8=split is not None)
+        cuda = self.clip.device.startswith("cuda")
         loader = DataLoader(dataset, batch_size=self.params.batch_size, num_workers=self.params.workers,
-                            shuffle=False)
+                            shuffle=False, pin_memory=cuda, persistent_workers=False,
+                            prefetch_factor=4 if self.params.workers else None)
         vectors, present = [], []
         for pixels, ok in loader:
-            pixels = pixels.to(self.clip.device)
+            pixels = pixels.to(self.clip.device, non_blocking=cuda)
+            if normalize is not None:
+                pixels = normalize(pixels.float().div_(255))
             with torch.inference_mode(), self._autocast():
                 features = self.clip.model.encode_image(pixels)
             vectors.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
