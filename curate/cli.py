@@ -194,6 +194,7 @@ def plugins(as_json: bool) -> None:
                       **({"requires": list(cls.requires), "extra": cls.extra} if getattr(cls, "requires", ()) else {})}
                 for key, cls in sorted(provided.items())
             }
+        entry.update(_hooks_of(pm, name))
         data["plugins"].append(entry)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
@@ -209,8 +210,48 @@ def plugins(as_json: bool) -> None:
                 console.print(f"  {kind[:-1]:8} [cyan]{key}[/cyan]{needs}: {info['description']}")
                 if params:
                     console.print(f"           params: {params}")
+        for hook, keys in entry.get("provides", {}).items():
+            console.print(f"  {hook}: [cyan]{', '.join(keys)}[/cyan]")
+        if entry.get("commands"):
+            console.print(f"  commands  [cyan]{', '.join(entry['commands'])}[/cyan]")
+        others = [hook for hook in entry["hooks"] if hook not in _LISTED_HOOKS and hook not in entry.get("provides", {})]
+        if others:
+            console.print(f"  [dim]hooks: {', '.join(others)}[/dim]")
     for name, error in pm.failed.items():
         console.print(f"[red]failed[/red] {name}: {error}")
+
+
+# Hooks whose results `curate plugins` shows as registries or commands (the rest it lists by name).
+_LISTED_HOOKS = {"curate_register_steps", "curate_register_sources", "curate_register_sinks",
+                 "curate_register_executors", "curate_register_commands"}
+
+
+def _hooks_of(pm: Any, name: str) -> dict[str, Any]:
+    """What one plugin hooks into: every hook it implements, the sub-commands it adds, and, for
+    hooks other plugins declare (``curate_mix_strategies``…), the names of the classes it returns."""
+    plugin = pm.pm.get_plugin(name)
+    hooks = sorted(caller.name for caller in pm.pm.get_hookcallers(plugin) or [])
+    found: dict[str, Any] = {"hooks": hooks, "commands": [], "provides": {}}
+    for caller in pm.pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            if caller.name == "curate_register_commands":
+                group = click.Group()
+                try:
+                    impl.function(**{arg: group for arg in impl.argnames if arg == "cli"})
+                except Exception:  # noqa: BLE001 - reported where the CLI adds commands
+                    continue
+                found["commands"] = sorted(group.commands)
+            elif caller.name.startswith("curate_") and caller.name not in _LISTED_HOOKS and not impl.argnames:
+                try:
+                    result = impl.function()
+                except Exception:  # noqa: BLE001 - a listing must not fail on one plugin
+                    continue
+                names = [getattr(item, "name", None) for item in result or [] if isinstance(item, type)]
+                if names and all(names):
+                    found["provides"][caller.name] = sorted(names)
+    return found
 
 
 def _add_plugin_commands() -> None:

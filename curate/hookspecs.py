@@ -11,7 +11,6 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
-    from curate_mix.strategies import MixStrategy
 
     from curate.executor import Executor
     from curate.sink import Sink
@@ -20,6 +19,13 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("curate")
 hookimpl = pluggy.HookimplMarker("curate")
+
+
+@hookspec(historic=True)
+def curate_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Called once for each plugin as it is registered, so a plugin can add hooks of its own with
+    ``pluginmanager.add_hookspecs(module)`` (as ``curate_mix`` adds ``curate_mix_strategies``).
+    Return value ignored."""
 
 
 @hookspec
@@ -69,10 +75,3 @@ def curate_report_sections(run_dir: Path, manifest: dict[str, Any]) -> list[dict
     """Sections for the run report. Each is ``{"title": str, "html": str, "order": int}``
     (self-contained HTML: inline images as data URIs, no external scripts). Results of all
     plugins are concatenated and sorted by ``order``."""
-
-
-@hookspec
-def curate_mix_strategies() -> list[type[MixStrategy]]:
-    """Caption mixing strategies for the ``mix`` step (``params.strategy`` values), such as an LLM
-    fusion of alt-text and synthetic caption. Results of all plugins are concatenated; a strategy
-    name provided twice is an error."""

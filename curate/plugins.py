@@ -62,6 +62,9 @@ class PluginManager:
     def __init__(self, *, load_entry_points: bool = True):
         self.pm = pluggy.PluginManager("curate")
         self.pm.add_hookspecs(hookspecs)
+        # Historic: each plugin, whenever it registers, may add hooks of its own.
+        self.pm.hook.curate_add_hookspecs.call_historic(kwargs={"pluginmanager": self.pm})
+        self._loading = False
         self.infos: dict[str, PluginInfo] = {}
         self.failed: dict[str, str] = {}
         self._registries: dict[str, Registry] | None = None
@@ -76,6 +79,16 @@ class PluginManager:
         return self.pm.hook
 
     def load_entry_points(self) -> None:
+        self._loading = True
+        try:
+            self._load_entry_points()
+        finally:
+            self._loading = False
+        # Checked once all are in: a plugin may implement a hook that a later one adds.
+        for name in list(self.infos):
+            self._check_hooks(name, strict=False)
+
+    def _load_entry_points(self) -> None:
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if self.pm.has_plugin(entry_point.name) or entry_point.name in self.failed:
                 continue
@@ -112,6 +125,41 @@ class PluginManager:
         module = getattr(plugin, "__name__", type(plugin).__name__)
         self.infos[name] = PluginInfo(name, module, distribution, version)
         self._registries = None
+        if not self._loading:
+            self._check_hooks(name, strict=True)
+
+    def unknown_hooks(self, name: str) -> list[str]:
+        """Hooks plugin ``name`` implements that no plugin declares (a misspelled hook name would
+        otherwise never be called, silently)."""
+        plugin = self.pm.get_plugin(name)
+        unknown = []
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            impls = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
+            if any(not impl.optionalhook for impl in impls):
+                unknown.append(caller.name)
+        return sorted(unknown)
+
+    def _check_hooks(self, name: str, *, strict: bool) -> None:
+        unknown = self.unknown_hooks(name)
+        if not unknown:
+            return
+        known = sorted(n for n in dir(self.pm.hook) if n.startswith("curate_")
+                       and getattr(self.pm.hook, n).has_spec())
+        problems = []
+        for hook in unknown:
+            close = difflib.get_close_matches(hook, known, n=1)
+            problems.append(f"'{hook}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        message = (f"curate plugin '{name}' implements hooks no plugin declares: {', '.join(problems)}; "
+                   f"declared hooks are listed in docs/plugin_hooks.md")
+        if strict:
+            self.unregister(name)
+            raise PluginError(message)
+        # An installed plugin with a typo is treated like one that fails to import: named, skipped.
+        self.unregister(name)
+        self.failed[name] = message
+        warnings.warn(message + "; the plugin is skipped", PluginLoadWarning, stacklevel=3)
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)

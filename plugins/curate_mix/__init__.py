@@ -8,6 +8,13 @@ __version__ = "0.1.1"
 
 
 @hookimpl
+def curate_add_hookspecs(pluginmanager):
+    from curate_mix import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
 def curate_register_steps():
     from curate_mix.step import Mix
 

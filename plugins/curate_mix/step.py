@@ -21,7 +21,8 @@ from curate_mix.strategies import MixColumns, MixStrategy
 def available_strategies(pm: PluginManager | None = None) -> dict[str, type[MixStrategy]]:
     """Every strategy the installed plugins provide, by name; a name claimed twice is an error."""
     found: dict[str, type[MixStrategy]] = {}
-    for classes in (pm or get_plugin_manager()).hook.curate_mix_strategies():
+    hook = getattr((pm or get_plugin_manager()).hook, "curate_mix_strategies", None)  # None: mix not registered
+    for classes in (hook() if hook is not None else []):
         for cls in classes or []:
             if cls.name in found and found[cls.name] is not cls:
                 raise SpecError(f"mix strategy '{cls.name}' is provided twice ({found[cls.name].__module__}, "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import curate_basics
 import pytest
+from curate_mix import hookspecs as mix_hookspecs
 
 from curate import hookspecs
 from curate.errors import PluginError
@@ -110,13 +111,15 @@ def test_tracing_prints_every_hook_call(monkeypatch, capsys):
 
 
 # -- the hooks: documented, typed, and each one exercised ---------------------------------------
+HOOK_MODULES = [hookspecs, mix_hookspecs]  # the core's, and those plugins add (curate_add_hookspecs)
 HOOKS = {
-    name: function for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
+    name: function for module in HOOK_MODULES for name, function in inspect.getmembers(module, inspect.isfunction)
     if name.startswith("curate_")
 }
 
 # Where each hook is exercised; a new hook fails the meta-test below until it is listed here.
 EXERCISED = {
+    "curate_add_hookspecs": "test_a_plugin_adds_its_own_hook, and curate_mix adds curate_mix_strategies",
     "curate_register_steps": "every test (the basics plugin), test_a_plugin_registered_in_one_test",
     "curate_register_sources": "tests/basics/test_sources.py",
     "curate_register_sinks": "tests/basics/test_sinks.py",
@@ -196,3 +199,97 @@ def test_a_plugin_whose_commands_hook_raises_does_not_take_the_cli_down(register
         result = curate_main("plugins", "--json")
     assert result.code == 0, result
     assert "commands" in result.json()["failed"]
+
+
+# -- docs/plugin_hooks.md: every hook, its signature, and examples that run ---------------------
+HOOK_DOCS = REPO / "docs" / "plugin_hooks.md"
+
+
+def _documented_hooks() -> dict[str, str]:
+    """Each ``## curate_…`` heading with the signature in the code block right under it."""
+    import re
+
+    text = HOOK_DOCS.read_text()
+    return {name: signature.strip() for name, signature in
+            re.findall(r"^## (curate_\w+)\n\n```\n(.*?)\n```", text, flags=re.MULTILINE)}
+
+
+def _examples() -> list[str]:
+    import re
+
+    return re.findall(r"```python\n(.*?)```", HOOK_DOCS.read_text(), flags=re.DOTALL)
+
+
+def test_plugin_hooks_are_documented_with_their_signatures():
+    documented = _documented_hooks()
+    assert set(documented) == set(HOOKS), "docs/plugin_hooks.md and the hookspecs disagree on which hooks exist"
+    for name, function in HOOKS.items():
+        signature = str(inspect.signature(function)).replace("'", "")
+        assert documented[name] == f"{name}{signature}", f"{name}: the documented signature drifted"
+
+
+@pytest.mark.parametrize("index", range(len(_examples())))
+def test_every_example_in_the_hook_docs_runs_and_registers_cleanly(index):
+    import curate_mix
+
+    namespace: dict = {"__name__": f"hook_doc_example_{index}"}
+    exec(compile(_examples()[index], f"docs/plugin_hooks.md example {index}", "exec"), namespace)
+    plugins = [value for name, value in namespace.items() if name.endswith("Plugin") and isinstance(value, type)]
+    assert plugins, "each example defines a plugin class"
+    manager = PluginManager(load_entry_points=False)
+    manager.register(curate_basics, name="basics")
+    manager.register(curate_mix, name="mix")
+    for plugin in plugins:
+        manager.register(plugin(), name=plugin.__name__)  # strict: an undeclared hook raises
+        assert manager.unknown_hooks(plugin.__name__) == []
+    manager.registries()  # the register hooks return what the registries accept
+
+
+class Misspelled:
+    @hookimpl
+    def curate_register_step(self):  # the real hook is curate_register_steps
+        return []
+
+
+def test_a_misspelled_hook_is_an_error_naming_the_plugin_and_the_hook(pm):
+    with pytest.raises(PluginError, match="curate plugin 'typo' implements hooks no plugin declares: "
+                                          "'curate_register_step' \\(did you mean 'curate_register_steps'\\?\\)"):
+        pm.register(Misspelled(), name="typo")
+    assert "typo" not in pm.infos
+
+
+def test_an_installed_plugin_with_a_misspelled_hook_is_skipped_with_a_warning(monkeypatch):
+    class EntryPoint:
+        name, value, dist = "typo", "typo_module", None
+
+        def load(self):
+            return Misspelled()
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [EntryPoint()])
+    with pytest.warns(PluginLoadWarning, match="'typo' implements hooks no plugin declares"):
+        manager = PluginManager()
+    assert "typo" in manager.failed and "typo" not in manager.infos
+
+
+class AddsAHook:
+    @hookimpl
+    def curate_add_hookspecs(self, pluginmanager):
+        import types
+
+        import pluggy
+
+        module = types.ModuleType("adds_a_hook_specs")
+        module.curate_colours = pluggy.HookspecMarker("curate")(lambda: None)
+        pluginmanager.add_hookspecs(module)
+
+
+class ImplementsIt:
+    @hookimpl
+    def curate_colours(self):
+        return ["red"]
+
+
+def test_a_plugin_adds_its_own_hook_and_another_implements_it(pm):
+    pm.register(AddsAHook(), name="adds")
+    pm.register(ImplementsIt(), name="implements")
+    assert pm.hook.curate_colours() == [["red"]]
