@@ -36,25 +36,6 @@ def register_model(name: str, config: Path) -> None:
     assert name in open_clip.list_models()
 
 
-def tolerate_shard_end_markers() -> None:
-    """webdataset >= 0.2.100 ends each shard with an empty ``{}`` marker that open_clip_train 3.3's
-    ``group_by_keys_nothrow`` indexes as a file (KeyError 'fname'). Expand tars without the
-    marker; open_clip's own grouping keeps samples from mixing across shards by key anyway."""
-    from open_clip_train import data
-    from webdataset.tariterators import tar_file_expander, url_opener
-
-    if getattr(data.tarfile_to_samples_nothrow, "_curate_patched", False):
-        return
-
-    def tarfile_to_samples_nothrow(src, handler=data.log_and_continue):
-        streams = url_opener(src, handler=handler)
-        files = tar_file_expander(streams, handler=handler, eof_value=None)
-        return data.group_by_keys_nothrow(files, handler=handler)
-
-    tarfile_to_samples_nothrow._curate_patched = True  # type: ignore[attr-defined]
-    data.tarfile_to_samples_nothrow = tarfile_to_samples_nothrow
-
-
 def shard_pattern(shards: Path) -> tuple[str, int]:
     """open_clip's brace pattern over a webdataset sink's tars, and the sample count."""
     sizes = json.loads((shards / "sizes.json").read_text())
@@ -76,7 +57,6 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
         torch.set_num_threads(threads)
     model, config = model_config(model)
     register_model(model, config)
-    tolerate_shard_end_markers()
     pattern, samples = shard_pattern(shards)
     out.mkdir(parents=True, exist_ok=True)
     args = [

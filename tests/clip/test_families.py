@@ -135,7 +135,6 @@ def test_a_sample_shuffle_near_the_batch_size_keeps_siblings_in_one_batch(tmp_pa
     import argparse
 
     import open_clip_train.data as wds_data
-    from curate_clip.training.compat import tolerate_shard_end_markers
     from curate_clip.training.train import sample_shuffle
 
     size, families = 8, 40
@@ -144,7 +143,6 @@ def test_a_sample_shuffle_near_the_batch_size_keeps_siblings_in_one_batch(tmp_pa
     family_of = {}
     for key, _image, text in samples(families, size, 3, walk=True, full_texts=True):
         family_of.setdefault(text, set()).add(key.split("_")[0])
-    tolerate_shard_end_markers()
 
     def families_per_batch() -> float:
         args = argparse.Namespace(train_data=pattern, train_num_samples=count, dataset_resampled=False,

@@ -79,7 +79,6 @@ def test_with_the_sample_shuffle_off_open_clip_train_keeps_every_pair_in_one_bat
     import argparse
 
     import open_clip_train.data as wds_data
-    from curate_clip.training.compat import tolerate_shard_end_markers
     from curate_clip.training.train import sample_shuffle
 
     pairs = 150
@@ -92,7 +91,6 @@ def test_with_the_sample_shuffle_off_open_clip_train_keeps_every_pair_in_one_bat
     # a short text ("a red circle") can be two pairs' text: follow the pairs whose texts are their own
     texts_of = {pair: texts for pair, texts in texts_of.items() if all(written[t] == 1 for t in texts)}
     assert len(texts_of) > pairs * 0.8
-    tolerate_shard_end_markers()
     args = argparse.Namespace(train_data=pattern, train_num_samples=count, dataset_resampled=False,
                               train_data_upsampling_factors=None, seed=0, batch_size=16, workers=0, world_size=1)
     with sample_shuffle(1):

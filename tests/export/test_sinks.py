@@ -31,7 +31,7 @@ def test_webdataset_tars_read_back_with_webdataset(store_table, tmp_path):
     store, table = store_table
     facts, out = write(WebDatasetSink, table, tmp_path, store, samples_per_shard=10)
     assert facts["rows"] == 24 and facts["shards"] == 3  # the row without an image is skipped
-    dataset = wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False, empty_check=False)
+    dataset = wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False)
     seen = {}
     for sample in dataset.decode("pil"):
         meta = sample["json"]
@@ -50,7 +50,7 @@ def test_repeats_draw_one_candidate_per_copy_deterministically(store_table, tmp_
     store, table = store_table
     _, out = write(WebDatasetSink, table, tmp_path, store, repeats=4, seed=1)
     texts: dict[str, set[str]] = {}
-    for sample in wds.WebDataset(str(out / "00000.tar"), shardshuffle=False, empty_check=False):
+    for sample in wds.WebDataset(str(out / "00000.tar"), shardshuffle=False):
         meta = json.loads(sample["json"])
         texts.setdefault(meta["uid"], set()).add(sample["txt"].decode())
         assert sample["txt"].decode() in meta["captions"]

@@ -170,9 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_config is not None:
         open_clip.add_model_config(str(args.model_config))
         model = args.model_config.stem
-    from curate_clip.training.compat import tolerate_shard_end_markers
-
-    tolerate_shard_end_markers()
     logs = args.out / "logs"
     import shutil
 
