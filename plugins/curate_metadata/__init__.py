@@ -4,6 +4,7 @@
     entries   the metadata list: a file, or the world's concept names
     match     ``metadata_match``: matched entry ids per row, unmatched rows dropped
     balance   ``metadata_balance``: head entries sub-sampled to about t rows each
+    report    the run report's "Metadata balance" section
 
 This module holds only the plugin hooks and imports nothing heavy.
 """
@@ -21,3 +22,10 @@ def curate_register_steps():  # type: ignore[no-untyped-def]
     from curate_metadata.match import MetadataMatch
 
     return [MetadataMatch, MetadataBalance]
+
+
+@hookimpl
+def curate_report_sections(manifest):  # type: ignore[no-untyped-def]
+    from curate_metadata.report import sections
+
+    return sections(manifest)

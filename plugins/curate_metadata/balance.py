@@ -12,6 +12,7 @@ Memory: the counts are one DuckDB aggregate over the input shards (spills past
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,15 @@ def _with_names(counts: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
     return counts.with_columns(pl.lit(None, pl.Utf8).alias("entry"), pl.lit(None, pl.Utf8).alias("language"))
 
 
+def _flatness(counts: pl.Series) -> float | None:
+    """Entropy of the entry distribution over log(#entries): 1 when flat, near 0 when one dominates."""
+    counts = counts.filter(counts > 0).cast(pl.Float64)
+    if counts.len() < 2:
+        return None
+    p = counts / counts.sum()
+    return round(float(-(p * p.log()).sum() / math.log(counts.len())), 4)
+
+
 def distribution_facts(counts: pl.DataFrame, t: int) -> dict[str, Any]:
     """Head (count > t) and tail before and after balancing, for the manifest and the report."""
     head = counts.filter(pl.col("count") > t)
@@ -162,6 +172,12 @@ def distribution_facts(counts: pl.DataFrame, t: int) -> dict[str, Any]:
         "matches_after": after,
         "head_share_before": round(int(head["count"].sum()) / before, 4) if before else None,
         "head_share_after": round(int(head["kept"].sum()) / after, 4) if after else None,
+        # t-independent: how flat the distribution is (1 = every entry equally often) and how much
+        # of it the TOP most matched entries hold.
+        "entropy_before": _flatness(counts["count"]),
+        "entropy_after": _flatness(counts["kept"]),
+        "top_share_before": round(int(top["count"].sum()) / before, 4) if before else None,
+        "top_share_after": round(int(top["kept"].sum()) / after, 4) if after else None,
         "max_count_before": int(counts["count"].max() or 0),
         "max_count_after": int(counts["kept"].max() or 0),
         "top_entries": [
