@@ -84,16 +84,12 @@ class MetadataMatch(Step):
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         languages = table[p.language].to_list() if p.language else None
-        found: list[set[int]] = [set() for _ in range(table.height)]
-        for column in p.columns:
-            spaced = table.select(spacing_expr(pl.col(column))).to_series().to_list()
-            for ids, more in zip(found, self.matcher.match_many(spaced, languages), strict=True):
-                ids.update(more)
-        matched = pl.Series(p.output, [sorted(ids) for ids in found], dtype=pl.List(pl.Int64))
-        out = table.with_columns(matched)
+        spaced = [table.select(spacing_expr(pl.col(column))).to_series().to_list() for column in p.columns]
+        ids = pl.Series(p.output, self.matcher.match_columns(spaced, languages, table.height))
+        out = table.with_columns(ids.cast(pl.List(pl.Int64)))
         if p.drop_unmatched:
             out = out.with_columns(
-                pl.when(matched.list.len() == 0).then(pl.lit(NO_MATCH)).otherwise(pl.lit(None, pl.Utf8))
+                pl.when(ids.list.len() == 0).then(pl.lit(NO_MATCH)).otherwise(pl.lit(None, pl.Utf8))
                 .alias(DROP_REASON))
         return out
 

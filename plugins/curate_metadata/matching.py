@@ -16,10 +16,14 @@ the two rules agree.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PUNCTUATION_TO_WRAP = (",", ".", ";", ":", "?", "!", "`")
 SPACE_LIKE = ("\t", "\n", "\r")
@@ -77,7 +81,9 @@ class Matcher:
     """One pyahocorasick automaton per language over the padded entries.
 
     A key may stand for several entry ids (the same entry listed twice, or twice once lowered);
-    every one of them matches, as a loop over the list would find them all.
+    every one of them matches, as a loop over the list would find them all. Such a key's value
+    is a negative index into ``shared``; every other key's value is its entry id, so the common
+    case is one set of ints per text.
     """
 
     def __init__(self, entries: Sequence[str], languages: Sequence[str | None] | None = None,
@@ -90,30 +96,53 @@ class Matcher:
             language = languages[entry_id] if languages is not None else None
             key = padded(entry.lower() if ignore_case else entry, boundary)
             keys.setdefault(language, {}).setdefault(key, []).append(entry_id)
+        self.shared: list[tuple[int, ...]] = []
         self.automata: dict[str | None, ahocorasick.Automaton] = {}
         for language, by_key in keys.items():
             automaton = ahocorasick.Automaton()
             for key, ids in by_key.items():
-                automaton.add_word(key, tuple(ids))
+                if len(ids) == 1:
+                    automaton.add_word(key, ids[0])
+                else:
+                    self.shared.append(tuple(ids))
+                    automaton.add_word(key, -len(self.shared))
             automaton.make_automaton()
             self.automata[language] = automaton
 
-    def match(self, spaced: str, language: str | None = None) -> list[int]:
-        """Sorted ids of the entries in an already :func:`spacing`-ed text."""
+    def found(self, spaced: str | None, language: str | None = None) -> set[int]:
+        """Ids of the entries in an already :func:`spacing`-ed text, unordered."""
         automaton = self.automata.get(language)
-        if automaton is None:
-            return []
-        found: set[int] = set()
-        for _, ids in automaton.iter(spaced.lower() if self.ignore_case else spaced):
-            found.update(ids)
-        return sorted(found)
+        if automaton is None or spaced is None:
+            return set()
+        found = set(map(itemgetter(1), automaton.iter(spaced.lower() if self.ignore_case else spaced)))
+        if self.shared and min(found, default=0) < 0:
+            for value in [v for v in found if v < 0]:
+                found.discard(value)
+                found.update(self.shared[-value - 1])
+        return found
 
-    def match_many(self, spaced: Iterable[str | None], languages: Iterable[str | None] | None = None
-                   ) -> list[list[int]]:
-        if languages is None:
-            return [self.match(text) if text is not None else [] for text in spaced]
-        return [self.match(text, language) if text is not None else []
-                for text, language in zip(spaced, languages, strict=True)]
+    def match(self, spaced: str | None, language: str | None = None) -> list[int]:
+        """Sorted ids of the entries in an already :func:`spacing`-ed text."""
+        return sorted(self.found(spaced, language))
+
+    def match_columns(self, columns: Sequence[Sequence[str | None]], languages: Sequence[str | None] | None,
+                      rows: int) -> pa.LargeListArray:
+        """Per row, the sorted ids found in any of ``columns`` (spaced texts), as an Arrow list array."""
+        import pyarrow as pa
+
+        values: list[int] = []
+        offsets = [0]
+        for row in range(rows):
+            language = languages[row] if languages is not None else None
+            if len(columns) == 1:
+                values.extend(self.match(columns[0][row], language))
+            else:
+                found: set[int] = set()
+                for column in columns:
+                    found |= self.found(column[row], language)
+                values.extend(sorted(found))
+            offsets.append(len(values))
+        return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(values, pa.int64()))
 
 
 def reference_match(text: str | None, entries: Sequence[str], languages: Sequence[str | None] | None = None,
