@@ -86,12 +86,14 @@ def _spaced_texts(source: Path, rows: int) -> list[str | None]:
 
 
 def _step_run(source: Path, entries_file: Path, rows: int) -> dict[str, Any]:
-    """metadata_match through the engine, one worker: what a user's run costs per core."""
+    """metadata_match then metadata_balance through the engine, one worker: what a user's run
+    costs per core, and its peak memory."""
     where = tmp_dir("metadata_match", str(rows))
     spec = {
         "name": "bench_metadata_match",
         "source": {"format": "parquet", "path": str(source)},
-        "steps": [{"step": "metadata_match", "params": {"entries": str(entries_file)}}],
+        "steps": [{"step": "metadata_match", "params": {"entries": str(entries_file)}},
+                  {"step": "metadata_balance", "params": {"t": max(1, rows // 50)}}],
         "run": {"dir": str(where / "run"), "seed": 0, "report": False, "shard_size": 100_000},
     }
     spec_path = where / "spec.yaml"
@@ -100,11 +102,13 @@ def _step_run(source: Path, entries_file: Path, rows: int) -> dict[str, Any]:
     if result.returncode != 0:
         raise RuntimeError(f"curate run failed: {result.stderr[-2000:]}")
     manifest = json.loads((where / "run" / "manifest.json").read_text())
-    match = manifest["steps"][1]
+    match, balance = manifest["steps"][1], manifest["steps"][2]
     return {"wall seconds (whole run)": round(result.seconds, 2), "CPU seconds (whole run)":
             round(result.cpu_seconds, 2), "peak RSS MB": round(result.peak_rss_bytes / 2**20),
-            "step seconds": match["seconds"], "rows kept": match["rows_out"],
-            "step rows/s": round(rows / match["seconds"])}
+            "match seconds": match["seconds"], "match rows/s": round(rows / match["seconds"]),
+            "rows matched": match["rows_out"], "balance t": balance["summary"]["t"],
+            "balance seconds": balance["seconds"], "balance rows/s": round(match["rows_out"] / balance["seconds"]),
+            "rows kept": balance["rows_out"]}
 
 
 def run(scale: str) -> dict[str, Any]:
@@ -157,7 +161,7 @@ def run(scale: str) -> dict[str, Any]:
             "rows matching an entry": f"{matched / len(texts):.1%}",
         },
         "table": table,
-        "tables": {"metadata_match via curate run (1 worker)": [step]},
+        "tables": {"metadata_match + metadata_balance via curate run (1 worker)": [step]},
         "notes": [f"python loop timed on the first {LOOP_ROWS} rows; all three agree on them, "
                   "and the two automata on every row",
                   "rows/s per core: rows over CPU seconds of the matching loop (spaced texts precomputed)"],
