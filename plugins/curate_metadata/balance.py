@@ -64,11 +64,7 @@ class MetadataBalance(Step):
         self.facts: dict[str, Any] = {}
         con = ctx.duckdb()
         try:
-            if table.files:
-                create_input_view(con, table)
-            else:
-                con.execute("CREATE VIEW input AS SELECT NULL::VARCHAR AS uid, NULL::BIGINT[] AS "
-                            f"{column} WHERE false")
+            create_input_view(con, table)
             con.execute(f"""
                 CREATE TABLE counts AS
                 SELECT entry_id::BIGINT AS entry_id, count(*)::BIGINT AS count,

@@ -98,3 +98,9 @@ def test_facts_say_head_and_tail_before_and_after(metadata_pm):
     assert facts["head_share_before"] == round(102 / 109, 4)
     assert facts["head_share_after"] < 0.8 and facts["rows_kept"] == result.kept.height
     assert facts["top_entries"][0]["entry_id"] == 0 and facts["top_entries"][1]["kept"] == 7
+
+
+def test_an_empty_table_balances_to_nothing(metadata_pm):
+    result = run_step("metadata_balance", table_of([]), {"t": 3}, pm=metadata_pm)
+    assert result.kept.height == 0
+    assert result.summary["entries_matched"] == 0 and result.summary["rows_kept"] == 0

@@ -46,7 +46,7 @@ def test_ids_per_row_are_those_of_the_reference_loop_over_every_column(metadata_
 def test_the_default_list_is_the_worlds_concept_names(metadata_pm):
     names = concept_names()
     table = rows(["A red circle on a white background", "the Velmora Cola logo", "click here", None])
-    result = run_step("metadata_match", table, {"ignore_case": True}, pm=metadata_pm)
+    result = run_step("metadata_match", table, {"ignore_case": True, "columns": "alt_text"}, pm=metadata_pm)
     assert [[names[i] for i in ids] for ids in result.kept["metadata_entries"]] == [
         ["circle", "red", "white"], ["Velmora Cola"]]
     assert result.drop_reasons == {NO_MATCH: 2}
