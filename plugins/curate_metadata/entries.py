@@ -43,7 +43,11 @@ class EntryList:
 
 
 def world_entries() -> EntryList:
-    from curate_world.vocab import concept_names
+    try:
+        from curate_world.vocab import concept_names
+    except ImportError:
+        raise MetadataError("the default metadata list is the world's concept names, but curate_world "
+                            "is not installed", "give 'entries' a list file, or pip install 'curate[world]'") from None
 
     return EntryList(concept_names(), None, "world")
 
