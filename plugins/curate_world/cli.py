@@ -51,6 +51,10 @@ def _rate(text: str) -> dict[str, float]:
 @click.option(
     "--eval-n", default=None, type=int, help="Rows in eval.parquet [default: min(1000, max(50, n/5))]."
 )
+@click.option(
+    "--concept-skew", default=None, type=float,
+    help="Long tail of shapes, colors, entities: the k-th is drawn with weight 1/k^S [default: uniform].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a different world already in OUT.")
 def generate(
     out: str, overwrite: bool, noise_rates: str | None, fault_weights: str | None, **params: object

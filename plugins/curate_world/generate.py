@@ -132,7 +132,8 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     plan = _rng(params.seed, PLAN)
     group_sizes = plan_groups(params.n, params.dup_fraction, params.max_dup_group_size, plan)
     scenes = [
-        sample_scene(_rng(params.seed, SCENES, j), entity_rate=params.entity_rate)
+        sample_scene(_rng(params.seed, SCENES, j), entity_rate=params.entity_rate,
+                     concept_skew=params.concept_skew)
         for j in range(len(group_sizes))
     ]
     descriptions = [describe(scene) for scene in scenes]

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from curate_world.alttext import noise_probabilities
 from curate_world.faults import fault_probabilities
@@ -45,6 +45,11 @@ class WorldParams(BaseModel):
         None, ge=0, description="rows in eval.parquet; default min(1000, max(50, n // 5))"
     )
     realign_fraction: float = Field(0.2, ge=0.0, le=1.0, description="share of rows with a realigned caption")
+    concept_skew: float | None = Field(
+        None, gt=0.0, le=5.0,
+        description="long tail: the k-th shape, color and entity (vocab order) is drawn with weight 1/k^s; "
+        "None: uniform. eval.parquet stays uniform",
+    )
 
     @field_validator("noise_rates")
     @classmethod
@@ -57,6 +62,15 @@ class WorldParams(BaseModel):
     def _check_faults(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         fault_probabilities(0.5, value)
         return value
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_knobs(self, handler):  # type: ignore[no-untyped-def]
+        """A knob added after worlds were cached is left out while off, so a default world keeps
+        its world.json, its digest (cache directory, stable port) and its source fingerprint."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("concept_skew", 0) is None:
+            del data["concept_skew"]
+        return data
 
     @property
     def eval_rows(self) -> int:

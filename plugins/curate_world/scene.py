@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 POSITION_ORDER: dict[str, int] = {name: index for index, name in enumerate(POSITIONS)}
+COLOR_RANK: dict[str, int] = {name: index for index, name in enumerate(COLORS)}
 OBJECT_COUNT_WEIGHTS = (0.4, 0.35, 0.25)  # 1, 2 or 3 objects
 TEXTURE_WEIGHTS = (0.4, 0.2, 0.2, 0.2)  # plain is the most common background, as on the web
 
@@ -96,14 +97,25 @@ def entity_logo(name: str, position: str, size: str = "large") -> SceneObject:
     return SceneObject(entity.shape, entity.color, size, position, entity.name)
 
 
-def sample_scene(rng: np.random.Generator, *, entity_rate: float = 0.3, single_label: bool = False) -> Scene:
+def _pick(rng: np.random.Generator, count: int, skew: float | None, ranks: list[int] | None = None) -> int:
+    """An index below ``count``: uniform, or with weight 1/(rank+1)^skew (rank: the index in the
+    full vocabulary table, so a color keeps its place in the tail on every background)."""
+    if skew is None:
+        return int(rng.integers(count))
+    weights = [1.0 / (rank + 1) ** skew for rank in (ranks if ranks is not None else range(count))]
+    total = sum(weights)
+    return int(rng.choice(count, p=[w / total for w in weights]))
+
+
+def sample_scene(rng: np.random.Generator, *, entity_rate: float = 0.3, single_label: bool = False,
+                 concept_skew: float | None = None) -> Scene:
     """Sample a scene: 1-3 objects at distinct grid positions, at most one of them an entity logo.
 
     ``single_label`` makes the first sampled object (the entity logo, when there is one) the only
     large one, so the image has one unambiguous shape/color/entity class for zero-shot evaluation.
     """
     count = int(rng.choice(len(OBJECT_COUNT_WEIGHTS), p=OBJECT_COUNT_WEIGHTS)) + 1
-    entity = ENTITIES[int(rng.integers(len(ENTITIES)))] if rng.random() < entity_rate else None
+    entity = ENTITIES[_pick(rng, len(ENTITIES), concept_skew)] if rng.random() < entity_rate else None
     # Choose the background first among those the logo shows up on, then object colors that show up on it.
     backgrounds = [b for b in BACKGROUNDS if entity is None or entity.color in colors_visible_on(b)]
     background = backgrounds[int(rng.integers(len(backgrounds)))]
@@ -120,7 +132,7 @@ def sample_scene(rng: np.random.Generator, *, entity_rate: float = 0.3, single_l
             size = "large" if index == 0 else sizes[int(rng.integers(2))]
         else:
             size = sizes[int(rng.integers(len(sizes)))]
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        color = palette[int(rng.integers(len(palette)))]
+        shape = SHAPES[_pick(rng, len(SHAPES), concept_skew)]
+        color = palette[_pick(rng, len(palette), concept_skew, [COLOR_RANK[c] for c in palette])]
         objects.append(SceneObject(shape, color, size, position))
     return Scene(sorted_objects(objects), background, texture)

@@ -168,3 +168,13 @@ def _check_tables() -> None:
 
 
 _check_tables()
+
+
+def concept_names() -> tuple[str, ...]:
+    """Every word or name an alt-text can use for what an image shows, each once, in a fixed
+    order: shapes, colors (object and background), sizes, texture adjectives, entity names.
+    A metadata list for concept matching (``curate_metadata``'s default entries)."""
+    names = [*SHAPES, *COLORS, *(b for b in BACKGROUNDS if b not in COLORS), *SIZES]
+    names += [adjective for adjective in TEXTURES.values() if adjective not in names]
+    names += [entity.name for entity in ENTITIES]
+    return tuple(names)

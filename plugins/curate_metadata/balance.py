@@ -1,0 +1,193 @@
+"""``metadata_balance``: MetaCLIP's balancing, so head entries stop drowning the tail.
+
+Each entry e matched by count(e) rows selects each of its rows with probability
+min(1, t / count(e)), independently; a row is kept when any of its entries selects it
+(``metaclip/metaclip1/balancing.py``). An entry under t keeps all its rows; one above keeps
+about t. A selection is a hash of (seed, uid, entry id), so the kept rows do not depend on the
+shard layout, the executor or the order of rows.
+
+Memory: the counts are one DuckDB aggregate over the input shards (spills past
+``run.memory_limit``); the rows are then read and decided one shard at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import Field
+
+from curate.duck import create_input_view, quote
+from curate.hashing import uniform_sql
+from curate.params import Params
+from curate.schema import DROP_REASON, UID, Schema
+from curate.step import Step, StepContext, TableInput
+from curate_metadata.match import ENTRIES_ARTIFACT
+
+COUNTS_ARTIFACT = "entry_counts.parquet"
+NO_ENTRIES = "no_metadata_entries"
+SALT = "metadata_balance"
+TOP = 10
+
+
+class MetadataBalanceParams(Params):
+    t: int = Field(20_000, ge=1, description="entries matched by more rows are sub-sampled to about t rows "
+                   "(MetaCLIP: 20k for 400M pairs, 170k for 2.5B)")
+    column: str = Field("metadata_entries", description="the list column of entry ids (metadata_match's output)")
+    seed: int | None = Field(None, description="default: the run's seed")
+
+
+def selection_sql(uid: str, entry: str, seed: int) -> str:
+    """Entry ``entry`` of row ``uid`` draws a uniform number: the same as
+    ``curate.hashing.uniform(uid + ":" + str(entry), seed, salt="metadata_balance")``."""
+    return uniform_sql(f"{uid} || ':' || CAST({entry} AS VARCHAR)", seed, salt=SALT)
+
+
+class MetadataBalance(Step):
+    name = "metadata_balance"
+    description = "sub-sample rows of head metadata entries to about t each (MetaCLIP)"
+    scope = "table"
+    drops_rows = True
+    random = True
+    Params = MetadataBalanceParams
+
+    def input_columns(self) -> Schema:
+        return {UID: pl.Utf8, self.params.column: pl.List(pl.Int64)}
+
+    def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
+        p = self.params
+        seed = p.seed if p.seed is not None else ctx.seed
+        column = quote(p.column)
+        self.facts: dict[str, Any] = {}
+        con = ctx.duckdb()
+        try:
+            create_input_view(con, table)
+            con.execute(f"""
+                CREATE TABLE counts AS
+                SELECT entry_id::BIGINT AS entry_id, count(*)::BIGINT AS count,
+                       least(1.0, {p.t} / count(*))::DOUBLE AS probability
+                FROM (SELECT unnest(list_distinct({column})) AS entry_id FROM input) GROUP BY entry_id
+            """)
+            kept_counts: list[pl.DataFrame] = []
+            rows_in = rows_kept = rows_without = 0
+            for path in table.files:
+                frame = pl.read_parquet(path)
+                if frame.height == 0:
+                    continue
+                keep, has_entries = self._decide(con, frame, seed)
+                rows_in += frame.height
+                rows_kept += int(keep.sum())
+                rows_without += int((~has_entries).sum())
+                reason = (pl.when(pl.Series(keep)).then(pl.lit(None, pl.Utf8))
+                          .when(pl.Series(has_entries)).then(pl.lit(self.label))
+                          .otherwise(pl.lit(NO_ENTRIES)))
+                yield frame.with_columns(reason.alias(DROP_REASON))
+                kept_counts.append(_entry_counts(frame.filter(pl.Series(keep)), p.column))
+                if len(kept_counts) > 64:  # keep at most ~64 partial tables of ≤ #entries rows
+                    kept_counts = [_sum_counts(kept_counts)]
+            counts = con.sql("SELECT * FROM counts ORDER BY entry_id").pl()
+        finally:
+            con.close()
+        counts = counts.join(_sum_counts(kept_counts), on="entry_id", how="left").with_columns(
+            pl.col("kept").fill_null(0))
+        counts = _with_names(counts, ctx)
+        ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        counts.write_parquet(ctx.artifacts / COUNTS_ARTIFACT)
+        self.facts = {"rows_in": rows_in, "rows_kept": rows_kept, "rows_without_entries": rows_without,
+                      **distribution_facts(counts, p.t), "counts_file": f"artifacts/{COUNTS_ARTIFACT}"}
+
+    def _decide(self, con: Any, frame: pl.DataFrame, seed: int) -> tuple[pl.Series, pl.Series]:
+        """Per row of one shard: kept, and whether it has any entry at all."""
+        column = quote(self.params.column)
+        narrow = frame.select(pl.col(UID).cast(pl.Utf8), pl.col(self.params.column)).with_row_index("_row")
+        con.register("shard", narrow)
+        try:
+            selected = con.sql(f"""
+                SELECT _row, bool_or({selection_sql('uid', 'entry_id', seed)} < c.probability) AS keep
+                FROM (SELECT _row, uid, unnest(list_distinct({column})) AS entry_id FROM shard) AS s
+                JOIN counts AS c USING (entry_id)
+                GROUP BY _row
+            """).pl()
+        finally:
+            con.unregister("shard")
+        keep = pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
+        has_entries = keep.clone()
+        if selected.height:
+            rows = selected["_row"].cast(pl.Int64)
+            keep = keep.scatter(rows.filter(selected["keep"]), True)
+            has_entries = has_entries.scatter(rows, True)
+        return keep, has_entries
+
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        return dict(getattr(self, "facts", {}))
+
+
+def _entry_counts(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    ids = frame.select(pl.col(column).list.unique().explode().drop_nulls().cast(pl.Int64).alias("entry_id"))
+    return ids.group_by("entry_id").agg(pl.len().cast(pl.Int64).alias("kept"))
+
+
+def _sum_counts(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    if not parts:
+        return pl.DataFrame(schema={"entry_id": pl.Int64, "kept": pl.Int64})
+    return pl.concat(parts).group_by("entry_id").agg(pl.col("kept").sum())
+
+
+def _with_names(counts: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+    """Entry text and language from the nearest upstream metadata_match, when there is one."""
+    for step_dir in reversed(list(ctx.extras.get("upstream", {}).values())):
+        names = Path(step_dir) / "artifacts" / ENTRIES_ARTIFACT
+        if names.exists():
+            return counts.join(pl.read_parquet(names), on="entry_id", how="left")
+    return counts.with_columns(pl.lit(None, pl.Utf8).alias("entry"), pl.lit(None, pl.Utf8).alias("language"))
+
+
+def _flatness(counts: pl.Series) -> float | None:
+    """Entropy of the entry distribution over log(#entries): 1 when flat, near 0 when one dominates."""
+    counts = counts.filter(counts > 0).cast(pl.Float64)
+    if counts.len() < 2:
+        return None
+    p = counts / counts.sum()
+    return round(float(-(p * p.log()).sum() / math.log(counts.len())), 4)
+
+
+def distribution_facts(counts: pl.DataFrame, t: int) -> dict[str, Any]:
+    """Head (count > t) and tail before and after balancing, for the manifest and the report."""
+    head = counts.filter(pl.col("count") > t)
+    before, after = int(counts["count"].sum()), int(counts["kept"].sum())
+    top = counts.sort(["count", "entry_id"], descending=[True, False]).head(TOP)
+    facts: dict[str, Any] = {
+        "t": t,
+        "entries_matched": counts.height,
+        "head_entries": head.height,
+        "tail_entries": counts.height - head.height,
+        "matches_before": before,
+        "matches_after": after,
+        "head_share_before": round(int(head["count"].sum()) / before, 4) if before else None,
+        "head_share_after": round(int(head["kept"].sum()) / after, 4) if after else None,
+        # t-independent: how flat the distribution is (1 = every entry equally often) and how much
+        # of it the TOP most matched entries hold.
+        "entropy_before": _flatness(counts["count"]),
+        "entropy_after": _flatness(counts["kept"]),
+        "top_share_before": round(int(top["count"].sum()) / before, 4) if before else None,
+        "top_share_after": round(int(top["kept"].sum()) / after, 4) if after else None,
+        "max_count_before": int(counts["count"].max() or 0),
+        "max_count_after": int(counts["kept"].max() or 0),
+        "top_entries": [
+            {"entry_id": row["entry_id"], "entry": row["entry"], "count": row["count"], "kept": row["kept"]}
+            for row in top.iter_rows(named=True)
+        ],
+    }
+    if counts["language"].drop_nulls().len():
+        facts["by_language"] = {
+            row["language"]: {"entries": row["entries"], "head_entries": row["head"],
+                              "matches_before": row["before"], "matches_after": row["after"]}
+            for row in counts.group_by("language").agg(
+                pl.len().alias("entries"), (pl.col("count") > t).sum().alias("head"),
+                pl.col("count").sum().alias("before"), pl.col("kept").sum().alias("after"),
+            ).sort("language").iter_rows(named=True)
+        }
+    return facts

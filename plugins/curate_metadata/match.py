@@ -1,0 +1,102 @@
+"""``metadata_match``: which metadata entries each row's text contains (MetaCLIP's first stage)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from pydantic import Field, field_validator
+
+from curate.params import Params
+from curate.schema import DROP_REASON, Schema
+from curate.step import Step, StepContext
+from curate_metadata.entries import EntryList, load_entries
+from curate_metadata.matching import Boundary, Matcher, spacing_expr
+
+ENTRIES_ARTIFACT = "metadata_entries.parquet"
+NO_MATCH = "no_metadata_match"
+
+
+class MetadataMatchParams(Params):
+    columns: list[str] = Field(["alt_text"], min_length=1,
+                               description="text columns; a row's entries are those found in any of them")
+    entries: str | None = Field(None, description="metadata list: a text file (one entry per line) or a table "
+                                "(.parquet/.csv/.tsv/.jsonl) with an entry column; default: the world's concept names")
+    entry_column: str = Field("entry", description="tables: the column holding the entries")
+    language_column: str = Field("language", description="tables: the column holding each entry's language")
+    language: str | None = Field(None, description="row column with each text's language: a text is matched "
+                                 "only against entries of its language (MetaCLIP 2)")
+    ignore_case: bool = Field(False, description="lowercase texts and entries (MetaCLIP matches case-sensitively)")
+    boundary: Boundary = Field("v1", description="v1: entries match as whole space-separated words; v2: "
+                               "no space needed beside CJK/Thai/… characters or punctuation")
+    drop_unmatched: bool = Field(True, description="drop rows that contain no entry (MetaCLIP's rule)")
+    output: str = Field("metadata_entries", description="the list column of matched entry ids")
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class MetadataMatch(Step):
+    """Texts are spaced as MetaCLIP does, then one Aho-Corasick pass (pyahocorasick) per text
+    finds every padded entry in it; ids are sorted and unique per row."""
+
+    name = "metadata_match"
+    description = "substring-match texts against a metadata list (MetaCLIP), ids per row"
+    requires = ("ahocorasick",)
+    extra = "metadata"
+    drops_rows = True
+    uses_model = True  # the automaton: built once per worker
+    Params = MetadataMatchParams
+
+    def input_columns(self) -> Schema:
+        columns: Schema = {column: pl.Utf8 for column in self.params.columns}
+        if self.params.language:
+            columns[self.params.language] = pl.Utf8
+        return columns
+
+    def output_columns(self) -> Schema:
+        return {self.params.output: pl.List(pl.Int64)}
+
+    def _entries(self) -> EntryList:
+        p = self.params
+        return load_entries(p.entries, p.entry_column, p.language_column, need_languages=p.language is not None)
+
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        from curate_metadata.entries import MetadataError
+
+        try:
+            entries = self._entries()
+        except MetadataError as exc:
+            return [str(exc)]
+        return [] if entries.entries else [f"metadata list {entries.origin} has no entries"]
+
+    def fingerprint_extra(self) -> dict[str, Any]:
+        return {"entries": self._entries().digest()}  # an edited list re-runs the step
+
+    def setup(self, ctx: StepContext) -> None:
+        self.entry_list = self._entries()
+        p = self.params
+        self.matcher = Matcher(self.entry_list.entries, self.entry_list.languages,
+                               ignore_case=p.ignore_case, boundary=p.boundary)
+
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        p = self.params
+        languages = table[p.language].to_list() if p.language else None
+        spaced = [table.select(spacing_expr(pl.col(column))).to_series().to_list() for column in p.columns]
+        ids = pl.Series(p.output, self.matcher.match_columns(spaced, languages, table.height))
+        out = table.with_columns(ids.cast(pl.List(pl.Int64)))
+        if p.drop_unmatched:
+            out = out.with_columns(
+                pl.when(ids.list.len() == 0).then(pl.lit(NO_MATCH)).otherwise(pl.lit(None, pl.Utf8))
+                .alias(DROP_REASON))
+        return out
+
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        """Writes the list beside the step's output, so balancing can name entries in its counts."""
+        entries = getattr(self, "entry_list", None) or self._entries()
+        ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        entries.frame().write_parquet(ctx.artifacts / ENTRIES_ARTIFACT)
+        return {"entries": len(entries.entries), "entries_from": entries.origin,
+                "languages": len(set(entries.languages)) if entries.languages else None}
