@@ -110,6 +110,7 @@ def _unknown_to_python(column: pl.Series) -> pl.Series:
 
 class NormalizeText(Step):
     name = "normalize_text"
+    thread_safe = True
     description = "unescape HTML, strip control chars, normalize Unicode and whitespace, bound length"
     Params = NormalizeParams
 
