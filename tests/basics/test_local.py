@@ -62,3 +62,82 @@ def test_a_failing_shard_names_the_step_and_shard_and_keeps_finished_shards(pm, 
     assert caught.value.shard == 2
     markers = sorted(p.name for p in (workdir / "run" / "store").glob("*/shards/*.json"))
     assert markers == ["00000.json", "00001.json"]  # finished shards are kept for a resume
+
+
+class Recording(Step):
+    """Not thread_safe: records where each shard ran (a side channel, not the output)."""
+
+    name = "record_thread"
+    seen: list[str] = []
+
+    def process_shard(self, table, ctx):
+        import threading
+
+        Recording.seen.append(threading.current_thread().name)
+        return table
+
+
+class RecordingPlugin:
+    @hookimpl
+    def curate_register_steps(self):
+        return [Recording]
+
+
+def test_by_default_every_core_runs_thread_safe_steps_on_threads_with_the_same_bytes(pm, register_plugin,
+                                                                                      workdir, monkeypatch):
+    import threading
+
+    import curate_basics.local
+
+    register_plugin(RecordingPlugin(), "recording")
+    monkeypatch.setattr(curate_basics.local.os, "cpu_count", lambda: 3)
+    threads: set[str] = set()
+    real = curate_basics.local.run_shard_task
+
+    def spy(step, task, ctx, expected):
+        threads.add(threading.current_thread().name)
+        return real(step, task, ctx, expected)
+
+    monkeypatch.setattr(curate_basics.local, "run_shard_task", spy)
+    steps = [{"step": "filter", "params": {"where": "score > 0.2"}},
+             {"step": "normalize_text", "params": {"min_length": 2}},
+             {"step": "record_thread"},
+             {"step": "sample", "params": {"fraction": 0.5}}]
+    sample_table(200).write_parquet(workdir / "data.parquet")
+
+    def run(executor: dict, where: str) -> dict:
+        spec = {"source": {"path": str(workdir / "data.parquet")}, "steps": steps,
+                "run": {"shard_size": 20, "executor": executor}}
+        return run_spec(spec, workdir / where, pm=pm)
+
+    serial = run({"name": "local", "params": {"workers": 1}}, "serial")
+    threads.clear()
+    Recording.seen.clear()
+    default = run({"name": "local"}, "default")
+    assert step_files(serial) == step_files(default)
+    assert [r["dropped"] for r in serial["steps"]] == [r["dropped"] for r in default["steps"]]
+    assert any(name.startswith("curate-") for name in threads)  # the built-in steps ran on the pool
+    # a step not marked thread_safe runs in-process, in order, unless workers is set
+    assert set(Recording.seen) == {threading.current_thread().name}
+
+
+class ExplodingOnThreads(Exploding):
+    name = "explode_on_shard_2_threads"
+    thread_safe = True
+
+
+class ExplodingOnThreadsPlugin:
+    @hookimpl
+    def curate_register_steps(self):
+        return [ExplodingOnThreads]
+
+
+def test_a_failing_shard_on_a_thread_names_the_step_and_shard(pm, register_plugin, workdir):
+    register_plugin(ExplodingOnThreadsPlugin(), "exploding_threads")
+    spec = {"source": {"path": "data.parquet"}, "steps": [{"step": "explode_on_shard_2_threads", "name": "bad"}],
+            "run": {"shard_size": 10, "executor": {"name": "local", "params": {"workers": 2}}}}
+    with pytest.raises(StepError, match=r"step 'bad', shard 2 failed: ValueError: boom") as caught:
+        run_spec(spec, workdir, tables={"data.parquet": sample_table(50)}, pm=pm)
+    assert caught.value.shard == 2
+    markers = {p.name for p in (workdir / "run" / "store").glob("*/shards/*.json")}
+    assert "00002.json" not in markers and "00000.json" in markers
