@@ -31,6 +31,13 @@ def _run_in_worker(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
     return run_shard_task(cached, task, ctx, expected)
 
 
+def available_cores() -> int:
+    """Cores this process may run on (a taskset or container limit counts), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 class LocalParams(Params):
     workers: int | None = Field(
         None, ge=1, le=256, json_schema_extra={"fingerprint": False},
@@ -46,7 +53,7 @@ class LocalExecutor(Executor):
 
     def map_shards(self, step: Step, tasks: list[ShardTask], ctx: StepContext, expected: Schema,
                    on_done: ShardDone) -> list[ShardStats]:
-        workers = min(self.params.workers or os.cpu_count() or 1, max(1, len(tasks)))
+        workers = min(self.params.workers or available_cores(), max(1, len(tasks)))
         if workers == 1 or step.uses_model or (not step.thread_safe and self.params.workers is None):
             return super().map_shards(step, tasks, ctx, expected, on_done)
         progress, ctx.progress = ctx.progress, None  # reported per shard, from this thread

@@ -90,7 +90,7 @@ def test_by_default_every_core_runs_thread_safe_steps_on_threads_with_the_same_b
     import curate_basics.local
 
     register_plugin(RecordingPlugin(), "recording")
-    monkeypatch.setattr(curate_basics.local.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(curate_basics.local, "available_cores", lambda: 3)
     threads: set[str] = set()
     real = curate_basics.local.run_shard_task
 
