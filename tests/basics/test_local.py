@@ -3,11 +3,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from curate.errors import StepError
 from curate.hookspecs import hookimpl
 from curate.step import Step
 from curate.testing import run_spec
+from curate.testing import strategies as cst
 from tests.conftest import sample_table
 
 
@@ -141,3 +144,24 @@ def test_a_failing_shard_on_a_thread_names_the_step_and_shard(pm, register_plugi
     assert caught.value.shard == 2
     markers = {p.name for p in (workdir / "run" / "store").glob("*/shards/*.json")}
     assert "00002.json" not in markers and "00000.json" in markers
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=cst.tables(min_rows=0, max_rows=60), shard_size=st.integers(1, 25), threads=st.integers(2, 4))
+def test_threads_give_the_bytes_of_one_process_on_random_tables(pm, tmp_path_factory, table, shard_size, threads):
+    workdir = tmp_path_factory.mktemp("threads")
+    table.drop("uid").write_parquet(workdir / "data.parquet")
+    steps = [{"step": "filter", "params": {"where": "length(alt_text) > 3"}},
+             {"step": "normalize_text", "params": {"min_length": 2, "max_length": 30}},
+             {"step": "sql", "params": {"query": "SELECT * FROM input WHERE url LIKE '%a%'", "per_shard": True}},
+             {"step": "sample", "params": {"fraction": 0.6}},
+             {"step": "select", "params": {"columns": ["alt_text"]}}]
+
+    def run(workers: int, where: str) -> dict:
+        spec = {"source": {"path": str(workdir / "data.parquet")}, "steps": steps,
+                "run": {"shard_size": shard_size, "executor": {"name": "local", "params": {"workers": workers}}}}
+        return run_spec(spec, workdir / where, pm=pm)
+
+    serial, parallel = run(1, "serial"), run(threads, "threads")
+    assert step_files(serial) == step_files(parallel)
+    assert [r["dropped"] for r in serial["steps"]] == [r["dropped"] for r in parallel["steps"]]
