@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -12,6 +14,31 @@ from curate.schema import Schema
 from curate.step import TableInput
 
 ORDER_COLUMNS = ("_shard", "_row")
+
+_local = threading.local()
+
+
+def shard_connection() -> duckdb.DuckDBPyConnection:
+    """This thread's in-memory connection for per-shard queries (filter, sample's draws).
+
+    Opening a connection and registering a frame cost more than the query on a 100k-row
+    shard; one per thread (a worker process has its own) is reused for every shard. Callers
+    register their frames under names of their own and unregister them when done.
+    """
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect()
+    return con
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> Iterator[str]:
+    """``table`` visible as ``name`` for the block, unregistered after it (also on error)."""
+    con.register(name, table)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:

@@ -6,8 +6,9 @@ and across polars versions (polars' own ``hash`` is not stable between releases)
 
 from __future__ import annotations
 
-import duckdb
 import polars as pl
+
+from curate.duck import registered, shard_connection
 
 _TWO_64 = "18446744073709551616.0"
 
@@ -16,14 +17,11 @@ def uniform(uids: pl.Series, seed: int, salt: str = "") -> pl.Series:
     """A float in [0, 1) per uid, uniform, deterministic in (uid, seed, salt)."""
     frame = pl.DataFrame({"uid": uids.cast(pl.Utf8)})
     prefix = f"{seed}:{salt}:".replace("'", "''")
-    con = duckdb.connect()
-    try:
-        con.register("frame", frame)
+    con = shard_connection()
+    with registered(con, "_uniform_uids", frame):
         result = con.sql(
-            f"SELECT md5_number_upper('{prefix}' || coalesce(uid, '')) :: DOUBLE / {_TWO_64} AS u FROM frame"
+            f"SELECT md5_number_upper('{prefix}' || coalesce(uid, '')) :: DOUBLE / {_TWO_64} AS u FROM _uniform_uids"
         ).pl()
-    finally:
-        con.close()
     return result["u"]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.duck import literal, stream
+from curate.duck import literal, quote, stream
 from curate.errors import SourceError
 from curate.schema import ALT_TEXT, UID, URL, Schema
 from curate.shards import ShardWriter, write_parquet_atomic
@@ -108,6 +108,74 @@ def ingest(
     """Read every source frame, add uids, write shards into ``out_dir``. Returns stats."""
     staging = ctx.run_dir / "tmp" / f"ingest-{out_dir.name}"
     shutil.rmtree(staging, ignore_errors=True)
+    in_place = _in_place_relation(source, spec, schema)
+    relation = in_place[0] if in_place else _stage(source, spec, schema, staging)
+    has_uid = in_place[1] if in_place else relation is not None and _source_has_uid(staging)
+    writer = ShardWriter(None, out_dir, shard_size, None)
+    con = ctx.duckdb()
+    if relation is not None:
+        columns = [c for c in schema if c != UID]
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        batch_rows = min(shard_size, 100_000)
+        if has_uid:
+            frames = stream(con, f"SELECT uid, {quoted} FROM {relation} ORDER BY _file, _row", batch_rows)
+        else:
+            parts = ", ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '')" for c in spec.uid_columns)
+            nulls = " || ".join(f"CAST((\"{c}\" IS NULL)::INTEGER AS VARCHAR)" for c in spec.uid_columns)
+            content = f"concat_ws(chr(31), {parts}) || chr(30) || {nulls}"
+            frames = _with_derived_uids(con, relation, content, quoted, batch_rows)
+        for frame in frames:
+            writer.add(_cast(frame, schema))
+            ctx.advance(frame.height)
+    shards = writer.close(empty_schema=schema)
+    if has_uid:
+        _check_unique(con, out_dir)
+    con.close()
+    shutil.rmtree(staging, ignore_errors=True)
+    return {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {}}
+
+
+def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tuple[str, bool] | None:
+    """SQL reading a Parquet source where it lies, with the staged copy's columns (``_file``,
+    ``_row`` and the canonical ones), and whether it brings its own uid; None when a file
+    needs what staging does (a cast, or a column is missing: staging says which).
+
+    Staging rewrote the whole source once more than anything else reads it (a third of the
+    source step); DuckDB reads Parquet as fast as the staged copy.
+    """
+    files = source.parquet_files()
+    if not files:
+        return None
+    mapping = dict(spec.columns)
+    selected: list[str] = []
+    for canonical in schema:
+        column = mapping.get(canonical, canonical)
+        selected.append(f"{quote(column)} AS {quote(canonical)}")
+    for path in files:
+        raw = dict(pl.read_parquet_schema(path))
+        if "_source_file" in raw or "file_row_number" in raw:  # the names of the columns added below
+            return None
+        for canonical, dtype in schema.items():
+            column = mapping.get(canonical, canonical)
+            if canonical == UID and column not in raw:
+                continue
+            if raw.get(column) != dtype:
+                return None
+    has_uid = mapping.get(UID, UID) in dict(pl.read_parquet_schema(files[0]))
+    if not has_uid:
+        selected = selected[1:]  # uid comes first in the schema; curate derives it
+    paths = [literal(f.as_posix()) for f in files]
+    # read_parquet keeps the list's file order and each file's row order (preserve_insertion_order);
+    # the file's index in the list is its position in the source, as staging numbered it.
+    index = "CASE _source_file " + " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(paths)) + " END"
+    return (f"(SELECT CAST({index} AS INTEGER) AS _file, CAST(file_row_number AS BIGINT) AS _row, "
+            f"{', '.join(selected)} FROM read_parquet([{', '.join(paths)}], filename = '_source_file', "
+            f"file_row_number = true, union_by_name = true))", has_uid)
+
+
+def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> str | None:
+    """Copy every source frame, mapped and cast, to Parquet under ``staging``; SQL reading the
+    copy, or None when the source has no frames."""
     staging.mkdir(parents=True)
     files = []
     for file_index, frame in enumerate(source.scan()):
@@ -131,31 +199,9 @@ def ingest(
             raise SourceError(f"could not read source part {file_index}: {first_line}",
                               "check the file's format, its column types and the source.columns mapping") from None
         files.append(staged)
-
-    writer = ShardWriter(None, out_dir, shard_size, None)
-    con = ctx.duckdb()
-    has_uid = _source_has_uid(files)  # a source may bring its own unique ids
-    if files:
-        relation = "read_parquet([" + ", ".join(literal(f.as_posix()) for f in files) + "])"
-        columns = [c for c in schema if c != UID]
-        quoted = ", ".join(f'"{c}"' for c in columns)
-        batch_rows = min(shard_size, 100_000)
-        if has_uid:
-            frames = stream(con, f"SELECT uid, {quoted} FROM {relation} ORDER BY _file, _row", batch_rows)
-        else:
-            parts = ", ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '')" for c in spec.uid_columns)
-            nulls = " || ".join(f"CAST((\"{c}\" IS NULL)::INTEGER AS VARCHAR)" for c in spec.uid_columns)
-            content = f"concat_ws(chr(31), {parts}) || chr(30) || {nulls}"
-            frames = _with_derived_uids(con, relation, content, quoted, batch_rows)
-        for frame in frames:
-            writer.add(_cast(frame, schema))
-            ctx.advance(frame.height)
-    shards = writer.close(empty_schema=schema)
-    if has_uid:
-        _check_unique(con, out_dir)
-    con.close()
-    shutil.rmtree(staging, ignore_errors=True)
-    return {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {}}
+    if not files:
+        return None
+    return "read_parquet([" + ", ".join(literal(f.as_posix()) for f in files) + "])"
 
 
 def _with_derived_uids(con: Any, relation: str, content: str, quoted: str, batch_rows: int) -> Iterator[pl.DataFrame]:
@@ -251,8 +297,8 @@ def _cast(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:
     return frame.with_columns(casts) if casts else frame
 
 
-def _source_has_uid(files: list[Path]) -> bool:
-    return bool(files) and UID in pl.read_parquet_schema(files[0])
+def _source_has_uid(staging: Path) -> bool:
+    return UID in pl.read_parquet_schema(staging / "part-00000.parquet")
 
 
 def _check_unique(con: Any, out_dir: Path) -> None:

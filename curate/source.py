@@ -67,5 +67,10 @@ class Source:
         """Lazy frames in a stable order (one per file, say). Their order defines row order."""
         raise NotImplementedError
 
+    def parquet_files(self) -> list[Path] | None:
+        """The Parquet files :meth:`scan` reads, in its order, when the engine may read them in
+        place (no copy first); None when the source is not plain Parquet files."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"format": self.format, **self.params.model_dump(mode="json")}

@@ -95,6 +95,9 @@ class Step:
     writes: ClassVar[Schema] = {}
     drops_rows: ClassVar[bool] = False
     uses_model: ClassVar[bool] = False  # executors keep one instance per worker (actor pools)
+    # process_shard keeps no state between calls, so executors may run shards on several threads
+    # of one process at once (polars and DuckDB release the GIL): no process start-up, no pickling.
+    thread_safe: ClassVar[bool] = False
 
     class Params(Params):
         pass

@@ -8,6 +8,7 @@ The operation is idempotent: normalizing twice changes nothing more.
 from __future__ import annotations
 
 import html
+import html.entities
 import re
 import unicodedata
 from typing import Literal
@@ -31,6 +32,26 @@ WHITESPACE_RE = re.compile(WHITESPACE)
 # vectorized path changes such a text (NFC and NFKC leave ASCII alone; there is no control,
 # zero-width or repeated whitespace to remove), so it skips them: most web alt-text is plain.
 PLAIN = r"^[!-~]+(?: [!-~]+)*$"
+NON_ASCII = r"[^\x00-\x7f]"
+# Entities unescaped vectorized, each to what html.unescape makes of it alone: every named
+# entity written with its ';' and the numeric ones web text uses. Each starts with '&', ends with
+# its first ';' and has no other '&', so no two match at one place and html.unescape's own
+# pattern matches exactly them there: replacing every occurrence in one pass is what
+# html.unescape does to a text whose every '&' starts one of them.
+ENTITIES = sorted(
+    {f"&{name}" for name in html.entities.html5 if name.endswith(";")}
+    | {f"&#{n};" for n in (*range(1024), *range(0x2000, 0x2070), 0x20AC, 0x2122)}
+    | {f"&#{x}{h};" for n in range(256) for x in "xX" for h in (f"{n:x}", f"{n:X}")}
+)
+UNESCAPED = [html.unescape(entity) for entity in ENTITIES]
+NOTHING = [""] * len(ENTITIES)
+# A bare '&' html.unescape leaves alone ("AT&T", "fish & chips"): followed by the end, a
+# character no entity name starts with, or one name character and then such a character (no
+# entity's name is one character long). Never ending in '&', so a match hides no other '&'.
+BARE = r"&(?:[\t\n\f <;]|$)|&[^\t\n\f <&#;](?:[\t\n\f <#]|$)"
+# Vectorized rounds before the rows still changing go to the reference function: each level of
+# escaping ("&amp;amp;") takes one round, and two rounds are rare already.
+ROUNDS = 6
 
 
 class NormalizeParams(Params):
@@ -89,6 +110,7 @@ def _unknown_to_python(column: pl.Series) -> pl.Series:
 
 class NormalizeText(Step):
     name = "normalize_text"
+    thread_safe = True
     description = "unescape HTML, strip control chars, normalize Unicode and whitespace, bound length"
     Params = NormalizeParams
 
@@ -101,11 +123,14 @@ class NormalizeText(Step):
 
     def _vectorized(self, column: pl.Series) -> pl.Series:
         p = self.params
-        expr = pl.col("t")
         if p.strip_control:
-            expr = expr.str.replace_all(CONTROL, " ").str.replace_all(ZERO_WIDTH, "")
+            column = column.str.replace_all(CONTROL, " ").str.replace_all(ZERO_WIDTH, "")
         if p.unicode_form != "none":
-            expr = expr.str.normalize(p.unicode_form)
+            # NFC and NFKC leave ASCII alone, and most texts that get here are ASCII.
+            wide = column.str.contains(NON_ASCII).fill_null(False).arg_true()
+            if len(wide):
+                column = column.clone().scatter(wide, column.gather(wide).str.normalize(p.unicode_form))
+        expr = pl.col("t")
         if p.collapse_whitespace:
             expr = expr.str.replace_all(WHITESPACE, " ").str.strip_chars()
         if p.max_length is not None:
@@ -114,43 +139,61 @@ class NormalizeText(Step):
                 expr = expr.str.strip_chars_end()
         return pl.DataFrame({"t": column}).select(expr)["t"]
 
-    def normalize(self, column: pl.Series) -> pl.Series:
-        """Fast path for plain text; the reference function for anything with '&' or changed
-        again by a second pass (rare), so the result always equals :func:`normalize_one`.
+    def _round(self, column: pl.Series) -> pl.Series:
+        """One round of :func:`normalize_one`'s loop, for rows whose every '&' starts an entity
+        of :data:`ENTITIES` (checked by the caller)."""
+        if self.params.html_unescape:
+            column = column.str.replace_many(ENTITIES, UNESCAPED)
+        return self._vectorized(column)
 
-        Only rows the vectorized path could change go through it (most web alt-text is
-        :data:`PLAIN`), and only rows it did change go through it a second time (a row it left
-        alone would be left alone again).
-        """
+    def _plain(self, column: pl.Series) -> pl.Series:
+        """Texts no round changes: :data:`PLAIN`, short enough, and no '&' to unescape."""
         p = self.params
         plain = column.str.contains(PLAIN).fill_null(True)
+        if p.html_unescape:
+            plain = plain & ~column.str.contains("&", literal=True).fill_null(False)
         if p.max_length is not None:
             plain = plain & (column.str.len_bytes() <= p.max_length).fill_null(True)
-        rows = (~plain).arg_true()
+        return plain
+
+    def normalize(self, column: pl.Series) -> pl.Series:
+        """Vectorized rounds of :func:`normalize_one`'s loop to its fixed point; the reference
+        function only for rows the vectorized round cannot do exactly (an '&' that neither
+        starts one of :data:`ENTITIES` nor is :data:`BARE`, a code point Python does not know, or
+        still changing after :data:`ROUNDS` rounds), so the result always equals
+        :func:`normalize_one`.
+
+        Only rows a round could change go through it (most web alt-text is :data:`PLAIN`), and
+        only rows the last round changed, and left not plain, go through the next one.
+        """
+        p = self.params
+        rows = (~self._plain(column)).arg_true()
         out = column.clone()
-        unstable = pl.Series([], dtype=rows.dtype)
-        unknown = pl.Series([], dtype=rows.dtype)
-        if len(rows):
-            before = column.gather(rows)
-            once = self._vectorized(before)
-            out.scatter(rows, once)
-            changed = (once != before).fill_null(False).arg_true()
-            if len(changed):
-                twice = self._vectorized(once.gather(changed))
-                unstable = rows.gather(changed.filter((twice != once.gather(changed)).fill_null(False)))
-            if p.unicode_form != "none":  # plain rows are ASCII: every code point is known
-                unknown = rows.filter(_unknown_to_python(before))
-        slow = pl.repeat(False, len(column), dtype=pl.Boolean, eager=True)
-        if p.html_unescape:
-            # '&' in the output too: NFKC turns a fullwidth '＆amp;' into an entity to unescape.
-            slow = column.str.contains("&", literal=True).fill_null(False) | out.str.contains(
-                "&", literal=True
-            ).fill_null(False)
-        for index in (unstable, unknown):
-            if len(index):
-                slow = slow.scatter(index, True)
-        if slow.any():
-            index = slow.arg_true()
+        slow: list[pl.Series] = []
+        if len(rows) and p.unicode_form != "none":  # plain rows are ASCII: every code point is known
+            unknown = _unknown_to_python(column.gather(rows))
+            if unknown.any():
+                slow.append(rows.filter(unknown))
+                rows = rows.filter(~unknown)
+        current = column.gather(rows)
+        for _ in range(ROUNDS):
+            if not len(rows):
+                break
+            if p.html_unescape:
+                # An '&' that is neither an entity of ENTITIES nor BARE needs html.unescape.
+                left = current.str.replace_many(ENTITIES, NOTHING).str.replace_all(BARE, "")
+                other = left.str.contains("&", literal=True).fill_null(False)
+                if other.any():
+                    slow.append(rows.filter(other))
+                    rows, current = rows.filter(~other), current.filter(~other)
+            after = self._round(current)
+            out.scatter(rows, after)
+            # A round changes a plain text no more: those rows are done without another round.
+            changed = (after != current).fill_null(False) & ~self._plain(after)
+            rows, current = rows.filter(changed), after.filter(changed)
+        slow.append(rows)  # still changing after ROUNDS rounds (rare): finish in Python
+        index = pl.concat(slow) if slow else rows
+        if len(index):
             fixed = [normalize_one(v, self.params) for v in column.gather(index).to_list()]
             out = out.scatter(index, pl.Series(fixed, dtype=pl.Utf8))
         return out

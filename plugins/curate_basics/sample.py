@@ -34,6 +34,7 @@ class Sample(Step):
     the lowest draws. Deterministic, shard-independent, and stable across library versions."""
 
     name = "sample"
+    thread_safe = True
     description = "seeded sample by fraction or count"
     drops_rows = True
     random = True

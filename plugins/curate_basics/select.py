@@ -25,6 +25,7 @@ class SelectParams(Params):
 
 class Select(Step):
     name = "select"
+    thread_safe = True
     description = "keep or remove columns"
     Params = SelectParams
 
@@ -56,6 +57,7 @@ class RenameParams(Params):
 
 class Rename(Step):
     name = "rename"
+    thread_safe = True
     description = "rename columns"
     Params = RenameParams
 

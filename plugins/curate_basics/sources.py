@@ -98,6 +98,9 @@ class ParquetSource(FileSource):
     def scan_file(self, path: Path) -> pl.LazyFrame:
         return pl.scan_parquet(path)
 
+    def parquet_files(self) -> list[Path] | None:
+        return self.files()
+
 
 class CsvParams(Params):
     separator: str = Field(",", min_length=1, max_length=1)

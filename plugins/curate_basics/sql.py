@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import bind, create_input_view, explain, stream
+from curate.duck import bind, create_input_view, explain, shard_connection, stream
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
 from curate.step import Step, StepContext, TableInput
@@ -28,6 +28,7 @@ class Sql(Step):
     """
 
     name = "sql"
+    thread_safe = True
     description = "any DuckDB query over the table `input`"
     Params = SqlParams
 
@@ -61,7 +62,7 @@ class Sql(Step):
                 f"WHERE uid NOT IN (SELECT uid FROM _result WHERE uid IS NOT NULL){order}")
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
-        con = duckdb.connect()
+        con = shard_connection().cursor()  # its own `input` and `_result`, closed below
         try:
             con.register("input", table)
             result = con.sql(self._query()).pl()

@@ -106,3 +106,22 @@ def test_several_columns_are_normalized(pm):
 def test_min_length_above_max_length_is_rejected():
     with pytest.raises(ValidationError, match="greater than max_length"):
         NormalizeParams(min_length=10, max_length=5)
+
+
+# Pieces the vectorized unescape handles (the common entities, escaped once or more) next to
+# pieces it must leave to html.unescape (other entities, a bare '&', no ';'), whitespace,
+# controls and text NFC/NFKC change, in any order.
+ENTITY_PIECES = st.sampled_from([
+    "&amp;", "&lt;", "&gt;", "&quot;", "&apos;", "&nbsp;", "&#39;", "&#039;", "&#x27;", "&#34;",
+    "&amp;amp;", "&amp;lt;b&amp;gt;", "&amp;nbsp;", "&AMP;", "&eacute;", "&#8217;", "&amp", "&lt",
+    "AT&T", "&", ";", "amp;", "#39;", " & ", "&T#", "&T;", "&<", "&#", "&#x", "&&", "\n&\f",
+    " ", "  ", "\t", "\xa0", "\x00", "\u200b", "e\u0301", "\uff06",
+    "x", "word", "日本",
+])
+
+
+@settings(max_examples=300)
+@given(pieces=st.lists(st.lists(ENTITY_PIECES, max_size=8).map("".join), min_size=1, max_size=8), params=PARAMS)
+def test_vectorized_entity_unescaping_equals_html_unescape(pieces, params):
+    out = NormalizeText(params).normalize(pl.Series(pieces, dtype=pl.Utf8)).to_list()
+    assert out == [normalize_one(t, params) for t in pieces]

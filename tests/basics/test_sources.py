@@ -7,11 +7,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from curate.errors import SpecError
 from curate.plan import make_plan
 from curate.spec import load_spec
 from curate.testing import run_spec
+from curate.testing import strategies as cst
 from curate.testing.runner import read_step_output
 
 TABLE = pl.DataFrame({
@@ -203,3 +206,31 @@ def test_a_uid_mapped_from_an_integer_column_becomes_text(pm, workdir):
     out = read_step_output(manifest, "sample")
     assert out.schema["uid"] == pl.Utf8 and out["uid"].to_list() == ["10", "11", "12", "13"]
     assert "id" not in out.columns
+
+
+def source_bytes(manifest: dict) -> list[bytes]:
+    root = Path(manifest["steps"][0]["path"])
+    return [p.read_bytes() for p in sorted((root / "data").glob("shard-*.parquet"))]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tables=st.lists(cst.tables(min_rows=0, max_rows=30), min_size=1, max_size=3), shard_size=st.integers(1, 40),
+       duplicate=st.booleans())
+def test_a_parquet_source_read_in_place_gives_the_staged_copys_shards(pm, tmp_path_factory, monkeypatch, tables,
+                                                                     shard_size, duplicate):
+    """Parquet is read where it lies (no staged copy): the same uids and bytes as staging gave."""
+    import curate.ingest
+
+    workdir = tmp_path_factory.mktemp("inplace")
+    tables = [t.drop("uid") for t in tables]
+    if duplicate:  # repeated content across files: uids by occurrence, in source order
+        tables = [*tables, tables[0]]
+    for i, table in enumerate(tables):
+        table.write_parquet(workdir / "data" / f"part-{i}.parquet", mkdir=True)
+    spec = {"source": {"path": str(workdir / "data")}, "run": {"shard_size": shard_size}}
+    in_place = run_spec(spec, workdir / "in_place", pm=pm)
+    with monkeypatch.context() as patch:
+        patch.setattr(curate.ingest, "_in_place_relation", lambda *args: None)
+        staged = run_spec(spec, workdir / "staged", pm=pm)
+    assert source_bytes(in_place) == source_bytes(staged)
+    assert in_place["steps"][0]["rows_out"] == sum(t.height for t in tables)
