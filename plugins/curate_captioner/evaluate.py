@@ -8,7 +8,10 @@ alt-text) and the no-alt-text caption (image only).
                          the right number of objects, nothing else (pairs mentioned == pairs shown)
     pair_precision/recall  per object (color, shape) precision and recall, averaged over images
     entity_retention     alt-text names the image's entity → the caption keeps the name
-    entity_invention     alt-text names no entity of the image → the caption names one anyway
+    entity_invention     alt-text names no entity of the image → the caption names an entity that is
+                         neither in the image nor in the alt-text (a hallucinated name)
+    entity_recognized    the image shows an entity's logo, the alt-text does not name it → the
+                         caption names it (recognition from pixels, not invention)
     clip_score           mean world-CLIP image–text cosine, when the clip plugin is installed
 """
 
@@ -44,7 +47,7 @@ def score_texts(texts: list[str], scenes: list[Any], alt_names_entity: list[bool
     from curate_world.attributes import extract_attributes, score_caption
 
     exact, precision, recall, count_ok = [], [], [], []
-    retained, invented, hallucinated = [], [], []
+    retained, invented, recognized, hallucinated = [], [], [], []
     for text, scene, named, alt in zip(texts, scenes, alt_names_entity, alt_texts, strict=True):
         score = score_caption(text or "", scene)
         precision.append(score.pair_precision if score.pair_precision is not None else 0.0)
@@ -56,9 +59,12 @@ def score_texts(texts: list[str], scenes: list[Any], alt_names_entity: list[bool
             retained.append(scene.entity in names)
         else:
             alt_names = set(extract_attributes(alt or "").entities)
-            # A name is invented when the alt-text did not give it to us: not for the image's entity
-            # when the alt-text omits it, and not for another entity an unrelated alt-text names.
-            invented.append(bool(names - (alt_names - {scene.entity})) if names else False)
+            # Invented: a name neither the image shows (its entity's logo is drawn in it) nor the
+            # alt-text gives. Naming the image's own entity from its logo is recognition, counted
+            # apart; an entity only an unrelated alt-text names is `names_entity_not_in_image`.
+            invented.append(bool(names - alt_names - {scene.entity}))
+            if scene.entity is not None:
+                recognized.append(scene.entity in names)
         hallucinated.append(score.entity_hallucinated)
     share = lambda values: round(sum(values) / len(values), 4) if values else None  # noqa: E731
     return {
@@ -70,6 +76,8 @@ def score_texts(texts: list[str], scenes: list[Any], alt_names_entity: list[bool
         "entity_retention_rows": len(retained),
         "entity_invention": share(invented),
         "entity_invention_rows": len(invented),
+        "entity_recognized": share(recognized),
+        "entity_recognized_rows": len(recognized),
         "names_entity_not_in_image": share(hallucinated),
     }
 
@@ -179,7 +187,8 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     names = [("attribute_accuracy", "attribute accuracy (every object's shape+color, right count)"),
              ("pair_precision", "(color, shape) precision"), ("pair_recall", "(color, shape) recall"),
              ("count_accuracy", "object count right"), ("entity_retention", "entity retention (alt-text names it)"),
-             ("entity_invention", "entity invented (alt-text names none)"),
+             ("entity_invention", "entity invented (in neither image nor alt-text)"),
+             ("entity_recognized", "image's entity named from its logo (alt-text names none)"),
              ("names_entity_not_in_image", "names an entity not in the image"), ("clip_score", "mean world-CLIP score")]
     lines = [
         "# World captioner evaluation", "",
