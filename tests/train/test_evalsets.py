@@ -321,3 +321,18 @@ def test_what_train_clip_writes_is_a_model_by_path_for_eval_and_clip_score(tmp_p
     scored = pl.read_parquet(tmp_path / "run" / "scored.parquet")
     assert scored["clip_score"].null_count() == 0 and scored.height == 3
     assert scored["clip_score"].abs().max() <= 1.0001
+
+
+def test_the_captioner_builds_its_tower_from_the_local_dir_folder(tiny_model):
+    from curate_captioner.encoder import from_open_clip
+    from curate_train.clip import load_clip
+    from safetensors.torch import load_file
+
+    tower, config = from_open_clip(f"local-dir:{tiny_model}", tiny_model / "open_clip_model.safetensors")
+    weights = load_file(str(tiny_model / "open_clip_model.safetensors"))
+    for key, value in tower.state_dict().items():
+        assert torch.equal(value, weights[f"visual.{key}"]), key
+    network, preprocess, _ = load_clip(f"local-dir:{tiny_model}")
+    image = preprocess(Image.new("RGB", (32, 32), (10, 200, 10))).unsqueeze(0)
+    with torch.no_grad():
+        assert torch.allclose(tower(image), network.encode_image(image), atol=1e-6)
