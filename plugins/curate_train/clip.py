@@ -178,26 +178,35 @@ def export_local_dir(checkpoint: Path, model_name: str, target: Path) -> Path:
 
 
 def load_clip(checkpoint: Path | str | None, model: str = "tiny"):  # -> (model, preprocess, tokenizer)
-    """A trained CLIP: an open_clip_train ``checkpoint`` (.pt) of architecture ``model``, or a
-    ``local-dir:`` model — ``checkpoint`` or ``model`` may be ``local-dir:DIR`` or such a DIR."""
+    """A trained CLIP: an open_clip_train ``checkpoint`` (.pt) of architecture ``model`` (tiny, world,
+    a config .json or a local-dir: folder, whose own weights the .pt then replaces), or a
+    ``local-dir:`` model alone — ``checkpoint`` (or, without one, ``model``) is ``local-dir:DIR`` or DIR."""
     import open_clip
 
-    for candidate in (checkpoint, model):
+    def is_folder(candidate: Path | str | None) -> bool:
         text = str(candidate) if candidate is not None else ""
-        if text.startswith(LOCAL_DIR) or (candidate is not None and Path(text).is_dir()):
-            name = resolve_model(text).name
-            network, _, preprocess = open_clip.create_model_and_transforms(name, weights_only=True)
-            network.eval()
-            return network, preprocess, open_clip.get_tokenizer(name)
+        return text.startswith(LOCAL_DIR) or (bool(text) and Path(text).is_dir())
+
+    if is_folder(checkpoint) or (checkpoint is None and is_folder(model)):
+        name = resolve_model(str(checkpoint if checkpoint is not None else model)).name
+        network, _, preprocess = open_clip.create_model_and_transforms(name, weights_only=True)
+        network.eval()
+        return network, preprocess, open_clip.get_tokenizer(name)
     if checkpoint is None:
         raise UsageError("no weights to evaluate", "give a checkpoint (.pt) or --model local-dir:<folder>")
     path = Path(checkpoint)
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
     model_name = prepare(model)
-    if model_name.startswith(LOCAL_DIR):
-        raise UsageError("a .pt checkpoint needs an architecture: --model tiny, world or a config .json")
-    network, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(path),
-                                                                   weights_only=True)
+    if model_name.startswith(LOCAL_DIR):  # open_clip ignores `pretrained` for local-dir: names
+        import torch
+
+        network, _, preprocess = open_clip.create_model_and_transforms(model_name, weights_only=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        network.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)
+    else:
+        network, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(path),
+                                                                       weights_only=True)
     network.eval()
     return network, preprocess, open_clip.get_tokenizer(model_name)

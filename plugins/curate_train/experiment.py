@@ -43,7 +43,8 @@ class ExperimentSpec(Params):
     lr: float = Field(2e-3, gt=0)
     warmup: int = Field(20, ge=0)
     threads: int = Field(1, ge=1, description="torch threads of each training run")
-    model: str = Field("tiny", description="'tiny' (this package's config) or 'world' (curate_clip's)")
+    model: str = Field("tiny", description="'tiny' (this package's config), 'world' (curate_clip's), an open_clip "
+                                            "config .json, or local-dir:<folder> (training starts from its weights)")
     scorer: str = Field("alt_text", description="the variant whose model scores captions for score_gated")
     synthetic: Literal["annotator", "captioner"] = Field(
         "annotator", description="synthetic captions: the world's annotator captions, or the realign step's")

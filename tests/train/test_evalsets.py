@@ -336,3 +336,15 @@ def test_the_captioner_builds_its_tower_from_the_local_dir_folder(tiny_model):
     image = preprocess(Image.new("RGB", (32, 32), (10, 200, 10))).unsqueeze(0)
     with torch.no_grad():
         assert torch.allclose(tower(image), network.encode_image(image), atol=1e-6)
+
+
+def test_a_pt_checkpoint_of_a_local_dir_architecture_loads_its_own_weights(tiny_model, tmp_path):
+    from curate_train.clip import load_clip
+
+    network, preprocess, tokenizer = load_clip(f"local-dir:{tiny_model}")
+    state = {f"module.{k}": torch.zeros_like(v) if k == "text_projection" else v
+             for k, v in network.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "epoch_1.pt")
+    trained, _, _ = load_clip(tmp_path / "epoch_1.pt", f"local-dir:{tiny_model}")
+    assert torch.count_nonzero(trained.text_projection) == 0  # the .pt's weights, not the folder's
+    assert torch.count_nonzero(network.text_projection) > 0

@@ -27,6 +27,7 @@ BLOCK = textwrap.dedent("""
 RUN = textwrap.dedent("""
     import sys
     from pathlib import Path
+    import curate_train.cli, curate_train.clip, curate_train.evaluate, curate_train.evalsets, curate_train.seeds
     from curate_train.experiment import Variant, build_pool, mix
 
     work = Path(sys.argv[1])
