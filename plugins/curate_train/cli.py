@@ -59,7 +59,7 @@ def add_commands(cli: Any) -> None:
         click.echo(f"model: local-dir:{model_dir(checkpoint).resolve()}")
 
     @train.command("eval")
-    @click.argument("checkpoint", required=False, type=click.Path(exists=True, path_type=Path))
+    @click.argument("checkpoint", required=False)
     @click.option("--model", default="tiny", show_default=True,
                   help="architecture of a .pt CHECKPOINT (tiny, world, config .json), or local-dir:<folder>")
     @click.option("--world", "world_dir", type=click.Path(path_type=Path), default=None,
@@ -75,7 +75,7 @@ def add_commands(cli: Any) -> None:
     @click.option("--path-column", default="path", show_default=True, help="with --images (a table)")
     @click.option("--template", "templates", multiple=True,
                   help="prompt template with one {} (repeatable; averaged) [default: 'a photo of a {}.']")
-    def eval_command(checkpoint: Path | None, model: str, world_dir: Path | None, eval_sets: tuple[Path, ...],
+    def eval_command(checkpoint: str | None, model: str, world_dir: Path | None, eval_sets: tuple[Path, ...],
                      images: Path | None, task: str, label_column: str, text_column: str, path_column: str,
                      templates: tuple[str, ...]) -> None:
         """Zero-shot classification and image-text retrieval: on a world's eval split (--world, the

@@ -184,7 +184,8 @@ def test_eval_runs_a_local_dir_model_on_an_imagefolder_and_a_table(tmp_path, tin
     assert json.loads(again)["folder"] == results["folder"]
 
 
-@pytest.mark.parametrize("case", ["no_file", "no_column", "bad_image", "not_world", "no_sets", "bad_yaml_field"])
+@pytest.mark.parametrize("case", ["no_file", "no_column", "bad_image", "not_world", "no_sets", "bad_yaml_field",
+                                  "no_checkpoint"])
 @pytest.mark.filterwarnings("ignore")
 def test_bad_eval_input_is_a_clear_error_with_exit_2(tmp_path, tiny_model, capsys, case):
     solid(tmp_path / "ok.png", "red")
@@ -200,6 +201,7 @@ def test_bad_eval_input_is_a_clear_error_with_exit_2(tmp_path, tiny_model, capsy
         "not_world": (["--world", tmp_path], "is not a world directory"),
         "no_sets": ([], "nothing to evaluate on"),
         "bad_yaml_field": (["--eval-set", tmp_path / "s.yaml"], "label_colum"),
+        "no_checkpoint": ([tmp_path / "gone.pt", "--model", "tiny", "--images", table], "gone.pt does not exist"),
     }[case]
     (tmp_path / "s.yaml").write_text("{format: table, path: t.csv, label_colum: label}\n")
     code, out, err = cli(["train", "eval", *model, *args], capsys)
