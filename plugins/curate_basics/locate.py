@@ -32,7 +32,7 @@ def first_bad_utf8(path: Path, limit: int = LIMIT) -> Location | None:
     line, line_start, offset, carry = 1, 0, 0, b""
     with open(path, "rb") as handle:
         while offset < limit:
-            chunk = handle.read(1 << 20)
+            chunk = handle.read(min(1 << 20, limit - offset))
             if not chunk:
                 break
             data = carry + chunk
