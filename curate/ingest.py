@@ -183,7 +183,7 @@ def _located_error(source: Source, file_index: int, error: Exception) -> SourceE
         path = files()[file_index]
     except (CurateError, OSError, IndexError):
         return None
-    return read_error(path, error)
+    return read_error(path, error, located_only=True)
 
 
 def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> str | None:

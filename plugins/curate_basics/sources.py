@@ -63,13 +63,15 @@ class FileSource(Source):
         try:
             schema = dict(self.scan_file(files[0]).collect_schema())
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise self.read_error(files[0], exc) from None
+            error = self.read_error(files[0], exc)
+            assert error is not None
+            raise error from None
         _check_separator(files[0], schema)
         return schema
 
-    def read_error(self, path: Path, error: Exception) -> SourceError:
+    def read_error(self, path: Path, error: Exception, located_only: bool = False) -> SourceError | None:
         """The reader's error with the file, line and column it failed at (found by a bounded
-        re-scan where the reader does not say)."""
+        re-scan where the reader does not say); with ``located_only``, None when not found."""
         from curate_basics.locate import first_bad_json_line, first_bad_utf8, first_ragged_row
 
         text = str(error).strip()
@@ -88,6 +90,8 @@ class FileSource(Source):
                 location = first_ragged_row(path, params.separator, params.quote_char, params.has_header)
                 hint = "fix that row (quote fields that contain the separator), or check source.params.separator"
         if location is None:
+            if located_only:
+                return None
             return SourceError(f"cannot read {path} as {kind}: {reason}", "check source.format, or the file")
         return SourceError(f"cannot read {path} as {kind}, {location.render()} ({reason})", hint)
 

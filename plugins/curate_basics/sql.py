@@ -15,7 +15,8 @@ from curate.step import Step, StepContext, TableInput
 
 
 class SqlParams(Params):
-    query: str = Field(..., min_length=1, description="DuckDB SQL over the table `input`; must keep `uid`")
+    query: str = Field(..., min_length=1, description="one DuckDB SELECT over the table `input`; must keep `uid`. "
+                       "It may read files (read_csv…) unless the run is --untrusted")
     per_shard: bool = Field(False, description="the query is row-local (no joins/aggregates): run it per shard")
     drop_reason: str = Field("sql", description="reason recorded for input rows the query leaves out")
 
@@ -25,6 +26,11 @@ class Sql(Step):
 
     Add an ORDER BY when the query reorders rows (joins, aggregates) and you need
     byte-identical outputs across runs; row-local queries keep the input order.
+
+    The query runs with the user's rights: DuckDB SQL can read files (``read_csv``), fetch URLs
+    and load extensions. It must be a single SELECT (checked by parsing, at plan time and before
+    each run), and with ``run.untrusted`` / ``--untrusted`` it runs with external access disabled,
+    seeing only the run's own tables.
     """
 
     name = "sql"
