@@ -190,6 +190,17 @@ def test_an_export_output_checks_its_columns_before_any_step_runs(curate_main, w
     assert not (workdir / "run" / "store").exists()
 
 
+@pytest.mark.parametrize("format", ["parquet", "csv", "jsonl"])
+def test_a_table_output_checks_its_columns_before_any_step_runs(curate_main, write_spec, workdir, format):
+    write_spec({"name": "columns", "source": {"path": "data.parquet"},
+                "steps": [{"step": "filter", "params": {"where": "true"}}],
+                "outputs": [{"format": format, "path": "out", "params": {"columns": ["uid", "urll"]}}],
+                "run": {"dir": "run"}}, table=sample_table(5))
+    result = curate_main("plan", "spec.yaml")
+    assert result.code == 2, result
+    assert "reads column 'urll'" in result.stderr and "did you mean 'url'?" in result.stderr
+
+
 def test_debug_is_accepted_after_the_sub_command(curate_main, write_spec, shout_plugin):
     from curate.cli import main
 
