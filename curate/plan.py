@@ -104,17 +104,24 @@ SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/b
 
 
 def run_dir_problems(loaded: LoadedSpec, override: str | Path | None, run_path: Path) -> list[tuple]:
-    """Refuse run directories that escape the working directory or are system directories."""
+    """Refuse a spec's run.dir or cache_dir that leaves the working directory with '..', and any run
+    directory (also one given with --run-dir) that is a system directory."""
     out: list[tuple] = []
-    raw = str(override) if override is not None else loaded.spec.run.dir
-    if not Path(raw).expanduser().is_absolute() and ".." in Path(raw).parts:
-        out.append((("run", "dir"), f"run directory '{raw}' leaves the working directory ('..')",
-                    "use a path inside the working directory, or an absolute path to put the run elsewhere"))
+    checks: list[tuple[tuple, str, Path, bool]] = [
+        (("run", "dir"), str(override) if override is not None else loaded.spec.run.dir, run_path, override is None)
+    ]
+    if loaded.spec.run.cache_dir:
+        cache = loaded.spec.run.cache_dir
+        checks.append((("run", "cache_dir"), cache, Path(cache).expanduser().resolve(), True))
     home = Path.home().resolve()
     system = {Path(d) for d in SYSTEM_DIRS} | {home, *home.parents}
-    if run_path in system or any(run_path.is_relative_to(tree) for tree in SYSTEM_TREES):
-        out.append((("run", "dir"), f"run directory '{raw}' is {run_path}, a system directory",
-                    "give the run a directory of its own, e.g. runs/{name}"))
+    for loc, raw, resolved, from_spec in checks:
+        if from_spec and not Path(raw).expanduser().is_absolute() and ".." in Path(raw).parts:
+            out.append((loc, f"'{raw}' leaves the working directory ('..')",
+                        "use a path inside the working directory, or an absolute path to put it elsewhere"))
+        if resolved in system or any(resolved.is_relative_to(tree) for tree in SYSTEM_TREES):
+            out.append((loc, f"'{raw}' is {resolved}, a system directory",
+                        "give the run a directory of its own, e.g. runs/{name}"))
     return out
 
 

@@ -145,6 +145,15 @@ def test_run_dirs_that_escape_or_are_system_directories_are_refused(curate_main,
     assert "run.dir" in result.stderr
 
 
+@pytest.mark.parametrize("cache_dir", ["../../cache", "/usr/lib/cache"])
+def test_cache_dirs_that_escape_or_are_system_directories_are_refused(curate_main, write_spec, cache_dir):
+    write_spec({"name": "paths", "source": {"path": "data.parquet"}, "run": {"dir": "run", "cache_dir": cache_dir}},
+               table=sample_table(5))
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "run.cache_dir" in result.stderr
+
+
 def test_run_dir_override_to_a_system_directory_is_refused(curate_main, write_spec):
     write_spec({"name": "paths", "source": {"path": "data.parquet"}}, table=sample_table(5))
     result = curate_main("plan", "spec.yaml", "--run-dir", "/etc")
@@ -228,3 +237,9 @@ def test_spec_hash_of_specs_without_untrusted_is_unchanged():
     spec.run.untrusted = True
     assert "untrusted" in spec.canonical_json()
 
+
+
+def test_an_explicit_run_dir_on_the_command_line_may_use_dotdot(curate_main, write_spec, workdir):
+    write_spec({"name": "paths", "source": {"path": "data.parquet"}}, table=sample_table(5))
+    result = curate_main("plan", "spec.yaml", "--run-dir", "../elsewhere")
+    assert result.code == 0, result
