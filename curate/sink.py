@@ -45,6 +45,11 @@ class Sink:
         self.params = params
         self.ctx = ctx
 
+    def input_columns(self) -> dict:
+        """The columns :meth:`write` reads, checked at plan time like a step's ``reads``, so a
+        missing column fails before any step runs. Override when params name them."""
+        return dict(self.reads)
+
     def write(self, table: TableInput) -> dict[str, Any]:
         """Write every row; return facts for the manifest (``{"path": ..., "rows": ...}``)."""
         raise NotImplementedError

@@ -55,6 +55,11 @@ def jpeg_bytes(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def export_columns(sink: Sink) -> dict[str, Any]:
+    """What :func:`samples` reads; planning checks them before any step runs."""
+    return {UID: pl.Utf8, "image": None, sink.params.caption: pl.Utf8}
+
+
 def samples(sink: Sink, table: TableInput) -> Iterator[tuple[dict[str, Any], bytes]]:
     """(row, jpeg bytes) for every row with an image, in table order."""
     frame = table.scan()
@@ -101,6 +106,9 @@ class WebDatasetSink(Sink):
     requires = ("PIL",)
     extra = "export"
     Params = WebDatasetParams
+
+    def input_columns(self) -> dict[str, Any]:
+        return export_columns(self)
 
     def write(self, table: TableInput) -> dict[str, Any]:
         out = self.ctx.output_path
@@ -153,6 +161,9 @@ class ImageFolderSink(Sink):
     requires = ("PIL",)
     extra = "export"
     Params = ExportParams
+
+    def input_columns(self) -> dict[str, Any]:
+        return export_columns(self)
 
     def write(self, table: TableInput) -> dict[str, Any]:
         out = self.ctx.output_path
