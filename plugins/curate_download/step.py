@@ -296,7 +296,8 @@ class Download(Step):
             hint = f"see {shard_dir / 'download.log'}; re-running resumes, finished parts are kept"
             if code == CHILD_DIED_EXIT and (shard_dir / CHILD_DIED_FILE).exists():
                 what = (shard_dir / CHILD_DIED_FILE).read_text().strip()
-                raise StepError(self.label, ctx.shard, f"{what}; unfinished part(s) {missing}",
+                raise StepError(self.label, ctx.shard, f"{what}; part(s) {missing} unfinished, the others are kept "
+                                                       "and re-running resumes from them",
                                 hint=hint + "; if memory ran out, lower threads, processes or max_bytes")
             if code is not None and code < 0:
                 what = f"img2dataset's main process was killed by signal {-code} ({signal.Signals(-code).name})"
