@@ -113,7 +113,7 @@ def test_allow_list_redirects_and_drop_policy(faulty_world: World, tmp_path: Pat
     # the policy: refused and opted-out rows are dropped with the reason, other failures are kept
     assert set(dropped["_drop_reason"]) <= {"download: refused", "download: opted_out"}
     assert "refused" in set(dropped["status"]) <= {"refused", "opted_out"}
-    assert set(kept["status"]) <= {"success", "failed_to_download", "failed_to_resize"}
+    assert set(kept["status"]) <= {"success", "failed_to_download", "failed_to_resize", "image_too_large", "missing_url"}
     assert kept.filter(pl.col("gt_fault") == "none")["status"].to_list() == ["success"] * kept.filter(
         pl.col("gt_fault") == "none").height
     assert manifest["steps"][1]["dropped"] == dict(sorted(dropped.group_by("_drop_reason").len().iter_rows()))
