@@ -6,8 +6,8 @@ Routes (NAME is any string; each response is the same for the same NAME)::
     /endless/NAME       200 image/jpeg, no Content-Length, bytes forever
     /endless-chunked/NAME  the same with chunked transfer encoding
     /huge/NAME          200 with Content-Length 10 GB, bytes forever
-    /drip/NAME          a valid PNG, a few bytes per second
-    /drip-headers/NAME  the status line and headers, a few bytes per second
+    /drip/NAME          a valid PNG, 2 bytes every 0.5 s
+    /drip-headers/NAME  the status line and headers, 2 bytes every 0.5 s
     /slow-redirect/N/NAME  N hops of 302, each after SLOW_HOP seconds, then /ok/NAME.png
     /bomb/NAME.png      a 110 KB PNG that declares 30000x30000 pixels (2.7 GB once decoded)
     /lie-long/NAME      a PNG whose Content-Length is larger than the body; the server then closes
@@ -37,6 +37,7 @@ from PIL import Image
 ENDLESS_CAP = 6 * 2**30
 DRIP_CAP_SECONDS = 120.0
 DRIP_INTERVAL = 0.5
+DRIP_BYTES = 2
 SLOW_HOP = 0.8
 BOMB_SIDE = 30_000
 
@@ -131,10 +132,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drip(self, data: bytes) -> None:
         started = time.monotonic()
-        for index in range(0, len(data), 4):
+        for index in range(0, len(data), DRIP_BYTES):
             if self.server.stopping.wait(DRIP_INTERVAL) or time.monotonic() - started > DRIP_CAP_SECONDS:
                 return
-            self.wfile.write(data[index:index + 4])
+            self.wfile.write(data[index:index + DRIP_BYTES])
             self.wfile.flush()
 
     def route_drip(self, parts: list[str]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +19,7 @@ from tests.download.hostile import serve_hostile
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
-TIMEOUT = 5.0
+TIMEOUT = 8.0  # generous: on a loaded machine img2dataset's start-up alone takes seconds
 THREADS = 16
 HEALTHY_ROWS = 40
 HOSTILE = {  # route -> (how many rows, the status each must get)
@@ -29,7 +28,7 @@ HOSTILE = {  # route -> (how many rows, the status each must get)
     "huge": (1, "too_large"),
     "drip": (2, "failed_to_download"),
     "drip-headers": (2, "failed_to_download"),
-    "slow-redirect/9": (2, "failed_to_download"),
+    "slow-redirect/12": (2, "failed_to_download"),
     "bomb": (2, "image_too_large"),
     "lie-long": (2, "failed_to_download"),
     "lie-short": (2, "failed_to_resize"),
@@ -116,10 +115,9 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
         healthy = table.with_columns(pl.format("{}/ok/g{}.png", pl.lit(host.base_url), pl.int_range(pl.len())).alias("url"))
         with peak_rss() as healthy_peak:
             _, baseline = run_download(tmp_path / "healthy", healthy, params)
-        started = time.monotonic()
         with peak_rss() as hostile_peak:
             manifest, rows = run_download(tmp_path / "hostile", table, params)
-        seconds = time.monotonic() - started
+    seconds = next(r for r in manifest["steps"] if r["label"] == "download")["seconds"]
     assert set(baseline["status"]) == {"success"}
 
     bound = (table.height / THREADS + 1) * TIMEOUT
@@ -137,7 +135,7 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
     first = dict(rows.group_by("kind").agg(pl.col("error_message").first()).iter_rows())
     assert "max_bytes" in first["endless"] and "max_bytes" in first["huge"]
     assert "30000x30000" in first["bomb"] and "max_image_area" in first["bomb"]
-    for kind in ("drip", "drip-headers", "slow-redirect/9"):
+    for kind in ("drip", "drip-headers", "slow-redirect/12"):
         assert "timed out" in first[kind], (kind, first[kind])
     assert "Content-Length" in first["lie-long"]
     assert "redirect" in first["loop"] and "redirect" in first["chain"]
