@@ -8,10 +8,13 @@ the processes that open sockets. img2dataset's multiprocessing distributor *spaw
 and a spawned process first re-runs its parent's main script (as ``__mp_main__``). Run as that
 script, this file installs a guard around ``socket.create_connection`` in every fetching process,
 so a redirect to, or a DNS answer for, a private address is refused at connect time, on the
-address actually dialled.
+address actually dialled, and urllib's opener from ``fetch.py`` (a deadline per attempt, caps on
+bytes and pixels). In the worker's own process a thread watches img2dataset's processes, so a
+killed one fails the step instead of hanging it.
 
-So this file imports only the standard library and never the ``curate_download`` package:
-each spawned process pays for img2dataset's imports already, and nothing more.
+So this file imports only the standard library and never the ``curate_download`` package
+(``fetch.py``, stdlib too, is loaded by path): each spawned process pays for img2dataset's
+imports already, and nothing more.
 """
 
 from __future__ import annotations
