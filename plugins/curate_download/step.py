@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,14 +30,28 @@ from curate.schema import DROP_REASON, UID, URL, Image, Schema
 from curate.shards import write_json_atomic, write_parquet_atomic
 from curate.step import Step, StepContext
 from curate_download import store
-from curate_download.worker import POLICY_ENV, REFUSED, NetworkPolicy
+from curate_download.fetch import IMAGE_TOO_LARGE, LIMITS_ENV, TOO_LARGE, FetchLimits
+from curate_download.worker import (
+    CHILD_DIED_EXIT,
+    CHILD_DIED_FILE,
+    PARTS_ENV,
+    POLICY_ENV,
+    REFUSED,
+    NetworkPolicy,
+    proxy_problem,
+)
 
 log = logging.getLogger("curate_download")
 
-Status = Literal["success", "failed_to_download", "failed_to_resize", "opted_out", "refused"]
-FAILURES: tuple[str, ...] = ("failed_to_download", "failed_to_resize", "opted_out", "refused")
+Failure = Literal["failed_to_download", "failed_to_resize", "opted_out", "refused", "too_large",
+                  "image_too_large", "missing_url"]
+FAILURES: tuple[str, ...] = ("failed_to_download", "failed_to_resize", "opted_out", "refused", "too_large",
+                             "image_too_large", "missing_url")
 OPT_OUT_MARK = "X-Robots-Tag"  # img2dataset: "Use of image disallowed by X-Robots-Tag directive"
-NO_URL = "the row has no URL"
+I2D_AREA_MARK = "image area too large"  # img2dataset's resizer, for formats fetch.py cannot measure
+NO_URL = "the row has no URL (url is null or empty)"
+NO_RESULT = "img2dataset reported nothing for this row"
+TMP_DIR = "tmp"  # the worker's TMPDIR (and wandb's directories), inside the shard's directory
 RESULT_COLUMNS: Schema = {
     "status": pl.Utf8,
     "error_message": pl.Utf8,
@@ -62,16 +77,24 @@ class DownloadParams(Params):
     samples_per_shard: int = Field(10_000, ge=1, le=1_000_000,
                                    description="images per tar (img2dataset's number_sample_per_shard); "
                                                "also the unit of resume inside an input shard")
-    timeout: float = Field(10.0, gt=0, le=600, description="seconds per request")
-    retries: int = Field(0, ge=0, le=10)
+    timeout: float = Field(10.0, gt=0, le=600,
+                           description="seconds for one attempt at a row, all of it: connecting, redirects, "
+                                       "headers and body (a deadline, not a per-read timeout)")
+    retries: int = Field(0, ge=0, le=10, description="attempts after the first; a row takes at most "
+                                                      "(retries + 1) x timeout")
+    max_bytes: int = Field(FetchLimits.max_bytes, ge=1024,
+                           description="refuse a response body longer than this (status too_large), "
+                                       "whatever its Content-Length says")
     min_image_size: int = Field(0, ge=0, description="reject images whose shorter side is smaller")
-    max_image_area: float | None = Field(None, gt=0, description="reject images with more pixels (default: no limit)")
+    max_image_area: float | None = Field(
+        FetchLimits.max_image_area, gt=0,
+        description="refuse images with more pixels, before decoding them (status image_too_large); null: no limit")
     max_aspect_ratio: float | None = Field(None, ge=1, description="reject images more elongated than this")
     disallowed_header_directives: list[str] = Field(
         ["noai", "noimageai", "noindex", "noimageindex"],
         description="X-Robots-Tag directives that opt an image out ([] downloads everything)")
     user_agent_token: str | None = Field(None, description="identifies the crawler to X-Robots-Tag rules")
-    drop_failed: bool | list[Literal["failed_to_download", "failed_to_resize", "opted_out", "refused"]] = Field(
+    drop_failed: bool | list[Failure] = Field(
         False, description="false: keep every row with its status; true: drop every failure; "
                            "a list: drop rows with these statuses (the drop reason names the status)")
     allow_private_networks: bool = Field(
@@ -94,6 +117,10 @@ class DownloadParams(Params):
     @property
     def policy(self) -> NetworkPolicy:
         return NetworkPolicy(self.allow_private_networks, tuple(self.allowed_hosts))
+
+    @property
+    def limits(self) -> FetchLimits:
+        return FetchLimits(self.max_bytes, self.max_image_area)
 
     @property
     def dropped_statuses(self) -> frozenset[str]:
@@ -145,6 +172,14 @@ class Download(Step):
         out = base.join(merged, on=UID, how="left", maintain_order="left")
         out = out.with_columns([pl.col(c).cast(t) for c, t in RESULT_COLUMNS.items() if c in out.columns])
         out = out.with_columns([pl.lit(None, t).alias(c) for c, t in RESULT_COLUMNS.items() if c not in out.columns])
+        unreported = out["status"].is_null()
+        if unreported.any():  # every row leaves with a status, even if img2dataset lost one
+            log.warning("download: %d row(s) of shard %s got no result from img2dataset", int(unreported.sum()), ctx.shard)
+            out = out.with_columns(
+                pl.when(unreported).then(pl.lit("failed_to_download")).otherwise(pl.col("status")).alias("status"),
+                pl.when(unreported).then(pl.lit(f"{NO_RESULT} (see {shard_dir / 'download.log'})"))
+                .otherwise(pl.col("error_message")).alias("error_message"),
+            )
         refused = out.filter(pl.col("status") == "refused")
         if refused.height:
             log.warning("download: %d of %d URLs in shard %s refused, e.g. %s", refused.height, out.height,
@@ -162,10 +197,11 @@ class Download(Step):
     def _precheck(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Refusals that need no network (scheme, IP literals, localhost) and rows without a URL."""
         policy = self.params.policy
+        rows = rows.with_columns(pl.col(URL).cast(pl.Utf8))  # an all-null column may come typed Null
         statuses, errors = [], []
         for url in rows[URL].to_list():
             if url is None or not url.strip():
-                statuses.append("failed_to_download")
+                statuses.append("missing_url")
                 errors.append(NO_URL)
                 continue
             problem = policy.url_problem(url.strip())
@@ -203,7 +239,7 @@ class Download(Step):
             "thread_count": workers[1],
         }
         if p.max_image_area is not None:
-            job["max_image_area"] = p.max_image_area
+            job["max_image_area"] = p.max_image_area  # fetch.py checks headers; this catches what it cannot read
         if p.max_aspect_ratio is not None:
             job["max_aspect_ratio"] = p.max_aspect_ratio
         return job
@@ -213,15 +249,22 @@ class Download(Step):
         done = {part for part in range(parts) if store.stats_path(shard_dir, part).exists()}
         if len(done) == parts:
             return
+        problem = proxy_problem(self.params.policy)
+        if problem:
+            raise StepError(self.label, ctx.shard, problem,
+                            hint="a proxy hides the address each URL leads to from the network policy")
         _wait_for_stale_worker(shard_dir, self.label, ctx.shard)
         write_parquet_atomic(fetch, shard_dir / "urls.parquet")
         workers = (min(self.params.processes, parts - len(done)), self.params.threads)
         write_json_atomic(self._job(shard_dir, workers), shard_dir / "job.json")
+        (shard_dir / CHILD_DIED_FILE).unlink(missing_ok=True)
+        tmp = shard_dir / TMP_DIR
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         from curate_download import worker
 
-        env = dict(os.environ)
-        env[POLICY_ENV] = self.params.policy.to_json()
-        env["NO_ALBUMENTATIONS_UPDATE"] = "1"  # albumentations otherwise asks PyPI for a newer version
+        env = self._environment(tmp)
+        env[PARTS_ENV] = str(parts)
         with open(shard_dir / "download.log", "ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, worker.__file__, str(shard_dir / "job.json")],
@@ -241,15 +284,44 @@ class Download(Step):
                         done.add(part)
                         ctx.advance(min(self.params.samples_per_shard, fetch.height - part * self.params.samples_per_shard))
         finally:
-            if process.poll() is None:
+            try:  # the whole group: img2dataset's processes may outlive a worker that died
                 os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            except ProcessLookupError:
+                pass
+            process.wait()
+            shutil.rmtree(tmp, ignore_errors=True)
         missing = [part for part in range(parts) if not store.stats_path(shard_dir, part).exists()]
         if code != 0 or missing:
             tail = _tail(shard_dir / "download.log")
-            what = f"img2dataset exited with status {code}" if code else f"img2dataset did not finish part(s) {missing}"
-            raise StepError(self.label, ctx.shard, f"{what}: {tail}",
-                            hint=f"see {shard_dir / 'download.log'}; re-running resumes, finished parts are kept")
+            hint = f"see {shard_dir / 'download.log'}; re-running resumes, finished parts are kept"
+            if code == CHILD_DIED_EXIT and (shard_dir / CHILD_DIED_FILE).exists():
+                what = (shard_dir / CHILD_DIED_FILE).read_text().strip()
+                raise StepError(self.label, ctx.shard, f"{what}; part(s) {missing} unfinished, the others are kept "
+                                                       "and re-running resumes from them",
+                                hint=hint + "; if memory ran out, lower threads, processes or max_bytes")
+            if code is not None and code < 0:
+                what = f"img2dataset's main process was killed by signal {-code} ({signal.Signals(-code).name})"
+            elif code:
+                what = f"img2dataset exited with status {code}"
+            else:
+                what = f"img2dataset did not finish part(s) {missing}"
+            raise StepError(self.label, ctx.shard, f"{what}: {tail}", hint=hint)
+
+    def _environment(self, tmp: Path) -> dict[str, str]:
+        """The worker's environment: the policy and limits, and every temporary directory inside
+        the shard's own (img2dataset imports wandb, which leaves directories in the system's)."""
+        env = dict(os.environ)
+        env[POLICY_ENV] = self.params.policy.to_json()
+        env[LIMITS_ENV] = self.params.limits.to_json()
+        if self.params.max_image_area is not None:  # OpenCV's own cap, for what fetch.py cannot measure
+            env["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(int(self.params.max_image_area))
+        env["NO_ALBUMENTATIONS_UPDATE"] = "1"  # albumentations otherwise asks PyPI for a newer version
+        for name in ("TMPDIR", "TEMP", "TMP", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR",
+                     "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+            env[name] = str(tmp)
+        env["WANDB_MODE"] = "disabled"
+        env["WANDB_SILENT"] = "true"
+        return env
 
     def _collect(self, parts: int, shard_dir: Path, ctx: StepContext) -> pl.DataFrame:
         """img2dataset's per-row results, with images re-keyed by uid and statuses refined."""
@@ -309,6 +381,8 @@ def _status() -> pl.Expr:
         pl.when(pl.col("status") == "success").then(pl.lit("success"))
         .when(error.str.contains(REFUSED, literal=True)).then(pl.lit("refused"))
         .when(error.str.contains(OPT_OUT_MARK, literal=True)).then(pl.lit("opted_out"))
+        .when(error.str.contains(TOO_LARGE, literal=True)).then(pl.lit("too_large"))
+        .when(error.str.contains(IMAGE_TOO_LARGE, literal=True) | (error == I2D_AREA_MARK)).then(pl.lit("image_too_large"))
         .otherwise(pl.col("status"))
         .alias("status")
     )

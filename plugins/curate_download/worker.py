@@ -8,16 +8,22 @@ the processes that open sockets. img2dataset's multiprocessing distributor *spaw
 and a spawned process first re-runs its parent's main script (as ``__mp_main__``). Run as that
 script, this file installs a guard around ``socket.create_connection`` in every fetching process,
 so a redirect to, or a DNS answer for, a private address is refused at connect time, on the
-address actually dialled.
+address actually dialled, and urllib's opener from ``fetch.py`` (a deadline per attempt, caps on
+bytes and pixels). In the worker's own process a thread watches img2dataset's processes, so a
+killed one fails the step instead of hanging it.
 
-So this file imports only the standard library and never the ``curate_download`` package:
-each spawned process pays for img2dataset's imports already, and nothing more.
+So this file imports only the standard library and never the ``curate_download`` package
+(``fetch.py``, stdlib too, is loaded by path): each spawned process pays for img2dataset's
+imports already, and nothing more.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import ipaddress
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -25,7 +31,28 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit
+
+
+def _sibling(name: str) -> ModuleType:
+    """A stdlib-only module of this package. Run as a script (and as every spawned process's
+    ``__mp_main__``), this file is outside its package, whose ``__init__`` imports curate:
+    load the module by path instead, once per process."""
+    if __package__:
+        return importlib.import_module(f"{__package__}.{name}")
+    key = f"_curate_download_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+fetch = _sibling("fetch")
 
 POLICY_ENV = "CURATE_DOWNLOAD_POLICY"
 ALLOWED_SCHEMES = ("http", "https")
@@ -33,6 +60,11 @@ ALLOWED_SCHEMES = ("http", "https")
 # urllib wrapped it ("<urlopen error refused by …>").
 REFUSED = "refused by the download step's network policy"
 PARENT_POLL_SECONDS = 0.5
+CHILD_POLL_SECONDS = 0.2
+PARTS_ENV = "CURATE_DOWNLOAD_PARTS"  # how many parts the job has: their stats files mark them done
+CHILD_DIED_EXIT = 86  # the worker's exit status when one of img2dataset's processes died
+CHILD_DIED_FILE = "worker.error"  # beside job.json: what died, for the step's error message
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 OPTIONAL_IMPORTS = ("torch", "ray")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -43,10 +75,41 @@ class RefusedAddress(OSError):
     """A connection the network policy forbids; urllib reports it as the row's error."""
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local-use, the IPv4 in the last 32 bits
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
+def embedded_ipv4(ip: IPAddress) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 address leads to, and the form that embeds it: IPv4-mapped,
+    6to4 (2002::/16), NAT64 (64:ff9b::/96, 64:ff9b:1::/48), IPv4-compatible, or Teredo (the
+    client). A connection to such an address reaches that IPv4 host, so it is judged as that host."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, "IPv4-mapped"
+    if ip.sixtofour is not None:
+        return ip.sixtofour, "6to4"
+    if ip.teredo is not None:
+        return ip.teredo[1], "Teredo"
+    last32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in NAT64 or ip in NAT64_LOCAL:
+        return last32, "NAT64"
+    if ip in IPV4_COMPATIBLE and int(ip) > 1:
+        return last32, "IPv4-compatible"
+    return None
+
+
 def address_kind(ip: IPAddress) -> str | None:
-    """Why ``ip`` is not a public internet address, or None when it is."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Why ``ip`` is not a public internet address, or None when it is. An IPv6 address that
+    embeds an IPv4 one (see :func:`embedded_ipv4`) is what its IPv4 address is."""
+    embedded = embedded_ipv4(ip)
+    if embedded is not None:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.teredo is not None:
+            server = address_kind(ip.teredo[0])
+            if server is not None:
+                return server
+        ip = embedded[0]
     if ip.is_loopback:
         return "loopback"
     if ip.is_link_local:
@@ -102,7 +165,9 @@ class NetworkPolicy:
         if kind is None or any(ip in network for network in self._networks()):
             return None
         via = f"host '{host}' is" if host == str(ip) else f"host '{host}' resolves to"
-        return (f"{REFUSED}: {via} a {kind} address ({ip}); private, loopback and link-local addresses "
+        embedded = embedded_ipv4(ip)
+        shown = f"{ip}, the {embedded[1]} form of {embedded[0]}" if embedded else str(ip)
+        return (f"{REFUSED}: {via} a {kind} address ({shown}); private, loopback and link-local addresses "
                 f"are not downloaded unless the download step's params set `allow_private_networks: true` "
                 f"or list the host in `allowed_hosts: ['{host}']`")
 
@@ -128,11 +193,38 @@ class NetworkPolicy:
         return self.address_problem(host, host)
 
 
+def proxy_problem(policy: NetworkPolicy, environ: dict[str, str] | None = None) -> str | None:
+    """Why the policy cannot hold with the proxies in the environment, or None. Through a proxy,
+    the address dialled is the proxy's: the guard would vet the proxy and let it fetch any
+    target, 169.254.169.254 included. So a proxy and the private-address check do not mix."""
+    if policy.allow_private_networks:
+        return None
+    environ = dict(os.environ if environ is None else environ)
+    found = sorted(name for name in environ
+                   if name.lower() in PROXY_VARIABLES and environ[name].strip())
+    if not found:
+        return None
+    return (f"the download step's network policy cannot check the hosts a proxy fetches, and "
+            f"{', '.join(found)} is set ({environ[found[0]]}); unset {' and '.join(found)} for curate, "
+            f"or set `allow_private_networks: true` in the download step's params to download through "
+            f"the proxy without the private-address check")
+
+
+def install(policy: NetworkPolicy, limits: fetch.FetchLimits | None = None) -> None:
+    """Everything a fetching process needs: the connect-time guard, and urllib's opener with the
+    deadline and the byte and pixel caps (``fetch.py``). Proxies are only used when the policy
+    checks nothing (``allow_private_networks``): the guard would otherwise vet the proxy, not
+    the target; the step refuses that combination before it starts."""
+    install_guard(policy)
+    proxies = None if policy.allow_private_networks else {}
+    fetch.install_opener(limits or fetch.FetchLimits(), proxies, refusal=REFUSED)
+
+
 def install_guard(policy: NetworkPolicy) -> None:
     """Make ``socket.create_connection`` (what urllib and http.client dial with) resolve the host
     itself, refuse it if any address is forbidden, and connect to a vetted address: the name is
     never resolved a second time, so a changing DNS answer cannot slip past the check. Also
-    refuse ftp, where a redirect may lead."""
+    refuse ftp, where a redirect may lead (see :func:`install` for the whole setup)."""
     original = socket.create_connection
     if getattr(original, "curate_policy", None) is not None:
         return
@@ -156,25 +248,14 @@ def install_guard(policy: NetworkPolicy) -> None:
 
     create_connection.curate_policy = policy  # type: ignore[attr-defined]
     socket.create_connection = create_connection
-    _refuse_ftp()
+    fetch.install_opener(fetch.FetchLimits(), {}, refusal=REFUSED)
 
 
-def _refuse_ftp() -> None:
-    """urllib follows redirects to ftp:// as well; only http(s) is downloaded, redirected or not."""
-    import urllib.error
-    import urllib.request
-
-    class RefuseFTP(urllib.request.FTPHandler):
-        def ftp_open(self, req):  # type: ignore[no-untyped-def]
-            raise urllib.error.URLError(f"{REFUSED}: scheme 'ftp' is not downloaded, only http and https are")
-
-    urllib.request.install_opener(urllib.request.build_opener(RefuseFTP))
-
-
-def _install_guard_from_environment() -> None:
+def _install_from_environment() -> None:
     text = os.environ.get(POLICY_ENV)
     if text:
-        install_guard(NetworkPolicy.from_json(text))
+        limits = os.environ.get(fetch.LIMITS_ENV)
+        install(NetworkPolicy.from_json(text), fetch.FetchLimits.from_json(limits) if limits else None)
 
 
 def _die_with_parent() -> None:
@@ -194,11 +275,48 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="curate-download-watchdog", daemon=True).start()
 
 
+def _die_with_children(error_file: Path, stats_files: list[Path]) -> None:
+    """If one of img2dataset's processes dies (the kernel's out-of-memory killer sends SIGKILL),
+    its multiprocessing pool starts another but the dead one's part never finishes and
+    img2dataset waits forever. Watch the children instead: on a death by signal or with an
+    error status while parts are unfinished, say which and exit, so the step fails within a
+    second instead of hanging. (Once every part is done img2dataset terminates its pool itself.)"""
+    seen: dict[int, multiprocessing.process.BaseProcess] = {}
+
+    def watch() -> None:
+        while True:
+            time.sleep(CHILD_POLL_SECONDS)
+            for child in multiprocessing.active_children():
+                seen.setdefault(child.pid or 0, child)
+            for pid, child in list(seen.items()):
+                code = child.exitcode
+                if code is None:
+                    continue
+                del seen[pid]
+                if code != 0 and not all(path.exists() for path in stats_files):
+                    how = (f"was killed by signal {-code} ({signal.Signals(-code).name}"
+                           + ("; the kernel's out-of-memory killer sends it" if -code == signal.SIGKILL else "")
+                           + ")") if code < 0 else f"exited with status {code}"
+                    message = f"img2dataset's process {child.name} (pid {pid}) {how} while downloading"
+                    error_file.write_text(message)
+                    print(message, file=sys.stderr, flush=True)
+                    for other in multiprocessing.active_children():
+                        if other.pid:
+                            os.kill(other.pid, signal.SIGKILL)
+                    os._exit(CHILD_DIED_EXIT)
+
+    threading.Thread(target=watch, name="curate-download-child-watch", daemon=True).start()
+
+
 def main(job_path: str) -> None:
     with open(job_path) as handle:
         job = json.load(handle)
     _die_with_parent()
-    _install_guard_from_environment()
+    parts = int(os.environ.get(PARTS_ENV, "0"))
+    output = Path(job["output_folder"])
+    _die_with_children(Path(job_path).with_name(CHILD_DIED_FILE),
+                       [output / f"{part:05d}_stats.json" for part in range(parts)])
+    _install_from_environment()
     import img2dataset
 
     img2dataset.download(**job)
@@ -214,7 +332,7 @@ if __name__ in ("__main__", "__mp_main__"):
     # here; where they are installed they cost seconds of start-up in every spawned process.
     for _optional in OPTIONAL_IMPORTS:
         sys.modules.setdefault(_optional, None)  # type: ignore[assignment]
-    _install_guard_from_environment()
+    _install_from_environment()
 
 if __name__ == "__main__":
     main(sys.argv[1])

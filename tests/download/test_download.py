@@ -98,7 +98,9 @@ def test_failures_say_why(faulty_run: tuple[dict, pl.DataFrame]) -> None:
     first = dict(rows.filter(pl.col("status") != "success").group_by("gt_fault")
                  .agg(pl.col("error_message").first()).iter_rows())
     assert "404" in first["404"] and "500" in first["500"]
-    assert first["oversized"] == "image area too large"
+    assert first["oversized"].startswith("image area larger than max_image_area (4,000,000 pixels)")
+    assert "4000x4000" in first["oversized"]
+    assert set(rows.filter(pl.col("gt_fault") == "oversized")["status"]) == {"image_too_large"}
     assert "redirect" in first["redirect_loop"]
     assert "X-Robots-Tag" in first["noai"]
 

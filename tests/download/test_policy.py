@@ -10,7 +10,9 @@ import textwrap
 
 import pytest
 from curate_download.step import DownloadParams
-from curate_download.worker import REFUSED, NetworkPolicy, address_kind
+from curate_download.worker import REFUSED, NetworkPolicy, address_kind, embedded_ipv4, proxy_problem
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 
@@ -100,3 +102,75 @@ def test_the_guard_checks_the_address_actually_dialled() -> None:
     finally:
         listener.close()
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# -- IPv6 forms that lead to an IPv4 host are judged as that host -----------------------------------
+
+ipv4s = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
+
+
+def six_to_four(ip: ipaddress.IPv4Address, tail: int = 0) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address((0x2002 << 112) | (int(ip) << 80) | tail)
+
+
+def nat64(ip: ipaddress.IPv4Address) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address(int(ipaddress.IPv6Address("64:ff9b::")) | int(ip))
+
+
+def mapped(ip: ipaddress.IPv4Address) -> ipaddress.IPv6Address:
+    return ipaddress.IPv6Address(f"::ffff:{ip}")
+
+
+def teredo(server: ipaddress.IPv4Address, client: ipaddress.IPv4Address) -> ipaddress.IPv6Address:
+    """2001:0::/32, the server's address, flags and port, then the client's address XOR 0xffffffff."""
+    return ipaddress.IPv6Address((0x20010000 << 96) | (int(server) << 64) | (0x1234 << 32) | (int(client) ^ 0xFFFFFFFF))
+
+
+@given(ipv4s, st.integers(0, 2**80 - 1))
+def test_6to4_is_judged_by_its_ipv4(ip: ipaddress.IPv4Address, tail: int) -> None:
+    assert address_kind(six_to_four(ip, tail)) == address_kind(ip)
+
+
+@given(ipv4s)
+def test_nat64_and_mapped_are_judged_by_their_ipv4(ip: ipaddress.IPv4Address) -> None:
+    assert address_kind(nat64(ip)) == address_kind(ip)
+    assert address_kind(mapped(ip)) == address_kind(ip)
+
+
+@given(ipv4s)
+def test_teredo_is_judged_by_its_client(ip: ipaddress.IPv4Address) -> None:
+    server = ipaddress.IPv4Address("65.54.227.120")  # a public Teredo server
+    assert address_kind(teredo(server, ip)) == address_kind(ip)
+
+
+@given(ipv4s)
+def test_a_refusal_names_the_embedded_address(ip: ipaddress.IPv4Address) -> None:
+    for wrapped in (six_to_four(ip), nat64(ip)):
+        problem = NetworkPolicy().url_problem(f"http://[{wrapped}]/a.png")
+        assert (problem is None) == (address_kind(ip) is None)
+        if problem is not None:
+            assert str(ip) in problem and "allow_private_networks" in problem
+
+
+@given(st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address))
+def test_no_ipv6_address_python_calls_non_global_is_allowed(ip: ipaddress.IPv6Address) -> None:
+    """Except those that embed a public IPv4 address (Teredo's 2001::/32 lies in a non-global block)."""
+    if not ip.is_global and embedded_ipv4(ip) is None:
+        assert address_kind(ip) is not None
+
+
+@pytest.mark.parametrize("address", ["2002:7f00:1::", "2002:a9fe:a9fe::1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",
+                                     "64:ff9b:1::a00:1", "::127.0.0.1"])
+def test_observed_forms_of_private_ipv4_are_refused(address: str) -> None:
+    assert address_kind(ipaddress.ip_address(address)) is not None
+    assert NetworkPolicy().url_problem(f"http://[{address}]:8080/a.jpg") is not None
+
+
+# -- a proxy and the private-address check do not mix -------------------------------------------------
+
+@pytest.mark.parametrize("variable", ["http_proxy", "HTTPS_PROXY", "all_proxy"])
+def test_a_proxy_is_refused_with_the_guard(variable: str) -> None:
+    problem = proxy_problem(NetworkPolicy(allowed_hosts=("proxy.internal",)), {variable: "http://proxy.internal:3128"})
+    assert problem is not None and variable in problem and "allow_private_networks: true" in problem
+    assert proxy_problem(NetworkPolicy(allow_private_networks=True), {variable: "http://proxy.internal:3128"}) is None
+    assert proxy_problem(NetworkPolicy(), {"no_proxy": "localhost"}) is None

@@ -21,6 +21,7 @@ from tests.conftest import cli_env
 from tests.download.conftest import TIMEOUT, counting_server, download_spec, run_download, url_table
 
 pytestmark = pytest.mark.network
+ROOT = Path(__file__).resolve().parents[2]  # this checkout, for the curate CLI's subprocess
 
 
 def image_bytes(manifest: dict, rows: pl.DataFrame) -> dict[str, bytes]:
@@ -84,7 +85,7 @@ def test_a_killed_download_resumes_without_refetching(stalling_world: World, tmp
         table.write_parquet(tmp_path / "data.parquet")
         (tmp_path / "spec.yaml").write_text(yaml.safe_dump(download_spec(params, shard_size=40), sort_keys=False))
         process = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"], cwd=tmp_path,
-                                   env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   env=cli_env([ROOT, ROOT / "plugins"]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    start_new_session=True)
         step_dir = None
         deadline = time.monotonic() + 400
@@ -124,3 +125,85 @@ def _step_dir(store_dir: Path) -> Path | None:
         if (step_dir / "artifacts").is_dir():
             return step_dir
     return None
+
+
+def _descendants(pid: int) -> list[int]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except OSError:
+                continue
+            tree.setdefault(parent, []).append(int(entry.name))
+    out, stack = [], list(tree.get(pid, []))
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack += tree.get(child, [])
+    return out
+
+
+def _threads(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Threads:"))
+
+
+def test_a_killed_img2dataset_process_fails_the_step_at_once(stalling_world: World, tmp_path: Path) -> None:
+    """SIGKILL img2dataset's downloading process (as the out-of-memory killer would) once a part
+    is done: curate used to wait forever; now it fails within seconds, naming the signal, and a
+    re-run resumes without fetching the finished part again."""
+    params = {"allow_private_networks": True, "timeout": TIMEOUT, "image_size": 32, "samples_per_shard": 20,
+              "threads": 8}
+    with counting_server(stalling_world) as server:
+        table = url_table(stalling_world, server.base_url)
+        table.write_parquet(tmp_path / "data.parquet")
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump(download_spec(params), sort_keys=False))
+        process = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"], cwd=tmp_path,
+                                   env=cli_env([ROOT, ROOT / "plugins"]), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            step_dir = None
+            while step_dir is None or not store.stats_path(step_dir / "artifacts" / "shard-00000", 0).exists():
+                step_dir = _step_dir(tmp_path / "run" / "store")
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "the first part never finished"
+                time.sleep(0.05)
+            worker = int((step_dir / "artifacts" / "shard-00000" / "worker.pid").read_text())
+            downloading: list[int] = []
+            while not downloading:  # the pool process, while its download threads run
+                downloading = [pid for pid in _descendants(worker) if _threads(pid) > params["threads"]]
+                assert time.monotonic() < deadline, "no process ever ran the download threads"
+            os.kill(downloading[0], signal.SIGKILL)
+            killed = time.monotonic()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("curate did not notice that img2dataset's process died") from None
+            noticed = time.monotonic() - killed
+            stderr = process.stderr.read().decode() if process.stderr else ""
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            if process.stderr:
+                process.stderr.close()
+        print(f"\nnoticed in {noticed:.1f} s: {stderr.strip()}")
+        assert process.returncode == 1 and "Traceback" not in stderr  # a step failure, not bad input
+        assert "killed by signal 9 (SIGKILL" in stderr and "re-running resumes" in stderr
+        assert noticed < 15
+        finished = _finished_parts(step_dir)
+        assert "shard-00000/0" in finished
+
+        manifest = run_spec(download_spec(params), tmp_path)
+        rows = read_step_output(manifest, "download")
+        counts = dict(server.counts)
+    assert rows.height == table.height and rows["status"].null_count() == 0
+    healthy = dict(rows.filter(pl.col("gt_fault") == "none").select("uid", pl.col("url").str.replace(r"^http://[^/]+", "")).iter_rows())
+    done = {healthy[uid] for uid in finished["shard-00000/0"] if uid in healthy}
+    assert done and {path: counts.get(path, 0) for path in done} == dict.fromkeys(done, 1)
+    assert sorted(rows.filter(pl.col("status") == "success")["uid"]) == sorted(healthy)

@@ -15,8 +15,10 @@ from curate_download.step import Download, DownloadParams
 from curate_download.worker import REFUSED
 from curate_world.generate import World
 
+from curate.errors import StepError
 from curate.step import StepContext
 from tests.download.conftest import TIMEOUT, counting_server, read_dropped, run_download, url_table
+from tests.download.hostile import png
 
 pytestmark = pytest.mark.network
 
@@ -101,7 +103,7 @@ def test_allow_list_redirects_and_drop_policy(faulty_world: World, tmp_path: Pat
                                                      "oversized", "redirect", "redirect_loop", "noai"]))
                   .iter_rows())
     assert status == {"by-address": "refused", "redirect-to-address": "refused", "metadata": "refused",
-                      "file": "refused", "no-url": "failed_to_download"}
+                      "file": "refused", "no-url": "missing_url"}
     redirected = dropped.filter(pl.col("gt_fault") == "redirect-to-address")["error_message"][0]
     assert redirected.startswith(REFUSED) and "'127.0.0.1'" in redirected and "urlopen" not in redirected
     assert "only http and https" in dropped.filter(pl.col("gt_fault") == "file")["error_message"][0]
@@ -111,7 +113,48 @@ def test_allow_list_redirects_and_drop_policy(faulty_world: World, tmp_path: Pat
     # the policy: refused and opted-out rows are dropped with the reason, other failures are kept
     assert set(dropped["_drop_reason"]) <= {"download: refused", "download: opted_out"}
     assert "refused" in set(dropped["status"]) <= {"refused", "opted_out"}
-    assert set(kept["status"]) <= {"success", "failed_to_download", "failed_to_resize"}
+    assert set(kept["status"]) <= {"success", "failed_to_download", "failed_to_resize", "image_too_large", "missing_url"}
     assert kept.filter(pl.col("gt_fault") == "none")["status"].to_list() == ["success"] * kept.filter(
         pl.col("gt_fault") == "none").height
     assert manifest["steps"][1]["dropped"] == dict(sorted(dropped.group_by("_drop_reason").len().iter_rows()))
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy that answers every request itself with a small PNG, and records it."""
+
+    protocol_version = "HTTP/1.0"
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.path)
+        body = png("proxied")
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_proxy_cannot_carry_requests_past_the_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With http_proxy pointing at an allowed host, the guard used to vet the proxy and the proxy
+    fetched metadata.google.internal. Now the step refuses the combination before any request."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Proxy.seen = []
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.server_address[1]}")
+    table = pl.DataFrame({"url": ["http://metadata.google.internal/computeMetadata/v1/a.png"], "alt_text": ["x"]})
+    try:
+        with pytest.raises(StepError, match="http_proxy") as failure:
+            run_download(tmp_path, table, {"allowed_hosts": ["127.0.0.1"], "timeout": TIMEOUT})
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert _Proxy.seen == []
+    assert "allow_private_networks: true" in str(failure.value)

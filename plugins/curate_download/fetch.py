@@ -1,0 +1,301 @@
+"""Bounded fetching in img2dataset's processes: a deadline per attempt and caps on bytes and pixels.
+
+img2dataset fetches a row with ``urllib.request.urlopen(request, timeout=timeout)`` and then
+``response.read()``. urllib's timeout bounds each socket operation, not the transfer: a server
+that drips a byte per second holds a row for hours. ``read()`` without a length reads whatever
+arrives: an endless body fills memory until the kernel steps in. And img2dataset decodes the
+whole image before it compares the area with ``max_image_area``: a 100 KB PNG that declares
+30000x30000 pixels costs gigabytes first.
+
+img2dataset has no hook for its fetch function, but ``urlopen`` goes through the process-wide
+opener, which urllib lets a program replace (``urllib.request.install_opener``, public API). This
+module builds that opener from urllib's own handlers, with connection classes that bound what
+they read; img2dataset's code is untouched. Only the standard library is imported here (plus
+Pillow, lazily, to read an image's header): these processes pay for img2dataset's imports already.
+
+- **Deadline.** Each ``open()`` (one attempt at a row, its redirects included) starts a clock
+  of ``timeout`` seconds; every socket operation of that attempt (connect, TLS handshake, request,
+  status line and headers, every hop of a redirect, the body) waits at most for the time left,
+  and fails with :data:`TIMED_OUT` once it is spent. DNS lookups are the resolver's business.
+- **Bytes.** A body longer than ``max_bytes`` is refused (:data:`TOO_LARGE`): at once when its
+  Content-Length says so, else as soon as ``max_bytes + 1`` bytes arrived, whatever the
+  Content-Length said. A body that ends before its Content-Length is an error, not a short image.
+- **Pixels.** A body whose image header declares more than ``max_image_area`` pixels is refused
+  (:data:`IMAGE_TOO_LARGE`) before anything decodes it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+
+LIMITS_ENV = "CURATE_DOWNLOAD_LIMITS"
+# Marks that the download step turns into row statuses (after urllib may have wrapped them).
+TIMED_OUT = "timed out"
+TOO_LARGE = "response body larger than max_bytes"
+IMAGE_TOO_LARGE = "image area larger than max_image_area"
+ONLY_HTTP = "only http and https are"
+CHUNK_BYTES = 1 << 16
+
+_attempt = threading.local()  # .deadline and .seconds while an open() runs in this thread
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_bytes: int = 32 * 2**20
+    max_image_area: float | None = 50_000_000
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> FetchLimits:
+        return cls(**json.loads(text))
+
+
+class DeadlineExceeded(TimeoutError):
+    """The attempt's whole transfer took longer than the step's ``timeout``."""
+
+
+class BodyTooLarge(OSError):
+    pass
+
+
+class ImageTooLarge(OSError):
+    pass
+
+
+class BodyIncomplete(OSError):
+    pass
+
+
+def _deadline_error(seconds: float | None) -> DeadlineExceeded:
+    return DeadlineExceeded(f"{TIMED_OUT}: the transfer took longer than the download step's timeout "
+                            f"({seconds:g} s for connecting, redirects, headers and body together)")
+
+
+class _Bounded:
+    """Shared by both socket classes: before each blocking call, wait at most the time left."""
+
+    deadline: float | None = None
+    seconds: float | None = None
+
+    def _arm(self) -> None:
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _deadline_error(self.seconds)
+        self.settimeout(left if self.seconds is None else min(left, self.seconds))  # type: ignore[attr-defined]
+
+    def _timed_out(self, exc: TimeoutError) -> TimeoutError:
+        if self.deadline is not None and time.monotonic() >= self.deadline - 0.01:
+            return _deadline_error(self.seconds)
+        return exc
+
+
+class DeadlineSocket(_Bounded, socket.socket):
+    """A plain TCP socket whose operations end at the attempt's deadline."""
+
+    @classmethod
+    def adopt(cls, sock: socket.socket, deadline: float, seconds: float | None) -> DeadlineSocket:
+        timeout = sock.gettimeout()
+        bounded = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        bounded.settimeout(timeout)
+        bounded.deadline, bounded.seconds = deadline, seconds
+        return bounded
+
+    def recv_into(self, buffer, nbytes=0, flags=0):  # type: ignore[no-untyped-def,override]
+        self._arm()
+        try:
+            return super().recv_into(buffer, nbytes, flags)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from None
+
+    def recv(self, bufsize, flags=0):  # type: ignore[no-untyped-def,override]
+        self._arm()
+        try:
+            return super().recv(bufsize, flags)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from None
+
+    def sendall(self, data, flags=0):  # type: ignore[no-untyped-def,override]
+        self._arm()
+        try:
+            return super().sendall(data, flags)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from None
+
+
+class DeadlineSSLSocket(_Bounded, ssl.SSLSocket):
+    """The TLS socket class of the opener's context (``SSLContext.sslsocket_class``, public API).
+    The handshake runs inside ``wrap_socket`` under the connect timeout, which is already no
+    longer than the time left; reads and writes after it are bounded here."""
+
+    def read(self, len=1024, buffer=None):  # type: ignore[no-untyped-def,override]  # noqa: A002
+        self._arm()
+        try:
+            return super().read(len, buffer)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from None
+
+    def write(self, data):  # type: ignore[no-untyped-def,override]
+        self._arm()
+        try:
+            return super().write(data)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from None
+
+    def sendall(self, data, flags=0):  # type: ignore[no-untyped-def,override]
+        self._arm()
+        try:
+            return super().sendall(data, flags)
+        except TimeoutError as exc:
+            raise self._timed_out(exc) from None
+
+
+_process_limits: list[FetchLimits] = [FetchLimits()]  # what install_opener set for this process
+
+
+class BoundedResponse(http.client.HTTPResponse):
+    """``read()`` without a length reads at most ``max_bytes``, and refuses image bombs."""
+
+    def read(self, amt=None):  # type: ignore[no-untyped-def,override]
+        if amt is not None:
+            return super().read(amt)
+        limits = _process_limits[0]
+        declared = self.length
+        if declared is not None and declared > limits.max_bytes:
+            self.close()
+            raise BodyTooLarge(f"{TOO_LARGE} ({limits.max_bytes} bytes): Content-Length says {declared}")
+        body = bytearray()
+        while True:
+            chunk = super().read(min(CHUNK_BYTES, limits.max_bytes + 1 - len(body)))
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > limits.max_bytes:
+                self.close()
+                raise BodyTooLarge(f"{TOO_LARGE} ({limits.max_bytes} bytes): stopped reading after "
+                                   f"{len(body)} bytes" + ("" if declared is None else
+                                                           f", although Content-Length said {declared}"))
+        if declared is not None and len(body) < declared:
+            raise BodyIncomplete(f"the body ended after {len(body)} of the {declared} bytes its Content-Length announced")
+        data = bytes(body)
+        check_image_area(data, limits.max_image_area)
+        return data
+
+
+def check_image_area(data: bytes, max_image_area: float | None) -> None:
+    """Refuse an image whose header declares more pixels than allowed, without decoding it.
+    Formats Pillow cannot identify pass; OpenCV's own pixel cap (OPENCV_IO_MAX_IMAGE_PIXELS,
+    which the step sets to the same limit) still stands before the decoder."""
+    if max_image_area is None:
+        return
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    Image.MAX_IMAGE_PIXELS = None  # this check is the limit; Pillow's own would raise without the size
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001  not an image Pillow knows: the decoder decides
+        return
+    if width * height > max_image_area:
+        raise ImageTooLarge(f"{IMAGE_TOO_LARGE} ({max_image_area:,.0f} pixels): the image declares "
+                            f"{width}x{height} = {width * height:,} pixels")
+
+
+class _DeadlineConnect:
+    """Connects within the time left, and hands out sockets that keep to the deadline."""
+
+    timeout: object
+    sock: socket.socket | None
+
+    def connect(self) -> None:
+        deadline, seconds = getattr(_attempt, "deadline", None), getattr(_attempt, "seconds", None)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _deadline_error(seconds)
+            self.timeout = min(left, seconds) if seconds is not None else left
+        super().connect()  # type: ignore[misc]
+        if deadline is None or self.sock is None:
+            return
+        if isinstance(self.sock, DeadlineSSLSocket):
+            self.sock.deadline, self.sock.seconds = deadline, seconds
+        elif type(self.sock) is socket.socket:
+            self.sock = DeadlineSocket.adopt(self.sock, deadline, seconds)
+
+
+class BoundedHTTPConnection(_DeadlineConnect, http.client.HTTPConnection):
+    response_class = BoundedResponse
+
+
+class BoundedHTTPSConnection(_DeadlineConnect, http.client.HTTPSConnection):
+    response_class = BoundedResponse
+
+
+class BoundedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):  # type: ignore[no-untyped-def]
+        return self.do_open(BoundedHTTPConnection, req)
+
+
+class BoundedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self) -> None:
+        context = ssl.create_default_context()
+        context.sslsocket_class = DeadlineSSLSocket
+        super().__init__(context=context)
+
+    def https_open(self, req):  # type: ignore[no-untyped-def]
+        return self.do_open(BoundedHTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+class RefuseFTP(urllib.request.FTPHandler):
+    """urllib follows redirects to ftp:// as well; only http(s) is downloaded, redirected or not."""
+
+    message = "refused"
+
+    def ftp_open(self, req):  # type: ignore[no-untyped-def]
+        raise urllib.error.URLError(f"{self.message}: scheme 'ftp' is not downloaded, {ONLY_HTTP}")
+
+
+class DeadlineOpener(urllib.request.OpenerDirector):
+    """An ``open()`` from outside starts an attempt's clock; the ones urllib makes for redirects
+    run inside it and share it."""
+
+    def open(self, fullurl, data=None, timeout=socket._GLOBAL_DEFAULT_TIMEOUT):  # type: ignore[no-untyped-def,override]
+        if getattr(_attempt, "deadline", None) is not None:
+            return super().open(fullurl, data, timeout)
+        seconds = float(timeout) if isinstance(timeout, (int, float)) else None
+        _attempt.deadline = None if seconds is None else time.monotonic() + seconds
+        _attempt.seconds = seconds
+        try:
+            return super().open(fullurl, data, timeout)
+        finally:
+            _attempt.deadline = _attempt.seconds = None
+
+
+def install_opener(limits: FetchLimits, proxies: dict[str, str] | None, refusal: str = "refused") -> None:
+    """Make ``urllib.request.urlopen`` in this process fetch within the limits. ``proxies``:
+    urllib's proxies (None: from the environment; {}: none at all). No file:, data: or ftp:."""
+    _process_limits[0] = limits
+    ftp = type("RefuseFTPHandler", (RefuseFTP,), {"message": refusal})
+    opener = DeadlineOpener()
+    handlers = [
+        urllib.request.ProxyHandler(proxies), urllib.request.UnknownHandler(), BoundedHTTPHandler(),
+        BoundedHTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPRedirectHandler(),
+        ftp(), urllib.request.HTTPErrorProcessor(),
+    ]
+    for handler in handlers:
+        opener.add_handler(handler)
+    urllib.request.install_opener(opener)

@@ -1,0 +1,207 @@
+"""A hostile image host on 127.0.0.1: what the web does to a downloader, one route per trick.
+
+Routes (NAME is any string; each response is the same for the same NAME)::
+
+    /ok/NAME.png        a small valid PNG, different per NAME
+    /endless/NAME       200 image/jpeg, no Content-Length, bytes forever
+    /endless-chunked/NAME  the same with chunked transfer encoding
+    /huge/NAME          200 with Content-Length 10 GB, bytes forever
+    /drip/NAME          a valid PNG, 2 bytes every 0.5 s
+    /drip-headers/NAME  the status line and headers, 2 bytes every 0.5 s
+    /slow-redirect/N/NAME  N hops of 302, each after SLOW_HOP seconds, then /ok/NAME.png
+    /bomb/NAME.png      a 110 KB PNG that declares 30000x30000 pixels (2.7 GB once decoded)
+    /lie-long/NAME      a PNG whose Content-Length is larger than the body; the server then closes
+    /lie-short/NAME     a PNG whose Content-Length is half its body (the rest follows anyway)
+    /loop/NAME          302 to /loop2/NAME, which redirects back
+    /chain/NAME         302 to /chain/NAME/x, forever
+
+Endless bodies stop after ``ENDLESS_CAP`` bytes and drips after ``DRIP_CAP_SECONDS`` so that a
+downloader without limits fails its test instead of taking the machine down; closing the server
+wakes every handler.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+ENDLESS_CAP = 6 * 2**30
+DRIP_CAP_SECONDS = 120.0
+DRIP_INTERVAL = 0.5
+DRIP_BYTES = 2
+SLOW_HOP = 0.8
+BOMB_SIDE = 30_000
+
+
+def png(name: str, side: int = 24) -> bytes:
+    seed = zlib.crc32(name.encode())
+    image = Image.new("RGB", (side, side), (seed & 255, (seed >> 8) & 255, (seed >> 16) & 255))
+    image.putpixel((1, 1), (255 - (seed & 255), 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@functools.cache
+def bomb_png(side: int = BOMB_SIDE) -> bytes:
+    """A 1-bit palette PNG of side x side zeros: tiny on the wire, 3 bytes a pixel once decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (side + 7) // 8)
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 3, 0, 0, 0))
+            + chunk(b"PLTE", b"\x10\x20\x30\xff\xff\xff") + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = True
+    request_queue_size = 1024
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.requests: list[str] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        pass  # clients that give up reset their connections; that is the point here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.requests.append(self.path)
+        parts = self.path.strip("/").split("/")
+        route, name = parts[0], parts[-1]
+        handler = getattr(self, "route_" + route.replace("-", "_"), None)
+        if handler is None:
+            self.send_error(404)
+            return
+        handler(parts)
+
+    def _head(self, status: int = 200, length: int | None = None, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "image/png")
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        for key, value in headers.items():
+            self.send_header(key.replace("_", "-"), value)
+        self.end_headers()
+
+    def _endless(self, chunked: bool) -> None:
+        block = b"\xff" * 2**16
+        sent = 0
+        while sent < ENDLESS_CAP and not self.server.stopping.is_set():
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+            sent += len(block)
+
+    def route_ok(self, parts: list[str]) -> None:
+        body = png(parts[-1])
+        self._head(length=len(body))
+        self.wfile.write(body)
+
+    def route_endless(self, parts: list[str]) -> None:
+        self._head(Connection="close")
+        self._endless(chunked=False)
+
+    def route_endless_chunked(self, parts: list[str]) -> None:
+        self._head(Transfer_Encoding="chunked")
+        self._endless(chunked=True)
+
+    def route_huge(self, parts: list[str]) -> None:
+        self._head(length=10 * 2**30)
+        self._endless(chunked=False)
+
+    def _drip(self, data: bytes) -> None:
+        started = time.monotonic()
+        for index in range(0, len(data), DRIP_BYTES):
+            if self.server.stopping.wait(DRIP_INTERVAL) or time.monotonic() - started > DRIP_CAP_SECONDS:
+                return
+            self.wfile.write(data[index:index + DRIP_BYTES])
+            self.wfile.flush()
+
+    def route_drip(self, parts: list[str]) -> None:
+        body = png(parts[-1], side=64)
+        self._head(length=len(body))
+        self._drip(body)
+
+    def route_drip_headers(self, parts: list[str]) -> None:
+        body = png(parts[-1])
+        self._drip(b"HTTP/1.1 200 OK\r\n" + b"X-Padding: " + b"a" * 400 + b"\r\n"
+                   + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    def route_slow_redirect(self, parts: list[str]) -> None:
+        hops = int(parts[1])
+        if self.server.stopping.wait(SLOW_HOP):
+            return
+        target = f"/slow-redirect/{hops - 1}/{parts[-1]}" if hops > 1 else f"/ok/{parts[-1]}.png"
+        self._head(302, length=0, Location=target)
+
+    def route_bomb(self, parts: list[str]) -> None:
+        body = bomb_png()
+        self._head(length=len(body))
+        self.wfile.write(body)
+
+    def route_lie_long(self, parts: list[str]) -> None:
+        body = png(parts[-1])
+        self._head(length=len(body) * 4, Connection="close")
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def route_lie_short(self, parts: list[str]) -> None:
+        body = png(parts[-1])
+        self._head(length=len(body) // 2, Connection="close")
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def route_loop(self, parts: list[str]) -> None:
+        self._head(302, length=0, Location=f"/loop2/{parts[-1]}")
+
+    def route_loop2(self, parts: list[str]) -> None:
+        self._head(302, length=0, Location=f"/loop/{parts[-1]}")
+
+    def route_chain(self, parts: list[str]) -> None:
+        self._head(302, length=0, Location=self.path.rstrip("/") + "/x")
+
+
+class HostileHost:
+    def __init__(self, server: _Server):
+        self.server = server
+        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[str]:
+        with self.server.lock:
+            return list(self.server.requests)
+
+
+@contextmanager
+def serve_hostile() -> Iterator[HostileHost]:
+    server = _Server()
+    thread = threading.Thread(target=server.serve_forever, name="hostile-host", daemon=True)
+    thread.start()
+    try:
+        yield HostileHost(server)
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()

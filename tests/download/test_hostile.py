@@ -1,0 +1,147 @@
+"""The web is adversarial: endless, dripping, lying and exploding responses among healthy ones.
+The step ends within its time bound, its processes stay within 1 GB of a healthy run's memory,
+every row has a status, every healthy row is stored, and nothing is left in the system's temp dir."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.download.conftest import run_download
+from tests.download.hostile import serve_hostile
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+TIMEOUT = 8.0  # generous: on a loaded machine img2dataset's start-up alone takes seconds
+THREADS = 16
+HEALTHY_ROWS = 40
+HOSTILE = {  # route -> (how many rows, the status each must get)
+    "endless": (2, "too_large"),
+    "endless-chunked": (2, "too_large"),
+    "huge": (1, "too_large"),
+    "drip": (2, "failed_to_download"),
+    "drip-headers": (2, "failed_to_download"),
+    "slow-redirect/12": (2, "failed_to_download"),
+    "bomb": (2, "image_too_large"),
+    "lie-long": (2, "failed_to_download"),
+    "lie-short": (2, "failed_to_resize"),
+    "loop": (1, "failed_to_download"),
+    "chain": (1, "failed_to_download"),
+}
+GIB = 2**30
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        tree.setdefault(parent, []).append(int(entry))
+    return tree
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of every descendant of ``root`` (the download worker and its processes)."""
+    tree, total = _children(), 0
+    stack = list(tree.get(root, []))
+    while stack:
+        pid = stack.pop()
+        stack += tree.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+@contextmanager
+def peak_rss() -> Iterator[list[int]]:
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], _tree_rss(os.getpid()))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join()
+
+
+def hostile_table(base_url: str) -> pl.DataFrame:
+    urls, kinds = [], []
+    for index in range(HEALTHY_ROWS):
+        urls.append(f"{base_url}/ok/h{index}.png")
+        kinds.append("ok")
+    for route, (count, _) in HOSTILE.items():
+        for index in range(count):
+            urls.append(f"{base_url}/{route}/r{index}" + (".png" if route == "bomb" else ""))
+            kinds.append(route)
+    return pl.DataFrame({"url": urls, "alt_text": [f"row {i}" for i in range(len(urls))], "kind": kinds})
+
+
+@pytest.fixture
+def private_system_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system temp dir, for this test: a folder nobody else writes to."""
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    return system_tmp
+
+
+def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
+    params = {"allow_private_networks": True, "timeout": TIMEOUT, "threads": THREADS, "image_size": 32}
+    with serve_hostile() as host:
+        table = hostile_table(host.base_url)
+        healthy = table.with_columns(pl.format("{}/ok/g{}.png", pl.lit(host.base_url), pl.int_range(pl.len())).alias("url"))
+        with peak_rss() as healthy_peak:
+            _, baseline = run_download(tmp_path / "healthy", healthy, params)
+        with peak_rss() as hostile_peak:
+            manifest, rows = run_download(tmp_path / "hostile", table, params)
+    seconds = next(r for r in manifest["steps"] if r["label"] == "download")["seconds"]
+    assert set(baseline["status"]) == {"success"}
+
+    bound = (table.height / THREADS + 1) * TIMEOUT
+    print(f"\nhostile run: {seconds:.1f} s (bound {bound:.1f} s); peak RSS of the worker tree "
+          f"{hostile_peak[0] / GIB:.2f} GiB vs healthy {healthy_peak[0] / GIB:.2f} GiB")
+    print(rows.group_by("kind", "status").agg(pl.col("error_message").first()).sort("kind"))
+    assert seconds <= bound
+    assert hostile_peak[0] <= healthy_peak[0] + GIB
+
+    assert rows.height == table.height and rows["status"].null_count() == 0
+    expected = {"ok": "success"} | {route: status for route, (_, status) in HOSTILE.items()}
+    got = dict(rows.group_by("kind").agg(pl.col("status").unique()).iter_rows())
+    assert got == {kind: [status] for kind, status in expected.items()}
+    assert rows.filter(pl.col("status") != "success")["error_message"].null_count() == 0
+    first = dict(rows.group_by("kind").agg(pl.col("error_message").first()).iter_rows())
+    assert "max_bytes" in first["endless"] and "max_bytes" in first["huge"]
+    assert "30000x30000" in first["bomb"] and "max_image_area" in first["bomb"]
+    for kind in ("drip", "drip-headers", "slow-redirect/12"):
+        assert "timed out" in first[kind], (kind, first[kind])
+    assert "Content-Length" in first["lie-long"]
+    assert "redirect" in first["loop"] and "redirect" in first["chain"]
+    stored = rows.filter(pl.col("kind") == "ok")
+    assert stored["image"].null_count() == 0 and stored.height == HEALTHY_ROWS
+
+    # nothing of either run stays outside its run directory
+    assert list(private_system_tmp.iterdir()) == []
+    assert not list((tmp_path / "hostile").glob("run/store/*/artifacts/shard-*/tmp")), "the worker's temp dir stayed"
