@@ -3,7 +3,10 @@
 Every step's output lives in a content-addressed store directory named by its fingerprint.
 A step whose directory is complete is reused (the cache); a shard-scope step that was cut off
 keeps its finished shards (resume); table-scope steps and the source are written to a
-``.partial`` directory and renamed when done, so they are either whole or absent.
+``.partial`` directory and renamed when done, so they are either whole or absent. A step is
+reused only when its files hold the rows its marker says (``runstore.cache_problem``). A run
+holds its run directory's and store's locks (``curate.lock``) throughout, and checks that
+every step returns each input uid once, kept or dropped with a reason (``check_nothing_lost``).
 """
 
 from __future__ import annotations

