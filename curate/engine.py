@@ -89,6 +89,8 @@ class Engine:
             for planned in plan.steps:
                 shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
         plan.refresh_cache_status()
+        for output in plan.outputs:
+            output.sink.preflight()
 
         manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)

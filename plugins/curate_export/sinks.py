@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 from pydantic import Field
 
-from curate_export.folder import export_folder
+from curate_export.folder import check_ours, export_folder
 
 from curate.hashing import uniform
 from curate.images import iter_images
@@ -103,6 +103,9 @@ class WebDatasetSink(Sink):
     extra = "export"
     Params = WebDatasetParams
 
+    def preflight(self) -> None:
+        check_ours(self.ctx.output_path, self.format)
+
     def write(self, table: TableInput) -> dict[str, Any]:
         out = self.ctx.output_path
         facts: dict[str, Any] = {}
@@ -159,6 +162,9 @@ class ImageFolderSink(Sink):
     requires = ("PIL",)
     extra = "export"
     Params = ExportParams
+
+    def preflight(self) -> None:
+        check_ours(self.ctx.output_path, self.format)
 
     def write(self, table: TableInput) -> dict[str, Any]:
         facts: dict[str, Any] = {}

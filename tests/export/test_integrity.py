@@ -134,3 +134,24 @@ def test_a_webdataset_export_killed_mid_tar_is_absent_and_a_rerun_is_byte_identi
         if name.endswith(".tar"):
             with tarfile.open(out / name) as tar:
                 assert len(tar.getmembers()) == 30  # 10 samples of jpg + txt + json
+
+
+def test_a_run_exporting_into_the_users_folder_stops_before_its_first_step(pm, tmp_path, store_table):
+    import curate_export
+
+    from curate.errors import OutputError
+    from curate.testing import run_spec
+
+    pm.register(curate_export, name="export", distribution="curate", version=curate_export.__version__)
+    store, table = store_table
+    table = table.with_columns(pl.format("https://example.com/{}.jpg", pl.col("uid")).alias("url"))
+    mine = tmp_path / "shards"
+    mine.mkdir()
+    (mine / "00000.tar").write_bytes(b"the user's own shard")
+    spec = {"name": "export", "source": {"path": "data.parquet"}, "steps": [{"step": "normalize_text"}],
+            "outputs": [{"format": "webdataset", "path": str(mine), "params": {"store_dir": str(store)}}]}
+    with pytest.raises(OutputError) as caught:
+        run_spec(spec, tmp_path / "work", tables={"data.parquet": table}, pm=pm)
+    assert caught.value.exit_code == 2 and str(mine) in str(caught.value) and "00000.tar" in str(caught.value)
+    assert (mine / "00000.tar").read_bytes() == b"the user's own shard"
+    assert not (tmp_path / "work" / "run" / "manifest.json").exists()  # no step ran
