@@ -47,20 +47,26 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _load_and_plan(spec_path: str, run_dir: str | None = None):
+def _load_and_plan(spec_path: str, run_dir: str | None = None, untrusted: bool = False):
     from curate.plan import make_plan
     from curate.spec import load_spec
 
     loaded = load_spec(spec_path)
+    if untrusted:
+        loaded.spec.run.untrusted = True
     pm = _pm()
     return make_plan(loaded, pm, run_dir), pm
 
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-def validate(spec: str) -> None:
-    """Check a spec: structure, plugin names, params, columns. Exit 2 listing every problem."""
-    plan, _ = _load_and_plan(spec)
+@click.option("--untrusted", is_flag=True,
+              help="The spec comes from someone else: its SQL gets no file, network or extension access.")
+def validate(spec: str, untrusted: bool) -> None:
+    """Check a spec: structure, plugin names, params, columns. Exit 2 listing every problem.
+
+    Nothing of the spec runs: SQL is parsed and bound to an empty table, never executed."""
+    plan, _ = _load_and_plan(spec, untrusted=untrusted)
     steps = len(plan.steps) - 1
     _console().print(f"[green]ok[/green] {spec}: source '{plan.source.format}', {steps} step"
                      f"{'s' if steps != 1 else ''}, {len(plan.outputs)} output{'s' if len(plan.outputs) != 1 else ''}")
@@ -70,13 +76,15 @@ def validate(spec: str) -> None:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Override run.dir from the spec.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(spec: str, run_dir: str | None, as_json: bool) -> None:
+@click.option("--untrusted", is_flag=True,
+              help="The spec comes from someone else: its SQL gets no file, network or extension access.")
+def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool) -> None:
     """Show the steps, the columns each reads and writes, and which are cached."""
     from rich.table import Table
 
     from curate.plan import plan_rows
 
-    the_plan, _ = _load_and_plan(spec, run_dir)
+    the_plan, _ = _load_and_plan(spec, run_dir, untrusted)
     rows = plan_rows(the_plan)
     if as_json:
         click.echo(json.dumps({"run_dir": str(the_plan.run_dir), "steps": rows}, indent=2))
@@ -104,10 +112,12 @@ def plan(spec: str, run_dir: str | None, as_json: bool) -> None:
 @click.option("--from", "from_label", help="Recompute this step and every step after it.")
 @click.option("--no-cache", is_flag=True, help="Recompute every step.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--untrusted", is_flag=True,
+              help="The spec comes from someone else: its SQL gets no file, network or extension access.")
 @click.option("--wait", is_flag=True,
               help="If another run holds the run directory or store, wait for it instead of refusing.")
 def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_label: str | None,
-        no_cache: bool, quiet: bool, wait: bool) -> None:
+        no_cache: bool, quiet: bool, untrusted: bool, wait: bool) -> None:
     """Run a spec. Finished steps and shards are reused, so re-running resumes a broken run."""
     from curate.engine import Engine
     from curate.errors import UsageError
@@ -125,7 +135,7 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
         run_dir = resume_dir
     if spec is None:
         raise UsageError("curate run needs a SPEC (or --resume RUN_DIR)", "e.g. curate run specs/quickstart.yaml")
-    the_plan, pm = _load_and_plan(spec, run_dir)
+    the_plan, pm = _load_and_plan(spec, run_dir, untrusted)
     console = _console(stderr=True)
     observer = None if quiet else RichObserver(console)
     try:
@@ -272,9 +282,20 @@ def _add_plugin_commands() -> None:
             pm.plugin_failed(impl.plugin_name, "curate_register_commands", exc)
 
 
+def _hoist_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` anywhere before ``--`` (``curate run x.yaml --debug``, as the error message
+    suggests, and after plugin sub-commands too) moves to the group, which owns the flag."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    if not debug:
+        return argv, False
+    rest = [arg for arg in argv[:end] if arg != "--debug"] + argv[end:]
+    return ["--debug", *rest], True
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    argv, debug = _hoist_debug(list(argv if argv is not None else sys.argv[1:]))
     _add_plugin_commands()
     try:
         cli.main(args=argv, prog_name="curate", standalone_mode=False)

@@ -18,17 +18,58 @@ ORDER_COLUMNS = ("_shard", "_row")
 _local = threading.local()
 
 
-def shard_connection() -> duckdb.DuckDBPyConnection:
+def shard_connection(untrusted: bool = False) -> duckdb.DuckDBPyConnection:
     """This thread's in-memory connection for per-shard queries (filter, sample's draws).
 
     Opening a connection and registering a frame cost more than the query on a 100k-row
     shard; one per thread (a worker process has its own) is reused for every shard. Callers
     register their frames under names of their own and unregister them when done.
+
+    ``untrusted``: a separate connection with external access disabled (no file, network or
+    extension access), for SQL written by someone else (``run.untrusted`` / ``--untrusted``).
     """
-    con = getattr(_local, "con", None)
+    attribute = "locked_con" if untrusted else "con"
+    con = getattr(_local, attribute, None)
     if con is None:
-        con = _local.con = duckdb.connect()
+        con = duckdb.connect(config={"enable_external_access": False}) if untrusted else duckdb.connect()
+        setattr(_local, attribute, con)
     return con
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, allowed: list[Any] = ()) -> duckdb.DuckDBPyConnection:
+    """Disable external access on ``con`` for good, except reads under the ``allowed`` directories
+    (the run's own shard files and spill directory). Used before running untrusted SQL."""
+    if allowed:
+        dirs = ", ".join(literal(str(d).rstrip("/") + "/") for d in allowed)
+        con.execute(f"SET allowed_directories = [{dirs}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+class UnsafeSQL(ValueError):
+    """User SQL that is not one plain query (several statements, COPY, ATTACH, SET...)."""
+
+
+def check_query(sql: str) -> None:
+    """Refuse anything but exactly one SELECT statement, by parsing only (nothing runs).
+
+    ``con.sql`` runs every statement before the last, so ``…; COPY (…) TO 'x'`` in a filter's
+    ``where`` wrote files even in ``curate validate``."""
+    statements = duckdb.extract_statements(sql)  # a syntax error raises duckdb's own ParserException
+    if len(statements) != 1:
+        raise UnsafeSQL(f"must be a single query, found {len(statements)} SQL statements (is there a ';'?)")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise UnsafeSQL(f"must be a SELECT query, found a {kind.name} statement")
+
+
+def check_expression(expression: str) -> None:
+    """Refuse anything but one SQL expression (no ``)``-escapes into a second statement)."""
+    try:
+        duckdb.SQLExpression(expression)
+    except duckdb.Error as exc:
+        raise UnsafeSQL(f"not a single SQL expression: {explain(exc)}") from None
 
 
 @contextmanager
@@ -76,13 +117,17 @@ def create_input_view(con: duckdb.DuckDBPyConnection, table: TableInput, name: s
         con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM "{name}_empty"')
 
 
-def bind(schema: Schema, sql: str, name: str = "input") -> Schema:
+def bind(schema: Schema, sql: str, name: str = "input", untrusted: bool = False) -> Schema:
     """The schema ``sql`` would produce over a table with ``schema``, without any data.
 
+    Only a single SELECT is bound (:func:`check_query`, raising :class:`UnsafeSQL`), so
+    validating or planning a spec never writes, attaches or configures anything. With
+    ``untrusted`` the connection has no external access either (no file or network reads).
     Raises ``duckdb.Error`` with DuckDB's own message (which names unknown columns and
     suggests candidates) when the query does not bind.
     """
-    con = duckdb.connect()
+    check_query(sql)
+    con = duckdb.connect(config={"enable_external_access": False}) if untrusted else duckdb.connect()
     try:
         con.register(name, pl.DataFrame(schema=schema))
         return dict(con.sql(f"SELECT * FROM ({sql}) LIMIT 0").pl().schema)

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from curate.duck import literal, quote, stream
-from curate.errors import SourceError
+from curate.errors import CurateError, SourceError
 from curate.schema import ALT_TEXT, UID, URL, Schema
 from curate.shards import ShardWriter, write_parquet_atomic
 from curate.source import Source
@@ -173,6 +173,19 @@ def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tupl
             f"file_row_number = true, union_by_name = true))", has_uid)
 
 
+def _located_error(source: Source, file_index: int, error: Exception) -> SourceError | None:
+    """The source's own account of a read error (file, line, column), when it can give one."""
+    read_error = getattr(source, "read_error", None)
+    files = getattr(source, "files", None)
+    if read_error is None or files is None:
+        return None
+    try:
+        path = files()[file_index]
+    except (CurateError, OSError, IndexError):
+        return None
+    return read_error(path, error, located_only=True)
+
+
 def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> str | None:
     """Copy every source frame, mapped and cast, to Parquet under ``staging``; SQL reading the
     copy, or None when the source has no frames."""
@@ -195,6 +208,9 @@ def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> s
                 .sink_parquet(staged, compression=STAGING_COMPRESSION)
             )
         except (pl.exceptions.PolarsError, OSError) as exc:
+            located = _located_error(source, file_index, exc)
+            if located is not None:
+                raise located from None
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SourceError(f"could not read source part {file_index}: {first_line}",
                               "check the file's format, its column types and the source.columns mapping") from None

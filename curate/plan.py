@@ -90,9 +90,50 @@ class Plan:
 
 
 def run_dir_for(loaded: LoadedSpec, override: str | Path | None = None) -> Path:
+    """``run.dir`` (or ``--run-dir``), relative to the working directory, where ``curate run
+    specs/quickstart.yaml`` from the repository root has always written ``runs/quickstart``.
+    (``source.path`` is relative to the spec file's directory instead.)"""
     if override is not None:
-        return Path(override).resolve()
-    return Path(loaded.spec.run.dir.replace("{name}", loaded.spec.name)).resolve()
+        return Path(override).expanduser().resolve()
+    return Path(loaded.spec.run.dir.replace("{name}", loaded.spec.name)).expanduser().resolve()
+
+
+# Directories a run must never be (a run writes and replaces files there) or be inside of.
+SYSTEM_DIRS = ("/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev", "/proc",
+               "/sys", "/var", "/opt", "/root", "/home", "/tmp", "/srv", "/mnt", "/media", "/run")
+SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev", "/proc", "/sys")
+
+
+def run_dir_problems(loaded: LoadedSpec, override: str | Path | None, run_path: Path) -> list[tuple]:
+    """Refuse a spec's run.dir or cache_dir that leaves the working directory with '..', and any run
+    directory (also one given with --run-dir) that is a system directory."""
+    out: list[tuple] = []
+    checks: list[tuple[tuple, str, Path, bool]] = [
+        (("run", "dir"), str(override) if override is not None else loaded.spec.run.dir, run_path, override is None)
+    ]
+    if loaded.spec.run.cache_dir:
+        cache = loaded.spec.run.cache_dir
+        checks.append((("run", "cache_dir"), cache, Path(cache).expanduser().resolve(), True))
+    home = Path.home().resolve()
+    system = {Path(d) for d in SYSTEM_DIRS} | {home, *home.parents}
+    for loc, raw, resolved, from_spec in checks:
+        if from_spec and not Path(raw).expanduser().is_absolute() and ".." in Path(raw).parts:
+            out.append((loc, f"'{raw}' leaves the working directory ('..')",
+                        "use a path inside the working directory, or an absolute path to put it elsewhere"))
+        if resolved in system or any(resolved.is_relative_to(tree) for tree in SYSTEM_TREES):
+            out.append((loc, f"'{raw}' is {resolved}, a system directory",
+                        "give the run a directory of its own, e.g. runs/{name}"))
+    return out
+
+
+def output_path_problem(output_path: str, run_path: Path) -> str | None:
+    """A relative output path must stay inside the run directory (an absolute one is explicit)."""
+    path = Path(output_path).expanduser()
+    if path.is_absolute():
+        return None
+    if not (run_path / path).resolve().is_relative_to(run_path):
+        return f"'{output_path}' leaves the run directory; relative output paths are inside the run directory"
+    return None
 
 
 def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None = None) -> Plan:
@@ -102,6 +143,8 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     problems = resolved.problems
     assert problems is not None
     run_path = run_dir_for(loaded, run_dir)
+    for loc, message, hint in run_dir_problems(loaded, run_dir, run_path):
+        problems.add(loc, message, hint)
     store = Path(spec.run.cache_dir).resolve() if spec.run.cache_dir else run_path / "store"
 
     source: Source | None = None
@@ -216,6 +259,9 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     outputs: list[PlannedOutput] = []
     sink_iter = iter(resolved.sinks)
     for index, output_spec in enumerate(spec.outputs):
+        escape = output_path_problem(output_spec.path, run_path)
+        if escape:
+            problems.add(("outputs", index, "path"), escape, "write it inside the run directory, or give an absolute path")
         sink_cls = pm.sinks.get(output_spec.format)
         if sink_cls is None:
             continue
@@ -230,10 +276,12 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         sink = cls(params, ctx)
         upstream = next((p for p in plan_steps if p.label == label), None)
         if upstream is not None:
-            for name, dtype in getattr(cls, "reads", {}).items():
+            for name in sink.input_columns():
                 if name not in upstream.output_schema:
-                    problems.add(("outputs", index, "format"), f"output '{output_spec.format}' needs column "
-                                 f"'{name}', which step '{label}' does not produce")
+                    close = difflib.get_close_matches(name, list(upstream.output_schema), n=1)
+                    hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(upstream.output_schema)}"
+                    problems.add(("outputs", index, "format"), f"output '{output_spec.format}' reads column "
+                                 f"'{name}', which step '{label}' does not produce", hint)
         outputs.append(PlannedOutput(index, sink, label, output_spec.path))
 
     problems.raise_if_any()

@@ -45,6 +45,11 @@ class Sink:
         self.params = params
         self.ctx = ctx
 
+    def input_columns(self) -> dict:
+        """The columns :meth:`write` reads, checked at plan time like a step's ``reads``, so a
+        missing column fails before any step runs. Override when params name them."""
+        return dict(self.reads)
+
     def preflight(self) -> None:
         """Raise a CurateError if the output cannot be written (a folder of someone else's files);
         called before the run's first step, so the problem shows before hours of work."""

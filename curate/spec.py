@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from curate.errors import Problem, SpecError
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The spec's name becomes part of the run directory ({name} in run.dir): never a path.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
 class _Model(BaseModel):
@@ -67,6 +69,8 @@ class RunSpec(_Model):
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     cache_dir: str | None = Field(None, description="content-addressed step store (default: RUN_DIR/store)")
     report: bool = Field(True, description="write report.html at the end (when a report plugin is installed)")
+    untrusted: bool = Field(False, description="the spec comes from someone else: SQL in steps gets no file, "
+                            "network or extension access (DuckDB's enable_external_access=false)")
 
     @field_validator("executor", mode="before")
     @classmethod
@@ -82,6 +86,13 @@ class Spec(_Model):
     steps: list[StepSpec] = Field(default_factory=list)
     outputs: list[OutputSpec] = Field(default_factory=list)
     run: RunSpec = Field(default_factory=RunSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value) or ".." in value:
+            raise ValueError(f"must be letters, digits, '-', '_' and '.' (no '/', no '..'), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _unique_labels(self) -> Spec:
@@ -100,7 +111,10 @@ class Spec(_Model):
         return [s.name or s.step for s in self.steps]
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if not data["run"]["untrusted"]:  # specs written before the setting keep their hash
+            del data["run"]["untrusted"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def hash(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
@@ -213,7 +227,36 @@ def parse_yaml(text: str, source_name: str = "spec") -> tuple[Any, yaml.Node | N
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError([Problem("", f"not valid YAML: {problem}", line=line)], source_name) from None
+    duplicates = duplicate_keys(node)
+    if duplicates:
+        raise SpecError(duplicates, source_name)
     return data, node
+
+
+def duplicate_keys(node: yaml.Node | None, path: tuple[str | int, ...] = ()) -> list[Problem]:
+    """Keys given twice in one mapping, at any depth. YAML loaders keep the last silently, so a
+    second ``steps:`` replaced the first without a word."""
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                if key.value in first:
+                    problems.append(Problem(
+                        format_path(path + (key.value,)),
+                        f"key '{key.value}' is given twice, on lines {first[key.value]} and {line}",
+                        hint="keep one of them (YAML would silently use only the last)", line=line,
+                    ))
+                else:
+                    first[key.value] = line
+                problems += duplicate_keys(value, path + (key.value,))
+            else:
+                problems += duplicate_keys(value, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems += duplicate_keys(item, path + (index,))
+    return problems
 
 
 def load_spec_text(text: str, path: Path | None = None) -> LoadedSpec:
@@ -322,4 +365,13 @@ def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     if not path.exists():
         raise SpecError([Problem("", f"spec file not found: {path}")], str(path))
-    return load_spec_text(path.read_text(encoding="utf-8"), path)
+    if not path.is_file():
+        raise SpecError([Problem("", f"not a file: {path}")], str(path))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SpecError([Problem("", f"not a UTF-8 text file: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                                 "is not valid UTF-8", hint="save the spec as UTF-8", line=line)], str(path)) from None
+    return load_spec_text(text, path)

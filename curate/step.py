@@ -98,6 +98,9 @@ class Step:
     # process_shard keeps no state between calls, so executors may run shards on several threads
     # of one process at once (polars and DuckDB release the GIL): no process start-up, no pickling.
     thread_safe: ClassVar[bool] = False
+    # Set from ``run.untrusted`` / ``--untrusted``: steps that run user SQL disable DuckDB's
+    # external access (files, network, extensions) when this is on.
+    untrusted: bool = False
 
     class Params(Params):
         pass

@@ -123,7 +123,10 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
             continue
         _requirements(cls, loc + ("step",), problems, f"step '{step_spec.step}'")
         params = _params(cls, step_spec.params, loc + ("params",), problems)
-        resolved.steps.append(cls(params, label=step_spec.name or step_spec.step) if params is not None else None)
+        step = cls(params, label=step_spec.name or step_spec.step) if params is not None else None
+        if step is not None:
+            step.untrusted = spec.run.untrusted
+        resolved.steps.append(step)
 
     labels = spec.labels()
     for index, output in enumerate(spec.outputs):

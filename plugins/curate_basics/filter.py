@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import bind, explain, shard_connection
+from curate.duck import UnsafeSQL, bind, check_expression, explain, shard_connection
 from curate.params import Params
 from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext
@@ -29,7 +29,10 @@ class Filter(Step):
 
     def plan_check(self, input_schema: Schema) -> list[str]:
         try:
-            out = bind(input_schema, f"SELECT ({self.params.where}) AS _keep FROM input")
+            check_expression(self.params.where)
+            out = bind(input_schema, f"SELECT ({self.params.where}) AS _keep FROM input", untrusted=self.untrusted)
+        except UnsafeSQL as exc:
+            return [f"'where' {exc}"]
         except duckdb.Error as exc:
             return [f"'where' does not run on the input table: {explain(exc)}"]
         if out["_keep"] != pl.Boolean:
@@ -42,7 +45,8 @@ class Filter(Step):
         # sending every column through DuckDB and back took twice as long on web text.
         # A cursor of this thread's connection has its own `input`, so steps and threads
         # never see each other's.
-        con = shard_connection().cursor()
+        check_expression(self.params.where)  # planning refused it already; never run a second statement
+        con = shard_connection(self.untrusted).cursor()
         try:
             con.register("input", table)
             keep = con.sql(f"SELECT coalesce(({self.params.where}), {fallback}) AS _keep FROM input").pl()["_keep"]

@@ -37,7 +37,16 @@ def _atomic(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-class ParquetSink(Sink):
+class TableSink(Sink):
+    """A sink writing the chosen ``columns`` (planning checks that they exist)."""
+
+    Params = TableSinkParams
+
+    def input_columns(self) -> dict[str, Any]:
+        return dict.fromkeys(self.params.columns or [])
+
+
+class ParquetSink(TableSink):
     format = "parquet"
     description = "one Parquet file (streamed, so bounded memory)"
     Params = TableSinkParams
@@ -50,7 +59,7 @@ class ParquetSink(Sink):
         return {"rows": pl.scan_parquet(path).select(pl.len()).collect().item()}
 
 
-class JsonlSink(Sink):
+class JsonlSink(TableSink):
     format = "jsonl"
     description = "one JSON Lines file"
     Params = TableSinkParams
@@ -64,7 +73,7 @@ class JsonlSink(Sink):
             return {"rows": sum(1 for _ in handle)}
 
 
-class CsvSink(Sink):
+class CsvSink(TableSink):
     format = "csv"
     description = "one CSV file (nested columns are written as JSON text)"
     Params = TableSinkParams

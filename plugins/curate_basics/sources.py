@@ -63,10 +63,41 @@ class FileSource(Source):
         try:
             schema = dict(self.scan_file(files[0]).collect_schema())
         except (pl.exceptions.PolarsError, OSError) as exc:
-            raise SourceError(f"cannot read {files[0]} as {self.format}: {exc}",
-                              "check source.format, or the file") from None
+            error = self.read_error(files[0], exc)
+            assert error is not None
+            raise error from None
         _check_separator(files[0], schema)
         return schema
+
+    def read_error(self, path: Path, error: Exception, located_only: bool = False) -> SourceError | None:
+        """The reader's error with the file, line and column it failed at (found by a bounded
+        re-scan where the reader does not say); with ``located_only``, None when not found."""
+        from curate_basics.locate import first_bad_json_line, first_bad_utf8, first_ragged_row
+
+        text = str(error).strip()
+        reason = text.splitlines()[0] if text else type(error).__name__
+        kind, params = self.kind_of(path)
+        location, hint = None, "check source.format, or the file"
+        if kind in ("csv", "tsv", "jsonl") and path.is_file():
+            if kind == "jsonl" or params.encoding == "utf8":
+                location = first_bad_utf8(path)
+                hint = "save the file as UTF-8" + ("" if kind == "jsonl" else
+                                                  ", or read it lossily with source.params.encoding: latin1")
+            if location is None and kind == "jsonl":
+                location = first_bad_json_line(path)
+                hint = "fix or remove that line: each line must be one JSON object"
+            elif location is None:
+                location = first_ragged_row(path, params.separator, params.quote_char, params.has_header)
+                hint = "fix that row (quote fields that contain the separator), or check source.params.separator"
+        if location is None:
+            if located_only:
+                return None
+            return SourceError(f"cannot read {path} as {kind}: {reason}", "check source.format, or the file")
+        return SourceError(f"cannot read {path} as {kind}, {location.render()} ({reason})", hint)
+
+    def kind_of(self, path: Path) -> tuple[str, Params]:
+        """The format a file is read as, with the params it is read with."""
+        return self.format, self.params
 
     def scan(self) -> Iterator[pl.LazyFrame]:
         for path in self.files():
@@ -148,6 +179,11 @@ class AutoSource(FileSource):
     format = "auto"
     description = "any of parquet/csv/tsv/jsonl, chosen by each file's extension"
     extensions = tuple(EXTENSIONS)
+
+    def kind_of(self, path: Path) -> tuple[str, Params]:
+        kind = EXTENSIONS.get(path.suffix.lower(), "auto")
+        classes = {"csv": CsvSource, "tsv": TsvSource}
+        return kind, (classes[kind].Params() if kind in classes else self.params)
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         kind = EXTENSIONS.get(path.suffix.lower())

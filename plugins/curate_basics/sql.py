@@ -8,14 +8,15 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import bind, create_input_view, explain, shard_connection, stream
+from curate.duck import UnsafeSQL, bind, check_query, create_input_view, explain, lock_down, shard_connection, stream
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
 from curate.step import Step, StepContext, TableInput
 
 
 class SqlParams(Params):
-    query: str = Field(..., min_length=1, description="DuckDB SQL over the table `input`; must keep `uid`")
+    query: str = Field(..., min_length=1, description="one DuckDB SELECT over the table `input`; must keep `uid`. "
+                       "It may read files (read_csv…) unless the run is --untrusted")
     per_shard: bool = Field(False, description="the query is row-local (no joins/aggregates): run it per shard")
     drop_reason: str = Field("sql", description="reason recorded for input rows the query leaves out")
 
@@ -25,6 +26,11 @@ class Sql(Step):
 
     Add an ORDER BY when the query reorders rows (joins, aggregates) and you need
     byte-identical outputs across runs; row-local queries keep the input order.
+
+    The query runs with the user's rights: DuckDB SQL can read files (``read_csv``), fetch URLs
+    and load extensions. It must be a single SELECT (checked by parsing, at plan time and before
+    each run), and with ``run.untrusted`` / ``--untrusted`` it runs with external access disabled,
+    seeing only the run's own tables.
     """
 
     name = "sql"
@@ -41,7 +47,9 @@ class Sql(Step):
 
     def plan_check(self, input_schema: Schema) -> list[str]:
         try:
-            out = bind(input_schema, self._query())
+            out = bind(input_schema, self._query(), untrusted=self.untrusted)
+        except UnsafeSQL as exc:
+            return [f"the query {exc}"]
         except duckdb.Error as exc:
             return [f"the query does not run on the input table: {explain(exc)}"]
         if UID not in out:
@@ -50,8 +58,8 @@ class Sql(Step):
 
     def output_schema(self, input_schema: Schema) -> Schema:
         try:
-            return bind(input_schema, self._query())
-        except duckdb.Error:
+            return bind(input_schema, self._query(), untrusted=self.untrusted)
+        except (duckdb.Error, UnsafeSQL):
             return dict(input_schema)
 
     def _mark_dropped(self, con: duckdb.DuckDBPyConnection, source: str, ordered: bool) -> str:
@@ -62,7 +70,8 @@ class Sql(Step):
                 f"WHERE uid NOT IN (SELECT uid FROM _result WHERE uid IS NOT NULL){order}")
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
-        con = shard_connection().cursor()  # its own `input` and `_result`, closed below
+        check_query(self._query())  # planning refused it already; never run a second statement
+        con = shard_connection(self.untrusted).cursor()  # its own `input` and `_result`, closed below
         try:
             con.register("input", table)
             result = con.sql(self._query()).pl()
@@ -75,8 +84,11 @@ class Sql(Step):
         return pl.concat([result, dropped], how="diagonal_relaxed")
 
     def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
+        check_query(self._query())
         con = ctx.duckdb()
         try:
+            if self.untrusted:  # only the run's own files stay readable
+                lock_down(con, sorted({f.parent for f in table.files} | {ctx.run_dir / "tmp"}))
             create_input_view(con, table, "_input_ordered")
             con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row) FROM _input_ordered')
             con.execute(f"CREATE TEMP TABLE _result AS {self._query()}")

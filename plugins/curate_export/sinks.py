@@ -56,6 +56,11 @@ def jpeg_bytes(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def export_columns(sink: Sink) -> dict[str, Any]:
+    """What :func:`samples` reads; planning checks them before any step runs."""
+    return {UID: pl.Utf8, "image": None, sink.params.caption: pl.Utf8}
+
+
 def samples(sink: Sink, table: TableInput) -> Iterator[tuple[dict[str, Any], bytes]]:
     """(row, jpeg bytes) for every row with an image, in table order."""
     frame = table.scan()
@@ -102,6 +107,9 @@ class WebDatasetSink(Sink):
     requires = ("PIL",)
     extra = "export"
     Params = WebDatasetParams
+
+    def input_columns(self) -> dict[str, Any]:
+        return export_columns(self)
 
     def preflight(self) -> None:
         check_ours(self.ctx.output_path, self.format)
@@ -162,6 +170,9 @@ class ImageFolderSink(Sink):
     requires = ("PIL",)
     extra = "export"
     Params = ExportParams
+
+    def input_columns(self) -> dict[str, Any]:
+        return export_columns(self)
 
     def preflight(self) -> None:
         check_ours(self.ctx.output_path, self.format)

@@ -9,10 +9,29 @@ the 2 loaded cores this was written on)."""
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from curate.errors import UsageError
 
 TINY_CONFIG = Path(__file__).with_name("curate_train_tiny.json")
 TINY_MODEL = "curate-train-tiny"
+LOCAL_DIR = "local-dir:"
+CONFIG_FILE = "open_clip_config.json"  # open_clip's local-dir: convention (open_clip/factory.py)
+WEIGHTS_FILE = "open_clip_model.safetensors"
+# open_clip_train.params' --precision choices (tests/train check them against its parser)
+PRECISIONS = ("amp", "amp_bf16", "amp_bfloat16", "bf16", "fp16", "pure_bf16", "pure_fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What ``--model`` named: ``name`` is what open_clip(_train) is given; ``config`` (tiny, world,
+    a config file) is registered under ``name`` first; a ``local-dir:`` name needs nothing."""
+
+    name: str
+    config: dict[str, Any] | None = None
 
 
 def model_config(model: str = "tiny") -> tuple[str, Path]:
@@ -22,18 +41,69 @@ def model_config(model: str = "tiny") -> tuple[str, Path]:
 
         return WORLD_MODEL, CONFIG_DIR / f"{WORLD_MODEL}.json"
     if model != "tiny":
-        raise ValueError(f"model is 'tiny' or 'world', got {model!r}")
+        raise UsageError(f"model is 'tiny' or 'world', got {model!r}")
     return TINY_MODEL, TINY_CONFIG
 
 
-def register_model(name: str, config: Path) -> None:
+def local_dir(path: Path) -> str:
+    return f"{LOCAL_DIR}{path.expanduser().resolve()}"
+
+
+def resolve_model(model: str) -> ModelChoice:
+    """``tiny``, ``world``, ``local-dir:DIR`` (or a DIR holding open_clip_config.json), or a JSON
+    config file (an open_clip model config, or ``{"model_cfg": ..., "preprocess_cfg": ...}``)."""
+    if model in ("tiny", "world"):
+        name, config = model_config(model)
+        return ModelChoice(name, json.loads(config.read_text()))
+    path = Path(model.removeprefix(LOCAL_DIR)).expanduser()
+    if model.startswith(LOCAL_DIR) or path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise UsageError(f"model {model!r}: no {CONFIG_FILE} in {path}",
+                             "a local-dir: model is a folder with open_clip_config.json "
+                             '({"model_cfg": ..., "preprocess_cfg": ...}) and open_clip_model.safetensors, '
+                             "as `curate train clip` writes")
+        return ModelChoice(local_dir(path))
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise UsageError(f"model config {path} does not exist")
+        try:
+            config = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"model config {path} is not JSON: {exc}") from None
+        config = config.get("model_cfg", config)
+        if not isinstance(config, dict) or "vision_cfg" not in config or "text_cfg" not in config:
+            raise UsageError(f"model config {path} has no vision_cfg and text_cfg",
+                             f"an open_clip model config, like {TINY_CONFIG}")
+        return ModelChoice(f"curate-config-{path.stem}", config)
+    raise UsageError(f"unknown model {model!r}",
+                     "use tiny, world, local-dir:<folder written by curate train clip>, or an open_clip "
+                     "model config .json file")
+
+
+def register_model(name: str, config: Path | dict[str, Any]) -> None:
     """Make ``name`` known to open_clip (it looks configs up by file stem in a registry)."""
     import open_clip
     from open_clip.factory import _MODEL_CONFIGS
 
     if name not in _MODEL_CONFIGS:
-        _MODEL_CONFIGS[name] = json.loads(config.read_text())
+        _MODEL_CONFIGS[name] = json.loads(config.read_text()) if isinstance(config, Path) else config
     assert name in open_clip.list_models()
+
+
+def prepare(model: str) -> str:
+    """The name to give open_clip(_train) for ``model``, registered if it is a config."""
+    choice = resolve_model(model)
+    if choice.config is not None:
+        register_model(choice.name, choice.config)
+    return choice.name
+
+
+def epochs_for_samples(samples: int, pool: int) -> int:
+    """Passes over a ``pool``-sample export so the model sees at least ``samples`` samples:
+    ceil(samples / pool) (whole passes; the model sees epochs × pool samples, < samples + pool)."""
+    if samples <= 0 or pool <= 0:
+        raise UsageError(f"--samples must be positive, got {samples}")
+    return math.ceil(samples / pool)
 
 
 def shard_pattern(shards: Path) -> tuple[str, int]:
@@ -47,37 +117,96 @@ def shard_pattern(shards: Path) -> tuple[str, int]:
 
 def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, batch_size: int = 64,
                lr: float = 2e-3, warmup: int = 20, seed: int = 0, workers: int = 1, model: str = "tiny",
-               threads: int | None = 1) -> Path:
-    """Train with ``open_clip_train.main``; returns the final checkpoint. ``epochs`` passes over the
-    shards (a sink with ``repeats: E`` already holds E unrolled epochs: pass ``epochs=1``)."""
+               threads: int | None = 1, precision: str = "fp32") -> Path:
+    """Train with ``open_clip_train.main``; returns the final checkpoint, and writes beside it a
+    ``local-dir:`` model folder (:func:`model_dir`). ``epochs`` passes over the shards (a sink with
+    ``repeats: E`` already holds E unrolled epochs: pass ``epochs=1``). A ``local-dir:`` model that
+    holds weights starts from them (fine-tuning); the others start from scratch."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision {precision!r} is not one open_clip_train accepts",
+                         f"choose one of {', '.join(PRECISIONS)}")
     import open_clip_train.main
     import torch
 
     if threads:  # on a loaded shared CPU, 2 threads ran a step ~7x slower than 1
         torch.set_num_threads(threads)
-    model, config = model_config(model)
-    register_model(model, config)
+    model_name = prepare(model)
     pattern, samples = shard_pattern(shards)
     out.mkdir(parents=True, exist_ok=True)
     args = [
         "--train-data", pattern, "--train-num-samples", str(samples), "--dataset-type", "webdataset",
-        "--model", model, "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", str(lr),
+        "--model", model_name, "--epochs", str(epochs), "--batch-size", str(batch_size), "--lr", str(lr),
         "--wd", "0.1", "--warmup", str(warmup), "--workers", str(workers), "--seed", str(seed),
-        "--precision", "fp32", "--logs", str(out), "--name", name, "--save-frequency", str(epochs),
+        "--precision", precision, "--logs", str(out), "--name", name, "--save-frequency", str(epochs),
         "--zeroshot-frequency", "0", "--val-frequency", "0", "--report-to", "", "--log-every-n-steps", "20",
     ]
     open_clip_train.main.main(args)
     checkpoint = out / name / "checkpoints" / f"epoch_{epochs}.pt"
     if not checkpoint.is_file():
         raise RuntimeError(f"open_clip_train finished without {checkpoint}")
+    export_local_dir(checkpoint, model_name, model_dir(checkpoint))
     return checkpoint
 
 
-def load_clip(checkpoint: Path, model: str = "tiny"):  # -> (model, preprocess, tokenizer)
+def model_dir(checkpoint: Path) -> Path:
+    """Where :func:`train_clip` writes the ``local-dir:`` folder of ``RUN/NAME/checkpoints/epoch_N.pt``:
+    ``RUN/NAME/model``."""
+    return checkpoint.parent.parent / "model"
+
+
+def export_local_dir(checkpoint: Path, model_name: str, target: Path) -> Path:
+    """An open_clip_train checkpoint → open_clip's ``local-dir:`` folder: ``open_clip_config.json``
+    (model_cfg + preprocess_cfg) and the float32 weights as ``open_clip_model.safetensors``."""
+    import open_clip
+    import torch
+    from open_clip.factory import _MODEL_CONFIGS
+    from safetensors.torch import save_file
+
+    if model_name.startswith(LOCAL_DIR):
+        model_cfg = json.loads((Path(model_name.removeprefix(LOCAL_DIR)) / CONFIG_FILE).read_text())["model_cfg"]
+    else:
+        model_cfg = _MODEL_CONFIGS[model_name]
+    network = open_clip.create_model(model_name, device="cpu")
+    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)["state_dict"]
+    network.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)
+    target.mkdir(parents=True, exist_ok=True)
+    config = {"model_cfg": model_cfg, "preprocess_cfg": open_clip.get_model_preprocess_cfg(network)}
+    (target / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    tensors = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
+    save_file(tensors, str(target / WEIGHTS_FILE))
+    return target
+
+
+def load_clip(checkpoint: Path | str | None, model: str = "tiny"):  # -> (model, preprocess, tokenizer)
+    """A trained CLIP: an open_clip_train ``checkpoint`` (.pt) of architecture ``model`` (tiny, world,
+    a config .json or a local-dir: folder, whose own weights the .pt then replaces), or a
+    ``local-dir:`` model alone — ``checkpoint`` (or, without one, ``model``) is ``local-dir:DIR`` or DIR."""
     import open_clip
 
-    model_name, config = model_config(model)
-    register_model(model_name, config)
-    network, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(checkpoint))
+    def is_folder(candidate: Path | str | None) -> bool:
+        text = str(candidate) if candidate is not None else ""
+        return text.startswith(LOCAL_DIR) or (bool(text) and Path(text).is_dir())
+
+    if is_folder(checkpoint) or (checkpoint is None and is_folder(model)):
+        name = resolve_model(str(checkpoint if checkpoint is not None else model)).name
+        network, _, preprocess = open_clip.create_model_and_transforms(name, weights_only=True)
+        network.eval()
+        return network, preprocess, open_clip.get_tokenizer(name)
+    if checkpoint is None:
+        raise UsageError("no weights to evaluate", "give a checkpoint (.pt) or --model local-dir:<folder>")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UsageError(f"checkpoint {path} does not exist")
+    model_name = prepare(model)
+    if model_name.startswith(LOCAL_DIR):  # open_clip ignores `pretrained` for local-dir: names
+        import torch
+
+        network, _, preprocess = open_clip.create_model_and_transforms(model_name, weights_only=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        network.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)
+    else:
+        network, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(path),
+                                                                       weights_only=True)
     network.eval()
     return network, preprocess, open_clip.get_tokenizer(model_name)

@@ -6,13 +6,17 @@ over its colors). Two prompt sets, reported separately: ``simple`` (a few generi
 every value of the other attribute, as CLIP averages ImageNet templates). The headline
 ``zeroshot`` is the vocabulary set's mean over the two labels. Retrieval: each eval
 image against the ``visual_description`` of every eval image (what is visible, no entity names),
-R@1 in both directions."""
+R@1 and R@5 in both directions. The world's eval is one eval set among others: the general ones
+(any imagefolder or table, the user's templates) are in ``curate_train/evalsets.py``, whose metric
+functions compute these numbers too."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+from curate.errors import UsageError
 
 SIMPLE_TEMPLATES = {
     "label_shape": ["a {}", "a large {}", "a large {} on a background", "a picture of a {}"],
@@ -32,13 +36,9 @@ def prompt_sets(label: str, vocabulary: dict[str, Any]) -> dict[str, list[list[s
 
 
 def encode_texts(model: Any, tokenizer: Any, texts: list[str], batch: int = 256):
-    import torch
+    from curate_train.evalsets import encode_texts as encode
 
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(texts), batch):
-            out.append(torch.nn.functional.normalize(model.encode_text(tokenizer(texts[i:i + batch])), dim=-1))
-    return torch.cat(out)
+    return encode(model, tokenizer, texts, batch)
 
 
 def encode_images(model: Any, preprocess: Any, paths: list[Path], batch: int = 128):
@@ -53,15 +53,32 @@ def encode_images(model: Any, preprocess: Any, paths: list[Path], batch: int = 1
     return torch.cat(out)
 
 
-def eval_zeroshot(checkpoint: Path, world_dir: Path, model_name: str = "tiny") -> dict[str, float]:
-    """Accuracy per label (and their mean, ``zeroshot``) and retrieval R@1 on ``world_dir``'s eval split."""
-    import polars as pl
-    import torch
+def check_world(world_dir: Path) -> None:
+    missing = [name for name in ("world.json", "eval.parquet") if not (world_dir / name).is_file()]
+    if missing:
+        raise UsageError(f"{world_dir} is not a world directory (no {' or '.join(missing)})",
+                         "--world takes what `curate world generate` writes; for your own labelled images "
+                         "or image-text pairs use --eval-set FILE.yaml or --images PATH")
 
+
+def eval_zeroshot(checkpoint: Path | str | None, world_dir: Path, model_name: str = "tiny") -> dict[str, float]:
+    """Accuracy per label (and their mean, ``zeroshot``) and retrieval R@1/R@5 on ``world_dir``'s
+    eval split; ``checkpoint`` is a .pt of architecture ``model_name`` or a ``local-dir:`` model."""
     from curate_train.clip import load_clip
+
+    check_world(world_dir)
+    import torch
 
     torch.manual_seed(0)
     model, preprocess, tokenizer = load_clip(checkpoint, model_name)
+    return eval_world(model, preprocess, tokenizer, world_dir)
+
+
+def eval_world(model: Any, preprocess: Any, tokenizer: Any, world_dir: Path) -> dict[str, float]:
+    import polars as pl
+
+    from curate_train.evalsets import class_weights, retrieval_recall, topk_accuracy
+
     eval_table = pl.read_parquet(world_dir / "eval.parquet")
     vocabulary = json.loads((world_dir / "world.json").read_text())["vocabulary"]
     images = encode_images(model, preprocess, [world_dir / p for p in eval_table["image_path"]])
@@ -70,19 +87,11 @@ def eval_zeroshot(checkpoint: Path, world_dir: Path, model_name: str = "tiny") -
         classes = list(vocabulary[VOCABULARY[label]])
         truth = [classes.index(v) for v in eval_table[label]]
         for set_name, prompts in prompt_sets(label, vocabulary).items():
-            per_class = len(prompts[0])
-            flat = [p for class_prompts in prompts for p in class_prompts]
-            weights = encode_texts(model, tokenizer, flat).reshape(len(classes), per_class, -1).mean(1)
-            weights = torch.nn.functional.normalize(weights, dim=-1)
-            predicted = (images @ weights.T).argmax(1).tolist()
             key = f"acc_{label.removeprefix('label_')}" + ("" if set_name == "vocabulary" else "_simple")
-            results[key] = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
+            results[key] = topk_accuracy(images, class_weights(model, tokenizer, prompts), truth, (1,))[1]
     results["zeroshot"] = (results["acc_shape"] + results["acc_color"]) / 2
     results["zeroshot_simple"] = (results["acc_shape_simple"] + results["acc_color_simple"]) / 2
     texts = encode_texts(model, tokenizer, eval_table["visual_description"].to_list())
-    similarity = images @ texts.T
-    target = torch.arange(len(texts))
-    results["i2t_r1"] = (similarity.argmax(1) == target).float().mean().item()
-    results["t2i_r1"] = (similarity.argmax(0) == target).float().mean().item()
+    results.update(retrieval_recall(images, texts, list(range(len(texts)))))
     results["n_eval"] = len(texts)
     return results

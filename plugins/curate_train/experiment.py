@@ -43,7 +43,8 @@ class ExperimentSpec(Params):
     lr: float = Field(2e-3, gt=0)
     warmup: int = Field(20, ge=0)
     threads: int = Field(1, ge=1, description="torch threads of each training run")
-    model: str = Field("tiny", description="'tiny' (this package's config) or 'world' (curate_clip's)")
+    model: str = Field("tiny", description="'tiny' (this package's config), 'world' (curate_clip's), an open_clip "
+                                            "config .json, or local-dir:<folder> (training starts from its weights)")
     scorer: str = Field("alt_text", description="the variant whose model scores captions for score_gated")
     synthetic: Literal["annotator", "captioner"] = Field(
         "annotator", description="synthetic captions: the world's annotator captions, or the realign step's")
@@ -71,14 +72,14 @@ def build_pool(world_dir: Path, world: dict[str, Any]) -> pl.DataFrame:
     )
 
 
-def realign_pool(pool: pl.DataFrame, model: str, seed: int) -> pl.DataFrame:
-    """The pool with ``caption_realigned`` written by the ``realign`` step instead of the annotator."""
-    from curate_captioner.step import Realign
-
-    from curate.testing.runner import run_step
+def realign_pool(pool: pl.DataFrame, model: str, seed: int, workdir: Path) -> pl.DataFrame:
+    """The pool with ``caption_realigned`` written by the ``realign`` step instead of the annotator
+    (run by the engine in ``workdir``)."""
+    from curate_train.pipeline import run_steps
 
     rows = pool.drop("caption_realigned")
-    realigned = run_step(Realign(Realign.Params(model=model)), rows, seed=seed).kept
+    realigned = run_steps(rows, [{"step": "realign", "params": {"model": model}}], workdir, seed=seed,
+                          name="realign")
     return rows.join(realigned.select("uid", "caption_realigned"), on="uid", how="left").select(pool.columns)
 
 
@@ -99,13 +100,12 @@ def score_pool(pool: pl.DataFrame, checkpoint: Path, world_dir: Path, model_name
     return pool.with_columns(pl.Series(k, v, pl.Float64) for k, v in scores.items())
 
 
-def mix(pool: pl.DataFrame, variant: Variant, seed: int) -> pl.DataFrame:
-    from curate_mix.step import Mix
+def mix(pool: pl.DataFrame, variant: Variant, seed: int, workdir: Path) -> pl.DataFrame:
+    """The ``mix`` step on the pool, run by the engine in ``workdir`` (as ``curate run`` would)."""
+    from curate_train.pipeline import run_steps
 
-    from curate.testing.runner import run_step
-
-    step = Mix(Mix.Params(strategy=variant.strategy, options=variant.options))
-    return run_step(step, pool, seed=seed).kept
+    step = {"step": "mix", "params": {"strategy": variant.strategy, "options": variant.options}}
+    return run_steps(pool, [step], workdir, seed=seed, name=f"mix-{variant.name}")
 
 
 def export(table: pl.DataFrame, out: Path, repeats: int, seed: int) -> Path:
@@ -134,7 +134,7 @@ def run(spec: ExperimentSpec, run_dir: Path, *, echo: Any = print) -> list[dict[
     pool = build_pool(world_dir, spec.world)
     echo(f"pool: {pool.height} pairs from world {spec.world} ({time.monotonic() - started:.0f}s)")
     if spec.synthetic == "captioner":
-        pool = realign_pool(pool, spec.captioner_model, spec.seed)
+        pool = realign_pool(pool, spec.captioner_model, spec.seed, out / "curate" / "realign")
         echo(f"realigned {pool.height} alt-texts with captioner '{spec.captioner_model}' "
              f"({time.monotonic() - started:.0f}s)")
     order = sorted(spec.variants, key=lambda v: v.name != spec.scorer)
@@ -145,7 +145,7 @@ def run(spec: ExperimentSpec, run_dir: Path, *, echo: Any = print) -> list[dict[
             if spec.scorer not in checkpoints:
                 raise ValueError(f"score_gated needs the scorer variant '{spec.scorer}' to train first")
             pool = score_pool(pool, checkpoints[spec.scorer], world_dir, spec.model)
-        table = mix(pool, variant, spec.seed)
+        table = mix(pool, variant, spec.seed, out / "curate" / variant.name)
         shards = export(table, out / "shards" / variant.name, spec.epochs, spec.seed)
         checkpoint = train_clip(shards, out / "logs", name=variant.name, epochs=1, batch_size=spec.batch_size,
                                 lr=spec.lr, warmup=spec.warmup, seed=spec.seed, model=spec.model,

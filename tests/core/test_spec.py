@@ -41,7 +41,7 @@ def specs(draw) -> dict:
         seen.add(step.get("name") or step["step"])
     return {
         "version": 1,
-        "name": draw(st.text(max_size=20)),
+        "name": draw(st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_-]{0,19}\Z")),
         "description": draw(st.none() | st.text(max_size=40)),
         "source": {
             "format": draw(st.sampled_from(["auto", "parquet", "csv", "world"])),
@@ -65,6 +65,7 @@ def specs(draw) -> dict:
             "executor": {"name": draw(st.sampled_from(["local", "ray"])), "params": draw(PARAMS)},
             "cache_dir": draw(st.none() | st.text(max_size=20)),
             "report": draw(st.booleans()),
+            "untrusted": draw(st.booleans()),
         },
     }
 

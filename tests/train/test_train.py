@@ -94,7 +94,7 @@ def test_the_experiment_pool_can_take_its_synthetic_captions_from_the_shipped_ca
     spec = load(REPO / "specs" / "experiment_blend_captioner.yaml")
     assert spec.synthetic == "captioner"
     pool = build_pool(tmp_path / "world", {"n": 30, "seed": 3})
-    realigned = realign_pool(pool, spec.captioner_model, seed=0)
+    realigned = realign_pool(pool, spec.captioner_model, seed=0, workdir=tmp_path / "realign")
     assert realigned.columns == pool.columns
     assert realigned["uid"].to_list() == pool["uid"].to_list()
     assert realigned["caption_realigned"].null_count() == 0

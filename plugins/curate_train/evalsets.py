@@ -1,0 +1,294 @@
+"""Eval sets as data: zero-shot classification on any labelled image table and image↔text retrieval
+on any paired table, with the user's prompt templates.
+
+An eval set (``curate train eval --eval-set FILE.yaml``, or the same fields as CLI options)::
+
+    name: pets                      # optional; default: the path's stem
+    format: imagefolder             # imagefolder: PATH/<class>/<image>; table: a .parquet/.csv file
+    path: data/pets                 # relative to the YAML file's folder
+    task: auto                      # classification | retrieval | auto (what the columns allow)
+    path_column: path               # table: image paths, relative to the table's folder
+    label_column: label             # table: the class of each image
+    text_column: text               # table: the paired text (retrieval)
+    templates: ["a photo of a {}."] # prompts per class, averaged (one "{}" each)
+    classnames: {n0144: tench}      # optional: label → the name put in the templates
+
+Metrics: classification ``acc1``/``acc5`` (top-k accuracy, class embeddings = mean of the
+normalized template embeddings, renormalized, as CLIP does); retrieval ``i2t_r1/r5`` (an image is
+right when any of its texts is in its top k; rows with the same image path are one image) and
+``t2i_r1/r5`` (a text is right when its image is in its top k). Rankings sort by similarity,
+ties broken by row order (the first of equal scores ranks first, as ``argmax`` does).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from curate.errors import UsageError
+from curate.params import Params
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+
+class EvalSet(Params):
+    name: str | None = None
+    format: Literal["imagefolder", "table"]
+    path: str
+    task: Literal["auto", "classification", "retrieval"] = "auto"
+    path_column: str = "path"
+    label_column: str = "label"
+    text_column: str = "text"
+    templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES), min_length=1)
+    classnames: dict[str, str] | None = None
+
+    @field_validator("templates")
+    @classmethod
+    def _one_slot(cls, templates: list[str]) -> list[str]:
+        for template in templates:
+            if template.count("{}") != 1:
+                raise ValueError(f"template {template!r} must hold exactly one '{{}}' for the class name")
+        return templates
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.path).stem
+
+
+class Rows:
+    """An eval set read from disk: image paths, and labels and/or texts per row."""
+
+    def __init__(self, paths: list[Path], labels: list[str] | None, texts: list[str] | None, where: str):
+        self.paths, self.labels, self.texts, self.where = paths, labels, texts, where
+
+
+def load_eval_sets(file: Path) -> list[EvalSet]:
+    """One set (a mapping) or several (a list) from a YAML file; paths become relative to its folder."""
+    if not file.is_file():
+        raise UsageError(f"eval-set file {file} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"eval-set file {file} is not valid YAML: {exc}") from None
+    entries = data if isinstance(data, list) else [data]
+    sets = []
+    for index, entry in enumerate(entries):
+        where = f"{file}" + (f"[{index}]" if isinstance(data, list) else "")
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: an eval set is a mapping with format and path, got {entry!r}")
+        sets.append(make_eval_set(entry, where, base=file.parent))
+    return sets
+
+
+def make_eval_set(fields: dict[str, Any], where: str, base: Path | None = None) -> EvalSet:
+    try:
+        evalset = EvalSet.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'set'}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"{where}: {problems}",
+                         "fields: name, format (imagefolder|table), path, task, path_column, label_column, "
+                         "text_column, templates, classnames") from None
+    path = Path(evalset.path).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    return evalset.model_copy(update={"path": str(path), "name": evalset.label})
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return (f"did you mean '{close[0]}'? " if close else "") + f"columns: {', '.join(choices) or 'none'}"
+
+
+def read_rows(evalset: EvalSet) -> Rows:
+    path = Path(evalset.path)
+    if not path.exists():
+        raise UsageError(f"eval set '{evalset.label}': {path} does not exist")
+    if evalset.format == "imagefolder":
+        return _read_imagefolder(evalset, path)
+    return _read_table(evalset, path)
+
+
+def _read_imagefolder(evalset: EvalSet, root: Path) -> Rows:
+    if not root.is_dir():
+        raise UsageError(f"eval set '{evalset.label}': {root} is not a folder",
+                         "an imagefolder is a folder of class-named subfolders of images")
+    paths, labels = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            paths.append(image)
+            labels.append(folder.name)
+    if not paths:
+        raise UsageError(f"eval set '{evalset.label}': no images in class subfolders of {root}",
+                         f"expected {root}/<class>/<image> with suffixes {', '.join(IMAGE_SUFFIXES)}")
+    return Rows(paths, labels, None, str(root))
+
+
+def _read_table(evalset: EvalSet, file: Path) -> Rows:
+    import polars as pl
+
+    try:
+        if file.suffix == ".parquet":
+            table = pl.read_parquet(file)
+        elif file.suffix in (".csv", ".tsv"):
+            table = pl.read_csv(file, separator="\t" if file.suffix == ".tsv" else ",", infer_schema_length=0)
+        else:
+            raise UsageError(f"eval set '{evalset.label}': {file} is not a .parquet, .csv or .tsv table")
+    except UsageError:
+        raise
+    except Exception as exc:  # polars' own parse errors: say which file
+        raise UsageError(f"eval set '{evalset.label}': cannot read {file}: {exc}") from None
+    columns = table.columns
+    if evalset.path_column not in columns:
+        raise UsageError(f"eval set '{evalset.label}': {file} has no '{evalset.path_column}' column (image paths)",
+                         _did_you_mean(evalset.path_column, columns) + "; set path_column to choose one")
+    wanted = {"classification": [evalset.label_column], "retrieval": [evalset.text_column],
+              "auto": [c for c in (evalset.label_column, evalset.text_column) if c in columns]}[evalset.task]
+    if evalset.task == "auto" and not wanted:
+        raise UsageError(f"eval set '{evalset.label}': {file} has neither a '{evalset.label_column}' column "
+                         f"(classification) nor a '{evalset.text_column}' column (retrieval)",
+                         _did_you_mean(evalset.label_column, columns) + "; set label_column or text_column")
+    for column in wanted:
+        if column not in columns:
+            option = "label_column" if column == evalset.label_column else "text_column"
+            raise UsageError(f"eval set '{evalset.label}': {file} has no '{column}' column",
+                             _did_you_mean(column, columns) + f"; set {option} to choose one")
+    for column in [evalset.path_column, *wanted]:
+        nulls = table[column].is_null()
+        if nulls.any():
+            row = int(nulls.arg_true()[0])
+            raise UsageError(f"eval set '{evalset.label}': {file} row {row}: '{column}' is empty")
+    paths = [Path(p) if Path(p).is_absolute() else file.parent / p for p in table[evalset.path_column].cast(pl.Utf8)]
+    labels = table[evalset.label_column].cast(pl.Utf8).to_list() if evalset.label_column in wanted else None
+    texts = table[evalset.text_column].cast(pl.Utf8).to_list() if evalset.text_column in wanted else None
+    return Rows(paths, labels, texts, str(file))
+
+
+def load_images(rows: Rows, preprocess: Callable[[Any], Any], indices: list[int]):
+    """Preprocessed images of ``indices``; a missing or unreadable image is an error naming its row."""
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    tensors = []
+    for index in indices:
+        path = rows.paths[index]
+        if not path.is_file():
+            raise UsageError(f"{rows.where} row {index}: image {path} does not exist",
+                             "paths are relative to the table's folder")
+        try:
+            with Image.open(path) as image:
+                tensors.append(preprocess(image.convert("RGB")))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UsageError(f"{rows.where} row {index}: cannot read image {path}: {exc}") from None
+    return torch.stack(tensors)
+
+
+def encode_rows(model: Any, preprocess: Any, rows: Rows, indices: list[int], batch: int = 128):
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(indices), batch):
+            images = load_images(rows, preprocess, indices[i:i + batch])
+            out.append(torch.nn.functional.normalize(model.encode_image(images), dim=-1))
+    return torch.cat(out)
+
+
+def encode_texts(model: Any, tokenizer: Any, texts: list[str], batch: int = 256):
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            out.append(torch.nn.functional.normalize(model.encode_text(tokenizer(texts[i:i + batch])), dim=-1))
+    return torch.cat(out)
+
+
+def class_weights(model: Any, tokenizer: Any, prompts: list[list[str]]):
+    """One unit vector per class: the mean of its prompts' normalized embeddings, renormalized."""
+    import torch
+
+    per_class = len(prompts[0])
+    flat = [p for class_prompts in prompts for p in class_prompts]
+    weights = encode_texts(model, tokenizer, flat).reshape(len(prompts), per_class, -1).mean(1)
+    return torch.nn.functional.normalize(weights, dim=-1)
+
+
+def ranking(scores):
+    """Column indices of each row of ``scores``, best first; equal scores keep index order."""
+    import torch
+
+    return torch.argsort(scores, dim=1, descending=True, stable=True)
+
+
+def topk_accuracy(images, weights, truth: list[int], ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
+    """Share of images whose true class is among their k most similar classes."""
+    import torch
+
+    order = ranking(images @ weights.T)
+    target = torch.tensor(truth).unsqueeze(1)
+    return {k: int((order[:, :k] == target).any(1).sum()) / len(truth) for k in ks}
+
+
+def retrieval_recall(images, texts, image_of_text: list[int], ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """i2t R@k: an image is right when any of its texts is in its top k; t2i R@k: a text is right
+    when its image is in its top k. ``image_of_text[t]`` is text t's row in ``images``."""
+    import torch
+
+    similarity = images @ texts.T
+    owner = torch.tensor(image_of_text)
+    i2t = ranking(similarity)
+    t2i = ranking(similarity.T)
+    image_ids = torch.arange(images.shape[0]).unsqueeze(1)
+    results = {}
+    for k in ks:
+        results[f"i2t_r{k}"] = (owner[i2t[:, :k]] == image_ids).any(1).float().mean().item()
+        results[f"t2i_r{k}"] = (t2i[:, :k] == owner.unsqueeze(1)).any(1).float().mean().item()
+    return results
+
+
+def evaluate_set(model: Any, preprocess: Any, tokenizer: Any, evalset: EvalSet) -> dict[str, Any]:
+    """Metrics of one eval set: classification and/or retrieval, as its columns allow."""
+    import torch
+
+    rows = read_rows(evalset)
+    results: dict[str, Any] = {"n": len(rows.paths)}
+    unique: dict[Path, int] = {}  # rows with the same image path share one image (and its encoding)
+    firsts = []
+    for row, path in enumerate(rows.paths):
+        if path not in unique:
+            unique[path] = len(unique)
+            firsts.append(row)
+    images = encode_rows(model, preprocess, rows, firsts)
+    per_row = images[torch.tensor([unique[p] for p in rows.paths])]
+    if rows.labels is not None:
+        classes = sorted(set(rows.labels))
+        names = dict(evalset.classnames or {})
+        unknown = [key for key in names if key not in classes]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], classes, n=1)
+            raise UsageError(f"eval set '{evalset.label}': classnames names '{unknown[0]}', which is not a class",
+                             (f"did you mean '{close[0]}'? " if close else "") + f"classes: {', '.join(classes[:20])}")
+        prompts = [[t.format(names.get(c, c)) for t in evalset.templates] for c in classes]
+        weights = class_weights(model, tokenizer, prompts)
+        ks = (1, 5) if len(classes) > 5 else (1,)
+        accuracy = topk_accuracy(per_row, weights, [classes.index(label) for label in rows.labels], ks)
+        results.update({f"acc{k}": v for k, v in accuracy.items()}, classes=len(classes),
+                       chance=1 / len(classes))
+    if rows.texts is not None:
+        texts = encode_texts(model, tokenizer, rows.texts)
+        results.update(retrieval_recall(images, texts, [unique[p] for p in rows.paths]), images=len(unique))
+    return results
+
+
+def evaluate_sets(model: Any, preprocess: Any, tokenizer: Any, sets: list[EvalSet]) -> dict[str, dict[str, Any]]:
+    names = [s.label for s in sets]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise UsageError(f"two eval sets are named '{duplicated[0]}'", "give each a distinct name: field")
+    return {s.label: evaluate_set(model, preprocess, tokenizer, s) for s in sets}

@@ -1,0 +1,245 @@
+"""Specs that come from someone else: nothing of a spec runs before `curate run`, SQL stays one
+query, keys are not given twice, names and paths stay where they belong, errors say where."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from curate.errors import SpecError
+from tests.conftest import sample_table
+
+INJECTED_WHERE = "1) AS _keep FROM input) LIMIT 0; COPY (SELECT 42 AS x) TO '{target}' (HEADER); SELECT (1"
+
+
+def _filter_spec(where: str, **run) -> dict:
+    return {"name": "hostile", "source": {"path": "data.parquet"},
+            "steps": [{"step": "filter", "params": {"where": where}}], "run": {"dir": "run", **run}}
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_where_with_a_second_statement_is_refused_and_never_runs(curate_main, write_spec, workdir, command):
+    target = workdir / "written.csv"
+    write_spec(_filter_spec(INJECTED_WHERE.format(target=target)), table=sample_table(10))
+    result = curate_main(command, "spec.yaml")
+    assert result.code == 2, result
+    assert "single SQL expression" in result.stderr
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM input; COPY (SELECT 42 AS x) TO '{target}'",
+    "COPY (SELECT 42 AS x) TO '{target}'",
+])
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_an_sql_step_is_one_select_and_validate_never_runs_it(curate_main, write_spec, workdir, command, query):
+    target = workdir / "written.csv"
+    write_spec({"name": "hostile", "source": {"path": "data.parquet"},
+                "steps": [{"step": "sql", "params": {"query": query.format(target=target)}}],
+                "run": {"dir": "run"}}, table=sample_table(10))
+    result = curate_main(command, "spec.yaml")
+    assert result.code == 2, result
+    assert "single query" in result.stderr or "must be a SELECT" in result.stderr
+    assert not target.exists()
+
+
+PASSWD_QUERY = "SELECT uid, url, alt_text, (SELECT count(*) FROM read_csv('/etc/passwd')) AS n FROM input"
+
+
+@pytest.mark.parametrize("how", ["flag", "spec"])
+def test_untrusted_sql_cannot_read_files(curate_main, write_spec, how):
+    write_spec({"name": "hostile", "source": {"path": "data.parquet"},
+                "steps": [{"step": "sql", "params": {"query": PASSWD_QUERY}}],
+                "run": {"dir": "run", **({"untrusted": True} if how == "spec" else {})}}, table=sample_table(10))
+    args = ["run", "spec.yaml", "--quiet"] + (["--untrusted"] if how == "flag" else [])
+    result = curate_main(*args)
+    assert result.code == 2, result
+    assert "file system operations are disabled" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_trusted_sql_may_read_files(curate_main, write_spec, workdir):
+    (workdir / "extra.csv").write_text("a\n1\n2\n")
+    query = PASSWD_QUERY.replace("/etc/passwd", str(workdir / "extra.csv"))
+    write_spec({"name": "trusted", "source": {"path": "data.parquet"},
+                "steps": [{"step": "sql", "params": {"query": query}}], "run": {"dir": "run"}}, table=sample_table(10))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+
+
+@pytest.mark.parametrize("per_shard", [False, True])
+def test_untrusted_runs_still_read_their_own_shards(curate_main, write_spec, workdir, per_shard):
+    write_spec({"name": "locked", "source": {"path": "data.parquet"},
+                "steps": [{"step": "sql", "params": {"query": "SELECT * FROM input WHERE score > 0.5",
+                                                      "per_shard": per_shard}},
+                          {"step": "filter", "params": {"where": "length(url) > 3"}}],
+                "outputs": [{"format": "parquet", "path": "out.parquet"}],
+                "run": {"dir": "run", "untrusted": True, "shard_size": 4}}, table=sample_table(20))
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 0, result
+    out = pl.read_parquet(workdir / "run" / "out.parquet")
+    assert out.height == (sample_table(20)["score"] > 0.5).sum()
+
+
+def test_the_untrusted_step_refuses_file_reads_at_run_time_too(tmp_path):
+    """Belt and braces: a step whose plan check was skipped still runs locked down."""
+    import duckdb
+
+    from curate_basics.sql import Sql
+
+    step = Sql(Sql.Params(query=PASSWD_QUERY, per_shard=True))
+    step.untrusted = True
+    table = pl.DataFrame({"uid": ["a"], "url": ["u"], "alt_text": ["t"]})
+    with pytest.raises(duckdb.PermissionException):
+        step.process_shard(table, None)
+
+
+def test_duplicate_keys_are_refused_with_both_lines(curate_main, write_spec):
+    write_spec(
+        "name: twice\n"                                   # 1
+        "source: {path: data.parquet}\n"                  # 2
+        "steps:\n"                                        # 3
+        "  - step: filter\n"                              # 4
+        "    params: {where: 'score > 0.5'}\n"            # 5
+        "run: {dir: run}\n"                               # 6
+        "steps:\n"                                        # 7
+        "  - step: sample\n"                              # 8
+        "    params: {count: 3, count: 4}\n"              # 9
+        "run: {dir: run2}\n",                             # 10
+        table=sample_table(10),
+    )
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "key 'steps' is given twice, on lines 3 and 7" in result.stderr
+    assert "key 'run' is given twice, on lines 6 and 10" in result.stderr
+    assert "key 'count' is given twice, on lines 9 and 9" in result.stderr
+
+
+def test_a_non_utf8_spec_is_a_spec_error(curate_main, workdir):
+    (workdir / "spec.yaml").write_bytes(b"name: caf\xe9\nsource: {path: data.parquet}\n")
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "not a UTF-8 text file" in result.stderr
+    assert "spec.yaml" in result.stderr and "offset 9" in result.stderr
+    assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["../../../escape", "a/b", "..", "", "x..y"])
+def test_a_name_never_forms_a_path(curate_main, write_spec, workdir, name):
+    write_spec({"name": name, "source": {"path": "data.parquet"}, "run": {"dir": "runs/{name}"}},
+               table=sample_table(5))
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 2, result
+    assert "name" in result.stderr
+    assert not (workdir / "runs").exists() and not (workdir.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("run_dir", ["../../somewhere", "runs/../../x", "/", "/etc", "/usr/local/x", "~"])
+def test_run_dirs_that_escape_or_are_system_directories_are_refused(curate_main, write_spec, run_dir):
+    write_spec({"name": "paths", "source": {"path": "data.parquet"}, "run": {"dir": run_dir}},
+               table=sample_table(5))
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "run.dir" in result.stderr
+
+
+@pytest.mark.parametrize("cache_dir", ["../../cache", "/usr/lib/cache"])
+def test_cache_dirs_that_escape_or_are_system_directories_are_refused(curate_main, write_spec, cache_dir):
+    write_spec({"name": "paths", "source": {"path": "data.parquet"}, "run": {"dir": "run", "cache_dir": cache_dir}},
+               table=sample_table(5))
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "run.cache_dir" in result.stderr
+
+
+def test_run_dir_override_to_a_system_directory_is_refused(curate_main, write_spec):
+    write_spec({"name": "paths", "source": {"path": "data.parquet"}}, table=sample_table(5))
+    result = curate_main("plan", "spec.yaml", "--run-dir", "/etc")
+    assert result.code == 2, result
+    assert "system directory" in result.stderr
+
+
+def test_outputs_stay_in_the_run_directory_unless_absolute(curate_main, write_spec, workdir):
+    write_spec({"name": "paths", "source": {"path": "data.parquet"},
+                "outputs": [{"format": "csv", "path": "../../x.csv"}], "run": {"dir": "run"}}, table=sample_table(5))
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 2, result
+    assert "outputs[0].path" in result.stderr and "leaves the run directory" in result.stderr
+    assert not (workdir.parent / "x.csv").exists()
+    absolute = workdir / "elsewhere" / "x.csv"
+    write_spec({"name": "paths", "source": {"path": "data.parquet"},
+                "outputs": [{"format": "csv", "path": str(absolute)}], "run": {"dir": "run"}}, table=sample_table(5))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    assert absolute.exists()
+
+
+def test_run_dir_is_relative_to_the_working_directory_as_the_quickstart_expects(curate_main, write_spec, workdir):
+    # `curate run specs/quickstart.yaml` from the repository root writes runs/quickstart there.
+    write_spec({"name": "quick", "source": {"path": "data.parquet"}}, table=sample_table(5),
+               directory=workdir / "specs")
+    assert curate_main("run", "specs/spec.yaml", "--quiet").code == 0
+    assert (workdir / "runs" / "quick" / "manifest.json").exists()
+
+
+def test_an_export_output_checks_its_columns_before_any_step_runs(curate_main, write_spec, register_plugin, workdir):
+    import curate_export
+
+    register_plugin(curate_export, "export")
+    table = pl.DataFrame({"url": ["u1", "u2"], "alt_text": ["a", "b"], "captions": [["a"], ["b"]],
+                          "image": [{"shard": "0.tar", "key": "k"}] * 2})
+    write_spec({"name": "export", "source": {"path": "data.parquet"},
+                "steps": [{"step": "filter", "params": {"where": "true"}}],
+                "outputs": [{"format": "webdataset", "path": "wds"}], "run": {"dir": "run"}}, table=table)
+    for command in ("validate", "plan", "run"):
+        result = curate_main(command, "spec.yaml")
+        assert result.code == 2, result
+        assert "reads column 'caption'" in result.stderr and "did you mean 'captions'?" in result.stderr
+    assert not (workdir / "run" / "store").exists()
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv", "jsonl"])
+def test_a_table_output_checks_its_columns_before_any_step_runs(curate_main, write_spec, workdir, format):
+    write_spec({"name": "columns", "source": {"path": "data.parquet"},
+                "steps": [{"step": "filter", "params": {"where": "true"}}],
+                "outputs": [{"format": format, "path": "out", "params": {"columns": ["uid", "urll"]}}],
+                "run": {"dir": "run"}}, table=sample_table(5))
+    result = curate_main("plan", "spec.yaml")
+    assert result.code == 2, result
+    assert "reads column 'urll'" in result.stderr and "did you mean 'url'?" in result.stderr
+
+
+def test_debug_is_accepted_after_the_sub_command(curate_main, write_spec, shout_plugin):
+    from curate.cli import main
+
+    write_spec({"name": "d", "source": {"path": "missing.parquet"}})
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2 and "No such option" not in result.stderr
+    for argv in (["validate", "spec.yaml", "--debug"], ["run", "spec.yaml", "--debug"], ["--debug", "plan", "spec.yaml"]):
+        with pytest.raises(SpecError):  # --debug shows the traceback: the error propagates
+            main(argv)
+
+
+def test_debug_after_a_plugin_command(curate_cli, shout_plugin):
+    root = Path(__file__).resolve().parents[2]  # this checkout's curate, not another installed one
+    result = curate_cli("hello", "--debug", pythonpath=[shout_plugin, root, root / "plugins"])
+    assert result.code == 0, result
+    assert "hello from curate-shout" in result.stdout
+
+
+def test_spec_hash_of_specs_without_untrusted_is_unchanged():
+    from curate.spec import load_spec_text
+
+    text = yaml.safe_dump({"name": "h", "source": {"path": "x.parquet"}})
+    spec = load_spec_text(text).spec
+    assert "untrusted" not in spec.canonical_json()
+    spec.run.untrusted = True
+    assert "untrusted" in spec.canonical_json()
+
+
+
+def test_an_explicit_run_dir_on_the_command_line_may_use_dotdot(curate_main, write_spec, workdir):
+    write_spec({"name": "paths", "source": {"path": "data.parquet"}}, table=sample_table(5))
+    result = curate_main("plan", "spec.yaml", "--run-dir", "../elsewhere")
+    assert result.code == 0, result
