@@ -114,8 +114,10 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool) -> None
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--untrusted", is_flag=True,
               help="The spec comes from someone else: its SQL gets no file, network or extension access.")
+@click.option("--wait", is_flag=True,
+              help="If another run holds the run directory or store, wait for it instead of refusing.")
 def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_label: str | None,
-        no_cache: bool, quiet: bool, untrusted: bool) -> None:
+        no_cache: bool, quiet: bool, untrusted: bool, wait: bool) -> None:
     """Run a spec. Finished steps and shards are reused, so re-running resumes a broken run."""
     from curate.engine import Engine
     from curate.errors import UsageError
@@ -137,7 +139,8 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     console = _console(stderr=True)
     observer = None if quiet else RichObserver(console)
     try:
-        manifest = Engine(the_plan, pm, observer).run(from_label=from_label, use_cache=not no_cache)
+        manifest = Engine(the_plan, pm, observer).run(from_label=from_label, use_cache=not no_cache,
+                                                      wait=None if wait else 0)
     finally:
         if observer is not None:
             observer.close()

@@ -3,7 +3,10 @@
 Every step's output lives in a content-addressed store directory named by its fingerprint.
 A step whose directory is complete is reused (the cache); a shard-scope step that was cut off
 keeps its finished shards (resume); table-scope steps and the source are written to a
-``.partial`` directory and renamed when done, so they are either whole or absent.
+``.partial`` directory and renamed when done, so they are either whole or absent. A step is
+reused only when its files hold the rows its marker says (``runstore.cache_problem``). A run
+holds its run directory's and store's locks (``curate.lock``) throughout, and checks that
+every step returns each input uid once, kept or dropped with a reason (``check_nothing_lost``).
 """
 
 from __future__ import annotations
@@ -21,11 +24,19 @@ from curate.errors import CurateError, StepError
 from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
-from curate.runstore import link_step, write_manifest, write_views
-from curate.shards import ShardStats, ShardTask, ShardWriter, iter_shard_files, write_json_atomic
+from curate.lock import locked
+from curate.runstore import COMPLETE, cache_problem, link_step, write_manifest, write_views
+from curate.shards import (
+    ShardStats,
+    ShardTask,
+    ShardWriter,
+    check_nothing_lost,
+    iter_dropped_files,
+    iter_shard_files,
+    uids_of,
+    write_json_atomic,
+)
 from curate.step import StepContext, TableInput
-
-COMPLETE = "_COMPLETE.json"
 
 
 class Observer(Protocol):
@@ -58,7 +69,14 @@ class Engine:
         self.run_dir = plan.run_dir
 
     # -- public ---------------------------------------------------------------------------
-    def run(self, *, from_label: str | None = None, use_cache: bool = True) -> dict[str, Any]:
+    def run(self, *, from_label: str | None = None, use_cache: bool = True,
+            wait: float | None = 0) -> dict[str, Any]:
+        """Run the plan, holding the run directory's and the store's locks throughout: another
+        run on either is refused (``wait=0``), or waited for (``wait`` seconds, None: forever)."""
+        with locked([(self.run_dir, "run directory"), (self.plan.store_dir, "store")], wait=wait):
+            return self._run_locked(from_label=from_label, use_cache=use_cache)
+
+    def _run_locked(self, *, from_label: str | None, use_cache: bool) -> dict[str, Any]:
         plan = self.plan
         self.run_dir.mkdir(parents=True, exist_ok=True)
         plan.store_dir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +89,8 @@ class Engine:
             for planned in plan.steps:
                 shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
         plan.refresh_cache_status()
+        for output in plan.outputs:
+            output.sink.preflight()
 
         manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)
@@ -166,7 +186,8 @@ class Engine:
         step_dir = self.plan.step_dir(planned)
         record = self._pending_record(planned)
         complete = step_dir / COMPLETE
-        if complete.exists():
+        problem = cache_problem(step_dir)
+        if problem is None:
             stats = json.loads(complete.read_text())
             self.observer.step_started(planned, stats.get("rows_in"), True)
             record.update(stats, cached=True, complete=True)
@@ -174,6 +195,9 @@ class Engine:
             self.observer.step_finished(planned, record)
             return record
 
+        if complete.exists():  # a marker its files disagree with: recompute, and say why in the record
+            record["cache_rejected"] = problem
+            complete.unlink()
         started = time.perf_counter()
         ctx = self._context(planned)
         if planned.step is None:
@@ -228,6 +252,8 @@ class Engine:
         except Exception as exc:
             raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
         shards = writer.close(empty_schema=planned.output_schema)
+        check_nothing_lost(step.label, None, uids_of(table.files),
+                           uids_of([*iter_shard_files(partial), *iter_dropped_files(partial)]))
         self._commit(partial, step_dir)
         return {
             "rows_in": total,

@@ -98,3 +98,15 @@ class StepError(CurateError):
         self.step_label = step_label
         self.shard = shard
         self.args = (step_label, shard, cause, hint)
+
+
+class RunLockedError(CurateError):
+    """Another run holds the run directory or the store; names the holder (pid, host, start)."""
+
+    exit_code = 2
+
+
+class OutputError(CurateError):
+    """An output cannot be written where the spec says without destroying files curate did not write."""
+
+    exit_code = 2

@@ -15,6 +15,7 @@ from curate.errors import CurateError, SpecError
 from curate.fingerprint import fingerprint
 from curate.ingest import canonical_schema
 from curate.plugins import PluginManager
+from curate.runstore import cache_problem
 from curate.schema import ENGINE_COLUMNS, UID, Schema, compatible, describe, dtype_name
 from curate.sink import Sink, SinkContext
 from curate.source import Source, SourceContext
@@ -85,7 +86,7 @@ class Plan:
 
     def refresh_cache_status(self) -> None:
         for planned in self.steps:
-            planned.cached = (self.step_dir(planned) / "_COMPLETE.json").exists()
+            planned.cached = cache_problem(self.step_dir(planned)) is None
 
 
 def run_dir_for(loaded: LoadedSpec, override: str | Path | None = None) -> Path:

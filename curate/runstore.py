@@ -2,6 +2,7 @@
 
     RUN_DIR/
       spec.yaml            the spec as run
+      .curate.lock         while a run holds it: pid, host, start time (see curate.lock)
       manifest.json        spec hash, plugin versions, per-step fingerprints, rows, drops, timings
       curate.duckdb        one view per step output ("03_clip_filter"), its drops, and `lineage`
       steps/NN_label       → store/<fingerprint> (symlinks, for people and shells)
@@ -19,10 +20,11 @@ from typing import Any
 import polars as pl
 
 from curate.errors import UsageError
-from curate.shards import write_json_atomic
+from curate.shards import iter_dropped_files, iter_shard_files, parquet_rows, write_json_atomic
 
 MANIFEST = "manifest.json"
 DATABASE = "curate.duckdb"
+COMPLETE = "_COMPLETE.json"
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -37,6 +39,31 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(manifest, Path(run_dir) / MANIFEST)
+
+
+def cache_problem(step_dir: Path) -> str | None:
+    """None when the step in ``step_dir`` is complete and its files hold what its marker says;
+    else why it is not reusable. Row counts come from the Parquet footers, so this reads no data.
+
+    A marker alone was trusted before: a step cut in half by a second run on the same store
+    was published with its full count and reused by every later run."""
+    marker = Path(step_dir) / COMPLETE
+    if not marker.exists():
+        return "not complete"
+    try:
+        stats = json.loads(marker.read_text())
+        data, dropped = iter_shard_files(step_dir), list(iter_dropped_files(step_dir))
+        if len(data) != stats["shards"]:
+            return f"its marker says {stats['shards']} shards, data/ has {len(data)}"
+        rows = sum(parquet_rows(p) for p in data)
+        if rows != stats["rows_out"]:
+            return f"its marker says {stats['rows_out']} rows out, data/ holds {rows}"
+        dropped_rows = sum(parquet_rows(p) for p in dropped)
+        if dropped_rows != sum(stats.get("dropped", {}).values()):
+            return f"its marker says {sum(stats['dropped'].values())} dropped rows, dropped/ holds {dropped_rows}"
+    except Exception as exc:  # an unreadable marker or file: recompute rather than trust it
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    return None
 
 
 def link_step(run_dir: Path, dirname: str, target: Path) -> None:

@@ -50,6 +50,10 @@ class Sink:
         missing column fails before any step runs. Override when params name them."""
         return dict(self.reads)
 
+    def preflight(self) -> None:
+        """Raise a CurateError if the output cannot be written (a folder of someone else's files);
+        called before the run's first step, so the problem shows before hours of work."""
+
     def write(self, table: TableInput) -> dict[str, Any]:
         """Write every row; return facts for the manifest (``{"path": ..., "rows": ...}``)."""
         raise NotImplementedError

@@ -14,7 +14,15 @@ from curate.errors import SpecError
 from curate.plan import check_columns
 from curate.plugins import PluginManager, get_plugin_manager
 from curate.schema import DROP_REASON, DUPLICATE_OF
-from curate.shards import ShardTask, ShardWriter, iter_dropped_files, iter_shard_files, run_shard_task
+from curate.shards import (
+    ShardTask,
+    ShardWriter,
+    check_nothing_lost,
+    iter_dropped_files,
+    iter_shard_files,
+    run_shard_task,
+    uids_of,
+)
 from curate.step import Step, StepContext, TableInput
 
 
@@ -90,6 +98,8 @@ def run_step(
             for frame in instance.process_table(TableInput(files, schema), ctx):
                 table_writer.add(frame)
             table_writer.close(empty_schema=expected)
+            check_nothing_lost(instance.label, None, uids_of(files),
+                               uids_of([*iter_shard_files(out), *iter_dropped_files(out)]))
             summary = instance.summary(ctx)
         else:
             for index, path in enumerate(files):

@@ -25,7 +25,15 @@ def _frame(table: TableInput, columns: list[str] | None) -> pl.LazyFrame:
 
 
 def _atomic(path: Path) -> Path:
+    """A temporary name beside ``path`` to write to and rename (a killed export leaves no
+    truncated file); temporaries of killed exports are removed."""
+    from curate.lock import pid_alive
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 

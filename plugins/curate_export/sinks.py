@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 
 import polars as pl
 from pydantic import Field
+
+from curate_export.folder import check_ours, export_folder
 
 from curate.hashing import uniform
 from curate.images import iter_images
@@ -110,11 +111,20 @@ class WebDatasetSink(Sink):
     def input_columns(self) -> dict[str, Any]:
         return export_columns(self)
 
+    def preflight(self) -> None:
+        check_ours(self.ctx.output_path, self.format)
+
     def write(self, table: TableInput) -> dict[str, Any]:
         out = self.ctx.output_path
-        out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.tar"):
-            old.unlink()
+        facts: dict[str, Any] = {}
+        # Written into a temporary folder, put in place when whole (see folder.py): a killed
+        # export is absent, not a truncated tar that `tar tf` reads without complaint.
+        with export_folder(out, self.format, facts) as partial:
+            facts.update(self._write_into(partial, table))
+        facts["pattern"] = str(out / (f"{{00000..{facts['shards'] - 1:05d}}}.tar" if facts["shards"] else "none"))
+        return facts
+
+    def _write_into(self, out: Path, table: TableInput) -> dict[str, Any]:
         seed = self.params.seed if self.params.seed is not None else self.ctx.seed
         items = list(samples(self, table))
         column = self.params.captions
@@ -144,8 +154,7 @@ class WebDatasetSink(Sink):
         if tar is not None:
             tar.close()
         (out / "sizes.json").write_text(json.dumps({p.name: self._count(p) for p in shards}))
-        return {"rows": len(items), "samples": written, "shards": len(shards),
-                "pattern": str(out / (f"{{00000..{len(shards) - 1:05d}}}.tar" if shards else "none"))}
+        return {"rows": len(items), "samples": written, "shards": len(shards)}
 
     def _count(self, path: Path) -> int:
         with tarfile.open(path) as tar:
@@ -165,13 +174,20 @@ class ImageFolderSink(Sink):
     def input_columns(self) -> dict[str, Any]:
         return export_columns(self)
 
+    def preflight(self) -> None:
+        check_ours(self.ctx.output_path, self.format)
+
     def write(self, table: TableInput) -> dict[str, Any]:
-        out = self.ctx.output_path
+        facts: dict[str, Any] = {}
+        with export_folder(self.ctx.output_path, self.format, facts) as partial:
+            facts.update(self._write_into(partial, table))
+        return facts
+
+    def _write_into(self, out: Path, table: TableInput) -> dict[str, Any]:
         images = out / "images"
         images.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".metadata.jsonl.{os.getpid()}.tmp"
         rows = 0
-        with tmp.open("w", encoding="utf-8") as handle:
+        with (out / "metadata.jsonl").open("w", encoding="utf-8") as handle:
             for row, image in samples(self, table):
                 name = f"{row[UID]}.jpg".replace("/", "_")
                 (images / name).write_bytes(image)
@@ -179,5 +195,4 @@ class ImageFolderSink(Sink):
                 record = {"file_name": f"images/{name}", "text": text, **{k: v for k, v in row.items()}}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 rows += 1
-        os.replace(tmp, out / "metadata.jsonl")
         return {"rows": rows}

@@ -1,0 +1,171 @@
+"""One run at a time per run directory and per store.
+
+Two ``curate run`` on one run directory (or two run directories sharing a ``cache_dir`` store)
+deleted each other's ``.partial`` directories and published a step cut in half. A run now holds
+an exclusive ``flock`` on ``<dir>/.curate.lock`` for its whole length; the file says who holds
+it (pid, host, start time, command) so the second run can name the holder.
+
+``flock`` is released by the kernel when the holder dies, so a lock left by a killed run is
+taken over at once (and said so). A lock still held while its pid is gone on this host (a forked
+child kept the descriptor) is broken by replacing the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from curate.errors import RunLockedError
+
+LOCK_NAME = ".curate.lock"
+POLL_SECONDS = 0.2
+
+
+def _me() -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv)[:300],
+    }
+
+
+def _read_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    try:
+        holder = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def describe(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "another process (it has not written its name yet)"
+    return (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started_at')}"
+            + (f" ({holder['command']})" if holder.get("command") else ""))
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory; ``what`` names it in messages ("run directory")."""
+
+    def __init__(self, directory: Path, what: str):
+        self.directory = Path(directory)
+        self.what = what
+        self.path = self.directory / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self, wait: float | None = 0, say: Callable[[str], None] | None = None) -> None:
+        """Take the lock. ``wait``: seconds to wait for a holder (None: forever, 0: refuse at once)."""
+        say = say or (lambda message: print(message, file=sys.stderr))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        deadline = None if wait is None else time.monotonic() + wait
+        waiting_said = False
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = _read_holder(self.path)
+                if self._dead_on_this_host(holder):
+                    say(f"curate: breaking the lock on {self.what} {self.directory}: its holder, "
+                        f"{describe(holder)}, is no longer running")
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise RunLockedError(
+                        f"{self.what} {self.directory} is in use by another curate run: {describe(holder)}",
+                        "wait for that run to finish (or stop it), or pass --wait to queue behind it; "
+                        "two runs writing one directory publish each other's half-written steps",
+                    )
+                if not waiting_said:
+                    say(f"curate: waiting for {self.what} {self.directory}, in use by {describe(holder)}")
+                    waiting_said = True
+                time.sleep(POLL_SECONDS)
+                continue
+            if not self._still_current(fd):  # replaced by a breaker between our open and flock
+                os.close(fd)
+                continue
+            previous = _read_holder(self.path)
+            if previous:
+                say(f"curate: taking over the lock on {self.what} {self.directory} left by a run that "
+                    f"no longer runs: {describe(previous)}")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(_me()).encode(), 0)
+            os.fsync(fd)
+            self.fd = fd
+            return
+
+    def _still_current(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+
+    @staticmethod
+    def _dead_on_this_host(holder: dict[str, Any] | None) -> bool:
+        if not holder or holder.get("host") != socket.gethostname():
+            return False
+        pid = holder.get("pid")
+        return isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        # Unlinked while still held, so a waiter that opened this file finds it replaced and retries.
+        with contextlib.suppress(FileNotFoundError):
+            if self._still_current(self.fd):
+                self.path.unlink()
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
+@contextlib.contextmanager
+def locked(directories: list[tuple[Path, str]], wait: float | None = 0,
+           say: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the locks of ``directories`` (in this order, so two runs cannot deadlock)."""
+    held: list[DirectoryLock] = []
+    seen: set[Path] = set()
+    try:
+        for directory, what in directories:
+            key = Path(directory).resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            lock = DirectoryLock(key, what)
+            lock.acquire(wait, say)
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            lock.release()

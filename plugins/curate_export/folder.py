@@ -1,0 +1,97 @@
+"""Multi-file exports that are whole or absent, and that never delete files curate did not write.
+
+An export is written into a sibling temporary folder (``.<name>.curate-partial``); a killed
+export leaves only that folder, which the next export removes. When every file is written, a
+new output folder is renamed into place in one step; an output folder from an earlier export
+(it holds our ``_CURATE_EXPORT.json`` listing the files we wrote) has those files replaced one
+by one (each rename is atomic, so no reader sees a truncated file) and the listing written
+last. A non-empty folder without our listing is refused: its files are the user's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from curate.errors import OutputError
+
+LISTING = "_CURATE_EXPORT.json"
+
+
+def _listing(folder: Path) -> dict | None:
+    try:
+        data = json.loads((folder / LISTING).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("files"), list) else None
+
+
+def check_ours(out: Path, fmt: str) -> list[str]:
+    """The files an earlier export wrote into ``out`` (empty for a new or empty folder);
+    raises OutputError for a folder holding anything else."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output '{fmt}' path {out} is a file, not a folder",
+                          "point the output's path at a new or empty folder")
+    if not out.exists():
+        return []
+    listing = _listing(out)
+    if listing is not None:
+        return [str(f) for f in listing["files"]]
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return []
+    shown = ", ".join(entries[:8]) + (f", … ({len(entries)} entries)" if len(entries) > 8 else "")
+    raise OutputError(
+        f"output '{fmt}' folder {out} is not empty and was not written by curate (no {LISTING}); it holds: {shown}",
+        "curate never deletes files it did not write: point the output at a new or empty folder, "
+        "or move those files away",
+    )
+
+
+def _partial(out: Path) -> Path:
+    return out.with_name(f".{out.name}.curate-partial")
+
+
+@contextlib.contextmanager
+def export_folder(out: Path, fmt: str, facts: dict | None = None) -> Iterator[Path]:
+    """Yield a temporary folder to write the export into; on success it becomes ``out``.
+
+    ``facts`` (rows, shards…) go into the listing with the file names."""
+    old_files = check_ours(out, fmt)
+    partial = _partial(out)
+    shutil.rmtree(partial, ignore_errors=True)  # left by a killed export: ours by its name
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    files = sorted(p.relative_to(partial).as_posix() for p in partial.rglob("*") if p.is_file())
+    listing = {"format": fmt, "files": files, **(facts or {})}
+    if not out.exists():
+        _write_listing(partial, listing)
+        partial.rename(out)
+        return
+    # An earlier export (ours) or an empty folder: list both sets first, so a kill in the middle
+    # leaves a folder a re-run still knows as ours.
+    _write_listing(out, {"format": fmt, "files": sorted(set(old_files) | set(files)), "complete": False})
+    for name in files:
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial / name, target)
+    for name in set(old_files) - set(files) - {LISTING}:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            (out / name).unlink()
+    _write_listing(out, listing)
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def _write_listing(folder: Path, listing: dict) -> None:
+    tmp = folder / f".{LISTING}.tmp"
+    tmp.write_text(json.dumps({"complete": True, **listing}, indent=1, sort_keys=True))
+    os.replace(tmp, folder / LISTING)
+
