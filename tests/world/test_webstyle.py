@@ -220,3 +220,43 @@ def test_plural_synonyms_read_back() -> None:
     for synonym, canonical in SHAPE_SYNONYMS.items():
         if synonym != "plus":
             assert extract_attributes(f"two red {plural(synonym)}").shapes == {canonical: 2}
+
+
+@pytest.mark.network
+def test_a_spec_reads_the_web_style_ground_truth(pm, register_plugin, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    import curate_world
+    from curate_world.source import SCHEMA
+
+    from curate.testing.runner import read_step_output, run_spec
+
+    register_plugin(curate_world, name="world", version=curate_world.__version__)
+    spec = {
+        "name": "web_world",
+        "source": {"format": "world", "params": {"n": 60, "seed": 5, "dir": "world", "web_style_rate": 0.5}},
+        "steps": [{"step": "filter", "name": "reachable", "params": {"where": "gt_fault = 'none'"}}],
+    }
+    rows = read_step_output(run_spec(spec, workdir, pm=pm), "reachable")
+    assert set(SCHEMA) <= set(rows.columns)
+    assert rows.schema["gt_styles"] == pl.List(pl.String)
+    world = read_table(workdir / "world" / "world.parquet").rename({"alt_text": "world_alt_text"})
+    joined = rows.join(world, on="world_id")
+    assert (joined["alt_text"] == joined["world_alt_text"]).all()
+    assert (joined["gt_alt_text_plain"] == joined["alt_text_plain"]).all()
+    assert joined.filter(pl.col("gt_styles").list.len() > 0).height > 0
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path)
+
+
+def test_web_eval_measures_the_world_clip_per_style(tmp_path: Path) -> None:
+    pytest.importorskip("open_clip")
+    from curate_world.web_eval import main
+
+    world = generate_world(tmp_path / "w", n=60, seed=5003, eval_n=0, fault_rate=0.0, web_style_rate=1.0)
+    assert main([str(world.dir), "--out", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["styled"]["positives"] + result["styled"]["negatives"] > 0
+    assert set(result["by_style"]) == set(STYLES) and 0.0 <= result["all"]["auc"] <= 1.0
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nothing")])
