@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from curate_world.phrasing import NUMBER_WORDS
-from curate_world.vocab import COLORS, SHAPES, SIZES
+from curate_world.vocab import BACKGROUNDS, COLORS, SHAPES, SIZES, TEXTURES
 
 LANGUAGES: tuple[str, ...] = ("es", "de")
 
@@ -82,6 +82,13 @@ _WORDS = {
     "de": {"gray": "grau", "beige": "beige", "background": "Hintergrund", "and": "und", "with": "mit",
            "logo": "Logo", "photo": "Foto", "of": "von", "illustration": "Illustration"},
 }
+# "on a striped green background": texture adjective -> (Spanish after the color, German dative).
+_TEXTURES = {
+    "plain": ("liso", "einfarbigem"),
+    "striped": ("a rayas", "gestreiftem"),
+    "dotted": ("de lunares", "gepunktetem"),
+    "gradient": ("degradado", "verlaufendem"),
+}
 _COUNTS = {"a": 1, "an": 1, **{word: n for n, word in NUMBER_WORDS.items()}}
 
 
@@ -95,7 +102,20 @@ _PHRASE = re.compile(
     rf"(?P<color>{_alternatives(COLORS)})\s+(?P<shape>{_alternatives(_SHAPE_FORMS)})\b",
     re.IGNORECASE,
 )
+_BACKGROUND = re.compile(
+    rf"\bon an? (?:(?P<texture>{_alternatives(TEXTURES.values())}) )?(?P<color>{_alternatives(BACKGROUNDS)}) background\b",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"\b[A-Za-z]+\b")
+
+
+def _background(language: str, color: str, texture: str | None) -> str:
+    if language == "es":
+        name = _ES_ADJECTIVES[color][0] if color in _ES_ADJECTIVES else _WORDS["es"][color]
+        return " ".join(["sobre fondo", name, *([_TEXTURES[texture][0]] if texture else [])])
+    stem, inflects = _DE_ADJECTIVES[color] if color in _DE_ADJECTIVES else (_WORDS["de"][color], color != "beige")
+    words = [_TEXTURES[texture][1]] if texture else []
+    return " ".join(["auf", *words, stem + ("em" if inflects else ""), "Hintergrund"])
 
 
 def _spanish(count: int | None, size: str | None, color: str, shape: str, plural: bool) -> str:
@@ -150,6 +170,12 @@ def translate(text: str, language: str) -> str:
         return translated[:1].upper() + translated[1:] if match.group(0)[:1].isupper() else translated
 
     text = _PHRASE.sub(phrase, text)
+    text = _BACKGROUND.sub(
+        lambda m: _background(
+            language, m.group("color").lower(), m.group("texture").lower() if m.group("texture") else None
+        ),
+        text,
+    )
 
     def word(match: re.Match[str]) -> str:
         original = match.group(0)

@@ -114,7 +114,8 @@ def test_lossy_styles_record_what_they_changed(scene: Scene, kind: str, seed: in
 def test_translation_agrees_in_gender_and_number() -> None:
     assert translate("two small red circles and a blue star", "es") == "dos círculos rojos pequeños y una estrella azul"
     assert translate("two small red circles and a blue star", "de") == "zwei kleine rote Kreise und ein blauer Stern"
-    assert translate("An orange diamond on a gray background", "de") == "Eine orangefarbene Raute on a grau Hintergrund"
+    assert translate("An orange diamond on a gray background", "de") == "Eine orangefarbene Raute auf grauem Hintergrund"
+    assert translate("two red circles on a striped beige background", "es") == "dos círculos rojos sobre fondo beige a rayas"
     assert translate("a pink heart", "de") == "ein rosa Herz"
     with pytest.raises(ValueError, match="unknown language"):
         translate("a red circle", "fr")
