@@ -255,8 +255,12 @@ def test_web_eval_measures_the_world_clip_per_style(tmp_path: Path) -> None:
     from curate_world.web_eval import main
 
     world = generate_world(tmp_path / "w", n=60, seed=5003, eval_n=0, fault_rate=0.0, web_style_rate=1.0)
-    assert main([str(world.dir), "--out", str(tmp_path / "r.json")]) == 0
-    result = json.loads((tmp_path / "r.json").read_text())
+    assert main([str(world.dir), "--captioner", "--split", "train", "--out", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    result = report["clip"]
+    assert report["captioner"]["all"]["rows"] == report["captioner"]["styled"]["rows"] + (
+        report["captioner"]["unstyled"] or {"rows": 0}
+    )["rows"]
     assert result["styled"]["positives"] + result["styled"]["negatives"] > 0
     assert set(result["by_style"]) == set(STYLES) and 0.0 <= result["all"]["auc"] <= 1.0
     with pytest.raises(SystemExit):
