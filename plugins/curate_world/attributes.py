@@ -126,7 +126,10 @@ class Mentions:
 
 def extract_attributes(text: str) -> Mentions:
     """Everything ``text`` says about an image in the world's vocabulary. Case-insensitive; knows
-    plurals, number words and digits, a few synonyms (grey, violet, disc, rhombus, big, tiny)."""
+    plurals, number words and digits, the synonyms of ``vocab.SHAPE_SYNONYMS`` and
+    ``vocab.COLOR_SYNONYMS`` (grey, violet, crimson, disc, rhombus, plus sign…), big, tiny. Web
+    styling other than synonyms (file names, HTML, emoji) is undone by
+    ``curate_world.webstyle.normalize_web_text`` first."""
     entities = tuple(_ENTITY_BY_LOWER[" ".join(m.group(1).lower().split())] for m in _ENTITY.finditer(text))
     lowered = _ENTITY.sub(" , ", text).lower()
     background = texture = None
@@ -148,6 +151,8 @@ def extract_attributes(text: str) -> Mentions:
         if token not in SHAPE_WORDS:
             continue
         shape, is_plural = SHAPE_WORDS[token]
+        if token == "plus" and index + 1 < len(tokens) and tokens[index + 1] == "signs":
+            is_plural = True  # "two plus signs"
         color = size = count = None
         back = index - 1
         while back >= 0 and (

@@ -25,6 +25,18 @@ def _rate(text: str) -> dict[str, float]:
     return result
 
 
+def web_style_params(preset: str, rate: float | None, weights: str | None) -> dict[str, object]:
+    """World parameters of the --web-style preset, with --web-style-rate / --web-style-weights on top."""
+    from curate_world.webstyle import WEB_MIX_RATE
+
+    params: dict[str, object] = {}
+    if rate is not None or preset == "web":
+        params["web_style_rate"] = rate if rate is not None else WEB_MIX_RATE
+    if weights is not None:
+        params["web_style_weights"] = _rate(weights)
+    return params
+
+
 @world.command()
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--n", default=5000, show_default=True, help="Rows in world.parquet.")
@@ -55,9 +67,28 @@ def _rate(text: str) -> dict[str, float]:
     "--concept-skew", default=None, type=float,
     help="Long tail of shapes, colors, entities: the k-th is drawn with weight 1/k^S [default: uniform].",
 )
+@click.option(
+    "--web-style", type=click.Choice(["off", "web"]), default="off", show_default=True,
+    help="Preset of web-styled alt-texts: 'web' is the web mix (every style, on half the rows).",
+)
+@click.option(
+    "--web-style-rate", default=None, type=click.FloatRange(0.0, 1.0),
+    help="Share of rows with web-styled alt-text [default: 0, or 0.5 with --web-style web].",
+)
+@click.option(
+    "--web-style-weights", default=None,
+    help="Relative weights of web styles, e.g. all_caps=2,synonym=1,truncation=0.5 (others 0) [default: all 1].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a different world already in OUT.")
 def generate(
-    out: str, overwrite: bool, noise_rates: str | None, fault_weights: str | None, **params: object
+    out: str,
+    overwrite: bool,
+    noise_rates: str | None,
+    fault_weights: str | None,
+    web_style: str,
+    web_style_rate: float | None,
+    web_style_weights: str | None,
+    **params: object,
 ) -> None:
     """Write a world into OUT: images/, world.parquet, eval.parquet, realigned.parquet, world.json."""
     import time
@@ -68,6 +99,7 @@ def generate(
         params["noise_rates"] = _rate(noise_rates)
     if fault_weights is not None:
         params["fault_weights"] = _rate(fault_weights)
+    params.update(web_style_params(web_style, web_style_rate, web_style_weights))
     started = time.perf_counter()
     result = generate_world(out, overwrite=overwrite, **params)  # type: ignore[arg-type]
     click.echo(f"world in {result.dir} ({time.perf_counter() - started:.1f}s)")

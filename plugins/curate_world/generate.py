@@ -25,12 +25,14 @@ from curate_world.faults import FAULTS, fault_probabilities
 from curate_world.params import WORLD_VERSION, WorldParams
 from curate_world.realign import realigned_caption
 from curate_world.scene import Scene, sample_scene
+from curate_world.webstyle import STYLES, normalize_web_text, style_alt_text, style_weights
 
 if TYPE_CHECKING:
     import numpy as np
 
-# Independent random streams: changing how alt-texts are written never changes an image.
-PLAN, SCENES, ALT_TEXTS, RENDERING, EVAL = range(5)
+# Independent random streams: changing how alt-texts are written never changes an image, and
+# web styling (its own stream) never changes what an alt-text says.
+PLAN, SCENES, ALT_TEXTS, RENDERING, EVAL, WEB_STYLES = range(6)
 MANIFEST = "world.json"
 
 
@@ -174,6 +176,9 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
         )
         if other_id is not None:
             alt = replace(alt, detail=f"describes scene {other_id}")
+        plain_text = alt.text
+        if params.web_styled:
+            alt, web_columns = _web_style(alt, world_id, scene_id, scenes, descriptions, noise, params)
         render_rng = _rng(params.seed, RENDERING, world_id)
         variant = sample_variant(render_rng) if scene_id in group_of_scene else Variant()
         name = f"{world_id:06d}.{extension}"
@@ -200,12 +205,15 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
             "height": width,
             "jpeg_quality": quality,
         }
+        if params.web_styled:
+            row.update(alt_text_plain=plain_text, **web_columns)
         rows.append(row)
         if world_id in realigned_ids:
             realigned.append(_realigned_row(row, scene, alt))
 
     eval_rows = _build_eval(out, params, set(descriptions), extension)
-    tables.write_table(rows, tables.WORLD_SCHEMA, out / tables.WORLD_FILE)
+    world_schema = {**tables.WORLD_SCHEMA, **(tables.WEB_STYLE_SCHEMA if params.web_styled else {})}
+    tables.write_table(rows, world_schema, out / tables.WORLD_FILE)
     tables.write_table(eval_rows, tables.EVAL_SCHEMA, out / tables.EVAL_FILE)
     tables.write_table(realigned, tables.REALIGNED_SCHEMA, out / tables.REALIGNED_FILE)
     counts = _counts(rows, eval_rows, realigned)
@@ -224,6 +232,79 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return counts
+
+
+def _web_style(
+    alt: AltText,
+    world_id: int,
+    scene_id: int,
+    scenes: list[Scene],
+    descriptions: list[str],
+    noise: dict[str, float],
+    params: WorldParams,
+) -> tuple[AltText, dict[str, Any]]:
+    """The row's alt-text in its web styles, and the ground-truth columns that record them. The
+    entity counts as mentioned only if its name survives the styling (truncation can cut it)."""
+    rng = _rng(params.seed, WEB_STYLES, world_id)
+    styled = style_alt_text(alt.text, rng, params.web_style_rate, style_weights(params.web_style_weights))
+    entity = scenes[scene_id].entity
+    mentions = (
+        alt.mentions_entity
+        and entity is not None
+        and entity.lower() in normalize_web_text(styled.text).lower()
+    )
+    own = replace(alt, text=styled.text, mentions_entity=mentions)
+    alt_texts = None
+    if "multi_alt" in styled.styles:
+        entries = [own, *_disagreeing(alt.noise_type, scene_id, scenes, descriptions, noise, params, rng)]
+        styled.detail["multi_alt"] = [entry.noise_type for entry in entries]
+        alt_texts = json.dumps(
+            [
+                {
+                    "text": entry.text,
+                    "noise_type": entry.noise_type,
+                    "noise_detail": entry.detail,
+                    "mentions_entity": entry.mentions_entity,
+                }
+                for entry in entries
+            ],
+            ensure_ascii=False,
+        )
+    columns = {
+        "styles": list(styled.styles),
+        "style_detail": json.dumps(styled.detail, ensure_ascii=False, sort_keys=True) if styled.styles else None,
+        "alt_texts": alt_texts,
+    }
+    return own, columns
+
+
+def _disagreeing(
+    own_type: str,
+    scene_id: int,
+    scenes: list[Scene],
+    descriptions: list[str],
+    noise: dict[str, float],
+    params: WorldParams,
+    rng: np.random.Generator,
+) -> list[AltText]:
+    """One or two more alt-texts of the same image (other pages, title attributes), each of a noise
+    type the others do not have, so they disagree about the image."""
+    texts: list[AltText] = []
+    used = {own_type}
+    for _ in range(1 + int(rng.random() < 0.4)):
+        kinds = [k for k in NOISE_TYPES if k not in used]
+        weights = [noise.get(k, 0.0) for k in kinds]
+        p = [w / sum(weights) for w in weights] if sum(weights) > 0 else [1 / len(kinds)] * len(kinds)
+        kind = kinds[int(rng.choice(len(kinds), p=p))]
+        used.add(kind)
+        other_id, other = (
+            _other_scene(scene_id, scenes, descriptions, rng) if kind == "unrelated" else (None, None)
+        )
+        alt = write_alt_text(
+            scenes[scene_id], kind, rng, other=other, entity_mention_rate=params.entity_mention_rate
+        )
+        texts.append(replace(alt, detail=f"describes scene {other_id}") if other_id is not None else alt)
+    return texts
 
 
 def _other_scene(
@@ -320,7 +401,7 @@ def _counts(
 ) -> dict[str, Any]:
     noise = Counter(r["noise_type"] for r in rows)
     faults = Counter(r["fault"] for r in rows)
-    return {
+    counts: dict[str, Any] = {
         "rows": len(rows),
         "scenes": len({r["scene_id"] for r in rows}),
         "noise_type": {name: noise.get(name, 0) for name in NOISE_TYPES},
@@ -332,6 +413,11 @@ def _counts(
         "eval_rows": len(eval_rows),
         "realigned_rows": len(realigned),
     }
+    if rows and "styles" in rows[0]:
+        styles = Counter(style for r in rows for style in r["styles"])
+        counts["styled_rows"] = sum(bool(r["styles"]) for r in rows)
+        counts["styles"] = {name: styles.get(name, 0) for name in STYLES}
+    return counts
 
 
 def _vocabulary() -> dict[str, Any]:

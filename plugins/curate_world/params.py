@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 from curate_world.alttext import noise_probabilities
 from curate_world.faults import fault_probabilities
+from curate_world.webstyle import style_weights
 
 # Bump when the same parameters would produce different files, so cached worlds are regenerated.
 WORLD_VERSION = 2  # 2: a wrong count never lands on a lookalike of a logo (alttext.write_wrong_attribute)
@@ -50,6 +51,21 @@ class WorldParams(BaseModel):
         description="long tail: the k-th shape, color and entity (vocab order) is drawn with weight 1/k^s; "
         "None: uniform. eval.parquet stays uniform",
     )
+    web_style_rate: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="share of rows whose alt-text gets web styling (caps, stock framing, file names, SEO, "
+        "HTML, emoji, truncation, synonyms, misspellings, a second language, disagreeing alt-texts); "
+        "0.5 is the web mix (curate_world.webstyle.WEB_MIX_RATE)",
+    )
+    web_style_weights: dict[str, float] | None = Field(
+        None, description="relative weights of web styles (curate_world.webstyle.STYLES); all 1 if unset"
+    )
+
+    @field_validator("web_style_weights")
+    @classmethod
+    def _check_styles(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        style_weights(value)
+        return value
 
     @field_validator("noise_rates")
     @classmethod
@@ -68,9 +84,16 @@ class WorldParams(BaseModel):
         """A knob added after worlds were cached is left out while off, so a default world keeps
         its world.json, its digest (cache directory, stable port) and its source fingerprint."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("concept_skew", 0) is None:
-            del data["concept_skew"]
+        if isinstance(data, dict):
+            for knob, off in (("concept_skew", None), ("web_style_rate", 0.0), ("web_style_weights", None)):
+                if knob in data and data[knob] == off:
+                    del data[knob]
         return data
+
+    @property
+    def web_styled(self) -> bool:
+        """Whether the world has web styling, and with it the columns of ``tables.WEB_STYLE_SCHEMA``."""
+        return self.web_style_rate > 0
 
     @property
     def eval_rows(self) -> int:

@@ -40,6 +40,13 @@ GROUND_TRUTH = {
     "fault": pl.Utf8,
     "split": pl.Utf8,
 }
+# Only in worlds with web styling (web_style_rate > 0), so other worlds' rows stay as they were.
+WEB_GROUND_TRUTH = {
+    "alt_text_plain": pl.Utf8,
+    "styles": pl.List(pl.Utf8),
+    "style_detail": pl.Utf8,
+    "alt_texts": pl.Utf8,
+}
 SCHEMA: dict[str, pl.DataType] = {
     "url": pl.Utf8,
     "alt_text": pl.Utf8,
@@ -131,7 +138,9 @@ class WorldSource(Source):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def schema(self) -> dict[str, pl.DataType]:
-        return dict(SCHEMA)  # known without generating anything, so planning stays instant
+        extra = WEB_GROUND_TRUTH if self.world_params.web_styled else {}
+        # known without generating anything, so planning stays instant
+        return {**SCHEMA, **{f"gt_{name}": dtype for name, dtype in extra.items()}}
 
     def scan(self) -> Iterator[pl.LazyFrame]:
         from curate_world.tables import WORLD_FILE
@@ -142,11 +151,12 @@ class WorldSource(Source):
                 f"the world is not generated yet ({table} is missing)", "scan() inside source.session()"
             )
         frame = pl.scan_parquet(table)
+        truth = {**GROUND_TRUTH, **(WEB_GROUND_TRUTH if self.world_params.web_styled else {})}
         yield frame.select(
             (pl.lit(self.base_url) + pl.col("url_path")).alias("url"),
             pl.col("alt_text"),
             pl.col("world_id"),
-            *[pl.col(name).cast(dtype).alias(f"gt_{name}") for name, dtype in GROUND_TRUTH.items()],
+            *[pl.col(name).cast(dtype).alias(f"gt_{name}") for name, dtype in truth.items()],
         )
 
     def describe(self) -> dict[str, object]:

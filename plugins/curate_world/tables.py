@@ -36,6 +36,14 @@ WORLD_SCHEMA: dict[str, str] = {
     "height": "int64",
     "jpeg_quality": "int64?",  # null for PNG worlds
 }
+# Added to WORLD_SCHEMA in worlds with web styling on (web_style_rate > 0); worlds without it keep
+# the schema, and the bytes, they had before the styles existed.
+WEB_STYLE_SCHEMA: dict[str, str] = {
+    "alt_text_plain": "string",  # the alt-text before styling: what noise_type describes
+    "styles": "list[string]",  # web styles applied, in order (curate_world.webstyle.STYLES); [] if none
+    "style_detail": "string?",  # JSON: what each style did ({"misspelling": {"word": "red", "as": "rde"}})
+    "alt_texts": "string?",  # JSON list of all the image's alt-texts when they disagree (multi_alt), own first
+}
 EVAL_SCHEMA: dict[str, str] = {
     "eval_id": "int64",
     "url_path": "string",  # /eval/000001.jpg
@@ -68,7 +76,7 @@ REALIGNED_SCHEMA: dict[str, str] = {
 def polars_schema(schema: dict[str, str]):  # type: ignore[no-untyped-def]
     import polars as pl
 
-    types = {"int64": pl.Int64, "string": pl.String, "bool": pl.Boolean}
+    types = {"int64": pl.Int64, "string": pl.String, "bool": pl.Boolean, "list[string]": pl.List(pl.String)}
     return {name: types[kind.rstrip("?")] for name, kind in schema.items()}
 
 

@@ -118,9 +118,43 @@ ENTITIES: tuple[Entity, ...] = (
 
 ENTITY_BY_NAME: dict[str, Entity] = {entity.name: entity for entity in ENTITIES}
 
-# Variants that free-form captions use; the attribute extractor maps them to canonical names.
-SHAPE_SYNONYMS: dict[str, str] = {"disc": "circle", "disk": "circle", "rhombus": "diamond", "plus": "cross"}
-COLOR_SYNONYMS: dict[str, str] = {"violet": "purple", "grey": "gray"}
+# Variants that free-form captions and web alt-texts use; the attribute extractor maps them to
+# canonical names (``attributes.extract_attributes``), and the ``synonym`` web style writes them
+# (``webstyle``). None is a word of the vocabulary above, a marker, a size or an entity name.
+# "plus" is read as a cross also in "plus sign(s)".
+SHAPE_SYNONYMS: dict[str, str] = {
+    "disc": "circle",
+    "disk": "circle",
+    "box": "square",
+    "wedge": "triangle",
+    "pentagram": "star",
+    "hex": "hexagon",
+    "plus": "cross",
+    "rhombus": "diamond",
+    "lozenge": "diamond",
+}
+COLOR_SYNONYMS: dict[str, str] = {
+    "crimson": "red",
+    "scarlet": "red",
+    "amber": "orange",
+    "tangerine": "orange",
+    "golden": "yellow",
+    "emerald": "green",
+    "lime": "green",
+    "navy": "blue",
+    "azure": "blue",
+    "cobalt": "blue",
+    "violet": "purple",
+    "plum": "purple",
+    "rose": "pink",
+    "fuchsia": "pink",
+    "chocolate": "brown",
+    "chestnut": "brown",
+    "ebony": "black",
+    "ivory": "white",
+    "grey": "gray",
+    "cream": "beige",
+}
 
 
 def color_distance(a: Rgb, b: Rgb) -> float:
@@ -163,6 +197,10 @@ def _check_tables() -> None:
         assert entity.marker_color in COLORS and entity.marker_color != entity.color, entity
         hosts = [b for b in BACKGROUNDS if entity.color in colors_visible_on(b)]
         assert len(hosts) >= 3, f"{entity.name}'s logo is visible on too few backgrounds: {hosts}"
+    known = {*SHAPES, *COLORS, *BACKGROUNDS, *SIZES, *MARKERS, *TEXTURES.values()}
+    known |= {word.lower() for entity in ENTITIES for word in entity.name.split()}
+    for synonym, canonical in {**SHAPE_SYNONYMS, **COLOR_SYNONYMS}.items():
+        assert synonym not in known and canonical in {*SHAPES, *COLORS, *BACKGROUNDS}, synonym
     for background in BACKGROUNDS:
         assert len(colors_visible_on(background)) >= 4, f"too few object colors visible on {background}"
 
