@@ -4,7 +4,8 @@ the cache and scratch directories.
 Peak memory is measured two ways, because they answer different questions:
 
 - ``peak_rss_bytes``: the kernel's high-water mark (``ru_maxrss`` from ``wait4``) of the
-  command's process, or of the largest process it waited for. Exact, but per process: a pool
+  command's process, or of the largest process of its tree (orphans included: see the
+  launcher). Exact, but per process: a pool
   of four workers at 1 GB each reads as 1 GB. The command is started by a tiny launcher
   process, because Linux counts the memory a process had before ``exec`` — a fork of this
   (large) benchmark process would report at least this process's size.
@@ -40,16 +41,37 @@ LIBRARIES = ("curate", "polars", "duckdb", "pyarrow", "numpy", "pydantic")
 
 
 # Runs argv[2:] and writes its rusage to argv[1]. Started with -I -S, so it stays a few MB.
+# It makes itself the subreaper of the command's tree: a process whose parent exits without
+# waiting for it (a multiprocessing forkserver's workers, say) is re-parented to the launcher
+# instead of to init, so the launcher reaps it and RUSAGE_CHILDREN counts its CPU time. The
+# wall time stops when the command itself exits; orphans still running are waited for up to
+# ORPHAN_WAIT seconds, for their CPU time only.
 _LAUNCHER = """
-import json, os, sys
-pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+import ctypes, json, os, resource, sys, time
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+except (OSError, AttributeError):
+    pass
+started = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[3], sys.argv[3:], os.environ)
 _, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
 code = os.waitstatus_to_exitcode(status)
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+            time.sleep(0.02)
+    except ChildProcessError:
+        break
+total = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(sys.argv[1], "w") as handle:
-    json.dump({"maxrss_kib": usage.ru_maxrss, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+    json.dump({"maxrss_kib": total.ru_maxrss, "cpu_seconds": total.ru_utime + total.ru_stime,
+               "command_cpu_seconds": usage.ru_utime + usage.ru_stime, "seconds": seconds,
                "returncode": code}, handle)
 sys.exit(code if code >= 0 else 128 - code)
 """
+ORPHAN_WAIT = 10.0
 
 
 @dataclass
@@ -118,13 +140,15 @@ def measure(command: list[str], *, cwd: Path | None = None, env: dict[str, str] 
     with tempfile.TemporaryDirectory(prefix="curate-bench-") as scratch:
         usage_file = Path(scratch) / "usage.json"
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(usage_file), *command],
+        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(usage_file), str(ORPHAN_WAIT),
+                                    *command],
                                    cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         result = _follow(process, started, interval)
         if usage_file.exists():
             usage = json.loads(usage_file.read_text())
             result.peak_rss_bytes = usage["maxrss_kib"] * 1024  # Linux reports KiB
             result.cpu_seconds = usage["cpu_seconds"]
+            result.seconds = usage["seconds"]
             result.returncode = usage["returncode"]
         elif result.returncode == 0:
             result.returncode = 127  # the launcher could not start the command

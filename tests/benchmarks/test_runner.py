@@ -125,6 +125,21 @@ def test_measure_reports_the_child_not_the_parent() -> None:
     del ballast
 
 
+def test_measure_counts_the_cpu_of_orphaned_descendants() -> None:
+    """A grandchild whose parent exits without waiting for it (as a multiprocessing forkserver's
+    workers do) still counts: the launcher is its subreaper. The wall time is the command's."""
+    orphan = ("import os, subprocess, sys\n"
+              "if os.fork() == 0:\n"
+              "    os.setsid()\n"
+              "    import time\n"
+              "    end = time.process_time() + 0.6\n"
+              "    while time.process_time() < end: pass\n"
+              "    os._exit(0)\n")
+    measured = measure([sys.executable, "-c", orphan])
+    assert measured.cpu_seconds >= 0.5
+    assert measured.seconds < 0.5
+
+
 def test_measure_failures() -> None:
     with pytest.raises(CommandFailed, match="exited 3"):
         measure([sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"])
