@@ -140,3 +140,17 @@ def test_a_planted_pickle_in_the_checkpoint_is_refused_not_run(curate_cli: Calla
     assert not marker.exists()
     assert "cannot resume from" in result.stderr and "trainer_state.pt" in result.stderr
     assert "weights_only=False" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_refuses_a_decoder_folder_without_tokenizer(curate_cli: Callable[..., Any], make_captioner: Callable[..., Any],
+                                                        table: pl.DataFrame, tmp_path: Path) -> None:
+    table.write_parquet(tmp_path / "train.parquet")
+    (tmp_path / "tower.json").write_text(json.dumps(TOWER))
+    make_captioner("gpt2").decoder.save_pretrained(tmp_path / "lm")
+    result = curate_cli("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--table",
+                        str(tmp_path / "train.parquet"), "--encoder", str(tmp_path / "tower.json"),
+                        "--decoder", str(tmp_path / "lm"), "--steps", "1", pythonpath=[REPO, REPO / "plugins"],
+                        OMP_NUM_THREADS="1")
+    assert result.code == 2, result
+    assert "has no tokenizer files" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "s1" / "tokenizer.json").exists()
