@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import atexit
 import secrets
 import socket
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,13 @@ from curate_world.params import WORLD_VERSION, WorldParams
 # (host, port): its other sources of the world share them, so their URLs and fingerprints agree;
 # other processes find the port taken and use a free one. A session takes its socket out.
 _HELD: dict[tuple[str, int], socket.socket] = {}
+
+
+@atexit.register
+def _release_held_ports() -> None:
+    for held in _HELD.values():
+        held.close()
+    _HELD.clear()
 # [low, high) of stable ports: below Linux's ephemeral range (32768+), where client sockets live.
 STABLE_PORTS = (20000, 32000)
 GROUND_TRUTH = {
@@ -124,6 +133,8 @@ class WorldSource(Source):
                 held = reserve_port(self.params.host, self.stable_port)
                 if held.getsockname()[1] == self.stable_port:
                     _HELD[key] = held  # this process's other sources of the world share it
+                else:  # a free port of this source's alone: closed when the source is dropped
+                    weakref.finalize(self, held.close)
             self._reserved, self._port = held, int(held.getsockname()[1])
         return self._port
 
