@@ -139,13 +139,13 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
           threads: int | None, max_rows: int | None, feature_cache: str | None, train_encoder: bool,
           encoder_lr: float | None, encoder_image_size: int | None, **options: Any) -> None:
     """Train one stage of a captioner and save it to OUT."""
-    from curate_captioner.config import require_local_directory, resolve_model_path
+    from curate_captioner.config import require_local_directory, require_tokenizer_files, resolve_model_path
 
     # Fail on a hub id or a missing directory before the slow imports below.
     if init is not None:
         resolve_model_path(init)
     elif not options["decoder"].startswith("tiny-"):
-        require_local_directory(options["decoder"], "decoder")
+        require_tokenizer_files(require_local_directory(options["decoder"], "decoder"))
     _threads(threads)
     from curate_captioner.model import Captioner
     from curate_captioner.train import TrainConfig

@@ -99,3 +99,19 @@ def require_local_directory(path: str | Path, what: str) -> Path:
             "curate runs offline and never downloads models from a hub; download the model and pass its directory",
         )
     return where
+
+
+# What transformers reads a tokenizer's vocabulary from: a tokenizers serialization, a
+# sentencepiece/tiktoken model, or a BPE/WordPiece vocabulary file.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "tiktoken.model")
+TOKENIZER_HINT = ("a pretrained decoder needs the tokenizer it was trained with in the same directory "
+                  f"(one of {', '.join(TOKENIZER_FILES)}); save it there with tokenizer.save_pretrained(DIR)")
+
+
+def require_tokenizer_files(where: Path) -> None:
+    """Without its vocabulary a decoder folder still loads (transformers makes a tokenizer of the
+    special tokens alone), and the captioner would train on an empty vocabulary: refuse it."""
+    if not any((where / name).is_file() for name in TOKENIZER_FILES):
+        from curate_captioner.errors import RefusedFile
+
+        raise RefusedFile(f"decoder directory {where} has no tokenizer files", TOKENIZER_HINT)

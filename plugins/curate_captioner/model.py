@@ -24,11 +24,13 @@ from curate_captioner.config import (
     FORMAT_VERSION,
     WEIGHTS_FILE,
     CaptionerConfig,
+    TOKENIZER_HINT,
     require_local_directory,
+    require_tokenizer_files,
     resolve_model_path,
 )
 from curate_captioner.encoder import build_tower, encode, preprocess, tower_width
-from curate_captioner.errors import CaptionerError
+from curate_captioner.errors import CaptionerError, RefusedFile
 from curate_captioner.prompts import PromptBatch, build_batch
 from curate_captioner.tokenizer import caption_token_id
 from curate_captioner.tokenizer import encode as encode_texts
@@ -263,7 +265,14 @@ def load_pretrained_decoder(path: str | Path) -> tuple[nn.Module, Any]:
     from curate_captioner.tokenizer import add_captioner_tokens
 
     where = require_local_directory(path, "decoder")
+    require_tokenizer_files(where)
     decoder = AutoModelForCausalLM.from_pretrained(str(where), local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(where), local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(where), local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise RefusedFile(f"decoder directory {where}: its tokenizer cannot be read ({str(error).splitlines()[0]})",
+                          TOKENIZER_HINT) from None
+    if tokenizer.vocab_size < 1:
+        raise RefusedFile(f"decoder directory {where}: its tokenizer has an empty vocabulary", TOKENIZER_HINT)
     add_captioner_tokens(tokenizer)
     return decoder, tokenizer

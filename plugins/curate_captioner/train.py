@@ -29,7 +29,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from curate_captioner.data import EMPTY_PROMPT_RATE, compute_features, draw_examples, preprocessed_pixels
-from curate_captioner.errors import CaptionerError
+from curate_captioner.errors import CaptionerError, RefusedFile
 from curate_captioner.model import Captioner
 
 CHECKPOINT_DIR = "checkpoint"
@@ -131,8 +131,8 @@ def train(
     checkpoint = out / CHECKPOINT_DIR
     start_step, state = 0, None
     if resume and (checkpoint / TRAINER_STATE).exists():
+        state = load_trainer_state(checkpoint / TRAINER_STATE)
         captioner = Captioner.load(checkpoint)
-        state = torch.load(checkpoint / TRAINER_STATE, map_location="cpu", weights_only=False)
         start_step = int(state["step"])
         log(f"resuming stage {config.stage} from step {start_step} ({checkpoint})")
     captioner.to(device)
@@ -241,6 +241,24 @@ def cached_features(captioner: Captioner, images: list[Any], cache: str | Path |
     torch.save({"pooled": pooled, **({"tokens": tokens} if tokens is not None else {})}, partial)
     os.replace(partial, path)
     return pooled, tokens
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    """The step and optimizer state of a checkpoint, read with ``weights_only=True``: tensors,
+    numbers, strings and containers only. A file that would need unpickling arbitrary objects
+    is refused without running anything in it (a checkpoint folder can be written by anyone)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError
+        raise RefusedFile(
+            f"cannot resume from {path}: it is not a trainer state this program wrote "
+            f"(only tensors, numbers and containers are read; refused: {type(error).__name__})",
+            f"delete {path.parent} to start the stage afresh, or pass --no-resume",
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) or not isinstance(state.get("optimizer"), dict):
+        raise RefusedFile(f"cannot resume from {path}: it has no step and optimizer state",
+                             f"delete {path.parent} to start the stage afresh, or pass --no-resume")
+    return state
 
 
 def save_checkpoint(captioner: Captioner, optimizer: torch.optim.Optimizer, step: int, checkpoint: Path) -> None:

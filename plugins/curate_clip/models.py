@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate_clip.checkpoints import ModelFileError, check_architecture_and_weights
 
 PACKAGE_DIR = Path(__file__).parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
@@ -47,6 +48,9 @@ def check_model(model: str, pretrained: str | None, checkpoint: str | None) -> l
         problems.append(f"checkpoint {checkpoint} does not exist")
     if model == WORLD_MODEL and not checkpoint and not WORLD_CHECKPOINT.exists():
         problems.append(f"the world CLIP's weights are missing ({WORLD_CHECKPOINT}); reinstall curate[clip]")
+    if not problems and not model.startswith(HUB_PREFIXES):
+        weights = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
+        problems += check_architecture_and_weights(model, weights)
     return problems
 
 
@@ -108,7 +112,7 @@ def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoin
               device: str = "auto") -> LoadedClip:
     problems = check_model(model, pretrained, checkpoint)
     if problems:
-        raise CurateError("; ".join(problems))
+        raise ModelFileError("; ".join(problems))
     import open_clip
     import torch
 
@@ -135,6 +139,14 @@ def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoin
             model, pretrained=str(weights) if weights is not None else pretrained, device="cpu",
             weights_only=True, **extra,
         )
+    except (RuntimeError, ValueError, OSError, KeyError) as error:
+        # What the plan-time checks cannot see (a tensor whose bytes are corrupt, a tower built
+        # elsewhere whose shapes are not checked). torch's own text would advise weights_only=False.
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in first:
+            first = "the file holds objects other than tensors"
+        raise ModelFileError(f"cannot load CLIP '{model}' from {weights or pretrained}: {first[:300]}",
+                             "check that the checkpoint is the state dict of this architecture, as .safetensors") from None
     finally:
         root.setLevel(level)
     clip = clip.to(device).eval()

@@ -61,11 +61,14 @@ def header(manifest: dict[str, Any]) -> Html:
     source = complete[0].get("rows_out") if complete else None
     final = complete[-1].get("rows_out") if complete else None
     seconds = manifest.get("seconds")
+    compute, cached = compute_seconds(manifest)
     status = manifest.get("status", "unknown")
     color = {"complete": "#16a34a", "failed": "#dc2626", "interrupted": "#d97706"}.get(status, "#64748b")
     stats = [(number(source), "rows from the source"), (number(final), "rows in the final step"),
              (percent(final, source), "kept"), (f"{len(complete)} / {len(steps)}", "steps complete"),
-             (f"{seconds:.1f} s" if isinstance(seconds, int | float) else "–", "run time")]
+             (duration(seconds), "this run's time"),
+             (duration(compute), "compute behind the outputs"
+              + (f" ({cached} of {len(complete)} steps cached)" if cached else ""))]
     cards = join(Html(f'<div class="stat"><div class="value">{esc(v)}</div><div class="label">{esc(k)}</div></div>')
                  for v, k in stats)
     meta = [f"status <b style='color:{color}'>{esc(status)}</b>",
@@ -80,6 +83,24 @@ def header(manifest: dict[str, Any]) -> Html:
     return Html(f'<header class="run"><div class="eyebrow">curate run report</div><h1>{esc(manifest.get("name"))}</h1>'
                 f'<div class="meta">{" · ".join(meta)}</div>{error}<div class="stats">{cards}</div>'
                 f"{outputs_html}</header>")
+
+
+def compute_seconds(manifest: dict[str, Any]) -> tuple[float | None, int]:
+    """(seconds the complete steps took when they were computed, how many of them came from the
+    cache). A cached step's record keeps the time of the run that computed it, so a fully cached
+    re-run that took a second still shows the minutes its outputs cost."""
+    complete = [s for s in manifest.get("steps", []) if s.get("complete")]
+    times = [s["seconds"] for s in complete if isinstance(s.get("seconds"), int | float)]
+    return (round(sum(times), 3) if times else None), sum(1 for s in complete if s.get("cached"))
+
+
+def duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def footer(manifest: dict[str, Any]) -> Html:

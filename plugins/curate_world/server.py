@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,7 +49,8 @@ class _WorldHTTPServer(ThreadingHTTPServer):
     # and a dropped SYN looks like a timeout on a URL that has no fault.
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], world_dir: Path, slow_seconds: float, verbose: bool):
+    def __init__(self, address: tuple[str, int], world_dir: Path, slow_seconds: float, verbose: bool,
+                 listening: socket.socket | None = None):
         self.world_dir = world_dir
         self.routes = _load_routes(world_dir)
         self.slow_seconds = slow_seconds
@@ -57,7 +59,13 @@ class _WorldHTTPServer(ThreadingHTTPServer):
         self.oversized = OversizedImages(
             {name: file for name, (file, fault) in self.routes.items() if fault == "oversized"}
         )
-        super().__init__(address, _Handler)
+        if listening is None:
+            super().__init__(address, _Handler)
+        else:  # a socket reserved earlier (see reserve_port): serve on it, bind nothing
+            super().__init__(address, _Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listening
+            self.server_address = listening.getsockname()
 
     def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # A recognisable name, so tests (and py-spy) can tell this server's threads from others.
@@ -215,11 +223,12 @@ class WorldServer:
         port: int = 0,
         slow_seconds: float = 3.0,
         verbose: bool = False,
+        listening: socket.socket | None = None,
     ):
         if not 0.0 <= slow_seconds <= MAX_SLOW_SECONDS:
             raise WorldError(f"slow_seconds must be between 0 and {MAX_SLOW_SECONDS:g}, got {slow_seconds}")
         try:
-            self._server = _WorldHTTPServer((host, port), Path(world_dir), slow_seconds, verbose)
+            self._server = _WorldHTTPServer((host, port), Path(world_dir), slow_seconds, verbose, listening)
         except OSError as exc:
             raise WorldError(
                 f"cannot serve the world on {host}:{port}: {exc.strerror or exc}",
@@ -274,17 +283,40 @@ def serve_world(
     port: int = 0,
     slow_seconds: float = 3.0,
     verbose: bool = False,
+    listening: socket.socket | None = None,
 ) -> Iterator[WorldServer]:
     """Serve ``world_dir`` for the duration of the ``with`` block; port 0 picks a free port.
 
     ``slow_seconds`` is how long "slow" URLs stall before answering: make it longer than the
     download timeout under test. ``verbose`` logs each request to the ``curate_world.server`` logger.
+    ``listening``: a socket from :func:`reserve_port` to serve on instead of binding ``port``.
     """
-    server = WorldServer(world_dir, host, port, slow_seconds, verbose)
+    server = WorldServer(world_dir, host, port, slow_seconds, verbose, listening)
     try:
         yield server
     finally:
         server.close()
+
+
+def reserve_port(host: str, preferred: int) -> socket.socket:
+    """A listening socket on ``preferred``, or on a free port when another process holds it (a
+    second user, a parallel run of the same world), for :func:`serve_world` to serve on later.
+    Held from plan time to the end of the run, so the port in the rows' URLs is the one served
+    (listening, because only a listening socket keeps another process's bind off the port);
+    connections wait in its backlog until the server starts."""
+    for port in (preferred, 0):
+        listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server does
+        try:
+            listening.bind((host, port))
+            listening.listen(_WorldHTTPServer.request_queue_size)
+            return listening
+        except OSError as exc:
+            listening.close()
+            if port == 0:
+                raise WorldError(f"cannot serve the world on {host}: {exc.strerror or exc}",
+                                 "set source.params.host to a loopback address of this machine") from None
+    raise AssertionError("unreachable")
 
 
 def run_server(

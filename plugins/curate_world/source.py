@@ -3,15 +3,22 @@ hand the engine its rows with ground truth alongside.
 
 URLs contain the server's port, and the engine caches the ingested rows by this source's
 fingerprint. So by default the port is derived from the world's parameters: the same world gets
-the same URLs in every run and cached downstream steps stay valid. ``port: 0`` picks a random free
-port instead, and then the fingerprint changes every run (the rows really are different).
+the same URLs in every run and cached downstream steps stay valid. When another process holds
+that port (a second user, a parallel run of the same world), a free port is taken instead: the run
+succeeds, its rows carry that port's URLs and the fingerprint says so (those rows are not mixed
+with cached ones of another port). The port is reserved when first needed (at plan time) and held
+until the run ends, so the URLs planned are the URLs served. ``base_url`` in the manifest's source
+params records it. ``port: 0`` always picks a random free port; a port given is used or refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import atexit
 import secrets
+import socket
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +30,17 @@ from curate import Params, Source
 from curate_world.errors import WorldError
 from curate_world.params import WORLD_VERSION, WorldParams
 
+# Listening sockets on stable ports that this process reserved and has not served on yet, by
+# (host, port): its other sources of the world share them, so their URLs and fingerprints agree;
+# other processes find the port taken and use a free one. A session takes its socket out.
+_HELD: dict[tuple[str, int], socket.socket] = {}
+
+
+@atexit.register
+def _release_held_ports() -> None:
+    for held in _HELD.values():
+        held.close()
+    _HELD.clear()
 # [low, high) of stable ports: below Linux's ephemeral range (32768+), where client sockets live.
 STABLE_PORTS = (20000, 32000)
 GROUND_TRUTH = {
@@ -79,6 +97,8 @@ class WorldSource(Source):
         self.world_params = WorldParams(**params.model_dump(include=set(WorldParams.model_fields)))
         self._server = None
         self._nonce = secrets.token_hex(8) if params.port == 0 else None
+        self._reserved: socket.socket | None = None  # the default port's socket (see reserve_port)
+        self._port: int | None = None
 
     # -- where ----------------------------------------------------------------------------------
     @property
@@ -101,8 +121,32 @@ class WorldSource(Source):
                 "the world source's URLs are not known before its server starts (port: 0 picks a random port)",
                 "read rows inside source.session(), or set a fixed port",
             )
-        port = self.params.port if self.params.port is not None else self.stable_port
-        return f"http://{self.params.host}:{port}"
+        return f"http://{self.params.host}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The port the rows' URLs name: the one given, else the world's stable port unless another
+        process holds it, else a free one (reserved on first use, so it stays this run's)."""
+        if self._server is not None:
+            return int(self._server.port)
+        if self.params.port is not None:
+            return self.params.port
+        if self._port is None:
+            from curate_world.server import reserve_port
+
+            key = self._key()
+            held = _HELD.get(key)
+            if held is None:
+                held = reserve_port(self.params.host, self.stable_port)
+                if held.getsockname()[1] == self.stable_port:
+                    _HELD[key] = held  # this process's other sources of the world share it
+                else:  # a free port of this source's alone: closed when the source is dropped
+                    weakref.finalize(self, held.close)
+            self._reserved, self._port = held, int(held.getsockname()[1])
+        return self._port
+
+    def _key(self) -> tuple[str, int]:
+        return (self.params.host, self.stable_port)
 
     # -- Source API -----------------------------------------------------------------------------
     @contextmanager
@@ -111,21 +155,33 @@ class WorldSource(Source):
         from curate_world.server import serve_world
 
         generate_world(self.world_dir, **self.world_params.model_dump())
-        port = self.params.port if self.params.port is not None else self.stable_port
+        port = self.port if self.params.port != 0 else 0
+        listening = self._reserved
+        if listening is not None and _HELD.get(self._key()) is listening:
+            del _HELD[self._key()]  # the server owns it now, and closes it when the run ends
+        elif listening is not None and listening.fileno() == -1:
+            listening = None  # another source of this world in this process served on it: bind anew
+        self._reserved = None
         try:
-            with serve_world(self.world_dir, self.params.host, port, self.params.slow_seconds) as server:
+            with serve_world(self.world_dir, self.params.host, port, self.params.slow_seconds,
+                             listening=listening) as server:
                 self._server = server
                 yield
         except WorldError as exc:
             if self._server is None and self.params.port != 0:
                 raise WorldError(
-                    f"{exc.message} (the world source's port is fixed so cached URLs stay valid)",
-                    "stop whatever holds the port (another run of this world?), or set source.params.port "
-                    "to another port, or to 0 for a random one (disables reuse of the cached source rows)",
+                    f"{exc.message}"
+                    + (" (source.params.port asks for this port)" if self.params.port else
+                       " (another run of this world in this process is serving its port)"),
+                    "stop whatever holds the port, or leave source.params.port unset: the world's own port "
+                    "is used when free and another one when not",
                 ) from None
             raise
         finally:
             self._server = None
+            self._port = None
+            if listening is not None:
+                listening.close()  # already closed by the server unless it failed to start
 
     def fingerprint(self) -> str:
         payload = {
@@ -164,4 +220,5 @@ class WorldSource(Source):
             "format": self.format,
             "world_dir": str(self.world_dir),
             **self.params.model_dump(mode="json"),
+            **({"base_url": self.base_url} if self.params.port != 0 else {}),
         }

@@ -59,6 +59,31 @@ def test_pretrained_decoder_must_be_local(tmp_path: Path) -> None:
         load_pretrained_decoder(tmp_path / "facebook" / "opt-1.3b")
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_a_decoder_directory_without_its_tokenizer_is_refused(make_captioner: Callable[..., Any], tmp_path: Path,
+                                                             kind: str) -> None:
+    """transformers builds a GPT-2 tokenizer of its special tokens alone from such a folder, and
+    the captioner trained on that empty vocabulary; now the folder is refused, saying what is missing."""
+    from curate_captioner.errors import RefusedFile
+    from curate_captioner.model import load_pretrained_decoder
+
+    make_captioner(kind).decoder.save_pretrained(tmp_path / "lm")
+    with pytest.raises(RefusedFile, match="has no tokenizer files") as refused:
+        load_pretrained_decoder(tmp_path / "lm")
+    assert refused.value.exit_code == 2 and "tokenizer.save_pretrained" in str(refused.value)
+
+
+def test_a_tokenizer_with_an_empty_vocabulary_is_refused(make_captioner: Callable[..., Any], tmp_path: Path) -> None:
+    from curate_captioner.errors import RefusedFile
+    from curate_captioner.model import load_pretrained_decoder
+
+    make_captioner("gpt2").decoder.save_pretrained(tmp_path / "lm")
+    (tmp_path / "lm" / "vocab.json").write_text("{}")
+    (tmp_path / "lm" / "merges.txt").write_text("#version: 0.2\n")
+    with pytest.raises(RefusedFile, match="empty vocabulary|cannot be read"):
+        load_pretrained_decoder(tmp_path / "lm")
+
+
 def test_new_captioner_from_a_local_pretrained_decoder(make_captioner: Callable[..., Any], tmp_path: Path) -> None:
     """The OPT/Llama path: a pretrained LM directory and its own tokenizer gain the caption token."""
     from curate_captioner.model import load_pretrained_decoder

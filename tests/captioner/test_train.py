@@ -15,6 +15,7 @@ from curate_captioner.model import Captioner
 from curate_captioner.train import CHECKPOINT_DIR, LOG_FILE, TrainConfig, train
 
 from tests.captioner.conftest import TOWER, images
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -112,3 +113,44 @@ def test_a_trained_encoder_changes_and_is_saved(make_captioner: Callable[..., An
     assert not any(p.requires_grad for p in loaded.encoder.parameters())
     assert loaded.training_facts["stages"][-1]["config"]["train_encoder"] is True
 
+
+
+class _WritesMarker:
+    """A pickle that, when unpickled, creates a file: what a planted trainer_state.pt could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_pickle_in_the_checkpoint_is_refused_not_run(curate_cli: Callable[..., Any], make_captioner: Callable[..., Any],
+                                                               table: pl.DataFrame, tmp_path: Path) -> None:
+    table.write_parquet(tmp_path / "train.parquet")
+    (tmp_path / "tower.json").write_text(json.dumps(TOWER))
+    checkpoint = tmp_path / "out" / CHECKPOINT_DIR
+    make_captioner(seed=1).save(checkpoint)
+    marker = tmp_path / "pwned"
+    torch.save({"step": 1, "optimizer": {}, "payload": _WritesMarker(marker)}, checkpoint / "trainer_state.pt")
+    result = curate_cli("captioner", "train", "--stage", "2", "--out", str(tmp_path / "out"), "--table",
+                        str(tmp_path / "train.parquet"), "--init", str(checkpoint), "--steps", "2", "--batch-size", "3",
+                        "--device", "cpu", "--threads", "1", pythonpath=[REPO, REPO / "plugins"], OMP_NUM_THREADS="1")
+    assert result.code == 2, result
+    assert not marker.exists()
+    assert "cannot resume from" in result.stderr and "trainer_state.pt" in result.stderr
+    assert "weights_only=False" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_refuses_a_decoder_folder_without_tokenizer(curate_cli: Callable[..., Any], make_captioner: Callable[..., Any],
+                                                        table: pl.DataFrame, tmp_path: Path) -> None:
+    table.write_parquet(tmp_path / "train.parquet")
+    (tmp_path / "tower.json").write_text(json.dumps(TOWER))
+    make_captioner("gpt2").decoder.save_pretrained(tmp_path / "lm")
+    result = curate_cli("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--table",
+                        str(tmp_path / "train.parquet"), "--encoder", str(tmp_path / "tower.json"),
+                        "--decoder", str(tmp_path / "lm"), "--steps", "1", pythonpath=[REPO, REPO / "plugins"],
+                        OMP_NUM_THREADS="1")
+    assert result.code == 2, result
+    assert "has no tokenizer files" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "s1" / "tokenizer.json").exists()

@@ -69,12 +69,103 @@ def test_a_model_that_is_not_here_fails_at_plan_time_saying_how_to_fix_it(dedup_
 
 
 def test_a_file_that_is_not_a_model_is_a_clear_error(dedup_pm, world, tmp_path):
-    from curate.errors import CurateError
-
     path = tmp_path / "broken.torchscript.pt"
     path.write_bytes(b"not a model")
-    with pytest.raises(CurateError, match="not a loadable TorchScript"):
+    with pytest.raises(SpecError, match="not a TorchScript archive"):
         run_step("copy_embed", image_table(world, 4), {"model": str(path)}, pm=dedup_pm)
+
+
+def test_a_state_dict_given_as_torchscript_is_refused_at_plan_time(dedup_pm, world, tmp_path):
+    import torch
+
+    torch.save({"w": torch.zeros(2)}, str(tmp_path / "weights.pt"))
+    with pytest.raises(SpecError, match="looks like a torch.save pickle"):
+        run_step("copy_embed", image_table(world, 4), {"model": str(tmp_path / "weights.pt")}, pm=dedup_pm)
+
+
+class _WritesMarker:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _exported(path: Path) -> Path:
+    import torch
+
+    module = torch.nn.Linear(4, 2)
+    torch.export.save(torch.export.export(module, (torch.zeros(1, 4),)), str(path))
+    return path
+
+
+def _rewrite(source: Path, target: Path, change) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            new.writestr(info, change(info.filename, old.read(info.filename)))
+    return target
+
+
+def test_a_broken_pt2_is_refused_at_plan_time(dedup_pm, world, tmp_path, capfd):
+    (tmp_path / "garbage.pt2").write_bytes(b"garbage" * 10)
+    with pytest.raises(SpecError, match="garbage.pt2 is not a torch.export program: not a zip archive"):
+        run_step("copy_embed", image_table(world, 4), {"model": str(tmp_path / "garbage.pt2")}, pm=dedup_pm)
+    import torch
+
+    torch.save({"w": torch.zeros(2)}, str(tmp_path / "state.pt2"))
+    with pytest.raises(SpecError, match="state.pt2 is not a torch.export program of the current format"):
+        run_step("copy_embed", image_table(world, 4), {"model": str(tmp_path / "state.pt2")}, pm=dedup_pm)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("planted", ["sample inputs", "pickled weight"])
+def test_a_pt2_that_would_unpickle_is_refused_without_running_it(dedup_pm, world, tmp_path, planted):
+    """torch.export.load unpickles (weights_only=False) weights marked use_pickle, and retries
+    sample inputs that a safe load refuses without weights_only: either could run code."""
+    import json
+
+    import torch
+
+    marker = tmp_path / "pwned"
+    payload = io.BytesIO()
+    torch.save(_WritesMarker(marker), payload)
+
+    def change(name: str, data: bytes) -> bytes:
+        if planted == "sample inputs" and "/data/sample_inputs/" in name:
+            return payload.getvalue()
+        if planted == "pickled weight" and name.endswith("data/weights/model_weights_config.json"):
+            config = json.loads(data)
+            config["config"]["weight"]["use_pickle"] = True
+            return json.dumps(config).encode()
+        if planted == "pickled weight" and name.endswith("data/weights/weight_0"):
+            return payload.getvalue()
+        return data
+
+    path = _rewrite(_exported(tmp_path / "ok.pt2"), tmp_path / "planted.pt2", change)
+    with pytest.raises(SpecError, match="planted.pt2 is refused"):
+        run_step("copy_embed", image_table(world, 4), {"model": str(path)}, pm=dedup_pm)
+    from curate_dedup.copydetect import loader
+
+    with pytest.raises(loader.CopyModelError):
+        loader.load(str(path))
+    assert not marker.exists()
+    assert loader.check(str(tmp_path / "ok.pt2")) == []
+
+
+def test_cli_refuses_a_broken_pt2_with_exit_2(world, tmp_path, curate_cli):
+    from tests.conftest import REPO
+
+    image_table(world, 4).write_parquet(tmp_path / "rows.parquet")
+    (tmp_path / "bad.pt2").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "spec.yaml").write_text(
+        "name: t\nsource: {format: parquet, path: rows.parquet}\n"
+        f"steps:\n  - step: copy_embed\n    params: {{model: '{tmp_path / 'bad.pt2'}'}}\n")
+    result = curate_cli("validate", str(tmp_path / "spec.yaml"), cwd=tmp_path, pythonpath=[REPO, REPO / "plugins"])
+    assert result.code == 2, result
+    assert "bad.pt2 is not a torch.export program" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
 
 
 def test_an_input_size_the_world_model_cannot_take_fails_at_plan_time(dedup_pm, world):

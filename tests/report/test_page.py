@@ -193,3 +193,29 @@ def test_any_table_makes_a_well_formed_self_contained_report(table: pl.DataFrame
 
 def _sql(text: str) -> str:
     return "'" + text.replace("'", "''").replace("\x00", "") + "'"
+
+
+def test_a_cached_rerun_shows_its_own_time_and_the_compute_behind_its_outputs(workdir: Path, report_pm):
+    """Before, a fully cached re-run's report said 'run time 1.0 s' for outputs that took minutes."""
+    import json
+
+    from curate_report.page import compute_seconds, header
+
+    table = pl.DataFrame({"url": [f"https://e.org/{i}" for i in range(30)],
+                          "alt_text": [f"a photo number {i % 9}" for i in range(30)]})
+    first = run_spec(GENERIC_SPEC, workdir, tables={"corpus.parquet": table}, pm=report_pm)
+    again = run_spec(GENERIC_SPEC, workdir, pm=report_pm)
+    assert all(step["cached"] for step in again["steps"])
+    computed = [step["seconds"] for step in first["steps"]]
+    assert [step["seconds"] for step in again["steps"]] == computed  # each step keeps its computed time
+    assert compute_seconds(again) == (pytest.approx(sum(computed)), len(computed))
+
+    # As a person reads it: pretend the steps took minutes and the cached re-run one second.
+    slow = {**again, "seconds": 1.0, "steps": [{**step, "seconds": 60.0 * (i + 1)} for i, step in
+                                                enumerate(again["steps"])]}
+    minutes = sum(60 * (i + 1) for i in range(len(again["steps"])))
+    html = str(header(slow))
+    assert re.search(r'1\.0 s</div><div class="label">this run(&#x27;|\'|&#39;)s time', html)
+    assert f"{minutes // 60} min 00 s" in html and "compute behind the outputs" in html
+    assert f"({len(again['steps'])} of {len(again['steps'])} steps cached)" in html
+    assert json.dumps(slow)  # the manifest stays plain data

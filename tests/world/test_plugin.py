@@ -93,13 +93,90 @@ def test_random_ports_change_the_fingerprint(tmp_path: Path) -> None:
         list(make(port=0).scan())
 
 
-def test_busy_stable_port_says_how_to_fix(tmp_path: Path) -> None:
-    source = WorldSource(WorldSource.Params(n=20, dir="w"), SourceContext(tmp_path, tmp_path, 0))
+def test_a_busy_stable_port_gives_way_to_a_free_one_named_in_the_fingerprint(tmp_path: Path) -> None:
+    """Another process on the world's own port (a second user, a parallel run): this run serves on
+    a free port, its URLs say which, and its rows are not confused with the stable port's."""
+    def make() -> WorldSource:  # a world no other test serves: this process holds no port for it
+        return WorldSource(WorldSource.Params(n=20, seed=71, dir="w"), SourceContext(tmp_path, tmp_path, 0))
+
+    stable_port = make().stable_port
     with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", source.stable_port))
+        blocker.bind(("127.0.0.1", stable_port))
         blocker.listen()
+        source = make()
+        busy_fingerprint = source.fingerprint()
+        assert source.port != stable_port
+        assert source.describe()["base_url"] == f"http://127.0.0.1:{source.port}"
+        with source.session():
+            (frame,) = list(source.scan())
+            row = frame.collect().filter(pl.col("gt_fault") == "none").row(0, named=True)
+            assert row["url"].startswith(f"http://127.0.0.1:{source.port}/")
+            with urllib.request.urlopen(row["url"], timeout=5) as response:
+                assert response.status == 200
+    again = make()  # the port is free again: the world's own port, and its own fingerprint
+    assert again.port == stable_port and again.fingerprint() != busy_fingerprint
+    assert make().fingerprint() == again.fingerprint()
+
+
+def test_a_port_that_is_given_and_busy_says_how_to_fix(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        source = WorldSource(WorldSource.Params(n=20, dir="w", port=port), SourceContext(tmp_path, tmp_path, 0))
         with pytest.raises(WorldError, match="source.params.port"), source.session():
             pass
+
+
+TWO_RUNS = """
+import sys, urllib.request
+import polars as pl
+from pathlib import Path
+from curate.source import SourceContext
+from curate_world.source import WorldSource
+
+work = Path(sys.argv[1])
+source = WorldSource(WorldSource.Params(n=20, seed=4, dir="w"), SourceContext(work, work, 0))
+print(source.port, flush=True)
+sys.stdin.readline()  # both processes have planned (and hold their ports) before either serves
+with source.session():
+    (frame,) = list(source.scan())
+    row = frame.collect().filter(pl.col("gt_fault") == "none").row(0, named=True)
+    with urllib.request.urlopen(row["url"], timeout=10) as response:
+        assert response.read() == (work / "w" / "images" / f"{row['world_id']:06d}.jpg").read_bytes()
+    print("serving", flush=True)
+    sys.stdin.readline()  # ... and both are serving at once
+print("served", row["url"], flush=True)
+"""
+
+
+def test_two_runs_of_the_same_world_at_once_both_succeed(tmp_path: Path) -> None:
+    """Two processes (two users, two parallel test workers) plan and serve the same world at the
+    same time: before, the second failed with 'Address already in use' on the world's port."""
+    from tests.conftest import REPO
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CURATE_")},
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")])}
+    runs = []
+    for index in range(2):
+        (tmp_path / str(index)).mkdir()
+        runs.append(subprocess.Popen([sys.executable, "-c", TWO_RUNS, str(tmp_path / str(index))], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True))
+    try:
+        ports = [int(run.stdout.readline()) for run in runs]  # type: ignore[union-attr]
+        assert ports[0] != ports[1]
+        for run in runs:
+            run.stdin.write("go\n")  # type: ignore[union-attr]
+            run.stdin.flush()  # type: ignore[union-attr]
+        assert [run.stdout.readline().strip() for run in runs] == ["serving", "serving"]  # type: ignore[union-attr]
+        outputs = [run.communicate("go\n", timeout=120) for run in runs]
+    finally:
+        for run in runs:
+            run.kill() if run.poll() is None else None
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, err
+        assert "served http://127.0.0.1:" in out
 
 
 def test_cli_generate(workdir: Path) -> None:

@@ -25,6 +25,14 @@ TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript", ".jit")
 EXPORT_SUFFIXES = (".pt2",)  # torch.export's ExportedProgram, TorchScript's successor
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CopyModelError(CurateError):
+    """A copy model file is not one curate loads (bad input: exit 2)."""
+
+    exit_code = 2
+
+
 SSCD_HINT = ("download a TorchScript copy-detection model on a connected machine (SSCD: "
              "https://github.com/facebookresearch/sscd-copy-detection, e.g. sscd_disc_mixup.torchscript.pt) "
              "and set `model:` to its path, or use the shipped 'world-copy'")
@@ -48,7 +56,9 @@ def check(model: str) -> list[str]:
         if path.suffix not in TORCHSCRIPT_SUFFIXES + EXPORT_SUFFIXES:
             return [f"copy model {path} is neither a model directory nor a TorchScript "
                     f"({', '.join(TORCHSCRIPT_SUFFIXES)}) or torch.export (.pt2) file"]
-        return []
+        from curate_dedup.copydetect.archives import export_problems, torchscript_problems
+
+        return export_problems(path) if path.suffix in EXPORT_SUFFIXES else torchscript_problems(path)
     if "://" in model or "/" not in model:
         return [f"copy model '{model}' is not a local file and would have to be downloaded, but this machine "
                 f"is offline: {SSCD_HINT}"]
@@ -100,7 +110,7 @@ def load(model: str, device: str = "cpu", *, image_size: int | None = None,
          mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> CopyModel:
     problems = check(model)
     if problems:
-        raise CurateError(problems[0])
+        raise CopyModelError(problems[0])
     import torch
 
     from curate.digests import file_digest
@@ -108,7 +118,12 @@ def load(model: str, device: str = "cpu", *, image_size: int | None = None,
 
     path = resolve(model)
     if path.is_dir():
-        module, config = network.load(path)
+        try:
+            module, config = network.load(path)
+        except Exception as exc:  # safetensors raises SafetensorError, torch RuntimeError, json ValueError
+            raise CopyModelError(f"copy model directory {path} cannot be loaded ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''})",
+                                 "write it again with `curate dedup train-copy-world --out DIR`") from None
         digest = file_digest(path / network.WEIGHTS)[:12]
         name = f"{config['architecture']}@{digest}"
         size, mean_, std_ = image_size or config["image_size"], mean or config["mean"], std or config["std"]
@@ -122,12 +137,17 @@ def load(model: str, device: str = "cpu", *, image_size: int | None = None,
 
 
 def _load_program(path: Path):  # type: ignore[no-untyped-def]
+    import logging
     import warnings
 
     import torch
 
+    export_log = logging.getLogger("torch.export")
+    level = export_log.level
     try:
         if path.suffix in EXPORT_SUFFIXES:
+            # torch logs a traceback before it raises; the error below says it in one line
+            export_log.setLevel(logging.ERROR)
             return torch.export.load(str(path)).module()
         with warnings.catch_warnings():
             # TorchScript is deprecated in favour of torch.export, but it is the format SSCD
@@ -135,6 +155,11 @@ def _load_program(path: Path):  # type: ignore[no-untyped-def]
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.load(str(path), map_location="cpu").eval()
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise CurateError(f"copy model {path} is not a loadable TorchScript or torch.export file "
-                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})", SSCD_HINT) from None
+    except Exception as exc:  # zipfile.BadZipFile, AssertionError, torch's own: all a file it cannot read
+        first = str(exc).splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in first:
+            first = "it holds pickled objects"
+        raise CopyModelError(f"copy model {path} is not a loadable TorchScript or torch.export file ({first})",
+                             SSCD_HINT) from None
+    finally:
+        export_log.setLevel(level)
