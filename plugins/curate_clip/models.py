@@ -150,7 +150,8 @@ def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoin
     finally:
         root.setLevel(level)
     clip = clip.to(device).eval()
-    name = f"{model}@{weights.name if weights else pretrained or 'random'}"
+    name = model if model.startswith("local-dir:") and weights is None else \
+        f"{model}@{weights.name if weights else pretrained or 'random'}"
     return LoadedClip(clip, preprocess, open_clip.get_tokenizer(model), device, name)
 
 

@@ -28,7 +28,18 @@ def score_column(text_column: str) -> str:
     return "clip_score" if text_column == "alt_text" else f"clip_score_{text_column}"
 
 
+LOCAL_DIR = "local-dir:"
+LOCAL_DIR_FILES = ("open_clip_config.json", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
 def weights_digest(model: str, checkpoint: str | None) -> str | None:
+    """What the scores depend on besides the params: the weights file, or for an open_clip
+    ``local-dir:`` folder its config and weights (a model re-trained into the same folder must not
+    reuse cached scores)."""
+    if checkpoint is None and model.startswith(LOCAL_DIR):
+        folder = Path(model[len(LOCAL_DIR):]).expanduser()
+        files = [folder / name for name in LOCAL_DIR_FILES if (folder / name).is_file()]
+        return "+".join(file_digest(path)[:16] for path in files) or None
     path = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
     if path is None or not path.exists():
         return None

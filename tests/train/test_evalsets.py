@@ -384,10 +384,6 @@ def test_a_trained_tiny_model_beats_chance_on_a_user_imagefolder(tmp_path, capsy
     assert metrics["acc1"] > 0.5  # 1.0 when written
 
 
-@pytest.mark.xfail(strict=True, reason="curate_clip/score.py weights_digest() digests only `checkpoint:` (or the "
-                   "world weights), so a `model: local-dir:DIR` clip_score keeps its fingerprint when DIR's weights "
-                   "change (a re-trained model reuses stale cached scores); it needs to digest "
-                   "DIR/open_clip_config.json and DIR's weights file for local-dir: names")
 def test_clip_score_fingerprint_follows_the_weights_of_a_local_dir_model(tiny_model, tmp_path):
     import shutil
 
