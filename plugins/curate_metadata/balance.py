@@ -97,6 +97,21 @@ class MetadataBalance(Step):
     def input_columns(self) -> Schema:
         return {UID: pl.Utf8, self.params.column: pl.List(pl.Int64)}
 
+    def plan_check_upstream(self, upstream: list[Step]) -> list[str]:
+        """A per-language t against the list of the nearest metadata_match: at plan time, so
+        ``curate validate`` names the list's languages (raises MetadataError)."""
+        if not isinstance(self.params.t, dict):
+            return []
+        from curate_metadata.match import MetadataMatch
+
+        match = next((step for step in reversed(upstream) if isinstance(step, MetadataMatch)), None)
+        try:
+            names = match._entries().frame() if match is not None else None
+        except MetadataError:
+            return []  # metadata_match reports its own list's problem
+        thresholds(self.params.t, names)
+        return []
+
     def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
         p = self.params
         seed = p.seed if p.seed is not None else ctx.seed

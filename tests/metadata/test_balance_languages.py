@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from curate.errors import CurateError
 from curate.testing import run_spec
+from tests.conftest import REPO
 
 ENTRIES = pl.DataFrame({"entry": ["red", "blue", "rot", "blau", "rouge"],
                         "language": ["en", "en", "de", "de", "fr"]})
@@ -76,7 +77,7 @@ def test_a_language_the_list_lacks_is_an_error_naming_the_list_languages(metadat
     with pytest.raises(CurateError, match=r"t names language\(s\) es, .*its languages: de, en, fr") as caught:
         run_spec(spec(tmp_path, {"en": 10, "es": 5, "default": 3}), tmp_path,
                  tables={"in.parquet": texts(20, 20)}, pm=metadata_pm)
-    assert "use languages of the list" in caught.value.hint
+    assert "use languages of the list" in str(caught.value) + str(caught.value.hint or "")
 
 
 def test_a_language_without_t_and_no_default_is_an_error(metadata_pm, tmp_path):
@@ -95,3 +96,15 @@ def test_a_per_language_t_needs_a_list_with_languages(metadata_pm, tmp_path):
 def test_an_empty_per_language_t_is_rejected(metadata_pm, tmp_path):
     with pytest.raises(CurateError, match="at least one language"):
         run_spec(spec(tmp_path, {}), tmp_path, tables={"in.parquet": texts(5, 5)}, pm=metadata_pm)
+
+
+def test_validate_names_the_list_languages_before_anything_runs(curate_cli, write_spec, workdir):
+    """`curate validate`: a t for a language the list lacks exits 2 at plan time, with the hint."""
+    bad = spec(workdir, {"en": 10, "es": 5})
+    bad["source"]["path"] = "data.parquet"
+    write_spec(bad, table=texts(5, 5))
+    result = curate_cli("validate", "spec.yaml", pythonpath=[REPO, REPO / "plugins"])
+    assert result.code == 2, result
+    assert "t names language(s) es" in result.stderr and "its languages: de, en, fr" in result.stderr
+    assert "(use languages of the list" in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert not (workdir / "run").exists()
