@@ -73,6 +73,16 @@ def test_a_scalar_t_and_an_all_default_t_keep_the_same_rows(metadata_pm, tmp_pat
     assert kept[0]["red"][1] < 120 and kept[0]["rot"][1] < 200
 
 
+def test_the_report_shows_each_language_t(metadata_pm, tmp_path):
+    pytest.importorskip("curate_report")
+    from curate_metadata.report import sections
+
+    manifest = run_spec(spec(tmp_path, {"en": 1000, "de": 20, "default": 7}), tmp_path,
+                        tables={"in.parquet": texts(30, 60)}, pm=metadata_pm)
+    [section] = sections(manifest)
+    assert "t = en 1,000, de 20, default 7" in section["html"] or "t = en 1000, de 20, default 7" in section["html"]
+
+
 def test_a_language_the_list_lacks_is_an_error_naming_the_list_languages(metadata_pm, tmp_path):
     with pytest.raises(CurateError, match=r"t names language\(s\) es, .*its languages: de, en, fr") as caught:
         run_spec(spec(tmp_path, {"en": 10, "es": 5, "default": 3}), tmp_path,
