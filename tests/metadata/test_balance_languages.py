@@ -80,7 +80,7 @@ def test_the_report_shows_each_language_t(metadata_pm, tmp_path):
     manifest = run_spec(spec(tmp_path, {"en": 1000, "de": 20, "default": 7}), tmp_path,
                         tables={"in.parquet": texts(30, 60)}, pm=metadata_pm)
     [section] = sections(manifest)
-    assert "t = en 1,000, de 20, default 7" in section["html"] or "t = en 1000, de 20, default 7" in section["html"]
+    assert "t = en 1,000, de 20, default 7" in section["html"]
 
 
 def test_a_language_the_list_lacks_is_an_error_naming_the_list_languages(metadata_pm, tmp_path):
@@ -118,3 +118,11 @@ def test_validate_names_the_list_languages_before_anything_runs(curate_cli, writ
     assert "t names language(s) es" in result.stderr and "its languages: de, en, fr" in result.stderr
     assert "(use languages of the list" in result.stderr and "Traceback" not in result.stderr + result.stdout
     assert not (workdir / "run").exists()
+
+
+def test_a_per_language_t_without_metadata_match_upstream_is_an_error(metadata_pm, tmp_path):
+    from curate.testing import run_step
+
+    table = pl.DataFrame({"uid": ["a", "b"], "metadata_entries": pl.Series([[0], [1]], dtype=pl.List(pl.Int64))})
+    with pytest.raises(CurateError, match="no languages \\(no metadata_match upstream\\)"):
+        run_step("metadata_balance", table, {"t": {"en": 3}}, pm=metadata_pm, workdir=tmp_path)
