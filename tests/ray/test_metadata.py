@@ -57,3 +57,26 @@ def test_metadata_match_and_balance_keep_the_same_rows_on_ray(ray_cluster, tmp_p
     assert kept == local[0]
     assert counts.equals(local[1])
     assert 0 < len(kept) < 600 and (counts["count"] > 25).any(), "some entries are sub-sampled"
+
+
+def test_a_per_language_t_keeps_the_same_rows_on_ray(ray_cluster, tmp_path):
+    """Every concept name listed for two languages; rows alternate between them; German over a low
+    t, English under a high one."""
+    from curate_world.vocab import concept_names
+
+    data = world_table(tmp_path)
+    table = pl.read_parquet(data)
+    table.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.lit("de")).otherwise(pl.lit("en"))
+                       .alias("lang")).write_parquet(data)
+    names = list(concept_names())
+    entries = tmp_path / "entries.parquet"
+    pl.DataFrame({"entry": names * 2, "language": ["en"] * len(names) + ["de"] * len(names)}).write_parquet(entries)
+    results = []
+    for name, executor in [("local", {"name": "local"}), ("ray", {"name": "ray", "params": {"actors": 2}})]:
+        spec = metadata_spec(executor, data, {"en": 1000, "de": 10})
+        spec["steps"][0]["params"].update(entries=str(entries), language="lang")
+        results.append(kept_and_counts(run_spec(spec, tmp_path / name)))
+    (kept, counts), (kept_ray, counts_ray) = results
+    assert kept == kept_ray and counts.equals(counts_ray)
+    assert (counts.filter(pl.col("language") == "en").select((pl.col("kept") == pl.col("count")).all()).item())
+    assert (counts.filter(pl.col("language") == "de")["kept"] < counts.filter(pl.col("language") == "de")["count"]).any()
