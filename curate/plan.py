@@ -210,7 +210,8 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         for message, hint in step_problems:
             problems.add(loc + ("step",), message, hint)
         try:
-            for message in step.plan_check(schema):
+            for message in step.plan_check(schema) + step.plan_check_upstream([p.step for p in plan_steps
+                                                                                  if p.step is not None]):
                 problems.add(loc + ("params",), message)
         except CurateError as exc:
             problems.add(loc + ("params",), exc.message, exc.hint)

@@ -143,6 +143,11 @@ class Step:
         """Extra plan-time checks (e.g. an SQL expression binds). Return problems as text."""
         return []
 
+    def plan_check_upstream(self, upstream: list[Step]) -> list[str]:
+        """Plan-time checks against the steps before this one (nearest last), e.g. a param that
+        must agree with an upstream step's. Return problems as text, or raise a CurateError."""
+        return []
+
     # -- running --------------------------------------------------------------------------
     def setup(self, ctx: StepContext) -> None:
         """Load models or other expensive state; called once per worker before any shard."""

@@ -18,26 +18,66 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, PositiveInt, field_validator
 
 from curate.duck import create_input_view, quote
 from curate.hashing import uniform_sql
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
 from curate.step import Step, StepContext, TableInput
+from curate_metadata.entries import MetadataError
 from curate_metadata.match import ENTRIES_ARTIFACT
 
 COUNTS_ARTIFACT = "entry_counts.parquet"
 NO_ENTRIES = "no_metadata_entries"
 SALT = "metadata_balance"
 TOP = 10
+DEFAULT = "default"  # the key of a per-language t that applies to every language not named
 
 
 class MetadataBalanceParams(Params):
-    t: int = Field(20_000, ge=1, description="entries matched by more rows are sub-sampled to about t rows "
-                   "(MetaCLIP: 20k for 400M pairs, 170k for 2.5B)")
+    t: PositiveInt | dict[str, PositiveInt] = Field(
+        20_000, description="entries matched by more rows are sub-sampled to about t rows (MetaCLIP: 20k for "
+        "400M pairs, 170k for 2.5B); or per language of the entry list: {en: 20000, de: 5000, default: 1000}")
     column: str = Field("metadata_entries", description="the list column of entry ids (metadata_match's output)")
     seed: int | None = Field(None, description="default: the run's seed")
+
+    @field_validator("t")
+    @classmethod
+    def _some_language(cls, value: Any) -> Any:
+        if isinstance(value, dict) and not value:
+            raise ValueError("a per-language t needs at least one language (or 'default'); "
+                             "or give one number for every language")
+        return value
+
+
+def thresholds(t: int | dict[str, int], names: pl.DataFrame | None) -> pl.DataFrame:
+    """entry_id, t: each entry's threshold from its language's t (MetaCLIP 2).
+
+    ``names`` is metadata_match's list (entry_id, entry, language). Errors say which languages the
+    list has when t names another, or when a language has no t and there is no default.
+    """
+    assert isinstance(t, dict)
+    languages = sorted(set(names["language"].drop_nulls().to_list())) if names is not None else []
+    if not languages:
+        raise MetadataError("t is given per language, but the metadata list has no languages"
+                            + (" (no metadata_match upstream)" if names is None else ""),
+                            "give metadata_match a table of entries with a language column and set its "
+                            "'language', or give t as one number")
+    present = ", ".join(languages)
+    unknown = sorted(key for key in t if key != DEFAULT and key not in languages)
+    if unknown:
+        raise MetadataError(f"t names language(s) {', '.join(unknown)}, which the metadata list does not have "
+                            f"(its languages: {present})", f"use languages of the list, or '{DEFAULT}'")
+    if DEFAULT not in t:
+        missing = sorted(set(languages) - set(t)) + (["(none)"] if names["language"].null_count() else [])
+        if missing:
+            raise MetadataError(f"t has no value for language(s) {', '.join(missing)} of the metadata list "
+                                f"(its languages: {present})", f"add them to t, or add '{DEFAULT}: <t>'")
+    per_language = pl.DataFrame({"language": list(t), "t": list(t.values())},
+                                schema={"language": pl.Utf8, "t": pl.Int64})
+    return (names.select("entry_id", "language").join(per_language, on="language", how="left")
+            .select("entry_id", pl.col("t").fill_null(pl.lit(t.get(DEFAULT), pl.Int64))))
 
 
 def selection_sql(uid: str, entry: str, seed: int) -> str:
@@ -57,20 +97,54 @@ class MetadataBalance(Step):
     def input_columns(self) -> Schema:
         return {UID: pl.Utf8, self.params.column: pl.List(pl.Int64)}
 
+    def plan_check_upstream(self, upstream: list[Step]) -> list[str]:
+        """A per-language t against the list of the nearest metadata_match: at plan time, so
+        ``curate validate`` names the list's languages (raises MetadataError)."""
+        if not isinstance(self.params.t, dict):
+            return []
+        from curate_metadata.match import MetadataMatch
+
+        match = next((step for step in reversed(upstream) if isinstance(step, MetadataMatch)), None)
+        try:
+            names = match._entries().frame() if match is not None else None
+        except MetadataError:
+            return []  # metadata_match reports its own list's problem
+        thresholds(self.params.t, names)
+        return []
+
     def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
         p = self.params
         seed = p.seed if p.seed is not None else ctx.seed
         column = quote(p.column)
         self.facts: dict[str, Any] = {}
+        names = _upstream_names(ctx)
+        per_language = thresholds(p.t, names) if isinstance(p.t, dict) else None
         con = ctx.duckdb()
         try:
             create_input_view(con, table)
-            con.execute(f"""
-                CREATE TABLE counts AS
-                SELECT entry_id::BIGINT AS entry_id, count(*)::BIGINT AS count,
-                       least(1.0, {p.t} / count(*))::DOUBLE AS probability
-                FROM (SELECT unnest(list_distinct({column})) AS entry_id FROM input) GROUP BY entry_id
-            """)
+            if per_language is None:
+                con.execute(f"""
+                    CREATE TABLE counts AS
+                    SELECT entry_id::BIGINT AS entry_id, count(*)::BIGINT AS count,
+                           least(1.0, {p.t} / count(*))::DOUBLE AS probability
+                    FROM (SELECT unnest(list_distinct({column})) AS entry_id FROM input) GROUP BY entry_id
+                """)
+            else:
+                con.register("thresholds", per_language)
+                con.execute(f"""
+                    CREATE TABLE counts AS
+                    SELECT m.entry_id::BIGINT AS entry_id, m.count::BIGINT AS count,
+                           least(1.0, th.t / m.count)::DOUBLE AS probability, th.t::BIGINT AS t
+                    FROM (SELECT entry_id, count(*) AS count
+                          FROM (SELECT unnest(list_distinct({column})) AS entry_id FROM input) GROUP BY entry_id) AS m
+                    LEFT JOIN thresholds AS th USING (entry_id)
+                """)
+                con.unregister("thresholds")
+                [outside] = con.execute("SELECT min(entry_id), count(*) FROM counts WHERE t IS NULL").fetchall()
+                if outside[1]:
+                    raise MetadataError(f"{outside[1]} matched entry id(s) (e.g. {outside[0]}) are not in the "
+                                        "metadata list, so they have no language for a per-language t",
+                                        "balance the output of the metadata_match that wrote the ids")
             kept_counts: list[pl.DataFrame] = []
             rows_in = rows_kept = rows_without = 0
             for path in table.files:
@@ -93,7 +167,7 @@ class MetadataBalance(Step):
             con.close()
         counts = counts.join(_sum_counts(kept_counts), on="entry_id", how="left").with_columns(
             pl.col("kept").fill_null(0))
-        counts = _with_names(counts, ctx)
+        counts = _with_names(counts, names)
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         counts.write_parquet(ctx.artifacts / COUNTS_ARTIFACT)
         self.facts = {"rows_in": rows_in, "rows_kept": rows_kept, "rows_without_entries": rows_without,
@@ -136,12 +210,19 @@ def _sum_counts(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(parts).group_by("entry_id").agg(pl.col("kept").sum())
 
 
-def _with_names(counts: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
-    """Entry text and language from the nearest upstream metadata_match, when there is one."""
+def _upstream_names(ctx: StepContext) -> pl.DataFrame | None:
+    """The list (entry_id, entry, language) of the nearest upstream metadata_match, if any."""
     for step_dir in reversed(list(ctx.extras.get("upstream", {}).values())):
         names = Path(step_dir) / "artifacts" / ENTRIES_ARTIFACT
         if names.exists():
-            return counts.join(pl.read_parquet(names), on="entry_id", how="left")
+            return pl.read_parquet(names)
+    return None
+
+
+def _with_names(counts: pl.DataFrame, names: pl.DataFrame | None) -> pl.DataFrame:
+    """Entry text and language, when an upstream metadata_match wrote them."""
+    if names is not None:
+        return counts.join(names, on="entry_id", how="left")
     return counts.with_columns(pl.lit(None, pl.Utf8).alias("entry"), pl.lit(None, pl.Utf8).alias("language"))
 
 
@@ -154,9 +235,11 @@ def _flatness(counts: pl.Series) -> float | None:
     return round(float(-(p * p.log()).sum() / math.log(counts.len())), 4)
 
 
-def distribution_facts(counts: pl.DataFrame, t: int) -> dict[str, Any]:
-    """Head (count > t) and tail before and after balancing, for the manifest and the report."""
-    head = counts.filter(pl.col("count") > t)
+def distribution_facts(counts: pl.DataFrame, t: int | dict[str, int]) -> dict[str, Any]:
+    """Head (count > t, the entry's language's t when t is per language) and tail before and after
+    balancing, for the manifest and the report."""
+    threshold = pl.col("t") if isinstance(t, dict) else pl.lit(t)
+    head = counts.filter(pl.col("count") > threshold)
     before, after = int(counts["count"].sum()), int(counts["kept"].sum())
     top = counts.sort(["count", "entry_id"], descending=[True, False]).head(TOP)
     facts: dict[str, Any] = {
@@ -184,10 +267,12 @@ def distribution_facts(counts: pl.DataFrame, t: int) -> dict[str, Any]:
     if counts["language"].drop_nulls().len():
         facts["by_language"] = {
             row["language"]: {"entries": row["entries"], "head_entries": row["head"],
-                              "matches_before": row["before"], "matches_after": row["after"]}
+                              "matches_before": row["before"], "matches_after": row["after"],
+                              **({"t": row["t"]} if isinstance(t, dict) else {})}
             for row in counts.group_by("language").agg(
-                pl.len().alias("entries"), (pl.col("count") > t).sum().alias("head"),
+                pl.len().alias("entries"), (pl.col("count") > threshold).sum().alias("head"),
                 pl.col("count").sum().alias("before"), pl.col("kept").sum().alias("after"),
+                *([pl.col("t").first()] if isinstance(t, dict) else []),
             ).sort("language").iter_rows(named=True)
         }
     return facts

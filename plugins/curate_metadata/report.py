@@ -22,10 +22,13 @@ def sections(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             value = facts.get(key)
             return "–" if value is None else f"{100 * value:.1f}%"
 
+        t = facts.get("t")
+        t_text = (", ".join(f"{language} {number(value)}" for language, value in t.items())
+                  if isinstance(t, dict) else number(t))
         overview = [
             ["rows", number(facts.get("rows_in")), number(facts.get("rows_kept"))],
             ["matches (row × entry)", number(facts.get("matches_before")), number(facts.get("matches_after"))],
-            [f"share of head entries (> t = {number(facts.get('t'))}; {number(facts.get('head_entries'))} "
+            [f"share of head entries (> t = {t_text}; {number(facts.get('head_entries'))} "
              f"of {number(facts.get('entries_matched'))})", share("head_share_before"), share("head_share_after")],
             ["share of the 10 most matched", share("top_share_before"), share("top_share_after")],
             ["flatness (entropy / log entries)", number(facts.get("entropy_before")),
