@@ -93,3 +93,18 @@ def test_max_per_host(tmp_path: Path) -> None:
     print(f"\nmost requests at once with max_per_host={limit} and 8 threads: {most}")
     assert set(rows["status"]) == {"success"}
     assert most == limit
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_host_rate(tmp_path: Path) -> None:
+    rate = 4.0
+    params = {"allow_private_networks": True, "timeout": TIMEOUT, "threads": 8, "image_size": 32, "host_rate": rate}
+    with serve_hostile() as host:
+        table = pl.DataFrame({"url": [f"{host.base_url}/ok/r{i}.png" for i in range(6)], "alt_text": ["x"] * 6})
+        _, rows = run_download(tmp_path, table, params)
+        starts = sorted(at for i in range(6) for at in host.times(f"/ok/r{i}.png"))
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    print(f"\ngaps between requests with host_rate={rate}: {[round(g, 3) for g in gaps]}")
+    assert set(rows["status"]) == {"success"} and len(starts) == 6
+    assert min(gaps) >= 1 / rate - 0.02  # a request's arrival may lag its start by a little
