@@ -22,13 +22,28 @@ Pillow, lazily, to read an image's header): these processes pay for img2dataset'
   Content-Length said. A body that ends before its Content-Length is an error, not a short image.
 - **Pixels.** A body whose image header declares more than ``max_image_area`` pixels is refused
   (:data:`IMAGE_TOO_LARGE`) before anything decodes it.
+- **Retries.** An attempt that fails transiently (HTTP 429, 502, 503, 504; a connection refused,
+  reset or closed early; a timeout while connecting or waiting for the headers) is tried again,
+  up to ``retries`` times, after waiting what the response's ``Retry-After`` asks (seconds or an
+  HTTP-date) or else ``backoff * 2**n`` seconds (plus up to 25 % jitter). A wait longer than
+  ``max_retry_wait`` is not made: the row fails at once, saying so. Each attempt has its own
+  deadline; a row takes at most ``(retries + 1) * timeout + retries * max_retry_wait`` seconds.
+  img2dataset's own ``retries`` (which retries every error, 404 included, without waiting) is
+  left at 0. Errors while reading the body (after ``open()`` returned) are not retried.
+- **Per-host limits.** ``max_per_host`` attempts at one host run at once in this process (a
+  semaphore per host name, held from the request until the response is closed), and
+  ``host_rate`` attempts per second start at one host (a schedule per host). Waiting for either
+  is not part of an attempt's deadline. The host is that of the row's URL; redirect hops count
+  against it.
 """
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import io
 import json
+import random
 import socket
 import ssl
 import threading
@@ -36,6 +51,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
 
 LIMITS_ENV = "CURATE_DOWNLOAD_LIMITS"
 # Marks that the download step turns into row statuses (after urllib may have wrapped them).
@@ -44,6 +60,8 @@ TOO_LARGE = "response body larger than max_bytes"
 IMAGE_TOO_LARGE = "image area larger than max_image_area"
 ONLY_HTTP = "only http and https are"
 CHUNK_BYTES = 1 << 16
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+GAVE_UP = "gave up after"
 
 _attempt = threading.local()  # .deadline and .seconds while an open() runs in this thread
 
@@ -52,6 +70,11 @@ _attempt = threading.local()  # .deadline and .seconds while an open() runs in t
 class FetchLimits:
     max_bytes: int = 32 * 2**20
     max_image_area: float | None = 50_000_000
+    retries: int = 0  # attempts after the first, for transient failures only
+    backoff: float = 1.0  # seconds before the first retry when the server gives no Retry-After
+    max_retry_wait: float = 30.0  # longest wait before a retry; a longer Retry-After fails the row
+    max_per_host: int | None = None  # attempts at one host at once, in this process
+    host_rate: float | None = None  # attempts started per second at one host, in this process
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -166,7 +189,18 @@ _process_limits: list[FetchLimits] = [FetchLimits()]  # what install_opener set 
 
 
 class BoundedResponse(http.client.HTTPResponse):
-    """``read()`` without a length reads at most ``max_bytes``, and refuses image bombs."""
+    """``read()`` without a length reads at most ``max_bytes``, and refuses image bombs.
+    Closing it frees its host's slot (see :class:`HostGate`)."""
+
+    curate_release = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            release, self.curate_release = self.curate_release, None
+            if release is not None:
+                release()
 
     def read(self, amt=None):  # type: ignore[no-untyped-def,override]
         if amt is not None:
@@ -269,13 +303,136 @@ class RefuseFTP(urllib.request.FTPHandler):
         raise urllib.error.URLError(f"{self.message}: scheme 'ftp' is not downloaded, {ONLY_HTTP}")
 
 
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header's wait in seconds (delay-seconds or an HTTP-date), or None when
+    absent or unreadable. A date in the past is 0."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: 429/502/503/504, a connection refused/reset/closed, a timeout."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in RETRY_STATUSES
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, (ConnectionError, TimeoutError, http.client.RemoteDisconnected))
+
+
+def _gave_up(exc: BaseException, attempts: int, why: str = "") -> BaseException:
+    """The last attempt's error, saying how many attempts were made (img2dataset keeps str(exc))."""
+    note = f"{GAVE_UP} {attempts} attempt{'s' if attempts > 1 else ''}{why}"
+    if isinstance(exc, urllib.error.HTTPError):
+        return urllib.error.HTTPError(exc.url, exc.code, f"{exc.msg} ({note})", exc.headers, None)
+    if isinstance(exc, urllib.error.URLError):
+        return urllib.error.URLError(f"{exc.reason} ({note})")
+    return OSError(f"{exc} ({note})")
+
+
+class _Slot:
+    def __init__(self, semaphore: threading.Semaphore | None):
+        self._semaphore = semaphore
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            semaphore, self._semaphore = self._semaphore, None
+        if semaphore is not None:
+            semaphore.release()
+
+
+class HostGate:
+    """Per host name, in this process: at most ``max_per_host`` attempts at once, and attempts
+    started at most ``host_rate`` per second (each one is given the next free start time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._semaphores: dict[str, threading.Semaphore] = {}
+        self._next_start: dict[str, float] = {}
+
+    def enter(self, host: str, limits: FetchLimits) -> _Slot:
+        semaphore = None
+        if limits.max_per_host:
+            with self._lock:
+                semaphore = self._semaphores.setdefault(host, threading.Semaphore(limits.max_per_host))
+            semaphore.acquire()
+        if limits.host_rate:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next_start.get(host, now))
+                self._next_start[host] = start + 1.0 / limits.host_rate
+            if start > now:
+                time.sleep(start - now)
+        return _Slot(semaphore)
+
+
+_gate = HostGate()
+
+
+def _host(fullurl: object) -> str:
+    url = fullurl.full_url if isinstance(fullurl, urllib.request.Request) else str(fullurl)
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
 class DeadlineOpener(urllib.request.OpenerDirector):
-    """An ``open()`` from outside starts an attempt's clock; the ones urllib makes for redirects
-    run inside it and share it."""
+    """An ``open()`` from outside is one row: it waits for its host's slot, and each attempt
+    starts a clock; the ``open()`` calls urllib makes for redirects run inside an attempt and share
+    its clock. Transient failures are retried (see the module's docstring)."""
 
     def open(self, fullurl, data=None, timeout=socket._GLOBAL_DEFAULT_TIMEOUT):  # type: ignore[no-untyped-def,override]
         if getattr(_attempt, "deadline", None) is not None:
             return super().open(fullurl, data, timeout)
+        limits = _process_limits[0]
+        host = _host(fullurl)
+        attempt = 0
+        while True:
+            slot = _gate.enter(host, limits)
+            try:
+                response = self._attempt(fullurl, data, timeout)
+            except Exception as exc:
+                slot.release()
+                if not is_transient(exc) or limits.retries == 0:
+                    raise
+                wait = self._wait(exc, attempt, limits)
+                if isinstance(exc, urllib.error.HTTPError):
+                    exc.close()
+                if isinstance(wait, str) or attempt >= limits.retries:
+                    raise _gave_up(exc, attempt + 1, wait if isinstance(wait, str) else "") from None
+                attempt += 1
+                time.sleep(wait)
+                continue
+            if isinstance(response, BoundedResponse):
+                response.curate_release = slot.release
+            else:
+                slot.release()
+            return response
+
+    @staticmethod
+    def _wait(exc: Exception, attempt: int, limits: FetchLimits) -> float | str:
+        """Seconds to wait before the next attempt, or why there is none."""
+        asked = None
+        if isinstance(exc, urllib.error.HTTPError):
+            asked = retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
+        if asked is not None:
+            if asked > limits.max_retry_wait:
+                return (f"; the server asked to retry after {asked:g} s (Retry-After), longer than the download "
+                        f"step's max_retry_wait ({limits.max_retry_wait:g} s), so it was not retried")
+            return asked
+        return min(limits.max_retry_wait, limits.backoff * 2**attempt * random.uniform(1.0, 1.25))
+
+    def _attempt(self, fullurl, data, timeout):  # type: ignore[no-untyped-def]
         seconds = float(timeout) if isinstance(timeout, (int, float)) else None
         _attempt.deadline = None if seconds is None else time.monotonic() + seconds
         _attempt.seconds = seconds

@@ -80,8 +80,21 @@ class DownloadParams(Params):
     timeout: float = Field(10.0, gt=0, le=600,
                            description="seconds for one attempt at a row, all of it: connecting, redirects, "
                                        "headers and body (a deadline, not a per-read timeout)")
-    retries: int = Field(0, ge=0, le=10, description="attempts after the first; a row takes at most "
-                                                      "(retries + 1) x timeout")
+    retries: int = Field(2, ge=0, le=10,
+                         description="attempts after the first, for transient failures only (HTTP 429, 502, 503, "
+                                     "504, connections refused or reset, timeouts before the headers)")
+    backoff: float = Field(1.0, ge=0, le=600,
+                           description="seconds before the first retry when the server sends no Retry-After; "
+                                       "doubled for each further one")
+    max_retry_wait: float = Field(30.0, ge=0, le=3600,
+                                  description="longest wait before a retry: a longer Retry-After fails the row at "
+                                              "once; a row takes at most (retries + 1) x timeout + retries x this")
+    max_per_host: int | None = Field(None, ge=1, le=4096,
+                                     description="attempts at one host at once, per img2dataset process "
+                                                 "(null: no limit)", json_schema_extra={"fingerprint": False})
+    host_rate: float | None = Field(None, gt=0, description="attempts started per second at one host, per "
+                                                              "img2dataset process (null: no limit)",
+                                    json_schema_extra={"fingerprint": False})
     max_bytes: int = Field(FetchLimits.max_bytes, ge=1024,
                            description="refuse a response body longer than this (status too_large), "
                                        "whatever its Content-Length says")
@@ -120,7 +133,8 @@ class DownloadParams(Params):
 
     @property
     def limits(self) -> FetchLimits:
-        return FetchLimits(self.max_bytes, self.max_image_area)
+        return FetchLimits(self.max_bytes, self.max_image_area, self.retries, self.backoff, self.max_retry_wait,
+                           self.max_per_host, self.host_rate)
 
     @property
     def dropped_statuses(self) -> frozenset[str]:
@@ -227,7 +241,7 @@ class Download(Step):
             "encode_format": p.encode_format,
             "encode_quality": p.encode_quality,
             "timeout": p.timeout,
-            "retries": p.retries,
+            "retries": 0,  # fetch.py retries transient failures only, honouring Retry-After
             "min_image_size": p.min_image_size,
             "disallowed_header_directives": list(p.disallowed_header_directives),
             "user_agent_token": p.user_agent_token,

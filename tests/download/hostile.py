@@ -14,6 +14,11 @@ Routes (NAME is any string; each response is the same for the same NAME)::
     /lie-short/NAME     a PNG whose Content-Length is half its body (the rest follows anyway)
     /loop/NAME          302 to /loop2/NAME, which redirects back
     /chain/NAME         302 to /chain/NAME/x, forever
+    /retry-after/N/NAME  the first request: 429 with Retry-After: N (seconds); then /ok's PNG
+    /retry-date/NAME    the first request: 503 with Retry-After as an HTTP-date 2 s ahead; then a PNG
+    /unavailable/NAME   503 Service Unavailable, always
+    /retry-after-huge/NAME  429 with Retry-After: 86400, always
+    /busy/NAME          a PNG after BUSY_SECONDS; the server records the most requests in /busy at once
 
 Endless bodies stop after ``ENDLESS_CAP`` bytes and drips after ``DRIP_CAP_SECONDS`` so that a
 downloader without limits fails its test instead of taking the machine down; closing the server
@@ -22,6 +27,7 @@ wakes every handler.
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import io
 import struct
@@ -40,6 +46,7 @@ DRIP_INTERVAL = 0.5
 DRIP_BYTES = 2
 SLOW_HOP = 0.8
 BOMB_SIDE = 30_000
+BUSY_SECONDS = 0.3
 
 
 def png(name: str, side: int = 24) -> bytes:
@@ -72,6 +79,9 @@ class _Server(ThreadingHTTPServer):
     def __init__(self) -> None:
         self.stopping = threading.Event()
         self.requests: list[str] = []
+        self.times: list[tuple[str, float]] = []  # (path, time.monotonic()) of every request
+        self.busy = 0
+        self.most_busy = 0
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -89,12 +99,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.server.lock:
             self.server.requests.append(self.path)
+            self.server.times.append((self.path, time.monotonic()))
+            seen = self.server.requests.count(self.path)
         parts = self.path.strip("/").split("/")
         route, name = parts[0], parts[-1]
         handler = getattr(self, "route_" + route.replace("-", "_"), None)
         if handler is None:
             self.send_error(404)
             return
+        self.seen = seen
         handler(parts)
 
     def _head(self, status: int = 200, length: int | None = None, **headers: str) -> None:
@@ -181,6 +194,35 @@ class _Handler(BaseHTTPRequestHandler):
     def route_chain(self, parts: list[str]) -> None:
         self._head(302, length=0, Location=self.path.rstrip("/") + "/x")
 
+    def route_retry_after(self, parts: list[str]) -> None:
+        if self.seen == 1:
+            self._head(429, length=0, Retry_After=parts[1])
+        else:
+            self.route_ok(parts)
+
+    def route_retry_date(self, parts: list[str]) -> None:
+        if self.seen == 1:
+            self._head(503, length=0, Retry_After=email.utils.formatdate(time.time() + 2, usegmt=True))
+        else:
+            self.route_ok(parts)
+
+    def route_unavailable(self, parts: list[str]) -> None:
+        self._head(503, length=0)
+
+    def route_retry_after_huge(self, parts: list[str]) -> None:
+        self._head(429, length=0, Retry_After="86400")
+
+    def route_busy(self, parts: list[str]) -> None:
+        with self.server.lock:
+            self.server.busy += 1
+            self.server.most_busy = max(self.server.most_busy, self.server.busy)
+        try:
+            self.server.stopping.wait(BUSY_SECONDS)
+            self.route_ok(parts)
+        finally:
+            with self.server.lock:
+                self.server.busy -= 1
+
 
 class HostileHost:
     def __init__(self, server: _Server):
@@ -191,6 +233,15 @@ class HostileHost:
     def requests(self) -> list[str]:
         with self.server.lock:
             return list(self.server.requests)
+
+    def times(self, path: str) -> list[float]:
+        with self.server.lock:
+            return [at for seen, at in self.server.times if seen == path]
+
+    @property
+    def most_busy(self) -> int:
+        with self.server.lock:
+            return self.server.most_busy
 
 
 @contextmanager
