@@ -80,7 +80,7 @@ class DownloadParams(Params):
     timeout: float = Field(10.0, gt=0, le=600,
                            description="seconds for one attempt at a row, all of it: connecting, redirects, "
                                        "headers and body (a deadline, not a per-read timeout)")
-    retries: int = Field(2, ge=0, le=10,
+    retries: int = Field(0, ge=0, le=10,
                          description="attempts after the first, for transient failures only (HTTP 429, 502, 503, "
                                      "504, connections refused or reset, timeouts before the headers)")
     backoff: float = Field(1.0, ge=0, le=600,
