@@ -238,7 +238,7 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
             params=step.params.fingerprint_dict(),
             extra=step.fingerprint_extra(),
             input=upstream_fp,
-            seed=spec.run.seed if getattr(step, "random", False) else None,
+            seed=spec.run.seed if step.random else None,
         )
         plan_steps.append(
             PlannedStep(

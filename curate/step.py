@@ -95,6 +95,7 @@ class Step:
     writes: ClassVar[Schema] = {}
     drops_rows: ClassVar[bool] = False
     uses_model: ClassVar[bool] = False  # executors keep one instance per worker (actor pools)
+    random: ClassVar[bool] = False  # draws from the run seed: the seed joins the step's fingerprint
     # process_shard keeps no state between calls, so executors may run shards on several threads
     # of one process at once (polars and DuckDB release the GIL): no process start-up, no pickling.
     thread_safe: ClassVar[bool] = False
