@@ -42,21 +42,11 @@ def _say(*parts: Any) -> None:
 def ceilings(device: str) -> dict[str, float]:
     import torch
 
-    from benchmarks.bench_captioner_roofline import copy_bandwidth
+    from benchmarks.bench_captioner_roofline import copy_bandwidth, matmul_rate
 
     bandwidth = copy_bandwidth(device, 4096 if device == "cuda" else 64)
-    n = 8192 if device == "cuda" else 512
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    _sync(device)
-    flops = 2 * n**3 * 10 / (time.perf_counter() - started)
+    cuda = device == "cuda"
+    flops = matmul_rate(device, torch.bfloat16 if cuda else torch.float32, 8192 if cuda else 512)
     return {"copy_bandwidth_gb_per_s": round(bandwidth / 1e9, 1), "matmul_tflop_per_s": round(flops / 1e12, 1)}
 
 
