@@ -153,11 +153,10 @@ class PluginManager:
             problems.append(f"'{hook}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         message = (f"curate plugin '{name}' implements hooks no plugin declares: {', '.join(problems)}; "
                    f"declared hooks are listed in docs/plugin_hooks.md")
+        self.unregister(name)
         if strict:
-            self.unregister(name)
             raise PluginError(message)
         # An installed plugin with a typo is treated like one that fails to import: named, skipped.
-        self.unregister(name)
         self.failed[name] = message
         warnings.warn(message + "; the plugin is skipped", PluginLoadWarning, stacklevel=3)
 

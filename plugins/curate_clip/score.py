@@ -106,9 +106,14 @@ class _Images:
             dtype = torch.uint8 if self.as_uint8 else torch.float32
             return torch.zeros(3, self.size, self.size, dtype=dtype), False
         pixels = self.preprocess(image.convert("RGB"))
-        if self.as_uint8:
-            pixels = torch.from_numpy(np.asarray(pixels.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
-        return pixels, True
+        return (uint8_pixels(pixels) if self.as_uint8 else pixels), True
+
+
+def uint8_pixels(image: Any) -> Any:
+    """An RGB PIL image as the (3, H, W) uint8 tensor to-tensor would have divided by 255."""
+    import torch
+
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
 
 
 class ClipScore(Step):

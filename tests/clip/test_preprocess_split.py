@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from curate_clip.models import load_clip
-from curate_clip.score import _Images, split_preprocess
+from curate_clip.score import _Images, split_preprocess, uint8_pixels
 
 
 @pytest.fixture(scope="module", params=["world-clip-tiny", "ViT-B-32"])
@@ -29,8 +29,7 @@ def test_split_transform_equals_the_whole_one(clip, width, height, mode, seed):
     assert split is not None
     loader_part, normalize = split
     whole = clip.preprocess(image.convert("RGB"))
-    pixels = torch.from_numpy(np.asarray(loader_part(image.convert("RGB")).convert("RGB"), dtype=np.uint8).copy())
-    pixels = pixels.permute(2, 0, 1)
+    pixels = uint8_pixels(loader_part(image.convert("RGB")))
     assert pixels.dtype == torch.uint8
     assert torch.equal(normalize(pixels.float().div_(255)), whole)
 
