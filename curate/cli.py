@@ -116,8 +116,11 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool) -> None
               help="The spec comes from someone else: its SQL gets no file, network or extension access.")
 @click.option("--wait", is_flag=True,
               help="If another run holds the run directory or store, wait for it instead of refusing.")
+@click.option("--retry-failed", is_flag=True,
+              help="Download again only the rows whose download failed transiently (timeouts, 429, 5xx, "
+                   "connection errors); every other row stays as it was.")
 def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_label: str | None,
-        no_cache: bool, quiet: bool, untrusted: bool, wait: bool) -> None:
+        no_cache: bool, quiet: bool, untrusted: bool, wait: bool, retry_failed: bool) -> None:
     """Run a spec. Finished steps and shards are reused, so re-running resumes a broken run."""
     from curate.engine import Engine
     from curate.errors import UsageError
@@ -140,7 +143,7 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     observer = None if quiet else RichObserver(console)
     try:
         manifest = Engine(the_plan, pm, observer).run(from_label=from_label, use_cache=not no_cache,
-                                                      wait=None if wait else 0)
+                                                      wait=None if wait else 0, retry_failed=retry_failed)
     finally:
         if observer is not None:
             observer.close()

@@ -70,13 +70,36 @@ class Engine:
 
     # -- public ---------------------------------------------------------------------------
     def run(self, *, from_label: str | None = None, use_cache: bool = True,
-            wait: float | None = 0) -> dict[str, Any]:
+            wait: float | None = 0, retry_failed: bool = False) -> dict[str, Any]:
         """Run the plan, holding the run directory's and the store's locks throughout: another
-        run on either is refused (``wait=0``), or waited for (``wait`` seconds, None: forever)."""
+        run on either is refused (``wait=0``), or waited for (``wait`` seconds, None: forever).
+        ``retry_failed``: steps whose finished output has rows that failed transiently
+        (:meth:`Step.failed_to_retry`) run again on those rows only; later steps are recomputed."""
         with locked([(self.run_dir, "run directory"), (self.plan.store_dir, "store")], wait=wait):
-            return self._run_locked(from_label=from_label, use_cache=use_cache)
+            return self._run_locked(from_label=from_label, use_cache=use_cache, retry_failed=retry_failed)
 
-    def _run_locked(self, *, from_label: str | None, use_cache: bool) -> dict[str, Any]:
+    def _reopen_for_retry(self) -> dict[str, int]:
+        """Mark finished steps with transient failures unfinished (their files stay: the step
+        reads its last results), and remove the steps after the first of them."""
+        plan = self.plan
+        retrying: dict[str, int] = {}
+        for planned in plan.steps:
+            step_dir = plan.step_dir(planned)
+            if planned.step is None or cache_problem(step_dir) is not None:
+                continue
+            count = planned.step.failed_to_retry(step_dir)
+            if not count:
+                continue
+            retrying[planned.label] = count
+            for marker in (step_dir / "shards").glob("*.json"):
+                marker.unlink()
+            (step_dir / COMPLETE).unlink()
+            for later in plan.steps[planned.index + 1:]:
+                shutil.rmtree(plan.step_dir(later), ignore_errors=True)
+            break  # the steps after it are recomputed from its new output anyway
+        return retrying
+
+    def _run_locked(self, *, from_label: str | None, use_cache: bool, retry_failed: bool = False) -> dict[str, Any]:
         plan = self.plan
         self.run_dir.mkdir(parents=True, exist_ok=True)
         plan.store_dir.mkdir(parents=True, exist_ok=True)
@@ -88,8 +111,14 @@ class Engine:
         if not use_cache:
             for planned in plan.steps:
                 shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
+        self.retrying = self._reopen_for_retry() if retry_failed else {}
         plan.refresh_cache_status()
         for output in plan.outputs:
+            if output.sink.ctx.remote:
+                from curate import remote
+
+                remote.check_bucket(output.sink.ctx.path)
+                shutil.rmtree(output.sink.ctx.staging_dir, ignore_errors=True)
             output.sink.preflight()
 
         manifest = self._new_manifest()
@@ -175,6 +204,7 @@ class Engine:
                 # label → store dir of every upstream step, so a step can read their artifacts
                 # (embeddings written by clip_score, say) without recomputing them.
                 "upstream": {p.label: str(self.plan.step_dir(p)) for p in self.plan.steps[: planned.index]},
+                **({"retry_failed": True} if planned.label in getattr(self, "retrying", {}) else {}),
             },
         )
 
@@ -208,6 +238,8 @@ class Engine:
             stats = self._run_shard_step(planned, step_dir, ctx, executor)
         stats["seconds"] = round(time.perf_counter() - started, 3)
         stats["finished_at"] = _now()
+        if planned.label in getattr(self, "retrying", {}):
+            stats["retried_rows"] = self.retrying[planned.label]
         write_json_atomic(stats, step_dir / COMPLETE)
         record.update(stats, complete=True)
         link_step(self.run_dir, planned.dirname, step_dir)
@@ -303,11 +335,23 @@ class Engine:
         planned = self.plan.by_label(output.step_label)
         table = TableInput(iter_shard_files(self.plan.step_dir(planned)), planned.output_schema)
         started = time.perf_counter()
+        ctx = output.sink.ctx
+        if ctx.remote:  # written locally first, uploaded whole (see curate.remote)
+            from curate import remote
+
+            shutil.rmtree(ctx.staging_dir, ignore_errors=True)
+            ctx.staging_dir.mkdir(parents=True)
         facts = output.sink.write(table) or {}
+        if ctx.remote:
+            remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")
+            shutil.rmtree(ctx.staging_dir, ignore_errors=True)
+            facts.pop("path", None)
+            if isinstance(facts.get("pattern"), str):
+                facts["pattern"] = facts["pattern"].replace(str(ctx.output_path), ctx.path.rstrip("/"))
         return {
             "format": output.sink.format,
             "step": output.step_label,
-            "path": str(output.sink.ctx.output_path),
+            "path": ctx.path if ctx.remote else str(ctx.output_path),
             "seconds": round(time.perf_counter() - started, 3),
             **facts,
         }

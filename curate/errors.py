@@ -110,3 +110,10 @@ class OutputError(CurateError):
     """An output cannot be written where the spec says without destroying files curate did not write."""
 
     exit_code = 2
+
+
+class StorageError(CurateError):
+    """Object storage (``s3://`` or another fsspec URL) refused or could not be reached: names the
+    URL, what was attempted and what to change (bucket, credentials, endpoint)."""
+
+    exit_code = 2

@@ -127,7 +127,12 @@ def run_dir_problems(loaded: LoadedSpec, override: str | Path | None, run_path: 
 
 
 def output_path_problem(output_path: str, run_path: Path) -> str | None:
-    """A relative output path must stay inside the run directory (an absolute one is explicit)."""
+    """A relative output path must stay inside the run directory (an absolute one, or a URL such as
+    ``s3://bucket/prefix``, is explicit)."""
+    from curate.remote import is_url
+
+    if is_url(output_path):
+        return None
     path = Path(output_path).expanduser()
     if path.is_absolute():
         return None

@@ -19,11 +19,31 @@ class SinkContext:
     path: str = ""  # the spec's outputs[].path
 
     @property
+    def remote(self) -> bool:
+        """The output goes to object storage (``s3://…``): sinks write to :attr:`output_path`, a
+        local staging path in the run directory, and the engine uploads it when the sink is done."""
+        from curate.remote import is_url
+
+        return is_url(self.path)
+
+    @property
     def output_path(self) -> Path:
+        if self.remote:
+            return self.staging_dir / (self.path.rstrip("/").rsplit("/", 1)[-1] or "output")
         return self.resolve(self.path)
+
+    @property
+    def staging_dir(self) -> Path:
+        import hashlib
+
+        return self.run_dir / "tmp" / "outputs" / hashlib.sha256(self.path.encode()).hexdigest()[:16]
 
     def resolve(self, path: str | Path) -> Path:
         """Relative output paths live in the run directory, beside everything else of the run."""
+        from curate.remote import is_url
+
+        if is_url(str(path)):
+            raise ValueError(f"{path} is a URL, not a local path")
         p = Path(path).expanduser()
         return p if p.is_absolute() else (self.run_dir / p)
 

@@ -159,6 +159,12 @@ class Step:
     def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
         raise NotImplementedError(f"step '{self.name}' has scope 'table' but no process_table()")
 
+    def failed_to_retry(self, step_dir: Path) -> int:
+        """Rows of this step's finished output whose failure another try may fix (a download that
+        timed out); ``curate run --retry-failed`` re-runs a step that has some, with
+        ``ctx.extras["retry_failed"]`` set, and recomputes every step after it. Default: none."""
+        return 0
+
     def summary(self, ctx: StepContext) -> dict[str, Any]:
         """Facts worth keeping in the manifest after the step ran (thresholds used, …)."""
         return {}

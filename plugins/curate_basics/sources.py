@@ -14,6 +14,7 @@ from pydantic import Field
 
 from curate.errors import SourceError
 from curate.params import Params
+from curate.remote import is_url
 from curate.source import Source
 
 EXTENSIONS = {
@@ -32,6 +33,8 @@ class FileSource(Source):
         raw = self.ctx.path
         if not raw:
             raise SourceError(f"a '{self.format}' source needs source.path", "a file, a glob or a directory")
+        if is_url(raw):
+            return [local for local, _ in self._remote_files(raw)]
         path = self.ctx.resolve(raw)
         if any(ch in raw for ch in "*?["):
             found = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True)) if Path(p).is_file()]
@@ -50,8 +53,31 @@ class FileSource(Source):
     def _accepts(self, path: Path) -> bool:
         return path.suffix.lower() in self.extensions
 
+    def _remote_files(self, url: str) -> list[tuple[Path, tuple[str, str]]]:
+        """Objects at ``url`` (a glob over a bucket prefix, a prefix or one object), copied once into
+        the run directory (``tmp/source/``, kept while their ETag and size stay the same) so the
+        readers see plain files; with each, (url, version) for the fingerprint."""
+        cached = getattr(self, "_remote_cache", None)
+        if cached is not None and cached[0] == url:
+            return cached[1]
+        from curate import remote
+
+        listed = remote.list_files(url, lambda name: self._accepts(Path(name)))
+        if not listed:
+            raise SourceError(f"source.path {url!r} matched no {self.format} objects",
+                              f"expected objects ending in {', '.join(self.extensions) or 'a known extension'}")
+        cache_dir = self.ctx.run_dir / "tmp" / "source"
+        found = [(remote.download(name, entry, cache_dir), (name, remote.version_of(entry))) for name, entry in listed]
+        self._remote_cache = (url, found)
+        return found
+
     def fingerprint(self) -> str:
-        """Params plus each file's path, size and modification time (not its bytes: too slow)."""
+        """Params plus each file's path, size and modification time (not its bytes: too slow);
+        for objects in a bucket, their URL, ETag and size."""
+        if is_url(self.ctx.path):
+            objects = [identity for _, identity in self._remote_files(self.ctx.path or "")]
+            payload = {"format": self.format, "params": self.params.model_dump(mode="json"), "objects": objects}
+            return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         # Absolute paths: relative ones follow the working directory, so the same spec run from
         # another directory (or resumed from one) missed the cache and recomputed everything.
         stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files()]

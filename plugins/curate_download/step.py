@@ -10,13 +10,16 @@ large, which the engine's default of 100k rows does.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -63,6 +66,14 @@ RESULT_COLUMNS: Schema = {
     "image": Image,
 }
 STALE_WORKER_SECONDS = 5.0
+ORIGIN = "image_origin"  # with an image_store: "store" or "web" (fetched by this run); null if neither
+RETRY_FAILED = "retry_failed"  # ctx.extras flag set by `curate run --retry-failed`
+# Failures worth another try later: HTTP 429 and 5xx, timeouts, refused/reset/closed connections,
+# rows img2dataset lost. Not 404 and other 4xx, not an image, too large, opted out, refused.
+TRANSIENT_PATTERN = (r"HTTP Error (429|5\d\d)\b|timed out|[Cc]onnection (refused|reset|aborted)|"
+                     r"Remote end closed connection|RemoteDisconnected|" + re.escape(NO_RESULT))
+STORE_HITS = "store-hits.parquet"  # rows answered by the image store, decided once per job directory
+STORED_MARK = "stored.done"  # this job directory's results are in the image store
 
 
 class DownloadParams(Params):
@@ -118,6 +129,20 @@ class DownloadParams(Params):
                            json_schema_extra={"fingerprint": False})
     threads: int = Field(64, ge=1, le=4096, description="download threads per process",
                          json_schema_extra={"fingerprint": False})
+    image_store: str | None = Field(
+        None, description="a directory or fsspec URL (s3://bucket/images) holding downloads shared between runs: "
+                          "rows found there are not fetched, fetched rows are added (see the README); null: off")
+
+    @field_validator("image_store")
+    @classmethod
+    def _image_store(cls, value: str | None) -> str | None:
+        from curate.remote import is_url
+
+        if value is None or is_url(value):
+            return value
+        if not value.strip():
+            raise ValueError("must be a directory or a URL such as s3://bucket/images")
+        return str(Path(value).expanduser().resolve())  # steps do not know the spec's directory
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -169,36 +194,47 @@ class Download(Step):
         super().__init__(params, label=label)
         self.drops_rows = bool(self.params.dropped_statuses)  # type: ignore[misc]
 
+    def output_columns(self) -> Schema:
+        return {**RESULT_COLUMNS, ORIGIN: pl.Utf8} if self.params.image_store else dict(RESULT_COLUMNS)
+
     # -- running --------------------------------------------------------------------------------
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
-        p = self.params
         shard_dir = ctx.artifacts / f"shard-{ctx.shard or 0:05d}"
         shard_dir.mkdir(parents=True, exist_ok=True)
-        checked = self._precheck(table.select(UID, URL))
-        fetch = checked.filter(pl.col("status").is_null()).select(UID, URL)
-        parts = math.ceil(fetch.height / p.samples_per_shard)
-        results = [checked.filter(pl.col("status").is_not_null()).select(UID, "status", "error_message")]
-        if parts:
-            self._fetch(fetch, parts, shard_dir, ctx)
-            results.append(self._collect(parts, shard_dir, ctx))
+        columns = self.output_columns()
+        previous = self._previous(ctx) if ctx.extras.get(RETRY_FAILED) else None
+        if previous is not None:  # --retry-failed: redo the transient failures, keep every other row
+            retry = previous.filter(transient())
+            results = [previous.join(retry.select(UID), on=UID, how="anti", maintain_order="left")]
+            pending = table.select(UID, pl.col(URL).cast(pl.Utf8).str.strip_chars()) \
+                .join(retry.select(UID), on=UID, how="semi", maintain_order="left")
+            job_dir = shard_dir / f"retry-{_digest(pending[UID])}"
+        else:
+            checked = self._precheck(table.select(UID, URL))
+            pending = checked.filter(pl.col("status").is_null()).select(UID, URL)
+            results = [checked.filter(pl.col("status").is_not_null()).select(UID, "status", "error_message")]
+            job_dir = shard_dir
+        if pending.height:
+            job_dir.mkdir(parents=True, exist_ok=True)
+            results.append(self._obtain(pending, job_dir, ctx))
         merged = pl.concat(results, how="diagonal_relaxed")
-        base = table.drop([c for c in RESULT_COLUMNS if c in table.columns])
+        base = table.drop([c for c in columns if c in table.columns])
         out = base.join(merged, on=UID, how="left", maintain_order="left")
-        out = out.with_columns([pl.col(c).cast(t) for c, t in RESULT_COLUMNS.items() if c in out.columns])
-        out = out.with_columns([pl.lit(None, t).alias(c) for c, t in RESULT_COLUMNS.items() if c not in out.columns])
+        out = out.with_columns([pl.col(c).cast(t) for c, t in columns.items() if c in out.columns])
+        out = out.with_columns([pl.lit(None, t).alias(c) for c, t in columns.items() if c not in out.columns])
         unreported = out["status"].is_null()
         if unreported.any():  # every row leaves with a status, even if img2dataset lost one
             log.warning("download: %d row(s) of shard %s got no result from img2dataset", int(unreported.sum()), ctx.shard)
             out = out.with_columns(
                 pl.when(unreported).then(pl.lit("failed_to_download")).otherwise(pl.col("status")).alias("status"),
-                pl.when(unreported).then(pl.lit(f"{NO_RESULT} (see {shard_dir / 'download.log'})"))
+                pl.when(unreported).then(pl.lit(f"{NO_RESULT} (see {job_dir / 'download.log'})"))
                 .otherwise(pl.col("error_message")).alias("error_message"),
             )
         refused = out.filter(pl.col("status") == "refused")
         if refused.height:
             log.warning("download: %d of %d URLs in shard %s refused, e.g. %s", refused.height, out.height,
                         ctx.shard, refused["error_message"][0])
-        drop = p.dropped_statuses
+        drop = self.params.dropped_statuses
         if drop:
             out = out.with_columns(
                 pl.when(pl.col("status").is_in(list(drop)))
@@ -207,6 +243,109 @@ class Download(Step):
                 .alias(DROP_REASON)
             )
         return out
+
+    def failed_to_retry(self, step_dir: Path) -> int:
+        """Rows of a finished run whose download failed transiently (what --retry-failed redoes)."""
+        files = [*step_dir.glob("data/shard-*.parquet"), *step_dir.glob("dropped/shard-*.parquet")]
+        files = [f for f in files if "status" in pl.read_parquet_schema(f)]
+        if not files:
+            return 0
+        rows = pl.concat([pl.read_parquet(f, columns=["status", "error_message"]) for f in files])
+        return rows.filter(transient()).height
+
+    def _previous(self, ctx: StepContext) -> pl.DataFrame | None:
+        """This shard's rows as the last run of this step left them (kept and dropped)."""
+        step_dir = ctx.extras.get("step_dir")
+        if not step_dir:
+            return None
+        name = f"shard-{ctx.shard or 0:05d}.parquet"
+        files = [f for f in (Path(step_dir) / "data" / name, Path(step_dir) / "dropped" / name) if f.exists()]
+        frames = [frame for frame in (pl.read_parquet(f) for f in files) if "status" in frame.columns and frame.height]
+        if not frames:
+            return None
+        wanted = [UID, *self.output_columns()]
+        return pl.concat([f.select([c for c in wanted if c in f.columns]) for f in frames], how="diagonal_relaxed")
+
+    def _obtain(self, pending: pl.DataFrame, job_dir: Path, ctx: StepContext) -> pl.DataFrame:
+        """Results for ``pending`` rows: from the image store where it has them, else fetched."""
+        p = self.params
+        frames = []
+        if p.image_store:
+            hits, pending = self._from_store(pending, job_dir, ctx)
+            frames.append(hits)
+        parts = math.ceil(pending.height / p.samples_per_shard)
+        if parts:
+            self._fetch(pending, parts, job_dir, ctx)
+            fetched = self._collect(parts, job_dir, ctx)
+            if p.image_store:
+                self._to_store(fetched, pending, job_dir, ctx)
+                fetched = fetched.with_columns(pl.lit("web").alias(ORIGIN))
+            frames.append(fetched)
+        return pl.concat(frames, how="diagonal_relaxed")
+
+    def _store(self) -> Any:
+        from curate_download.imagestore import ImageStore
+
+        assert self.params.image_store is not None
+        return ImageStore(self.params.image_store)
+
+    def _from_store(self, pending: pl.DataFrame, job_dir: Path, ctx: StepContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(rows the image store answers, rows still to fetch). Decided once per job directory and
+        kept (``store-hits.parquet``), so a resumed shard splits its rows into the same parts."""
+        decided = job_dir / STORE_HITS
+        if not decided.exists():
+            write_parquet_atomic(self._look_up(pending, job_dir, ctx), decided)
+        hits = pl.read_parquet(decided)
+        return hits, pending.join(hits.select(UID), on=UID, how="anti", maintain_order="left")
+
+    def _look_up(self, pending: pl.DataFrame, job_dir: Path, ctx: StepContext) -> pl.DataFrame:
+        from curate_download.imagestore import RESULT_FIELDS, record_key
+
+        p = self.params
+        image_store = self._store()
+        options = p.model_dump(mode="json")
+        keys = [record_key(url, options) for url in pending[URL]]
+        records = image_store.records(sorted(set(keys)))
+        blobs = image_store.blobs(sorted({r["blob"] for r in records.values() if r.get("blob")}))
+        location = job_dir / ("store.tar" if p.output_format == "webdataset" else "store")
+        shard = _relative(location, Path(ctx.extras.get("store_dir") or ctx.run_dir))
+        rows, images = [], []
+        for uid, key in zip(pending[UID], keys, strict=True):
+            record = records.get(key)
+            if record is None or (record.get("blob") and record["blob"] not in blobs):
+                continue  # not stored (or its blob is gone): fetch it
+            image = blobs.get(record["blob"]) if record.get("blob") else None
+            success = record["status"] == "success" and image is not None
+            if success:
+                images.append((uid, image))
+            rows.append({UID: uid, **{c: record.get(c) for c in RESULT_FIELDS},
+                         "image": {"shard": shard, "key": uid} if success else None, ORIGIN: "store"})
+        _write_images(location, images, p.encode_format, p.output_format)
+        schema = {UID: pl.Utf8, **RESULT_COLUMNS, ORIGIN: pl.Utf8}
+        return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+
+    def _to_store(self, fetched: pl.DataFrame, pending: pl.DataFrame, job_dir: Path, ctx: StepContext) -> None:
+        """Add this job's results that would not change on another try to the image store."""
+        if (job_dir / STORED_MARK).exists():
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from curate.images import iter_images
+        from curate_download.imagestore import record_key
+
+        p = self.params
+        image_store = self._store()
+        options = p.model_dump(mode="json")
+        lasting = ["success", "failed_to_download", "failed_to_resize", "opted_out", "too_large", "image_too_large"]
+        rows = fetched.join(pending.select(UID, URL), on=UID, how="inner", maintain_order="left") \
+            .filter(pl.col("status").is_in(lasting) & ~transient())
+        images = iter_images(rows["image"], ctx.extras.get("store_dir") or ctx.run_dir, as_bytes=True)
+        with ThreadPoolExecutor(8) as pool:
+            done = [pool.submit(image_store.put, record_key(row[URL], options), row, image, p.encode_format)
+                    for row, image in zip(rows.iter_rows(named=True), images, strict=True)]
+            for future in done:
+                future.result()
+        (job_dir / STORED_MARK).write_text(str(rows.height))
 
     def _precheck(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Refusals that need no network (scheme, IP literals, localhost) and rows without a URL."""
@@ -370,6 +509,38 @@ class Download(Step):
         rows = pl.concat([pl.read_parquet(f, columns=["status", "error_message"]) for f in files])
         counts = {s: int(n) for s, n in rows.group_by("status").len().sort("status").iter_rows()}
         return {"status": counts, "warnings": refusal_warnings(rows)}
+
+
+def transient() -> pl.Expr:
+    """Rows whose download failed in a way another try may fix (see TRANSIENT_PATTERN)."""
+    return (pl.col("status") == "failed_to_download") & \
+        pl.col("error_message").fill_null("").str.contains(TRANSIENT_PATTERN)
+
+
+def _digest(uids: pl.Series) -> str:
+    return hashlib.sha256("\n".join(uids.to_list()).encode()).hexdigest()[:12]
+
+
+def _write_images(location: Path, images: list[tuple[str, bytes]], encode_format: str, output_format: str) -> None:
+    """The store's images for this job, as a tar (or a folder) of ``<uid>.<ext>`` in row order."""
+    if output_format != "webdataset":
+        location.mkdir(parents=True, exist_ok=True)
+        for uid, data in images:
+            target = location / f"{uid}.{encode_format}"
+            partial = target.with_name(f".{target.name}.tmp")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        return
+    import io
+
+    partial = location.with_name(f".{location.name}.{os.getpid()}.tmp")
+    with tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as out:
+        for uid, data in images:
+            info = tarfile.TarInfo(f"{uid}.{encode_format}")
+            info.size = len(data)
+            info.mode = 0o644
+            out.addfile(info, io.BytesIO(data))
+    os.replace(partial, location)
 
 
 def refusal_warnings(rows: pl.DataFrame) -> list[str]:

@@ -1,0 +1,270 @@
+"""Object storage: sources, outputs and the image store at ``s3://`` (or any fsspec URL).
+
+fsspec and its backends (s3fs, boto) are imported on first use, never by ``import curate``.
+Credentials and the endpoint come from the backend's usual places: for S3, the
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` / ``AWS_DEFAULT_REGION``
+/ ``AWS_ENDPOINT_URL`` variables, ``~/.aws`` profiles (``AWS_PROFILE``) or an instance role.
+
+Writes are whole objects: a file is uploaded (multipart above ``CURATE_UPLOAD_PART_SIZE``
+bytes, default 16 MiB, S3's minimum being 5 MiB) and appears at once, complete, or not at all.
+A folder (an export) is uploaded file by file with its listing (``_CURATE_EXPORT.json``) last,
+so a prefix holding our listing is whole; a prefix holding other objects and no listing is
+refused, as a local folder of someone else's files is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from curate.errors import MissingDependencyError, StorageError
+
+URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+PART_SIZE_ENV = "CURATE_UPLOAD_PART_SIZE"
+DEFAULT_PART_SIZE = 16 * 2**20
+MIN_PART_SIZE = 5 * 2**20  # S3's smallest part (all but the last)
+BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", None), "gcs": ("gcsfs", None),
+            "az": ("adlfs", None), "abfs": ("adlfs", None)}
+# What decides who we are and where we connect: a filesystem is reused while these stay the same.
+ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
+            "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_filesystems: dict[tuple, Any] = {}
+
+
+def is_url(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` names object storage (``scheme://…``) rather than a local path."""
+    return isinstance(path, str) and bool(URL_PATTERN.match(path)) and not path.startswith("file://")
+
+
+def protocol(url: str) -> str:
+    return url.split("://", 1)[0].lower()
+
+
+def filesystem(url: str) -> Any:
+    """The fsspec filesystem for ``url``'s scheme (one per scheme and credentials)."""
+    scheme = protocol(url)
+    module, extra = BACKENDS.get(scheme, (None, None))
+    key = (scheme, tuple(os.environ.get(k) for k in ENV_KEYS))
+    with _lock:
+        fs = _filesystems.get(key)
+        if fs is not None:
+            return fs
+        try:
+            import fsspec
+        except ImportError:
+            raise MissingDependencyError(f"the URL {url}", ["fsspec"], "s3") from None
+        options: dict[str, Any] = {"skip_instance_cache": True}
+        if scheme in ("s3", "s3a"):
+            options["use_listings_cache"] = False  # another run may have written since
+        try:
+            fs = fsspec.filesystem(scheme, **options)
+        except ImportError:
+            raise MissingDependencyError(f"the URL {url}", [module or scheme], extra) from None
+        except ValueError as exc:
+            raise StorageError(f"cannot open {url}: {exc}", "use s3://bucket/key, or another fsspec URL") from None
+        _filesystems[key] = fs
+        return fs
+
+
+def strip(url: str) -> str:
+    """``s3://bucket/key`` → ``bucket/key``: the form fsspec's methods take."""
+    return url.split("://", 1)[1].rstrip("/")
+
+
+def join(url: str, *names: str) -> str:
+    return "/".join([url.rstrip("/"), *(n.strip("/") for n in names)])
+
+
+def error(exc: BaseException, url: str, doing: str) -> StorageError:
+    """A backend's exception as a StorageError saying what failed where, and what to change."""
+    bucket = strip(url).split("/", 1)[0]
+    text = f"{type(exc).__name__}: {exc}".strip()
+    lowered = text.lower()
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    where = f" (endpoint {endpoint})" if endpoint else ""
+    if "nosuchbucket" in lowered or "bucket does not exist" in lowered or (
+            isinstance(exc, FileNotFoundError) and "bucket" in lowered):
+        return StorageError(f"cannot {doing} {url}: bucket '{bucket}' does not exist{where}",
+                            f"create the bucket, or fix the bucket name in the spec ({text})")
+    if isinstance(exc, PermissionError) or any(w in lowered for w in ("accessdenied", "access denied", "forbidden",
+                                                                        "invalidaccesskeyid", "signaturedoesnotmatch")):
+        return StorageError(f"cannot {doing} {url}: permission denied{where} ({text})",
+                            "check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and "
+                            f"that they may read and write bucket '{bucket}'")
+    if isinstance(exc, FileNotFoundError):
+        return StorageError(f"cannot {doing} {url}: no such object or prefix{where}", "check the path in the spec")
+    if any(w in lowered for w in ("could not connect", "connect timeout", "connection refused", "endpoint",
+                                  "name or service not known", "cannot connect")):
+        return StorageError(f"cannot {doing} {url}: the storage endpoint cannot be reached{where} ({text})",
+                            "check AWS_ENDPOINT_URL (or the network); `aws s3 ls` with the same environment "
+                            "tells whether the endpoint answers")
+    return StorageError(f"cannot {doing} {url}: {text}{where}",
+                        "check the URL, the credentials and the endpoint (AWS_ENDPOINT_URL)")
+
+
+def guarded(url: str, doing: str, call: Callable[[], T]) -> T:
+    """Run ``call``, turning the backend's exceptions into a StorageError about ``url``."""
+    try:
+        return call()
+    except (MissingDependencyError, StorageError):
+        raise
+    except Exception as exc:  # botocore, aiohttp and fsspec raise many kinds: all mean the same here
+        raise error(exc, url, doing) from None
+
+
+# -- reading -------------------------------------------------------------------------------------
+def info(url: str) -> dict[str, Any]:
+    fs = filesystem(url)
+    return guarded(url, "read", lambda: fs.info(strip(url)))
+
+
+def list_files(url: str, accepts: Callable[[str], bool]) -> list[tuple[str, dict[str, Any]]]:
+    """``(url, info)`` of the objects ``url`` names, sorted: a glob (``*``, ``?``, ``[``), every
+    accepted object under a prefix, or one object."""
+    fs = filesystem(url)
+    scheme = protocol(url)
+    path = strip(url)
+
+    def listing() -> list[tuple[str, dict[str, Any]]]:
+        if any(ch in path for ch in "*?["):
+            found = fs.glob(path, detail=True)
+            items = [(name, entry) for name, entry in found.items() if entry.get("type") == "file"]
+        elif fs.isdir(path):
+            found = fs.find(path, detail=True)
+            items = [(name, entry) for name, entry in found.items() if accepts(name)]
+        else:
+            items = [(path, fs.info(path))]
+        return [(f"{scheme}://{name}", entry) for name, entry in sorted(items)]
+
+    bucket = path.split("/", 1)[0]
+    guarded(url, "list", lambda: fs.ls(bucket, detail=False))  # a missing bucket is named as one
+    return guarded(url, "list", listing)
+
+
+def version_of(entry: dict[str, Any]) -> str:
+    """What changes when an object is rewritten: its ETag (or mtime) and size."""
+    tag = entry.get("ETag") or entry.get("etag") or entry.get("mtime") or entry.get("LastModified") or ""
+    return f"{str(tag).strip(chr(34))}:{entry.get('size')}"
+
+
+def download(url: str, entry: dict[str, Any], cache_dir: Path) -> Path:
+    """A local copy of object ``url`` under ``cache_dir``, kept while the object is unchanged."""
+    digest = hashlib.sha256(f"{url}\0{version_of(entry)}".encode()).hexdigest()[:20]
+    local = cache_dir / digest / url.rsplit("/", 1)[-1]
+    if local.is_file() and local.stat().st_size == entry.get("size"):
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    partial = local.with_name(f".{local.name}.{os.getpid()}.tmp")
+    fs = filesystem(url)
+    guarded(url, "download", lambda: fs.get_file(strip(url), str(partial)))
+    os.replace(partial, local)
+    return local
+
+
+def cat(url: str) -> bytes:
+    fs = filesystem(url)
+    return guarded(url, "read", lambda: fs.cat_file(strip(url)))
+
+
+def cat_many(urls: list[str]) -> dict[str, bytes]:
+    """The objects that exist among ``urls`` (missing ones are left out), fetched concurrently."""
+    if not urls:
+        return {}
+    fs = filesystem(urls[0])
+    scheme = protocol(urls[0])
+    found = guarded(urls[0], "read", lambda: fs.cat([strip(u) for u in urls], on_error="omit"))
+    return {f"{scheme}://{path}": data for path, data in found.items() if isinstance(data, bytes)}
+
+
+def exists(url: str) -> bool:
+    fs = filesystem(url)
+    return guarded(url, "read", lambda: fs.exists(strip(url)))
+
+
+# -- writing -------------------------------------------------------------------------------------
+def part_size() -> int:
+    try:
+        return max(MIN_PART_SIZE, int(os.environ.get(PART_SIZE_ENV, DEFAULT_PART_SIZE)))
+    except ValueError:
+        return DEFAULT_PART_SIZE
+
+
+def put_bytes(url: str, data: bytes) -> None:
+    fs = filesystem(url)
+    guarded(url, "write", lambda: fs.pipe_file(strip(url), data))
+
+
+def upload_file(local: Path, url: str) -> None:
+    """Stream ``local`` to ``url``: one PUT when small, a multipart upload of ``part_size()``
+    parts when larger. The object appears only when the upload completes."""
+    fs = filesystem(url)
+    size = part_size()
+
+    def copy() -> None:
+        with open(local, "rb") as source, fs.open(strip(url), "wb", block_size=size) as target:
+            while chunk := source.read(size):
+                target.write(chunk)
+
+    guarded(url, "write", copy)
+
+
+def check_bucket(url: str, doing: str = "write to") -> None:
+    """Fail early, before any step runs, when the bucket is missing or not ours to list."""
+    fs = filesystem(url)
+    bucket = strip(url).split("/", 1)[0]
+    guarded(url, doing, lambda: fs.ls(bucket, detail=False))
+
+
+def publish(local: Path, url: str, listing_name: str) -> None:
+    """Put a finished local output (a file or a folder) at ``url``; see the module docstring."""
+    if local.is_file():
+        upload_file(local, url)
+        return
+    import json
+
+    from curate.errors import OutputError
+
+    fs = filesystem(url)
+    prefix = strip(url)
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    existing = guarded(url, "list", lambda: fs.find(prefix)) if guarded(url, "list", lambda: fs.isdir(prefix)) else []
+    old: list[str] = []
+    if existing:
+        try:
+            old = list(json.loads(cat(join(url, listing_name))).get("files", []))
+        except StorageError:
+            shown = ", ".join(e[len(prefix) + 1:] for e in existing[:8])
+            raise OutputError(f"output prefix {url} is not empty and was not written by curate (no {listing_name}); "
+                              f"it holds: {shown}",
+                              "curate never deletes objects it did not write: point the output at a new or empty "
+                              "prefix, or move those objects away") from None
+    for name in files:
+        if name != listing_name:
+            upload_file(local / name, join(url, name))
+    if listing_name in files:
+        upload_file(local / listing_name, join(url, listing_name))
+    stale = [join(url, name) for name in set(old) - set(files) - {listing_name}]
+    if stale:
+        guarded(url, "delete stale objects under", lambda: fs.rm([strip(u) for u in stale]))
+
+
+@contextmanager
+def staged(url: str, staging: Path) -> Iterator[Path]:
+    """A local path to write an output for ``url`` into; published when the block ends."""
+    import shutil
+
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    target = staging / (strip(url).rsplit("/", 1)[-1] or "output")
+    yield target
+    publish(target, url, "_CURATE_EXPORT.json")
+    shutil.rmtree(staging, ignore_errors=True)
