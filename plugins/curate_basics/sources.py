@@ -53,11 +53,10 @@ class FileSource(Source):
     def _accepts(self, path: Path) -> bool:
         return path.suffix.lower() in self.extensions
 
-    def _remote_files(self, url: str) -> list[tuple[Path, tuple[str, str]]]:
-        """Objects at ``url`` (a glob over a bucket prefix, a prefix or one object), copied once into
-        the run directory (``tmp/source/``, kept while their ETag and size stay the same) so the
-        readers see plain files; with each, (url, version) for the fingerprint."""
-        cached = getattr(self, "_remote_cache", None)
+    def _remote_objects(self, url: str) -> list[tuple[str, dict]]:
+        """The objects ``url`` names (a glob over a bucket prefix, a prefix, or one object), listed
+        once per source object."""
+        cached = getattr(self, "_listing", None)
         if cached is not None and cached[0] == url:
             return cached[1]
         from curate import remote
@@ -66,16 +65,25 @@ class FileSource(Source):
         if not listed:
             raise SourceError(f"source.path {url!r} matched no {self.format} objects",
                               f"expected objects ending in {', '.join(self.extensions) or 'a known extension'}")
+        self._listing = (url, listed)
+        return listed
+
+    def _remote_files(self, url: str, first_only: bool = False) -> list[tuple[Path, tuple[str, str]]]:
+        """Local copies of the objects (in the run directory's ``tmp/source/``, kept while their
+        ETag and size stay the same), so the readers see plain files; with each, (url, version)."""
+        from curate import remote
+
+        listed = self._remote_objects(url)[: 1 if first_only else None]
         cache_dir = self.ctx.run_dir / "tmp" / "source"
-        found = [(remote.download(name, entry, cache_dir), (name, remote.version_of(entry))) for name, entry in listed]
-        self._remote_cache = (url, found)
-        return found
+        return [(remote.download(name, entry, cache_dir), (name, remote.version_of(entry))) for name, entry in listed]
 
     def fingerprint(self) -> str:
         """Params plus each file's path, size and modification time (not its bytes: too slow);
         for objects in a bucket, their URL, ETag and size."""
         if is_url(self.ctx.path):
-            objects = [identity for _, identity in self._remote_files(self.ctx.path or "")]
+            from curate import remote
+
+            objects = [(name, remote.version_of(entry)) for name, entry in self._remote_objects(self.ctx.path or "")]
             payload = {"format": self.format, "params": self.params.model_dump(mode="json"), "objects": objects}
             return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         # Absolute paths: relative ones follow the working directory, so the same spec run from
@@ -85,7 +93,8 @@ class FileSource(Source):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def schema(self) -> dict[str, pl.DataType]:
-        files = self.files()
+        # Objects in a bucket: planning (and `curate validate`) copies only the first one.
+        files = [self._remote_files(self.ctx.path or "", first_only=True)[0][0]] if is_url(self.ctx.path) else self.files()
         try:
             schema = dict(self.scan_file(files[0]).collect_schema())
         except (pl.exceptions.PolarsError, OSError) as exc:

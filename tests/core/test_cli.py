@@ -13,7 +13,7 @@ from curate.step import Step
 from tests.conftest import cli_env, sample_table
 from tests.core.test_spec import FIVE_MISTAKES
 
-HEAVY = ("torch", "open_clip", "faiss", "transformers", "ray")
+HEAVY = ("torch", "open_clip", "faiss", "transformers", "ray", "fsspec", "s3fs", "botocore", "boto3", "aiobotocore")
 
 
 @pytest.fixture
