@@ -7,9 +7,10 @@ Credentials and the endpoint come from the backend's usual places: for S3, the
 
 Writes are whole objects: a file is uploaded (multipart above ``CURATE_UPLOAD_PART_SIZE``
 bytes, default 16 MiB, S3's minimum being 5 MiB) and appears at once, complete, or not at all.
-A folder (an export) is uploaded file by file with its listing (``_CURATE_EXPORT.json``) last,
-so a prefix holding our listing is whole; a prefix holding other objects and no listing is
-refused, as a local folder of someone else's files is.
+A folder (an export) is uploaded file by file between two writes of its listing
+(``_CURATE_EXPORT.json``): first naming old and new files with ``complete: false``, last as
+written; a prefix holding other objects and no listing is refused, as a local folder of someone
+else's files is.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -225,7 +225,11 @@ def check_bucket(url: str, doing: str = "write to") -> None:
 
 
 def publish(local: Path, url: str, listing_name: str) -> None:
-    """Put a finished local output (a file or a folder) at ``url``; see the module docstring."""
+    """Put a finished local output (a file or a folder) at ``url``; see the module docstring.
+
+    A folder's listing goes up twice: first naming the old and the new files and saying
+    ``complete: false`` (so a prefix left by a killed upload is still known as ours and the
+    re-run replaces it), last as the export wrote it."""
     if local.is_file():
         upload_file(local, url)
         return
@@ -247,24 +251,15 @@ def publish(local: Path, url: str, listing_name: str) -> None:
                               f"it holds: {shown}",
                               "curate never deletes objects it did not write: point the output at a new or empty "
                               "prefix, or move those objects away") from None
+    pending = {"files": sorted(set(old) | set(files)), "complete": False}
+    put_bytes(join(url, listing_name), json.dumps(pending, indent=1, sort_keys=True).encode())
     for name in files:
         if name != listing_name:
             upload_file(local / name, join(url, name))
-    if listing_name in files:
-        upload_file(local / listing_name, join(url, listing_name))
     stale = [join(url, name) for name in set(old) - set(files) - {listing_name}]
     if stale:
         guarded(url, "delete stale objects under", lambda: fs.rm([strip(u) for u in stale]))
-
-
-@contextmanager
-def staged(url: str, staging: Path) -> Iterator[Path]:
-    """A local path to write an output for ``url`` into; published when the block ends."""
-    import shutil
-
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    target = staging / (strip(url).rsplit("/", 1)[-1] or "output")
-    yield target
-    publish(target, url, "_CURATE_EXPORT.json")
-    shutil.rmtree(staging, ignore_errors=True)
+    if listing_name in files:
+        upload_file(local / listing_name, join(url, listing_name))
+    else:
+        put_bytes(join(url, listing_name), json.dumps({"files": files, "complete": True}, indent=1).encode())

@@ -170,3 +170,41 @@ def test_permission_denied_is_a_clear_error(s3: S3, tmp_path: Path) -> None:
     assert f"cannot write s3://{s3.bucket}/out/t.parquet: permission denied" in result.stderr
     assert "hint: check the credentials" in result.stderr
     assert s3.keys("out/") == []
+
+
+def test_an_upload_cut_short_is_still_ours_and_the_rerun_replaces_it(s3: S3, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export's objects go up one by one: a run killed between two of them leaves a prefix whose
+    listing (written first, ``complete: false``) names them, so the re-run replaces it instead of
+    refusing a prefix of unknown objects."""
+    from curate_export.folder import LISTING
+
+    from curate import remote
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    names = [f"{i:05d}.tar" for i in range(4)]
+    for name in names:
+        (folder / name).write_bytes(name.encode() * 1000)
+    (folder / LISTING).write_text(json.dumps({"files": [*names, LISTING], "complete": True}))
+    real = remote.upload_file
+    uploaded: list[str] = []
+
+    def killed_after_two(local: Path, url: str) -> None:
+        if len(uploaded) == 2:
+            raise KeyboardInterrupt  # what SIGINT does between two objects; SIGKILL leaves the same state
+        uploaded.append(url)
+        real(local, url)
+
+    monkeypatch.setattr(remote, "upload_file", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        remote.publish(folder, s3.url("cut"), LISTING)
+    monkeypatch.setattr(remote, "upload_file", real)
+    assert s3.keys("cut/") == ["cut/00000.tar", "cut/00001.tar", f"cut/{LISTING}"]
+    assert json.loads(s3.get(f"cut/{LISTING}"))["complete"] is False
+    remote.publish(folder, s3.url("cut"), LISTING)
+    assert {k.removeprefix("cut/"): s3.get(k) for k in s3.keys("cut/")} == local_files(folder)
+
+
+def local_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
