@@ -152,6 +152,12 @@ class DownloadParams(Params):
                 raise ValueError(f"not a host name or IP network: {host!r}")
         return [host.strip() for host in value]
 
+    def fingerprint_dict(self) -> dict[str, Any]:
+        data = super().fingerprint_dict()
+        if data.get("image_store") is None:  # specs without one keep their cached downloads
+            data.pop("image_store", None)
+        return data
+
     @property
     def policy(self) -> NetworkPolicy:
         return NetworkPolicy(self.allow_private_networks, tuple(self.allowed_hosts))

@@ -155,3 +155,10 @@ def test_retry_failed_refetches_only_transient_failures(tmp_path: Path) -> None:
     assert after.keys() == before.keys()
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "complete"
+
+
+def test_a_spec_without_an_image_store_keeps_its_fingerprint() -> None:
+    from curate_download.step import DownloadParams
+
+    assert "image_store" not in DownloadParams().fingerprint_dict()
+    assert DownloadParams(image_store="s3://bucket/images").fingerprint_dict()["image_store"] == "s3://bucket/images"
