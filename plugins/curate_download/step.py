@@ -37,6 +37,7 @@ from curate_download.fetch import IMAGE_TOO_LARGE, LIMITS_ENV, TOO_LARGE, FetchL
 from curate_download.worker import (
     CHILD_DIED_EXIT,
     CHILD_DIED_FILE,
+    PARENT_ENV,
     PARTS_ENV,
     POLICY_ENV,
     REFUSED,
@@ -471,6 +472,7 @@ class Download(Step):
         the shard's own (img2dataset imports wandb, which leaves directories in the system's)."""
         env = dict(os.environ)
         env[POLICY_ENV] = self.params.policy.to_json()
+        env[PARENT_ENV] = str(os.getpid())
         env[LIMITS_ENV] = self.params.limits.to_json()
         if self.params.max_image_area is not None:  # OpenCV's own cap, for what fetch.py cannot measure
             env["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(int(self.params.max_image_area))

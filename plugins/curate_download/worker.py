@@ -61,6 +61,7 @@ ALLOWED_SCHEMES = ("http", "https")
 REFUSED = "refused by the download step's network policy"
 PARENT_POLL_SECONDS = 0.5
 CHILD_POLL_SECONDS = 0.2
+PARENT_ENV = "CURATE_DOWNLOAD_PARENT"  # the curate process's pid: the worker dies with it
 PARTS_ENV = "CURATE_DOWNLOAD_PARTS"  # how many parts the job has: their stats files mark them done
 CHILD_DIED_EXIT = 86  # the worker's exit status when one of img2dataset's processes died
 CHILD_DIED_FILE = "worker.error"  # beside job.json: what died, for the step's error message
@@ -260,9 +261,13 @@ def _install_from_environment() -> None:
 
 def _die_with_parent() -> None:
     """If the curate process dies (even by SIGKILL), take img2dataset's processes down with us:
-    its logger process never exits on its own."""
-    parent = os.getppid()
+    its logger process never exits on its own. The parent's pid comes from the environment:
+    read here, ``os.getppid()`` would already name init if curate was killed while this process
+    started, and the orphan would download its shard to the end, racing the re-run."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
     own_group = os.getpgrp() == os.getpid()
+    if os.getppid() != parent:
+        os._exit(1)
 
     def watch() -> None:
         while True:
@@ -309,9 +314,9 @@ def _die_with_children(error_file: Path, stats_files: list[Path]) -> None:
 
 
 def main(job_path: str) -> None:
+    _die_with_parent()
     with open(job_path) as handle:
         job = json.load(handle)
-    _die_with_parent()
     parts = int(os.environ.get(PARTS_ENV, "0"))
     output = Path(job["output_folder"])
     _die_with_children(Path(job_path).with_name(CHILD_DIED_FILE),

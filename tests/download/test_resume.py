@@ -207,3 +207,20 @@ def test_a_killed_img2dataset_process_fails_the_step_at_once(stalling_world: Wor
     done = {healthy[uid] for uid in finished["shard-00000/0"] if uid in healthy}
     assert done and {path: counts.get(path, 0) for path in done} == dict.fromkeys(done, 1)
     assert sorted(rows.filter(pl.col("status") == "success")["uid"]) == sorted(healthy)
+
+
+def test_a_worker_whose_curate_process_died_before_it_started_exits_at_once(tmp_path: Path) -> None:
+    """curate killed while the worker starts: the orphan's os.getppid() already names init, so the
+    worker takes its parent's pid from the environment and exits before reading its job (it used
+    to download the shard to the end, racing the re-run over img2dataset's files)."""
+    from curate_download import worker
+
+    job = tmp_path / "job.json"  # never read: the worker must exit before
+    env = cli_env([ROOT, ROOT / "plugins"], **{worker.PARENT_ENV: "1"})  # "my parent is init": not so
+    orphan = subprocess.run([sys.executable, worker.__file__, str(job)], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert (orphan.returncode, orphan.stderr) == (1, "")
+    env[worker.PARENT_ENV] = str(os.getpid())  # the real parent: it gets as far as reading the job
+    child = subprocess.run([sys.executable, worker.__file__, str(job)], env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert child.returncode == 1 and "FileNotFoundError" in child.stderr
