@@ -151,6 +151,10 @@ class ClipScore(Step):
         from curate_clip.models import load_clip
 
         self.clip = load_clip(self.params.model, self.params.pretrained, self.params.checkpoint, self.params.device)
+        self.prepare_model()
+
+    def prepare_model(self) -> None:
+        """The loaded model as the params want it run: bf16 weights, a compiled image tower."""
         self._dtype = None
         if self.params.precision == "bf16" and self.clip.device.startswith("cuda"):
             import torch
