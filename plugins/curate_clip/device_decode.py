@@ -73,9 +73,21 @@ class EncodedImages:
         return ("pixels", pixels) if pixels is not None else ("none", torch.zeros(0, dtype=torch.uint8))
 
 
-def collate(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """Encoded images differ in length: a batch stays a list (the DataLoader still pins it)."""
-    return items
+def collate(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A batch packed in the worker: every JPEG's bytes in one uint8 tensor (with their lengths),
+    every PIL-prepared image in one pixel tensor. One shared-memory block per batch instead of
+    one per image is what lets a few workers keep up with a GPU decoder."""
+    import torch
+
+    kinds = [kind for kind, _ in items]
+    encoded = [data for kind, data in items if kind == "jpeg"]
+    pixels = [data for kind, data in items if kind == "pixels"]
+    return {
+        "kinds": kinds,
+        "lengths": [int(data.numel()) for data in encoded],
+        "data": torch.cat(encoded) if encoded else torch.zeros(0, dtype=torch.uint8),
+        "pixels": torch.stack(pixels) if pixels else None,
+    }
 
 
 def pil_pixels(data: bytes, loader_part: Any) -> Any | None:
@@ -94,27 +106,30 @@ def pil_pixels(data: bytes, loader_part: Any) -> Any | None:
     return uint8_pixels(loader_part(image.convert("RGB")))
 
 
-def decode_batch(items: list[tuple[str, Any]], transform: Any, loader_part: Any, size: int,
+def decode_batch(batch: dict[str, Any], transform: Any, loader_part: Any, size: int,
                  device: str) -> tuple[Any, np.ndarray]:
-    """(rows, 3, size, size) uint8 pixels on ``device`` and which rows have an image."""
+    """A :func:`collate` batch as (rows, 3, size, size) uint8 pixels on ``device``, and which
+    rows have an image."""
     import torch
 
-    rows = len(items)
+    kinds = batch["kinds"]
+    rows = len(kinds)
     out = torch.zeros((rows, 3, size, size), dtype=torch.uint8, device=device)
     ok = np.zeros(rows, dtype=bool)
-    jpegs = [i for i, (kind, _) in enumerate(items) if kind == "jpeg"]
+    jpegs = [i for i, kind in enumerate(kinds) if kind == "jpeg"]
+    encoded = dict(zip(jpegs, torch.split(batch["data"], batch["lengths"]), strict=True)) if jpegs else {}
     decoded: dict[int, Any] = {}
     if jpegs:
-        images = _decode([items[i][1] for i in jpegs], device)
+        images = _decode([encoded[i] for i in jpegs], device)
         if images is not None:
             decoded = dict(zip(jpegs, images, strict=True))
         else:  # one bad file fails the batch: decode one by one, PIL for what the decoder refuses
             for i in jpegs:
-                image = _decode([items[i][1]], device)
+                image = _decode([encoded[i]], device)
                 if image is not None:
                     decoded[i] = image[0]
                     continue
-                pixels = pil_pixels(items[i][1].numpy().tobytes(), loader_part)
+                pixels = pil_pixels(encoded[i].numpy().tobytes(), loader_part)
                 if pixels is not None:
                     out[i] = pixels.to(device)
                     ok[i] = True
@@ -123,13 +138,12 @@ def decode_batch(items: list[tuple[str, Any]], transform: Any, loader_part: Any,
         by_shape.setdefault(tuple(image.shape), []).append(i)
     for group in by_shape.values():
         stacked = torch.stack([decoded[i] for i in group])
-        index = torch.as_tensor(group, device=device)
-        out.index_copy_(0, index, transform(stacked))
+        out.index_copy_(0, torch.as_tensor(group, device=device), transform(stacked))
         ok[group] = True
-    for i, (kind, pixels) in enumerate(items):
-        if kind == "pixels":
-            out[i] = pixels.to(device, non_blocking=True)
-            ok[i] = True
+    prepared = [i for i, kind in enumerate(kinds) if kind == "pixels"]
+    if prepared:
+        out.index_copy_(0, torch.as_tensor(prepared, device=device), batch["pixels"].to(device))
+        ok[prepared] = True
     return out, ok
 
 

@@ -186,8 +186,9 @@ class ClipScore(Step):
                                    "pin_memory": cuda, "persistent_workers": False,
                                    "prefetch_factor": 4 if workers else None}
         if decode == "device":
+            # decode_jpeg reads the encoded bytes from host memory itself: nothing to pin.
             loader = DataLoader(device_decode.EncodedImages(refs, store_dir, loader_part),
-                                collate_fn=device_decode.collate, **options)
+                                collate_fn=device_decode.collate, **{**options, "pin_memory": False})
         else:
             loader = DataLoader(_Images(refs, store_dir, loader_part, size, as_uint8=split is not None), **options)
         vectors, present = [], []

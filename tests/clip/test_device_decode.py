@@ -120,7 +120,7 @@ def test_batched_decode_pixels_match_pil_within_rounding(world_transform, width,
     data = encoded(photo(width, height, seed), quality=90)
     transform = device_decode.device_transform(world_transform)
     items = [("jpeg", torch.frombuffer(bytearray(data), dtype=torch.uint8))] * 2 + [("none", torch.zeros(0))]
-    pixels, ok = device_decode.decode_batch(items, transform, world_transform, 64, "cpu")
+    pixels, ok = device_decode.decode_batch(device_decode.collate(items), transform, world_transform, 64, "cpu")
     assert ok.tolist() == [True, True, False]
     reference = uint8_pixels(world_transform(Image.open(io.BytesIO(data)).convert("RGB")))
     assert pixels.shape == (3, 3, 64, 64) and pixels.dtype == torch.uint8
