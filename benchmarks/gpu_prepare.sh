@@ -40,6 +40,6 @@ find "$WORK/site" -name '__pycache__' -type d -prune -exec rm -rf {} +
 # timm's pretrained-config tables and open_clip's bundled vocab are needed; their tests are not.
 rm -rf "$WORK/site/timm/layers/tests" "$WORK/site"/*/tests 2>/dev/null || true
 rm -rf "$OUTDIR" && mkdir -p "$OUTDIR"
-tar -C "$WORK/site" -cf - . | xz -9e -T0 > "$OUTDIR/site.tar.xz"
+tar -C "$WORK/site" -cf - . | xz -${XZ_LEVEL:-6} -T0 > "$OUTDIR/site.tar.xz"
 du -b "$OUTDIR/site.tar.xz" | awk '{printf "%s: %.1f MiB\n", $2, $1 / 1048576}'
 du -sb "$WORK/site" | awk '{printf "unpacked: %.1f MiB\n", $1 / 1048576}'
