@@ -3,7 +3,7 @@
 # torchvision and transformers, no internet) lacks to run benchmarks/gpu_device.sh, unpacked into
 # one site-packages tree, native libraries stripped of debug symbols, xz-compressed. Pinned to the
 # versions this checkout is tested with (the main venv's). Prints the archive's size: a device
-# call carries at most 64 MiB.
+# call carries at most 64 MiB, the checkout included.
 #
 #   bash benchmarks/gpu_prepare.sh            # then carry .whl with the device call
 set -euo pipefail
@@ -14,12 +14,14 @@ OUTDIR=.whl
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_prepare.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-# curate's core, open_clip (clip_score), the test runner and hypothesis. Not here, because the
-# device image has them (transformers needs them): numpy, pyyaml, regex, tqdm, safetensors,
-# huggingface_hub, tokenizers, packaging, pillow, typing_extensions, filelock, fsspec.
-PACKAGES="polars polars-runtime-32 duckdb pydantic pydantic_core annotated-types typing-inspection pluggy click
-rich markdown-it-py mdurl Pygments open_clip_torch ftfy wcwidth timm pytest iniconfig hypothesis attrs
-sortedcontainers"
+# What the device run imports that the device image lacks: curate's core (polars, pydantic,
+# pluggy), open_clip and ftfy (clip_score) and pytest (the GPU tests, run without the suite's
+# conftest, which needs duckdb and hypothesis: tests/gpu/ needs neither). Not here, because the
+# image has them (transformers needs them): numpy, pyyaml, regex, tqdm, safetensors,
+# huggingface_hub, tokenizers, packaging, pillow, typing_extensions, filelock, fsspec. Not here
+# for size (a call carries 64 MiB including the checkout, ~29 MiB): duckdb, timm, rich.
+PACKAGES="polars polars-runtime-32 pydantic pydantic_core annotated-types typing-inspection pluggy
+open_clip_torch ftfy wcwidth pytest iniconfig"
 
 pins=()
 for name in $PACKAGES; do
@@ -37,9 +39,8 @@ done
 # Debug symbols are most of a native library's size, and nothing here needs them.
 find "$WORK/site" -name '*.so*' -type f -exec strip --strip-unneeded {} + 2>/dev/null || true
 find "$WORK/site" -name '__pycache__' -type d -prune -exec rm -rf {} +
-# timm's pretrained-config tables and open_clip's bundled vocab are needed; their tests are not.
-rm -rf "$WORK/site/timm/layers/tests" "$WORK/site"/*/tests 2>/dev/null || true
+rm -rf "$WORK/site"/*/tests 2>/dev/null || true
 rm -rf "$OUTDIR" && mkdir -p "$OUTDIR"
-tar -C "$WORK/site" -cf - . | xz -${XZ_LEVEL:-6} -T0 > "$OUTDIR/site.tar.xz"
+tar -C "$WORK/site" -cf - . | xz -${XZ_LEVEL:-9} -T0 > "$OUTDIR/site.tar.xz"
 du -b "$OUTDIR/site.tar.xz" | awk '{printf "%s: %.1f MiB\n", $2, $1 / 1048576}'
 du -sb "$WORK/site" | awk '{printf "unpacked: %.1f MiB\n", $1 / 1048576}'

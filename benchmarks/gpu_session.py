@@ -19,7 +19,7 @@ What it measures, in this order (what the last session could not measure first):
    workers) and ``decode: device`` (nvjpeg), with autocast and with bf16 weights; against the raw
    open_clip loop (a DataLoader with open_clip's own transform, autocast, the same workers) and the
    model alone on device-resident tensors; the paths' scores compared. 256×256 JPEGs.
-5. The repository's GPU tests (``pytest -m gpu``).
+5. The repository's GPU tests (``pytest --noconftest -m gpu tests/gpu``).
 
 Every part has a time budget (the whole stays under ``GPU_SESSION_BUDGET``, 420 s on a device)
 and the report is rewritten after each, so a crash or a timeout keeps what was measured before.
@@ -418,11 +418,10 @@ def clip_throughput(model: str, count: int, batch_size: int, work: Path, budget:
 
 
 def gpu_tests(budget: Budget) -> dict[str, Any]:
-    """The repository's GPU tests, in a child process with the part's time as its limit."""
-    files = ["tests/clip/test_device_decode.py", "tests/captioner/test_generate_static.py",
-             "tests/dedup/test_torch_backend.py", "tests/dedup/test_gpu.py"]
-    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
-               *files]
+    """The repository's GPU tests (tests/gpu: self-contained, no conftest, so the device needs
+    neither duckdb nor hypothesis), in a child process with the part's time as its limit."""
+    command = [sys.executable, "-m", "pytest", "--noconftest", "-m", "gpu", "-q", "-s", "-p", "no:randomly",
+               "-p", "no:cacheprovider", "tests/gpu"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=max(10.0, budget.left()))
     except subprocess.TimeoutExpired as expired:

@@ -13,50 +13,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from curate.errors import CurateError
 from curate_clip import device_decode
 from curate_clip.score import ClipScore, split_preprocess, uint8_pixels
-
-# The bound on the two paths' unit image embeddings' difference (its L2 norm bounds any cosine
-# score's difference). On the CPU the paths agree exactly (measured: 0.0 over 30 photo-like JPEGs
-# of 40..700 px, world CLIP and ViT-B/32: libjpeg-turbo both, and torchvision's uint8 bicubic
-# matches PIL's). On CUDA nvjpeg's IDCT and the float resampler move pixels by a level or two:
-# the GPU session measures that difference (benchmarks/gpu_session.py, max_score_difference).
-EMBEDDING_TOLERANCE = 0.02
-PIXEL_MEAN_TOLERANCE = 1.5  # mean absolute difference, in 0..255 levels
-
-
-def photo(width: int, height: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    colours = rng.uniform(0, 255, (2, 3))
-    background = (colours[0] * (x / width)[..., None] + colours[1] * (y / height)[..., None]) / 1.5
-    image = Image.fromarray(background.clip(0, 255).astype("uint8"))
-    draw = ImageDraw.Draw(image)
-    for _ in range(4):
-        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(4, max(5, width // 2))), int(rng.integers(4, max(5, height // 2)))
-        draw.ellipse([x0, y0, x0 + w, y0 + h], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    return image
-
-
-def encoded(image: Image.Image, fmt: str = "JPEG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def write(folder, files: dict[str, bytes]) -> list[dict[str, str]]:
-    folder.mkdir(parents=True, exist_ok=True)
-    refs = []
-    for key, data in files.items():
-        ext = "jpg" if data[:3] == device_decode.JPEG_MAGIC else "png" if data[:4] == b"\x89PNG" else "jpg"
-        (folder / f"{key}.{ext}").write_bytes(data)
-        refs.append({"shard": str(folder), "key": key})
-    return refs
-
+from tests.clip.jpegs import EMBEDDING_TOLERANCE, PIXEL_MEAN_TOLERANCE, encoded, photo, write
 
 def embeddings(model: str, refs: list, decode: str, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     step = ClipScore(ClipScore.Params(model=model, decode=decode, device="cpu", batch_size=8, workers=workers))
@@ -126,23 +88,3 @@ def test_batched_decode_pixels_match_pil_within_rounding(world_transform, width,
     assert pixels.shape == (3, 3, 64, 64) and pixels.dtype == torch.uint8
     assert torch.equal(pixels[0], pixels[1]) and not pixels[2].any()
     assert (pixels[0].float() - reference.float()).abs().mean() < PIXEL_MEAN_TOLERANCE
-
-
-@pytest.mark.gpu
-def test_nvjpeg_decode_agrees_with_the_loader(tmp_path):
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    sizes = [(256, 256)] * 6 + [(320, 200), (97, 301), (500, 375), (640, 480)]
-    files = {f"{i:03d}": encoded(photo(w, h, i), quality=90) for i, (w, h) in enumerate(sizes)}
-    good = files["000"]
-    files.update({"truncated": good[: len(good) // 2], "png": encoded(photo(150, 100, 7), "PNG")})
-    refs = write(tmp_path / "images", files)
-    results = {}
-    for decode in ("loader", "device"):
-        step = ClipScore(ClipScore.Params(model="ViT-B-32", decode=decode, device="cuda", batch_size=8, workers=2))
-        torch.manual_seed(0)
-        step.setup(None)  # type: ignore[arg-type]
-        results[decode] = step._image_embeddings(refs, SimpleNamespace(extras={}, advance=lambda n: None))
-    assert results["loader"][1].tolist() == results["device"][1].tolist() == [True] * 10 + [False, True]
-    difference = np.linalg.norm(results["loader"][0] - results["device"][0], axis=1)
-    assert difference.max() < EMBEDDING_TOLERANCE, difference
