@@ -13,6 +13,8 @@ ROOT=$PWD
 OUT=${OUT:-/tmp/gpu_out}
 SITE=${SITE:-/tmp/site}
 mkdir -p "$OUT" "$SITE"
+# The interpreter that has the device's torch (python3, else python).
+PY=${PY:-$(for p in python3 python; do "$p" -c "import torch" 2>/dev/null && { echo "$p"; break; }; done)}
 PY=${PY:-python3}
 started=$(date +%s)
 

@@ -33,15 +33,19 @@ def torch_device(device: str) -> str:
 
 @contextmanager
 def exact_matmul() -> Any:
-    """float32 products without TF32 (10-bit mantissas would move cosines by ~1e-3)."""
+    """float32 products without TF32 (10-bit mantissas would move cosines by ~1e-3). torch 2.9
+    added ``fp32_precision`` and warns about mixing it with the older ``allow_tf32``: the newer
+    switch where there is one."""
     import torch
 
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    matmul = torch.backends.cuda.matmul
+    name, exact = ("fp32_precision", "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", False)
+    before = getattr(matmul, name)
+    setattr(matmul, name, exact)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        setattr(matmul, name, before)
 
 
 class Resident:
