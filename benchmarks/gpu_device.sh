@@ -23,6 +23,9 @@ if [ -f .whl/site.tar.xz ]; then
 else
   echo "no .whl/site.tar.xz: run benchmarks/gpu_prepare.sh here and carry .whl" >&2
 fi
+for wheel in .whl/*.whl; do  # small pure-Python wheels beside the archive (see gpu_prepare.sh)
+  [ -e "$wheel" ] && { "$PY" -m zipfile -e "$wheel" "$SITE" || echo "unpacking $wheel failed"; }
+done
 echo "unpacked in $(( $(date +%s) - started ))s"
 
 # curate's plugins are found through the entry points of an installed distribution: a minimal

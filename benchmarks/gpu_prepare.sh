@@ -42,5 +42,13 @@ find "$WORK/site" -name '__pycache__' -type d -prune -exec rm -rf {} +
 rm -rf "$WORK/site"/*/tests 2>/dev/null || true
 rm -rf "$OUTDIR" && mkdir -p "$OUTDIR"
 tar -C "$WORK/site" -cf - . | xz -${XZ_LEVEL:-9} -T0 > "$OUTDIR/site.tar.xz"
+# Small pure-Python wheels stay wheels beside the archive (gpu_device.sh unpacks them after it, so
+# they win): typing_extensions, newer than the device image's, which pydantic needs.
+extras=()
+for name in typing_extensions; do
+  extras+=("$name==$("$VENV_PY" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$name")")
+done
+python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version "$PYVER" --platform any \
+  -d "$OUTDIR" "${extras[@]}"
 du -b "$OUTDIR/site.tar.xz" | awk '{printf "%s: %.1f MiB\n", $2, $1 / 1048576}'
 du -sb "$WORK/site" | awk '{printf "unpacked: %.1f MiB\n", $1 / 1048576}'
