@@ -12,7 +12,10 @@ import polars as pl
 
 
 class StepHarness:
-    def __init__(self, step: Any, table: pl.DataFrame, work: Path, label: str, shard_size: int = 1000):
+    def __init__(self, step: Any, table: pl.DataFrame, work: Path, label: str, shard_size: int = 1000,
+                 setup: bool = True):
+        """``setup=False``: the step is already set up (a benchmark that shares a loaded model
+        between variants of a step)."""
         from curate.shards import ShardWriter, iter_shard_files
         from curate.step import StepContext
 
@@ -27,7 +30,8 @@ class StepHarness:
         self.out = work / "output"
         self.ctx = StepContext(run_dir=work, label=label, seed=0, artifacts=self.out / "artifacts",
                                extras={"store_dir": None})
-        step.setup(self.ctx)
+        if setup:
+            step.setup(self.ctx)
 
     def run(self) -> Path:
         """The step over every input shard; returns its output directory (shards, artifacts)."""

@@ -60,12 +60,23 @@ def generate(
     seed: int = 0,
     row_keys: Sequence[int] | None = None,
     copy_bias: float = 0.0,
+    static: bool | None = None,
+    graphs: bool = True,
 ) -> list[list[int]]:
     """Token ids of each row's caption (without <caption> and </s>).
+
+    ``static``: decode against a preallocated KV cache (:mod:`curate_captioner.generate_static`);
+    None (the default) does so on CUDA, where ``graphs`` also replays the decode step as a CUDA
+    graph. The captions are the same either way (greedy; sampling draws the same uniforms).
 
     ``copy_bias`` is added to the logits of every token of the row's own prompt (its alt-text), at
     every step: a decoder that under-uses its alt-text is nudged to keep its words (names,
     attributes). It cannot make the model say a word the alt-text does not hold."""
+    if static if static is not None else prefix.device.type == "cuda":
+        from curate_captioner.generate_static import generate_static
+
+        return generate_static(captioner, prefix, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_p=top_p, seed=seed, row_keys=row_keys, copy_bias=copy_bias, graphs=graphs)
     from transformers import DynamicCache
 
     decoder = captioner.decoder

@@ -78,6 +78,9 @@ class Realign(Step):
                                         "own tokens; default: the model's (captioner.json; world: 2, Altogether: 0)")
         batch_size: int = Field(64, gt=0, json_schema_extra={"fingerprint": False})
         device: str = Field("auto", json_schema_extra={"fingerprint": False})
+        cuda_graphs: bool = Field(True, description="on CUDA: decode against a static KV cache and replay each "
+                                  "token's decoder step as a CUDA graph (same captions, fewer kernel launches)",
+                                  json_schema_extra={"fingerprint": False})
         precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def input_columns(self) -> Schema:
@@ -117,7 +120,8 @@ class Realign(Step):
             prefix = captioner.prefix(*captioner.image_features([images[i] for i in rows]))
             ids = generate(captioner, prefix, [prompts[i] for i in rows], max_new_tokens=params.max_new_tokens,
                            temperature=params.temperature, top_p=params.top_p, seed=ctx.seed,
-                           row_keys=[_row_key(uids[i]) for i in rows], copy_bias=copy_bias)
+                           row_keys=[_row_key(uids[i]) for i in rows], copy_bias=copy_bias,
+                           static=None if params.cuda_graphs else False)
             for i, text in zip(rows, decode(captioner, ids), strict=True):
                 captions[i] = text
             ctx.advance(len(rows))

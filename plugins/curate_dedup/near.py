@@ -76,17 +76,32 @@ def knn(vectors: np.ndarray, threshold: float, options: KnnOptions, seed: int, d
     return Pairs(first, second, sims, facts=facts)
 
 
-def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, seed: int, device: str) -> Pairs:
+def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, seed: int, device: str,
+             engine: Literal["faiss", "torch"] = "faiss") -> Pairs:
+    """``engine``: faiss (its k-means and index, numpy products within clusters) or torch (all
+    three as torch products on ``device``; see :mod:`curate_dedup.torch_backend`)."""
     n = vectors.shape[0]
     k = cluster_count(n, options.clusters)
     started = time.perf_counter()
+    data: Any = vectors
+    if engine == "torch":
+        from curate_dedup import torch_backend
+
+        data = torch_backend.Resident(vectors, device)
+    uploaded = _since(started)
     if k == 1:
         mean = vectors.astype(np.float32).sum(axis=0, keepdims=True)
         centroids = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    elif engine == "torch":
+        centroids = torch_backend.kmeans(data, k, options.niter, options.points_per_centroid, seed)
     else:
         centroids = backend.kmeans(vectors, k, options.niter, options.points_per_centroid, seed, device)
     trained = _since(started)
-    cluster, centroid_sim = backend.assign(vectors, centroids, device, nearest=2 if options.spill > 0 else 1)
+    nearest = 2 if options.spill > 0 else 1
+    if engine == "torch":
+        cluster, centroid_sim = torch_backend.assign(data, centroids, nearest)
+    else:
+        cluster, centroid_sim = backend.assign(vectors, centroids, device, nearest=nearest)
     assigned = round(_since(started) - trained, 3)
     rows = np.arange(n)
     # A row close to the boundary with its second cluster is compared in both: near-duplicates
@@ -101,16 +116,10 @@ def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, se
     order = np.lexsort((member_row, member_cluster))  # by cluster, input order inside each
     member_row = member_row[order]
     bounds = np.searchsorted(member_cluster[order], np.arange(k + 1))
-    firsts, seconds, sims = [], [], []
-    for c in range(k):
-        members = member_row[bounds[c]:bounds[c + 1]]
-        if members.size < 2:
-            continue
-        i, j, s = pairs_within(backend.as_float32(vectors[members]), threshold)
-        firsts.append(members[i])
-        seconds.append(members[j])
-        sims.append(s)
-    first, second, similarity = _cat(firsts, np.int64), _cat(seconds, np.int64), _cat(sims, np.float32)
+    if engine == "torch":
+        first, second, similarity = torch_backend.cluster_pairs(data, member_row, bounds, threshold)
+    else:
+        first, second, similarity = _cluster_pairs(vectors, member_row, bounds, threshold)
     if spilled.any() and first.size:  # a pair of two spilled rows is found in both their clusters
         _, unique = np.unique(np.stack([first, second], axis=1), axis=0, return_index=True)
         unique.sort()
@@ -120,11 +129,28 @@ def semdedup(vectors: np.ndarray, threshold: float, options: SemDedupOptions, se
         "clusters": k,
         "spilled_rows": int(spilled.sum()),
         "largest_cluster": int(sizes.max()) if sizes.size else 0,
-        "kmeans_seconds": trained,
+        "kmeans_seconds": round(trained - uploaded, 3),
         "assign_seconds": assigned,
         "pairs_seconds": round(_since(started) - trained - assigned, 3),
     }
+    if engine == "torch":
+        facts.update(engine="torch", upload_seconds=uploaded)
     return Pairs(first, second, similarity, centroid_similarity=centroid_sim[:, 0], facts=facts)
+
+
+def _cluster_pairs(vectors: np.ndarray, member_row: np.ndarray, bounds: np.ndarray,
+                   threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs above the threshold within each cluster ``member_row[bounds[c]:bounds[c+1]]``."""
+    firsts, seconds, sims = [], [], []
+    for c in range(bounds.size - 1):
+        members = member_row[bounds[c]:bounds[c + 1]]
+        if members.size < 2:
+            continue
+        i, j, s = pairs_within(backend.as_float32(vectors[members]), threshold)
+        firsts.append(members[i])
+        seconds.append(members[j])
+        sims.append(s)
+    return _cat(firsts, np.int64), _cat(seconds, np.int64), _cat(sims, np.float32)
 
 
 def pairs_within(block: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

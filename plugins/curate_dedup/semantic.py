@@ -17,8 +17,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from curate.errors import CurateError
 from curate.schema import Schema
 from curate.step import Step, StepContext, TableInput
 from curate_dedup import backend, near
@@ -58,6 +59,16 @@ class DedupSemanticParams(KeepParams):
     device: Literal["auto", "cpu", "gpu"] = Field("auto", description="auto: GPU if the faiss GPU build sees one",
                                                   json_schema_extra=UNTRACKED)
     threads: int | None = Field(None, ge=1, description="faiss threads (default: all cores)", json_schema_extra=UNTRACKED)
+    backend: Literal["auto", "faiss", "torch"] = Field(
+        "auto", description="semdedup: faiss, or torch (k-means and in-cluster products as torch matmuls: a GPU "
+        "without faiss-gpu); auto: torch when torch sees CUDA and faiss no GPU (and device is not cpu)",
+        json_schema_extra=UNTRACKED)
+
+    @model_validator(mode="after")
+    def _torch_is_semdedup(self) -> DedupSemanticParams:
+        if self.backend == "torch" and self.algorithm != "semdedup":
+            raise ValueError("backend 'torch' runs algorithm 'semdedup' only; use backend faiss (or auto) for knn")
+        return self
 
     @property
     def threshold(self) -> float:
@@ -87,9 +98,12 @@ class DedupSemantic(Step):
         if rows.size < vectors.shape[0]:
             vectors = vectors[rows]
         loaded = time.perf_counter() - started
-        device = backend.resolve_device(p.device)
-        with backend.threads(p.threads):
-            found = find_pairs(vectors, p, device)
+        engine, device = resolve_engine(p)
+        if engine == "torch":
+            found = find_pairs(vectors, p, device, engine)
+        else:
+            with backend.threads(p.threads):
+                found = find_pairs(vectors, p, device)
         del vectors
         # Back from embedded-row space to table-row space.
         n = frame.height
@@ -102,6 +116,7 @@ class DedupSemantic(Step):
         similarity = self._survivor_similarity(groups, store, frame)
         self._facts = {
             "algorithm": p.algorithm, "eps": p.eps, "threshold": round(p.threshold, 6), "device": device,
+            "backend": engine,
             "embeddings_from": source, "model": store.meta().get("model"),
             "rows": n, "rows_without_embedding": int(n - rows.size), "pairs": int(found.first.size),
             "groups": groups.n_groups, "dropped": int(groups.dropped.sum()),
@@ -150,7 +165,31 @@ class DedupSemantic(Step):
         return dict(getattr(self, "_facts", {}))
 
 
-def find_pairs(vectors: np.ndarray, params: DedupSemanticParams, device: str) -> near.Pairs:
+def resolve_engine(params: DedupSemanticParams) -> tuple[str, str]:
+    """(faiss or torch, cpu or gpu) for this run. auto keeps faiss unless it is the semdedup
+    algorithm, torch sees CUDA, faiss sees no GPU, and the device is not pinned to cpu."""
+    from curate_dedup import torch_backend
+
+    choice = params.backend
+    if choice == "auto":
+        wants_gpu = params.algorithm == "semdedup" and params.device != "cpu" and torch_backend.cuda()
+        choice = "torch" if wants_gpu and _faiss_gpus() == 0 else "faiss"
+    if choice == "faiss":
+        return "faiss", backend.resolve_device(params.device)
+    if params.device == "gpu" and not torch_backend.cuda():
+        raise CurateError("device 'gpu' asked for with backend torch, but torch sees no CUDA device",
+                          "use device: auto or cpu")
+    return "torch", "gpu" if params.device != "cpu" and torch_backend.cuda() else "cpu"
+
+
+def _faiss_gpus() -> int:
+    try:
+        return backend.gpu_count()
+    except CurateError:  # faiss not installed: the torch backend needs none
+        return 0
+
+
+def find_pairs(vectors: np.ndarray, params: DedupSemanticParams, device: str, engine: str = "faiss") -> near.Pairs:
     """Pairs above the threshold among ``vectors`` (float16, unit length) by the chosen algorithm."""
     if vectors.shape[0] < 2:
         empty = np.zeros(0, np.int64)
@@ -160,4 +199,5 @@ def find_pairs(vectors: np.ndarray, params: DedupSemanticParams, device: str) ->
         options = near.KnnOptions(params.neighbors, params.index, params.ivf_above, params.nlist, params.nprobe)
         return near.knn(vectors, params.threshold, options, params.seed, device)
     options_ = near.SemDedupOptions(params.clusters, params.niter, params.points_per_centroid, params.spill)
-    return near.semdedup(vectors, params.threshold, options_, params.seed, device)
+    return near.semdedup(vectors, params.threshold, options_, params.seed, device,
+                         engine="torch" if engine == "torch" else "faiss")
