@@ -157,19 +157,12 @@ class StaticDecoder:
                 self._forward()
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=_pool(self.device)):
+        # Each graph keeps its own memory pool: one pool shared by the graphs of several batch sizes
+        # failed the second capture on an H200 (CUDACachingAllocator "use_count > 0" assert).
+        with torch.cuda.graph(graph):
             self.logits = self._forward()
         self.graph = graph
 
-
-_POOLS: dict[Any, Any] = {}
-
-
-def _pool(device: torch.device) -> Any:
-    """One memory pool for all captured graphs on a device: they never replay concurrently."""
-    if device not in _POOLS:
-        _POOLS[device] = torch.cuda.graph_pool_handle()
-    return _POOLS[device]
 
 
 def static_decoder(captioner: Captioner, rows: int, length: int, dtype: torch.dtype, device: torch.device,

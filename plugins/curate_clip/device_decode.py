@@ -23,6 +23,14 @@ import numpy as np
 from curate.errors import CurateError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+JPEG_END = b"\xff\xd9"
+
+
+def whole_jpeg(data: bytes) -> bool:
+    """A JPEG that starts and ends with its markers. nvjpeg decodes a truncated file (the missing
+    rows grey) where PIL refuses it: anything else goes the PIL way, so both paths refuse the
+    same files (found on the H200: a half-written JPEG scored on the device, refused by the loader)."""
+    return data[:3] == JPEG_MAGIC and data.rstrip(b"\x00\r\n ")[-2:] == JPEG_END
 
 
 def device_transform(loader_part: Any) -> Any | None:
@@ -67,7 +75,7 @@ class EncodedImages:
                 data = None
         if not data:
             return "none", torch.zeros(0, dtype=torch.uint8)
-        if data[:3] == JPEG_MAGIC:
+        if whole_jpeg(data):
             return "jpeg", torch.frombuffer(bytearray(data), dtype=torch.uint8)
         pixels = pil_pixels(data, self.loader_part)
         return ("pixels", pixels) if pixels is not None else ("none", torch.zeros(0, dtype=torch.uint8))

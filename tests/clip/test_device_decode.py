@@ -88,3 +88,17 @@ def test_batched_decode_pixels_match_pil_within_rounding(world_transform, width,
     assert pixels.shape == (3, 3, 64, 64) and pixels.dtype == torch.uint8
     assert torch.equal(pixels[0], pixels[1]) and not pixels[2].any()
     assert (pixels[0].float() - reference.float()).abs().mean() < PIXEL_MEAN_TOLERANCE
+
+
+@given(st.integers(min_value=1, max_value=4000))
+@settings(max_examples=30, deadline=None)
+def test_only_whole_jpegs_go_to_the_batched_decoder(cut):
+    """nvjpeg decodes a truncated JPEG (grey rows) where PIL refuses it (found on an H200): a file
+    cut anywhere before its end marker takes the PIL path, which refuses it like the loader does."""
+    from curate_clip.device_decode import whole_jpeg
+    from tests.clip.jpegs import encoded, photo
+
+    data = encoded(photo(64, 48, 1), quality=90)
+    assert whole_jpeg(data) and whole_jpeg(data + b"\x00\x00")
+    assert not whole_jpeg(data[: max(3, len(data) - cut)])
+    assert not whole_jpeg(b"\x89PNG\r\n\x1a\n" + data[3:])
