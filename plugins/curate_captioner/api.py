@@ -5,7 +5,8 @@ name is the defining module's own object, imported on first use: importing this 
 neither torch nor transformers (``Captioner`` does, when it is first used).
 
 The model
-    ``Captioner`` (``Captioner.load(model_dir_or_name, device)``; ``.image_features``, ``.prefix``, ``.save``).
+    ``Captioner`` (``Captioner.load(model_dir_or_name, device)``; ``.image_features``, ``.prefix``,
+    ``.save``).
 Scoring a captioner on a world's held-out rows
     ``load_split(root, world, split)`` (a split's rows, scenes and images), ``caption_rows(captioner,
     images, prompts, keys, batch_size=, seed=)`` (seeded captions per row), and
