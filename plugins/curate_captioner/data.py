@@ -41,7 +41,7 @@ class Example:
 def world_table(world_dir: str | Path, stage: int, split: str = "train") -> pl.DataFrame:
     """The training table of a generated world: stage 1 from world.parquet (grouped by scene),
     stage 2 from realigned.parquet. Only rows of ``split`` (``val`` rows are held out)."""
-    from curate_world.tables import REALIGNED_FILE, WORLD_FILE
+    from curate_world.api import REALIGNED_FILE, WORLD_FILE
 
     root = Path(world_dir).resolve()
     world = pl.read_parquet(root / WORLD_FILE)
@@ -161,7 +161,7 @@ def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: in
 
 def read_world(root: Path) -> pl.DataFrame:
     """A generated world's table (world.parquet), or a clear error when ``root`` is no world."""
-    from curate_world.tables import WORLD_FILE
+    from curate_world.api import WORLD_FILE
 
     if not (root / WORLD_FILE).exists():
         raise CaptionerError(f"{root} is not a generated world (no {WORLD_FILE})", "run `curate world generate` first")

@@ -44,7 +44,7 @@ def caption_rows(captioner: Any, images: list[Any], prompts: list[str], keys: li
 
 
 def score_texts(texts: list[str], scenes: list[Any], alt_names_entity: list[bool], alt_texts: list[str]) -> dict[str, Any]:
-    from curate_world.attributes import extract_attributes, score_caption
+    from curate_world.api import extract_attributes, score_caption
 
     exact, precision, recall, count_ok = [], [], [], []
     retained, invented, recognized, hallucinated = [], [], [], []
@@ -97,7 +97,7 @@ def load_split(root: Path, world: pl.DataFrame, split: str,
                limit: int | None = None) -> tuple[pl.DataFrame, list[Any], list[Any]]:
     """The rows of ``split`` (by world_id) of the world at ``root`` (its table: ``world``), their
     ground-truth scenes and opened images."""
-    from curate_world.scene import Scene
+    from curate_world.api import Scene
 
     from curate_captioner.data import open_images
     from curate_captioner.errors import CaptionerError

@@ -14,7 +14,7 @@ SOURCE = "world-clip-tiny (curate_clip)"
 
 def world_clip_files() -> tuple[dict[str, Any], Any]:
     try:
-        from curate_clip.models import CONFIG_DIR, WORLD_CHECKPOINT, WORLD_MODEL
+        from curate_clip.api import CONFIG_DIR, WORLD_CHECKPOINT, WORLD_MODEL
     except ImportError as exc:
         raise CaptionerError("the world CLIP needs the curate_clip plugin", "pip install 'curate[clip]'") from exc
     if not WORLD_CHECKPOINT.exists():
@@ -33,7 +33,7 @@ def world_clip_tower() -> tuple[Any, dict[str, Any]]:
 
 @cache
 def _scorer() -> tuple[Any, Any, Any]:
-    from curate_clip.models import load_clip
+    from curate_clip.api import load_clip
 
     _, checkpoint = world_clip_files()
     loaded = load_clip(checkpoint=str(checkpoint), device="cpu")  # what the clip_score step loads

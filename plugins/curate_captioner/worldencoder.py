@@ -36,7 +36,7 @@ RECORD_FILE = "tune.json"
 
 def label_spaces() -> dict[str, tuple[str, ...]]:
     """What is predicted at each grid position; the last class of each is 'nothing there'."""
-    from curate_world.vocab import COLORS, ENTITIES, SHAPES, SIZES
+    from curate_world.api import COLORS, ENTITIES, SHAPES, SIZES
 
     return {"shape": tuple(SHAPES), "color": tuple(COLORS), "size": tuple(SIZES),
             "entity": tuple(e.name for e in ENTITIES)}
@@ -45,8 +45,7 @@ def label_spaces() -> dict[str, tuple[str, ...]]:
 def scene_labels(objects_json: list[str], backgrounds: list[str], textures: list[str]) -> dict[str, torch.Tensor]:
     """(rows, 9) class indices per attribute; a position without an object gets the 'none' class
     of every attribute, an object that is no logo gets the 'none' entity."""
-    from curate_world.scene import Scene
-    from curate_world.vocab import POSITIONS
+    from curate_world.api import POSITIONS, Scene
 
     spaces, positions = label_spaces(), list(POSITIONS)
     labels = {name: torch.full((len(objects_json), len(positions)), len(values), dtype=torch.long)
@@ -185,7 +184,7 @@ def mirror_half(pixels: torch.Tensor, labels: dict[str, torch.Tensor],
                 generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mirror a random half of the batch left to right, moving each label to the mirrored grid
     position. Every world shape is symmetric about its vertical axis, so only positions change."""
-    from curate_world.vocab import POSITIONS
+    from curate_world.api import POSITIONS
 
     names = list(POSITIONS)
     mirrored = {"left": "right", "right": "left"}

@@ -150,7 +150,7 @@ def _embed_clip(images: list[Path], model: dict[str, Any], device: str, batch_si
     comparable. clip_score records the model as ``<architecture>@<weights file name>``; the
     shipped world CLIP is found by that name, other weights need ``checkpoint`` (the path)."""
     try:
-        from curate_clip.models import WORLD_CHECKPOINT, load_clip
+        from curate_clip.api import WORLD_CHECKPOINT, load_clip
     except ImportError:
         raise CurateError(
             f"embedding eval images needs the CLIP plugin (model '{model.get('model')}'), which is not installed",

@@ -44,7 +44,7 @@ class EntryList:
 
 def world_entries() -> EntryList:
     try:
-        from curate_world.vocab import concept_names
+        from curate_world.api import concept_names
     except ImportError:
         raise MetadataError("the default metadata list is the world's concept names, but curate_world "
                             "is not installed", "give 'entries' a list file, or pip install 'curate[world]'") from None

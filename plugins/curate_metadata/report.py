@@ -9,7 +9,7 @@ ORDER = 35  # after duplicates (30), before captions (40)
 
 
 def sections(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    from curate_report.html import Html, number, table
+    from curate_report.api import Html, number, table
 
     records = [r for r in manifest.get("steps", []) if r.get("step") == "metadata_balance" and r.get("summary")]
     if not records:

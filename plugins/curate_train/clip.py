@@ -37,7 +37,7 @@ class ModelChoice:
 def model_config(model: str = "tiny") -> tuple[str, Path]:
     """(open_clip model name, config file) for ``tiny`` or ``world`` (curate_clip's config)."""
     if model == "world":
-        from curate_clip.models import CONFIG_DIR, WORLD_MODEL
+        from curate_clip.api import CONFIG_DIR, WORLD_MODEL
 
         return WORLD_MODEL, CONFIG_DIR / f"{WORLD_MODEL}.json"
     if model != "tiny":

@@ -28,7 +28,7 @@ def text_states(clip: Any, tokens: Any) -> Any:
 def color_share(image: Any, color: str) -> float:
     """Share of pixels whose nearest palette color is ``color``."""
     import numpy as np
-    from curate_world.vocab import COLORS
+    from curate_world.api import COLORS
 
     names = list(COLORS)
     palette = np.array([COLORS[n] for n in names], dtype=np.float32)
@@ -41,7 +41,7 @@ def train_diffusion(data_dir: Path, clip_checkpoint: Path, out: Path, *, steps: 
                     resolution: int = 32, lr: float = 3e-4, seed: int = 0, clip_model: str = "tiny",
                     sample_steps: int = 50, echo: Any = None) -> dict[str, Any]:
     import torch
-    from curate_world.vocab import COLORS
+    from curate_world.api import COLORS
     from datasets import load_dataset
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from PIL import Image

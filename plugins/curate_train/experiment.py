@@ -57,7 +57,7 @@ def load(path: Path) -> ExperimentSpec:
 
 
 def build_pool(world_dir: Path, world: dict[str, Any]) -> pl.DataFrame:
-    from curate_world.generate import generate_world
+    from curate_world.api import generate_world
 
     generate_world(world_dir, **{"fault_rate": 0.0, **world, "realign_fraction": 1.0})
     pairs = pl.read_parquet(world_dir / "world.parquet").filter(pl.col("split") == "train")
@@ -90,7 +90,7 @@ def score_pool(pool: pl.DataFrame, checkpoint: Path, world_dir: Path, model_name
 
     model, preprocess, tokenizer = load_clip(checkpoint, model_name)
     images = encode_images(model, preprocess, [world_dir / "images" / f"{k}.jpg" for k in pool["uid"]])
-    from curate_mix.strategies import MixColumns
+    from curate_mix.api import MixColumns
 
     columns = MixColumns()  # the score columns the mix step reads by default
     scores = {}
@@ -109,7 +109,7 @@ def mix(pool: pl.DataFrame, variant: Variant, seed: int, workdir: Path) -> pl.Da
 
 
 def export(table: pl.DataFrame, out: Path, repeats: int, seed: int) -> Path:
-    from curate_export.sinks import WebDatasetSink
+    from curate_export.api import WebDatasetSink
 
     from curate.sink import SinkContext
     from curate.step import TableInput

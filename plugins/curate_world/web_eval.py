@@ -23,7 +23,7 @@ from curate_world.webstyle import STYLES
 
 def clip_auc_by_style(world_dir: Path, checkpoint: str | None = None) -> dict[str, Any]:
     import polars as pl
-    from curate_clip.training.evaluate import NEGATIVE, POSITIVE, auc, score_world
+    from curate_clip.api import NEGATIVE, POSITIVE, auc, score_world
 
     table = pl.read_parquet(world_dir / "world.parquet")
     if "styles" not in table.columns:
@@ -47,8 +47,7 @@ def clip_auc_by_style(world_dir: Path, checkpoint: str | None = None) -> dict[st
 def captioner_by_style(world_dir: Path, model: str = "world", split: str = "val", seed: int = 0) -> dict[str, Any]:
     import polars as pl
     import torch
-    from curate_captioner.evaluate import caption_rows, load_split, score_texts
-    from curate_captioner.model import Captioner
+    from curate_captioner.api import Captioner, caption_rows, load_split, score_texts
 
     world = pl.read_parquet(world_dir / "world.parquet")
     if "styles" not in world.columns:

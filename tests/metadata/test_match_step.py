@@ -80,6 +80,6 @@ def test_a_bad_list_fails_at_plan_time_saying_how_to_fix_it(metadata_pm, tmp_pat
 def test_without_the_world_the_default_list_is_a_clear_error(metadata_pm, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "curate_world.vocab", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "curate_world.api", None)  # import fails as if not installed
     with pytest.raises(SpecError, match="curate_world is not installed"):
         run_step("metadata_match", rows(["red"]), {}, pm=metadata_pm)

@@ -31,7 +31,7 @@ PARTIAL_SHARE = 0.4  # of the texts after the first three (description, faithful
 
 def shapes_text(scene, rng: np.random.Generator) -> str:  # type: ignore[no-untyped-def]
     """The scene's shapes without colours: "two circles and a star", "a large circle and a small star"."""
-    from curate_world.phrasing import counted, join_list, sentence_case
+    from curate_world.api import counted, join_list, sentence_case
 
     plain = [obj for obj in scene.objects if obj.entity is None]
     logo = next((obj for obj in scene.objects if obj.entity is not None), None)
@@ -49,7 +49,7 @@ def shapes_text(scene, rng: np.random.Generator) -> str:  # type: ignore[no-unty
 
 def true_texts(description: str, count: int, rng: np.random.Generator) -> list[str]:
     """``count`` true texts of the scene that ``description`` describes."""
-    from curate_world.describe import parse_description
+    from curate_world.api import parse_description
 
     return scene_texts(parse_description(description), count, rng)
 
@@ -57,8 +57,7 @@ def true_texts(description: str, count: int, rng: np.random.Generator) -> list[s
 def scene_texts(scene, count: int, rng: np.random.Generator) -> list[str]:  # type: ignore[no-untyped-def]
     """``count`` true texts of ``scene``: its description, faithful alt-texts, a shapes-only text,
     then partial or faithful ones."""
-    from curate_world.alttext import write_faithful, write_partial
-    from curate_world.describe import describe
+    from curate_world.api import describe, write_faithful, write_partial
 
     has_entity = scene.entity is not None
     texts = [describe(scene, name_entity=bool(rng.random() < 0.5))]

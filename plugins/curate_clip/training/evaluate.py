@@ -64,7 +64,7 @@ def score_world(world_dir: Path, checkpoint: str | None = None, batch_size: int 
 def evaluate(n: int = 2000, seed: int = 2000, checkpoint: str | None = None, workdir: Path | None = None) -> dict[str, Any]:
     import tempfile
 
-    from curate_world.generate import generate_world
+    from curate_world.api import generate_world
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         world = generate_world(Path(tmp) / "world", n=n, seed=seed, fault_rate=0.0, dup_fraction=0.0)

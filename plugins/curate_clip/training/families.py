@@ -39,8 +39,8 @@ def mutate(scene, rng: np.random.Generator):  # type: ignore[no-untyped-def]
     """``scene`` with one thing changed, the way a wrong-attribute alt-text is wrong: one object's
     colour or shape, one more or one fewer object of a kind, or another entity's logo. None when
     the draw finds nothing to change (the caller draws again)."""
-    from curate_world.scene import POSITIONS, Scene, entity_logo, sorted_objects
-    from curate_world.vocab import ENTITIES, SHAPES, colors_visible_on
+    from curate_world.api import ENTITIES, POSITIONS, SHAPES, Scene
+    from curate_world.api import colors_visible_on, entity_logo, sorted_objects
 
     objects = list(scene.objects)
     index = int(rng.integers(len(objects)))
@@ -76,7 +76,7 @@ def family(rng: np.random.Generator, size: int, walk: bool = False) -> list:  # 
     """A random scene and up to ``size - 1`` distinct variants of it: each one change from the first
     scene, or with ``walk`` one change from any earlier member (a random walk, so a family can be
     larger than a simple scene has one-change variants, and members differ in one to a few things)."""
-    from curate_world.scene import sample_scene
+    from curate_world.api import sample_scene
 
     base = sample_scene(rng)
     members = [base]
@@ -91,9 +91,7 @@ def family(rng: np.random.Generator, size: int, walk: bool = False) -> list:  # 
 
 def furniture(rng: np.random.Generator) -> tuple[bytes, str]:
     """An empty background (JPEG) and a boilerplate or empty caption."""
-    from curate_world.alttext import write_boilerplate
-    from curate_world.render import background_image, encode_image
-    from curate_world.vocab import BACKGROUNDS, TEXTURES
+    from curate_world.api import BACKGROUNDS, TEXTURES, background_image, encode_image, write_boilerplate
 
     background = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
     texture = list(TEXTURES)[int(rng.integers(len(TEXTURES)))]
@@ -104,8 +102,7 @@ def furniture(rng: np.random.Generator) -> tuple[bytes, str]:
 
 def render(scene, rng: np.random.Generator) -> bytes:  # type: ignore[no-untyped-def]
     """The scene as a JPEG; half the time rescaled and recompressed as the web's copies are."""
-    from curate_world.duplicates import sample_variant
-    from curate_world.render import encode_image, render_scene
+    from curate_world.api import encode_image, render_scene, sample_variant
     from PIL import Image
 
     drawn = render_scene(scene, 64, rng=rng)
@@ -122,8 +119,7 @@ def focused_text(base, member, rng: np.random.Generator) -> str | None:  # type:
     recoloured, reshaped or added): true of the member, and false of the base and of siblings
     that changed something else, so unlike a random partial text it is no false negative among
     them. None when the member only lost an object."""
-    from curate_world.alttext import write_faithful
-    from curate_world.scene import Scene
+    from curate_world.api import Scene, write_faithful
 
     new = [obj for obj in member.objects if obj not in base.objects]
     if not new:
@@ -145,7 +141,7 @@ def samples(families: int, size: int, seed: int, walk: bool = False, full_texts:
     ``focused``: the share of variants (every member but the first) whose text is a partial one
     naming only what the variant changed (:func:`focused_text`).
     """
-    from curate_world.scene import sample_scene
+    from curate_world.api import sample_scene
 
     from curate_clip.training.data import scene_texts
 

@@ -33,7 +33,7 @@ def load_world(world_dir: Path, image_size: int) -> tuple[Any, list[Any]]:
     """All images of a generated world as a uint8 tensor (N, 3, S, S), and their scenes."""
     import polars as pl
     import torch
-    from curate_world.describe import parse_description
+    from curate_world.api import parse_description
     from PIL import Image
 
     table = pl.read_parquet(world_dir / "world.parquet").select("image_path", "description")
@@ -49,7 +49,7 @@ def load_world(world_dir: Path, image_size: int) -> tuple[Any, list[Any]]:
 
 def batch_texts(scenes: list[Any], rng: np.random.Generator, junk: int) -> tuple[list[str], list[str], list[str]]:
     """One true text and one wrong-attribute text per scene, and ``junk`` junk texts."""
-    from curate_world.alttext import write_boilerplate, write_wrong_attribute
+    from curate_world.api import write_boilerplate, write_wrong_attribute
 
     from curate_clip.training.data import scene_texts
 
@@ -72,7 +72,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     import open_clip
     import torch
     import torch.nn.functional as F
-    from curate_world.generate import generate_world
+    from curate_world.api import generate_world
 
     from curate_clip.models import WORLD_MODEL, load_state_dict, register_configs
 

@@ -37,7 +37,7 @@ def true_of(text: str, scene, changed: tuple[str, str] | None = None) -> bool:  
     """Whether ``text`` says nothing false of ``scene``, read with the world's attribute extractor
     (positions are not read). A text that counts the ``changed`` (colour, shape) kind must count
     it exactly: "two red circles" is false of three, as the world's wrong-count alt-texts are."""
-    from curate_world.attributes import extract_attributes, score_caption
+    from curate_world.api import extract_attributes, score_caption
 
     score = score_caption(text, scene)
     exact = [score.pair_precision, score.shape_precision, score.color_precision]
@@ -57,9 +57,8 @@ def wrong_partner(scene, rng: np.random.Generator):  # type: ignore[no-untyped-d
     of: the mentioned objects recoloured, reshaped, or counted as the text says. None when the text
     cannot be made true in a picture (a colour that would not show on the background, no free
     position for another object) or the extractor would not read it as true."""
-    from curate_world.alttext import describes, frame, render_mention, wrong_mention
-    from curate_world.scene import POSITIONS, Scene, sorted_objects
-    from curate_world.vocab import colors_visible_on
+    from curate_world.api import POSITIONS, Scene, colors_visible_on, describes, frame
+    from curate_world.api import render_mention, sorted_objects, wrong_mention
 
     name_entity = scene.entity is not None and bool(rng.random() < 0.85)
     wrong = wrong_mention(scene, rng, name_entity)
@@ -95,7 +94,7 @@ def make_pair(rng: np.random.Generator):  # type: ignore[no-untyped-def]
     """(scene, one of its true texts, partner, the scene's wrong-attribute text that is true of the
     partner). The scene's text is any kind (partial ones included), but not one also true of the
     partner: in the partner's softmax it would be a false negative."""
-    from curate_world.scene import sample_scene
+    from curate_world.api import sample_scene
 
     from curate_clip.training.data import scene_texts
 

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import open_clip
     import torch
-    from curate_world.generate import generate_world
+    from curate_world.api import generate_world
 
     from curate_clip.training.data import write_shards
 

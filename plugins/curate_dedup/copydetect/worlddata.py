@@ -23,8 +23,8 @@ IMAGE_SIZE = 64
 
 def near_variant(scene, rng: np.random.Generator):  # type: ignore[no-untyped-def]
     """``scene`` with one thing changed; None when the draw finds nothing to change."""
-    from curate_world.scene import POSITIONS, Scene, entity_logo, sorted_objects
-    from curate_world.vocab import BACKGROUNDS, ENTITIES, SHAPES, SIZES, TEXTURES, colors_visible_on
+    from curate_world.api import BACKGROUNDS, ENTITIES, POSITIONS, SHAPES, SIZES, TEXTURES, Scene
+    from curate_world.api import colors_visible_on, entity_logo, sorted_objects
 
     objects = list(scene.objects)
     index = int(rng.integers(len(objects)))
@@ -79,8 +79,7 @@ def web_copy(scene, rng: np.random.Generator) -> np.ndarray:  # type: ignore[no-
     """One copy of ``scene`` as the pipeline sees it: (64, 64, 3) uint8."""
     from PIL import Image
 
-    from curate_world.duplicates import DUP_JITTER, sample_variant
-    from curate_world.render import encode_image, render_scene
+    from curate_world.api import DUP_JITTER, encode_image, render_scene, sample_variant
 
     planted = rng.random() < 0.7  # else a singleton's rendering: jitter 1 px, default size and quality
     variant = sample_variant(rng) if planted else None
@@ -98,7 +97,7 @@ def web_copy(scene, rng: np.random.Generator) -> np.ndarray:  # type: ignore[no-
 def batch(rng: np.random.Generator, scenes: int) -> tuple[np.ndarray, np.ndarray]:
     """``4 * scenes`` images (N, 64, 64, 3) uint8 and their copy-group labels (N,): images with
     equal labels are copies of one scene; consecutive label pairs are near variants."""
-    from curate_world.scene import sample_scene
+    from curate_world.api import sample_scene
 
     images, labels = [], []
     for index in range(scenes):

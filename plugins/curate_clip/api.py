@@ -1,0 +1,23 @@
+"""curate_clip's public surface: the only names other plugins may import from curate_clip.
+
+Everything else in the package (the steps, checkpoint plumbing, the world CLIP's training code) is
+private to it; ``tests/test_plugin_layering.py`` checks. Each name is the defining module's own
+object, imported on first use: importing this module loads neither torch nor open_clip.
+
+The world CLIP
+    ``WORLD_MODEL`` (its open_clip config name, ``world-clip-tiny``), ``CONFIG_DIR`` (where that
+    config's JSON lives), ``WORLD_CHECKPOINT`` (the shipped weights), and
+    ``load_clip(model, pretrained, checkpoint, device)`` (any open_clip model, torch imported then).
+Measuring a CLIP on a world
+    ``score_world(world_dir, checkpoint)`` (the CLIP score of every row of a world's table),
+    ``auc(positive, negative)``, and the alt-text kinds that count as ``POSITIVE`` and ``NEGATIVE``.
+"""
+
+from __future__ import annotations
+
+from curate.exports import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "curate_clip.models": ("WORLD_MODEL", "CONFIG_DIR", "WORLD_CHECKPOINT", "load_clip"),
+    "curate_clip.training.evaluate": ("score_world", "auc", "POSITIVE", "NEGATIVE"),
+})

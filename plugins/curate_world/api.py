@@ -1,0 +1,48 @@
+"""curate_world's public surface: the only names other plugins may import from curate_world.
+
+Everything else in the package is private to it (``tests/test_plugin_layering.py`` checks), so it
+can change without breaking the plugins that train and measure on the world. Each name is the
+defining module's own object, imported on first use: importing this module costs nothing.
+
+Ground truth on disk
+    ``generate_world(out_dir, n, seed, ...)`` writes a world directory; ``WORLD_FILE`` (every
+    row with its scene and alt-text) and ``REALIGNED_FILE`` (annotator captions) are file names in it.
+Vocabulary
+    ``SHAPES``, ``COLORS``, ``SIZES``, ``POSITIONS``, ``BACKGROUNDS``, ``TEXTURES``, ``ENTITIES``
+    (fictional named logos); ``colors_visible_on(background)``; ``concept_names()``, every word or
+    name an alt-text can use, each once.
+Scenes
+    ``Scene`` (the ground truth of one image; ``Scene.from_objects_json``), ``sample_scene(rng, ...)``,
+    ``sorted_objects(objects)``, ``entity_logo(name, position, size)``.
+Text about a scene
+    ``describe(scene)`` and its exact inverse ``parse_description(text)``; the noisy alt-text
+    writers ``write_faithful``, ``write_partial``, ``write_wrong_attribute``, ``write_boilerplate``
+    and their parts ``wrong_mention``, ``render_mention``, ``describes``, ``frame``; phrasing helpers
+    ``counted``, ``join_list``, ``sentence_case``.
+Scoring a text against a scene
+    ``extract_attributes(text)`` (what a text says, in the world's vocabulary) and
+    ``score_caption(caption, scene)`` (precision and recall of pairs, shapes, colors...).
+Rendering (Pillow, imported when called)
+    ``render_scene(scene, size, rng, jitter)``, ``background_image(background, texture, side)``,
+    ``encode_image(image, format, quality)`` (equal pixels give equal bytes); planted duplicates:
+    ``sample_variant(rng)`` and ``DUP_JITTER``.
+"""
+
+from __future__ import annotations
+
+from curate.exports import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "curate_world.tables": ("WORLD_FILE", "REALIGNED_FILE"),
+    "curate_world.generate": ("generate_world",),
+    "curate_world.vocab": ("SHAPES", "COLORS", "SIZES", "POSITIONS", "BACKGROUNDS", "TEXTURES", "ENTITIES",
+                           "colors_visible_on", "concept_names"),
+    "curate_world.scene": ("Scene", "sample_scene", "sorted_objects", "entity_logo"),
+    "curate_world.describe": ("describe", "parse_description"),
+    "curate_world.alttext": ("write_faithful", "write_partial", "write_wrong_attribute", "write_boilerplate",
+                             "wrong_mention", "render_mention", "describes", "frame"),
+    "curate_world.phrasing": ("counted", "join_list", "sentence_case"),
+    "curate_world.attributes": ("extract_attributes", "score_caption"),
+    "curate_world.render": ("render_scene", "background_image", "encode_image"),
+    "curate_world.duplicates": ("sample_variant", "DUP_JITTER"),
+})
