@@ -28,6 +28,7 @@ import polars as pl
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from curate.atomic import atomic_path
 from curate_captioner.data import EMPTY_PROMPT_RATE, compute_features, draw_examples, preprocessed_pixels
 from curate_captioner.errors import CaptionerError, RefusedFile
 from curate_captioner.model import Captioner
@@ -236,10 +237,8 @@ def cached_features(captioner: Captioner, images: list[Any], cache: str | Path |
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return saved["pooled"], saved.get("tokens")
     pooled, tokens = compute_features(captioner, images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    torch.save({"pooled": pooled, **({"tokens": tokens} if tokens is not None else {})}, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        torch.save({"pooled": pooled, **({"tokens": tokens} if tokens is not None else {})}, partial)
     return pooled, tokens
 
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from curate.atomic import atomic_path
+
 
 def load_world(world_dir: Path, image_size: int) -> tuple[Any, list[Any]]:
     """All images of a generated world as a uint8 tensor (N, 3, S, S), and their scenes."""
@@ -150,10 +152,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 def save(model: Any, path: Path, step: int) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": model.state_dict(), "step": step}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "step": step}, tmp)
 
 
 def main(argv: list[str] | None = None) -> int:
