@@ -23,6 +23,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from curate.atomic import atomic_path
+
 I2D_DIR = "img2dataset"
 
 
