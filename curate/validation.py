@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from curate.errors import Problem, SpecError
+from curate.errors import Problem, SpecError, pip_install
 from curate.executor import Executor
 from curate.plugins import PluginManager, Registry
 from curate.sink import Sink
@@ -76,9 +76,8 @@ def _params(cls: type, raw: dict, loc: tuple, problems: ProblemList) -> Any:
 def _requirements(cls: type, loc: tuple, problems: ProblemList, what: str) -> None:
     missing = [m for m in getattr(cls, "requires", ()) if _find_spec(m) is None]
     if missing:
-        extra = getattr(cls, "extra", None)
-        install = f"pip install 'curate[{extra}]'" if extra else "pip install " + " ".join(missing)
-        problems.add(loc, f"{what} needs {', '.join(missing)}, not installed", f"run: {install}")
+        problems.add(loc, f"{what} needs {', '.join(missing)}, not installed",
+                     f"run: {pip_install(getattr(cls, 'extra', None), missing)}")
 
 
 def _find_spec(module: str) -> Any:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from curate.errors import pip_install
+
 
 def add_commands(cli: Any) -> None:
     import click
@@ -135,7 +137,7 @@ def add_commands(cli: Any) -> None:
         import importlib.util
 
         if importlib.util.find_spec("diffusers") is None:
-            raise click.ClickException("train diffusion needs diffusers: pip install 'curate[diffusion]'")
+            raise click.ClickException(f"train diffusion needs diffusers: {pip_install('diffusion')}")
         from curate_train.diffusion import train_diffusion
 
         click.echo(json.dumps(train_diffusion(data_dir, clip_checkpoint, out, steps=steps, batch_size=batch_size,
