@@ -165,9 +165,9 @@ class Download(Step):
     writes = RESULT_COLUMNS
     Params = DownloadParams
 
-    def __init__(self, params: DownloadParams | None = None, *, label: str | None = None):
-        super().__init__(params, label=label)
-        self.drops_rows = bool(self.params.dropped_statuses)  # type: ignore[misc]
+    @property
+    def drops_rows(self) -> bool:  # type: ignore[override]
+        return bool(self.params.dropped_statuses)
 
     # -- running --------------------------------------------------------------------------------
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
