@@ -15,7 +15,6 @@ rewrites only what is missing.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError
 
 EMBEDDINGS = "embeddings"
@@ -42,10 +42,7 @@ class EmbeddingStore:
     def write_meta(self, dim: int, model: str, **extra: Any) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = {"dim": dim, "model": model, "dtype": "float16", "normalized": True, **extra}
-        path = self.dir / "meta.json"
-        tmp = path.with_name(f".meta.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        write_text_atomic(self.dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True))
 
     def write_shard(self, shard: int, uids: list[str] | pl.Series, vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -55,13 +52,12 @@ class EmbeddingStore:
         vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
         self.dir.mkdir(parents=True, exist_ok=True)
         base = self.dir / f"shard-{shard:05d}"
-        tmp_npy = self.dir / f".shard-{shard:05d}.{os.getpid()}.npy"
-        with open(tmp_npy, "wb") as handle:
-            np.save(handle, vectors.astype(np.float16))
-        tmp_uids = self.dir / f".shard-{shard:05d}.{os.getpid()}.uids.parquet"
-        pl.DataFrame({"uid": pl.Series(list(uids), dtype=pl.Utf8)}).write_parquet(tmp_uids)
-        os.replace(tmp_uids, base.with_suffix(".uids.parquet"))
-        os.replace(tmp_npy, base.with_suffix(".npy"))  # last: its presence means the shard is whole
+        # The .npy is renamed last (outer block): its presence means the shard is whole.
+        with atomic_path(base.with_suffix(".npy")) as tmp_npy:
+            with open(tmp_npy, "wb") as handle:
+                np.save(handle, vectors.astype(np.float16))
+            with atomic_path(base.with_suffix(".uids.parquet")) as tmp_uids:
+                pl.DataFrame({"uid": pl.Series(list(uids), dtype=pl.Utf8)}).write_parquet(tmp_uids)
 
     # -- reading --------------------------------------------------------------------------
     def exists(self) -> bool:

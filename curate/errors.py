@@ -5,6 +5,7 @@ They stay picklable (plain ``args``) because they cross process and Ray boundari
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -69,13 +70,19 @@ class PluginError(CurateError):
     """A plugin is broken or two plugins claim the same name."""
 
 
+def pip_install(extra: str | None = None, modules: Sequence[str] = ()) -> str:
+    """The install line for an optional dependency: ``pip install 'curate[extra]'`` when one of
+    curate's extras provides it, else ``pip install`` of the modules themselves."""
+    return f"pip install 'curate[{extra}]'" if extra else "pip install " + " ".join(modules)
+
+
 class MissingDependencyError(CurateError):
     """A step needs an optional package that is not installed; says the exact install line."""
 
     exit_code = 2
 
     def __init__(self, what: str, modules: list[str], extra: str | None):
-        install = f"pip install 'curate[{extra}]'" if extra else "pip install " + " ".join(modules)
+        install = pip_install(extra, modules)
         super().__init__(
             f"{what} needs {', '.join(modules)}, which {'is' if len(modules) == 1 else 'are'} not installed",
             hint=f"run: {install}",

@@ -4,7 +4,6 @@ check each step's declared columns — all before any row is processed.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from curate.sink import Sink, SinkContext
 from curate.source import Source, SourceContext
 from curate.spec import LoadedSpec
 from curate.step import Step
+from curate.suggest import did_you_mean
 from curate.validation import Resolved, resolve
 
 
@@ -76,13 +76,10 @@ class Plan:
             if planned.label == label:
                 return planned
         labels = [p.label for p in self.steps]
-        close = difflib.get_close_matches(label, labels, n=1)
         from curate.errors import UsageError
 
-        raise UsageError(
-            f"no step labelled '{label}' in this spec",
-            f"did you mean '{close[0]}'?" if close else f"labels: {', '.join(labels)}",
-        )
+        raise UsageError(f"no step labelled '{label}' in this spec",
+                         did_you_mean(label, labels, f"labels: {', '.join(labels)}"))
 
     def refresh_cache_status(self) -> None:
         for planned in self.steps:
@@ -284,8 +281,8 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         if upstream is not None:
             for name in sink.input_columns():
                 if name not in upstream.output_schema:
-                    close = difflib.get_close_matches(name, list(upstream.output_schema), n=1)
-                    hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(upstream.output_schema)}"
+                    available = ", ".join(upstream.output_schema)
+                    hint = did_you_mean(name, upstream.output_schema, f"available: {available}")
                     problems.add(("outputs", index, "format"), f"output '{output_spec.format}' reads column "
                                  f"'{name}', which step '{label}' does not produce", hint)
         outputs.append(PlannedOutput(index, sink, label, output_spec.path))
@@ -301,8 +298,7 @@ def check_columns(step: Step, schema: Schema) -> list[tuple[str, str | None]]:
     out = []
     for name, dtype in step.input_columns().items():
         if name not in schema:
-            close = difflib.get_close_matches(name, list(schema), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(schema)}"
+            hint = did_you_mean(name, schema, f"available: {', '.join(schema)}")
             out.append((f"step '{step.label}' reads column '{name}', which no upstream step produces", hint))
         elif not compatible(schema[name], dtype):
             out.append((

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 import os
 import sys
@@ -14,6 +13,7 @@ import pluggy
 
 from curate import hookspecs
 from curate.errors import PluginError
+from curate.suggest import closest
 
 ENTRY_POINT_GROUP = "curate"
 
@@ -51,7 +51,7 @@ class Registry:
         return self.classes.get(key)
 
     def suggest(self, key: str) -> str | None:
-        close = difflib.get_close_matches(key, list(self.classes), n=1, cutoff=0.6)
+        close = closest(key, self.classes)
         return close[0] if close else None
 
     def names(self) -> list[str]:
@@ -149,7 +149,7 @@ class PluginManager:
                        and getattr(self.pm.hook, n).has_spec())
         problems = []
         for hook in unknown:
-            close = difflib.get_close_matches(hook, known, n=1)
+            close = closest(hook, known)
             problems.append(f"'{hook}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         message = (f"curate plugin '{name}' implements hooks no plugin declares: {', '.join(problems)}; "
                    f"declared hooks are listed in docs/plugin_hooks.md")

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.atomic import atomic_path
 from curate.errors import UsageError
 from curate.shards import iter_dropped_files, iter_shard_files, parquet_rows, write_json_atomic
 
@@ -88,18 +89,13 @@ def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
     import duckdb
 
     db_path = Path(run_dir) / DATABASE
-    tmp = db_path.with_name(f".{DATABASE}.{os.getpid()}.tmp")
-    if tmp.exists():
-        tmp.unlink()
-    con = duckdb.connect(str(tmp))
-    try:
-        _create_views(con, manifest)
-    except BaseException:
-        con.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    con.close()
-    os.replace(tmp, db_path)
+    with atomic_path(db_path) as tmp:
+        tmp.unlink(missing_ok=True)  # a leftover of this pid would be opened, not replaced
+        con = duckdb.connect(str(tmp))
+        try:
+            _create_views(con, manifest)
+        finally:
+            con.close()
     return db_path
 
 

@@ -7,7 +7,6 @@ run in-process, in a worker process or in a Ray actor with the same result.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError, StepError
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, compatible, dtype_name
 from curate.step import Step, StepContext
@@ -67,17 +67,12 @@ class ShardStats:
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     """Write to a temporary name and rename, so a crash never leaves a half-written shard."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.write_parquet(tmp, **PARQUET_OPTIONS)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.write_parquet(tmp, **PARQUET_OPTIONS)
 
 
 def write_json_atomic(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def split_dropped(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

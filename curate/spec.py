@@ -325,14 +325,13 @@ def _lenient(data: dict[str, Any]) -> tuple[Spec | None, set[tuple]]:
 
 def _close_key(loc: tuple, data: Any) -> str | None:
     """For an unknown key, the closest allowed key of the model it appeared in."""
-    import difflib
+    from curate.suggest import did_you_mean
 
     model = _model_at(loc[:-1])
     if model is None:
         return None
     allowed = list(model.model_fields)
-    match = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else f"allowed keys: {', '.join(allowed)}"
+    return did_you_mean(str(loc[-1]), allowed, f"allowed keys: {', '.join(allowed)}")
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:

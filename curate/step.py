@@ -83,6 +83,10 @@ class Step:
 
     To drop rows, return them with a non-null ``_drop_reason`` column (and ``_duplicate_of``
     for dedups); the engine moves them to the step's ``dropped`` table so nothing is lost.
+
+    ``scope`` and ``drops_rows`` are class attributes. A step whose scope or dropping depends on
+    its params overrides the attribute with a read-only property computed from ``self.params``
+    (``sample``: by fraction per shard, by count per table); it never assigns them per instance.
     """
 
     name: ClassVar[str]

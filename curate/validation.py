@@ -11,13 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from curate.errors import Problem, SpecError
+from curate.errors import Problem, SpecError, pip_install
 from curate.executor import Executor
 from curate.plugins import PluginManager, Registry
 from curate.sink import Sink
 from curate.source import Source
 from curate.spec import LoadedSpec, format_path, problems_from_validation
 from curate.step import Step
+from curate.suggest import did_you_mean
 
 FILE_FORMATS = ("parquet", "csv", "tsv", "jsonl", "auto")
 
@@ -53,8 +54,7 @@ class ProblemList:
 def _lookup(registry: Registry, key: str, loc: tuple, problems: ProblemList, what: str) -> type | None:
     cls = registry.get(key)
     if cls is None:
-        close = registry.suggest(key)
-        hint = f"did you mean '{close}'?" if close else f"installed: {', '.join(registry.names()) or 'none'}"
+        hint = did_you_mean(key, registry.names(), f"installed: {', '.join(registry.names()) or 'none'}")
         problems.add(loc, f"unknown {what} '{key}'", hint)
     return cls
 
@@ -66,11 +66,9 @@ def _params(cls: type, raw: dict, loc: tuple, problems: ProblemList) -> Any:
         for sub_loc, message in problems_from_validation(exc, loc):
             hint = None
             if message == "unknown key":
-                import difflib
-
-                close = difflib.get_close_matches(str(sub_loc[-1]), list(cls.Params.model_fields), n=1)
                 fields = ", ".join(cls.Params.model_fields) or "none"
-                hint = f"did you mean '{close[0]}'?" if close else f"{cls.__name__} accepts: {fields}"
+                accepts = f"{cls.__name__} accepts: {fields}"
+                hint = did_you_mean(str(sub_loc[-1]), cls.Params.model_fields, accepts)
             problems.add(sub_loc, message, hint)
         return None
 
@@ -78,9 +76,8 @@ def _params(cls: type, raw: dict, loc: tuple, problems: ProblemList) -> Any:
 def _requirements(cls: type, loc: tuple, problems: ProblemList, what: str) -> None:
     missing = [m for m in getattr(cls, "requires", ()) if _find_spec(m) is None]
     if missing:
-        extra = getattr(cls, "extra", None)
-        install = f"pip install 'curate[{extra}]'" if extra else "pip install " + " ".join(missing)
-        problems.add(loc, f"{what} needs {', '.join(missing)}, not installed", f"run: {install}")
+        problems.add(loc, f"{what} needs {', '.join(missing)}, not installed",
+                     f"run: {pip_install(getattr(cls, 'extra', None), missing)}")
 
 
 def _find_spec(module: str) -> Any:
@@ -133,11 +130,8 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
         loc = ("outputs", index)
         cls = _lookup(pm.sinks, output.format, loc + ("format",), problems, "output format")
         if output.step is not None and output.step not in labels:
-            import difflib
-
-            close = difflib.get_close_matches(output.step, labels, n=1)
             problems.add(loc + ("step",), f"no step labelled '{output.step}'",
-                         f"did you mean '{close[0]}'?" if close else f"labels: {', '.join(labels) or 'none'}")
+                         did_you_mean(output.step, labels, f"labels: {', '.join(labels) or 'none'}"))
         if cls is None:
             continue
         _requirements(cls, loc + ("format",), problems, f"output '{output.format}'")

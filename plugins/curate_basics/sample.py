@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal
 
 import polars as pl
 from pydantic import Field, model_validator
@@ -40,9 +41,9 @@ class Sample(Step):
     random = True
     Params = SampleParams
 
-    def __init__(self, params: SampleParams | None = None, *, label: str | None = None):
-        super().__init__(params, label=label)
-        self.scope = "shard" if self.params.fraction is not None else "table"
+    @property
+    def scope(self) -> Literal["shard", "table"]:  # type: ignore[override]
+        return "shard" if self.params.fraction is not None else "table"  # a count needs every row
 
     def input_columns(self):
         cols = {UID: pl.Utf8}

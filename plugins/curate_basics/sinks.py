@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 from pydantic import Field
 
+from curate.atomic import atomic_path
 from curate.params import Params
 from curate.schema import UID
 from curate.sink import Sink
@@ -22,19 +21,6 @@ class TableSinkParams(Params):
 def _frame(table: TableInput, columns: list[str] | None) -> pl.LazyFrame:
     frame = table.scan()
     return frame.select(columns) if columns else frame
-
-
-def _atomic(path: Path) -> Path:
-    """A temporary name beside ``path`` to write to and rename (a killed export leaves no
-    truncated file); temporaries of killed exports are removed."""
-    from curate.lock import pid_alive
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = stale.name[len(path.name) + 2:-len(".tmp")]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            stale.unlink(missing_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 class TableSink(Sink):
@@ -53,9 +39,8 @@ class ParquetSink(TableSink):
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
-        tmp = _atomic(path)
-        _frame(table, self.params.columns).sink_parquet(tmp, compression="zstd")
-        os.replace(tmp, path)
+        with atomic_path(path, sweep=True) as tmp:
+            _frame(table, self.params.columns).sink_parquet(tmp, compression="zstd")
         return {"rows": pl.scan_parquet(path).select(pl.len()).collect().item()}
 
 
@@ -66,9 +51,8 @@ class JsonlSink(TableSink):
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
-        tmp = _atomic(path)
-        _frame(table, self.params.columns).sink_ndjson(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, sweep=True) as tmp:
+            _frame(table, self.params.columns).sink_ndjson(tmp)
         with path.open("rb") as handle:  # closed at once: a leaked handle is a ResourceWarning
             return {"rows": sum(1 for _ in handle)}
 
@@ -80,14 +64,13 @@ class CsvSink(TableSink):
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
-        tmp = _atomic(path)
         frame = _frame(table, self.params.columns)
         nested = [n for n, d in frame.collect_schema().items() if d.is_nested()]
         if nested:
             frame = frame.with_columns([pl.col(n).struct.json_encode() if isinstance(frame.collect_schema()[n], pl.Struct)
                                         else pl.col(n).cast(pl.List(pl.Utf8)).list.join("|") for n in nested])
-        frame.sink_csv(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, sweep=True) as tmp:
+            frame.sink_csv(tmp)
         return {"rows": table.scan().select(pl.len()).collect().item()}
 
 
@@ -108,10 +91,8 @@ class UidListSink(Sink):
             array = np.array([int(u, 16) if _is_hex(u) else _hash64(u) for u in uids], dtype=np.uint64)
         array.sort()
         path = self.ctx.output_path
-        tmp = _atomic(path)
-        with open(tmp, "wb") as handle:
+        with atomic_path(path, sweep=True) as tmp, open(tmp, "wb") as handle:
             np.save(handle, array)
-        os.replace(tmp, path)
         return {"rows": int(array.shape[0])}
 
 

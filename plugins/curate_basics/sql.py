@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal
 
 import duckdb
 import polars as pl
@@ -38,9 +39,9 @@ class Sql(Step):
     description = "any DuckDB query over the table `input`"
     Params = SqlParams
 
-    def __init__(self, params: SqlParams | None = None, *, label: str | None = None):
-        super().__init__(params, label=label)
-        self.scope = "shard" if self.params.per_shard else "table"
+    @property
+    def scope(self) -> Literal["shard", "table"]:  # type: ignore[override]
+        return "shard" if self.params.per_shard else "table"
 
     def _query(self) -> str:
         return self.params.query.strip().rstrip(";")

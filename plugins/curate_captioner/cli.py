@@ -12,6 +12,23 @@ from typing import Any
 
 import click
 
+from curate_captioner.config import TEMPERATURE, TOP_P, CaptionerConfig, TrainConfig, defaults
+
+# Defaults come from the config models (one source): TrainConfig for a training stage,
+# CaptionerConfig for a new captioner's architecture.
+TRAIN = defaults(TrainConfig)
+ARCH = defaults(CaptionerConfig)
+# A new captioner from this command gets a smaller mapper than CaptionerConfig's default (a tiny
+# decoder of width 128 needs no wider one); the values this command always had.
+NEW_MAPPER = {"mapper_width": 128, "mapper_layers": 1}
+
+
+def _choices(model: type, field: str) -> click.Choice:
+    """The values of a Literal field, as a click choice."""
+    from typing import get_args
+
+    return click.Choice(list(get_args(model.model_fields[field].annotation)))
+
 
 @click.group("captioner")
 def captioner() -> None:
@@ -108,29 +125,30 @@ def _tune_record(encoder: str) -> dict[str, Any] | None:
 @click.option("--decoder-layers", default=3, show_default=True)
 @click.option("--decoder-heads", default=4, show_default=True)
 @click.option("--vocab-size", default=768, show_default=True, help="BPE vocabulary of a tiny decoder's tokenizer.")
-@click.option("--features", type=click.Choice(["pooled", "pooled+tokens"]), default="pooled", show_default=True)
-@click.option("--max-patch-tokens", default=16, show_default=True, help="With pooled+tokens: pool patch tokens to at most this many.")
-@click.option("--mapper-width", default=128, show_default=True)
-@click.option("--mapper-layers", default=1, show_default=True)
-@click.option("--mapper-heads", default=4, show_default=True)
-@click.option("--prefix-length", default=40, show_default=True)
-@click.option("--name", default="captioner", show_default=True, help="Recorded in the caption_model column.")
-@click.option("--steps", default=1000, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--warmup", default=100, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--log-every", default=25, show_default=True)
-@click.option("--checkpoint-every", default=250, show_default=True)
+@click.option("--features", type=_choices(CaptionerConfig, "features"), default=ARCH["features"], show_default=True)
+@click.option("--max-patch-tokens", default=ARCH["max_patch_tokens"], show_default=True,
+              help="With pooled+tokens: pool patch tokens to at most this many.")
+@click.option("--mapper-width", default=NEW_MAPPER["mapper_width"], show_default=True)
+@click.option("--mapper-layers", default=NEW_MAPPER["mapper_layers"], show_default=True)
+@click.option("--mapper-heads", default=ARCH["mapper_heads"], show_default=True)
+@click.option("--prefix-length", default=ARCH["prefix_length"], show_default=True)
+@click.option("--name", default=ARCH["name"], show_default=True, help="Recorded in the caption_model column.")
+@click.option("--steps", default=TRAIN["steps"], show_default=True)
+@click.option("--batch-size", default=TRAIN["batch_size"], show_default=True)
+@click.option("--lr", default=TRAIN["lr"], show_default=True)
+@click.option("--warmup", default=TRAIN["warmup"], show_default=True)
+@click.option("--seed", default=TRAIN["seed"], show_default=True)
+@click.option("--log-every", default=TRAIN["log_every"], show_default=True)
+@click.option("--checkpoint-every", default=TRAIN["checkpoint_every"], show_default=True)
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/checkpoint if present.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+@click.option("--device", default=TRAIN["device"], show_default=True)
+@click.option("--precision", type=_choices(TrainConfig, "precision"), default=TRAIN["precision"], show_default=True)
 @click.option("--threads", default=None, type=int, help="torch CPU threads (1 is fastest on a crowded machine).")
 @click.option("--max-rows", default=None, type=int, help="Train on a seeded random sample of this many rows.")
 @click.option("--feature-cache", default=None, type=click.Path(file_okay=False), help="Reuse encoder features across runs.")
-@click.option("--train-encoder/--frozen-encoder", default=False, show_default=True,
+@click.option("--train-encoder/--frozen-encoder", default=TRAIN["train_encoder"], show_default=True,
               help="Also train the open_clip tower (Altogether freezes it; a tiny tower may not see enough).")
-@click.option("--encoder-lr", default=None, type=float, help="Peak lr of a trained encoder (default: --lr).")
+@click.option("--encoder-lr", default=TRAIN["encoder_lr"], type=float, help="Peak lr of a trained encoder (default: --lr).")
 @click.option("--encoder-image-size", default=None, type=int,
               help="Run the ViT tower at this input size (position embeddings interpolated): more patch tokens.")
 def train(stage: int, out: str, world: str | None, table: str | None, image_column: str, alt_text_column: str,
@@ -148,7 +166,6 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
         require_tokenizer_files(require_local_directory(options["decoder"], "decoder"))
     _threads(threads)
     from curate_captioner.model import Captioner
-    from curate_captioner.train import TrainConfig
     from curate_captioner.train import train as run_training
 
     started = time.perf_counter()
@@ -257,8 +274,8 @@ def select_copy_bias(world: str, model: str, values: str, min_retention: float, 
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @click.option("--model", default="world", show_default=True)
 @click.option("--alt-text", "alt_texts", multiple=True, help="Alt-text(s) of the images (repeat; joined with '; ').")
-@click.option("--temperature", default=0.2, show_default=True)
-@click.option("--top-p", default=0.7, show_default=True)
+@click.option("--temperature", default=TEMPERATURE, show_default=True)
+@click.option("--top-p", default=TOP_P, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 def caption(images: tuple[str, ...], model: str, alt_texts: tuple[str, ...], temperature: float, top_p: float, seed: int) -> None:
     """Caption IMAGES (each with the same --alt-text prompt, or none)."""

@@ -28,6 +28,7 @@ MAX_PROMPT_TOKENS = 128  # alt-text prompt is truncated to this many tokens
 MAX_NEW_TOKENS = 192
 TEMPERATURE = 0.2
 TOP_P = 0.7
+EMPTY_PROMPT_RATE = 0.5  # share of training examples whose alt-text prompt is left empty
 ALT_TEXT_SEPARATOR = "; "  # an image's alt-texts are joined with this into one prompt
 
 # Special tokens of captioner tokenizers. The caption starts after CAPTION, so the decoder knows
@@ -62,6 +63,34 @@ class CaptionerConfig(BaseModel):
     # 0 for a decoder that uses its prompt well; the world captioner takes 2 (TRAINING.md).
     copy_bias: float = Field(0.0, ge=0.0, le=20.0)
     name: str = "captioner"  # written to the caption_model column with the weights' digest
+
+
+class TrainConfig(BaseModel):
+    """One training stage's hyper-parameters: the defaults of `curate captioner train` and of the
+    ``train_captioner`` step are read from here."""
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal[1, 2] = 2
+    steps: int = Field(1000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    warmup: int = Field(100, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    empty_prompt_rate: float = Field(EMPTY_PROMPT_RATE, ge=0, le=1)
+    seed: int = 0
+    log_every: int = Field(25, gt=0)
+    checkpoint_every: int = Field(250, gt=0)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    train_encoder: bool = False
+    encoder_lr: float | None = Field(None, gt=0)  # None: lr
+
+
+def defaults(model: type[BaseModel]) -> dict[str, object]:
+    """Each field's default, by name (the CLI and the step take theirs from the config models)."""
+    return {name: field.default for name, field in model.model_fields.items()}
 
 
 def resolve_model_path(model: str) -> Path:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from curate_captioner.config import EMPTY_PROMPT_RATE as EMPTY_PROMPT_RATE  # re-exported
 from curate_captioner.errors import CaptionerError
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
     from curate_captioner.model import Captioner
 
-EMPTY_PROMPT_RATE = 0.5
 
 
 @dataclass

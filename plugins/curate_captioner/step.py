@@ -13,9 +13,11 @@ from pydantic import Field
 from curate import Image, Params, Step, StepContext, TableInput
 from curate.digests import directory_digest
 from curate.schema import Schema
-from curate_captioner.config import ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, TEMPERATURE, TOP_P, WORLD_MODEL_NAME
+from curate_captioner.config import (ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, TEMPERATURE, TOP_P, WORLD_MODEL_NAME,
+                                     TrainConfig, defaults)
 
 REQUIRES = ("torch", "transformers", "open_clip")
+TRAIN = defaults(TrainConfig)  # train_captioner's defaults are a training stage's
 
 
 class ImageParams(Params):
@@ -148,11 +150,11 @@ class TrainCaptioner(Step):
         stage: Literal[1, 2] = 2
         caption_column: str = "caption"
         group_column: str | None = Field(None, description="stage 1: rows of one image; prompts come from the group")
-        steps: int = Field(1000, gt=0)
-        batch_size: int = Field(64, gt=0)
-        lr: float = Field(1e-3, gt=0)
-        device: str = Field("auto", json_schema_extra={"fingerprint": False})
-        precision: Literal["auto", "fp32", "bf16"] = "auto"
+        steps: int = Field(TRAIN["steps"], gt=0)
+        batch_size: int = Field(TRAIN["batch_size"], gt=0)
+        lr: float = Field(TRAIN["lr"], gt=0)
+        device: str = Field(TRAIN["device"], json_schema_extra={"fingerprint": False})
+        precision: Literal["auto", "fp32", "bf16"] = TRAIN["precision"]  # type: ignore[assignment]
 
     def input_columns(self) -> Schema:
         columns = self.params.image_schema()
@@ -165,7 +167,7 @@ class TrainCaptioner(Step):
 
     def process_table(self, table: TableInput, ctx: StepContext):  # type: ignore[no-untyped-def]
         from curate_captioner.model import Captioner
-        from curate_captioner.train import TrainConfig, train
+        from curate_captioner.train import train
 
         params = self.params
         frame = table.scan().collect()

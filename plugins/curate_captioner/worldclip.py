@@ -7,6 +7,7 @@ import json
 from functools import cache
 from typing import Any
 
+from curate.errors import pip_install
 from curate_captioner.errors import CaptionerError
 
 SOURCE = "world-clip-tiny (curate_clip)"
@@ -16,7 +17,7 @@ def world_clip_files() -> tuple[dict[str, Any], Any]:
     try:
         from curate_clip.api import CONFIG_DIR, WORLD_CHECKPOINT, WORLD_MODEL
     except ImportError as exc:
-        raise CaptionerError("the world CLIP needs the curate_clip plugin", "pip install 'curate[clip]'") from exc
+        raise CaptionerError("the world CLIP needs the curate_clip plugin", pip_install("clip")) from exc
     if not WORLD_CHECKPOINT.exists():
         raise CaptionerError(f"the world CLIP's weights are missing ({WORLD_CHECKPOINT})",
                              "train or install them first (see curate_clip), or pass --encoder with a checkpoint")

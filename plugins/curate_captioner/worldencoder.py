@@ -140,7 +140,7 @@ def tune_world_encoder(world_dir: str | Path, out_dir: str | Path, *, steps: int
     def predict(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         return probe(encode(tower, pixels.float(), True)[1])
 
-    def rate(step: int) -> float:
+    def rate(step: int) -> float:  # (step + 1) / warmup: not transformers' schedule (see train.learning_rate)
         if step < warmup:
             return lr * (step + 1) / warmup
         return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import json
 import re
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate.suggest import closest
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 LOCAL_DIR_PREFIX = "local-dir:"
@@ -59,7 +59,7 @@ def architecture_config(model: str) -> tuple[dict[str, Any] | None, str | None]:
     configs = open_clip_configs()
     name = model.replace("/", "-")
     if name not in configs:
-        close = difflib.get_close_matches(name, list(configs), n=3)
+        close = closest(name, configs, n=3)
         return None, (f"model '{model}' is not an open_clip architecture"
                       + (f" (closest: {', '.join(close)})" if close else "")
                       + "; open_clip.list_models() lists them")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
+from curate_clip.training.hardneg import command as tune_world
+from curate_clip.training.train import command as train_world
 
 
 @click.group()
@@ -12,22 +12,8 @@ def clip() -> None:
     """The world CLIP: train it with open_clip_train, measure it on a held-out world."""
 
 
-@clip.command("train-world", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def train_world(args: tuple[str, ...]) -> None:
-    """Write WebDataset shards (a world, minimal-pair families or pairs), run open_clip_train (see --help)."""
-    from curate_clip.training.train import main
-
-    sys.exit(main(list(args)))
-
-
-@clip.command("tune-world", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def tune_world(args: tuple[str, ...]) -> None:
-    """Our own hard-negative loop (made the world CLIP shipped before 2026-12-03; see --help)."""
-    from curate_clip.training.hardneg import main
-
-    sys.exit(main(list(args)))
+clip.add_command(train_world, "train-world")
+clip.add_command(tune_world, "tune-world")
 
 
 @clip.command("eval-world")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import Field, model_validator
@@ -48,8 +48,11 @@ class ClipFilter(Step):
 
     def __init__(self, params: ClipFilterParams | None = None, *, label: str | None = None):
         super().__init__(params, label=label)
-        self.scope = "shard" if self.params.threshold is not None else "table"
         self._summary: dict[str, Any] = {}
+
+    @property
+    def scope(self) -> Literal["shard", "table"]:  # type: ignore[override]
+        return "shard" if self.params.threshold is not None else "table"  # a top fraction or a quantile needs every row
 
     def input_columns(self) -> Schema:
         columns: Schema = {UID: pl.Utf8, self.params.column: pl.Float64}

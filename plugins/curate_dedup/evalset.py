@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from curate.embeddings import EmbeddingStore
-from curate.errors import CurateError
+from curate.errors import CurateError, pip_install
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 ID_COLUMNS = ("eval_id", "id", "uid", "key")
@@ -154,7 +154,7 @@ def _embed_clip(images: list[Path], model: dict[str, Any], device: str, batch_si
     except ImportError:
         raise CurateError(
             f"embedding eval images needs the CLIP plugin (model '{model.get('model')}'), which is not installed",
-            "pip install 'curate[clip]', or give the eval set as an embedding store directory") from None
+            f"{pip_install('clip')}, or give the eval set as an embedding store directory") from None
     import torch
 
     name = str(model.get("model") or "")

@@ -15,7 +15,14 @@ import numpy as np
 def components(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """For each of ``n`` points, the smallest index of its connected component under the edges
     ``first[i] — second[i]``. Parallel union-find: hook the larger root under the smaller one,
-    then compress paths; repeat while an edge still joins two roots."""
+    then compress paths; repeat while an edge still joins two roots.
+
+    Kept hand-written rather than ``scipy.sparse.csgraph.connected_components``, which gives the
+    same labels (mapped to each component's smallest index; tests/dedup/test_groups.py checks it
+    on random edge lists): scipy is no dependency of curate nor of any extra (the env has it only
+    through scikit-learn), exact and near dedup run on the core install, and the gain is small.
+    Measured (2 shared cores, random edges): 1M rows/0.5M edges 1.00 s here vs 0.90 s scipy;
+    10M rows/3M edges 13.6 s vs 9.5 s; scipy's import adds 1.1 s cold."""
     parent = np.arange(n, dtype=np.int64)
     a = np.asarray(first, dtype=np.int64)
     b = np.asarray(second, dtype=np.int64)

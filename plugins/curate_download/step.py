@@ -197,9 +197,9 @@ class Download(Step):
     writes = RESULT_COLUMNS
     Params = DownloadParams
 
-    def __init__(self, params: DownloadParams | None = None, *, label: str | None = None):
-        super().__init__(params, label=label)
-        self.drops_rows = bool(self.params.dropped_statuses)  # type: ignore[misc]
+    @property
+    def drops_rows(self) -> bool:  # type: ignore[override]
+        return bool(self.params.dropped_statuses)
 
     def output_columns(self) -> Schema:
         return {**RESULT_COLUMNS, ORIGIN: pl.Utf8} if self.params.image_store else dict(RESULT_COLUMNS)

@@ -23,6 +23,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from curate.atomic import atomic_path
+
 I2D_DIR = "img2dataset"
 
 
@@ -76,8 +78,8 @@ def _rekey_tar(source: Path, target: Path, encode_format: str, uid_by_key: dict[
             stem, _, extension = member.name.rpartition("/")[2].partition(".")
             if member.isfile() and extension == encode_format:
                 members[stem] = member
-    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(source, "rb") as data, tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as out:
+    with atomic_path(target) as partial, open(source, "rb") as data, \
+            tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as out:
         for key in sorted(members):
             member = members[key]
             info = tarfile.TarInfo(f"{uid_by_key[key]}.{encode_format}")
@@ -85,4 +87,3 @@ def _rekey_tar(source: Path, target: Path, encode_format: str, uid_by_key: dict[
             info.mode = 0o644
             data.seek(member.offset_data)
             out.addfile(info, data)  # copies exactly info.size bytes from the current offset
-    os.replace(partial, target)

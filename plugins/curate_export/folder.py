@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from curate.atomic import write_text_atomic
 from curate.errors import OutputError
 
 LISTING = "_CURATE_EXPORT.json"
@@ -91,7 +92,5 @@ def export_folder(out: Path, fmt: str, facts: dict | None = None) -> Iterator[Pa
 
 
 def _write_listing(folder: Path, listing: dict) -> None:
-    tmp = folder / f".{LISTING}.tmp"
-    tmp.write_text(json.dumps({"complete": True, **listing}, indent=1, sort_keys=True))
-    os.replace(tmp, folder / LISTING)
+    write_text_atomic(folder / LISTING, json.dumps({"complete": True, **listing}, indent=1, sort_keys=True))
 

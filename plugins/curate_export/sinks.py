@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import polars as pl
 from pydantic import Field
 
 from curate_export.folder import check_ours, export_folder
+from curate_export.tars import TarShards
 
 from curate.hashing import uniform
 from curate.images import iter_images
@@ -78,14 +78,6 @@ def samples(sink: Sink, table: TableInput) -> Iterator[tuple[dict[str, Any], byt
                 yield row, jpeg_bytes(data)
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    info.mtime = 0  # byte-identical exports for identical inputs
-    tar.addfile(info, io.BytesIO(data))
-
-
 class WebDatasetParams(ExportParams):
     samples_per_shard: int = Field(1000, gt=0, description="samples per tar")
     repeats: int = Field(1, ge=1, le=1000, description="write every sample this many times (unrolled epochs); "
@@ -126,39 +118,37 @@ class WebDatasetSink(Sink):
 
     def _write_into(self, out: Path, table: TableInput) -> dict[str, Any]:
         seed = self.params.seed if self.params.seed is not None else self.ctx.seed
-        items = list(samples(self, table))
-        column = self.params.captions
-        shards, written = [], 0
-        tar: tarfile.TarFile | None = None
-        for repeat in range(self.params.repeats):
-            draws = uniform(pl.Series([row[UID] for row, _ in items], dtype=pl.Utf8), seed, f"epoch:{repeat}") \
-                if items else pl.Series([], dtype=pl.Float64)
-            for (row, image), draw in zip(items, draws, strict=True):
-                if written % self.params.samples_per_shard == 0:
-                    if tar is not None:
-                        tar.close()
-                    path = out / f"{len(shards):05d}.tar"
-                    shards.append(path)
-                    tar = tarfile.open(path, "w")  # noqa: SIM115 - kept open across rows, closed on rollover
-                text = row[self.params.caption]
-                candidates = row.get(column) if column else None
-                if candidates and self.params.repeats > 1:
-                    text = candidates[min(int(draw * len(candidates)), len(candidates) - 1)]
-                key = f"{row[UID]}_{repeat}" if self.params.repeats > 1 else str(row[UID])
-                key = key.replace(".", "_")  # webdataset splits keys at the first dot
-                assert tar is not None
-                _add(tar, f"{key}.jpg", image)
-                _add(tar, f"{key}.txt", (text or "").encode())
-                _add(tar, f"{key}.json", json.dumps({**row, "repeat": repeat}, ensure_ascii=False).encode())
-                written += 1
-        if tar is not None:
-            tar.close()
-        (out / "sizes.json").write_text(json.dumps({p.name: self._count(p) for p in shards}))
-        return {"rows": len(items), "samples": written, "shards": len(shards)}
+        uids = table.scan().select(UID).collect()[UID] if self.params.repeats > 1 else None
+        return write_shards(out, lambda: samples(self, table), self.params, seed, uids)
 
-    def _count(self, path: Path) -> int:
-        with tarfile.open(path) as tar:
-            return sum(1 for m in tar.getmembers() if m.name.endswith(".jpg"))
+
+def write_shards(out: Path, samples: Callable[[], Iterable[tuple[dict[str, Any], bytes]]],
+                 params: WebDatasetParams, seed: int, uids: pl.Series | None = None) -> dict[str, Any]:
+    """Write ``samples()`` (rows and their jpeg bytes) as tar shards, pulling one sample at a time:
+    memory holds one image, not a shard's or the table's. Each of ``repeats`` copies calls
+    ``samples()`` again (the images are read again) rather than keeping them. A copy's caption draw
+    is per uid (``uniform`` hashes each uid alone), so it is drawn once per copy over ``uids`` (the
+    table's: needed only when ``repeats > 1``)."""
+    column = params.captions
+    rows = 0
+    with TarShards(out, params.samples_per_shard) as shards:
+        for repeat in range(params.repeats):
+            draws = dict(zip(uids, uniform(uids, seed, f"epoch:{repeat}"), strict=True)) \
+                if params.repeats > 1 and uids is not None and len(uids) else {}
+            for row, image in samples():
+                rows += repeat == 0
+                text = row[params.caption]
+                candidates = row.get(column) if column else None
+                if candidates and params.repeats > 1:
+                    draw = draws[row[UID]]
+                    text = candidates[min(int(draw * len(candidates)), len(candidates) - 1)]
+                key = f"{row[UID]}_{repeat}" if params.repeats > 1 else str(row[UID])
+                key = key.replace(".", "_")  # webdataset splits keys at the first dot
+                shards.add(key, [("jpg", image), ("txt", (text or "").encode()),
+                                 ("json", json.dumps({**row, "repeat": repeat}, ensure_ascii=False).encode())])
+    # every sample has one .jpg: the count per shard is what the loaders' sizes.json means
+    (out / "sizes.json").write_text(json.dumps({p.name: n for p, n in zip(shards.paths, shards.counts, strict=True)}))
+    return {"rows": rows, "samples": shards.written, "shards": len(shards.paths)}
 
 
 class ImageFolderSink(Sink):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from curate.errors import CurateError
+from curate.errors import CurateError, pip_install
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
 
@@ -47,7 +47,7 @@ def world_entries() -> EntryList:
         from curate_world.api import concept_names
     except ImportError:
         raise MetadataError("the default metadata list is the world's concept names, but curate_world "
-                            "is not installed", "give 'entries' a list file, or pip install 'curate[world]'") from None
+                            "is not installed", f"give 'entries' a list file, or {pip_install('world')}") from None
 
     return EntryList(concept_names(), None, "world")
 

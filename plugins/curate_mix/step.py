@@ -4,7 +4,7 @@ strategy (built-in or from a plugin), with ``caption_source`` saying which one i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import Field
@@ -64,7 +64,10 @@ class Mix(Step):
         except ValueError as error:
             raise SpecError(f"mix strategy '{cls.name}' options: {error}") from None
         self.strategy = cls(options, columns)
-        self.scope = cls.scope
+
+    @property
+    def scope(self) -> Literal["shard", "table"]:  # type: ignore[override]
+        return self.strategy.scope
 
     def input_columns(self) -> Schema:
         return {UID: pl.Utf8, self.params.original: pl.Utf8, self.params.synthetic: pl.Utf8,

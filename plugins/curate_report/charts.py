@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from curate.errors import pip_install
 from curate_report.html import Html, esc
 
 # One palette for charts and CSS, so a drop reason has the same colour everywhere on the page.
@@ -51,7 +52,7 @@ STYLE: dict[str, Any] = {
     "savefig.facecolor": "white",
 }
 
-MISSING = "chart omitted: matplotlib is not installed (pip install 'curate[report]')"
+MISSING = f"chart omitted: matplotlib is not installed ({pip_install('report')})"
 
 
 def available() -> bool:

@@ -3,11 +3,11 @@ the run's numbers, a table of contents, and the stylesheet, in one self-containe
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
+from curate.atomic import write_text_atomic
 from curate.runstore import read_manifest
 from curate_report.html import Html, esc, join, number, percent, slug, tag
 from curate_report.sections import ReportWarning, failed_section
@@ -121,8 +121,5 @@ def write_report(run_dir: Path | str, out: Path | str | None = None, pm: Any = N
     manifest = manifest if manifest is not None else read_manifest(run_dir)
     page = render_page(manifest, collect_sections(pm, run_dir, manifest))
     target = Path(out) if out is not None else run_dir / REPORT
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, page, encoding="utf-8")
     return target

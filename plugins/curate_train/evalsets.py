@@ -22,7 +22,6 @@ ties broken by row order (the first of equal scores ranks first, as ``argmax`` d
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +30,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from curate.errors import UsageError
+from curate.suggest import did_you_mean
 from curate.params import Params
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -101,8 +101,7 @@ def make_eval_set(fields: dict[str, Any], where: str, base: Path | None = None) 
 
 
 def _did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return (f"did you mean '{close[0]}'? " if close else "") + f"columns: {', '.join(choices) or 'none'}"
+    return " ".join(filter(None, [did_you_mean(name, choices), f"columns: {', '.join(choices) or 'none'}"]))
 
 
 def read_rows(evalset: EvalSet) -> Rows:
@@ -271,9 +270,9 @@ def evaluate_set(model: Any, preprocess: Any, tokenizer: Any, evalset: EvalSet) 
         names = dict(evalset.classnames or {})
         unknown = [key for key in names if key not in classes]
         if unknown:
-            close = difflib.get_close_matches(unknown[0], classes, n=1)
             raise UsageError(f"eval set '{evalset.label}': classnames names '{unknown[0]}', which is not a class",
-                             (f"did you mean '{close[0]}'? " if close else "") + f"classes: {', '.join(classes[:20])}")
+                             " ".join(filter(None, [did_you_mean(unknown[0], classes),
+                                                    f"classes: {', '.join(classes[:20])}"])))
         prompts = [[t.format(names.get(c, c)) for t in evalset.templates] for c in classes]
         weights = class_weights(model, tokenizer, prompts)
         ks = (1, 5) if len(classes) > 5 else (1,)

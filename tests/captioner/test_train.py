@@ -154,3 +154,19 @@ def test_cli_refuses_a_decoder_folder_without_tokenizer(curate_cli: Callable[...
     assert result.code == 2, result
     assert "has no tokenizer files" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s1" / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize(("steps", "warmup", "lr", "ratio"), [(1000, 100, 3e-4, 0.1), (300, 0, 1e-3, 0.0)])
+def test_schedule_is_transformers_cosine_with_min_lr_except_the_warmup(steps: int, warmup: int, lr: float,
+                                                                        ratio: float) -> None:
+    """Why learning_rate stays ours: transformers' warmup starts at 0, ours at lr / warmup."""
+    from curate_captioner.train import learning_rate
+
+    optimization = pytest.importorskip("transformers.optimization")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    schedule = optimization.get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup, steps, min_lr_rate=ratio)
+    theirs = [lr * schedule.lr_lambdas[0](step) for step in range(steps)]
+    ours = [learning_rate(step, TrainConfig(steps=steps, warmup=warmup, lr=lr, min_lr_ratio=ratio))
+            for step in range(steps)]
+    assert ours[warmup:] == pytest.approx(theirs[warmup:], rel=1e-12, abs=0)
+    assert all(ours[s] == lr * (s + 1) / warmup != theirs[s] for s in range(warmup))

@@ -45,3 +45,11 @@ def test_messages_carry_the_fix():
     assert str(StepError("clip_filter", 3, "boom")) == "step 'clip_filter', shard 3 failed: boom"
     assert str(SpecError([Problem("run.seed", "input should be a valid integer", None, 4)], "s.yaml")) == (
         "1 problem in s.yaml:\n  - s.yaml:4: run.seed: input should be a valid integer")
+
+
+def test_pip_install_names_the_extra_or_the_modules():
+    from curate.errors import MissingDependencyError, pip_install
+
+    assert pip_install("clip") == "pip install 'curate[clip]'"
+    assert pip_install(None, ["faiss", "torch"]) == "pip install faiss torch"
+    assert MissingDependencyError("step 'x'", ["faiss"], "dedup").hint == "run: pip install 'curate[dedup]'"

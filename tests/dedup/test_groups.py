@@ -34,6 +34,23 @@ def test_components_match_a_reference_union_find(case):
     assert labels.tolist() == reference_components(n, edges)
 
 
+@given(EDGES)
+def test_components_match_scipy_connected_components(case):
+    """The groups scipy's connected_components finds (why we keep ours: see components)."""
+    import pytest
+
+    csgraph = pytest.importorskip("scipy.sparse.csgraph")
+    sparse = pytest.importorskip("scipy.sparse")
+    n, edges = case
+    first = np.array([a for a, _ in edges], dtype=np.int64)
+    second = np.array([b for _, b in edges], dtype=np.int64)
+    graph = sparse.coo_matrix((np.ones(first.size), (first, second)), shape=(n, n))
+    count, labels = csgraph.connected_components(graph, directed=False)
+    smallest = np.full(count, n, dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(n))
+    assert components(n, first, second).tolist() == smallest[labels].tolist()
+
+
 def test_a_long_chain_is_one_component():
     n = 10_000
     labels = components(n, np.arange(n - 1)[::-1], np.arange(1, n)[::-1])

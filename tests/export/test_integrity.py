@@ -85,15 +85,16 @@ import sys, time
 from pathlib import Path
 import polars as pl
 import curate_export.sinks as sinks
+import curate_export.tars as tars
 from curate.sink import SinkContext
 from curate.step import TableInput
 
 tmp = Path(sys.argv[1])
-real_add = sinks._add
+real_add = tars._add
 def slow_add(tar, name, data):  # as slow as a big export, so the kill lands in the middle of a tar
     real_add(tar, name, data)
     time.sleep(0.02)
-sinks._add = slow_add
+tars._add = slow_add
 table = pl.read_parquet(tmp / "input.parquet")
 ctx = SinkContext(run_dir=tmp / "run", spec_dir=tmp, seed=0, label="out", path="export")
 sink = sinks.WebDatasetSink(sinks.WebDatasetSink.Params(store_dir=str(tmp / "store"), samples_per_shard=10), ctx)

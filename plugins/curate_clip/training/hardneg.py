@@ -21,12 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
+from curate_clip.training import click_help, invoked_args, namespace, run_command
+
+from curate.atomic import atomic_path
 
 
 def load_world(world_dir: Path, image_size: int) -> tuple[Any, list[Any]]:
@@ -150,41 +153,48 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 def save(model: Any, path: Path, step: int) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    with atomic_path(path) as tmp:
     torch.save({"state_dict": model.state_dict(), "step": step}, tmp)
-    tmp.replace(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", type=Path, default=Path(".curate/world-clip/world"),
+PATH = click.Path(path_type=Path)
+
+
+@click.command("tune-world", help=click_help(__doc__))
+@click.option("--world", type=PATH, default=Path(".curate/world-clip/world"), show_default=True,
                         help="a generated world to train on (generated here when missing)")
-    parser.add_argument("--n", type=int, default=10000, help="images, when the world is generated")
-    parser.add_argument("--world-seed", type=int, default=1000)
-    parser.add_argument("--init", type=Path, default=None, help="start from these weights (.pt or .safetensors)")
-    parser.add_argument("--out", type=Path, default=Path(".curate/world-clip/hardneg"))
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--junk", type=int, default=16, help="junk texts (boilerplate, empty) per batch")
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--log-every", type=int, default=25)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--export", type=Path, default=None, help="write the final weights here (float16 safetensors)")
-    args = parser.parse_args(argv)
+@click.option("--n", type=int, default=10000, show_default=True, help="images, when the world is generated")
+@click.option("--world-seed", type=int, default=1000, show_default=True)
+@click.option("--init", type=PATH, default=None, help="start from these weights (.pt or .safetensors)")
+@click.option("--out", type=PATH, default=Path(".curate/world-clip/hardneg"), show_default=True)
+@click.option("--steps", type=int, default=2000, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--junk", type=int, default=16, show_default=True, help="junk texts (boilerplate, empty) per batch")
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--warmup", type=int, default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--log-every", type=int, default=25, show_default=True)
+@click.option("--checkpoint-every", type=int, default=100, show_default=True)
+@click.option("--export", type=PATH, default=None, help="write the final weights here (float16 safetensors)")
+@click.pass_context
+def command(ctx: click.Context, **options: Any) -> None:
+    """``curate clip tune-world``, also ``python -m curate_clip.training.hardneg``."""
+    args = namespace(ctx, options)
+    argv = invoked_args(ctx, "tune-world")
     record = train(args)
     if args.export is not None:
         from curate_clip.models import export_safetensors
 
         export_safetensors(args.out / "checkpoint.pt", args.export)
-    record["command"] = "curate clip tune-world " + " ".join(argv if argv is not None else sys.argv[1:])
+    record["command"] = "curate clip tune-world " + " ".join(argv)
     record["params"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(command, argv, "curate clip tune-world")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command(prog_name="curate clip tune-world")

@@ -14,14 +14,16 @@ several times slower than one.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import glob
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import click
 from curate_clip.models import CONFIG_DIR, WORLD_MODEL
+from curate_clip.training import click_help, invoked_args, namespace, run_command
 
 
 def open_clip_args(pattern: str, samples: int, logs: Path, epochs: int, batch_size: int, lr: float,
@@ -91,47 +93,55 @@ def sample_shuffle(size: int | None) -> Iterator[None]:
         wds_data._SAMPLE_SHUFFLE_SIZE, wds_data._SAMPLE_SHUFFLE_INITIAL = saved
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path(".curate/world-clip"))
-    parser.add_argument("--n", type=int, default=10000, help="images in the training world")
-    parser.add_argument("--texts-per-image", type=int, default=3)
-    parser.add_argument("--families", type=int, default=0,
+PATH = click.Path(path_type=Path)
+
+
+@click.command("train-world", help=click_help(__doc__))
+@click.option("--out", type=PATH, default=Path(".curate/world-clip"), show_default=True)
+@click.option("--n", type=int, default=10000, show_default=True, help="images in the training world")
+@click.option("--texts-per-image", type=int, default=3, show_default=True)
+@click.option("--families", type=int, default=0, show_default=True,
                         help="train on this many minimal-pair families instead of a world (training/families.py)")
-    parser.add_argument("--pairs", type=int, default=0,
-                        help="train on this many minimal pairs instead (training/pairs.py): a scene with any true "
-                             "text, next to the scene its wrong-attribute alt-text is true of; use with "
-                             "--sample-shuffle 1 and an even batch size so each pair shares a batch")
-    parser.add_argument("--family-size", type=int, default=8, help="scenes per family: a scene and its one-change variants")
-    parser.add_argument("--family-walk", action="store_true",
+@click.option("--pairs", type=int, default=0, show_default=True,
+              help="train on this many minimal pairs instead (training/pairs.py): a scene with any true text, "
+                   "next to the scene its wrong-attribute alt-text is true of; use with --sample-shuffle 1 and an"
+                   " even batch size so each pair shares a batch")
+@click.option("--family-size", type=int, default=8, show_default=True,
+              help="scenes per family: a scene and its one-change variants")
+@click.option("--family-walk", is_flag=True,
                         help="each variant changes one thing of any earlier member, not of the first scene")
-    parser.add_argument("--family-full-texts", action="store_true",
+@click.option("--family-full-texts", is_flag=True,
                         help="family members get only texts that name every object (no partial ones)")
-    parser.add_argument("--singles", type=float, default=0.0,
+@click.option("--singles", type=float, default=0.0, show_default=True,
                         help="random unrelated scenes (any true text) per family member, between families")
-    parser.add_argument("--family-focused", type=float, default=0.0,
-                        help="share of variants whose text names only what the variant changed (true of it, "
-                             "false of its siblings)")
-    parser.add_argument("--sample-shuffle", type=int, default=None,
-                        help="open_clip_train's sample shuffle buffer (5,000 by default, a module constant with no "
-                             "flag): with families, a buffer near the batch size keeps siblings in the same batch, so "
-                             "each image's in-batch negatives include texts wrong about one attribute of it")
-    parser.add_argument("--siglip", action="store_true",
-                        help="open_clip_train's sigmoid loss: every image-text pair is judged on its own, so the "
-                             "score is calibrated across images (what a threshold filter needs)")
-    parser.add_argument("--init", type=Path, default=None,
+@click.option("--family-focused", type=float, default=0.0, show_default=True,
+              help="share of variants whose text names only what the variant changed (true of it, false of its "
+                   "siblings)")
+@click.option("--sample-shuffle", type=int, default=None,
+              help="open_clip_train's sample shuffle buffer (5,000 by default, a module constant with no flag): "
+                   "with families, a buffer near the batch size keeps siblings in the same batch, so each image's"
+                   " in-batch negatives include texts wrong about one attribute of it")
+@click.option("--siglip", is_flag=True,
+              help="open_clip_train's sigmoid loss: every image-text pair is judged on its own, so the score is "
+                   "calibrated across images (what a threshold filter needs)")
+@click.option("--init", type=PATH, default=None,
                         help="start from this checkpoint (open_clip_train --pretrained), e.g. an earlier run's epoch_N.pt")
-    parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
-    parser.add_argument("--model-config", type=Path, default=None,
+@click.option("--seed", type=int, default=1000, show_default=True)
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads of the training process")
+@click.option("--model-config", type=PATH, default=None,
                         help="train another open_clip config (JSON; its file name is the model name)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=50, help="warmup steps")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--export", type=Path, default=None, help="write the final weights here (safetensors)")
-    args = parser.parse_args(argv)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--warmup", type=int, default=50, show_default=True, help="warmup steps")
+@click.option("--workers", type=int, default=1, show_default=True)
+@click.option("--export", type=PATH, default=None, help="write the final weights here (safetensors)")
+@click.pass_context
+def command(ctx: click.Context, **options: Any) -> None:
+    """``curate clip train-world``, also ``python -m curate_clip.training.train``."""
+    args = namespace(ctx, options)
+    argv = invoked_args(ctx, "train-world")
     if args.families and args.pairs:
         raise SystemExit("--families and --pairs are two kinds of training data: give one of them")
     if args.pairs and args.batch_size % 2:
@@ -191,14 +201,14 @@ def main(argv: list[str] | None = None) -> int:
                          key=lambda path: int(Path(path).stem.split("_")[1]))
     if not checkpoints:
         print("training produced no checkpoint", file=sys.stderr)
-        return 1
+        ctx.exit(1)
     if args.export is not None:
         from curate_clip.models import export_safetensors
 
         export_safetensors(Path(checkpoints[-1]), args.export)
         print(f"exported {checkpoints[-1]} → {args.export}")
     record = {
-        "command": "curate clip train-world " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "curate clip train-world " + " ".join(argv),
         "open_clip_train_args": train_args,
         "data": ({"pairs": args.pairs, "sample_shuffle": args.sample_shuffle, "seed": args.seed} if args.pairs
                  else {"families": args.families, "family_size": args.family_size, "walk": args.family_walk,
@@ -210,8 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": {"world_and_shards": round(prepared - started, 1), "open_clip_train": round(finished - prepared, 1)},
     }
     (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(command, argv, "curate clip train-world")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command(prog_name="curate clip train-world")

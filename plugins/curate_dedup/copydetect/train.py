@@ -11,12 +11,12 @@ and everything else below ``NEGATIVE_MARGIN``, so one fixed threshold between th
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 from pathlib import Path
 
+import click
 import numpy as np
 
 TEMPERATURE = 0.05
@@ -93,23 +93,29 @@ def train(out: Path, steps: int, scenes: int, seed: int, lr: float, init: Path |
     return config
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="curate dedup train-copy-world", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--scenes", type=int, default=32, help="scenes per step (4 images each)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--init", type=Path, help="start from this model directory instead of from scratch")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args(argv)
-    if args.threads:
+@click.command("train-copy-world", help=__doc__.split("\n\n")[0])
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="model directory to write")
+@click.option("--steps", type=int, default=3000, show_default=True)
+@click.option("--scenes", type=int, default=32, show_default=True, help="scenes per step (4 images each)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="start from this model directory instead of from scratch")
+@click.option("--threads", type=int, default=0, show_default=True, help="torch threads (0: torch's default)")
+def command(out: Path, steps: int, scenes: int, seed: int, lr: float, init: Path | None, threads: int) -> int:
+    """``curate dedup train-copy-world`` (also ``python -m curate_dedup.copydetect.train``)."""
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
-    train(args.out, args.steps, args.scenes, args.seed, args.lr, args.init)
+        torch.set_num_threads(threads)
+    train(out, steps, scenes, seed, lr, init)
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command on ``argv`` (default: the process's), returning its exit code."""
+    return int(command.main(args=argv, prog_name="curate dedup train-copy-world", standalone_mode=False) or 0)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    command(prog_name="curate dedup train-copy-world")

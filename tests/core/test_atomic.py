@@ -1,0 +1,37 @@
+"""curate.atomic: a file is replaced whole or left as it was."""
+
+import os
+
+import pytest
+
+from curate.atomic import atomic_path, temporary, write_text_atomic
+
+
+def test_success_replaces_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "out.json"
+    write_text_atomic(target, "old")
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in target.parent.iterdir()] == ["out.json"]
+
+
+def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert not temporary(target).exists()
+
+
+def test_sweep_removes_temporaries_of_dead_processes_only(tmp_path):
+    target = tmp_path / "out.txt"
+    dead = tmp_path / f".out.txt.{2**22 + 12345}.tmp"  # above pid_max: no such process
+    alive = tmp_path / f".out.txt.{os.getppid()}.tmp"
+    dead.write_text("x")
+    alive.write_text("x")
+    with atomic_path(target, sweep=True) as tmp:
+        tmp.write_text("done")
+    assert not dead.exists() and alive.exists()
+    assert target.read_text() == "done"
