@@ -37,6 +37,18 @@ class PlannedStep:
     plugin_version: str
     params: dict[str, Any]
     cached: bool = False
+    # (first, last) step index of the fused group this step runs in (curate.fusion); a step that
+    # runs alone is its own group.
+    group: tuple[int, int] = (0, 0)
+
+    @property
+    def fused(self) -> bool:
+        return self.group[0] != self.group[1]
+
+    @property
+    def stores_kept_rows(self) -> bool:
+        """False for a fused step before its group's last: its kept rows stay in memory."""
+        return self.index == self.group[1]
 
     @property
     def dirname(self) -> str:
@@ -84,9 +96,18 @@ class Plan:
             f"did you mean '{close[0]}'?" if close else f"labels: {', '.join(labels)}",
         )
 
+    def group_of(self, planned: PlannedStep) -> list[PlannedStep]:
+        """The steps of ``planned``'s fused group, in order (just ``planned`` when it runs alone)."""
+        first, last = planned.group
+        return self.steps[first:last + 1]
+
+    def cache_problem(self, planned: PlannedStep) -> str | None:
+        return cache_problem(self.step_dir(planned), needs_data=planned.stores_kept_rows)
+
     def refresh_cache_status(self) -> None:
+        # A fused group is one cache unit: each of its steps is cached when all of them are.
         for planned in self.steps:
-            planned.cached = cache_problem(self.step_dir(planned)) is None
+            planned.cached = all(self.cache_problem(p) is None for p in self.group_of(planned))
 
 
 def run_dir_for(loaded: LoadedSpec, override: str | Path | None = None) -> Path:
@@ -153,6 +174,7 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         plan_steps.append(_source_step(source, schema, source_fp, pm))
     plan_steps += _plan_steps(loaded, resolved, pm, schema, source_fp, upstream=list(plan_steps))
     outputs = _plan_outputs(loaded, resolved, pm, run_path, plan_steps)
+    _fuse_groups(plan_steps, {o.step_label for o in outputs}, enabled=spec.run.fuse)
 
     problems.raise_if_any()
     assert source is not None
@@ -329,6 +351,28 @@ def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run
                                  f"'{name}', which step '{label}' does not produce", hint)
         outputs.append(PlannedOutput(index, sink, label, output_spec.path))
     return outputs
+
+
+def _fuse_groups(plan_steps: list[PlannedStep], read_by_outputs: set[str], enabled: bool) -> None:
+    """Group consecutive fusable steps (``curate.fusion``). A group ends at a step an output
+    reads (its kept rows must be stored) and at any step that is not fusable."""
+    from curate.fusion import fusable
+
+    for planned in plan_steps:
+        planned.group = (planned.index, planned.index)
+    if not enabled:
+        return
+    first: PlannedStep | None = None
+    for planned in plan_steps:
+        if not fusable(planned.step):
+            first = None
+            continue
+        if first is None:
+            first = planned
+        for member in plan_steps[first.index:planned.index + 1]:
+            member.group = (first.index, planned.index)
+        if planned.label in read_by_outputs:
+            first = None
 
 
 def check_columns(step: Step, schema: Schema) -> list[tuple[str, str | None]]:
