@@ -404,6 +404,8 @@ def plan_rows(plan: Plan) -> list[dict[str, Any]]:
             "removes": [c for c in planned.input_schema if c not in planned.output_schema],
             "fingerprint": planned.fingerprint,
             "cached": planned.cached,
+            # The labels of its fused group (one pass per shard, one cache unit), else [].
+            "fused": [p.label for p in plan.group_of(planned)] if planned.fused else [],
         })
     return rows
 

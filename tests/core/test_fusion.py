@@ -99,6 +99,9 @@ def test_the_plan_groups_consecutive_thread_safe_shard_steps(pm, tmp_path):
     # because an output reads its kept rows; select alone.
     assert [p.group for p in plan.steps] == [(0, 0), (1, 2), (1, 2), (3, 3), (4, 4), (5, 5)]
     assert [p.stores_kept_rows for p in plan.steps] == [True, False, True, True, True, True]
+    from curate.plan import plan_rows
+
+    assert [r["fused"] for r in plan_rows(plan)][:3] == [[], ["s0_filter", "s1_normalize"], ["s0_filter", "s1_normalize"]]
 
 
 def test_a_fused_group_is_one_cache_unit_and_intermediate_kept_rows_are_not_stored(pm, tmp_path):
