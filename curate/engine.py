@@ -7,6 +7,8 @@ keeps its finished shards (resume); table-scope steps and the source are written
 reused only when its files hold the rows its marker says (``runstore.cache_problem``). A run
 holds its run directory's and store's locks (``curate.lock``) throughout, and checks that
 every step returns each input uid once, kept or dropped with a reason (``check_nothing_lost``).
+Consecutive thread-safe shard steps run fused (``curate.fusion``): one pass per shard, one cache
+and resume unit, only the group's last kept rows stored.
 """
 
 from __future__ import annotations
