@@ -29,7 +29,7 @@ from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
-from curate.runstore import COMPLETE, link_step, write_manifest, write_views
+from curate.runstore import COMPLETE, cache_problem, link_step, write_manifest, write_views
 from curate.shards import (
     ShardStats,
     ShardTask,
@@ -199,7 +199,7 @@ class Engine:
         step_dir = self.plan.step_dir(planned)
         record = self._pending_record(planned)
         complete = step_dir / COMPLETE
-        problem = self.plan.cache_problem(planned)
+        problem = cache_problem(step_dir, needs_data=planned.stores_kept_rows)
         if problem is None:
             stats = json.loads(complete.read_text())
             self.observer.step_started(planned, stats.get("rows_in"), True)
