@@ -100,6 +100,9 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool) -> None
         table.add_row(str(row["index"]), row["label"], row["step"], reads, writes,
                       "[green]yes[/green]" if row["cached"] else "no")
     _console().print(table)
+    for group in dict.fromkeys(tuple(row["fused"]) for row in rows if row["fused"]):
+        _console().print(f"fused, one pass per shard and one cache unit (only the last stores kept rows): "
+                         f"{' + '.join(group)}")
     for output in the_plan.outputs:
         _console().print(f"output {output.index}: {output.sink.format} ← {output.step_label} → {output.path}")
 

@@ -7,10 +7,13 @@ keeps its finished shards (resume); table-scope steps and the source are written
 reused only when its files hold the rows its marker says (``runstore.cache_problem``). A run
 holds its run directory's and store's locks (``curate.lock``) throughout, and checks that
 every step returns each input uid once, kept or dropped with a reason (``check_nothing_lost``).
+Consecutive thread-safe shard steps run fused (``curate.fusion``): one pass per shard, one cache
+and resume unit, only the group's last kept rows stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import platform
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 
 from curate import __version__
 from curate.errors import CurateError, StepError
+from curate.fusion import FusedSteps, Member
 from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
@@ -105,7 +109,8 @@ class Engine:
         plan.store_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "spec.yaml").write_text(self.spec.dump_yaml())
         if from_label is not None:
-            start = plan.by_label(from_label).index
+            # A fused group is one unit: --from a step inside it re-runs the whole group.
+            start = plan.by_label(from_label).group[0]
             for planned in plan.steps[start:]:
                 shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
         if not use_cache:
@@ -130,10 +135,17 @@ class Engine:
         try:
             with plan.source.session(), executor.session():
                 for planned in plan.steps:
-                    record = self._run_step(planned, executor)
-                    manifest["steps"][planned.index] = record
+                    if planned.index != planned.group[0]:
+                        continue  # ran with its group
+                    if planned.fused:
+                        records = self._run_group(plan.group_of(planned), executor)
+                    else:
+                        records = [self._run_step(planned, executor)]
+                    for record in records:
+                        manifest["steps"][record["index"]] = record
                     write_manifest(self.run_dir, manifest)
-                    self.pm.hook.curate_step_finished(run_dir=self.run_dir, record=record)
+                    for record in records:
+                        self.pm.hook.curate_step_finished(run_dir=self.run_dir, record=record)
                 manifest["outputs"] = [self._write_output(o) for o in plan.outputs]
         except BaseException as exc:
             manifest["status"] = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
@@ -186,6 +198,7 @@ class Engine:
             "path": str(self.plan.step_dir(planned)),
             "complete": False,
             "cached": False,
+            **({"fused": [p.label for p in self.plan.group_of(planned)]} if planned.fused else {}),
         }
 
     def _context(self, planned: PlannedStep) -> StepContext:
@@ -216,7 +229,7 @@ class Engine:
         step_dir = self.plan.step_dir(planned)
         record = self._pending_record(planned)
         complete = step_dir / COMPLETE
-        problem = cache_problem(step_dir)
+        problem = cache_problem(step_dir, needs_data=planned.stores_kept_rows)
         if problem is None:
             stats = json.loads(complete.read_text())
             self.observer.step_started(planned, stats.get("rows_in"), True)
@@ -245,6 +258,81 @@ class Engine:
         link_step(self.run_dir, planned.dirname, step_dir)
         self.observer.step_finished(planned, record)
         return record
+
+    def _run_group(self, members: list[PlannedStep], executor: Any) -> list[dict[str, Any]]:
+        """A fused group (curate.fusion): one pass per shard through every member. Reused when
+        every member is complete; else run, keeping the shards a cut-off run finished."""
+        plan = self.plan
+        records = [self._pending_record(p) for p in members]
+        problems = [plan.cache_problem(p) for p in members]
+        if all(problem is None for problem in problems):
+            for planned, record in zip(members, records):
+                stats = json.loads((plan.step_dir(planned) / COMPLETE).read_text())
+                self.observer.step_started(planned, stats.get("rows_in"), True)
+                record.update(stats, cached=True, complete=True)
+                link_step(self.run_dir, planned.dirname, plan.step_dir(planned))
+                self.observer.step_finished(planned, record)
+            return records
+        for planned, record, problem in zip(members, records, problems):
+            complete = plan.step_dir(planned) / COMPLETE
+            if complete.exists():  # stale or disagreeing with its files: the group is recomputed
+                if problem is not None:
+                    record["cache_rejected"] = problem
+                complete.unlink()
+
+        started = time.perf_counter()
+        last = members[-1]
+        contexts = [self._context(p) for p in members]
+        fused = FusedSteps([
+            Member(p.step, p.output_schema, plan.step_dir(p), dataclasses.replace(ctx, progress=None))
+            for p, ctx in zip(members, contexts) if p.step is not None
+        ])
+        for ctx in contexts:
+            ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        table = self._input_of(members[0])
+        tasks = [ShardTask(i, path, plan.step_dir(last)) for i, path in enumerate(table.files)]
+        total = _count_rows(table.files)
+        for position, planned in enumerate(members):
+            self.observer.step_started(planned, total if position == 0 else None, False)
+
+        def on_done(stats: ShardStats) -> None:
+            for planned, facts in zip(members, stats.members or []):
+                self.observer.rows_done(planned, facts["rows_in"])
+
+        group_ctx = dataclasses.replace(contexts[-1], label=fused.label, progress=None)
+        results: list[ShardStats] = executor.map_shards(fused, tasks, group_ctx, last.output_schema,
+                                                        on_done=on_done)
+        seconds = round(time.perf_counter() - started, 3)
+        member_seconds = [sum(s.members[i]["seconds"] for s in results if s.members) for i in range(len(members))]
+        busy = sum(member_seconds) or 1.0
+        finished_at = _now()
+        for position, (planned, record, ctx) in enumerate(zip(members, records, contexts)):
+            facts = [s.members[position] for s in results if s.members]
+            dropped: dict[str, int] = {}
+            for fact in facts:
+                for reason, count in fact["dropped"].items():
+                    dropped[reason] = dropped.get(reason, 0) + count
+            is_last = planned is last
+            assert planned.step is not None
+            stats = {
+                "rows_in": sum(f["rows_in"] for f in facts),
+                "rows_out": sum(f["rows_out"] for f in facts),
+                "dropped": dict(sorted(dropped.items())),
+                "shards": len(results),
+                "kept_rows_stored": is_last,
+                "shard_seconds": round(member_seconds[position], 3),
+                # The group's wall time, shared by the members in proportion to their shard time.
+                "seconds": round(seconds * member_seconds[position] / busy, 3),
+                "group_seconds": seconds,
+                "finished_at": finished_at,
+                "summary": planned.step.summary(ctx),
+            }
+            step_dir = plan.step_dir(planned)
+            write_json_atomic(stats, step_dir / COMPLETE)
+            record.update(stats, complete=True)
+            link_step(self.run_dir, planned.dirname, step_dir)
+            self.observer.step_finished(planned, record)
+        return records
 
     def _partial(self, step_dir: Path) -> Path:
         partial = step_dir.with_name(step_dir.name + ".partial")

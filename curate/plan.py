@@ -37,6 +37,18 @@ class PlannedStep:
     plugin_version: str
     params: dict[str, Any]
     cached: bool = False
+    # (first, last) step index of the fused group this step runs in (curate.fusion); a step that
+    # runs alone is its own group.
+    group: tuple[int, int] = (0, 0)
+
+    @property
+    def fused(self) -> bool:
+        return self.group[0] != self.group[1]
+
+    @property
+    def stores_kept_rows(self) -> bool:
+        """False for a fused step before its group's last: its kept rows stay in memory."""
+        return self.index == self.group[1]
 
     @property
     def dirname(self) -> str:
@@ -81,9 +93,18 @@ class Plan:
         raise UsageError(f"no step labelled '{label}' in this spec",
                          did_you_mean(label, labels, f"labels: {', '.join(labels)}"))
 
+    def group_of(self, planned: PlannedStep) -> list[PlannedStep]:
+        """The steps of ``planned``'s fused group, in order (just ``planned`` when it runs alone)."""
+        first, last = planned.group
+        return self.steps[first:last + 1]
+
+    def cache_problem(self, planned: PlannedStep) -> str | None:
+        return cache_problem(self.step_dir(planned), needs_data=planned.stores_kept_rows)
+
     def refresh_cache_status(self) -> None:
+        # A fused group is one cache unit: each of its steps is cached when all of them are.
         for planned in self.steps:
-            planned.cached = cache_problem(self.step_dir(planned)) is None
+            planned.cached = all(self.cache_problem(p) is None for p in self.group_of(planned))
 
 
 def run_dir_for(loaded: LoadedSpec, override: str | Path | None = None) -> Path:
@@ -149,74 +170,83 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         problems.add(loc, message, hint)
     store = Path(spec.run.cache_dir).resolve() if spec.run.cache_dir else run_path / "store"
 
-    source: Source | None = None
-    schema: Schema | None = None
-    source_fp = ""
-    if resolved.source_cls is not None and resolved.source_params is not None:
-        ctx = SourceContext(
-            run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, path=spec.source.path
-        )
-        source = resolved.source_cls(resolved.source_params, ctx)
-        try:
-            raw_schema = source.schema()
-            schema, mapping_problems = canonical_schema(raw_schema, spec.source)
-            for loc, message, hint in mapping_problems:
-                problems.add(loc, message, hint)
-            source_fp = fingerprint(
-                kind="source",
-                source=source.fingerprint(),
-                columns=spec.source.columns,
-                keep=spec.source.keep,
-                uid=spec.source.uid_columns,
-                shard_size=spec.run.shard_size,
-            )
-        except CurateError as exc:
-            problems.add(("source",), exc.message, exc.hint)
-            schema = None
-
+    source, schema, source_fp = _plan_source(loaded, resolved, run_path)
     plan_steps: list[PlannedStep] = []
     if source is not None and schema is not None:
-        source_label = "source"
-        plan_steps.append(
-            PlannedStep(
-                index=0,
-                label=source_label,
-                kind=f"source:{source.format}",
-                step=None,
-                input_schema={},
-                output_schema=schema,
-                fingerprint=source_fp,
-                plugin=pm.sources.owners.get(source.format),
-                plugin_version=pm.version_of("source", source.format),
-                params=source.describe(),
-            )
-        )
+        plan_steps.append(_source_step(source, schema, source_fp, pm))
+    plan_steps += _plan_steps(loaded, resolved, pm, schema, source_fp, upstream=list(plan_steps))
+    outputs = _plan_outputs(loaded, resolved, pm, run_path, plan_steps)
+    _fuse_groups(plan_steps, {o.step_label for o in outputs}, enabled=spec.run.fuse)
 
-    upstream_fp = source_fp
+    problems.raise_if_any()
+    assert source is not None
+    plan = Plan(loaded, resolved, source, run_path, store, plan_steps, outputs)
+    plan.refresh_cache_status()
+    return plan
+
+
+def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path) -> tuple[Source | None, Schema | None, str]:
+    """The source, its canonical schema and its fingerprint; problems go to ``resolved.problems``
+    (the schema is None when the source cannot say it)."""
+    spec = loaded.spec
+    problems = resolved.problems
+    assert problems is not None
+    if resolved.source_cls is None or resolved.source_params is None:
+        return None, None, ""
+    ctx = SourceContext(run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, path=spec.source.path)
+    source = resolved.source_cls(resolved.source_params, ctx)
+    try:
+        raw_schema = source.schema()
+        schema, mapping_problems = canonical_schema(raw_schema, spec.source)
+        for loc, message, hint in mapping_problems:
+            problems.add(loc, message, hint)
+        source_fp = fingerprint(
+            kind="source",
+            source=source.fingerprint(),
+            columns=spec.source.columns,
+            keep=spec.source.keep,
+            uid=spec.source.uid_columns,
+            shard_size=spec.run.shard_size,
+        )
+    except CurateError as exc:
+        problems.add(("source",), exc.message, exc.hint)
+        return source, None, ""
+    return source, schema, source_fp
+
+
+def _source_step(source: Source, schema: Schema, source_fp: str, pm: PluginManager) -> PlannedStep:
+    return PlannedStep(
+        index=0,
+        label="source",
+        kind=f"source:{source.format}",
+        step=None,
+        input_schema={},
+        output_schema=schema,
+        fingerprint=source_fp,
+        plugin=pm.sources.owners.get(source.format),
+        plugin_version=pm.version_of("source", source.format),
+        params=source.describe(),
+    )
+
+
+def _plan_steps(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, schema: Schema | None,
+                upstream_fp: str, upstream: list[PlannedStep]) -> list[PlannedStep]:
+    """Push the schema through every step, checking each; returns the planned steps (not the source)."""
+    spec = loaded.spec
+    problems = resolved.problems
+    assert problems is not None
+    plan_steps: list[PlannedStep] = []
     for index, (step_spec, step) in enumerate(zip(spec.steps, resolved.steps)):
         loc = ("steps", index)
         if schema is None:
             continue
         if step is None:
-            cls = resolved.step_classes[index] if index < len(resolved.step_classes) else None
-            if cls is None and loc not in loaded.invalid:
-                # A name with a close match ('filtr') is that step mistyped: assume its writes
-                # too, so a column typo further down shows in the same `curate validate`.
-                close = pm.steps.suggest(step_spec.step)
-                cls = pm.steps.get(close) if close else None
-            # A known step with bad params most likely still writes its declared columns, so
-            # keep checking downstream; after an unknown step the schema is anyone's guess.
-            schema = {**schema, **cls.writes} if cls is not None else None
+            schema = _schema_after_unresolved(loaded, resolved, pm, index, step_spec, schema)
             continue
         step_problems = check_columns(step, schema)
         for message, hint in step_problems:
             problems.add(loc + ("step",), message, hint)
-        try:
-            for message in step.plan_check(schema) + step.plan_check_upstream([p.step for p in plan_steps
-                                                                                  if p.step is not None]):
-                problems.add(loc + ("params",), message)
-        except CurateError as exc:
-            problems.add(loc + ("params",), exc.message, exc.hint)
+        _plan_checks(step, schema, [p.step for p in (*upstream, *plan_steps) if p.step is not None], loc, problems)
         if step_problems:
             try:  # keep checking downstream steps against the schema this one would produce
                 schema = step.output_schema(schema)
@@ -224,41 +254,77 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
                 schema = None
             continue
         output_schema = step.output_schema(schema)
-        if UID not in output_schema:
-            problems.add(loc + ("params",), "the step's output would lose the 'uid' column", "keep uid")
-        for reserved in (c for c in output_schema if c in ENGINE_COLUMNS):
-            # The engine reads these to split off dropped rows; as a data column (a rename or an
-            # sql alias) it failed only at run time, blaming the plugin.
-            problems.add(loc + ("params",), f"the step's output would have a column '{reserved}', which curate "
-                         "reserves for dropped rows", "name it differently; to drop rows use a filter step")
-        version = pm.version_of("step", step.name)
-        step_fp = fingerprint(
-            kind="step",
-            step=step.name,
-            step_version=step.version,
-            plugin_version=version,
-            params=step.params.fingerprint_dict(),
-            extra=step.fingerprint_extra(),
-            input=upstream_fp,
-            seed=spec.run.seed if step.random else None,
-        )
-        plan_steps.append(
-            PlannedStep(
-                index=index + 1,
-                label=step.label,
-                kind=step.name,
-                step=step,
-                input_schema=schema,
-                output_schema=output_schema,
-                fingerprint=step_fp,
-                plugin=pm.steps.owners.get(step.name),
-                plugin_version=version,
-                params=step.params.model_dump(mode="json"),
-            )
-        )
-        upstream_fp = step_fp
+        _reserved_column_problems(output_schema, loc, problems)
+        planned = _planned_step(index, step, schema, output_schema, upstream_fp, spec.run.seed, pm)
+        plan_steps.append(planned)
+        upstream_fp = planned.fingerprint
         schema = output_schema
+    return plan_steps
 
+
+def _schema_after_unresolved(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, index: int,
+                             step_spec: Any, schema: Schema) -> Schema | None:
+    """The schema after a step that did not resolve, so later steps are still checked: a name with
+    a close match ('filtr') is that step mistyped, and a known step with bad params most likely
+    still writes its declared columns; after an unknown step the schema is anyone's guess (None)."""
+    cls = resolved.step_classes[index] if index < len(resolved.step_classes) else None
+    if cls is None and ("steps", index) not in loaded.invalid:
+        close = pm.steps.suggest(step_spec.step)
+        cls = pm.steps.get(close) if close else None
+    return {**schema, **cls.writes} if cls is not None else None
+
+
+def _plan_checks(step: Step, schema: Schema, upstream: list[Step], loc: tuple, problems: Any) -> None:
+    try:
+        for message in step.plan_check(schema) + step.plan_check_upstream(upstream):
+            problems.add(loc + ("params",), message)
+    except CurateError as exc:
+        problems.add(loc + ("params",), exc.message, exc.hint)
+
+
+def _reserved_column_problems(output_schema: Schema, loc: tuple, problems: Any) -> None:
+    if UID not in output_schema:
+        problems.add(loc + ("params",), "the step's output would lose the 'uid' column", "keep uid")
+    for reserved in (c for c in output_schema if c in ENGINE_COLUMNS):
+        # The engine reads these to split off dropped rows; as a data column (a rename or an
+        # sql alias) it failed only at run time, blaming the plugin.
+        problems.add(loc + ("params",), f"the step's output would have a column '{reserved}', which curate "
+                     "reserves for dropped rows", "name it differently; to drop rows use a filter step")
+
+
+def _planned_step(index: int, step: Step, schema: Schema, output_schema: Schema, upstream_fp: str,
+                  seed: int, pm: PluginManager) -> PlannedStep:
+    version = pm.version_of("step", step.name)
+    step_fp = fingerprint(
+        kind="step",
+        step=step.name,
+        step_version=step.version,
+        plugin_version=version,
+        params=step.params.fingerprint_dict(),
+        extra=step.fingerprint_extra(),
+        input=upstream_fp,
+        seed=seed if step.random else None,
+    )
+    return PlannedStep(
+        index=index + 1,
+        label=step.label,
+        kind=step.name,
+        step=step,
+        input_schema=schema,
+        output_schema=output_schema,
+        fingerprint=step_fp,
+        plugin=pm.steps.owners.get(step.name),
+        plugin_version=version,
+        params=step.params.model_dump(mode="json"),
+    )
+
+
+def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run_path: Path,
+                  plan_steps: list[PlannedStep]) -> list[PlannedOutput]:
+    """One sink per output; checks its path stays in the run directory and its columns exist."""
+    spec = loaded.spec
+    problems = resolved.problems
+    assert problems is not None
     outputs: list[PlannedOutput] = []
     sink_iter = iter(resolved.sinks)
     for index, output_spec in enumerate(spec.outputs):
@@ -286,12 +352,29 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
                     problems.add(("outputs", index, "format"), f"output '{output_spec.format}' reads column "
                                  f"'{name}', which step '{label}' does not produce", hint)
         outputs.append(PlannedOutput(index, sink, label, output_spec.path))
+    return outputs
 
-    problems.raise_if_any()
-    assert source is not None
-    plan = Plan(loaded, resolved, source, run_path, store, plan_steps, outputs)
-    plan.refresh_cache_status()
-    return plan
+
+def _fuse_groups(plan_steps: list[PlannedStep], read_by_outputs: set[str], enabled: bool) -> None:
+    """Group consecutive fusable steps (``curate.fusion``). A group ends at a step an output
+    reads (its kept rows must be stored) and at any step that is not fusable."""
+    from curate.fusion import fusable
+
+    for planned in plan_steps:
+        planned.group = (planned.index, planned.index)
+    if not enabled:
+        return
+    first: PlannedStep | None = None
+    for planned in plan_steps:
+        if not fusable(planned.step):
+            first = None
+            continue
+        if first is None:
+            first = planned
+        for member in plan_steps[first.index:planned.index + 1]:
+            member.group = (first.index, planned.index)
+        if planned.label in read_by_outputs:
+            first = None
 
 
 def check_columns(step: Step, schema: Schema) -> list[tuple[str, str | None]]:
@@ -322,6 +405,8 @@ def plan_rows(plan: Plan) -> list[dict[str, Any]]:
             "removes": [c for c in planned.input_schema if c not in planned.output_schema],
             "fingerprint": planned.fingerprint,
             "cached": planned.cached,
+            # The labels of its fused group (one pass per shard, one cache unit), else [].
+            "fused": [p.label for p in plan.group_of(planned)] if planned.fused else [],
         })
     return rows
 

@@ -8,6 +8,8 @@
       steps/NN_label       → store/<fingerprint> (symlinks, for people and shells)
       store/<fingerprint>/ data/shard-*.parquet, dropped/shard-*.parquet, shards/*.json markers,
                            artifacts/ (sidecars: embeddings, indexes), _COMPLETE.json
+                           (a step fused with the steps after it has no data/ and no shards/:
+                           its group's last step holds them; see curate.fusion)
 """
 
 from __future__ import annotations
@@ -42,9 +44,13 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(manifest, Path(run_dir) / MANIFEST)
 
 
-def cache_problem(step_dir: Path) -> str | None:
+def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
     """None when the step in ``step_dir`` is complete and its files hold what its marker says;
     else why it is not reusable. Row counts come from the Parquet footers, so this reads no data.
+
+    A step that ran fused with the steps after it (``curate.fusion``) stored its dropped rows
+    only (its marker says ``kept_rows_stored: false``): it is reusable inside its group
+    (``needs_data=False``), not where its kept rows must be read.
 
     A marker alone was trusted before: a step cut in half by a second run on the same store
     was published with its full count and reused by every later run."""
@@ -53,11 +59,16 @@ def cache_problem(step_dir: Path) -> str | None:
         return "not complete"
     try:
         stats = json.loads(marker.read_text())
+        kept_stored = stats.get("kept_rows_stored", True)
+        if needs_data and not kept_stored:
+            return "its kept rows were not stored (it ran fused with the steps after it)"
         data, dropped = iter_shard_files(step_dir), list(iter_dropped_files(step_dir))
-        if len(data) != stats["shards"]:
+        if not kept_stored:
+            data = []
+        elif len(data) != stats["shards"]:
             return f"its marker says {stats['shards']} shards, data/ has {len(data)}"
         rows = sum(parquet_rows(p) for p in data)
-        if rows != stats["rows_out"]:
+        if kept_stored and rows != stats["rows_out"]:
             return f"its marker says {stats['rows_out']} rows out, data/ holds {rows}"
         dropped_rows = sum(parquet_rows(p) for p in dropped)
         if dropped_rows != sum(stats.get("dropped", {}).values()):

@@ -56,9 +56,14 @@ class ShardStats:
     rows_out: int
     dropped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # A fused group's shard (curate.fusion): each member's label, rows in/out, drops and seconds.
+    members: list[dict] | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if self.members is None:  # a lone step's marker reads as it always did
+            del data["members"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> ShardStats:
@@ -189,6 +194,10 @@ def _examples(frame: pl.DataFrame, count: int = 3) -> str:
 
 def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Schema) -> ShardStats:
     """Process one shard and record it done. Idempotent: a marker that its files agree with means done."""
+    from curate.fusion import FusedSteps, run_fused_task
+
+    if isinstance(step, FusedSteps):
+        return run_fused_task(step, task, ctx, expected)
     done = finished_shard(task)
     if done is not None:
         return done

@@ -68,6 +68,9 @@ class RunSpec(_Model):
     memory_limit: str = Field("4GB", description="DuckDB memory limit for table-wide steps (spills beyond)")
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     cache_dir: str | None = Field(None, description="content-addressed step store (default: RUN_DIR/store)")
+    fuse: bool = Field(True, description="run consecutive thread-safe shard steps (filter, sql, select, "
+                       "normalize_text, sample…) in one pass per shard, storing only the last one's kept rows "
+                       "and every one's dropped rows; false stores every step's kept rows")
     report: bool = Field(True, description="write report.html at the end (when a report plugin is installed)")
     untrusted: bool = Field(False, description="the spec comes from someone else: SQL in steps gets no file, "
                             "network or extension access (DuckDB's enable_external_access=false)")

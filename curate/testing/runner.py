@@ -140,6 +140,9 @@ def read_step_output(manifest: dict[str, Any], label: str) -> pl.DataFrame:
     """The rows a step of a finished run kept, in order."""
     for record in manifest["steps"]:
         if record["label"] == label:
+            if record.get("kept_rows_stored") is False:
+                raise ValueError(f"step '{label}' ran fused with the steps after it ({', '.join(record['fused'])}): "
+                                 "its kept rows were not stored; run the spec with run.fuse: false to keep them")
             files = iter_shard_files(Path(record["path"]))
             return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
     raise KeyError(label)

@@ -1,0 +1,149 @@
+"""Fused shard steps: consecutive shard-scope steps run as one pass per shard.
+
+A shard step used to write its kept rows and its dropped rows as Parquet, and the next step read
+them back: for relational steps (filter, sql, select, normalize_text, sample) that write and read
+was a quarter of curate's CPU. The plan groups consecutive steps that are ``thread_safe``, do not
+use a model and whose kept rows no output reads (:func:`fusable`); the executor sees one step,
+:class:`FusedSteps`, and each shard goes through every member in memory. On disk:
+
+- every member's dropped rows, as before (``store/<fp>/dropped/shard-*.parquet``), so lineage,
+  ``_duplicate_of``, the ``NN_label_dropped`` views and the report's dropped examples stay;
+- only the group's last member's kept rows (``data/``) and its per-shard markers (``shards/``),
+  each marker with every member's rows in, rows out and drop reasons for that shard;
+- each member's ``_COMPLETE.json``, the members before the last with ``kept_rows_stored: false``
+  (``runstore.cache_problem`` then checks their dropped rows only).
+
+The group is one cache unit and one resume unit: it is reused when every member is complete, a
+cut-off group keeps its finished shards (a shard is finished when its marker agrees with the last
+member's kept rows and every member's dropped rows), and ``curate run --from`` a member re-runs
+the whole group. Outputs are byte-identical to running the members one by one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import CurateError, StepError
+from curate.schema import Schema
+from curate.step import Step, StepContext
+
+
+def fusable(step: Step | None) -> bool:
+    """A step that may share a pass per shard with its neighbours: shard scope, no state between
+    shards (``thread_safe``) and no model (model steps keep their own cache and resume unit)."""
+    return (step is not None and step.scope == "shard" and step.thread_safe and not step.uses_model)
+
+
+@dataclass
+class Member:
+    step: Step
+    expected: Schema  # the planned output schema of this member
+    step_dir: Path  # its store directory (dropped rows, artifacts, marker)
+    ctx: StepContext  # its own context (label, artifacts); the shard is set per task
+
+
+class FusedSteps(Step):
+    """The members of a fused group, seen by executors as one thread-safe shard step."""
+
+    name = "fused"
+    scope = "shard"
+    thread_safe = True
+
+    def __init__(self, members: list[Member]):
+        super().__init__(label="+".join(m.step.label for m in members))
+        self.members = members
+
+    def setup(self, ctx: StepContext) -> None:
+        for member in self.members:
+            member.step.setup(member.ctx)
+
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        raise NotImplementedError("a fused group runs through run_fused_task, not process_shard")
+
+    def dropped_path(self, member: Member, task: Any) -> Path:
+        return member.step_dir / "dropped" / task.name
+
+
+def finished_fused_shard(fused: FusedSteps, task: Any) -> Any:
+    """The shard's stats when its marker agrees with the last member's kept rows and every
+    member's dropped rows (row counts from the footers), else None."""
+    from curate.shards import ShardStats, parquet_rows
+
+    if not task.marker.exists():
+        return None
+    try:
+        stats = ShardStats.from_json(json.loads(task.marker.read_text()))
+        if stats.members is None or len(stats.members) != len(fused.members):
+            return None
+        if parquet_rows(task.output) != stats.rows_out:
+            return None
+        for member, facts in zip(fused.members, stats.members):
+            if parquet_rows(fused.dropped_path(member, task)) != sum(facts["dropped"].values()):
+                return None
+        return stats
+    except Exception:  # unreadable marker or file: the shard is redone
+        return None
+
+
+def run_fused_task(fused: FusedSteps, task: Any, ctx: StepContext, expected: Schema) -> Any:
+    """One shard through every member: each member's dropped rows are written to its own store
+    directory, the last member's kept rows to ``task.output``, then the marker. The checks are
+    the ones a lone step gets (declared columns, nothing lost), per member."""
+    from curate.shards import (
+        ShardStats,
+        check_nothing_lost,
+        check_output,
+        drop_counts,
+        split_dropped,
+        uids_of,
+        write_json_atomic,
+        write_parquet_atomic,
+    )
+
+    done = finished_fused_shard(fused, task)
+    if done is not None:
+        return done
+    started = time.perf_counter()
+    table = pl.read_parquet(task.input)
+    rows_in = table.height
+    members: list[dict[str, Any]] = []
+    for member in fused.members:
+        step = member.step
+        member_started = time.perf_counter()
+        member_ctx = dataclasses.replace(member.ctx, shard=task.index, progress=None)
+        try:
+            result = step.process_shard(table, member_ctx)
+        except CurateError:
+            raise
+        except Exception as exc:  # a plugin's bug: name the member step and shard, keep the cause
+            raise StepError(step.label, task.index, f"{type(exc).__name__}: {exc}") from exc
+        kept, dropped = split_dropped(result)
+        kept = check_output(step, kept, member.expected, task.index)
+        check_nothing_lost(step.label, task.index, table.lazy(), uids_of([kept, dropped]))
+        write_parquet_atomic(dropped, fused.dropped_path(member, task))
+        members.append({
+            "label": step.label,
+            "rows_in": table.height,
+            "rows_out": kept.height,
+            "dropped": drop_counts(dropped),
+            "seconds": round(time.perf_counter() - member_started, 4),
+        })
+        table = kept
+    write_parquet_atomic(table, task.output)
+    stats = ShardStats(
+        index=task.index,
+        rows_in=rows_in,
+        rows_out=table.height,
+        dropped=members[-1]["dropped"],
+        seconds=round(time.perf_counter() - started, 4),
+        members=members,
+    )
+    write_json_atomic(stats.to_json(), task.marker)
+    return stats

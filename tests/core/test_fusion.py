@@ -1,0 +1,243 @@
+"""Fused shard steps (curate.fusion): the same bytes and the same lineage as running each step
+alone, one cache and resume unit, and a SIGKILL mid-group resumes to byte-identical outputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from curate.testing import run_spec
+from curate.testing.runner import read_step_output
+from tests.conftest import cli_env, sample_table
+
+# Relational steps a chain is drawn from; exact_dedup is table-scope, so it splits groups.
+CHOICES = {
+    "filter": {"step": "filter", "params": {"where": "score >= 0.25", "reason": "low_score"}},
+    "filter_lang": {"step": "filter", "params": {"where": "lang <> 'fr'", "reason": "french"}},
+    "sample": {"step": "sample", "params": {"fraction": 0.7}},
+    "normalize": {"step": "normalize_text", "params": {"min_length": 3}},
+    "sql": {"step": "sql", "params": {"query": "SELECT * FROM input WHERE length(url) > 30", "per_shard": True,
+                                      "drop_reason": "short_url"}},
+    "dedup": {"step": "exact_dedup", "params": {"columns": ["url", "alt_text"]}},
+    "select": {"step": "select", "params": {"columns": ["lang", "score", "alt_text", "url"]}},
+}
+
+
+def chain_spec(names: list[str], shard_size: int, fuse: bool) -> dict:
+    steps = []
+    for position, name in enumerate(names):
+        step = json.loads(json.dumps(CHOICES[name]))
+        steps.append({**step, "name": f"s{position}_{name}"})
+    return {"name": "fusion", "source": {"path": "data.parquet"}, "steps": steps,
+            "outputs": [{"format": "parquet", "path": "out.parquet"}],
+            "run": {"shard_size": shard_size, "fuse": fuse, "report": False}}
+
+
+def stored_files(manifest: dict) -> dict[str, bytes]:
+    """Every stored shard of every step (kept where stored, dropped always)."""
+    out = {}
+    for record in manifest["steps"]:
+        for kind in ("data", "dropped"):
+            for path in sorted((Path(record["path"]) / kind).glob("shard-*.parquet")):
+                out[f"{record['index']:02d}_{record['label']}/{kind}/{path.name}"] = path.read_bytes()
+    return out
+
+
+def lineage(run_dir: Path) -> list[tuple]:
+    con = duckdb.connect(str(run_dir / "curate.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT uid, step_index, step, reason, duplicate_of FROM lineage ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.sampled_from(sorted(CHOICES)), min_size=1, max_size=5),
+       shard_size=st.sampled_from([7, 40, 1000]))
+def test_a_fused_chain_writes_what_the_steps_alone_write(pm, tmp_path, names, shard_size):
+    example = tmp_path / str(len(list(tmp_path.iterdir())))
+    table = sample_table(120)
+    runs = {}
+    for fuse in (True, False):
+        runs[fuse] = run_spec(chain_spec(names, shard_size, fuse), example / str(fuse),
+                              tables={"data.parquet": table}, pm=pm)
+    fused, alone = runs[True], runs[False]
+    assert (example / "True" / "run" / "out.parquet").read_bytes() == \
+        (example / "False" / "run" / "out.parquet").read_bytes()
+    for a, b in zip(fused["steps"], alone["steps"]):
+        assert (a["label"], a["rows_in"], a["rows_out"], a["dropped"]) == \
+            (b["label"], b["rows_in"], b["rows_out"], b["dropped"])
+    fused_files, alone_files = stored_files(fused), stored_files(alone)
+    # Dropped rows of every step, and kept rows of every step that stores them, byte for byte.
+    assert set(fused_files) <= set(alone_files)
+    assert [name for name in fused_files if fused_files[name] != alone_files[name]] == []
+    assert all("/data/" in name for name in set(alone_files) - set(fused_files))
+    assert lineage(example / "True" / "run") == lineage(example / "False" / "run")
+
+
+def test_the_plan_groups_consecutive_thread_safe_shard_steps(pm, tmp_path):
+    from curate.plan import make_plan
+    from curate.spec import load_spec_text
+    import yaml
+
+    spec = chain_spec(["filter", "normalize", "dedup", "sample", "select"], 40, True)
+    spec["outputs"].append({"format": "parquet", "path": "mid.parquet", "step": "s3_sample"})
+    (tmp_path / "data.parquet").write_bytes(b"")
+    sample_table(10).write_parquet(tmp_path / "data.parquet")
+    text = yaml.safe_dump(spec, sort_keys=False)
+    plan = make_plan(load_spec_text(text, tmp_path / "spec.yaml"), pm, tmp_path / "run")
+    # source alone; filter+normalize fused; dedup (table scope) alone; sample ends its group
+    # because an output reads its kept rows; select alone.
+    assert [p.group for p in plan.steps] == [(0, 0), (1, 2), (1, 2), (3, 3), (4, 4), (5, 5)]
+    assert [p.stores_kept_rows for p in plan.steps] == [True, False, True, True, True, True]
+    from curate.plan import plan_rows
+
+    assert [r["fused"] for r in plan_rows(plan)][:3] == [[], ["s0_filter", "s1_normalize"], ["s0_filter", "s1_normalize"]]
+
+
+def test_a_fused_group_is_one_cache_unit_and_intermediate_kept_rows_are_not_stored(pm, tmp_path):
+    spec = chain_spec(["normalize", "filter", "sample"], 40, True)
+    first = run_spec(spec, tmp_path, tables={"data.parquet": sample_table(120)}, pm=pm)
+    assert [r.get("kept_rows_stored", True) for r in first["steps"]] == [True, False, False, True]
+    assert all(r["fused"] == ["s0_normalize", "s1_filter", "s2_sample"] for r in first["steps"][1:])
+    assert not (Path(first["steps"][1]["path"]) / "data").exists()
+    with pytest.raises(ValueError, match="ran fused"):
+        read_step_output(first, "s1_filter")
+    assert read_step_output(first, "s2_sample").height == first["steps"][3]["rows_out"]
+    # Views: no kept-rows view of a fused step, its dropped rows and the lineage as ever.
+    con = duckdb.connect(str(tmp_path / "run" / "curate.duckdb"), read_only=True)
+    views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    con.close()
+    assert {"02_s1_filter_dropped", "03_s2_sample", "03_s2_sample_dropped", "lineage", "final"} <= views
+    assert "02_s1_filter" not in views
+
+    again = run_spec(spec, tmp_path, pm=pm)  # (writing data.parquet again would be a new source)
+    assert all(r["cached"] for r in again["steps"])
+    # A member's dropped shard gone: the whole group is recomputed, to the same bytes.
+    files = stored_files(first)
+    next((Path(first["steps"][2]["path"]) / "dropped").glob("shard-*.parquet")).unlink()
+    third = run_spec(spec, tmp_path, pm=pm)
+    assert [r["cached"] for r in third["steps"]] == [True, False, False, False]
+    assert stored_files(third) == files
+    # The same steps unfused: the cache of the last one (kept rows stored) is reused, the members
+    # before it (no kept rows stored) are not.
+    alone = run_spec({**spec, "run": {**spec["run"], "fuse": False}}, tmp_path, pm=pm)
+    assert [r["cached"] for r in alone["steps"]][:3] == [True, False, False]
+    assert stored_files(alone).items() >= files.items()
+
+
+SLOW_PLUGIN = '''
+"""curate-drawl: a slow thread-safe step, so a test can kill a run inside a fused group."""
+import time
+
+import polars as pl
+from pydantic import Field
+
+from curate import Step, StepParams, hookimpl
+
+
+class Drawl(Step):
+    name = "drawl"
+    reads = {"alt_text": pl.Utf8}
+    writes = {"drawl": pl.Int64}
+    drops_rows = True
+    thread_safe = True
+
+    class Params(StepParams):
+        delay: float = Field(0.0, ge=0, json_schema_extra={"fingerprint": False})
+
+    def process_shard(self, table, ctx):
+        time.sleep(self.params.delay)
+        length = pl.col("alt_text").fill_null("").str.len_chars()
+        return table.with_columns(length.alias("drawl"),
+                                  pl.when(length < 4).then(pl.lit("short")).alias("_drop_reason"))
+
+
+@hookimpl
+def curate_register_steps():
+    return [Drawl]
+'''
+
+SHARDS = 16
+
+
+def resume_spec(delay: float) -> dict:
+    return {
+        "name": "fused_resume",
+        "source": {"path": "data.parquet"},
+        "steps": [
+            {"step": "normalize_text"},
+            {"step": "drawl", "params": {"delay": delay}},  # slow: the run is killed in here
+            {"step": "filter", "params": {"where": "score >= 0.2", "reason": "low_score"}},
+            {"step": "sample", "params": {"fraction": 0.6}},
+        ],
+        "outputs": [{"format": "parquet", "path": "out.parquet"}],
+        "run": {"dir": "run", "shard_size": 10, "report": False, "executor": {"name": "local", "params": {"workers": 2}}},
+    }
+
+
+def group_markers(store: Path) -> dict[Path, bytes]:
+    """Shard markers of a fused group that has started but not finished."""
+    for step_dir in store.iterdir() if store.exists() else ():
+        if (step_dir / "shards").is_dir() and not (step_dir / "_COMPLETE.json").exists():
+            return {p: p.read_bytes() for p in sorted((step_dir / "shards").glob("*.json"))}
+    return {}
+
+
+def test_a_run_killed_inside_a_fused_group_resumes_to_byte_identical_output(write_spec, workdir, make_plugin_dist):
+    plugin = make_plugin_dist("curate-drawl", SLOW_PLUGIN, version="0.1", entry_point="drawl")
+    table = sample_table(SHARDS * 10)
+    killed_dir, clean_dir = workdir / "killed", workdir / "clean"
+    write_spec(resume_spec(delay=0.3), table=table, directory=killed_dir)
+    write_spec(resume_spec(delay=0.0), table=table, directory=clean_dir)
+    command = [sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"]
+    repo = Path(__file__).resolve().parents[2]  # this checkout's curate, not an installed one
+    env = cli_env([plugin, repo, repo / "plugins"])
+
+    process = subprocess.Popen(command, cwd=killed_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        done_before_kill: dict[Path, bytes] = {}
+        while time.monotonic() < deadline and process.poll() is None:
+            done_before_kill = group_markers(killed_dir / "run" / "store")
+            if len(done_before_kill) >= 3:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert 3 <= len(done_before_kill) < SHARDS
+    assert all(json.loads(content)["members"] for content in done_before_kill.values())
+
+    resumed = subprocess.run(command, cwd=killed_dir, env=env, capture_output=True, text=True, timeout=120,
+                             check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = subprocess.run(command, cwd=clean_dir, env=env, capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert clean.returncode == 0, clean.stderr
+
+    for marker, content in done_before_kill.items():  # finished shards were not redone
+        assert marker.read_bytes() == content
+    resumed_manifest = json.loads((killed_dir / "run" / "manifest.json").read_text())
+    clean_manifest = json.loads((clean_dir / "run" / "manifest.json").read_text())
+    resumed_files, clean_files = stored_files(resumed_manifest), stored_files(clean_manifest)
+    assert resumed_files.keys() == clean_files.keys()
+    assert [name for name in resumed_files if resumed_files[name] != clean_files[name]] == []
+    assert (killed_dir / "run" / "out.parquet").read_bytes() == (clean_dir / "run" / "out.parquet").read_bytes()
+    assert [r["dropped"] for r in resumed_manifest["steps"]] == [r["dropped"] for r in clean_manifest["steps"]]
+    assert resumed_manifest["status"] == "complete"
+    assert [r.get("kept_rows_stored", True) for r in resumed_manifest["steps"]] == [True, False, False, False, True]
