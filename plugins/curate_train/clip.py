@@ -117,11 +117,13 @@ def shard_pattern(shards: Path) -> tuple[str, int]:
 
 def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, batch_size: int = 64,
                lr: float = 2e-3, warmup: int = 20, seed: int = 0, workers: int = 1, model: str = "tiny",
-               threads: int | None = 1, precision: str = "fp32") -> Path:
+               threads: int | None = 1, precision: str = "fp32", num_samples: int | None = None) -> Path:
     """Train with ``open_clip_train.main``; returns the final checkpoint, and writes beside it a
     ``local-dir:`` model folder (:func:`model_dir`). ``epochs`` passes over the shards (a sink with
     ``repeats: E`` already holds E unrolled epochs: pass ``epochs=1``). A ``local-dir:`` model that
-    holds weights starts from them (fine-tuning); the others start from scratch."""
+    holds weights starts from them (fine-tuning); the others start from scratch. ``num_samples``
+    cuts each epoch at that many samples (whole batches; the shards must hold at least as many):
+    an exact budget in samples seen, whatever the export's size."""
     if precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is not one open_clip_train accepts",
                          f"choose one of {', '.join(PRECISIONS)}")
@@ -132,6 +134,10 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
         torch.set_num_threads(threads)
     model_name = prepare(model)
     pattern, samples = shard_pattern(shards)
+    if num_samples is not None:
+        if num_samples > samples:
+            raise UsageError(f"num_samples {num_samples} is more than the {samples} samples in {shards}")
+        samples = num_samples
     out.mkdir(parents=True, exist_ok=True)
     args = [
         "--train-data", pattern, "--train-num-samples", str(samples), "--dataset-type", "webdataset",
