@@ -389,7 +389,8 @@ def run_variant(loaded: Loaded, name: str, data: dict[str, Any], seed: int, fold
                     repeats=repeats, seed=seed, store=plan.store_dir)
     checkpoint = train_clip(shards, folder / "train", name="clip", epochs=1, batch_size=train.batch_size,
                             lr=train.lr, warmup=train.warmup, seed=seed, model=train.model, threads=train.threads,
-                            precision=train.precision, num_samples=train.samples_seen)
+                            precision=train.precision, num_samples=train.samples_seen,
+                            seeded_order=True)
     model = model_dir(checkpoint).resolve()
     steps = [{"label": r["label"], "fingerprint": r["fingerprint"], "cached": r["cached"],
               "rows_out": r.get("rows_out")} for r in manifest["steps"]]
