@@ -1,7 +1,8 @@
-"""The summary of an experiment over seeds: per variant and metric the mean ± sd over seeds, and
-per pair of variants and metric the *paired* difference (seed s of one minus seed s of the other:
-same initialization, same data order where the rows agree), its mean, its 95 % confidence interval
-(Student's t over the seeds' differences) and the number of seeds each side won.
+"""The summary of an experiment over seeds: per variant and metric the mean ± sd over seeds
+(``<metric>``, ``<metric>_std``, ``<metric>_by_seed``: the shape the report's Experiments section
+draws), and per pair of variants and metric the *paired* difference (seed s of one minus seed s of
+the other: same initialization, same data order where the rows agree), its mean, its 95 %
+confidence interval (Student's t over the seeds' differences) and the number of seeds each side won.
 
 A gap **exceeds its spread** when the interval excludes 0 (with 2+ seeds), i.e. the variants
 differ by more than their paired seed-to-seed noise. With 3 seeds that needs a consistent gap
@@ -48,11 +49,11 @@ def summarize(name: str, results: dict[int, dict[str, dict[str, Any]]], order: l
     variants = []
     for variant in order:
         row: dict[str, Any] = {"variant": variant}
-        for metric in metrics:
+        for metric in metrics:  # flat, as the report's Experiments section reads it (bars ± _std)
             values = [results[s][variant][metric] for s in seeds]
-            row[metric] = {"mean": round(statistics.fmean(values), 2),
-                           "sd": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
-                           "by_seed": values}
+            row[metric] = round(statistics.fmean(values), 2)
+            row[f"{metric}_std"] = round(statistics.stdev(values), 2) if len(values) > 1 else 0.0
+            row[f"{metric}_by_seed"] = values
         row["cached_steps"] = {s: [st["label"] for st in results[s][variant]["steps"] if st["cached"]] for s in seeds}
         variants.append(row)
     gaps = []
@@ -71,7 +72,7 @@ def summarize(name: str, results: dict[int, dict[str, dict[str, Any]]], order: l
 def markdown(summary: dict[str, Any]) -> str:
     seeds = summary["seeds"]
     rows = summary["variants"]
-    metrics = [k for k in rows[0] if k not in ("variant", "cached_steps")]
+    metrics = [k for k in rows[0] if k not in ("variant", "cached_steps") and not k.endswith(("_std", "_by_seed"))]
     headline = next((m for m in metrics if m != "rows"), metrics[0])
     lines = [f"# Experiment '{summary['name']}', seeds {', '.join(map(str, seeds))}", "",
              f"Base spec {summary.get('base_spec', '')}; every variant trains on {summary.get('samples_seen')} "
@@ -81,10 +82,10 @@ def markdown(summary: dict[str, Any]) -> str:
              "| variant | " + " | ".join(metrics) + f" | {headline} by seed |",
              "|---|" + "---|" * (len(metrics) + 1)]
     for row in rows:
-        cells = [f"{row[m]['mean']:.2f} ± {row[m]['sd']:.2f}" if m != "rows" else
-                 "/".join(str(v) for v in row[m]["by_seed"]) for m in metrics]
+        cells = [f"{row[m]:.2f} ± {row[m + '_std']:.2f}" if m != "rows" else
+                 "/".join(str(v) for v in row[m + "_by_seed"]) for m in metrics]
         lines.append(f"| {row['variant']} | " + " | ".join(cells) + " | "
-                     + " / ".join(f"{v:.1f}" for v in row[headline]["by_seed"]) + " |")
+                     + " / ".join(f"{v:.1f}" for v in row[headline + "_by_seed"]) + " |")
     lines += ["", "Paired gaps (a − b, same seed): mean ± 95 % CI over seeds, seeds a won/lost; **bold**: the "
               "interval excludes 0 (the gap exceeds the seed spread).", "",
               "| a | b | metric | gap | a won / lost | per seed | exceeds spread |", "|---|---|---|---|---|---|---|"]

@@ -387,6 +387,9 @@ def run_variant(loaded: Loaded, name: str, data: dict[str, Any], seed: int, fold
     repeats = math.ceil(train.samples_seen / rows)
     shards = export(TableInput(files, target.output_schema), folder / "shards", caption=train.caption,
                     repeats=repeats, seed=seed, store=plan.store_dir)
+    import shutil
+
+    shutil.rmtree(folder / "train", ignore_errors=True)  # open_clip_train refuses a log folder that exists
     checkpoint = train_clip(shards, folder / "train", name="clip", epochs=1, batch_size=train.batch_size,
                             lr=train.lr, warmup=train.warmup, seed=seed, model=train.model, threads=train.threads,
                             precision=train.precision, num_samples=train.samples_seen,

@@ -138,3 +138,45 @@ def test_two_variants_two_seeds_share_cached_steps_and_pair_their_seeds(pool, ca
     # a second run reuses every finished variant
     code, out, err = cli(["experiment", "run", experiment(pool), "--run-dir", run_dir], capsys)
     assert code == 0 and out.count("finished earlier") == 4
+
+
+def test_the_digits_experiment_validates_on_the_pool_its_script_makes(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    import shutil
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "benchmarks"))
+    try:
+        from digits_pool import make
+    finally:
+        sys.path.remove(str(repo / "benchmarks"))
+    facts = make(tmp_path / "runs" / "digits-data")
+    assert facts["pool_rows"] == 1050 and facts["distinct"] == 1000 and facts["eval"] == 797
+    assert facts["clean"] + facts["wrong"] + facts["junk"] == 1000 and facts["wrong"] > 300
+    (tmp_path / "specs").mkdir()
+    for name in ("experiment_digits.yaml", "digits_pool.yaml"):
+        shutil.copy(repo / "specs" / name, tmp_path / "specs" / name)
+    code, out, err = cli(["experiment", "validate", tmp_path / "specs" / "experiment_digits.yaml"], capsys)
+    assert code == 0, err
+    assert "ok clip_top60: source → normalize_text → dedup → clip_score → clip_filter" in out
+    assert out.index("ok no_filter") < out.index("ok clip_top60")  # the scorer's model is trained first
+    assert not (tmp_path / "runs" / "digits").exists()
+
+
+def test_a_paired_gap_exceeds_the_spread_only_when_its_t_interval_excludes_zero():
+    from curate_train.gaps import markdown, paired, summarize
+
+    consistent = paired([2.0, 3.0, 4.0])  # mean 3, sd 1: ± 4.303 / √3 = ± 2.48
+    assert consistent["mean"] == 3.0 and consistent["ci95"] == 2.48 and consistent["exceeds_spread"]
+    assert (consistent["wins"], consistent["losses"]) == (3, 0)
+    noisy = paired([1.0, -1.0, 3.0])  # mean 1, sd 2: ± 4.97
+    assert not noisy["exceeds_spread"] and (noisy["wins"], noisy["losses"]) == (2, 1)
+    assert not paired([5.0])["exceeds_spread"]  # one seed says nothing about the spread
+    results = {seed: {"a": {"x.acc1": 50.0 + seed, "rows": 10, "steps": []},
+                      "b": {"x.acc1": 40.0 + 2 * seed, "rows": 6, "steps": []}} for seed in (0, 1, 2)}
+    summary = summarize("s", results, ["a", "b"])
+    assert summary["variants"][0]["x.acc1"] == 51.0 and summary["variants"][0]["x.acc1_std"] == 1.0
+    [gap] = summary["gaps"]  # rows are reported per variant, not as a gap
+    assert gap["by_seed"] == [10.0, 9.0, 8.0] and gap["exceeds_spread"]
+    assert "| a | b | x.acc1 | **+9.00 ± 2.48** | 3/0 |" in markdown(summary)
