@@ -21,7 +21,8 @@ T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8:
        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
        20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
        29: 2.045, 30: 2.042}
-SKIP = ("variant", "seed", "train_seed", "export_seed", "model", "steps", "seconds", "samples_seen", "repeats")
+SKIP = ("variant", "seed", "train_seed", "export_seed", "model", "steps", "seconds", "samples_seen", "repeats",
+        "config")
 
 
 def metrics_of(result: dict[str, Any]) -> list[str]:
@@ -75,8 +76,8 @@ def markdown(summary: dict[str, Any]) -> str:
     metrics = [k for k in rows[0] if k not in ("variant", "cached_steps") and not k.endswith(("_std", "_by_seed"))]
     headline = next((m for m in metrics if m != "rows"), metrics[0])
     lines = [f"# Experiment '{summary['name']}', seeds {', '.join(map(str, seeds))}", "",
-             f"Base spec {summary.get('base_spec', '')}; every variant trains on {summary.get('samples_seen')} "
-             f"samples (model {summary.get('model')}, batch {summary.get('batch_size')}, caption column "
+             f"Base spec {summary.get('base_spec', '')}; every variant trains on "
+             f"{' / '.join(map(str, summary.get('samples_seen') or [])) or '?'} samples (model {summary.get('model')}, batch {summary.get('batch_size')}, caption column "
              f"{summary.get('caption')}). Mean ± sd over seeds; per-seed values after the bar. Chance: "
              + ", ".join(f"{k} {v}" for k, v in summary.get("chance", {}).items()), "",
              "| variant | " + " | ".join(metrics) + f" | {headline} by seed |",

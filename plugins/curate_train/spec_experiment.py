@@ -333,6 +333,10 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
         for name in order:
             folder = run_dir / f"seed-{seed}" / name
             done = folder / RESULT
+            config = config_hash(specs[name], experiment.train)
+            if done.is_file() and json.loads(done.read_text()).get("config") != config and not eval_only:
+                echo(f"seed {seed} {name}: its spec or training settings changed since {done}; running it again")
+                done.unlink()
             if done.is_file():
                 result = json.loads(done.read_text())
                 if eval_only:
@@ -346,14 +350,16 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
                                   "run it first without --eval-only")
             else:
                 echo(f"seed {seed} {name}: curating, training, evaluating in {folder}")
-                result = run_variant(loaded, name, substitute(specs[name], models), seed, folder, run_dir / "store")
+                result = {**run_variant(loaded, name, substitute(specs[name], models), seed, folder,
+                                        run_dir / "store"), "config": config}
                 done.write_text(json.dumps(result, indent=2) + "\n")
                 echo(json.dumps({k: v for k, v in result.items() if k not in ("steps", "model")}))
             models[name] = f"local-dir:{result['model']}"
             results[seed][name] = result
     summary = summarize(experiment.name, results, order, facts={
         "base_spec": str(loaded.base_path), "model": experiment.train.model,
-        "samples_seen": experiment.train.samples_seen, "batch_size": experiment.train.batch_size,
+        "samples_seen": sorted({r["samples_seen"] for by_variant in results.values() for r in by_variant.values()}),
+        "batch_size": experiment.train.batch_size,
         "lr": experiment.train.lr, "caption": experiment.train.caption, "plans": checked["steps"],
         "seconds": round(time.monotonic() - started, 1)})
     out = run_dir / "experiment"
@@ -363,6 +369,15 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(markdown(summary))
     return summary
+
+
+def config_hash(data: dict[str, Any], train: TrainSettings) -> str:
+    """What a variant's trained model depends on besides the seed: its spec (``{model:...}``
+    unresolved) and the training settings. A finished variant is reused only while it is unchanged."""
+    import hashlib
+
+    payload = json.dumps({"spec": data, "train": train.model_dump(mode="json")}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def run_variant(loaded: Loaded, name: str, data: dict[str, Any], seed: int, folder: Path,
