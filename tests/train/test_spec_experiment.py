@@ -78,6 +78,8 @@ def test_validate_lists_each_variants_plan_and_runs_nothing(pool, capsys):
     ({"name": "bad", "insert": [{"after": "dedup", "steps": [{"step": "clip_score",
                                                              "params": {"model": "{model:al}"}}]}]},
      ["'{model:al}' names no variant", "did you mean 'all'?"]),
+    ({"name": "bad", "set": {"steps.dedup.params.columns": ["{model:bad}"]}},
+     ["'{model:bad}' is the variant's own model"]),
     ({"name": "bad", "set": {"steps.dedup.params.colums": ["url"]}},
      ["variants.bad: steps[1].params.colums", "unknown key"]),
     ({"name": "bad", "insert": [{"before": "dedup", "steps": [{"step": "sampel", "params": {"count": 2}}]}]},
