@@ -357,7 +357,7 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
             models[name] = f"local-dir:{result['model']}"
             results[seed][name] = result
     summary = summarize(experiment.name, results, order, facts={
-        "base_spec": str(loaded.base_path), "model": experiment.train.model,
+        "base_spec": _shown(loaded.base_path), "model": experiment.train.model,
         "samples_seen": sorted({r["samples_seen"] for by_variant in results.values() for r in by_variant.values()}),
         "batch_size": experiment.train.batch_size,
         "lr": experiment.train.lr, "caption": experiment.train.caption, "plans": checked["steps"],
@@ -369,6 +369,14 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(markdown(summary))
     return summary
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is below it (summaries travel)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def config_hash(data: dict[str, Any], train: TrainSettings) -> str:
