@@ -25,7 +25,7 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 
 extras="pipeline"
 if [ "${1:-}" = "--test" ]; then
-    extras="$extras,train,diffusion,ray,s3,test"
+    extras="$extras,train,diffusion,ray,s3,test,digits"
 fi
 # torch comes first and pinned: this release lies on the machines' disk (pip takes it from there,
 # no 3 GB download); an unpinned 'torch' from the extras could ask the index for a newer one.

@@ -158,19 +158,31 @@ def experiment() -> None:
 @click.option("--eval-only", is_flag=True, help="re-evaluate the trained variants of a finished run")
 @click.option("--seeds", default=None, help="comma-separated seeds, overriding the spec's (e.g. 0,1,2,3,4)")
 def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | None) -> None:
-    """Run a blend experiment; writes RUN_DIR/experiment/results.json and results.md, or with
-    several seeds RUN_DIR/seed-N/... and RUN_DIR/experiment/summary.{json,md}."""
+    """Run an experiment: a base spec plus variants (a file with `spec:`; see curate_train's
+    README), writing RUN_DIR/seed-N/VARIANT/result.json and RUN_DIR/experiment/summary.{json,md};
+    or the world blend experiment (RUN_DIR/experiment/results.{json,md}, per seed with seeds)."""
+    from curate_train.spec_experiment import is_spec_experiment
+
+    chosen_seeds = None
+    if seeds is not None:
+        try:
+            chosen_seeds = [int(part) for part in seeds.split(",") if part.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2",
+                                     param_hint="--seeds") from None
+    if is_spec_experiment(spec):
+        from curate_train import spec_experiment
+
+        loaded_experiment = spec_experiment.load(spec)
+        target = run_dir or spec.parent.parent / "runs" / loaded_experiment.experiment.name
+        spec_experiment.run(loaded_experiment, target, chosen_seeds, echo=click.echo, eval_only=eval_only)
+        click.echo((target / "experiment" / "summary.md").read_text())
+        return
     from curate_train.experiment import load, reevaluate, run
 
     loaded = load(spec)
     target = run_dir or spec.parent.parent / "runs" / loaded.name
-    chosen = loaded.seeds
-    if seeds is not None:
-        try:
-            chosen = [int(part) for part in seeds.split(",") if part.strip()]
-        except ValueError:
-            raise click.BadParameter(f"{seeds!r}: expected comma-separated integers, e.g. 0,1,2",
-                                     param_hint="--seeds") from None
+    chosen = loaded.seeds if chosen_seeds is None else chosen_seeds
     if chosen:
         from curate_train.seeds import reevaluate_seeds, run_seeds
 
@@ -179,6 +191,28 @@ def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | 
         return
     (reevaluate if eval_only else run)(loaded, target, echo=click.echo)
     click.echo((target / "experiment" / "results.md").read_text())
+
+
+@experiment.command("validate")
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="default: runs/<spec name> next to the spec")
+def validate_command(spec: Path, run_dir: Path | None) -> None:
+    """Check an experiment over a spec without running anything: its fields, every variant's
+    patch (paths, step names), {model:...} references, each variant's plan (plugins, params,
+    columns), the trained step and caption column, the eval sets. Exit 2 listing every problem."""
+    from curate_train import spec_experiment
+
+    from curate.errors import UsageError
+
+    if not spec_experiment.is_spec_experiment(spec):
+        raise UsageError(f"{spec} has no 'spec:' (the base curation spec)",
+                         "validate checks experiments over a spec; the world blend experiment is checked by run")
+    loaded = spec_experiment.load(spec)
+    target = run_dir or spec.parent.parent / "runs" / loaded.experiment.name
+    checked = spec_experiment.validate(loaded, target)
+    for name in checked["order"]:
+        click.echo(f"ok {name}: " + " → ".join(checked["steps"][name]))
 
 
 def add_commands(cli: click.Group) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,11 +119,15 @@ def shard_pattern(shards: Path) -> tuple[str, int]:
 
 def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, batch_size: int = 64,
                lr: float = 2e-3, warmup: int = 20, seed: int = 0, workers: int = 1, model: str = "tiny",
-               threads: int | None = 1, precision: str = "fp32") -> Path:
+               threads: int | None = 1, precision: str = "fp32", num_samples: int | None = None,
+               seeded_order: bool = False) -> Path:
     """Train with ``open_clip_train.main``; returns the final checkpoint, and writes beside it a
     ``local-dir:`` model folder (:func:`model_dir`). ``epochs`` passes over the shards (a sink with
     ``repeats: E`` already holds E unrolled epochs: pass ``epochs=1``). A ``local-dir:`` model that
-    holds weights starts from them (fine-tuning); the others start from scratch."""
+    holds weights starts from them (fine-tuning); the others start from scratch. ``num_samples``
+    cuts each epoch at that many samples (whole batches; the shards must hold at least as many):
+    an exact budget in samples seen, whatever the export's size. ``seeded_order``: the sample
+    order is a function of ``seed`` too (:func:`seeded_sample_shuffle`)."""
     if precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is not one open_clip_train accepts",
                          f"choose one of {', '.join(PRECISIONS)}")
@@ -132,6 +138,10 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
         torch.set_num_threads(threads)
     model_name = prepare(model)
     pattern, samples = shard_pattern(shards)
+    if num_samples is not None:
+        if num_samples > samples:
+            raise UsageError(f"num_samples {num_samples} is more than the {samples} samples in {shards}")
+        samples = num_samples
     out.mkdir(parents=True, exist_ok=True)
     args = [
         "--train-data", pattern, "--train-num-samples", str(samples), "--dataset-type", "webdataset",
@@ -140,12 +150,36 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
         "--precision", precision, "--logs", str(out), "--name", name, "--save-frequency", str(epochs),
         "--zeroshot-frequency", "0", "--val-frequency", "0", "--report-to", "", "--log-every-n-steps", "20",
     ]
-    open_clip_train.main.main(args)
+    if seeded_order:
+        with seeded_sample_shuffle(seed):
+            open_clip_train.main.main(args)
+    else:
+        open_clip_train.main.main(args)
     checkpoint = out / name / "checkpoints" / f"epoch_{epochs}.pt"
     if not checkpoint.is_file():
         raise RuntimeError(f"open_clip_train finished without {checkpoint}")
     export_local_dir(checkpoint, model_name, model_dir(checkpoint))
     return checkpoint
+
+
+@contextmanager
+def seeded_sample_shuffle(seed: int) -> Iterator[None]:
+    """open_clip_train shuffles shards with a seeded ``detshuffle2`` but samples with webdataset's
+    ``shuffle``, whose generator is seeded from the clock and the pid: two runs with one ``--seed``
+    see the samples in different orders. Inside this block ``webdataset.shuffle`` is webdataset's
+    own ``detshuffle`` (same buffer sizes) seeded with ``seed``, so the seed fixes the order too."""
+    import webdataset
+
+    original = webdataset.shuffle
+
+    def shuffle(bufsize: int = 1000, initial: int = 100, **_: Any) -> Any:
+        return webdataset.detshuffle(bufsize=bufsize, initial=initial, seed=seed)
+
+    webdataset.shuffle = shuffle
+    try:
+        yield
+    finally:
+        webdataset.shuffle = original
 
 
 def model_dir(checkpoint: Path) -> Path:

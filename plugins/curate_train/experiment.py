@@ -53,7 +53,18 @@ class ExperimentSpec(Params):
 
 
 def load(path: Path) -> ExperimentSpec:
-    return ExperimentSpec.model_validate(yaml.safe_load(path.read_text()))
+    """The spec, or one SpecError naming every bad field (never a pydantic traceback)."""
+    from pydantic import ValidationError
+
+    from curate.errors import Problem, SpecError
+    from curate.spec import format_path, parse_yaml, problems_from_validation
+
+    data, _ = parse_yaml(path.read_text(), str(path))
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError([Problem(format_path(loc), message) for loc, message in problems_from_validation(exc)],
+                        str(path)) from None
 
 
 def build_pool(world_dir: Path, world: dict[str, Any]) -> pl.DataFrame:

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_the_plugins_imports_no_torch():
-    code = ("import sys, curate_mix.step, curate_export.sinks, curate_train.cli, curate_train.experiment; "
+    code = ("import sys, curate_mix.step, curate_export.sinks, curate_train.cli, curate_train.experiment, "
+            "curate_train.spec_experiment, curate_train.patch, curate_train.gaps; "
             "heavy = [m for m in ('torch', 'open_clip', 'open_clip_train', 'diffusers', 'datasets') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,467 @@
+"""Experiments over any curation spec: a base spec plus named variants (patches, see
+:mod:`curate_train.patch`), each curated by the engine, exported, trained on for the same number of
+samples and evaluated on eval sets given as data, once per seed.
+
+    name: digits
+    spec: digits/pool.yaml             # the base curation spec (or an inline mapping)
+    seeds: [0, 1, 2]
+    train: {model: tiny, samples: 12800, batch_size: 64, caption: alt_text}
+    eval: [{name: digits, format: table, path: ../runs/digits-data/eval.parquet}]
+    variants:
+      - name: no_filter
+      - name: clip_top60
+        insert: [{after: dedup, steps: [{step: clip_score, params: {model: "{model:no_filter}"}},
+                                        {step: clip_filter, params: {top_fraction: 0.6}}]}]
+
+- **Shared steps run once.** Every variant and seed curates into one content-addressed store
+  (``RUN_DIR/store``): a step whose fingerprint (its params, its upstream's fingerprint, the seed
+  only for random steps) was computed before is reused, so variants with an identical prefix of
+  steps compute it once; each variant's ``result.json`` lists which of its steps were cached.
+- **Equal budgets.** Every variant trains on exactly ``ceil(samples / batch_size) * batch_size``
+  samples: its rows are exported ``ceil(samples_seen / rows)`` times and open_clip_train's epoch is
+  cut at that many samples (``--train-num-samples``).
+- **Paired seeds.** Seed s sets the spec's ``run.seed`` (random steps' draws), the export's shuffle
+  of copies and open_clip_train's ``--seed`` (initialization and sample order) for every variant;
+  variants with the same rows in seed s train identically.
+- ``{model:VARIANT}`` in any string of a patch (or the base) is that variant's trained model in the
+  same seed (``local-dir:...``): the digits loop scores with the model trained on the unfiltered pool.
+
+Results: ``RUN_DIR/seed-S/VARIANT/result.json`` and ``RUN_DIR/experiment/summary.{json,md}``
+(:mod:`curate_train.gaps`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from curate.errors import CurateError, Problem, SpecError
+from curate.params import Params
+from curate_train.patch import Variant, apply_patch, closest
+
+MODEL_REF = re.compile(r"\{model:([^{}]*)\}")
+RESULT = "result.json"
+
+
+class TrainSettings(Params):
+    model: str = Field("tiny", description="tiny, world, an open_clip config .json or local-dir:<folder>")
+    samples: int = Field(gt=0, description="samples every variant sees (rounded up to whole batches)")
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    warmup: int = Field(20, ge=0)
+    threads: int = Field(1, ge=1, description="torch threads of each training run")
+    precision: str = "fp32"
+    caption: str = Field("alt_text", description="the column trained on as the image's text")
+    step: str | None = Field(None, description="train on this step's rows (default: the last step's)")
+
+    @property
+    def samples_seen(self) -> int:
+        return math.ceil(self.samples / self.batch_size) * self.batch_size
+
+
+class SpecExperiment(Params):
+    name: str
+    spec: str | dict[str, Any] = Field(description="the base curation spec: a path (relative to this file) "
+                                                   "or the spec itself")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    train: TrainSettings
+    eval: list[dict[str, Any]] = Field(min_length=1, description="eval sets (curate_train/evalsets.py fields)")
+    variants: list[Variant] = Field(min_length=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique(cls, variants: list[Variant]) -> list[Variant]:
+        names = [v.name for v in variants]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two variants are named '{twice[0]}': give each a distinct name")
+        return variants
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds repeat: {seeds}")
+        return seeds
+
+
+class Loaded:
+    """An experiment file, its base spec's data and where that came from."""
+
+    def __init__(self, experiment: SpecExperiment, path: Path, base: dict[str, Any], base_path: Path):
+        self.experiment, self.path, self.base, self.base_path = experiment, path, base, base_path
+
+
+def is_spec_experiment(path: Path) -> bool:
+    """True for an experiment over a spec (it has ``spec:``); the world blend experiment has none."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "spec" in data
+
+
+def load(path: Path) -> Loaded:
+    """Parse the experiment file and its base spec; problems are one SpecError, never a traceback."""
+    from curate.spec import format_path, line_of, parse_yaml, problems_from_validation
+
+    source = str(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem("", f"cannot read the experiment file: {exc}")], source) from None
+    data, node = parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise SpecError([Problem("", "an experiment is a mapping with name, spec, train, eval and variants")], source)
+    try:
+        experiment = SpecExperiment.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for loc, message in problems_from_validation(exc):
+            loc = _named(loc, data)
+            hint = None
+            if message == "unknown key":
+                hint = closest(str(loc[-1]), _allowed_keys(loc))
+            problems.append(Problem(format_path(loc), message, hint, line=line_of(node, _indexed(loc, data))))
+        raise SpecError(problems, source) from None
+    if isinstance(experiment.spec, dict):
+        base, base_path = copy.deepcopy(experiment.spec), path
+    else:
+        base_path = (path.parent / experiment.spec).resolve()
+        if not base_path.is_file():
+            raise SpecError([Problem("spec", f"the base spec {base_path} does not exist",
+                                     "spec: is a curation spec's path, relative to this file",
+                                     line=line_of(node, ("spec",)))], source)
+        base, _ = parse_yaml(base_path.read_text(), str(base_path))
+        if not isinstance(base, dict):
+            raise SpecError([Problem("spec", f"{base_path} is not a curation spec (a mapping)")], source)
+    return Loaded(experiment, path, base, base_path)
+
+
+def _named(loc: tuple, data: dict[str, Any]) -> tuple:
+    """``variants.2.set`` → ``variants.<name>.set``: say which variant by its name."""
+    if len(loc) > 1 and loc[0] == "variants" and isinstance(loc[1], int):
+        entries = data.get("variants") or []
+        if loc[1] < len(entries) and isinstance(entries[loc[1]], dict) and entries[loc[1]].get("name"):
+            return ("variants", str(entries[loc[1]]["name"]), *loc[2:])
+    return loc
+
+
+def _indexed(loc: tuple, data: dict[str, Any]) -> tuple:
+    if len(loc) > 1 and loc[0] == "variants" and isinstance(loc[1], str):
+        names = [v.get("name") if isinstance(v, dict) else None for v in data.get("variants") or []]
+        if loc[1] in names:
+            return ("variants", names.index(loc[1]), *loc[2:])
+    return loc
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    from curate_train.patch import Insert
+
+    models: dict[str, Any] = {"": SpecExperiment, "train": TrainSettings, "variants": Variant, "insert": Insert}
+    parents = [p for p in loc[:-1] if isinstance(p, str) and p in models]
+    model = models[parents[-1]] if parents else SpecExperiment
+    return list(model.model_fields)
+
+
+# -- variants ---------------------------------------------------------------------------------
+def references(data: Any) -> set[str]:
+    """Variant names referred to as ``{model:NAME}`` anywhere in ``data``."""
+    if isinstance(data, str):
+        return {m.strip() for m in MODEL_REF.findall(data)}
+    if isinstance(data, dict):
+        return set().union(*(references(v) for v in data.values())) if data else set()
+    if isinstance(data, list):
+        return set().union(*(references(v) for v in data)) if data else set()
+    return set()
+
+
+def substitute(data: Any, models: dict[str, str]) -> Any:
+    if isinstance(data, str):
+        return MODEL_REF.sub(lambda m: models[m.group(1).strip()], data)
+    if isinstance(data, dict):
+        return {k: substitute(v, models) for k, v in data.items()}
+    if isinstance(data, list):
+        return [substitute(v, models) for v in data]
+    return data
+
+
+def variant_specs(loaded: Loaded) -> tuple[dict[str, dict[str, Any]], list[str], list[Problem]]:
+    """Each variant's spec data, the order to run them in (a variant after those whose models it
+    uses) and the problems: bad patch paths, unknown or circular ``{model:...}`` references."""
+    problems: list[Problem] = []
+    specs: dict[str, dict[str, Any]] = {}
+    needs: dict[str, set[str]] = {}
+    names = [v.name for v in loaded.experiment.variants]
+    for variant in loaded.experiment.variants:
+        data, found = apply_patch(loaded.base, variant)
+        problems += found
+        specs[variant.name] = data
+        needs[variant.name] = references(data)
+        for ref in sorted(needs[variant.name]):
+            if ref not in names:
+                problems.append(Problem(f"variants.{variant.name}", f"'{{model:{ref}}}' names no variant",
+                                        closest(ref, names)))
+            elif ref == variant.name:
+                problems.append(Problem(f"variants.{variant.name}", f"'{{model:{ref}}}' is the variant's own model",
+                                        "a variant can use the model of another variant only"))
+    order: list[str] = []
+    pending = [n for n in names]
+    while pending:
+        ready = [n for n in pending if needs[n] & set(names) <= set(order) | {n}]
+        if not ready:
+            problems.append(Problem("variants", "the {model:...} references form a cycle: " + ", ".join(pending)))
+            order += pending
+            break
+        order.append(ready[0])
+        pending.remove(ready[0])
+    return specs, order, problems
+
+
+def plan_variant(loaded: Loaded, data: dict[str, Any], seed: int, run_dir: Path, store: Path, pm: Any):
+    """The engine's plan of one variant's spec in ``run_dir``, its steps cached in ``store``."""
+    from curate.plan import make_plan
+    from curate.spec import load_spec_text
+
+    data = {**data, "run": {**(data.get("run") or {}), "seed": seed, "cache_dir": str(store.resolve())}}
+    data["run"].pop("dir", None)
+    loaded_spec = load_spec_text(yaml.safe_dump(data, sort_keys=False), loaded.base_path)
+    return make_plan(loaded_spec, pm, run_dir)  # raises every problem, loading's included
+
+
+def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
+    """Every check that needs no run: patches, references, each variant's plan (plugins, params,
+    columns), the trained step and caption column, the eval sets' fields and files. Raises one
+    SpecError listing every problem; returns a summary of the plans."""
+    from curate.plugins import get_plugin_manager
+    from curate.schema import Image
+    from curate_train.clip import resolve_model
+    from curate_train.evalsets import make_eval_set
+
+    experiment = loaded.experiment
+    specs, order, problems = variant_specs(loaded)
+    try:
+        resolve_model(experiment.train.model)
+    except CurateError as exc:
+        problems.append(Problem("train.model", exc.message, exc.hint))
+    from curate_train.clip import PRECISIONS
+
+    if experiment.train.precision not in PRECISIONS:
+        problems.append(Problem("train.precision", f"'{experiment.train.precision}' is not one open_clip_train "
+                                "accepts", f"choose one of {', '.join(PRECISIONS)}"))
+    for index, fields in enumerate(experiment.eval):
+        try:
+            evalset = make_eval_set(fields, f"eval[{index}]", base=loaded.path.parent)
+            if not Path(evalset.path).exists():
+                problems.append(Problem(f"eval[{index}].path", f"{evalset.path} does not exist",
+                                        "paths are relative to the experiment file"))
+        except CurateError as exc:
+            problems.append(Problem(f"eval[{index}]", exc.message, exc.hint))
+    pm = get_plugin_manager()
+    plans: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="curate-experiment-") as scratch:
+        placeholder = _placeholder_model(experiment.train.model, Path(scratch))
+        for name in order:
+            data = substitute(specs[name], {ref: placeholder for ref in references(specs[name])})
+            try:
+                plan = plan_variant(loaded, data, experiment.seeds[0], run_dir / f"seed-{experiment.seeds[0]}" / name
+                                    / "curate", run_dir / "store", pm)
+            except SpecError as exc:
+                problems += [Problem(f"variants.{name}: {p.path}" if p.path else f"variants.{name}", p.message, p.hint)
+                             for p in exc.problems]
+                continue
+            except CurateError as exc:
+                problems.append(Problem(f"variants.{name}", exc.message, exc.hint))
+                continue
+            labels = [p.label for p in plan.steps]
+            plans[name] = labels
+            target = experiment.train.step or labels[-1]
+            if target not in labels:
+                problems.append(Problem("train.step", f"variant '{name}' has no step labelled '{target}'",
+                                        closest(target, labels)))
+                continue
+            schema = plan.by_label(target).output_schema
+            for column, wanted in ((experiment.train.caption, None), ("image", Image)):
+                if column not in schema:
+                    problems.append(Problem("train.caption" if wanted is None else "train",
+                                            f"variant '{name}': step '{target}' has no column '{column}' to train on",
+                                            closest(column, list(schema))))
+    if problems:
+        raise SpecError(problems, str(loaded.path))
+    return {"order": order, "steps": plans}
+
+
+def _placeholder_model(model: str, scratch: Path) -> str:
+    """A local-dir: folder with the training model's config (no weights), standing in for a
+    variant's model while validating: clip_score checks the architecture, nothing is loaded."""
+    from curate_train.clip import CONFIG_FILE, resolve_model
+
+    choice = resolve_model(model)
+    if choice.config is None:
+        return choice.name
+    folder = scratch / "model"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps({"model_cfg": choice.config}))
+    return f"local-dir:{folder}"
+
+
+# -- running ----------------------------------------------------------------------------------
+def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: Any = print,
+        eval_only: bool = False) -> dict[str, Any]:
+    """Validate, then per seed run every variant (a finished one, with its result.json, is reused),
+    then write the summary."""
+    from curate_train.gaps import summarize
+
+    experiment = loaded.experiment
+    seeds = seeds or experiment.seeds
+    checked = validate(loaded, run_dir)
+    specs, order = variant_specs(loaded)[:2]
+    started = time.monotonic()
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    for seed in seeds:
+        models: dict[str, str] = {}
+        results[seed] = {}
+        for name in order:
+            folder = run_dir / f"seed-{seed}" / name
+            done = folder / RESULT
+            config = config_hash(specs[name], experiment.train)
+            if done.is_file() and json.loads(done.read_text()).get("config") != config and not eval_only:
+                echo(f"seed {seed} {name}: its spec or training settings changed since {done}; running it again")
+                done.unlink()
+            if done.is_file():
+                result = json.loads(done.read_text())
+                if eval_only:
+                    result = {**result, **evaluate(loaded, Path(result["model"]))}
+                    done.write_text(json.dumps(result, indent=2) + "\n")
+                    echo(f"seed {seed} {name}: re-evaluated")
+                else:
+                    echo(f"seed {seed} {name}: finished earlier ({done}), reused")
+            elif eval_only:
+                raise CurateError(f"--eval-only: seed {seed}, variant '{name}' has not finished ({done} is missing)",
+                                  "run it first without --eval-only")
+            else:
+                echo(f"seed {seed} {name}: curating, training, evaluating in {folder}")
+                result = {**run_variant(loaded, name, substitute(specs[name], models), seed, folder,
+                                        run_dir / "store"), "config": config}
+                done.write_text(json.dumps(result, indent=2) + "\n")
+                echo(json.dumps({k: v for k, v in result.items() if k not in ("steps", "model")}))
+            models[name] = f"local-dir:{result['model']}"
+            results[seed][name] = result
+    summary = summarize(experiment.name, results, order, facts={
+        "base_spec": _shown(loaded.base_path), "model": experiment.train.model,
+        "samples_seen": sorted({r["samples_seen"] for by_variant in results.values() for r in by_variant.values()}),
+        "batch_size": experiment.train.batch_size,
+        "lr": experiment.train.lr, "caption": experiment.train.caption, "plans": checked["steps"],
+        "seconds": round(time.monotonic() - started, 1)})
+    out = run_dir / "experiment"
+    out.mkdir(parents=True, exist_ok=True)
+    from curate_train.gaps import markdown
+
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(markdown(summary))
+    return summary
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is below it (summaries travel)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def config_hash(data: dict[str, Any], train: TrainSettings) -> str:
+    """What a variant's trained model depends on besides the seed: its spec (``{model:...}``
+    unresolved) and the training settings. A finished variant is reused only while it is unchanged."""
+    import hashlib
+
+    payload = json.dumps({"spec": data, "train": train.model_dump(mode="json")}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def run_variant(loaded: Loaded, name: str, data: dict[str, Any], seed: int, folder: Path,
+                store: Path) -> dict[str, Any]:
+    """Curate (engine, shared store), export, train for the budget, evaluate."""
+    from curate.engine import Engine
+    from curate.plugins import get_plugin_manager
+    from curate.shards import iter_shard_files
+    from curate.step import TableInput
+    from curate_train.clip import model_dir, train_clip
+
+    train = loaded.experiment.train
+    begun = time.monotonic()
+    pm = get_plugin_manager()
+    plan = plan_variant(loaded, data, seed, folder / "curate", store, pm)
+    manifest = Engine(plan, pm).run()
+    target = plan.by_label(train.step or plan.steps[-1].label)
+    files = iter_shard_files(plan.step_dir(target))
+    rows = sum(_rows(f) for f in files)
+    if rows == 0:
+        raise CurateError(f"variant '{name}', seed {seed}: step '{target.label}' kept no rows to train on")
+    repeats = math.ceil(train.samples_seen / rows)
+    shards = export(TableInput(files, target.output_schema), folder / "shards", caption=train.caption,
+                    repeats=repeats, seed=seed, store=plan.store_dir)
+    import shutil
+
+    shutil.rmtree(folder / "train", ignore_errors=True)  # open_clip_train refuses a log folder that exists
+    checkpoint = train_clip(shards, folder / "train", name="clip", epochs=1, batch_size=train.batch_size,
+                            lr=train.lr, warmup=train.warmup, seed=seed, model=train.model, threads=train.threads,
+                            precision=train.precision, num_samples=train.samples_seen,
+                            seeded_order=True)
+    model = model_dir(checkpoint).resolve()
+    steps = [{"label": r["label"], "fingerprint": r["fingerprint"], "cached": r["cached"],
+              "rows_out": r.get("rows_out")} for r in manifest["steps"]]
+    return {"variant": name, "seed": seed, "train_seed": seed, "export_seed": seed, "rows": rows,
+            "samples_seen": train.samples_seen, "repeats": repeats, "model": str(model),
+            **evaluate(loaded, model), "steps": steps, "seconds": round(time.monotonic() - begun, 1)}
+
+
+def _rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def export(table: Any, out: Path, *, caption: str, repeats: int, seed: int, store: Path) -> Path:
+    from curate_export.sinks import WebDatasetSink
+
+    from curate.sink import SinkContext
+
+    ctx = SinkContext(run_dir=out.parent, spec_dir=out.parent, seed=seed, label=out.name, path=out.name)
+    params = WebDatasetSink.Params(caption=caption, repeats=repeats, samples_per_shard=1000, seed=seed,
+                                   store_dir=str(store))
+    if out.exists():  # a variant cut off after its export: write it again
+        import shutil
+
+        shutil.rmtree(out)
+    WebDatasetSink(params, ctx).write(table)
+    return out
+
+
+def evaluate(loaded: Loaded, model: Path) -> dict[str, Any]:
+    """``{set}.{metric}`` of every eval set (accuracy and recall in %)."""
+    import torch
+
+    from curate_train.clip import load_clip
+    from curate_train.evalsets import evaluate_sets, make_eval_set
+
+    torch.manual_seed(0)
+    sets = [make_eval_set(fields, f"eval[{i}]", base=loaded.path.parent) for i, fields in enumerate(loaded.experiment.eval)]
+    network, preprocess, tokenizer = load_clip(f"local-dir:{model}")
+    flat: dict[str, Any] = {}
+    for set_name, metrics in evaluate_sets(network, preprocess, tokenizer, sets).items():
+        for key, value in metrics.items():
+            if key.startswith(("acc", "i2t", "t2i")):
+                flat[f"{set_name}.{key}"] = round(100 * value, 2)
+            elif key == "chance":
+                flat[f"{set_name}.chance"] = round(100 * value, 2)
+    return flat

@@ -1,0 +1,184 @@
+"""Experiments over any spec (curate_train/spec_experiment.py): validation that names the variant,
+the path and the closest name without running anything, and a tiny end-to-end run whose variants
+share cached steps and pair their seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from PIL import Image
+
+from tests.train.test_evalsets import RGB, cli
+
+COLORS = ["red", "green", "blue", "magenta"]
+
+
+def make_pool(root: Path, rows: int = 16) -> None:
+    """A user's pool of coloured squares (alt-texts name the colour) and a labelled eval table."""
+    images = root / "images"
+    images.mkdir(parents=True)
+    pool = []
+    for n in range(rows):
+        color = COLORS[n % len(COLORS)]
+        Image.new("RGB", (16, 16), RGB[color]).save(images / f"{n:03d}.png")
+        pool.append({"url": f"https://example.org/{n}.png", "alt_text": f"a {color} square",
+                     "image": {"shard": str(images.resolve()), "key": f"{n:03d}"}})
+    pl.DataFrame(pool).write_parquet(root / "pool.parquet")
+    (root / "eval").mkdir()
+    for n, color in enumerate(COLORS):
+        Image.new("RGB", (16, 16), RGB[color]).save(root / "eval" / f"{n}.png")
+    pl.DataFrame({"path": [f"eval/{n}.png" for n in range(4)], "label": COLORS}).write_parquet(root / "eval.parquet")
+    (root / "base.yaml").write_text(yaml.safe_dump({
+        "name": "pool", "source": {"format": "parquet", "path": "pool.parquet"},
+        "steps": [{"step": "normalize_text"}, {"step": "exact_dedup", "name": "dedup", "params": {"columns": ["url"]}}],
+    }, sort_keys=False))
+
+
+def experiment(root: Path, **changes) -> Path:
+    data = {
+        "name": "tiny", "spec": "base.yaml", "seeds": [0, 1],
+        "train": {"model": "tiny", "samples": 48, "batch_size": 16, "warmup": 1, "lr": 0.001},
+        "eval": [{"name": "colors", "format": "table", "path": "eval.parquet", "templates": ["a {} square"]}],
+        "variants": [
+            {"name": "all"},
+            # the same rows through one more step: shares the base's steps, trains on identical data
+            {"name": "all_sampled", "insert": [{"after": "dedup", "steps": [{"step": "sample",
+                                                                              "params": {"fraction": 1.0}}]}]},
+        ],
+        **changes,
+    }
+    path = root / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def pool(tmp_path) -> Path:
+    make_pool(tmp_path)
+    return tmp_path
+
+
+def test_validate_lists_each_variants_plan_and_runs_nothing(pool, capsys):
+    code, out, err = cli(["experiment", "validate", experiment(pool), "--run-dir", pool / "run"], capsys)
+    assert code == 0, err
+    assert "ok all: source → normalize_text → dedup" in out
+    assert "ok all_sampled: source → normalize_text → dedup → sample" in out
+    assert not (pool / "run").exists()
+
+
+@pytest.mark.parametrize("variant, expected", [
+    ({"name": "bad", "set": {"steps.dedupe.params.columns": ["alt_text"]}},
+     ["variants.bad.set.steps.dedupe.params.columns", "no step labelled 'dedupe'", "did you mean 'dedup'?"]),
+    ({"name": "bad", "sett": {}}, ["variants.bad.sett: unknown key", "did you mean 'set'?"]),
+    ({"name": "bad", "remove": ["normalise_text"]}, ["variants.bad.remove", "did you mean 'normalize_text'?"]),
+    ({"name": "bad", "insert": [{"after": "dedup", "steps": [{"step": "clip_score",
+                                                             "params": {"model": "{model:al}"}}]}]},
+     ["'{model:al}' names no variant", "did you mean 'all'?"]),
+    ({"name": "bad", "set": {"steps.dedup.params.columns": ["{model:bad}"]}},
+     ["'{model:bad}' is the variant's own model"]),
+    ({"name": "bad", "set": {"steps.dedup.params.colums": ["url"]}},
+     ["variants.bad: steps[1].params.colums", "unknown key"]),
+    ({"name": "bad", "insert": [{"before": "dedup", "steps": [{"step": "sampel", "params": {"count": 2}}]}]},
+     ["variants.bad: steps[1].step", "sampel", "sample"]),
+])
+def test_a_bad_variant_is_one_clear_error_naming_variant_path_and_closest(pool, capsys, variant, expected):
+    path = experiment(pool, variants=[{"name": "all"}, variant])
+    for command in ("validate", "run"):
+        code, out, err = cli(["experiment", command, path, "--run-dir", pool / "run"], capsys)
+        assert code == 2, (out, err)
+        assert "Traceback" not in err
+        for text in expected:
+            assert text in err, (text, err)
+    assert not (pool / "run").exists()  # nothing ran
+
+
+def test_bad_experiment_fields_are_errors_with_lines(pool, capsys):
+    path = experiment(pool, train={"model": "tiny", "samples": 0}, variants=[{"name": "a"}, {"name": "a"}])
+    code, _, err = cli(["experiment", "validate", path], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "train.samples: must be > 0, got 0" in err and "two variants are named 'a'" in err
+    code, _, err = cli(["experiment", "validate", experiment(pool, spec="nope.yaml")], capsys)
+    assert code == 2 and "nope.yaml does not exist" in err
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")  # open_clip_train and webdataset warn about CPU runs and leaked handles
+def test_two_variants_two_seeds_share_cached_steps_and_pair_their_seeds(pool, capsys):
+    run_dir = pool / "run"
+    code, out, err = cli(["experiment", "run", experiment(pool), "--run-dir", run_dir], capsys)
+    assert code == 0, err[-3000:]
+    results = {(seed, name): json.loads((run_dir / f"seed-{seed}" / name / "result.json").read_text())
+               for seed in (0, 1) for name in ("all", "all_sampled")}
+    cached = {key: {s["label"]: s["cached"] for s in r["steps"]} for key, r in results.items()}
+    # shared steps run once: the first variant of the first seed computes them, everyone else reuses them
+    assert cached[0, "all"] == {"source": False, "normalize_text": False, "dedup": False}
+    assert cached[0, "all_sampled"] == {"source": True, "normalize_text": True, "dedup": True, "sample": False}
+    assert cached[1, "all"] == {"source": True, "normalize_text": True, "dedup": True}
+    assert cached[1, "all_sampled"]["sample"] is False  # a random step's fingerprint holds the seed
+    fingerprints = {key: {s["label"]: s["fingerprint"] for s in r["steps"]} for key, r in results.items()}
+    assert fingerprints[0, "all"]["dedup"] == fingerprints[1, "all_sampled"]["dedup"]
+    assert fingerprints[0, "all_sampled"]["sample"] != fingerprints[1, "all_sampled"]["sample"]
+    # equal budgets, paired seeds: same rows in the same seed → the same training, the same model
+    for seed in (0, 1):
+        a, b = results[seed, "all"], results[seed, "all_sampled"]
+        assert a["samples_seen"] == b["samples_seen"] == 48 and a["rows"] == b["rows"] == 16
+        assert a["train_seed"] == b["train_seed"] == seed
+        assert a["colors.acc1"] == b["colors.acc1"]
+        weights = [Path(r["model"]) / "open_clip_model.safetensors" for r in (a, b)]
+        assert weights[0].read_bytes() == weights[1].read_bytes()
+    assert (Path(results[0, "all"]["model"]) / "open_clip_model.safetensors").read_bytes() != \
+        (Path(results[1, "all"]["model"]) / "open_clip_model.safetensors").read_bytes()
+    summary = json.loads((run_dir / "experiment" / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and [v["variant"] for v in summary["variants"]] == ["all", "all_sampled"]
+    gap = next(g for g in summary["gaps"] if g["metric"] == "colors.acc1")
+    assert gap["by_seed"] == [0.0, 0.0] and gap["exceeds_spread"] is False
+    assert "| all | all_sampled | colors.acc1 |" in (run_dir / "experiment" / "summary.md").read_text()
+    # a second run reuses every finished variant
+    code, out, err = cli(["experiment", "run", experiment(pool), "--run-dir", run_dir], capsys)
+    assert code == 0 and out.count("finished earlier") == 4
+
+
+def test_the_digits_experiment_validates_on_the_pool_its_script_makes(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    import shutil
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "benchmarks"))
+    try:
+        from digits_pool import make
+    finally:
+        sys.path.remove(str(repo / "benchmarks"))
+    facts = make(tmp_path / "runs" / "digits-data")
+    assert facts["pool_rows"] == 1050 and facts["distinct"] == 1000 and facts["eval"] == 797
+    assert facts["clean"] + facts["wrong"] + facts["junk"] == 1000 and facts["wrong"] > 300
+    (tmp_path / "specs").mkdir()
+    for name in ("experiment_digits.yaml", "digits_pool.yaml"):
+        shutil.copy(repo / "specs" / name, tmp_path / "specs" / name)
+    code, out, err = cli(["experiment", "validate", tmp_path / "specs" / "experiment_digits.yaml"], capsys)
+    assert code == 0, err
+    assert "ok clip_top60: source → normalize_text → dedup → clip_score → clip_filter" in out
+    assert out.index("ok no_filter") < out.index("ok clip_top60")  # the scorer's model is trained first
+    assert not (tmp_path / "runs" / "digits").exists()
+
+
+def test_a_paired_gap_exceeds_the_spread_only_when_its_t_interval_excludes_zero():
+    from curate_train.gaps import markdown, paired, summarize
+
+    consistent = paired([2.0, 3.0, 4.0])  # mean 3, sd 1: ± 4.303 / √3 = ± 2.48
+    assert consistent["mean"] == 3.0 and consistent["ci95"] == 2.48 and consistent["exceeds_spread"]
+    assert (consistent["wins"], consistent["losses"]) == (3, 0)
+    noisy = paired([1.0, -1.0, 3.0])  # mean 1, sd 2: ± 4.97
+    assert not noisy["exceeds_spread"] and (noisy["wins"], noisy["losses"]) == (2, 1)
+    assert not paired([5.0])["exceeds_spread"]  # one seed says nothing about the spread
+    results = {seed: {"a": {"x.acc1": 50.0 + seed, "rows": 10, "steps": []},
+                      "b": {"x.acc1": 40.0 + 2 * seed, "rows": 6, "steps": []}} for seed in (0, 1, 2)}
+    summary = summarize("s", results, ["a", "b"])
+    assert summary["variants"][0]["x.acc1"] == 51.0 and summary["variants"][0]["x.acc1_std"] == 1.0
+    [gap] = summary["gaps"]  # rows are reported per variant, not as a gap
+    assert gap["by_seed"] == [10.0, 9.0, 8.0] and gap["exceeds_spread"]
+    assert "| a | b | x.acc1 | **+9.00 ± 2.48** | 3/0 |" in markdown(summary)
