@@ -107,7 +107,8 @@ def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, excl
 
     root = Path(world_dir)
     world = read_world(root)
-    picked = unseen_rows(world, [read_world(Path(w)) for w in exclude]).sort("world_id").head(rows)
+    unseen = unseen_rows(world, [read_world(Path(w)) for w in exclude]).sort("world_id")
+    picked = unseen.head(rows)
     scenes = [Scene.from_objects_json(o, b, t) for o, b, t in picked.select("objects", "background", "texture").iter_rows()]
     images = open_images([str(root / p) for p in picked["image_path"]])
     alt = [a or "" for a in picked["alt_text"].to_list()]
@@ -115,7 +116,7 @@ def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, excl
     keys = picked["world_id"].to_list()
     content = scene_content(picked).to_list()
     image_features = clip_features(images)
-    log(f"{picked.height} rows of {world.height} show scenes no excluded world shows")
+    log(f"{unseen.height} rows of {world.height} show scenes no excluded world shows; scoring the first {picked.height}")
     per_row: dict[str, dict[str, list[float | None]]] = {}
     timing: dict[str, float] = {}
     loaded: dict[str, Any] = {}
@@ -140,7 +141,7 @@ def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, excl
                 for metric in METRICS}
         for label, values in per_row.items()
     }
-    return {"world": str(root), "rows": picked.height, "exclude": [str(w) for w in exclude], "seed": seed,
+    return {"world": str(root), "rows": picked.height, "unseen_rows": unseen.height, "exclude": [str(w) for w in exclude], "seed": seed,
             "runs": list(runs), "captions_per_second": timing, "metrics": summary}
 
 

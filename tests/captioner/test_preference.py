@@ -254,3 +254,15 @@ def test_cli_pairs_and_dpo(curate_cli: Callable[..., Any], saved_captioner: Path
     bad = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
                      str(tmp_path / "bad"), "--weights", "textal=1", pythonpath=path)
     assert bad.code != 0 and "unknown preference dimension" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_table_pairs_rank_two_samples(saved_captioner: Path, pair_table: pl.DataFrame, tmp_path: Path) -> None:
+    from curate_captioner.ranked import Scorer, table_pairs
+
+    pair_table.select("image", "alt_text").write_parquet(tmp_path / "mine.parquet")
+    made = table_pairs(tmp_path / "mine.parquet", str(saved_captioner), tmp_path / "pairs",
+                       scorer=Scorer(clip=0.0, entity=1.0, length=1.0, margin=0.0))
+    assert (made["chosen_score"] >= made["rejected_score"]).all() and set(made["kind"]) <= {"ranked"}
+    assert read_pairs(tmp_path / "pairs").height == made.height
+    with pytest.raises(CaptionerError, match="no column"):
+        table_pairs(tmp_path / "mine.parquet", str(saved_captioner), tmp_path / "x", scorer=Scorer(), image_column="img")
