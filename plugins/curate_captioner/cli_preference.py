@@ -101,7 +101,7 @@ def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: flo
     import polars as pl
 
     from curate_captioner.config import resolve_model_path
-    from curate_captioner.dpo import parse_weights
+    from curate_captioner.preference import parse_weights
     from curate_captioner.pairs import read_pairs
 
     resolve_model_path(init)

@@ -57,20 +57,6 @@ class PreferenceConfig(BaseModel):
             raise CaptionerError(f"unknown preference dimension(s) in weights: {unknown}", f"use {', '.join(DIMENSIONS)}")
 
 
-def parse_weights(text: str) -> dict[str, float]:
-    """``textual=1,visual=0.5`` → {"textual": 1.0, "visual": 0.5, "cross_modal": 0.0}."""
-    weights = dict.fromkeys(DIMENSIONS, 0.0)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, value = part.partition("=")
-        if name not in weights:
-            raise CaptionerError(f"unknown preference dimension {name!r} in {text!r}", f"use {', '.join(DIMENSIONS)}")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise CaptionerError(f"weight of {name} in {text!r} is not a number", "e.g. textual=1,visual=0.5") from None
-    return weights
-
-
 def cosine_lr(step: int, config: PreferenceConfig) -> float:
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup

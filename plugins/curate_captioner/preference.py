@@ -31,6 +31,22 @@ DIMENSIONS = ("textual", "visual", "cross_modal")
 LOG_2 = math.log(2.0)
 
 
+def parse_weights(text: str) -> dict[str, float]:
+    """``textual=1,visual=0.5`` → {"textual": 1.0, "visual": 0.5, "cross_modal": 0.0}."""
+    from curate_captioner.errors import CaptionerError
+
+    weights = dict.fromkeys(DIMENSIONS, 0.0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in weights:
+            raise CaptionerError(f"unknown preference dimension {name!r} in {text!r}", f"use {', '.join(DIMENSIONS)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise CaptionerError(f"weight of {name} in {text!r} is not a number", "e.g. textual=1,visual=0.5") from None
+    return weights
+
+
 def dpo_losses(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
                reference_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair DPO loss, and the chosen and rejected implicit rewards (detached)."""

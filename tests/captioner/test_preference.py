@@ -17,10 +17,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate_captioner.dpo import PreferenceConfig, parse_weights, train_preference
+from curate_captioner.dpo import PreferenceConfig, train_preference
 from curate_captioner.errors import CaptionerError
 from curate_captioner.pairs import TEXTUAL_KINDS, caption, read_pairs, textual_rejection, wrong_attribute
-from curate_captioner.preference import LOG_2, dpo_losses, mcm_dpo_loss
+from curate_captioner.preference import LOG_2, dpo_losses, mcm_dpo_loss, parse_weights
 from curate_captioner.ranked import alt_text_names, entity_kept, length_fit, rank
 from curate_world.attributes import extract_attributes
 from curate_world.describe import parse_description
