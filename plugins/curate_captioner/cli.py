@@ -133,7 +133,7 @@ def _tune_record(encoder: str) -> dict[str, Any] | None:
 @click.option("--encoder-lr", default=None, type=float, help="Peak lr of a trained encoder (default: --lr).")
 @click.option("--encoder-image-size", default=None, type=int,
               help="Run the ViT tower at this input size (position embeddings interpolated): more patch tokens.")
-@click.option("--image-dropout", default=0.0, show_default=True, help="Share of examples without their image (for --guidance).")
+@click.option("--image-dropout", default=0.0, show_default=True, help="Share of examples without their image (so realign can use guidance).")
 def train(stage: int, out: str, world: str | None, table: str | None, image_column: str, alt_text_column: str,
           caption_column: str, group_column: str | None, init: str | None, steps: int, batch_size: int, lr: float,
           warmup: int, seed: int, log_every: int, checkpoint_every: int, resume: bool, device: str, precision: str,

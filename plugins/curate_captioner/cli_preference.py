@@ -82,10 +82,10 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, table: str | 
 @click.option("--weights", default="textual=1,visual=1,cross_modal=1", show_default=True,
               help="MCM-DPO: weight of each dimension's loss (0 or absent: its pairs are skipped).")
 @click.option("--beta", default=0.1, show_default=True)
-@click.option("--sft-weight", default=0.0, show_default=True, help="Adds the chosen captions' NLL (RPO); 0 is plain DPO.")
+@click.option("--sft-weight", default=1.0, show_default=True, help="Adds the chosen captions' NLL (RPO); 0 is plain DPO.")
 @click.option("--steps", default=300, show_default=True)
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", default=5e-5, show_default=True)
+@click.option("--lr", default=1e-5, show_default=True)
 @click.option("--warmup", default=20, show_default=True)
 @click.option("--max-pairs", default=None, type=int, help="A seeded sample of this many pairs.")
 @click.option("--seed", default=0, show_default=True)

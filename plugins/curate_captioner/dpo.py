@@ -8,7 +8,8 @@ policy only, on the chosen and rejected sides of its pairs in one batch.
     loss: mcm_dpo   sum over dimensions of weight × the dimension's mean DPO loss (preference.py)
           dpo       the mean DPO loss over all pairs (dimensions ignored)
     sft_weight      adds the chosen side's mean per-token NLL (RPO), which keeps the chosen captions
-                    likely while the margin grows; 0 is plain DPO
+                    likely while the margin grows; 0 is plain DPO (default 1: plain DPO at a higher
+                    lr raised wrong attributes on the world, see the README)
 
     out/                 the tuned captioner (a captioner directory; captioner.json records the stage)
     out/train_log.jsonl  loss, per-dimension loss, reward accuracy and margin, lr, throughput
@@ -40,10 +41,10 @@ class PreferenceConfig(BaseModel):
     loss: Literal["mcm_dpo", "dpo"] = "mcm_dpo"
     beta: float = Field(0.1, gt=0)
     weights: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(DIMENSIONS, 1.0))
-    sft_weight: float = Field(0.0, ge=0)
+    sft_weight: float = Field(1.0, ge=0)  # 1: RPO, the least harmful measured (README)
     steps: int = Field(300, gt=0)
     batch_size: int = Field(32, gt=0)
-    lr: float = Field(5e-5, gt=0)
+    lr: float = Field(1e-5, gt=0)
     warmup: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)

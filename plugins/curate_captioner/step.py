@@ -288,10 +288,10 @@ class PreferenceCaptioner(Step):
         loss: Literal["mcm_dpo", "dpo"] = "mcm_dpo"
         weights: dict[str, float] = Field(default_factory=lambda: {"textual": 1.0, "visual": 1.0, "cross_modal": 1.0})
         beta: float = Field(0.1, gt=0)
-        sft_weight: float = Field(0.0, ge=0)
+        sft_weight: float = Field(1.0, ge=0)
         steps: int = Field(300, gt=0)
         batch_size: int = Field(32, gt=0)
-        lr: float = Field(5e-5, gt=0)
+        lr: float = Field(1e-5, gt=0)
         device: str = Field("auto", json_schema_extra={"fingerprint": False})
 
     def input_columns(self) -> Schema:

@@ -226,7 +226,7 @@ def test_preference_stage_starts_at_log_2_and_learns(make_captioner: Callable[..
     from curate_captioner.model import Captioner
 
     lines: list[str] = []
-    config = PreferenceConfig(steps=12, batch_size=4, lr=3e-3, warmup=0, log_every=1, beta=0.5, device="cpu")
+    config = PreferenceConfig(steps=12, batch_size=4, lr=3e-3, warmup=0, log_every=1, beta=0.5, device="cpu", sft_weight=0.0)
     summary = train_preference(make_captioner("llama", seed=5), pair_table, config, tmp_path / "out", log=lines.append,
                                feature_cache=tmp_path / "cache")
     records = [json.loads(line) for line in lines if line.startswith("{")]
