@@ -15,6 +15,8 @@ Modules, each with one job:
     data        training examples for stage 1 (alt-text) and stage 2 (realigned captions)
     train       the training loop: checkpoints, resume, mixed precision, logging
     step        the ``realign`` and ``train_captioner`` steps; cli: ``curate captioner ...``
+    preference  DPO / MCM-DPO losses; dpo: the preference stage; pairs, ranked: its pair tables
+    guidance    classifier-free guidance at decode time; compare: captioners on an unseen world
 
 This module holds only the plugin hooks and imports nothing heavy.
 """
@@ -28,13 +30,15 @@ __version__ = "0.1.0"
 
 @hookimpl
 def curate_register_steps():  # type: ignore[no-untyped-def]
-    from curate_captioner.step import Realign, TrainCaptioner
+    from curate_captioner.step import CaptionPairs, PreferenceCaptioner, Realign, TrainCaptioner
 
-    return [Realign, TrainCaptioner]
+    return [Realign, TrainCaptioner, CaptionPairs, PreferenceCaptioner]
 
 
 @hookimpl
 def curate_register_commands(cli) -> None:  # type: ignore[no-untyped-def]
     from curate_captioner.cli import captioner
+    from curate_captioner.cli_preference import register
 
+    register(captioner)
     cli.add_command(captioner)

@@ -151,11 +151,12 @@ def _tune_record(encoder: str) -> dict[str, Any] | None:
 @click.option("--encoder-lr", default=TRAIN["encoder_lr"], type=float, help="Peak lr of a trained encoder (default: --lr).")
 @click.option("--encoder-image-size", default=None, type=int,
               help="Run the ViT tower at this input size (position embeddings interpolated): more patch tokens.")
+@click.option("--image-dropout", default=0.0, show_default=True, help="Share of examples without their image (so realign can use guidance).")
 def train(stage: int, out: str, world: str | None, table: str | None, image_column: str, alt_text_column: str,
           caption_column: str, group_column: str | None, init: str | None, steps: int, batch_size: int, lr: float,
           warmup: int, seed: int, log_every: int, checkpoint_every: int, resume: bool, device: str, precision: str,
           threads: int | None, max_rows: int | None, feature_cache: str | None, train_encoder: bool,
-          encoder_lr: float | None, encoder_image_size: int | None, **options: Any) -> None:
+          encoder_lr: float | None, encoder_image_size: int | None, image_dropout: float, **options: Any) -> None:
     """Train one stage of a captioner and save it to OUT."""
     from curate_captioner.config import require_local_directory, require_tokenizer_files, resolve_model_path
 
@@ -187,7 +188,7 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
         model.set_encoder_image_size(encoder_image_size)
     config = TrainConfig(stage=stage, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
                          log_every=log_every, checkpoint_every=checkpoint_every, device=device, precision=precision,
-                         train_encoder=train_encoder, encoder_lr=encoder_lr)
+                         train_encoder=train_encoder, encoder_lr=encoder_lr, image_dropout=image_dropout)
     command = "curate captioner train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]) \
         if "train" in sys.argv else None
     summary = run_training(model, frame, config, out, resume=resume, log=lambda line: click.echo(line, err=True),

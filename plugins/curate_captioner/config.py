@@ -86,6 +86,9 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     train_encoder: bool = False
     encoder_lr: float | None = Field(None, gt=0)  # None: lr
+    # Share of examples trained without their image (features zeroed), so the captioner also models
+    # captions from the alt-text alone: what classifier-free guidance on the image needs (guidance.py).
+    image_dropout: float = Field(0.0, ge=0, lt=1)
 
 
 def defaults(model: type[BaseModel]) -> dict[str, object]:

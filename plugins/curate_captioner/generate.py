@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from curate_captioner.config import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
+from curate_captioner.guidance import Guidance, combine, expand
 
 if TYPE_CHECKING:
     from curate_captioner.model import Captioner
@@ -60,19 +61,25 @@ def generate(
     seed: int = 0,
     row_keys: Sequence[int] | None = None,
     copy_bias: float = 0.0,
+    guidance: Guidance | None = None,
     static: bool | None = None,
     graphs: bool = True,
 ) -> list[list[int]]:
     """Token ids of each row's caption (without <caption> and </s>).
 
+    ``guidance`` (classifier-free, :mod:`curate_captioner.guidance`) decodes each row's
+    unconditional twins in the same batch and cache and combines their logits with the row's.
+
     ``static``: decode against a preallocated KV cache (:mod:`curate_captioner.generate_static`);
     None (the default) does so on CUDA, where ``graphs`` also replays the decode step as a CUDA
-    graph. The captions are the same either way (greedy; sampling draws the same uniforms).
+    graph. The captions are the same either way (greedy; sampling draws the same uniforms). Guided
+    decoding always takes the dynamic-cache loop (the static path has no twin rows yet).
 
     ``copy_bias`` is added to the logits of every token of the row's own prompt (its alt-text), at
     every step: a decoder that under-uses its alt-text is nudged to keep its words (names,
     attributes). It cannot make the model say a word the alt-text does not hold."""
-    if static if static is not None else prefix.device.type == "cuda":
+    guided = guidance is not None and guidance.active
+    if not guided and (static if static is not None else prefix.device.type == "cuda"):
         from curate_captioner.generate_static import generate_static
 
         return generate_static(captioner, prefix, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -82,6 +89,9 @@ def generate(
     decoder = captioner.decoder
     rows = prefix.shape[0]
     device = prefix.device
+    guide = guidance or Guidance()
+    if guide.active:  # the unconditional rows go below the conditional ones
+        prefix, prompts = expand(captioner, prefix, prompts, guide)
     batch = captioner.batch(prompts)
     mask = batch.attention_mask.to(device)
     positions = batch.position_ids.to(device)
@@ -93,7 +103,7 @@ def generate(
     # Added to every step's logits: -inf on tokens a caption never contains, and the copy bias.
     banned = banned_tokens(captioner)
     vocab = decoder.get_output_embeddings().weight.shape[0]
-    adjust = prompt_bias(batch, pad, copy_bias, vocab, banned) if copy_bias else torch.zeros((1, vocab))
+    adjust = prompt_bias(batch, pad, copy_bias, vocab, banned)[:rows] if copy_bias else torch.zeros((1, vocab))
     adjust[:, banned] = float("-inf")
     adjust = adjust.to(device)
 
@@ -101,7 +111,7 @@ def generate(
     out = decoder(inputs_embeds=captioner.embeds(prefix, batch), attention_mask=mask, position_ids=positions,
                   use_cache=True, **{cache_name: cache}, **extra)
     cache = getattr(out, cache_name)
-    logits = out.logits[:, -1] + adjust
+    logits = combine(out.logits[:, -1], rows, guide) + adjust
     next_position = positions[:, -1:] + 1
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     generated = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
@@ -113,11 +123,11 @@ def generate(
         finished |= tokens == eos
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
-        out = decoder(input_ids=tokens.unsqueeze(1), attention_mask=mask, position_ids=next_position,
-                      use_cache=True, **{cache_name: cache}, **extra)
+        mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=device)], dim=1)
+        out = decoder(input_ids=tokens.repeat(guide.copies).unsqueeze(1), attention_mask=mask,
+                      position_ids=next_position, use_cache=True, **{cache_name: cache}, **extra)
         cache = getattr(out, cache_name)
-        logits = out.logits[:, -1] + adjust
+        logits = combine(out.logits[:, -1], rows, guide) + adjust
         next_position = next_position + 1
     return [_until_eos(row, eos, pad) for row in generated.tolist()]
 

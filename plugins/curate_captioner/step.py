@@ -78,12 +78,23 @@ class Realign(Step):
         max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=2048)
         copy_bias: float | None = Field(None, ge=0.0, le=20.0, description="added to the logits of the alt-text's "
                                         "own tokens; default: the model's (captioner.json; world: 2, Altogether: 0)")
+        guidance: float = Field(1.0, ge=0.0, le=10.0, description="classifier-free guidance on the image (1: off; "
+                                "for a captioner trained with image dropout); costs one more decoded row per caption")
+        alt_text_guidance: float = Field(1.0, ge=0.0, le=10.0, description="classifier-free guidance on the alt-text (1: off)")
         batch_size: int = Field(64, gt=0, json_schema_extra={"fingerprint": False})
         device: str = Field("auto", json_schema_extra={"fingerprint": False})
         cuda_graphs: bool = Field(True, description="on CUDA: decode against a static KV cache and replay each "
                                   "token's decoder step as a CUDA graph (same captions, fewer kernel launches)",
                                   json_schema_extra={"fingerprint": False})
         precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+        def fingerprint_dict(self) -> dict[str, Any]:
+            """Guidance off is left out, so specs written before it keep their fingerprints (and caches)."""
+            data = super().fingerprint_dict()
+            for name in ("guidance", "alt_text_guidance"):
+                if data.get(name) == 1.0:
+                    data.pop(name)
+            return data
 
     def input_columns(self) -> Schema:
         params = self.params
@@ -109,8 +120,10 @@ class Realign(Step):
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         from curate_captioner.data import open_images
         from curate_captioner.generate import decode, generate
+        from curate_captioner.guidance import Guidance
 
         params, captioner = self.params, self.captioner
+        guidance = Guidance(params.guidance, params.alt_text_guidance if params.mode == "realign" else 1.0)
         prompts = prompts_of(table, params.alt_text_column if params.mode == "realign" else None)
         images = open_images(table[params.image_column].to_list(), params.image_root, ctx.extras.get("store_dir"))
         uids = table["uid"].to_list()
@@ -122,7 +135,7 @@ class Realign(Step):
             prefix = captioner.prefix(*captioner.image_features([images[i] for i in rows]))
             ids = generate(captioner, prefix, [prompts[i] for i in rows], max_new_tokens=params.max_new_tokens,
                            temperature=params.temperature, top_p=params.top_p, seed=ctx.seed,
-                           row_keys=[_row_key(uids[i]) for i in rows], copy_bias=copy_bias,
+                           row_keys=[_row_key(uids[i]) for i in rows], copy_bias=copy_bias, guidance=guidance,
                            static=None if params.cuda_graphs else False)
             for i, text in zip(rows, decode(captioner, ids), strict=True):
                 captions[i] = text
@@ -185,6 +198,138 @@ class TrainCaptioner(Step):
                              seed=ctx.seed, device=params.device, precision=params.precision)
         out = ctx.artifacts / "captioner"
         self.result = train(Captioner.load(params.init), training, config, out, log=lambda _: None)
+        self.result["model"] = str(out)
+        yield frame
+
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        return dict(getattr(self, "result", {}))
+
+
+class CaptionPairs(Step):
+    """Preference pairs for a user's data: two captions sampled per row from an SFT captioner, ranked
+    by a scorer (CLIP score, names kept from the alt-text, length; :mod:`curate_captioner.ranked`).
+    Rows whose two captions are no preference (score gap below ``margin``) get null ``chosen``."""
+
+    name = "caption_pairs"
+    description = "preference pairs (chosen/rejected captions) ranked by CLIP score, names kept and length"
+    requires = REQUIRES
+    extra = "captioner"
+    uses_model = True
+    random = True
+    reads = {"image": Image, "alt_text": pl.Utf8}
+    writes = {"chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8, "chosen_score": pl.Float64,
+              "rejected_score": pl.Float64}
+
+    class Params(ImageParams):
+        model: str = Field(WORLD_MODEL_NAME, description="the SFT captioner that samples the candidates")
+        alt_text_column: str = "alt_text"
+        temperature: float = Field(0.7, gt=0.0, le=2.0)
+        clip: float = Field(1.0, ge=0, description="weight of the CLIP score")
+        entity: float = Field(1.0, ge=0, description="weight of the share of the alt-text's names kept")
+        length: float = Field(0.5, ge=0, description="weight of the length fit")
+        margin: float = Field(0.02, ge=0, description="a smaller score gap is no preference")
+        clip_model: str = Field("world", description="open_clip config of the CLIP scorer ('world': the world CLIP)")
+        clip_checkpoint: str | None = None
+        batch_size: int = Field(64, gt=0, json_schema_extra={"fingerprint": False})
+
+    def input_columns(self) -> Schema:
+        columns = self.params.image_schema()
+        columns[self.params.alt_text_column] = pl.Utf8
+        return columns
+
+    def fingerprint_extra(self) -> dict[str, Any]:
+        return {"model_files": model_digest(self.params.model)}
+
+    def setup(self, ctx: StepContext) -> None:
+        from curate_captioner.model import Captioner
+        from curate_captioner.ranked import clip_scorer
+
+        self.captioner = Captioner.load(self.params.model)
+        self.clip = clip_scorer(self.params.clip_model, self.params.clip_checkpoint) if self.params.clip else None
+
+    def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        import torch
+
+        from curate_captioner.data import open_images
+        from curate_captioner.ranked import Scorer, sample_and_rank
+
+        params = self.params
+        images = open_images(table[params.image_column].to_list(), params.image_root, ctx.extras.get("store_dir"))
+        readable = [i for i, image in enumerate(images) if image is not None]
+        alts = prompts_of(table, params.alt_text_column)
+        uids = table["uid"].to_list()
+        out: list[tuple[Any, Any, Any, Any]] = [(None, None, None, None)] * table.height
+        scorer = Scorer(clip=params.clip, entity=params.entity, length=params.length, margin=params.margin)
+        with torch.inference_mode():
+            ranked = sample_and_rank(self.captioner, [images[i] for i in readable], [alts[i] for i in readable],
+                                     [_row_key(uids[i]) for i in readable], scorer=scorer, clip=self.clip,
+                                     temperature=params.temperature, seed=ctx.seed, batch_size=params.batch_size)
+        for i, result in zip(readable, ranked, strict=True):
+            out[i] = result
+        ctx.advance(table.height)
+        chosen, rejected, chosen_score, rejected_score = (list(column) for column in zip(*out, strict=True)) if out else ([], [], [], [])
+        return table.with_columns(
+            pl.Series("chosen", chosen, dtype=pl.Utf8), pl.Series("rejected", rejected, dtype=pl.Utf8),
+            pl.Series("dimension", ["textual" if c is not None else None for c in chosen], dtype=pl.Utf8),
+            pl.Series("chosen_score", chosen_score, dtype=pl.Float64),
+            pl.Series("rejected_score", rejected_score, dtype=pl.Float64),
+        )
+
+
+class PreferenceCaptioner(Step):
+    """The preference stage (DPO / MCM-DPO) on the upstream pair rows, from a stage-2 captioner that
+    is also the frozen reference; the tuned captioner goes to ``artifacts/captioner``. Rows without
+    a pair (null ``chosen``) are skipped; rows pass through."""
+
+    name = "preference_captioner"
+    description = "preference-tune a captioner (DPO / MCM-DPO) on chosen/rejected caption pairs"
+    requires = REQUIRES
+    extra = "captioner"
+    scope = "table"
+    random = True
+    reads = {"image": Image, "alt_text": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8}
+
+    class Params(ImageParams):
+        init: str = Field(..., description="the stage-2 captioner ('world' for the shipped one)")
+        loss: Literal["mcm_dpo", "dpo"] = "mcm_dpo"
+        weights: dict[str, float] = Field(default_factory=lambda: {"textual": 1.0, "visual": 1.0, "cross_modal": 1.0})
+        beta: float = Field(0.1, gt=0)
+        sft_weight: float = Field(1.0, ge=0)
+        steps: int = Field(300, gt=0)
+        batch_size: int = Field(32, gt=0)
+        lr: float = Field(1e-5, gt=0)
+        device: str = Field("auto", json_schema_extra={"fingerprint": False})
+
+    def input_columns(self) -> Schema:
+        columns = self.params.image_schema()
+        columns.update({"alt_text": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8})
+        return columns
+
+    def fingerprint_extra(self) -> dict[str, Any]:
+        return {"model_files": model_digest(self.params.init)}
+
+    def process_table(self, table: TableInput, ctx: StepContext):  # type: ignore[no-untyped-def]
+        from curate_captioner.dpo import PreferenceConfig, train_preference
+        from curate_captioner.model import Captioner
+
+        params = self.params
+        frame = table.scan().collect()
+        image = frame[params.image_column]
+        if params.images == "path" and params.image_root:
+            root = Path(params.image_root)
+            image = pl.Series([v if v is None else str(root / v) for v in image.to_list()])
+        optional = {c: frame[c] if c in frame.columns else pl.Series([None] * frame.height, dtype=pl.Utf8)
+                    for c in ("rejected_image", "rejected_alt_text")}
+        pairs = pl.DataFrame({"image": image, "alt_text": frame["alt_text"].fill_null(""), "chosen": frame["chosen"],
+                              "rejected": frame["rejected"], "dimension": frame["dimension"], **optional})
+        pairs = pairs.filter(pl.col("image").is_not_null() & pl.col("chosen").is_not_null() & pl.col("rejected").is_not_null())
+        if params.loss == "mcm_dpo":
+            pairs = pairs.filter(pl.col("dimension").is_in([d for d, w in params.weights.items() if w > 0]))
+        config = PreferenceConfig(loss=params.loss, beta=params.beta, weights=params.weights, sft_weight=params.sft_weight,
+                                  steps=params.steps, batch_size=params.batch_size, lr=params.lr, seed=ctx.seed,
+                                  device=params.device)
+        out = ctx.artifacts / "captioner"
+        self.result = train_preference(Captioner.load(params.init), pairs, config, out, log=lambda _: None)
         self.result["model"] = str(out)
         yield frame
 

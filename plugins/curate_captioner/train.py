@@ -166,6 +166,8 @@ def train(
             else:
                 assert pooled is not None
                 step_pooled, step_tokens = pooled[index], None if tokens is None else tokens[index].float()
+            if config.image_dropout > 0:
+                step_pooled, step_tokens = drop_images(step_pooled, step_tokens, config.image_dropout, [config.seed, step])
             loss = captioner.loss(step_pooled, step_tokens, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -199,6 +201,16 @@ def train(
     shutil.rmtree(checkpoint, ignore_errors=True)
     log(f"stage {config.stage} done in {seconds}s; captioner saved to {out}")
     return summary
+
+
+def drop_images(pooled: torch.Tensor, tokens: torch.Tensor | None, rate: float,
+                key: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Zero the features of a seeded ``rate`` share of rows: 'no image' (guidance.null_features)."""
+    keep = torch.as_tensor(np.random.default_rng([*key, 0xD50]).random(pooled.shape[0]) >= rate, device=pooled.device)
+    pooled = pooled * keep.view(-1, 1).to(pooled.dtype)
+    if tokens is not None:
+        tokens = tokens * keep.view(-1, 1, 1).to(tokens.dtype)
+    return pooled, tokens
 
 
 def encoder_peak(config: TrainConfig) -> float:

@@ -1,0 +1,43 @@
+"""compare.py: per-row metrics against ground truth, bootstrap CIs, caption→image retrieval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curate_captioner.compare import bootstrap, retrieval, row_metrics
+from curate_captioner.pairs import caption
+from curate_world.testing import scenes
+
+
+@given(scene=scenes(), named=st.booleans())
+def test_the_faithful_caption_scores_perfectly(scene: Any, named: bool) -> None:
+    names = {scene.entity} if named and scene.entity else set()
+    metrics = row_metrics([caption(scene, names)], [scene], [named])
+    assert metrics["attribute_accuracy"] == [1.0] and metrics["wrong_attribute"] == [0.0]
+    assert metrics["missed_object"] == [0.0] and metrics["hallucinated_entity"] == [0.0]
+    assert metrics["entity_retention"] == ([1.0] if names else [None])
+
+
+@given(values=st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=1, max_size=40))
+def test_bootstrap_brackets_the_mean_and_a_self_difference_is_zero(values: list[float | None]) -> None:
+    result = bootstrap(values, resamples=200)
+    if all(v is None for v in values):
+        assert result is None
+        return
+    assert result is not None and result["low"] - 1e-4 <= result["mean"] <= result["high"] + 1e-4
+    assert result["n"] == sum(v is not None for v in values)
+    same = bootstrap(values, values, resamples=200)
+    assert same is not None and same["mean"] == same["low"] == same["high"] == 0.0
+
+
+def test_retrieval_counts_an_identical_scene_as_a_hit() -> None:
+    images = torch.eye(3)
+    texts = torch.tensor([[1.0, 0, 0], [1.0, 0.1, 0], [0, 0, 1.0]])
+    own, hits = retrieval(images, torch.nn.functional.normalize(texts, dim=-1), ["a", "a", "c"])
+    assert hits == [1.0, 1.0, 1.0]  # row 1 retrieves image 0, which shows the same scene
+    _, hits = retrieval(images, torch.nn.functional.normalize(texts, dim=-1), ["a", "b", "c"])
+    assert hits == [1.0, 0.0, 1.0] and len(own) == 3

@@ -1,0 +1,268 @@
+"""The preference stage: DPO / MCM-DPO losses (log 2 at init, gradient signs, per-dimension weights),
+world pairs that differ from the faithful caption exactly along their dimension (checked against
+ground truth), ranked pairs for a user's data, and a tiny preference run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate_captioner.dpo import PreferenceConfig, train_preference
+from curate_captioner.errors import CaptionerError
+from curate_captioner.pairs import TEXTUAL_KINDS, caption, read_pairs, textual_rejection, wrong_attribute
+from curate_captioner.preference import LOG_2, dpo_losses, mcm_dpo_loss, parse_weights
+from curate_captioner.ranked import alt_text_names, entity_kept, length_fit, rank
+from curate_world.attributes import extract_attributes
+from curate_world.describe import parse_description
+from curate_world.testing import scenes, seeds
+from tests.captioner.conftest import images
+
+logps = st.lists(st.floats(-200, 0), min_size=1, max_size=12)
+dimension_lists = st.lists(st.sampled_from(["textual", "visual", "cross_modal"]), min_size=1, max_size=12)
+weights = st.fixed_dictionaries({d: st.floats(0.01, 10) for d in ("textual", "visual", "cross_modal")})
+
+
+# -- losses ----------------------------------------------------------------------------------------
+@given(chosen=logps, rejected=logps, beta=st.floats(0.01, 5), w=weights, dims=dimension_lists)
+def test_loss_is_log_2_when_the_policy_is_the_reference(chosen: list[float], rejected: list[float], beta: float,
+                                                         w: dict[str, float], dims: list[str]) -> None:
+    n = min(len(chosen), len(rejected), len(dims))
+    c, r = torch.tensor(chosen[:n]), torch.tensor(rejected[:n])
+    losses, reward_c, reward_r = dpo_losses(c, r, c.clone(), r.clone(), beta)
+    assert torch.allclose(losses, torch.full_like(losses, LOG_2))
+    assert reward_c.abs().max() == 0 and reward_r.abs().max() == 0
+    total, per_dimension = mcm_dpo_loss(losses, dims[:n], w)
+    assert math.isclose(float(total), LOG_2, rel_tol=1e-6)
+    assert all(math.isclose(v, LOG_2, rel_tol=1e-6) for v in per_dimension.values())
+
+
+@given(chosen=st.floats(-50, 0), rejected=st.floats(-50, 0), offset_c=st.floats(-5, 5), offset_r=st.floats(-5, 5),
+       beta=st.floats(0.01, 2))
+def test_gradient_raises_chosen_and_lowers_rejected(chosen: float, rejected: float, offset_c: float, offset_r: float,
+                                                    beta: float) -> None:
+    c = torch.tensor([chosen], requires_grad=True)
+    r = torch.tensor([rejected], requires_grad=True)
+    losses, _, _ = dpo_losses(c, r, torch.tensor([chosen + offset_c]), torch.tensor([rejected + offset_r]), beta)
+    losses.sum().backward()
+    assert c.grad is not None and r.grad is not None
+    assert float(c.grad) < 0 < float(r.grad)  # descending the loss raises chosen, lowers rejected
+    assert math.isclose(float(c.grad), -float(r.grad), rel_tol=1e-6)
+
+
+@given(values=st.lists(st.floats(0, 5), min_size=2, max_size=12), dims=dimension_lists, w=weights, scale=st.floats(0.1, 10))
+def test_mcm_dpo_weights_each_dimension_mean(values: list[float], dims: list[str], w: dict[str, float], scale: float) -> None:
+    n = min(len(values), len(dims))
+    losses, dims = torch.tensor(values[:n], dtype=torch.float64), dims[:n]
+    total, per_dimension = mcm_dpo_loss(losses, dims, w)
+    present = sorted(set(dims))
+    expected = sum(w[d] * float(np.mean([v for v, e in zip(values[:n], dims, strict=True) if e == d])) for d in present)
+    assert math.isclose(float(total), expected / sum(w[d] for d in present), rel_tol=1e-6, abs_tol=1e-9)
+    scaled, _ = mcm_dpo_loss(losses, dims, {d: scale * v for d, v in w.items()})
+    assert math.isclose(float(scaled), float(total), rel_tol=1e-6, abs_tol=1e-9)  # only the ratios matter
+    only, _ = mcm_dpo_loss(losses, dims, {dims[0]: 1.0})  # one weight: that dimension's mean alone
+    assert math.isclose(float(only), per_dimension[dims[0]], rel_tol=1e-6, abs_tol=1e-9)
+
+
+def test_parse_weights() -> None:
+    assert parse_weights("textual=1,visual=0.5") == {"textual": 1.0, "visual": 0.5, "cross_modal": 0.0}
+    with pytest.raises(CaptionerError, match="unknown preference dimension 'textal'"):
+        parse_weights("textal=1")
+
+
+# -- world pairs: exactly along their dimension -----------------------------------------------------
+def _names(text: str) -> set[str]:
+    return set(extract_attributes(text).entities)
+
+
+@settings(max_examples=150)
+@given(scene=scenes(), named=st.booleans(), kind=st.sampled_from(TEXTUAL_KINDS), seed=seeds)
+def test_textual_rejection_differs_exactly_along_its_kind(scene: Any, named: bool, kind: str, seed: int) -> None:
+    from curate_world.realign import realigned_caption
+    from curate_world.alttext import AltText
+
+    names = {scene.entity} if named and scene.entity else set()
+    chosen = caption(scene, names)
+    assert chosen == realigned_caption(scene, AltText("", "faithful", "", bool(names)))  # the annotator's caption
+    rejected = textual_rejection(scene, named, kind, np.random.default_rng(seed))
+    if rejected is None:  # the kind does not apply to this scene
+        assert (kind == "entity_dropped" and not names) or (kind == "object_missed" and len(scene.objects) < 2) \
+            or (kind == "wrong_attribute" and all(o.entity for o in scene.objects)) or kind == "entity_invented"
+        return
+    truth, parsed = scene.objects, parse_description(rejected).objects
+    assert rejected != chosen
+    assert parse_description(rejected).background == scene.background and parse_description(rejected).texture == scene.texture
+    if kind == "wrong_attribute":
+        assert len(parsed) == len(truth) and _names(rejected) == names
+        diffs = [(a, b) for a, b in zip(truth, parsed, strict=True) if a != b]
+        assert len(diffs) == 1
+        a, b = diffs[0]
+        assert a.entity is None and a.size == b.size and a.position == b.position
+        assert (a.shape != b.shape) + (a.color != b.color) == 1
+    elif kind == "entity_dropped":
+        assert parsed == truth and names and _names(rejected) == set()
+    elif kind == "entity_invented":
+        extra = [o for o in parsed if o not in truth]
+        assert set(truth) <= set(parsed) and len(extra) == 1 and extra[0].entity not in {o.entity for o in truth}
+        assert _names(rejected) == names | {extra[0].entity}
+    else:
+        missing = [o for o in truth if o not in parsed]
+        assert set(parsed) <= set(truth) and len(missing) == 1 and missing[0].entity is None
+        assert _names(rejected) == names
+
+
+@given(scene=scenes(), seed=seeds)
+def test_near_miss_scene_changes_one_attribute(scene: Any, seed: int) -> None:
+    near = wrong_attribute(scene, np.random.default_rng(seed))
+    if near is None:
+        assert all(o.entity for o in scene.objects)
+        return
+    diffs = [(a, b) for a, b in zip(scene.objects, near.objects, strict=True) if a != b]
+    assert len(diffs) == 1 and (diffs[0][0].shape != diffs[0][1].shape) + (diffs[0][0].color != diffs[0][1].color) == 1
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from curate_world.generate import generate_world
+
+    out = tmp_path_factory.mktemp("world") / "w"
+    generate_world(out, n=60, seed=3, fault_rate=0.0, realign_fraction=1.0)
+    return out
+
+
+def test_world_pairs_against_ground_truth(world: Path, tmp_path: Path) -> None:
+    from curate_captioner.pairs import world_pairs
+    from curate_world.scene import Scene
+
+    pairs = world_pairs(world, tmp_path / "pairs", rows=None)
+    truth = pl.read_parquet(world / "world.parquet").join(pl.read_parquet(world / "realigned.parquet").select("world_id", "caption"),
+                                                         on="world_id")
+    joined = pairs.join(truth.select("world_id", "caption", "objects", "background", "texture", "scene_id", "alt_text"),
+                        on="world_id", suffix="_truth")
+    assert (joined["chosen"] == joined["caption"]).all()  # chosen is the faithful realignment
+    assert set(pairs["dimension"]) == {"textual", "visual", "cross_modal"}
+    for row in joined.iter_rows(named=True):
+        if row["dimension"] == "visual":
+            assert row["rejected"] == row["chosen"] and row["rejected_alt_text"] is None and Path(row["rejected_image"]).is_file()
+            objects, background, texture = json.loads(row["rejected_scene"])
+            near, scene = Scene.from_objects_json(objects, background, texture), Scene.from_objects_json(
+                row["objects"], row["background"], row["texture"])
+            assert near != scene and near.background == scene.background
+            assert len(set(near.objects) ^ set(scene.objects)) in (1, 2)  # one object changed or missing
+        elif row["dimension"] == "cross_modal":
+            assert row["rejected"] == row["chosen"] and row["rejected_image"] is None
+            assert row["rejected_alt_text"] != row["alt_text"]
+            assert truth.filter(pl.col("alt_text") == row["rejected_alt_text"]).height
+            objects, background, texture = json.loads(row["rejected_scene"])
+            assert (objects, background, texture) != (row["objects"], row["background"], row["texture"])
+        else:
+            assert row["rejected"] != row["chosen"] and row["rejected_image"] is None and row["rejected_alt_text"] is None
+    again = read_pairs(tmp_path / "pairs")
+    assert again.height == pairs.height
+
+
+def test_read_pairs_takes_trl_names_and_refuses_bad_tables(tmp_path: Path) -> None:
+    pl.DataFrame({"images": [["a.png"]], "prompt": ["alt"], "chosen": ["A."], "rejected": ["B."]}).write_parquet(tmp_path / "t.parquet")
+    table = read_pairs(tmp_path / "t.parquet")
+    assert table.row(0, named=True) | {} == {**table.row(0, named=True), "image": "a.png", "alt_text": "alt",
+                                            "dimension": "textual", "rejected_image": None, "rejected_alt_text": None}
+    pl.DataFrame({"image": ["a.png"], "alt_text": ["x"], "chosen": ["A"], "rejected": ["B"], "dimension": ["smell"]}).write_parquet(tmp_path / "b.parquet")
+    with pytest.raises(CaptionerError, match="unknown dimension"):
+        read_pairs(tmp_path / "b.parquet")
+    with pytest.raises(CaptionerError, match="lacks column"):
+        pl.DataFrame({"image": ["a"], "chosen": ["A"]}).write_parquet(tmp_path / "c.parquet")
+        read_pairs(tmp_path / "c.parquet")
+
+
+# -- ranked pairs for a user's data --------------------------------------------------------------
+def test_entity_kept_and_length() -> None:
+    assert alt_text_names("Photo of the Zorblax Tower at dusk, iPhone 12") == {"Zorblax", "Tower", "iPhone", "12"}
+    assert entity_kept("Zorblax Tower logo", "the Zorblax Tower logo, a hexagon") == 1.0
+    assert entity_kept("Zorblax Tower logo", "a purple hexagon") == 0.0
+    assert entity_kept("a red circle", "anything") == 1.0
+    assert length_fit("one two", 4, 10) == 0.5 and length_fit("a b c d e", 4, 10) == 1.0
+
+
+@given(a=st.lists(st.floats(0, 3), min_size=1, max_size=8), b=st.lists(st.floats(0, 3), min_size=1, max_size=8),
+       margin=st.floats(0, 0.5))
+def test_rank_prefers_the_higher_score_by_at_least_the_margin(a: list[float], b: list[float], margin: float) -> None:
+    n = min(len(a), len(b))
+    first, second = [f"x{i}" for i in range(n)], [f"y{i}" for i in range(n)]
+    for (chosen, rejected, sc, sr), sa, sb in zip(rank(first, second, a[:n], b[:n], margin), a, b, strict=False):
+        if chosen is None:
+            assert abs(sa - sb) < margin
+        else:
+            assert sc is not None and sr is not None and sc - sr >= margin and {sc, sr} == {sa, sb}
+
+
+# -- the preference stage end to end -----------------------------------------------------------------
+@pytest.fixture
+def pair_table(tmp_path: Path) -> pl.DataFrame:
+    paths = []
+    for index, image in enumerate(images(4)):
+        path = tmp_path / f"p{index}.png"
+        image.save(path)
+        paths.append(str(path))
+    return pl.DataFrame({
+        "image": paths, "alt_text": ["a red circle", "two blue squares", "", "a star"],
+        "chosen": ["A large red circle.", "Two blue squares.", "A white star.", "A star."],
+        "rejected": ["A large blue circle.", "Two blue squares.", "A white star.", "A heart."],
+        "dimension": ["textual", "visual", "cross_modal", "textual"],
+        "rejected_image": [None, paths[0], None, None], "rejected_alt_text": [None, None, "click here", None],
+    })
+
+
+def test_preference_stage_starts_at_log_2_and_learns(make_captioner: Callable[..., Any], pair_table: pl.DataFrame,
+                                                     tmp_path: Path) -> None:
+    from curate_captioner.model import Captioner
+
+    lines: list[str] = []
+    config = PreferenceConfig(steps=12, batch_size=4, lr=3e-3, warmup=0, log_every=1, beta=0.5, device="cpu", sft_weight=0.0)
+    summary = train_preference(make_captioner("llama", seed=5), pair_table, config, tmp_path / "out", log=lines.append,
+                               feature_cache=tmp_path / "cache")
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert math.isclose(records[0]["loss"], LOG_2, abs_tol=1e-4)  # step 1's policy is the reference
+    assert records[-1]["loss"] < records[0]["loss"] - 0.05 and records[-1]["margin"] > 0
+    assert set(records[0]) >= {"loss_textual", "loss_visual", "loss_cross_modal", "reward_accuracy"}
+    tuned = Captioner.load(tmp_path / "out")
+    assert tuned.training_facts["stages"][-1]["stage"] == "preference" == summary["stage"]
+    assert list((tmp_path / "cache").glob("reference-*.parquet"))  # the reference's log-probs are kept
+
+
+def test_cli_pairs_and_dpo(curate_cli: Callable[..., Any], saved_captioner: Path, world: Path, tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    path = [REPO, REPO / "plugins"]
+    made = curate_cli("captioner", "pairs", "--world", str(world), "--out", str(tmp_path / "pairs"), "--rows", "8",
+                      "--dimensions", "textual,cross_modal", pythonpath=path)
+    assert made.code == 0, made
+    assert set(json.loads(made.stdout)["by_kind"]) <= {f"textual/{k}" for k in TEXTUAL_KINDS} | {"cross_modal/other_alt_text"}
+    tuned = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
+                       str(tmp_path / "dpo"), "--steps", "2", "--batch-size", "4", "--weights", "textual=1", "--device", "cpu",
+                       pythonpath=path, timeout=300)
+    assert tuned.code == 0, tuned
+    assert json.loads(tuned.stdout.splitlines()[-1])["pairs_by_dimension"] == {"textual": 8}
+    bad = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
+                     str(tmp_path / "bad"), "--weights", "textal=1", pythonpath=path)
+    assert bad.code != 0 and "unknown preference dimension" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_table_pairs_rank_two_samples(saved_captioner: Path, pair_table: pl.DataFrame, tmp_path: Path) -> None:
+    from curate_captioner.ranked import Scorer, table_pairs
+
+    pair_table.select("image", "alt_text").write_parquet(tmp_path / "mine.parquet")
+    made = table_pairs(tmp_path / "mine.parquet", str(saved_captioner), tmp_path / "pairs",
+                       scorer=Scorer(clip=0.0, entity=1.0, length=1.0, margin=0.0))
+    assert (made["chosen_score"] >= made["rejected_score"]).all() and set(made["kind"]) <= {"ranked"}
+    assert read_pairs(tmp_path / "pairs").height == made.height
+    with pytest.raises(CaptionerError, match="no column"):
+        table_pairs(tmp_path / "mine.parquet", str(saved_captioner), tmp_path / "x", scorer=Scorer(), image_column="img")
