@@ -154,7 +154,7 @@ def save(model: Any, path: Path, step: int) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-    torch.save({"state_dict": model.state_dict(), "step": step}, tmp)
+        torch.save({"state_dict": model.state_dict(), "step": step}, tmp)
 
 
 PATH = click.Path(path_type=Path)
@@ -162,7 +162,7 @@ PATH = click.Path(path_type=Path)
 
 @click.command("tune-world", help=click_help(__doc__))
 @click.option("--world", type=PATH, default=Path(".curate/world-clip/world"), show_default=True,
-                        help="a generated world to train on (generated here when missing)")
+              help="a generated world to train on (generated here when missing)")
 @click.option("--n", type=int, default=10000, show_default=True, help="images, when the world is generated")
 @click.option("--world-seed", type=int, default=1000, show_default=True)
 @click.option("--init", type=PATH, default=None, help="start from these weights (.pt or .safetensors)")

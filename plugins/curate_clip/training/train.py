@@ -101,7 +101,7 @@ PATH = click.Path(path_type=Path)
 @click.option("--n", type=int, default=10000, show_default=True, help="images in the training world")
 @click.option("--texts-per-image", type=int, default=3, show_default=True)
 @click.option("--families", type=int, default=0, show_default=True,
-                        help="train on this many minimal-pair families instead of a world (training/families.py)")
+              help="train on this many minimal-pair families instead of a world (training/families.py)")
 @click.option("--pairs", type=int, default=0, show_default=True,
               help="train on this many minimal pairs instead (training/pairs.py): a scene with any true text, "
                    "next to the scene its wrong-attribute alt-text is true of; use with --sample-shuffle 1 and an"
@@ -109,11 +109,11 @@ PATH = click.Path(path_type=Path)
 @click.option("--family-size", type=int, default=8, show_default=True,
               help="scenes per family: a scene and its one-change variants")
 @click.option("--family-walk", is_flag=True,
-                        help="each variant changes one thing of any earlier member, not of the first scene")
+              help="each variant changes one thing of any earlier member, not of the first scene")
 @click.option("--family-full-texts", is_flag=True,
-                        help="family members get only texts that name every object (no partial ones)")
+              help="family members get only texts that name every object (no partial ones)")
 @click.option("--singles", type=float, default=0.0, show_default=True,
-                        help="random unrelated scenes (any true text) per family member, between families")
+              help="random unrelated scenes (any true text) per family member, between families")
 @click.option("--family-focused", type=float, default=0.0, show_default=True,
               help="share of variants whose text names only what the variant changed (true of it, false of its "
                    "siblings)")
@@ -125,13 +125,13 @@ PATH = click.Path(path_type=Path)
               help="open_clip_train's sigmoid loss: every image-text pair is judged on its own, so the score is "
                    "calibrated across images (what a threshold filter needs)")
 @click.option("--init", type=PATH, default=None,
-                        help="start from this checkpoint (open_clip_train --pretrained), e.g. an earlier run's epoch_N.pt")
+              help="start from this checkpoint (open_clip_train --pretrained), e.g. an earlier run's epoch_N.pt")
 @click.option("--seed", type=int, default=1000, show_default=True)
 @click.option("--epochs", type=int, default=3, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads of the training process")
 @click.option("--model-config", type=PATH, default=None,
-                        help="train another open_clip config (JSON; its file name is the model name)")
+              help="train another open_clip config (JSON; its file name is the model name)")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--warmup", type=int, default=50, show_default=True, help="warmup steps")
