@@ -31,7 +31,7 @@ METRICS = ("attribute_accuracy", "wrong_attribute", "missed_object", "hallucinat
 
 
 def row_metrics(texts: Sequence[str], scenes: Sequence[Any], named: Sequence[bool]) -> dict[str, list[float | None]]:
-    from curate_world.attributes import extract_attributes, score_caption
+    from curate_world.api import extract_attributes, score_caption
 
     out: dict[str, list[float | None]] = {m: [] for m in METRICS[:5]}
     for text, scene, names_it in zip(texts, scenes, named, strict=True):
@@ -103,7 +103,7 @@ def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, excl
     from curate_captioner.data import open_images, read_world, scene_content
     from curate_captioner.evaluate import caption_rows
     from curate_captioner.model import Captioner
-    from curate_world.scene import Scene
+    from curate_world.api import Scene
 
     root = Path(world_dir)
     world = read_world(root)

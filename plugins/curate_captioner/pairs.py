@@ -48,9 +48,9 @@ OPTIONAL_COLUMNS = ("rejected_image", "rejected_alt_text")
 
 def caption(scene: Any, named: set[str]) -> str:
     """The realigned-caption sentence of ``scene``, naming exactly the entities in ``named``."""
-    from curate_world.describe import describe_object, join_phrases
-    from curate_world.phrasing import sentence_case
-    from curate_world.vocab import TEXTURES
+    from curate_world.api import describe_object, join_phrases
+    from curate_world.api import sentence_case
+    from curate_world.api import TEXTURES
 
     objects = join_phrases([describe_object(o, name_entity=o.entity in named) for o in scene.objects])
     return sentence_case(f"{objects}, on a {TEXTURES[scene.texture]} {scene.background} background") + "."
@@ -64,8 +64,8 @@ def wrong_attribute(scene: Any, rng: np.random.Generator) -> Any | None:
     """``scene`` with one non-logo object's color or shape changed (None: no such object)."""
     from dataclasses import replace
 
-    from curate_world.scene import Scene
-    from curate_world.vocab import COLORS, SHAPES
+    from curate_world.api import Scene
+    from curate_world.api import COLORS, SHAPES
 
     plain = _plain(scene)
     if not plain:
@@ -85,7 +85,7 @@ def wrong_attribute(scene: Any, rng: np.random.Generator) -> Any | None:
 
 def object_missed(scene: Any, rng: np.random.Generator) -> Any | None:
     """``scene`` less one non-logo object (None: fewer than two objects)."""
-    from curate_world.scene import Scene
+    from curate_world.api import Scene
 
     plain = _plain(scene)
     if len(scene.objects) < 2 or not plain:
@@ -96,8 +96,8 @@ def object_missed(scene: Any, rng: np.random.Generator) -> Any | None:
 
 def entity_invented(scene: Any, rng: np.random.Generator) -> Any | None:
     """``scene`` plus the logo of an entity it does not show, at a free position."""
-    from curate_world.scene import Scene, entity_logo, sorted_objects
-    from curate_world.vocab import ENTITIES, POSITIONS
+    from curate_world.api import Scene, entity_logo, sorted_objects
+    from curate_world.api import ENTITIES, POSITIONS
 
     free = [p for p in POSITIONS if p not in {o.position for o in scene.objects}]
     entities = [e.name for e in ENTITIES if e.name != scene.entity]
@@ -127,9 +127,9 @@ def world_pairs(world_dir: str | Path, out_dir: str | Path, *, dimensions: Seque
                 rows: int | None = 4000, split: str = "train", seed: int = 0) -> pl.DataFrame:
     """One pair per dimension for each of ``rows`` sampled realigned rows of the world's ``split``;
     writes ``out_dir/pairs.parquet`` and the visual pairs' near-miss images under ``out_dir/images``."""
-    from curate_world.render import encode_image, render_scene
-    from curate_world.scene import Scene
-    from curate_world.tables import REALIGNED_FILE, WORLD_FILE
+    from curate_world.api import encode_image, render_scene
+    from curate_world.api import Scene
+    from curate_world.api import REALIGNED_FILE, WORLD_FILE
 
     unknown = [d for d in dimensions if d not in DIMENSIONS]
     if unknown or not dimensions:

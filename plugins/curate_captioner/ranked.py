@@ -86,7 +86,7 @@ def rank(first: Sequence[str], second: Sequence[str], first_scores: Sequence[flo
 def clip_scorer(model: str = "world", checkpoint: str | None = None) -> Callable[[list[Any], list[str]], list[float]]:
     """Cosine of (image, text) under an open_clip model curate_clip can load (default: the world CLIP;
     with ``checkpoint``, an open_clip ``model`` config and its local weights)."""
-    from curate_clip.models import load_clip
+    from curate_clip.api import load_clip
 
     import torch
 

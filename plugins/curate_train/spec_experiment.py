@@ -432,7 +432,7 @@ def _rows(path: Path) -> int:
 
 
 def export(table: Any, out: Path, *, caption: str, repeats: int, seed: int, store: Path) -> Path:
-    from curate_export.sinks import WebDatasetSink
+    from curate_export.api import WebDatasetSink
 
     from curate.sink import SinkContext
 

@@ -38,7 +38,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_world.vocab": ("SHAPES", "COLORS", "SIZES", "POSITIONS", "BACKGROUNDS", "TEXTURES", "ENTITIES",
                            "colors_visible_on", "concept_names"),
     "curate_world.scene": ("Scene", "sample_scene", "sorted_objects", "entity_logo"),
-    "curate_world.describe": ("describe", "parse_description"),
+    "curate_world.describe": ("describe", "parse_description", "describe_object", "join_phrases"),
     "curate_world.alttext": ("write_faithful", "write_partial", "write_wrong_attribute", "write_boilerplate",
                              "wrong_mention", "render_mention", "describes", "frame"),
     "curate_world.phrasing": ("counted", "join_list", "sentence_case"),
