@@ -293,3 +293,35 @@ def test_a_plugin_adds_its_own_hook_and_another_implements_it(pm):
     pm.register(AddsAHook(), name="adds")
     pm.register(ImplementsIt(), name="implements")
     assert pm.hook.curate_colours() == [["red"]]
+
+
+def test_the_worked_source_table_step_and_sink_examples_run_through_the_engine(tmp_path):
+    """The docs' source, table step and sink, exec'd as written, curate a file end to end: the
+    examples cannot rot into code that only registers."""
+    from curate.testing.runner import run_spec
+
+    namespace: dict = {"__name__": "hook_doc_worked_examples"}
+    for index, example in enumerate(_examples()):
+        if any(name in example for name in ("class UrlLines(", "class LongestK(", "class CaptionLines(")):
+            exec(compile(example, f"docs/plugin_hooks.md example {index}", "exec"), namespace)
+    manager = PluginManager(load_entry_points=False)
+    manager.register(curate_basics, name="basics")
+    for name in ("UrlLinesPlugin", "LongestKPlugin", "CaptionLinesPlugin"):
+        manager.register(namespace[name](), name=name)
+    (tmp_path / "pairs.txt").write_text(
+        "http://a.test/1.jpg a red circle\n"
+        "http://a.test/2.jpg a small blue square on grass\n"
+        "http://a.test/3.jpg sky\n"
+        "http://a.test/4.jpg two green  triangles\tand a star\n")
+    spec = {
+        "name": "worked",
+        "source": {"format": "url_lines", "path": "pairs.txt"},
+        "steps": [{"step": "longest_k", "params": {"k": 2}}],
+        "outputs": [{"format": "caption_lines", "path": "captions.txt", "params": {"column": "alt_text"}}],
+        "run": {"report": False},
+    }
+    manifest = run_spec(spec, tmp_path, pm=manager)
+    captions = (tmp_path / "run" / "captions.txt").read_text().splitlines()
+    assert sorted(captions) == ["a small blue square on grass", "two green triangles and a star"]
+    longest = next(step for step in manifest["steps"] if step["label"] == "longest_k")
+    assert longest["rows_out"] == 2 and longest["dropped"] == {"not_longest_k": 2}
