@@ -107,4 +107,8 @@ def test_host_rate(tmp_path: Path) -> None:
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     print(f"\ngaps between requests with host_rate={rate}: {[round(g, 3) for g in gaps]}")
     assert set(rows["status"]) == {"success"} and len(starts) == 6
-    assert min(gaps) >= 1 / rate - 0.02  # a request's arrival may lag its start by a little
+    # Arrival at the server lags the client's start by a varying amount on a loaded box (CI saw a
+    # 0.208 s gap for a 0.25 s spacing), so: no two requests close together (an unlimited client
+    # with 8 threads sends them ~0 s apart), and the six spread over about 5 intervals.
+    assert min(gaps) >= 0.5 / rate
+    assert starts[-1] - starts[0] >= 0.8 * 5 / rate
