@@ -1,0 +1,87 @@
+"""Plots of the preference and guidance comparisons (`curate captioner compare` JSON files).
+
+    python plugins/curate_captioner/training/plot_preference.py   # writes logs/preference/*.png
+
+Each point is a metric's mean over the compared rows with its 95 % bootstrap interval, as the
+JSON holds them; nothing is re-measured here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+LOGS = Path(__file__).parent / "logs" / "preference"
+METRICS = (("attribute_accuracy", "attribute accuracy"), ("clip_score", "CLIP score (world CLIP)"),
+           ("r_at_1", "caption→image R@1"), ("entity_retention", "entity retention"))
+
+
+def _points(compare: dict, metric: str) -> list[tuple[str, float, float, float]]:
+    points = []
+    for run in compare["runs"]:
+        value = compare["metrics"][run["label"]][metric]["value"]
+        points.append((run["label"], value["mean"], value["low"], value["high"]))
+    return points
+
+
+def plot_guidance(compare: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales = [run["guidance"] for run in compare["runs"]]
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
+    for axis, (metric, title) in zip(axes, METRICS):
+        points = _points(compare, metric)
+        means = [p[1] for p in points]
+        errors = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+        axis.errorbar(scales, means, yerr=errors, marker="o", capsize=3)
+        axis.set_xlabel("guidance scale (image)")
+        axis.set_title(title, fontsize=10)
+        axis.grid(alpha=0.3)
+    figure.suptitle(f"classifier-free guidance, {compare['rows']} rows of an unseen world (95 % CI)", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+
+
+def plot_runs(compares: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 0.5 + 0.45 * sum(len(c["runs"]) for c in compares)))
+    for axis, (metric, title) in zip(axes, (METRICS[0], METRICS[3])):
+        labels, means, lows, highs = [], [], [], []
+        for compare in compares:
+            for label, mean, low, high in _points(compare, metric):
+                if label in labels:
+                    continue
+                labels.append(label)
+                means.append(mean)
+                lows.append(mean - low)
+                highs.append(high - mean)
+        axis.errorbar(means, range(len(labels)), xerr=[lows, highs], fmt="o", capsize=3)
+        axis.set_yticks(range(len(labels)), labels, fontsize=8)
+        axis.invert_yaxis()
+        axis.set_title(title, fontsize=10)
+        axis.grid(alpha=0.3)
+    figure.suptitle("preference stage vs the SFT model it starts from (95 % CI)", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+
+
+def main() -> int:
+    plot_guidance(json.loads((LOGS / "cmp_cfg.json").read_text()), LOGS / "guidance.png")
+    runs = [json.loads(path.read_text()) for path in sorted(LOGS.glob("cmp_*.json")) if path.name != "cmp_cfg.json"]
+    plot_runs(runs, LOGS / "preference.png")
+    print(f"wrote {LOGS / 'guidance.png'} and {LOGS / 'preference.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
