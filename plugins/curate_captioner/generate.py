@@ -12,7 +12,7 @@ seeded by (seed, row key): a row's caption does not depend on which rows share i
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -100,35 +100,55 @@ def generate(
     extra = {"logits_to_keep": 1} if _accepts(decoder, "logits_to_keep") else {}
     # transformers 5.24 renamed the KV cache argument and output field from past_key_values to cache
     cache_name = "cache" if _accepts(decoder, "cache") else "past_key_values"
-    # Added to every step's logits: -inf on tokens a caption never contains, and the copy bias.
-    banned = banned_tokens(captioner)
-    vocab = decoder.get_output_embeddings().weight.shape[0]
-    adjust = prompt_bias(batch, pad, copy_bias, vocab, banned)[:rows] if copy_bias else torch.zeros((1, vocab))
-    adjust[:, banned] = float("-inf")
-    adjust = adjust.to(device)
+    adjust = logit_adjustment(captioner, batch, pad, copy_bias, rows, device)
 
     cache = DynamicCache(config=decoder.config)
     out = decoder(inputs_embeds=captioner.embeds(prefix, batch), attention_mask=mask, position_ids=positions,
                   use_cache=True, **{cache_name: cache}, **extra)
     cache = getattr(out, cache_name)
-    logits = combine(out.logits[:, -1], rows, guide) + adjust
-    next_position = positions[:, -1:] + 1
+    state = {"mask": mask, "cache": getattr(out, cache_name), "position": positions[:, -1:] + 1}
+
+    def step(tokens: torch.Tensor) -> torch.Tensor:
+        mask = state["mask"] = torch.cat([state["mask"], state["mask"].new_ones((state["mask"].shape[0], 1))], dim=1)
+        out = decoder(input_ids=tokens.repeat(guide.copies).unsqueeze(1), attention_mask=mask,
+                      position_ids=state["position"], use_cache=True, **{cache_name: state["cache"]}, **extra)
+        state["cache"] = getattr(out, cache_name)
+        state["position"] = state["position"] + 1
+        return combine(out.logits[:, -1], rows, guide) + adjust
+
+    return sample_captions(combine(out.logits[:, -1], rows, guide) + adjust, step, streams, temperature, top_p,
+                           max_new_tokens, eos, pad)
+
+
+def logit_adjustment(captioner: Captioner, batch: Any, pad: int, copy_bias: float, rows: int,
+                     device: torch.device) -> torch.Tensor:
+    """Added to every step's logits: -inf on tokens a caption never contains, and the copy bias
+    on the first ``rows`` rows' prompt tokens ((rows, vocab), or (1, vocab) without a bias)."""
+    banned = banned_tokens(captioner)
+    vocab = captioner.decoder.get_output_embeddings().weight.shape[0]
+    adjust = prompt_bias(batch, pad, copy_bias, vocab, banned)[:rows] if copy_bias else torch.zeros((1, vocab))
+    adjust[:, banned] = float("-inf")
+    return adjust.to(device)
+
+
+def sample_captions(logits: torch.Tensor, step: Callable[[torch.Tensor], torch.Tensor],
+                    streams: list[np.random.Generator] | None, temperature: float, top_p: float,
+                    max_new_tokens: int, eos: int, pad: int) -> list[list[int]]:
+    """The decoding loop both decoders share: pick a token per row from ``logits``, feed it to
+    ``step`` for the next logits, until every row ended or ``max_new_tokens``; finished rows feed
+    padding. The token ids of each row's caption."""
+    rows, device = logits.shape[0], logits.device
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     generated = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
-    for step in range(max_new_tokens):
+    for position in range(max_new_tokens):
         uniforms = np.array([s.random() for s in streams]) if streams is not None else None
         tokens = pick_tokens(logits, temperature, top_p, uniforms)
         tokens = torch.where(finished, torch.full_like(tokens, pad), tokens)
-        generated[:, step] = tokens
+        generated[:, position] = tokens
         finished |= tokens == eos
-        if bool(finished.all()) or step == max_new_tokens - 1:
+        if bool(finished.all()) or position == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=device)], dim=1)
-        out = decoder(input_ids=tokens.repeat(guide.copies).unsqueeze(1), attention_mask=mask,
-                      position_ids=next_position, use_cache=True, **{cache_name: cache}, **extra)
-        cache = getattr(out, cache_name)
-        logits = combine(out.logits[:, -1], rows, guide) + adjust
-        next_position = next_position + 1
+        logits = step(tokens)
     return [_until_eos(row, eos, pad) for row in generated.tolist()]
 
 

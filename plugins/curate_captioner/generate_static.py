@@ -20,10 +20,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from curate_captioner.generate import _accepts, _until_eos, banned_tokens, pick_tokens, prompt_bias, row_streams
+from curate_captioner.generate import _accepts, logit_adjustment, row_streams, sample_captions
 
 if TYPE_CHECKING:
     from curate_captioner.model import Captioner
@@ -192,7 +191,6 @@ def generate_static(
 ) -> list[list[int]]:
     """What :func:`curate_captioner.generate.generate` returns, decoded against a static cache
     (and with ``graphs`` on CUDA, the decode step replayed as a CUDA graph)."""
-    decoder = captioner.decoder
     rows = prefix.shape[0]
     device = prefix.device
     batch = captioner.batch(prompts)
@@ -200,24 +198,8 @@ def generate_static(
     positions = batch.position_ids.to(device)
     streams = row_streams(seed, row_keys if row_keys is not None else range(rows)) if temperature > 0 else None
     eos, pad = captioner.tokenizer.eos_token_id, captioner.tokenizer.pad_token_id
-    banned = banned_tokens(captioner)
-    vocab = decoder.get_output_embeddings().weight.shape[0]
-    adjust = prompt_bias(batch, pad, copy_bias, vocab, banned) if copy_bias else torch.zeros((1, vocab))
-    adjust[:, banned] = float("-inf")
-    adjust = adjust.to(device)
+    adjust = logit_adjustment(captioner, batch, pad, copy_bias, rows, device)
     embeds = captioner.embeds(prefix, batch)
-    dtype = embeds.dtype
-    runner = static_decoder(captioner, rows, cache_length(mask.shape[1], max_new_tokens), dtype, device, graphs)
-    logits = runner.prefill(embeds, mask, positions) + adjust
-    finished = torch.zeros(rows, dtype=torch.bool, device=device)
-    generated = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
-    for step in range(max_new_tokens):
-        uniforms = np.array([s.random() for s in streams]) if streams is not None else None
-        tokens = pick_tokens(logits, temperature, top_p, uniforms)
-        tokens = torch.where(finished, torch.full_like(tokens, pad), tokens)
-        generated[:, step] = tokens
-        finished |= tokens == eos
-        if bool(finished.all()) or step == max_new_tokens - 1:
-            break
-        logits = runner.step(tokens) + adjust
-    return [_until_eos(row, eos, pad) for row in generated.tolist()]
+    runner = static_decoder(captioner, rows, cache_length(mask.shape[1], max_new_tokens), embeds.dtype, device, graphs)
+    return sample_captions(runner.prefill(embeds, mask, positions) + adjust, lambda tokens: runner.step(tokens) + adjust,
+                           streams, temperature, top_p, max_new_tokens, eos, pad)
