@@ -28,6 +28,14 @@ class ImageParams(Params):
     def image_schema(self) -> Schema:
         return {self.image_column: Image if self.images == "ref" else pl.Utf8}
 
+    def image_values(self, frame: pl.DataFrame) -> pl.Series:
+        """The image column of ``frame``, relative paths joined to ``image_root`` (images: path)."""
+        image = frame[self.image_column]
+        if self.images == "path" and self.image_root:
+            root = Path(self.image_root)
+            image = pl.Series([v if v is None else str(root / v) for v in image.to_list()])
+        return image
+
 
 def _row_key(uid: str) -> int:
     return int.from_bytes(hashlib.blake2b(uid.encode(), digest_size=8).digest(), "little")
@@ -184,10 +192,7 @@ class TrainCaptioner(Step):
 
         params = self.params
         frame = table.scan().collect()
-        image = frame[params.image_column]
-        if params.images == "path" and params.image_root:
-            root = Path(params.image_root)
-            image = pl.Series([v if v is None else str(root / v) for v in image.to_list()])
+        image = params.image_values(frame)
         columns: dict[str, Any] = {"image": image, "alt_text": frame["alt_text"]}
         if params.stage == 2:
             columns["caption"] = frame[params.caption_column]
@@ -314,10 +319,7 @@ class PreferenceCaptioner(Step):
 
         params = self.params
         frame = table.scan().collect()
-        image = frame[params.image_column]
-        if params.images == "path" and params.image_root:
-            root = Path(params.image_root)
-            image = pl.Series([v if v is None else str(root / v) for v in image.to_list()])
+        image = params.image_values(frame)
         optional = {c: frame[c] if c in frame.columns else pl.Series([None] * frame.height, dtype=pl.Utf8)
                     for c in ("rejected_image", "rejected_alt_text")}
         pairs = pl.DataFrame({"image": image, "alt_text": frame["alt_text"].fill_null(""), "chosen": frame["chosen"],
