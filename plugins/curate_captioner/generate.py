@@ -64,6 +64,7 @@ def generate(
     guidance: Guidance | None = None,
     static: bool | None = None,
     graphs: bool = True,
+    fused: bool = True,
 ) -> list[list[int]]:
     """Token ids of each row's caption (without <caption> and </s>).
 
@@ -72,7 +73,8 @@ def generate(
 
     ``static``: decode against a preallocated KV cache (:mod:`curate_captioner.generate_static`);
     None (the default) does so on CUDA, where ``graphs`` also replays the decode step as a CUDA
-    graph. The captions are the same either way (greedy; sampling draws the same uniforms). Guided
+    graph, and ``fused`` puts the sampler and the loop's bookkeeping in that graph too (one host
+sync per few steps instead of one per token). The captions are the same either way (greedy; sampling draws the same uniforms). Guided
     decoding always takes the dynamic-cache loop (the static path has no twin rows yet).
 
     ``copy_bias`` is added to the logits of every token of the row's own prompt (its alt-text), at
@@ -83,7 +85,8 @@ def generate(
         from curate_captioner.generate_static import generate_static
 
         return generate_static(captioner, prefix, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                               top_p=top_p, seed=seed, row_keys=row_keys, copy_bias=copy_bias, graphs=graphs)
+                               top_p=top_p, seed=seed, row_keys=row_keys, copy_bias=copy_bias, graphs=graphs,
+                               fused=fused)
     from transformers import DynamicCache
 
     decoder = captioner.decoder

@@ -10,8 +10,16 @@ slot live in fixed buffers: the decode step then has fixed shapes and addresses,
 captured once per (rows, cache length, dtype) and replayed per token.
 
 The same code runs without graphs on any device (``graphs=False``, and always on CPU): it must
-pick the same greedy tokens as the eager loop, which the tests check. Sampling, the copy bias and
-the banned tokens are the eager loop's own functions, applied to the logits outside the graph.
+pick the same greedy tokens as the eager loop, which the tests check.
+
+``fused`` (the default) puts the whole decode step in the graph: the logit adjustment (copy bias,
+banned tokens), the pick (argmax, or nucleus sampling at uniforms drawn up front from each row's
+stream, the same draws the eager loop makes), padding of finished rows, the write into the
+generated tokens and the finished flags. The host then only replays the graph and checks every
+``CHECK_EVERY`` steps whether all rows finished (one sync per check, not one per token); the
+steps run after the last row finished only add padding. Unfused, the sampler runs outside the
+graph with a host sync per token (on the H200 at batch 256: 8.1 ms per step against 2.6 ms of
+roofline).
 """
 
 from __future__ import annotations
@@ -20,15 +28,17 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
-from curate_captioner.generate import _accepts, logit_adjustment, row_streams, sample_captions
+from curate_captioner.generate import _accepts, _until_eos, logit_adjustment, pick_tokens, row_streams, sample_captions
 
 if TYPE_CHECKING:
     from curate_captioner.model import Captioner
 
 log = logging.getLogger("curate_captioner")
 BUCKET = 64  # cache lengths are rounded up to this: prompts of similar length share one graph
+CHECK_EVERY = 8  # fused decoding: steps between the host's checks that every row finished
 
 
 def cache_length(prompt_columns: int, max_new_tokens: int) -> int:
@@ -95,6 +105,7 @@ class StaticDecoder:
         self.graphs = graphs and device.type == "cuda"
         self.graph: Any = None
         self.logits: torch.Tensor | None = None
+        self.generated: torch.Tensor | None = None  # the fused step's buffers (fused_buffers)
 
     def prefill(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """The prompt columns into cache slots [0, columns); the logits of the last column."""
@@ -163,6 +174,88 @@ class StaticDecoder:
         self.graph = graph
 
 
+    # -- the fused step: the whole decode step, sampler and bookkeeping included ---------------
+
+    def fused_buffers(self, vocab: int, adjust: torch.Tensor) -> None:
+        """The fused step's fixed buffers (made once per decoder: the graph reads their addresses)."""
+        if getattr(self, "generated", None) is None:
+            rows, device = self.rows, self.device
+            self.adjust = torch.zeros((rows, vocab), dtype=adjust.dtype, device=device)
+            self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
+            self.generated = torch.zeros((rows, self.length), dtype=torch.long, device=device)
+            self.column = torch.zeros(1, dtype=torch.long, device=device)
+            self.uniforms = torch.zeros((self.length, rows), dtype=torch.float32, device=device)
+            self.fused_graphs: dict[tuple[float, float, int, int], Any] = {}
+        self.adjust.copy_(adjust.expand(self.rows, -1))
+
+    def _fused_body(self, temperature: float, top_p: float, eos: int, pad: int) -> None:
+        """One decode step from ``tokens`` (the last pick) to the next pick, all on the device."""
+        self.slot.add_(1)
+        self.position_ids.add_(1)
+        self.mask.index_fill_(3, self.slot, 0.0)
+        logits = self._forward() + self.adjust
+        uniforms = self.uniforms.index_select(0, self.column)[0] if temperature > 0 else None
+        tokens = pick_tokens(logits, temperature, top_p, uniforms)
+        tokens = torch.where(self.finished, torch.full_like(tokens, pad), tokens)
+        self.generated.index_copy_(1, self.column, tokens.unsqueeze(1))
+        self.finished |= tokens == eos
+        self.tokens.copy_(tokens.unsqueeze(1))
+        self.column.add_(1)
+
+    def fused_step(self, temperature: float, top_p: float, eos: int, pad: int) -> None:
+        key = (float(temperature), float(top_p), int(eos), int(pad))
+        if not self.graphs:
+            self._fused_body(*key)
+            return
+        graph = self.fused_graphs.get(key)
+        if graph is None:
+            try:
+                graph = self.fused_graphs[key] = self._capture_fused(key)
+            except RuntimeError as error:
+                log.warning("fused decode step cannot be captured as a CUDA graph (%s); decoding without graphs",
+                            str(error).splitlines()[0][:200])
+                self.graphs = False
+                self._fused_body(*key)
+                return
+        graph.replay()
+
+    def _capture_fused(self, key: tuple[float, float, int, int]) -> Any:
+        """Warm the fused step on a side stream, then capture it. The warm-up advances the step's
+        state (slot, mask, tokens, …): it is restored before the first replay; the cache slot it
+        wrote is rewritten by that replay before anything reads it."""
+        state = [self.slot, self.position_ids, self.mask, self.tokens, self.column, self.finished, self.generated]
+        saved = [t.clone() for t in state]
+        stream = torch.cuda.Stream(device=self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            self._fused_body(*key)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        for tensor, copy in zip(state, saved):
+            tensor.copy_(copy)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._fused_body(*key)
+        return graph
+
+    def decode_fused(self, first: torch.Tensor, uniforms: torch.Tensor | None, temperature: float, top_p: float,
+                     max_new_tokens: int, eos: int, pad: int) -> list[list[int]]:
+        """The decoding loop of :func:`curate_captioner.generate.sample_captions` with the step
+        fused: ``first`` is the first pick (from the prefill's logits); ``uniforms``
+        (max_new_tokens, rows) the rows' draws, None for greedy."""
+        self.tokens.copy_(first.unsqueeze(1))
+        self.generated.fill_(pad)
+        self.generated[:, 0] = first
+        self.finished.copy_(first == eos)
+        self.column.fill_(1)
+        if uniforms is not None:
+            self.uniforms[: uniforms.shape[0]].copy_(uniforms)
+        for step in range(1, max_new_tokens):
+            if (step - 1) % CHECK_EVERY == 0 and bool(self.finished.all()):
+                break
+            self.fused_step(temperature, top_p, eos, pad)
+        return [_until_eos(row, eos, pad) for row in self.generated[:, :max_new_tokens].tolist()]
+
+
 
 def static_decoder(captioner: Captioner, rows: int, length: int, dtype: torch.dtype, device: torch.device,
                    graphs: bool) -> StaticDecoder:
@@ -188,6 +281,7 @@ def generate_static(
     row_keys: Sequence[int] | None,
     copy_bias: float,
     graphs: bool,
+    fused: bool = True,
 ) -> list[list[int]]:
     """What :func:`curate_captioner.generate.generate` returns, decoded against a static cache
     (and with ``graphs`` on CUDA, the decode step replayed as a CUDA graph)."""
@@ -201,5 +295,14 @@ def generate_static(
     adjust = logit_adjustment(captioner, batch, pad, copy_bias, rows, device)
     embeds = captioner.embeds(prefix, batch)
     runner = static_decoder(captioner, rows, cache_length(mask.shape[1], max_new_tokens), embeds.dtype, device, graphs)
-    return sample_captions(runner.prefill(embeds, mask, positions) + adjust, lambda tokens: runner.step(tokens) + adjust,
-                           streams, temperature, top_p, max_new_tokens, eos, pad)
+    logits = runner.prefill(embeds, mask, positions) + adjust
+    if not fused or max_new_tokens < 2:
+        return sample_captions(logits, lambda tokens: runner.step(tokens) + adjust, streams, temperature, top_p,
+                               max_new_tokens, eos, pad)
+    draws = None
+    if streams is not None:  # every position's draw up front: the draws the eager loop makes, in order
+        table = np.array([[s.random() for s in streams] for _ in range(max_new_tokens)])
+        draws = torch.as_tensor(table, dtype=torch.float32).to(device)
+    runner.fused_buffers(logits.shape[-1], adjust)
+    first = pick_tokens(logits, temperature, top_p, draws[0] if draws is not None else None)
+    return runner.decode_fused(first, draws, temperature, top_p, max_new_tokens, eos, pad)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from curate_captioner.generate import generate
-from curate_captioner.generate_static import BUCKET, cache_length
+from curate_captioner.generate_static import BUCKET, CHECK_EVERY, cache_length
 from tests.captioner.conftest import images
 
 PROMPTS = ["a red circle and two blue squares on a striped green background", "", "IMG_0012.jpg", "click here"]
@@ -22,24 +22,53 @@ def _prefix(captioner: Any, count: int = len(PROMPTS)) -> torch.Tensor:
         return captioner.prefix(*captioner.image_features(images(count)))
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("kind", ["llama", "gpt2", "opt"])
-def test_static_greedy_equals_eager(make_captioner: Callable[..., Any], kind: str) -> None:
+def test_static_greedy_equals_eager(make_captioner: Callable[..., Any], kind: str, fused: bool) -> None:
     captioner = make_captioner(kind, seed=3).double()
     prefix = _prefix(captioner)
     eager = generate(captioner, prefix, PROMPTS, max_new_tokens=12, temperature=0, static=False)
-    static = generate(captioner, prefix, PROMPTS, max_new_tokens=12, temperature=0, static=True)
+    static = generate(captioner, prefix, PROMPTS, max_new_tokens=12, temperature=0, static=True, fused=fused)
     assert static == eager
     assert all(len(ids) > 0 for ids in static)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("kind", ["llama", "opt"])
-def test_static_sampling_and_copy_bias_equal_eager(make_captioner: Callable[..., Any], kind: str) -> None:
+def test_static_sampling_and_copy_bias_equal_eager(make_captioner: Callable[..., Any], kind: str,
+                                                   fused: bool) -> None:
     captioner = make_captioner(kind, seed=4).double()
     prefix = _prefix(captioner)
     options = {"max_new_tokens": 10, "temperature": 1.0, "top_p": 0.9, "seed": 7, "row_keys": [5, 6, 7, 8],
                "copy_bias": 2.0}
-    assert generate(captioner, prefix, PROMPTS, static=True, **options) == \
+    assert generate(captioner, prefix, PROMPTS, static=True, fused=fused, **options) == \
         generate(captioner, prefix, PROMPTS, static=False, **options)
+
+
+@pytest.mark.parametrize("max_new_tokens", [1, 2, CHECK_EVERY, CHECK_EVERY + 1, 3 * CHECK_EVERY + 2])
+def test_fused_equals_eager_when_rows_finish_at_different_steps(make_captioner: Callable[..., Any],
+                                                                max_new_tokens: int) -> None:
+    """High temperature makes </s> likely at any step: rows end at different steps, some before
+    the host's every-CHECK_EVERY-steps check, some never; the steps run after the last row ended
+    must only add padding."""
+    captioner = make_captioner("opt", seed=6).double()
+    prefix = _prefix(captioner)
+    eos = captioner.tokenizer.eos_token_id
+    options = {"max_new_tokens": max_new_tokens, "temperature": 3.0, "top_p": 1.0, "seed": 11,
+               "row_keys": [1, 2, 3, 4], "copy_bias": 0.0}
+    fused = generate(captioner, prefix, PROMPTS, static=True, fused=True, **options)
+    assert fused == generate(captioner, prefix, PROMPTS, static=False, **options)
+    assert all(len(ids) <= max_new_tokens and eos not in ids for ids in fused)
+
+
+def test_fused_reuses_its_buffers_across_batches(make_captioner: Callable[..., Any]) -> None:
+    """A second batch of the same shape reuses the fused buffers: nothing of the first leaks."""
+    captioner = make_captioner("opt", seed=5).double()
+    prefix = _prefix(captioner)
+    long = generate(captioner, prefix[:2], PROMPTS[:2], max_new_tokens=14, temperature=0, static=True)
+    short = generate(captioner, prefix[2:], PROMPTS[2:], max_new_tokens=3, temperature=0, static=True)
+    assert short == generate(captioner, prefix[2:], PROMPTS[2:], max_new_tokens=3, temperature=0, static=False)
+    assert long == generate(captioner, prefix[:2], PROMPTS[:2], max_new_tokens=14, temperature=0, static=False)
 
 
 def test_one_cache_per_shape_reused_across_batches(make_captioner: Callable[..., Any]) -> None:
