@@ -45,7 +45,7 @@ def test_static_sampling_and_copy_bias_equal_eager(make_captioner: Callable[...,
         generate(captioner, prefix, PROMPTS, static=False, **options)
 
 
-@pytest.mark.parametrize("max_new_tokens", [1, 2, CHECK_EVERY, CHECK_EVERY + 1, 3 * CHECK_EVERY + 2])
+@pytest.mark.parametrize("max_new_tokens", [1, 2, CHECK_EVERY, CHECK_EVERY + 1, 3 * CHECK_EVERY + 2, BUCKET + 10])
 def test_fused_equals_eager_when_rows_finish_at_different_steps(make_captioner: Callable[..., Any],
                                                                 max_new_tokens: int) -> None:
     """High temperature makes </s> likely at any step: rows end at different steps, some before
@@ -89,3 +89,21 @@ def test_cache_length_is_bucketed() -> None:
     assert cache_length(10, 1) % BUCKET == 0 and cache_length(10, 1) >= 11
     assert cache_length(20, 40) == cache_length(24, 40) == BUCKET
     assert cache_length(30, 40) < cache_length(30, 40 + BUCKET)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "opt"])
+def test_fused_attention_windows_equal_eager(make_captioner: Callable[..., Any], kind: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fused step attends over the written slots rounded up to BUCKET: with a bucket of 8 a
+    12-token decode crosses several windows (each its own graph on CUDA) below the cache length."""
+    from curate_captioner import generate_static
+
+    monkeypatch.setattr(generate_static, "BUCKET", 8)
+    captioner = make_captioner(kind, seed=3).double()
+    prefix = _prefix(captioner)
+    eager = generate(captioner, prefix, PROMPTS, max_new_tokens=12, temperature=0, static=False)
+    assert generate(captioner, prefix, PROMPTS, max_new_tokens=12, temperature=0, static=True) == eager
+    options = {"max_new_tokens": 20, "temperature": 1.0, "top_p": 0.9, "seed": 7, "row_keys": [5, 6, 7, 8],
+               "copy_bias": 2.0}
+    assert generate(captioner, prefix, PROMPTS, static=True, **options) == \
+        generate(captioner, prefix, PROMPTS, static=False, **options)
