@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-SMALL = os.environ.get("GPU_SESSION_SMALL") == "1"
+SMALL = os.environ.get("GPU_SESSION_SMALL") == "1" or os.environ.get("SMOKE") == "1"
 WORKERS = int(os.environ.get("GPU_SESSION_WORKERS", str(min(16, os.cpu_count() or 1))))
-BUDGET_S = float(os.environ.get("GPU_SESSION_BUDGET", "150" if SMALL else "400"))
+BUDGET_S = float(os.environ.get("GPU_SESSION_BUDGET", "300" if SMALL else "470"))
 STARTED = time.perf_counter()
 
 
@@ -84,8 +84,32 @@ def ceilings(device: str) -> dict[str, float]:
 
 # -- 2. the realign decoder ----------------------------------------------------------------------
 
+# Run 2 of 2026-12-04 (H200, bf16, 192 new tokens): the eager DynamicCache loop's tokens/s per
+# batch size. It does not change with the static path's work, so it is not measured again.
+EAGER_TOKENS_PER_S = {1: 98.5, 32: 2750.1, 256: 15786.4}
+
+
+def _forward_graph_ms(captioner: Any, batch: int, replays: int = 20) -> float | None:
+    """ms per replay of the unfused runner's captured forward (decoder only, whole cache length):
+    the step's own floor, against which the fused step's sampler and bookkeeping are read."""
+    import torch
+
+    for runner in captioner.__dict__.get("_static_decoders", {}).values():
+        if runner.rows == batch and getattr(runner, "graph", None) is not None:
+            runner.graph.replay()
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+            for _ in range(replays):
+                runner.graph.replay()
+            torch.cuda.synchronize()
+            return (time.perf_counter() - started) / replays * 1000
+    return None
+
+
 def decoder(budget: Budget) -> dict[str, Any]:
-    """Eager against static cache + CUDA graphs, per batch size, against the roofline."""
+    """Static cache + CUDA graphs (sampler outside the graph, a host sync per token) against the
+    fused step (the whole step in the graph, attention over the written slots), per batch size,
+    against the roofline; and the step's split: the captured forward alone."""
     import torch
 
     from benchmarks.bench_captioner_roofline import (
@@ -102,7 +126,7 @@ def decoder(budget: Budget) -> dict[str, Any]:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     size, dtype = (SMOKE, torch.float32) if SMALL or device != "cuda" else (OPT_1_3B, torch.bfloat16)
-    batches, new_tokens = ((1, 4), 8) if SMALL else ((1, 32, 256), 192)
+    batches, new_tokens = ((1, 4), 8) if SMALL else ((256, 32, 512, 1), 192)
     torch.manual_seed(0)
     captioner = build(size, device, dtype)
     unique = {p.data_ptr(): p for p in captioner.decoder.parameters()}
@@ -111,49 +135,68 @@ def decoder(budget: Budget) -> dict[str, Any]:
     kv_bytes_per_token = 2 * size.layers * size.hidden * element
     bandwidth = copy_bandwidth(device, 2048 if device == "cuda" else 64)
     matmul = matmul_rate(device, dtype, 8192 if device == "cuda" else 256)
-    # CPU: the static path without graphs (what the device replays as graphs).
-    modes = {"eager": {"static": False}, "static+graphs" if device == "cuda" else "static": {"static": True}}
-    table, agreement = [], {}
+    # CPU: the static paths without graphs (what the device replays as graphs).
+    modes = {"static+graphs": {"static": True, "fused": False}, "fused": {"static": True, "fused": True}}
+    table = []
     with torch.inference_mode():
         images, prompts = _inputs(max(batches))
         prefix_all = captioner.prefix(*captioner.image_features(images))
         for batch in batches:
+            if not budget.allows(8):
+                table.append({"batch": batch, "skipped": "part budget spent"})
+                continue
             prefix, rows = prefix_all[:batch], prompts[:batch]
             prompt_tokens = captioner.batch(rows).prompt_length
             context = captioner.config.prefix_length + prompt_tokens + 1 + new_tokens / 2
             memory_ceiling = roofline_tokens_per_s(batch, weight_bytes, kv_bytes_per_token, context, bandwidth)
             flops_per_token = 2 * weight_bytes / element + 4 * size.layers * size.hidden * context
             ceiling = min(memory_ceiling, compute_roofline_tokens_per_s(flops_per_token, matmul))
-            row: dict[str, Any] = {"batch": batch, "new_tokens": new_tokens,
-                                   "roofline_tokens_per_s": round(ceiling, 1)}
+            row: dict[str, Any] = {"batch": batch, "new_tokens": new_tokens, "roofline_tokens_per_s": round(ceiling, 1),
+                                   "roofline_ms_per_step": round(batch / ceiling * 1000, 2)}
+            if batch in EAGER_TOKENS_PER_S and not SMALL:
+                row["eager_tokens_per_s_run2"] = EAGER_TOKENS_PER_S[batch]
             ids = {}
             for name, options in modes.items():
                 if not budget.allows(5):
                     row[name] = "skipped: part budget spent"
                     continue
-                started = time.perf_counter()
-                generate(captioner, prefix, rows, max_new_tokens=new_tokens, row_keys=range(batch),
-                         temperature=0, **options)  # warm: kernels loaded, the graph captured
-                _sync(device)
-                warm = time.perf_counter() - started
-                started = time.perf_counter()
-                ids[name] = generate(captioner, prefix, rows, max_new_tokens=new_tokens, row_keys=range(batch),
-                                     temperature=0, **options)
-                _sync(device)
-                seconds = time.perf_counter() - started
+                try:
+                    started = time.perf_counter()
+                    generate(captioner, prefix, rows, max_new_tokens=new_tokens, row_keys=range(batch),
+                             temperature=0, **options)  # warm: kernels loaded, the graphs captured
+                    _sync(device)
+                    warm = time.perf_counter() - started
+                    started = time.perf_counter()
+                    ids[name] = generate(captioner, prefix, rows, max_new_tokens=new_tokens, row_keys=range(batch),
+                                         temperature=0, **options)
+                    _sync(device)
+                    seconds = time.perf_counter() - started
+                except Exception as error:  # a failed capture or an out-of-memory: the next mode, batch
+                    row[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+                    _say("decoder batch", batch, name, row[name])
+                    if device == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
                 tokens = batch * new_tokens
                 row[name] = {"first_call_s": round(warm, 3), "seconds": round(seconds, 3),
                              "tokens_per_s": round(tokens / seconds, 1),
                              "ms_per_step": round(seconds / new_tokens * 1000, 2),
                              "of_roofline": round(tokens / seconds / ceiling, 3)}
+                if name == "static+graphs" and device == "cuda":
+                    forward = _forward_graph_ms(captioner, batch)
+                    if forward is not None:  # the split: captured forward vs the rest of the step
+                        row["forward_graph_ms_full_cache"] = round(forward, 2)
+                        row[name]["outside_forward_ms_per_step"] = round(seconds / new_tokens * 1000 - forward, 2)
                 _say("decoder batch", batch, name, row[name])
             if len(ids) == 2:
                 first, second = ids.values()
                 row["same_greedy_captions"] = round(sum(a == b for a, b in zip(first, second)) / batch, 3)
-            table.append(row)
+                row["mean_caption_tokens"] = round(sum(len(a) for a in second) / batch, 1)
             runners = captioner.__dict__.get("_static_decoders", {})
-            row["graphs_captured"] = sum(1 for r in runners.values() if getattr(r, "graph", None) is not None)
-            runners.clear()  # this batch size's cache and graph are not needed again
+            row["graphs_captured"] = sum(1 for r in runners.values() if getattr(r, "graph", None) is not None) + \
+                sum(len(getattr(r, "fused_graphs", {}) or {}) for r in runners.values())
+            table.append(row)
+            runners.clear()  # this batch size's cache and graphs are not needed again
             if device == "cuda":
                 torch.cuda.empty_cache()
     return {"decoder": {**size.__dict__, "dtype": str(dtype), "weight_bytes": weight_bytes}, "device": device,
@@ -215,14 +258,9 @@ def semdedup(budget: Budget) -> dict[str, Any]:
         _say("semdedup", record)
         del vectors, pairs
 
-    if device == "cuda":
-        run(sizes[1], "cuda")
-        if budget.allows(90 if not SMALL else 5):
-            run(sizes[0], "cuda")
-    run(sizes[1] if budget.allows(60 if not SMALL else 5) else sizes[1] // 10, "cpu")
-    by = {(r["rows"], r["on"]): r["seconds"] for r in result["runs"]}
-    if (sizes[1], "cuda") in by and (sizes[1], "cpu") in by:
-        result["gpu_speedup_at_1m"] = round(by[(sizes[1], "cpu")] / by[(sizes[1], "cuda")], 1)
+    # Its goal is met (run 2 of 2026-12-04: 10M in 8.3 s, 1M 6.9x faster than 16 CPU cores): once
+    # at 10M on the device, as the regression check; a small CPU run elsewhere.
+    run(sizes[0] if device == "cuda" else sizes[1], device)
     return result
 
 
@@ -430,8 +468,32 @@ def gpu_tests(budget: Budget) -> dict[str, Any]:
     return {"returncode": done.returncode, "output": (done.stdout + done.stderr)[-4000:]}
 
 
+def run_part(name: str, seconds: float, out: Path) -> dict[str, Any]:
+    """One module of benchmarks/gpu_parts in a child process (``python -m benchmarks.gpu_parts``)
+    with a hard limit a little past its budget: a part that hangs, crashes or leaks GPU memory
+    costs only its own seconds."""
+    result_file = out / f"part_{name}.json"
+    result_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "benchmarks.gpu_parts", name, "--seconds", f"{seconds:.0f}",
+               "--out", str(out / name), "--json", str(result_file)] + (["--smoke"] if SMALL else [])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 20)
+    except subprocess.TimeoutExpired as expired:
+        return {"error": f"killed after {expired.timeout:.0f}s (its budget was {seconds:.0f}s)",
+                "output": str(expired.stdout or "")[-2000:] + str(expired.stderr or "")[-2000:]}
+    (out / f"part_{name}.log").write_text(done.stdout + done.stderr)
+    if result_file.exists():
+        try:
+            return json.loads(result_file.read_text())
+        except json.JSONDecodeError as error:
+            return {"error": f"unreadable result {result_file}: {error}"}
+    return {"error": f"exited {done.returncode} without a result", "output": (done.stdout + done.stderr)[-3000:]}
+
+
 def main() -> None:
     import torch
+
+    from benchmarks.gpu_parts import load_part, part_names
 
     out = Path(os.environ.get("OUT", "/tmp/gpu_session_out"))
     out.mkdir(parents=True, exist_ok=True)
@@ -454,26 +516,40 @@ def main() -> None:
 
     # SMALL: the shipped tiny CLIP in both slots (a ViT on two shared CPU cores takes minutes).
     b32, l14 = ("ViT-B-32", "ViT-L-14") if not SMALL else ("world-clip-tiny", "world-clip-tiny")
+    # Seconds on an H200 (run 2 of 2026-12-04 took 0.3, 80, 105, 72, 30 and 24 s for the first six
+    # sections when they measured more): what that run measured and does not change (the raw
+    # open_clip loop, the eager decoder, SemDeDup at 1M and on the CPU) is not measured again.
     sections = [  # (name, seconds on an H200, the part)
-        ("ceilings", 10, lambda b: ceilings(device)),
-        ("clip ViT-B-32", 75, lambda b: clip_throughput(b32, 128 if SMALL else 32768, 32 if SMALL else 512,
+        ("ceilings", 5, lambda b: ceilings(device)),
+        ("clip ViT-B-32", 70, lambda b: clip_throughput(b32, 128 if SMALL else 32768, 32 if SMALL else 1024,
                                                         work, b)),
-        ("clip ViT-L-14", 85, lambda b: clip_throughput(l14, 64 if SMALL else 8192, 16 if SMALL else 256, work, b,
-                                                        compile_too=not SMALL)),
+        ("clip ViT-L-14", 55, lambda b: clip_throughput(l14, 64 if SMALL else 8192, 16 if SMALL else 256, work, b)),
         # after clip: a failed CUDA graph capture can leave the CUDA generator unusable for the process
-        ("decoder eager vs static+graphs", 95, decoder),
-        ("semdedup torch", 150, semdedup),
-        ("pytest -m gpu", 50, gpu_tests),
+        ("decoder static+graphs vs fused", 70, decoder),
+        ("semdedup torch", 25, semdedup),
+        ("pytest -m gpu", 30, gpu_tests),
     ]
+    parts = [(name, float(getattr(load_part(name), "SECONDS", 60))) for name in part_names()]
     only = os.environ.get("GPU_SESSION_ONLY")
-    for name, seconds, section in sections:
+
+    def start(name: str, seconds: float) -> bool:
         if only and only not in name:
-            continue
+            return False
         if session_left() < 10:
             report[name] = {"skipped": "session budget spent"}
             save()
+            return False
+        _say("start", name, f"(budget {seconds:.0f}s, session left {session_left():.0f}s)")
+        return True
+
+    def done(name: str, started: float) -> None:
+        report.setdefault("section_seconds", {})[name] = round(time.perf_counter() - started, 1)
+        save()
+        _say("done", name, json.dumps(report[name], default=str)[:800])
+
+    for name, seconds, section in sections:
+        if not start(name, seconds):
             continue
-        _say("start", name, f"(budget {seconds}s, session left {session_left():.0f}s)")
         started = time.perf_counter()
         try:
             report[name] = section(Budget(seconds))
@@ -482,11 +558,18 @@ def main() -> None:
 
             traceback.print_exc()
             report[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        report.setdefault("section_seconds", {})[name] = round(time.perf_counter() - started, 1)
-        save()
-        _say("done", name, json.dumps(report[name], default=str)[:800])
+        done(name, started)
         if device == "cuda":
             torch.cuda.empty_cache()
+    for name, seconds in parts:  # benchmarks/gpu_parts, by name, each in a child process
+        key = f"part {name}"
+        if not start(key, seconds):
+            continue
+        started = time.perf_counter()
+        report[key] = run_part(name, max(5.0, min(seconds, session_left() - 5)), out)
+        done(key, started)
+    report["session_seconds"] = round(time.perf_counter() - STARTED, 1)
+    save()
     print(json.dumps(report, indent=1, default=str))
 
 
