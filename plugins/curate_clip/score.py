@@ -162,12 +162,24 @@ class ClipScore(Step):
             self.clip.model.to(torch.bfloat16)
             self._dtype = torch.bfloat16
         self._encode_image = self.clip.model.encode_image
+        self._pad_to = 0
         if self.params.compile and self.clip.device.startswith("cuda"):
             import torch
 
             self._encode_image = torch.compile(self.clip.model.encode_image, dynamic=False)
+            self._pad_to = self.params.batch_size  # a shard's last, smaller batch would compile again
 
     def _image_embeddings(self, refs: list[Any], ctx: StepContext) -> tuple[np.ndarray, np.ndarray]:
+        images, present, _ = self._embeddings(refs, {}, ctx)
+        return images, present
+
+    def _embeddings(self, refs: list[Any], texts: dict[str, list[str | None]],
+                    ctx: StepContext) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Image embeddings, which rows have an image, and each text column's embeddings, in one
+        pass: the DataLoader workers read (and decode) a batch's images and tokenize its texts,
+        the main process runs both towers on the batch. The embeddings stay on the device until
+        the shard is done: no host sync per batch, so the next batch's decode and forward are
+        queued while this one runs."""
         import torch
         from torch.utils.data import DataLoader
 
@@ -182,17 +194,23 @@ class ClipScore(Step):
         store_dir = ctx.extras.get("store_dir")
         cuda = self.clip.device.startswith("cuda")
         workers = self.params.workers
-        options: dict[str, Any] = {"batch_size": self.params.batch_size, "num_workers": workers, "shuffle": False,
-                                   "pin_memory": cuda, "persistent_workers": False,
-                                   "prefetch_factor": 4 if workers else None}
+        columns = list(texts)
         if decode == "device":
             # decode_jpeg reads the encoded bytes from host memory itself: nothing to pin.
-            loader = DataLoader(device_decode.EncodedImages(refs, store_dir, loader_part),
-                                collate_fn=device_decode.collate, **{**options, "pin_memory": False})
+            dataset: Any = device_decode.EncodedImages(refs, store_dir, loader_part)
+            collate: Any = device_decode.collate
         else:
-            loader = DataLoader(_Images(refs, store_dir, loader_part, size, as_uint8=split is not None), **options)
-        vectors, present = [], []
-        for batch in loader:
+            dataset = _Images(refs, store_dir, loader_part, size, as_uint8=split is not None)
+            collate = None
+        loader = DataLoader(_WithTexts(dataset, [texts[c] for c in columns]),
+                            collate_fn=_TokenCollate(collate, self.clip.tokenizer, len(columns)),
+                            batch_size=self.params.batch_size, num_workers=workers, shuffle=False,
+                            pin_memory=cuda and decode != "device", persistent_workers=False,
+                            prefetch_factor=4 if workers else None)
+        vectors: list[Any] = []
+        text_vectors: list[list[Any]] = [[] for _ in columns]
+        present = []
+        for batch, tokens in loader:
             if decode == "device":
                 pixels, ok = device_decode.decode_batch(batch, transform, loader_part, size, self.clip.device)
             else:
@@ -201,28 +219,24 @@ class ClipScore(Step):
                 pixels = normalize(pixels.float().div_(255))
             if self._dtype is not None:
                 pixels = pixels.to(self._dtype)
+            rows = pixels.shape[0]
+            if self._pad_to and rows < self._pad_to:  # a compiled tower: one shape, no recompile
+                pixels = torch.cat([pixels, pixels.new_zeros((self._pad_to - rows, *pixels.shape[1:]))])
             with torch.inference_mode(), self._autocast():
-                features = self._encode_image(pixels)
-            vectors.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
+                features = self._encode_image(pixels)[:rows]
+                vectors.append(torch.nn.functional.normalize(features.float(), dim=-1))
+                for column, ids in enumerate(tokens):
+                    encoded = self.clip.model.encode_text(ids.to(self.clip.device, non_blocking=cuda))
+                    text_vectors[column].append(torch.nn.functional.normalize(encoded.float(), dim=-1))
             present.append(ok)
-            ctx.advance(len(ok) // 2)  # images are half the work; texts the other half
+            ctx.advance(len(ok))
         dim = self.clip.model.text_projection.shape[-1] if hasattr(self.clip.model, "text_projection") else 0
         if not vectors:
-            return np.zeros((0, dim), np.float32), np.zeros(0, bool)
-        return np.concatenate(vectors), np.concatenate(present)
-
-    def _text_embeddings(self, texts: list[str | None], ctx: StepContext) -> np.ndarray:
-        import torch
-
-        out = []
-        batch = self.params.batch_size
-        for start in range(0, len(texts), batch):
-            chunk = [t if t is not None else "" for t in texts[start : start + batch]]
-            tokens = self.clip.tokenizer(chunk).to(self.clip.device)
-            with torch.inference_mode(), self._autocast():
-                features = self.clip.model.encode_text(tokens)
-            out.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+            empty = np.zeros((0, dim), np.float32)
+            return empty, np.zeros(0, bool), {c: empty for c in columns}
+        images = torch.cat(vectors).cpu().numpy()
+        return (images, np.concatenate(present),
+                {c: torch.cat(text_vectors[i]).cpu().numpy() for i, c in enumerate(columns)})
 
     def _autocast(self) -> Any:
         import contextlib
@@ -235,7 +249,8 @@ class ClipScore(Step):
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         refs = table[self.params.image_column].to_list()
-        images, present = self._image_embeddings(refs, ctx)
+        values_of = {c: table[c].to_list() for c in self.params.texts}
+        images, present, texts_of = self._embeddings(refs, values_of, ctx)
         shard = ctx.shard or 0
         uids = table[UID]
         if self.params.store_embeddings and images.size:
@@ -245,8 +260,8 @@ class ClipScore(Step):
             store.write_shard(shard, uids.filter(pl.Series(present)), images[present])
         columns = []
         for text_column in self.params.texts:
-            values = table[text_column].to_list()
-            texts = self._text_embeddings(values, ctx) if values else np.zeros_like(images)
+            values = values_of[text_column]
+            texts = texts_of[text_column] if values else np.zeros_like(images)
             scores = (images * texts).sum(axis=1) if len(values) else np.zeros(0, np.float32)
             valid = present & np.array([v is not None for v in values], dtype=bool)
             columns.append(pl.Series(score_column(text_column), np.where(valid, scores, np.nan), dtype=pl.Float32)
@@ -257,5 +272,34 @@ class ClipScore(Step):
                     store.write_meta(texts.shape[1], self.clip.name)
                 keep = np.array([v is not None for v in values], dtype=bool)
                 store.write_shard(shard, uids.filter(pl.Series(keep)), texts[keep])
-        ctx.advance(table.height - table.height // 2)
         return table.with_columns(columns)
+
+
+class _WithTexts:
+    """A dataset's items with the row's texts (one per text column) beside them."""
+
+    def __init__(self, images: Any, texts: list[list[str | None]]):
+        self.images, self.texts = images, texts
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, tuple[str, ...]]:
+        return self.images[index], tuple(column[index] or "" for column in self.texts)
+
+
+class _TokenCollate:
+    """Collates a batch of :class:`_WithTexts` items in the DataLoader worker: the images with
+    ``collate`` (None: torch's default), each text column tokenized in one tokenizer call. The
+    tokenizer (ftfy, regex, BPE in Python) then runs in the workers, in parallel and overlapped
+    with the towers, instead of in the main process after the images."""
+
+    def __init__(self, collate: Any, tokenizer: Any, columns: int):
+        self.collate, self.tokenizer, self.columns = collate, tokenizer, columns
+
+    def __call__(self, items: list[tuple[Any, tuple[str, ...]]]) -> tuple[Any, list[Any]]:
+        from torch.utils.data import default_collate
+
+        images = [image for image, _ in items]
+        batch = (self.collate or default_collate)(images)
+        return batch, [self.tokenizer([texts[c] for _, texts in items]) for c in range(self.columns)]
