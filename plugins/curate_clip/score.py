@@ -57,9 +57,10 @@ class ClipScoreParams(Params):
     workers: int = Field(0, ge=0, le=64, description="DataLoader processes decoding images",
                          json_schema_extra=NOT_OUTPUT)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1…", json_schema_extra=NOT_OUTPUT)
-    decode: Literal["auto", "loader", "device"] = Field(
+    decode: Literal["auto", "loader", "device", "workers"] = Field(
         "auto", description="where JPEGs are decoded and resized: loader (PIL in the DataLoader workers), device "
-        "(batched on the model's device: nvjpeg on CUDA; workers only read bytes; other formats via PIL), auto "
+        "(batched on the model's device: nvjpeg on CUDA; workers only read bytes; other formats via PIL), workers "
+        "(libjpeg-turbo in the DataLoader workers, resized and cropped on the model's device), auto "
         "(device on CUDA); scores agree within a few 1e-3", json_schema_extra=NOT_OUTPUT)
     precision: Literal["autocast", "bf16"] = Field(
         "autocast", description="on CUDA: autocast (float32 weights, bf16 matmuls) or bf16 (weights cast to bf16: "
@@ -195,9 +196,8 @@ class ClipScore(Step):
         cuda = self.clip.device.startswith("cuda")
         workers = self.params.workers
         columns = list(texts)
-        if decode == "device":
-            # decode_jpeg reads the encoded bytes from host memory itself: nothing to pin.
-            dataset: Any = device_decode.EncodedImages(refs, store_dir, loader_part)
+        if decode in ("device", "workers"):
+            dataset: Any = device_decode.EncodedImages(refs, store_dir, loader_part, decode_here=decode == "workers")
             collate: Any = device_decode.collate
         else:
             dataset = _Images(refs, store_dir, loader_part, size, as_uint8=split is not None)
@@ -205,13 +205,14 @@ class ClipScore(Step):
         loader = DataLoader(_WithTexts(dataset, [texts[c] for c in columns]),
                             collate_fn=_TokenCollate(collate, self.clip.tokenizer, len(columns)),
                             batch_size=self.params.batch_size, num_workers=workers, shuffle=False,
+                            # decode: device hands decode_jpeg encoded bytes it reads itself: nothing to pin
                             pin_memory=cuda and decode != "device", persistent_workers=False,
                             prefetch_factor=4 if workers else None)
         vectors: list[Any] = []
         text_vectors: list[list[Any]] = [[] for _ in columns]
         present = []
         for batch, tokens in loader:
-            if decode == "device":
+            if decode in ("device", "workers"):
                 pixels, ok = device_decode.decode_batch(batch, transform, loader_part, size, self.clip.device)
             else:
                 pixels, ok = batch[0].to(self.clip.device, non_blocking=cuda), batch[1].numpy()

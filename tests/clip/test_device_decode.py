@@ -45,6 +45,11 @@ def test_device_decode_agrees_with_the_loader(tmp_path, model):
     difference = np.linalg.norm(loader - device, axis=1)
     assert difference.max() < EMBEDDING_TOLERANCE, difference
     assert difference[-1] == 0.0  # the PNG went the same PIL way
+    # decode: workers runs the same decoder (libjpeg-turbo here) in the workers and the same
+    # resize/crop on the device: on the CPU, the very embeddings of decode: device.
+    workers, present_workers = embeddings(model, refs, "workers", workers=2)
+    assert present_workers.all()
+    np.testing.assert_array_equal(workers, device)
 
 
 def test_corrupt_and_missing_images_are_rows_without_an_image(tmp_path):
@@ -52,7 +57,7 @@ def test_corrupt_and_missing_images_are_rows_without_an_image(tmp_path):
     files = {"good": good, "truncated": good[: len(good) // 2], "garbage": device_decode.JPEG_MAGIC + b"\x00" * 64,
              "good2": encoded(photo(80, 60, 2))}
     refs = write(tmp_path / "images", files) + [None]
-    for decode in ("loader", "device"):
+    for decode in ("loader", "device", "workers"):
         _, present = embeddings("world-clip-tiny", refs, decode)
         assert present.tolist() == [True, False, False, True, False], decode
 

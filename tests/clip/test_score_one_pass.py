@@ -17,7 +17,7 @@ from curate_clip.score import ClipScore
 from tests.clip.jpegs import encoded, photo, write
 
 
-@pytest.mark.parametrize(("workers", "decode"), [(0, "loader"), (2, "loader"), (1, "device")])
+@pytest.mark.parametrize(("workers", "decode"), [(0, "loader"), (2, "loader"), (1, "device"), (2, "workers")])
 def test_one_pass_scores_equal_one_by_one(tmp_path, workers, decode):
     files = {f"{i:02d}": encoded(photo(64 + 9 * i, 48 + 5 * i, i)) for i in range(11)}
     refs = write(tmp_path / "images", files)
