@@ -22,6 +22,11 @@ trap 'rm -rf "$WORK"' EXIT
 # for size (a call carries 64 MiB including the checkout, ~29 MiB): duckdb, timm, rich.
 PACKAGES="polars polars-runtime-32 pydantic pydantic_core annotated-types typing-inspection pluggy
 open_clip_torch ftfy wcwidth pytest iniconfig"
+# duckdb (benchmarks/gpu_parts/cores.py: the engine's table steps need it) adds 15.4 MiB of xz
+# (2.0.1: a 69 MB stripped .so): with the ~29 MiB checkout and the 31.8 MiB above that is ~76 MiB,
+# over a call's 64 MiB, so it is off by default; GPU_PREPARE_DUCKDB=1 adds it for a session that
+# can carry it (the size check at the end says whether this one can).
+if [ "${GPU_PREPARE_DUCKDB:-0}" = 1 ]; then PACKAGES="$PACKAGES duckdb"; fi
 
 pins=()
 for name in $PACKAGES; do
@@ -52,3 +57,10 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version "
   -d "$OUTDIR" "${extras[@]}"
 du -b "$OUTDIR/site.tar.xz" | awk '{printf "%s: %.1f MiB\n", $2, $1 / 1048576}'
 du -sb "$WORK/site" | awk '{printf "unpacked: %.1f MiB\n", $1 / 1048576}'
+# What a device call carries in all: the working tree (tracked and untracked-not-ignored files)
+# and .whl; the limit is 64 MiB.
+tree=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb 2>/dev/null | awk '$2 == "total" {s += $1} END {print s + 0}')
+whl=$(du -sb "$OUTDIR" | awk '{print $1}')
+awk -v t="$tree" -v w="$whl" 'BEGIN {total = (t + w) / 1048576;
+  printf "carried: checkout %.1f MiB + .whl %.1f MiB = %.1f MiB (limit 64)\n", t / 1048576, w / 1048576, total;
+  if (total > 64) { print "OVER the 64 MiB a call carries: drop packages (GPU_PREPARE_DUCKDB=0) or files"; exit 1 } }'
