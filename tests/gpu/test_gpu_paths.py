@@ -29,15 +29,16 @@ def test_nvjpeg_decode_agrees_with_the_loader(tmp_path):
     files.update({"truncated": good[: len(good) // 2], "png": encoded(photo(150, 100, 7), "PNG")})
     refs = write(tmp_path / "images", files)
     results = {}
-    for decode in ("loader", "device"):
+    for decode in ("loader", "device", "workers"):
         step = ClipScore(ClipScore.Params(model="ViT-B-32", decode=decode, device="cuda", batch_size=8, workers=2))
         torch.manual_seed(0)
         step.setup(None)  # type: ignore[arg-type]
         results[decode] = step._image_embeddings(refs, SimpleNamespace(extras={}, advance=lambda n: None))
-    assert results["loader"][1].tolist() == results["device"][1].tolist() == [True] * 10 + [False, True]
-    difference = np.linalg.norm(results["loader"][0] - results["device"][0], axis=1)
-    print("nvjpeg vs PIL embedding difference: max", difference.max(), "mean", difference.mean())
-    assert difference.max() < EMBEDDING_TOLERANCE, difference
+    for decode in ("device", "workers"):
+        assert results["loader"][1].tolist() == results[decode][1].tolist() == [True] * 10 + [False, True]
+        difference = np.linalg.norm(results["loader"][0] - results[decode][0], axis=1)
+        print(f"{decode} decode vs PIL embedding difference: max", difference.max(), "mean", difference.mean())
+        assert difference.max() < EMBEDDING_TOLERANCE, (decode, difference)
 
 
 def tiny_captioner(kind: str, seed: int) -> Any:
@@ -56,21 +57,31 @@ def tiny_captioner(kind: str, seed: int) -> Any:
     return Captioner.create(tower, encoder_config, decoder, tokenizer, config).eval()
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("kind", ["llama", "gpt2", "opt"])
-def test_cuda_graphs_equal_eager(kind: str) -> None:
+def test_cuda_graphs_equal_eager(kind: str, fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from curate_captioner import generate_static
     from curate_captioner.generate import generate
     from tests.captioner.conftest import images
     from tests.captioner.test_generate_static import PROMPTS
 
+    monkeypatch.setattr(generate_static, "BUCKET", 8)  # the fused step crosses several attention windows
     captioner = tiny_captioner(kind, seed=3).to("cuda")
     with torch.no_grad():
         prefix = captioner.prefix(*captioner.image_features(images(len(PROMPTS))))
     eager = generate(captioner, prefix, PROMPTS, max_new_tokens=12, temperature=0, static=False)
-    graphs = [generate(captioner, prefix, PROMPTS, max_new_tokens=12, temperature=0, static=True, graphs=True)
-              for _ in range(2)]  # the first call captures, the second replays the same graph
+    graphs = [generate(captioner, prefix, PROMPTS, max_new_tokens=12, temperature=0, static=True, graphs=True,
+                       fused=fused) for _ in range(2)]  # the first call captures, the second replays
     assert graphs[0] == graphs[1] == eager
     runners = captioner.__dict__["_static_decoders"].values()
-    assert all(runner.graph is not None for runner in runners)  # captured, not fallen back to eager
+    if fused:  # captured (one graph per attention window), not fallen back to eager
+        assert all(runner.graphs and len(runner.fused_graphs) > 1 for runner in runners)
+    else:
+        assert all(runner.graph is not None for runner in runners)
+    options = {"max_new_tokens": 12, "temperature": 1.0, "top_p": 0.9, "seed": 7, "row_keys": [5, 6, 7, 8],
+               "copy_bias": 2.0}
+    assert generate(captioner, prefix, PROMPTS, static=True, fused=fused, **options) == \
+        generate(captioner, prefix, PROMPTS, static=False, **options)
 
 
 def test_torch_semdedup_gpu_equals_cpu_and_brute_force():
