@@ -74,12 +74,16 @@ def run(out: Path, seconds: float, smoke: bool = False) -> dict[str, Any]:
         return min(r["steps"][label] for r in runs[count])
 
     one = counts[0]
+    def ratio(count: int, key: str) -> float:
+        return round(best(one, key) / best(count, key), 2)
+
     result["speedup"] = {
         f"{one}->{count} cores": {
-            "shard steps (filter, normalize_text, sample)": round(best(one, "shard_steps") / best(count, "shard_steps"), 2),
-            "table steps (source, exact_dedup)": round(best(one, "table_steps") / best(count, "table_steps"), 2),
-            **{label: round(best_step(one, label) / best_step(count, label), 2) for label in (*SHARD_STEPS, *TABLE_STEPS)},
-            "whole run": round(best(one, "seconds") / best(count, "seconds"), 2),
+            "shard steps (filter, normalize_text, sample)": ratio(count, "shard_steps"),
+            "table steps (source, exact_dedup)": ratio(count, "table_steps"),
+            **{label: round(best_step(one, label) / best_step(count, label), 2)
+               for label in (*SHARD_STEPS, *TABLE_STEPS)},
+            "whole run": ratio(count, "seconds"),
         }
         for count in counts[1:]
     }
