@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from curate_captioner.generate import _accepts, _until_eos, logit_adjustment, pick_tokens, row_streams, sample_captions
+from curate_captioner.generate import (
+    _accepts,
+    _until_eos,
+    logit_adjustment,
+    pick_tokens,
+    row_streams,
+    sample_captions,
+)
 
 if TYPE_CHECKING:
     from curate_captioner.model import Captioner
@@ -178,7 +185,6 @@ class StaticDecoder:
             self.logits = self._forward()
         self.graph = graph
 
-
     # -- the fused step: the whole decode step, sampler and bookkeeping included ---------------
 
     def fused_buffers(self, vocab: int, adjust: torch.Tensor) -> None:
@@ -238,16 +244,24 @@ class StaticDecoder:
         wrote is rewritten by that replay before anything reads it."""
         state = [self.slot, self.position_ids, self.mask, self.tokens, self.column, self.finished, self.generated]
         saved = [t.clone() for t in state]
-        stream = torch.cuda.Stream(device=self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            self._fused_body(*key)
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        for tensor, copy in zip(state, saved):
-            tensor.copy_(copy)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._fused_body(*key)
+
+        def restore() -> None:
+            for tensor, copy in zip(state, saved, strict=True):
+                tensor.copy_(copy)
+
+        try:
+            stream = torch.cuda.Stream(device=self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                self._fused_body(*key)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            restore()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._fused_body(*key)
+        except RuntimeError:  # the caller decodes this step without graphs, from the state before it
+            restore()
+            raise
         return graph
 
     def decode_fused(self, first: torch.Tensor, uniforms: torch.Tensor | None, temperature: float, top_p: float,
@@ -269,7 +283,6 @@ class StaticDecoder:
             window = min(self.length, -(-written // BUCKET) * BUCKET)
             self.fused_step(temperature, top_p, eos, pad, window)
         return [_until_eos(row, eos, pad) for row in self.generated[:, :max_new_tokens].tolist()]
-
 
 
 def static_decoder(captioner: Captioner, rows: int, length: int, dtype: torch.dtype, device: torch.device,
