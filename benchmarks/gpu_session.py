@@ -536,7 +536,7 @@ def main() -> None:
         # after clip: a failed CUDA graph capture can leave the CUDA generator unusable for the process
         ("decoder static+graphs vs fused", 70, decoder),
         ("semdedup torch", 25, semdedup),
-        ("pytest -m gpu", 30, gpu_tests),
+        ("pytest -m gpu", 45, gpu_tests),
     ]
     parts = [(name, float(getattr(load_part(name), "SECONDS", 60))) for name in part_names()]
     only = os.environ.get("GPU_SESSION_ONLY")
