@@ -14,7 +14,7 @@ styling or any other parameter, nor between versions of the generator that keep 
 
 The world models shipped today (world CLIP, world captioner) were trained before the partition
 existed, on worlds and generators drawing from the whole space; the one-object scenes are few
-(about 67,000) and those runs drew almost all of them. So ``heldout`` also leaves out every scene
+(61,020) and those runs drew almost all of them. So ``heldout`` also leaves out every scene
 in :data:`SHIPPED_SCENES_FILE`: the held-out-partition scenes of every world and training
 generator the shipped models were trained or tuned on (``python -m
 curate_clip.training.seen_scenes`` rebuilds it from the recorded seeds and parameters; the
