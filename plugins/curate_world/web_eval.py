@@ -150,12 +150,14 @@ def clip_from_run(run_dir: Path, step: str = "clip_score") -> dict[str, Any]:
                            frame.filter(pl.col("gt_noise_type").is_in(negative))["clip_score"].to_numpy())
 
     styled = table.filter(pl.col("gt_styles").list.len() > 0)
+    unstyled = table.filter(pl.col("gt_styles").list.len() == 0)
     return {
         "rows": table.height,
         "aligned_vs_misaligned": measure(table, tuple(POSITIVE), tuple(NEGATIVE)),
         "partial_vs_wrong_attribute": measure(table, ("partial",), ("wrong_attribute",)),
         "faithful_vs_wrong_attribute": measure(table, ("faithful",), ("wrong_attribute",)),
         "styled_rows": measure(styled, tuple(POSITIVE), tuple(NEGATIVE)) if styled.height else None,
+        "unstyled_rows": measure(unstyled, tuple(POSITIVE), tuple(NEGATIVE)) if styled.height else None,
     }
 
 
