@@ -174,7 +174,7 @@ def captioner_from_run(run_dir: Path, step: str = "realign") -> dict[str, Any]:
 
     from curate_world.scene import Scene
 
-    table, record = step_table(run_dir, step, ["uid", "alt_text", "caption_realigned", "gt_objects", "gt_background",
+    table, _ = step_table(run_dir, step, ["uid", "alt_text", "caption_realigned", "caption_model", "gt_objects", "gt_background",
                                                "gt_texture", "gt_alt_mentions_entity", "gt_noise_type", "gt_n_objects",
                                                "gt_styles"])
     table = table.filter(table["caption_realigned"].is_not_null())
@@ -202,7 +202,7 @@ def captioner_from_run(run_dir: Path, step: str = "realign") -> dict[str, Any]:
 
     return {
         "rows": table.height,
-        "model": record["summary"].get("model") if isinstance(record.get("summary"), dict) else None,
+        "model": table["caption_model"].drop_nulls().first() if "caption_model" in table.columns else None,
         "attribute_accuracy": figure("attribute_accuracy", None, table.height),
         "attribute_accuracy_alt_text": proportion(round((alt_scores["attribute_accuracy"] or 0) * table.height),
                                                   table.height),
