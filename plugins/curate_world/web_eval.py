@@ -234,9 +234,9 @@ def dedup_from_run(run_dir: Path, step: str = "dedup_semantic") -> dict[str, Any
 def evaluate_run(run_dir: Path) -> dict[str, Any]:
     from curate.runstore import read_manifest
 
-    manifest = read_manifest(run_dir)
-    source = manifest.get("source", {})
-    return {"run": str(run_dir), "source": source.get("params", source), "clip": clip_from_run(run_dir),
+    first = read_manifest(run_dir)["steps"][0]  # the source: the world's parameters
+    source = {k: v for k, v in first.get("params", {}).items() if k not in ("base_url", "host", "port", "dir", "world_dir")}
+    return {"run": str(run_dir), "source": source, "clip": clip_from_run(run_dir),
             "captioner": captioner_from_run(run_dir), "dedup": dedup_from_run(run_dir)}
 
 
