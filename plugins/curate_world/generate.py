@@ -23,8 +23,8 @@ from curate_world.duplicates import Variant, plan_groups, sample_variant
 from curate_world.errors import WorldError
 from curate_world.faults import FAULTS, fault_probabilities
 from curate_world.params import WORLD_VERSION, WorldParams
-from curate_world.realign import realigned_caption
 from curate_world.partition import sample_in_set
+from curate_world.realign import realigned_caption
 from curate_world.scene import Scene, sample_scene
 from curate_world.webstyle import STYLES, normalize_web_text, style_alt_text, style_weights
 
@@ -147,7 +147,8 @@ def world_scene_count(n: int, seed: int, dup_fraction: float = 0.1, max_dup_grou
 
 
 def world_scenes(params: WorldParams) -> list[Scene]:
-    """The distinct scenes of the world ``params`` make (scene_id order), without drawing it."""
+    """The scenes of the world ``params`` make, by scene_id (two ids can share content), without
+    drawing a pixel."""
     count = world_scene_count(params.n, params.seed, params.dup_fraction, params.max_dup_group_size)
     return [
         world_scene(params.seed, j, entity_rate=params.entity_rate, concept_skew=params.concept_skew,

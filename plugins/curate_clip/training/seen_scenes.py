@@ -47,7 +47,7 @@ SHIPPED_MODEL_SOURCES: list[dict[str, Any]] = [
 ]
 
 
-def world_scenes(seed: int, n: int, dup_fraction: float = 0.1, all_indices: bool = False) -> list[Any]:
+def recorded_world_scenes(seed: int, n: int, dup_fraction: float = 0.1, all_indices: bool = False) -> list[Any]:
     """The scenes of the default world of ``seed`` and ``n`` (scene ``j`` depends on the seed and
     ``j`` alone; the plan says how many there are)."""
     from curate_world.api import world_scene_count, world_scene
@@ -113,7 +113,7 @@ def replay_is_exact(source: dict[str, Any], limit: int) -> bool:
 def source_scenes(source: dict[str, Any], limit: int | None = None) -> list[Any]:
     if source["kind"] == "world":
         n = source["n"] if limit is None else min(limit, source["n"])
-        return world_scenes(source["seed"], n, all_indices=source.get("all_indices", False) or limit is not None)
+        return recorded_world_scenes(source["seed"], n, all_indices=source.get("all_indices", False) or limit is not None)
     return generator_scenes(source, limit)
 
 
