@@ -20,14 +20,16 @@ clip.add_command(tune_world, "tune-world")
 @click.option("--n", default=2000, show_default=True, help="rows of the held-out world")
 @click.option("--seed", default=2000, show_default=True)
 @click.option("--checkpoint", default=None, help="weights to evaluate (default: the shipped world CLIP)")
+@click.option("--scenes", type=click.Choice(["heldout", "any"]), default="heldout", show_default=True,
+              help="heldout: scenes no training world and no shipped model saw; any: the whole scene space")
 @click.option("--out", default=None, help="write the numbers here as JSON")
-def eval_world(n: int, seed: int, checkpoint: str | None, out: str | None) -> None:
+def eval_world(n: int, seed: int, checkpoint: str | None, scenes: str, out: str | None) -> None:
     """AUC of the CLIP score separating true from noisy alt-text, per noise type."""
     import json
 
     from curate_clip.training.evaluate import evaluate
 
-    result = evaluate(n=n, seed=seed, checkpoint=checkpoint)
+    result = evaluate(n=n, seed=seed, checkpoint=checkpoint, scenes=scenes)
     click.echo(json.dumps(result, indent=2))
     if out:
         with open(out, "w") as handle:

@@ -163,6 +163,12 @@ def run_inputs(run_dir: Path, label: str) -> tuple[pl.DataFrame, np.ndarray, dic
     return table[keep], vectors[keep], record, Path(record["path"])
 
 
+def dedup_verdict(run_dir: Path, step: str = "dedup_semantic") -> dict[str, Any]:
+    """The step's own groups scored against the planted groups and equal content (pairs)."""
+    frame, _, _, step_dir = run_inputs(Path(run_dir), step)
+    return step_verdict(frame, step_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)

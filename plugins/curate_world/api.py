@@ -14,6 +14,11 @@ Vocabulary
 Scenes
     ``Scene`` (the ground truth of one image; ``Scene.from_objects_json``), ``sample_scene(rng, ...)``,
     ``sorted_objects(objects)``, ``entity_logo(name, position, size)``.
+Scene identity and the train / held-out partition (``curate_world.partition``)
+    ``scene_key(scene)`` (canonical content), ``scene_hash``, ``scene_partition`` / ``partition_of_hash``,
+    ``in_scene_set(scene, "train" | "heldout" | "any")``, ``SHIPPED_SCENES_FILE``, ``HELDOUT_SHARE``;
+    ``world_scene(seed, j, ...)``, ``world_scene_count(n, seed, ...)`` and ``world_scenes(params)``
+    (a world's scenes without drawing it), ``WorldParams``.
 Text about a scene
     ``describe(scene)`` and its exact inverse ``parse_description(text)``; the noisy alt-text
     writers ``write_faithful``, ``write_partial``, ``write_wrong_attribute``, ``write_boilerplate``
@@ -34,7 +39,10 @@ from curate.exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_world.tables": ("WORLD_FILE", "REALIGNED_FILE"),
-    "curate_world.generate": ("generate_world",),
+    "curate_world.generate": ("generate_world", "world_scene", "world_scene_count", "world_scenes"),
+    "curate_world.partition": ("scene_key", "scene_hash", "scene_partition", "partition_of_hash", "in_scene_set",
+                               "SHIPPED_SCENES_FILE", "HELDOUT_SHARE"),
+    "curate_world.params": ("WorldParams",),
     "curate_world.vocab": ("SHAPES", "COLORS", "SIZES", "POSITIONS", "BACKGROUNDS", "TEXTURES", "ENTITIES",
                            "colors_visible_on", "concept_names"),
     "curate_world.scene": ("Scene", "sample_scene", "sorted_objects", "entity_logo"),

@@ -79,6 +79,11 @@ def web_style_params(preset: str, rate: float | None, weights: str | None) -> di
     "--web-style-weights", default=None,
     help="Relative weights of web styles, e.g. all_caps=2,synonym=1,truncation=0.5 (others 0) [default: all 1].",
 )
+@click.option(
+    "--scenes", type=click.Choice(["any", "train", "heldout"]), default="any", show_default=True,
+    help="Part of the scene space to draw from: 'train' for training worlds, 'heldout' for evaluation "
+    "(never a scene of a train world, nor one the shipped world models saw).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a different world already in OUT.")
 def generate(
     out: str,

@@ -23,6 +23,7 @@ from curate_world.duplicates import Variant, plan_groups, sample_variant
 from curate_world.errors import WorldError
 from curate_world.faults import FAULTS, fault_probabilities
 from curate_world.params import WORLD_VERSION, WorldParams
+from curate_world.partition import sample_in_set
 from curate_world.realign import realigned_caption
 from curate_world.scene import Scene, sample_scene
 from curate_world.webstyle import STYLES, normalize_web_text, style_alt_text, style_weights
@@ -130,12 +131,38 @@ def load_world(world_dir: str | Path) -> World:
     return World(Path(world_dir), WorldParams(**manifest["params"]), manifest["counts"])
 
 
+def world_scene(seed: int, index: int, *, entity_rate: float = 0.3, concept_skew: float | None = None,
+                scenes: str = "any") -> Scene:
+    """Scene ``index`` of every world with this seed (it depends on nothing else): the first draw of
+    its own generator that lies in the ``scenes`` set (``curate_world.partition``)."""
+    return sample_in_set(
+        _rng(seed, SCENES, index), scenes,
+        lambda rng: sample_scene(rng, entity_rate=entity_rate, concept_skew=concept_skew),
+    )
+
+
+def world_scene_count(n: int, seed: int, dup_fraction: float = 0.1, max_dup_group_size: int = 4) -> int:
+    """How many scenes a world of ``n`` rows and this seed has (its rows repeat some of them)."""
+    return len(plan_groups(n, dup_fraction, max_dup_group_size, _rng(seed, PLAN)))
+
+
+def world_scenes(params: WorldParams) -> list[Scene]:
+    """The scenes of the world ``params`` make, by scene_id (two ids can share content), without
+    drawing a pixel."""
+    count = world_scene_count(params.n, params.seed, params.dup_fraction, params.max_dup_group_size)
+    return [
+        world_scene(params.seed, j, entity_rate=params.entity_rate, concept_skew=params.concept_skew,
+                    scenes=params.scenes)
+        for j in range(count)
+    ]
+
+
 def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     plan = _rng(params.seed, PLAN)
     group_sizes = plan_groups(params.n, params.dup_fraction, params.max_dup_group_size, plan)
     scenes = [
-        sample_scene(_rng(params.seed, SCENES, j), entity_rate=params.entity_rate,
-                     concept_skew=params.concept_skew)
+        world_scene(params.seed, j, entity_rate=params.entity_rate, concept_skew=params.concept_skew,
+                    scenes=params.scenes)
         for j in range(len(group_sizes))
     ]
     descriptions = [describe(scene) for scene in scenes]
@@ -364,7 +391,8 @@ def _build_eval(out: Path, params: WorldParams, seen: set[str], extension: str) 
     while len(rows) < params.eval_rows:
         rng = _rng(params.seed, EVAL, attempt)
         attempt += 1
-        scene = sample_scene(rng, entity_rate=params.entity_rate, single_label=True)
+        scene = sample_in_set(rng, params.scenes,
+                              lambda r: sample_scene(r, entity_rate=params.entity_rate, single_label=True))
         description = describe(scene)
         if description in seen:
             continue

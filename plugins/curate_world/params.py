@@ -60,6 +60,13 @@ class WorldParams(BaseModel):
     web_style_weights: dict[str, float] | None = Field(
         None, description="relative weights of web styles (curate_world.webstyle.STYLES); all 1 if unset"
     )
+    scenes: Literal["any", "train", "heldout"] = Field(
+        "any",
+        description="which part of the scene space the world's images (and eval.parquet) show: 'train' "
+        "(the training partition), 'heldout' (the held-out partition, less every scene the shipped world "
+        "models saw) or 'any' (the whole space, as worlds made before the partition); "
+        "curate_world.partition",
+    )
 
     @field_validator("web_style_weights")
     @classmethod
@@ -85,7 +92,8 @@ class WorldParams(BaseModel):
         its world.json, its digest (cache directory, stable port) and its source fingerprint."""
         data = handler(self)
         if isinstance(data, dict):
-            for knob, off in (("concept_skew", None), ("web_style_rate", 0.0), ("web_style_weights", None)):
+            for knob, off in (("concept_skew", None), ("web_style_rate", 0.0), ("web_style_weights", None),
+                              ("scenes", "any")):
                 if knob in data and data[knob] == off:
                     del data[knob]
         return data

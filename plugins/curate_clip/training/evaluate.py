@@ -61,13 +61,18 @@ def score_world(world_dir: Path, checkpoint: str | None = None, batch_size: int 
     return table.with_columns(pl.Series("clip_score", np.concatenate(scores)))
 
 
-def evaluate(n: int = 2000, seed: int = 2000, checkpoint: str | None = None, workdir: Path | None = None) -> dict[str, Any]:
+def evaluate(n: int = 2000, seed: int = 2000, checkpoint: str | None = None, workdir: Path | None = None,
+             scenes: str = "heldout") -> dict[str, Any]:
+    """AUCs on a fresh world of ``n`` rows; ``scenes: heldout`` (default) shows only scenes the
+    shipped models never saw (``curate_world.partition``); ``any`` is how it was measured until
+    2026-12-04 (scenes the CLIP's training generators drew too)."""
     import tempfile
 
     from curate_world.api import generate_world
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        world = generate_world(Path(tmp) / "world", n=n, seed=seed, fault_rate=0.0, dup_fraction=0.0)
+        world = generate_world(Path(tmp) / "world", n=n, seed=seed, fault_rate=0.0, dup_fraction=0.0,
+                               scenes=scenes)
         scored = score_world(world.dir, checkpoint)
     positive = scored.filter(pl.col("noise_type").is_in(POSITIVE))["clip_score"].to_numpy()
     negative = scored.filter(pl.col("noise_type").is_in(NEGATIVE))["clip_score"].to_numpy()
@@ -77,5 +82,5 @@ def evaluate(n: int = 2000, seed: int = 2000, checkpoint: str | None = None, wor
         per_type[kind] = round(auc(positive, values), 4)
     means = {k: round(float(v), 4) for k, v in
              scored.group_by("noise_type").agg(pl.col("clip_score").mean()).iter_rows()}
-    return {"world": {"n": n, "seed": seed}, "auc": round(auc(positive, negative), 4),
+    return {"world": {"n": n, "seed": seed, "scenes": scenes}, "auc": round(auc(positive, negative), 4),
             "auc_by_negative_type": per_type, "mean_score_by_noise_type": dict(sorted(means.items()))}

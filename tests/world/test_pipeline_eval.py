@@ -1,0 +1,37 @@
+"""The intervals the pipeline evaluation (``curate_world.web_eval --run``) puts beside its figures."""
+
+from __future__ import annotations
+
+import numpy as np
+from curate_world.web_eval import auc_with_ci, proportion, wilson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@given(st.integers(1, 5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_a_wilson_interval_holds_its_proportion_inside_zero_one(pair: tuple[int, int]) -> None:
+    successes, rows = pair
+    low, high = wilson(successes, rows)
+    assert 0.0 <= low <= successes / rows + 1e-4 and successes / rows - 1e-4 <= high <= 1.0
+    assert proportion(successes, rows)["rows"] == rows
+
+
+def test_wilson_matches_a_textbook_value_and_narrows_with_rows() -> None:
+    assert wilson(81, 263) == [0.2553, 0.3662]  # Wilson (1927) / Newcombe (1998) worked example: 0.2553–0.3662
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+    assert wilson(900, 1000)[1] - wilson(900, 1000)[0] < wilson(90, 100)[1] - wilson(90, 100)[0]
+    assert wilson(0, 0) is None
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**16), st.integers(5, 200), st.integers(5, 200), st.floats(0.0, 2.0))
+def test_the_auc_is_mann_whitney_with_ties_and_its_interval_holds_it(seed: int, npos: int, nneg: int, shift: float) -> None:
+    from curate_clip.api import auc
+
+    rng = np.random.default_rng(seed)
+    positive = np.round(rng.normal(shift, 1.0, npos), 1)  # rounded: ties on purpose
+    negative = np.round(rng.normal(0.0, 1.0, nneg), 1)
+    result = auc_with_ci(positive, negative, rounds=200, seed=seed)
+    assert abs(result["value"] - auc(positive, negative)) < 1e-4
+    low, high = result["ci95"]
+    assert low - 1e-9 <= result["value"] <= high + 1e-9 or high - low < 0.02
