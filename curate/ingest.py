@@ -104,14 +104,20 @@ def ingest(
     out_dir: Path,
     shard_size: int,
     ctx: StepContext,
+    kept_sink: Any = None,
+    kept_files: Any = None,
 ) -> dict[str, Any]:
-    """Read every source frame, add uids, write shards into ``out_dir``. Returns stats."""
+    """Read every source frame, add uids, write shards into ``out_dir``. Returns stats.
+
+    With ``kept_sink`` (a fused group headed by the source, ``curate.fusion``) each shard goes to
+    ``kept_sink(index, frame)`` instead of ``out_dir/data``, and ``kept_files()`` names the files
+    that then hold every row (for the check that a source's own uids are unique)."""
     staging = ctx.run_dir / "tmp" / f"ingest-{out_dir.name}"
     shutil.rmtree(staging, ignore_errors=True)
     in_place = _in_place_relation(source, spec, schema)
     relation = in_place[0] if in_place else _stage(source, spec, schema, staging)
     has_uid = in_place[1] if in_place else relation is not None and _source_has_uid(staging)
-    writer = ShardWriter(None, out_dir, shard_size, None)
+    writer = ShardWriter(None, out_dir, shard_size, None, kept_sink=kept_sink)
     con = ctx.duckdb()
     if relation is not None:
         columns = [c for c in schema if c != UID]
@@ -129,7 +135,7 @@ def ingest(
             ctx.advance(frame.height)
     shards = writer.close(empty_schema=schema)
     if has_uid:
-        _check_unique(con, out_dir)
+        _check_unique(con, kept_files() if kept_files is not None else sorted((out_dir / "data").glob("*.parquet")))
     con.close()
     shutil.rmtree(staging, ignore_errors=True)
     return {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {}}
@@ -317,9 +323,12 @@ def _source_has_uid(staging: Path) -> bool:
     return UID in pl.read_parquet_schema(staging / "part-00000.parquet")
 
 
-def _check_unique(con: Any, out_dir: Path) -> None:
-    glob = literal((out_dir / "data" / "*.parquet").as_posix())
-    count, distinct = con.sql(f"SELECT count(*), count(DISTINCT uid) FROM read_parquet({glob})").fetchall()[0]
+def _check_unique(con: Any, files: list[Path]) -> None:
+    if not files:
+        return
+    paths = ", ".join(literal(f.as_posix()) for f in files)
+    count, distinct = con.sql(f"SELECT count(*), count(DISTINCT uid) FROM read_parquet([{paths}], "
+                              "union_by_name = true)").fetchall()[0]
     if count != distinct:
         raise SourceError(
             f"the source's 'uid' column has {count - distinct} duplicate values",

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -229,8 +230,12 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
 class ShardWriter:
     """Re-shards a stream of frames into fixed-size shards (table-scope steps, sources)."""
 
-    def __init__(self, step: Step | None, output_dir: Path, shard_size: int, expected: Schema | None):
+    def __init__(self, step: Step | None, output_dir: Path, shard_size: int, expected: Schema | None,
+                 kept_sink: Any = None):
         self.step = step
+        # kept_sink(index, frame): where each kept shard goes instead of ``data/`` (a fused group
+        # headed by this source or table step streams it into the shard steps after it).
+        self.kept_sink = kept_sink
         self.output_dir = output_dir
         self.shard_size = shard_size
         self.expected = expected
@@ -268,8 +273,10 @@ class ShardWriter:
         head, tail = data.head(rows), data.slice(rows)
         if self.expected is not None and self.step is not None:
             head = check_output(self.step, head, self.expected, self.index)
-        task = ShardTask(self.index, Path(), self.output_dir)
-        self._writes.submit(head, task.output)
+        if self.kept_sink is not None:
+            self.kept_sink(self.index, head)
+        else:
+            self._writes.submit(head, ShardTask(self.index, Path(), self.output_dir).output)
         self.rows_out += head.height
         self.index += 1
         self.pending = [tail] if tail.height else []
@@ -288,7 +295,10 @@ class ShardWriter:
             self._flush(self.pending_rows)
         if self.index == 0:
             schema = empty_schema or (self.expected or {})
-            write_parquet_atomic(pl.DataFrame(schema=schema), ShardTask(0, Path(), self.output_dir).output)
+            if self.kept_sink is not None:
+                self.kept_sink(0, pl.DataFrame(schema=schema))
+            else:
+                write_parquet_atomic(pl.DataFrame(schema=schema), ShardTask(0, Path(), self.output_dir).output)
             self.index = 1
         if self.pending_dropped:
             self._flush_dropped()
