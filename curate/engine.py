@@ -420,7 +420,7 @@ class Engine:
         self._commit(partial, head_dir)
         seconds = round(time.perf_counter() - started, 3)
         follower_busy = sum(s.seconds for s in results)
-        stats["kept_rows_stored"] = False
+        stats.setdefault("kept_rows_stored", False)  # a staged source stores its rows
         stats["group_seconds"] = seconds
         stats["seconds"] = round(max(seconds - follower_busy / max(1, workers), 0.0), 3)
         stats["finished_at"] = _now()

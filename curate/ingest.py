@@ -17,7 +17,7 @@ import polars as pl
 from curate.duck import literal, quote, stream
 from curate.errors import CurateError, SourceError
 from curate.schema import ALT_TEXT, UID, URL, Schema
-from curate.shards import ShardWriter, write_parquet_atomic
+from curate.shards import KEPT_REFERENCE, ShardWriter, write_json_atomic, write_parquet_atomic
 from curate.source import Source
 from curate.spec import SourceSpec
 from curate.step import StepContext
@@ -117,7 +117,12 @@ def ingest(
     in_place = _in_place_relation(source, spec, schema)
     relation = in_place[0] if in_place else _stage(source, spec, schema, staging)
     has_uid = in_place[1] if in_place else relation is not None and _source_has_uid(staging)
-    writer = ShardWriter(None, out_dir, shard_size, None, kept_sink=kept_sink)
+    # Fused with the steps after it, a source read in place stores no rows: the files are where
+    # they lie, and ``kept.json`` says how to read them with their uids (uids/, unless the
+    # source has its own); a staged source (a copy that is deleted) stores its rows as ever.
+    by_reference = kept_sink is not None and in_place is not None
+    writer = ShardWriter(None, out_dir, shard_size, None, kept_sink=kept_sink, store_kept=not by_reference,
+                         keep_uids=by_reference and not has_uid)
     con = ctx.duckdb()
     if relation is not None:
         columns = [c for c in schema if c != UID]
@@ -138,7 +143,15 @@ def ingest(
         _check_unique(con, kept_files() if kept_files is not None else sorted((out_dir / "data").glob("*.parquet")))
     con.close()
     shutil.rmtree(staging, ignore_errors=True)
-    return {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {}}
+    stats = {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {}}
+    if kept_sink is not None:
+        stats["kept_rows_stored"] = not by_reference
+    if by_reference:
+        assert in_place is not None
+        write_json_atomic({"relation": in_place[0], "uids": not has_uid, "columns": list(schema)},
+                          out_dir / KEPT_REFERENCE)
+        stats["kept_rows_stored"] = False
+    return stats
 
 
 def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tuple[str, bool] | None:
