@@ -183,7 +183,7 @@ def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tupl
     has_uid = mapping.get(UID, UID) in dict(pl.read_parquet_schema(files[0]))
     if not has_uid:
         selected = selected[1:]  # uid comes first in the schema; curate derives it
-    paths = [literal(f.as_posix()) for f in files]
+    paths = [literal(Path(f).absolute().as_posix()) for f in files]  # kept.json is read from anywhere
     # read_parquet keeps the list's file order and each file's row order (preserve_insertion_order);
     # the file's index in the list is its position in the source, as staging numbered it.
     index = "CASE _source_file " + " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(paths)) + " END"
