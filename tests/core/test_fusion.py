@@ -4,10 +4,8 @@ alone, one cache and resume unit, and a SIGKILL mid-group resumes to byte-identi
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -17,7 +15,7 @@ from hypothesis import strategies as st
 
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
-from tests.conftest import cli_env, sample_table
+from tests.conftest import cli_env, kill_when_ready, sample_table
 
 # Relational steps a chain is drawn from; exact_dedup is table-scope, so it splits groups.
 CHOICES = {
@@ -218,23 +216,12 @@ def test_a_run_killed_inside_a_fused_group_resumes_to_byte_identical_output(writ
     repo = Path(__file__).resolve().parents[2]  # this checkout's curate, not an installed one
     env = cli_env([plugin, repo, repo / "plugins"])
 
-    process = subprocess.Popen(command, cwd=killed_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        done_before_kill: dict[Path, bytes] = {}
-        while time.monotonic() < deadline and process.poll() is None:
-            done_before_kill = group_markers(killed_dir / "run" / "store")
-            if len(done_before_kill) >= 3:
-                break
-            time.sleep(0.02)
-        assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-    assert process.returncode == -signal.SIGKILL
+    def three_shards_done() -> dict[Path, bytes] | None:
+        markers = group_markers(killed_dir / "run" / "store")
+        return markers if len(markers) >= 3 else None
+
+    done_before_kill = kill_when_ready(command, killed_dir, env, three_shards_done,
+                                       what="three shards of the fused group are done")
     assert 3 <= len(done_before_kill) < SHARDS
     assert all(json.loads(content)["members"] for content in done_before_kill.values())
 
