@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from curate import __version__
 from curate.errors import CurateError, StepError
-from curate.fusion import FusedSteps, Member
+from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
@@ -279,6 +279,8 @@ class Engine:
                 if problem is not None:
                     record["cache_rejected"] = problem
                 complete.unlink()
+        if members[0].step is None or members[0].step.scope == "table":
+            return self._run_headed_group(members, records)
 
         started = time.perf_counter()
         last = members[-1]
@@ -303,6 +305,14 @@ class Engine:
         results: list[ShardStats] = executor.map_shards(fused, tasks, group_ctx, last.output_schema,
                                                         on_done=on_done)
         seconds = round(time.perf_counter() - started, 3)
+        self._finish_members(members, records, contexts, results, seconds)
+        return records
+
+    def _finish_members(self, members: list[PlannedStep], records: list[dict[str, Any]],
+                        contexts: list[StepContext], results: list[ShardStats], seconds: float) -> None:
+        """Each member's _COMPLETE.json and record, from its facts in every shard's marker."""
+        plan = self.plan
+        last = members[-1]
         member_seconds = [sum(s.members[i]["seconds"] for s in results if s.members) for i in range(len(members))]
         busy = sum(member_seconds) or 1.0
         finished_at = _now()
@@ -332,6 +342,93 @@ class Engine:
             record.update(stats, complete=True)
             link_step(self.run_dir, planned.dirname, step_dir)
             self.observer.step_finished(planned, record)
+
+    def _run_headed_group(self, members: list[PlannedStep], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A group headed by the source or a table step (``curate.fusion.fusable_head``): the head
+        runs whole, as alone, but each kept shard it would write goes through the shard steps
+        after it in memory (on a thread pool); the head stores its dropped rows only. Shards the
+        followers finished before a kill are not redone (the head is deterministic)."""
+        import os
+
+        plan = self.plan
+        head, followers, last = members[0], members[1:], members[-1]
+        started = time.perf_counter()
+        contexts = [self._context(p) for p in members]
+        fused = FusedSteps([
+            Member(p.step, p.output_schema, plan.step_dir(p), dataclasses.replace(ctx, progress=None))
+            for p, ctx in zip(followers, contexts[1:]) if p.step is not None
+        ])
+        for ctx in contexts[1:]:
+            ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        fused.setup(contexts[-1])
+
+        def on_done(stats: ShardStats) -> None:
+            for planned, facts in zip(followers, stats.members or []):
+                self.observer.rows_done(planned, facts["rows_in"])
+
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        pool = FollowerPool(fused, plan.step_dir(last), workers, on_done)
+        head_dir = plan.step_dir(head)
+        partial = self._partial(head_dir)
+        ctx = contexts[0]
+        ctx.artifacts = partial / "artifacts"
+
+        def kept_files() -> list[Path]:
+            pool.finish()
+            return [*iter_shard_files(plan.step_dir(last)),
+                    *(f for p in followers for f in iter_dropped_files(plan.step_dir(p)))]
+
+        try:
+            if head.step is None:
+                self.observer.step_started(head, None, False)
+                for planned in followers:
+                    self.observer.step_started(planned, None, False)
+                stats = ingest(self.plan.source, self.spec.source, head.output_schema, partial,
+                               self.spec.run.shard_size, ctx, kept_sink=pool.submit, kept_files=kept_files)
+            else:
+                step = head.step
+                table = self._input_of(head)
+                total = _count_rows(table.files)
+                self.observer.step_started(head, total, False)
+                for planned in followers:
+                    self.observer.step_started(planned, None, False)
+                ctx.artifacts.mkdir(parents=True, exist_ok=True)
+                writer = ShardWriter(step, partial, self.spec.run.shard_size, head.output_schema,
+                                     kept_sink=pool.submit)
+                step.setup(ctx)
+                try:
+                    for frame in step.process_table(table, ctx):
+                        writer.add(frame)
+                except CurateError:
+                    raise
+                except Exception as exc:
+                    raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
+                shards = writer.close(empty_schema=head.output_schema)
+                # Its kept rows are the last member's kept rows and every follower's dropped rows.
+                check_nothing_lost(step.label, None, uids_of(table.files),
+                                   uids_of([*kept_files(), *iter_dropped_files(partial)]))
+                stats = {
+                    "rows_in": total,
+                    "rows_out": writer.rows_out,
+                    "dropped": dict(sorted(writer.dropped.items())),
+                    "shards": shards,
+                    "summary": step.summary(ctx),
+                }
+            results = pool.finish()
+        finally:
+            pool.close()
+        self._commit(partial, head_dir)
+        seconds = round(time.perf_counter() - started, 3)
+        follower_busy = sum(s.seconds for s in results)
+        stats.setdefault("kept_rows_stored", False)  # a staged source stores its rows
+        stats["group_seconds"] = seconds
+        stats["seconds"] = round(max(seconds - follower_busy / max(1, workers), 0.0), 3)
+        stats["finished_at"] = _now()
+        write_json_atomic(stats, head_dir / COMPLETE)
+        records[0].update(stats, complete=True)
+        link_step(self.run_dir, head.dirname, head_dir)
+        self.observer.step_finished(head, records[0])
+        self._finish_members(followers, records[1:], contexts[1:], results, seconds)
         return records
 
     def _partial(self, step_dir: Path) -> Path:

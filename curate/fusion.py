@@ -35,6 +35,13 @@ from curate.schema import Schema
 from curate.step import Step, StepContext
 
 
+def fusable_head(step: Step | None) -> bool:
+    """A step that may head a fused group: the source (``None``) or a table step without a model.
+    It runs whole, as ever, but its kept shards go straight into the fusable steps after it,
+    in memory, instead of to its ``data/`` (which a group's head no longer has)."""
+    return step is None or (step.scope == "table" and not step.uses_model)
+
+
 def fusable(step: Step | None) -> bool:
     """A step that may share a pass per shard with its neighbours: shard scope, no state between
     shards (``thread_safe``) and no model (model steps keep their own cache and resume unit)."""
@@ -96,6 +103,15 @@ def run_fused_task(fused: FusedSteps, task: Any, ctx: StepContext, expected: Sch
     """One shard through every member: each member's dropped rows are written to its own store
     directory, the last member's kept rows to ``task.output``, then the marker. The checks are
     the ones a lone step gets (declared columns, nothing lost), per member."""
+    done = finished_fused_shard(fused, task)
+    if done is not None:
+        return done
+    return run_fused_frame(fused, task, pl.read_parquet(task.input))
+
+
+def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
+    """:func:`run_fused_task` on a shard already in memory (a group headed by a source or a
+    table step hands each of its kept shards over without writing it)."""
     from curate.shards import (
         ShardStats,
         check_nothing_lost,
@@ -107,11 +123,7 @@ def run_fused_task(fused: FusedSteps, task: Any, ctx: StepContext, expected: Sch
         write_parquet_atomic,
     )
 
-    done = finished_fused_shard(fused, task)
-    if done is not None:
-        return done
     started = time.perf_counter()
-    table = pl.read_parquet(task.input)
     rows_in = table.height
     members: list[dict[str, Any]] = []
     for member in fused.members:
@@ -147,3 +159,51 @@ def run_fused_task(fused: FusedSteps, task: Any, ctx: StepContext, expected: Sch
     )
     write_json_atomic(stats.to_json(), task.marker)
     return stats
+
+
+class FollowerPool:
+    """The shard steps after a group's head, fed the head's kept shards as the head writes them:
+    each shard runs through :func:`run_fused_frame` on one of ``workers`` threads (the members
+    are thread-safe), at most ``2 * workers`` shards waiting, which bounds the memory. A shard
+    whose marker says it is finished (a resumed run) is not run again."""
+
+    def __init__(self, fused: FusedSteps, last_dir: Path, workers: int, on_done: Any):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.fused = fused
+        self.last_dir = last_dir
+        self.on_done = on_done
+        self.workers = max(1, workers)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"curate-{fused.label}")
+        self.pending: list[Any] = []
+        self.results: dict[int, Any] = {}
+
+    def _run(self, index: int, frame: pl.DataFrame) -> Any:
+        from curate.shards import ShardTask
+
+        task = ShardTask(index, Path(), self.last_dir)
+        done = finished_fused_shard(self.fused, task)
+        return done if done is not None else run_fused_frame(self.fused, task, frame)
+
+    def _collect(self, future: Any) -> None:
+        stats = future.result()  # a member's error is raised here, in the head's thread
+        self.results[stats.index] = stats
+        self.on_done(stats)
+
+    def submit(self, index: int, frame: pl.DataFrame) -> None:
+        while len(self.pending) >= 2 * self.workers:
+            self._collect(self.pending.pop(0))
+        self.pending.append(self.pool.submit(self._run, index, frame))
+
+    def finish(self) -> list[Any]:
+        """Every shard's stats, in shard order, once all have run."""
+        try:
+            while self.pending:
+                self._collect(self.pending.pop(0))
+        finally:
+            self.close()
+        return [self.results[i] for i in sorted(self.results)]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending = []

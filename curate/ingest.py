@@ -17,7 +17,7 @@ import polars as pl
 from curate.duck import literal, quote, stream
 from curate.errors import CurateError, SourceError
 from curate.schema import ALT_TEXT, UID, URL, Schema
-from curate.shards import ShardWriter, write_parquet_atomic
+from curate.shards import KEPT_REFERENCE, ShardWriter, write_json_atomic, write_parquet_atomic
 from curate.source import Source
 from curate.spec import SourceSpec
 from curate.step import StepContext
@@ -104,14 +104,25 @@ def ingest(
     out_dir: Path,
     shard_size: int,
     ctx: StepContext,
+    kept_sink: Any = None,
+    kept_files: Any = None,
 ) -> dict[str, Any]:
-    """Read every source frame, add uids, write shards into ``out_dir``. Returns stats."""
+    """Read every source frame, add uids, write shards into ``out_dir``. Returns stats.
+
+    With ``kept_sink`` (a fused group headed by the source, ``curate.fusion``) each shard goes to
+    ``kept_sink(index, frame)`` instead of ``out_dir/data``, and ``kept_files()`` names the files
+    that then hold every row (for the check that a source's own uids are unique)."""
     staging = ctx.run_dir / "tmp" / f"ingest-{out_dir.name}"
     shutil.rmtree(staging, ignore_errors=True)
     in_place = _in_place_relation(source, spec, schema)
     relation = in_place[0] if in_place else _stage(source, spec, schema, staging)
     has_uid = in_place[1] if in_place else relation is not None and _source_has_uid(staging)
-    writer = ShardWriter(None, out_dir, shard_size, None)
+    # Fused with the steps after it, a source read in place stores no rows: the files are where
+    # they lie, and ``kept.json`` says how to read them with their uids (uids/, unless the
+    # source has its own); a staged source (a copy that is deleted) stores its rows as ever.
+    by_reference = kept_sink is not None and in_place is not None
+    writer = ShardWriter(None, out_dir, shard_size, None, kept_sink=kept_sink, store_kept=not by_reference,
+                         keep_uids=by_reference and not has_uid)
     con = ctx.duckdb()
     if relation is not None:
         columns = [c for c in schema if c != UID]
@@ -129,10 +140,18 @@ def ingest(
             ctx.advance(frame.height)
     shards = writer.close(empty_schema=schema)
     if has_uid:
-        _check_unique(con, out_dir)
+        _check_unique(con, kept_files() if kept_files is not None else sorted((out_dir / "data").glob("*.parquet")))
     con.close()
     shutil.rmtree(staging, ignore_errors=True)
-    return {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {}}
+    stats = {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {}}
+    if kept_sink is not None:
+        stats["kept_rows_stored"] = not by_reference
+    if by_reference:
+        assert in_place is not None
+        write_json_atomic({"relation": in_place[0], "uids": not has_uid, "columns": list(schema)},
+                          out_dir / KEPT_REFERENCE)
+        stats["kept_rows_stored"] = False
+    return stats
 
 
 def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tuple[str, bool] | None:
@@ -164,7 +183,7 @@ def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tupl
     has_uid = mapping.get(UID, UID) in dict(pl.read_parquet_schema(files[0]))
     if not has_uid:
         selected = selected[1:]  # uid comes first in the schema; curate derives it
-    paths = [literal(f.as_posix()) for f in files]
+    paths = [literal(Path(f).absolute().as_posix()) for f in files]  # kept.json is read from anywhere
     # read_parquet keeps the list's file order and each file's row order (preserve_insertion_order);
     # the file's index in the list is its position in the source, as staging numbered it.
     index = "CASE _source_file " + " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(paths)) + " END"
@@ -317,9 +336,12 @@ def _source_has_uid(staging: Path) -> bool:
     return UID in pl.read_parquet_schema(staging / "part-00000.parquet")
 
 
-def _check_unique(con: Any, out_dir: Path) -> None:
-    glob = literal((out_dir / "data" / "*.parquet").as_posix())
-    count, distinct = con.sql(f"SELECT count(*), count(DISTINCT uid) FROM read_parquet({glob})").fetchall()[0]
+def _check_unique(con: Any, files: list[Path]) -> None:
+    if not files:
+        return
+    paths = ", ".join(literal(f.as_posix()) for f in files)
+    count, distinct = con.sql(f"SELECT count(*), count(DISTINCT uid) FROM read_parquet([{paths}], "
+                              "union_by_name = true)").fetchall()[0]
     if count != distinct:
         raise SourceError(
             f"the source's 'uid' column has {count - distinct} duplicate values",

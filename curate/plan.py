@@ -176,7 +176,10 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         plan_steps.append(_source_step(source, schema, source_fp, pm))
     plan_steps += _plan_steps(loaded, resolved, pm, schema, source_fp, upstream=list(plan_steps))
     outputs = _plan_outputs(loaded, resolved, pm, run_path, plan_steps)
-    _fuse_groups(plan_steps, {o.step_label for o in outputs}, enabled=spec.run.fuse)
+    # A head's followers run on threads of this process, whatever the executor: only where the
+    # executor runs shard steps here too (local) does a group start at the source or a table step.
+    _fuse_groups(plan_steps, {o.step_label for o in outputs}, enabled=spec.run.fuse,
+                 heads=spec.run.executor.name == "local")
 
     problems.raise_if_any()
     assert source is not None
@@ -355,10 +358,12 @@ def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run
     return outputs
 
 
-def _fuse_groups(plan_steps: list[PlannedStep], read_by_outputs: set[str], enabled: bool) -> None:
+def _fuse_groups(plan_steps: list[PlannedStep], read_by_outputs: set[str], enabled: bool,
+                 heads: bool = True) -> None:
     """Group consecutive fusable steps (``curate.fusion``). A group ends at a step an output
-    reads (its kept rows must be stored) and at any step that is not fusable."""
-    from curate.fusion import fusable
+    reads (its kept rows must be stored) and at any step that is not fusable; with ``heads``, a
+    group may start at the source or a table step (``fusable_head``) that no output reads."""
+    from curate.fusion import fusable, fusable_head
 
     for planned in plan_steps:
         planned.group = (planned.index, planned.index)
@@ -367,7 +372,8 @@ def _fuse_groups(plan_steps: list[PlannedStep], read_by_outputs: set[str], enabl
     first: PlannedStep | None = None
     for planned in plan_steps:
         if not fusable(planned.step):
-            first = None
+            head = heads and fusable_head(planned.step) and planned.label not in read_by_outputs
+            first = planned if head else None
             continue
         if first is None:
             first = planned

@@ -23,7 +23,7 @@ import polars as pl
 
 from curate.atomic import atomic_path
 from curate.errors import UsageError
-from curate.shards import iter_dropped_files, iter_shard_files, parquet_rows, write_json_atomic
+from curate.shards import KEPT_REFERENCE, iter_dropped_files, iter_shard_files, parquet_rows, write_json_atomic
 
 MANIFEST = "manifest.json"
 DATABASE = "curate.duckdb"
@@ -110,6 +110,59 @@ def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
     return db_path
 
 
+def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of: Any = None) -> str | None:
+    """DuckDB SQL for the rows a finished step kept, wherever they are (None: nowhere to read).
+
+    A step stores them in ``data/``, except a step that ran fused before its group's last
+    (``curate.fusion``): a source read in place keeps a reference instead (``kept.json``: its
+    files, read where they lie, beside its uids in ``uids/``), exact and in order; any other such
+    step's kept rows are the rows that left its group after it (the last member's kept rows and
+    the later members' dropped rows), in that order and with the values the later members left
+    them (a text normalize_text cleaned is shown clean). ``step_dir_of(record)``: where a
+    record's store is (default: its recorded path)."""
+    import polars as pl
+
+    from curate.duck import quote
+    from curate.schema import UID
+
+    step_dir_of = step_dir_of or (lambda r: Path(r["path"]))
+    step_dir = step_dir_of(record)
+    if step_dir is None:
+        return None
+    if record.get("kept_rows_stored", True):
+        data = iter_shard_files(step_dir)
+        return f"read_parquet({_parquet_list(data)})" if data else None
+    reference = step_dir / KEPT_REFERENCE
+    if reference.exists():
+        ref = json.loads(reference.read_text())
+        columns = ", ".join(f"s.{quote(c)}" for c in ref["columns"] if c != UID)
+        ordered = f"(SELECT * FROM {ref['relation']} ORDER BY _file, _row) s"
+        if not ref["uids"]:
+            return f"(SELECT s.{UID}, {columns} FROM {ordered})"
+        uids = sorted((step_dir / "uids").glob("shard-*.parquet"))
+        return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN read_parquet({_parquet_list(uids)}) u)"
+    labels = record.get("fused") or []
+    if record["label"] not in labels or labels[-1] == record["label"]:
+        return None
+    by_label = {r["label"]: r for r in manifest.get("steps", [])}
+    later = [by_label[label] for label in labels[labels.index(record["label"]) + 1:] if label in by_label]
+    files: list[Path] = []
+    for position, other in enumerate(later):
+        other_dir = step_dir_of(other)
+        if other_dir is None:
+            return None
+        if position == len(later) - 1:
+            files += iter_shard_files(other_dir)
+        files += iter_dropped_files(other_dir)
+    present: set[str] = set()
+    for path in files:
+        present.update(pl.read_parquet_schema(path))
+    columns = [quote(c) for c in record.get("columns", {}) if c in present]
+    if not files or not columns:
+        return None
+    return f"(SELECT {', '.join(columns)} FROM read_parquet({_parquet_list(files)}, union_by_name = true))"
+
+
 def _create_views(con, manifest: dict[str, Any]) -> None:
     lineage_parts = []
     for record in manifest.get("steps", []):
@@ -117,9 +170,9 @@ def _create_views(con, manifest: dict[str, Any]) -> None:
             continue
         store = Path(record["path"])
         name = f"{record['index']:02d}_{record['label']}"
-        data = sorted((store / "data").glob("shard-*.parquet"))
-        if data:
-            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({_parquet_list(data)})')
+        kept = kept_relation(manifest, record)
+        if kept is not None:
+            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM {kept}')
         dropped = sorted((store / "dropped").glob("shard-*.parquet"))
         if dropped:
             columns = set()

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -23,6 +24,10 @@ from curate.step import Step, StepContext
 # zstd's fastest level: every step writes each shard once (kept and dropped), so the writer's CPU
 # is paid on every row of every step; level 1 writes in ~60% of the time of the default level
 # for files ~10% larger (bench_metadata). Outputs for training keep the sinks' own settings.
+# A source fused with the steps after it and read in place stores, instead of its rows, this
+# file: the SQL reading its files (with ``_file``, ``_row``) and whether ``uids/`` holds the uids.
+KEPT_REFERENCE = "kept.json"
+
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "statistics": True}
 
 
@@ -229,8 +234,15 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
 class ShardWriter:
     """Re-shards a stream of frames into fixed-size shards (table-scope steps, sources)."""
 
-    def __init__(self, step: Step | None, output_dir: Path, shard_size: int, expected: Schema | None):
+    def __init__(self, step: Step | None, output_dir: Path, shard_size: int, expected: Schema | None,
+                 kept_sink: Any = None, store_kept: bool | None = None, keep_uids: bool = False):
         self.step = step
+        # kept_sink(index, frame): where each kept shard goes (a fused group headed by this source
+        # or table step streams it into the shard steps after it); then it is stored in ``data/``
+        # only with ``store_kept``, and with ``keep_uids`` its uid column alone goes to ``uids/``.
+        self.kept_sink = kept_sink
+        self.store_kept = kept_sink is None if store_kept is None else store_kept
+        self.keep_uids = keep_uids
         self.output_dir = output_dir
         self.shard_size = shard_size
         self.expected = expected
@@ -269,7 +281,12 @@ class ShardWriter:
         if self.expected is not None and self.step is not None:
             head = check_output(self.step, head, self.expected, self.index)
         task = ShardTask(self.index, Path(), self.output_dir)
-        self._writes.submit(head, task.output)
+        if self.kept_sink is not None:
+            self.kept_sink(self.index, head)
+        if self.store_kept:
+            self._writes.submit(head, task.output)
+        elif self.keep_uids:
+            self._writes.submit(head.select(UID), self.output_dir / "uids" / task.name)
         self.rows_out += head.height
         self.index += 1
         self.pending = [tail] if tail.height else []
@@ -288,7 +305,13 @@ class ShardWriter:
             self._flush(self.pending_rows)
         if self.index == 0:
             schema = empty_schema or (self.expected or {})
-            write_parquet_atomic(pl.DataFrame(schema=schema), ShardTask(0, Path(), self.output_dir).output)
+            empty, task = pl.DataFrame(schema=schema), ShardTask(0, Path(), self.output_dir)
+            if self.kept_sink is not None:
+                self.kept_sink(0, empty)
+            if self.store_kept:
+                write_parquet_atomic(empty, task.output)
+            elif self.keep_uids:
+                write_parquet_atomic(empty.select(UID), self.output_dir / "uids" / task.name)
             self.index = 1
         if self.pending_dropped:
             self._flush_dropped()

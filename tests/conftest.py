@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -189,3 +191,34 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("torch"):
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def kill_when_ready(command: list[str], cwd: Path, env: dict[str, str], ready: Callable[[], Any], *,
+                    timeout: float = 90.0, group: bool = False, what: str = "the moment to kill it") -> Any:
+    """Start ``command`` (a real ``curate run``), poll ``ready()`` until it returns something
+    truthy, then SIGKILL the process (``group``: its whole process group, workers included) and
+    return that value. Fails, naming ``what``, when the process ends or ``timeout`` seconds pass
+    first; the process never outlives the call, and it must have died of the SIGKILL."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=group)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (value := ready()):
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                raise AssertionError(f"the run ended before {what}: {stderr}")
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.02)
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before it could be killed at {what}")
+    finally:
+        if process.poll() is None:
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        if process.stderr:
+            process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    return value

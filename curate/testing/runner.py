@@ -15,6 +15,7 @@ from curate.plan import check_columns
 from curate.plugins import PluginManager, get_plugin_manager
 from curate.schema import DROP_REASON, DUPLICATE_OF
 from curate.shards import (
+    KEPT_REFERENCE,
     ShardTask,
     ShardWriter,
     check_nothing_lost,
@@ -141,6 +142,16 @@ def read_step_output(manifest: dict[str, Any], label: str) -> pl.DataFrame:
     for record in manifest["steps"]:
         if record["label"] == label:
             if record.get("kept_rows_stored") is False:
+                if (Path(record["path"]) / KEPT_REFERENCE).exists():  # a source read in place: exact
+                    import duckdb
+
+                    from curate.runstore import kept_relation
+
+                    con = duckdb.connect()
+                    try:
+                        return con.sql(f"SELECT * FROM {kept_relation(manifest, record)}").pl()
+                    finally:
+                        con.close()
                 raise ValueError(f"step '{label}' ran fused with the steps after it ({', '.join(record['fused'])}): "
                                  "its kept rows were not stored; run the spec with run.fuse: false to keep them")
             files = iter_shard_files(Path(record["path"]))

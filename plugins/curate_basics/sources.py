@@ -227,3 +227,8 @@ class AutoSource(FileSource):
                               "set source.format to parquet, csv, tsv or jsonl")
         cls = {"parquet": ParquetSource, "csv": CsvSource, "tsv": TsvSource, "jsonl": JsonlSource}[kind]
         return cls(cls.Params(), self.ctx).scan_file(path)
+
+    def parquet_files(self) -> list[Path] | None:
+        """Read in place, as format parquet is, when every file is Parquet."""
+        files = self.files()
+        return files if files and all(EXTENSIONS.get(f.suffix.lower()) == "parquet" for f in files) else None

@@ -45,7 +45,18 @@ class RunData:
         """The step's store directory; through RUN_DIR/steps when the run was moved or copied."""
         candidates = [Path(record.get("path") or "/nonexistent"),
                       self.run_dir / "steps" / f"{record['index']:02d}_{record['label']}"]
-        return next((p for p in candidates if (p / "data").is_dir()), None)
+        # A step that ran fused before its group's last has no data/ (curate.fusion), only its
+        # marker, dropped rows and (a source read in place) a reference: see _kept_relation.
+        return next((p for p in candidates if (p / "data").is_dir() or (p / "_COMPLETE.json").exists()), None)
+
+    def _stored(self, record: dict[str, Any]) -> bool:
+        return record.get("kept_rows_stored", True) is not False
+
+    def _kept_relation(self, record: dict[str, Any]) -> str | None:
+        """SQL for the kept rows of a step that did not store them (curate.runstore.kept_relation)."""
+        from curate.runstore import kept_relation
+
+        return kept_relation(self.manifest, record, step_dir_of=self.step_dir)
 
     def files(self, record: dict[str, Any], kind: Kind = "data") -> list[Path]:
         step_dir = self.step_dir(record)
@@ -57,6 +68,9 @@ class RunData:
     def schema(self, record: dict[str, Any], kind: Kind = "data") -> dict[str, pl.DataType]:
         """Columns of a step's kept rows, dropped rows, or both (the union, as DuckDB reads it)."""
         key = (record["index"], kind)
+        if key not in self._schemas and not self._stored(record) and kind != "dropped":
+            relation = self.relation(record, kind)
+            self._schemas[key] = {} if relation is None else dict(self.query(f"SELECT * FROM {relation} LIMIT 0").schema)
         if key not in self._schemas:
             schema: dict[str, pl.DataType] = {}
             for path in self.files(record, kind):
@@ -81,6 +95,12 @@ class RunData:
 
     def relation(self, record: dict[str, Any], kind: Kind = "data") -> str | None:
         """SQL for a step's rows; ``kind="all"`` is its input as the step saw it, kept and dropped."""
+        if not self._stored(record) and kind != "dropped":
+            kept = self._kept_relation(record)
+            dropped = self.relation(record, "dropped") if kind == "all" else None
+            if kept is None or dropped is None:
+                return kept or dropped
+            return f"(SELECT * FROM {kept} UNION ALL BY NAME SELECT * FROM {dropped})"
         files = self.files(record, kind)
         if not files:
             return None

@@ -4,10 +4,8 @@ alone, one cache and resume unit, and a SIGKILL mid-group resumes to byte-identi
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -17,7 +15,7 @@ from hypothesis import strategies as st
 
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
-from tests.conftest import cli_env, sample_table
+from tests.conftest import cli_env, kill_when_ready, sample_table
 
 # Relational steps a chain is drawn from; exact_dedup is table-scope, so it splits groups.
 CHOICES = {
@@ -95,30 +93,46 @@ def test_the_plan_groups_consecutive_thread_safe_shard_steps(pm, tmp_path):
     sample_table(10).write_parquet(tmp_path / "data.parquet")
     text = yaml.safe_dump(spec, sort_keys=False)
     plan = make_plan(load_spec_text(text, tmp_path / "spec.yaml"), pm, tmp_path / "run")
-    # source alone; filter+normalize fused; dedup (table scope) alone; sample ends its group
+    # the source heads filter+normalize; dedup (table scope) heads sample, which ends its group
     # because an output reads its kept rows; select alone.
-    assert [p.group for p in plan.steps] == [(0, 0), (1, 2), (1, 2), (3, 3), (4, 4), (5, 5)]
-    assert [p.stores_kept_rows for p in plan.steps] == [True, False, True, True, True, True]
+    assert [p.group for p in plan.steps] == [(0, 2), (0, 2), (0, 2), (3, 4), (3, 4), (5, 5)]
+    assert [p.stores_kept_rows for p in plan.steps] == [False, False, True, False, True, True]
     from curate.plan import plan_rows
 
-    assert [r["fused"] for r in plan_rows(plan)][:3] == [[], ["s0_filter", "s1_normalize"], ["s0_filter", "s1_normalize"]]
+    head = ["source", "s0_filter", "s1_normalize"]
+    assert [r["fused"] for r in plan_rows(plan)][:5] == [head, head, head, ["s2_dedup", "s3_sample"],
+                                                         ["s2_dedup", "s3_sample"]]
+    # Without fusion every step is alone.
+    plan = make_plan(load_spec_text(yaml.safe_dump({**spec, "run": {**spec["run"], "fuse": False}}),
+                                    tmp_path / "spec.yaml"), pm, tmp_path / "run")
+    assert [p.group for p in plan.steps] == [(i, i) for i in range(6)]
 
 
 def test_a_fused_group_is_one_cache_unit_and_intermediate_kept_rows_are_not_stored(pm, tmp_path):
     spec = chain_spec(["normalize", "filter", "sample"], 40, True)
     first = run_spec(spec, tmp_path, tables={"data.parquet": sample_table(120)}, pm=pm)
-    assert [r.get("kept_rows_stored", True) for r in first["steps"]] == [True, False, False, True]
-    assert all(r["fused"] == ["s0_normalize", "s1_filter", "s2_sample"] for r in first["steps"][1:])
+    assert [r.get("kept_rows_stored", True) for r in first["steps"]] == [False, False, False, True]
+    assert all(r["fused"] == ["source", "s0_normalize", "s1_filter", "s2_sample"] for r in first["steps"])
+    assert not (Path(first["steps"][0]["path"]) / "data").exists()
     assert not (Path(first["steps"][1]["path"]) / "data").exists()
     with pytest.raises(ValueError, match="ran fused"):
         read_step_output(first, "s1_filter")
     assert read_step_output(first, "s2_sample").height == first["steps"][3]["rows_out"]
-    # Views: no kept-rows view of a fused step, its dropped rows and the lineage as ever.
+    # Views: a fused step's kept rows too (the source's read in place, exact and in order; a
+    # member's from the rows that left the group after it), its dropped rows and the lineage.
     con = duckdb.connect(str(tmp_path / "run" / "curate.duckdb"), read_only=True)
     views = {row[0] for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    kept = {name: con.sql(f'SELECT uid FROM "{name}"').pl()["uid"].to_list()
+            for name in ("00_source", "01_s0_normalize", "02_s1_filter")}
     con.close()
-    assert {"02_s1_filter_dropped", "03_s2_sample", "03_s2_sample_dropped", "lineage", "final"} <= views
-    assert "02_s1_filter" not in views
+    assert {"00_source", "01_s0_normalize", "02_s1_filter", "02_s1_filter_dropped", "03_s2_sample",
+            "03_s2_sample_dropped", "lineage", "final"} <= views
+    unfused = run_spec({**spec, "run": {**spec["run"], "fuse": False}}, tmp_path / "unfused",
+                       tables={"data.parquet": sample_table(120)}, pm=pm)
+    assert kept["00_source"] == read_step_output(unfused, "source")["uid"].to_list()
+    assert read_step_output(first, "source").equals(read_step_output(unfused, "source"))
+    for name, label in (("01_s0_normalize", "s0_normalize"), ("02_s1_filter", "s1_filter")):
+        assert sorted(kept[name]) == sorted(read_step_output(unfused, label)["uid"].to_list())
 
     again = run_spec(spec, tmp_path, pm=pm)  # (writing data.parquet again would be a new source)
     assert all(r["cached"] for r in again["steps"])
@@ -126,12 +140,11 @@ def test_a_fused_group_is_one_cache_unit_and_intermediate_kept_rows_are_not_stor
     files = stored_files(first)
     next((Path(first["steps"][2]["path"]) / "dropped").glob("shard-*.parquet")).unlink()
     third = run_spec(spec, tmp_path, pm=pm)
-    assert [r["cached"] for r in third["steps"]] == [True, False, False, False]
+    assert [r["cached"] for r in third["steps"]] == [False, False, False, False]
     assert stored_files(third) == files
-    # The same steps unfused: the cache of the last one (kept rows stored) is reused, the members
-    # before it (no kept rows stored) are not.
+    # The same steps unfused: the members (no kept rows stored) are not reused.
     alone = run_spec({**spec, "run": {**spec["run"], "fuse": False}}, tmp_path, pm=pm)
-    assert [r["cached"] for r in alone["steps"]][:3] == [True, False, False]
+    assert [r["cached"] for r in alone["steps"]][:3] == [False, False, False]
     assert stored_files(alone).items() >= files.items()
 
 
@@ -203,23 +216,12 @@ def test_a_run_killed_inside_a_fused_group_resumes_to_byte_identical_output(writ
     repo = Path(__file__).resolve().parents[2]  # this checkout's curate, not an installed one
     env = cli_env([plugin, repo, repo / "plugins"])
 
-    process = subprocess.Popen(command, cwd=killed_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        done_before_kill: dict[Path, bytes] = {}
-        while time.monotonic() < deadline and process.poll() is None:
-            done_before_kill = group_markers(killed_dir / "run" / "store")
-            if len(done_before_kill) >= 3:
-                break
-            time.sleep(0.02)
-        assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-    assert process.returncode == -signal.SIGKILL
+    def three_shards_done() -> dict[Path, bytes] | None:
+        markers = group_markers(killed_dir / "run" / "store")
+        return markers if len(markers) >= 3 else None
+
+    done_before_kill = kill_when_ready(command, killed_dir, env, three_shards_done,
+                                       what="three shards of the fused group are done")
     assert 3 <= len(done_before_kill) < SHARDS
     assert all(json.loads(content)["members"] for content in done_before_kill.values())
 
@@ -240,4 +242,4 @@ def test_a_run_killed_inside_a_fused_group_resumes_to_byte_identical_output(writ
     assert (killed_dir / "run" / "out.parquet").read_bytes() == (clean_dir / "run" / "out.parquet").read_bytes()
     assert [r["dropped"] for r in resumed_manifest["steps"]] == [r["dropped"] for r in clean_manifest["steps"]]
     assert resumed_manifest["status"] == "complete"
-    assert [r.get("kept_rows_stored", True) for r in resumed_manifest["steps"]] == [True, False, False, False, True]
+    assert [r.get("kept_rows_stored", True) for r in resumed_manifest["steps"]] == [False, False, False, False, True]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.conftest import cli_env, sample_table
+from tests.conftest import cli_env, kill_when_ready, sample_table
 
 SHARDS = 16
 
@@ -63,24 +61,14 @@ def test_a_killed_run_resumes_to_byte_identical_output(write_spec, workdir, shou
     command = [sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"]
     env = cli_env([shout_plugin])
 
-    process = subprocess.Popen(command, cwd=killed_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        done_before_kill: dict[Path, bytes] = {}
-        while time.monotonic() < deadline and process.poll() is None:
-            if normalize_done(killed_dir / "run"):  # so the step in progress is the slow one
-                done_before_kill = in_progress_markers(killed_dir / "run" / "store")
-                if len(done_before_kill) >= 3:
-                    break
-            time.sleep(0.02)
-        assert process.poll() is None, f"the run ended before it could be killed: {process.communicate()}"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-    assert process.returncode == -signal.SIGKILL
+    def three_shards_of_the_slow_step_done() -> dict[Path, bytes] | None:
+        if not normalize_done(killed_dir / "run"):  # so the step in progress is the slow one
+            return None
+        markers = in_progress_markers(killed_dir / "run" / "store")
+        return markers if len(markers) >= 3 else None
+
+    done_before_kill = kill_when_ready(command, killed_dir, env, three_shards_of_the_slow_step_done,
+                                       what="three shards of the slow step are done")
 
     manifest = json.loads((killed_dir / "run" / "manifest.json").read_text())
     assert manifest["status"] == "running"  # killed: no chance to say otherwise

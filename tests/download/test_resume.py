@@ -17,7 +17,7 @@ from curate_world.generate import World
 
 from curate.images import iter_images
 from curate.testing.runner import read_step_output, run_spec
-from tests.conftest import cli_env
+from tests.conftest import cli_env, kill_when_ready
 from tests.download.conftest import TIMEOUT, counting_server, download_spec, run_download, url_table
 
 pytestmark = pytest.mark.network
@@ -84,22 +84,14 @@ def test_a_killed_download_resumes_without_refetching(stalling_world: World, tmp
         assert all("slow" in part.to_list() for part in parts)
         table.write_parquet(tmp_path / "data.parquet")
         (tmp_path / "spec.yaml").write_text(yaml.safe_dump(download_spec(params, shard_size=40), sort_keys=False))
-        process = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"], cwd=tmp_path,
-                                   env=cli_env([ROOT, ROOT / "plugins"]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   start_new_session=True)
-        step_dir = None
-        deadline = time.monotonic() + 400
-        try:
-            while step_dir is None or not store.stats_path(step_dir / "artifacts" / "shard-00001", 0).exists():
-                step_dir = _step_dir(tmp_path / "run" / "store")
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline, "the second shard never got going"
-                time.sleep(0.05)
-        finally:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            if process.stderr:
-                process.stderr.close()
+        def second_shard_started() -> Path | None:  # its first part done
+            step_dir = _step_dir(tmp_path / "run" / "store")
+            done = step_dir is not None and store.stats_path(step_dir / "artifacts" / "shard-00001", 0).exists()
+            return step_dir if done else None
+
+        step_dir = kill_when_ready([sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"], tmp_path,
+                                   cli_env([ROOT, ROOT / "plugins"]), second_shard_started, timeout=400, group=True,
+                                   what="the second shard's first part is done")
         assert step_dir is not None
         _wait_until_gone([int(p.read_text()) for p in step_dir.glob("artifacts/shard-*/worker.pid")])
         assert (step_dir / "shards" / "00000.json").exists() and not (step_dir / "shards" / "00001.json").exists()

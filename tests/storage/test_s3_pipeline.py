@@ -3,8 +3,6 @@ bytes as the local run, also after ``kill -9`` in the middle and a re-run."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ import yaml
 from curate_world.generate import World, generate_world
 
 from curate.testing.runner import read_step_output, run_spec
-from tests.conftest import REPO, cli_env
+from tests.conftest import REPO, cli_env, kill_when_ready
 from tests.download.conftest import counting_server, download_spec, url_table
 from tests.storage.conftest import S3
 
@@ -67,19 +65,10 @@ def test_outputs_on_s3_match_the_local_run_after_a_kill(world: World, s3: S3, tm
         work.mkdir()
         (work / "spec.yaml").write_text(yaml.safe_dump(pipeline(s3.url("src/*.parquet"), s3.url("out")), sort_keys=False))
         env = cli_env([REPO, REPO / "plugins"], **s3.env())
-        process = subprocess.Popen([sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"], cwd=work,
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 300
-        try:  # kill -9 once the download step has finished its first shard of two
-            while not list((work / "run" / "store").glob("*/shards/00000.json")):
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline, "the download never finished a shard"
-                time.sleep(0.05)
-        finally:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            if process.stderr:
-                process.stderr.close()
+        # kill -9 once the download step has finished its first shard of two
+        kill_when_ready([sys.executable, "-m", "curate.cli", "run", "spec.yaml", "--quiet"], work, env,
+                        lambda: list((work / "run" / "store").glob("*/shards/00000.json")), timeout=300, group=True,
+                        what="the download finished a shard")
         assert s3.keys("out/") == []  # nothing published by the killed run
         # the download worker notices its parent is gone and exits (as in tests/download/test_resume.py)
         _wait_until_gone(work / "run" / "store")

@@ -1,0 +1,90 @@
+"""Groups headed by the source or a table step (curate.fusion.fusable_head): for random tables and
+random chains of relational steps, the same outputs, kept rows, dropped uids, reasons and
+``_duplicate_of`` as running every step alone, with the source read in place by reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from curate.errors import SourceError
+from curate.testing import run_spec
+from curate.testing import strategies as cst
+from curate.testing.runner import read_step_output
+from tests.core.test_fusion import CHOICES, chain_spec, lineage, stored_files
+
+TABLES = cst.tables(max_rows=60, extra_columns={"score": st.floats(0, 1, allow_nan=False),
+                                                "lang": st.sampled_from(["en", "fr", "ja"])},
+                    extra_dtypes={"score": pl.Float64, "lang": pl.Utf8})
+
+
+def kept_uids(run_dir: Path, manifest: dict) -> dict[str, list[str]]:
+    """Each step's kept uids through its view (stored, by reference, or rebuilt from its group)."""
+    con = duckdb.connect(str(run_dir / "curate.duckdb"), read_only=True)
+    try:
+        return {r["label"]: sorted(con.sql(f'SELECT uid FROM "{r["index"]:02d}_{r["label"]}"').pl()["uid"].to_list())
+                for r in manifest["steps"]}
+    finally:
+        con.close()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(table=TABLES, own_uids=st.booleans(),
+       names=st.lists(st.sampled_from(sorted(CHOICES)), min_size=1, max_size=5),
+       shard_size=st.sampled_from([1, 7, 40, 1000]))
+def test_a_headed_group_keeps_and_drops_what_the_steps_alone_do(pm, tmp_path, table, own_uids, names, shard_size):
+    example = tmp_path / str(len(list(tmp_path.iterdir())))
+    if not own_uids:
+        table = table.drop("uid")
+    runs = {fuse: run_spec(chain_spec(names, shard_size, fuse), example / str(fuse),
+                           tables={"data.parquet": table}, pm=pm) for fuse in (True, False)}
+    fused, alone = runs[True], runs[False]
+    if names[0] != "dedup":  # the source heads the first group (a table step reads stored rows)
+        assert fused["steps"][0]["fused"][0] == "source"
+        assert fused["steps"][0]["kept_rows_stored"] is False
+    out = "run/out.parquet"
+    assert (example / "True" / out).read_bytes() == (example / "False" / out).read_bytes()
+    for a, b in zip(fused["steps"], alone["steps"]):
+        assert (a["label"], a["rows_in"], a["rows_out"], a["dropped"]) == \
+            (b["label"], b["rows_in"], b["rows_out"], b["dropped"])
+    # Dropped rows (uids, reasons, _duplicate_of, content) byte for byte; kept rows where stored.
+    fused_files, alone_files = stored_files(fused), stored_files(alone)
+    assert set(fused_files) <= set(alone_files)
+    assert [name for name in fused_files if fused_files[name] != alone_files[name]] == []
+    assert lineage(example / "True" / "run") == lineage(example / "False" / "run")
+    # Every step's kept rows are readable and the same rows as alone; the source's exactly.
+    assert kept_uids(example / "True" / "run", fused) == kept_uids(example / "False" / "run", alone)
+    assert read_step_output(fused, "source").equals(read_step_output(alone, "source"))
+
+
+def test_a_table_step_heads_the_shard_steps_after_it(pm, tmp_path):
+    from tests.conftest import sample_table
+
+    manifest = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), tmp_path,
+                        tables={"data.parquet": sample_table(90)}, pm=pm)
+    source, dedup, sample, last = manifest["steps"]
+    assert dedup["fused"] == sample["fused"] == last["fused"] == ["s0_dedup", "s1_sample", "s2_filter"]
+    assert [r["kept_rows_stored"] for r in (dedup, sample, last)] == [False, False, True]
+    assert not (Path(dedup["path"]) / "data").exists()
+    assert dedup["dropped"]["s0_dedup"] > 0  # sample_table repeats rows
+    # A table step reads its input's files: the source before it stores its rows, alone.
+    assert "fused" not in source and source.get("kept_rows_stored", True) is True
+
+
+def test_a_fused_source_still_refuses_repeated_uids_of_its_own(pm, tmp_path):
+    table = pl.DataFrame({"uid": ["a", "b", "a"], "url": ["https://x/1", "https://x/2", "https://x/3"],
+                          "alt_text": ["one", "two", "three"]})
+    spec = {"name": "own", "source": {"path": "data.parquet"},
+            "steps": [{"step": "filter", "params": {"where": "true"}}],
+            "outputs": [{"format": "parquet", "path": "out.parquet"}], "run": {"report": False}}
+    with pytest.raises(SourceError, match="duplicate values"):
+        run_spec(spec, tmp_path, tables={"data.parquet": table}, pm=pm)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
