@@ -33,19 +33,6 @@ def concepts() -> tuple[list[str], list[str]]:
     return list(SHAPES), list(COLORS)
 
 
-def tail(names: list[str], skew: float, share: float) -> list[str]:
-    """The concepts in the last ``share`` of the vocab-order weights 1/k^skew: those whose expected
-    frequency is lowest (a fixed split, the same for every world seed)."""
-    weights = [1 / (k + 1) ** skew for k in range(len(names))]
-    total, below, out = sum(weights), 0.0, []
-    for name, weight in reversed(list(zip(names, weights, strict=True))):
-        if below + weight > share * total:
-            break
-        below += weight
-        out.append(name)
-    return sorted(out, key=names.index)
-
-
 def make_pool(out: Path, seed: int, n: int, skew: float, entity_rate: float) -> dict[str, int]:
     import polars as pl
 
