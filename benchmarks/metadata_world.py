@@ -4,7 +4,7 @@ with weight 1/k^s), its train split as a parquet pool, one uniform eval split sh
 and the metadata list (the world's shapes and colours).
 
     python benchmarks/metadata_world.py runs/metadata-world --seeds 0,1,2,3,4,5 --n 6000 --skew 1.5
-    python benchmarks/metadata_world.py --summarize runs/metadata-loop --out RESULT.json   # after the run
+    python benchmarks/metadata_world.py --summarize runs/metadata-loop --out RESULT.json  # after the run
 
 writes, under OUT:
 
@@ -126,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--summarize", type=Path, help="a finished run directory: write the paired summary")
+    parser.add_argument("--out", dest="summary_out", type=Path, help="with --summarize: the JSON file to write")
     parser.add_argument("--seeds", default="0,1,2,3,4,5", help="world seeds, one pool each")
     parser.add_argument("--n", type=int, default=6000, help="rows per world (about 95 %% are train)")
     parser.add_argument("--skew", type=float, default=1.5, help="concept_skew of every world")
@@ -138,8 +139,8 @@ def main() -> None:
     if args.summarize:
         summary = summarize(args.summarize)
         text = json.dumps(summary, indent=2) + "\n"
-        if args.out:
-            args.out.write_text(text)
+        if args.summary_out:
+            args.summary_out.write_text(text)
         print(text)
         return
     args.out.mkdir(parents=True, exist_ok=True)
