@@ -220,6 +220,7 @@ def scaling(sizes: list[int], workers: int = 2, memory_limit: str = "4GB", rerun
             **({"rows/s per core, match + balance": round(rows / again["CPU seconds"])} if again else {}),
             "step seconds (wall)": {label: s["seconds"] for label, s in steps.items()},
             "rows matched": steps["metadata_match"]["rows_out"], "rows kept": steps["metadata_balance"]["rows_out"],
+            "entries matched": steps["metadata_balance"]["summary"].get("entries_matched"),
         })
         print(json.dumps(table[-1]), flush=True)
         import shutil
