@@ -3,7 +3,7 @@ one long-tailed world per seed (``concept_skew``: the k-th shape and colour in v
 with weight 1/k^s), its train split as a parquet pool, one uniform eval split shared by every seed,
 and the metadata list (the world's shapes and colours).
 
-    python benchmarks/metadata_world.py runs/metadata-world --seeds 0,1,2,3,4,5 --n 6000 --skew 1.5
+    python benchmarks/metadata_world.py runs/metadata-world --seeds 0,1,2,3,4,5 --n 6000 --skew 2.0
     python benchmarks/metadata_world.py --summarize runs/metadata-loop --out RESULT.json  # after the run
 
 writes, under OUT:
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--out", dest="summary_out", type=Path, help="with --summarize: the JSON file to write")
     parser.add_argument("--seeds", default="0,1,2,3,4,5", help="world seeds, one pool each")
     parser.add_argument("--n", type=int, default=6000, help="rows per world (about 95 %% are train)")
-    parser.add_argument("--skew", type=float, default=1.5, help="concept_skew of every world")
+    parser.add_argument("--skew", type=float, default=2.0, help="concept_skew of every world")
     parser.add_argument("--entity-rate", type=float, default=0.0,
                         help="share of scenes with a logo (0: none, so no logo's fixed shape and colour "
                              "lifts a tail concept)")
