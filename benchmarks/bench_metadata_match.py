@@ -166,3 +166,82 @@ def run(scale: str) -> dict[str, Any]:
                   "and the two automata on every row",
                   "rows/s per core: rows over CPU seconds of the matching loop (spaced texts precomputed)"],
     }
+
+
+# -- scaling: bounded memory at growing sizes ------------------------------------------------------
+SCALING_ENTRIES = 500_000
+
+
+def _run_spec(where: Path, source: Path, entries_file: Path, rows: int, workers: int, memory_limit: str) -> Path:
+    spec = {
+        "name": "bench_metadata_scaling",
+        "source": {"format": "parquet", "path": str(source)},
+        "steps": [{"step": "metadata_match", "params": {"entries": str(entries_file)}},
+                  {"step": "metadata_balance", "params": {"t": max(1, rows // 50)}}],
+        "run": {"dir": str(where / "run"), "seed": 0, "report": False, "shard_size": 100_000,
+                "memory_limit": memory_limit, "executor": {"name": "local", "params": {"workers": workers}}},
+    }
+    path = where / "spec.yaml"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _measured(command: list[str], where: Path) -> dict[str, Any]:
+    result = measure(command, cwd=where, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr[-2000:]}")
+    return {"wall seconds": round(result.seconds, 1), "CPU seconds": round(result.cpu_seconds, 1),
+            "peak RSS MB (largest process)": round(result.peak_rss_bytes / 2**20),
+            "tree RSS MB (sum, sampled)": round(result.tree_rss_bytes / 2**20)}
+
+
+def scaling(sizes: list[int], workers: int = 2, memory_limit: str = "4GB", rerun: bool = True) -> dict[str, Any]:
+    """metadata_match + metadata_balance through ``curate run`` at each size, 500k entries,
+    ``workers`` local workers: (1) the whole run, ingest included, from nothing; (2) the two steps
+    again on the cached ingest (``--from metadata_match``): their memory without the ingest's.
+    Rows/s per core = rows / CPU seconds (all processes), so a busy machine stretches wall time only."""
+    entries_file = data_dir("metadata_match") / f"entries-{SCALING_ENTRIES}.txt"
+    if not entries_file.exists():
+        entries_file.write_text("\n".join(synthetic_entries(SCALING_ENTRIES)) + "\n")
+    table = []
+    for rows in sizes:
+        source = metadata_table(rows, data_dir("metadata_match"))
+        where = tmp_dir("metadata_scaling", str(rows))
+        spec = _run_spec(where, source, entries_file, rows, workers, memory_limit)
+        whole = _measured([*curate_command(), "run", str(spec), "--quiet", "--no-cache"], where)
+        manifest = json.loads((where / "run" / "manifest.json").read_text())
+        steps = {s["label"]: s for s in manifest["steps"]}
+        again = _measured([*curate_command(), "run", str(spec), "--quiet", "--from", "metadata_match"], where) \
+            if rerun else None
+        table.append({
+            "rows": rows, "workers": workers, "memory_limit": memory_limit,
+            "whole run": whole, **({"steps only (ingest cached)": again} if again else {}),
+            "rows/s per core, whole run": round(rows / whole["CPU seconds"]),
+            **({"rows/s per core, match + balance": round(rows / again["CPU seconds"])} if again else {}),
+            "step seconds (wall)": {label: s["seconds"] for label, s in steps.items()},
+            "rows matched": steps["metadata_match"]["rows_out"], "rows kept": steps["metadata_balance"]["rows_out"],
+            "entries matched": steps["metadata_balance"]["summary"].get("entries_matched"),
+        })
+        print(json.dumps(table[-1]), flush=True)
+        import shutil
+
+        shutil.rmtree(where, ignore_errors=True)  # a 10M run's shards are GBs
+    return {"entries": SCALING_ENTRIES, "sizes": table}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from benchmarks.measure import RESULTS_DIR, machine_facts
+
+    parser = argparse.ArgumentParser(description="metadata_match + metadata_balance at growing sizes: peak RSS")
+    parser.add_argument("--sizes", default="1000000,3000000,10000000")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--no-rerun", action="store_true", help="skip the steps-only rerun on the cached ingest")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "metadata_match_scaling.json")
+    args = parser.parse_args()
+    started = machine_facts()
+    result = scaling([int(s) for s in args.sizes.split(",")], args.workers, args.memory_limit, not args.no_rerun)
+    args.out.write_text(json.dumps({"benchmark": "metadata_match scaling", "machine": started,
+                                    "machine_after": machine_facts(), **result}, indent=2) + "\n")

@@ -12,11 +12,14 @@ An eval set (``curate train eval --eval-set FILE.yaml``, or the same fields as C
     text_column: text               # table: the paired text (retrieval)
     templates: ["a photo of a {}."] # prompts per class, averaged (one "{}" each)
     classnames: {n0144: tench}      # optional: label → the name put in the templates
+    groups: {head: [circle], tail: [heart, cross]}  # optional: accuracy also per group of classes
 
 Metrics: classification ``acc1``/``acc5`` (top-k accuracy, class embeddings = mean of the
 normalized template embeddings, renormalized, as CLIP does); retrieval ``i2t_r1/r5`` (an image is
 right when any of its texts is in its top k; rows with the same image path are one image) and
-``t2i_r1/r5`` (a text is right when its image is in its top k). Rankings sort by similarity,
+``t2i_r1/r5`` (a text is right when its image is in its top k). With ``groups``, also
+``acc1_<group>`` (and ``acc5_<group>``): the accuracy over the images whose true class is in the
+group, still classified among *all* classes (a head/tail split of one zero-shot task). Rankings sort by similarity,
 ties broken by row order (the first of equal scores ranks first, as ``argmax`` does).
 """
 
@@ -47,6 +50,18 @@ class EvalSet(Params):
     text_column: str = "text"
     templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES), min_length=1)
     classnames: dict[str, str] | None = None
+    groups: dict[str, list[str]] | None = Field(
+        None, description="group name → classes (labels): accuracy is also reported per group")
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, groups: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name, classes in (groups or {}).items():
+            if not name.replace("_", "").isalnum():
+                raise ValueError(f"group name {name!r} must be letters, digits and '_' (it names a metric)")
+            if not classes:
+                raise ValueError(f"group '{name}' lists no classes")
+        return groups
 
     @field_validator("templates")
     @classmethod
@@ -93,7 +108,7 @@ def make_eval_set(fields: dict[str, Any], where: str, base: Path | None = None) 
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'set'}: {e['msg']}" for e in exc.errors())
         raise UsageError(f"{where}: {problems}",
                          "fields: name, format (imagefolder|table), path, task, path_column, label_column, "
-                         "text_column, templates, classnames") from None
+                         "text_column, templates, classnames, groups") from None
     path = Path(evalset.path).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
@@ -276,13 +291,53 @@ def evaluate_set(model: Any, preprocess: Any, tokenizer: Any, evalset: EvalSet) 
         prompts = [[t.format(names.get(c, c)) for t in evalset.templates] for c in classes]
         weights = class_weights(model, tokenizer, prompts)
         ks = (1, 5) if len(classes) > 5 else (1,)
-        accuracy = topk_accuracy(per_row, weights, [classes.index(label) for label in rows.labels], ks)
+        truth = [classes.index(label) for label in rows.labels]
+        accuracy = topk_accuracy(per_row, weights, truth, ks)
         results.update({f"acc{k}": v for k, v in accuracy.items()}, classes=len(classes),
                        chance=1 / len(classes))
+        for group, members in (evalset.groups or {}).items():
+            results.update(group_accuracy(evalset, group, members, classes, per_row, weights, truth, ks))
     if rows.texts is not None:
         texts = encode_texts(model, tokenizer, rows.texts)
         results.update(retrieval_recall(images, texts, [unique[p] for p in rows.paths]), images=len(unique))
     return results
+
+
+def check_groups(evalset: EvalSet) -> None:
+    """Before any training: every class a group names has images in the set (reads the labels only)."""
+    if not evalset.groups:
+        return
+    rows = read_rows(evalset)
+    if rows.labels is None:
+        raise UsageError(f"eval set '{evalset.label}': groups need class labels, and {rows.where} has none",
+                         "groups go with a classification set (a label column or an imagefolder)")
+    classes = sorted(set(rows.labels))
+    for group, members in evalset.groups.items():
+        for member in members:
+            if member not in classes:
+                raise UsageError(f"eval set '{evalset.label}': group '{group}' names '{member}', which is not a class",
+                                 " ".join(filter(None, [did_you_mean(member, classes),
+                                                        f"classes: {', '.join(classes[:20])}"])))
+
+
+def group_accuracy(evalset: EvalSet, group: str, members: list[str], classes: list[str], images, weights,
+                   truth: list[int], ks: tuple[int, ...]) -> dict[str, float]:
+    """``acc{k}_<group>``: top-k accuracy over the images whose true class is in ``members``,
+    ranked among all classes; ``n_<group>`` images. A member that is no class is an error."""
+    import torch
+
+    unknown = [m for m in members if m not in classes]
+    if unknown:
+        raise UsageError(f"eval set '{evalset.label}': group '{group}' names '{unknown[0]}', which is not a class",
+                         " ".join(filter(None, [did_you_mean(unknown[0], classes),
+                                                f"classes: {', '.join(classes[:20])}"])))
+    wanted = {classes.index(m) for m in members}
+    rows = [i for i, t in enumerate(truth) if t in wanted]
+    if not rows:
+        raise UsageError(f"eval set '{evalset.label}': no image belongs to group '{group}' ({', '.join(members)})",
+                         "a group lists classes that have images in the set")
+    accuracy = topk_accuracy(images[torch.tensor(rows)], weights, [truth[i] for i in rows], ks)
+    return {**{f"acc{k}_{group}": v for k, v in accuracy.items()}, f"n_{group}": len(rows)}
 
 
 def evaluate_sets(model: Any, preprocess: Any, tokenizer: Any, sets: list[EvalSet]) -> dict[str, dict[str, Any]]:

@@ -25,6 +25,10 @@ samples and evaluated on eval sets given as data, once per seed.
   variants with the same rows in seed s train identically.
 - ``{model:VARIANT}`` in any string of a patch (or the base) is that variant's trained model in the
   same seed (``local-dir:...``): the digits loop scores with the model trained on the unfiltered pool.
+  ``{rows:VARIANT}`` is the number of rows that variant trained on in the same seed (an int when
+  it is the whole value): ``sample: {count: "{rows:balanced}"}`` draws a pool of the same size.
+- ``{seed}`` in any string of the base or a patch is the seed: ``path: pools/world-{seed}.parquet``
+  gives each seed its own pool (a world per seed, not only an initialization per seed).
 
 Results: ``RUN_DIR/seed-S/VARIANT/result.json`` and ``RUN_DIR/experiment/summary.{json,md}``
 (:mod:`curate_train.gaps`).
@@ -48,7 +52,8 @@ from curate.errors import CurateError, Problem, SpecError
 from curate.params import Params
 from curate_train.patch import Variant, apply_patch, closest
 
-MODEL_REF = re.compile(r"\{model:([^{}]*)\}")
+MODEL_REF = re.compile(r"\{(model|rows):([^{}]*)\}")
+SEED_REF = "{seed}"
 RESULT = "result.json"
 
 
@@ -175,9 +180,9 @@ def _allowed_keys(loc: tuple) -> list[str]:
 
 # -- variants ---------------------------------------------------------------------------------
 def references(data: Any) -> set[str]:
-    """Variant names referred to as ``{model:NAME}`` anywhere in ``data``."""
+    """Variant names referred to as ``{model:NAME}`` or ``{rows:NAME}`` anywhere in ``data``."""
     if isinstance(data, str):
-        return {m.strip() for m in MODEL_REF.findall(data)}
+        return {name.strip() for _, name in MODEL_REF.findall(data)}
     if isinstance(data, dict):
         return set().union(*(references(v) for v in data.values())) if data else set()
     if isinstance(data, list):
@@ -185,13 +190,31 @@ def references(data: Any) -> set[str]:
     return set()
 
 
-def substitute(data: Any, models: dict[str, str]) -> Any:
+def substitute(data: Any, models: dict[str, str], rows: dict[str, int] | None = None) -> Any:
+    """``{model:NAME}`` → NAME's model (``local-dir:...``), ``{rows:NAME}`` → the number of rows
+    NAME trained on (an int when it is the whole string, as in ``count: "{rows:balanced}"``)."""
+    rows = rows or {}
     if isinstance(data, str):
-        return MODEL_REF.sub(lambda m: models[m.group(1).strip()], data)
+        whole = MODEL_REF.fullmatch(data.strip())
+        if whole and whole.group(1) == "rows":
+            return rows[whole.group(2).strip()]
+        return MODEL_REF.sub(lambda m: models[m.group(2).strip()] if m.group(1) == "model"
+                             else str(rows[m.group(2).strip()]), data)
     if isinstance(data, dict):
-        return {k: substitute(v, models) for k, v in data.items()}
+        return {k: substitute(v, models, rows) for k, v in data.items()}
     if isinstance(data, list):
-        return [substitute(v, models) for v in data]
+        return [substitute(v, models, rows) for v in data]
+    return data
+
+
+def with_seed(data: Any, seed: int) -> Any:
+    """``{seed}`` in any string → the seed: one pool per seed (``path: pools/world-{seed}.parquet``)."""
+    if isinstance(data, str):
+        return data.replace(SEED_REF, str(seed))
+    if isinstance(data, dict):
+        return {k: with_seed(v, seed) for k, v in data.items()}
+    if isinstance(data, list):
+        return [with_seed(v, seed) for v in data]
     return data
 
 
@@ -213,7 +236,7 @@ def variant_specs(loaded: Loaded) -> tuple[dict[str, dict[str, Any]], list[str],
                                         closest(ref, names)))
             elif ref == variant.name:
                 problems.append(Problem(f"variants.{variant.name}", f"'{{model:{ref}}}' is the variant's own model",
-                                        "a variant can use the model of another variant only"))
+                                        "a variant can use the model (or rows) of another variant only"))
     order: list[str] = []
     pending = [n for n in names]
     while pending:
@@ -232,6 +255,7 @@ def plan_variant(loaded: Loaded, data: dict[str, Any], seed: int, run_dir: Path,
     from curate.plan import make_plan
     from curate.spec import load_spec_text
 
+    data = with_seed(data, seed)
     data = {**data, "run": {**(data.get("run") or {}), "seed": seed, "cache_dir": str(store.resolve())}}
     data["run"].pop("dir", None)
     loaded_spec = load_spec_text(yaml.safe_dump(data, sort_keys=False), loaded.base_path)
@@ -245,7 +269,7 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
     from curate.plugins import get_plugin_manager
     from curate.schema import Image
     from curate_train.clip import resolve_model
-    from curate_train.evalsets import make_eval_set
+    from curate_train.evalsets import check_groups, make_eval_set
 
     experiment = loaded.experiment
     specs, order, problems = variant_specs(loaded)
@@ -264,6 +288,8 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
             if not Path(evalset.path).exists():
                 problems.append(Problem(f"eval[{index}].path", f"{evalset.path} does not exist",
                                         "paths are relative to the experiment file"))
+            else:
+                check_groups(evalset)
         except CurateError as exc:
             problems.append(Problem(f"eval[{index}]", exc.message, exc.hint))
     pm = get_plugin_manager()
@@ -271,7 +297,8 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="curate-experiment-") as scratch:
         placeholder = _placeholder_model(experiment.train.model, Path(scratch))
         for name in order:
-            data = substitute(specs[name], {ref: placeholder for ref in references(specs[name])})
+            refs = references(specs[name])
+            data = substitute(specs[name], {ref: placeholder for ref in refs}, {ref: 1 for ref in refs})
             try:
                 plan = plan_variant(loaded, data, experiment.seeds[0], run_dir / f"seed-{experiment.seeds[0]}" / name
                                     / "curate", run_dir / "store", pm)
@@ -329,6 +356,7 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
     results: dict[int, dict[str, dict[str, Any]]] = {}
     for seed in seeds:
         models: dict[str, str] = {}
+        rows: dict[str, int] = {}
         results[seed] = {}
         for name in order:
             folder = run_dir / f"seed-{seed}" / name
@@ -350,11 +378,12 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
                                   "run it first without --eval-only")
             else:
                 echo(f"seed {seed} {name}: curating, training, evaluating in {folder}")
-                result = {**run_variant(loaded, name, substitute(specs[name], models), seed, folder,
+                result = {**run_variant(loaded, name, substitute(specs[name], models, rows), seed, folder,
                                         run_dir / "store"), "config": config}
                 done.write_text(json.dumps(result, indent=2) + "\n")
                 echo(json.dumps({k: v for k, v in result.items() if k not in ("steps", "model")}))
             models[name] = f"local-dir:{result['model']}"
+            rows[name] = result["rows"]
             results[seed][name] = result
     summary = summarize(experiment.name, results, order, facts={
         "base_spec": _shown(loaded.base_path), "model": experiment.train.model,

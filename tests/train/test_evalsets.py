@@ -397,3 +397,32 @@ def test_clip_score_fingerprint_follows_the_weights_of_a_local_dir_model(tiny_mo
     weights = load_file(str(folder / "open_clip_model.safetensors"))
     save_file({k: v + 1 for k, v in weights.items()}, str(folder / "open_clip_model.safetensors"))
     assert step.fingerprint_extra() != before
+
+
+def test_group_accuracy_is_the_accuracy_over_a_groups_images_among_all_classes(tmp_path):
+    from curate_train.evalsets import check_groups, make_eval_set
+
+    # images red, red, green, blue, blue; labels say red, green, green, blue, red: hits 0, 2, 3
+    colors = ["red", "red", "green", "blue", "blue"]
+    for i, color in enumerate(colors):
+        solid(tmp_path / "images" / f"{i}.png", color)
+    pl.DataFrame({"path": [f"images/{i}.png" for i in range(5)],
+                  "label": ["red", "green", "green", "blue", "red"]}).write_parquet(tmp_path / "eval.parquet")
+    fields = {"format": "table", "path": str(tmp_path / "eval.parquet"), "templates": ["a {} thing"],
+              "groups": {"head": ["red"], "tail": ["green", "blue"]}}
+    evalset = make_eval_set(fields, "t")
+    check_groups(evalset)
+    metrics = evaluate(evalset)
+    assert metrics["acc1"] == pytest.approx(3 / 5)
+    # head: rows 0 (hit) and 4 (a blue image labelled red: miss); tail: rows 1 (miss), 2, 3 (hits)
+    assert metrics["acc1_head"] == pytest.approx(1 / 2) and metrics["n_head"] == 2
+    assert metrics["acc1_tail"] == pytest.approx(2 / 3) and metrics["n_tail"] == 3
+    bad = make_eval_set({**fields, "groups": {"tail": ["gren"]}}, "t")
+    for check in (check_groups, evaluate):
+        with pytest.raises(UsageError) as error:
+            check(bad)
+        assert "group 'tail' names 'gren'" in str(error.value) and "did you mean 'green'" in str(error.value)
+    with pytest.raises(UsageError, match="must be letters"):
+        make_eval_set({**fields, "groups": {"the tail": ["green"]}}, "t")
+    with pytest.raises(UsageError, match="lists no classes"):
+        make_eval_set({**fields, "groups": {"tail": []}}, "t")

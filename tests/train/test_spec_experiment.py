@@ -10,6 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from tests.train.test_evalsets import RGB, cli
@@ -182,3 +184,52 @@ def test_a_paired_gap_exceeds_the_spread_only_when_its_t_interval_excludes_zero(
     [gap] = summary["gaps"]  # rows are reported per variant, not as a gap
     assert gap["by_seed"] == [10.0, 9.0, 8.0] and gap["exceeds_spread"]
     assert "| a | b | x.acc1 | **+9.00 ± 2.48** | 3/0 |" in markdown(summary)
+
+
+def test_seed_and_rows_references_validate_and_a_bad_group_is_refused(pool, capsys):
+    import shutil
+
+    for seed in (3, 4):  # one pool per seed, named by it
+        shutil.copy(pool / "pool.parquet", pool / f"pool-{seed}.parquet")
+    base = yaml.safe_load((pool / "base.yaml").read_text())
+    base["source"]["path"] = "pool-{seed}.parquet"
+    (pool / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    variants = [{"name": "half", "insert": [{"steps": [{"step": "sample", "params": {"fraction": 0.5}}]}]},
+                {"name": "same_size", "insert": [{"steps": [{"step": "sample", "params": {"count": "{rows:half}"}}]}]}]
+    groups = {"head": ["red", "green"], "tail": ["blue", "magenta"]}
+    evals = [{"name": "colors", "format": "table", "path": "eval.parquet", "templates": ["a {} square"],
+              "groups": groups}]
+    path = experiment(pool, seeds=[3, 4], variants=variants, eval=evals)
+    code, out, err = cli(["experiment", "validate", path, "--run-dir", pool / "run"], capsys)
+    assert code == 0, err
+    assert out.index("ok half") < out.index("ok same_size")  # the variant whose rows are used runs first
+    (pool / "pool-3.parquet").unlink()
+    code, _, err = cli(["experiment", "validate", path, "--run-dir", pool / "run"], capsys)
+    assert code == 2 and "pool-3.parquet" in err and "Traceback" not in err  # seeds[0] = 3 is planned
+    shutil.copy(pool / "pool.parquet", pool / "pool-3.parquet")
+    evals[0]["groups"] = {"tail": ["blu"]}
+    code, _, err = cli(["experiment", "validate", experiment(pool, seeds=[3], variants=variants, eval=evals),
+                        "--run-dir", pool / "run"], capsys)
+    assert code == 2 and "group 'tail' names 'blu'" in err and "did you mean 'blue'" in err
+
+
+names = st.text(alphabet="abcdefgh_", min_size=1, max_size=6)
+plain = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=12)
+
+
+@given(name=names, rows=st.integers(0, 10**9), before=plain, after=plain, seed=st.integers(0, 10**6))
+def test_rows_and_seed_references_are_replaced_exactly(name, rows, before, after, seed):
+    from curate_train.spec_experiment import references, substitute, with_seed
+
+    data = {"count": "{rows:" + name + "}", "note": before + "{rows:" + name + "}" + after,
+            "model": "{model:" + name + "}", "path": [before + "{seed}" + after], "other": before, "n": 3}
+    assert references(data) == {name}
+    out = substitute(data, {name: "local-dir:/m"}, {name: rows})
+    # the whole value becomes the number itself; inside a longer string, its digits
+    assert out["count"] == rows and isinstance(out["count"], int)
+    whole = not (before + after).strip()
+    assert out["note"] == (rows if whole else before + str(rows) + after) and out["model"] == "local-dir:/m"
+    assert out["path"] == data["path"] and out["other"] == before and out["n"] == 3
+    seeded = with_seed(data, seed)
+    assert seeded["path"] == [before + str(seed) + after]
+    assert {k: v for k, v in seeded.items() if k != "path"} == {k: v for k, v in data.items() if k != "path"}

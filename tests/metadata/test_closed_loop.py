@@ -1,0 +1,48 @@
+"""The metadata-balancing closed loop's inputs (benchmarks/metadata_world.py) and its experiment spec:
+the pools are long-tailed, the eval is uniform, and specs/experiment_metadata_balance.yaml
+validates on them (every variant planned, the eval groups checked against the eval tables)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from tests.conftest import REPO
+from tests.train.test_evalsets import cli
+
+
+def test_the_loop_spec_validates_on_the_long_tailed_pools_its_script_makes(tmp_path, capsys, monkeypatch):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from metadata_world import make_eval, make_pool
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    data = tmp_path / "runs" / "metadata-world"
+    data.mkdir(parents=True)
+    (data / "entries.txt").write_text("\n".join(["circle", "square", "triangle", "star", "hexagon", "cross", "diamond",
+                                                  "heart", "red", "orange", "yellow", "green", "blue", "purple",
+                                                  "pink", "brown", "black", "white"]) + "\n")
+    counts = {seed: make_pool(data, seed, n=300, skew=2.0, entity_rate=0.0) for seed in (1, 2)}
+    make_eval(data, seed=1000, n=200, entity_rate=0.0)
+    for seed, seen in counts.items():
+        assert seen["circle"] > 3 * seen["heart"] and seen["red"] > 3 * seen["brown"]  # the skew's long tail
+        pool = pl.read_parquet(data / f"pool-{seed}.parquet")
+        assert pool.columns == ["uid", "url", "alt_text", "image", "noise_type"] and pool["uid"].n_unique() == len(pool)
+    shapes = pl.read_parquet(data / "eval-shapes.parquet")
+    assert len(shapes) == 200 and shapes["label"].n_unique() == 8  # uniform: the tail is there to be tested
+    assert all((data / p).is_file() for p in shapes["path"])
+    (tmp_path / "specs").mkdir()
+    for name in ("experiment_metadata_balance.yaml", "metadata_world_pool.yaml"):
+        shutil.copy(REPO / "specs" / name, tmp_path / "specs" / name)
+    monkeypatch.chdir(tmp_path)  # step paths (the entry list) are relative to the working directory
+    code, out, err = cli(["experiment", "validate", "specs/experiment_metadata_balance.yaml"], capsys)
+    assert code == 0, err
+    assert "ok balanced: source → match → metadata_balance" in out
+    assert "ok unbalanced: source → match → sample" in out
+    assert out.index("ok balanced") < out.index("ok unbalanced")  # {rows:balanced} is known first
+    assert not (tmp_path / "runs" / "metadata-loop").exists()
+    json.dumps(counts)  # what counts.json holds is plain JSON
