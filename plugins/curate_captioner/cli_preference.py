@@ -89,6 +89,8 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, table: str | 
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", default=1e-5, show_default=True)
 @click.option("--warmup", default=20, show_default=True)
+@click.option("--kinds", default=None, help="Keep only pairs of these kinds (comma-separated, e.g. "
+              "wrong_attribute,entity_dropped,object_missed,near_miss_image,other_alt_text); default: all.")
 @click.option("--max-pairs", default=None, type=int, help="A seeded sample of this many pairs.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--log-every", default=25, show_default=True)
@@ -97,7 +99,7 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, table: str | 
 @click.option("--feature-cache", default=None, type=click.Path(file_okay=False),
               help="Reuse encoder features and the reference's log-probabilities across runs.")
 def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: float, length_normalize: bool, sft_weight: float, steps: int,
-        batch_size: int, lr: float, warmup: int, max_pairs: int | None, seed: int, log_every: int, device: str,
+        batch_size: int, lr: float, warmup: int, kinds: str | None, max_pairs: int | None, seed: int, log_every: int, device: str,
         threads: int | None, feature_cache: str | None) -> None:
     """Preference-tune a stage-2 captioner (DPO / MCM-DPO, the SFT model as frozen reference)."""
     import polars as pl
@@ -112,6 +114,16 @@ def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: flo
     if loss == "mcm_dpo":
         table = table.filter(pl.col("dimension").is_in([d for d, w in chosen_weights.items() if w > 0]))
     table = table.filter(pl.col("chosen").is_not_null() & pl.col("rejected").is_not_null())
+    if kinds is not None:
+        from curate_captioner.errors import CaptionerError
+
+        wanted = [k.strip() for k in kinds.split(",") if k.strip()]
+        present = set(table["kind"].to_list()) if "kind" in table.columns else set()
+        unknown = sorted(set(wanted) - present)
+        if unknown:
+            raise CaptionerError(f"--kinds {kinds!r}: no pairs of kind {', '.join(unknown)} in {pairs_path}",
+                                 f"kinds present: {', '.join(sorted(k for k in present if k)) or 'none (no kind column)'}")
+        table = table.filter(pl.col("kind").is_in(wanted))
     if max_pairs is not None and table.height > max_pairs:
         table = table.sample(max_pairs, seed=seed)
     _threads(threads)

@@ -288,6 +288,10 @@ def test_cli_pairs_and_dpo(curate_cli: Callable[..., Any], saved_captioner: Path
     bad = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
                      str(tmp_path / "bad"), "--weights", "textal=1", pythonpath=path)
     assert bad.code != 0 and "unknown preference dimension" in bad.stderr and "Traceback" not in bad.stderr
+    kinds = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
+                       str(tmp_path / "kinds"), "--kinds", "wrong_attribute,entity_invnted", pythonpath=path)
+    assert kinds.code != 0 and "no pairs of kind entity_invnted" in kinds.stderr and "kinds present:" in kinds.stderr
+    assert "Traceback" not in kinds.stderr
 
 
 def test_table_pairs_rank_two_samples(saved_captioner: Path, pair_table: pl.DataFrame, tmp_path: Path) -> None:
