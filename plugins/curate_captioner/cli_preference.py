@@ -82,11 +82,15 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, table: str | 
 @click.option("--weights", default="textual=1,visual=1,cross_modal=1", show_default=True,
               help="MCM-DPO: weight of each dimension's loss (0 or absent: its pairs are skipped).")
 @click.option("--beta", default=0.1, show_default=True)
+@click.option("--length-normalize/--no-length-normalize", default=False, show_default=True,
+              help="Compare per-token mean log-probabilities instead of sums.")
 @click.option("--sft-weight", default=1.0, show_default=True, help="Adds the chosen captions' NLL (RPO); 0 is plain DPO.")
 @click.option("--steps", default=300, show_default=True)
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", default=1e-5, show_default=True)
 @click.option("--warmup", default=20, show_default=True)
+@click.option("--kinds", default=None, help="Keep only pairs of these kinds (comma-separated, e.g. "
+              "wrong_attribute,entity_dropped,object_missed,near_miss_image,other_alt_text); default: all.")
 @click.option("--max-pairs", default=None, type=int, help="A seeded sample of this many pairs.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--log-every", default=25, show_default=True)
@@ -94,8 +98,8 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, table: str | 
 @click.option("--threads", default=None, type=int)
 @click.option("--feature-cache", default=None, type=click.Path(file_okay=False),
               help="Reuse encoder features and the reference's log-probabilities across runs.")
-def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: float, sft_weight: float, steps: int,
-        batch_size: int, lr: float, warmup: int, max_pairs: int | None, seed: int, log_every: int, device: str,
+def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: float, length_normalize: bool, sft_weight: float, steps: int,
+        batch_size: int, lr: float, warmup: int, kinds: str | None, max_pairs: int | None, seed: int, log_every: int, device: str,
         threads: int | None, feature_cache: str | None) -> None:
     """Preference-tune a stage-2 captioner (DPO / MCM-DPO, the SFT model as frozen reference)."""
     import polars as pl
@@ -110,13 +114,24 @@ def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: flo
     if loss == "mcm_dpo":
         table = table.filter(pl.col("dimension").is_in([d for d, w in chosen_weights.items() if w > 0]))
     table = table.filter(pl.col("chosen").is_not_null() & pl.col("rejected").is_not_null())
+    if kinds is not None:
+        from curate_captioner.errors import CaptionerError
+
+        wanted = [k.strip() for k in kinds.split(",") if k.strip()]
+        present = set(table["kind"].to_list()) if "kind" in table.columns else set()
+        unknown = sorted(set(wanted) - present)
+        if unknown:
+            raise CaptionerError(f"--kinds {kinds!r}: no pairs of kind {', '.join(unknown)} in {pairs_path}",
+                                 f"kinds present: {', '.join(sorted(k for k in present if k)) or 'none (no kind column)'}")
+        table = table.filter(pl.col("kind").is_in(wanted))
     if max_pairs is not None and table.height > max_pairs:
         table = table.sample(max_pairs, seed=seed)
     _threads(threads)
     from curate_captioner.dpo import PreferenceConfig, train_preference
     from curate_captioner.model import Captioner
 
-    config = PreferenceConfig(loss=loss, beta=beta, weights=chosen_weights, sft_weight=sft_weight, steps=steps,  # type: ignore[arg-type]
+    config = PreferenceConfig(loss=loss, beta=beta, weights=chosen_weights, length_normalize=length_normalize,
+                              sft_weight=sft_weight, steps=steps,  # type: ignore[arg-type]
                               batch_size=batch_size, lr=lr, warmup=warmup, seed=seed, log_every=log_every, device=device)
     command = "curate captioner " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("dpo"):]) if "dpo" in sys.argv else None
     summary = train_preference(Captioner.load(init), table, config, out, log=lambda line: click.echo(line, err=True),

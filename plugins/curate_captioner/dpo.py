@@ -7,6 +7,7 @@ policy only, on the chosen and rejected sides of its pairs in one batch.
 
     loss: mcm_dpo   sum over dimensions of weight × the dimension's mean DPO loss (preference.py)
           dpo       the mean DPO loss over all pairs (dimensions ignored)
+    length_normalize  each side's log-probability is its per-token mean, not its sum (preference.py)
     sft_weight      adds the chosen side's mean per-token NLL (RPO), which keeps the chosen captions
                     likely while the margin grows; 0 is plain DPO (default 1: plain DPO at a higher
                     lr raised wrong attributes on the world, see the README)
@@ -41,6 +42,7 @@ class PreferenceConfig(BaseModel):
     loss: Literal["mcm_dpo", "dpo"] = "mcm_dpo"
     beta: float = Field(0.1, gt=0)
     weights: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(DIMENSIONS, 1.0))
+    length_normalize: bool = False
     sft_weight: float = Field(1.0, ge=0)  # 1: RPO, the least harmful measured (README)
     steps: int = Field(300, gt=0)
     batch_size: int = Field(32, gt=0)
@@ -78,9 +80,10 @@ def sides(pairs: pl.DataFrame) -> dict[str, list[Any]]:
 
 
 def pair_logps(captioner: Captioner, rows: list[int], data: dict[str, list[Any]], pooled: torch.Tensor,
-               tokens: torch.Tensor | None, where: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               tokens: torch.Tensor | None, where: dict[str, int]
+               ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Log-probabilities of the chosen and rejected sides of ``rows`` (one decoder call), and the
-    chosen sides' target token counts."""
+    two sides' target token counts."""
     index = [where[data["chosen_image"][r]] for r in rows] + [where[data["rejected_image"][r]] for r in rows]
     prompts = [data["chosen_prompt"][r] for r in rows] + [data["rejected_prompt"][r] for r in rows]
     targets = [data["chosen"][r] for r in rows] + [data["rejected"][r] for r in rows]
@@ -88,8 +91,8 @@ def pair_logps(captioner: Captioner, rows: list[int], data: dict[str, list[Any]]
     picked = torch.tensor(index)
     logps = sequence_logps(captioner, pooled[picked], None if tokens is None else tokens[picked].float(), batch)
     assert batch.labels is not None
-    lengths = (batch.labels[: len(rows)] != -100).sum(dim=1).to(logps.device)
-    return logps[: len(rows)], logps[len(rows):], lengths
+    lengths = (batch.labels != -100).sum(dim=1).to(logps.device)
+    return logps[: len(rows)], logps[len(rows):], (lengths[: len(rows)], lengths[len(rows):])
 
 
 def side_keys(data: dict[str, list[Any]], side: str) -> list[str]:
@@ -163,14 +166,15 @@ def train_preference(policy: Captioner, pairs: pl.DataFrame, config: PreferenceC
             group["lr"] = cosine_lr(step, config)
         chosen, rejected, lengths = pair_logps(policy, rows, data, pooled, tokens, where)
         losses, reward_chosen, reward_rejected = dpo_losses(chosen, rejected, reference_chosen[rows].to(device),
-                                                            reference_rejected[rows].to(device), config.beta)
+                                                            reference_rejected[rows].to(device), config.beta,
+                                                            lengths if config.length_normalize else None)
         dimensions = [data["dimension"][r] for r in rows]
         if config.loss == "mcm_dpo":
             loss, per_dimension = mcm_dpo_loss(losses, dimensions, config.weights)
         else:
             loss, per_dimension = losses.mean(), {}
         if config.sft_weight:
-            loss = loss + config.sft_weight * (-chosen / lengths).mean()
+            loss = loss + config.sft_weight * (-chosen / lengths[0]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)

@@ -10,6 +10,11 @@ which is log 2 while the policy is the reference. A pair may differ in its capti
 pairs) or in its conditioning with the same caption (visual pairs: a near-miss image; cross-modal
 pairs: another image's alt-text), as mDPO does for images.
 
+With ``lengths`` (each side's count of target tokens, its caption and ``</s>``) a side's
+log-probabilities are per-token means instead of sums (length-normalised DPO, as in SimPO and
+LN-DPO): a pair of captions of different lengths then compares per-token fit, and one changed
+word of a long caption moves its side's log-ratio by 1/length of what it does summed.
+
 MCM-DPO keeps one loss per preference dimension (textual, visual, cross_modal) and sums them with
 weights: ``sum_d w_d * mean_{pairs of d} loss / sum_d w_d`` over the dimensions present in a batch,
 so one weight is one dimension's share, whatever the batch holds of each.
@@ -48,12 +53,17 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 def dpo_losses(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
-               reference_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-pair DPO loss, and the chosen and rejected implicit rewards (detached)."""
+               reference_rejected: torch.Tensor, beta: float, lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair DPO loss, and the chosen and rejected implicit rewards (detached). ``lengths``
+    (chosen, rejected target token counts) divides each side's log-ratio by its length."""
     import torch.nn.functional as F
 
     chosen = policy_chosen - reference_chosen
     rejected = policy_rejected - reference_rejected
+    if lengths is not None:
+        chosen = chosen / lengths[0].clamp(min=1)
+        rejected = rejected / lengths[1].clamp(min=1)
     losses = -F.logsigmoid(beta * (chosen - rejected))
     return losses, beta * chosen.detach(), beta * rejected.detach()
 

@@ -299,6 +299,7 @@ class PreferenceCaptioner(Step):
         loss: Literal["mcm_dpo", "dpo"] = "mcm_dpo"
         weights: dict[str, float] = Field(default_factory=lambda: {"textual": 1.0, "visual": 1.0, "cross_modal": 1.0})
         beta: float = Field(0.1, gt=0)
+        length_normalize: bool = False
         sft_weight: float = Field(1.0, ge=0)
         steps: int = Field(300, gt=0)
         batch_size: int = Field(32, gt=0)
@@ -327,7 +328,8 @@ class PreferenceCaptioner(Step):
         pairs = pairs.filter(pl.col("image").is_not_null() & pl.col("chosen").is_not_null() & pl.col("rejected").is_not_null())
         if params.loss == "mcm_dpo":
             pairs = pairs.filter(pl.col("dimension").is_in([d for d, w in params.weights.items() if w > 0]))
-        config = PreferenceConfig(loss=params.loss, beta=params.beta, weights=params.weights, sft_weight=params.sft_weight,
+        config = PreferenceConfig(loss=params.loss, beta=params.beta, weights=params.weights,
+                                  length_normalize=params.length_normalize, sft_weight=params.sft_weight,
                                   steps=params.steps, batch_size=params.batch_size, lr=params.lr, seed=ctx.seed,
                                   device=params.device)
         out = ctx.artifacts / "captioner"

@@ -145,6 +145,7 @@ def test_caption_pairs_and_preference_steps(pm: PluginManager, saved_captioner: 
     pairs = table.head(4).with_columns(pl.lit("A large red circle.").alias("chosen"), pl.lit("A blue star.").alias("rejected"),
                                        pl.lit("textual").alias("dimension"))
     result = run_step("preference_captioner", pairs, {"init": str(saved_captioner), **where, "steps": 2, "batch_size": 2,
-                                                      "device": "cpu"}, pm=pm)
+                                                      "device": "cpu", "length_normalize": True}, pm=pm)
     assert result.summary["stage"] == "preference" and result.summary["pairs"] == 4
+    assert result.summary["config"]["length_normalize"] is True
     assert Path(result.summary["model"]).name == "captioner"

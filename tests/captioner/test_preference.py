@@ -59,6 +59,28 @@ def test_gradient_raises_chosen_and_lowers_rejected(chosen: float, rejected: flo
     assert math.isclose(float(c.grad), -float(r.grad), rel_tol=1e-6)
 
 
+@given(ratio_c=st.floats(-3, 3), ratio_r=st.floats(-3, 3), len_c=st.integers(1, 60), len_r=st.integers(1, 60),
+       ref_c=st.floats(-100, 0), ref_r=st.floats(-100, 0), beta=st.floats(0.01, 5))
+def test_length_normalised_loss_compares_per_token_log_ratios(ratio_c: float, ratio_r: float, len_c: int, len_r: int,
+                                                             ref_c: float, ref_r: float, beta: float) -> None:
+    """Sides whose every token moved by ratio_c (chosen) and ratio_r (rejected) nats: normalised,
+    the loss is that of one-token sides with those ratios, whatever the lengths (summed, it is not);
+    equal per-token ratios give log 2."""
+    c = torch.tensor([ref_c + ratio_c * len_c], dtype=torch.float64)
+    r = torch.tensor([ref_r + ratio_r * len_r], dtype=torch.float64)
+    lengths = (torch.tensor([len_c]), torch.tensor([len_r]))
+    normalised, reward_c, reward_r = dpo_losses(c, r, torch.tensor([ref_c], dtype=torch.float64),
+                                                torch.tensor([ref_r], dtype=torch.float64), beta, lengths)
+    one_token, _, _ = dpo_losses(torch.tensor([ratio_c], dtype=torch.float64), torch.tensor([ratio_r], dtype=torch.float64),
+                                 torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64), beta)
+    assert math.isclose(float(normalised), float(one_token), rel_tol=1e-9, abs_tol=1e-9)
+    assert math.isclose(float(reward_c), beta * ratio_c, rel_tol=1e-9, abs_tol=1e-9)
+    assert math.isclose(float(reward_r), beta * ratio_r, rel_tol=1e-9, abs_tol=1e-9)
+    same, _, _ = dpo_losses(c, torch.tensor([ref_r + ratio_c * len_r], dtype=torch.float64),
+                            torch.tensor([ref_c], dtype=torch.float64), torch.tensor([ref_r], dtype=torch.float64), beta, lengths)
+    assert math.isclose(float(same), LOG_2, rel_tol=1e-9)
+
+
 @given(values=st.lists(st.floats(0, 5), min_size=2, max_size=12), dims=dimension_lists, w=weights, scale=st.floats(0.1, 10))
 def test_mcm_dpo_weights_each_dimension_mean(values: list[float], dims: list[str], w: dict[str, float], scale: float) -> None:
     n = min(len(values), len(dims))
@@ -238,6 +260,18 @@ def test_preference_stage_starts_at_log_2_and_learns(make_captioner: Callable[..
     assert list((tmp_path / "cache").glob("reference-*.parquet"))  # the reference's log-probs are kept
 
 
+def test_length_normalised_stage_starts_at_log_2_and_learns(make_captioner: Callable[..., Any], pair_table: pl.DataFrame,
+                                                            tmp_path: Path) -> None:
+    lines: list[str] = []
+    config = PreferenceConfig(steps=12, batch_size=4, lr=3e-3, warmup=0, log_every=1, beta=2.0, device="cpu", sft_weight=0.0,
+                              length_normalize=True)
+    summary = train_preference(make_captioner("llama", seed=5), pair_table, config, tmp_path / "out", log=lines.append)
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert math.isclose(records[0]["loss"], LOG_2, abs_tol=1e-4)
+    assert records[-1]["loss"] < records[0]["loss"] - 0.02 and records[-1]["margin"] > 0
+    assert summary["config"]["length_normalize"] is True
+
+
 def test_cli_pairs_and_dpo(curate_cli: Callable[..., Any], saved_captioner: Path, world: Path, tmp_path: Path) -> None:
     from tests.conftest import REPO
 
@@ -247,13 +281,17 @@ def test_cli_pairs_and_dpo(curate_cli: Callable[..., Any], saved_captioner: Path
     assert made.code == 0, made
     assert set(json.loads(made.stdout)["by_kind"]) <= {f"textual/{k}" for k in TEXTUAL_KINDS} | {"cross_modal/other_alt_text"}
     tuned = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
-                       str(tmp_path / "dpo"), "--steps", "2", "--batch-size", "4", "--weights", "textual=1", "--device", "cpu",
+                       str(tmp_path / "dpo"), "--steps", "2", "--batch-size", "4", "--weights", "textual=1", "--device", "cpu", "--length-normalize",
                        pythonpath=path, timeout=300)
     assert tuned.code == 0, tuned
     assert json.loads(tuned.stdout.splitlines()[-1])["pairs_by_dimension"] == {"textual": 8}
     bad = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
                      str(tmp_path / "bad"), "--weights", "textal=1", pythonpath=path)
     assert bad.code != 0 and "unknown preference dimension" in bad.stderr and "Traceback" not in bad.stderr
+    kinds = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
+                       str(tmp_path / "kinds"), "--kinds", "wrong_attribute,entity_invnted", pythonpath=path)
+    assert kinds.code != 0 and "no pairs of kind entity_invnted" in kinds.stderr and "kinds present:" in kinds.stderr
+    assert "Traceback" not in kinds.stderr
 
 
 def test_table_pairs_rank_two_samples(saved_captioner: Path, pair_table: pl.DataFrame, tmp_path: Path) -> None:
