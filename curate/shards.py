@@ -6,6 +6,7 @@ run in-process, in a worker process or in a Ray actor with the same result.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterable
@@ -94,6 +95,23 @@ def split_dropped(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     kept = frame.filter(mask).drop([c for c in (DROP_REASON, DUPLICATE_OF) if c in frame.columns])
     dropped = frame.filter(~mask)
     return kept, dropped
+
+
+def compacted(part: pl.DataFrame, parent_rows: int) -> pl.DataFrame:
+    """``part`` (rows filtered out of a frame of ``parent_rows``) with buffers of its own.
+
+    A filtered frame's text columns are views into its parent's buffers, so a small part held
+    for later (a writer's pending rows) keeps the whole parent alive: a step that drops 3 % of
+    each 100k-row shard held every shard's text until 100k dropped rows had gathered (the
+    metadata_balance run's RSS grew 170 bytes per input row). A part under half its parent is
+    copied through Arrow IPC in memory (values and dtypes unchanged); larger parts are kept as
+    they are (at most twice their size, and copying them would cost more than it saves)."""
+    if part.height * 2 >= parent_rows or part.height == 0:
+        return part
+    buffer = io.BytesIO()
+    part.write_ipc(buffer, compression="uncompressed")
+    buffer.seek(0)
+    return pl.read_ipc(buffer)
 
 
 def drop_counts(dropped: pl.DataFrame) -> dict[str, int]:
@@ -261,14 +279,14 @@ class ShardWriter:
         kept, dropped = split_dropped(frame)
         self.rows_in += frame.height
         if dropped.height:
-            self.pending_dropped.append(dropped)
+            self.pending_dropped.append(compacted(dropped, frame.height))
             self.dropped_rows += dropped.height
             if self.dropped_rows >= self.shard_size:
                 self._flush_dropped()
             for reason, count in drop_counts(dropped).items():
                 self.dropped[reason] = self.dropped.get(reason, 0) + count
         if kept.height:
-            self.pending.append(kept)
+            self.pending.append(compacted(kept, frame.height))
             self.pending_rows += kept.height
         while self.pending_rows >= self.shard_size:
             self._flush(self.shard_size)
