@@ -53,7 +53,7 @@ def spec(source: Path, output: Path, run_dir: Path) -> dict[str, Any]:
         ],
         "outputs": [{"format": "parquet", "path": str(output)}],
         # The HTML report is not curation; it would add its own seconds to every run.
-        "run": {"dir": str(run_dir), "seed": SEED, "report": False},
+        "run": {"dir": str(run_dir), "seed": SEED, "report": False, "fuse_heads": True},
     }
 
 

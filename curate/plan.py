@@ -179,7 +179,7 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     # A head's followers run on threads of this process, whatever the executor: only where the
     # executor runs shard steps here too (local) does a group start at the source or a table step.
     _fuse_groups(plan_steps, {o.step_label for o in outputs}, enabled=spec.run.fuse,
-                 heads=spec.run.executor.name == "local")
+                 heads=spec.run.fuse_heads and spec.run.executor.name == "local")
 
     problems.raise_if_any()
     assert source is not None

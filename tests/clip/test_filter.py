@@ -98,11 +98,11 @@ def grouped_distinct_scores(draw):
 @given(grouped_distinct_scores(), st.floats(0, 1))
 def test_quantile_by_group_keeps_the_upper_share_of_every_group(table, quantile):
     for size in table.group_by("group").len()["len"]:
-        # Positions a hair off a whole row (1e-12 of the way to the next score) are float noise: the
-        # interpolated threshold then sits a hair above a row's score and which side it lands is
-        # not what this property is about (hypothesis found quantile=1e-12 on two rows).
+        # Positions a hair off a whole row are float noise: the interpolated threshold then sits a
+        # hair above a row's score, and scores are float32 (7 digits), so which side it lands is
+        # not what this property is about (hypothesis found quantile=1e-12 on two rows, 1e-9 on three).
         position = quantile * (size - 1)
-        assume(position == round(position) or abs(position - round(position)) > 1e-9)
+        assume(position == round(position) or abs(position - round(position)) > 1e-6)
     result = run_step(ClipFilter, table, {"quantile": quantile, "by": "group"}, shard_size=9)
     _nothing_lost(table, result)
     kept = result.kept.group_by("group").len()

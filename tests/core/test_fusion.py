@@ -37,7 +37,7 @@ def chain_spec(names: list[str], shard_size: int, fuse: bool) -> dict:
         steps.append({**step, "name": f"s{position}_{name}"})
     return {"name": "fusion", "source": {"path": "data.parquet"}, "steps": steps,
             "outputs": [{"format": "parquet", "path": "out.parquet"}],
-            "run": {"shard_size": shard_size, "fuse": fuse, "report": False}}
+            "run": {"shard_size": shard_size, "fuse": fuse, "fuse_heads": fuse, "report": False}}
 
 
 def stored_files(manifest: dict) -> dict[str, bytes]:
@@ -194,7 +194,7 @@ def resume_spec(delay: float) -> dict:
             {"step": "sample", "params": {"fraction": 0.6}},
         ],
         "outputs": [{"format": "parquet", "path": "out.parquet"}],
-        "run": {"dir": "run", "shard_size": 10, "report": False, "executor": {"name": "local", "params": {"workers": 2}}},
+        "run": {"dir": "run", "shard_size": 10, "report": False, "fuse_heads": True, "executor": {"name": "local", "params": {"workers": 2}}},
     }
 
 

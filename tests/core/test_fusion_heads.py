@@ -83,7 +83,7 @@ def test_a_fused_source_still_refuses_repeated_uids_of_its_own(pm, tmp_path):
                           "alt_text": ["one", "two", "three"]})
     spec = {"name": "own", "source": {"path": "data.parquet"},
             "steps": [{"step": "filter", "params": {"where": "true"}}],
-            "outputs": [{"format": "parquet", "path": "out.parquet"}], "run": {"report": False}}
+            "outputs": [{"format": "parquet", "path": "out.parquet"}], "run": {"report": False, "fuse_heads": True}}
     with pytest.raises(SourceError, match="duplicate values"):
         run_spec(spec, tmp_path, tables={"data.parquet": table}, pm=pm)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
