@@ -78,12 +78,7 @@ def test_changing_one_steps_params_reruns_it_and_downstream_only(pm, write_spec,
 def test_the_run_seed_reruns_only_random_steps_and_downstream(pm, write_spec, workdir):
     run(pm, write_spec, workdir, spec_dict())
     after = run(pm, write_spec, workdir, spec_dict(seed=1))
-    # exact_dedup heads sample's fused group (one cache unit), so it re-runs with it.
-    assert [r["cached"] for r in after["steps"]] == [True, True, True, False, False, False]
-    # Unfused, only sample and what follows re-run.
-    run(pm, write_spec, workdir / "alone", spec_dict(fuse=False))
-    alone = run(pm, write_spec, workdir / "alone", spec_dict(seed=1, fuse=False))
-    assert [r["cached"] for r in alone["steps"]] == [True, True, True, True, False, False]
+    assert [r["cached"] for r in after["steps"]] == [True, True, True, True, False, False]
 
 
 def test_tuning_a_non_fingerprint_param_keeps_the_cache(pm, write_spec, workdir):
@@ -97,8 +92,8 @@ def test_from_a_step_recomputes_it_and_everything_after(pm, write_spec, workdir,
     first = run(pm, write_spec, workdir, spec_dict(fuse=fuse))
     files = step_files(first)
     again = run(pm, write_spec, workdir, spec_dict(fuse=fuse), from_label="scored")
-    # Fused, the source, normalize_text and scored are one group: --from scored re-runs the group.
-    expected = [not fuse, not fuse, False, False, False, False]
+    # Fused, normalize_text and scored are one group: --from scored re-runs the group.
+    expected = [True, not fuse, False, False, False, False]
     assert [r["cached"] for r in again["steps"]] == expected
     assert step_files(again) == files
     none = run(pm, write_spec, workdir, spec_dict(fuse=fuse), use_cache=False)
