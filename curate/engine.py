@@ -40,7 +40,8 @@ from curate.shards import (
     uids_of,
     write_json_atomic,
 )
-from curate.step import StepContext, TableInput
+from curate.schema import Schema
+from curate.step import Step, StepContext, TableInput
 
 
 class Observer(Protocol):
@@ -395,15 +396,7 @@ class Engine:
                 ctx.artifacts.mkdir(parents=True, exist_ok=True)
                 writer = ShardWriter(step, partial, self.spec.run.shard_size, head.output_schema,
                                      kept_sink=pool.submit)
-                step.setup(ctx)
-                try:
-                    for frame in step.process_table(table, ctx):
-                        writer.add(frame)
-                except CurateError:
-                    raise
-                except Exception as exc:
-                    raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
-                shards = writer.close(empty_schema=head.output_schema)
+                shards = _write_table_step(step, table, ctx, writer, head.output_schema)
                 # Its kept rows are the last member's kept rows and every follower's dropped rows.
                 check_nothing_lost(step.label, None, uids_of(table.files),
                                    uids_of([*kept_files(), *iter_dropped_files(partial)]))
@@ -460,15 +453,7 @@ class Engine:
         ctx.artifacts = partial / "artifacts"
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         writer = ShardWriter(step, partial, self.spec.run.shard_size, planned.output_schema)
-        step.setup(ctx)
-        try:
-            for frame in step.process_table(table, ctx):
-                writer.add(frame)
-        except CurateError:
-            raise
-        except Exception as exc:
-            raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
-        shards = writer.close(empty_schema=planned.output_schema)
+        shards = _write_table_step(step, table, ctx, writer, planned.output_schema)
         check_nothing_lost(step.label, None, uids_of(table.files),
                            uids_of([*iter_shard_files(partial), *iter_dropped_files(partial)]))
         self._commit(partial, step_dir)
@@ -540,6 +525,21 @@ class Engine:
             "seconds": round(time.perf_counter() - started, 3),
             **facts,
         }
+
+
+def _write_table_step(step: Step, table: TableInput, ctx: StepContext, writer: ShardWriter, schema: Schema) -> int:
+    """Run a table step whole and write what it yields through ``writer`` (kept shards, to disk or
+    to a group's followers, and dropped rows); returns the number of kept shards. A plugin's bug
+    becomes a StepError naming the step, with the cause kept."""
+    step.setup(ctx)
+    try:
+        for frame in step.process_table(table, ctx):
+            writer.add(frame)
+    except CurateError:
+        raise
+    except Exception as exc:
+        raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
+    return writer.close(empty_schema=schema)
 
 
 def _count_rows(files: list[Path]) -> int:
