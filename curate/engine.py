@@ -268,21 +268,43 @@ class Engine:
         problems = [plan.cache_problem(p) for p in members]
         if all(problem is None for problem in problems):
             for planned, record in zip(members, records):
-                stats = json.loads((plan.step_dir(planned) / COMPLETE).read_text())
-                self.observer.step_started(planned, stats.get("rows_in"), True)
-                record.update(stats, cached=True, complete=True)
-                link_step(self.run_dir, planned.dirname, plan.step_dir(planned))
-                self.observer.step_finished(planned, record)
+                self._reuse(planned, record)
             return records
-        for planned, record, problem in zip(members, records, problems):
+        head = members[0]
+        headed = head.step is None or head.step.scope == "table"
+        # A head that stored its kept rows (it ran alone before: another variant of an
+        # experiment, another executor) is reused, and its followers read them as a group
+        # headed by a shard step would: the head runs once, as a step alone does.
+        reuse_head = headed and cache_problem(plan.step_dir(head), needs_data=True) is None
+        for position, (planned, record, problem) in enumerate(zip(members, records, problems)):
             complete = plan.step_dir(planned) / COMPLETE
+            if position == 0 and reuse_head:
+                continue
             if complete.exists():  # stale or disagreeing with its files: the group is recomputed
                 if problem is not None:
                     record["cache_rejected"] = problem
                 complete.unlink()
-        if members[0].step is None or members[0].step.scope == "table":
+        if reuse_head:
+            self._reuse(head, records[0])
+            return [records[0], *self._run_fused_shards(members[1:], records[1:], executor)]
+        if headed:
             return self._run_headed_group(members, records)
+        return self._run_fused_shards(members, records, executor)
 
+    def _reuse(self, planned: PlannedStep, record: dict[str, Any]) -> None:
+        """A complete step's record from its marker, as cached."""
+        step_dir = self.plan.step_dir(planned)
+        stats = json.loads((step_dir / COMPLETE).read_text())
+        self.observer.step_started(planned, stats.get("rows_in"), True)
+        record.update(stats, cached=True, complete=True)
+        link_step(self.run_dir, planned.dirname, step_dir)
+        self.observer.step_finished(planned, record)
+
+    def _run_fused_shards(self, members: list[PlannedStep], records: list[dict[str, Any]],
+                          executor: Any) -> list[dict[str, Any]]:
+        """Shard steps of a fused group (all of it, or the followers of a reused head): the
+        executor runs each of their input's shards through every member."""
+        plan = self.plan
         started = time.perf_counter()
         last = members[-1]
         contexts = [self._context(p) for p in members]

@@ -17,6 +17,7 @@ from curate.errors import SourceError
 from curate.testing import run_spec
 from curate.testing import strategies as cst
 from curate.testing.runner import read_step_output
+from tests.conftest import sample_table
 from tests.core.fusion_checks import CHOICES, assert_same_stores, chain_spec
 
 TABLES = cst.tables(max_rows=60, extra_columns={"score": st.floats(0, 1, allow_nan=False),
@@ -59,8 +60,6 @@ def test_a_headed_group_keeps_and_drops_what_the_steps_alone_do(pm, tmp_path, ta
 
 
 def test_a_table_step_heads_the_shard_steps_after_it(pm, tmp_path):
-    from tests.conftest import sample_table
-
     manifest = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), tmp_path,
                         tables={"data.parquet": sample_table(90)}, pm=pm)
     source, dedup, sample, last = manifest["steps"]
@@ -82,3 +81,23 @@ def test_a_fused_source_still_refuses_repeated_uids_of_its_own(pm, tmp_path):
         run_spec(spec, tmp_path, tables={"data.parquet": table}, pm=pm)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
+
+
+def test_a_head_that_stored_its_kept_rows_runs_once(pm, tmp_path):
+    """A table step that ran alone (the last step of one experiment variant) heads a group in the
+    next variant: it is reused, not run again, and its followers read its stored kept rows, to
+    the bytes a fresh headed run writes."""
+    table = sample_table(90)
+    shared = tmp_path / "shared"
+    first = run_spec(chain_spec(["dedup"], 7, True), shared, tables={"data.parquet": table}, pm=pm)
+    assert "fused" not in first["steps"][1] and first["steps"][1].get("kept_rows_stored", True)
+    second = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), shared, pm=pm)
+    assert [r["cached"] for r in second["steps"]] == [True, True, False, False]
+    assert second["steps"][1]["fused"] == ["s0_dedup", "s1_sample", "s2_filter"]
+    fresh = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), tmp_path / "fresh",
+                     tables={"data.parquet": table}, pm=pm)
+    assert not any(r["cached"] for r in fresh["steps"])
+    assert (shared / "run" / "out.parquet").read_bytes() == (tmp_path / "fresh" / "run" / "out.parquet").read_bytes()
+    assert_same_stores(fresh, second)
+    third = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), shared, pm=pm)
+    assert all(r["cached"] for r in third["steps"])
