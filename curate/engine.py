@@ -275,7 +275,7 @@ class Engine:
         # A head that stored its kept rows (it ran alone before: another variant of an
         # experiment, another executor) is reused, and its followers read them as a group
         # headed by a shard step would: the head runs once, as a step alone does.
-        reuse_head = headed and cache_problem(plan.step_dir(head), needs_data=True) is None
+        reuse_head = plan.reusable_head(head)
         for position, (planned, record, problem) in enumerate(zip(members, records, problems)):
             complete = plan.step_dir(planned) / COMPLETE
             if position == 0 and reuse_head:

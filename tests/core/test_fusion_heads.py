@@ -10,10 +10,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curate.errors import SourceError
+from curate.plan import make_plan, plan_rows
+from curate.spec import load_spec_text
 from curate.testing import run_spec
 from curate.testing import strategies as cst
 from curate.testing.runner import read_step_output
@@ -91,7 +94,10 @@ def test_a_head_that_stored_its_kept_rows_runs_once(pm, tmp_path):
     shared = tmp_path / "shared"
     first = run_spec(chain_spec(["dedup"], 7, True), shared, tables={"data.parquet": table}, pm=pm)
     assert "fused" not in first["steps"][1] and first["steps"][1].get("kept_rows_stored", True)
-    second = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), shared, pm=pm)
+    spec = chain_spec(["dedup", "sample", "filter"], 7, True)
+    plan = make_plan(load_spec_text(yaml.safe_dump(spec), shared / "spec.yaml"), pm, shared / "run")
+    assert [row["cached"] for row in plan_rows(plan)] == [True, True, False, False]  # `curate plan` says so
+    second = run_spec(spec, shared, pm=pm)
     assert [r["cached"] for r in second["steps"]] == [True, True, False, False]
     assert second["steps"][1]["fused"] == ["s0_dedup", "s1_sample", "s2_filter"]
     fresh = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), tmp_path / "fresh",
