@@ -40,7 +40,8 @@ from curate.shards import (
     uids_of,
     write_json_atomic,
 )
-from curate.step import StepContext, TableInput
+from curate.schema import Schema
+from curate.step import Step, StepContext, TableInput
 
 
 class Observer(Protocol):
@@ -267,21 +268,43 @@ class Engine:
         problems = [plan.cache_problem(p) for p in members]
         if all(problem is None for problem in problems):
             for planned, record in zip(members, records):
-                stats = json.loads((plan.step_dir(planned) / COMPLETE).read_text())
-                self.observer.step_started(planned, stats.get("rows_in"), True)
-                record.update(stats, cached=True, complete=True)
-                link_step(self.run_dir, planned.dirname, plan.step_dir(planned))
-                self.observer.step_finished(planned, record)
+                self._reuse(planned, record)
             return records
-        for planned, record, problem in zip(members, records, problems):
+        head = members[0]
+        headed = head.step is None or head.step.scope == "table"
+        # A head that stored its kept rows (it ran alone before: another variant of an
+        # experiment, another executor) is reused, and its followers read them as a group
+        # headed by a shard step would: the head runs once, as a step alone does.
+        reuse_head = plan.reusable_head(head)
+        for position, (planned, record, problem) in enumerate(zip(members, records, problems)):
             complete = plan.step_dir(planned) / COMPLETE
+            if position == 0 and reuse_head:
+                continue
             if complete.exists():  # stale or disagreeing with its files: the group is recomputed
                 if problem is not None:
                     record["cache_rejected"] = problem
                 complete.unlink()
-        if members[0].step is None or members[0].step.scope == "table":
+        if reuse_head:
+            self._reuse(head, records[0])
+            return [records[0], *self._run_fused_shards(members[1:], records[1:], executor)]
+        if headed:
             return self._run_headed_group(members, records)
+        return self._run_fused_shards(members, records, executor)
 
+    def _reuse(self, planned: PlannedStep, record: dict[str, Any]) -> None:
+        """A complete step's record from its marker, as cached."""
+        step_dir = self.plan.step_dir(planned)
+        stats = json.loads((step_dir / COMPLETE).read_text())
+        self.observer.step_started(planned, stats.get("rows_in"), True)
+        record.update(stats, cached=True, complete=True)
+        link_step(self.run_dir, planned.dirname, step_dir)
+        self.observer.step_finished(planned, record)
+
+    def _run_fused_shards(self, members: list[PlannedStep], records: list[dict[str, Any]],
+                          executor: Any) -> list[dict[str, Any]]:
+        """Shard steps of a fused group (all of it, or the followers of a reused head): the
+        executor runs each of their input's shards through every member."""
+        plan = self.plan
         started = time.perf_counter()
         last = members[-1]
         contexts = [self._context(p) for p in members]
@@ -395,15 +418,7 @@ class Engine:
                 ctx.artifacts.mkdir(parents=True, exist_ok=True)
                 writer = ShardWriter(step, partial, self.spec.run.shard_size, head.output_schema,
                                      kept_sink=pool.submit)
-                step.setup(ctx)
-                try:
-                    for frame in step.process_table(table, ctx):
-                        writer.add(frame)
-                except CurateError:
-                    raise
-                except Exception as exc:
-                    raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
-                shards = writer.close(empty_schema=head.output_schema)
+                shards = _write_table_step(step, table, ctx, writer, head.output_schema)
                 # Its kept rows are the last member's kept rows and every follower's dropped rows.
                 check_nothing_lost(step.label, None, uids_of(table.files),
                                    uids_of([*kept_files(), *iter_dropped_files(partial)]))
@@ -460,15 +475,7 @@ class Engine:
         ctx.artifacts = partial / "artifacts"
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         writer = ShardWriter(step, partial, self.spec.run.shard_size, planned.output_schema)
-        step.setup(ctx)
-        try:
-            for frame in step.process_table(table, ctx):
-                writer.add(frame)
-        except CurateError:
-            raise
-        except Exception as exc:
-            raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
-        shards = writer.close(empty_schema=planned.output_schema)
+        shards = _write_table_step(step, table, ctx, writer, planned.output_schema)
         check_nothing_lost(step.label, None, uids_of(table.files),
                            uids_of([*iter_shard_files(partial), *iter_dropped_files(partial)]))
         self._commit(partial, step_dir)
@@ -540,6 +547,21 @@ class Engine:
             "seconds": round(time.perf_counter() - started, 3),
             **facts,
         }
+
+
+def _write_table_step(step: Step, table: TableInput, ctx: StepContext, writer: ShardWriter, schema: Schema) -> int:
+    """Run a table step whole and write what it yields through ``writer`` (kept shards, to disk or
+    to a group's followers, and dropped rows); returns the number of kept shards. A plugin's bug
+    becomes a StepError naming the step, with the cause kept."""
+    step.setup(ctx)
+    try:
+        for frame in step.process_table(table, ctx):
+            writer.add(frame)
+    except CurateError:
+        raise
+    except Exception as exc:
+        raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
+    return writer.close(empty_schema=schema)
 
 
 def _count_rows(files: list[Path]) -> int:

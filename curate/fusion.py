@@ -16,7 +16,10 @@ use a model and whose kept rows no output reads (:func:`fusable`); the executor 
 The group is one cache unit and one resume unit: it is reused when every member is complete, a
 cut-off group keeps its finished shards (a shard is finished when its marker agrees with the last
 member's kept rows and every member's dropped rows), and ``curate run --from`` a member re-runs
-the whole group. Outputs are byte-identical to running the members one by one.
+the whole group. One exception: a head (:func:`fusable_head`) that stored its kept rows, having
+run alone before (the last step of another experiment variant), is reused, and its followers read
+those rows as a group headed by a shard step does. Outputs are byte-identical to running the
+members one by one.
 """
 
 from __future__ import annotations

@@ -101,10 +101,20 @@ class Plan:
     def cache_problem(self, planned: PlannedStep) -> str | None:
         return cache_problem(self.step_dir(planned), needs_data=planned.stores_kept_rows)
 
+    def reusable_head(self, planned: PlannedStep) -> bool:
+        """The head of a group (the source or a table step, curate.fusion.fusable_head) that
+        stored its kept rows, having run alone in an earlier run: it is reused whatever its
+        followers, which read those rows (curate.engine)."""
+        return (planned.fused and planned.index == planned.group[0]
+                and (planned.step is None or planned.step.scope == "table")
+                and cache_problem(self.step_dir(planned), needs_data=True) is None)
+
     def refresh_cache_status(self) -> None:
-        # A fused group is one cache unit: each of its steps is cached when all of them are.
+        # A fused group is one cache unit: each of its steps is cached when all of them are
+        # (or, for a head, when it stored its kept rows).
         for planned in self.steps:
-            planned.cached = all(self.cache_problem(p) is None for p in self.group_of(planned))
+            planned.cached = (all(self.cache_problem(p) is None for p in self.group_of(planned))
+                              or self.reusable_head(planned))
 
 
 def run_dir_for(loaded: LoadedSpec, override: str | Path | None = None) -> Path:

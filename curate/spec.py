@@ -74,8 +74,9 @@ class RunSpec(_Model):
     fuse_heads: bool = Field(False, description="with fuse, a group may also start at the source or a table step "
                              "(local executor): a Parquet source is read in place and the head's kept rows are not "
                              "stored (13-15 % less CPU on relational specs). Off by default: the group is then one "
-                             "cache unit (changing a later member re-runs the head, so experiment variants share "
-                             "less) and a run switched to another executor re-runs it")
+                             "cache unit (changing a later member re-runs the head, unless it stored its kept rows "
+                             "in an earlier run, so experiment variants share less) and a run switched to another "
+                             "executor re-runs it")
     report: bool = Field(True, description="write report.html at the end (when a report plugin is installed)")
     untrusted: bool = Field(False, description="the spec comes from someone else: SQL in steps gets no file, "
                             "network or extension access (DuckDB's enable_external_access=false)")

@@ -9,7 +9,17 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import UnsafeSQL, bind, check_query, create_input_view, explain, lock_down, shard_connection, stream
+from curate.duck import (
+    ORDER_COLUMNS,
+    UnsafeSQL,
+    bind,
+    check_query,
+    create_input_view,
+    explain,
+    lock_down,
+    shard_connection,
+    stream,
+)
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
 from curate.step import Step, StepContext, TableInput
@@ -63,12 +73,16 @@ class Sql(Step):
         except (duckdb.Error, UnsafeSQL):
             return dict(input_schema)
 
-    def _mark_dropped(self, con: duckdb.DuckDBPyConnection, source: str, ordered: bool) -> str:
-        order = " ORDER BY _shard, _row" if ordered else ""
+    def _mark_dropped(self, source: str, order: tuple[str, ...]) -> str:
+        """Input rows the query left out, with the drop reason, in the input's order (``order``:
+        columns of ``source`` that give it). The order must be explicit: DuckDB's anti-join does
+        not keep its probe side's order when several threads scan the input, as they do a frame
+        of several chunks (a fused group hands its shards over in memory, unrechunked), so a
+        dropped shard's rows came in a different order from run to run."""
         reason = self.params.drop_reason.replace("'", "''")
-        cols = "* EXCLUDE (_shard, _row)" if ordered else "*"
-        return (f"SELECT {cols}, '{reason}' AS {DROP_REASON} FROM {source} "
-                f"WHERE uid NOT IN (SELECT uid FROM _result WHERE uid IS NOT NULL){order}")
+        columns = ", ".join(order)
+        return (f"SELECT * EXCLUDE ({columns}), '{reason}' AS {DROP_REASON} FROM {source} "
+                f"WHERE uid NOT IN (SELECT uid FROM _result WHERE uid IS NOT NULL) ORDER BY {columns}")
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         check_query(self._query())  # planning refused it already; never run a second statement
@@ -77,7 +91,11 @@ class Sql(Step):
             con.register("input", table)
             result = con.sql(self._query()).pl()
             con.register("_result", result)
-            dropped = con.sql(self._mark_dropped(con, "input", ordered=False)).pl()
+            row = "_row"  # the input's order, in a column of a name the input does not use
+            while row in table.columns:
+                row = "_" + row
+            con.register("_input_rows", table.with_row_index(row))
+            dropped = con.sql(self._mark_dropped("_input_rows", (row,))).pl()
         finally:
             con.close()
         if dropped.height == 0:
@@ -94,6 +112,6 @@ class Sql(Step):
             con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row) FROM _input_ordered')
             con.execute(f"CREATE TEMP TABLE _result AS {self._query()}")
             yield from stream(con, "SELECT * FROM _result")
-            yield from stream(con, self._mark_dropped(con, "_input_ordered", ordered=True))
+            yield from stream(con, self._mark_dropped("_input_ordered", ORDER_COLUMNS))
         finally:
             con.close()

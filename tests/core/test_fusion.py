@@ -16,46 +16,7 @@ from hypothesis import strategies as st
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
 from tests.conftest import cli_env, kill_when_ready, sample_table
-
-# Relational steps a chain is drawn from; exact_dedup is table-scope, so it splits groups.
-CHOICES = {
-    "filter": {"step": "filter", "params": {"where": "score >= 0.25", "reason": "low_score"}},
-    "filter_lang": {"step": "filter", "params": {"where": "lang <> 'fr'", "reason": "french"}},
-    "sample": {"step": "sample", "params": {"fraction": 0.7}},
-    "normalize": {"step": "normalize_text", "params": {"min_length": 3}},
-    "sql": {"step": "sql", "params": {"query": "SELECT * FROM input WHERE length(url) > 30", "per_shard": True,
-                                      "drop_reason": "short_url"}},
-    "dedup": {"step": "exact_dedup", "params": {"columns": ["url", "alt_text"]}},
-    "select": {"step": "select", "params": {"columns": ["lang", "score", "alt_text", "url"]}},
-}
-
-
-def chain_spec(names: list[str], shard_size: int, fuse: bool) -> dict:
-    steps = []
-    for position, name in enumerate(names):
-        step = json.loads(json.dumps(CHOICES[name]))
-        steps.append({**step, "name": f"s{position}_{name}"})
-    return {"name": "fusion", "source": {"path": "data.parquet"}, "steps": steps,
-            "outputs": [{"format": "parquet", "path": "out.parquet"}],
-            "run": {"shard_size": shard_size, "fuse": fuse, "fuse_heads": fuse, "report": False}}
-
-
-def stored_files(manifest: dict) -> dict[str, bytes]:
-    """Every stored shard of every step (kept where stored, dropped always)."""
-    out = {}
-    for record in manifest["steps"]:
-        for kind in ("data", "dropped"):
-            for path in sorted((Path(record["path"]) / kind).glob("shard-*.parquet")):
-                out[f"{record['index']:02d}_{record['label']}/{kind}/{path.name}"] = path.read_bytes()
-    return out
-
-
-def lineage(run_dir: Path) -> list[tuple]:
-    con = duckdb.connect(str(run_dir / "curate.duckdb"), read_only=True)
-    try:
-        return con.execute("SELECT uid, step_index, step, reason, duplicate_of FROM lineage ORDER BY ALL").fetchall()
-    finally:
-        con.close()
+from tests.core.fusion_checks import CHOICES, assert_same_stores, chain_spec, stored_files
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -71,15 +32,8 @@ def test_a_fused_chain_writes_what_the_steps_alone_write(pm, tmp_path, names, sh
     fused, alone = runs[True], runs[False]
     assert (example / "True" / "run" / "out.parquet").read_bytes() == \
         (example / "False" / "run" / "out.parquet").read_bytes()
-    for a, b in zip(fused["steps"], alone["steps"]):
-        assert (a["label"], a["rows_in"], a["rows_out"], a["dropped"]) == \
-            (b["label"], b["rows_in"], b["rows_out"], b["dropped"])
-    fused_files, alone_files = stored_files(fused), stored_files(alone)
     # Dropped rows of every step, and kept rows of every step that stores them, byte for byte.
-    assert set(fused_files) <= set(alone_files)
-    assert [name for name in fused_files if fused_files[name] != alone_files[name]] == []
-    assert all("/data/" in name for name in set(alone_files) - set(fused_files))
-    assert lineage(example / "True" / "run") == lineage(example / "False" / "run")
+    assert_same_stores(fused, alone)
 
 
 def test_the_plan_groups_consecutive_thread_safe_shard_steps(pm, tmp_path):

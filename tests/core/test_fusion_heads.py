@@ -10,14 +10,18 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curate.errors import SourceError
+from curate.plan import make_plan, plan_rows
+from curate.spec import load_spec_text
 from curate.testing import run_spec
 from curate.testing import strategies as cst
 from curate.testing.runner import read_step_output
-from tests.core.test_fusion import CHOICES, chain_spec, lineage, stored_files
+from tests.conftest import sample_table
+from tests.core.fusion_checks import CHOICES, assert_same_stores, chain_spec
 
 TABLES = cst.tables(max_rows=60, extra_columns={"score": st.floats(0, 1, allow_nan=False),
                                                 "lang": st.sampled_from(["en", "fr", "ja"])},
@@ -51,22 +55,14 @@ def test_a_headed_group_keeps_and_drops_what_the_steps_alone_do(pm, tmp_path, ta
         assert fused["steps"][0]["kept_rows_stored"] is False
     out = "run/out.parquet"
     assert (example / "True" / out).read_bytes() == (example / "False" / out).read_bytes()
-    for a, b in zip(fused["steps"], alone["steps"]):
-        assert (a["label"], a["rows_in"], a["rows_out"], a["dropped"]) == \
-            (b["label"], b["rows_in"], b["rows_out"], b["dropped"])
     # Dropped rows (uids, reasons, _duplicate_of, content) byte for byte; kept rows where stored.
-    fused_files, alone_files = stored_files(fused), stored_files(alone)
-    assert set(fused_files) <= set(alone_files)
-    assert [name for name in fused_files if fused_files[name] != alone_files[name]] == []
-    assert lineage(example / "True" / "run") == lineage(example / "False" / "run")
+    assert_same_stores(fused, alone)
     # Every step's kept rows are readable and the same rows as alone; the source's exactly.
     assert kept_uids(example / "True" / "run", fused) == kept_uids(example / "False" / "run", alone)
     assert read_step_output(fused, "source").equals(read_step_output(alone, "source"))
 
 
 def test_a_table_step_heads_the_shard_steps_after_it(pm, tmp_path):
-    from tests.conftest import sample_table
-
     manifest = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), tmp_path,
                         tables={"data.parquet": sample_table(90)}, pm=pm)
     source, dedup, sample, last = manifest["steps"]
@@ -88,3 +84,26 @@ def test_a_fused_source_still_refuses_repeated_uids_of_its_own(pm, tmp_path):
         run_spec(spec, tmp_path, tables={"data.parquet": table}, pm=pm)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
+
+
+def test_a_head_that_stored_its_kept_rows_runs_once(pm, tmp_path):
+    """A table step that ran alone (the last step of one experiment variant) heads a group in the
+    next variant: it is reused, not run again, and its followers read its stored kept rows, to
+    the bytes a fresh headed run writes."""
+    table = sample_table(90)
+    shared = tmp_path / "shared"
+    first = run_spec(chain_spec(["dedup"], 7, True), shared, tables={"data.parquet": table}, pm=pm)
+    assert "fused" not in first["steps"][1] and first["steps"][1].get("kept_rows_stored", True)
+    spec = chain_spec(["dedup", "sample", "filter"], 7, True)
+    plan = make_plan(load_spec_text(yaml.safe_dump(spec), shared / "spec.yaml"), pm, shared / "run")
+    assert [row["cached"] for row in plan_rows(plan)] == [True, True, False, False]  # `curate plan` says so
+    second = run_spec(spec, shared, pm=pm)
+    assert [r["cached"] for r in second["steps"]] == [True, True, False, False]
+    assert second["steps"][1]["fused"] == ["s0_dedup", "s1_sample", "s2_filter"]
+    fresh = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), tmp_path / "fresh",
+                     tables={"data.parquet": table}, pm=pm)
+    assert not any(r["cached"] for r in fresh["steps"])
+    assert (shared / "run" / "out.parquet").read_bytes() == (tmp_path / "fresh" / "run" / "out.parquet").read_bytes()
+    assert_same_stores(fresh, second)
+    third = run_spec(chain_spec(["dedup", "sample", "filter"], 7, True), shared, pm=pm)
+    assert all(r["cached"] for r in third["steps"])
