@@ -23,10 +23,13 @@ Text about a scene
     ``describe(scene)`` and its exact inverse ``parse_description(text)``; the noisy alt-text
     writers ``write_faithful``, ``write_partial``, ``write_wrong_attribute``, ``write_boilerplate``
     and their parts ``wrong_mention``, ``render_mention``, ``describes``, ``frame``; phrasing helpers
-    ``counted``, ``join_list``, ``sentence_case``.
+    ``counted``, ``join_list``, ``sentence_case``, ``plural``.
 Scoring a text against a scene
     ``extract_attributes(text)`` (what a text says, in the world's vocabulary) and
     ``score_caption(caption, scene)`` (precision and recall of pairs, shapes, colors...).
+Web styles (``curate_world.webstyle``)
+    ``style_alt_text(text, rng, rate, weights)`` writes a text in the web's styles;
+    ``style_weights(None)`` weighs every style alike.
 Rendering (Pillow, imported when called)
     ``render_scene(scene, size, rng, jitter)``, ``background_image(background, texture, side)``,
     ``encode_image(image, format, quality)`` (equal pixels give equal bytes); planted duplicates:
@@ -44,13 +47,14 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
                                "SHIPPED_SCENES_FILE", "HELDOUT_SHARE"),
     "curate_world.params": ("WorldParams",),
     "curate_world.vocab": ("SHAPES", "COLORS", "SIZES", "POSITIONS", "BACKGROUNDS", "TEXTURES", "ENTITIES",
-                           "colors_visible_on", "concept_names"),
+                           "colors_visible_on", "concept_names", "COLOR_SYNONYMS", "SHAPE_SYNONYMS"),
     "curate_world.scene": ("Scene", "sample_scene", "sorted_objects", "entity_logo"),
     "curate_world.describe": ("describe", "parse_description", "describe_object", "join_phrases"),
     "curate_world.alttext": ("write_faithful", "write_partial", "write_wrong_attribute", "write_boilerplate",
                              "wrong_mention", "render_mention", "describes", "frame"),
-    "curate_world.phrasing": ("counted", "join_list", "sentence_case"),
+    "curate_world.phrasing": ("counted", "join_list", "sentence_case", "plural"),
     "curate_world.attributes": ("extract_attributes", "score_caption"),
     "curate_world.render": ("render_scene", "background_image", "encode_image"),
     "curate_world.duplicates": ("sample_variant", "DUP_JITTER"),
+    "curate_world.webstyle": ("style_alt_text", "style_weights"),
 })

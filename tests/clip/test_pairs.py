@@ -127,7 +127,8 @@ def test_open_clip_train_trains_on_pairs_from_a_checkpoint_and_records_the_data(
     checkpoint = first / "logs" / "world-clip" / "checkpoints" / "epoch_1.pt"
     assert main(["--out", str(second), "--init", str(checkpoint), "--seed", "7", *common]) == 0
     record = json.loads((second / "training.json").read_text())
-    assert record["data"] == {"pairs": 16, "sample_shuffle": 1, "seed": 7}
+    assert record["data"] == {"pairs": 16, "sample_shuffle": 1, "seed": 7, "pair_scenes": "any", "pair_partial": 0.0,
+                              "pair_web_style": 0.0}
     assert record["samples_per_epoch"] == 32
     assert ["--pretrained", str(checkpoint)] == record["open_clip_train_args"][-2:]
 
@@ -141,3 +142,47 @@ def test_train_world_refuses_pairs_that_a_batch_would_split_or_two_kinds_of_data
 
     with pytest.raises(SystemExit, match=message):
         main(["--out", str(tmp_path), "--pairs", "4", *extra])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds)
+def test_a_train_scenes_mix_keeps_both_scenes_of_a_pair_out_of_held_out_worlds(seed):
+    """``PairMix(scenes="train")``: both images of a pair are train-partition scenes, so no
+    ``scenes: heldout`` world shows them; texts may be web-styled and partial, and stay true."""
+    from curate_clip.training.pairs import PairMix, make_pair
+    from curate_world.api import scene_partition
+
+    scene, text, partner, wrong = make_pair(np.random.default_rng(seed), PairMix("train", partial=1.0))
+    assert scene_partition(scene) == scene_partition(partner) == "train"
+    assert true_of(text, scene) and true_of(wrong, partner)
+    styled = make_pair(np.random.default_rng(seed), PairMix("train", partial=0.4, web_style_rate=1.0))
+    assert scene_partition(styled[0]) == scene_partition(styled[2]) == "train"
+
+
+def test_the_default_mix_draws_the_shipped_runs_pairs_and_a_held_out_mix_is_refused():
+    from curate_clip.training.pairs import PairMix
+
+    assert list(pair_samples(20, seed=1003, mix=PairMix())) == list(pair_samples(20, seed=1003))
+    assert list(pair_samples(20, seed=1003, mix=PairMix("train"))) != list(pair_samples(20, seed=1003))
+    with pytest.raises(ValueError, match="never 'heldout'"):
+        PairMix("heldout")
+
+
+def test_synonym_init_copies_each_one_token_synonym_row_from_its_canonical_word(tmp_path):
+    import torch
+    from curate_clip.training.synonyms import load_state, synonym_init, synonym_rows
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from curate_clip.models import WORLD_CHECKPOINT as WORLD_WEIGHTS
+
+    copied, skipped = synonym_rows()
+    assert {"violet", "grey", "disc", "discs"} <= {s for s, *_ in copied} and "rhombus" in skipped
+    out, done = synonym_init(WORLD_WEIGHTS, tmp_path / "init.pt")
+    table = load_state(out)["token_embedding.weight"]
+    before = load_state(WORLD_WEIGHTS)["token_embedding.weight"]
+    tokens = SimpleTokenizer()
+    violet, purple = tokens.encode("violet")[0], tokens.encode("purple")[0]
+    assert torch.equal(table[violet], before[purple])
+    assert done["copied"]["violet"] == "purple"
+    unchanged = [i for i in range(len(table)) if i not in {t for _, _, t, _ in copied}]
+    assert torch.equal(table[unchanged], before[unchanged])

@@ -35,6 +35,9 @@ SHIPPED_MODEL_SOURCES: list[dict[str, Any]] = [
      "singles": 0.67, "focused": 0.3, "why": "world CLIP run G2"},
     {"kind": "pairs", "seed": 1003, "pairs": 150000, "why": "world CLIP run P1"},
     {"kind": "pairs", "seed": 1004, "pairs": 150000, "why": "world CLIP run P2"},
+    # step 5 draws train-partition scenes only (--pair-scenes train): it adds no held-out scene
+    {"kind": "pairs", "seed": 1005, "pairs": 14000, "mix": {"scenes": "train", "partial": 0.4, "web_style_rate": 0.6},
+     "why": "world CLIP step 5 (web-styled pairs)"},
     {"kind": "world", "seed": 2000, "n": 2000, "why": "world CLIP epochs chosen on it (curate clip eval-world)"},
     # world captioner (curate_captioner/world_model)
     {"kind": "world", "seed": 0, "n": 20000, "why": "captioner stages 1 and 2 (train split; val split reported)"},
@@ -83,14 +86,14 @@ def replayed_rendering(scenes: list[Any]) -> Iterator[None]:
 
 def generator_samples(source: dict[str, Any], limit: int | None = None) -> Iterator[tuple[str, bytes, str]]:
     from curate_clip.training.families import samples
-    from curate_clip.training.pairs import pair_samples
+    from curate_clip.training.pairs import PairMix, pair_samples
 
     if source["kind"] == "families":
         count = source["families"] if limit is None else min(limit, source["families"])
         return samples(count, source["size"], source["seed"], source["walk"], source["full_texts"],
                        source["singles"], source["focused"])
     count = source["pairs"] if limit is None else min(limit, source["pairs"])
-    return pair_samples(count, source["seed"])
+    return pair_samples(count, source["seed"], PairMix(**source.get("mix", {})))
 
 
 def generator_scenes(source: dict[str, Any], limit: int | None = None) -> list[Any]:

@@ -106,6 +106,14 @@ PATH = click.Path(path_type=Path)
               help="train on this many minimal pairs instead (training/pairs.py): a scene with any true text, "
                    "next to the scene its wrong-attribute alt-text is true of; use with --sample-shuffle 1 and an"
                    " even batch size so each pair shares a batch")
+@click.option("--pair-scenes", type=click.Choice(["any", "train"]), default="any", show_default=True,
+              help="with --pairs: the scenes pairs draw from; 'train' keeps both scenes of a pair in the world's "
+                   "train partition, so no held-out world shows them")
+@click.option("--pair-partial", type=float, default=0.0, show_default=True,
+              help="with --pairs: share of pairs whose true text is one of the world's partial alt-texts")
+@click.option("--pair-web-style", type=float, default=0.0, show_default=True,
+              help="with --pairs: probability that each text of a pair is written in the world's web styles "
+                   "(capitals, stock framing, SEO lists, synonyms…)")
 @click.option("--family-size", type=int, default=8, show_default=True,
               help="scenes per family: a scene and its one-change variants")
 @click.option("--family-walk", is_flag=True,
@@ -126,6 +134,9 @@ PATH = click.Path(path_type=Path)
                    "calibrated across images (what a threshold filter needs)")
 @click.option("--init", type=PATH, default=None,
               help="start from this checkpoint (open_clip_train --pretrained), e.g. an earlier run's epoch_N.pt")
+@click.option("--synonym-init", is_flag=True,
+              help="with --init: start the web's one-token synonyms of colours and shapes (violet, grey, disc…) "
+                   "from their canonical word's token embedding (training/synonyms.py)")
 @click.option("--seed", type=int, default=1000, show_default=True)
 @click.option("--epochs", type=int, default=3, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True,
@@ -160,9 +171,10 @@ def command(ctx: click.Context, **options: Any) -> None:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     if args.pairs:
-        from curate_clip.training.pairs import write_pair_shards
+        from curate_clip.training.pairs import PairMix, write_pair_shards
 
-        pattern, samples = write_pair_shards(args.out / "shards", pairs=args.pairs, seed=args.seed)
+        mix = PairMix(scenes=args.pair_scenes, partial=args.pair_partial, web_style_rate=args.pair_web_style)
+        pattern, samples = write_pair_shards(args.out / "shards", pairs=args.pairs, seed=args.seed, mix=mix)
     elif args.families:
         from curate_clip.training.families import write_family_shards
 
@@ -188,8 +200,17 @@ def command(ctx: click.Context, **options: Any) -> None:
 
     train_args = open_clip_args(pattern, samples, logs, args.epochs, args.batch_size, args.lr, args.workers,
                                 args.seed, model, args.warmup)
+    synonyms = None
+    if args.synonym_init and args.init is None:
+        raise SystemExit("--synonym-init edits the --init checkpoint: give --init too")
     if args.init is not None:
-        init = siglip_init(args.init, args.out / "init-siglip.pt") if args.siglip else args.init
+        init = args.init
+        if args.synonym_init:
+            from curate_clip.training.synonyms import synonym_init
+
+            init, synonyms = synonym_init(init, args.out / "init-synonyms.pt")
+            print(f"synonym init: {synonyms}", flush=True)
+        init = siglip_init(init, args.out / "init-siglip.pt") if args.siglip else init
         train_args += ["--pretrained", str(init)]
     if args.siglip:
         train_args += ["--siglip"]
@@ -210,11 +231,14 @@ def command(ctx: click.Context, **options: Any) -> None:
     record = {
         "command": "curate clip train-world " + " ".join(argv),
         "open_clip_train_args": train_args,
-        "data": ({"pairs": args.pairs, "sample_shuffle": args.sample_shuffle, "seed": args.seed} if args.pairs
+        "data": ({"pairs": args.pairs, "sample_shuffle": args.sample_shuffle, "seed": args.seed,
+                  "pair_scenes": args.pair_scenes, "pair_partial": args.pair_partial,
+                  "pair_web_style": args.pair_web_style} if args.pairs
                  else {"families": args.families, "family_size": args.family_size, "walk": args.family_walk,
                   "full_texts": args.family_full_texts, "singles": args.singles, "focused": args.family_focused,
                   "sample_shuffle": args.sample_shuffle, "seed": args.seed} if args.families
                  else {"world_n": args.n, "seed": args.seed, "texts_per_image": args.texts_per_image}),
+        "synonym_init": synonyms,
         "samples_per_epoch": samples,
         "threads": args.threads,
         "seconds": {"world_and_shards": round(prepared - started, 1), "open_clip_train": round(finished - prepared, 1)},

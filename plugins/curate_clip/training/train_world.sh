@@ -2,7 +2,7 @@
 # Reproduces the shipped world CLIP (plugins/curate_clip/weights/world-clip-tiny.safetensors) from
 # scratch, with open_clip_train alone: four runs of `curate clip train-world`, each one
 # open_clip_train.main on WebDataset shards the run writes, each starting from the one before.
-# Usage: plugins/curate_clip/training/train_world.sh   (about 2 h 45 min on 2 CPU cores)
+# Usage: plugins/curate_clip/training/train_world.sh   (about 2 h 45 min on 2 CPU cores, + ~40 min for step 5)
 # THREADS (default 2): torch threads of open_clip_train.
 set -euo pipefail
 WORK=${WORK:-.curate/world-clip-train}
@@ -29,5 +29,15 @@ curate clip train-world --out "$WORK/p1" --init "$(ckpt g2 3)" --pairs 150000 --
   --epochs 2 --batch-size 256 --warmup 50 --lr 5e-4 --threads "$THREADS"
 # 4. Fresh pairs at a lower learning rate; its last epoch is the shipped model.
 curate clip train-world --out "$WORK/p2" --init "$(ckpt p1 2)" --pairs 150000 --sample-shuffle 1 --seed 1004 \
-  --epochs 2 --batch-size 256 --warmup 50 --lr 3e-4 --threads "$THREADS" --export "$EXPORT"
+  --epochs 2 --batch-size 256 --warmup 50 --lr 3e-4 --threads "$THREADS" --export "$WORK/p2.safetensors"
+# 5. Web-styled minimal pairs on train-partition scenes only (2026-12-04, issue 17): both scenes of
+#    every pair are `scenes: train`, 40 % of the true texts are the world's partial alt-texts, each
+#    text is web-styled with probability 0.6; the web's one-token synonyms (violet, grey, disc…)
+#    start from their canonical word's token embedding (training/synonyms.py). ~40 min on 2 shared
+#    cores. Then the shipped weights: halfway between its start and its epoch 2 (training/average.py,
+#    WiSE-FT), which keeps the web-mix gain and the default mix (training/EVAL.md, first section).
+curate clip train-world --out "$WORK/w1" --init "$WORK/p2.safetensors" --synonym-init --pairs 14000 \
+  --pair-scenes train --pair-partial 0.4 --pair-web-style 0.6 --sample-shuffle 1 --seed 1005 --epochs 2 \
+  --batch-size 256 --warmup 20 --lr 3e-4 --threads "$THREADS"
+python -m curate_clip.training.average "$WORK/w1/init-synonyms.pt" "$(ckpt w1 2)" --alpha 0.5 --export "$EXPORT"
 curate clip eval-world --n 2000 --seed 2000 --checkpoint "$EXPORT"
