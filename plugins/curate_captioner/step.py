@@ -85,7 +85,7 @@ class Realign(Step):
         top_p: float = Field(TOP_P, gt=0.0, le=1.0)
         max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=2048)
         copy_bias: float | None = Field(None, ge=0.0, le=20.0, description="added to the logits of the alt-text's "
-                                        "own tokens; default: the model's (captioner.json; world: 2, Altogether: 0)")
+                                        "own tokens; default: the model's (captioner.json; world: 1, Altogether: 0)")
         guidance: float = Field(1.0, ge=0.0, le=10.0, description="classifier-free guidance on the image (1: off; "
                                 "for a captioner trained with image dropout); costs one more decoded row per caption")
         alt_text_guidance: float = Field(1.0, ge=0.0, le=10.0, description="classifier-free guidance on the alt-text (1: off)")
