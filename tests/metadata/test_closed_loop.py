@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from tests.conftest import REPO
 from tests.train.test_evalsets import cli
@@ -77,3 +78,23 @@ def test_the_averaged_design_trains_each_heldout_world_under_its_run_seeds(tmp_p
     code, out, err = cli(["experiment", "validate", "specs/experiment_metadata_balance_inits.yaml"], capsys)
     assert code == 0, err
     assert "ok unbalanced: source → match → sample" in out
+
+
+def test_the_summary_averages_a_worlds_runs_and_pairs_over_worlds(tmp_path, monkeypatch):
+    world = script()
+    monkeypatch.setattr(world, "pool_facts", lambda folder: {"tail_share_shapes": 10.0, "tail_share_colors": 20.0})
+    tail = {110: (30, 10), 111: (20, 20), 120: (40, 20), 121: (30, 30)}  # run seed: colour tail (balanced, unbalanced)
+    for seed, pair in tail.items():
+        for variant, value in zip(("balanced", "unbalanced"), pair):
+            folder = tmp_path / ("a" if seed < 120 else "b") / f"seed-{seed}" / variant
+            folder.mkdir(parents=True)
+            result = {"rows": 100} | {f"{s}.acc1{p}": 0.0 for s in ("shapes", "colors") for p in ("", "_head")}
+            (folder / "result.json").write_text(json.dumps(result | {"shapes.acc1_tail": 0.0, "colors.acc1_tail": value}))
+    summary = world.summarize([tmp_path / "a", tmp_path / "b"], per_world=True)
+    assert summary["worlds"] == [11, 12] and summary["inits"] == 2
+    assert summary["variants"]["balanced"]["colors_tail"]["by_world"] == [25.0, 35.0]
+    assert summary["gaps"]["colors_tail"]["by_seed"] == [10.0, 10.0]  # world means paired: 25-15, 35-25
+    assert summary["gaps_by_run"]["colors_tail"] == {11: [20.0, 0.0], 12: [20.0, 0.0]}
+    assert summary["init_sd"]["colors_tail"] == round(200 ** 0.5, 2)  # sd of (20, 0) in each world
+    with pytest.raises(SystemExit, match="unequal numbers"):
+        world.summarize([tmp_path / "a", tmp_path / "b"], per_world=True, only={110, 111, 120})
