@@ -181,12 +181,18 @@ def _allowed_keys(loc: tuple) -> list[str]:
 # -- variants ---------------------------------------------------------------------------------
 def references(data: Any) -> set[str]:
     """Variant names referred to as ``{model:NAME}`` or ``{rows:NAME}`` anywhere in ``data``."""
+    return {name for _, name in placeholders(data)}
+
+
+def placeholders(data: Any) -> set[tuple[str, str]]:
+    """``(kind, NAME)`` of every ``{model:NAME}`` and ``{rows:NAME}`` anywhere in ``data``: what an
+    error about a reference quotes back (the placeholder the user wrote)."""
     if isinstance(data, str):
-        return {name.strip() for _, name in MODEL_REF.findall(data)}
+        return {(kind, name.strip()) for kind, name in MODEL_REF.findall(data)}
     if isinstance(data, dict):
-        return set().union(*(references(v) for v in data.values())) if data else set()
+        return set().union(*(placeholders(v) for v in data.values())) if data else set()
     if isinstance(data, list):
-        return set().union(*(references(v) for v in data)) if data else set()
+        return set().union(*(placeholders(v) for v in data)) if data else set()
     return set()
 
 
@@ -220,7 +226,7 @@ def with_seed(data: Any, seed: int) -> Any:
 
 def variant_specs(loaded: Loaded) -> tuple[dict[str, dict[str, Any]], list[str], list[Problem]]:
     """Each variant's spec data, the order to run them in (a variant after those whose models it
-    uses) and the problems: bad patch paths, unknown or circular ``{model:...}`` references."""
+    uses) and the problems: bad patch paths, unknown or circular ``{model:...}`` or ``{rows:...}`` references."""
     problems: list[Problem] = []
     specs: dict[str, dict[str, Any]] = {}
     needs: dict[str, set[str]] = {}
@@ -230,19 +236,21 @@ def variant_specs(loaded: Loaded) -> tuple[dict[str, dict[str, Any]], list[str],
         problems += found
         specs[variant.name] = data
         needs[variant.name] = references(data)
-        for ref in sorted(needs[variant.name]):
+        for kind, ref in sorted(placeholders(data)):
+            written = f"'{{{kind}:{ref}}}'"  # as the user wrote it: {model:NAME} or {rows:NAME}
             if ref not in names:
-                problems.append(Problem(f"variants.{variant.name}", f"'{{model:{ref}}}' names no variant",
+                problems.append(Problem(f"variants.{variant.name}", f"{written} names no variant",
                                         closest(ref, names)))
             elif ref == variant.name:
-                problems.append(Problem(f"variants.{variant.name}", f"'{{model:{ref}}}' is the variant's own model",
+                own = "model" if kind == "model" else "rows (known only once it has curated)"
+                problems.append(Problem(f"variants.{variant.name}", f"{written} is the variant's own {own}",
                                         "a variant can use the model (or rows) of another variant only"))
     order: list[str] = []
     pending = [n for n in names]
     while pending:
         ready = [n for n in pending if needs[n] & set(names) <= set(order) | {n}]
         if not ready:
-            problems.append(Problem("variants", "the {model:...} references form a cycle: " + ", ".join(pending)))
+            problems.append(Problem("variants", "the {model:...} / {rows:...} references form a cycle: " + ", ".join(pending)))
             order += pending
             break
         order.append(ready[0])

@@ -82,6 +82,10 @@ def test_validate_lists_each_variants_plan_and_runs_nothing(pool, capsys):
      ["'{model:al}' names no variant", "did you mean 'all'?"]),
     ({"name": "bad", "set": {"steps.dedup.params.columns": ["{model:bad}"]}},
      ["'{model:bad}' is the variant's own model"]),
+    ({"name": "bad", "insert": [{"after": "dedup", "steps": [{"step": "sample", "params": {"count": "{rows:al}"}}]}]},
+     ["'{rows:al}' names no variant", "did you mean 'all'?"]),  # the placeholder written, not {model:al}
+    ({"name": "bad", "insert": [{"after": "dedup", "steps": [{"step": "sample", "params": {"count": "{rows:bad}"}}]}]},
+     ["'{rows:bad}' is the variant's own rows"]),
     ({"name": "bad", "set": {"steps.dedup.params.colums": ["url"]}},
      ["variants.bad: steps[1].params.colums", "unknown key"]),
     ({"name": "bad", "insert": [{"before": "dedup", "steps": [{"step": "sampel", "params": {"count": 2}}]}]},
@@ -219,11 +223,12 @@ plain = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=12)
 
 @given(name=names, rows=st.integers(0, 10**9), before=plain, after=plain, seed=st.integers(0, 10**6))
 def test_rows_and_seed_references_are_replaced_exactly(name, rows, before, after, seed):
-    from curate_train.spec_experiment import references, substitute, with_seed
+    from curate_train.spec_experiment import placeholders, references, substitute, with_seed
 
     data = {"count": "{rows:" + name + "}", "note": before + "{rows:" + name + "}" + after,
             "model": "{model:" + name + "}", "path": [before + "{seed}" + after], "other": before, "n": 3}
     assert references(data) == {name}
+    assert placeholders(data) == {("rows", name), ("model", name)}  # what an error quotes back
     out = substitute(data, {name: "local-dir:/m"}, {name: rows})
     # the whole value becomes the number itself; inside a longer string, its digits
     assert out["count"] == rows and isinstance(out["count"], int)
