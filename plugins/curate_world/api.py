@@ -29,7 +29,9 @@ Scoring a text against a scene
     ``score_caption(caption, scene)`` (precision and recall of pairs, shapes, colors...).
 Web styles (``curate_world.webstyle``)
     ``style_alt_text(text, rng, rate, weights)`` writes a text in the web's styles;
-    ``style_weights(None)`` weighs every style alike.
+    ``style_weights(None)`` weighs every style alike; ``STYLES``, the style names.
+Intervals (``curate_world.web_eval``)
+    ``proportion(successes, rows)``: a share with its 95 % Wilson interval, as the pipeline eval reports it.
 Rendering (Pillow, imported when called)
     ``render_scene(scene, size, rng, jitter)``, ``background_image(background, texture, side)``,
     ``encode_image(image, format, quality)`` (equal pixels give equal bytes); planted duplicates:
@@ -56,5 +58,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_world.attributes": ("extract_attributes", "score_caption"),
     "curate_world.render": ("render_scene", "background_image", "encode_image"),
     "curate_world.duplicates": ("sample_variant", "DUP_JITTER"),
-    "curate_world.webstyle": ("style_alt_text", "style_weights"),
+    "curate_world.webstyle": ("style_alt_text", "style_weights", "STYLES"),
+    "curate_world.web_eval": ("proportion",),
 })

@@ -14,13 +14,11 @@ import sys
 
 import polars as pl
 import torch
-from curate_basics.normalize import NormalizeParams, normalize_one
+from curate_basics.api import NormalizeParams, normalize_one
 from curate_captioner.api import Captioner, score_texts
 from curate_captioner.data import open_images
 from curate_captioner.evaluate import caption_rows
-from curate_world.scene import Scene
-from curate_world.web_eval import proportion
-from curate_world.webstyle import STYLES
+from curate_world.api import STYLES, Scene, proportion
 
 
 def select(world: str, model: str, rows: int | None = None, copy_bias: float | None = None) -> dict:

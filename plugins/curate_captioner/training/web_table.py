@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 import polars as pl
-from curate_basics.normalize import NormalizeParams, normalize_one
+from curate_basics.api import NormalizeParams, normalize_one
 from curate_captioner.data import world_table
 
 
