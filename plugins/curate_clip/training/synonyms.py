@@ -37,15 +37,10 @@ def synonym_rows() -> tuple[list[tuple[str, str, int, int]], list[str]]:
 
 
 def load_state(checkpoint: Path) -> dict[str, Any]:
-    import torch
+    """``checkpoint``'s tensors (safetensors, or a torch state dict read with weights_only) in float32."""
+    from curate_clip.models import load_state_dict
 
-    if str(checkpoint).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return {k: v.float() for k, v in load_file(str(checkpoint)).items()}
-    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return {k: v.float() for k, v in load_state_dict(checkpoint).items()}
 
 
 def synonym_init(checkpoint: Path, out: Path) -> tuple[Path, dict[str, Any]]:
