@@ -51,6 +51,13 @@ def test_help_and_import_do_not_import_heavy_libraries(tmp_path):
     assert "validate" in result.stdout and "inspect" in result.stdout
 
 
+def test_python_dash_m_curate_is_the_curate_command(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "curate", "--help"], env=cli_env([]), capture_output=True,
+                            text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: curate" in result.stdout and "validate" in result.stdout
+
+
 def test_validate_reports_every_problem_and_exits_2_without_a_traceback(curate_cli, write_spec):
     write_spec(FIVE_MISTAKES, table=sample_table())
     result = curate_cli("validate", "spec.yaml")
