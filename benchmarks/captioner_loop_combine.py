@@ -7,9 +7,10 @@ with curate_train's paired gaps (mean ± 95 % t half-width over all seeds, seeds
         --runs runs/loop/sft --runs runs/loop/dpo --runs runs/loop/guided \\
         --out plugins/curate_captioner/training/logs/preference/sweep/loop_summary5
 
-A seed both stored and rerun keeps its stored values (the summary the README quoted); the rerun is
-printed beside it as a reproduction check (``reproduced``: per variant and metric, rerun − stored).
-Writes ``OUT.json`` and ``OUT.md``.
+A seed both stored and rerun keeps its stored values (the summary the README quoted), or with
+``--prefer rerun`` the rerun's (rerun every seed and variant for a summary of one session's models
+and code); either way the two are compared (``reproduced``: per seed, variant and metric, the stored
+value, the rerun's and rerun − stored). Writes ``OUT.json`` and ``OUT.md``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def run_results(run_dirs: list[Path]) -> dict[int, dict[str, dict[str, Any]]]:
     return results
 
 
-def combine(summary: dict[str, Any], fresh: dict[int, dict[str, dict[str, Any]]]) -> tuple[dict, dict]:
-    """The summary over stored + new seeds, and the reproduction check of seeds in both."""
+def combine(summary: dict[str, Any], fresh: dict[int, dict[str, dict[str, Any]]],
+            prefer: str = "stored") -> tuple[dict, dict]:
+    """The summary over stored + new seeds (``prefer``: whose values a seed in both keeps), and the
+    reproduction check of seeds in both."""
     from curate_train.gaps import summarize
 
     order = [row["variant"] for row in summary["variants"]]
@@ -61,7 +64,8 @@ def combine(summary: dict[str, Any], fresh: dict[int, dict[str, dict[str, Any]]]
                 reproduced[f"seed {seed} {variant}"] = {
                     m: {"stored": stored[m], "rerun": result[m], "diff": round(result[m] - stored[m], 2)}
                     for m in stored if m not in ("steps", "rows") and not m.endswith(".chance")}
-            continue
+            if prefer == "stored":
+                continue
         missing = [v for v in order if v not in by_variant]
         if missing:
             raise SystemExit(f"seed {seed}: no result for variant(s) {', '.join(missing)}; "
@@ -69,8 +73,24 @@ def combine(summary: dict[str, Any], fresh: dict[int, dict[str, dict[str, Any]]]
         results[seed] = by_variant
     facts = {k: summary[k] for k in ("base_spec", "model", "samples_seen", "batch_size", "lr", "caption", "plans")
              if k in summary}
-    facts["sources"] = {"stored": summary["seeds"], "rerun": sorted(s for s in fresh if s not in summary["seeds"])}
+    rerun = sorted(s for s in fresh if prefer == "rerun" or s not in summary["seeds"])
+    facts["sources"] = {"stored": [s for s in summary["seeds"] if s not in rerun], "rerun": rerun}
     return summarize(summary["name"], results, order, facts=facts), reproduced
+
+
+def reproduction_markdown(combined: dict[str, Any]) -> str:
+    """Where each seed's values come from, and every rerun of a stored seed beside the stored value."""
+    sources = combined["sources"]
+    lines = ["", f"Seeds from the stored summary: {', '.join(map(str, sources['stored'])) or 'none'}; "
+             f"run again: {', '.join(map(str, sources['rerun'])) or 'none'}.", ""]
+    if combined["reproduced"]:
+        metrics = list(next(iter(combined["reproduced"].values())))
+        lines += ["Reproduction (seeds both stored and rerun): stored → rerun (rerun − stored).", "",
+                  "| seed, variant | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        for key, values in combined["reproduced"].items():
+            lines.append(f"| {key} | " + " | ".join(f"{values[m]['stored']:.2f} → {values[m]['rerun']:.2f} "
+                                                     f"({values[m]['diff']:+.2f})" for m in metrics) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -78,13 +98,15 @@ def main() -> None:
     parser.add_argument("--stored", type=Path, required=True, help="a finished experiment's summary.json")
     parser.add_argument("--runs", type=Path, action="append", default=[], help="a later run dir (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="OUT.json and OUT.md are written")
+    parser.add_argument("--prefer", choices=("stored", "rerun"), default="stored",
+                        help="whose values a seed both stored and rerun keeps")
     args = parser.parse_args()
     from curate_train.gaps import markdown
 
-    combined, reproduced = combine(json.loads(args.stored.read_text()), run_results(args.runs))
+    combined, reproduced = combine(json.loads(args.stored.read_text()), run_results(args.runs), args.prefer)
     combined["reproduced"] = reproduced
     args.out.with_suffix(".json").write_text(json.dumps(combined, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(combined))
+    args.out.with_suffix(".md").write_text(markdown(combined) + reproduction_markdown(combined))
     print(json.dumps({"seeds": combined["seeds"], "sources": combined["sources"], "reproduced": reproduced}, indent=1))
 
 
