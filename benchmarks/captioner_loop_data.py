@@ -9,8 +9,9 @@ generated world's train rows as a user-style pool, and its clean eval split as l
 writes ``OUT/pool.parquet`` (url, alt_text, image = {shard, key}: the world's images read in place;
 the train split, ``--rows`` of them), ``OUT/eval_shape.parquet`` and ``OUT/eval_color.parquet``
 (path, label: the eval split's labelled object), ``OUT/eval_text.parquet`` (path, text: its visual
-description, for retrieval). The world's seed is one no captioner was trained or tuned on, so the
-realign step captions scenes it never saw.
+description, for retrieval). The world's seed is one no captioner was trained or tuned on; its rows
+are not filtered by scene, so some show a scene that a training world also shows (seed 7717: 299 of
+the first 1,500 for the shipped captioner, whose worlds are r2 and the web fine-tune's 4101-4104).
 """
 
 from __future__ import annotations
