@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate.errors import Problem, SpecError
+from curate.step import DEFAULT_MEMORY_LIMIT
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The spec's name becomes part of the run directory ({name} in run.dir): never a path.
@@ -65,7 +66,10 @@ class RunSpec(_Model):
     dir: str = Field("runs/{name}", description="run directory; {name} is the spec's name")
     seed: int = 0
     shard_size: int = Field(100_000, gt=0, description="rows per shard; bounds memory per step")
-    memory_limit: str = Field("4GB", description="DuckDB memory limit for table-wide steps (spills beyond)")
+    memory_limit: str = Field(DEFAULT_MEMORY_LIMIT, description="DuckDB memory limit of each table-wide query "
+                              "(it spills to the run directory beyond it). The default, 256MB, keeps a run's memory "
+                              "flat in the table's size (benchmarks/README.md: 100M rows within 1.5x of 10M); "
+                              "raise it for big table steps on a machine with memory to spare")
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     cache_dir: str | None = Field(None, description="content-addressed step store (default: RUN_DIR/store)")
     fuse: bool = Field(True, description="run consecutive thread-safe shard steps (filter, sql, select, "

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     import duckdb
 
 
+# DuckDB's memory limit per table-wide query when a spec sets no ``run.memory_limit``; beyond it
+# DuckDB spills to the run directory. It was 4GB: a 100M-row relational run then held 4.2 GB where
+# a 10M one held 0.85 GB, DuckDB's hash tables and sorts growing to the limit (benchmarks/README.md).
+DEFAULT_MEMORY_LIMIT = "256MB"
+
+
 @dataclass
 class StepContext:
     """What a running step may know about its surroundings."""
@@ -33,7 +39,7 @@ class StepContext:
     artifacts: Path  # the step's own directory for sidecar files (embeddings, models, indexes)
     shard: int | None = None
     progress: Any = None  # callable(advance_rows: int) or None
-    memory_limit: str = "4GB"
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
     extras: dict[str, Any] = field(default_factory=dict)
 
     def advance(self, rows: int) -> None:

@@ -52,7 +52,8 @@ class ExactDedup(Step):
         return expr
 
     def _duplicates_sql(self, schema: Schema) -> str:
-        """The rows to drop, with their survivor's uid, ordered by (_shard, _row).
+        """The rows to drop, with their survivor's uid, ordered by (_file, _row): ``_file`` is the
+        shard's position in the input's files, which are in path order (the input view's order).
 
         Narrow on purpose: only keys, uid and position go through the aggregate and the window,
         and only rows whose key (hash) repeats reach the window. The wide rows never go through DuckDB:
@@ -65,10 +66,10 @@ class ExactDedup(Step):
         if p.order_by:
             selected += f", {quote(p.order_by)} AS _order"
         order = {
-            "first": "_shard, _row",
-            "last": "_shard DESC, _row DESC",
-            "max": "_order DESC NULLS LAST, _shard, _row",
-            "min": "_order ASC NULLS LAST, _shard, _row",
+            "first": "_file, _row",
+            "last": "_file DESC, _row DESC",
+            "max": "_order DESC NULLS LAST, _file, _row",
+            "min": "_order ASC NULLS LAST, _file, _row",
         }[p.keep]
         # Rows with a NULL in the key are never duplicates unless nulls_equal; with it, NULLs
         # match each other (hash() and PARTITION BY treat them as equal).
@@ -79,17 +80,17 @@ class ExactDedup(Step):
         # with an aggregate over 8-byte hashes instead of over the keys.
         return f"""
             WITH keyed AS NOT MATERIALIZED (
-                SELECT _shard, _row, {UID} AS _uid, {selected}, hash({partition}) AS _hash FROM input {where}
+                SELECT _file, _row, {UID} AS _uid, {selected}, hash({partition}) AS _hash FROM input {where}
             ), repeated AS (
                 SELECT _hash FROM keyed GROUP BY _hash HAVING count(*) > 1
             ), ranked AS (
-                SELECT _shard, _row,
+                SELECT _file, _row,
                        row_number() OVER w AS _rank,
                        first_value(_uid) OVER w AS _survivor
                 FROM keyed SEMI JOIN repeated USING (_hash)
                 WINDOW w AS (PARTITION BY {partition} ORDER BY {order})
             )
-            SELECT _shard, _row, _survivor FROM ranked WHERE _rank > 1 ORDER BY _shard, _row
+            SELECT _file, _row, _survivor FROM ranked WHERE _rank > 1 ORDER BY _file, _row
         """
 
     def process_table(self, table: TableInput, ctx: StepContext) -> Iterator[pl.DataFrame]:
@@ -97,12 +98,13 @@ class ExactDedup(Step):
             return
         con = ctx.duckdb()
         try:
-            create_input_view(con, table)
+            # Shards in path order (the input view's (_shard, _row) order), numbered so: ``_file``.
+            files = sorted(table.files, key=lambda f: f.as_posix())
+            create_input_view(con, TableInput(files, table.schema), file_index=True)
             duplicates = _ByShard(stream(con, self._duplicates_sql(table.schema)))
-            # The order of the input view's (_shard, _row): shard paths compared as strings.
-            for path in sorted(table.files, key=lambda f: f.as_posix()):
+            for index, path in enumerate(files):
                 frame = pl.read_parquet(path)
-                drops = duplicates.take(path.as_posix())
+                drops = duplicates.take(index)
                 if frame.height == 0:
                     continue
                 dropped = pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
@@ -120,20 +122,20 @@ class ExactDedup(Step):
 
 
 class _ByShard:
-    """Rows ordered by (_shard, _row), handed out one shard at a time, in that order."""
+    """Rows ordered by (_file, _row), handed out one shard at a time, in that order."""
 
     def __init__(self, frames: Iterator[pl.DataFrame]):
         self.frames = frames
         self.pending: pl.DataFrame | None = None
 
-    def take(self, shard: str) -> pl.DataFrame:
+    def take(self, shard: int) -> pl.DataFrame:
         parts = []
         while True:
             if self.pending is None or self.pending.height == 0:
                 self.pending = next(self.frames, None)
                 if self.pending is None:
                     break
-            mine = self.pending["_shard"] == shard
+            mine = self.pending["_file"] == shard
             count = int(mine.sum())
             if count == 0:
                 break
@@ -143,7 +145,7 @@ class _ByShard:
             self.pending = self.pending.slice(count)
             if self.pending.height:
                 break
-        return pl.concat(parts) if parts else pl.DataFrame(schema={"_shard": pl.Utf8, "_row": pl.Int64,
+        return pl.concat(parts) if parts else pl.DataFrame(schema={"_file": pl.Int32, "_row": pl.Int64,
                                                                    "_survivor": pl.Utf8})
 
     def finish(self) -> None:

@@ -136,3 +136,25 @@ def test_keep_last_keeps_the_last_row_across_shards(pm):
 def test_inconsistent_params_are_rejected(pm, params, message):
     with pytest.raises(ValidationError, match=message):
         pm.steps.get("exact_dedup").Params.model_validate(params)
+
+
+@settings(max_examples=10, deadline=None)
+@given(table=SCORED, policy=POLICIES)
+def test_same_survivors_with_or_without_duckdb_file_index(pm, tmp_path_factory, table, policy):
+    """The duplicates query numbers shards by DuckDB's ``file_index`` where it has one, else by a
+    CASE over the file name: the same drops and survivors either way."""
+    from curate import duck
+
+    params = {"columns": ["url", "alt_text"], **policy}
+    results = []
+    saved = dict(duck._HAS_FILE_INDEX)
+    try:
+        for supported in (True, False):
+            duck._HAS_FILE_INDEX["on"] = supported
+            results.append(run_step("exact_dedup", table, params, pm=pm, shard_size=3,
+                                    workdir=tmp_path_factory.mktemp("dedup")))
+    finally:
+        duck._HAS_FILE_INDEX.clear()
+        duck._HAS_FILE_INDEX.update(saved)
+    assert results[0].kept.equals(results[1].kept)
+    assert results[0].duplicate_of == results[1].duplicate_of
