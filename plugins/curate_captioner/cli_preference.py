@@ -32,6 +32,8 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--world", type=click.Path(file_okay=False, exists=True), help="Pairs from a generated world's ground truth.")
 @click.option("--dimensions", default="textual,visual,cross_modal", show_default=True, help="World pairs: which dimensions.")
 @click.option("--rows", default=4000, show_default=True, help="World rows to make pairs of (one pair per dimension each).")
+@click.option("--balance-kinds/--no-balance-kinds", default=False, show_default=True,
+              help="World pairs: every applicable textual kind per row, each kind cut to the rarest kind's count.")
 @click.option("--table", type=click.Path(dir_okay=False, exists=True), help="A user's Parquet table: image paths + alt_text.")
 @click.option("--model", default=None, help="With --table: the SFT captioner that samples the two candidates.")
 @click.option("--image-column", default="image", show_default=True)
@@ -44,7 +46,7 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--temperature", default=0.7, show_default=True, help="With --table: sampling temperature of the candidates.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=None, type=int)
-def pairs(out: str, world: str | None, dimensions: str, rows: int, table: str | None, model: str | None, image_column: str,
+def pairs(out: str, world: str | None, dimensions: str, rows: int, balance_kinds: bool, table: str | None, model: str | None, image_column: str,
           alt_text_column: str, scorer: str, clip_model: str, clip_checkpoint: str | None, margin: float, temperature: float, seed: int,
           threads: int | None) -> None:
     """Make a preference pair table (image, alt_text, chosen, rejected, dimension) for `captioner dpo`."""
@@ -56,8 +58,11 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, table: str | 
     if world is not None:
         from curate_captioner.pairs import world_pairs
 
-        made = world_pairs(world, out, dimensions=[d.strip() for d in dimensions.split(",") if d.strip()], rows=rows, seed=seed)
+        made = world_pairs(world, out, dimensions=[d.strip() for d in dimensions.split(",") if d.strip()], rows=rows, seed=seed,
+                           balance_kinds=balance_kinds)
     else:
+        if balance_kinds:
+            raise CaptionerError("--balance-kinds applies to --world pairs only", "leave it out with --table")
         if model is None:
             raise CaptionerError("--table needs --model: the SFT captioner whose samples are ranked")
         from curate_captioner.ranked import Scorer, table_pairs

@@ -13,6 +13,8 @@ training worlds) shows, so every scene is unseen. Per row and per captioner:
 
 Means come with a percentile bootstrap 95% CI over rows (1000 resamples), and each captioner's
 difference from the first one with a paired bootstrap CI (same resampled rows for both).
+``write`` also keeps every row's values (``ROWS.parquet``: run, world_id, one column per metric),
+so any two runs can be paired afterwards (:func:`paired_from_rows`) without decoding again.
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, excl
         for label, values in per_row.items()
     }
     return {"world": str(root), "rows": picked.height, "unseen_rows": unseen.height, "exclude": [str(w) for w in exclude], "seed": seed,
-            "runs": list(runs), "captions_per_second": timing, "metrics": summary}
+            "runs": list(runs), "captions_per_second": timing, "metrics": summary,
+            "per_row": {"world_id": keys, "runs": per_row}}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -162,7 +165,27 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ROWS_FILE = "ROWS.parquet"
+
+
 def write(result: dict[str, Any], out: Path) -> None:
+    """COMPARE.json (means, CIs, paired differences), COMPARE.md (the table) and, when the result
+    has them, every row's values in ROWS.parquet."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "COMPARE.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = result.get("per_row")
+    (out / "COMPARE.json").write_text(json.dumps({k: v for k, v in result.items() if k != "per_row"}, indent=2) + "\n")
     (out / "COMPARE.md").write_text(markdown(result))
+    if rows is not None:
+        frames = [pl.DataFrame({"run": [label] * len(rows["world_id"]), "world_id": rows["world_id"],
+                                **{m: pl.Series(m, values[m], dtype=pl.Float64) for m in METRICS}})
+                  for label, values in rows["runs"].items()]
+        pl.concat(frames).write_parquet(out / ROWS_FILE)
+
+
+def paired_from_rows(rows: pl.DataFrame, run: str, baseline: str, metric: str, *, seed: int = 0) -> dict[str, float] | None:
+    """``run`` minus ``baseline`` on ``metric``, paired by world_id, with the bootstrap CI of :func:`bootstrap`."""
+    a = rows.filter(pl.col("run") == run).sort("world_id")
+    b = rows.filter(pl.col("run") == baseline).sort("world_id")
+    if a.height == 0 or b.height == 0 or a["world_id"].to_list() != b["world_id"].to_list():
+        raise ValueError(f"runs {run!r} and {baseline!r} do not cover the same rows; have: {sorted(set(rows['run']))}")
+    return bootstrap(a[metric].to_list(), b[metric].to_list(), seed=seed)

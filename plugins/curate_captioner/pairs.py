@@ -23,6 +23,12 @@ when the alt-text names the right one). Rejected, along one dimension only:
                                   object's color or shape (rendered here)
     cross_modal  other_alt_text   the same caption, under the alt-text of another scene's image
 
+With ``balance_kinds`` every applicable textual kind is made for every row, and then each kind is cut
+to the count of the rarest one (:func:`balance_textual`), so each textual kind is the same share of
+the textual pairs. Without it a row gets one textual pair of a random applicable kind, and
+``entity_invented`` (applicable to nearly every scene) outnumbers ``entity_dropped`` (only rows whose
+alt-text names the image's entity) about six to one: the model learns that writing a name is risky.
+
 The pure functions here (no torch) are checked against ground truth by hypothesis properties.
 """
 
@@ -123,10 +129,32 @@ def textual_rejection(scene: Any, named: bool, kind: str, rng: np.random.Generat
     return caption(changed, names)
 
 
+def balance_textual(candidates: Sequence[tuple[int, str]], seed: int = 0) -> set[tuple[int, str]]:
+    """Which of the candidate textual pairs ``(row, kind)`` to keep so that every kind present keeps
+    as many as the rarest kind has: a seeded uniform sample of each kind's rows. (Keeping first the
+    rows that hold the rarest kind's pair, which puts every ``entity_invented`` pair on a scene whose
+    own entity is named, cost entity names on held-out worlds: README, "Sweep 2".)"""
+    by_kind: dict[str, list[int]] = {}
+    for row, kind in candidates:
+        by_kind.setdefault(kind, []).append(row)
+    if not by_kind:
+        return set()
+    cap = min(len(rows) for rows in by_kind.values())
+    rng = np.random.default_rng([seed, 2])
+    keep: set[tuple[int, str]] = set()
+    for kind in sorted(by_kind):
+        rows = sorted(set(by_kind[kind]))
+        keep |= {(rows[i], kind) for i in rng.permutation(len(rows))[:cap].tolist()}
+    return keep
+
+
 def world_pairs(world_dir: str | Path, out_dir: str | Path, *, dimensions: Sequence[str] = DIMENSIONS,
-                rows: int | None = 4000, split: str = "train", seed: int = 0) -> pl.DataFrame:
+                rows: int | None = 4000, split: str = "train", seed: int = 0, balance_kinds: bool = False) -> pl.DataFrame:
     """One pair per dimension for each of ``rows`` sampled realigned rows of the world's ``split``;
-    writes ``out_dir/pairs.parquet`` and the visual pairs' near-miss images under ``out_dir/images``."""
+    writes ``out_dir/pairs.parquet`` and the visual pairs' near-miss images under ``out_dir/images``.
+    ``balance_kinds``: a textual pair of every applicable kind per row, each kind then cut to the
+    rarest kind's count (:func:`balance_textual`); the visual and cross-modal pairs are the same
+    as without it."""
     from curate_world.api import encode_image, render_scene
     from curate_world.api import Scene
     from curate_world.api import REALIGNED_FILE, WORLD_FILE
@@ -157,11 +185,19 @@ def world_pairs(world_dir: str | Path, out_dir: str | Path, *, dimensions: Seque
         base = {"image": str(root / row["image_path"]), "alt_text": row["alt_text"] or "", "chosen": chosen,
                 "rejected_image": None, "rejected_alt_text": None, "world_id": row["world_id"], "rejected_scene": None}
         if "textual" in dimensions:
+            picked = None
             for kind in rng.permutation(TEXTUAL_KINDS).tolist():
                 rejected = textual_rejection(scene, named, kind, rng)
                 if rejected is not None:
                     records.append({**base, "rejected": rejected, "dimension": "textual", "kind": kind})
+                    picked = kind
                     break
+            if balance_kinds:  # the other applicable kinds, from a stream of their own (visual, cross-modal unchanged)
+                more = np.random.default_rng([seed, int(row["world_id"]), 1])
+                for kind in TEXTUAL_KINDS:
+                    rejected = None if kind == picked else textual_rejection(scene, named, kind, more)
+                    if rejected is not None:
+                        records.append({**base, "rejected": rejected, "dimension": "textual", "kind": kind})
         if "visual" in dimensions:
             near = wrong_attribute(scene, rng) or object_missed(scene, rng)
             if near is not None:
@@ -177,6 +213,9 @@ def world_pairs(world_dir: str | Path, out_dir: str | Path, *, dimensions: Seque
             records.append({**base, "rejected": chosen, "dimension": "cross_modal", "kind": "other_alt_text",
                             "rejected_alt_text": other["alt_text"] or "",
                             "rejected_scene": json.dumps([other["objects"], other["background"], other["texture"]])})
+    if balance_kinds:
+        keep = balance_textual([(r["world_id"], r["kind"]) for r in records if r["dimension"] == "textual"], seed)
+        records = [r for r in records if r["dimension"] != "textual" or (r["world_id"], r["kind"]) in keep]
     schema = {"image": pl.Utf8, "alt_text": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8,
               "kind": pl.Utf8, "rejected_image": pl.Utf8, "rejected_alt_text": pl.Utf8, "world_id": pl.Int64,
               "rejected_scene": pl.Utf8}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+import polars as pl
 
 import torch
 from hypothesis import given
@@ -41,3 +46,23 @@ def test_retrieval_counts_an_identical_scene_as_a_hit() -> None:
     assert hits == [1.0, 1.0, 1.0]  # row 1 retrieves image 0, which shows the same scene
     _, hits = retrieval(images, torch.nn.functional.normalize(texts, dim=-1), ["a", "b", "c"])
     assert hits == [1.0, 0.0, 1.0] and len(own) == 3
+
+
+def test_written_rows_reproduce_the_means_and_pair_any_two_runs(tmp_path: Path) -> None:
+    from curate_captioner.compare import METRICS, ROWS_FILE, bootstrap, paired_from_rows, write
+
+    rng = np.random.default_rng(0)
+    keys = list(range(40))
+    per_row = {label: {m: [float(v) for v in rng.integers(0, 2, 40)] for m in METRICS} for label in ("a", "b", "c")}
+    per_row["c"]["entity_retention"] = [None if i % 3 else v for i, v in enumerate(per_row["c"]["entity_retention"])]
+    result = {"world": "w", "rows": 40, "unseen_rows": 40, "exclude": [], "seed": 0, "runs": [{"label": k} for k in per_row],
+              "captions_per_second": {}, "per_row": {"world_id": keys, "runs": per_row},
+              "metrics": {label: {m: {"value": bootstrap(values[m])} for m in METRICS} for label, values in per_row.items()}}
+    write(result, tmp_path)
+    assert "per_row" not in json.loads((tmp_path / "COMPARE.json").read_text())
+    rows = pl.read_parquet(tmp_path / ROWS_FILE)
+    for label, values in per_row.items():
+        for metric in METRICS:
+            assert bootstrap(rows.filter(pl.col("run") == label)[metric].to_list()) == result["metrics"][label][metric]["value"]
+    assert paired_from_rows(rows, "c", "b", "entity_retention") == bootstrap(per_row["c"]["entity_retention"], per_row["b"]["entity_retention"])
+    assert paired_from_rows(rows, "a", "a", "attribute_accuracy")["mean"] == 0

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from curate_captioner.dpo import PreferenceConfig, train_preference
 from curate_captioner.errors import CaptionerError
-from curate_captioner.pairs import TEXTUAL_KINDS, caption, read_pairs, textual_rejection, wrong_attribute
+from curate_captioner.pairs import TEXTUAL_KINDS, balance_textual, caption, read_pairs, textual_rejection, wrong_attribute
 from curate_captioner.preference import LOG_2, dpo_losses, mcm_dpo_loss, parse_weights
 from curate_captioner.ranked import alt_text_names, entity_kept, length_fit, rank
 from curate_world.attributes import extract_attributes
@@ -120,6 +120,11 @@ def test_textual_rejection_differs_exactly_along_its_kind(scene: Any, named: boo
         assert (kind == "entity_dropped" and not names) or (kind == "object_missed" and len(scene.objects) < 2) \
             or (kind == "wrong_attribute" and all(o.entity for o in scene.objects)) or kind == "entity_invented"
         return
+    _assert_differs_along(scene, names, chosen, rejected, kind)
+
+
+def _assert_differs_along(scene: Any, names: set[str], chosen: str, rejected: str, kind: str) -> None:
+    """``rejected`` (parsed back into a scene) differs from the ground truth ``scene`` only as ``kind`` says."""
     truth, parsed = scene.objects, parse_description(rejected).objects
     assert rejected != chosen
     assert parse_description(rejected).background == scene.background and parse_description(rejected).texture == scene.texture
@@ -190,6 +195,48 @@ def test_world_pairs_against_ground_truth(world: Path, tmp_path: Path) -> None:
             assert row["rejected"] != row["chosen"] and row["rejected_image"] is None and row["rejected_alt_text"] is None
     again = read_pairs(tmp_path / "pairs")
     assert again.height == pairs.height
+
+
+candidate_sets = st.lists(st.tuples(st.integers(0, 40), st.sampled_from(TEXTUAL_KINDS)), max_size=120).map(lambda c: sorted(set(c)))
+
+
+@given(candidates=candidate_sets, seed=seeds)
+def test_balance_textual_keeps_every_kind_at_the_rarest_count(candidates: list[tuple[int, str]], seed: int) -> None:
+    keep = balance_textual(candidates, seed)
+    assert keep <= set(candidates)
+    counts = {k: sum(1 for _, kind in candidates if kind == k) for k in {kind for _, kind in candidates}}
+    if not counts:
+        assert keep == set()
+        return
+    cap = min(counts.values())
+    kept = {k: sum(1 for _, kind in keep if kind == k) for k in counts}
+    assert set(kept.values()) == {cap}  # every kind present, each exactly the rarest kind's count
+    rarest = [k for k in counts if counts[k] == cap]
+    assert all({(r, k) for r, kind in candidates if kind == k} <= keep for k in rarest)  # the rarest kept whole
+    assert balance_textual(candidates, seed) == keep  # seeded
+
+
+def test_balanced_world_pairs_against_ground_truth(world: Path, tmp_path: Path) -> None:
+    from curate_captioner.pairs import world_pairs
+    from curate_world.scene import Scene
+
+    plain = world_pairs(world, tmp_path / "plain", rows=None)
+    pairs = world_pairs(world, tmp_path / "balanced", rows=None, balance_kinds=True)
+    textual = pairs.filter(pl.col("dimension") == "textual")
+    counts = textual.group_by("kind").len()
+    assert set(counts["kind"]) == set(TEXTUAL_KINDS) and counts["len"].n_unique() == 1  # each kind the same share
+    assert textual.select("world_id", "kind").n_unique() == textual.height  # at most one pair of a kind per row
+    for dimension in ("visual", "cross_modal"):  # the other dimensions are those of the unbalanced table
+        assert pairs.filter(pl.col("dimension") == dimension).drop("image", "rejected_image").equals(
+            plain.filter(pl.col("dimension") == dimension).drop("image", "rejected_image"))
+    truth = pl.read_parquet(world / "world.parquet")
+    joined = textual.join(truth.select("world_id", "objects", "background", "texture", "alt_mentions_entity"), on="world_id")
+    assert joined.height == textual.height
+    for row in joined.iter_rows(named=True):
+        scene = Scene.from_objects_json(row["objects"], row["background"], row["texture"])
+        names = {scene.entity} if row["alt_mentions_entity"] and scene.entity else set()
+        assert row["chosen"] == caption(scene, names)
+        _assert_differs_along(scene, names, row["chosen"], row["rejected"], row["kind"])
 
 
 def test_read_pairs_takes_trl_names_and_refuses_bad_tables(tmp_path: Path) -> None:
@@ -280,6 +327,10 @@ def test_cli_pairs_and_dpo(curate_cli: Callable[..., Any], saved_captioner: Path
                       "--dimensions", "textual,cross_modal", pythonpath=path)
     assert made.code == 0, made
     assert set(json.loads(made.stdout)["by_kind"]) <= {f"textual/{k}" for k in TEXTUAL_KINDS} | {"cross_modal/other_alt_text"}
+    balanced = curate_cli("captioner", "pairs", "--world", str(world), "--out", str(tmp_path / "balanced"), "--rows", "40",
+                          "--dimensions", "textual", "--balance-kinds", pythonpath=path)
+    assert balanced.code == 0, balanced
+    assert len(set(json.loads(balanced.stdout)["by_kind"].values())) == 1  # every textual kind the same count
     tuned = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
                        str(tmp_path / "dpo"), "--steps", "2", "--batch-size", "4", "--weights", "textual=1", "--device", "cpu", "--length-normalize",
                        pythonpath=path, timeout=300)

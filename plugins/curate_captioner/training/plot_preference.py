@@ -3,7 +3,8 @@
     python plugins/curate_captioner/training/plot_preference.py   # writes logs/preference/*.png
 
 and, from the β × lr sweep's comparisons (logs/preference/sweep/select.json on the selection
-world, test.json on the held-out test world), sweep.png and sweep_test.png.
+world, test.json on the held-out test world), sweep.png and sweep_test.png; the same from
+logs/preference/sweep2/ (sweep 2, with the entity world's test_entity.json beside test.json).
 
 Each point is a metric's mean over the compared rows with its 95 % bootstrap interval, as the
 JSON holds them; nothing is re-measured here.
@@ -139,7 +140,20 @@ def main() -> int:
     if (sweep / "test.json").exists():
         plot_runs([json.loads((sweep / "test.json").read_text())], sweep / "sweep_test.png")
         print(f"wrote {sweep / 'sweep_test.png'}")
+    plot_sweep2(LOGS / "sweep2")
     return 0
+
+
+def plot_sweep2(sweep: Path) -> None:
+    """Sweep 2 (the web fine-tuned captioner): the β × lr grid on the selection world, and every
+    run of the held-out test and entity worlds."""
+    if (sweep / "select.json").exists():
+        plot_sweep(json.loads((sweep / "select.json").read_text()), sweep / "sweep.png")
+        print(f"wrote {sweep / 'sweep.png'}")
+    for name, png in (("test", "sweep_test.png"), ("test_entity", "sweep_entity.png")):
+        if (sweep / f"{name}.json").exists():
+            plot_runs([json.loads((sweep / f"{name}.json").read_text())], sweep / png)
+            print(f"wrote {sweep / png}")
 
 
 if __name__ == "__main__":
