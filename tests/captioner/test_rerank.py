@@ -79,3 +79,14 @@ def test_realign_best_of_keeps_one_of_the_sampled_captions(pm: PluginManager, sa
     assert run(5, best_of=2) == best
     with pytest.raises(Exception, match="greedy"):  # the step's error, whatever the runner wraps it in
         run(5, best_of=2, temperature=0.0)
+
+
+def test_compare_decoding_settings_parse() -> None:
+    from curate_captioner.cli_decoding import parse_setting
+
+    assert parse_setting("default") == {"label": "default"}
+    assert parse_setting("bo4:best_of=4,temperature=0.7") == {"label": "bo4", "best_of": 4, "temperature": 0.7}
+    with pytest.raises(CaptionerError, match="unknown key"):
+        parse_setting("x:beam=2")
+    with pytest.raises(CaptionerError, match="not a whole number"):
+        parse_setting("x:best_of=two")
