@@ -38,7 +38,9 @@ def curate_register_steps():  # type: ignore[no-untyped-def]
 @hookimpl
 def curate_register_commands(cli) -> None:  # type: ignore[no-untyped-def]
     from curate_captioner.cli import captioner
+    from curate_captioner.cli_decoding import compare_decoding
     from curate_captioner.cli_preference import register
 
     register(captioner)
+    captioner.add_command(compare_decoding)
     cli.add_command(captioner)

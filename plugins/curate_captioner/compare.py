@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curate_captioner.config import TEMPERATURE, TOP_P
+
 METRICS = ("attribute_accuracy", "wrong_attribute", "missed_object", "hallucinated_entity", "entity_retention",
            "clip_score", "r_at_1")
 
@@ -99,7 +101,8 @@ def retrieval(image_features: Any, text_features: Any, content: Sequence[str]) -
 def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, exclude: Sequence[str | Path] = (), rows: int = 600,
                   batch_size: int = 64, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
     """``runs``: dicts with ``label``, ``model`` and optional ``guidance`` (image scale),
-    ``alt_text_guidance``, ``copy_bias``. The first run is the baseline of the paired differences."""
+    ``alt_text_guidance``, ``copy_bias``, ``temperature``, ``top_p``, ``best_of`` (world-CLIP
+    reranking of that many sampled captions) and ``decode_seed`` (default ``seed``). The first run is the baseline of the paired differences."""
     import torch
 
     from curate_captioner.data import open_images, read_world, scene_content
@@ -126,9 +129,11 @@ def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, excl
         model = loaded.setdefault(run["model"], Captioner.load(run["model"]))
         started = time.perf_counter()
         with torch.inference_mode():
-            texts = caption_rows(model, images, alt, keys, batch_size=batch_size, seed=seed,
+            texts = caption_rows(model, images, alt, keys, batch_size=batch_size, seed=run.get("decode_seed", seed),
                                  copy_bias=run.get("copy_bias", model.config.copy_bias),
-                                 guidance=(run.get("guidance", 1.0), run.get("alt_text_guidance", 1.0)))
+                                 temperature=run.get("temperature", TEMPERATURE), top_p=run.get("top_p", TOP_P),
+                                 guidance=(run.get("guidance", 1.0), run.get("alt_text_guidance", 1.0)),
+                                 best_of=run.get("best_of", 1))
         timing[run["label"]] = round(len(texts) / (time.perf_counter() - started), 1)
         metrics = row_metrics(texts, scenes, named)
         own, hits = retrieval(image_features, clip_features([], texts), content)

@@ -31,17 +31,24 @@ from curate_captioner.config import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
 def caption_rows(captioner: Any, images: list[Any], prompts: list[str], keys: list[int], *, batch_size: int,
                  seed: int, temperature: float = TEMPERATURE, top_p: float = TOP_P,
                  max_new_tokens: int = MAX_NEW_TOKENS, copy_bias: float = 0.0,
-                 guidance: tuple[float, float] = (1.0, 1.0)) -> list[str]:
+                 guidance: tuple[float, float] = (1.0, 1.0), best_of: int = 1) -> list[str]:
     from curate_captioner.generate import decode, generate
     from curate_captioner.guidance import Guidance
+    from curate_captioner.rerank import best_of_captions, check_best_of
 
+    check_best_of(best_of, temperature)
     captions: list[str] = []
     for start in range(0, len(images), batch_size):
-        prefix = captioner.prefix(*captioner.image_features(images[start : start + batch_size]))
-        ids = generate(captioner, prefix, prompts[start : start + batch_size], max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_p=top_p, seed=seed, row_keys=keys[start : start + batch_size],
-                       copy_bias=copy_bias, guidance=Guidance(*guidance))
-        captions.extend(decode(captioner, ids))
+        batch_images = images[start : start + batch_size]
+        prefix = captioner.prefix(*captioner.image_features(batch_images))
+
+        def one_pass(run_seed: int, prefix: Any = prefix, start: int = start) -> list[str]:
+            ids = generate(captioner, prefix, prompts[start : start + batch_size], max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_p=top_p, seed=run_seed, row_keys=keys[start : start + batch_size],
+                           copy_bias=copy_bias, guidance=Guidance(*guidance))
+            return decode(captioner, ids)
+
+        captions.extend(best_of_captions(batch_images, one_pass, best_of=best_of, seed=seed))
     return captions
 
 

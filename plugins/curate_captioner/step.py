@@ -89,6 +89,9 @@ class Realign(Step):
         guidance: float = Field(1.0, ge=0.0, le=10.0, description="classifier-free guidance on the image (1: off; "
                                 "for a captioner trained with image dropout); costs one more decoded row per caption")
         alt_text_guidance: float = Field(1.0, ge=0.0, le=10.0, description="classifier-free guidance on the alt-text (1: off)")
+        best_of: int = Field(1, ge=1, le=16, description="sample this many captions per row and keep the one the "
+                             "world CLIP (curate_clip) scores highest for the image (1: off); needs temperature > 0; "
+                             "costs that many decoding passes")
         batch_size: int = Field(64, gt=0, json_schema_extra={"fingerprint": False})
         device: str = Field("auto", json_schema_extra={"fingerprint": False})
         cuda_graphs: bool = Field(True, description="on CUDA: decode against a static KV cache and replay each "
@@ -97,10 +100,10 @@ class Realign(Step):
         precision: Literal["auto", "fp32", "bf16"] = "auto"
 
         def fingerprint_dict(self) -> dict[str, Any]:
-            """Guidance off is left out, so specs written before it keep their fingerprints (and caches)."""
+            """Guidance and best-of off are left out, so specs written before them keep their fingerprints (and caches)."""
             data = super().fingerprint_dict()
-            for name in ("guidance", "alt_text_guidance"):
-                if data.get(name) == 1.0:
+            for name in ("guidance", "alt_text_guidance", "best_of"):
+                if data.get(name) == 1:
                     data.pop(name)
             return data
 
@@ -129,6 +132,7 @@ class Realign(Step):
         from curate_captioner.data import open_images
         from curate_captioner.generate import decode, generate
         from curate_captioner.guidance import Guidance
+        from curate_captioner.rerank import best_of_captions, check_best_of
 
         params, captioner = self.params, self.captioner
         guidance = Guidance(params.guidance, params.alt_text_guidance if params.mode == "realign" else 1.0)
@@ -138,14 +142,21 @@ class Realign(Step):
         captions: list[str | None] = [None] * table.height
         readable = [i for i, image in enumerate(images) if image is not None]
         copy_bias = captioner.config.copy_bias if params.copy_bias is None else params.copy_bias
+        check_best_of(params.best_of, params.temperature)
         for start in range(0, len(readable), params.batch_size):
             rows = readable[start : start + params.batch_size]
-            prefix = captioner.prefix(*captioner.image_features([images[i] for i in rows]))
-            ids = generate(captioner, prefix, [prompts[i] for i in rows], max_new_tokens=params.max_new_tokens,
-                           temperature=params.temperature, top_p=params.top_p, seed=ctx.seed,
-                           row_keys=[_row_key(uids[i]) for i in rows], copy_bias=copy_bias, guidance=guidance,
-                           static=None if params.cuda_graphs else False)
-            for i, text in zip(rows, decode(captioner, ids), strict=True):
+            batch_images = [images[i] for i in rows]
+            prefix = captioner.prefix(*captioner.image_features(batch_images))
+
+            def one_pass(seed: int, prefix: Any = prefix, rows: list[int] = rows) -> list[str]:
+                ids = generate(captioner, prefix, [prompts[i] for i in rows], max_new_tokens=params.max_new_tokens,
+                               temperature=params.temperature, top_p=params.top_p, seed=seed,
+                               row_keys=[_row_key(uids[i]) for i in rows], copy_bias=copy_bias, guidance=guidance,
+                               static=None if params.cuda_graphs else False)
+                return decode(captioner, ids)
+
+            for i, text in zip(rows, best_of_captions(batch_images, one_pass, best_of=params.best_of, seed=ctx.seed),
+                               strict=True):
                 captions[i] = text
             ctx.advance(len(rows))
         return table.with_columns(

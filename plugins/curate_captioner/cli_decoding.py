@@ -1,0 +1,65 @@
+"""``curate captioner compare-decoding``: one captioner under several decoding settings (temperature,
+top-p, copy bias, best-of-N world-CLIP reranking) on an unseen world, with paired 95% bootstrap CIs
+against the first setting (``curate_captioner.compare``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from curate_captioner.errors import CaptionerError
+
+KEYS = {"temperature": float, "top_p": float, "copy_bias": float, "best_of": int, "decode_seed": int}
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    """``label:key=value,key=value`` (keys: temperature, top_p, copy_bias, best_of, decode_seed);
+    ``label`` alone is the captioner's defaults."""
+    label, _, rest = text.partition(":")
+    run: dict[str, Any] = {"label": label.strip()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, _, value = item.partition("=")
+        if key not in KEYS:
+            raise CaptionerError(f"--setting {text!r}: unknown key {key!r}", f"use {', '.join(KEYS)}")
+        try:
+            run[key] = KEYS[key](value)
+        except ValueError as exc:
+            raise CaptionerError(f"--setting {text!r}: {key}={value!r} is not {'a whole number' if KEYS[key] is int else 'a number'}",
+                                 "e.g. bo2:best_of=2 or greedy:temperature=0") from exc
+    if not run["label"]:
+        raise CaptionerError(f"--setting {text!r}: no label", "write LABEL:key=value,... e.g. greedy:temperature=0")
+    return run
+
+
+@click.command("compare-decoding")
+@click.option("--world", required=True, type=click.Path(file_okay=False, exists=True), help="An unseen world.")
+@click.option("--model", default="world", show_default=True, help="Captioner directory, or 'world'.")
+@click.option("--setting", "settings", multiple=True, required=True,
+              help="LABEL[:key=value,...] (repeat; the first is the baseline), keys temperature, top_p, copy_bias, "
+                   "best_of, decode_seed, e.g. --setting default --setting bo2:best_of=2")
+@click.option("--exclude-world", "exclude", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Training worlds: rows showing one of their scenes are left out.")
+@click.option("--rows", default=600, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--threads", default=None, type=int)
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Write COMPARE.md and COMPARE.json here.")
+def compare_decoding(world: str, model: str, settings: tuple[str, ...], exclude: tuple[str, ...], rows: int, batch_size: int,
+                     seed: int, threads: int | None, out: str | None) -> None:
+    """Score decoding settings of one captioner on an unseen world with 95% bootstrap CIs."""
+    runs = [{**parse_setting(text), "model": model} for text in settings]
+    import torch
+
+    from curate_captioner.compare import compare_world, markdown, write
+
+    if threads:
+        torch.set_num_threads(threads)
+    result = compare_world(world, runs, exclude=exclude, rows=rows, batch_size=batch_size, seed=seed,
+                           log=lambda line: click.echo(line, err=True))
+    if out is not None:
+        write(result, Path(out))
+    click.echo(markdown(result))
+    click.echo(json.dumps({"captions_per_second": result["captions_per_second"], "rows": result["rows"]}))
