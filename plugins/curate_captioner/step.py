@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from curate import Image, Params, Step, StepContext, TableInput
 from curate.digests import directory_digest
@@ -98,6 +98,14 @@ class Realign(Step):
                                   "token's decoder step as a CUDA graph (same captions, fewer kernel launches)",
                                   json_schema_extra={"fingerprint": False})
         precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+        @model_validator(mode="after")
+        def _best_of_samples(self) -> Realign.Params:
+            # At validation time, not at the first shard: greedy decoding makes N identical captions.
+            if self.best_of > 1 and self.temperature <= 0:
+                raise ValueError(f"best_of {self.best_of} needs temperature > 0 (greedy decoding makes "
+                                 f"{self.best_of} identical captions): set temperature (default {TEMPERATURE}) or best_of: 1")
+            return self
 
         def fingerprint_dict(self) -> dict[str, Any]:
             """Guidance and best-of off are left out, so specs written before them keep their fingerprints (and caches)."""

@@ -90,3 +90,13 @@ def test_compare_decoding_settings_parse() -> None:
         parse_setting("x:beam=2")
     with pytest.raises(CaptionerError, match="not a whole number"):
         parse_setting("x:best_of=two")
+
+
+def test_best_of_with_greedy_decoding_fails_validation_not_the_run():
+    from pydantic import ValidationError
+
+    from curate_captioner.step import Realign
+
+    with pytest.raises(ValidationError, match="best_of 3 needs temperature > 0"):
+        Realign.Params(best_of=3, temperature=0.0)
+    assert Realign.Params(best_of=3).best_of == 3
