@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from curate import __version__
-from curate.errors import CurateError, StepError
+from curate.errors import CurateError, ResourceError, StepError
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
@@ -149,10 +149,15 @@ class Engine:
                         self.pm.hook.curate_step_finished(run_dir=self.run_dir, record=record)
                 manifest["outputs"] = [self._write_output(o) for o in plan.outputs]
         except BaseException as exc:
+            # Out of memory or disk outside a step's own code (the source's ingest, an output):
+            # say how to fix it instead of reporting an internal error.
+            resource = None if isinstance(exc, CurateError) else ResourceError.from_exception(exc)
             manifest["status"] = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
-            manifest["error"] = str(exc)
+            manifest["error"] = str(resource or exc)
             manifest["finished_at"] = _now()
             write_manifest(self.run_dir, manifest)
+            if resource is not None:
+                raise resource from exc
             raise
         manifest["status"] = "complete"
         manifest["finished_at"] = _now()
@@ -560,7 +565,7 @@ def _write_table_step(step: Step, table: TableInput, ctx: StepContext, writer: S
     except CurateError:
         raise
     except Exception as exc:
-        raise StepError(step.label, None, f"{type(exc).__name__}: {exc}") from exc
+        raise StepError.from_exception(step.label, None, exc) from exc
     return writer.close(empty_schema=schema)
 
 

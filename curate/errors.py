@@ -5,6 +5,7 @@ They stay picklable (plain ``args``) because they cross process and Ray boundari
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,6 +97,23 @@ class SourceError(CurateError):
     exit_code = 2
 
 
+def resource_hint(exc: BaseException) -> str | None:
+    """How to fix a failure that is the machine's, not a step's: DuckDB out of memory, a full disk."""
+    if type(exc).__name__ == "OutOfMemoryException" and type(exc).__module__.lstrip("_").startswith("duckdb"):
+        return ("DuckDB needed more memory than run.memory_limit allows (default 256MB) and could not spill it: "
+                "raise it in the spec (run: {memory_limit: 2GB}), or free disk space under the run directory "
+                "(DuckDB spills to RUN_DIR/tmp/duckdb)")
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc):
+        return ("the disk is full: free space, or set run.dir to a bigger disk (a run keeps every step's shards "
+                "and DuckDB spills to RUN_DIR/tmp/duckdb); a re-run resumes")
+    return None
+
+
+def _cause(exc: BaseException, short: bool) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if short and text else text}"
+
+
 class StepError(CurateError):
     """A step failed while running; names the step and the shard."""
 
@@ -105,6 +123,22 @@ class StepError(CurateError):
         self.step_label = step_label
         self.shard = shard
         self.args = (step_label, shard, cause, hint)
+
+    @classmethod
+    def from_exception(cls, step_label: str, shard: int | None, exc: BaseException) -> StepError:
+        """A step's unexpected exception, named; out of memory or disk gets the fix as its hint
+        (and only the first line of DuckDB's own advice, which speaks of SQL settings)."""
+        hint = resource_hint(exc)
+        return cls(step_label, shard, _cause(exc, short=hint is not None), hint)
+
+
+class ResourceError(CurateError):
+    """The machine ran out of something (memory under DuckDB's limit, disk) outside any one step's code."""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ResourceError | None:
+        hint = resource_hint(exc)
+        return None if hint is None else cls(f"the run failed: {_cause(exc, short=True)}", hint)
 
 
 class RunLockedError(CurateError):

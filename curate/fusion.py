@@ -138,7 +138,7 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
         except CurateError:
             raise
         except Exception as exc:  # a plugin's bug: name the member step and shard, keep the cause
-            raise StepError(step.label, task.index, f"{type(exc).__name__}: {exc}") from exc
+            raise StepError.from_exception(step.label, task.index, exc) from exc
         kept, dropped = split_dropped(result)
         kept = check_output(step, kept, member.expected, task.index)
         check_nothing_lost(step.label, task.index, table.lazy(), uids_of([kept, dropped]))

@@ -232,7 +232,7 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
     except CurateError:
         raise
     except Exception as exc:  # a plugin's bug: name the step and shard, keep the cause
-        raise StepError(step.label, task.index, f"{type(exc).__name__}: {exc}") from exc
+        raise StepError.from_exception(step.label, task.index, exc) from exc
     kept, dropped = split_dropped(result)
     kept = check_output(step, kept, expected, task.index)
     check_nothing_lost(step.label, task.index, table.lazy(), uids_of([kept, dropped]))

@@ -334,7 +334,7 @@ class RayExecutor(Executor):
             cause = exc.cause
             if isinstance(cause, CurateError):
                 raise cause from None
-            raise StepError(step.label, task.index, f"{type(cause).__name__}: {cause}") from None
+            raise StepError.from_exception(step.label, task.index, cause) from None
         except ray.exceptions.RayError as exc:  # the worker, actor or node died once too often
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
             tries = self.params.max_retries + 1

@@ -9,6 +9,7 @@ from curate.errors import (
     MissingDependencyError,
     PluginError,
     Problem,
+    ResourceError,
     SourceError,
     SpecError,
     StepError,
@@ -24,6 +25,7 @@ ERRORS = [
     MissingDependencyError("step 'clip_score'", ["torch", "open_clip"], "clip"),
     SourceError("no alt_text", "map one"),
     StepError("clip_filter", 3, "CUDA out of memory", "lower batch_size"),
+    ResourceError("the run failed: OutOfMemoryException: Out of Memory Error", "raise run.memory_limit"),
 ]
 
 
@@ -36,7 +38,7 @@ def test_errors_survive_pickling_as_they_cross_process_boundaries(error):
 
 
 def test_exit_codes_say_whose_fault_it_is():
-    assert [e.exit_code for e in ERRORS] == [1, 2, 2, 2, 1, 2, 2, 1]
+    assert [e.exit_code for e in ERRORS] == [1, 2, 2, 2, 1, 2, 2, 1, 1]
 
 
 def test_messages_carry_the_fix():
