@@ -141,7 +141,12 @@ def _file_index_sql(con: duckdb.DuckDBPyConnection, paths: list[str]) -> str:
             _HAS_FILE_INDEX["on"] = False
     if _HAS_FILE_INDEX["on"]:
         return "file_index"
-    return "CASE _shard " + " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(paths)) + " END"
+    return position_case("_shard", paths)
+
+
+def position_case(column: str, paths: list[str]) -> str:
+    """SQL giving each path literal's position in ``paths`` for the file name in ``column``."""
+    return f"CASE {column} " + " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(paths)) + " END"
 
 
 def bind(schema: Schema, sql: str, name: str = "input", untrusted: bool = False) -> Schema:

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.duck import literal, quote, stream
+from curate.duck import literal, position_case, quote, stream
 from curate.errors import CurateError, SourceError
 from curate.schema import ALT_TEXT, UID, URL, Schema
 from curate.shards import KEPT_REFERENCE, ShardWriter, write_json_atomic, write_parquet_atomic
@@ -186,7 +186,7 @@ def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tupl
     paths = [literal(Path(f).absolute().as_posix()) for f in files]  # kept.json is read from anywhere
     # read_parquet keeps the list's file order and each file's row order (preserve_insertion_order);
     # the file's index in the list is its position in the source, as staging numbered it.
-    index = "CASE _source_file " + " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(paths)) + " END"
+    index = position_case("_source_file", paths)
     return (f"(SELECT CAST({index} AS INTEGER) AS _file, CAST(file_row_number AS BIGINT) AS _row, "
             f"{', '.join(selected)} FROM read_parquet([{', '.join(paths)}], filename = '_source_file', "
             f"file_row_number = true, union_by_name = true))", has_uid)
