@@ -4,24 +4,14 @@ came from; new seeds join them; a rerun of a stored seed is kept (--prefer rerun
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks import captioner_loop_combine
 from curate_train.gaps import summarize
 
-REPO = Path(__file__).resolve().parents[2]
 ORDER = ["sft", "dpo"]
-
-
-def _module():  # benchmarks/ is not a package
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import captioner_loop_combine
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return captioner_loop_combine
 
 
 def _result(variant: str, seed: int, acc: float) -> dict:
@@ -35,14 +25,14 @@ def _results(seeds: range, offset: float = 0.0) -> dict[int, dict[str, dict]]:
 
 def test_stored_values_rebuild_their_summary() -> None:
     stored = json.loads(json.dumps(summarize("x", _results(range(3)), ORDER)))  # as read from disk
-    combined, reproduced = _module().combine(stored, {})
+    combined, reproduced = captioner_loop_combine.combine(stored, {})
     assert combined["gaps"] == stored["gaps"] and reproduced == {}
     assert combined["sources"] == {"stored": [0, 1, 2], "rerun": []}
 
 
 @pytest.mark.parametrize("prefer", ["stored", "rerun"])
 def test_new_seeds_join_and_reruns_are_compared(tmp_path: Path, prefer: str) -> None:
-    combine = _module()
+    combine = captioner_loop_combine
     stored = json.loads(json.dumps(summarize("x", _results(range(3)), ORDER)))
     for seed, by_variant in _results(range(5), offset=0.5).items():
         for variant, result in by_variant.items():
@@ -58,7 +48,7 @@ def test_new_seeds_join_and_reruns_are_compared(tmp_path: Path, prefer: str) -> 
 
 
 def test_a_new_seed_missing_a_variant_is_refused(tmp_path: Path) -> None:
-    combine = _module()
+    combine = captioner_loop_combine
     stored = json.loads(json.dumps(summarize("x", _results(range(2)), ORDER)))
     with pytest.raises(SystemExit, match="seed 5: no result for variant"):
         combine.combine(stored, {5: {"sft": _result("sft", 5, 1.0)}})

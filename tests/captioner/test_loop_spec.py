@@ -4,7 +4,6 @@ and eval tables its script makes from a world, and its pool's image refs read ba
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -12,18 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.captioner_loop_data import make
 from tests.train.test_evalsets import cli
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _make():  # benchmarks/ is not a package
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from captioner_loop_data import make
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return make
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +32,7 @@ def test_pool_is_the_train_split_and_its_refs_read_the_world_images(world: Path,
     from curate.images import read_image_bytes
 
     out = tmp_path_factory.mktemp("data")
-    facts = _make()(world, out, rows)
+    facts = make(world, out, rows)
     train = pl.read_parquet(world / "world.parquet").filter(pl.col("split") == "train").sort("world_id")
     expected = train.height if rows is None else min(rows, train.height)
     pool = pl.read_parquet(out / "pool.parquet")
@@ -56,7 +47,7 @@ def test_pool_is_the_train_split_and_its_refs_read_the_world_images(world: Path,
 
 
 def test_the_loop_experiment_validates(world: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    _make()(world, tmp_path / "runs" / "captioner-loop-data")
+    make(world, tmp_path / "runs" / "captioner-loop-data")
     (tmp_path / "specs").mkdir()
     shutil.copy(REPO / "specs" / "experiment_captioner_loop.yaml", tmp_path / "specs")
     shipped = REPO / "plugins" / "curate_captioner" / "world_model"
