@@ -4,12 +4,11 @@ against the first setting (``curate_captioner.compare``)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import click
 
+from curate_captioner.cli_preference import run_comparison, world_comparison
 from curate_captioner.errors import CaptionerError
 
 KEYS = {"temperature": float, "top_p": float, "copy_bias": float, "best_of": int, "decode_seed": int}
@@ -35,31 +34,13 @@ def parse_setting(text: str) -> dict[str, Any]:
 
 
 @click.command("compare-decoding")
-@click.option("--world", required=True, type=click.Path(file_okay=False, exists=True), help="An unseen world.")
 @click.option("--model", default="world", show_default=True, help="Captioner directory, or 'world'.")
 @click.option("--setting", "settings", multiple=True, required=True,
               help="LABEL[:key=value,...] (repeat; the first is the baseline), keys temperature, top_p, copy_bias, "
                    "best_of, decode_seed, e.g. --setting default --setting bo2:best_of=2")
-@click.option("--exclude-world", "exclude", multiple=True, type=click.Path(file_okay=False, exists=True),
-              help="Training worlds: rows showing one of their scenes are left out.")
-@click.option("--rows", default=600, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=None, type=int)
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Write COMPARE.md and COMPARE.json here.")
+@world_comparison
 def compare_decoding(world: str, model: str, settings: tuple[str, ...], exclude: tuple[str, ...], rows: int, batch_size: int,
                      seed: int, threads: int | None, out: str | None) -> None:
     """Score decoding settings of one captioner on an unseen world with 95% bootstrap CIs."""
     runs = [{**parse_setting(text), "model": model} for text in settings]
-    import torch
-
-    from curate_captioner.compare import compare_world, markdown, write
-
-    if threads:
-        torch.set_num_threads(threads)
-    result = compare_world(world, runs, exclude=exclude, rows=rows, batch_size=batch_size, seed=seed,
-                           log=lambda line: click.echo(line, err=True))
-    if out is not None:
-        write(result, Path(out))
-    click.echo(markdown(result))
-    click.echo(json.dumps({"captions_per_second": result["captions_per_second"], "rows": result["rows"]}))
+    run_comparison(world, runs, exclude, rows, batch_size, seed, threads, out)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -144,36 +146,52 @@ def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: flo
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
 
 
-@click.command("compare")
-@click.option("--world", required=True, type=click.Path(file_okay=False, exists=True), help="An unseen world.")
-@click.option("--model", "models", multiple=True, required=True, help="label=DIR (repeat); the first is the baseline.")
-@click.option("--guidance", default="1", show_default=True, help="Image guidance scales to run each model at, e.g. 1,1.5,2,3.")
-@click.option("--alt-text-guidance", default=1.0, show_default=True)
-@click.option("--exclude-world", "exclude", multiple=True, type=click.Path(file_okay=False, exists=True),
-              help="Training worlds: rows showing one of their scenes are left out.")
-@click.option("--rows", default=600, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--threads", default=None, type=int)
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Write COMPARE.md and COMPARE.json here.")
-def compare(world: str, models: tuple[str, ...], guidance: str, alt_text_guidance: float, exclude: tuple[str, ...], rows: int,
-            batch_size: int, seed: int, threads: int | None, out: str | None) -> None:
-    """Score captioners (and guidance scales) on an unseen world with 95% bootstrap CIs."""
+def world_comparison(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every comparison on an unseen world takes (``compare``, ``compare-decoding``)."""
+    options = [
+        click.option("--world", required=True, type=click.Path(file_okay=False, exists=True), help="An unseen world."),
+        click.option("--exclude-world", "exclude", multiple=True, type=click.Path(file_okay=False, exists=True),
+                     help="Training worlds: rows showing one of their scenes are left out."),
+        click.option("--rows", default=600, show_default=True),
+        click.option("--batch-size", default=64, show_default=True),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--threads", default=None, type=int),
+        click.option("--out", default=None, type=click.Path(file_okay=False), help="Write COMPARE.md and COMPARE.json here."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_comparison(world: str, runs: list[dict[str, Any]], exclude: tuple[str, ...], rows: int, batch_size: int, seed: int,
+                   threads: int | None, out: str | None) -> None:
+    """Score ``runs`` on ``world`` (``compare.compare_world``), write them under ``out``, print the table."""
     from curate_captioner.compare import compare_world, markdown, write
 
     _threads(threads)
-    runs = []
-    for spec in models:
-        label, _, path = spec.rpartition("=")
-        for scale in _floats(guidance, "--guidance"):
-            runs.append({"label": (label or Path(path).name) + (f" g={scale:g}" if scale != 1 else ""), "model": path,
-                         "guidance": scale, "alt_text_guidance": alt_text_guidance})
     result = compare_world(world, runs, exclude=exclude, rows=rows, batch_size=batch_size, seed=seed,
                            log=lambda line: click.echo(line, err=True))
     if out is not None:
         write(result, Path(out))
     click.echo(markdown(result))
     click.echo(json.dumps({"captions_per_second": result["captions_per_second"], "rows": result["rows"]}))
+
+
+@click.command("compare")
+@click.option("--model", "models", multiple=True, required=True, help="label=DIR (repeat); the first is the baseline.")
+@click.option("--guidance", default="1", show_default=True, help="Image guidance scales to run each model at, e.g. 1,1.5,2,3.")
+@click.option("--alt-text-guidance", default=1.0, show_default=True)
+@world_comparison
+def compare(world: str, models: tuple[str, ...], guidance: str, alt_text_guidance: float, exclude: tuple[str, ...], rows: int,
+            batch_size: int, seed: int, threads: int | None, out: str | None) -> None:
+    """Score captioners (and guidance scales) on an unseen world with 95% bootstrap CIs."""
+    runs = []
+    for spec in models:
+        label, _, path = spec.rpartition("=")
+        for scale in _floats(guidance, "--guidance"):
+            runs.append({"label": (label or Path(path).name) + (f" g={scale:g}" if scale != 1 else ""), "model": path,
+                         "guidance": scale, "alt_text_guidance": alt_text_guidance})
+    run_comparison(world, runs, exclude, rows, batch_size, seed, threads, out)
 
 
 def register(group: click.Group) -> None:
