@@ -31,7 +31,10 @@ from curate_captioner.config import MAX_NEW_TOKENS, TEMPERATURE, TOP_P
 def caption_rows(captioner: Any, images: list[Any], prompts: list[str], keys: list[int], *, batch_size: int,
                  seed: int, temperature: float = TEMPERATURE, top_p: float = TOP_P,
                  max_new_tokens: int = MAX_NEW_TOKENS, copy_bias: float = 0.0,
-                 guidance: tuple[float, float] = (1.0, 1.0), best_of: int = 1) -> list[str]:
+                 guidance: tuple[float, float] = (1.0, 1.0), best_of: int = 1, static: bool | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[str]:
+    """Captions of ``images`` in batches (the ``realign`` step's decoding): ``keys`` seed each row's
+    sampling stream; ``progress(n)`` after each batch of n rows."""
     from curate_captioner.generate import decode, generate
     from curate_captioner.guidance import Guidance
     from curate_captioner.rerank import best_of_captions, check_best_of
@@ -45,10 +48,12 @@ def caption_rows(captioner: Any, images: list[Any], prompts: list[str], keys: li
         def one_pass(run_seed: int, prefix: Any = prefix, start: int = start) -> list[str]:
             ids = generate(captioner, prefix, prompts[start : start + batch_size], max_new_tokens=max_new_tokens,
                            temperature=temperature, top_p=top_p, seed=run_seed, row_keys=keys[start : start + batch_size],
-                           copy_bias=copy_bias, guidance=Guidance(*guidance))
+                           copy_bias=copy_bias, guidance=Guidance(*guidance), static=static)
             return decode(captioner, ids)
 
         captions.extend(best_of_captions(batch_images, one_pass, best_of=best_of, seed=seed))
+        if progress is not None:
+            progress(len(batch_images))
     return captions
 
 

@@ -138,35 +138,23 @@ class Realign(Step):
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         from curate_captioner.data import open_images
-        from curate_captioner.generate import decode, generate
-        from curate_captioner.guidance import Guidance
-        from curate_captioner.rerank import best_of_captions, check_best_of
+        from curate_captioner.evaluate import caption_rows
 
         params, captioner = self.params, self.captioner
-        guidance = Guidance(params.guidance, params.alt_text_guidance if params.mode == "realign" else 1.0)
         prompts = prompts_of(table, params.alt_text_column if params.mode == "realign" else None)
         images = open_images(table[params.image_column].to_list(), params.image_root, ctx.extras.get("store_dir"))
         uids = table["uid"].to_list()
         captions: list[str | None] = [None] * table.height
         readable = [i for i, image in enumerate(images) if image is not None]
-        copy_bias = captioner.config.copy_bias if params.copy_bias is None else params.copy_bias
-        check_best_of(params.best_of, params.temperature)
-        for start in range(0, len(readable), params.batch_size):
-            rows = readable[start : start + params.batch_size]
-            batch_images = [images[i] for i in rows]
-            prefix = captioner.prefix(*captioner.image_features(batch_images))
-
-            def one_pass(seed: int, prefix: Any = prefix, rows: list[int] = rows) -> list[str]:
-                ids = generate(captioner, prefix, [prompts[i] for i in rows], max_new_tokens=params.max_new_tokens,
-                               temperature=params.temperature, top_p=params.top_p, seed=seed,
-                               row_keys=[_row_key(uids[i]) for i in rows], copy_bias=copy_bias, guidance=guidance,
-                               static=None if params.cuda_graphs else False)
-                return decode(captioner, ids)
-
-            for i, text in zip(rows, best_of_captions(batch_images, one_pass, best_of=params.best_of, seed=ctx.seed),
-                               strict=True):
-                captions[i] = text
-            ctx.advance(len(rows))
+        texts = caption_rows(
+            captioner, [images[i] for i in readable], [prompts[i] for i in readable],
+            [_row_key(uids[i]) for i in readable], batch_size=params.batch_size, seed=ctx.seed,
+            temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens,
+            copy_bias=captioner.config.copy_bias if params.copy_bias is None else params.copy_bias,
+            guidance=(params.guidance, params.alt_text_guidance if params.mode == "realign" else 1.0),
+            best_of=params.best_of, static=None if params.cuda_graphs else False, progress=ctx.advance)
+        for i, text in zip(readable, texts, strict=True):
+            captions[i] = text
         return table.with_columns(
             pl.Series("caption_realigned", captions, dtype=pl.Utf8),
             pl.lit(captioner.name, dtype=pl.Utf8).alias("caption_model"),
