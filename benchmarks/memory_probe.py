@@ -6,7 +6,8 @@ of every table-step connection, by tag: hash tables, windows, sorts, and what ea
 
 Each line of the log: ``[seconds, rss_mb, {step label: {tag: [memory_mb, spilled_mb]}}]``. What
 RSS holds beyond DuckDB's share is Python, Polars and Arrow. Diagnostics only: it wraps
-``StepContext.duckdb`` to keep a cursor on each connection, which changes nothing a step computes.
+``StepContext.duckdb`` to keep a cursor on each connection (and to hold a connection's ``close`` while
+its cursor is being sampled), which changes nothing a step computes.
 """
 
 from __future__ import annotations
@@ -39,11 +40,25 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
     opened = step_module.StepContext.duckdb
 
+    class Watched:
+        """The step's connection, whose ``close`` waits for a sample in flight: DuckDB refuses to
+        close a connection while one of its cursors runs a query (ResourceInUseException)."""
+
+        def __init__(self, con: Any):
+            self._con = con
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._con, name)
+
+        def close(self) -> None:
+            with lock:
+                self._con.close()
+
     def duckdb_with_cursor(self: step_module.StepContext) -> Any:
         con = opened(self)
         with lock:
             cursors.append((self.label, con.cursor()))
-        return con
+        return Watched(con)
 
     step_module.StepContext.duckdb = duckdb_with_cursor  # type: ignore[method-assign]
     log = open(args.log, "w")
@@ -52,16 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         while True:
             parts: dict[str, dict[str, list[int]]] = {}
-            with lock:
-                current = list(cursors)
-            for label, cursor in current:
-                try:
-                    rows = cursor.sql("SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() "
-                                      "WHERE memory_usage_bytes > 0 OR temporary_storage_bytes > 0").fetchall()
-                except Exception:  # noqa: BLE001 - a closed connection: nothing to report
-                    continue
-                if rows:
-                    parts[label] = {tag: [used >> 20, spilled >> 20] for tag, used, spilled in rows}
+            with lock:  # no step closes its connection while its cursor is queried
+                for label, cursor in cursors:
+                    try:
+                        rows = cursor.sql("SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() "
+                                          "WHERE memory_usage_bytes > 0 OR temporary_storage_bytes > 0").fetchall()
+                    except Exception:  # noqa: BLE001 - a closed connection: nothing to report
+                        continue
+                    if rows:
+                        parts[label] = {tag: [used >> 20, spilled >> 20] for tag, used, spilled in rows}
             log.write(json.dumps([round(time.time() - started, 1), _rss_mb(), parts]) + "\n")
             log.flush()
             time.sleep(args.interval)
