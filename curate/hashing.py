@@ -2,6 +2,12 @@
 
 So a seeded sample or mix picks the same rows whatever the shard layout, executor or order,
 and across polars versions (polars' own ``hash`` is not stable between releases).
+
+The draw is the md5 digest of ``"{seed}:{salt}:{uid}"`` whose first 8 bytes, read as a
+little-endian integer, are divided by 2**64: the value DuckDB's ``md5_number_upper`` gives. That
+function is a macro which prints ``md5_number`` as 128 bits of text and parses 64 of them back,
+4x the CPU of the md5 itself (0.59 s of 0.73 s for 888k uids); masking ``md5_number``'s low 64
+bits is the same number without the text.
 """
 
 from __future__ import annotations
@@ -11,21 +17,24 @@ import polars as pl
 from curate.duck import registered, shard_connection
 
 _TWO_64 = "18446744073709551616.0"
+_LOW_64 = "18446744073709551615::UHUGEINT"
 
 
 def uniform(uids: pl.Series, seed: int, salt: str = "") -> pl.Series:
     """A float in [0, 1) per uid, uniform, deterministic in (uid, seed, salt)."""
     frame = pl.DataFrame({"uid": uids.cast(pl.Utf8)})
-    prefix = f"{seed}:{salt}:".replace("'", "''")
     con = shard_connection()
     with registered(con, "_uniform_uids", frame):
-        result = con.sql(
-            f"SELECT md5_number_upper('{prefix}' || coalesce(uid, '')) :: DOUBLE / {_TWO_64} AS u FROM _uniform_uids"
-        ).pl()
+        result = con.sql(f"SELECT {_draw('uid', seed, salt)} AS u FROM _uniform_uids").pl()
     return result["u"]
 
 
 def uniform_sql(column: str, seed: int, salt: str = "") -> str:
     """The same draw as :func:`uniform`, as a DuckDB expression over ``column``."""
+    return _draw(f"CAST({column} AS VARCHAR)", seed, salt)
+
+
+def _draw(text: str, seed: int, salt: str) -> str:
     prefix = f"{seed}:{salt}:".replace("'", "''")
-    return f"(md5_number_upper('{prefix}' || coalesce(CAST({column} AS VARCHAR), '')) :: DOUBLE / {_TWO_64})"
+    digest = f"md5_number('{prefix}' || coalesce({text}, ''))"
+    return f"(({digest} & {_LOW_64}) :: UBIGINT :: DOUBLE / {_TWO_64})"

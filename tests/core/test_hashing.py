@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 import duckdb
 import polars as pl
 from hypothesis import given
@@ -34,3 +36,22 @@ def test_draws_are_uniform_and_depend_on_seed_and_salt():
     assert histogram.min() > 1800 and histogram.max() < 2200
     assert (uniform(uids, 1) != draws).mean() > 0.99
     assert (uniform(uids, 0, salt="mix") != draws).mean() > 0.99
+
+
+@given(uids=UIDS, seed=st.integers(-(2**40), 2**40), salt=st.text(max_size=8))
+def test_the_draw_is_md5s_first_8_bytes_as_duckdbs_md5_number_upper_gives_them(uids, seed, salt):
+    """The definition (so runs stored before keep their samples): the digest's first 8 bytes,
+    little-endian, over 2**64, the number DuckDB's md5_number_upper macro gives."""
+    series = pl.Series("uid", uids, dtype=pl.Utf8)
+    expected = [int.from_bytes(hashlib.md5(f"{seed}:{salt}:{u or ''}".encode()).digest()[:8], "little") / 2**64
+                for u in uids]
+    assert uniform(series, seed, salt).to_list() == expected
+    prefix = f"{seed}:{salt}:".replace("'", "''")
+    con = duckdb.connect()
+    try:
+        con.register("frame", pl.DataFrame({"uid": series}))
+        upper = con.sql(f"SELECT md5_number_upper('{prefix}' || coalesce(uid, '')) :: DOUBLE / 2**64 AS u "
+                        "FROM frame").pl()["u"].to_list()
+    finally:
+        con.close()
+    assert upper == expected
