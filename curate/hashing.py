@@ -4,10 +4,10 @@ So a seeded sample or mix picks the same rows whatever the shard layout, executo
 and across polars versions (polars' own ``hash`` is not stable between releases).
 
 The draw is the md5 digest of ``"{seed}:{salt}:{uid}"`` whose first 8 bytes, read as a
-little-endian integer, are divided by 2**64: the value DuckDB's ``md5_number_upper`` gives. That
-function is a macro which prints ``md5_number`` as 128 bits of text and parses 64 of them back,
-4x the CPU of the md5 itself (0.59 s of 0.73 s for 888k uids); masking ``md5_number``'s low 64
-bits is the same number without the text.
+little-endian integer, are divided by 2**64: what DuckDB's ``md5_number_upper`` gives, natively in
+older releases and as a macro since. The macro prints ``md5_number`` as 128 bits of text and parses
+64 of them back, 4x the CPU of the md5 itself (0.59 s of 0.73 s for 888k uids); masking
+``md5_number``'s low 64 bits (the digest's first 8 bytes) is the same number without the text.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import polars as pl
 from curate.duck import registered, shard_connection
 
 _TWO_64 = "18446744073709551616.0"
-_LOW_64 = "18446744073709551615::UHUGEINT"
+# Untyped, so it takes md5_number's type: UHUGEINT, or HUGEINT in DuckDB versions where
+# md5_number is signed (two's complement: the mask still gives the low 64 bits).
+_LOW_64 = "18446744073709551615"
 
 
 def uniform(uids: pl.Series, seed: int, salt: str = "") -> pl.Series:
