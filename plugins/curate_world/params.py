@@ -17,7 +17,8 @@ WORLD_VERSION = 2  # 2: a wrong count never lands on a lookalike of a logo (altt
 
 
 class WorldParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validator built on first use: every curate command registers this plugin, few generate a world.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     n: int = Field(5000, ge=1, le=2_000_000, description="image–alt-text rows in world.parquet")
     seed: int = Field(0, ge=0)
