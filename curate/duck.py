@@ -159,7 +159,10 @@ def bind(schema: Schema, sql: str, name: str = "input", untrusted: bool = False)
     suggests candidates) when the query does not bind.
     """
     check_query(sql)
-    con = duckdb.connect(config={"enable_external_access": False}) if untrusted else duckdb.connect()
+    # A cursor of the default connection (which check_query has just opened) sees only what it
+    # registers; a database of its own cost ~12 ms of CPU per SQL step of every validate and run.
+    con = (duckdb.connect(config={"enable_external_access": False}) if untrusted
+           else duckdb.default_connection().cursor())
     try:
         con.register(name, pl.DataFrame(schema=schema))
         return dict(con.sql(f"SELECT * FROM ({sql}) LIMIT 0").pl().schema)

@@ -118,7 +118,6 @@ class Engine:
             for planned in plan.steps:
                 shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
         self.retrying = self._reopen_for_retry() if retry_failed else {}
-        plan.refresh_cache_status()
         for output in plan.outputs:
             if output.sink.ctx.remote:
                 from curate import remote

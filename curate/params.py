@@ -15,7 +15,9 @@ class Params(BaseModel):
     output (batch sizes, worker counts), so tuning it does not invalidate the cache.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # defer_build: a class's validator is built when it is first used, not when its plugin
+    # registers it; every run registers ~40 params classes and uses a handful.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, defer_build=True)
 
     def fingerprint_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

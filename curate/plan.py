@@ -193,9 +193,10 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
 
     problems.raise_if_any()
     assert source is not None
-    plan = Plan(loaded, resolved, source, run_path, store, plan_steps, outputs)
-    plan.refresh_cache_status()
-    return plan
+    # Which steps are cached is left to plan_rows (`curate plan`): a run decides per step as it
+    # goes, and `validate` never asks, so reading every stored step's Parquet footers here was
+    # work that `curate run` did twice and `curate validate` for nothing.
+    return Plan(loaded, resolved, source, run_path, store, plan_steps, outputs)
 
 
 def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path) -> tuple[Source | None, Schema | None, str]:
@@ -409,7 +410,9 @@ def check_columns(step: Step, schema: Schema) -> list[tuple[str, str | None]]:
 
 
 def plan_rows(plan: Plan) -> list[dict[str, Any]]:
-    """A printable summary of the plan (used by ``curate plan`` and tests)."""
+    """A printable summary of the plan (used by ``curate plan`` and tests); ``cached`` is read
+    from the store now."""
+    plan.refresh_cache_status()
     rows = []
     for planned in plan.steps:
         rows.append({

@@ -103,12 +103,13 @@ class PluginManager:
                     stacklevel=2,
                 )
                 continue
-            dist = entry_point.dist
+            # One parse of the distribution's METADATA for both (``dist.version`` parses it again).
+            metadata = entry_point.dist.metadata if entry_point.dist else None
             self.register(
                 plugin,
                 name=entry_point.name,
-                distribution=dist.metadata["Name"] if dist else None,
-                version=dist.version if dist else None,
+                distribution=metadata["Name"] if metadata is not None else None,
+                version=metadata["Version"] if metadata is not None else None,
             )
 
     def plugin_failed(self, name: str, what: str, exc: Exception) -> None:

@@ -232,9 +232,15 @@ def humanize(item: dict) -> str:
 
 
 def parse_yaml(text: str, source_name: str = "spec") -> tuple[Any, yaml.Node | None]:
+    # One parse gives both: the node (lines, duplicate keys) and the data built from it, as
+    # yaml.safe_load builds it; composing and then loading the text parsed every spec twice.
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # refuses a text with unprintable characters
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

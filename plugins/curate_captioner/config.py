@@ -45,7 +45,7 @@ WORLD_MODEL_NAME = "world"  # `model: world` in a spec means WORLD_MODEL_DIR
 class CaptionerConfig(BaseModel):
     """Architecture of the parts that are not the encoder's or the decoder's own config."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at `curate --help`
 
     format_version: int = FORMAT_VERSION
     prefix_length: int = Field(PREFIX_LENGTH, gt=0)
@@ -68,7 +68,7 @@ class CaptionerConfig(BaseModel):
 class TrainConfig(BaseModel):
     """One training stage's hyper-parameters: the defaults of `curate captioner train` and of the
     ``train_captioner`` step are read from here."""
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at `curate --help`
 
     stage: Literal[1, 2] = 2
     steps: int = Field(1000, gt=0)

@@ -29,7 +29,9 @@ def report_wanted(run_dir: Path, manifest: dict[str, Any]) -> bool:
 
     spec = run_dir / "spec.yaml"
     if spec.is_file():
-        data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
+        # libyaml where built in (7x faster): the engine wrote this file with yaml.safe_dump.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(spec.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506 - a safe loader
         run = data.get("run") if isinstance(data, dict) else None
         if isinstance(run, dict) and "report" in run:
             return bool(run["report"])
@@ -39,8 +41,6 @@ def report_wanted(run_dir: Path, manifest: dict[str, Any]) -> bool:
 
 def report_after_run(run_dir: Path, manifest: dict[str, Any]) -> Path | None:
     """The run succeeded whatever happens here: a report that cannot be rendered is a warning."""
-    from curate_report.sections import ReportWarning
-
     try:
         if not report_wanted(run_dir, manifest):
             return None
@@ -48,6 +48,8 @@ def report_after_run(run_dir: Path, manifest: dict[str, Any]) -> Path | None:
 
         return write_report(run_dir, manifest=manifest)
     except Exception as exc:  # noqa: BLE001 - any failure here must leave the run successful
+        from curate_report.sections import ReportWarning
+
         warnings.warn(f"the run finished, but its report could not be written: {type(exc).__name__}: {exc} "
                       f"(try: curate --debug report {run_dir})", ReportWarning, stacklevel=2)
         return None

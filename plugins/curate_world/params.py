@@ -8,16 +8,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
-from curate_world.alttext import noise_probabilities
-from curate_world.faults import fault_probabilities
-from curate_world.webstyle import style_weights
-
 # Bump when the same parameters would produce different files, so cached worlds are regenerated.
 WORLD_VERSION = 2  # 2: a wrong count never lands on a lookalike of a logo (alttext.write_wrong_attribute)
 
 
 class WorldParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validator built on first use: every curate command registers this plugin, few generate a world.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     n: int = Field(5000, ge=1, le=2_000_000, description="image–alt-text rows in world.parquet")
     seed: int = Field(0, ge=0)
@@ -71,18 +68,26 @@ class WorldParams(BaseModel):
     @field_validator("web_style_weights")
     @classmethod
     def _check_styles(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        # The checks import the world's vocabularies and tables when a world is configured, not
+        # when the plugin registers its source (every curate command): ~8 ms.
+        from curate_world.webstyle import style_weights
+
         style_weights(value)
         return value
 
     @field_validator("noise_rates")
     @classmethod
     def _check_noise(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from curate_world.alttext import noise_probabilities
+
         noise_probabilities(value)  # raises ValueError naming the bad key; pydantic adds the field path
         return value
 
     @field_validator("fault_weights")
     @classmethod
     def _check_faults(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from curate_world.faults import fault_probabilities
+
         fault_probabilities(0.5, value)
         return value
 

@@ -13,6 +13,7 @@ from curate.engine import Engine
 from curate.errors import StepError
 from curate.hookspecs import hookimpl
 from curate.plan import make_plan
+from curate.runstore import write_views
 from curate.spec import load_spec
 from curate.step import Step
 from curate.testing import run_spec
@@ -183,6 +184,21 @@ def test_the_duckdb_file_has_a_view_per_step_final_and_lineage(pm, write_spec, w
             WHERE l.step = 'exact_dedup'
         """).fetchall()[0][0]
         assert survivors == manifest["steps"][3]["dropped"]["exact_dedup"]
+    finally:
+        con.close()
+
+
+def test_writing_the_views_leaves_nothing_attached(pm, write_spec, workdir):
+    # The views are written through a database the process shares (duckdb's default connection),
+    # attached under an alias of their own: two runs in one process must not see each other's.
+    manifest = run(pm, write_spec, workdir, spec_dict())
+    databases = duckdb.default_connection().sql("SELECT database_name FROM duckdb_databases() WHERE NOT internal")
+    assert [name for (name,) in databases.fetchall() if name.startswith("views_")] == []
+    assert not list((workdir / "run").glob(".curate.duckdb.*"))  # no temporary (nor its WAL) left behind
+    write_views(workdir / "run", manifest)  # rewriting replaces the file it wrote
+    con = duckdb.connect(str(workdir / "run" / "curate.duckdb"), read_only=True)
+    try:
+        assert con.sql("SELECT count(*) FROM final").fetchall()[0][0] == manifest["steps"][-1]["rows_out"]
     finally:
         con.close()
 

@@ -173,6 +173,30 @@ def test_bad_yaml_names_the_line(text, line, fragment):
     assert problem.line == line and fragment in problem.message
 
 
+YAMLISH = st.text(alphabet=st.sampled_from(list("ab1.-: \n\t[]{},#'\"&*!|>%@`\x00\x07é")), max_size=40)
+
+
+@given(YAMLISH)
+def test_one_parse_gives_what_safe_load_gives(text):
+    # parse_yaml builds the data from the node it composes (one parse, where it parsed twice).
+    import yaml
+
+    from curate.spec import parse_yaml
+
+    try:
+        expected = yaml.safe_load(text)
+    except yaml.YAMLError:
+        with pytest.raises(SpecError, match="not valid YAML"):
+            parse_yaml(text)
+        return
+    try:
+        data, _ = parse_yaml(text)
+    except SpecError as exc:  # keys given twice: safe_load keeps the last one silently
+        assert all("is given twice" in p.message for p in exc.problems)
+        return
+    assert data == expected or (data != data and expected != expected)  # NaN is not itself
+
+
 @pytest.mark.parametrize("text, fragment", [
     ("", "a spec is a YAML mapping"),
     ("- just\n- a list\n", "a spec is a YAML mapping"),

@@ -23,17 +23,20 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 from curate_clip.training import click_help, invoked_args, namespace, run_command
 
 from curate.atomic import atomic_path
 
+if TYPE_CHECKING:  # numpy loads with the command, not with `curate --help`
+    import numpy as np
+
 
 def load_world(world_dir: Path, image_size: int) -> tuple[Any, list[Any]]:
     """All images of a generated world as a uint8 tensor (N, 3, S, S), and their scenes."""
+    import numpy as np
     import polars as pl
     import torch
     from curate_world.api import parse_description
@@ -72,6 +75,7 @@ def normalize(pixels: Any, mean: Any, std: Any) -> Any:
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
     import open_clip
     import torch
     import torch.nn.functional as F

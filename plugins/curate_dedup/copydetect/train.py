@@ -15,9 +15,12 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
+
+if TYPE_CHECKING:  # numpy loads with the command, not with `curate --help`
+    import numpy as np
 
 TEMPERATURE = 0.05
 POSITIVE_MARGIN = 0.97
@@ -52,6 +55,7 @@ def loss_fn(z, labels):  # type: ignore[no-untyped-def]
 
 def train(out: Path, steps: int, scenes: int, seed: int, lr: float, init: Path | None = None,
           log_every: int = 50) -> dict:  # type: ignore[type-arg]
+    import numpy as np
     import torch
 
     from curate_dedup.copydetect.model import build, default_config, save
