@@ -20,7 +20,7 @@ import pytest
 
 from curate.errors import CurateError, StepError
 from curate.hookspecs import hookimpl
-from curate.plan import make_plan
+from curate.plan import make_plan, plan_rows
 from curate.schema import DROP_REASON
 from curate.spec import load_spec
 from curate.step import Step
@@ -232,7 +232,7 @@ def test_a_step_whose_files_disagree_with_its_marker_is_recomputed(pm, tmp_path,
     else:
         (dedup / "dropped" / "shard-00000.parquet").unlink()
     plan = make_plan(load_spec(tmp_path / "a" / "spec.yaml"), pm, tmp_path / "a" / "run")
-    cached = [p.cached for p in plan.steps]
+    cached = [row["cached"] for row in plan_rows(plan)]  # what `curate plan` shows
     assert cached.count(False) == 1
     again = run_spec(SPEC, tmp_path / "a", pm=pm)  # rewriting the data would change the source's fingerprint
     fresh = run_spec(SPEC, tmp_path / "b", tables=tables, pm=pm)
