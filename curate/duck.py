@@ -82,6 +82,20 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> Iterato
         con.unregister(name)
 
 
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50}
+
+
+def memory_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The connection's memory limit in bytes (DuckDB reports it rounded, like '244.1 MiB'); 0
+    when it reports it in a form this does not know."""
+    value = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    number, _, unit = str(value).partition(" ")
+    try:
+        return int(float(number) * _UNITS[unit or "bytes"])
+    except (ValueError, KeyError):
+        return 0
+
+
 def frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
     return con.sql(sql).pl()
 

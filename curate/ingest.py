@@ -8,19 +8,19 @@ across re-runs and independent of shard size.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from curate.duck import literal, position_case, quote, stream
+from curate.duck import literal, memory_bytes, position_case, quote, stream
 from curate.errors import CurateError, SourceError
 from curate.schema import ALT_TEXT, UID, URL, Schema
 from curate.shards import KEPT_REFERENCE, ShardWriter, write_json_atomic, write_parquet_atomic
 from curate.source import Source
 from curate.spec import SourceSpec
 from curate.step import StepContext
+from curate.uids import BYTES_PER_REPEAT, Content, derived_uids
 
 REQUIRED = (URL, ALT_TEXT)
 # The staged copy lives only until the source's shards are written: a fast codec (lz4) rather
@@ -131,10 +131,8 @@ def ingest(
         if has_uid:
             frames = stream(con, f"SELECT uid, {quoted} FROM {relation} ORDER BY _file, _row", batch_rows)
         else:
-            parts = ", ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '')" for c in spec.uid_columns)
-            nulls = " || ".join(f"CAST((\"{c}\" IS NULL)::INTEGER AS VARCHAR)" for c in spec.uid_columns)
-            content = f"concat_ws(chr(31), {parts}) || chr(30) || {nulls}"
-            frames = _with_derived_uids(con, relation, content, quoted, batch_rows)
+            frames = derived_uids(con, relation, Content(tuple(spec.uid_columns)), quoted, batch_rows,
+                                  memory_bytes(con) // BYTES_PER_REPEAT)
         for frame in frames:
             writer.add(_cast(frame, schema))
             ctx.advance(frame.height)
@@ -237,94 +235,6 @@ def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> s
     if not files:
         return None
     return "read_parquet([" + ", ".join(literal(f.as_posix()) for f in files) + "])"
-
-
-def _with_derived_uids(con: Any, relation: str, content: str, quoted: str, batch_rows: int) -> Iterator[pl.DataFrame]:
-    """The staged rows in source order, each with its uid: the md5 of its content, and for the
-    second and later rows with the same content, of the content and its occurrence number.
-
-    Only rows whose content's 64-bit hash repeats (a superset of the repeated contents: a
-    collision only adds a candidate, the window partitions by the content itself) go through
-    the window that numbers occurrences, a narrow query sorted by position; every other row
-    streams from the staged files in scan order,
-    which DuckDB keeps under ``preserve_insertion_order``. So no query sorts the whole, wide
-    table, whose cost and memory grow with the table rather than the shard.
-    """
-    later = con.cursor()  # a second result stream needs its own connection to the database
-    later.execute("SET preserve_insertion_order=true")
-    repeats = _Positions(stream(later, f"""
-        WITH hashed AS NOT MATERIALIZED (
-            SELECT _file, _row, {content} AS _content, hash({content}) AS _hash FROM {relation}
-        ), repeated AS (
-            SELECT _hash FROM hashed GROUP BY _hash HAVING count(*) > 1
-        ), numbered AS (
-            SELECT _file, _row, _content,
-                   row_number() OVER (PARTITION BY _content ORDER BY _file, _row) AS _occurrence
-            FROM hashed SEMI JOIN repeated USING (_hash)
-        )
-        SELECT _file, _row, substr(md5(_content || chr(29) || _occurrence::VARCHAR), 1, 16) AS _later_uid
-        FROM numbered WHERE _occurrence > 1 ORDER BY _file, _row
-    """, batch_rows))
-    previous = -1
-    try:
-        rows = stream(con, f"SELECT _file, _row, substr(md5({content}), 1, 16) AS uid, {quoted} FROM {relation}",
-                      batch_rows)
-        for frame in rows:
-            position = _position(frame)
-            if position[0] <= previous or not bool((position.diff().drop_nulls() > 0).all()):
-                raise SourceError("internal error: the staged source rows did not stream in order",
-                                  "please report this with your DuckDB version")
-            previous = position[-1]
-            patches = repeats.until(previous)
-            if patches.height:
-                index = position.search_sorted(patches["_position"])
-                if not bool((position.gather(index) == patches["_position"]).all()):
-                    raise SourceError("internal error: a repeated row was not where the source order puts it",
-                                      "please report this with your DuckDB version")
-                frame = frame.with_columns(frame[UID].scatter(index, patches["_later_uid"]))
-            yield frame.drop("_file", "_row")
-        repeats.finish()
-    finally:
-        later.close()
-
-
-def _position(frame: pl.DataFrame) -> pl.Series:
-    """One increasing integer for (_file, _row), the source order."""
-    return frame.select(pl.col("_file").cast(pl.Int64) * 2**40 + pl.col("_row")).to_series().alias("_position")
-
-
-class _Positions:
-    """A stream of rows sorted by (_file, _row), taken in order up to a position."""
-
-    def __init__(self, frames: Iterator[pl.DataFrame]):
-        self.frames = frames
-        self.pending: pl.DataFrame | None = None
-
-    def _next(self) -> pl.DataFrame | None:
-        frame = next(self.frames, None)
-        return None if frame is None else frame.with_columns(_position(frame)).drop("_file", "_row")
-
-    def until(self, last: int) -> pl.DataFrame:
-        parts = []
-        while True:
-            if self.pending is None or self.pending.height == 0:
-                self.pending = self._next()
-                if self.pending is None:
-                    break
-            count = int((self.pending["_position"] <= last).sum())
-            parts.append(self.pending.head(count))
-            self.pending = self.pending.slice(count)
-            if self.pending.height:
-                break
-        if not parts:
-            return pl.DataFrame(schema={"_later_uid": pl.Utf8, "_position": pl.Int64})
-        return pl.concat(parts)
-
-    def finish(self) -> None:
-        left = (self.pending.height if self.pending is not None else 0) + sum(f.height for f in self.frames)
-        if left:
-            raise SourceError(f"internal error: {left} repeated rows were not found in the source",
-                              "please report this with your DuckDB version")
 
 
 def _cast(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:

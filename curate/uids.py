@@ -1,0 +1,262 @@
+"""Deriving a source's uids: the md5 of each row's content, numbered when the content repeats.
+
+A row's uid is the first 16 hex digits of the md5 of its content; the second and later rows with
+the same content get the md5 of the content and their occurrence number instead, so uids are
+unique, stable across re-runs and independent of shard size.
+
+Numbering needs to know which contents repeat before the first row streams out. Two ways, the
+same uids:
+
+- **hash set** (the usual case): one aggregate query finds the 64-bit hashes of the contents
+  that occur more than once (a collision only adds a candidate); the rows then stream once, and only the rows whose hash is in that set are
+  numbered, in source order, with a counter per hash (``Occurrences``). Memory: ~21 bytes per
+  repeated content, bounded by ``max_repeats``.
+- **window** (more repeated contents than that): a second query numbers the repeated rows with a
+  window partitioned by the content and sorted by position, which DuckDB spills to disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate.duck import quote, registered, stream
+from curate.errors import SourceError
+from curate.schema import UID
+
+LATER_UID = "_later_uid"
+
+
+@dataclass(frozen=True)
+class Content:
+    """A row's content, the text its uid hashes: the ``columns``, and the SQL that joins them."""
+
+    columns: tuple[str, ...]
+
+    @property
+    def sql(self) -> str:
+        # Each column as text (NULL as ''), joined by the unit separator, then one 0/1 per column
+        # for NULL: NULL and '' are different contents.
+        parts = ", ".join(f"coalesce(CAST({quote(c)} AS VARCHAR), '')" for c in self.columns)
+        nulls = " || ".join(f"CAST(({quote(c)} IS NULL)::INTEGER AS VARCHAR)" for c in self.columns)
+        return f"concat_ws(chr(31), {parts}) || chr(30) || {nulls}"
+
+    @property
+    def hash_sql(self) -> str:
+        """A 64-bit hash equal for equal contents (the columns' text; NULL hashes as NULL), without
+        building the content: a third cheaper than hashing it. Unequal contents may share one."""
+        return "hash(" + ", ".join(f"CAST({quote(c)} AS VARCHAR)" for c in self.columns) + ")"
+
+
+# Per repeated content the hash set keeps its hash (8 bytes), the first md5 seen with it (8), a
+# count (4) and a flag (1); the share of run.memory_limit it may take is 1/32.
+BYTES_PER_REPEAT = 32
+
+
+def derived_uids(con: Any, relation: str, content: Content, quoted: str, batch_rows: int,
+                 max_repeats: int) -> Iterator[pl.DataFrame]:
+    """The rows of ``relation`` (with ``_file``/``_row``) in source order, each with its uid;
+    ``quoted`` names the columns to stream."""
+    repeated = _repeated_hashes(con, relation, content.hash_sql, max_repeats)
+    if repeated is None:
+        yield from _numbered_by_window(con, relation, content.sql, quoted, batch_rows)
+    else:
+        yield from _numbered_by_hash_set(con, relation, content, quoted, batch_rows, repeated)
+
+
+def _repeated_hashes(con: Any, relation: str, hash_sql: str, max_repeats: int) -> np.ndarray | None:
+    """The sorted, distinct hashes of contents that occur more than once; None when there are
+    more than ``max_repeats`` of them (then the window numbers the rows)."""
+    parts, total = [], 0
+    for frame in stream(con, f"SELECT {hash_sql} AS _hash FROM {relation} GROUP BY _hash HAVING count(*) > 1"):
+        total += frame.height
+        if total > max_repeats:
+            return None
+        parts.append(frame["_hash"].to_numpy().astype(np.uint64, copy=False))
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+
+
+def _numbered_by_hash_set(con: Any, relation: str, content: Content, quoted: str, batch_rows: int,
+                          repeated: np.ndarray) -> Iterator[pl.DataFrame]:
+    occurrences = Occurrences(repeated)
+    order = _SourceOrder()
+    later = con.cursor()  # the main stream keeps its connection busy until it is drained
+    later.execute("SET preserve_insertion_order=true")  # later uids come back in their rows' order
+    try:
+        rows = stream(con, f"SELECT _file, _row, substr(md5({content.sql}), 1, 16) AS uid, {content.hash_sql} AS _hash, "
+                           f"{quoted} FROM {relation}", batch_rows)
+        for frame in rows:
+            order.check(_position(frame))
+            hashes = frame["_hash"].to_numpy().astype(np.uint64, copy=False)
+            candidates = np.flatnonzero(occurrences.contains(hashes))
+            frame = frame.drop("_file", "_row", "_hash")
+            if len(candidates):
+                first_uids = frame[UID].gather(candidates).str.to_integer(base=16, dtype=pl.UInt64).to_numpy()
+                numbers = occurrences.number(hashes[candidates], first_uids)
+                index = candidates[numbers > 1]
+                if len(index):
+                    uids = _later_uids(later, frame[index].select(content.columns), content, numbers[numbers > 1])
+                    frame = frame.with_columns(frame[UID].scatter(index, uids))
+            yield frame
+    finally:
+        later.close()
+
+
+def _later_uids(con: Any, rows: pl.DataFrame, content: Content, numbers: np.ndarray) -> pl.Series:
+    """The uids of rows that repeat an earlier row's content: the md5 of the content and the
+    occurrence number, by the same SQL as every other uid (DuckDB's casts make the content)."""
+    numbered = rows.with_columns(pl.Series("_occurrence", numbers, dtype=pl.Int64)).to_arrow()
+    with registered(con, "_curate_later_rows", numbered) as name:
+        return con.sql(f'SELECT substr(md5({content.sql} || chr(29) || _occurrence::VARCHAR), 1, 16) AS uid '
+                       f'FROM "{name}"').pl().to_series()
+
+
+class Occurrences:
+    """Occurrence numbers of rows whose content hash repeats, handed over in source order.
+
+    A row is told apart by its hash and its first uid (64 bits of the content's md5). Each
+    repeated hash counts the rows of the first content seen with it; another content with the
+    same hash (a collision) is counted apart, in a dictionary."""
+
+    def __init__(self, hashes: np.ndarray):
+        self.hashes = hashes
+        self.counts = np.zeros(len(hashes), dtype=np.uint32)
+        self.owner = np.zeros(len(hashes), dtype=np.uint64)
+        self.owned = np.zeros(len(hashes), dtype=bool)
+        self.collided: dict[tuple[int, int], int] = {}
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        # A binary search, not a hash set: polars' is_in builds one of every repeated hash per
+        # call, which is most of the work once there are millions of them.
+        if not len(self.hashes):
+            return np.zeros(len(hashes), dtype=bool)
+        slots = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        return self.hashes[slots] == hashes
+
+    def number(self, hashes: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """1 for a content's first row, 2 for its second…; ``hashes`` must be repeated ones."""
+        if not len(hashes):
+            return np.zeros(0, dtype=np.int64)
+        slots = np.searchsorted(self.hashes, hashes)
+        free = ~self.owned[slots]
+        if free.any():  # a slot belongs to the first content seen with it (np.unique: first index)
+            unowned, first = np.unique(slots[free], return_index=True)
+            self.owner[unowned] = keys[free][first]
+            self.owned[unowned] = True
+        numbers = np.zeros(len(slots), dtype=np.int64)
+        mine = self.owner[slots] == keys
+        numbers[mine] = self._count(slots[mine])
+        for i in np.flatnonzero(~mine):  # another content with the same 64-bit hash: rare
+            key = (int(slots[i]), int(keys[i]))
+            numbers[i] = self.collided[key] = self.collided.get(key, 0) + 1
+        return numbers
+
+    def _count(self, slots: np.ndarray) -> np.ndarray:
+        """Each row's number: its slot's count so far plus its rank among this batch's rows."""
+        if not len(slots):
+            return np.zeros(0, dtype=np.int64)
+        order = np.argsort(slots, kind="stable")
+        ordered = slots[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        sizes = np.diff(np.r_[starts, len(ordered)])
+        rank = np.arange(len(ordered)) - np.repeat(starts, sizes)
+        numbers = np.empty(len(slots), dtype=np.int64)
+        numbers[order] = self.counts[ordered].astype(np.int64) + rank + 1
+        self.counts[ordered[starts]] += sizes.astype(np.uint32)  # each slot once: no np.add.at needed
+        return numbers
+
+
+def _numbered_by_window(con: Any, relation: str, content: str, quoted: str, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Only rows whose content's 64-bit hash repeats go through the window that numbers
+    occurrences, a narrow query sorted by position; every other row streams in scan order,
+    which DuckDB keeps under ``preserve_insertion_order``. So no query sorts the whole, wide
+    table."""
+    later = con.cursor()  # a second result stream needs its own connection to the database
+    later.execute("SET preserve_insertion_order=true")
+    repeats = _Positions(stream(later, f"""
+        WITH hashed AS NOT MATERIALIZED (
+            SELECT _file, _row, {content} AS _content, hash({content}) AS _hash FROM {relation}
+        ), repeated AS (
+            SELECT _hash FROM hashed GROUP BY _hash HAVING count(*) > 1
+        ), numbered AS (
+            SELECT _file, _row, _content,
+                   row_number() OVER (PARTITION BY _content ORDER BY _file, _row) AS _occurrence
+            FROM hashed SEMI JOIN repeated USING (_hash)
+        )
+        SELECT _file, _row, substr(md5(_content || chr(29) || _occurrence::VARCHAR), 1, 16) AS {LATER_UID}
+        FROM numbered WHERE _occurrence > 1 ORDER BY _file, _row
+    """, batch_rows))
+    order = _SourceOrder()
+    try:
+        rows = stream(con, f"SELECT _file, _row, substr(md5({content}), 1, 16) AS uid, {quoted} FROM {relation}",
+                      batch_rows)
+        for frame in rows:
+            position = _position(frame)
+            order.check(position)
+            patches = repeats.until(position[-1])
+            if patches.height:
+                index = position.search_sorted(patches["_position"])
+                if not bool((position.gather(index) == patches["_position"]).all()):
+                    raise SourceError("internal error: a repeated row was not where the source order puts it",
+                                      "please report this with your DuckDB version")
+                frame = frame.with_columns(frame[UID].scatter(index, patches[LATER_UID]))
+            yield frame.drop("_file", "_row")
+        repeats.finish()
+    finally:
+        later.close()
+
+
+class _SourceOrder:
+    """Raises unless the frames' positions strictly increase: numbering relies on it."""
+
+    def __init__(self) -> None:
+        self.previous = -1
+
+    def check(self, position: pl.Series) -> None:
+        if position[0] <= self.previous or not bool((position.diff().drop_nulls() > 0).all()):
+            raise SourceError("internal error: the source rows did not stream in order",
+                              "please report this with your DuckDB version")
+        self.previous = position[-1]
+
+
+def _position(frame: pl.DataFrame) -> pl.Series:
+    """One increasing integer for (_file, _row), the source order."""
+    return frame.select(pl.col("_file").cast(pl.Int64) * 2**40 + pl.col("_row")).to_series().alias("_position")
+
+
+class _Positions:
+    """A stream of rows sorted by (_file, _row), taken in order up to a position."""
+
+    def __init__(self, frames: Iterator[pl.DataFrame]):
+        self.frames = frames
+        self.pending: pl.DataFrame | None = None
+
+    def _next(self) -> pl.DataFrame | None:
+        frame = next(self.frames, None)
+        return None if frame is None else frame.with_columns(_position(frame)).drop("_file", "_row")
+
+    def until(self, last: int) -> pl.DataFrame:
+        parts = []
+        while True:
+            if self.pending is None or self.pending.height == 0:
+                self.pending = self._next()
+                if self.pending is None:
+                    break
+            count = int((self.pending["_position"] <= last).sum())
+            parts.append(self.pending.head(count))
+            self.pending = self.pending.slice(count)
+            if self.pending.height:
+                break
+        if not parts:
+            return pl.DataFrame(schema={LATER_UID: pl.Utf8, "_position": pl.Int64})
+        return pl.concat(parts)
+
+    def finish(self) -> None:
+        left = (self.pending.height if self.pending is not None else 0) + sum(f.height for f in self.frames)
+        if left:
+            raise SourceError(f"internal error: {left} repeated rows were not found in the source",
+                              "please report this with your DuckDB version")

@@ -1,0 +1,101 @@
+"""Derived uids: the md5 of each row's content, numbered in source order when the content repeats,
+the same whichever way the repeats are numbered (hash set or window)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import curate.ingest
+from curate.testing import run_spec
+from curate.testing import strategies as cst
+from curate.testing.runner import read_step_output
+from curate.uids import Occurrences
+
+
+def reference_uids(rows: list[tuple]) -> list[str]:
+    """The uid rule written out: md5 of the columns as text (NULL as ''), joined by \\x1f, then
+    \\x1e and one 0/1 per column for NULL; a repeat adds \\x1d and its occurrence number."""
+    seen: Counter = Counter()
+    out = []
+    for row in rows:
+        content = "\x1f".join("" if v is None else str(v) for v in row) + "\x1e"
+        content += "".join("1" if v is None else "0" for v in row)
+        seen[content] += 1
+        if seen[content] > 1:
+            content += f"\x1d{seen[content]}"
+        out.append(hashlib.md5(content.encode()).hexdigest()[:16])
+    return out
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tables=st.lists(cst.tables(min_rows=0, max_rows=30), min_size=1, max_size=3), shard_size=st.integers(1, 40),
+       repeat_file=st.booleans())
+def test_uids_follow_the_rule_by_hash_set_and_by_window(pm, tmp_path_factory, monkeypatch, tables, shard_size,
+                                                         repeat_file):
+    workdir = tmp_path_factory.mktemp("uids")
+    tables = [t.drop("uid") for t in tables]
+    if repeat_file:  # every row of a file repeated in a later one
+        tables = [*tables, tables[0]]
+    for i, table in enumerate(tables):
+        table.write_parquet(workdir / "data" / f"part-{i}.parquet", mkdir=True)
+    spec = {"source": {"path": str(workdir / "data")}, "run": {"shard_size": shard_size}}
+    by_hash_set = read_step_output(run_spec(spec, workdir / "hash_set", pm=pm), "source")
+    with monkeypatch.context() as patch:  # room for no repeated content: the window numbers them
+        patch.setattr(curate.ingest, "BYTES_PER_REPEAT", 2**62)
+        by_window = read_step_output(run_spec(spec, workdir / "window", pm=pm), "source")
+    rows = [r for t in tables for r in t.select("url", "alt_text").iter_rows()]
+    assert by_hash_set["uid"].to_list() == reference_uids(rows)
+    assert by_window.equals(by_hash_set)
+
+
+def test_uid_columns_of_other_types_are_cast_as_duckdb_casts_them(pm, workdir):
+    # Repeats of typed columns: the later uids come from the same SQL casts as the first ones.
+    table = pl.DataFrame({"url": ["a", "a", "a", "b"], "alt_text": ["x", "x", "x", None],
+                          "when": [datetime(2020, 1, 1)] * 4, "n": [1.5, 1.5, 1.5, None]})
+    spec = {"source": {"path": "d.parquet", "uid_columns": ["url", "when", "n"]}}
+    uids = read_step_output(run_spec(spec, workdir, tables={"d.parquet": table}, pm=pm), "source")["uid"].to_list()
+    rows = [(u, "2020-01-01 00:00:00", None if n is None else str(n)) for u, n in zip(table["url"], table["n"])]
+    assert uids == reference_uids(rows) and len(set(uids)) == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), max_size=60), data=st.data())
+def test_occurrences_count_each_content_in_order_across_batches_and_hash_collisions(rows, data):
+    """(hash, key) pairs: the same hash with another key is another content (a 64-bit collision)."""
+    hashes = np.array([h for h, _ in rows], dtype=np.uint64)
+    keys = np.array([k for _, k in rows], dtype=np.uint64)
+    occurrences = Occurrences(np.unique(hashes))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=4)))
+    numbers = []
+    for start, end in zip([0, *cuts], [*cuts, len(rows)]):
+        numbers.extend(occurrences.number(hashes[start:end], keys[start:end]).tolist())
+    seen: Counter = Counter()
+    expected = []
+    for row in rows:
+        seen[row] += 1
+        expected.append(seen[row])
+    assert numbers == expected
+
+
+def test_occurrences_tell_which_hashes_repeat():
+    occurrences = Occurrences(np.array([3, 9], dtype=np.uint64))
+    assert occurrences.contains(np.array([9, 4, 3, 0, 10], dtype=np.uint64)).tolist() == [True, False, True, False, False]
+    assert Occurrences(np.zeros(0, dtype=np.uint64)).contains(np.array([1], dtype=np.uint64)).tolist() == [False]
+
+
+def test_memory_bytes_reads_duckdbs_rounded_limit():
+    import duckdb
+
+    from curate.duck import memory_bytes
+
+    con = duckdb.connect()
+    for setting, expected in (("256MB", 256e6), ("4GB", 4e9), ("1GiB", 2**30)):
+        con.execute(f"SET memory_limit='{setting}'")
+        assert abs(memory_bytes(con) - expected) / expected < 0.02  # one decimal: 3.7 GiB
