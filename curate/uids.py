@@ -128,14 +128,22 @@ class Occurrences:
         self.owner = np.zeros(len(hashes), dtype=np.uint64)
         self.owned = np.zeros(len(hashes), dtype=bool)
         self.collided: dict[tuple[int, int], int] = {}
+        # A byte per value of the hashes' low bits, set where a repeated hash has them: most rows
+        # are ruled out by one lookup (~16 slots per hash, at most 16 MB) before a binary search.
+        size = 1 << int(min(24, max(16, np.ceil(np.log2(16 * max(1, len(hashes)))))))
+        self.low_bits = np.uint64(size - 1)
+        self.maybe = np.zeros(size, dtype=bool)
+        self.maybe[hashes & self.low_bits] = True
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         # A binary search, not a hash set: polars' is_in builds one of every repeated hash per
         # call, which is most of the work once there are millions of them.
-        if not len(self.hashes):
-            return np.zeros(len(hashes), dtype=bool)
-        slots = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
-        return self.hashes[slots] == hashes
+        found = self.maybe[hashes & self.low_bits]
+        rows = np.flatnonzero(found)
+        if len(rows):
+            slots = np.minimum(np.searchsorted(self.hashes, hashes[rows]), len(self.hashes) - 1)
+            found[rows] = self.hashes[slots] == hashes[rows]
+        return found
 
     def number(self, hashes: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """1 for a content's first row, 2 for its second…; ``hashes`` must be repeated ones."""
