@@ -128,7 +128,9 @@ class CliResult:
 
 def cli_env(pythonpath: list[Path] | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_")}
-    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (pythonpath or []))
+    # The tree these tests belong to, last: in a git worktree whose venv has another checkout
+    # installed (editable), a subprocess would otherwise run that checkout's code.
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in [*(pythonpath or []), REPO, REPO / "plugins"])
     env["COLUMNS"] = "200"  # rich wraps tables to the terminal width; keep lines whole
     env["NO_COLOR"] = "1"
     env.update(extra)
