@@ -8,9 +8,10 @@ Numbering needs to know which contents repeat before the first row streams out. 
 same uids:
 
 - **hash set** (the usual case): one aggregate query finds the 64-bit hashes of the contents
-  that occur more than once (a collision only adds a candidate); the rows then stream once, and only the rows whose hash is in that set are
-  numbered, in source order, with a counter per hash (``Occurrences``). Memory: ~21 bytes per
-  repeated content, bounded by ``max_repeats``.
+  that occur more than once (a collision only adds a candidate); the rows then stream once, and
+  only the rows whose hash is in that set are numbered, in source order, with a counter per hash
+  (``Occurrences``). Memory: ~21 bytes per repeated content, bounded by ``max_repeats``, plus a
+  lookup filter of at most 16 MB.
 - **window** (more repeated contents than that): a second query numbers the repeated rows with a
   window partitioned by the content and sorted by position, which DuckDB spills to disk.
 """
@@ -53,7 +54,8 @@ class Content:
 
 
 # Per repeated content the hash set keeps its hash (8 bytes), the first md5 seen with it (8), a
-# count (4) and a flag (1); the share of run.memory_limit it may take is 1/32.
+# count (4) and a flag (1); the share of run.memory_limit it may take is 1/32. (Its lookup filter,
+# at most 16 MB, is 2 bytes per hash at that bound.)
 BYTES_PER_REPEAT = 32
 
 
@@ -72,7 +74,8 @@ def _repeated_hashes(con: Any, relation: str, hash_sql: str, max_repeats: int) -
     """The sorted, distinct hashes of contents that occur more than once; None when there are
     more than ``max_repeats`` of them (then the window numbers the rows)."""
     parts, total = [], 0
-    for frame in stream(con, f"SELECT {hash_sql} AS _hash FROM {relation} GROUP BY _hash HAVING count(*) > 1"):
+    query = f"SELECT {hash_sql} AS _hash FROM {relation} GROUP BY _hash HAVING count(*) > 1"
+    for frame in stream(con, query):
         total += frame.height
         if total > max_repeats:
             return None
@@ -87,8 +90,8 @@ def _numbered_by_hash_set(con: Any, relation: str, content: Content, quoted: str
     later = con.cursor()  # the main stream keeps its connection busy until it is drained
     later.execute("SET preserve_insertion_order=true")  # later uids come back in their rows' order
     try:
-        rows = stream(con, f"SELECT _file, _row, substr(md5({content.sql}), 1, 16) AS uid, {content.hash_sql} AS _hash, "
-                           f"{quoted} FROM {relation}", batch_rows)
+        rows = stream(con, f"SELECT _file, _row, substr(md5({content.sql}), 1, 16) AS uid, "
+                           f"{content.hash_sql} AS _hash, {quoted} FROM {relation}", batch_rows)
         for frame in rows:
             order.check(_position(frame))
             hashes = frame["_hash"].to_numpy().astype(np.uint64, copy=False)
@@ -97,9 +100,10 @@ def _numbered_by_hash_set(con: Any, relation: str, content: Content, quoted: str
             if len(candidates):
                 first_uids = frame[UID].gather(candidates).str.to_integer(base=16, dtype=pl.UInt64).to_numpy()
                 numbers = occurrences.number(hashes[candidates], first_uids)
-                index = candidates[numbers > 1]
+                repeats = numbers > 1
+                index = candidates[repeats]
                 if len(index):
-                    uids = _later_uids(later, frame[index].select(content.columns), content, numbers[numbers > 1])
+                    uids = _later_uids(later, frame[index].select(content.columns), content, numbers[repeats])
                     frame = frame.with_columns(frame[UID].scatter(index, uids))
             yield frame
     finally:
@@ -136,8 +140,8 @@ class Occurrences:
         self.maybe[hashes & self.low_bits] = True
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
-        # A binary search, not a hash set: polars' is_in builds one of every repeated hash per
-        # call, which is most of the work once there are millions of them.
+        # The filter, then a binary search for the rows it lets through; not polars' is_in, which
+        # builds a hash set of every repeated hash per call (most of the work with millions).
         found = self.maybe[hashes & self.low_bits]
         rows = np.flatnonzero(found)
         if len(rows):
@@ -178,7 +182,8 @@ class Occurrences:
         return numbers
 
 
-def _numbered_by_window(con: Any, relation: str, content: str, quoted: str, batch_rows: int) -> Iterator[pl.DataFrame]:
+def _numbered_by_window(con: Any, relation: str, content: str, quoted: str,
+                        batch_rows: int) -> Iterator[pl.DataFrame]:
     """Only rows whose content's 64-bit hash repeats go through the window that numbers
     occurrences, a narrow query sorted by position; every other row streams in scan order,
     which DuckDB keeps under ``preserve_insertion_order``. So no query sorts the whole, wide

@@ -35,8 +35,8 @@ def reference_uids(rows: list[tuple]) -> list[str]:
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(tables=st.lists(cst.tables(min_rows=0, max_rows=30), min_size=1, max_size=3), shard_size=st.integers(1, 40),
-       repeat_file=st.booleans())
+@given(tables=st.lists(cst.tables(min_rows=0, max_rows=30), min_size=1, max_size=3),
+       shard_size=st.integers(1, 40), repeat_file=st.booleans())
 def test_uids_follow_the_rule_by_hash_set_and_by_window(pm, tmp_path_factory, monkeypatch, tables, shard_size,
                                                          repeat_file):
     workdir = tmp_path_factory.mktemp("uids")
@@ -60,8 +60,10 @@ def test_uid_columns_of_other_types_are_cast_as_duckdb_casts_them(pm, workdir):
     table = pl.DataFrame({"url": ["a", "a", "a", "b"], "alt_text": ["x", "x", "x", None],
                           "when": [datetime(2020, 1, 1)] * 4, "n": [1.5, 1.5, 1.5, None]})
     spec = {"source": {"path": "d.parquet", "uid_columns": ["url", "when", "n"]}}
-    uids = read_step_output(run_spec(spec, workdir, tables={"d.parquet": table}, pm=pm), "source")["uid"].to_list()
-    rows = [(u, "2020-01-01 00:00:00", None if n is None else str(n)) for u, n in zip(table["url"], table["n"])]
+    manifest = run_spec(spec, workdir, tables={"d.parquet": table}, pm=pm)
+    uids = read_step_output(manifest, "source")["uid"].to_list()
+    rows = [(u, "2020-01-01 00:00:00", None if n is None else str(n))
+            for u, n in zip(table["url"], table["n"])]
     assert uids == reference_uids(rows) and len(set(uids)) == 4
 
 
@@ -86,8 +88,10 @@ def test_occurrences_count_each_content_in_order_across_batches_and_hash_collisi
 
 def test_occurrences_tell_which_hashes_repeat():
     occurrences = Occurrences(np.array([3, 9], dtype=np.uint64))
-    assert occurrences.contains(np.array([9, 4, 3, 0, 10], dtype=np.uint64)).tolist() == [True, False, True, False, False]
-    assert Occurrences(np.zeros(0, dtype=np.uint64)).contains(np.array([1], dtype=np.uint64)).tolist() == [False]
+    found = occurrences.contains(np.array([9, 4, 3, 0, 10], dtype=np.uint64))
+    assert found.tolist() == [True, False, True, False, False]
+    nothing = Occurrences(np.zeros(0, dtype=np.uint64))
+    assert nothing.contains(np.array([1], dtype=np.uint64)).tolist() == [False]
 
 
 def test_memory_bytes_reads_duckdbs_rounded_limit():
