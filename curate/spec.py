@@ -234,10 +234,15 @@ def humanize(item: dict) -> str:
 def parse_yaml(text: str, source_name: str = "spec") -> tuple[Any, yaml.Node | None]:
     # One parse gives both: the node (lines, duplicate keys) and the data built from it, as
     # yaml.safe_load builds it; composing and then loading the text parsed every spec twice.
+    # A stranger's text is bounded before anything walks the data (curate.yaml_limits).
+    from curate.yaml_limits import YamlTooLarge, check_node
+
     try:
         loader = yaml.SafeLoader(text)  # refuses a text with unprintable characters
         try:
             node = loader.get_single_node()
+            if node is not None:
+                check_node(node)
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -246,6 +251,11 @@ def parse_yaml(text: str, source_name: str = "spec") -> tuple[Any, yaml.Node | N
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError([Problem("", f"not valid YAML: {problem}", line=line)], source_name) from None
+    except YamlTooLarge as exc:
+        raise SpecError([Problem("", f"refused: {exc}", line=exc.line, hint=exc.hint)], source_name) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise SpecError([Problem("", "refused: the YAML nests collections hundreds of levels deep",
+                                 hint="a spec is a few levels deep; check the brackets")], source_name) from None
     duplicates = duplicate_keys(node)
     if duplicates:
         raise SpecError(duplicates, source_name)

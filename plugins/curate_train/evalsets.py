@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from curate.errors import UsageError
@@ -87,9 +86,12 @@ def load_eval_sets(file: Path) -> list[EvalSet]:
     """One set (a mapping) or several (a list) from a YAML file; paths become relative to its folder."""
     if not file.is_file():
         raise UsageError(f"eval-set file {file} does not exist")
+    from curate.errors import SpecError
+    from curate.spec import parse_yaml
+
     try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
+        data, _ = parse_yaml(file.read_text(), str(file))  # bounded: a stranger's file
+    except SpecError as exc:
         raise UsageError(f"eval-set file {file} is not valid YAML: {exc}") from None
     entries = data if isinstance(data, list) else [data]
     sets = []

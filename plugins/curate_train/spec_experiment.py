@@ -108,10 +108,12 @@ class Loaded:
 
 def is_spec_experiment(path: Path) -> bool:
     """True for an experiment over a spec (it has ``spec:``); the world blend experiment has none."""
+    from curate.spec import parse_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        return False
+        data, _ = parse_yaml(path.read_text(), str(path))
+    except (SpecError, OSError, UnicodeDecodeError):
+        return False  # the world blend experiment's loader reports what is wrong
     return isinstance(data, dict) and "spec" in data
 
 

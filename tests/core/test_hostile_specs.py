@@ -243,3 +243,27 @@ def test_an_explicit_run_dir_on_the_command_line_may_use_dotdot(curate_main, wri
     write_spec({"name": "paths", "source": {"path": "data.parquet"}}, table=sample_table(5))
     result = curate_main("plan", "spec.yaml", "--run-dir", "../elsewhere")
     assert result.code == 0, result
+
+
+def _alias_bomb(levels: int, width: int) -> str:
+    """``levels`` anchors, each a list of ``width`` aliases of the one before: width**levels values."""
+    lines = ["name: bomb", f"l0: &l0 [{', '.join(['x'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join([*lines, "source: {path: data.parquet}", ""])
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (_alias_bomb(10, 10), "more than 1,000,000 values"),  # 10**10 values in 300 bytes
+    ("name: loop\na: &a [1, *a]\nsource: {path: data.parquet}\n", "refers to a value that contains it"),
+    ("name: loop\na: &a {b: {c: *a}}\nsource: {path: data.parquet}\n", "refers to a value that contains it"),
+    ("name: deep\na: " + "[" * 5000 + "]" * 5000 + "\n", "hundreds of levels deep"),
+    ("name: deep\na: " + "{b: " * 5000 + "1" + "}" * 5000 + "\n", "hundreds of levels deep"),
+])
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_yaml_that_expands_without_end_is_refused_before_anything_walks_it(curate_main, write_spec, command,
+                                                                           text, fragment):
+    write_spec(text, table=sample_table(5))
+    result = curate_main(command, "spec.yaml")
+    assert result.code == 2, result
+    assert fragment in result.stderr and "internal error" not in result.stderr
+

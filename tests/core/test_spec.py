@@ -231,3 +231,42 @@ def test_spec_errors_survive_pickling():
     again = pickle.loads(pickle.dumps(caught.value))
     assert str(again) == str(caught.value)
     assert again.problems == caught.value.problems
+
+
+def _expanded(value) -> int:
+    """Values a YAML document stands for, counted as curate.yaml_limits counts nodes: a mapping is
+    one, plus its keys and values; a list one plus its items."""
+    if isinstance(value, dict):
+        return 1 + sum(_expanded(k) + _expanded(v) for k, v in value.items())
+    if isinstance(value, list):
+        return 1 + sum(_expanded(item) for item in value)
+    return 1
+
+
+SHARED_DAGS = st.recursive(
+    st.one_of(st.integers(-5, 5), st.text("ab", max_size=2)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text("xyz", min_size=1, max_size=2), inner, max_size=3),
+        # the same object twice: yaml.safe_dump writes it once, with an anchor, and aliases it
+        inner.map(lambda shared: [shared, shared]),
+        inner.map(lambda shared: {"p": shared, "q": [shared, shared]}),
+    ),
+    max_leaves=40,
+)
+
+
+@given(SHARED_DAGS, st.integers(1, 400))
+def test_aliases_are_counted_expanded_and_bounded(value, limit):
+    import yaml
+
+    from curate.yaml_limits import YamlTooLarge, check_node
+
+    text = yaml.safe_dump({"v": value})
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    size = _expanded({"v": value})
+    if size <= limit:
+        assert check_node(node, limit) == size
+    else:
+        with pytest.raises(YamlTooLarge, match=f"more than {limit:,} values"):
+            check_node(node, limit)

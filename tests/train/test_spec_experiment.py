@@ -238,3 +238,31 @@ def test_rows_and_seed_references_are_replaced_exactly(name, rows, before, after
     seeded = with_seed(data, seed)
     assert seeded["path"] == [before + str(seed) + after]
     assert {k: v for k, v in seeded.items() if k != "path"} == {k: v for k, v in data.items() if k != "path"}
+
+
+def _bomb_lines() -> str:
+    """Ten anchors, each ten aliases of the one before: 10**10 values in 300 bytes."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_in_an_experiment_or_eval_set_file_is_refused(tmp_path):
+    from curate.errors import SpecError, UsageError
+    from curate_train import experiment
+    from curate_train.evalsets import load_eval_sets
+    from curate_train.spec_experiment import is_spec_experiment
+    from curate_train.spec_experiment import load as load_spec_experiment
+
+    with_spec = tmp_path / "with_spec.yaml"
+    with_spec.write_text("name: bomb\nspec: base.yaml\n" + _bomb_lines())
+    world = tmp_path / "world.yaml"
+    world.write_text("name: bomb\n" + _bomb_lines())
+    assert not is_spec_experiment(with_spec)  # then the world experiment's loader says why
+    for load, path in ((load_spec_experiment, with_spec), (experiment.load, world)):
+        with pytest.raises(SpecError, match="more than 1,000,000 values"):
+            load(path)
+    evalset = tmp_path / "evalset.yaml"
+    evalset.write_text("format: table\npath: t.parquet\n" + _bomb_lines())
+    with pytest.raises(UsageError, match="more than 1,000,000 values"):
+        load_eval_sets(evalset)
