@@ -102,3 +102,11 @@ def test_the_experiment_pool_can_take_its_synthetic_captions_from_the_shipped_ca
     # the captioner's own text, not the annotator's: captions differ from the world's targets
     assert (realigned["caption_realigned"] != pool["caption_realigned"]).sum() > 0
     assert all(c.endswith("background.") for c in realigned["caption_realigned"])
+
+
+def test_the_held_out_blend_spec_loads_and_its_world_is_held_out():
+    from curate_train.experiment import load
+
+    spec = load(REPO / "specs" / "experiment_blend_heldout.yaml")
+    assert [v.name for v in spec.variants] == ["alt_text", "realigned", "replace_0.5", "multi"]
+    assert spec.world["scenes"] == "heldout" and spec.synthetic == "captioner" and len(spec.seeds) == 5
