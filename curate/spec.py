@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from curate.errors import Problem, SpecError
 from curate.step import DEFAULT_MEMORY_LIMIT
+from curate.yaml_limits import YamlTooLarge, check_node
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The spec's name becomes part of the run directory ({name} in run.dir): never a path.
@@ -235,8 +236,6 @@ def parse_yaml(text: str, source_name: str = "spec") -> tuple[Any, yaml.Node | N
     # One parse gives both: the node (lines, duplicate keys) and the data built from it, as
     # yaml.safe_load builds it; composing and then loading the text parsed every spec twice.
     # A stranger's text is bounded before anything walks the data (curate.yaml_limits).
-    from curate.yaml_limits import YamlTooLarge, check_node
-
     try:
         loader = yaml.SafeLoader(text)  # refuses a text with unprintable characters
         try:

@@ -91,8 +91,10 @@ def load_eval_sets(file: Path) -> list[EvalSet]:
 
     try:
         data, _ = parse_yaml(file.read_text(), str(file))  # bounded: a stranger's file
-    except SpecError as exc:
-        raise UsageError(f"eval-set file {file} is not valid YAML: {exc}") from None
+    except SpecError as exc:  # not YAML, refused (curate.yaml_limits) or a key given twice
+        first = exc.problems[0]
+        where = f"{file}:{first.line}" if first.line else str(file)
+        raise UsageError(f"eval-set file {where}: " + "; ".join(p.message for p in exc.problems), first.hint) from None
     entries = data if isinstance(data, list) else [data]
     sets = []
     for index, entry in enumerate(entries):
