@@ -150,16 +150,36 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
         "--precision", precision, "--logs", str(out), "--name", name, "--save-frequency", str(epochs),
         "--zeroshot-frequency", "0", "--val-frequency", "0", "--report-to", "", "--log-every-n-steps", "20",
     ]
-    if seeded_order:
-        with seeded_sample_shuffle(seed):
+    with own_logging():
+        if seeded_order:
+            with seeded_sample_shuffle(seed):
+                open_clip_train.main.main(args)
+        else:
             open_clip_train.main.main(args)
-    else:
-        open_clip_train.main.main(args)
     checkpoint = out / name / "checkpoints" / f"epoch_{epochs}.pt"
     if not checkpoint.is_file():
         raise RuntimeError(f"open_clip_train finished without {checkpoint}")
     export_local_dir(checkpoint, model_name, model_dir(checkpoint))
     return checkpoint
+
+
+@contextmanager
+def own_logging() -> Iterator[None]:
+    """open_clip_train's ``setup_logging`` adds a console and an ``out.log`` handler to the root
+    logger and never removes them: a second run in one process (the next variant) also wrote its
+    lines into the first run's log, twice to the console, and kept the file open. Inside this block
+    the root logger's handlers and level are put back as they were, the added ones closed."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
 
 
 @contextmanager

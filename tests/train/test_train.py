@@ -110,3 +110,22 @@ def test_the_held_out_blend_spec_loads_and_its_world_is_held_out():
     spec = load(REPO / "specs" / "experiment_blend_heldout.yaml")
     assert [v.name for v in spec.variants] == ["alt_text", "realigned", "replace_0.5", "multi"]
     assert spec.world["scenes"] == "heldout" and spec.synthetic == "captioner" and len(spec.seeds) == 5
+
+
+def test_open_clip_trains_logging_is_undone_after_each_run(tmp_path):
+    # open_clip_train's setup_logging adds root handlers and never removes them: without this, a
+    # second training in one process wrote into the first run's out.log and to a closed stream.
+    import logging
+
+    from curate_train.clip import own_logging
+    from open_clip_train.logger import setup_logging
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    for run in ("first", "second"):
+        with own_logging():
+            setup_logging(str(tmp_path / f"{run}.log"), logging.INFO)
+            logging.getLogger("curate.test").info("line of %s", run)
+        assert root.handlers == before and root.level == level
+    assert "line of second" not in (tmp_path / "first.log").read_text()
+    assert "line of first" in (tmp_path / "first.log").read_text()
