@@ -37,7 +37,11 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--balance-kinds/--no-balance-kinds", default=False, show_default=True,
               help="World pairs: every applicable textual kind per row, each kind cut to the rarest kind's count.")
 @click.option("--table", type=click.Path(dir_okay=False, exists=True), help="A user's Parquet table: image paths + alt_text.")
-@click.option("--model", default=None, help="With --table: the SFT captioner that samples the two candidates.")
+@click.option("--model", default=None, help="With --table: the SFT captioner that samples the two candidates. With "
+              "--world: sample --samples captions per row from it and pair a right one with a wrong one (on-policy).")
+@click.option("--samples", default=6, show_default=True, help="With --world --model: captions sampled per row.")
+@click.option("--annotator-chosen/--no-annotator-chosen", default=False, show_default=True,
+              help="With --world --model: a row no sample gets right pairs the annotator's caption with a sample.")
 @click.option("--image-column", default="image", show_default=True)
 @click.option("--alt-text-column", default="alt_text", show_default=True)
 @click.option("--scorer", default="clip=1,entity=1,length=0.5", show_default=True,
@@ -45,11 +49,11 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--clip-model", default="world", show_default=True, help="With --table: the CLIP scorer's open_clip config.")
 @click.option("--clip-checkpoint", default=None, help="With --table: local weights of --clip-model.")
 @click.option("--margin", default=0.02, show_default=True, help="With --table: a score gap below this is no preference.")
-@click.option("--temperature", default=0.7, show_default=True, help="With --table: sampling temperature of the candidates.")
+@click.option("--temperature", default=0.7, show_default=True, help="With --model: sampling temperature of the candidates.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=None, type=int)
-def pairs(out: str, world: str | None, dimensions: str, rows: int, balance_kinds: bool, table: str | None, model: str | None, image_column: str,
-          alt_text_column: str, scorer: str, clip_model: str, clip_checkpoint: str | None, margin: float, temperature: float, seed: int,
+def pairs(out: str, world: str | None, dimensions: str, rows: int, balance_kinds: bool, table: str | None, model: str | None,
+          samples: int, annotator_chosen: bool, image_column: str, alt_text_column: str, scorer: str, clip_model: str, clip_checkpoint: str | None, margin: float, temperature: float, seed: int,
           threads: int | None) -> None:
     """Make a preference pair table (image, alt_text, chosen, rejected, dimension) for `captioner dpo`."""
     from curate_captioner.errors import CaptionerError
@@ -57,7 +61,14 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, balance_kinds
     if (world is None) == (table is None):
         raise CaptionerError("give exactly one of --world and --table")
     _threads(threads)
-    if world is not None:
+    if world is not None and model is not None:
+        if balance_kinds:
+            raise CaptionerError("--balance-kinds applies to edited world pairs, not sampled ones", "leave out --balance-kinds or --model")
+        from curate_captioner.sampled import sampled_pairs
+
+        made = sampled_pairs(world, model, out, rows=rows, samples=samples, temperature=temperature, seed=seed,
+                             annotator_chosen=annotator_chosen, log=lambda line: click.echo(line, err=True))
+    elif world is not None:
         from curate_captioner.pairs import world_pairs
 
         made = world_pairs(world, out, dimensions=[d.strip() for d in dimensions.split(",") if d.strip()], rows=rows, seed=seed,

@@ -331,6 +331,13 @@ def test_cli_pairs_and_dpo(curate_cli: Callable[..., Any], saved_captioner: Path
                           "--dimensions", "textual", "--balance-kinds", pythonpath=path)
     assert balanced.code == 0, balanced
     assert len(set(json.loads(balanced.stdout)["by_kind"].values())) == 1  # every textual kind the same count
+    sampled = curate_cli("captioner", "pairs", "--world", str(world), "--model", "world", "--out", str(tmp_path / "sampled"),
+                         "--rows", "12", "--samples", "3", "--temperature", "1.5", pythonpath=path, timeout=300)
+    assert sampled.code == 0, sampled
+    assert all(k.startswith("textual/sampled_") for k in json.loads(sampled.stdout.splitlines()[-1])["by_kind"])
+    mixed = curate_cli("captioner", "pairs", "--world", str(world), "--model", "world", "--out", str(tmp_path / "mixed"),
+                       "--balance-kinds", pythonpath=path)
+    assert mixed.code != 0 and "--balance-kinds applies to edited world pairs" in mixed.stderr and "Traceback" not in mixed.stderr
     tuned = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
                        str(tmp_path / "dpo"), "--steps", "2", "--batch-size", "4", "--weights", "textual=1", "--device", "cpu", "--length-normalize",
                        pythonpath=path, timeout=300)
@@ -355,3 +362,66 @@ def test_table_pairs_rank_two_samples(saved_captioner: Path, pair_table: pl.Data
     assert read_pairs(tmp_path / "pairs").height == made.height
     with pytest.raises(CaptionerError, match="no column"):
         table_pairs(tmp_path / "mine.parquet", str(saved_captioner), tmp_path / "x", scorer=Scorer(), image_column="img")
+
+
+# -- on-policy pairs: the captioner's own samples judged by ground truth ---------------------------
+@settings(max_examples=150)
+@given(scene=scenes(), named=st.booleans(), kind=st.sampled_from(TEXTUAL_KINDS), seed=seeds)
+def test_verdict_names_what_each_edit_broke(scene: Any, named: bool, kind: str, seed: int) -> None:
+    from curate_captioner.sampled import verdict
+
+    names = {scene.entity} if named and scene.entity else set()
+    assert verdict(caption(scene, names), scene, bool(names)) is None  # the annotator's caption is right
+    rejected = textual_rejection(scene, named, kind, np.random.default_rng(seed))
+    if rejected is not None:
+        assert verdict(rejected, scene, bool(names)) == f"sampled_{kind}"
+
+
+verdict_lists = st.lists(st.one_of(st.none(), st.sampled_from(
+    ["sampled_wrong_attribute", "sampled_object_missed", "sampled_count", "sampled_entity_dropped", "sampled_entity_invented"])),
+    min_size=1, max_size=8)
+
+
+@given(verdicts=verdict_lists, fallback=st.sampled_from([None, "the annotator's caption"]))
+def test_pick_pair_chooses_a_right_sample_over_the_worst_wrong_one(verdicts: list[str | None], fallback: str | None) -> None:
+    from curate_captioner.sampled import KINDS, pick_pair
+
+    samples = [f"caption {i}" for i in range(len(verdicts))]
+    picked = pick_pair(samples, verdicts, fallback)
+    if all(v is None for v in verdicts) or (None not in verdicts and fallback is None):
+        assert picked is None
+        return
+    assert picked is not None
+    chosen, rejected, kind = picked
+    if None in verdicts:  # a right sample is chosen over the fallback
+        assert verdicts[samples.index(chosen)] is None
+    else:
+        assert chosen == fallback
+    assert verdicts[samples.index(rejected)] == kind
+    assert KINDS.index(kind) == min(KINDS.index(v) for v in verdicts if v is not None)
+
+
+def test_sampled_pairs_from_the_shipped_captioner(world: Path, tmp_path: Path) -> None:
+    from curate_captioner.sampled import sampled_pairs, verdict
+    from curate_world.api import Scene
+
+    made = sampled_pairs(world, "world", tmp_path / "op", rows=40, samples=4, temperature=1.5, top_p=1.0, log=lambda _: None)
+    samples = pl.read_parquet(tmp_path / "op" / "samples.parquet")
+    assert samples.height == 40 * 4 and samples["world_id"].n_unique() == 40
+    assert made.height > 0 and set(made["dimension"]) == {"textual"}
+    table = pl.read_parquet(world / "world.parquet")
+    for pair in made.iter_rows(named=True):  # every pair: chosen right, rejected wrong as its kind says, both sampled
+        row = table.filter(pl.col("world_id") == pair["world_id"]).row(0, named=True)
+        scene = Scene.from_objects_json(row["objects"], row["background"], row["texture"])
+        named = bool(row["alt_mentions_entity"])
+        assert verdict(pair["chosen"], scene, named) is None and verdict(pair["rejected"], scene, named) == pair["kind"]
+        own = set(samples.filter(pl.col("world_id") == pair["world_id"])["caption"])
+        assert {pair["chosen"], pair["rejected"]} <= own
+    assert read_pairs(tmp_path / "op").height == made.height and set(made["chosen_from"]) == {"sample"}
+    filled = sampled_pairs(world, "world", tmp_path / "filled", rows=40, samples=4, temperature=1.5, top_p=1.0,
+                           annotator_chosen=True, log=lambda _: None)
+    never = samples.group_by("world_id").agg(pl.col("verdict").is_not_null().all().alias("never")).filter("never")
+    assert filled.filter(pl.col("chosen_from") == "annotator").height == never.height  # the rows no sample got right
+    assert filled.filter(pl.col("chosen_from") == "sample").drop("chosen_from").equals(made.drop("chosen_from"))
+    with pytest.raises(CaptionerError, match="at least two samples"):
+        sampled_pairs(world, "world", tmp_path / "x", samples=1)
