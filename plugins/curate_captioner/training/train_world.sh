@@ -65,7 +65,7 @@ curate captioner train --stage 2 --table "$WORK/web_table.parquet" --out "$WORK/
 
 # Its copy bias, chosen on two selection worlds of held-out scenes whose seeds no report uses
 # (6217: the drifted web mix; 6218: the default mix); set "copy_bias" in "$WORK/web"/captioner.json
-# to the one chosen (TRAINING.md, "Web fine-tune"), then copy "$WORK/web" to world_model/.
+# to the one chosen (TRAINING.md, "Web fine-tune"); world_model/ shipped it until 2026-12-05.
 curate world generate "$WORK/select-6217" --n 4000 --seed 6217 --scenes heldout --fault-rate 0 --realign-fraction 0 \
   --web-style-rate 0.5 --noise-rates partial=0.30,wrong_attribute=0.25,unrelated=0.10 --dup-fraction 0.25 --entity-rate 0.5
 curate world generate "$WORK/select-6218" --n 3000 --seed 6218 --scenes heldout --fault-rate 0 --realign-fraction 0
@@ -73,3 +73,27 @@ for bias in 0 1 2; do
   python plugins/curate_captioner/training/web_select.py "$WORK/select-6217" "$WORK/web" 2000 "$bias"
   python plugins/curate_captioner/training/web_select.py "$WORK/select-6218" "$WORK/web" 3000 "$bias"
 done
+
+# Multi-object fine-tune (issue 17, 2026-12-05; TRAINING.md, "Multi-object fine-tune"): the web
+# fine-tune continued on four fresh training-partition worlds (seeds 5541-5544, used by nothing
+# else), every two- and three-object row and 30 % of the one-object rows. Copy bias stays 1.
+MIX="partial=0.25,wrong_attribute=0.2,unrelated=0.15,boilerplate=0.05,empty=0.05"
+for seed in 5541 5543; do
+  curate world generate "$WORK/multi-$seed" --n 40000 --seed "$seed" --scenes train --fault-rate 0 --realign-fraction 1.0 \
+    --web-style web --noise-rates "$MIX" --entity-rate 0.4
+done
+for seed in 5542 5544; do
+  curate world generate "$WORK/multi-$seed" --n 20000 --seed "$seed" --scenes train --fault-rate 0 --realign-fraction 1.0
+done
+python plugins/curate_captioner/training/web_table.py --one-object-fraction 0.3 "$WORK/multi_table.parquet" \
+  "$WORK"/multi-5541 "$WORK"/multi-5542 "$WORK"/multi-5543 "$WORK"/multi-5544
+curate captioner train --stage 2 --table "$WORK/multi_table.parquet" --out "$WORK/multi" --init "$WORK/web" \
+  --steps 6000 --batch-size 32 --lr 3e-4 --warmup 50 --seed 0 --threads "$THREADS" \
+  --log-every 50 --checkpoint-every 1000 --feature-cache "$WORK/multi-features"
+# Chosen on a selection world of held-out scenes (seed 5532) against its step-3000 checkpoint and
+# a two-world run; then copy "$WORK/multi" to world_model/ (merge the stage record by hand).
+curate world generate "$WORK/select-5532" --n 3000 --seed 5532 --scenes heldout --realign-fraction 1.0 \
+  --web-style web --noise-rates "$MIX" --fault-rate 0
+curate captioner compare --world "$WORK/select-5532" --rows 1500 --threads "$THREADS" \
+  --exclude-world "$WORK"/multi-5541 --exclude-world "$WORK"/multi-5542 --exclude-world "$WORK"/multi-5543 \
+  --exclude-world "$WORK"/multi-5544 --model before="$WORK/web" --model multi="$WORK/multi"
