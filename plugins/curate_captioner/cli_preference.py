@@ -53,8 +53,8 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=None, type=int)
 def pairs(out: str, world: str | None, dimensions: str, rows: int, balance_kinds: bool, table: str | None, model: str | None,
-          samples: int, annotator_chosen: bool, image_column: str, alt_text_column: str, scorer: str, clip_model: str, clip_checkpoint: str | None, margin: float, temperature: float, seed: int,
-          threads: int | None) -> None:
+          samples: int, annotator_chosen: bool, image_column: str, alt_text_column: str, scorer: str, clip_model: str,
+          clip_checkpoint: str | None, margin: float, temperature: float, seed: int, threads: int | None) -> None:
     """Make a preference pair table (image, alt_text, chosen, rejected, dimension) for `captioner dpo`."""
     from curate_captioner.errors import CaptionerError
 
@@ -63,7 +63,8 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, balance_kinds
     _threads(threads)
     if world is not None and model is not None:
         if balance_kinds:
-            raise CaptionerError("--balance-kinds applies to edited world pairs, not sampled ones", "leave out --balance-kinds or --model")
+            raise CaptionerError("--balance-kinds applies to edited world pairs, not sampled ones",
+                                 "leave out --balance-kinds or --model")
         from curate_captioner.sampled import sampled_pairs
 
         made = sampled_pairs(world, model, out, rows=rows, samples=samples, temperature=temperature, seed=seed,

@@ -6,14 +6,16 @@ the captioner's: it samples ``samples`` captions per row (one decode seed each, 
 ``temperature``/``top_p``), the world's ground truth scores each, and a row whose samples are
 right at least once and wrong at least once gives one pair: chosen = a right sample, rejected = a
 wrong one. A row the captioner always gets right, or never, gives none (with
-``annotator_chosen`` a row it never gets right pairs the annotator's caption with a sample). So the pairs sit exactly
-on the mistakes the captioner makes (a wrong alt-text copied, a colour misread), which is where
-on-policy preference tuning has something to teach.
+``annotator_chosen`` a row it never gets right pairs the annotator's caption with a sample). So
+the pairs sit exactly on the mistakes the captioner makes (a wrong alt-text copied, a colour
+misread), which is where on-policy preference tuning should have something to teach (on the world
+captioner it did not: README, "Sweep 3").
 
 A sample is *right* when it states every object's colour and shape, the right count and nothing
 else, names the image's entity when the alt-text does, and names no entity the image lacks. A
-wrong sample's kind is its first failure, in this order (the rejected side is the wrong sample of
-the earliest kind in it, so attribute errors come first):
+wrong sample's kind says what it got wrong: an invented entity first (its logo is also a colour
+and shape the image lacks), else its first failure in the order below. The rejected side is the
+wrong sample whose kind comes first in this order, so attribute errors come first:
 
     sampled_wrong_attribute   mentions a (colour, shape) the image does not show
     sampled_object_missed     leaves out an object
@@ -98,7 +100,8 @@ def sampled_pairs(world_dir: str | Path, model: str, out_dir: str | Path, *, row
     world = read_world(root).sort("world_id")
     if rows is not None and world.height > rows:
         world = world.sample(rows, seed=seed, shuffle=True).sort("world_id")
-    scenes = [Scene.from_objects_json(o, b, t) for o, b, t in world.select("objects", "background", "texture").iter_rows()]
+    scenes = [Scene.from_objects_json(o, b, t)
+              for o, b, t in world.select("objects", "background", "texture").iter_rows()]
     paths = [str(root / p) for p in world["image_path"]]
     images = open_images(paths)
     missing = sum(image is None for image in images)

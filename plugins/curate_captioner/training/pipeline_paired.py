@@ -27,7 +27,8 @@ def per_row(run: Path) -> pl.DataFrame:
     table, _ = step_table(run, "realign", ["uid", "caption_realigned", "gt_objects", "gt_background", "gt_texture",
                                            "gt_alt_mentions_entity"])
     table = table.filter(pl.col("caption_realigned").is_not_null())
-    scenes = [Scene.from_objects_json(o, b, t) for o, b, t in table.select("gt_objects", "gt_background", "gt_texture").iter_rows()]
+    scenes = [Scene.from_objects_json(o, b, t)
+              for o, b, t in table.select("gt_objects", "gt_background", "gt_texture").iter_rows()]
     metrics = row_metrics(table["caption_realigned"].to_list(), scenes, table["gt_alt_mentions_entity"].to_list())
     return pl.DataFrame({"uid": table["uid"], "objects": [len(s.objects) for s in scenes],
                          "attribute_accuracy": metrics["attribute_accuracy"],

@@ -40,7 +40,8 @@ def web_table(worlds: list[str], max_length: int = 300, one_object_fraction: flo
         return table
     table = table.join(pl.concat(objects).unique("image"), on="image", how="left", maintain_order="left")
     one = table.filter(pl.col("n_objects") == 1).sample(fraction=one_object_fraction, seed=0)
-    return pl.concat([table.filter(pl.col("n_objects") > 1), one]).sample(fraction=1.0, shuffle=True, seed=0).drop("n_objects")
+    multi = table.filter(pl.col("n_objects") > 1)
+    return pl.concat([multi, one]).sample(fraction=1.0, shuffle=True, seed=0).drop("n_objects")
 
 
 if __name__ == "__main__":
