@@ -30,8 +30,10 @@ Scoring a text against a scene
 Web styles (``curate_world.webstyle``)
     ``style_alt_text(text, rng, rate, weights)`` writes a text in the web's styles;
     ``style_weights(None)`` weighs every style alike; ``STYLES``, the style names.
-Intervals (``curate_world.web_eval``)
-    ``proportion(successes, rows)``: a share with its 95 % Wilson interval, as the pipeline eval reports it.
+Pipeline eval (``curate_world.web_eval``)
+    ``proportion(successes, rows)``: a share with its 95 % Wilson interval, as the pipeline eval reports it;
+    ``step_table(run_dir, label, columns)``: a run step's kept rows; ``captioner_from_run(run_dir)``:
+    the realign step's captions scored against ground truth.
 Rendering (Pillow, imported when called)
     ``render_scene(scene, size, rng, jitter)``, ``background_image(background, texture, side)``,
     ``encode_image(image, format, quality)`` (equal pixels give equal bytes); planted duplicates:
@@ -59,5 +61,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_world.render": ("render_scene", "background_image", "encode_image"),
     "curate_world.duplicates": ("sample_variant", "DUP_JITTER"),
     "curate_world.webstyle": ("style_alt_text", "style_weights", "STYLES"),
-    "curate_world.web_eval": ("proportion",),
+    "curate_world.web_eval": ("proportion", "step_table", "captioner_from_run"),
 })

@@ -21,8 +21,7 @@ import polars as pl
 def per_row(run: Path) -> pl.DataFrame:
     """uid → attribute accuracy, entity retention (rows whose alt-text names the entity), object count."""
     from curate_captioner.compare import row_metrics
-    from curate_world.scene import Scene
-    from curate_world.web_eval import step_table
+    from curate_world.api import Scene, step_table
 
     table, _ = step_table(run, "realign", ["uid", "caption_realigned", "gt_objects", "gt_background", "gt_texture",
                                            "gt_alt_mentions_entity"])
@@ -47,7 +46,7 @@ def paired(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0) -
 
 
 def compare_runs(run_a: Path, run_b: Path) -> dict[str, Any]:
-    from curate_world.web_eval import captioner_from_run
+    from curate_world.api import captioner_from_run
 
     a, b = per_row(run_a), per_row(run_b)
     if sorted(a["uid"].to_list()) != sorted(b["uid"].to_list()):
