@@ -37,12 +37,13 @@ def per_row(run: Path) -> pl.DataFrame:
 
 
 def paired(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    diff = b - a
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    return {"rows": len(diff), "a": round(float(a.mean()), 4), "b": round(float(b.mean()), 4),
-            "b_minus_a": round(float(diff.mean()), 4),
-            "ci95": [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]}
+    """Both means and ``b - a`` paired by row, its CI by ``compare.bootstrap``."""
+    from curate_captioner.compare import bootstrap
+
+    gap = bootstrap(b.tolist(), a.tolist(), resamples=resamples, seed=seed)
+    assert gap is not None
+    return {"rows": len(a), "a": round(float(a.mean()), 4), "b": round(float(b.mean()), 4),
+            "b_minus_a": gap["mean"], "ci95": [gap["low"], gap["high"]]}
 
 
 def compare_runs(run_a: Path, run_b: Path) -> dict[str, Any]:
