@@ -216,10 +216,21 @@ def world_pairs(world_dir: str | Path, out_dir: str | Path, *, dimensions: Seque
     if balance_kinds:
         keep = balance_textual([(r["world_id"], r["kind"]) for r in records if r["dimension"] == "textual"], seed)
         records = [r for r in records if r["dimension"] != "textual" or (r["world_id"], r["kind"]) in keep]
-    schema = {"image": pl.Utf8, "alt_text": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8,
-              "kind": pl.Utf8, "rejected_image": pl.Utf8, "rejected_alt_text": pl.Utf8, "world_id": pl.Int64,
-              "rejected_scene": pl.Utf8}
+    return write_pairs(records, {"rejected_image": pl.Utf8, "rejected_alt_text": pl.Utf8, "world_id": pl.Int64,
+                                 "rejected_scene": pl.Utf8}, out)
+
+
+PAIR_SCHEMA = {"image": pl.Utf8, "alt_text": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8,
+               "kind": pl.Utf8}
+
+
+def write_pairs(records: Sequence[dict[str, Any]], extra: dict[str, Any], out_dir: str | Path) -> pl.DataFrame:
+    """A pair table of ``records`` (every table's columns, then the maker's ``extra`` ones; a key a
+    record lacks is null) written to ``out_dir/pairs.parquet``."""
+    schema = {**PAIR_SCHEMA, **extra}
     pairs = pl.DataFrame([{k: r.get(k) for k in schema} for r in records], schema=schema)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     pairs.write_parquet(out / PAIRS_FILE)
     return pairs
 

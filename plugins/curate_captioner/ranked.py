@@ -131,7 +131,7 @@ def table_pairs(table: str | Path, model: str, out_dir: str | Path, *, scorer: S
     from curate_captioner.data import open_images
     from curate_captioner.errors import CaptionerError
     from curate_captioner.model import Captioner
-    from curate_captioner.pairs import PAIRS_FILE
+    from curate_captioner.pairs import write_pairs
 
     frame = pl.read_parquet(table)
     missing = [c for c in (image_column, alt_text_column) if c not in frame.columns]
@@ -148,10 +148,4 @@ def table_pairs(table: str | Path, model: str, out_dir: str | Path, *, scorer: S
     records = [{"image": str(frame[image_column][i]), "alt_text": alt, "chosen": c, "rejected": r, "dimension": "textual",
                 "kind": "ranked", "chosen_score": sc, "rejected_score": sr}
                for i, alt, (c, r, sc, sr) in zip(rows, alts, ranked, strict=True) if c is not None]
-    schema = {"image": pl.Utf8, "alt_text": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8,
-              "kind": pl.Utf8, "chosen_score": pl.Float64, "rejected_score": pl.Float64}
-    pairs = pl.DataFrame(records, schema=schema)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pairs.write_parquet(out / PAIRS_FILE)
-    return pairs
+    return write_pairs(records, {"chosen_score": pl.Float64, "rejected_score": pl.Float64}, out_dir)

@@ -88,7 +88,7 @@ def sampled_pairs(world_dir: str | Path, model: str, out_dir: str | Path, *, row
     from curate_captioner.data import open_images, read_world
     from curate_captioner.evaluate import caption_rows
     from curate_captioner.model import Captioner
-    from curate_captioner.pairs import PAIRS_FILE, caption
+    from curate_captioner.pairs import caption, write_pairs
     from curate_world.api import Scene
 
     if samples < 2:
@@ -132,12 +132,7 @@ def sampled_pairs(world_dir: str | Path, model: str, out_dir: str | Path, *, row
             records.append({"image": paths[i], "alt_text": alts[i], "chosen": chosen, "rejected": rejected,
                             "dimension": "textual", "kind": kind, "world_id": key,
                             "chosen_from": "sample" if chosen in texts else "annotator"})
-    schema = {"image": pl.Utf8, "alt_text": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8,
-              "kind": pl.Utf8, "world_id": pl.Int64, "chosen_from": pl.Utf8}
-    pairs = pl.DataFrame(records, schema=schema)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pairs.write_parquet(out / PAIRS_FILE)
+    pairs = write_pairs(records, {"world_id": pl.Int64, "chosen_from": pl.Utf8}, out_dir)
     pl.DataFrame(sample_rows, schema={"world_id": pl.Int64, "sample": pl.Int64, "caption": pl.Utf8,
-                                      "verdict": pl.Utf8}).write_parquet(out / "samples.parquet")
+                                      "verdict": pl.Utf8}).write_parquet(Path(out_dir) / "samples.parquet")
     return pairs
