@@ -99,16 +99,12 @@ def test_the_experiment_pool_can_take_its_synthetic_captions_from_the_shipped_ca
     assert realigned.columns == pool.columns
     assert realigned["uid"].to_list() == pool["uid"].to_list()
     assert realigned["caption_realigned"].null_count() == 0
-    import polars as pl
-
     # the captioner's own text, not the annotator's: the realign step ran and signed every row
     # (the shipped captioner now writes the annotator's exact caption for most rows of a small world)
-    from curate.runstore import read_manifest
-    from curate.shards import iter_shard_files
+    from curate_world.api import step_table
 
-    step = read_manifest(tmp_path / "realign" / "run")["steps"][-1]
-    written = pl.concat([pl.read_parquet(f) for f in iter_shard_files(Path(step["path"]))])
-    assert step["label"] == "realign" and written["caption_model"].str.starts_with("world-captioner@").all()
+    written, _ = step_table(tmp_path / "realign" / "run", "realign", ["caption_model", "caption_realigned"])
+    assert written["caption_model"].str.starts_with("world-captioner@").all()
     assert sorted(written["caption_realigned"].to_list()) == sorted(realigned["caption_realigned"].to_list())
     assert all(c.endswith("background.") for c in realigned["caption_realigned"])
 
