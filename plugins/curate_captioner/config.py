@@ -62,6 +62,10 @@ class CaptionerConfig(BaseModel):
     # Decoding default: added to the logits of the alt-text's own tokens (generate.prompt_bias).
     # 0 for a decoder that uses its prompt well; the world captioner takes 2 (TRAINING.md).
     copy_bias: float = Field(0.0, ge=0.0, le=20.0)
+    # How a prompt's shouted words are written before tokenizing (casing.py): "fold_shouting" hands
+    # a tokenizer learnt on ordinary text the tokens it knows for ``ZORBLAX TOWER``. Training and
+    # decoding both read prompts through it.
+    prompt_case: Literal["keep", "fold_shouting"] = "keep"
     name: str = "captioner"  # written to the caption_model column with the weights' digest
 
 

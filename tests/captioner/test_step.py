@@ -69,6 +69,30 @@ def test_missing_column_fails_at_plan_time(pm: PluginManager, saved_captioner: P
         run_step("realign", table, params(saved_captioner, tmp_path, alt_text_column="alt_txt"), pm=pm)
 
 
+def test_prompt_case_folds_shouted_alt_texts(pm: PluginManager, saved_captioner: Path, table: pl.DataFrame,
+                                             tmp_path: Path) -> None:
+    """With ``prompt_case: fold_shouting`` a shouted alt-text is captioned as its capitalised form is;
+    the alt-text column itself is never changed."""
+    def captions(alt_texts: list[str | None], **more: object) -> tuple[list[str | None], list[str | None]]:
+        result = run_step("realign", table.with_columns(pl.Series("alt_text", alt_texts)),
+                          params(saved_captioner, tmp_path, temperature=0, **more), pm=pm).kept.sort("uid")
+        return result["caption_realigned"].to_list(), result["alt_text"].to_list()
+
+    from curate_captioner.casing import fold_shouting
+
+    shouted = ["ZORBLAX TOWER LOGO", None, "IMG_0012.JPG", "", "Stock Photo - TWO BLUE SQUARES", "the USA flag"]
+    folded, alt_texts = captions(shouted, prompt_case="fold_shouting")
+    assert folded == captions([t and fold_shouting(t) for t in shouted])[0] and alt_texts == shouted
+    assert captions(shouted, prompt_case="keep")[0] == captions(shouted)[0]  # the test model's own case: keep
+
+
+def test_prompt_case_unset_keeps_the_fingerprint() -> None:
+    from curate_captioner.step import Realign
+
+    assert "prompt_case" not in Realign.Params().fingerprint_dict()
+    assert Realign.Params(prompt_case="keep").fingerprint_dict()["prompt_case"] == "keep"
+
+
 def test_prompts_join_alt_texts() -> None:
     from curate_captioner.step import prompts_of
 
