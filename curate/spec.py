@@ -293,6 +293,13 @@ def load_spec_text(text: str, path: Path | None = None) -> LoadedSpec:
     data, node = parse_yaml(text, source_name)
     if not isinstance(data, dict):
         raise SpecError([Problem("", "a spec is a YAML mapping with at least a 'source:' section")], source_name)
+    if "variants" in data and "variants" not in Spec.model_fields:
+        # An experiment file (curate_train): its keys would each be reported as unknown.
+        raise SpecError([Problem(
+            "variants", "this is an experiment (a base spec plus variants), not a curation spec",
+            hint=f"run it with 'curate experiment run {source_name}'; "
+                 f"'curate experiment validate {source_name}' checks it", line=line_of(node, ("variants",)),
+        )], source_name)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

@@ -173,6 +173,16 @@ def test_bad_yaml_names_the_line(text, line, fragment):
     assert problem.line == line and fragment in problem.message
 
 
+def test_an_experiment_file_is_named_as_one_not_as_a_list_of_unknown_keys(tmp_path):
+    path = tmp_path / "blend.yaml"
+    path.write_text("name: blend\nworld: {n: 100}\nepochs: 2\nvariants:\n  - {name: a, strategy: x}\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    (problem,) = caught.value.problems
+    assert problem.line == 4 and "experiment" in problem.message
+    assert problem.hint == f"run it with 'curate experiment run {path}'; 'curate experiment validate {path}' checks it"
+
+
 YAMLISH = st.text(alphabet=st.sampled_from(list("ab1.-: \n\t[]{},#'\"&*!|>%@`\x00\x07é")), max_size=40)
 
 
