@@ -24,7 +24,7 @@ def per_row(run: Path) -> pl.DataFrame:
     from curate_world.api import Scene, step_table
 
     table, _ = step_table(run, "realign", ["uid", "caption_realigned", "gt_objects", "gt_background", "gt_texture",
-                                           "gt_alt_mentions_entity"])
+                                           "gt_alt_mentions_entity", "gt_styles"])
     table = table.filter(pl.col("caption_realigned").is_not_null())
     scenes = [Scene.from_objects_json(o, b, t)
               for o, b, t in table.select("gt_objects", "gt_background", "gt_texture").iter_rows()]
@@ -32,8 +32,9 @@ def per_row(run: Path) -> pl.DataFrame:
     return pl.DataFrame({"uid": table["uid"], "objects": [len(s.objects) for s in scenes],
                          "attribute_accuracy": metrics["attribute_accuracy"],
                          "entity_retention": metrics["entity_retention"],
-                         "hallucinated_entity": metrics["hallucinated_entity"]},
-                        schema_overrides={"entity_retention": pl.Float64})
+                         "hallucinated_entity": metrics["hallucinated_entity"],
+                         "styles": table["gt_styles"] if "gt_styles" in table.columns else [[]] * table.height},
+                        schema_overrides={"entity_retention": pl.Float64, "styles": pl.List(pl.Utf8)})
 
 
 def paired(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -62,6 +63,25 @@ def compare_runs(run_a: Path, run_b: Path) -> dict[str, Any]:
         rows = joined.filter(pl.col("objects") == count)
         out["paired"][f"attribute_accuracy_{count}_objects"] = paired(rows["attribute_accuracy"].to_numpy(),
                                                                       rows["attribute_accuracy_b"].to_numpy())
+    out["paired_by_style"] = by_style(joined)
+    return out
+
+
+def by_style(joined: pl.DataFrame) -> dict[str, Any]:
+    """The paired figures over the rows of each web style (a world's ``gt_styles``), and over the
+    rows with none ("plain"); a row with two styles counts in both."""
+    groups = {"plain": joined.filter(pl.col("styles").fill_null([]).list.len() == 0)}
+    for style in sorted(set(joined["styles"].explode().drop_nulls().to_list())):
+        groups[style] = joined.filter(pl.col("styles").list.contains(style))
+    out: dict[str, Any] = {}
+    for name, group in groups.items():
+        figures = {}
+        for metric in ("attribute_accuracy", "entity_retention"):
+            rows = group.filter(pl.col(metric).is_not_null())
+            if rows.height:
+                figures[metric] = paired(rows[metric].to_numpy(), rows[metric + "_b"].to_numpy())
+        if figures:
+            out[name] = figures
     return out
 
 
