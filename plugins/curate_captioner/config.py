@@ -62,10 +62,11 @@ class CaptionerConfig(BaseModel):
     # Decoding default: added to the logits of the alt-text's own tokens (generate.prompt_bias).
     # 0 for a decoder that uses its prompt well; the world captioner takes 2 (TRAINING.md).
     copy_bias: float = Field(0.0, ge=0.0, le=20.0)
-    # How a prompt's shouted words are written before tokenizing (casing.py): "fold_shouting" hands
-    # a tokenizer learnt on ordinary text the tokens it knows for ``ZORBLAX TOWER``. Training and
-    # decoding both read prompts through it.
-    prompt_case: Literal["keep", "fold_shouting"] = "keep"
+    # Rewrites of the prompt before tokenizing, in order (rewrite.py): "file_names" reads
+    # ``zorblax-tower-logo.jpg`` as its words, "fold_shouting" reads ``ZORBLAX TOWER`` as Zorblax
+    # Tower, the tokens a tokenizer learnt on ordinary text knows. Training and decoding both read
+    # prompts through them; none unless a model names them.
+    prompt_rewrites: list[Literal["file_names", "fold_shouting"]] = Field(default_factory=list)
     name: str = "captioner"  # written to the caption_model column with the weights' digest
 
 

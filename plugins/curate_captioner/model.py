@@ -30,9 +30,9 @@ from curate_captioner.config import (
     resolve_model_path,
 )
 from curate_captioner.encoder import build_tower, encode, preprocess, tower_width
-from curate_captioner.casing import prompt_text
 from curate_captioner.errors import CaptionerError, RefusedFile
 from curate_captioner.prompts import PromptBatch, build_batch
+from curate_captioner.rewrite import rewrite_prompt
 from curate_captioner.tokenizer import caption_token_id
 from curate_captioner.tokenizer import encode as encode_texts
 
@@ -192,7 +192,7 @@ class Captioner(nn.Module):
 
     def batch(self, prompts: list[str], targets: list[str] | None = None) -> PromptBatch:
         tokenizer = self.tokenizer
-        prompts = [prompt_text(p, self.config.prompt_case) for p in prompts]
+        prompts = [rewrite_prompt(p, self.config.prompt_rewrites) for p in prompts]
         return build_batch(
             encode_texts(tokenizer, prompts),
             None if targets is None else encode_texts(tokenizer, targets),

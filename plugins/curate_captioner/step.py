@@ -86,10 +86,10 @@ class Realign(Step):
         max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=2048)
         copy_bias: float | None = Field(None, ge=0.0, le=20.0, description="added to the logits of the alt-text's "
                                         "own tokens; default: the model's (captioner.json; world: 1, Altogether: 0)")
-        prompt_case: Literal["keep", "fold_shouting"] | None = Field(
-            None, description="'fold_shouting' writes an alt-text's shouted words (ZORBLAX TOWER) as a tokenizer "
-            "learnt on ordinary text knows them (Zorblax Tower) before the captioner reads it; 'keep' reads it as "
-            "is; default: the model's (captioner.json; world: fold_shouting)")
+        prompt_rewrites: list[Literal["file_names", "fold_shouting"]] | None = Field(
+            None, description="rewrites of each alt-text, in order, before the captioner reads it: 'file_names' "
+            "reads zorblax-tower-logo.jpg as its words, 'fold_shouting' reads ZORBLAX TOWER as Zorblax Tower (the "
+            "alt_text column is never changed); [] for none; default: the model's (captioner.json; world: both)")
         guidance: float = Field(1.0, ge=0.0, le=10.0, description="classifier-free guidance on the image (1: off; "
                                 "for a captioner trained with image dropout); costs one more decoded row per caption")
         alt_text_guidance: float = Field(1.0, ge=0.0, le=10.0, description="classifier-free guidance on the alt-text (1: off)")
@@ -112,14 +112,14 @@ class Realign(Step):
             return self
 
         def fingerprint_dict(self) -> dict[str, Any]:
-            """Guidance and best-of off and the model's prompt case are left out, so specs written before them keep
-            their fingerprints (and caches)."""
+            """Guidance and best-of off and the model's own prompt rewrites are left out, so specs written before
+            them keep their fingerprints (and caches)."""
             data = super().fingerprint_dict()
             for name in ("guidance", "alt_text_guidance", "best_of"):
                 if data.get(name) == 1:
                     data.pop(name)
-            if data.get("prompt_case", "") is None:
-                data.pop("prompt_case")
+            if data.get("prompt_rewrites", "") is None:
+                data.pop("prompt_rewrites")
             return data
 
     def input_columns(self) -> Schema:
@@ -142,8 +142,9 @@ class Realign(Step):
         device = pick_device(self.params.device)
         dtype = torch.bfloat16 if use_bf16(self.params.precision, device) else None
         self.captioner = Captioner.load(self.params.model, device=device, dtype=dtype)
-        if self.params.prompt_case is not None:
-            self.captioner.config = self.captioner.config.model_copy(update={"prompt_case": self.params.prompt_case})
+        if self.params.prompt_rewrites is not None:
+            self.captioner.config = self.captioner.config.model_copy(
+                update={"prompt_rewrites": list(self.params.prompt_rewrites)})
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         from curate_captioner.data import open_images

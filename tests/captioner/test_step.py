@@ -69,28 +69,29 @@ def test_missing_column_fails_at_plan_time(pm: PluginManager, saved_captioner: P
         run_step("realign", table, params(saved_captioner, tmp_path, alt_text_column="alt_txt"), pm=pm)
 
 
-def test_prompt_case_folds_shouted_alt_texts(pm: PluginManager, saved_captioner: Path, table: pl.DataFrame,
-                                             tmp_path: Path) -> None:
-    """With ``prompt_case: fold_shouting`` a shouted alt-text is captioned as its capitalised form is;
-    the alt-text column itself is never changed."""
+def test_prompt_rewrites_read_web_alt_texts_as_words(pm: PluginManager, saved_captioner: Path, table: pl.DataFrame,
+                                                     tmp_path: Path) -> None:
+    """With ``prompt_rewrites`` a shouted alt-text or a file name is captioned as its rewritten form
+    is; the alt-text column itself is never changed."""
     def captions(alt_texts: list[str | None], **more: object) -> tuple[list[str | None], list[str | None]]:
         result = run_step("realign", table.with_columns(pl.Series("alt_text", alt_texts)),
                           params(saved_captioner, tmp_path, temperature=0, **more), pm=pm).kept.sort("uid")
         return result["caption_realigned"].to_list(), result["alt_text"].to_list()
 
-    from curate_captioner.casing import fold_shouting
+    from curate_captioner.rewrite import rewrite_prompt
 
-    shouted = ["ZORBLAX TOWER LOGO", None, "IMG_0012.JPG", "", "Stock Photo - TWO BLUE SQUARES", "the USA flag"]
-    folded, alt_texts = captions(shouted, prompt_case="fold_shouting")
-    assert folded == captions([t and fold_shouting(t) for t in shouted])[0] and alt_texts == shouted
-    assert captions(shouted, prompt_case="keep")[0] == captions(shouted)[0]  # the test model's own case: keep
+    rewrites = ["file_names", "fold_shouting"]
+    web = ["ZORBLAX TOWER LOGO", None, "IMG_0012.JPG", "", "two-blue-squares.jpg", "the USA flag"]
+    rewritten, alt_texts = captions(web, prompt_rewrites=rewrites)
+    assert rewritten == captions([t and rewrite_prompt(t, rewrites) for t in web])[0] and alt_texts == web
+    assert captions(web, prompt_rewrites=[])[0] == captions(web)[0]  # the test model names none
 
 
-def test_prompt_case_unset_keeps_the_fingerprint() -> None:
+def test_prompt_rewrites_unset_keep_the_fingerprint() -> None:
     from curate_captioner.step import Realign
 
-    assert "prompt_case" not in Realign.Params().fingerprint_dict()
-    assert Realign.Params(prompt_case="keep").fingerprint_dict()["prompt_case"] == "keep"
+    assert "prompt_rewrites" not in Realign.Params().fingerprint_dict()
+    assert Realign.Params(prompt_rewrites=[]).fingerprint_dict()["prompt_rewrites"] == []
 
 
 def test_prompts_join_alt_texts() -> None:
