@@ -19,7 +19,8 @@ import polars as pl
 
 
 def per_row(run: Path) -> pl.DataFrame:
-    """uid → attribute accuracy, entity retention (rows whose alt-text names the entity), object count."""
+    """uid → attribute accuracy, entity retention (rows whose alt-text names the entity), object count,
+    web styles."""
     from curate_captioner.compare import row_metrics
     from curate_world.api import Scene, step_table
 
@@ -29,11 +30,11 @@ def per_row(run: Path) -> pl.DataFrame:
     scenes = [Scene.from_objects_json(o, b, t)
               for o, b, t in table.select("gt_objects", "gt_background", "gt_texture").iter_rows()]
     metrics = row_metrics(table["caption_realigned"].to_list(), scenes, table["gt_alt_mentions_entity"].to_list())
+    styles = table["gt_styles"] if "gt_styles" in table.columns else [[]] * table.height  # a world without web styles
     return pl.DataFrame({"uid": table["uid"], "objects": [len(s.objects) for s in scenes],
                          "attribute_accuracy": metrics["attribute_accuracy"],
                          "entity_retention": metrics["entity_retention"],
-                         "hallucinated_entity": metrics["hallucinated_entity"],
-                         "styles": table["gt_styles"] if "gt_styles" in table.columns else [[]] * table.height},
+                         "hallucinated_entity": metrics["hallucinated_entity"], "styles": styles},
                         schema_overrides={"entity_retention": pl.Float64, "styles": pl.List(pl.Utf8)})
 
 
