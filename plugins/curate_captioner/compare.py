@@ -102,7 +102,8 @@ def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, excl
                   batch_size: int = 64, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
     """``runs``: dicts with ``label``, ``model`` and optional ``guidance`` (image scale),
     ``alt_text_guidance``, ``copy_bias``, ``temperature``, ``top_p``, ``best_of`` (world-CLIP
-    reranking of that many sampled captions) and ``decode_seed`` (default ``seed``). The first run is the baseline of the paired differences."""
+    reranking of that many sampled captions), ``decode_seed`` (default ``seed``) and
+    ``prompt_rewrites`` (default the model's). The first run is the baseline of the paired differences."""
     import torch
 
     from curate_captioner.data import open_images, read_world, scene_content
@@ -127,13 +128,19 @@ def compare_world(world_dir: str | Path, runs: Sequence[dict[str, Any]], *, excl
     loaded: dict[str, Any] = {}
     for run in runs:
         model = loaded.setdefault(run["model"], Captioner.load(run["model"]))
+        config = model.config
+        if "prompt_rewrites" in run:  # this run only: the model may be shared with other runs
+            model.config = config.model_copy(update={"prompt_rewrites": list(run["prompt_rewrites"])})
         started = time.perf_counter()
-        with torch.inference_mode():
-            texts = caption_rows(model, images, alt, keys, batch_size=batch_size, seed=run.get("decode_seed", seed),
-                                 copy_bias=run.get("copy_bias", model.config.copy_bias),
-                                 temperature=run.get("temperature", TEMPERATURE), top_p=run.get("top_p", TOP_P),
-                                 guidance=(run.get("guidance", 1.0), run.get("alt_text_guidance", 1.0)),
-                                 best_of=run.get("best_of", 1))
+        try:
+            with torch.inference_mode():
+                texts = caption_rows(model, images, alt, keys, batch_size=batch_size, seed=run.get("decode_seed", seed),
+                                     copy_bias=run.get("copy_bias", config.copy_bias),
+                                     temperature=run.get("temperature", TEMPERATURE), top_p=run.get("top_p", TOP_P),
+                                     guidance=(run.get("guidance", 1.0), run.get("alt_text_guidance", 1.0)),
+                                     best_of=run.get("best_of", 1))
+        finally:
+            model.config = config
         timing[run["label"]] = round(len(texts) / (time.perf_counter() - started), 1)
         metrics = row_metrics(texts, scenes, named)
         own, hits = retrieval(image_features, clip_features([], texts), content)

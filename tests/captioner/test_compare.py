@@ -66,3 +66,20 @@ def test_written_rows_reproduce_the_means_and_pair_any_two_runs(tmp_path: Path) 
             assert bootstrap(rows.filter(pl.col("run") == label)[metric].to_list()) == result["metrics"][label][metric]["value"]
     assert paired_from_rows(rows, "c", "b", "entity_retention") == bootstrap(per_row["c"]["entity_retention"], per_row["b"]["entity_retention"])
     assert paired_from_rows(rows, "a", "a", "attribute_accuracy")["mean"] == 0
+
+
+def test_a_run_s_prompt_rewrites_apply_to_that_run_only(saved_captioner: Path, tmp_path: Path) -> None:
+    """Runs share a loaded model: a run with its own ``prompt_rewrites`` must not leak them into the
+    runs after it (the third run is the first again and must caption exactly as it did)."""
+    from curate_captioner.compare import compare_world
+    from curate_world.generate import generate_world
+
+    world = generate_world(tmp_path / "w", n=30, seed=11, fault_rate=0.0, eval_n=0, web_style_rate=1.0,
+                           web_style_weights={"all_caps": 1.0}).dir
+    runs = [{"label": "as_written", "model": str(saved_captioner), "prompt_rewrites": []},
+            {"label": "rewritten", "model": str(saved_captioner), "prompt_rewrites": ["fold_shouting"]},
+            {"label": "default", "model": str(saved_captioner)}]
+    result = compare_world(world, runs, rows=30, batch_size=8, log=lambda _: None)
+    per_run = result["per_row"]["runs"]
+    assert per_run["default"] == per_run["as_written"]  # the test model names no rewrites
+    assert [r.get("prompt_rewrites") for r in result["runs"]] == [[], ["fold_shouting"], None]

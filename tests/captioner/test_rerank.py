@@ -90,6 +90,10 @@ def test_compare_decoding_settings_parse() -> None:
         parse_setting("x:beam=2")
     with pytest.raises(CaptionerError, match="not a whole number"):
         parse_setting("x:best_of=two")
+    assert parse_setting("plain:prompt_rewrites=none") == {"label": "plain", "prompt_rewrites": []}
+    assert parse_setting("f:prompt_rewrites=file_names+fold_shouting")["prompt_rewrites"] == ["file_names", "fold_shouting"]
+    with pytest.raises(CaptionerError, match="names an unknown rewrite \\('lower'"):
+        parse_setting("x:prompt_rewrites=lower")
 
 
 def test_best_of_with_greedy_decoding_fails_validation_not_the_run():
