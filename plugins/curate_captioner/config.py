@@ -18,6 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from curate_captioner.rewrite import PromptRewrite
+
 FORMAT_VERSION = 1
 CONFIG_FILE = "captioner.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -66,7 +68,7 @@ class CaptionerConfig(BaseModel):
     # ``zorblax-tower-logo.jpg`` as its words, "fold_shouting" reads ``ZORBLAX TOWER`` as Zorblax
     # Tower, the tokens a tokenizer learnt on ordinary text knows. Training and decoding both read
     # prompts through them; none unless a model names them.
-    prompt_rewrites: list[Literal["file_names", "fold_shouting"]] = Field(default_factory=list)
+    prompt_rewrites: list[PromptRewrite] = Field(default_factory=list)
     name: str = "captioner"  # written to the caption_model column with the weights' digest
 
 

@@ -17,7 +17,7 @@ two parts are words) are left as written.
 
 ``fold_shouting``: shouted words are capitalised.
 - a text whose cased letters are mostly capitals (at least ``SHOUTED_SHARE`` of them, and at
-  least ``MIN_LETTERS`` letters, counting words without digits): every upper-case word of two
+  least ``MIN_LETTERS`` letters, counting words outside codes): every upper-case word of two
   letters or more is folded;
 - in any other text, a run of two or more upper-case words (``NEW YORK skyline``) is folded;
   a lone upper-case word in a mixed text (``USA``, ``NASA``, ``HD``) is an acronym and is kept;

@@ -15,6 +15,7 @@ from curate.digests import directory_digest
 from curate.schema import Schema
 from curate_captioner.config import (ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, TEMPERATURE, TOP_P, WORLD_MODEL_NAME,
                                      TrainConfig, defaults)
+from curate_captioner.rewrite import PromptRewrite
 
 REQUIRES = ("torch", "transformers", "open_clip")
 TRAIN = defaults(TrainConfig)  # train_captioner's defaults are a training stage's
@@ -86,7 +87,7 @@ class Realign(Step):
         max_new_tokens: int = Field(MAX_NEW_TOKENS, gt=0, le=2048)
         copy_bias: float | None = Field(None, ge=0.0, le=20.0, description="added to the logits of the alt-text's "
                                         "own tokens; default: the model's (captioner.json; world: 1, Altogether: 0)")
-        prompt_rewrites: list[Literal["file_names", "fold_shouting"]] | None = Field(
+        prompt_rewrites: list[PromptRewrite] | None = Field(
             None, description="rewrites of each alt-text, in order, before the captioner reads it: 'file_names' "
             "reads zorblax-tower-logo.jpg as its words, 'fold_shouting' reads ZORBLAX TOWER as Zorblax Tower (the "
             "alt_text column is never changed); [] for none; default: the model's (captioner.json; world: both)")
