@@ -107,6 +107,14 @@ def test_file_names(text: str, expected: str) -> None:
     assert file_name_words(text) == expected
 
 
+def test_every_rewrite_a_config_may_name_exists() -> None:
+    from typing import get_args
+
+    from curate_captioner.rewrite import REWRITES, PromptRewrite
+
+    assert set(get_args(PromptRewrite)) == set(REWRITES)
+
+
 def test_rewrites_apply_in_order() -> None:
     assert rewrite_prompt("FENNIMORE_GATE_STAR.JPG", ["file_names", "fold_shouting"]) == "Fennimore Gate Star"
     assert rewrite_prompt("FENNIMORE_GATE_STAR.JPG", ["fold_shouting"]) == "Fennimore_Gate_Star.Jpg"
