@@ -11,6 +11,20 @@ __version__ = "0.1.0"
 
 
 @hookimpl
+def curate_add_hookspecs(pluginmanager):
+    from curate_clip import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def curate_clip_vocabularies():
+    from curate_clip.edits import COLORS
+
+    return {"colors": COLORS}
+
+
+@hookimpl
 def curate_register_steps():
     from curate_clip.filter import ClipFilter
     from curate_clip.score import ClipScore

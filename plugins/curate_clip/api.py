@@ -8,6 +8,9 @@ The world CLIP
     ``WORLD_MODEL`` (its open_clip config name, ``world-clip-tiny``), ``CONFIG_DIR`` (where that
     config's JSON lives), ``WORLD_CHECKPOINT`` (the shipped weights), and
     ``load_clip(model, pretrained, checkpoint, device)`` (any open_clip model, torch imported then).
+Minimal edits
+    ``EditVocabulary`` (what ``clip_score``'s ``edits`` and the ``curate_clip_vocabularies`` hook
+    hold) and ``minimal_edits(text, vocabulary, limit)``.
 Measuring a CLIP on a world
     ``score_world(world_dir, checkpoint)`` (the CLIP score of every row of a world's table),
     ``auc(positive, negative)``, and the alt-text kinds that count as ``POSITIVE`` and ``NEGATIVE``.
@@ -19,5 +22,6 @@ from curate.exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_clip.models": ("WORLD_MODEL", "CONFIG_DIR", "WORLD_CHECKPOINT", "load_clip"),
+    "curate_clip.edits": ("EditVocabulary", "minimal_edits"),
     "curate_clip.training.evaluate": ("score_world", "auc", "POSITIVE", "NEGATIVE"),
 })

@@ -33,6 +33,13 @@ def curate_register_sources():  # type: ignore[no-untyped-def]
     return [WorldSource]
 
 
+@hookimpl(optionalhook=True)  # declared by curate_clip: without it, nothing asks
+def curate_clip_vocabularies():  # type: ignore[no-untyped-def]
+    from curate_world.vocab import edit_vocabulary
+
+    return {"world": edit_vocabulary()}
+
+
 @hookimpl
 def curate_register_commands(cli) -> None:  # type: ignore[no-untyped-def]
     from curate_world.cli import world

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 Rgb = tuple[int, int, int]
 
@@ -206,6 +207,19 @@ def _check_tables() -> None:
 
 
 _check_tables()
+
+
+def edit_vocabulary() -> dict[str, Any]:
+    """The world's words for ``clip_score``'s ``edits: world``: object and background colours,
+    shapes (count nouns, "two stars" <-> "a star"), with the web's synonyms of each; counts 1-3, as
+    the world's wrong-count alt-texts have them. Plain data (``curate_clip.api.EditVocabulary``)."""
+    return {
+        "classes": {
+            "color": {"words": sorted({*COLORS, *BACKGROUNDS}), "synonyms": dict(COLOR_SYNONYMS)},
+            "shape": {"words": list(SHAPES), "synonyms": dict(SHAPE_SYNONYMS), "nouns": True},
+        },
+        "max_count": 3,
+    }
 
 
 def concept_names() -> tuple[str, ...]:

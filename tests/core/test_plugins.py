@@ -6,6 +6,7 @@ from pathlib import Path
 
 import curate_basics
 import pytest
+from curate_clip import hookspecs as clip_hookspecs
 from curate_mix import hookspecs as mix_hookspecs
 
 from curate import hookspecs
@@ -111,7 +112,7 @@ def test_tracing_prints_every_hook_call(monkeypatch, capsys):
 
 
 # -- the hooks: documented, typed, and each one exercised ---------------------------------------
-HOOK_MODULES = [hookspecs, mix_hookspecs]  # the core's, and those plugins add (curate_add_hookspecs)
+HOOK_MODULES = [hookspecs, mix_hookspecs, clip_hookspecs]  # the core's, and those plugins add (curate_add_hookspecs)
 HOOKS = {
     name: function for module in HOOK_MODULES for name, function in inspect.getmembers(module, inspect.isfunction)
     if name.startswith("curate_")
@@ -130,6 +131,7 @@ EXERCISED = {
     "curate_run_finished": "test_run_hooks_are_called_with_keywords_a_subset_is_enough",
     "curate_report_sections": "called by plugins/curate_report (page.py); tested there",
     "curate_mix_strategies": "tests/mix/test_mix.py (a plugin adds a strategy; built-ins register the same way)",
+    "curate_clip_vocabularies": "tests/clip/test_edits.py (curate_clip's and curate_world's vocabularies)",
 }
 
 
@@ -230,6 +232,7 @@ def test_plugin_hooks_are_documented_with_their_signatures():
 
 @pytest.mark.parametrize("index", range(len(_examples())))
 def test_every_example_in_the_hook_docs_runs_and_registers_cleanly(index):
+    import curate_clip
     import curate_mix
 
     namespace: dict = {"__name__": f"hook_doc_example_{index}"}
@@ -239,6 +242,7 @@ def test_every_example_in_the_hook_docs_runs_and_registers_cleanly(index):
     manager = PluginManager(load_entry_points=False)
     manager.register(curate_basics, name="basics")
     manager.register(curate_mix, name="mix")
+    manager.register(curate_clip, name="clip")
     for plugin in plugins:
         manager.register(plugin(), name=plugin.__name__)  # strict: an undeclared hook raises
         assert manager.unknown_hooks(plugin.__name__) == []

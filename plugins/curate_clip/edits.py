@@ -1,0 +1,258 @@
+"""Minimal edits of a text: the same text with one colour, one shape or one count changed.
+
+A CLIP score says how well a text fits an image *as a whole*, so a complete text with one
+attribute wrong ("a red circle and a blue star" under a red circle and a green star) can outscore
+a true but vague one ("a star"). Asking the model instead whether the text beats its own minimal
+edits tests each claim: a true text outscores every edit of it, a text with a wrong attribute
+loses to the edit that corrects it. ``clip_score`` with ``edits:`` does that
+(:func:`minimal_edits` here, the scoring in ``score.py``).
+
+A vocabulary says which words may replace each other. It is plain data, the same whether a
+plugin provides it by name (``curate_clip_vocabularies``) or a spec writes it inline::
+
+    classes:
+      color: {words: [red, green, blue], synonyms: {crimson: red}}
+      shape: {words: [circle, star], nouns: true}    # count nouns: "two stars" <-> "a star"
+    max_count: 3
+
+Words of one class replace each other; a synonym is read as its word and never offered as that
+word's replacement. In a class of ``nouns``, a count before the noun ("a", "an", "one" ... "ten",
+up to two words away) is changed too, with the noun's number made to agree ("two red circles" ->
+"a red circle"). Matching ignores case; a replacement takes the case of the word it replaces.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+COUNT_OF = {"a": 1, "an": 1, **{word: n for n, word in enumerate(NUMBER_WORDS, start=1)}}
+_WORD = re.compile(r"^[^\W\d_]+(?:[ '-][^\W\d_]+)*$")
+
+
+def english_plural(noun: str) -> str:
+    if noun.endswith(("s", "x", "z", "sh", "ch")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u", ""):
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def article(phrase: str) -> str:
+    return "an" if phrase[:1].lower() in "aeiou" else "a"
+
+
+def like(word: str, model: str) -> str:
+    """``word`` in the case of ``model``: ALL CAPS, Capitalised, or as it is."""
+    if len(model) > 1 and model.isupper():
+        return word.upper()
+    if model[:1].isupper():
+        return word[:1].upper() + word[1:]
+    return word
+
+
+class WordClass(BaseModel):
+    """Words that may replace each other, the other ways of writing them, and whether they are
+    count nouns."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    words: list[str] = Field(min_length=2, description="interchangeable words (lower case)")
+    synonyms: dict[str, str] = Field({}, description="another way to write a word -> that word")
+    nouns: bool = Field(False, description="count nouns: counts before them are edited too")
+    plurals: dict[str, str] = Field({}, description="irregular plurals (nouns); others get the English rule")
+
+    @field_validator("words")
+    @classmethod
+    def _words(cls, words: list[str]) -> list[str]:
+        for word in words:
+            if not _WORD.match(word) or word != word.lower():
+                raise ValueError(f"'{word}' is not a lower-case word or phrase of letters")
+        if len(set(words)) != len(words):
+            raise ValueError("a word is listed twice")
+        return words
+
+    @model_validator(mode="after")
+    def _known(self) -> WordClass:
+        for synonym, word in self.synonyms.items():
+            if word not in self.words:
+                raise ValueError(f"synonym '{synonym}' is of '{word}', which is not one of the class's words")
+            if synonym in self.words:
+                raise ValueError(f"'{synonym}' is both a word and a synonym")
+            if not _WORD.match(synonym) or synonym != synonym.lower():
+                raise ValueError(f"synonym '{synonym}' is not a lower-case word or phrase of letters")
+        if self.plurals and not self.nouns:
+            raise ValueError("'plurals' goes with 'nouns: true'")
+        return self
+
+    def plural(self, word: str) -> str:
+        return self.plurals.get(word) or english_plural(word)
+
+
+class EditVocabulary(BaseModel):
+    """The classes of interchangeable words; see the module docstring."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    classes: dict[str, WordClass] = Field(min_length=1)
+    max_count: int = Field(3, ge=2, le=len(NUMBER_WORDS), description="counts are edited among 1..max_count")
+
+    @model_validator(mode="after")
+    def _one_class_each(self) -> EditVocabulary:
+        seen: dict[str, str] = {}
+        for name, word_class in self.classes.items():
+            forms = [*word_class.words, *word_class.synonyms]
+            if word_class.nouns:
+                forms += [word_class.plural(w) for w in forms]
+            for form in forms:
+                if seen.get(form, name) != name:
+                    raise ValueError(f"'{form}' is in both class '{seen[form]}' and class '{name}'")
+                seen[form] = name
+        return self
+
+    @cached_property
+    def _forms(self) -> dict[str, tuple[str, str, bool]]:
+        """Every written form (lower case) -> (class, the word it means, plural)."""
+        forms: dict[str, tuple[str, str, bool]] = {}
+        for name, word_class in self.classes.items():
+            for form, word in [*((w, w) for w in word_class.words), *word_class.synonyms.items()]:
+                forms[form] = (name, word, False)
+                if word_class.nouns:
+                    forms[word_class.plural(form)] = (name, word, True)
+        return forms
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        return _alternation(self._forms)
+
+    @cached_property
+    def _count_pattern(self) -> re.Pattern[str] | None:
+        nouns = [form for form, (name, _, _) in self._forms.items() if self.classes[name].nouns]
+        if not nouns:
+            return None
+        counts = "|".join(sorted(COUNT_OF, key=len, reverse=True))
+        between = rf"((?:[^\W\d_]+{_GAP}){{0,2}}?)"  # up to two words: "two small red circles"
+        return re.compile(rf"{_START}({counts})({_GAP}){between}{_alternation(nouns).pattern}", re.IGNORECASE)
+
+
+# Words end at anything but a letter or digit: an underscore or hyphen separates them too, as in
+# the file names web pages use for alt-text ("two_red_circles.jpg", "red-circle-logo.png").
+_START, _END = r"(?<![^\W_])", r"(?![^\W_])"
+_GAP = r"[\s_-]+"
+
+
+def _alternation(forms: Any) -> re.Pattern[str]:
+    words = sorted(forms, key=len, reverse=True)  # longest first: "crosses" before "cross"
+    alternatives = "|".join(re.escape(w).replace(r"\ ", _GAP) for w in words)
+    return re.compile(rf"{_START}({alternatives}){_END}", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Edit:
+    text: str
+    kind: str  # the class whose word changed, or "count"
+
+
+def minimal_edits(text: str, vocabulary: EditVocabulary, limit: int | None = None) -> list[Edit]:
+    """Each way to change one word of a class (or one count) of ``text``, in the order the words
+    appear; distinct texts, never ``text`` itself; at most ``limit``."""
+    edits: dict[str, Edit] = {}
+
+    def add(new: str, kind: str) -> None:
+        if new != text and new not in edits:
+            edits[new] = Edit(new, kind)
+
+    forms = vocabulary._forms
+    changes: list[tuple[int, int, list[tuple[str, str]]]] = []
+    for match in vocabulary._pattern.finditer(text):
+        written = match.group(1)
+        name, word, plural = forms[_squash(written)]
+        word_class = vocabulary.classes[name]
+        options = [(like(word_class.plural(w) if plural else w, written), name)
+                   for w in word_class.words if w != word]
+        changes.append((match.start(), match.end(), options))
+    if vocabulary._count_pattern is not None:
+        for match in vocabulary._count_pattern.finditer(text):
+            options = _count_options(match, vocabulary)
+            if options:
+                changes.append((match.start(), match.end(), options))
+    for start, end, options in sorted(changes, key=lambda change: change[0]):
+        for replacement, kind in options:
+            add(text[:start] + replacement + text[end:], kind)
+    found = list(edits.values())
+    return found if limit is None else found[:limit]
+
+
+def _squash(written: str) -> str:
+    return " ".join(re.split(_GAP, written.lower()))
+
+
+def _count_options(match: re.Match[str], vocabulary: EditVocabulary) -> list[tuple[str, str]]:
+    count_word, gap, between, noun_written = match.group(1), match.group(2), match.group(3), match.group(4)
+    count = COUNT_OF[count_word.lower()]
+    name, word, plural = vocabulary._forms[_squash(noun_written)]
+    if plural != (count > 1):  # "a photo of circles": the count is not the noun's
+        return []
+    word_class = vocabulary.classes[name]
+    written = _squash(noun_written)
+    singular = next(form for form in (word, *word_class.synonyms)
+                    if form == written or word_class.plural(form) == written)
+    options = []
+    for new in range(1, vocabulary.max_count + 1):
+        if new == count:
+            continue
+        noun = like(singular if new == 1 else word_class.plural(singular), noun_written)
+        phrase = between + noun
+        counted = article(phrase) if new == 1 else NUMBER_WORDS[new - 1]
+        options.append((like(counted, count_word) + gap + phrase, "count"))
+    return options
+
+
+# A vocabulary for any photo: the basic colour terms. Plugins add their own by name
+# (``curate_clip_vocabularies``); a spec may also write one inline.
+COLORS: dict[str, Any] = {
+    "classes": {
+        "color": {
+            "words": ["black", "white", "red", "green", "yellow", "blue", "brown", "orange", "pink", "purple",
+                      "gray"],
+            "synonyms": {"grey": "gray", "violet": "purple", "crimson": "red", "scarlet": "red",
+                         "navy": "blue", "turquoise": "blue", "golden": "yellow", "beige": "brown"},
+        },
+    },
+}
+
+
+def available_vocabularies(pm: Any = None) -> dict[str, dict[str, Any]]:
+    """Every named vocabulary the installed plugins provide; a name claimed twice is an error."""
+    from curate.errors import PluginError
+    from curate.plugins import get_plugin_manager
+
+    manager = pm or get_plugin_manager()
+    found: dict[str, dict[str, Any]] = {}
+    owners: dict[str, str] = {}
+    hook = getattr(manager.hook, "curate_clip_vocabularies", None)
+    for impl in (hook.get_hookimpls() if hook is not None else []):
+        for name, data in (impl.function() or {}).items():
+            if name in found and found[name] != data:
+                raise PluginError(f"edit vocabulary '{name}' is provided by both plugin '{owners[name]}' "
+                                  f"and plugin '{impl.plugin_name}'", hint="uninstall or rename one of them")
+            found[name], owners[name] = data, impl.plugin_name
+    return found
+
+
+def resolve_vocabulary(edits: str | EditVocabulary, pm: Any = None) -> EditVocabulary:
+    """``edits`` as a vocabulary: a name a plugin provides, or one written inline (already checked)."""
+    if isinstance(edits, EditVocabulary):
+        return edits
+    known = available_vocabularies(pm)
+    if edits not in known:
+        from curate.errors import SpecError
+
+        raise SpecError(f"unknown edit vocabulary '{edits}'; known: {', '.join(sorted(known)) or 'none'} "
+                        "(or write one inline: edits: {classes: {color: {words: [red, blue]}}})")
+    return EditVocabulary.model_validate(known[edits])

@@ -1,0 +1,156 @@
+"""Minimal edits (curate_clip.edits): what an edit may change, and the vocabularies that say so.
+
+No torch needed: the edits are text, the vocabularies plain data."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from curate.plugins import PluginManager
+from curate_clip.edits import (
+    COLORS,
+    COUNT_OF,
+    EditVocabulary,
+    available_vocabularies,
+    english_plural,
+    like,
+    minimal_edits,
+    resolve_vocabulary,
+)
+
+SMALL = EditVocabulary.model_validate({
+    "classes": {
+        "color": {"words": ["red", "green", "blue"], "synonyms": {"crimson": "red"}},
+        "shape": {"words": ["circle", "star", "cross"], "synonyms": {"disc": "circle"}, "nouns": True},
+    },
+    "max_count": 3,
+})
+FORMS = {"red": "color", "green": "color", "blue": "color", "crimson": "color",
+         **{w: "shape" for w in ("circle", "star", "cross", "disc", "circles", "stars", "crosses", "discs")}}
+FILLER = ["photo", "of", "on", "a", "two", "three", "an", "and", "big", "the", "background", "x", "-", "|", ","]
+
+
+def words_of(text: str) -> list[str]:
+    return re.findall(r"[^\W\d_]+|\d+|[^\w\s]", text)
+
+
+texts = st.lists(st.sampled_from([*FORMS, *FILLER, *(w.upper() for w in FORMS), *(w.title() for w in FORMS)]),
+                 max_size=12).map(" ".join)
+
+
+@given(texts)
+@settings(max_examples=300)
+def test_an_edit_changes_one_word_of_a_class_or_one_count(text):
+    before = words_of(text)
+    for edit in minimal_edits(text, SMALL):
+        assert edit.text != text
+        after = words_of(edit.text)
+        if edit.kind == "count":
+            changed = [(a, b) for a, b in zip(before, after, strict=False) if a != b]
+            assert len(before) == len(after) and 1 <= len(changed) <= 2, (text, edit.text)
+            assert changed[0][0].lower() in COUNT_OF and changed[0][1].lower() in COUNT_OF
+            if len(changed) == 2:  # the noun's number follows the count
+                assert FORMS[changed[1][0].lower()] == FORMS[changed[1][1].lower()] == "shape"
+        else:
+            assert len(before) == len(after), (text, edit.text)
+            changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+            assert len(changed) == 1, (text, edit.text)
+            old, new = changed[0]
+            assert FORMS[old.lower()] == edit.kind == FORMS.get(new.lower(), edit.kind)
+            assert like(new.lower(), old) == new  # the case it replaced
+
+
+@given(texts)
+def test_edits_are_distinct_deterministic_and_limited(text):
+    edits = minimal_edits(text, SMALL)
+    assert len({e.text for e in edits}) == len(edits)
+    assert minimal_edits(text, SMALL) == edits
+    assert minimal_edits(text, SMALL, limit=3) == edits[:3]
+
+
+@given(st.lists(st.sampled_from(FILLER), max_size=10).map(" ".join))
+def test_a_text_without_vocabulary_words_has_no_edits(text):
+    assert [e for e in minimal_edits(text, SMALL) if e.kind != "count"] == []
+    assert minimal_edits(text, SMALL) == []
+
+
+def test_a_word_is_never_replaced_by_itself_or_its_synonym():
+    edits = {e.text for e in minimal_edits("a crimson disc", SMALL)}
+    assert edits == {"a green disc", "a blue disc", "a crimson star", "a crimson cross",
+                     "two crimson discs", "three crimson discs"}
+
+
+def test_counts_agree_with_the_noun_and_keep_the_words_between():
+    edits = [e.text for e in minimal_edits("Two big red crosses", SMALL) if e.kind == "count"]
+    assert edits == ["A big red cross", "Three big red crosses"]
+    assert [e.text for e in minimal_edits("an orange star", SMALL) if e.kind == "count"] == \
+        ["two orange stars", "three orange stars"]
+    assert [e.text for e in minimal_edits("a photo of stars", SMALL) if e.kind == "count"] == []  # "a" is not theirs
+    shouted = [e.text for e in minimal_edits("STOCK PHOTO - TWO RED DISCS", SMALL) if e.kind == "count"]
+    assert shouted == ["STOCK PHOTO - A RED DISC", "STOCK PHOTO - THREE RED DISCS"]
+
+
+def test_english_plurals():
+    assert [english_plural(w) for w in ("star", "cross", "box", "sky", "day", "bus")] == \
+        ["stars", "crosses", "boxes", "skies", "days", "buses"]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"classes": {}}, "at least 1 item"),
+    ({"classes": {"c": {"words": ["red"]}}}, "at least 2 items"),
+    ({"classes": {"c": {"words": ["Red", "blue"]}}}, "not a lower-case word"),
+    ({"classes": {"c": {"words": ["red", "blue"], "synonyms": {"navy": "teal"}}}}, "not one of the class's words"),
+    ({"classes": {"c": {"words": ["red", "blue"]}, "d": {"words": ["red", "star"]}}}, "in both class 'c' and class 'd'"),
+    ({"classes": {"c": {"words": ["red", "blue"], "plurals": {"red": "reds"}}}}, "'plurals' goes with 'nouns: true'"),
+    ({"classes": {"c": {"words": ["red", "blue"]}}, "max_count": 99}, "less than or equal to 10"),
+    ({"classes": {"c": {"words": ["red", "blue"], "colour": 1}}}, "Extra inputs are not permitted"),
+])
+def test_a_bad_vocabulary_says_what_is_wrong(data, message):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        EditVocabulary.model_validate(data)
+
+
+def test_plugins_provide_vocabularies_by_name():
+    import curate_clip
+    import curate_world
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(curate_clip, name="clip")
+    manager.register(curate_world, name="world")
+    known = available_vocabularies(manager)
+    assert set(known) == {"colors", "world"}
+    assert resolve_vocabulary("colors", manager) == EditVocabulary.model_validate(COLORS)
+    world = resolve_vocabulary("world", manager)
+    assert world.classes["shape"].nouns and "violet" in world.classes["color"].synonyms
+    inline = EditVocabulary.model_validate({"classes": {"c": {"words": ["red", "blue"]}}})
+    assert resolve_vocabulary(inline, manager) is inline
+
+
+def test_the_world_vocabulary_holds_every_word_the_world_writes():
+    from curate_world.vocab import BACKGROUNDS, COLOR_SYNONYMS, COLORS, SHAPE_SYNONYMS, SHAPES, edit_vocabulary
+
+    vocabulary = EditVocabulary.model_validate(edit_vocabulary())
+    assert set(vocabulary.classes["color"].words) == {*COLORS, *BACKGROUNDS}
+    assert vocabulary.classes["shape"].words == list(SHAPES)
+    assert vocabulary.classes["color"].synonyms == COLOR_SYNONYMS
+    assert vocabulary.classes["shape"].synonyms == SHAPE_SYNONYMS
+
+
+def test_world_without_clip_registers_cleanly():
+    import curate_world
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(curate_world, name="world")  # strict: an undeclared, non-optional hook would raise
+    assert manager.unknown_hooks("world") == []
+
+
+def test_underscores_and_hyphens_separate_words_as_in_file_names():
+    edits = [e.text for e in minimal_edits("two_red_discs-final.jpg", SMALL)]
+    assert "two_green_discs-final.jpg" in edits and "two_red_stars-final.jpg" in edits
+    assert "a_red_disc-final.jpg" in edits  # the count keeps its separator
+    assert minimal_edits("redstar", SMALL) == []  # inside a word is not a word
