@@ -21,7 +21,8 @@ from curate.step import Step, StepContext, TableInput
 
 class ClipFilterParams(Params):
     column: str = Field("clip_score", description="the score column to filter on")
-    threshold: float | None = Field(None, ge=-1, le=1, description="keep rows scoring at least this")
+    threshold: float | None = Field(None, allow_inf_nan=False, description="keep rows scoring at least this "
+                                    "(a cosine, in [-1, 1], for clip_score columns)")
     top_fraction: float | None = Field(None, gt=0, le=1, description="keep the best-scoring ⌈f·n⌉ rows")
     quantile: float | None = Field(None, ge=0, le=1, description="keep rows at or above this quantile of their group")
     by: str | None = Field(None, description="with quantile: the group column")
@@ -34,6 +35,8 @@ class ClipFilterParams(Params):
             raise ValueError("give exactly one of 'threshold', 'top_fraction' or 'quantile'")
         if self.by is not None and self.quantile is None:
             raise ValueError("'by' goes with 'quantile'")
+        if self.threshold is not None and self.column.startswith("clip_score") and abs(self.threshold) > 1:
+            raise ValueError(f"threshold {self.threshold:g} is outside [-1, 1], where a cosine score lies")
         return self
 
 

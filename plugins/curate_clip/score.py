@@ -7,17 +7,18 @@ so dedup and mixing reuse them instead of recomputing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from curate.digests import file_digest
 from curate.embeddings import EmbeddingStore
 from curate.params import Params
 from curate.schema import UID, Image, Schema
 from curate.step import Step, StepContext
+from curate_clip.edits import EditVocabulary
 from curate_clip.models import WORLD_CHECKPOINT, WORLD_MODEL, check_model
 
 NOT_OUTPUT = {"fingerprint": False}
@@ -26,6 +27,13 @@ NOT_OUTPUT = {"fingerprint": False}
 def score_column(text_column: str) -> str:
     """``clip_score`` for alt-text, ``clip_score_<column>`` for any other text column."""
     return "clip_score" if text_column == "alt_text" else f"clip_score_{text_column}"
+
+
+def edit_columns(text_column: str) -> tuple[str, str]:
+    """With ``edits``: the margin over the best minimal edit, and the score with it added
+    (``clip_edit_margin``, ``clip_edit_score``; ``_<column>`` after each for other text columns)."""
+    suffix = "" if text_column == "alt_text" else f"_{text_column}"
+    return f"clip_edit_margin{suffix}", f"clip_edit_score{suffix}"
 
 
 LOCAL_DIR = "local-dir:"
@@ -67,6 +75,13 @@ class ClipScoreParams(Params):
         "less memory traffic, faster at large models; scores agree within ~1e-2)", json_schema_extra=NOT_OUTPUT)
     compile: bool = Field(False, description="torch.compile the image tower (CUDA; pays a compile per shape)",
                           json_schema_extra=NOT_OUTPUT)
+    edits: Annotated[Annotated[str, Tag("name")] | Annotated[EditVocabulary, Tag("inline")],
+                     Discriminator(lambda value: "name" if isinstance(value, str) else "inline")] | None = Field(
+        None, description="also score each text against its minimal edits (one colour, shape or count changed): "
+        "a vocabulary's name (world, colors, or a plugin's) or one written inline; adds clip_edit_margin (the "
+        "text's score minus its best edit's) and clip_edit_score (clip_score + edit_weight x margin)")
+    edit_weight: float = Field(6.0, ge=0, le=1000, description="weight of the margin in clip_edit_score")
+    max_edits: int = Field(64, gt=0, le=4096, description="at most this many edits of a text (in text order)")
 
 
 def split_preprocess(preprocess: Any) -> tuple[Any, Any] | None:
@@ -133,6 +148,7 @@ class ClipScore(Step):
     extra = "clip"
     uses_model = True
     Params = ClipScoreParams
+    vocabulary: EditVocabulary | None = None  # set up from params.edits
 
     def input_columns(self) -> Schema:
         columns: Schema = {UID: pl.Utf8, self.params.image_column: Image}
@@ -140,18 +156,37 @@ class ClipScore(Step):
         return columns
 
     def output_columns(self) -> Schema:
-        return {score_column(c): pl.Float32 for c in self.params.texts}
+        columns: Schema = {score_column(c): pl.Float32 for c in self.params.texts}
+        if self.params.edits is not None:
+            columns.update({name: pl.Float32 for c in self.params.texts for name in edit_columns(c)})
+        return columns
 
     def plan_check(self, input_schema: Schema) -> list[str]:
-        return check_model(self.params.model, self.params.pretrained, self.params.checkpoint)
+        problems = check_model(self.params.model, self.params.pretrained, self.params.checkpoint)
+        if isinstance(self.params.edits, str):
+            from curate_clip.edits import available_vocabularies
+
+            known = available_vocabularies()
+            if self.params.edits not in known:
+                problems.append(f"edits: unknown vocabulary '{self.params.edits}'; known: "
+                                f"{', '.join(sorted(known)) or 'none'} (or write one inline: "
+                                "edits: {classes: {color: {words: [red, green, blue]}}})")
+        return problems
 
     def fingerprint_extra(self) -> dict[str, Any]:
-        return {"weights": weights_digest(self.params.model, self.params.checkpoint)}
+        extra: dict[str, Any] = {"weights": weights_digest(self.params.model, self.params.checkpoint)}
+        if isinstance(self.params.edits, str):  # a named vocabulary: what it holds now
+            from curate_clip.edits import available_vocabularies
+
+            extra["vocabulary"] = available_vocabularies().get(self.params.edits)  # unknown: plan_check says so
+        return extra
 
     def setup(self, ctx: StepContext) -> None:
+        from curate_clip.edits import resolve_vocabulary
         from curate_clip.models import load_clip
 
         self.clip = load_clip(self.params.model, self.params.pretrained, self.params.checkpoint, self.params.device)
+        self.vocabulary = resolve_vocabulary(self.params.edits) if self.params.edits is not None else None
         self.prepare_model()
 
     def prepare_model(self) -> None:
@@ -267,6 +302,13 @@ class ClipScore(Step):
             valid = present & np.array([v is not None for v in values], dtype=bool)
             columns.append(pl.Series(score_column(text_column), np.where(valid, scores, np.nan), dtype=pl.Float32)
                            .fill_nan(None))
+            if self.vocabulary is not None:
+                margins = self._edit_margins(values, images, np.where(valid, scores, np.nan))
+                margin_name, score_name = edit_columns(text_column)
+                edited = np.where(np.isnan(margins), 0.0, margins) * self.params.edit_weight
+                columns.append(pl.Series(margin_name, margins, dtype=pl.Float32).fill_nan(None))
+                columns.append(pl.Series(score_name, np.where(valid, scores + edited, np.nan), dtype=pl.Float32)
+                               .fill_nan(None))
             if self.params.store_embeddings and texts.size:
                 store = EmbeddingStore(ctx.artifacts, f"text_{text_column}")
                 if not store.exists():
@@ -274,6 +316,45 @@ class ClipScore(Step):
                 keep = np.array([v is not None for v in values], dtype=bool)
                 store.write_shard(shard, uids.filter(pl.Series(keep)), texts[keep])
         return table.with_columns(columns)
+
+
+    def _edit_margins(self, values: list[str | None], images: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Each row's score minus the best score of a minimal edit of its text against its image
+        (NaN where the row has no score or its text no edit). Scored with the text tower in
+        float32 like the texts themselves; each distinct edit text is encoded once per shard."""
+        from curate_clip.edits import minimal_edits
+
+        margins = np.full(len(values), np.nan, dtype=np.float64)
+        rows: list[int] = []
+        index_of: dict[str, int] = {}
+        which: list[int] = []
+        for row, text in enumerate(values):
+            if text is None or np.isnan(scores[row]):
+                continue
+            for edit in minimal_edits(text, self.vocabulary, self.params.max_edits):
+                rows.append(row)
+                which.append(index_of.setdefault(edit.text, len(index_of)))
+        if not rows:
+            return margins
+        encoded = self._encode_texts(list(index_of))
+        edit_scores = (encoded[np.array(which)] * images[np.array(rows)]).sum(axis=1)
+        best = np.full(len(values), -np.inf)
+        np.maximum.at(best, np.array(rows), edit_scores)
+        has = np.isfinite(best)
+        margins[has] = scores[has] - best[has]
+        return margins
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        cuda = self.clip.device.startswith("cuda")
+        for start in range(0, len(texts), self.params.batch_size):
+            ids = self.clip.tokenizer(texts[start:start + self.params.batch_size])
+            with torch.inference_mode(), self._autocast():
+                encoded = self.clip.model.encode_text(ids.to(self.clip.device, non_blocking=cuda))
+                out.append(torch.nn.functional.normalize(encoded.float(), dim=-1))
+        return torch.cat(out).cpu().numpy()
 
 
 class _WithTexts:

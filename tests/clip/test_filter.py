@@ -75,6 +75,12 @@ def test_rules_are_checked(params):
         ClipFilter.Params.model_validate(params)
 
 
+def test_a_threshold_on_another_score_column_may_lie_outside_a_cosine_range():
+    assert ClipFilter.Params(column="clip_edit_score", threshold=-1.5).threshold == -1.5
+    with pytest.raises(Exception, match="outside"):
+        ClipFilter.Params(column="clip_score_caption", threshold=-1.5)
+
+
 def test_a_missing_score_column_fails_before_running():
     table = pl.DataFrame({"uid": ["a"], "url": ["u"], "alt_text": ["t"]})
     with pytest.raises(SpecError, match="clip_score"):

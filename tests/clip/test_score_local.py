@@ -78,3 +78,58 @@ def test_missing_torch_gives_the_install_line_at_plan_time(monkeypatch):
     with pytest.raises(SpecError) as error:
         make_plan(load_spec_text(text, None), get_plugin_manager(), None)
     assert "pip install 'curate[clip]'" in str(error.value)
+
+
+# -- edits: each text against its minimal edits ---------------------------------------------------
+def test_with_edits_the_margin_is_the_text_score_minus_its_best_edit(small_world):
+    import torch
+
+    from curate_clip.edits import minimal_edits, resolve_vocabulary
+    from curate_clip.models import load_clip
+
+    table = image_table(small_world, limit=16)
+    kept = run_step("clip_score", table, {"edits": "world", "batch_size": 6}, shard_size=7).kept
+    assert kept.schema["clip_edit_margin"] == kept.schema["clip_edit_score"] == pl.Float32
+    vocabulary = resolve_vocabulary("world")
+    clip = load_clip(device="cpu")
+    from PIL import Image
+
+    for row in kept.iter_rows(named=True):
+        edits = [e.text for e in minimal_edits(row["alt_text"] or "", vocabulary, 64)]
+        if not edits:  # boilerplate, an empty text: no edit, so no margin, and the score as it is
+            assert row["clip_edit_margin"] is None
+            assert row["clip_edit_score"] == row["clip_score"]
+            continue
+        pixels = clip.preprocess(Image.open(small_world / "images" / f"{row['uid']}.jpg").convert("RGB"))[None]
+        with torch.inference_mode():
+            image = torch.nn.functional.normalize(clip.model.encode_image(pixels), dim=-1)
+            texts = torch.nn.functional.normalize(clip.model.encode_text(clip.tokenizer([row["alt_text"], *edits])), dim=-1)
+        scores = (texts @ image.T).squeeze(1).numpy()
+        assert row["clip_edit_margin"] == pytest.approx(scores[0] - scores[1:].max(), abs=2e-3)
+        assert row["clip_edit_score"] == pytest.approx(row["clip_score"] + 6.0 * row["clip_edit_margin"], abs=1e-4)
+
+
+def test_a_wrong_attribute_loses_to_the_edit_that_corrects_it(small_world):
+    table = image_table(small_world).filter(pl.col("gt_noise_type").is_in(["faithful", "wrong_attribute"]))
+    kept = run_step("clip_score", table, {"edits": "world"}).kept
+    margins = kept.group_by("gt_noise_type").agg(pl.col("clip_edit_margin").median())
+    median = dict(margins.iter_rows())
+    # Some edit of a true text scores about as well by chance (the best of ~35), so a true text's
+    # margin sits near 0; one attribute wrong puts it well below.
+    assert median["faithful"] > median["wrong_attribute"] + 0.05
+
+
+def test_an_unknown_vocabulary_is_a_plan_error_naming_the_known_ones():
+    problems = ClipScore(ClipScore.Params(edits="wrold")).plan_check({})
+    assert len(problems) == 1 and "unknown vocabulary 'wrold'; known: colors, world" in problems[0]
+
+
+def test_an_inline_vocabulary_is_checked_with_the_params_and_changes_the_fingerprint():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 2 items"):
+        ClipScore.Params(edits={"classes": {"color": {"words": ["red"]}}})
+    one = ClipScore(ClipScore.Params(edits={"classes": {"color": {"words": ["red", "blue"]}}}))
+    two = ClipScore(ClipScore.Params(edits={"classes": {"color": {"words": ["red", "green"]}}}))
+    assert one.params.fingerprint_dict() != two.params.fingerprint_dict()
+    assert ClipScore(ClipScore.Params(edits="world")).fingerprint_extra()["vocabulary"]["classes"]["shape"]["nouns"]
