@@ -108,16 +108,20 @@ def auc_with_ci(positive: Any, negative: Any, rounds: int = 1000, seed: int = 0)
     if len(positive) == 0 or len(negative) == 0:
         return {"value": None, "positives": len(positive), "negatives": len(negative), "ci95": None}
 
-    def value(pos: Any, neg: Any) -> float:
-        _, inverse, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
-        ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based, ties share their mean rank
-        return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
     rng = np.random.default_rng(seed)
-    draws = [value(rng.choice(positive, len(positive)), rng.choice(negative, len(negative))) for _ in range(rounds)]
+    draws = [_auc(rng.choice(positive, len(positive)), rng.choice(negative, len(negative))) for _ in range(rounds)]
     low, high = np.percentile(draws, [2.5, 97.5])
-    return {"value": round(value(positive, negative), 4), "positives": len(positive), "negatives": len(negative),
+    return {"value": round(_auc(positive, negative), 4), "positives": len(positive), "negatives": len(negative),
             "ci95": [round(float(low), 4), round(float(high), 4)]}
+
+
+def _auc(positive: Any, negative: Any) -> float:
+    import numpy as np
+
+    _, inverse, counts = np.unique(np.concatenate([positive, negative]), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based, ties share their mean rank
+    return float((ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2)
+                 / (len(positive) * len(negative)))
 
 
 def step_table(run_dir: Path, step: str, columns: list[str]) -> tuple[Any, dict[str, Any]]:
@@ -137,28 +141,73 @@ def step_table(run_dir: Path, step: str, columns: list[str]) -> tuple[Any, dict[
 
 
 def clip_from_run(run_dir: Path, step: str = "clip_score") -> dict[str, Any]:
-    """World-CLIP AUCs of the scores the pipeline computed on the downloaded images."""
+    """World-CLIP AUCs of the scores the pipeline computed on the downloaded images; where the
+    step scored minimal edits too (``edits:``), the same for ``clip_edit_score`` under
+    ``with_edits``, with the paired gaps to ``clip_score`` (same rows, same resamples)."""
     import polars as pl
-    from curate_clip.api import NEGATIVE, POSITIVE
 
-    table, _ = step_table(run_dir, step, ["uid", "clip_score", "gt_noise_type", "gt_styles"])
+    columns = ["uid", "clip_score", "clip_edit_score", "gt_noise_type", "gt_styles"]
+    table, _ = step_table(run_dir, step, columns)
     if "gt_styles" not in table.columns:
         table = table.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("gt_styles"))
+    result: dict[str, Any] = {"rows": table.height, **_clip_measures(table, "clip_score")}
+    if "clip_edit_score" in table.columns:
+        gaps = {name: auc_gap_with_ci(*_sides(table, "clip_score", pos, neg),
+                                      *_sides(table, "clip_edit_score", pos, neg))
+                for name, pos, neg in _comparisons()[:2]}
+        result["with_edits"] = {**_clip_measures(table, "clip_edit_score"), "gap_to_clip_score": gaps}
+    return result
 
-    def measure(frame: pl.DataFrame, positive: tuple[str, ...], negative: tuple[str, ...]) -> dict[str, Any]:
-        return auc_with_ci(frame.filter(pl.col("gt_noise_type").is_in(positive))["clip_score"].to_numpy(),
-                           frame.filter(pl.col("gt_noise_type").is_in(negative))["clip_score"].to_numpy())
+
+def _comparisons() -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    from curate_clip.api import NEGATIVE, POSITIVE
+
+    return [("aligned_vs_misaligned", tuple(POSITIVE), tuple(NEGATIVE)),
+            ("partial_vs_wrong_attribute", ("partial",), ("wrong_attribute",)),
+            ("faithful_vs_wrong_attribute", ("faithful",), ("wrong_attribute",))]
+
+
+def _sides(frame: Any, column: str, positive: tuple[str, ...], negative: tuple[str, ...]) -> tuple[Any, Any]:
+    import polars as pl
+
+    return (frame.filter(pl.col("gt_noise_type").is_in(positive))[column].to_numpy(),
+            frame.filter(pl.col("gt_noise_type").is_in(negative))[column].to_numpy())
+
+
+def _clip_measures(table: Any, column: str) -> dict[str, Any]:
+    import polars as pl
 
     styled = table.filter(pl.col("gt_styles").list.len() > 0)
     unstyled = table.filter(pl.col("gt_styles").list.len() == 0)
+    aligned = _comparisons()[0]
     return {
-        "rows": table.height,
-        "aligned_vs_misaligned": measure(table, tuple(POSITIVE), tuple(NEGATIVE)),
-        "partial_vs_wrong_attribute": measure(table, ("partial",), ("wrong_attribute",)),
-        "faithful_vs_wrong_attribute": measure(table, ("faithful",), ("wrong_attribute",)),
-        "styled_rows": measure(styled, tuple(POSITIVE), tuple(NEGATIVE)) if styled.height else None,
-        "unstyled_rows": measure(unstyled, tuple(POSITIVE), tuple(NEGATIVE)) if styled.height else None,
+        **{name: auc_with_ci(*_sides(table, column, pos, neg)) for name, pos, neg in _comparisons()},
+        "styled_rows": auc_with_ci(*_sides(styled, column, *aligned[1:])) if styled.height else None,
+        "unstyled_rows": auc_with_ci(*_sides(unstyled, column, *aligned[1:])) if styled.height else None,
+        "by_style": {style: auc_with_ci(*_sides(table.filter(pl.col("gt_styles").list.contains(style)), column,
+                                                *aligned[1:]))
+                     for style in STYLES} if styled.height else None,
     }
+
+
+def auc_gap_with_ci(positive_a: Any, negative_a: Any, positive_b: Any, negative_b: Any, rounds: int = 1000,
+                    seed: int = 0) -> dict[str, Any]:
+    """AUC of scores b minus AUC of scores a on the same rows, with a paired percentile bootstrap
+    (each resample of positives and negatives is scored both ways)."""
+    import numpy as np
+
+    positive_a, negative_a, positive_b, negative_b = (np.asarray(x, dtype=np.float64)
+                                                      for x in (positive_a, negative_a, positive_b, negative_b))
+    if len(positive_a) == 0 or len(negative_a) == 0:
+        return {"value": None, "ci95": None}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(rounds):
+        p, n = rng.integers(len(positive_a), size=len(positive_a)), rng.integers(len(negative_a), size=len(negative_a))
+        draws.append(_auc(positive_b[p], negative_b[n]) - _auc(positive_a[p], negative_a[n]))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return {"value": round(_auc(positive_b, negative_b) - _auc(positive_a, negative_a), 4),
+            "ci95": [round(float(low), 4), round(float(high), 4)]}
 
 
 def captioner_from_run(run_dir: Path, step: str = "realign") -> dict[str, Any]:

@@ -23,7 +23,8 @@ def scored_run(tmp_path_factory):
         "steps": [
             {"step": "download", "params": {"image_size": 64, "resize_mode": "no", "timeout": 2,
                                             "allowed_hosts": ["127.0.0.1"], "threads": 8}},
-            {"step": "clip_score", "params": {"batch_size": 16, "texts": ["alt_text", "gt_description"]}},
+            {"step": "clip_score", "params": {"batch_size": 16, "texts": ["alt_text", "gt_description"],
+                                              "edits": "world"}},
         ],
         "run": {"shard_size": 25},
     }
@@ -57,3 +58,18 @@ def test_true_descriptions_outscore_boilerplate(scored_run):
     truth = table["clip_score_gt_description"].mean()
     noise = table.filter(pl.col("gt_noise_type").is_in(["boilerplate", "empty", "unrelated"]))["clip_score"].mean()
     assert truth > noise
+
+
+def test_the_pipeline_eval_reads_the_edit_score_beside_the_score(scored_run, tmp_path):
+    from pathlib import Path
+
+    from curate_world.web_eval import clip_from_run
+
+    result = clip_from_run(Path(scored_run["run_dir"]))
+    table = read_step_output(scored_run, "clip_score")
+    assert result["rows"] == table.height
+    assert table["clip_edit_score_gt_description"].null_count() == table["clip_score_gt_description"].null_count()
+    edited = result["with_edits"]
+    assert set(edited["gap_to_clip_score"]) == {"aligned_vs_misaligned", "partial_vs_wrong_attribute"}
+    gap = edited["gap_to_clip_score"]["aligned_vs_misaligned"]["value"]
+    assert abs(gap - (edited["aligned_vs_misaligned"]["value"] - result["aligned_vs_misaligned"]["value"])) < 2e-4

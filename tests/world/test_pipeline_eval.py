@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from curate_world.web_eval import auc_with_ci, proportion, wilson
+from curate_world.web_eval import auc_gap_with_ci, auc_with_ci, proportion, wilson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,3 +35,20 @@ def test_the_auc_is_mann_whitney_with_ties_and_its_interval_holds_it(seed: int, 
     assert abs(result["value"] - auc(positive, negative)) < 1e-4
     low, high = result["ci95"]
     assert low - 1e-9 <= result["value"] <= high + 1e-9 or high - low < 0.02
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**16), st.integers(5, 120), st.integers(5, 120), st.floats(0.0, 2.0))
+def test_the_paired_auc_gap_is_the_difference_and_antisymmetric(seed: int, npos: int, nneg: int, shift: float) -> None:
+    from curate_clip.api import auc
+
+    rng = np.random.default_rng(seed)
+    positive_a, negative_a = np.round(rng.normal(0.0, 1.0, npos), 1), np.round(rng.normal(0.0, 1.0, nneg), 1)
+    positive_b, negative_b = positive_a + shift, negative_a  # b separates better by the shift
+    gap = auc_gap_with_ci(positive_a, negative_a, positive_b, negative_b, rounds=100, seed=seed)
+    assert abs(gap["value"] - (auc(positive_b, negative_b) - auc(positive_a, negative_a))) < 1e-4
+    assert gap["ci95"][0] >= -1e-9  # never worse on any resample: the same rows, shifted up
+    back = auc_gap_with_ci(positive_b, negative_b, positive_a, negative_a, rounds=100, seed=seed)
+    assert back["value"] == -gap["value"] and back["ci95"] == [-gap["ci95"][1], -gap["ci95"][0]]
+    same = auc_gap_with_ci(positive_a, negative_a, positive_a, negative_a, rounds=50, seed=seed)
+    assert same == {"value": 0.0, "ci95": [0.0, 0.0]}
