@@ -22,6 +22,7 @@ from curate_clip.edits import EditVocabulary
 from curate_clip.models import WORLD_CHECKPOINT, WORLD_MODEL, check_model
 
 NOT_OUTPUT = {"fingerprint": False}
+EDIT_ROWS = 512  # rows whose edits are encoded together (a world alt-text has ~35 edits)
 
 
 def score_column(text_column: str) -> str:
@@ -317,31 +318,32 @@ class ClipScore(Step):
                 store.write_shard(shard, uids.filter(pl.Series(keep)), texts[keep])
         return table.with_columns(columns)
 
-
     def _edit_margins(self, values: list[str | None], images: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Each row's score minus the best score of a minimal edit of its text against its image
-        (NaN where the row has no score or its text no edit). Scored with the text tower in
-        float32 like the texts themselves; each distinct edit text is encoded once per shard."""
+        (NaN where the row has no score or its text no edit). The edits go through the same text
+        tower as the texts; rows are taken EDIT_ROWS at a time, each distinct edit text of them
+        encoded once, so memory stays bounded whatever the shard size."""
         from curate_clip.edits import minimal_edits
 
         margins = np.full(len(values), np.nan, dtype=np.float64)
-        rows: list[int] = []
-        index_of: dict[str, int] = {}
-        which: list[int] = []
-        for row, text in enumerate(values):
-            if text is None or np.isnan(scores[row]):
+        for start in range(0, len(values), EDIT_ROWS):
+            rows: list[int] = []
+            which: list[int] = []
+            index_of: dict[str, int] = {}
+            for row in range(start, min(start + EDIT_ROWS, len(values))):
+                text = values[row]
+                if text is None or np.isnan(scores[row]):
+                    continue
+                for edit in minimal_edits(text, self.vocabulary, self.params.max_edits):
+                    rows.append(row)
+                    which.append(index_of.setdefault(edit.text, len(index_of)))
+            if not rows:
                 continue
-            for edit in minimal_edits(text, self.vocabulary, self.params.max_edits):
-                rows.append(row)
-                which.append(index_of.setdefault(edit.text, len(index_of)))
-        if not rows:
-            return margins
-        encoded = self._encode_texts(list(index_of))
-        edit_scores = (encoded[np.array(which)] * images[np.array(rows)]).sum(axis=1)
-        best = np.full(len(values), -np.inf)
-        np.maximum.at(best, np.array(rows), edit_scores)
-        has = np.isfinite(best)
-        margins[has] = scores[has] - best[has]
+            edit_scores = (self._encode_texts(list(index_of))[which] * images[rows]).sum(axis=1)
+            best = np.full(len(values), -np.inf)
+            np.maximum.at(best, np.array(rows), edit_scores)
+            has = np.isfinite(best)
+            margins[has] = scores[has] - best[has]
         return margins
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:

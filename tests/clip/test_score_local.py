@@ -133,3 +133,15 @@ def test_an_inline_vocabulary_is_checked_with_the_params_and_changes_the_fingerp
     two = ClipScore(ClipScore.Params(edits={"classes": {"color": {"words": ["red", "green"]}}}))
     assert one.params.fingerprint_dict() != two.params.fingerprint_dict()
     assert ClipScore(ClipScore.Params(edits="world")).fingerprint_extra()["vocabulary"]["classes"]["shape"]["nouns"]
+
+
+def test_edit_margins_do_not_depend_on_how_rows_are_chunked(small_world, monkeypatch):
+    import curate_clip.score
+
+    table = image_table(small_world, limit=20)
+    whole = run_step("clip_score", table, {"edits": "world"}).kept
+    monkeypatch.setattr(curate_clip.score, "EDIT_ROWS", 3)
+    chunked = run_step("clip_score", table, {"edits": "world"}).kept
+    assert whole["clip_edit_margin"].null_count() == chunked["clip_edit_margin"].null_count()
+    difference = (whole["clip_edit_margin"] - chunked["clip_edit_margin"]).abs().max()
+    assert difference is None or difference < 1e-5
