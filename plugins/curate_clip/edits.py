@@ -228,7 +228,8 @@ COLORS: dict[str, Any] = {
 
 
 def available_vocabularies(pm: Any = None) -> dict[str, dict[str, Any]]:
-    """Every named vocabulary the installed plugins provide; a name claimed twice is an error."""
+    """Every named vocabulary the installed plugins provide; a name claimed twice is an error, a
+    plugin whose hook raises is named in a warning and skipped (as for every registering hook)."""
     from curate.errors import PluginError
     from curate.plugins import get_plugin_manager
 
@@ -237,7 +238,12 @@ def available_vocabularies(pm: Any = None) -> dict[str, dict[str, Any]]:
     owners: dict[str, str] = {}
     hook = getattr(manager.hook, "curate_clip_vocabularies", None)
     for impl in (hook.get_hookimpls() if hook is not None else []):
-        for name, data in (impl.function() or {}).items():
+        try:
+            provided = dict(impl.function() or {})
+        except Exception as exc:  # a broken plugin must not break every run
+            manager.plugin_failed(impl.plugin_name, "its curate_clip_vocabularies hook", exc)
+            continue
+        for name, data in provided.items():
             if name in found and found[name] != data:
                 raise PluginError(f"edit vocabulary '{name}' is provided by both plugin '{owners[name]}' "
                                   f"and plugin '{impl.plugin_name}'", hint="uninstall or rename one of them")
@@ -245,14 +251,30 @@ def available_vocabularies(pm: Any = None) -> dict[str, dict[str, Any]]:
     return found
 
 
+def vocabulary_problem(name: str, pm: Any = None) -> str | None:
+    """Why ``edits: name`` cannot be used (unknown, or what its plugin provides is invalid), or None."""
+    from pydantic import ValidationError
+
+    known = available_vocabularies(pm)
+    if name not in known:
+        return (f"edits: unknown vocabulary '{name}'; known: {', '.join(sorted(known)) or 'none'} "
+                "(or write one inline: edits: {classes: {color: {words: [red, green, blue]}}})")
+    try:
+        EditVocabulary.model_validate(known[name])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"edits: vocabulary '{name}' from its plugin is invalid: {where}: {first['msg']}"
+    return None
+
+
 def resolve_vocabulary(edits: str | EditVocabulary, pm: Any = None) -> EditVocabulary:
     """``edits`` as a vocabulary: a name a plugin provides, or one written inline (already checked)."""
     if isinstance(edits, EditVocabulary):
         return edits
-    known = available_vocabularies(pm)
-    if edits not in known:
+    problem = vocabulary_problem(edits, pm)
+    if problem is not None:
         from curate.errors import SpecError
 
-        raise SpecError(f"unknown edit vocabulary '{edits}'; known: {', '.join(sorted(known)) or 'none'} "
-                        "(or write one inline: edits: {classes: {color: {words: [red, blue]}}})")
-    return EditVocabulary.model_validate(known[edits])
+        raise SpecError(problem)
+    return EditVocabulary.model_validate(available_vocabularies(pm)[edits])

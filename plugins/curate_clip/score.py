@@ -165,13 +165,11 @@ class ClipScore(Step):
     def plan_check(self, input_schema: Schema) -> list[str]:
         problems = check_model(self.params.model, self.params.pretrained, self.params.checkpoint)
         if isinstance(self.params.edits, str):
-            from curate_clip.edits import available_vocabularies
+            from curate_clip.edits import vocabulary_problem
 
-            known = available_vocabularies()
-            if self.params.edits not in known:
-                problems.append(f"edits: unknown vocabulary '{self.params.edits}'; known: "
-                                f"{', '.join(sorted(known)) or 'none'} (or write one inline: "
-                                "edits: {classes: {color: {words: [red, green, blue]}}})")
+            problem = vocabulary_problem(self.params.edits)
+            if problem is not None:
+                problems.append(problem)
         return problems
 
     def fingerprint_extra(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from curate import hookimpl
+from curate.errors import PluginError, SpecError
 from curate.plugins import PluginManager
 from curate_clip.edits import (
     COLORS,
@@ -21,6 +23,7 @@ from curate_clip.edits import (
     like,
     minimal_edits,
     resolve_vocabulary,
+    vocabulary_problem,
 )
 
 SMALL = EditVocabulary.model_validate({
@@ -154,3 +157,56 @@ def test_underscores_and_hyphens_separate_words_as_in_file_names():
     assert "two_green_discs-final.jpg" in edits and "two_red_stars-final.jpg" in edits
     assert "a_red_disc-final.jpg" in edits  # the count keeps its separator
     assert minimal_edits("redstar", SMALL) == []  # inside a word is not a word
+
+
+class FruitPlugin:
+    @hookimpl
+    def curate_clip_vocabularies(self):
+        return {"fruit": {"classes": {"fruit": {"words": ["apple", "pear"], "nouns": True}}},
+                "broken": {"classes": {"fruit": {"words": ["Apple", "pear"]}}}}
+
+
+class SameNamePlugin:
+    @hookimpl
+    def curate_clip_vocabularies(self):
+        return {"colors": {"classes": {"color": {"words": ["red", "blue"]}}}}
+
+
+class RaisingPlugin:
+    @hookimpl
+    def curate_clip_vocabularies(self):
+        raise RuntimeError("no vocabulary today")
+
+
+def _manager(*plugins):
+    import curate_clip
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(curate_clip, name="clip")
+    for plugin in plugins:
+        manager.register(plugin, name=type(plugin).__name__)
+    return manager
+
+
+def test_a_third_party_vocabulary_is_used_by_name_and_a_broken_one_is_a_plan_problem():
+    manager = _manager(FruitPlugin())
+    assert [e.text for e in minimal_edits("two apples", resolve_vocabulary("fruit", manager))] == \
+        ["an apple", "three apples", "two pears"]
+    assert vocabulary_problem("fruit", manager) is None
+    problem = vocabulary_problem("broken", manager)
+    assert problem.startswith("edits: vocabulary 'broken' from its plugin is invalid: classes.fruit.words")
+    with pytest.raises(SpecError, match="unknown vocabulary 'frut'; known: broken, colors, fruit"):
+        resolve_vocabulary("frut", manager)
+
+
+def test_two_plugins_giving_one_name_different_words_is_an_error_naming_both():
+    with pytest.raises(PluginError, match="'colors' is provided by both plugin 'clip' and plugin 'SameNamePlugin'"):
+        available_vocabularies(_manager(SameNamePlugin()))
+
+
+def test_a_raising_vocabulary_hook_is_named_in_a_warning_and_skipped():
+    from curate.plugins import PluginLoadWarning
+
+    with pytest.warns(PluginLoadWarning, match="RaisingPlugin.*no vocabulary today"):
+        known = available_vocabularies(_manager(RaisingPlugin()))
+    assert set(known) == {"colors"}
