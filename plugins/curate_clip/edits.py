@@ -183,9 +183,10 @@ def minimal_edits(text: str, vocabulary: EditVocabulary, limit: int | None = Non
                 changes.append((match.start(), match.end(), options))
     for start, end, options in sorted(changes, key=lambda change: change[0]):
         for replacement, kind in options:
+            if limit is not None and len(edits) >= limit:  # a long text: stop before building the rest
+                return list(edits.values())
             add(text[:start] + replacement + text[end:], kind)
-    found = list(edits.values())
-    return found if limit is None else found[:limit]
+    return list(edits.values())
 
 
 def _squash(written: str) -> str:

@@ -210,3 +210,16 @@ def test_a_raising_vocabulary_hook_is_named_in_a_warning_and_skipped():
     with pytest.warns(PluginLoadWarning, match="RaisingPlugin.*no vocabulary today"):
         known = available_vocabularies(_manager(RaisingPlugin()))
     assert set(known) == {"colors"}
+
+
+def test_a_huge_text_builds_only_the_edits_it_may_keep():
+    import tracemalloc
+
+    text = "red star " * 20_000  # 180 kB, 40,000 words with edits: all of them would be ~20 GB
+    tracemalloc.start()
+    try:
+        edits = minimal_edits(text, SMALL, limit=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(edits) == 5 and peak < 64 * 2**20
