@@ -1,7 +1,7 @@
 """``normalize_text``: clean alt-text the way web text needs it.
 
-HTML entities are unescaped (to a fixed point: web text is often escaped twice), control and
-zero-width characters removed, Unicode normalized, whitespace collapsed, length bounded.
+HTML entities are unescaped (to a fixed point: web text is often escaped twice), HTML tags
+optionally replaced by a space (``strip_tags``), control and zero-width characters removed, Unicode normalized, whitespace collapsed, length bounded.
 The operation is idempotent: normalizing twice changes nothing more.
 """
 
@@ -49,6 +49,11 @@ NOTHING = [""] * len(ENTITIES)
 # character no entity name starts with, or one name character and then such a character (no
 # entity's name is one character long). Never ending in '&', so a match hides no other '&'.
 BARE = r"&(?:[\t\n\f <;]|$)|&[^\t\n\f <&#;](?:[\t\n\f <#]|$)"
+# An HTML tag as templates leak them into alt-text: "<b>", "</span>", '<span class="x">', "<br/>".
+# No whitespace after '<' ("a < b > c" stays), HTML's own whitespace only (Python's \s and the
+# Rust regex polars uses disagree on some separators), the same pattern for both paths.
+TAG = r"</?[A-Za-z][A-Za-z0-9-]*(?:[\t\n\f\r ][^<>]*)?/?>"
+TAG_RE = re.compile(TAG)
 # Vectorized rounds before the rows still changing go to the reference function: each level of
 # escaping ("&amp;amp;") takes one round, and two rounds are rare already.
 ROUNDS = 6
@@ -57,6 +62,7 @@ ROUNDS = 6
 class NormalizeParams(Params):
     columns: list[str] = Field([ALT_TEXT], min_length=1, description="text columns to normalize")
     html_unescape: bool = True
+    strip_tags: bool = Field(False, description="replace HTML tags (<b>, </p>, <br/>, <span class=...>) by a space")
     strip_control: bool = True
     unicode_form: Literal["NFC", "NFKC", "none"] = "NFC"
     collapse_whitespace: bool = True
@@ -82,6 +88,8 @@ def normalize_one(text: str | None, p: NormalizeParams) -> str | None:
         before = text
         if p.html_unescape and "&" in text:
             text = html.unescape(text)
+        if p.strip_tags and "<" in text:
+            text = TAG_RE.sub(" ", text)
         if p.strip_control:
             text = ZERO_WIDTH_RE.sub("", CONTROL_RE.sub(" ", text))
         if p.unicode_form != "none":
@@ -144,6 +152,8 @@ class NormalizeText(Step):
         of :data:`ENTITIES` (checked by the caller)."""
         if self.params.html_unescape:
             column = column.str.replace_many(ENTITIES, UNESCAPED)
+        if self.params.strip_tags:
+            column = column.str.replace_all(TAG, " ")
         return self._vectorized(column)
 
     def _plain(self, column: pl.Series) -> pl.Series:
@@ -152,6 +162,8 @@ class NormalizeText(Step):
         plain = column.str.contains(PLAIN).fill_null(True)
         if p.html_unescape:
             plain = plain & ~column.str.contains("&", literal=True).fill_null(False)
+        if p.strip_tags:
+            plain = plain & ~column.str.contains("<", literal=True).fill_null(False)
         if p.max_length is not None:
             plain = plain & (column.str.len_bytes() <= p.max_length).fill_null(True)
         return plain

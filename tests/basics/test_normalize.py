@@ -14,6 +14,7 @@ from tests.invariants import assert_nothing_lost, uids
 PARAMS = st.builds(
     NormalizeParams,
     html_unescape=st.booleans(),
+    strip_tags=st.booleans(),
     strip_control=st.booleans(),
     unicode_form=st.sampled_from(["NFC", "NFKC", "none"]),
     collapse_whitespace=st.booleans(),
@@ -30,10 +31,15 @@ TRICKY = [
     "e\u0301 vs \u00e9, \ufb01 ligature",
     "&#0; &#x110000; &#xd800; &nonsense; & alone &",
     "\x00\x7f\x85\x9f controls",
+    '<span class="caption"><b>red</b> circle</span><br/> &lt;i&gt;escaped&lt;/i&gt;',
+    "<<b>b>, <b<i>>, a < b > c, x<y, <1>, </>",
+    "\uff1cb\uff1efullwidth\uff1c/b\uff1e",  # NFKC makes a tag of it
     "",
     None,
 ]
-TEXTS = st.lists(st.one_of(st.none(), cst.alt_texts(), st.sampled_from(TRICKY)), min_size=1, max_size=12)
+TAGGY = st.lists(st.sampled_from(["<", ">", "/", "b", "br", " ", "\t", "span class=x", "&lt;", "&gt;", "a",
+                                  "\uff1c", "\x1c", "&amp;"]), max_size=16).map("".join)
+TEXTS = st.lists(st.one_of(st.none(), cst.alt_texts(), st.sampled_from(TRICKY), TAGGY), min_size=1, max_size=12)
 
 
 @settings(max_examples=200)
@@ -42,6 +48,7 @@ TEXTS = st.lists(st.one_of(st.none(), cst.alt_texts(), st.sampled_from(TRICKY)),
 @example(texts=TRICKY, params=NormalizeParams(unicode_form="NFKC"))
 @example(texts=TRICKY, params=NormalizeParams(strip_control=False))
 @example(texts=TRICKY, params=NormalizeParams(unicode_form="NFKC", max_length=7))
+@example(texts=TRICKY, params=NormalizeParams(unicode_form="NFKC", strip_tags=True))
 def test_the_vectorized_path_equals_the_reference_on_every_input(texts, params):
     out = NormalizeText(params).normalize(pl.Series(texts, dtype=pl.Utf8)).to_list()
     assert out == [normalize_one(t, params) for t in texts]
@@ -50,6 +57,7 @@ def test_the_vectorized_path_equals_the_reference_on_every_input(texts, params):
 @settings(max_examples=200)
 @given(texts=TEXTS, params=PARAMS)
 @example(texts=TRICKY, params=NormalizeParams())
+@example(texts=TRICKY, params=NormalizeParams(unicode_form="NFKC", strip_tags=True))
 def test_normalizing_twice_changes_nothing_more(texts, params):
     step = NormalizeText(params)
     once = step.normalize(pl.Series(texts, dtype=pl.Utf8))
@@ -67,6 +75,18 @@ def test_the_result_is_clean(text, params):
         assert out == out.strip() and "  " not in out
     if params.strip_control and params.collapse_whitespace:
         assert not any(c in out for c in "\x00\x0b\u200b\ufeff\t\n")
+    if params.strip_tags:
+        from curate_basics.normalize import TAG_RE
+
+        assert TAG_RE.search(out) is None
+
+
+def test_tags_are_stripped_and_what_only_looks_like_one_stays():
+    params = NormalizeParams(strip_tags=True)
+    assert normalize_one('<p><span class="caption">Red <b>circle</b></span><br/></p>', params) == "Red circle"
+    assert normalize_one("&lt;b&gt;escaped&lt;/b&gt; too", params) == "escaped too"
+    assert normalize_one("a < b > c, x<y, 3<4>2", params) == "a < b > c, x<y, 3<4>2"
+    assert normalize_one("<b>kept</b>", NormalizeParams()) == "<b>kept</b>"  # off by default
 
 
 def test_huge_texts_are_normalized_and_bounded():
