@@ -18,13 +18,6 @@ def curate_add_hookspecs(pluginmanager):
 
 
 @hookimpl
-def curate_clip_vocabularies():
-    from curate_clip.edits import COLORS
-
-    return {"colors": COLORS}
-
-
-@hookimpl
 def curate_register_steps():
     from curate_clip.filter import ClipFilter
     from curate_clip.score import ClipScore

@@ -214,20 +214,6 @@ def _count_options(match: re.Match[str], vocabulary: EditVocabulary) -> list[tup
     return options
 
 
-# A vocabulary for any photo: the basic colour terms. Plugins add their own by name
-# (``curate_clip_vocabularies``); a spec may also write one inline.
-COLORS: dict[str, Any] = {
-    "classes": {
-        "color": {
-            "words": ["black", "white", "red", "green", "yellow", "blue", "brown", "orange", "pink", "purple",
-                      "gray"],
-            "synonyms": {"grey": "gray", "violet": "purple", "crimson": "red", "scarlet": "red",
-                         "navy": "blue", "turquoise": "blue", "golden": "yellow", "beige": "brown"},
-        },
-    },
-}
-
-
 def available_vocabularies(pm: Any = None) -> dict[str, dict[str, Any]]:
     """Every named vocabulary the installed plugins provide; a name claimed twice is an error, a
     plugin whose hook raises is named in a warning and skipped (as for every registering hook)."""

@@ -79,7 +79,7 @@ class ClipScoreParams(Params):
     edits: Annotated[Annotated[str, Tag("name")] | Annotated[EditVocabulary, Tag("inline")],
                      Discriminator(lambda value: "name" if isinstance(value, str) else "inline")] | None = Field(
         None, description="also score each text against its minimal edits (one colour, shape or count changed): "
-        "a vocabulary's name (world, colors, or a plugin's) or one written inline; adds clip_edit_margin (the "
+        "a vocabulary's name (world, or one a plugin adds) or one written inline; adds clip_edit_margin (the "
         "text's score minus its best edit's) and clip_edit_score (clip_score + edit_weight x margin)")
     edit_weight: float = Field(6.0, ge=0, le=1000, description="weight of the margin in clip_edit_score")
     max_edits: int = Field(64, gt=0, le=4096, description="at most this many edits of a text (in text order)")

@@ -15,7 +15,6 @@ from curate import hookimpl
 from curate.errors import PluginError, SpecError
 from curate.plugins import PluginManager
 from curate_clip.edits import (
-    COLORS,
     COUNT_OF,
     EditVocabulary,
     available_vocabularies,
@@ -126,8 +125,7 @@ def test_plugins_provide_vocabularies_by_name():
     manager.register(curate_clip, name="clip")
     manager.register(curate_world, name="world")
     known = available_vocabularies(manager)
-    assert set(known) == {"colors", "world"}
-    assert resolve_vocabulary("colors", manager) == EditVocabulary.model_validate(COLORS)
+    assert set(known) == {"world"}
     world = resolve_vocabulary("world", manager)
     assert world.classes["shape"].nouns and "violet" in world.classes["color"].synonyms
     inline = EditVocabulary.model_validate({"classes": {"c": {"words": ["red", "blue"]}}})
@@ -169,7 +167,7 @@ class FruitPlugin:
 class SameNamePlugin:
     @hookimpl
     def curate_clip_vocabularies(self):
-        return {"colors": {"classes": {"color": {"words": ["red", "blue"]}}}}
+        return {"world": {"classes": {"color": {"words": ["red", "blue"]}}}}
 
 
 class RaisingPlugin:
@@ -180,9 +178,11 @@ class RaisingPlugin:
 
 def _manager(*plugins):
     import curate_clip
+    import curate_world
 
     manager = PluginManager(load_entry_points=False)
     manager.register(curate_clip, name="clip")
+    manager.register(curate_world, name="world")
     for plugin in plugins:
         manager.register(plugin, name=type(plugin).__name__)
     return manager
@@ -195,12 +195,12 @@ def test_a_third_party_vocabulary_is_used_by_name_and_a_broken_one_is_a_plan_pro
     assert vocabulary_problem("fruit", manager) is None
     problem = vocabulary_problem("broken", manager)
     assert problem.startswith("edits: vocabulary 'broken' from its plugin is invalid: classes.fruit.words")
-    with pytest.raises(SpecError, match="unknown vocabulary 'frut'; known: broken, colors, fruit"):
+    with pytest.raises(SpecError, match="unknown vocabulary 'frut'; known: broken, fruit, world"):
         resolve_vocabulary("frut", manager)
 
 
 def test_two_plugins_giving_one_name_different_words_is_an_error_naming_both():
-    with pytest.raises(PluginError, match="'colors' is provided by both plugin 'clip' and plugin 'SameNamePlugin'"):
+    with pytest.raises(PluginError, match="'world' is provided by both plugin 'world' and plugin 'SameNamePlugin'"):
         available_vocabularies(_manager(SameNamePlugin()))
 
 
@@ -209,7 +209,7 @@ def test_a_raising_vocabulary_hook_is_named_in_a_warning_and_skipped():
 
     with pytest.warns(PluginLoadWarning, match="RaisingPlugin.*no vocabulary today"):
         known = available_vocabularies(_manager(RaisingPlugin()))
-    assert set(known) == {"colors"}
+    assert set(known) == {"world"}
 
 
 def test_a_huge_text_builds_only_the_edits_it_may_keep():
