@@ -121,9 +121,9 @@ class EditVocabulary(BaseModel):
         forms: dict[str, tuple[str, str, bool]] = {}
         for name, word_class in self.classes.items():
             for form, word in [*((w, w) for w in word_class.words), *word_class.synonyms.items()]:
-                forms[form] = (name, word, False)
+                forms[_squash(form)] = (name, word, False)
                 if word_class.nouns:
-                    forms[word_class.plural(form)] = (name, word, True)
+                    forms[_squash(word_class.plural(form))] = (name, word, True)
         return forms
 
     @cached_property
@@ -148,7 +148,7 @@ _GAP = r"[\s_-]+"
 
 def _alternation(forms: Any) -> re.Pattern[str]:
     words = sorted(forms, key=len, reverse=True)  # longest first: "crosses" before "cross"
-    alternatives = "|".join(re.escape(w).replace(r"\ ", _GAP) for w in words)
+    alternatives = "|".join(re.escape(w).replace(r"\ ", _GAP).replace(r"\-", _GAP) for w in words)
     return re.compile(rf"{_START}({alternatives}){_END}", re.IGNORECASE)
 
 
@@ -202,7 +202,7 @@ def _count_options(match: re.Match[str], vocabulary: EditVocabulary) -> list[tup
     word_class = vocabulary.classes[name]
     written = _squash(noun_written)
     singular = next(form for form in (word, *word_class.synonyms)
-                    if form == written or word_class.plural(form) == written)
+                    if _squash(form) == written or _squash(word_class.plural(form)) == written)
     options = []
     for new in range(1, vocabulary.max_count + 1):
         if new == count:

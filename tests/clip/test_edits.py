@@ -223,3 +223,14 @@ def test_a_huge_text_builds_only_the_edits_it_may_keep():
     finally:
         tracemalloc.stop()
     assert len(edits) == 5 and peak < 64 * 2**20
+
+
+def test_words_of_several_parts_match_however_they_are_joined():
+    vocabulary = EditVocabulary.model_validate({"classes": {
+        "top": {"words": ["t-shirt", "polo shirt", "hoodie"], "nouns": True},
+        "color": {"words": ["navy blue", "red"]}}})
+    edits = [e.text for e in minimal_edits("Two navy_blue T-Shirts", vocabulary)]
+    assert edits == ["A navy_blue T-shirt", "Three navy_blue T-shirts", "Two red T-Shirts",
+                     "Two navy_blue Polo shirts", "Two navy_blue Hoodies"]
+    assert [e.text for e in minimal_edits("a red t shirt", vocabulary)] == \
+        ["two red t-shirts", "three red t-shirts", "a navy blue t shirt", "a red polo shirt", "a red hoodie"]
