@@ -1,4 +1,4 @@
-"""``curate clip train-world`` and ``curate clip eval-world``."""
+"""``curate clip train-world``, ``eval-world`` and ``edits``."""
 
 from __future__ import annotations
 
@@ -34,3 +34,23 @@ def eval_world(n: int, seed: int, checkpoint: str | None, scenes: str, out: str 
     if out:
         with open(out, "w") as handle:
             json.dump(result, handle, indent=2)
+
+
+@clip.command("edits")
+@click.argument("text")
+@click.option("--vocabulary", default="world", show_default=True,
+              help="a vocabulary's name (as clip_score's edits: NAME)")
+@click.option("--limit", default=64, show_default=True, type=click.IntRange(1, 4096), help="as max_edits")
+def edits(text: str, vocabulary: str, limit: int) -> None:
+    """The minimal edits clip_score would score TEXT against (edits: VOCABULARY), one a line with
+    the class whose word changed; no model is loaded."""
+    from curate_clip.edits import minimal_edits, resolve_vocabulary, vocabulary_problem
+
+    problem = vocabulary_problem(vocabulary)
+    if problem is not None:
+        raise click.ClickException(problem.removeprefix("edits: "))
+    found = minimal_edits(text, resolve_vocabulary(vocabulary), limit)
+    if not found:
+        click.echo("no edits: the text has no word of the vocabulary (its margin would be null)")
+    for edit in found:
+        click.echo(f"{edit.kind}\t{edit.text}")

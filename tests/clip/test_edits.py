@@ -234,3 +234,18 @@ def test_words_of_several_parts_match_however_they_are_joined():
                      "Two navy_blue Polo shirts", "Two navy_blue Hoodies"]
     assert [e.text for e in minimal_edits("a red t shirt", vocabulary)] == \
         ["two red t-shirts", "three red t-shirts", "a navy blue t shirt", "a red polo shirt", "a red hoodie"]
+
+
+def test_the_cli_lists_a_text_s_edits_with_their_class():
+    from click.testing import CliRunner
+
+    from curate_clip.cli import clip
+
+    result = CliRunner().invoke(clip, ["edits", "Two red discs", "--limit", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["count\tA red disc", "count\tThree red discs", "color\tTwo beige discs"]
+    result = CliRunner().invoke(clip, ["edits", "hello"])
+    assert result.exit_code == 0 and "no edits" in result.output
+    result = CliRunner().invoke(clip, ["edits", "x", "--vocabulary", "nope"])
+    assert result.exit_code == 1 and "unknown vocabulary 'nope'; known: world" in result.output
+    assert "Traceback" not in result.output
