@@ -83,6 +83,7 @@ def test_missing_torch_gives_the_install_line_at_plan_time(monkeypatch):
 # -- edits: each text against its minimal edits ---------------------------------------------------
 def test_with_edits_the_margin_is_the_text_score_minus_its_best_edit(small_world):
     import torch
+    from PIL import Image
 
     from curate_clip.edits import minimal_edits, resolve_vocabulary
     from curate_clip.models import load_clip
@@ -92,8 +93,7 @@ def test_with_edits_the_margin_is_the_text_score_minus_its_best_edit(small_world
     assert kept.schema["clip_edit_margin"] == kept.schema["clip_edit_score"] == pl.Float32
     vocabulary = resolve_vocabulary("world")
     clip = load_clip(device="cpu")
-    from PIL import Image
-
+    checked = 0
     for row in kept.iter_rows(named=True):
         edits = [e.text for e in minimal_edits(row["alt_text"] or "", vocabulary, 64)]
         if not edits:  # boilerplate, an empty text: no edit, so no margin, and the score as it is
@@ -107,6 +107,8 @@ def test_with_edits_the_margin_is_the_text_score_minus_its_best_edit(small_world
         scores = (texts @ image.T).squeeze(1).numpy()
         assert row["clip_edit_margin"] == pytest.approx(scores[0] - scores[1:].max(), abs=2e-3)
         assert row["clip_edit_score"] == pytest.approx(row["clip_score"] + 6.0 * row["clip_edit_margin"], abs=1e-4)
+        checked += 1
+    assert 0 < checked < kept.height  # rows with edits and rows without
 
 
 def test_a_wrong_attribute_loses_to_the_edit_that_corrects_it(small_world):
