@@ -261,8 +261,7 @@ class ClipScore(Step):
                 features = self._encode_image(pixels)[:rows]
                 vectors.append(torch.nn.functional.normalize(features.float(), dim=-1))
                 for column, ids in enumerate(tokens):
-                    encoded = self.clip.model.encode_text(ids.to(self.clip.device, non_blocking=cuda))
-                    text_vectors[column].append(torch.nn.functional.normalize(encoded.float(), dim=-1))
+                    text_vectors[column].append(self._text_vectors(ids))
             present.append(ok)
             ctx.advance(len(ok))
         dim = self.clip.model.text_projection.shape[-1] if hasattr(self.clip.model, "text_projection") else 0
@@ -348,13 +347,20 @@ class ClipScore(Step):
         import torch
 
         out = []
-        cuda = self.clip.device.startswith("cuda")
         for start in range(0, len(texts), self.params.batch_size):
             ids = self.clip.tokenizer(texts[start:start + self.params.batch_size])
             with torch.inference_mode(), self._autocast():
-                encoded = self.clip.model.encode_text(ids.to(self.clip.device, non_blocking=cuda))
-                out.append(torch.nn.functional.normalize(encoded.float(), dim=-1))
+                out.append(self._text_vectors(ids))
         return torch.cat(out).cpu().numpy()
+
+    def _text_vectors(self, ids: Any) -> Any:
+        """Token ids → L2-normalized float32 text embeddings on the device (inside the caller's
+        inference mode and autocast): the one text path of the texts and of their edits."""
+        import torch
+
+        cuda = self.clip.device.startswith("cuda")
+        encoded = self.clip.model.encode_text(ids.to(self.clip.device, non_blocking=cuda))
+        return torch.nn.functional.normalize(encoded.float(), dim=-1)
 
 
 class _WithTexts:
