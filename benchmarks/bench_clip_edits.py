@@ -3,9 +3,10 @@ each alt-text, build its minimal edits (``curate_clip.edits.minimal_edits``, the
 them with ``encode_text`` in batches and take the best edit's score per row. Same loaded model,
 batch size and threads; the two alternate within each repeat and the margins must agree.
 
-The raw loop encodes every edit of every row; the step encodes each distinct edit text of 512
-rows once. On the world most edit texts are distinct, so that saves little; the ratio says what
-the step's bookkeeping (image references, the embedding store, Parquet out) costs on top.
+The raw loop encodes each image once and every edit of every row; the step encodes each distinct
+edit text of 512 rows once. On the world most edit texts are distinct, so that saves little; the
+ratio says what the step's bookkeeping (image references, the embedding store, Parquet out) costs
+on top.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmarks.bench_clip import _raw_loop, _world_table
+from benchmarks.bench_clip import _world_table
 from benchmarks.measure import alternate, step_versus_raw, tmp_dir
 from benchmarks.step_harness import StepHarness
 
@@ -24,19 +25,29 @@ ROWS = {"small": 500, "full": 2000}
 
 
 def _raw_margins(clip: Any, paths: list[str], texts: list[str], batch_size: int, vocabulary: Any) -> np.ndarray:
-    """Scores as the raw clip loop computes them, then every edit through encode_text."""
+    """What a user would write without curate, one pass per batch: open and encode the images,
+    encode the texts and every edit of them with encode_text, and take each row's score minus its
+    best edit's."""
     import torch
     from PIL import Image
 
     from curate_clip.edits import minimal_edits
 
-    scores = _raw_loop(clip, paths, texts, batch_size)
+    def encode(strings: list[str]) -> np.ndarray:
+        out = []
+        for begin in range(0, len(strings), batch_size):
+            with torch.inference_mode():
+                vectors = clip.model.encode_text(clip.tokenizer(strings[begin:begin + batch_size]))
+            out.append(torch.nn.functional.normalize(vectors.float(), dim=-1).numpy())
+        return np.concatenate(out)
+
     margins = np.full(len(texts), np.nan)
     for start in range(0, len(texts), batch_size):
         rows = range(start, min(start + batch_size, len(texts)))
         pixels = torch.stack([clip.preprocess(Image.open(paths[i]).convert("RGB")) for i in rows])
         with torch.inference_mode():
             images = torch.nn.functional.normalize(clip.model.encode_image(pixels).float(), dim=-1).numpy()
+        scores = (encode([texts[i] for i in rows]) * images).sum(axis=1)
         owner, edits = [], []
         for offset, i in enumerate(rows):
             for edit in minimal_edits(texts[i], vocabulary, 64):
@@ -44,16 +55,11 @@ def _raw_margins(clip: Any, paths: list[str], texts: list[str], batch_size: int,
                 edits.append(edit.text)
         if not edits:
             continue
-        encoded = []
-        for begin in range(0, len(edits), batch_size):
-            with torch.inference_mode():
-                vectors = clip.model.encode_text(clip.tokenizer(edits[begin:begin + batch_size]))
-            encoded.append(torch.nn.functional.normalize(vectors.float(), dim=-1).numpy())
-        edit_scores = (np.concatenate(encoded) * images[owner]).sum(axis=1)
+        edit_scores = (encode(edits) * images[owner]).sum(axis=1)
         best = np.full(len(rows), -np.inf)
         np.maximum.at(best, np.array(owner), edit_scores)
         has = np.isfinite(best)
-        margins[start:start + len(rows)][has] = scores[start:start + len(rows)][has] - best[has]
+        margins[start:start + len(rows)][has] = scores[has] - best[has]
     return margins
 
 
