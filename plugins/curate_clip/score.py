@@ -20,6 +20,7 @@ from curate.schema import UID, Image, Schema
 from curate.step import Step, StepContext
 from curate_clip.edits import EditVocabulary
 from curate_clip.models import WORLD_CHECKPOINT, WORLD_MODEL, check_model
+from curate_clip.text_tower import TextTower
 
 NOT_OUTPUT = {"fingerprint": False}
 EDIT_ROWS = 512  # rows whose edits are encoded together (a world alt-text has 27-34 edits on average)
@@ -197,6 +198,7 @@ class ClipScore(Step):
             self.clip.model.to(torch.bfloat16)
             self._dtype = torch.bfloat16
         self._encode_image = self.clip.model.encode_image
+        self._text_tower = TextTower(self.clip.model)
         self._pad_to = 0
         if self.params.compile and self.clip.device.startswith("cuda"):
             import torch
@@ -355,11 +357,12 @@ class ClipScore(Step):
 
     def _text_vectors(self, ids: Any) -> Any:
         """Token ids → L2-normalized float32 text embeddings on the device (inside the caller's
-        inference mode and autocast): the one text path of the texts and of their edits."""
+        inference mode and autocast): the one text path of the texts and of their edits, each
+        text run on its own tokens, not its padding (:mod:`curate_clip.text_tower`)."""
         import torch
 
         cuda = self.clip.device.startswith("cuda")
-        encoded = self.clip.model.encode_text(ids.to(self.clip.device, non_blocking=cuda))
+        encoded = self._text_tower(ids.to(self.clip.device, non_blocking=cuda))
         return torch.nn.functional.normalize(encoded.float(), dim=-1)
 
 
