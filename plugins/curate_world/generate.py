@@ -77,14 +77,26 @@ def generate_world(
     except ValueError as exc:  # pydantic's ValidationError lists every bad field with its path
         raise WorldError(f"invalid world parameters: {exc}", "see curate_world.params.WorldParams") from None
     out = Path(out_dir)
-    existing = load_world(out) if (out / MANIFEST).exists() else None
+    try:
+        existing = load_world(out) if (out / MANIFEST).is_file() else None
+    except WorldError:
+        if not overwrite:
+            raise
+        existing = None  # an unreadable world is replaced like any other
     if existing is not None and existing.params == params and not overwrite:
         return existing
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise WorldError(
-            f"{out} is not empty and does not hold the world these parameters make",
-            "choose an empty directory, or pass overwrite=True (CLI: --overwrite) to replace it",
-        )
+    if out.exists() and not out.is_dir():
+        raise WorldError(f"{out} is a file, not a directory", "choose a directory for the world")
+    if out.exists() and any(out.iterdir()):
+        if not (out / MANIFEST).is_file():
+            # --overwrite replaces a world, never a directory of something else (it deletes it).
+            raise WorldError(f"{out} is not empty and holds no world (no {MANIFEST}): it is not replaced, "
+                             f"even with overwrite", "choose an empty or new directory for the world")
+        if not overwrite:
+            raise WorldError(
+                f"{out} holds another world than these parameters make",
+                "choose an empty directory, or pass overwrite=True (CLI: --overwrite) to replace that world",
+            )
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -101,7 +113,13 @@ def _move_into_place(
 ) -> World:
     """Rename the finished world into place. Another process may have finished the same world in
     the meantime (two runs of one spec); then its copy, byte-identical to ours, wins."""
-    if out.exists() and overwrite:
+    if out.exists() and overwrite and any(out.iterdir()):
+        foreign = sorted(p.name for p in out.iterdir() if not (partial / p.name).exists())
+        if foreign:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise WorldError(f"{out} holds a world and also {', '.join(foreign[:5])}"
+                             f"{' …' if len(foreign) > 5 else ''}, which no world has: it is not replaced",
+                             "move those files away, or generate the world into another directory")
         shutil.rmtree(out)
     elif out.exists() and not any(out.iterdir()):
         out.rmdir()
@@ -122,13 +140,23 @@ def load_world(world_dir: str | Path) -> World:
             f"{path.parent} is not a world directory (no {MANIFEST})",
             "generate one: curate world generate DIR",
         )
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as exc:
+        raise WorldError(f"{path} is not a readable world manifest ({exc})",
+                         "regenerate the world: curate world generate DIR --overwrite") from None
     if manifest.get("version") != WORLD_VERSION:
         raise WorldError(
             f"{path} is world version {manifest.get('version')}, this curate_world writes version {WORLD_VERSION}",
             "regenerate it with --overwrite",
         )
-    return World(Path(world_dir), WorldParams(**manifest["params"]), manifest["counts"])
+    try:
+        return World(Path(world_dir), WorldParams(**manifest["params"]), manifest["counts"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorldError(f"{path} is not a readable world manifest ({type(exc).__name__}: {str(exc)[:200]})",
+                         "regenerate the world: curate world generate DIR --overwrite") from None
 
 
 def world_scene(seed: int, index: int, *, entity_rate: float = 0.3, concept_skew: float | None = None,

@@ -212,6 +212,34 @@ def test_existing_worlds_are_reused_or_protected(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["w"]  # no partial directories left behind
 
 
+def test_overwrite_replaces_a_world_never_anything_else(tmp_path: Path) -> None:
+    """--overwrite deletes what it replaces: only ever a world, and only a world's own files."""
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "notes.txt").write_text("important")
+    (victim / "sub" / "code.py").write_text("x = 1")
+    for overwrite in (False, True):
+        with pytest.raises(WorldError, match="holds no world") as error:
+            generate_world(victim, n=10, seed=1, overwrite=overwrite)
+        assert "--overwrite" not in error.value.hint
+    assert (victim / "notes.txt").read_text() == "important" and (victim / "sub" / "code.py").exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    with pytest.raises(WorldError, match="is a file"):
+        generate_world(a_file, n=10, seed=1, overwrite=True)
+    world = generate_world(tmp_path / "w", n=10, seed=1)
+    (world.dir / "my_notes.txt").write_text("mine")  # a user's file beside a world
+    with pytest.raises(WorldError, match="my_notes.txt"):
+        generate_world(world.dir, n=10, seed=2, overwrite=True)
+    assert load_world(world.dir).params.seed == 1 and (world.dir / "my_notes.txt").exists()
+    (world.dir / "my_notes.txt").unlink()
+    (world.dir / "world.json").write_text("{not json")  # a corrupt world is replaced, not an internal error
+    with pytest.raises(WorldError, match="not a readable world manifest"):
+        load_world(world.dir)
+    assert load_world(generate_world(world.dir, n=10, seed=2, overwrite=True).dir).params.seed == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "victim", "w"]
+
+
 def test_bad_parameters_say_which(tmp_path: Path) -> None:
     with pytest.raises(WorldError, match="noise_rates"):
         generate_world(tmp_path / "w", n=10, noise_rates={"parital": 0.1})
