@@ -24,12 +24,17 @@ up to two words away) is changed too, with the noun's number made to agree ("two
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Bounds on a vocabulary from a stranger's spec: each text's edits are built lazily up to
+# max_edits, but every written form goes into one regular expression.
+MAX_WORDS = 5000  # words, synonyms or plurals of one class
+MAX_CLASSES = 64
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 COUNT_OF = {"a": 1, "an": 1, **{word: n for n, word in enumerate(NUMBER_WORDS, start=1)}}
 _WORD = re.compile(r"^[^\W\d_]+(?:[ '-][^\W\d_]+)*$")
@@ -62,10 +67,11 @@ class WordClass(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    words: list[str] = Field(min_length=2, description="interchangeable words (lower case)")
-    synonyms: dict[str, str] = Field({}, description="another way to write a word -> that word")
+    words: list[str] = Field(min_length=2, max_length=MAX_WORDS, description="interchangeable words (lower case)")
+    synonyms: dict[str, str] = Field({}, max_length=MAX_WORDS, description="another way to write a word -> that word")
     nouns: bool = Field(False, description="count nouns: counts before them are edited too")
-    plurals: dict[str, str] = Field({}, description="irregular plurals (nouns); others get the English rule")
+    plurals: dict[str, str] = Field({}, max_length=MAX_WORDS,
+                                    description="irregular plurals (nouns); others get the English rule")
 
     @field_validator("words")
     @classmethod
@@ -88,6 +94,18 @@ class WordClass(BaseModel):
                 raise ValueError(f"synonym '{synonym}' is not a lower-case word or phrase of letters")
         if self.plurals and not self.nouns:
             raise ValueError("'plurals' goes with 'nouns: true'")
+        for word, plural in self.plurals.items():
+            if word not in self.words and word not in self.synonyms:
+                raise ValueError(f"plural of '{word}', which is neither a word nor a synonym of the class")
+            if not _WORD.match(plural) or plural != plural.lower():
+                raise ValueError(f"plural '{plural}' of '{word}' is not a lower-case word or phrase of letters")
+        meaning: dict[str, tuple[str, bool]] = {}  # written form -> (the word it means, plural)
+        for form, word in [*((w, w) for w in self.words), *self.synonyms.items()]:
+            for written, plural in [(form, False), *([(self.plural(form), True)] if self.nouns else [])]:
+                if meaning.setdefault(_squash(written), (word, plural)) != (word, plural):
+                    other, other_plural = meaning[_squash(written)]
+                    raise ValueError(f"'{written}' is written the same as {'a plural of ' if other_plural else ''}"
+                                     f"'{other}': the class cannot tell them apart")
         return self
 
     def plural(self, word: str) -> str:
@@ -99,7 +117,7 @@ class EditVocabulary(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    classes: dict[str, WordClass] = Field(min_length=1)
+    classes: dict[str, WordClass] = Field(min_length=1, max_length=MAX_CLASSES)
     max_count: int = Field(3, ge=2, le=len(NUMBER_WORDS), description="counts are edited among 1..max_count")
 
     @model_validator(mode="after")
@@ -167,26 +185,27 @@ def minimal_edits(text: str, vocabulary: EditVocabulary, limit: int | None = Non
         if new != text and new not in edits:
             edits[new] = Edit(new, kind)
 
-    forms = vocabulary._forms
-    changes: list[tuple[int, int, list[tuple[str, str]]]] = []
+    changes: list[tuple[int, int, Iterator[tuple[str, str]]]] = []
     for match in vocabulary._pattern.finditer(text):
-        written = match.group(1)
-        name, word, plural = forms[_squash(written)]
-        word_class = vocabulary.classes[name]
-        options = [(like(word_class.plural(w) if plural else w, written), name)
-                   for w in word_class.words if w != word]
-        changes.append((match.start(), match.end(), options))
+        changes.append((match.start(), match.end(), _word_options(match.group(1), vocabulary)))
     if vocabulary._count_pattern is not None:
         for match in vocabulary._count_pattern.finditer(text):
-            options = _count_options(match, vocabulary)
-            if options:
-                changes.append((match.start(), match.end(), options))
+            changes.append((match.start(), match.end(), iter(_count_options(match, vocabulary))))
     for start, end, options in sorted(changes, key=lambda change: change[0]):
-        for replacement, kind in options:
-            if limit is not None and len(edits) >= limit:  # a long text: stop before building the rest
+        for replacement, kind in options:  # lazily: a long text or a big class stops at the limit
+            if limit is not None and len(edits) >= limit:
                 return list(edits.values())
             add(text[:start] + replacement + text[end:], kind)
     return list(edits.values())
+
+
+def _word_options(written: str, vocabulary: EditVocabulary) -> Iterator[tuple[str, str]]:
+    """Each other word of the written word's class, as it would be written in its place."""
+    name, word, plural = vocabulary._forms[_squash(written)]
+    word_class = vocabulary.classes[name]
+    for other in word_class.words:
+        if other != word:
+            yield like(word_class.plural(other) if plural else other, written), name
 
 
 def _squash(written: str) -> str:

@@ -111,6 +111,17 @@ def test_english_plurals():
     ({"classes": {"c": {"words": ["red", "blue"], "plurals": {"red": "reds"}}}}, "'plurals' goes with 'nouns: true'"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "max_count": 99}, "less than or equal to 10"),
     ({"classes": {"c": {"words": ["red", "blue"], "colour": 1}}}, "Extra inputs are not permitted"),
+    ({"classes": {"c": {"words": ["circle", "star"], "nouns": True, "plurals": {"circle": " "}}}}, "plural ' '"),
+    ({"classes": {"c": {"words": ["circle", "star"], "nouns": True, "plurals": {"circle": "star"}}}},
+     "'star' is written the same as a plural of 'circle'"),
+    ({"classes": {"c": {"words": ["bus", "buses"], "nouns": True}}}, "'buses' is written the same as"),
+    ({"classes": {"c": {"words": ["circle", "star"], "nouns": True, "plurals": {"disc": "discs"}}}},
+     "plural of 'disc', which is neither"),
+    ({"classes": {"c": {"words": [f"w{'a' * (i % 7)}{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}"
+                                  for i in range(5001)]}}}, "at most 5000 items"),
+    ({"classes": {f"c{chr(97 + i % 26)}{chr(97 + i // 26)}": {"words": [f"x{chr(97 + i % 26)}{chr(97 + i // 26)}",
+                                                                        f"y{chr(97 + i % 26)}{chr(97 + i // 26)}"]}
+                  for i in range(65)}}, "at most 64 items"),
 ])
 def test_a_bad_vocabulary_says_what_is_wrong(data, message):
     with pytest.raises(ValidationError, match=re.escape(message)):
@@ -223,6 +234,23 @@ def test_a_huge_text_builds_only_the_edits_it_may_keep():
     finally:
         tracemalloc.stop()
     assert len(edits) == 5 and peak < 64 * 2**20
+
+
+def test_a_big_class_builds_only_the_edits_it_may_keep():
+    """Options are built lazily: 5,000 words a class and a 2,000-word text stay small."""
+    import tracemalloc
+
+    words = [f"{a}{b}{c}" for a in "bcdfghjklmnpqrstvwxz" for b in "aeiouy" for c in "bcdfghjklmnpqrstvwxz"][:5000]
+    vocabulary = EditVocabulary.model_validate({"classes": {"w": {"words": words}}})
+    text = " ".join(words[i % len(words)] for i in range(2000))
+    tracemalloc.start()
+    try:
+        edits = minimal_edits(text, vocabulary, limit=64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(edits) == 64 and peak < 32 * 2**20
+    assert all(edit.text.split()[1:] == text.split()[1:] for edit in edits)  # all change the first word
 
 
 def test_words_of_several_parts_match_however_they_are_joined():
