@@ -17,6 +17,27 @@ ORDER_COLUMNS = ("_shard", "_row")
 
 _local = threading.local()
 
+# DuckDB installs and loads a "known" extension the first time a query needs it: read_text('https://…')
+# fetched httpfs from the network, even while a spec was only validated. curate needs none beyond
+# the ones built in (parquet, json, icu), so no connection of curate's ever does either.
+NO_AUTO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def connect(untrusted: bool = False) -> duckdb.DuckDBPyConnection:
+    """A new in-memory connection that never installs or loads an extension by itself;
+    ``untrusted``: with no external access either (no file, network or extension access)."""
+    return duckdb.connect(config={**NO_AUTO_EXTENSIONS, **({"enable_external_access": False} if untrusted else {})})
+
+
+def _default_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of the process's default connection, which is told once not to fetch extensions."""
+    default = duckdb.default_connection()
+    if getattr(_local, "default_set", None) is not default:
+        for name, value in NO_AUTO_EXTENSIONS.items():
+            default.execute(f"SET {name} = {str(value).lower()}")
+        _local.default_set = default
+    return default.cursor()
+
 
 def shard_connection(untrusted: bool = False) -> duckdb.DuckDBPyConnection:
     """This thread's in-memory connection for per-shard queries (filter, sample's draws).
@@ -31,7 +52,7 @@ def shard_connection(untrusted: bool = False) -> duckdb.DuckDBPyConnection:
     attribute = "locked_con" if untrusted else "con"
     con = getattr(_local, attribute, None)
     if con is None:
-        con = duckdb.connect(config={"enable_external_access": False}) if untrusted else duckdb.connect()
+        con = connect(untrusted)
         setattr(_local, attribute, con)
     return con
 
@@ -175,8 +196,7 @@ def bind(schema: Schema, sql: str, name: str = "input", untrusted: bool = False)
     check_query(sql)
     # A cursor of the default connection (which check_query has just opened) sees only what it
     # registers; a database of its own cost ~12 ms of CPU per SQL step of every validate and run.
-    con = (duckdb.connect(config={"enable_external_access": False}) if untrusted
-           else duckdb.default_connection().cursor())
+    con = connect(untrusted=True) if untrusted else _default_cursor()
     try:
         con.register(name, pl.DataFrame(schema=schema))
         return dict(con.sql(f"SELECT * FROM ({sql}) LIMIT 0").pl().schema)

@@ -48,11 +48,11 @@ class StepContext:
 
     def duckdb(self) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory DuckDB connection that spills to the run directory."""
-        import duckdb
+        from curate.duck import connect
 
         tmp = self.run_dir / "tmp" / "duckdb"
         tmp.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect()
+        con = connect()
         con.execute(f"SET memory_limit='{self.memory_limit}'")
         # Quotes doubled: a run directory under "/home/o'brien" is a path, not an SQL error.
         con.execute("SET temp_directory='" + tmp.as_posix().replace("'", "''") + "'")

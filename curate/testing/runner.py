@@ -143,11 +143,10 @@ def read_step_output(manifest: dict[str, Any], label: str) -> pl.DataFrame:
         if record["label"] == label:
             if record.get("kept_rows_stored") is False:
                 if (Path(record["path"]) / KEPT_REFERENCE).exists():  # a source read in place: exact
-                    import duckdb
-
+                    from curate.duck import connect
                     from curate.runstore import kept_relation
 
-                    con = duckdb.connect()
+                    con = connect()
                     try:
                         return con.sql(f"SELECT * FROM {kept_relation(manifest, record)}").pl()
                     finally:

@@ -88,9 +88,9 @@ class RunData:
     @property
     def con(self) -> Any:
         if self._con is None:
-            import duckdb
+            from curate.duck import connect
 
-            self._con = duckdb.connect()
+            self._con = connect()
         return self._con
 
     def relation(self, record: dict[str, Any], kind: Kind = "data") -> str | None:

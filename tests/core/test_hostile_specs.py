@@ -267,3 +267,25 @@ def test_yaml_that_expands_without_end_is_refused_before_anything_walks_it(curat
     assert result.code == 2, result
     assert fragment in result.stderr and "internal error" not in result.stderr
 
+
+
+def test_no_connection_of_curate_fetches_or_loads_an_extension(tmp_path):
+    """DuckDB installs and loads a known extension (httpfs…) when a query first needs it: a
+    validated spec's read_text('https://…') went to the network. curate turns both off."""
+    from curate.duck import _default_cursor, connect, shard_connection
+    from curate.step import StepContext
+
+    ctx = StepContext.__new__(StepContext)
+    ctx.run_dir, ctx.memory_limit = tmp_path, "256MB"
+    for con in (connect(), connect(untrusted=True), _default_cursor(), shard_connection(), shard_connection(True),
+                ctx.duckdb()):
+        settings = con.sql("SELECT current_setting('autoinstall_known_extensions'), "
+                           "current_setting('autoload_known_extensions')").fetchall()[0]
+        assert settings == (False, False)
+
+
+def test_validating_sql_that_needs_an_extension_says_so_and_fetches_nothing(curate_main, write_spec):
+    write_spec(_filter_spec("(SELECT count(*) FROM read_text('https://example.com/')) > 0"), table=sample_table(10))
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "httpfs" in result.stderr and "download" not in result.stderr.lower()
