@@ -26,6 +26,7 @@ from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError
 
 EMBEDDINGS = "embeddings"
+MAX_DIM = 65536  # a meta.json claiming more is damaged (a dim of 1e11 asked numpy for 5.6 TiB)
 
 
 class EmbeddingStore:
@@ -67,13 +68,41 @@ class EmbeddingStore:
         if not self.exists():
             raise CurateError(f"no '{self.name}' embeddings in {self.dir}",
                               "run a step that writes them (e.g. clip_score) upstream of this one")
-        return json.loads((self.dir / "meta.json").read_text())
+        path = self.dir / "meta.json"
+        try:
+            meta = json.loads(path.read_text())
+            dim = meta["dim"] if isinstance(meta, dict) else None
+        except (OSError, ValueError, KeyError) as exc:
+            raise self._damaged(path, f"not the JSON this store writes ({exc})") from None
+        if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= MAX_DIM:
+            raise self._damaged(path, f"its dim is {dim!r}, not a whole number in 1..{MAX_DIM}")
+        return meta
 
     def shards(self) -> Iterator[tuple[pl.Series, np.ndarray]]:
-        """(uids, vectors) per shard; vectors are memory-mapped float16."""
+        """(uids, vectors) per shard; vectors are memory-mapped float16. A shard that is not what
+        :meth:`write_shard` writes (changed by hand, truncated, pickled) is an error naming it."""
+        dim = int(self.meta()["dim"])
         for npy in sorted(self.dir.glob("shard-*.npy")):
-            uids = pl.read_parquet(npy.with_suffix(".uids.parquet"))["uid"]
-            yield uids, np.load(npy, mmap_mode="r")
+            try:
+                uids = pl.read_parquet(npy.with_suffix(".uids.parquet"))["uid"]
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                raise self._damaged(npy.with_suffix(".uids.parquet"), str(exc).splitlines()[0][:200]) from None
+            try:
+                vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:  # never unpickled: numpy refuses object arrays
+                reason = "it holds Python objects, not float16 vectors" if "pickle" in str(exc) else str(exc)[:200]
+                raise self._damaged(npy, reason) from None
+            if vectors.dtype != np.float16 or vectors.ndim != 2 or vectors.shape[1] != dim:
+                raise self._damaged(npy, f"{vectors.dtype} of shape {vectors.shape}, not float16 rows of {dim}")
+            if vectors.shape[0] != len(uids):
+                raise self._damaged(npy, f"{vectors.shape[0]} vectors for {len(uids)} uids")
+            yield uids, vectors
+
+    def _damaged(self, path: Path, reason: str) -> CurateError:
+        step_dir = self.root.parent
+        return CurateError(f"embedding store file {path} is damaged: {reason}",
+                           f"it was changed after the step wrote it; remove {step_dir} so that step runs again "
+                           "(or run with --no-cache)")
 
     def uids(self) -> pl.Series:
         parts = [pl.read_parquet(p)["uid"] for p in sorted(self.dir.glob("shard-*.uids.parquet"))]
@@ -84,19 +113,28 @@ class EmbeddingStore:
         wanted = pl.DataFrame({"uid": pl.Series(list(uids), dtype=pl.Utf8)}).with_row_index("_pos")
         dim = int(self.meta()["dim"])
         out = np.zeros((wanted.height, dim), dtype=dtype)
-        for shard_uids, vectors in self.shards():
+        for shard, (shard_uids, vectors) in enumerate(self.shards()):
             here = pl.DataFrame({"uid": shard_uids}).with_row_index("_at")
             hits = wanted.join(here, on="uid", how="inner")
             if hits.height:
-                out[hits["_pos"].to_numpy()] = vectors[hits["_at"].to_numpy()].astype(dtype)
+                found = vectors[hits["_at"].to_numpy()].astype(dtype)
+                self._check_finite(found, shard)
+                out[hits["_pos"].to_numpy()] = found
         return out
+
+    def _check_finite(self, vectors: np.ndarray, shard: int) -> None:
+        """Vectors read are finite (a NaN would silently match nothing in dedup)."""
+        if not np.isfinite(vectors).all():
+            files = sorted(self.dir.glob("shard-*.npy"))
+            raise self._damaged(files[shard], "it holds NaN or infinite values")
 
     def load_all(self, dtype: Any = np.float32) -> tuple[pl.Series, np.ndarray]:
         """Every uid and vector (for table-wide steps like semantic dedup)."""
         uids, blocks = [], []
-        for shard_uids, vectors in self.shards():
+        for shard, (shard_uids, vectors) in enumerate(self.shards()):
             uids.append(shard_uids)
             blocks.append(np.asarray(vectors, dtype=dtype))
+            self._check_finite(blocks[-1], shard)
         if not blocks:
             dim = int(self.meta()["dim"])
             return pl.Series("uid", [], dtype=pl.Utf8), np.zeros((0, dim), dtype=dtype)
