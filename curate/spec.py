@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from curate.errors import Problem, SpecError
 from curate.step import DEFAULT_MEMORY_LIMIT
-from curate.yaml_limits import YamlTooLarge, check_node
+from curate.yaml_limits import MAX_SPEC_BYTES, YamlTooLarge, check_node
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The spec's name becomes part of the run directory ({name} in run.dir): never a path.
@@ -236,6 +236,10 @@ def parse_yaml(text: str, source_name: str = "spec") -> tuple[Any, yaml.Node | N
     # One parse gives both: the node (lines, duplicate keys) and the data built from it, as
     # yaml.safe_load builds it; composing and then loading the text parsed every spec twice.
     # A stranger's text is bounded before anything walks the data (curate.yaml_limits).
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError([Problem("", f"refused: the YAML is {len(text):,} characters; a spec is at most "
+                                 f"{MAX_SPEC_BYTES:,}", hint="keep long lists (entries, eval sets) in files the "
+                                 "spec names")], source_name)
     try:
         loader = yaml.SafeLoader(text)  # refuses a text with unprintable characters
         try:
@@ -401,7 +405,15 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise SpecError([Problem("", f"spec file not found: {path}")], str(path))
     if not path.is_file():
         raise SpecError([Problem("", f"not a file: {path}")], str(path))
-    data = path.read_bytes()
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise SpecError([Problem("", f"refused: the spec file is {size:,} bytes; a spec is at most "
+                                 f"{MAX_SPEC_BYTES:,}", hint="keep long lists (entries, eval sets) in files the "
+                                 "spec names")], str(path))
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_SPEC_BYTES + 1)  # a file that grows meanwhile is still bounded
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError([Problem("", f"refused: the spec file is over {MAX_SPEC_BYTES:,} bytes")], str(path))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
