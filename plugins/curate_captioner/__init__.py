@@ -10,6 +10,7 @@ Modules, each with one job:
     tokenizer   a BPE tokenizer trained with ``tokenizers``, wrapped for ``transformers``
     encoder     an open_clip vision tower, saved and rebuilt from its config
     model       encoder + mapping network + decoder; save/load as one directory
+    modelfiles  what a captioner directory must hold, checked from its configs and weights' header
     prompts     decoder inputs: [visual prefix][left-padded prompt][target], loss on the target only
     generate    batched sampling with a KV cache, seeded per row
     data        training examples for stage 1 (alt-text) and stage 2 (realigned captions)

@@ -159,10 +159,11 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
           encoder_lr: float | None, encoder_image_size: int | None, image_dropout: float, **options: Any) -> None:
     """Train one stage of a captioner and save it to OUT."""
     from curate_captioner.config import require_local_directory, require_tokenizer_files, resolve_model_path
+    from curate_captioner.modelfiles import check_captioner_directory
 
-    # Fail on a hub id or a missing directory before the slow imports below.
+    # Fail on a hub id, a missing directory or a captioner that cannot load before the slow imports below.
     if init is not None:
-        resolve_model_path(init)
+        check_captioner_directory(resolve_model_path(init))
     elif not options["decoder"].startswith("tiny-"):
         require_tokenizer_files(require_local_directory(options["decoder"], "decoder"))
     _threads(threads)

@@ -124,10 +124,11 @@ def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: flo
     import polars as pl
 
     from curate_captioner.config import resolve_model_path
+    from curate_captioner.modelfiles import check_captioner_directory
     from curate_captioner.preference import parse_weights
     from curate_captioner.pairs import read_pairs
 
-    resolve_model_path(init)
+    check_captioner_directory(resolve_model_path(init))
     chosen_weights = parse_weights(weights)
     table = read_pairs(pairs_path)
     if loss == "mcm_dpo":

@@ -49,18 +49,20 @@ class CaptionerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at `curate --help`
 
+    # The bounds are far above any real captioner's (Altogether: 40 prefix tokens, a mapper a few
+    # hundred wide) and keep a hostile captioner.json from sizing a terabyte mapper (modelfiles.py).
     format_version: int = FORMAT_VERSION
-    prefix_length: int = Field(PREFIX_LENGTH, gt=0)
-    max_prompt_tokens: int = Field(MAX_PROMPT_TOKENS, ge=0)
+    prefix_length: int = Field(PREFIX_LENGTH, gt=0, le=1024)
+    max_prompt_tokens: int = Field(MAX_PROMPT_TOKENS, ge=0, le=32768)
     # "pooled": the CLIP image embedding only, as Altogether/ClipCap. "pooled+tokens": the mapping
     # transformer also attends to the tower's patch tokens, for small towers whose pooled vector
     # cannot hold every object of a scene.
     features: Literal["pooled", "pooled+tokens"] = "pooled"
     # Patch tokens are average-pooled to at most this many (a square grid) before the mapper.
-    max_patch_tokens: int = Field(16, gt=0)
-    mapper_width: int = Field(256, gt=0)
-    mapper_layers: int = Field(2, ge=0)
-    mapper_heads: int = Field(4, gt=0)
+    max_patch_tokens: int = Field(16, gt=0, le=65536)
+    mapper_width: int = Field(256, gt=0, le=16384)
+    mapper_layers: int = Field(2, ge=0, le=64)
+    mapper_heads: int = Field(4, gt=0, le=1024)
     # Decoding default: added to the logits of the alt-text's own tokens (generate.prompt_bias).
     # 0 for a decoder that uses its prompt well; the world captioner takes 2 (TRAINING.md).
     copy_bias: float = Field(0.0, ge=0.0, le=20.0)

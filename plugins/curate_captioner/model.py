@@ -31,6 +31,7 @@ from curate_captioner.config import (
 )
 from curate_captioner.encoder import build_tower, encode, preprocess, tower_width
 from curate_captioner.errors import CaptionerError, RefusedFile
+from curate_captioner.modelfiles import REWRITE_HINT, ModelDirectoryError, check_captioner_directory
 from curate_captioner.prompts import PromptBatch, build_batch
 from curate_captioner.rewrite import rewrite_prompt
 from curate_captioner.tokenizer import caption_token_id
@@ -147,26 +148,58 @@ class Captioner(nn.Module):
 
     @classmethod
     def load(cls, model: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Captioner:
-        """Load a captioner directory (or ``world``); never touches a network."""
+        """Load a captioner directory (or ``world``); never touches a network, never runs a file's code.
+
+        The directory is checked first (:func:`curate_captioner.modelfiles.check_captioner_directory`:
+        configs, sizes and the weights' header, as at plan time); whatever still fails to load is a
+        :class:`ModelDirectoryError` naming the directory and the cause, never an internal error.
+        """
+        path = resolve_model_path(str(model))
+        check_captioner_directory(path)
+        try:
+            captioner = cls._build(path)
+        except ModelDirectoryError:
+            raise
+        except CaptionerError as error:
+            raise ModelDirectoryError(f"captioner directory {path}: {error.message}", error.hint) from None
+        except Exception as error:  # noqa: BLE001 - any loader failure is this directory's, said as such
+            cause = " ".join(str(error).split())  # a state-dict error says what disagrees on its second line
+            cause = cause if len(cause) <= 400 else cause[:400] + "…"
+            raise ModelDirectoryError(f"captioner directory {path} cannot be loaded: {type(error).__name__}: {cause}",
+                                      "its files disagree with each other or with this transformers/open_clip; "
+                                      "save it again with Captioner.save, or point at another directory") from None
+        try:
+            return captioner.to(device=device, dtype=dtype) if dtype is not None else captioner.to(device)
+        except torch.OutOfMemoryError as error:
+            parameters = sum(p.numel() for p in captioner.parameters())
+            raise CaptionerError(f"captioner {path} ({parameters:,} parameters) does not fit on {device}: "
+                                 f"{str(error).splitlines()[0]}", "free the device, use bf16, or run on another device") from None
+
+    @classmethod
+    def _build(cls, path: Path) -> Captioner:
         from safetensors.torch import load_model
         from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-        path = resolve_model_path(str(model))
         meta = json.loads((path / CONFIG_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise CaptionerError(f"{path} is captioner format {meta.get('format_version')}, expected {FORMAT_VERSION}")
         config = CaptionerConfig(**meta["captioner"])
         decoder_dict = json.loads((path / DECODER_CONFIG_FILE).read_text())
+        # A directory's own code (auto_map) and hub kernels (attn_implementation) are never used.
+        for key in ("auto_map", "attn_implementation", "_attn_implementation", "trust_remote_code"):
+            decoder_dict.pop(key, None)
         model_type = decoder_dict.pop("model_type", meta["decoder_model_type"])
         decoder_config = AutoConfig.for_model(model_type, **decoder_dict)
-        decoder = AutoModelForCausalLM.from_config(decoder_config)
+        decoder = AutoModelForCausalLM.from_config(decoder_config, trust_remote_code=False)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
         captioner = cls(build_tower(meta["encoder"]), meta["encoder"], decoder, tokenizer, config, meta.get("training"))
-        load_model(captioner, str(path / WEIGHTS_FILE), strict=True)
+        missing, unexpected = load_model(captioner, str(path / WEIGHTS_FILE), strict=False)
+        if missing or unexpected:
+            said = [f"{len(keys)} {what} (first: {', '.join(sorted(keys)[:3])})"
+                    for keys, what in ((missing, "missing"), (unexpected, "unexpected")) if keys]
+            raise ModelDirectoryError(f"captioner directory {path}: {WEIGHTS_FILE} does not fit its configs: "
+                                 f"{'; '.join(said)} weights", REWRITE_HINT)
         captioner.decoder.tie_weights()
         captioner.name = f"{config.name}@{weights_digest(path)}"
-        captioner.eval()
-        return captioner.to(device=device, dtype=dtype) if dtype is not None else captioner.to(device)
+        return captioner.eval()
 
     name: str = "captioner"
 

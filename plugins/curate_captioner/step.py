@@ -52,6 +52,14 @@ def prompts_of(table: pl.DataFrame, column: str | None) -> list[str]:
     return [value or "" for value in values]
 
 
+def model_problems(model: str) -> list[str]:
+    """Plan-time problems with a captioner directory: its configs, sizes and weights' header are
+    read (never a tensor, never code); what would fail or blow up at setup fails here instead."""
+    from curate_captioner.modelfiles import captioner_problems
+
+    return captioner_problems(model)
+
+
 def model_digest(model: str) -> str | None:
     """A digest of a captioner directory's files (None when it cannot be found: the plan says why)."""
     from curate_captioner.config import resolve_model_path
@@ -130,6 +138,9 @@ class Realign(Step):
             columns[params.alt_text_column] = pl.List(pl.Utf8) if params.alt_text_list else pl.Utf8
         return columns
 
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        return model_problems(self.params.model)
+
     def fingerprint_extra(self) -> dict[str, Any]:
         """The captioner's files by content: retrained weights under the same name rerun the step."""
         return {"model_files": model_digest(self.params.model)}
@@ -204,6 +215,9 @@ class TrainCaptioner(Step):
             columns[self.params.group_column] = pl.Null  # any type: only equality matters
         return columns
 
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        return model_problems(self.params.init)
+
     def process_table(self, table: TableInput, ctx: StepContext):  # type: ignore[no-untyped-def]
         from curate_captioner.model import Captioner
         from curate_captioner.train import train
@@ -259,6 +273,9 @@ class CaptionPairs(Step):
         columns = self.params.image_schema()
         columns[self.params.alt_text_column] = pl.Utf8
         return columns
+
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        return model_problems(self.params.model)
 
     def fingerprint_extra(self) -> dict[str, Any]:
         return {"model_files": model_digest(self.params.model)}
@@ -328,6 +345,9 @@ class PreferenceCaptioner(Step):
         columns = self.params.image_schema()
         columns.update({"alt_text": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8, "dimension": pl.Utf8})
         return columns
+
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        return model_problems(self.params.init)
 
     def fingerprint_extra(self) -> dict[str, Any]:
         return {"model_files": model_digest(self.params.init)}
