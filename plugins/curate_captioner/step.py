@@ -69,6 +69,8 @@ def model_digest(model: str) -> str | None:
         path = resolve_model_path(model)
     except CaptionerError:
         return None
+    if model_problems(model):  # plan_check says why; a refused file (a sparse terabyte) is never hashed
+        return None
     return directory_digest(path)[:16]
 
 

@@ -126,6 +126,17 @@ def test_validate_refuses_a_hostile_directory(pm: PluginManager, copy_of: Callab
         assert DECODER_CONFIG_FILE in str(error.value)
 
 
+def test_a_refused_directory_is_never_hashed_for_the_fingerprint(copy_of: Callable[[], Path]) -> None:
+    from curate_captioner.step import model_digest
+
+    directory = copy_of()
+    assert model_digest(str(directory)) is not None
+    with open(directory / WEIGHTS_FILE, "r+b") as handle:  # a sparse file far larger than its header says
+        handle.truncate(2**40)
+    assert model_digest(str(directory)) is None
+    assert any("truncated or corrupt" in p for p in captioner_problems(str(directory)))
+
+
 def test_a_good_directory_and_the_world_captioner_pass(saved_captioner: Path) -> None:
     assert captioner_problems(str(saved_captioner)) == []
     assert captioner_problems("world") == []
