@@ -1,27 +1,52 @@
 """Content digests of files and directories on disk, for cache keys (model weights, checkpoints).
 
 A file is read once per (path, size, mtime): plans and re-runs that ask again cost a ``stat``.
+Only regular files are read: a FIFO would block a plan forever and /dev/zero never ends.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat as stat_mode
 from functools import cache
 from pathlib import Path
+
+from curate.errors import CurateError
+
+
+class NotARegularFile(CurateError):
+    """A digest was asked of a directory, FIFO, device or socket (or a link to one)."""
+
+    exit_code = 2
+
+
+def _refuse(path: str, mode: int) -> NotARegularFile:
+    kind = ("a directory" if stat_mode.S_ISDIR(mode) else "a FIFO (named pipe)" if stat_mode.S_ISFIFO(mode)
+            else "a device" if stat_mode.S_ISCHR(mode) or stat_mode.S_ISBLK(mode) else "not a regular file")
+    return NotARegularFile(f"{path} is {kind}: its content cannot be digested",
+                           "point at a regular file (weights, a checkpoint)")
 
 
 @cache
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    # O_NONBLOCK: if the path became a FIFO since the stat, opening it must not wait for a writer
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat_mode.S_ISREG(mode):
+            raise _refuse(path, mode)
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
 def file_digest(path: str | Path) -> str:
-    """The SHA-256 (hex) of a file's bytes."""
+    """The SHA-256 (hex) of a regular file's bytes (:class:`NotARegularFile` for anything else)."""
     stat = Path(path).stat()
+    if not stat_mode.S_ISREG(stat.st_mode):
+        raise _refuse(str(path), stat.st_mode)
     return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
 
 

@@ -8,6 +8,8 @@ The world CLIP
     ``WORLD_MODEL`` (its open_clip config name, ``world-clip-tiny``), ``CONFIG_DIR`` (where that
     config's JSON lives), ``WORLD_CHECKPOINT`` (the shipped weights), and
     ``load_clip(model, pretrained, checkpoint, device)`` (any open_clip model, torch imported then).
+    ``weights_to_come(folder)``: a context in which plan-time checks accept a ``local-dir:`` folder
+    that has a config but no weights yet (a stand-in for a model a later stage trains).
 Minimal edits
     ``EditVocabulary`` (what ``clip_score``'s ``edits`` and the ``curate_clip_vocabularies`` hook
     hold) and ``minimal_edits(text, vocabulary, limit)``.
@@ -22,6 +24,7 @@ from curate.exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_clip.models": ("WORLD_MODEL", "CONFIG_DIR", "WORLD_CHECKPOINT", "load_clip"),
+    "curate_clip.checkpoints": ("weights_to_come",),
     "curate_clip.edits": ("EditVocabulary", "minimal_edits"),
     "curate_clip.training.evaluate": ("score_world", "auc", "POSITIVE", "NEGATIVE"),
 })

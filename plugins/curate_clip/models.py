@@ -4,19 +4,29 @@ A model is named by an open_clip architecture plus where its weights come from:
   - ``checkpoint: path/to/weights.safetensors`` (or a ``.pt``/``.bin`` state dict, loaded with
     ``weights_only=True``) — what this machine can do;
   - ``pretrained: <tag>`` or ``model: hf-hub:org/name`` — these download from a hub, so they are
-    refused at plan time here with a message that says how to point at a local file instead.
+    refused at plan time here with a message that says how to point at a local file instead;
+  - ``model: local-dir:/folder`` — open_clip's folder of ``open_clip_config.json`` and weights, whose
+    config is checked like the weights: nothing in it may make open_clip import code or download.
 The default is the world CLIP this project trains and ships (``weights/world-clip-tiny.safetensors``).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
-from curate_clip.checkpoints import ModelFileError, check_architecture_and_weights
+from curate_clip.checkpoints import (
+    LOCAL_DIR_PREFIX,
+    ModelFileError,
+    architecture_config,
+    check_architecture_and_weights,
+    local_dir_weights,
+    not_regular_file,
+)
 
 PACKAGE_DIR = Path(__file__).parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
@@ -30,27 +40,62 @@ def offline() -> bool:
     return os.environ.get("CURATE_ALLOW_HUB", "") not in ("1", "true", "yes")
 
 
+def looks_like_a_path(value: str) -> bool:
+    """A ``pretrained:`` value that is a file rather than one of open_clip's tags (which name no path)."""
+    return ("/" in value or "\\" in value or value.startswith("~")
+            or value.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz")) or Path(value).is_file())
+
+
+def model_weights(model: str, checkpoint: str | None) -> Path | None:
+    """The weights file a model choice loads (None: random weights, or a problem check_model names)."""
+    if checkpoint:
+        return Path(checkpoint).expanduser()
+    if model.startswith(LOCAL_DIR_PREFIX):
+        return local_dir_weights(model)[0]
+    return WORLD_CHECKPOINT if model == WORLD_MODEL else None
+
+
 def check_model(model: str, pretrained: str | None, checkpoint: str | None) -> list[str]:
     """Plan-time problems with a model choice (nothing is loaded or imported)."""
     problems = []
+    local = model.startswith(LOCAL_DIR_PREFIX)
     if model.startswith(HUB_PREFIXES) and offline():
         problems.append(
             f"model '{model}' would be downloaded from a hub, and this machine is offline: "
             "set `model:` to an open_clip architecture name and `checkpoint:` to a local weights file "
             "(or CURATE_ALLOW_HUB=1 on a machine that can reach the hub)"
         )
-    if pretrained and not checkpoint and offline():
+    if pretrained and looks_like_a_path(pretrained):
+        problems.append(
+            f"pretrained '{pretrained}' names a local file, and `pretrained:` is for open_clip's download tags "
+            f"(openai, laion2b_s34b_b79k…): set `checkpoint: {pretrained}` for local weights"
+        )
+    elif pretrained and local:
+        problems.append(f"pretrained tag '{pretrained}' is not used with model '{model}' (open_clip loads the "
+                        "folder's own weights): remove `pretrained:`")
+    elif pretrained and not checkpoint and offline():
         problems.append(
             f"pretrained tag '{pretrained}' for '{model}' would be downloaded, and this machine is offline: "
             "download the weights elsewhere and set `checkpoint: /path/to/weights.safetensors` instead"
         )
-    if checkpoint and not Path(checkpoint).expanduser().exists():
-        problems.append(f"checkpoint {checkpoint} does not exist")
+    if checkpoint and local:
+        problems.append(f"checkpoint {checkpoint} would not be used with model '{model}': open_clip loads the "
+                        "folder's own weights; save them there as open_clip_model.safetensors, or set `model:` "
+                        "to the open_clip architecture the checkpoint was trained as")
+    elif checkpoint and (why := not_regular_file(Path(checkpoint).expanduser())):
+        problems.append(f"checkpoint {checkpoint} {why}: point `checkpoint:` at the weights file itself")
     if model == WORLD_MODEL and not checkpoint and not WORLD_CHECKPOINT.exists():
         problems.append(f"the world CLIP's weights are missing ({WORLD_CHECKPOINT}); reinstall curate[clip]")
-    if not problems and not model.startswith(HUB_PREFIXES):
-        weights = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
-        problems += check_architecture_and_weights(model, weights)
+    if local and not checkpoint:
+        folder_problem = local_dir_weights(model)[1]
+        config_problem = architecture_config(model, offline())[1]
+        # the config's problem names the folder's own trouble first (a missing folder or config)
+        problems += [p for p in (config_problem, folder_problem if config_problem is None or
+                                 "open_clip_config.json" not in config_problem else None) if p]
+        if not problems:
+            problems += check_architecture_and_weights(model, model_weights(model, None), offline())
+    elif not problems and not model.startswith(HUB_PREFIXES):
+        problems += check_architecture_and_weights(model, model_weights(model, checkpoint), offline())
     return problems
 
 
@@ -111,6 +156,11 @@ def has_logit_bias(path: Path) -> bool:
 def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoint: str | None = None,
               device: str = "auto") -> LoadedClip:
     problems = check_model(model, pretrained, checkpoint)
+    local = model.startswith(LOCAL_DIR_PREFIX)
+    weights = model_weights(model, checkpoint)
+    if local and weights is None and not problems:  # a stand-in folder (weights_to_come) is not loadable
+        problems = [f"model '{model}': the folder has no weights yet (a stand-in while validating): train or "
+                    "save the model's weights there as open_clip_model.safetensors"]
     if problems:
         raise ModelFileError("; ".join(problems))
     import open_clip
@@ -118,7 +168,7 @@ def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoin
 
     register_configs()
     device = resolve_device(device)
-    weights = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
+    config = architecture_config(model, offline())[0] or {}
     import logging
 
     # Without weights (benchmarks of an architecture) open_clip warns that it initialized randomly:
@@ -127,32 +177,68 @@ def load_clip(model: str = WORLD_MODEL, pretrained: str | None = None, checkpoin
     level = root.level
     if weights is None and pretrained is None:
         root.setLevel(logging.ERROR)
-    extra: dict[str, Any] = {}
-    if weights is not None and has_logit_bias(weights):
-        # A --siglip checkpoint carries the bias its loss learned; a CLIP config has no slot for
-        # it. Give the model one so the weights load (the score is the cosine either way).
-        extra["init_logit_bias"] = 0.0
     try:
+        extra: dict[str, Any] = {}
+        if weights is not None and has_logit_bias(weights):
+            # A --siglip checkpoint carries the bias its loss learned; a CLIP config has no slot for
+            # it. Give the model one so the weights load (the score is the cosine either way).
+            extra["init_logit_bias"] = 0.0
         # A local file as ``pretrained``: open_clip reads .safetensors with safetensors and anything
         # else with torch.load(weights_only=True), and strips open_clip_train's "module." prefix.
+        # A local-dir: model loads the folder's weights (the file model_weights names) itself.
         clip, _, preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=str(weights) if weights is not None else pretrained, device="cpu",
+            model, pretrained=None if local else str(weights) if weights is not None else pretrained, device="cpu",
             weights_only=True, **extra,
         )
-    except (RuntimeError, ValueError, OSError, KeyError) as error:
+    except (RuntimeError, ValueError, OSError, KeyError, TypeError, AttributeError, AssertionError, IndexError,
+            EOFError, pickle.UnpicklingError) as error:
         # What the plan-time checks cannot see (a tensor whose bytes are corrupt, a tower built
         # elsewhere whose shapes are not checked). torch's own text would advise weights_only=False.
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "weights_only" in first:
-            first = "the file holds objects other than tensors"
-        raise ModelFileError(f"cannot load CLIP '{model}' from {weights or pretrained}: {first[:300]}",
-                             "check that the checkpoint is the state dict of this architecture, as .safetensors") from None
+        raise ModelFileError(f"cannot load CLIP '{model}' from {weights or pretrained}: {load_error_text(error)}",
+                             "check that the checkpoint is the state dict of this architecture, as .safetensors"
+                             ) from None
+    except Exception as error:
+        if type(error).__name__ != "SafetensorError":  # safetensors' own class, imported only with it
+            raise
+        raise ModelFileError(f"cannot load CLIP '{model}' from {weights}: it is not a valid safetensors file "
+                             f"({load_error_text(error)})", "write the weights with safetensors.torch.save_file"
+                             ) from None
     finally:
         root.setLevel(level)
     clip = clip.to(device).eval()
-    name = model if model.startswith("local-dir:") and weights is None else \
-        f"{model}@{weights.name if weights else pretrained or 'random'}"
-    return LoadedClip(clip, preprocess, open_clip.get_tokenizer(model), device, name)
+    name = model if local else f"{model}@{weights.name if weights else pretrained or 'random'}"
+    return LoadedClip(clip, preprocess, tokenizer(model, config), device, name)
+
+
+def tokenizer(model: str, config: dict[str, Any]) -> Any:
+    """open_clip's tokenizer for ``model``, never with remote code: a local-dir: folder's config may
+    name no Hugging Face tokenizer (check_model refuses it), so its tokenizer is open_clip's own,
+    built from the config that was checked rather than the folder read again; an open_clip
+    architecture that uses a Hugging Face tokenizer (allowed with CURATE_ALLOW_HUB) gets it with
+    ``trust_remote_code=False``."""
+    import open_clip
+
+    text = config.get("text_cfg") or {}
+    if model.startswith(LOCAL_DIR_PREFIX):
+        return open_clip.SimpleTokenizer(context_length=text.get("context_length", 77))
+    if text.get("hf_tokenizer_name"):
+        return open_clip.get_tokenizer(model, trust_remote_code=False)
+    return open_clip.get_tokenizer(model)
+
+
+def load_error_text(error: BaseException) -> str:
+    """An exception's text on one line, with what it says about which tensor or key (torch puts each
+    mismatched key on a line of its own after a heading) and without advice to unpickle anything."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if isinstance(error, pickle.UnpicklingError) or any("weights_only" in line for line in lines):
+        found = next((line for line in lines if "Unsupported global" in line), "")
+        return "the file holds objects other than tensors" + (f" ({found[:200]})" if found else "")
+    text = lines[0]
+    for line in lines[1:]:
+        text += (" " if text.endswith(":") else "; ") + line
+    return text if len(text) <= 600 else text[:600] + " …"
 
 
 def export_safetensors(checkpoint: Path, out: Path) -> None:

@@ -18,6 +18,7 @@ from curate.embeddings import EmbeddingStore
 from curate.params import Params
 from curate.schema import UID, Image, Schema
 from curate.step import Step, StepContext
+from curate_clip.checkpoints import local_dir_weights, not_regular_file
 from curate_clip.edits import EditVocabulary
 from curate_clip.models import WORLD_CHECKPOINT, WORLD_MODEL, check_model
 from curate_clip.text_tower import TextTower
@@ -39,19 +40,21 @@ def edit_columns(text_column: str) -> tuple[str, str]:
 
 
 LOCAL_DIR = "local-dir:"
-LOCAL_DIR_FILES = ("open_clip_config.json", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+LOCAL_DIR_CONFIG = "open_clip_config.json"
 
 
 def weights_digest(model: str, checkpoint: str | None) -> str | None:
     """What the scores depend on besides the params: the weights file, or for an open_clip
-    ``local-dir:`` folder its config and weights (a model re-trained into the same folder must not
-    reuse cached scores)."""
+    ``local-dir:`` folder its config and the weights file open_clip loads from it (a model
+    re-trained into the same folder must not reuse cached scores). None where there is no such
+    regular file: plan_check names the problem, and a FIFO or /dev/zero is never read."""
     if checkpoint is None and model.startswith(LOCAL_DIR):
         folder = Path(model[len(LOCAL_DIR):]).expanduser()
-        files = [folder / name for name in LOCAL_DIR_FILES if (folder / name).is_file()]
+        files = [folder / LOCAL_DIR_CONFIG, local_dir_weights(model)[0]]
+        files = [path for path in files if path is not None and not_regular_file(path) is None]
         return "+".join(file_digest(path)[:16] for path in files) or None
     path = Path(checkpoint).expanduser() if checkpoint else (WORLD_CHECKPOINT if model == WORLD_MODEL else None)
-    if path is None or not path.exists():
+    if path is None or not_regular_file(path) is not None:
         return None
     return file_digest(path)[:16]
 

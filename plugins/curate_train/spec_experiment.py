@@ -304,7 +304,9 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
             problems.append(Problem(f"eval[{index}]", exc.message, exc.hint))
     pm = get_plugin_manager()
     plans: dict[str, list[str]] = {}
-    with tempfile.TemporaryDirectory(prefix="curate-experiment-") as scratch:
+    from curate_clip.api import weights_to_come
+
+    with tempfile.TemporaryDirectory(prefix="curate-experiment-") as scratch, weights_to_come(Path(scratch) / "model"):
         placeholder = _placeholder_model(experiment.train.model, Path(scratch))
         for name in order:
             refs = references(specs[name])
