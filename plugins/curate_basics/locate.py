@@ -80,10 +80,10 @@ def first_bad_json_line(path: Path, limit: int = LIMIT) -> Location | None:
 
 
 def first_ragged_row(path: Path, separator: str, quote_char: str | None, has_header: bool,
-                     limit: int = LIMIT) -> Location | None:
+                     limit: int = LIMIT, encoding: str = "utf-8") -> Location | None:
     """The first row whose field count differs from the first row's (the header's)."""
     with open(path, "rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
         quoting = csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE
         reader = csv.reader(text, delimiter=separator, quotechar=quote_char or '"', quoting=quoting)
         expected = None

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import glob as globlib
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curate.errors import SourceError
 from curate.params import Params
 from curate.remote import is_url
 from curate.source import Source
+from curate_basics.decode import LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
 
 EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet",
@@ -96,7 +98,7 @@ class FileSource(Source):
         # Objects in a bucket: planning (and `curate validate`) copies only the first one.
         files = [self._remote_files(self.ctx.path or "", first_only=True)[0][0]] if is_url(self.ctx.path) else self.files()
         try:
-            schema = dict(self.scan_file(files[0]).collect_schema())
+            schema = self.file_schema(files[0])
         except (pl.exceptions.PolarsError, OSError) as exc:
             error = self.read_error(files[0], exc)
             assert error is not None
@@ -114,21 +116,26 @@ class FileSource(Source):
         kind, params = self.kind_of(path)
         location, hint = None, "check source.format, or the file"
         if kind in ("csv", "tsv", "jsonl") and path.is_file():
-            if kind == "jsonl" or params.encoding == "utf8":
+            if kind == "jsonl" or codec_to_transcode(params.encoding) is None and params.encoding.lower() != LOSSY:
                 location = first_bad_utf8(path)
-                hint = "save the file as UTF-8" + ("" if kind == "jsonl" else
-                                                  ", or read it lossily with source.params.encoding: latin1")
+                hint = "save the file as UTF-8" if kind == "jsonl" else self._encoding_hint(kind)
             if location is None and kind == "jsonl":
                 location = first_bad_json_line(path)
                 hint = "fix or remove that line: each line must be one JSON object"
             elif location is None:
-                location = first_ragged_row(path, params.separator, params.quote_char, params.has_header)
+                location = first_ragged_row(path, params.separator, params.quote_char, params.has_header,
+                                            encoding=codec_to_transcode(params.encoding) or "utf-8")
                 hint = "fix that row (quote fields that contain the separator), or check source.params.separator"
         if location is None:
             if located_only:
                 return None
             return SourceError(f"cannot read {path} as {kind}: {reason}", "check source.format, or the file")
         return SourceError(f"cannot read {path} as {kind}, {location.render()} ({reason})", hint)
+
+    def _encoding_hint(self, kind: str) -> str:
+        where = "source.params.encoding" if self.format != "auto" else f"source.format: {kind} and source.params.encoding"
+        return (f"save the file as UTF-8, or name its encoding with {where}: cp1252 (most Windows and web "
+                "exports), latin1 or any Python codec; utf8-lossy reads it with bad bytes replaced by U+FFFD")
 
     def kind_of(self, path: Path) -> tuple[str, Params]:
         """The format a file is read as, with the params it is read with."""
@@ -140,6 +147,10 @@ class FileSource(Source):
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         raise NotImplementedError
+
+    def file_schema(self, path: Path) -> dict[str, pl.DataType]:
+        """One file's columns and types, cheaply (a footer, a header)."""
+        return dict(self.scan_file(path).collect_schema())
 
 
 def _check_separator(path: Path, schema: dict[str, pl.DataType]) -> None:
@@ -174,6 +185,8 @@ class CsvParams(Params):
     encoding: str = "utf8"
     quote_char: str | None = '"'
 
+    _known_encoding = field_validator("encoding")(check_encoding)
+
 
 class CsvSource(FileSource):
     format = "csv"
@@ -181,12 +194,35 @@ class CsvSource(FileSource):
     extensions = (".csv",)
     Params = CsvParams
 
+    def scan(self) -> Iterator[pl.LazyFrame]:
+        # A decoded copy is deleted once its frame has been read (the next one is asked for).
+        for path in self.files():
+            try:
+                yield self.scan_file(path)
+            finally:
+                self._decoded_path(path).unlink(missing_ok=True)
+
     def scan_file(self, path: Path) -> pl.LazyFrame:
+        codec = codec_to_transcode(self.params.encoding)
+        if codec is not None:
+            path = transcode(path, codec, self._decoded_path(path))
+        return self._read(path)
+
+    def file_schema(self, path: Path) -> dict[str, pl.DataType]:
+        codec = codec_to_transcode(self.params.encoding)
+        return dict(self._read(path if codec is None else decoded_prefix(path, codec)).collect_schema())
+
+    def _read(self, path: Path | io.BytesIO) -> pl.LazyFrame:
         p = self.params
         return pl.scan_csv(
             path, separator=p.separator, has_header=p.has_header, quote_char=p.quote_char,
-            infer_schema=False, encoding="utf8-lossy" if p.encoding != "utf8" else "utf8",
+            infer_schema=False, encoding="utf8-lossy" if p.encoding.lower() == LOSSY else "utf8",
         )
+
+    def _decoded_path(self, path: Path) -> Path:
+        """Where the UTF-8 copy of ``path`` goes: the run's tmp directory, one name per file."""
+        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+        return self.ctx.run_dir / "tmp" / "source" / "decoded" / f"{key}-{path.name}"
 
 
 class TsvParams(CsvParams):

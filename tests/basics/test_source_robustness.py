@@ -1,0 +1,85 @@
+"""Source files that used to be read wrong without a word: other encodings, files of one source
+that disagree, special files, clashing or empty column names, all-null columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import curate_basics.decode
+from curate.errors import SourceError, SpecError
+from curate.plan import make_plan
+from curate.spec import load_spec
+from curate.testing import run_spec
+from curate.testing.runner import read_step_output
+
+
+def plan_problems(spec_path: Path, pm) -> str:
+    with pytest.raises(SpecError) as caught:
+        make_plan(load_spec(spec_path), pm, spec_path.parent / "run")
+    return str(caught.value)
+
+
+def texts(manifest: dict) -> list[str]:
+    return read_step_output(manifest, "source")["alt_text"].to_list()
+
+
+# -- 1. encodings -------------------------------------------------------------------------------
+CP1252 = b"url,alt_text\nhttps://a/1.jpg,caf\xe9 \xff\xfe\nhttps://a/2.jpg,\x93quoted\x94 costs \x80 5\n"
+
+
+@pytest.mark.parametrize("encoding, expected", [
+    ("latin1", ["café ÿþ", "\x93quoted\x94 costs \x80 5"]),
+    ("cp1252", ["café ÿþ", "“quoted” costs € 5"]),
+    ("windows-1252", ["café ÿþ", "“quoted” costs € 5"]),
+])
+def test_a_named_encoding_is_really_decoded(pm, workdir, encoding, expected):
+    (workdir / "d.csv").write_bytes(CP1252)
+    manifest = run_spec({"source": {"path": "d.csv", "format": "csv", "params": {"encoding": encoding}}}, workdir, pm=pm)
+    assert texts(manifest) == expected
+    assert not list((workdir / "run" / "tmp").rglob("*.csv"))  # the decoded copy is gone
+
+
+def test_a_multibyte_encoding_across_chunks(pm, workdir, monkeypatch):
+    monkeypatch.setattr(curate_basics.decode, "CHUNK", 7)  # characters and lines split across reads
+    rows = [f"https://a/{i}.jpg,東京 {i} café" for i in range(20)]
+    (workdir / "d.tsv").write_bytes("\n".join(["url\talt_text", *(r.replace(",", "\t") for r in rows)]).encode("utf-16"))
+    manifest = run_spec({"source": {"path": "d.tsv", "format": "tsv", "params": {"encoding": "utf-16"}}}, workdir, pm=pm)
+    assert texts(manifest) == [f"東京 {i} café" for i in range(20)]
+
+
+def test_a_byte_the_encoding_does_not_define_names_line_and_column(pm, workdir):
+    (workdir / "d.csv").write_bytes(b"url,alt_text\nhttps://a/1.jpg,ok\nhttps://a/2.jpg,bad \x81 here\n")
+    with pytest.raises(SourceError) as caught:
+        run_spec({"source": {"path": "d.csv", "format": "csv", "params": {"encoding": "cp1252"}}}, workdir, pm=pm)
+    message = str(caught.value)
+    assert "d.csv as cp1252, line 3, column 21: byte 0x81 (offset 52)" in message
+    assert "latin1 decodes every byte" in message
+
+
+@pytest.mark.parametrize("encoding, message", [
+    ("klingon", "unknown encoding 'klingon'"),
+    ("base64", "'base64' is not a text encoding"),
+])
+def test_an_encoding_python_cannot_decode_text_with_is_a_spec_problem(pm, workdir, write_spec, encoding, message):
+    (workdir / "d.csv").write_bytes(CP1252)
+    spec = write_spec({"source": {"path": "d.csv", "format": "csv", "params": {"encoding": encoding}}})
+    problems = plan_problems(spec, pm)
+    assert f"source.params.encoding: {message}" in problems and "cp1252" in problems
+
+
+def test_the_utf8_hint_names_a_real_encoding(pm, workdir):
+    (workdir / "d.csv").write_bytes(CP1252)
+    with pytest.raises(SourceError) as caught:
+        run_spec({"source": {"path": "d.csv"}}, workdir, pm=pm)
+    assert "source.format: csv and source.params.encoding: cp1252" in str(caught.value)
+    assert "latin1" in str(caught.value)
+
+
+def test_utf8_lossy_is_asked_for_by_name(pm, workdir):
+    (workdir / "d.csv").write_bytes(CP1252)
+    manifest = run_spec({"source": {"path": "d.csv", "format": "csv", "params": {"encoding": "utf8-lossy"}}},
+                        workdir, pm=pm)
+    assert texts(manifest)[0] == "caf\ufffd \ufffd\ufffd"
