@@ -190,15 +190,27 @@ def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tupl
             f"file_row_number = true, union_by_name = true))", has_uid)
 
 
+def _source_file(source: Source, file_index: int) -> Path | None:
+    """The file a file source reads as its ``file_index``-th frame; None for other sources."""
+    files = getattr(source, "files", None)
+    if files is None:
+        return None
+    try:
+        return files()[file_index]
+    except (CurateError, OSError, IndexError):
+        return None
+
+
+def _part_name(source: Source, file_index: int) -> str:
+    path = _source_file(source, file_index)
+    return str(path) if path is not None else f"source part {file_index + 1}"
+
+
 def _located_error(source: Source, file_index: int, error: Exception) -> SourceError | None:
     """The source's own account of a read error (file, line, column), when it can give one."""
     read_error = getattr(source, "read_error", None)
-    files = getattr(source, "files", None)
-    if read_error is None or files is None:
-        return None
-    try:
-        path = files()[file_index]
-    except (CurateError, OSError, IndexError):
+    path = _source_file(source, file_index)
+    if read_error is None or path is None:
         return None
     return read_error(path, error, located_only=True)
 
@@ -214,9 +226,10 @@ def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> s
             raw = dict(frame.collect_schema())
             missing = _missing_columns(raw, spec, schema)
             if missing:
+                name = _part_name(source, file_index)
                 raise SourceError(
-                    f"source part {file_index} has no column {missing[0]!r}, which the first part has",
-                    f"every file of a source needs the same columns; part {file_index} has: {', '.join(raw)}",
+                    f"{name} has no column {missing[0]!r}, which the first file of the source has",
+                    f"every file of a source needs the same columns; {name} has: {', '.join(raw)}",
                 )
             exprs = _select_expressions(raw, spec, schema)
             (
@@ -229,7 +242,7 @@ def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> s
             if located is not None:
                 raise located from None
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SourceError(f"could not read source part {file_index}: {first_line}",
+            raise SourceError(f"could not read {_part_name(source, file_index)}: {first_line}",
                               "check the file's format, its column types and the source.columns mapping") from None
         files.append(staged)
     if not files:

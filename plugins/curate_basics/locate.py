@@ -101,3 +101,54 @@ def first_ragged_row(path: Path, separator: str, quote_char: str | None, has_hea
                 return Location(line, None, f"{len(row)} fields where the {kind} has {expected}")
             line = reader.line_num + 1  # a quoted field may span lines: the next row starts here
     return None
+
+
+def _json_kind(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+@dataclass(frozen=True)
+class JsonScan:
+    mixed: Location | None  # the first value of another JSON type than its key's first value
+    lines: int  # lines read
+    complete: bool  # the whole file was read
+
+
+def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
+    """The first line whose value for a key is of another JSON type (text, number, list…) than
+    that key's first value. Polars reads such a column as text and stringifies the numbers and
+    lists (``12345``, ``["a", "b"]``) without a word. Lines that are not JSON objects are left to
+    the reader to report."""
+    first: dict[str, tuple[str, int]] = {}
+    read = 0
+    number = 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, text in enumerate(handle, start=1):
+            read += len(text)
+            if read > limit:
+                return JsonScan(None, number - 1, False)
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(value, dict):
+                continue
+            for key, item in value.items():
+                kind = _json_kind(item)
+                if kind is None:
+                    continue
+                seen = first.setdefault(key, (kind, number))
+                if seen[0] != kind:
+                    shown = json.dumps(item, ensure_ascii=False)
+                    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                    return JsonScan(Location(number, None, f"{key!r} is {kind} ({shown}) where line {seen[1]} "
+                                                           f"has {seen[0]}"), number, False)
+    return JsonScan(None, number, True)

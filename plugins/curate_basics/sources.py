@@ -19,6 +19,9 @@ from curate.remote import is_url
 from curate.source import Source
 from curate_basics.decode import LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
 
+# Bytes of each JSON Lines file read at validation to find values of mixed types; Polars infers
+# the file's schema from as many lines (all of them, in a file this small).
+JSONL_SCAN_LIMIT = 32 * 1024 * 1024
 EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet",
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
@@ -95,16 +98,21 @@ class FileSource(Source):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def schema(self) -> dict[str, pl.DataType]:
+        """Every file's schema (cheaply: Parquet footers, CSV headers), which must agree: a file
+        with other columns or types had them dropped or cast when the first file's were used."""
         # Objects in a bucket: planning (and `curate validate`) copies only the first one.
         files = [self._remote_files(self.ctx.path or "", first_only=True)[0][0]] if is_url(self.ctx.path) else self.files()
-        try:
-            schema = self.file_schema(files[0])
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            error = self.read_error(files[0], exc)
-            assert error is not None
-            raise error from None
-        _check_separator(files[0], schema)
-        return schema
+        schemas = []
+        for path in files:
+            try:
+                schema = self.file_schema(path)
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                error = self.read_error(path, exc)
+                assert error is not None
+                raise error from None
+            _check_separator(path, schema)
+            schemas.append((path, schema))
+        return common_schema(schemas)
 
     def read_error(self, path: Path, error: Exception, located_only: bool = False) -> SourceError | None:
         """The reader's error with the file, line and column it failed at (found by a bounded
@@ -167,6 +175,45 @@ def _check_separator(path: Path, schema: dict[str, pl.DataType]) -> None:
             )
 
 
+def common_schema(schemas: list[tuple[Path, dict[str, pl.DataType]]]) -> dict[str, pl.DataType]:
+    """The one schema of a source's files. Types may differ only where no value changes: numbers
+    of different widths (read as their common type) and all-null columns; anything else is an
+    error naming the first file and one that differs from it."""
+    first_path, schema = schemas[0]
+    schema = dict(schema)
+    for path, other in schemas[1:]:
+        problems = []
+        missing = [c for c in schema if c not in other]
+        extra = [c for c in other if c not in schema]
+        if missing:
+            problems.append(f"{path} has no column {', '.join(map(repr, missing))}")
+        if extra:
+            problems.append(f"{path} has column {', '.join(map(repr, extra))}, which {first_path} has not")
+        for column, dtype in other.items():
+            common = _common_type(schema.get(column), dtype)
+            if column in schema and common is None:
+                problems.append(f"column {column!r} is {schema[column]} in {first_path} but {dtype} in {path}")
+            elif common is not None:
+                schema[column] = common
+        if problems:
+            raise SourceError(
+                f"the files of the source disagree: {'; '.join(problems)}",
+                "every file of one source needs the same columns with the same types: rewrite the odd file, "
+                "or move it out of source.path",
+            )
+    return schema
+
+
+def _common_type(a: pl.DataType | None, b: pl.DataType) -> pl.DataType | None:
+    if a is None or a == b or b == pl.Null:
+        return a
+    if a == pl.Null:
+        return b
+    if a.is_numeric() and b.is_numeric():
+        return pl.concat([pl.DataFrame(schema={"x": a}), pl.DataFrame(schema={"x": b})], how="vertical_relaxed").schema["x"]
+    return None
+
+
 class ParquetSource(FileSource):
     format = "parquet"
     description = "Parquet file(s)"
@@ -174,6 +221,9 @@ class ParquetSource(FileSource):
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         return pl.scan_parquet(path)
+
+    def file_schema(self, path: Path) -> dict[str, pl.DataType]:
+        return dict(pl.read_parquet_schema(path))  # the footer only
 
     def parquet_files(self) -> list[Path] | None:
         return self.files()
@@ -243,7 +293,27 @@ class JsonlSource(FileSource):
     extensions = (".jsonl", ".ndjson", ".json")
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
-        return pl.scan_ndjson(path)
+        # The schema validation inferred (from the whole file, when it is small): Polars' own
+        # inference reads the first 100 lines and drops keys that first appear later.
+        return pl.scan_ndjson(path, schema=self.file_schema(path))
+
+    def file_schema(self, path: Path) -> dict[str, pl.DataType]:
+        from curate_basics.locate import first_mixed_json_type
+
+        known = self.__dict__.setdefault("_schemas", {})
+        key = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+        if key not in known:
+            scanned = first_mixed_json_type(path, JSONL_SCAN_LIMIT)
+            if scanned.mixed is not None:
+                raise SourceError(
+                    f"cannot read {path} as jsonl, {scanned.mixed.render()}: the reader would turn its "
+                    "values into text",
+                    "give each key one JSON type on every line (quote numbers meant as text, null for none), "
+                    "or convert the file to Parquet with the types declared",
+                )
+            lines = None if scanned.complete else max(100, scanned.lines)
+            known[key] = dict(pl.scan_ndjson(path, infer_schema_length=lines).collect_schema())
+        return known[key]
 
 
 class AutoSource(FileSource):
@@ -257,12 +327,22 @@ class AutoSource(FileSource):
         return kind, (classes[kind].Params() if kind in classes else self.params)
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
+        return self._reader(path).scan_file(path)
+
+    def file_schema(self, path: Path) -> dict[str, pl.DataType]:
+        return self._reader(path).file_schema(path)
+
+    def _reader(self, path: Path) -> FileSource:
+        """The source of the file's format, one per format (it may keep what it learnt)."""
         kind = EXTENSIONS.get(path.suffix.lower())
         if kind is None:
             raise SourceError(f"cannot tell the format of {path} from its extension",
                               "set source.format to parquet, csv, tsv or jsonl")
-        cls = {"parquet": ParquetSource, "csv": CsvSource, "tsv": TsvSource, "jsonl": JsonlSource}[kind]
-        return cls(cls.Params(), self.ctx).scan_file(path)
+        readers = self.__dict__.setdefault("_readers", {})
+        if kind not in readers:
+            cls = {"parquet": ParquetSource, "csv": CsvSource, "tsv": TsvSource, "jsonl": JsonlSource}[kind]
+            readers[kind] = cls(cls.Params(), self.ctx)
+        return readers[kind]
 
     def parquet_files(self) -> list[Path] | None:
         """Read in place, as format parquet is, when every file is Parquet."""

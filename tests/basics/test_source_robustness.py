@@ -83,3 +83,67 @@ def test_utf8_lossy_is_asked_for_by_name(pm, workdir):
     manifest = run_spec({"source": {"path": "d.csv", "format": "csv", "params": {"encoding": "utf8-lossy"}}},
                         workdir, pm=pm)
     assert texts(manifest)[0] == "caf\ufffd \ufffd\ufffd"
+
+
+# -- 2. files of one source that disagree -------------------------------------------------------
+STRINGS = pl.DataFrame({"url": ["https://a/1.jpg"], "alt_text": ["one"]})
+INTEGERS = pl.DataFrame({"url": [2], "alt_text": ["two"], "extra": ["kept?"]})
+
+
+@pytest.mark.parametrize("first, second", [(STRINGS, INTEGERS), (INTEGERS, STRINGS)])
+def test_files_with_other_columns_or_types_are_refused_at_validation(pm, workdir, write_spec, first, second):
+    (workdir / "data").mkdir()
+    first.write_parquet(workdir / "data" / "a.parquet")
+    second.write_parquet(workdir / "data" / "b.parquet")
+    problems = plan_problems(write_spec({"source": {"path": "data"}}), pm)
+    a, b = workdir / "data" / "a.parquet", workdir / "data" / "b.parquet"
+    assert "'extra'" in problems and f"column 'url' is {first.schema['url']} in {a} but {second.schema['url']} in {b}" \
+        in problems
+
+
+def test_csv_files_with_other_headers_are_refused(pm, workdir, write_spec):
+    (workdir / "data").mkdir()
+    (workdir / "data" / "a.csv").write_text("url,alt_text\nu1,t1\n")
+    (workdir / "data" / "b.csv").write_text("url,caption\nu2,t2\n")
+    problems = plan_problems(write_spec({"source": {"path": "data"}}), pm)
+    assert f"{workdir / 'data' / 'b.csv'} has no column 'alt_text'" in problems
+
+
+def test_a_file_changed_after_validation_is_named_by_its_path(pm, workdir, write_spec):
+    from curate.engine import Engine
+
+    (workdir / "data").mkdir()
+    STRINGS.write_parquet(workdir / "data" / "a.parquet")
+    STRINGS.write_parquet(workdir / "data" / "b.parquet")
+    plan = make_plan(load_spec(write_spec({"source": {"path": "data"}})), pm, workdir / "run")
+    STRINGS.rename({"alt_text": "caption"}).write_parquet(workdir / "data" / "b.parquet")
+    with pytest.raises(SourceError, match=f"{workdir / 'data' / 'b.parquet'} has no column 'alt_text'"):
+        Engine(plan, pm).run()
+
+
+def jsonl(path: Path, rows: list[dict]) -> None:
+    import json
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_a_jsonl_key_that_first_appears_late_is_read(pm, workdir):
+    rows = [{"url": f"u{i}", "alt_text": f"t{i}"} for i in range(300)] + [{"url": "u", "alt_text": "t", "extra": 7}]
+    jsonl(workdir / "d.jsonl", rows)
+    manifest = run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source")["extra"].to_list() == [None] * 300 + [7]
+
+
+@pytest.mark.parametrize("value, shown", [(12345, "a number (12345)"), (["a", "b"], 'a list (["a", "b"])')])
+def test_a_jsonl_value_of_another_type_is_refused(pm, workdir, write_spec, value, shown):
+    rows = [{"url": f"u{i}", "alt_text": f"t{i}"} for i in range(300)] + [{"url": "u", "alt_text": value}]
+    jsonl(workdir / "d.jsonl", rows)
+    problems = plan_problems(write_spec({"source": {"path": "d.jsonl"}}), pm)
+    assert f"d.jsonl as jsonl, line 301: 'alt_text' is {shown} where line 1 has text" in problems
+    assert "one JSON type on every line" in problems
+
+
+def test_jsonl_numbers_of_both_kinds_and_nulls_are_one_type(pm, workdir):
+    jsonl(workdir / "d.jsonl", [{"url": "u1", "alt_text": "t", "w": 1}, {"url": "u2", "alt_text": None, "w": 2.5}])
+    manifest = run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source")["w"].to_list() == [1.0, 2.5]
