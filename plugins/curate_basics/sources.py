@@ -6,6 +6,7 @@ import glob as globlib
 import hashlib
 import io
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -42,10 +43,15 @@ class FileSource(Source):
             return [local for local, _ in self._remote_files(raw)]
         path = self.ctx.resolve(raw)
         if any(ch in raw for ch in "*?["):
-            found = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True)) if Path(p).is_file()]
+            matched = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
+            _refuse_special(raw, [p for p in matched if not p.is_dir()])
+            found = [p for p in matched if p.is_file()]
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and self._accepts(p))
+            matched = sorted(p for p in path.rglob("*") if not p.is_dir() and self._accepts(p))
+            _refuse_special(raw, matched)
+            found = [p for p in matched if p.is_file()]
         elif path.exists():
+            _refuse_special(raw, [path])
             found = [path]
         else:
             raise SourceError(f"source.path {raw!r} does not exist (looked for {path})",
@@ -159,6 +165,23 @@ class FileSource(Source):
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         """One file's columns and types, cheaply (a footer, a header)."""
         return dict(self.scan_file(path).collect_schema())
+
+
+def _refuse_special(raw: str, paths: list[Path]) -> None:
+    """A FIFO, device or socket is no data file: reading a FIFO waits forever for a writer."""
+    for path in paths:
+        try:
+            mode = path.stat().st_mode
+        except OSError:  # a dangling symlink: the reader names it
+            continue
+        if stat.S_ISREG(mode):
+            continue
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise SourceError(f"source.path {raw!r}: {path} is {kind}, not a regular file",
+                          "point source.path at regular files (copy a stream to a file first), "
+                          "or move the special file out of the directory")
 
 
 def _check_separator(path: Path, schema: dict[str, pl.DataType]) -> None:

@@ -147,3 +147,21 @@ def test_jsonl_numbers_of_both_kinds_and_nulls_are_one_type(pm, workdir):
     jsonl(workdir / "d.jsonl", [{"url": "u1", "alt_text": "t", "w": 1}, {"url": "u2", "alt_text": None, "w": 2.5}])
     manifest = run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
     assert read_step_output(manifest, "source")["w"].to_list() == [1.0, 2.5]
+
+
+# -- 3. special files ---------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["path", "glob", "directory"])
+def test_a_fifo_is_refused_not_waited_on(pm, workdir, write_spec, layout):
+    import os
+
+    (workdir / "data").mkdir()
+    STRINGS.write_parquet(workdir / "data" / "a.parquet")
+    os.mkfifo(workdir / "data" / "b.parquet")
+    path = {"path": "data/b.parquet", "glob": "data/*.parquet", "directory": "data"}[layout]
+    problems = plan_problems(write_spec({"source": {"path": path}}), pm)
+    assert f"{workdir / 'data' / 'b.parquet'} is a FIFO (named pipe), not a regular file" in problems
+
+
+def test_dev_null_is_refused(pm, workdir, write_spec):
+    problems = plan_problems(write_spec({"source": {"path": "/dev/null", "format": "csv"}}), pm)
+    assert "/dev/null is a character device, not a regular file" in problems
