@@ -15,7 +15,7 @@ import polars as pl
 
 from curate.duck import literal, memory_bytes, position_case, quote, stream
 from curate.errors import CurateError, SourceError
-from curate.schema import ALT_TEXT, UID, URL, Schema
+from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes
 from curate.shards import KEPT_REFERENCE, ShardWriter, write_json_atomic, write_parquet_atomic
 from curate.source import Source
 from curate.spec import SourceSpec
@@ -65,6 +65,10 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
         if column not in schema and column not in REQUIRED:
             problems.append((("source", "uid_columns"), f"uid column '{column}' is not in the table",
                              f"columns: {', '.join(schema)}"))
+    for first, second in case_clashes(schema):
+        problems.append((("source",), f"columns '{first}' and '{second}' differ only by case; DuckDB treats them "
+                         "as one", f"rename one with source.columns ({{{second.lower()}_2: {second}}}), "
+                         "or leave it out with source.keep"))
     for column in schema:
         if column.startswith("_"):
             problems.append((("source",), f"column '{column}' starts with '_', reserved for curate",

@@ -15,7 +15,7 @@ from curate.fingerprint import fingerprint
 from curate.ingest import canonical_schema
 from curate.plugins import PluginManager
 from curate.runstore import cache_problem
-from curate.schema import ENGINE_COLUMNS, UID, Schema, compatible, describe, dtype_name
+from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
 from curate.sink import Sink, SinkContext
 from curate.source import Source, SourceContext
 from curate.spec import LoadedSpec
@@ -299,6 +299,9 @@ def _plan_checks(step: Step, schema: Schema, upstream: list[Step], loc: tuple, p
 def _reserved_column_problems(output_schema: Schema, loc: tuple, problems: Any) -> None:
     if UID not in output_schema:
         problems.add(loc + ("params",), "the step's output would lose the 'uid' column", "keep uid")
+    for first, second in case_clashes(output_schema):
+        problems.add(loc + ("params",), f"the step's output would have columns '{first}' and '{second}', which "
+                     "differ only by case; DuckDB treats them as one", "rename one of them")
     for reserved in (c for c in output_schema if c in ENGINE_COLUMNS):
         # The engine reads these to split off dropped rows; as a data column (a rename or an
         # sql alias) it failed only at run time, blaming the plugin.

@@ -23,6 +23,18 @@ ENGINE_COLUMNS = (DROP_REASON, DUPLICATE_OF)
 Image = pl.Struct({"shard": pl.Utf8, "key": pl.Utf8})
 
 
+def case_clashes(columns: list[str] | Schema) -> list[tuple[str, str]]:
+    """Pairs of column names that differ only by case: DuckDB, which runs SQL over every step's
+    shards, treats them as one column (and fails on a table that has both)."""
+    first: dict[str, str] = {}
+    clashes = []
+    for column in columns:
+        seen = first.setdefault(column.casefold(), column)
+        if seen != column:
+            clashes.append((seen, column))
+    return clashes
+
+
 def dtype_name(dtype: pl.DataType) -> str:
     if dtype == Image:
         return "Image"

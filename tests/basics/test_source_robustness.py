@@ -165,3 +165,29 @@ def test_a_fifo_is_refused_not_waited_on(pm, workdir, write_spec, layout):
 def test_dev_null_is_refused(pm, workdir, write_spec):
     problems = plan_problems(write_spec({"source": {"path": "/dev/null", "format": "csv"}}), pm)
     assert "/dev/null is a character device, not a regular file" in problems
+
+
+# -- 4. names that differ only by case ----------------------------------------------------------
+CASES = pl.DataFrame({"url": ["a", "b"], "URL": ["A", "B"], "alt_text": ["x", "y"]})
+
+
+def test_source_columns_that_differ_only_by_case_are_refused(pm, write_spec):
+    problems = plan_problems(write_spec({"source": {"path": "data.parquet"}}, table=CASES), pm)
+    assert "columns 'url' and 'URL' differ only by case; DuckDB treats them as one" in problems
+    assert "source.columns ({url_2: URL})" in problems
+
+
+def test_the_clash_is_fine_once_renamed_or_left_out(pm, workdir):
+    renamed = run_spec({"source": {"path": "d.parquet", "columns": {"url_2": "URL"}}}, workdir / "renamed",
+                       tables={"d.parquet": CASES}, pm=pm)
+    assert read_step_output(renamed, "source").columns == ["uid", "url", "alt_text", "url_2"]
+    left_out = run_spec({"source": {"path": "d.parquet", "keep": []}}, workdir / "left_out",
+                        tables={"d.parquet": CASES}, pm=pm)
+    assert read_step_output(left_out, "source")["url"].to_list() == ["a", "b"]
+
+
+def test_a_step_whose_output_clashes_by_case_is_refused(pm, write_spec):
+    spec = write_spec({"source": {"path": "data.parquet"}, "steps": [{"step": "rename",
+                                                                      "params": {"mapping": {"alt_text": "URL"}}}]},
+                      table=CASES.drop("URL"))
+    assert "columns 'url' and 'URL', which differ only by case" in plan_problems(spec, pm)
