@@ -42,7 +42,9 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
     for canonical in REQUIRED:
         column = mapping.get(canonical, canonical)
         if column in raw:
-            schema[canonical] = raw[column]
+            # An all-null column written without a type (Parquet's Null) is still text: steps
+            # reading url or alt_text as text failed on it ("expected String type, got: null").
+            schema[canonical] = pl.Utf8 if raw[column] == pl.Null else raw[column]
         elif canonical not in mapping:
             problems.append((("source", "columns"), f"the source has no '{canonical}' column",
                              f"map one: columns: {{{canonical}: <source column>}}; source columns: "

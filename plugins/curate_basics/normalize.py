@@ -212,7 +212,9 @@ class NormalizeText(Step):
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
-        columns = {name: self.normalize(table[name]) for name in p.columns}
+        # An all-null column of Polars' Null type is text with no values yet.
+        columns = {name: self.normalize(table[name].cast(pl.Utf8) if table[name].dtype == pl.Null else table[name])
+                   for name in p.columns}
         out = table.with_columns([s.alias(n) for n, s in columns.items()])
         if p.empty == "null":
             out = out.with_columns([

@@ -191,3 +191,23 @@ def test_a_step_whose_output_clashes_by_case_is_refused(pm, write_spec):
                                                                       "params": {"mapping": {"alt_text": "URL"}}}]},
                       table=CASES.drop("URL"))
     assert "columns 'url' and 'URL', which differ only by case" in plan_problems(spec, pm)
+
+
+# -- 5. all-null columns ------------------------------------------------------------------------
+def test_all_null_url_and_alt_text_are_read_as_text(pm, workdir):
+    table = pl.DataFrame({"url": [None] * 50, "alt_text": [None] * 50, "note": [None] * 50})
+    assert table.schema["url"] == pl.Null
+    manifest = run_spec({"source": {"path": "d.parquet"},
+                         "steps": [{"step": "normalize_text", "params": {"columns": ["alt_text", "note"]}}]},
+                        workdir, tables={"d.parquet": table}, pm=pm)
+    out = read_step_output(manifest, "normalize_text")
+    assert out.height == 50 and out.schema["url"] == pl.Utf8 and out.schema["alt_text"] == pl.Utf8
+    assert out["alt_text"].null_count() == 50
+
+
+def test_an_all_null_file_combines_with_typed_ones(pm, workdir):
+    (workdir / "data").mkdir()
+    pl.DataFrame({"url": [None, None], "alt_text": [None, None]}).write_parquet(workdir / "data" / "a.parquet")
+    STRINGS.write_parquet(workdir / "data" / "b.parquet")
+    manifest = run_spec({"source": {"path": "data"}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source")["alt_text"].to_list() == [None, None, "one"]
