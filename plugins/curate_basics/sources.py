@@ -283,7 +283,39 @@ class CsvSource(FileSource):
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         codec = codec_to_transcode(self.params.encoding)
-        return dict(self._read(path if codec is None else decoded_prefix(path, codec)).collect_schema())
+        schema = dict(self._read(path if codec is None else decoded_prefix(path, codec)).collect_schema())
+        if self.params.has_header:
+            self._check_header(path, codec)
+        return schema
+
+    def _check_header(self, path: Path, codec: str | None) -> None:
+        """Empty or repeated names in the header. Polars invents names for them ('_duplicated_0',
+        'url_duplicated_0'): an empty name failed as a reserved column, a repeated one was read as
+        two columns without a word."""
+        import csv
+
+        p = self.params
+        text = io.TextIOWrapper(decoded_prefix(path, codec or "utf-8"), encoding="utf-8", newline="")
+        quoting = csv.QUOTE_MINIMAL if p.quote_char else csv.QUOTE_NONE
+        header = next(csv.reader(text, delimiter=p.separator, quotechar=p.quote_char or '"', quoting=quoting), [])
+        problems = []
+        empty = [str(i) for i, name in enumerate(header, start=1) if not name.strip()]
+        if empty:
+            problems.append(f"no name at position{'s' if len(empty) > 1 else ''} {', '.join(empty)}")
+        positions: dict[str, list[int]] = {}
+        for i, name in enumerate(header, start=1):
+            if name.strip():
+                positions.setdefault(name, []).append(i)
+        for name, where in positions.items():
+            if len(where) > 1:
+                problems.append(f"{name!r} at positions {', '.join(map(str, where))}")
+        if problems:
+            shown = p.separator.join(header)
+            raise SourceError(
+                f"cannot read {path} as {self.format}, line 1: the header {shown[:200]!r} has {'; '.join(problems)}",
+                "give every column one name of its own in the header line (a file without a header: "
+                "source.params.has_header: false)",
+            )
 
     def _read(self, path: Path | io.BytesIO) -> pl.LazyFrame:
         p = self.params

@@ -211,3 +211,23 @@ def test_an_all_null_file_combines_with_typed_ones(pm, workdir):
     STRINGS.write_parquet(workdir / "data" / "b.parquet")
     manifest = run_spec({"source": {"path": "data"}}, workdir, pm=pm)
     assert read_step_output(manifest, "source")["alt_text"].to_list() == [None, None, "one"]
+
+
+# -- 6. CSV headers with empty or repeated names ------------------------------------------------
+@pytest.mark.parametrize("header, problem", [
+    ("url,alt_text,,", "the header 'url,alt_text,,' has no name at positions 3, 4"),
+    ("url,url,alt_text", "the header 'url,url,alt_text' has 'url' at positions 1, 2"),
+    ('"url",alt_text,"url"', "'url' at positions 1, 3"),
+])
+def test_a_header_with_empty_or_repeated_names_is_refused(pm, workdir, write_spec, header, problem):
+    fields = header.count(",") + 1
+    (workdir / "d.csv").write_text(f"{header}\n" + ",".join(["x"] * fields) + "\n")
+    problems = plan_problems(write_spec({"source": {"path": "d.csv"}}), pm)
+    assert "d.csv as csv, line 1: the header" in problems and problem in problems
+    assert "reserved" not in problems
+
+
+def test_a_tsv_header_in_another_encoding_is_checked_too(pm, workdir, write_spec):
+    (workdir / "d.tsv").write_bytes("url\talt_text\tcafé\tcafé\nu\tt\ta\tb\n".encode("cp1252"))
+    spec = write_spec({"source": {"path": "d.tsv", "format": "tsv", "params": {"encoding": "cp1252"}}})
+    assert "'café' at positions 3, 4" in plan_problems(spec, pm)
