@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from curate.params import Params
-from curate.schema import ALT_TEXT, DROP_REASON, Schema
+from curate.schema import ALT_TEXT, DROP_REASON, UID, Schema
 from curate.step import Step, StepContext
 
 CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
@@ -72,6 +72,9 @@ class NormalizeParams(Params):
 
     @model_validator(mode="after")
     def _bounds(self) -> NormalizeParams:
+        if UID in self.columns:
+            raise ValueError("'uid' cannot be normalized: it identifies each row (normalize a copy in another "
+                             "column, made with an sql step)")
         if self.max_length is not None and self.min_length > self.max_length:
             raise ValueError(f"min_length ({self.min_length}) is greater than max_length ({self.max_length})")
         return self

@@ -20,6 +20,7 @@ from curate.duck import (
     shard_connection,
     stream,
 )
+from curate.errors import StepError
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
 from curate.step import Step, StepContext, TableInput
@@ -84,6 +85,27 @@ class Sql(Step):
         return (f"SELECT * EXCLUDE ({columns}), '{reason}' AS {DROP_REASON} FROM {source} "
                 f"WHERE uid NOT IN (SELECT uid FROM _result WHERE uid IS NOT NULL) ORDER BY {columns}")
 
+    def _check_uids(self, con: duckdb.DuckDBPyConnection, input_relation: str, shard: int | None) -> None:
+        """Each row of the result must be an input row, named by its uid, at most once. The
+        engine's own check would find it too, but blame the step's plugin, not the query."""
+        repeated, invented, example = con.execute(f"""
+            SELECT count(*) - count(DISTINCT uid),
+                   count(*) FILTER (WHERE uid IS NULL OR uid NOT IN (SELECT uid FROM {input_relation})),
+                   any_value(uid) FILTER (WHERE uid IS NULL OR uid NOT IN (SELECT uid FROM {input_relation}))
+            FROM _result""").fetchall()[0]
+        problems = []
+        if invented:
+            problems.append(f"the query returned {invented} row{'s' if invented != 1 else ''} whose uid is not an "
+                            f"input row's (e.g. {example!r}): it changed uid")
+        if repeated:
+            problems.append(f"the query returned {repeated} uid{'s' if repeated != 1 else ''} more than once: "
+                            "it duplicated rows (a JOIN or UNION ALL that matches a row twice?)")
+        if problems:
+            raise StepError(self.label, shard, "; ".join(problems),
+                            hint="select uid from input unchanged (put a computed id in another column) and "
+                                 "return each input row at most once (SELECT DISTINCT, or fix the join); "
+                                 "rows the query leaves out are recorded as dropped")
+
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         check_query(self._query())  # planning refused it already; never run a second statement
         con = shard_connection(self.untrusted).cursor()  # its own `input` and `_result`, closed below
@@ -91,6 +113,7 @@ class Sql(Step):
             con.register("input", table)
             result = con.sql(self._query()).pl()
             con.register("_result", result)
+            self._check_uids(con, "input", ctx.shard)
             row = "_row"  # the input's order, in a column of a name the input does not use
             while row in table.columns:
                 row = "_" + row
@@ -111,6 +134,7 @@ class Sql(Step):
             create_input_view(con, table, "_input_ordered")
             con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row) FROM _input_ordered')
             con.execute(f"CREATE TEMP TABLE _result AS {self._query()}")
+            self._check_uids(con, "input", None)
             yield from stream(con, "SELECT * FROM _result")
             yield from stream(con, self._mark_dropped("_input_ordered", ORDER_COLUMNS))
         finally:

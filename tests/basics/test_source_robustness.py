@@ -231,3 +231,29 @@ def test_a_tsv_header_in_another_encoding_is_checked_too(pm, workdir, write_spec
     (workdir / "d.tsv").write_bytes("url\talt_text\tcafé\tcafé\nu\tt\ta\tb\n".encode("cp1252"))
     spec = write_spec({"source": {"path": "d.tsv", "format": "tsv", "params": {"encoding": "cp1252"}}})
     assert "'café' at positions 3, 4" in plan_problems(spec, pm)
+
+
+# -- 7. uid changed by a step's params or a user's query ----------------------------------------
+def test_normalize_text_refuses_uid_at_validation(pm, write_spec):
+    spec = write_spec({"source": {"path": "data.parquet"},
+                       "steps": [{"step": "normalize_text", "params": {"columns": ["alt_text", "uid"]}}]},
+                      table=STRINGS)
+    assert "steps[0].params: 'uid' cannot be normalized" in plan_problems(spec, pm)
+
+
+@pytest.mark.parametrize("per_shard", [False, True])
+@pytest.mark.parametrize("query, said", [
+    ("SELECT upper(uid) AS uid, url, alt_text FROM input", "whose uid is not an input row's"),
+    ("SELECT * FROM input UNION ALL SELECT * FROM input", "more than once: it duplicated rows"),
+])
+def test_an_sql_query_that_changes_uids_is_named_not_the_plugin(pm, workdir, per_shard, query, said):
+    from curate.errors import StepError
+
+    table = pl.DataFrame({"url": ["a", "b", "c"], "alt_text": ["x", "y", "z"]})
+    with pytest.raises(StepError) as caught:
+        run_spec({"source": {"path": "d.parquet"},
+                  "steps": [{"step": "sql", "params": {"query": query, "per_shard": per_shard}}]},
+                 workdir, tables={"d.parquet": table}, pm=pm)
+    message = str(caught.value)
+    assert "step 'sql'" in message and said in message and "select uid from input unchanged" in message
+    assert "plugin" not in message
