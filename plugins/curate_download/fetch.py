@@ -188,11 +188,31 @@ class DeadlineSSLSocket(_Bounded, ssl.SSLSocket):
 _process_limits: list[FetchLimits] = [FetchLimits()]  # what install_opener set for this process
 
 
+class NoStatusLine(http.client.BadStatusLine):
+    """The reply did not start with an HTTP status line (an HTTP/0.9 server, or not HTTP at
+    all). http.client's own error is the raw line, often binary (``'\\x89PNG\\r\\n'``), which
+    img2dataset would keep as the row's message; this one says what happened."""
+
+    def __str__(self) -> str:
+        start = self.line[:40] + ("…" if len(self.line) > 40 else "")
+        if self.line.startswith("HTTP/"):
+            return f"the server sent an invalid HTTP status line: {start!r}"
+        return f"the server sent no HTTP status line (an HTTP/0.9 or non-HTTP reply); it began with {start!r}"
+
+
 class BoundedResponse(http.client.HTTPResponse):
     """``read()`` without a length reads at most ``max_bytes``, and refuses image bombs.
     Closing it frees its host's slot (see :class:`HostGate`)."""
 
     curate_release = None
+
+    def begin(self) -> None:
+        try:
+            super().begin()
+        except http.client.RemoteDisconnected:  # closed before replying: transient, see is_transient
+            raise
+        except http.client.BadStatusLine as exc:
+            raise NoStatusLine(exc.line) from None
 
     def close(self) -> None:
         try:

@@ -11,6 +11,7 @@ large, which the engine's default of 100k rows does.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -53,6 +54,10 @@ FAILURES: tuple[str, ...] = ("failed_to_download", "failed_to_resize", "opted_ou
                              "image_too_large", "missing_url")
 OPT_OUT_MARK = "X-Robots-Tag"  # img2dataset: "Use of image disallowed by X-Robots-Tag directive"
 I2D_AREA_MARK = "image area too large"  # img2dataset's resizer, for formats fetch.py cannot measure
+# OpenCV's decoder refusing an image over OPENCV_IO_MAX_IMAGE_PIXELS (which the step sets to max_image_area)
+# or with a side over 2^20: "(-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS in function
+# 'validateInputImageSize'". It reaches OpenCV only in formats Pillow cannot read (Radiance HDR, say).
+OPENCV_TOO_LARGE = r"CV_IO_MAX_IMAGE_(?:PIXELS|WIDTH|HEIGHT)\b"
 NO_URL = "the row has no URL (url is null or empty)"
 NO_RESULT = "img2dataset reported nothing for this row"
 TMP_DIR = "tmp"  # the worker's TMPDIR (and wandb's directories), inside the shard's directory
@@ -75,6 +80,7 @@ TRANSIENT_PATTERN = (r"HTTP Error (429|5\d\d)\b|timed out|[Cc]onnection (refused
                      r"Remote end closed connection|RemoteDisconnected|" + re.escape(NO_RESULT))
 STORE_HITS = "store-hits.parquet"  # rows answered by the image store, decided once per job directory
 STORED_MARK = "stored.done"  # this job directory's results are in the image store
+STORE_UNTRUSTED = "store-untrusted.json"  # image store entries this job's look-up did not trust, and why
 
 
 class DownloadParams(Params):
@@ -306,25 +312,36 @@ class Download(Step):
         return hits, pending.join(hits.select(UID), on=UID, how="anti", maintain_order="left")
 
     def _look_up(self, pending: pl.DataFrame, job_dir: Path, ctx: StepContext) -> pl.DataFrame:
-        from curate_download.imagestore import RESULT_FIELDS, record_key
+        from curate_download.imagestore import RESULT_FIELDS, blob_name_problem, record_key
 
         p = self.params
         image_store = self._store()
         options = p.model_dump(mode="json")
         keys = [record_key(url, options) for url in pending[URL]]
-        records = image_store.records(sorted(set(keys)))
-        blobs = image_store.blobs(sorted({r["blob"] for r in records.values() if r.get("blob")}))
+        records, untrusted = image_store.records(sorted(set(keys)))
+        for key, record in list(records.items()):  # a shared store is not trusted: see imagestore.py
+            problem = record["blob"] and blob_name_problem(record["blob"], p.encode_format)
+            if problem:
+                untrusted[key] = problem
+                del records[key]
+        names = sorted({record["blob"] for record in records.values() if record["blob"]})
+        blobs, bad_blobs = image_store.blobs(names, p.max_bytes)
+        for key, record in list(records.items()):
+            if record["blob"] in bad_blobs:
+                untrusted[key] = f"its blob {record['blob']} {bad_blobs[record['blob']]}"
+                del records[key]
+        if untrusted:
+            _report_untrusted(untrusted, image_store, job_dir, ctx)
         location = job_dir / ("store.tar" if p.output_format == "webdataset" else "store")
         shard = _relative(location, Path(ctx.extras.get("store_dir") or ctx.run_dir))
         rows, images = [], []
         for uid, key in zip(pending[UID], keys, strict=True):
             record = records.get(key)
-            if record is None or (record.get("blob") and record["blob"] not in blobs):
-                continue  # not stored (or its blob is gone): fetch it
-            image = blobs.get(record["blob"]) if record.get("blob") else None
-            success = record["status"] == "success" and image is not None
+            if record is None or (record["blob"] and record["blob"] not in blobs):
+                continue  # not stored, not trusted, or its blob is gone: fetch it
+            success = record["status"] == "success"  # a trusted success always has its blob
             if success:
-                images.append((uid, image))
+                images.append((uid, blobs[record["blob"]]))
             rows.append({UID: uid, **{c: record.get(c) for c in RESULT_FIELDS},
                          "image": {"shard": shard, "key": uid} if success else None, ORIGIN: "store"})
         _write_images(location, images, p.encode_format, p.output_format)
@@ -348,8 +365,11 @@ class Download(Step):
             .filter(pl.col("status").is_in(lasting) & ~transient())
         images = iter_images(rows["image"], ctx.extras.get("store_dir") or ctx.run_dir, as_bytes=True)
         with ThreadPoolExecutor(8) as pool:
+            # An image longer than max_bytes (re-encoded larger than served) would not be read back
+            # (see _look_up): it is not stored, so the next run fetches it again.
             done = [pool.submit(image_store.put, record_key(row[URL], options), row, image, p.encode_format)
-                    for row, image in zip(rows.iter_rows(named=True), images, strict=True)]
+                    for row, image in zip(rows.iter_rows(named=True), images, strict=True)
+                    if image is None or len(image) <= p.max_bytes]
             for future in done:
                 future.result()
         (job_dir / STORED_MARK).write_text(str(rows.height))
@@ -497,7 +517,7 @@ class Download(Step):
             frames.append(result.select(
                 UID,
                 _status(),
-                _error(),
+                _error(p.max_image_area),
                 *[pl.col(c) for c in ("width", "height", "original_width", "original_height", "sha256")],
                 pl.when(pl.col("status") == "success")
                 .then(pl.struct(pl.lit(location).alias("shard"), pl.col(UID).alias("key")))
@@ -516,7 +536,27 @@ class Download(Step):
             return {}
         rows = pl.concat([pl.read_parquet(f, columns=["status", "error_message"]) for f in files])
         counts = {s: int(n) for s, n in rows.group_by("status").len().sort("status").iter_rows()}
-        return {"status": counts, "warnings": refusal_warnings(rows)}
+        summary: dict[str, Any] = {"status": counts, "warnings": refusal_warnings(rows)}
+        untrusted = untrusted_store_records(ctx.artifacts)
+        if untrusted:
+            summary["image_store_untrusted"] = untrusted
+            summary["warnings"].append(
+                f"{untrusted} image store record(s) were not trusted (a link, a non-file, a blob whose bytes "
+                "do not match its name, or a name the store never writes) and their rows were fetched again; "
+                f"see {STORE_UNTRUSTED} in the shards' directories under {ctx.artifacts}. Something besides "
+                "curate wrote into the image store: check who can write to it")
+        return summary
+
+
+def untrusted_store_records(artifacts: Path) -> int:
+    """How many image store records this step's look-ups did not trust (see ``_report_untrusted``)."""
+    total = 0
+    for path in artifacts.glob(f"shard-*/**/{STORE_UNTRUSTED}"):
+        try:
+            total += len(json.loads(path.read_text())["untrusted"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return total
 
 
 def transient() -> pl.Expr:
@@ -575,17 +615,42 @@ def _status() -> pl.Expr:
         .when(error.str.contains(REFUSED, literal=True)).then(pl.lit("refused"))
         .when(error.str.contains(OPT_OUT_MARK, literal=True)).then(pl.lit("opted_out"))
         .when(error.str.contains(TOO_LARGE, literal=True)).then(pl.lit("too_large"))
-        .when(error.str.contains(IMAGE_TOO_LARGE, literal=True) | (error == I2D_AREA_MARK)).then(pl.lit("image_too_large"))
+        .when(error.str.contains(IMAGE_TOO_LARGE, literal=True) | (error == I2D_AREA_MARK)
+              | error.str.contains(OPENCV_TOO_LARGE)).then(pl.lit("image_too_large"))
         .otherwise(pl.col("status"))
         .alias("status")
     )
 
 
-def _error() -> pl.Expr:
-    """urllib wraps a refusal as ``<urlopen error refused …>``; keep just the refusal."""
+def _error(max_image_area: float | None = None) -> pl.Expr:
+    """urllib wraps a refusal as ``<urlopen error refused …>``; keep just the refusal. OpenCV's
+    assertion about its pixel cap becomes a sentence about ``max_image_area``."""
     error = pl.col("error_message")
     refusal = pl.lit(REFUSED) + error.str.split_exact(REFUSED, 1).struct.field("field_1").str.strip_suffix(">")
-    return pl.when(error.str.contains(REFUSED, literal=True)).then(refusal).otherwise(error).alias("error_message")
+    return (pl.when(error.str.contains(REFUSED, literal=True)).then(refusal)
+            .when(error.str.contains(OPENCV_TOO_LARGE)).then(pl.lit(opencv_too_large(max_image_area)))
+            .otherwise(error).alias("error_message"))
+
+
+def opencv_too_large(max_image_area: float | None) -> str:
+    """The message for an image OpenCV's decoder refused as too large."""
+    if max_image_area is None:
+        return ("image larger than OpenCV's decoder allows (2^30 pixels, or a side over 2^20 pixels): OpenCV "
+                "refused to decode it; set max_image_area to refuse such images by name")
+    return (f"{IMAGE_TOO_LARGE} ({max_image_area:,.0f} pixels): OpenCV refused to decode the image, whose "
+            "header declares more pixels than that (or a side over 2^20 pixels); its format is one Pillow "
+            "cannot read, so its size could not be checked before decoding")
+
+
+def _report_untrusted(untrusted: dict[str, str], image_store: Any, job_dir: Path, ctx: StepContext) -> None:
+    """Entries of the image store that were present but not trusted: their rows are fetched
+    again (and their entries rewritten). Kept in the job's directory and counted in the summary."""
+    key, why = next(iter(sorted(untrusted.items())))
+    log.warning("download: %d image store record(s) for shard %s not trusted, their rows are fetched again "
+                "(%s); e.g. %s: %s", len(untrusted), ctx.shard, image_store, image_store.record_path(key),
+                why)
+    write_json_atomic({"image_store": image_store.root, "untrusted": dict(sorted(untrusted.items()))},
+                      job_dir / STORE_UNTRUSTED)
 
 
 def _relative(path: Path, root: Path) -> str:

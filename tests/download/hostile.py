@@ -19,6 +19,10 @@ Routes (NAME is any string; each response is the same for the same NAME)::
     /unavailable/NAME   503 Service Unavailable, always
     /retry-after-huge/NAME  429 with Retry-After: 86400, always
     /busy/NAME          a PNG after BUSY_SECONDS; the server records the most requests in /busy at once
+    /same/NAME          the same PNG whatever NAME is (rows sharing an image)
+    /no-status-line/NAME  a PNG and nothing else, no status line or headers (HTTP/0.9), then closes
+    /hdr-huge/NAME      a Radiance HDR header declaring HDR_SIDE x HDR_SIDE pixels: Pillow cannot read
+                        the format, OpenCV's decoder refuses the size
 
 Endless bodies stop after ``ENDLESS_CAP`` bytes and drips after ``DRIP_CAP_SECONDS`` so that a
 downloader without limits fails its test instead of taking the machine down; closing the server
@@ -47,6 +51,7 @@ DRIP_BYTES = 2
 SLOW_HOP = 0.8
 BOMB_SIDE = 30_000
 BUSY_SECONDS = 0.3
+HDR_SIDE = 12_000
 
 
 def png(name: str, side: int = 24) -> bytes:
@@ -69,6 +74,13 @@ def bomb_png(side: int = BOMB_SIDE) -> bytes:
     body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 3, 0, 0, 0))
             + chunk(b"PLTE", b"\x10\x20\x30\xff\xff\xff") + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def huge_hdr(side: int = HDR_SIDE) -> bytes:
+    """A Radiance HDR header for side x side pixels and a few pixels of data: OpenCV checks the
+    size its header declares before reading any data."""
+    return (b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + b"-Y %d +X %d\n" % (side, side)
+            + b"\x80\x80\x80\x81" * 64)
 
 
 class _Server(ThreadingHTTPServer):
@@ -211,6 +223,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def route_retry_after_huge(self, parts: list[str]) -> None:
         self._head(429, length=0, Retry_After="86400")
+
+    def route_same(self, parts: list[str]) -> None:
+        body = png("same")
+        self._head(length=len(body))
+        self.wfile.write(body)
+
+    def route_no_status_line(self, parts: list[str]) -> None:
+        self.wfile.write(png(parts[-1]))
+        self.close_connection = True
+
+    def route_hdr_huge(self, parts: list[str]) -> None:
+        body = huge_hdr()
+        self.send_response(200)
+        self.send_header("Content-Type", "image/vnd.radiance")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def route_busy(self, parts: list[str]) -> None:
         with self.server.lock:

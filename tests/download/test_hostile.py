@@ -34,6 +34,8 @@ HOSTILE = {  # route -> (how many rows, the status each must get)
     "lie-short": (2, "failed_to_resize"),
     "loop": (1, "failed_to_download"),
     "chain": (1, "failed_to_download"),
+    "no-status-line": (1, "failed_to_download"),
+    "hdr-huge": (1, "image_too_large"),
 }
 GIB = 2**30
 
@@ -140,6 +142,8 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
         assert "timed out" in first[kind], (kind, first[kind])
     assert "Content-Length" in first["lie-long"]
     assert "redirect" in first["loop"] and "redirect" in first["chain"]
+    assert first["no-status-line"].startswith("the server sent no HTTP status line")
+    assert "max_image_area" in first["hdr-huge"] and "CV_IO" not in first["hdr-huge"]
     stored = rows.filter(pl.col("kind") == "ok")
     assert stored["image"].null_count() == 0 and stored.height == HEALTHY_ROWS
 

@@ -100,3 +100,24 @@ def test_the_image_store_on_s3(world: World, s3: S3, tmp_path: Path) -> None:
     assert rows1["sha256"].to_list() == rows2["sha256"].to_list()
     assert set(rows2["image_origin"]) == {"store"} and set(rows2["status"]) == {"success"}
     assert len(s3.keys("images/v1/records/")) == 12 and len(s3.keys("images/v1/blobs/")) == 12
+
+
+def test_the_image_store_on_s3_reads_blobs_bounded_and_checked(s3: S3) -> None:
+    """Objects are read up to max_bytes (a ranged GET, not the whole object) and trusted only if
+    their bytes hash to their name; names the store never writes are not requested at all."""
+    import hashlib
+
+    from curate_download.imagestore import ImageStore
+
+    store = ImageStore(s3.url("images"))
+    good, big = b"\xff\xd8good", b"\xff\xd8" + b"b" * 5000
+    names = {what: hashlib.sha256(data).hexdigest() + ".jpg" for what, data in
+             {"good": good, "big": big, "forged": b"forged", "absent": b"absent"}.items()}
+    for what, data in {"good": good, "big": big, "forged": b"\xff\xd8not those bytes"}.items():
+        s3.put(f"images/v1/blobs/{names[what][:2]}/{names[what]}", data)
+    s3.put("secret", b"not an image")
+    found, rejected = store.blobs([*names.values(), "../../../secret"], max_bytes=1024)
+    assert found == {names["good"]: good}
+    assert "longer than 1024 bytes" in rejected[names["big"]]
+    assert "do not hash to its name" in rejected[names["forged"]]
+    assert "64 lowercase hex" in rejected["../../../secret"] and names["absent"] not in rejected
