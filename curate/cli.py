@@ -47,11 +47,12 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _load_and_plan(spec_path: str, run_dir: str | None = None, untrusted: bool = False):
+def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: bool = False):
+    """Plan the spec file ``spec_path`` (or an already loaded spec) in ``run_dir``."""
     from curate.plan import make_plan
     from curate.spec import load_spec
 
-    loaded = load_spec(spec_path)
+    loaded = load_spec(spec_path) if isinstance(spec_path, (str, Path)) else spec_path
     if untrusted:
         loaded.spec.run.untrusted = True
     pm = _pm()
@@ -128,20 +129,15 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     from curate.engine import Engine
     from curate.errors import UsageError
 
-    if resume_dir is not None:
-        saved = Path(resume_dir) / "spec.yaml"
-        if spec is None:
-            from curate.runstore import read_manifest
-
-            manifest = read_manifest(Path(resume_dir))
-            spec = manifest.get("spec_path") or str(saved)
-            if not Path(spec).exists():
-                spec = str(saved)
-        run_dir = resume_dir
-    if spec is None:
-        raise UsageError("curate run needs a SPEC (or --resume RUN_DIR)", "e.g. curate run specs/quickstart.yaml")
-    the_plan, pm = _load_and_plan(spec, run_dir, untrusted)
     console = _console(stderr=True)
+    to_run: Any = spec
+    if resume_dir is not None:
+        if spec is None:
+            to_run = _saved_spec(Path(resume_dir), console)
+        run_dir = resume_dir
+    if to_run is None:
+        raise UsageError("curate run needs a SPEC (or --resume RUN_DIR)", "e.g. curate run specs/quickstart.yaml")
+    the_plan, pm = _load_and_plan(to_run, run_dir, untrusted)
     observer = None
     if not quiet:  # rich's progress module is ~10 ms of imports that --quiet never uses
         from curate.progress import RichObserver
@@ -157,6 +153,43 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     for output in manifest.get("outputs", []):
         console.print(f"wrote {output['format']} → {output['path']}")
     console.print(f"run directory: {the_plan.run_dir}  (duckdb {the_plan.run_dir / 'curate.duckdb'})")
+
+
+def _saved_spec(run_dir: Path, console: Any) -> Any:
+    """The spec saved in ``run_dir`` (what the run ran), for ``curate run --resume``. Its relative
+    paths stay relative to the original spec file's directory, as when the run started. The
+    original file is not run: it may have been edited since (that is said, not done)."""
+    from curate.errors import RunDirError
+    from curate.runstore import read_manifest
+    from curate.spec import load_spec
+
+    manifest = read_manifest(run_dir)
+    saved = run_dir / "spec.yaml"
+    original = Path(manifest["spec_path"]) if manifest.get("spec_path") else None
+    if not saved.is_file():
+        again = f"curate run {original} --run-dir {run_dir}" if original else f"curate run SPEC --run-dir {run_dir}"
+        raise RunDirError(f"cannot resume {run_dir}: it has no spec.yaml, the spec the run ran",
+                          f"run the spec again into it ({again}); finished steps are reused")
+    loaded = load_spec(saved)
+    loaded.origin = original
+    if original is not None and _changed_since(original, loaded.spec):
+        console.print(f"note: {original} has changed since this run started; resuming with the spec saved in "
+                      f"{saved} (to run the edited spec here: curate run {original} --run-dir {run_dir})")
+    return loaded
+
+
+def _changed_since(original: Path, ran: Any) -> bool:
+    """Whether the spec file ``original`` no longer says what the spec ``ran`` says."""
+    from curate.spec import load_spec
+
+    if not original.is_file():
+        return False  # moved or deleted: nothing there to confuse with the run
+    try:
+        current = load_spec(original).spec
+    except CurateError:
+        return True
+    current.run.untrusted = current.run.untrusted or ran.run.untrusted  # --untrusted is saved with the run
+    return current.hash() != ran.hash()
 
 
 def _print_funnel(manifest: dict[str, Any], console: Any) -> None:

@@ -175,7 +175,7 @@ class Engine:
             "name": self.spec.name,
             "spec_hash": self.spec.hash(),
             # Absolute: `curate run --resume RUN_DIR` reads it back, maybe from another directory.
-            "spec_path": str(plan.loaded.path.resolve()) if plan.loaded.path else None,
+            "spec_path": str(plan.loaded.origin.resolve()) if plan.loaded.origin else None,
             "run_dir": str(self.run_dir),
             "store_dir": str(plan.store_dir),
             "seed": self.spec.run.seed,

@@ -147,6 +147,13 @@ class RunLockedError(CurateError):
     exit_code = 2
 
 
+class RunDirError(CurateError):
+    """A run directory cannot be used as it is: a damaged manifest, a file where curate keeps a
+    folder (or the reverse). Names the path and how to repair it."""
+
+    exit_code = 2
+
+
 class OutputError(CurateError):
     """An output cannot be written where the spec says without destroying files curate did not write."""
 

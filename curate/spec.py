@@ -144,6 +144,10 @@ class LoadedSpec:
                  problems: list[Problem] | None = None, invalid: set[tuple] | None = None):
         self.spec = spec
         self.path = path
+        # The spec file the run came from: ``path`` itself, except for `curate run --resume`,
+        # which reads RUN_DIR/spec.yaml but keeps the original file's directory as the base of
+        # relative paths (and as the manifest's spec_path). None: the working directory.
+        self.origin = path
         self.node = node
         # Structure problems found while loading leniently; planning adds the rest and raises
         # them all at once, so one `curate validate` shows every mistake.
@@ -152,7 +156,7 @@ class LoadedSpec:
 
     @property
     def directory(self) -> Path:
-        return self.path.parent if self.path else Path.cwd()
+        return self.origin.parent if self.origin else Path.cwd()
 
     @property
     def source_name(self) -> str:
