@@ -169,6 +169,83 @@ def output_path_problem(output_path: str, run_path: Path) -> str | None:
     return None
 
 
+def output_target_problems(outputs: list[PlannedOutput], run_path: Path, store: Path) -> list[tuple]:
+    """Outputs that would overwrite what they must not: curate's own files in the run directory or
+    the store, the run directory itself, a folder where one file goes, a device (a sink writes
+    aside and renames over it, so /dev/full became a regular file), a path under a file, or
+    another output's path (one of the two was silently lost)."""
+    from curate.remote import is_url
+    from curate.runstore import RUN_DIR_FILES, RUN_DIR_FOLDERS
+
+    out: list[tuple] = []
+    seen: list[tuple[int, str, Path | None]] = []  # outputs with no problem of their own
+    for output in outputs:
+        loc, raw, kind = ("outputs", output.index, "path"), output.path, output.sink.path_kind
+        if is_url(raw):
+            key, target = raw.rstrip("/"), None
+        else:
+            if not Path(raw).expanduser().is_absolute() and output_path_problem(raw, run_path):
+                continue  # leaves the run directory: already reported
+            target = output.sink.ctx.resolve(raw).resolve()
+            key = str(target)
+            problem = _target_problem(raw, target, kind, run_path, store, RUN_DIR_FILES, RUN_DIR_FOLDERS)
+            if problem is not None:
+                out.append((loc, *problem))
+                continue
+        for other_index, other_key, other_target in seen:
+            if key == other_key:
+                out.append((loc, f"'{raw}' is also the path of outputs[{other_index}]: one would overwrite the other",
+                            "give each output a path of its own"))
+                break
+            if target is not None and other_target is not None and (
+                    target.is_relative_to(other_target) or other_target.is_relative_to(target)):
+                out.append((loc, f"'{raw}' and the path of outputs[{other_index}] are one inside the other",
+                            "give each output a path of its own, side by side"))
+                break
+        else:
+            seen.append((output.index, key, target))
+    return out
+
+
+def _target_problem(raw: str, target: Path, kind: str | None, run_path: Path, store: Path,
+                    files: tuple[str, ...], folders: tuple[str, ...]) -> tuple[str, str] | None:
+    import stat
+
+    rename = "give the output a name of its own, e.g. out.parquet"
+    if target == run_path or run_path.is_relative_to(target):
+        what = "is the run directory" if target == run_path else "holds the run directory"
+        return f"'{raw}' {what} ({run_path}), where curate keeps the run's own files", rename
+    if target == store or target.is_relative_to(store) or store.is_relative_to(target):
+        where = "is" if target == store else ("is inside" if target.is_relative_to(store) else "holds")
+        return f"'{raw}' {where} the step store ({store}), where curate keeps every step's rows", rename
+    if target.is_relative_to(run_path):
+        first = target.relative_to(run_path).parts[0]
+        if first in files or first in folders:
+            where = "is" if len(target.relative_to(run_path).parts) == 1 else "is inside"
+            return (f"'{raw}' {where} curate's own '{first}' in the run directory; the run would overwrite it "
+                    f"(reserved: {', '.join(files + folders)})", rename)
+    for parent in target.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                return f"'{raw}' is under {parent}, which is a file, not a folder", "point the output at a folder"
+            break
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return None  # not there yet
+    if stat.S_ISDIR(mode):
+        if kind == "file":
+            return (f"'{raw}' is an existing folder ({target}); this output writes one file",
+                    f"give it a file name, e.g. {raw.rstrip('/') or '.'}/out.parquet, or remove the folder")
+        return None
+    if not stat.S_ISREG(mode):
+        return (f"'{raw}' is {target}, not a regular file (a device, pipe or socket); the output would replace it",
+                "write the output to a regular file")
+    if kind == "folder":
+        return f"'{raw}' is an existing file ({target}); this output writes a folder", "point it at a new or empty folder"
+    return None
+
+
 def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None = None) -> Plan:
     """Build the plan or raise one SpecError with every problem found."""
     spec = loaded.spec
@@ -186,6 +263,8 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         plan_steps.append(_source_step(source, schema, source_fp, pm))
     plan_steps += _plan_steps(loaded, resolved, pm, schema, source_fp, upstream=list(plan_steps))
     outputs = _plan_outputs(loaded, resolved, pm, run_path, plan_steps)
+    for loc, message, hint in output_target_problems(outputs, run_path, store):
+        problems.add(loc, message, hint)
     # A head's followers run on threads of this process, whatever the executor: only where the
     # executor runs shard steps here too (local) does a group start at the source or a table step.
     _fuse_groups(plan_steps, {o.step_label for o in outputs}, enabled=spec.run.fuse,

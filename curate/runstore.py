@@ -29,6 +29,10 @@ from curate.shards import KEPT_REFERENCE, iter_dropped_files, iter_shard_files, 
 MANIFEST = "manifest.json"
 DATABASE = "curate.duckdb"
 COMPLETE = "_COMPLETE.json"
+# What curate itself keeps in a run directory (the layout above, the report plugin's page and
+# the scratch space of DuckDB, ingest and remote outputs): no output may be written over them.
+RUN_DIR_FILES = ("spec.yaml", MANIFEST, DATABASE, "report.html", ".curate.lock")
+RUN_DIR_FOLDERS = ("store", "steps", "tmp")
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:

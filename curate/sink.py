@@ -57,6 +57,9 @@ class Sink:
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
     reads: ClassVar[dict] = {}
+    # What the output path names: "file" (one file, written aside and renamed over it), "folder",
+    # or None (unknown). Planning refuses a path that cannot be one (a folder for a "file" sink).
+    path_kind: ClassVar[str | None] = None
 
     class Params(Params):
         pass

@@ -27,6 +27,7 @@ class TableSink(Sink):
     """A sink writing the chosen ``columns`` (planning checks that they exist)."""
 
     Params = TableSinkParams
+    path_kind = "file"
 
     def input_columns(self) -> dict[str, Any]:
         return dict.fromkeys(self.params.columns or [])
@@ -80,6 +81,7 @@ class UidListSink(Sink):
     format = "uids"
     description = "sorted uid list (.npy), DataComp-style"
     reads = {UID: pl.Utf8}
+    path_kind = "file"
 
     def write(self, table: TableInput) -> dict[str, Any]:
         import numpy as np

@@ -98,6 +98,7 @@ class WebDatasetSink(Sink):
     description = "WebDataset tars (jpg + txt + json) for open_clip_train / webdataset"
     requires = ("PIL",)
     extra = "export"
+    path_kind = "folder"
     Params = WebDatasetParams
 
     def input_columns(self) -> dict[str, Any]:
@@ -159,6 +160,7 @@ class ImageFolderSink(Sink):
     description = "HF imagefolder: images/ + metadata.jsonl (file_name, text, ...)"
     requires = ("PIL",)
     extra = "export"
+    path_kind = "folder"
     Params = ExportParams
 
     def input_columns(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import sample_table
@@ -68,3 +69,57 @@ def test_resume_without_a_saved_spec_says_how_to_run_again(curate_main, write_sp
     assert resumed.code == 2, resumed
     assert "has no spec.yaml" in resumed.stderr and "--run-dir run" in resumed.stderr
     assert "internal error" not in resumed.stderr
+
+
+def validate_outputs(curate_main, write_spec, outputs: list[dict], **changes):
+    write_spec(spec_with(outputs=outputs, **changes), table=sample_table(20))
+    return curate_main("validate", "spec.yaml")
+
+
+@pytest.mark.parametrize("path", ["manifest.json", "spec.yaml", "curate.duckdb", "report.html", ".curate.lock",
+                                  "store", "store/x.parquet", "steps", "steps/01_x", "tmp/out.parquet", ".", ""])
+def test_an_output_over_curates_own_run_files_is_refused(curate_main, write_spec, path):
+    result = validate_outputs(curate_main, write_spec, [{"format": "parquet", "path": path}])
+    assert result.code == 2, result
+    assert "spec.yaml:" in result.stderr and "outputs[0].path" in result.stderr
+    assert "run directory" in result.stderr or "step store" in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_two_outputs_on_one_path_are_refused(curate_main, write_spec):
+    result = validate_outputs(curate_main, write_spec, [{"format": "parquet", "path": "out.parquet"},
+                                                        {"format": "csv", "path": "./out.parquet"}])
+    assert result.code == 2, result
+    assert "outputs[1].path: './out.parquet' is also the path of outputs[0]" in result.stderr
+
+
+def test_an_output_nested_in_another_is_refused(curate_main, write_spec):
+    result = validate_outputs(curate_main, write_spec, [{"format": "parquet", "path": "out"},
+                                                        {"format": "csv", "path": "out/x.csv"}])
+    assert result.code == 2, result
+    assert "outputs[1].path: 'out/x.csv' and the path of outputs[0] are one inside the other" in result.stderr
+
+
+def test_an_output_on_an_existing_folder_a_device_or_under_a_file_is_refused(curate_main, write_spec, workdir):
+    (workdir / "folder").mkdir()
+    (workdir / "afile").write_text("mine")
+    result = validate_outputs(curate_main, write_spec, [
+        {"format": "parquet", "path": str(workdir / "folder")},
+        {"format": "csv", "path": "/dev/full"},
+        {"format": "parquet", "path": str(workdir / "afile" / "out.parquet")},
+    ])
+    assert result.code == 2, result
+    assert "outputs[0].path" in result.stderr and "is an existing folder" in result.stderr
+    assert "outputs[1].path: '/dev/full' is /dev/full, not a regular file" in result.stderr
+    assert "outputs[2].path" in result.stderr and f"is under {workdir / 'afile'}, which is a file" in result.stderr
+    assert Path("/dev/full").is_char_device()
+
+
+def test_ordinary_outputs_still_validate_and_rerun(curate_main, write_spec, workdir):
+    outputs = [{"format": "parquet", "path": "out.parquet"}, {"format": "csv", "path": "sub/out.csv"},
+               {"format": "parquet", "path": str(workdir / "elsewhere.parquet")}]
+    assert validate_outputs(curate_main, write_spec, outputs).code == 0
+    for _ in range(2):  # the second run finds its own outputs in place and replaces them
+        result = curate_main("run", "spec.yaml", "--quiet")
+        assert result.code == 0, result
+    assert (workdir / "runs" / "base" / "sub" / "out.csv").is_file() and (workdir / "elsewhere.parquet").is_file()
