@@ -108,7 +108,6 @@ class Engine:
         plan = self.plan
         self.run_dir.mkdir(parents=True, exist_ok=True)
         plan.store_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "spec.yaml").write_text(self.spec.dump_yaml())
         if from_label is not None:
             # A fused group is one unit: --from a step inside it re-runs the whole group.
             start = plan.by_label(from_label).group[0]
@@ -126,6 +125,9 @@ class Engine:
                 shutil.rmtree(output.sink.ctx.staging_dir, ignore_errors=True)
             output.sink.preflight()
 
+        # Written with the manifest, after the checks above: a run directory holding a spec.yaml but
+        # no manifest or store/ would look like someone else's folder to the next run (curate.plan).
+        (self.run_dir / "spec.yaml").write_text(self.spec.dump_yaml())
         manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)
         self.pm.hook.curate_run_started(run_dir=self.run_dir, spec=self.spec)

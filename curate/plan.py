@@ -14,7 +14,8 @@ from curate.errors import CurateError, SpecError
 from curate.fingerprint import fingerprint
 from curate.ingest import canonical_schema
 from curate.plugins import PluginManager
-from curate.runstore import cache_problem
+from curate.lock import LOCK_NAME
+from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
 from curate.sink import Sink, SinkContext
 from curate.source import Source, SourceContext
@@ -151,7 +152,53 @@ def run_dir_problems(loaded: LoadedSpec, override: str | Path | None, run_path: 
         if resolved in system or any(resolved.is_relative_to(tree) for tree in SYSTEM_TREES):
             out.append((loc, f"'{raw}' is {resolved}, a system directory",
                         "give the run a directory of its own, e.g. runs/{name}"))
+        elif (resolved.exists() or resolved.is_symlink()) and not resolved.is_dir():
+            out.append((loc, f"'{raw}' is {resolved}, a file, not a folder",
+                        "give the run a folder of its own, e.g. runs/{name}, or move the file away"))
+    foreign = _not_a_run(run_path)
+    if foreign:
+        raw = str(override) if override is not None else loaded.spec.run.dir
+        shown = ", ".join(foreign[:8]) + (f", … ({len(foreign)} entries)" if len(foreign) > 8 else "")
+        out.append((("run", "dir"), f"'{raw}' is {run_path}, a folder that holds files but no curate run "
+                    f"(no {MANIFEST} or store/): {shown}; a run writes spec.yaml, manifest.json, report.html… there",
+                    "give the run a folder of its own, e.g. runs/{name}, or empty this one"))
+    elif _overwrites_spec_file(loaded, run_path):
+        out.append((("run", "dir"), f"the spec file {loaded.origin} is in the run directory {run_path}, where the "
+                    f"run writes its own {loaded.origin.name}", "give the run a folder of its own, e.g. runs/{name}, "
+                    "or rename the spec file"))
     return out
+
+
+def _overwrites_spec_file(loaded: LoadedSpec, run_path: Path) -> bool:
+    """Whether the run would write over the spec file itself (not the copy a run saved there,
+    which it rewrites unchanged)."""
+    origin = loaded.origin
+    if origin is None or origin.name not in RUN_DIR_FILES + RUN_DIR_FOLDERS or origin.resolve().parent != run_path:
+        return False
+    try:
+        return origin.read_text(encoding="utf-8") != loaded.spec.dump_yaml()
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
+def _not_a_run(run_path: Path) -> list[str]:
+    """The entries of ``run_path`` when it is a folder holding something but no curate run (a run
+    writes and replaces files with fixed names there: a user's own spec.yaml or report.html was
+    overwritten); else []. A damaged run still counts, so a re-run repairs it."""
+    if not run_path.is_dir():
+        return []
+    try:
+        entries = sorted(p.name for p in run_path.iterdir())
+    except OSError:
+        return []
+    if (run_path / "store").is_dir() or set(entries) <= {LOCK_NAME, "tmp"}:
+        return []
+    try:  # a manifest cut short or damaged is still curate's: it names its spec_hash near the top
+        if '"spec_hash"' in (run_path / MANIFEST).read_text(errors="replace")[:4096]:
+            return []
+    except OSError:
+        pass
+    return entries
 
 
 def output_path_problem(output_path: str, run_path: Path) -> str | None:

@@ -123,3 +123,48 @@ def test_ordinary_outputs_still_validate_and_rerun(curate_main, write_spec, work
         result = curate_main("run", "spec.yaml", "--quiet")
         assert result.code == 0, result
     assert (workdir / "runs" / "base" / "sub" / "out.csv").is_file() and (workdir / "elsewhere.parquet").is_file()
+
+
+def test_a_run_dir_holding_someone_elses_files_is_refused(curate_main, write_spec, workdir):
+    (workdir / "report.html").write_text("<p>my own page</p>")
+    (workdir / "manifest.json").write_text('{"mine": true}')
+    result = validate_outputs(curate_main, write_spec, [{"format": "parquet", "path": "out.parquet"}],
+                              run={"dir": "."})
+    assert result.code == 2, result
+    assert "spec.yaml:" in result.stderr and "run.dir: '.' is" in result.stderr
+    assert "holds files but no curate run" in result.stderr and "report.html" in result.stderr
+    assert "empty this one" in result.stderr
+    assert curate_main("run", "spec.yaml", "--quiet").code == 2
+    assert (workdir / "report.html").read_text() == "<p>my own page</p>"
+
+
+def test_a_run_dir_that_is_a_file_is_refused(curate_main, write_spec, workdir):
+    (workdir / "taken").write_text("a file")
+    result = validate_outputs(curate_main, write_spec, [], run={"dir": "taken"})
+    assert result.code == 2, result
+    assert "run.dir: 'taken' is" in result.stderr and "a file, not a folder" in result.stderr
+    ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 2 and "a file, not a folder" in ran.stderr and "internal error" not in ran.stderr, ran
+
+
+def test_the_spec_file_inside_its_own_run_dir_is_refused(curate_main, write_spec, workdir):
+    write_spec(spec_with(run={"dir": "run"}), table=sample_table(20))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    # run.dir is relative to the working directory, the spec's paths to the spec file
+    write_spec(spec_with(source={"path": str(workdir / "data.parquet")}, run={"dir": "run"}),
+               directory=workdir / "run")
+    result = curate_main("validate", "run/spec.yaml")
+    assert result.code == 2, result
+    assert "is in the run directory" in result.stderr and "rename the spec file" in result.stderr
+
+
+def test_an_existing_run_dir_reruns_and_resumes_in_place(curate_main, write_spec, workdir):
+    write_spec(spec_with(run={"dir": "run"}), table=sample_table(20))
+    (workdir / "run").mkdir()  # an empty folder is a fine place for a new run
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    assert curate_main("validate", "spec.yaml").code == 0
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    assert curate_main("run", "--resume", "run", "--quiet").code == 0
+    (workdir / "run" / "manifest.json").write_text("{")  # damaged: still curate's, a re-run repairs it
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    assert json.loads((workdir / "run" / "manifest.json").read_text())["status"] == "complete"
