@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from curate.atomic import atomic_path
-from curate.errors import UsageError
+from curate.errors import RunDirError, UsageError
 from curate.shards import KEPT_REFERENCE, iter_dropped_files, iter_shard_files, parquet_rows, write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -36,13 +36,100 @@ RUN_DIR_FOLDERS = ("store", "steps", "tmp")
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest, checked: a damaged one (a run killed mid-write on a filesystem without
+    atomic renames, an edit by hand) is a RunDirError naming the file and the repair."""
     path = Path(run_dir) / MANIFEST
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise UsageError(
             f"{run_dir} is not a curate run directory (no {MANIFEST})",
             "pass the directory a 'curate run' wrote, e.g. runs/quickstart",
         )
-    return json.loads(path.read_text())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(run_dir, path, f"it cannot be read ({type(exc).__name__}: {exc})") from None
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        problem = "it is empty" if not text.strip() else f"it is not valid JSON ({exc})"
+        raise _damaged(run_dir, path, problem) from None
+    problem = manifest_problem(manifest)
+    if problem is not None:
+        spec_path = manifest.get("spec_path") if isinstance(manifest, dict) else None
+        raise _damaged(run_dir, path, problem, spec_path if isinstance(spec_path, str) else None)
+    return manifest
+
+
+# The manifest's fields that curate reads back (inspect, report, resume), and their JSON types.
+_TEXT, _COUNT, _NUMBER = (str, type(None)), (int, type(None)), (int, float, type(None))
+_MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": _TEXT, "status": _TEXT, "spec_hash": _TEXT, "spec_path": _TEXT, "run_dir": _TEXT, "store_dir": _TEXT,
+    "started_at": _TEXT, "finished_at": _TEXT, "error": _TEXT, "seed": _COUNT, "seconds": _NUMBER,
+    "steps": (list,), "outputs": (list,), "plugins": (dict,),
+}
+_STEP_FIELDS: dict[str, tuple[type, ...]] = {
+    "index": (int,), "label": (str,), "step": (str,), "path": _TEXT, "rows_in": _COUNT, "rows_out": _COUNT,
+    "dropped": (dict,), "seconds": _NUMBER, "cached": (bool,), "complete": (bool,), "fused": (list,),
+    "kept_rows_stored": (bool,), "columns": (dict,),
+}
+_STEP_REQUIRED = ("index", "label", "step")
+_OUTPUT_FIELDS: dict[str, tuple[type, ...]] = {"format": (str,), "path": (str,)}
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """What is wrong with the shape of a manifest read from JSON (None: nothing)."""
+    if not isinstance(manifest, dict):
+        return f"it holds {_json_type(manifest)}, not an object"
+    problem = _fields_problem(manifest, _MANIFEST_FIELDS, (), "")
+    if problem:
+        return problem
+    for index, record in enumerate(manifest.get("steps", [])):
+        problem = _fields_problem(record, _STEP_FIELDS, _STEP_REQUIRED, f"steps[{index}]")
+        if problem:
+            return problem
+        dropped = record.get("dropped", {})
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in dropped.values()):
+            return f"steps[{index}].dropped must map drop reasons to row counts"
+    for index, output in enumerate(manifest.get("outputs", [])):
+        problem = _fields_problem(output, _OUTPUT_FIELDS, tuple(_OUTPUT_FIELDS), f"outputs[{index}]")
+        if problem:
+            return problem
+    return None
+
+
+def _fields_problem(value: Any, fields: dict[str, tuple[type, ...]], required: tuple[str, ...], where: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"{where} is {_json_type(value)}, not an object"
+    prefix = f"{where}." if where else ""
+    for name in required:
+        if name not in value:
+            return f"{prefix}{name} is missing"
+    for name, types in fields.items():
+        if name not in value:
+            continue
+        item = value[name]
+        # JSON true is a Python bool, which is an int: a count must not be one.
+        if not isinstance(item, types) or (isinstance(item, bool) and bool not in types):
+            wanted = " or ".join(dict.fromkeys(_json_type(t) for t in types))
+            return f"{prefix}{name} must be {wanted}, got {json.dumps(item)[:40]}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    kind = value if isinstance(value, type) else type(value)
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(kind, kind.__name__)
+
+
+def _damaged(run_dir: Path, path: Path, problem: str, spec_path: str | None = None) -> RunDirError:
+    spec = spec_path or "SPEC"
+    return RunDirError(
+        f"the run's manifest {path} is damaged: {problem}",
+        f"run its spec again into the same directory to rewrite it (finished steps are reused): "
+        f"curate run {spec} --run-dir {run_dir}" + ("" if spec_path else ", SPEC being the spec file this run came "
+                                                   f"from ({Path(run_dir) / 'spec.yaml'} is a copy of it)"),
+    )
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:

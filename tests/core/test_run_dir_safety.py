@@ -168,3 +168,36 @@ def test_an_existing_run_dir_reruns_and_resumes_in_place(curate_main, write_spec
     (workdir / "run" / "manifest.json").write_text("{")  # damaged: still curate's, a re-run repairs it
     assert curate_main("run", "spec.yaml", "--quiet").code == 0
     assert json.loads((workdir / "run" / "manifest.json").read_text())["status"] == "complete"
+
+
+DAMAGED_MANIFESTS = ['{"name": "base", "spec_hash": "ab', "", "[1,2", "[]", '{"status": 5, "steps": "x"}',
+                     '{"steps": [{"label": 5}]}', '{"steps": [{"index": true, "label": "a", "step": "b"}]}',
+                     '{"steps": [], "outputs": [{"format": "csv"}]}', '"text"', "\xff"]
+
+
+@pytest.fixture
+def finished(curate_main, write_spec, workdir) -> Path:
+    write_spec(spec_with(run={"dir": "run", "shard_size": 10}), table=sample_table(20))
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 0, result
+    return workdir / "run"
+
+
+@pytest.mark.parametrize("text", DAMAGED_MANIFESTS)
+def test_a_damaged_manifest_is_a_clear_error_and_a_rerun_repairs_it(curate_main, finished, text):
+    from curate_report.page import write_report  # `curate report RUN_DIR`
+
+    from curate.errors import RunDirError
+
+    (finished / "manifest.json").write_bytes(text.encode("latin-1"))
+    for command in (["inspect", "run"], ["inspect", "run", "--json"], ["run", "--resume", "run", "--quiet"]):
+        result = curate_main(*command)
+        assert result.code == 2, (command, result)
+        assert "the run's manifest run/manifest.json is damaged" in result.stderr, (command, result)
+        assert "curate run" in result.stderr and "--run-dir run" in result.stderr
+        assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(RunDirError, match="is damaged"):
+        write_report(finished)
+    repaired = curate_main("run", "spec.yaml", "--quiet")
+    assert repaired.code == 0, repaired
+    assert curate_main("inspect", "run").code == 0
