@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from curate.errors import RunLockedError
+from curate.errors import RunDirError, RunLockedError
 
 LOCK_NAME = ".curate.lock"
 POLL_SECONDS = 0.2
@@ -85,11 +85,20 @@ class DirectoryLock:
     def acquire(self, wait: float | None = 0, say: Callable[[str], None] | None = None) -> None:
         """Take the lock. ``wait``: seconds to wait for a holder (None: forever, 0: refuse at once)."""
         say = say or (lambda message: print(message, file=sys.stderr))
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise RunDirError(f"the {self.what} {self.directory} cannot be created: it, or a folder above it, is a "
+                              "file", "move that file away, or point the run elsewhere") from None
         deadline = None if wait is None else time.monotonic() + wait
         waiting_said = False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except IsADirectoryError:
+                raise RunDirError(f"the lock file {self.path} of the {self.what} is a folder",
+                                  f"remove it (rm -r '{self.path}'): curate keeps a file there while a run "
+                                  "holds the directory") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

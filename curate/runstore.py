@@ -132,6 +132,38 @@ def _damaged(run_dir: Path, path: Path, problem: str, spec_path: str | None = No
     )
 
 
+def layout_problems(run_dir: Path, store_dir: Path, fingerprints: list[str], step_links: list[str]) -> list[str]:
+    """Entries of the run directory and the store of the wrong kind (a folder where curate keeps a
+    file or the reverse), each with its fix: they failed deep inside a run with IsADirectoryError,
+    FileExistsError or NotADirectoryError."""
+    from curate.lock import LOCK_NAME
+
+    files = [run_dir / name for name in RUN_DIR_FILES if name != LOCK_NAME] + [run_dir / LOCK_NAME, store_dir / LOCK_NAME]
+    folders = [run_dir / "steps", run_dir / "tmp", store_dir, *(store_dir / fp for fp in fingerprints)]
+    problems: list[str] = []
+    for path in dict.fromkeys(files):
+        if path.is_dir():
+            problems.append(f"{path} is a folder, where curate keeps a file (remove it: rm -r '{path}')")
+    for path in dict.fromkeys(folders):
+        if (path.exists() or path.is_symlink()) and not path.is_dir():
+            problems.append(f"{path} is a file, where curate keeps a folder (remove it: rm '{path}')")
+    for name in step_links:  # steps/NN_label: a link (or a pointer file) to the step's store
+        link = run_dir / "steps" / name
+        if link.is_dir() and not link.is_symlink():
+            problems.append(f"{link} is a folder, where curate keeps a link to the step's store "
+                            f"(remove it: rm -r '{link}')")
+    return problems
+
+
+def check_layout(run_dir: Path, store_dir: Path, fingerprints: list[str], step_links: list[str]) -> None:
+    problems = layout_problems(Path(run_dir), Path(store_dir), fingerprints, step_links)
+    if problems:
+        raise RunDirError(
+            f"the run directory {run_dir} cannot be used as it is:\n" + "\n".join(f"  - {p}" for p in problems),
+            "these paths are curate's own: remove them as shown (steps are recomputed where needed) and run again",
+        )
+
+
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(manifest, Path(run_dir) / MANIFEST)
 

@@ -201,3 +201,54 @@ def test_a_damaged_manifest_is_a_clear_error_and_a_rerun_repairs_it(curate_main,
     repaired = curate_main("run", "spec.yaml", "--quiet")
     assert repaired.code == 0, repaired
     assert curate_main("inspect", "run").code == 0
+
+
+def make_folder(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        import shutil
+
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.mkdir(parents=True)
+    (path / "inside").write_text("x")
+
+
+def make_file(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.write_text("x")
+
+
+@pytest.mark.parametrize(("where", "make", "kind"), [
+    (".curate.lock", make_folder, "is a folder"), ("store/.curate.lock", make_folder, "is a folder"),
+    ("manifest.json", make_folder, "is a folder"), ("curate.duckdb", make_folder, "is a folder"),
+    ("spec.yaml", make_folder, "is a folder"), ("steps/01_normalize_text", make_folder, "is a folder"),
+    ("store", make_file, "is a file"), ("steps", make_file, "is a file"), ("tmp", make_file, "is a file"),
+    ("store/<fp>", make_file, "is a file"),
+])
+def test_a_run_dir_entry_of_the_wrong_kind_is_a_clear_error(curate_main, finished, where, make, kind):
+    if where == "store/<fp>":
+        fingerprint = json.loads((finished / "manifest.json").read_text())["steps"][2]["fingerprint"]
+        where = f"store/{fingerprint}"
+    make(finished / where)
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 2, result
+    assert f"{finished / where} {kind}" in result.stderr, result
+    assert "remove it" in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_lock_file_that_is_a_folder_is_named(tmp_path):
+    from curate.errors import RunDirError
+    from curate.lock import DirectoryLock
+
+    (tmp_path / ".curate.lock").mkdir()
+    with pytest.raises(RunDirError, match=r"lock file .*\.curate\.lock of the run directory is a folder"):
+        DirectoryLock(tmp_path, "run directory").acquire()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="a folder above it, is a file"):
+        DirectoryLock(tmp_path / "file" / "below", "store").acquire()
