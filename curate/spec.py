@@ -21,6 +21,7 @@ from curate.yaml_limits import MAX_SPEC_BYTES, YamlTooLarge, check_node
 LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The spec's name becomes part of the run directory ({name} in run.dir): never a path.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+RUN_DIR_PLACEHOLDERS = ("name",)  # what run.dir may contain in braces
 
 
 class _Model(BaseModel):
@@ -65,8 +66,9 @@ class ExecutorSpec(_Model):
 
 class RunSpec(_Model):
     dir: str = Field("runs/{name}", description="run directory; {name} is the spec's name")
-    seed: int = 0
-    shard_size: int = Field(100_000, gt=0, description="rows per shard; bounds memory per step")
+    # strict: YAML's `true` is no count (pydantic took it as 1), nor is "5" or 2.0.
+    seed: int = Field(0, strict=True)
+    shard_size: int = Field(100_000, gt=0, strict=True, description="rows per shard; bounds memory per step")
     memory_limit: str = Field(DEFAULT_MEMORY_LIMIT, description="DuckDB memory limit of each table-wide query "
                               "(it spills to the run directory beyond it). The default, 256MB, keeps a run's memory "
                               "flat in the table's size (benchmarks/README.md: 100M rows within 1.5x of 10M); "
@@ -86,6 +88,18 @@ class RunSpec(_Model):
     untrusted: bool = Field(False, description="the spec comes from someone else: SQL in steps gets no file, "
                             "network or extension access (DuckDB's enable_external_access=false)")
 
+    @field_validator("dir")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        # Anything else in braces was created literally ("runs/{nmae}").
+        unknown = [f"{{{name}}}" for name in re.findall(r"\{([^{}]*)\}", value) if name not in RUN_DIR_PLACEHOLDERS]
+        if unknown:
+            known = ", ".join(f"{{{name}}}" for name in RUN_DIR_PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {', '.join(unknown)} in {value!r}; known: {known}")
+        if "{" in re.sub(r"\{[^{}]*\}", "", value) or "}" in re.sub(r"\{[^{}]*\}", "", value):
+            raise ValueError(f"unmatched brace in {value!r}; placeholders are written {{name}}")
+        return value
+
     @field_validator("executor", mode="before")
     @classmethod
     def _executor_shorthand(cls, value: Any) -> Any:
@@ -93,7 +107,7 @@ class RunSpec(_Model):
 
 
 class Spec(_Model):
-    version: int = 1
+    version: int = Field(1, strict=True)
     name: str = "curation"
     description: str | None = None
     source: SourceSpec

@@ -252,3 +252,23 @@ def test_a_lock_file_that_is_a_folder_is_named(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="a folder above it, is a file"):
         DirectoryLock(tmp_path / "file" / "below", "store").acquire()
+
+
+@pytest.mark.parametrize(("run", "message"), [
+    ({"dir": "runs/{nope}"}, "run.dir: unknown placeholder {nope} in 'runs/{nope}'; known: {name}"),
+    ({"dir": "runs/{name"}, "run.dir: unmatched brace in 'runs/{name'"),
+    ({"shard_size": True}, "run.shard_size: input should be a valid integer, got true"),
+    ({"shard_size": 2.0}, "run.shard_size: input should be a valid integer, got 2.0"),
+    ({"seed": "3"}, "run.seed: input should be a valid integer, got '3'"),
+])
+def test_run_settings_that_mean_nothing_are_refused(curate_main, write_spec, workdir, run, message):
+    result = validate_outputs(curate_main, write_spec, [], run=run)
+    assert result.code == 2, result
+    assert message in result.stderr and "spec.yaml:" in result.stderr
+    assert not (workdir / "runs").exists()
+
+
+def test_version_true_is_no_version(curate_main, write_spec):
+    write_spec({**spec_with(), "version": True}, table=sample_table(20))
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2 and "version: input should be a valid integer, got true" in result.stderr, result
