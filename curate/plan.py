@@ -289,7 +289,8 @@ def _target_problem(raw: str, target: Path, kind: str | None, run_path: Path, st
         return (f"'{raw}' is {target}, not a regular file (a device, pipe or socket); the output would replace it",
                 "write the output to a regular file")
     if kind == "folder":
-        return f"'{raw}' is an existing file ({target}); this output writes a folder", "point it at a new or empty folder"
+        return (f"'{raw}' is an existing file ({target}); this output writes a folder",
+                "point it at a new or empty folder")
     return None
 
 

@@ -24,6 +24,7 @@ import polars as pl
 
 from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
+from curate.lock import LOCK_NAME
 from curate.shards import KEPT_REFERENCE, iter_dropped_files, iter_shard_files, parquet_rows, write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -31,7 +32,7 @@ DATABASE = "curate.duckdb"
 COMPLETE = "_COMPLETE.json"
 # What curate itself keeps in a run directory (the layout above, the report plugin's page and
 # the scratch space of DuckDB, ingest and remote outputs): no output may be written over them.
-RUN_DIR_FILES = ("spec.yaml", MANIFEST, DATABASE, "report.html", ".curate.lock")
+RUN_DIR_FILES = ("spec.yaml", MANIFEST, DATABASE, "report.html", LOCK_NAME)
 RUN_DIR_FOLDERS = ("store", "steps", "tmp")
 
 
@@ -97,7 +98,8 @@ def manifest_problem(manifest: Any) -> str | None:
     return None
 
 
-def _fields_problem(value: Any, fields: dict[str, tuple[type, ...]], required: tuple[str, ...], where: str) -> str | None:
+def _fields_problem(value: Any, fields: dict[str, tuple[type, ...]], required: tuple[str, ...],
+                    where: str) -> str | None:
     if not isinstance(value, dict):
         return f"{where} is {_json_type(value)}, not an object"
     prefix = f"{where}." if where else ""
@@ -136,9 +138,7 @@ def layout_problems(run_dir: Path, store_dir: Path, fingerprints: list[str], ste
     """Entries of the run directory and the store of the wrong kind (a folder where curate keeps a
     file or the reverse), each with its fix: they failed deep inside a run with IsADirectoryError,
     FileExistsError or NotADirectoryError."""
-    from curate.lock import LOCK_NAME
-
-    files = [run_dir / name for name in RUN_DIR_FILES if name != LOCK_NAME] + [run_dir / LOCK_NAME, store_dir / LOCK_NAME]
+    files = [*(run_dir / name for name in RUN_DIR_FILES), store_dir / LOCK_NAME]
     folders = [run_dir / "steps", run_dir / "tmp", store_dir, *(store_dir / fp for fp in fingerprints)]
     problems: list[str] = []
     for path in dict.fromkeys(files):
