@@ -29,7 +29,7 @@ def connect(untrusted: bool = False) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(config={**NO_AUTO_EXTENSIONS, **({"enable_external_access": False} if untrusted else {})})
 
 
-def _default_cursor() -> duckdb.DuckDBPyConnection:
+def default_cursor() -> duckdb.DuckDBPyConnection:
     """A cursor of the process's default connection, which is told once not to fetch extensions."""
     default = duckdb.default_connection()
     if getattr(_local, "default_set", None) is not default:
@@ -196,7 +196,7 @@ def bind(schema: Schema, sql: str, name: str = "input", untrusted: bool = False)
     check_query(sql)
     # A cursor of the default connection (which check_query has just opened) sees only what it
     # registers; a database of its own cost ~12 ms of CPU per SQL step of every validate and run.
-    con = connect(untrusted=True) if untrusted else _default_cursor()
+    con = connect(untrusted=True) if untrusted else default_cursor()
     try:
         con.register(name, pl.DataFrame(schema=schema))
         return dict(con.sql(f"SELECT * FROM ({sql}) LIMIT 0").pl().schema)

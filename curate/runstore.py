@@ -221,9 +221,7 @@ def _parquet_list(files: list[Path]) -> str:
 
 def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
     """(Re)create curate.duckdb with a view per step, per step's drops, and a lineage view."""
-    import duckdb
-
-    from curate.duck import literal, quote
+    from curate.duck import default_cursor, literal, quote
 
     db_path = Path(run_dir) / DATABASE
     with atomic_path(db_path) as tmp:
@@ -232,7 +230,7 @@ def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
         # database of its own started a DuckDB instance, ~15 ms of CPU at the end of every run.
         # The alias is this call's own (ATTACH is seen by every cursor of that database).
         alias = f"views_{uuid.uuid4().hex}"
-        con = duckdb.default_connection().cursor()
+        con = default_cursor()
         try:
             home = con.sql("SELECT current_database()").fetchall()[0][0]
             con.execute(f"ATTACH {literal(str(tmp))} AS {alias}")

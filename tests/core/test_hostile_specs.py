@@ -272,12 +272,12 @@ def test_yaml_that_expands_without_end_is_refused_before_anything_walks_it(curat
 def test_no_connection_of_curate_fetches_or_loads_an_extension(tmp_path):
     """DuckDB installs and loads a known extension (httpfs…) when a query first needs it: a
     validated spec's read_text('https://…') went to the network. curate turns both off."""
-    from curate.duck import _default_cursor, connect, shard_connection
+    from curate.duck import connect, default_cursor, shard_connection
     from curate.step import StepContext
 
     ctx = StepContext.__new__(StepContext)
     ctx.run_dir, ctx.memory_limit = tmp_path, "256MB"
-    for con in (connect(), connect(untrusted=True), _default_cursor(), shard_connection(), shard_connection(True),
+    for con in (connect(), connect(untrusted=True), default_cursor(), shard_connection(), shard_connection(True),
                 ctx.duckdb()):
         settings = con.sql("SELECT current_setting('autoinstall_known_extensions'), "
                            "current_setting('autoload_known_extensions')").fetchall()[0]
