@@ -146,6 +146,9 @@ def run_dir_problems(loaded: LoadedSpec, override: str | Path | None, run_path: 
     home = Path.home().resolve()
     system = {Path(d) for d in SYSTEM_DIRS} | {home, *home.parents}
     for loc, raw, resolved, from_spec in checks:
+        if from_spec and loaded.spec.run.untrusted and (Path(raw).is_absolute() or raw.startswith("~")):
+            out.append((loc, f"'{raw}' is outside the working directory, and the spec is untrusted (run.untrusted / "
+                        "--untrusted)", "give a relative path, or choose the directory yourself with --run-dir"))
         if from_spec and not Path(raw).expanduser().is_absolute() and ".." in Path(raw).parts:
             out.append((loc, f"'{raw}' leaves the working directory ('..')",
                         "use a path inside the working directory, or an absolute path to put it elsewhere"))
@@ -201,11 +204,16 @@ def _not_a_run(run_path: Path) -> list[str]:
     return entries
 
 
-def output_path_problem(output_path: str, run_path: Path) -> str | None:
+def output_path_problem(output_path: str, run_path: Path, untrusted: bool = False) -> str | None:
     """A relative output path must stay inside the run directory (an absolute one, or a URL such as
-    ``s3://bucket/prefix``, is explicit)."""
+    ``s3://bucket/prefix``, is explicit). A spec from someone else (``run.untrusted``) writes only
+    inside its run directory: its absolute path could name any file the user may write."""
     from curate.remote import is_url
 
+    if untrusted and (is_url(output_path) or Path(output_path).expanduser().is_absolute()
+                      or output_path.startswith("~")):
+        return (f"'{output_path}' is outside the run directory, and the spec is untrusted (run.untrusted / "
+                "--untrusted): its outputs are written only inside the run directory")
     if is_url(output_path):
         return None
     path = Path(output_path).expanduser()
@@ -216,7 +224,8 @@ def output_path_problem(output_path: str, run_path: Path) -> str | None:
     return None
 
 
-def output_target_problems(outputs: list[PlannedOutput], run_path: Path, store: Path) -> list[tuple]:
+def output_target_problems(outputs: list[PlannedOutput], run_path: Path, store: Path,
+                           untrusted: bool = False) -> list[tuple]:
     """Outputs that would overwrite what they must not: curate's own files in the run directory or
     the store, the run directory itself, a folder where one file goes, a device (a sink writes
     aside and renames over it, so /dev/full became a regular file), a path under a file, or
@@ -231,7 +240,7 @@ def output_target_problems(outputs: list[PlannedOutput], run_path: Path, store: 
         if is_url(raw):
             key, target = raw.rstrip("/"), None
         else:
-            if not Path(raw).expanduser().is_absolute() and output_path_problem(raw, run_path):
+            if output_path_problem(raw, run_path, untrusted):
                 continue  # leaves the run directory: already reported
             target = output.sink.ctx.resolve(raw).resolve()
             key = str(target)
@@ -311,7 +320,7 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         plan_steps.append(_source_step(source, schema, source_fp, pm))
     plan_steps += _plan_steps(loaded, resolved, pm, schema, source_fp, upstream=list(plan_steps))
     outputs = _plan_outputs(loaded, resolved, pm, run_path, plan_steps)
-    for loc, message, hint in output_target_problems(outputs, run_path, store):
+    for loc, message, hint in output_target_problems(outputs, run_path, store, spec.run.untrusted):
         problems.add(loc, message, hint)
     # A head's followers run on threads of this process, whatever the executor: only where the
     # executor runs shard steps here too (local) does a group start at the source or a table step.
@@ -472,9 +481,11 @@ def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run
     outputs: list[PlannedOutput] = []
     sink_iter = iter(resolved.sinks)
     for index, output_spec in enumerate(spec.outputs):
-        escape = output_path_problem(output_spec.path, run_path)
+        escape = output_path_problem(output_spec.path, run_path, spec.run.untrusted)
         if escape:
-            problems.add(("outputs", index, "path"), escape, "write it inside the run directory, or give an absolute path")
+            problems.add(("outputs", index, "path"), escape,
+                         "give a relative path (inside the run directory)" if spec.run.untrusted
+                         else "write it inside the run directory, or give an absolute path")
         sink_cls = pm.sinks.get(output_spec.format)
         if sink_cls is None:
             continue

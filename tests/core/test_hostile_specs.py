@@ -289,3 +289,24 @@ def test_validating_sql_that_needs_an_extension_says_so_and_fetches_nothing(cura
     result = curate_main("validate", "spec.yaml")
     assert result.code == 2, result
     assert "httpfs" in result.stderr and "download" not in result.stderr.lower()
+
+
+@pytest.mark.parametrize("where", ["output", "run_dir", "cache_dir"])
+def test_an_untrusted_spec_writes_only_under_the_working_directory(curate_main, write_spec, workdir, tmp_path_factory,
+                                                                   where):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    spec = {"name": "hostile", "source": {"path": "data.parquet"}, "steps": [], "run": {"dir": "run"},
+            "outputs": [{"format": "csv", "path": "out.csv"}]}
+    if where == "output":
+        spec["outputs"] = [{"format": "csv", "path": str(elsewhere / "overwritten.csv")}]
+    elif where == "run_dir":
+        spec["run"]["dir"] = str(elsewhere / "run")
+    else:
+        spec["run"]["cache_dir"] = str(elsewhere / "store")
+    write_spec(spec, table=sample_table(10))
+    assert curate_main("validate", "spec.yaml").code == 0  # the user's own spec may
+    for args in (["validate", "spec.yaml", "--untrusted"], ["run", "spec.yaml", "--untrusted", "--quiet"]):
+        result = curate_main(*args)
+        assert result.code == 2, result
+        assert "untrusted" in result.stderr
+    assert list(elsewhere.iterdir()) == []
