@@ -58,7 +58,9 @@ def specs(draw) -> dict:
             for _ in range(draw(st.integers(0, 2)))
         ],
         "run": {
-            "dir": draw(st.text(max_size=20)),
+            # braces are placeholders ({name}); a lone one is refused (test_run_dir_safety)
+            "dir": draw(st.text(max_size=20).map(lambda d: d.replace("{", "(").replace("}", ")"))
+                        | st.just("runs/{name}")),
             "seed": draw(st.integers(-(2**63), 2**63)),
             "shard_size": draw(st.integers(1, 10**9)),
             "memory_limit": draw(st.sampled_from(["4GB", "512MB"])),
