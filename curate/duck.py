@@ -199,7 +199,8 @@ def bind(schema: Schema, sql: str, name: str = "input", untrusted: bool = False)
     con = connect(untrusted=True) if untrusted else default_cursor()
     try:
         con.register(name, pl.DataFrame(schema=schema))
-        return dict(con.sql(f"SELECT * FROM ({sql}) LIMIT 0").pl().schema)
+        # the newline ends a trailing "-- comment", which would swallow the closing parenthesis
+        return dict(con.sql(f"SELECT * FROM ({sql}\n) LIMIT 0").pl().schema)
     finally:
         con.close()
 

@@ -30,7 +30,7 @@ class Filter(Step):
     def plan_check(self, input_schema: Schema) -> list[str]:
         try:
             check_expression(self.params.where)
-            out = bind(input_schema, f"SELECT ({self.params.where}) AS _keep FROM input", untrusted=self.untrusted)
+            out = bind(input_schema, f"SELECT ({self.params.where}\n) AS _keep FROM input", untrusted=self.untrusted)
         except UnsafeSQL as exc:
             return [f"'where' {exc}"]
         except duckdb.Error as exc:
@@ -49,7 +49,7 @@ class Filter(Step):
         con = shard_connection(self.untrusted).cursor()
         try:
             con.register("input", table)
-            keep = con.sql(f"SELECT coalesce(({self.params.where}), {fallback}) AS _keep FROM input").pl()["_keep"]
+            keep = con.sql(f"SELECT coalesce(({self.params.where}\n), {fallback}) AS _keep FROM input").pl()["_keep"]
         finally:
             con.close()
         reason = pl.when(keep).then(pl.lit(None, pl.Utf8)).otherwise(pl.lit(self.params.reason or self.label))

@@ -310,3 +310,15 @@ def test_an_untrusted_spec_writes_only_under_the_working_directory(curate_main, 
         assert result.code == 2, result
         assert "untrusted" in result.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_trailing_sql_comment_is_part_of_the_sql_not_a_syntax_error(curate_main, write_spec, workdir):
+    """The engine wraps a where and a query in parentheses; a trailing '-- comment' swallowed the
+    closing one ("syntax error at or near 'true'")."""
+    write_spec({"name": "commented", "source": {"path": "data.parquet"},
+                "steps": [{"step": "filter", "params": {"where": "length(alt_text) > 0 -- keep texts"}},
+                          {"step": "sql", "params": {"query": "SELECT * FROM input -- everything"}}],
+                "run": {"dir": "run"}}, table=sample_table(10))
+    assert curate_main("validate", "spec.yaml").code == 0
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 0, result
