@@ -82,7 +82,10 @@ def check_query(sql: str) -> None:
         raise UnsafeSQL(f"must be a single query, found {len(statements)} SQL statements (is there a ';'?)")
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
-        raise UnsafeSQL(f"must be a SELECT query, found a {kind.name} statement")
+        # DuckDB's statement types are coarser than its keywords: INSTALL parses as LOAD, and a
+        # PIVOT statement as MULTI (it expands to several).
+        said = {"LOAD": "an INSTALL or LOAD", "MULTI": "a PIVOT (or other multi-part)"}.get(kind.name, f"a {kind.name}")
+        raise UnsafeSQL(f"must be a SELECT query, found {said} statement")
 
 
 def check_expression(expression: str) -> None:
