@@ -497,6 +497,9 @@ class Download(Step):
         if self.params.max_image_area is not None:  # OpenCV's own cap, for what fetch.py cannot measure
             env["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(int(self.params.max_image_area))
         env["NO_ALBUMENTATIONS_UPDATE"] = "1"  # albumentations otherwise asks PyPI for a newer version
+        # OpenCV decodes some formats (Radiance HDR…) through a temporary file in /tmp, not TMPDIR,
+        # and leaves it there when it refuses the image: a hostile server's 9 MB each.
+        env["OPENCV_TEMP_PATH"] = str(tmp)
         for name in ("TMPDIR", "TEMP", "TMP", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR",
                      "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
             env[name] = str(tmp)
