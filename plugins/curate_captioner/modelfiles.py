@@ -21,18 +21,17 @@ import json
 import os
 import re
 import stat
-import struct
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from curate.safetensors_header import NotSafetensors, read_header
 from curate_captioner.config import CONFIG_FILE, DECODER_CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from curate_captioner.errors import CaptionerError, RefusedFile
 
 TOKENIZER_FILE = "tokenizer.json"
 MAX_JSON_BYTES = 16 * 2**20  # captioner.json (with its training history), decoder_config.json, tokenizer_config.json
 MAX_TOKENIZER_BYTES = 256 * 2**20  # tokenizer.json: a 256k-token vocabulary is ~35 MB
-MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on its JSON header
 MAX_PARAMETERS = 10_000_000_000  # 40 GB in fp32; CURATE_CAPTIONER_MAX_PARAMETERS raises it
 MAX_PARAMETERS_ENV = "CURATE_CAPTIONER_MAX_PARAMETERS"
 MAX_SIZE = 2**20  # any width, vocabulary, layer or head count a config names (OPT-1.3B: 50,272 tokens, 2,048 wide)
@@ -350,26 +349,12 @@ def causal_lm_types() -> frozenset[str]:
 def _weights_problems(path: Path, counts: dict[str, int], problems: list[str]) -> None:
     """The safetensors header: well formed, within the file, every tensor of one of the three
     parts, as many blocks per part as the configs say, and no more parameters than allowed."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            problems.append(f"{path} is not a safetensors file: {size} bytes, shorter than a header")
-            return
-        (length,) = struct.unpack("<Q", head)
-        if length > min(MAX_HEADER_BYTES, size - 8):
-            problems.append(f"{path} is truncated or not a safetensors file: its header claims {length:,} bytes "
-                            f"of a {size:,}-byte file")
-            return
-        raw = handle.read(length)
     try:
-        header = json.loads(raw)
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
-        problems.append(f"{path} is not a safetensors file: its header is not a JSON object")
+        header, data = read_header(path)
+    except NotSafetensors as exc:
+        problems.append(f"{path} is not a safetensors file (or is truncated): {exc}")
         return
-    data, end, elements = size - 8 - length, 0, 0
+    end, elements = 0, 0
     blocks: dict[str, set[int]] = {"encoder": set(), "mapper": set(), "decoder": set()}
     for name, entry in header.items():
         if name == "__metadata__":

@@ -22,17 +22,16 @@ import math
 import os
 import re
 import stat
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate.safetensors_header import NotSafetensors, read_header
 from curate.suggest import closest
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 LOCAL_DIR_PREFIX = "local-dir:"
-MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 MAX_CONFIG_BYTES = 1_000_000  # an open_clip config is a few hundred bytes
 # open_clip's _find_checkpoint_in_dir (factory.py) loads the first of these a local-dir: folder holds.
 # Any other *.safetensors/*.bin/*.pth it would pick by name order; curate asks for one of these.
@@ -344,25 +343,11 @@ def architecture_config(model: str, offline: bool = True) -> tuple[dict[str, Any
 
 def safetensors_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor name → shape from a safetensors header, checked against the file's size."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise ModelFileError(f"checkpoint {path} is not a safetensors file: {size} bytes, shorter than a header",
-                                 SAFETENSORS_HINT)
-        (length,) = struct.unpack("<Q", head)
-        if length > min(MAX_HEADER_BYTES, size - 8):
-            raise ModelFileError(f"checkpoint {path} is not a safetensors file: its header claims {length:,} bytes "
-                                 f"of a {size:,}-byte file", SAFETENSORS_HINT)
-        raw = handle.read(length)
     try:
-        header = json.loads(raw)
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"checkpoint {path} is not a safetensors file: its header is not a JSON object",
-                             SAFETENSORS_HINT)
-    shapes, data, spans = {}, size - 8 - length, []
+        header, data = read_header(path)
+    except NotSafetensors as exc:
+        raise ModelFileError(f"checkpoint {path} is not a safetensors file: {exc}", SAFETENSORS_HINT) from None
+    shapes, spans = {}, []
     for name, entry in header.items():
         if name == "__metadata__":
             continue
