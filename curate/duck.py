@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from curate.errors import CurateError
 from curate.schema import Schema
 from curate.step import TableInput
 
@@ -66,6 +67,44 @@ def lock_down(con: duckdb.DuckDBPyConnection, allowed: list[Any] = ()) -> duckdb
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+UNTRUSTED_SQL_SECONDS = 600.0  # one query of a spec from someone else (run.untrusted) runs at most this long
+
+
+class SQLTimeLimit(CurateError):
+    """A user's SQL query ran past its time limit (``run.sql_timeout``, or the untrusted bound)."""
+
+    exit_code = 2
+
+
+def sql_seconds(limit: float | None, untrusted: bool) -> float | None:
+    """The time one user SQL query may run: the spec's ``run.sql_timeout``; for an untrusted spec
+    at most UNTRUSTED_SQL_SECONDS, whatever it sets (a stranger's cross join ran until killed)."""
+    if untrusted:
+        return min(limit, UNTRUSTED_SQL_SECONDS) if limit is not None else UNTRUSTED_SQL_SECONDS
+    return limit
+
+
+@contextmanager
+def time_limit(con: duckdb.DuckDBPyConnection, seconds: float | None, what: str) -> Iterator[None]:
+    """Interrupt ``con``'s query after ``seconds`` (None: no limit); a query interrupted so is a
+    :class:`SQLTimeLimit` naming ``what``. An interrupt that lands after the query finished is
+    harmless (DuckDB ignores it on an idle connection)."""
+    if seconds is None:
+        yield
+        return
+    timer = threading.Timer(seconds, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise SQLTimeLimit(f"{what} ran longer than its limit of {seconds:g} s and was stopped",
+                           "make the query cheaper, or raise run.sql_timeout (an untrusted spec's queries "
+                           f"stop at {UNTRUSTED_SQL_SECONDS:g} s; run it trusted if you trust it)") from None
+    finally:
+        timer.cancel()
 
 
 class UnsafeSQL(ValueError):

@@ -86,7 +86,11 @@ class RunSpec(_Model):
                              "executor re-runs it")
     report: bool = Field(True, description="write report.html at the end (when a report plugin is installed)")
     untrusted: bool = Field(False, description="the spec comes from someone else: SQL in steps gets no file, "
-                            "network or extension access (DuckDB's enable_external_access=false)")
+                            "network or extension access (DuckDB's enable_external_access=false), and each "
+                            "query at most 600 s")
+    sql_timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="seconds one query of a filter or "
+                                      "sql step may run (per shard, or for the table); none: no limit (an untrusted "
+                                      "spec: at most 600)")
 
     @field_validator("dir")
     @classmethod
@@ -140,8 +144,9 @@ class Spec(_Model):
 
     def canonical_json(self) -> str:
         data = self.model_dump(mode="json")
-        if not data["run"]["untrusted"]:  # specs written before the setting keep their hash
-            del data["run"]["untrusted"]
+        for setting in ("untrusted", "sql_timeout"):  # specs written before the setting keep their hash
+            if not data["run"][setting]:
+                del data["run"][setting]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def hash(self) -> str:

@@ -112,6 +112,8 @@ class Step:
     # Set from ``run.untrusted`` / ``--untrusted``: steps that run user SQL disable DuckDB's
     # external access (files, network, extensions) when this is on.
     untrusted: bool = False
+    # Seconds one query of user SQL may run (``curate.duck.sql_seconds``); None: no limit.
+    sql_timeout: float | None = None
 
     class Params(Params):
         pass

@@ -123,6 +123,9 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
         step = cls(params, label=step_spec.name or step_spec.step) if params is not None else None
         if step is not None:
             step.untrusted = spec.run.untrusted
+            from curate.duck import sql_seconds
+
+            step.sql_timeout = sql_seconds(spec.run.sql_timeout, spec.run.untrusted)
         resolved.steps.append(step)
 
     labels = spec.labels()

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import UnsafeSQL, bind, check_expression, explain, shard_connection
+from curate.duck import UnsafeSQL, bind, check_expression, explain, shard_connection, time_limit
 from curate.params import Params
 from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext
@@ -49,7 +49,8 @@ class Filter(Step):
         con = shard_connection(self.untrusted).cursor()
         try:
             con.register("input", table)
-            keep = con.sql(f"SELECT coalesce(({self.params.where}\n), {fallback}) AS _keep FROM input").pl()["_keep"]
+            with time_limit(con, self.sql_timeout, f"the where of step '{self.label}'"):
+                keep = con.sql(f"SELECT coalesce(({self.params.where}\n), {fallback}) AS _keep FROM input").pl()["_keep"]
         finally:
             con.close()
         reason = pl.when(keep).then(pl.lit(None, pl.Utf8)).otherwise(pl.lit(self.params.reason or self.label))

@@ -19,6 +19,7 @@ from curate.duck import (
     lock_down,
     shard_connection,
     stream,
+    time_limit,
 )
 from curate.errors import StepError
 from curate.params import Params
@@ -111,7 +112,8 @@ class Sql(Step):
         con = shard_connection(self.untrusted).cursor()  # its own `input` and `_result`, closed below
         try:
             con.register("input", table)
-            result = con.sql(self._query()).pl()
+            with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
+                result = con.sql(self._query()).pl()
             con.register("_result", result)
             self._check_uids(con, "input", ctx.shard)
             row = "_row"  # the input's order, in a column of a name the input does not use
@@ -133,7 +135,8 @@ class Sql(Step):
                 lock_down(con, sorted({f.parent for f in table.files} | {ctx.run_dir / "tmp"}))
             create_input_view(con, table, "_input_ordered")
             con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row) FROM _input_ordered')
-            con.execute(f"CREATE TEMP TABLE _result AS {self._query()}")
+            with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
+                con.execute(f"CREATE TEMP TABLE _result AS {self._query()}\n")
             self._check_uids(con, "input", None)
             yield from stream(con, "SELECT * FROM _result")
             yield from stream(con, self._mark_dropped("_input_ordered", ORDER_COLUMNS))

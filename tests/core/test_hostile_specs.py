@@ -322,3 +322,27 @@ def test_a_trailing_sql_comment_is_part_of_the_sql_not_a_syntax_error(curate_mai
     assert curate_main("validate", "spec.yaml").code == 0
     result = curate_main("run", "spec.yaml", "--quiet")
     assert result.code == 0, result
+
+
+ENDLESS = "(SELECT count(*) FROM range(100000000) a, range(100000000) b) > 0"
+
+
+@pytest.mark.parametrize("step", [{"step": "filter", "params": {"where": ENDLESS}},
+                                  {"step": "sql", "params": {"query": f"SELECT * FROM input WHERE {ENDLESS}"}},
+                                  {"step": "sql", "params": {"query": f"SELECT * FROM input WHERE {ENDLESS}",
+                                                             "per_shard": True}}])
+def test_a_query_past_its_time_limit_is_stopped_with_a_clear_error(curate_main, write_spec, step):
+    """A stranger's cross join of two 1e8-row ranges ran until killed."""
+    write_spec({"name": "endless", "source": {"path": "data.parquet"}, "steps": [step],
+                "run": {"dir": "run", "sql_timeout": 0.5}}, table=sample_table(10))
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 2, result
+    assert "ran longer than its limit of 0.5 s" in result.stderr and "sql_timeout" in result.stderr
+
+
+def test_an_untrusted_spec_cannot_lift_the_sql_bound():
+    from curate.duck import UNTRUSTED_SQL_SECONDS, sql_seconds
+
+    assert sql_seconds(None, untrusted=False) is None and sql_seconds(5.0, untrusted=False) == 5.0
+    assert sql_seconds(None, untrusted=True) == UNTRUSTED_SQL_SECONDS
+    assert sql_seconds(10**6, untrusted=True) == UNTRUSTED_SQL_SECONDS and sql_seconds(5.0, untrusted=True) == 5.0
