@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from curate_world.web_eval import auc_gap_with_ci, auc_with_ci, proportion, wilson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 
@@ -39,6 +40,7 @@ def test_the_auc_is_mann_whitney_with_ties_and_its_interval_holds_it(seed: int, 
 
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**16), st.integers(5, 120), st.integers(5, 120), st.floats(0.0, 2.0))
+@example(seed=5, npos=104, nneg=5, shift=0.75)  # CI bounds 0.0537 and -0.0538: a rounding tie
 def test_the_paired_auc_gap_is_the_difference_and_antisymmetric(seed: int, npos: int, nneg: int, shift: float) -> None:
     from curate_clip.api import auc
 
@@ -49,6 +51,8 @@ def test_the_paired_auc_gap_is_the_difference_and_antisymmetric(seed: int, npos:
     assert abs(gap["value"] - (auc(positive_b, negative_b) - auc(positive_a, negative_a))) < 1e-4
     assert gap["ci95"][0] >= -1e-9  # never worse on any resample: the same rows, shifted up
     back = auc_gap_with_ci(positive_b, negative_b, positive_a, negative_a, rounds=100, seed=seed)
-    assert back["value"] == -gap["value"] and back["ci95"] == [-gap["ci95"][1], -gap["ci95"][0]]
+    # equal up to the 4-decimal rounding of the reported figures (-0.05375 and 0.05375 may round apart)
+    assert back["value"] == pytest.approx(-gap["value"], abs=1.01e-4)
+    assert back["ci95"] == pytest.approx([-gap["ci95"][1], -gap["ci95"][0]], abs=1.01e-4)
     same = auc_gap_with_ci(positive_a, negative_a, positive_a, negative_a, rounds=50, seed=seed)
     assert same == {"value": 0.0, "ci95": [0.0, 0.0]}
