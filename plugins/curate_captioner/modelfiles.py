@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
 import stat
@@ -25,7 +26,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from curate.safetensors_header import NotSafetensors, read_header
+from curate.safetensors_header import NotSafetensors, tensor_shapes
 from curate_captioner.config import CONFIG_FILE, DECODER_CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from curate_captioner.errors import CaptionerError, RefusedFile
 
@@ -347,42 +348,25 @@ def causal_lm_types() -> frozenset[str]:
 
 
 def _weights_problems(path: Path, counts: dict[str, int], problems: list[str]) -> None:
-    """The safetensors header: well formed, within the file, every tensor of one of the three
-    parts, as many blocks per part as the configs say, and no more parameters than allowed."""
+    """The safetensors header, checked as safetensors checks it on load (curate.safetensors_header);
+    every tensor of one of the three parts, as many blocks per part as the configs say, and no
+    more parameters than allowed."""
     try:
-        header, data = read_header(path)
+        shapes = tensor_shapes(path)
     except NotSafetensors as exc:
-        problems.append(f"{path} is not a safetensors file (or is truncated): {exc}")
+        problems.append(f"{path} {exc}")
         return
-    end, elements = 0, 0
+    elements = 0
     blocks: dict[str, set[int]] = {"encoder": set(), "mapper": set(), "decoder": set()}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            shape = [int(n) for n in entry["shape"]]
-            begin, stop = (int(n) for n in entry["data_offsets"])
-            str(entry["dtype"]).upper()
-        except (TypeError, KeyError, ValueError, AttributeError):
-            problems.append(f"{path} is not a safetensors file: tensor '{name}' has no dtype, shape and data offsets")
-            return
-        if not 0 <= begin <= stop <= data or min(shape, default=0) < 0:
-            problems.append(f"{path} is truncated or corrupt: tensor '{name}' lies at bytes {begin:,}–{stop:,} of "
-                            f"{data:,} bytes of data")
-            return
+    for name, shape in shapes.items():
         part = name.split(".", 1)[0]
         if part not in blocks:
             problems.append(f"{path}: tensor '{name}' belongs to no part of a captioner (encoder., mapper., decoder.)")
             return
-        count = 1
-        for n in shape:
-            count *= n
-        elements, end = elements + count, max(end, stop)
+        elements += math.prod(shape)
         index = BLOCK_INDEX.search(name[len(part):])
         if index and not (part == "encoder" and ".transformer." not in name):
             blocks[part].add(int(index.group(1)))
-    if end != data:
-        problems.append(f"{path} is truncated or corrupt: its tensors cover {end:,} of {data:,} bytes of data")
     if elements > max_parameters():
         problems.append(f"{path} holds {elements:,} parameters, more than the {max_parameters():,} a captioner may have "
                         f"(set {MAX_PARAMETERS_ENV} to allow more)")

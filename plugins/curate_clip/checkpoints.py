@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
-from curate.safetensors_header import NotSafetensors, read_header
+from curate.safetensors_header import NotSafetensors, tensor_shapes
 from curate.suggest import closest
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -344,48 +344,10 @@ def architecture_config(model: str, offline: bool = True) -> tuple[dict[str, Any
 def safetensors_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor name → shape from a safetensors header, checked against the file's size."""
     try:
-        header, data = read_header(path)
+        return tensor_shapes(path)
     except NotSafetensors as exc:
-        raise ModelFileError(f"checkpoint {path} is not a safetensors file: {exc}", SAFETENSORS_HINT) from None
-    shapes, spans = {}, []
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            shape = [int(n) for n in entry["shape"]]
-            begin, end = (int(n) for n in entry["data_offsets"])
-            dtype = entry["dtype"].upper()
-        except (TypeError, KeyError, ValueError, AttributeError):
-            raise ModelFileError(f"checkpoint {path} is not a safetensors file: tensor '{name}' has no "
-                                 "dtype, shape and data offsets", SAFETENSORS_HINT) from None
-        if not 0 <= begin <= end <= data:
-            raise ModelFileError(f"checkpoint {path} is truncated or corrupt: tensor '{name}' lies at bytes "
-                                 f"{begin}–{end} of {data} bytes of data", SAFETENSORS_HINT)
-        if dtype not in DTYPE_BITS:
-            raise ModelFileError(f"checkpoint {path}: tensor '{name}' has dtype '{dtype}', which is not one "
-                                 "safetensors knows", SAFETENSORS_HINT)
-        if any(n < 0 for n in shape) or math.prod(shape) * DTYPE_BITS[dtype] != 8 * (end - begin):
-            raise ModelFileError(f"checkpoint {path} is corrupt: tensor '{name}' of shape {shape} ({dtype}) "
-                                 f"has {end - begin:,} bytes of data, which is not that shape's size",
-                                 SAFETENSORS_HINT)
-        shapes[name] = shape
-        spans.append((begin, end, name))
-    # safetensors itself refuses data that its tensors do not cover exactly, in order
-    position = 0
-    for begin, end, name in sorted(spans):
-        if begin != position:
-            raise ModelFileError(f"checkpoint {path} is corrupt: tensor '{name}' starts at byte {begin:,} of the "
-                                 f"data, where the tensors before it end at {position:,}", SAFETENSORS_HINT)
-        position = end
-    if position != data:
-        raise ModelFileError(f"checkpoint {path} is corrupt: its tensors cover {position:,} of its {data:,} bytes "
-                             "of data", SAFETENSORS_HINT)
-    return shapes
+        raise ModelFileError(f"checkpoint {path} {exc}", SAFETENSORS_HINT) from None
 
-
-DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
-              "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
-              "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 
 
 SAFETENSORS_HINT = "write the weights with safetensors.torch.save_file(state_dict, PATH), or point at the right file"
