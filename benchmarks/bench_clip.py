@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchmarks.measure import alternate, step_versus_raw, tmp_dir, world_dir
+from benchmarks.measure import alternate, model_bench, step_versus_raw, tmp_dir, world_dir
 from benchmarks.step_harness import StepHarness
 
 ROWS = {"small": 1000, "full": 4000}
@@ -61,19 +61,14 @@ def _raw_loop(clip: Any, paths: list[str], texts: list[str], batch_size: int) ->
 
 
 def run(scale: str) -> dict[str, Any]:
-    import torch
-
     from curate.shards import iter_shard_files
     from curate_clip.score import ClipScore
 
-    rows = int(os.environ.get("CURATE_BENCH_ROWS", ROWS[scale]))
+    bench = model_bench(ROWS[scale])
+    rows, batch_size, repeats, threads = bench.rows, bench.batch_size, bench.repeats, bench.threads
     model = os.environ.get("CURATE_BENCH_CLIP_MODEL", "world-clip-tiny")
     device = os.environ.get("CURATE_BENCH_CLIP_DEVICE", "auto")
-    batch_size = int(os.environ.get("CURATE_BENCH_CLIP_BATCH", "256"))
     workers = int(os.environ.get("CURATE_BENCH_CLIP_WORKERS", "0"))
-    repeats = int(os.environ.get("CURATE_BENCH_REPEATS", "3"))
-    threads = int(os.environ.get("CURATE_BENCH_CLIP_THREADS", "1"))
-    torch.set_num_threads(threads)  # one thread is steadier than two on a shared 2-core machine
 
     table = _world_table(rows)
     step = ClipScore(ClipScore.Params(model=model, batch_size=batch_size, workers=workers, device=device))

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.bench_clip import _world_table
-from benchmarks.measure import alternate, step_versus_raw, tmp_dir
+from benchmarks.measure import alternate, model_bench, step_versus_raw, tmp_dir
 from benchmarks.step_harness import StepHarness
 
 ROWS = {"small": 500, "full": 2000}
@@ -64,17 +64,12 @@ def _raw_margins(clip: Any, paths: list[str], texts: list[str], batch_size: int,
 
 
 def run(scale: str) -> dict[str, Any]:
-    import torch
-
     from curate.shards import iter_shard_files
     from curate_clip.edits import minimal_edits, resolve_vocabulary
     from curate_clip.score import ClipScore
 
-    rows = int(os.environ.get("CURATE_BENCH_ROWS", ROWS[scale]))
-    batch_size = int(os.environ.get("CURATE_BENCH_CLIP_BATCH", "256"))
-    repeats = int(os.environ.get("CURATE_BENCH_REPEATS", "3"))
-    threads = int(os.environ.get("CURATE_BENCH_CLIP_THREADS", "1"))
-    torch.set_num_threads(threads)
+    bench = model_bench(ROWS[scale])
+    rows, batch_size, repeats, threads = bench.rows, bench.batch_size, bench.repeats, bench.threads
 
     table = _world_table(rows)
     step = ClipScore(ClipScore.Params(batch_size=batch_size, device="cpu", edits="world"))

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks.bench_clip import _world_table
-from benchmarks.measure import alternate, step_versus_raw, tmp_dir
+from benchmarks.measure import alternate, model_bench, step_versus_raw, tmp_dir
 from benchmarks.step_harness import StepHarness
 
 ROWS = {"small": 1000, "full": 4000}
@@ -36,16 +36,11 @@ def _raw_loop(model: Any, paths: list[str], batch_size: int) -> np.ndarray:
 
 
 def run(scale: str) -> dict[str, Any]:
-    import torch
-
     from curate.embeddings import EmbeddingStore
     from curate_dedup.copy_embed import CopyEmbed
 
-    rows = int(os.environ.get("CURATE_BENCH_ROWS", ROWS[scale]))
-    batch_size = int(os.environ.get("CURATE_BENCH_COPY_BATCH", "256"))
-    repeats = int(os.environ.get("CURATE_BENCH_REPEATS", "3"))
-    threads = int(os.environ.get("CURATE_BENCH_COPY_THREADS", "1"))
-    torch.set_num_threads(threads)
+    bench = model_bench(ROWS[scale], "COPY")
+    rows, batch_size, repeats, threads = bench.rows, bench.batch_size, bench.repeats, bench.threads
 
     table = _world_table(rows)
     step = CopyEmbed(CopyEmbed.Params(batch_size=batch_size, device=os.environ.get("CURATE_BENCH_COPY_DEVICE", "auto")))

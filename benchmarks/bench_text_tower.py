@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bench_clip import _world_table
-from benchmarks.measure import alternate, median
+from benchmarks.measure import alternate, model_bench, median
 
 ROWS = {"small": 300, "full": 2000}
 TEXTS = {"small": 1024, "full": 4096}  # spread evenly over the alt-texts and their edits
@@ -32,17 +32,12 @@ def _encode(function: Any, ids: Any, batch_size: int) -> Any:
 
 
 def run(scale: str) -> dict[str, Any]:
-    import torch
-
     from curate_clip.edits import minimal_edits, resolve_vocabulary
     from curate_clip.models import load_clip
     from curate_clip.text_tower import TextTower
 
-    rows = int(os.environ.get("CURATE_BENCH_ROWS", ROWS[scale]))
-    batch_size = int(os.environ.get("CURATE_BENCH_CLIP_BATCH", "256"))
-    repeats = int(os.environ.get("CURATE_BENCH_REPEATS", "3"))
-    threads = int(os.environ.get("CURATE_BENCH_CLIP_THREADS", "1"))
-    torch.set_num_threads(threads)
+    bench = model_bench(ROWS[scale])
+    rows, batch_size, repeats, threads = bench.rows, bench.batch_size, bench.repeats, bench.threads
 
     vocabulary = resolve_vocabulary("world")
     alt_texts = [t for t in _world_table(rows)["alt_text"].to_list() if t]

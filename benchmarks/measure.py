@@ -201,6 +201,30 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+@dataclass(frozen=True)
+class ModelBench:
+    """The settings every model benchmark reads from the environment (see benchmarks/README.md)."""
+
+    rows: int
+    batch_size: int
+    repeats: int
+    threads: int
+
+
+def model_bench(default_rows: int, model: str = "CLIP") -> ModelBench:
+    """``CURATE_BENCH_ROWS``, ``CURATE_BENCH_<model>_BATCH`` (256), ``CURATE_BENCH_REPEATS`` (3) and
+    ``CURATE_BENCH_<model>_THREADS`` (1), with torch set to that many threads: one thread is
+    steadier than two on a shared 2-core machine."""
+    import torch
+
+    settings = ModelBench(int(os.environ.get("CURATE_BENCH_ROWS", default_rows)),
+                          int(os.environ.get(f"CURATE_BENCH_{model}_BATCH", "256")),
+                          int(os.environ.get("CURATE_BENCH_REPEATS", "3")),
+                          int(os.environ.get(f"CURATE_BENCH_{model}_THREADS", "1")))
+    torch.set_num_threads(settings.threads)
+    return settings
+
+
 def alternate(paths: dict[str, Any], repeats: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Run each of ``paths`` (name → no-argument function) once per repeat, alternating, so
     drift in the machine's load hits all alike: (seconds per repeat, last result) by name."""
