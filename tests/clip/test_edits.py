@@ -223,32 +223,29 @@ def test_a_raising_vocabulary_hook_is_named_in_a_warning_and_skipped():
     assert set(known) == {"world"}
 
 
-def test_a_huge_text_builds_only_the_edits_it_may_keep():
+def _with_peak_memory(function):
+    """``function()`` and the peak of the memory Python allocated while it ran."""
     import tracemalloc
 
-    text = "red star " * 20_000  # 180 kB, 40,000 words with edits: all of them would be ~20 GB
     tracemalloc.start()
     try:
-        edits = minimal_edits(text, SMALL, limit=5)
-        peak = tracemalloc.get_traced_memory()[1]
+        return function(), tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_a_huge_text_builds_only_the_edits_it_may_keep():
+    text = "red star " * 20_000  # 180 kB, 40,000 words with edits: all of them would be ~20 GB
+    edits, peak = _with_peak_memory(lambda: minimal_edits(text, SMALL, limit=5))
     assert len(edits) == 5 and peak < 64 * 2**20
 
 
 def test_a_big_class_builds_only_the_edits_it_may_keep():
     """Options are built lazily: 5,000 words a class and a 2,000-word text stay small."""
-    import tracemalloc
-
     words = [f"{a}{b}{c}" for a in "bcdfghjklmnpqrstvwxz" for b in "aeiouy" for c in "bcdfghjklmnpqrstvwxz"][:5000]
     vocabulary = EditVocabulary.model_validate({"classes": {"w": {"words": words}}})
     text = " ".join(words[i % len(words)] for i in range(2000))
-    tracemalloc.start()
-    try:
-        edits = minimal_edits(text, vocabulary, limit=64)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    edits, peak = _with_peak_memory(lambda: minimal_edits(text, vocabulary, limit=64))
     assert len(edits) == 64 and peak < 32 * 2**20
     assert all(edit.text.split()[1:] == text.split()[1:] for edit in edits)  # all change the first word
 
