@@ -428,7 +428,7 @@ class Engine:
                                      kept_sink=pool.submit)
                 shards = _write_table_step(step, table, ctx, writer, head.output_schema)
                 # Its kept rows are the last member's kept rows and every follower's dropped rows.
-                check_nothing_lost(step.label, None, uids_of(table.files),
+                check_nothing_lost(step, None, uids_of(table.files),
                                    uids_of([*kept_files(), *iter_dropped_files(partial)]))
                 stats = {
                     "rows_in": total,
@@ -484,7 +484,7 @@ class Engine:
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         writer = ShardWriter(step, partial, self.spec.run.shard_size, planned.output_schema)
         shards = _write_table_step(step, table, ctx, writer, planned.output_schema)
-        check_nothing_lost(step.label, None, uids_of(table.files),
+        check_nothing_lost(step, None, uids_of(table.files),
                            uids_of([*iter_shard_files(partial), *iter_dropped_files(partial)]))
         self._commit(partial, step_dir)
         return {

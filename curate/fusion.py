@@ -141,7 +141,7 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
             raise StepError.from_exception(step.label, task.index, exc) from exc
         kept, dropped = split_dropped(result)
         kept = check_output(step, kept, member.expected, task.index)
-        check_nothing_lost(step.label, task.index, table.lazy(), uids_of([kept, dropped]))
+        check_nothing_lost(step, task.index, table.lazy(), uids_of([kept, dropped]))
         write_parquet_atomic(dropped, fused.dropped_path(member, task))
         members.append({
             "label": step.label,

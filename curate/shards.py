@@ -166,7 +166,7 @@ def finished_shard(task: ShardTask) -> ShardStats | None:
     return None
 
 
-def check_nothing_lost(label: str, shard: int | None, inputs: pl.LazyFrame, outputs: pl.LazyFrame) -> None:
+def check_nothing_lost(step: Step, shard: int | None, inputs: pl.LazyFrame, outputs: pl.LazyFrame) -> None:
     """Every input uid comes out exactly once, kept or dropped with a reason, and no other uid does.
 
     A step that returned fewer rows without ``_drop_reason`` made rows vanish from the lineage;
@@ -180,12 +180,18 @@ def check_nothing_lost(label: str, shard: int | None, inputs: pl.LazyFrame, outp
     if before.row(0) == after.row(0):
         return
     inp = inputs.select(pl.col(UID).cast(pl.Utf8)).drop_nulls()
-    out = outputs.select(pl.col(UID).cast(pl.Utf8)).drop_nulls()
-    lost, invented, repeated = pl.collect_all([
-        inp.unique().join(out.unique(), on=UID, how="anti"),
-        out.unique().join(inp.unique(), on=UID, how="anti"),
-        out.group_by(UID).len().filter(pl.col("len") > 1).select(UID),
+    out = outputs.select(pl.col(UID).cast(pl.Utf8))
+    lost, invented, repeated, nulls = pl.collect_all([
+        inp.unique().join(out.drop_nulls().unique(), on=UID, how="anti"),
+        out.drop_nulls().unique().join(inp.unique(), on=UID, how="anti"),
+        out.drop_nulls().group_by(UID).len().filter(pl.col("len") > 1).select(UID),
+        out.filter(pl.col(UID).is_null()).select(pl.len()),
     ])
+    null_uids = nulls.item()
+    said = step.lineage_problem(lost.height, invented.height + null_uids, repeated.height,
+                                str(invented[UID].sort()[0]) if invented.height else None)
+    if said is not None:
+        raise StepError(step.label, shard, said[0], hint=said[1])
     problems = []
     if lost.height:
         problems.append(f"{lost.height} input row{'s' if lost.height != 1 else ''} came out neither kept nor "
@@ -196,8 +202,10 @@ def check_nothing_lost(label: str, shard: int | None, inputs: pl.LazyFrame, outp
     if repeated.height:
         problems.append(f"{repeated.height} uid{'s' if repeated.height != 1 else ''} came out more than once "
                         f"(uids {_examples(repeated)})")
+    if null_uids:
+        problems.append(f"{null_uids} output row{'s' if null_uids != 1 else ''} have no uid (null)")
     if problems:
-        raise StepError(label, shard, "; ".join(problems),
+        raise StepError(step.label, shard, "; ".join(problems),
                         hint="a step returns every row it was given, once, with its uid: to drop a row, set "
                              "its '_drop_reason' (the engine keeps it in the step's dropped table); this is a "
                              "bug in the step's plugin")
@@ -235,7 +243,7 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
         raise StepError.from_exception(step.label, task.index, exc) from exc
     kept, dropped = split_dropped(result)
     kept = check_output(step, kept, expected, task.index)
-    check_nothing_lost(step.label, task.index, table.lazy(), uids_of([kept, dropped]))
+    check_nothing_lost(step, task.index, table.lazy(), uids_of([kept, dropped]))
     write_parquet_atomic(kept, task.output)
     write_parquet_atomic(dropped, task.dropped)
     stats = ShardStats(

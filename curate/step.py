@@ -181,5 +181,13 @@ class Step:
         """Facts worth keeping in the manifest after the step ran (thresholds used, …)."""
         return {}
 
+    def lineage_problem(self, lost: int, invented: int, repeated: int, example: str | None) -> tuple[str, str] | None:
+        """The step's own (message, hint) when its output broke the lineage: ``lost`` input rows
+        neither kept nor dropped, ``invented`` rows with a uid not in the input (``example``: one
+        of them), ``repeated`` uids more than once. A step that runs its user's code (a query)
+        says what that code did; None (the default): the engine blames the step's plugin. Called
+        only when the engine's check fails, so it costs nothing otherwise."""
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label!r} {self.params!r}>"

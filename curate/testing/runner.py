@@ -99,7 +99,7 @@ def run_step(
             for frame in instance.process_table(TableInput(files, schema), ctx):
                 table_writer.add(frame)
             table_writer.close(empty_schema=expected)
-            check_nothing_lost(instance.label, None, uids_of(files),
+            check_nothing_lost(instance, None, uids_of(files),
                                uids_of([*iter_shard_files(out), *iter_dropped_files(out)]))
             summary = instance.summary(ctx)
         else:

@@ -21,7 +21,6 @@ from curate.duck import (
     stream,
     time_limit,
 )
-from curate.errors import StepError
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
 from curate.step import Step, StepContext, TableInput
@@ -86,14 +85,9 @@ class Sql(Step):
         return (f"SELECT * EXCLUDE ({columns}), '{reason}' AS {DROP_REASON} FROM {source} "
                 f"WHERE uid NOT IN (SELECT uid FROM _result WHERE uid IS NOT NULL) ORDER BY {columns}")
 
-    def _check_uids(self, con: duckdb.DuckDBPyConnection, input_relation: str, shard: int | None) -> None:
-        """Each row of the result must be an input row, named by its uid, at most once. The
-        engine's own check would find it too, but blame the step's plugin, not the query."""
-        repeated, invented, example = con.execute(f"""
-            SELECT count(*) - count(DISTINCT uid),
-                   count(*) FILTER (WHERE uid IS NULL OR uid NOT IN (SELECT uid FROM {input_relation})),
-                   any_value(uid) FILTER (WHERE uid IS NULL OR uid NOT IN (SELECT uid FROM {input_relation}))
-            FROM _result""").fetchall()[0]
+    def lineage_problem(self, lost: int, invented: int, repeated: int, example: str | None) -> tuple[str, str] | None:
+        """The engine's lineage check failed: it was the query (not the plugin) that changed or
+        repeated a uid."""
         problems = []
         if invented:
             problems.append(f"the query returned {invented} row{'s' if invented != 1 else ''} whose uid is not an "
@@ -101,11 +95,11 @@ class Sql(Step):
         if repeated:
             problems.append(f"the query returned {repeated} uid{'s' if repeated != 1 else ''} more than once: "
                             "it duplicated rows (a JOIN or UNION ALL that matches a row twice?)")
-        if problems:
-            raise StepError(self.label, shard, "; ".join(problems),
-                            hint="select uid from input unchanged (put a computed id in another column) and "
-                                 "return each input row at most once (SELECT DISTINCT, or fix the join); "
-                                 "rows the query leaves out are recorded as dropped")
+        if not problems:
+            return None
+        return ("; ".join(problems), "select uid from input unchanged (put a computed id in another column) and "
+                "return each input row at most once (SELECT DISTINCT, or fix the join); rows the query leaves out "
+                "are recorded as dropped")
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         check_query(self._query())  # planning refused it already; never run a second statement
@@ -115,7 +109,6 @@ class Sql(Step):
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
                 result = con.sql(self._query()).pl()
             con.register("_result", result)
-            self._check_uids(con, "input", ctx.shard)
             row = "_row"  # the input's order, in a column of a name the input does not use
             while row in table.columns:
                 row = "_" + row
@@ -137,7 +130,6 @@ class Sql(Step):
             con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row) FROM _input_ordered')
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
                 con.execute(f"CREATE TEMP TABLE _result AS {self._query()}\n")
-            self._check_uids(con, "input", None)
             yield from stream(con, "SELECT * FROM _result")
             yield from stream(con, self._mark_dropped("_input_ordered", ORDER_COLUMNS))
         finally:

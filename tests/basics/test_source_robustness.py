@@ -245,6 +245,7 @@ def test_normalize_text_refuses_uid_at_validation(pm, write_spec):
 @pytest.mark.parametrize("query, said", [
     ("SELECT upper(uid) AS uid, url, alt_text FROM input", "whose uid is not an input row's"),
     ("SELECT * FROM input UNION ALL SELECT * FROM input", "more than once: it duplicated rows"),
+    ("SELECT NULL::VARCHAR AS uid, url, alt_text FROM input", "whose uid is not an input row's"),
 ])
 def test_an_sql_query_that_changes_uids_is_named_not_the_plugin(pm, workdir, per_shard, query, said):
     from curate.errors import StepError
