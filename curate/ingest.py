@@ -208,8 +208,12 @@ def _source_file(source: Source, file_index: int) -> Path | None:
 
 
 def _part_name(source: Source, file_index: int) -> str:
+    """The file as messages name it: a source may name its local copy of an object by its URL."""
     path = _source_file(source, file_index)
-    return str(path) if path is not None else f"source part {file_index + 1}"
+    if path is None:
+        return f"source part {file_index + 1}"
+    name_of = getattr(source, "name_of", None)
+    return name_of(path) if name_of is not None else str(path)
 
 
 def _located_error(source: Source, file_index: int, error: Exception) -> SourceError | None:

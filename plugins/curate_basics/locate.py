@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 LIMIT = 512 * 1024 * 1024  # bytes scanned at most; a 10 GB file is not re-read to word an error
 
 
@@ -120,26 +122,25 @@ class JsonScan:
     mixed: Location | None  # the first value of another JSON type than its key's first value
     lines: int  # lines read
     complete: bool  # the whole file was read
+    offset: int = 0  # bytes read: where the lines past the scan start
 
 
 def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     """The first line whose value for a key is of another JSON type (text, number, list…) than
     that key's first value. Polars reads such a column as text and stringifies the numbers and
     lists (``12345``, ``["a", "b"]``) without a word. Lines that are not JSON objects are left to
-    the reader to report."""
+    the reader to report. ``limit`` counts bytes: the whole lines within it are read, the same
+    lines a copy of the file's first ``limit`` bytes holds."""
     first: dict[str, tuple[str, int]] = {}
     read = 0
     number = 0
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, text in enumerate(handle, start=1):
-            read += len(text)
-            if read > limit:
-                return JsonScan(None, number - 1, False)
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(value, dict):
+    with open(path, "rb") as handle:  # lines end at b"\n" only, as the reader splits them
+        for number, raw in enumerate(handle, start=1):
+            if read + len(raw) > limit:
+                return JsonScan(None, number - 1, False, read)
+            read += len(raw)
+            value = _json_object(raw)
+            if value is None:
                 continue
             for key, item in value.items():
                 kind = _json_kind(item)
@@ -147,8 +148,78 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
                     continue
                 seen = first.setdefault(key, (kind, number))
                 if seen[0] != kind:
-                    shown = json.dumps(item, ensure_ascii=False)
-                    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-                    return JsonScan(Location(number, None, f"{key!r} is {kind} ({shown}) where line {seen[1]} "
-                                                           f"has {seen[0]}"), number, False)
-    return JsonScan(None, number, True)
+                    return JsonScan(Location(number, None, f"{key!r} is {kind} ({_shown(item)}) where line {seen[1]} "
+                                                           f"has {seen[0]}"), number, False, read)
+    return JsonScan(None, number, True, read)
+
+
+def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: JsonScan,
+                          scanned_bytes: int) -> Location | None:
+    """The first line past ``scanned`` (the first ``scanned_bytes`` of the file, from which its
+    ``columns`` were read) with a value the reader would lose or change: a key not among the
+    columns (dropped without a word), a value of another JSON type than its column's (turned
+    into text), a fraction or an out-of-range number in a column of whole numbers, a value in a
+    column that was null throughout. Reads the rest of the file: it is read next anyway."""
+    expected = {name: _column_kind(dtype) for name, dtype in columns.items()}
+    where = f"the first {_size(scanned_bytes)}"
+    with open(path, "rb") as handle:
+        handle.seek(scanned.offset)
+        for number, raw in enumerate(handle, start=scanned.lines + 1):
+            value = _json_object(raw)
+            if value is None:
+                continue
+            for key, item in value.items():
+                kind = _json_kind(item)
+                if kind is None:
+                    continue
+                if key not in expected:
+                    return Location(number, None, f"key {key!r} ({_shown(item)}) is on no line of {where}, from "
+                                                  "which the file's columns were read")
+                column_kind, bounds = expected[key]
+                if column_kind is None:
+                    return Location(number, None, f"{key!r} is {kind} ({_shown(item)}) but null on every line of "
+                                                  f"{where}, from which its type was read")
+                if kind != column_kind:
+                    return Location(number, None, f"{key!r} is {kind} ({_shown(item)}) where {where} have "
+                                                  f"{column_kind}")
+                if bounds is not None and (not isinstance(item, int) or not bounds[0] <= item <= bounds[1]):
+                    return Location(number, None, f"{key!r} is {_shown(item)}, not a whole number within "
+                                                  f"{columns[key]}, where {where} have only such numbers")
+    return None
+
+
+# Whole-number columns a JSON reader infers, with the values they hold.
+_INTEGER_BOUNDS = {pl.Int64: (-(2**63), 2**63 - 1), pl.UInt64: (0, 2**64 - 1)}
+
+
+def _column_kind(dtype: pl.DataType) -> tuple[str | None, tuple[int, int] | None]:
+    """The JSON type of a column's values (None for a column of nulls), and the bounds of a
+    whole-number column."""
+    if dtype == pl.Null:
+        return None, None
+    if dtype == pl.Boolean:
+        return "a boolean", None
+    if dtype.is_numeric():
+        return "a number", _INTEGER_BOUNDS.get(dtype) if dtype.is_integer() else None
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return "a list", None
+    if isinstance(dtype, pl.Struct):
+        return "an object", None
+    return "text", None
+
+
+def _json_object(raw: bytes) -> dict | None:
+    try:
+        value = json.loads(raw.decode("utf-8", errors="replace"))
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _shown(value: object) -> str:
+    shown = json.dumps(value, ensure_ascii=False)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:g} MiB" if count % 2**20 == 0 else f"{count} bytes"

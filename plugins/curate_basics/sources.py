@@ -6,8 +6,10 @@ import glob as globlib
 import hashlib
 import io
 import json
+import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,11 +20,14 @@ from curate.errors import SourceError
 from curate.params import Params
 from curate.remote import is_url
 from curate.source import Source
-from curate_basics.decode import LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
+from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
+from curate_basics.locate import JsonScan
 
 # Bytes of each JSON Lines file read at validation to find values of mixed types; Polars infers
-# the file's schema from as many lines (all of them, in a file this small).
+# the file's schema from the whole lines within them (all of them, in a file this small, and at
+# least JSONL_INFER_MIN_LINES). The lines past them are checked against it when the file is read.
 JSONL_SCAN_LIMIT = 32 * 1024 * 1024
+JSONL_INFER_MIN_LINES = 100
 EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet",
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
@@ -40,7 +45,9 @@ class FileSource(Source):
         if not raw:
             raise SourceError(f"a '{self.format}' source needs source.path", "a file, a glob or a directory")
         if is_url(raw):
-            return [local for local, _ in self._remote_files(raw)]
+            downloaded = self._remote_files(raw)
+            self._check_downloaded(downloaded)
+            return [local for local, _ in downloaded]
         path = self.ctx.resolve(raw)
         if any(ch in raw for ch in "*?["):
             matched = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
@@ -79,14 +86,87 @@ class FileSource(Source):
         self._listing = (url, listed)
         return listed
 
-    def _remote_files(self, url: str, first_only: bool = False) -> list[tuple[Path, tuple[str, str]]]:
+    def _remote_files(self, url: str) -> list[tuple[Path, tuple[str, str]]]:
         """Local copies of the objects (in the run directory's ``tmp/source/``, kept while their
         ETag and size stay the same), so the readers see plain files; with each, (url, version)."""
         from curate import remote
 
-        listed = self._remote_objects(url)[: 1 if first_only else None]
         cache_dir = self.ctx.run_dir / "tmp" / "source"
-        return [(remote.download(name, entry, cache_dir), (name, remote.version_of(entry))) for name, entry in listed]
+        downloaded = [(remote.download(name, entry, cache_dir), (name, remote.version_of(entry)))
+                      for name, entry in self._remote_objects(url)]
+        self._name_objects((local, name) for local, (name, _) in downloaded)
+        return downloaded
+
+    def _remote_schema(self, url: str) -> dict[str, pl.DataType]:
+        """Every object's schema, as every local file's (``curate_basics.remote_schemas``: footers
+        and first lines, not the data), up to that module's bounds; the run checks the rest."""
+        from curate_basics import remote_schemas
+
+        objects = self._remote_objects(url)
+        kinds = [self.kind_of(Path(name))[0] for name, _ in objects]
+        prefixes = [_object_prefix(name, kind) for (name, _), kind in zip(objects, kinds)]
+        sizes = [remote_schemas.size_of(name, entry) for name, entry in objects]
+        costs = [min(size, prefix[0] if prefix else remote_schemas.TAIL) for size, prefix in zip(sizes, prefixes)]
+        count = remote_schemas.checked_count(url, objects, costs)
+        schemas: dict[int, dict[str, pl.DataType]] = {}
+        parquet = [i for i in range(count) if kinds[i] == "parquet"]
+        schemas.update(zip(parquet, remote_schemas.parquet_schemas([objects[i] for i in parquet])))
+        text = [i for i in range(count) if kinds[i] != "parquet"]
+        copy_dir = self.ctx.run_dir / "tmp" / "source" / "prefixes"
+        copies = remote_schemas.text_copies([objects[i] for i in text], [prefixes[i] for i in text],
+                                            self.ctx.run_dir / "tmp" / "source", copy_dir)
+        try:
+            for i, local in zip(text, copies):
+                self._name_objects([(local, objects[i][0])])
+                schemas[i] = self._checked_schema(local)
+        finally:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+        schema = common_schema([(objects[i][0], schemas[i]) for i in range(count)])
+        self._planned = schema
+        return schema
+
+    def _check_downloaded(self, downloaded: list[tuple[Path, tuple[str, str]]]) -> None:
+        """Every downloaded object against the schema planned from what validation checked: an
+        object it did not reach (or one rewritten since) with other columns or types is refused
+        here, before any row is read, instead of having them dropped or failing a cast mid-run."""
+        if self.__dict__.get("_downloaded_checked"):
+            return
+        planned = self.__dict__.get("_planned") or self.schema()
+        first = downloaded[0][1][0]
+        for local, (name, _) in downloaded:
+            schema = common_schema([(first, planned), (name, self._checked_schema(local))])
+            widened = {column: dtype for column, dtype in schema.items() if planned[column] != dtype}
+            if widened:
+                shown = ", ".join(f"{column!r} is {dtype} in {name}" for column, dtype in widened.items())
+                raise SourceError(
+                    f"the objects of the source disagree: {shown}, but {', '.join(str(planned[c]) for c in widened)} "
+                    f"in the objects validation checked (from {first})",
+                    "every object of one source needs the same columns with the same types: rewrite the odd "
+                    "object, or move it out of source.path",
+                )
+        self._downloaded_checked = True
+
+    def _name_objects(self, pairs: Iterable[tuple[Path, str]]) -> None:
+        self.__dict__.setdefault("_urls", {}).update((str(local), name) for local, name in pairs)
+
+    def name_of(self, path: Path) -> str:
+        """How messages name a file: an object in a bucket by its URL, not by its local copy."""
+        return self.__dict__.get("_urls", {}).get(str(path), str(path))
+
+    def _renamed(self, error: SourceError) -> SourceError:
+        """``error`` naming objects in a bucket by their URLs instead of their local copies."""
+        message, hint = error.message, error.hint
+        for local, name in self.__dict__.get("_urls", {}).items():
+            if local in message or (hint and local in hint):
+                message, hint = message.replace(local, name), hint and hint.replace(local, name)
+        return error if (message, hint) == (error.message, error.hint) else SourceError(message, hint)
+
+    @contextmanager
+    def _objects_named(self) -> Iterator[None]:
+        try:
+            yield
+        except SourceError as error:
+            raise self._renamed(error) from None
 
     def fingerprint(self) -> str:
         """Params plus each file's path, size and modification time (not its bytes: too slow);
@@ -106,10 +186,13 @@ class FileSource(Source):
     def schema(self) -> dict[str, pl.DataType]:
         """Every file's schema (cheaply: Parquet footers, CSV headers), which must agree: a file
         with other columns or types had them dropped or cast when the first file's were used."""
-        # Objects in a bucket: planning (and `curate validate`) copies only the first one.
-        files = [self._remote_files(self.ctx.path or "", first_only=True)[0][0]] if is_url(self.ctx.path) else self.files()
-        schemas = []
-        for path in files:
+        if is_url(self.ctx.path):
+            return self._remote_schema(self.ctx.path or "")
+        return common_schema([(path, self._checked_schema(path)) for path in self.files()])
+
+    def _checked_schema(self, path: Path) -> dict[str, pl.DataType]:
+        """One file's schema, its reader's errors said with the file, line and column."""
+        with self._objects_named():
             try:
                 schema = self.file_schema(path)
             except (pl.exceptions.PolarsError, OSError) as exc:
@@ -117,8 +200,7 @@ class FileSource(Source):
                 assert error is not None
                 raise error from None
             _check_separator(path, schema)
-            schemas.append((path, schema))
-        return common_schema(schemas)
+        return schema
 
     def read_error(self, path: Path, error: Exception, located_only: bool = False) -> SourceError | None:
         """The reader's error with the file, line and column it failed at (found by a bounded
@@ -143,8 +225,8 @@ class FileSource(Source):
         if location is None:
             if located_only:
                 return None
-            return SourceError(f"cannot read {path} as {kind}: {reason}", "check source.format, or the file")
-        return SourceError(f"cannot read {path} as {kind}, {location.render()} ({reason})", hint)
+            return self._renamed(SourceError(f"cannot read {path} as {kind}: {reason}", "check source.format, or the file"))
+        return self._renamed(SourceError(f"cannot read {path} as {kind}, {location.render()} ({reason})", hint))
 
     def _encoding_hint(self, kind: str) -> str:
         where = "source.params.encoding" if self.format != "auto" else f"source.format: {kind} and source.params.encoding"
@@ -157,7 +239,9 @@ class FileSource(Source):
 
     def scan(self) -> Iterator[pl.LazyFrame]:
         for path in self.files():
-            yield self.scan_file(path)
+            with self._objects_named():
+                frame = self.scan_file(path)
+            yield frame
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         raise NotImplementedError
@@ -165,6 +249,20 @@ class FileSource(Source):
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         """One file's columns and types, cheaply (a footer, a header)."""
         return dict(self.scan_file(path).collect_schema())
+
+
+def _object_prefix(name: str, kind: str) -> tuple[int, int] | None:
+    """What validation fetches of an object in a bucket of ``kind``: None for Parquet (its
+    footer), else its first whole lines, up to so many bytes and at least so many lines (CSV:
+    the header; JSON Lines: the lines the schema is read from, as the run reads it from the
+    downloaded file)."""
+    prefixes = {"csv": (CHUNK, 1), "tsv": (CHUNK, 1), "jsonl": (JSONL_SCAN_LIMIT, JSONL_INFER_MIN_LINES)}
+    if kind == "parquet":
+        return None
+    if kind not in prefixes:
+        raise SourceError(f"cannot tell the format of {name} from its extension",
+                          "set source.format to parquet, csv, tsv or jsonl")
+    return prefixes[kind]
 
 
 def _refuse_special(raw: str, paths: list[Path]) -> None:
@@ -271,7 +369,9 @@ class CsvSource(FileSource):
         # A decoded copy is deleted once its frame has been read (the next one is asked for).
         for path in self.files():
             try:
-                yield self.scan_file(path)
+                with self._objects_named():
+                    frame = self.scan_file(path)
+                yield frame
             finally:
                 self._decoded_path(path).unlink(missing_ok=True)
 
@@ -348,11 +448,30 @@ class JsonlSource(FileSource):
     extensions = (".jsonl", ".ndjson", ".json")
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
-        # The schema validation inferred (from the whole file, when it is small): Polars' own
-        # inference reads the first 100 lines and drops keys that first appear later.
-        return pl.scan_ndjson(path, schema=self.file_schema(path))
+        """The file with the schema validation inferred (from the whole file, when it is small):
+        Polars' own inference reads the first 100 lines and drops keys that first appear later.
+        A larger file's lines past the scan are checked first: read with that schema, a key that
+        first appears there was dropped and a number where the scan saw text became text."""
+        from curate_basics.locate import first_value_past_scan
+
+        schema, scanned = self._scan(path)
+        if not scanned.complete:
+            late = first_value_past_scan(path, schema, scanned, JSONL_SCAN_LIMIT)
+            if late is not None:
+                raise SourceError(
+                    f"cannot read {path} as jsonl, {late.render()}",
+                    f"the columns of a JSON Lines file and their types are read from its first "
+                    f"{JSONL_SCAN_LIMIT // 2**20} MiB: put a line with every key (each with a value of its type) "
+                    "near its start, give each key one JSON type on every line, or convert the file to Parquet "
+                    "with the types declared",
+                )
+        return pl.scan_ndjson(path, schema=schema)
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
+        return self._scan(path)[0]
+
+    def _scan(self, path: Path) -> tuple[dict[str, pl.DataType], JsonScan]:
+        """The file's schema and the scan of its first ``JSONL_SCAN_LIMIT`` bytes it comes from."""
         from curate_basics.locate import first_mixed_json_type
 
         known = self.__dict__.setdefault("_schemas", {})
@@ -366,8 +485,8 @@ class JsonlSource(FileSource):
                     "give each key one JSON type on every line (quote numbers meant as text, null for none), "
                     "or convert the file to Parquet with the types declared",
                 )
-            lines = None if scanned.complete else max(100, scanned.lines)
-            known[key] = dict(pl.scan_ndjson(path, infer_schema_length=lines).collect_schema())
+            lines = None if scanned.complete else max(JSONL_INFER_MIN_LINES, scanned.lines)
+            known[key] = (dict(pl.scan_ndjson(path, infer_schema_length=lines).collect_schema()), scanned)
         return known[key]
 
 

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import curate_basics.decode
+import curate_basics.sources
 from curate.errors import SourceError, SpecError
 from curate.plan import make_plan
 from curate.spec import load_spec
@@ -147,6 +150,91 @@ def test_jsonl_numbers_of_both_kinds_and_nulls_are_one_type(pm, workdir):
     jsonl(workdir / "d.jsonl", [{"url": "u1", "alt_text": "t", "w": 1}, {"url": "u2", "alt_text": None, "w": 2.5}])
     manifest = run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
     assert read_step_output(manifest, "source")["w"].to_list() == [1.0, 2.5]
+
+
+# -- 2b. JSON Lines past the scan the schema is read from --------------------------------------
+PAD = "x" * 200_000  # 200 lines of it pass JSONL_SCAN_LIMIT (32 MiB), with 160 lines in the scan
+
+
+def big_jsonl(path: Path, late: dict, early: dict | None = None) -> None:
+    """Over 32 MiB of rows that agree (written in a blink: few long lines), then one that may not."""
+    rows = [{"url": f"u{i}", "alt_text": f"t{i}", "n": 1, "pad": PAD, **(early or {})} for i in range(200)]
+    jsonl(path, [*rows, {"url": "late", "alt_text": "t", "n": 1, "pad": "p", **late}])
+
+
+@pytest.mark.parametrize("late, said", [
+    ({"extra": 7}, "key 'extra' (7) is on no line of the first 32 MiB, from which the file's columns were read"),
+    ({"alt_text": 12345}, "'alt_text' is a number (12345) where the first 32 MiB have text"),
+    ({"alt_text": ["a", "b"]}, """'alt_text' is a list (["a", "b"]) where the first 32 MiB have text"""),
+    ({"n": 1.5}, "'n' is 1.5, not a whole number within Int64, where the first 32 MiB have only such numbers"),
+    ({"n": "one"}, """'n' is text ("one") where the first 32 MiB have a number"""),
+])
+def test_a_jsonl_row_past_the_scan_that_disagrees_is_refused_before_any_shard(pm, workdir, late, said):
+    """Read with the schema of the first 32 MiB, the key was dropped and the number or list turned
+    into text without a word; a fraction or text for a whole number failed mid-read, naming no line."""
+    big_jsonl(workdir / "d.jsonl", late)
+    assert (workdir / "d.jsonl").stat().st_size > 32 * 2**20
+    with pytest.raises(SourceError) as caught:
+        run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
+    message = str(caught.value)
+    assert f"cannot read {workdir / 'd.jsonl'} as jsonl, line 201: {said}" in message
+    assert "read from its first 32 MiB" in message and "convert the file to Parquet" in message
+    assert not list((workdir / "run").rglob("shard-*.parquet"))
+
+
+def test_a_large_jsonl_whose_rows_agree_is_read_whole(pm, workdir):
+    """Keys past the scan that it has (or only nulls for keys it has not) lose nothing."""
+    big_jsonl(workdir / "d.jsonl", {"alt_text": "late text", "n": 2, "extra": None}, early={"w": None})
+    manifest = run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
+    out = read_step_output(manifest, "source")
+    assert out.height == 201 and out["alt_text"][-1] == "late text" and out["n"][-1] == 2
+    assert "extra" not in out.columns
+
+
+def test_a_jsonl_key_null_throughout_the_scan_with_a_value_past_it_is_refused(pm, workdir, monkeypatch):
+    monkeypatch.setattr(curate_basics.sources, "JSONL_SCAN_LIMIT", 20_000)
+    rows = [{"url": f"u{i}", "alt_text": f"t{i}", "w": None} for i in range(1000)] + [{"url": "u", "alt_text": "t", "w": 3}]
+    jsonl(workdir / "d.jsonl", rows)
+    with pytest.raises(SourceError, match="line 1001: 'w' is a number \\(3\\) but null on every line of the "
+                                          "first 20000 bytes, from which its type was read"):
+        run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-2, 2, allow_nan=False),
+                         st.text("ab", max_size=3))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]), json_scalars, max_size=3), min_size=1,
+                     max_size=40),
+       limit=st.integers(1, 8000))
+def test_a_jsonl_file_is_read_as_a_whole_scan_reads_it_or_refused(tmp_path_factory, monkeypatch, rows, limit):
+    """Whatever the scan covers: the rows a scan of the whole file gives (less columns with no
+    value), or a SourceError; never other values, never a dropped one. (The schema is read from
+    100 lines at least: the generated rows follow 100 that have none of their keys.)"""
+    from curate.source import SourceContext
+    from curate_basics.sources import JsonlSource
+
+    path = tmp_path_factory.mktemp("jsonl") / "d.jsonl"
+    filler = [{"url": f"f{i}", "alt_text": "t"} for i in range(100)]
+    jsonl(path, [*filler, *({"url": f"u{i}", "alt_text": "t", **row} for i, row in enumerate(rows))])
+
+    def read(scan_limit: int) -> pl.DataFrame:
+        monkeypatch.setattr(curate_basics.sources, "JSONL_SCAN_LIMIT", scan_limit)
+        source = JsonlSource(JsonlSource.Params(), SourceContext(path.parent, path.parent, 0, str(path)))
+        source.schema()
+        return pl.concat([frame.collect() for frame in source.scan()])
+
+    try:
+        whole = read(1 << 30)
+    except SourceError:  # a key of two JSON types: refused whatever the scan
+        return
+    try:
+        scanned = read(limit)
+    except SourceError:
+        return
+    assert scanned.equals(whole.select(scanned.columns))
+    assert all(whole[c].null_count() == whole.height for c in whole.columns if c not in scanned.columns)
 
 
 # -- 3. special files ---------------------------------------------------------------------------
