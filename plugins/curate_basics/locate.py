@@ -122,7 +122,7 @@ class JsonScan:
     mixed: Location | None  # the first value of another JSON type than its key's first value
     lines: int  # lines read
     complete: bool  # the whole file was read
-    offset: int = 0  # bytes read: where the lines past the scan start
+    offset: int  # bytes read: where the lines past the scan start
 
 
 def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
@@ -159,9 +159,11 @@ def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: 
     ``columns`` were read) with a value the reader would lose or change: a key not among the
     columns (dropped without a word), a value of another JSON type than its column's (turned
     into text), a fraction or an out-of-range number in a column of whole numbers, a value in a
-    column that was null throughout. Reads the rest of the file: it is read next anyway."""
-    expected = {name: _column_kind(dtype) for name, dtype in columns.items()}
-    where = f"the first {_size(scanned_bytes)}"
+    column that was null throughout. Reads the rest of the file: it is read next anyway, and
+    this is what it costs (a set lookup per value, the message only for the line found)."""
+    where = f"the first {size_text(scanned_bytes)}"
+    accepted = {name: _accepted_types(dtype) for name, dtype in columns.items()}
+    bounds = {name: _INTEGER_BOUNDS[dtype] for name, dtype in columns.items() if dtype in _INTEGER_BOUNDS}
     with open(path, "rb") as handle:
         handle.seek(scanned.offset)
         for number, raw in enumerate(handle, start=scanned.lines + 1):
@@ -169,43 +171,51 @@ def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: 
             if value is None:
                 continue
             for key, item in value.items():
-                kind = _json_kind(item)
-                if kind is None:
+                if type(item) in accepted.get(key, _NULL_ONLY) and (
+                        key not in bounds or type(item) is not int or bounds[key][0] <= item <= bounds[key][1]):
                     continue
-                if key not in expected:
-                    return Location(number, None, f"key {key!r} ({_shown(item)}) is on no line of {where}, from "
-                                                  "which the file's columns were read")
-                column_kind, bounds = expected[key]
-                if column_kind is None:
-                    return Location(number, None, f"{key!r} is {kind} ({_shown(item)}) but null on every line of "
-                                                  f"{where}, from which its type was read")
-                if kind != column_kind:
-                    return Location(number, None, f"{key!r} is {kind} ({_shown(item)}) where {where} have "
-                                                  f"{column_kind}")
-                if bounds is not None and (not isinstance(item, int) or not bounds[0] <= item <= bounds[1]):
-                    return Location(number, None, f"{key!r} is {_shown(item)}, not a whole number within "
-                                                  f"{columns[key]}, where {where} have only such numbers")
+                return Location(number, None, _past_scan_problem(key, item, columns, where))
     return None
+
+
+def _past_scan_problem(key: str, item: object, columns: dict[str, pl.DataType], where: str) -> str:
+    if key not in columns:
+        return f"key {key!r} ({_shown(item)}) is on no line of {where}, from which the file's columns were read"
+    kind, dtype = _json_kind(item), columns[key]
+    if dtype == pl.Null:
+        return f"{key!r} is {kind} ({_shown(item)}) but null on every line of {where}, from which its type was read"
+    if dtype in _INTEGER_BOUNDS and kind == "a number":
+        return f"{key!r} is {_shown(item)}, not a whole number within {dtype}, where {where} have only such numbers"
+    return f"{key!r} is {kind} ({_shown(item)}) where {where} have {_column_kind(dtype)}"
 
 
 # Whole-number columns a JSON reader infers, with the values they hold.
 _INTEGER_BOUNDS = {pl.Int64: (-(2**63), 2**63 - 1), pl.UInt64: (0, 2**64 - 1)}
+_NULL_ONLY = frozenset({type(None)})
+_KIND_TYPES = {"a boolean": {bool}, "a number": {int, float}, "a list": {list}, "an object": {dict}, "text": {str}}
 
 
-def _column_kind(dtype: pl.DataType) -> tuple[str | None, tuple[int, int] | None]:
-    """The JSON type of a column's values (None for a column of nulls), and the bounds of a
-    whole-number column."""
+def _column_kind(dtype: pl.DataType) -> str | None:
+    """The JSON type of a column's values; None for a column of nulls."""
     if dtype == pl.Null:
-        return None, None
+        return None
     if dtype == pl.Boolean:
-        return "a boolean", None
+        return "a boolean"
     if dtype.is_numeric():
-        return "a number", _INTEGER_BOUNDS.get(dtype) if dtype.is_integer() else None
+        return "a number"
     if isinstance(dtype, (pl.List, pl.Array)):
-        return "a list", None
+        return "a list"
     if isinstance(dtype, pl.Struct):
-        return "an object", None
-    return "text", None
+        return "an object"
+    return "text"
+
+
+def _accepted_types(dtype: pl.DataType) -> frozenset[type]:
+    """The Python types of the JSON values the reader reads into a column as they are."""
+    kind = _column_kind(dtype)
+    if kind is None:
+        return _NULL_ONLY
+    return _NULL_ONLY | ({int} if dtype in _INTEGER_BOUNDS else _KIND_TYPES[kind])
 
 
 def _json_object(raw: bytes) -> dict | None:
@@ -221,5 +231,6 @@ def _shown(value: object) -> str:
     return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
-def _size(count: int) -> str:
+def size_text(count: int) -> str:
+    """``33554432`` → ``32 MiB``; a count that is no whole number of MiB in bytes."""
     return f"{count / 2**20:g} MiB" if count % 2**20 == 0 else f"{count} bytes"

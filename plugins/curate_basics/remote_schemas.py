@@ -22,6 +22,7 @@ import polars as pl
 
 from curate import remote
 from curate.errors import SourceError
+from curate_basics.locate import size_text
 
 TAIL = 64 * 1024  # bytes fetched from a Parquet object's end: its footer, in all but the widest tables
 MAX_OBJECTS = 5000  # objects validation checks at most
@@ -49,8 +50,8 @@ def checked_count(url: str, objects: list[Listed], costs: list[int]) -> int:
         count, spent = count + 1, spent + cost
     if count < len(objects):
         log.warning("source.path %s: validation checked the columns of the first %d of %d objects (it fetches at "
-                    "most %d objects, %d MiB); the other %d, from %s on, are checked when the run has downloaded "
-                    "them, before any row is read", url, count, len(objects), MAX_OBJECTS, MAX_BYTES >> 20,
+                    "most %d objects, %s); the other %d, from %s on, are checked when the run has downloaded "
+                    "them, before any row is read", url, count, len(objects), MAX_OBJECTS, size_text(MAX_BYTES),
                     len(objects) - count, objects[count][0])
     return count
 

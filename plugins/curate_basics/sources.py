@@ -225,7 +225,8 @@ class FileSource(Source):
         if location is None:
             if located_only:
                 return None
-            return self._renamed(SourceError(f"cannot read {path} as {kind}: {reason}", "check source.format, or the file"))
+            return self._renamed(SourceError(f"cannot read {path} as {kind}: {reason}",
+                                             "check source.format, or the file"))
         return self._renamed(SourceError(f"cannot read {path} as {kind}, {location.render()} ({reason})", hint))
 
     def _encoding_hint(self, kind: str) -> str:
@@ -452,7 +453,7 @@ class JsonlSource(FileSource):
         Polars' own inference reads the first 100 lines and drops keys that first appear later.
         A larger file's lines past the scan are checked first: read with that schema, a key that
         first appears there was dropped and a number where the scan saw text became text."""
-        from curate_basics.locate import first_value_past_scan
+        from curate_basics.locate import first_value_past_scan, size_text
 
         schema, scanned = self._scan(path)
         if not scanned.complete:
@@ -461,7 +462,7 @@ class JsonlSource(FileSource):
                 raise SourceError(
                     f"cannot read {path} as jsonl, {late.render()}",
                     f"the columns of a JSON Lines file and their types are read from its first "
-                    f"{JSONL_SCAN_LIMIT // 2**20} MiB: put a line with every key (each with a value of its type) "
+                    f"{size_text(JSONL_SCAN_LIMIT)}: put a line with every key (each with a value of its type) "
                     "near its start, give each key one JSON type on every line, or convert the file to Parquet "
                     "with the types declared",
                 )

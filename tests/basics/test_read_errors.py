@@ -89,3 +89,16 @@ def test_quoted_multiline_fields_count_lines(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text('a,b\n1,"two\nlines"\n3,4,5\n')
     assert first_ragged_row(path, ",", '"', True).line == 4
+
+
+def test_the_json_scan_limit_counts_bytes_of_whole_lines(tmp_path):
+    """The lines a copy of the file's first ``limit`` bytes holds (an object in a bucket is checked
+    by such a copy), whatever their characters."""
+    from curate_basics.locate import first_mixed_json_type
+
+    path = tmp_path / "f.jsonl"
+    line = json.dumps({"t": "é" * 10}, ensure_ascii=False).encode() + b"\n"  # 10 characters, 20 bytes of é
+    path.write_bytes(line * 10)
+    scanned = first_mixed_json_type(path, limit=len(line) * 3 + 5)
+    assert (scanned.lines, scanned.offset, scanned.complete) == (3, len(line) * 3, False)
+    assert first_mixed_json_type(path, limit=len(line) * 10).complete

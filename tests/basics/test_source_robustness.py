@@ -193,8 +193,8 @@ def test_a_large_jsonl_whose_rows_agree_is_read_whole(pm, workdir):
 
 def test_a_jsonl_key_null_throughout_the_scan_with_a_value_past_it_is_refused(pm, workdir, monkeypatch):
     monkeypatch.setattr(curate_basics.sources, "JSONL_SCAN_LIMIT", 20_000)
-    rows = [{"url": f"u{i}", "alt_text": f"t{i}", "w": None} for i in range(1000)] + [{"url": "u", "alt_text": "t", "w": 3}]
-    jsonl(workdir / "d.jsonl", rows)
+    rows = [{"url": f"u{i}", "alt_text": f"t{i}", "w": None} for i in range(1000)]
+    jsonl(workdir / "d.jsonl", [*rows, {"url": "u", "alt_text": "t", "w": 3}])
     with pytest.raises(SourceError, match="line 1001: 'w' is a number \\(3\\) but null on every line of the "
                                           "first 20000 bytes, from which its type was read"):
         run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
