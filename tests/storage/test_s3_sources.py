@@ -156,3 +156,16 @@ def test_a_valid_text_object_gives_the_local_files_rows(pm, s3: S3, tmp_path, mo
     local = run_spec({"source": {"path": name}, "steps": []}, tmp_path / "local", pm=pm)
     remote = run_spec({"source": {"path": s3.url("data/")}, "steps": []}, tmp_path / "remote", pm=pm)
     assert read_step_output(remote, "source").equals(read_step_output(local, "source"))
+
+
+def test_curate_validate_names_the_objects_that_disagree(s3: S3, tmp_path):
+    from tests.storage.test_s3 import cli
+
+    s3.put("data/a.parquet", parquet_bytes(GOOD))
+    s3.put("data/b.parquet", parquet_bytes(GOOD.rename({"alt_text": "caption"})))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"name": "s3", "source": {"path": s3.url("data/")}}))
+    result = cli(tmp_path, s3, "validate", "spec.yaml")
+    print(f"\n{result.stderr}")
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert (f"{s3.url('data/b.parquet')} has no column 'alt_text'; {s3.url('data/b.parquet')} has column 'caption', "
+            f"which {s3.url('data/a.parquet')} has not") in result.stderr
