@@ -75,13 +75,16 @@ def test_a_footer_larger_than_the_first_range_is_read_whole(pm, s3: S3, tmp_path
         in problems
 
 
-@pytest.mark.parametrize("data", [b"", b"not parquet at all, just some text"])
-def test_an_object_that_is_not_parquet_is_named(pm, s3: S3, tmp_path, data):
+@pytest.mark.parametrize("data, said", [
+    (b"", "it does not end in Parquet's footer (PAR1)"),
+    (b"not parquet at all, just some text", "it does not end in Parquet's footer (PAR1)"),
+    (b"PAR1" + b"\x15\x00damaged footer" + (16).to_bytes(4, "little") + b"PAR1", "its footer: parquet: "),
+])
+def test_an_object_that_is_not_parquet_is_named(pm, s3: S3, tmp_path, data, said):
     s3.put("data/a.parquet", parquet_bytes(GOOD))
     s3.put("data/b.parquet", data)
     problems = plan_problems({"path": s3.url("data/")}, tmp_path, pm)
-    assert f"cannot read {s3.url('data/b.parquet')} as parquet: it does not end in Parquet's footer (PAR1)" \
-        in problems
+    assert f"cannot read {s3.url('data/b.parquet')} as parquet: {said}" in problems
 
 
 def test_past_the_validation_bounds_objects_are_checked_once_downloaded(pm, s3: S3, tmp_path, monkeypatch, caplog):
