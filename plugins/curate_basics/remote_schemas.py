@@ -1,6 +1,6 @@
 """The columns of a file source's objects in a bucket, read at validation without downloading them.
 
-Every object is checked against the others, as every local file is (``common_schema``), but
+Every object is checked against the others, as every local file is (``file_schemas.common_schema``), but
 cheaply: a Parquet object by its footer (one range request for its last ``TAIL`` bytes, a second
 when the footer is larger), a text object by its first whole lines (enough for a CSV header, or
 for the JSON Lines scan). Validation checks the objects in listing order while ``MAX_OBJECTS``

@@ -6,10 +6,8 @@ import glob as globlib
 import hashlib
 import io
 import json
-import shutil
 import stat
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,7 +18,9 @@ from curate.errors import SourceError
 from curate.params import Params
 from curate.remote import is_url
 from curate.source import Source
+from curate_basics.bucket import BucketObjects
 from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
+from curate_basics.file_schemas import common_schema
 from curate_basics.locate import JsonScan
 
 # Bytes of each JSON Lines file read at validation to find values of mixed types; Polars infers
@@ -35,7 +35,7 @@ EXTENSIONS = {
 }
 
 
-class FileSource(Source):
+class FileSource(BucketObjects, Source):
     """Base of the file sources: resolve the path to an ordered list of files."""
 
     extensions: ClassVar[tuple[str, ...]] = ()
@@ -71,102 +71,19 @@ class FileSource(Source):
     def _accepts(self, path: Path) -> bool:
         return path.suffix.lower() in self.extensions
 
-    def _remote_objects(self, url: str) -> list[tuple[str, dict]]:
-        """The objects ``url`` names (a glob over a bucket prefix, a prefix, or one object), listed
-        once per source object."""
-        cached = getattr(self, "_listing", None)
-        if cached is not None and cached[0] == url:
-            return cached[1]
-        from curate import remote
-
-        listed = remote.list_files(url, lambda name: self._accepts(Path(name)))
-        if not listed:
-            raise SourceError(f"source.path {url!r} matched no {self.format} objects",
-                              f"expected objects ending in {', '.join(self.extensions) or 'a known extension'}")
-        self._listing = (url, listed)
-        return listed
-
-    def _remote_files(self, url: str) -> list[tuple[Path, tuple[str, str]]]:
-        """Local copies of the objects (in the run directory's ``tmp/source/``, kept while their
-        ETag and size stay the same), so the readers see plain files; with each, (url, version)."""
-        from curate import remote
-
-        cache_dir = self.ctx.run_dir / "tmp" / "source"
-        downloaded = [(remote.download(name, entry, cache_dir), (name, remote.version_of(entry)))
-                      for name, entry in self._remote_objects(url)]
-        self._name_objects((local, name) for local, (name, _) in downloaded)
-        return downloaded
-
-    def _remote_schema(self, url: str) -> dict[str, pl.DataType]:
-        """Every object's schema, as every local file's (``curate_basics.remote_schemas``: footers
-        and first lines, not the data), up to that module's bounds; the run checks the rest."""
-        from curate_basics import remote_schemas
-
-        objects = self._remote_objects(url)
-        kinds = [self.kind_of(Path(name))[0] for name, _ in objects]
-        prefixes = [_object_prefix(name, kind) for (name, _), kind in zip(objects, kinds)]
-        sizes = [remote_schemas.size_of(name, entry) for name, entry in objects]
-        costs = [min(size, prefix[0] if prefix else remote_schemas.TAIL) for size, prefix in zip(sizes, prefixes)]
-        count = remote_schemas.checked_count(url, objects, costs)
-        schemas: dict[int, dict[str, pl.DataType]] = {}
-        parquet = [i for i in range(count) if kinds[i] == "parquet"]
-        schemas.update(zip(parquet, remote_schemas.parquet_schemas([objects[i] for i in parquet])))
-        text = [i for i in range(count) if kinds[i] != "parquet"]
-        copy_dir = self.ctx.run_dir / "tmp" / "source" / "prefixes"
-        copies = remote_schemas.text_copies([objects[i] for i in text], [prefixes[i] for i in text],
-                                            self.ctx.run_dir / "tmp" / "source", copy_dir)
-        try:
-            for i, local in zip(text, copies):
-                self._name_objects([(local, objects[i][0])])
-                schemas[i] = self._checked_schema(local)
-        finally:
-            shutil.rmtree(copy_dir, ignore_errors=True)
-        schema = common_schema([(objects[i][0], schemas[i]) for i in range(count)])
-        self._planned = schema
-        return schema
-
-    def _check_downloaded(self, downloaded: list[tuple[Path, tuple[str, str]]]) -> None:
-        """Every downloaded object against the schema planned from what validation checked: an
-        object it did not reach (or one rewritten since) with other columns or types is refused
-        here, before any row is read, instead of having them dropped or failing a cast mid-run."""
-        if self.__dict__.get("_downloaded_checked"):
-            return
-        planned = self.__dict__.get("_planned") or self.schema()
-        first = downloaded[0][1][0]
-        for local, (name, _) in downloaded:
-            schema = common_schema([(first, planned), (name, self._checked_schema(local))])
-            widened = {column: dtype for column, dtype in schema.items() if planned[column] != dtype}
-            if widened:
-                shown = ", ".join(f"{column!r} is {dtype} in {name}" for column, dtype in widened.items())
-                raise SourceError(
-                    f"the objects of the source disagree: {shown}, but {', '.join(str(planned[c]) for c in widened)} "
-                    f"in the objects validation checked (from {first})",
-                    "every object of one source needs the same columns with the same types: rewrite the odd "
-                    "object, or move it out of source.path",
-                )
-        self._downloaded_checked = True
-
-    def _name_objects(self, pairs: Iterable[tuple[Path, str]]) -> None:
-        self.__dict__.setdefault("_urls", {}).update((str(local), name) for local, name in pairs)
-
-    def name_of(self, path: Path) -> str:
-        """How messages name a file: an object in a bucket by its URL, not by its local copy."""
-        return self.__dict__.get("_urls", {}).get(str(path), str(path))
-
-    def _renamed(self, error: SourceError) -> SourceError:
-        """``error`` naming objects in a bucket by their URLs instead of their local copies."""
-        message, hint = error.message, error.hint
-        for local, name in self.__dict__.get("_urls", {}).items():
-            if local in message or (hint and local in hint):
-                message, hint = message.replace(local, name), hint and hint.replace(local, name)
-        return error if (message, hint) == (error.message, error.hint) else SourceError(message, hint)
-
-    @contextmanager
-    def _objects_named(self) -> Iterator[None]:
-        try:
-            yield
-        except SourceError as error:
-            raise self._renamed(error) from None
+    @staticmethod
+    def object_prefix(name: str, kind: str) -> tuple[int, int] | None:
+        """What validation fetches of an object in a bucket of ``kind``: None for Parquet (its
+        footer), else its first whole lines, up to so many bytes and at least so many lines (CSV:
+        the header; JSON Lines: the lines the schema is read from, as the run reads it from the
+        downloaded file)."""
+        prefixes = {"csv": (CHUNK, 1), "tsv": (CHUNK, 1), "jsonl": (JSONL_SCAN_LIMIT, JSONL_INFER_MIN_LINES)}
+        if kind == "parquet":
+            return None
+        if kind not in prefixes:
+            raise SourceError(f"cannot tell the format of {name} from its extension",
+                              "set source.format to parquet, csv, tsv or jsonl")
+        return prefixes[kind]
 
     def fingerprint(self) -> str:
         """Params plus each file's path, size and modification time (not its bytes: too slow);
@@ -252,20 +169,6 @@ class FileSource(Source):
         return dict(self.scan_file(path).collect_schema())
 
 
-def _object_prefix(name: str, kind: str) -> tuple[int, int] | None:
-    """What validation fetches of an object in a bucket of ``kind``: None for Parquet (its
-    footer), else its first whole lines, up to so many bytes and at least so many lines (CSV:
-    the header; JSON Lines: the lines the schema is read from, as the run reads it from the
-    downloaded file)."""
-    prefixes = {"csv": (CHUNK, 1), "tsv": (CHUNK, 1), "jsonl": (JSONL_SCAN_LIMIT, JSONL_INFER_MIN_LINES)}
-    if kind == "parquet":
-        return None
-    if kind not in prefixes:
-        raise SourceError(f"cannot tell the format of {name} from its extension",
-                          "set source.format to parquet, csv, tsv or jsonl")
-    return prefixes[kind]
-
-
 def _refuse_special(raw: str, paths: list[Path]) -> None:
     """A FIFO, device or socket is no data file: reading a FIFO waits forever for a writer."""
     for path in paths:
@@ -295,45 +198,6 @@ def _check_separator(path: Path, schema: dict[str, pl.DataType]) -> None:
                 f"{path} reads as a single column {name!r}: it looks separated by {separator!r}",
                 f"set source.format: csv and source.params.separator: {separator!r}",
             )
-
-
-def common_schema(schemas: list[tuple[Path, dict[str, pl.DataType]]]) -> dict[str, pl.DataType]:
-    """The one schema of a source's files. Types may differ only where no value changes: numbers
-    of different widths (read as their common type) and all-null columns; anything else is an
-    error naming the first file and one that differs from it."""
-    first_path, schema = schemas[0]
-    schema = dict(schema)
-    for path, other in schemas[1:]:
-        problems = []
-        missing = [c for c in schema if c not in other]
-        extra = [c for c in other if c not in schema]
-        if missing:
-            problems.append(f"{path} has no column {', '.join(map(repr, missing))}")
-        if extra:
-            problems.append(f"{path} has column {', '.join(map(repr, extra))}, which {first_path} has not")
-        for column, dtype in other.items():
-            common = _common_type(schema.get(column), dtype)
-            if column in schema and common is None:
-                problems.append(f"column {column!r} is {schema[column]} in {first_path} but {dtype} in {path}")
-            elif common is not None:
-                schema[column] = common
-        if problems:
-            raise SourceError(
-                f"the files of the source disagree: {'; '.join(problems)}",
-                "every file of one source needs the same columns with the same types: rewrite the odd file, "
-                "or move it out of source.path",
-            )
-    return schema
-
-
-def _common_type(a: pl.DataType | None, b: pl.DataType) -> pl.DataType | None:
-    if a is None or a == b or b == pl.Null:
-        return a
-    if a == pl.Null:
-        return b
-    if a.is_numeric() and b.is_numeric():
-        return pl.concat([pl.DataFrame(schema={"x": a}), pl.DataFrame(schema={"x": b})], how="vertical_relaxed").schema["x"]
-    return None
 
 
 class ParquetSource(FileSource):
