@@ -64,10 +64,13 @@ def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: 
 @click.option("--untrusted", is_flag=True,
               help="The spec comes from someone else: its SQL gets no file, network or extension access.")
 def validate(spec: str, untrusted: bool) -> None:
-    """Check a spec: structure, plugin names, params, columns. Exit 2 listing every problem.
+    """Check a spec: structure, plugin names, params, columns, and the run directory as the run
+    would find it. Exit 2 listing every problem.
 
-    Nothing of the spec runs: SQL is parsed and bound to an empty table, never executed."""
+    Nothing of the spec runs: SQL is parsed and bound to an empty table, never executed; the run
+    directory is only looked at, never created or changed."""
     plan, _ = _load_and_plan(spec, untrusted=untrusted)
+    plan.check_layout()  # what `curate run` refuses before it starts, said here first
     steps = len(plan.steps) - 1
     _console().print(f"[green]ok[/green] {spec}: source '{plan.source.format}', {steps} step"
                      f"{'s' if steps != 1 else ''}, {len(plan.outputs)} output{'s' if len(plan.outputs) != 1 else ''}")

@@ -29,7 +29,7 @@ from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
-from curate.runstore import COMPLETE, cache_problem, check_layout, link_step, write_manifest, write_views
+from curate.runstore import COMPLETE, cache_problem, link_step, write_manifest, write_views
 from curate.shards import (
     ShardStats,
     ShardTask,
@@ -81,7 +81,7 @@ class Engine:
         ``retry_failed``: steps whose finished output has rows that failed transiently
         (:meth:`Step.failed_to_retry`) run again on those rows only; later steps are recomputed."""
         plan = self.plan
-        check_layout(self.run_dir, plan.store_dir, [p.fingerprint for p in plan.steps], [p.dirname for p in plan.steps])
+        plan.check_layout()
         with locked([(self.run_dir, "run directory"), (plan.store_dir, "store")], wait=wait):
             return self._run_locked(from_label=from_label, use_cache=use_cache, retry_failed=retry_failed)
 

@@ -15,7 +15,7 @@ from curate.fingerprint import fingerprint
 from curate.ingest import canonical_schema
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
-from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem
+from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
 from curate.sink import Sink, SinkContext
 from curate.source import Source, SourceContext
@@ -110,6 +110,13 @@ class Plan:
                 and (planned.step is None or planned.step.scope == "table")
                 and cache_problem(self.step_dir(planned), needs_data=True) is None)
 
+    def check_layout(self) -> None:
+        """Refuse entries of the run directory or the store of the wrong kind (a RunDirError naming
+        each and its fix): ``curate run`` before it takes its locks, ``curate validate`` too, which
+        only looks (curate.runstore.layout_problems)."""
+        check_layout(self.run_dir, self.store_dir, [p.fingerprint for p in self.steps],
+                     [p.dirname for p in self.steps])
+
     def refresh_cache_status(self) -> None:
         # A fused group is one cache unit: each of its steps is cached when all of them are
         # (or, for a head, when it stored its kept rows).
@@ -196,9 +203,13 @@ def _not_a_run(run_path: Path) -> list[str]:
         return []
     if (run_path / "store").is_dir() or set(entries) <= {LOCK_NAME, "tmp"}:
         return []
+    manifest = run_path / MANIFEST
     try:  # a manifest cut short or damaged is still curate's: it names its spec_hash near the top
-        if '"spec_hash"' in (run_path / MANIFEST).read_text(errors="replace")[:4096]:
-            return []
+        # (a pipe in its place is not opened: that waited for a writer forever)
+        if manifest.is_file():
+            with manifest.open("rb") as handle:
+                if b'"spec_hash"' in handle.read(4096):
+                    return []
     except OSError:
         pass
     return entries

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -134,24 +135,53 @@ def _damaged(run_dir: Path, path: Path, problem: str, spec_path: str | None = No
     )
 
 
+def _kind(path: Path) -> str | None:
+    """What ``path`` is, in words, without following a symbolic link (None: nothing is there)."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:  # nothing there, or under a file (ENOTDIR): what is above it is reported instead
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
 def layout_problems(run_dir: Path, store_dir: Path, fingerprints: list[str], step_links: list[str]) -> list[str]:
-    """Entries of the run directory and the store of the wrong kind (a folder where curate keeps a
-    file or the reverse), each with its fix: they failed deep inside a run with IsADirectoryError,
-    FileExistsError or NotADirectoryError."""
+    """Entries of the run directory and the store of the wrong kind, each with its fix: a folder
+    where curate keeps a file or the reverse failed deep inside a run (IsADirectoryError,
+    FileExistsError, NotADirectoryError); a pipe there made the run wait forever for a reader; and
+    a symbolic link in place of one of curate's files had the run write through it, into the
+    file it leads to (the lock file's holder over a user's file). Only ``lstat``: nothing is
+    opened, created or changed, so ``curate validate`` runs it too."""
     files = [*(run_dir / name for name in RUN_DIR_FILES), store_dir / LOCK_NAME]
     folders = [run_dir / "steps", run_dir / "tmp", store_dir, *(store_dir / fp for fp in fingerprints)]
     problems: list[str] = []
+
+    def wrong(path: Path, kind: str, keeps: str) -> None:
+        remove = f"rm -r '{path}'" if kind == "a folder" else f"rm '{path}'"
+        problems.append(f"{path} is {kind}, where curate keeps {keeps} (remove it: {remove})")
+
     for path in dict.fromkeys(files):
-        if path.is_dir():
-            problems.append(f"{path} is a folder, where curate keeps a file (remove it: rm -r '{path}')")
+        kind = _kind(path)
+        if kind not in (None, "a file"):
+            wrong(path, kind, "a file")
     for path in dict.fromkeys(folders):
-        if (path.exists() or path.is_symlink()) and not path.is_dir():
-            problems.append(f"{path} is a file, where curate keeps a folder (remove it: rm '{path}')")
+        kind = _kind(path)
+        if kind == "a symbolic link" and not path.is_dir():  # a link to a folder elsewhere is fine
+            wrong(path, "a symbolic link that leads to no folder", "a folder")
+        elif kind not in (None, "a folder", "a symbolic link"):
+            wrong(path, kind, "a folder")
     for name in step_links:  # steps/NN_label: a link (or a pointer file) to the step's store
         link = run_dir / "steps" / name
-        if link.is_dir() and not link.is_symlink():
-            problems.append(f"{link} is a folder, where curate keeps a link to the step's store "
-                            f"(remove it: rm -r '{link}')")
+        kind = _kind(link)
+        if kind not in (None, "a symbolic link", "a file"):
+            wrong(link, kind, "a link to the step's store")
     return problems
 
 

@@ -4,7 +4,12 @@ short message naming the path and the fix, never an internal error."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -224,22 +229,96 @@ def make_file(path: Path) -> None:
     path.write_text("x")
 
 
+def make_fifo(path: Path) -> None:
+    make_file(path)
+    path.unlink()
+    os.mkfifo(path)
+
+
+def make_link(path: Path) -> None:
+    """A symbolic link to a file of the user's, users_own.txt in the working directory."""
+    make_file(path)
+    path.unlink()
+    path.symlink_to(Path.cwd() / "users_own.txt")
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root`` (links not followed): its kind, size, times and, for a file, its
+    bytes or, for a link, its target. What `curate validate` must leave as it found it."""
+    found: dict[str, tuple] = {}
+    for folder, folders, files in os.walk(root):
+        for name in [*folders, *files, *([""] if folder == str(root) else [])]:
+            path = Path(folder) / name
+            info = path.lstat()
+            content = (os.readlink(path) if path.is_symlink()
+                       else path.read_bytes() if stat.S_ISREG(info.st_mode) else None)
+            found[str(path)] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino, content)
+    return found
+
+
+@contextlib.contextmanager
+def no_endless_wait(seconds: int = 30) -> Iterator[None]:
+    """Fail, rather than hang the suite, where a command waits forever: opening a pipe waits for
+    its other end (what `curate run` did with a pipe in place of spec.yaml)."""
+    def give_up(signum, frame):
+        raise TimeoutError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize(("where", "make", "kind"), [
     (".curate.lock", make_folder, "is a folder"), ("store/.curate.lock", make_folder, "is a folder"),
     ("manifest.json", make_folder, "is a folder"), ("curate.duckdb", make_folder, "is a folder"),
     ("spec.yaml", make_folder, "is a folder"), ("steps/01_normalize_text", make_folder, "is a folder"),
     ("store", make_file, "is a file"), ("steps", make_file, "is a file"), ("tmp", make_file, "is a file"),
     ("store/<fp>", make_file, "is a file"),
+    # a pipe made the run wait forever for a reader; a link had it write into the user's file
+    ("spec.yaml", make_fifo, "is a pipe (FIFO)"), ("manifest.json", make_fifo, "is a pipe (FIFO)"),
+    (".curate.lock", make_fifo, "is a pipe (FIFO)"), ("steps/01_normalize_text", make_fifo, "is a pipe (FIFO)"),
+    ("store", make_fifo, "is a pipe (FIFO)"),
+    (".curate.lock", make_link, "is a symbolic link"), ("spec.yaml", make_link, "is a symbolic link"),
+    ("store/.curate.lock", make_link, "is a symbolic link"),
+    ("store/<fp>", make_link, "is a symbolic link that leads to no folder"),
 ])
 def test_a_run_dir_entry_of_the_wrong_kind_is_a_clear_error(curate_main, finished, where, make, kind):
     if where == "store/<fp>":
         fingerprint = json.loads((finished / "manifest.json").read_text())["steps"][2]["fingerprint"]
         where = f"store/{fingerprint}"
+    users_own = Path.cwd() / "users_own.txt"  # the workdir, where curate_main runs
+    users_own.write_text("the user's own words")
     make(finished / where)
-    result = curate_main("run", "spec.yaml", "--quiet")
-    assert result.code == 2, result
-    assert f"{finished / where} {kind}" in result.stderr, result
-    assert "remove it" in result.stderr and "internal error" not in result.stderr
+    before = snapshot(finished)
+    with no_endless_wait():
+        checked = curate_main("validate", "spec.yaml")
+        assert snapshot(finished) == before  # validation looks, never writes
+        ran = curate_main("run", "spec.yaml", "--quiet")
+    for result in (checked, ran):
+        assert result.code == 2, result
+        assert f"{finished / where} {kind}, where curate keeps" in result.stderr, result
+        assert "remove it" in result.stderr and "internal error" not in result.stderr
+    assert checked.stderr == ran.stderr  # one check, one message
+    assert users_own.read_text() == "the user's own words"
+
+
+def test_a_store_linked_to_a_folder_elsewhere_is_still_used(curate_main, finished):
+    (finished / "store").rename(finished.parent / "store_elsewhere")
+    (finished / "store").symlink_to(finished.parent / "store_elsewhere")
+    assert curate_main("validate", "spec.yaml").code == 0
+    ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 0, ran
+    assert all(r["cached"] for r in json.loads((finished / "manifest.json").read_text())["steps"])
+
+
+def test_validate_leaves_a_missing_run_dir_missing(curate_main, write_spec, workdir):
+    write_spec(spec_with(run={"dir": "run"}), table=sample_table(20))
+    assert curate_main("validate", "spec.yaml").code == 0
+    assert not (workdir / "run").exists()
 
 
 def test_a_lock_file_that_is_a_folder_is_named(tmp_path):
