@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from curate.errors import Problem, SpecError
 from curate.step import DEFAULT_MEMORY_LIMIT
@@ -127,16 +128,12 @@ class Spec(_Model):
         return value
 
     @model_validator(mode="after")
-    def _unique_labels(self) -> Spec:
-        seen: dict[str, int] = {}
-        for index, step in enumerate(self.steps):
-            label = step.name or step.step
-            if label in seen:
-                raise ValueError(
-                    f"steps[{index}] and steps[{seen[label]}] are both labelled '{label}': "
-                    "give one of them a distinct 'name:'"
-                )
-            seen[label] = index
+    def _unique_labels(self, info: ValidationInfo) -> Spec:
+        # load_spec_text reports each duplicate at its own step's line (it has the YAML); a Spec
+        # made from data anywhere else is refused here.
+        if not (info.context or {}).get(LABELS_LOCATED):
+            for index, first, label in duplicate_labels(self.steps)[:1]:
+                raise ValueError(f"{duplicate_label_message(index, first, label)}: {DUPLICATE_LABEL_FIX}")
         return self
 
     def labels(self) -> list[str]:
@@ -154,6 +151,38 @@ class Spec(_Model):
 
     def dump_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=False), sort_keys=False)
+
+
+LABELS_LOCATED = "labels_located"  # validation context: the caller reports duplicate labels
+DUPLICATE_LABEL_FIX = "give one of them a distinct 'name:'"
+
+
+def duplicate_labels(steps: list[StepSpec]) -> list[tuple[int, int, str]]:
+    """``(index, index of the first step with the same label, label)`` of every step labelled as
+    an earlier one is."""
+    first: dict[str, int] = {}
+    found = []
+    for index, step in enumerate(steps):
+        label = step.name or step.step
+        if label in first:
+            found.append((index, first[label], label))
+        else:
+            first[label] = index
+    return found
+
+
+def duplicate_label_message(index: int, first: int, label: str, first_line: int | None = None) -> str:
+    where = f" (line {first_line})" if first_line is not None else ""
+    return f"steps[{index}] and steps[{first}]{where} are both labelled '{label}'"
+
+
+def duplicate_label_problems(spec: Spec, node: yaml.Node | None) -> list[Problem]:
+    """Each step labelled as an earlier one, at its own line (where a second step was added or
+    renamed), naming the first one's line."""
+    return [Problem(format_path(("steps", index)),
+                    duplicate_label_message(index, first, label, line_of(node, ("steps", first))),
+                    DUPLICATE_LABEL_FIX, line_of(node, ("steps", index)))
+            for index, first, label in duplicate_labels(spec.steps)]
 
 
 class LoadedSpec:
@@ -327,24 +356,22 @@ def load_spec_text(text: str, path: Path | None = None) -> LoadedSpec:
             hint=f"run it with 'curate experiment run {source_name}'; "
                  f"'curate experiment validate {source_name}' checks it", line=line_of(node, ("variants",)),
         )], source_name)
+    problems: list[Problem] = []
+    invalid: set[tuple] = set()
     try:
-        spec = Spec.model_validate(data)
+        spec = Spec.model_validate(data, context={LABELS_LOCATED: True})
     except ValidationError as exc:
-        problems = []
         for loc, message in problems_from_validation(exc):
             hint = None
             if message == "unknown key":
                 hint = _close_key(loc, data)
             problems.append(Problem(format_path(loc), message, hint=hint, line=line_of(node, loc)))
-        spec, invalid = _lenient(data)
-        if spec is None:
+        lenient, invalid = _lenient(data)
+        if lenient is None:
             raise SpecError(problems, source_name) from None
-        try:
-            spec._unique_labels()
-        except ValueError as duplicate:
-            problems.append(Problem("steps", str(duplicate), line=line_of(node, ("steps",))))
-        return LoadedSpec(spec, path, node, problems, invalid)
-    return LoadedSpec(spec, path, node)
+        spec = lenient
+    problems += duplicate_label_problems(spec, node)
+    return LoadedSpec(spec, path, node, problems, invalid)
 
 
 def _lenient(data: dict[str, Any]) -> tuple[Spec | None, set[tuple]]:

@@ -232,6 +232,42 @@ def test_duplicate_labels_are_reported_with_the_fix(pm):
         make_plan(load_spec_text(text), pm)
 
 
+@pytest.mark.parametrize("other_problem", [False, True])
+def test_each_duplicate_label_is_reported_at_its_own_step_naming_the_first(pm, other_problem):
+    # It was one problem at the `steps:` line (or at line 1), naming no line of either step.
+    text = textwrap.dedent("""\
+        source: {path: x.parquet}
+        steps:
+          - step: filter
+            params: {where: 'true'}
+          - step: sample
+            params: {fraction: 0.5}
+          - step: filter
+            params: {where: 'false'}
+          - name: sample
+            step: exact_dedup
+        run: {shard_size: 10}
+    """)
+    if other_problem:  # a spec that fails elsewhere too is loaded leniently: the same problems, and that one
+        text = text.replace("shard_size", "shard_sise")
+    problems = load_spec_text(text).problems
+    duplicates = [(p.path, p.line, p.message, p.hint) for p in problems if "labelled" in p.message]
+    fix = "give one of them a distinct 'name:'"
+    assert duplicates == [("steps[2]", 7, "steps[2] and steps[0] (line 3) are both labelled 'filter'", fix),
+                          ("steps[3]", 9, "steps[3] and steps[1] (line 5) are both labelled 'sample'", fix)]
+    assert len(problems) == 2 + other_problem
+    with pytest.raises(SpecError) as caught:
+        make_plan(load_spec_text(text), pm)
+    assert "spec:7: steps[2]: steps[2] and steps[0] (line 3) are both labelled 'filter'" in str(caught.value)
+
+
+def test_a_spec_made_from_data_still_refuses_duplicate_labels():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="steps\\[1\\] and steps\\[0\\] are both labelled 'a': give one"):
+        Spec.model_validate({"source": {}, "steps": [{"step": "a"}, {"step": "a"}]})
+
+
 def test_a_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="spec file not found"):
         load_spec(tmp_path / "nope.yaml")
