@@ -32,11 +32,14 @@ class Problem:
     message: str
     hint: str | None = None
     line: int | None = None
+    # The file the line is in, where that is not the one the error is about (the base spec of an
+    # experiment, curate_train); None: that one.
+    file: str | None = None
 
     def render(self, source_name: str | None = None) -> str:
         where = self.path or "<spec>"
         if self.line is not None:
-            where = f"{source_name or 'spec'}:{self.line}: {where}"
+            where = f"{self.file or source_name or 'spec'}:{self.line}: {where}"
         text = f"{where}: {self.message}"
         return text if not self.hint else f"{text} ({self.hint})"
 

@@ -244,6 +244,13 @@ def format_path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
+def parse_path(text: str) -> tuple[str | int, ...]:
+    """``steps[1].params.columns`` → ``("steps", 1, "params", "columns")``: the inverse of
+    :func:`format_path` (a key holding '.' or '[' reads as two keys; lines then fall back to the
+    deepest key that exists, as :func:`line_of` does)."""
+    return tuple(int(index) if index else key for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text))
+
+
 def problems_from_validation(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[tuple]:
     """Pydantic errors → (path tuple, message) with messages a data engineer can act on."""
     out = []
@@ -345,8 +352,15 @@ def duplicate_keys(node: yaml.Node | None, path: tuple[str | int, ...] = ()) -> 
 
 def load_spec_text(text: str, path: Path | None = None) -> LoadedSpec:
     """Parse and check the spec's structure (not yet its plugins' params: see validation)."""
+    data, node = parse_yaml(text, str(path) if path else "spec")
+    return load_spec_data(data, path, node)
+
+
+def load_spec_data(data: Any, path: Path | None = None, node: yaml.Node | None = None) -> LoadedSpec:
+    """Check the structure of spec data parsed from YAML; ``node``, that YAML, gives each problem
+    its line. Without it (data a caller assembled, such as an experiment's variant) problems have
+    no line, and no line of text that was never shown to anyone is named."""
     source_name = str(path) if path else "spec"
-    data, node = parse_yaml(text, source_name)
     if not isinstance(data, dict):
         raise SpecError([Problem("", "a spec is a YAML mapping with at least a 'source:' section")], source_name)
     if "variants" in data and "variants" not in Spec.model_fields:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -140,18 +141,40 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
 
 def apply_patch(base: dict[str, Any], variant: Variant) -> tuple[dict[str, Any], list[Problem]]:
     """The variant's spec data and the problems found (each naming the variant and the path)."""
+    data, problems, _ = traced_patch(base, variant)
+    return data, problems
+
+
+# Where a step of a patched spec was written: ("base", index in the base's steps), ("insert", number
+# of the insert, index in its steps), or None (a step `set` wrote whole, or not a mapping).
+Origin = tuple[str, int] | tuple[str, int, int] | None
+
+
+def traced_patch(base: dict[str, Any], variant: Variant, locate: Callable[[tuple], int | None] | None = None,
+                 ) -> tuple[dict[str, Any], list[Problem], list[Origin]]:
+    """:func:`apply_patch`, plus the origin of each step of the result, so that a problem found in
+    the patched spec can be shown where it was written. ``locate(path)``: the line of a path inside
+    the variant (``("remove", 0)``, ``("set", "steps.dedup.params.columns")``), for the problems."""
     data = copy.deepcopy(base)
     problems: list[Problem] = []
     where = f"variants.{variant.name}"
+
+    def problem(path: str, loc: tuple, message: str, hint: str | None = None) -> None:
+        problems.append(Problem(path, message, hint, locate(loc) if locate else None))
+
     steps = data.setdefault("steps", [])
     if not isinstance(steps, list):
-        return data, [Problem(where, "the base spec's steps is not a list")]
+        problem(where, (), "the base spec's steps is not a list")
+        return data, problems, []
+    # By identity: every step written is kept alive until the end, so no id is reused meanwhile.
+    written: list[Any] = list(steps)
+    origins: dict[int, Origin] = {id(step): ("base", index) for index, step in enumerate(steps)}
     removed = []
-    for ref in variant.remove:
+    for number, ref in enumerate(variant.remove):
         try:
             removed.append(find_step(steps, ref))
         except PatchError as error:
-            problems.append(Problem(f"{where}.remove", f"{ref}: {error.message}", error.hint))
+            problem(f"{where}.remove", ("remove", number), f"{ref}: {error.message}", error.hint)
     for index in sorted(set(removed), reverse=True):
         del steps[index]
     for number, insert in enumerate(variant.insert):
@@ -163,12 +186,19 @@ def apply_patch(base: dict[str, Any], variant: Variant) -> tuple[dict[str, Any],
                 position = find_step(steps, anchor) + (1 if insert.after is not None else 0)
         except PatchError as error:
             key = "after" if insert.after is not None else "before"
-            problems.append(Problem(f"{where}.insert[{number}].{key}", f"{anchor}: {error.message}", error.hint))
+            problem(f"{where}.insert[{number}].{key}", ("insert", number, key), f"{anchor}: {error.message}",
+                    error.hint)
             continue
-        steps[position:position] = copy.deepcopy(insert.steps)
+        inserted = copy.deepcopy(insert.steps)
+        written += inserted
+        origins.update({id(step): ("insert", number, index) for index, step in enumerate(inserted)})
+        steps[position:position] = inserted
     for path, value in variant.set.items():
         try:
             set_path(data, path, copy.deepcopy(value))
         except PatchError as error:
-            problems.append(Problem(f"{where}.set.{path}", error.message, error.hint))
-    return data, problems
+            problem(f"{where}.set.{path}", ("set", path), error.message, error.hint)
+    final = data.get("steps")
+    traced = [origins.get(id(step)) if isinstance(step, dict) else None
+              for step in (final if isinstance(final, list) else [])]
+    return data, problems, traced

@@ -50,7 +50,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from curate.errors import CurateError, Problem, SpecError
 from curate.params import Params
-from curate_train.patch import Variant, apply_patch, closest
+from curate_train.patch import Origin, Variant, closest, step_labels, traced_patch
 
 MODEL_REF = re.compile(r"\{(model|rows):([^{}]*)\}")
 SEED_REF = "{seed}"
@@ -100,10 +100,33 @@ class SpecExperiment(Params):
 
 
 class Loaded:
-    """An experiment file, its base spec's data and where that came from."""
+    """An experiment file, its base spec's data and where that came from; their YAML (``node``,
+    ``base_node``) so that problems name their lines."""
 
-    def __init__(self, experiment: SpecExperiment, path: Path, base: dict[str, Any], base_path: Path):
+    def __init__(self, experiment: SpecExperiment, path: Path, base: dict[str, Any], base_path: Path,
+                 node: yaml.Node | None = None, base_node: yaml.Node | None = None):
         self.experiment, self.path, self.base, self.base_path = experiment, path, base, base_path
+        self.node, self.base_node = node, base_node
+
+    def line(self, *loc: str | int) -> int | None:
+        """The line of ``loc`` in the experiment file."""
+        from curate.spec import line_of
+
+        return line_of(self.node, loc)
+
+    def base_yaml(self) -> tuple[yaml.Node | None, str | None]:
+        """The base spec's YAML, and its file where that is not the experiment file (a base given
+        inline under ``spec:`` is in it)."""
+        if isinstance(self.experiment.spec, dict):
+            return _child(self.node, ("spec",)), None
+        return self.base_node, _shown(self.base_path)
+
+    def base_line(self, *loc: str | int) -> tuple[int | None, str | None]:
+        """The line of ``loc`` in the base spec, and the file as :meth:`base_yaml` says."""
+        from curate.spec import line_of
+
+        node, file = self.base_yaml()
+        return line_of(node, loc), file
 
 
 def is_spec_experiment(path: Path) -> bool:
@@ -140,6 +163,7 @@ def load(path: Path) -> Loaded:
                 hint = closest(str(loc[-1]), _allowed_keys(loc))
             problems.append(Problem(format_path(loc), message, hint, line=line_of(node, _indexed(loc, data))))
         raise SpecError(problems, source) from None
+    base_node = None
     if isinstance(experiment.spec, dict):
         base, base_path = copy.deepcopy(experiment.spec), path
     else:
@@ -148,10 +172,11 @@ def load(path: Path) -> Loaded:
             raise SpecError([Problem("spec", f"the base spec {base_path} does not exist",
                                      "spec: is a curation spec's path, relative to this file",
                                      line=line_of(node, ("spec",)))], source)
-        base, _ = parse_yaml(base_path.read_text(), str(base_path))
+        base, base_node = parse_yaml(base_path.read_text(), str(base_path))
         if not isinstance(base, dict):
-            raise SpecError([Problem("spec", f"{base_path} is not a curation spec (a mapping)")], source)
-    return Loaded(experiment, path, base, base_path)
+            raise SpecError([Problem("spec", f"{base_path} is not a curation spec (a mapping)",
+                                     line=line_of(node, ("spec",)))], source)
+    return Loaded(experiment, path, base, base_path, node, base_node)
 
 
 def _named(loc: tuple, data: dict[str, Any]) -> tuple:
@@ -226,50 +251,134 @@ def with_seed(data: Any, seed: int) -> Any:
     return data
 
 
-def variant_specs(loaded: Loaded) -> tuple[dict[str, dict[str, Any]], list[str], list[Problem]]:
+def variant_specs(loaded: Loaded) -> tuple[dict[str, dict[str, Any]], list[str], list[Problem],
+                                            dict[str, list[Origin]]]:
     """Each variant's spec data, the order to run them in (a variant after those whose models it
-    uses) and the problems: bad patch paths, unknown or circular ``{model:...}`` or ``{rows:...}`` references."""
+    uses), the problems (bad patch paths, unknown or circular ``{model:...}`` or ``{rows:...}``
+    references) and where each step of each variant was written (:func:`curate_train.patch.traced_patch`)."""
     problems: list[Problem] = []
     specs: dict[str, dict[str, Any]] = {}
+    origins: dict[str, list[Origin]] = {}
     needs: dict[str, set[str]] = {}
     names = [v.name for v in loaded.experiment.variants]
-    for variant in loaded.experiment.variants:
-        data, found = apply_patch(loaded.base, variant)
+    for index, variant in enumerate(loaded.experiment.variants):
+        data, found, origins[variant.name] = traced_patch(
+            loaded.base, variant, lambda loc, index=index: loaded.line("variants", index, *loc))
         problems += found
         specs[variant.name] = data
         needs[variant.name] = references(data)
         for kind, ref in sorted(placeholders(data)):
             written = f"'{{{kind}:{ref}}}'"  # as the user wrote it: {model:NAME} or {rows:NAME}
+            line, file = _placeholder_line(loaded, index, kind, ref)
             if ref not in names:
                 problems.append(Problem(f"variants.{variant.name}", f"{written} names no variant",
-                                        closest(ref, names)))
+                                        closest(ref, names), line, file))
             elif ref == variant.name:
                 own = "model" if kind == "model" else "rows (known only once it has curated)"
                 problems.append(Problem(f"variants.{variant.name}", f"{written} is the variant's own {own}",
-                                        "a variant can use the model (or rows) of another variant only"))
+                                        "a variant can use the model (or rows) of another variant only", line, file))
     order: list[str] = []
     pending = [n for n in names]
     while pending:
         ready = [n for n in pending if needs[n] & set(names) <= set(order) | {n}]
         if not ready:
-            problems.append(Problem("variants", "the {model:...} / {rows:...} references form a cycle: " + ", ".join(pending)))
+            problems.append(Problem("variants", "the {model:...} / {rows:...} references form a cycle: "
+                                    + ", ".join(pending), line=loaded.line("variants")))
             order += pending
             break
         order.append(ready[0])
         pending.remove(ready[0])
-    return specs, order, problems
+    return specs, order, problems, origins
+
+
+def _placeholder_line(loaded: Loaded, index: int, kind: str, ref: str) -> tuple[int | None, str | None]:
+    """Where ``{kind:ref}`` is written: in the variant, else in the base spec, else the variant's
+    own line. Returns the line and, when not the experiment file, the file (:meth:`Loaded.base_yaml`)."""
+    line = _scalar_line(_child(loaded.node, ("variants", index)), kind, ref)
+    if line is not None:
+        return line, None
+    node, file = loaded.base_yaml()
+    line = _scalar_line(node, kind, ref)
+    return (line, file) if line is not None else (loaded.line("variants", index), None)
+
+
+def _child(node: yaml.Node | None, loc: tuple) -> yaml.Node | None:
+    """The YAML node at ``loc`` (None: there is none)."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((value for key, value in node.value if key.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return node
+
+
+def _scalar_line(node: yaml.Node | None, kind: str, ref: str) -> int | None:
+    """The line of the first string under ``node`` that holds ``{kind:ref}``."""
+    if isinstance(node, yaml.ScalarNode):
+        found = {(k, name.strip()) for k, name in MODEL_REF.findall(str(node.value))}
+        return node.start_mark.line + 1 if (kind, ref) in found else None
+    children = ([item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode)
+                else node.value if isinstance(node, yaml.SequenceNode) else [])
+    for child in children:
+        line = _scalar_line(child, kind, ref)
+        if line is not None:
+            return line
+    return None
 
 
 def plan_variant(loaded: Loaded, data: dict[str, Any], seed: int, run_dir: Path, store: Path, pm: Any):
     """The engine's plan of one variant's spec in ``run_dir``, its steps cached in ``store``."""
     from curate.plan import make_plan
-    from curate.spec import load_spec_text
+    from curate.spec import load_spec_data
 
     data = with_seed(data, seed)
     data = {**data, "run": {**(data.get("run") or {}), "seed": seed, "cache_dir": str(store.resolve())}}
     data["run"].pop("dir", None)
-    loaded_spec = load_spec_text(yaml.safe_dump(data, sort_keys=False), loaded.base_path)
+    # Without a YAML node: a variant's spec is written nowhere, so its problems have no lines of
+    # their own; validate() shows each where it was written (variant_problem).
+    loaded_spec = load_spec_data(data, loaded.base_path)
     return make_plan(loaded_spec, pm, run_dir)  # raises every problem, loading's included
+
+
+def variant_problem(loaded: Loaded, index: int, steps: list[Any], origins: list[Origin], problem: Problem,
+                    ) -> Problem:
+    """A problem of variant ``index``'s plan, named by the variant and shown where it was written:
+    a key the variant `set`, a step it inserted, else the base spec (in its own file); the
+    variant's line when none of these says."""
+    from curate.spec import parse_path
+
+    name = loaded.experiment.variants[index].name
+    line, file = _written_at(loaded, index, steps, origins, parse_path(problem.path))
+    return Problem(f"variants.{name}: {problem.path}" if problem.path else f"variants.{name}", problem.message,
+                   problem.hint, line, file)
+
+
+def _written_at(loaded: Loaded, index: int, steps: list[Any], origins: list[Origin],
+                loc: tuple) -> tuple[int | None, str | None]:
+    if not loc:
+        return loaded.line("variants", index), None
+    variant = loaded.experiment.variants[index]
+    position = loc[1] if loc[0] == "steps" and len(loc) > 1 and isinstance(loc[1], int) else None
+    labels = step_labels(steps)
+    found = tuple(str(part) for part in loc)
+    for path in variant.set:  # the value it set, or what holds the value
+        wrote = path.split(".")
+        if wrote[0] == "steps" and len(wrote) > 1 and position is not None and position < len(labels):
+            if wrote[1] not in (labels[position], str(position)):
+                continue
+            wrote = ["steps", str(position), *wrote[2:]]
+        if tuple(wrote) == found[:len(wrote)]:
+            return loaded.line("variants", index, "set", path), None
+    if position is None:  # source, run, outputs: as the base has them
+        return loaded.base_line(*loc)
+    origin = origins[position] if position < len(origins) else None
+    if origin is not None and origin[0] == "insert":
+        return loaded.line("variants", index, "insert", origin[1], "steps", origin[2], *loc[2:]), None
+    if origin is not None:
+        return loaded.base_line("steps", origin[1], *loc[2:])
+    return loaded.line("variants", index), None
 
 
 def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
@@ -282,26 +391,26 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
     from curate_train.evalsets import check_groups, make_eval_set
 
     experiment = loaded.experiment
-    specs, order, problems = variant_specs(loaded)
+    specs, order, problems, origins = variant_specs(loaded)
     try:
         resolve_model(experiment.train.model)
     except CurateError as exc:
-        problems.append(Problem("train.model", exc.message, exc.hint))
+        problems.append(Problem("train.model", exc.message, exc.hint, loaded.line("train", "model")))
     from curate_train.clip import PRECISIONS
 
     if experiment.train.precision not in PRECISIONS:
         problems.append(Problem("train.precision", f"'{experiment.train.precision}' is not one open_clip_train "
-                                "accepts", f"choose one of {', '.join(PRECISIONS)}"))
+                                "accepts", f"choose one of {', '.join(PRECISIONS)}", loaded.line("train", "precision")))
     for index, fields in enumerate(experiment.eval):
         try:
             evalset = make_eval_set(fields, f"eval[{index}]", base=loaded.path.parent)
             if not Path(evalset.path).exists():
                 problems.append(Problem(f"eval[{index}].path", f"{evalset.path} does not exist",
-                                        "paths are relative to the experiment file"))
+                                        "paths are relative to the experiment file", loaded.line("eval", index, "path")))
             else:
                 check_groups(evalset)
         except CurateError as exc:
-            problems.append(Problem(f"eval[{index}]", exc.message, exc.hint))
+            problems.append(Problem(f"eval[{index}]", exc.message, exc.hint, loaded.line("eval", index)))
     pm = get_plugin_manager()
     plans: dict[str, list[str]] = {}
     from curate_clip.api import weights_to_come
@@ -309,32 +418,36 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="curate-experiment-") as scratch, weights_to_come(Path(scratch) / "model"):
         placeholder = _placeholder_model(experiment.train.model, Path(scratch))
         for name in order:
+            index = [v.name for v in experiment.variants].index(name)
             refs = references(specs[name])
             data = substitute(specs[name], {ref: placeholder for ref in refs}, {ref: 1 for ref in refs})
             try:
                 plan = plan_variant(loaded, data, experiment.seeds[0], run_dir / f"seed-{experiment.seeds[0]}" / name
                                     / "curate", run_dir / "store", pm)
             except SpecError as exc:
-                problems += [Problem(f"variants.{name}: {p.path}" if p.path else f"variants.{name}", p.message, p.hint)
-                             for p in exc.problems]
+                steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+                problems += [variant_problem(loaded, index, steps, origins[name], p) for p in exc.problems]
                 continue
             except CurateError as exc:
-                problems.append(Problem(f"variants.{name}", exc.message, exc.hint))
+                problems.append(Problem(f"variants.{name}", exc.message, exc.hint, loaded.line("variants", index)))
                 continue
             labels = [p.label for p in plan.steps]
             plans[name] = labels
             target = experiment.train.step or labels[-1]
             if target not in labels:
                 problems.append(Problem("train.step", f"variant '{name}' has no step labelled '{target}'",
-                                        closest(target, labels)))
+                                        closest(target, labels), loaded.line("train", "step")))
                 continue
             schema = plan.by_label(target).output_schema
             for column, wanted in ((experiment.train.caption, None), ("image", Image)):
                 if column not in schema:
                     problems.append(Problem("train.caption" if wanted is None else "train",
                                             f"variant '{name}': step '{target}' has no column '{column}' to train on",
-                                            closest(column, list(schema))))
+                                            closest(column, list(schema)),
+                                            loaded.line("train", "caption") if wanted is None else loaded.line("train")))
     if problems:
+        # In the order of the experiment file, then of the base spec's file (as `curate validate`).
+        problems.sort(key=lambda p: (p.file is not None, p.line is None, p.line or 0))
         raise SpecError(problems, str(loaded.path))
     return {"order": order, "steps": plans}
 

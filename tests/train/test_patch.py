@@ -103,3 +103,27 @@ def test_null_removes_a_key_and_a_scalar_cannot_be_walked_into():
         assert "not a mapping or a list" in error.message
     else:  # pragma: no cover
         raise AssertionError("walking into a string must fail")
+
+
+@given(specs(), st.data())
+def test_each_patched_step_is_traced_to_where_it_was_written(base, data):
+    # What lets `curate experiment validate` name the line of a problem in a variant's plan.
+    from curate_train.patch import traced_patch
+
+    removed = data.draw(st.lists(st.sampled_from(step_labels(base["steps"])), max_size=2, unique=True))
+    inserts = [Insert(steps=[{"step": "filter", "name": f"new_{n}_{k}"} for k in range(data.draw(st.integers(1, 2)))],
+                      **({"after": data.draw(st.sampled_from(step_labels(base["steps"])))} if n else {}))
+               for n in range(data.draw(st.integers(0, 2)))]
+    replaced = data.draw(st.sampled_from(step_labels(base["steps"])))
+    variant = Variant(name="v", remove=removed, insert=inserts, set={f"steps.{replaced}": {"step": "sample"}})
+    lines = {"remove": 1, "insert": 2, "set": 3}  # where each part of the variant is, as told to traced_patch
+    patched, problems, origins = traced_patch(base, variant, locate=lambda loc: lines[loc[0]])
+    assert len(origins) == len(patched["steps"])
+    for step, origin in zip(patched["steps"], origins):
+        if origin is None:  # written whole by set
+            assert step == {"step": "sample"}
+        elif origin[0] == "base":
+            assert step == base["steps"][origin[1]] and step["step"] not in removed
+        else:
+            assert step == inserts[origin[1]].steps[origin[2]]
+    assert all(p.line == lines[p.path.split(".")[2].split("[")[0]] for p in problems)

@@ -5,6 +5,7 @@ share cached steps and pair their seeds."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -100,6 +101,68 @@ def test_a_bad_variant_is_one_clear_error_naming_variant_path_and_closest(pool, 
         for text in expected:
             assert text in err, (text, err)
     assert not (pool / "run").exists()  # nothing ran
+
+
+def line_with(path: Path, text: str) -> int:
+    """The 1-based line of ``path`` that holds ``text`` (once)."""
+    lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line]
+    assert len(lines) == 1, (text, lines)
+    return lines[0]
+
+
+@pytest.mark.parametrize("variant, written, expected", [
+    ({"name": "bad", "set": {"steps.dedupe.params.columns": ["alt_text"]}}, "steps.dedupe.params.columns:",
+     "variants.bad.set.steps.dedupe.params.columns: no step labelled 'dedupe'"),
+    ({"name": "bad", "remove": ["normalise_text"]}, "- normalise_text",
+     "variants.bad.remove: normalise_text: no step labelled 'normalise_text'"),
+    ({"name": "bad", "insert": [{"after": "dedupe", "steps": [{"step": "sample"}]}]}, "after: dedupe",
+     "variants.bad.insert[0].after: dedupe: no step labelled 'dedupe'"),
+    ({"name": "bad", "insert": [{"after": "dedup", "steps": [{"step": "clip_score",
+                                                             "params": {"model": "{model:al}"}}]}]},
+     "{model:al}", "variants.bad: '{model:al}' names no variant"),
+    # problems of the variant's plan: at the key it set, or at the step it inserted
+    ({"name": "bad", "set": {"steps.dedup.params.colums": ["url"]}}, "steps.dedup.params.colums:",
+     "variants.bad: steps[1].params.colums: unknown key"),
+    ({"name": "bad", "insert": [{"before": "dedup", "steps": [{"step": "sampel", "params": {"count": 2}}]}]},
+     "step: sampel", "variants.bad: steps[1].step: unknown step 'sampel'"),
+    ({"name": "bad", "insert": [{"before": "dedup", "steps": [{"step": "sample", "params": {"fractoin": 0.5}}]}]},
+     "fractoin:", "variants.bad: steps[1].params.fractoin: unknown key"),
+    ({"name": "bad", "insert": [{"steps": [{"step": "normalize_text"}]}]}, "step: normalize_text",
+     "variants.bad: steps[2]: steps[2] and steps[0] are both labelled 'normalize_text'"),
+])
+def test_validate_names_the_line_each_problem_was_written_on(pool, capsys, variant, written, expected):
+    path = experiment(pool, variants=[{"name": "all"}, variant])
+    code, _, err = cli(["experiment", "validate", path, "--run-dir", pool / "run"], capsys)
+    assert code == 2, err
+    assert f"{path}:{line_with(path, written)}: {expected}" in err, err
+
+
+def test_validate_names_lines_of_the_experiments_own_fields(pool, capsys):
+    path = experiment(pool, train={"model": "tiny", "samples": 48, "precision": "fp64", "step": "dedupp"},
+                      eval=[{"name": "colors", "format": "table", "path": "nope.parquet"}])
+    code, _, err = cli(["experiment", "validate", path, "--run-dir", pool / "run"], capsys)
+    assert code == 2, err
+    for written, expected in [("precision: fp64", "train.precision: 'fp64' is not one open_clip_train accepts"),
+                              ("step: dedupp", "train.step: variant 'all' has no step labelled 'dedupp'"),
+                              ("path: nope.parquet", "eval[0].path: ")]:
+        assert f"{path}:{line_with(path, written)}: {expected}" in err, (expected, err)
+    lines = [int(n) for n in re.findall(r"experiment\.yaml:(\d+):", err)]
+    assert lines == sorted(lines)  # in the order of the file
+
+
+def test_a_problem_of_the_base_spec_is_named_at_its_line_in_its_own_file(pool, capsys):
+    base = pool / "base.yaml"
+    base.write_text(base.read_text().replace("columns:", "colums:"))
+    code, _, err = cli(["experiment", "validate", experiment(pool), "--run-dir", pool / "run"], capsys)
+    assert code == 2, err
+    for name in ("all", "all_sampled"):
+        assert f"base.yaml:{line_with(base, 'colums:')}: variants.{name}: steps[1].params.colums: unknown key" in err
+    # given inline, the base spec is in the experiment file
+    inline = yaml.safe_load(base.read_text())
+    path = experiment(pool, spec=inline)
+    code, _, err = cli(["experiment", "validate", path, "--run-dir", pool / "run"], capsys)
+    assert code == 2, err
+    assert f"{path}:{line_with(path, 'colums:')}: variants.all: steps[1].params.colums: unknown key" in err, err
 
 
 def test_bad_experiment_fields_are_errors_with_lines(pool, capsys):
