@@ -4,7 +4,9 @@ Every step's output lives in a content-addressed store directory named by its fi
 A step whose directory is complete is reused (the cache); a shard-scope step that was cut off
 keeps its finished shards (resume); table-scope steps and the source are written to a
 ``.partial`` directory and renamed when done, so they are either whole or absent. A step is
-reused only when its files hold the rows its marker says (``runstore.cache_problem``). A run
+reused only when its files are the ones its marker recorded, with the rows it says
+(``runstore.cache_problem``); a step or shard that disagrees is recomputed and said so in a
+``StoreWarning`` naming the file. A run
 holds its run directory's and store's locks (``curate.lock``) throughout, and checks that
 every step returns each input uid once, kept or dropped with a reason (``check_nothing_lost``).
 Consecutive thread-safe shard steps run fused (``curate.fusion``): one pass per shard, one cache
@@ -19,6 +21,7 @@ import json
 import platform
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +32,15 @@ from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
-from curate.runstore import COMPLETE, cache_problem, link_step, write_manifest, write_views
+from curate.runstore import (
+    COMPLETE,
+    NOT_STORED,
+    StoreWarning,
+    cache_problem,
+    link_step,
+    write_manifest,
+    write_views,
+)
 from curate.shards import (
     ShardStats,
     ShardTask,
@@ -242,13 +253,14 @@ class Engine:
         if problem is None:
             stats = json.loads(complete.read_text())
             self.observer.step_started(planned, stats.get("rows_in"), True)
-            record.update(stats, cached=True, complete=True)
+            record.update(_facts(stats), cached=True, complete=True)
             link_step(self.run_dir, planned.dirname, step_dir)
             self.observer.step_finished(planned, record)
             return record
 
         if complete.exists():  # a marker its files disagree with: recompute, and say why in the record
             record["cache_rejected"] = problem
+            _say_recomputed(planned.label, problem)
             complete.unlink()
         started = time.perf_counter()
         ctx = self._context(planned)
@@ -263,7 +275,7 @@ class Engine:
         if planned.label in getattr(self, "retrying", {}):
             stats["retried_rows"] = self.retrying[planned.label]
         write_json_atomic(stats, step_dir / COMPLETE)
-        record.update(stats, complete=True)
+        record.update(_facts(stats), complete=True)
         link_step(self.run_dir, planned.dirname, step_dir)
         self.observer.step_finished(planned, record)
         return record
@@ -291,6 +303,7 @@ class Engine:
             if complete.exists():  # stale or disagreeing with its files: the group is recomputed
                 if problem is not None:
                     record["cache_rejected"] = problem
+                    _say_recomputed(planned.label, problem)
                 complete.unlink()
         if reuse_head:
             self._reuse(head, records[0])
@@ -304,7 +317,7 @@ class Engine:
         step_dir = self.plan.step_dir(planned)
         stats = json.loads((step_dir / COMPLETE).read_text())
         self.observer.step_started(planned, stats.get("rows_in"), True)
-        record.update(stats, cached=True, complete=True)
+        record.update(_facts(stats), cached=True, complete=True)
         link_step(self.run_dir, planned.dirname, step_dir)
         self.observer.step_finished(planned, record)
 
@@ -329,6 +342,7 @@ class Engine:
             self.observer.step_started(planned, total if position == 0 else None, False)
 
         def on_done(stats: ShardStats) -> None:
+            _say_shard_recomputed(fused.label, stats)
             for planned, facts in zip(members, stats.members or []):
                 self.observer.rows_done(planned, facts["rows_in"])
 
@@ -367,10 +381,11 @@ class Engine:
                 "group_seconds": seconds,
                 "finished_at": finished_at,
                 "summary": planned.step.summary(ctx),
+                **_files_entry([f.get("files") for f in facts]),
             }
             step_dir = plan.step_dir(planned)
             write_json_atomic(stats, step_dir / COMPLETE)
-            record.update(stats, complete=True)
+            record.update(_facts(stats), complete=True)
             link_step(self.run_dir, planned.dirname, step_dir)
             self.observer.step_finished(planned, record)
 
@@ -394,6 +409,7 @@ class Engine:
         fused.setup(contexts[-1])
 
         def on_done(stats: ShardStats) -> None:
+            _say_shard_recomputed(fused.label, stats)
             for planned, facts in zip(followers, stats.members or []):
                 self.observer.rows_done(planned, facts["rows_in"])
 
@@ -436,6 +452,7 @@ class Engine:
                     "dropped": dict(sorted(writer.dropped.items())),
                     "shards": shards,
                     "summary": step.summary(ctx),
+                    "files": writer.files,
                 }
             results = pool.finish()
         finally:
@@ -448,7 +465,7 @@ class Engine:
         stats["seconds"] = round(max(seconds - follower_busy / max(1, workers), 0.0), 3)
         stats["finished_at"] = _now()
         write_json_atomic(stats, head_dir / COMPLETE)
-        records[0].update(stats, complete=True)
+        records[0].update(_facts(stats), complete=True)
         link_step(self.run_dir, head.dirname, head_dir)
         self.observer.step_finished(head, records[0])
         self._finish_members(followers, records[1:], contexts[1:], results, seconds)
@@ -493,6 +510,7 @@ class Engine:
             "dropped": dict(sorted(writer.dropped.items())),
             "shards": shards,
             "summary": step.summary(ctx),
+            "files": writer.files,
         }
 
     def _run_shard_step(self, planned: PlannedStep, step_dir: Path, ctx: StepContext, executor: Any):
@@ -512,6 +530,7 @@ class Engine:
             self.observer.rows_done(planned, rows)
 
         def on_done(stats: ShardStats) -> None:
+            _say_shard_recomputed(planned.label, stats)
             rest = stats.rows_in - reported.pop(stats.index, 0)
             if rest > 0:
                 self.observer.rows_done(planned, rest)
@@ -529,6 +548,7 @@ class Engine:
             "shards": len(results),
             "shard_seconds": round(sum(s.seconds for s in results), 3),
             "summary": step.summary(ctx),
+            **_files_entry([s.files for s in results]),
         }
 
     def _write_output(self, output: Any) -> dict[str, Any]:
@@ -555,6 +575,34 @@ class Engine:
             "seconds": round(time.perf_counter() - started, 3),
             **facts,
         }
+
+
+def _say_recomputed(label: str, problem: str) -> None:
+    """A complete step that is not reused: said as a StoreWarning when its marker and files
+    disagree (a step that stored no kept rows, where they are now needed, is no surprise)."""
+    if problem != NOT_STORED:
+        warnings.warn(f"step '{label}' is recomputed: {problem}", StoreWarning, stacklevel=2)
+
+
+def _say_shard_recomputed(label: str, stats: ShardStats) -> None:
+    if stats.redone is not None:
+        warnings.warn(f"step '{label}', shard {stats.index} was recomputed: {stats.redone}", StoreWarning,
+                      stacklevel=2)
+
+
+def _facts(stats: dict[str, Any]) -> dict[str, Any]:
+    """A step's _COMPLETE.json as its manifest record shows it: without the fingerprints of its
+    files (the store's business, and one line per shard file)."""
+    return {key: value for key, value in stats.items() if key != "files"}
+
+
+def _files_entry(parts: list[dict[str, str] | None]) -> dict[str, Any]:
+    """A step's ``files`` (fingerprints of what it stored) from its shards' markers, as the
+    entry of its _COMPLETE.json; none when a shard's marker was written before fingerprints
+    (a run resumed across an upgrade): the step is then trusted on its row counts, as before."""
+    if any(part is None for part in parts):
+        return {}
+    return {"files": {path: fingerprint for part in parts for path, fingerprint in part.items()}}
 
 
 def _write_table_step(step: Step, table: TableInput, ctx: StepContext, writer: ShardWriter, schema: Schema) -> int:

@@ -15,7 +15,8 @@ use a model and whose kept rows no output reads (:func:`fusable`); the executor 
 
 The group is one cache unit and one resume unit: it is reused when every member is complete, a
 cut-off group keeps its finished shards (a shard is finished when its marker agrees with the last
-member's kept rows and every member's dropped rows), and ``curate run --from`` a member re-runs
+member's kept rows and every member's dropped rows: each member's facts in it carry the
+fingerprints of its own files), and ``curate run --from`` a member re-runs
 the whole group. One exception: a head (:func:`fusable_head`) that stored its kept rows, having
 run alone before (the last step of another experiment variant), is reused, and its followers read
 those rows as a group headed by a shard step does. Outputs are byte-identical to running the
@@ -81,35 +82,48 @@ class FusedSteps(Step):
         return member.step_dir / "dropped" / task.name
 
 
-def finished_fused_shard(fused: FusedSteps, task: Any) -> Any:
-    """The shard's stats when its marker agrees with the last member's kept rows and every
-    member's dropped rows (row counts from the footers), else None."""
-    from curate.shards import ShardStats, parquet_rows
+def finished_fused_shard(fused: FusedSteps, task: Any) -> tuple[Any, str | None]:
+    """(the shard's stats, None) when its marker agrees with the last member's kept rows and
+    every member's dropped rows (each file's fingerprint where the marker has them, and row
+    counts from the footers), else (None, why not); (None, None) when there is no group marker
+    (none at all, or one a lone step or another grouping wrote: no disagreement, just not this)."""
+    from curate.shards import ShardStats, files_problem, parquet_rows
 
     if not task.marker.exists():
-        return None
+        return None, None
     try:
         stats = ShardStats.from_json(json.loads(task.marker.read_text()))
         if stats.members is None or len(stats.members) != len(fused.members):
-            return None
-        if parquet_rows(task.output) != stats.rows_out:
-            return None
+            return None, None
         for member, facts in zip(fused.members, stats.members):
-            if parquet_rows(fused.dropped_path(member, task)) != sum(facts["dropped"].values()):
-                return None
-        return stats
-    except Exception:  # unreadable marker or file: the shard is redone
-        return None
+            path = fused.dropped_path(member, task)
+            # A marker written before fingerprints is trusted on its row counts.
+            paths = [path, task.output] if member is fused.members[-1] else [path]
+            problem = files_problem(member.step_dir, facts["files"], paths) if "files" in facts else None
+            if problem:
+                return None, problem
+            dropped = parquet_rows(path)
+            if dropped != sum(facts["dropped"].values()):
+                recorded = sum(facts["dropped"].values())
+                return None, f"its marker says {recorded} dropped rows, {path} holds {dropped}"
+        rows = parquet_rows(task.output)
+        if rows != stats.rows_out:
+            return None, f"its marker says {stats.rows_out} rows out, {task.output} holds {rows}"
+    except Exception as exc:  # an unreadable marker or file: the shard is redone
+        return None, f"its marker or files are unreadable ({type(exc).__name__}: {exc})"
+    return stats, None
 
 
 def run_fused_task(fused: FusedSteps, task: Any, ctx: StepContext, expected: Schema) -> Any:
     """One shard through every member: each member's dropped rows are written to its own store
     directory, the last member's kept rows to ``task.output``, then the marker. The checks are
     the ones a lone step gets (declared columns, nothing lost), per member."""
-    done = finished_fused_shard(fused, task)
+    done, redone = finished_fused_shard(fused, task)
     if done is not None:
         return done
-    return run_fused_frame(fused, task, pl.read_parquet(task.input))
+    stats = run_fused_frame(fused, task, pl.read_parquet(task.input))
+    stats.redone = redone
+    return stats
 
 
 def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
@@ -120,10 +134,11 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
         check_nothing_lost,
         check_output,
         drop_counts,
+        relative,
         split_dropped,
         uids_of,
         write_json_atomic,
-        write_parquet_atomic,
+        write_shard,
     )
 
     started = time.perf_counter()
@@ -142,16 +157,19 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
         kept, dropped = split_dropped(result)
         kept = check_output(step, kept, member.expected, task.index)
         check_nothing_lost(step, task.index, table.lazy(), uids_of([kept, dropped]))
-        write_parquet_atomic(dropped, fused.dropped_path(member, task))
+        path = fused.dropped_path(member, task)
         members.append({
             "label": step.label,
             "rows_in": table.height,
             "rows_out": kept.height,
             "dropped": drop_counts(dropped),
             "seconds": round(time.perf_counter() - member_started, 4),
+            "files": {relative(path, member.step_dir): write_shard(dropped, path)},
         })
         table = kept
-    write_parquet_atomic(table, task.output)
+    # The last member's files are the marker's own (the group's kept rows beside its dropped rows).
+    files = members[-1]["files"]
+    files[relative(task.output, task.output_dir)] = write_shard(table, task.output)
     stats = ShardStats(
         index=task.index,
         rows_in=rows_in,
@@ -159,6 +177,7 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
         dropped=members[-1]["dropped"],
         seconds=round(time.perf_counter() - started, 4),
         members=members,
+        files=files,
     )
     write_json_atomic(stats.to_json(), task.marker)
     return stats
@@ -185,8 +204,12 @@ class FollowerPool:
         from curate.shards import ShardTask
 
         task = ShardTask(index, Path(), self.last_dir)
-        done = finished_fused_shard(self.fused, task)
-        return done if done is not None else run_fused_frame(self.fused, task, frame)
+        done, redone = finished_fused_shard(self.fused, task)
+        if done is not None:
+            return done
+        stats = run_fused_frame(self.fused, task, frame)
+        stats.redone = redone
+        return stats
 
     def _collect(self, future: Any) -> None:
         stats = future.result()  # a member's error is raised here, in the head's thread

@@ -16,7 +16,13 @@ import polars as pl
 from curate.duck import literal, memory_bytes, position_case, quote, stream
 from curate.errors import CurateError, SourceError
 from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes
-from curate.shards import KEPT_REFERENCE, ShardWriter, write_json_atomic, write_parquet_atomic
+from curate.shards import (
+    KEPT_REFERENCE,
+    ShardWriter,
+    file_fingerprint,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from curate.source import Source
 from curate.spec import SourceSpec
 from curate.step import StepContext
@@ -147,13 +153,15 @@ def ingest(
         _check_unique(con, kept_files() if kept_files is not None else sorted((out_dir / "data").glob("*.parquet")))
     con.close()
     shutil.rmtree(staging, ignore_errors=True)
-    stats = {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {}}
+    stats = {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {},
+             "files": writer.files}
     if kept_sink is not None:
         stats["kept_rows_stored"] = not by_reference
     if by_reference:
         assert in_place is not None
         write_json_atomic({"relation": in_place[0], "uids": not has_uid, "columns": list(schema)},
                           out_dir / KEPT_REFERENCE)
+        stats["files"][KEPT_REFERENCE] = file_fingerprint(out_dir / KEPT_REFERENCE)
         stats["kept_rows_stored"] = False
     return stats
 

@@ -8,6 +8,7 @@
       steps/NN_label       → store/<fingerprint> (symlinks, for people and shells)
       store/<fingerprint>/ data/shard-*.parquet, dropped/shard-*.parquet, shards/*.json markers,
                            artifacts/ (sidecars: embeddings, indexes), _COMPLETE.json
+                           (the markers hold each stored file's size and CRC-32: reuse checks them)
                            (a step fused with the steps after it has no data/ and no shards/:
                            its group's last step holds them; see curate.fusion)
 """
@@ -26,7 +27,15 @@ import polars as pl
 from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
 from curate.lock import LOCK_NAME
-from curate.shards import KEPT_REFERENCE, iter_dropped_files, iter_shard_files, parquet_rows, write_json_atomic
+from curate.shards import (
+    KEPT_REFERENCE,
+    files_problem,
+    iter_dropped_files,
+    iter_shard_files,
+    parquet_rows,
+    relative,
+    write_json_atomic,
+)
 
 MANIFEST = "manifest.json"
 DATABASE = "curate.duckdb"
@@ -198,24 +207,45 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     write_json_atomic(manifest, Path(run_dir) / MANIFEST)
 
 
+# Why a complete step is not reused where its kept rows must be read: not a disagreement between
+# its marker and its files (those are also said as a StoreWarning), just not stored.
+NOT_STORED = "its kept rows were not stored (it ran fused with the steps after it)"
+
+
+class StoreWarning(UserWarning):
+    """A stored step or shard disagrees with its marker (a file rewritten, copied in from another
+    run, or damaged): it is recomputed instead of reused."""
+
+
 def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
     """None when the step in ``step_dir`` is complete and its files hold what its marker says;
-    else why it is not reusable. Row counts come from the Parquet footers, so this reads no data.
+    else why it is not reusable. Every stored file (kept rows, dropped rows, uids, kept.json)
+    must be there, none besides, each with the fingerprint recorded when it was written
+    (``curate.shards.file_fingerprint``: one read of the step's files), and row counts from the
+    Parquet footers must match the marker's. A marker written before fingerprints is trusted on
+    its row counts, as it was: recomputing every cached step of an existing store (model steps
+    among them) on upgrading would cost more than it guards against.
 
     A step that ran fused with the steps after it (``curate.fusion``) stored its dropped rows
     only (its marker says ``kept_rows_stored: false``): it is reusable inside its group
     (``needs_data=False``), not where its kept rows must be read.
 
     A marker alone was trusted before: a step cut in half by a second run on the same store
-    was published with its full count and reused by every later run."""
-    marker = Path(step_dir) / COMPLETE
+    was published with its full count and reused by every later run; row counts alone, a shard
+    rewritten with as many rows."""
+    step_dir = Path(step_dir)
+    marker = step_dir / COMPLETE
     if not marker.exists():
         return "not complete"
     try:
         stats = json.loads(marker.read_text())
         kept_stored = stats.get("kept_rows_stored", True)
         if needs_data and not kept_stored:
-            return "its kept rows were not stored (it ran fused with the steps after it)"
+            return NOT_STORED
+        if "files" in stats:  # first: it names the file that differs
+            problem = _stored_files_problem(step_dir, stats["files"])
+            if problem:
+                return problem
         data, dropped = iter_shard_files(step_dir), list(iter_dropped_files(step_dir))
         if not kept_stored:
             data = []
@@ -230,6 +260,18 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
     except Exception as exc:  # an unreadable marker or file: recompute rather than trust it
         return f"unreadable ({type(exc).__name__}: {exc})"
     return None
+
+
+def _stored_files_problem(step_dir: Path, recorded: dict[str, str]) -> str | None:
+    """The step's stored files against the fingerprints its marker recorded: which is missing,
+    extra or different."""
+    stored = [*iter_shard_files(step_dir), *iter_dropped_files(step_dir),
+              *sorted((step_dir / "uids").glob("shard-*.parquet")),
+              *[path for path in (step_dir / KEPT_REFERENCE,) if path.exists()]]
+    missing = sorted(set(recorded) - {relative(path, step_dir) for path in stored})
+    if missing:
+        return f"{step_dir / missing[0]}, which its marker recorded, is missing"
+    return files_problem(step_dir, recorded, stored)
 
 
 def link_step(run_dir: Path, dirname: str, target: Path) -> None:

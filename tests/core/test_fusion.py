@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from curate.runstore import StoreWarning
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
 from tests.conftest import cli_env, kill_when_ready, sample_table
@@ -92,8 +93,14 @@ def test_a_fused_group_is_one_cache_unit_and_intermediate_kept_rows_are_not_stor
     assert all(r["cached"] for r in again["steps"])
     # A member's dropped shard gone: the whole group is recomputed, to the same bytes.
     files = stored_files(first)
-    next((Path(first["steps"][2]["path"]) / "dropped").glob("shard-*.parquet")).unlink()
-    third = run_spec(spec, tmp_path, pm=pm)
+    gone = next((Path(first["steps"][2]["path"]) / "dropped").glob("shard-*.parquet"))
+    gone.unlink()
+    with pytest.warns(StoreWarning) as caught:
+        third = run_spec(spec, tmp_path, pm=pm)
+    shard = int(gone.stem.removeprefix("shard-"))
+    assert {str(w.message).split(":")[0] for w in caught} == {
+        "step 's1_filter' is recomputed", f"step 's0_normalize+s1_filter+s2_sample', shard {shard} was recomputed"}
+    assert all(f"{gone}, which its marker recorded, is missing" in str(w.message) for w in caught)
     assert [r["cached"] for r in third["steps"]] == [False, False, False, False]
     assert stored_files(third) == files
     # The same steps unfused: the members (no kept rows stored) are not reused.

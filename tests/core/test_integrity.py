@@ -21,6 +21,7 @@ import pytest
 from curate.errors import CurateError, StepError
 from curate.hookspecs import hookimpl
 from curate.plan import make_plan, plan_rows
+from curate.runstore import StoreWarning
 from curate.schema import DROP_REASON
 from curate.spec import load_spec
 from curate.step import Step
@@ -234,10 +235,11 @@ def test_a_step_whose_files_disagree_with_its_marker_is_recomputed(pm, tmp_path,
     plan = make_plan(load_spec(tmp_path / "a" / "spec.yaml"), pm, tmp_path / "a" / "run")
     cached = [row["cached"] for row in plan_rows(plan)]  # what `curate plan` shows
     assert cached.count(False) == 1
-    again = run_spec(SPEC, tmp_path / "a", pm=pm)  # rewriting the data would change the source's fingerprint
+    with pytest.warns(StoreWarning, match=r"is recomputed: .*shard-0000[04]\.parquet"):
+        again = run_spec(SPEC, tmp_path / "a", pm=pm)  # rewriting the data would change the source's fingerprint
     fresh = run_spec(SPEC, tmp_path / "b", tables=tables, pm=pm)
     assert [r["cached"] for r in again["steps"]] == cached
-    assert any("marker says" in r.get("cache_rejected", "") for r in again["steps"])
+    assert any("its marker recorded" in r.get("cache_rejected", "") for r in again["steps"])
     assert _store_files(again) == _store_files(first) == _store_files(fresh)
     assert [r["rows_out"] for r in again["steps"]] == [r["rows_out"] for r in fresh["steps"]]
 
@@ -250,7 +252,9 @@ def test_a_shard_marker_whose_file_is_gone_is_redone(pm, tmp_path):
     original = (step / "data" / "shard-00001.parquet").read_bytes()
     (step / "_COMPLETE.json").unlink()  # killed after its shards, before the step's marker
     (step / "data" / "shard-00001.parquet").unlink()
-    again = run_spec(spec, tmp_path, pm=pm)
+    with pytest.warns(StoreWarning, match="shard 1 was recomputed: .*shard-00001.parquet, which its marker "
+                                          "recorded, is missing"):
+        again = run_spec(spec, tmp_path, pm=pm)
     assert (step / "data" / "shard-00001.parquet").read_bytes() == original
     assert again["steps"][1]["rows_out"] == first["steps"][1]["rows_out"]
 
