@@ -16,8 +16,8 @@ use a model and whose kept rows no output reads (:func:`fusable`); the executor 
 The group is one cache unit and one resume unit: it is reused when every member is complete, a
 cut-off group keeps its finished shards (a shard is finished when its marker agrees with the last
 member's kept rows and every member's dropped rows: each member's facts in it carry the
-fingerprints of its own files), and ``curate run --from`` a member re-runs
-the whole group. One exception: a head (:func:`fusable_head`) that stored its kept rows, having
+fingerprints of its own files), and ``curate run --from`` a member re-runs the whole group.
+One exception: a head (:func:`fusable_head`) that stored its kept rows, having
 run alone before (the last step of another experiment variant), is reused, and its followers read
 those rows as a group headed by a shard step does. Outputs are byte-identical to running the
 members one by one.
@@ -102,9 +102,8 @@ def finished_fused_shard(fused: FusedSteps, task: Any) -> tuple[Any, str | None]
             problem = files_problem(member.step_dir, facts["files"], paths) if "files" in facts else None
             if problem:
                 return None, problem
-            dropped = parquet_rows(path)
-            if dropped != sum(facts["dropped"].values()):
-                recorded = sum(facts["dropped"].values())
+            dropped, recorded = parquet_rows(path), sum(facts["dropped"].values())
+            if dropped != recorded:
                 return None, f"its marker says {recorded} dropped rows, {path} holds {dropped}"
         rows = parquet_rows(task.output)
         if rows != stats.rows_out:

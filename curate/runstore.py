@@ -266,8 +266,9 @@ def _stored_files_problem(step_dir: Path, recorded: dict[str, str]) -> str | Non
     """The step's stored files against the fingerprints its marker recorded: which is missing,
     extra or different."""
     stored = [*iter_shard_files(step_dir), *iter_dropped_files(step_dir),
-              *sorted((step_dir / "uids").glob("shard-*.parquet")),
-              *[path for path in (step_dir / KEPT_REFERENCE,) if path.exists()]]
+              *sorted((step_dir / "uids").glob("shard-*.parquet"))]
+    if (step_dir / KEPT_REFERENCE).exists():
+        stored.append(step_dir / KEPT_REFERENCE)
     missing = sorted(set(recorded) - {relative(path, step_dir) for path in stored})
     if missing:
         return f"{step_dir / missing[0]}, which its marker recorded, is missing"

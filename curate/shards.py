@@ -106,10 +106,11 @@ def file_fingerprint(path: Path) -> str:
     Row counts alone let a shard rewritten with as many rows (tampered, copied from another run,
     bit-rot that still parses) be reused. A hash of the Parquet footer alone (its offsets, sizes
     and statistics) missed ~30 % of single-value edits rewritten with the same settings, where
-    every page compresses to the same size. CRC-32 reads 3.4 GB/s here (zlib, GIL released), a
-    bit over half of what a SHA-256 costs: ~30 ms of CPU per 100 MB written (the 1M-row metadata
-    benchmark stores 100 MB), and it catches every burst of up to 32 flipped bits. Stores are not
-    defended against an adversary, who could rewrite the markers as well."""
+    every page compresses to the same size. CRC-32 reads 3.4 GB/s here (zlib, GIL released),
+    twice SHA-256's speed: the 1M-row metadata benchmark stores 100 MB and spends 30-50 ms of its
+    ~7 s of CPU fingerprinting it (as much again to check it on a cached run), and it catches
+    every burst of up to 32 flipped bits. Stores are not defended against an adversary, who could
+    rewrite the markers as well."""
     crc, size = 0, 0
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
