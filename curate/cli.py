@@ -352,8 +352,23 @@ def _command_of(argv: list[str]) -> str | None:
     return None
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """curate's own warnings (a plugin skipped, a stored step recomputed) as one line, as its other
+    notices are; Python's format added the file, line and source line of the warn() call."""
+    if category.__module__.split(".")[0].startswith("curate"):
+        click.echo(f"curate: warning: {message}", err=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
+    if argv is None:  # the program itself (a caller passing argv, such as a test, keeps its own display)
+        warnings.showwarning = _show_warning
     argv, debug = _hoist_debug(list(argv if argv is not None else sys.argv[1:]))
     if _command_of(argv) not in WITHOUT_PLUGIN_COMMANDS:
         # Plugin sub-commands only when one may be asked for, listed (--help, `curate plugins`)

@@ -24,6 +24,7 @@ import polars as pl
 
 from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError
+from curate.runfiles import read_json
 
 EMBEDDINGS = "embeddings"
 MAX_DIM = 65536  # a meta.json claiming more is damaged (a dim of 1e11 asked numpy for 5.6 TiB)
@@ -70,7 +71,7 @@ class EmbeddingStore:
                               "run a step that writes them (e.g. clip_score) upstream of this one")
         path = self.dir / "meta.json"
         try:
-            meta = json.loads(path.read_text())
+            meta = read_json(path)
             dim = meta["dim"] if isinstance(meta, dict) else None
         except (OSError, ValueError, KeyError) as exc:
             raise self._damaged(path, f"not the JSON this store writes ({exc})") from None

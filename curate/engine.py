@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import platform
 import shutil
 import time
@@ -32,6 +31,7 @@ from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
+from curate.runfiles import read_json
 from curate.runstore import (
     COMPLETE,
     NOT_STORED,
@@ -251,7 +251,7 @@ class Engine:
         complete = step_dir / COMPLETE
         problem = cache_problem(step_dir, needs_data=planned.stores_kept_rows)
         if problem is None:
-            stats = json.loads(complete.read_text())
+            stats = read_json(complete)
             self.observer.step_started(planned, stats.get("rows_in"), True)
             record.update(_facts(stats), cached=True, complete=True)
             link_step(self.run_dir, planned.dirname, step_dir)
@@ -315,7 +315,7 @@ class Engine:
     def _reuse(self, planned: PlannedStep, record: dict[str, Any]) -> None:
         """A complete step's record from its marker, as cached."""
         step_dir = self.plan.step_dir(planned)
-        stats = json.loads((step_dir / COMPLETE).read_text())
+        stats = read_json(step_dir / COMPLETE)
         self.observer.step_started(planned, stats.get("rows_in"), True)
         record.update(_facts(stats), cached=True, complete=True)
         link_step(self.run_dir, planned.dirname, step_dir)

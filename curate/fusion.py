@@ -26,7 +26,6 @@ members one by one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 import polars as pl
 
 from curate.errors import CurateError, StepError
+from curate.runfiles import read_json
 from curate.schema import Schema
 from curate.step import Step, StepContext
 
@@ -92,7 +92,7 @@ def finished_fused_shard(fused: FusedSteps, task: Any) -> tuple[Any, str | None]
     if not task.marker.exists():
         return None, None
     try:
-        stats = ShardStats.from_json(json.loads(task.marker.read_text()))
+        stats = ShardStats.from_json(read_json(task.marker))
         if stats.members is None or len(stats.members) != len(fused.members):
             return None, None
         for member, facts in zip(fused.members, stats.members):

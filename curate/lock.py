@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import RunDirError, RunLockedError
+from curate.runfiles import read_text
 
 LOCK_NAME = ".curate.lock"
 POLL_SECONDS = 0.2
@@ -41,8 +42,8 @@ def _me() -> dict[str, Any]:
 
 def _read_holder(path: Path) -> dict[str, Any] | None:
     try:
-        text = path.read_text()
-    except OSError:
+        text = read_text(path)
+    except (OSError, ValueError):  # gone, not a file, not text: no holder this can name
         return None
     try:
         holder = json.loads(text) if text.strip() else None

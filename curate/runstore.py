@@ -27,6 +27,7 @@ import polars as pl
 from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
 from curate.lock import LOCK_NAME
+from curate.runfiles import MANIFEST_LIMIT, read_json, read_text
 from curate.shards import (
     KEPT_REFERENCE,
     files_problem,
@@ -56,7 +57,7 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
             "pass the directory a 'curate run' wrote, e.g. runs/quickstart",
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, MANIFEST_LIMIT)
     except (OSError, UnicodeDecodeError) as exc:
         raise _damaged(run_dir, path, f"it cannot be read ({type(exc).__name__}: {exc})") from None
     try:
@@ -238,7 +239,7 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
     if not marker.exists():
         return "not complete"
     try:
-        stats = json.loads(marker.read_text())
+        stats = read_json(marker)
         kept_stored = stats.get("kept_rows_stored", True)
         if needs_data and not kept_stored:
             return NOT_STORED
@@ -342,7 +343,7 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
         return f"read_parquet({_parquet_list(data)})" if data else None
     reference = step_dir / KEPT_REFERENCE
     if reference.exists():
-        ref = json.loads(reference.read_text())
+        ref = read_json(reference)
         columns = ", ".join(f"s.{quote(c)}" for c in ref["columns"] if c != UID)
         ordered = f"(SELECT * FROM {ref['relation']} ORDER BY _file, _row) s"
         if not ref["uids"]:

@@ -20,6 +20,7 @@ import polars as pl
 
 from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError, StepError
+from curate.runfiles import read_json
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, compatible, dtype_name
 from curate.step import Step, StepContext
 
@@ -217,7 +218,7 @@ def finished_shard(task: ShardTask) -> tuple[ShardStats | None, str | None]:
     if not task.marker.exists():
         return None, None
     try:
-        stats = ShardStats.from_json(json.loads(task.marker.read_text()))
+        stats = ShardStats.from_json(read_json(task.marker))
         if stats.files is not None:
             problem = files_problem(task.output_dir, stats.files, (task.output, task.dropped))
             if problem:

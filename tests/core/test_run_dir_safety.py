@@ -351,3 +351,69 @@ def test_version_true_is_no_version(curate_main, write_spec):
     write_spec({**spec_with(), "version": True}, table=sample_table(20))
     result = curate_main("validate", "spec.yaml")
     assert result.code == 2 and "version: input should be a valid integer, got true" in result.stderr, result
+
+
+# Curate's own small files read back (curate.runfiles): a pipe or a device where one was made
+# inspect, report, plan and resume wait forever, or read without end.
+def test_a_pipe_as_the_manifest_is_named_by_every_command_that_reads_it(curate_main, finished):
+    from curate_report.page import write_report  # `curate report RUN_DIR`
+
+    from curate.errors import RunDirError
+
+    make_fifo(finished / "manifest.json")
+    with no_endless_wait():
+        for command in (["inspect", "run"], ["run", "--resume", "run", "--quiet"]):
+            result = curate_main(*command)
+            assert result.code == 2, (command, result)
+            assert "manifest.json" in result.stderr and "pipe (FIFO)" in result.stderr, (command, result)
+            assert "internal error" not in result.stderr
+        with pytest.raises(RunDirError, match=r"pipe \(FIFO\)"):
+            write_report(finished)
+
+
+@pytest.mark.parametrize("step", [2, 3])  # a fused group's last step (filter), a table step (exact_dedup)
+def test_a_pipe_as_a_marker_has_its_step_recomputed_not_waited_for(curate_main, finished, step):
+    from curate.runstore import StoreWarning
+
+    output = (finished / "out.parquet").read_bytes()
+    fingerprint = json.loads((finished / "manifest.json").read_text())["steps"][step]["fingerprint"]
+    make_fifo(finished / "store" / fingerprint / "_COMPLETE.json")
+    with no_endless_wait():
+        planned = curate_main("plan", "spec.yaml")
+        with pytest.warns(StoreWarning, match=r"pipe \(FIFO\), not the file curate wrote there"):
+            ran = curate_main("run", "spec.yaml", "--quiet")
+    assert planned.code == 0, planned
+    assert ran.code == 0, ran
+    assert (finished / "out.parquet").read_bytes() == output
+
+
+def test_curate_reads_its_own_files_only_when_they_are_regular_and_small(tmp_path):
+    from curate.runfiles import read_bytes, read_json
+
+    path = tmp_path / "marker.json"
+    path.write_text('{"rows_out": 3}')
+    assert read_json(path) == {"rows_out": 3}
+    with pytest.raises(OSError, match="larger than any file curate writes there"):
+        read_bytes(path, limit=4)
+    with pytest.raises(OSError, match="is a folder"):
+        read_bytes(tmp_path)
+    (tmp_path / "zero").symlink_to("/dev/zero")  # never ends
+    with pytest.raises(OSError, match="is a device or socket"):
+        read_bytes(tmp_path / "zero")
+    os.mkfifo(tmp_path / "pipe")
+    with no_endless_wait(), pytest.raises(OSError, match=r"is a pipe \(FIFO\)"):
+        read_bytes(tmp_path / "pipe")
+
+
+def test_the_program_shows_curates_own_warnings_on_one_line(finished):
+    import subprocess
+    import sys
+
+    fingerprint = json.loads((finished / "manifest.json").read_text())["steps"][-1]["fingerprint"]
+    make_fifo(finished / "store" / fingerprint / "_COMPLETE.json")
+    ran = subprocess.run([sys.executable, "-m", "curate", "run", "spec.yaml", "--quiet"], cwd=finished.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    said = [line for line in ran.stderr.splitlines() if "recomputed" in line]
+    assert len(said) == 1 and said[0].startswith("curate: warning: step 'exact_dedup' is recomputed: "), ran.stderr
+    assert "StoreWarning" not in ran.stderr and "engine.py" not in ran.stderr
