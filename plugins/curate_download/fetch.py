@@ -1,4 +1,5 @@
-"""Bounded fetching in img2dataset's processes: a deadline per attempt and caps on bytes and pixels.
+"""Bounded fetching in img2dataset's processes: a deadline per attempt, caps on bytes, pixels and
+decoding memory.
 
 img2dataset fetches a row with ``urllib.request.urlopen(request, timeout=timeout)`` and then
 ``response.read()``. urllib's timeout bounds each socket operation, not the transfer: a server
@@ -10,8 +11,9 @@ whole image before it compares the area with ``max_image_area``: a 100 KB PNG th
 img2dataset has no hook for its fetch function, but ``urlopen`` goes through the process-wide
 opener, which urllib lets a program replace (``urllib.request.install_opener``, public API). This
 module builds that opener from urllib's own handlers, with connection classes that bound what
-they read; img2dataset's code is untouched. Only the standard library is imported here (plus
-Pillow, lazily, to read an image's header): these processes pay for img2dataset's imports already.
+they read; img2dataset's code is untouched. Only the standard library is imported here (and
+``header.py``, which reads an image's header with Pillow, lazily): these processes pay for
+img2dataset's imports already.
 
 - **Deadline.** Each ``open()`` (one attempt at a row, its redirects included) starts a clock
   of ``timeout`` seconds; every socket operation of that attempt (connect, TLS handshake, request,
@@ -22,6 +24,11 @@ Pillow, lazily, to read an image's header): these processes pay for img2dataset'
   Content-Length said. A body that ends before its Content-Length is an error, not a short image.
 - **Pixels.** A body whose image header declares more than ``max_image_area`` pixels is refused
   (:data:`IMAGE_TOO_LARGE`) before anything decodes it.
+- **Decoding memory.** A body whose header says decoding it takes more than ``max_decode_bytes``
+  (its channels and bit depth count, and img2dataset's float64 alpha blending: see ``header.py``)
+  is refused (:data:`DECODE_TOO_LARGE`) before anything decodes it. img2dataset decodes in each
+  process's main thread, one image at a time, while its threads only fetch: so this bounds the
+  memory a process spends decoding, however many threads it has.
 - **Retries.** An attempt that fails transiently (HTTP 429, 502, 503, 504; a connection refused,
   reset or closed early; a timeout while connecting or waiting for the headers) is tried again,
   up to ``retries`` times, after waiting what the response's ``Retry-After`` asks (seconds or an
@@ -41,7 +48,6 @@ from __future__ import annotations
 
 import email.utils
 import http.client
-import io
 import json
 import random
 import socket
@@ -53,11 +59,19 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
+from .header import read_header
+
 LIMITS_ENV = "CURATE_DOWNLOAD_LIMITS"
 # Marks that the download step turns into row statuses (after urllib may have wrapped them).
 TIMED_OUT = "timed out"
 TOO_LARGE = "response body larger than max_bytes"
 IMAGE_TOO_LARGE = "image area larger than max_image_area"
+DECODE_TOO_LARGE = "image needs more memory to decode than max_decode_bytes"
+DEFAULT_IMAGE_AREA = 50_000_000
+# The default max_decode_bytes per pixel of max_image_area: every image within the pixel limit
+# decodes within it at up to 4 channels of 16 bits; what it leaves out is img2dataset's float64
+# blending of an alpha channel (72 bytes a pixel), which the pixel limit never accounted for.
+DECODE_BYTES_PER_PIXEL = 8
 ONLY_HTTP = "only http and https are"
 CHUNK_BYTES = 1 << 16
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -66,10 +80,16 @@ GAVE_UP = "gave up after"
 _attempt = threading.local()  # .deadline and .seconds while an open() runs in this thread
 
 
+def default_decode_bytes(max_image_area: float | None) -> int | None:
+    """``max_decode_bytes`` when the step's params leave it unset: none without a pixel limit."""
+    return None if max_image_area is None else int(max_image_area * DECODE_BYTES_PER_PIXEL)
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     max_bytes: int = 32 * 2**20
-    max_image_area: float | None = 50_000_000
+    max_image_area: float | None = DEFAULT_IMAGE_AREA
+    max_decode_bytes: int | None = default_decode_bytes(DEFAULT_IMAGE_AREA)
     retries: int = 0  # attempts after the first, for transient failures only
     backoff: float = 1.0  # seconds before the first retry when the server gives no Retry-After
     max_retry_wait: float = 30.0  # longest wait before a retry; a longer Retry-After fails the row
@@ -93,7 +113,7 @@ class BodyTooLarge(OSError):
 
 
 class ImageTooLarge(OSError):
-    pass
+    """The image's header declares more pixels, or more decoding memory, than allowed."""
 
 
 class BodyIncomplete(OSError):
@@ -244,29 +264,27 @@ class BoundedResponse(http.client.HTTPResponse):
         if declared is not None and len(body) < declared:
             raise BodyIncomplete(f"the body ended after {len(body)} of the {declared} bytes its Content-Length announced")
         data = bytes(body)
-        check_image_area(data, limits.max_image_area)
+        check_image(data, limits)
         return data
 
 
-def check_image_area(data: bytes, max_image_area: float | None) -> None:
-    """Refuse an image whose header declares more pixels than allowed, without decoding it.
-    Formats Pillow cannot identify pass; OpenCV's own pixel cap (OPENCV_IO_MAX_IMAGE_PIXELS,
-    which the step sets to the same limit) still stands before the decoder."""
-    if max_image_area is None:
+def check_image(data: bytes, limits: FetchLimits) -> None:
+    """Refuse an image whose header declares more pixels, or more decoding memory, than allowed,
+    without decoding it. Formats no header reader knows pass; OpenCV's own pixel cap
+    (OPENCV_IO_MAX_IMAGE_PIXELS, which the step sets to ``max_image_area``) still stands before
+    the decoder."""
+    if limits.max_image_area is None and limits.max_decode_bytes is None:
         return
-    try:
-        from PIL import Image
-    except ImportError:
+    header = read_header(data)
+    if header is None:
         return
-    Image.MAX_IMAGE_PIXELS = None  # this check is the limit; Pillow's own would raise without the size
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except Exception:  # noqa: BLE001  not an image Pillow knows: the decoder decides
-        return
-    if width * height > max_image_area:
-        raise ImageTooLarge(f"{IMAGE_TOO_LARGE} ({max_image_area:,.0f} pixels): the image declares "
-                            f"{width}x{height} = {width * height:,} pixels")
+    area = header.pixels
+    if limits.max_image_area is not None and area > limits.max_image_area:
+        raise ImageTooLarge(f"{IMAGE_TOO_LARGE} ({limits.max_image_area:,.0f} pixels): the image declares "
+                            f"{header.width}x{header.height} = {area:,} pixels")
+    if limits.max_decode_bytes is not None and header.decode_memory > limits.max_decode_bytes:
+        raise ImageTooLarge(f"{DECODE_TOO_LARGE} ({limits.max_decode_bytes:,} bytes): the image declares "
+                            f"{header.describe()}, about {header.decode_memory:,} bytes to decode")
 
 
 class _DeadlineConnect:

@@ -47,6 +47,8 @@ VERSION = "v1"
 KEY_PARAMS = ("image_size", "resize_mode", "resize_only_if_bigger", "encode_format", "encode_quality",
               "min_image_size", "max_aspect_ratio", "max_image_area", "max_bytes", "disallowed_header_directives",
               "user_agent_token")
+# Keyed only when set, so that the records of specs without them (all, before they existed) still match.
+KEY_PARAMS_IF_SET = ("max_decode_bytes",)
 RESULT_FIELDS = ("status", "error_message", "width", "height", "original_width", "original_height", "sha256")
 # The statuses the download step stores (transient failures and refusals are not stored).
 STORED_STATUSES = frozenset({"success", "failed_to_download", "failed_to_resize", "opted_out", "too_large",
@@ -108,6 +110,7 @@ def record_problem(record: object) -> str | None:
 
 def record_key(url: str, params: dict[str, Any]) -> str:
     payload = {"url": url, **{name: params.get(name) for name in KEY_PARAMS}}
+    payload.update({name: params[name] for name in KEY_PARAMS_IF_SET if params.get(name) is not None})
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -34,7 +34,14 @@ from curate.schema import DROP_REASON, UID, URL, Image, Schema
 from curate.shards import write_json_atomic, write_parquet_atomic
 from curate.step import Step, StepContext
 from curate_download import store
-from curate_download.fetch import IMAGE_TOO_LARGE, LIMITS_ENV, TOO_LARGE, FetchLimits
+from curate_download.fetch import (
+    DECODE_TOO_LARGE,
+    IMAGE_TOO_LARGE,
+    LIMITS_ENV,
+    TOO_LARGE,
+    FetchLimits,
+    default_decode_bytes,
+)
 from curate_download.worker import (
     CHILD_DIED_EXIT,
     CHILD_DIED_FILE,
@@ -120,6 +127,13 @@ class DownloadParams(Params):
     max_image_area: float | None = Field(
         FetchLimits.max_image_area, gt=0,
         description="refuse images with more pixels, before decoding them (status image_too_large); null: no limit")
+    max_decode_bytes: int | None = Field(
+        None, ge=2**20, le=2**40,
+        description="refuse an image whose decoding would take more memory than this, estimated from its header "
+                    "before decoding (width x height x channels x bytes per sample, plus 72 bytes a pixel for "
+                    "img2dataset's float64 blending of an alpha channel; status image_too_large). img2dataset "
+                    "decodes one image at a time per process, so this bounds each process's decoding memory. "
+                    "null: max_image_area x 8 bytes (400 MB by default), no limit if max_image_area is null")
     max_aspect_ratio: float | None = Field(None, ge=1, description="reject images more elongated than this")
     disallowed_header_directives: list[str] = Field(
         ["noai", "noimageai", "noindex", "noimageindex"],
@@ -161,8 +175,9 @@ class DownloadParams(Params):
 
     def fingerprint_dict(self) -> dict[str, Any]:
         data = super().fingerprint_dict()
-        if data.get("image_store") is None:  # specs without one keep their cached downloads
-            data.pop("image_store", None)
+        for name in ("image_store", "max_decode_bytes"):  # specs without them keep their cached downloads
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
     @property
@@ -171,8 +186,12 @@ class DownloadParams(Params):
 
     @property
     def limits(self) -> FetchLimits:
-        return FetchLimits(self.max_bytes, self.max_image_area, self.retries, self.backoff, self.max_retry_wait,
-                           self.max_per_host, self.host_rate)
+        decode_bytes = self.max_decode_bytes
+        if decode_bytes is None:
+            decode_bytes = default_decode_bytes(self.max_image_area)
+        return FetchLimits(max_bytes=self.max_bytes, max_image_area=self.max_image_area, max_decode_bytes=decode_bytes,
+                           retries=self.retries, backoff=self.backoff, max_retry_wait=self.max_retry_wait,
+                           max_per_host=self.max_per_host, host_rate=self.host_rate)
 
     @property
     def dropped_statuses(self) -> frozenset[str]:
@@ -478,7 +497,7 @@ class Download(Step):
                 what = (shard_dir / CHILD_DIED_FILE).read_text().strip()
                 raise StepError(self.label, ctx.shard, f"{what}; part(s) {missing} unfinished, the others are kept "
                                                        "and re-running resumes from them",
-                                hint=hint + "; if memory ran out, lower threads, processes or max_bytes")
+                                hint=hint + "; if memory ran out, lower threads, processes, max_bytes or max_decode_bytes")
             if code is not None and code < 0:
                 what = f"img2dataset's main process was killed by signal {-code} ({signal.Signals(-code).name})"
             elif code:
@@ -618,7 +637,8 @@ def _status() -> pl.Expr:
         .when(error.str.contains(REFUSED, literal=True)).then(pl.lit("refused"))
         .when(error.str.contains(OPT_OUT_MARK, literal=True)).then(pl.lit("opted_out"))
         .when(error.str.contains(TOO_LARGE, literal=True)).then(pl.lit("too_large"))
-        .when(error.str.contains(IMAGE_TOO_LARGE, literal=True) | (error == I2D_AREA_MARK)
+        .when(error.str.contains(IMAGE_TOO_LARGE, literal=True) | error.str.contains(DECODE_TOO_LARGE, literal=True)
+              | (error == I2D_AREA_MARK)
               | error.str.contains(OPENCV_TOO_LARGE)).then(pl.lit("image_too_large"))
         .otherwise(pl.col("status"))
         .alias("status")

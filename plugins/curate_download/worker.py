@@ -9,18 +9,17 @@ and a spawned process first re-runs its parent's main script (as ``__mp_main__``
 script, this file installs a guard around ``socket.create_connection`` in every fetching process,
 so a redirect to, or a DNS answer for, a private address is refused at connect time, on the
 address actually dialled, and urllib's opener from ``fetch.py`` (a deadline per attempt, caps on
-bytes and pixels). In the worker's own process a thread watches img2dataset's processes, so a
-killed one fails the step instead of hanging it.
+bytes, pixels and decoding memory). In the worker's own process a thread watches img2dataset's
+processes, so a killed one fails the step instead of hanging it.
 
 So this file imports only the standard library and never the ``curate_download`` package
-(``fetch.py``, stdlib too, is loaded by path): each spawned process pays for img2dataset's
-imports already, and nothing more.
+(``fetch.py`` and its ``header.py``, stdlib too, come from a stand-in package for this directory,
+see :func:`_sibling`): each spawned process pays for img2dataset's imports already, and nothing more.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import ipaddress
 import json
 import multiprocessing
@@ -36,20 +35,21 @@ from types import ModuleType
 from urllib.parse import urlsplit
 
 
+STANDALONE_PACKAGE = "_curate_download"  # this directory as a package, without its __init__
+
+
 def _sibling(name: str) -> ModuleType:
     """A stdlib-only module of this package. Run as a script (and as every spawned process's
     ``__mp_main__``), this file is outside its package, whose ``__init__`` imports curate:
-    load the module by path instead, once per process."""
+    import the module from a stand-in package for this directory instead, whose ``__init__``
+    is never run, so that its own relative imports (fetch's ``from .header import``) work."""
     if __package__:
         return importlib.import_module(f"{__package__}.{name}")
-    key = f"_curate_download_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    if STANDALONE_PACKAGE not in sys.modules:
+        package = ModuleType(STANDALONE_PACKAGE)
+        package.__path__ = [str(Path(__file__).parent)]
+        sys.modules[STANDALONE_PACKAGE] = package
+    return importlib.import_module(f"{STANDALONE_PACKAGE}.{name}")
 
 
 fetch = _sibling("fetch")
@@ -213,9 +213,9 @@ def proxy_problem(policy: NetworkPolicy, environ: dict[str, str] | None = None) 
 
 def install(policy: NetworkPolicy, limits: fetch.FetchLimits | None = None) -> None:
     """Everything a fetching process needs: the connect-time guard, and urllib's opener with the
-    deadline and the byte and pixel caps (``fetch.py``). Proxies are only used when the policy
-    checks nothing (``allow_private_networks``): the guard would otherwise vet the proxy, not
-    the target; the step refuses that combination before it starts."""
+    deadline and the caps on bytes, pixels and decoding memory (``fetch.py``). Proxies are only
+    used when the policy checks nothing (``allow_private_networks``): the guard would otherwise
+    vet the proxy, not the target; the step refuses that combination before it starts."""
     install_guard(policy)
     proxies = None if policy.allow_private_networks else {}
     fetch.install_opener(limits or fetch.FetchLimits(), proxies, refusal=REFUSED)

@@ -10,6 +10,8 @@ Routes (NAME is any string; each response is the same for the same NAME)::
     /drip-headers/NAME  the status line and headers, 2 bytes every 0.5 s
     /slow-redirect/N/NAME  N hops of 302, each after SLOW_HOP seconds, then /ok/NAME.png
     /bomb/NAME.png      a 110 KB PNG that declares 30000x30000 pixels (2.7 GB once decoded)
+    /deep/SIDE/NAME     a 16-bit RGBA PNG of SIDE x SIDE pixels (transparent black): within the pixel
+                        limit up to 7071, 8 bytes a pixel decoded and 80 in img2dataset's alpha blending
     /lie-long/NAME      a PNG whose Content-Length is larger than the body; the server then closes
     /lie-short/NAME     a PNG whose Content-Length is half its body (the rest follows anyway)
     /loop/NAME          302 to /loop2/NAME, which redirects back
@@ -63,17 +65,30 @@ def png(name: str, side: int = 24) -> bytes:
     return buffer.getvalue()
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _zero_png(side: int, depth: int, colour: int, row_bytes: int, extra: bytes = b"") -> bytes:
+    """A PNG of side x side zero samples, compressed a row at a time (never whole in memory)."""
+    row = b"\0" * (1 + row_bytes)
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, depth, colour, 0, 0, 0))
+            + extra + _chunk(b"IDAT", body) + _chunk(b"IEND", b""))
+
+
 @functools.cache
 def bomb_png(side: int = BOMB_SIDE) -> bytes:
     """A 1-bit palette PNG of side x side zeros: tiny on the wire, 3 bytes a pixel once decoded."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return _zero_png(side, 1, 3, (side + 7) // 8, _chunk(b"PLTE", b"\x10\x20\x30\xff\xff\xff"))
 
-    row = b"\0" * (1 + (side + 7) // 8)
-    compressor = zlib.compressobj(9)
-    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 3, 0, 0, 0))
-            + chunk(b"PLTE", b"\x10\x20\x30\xff\xff\xff") + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+@functools.cache
+def deep_png(side: int) -> bytes:
+    """A 16-bit RGBA PNG of side x side transparent black: 0.4 MB on the wire at 7000 x 7000,
+    within the default pixel limit, and 3.9 GB while img2dataset decodes and blends it."""
+    return _zero_png(side, 16, 6, side * 8)
 
 
 def huge_hdr(side: int = HDR_SIDE) -> bytes:
@@ -182,6 +197,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def route_bomb(self, parts: list[str]) -> None:
         body = bomb_png()
+        self._head(length=len(body))
+        self.wfile.write(body)
+
+    def route_deep(self, parts: list[str]) -> None:
+        body = deep_png(int(parts[1]))
         self._head(length=len(body))
         self.wfile.write(body)
 

@@ -1,0 +1,159 @@
+"""What an image will cost once decoded, read from its header before anything decodes it.
+
+img2dataset decodes with ``cv2.imdecode(buffer, IMREAD_UNCHANGED)``, which keeps the file's
+channels and bit depth: a 16-bit RGBA PNG becomes 8 bytes a pixel, not 3. Its resizer then
+blends a four-channel image onto white in float64 (``alpha / 255 * img[..., :3] + 255 - alpha``,
+then ``clip`` and ``rint``), with three 3-channel float64 arrays alive at once while the decoded
+image stays alive too: :data:`BLEND_BYTES_PER_PIXEL` more. Measured with tracemalloc around
+img2dataset 1.47's resizer (``tests/download/test_decode_memory.py`` checks it on every format
+below): 80 bytes a pixel for a 16-bit RGBA PNG, 76 for 8-bit RGBA, grey+alpha or a palette with
+transparency, about 3 for RGB; a 7000x7000 16-bit RGBA PNG, within the default pixel limit,
+needs 3.9 GB. Which of these an image is, its header says:
+
+- **PNG**: IHDR's bit depth and colour type; a tRNS chunk gives RGB and palette images a fourth
+  channel in OpenCV (not grey ones).
+- **JPEG**: the frame header's (SOF) precision and components, parsed here: Pillow refuses 12-bit
+  JPEGs, which OpenCV decodes to 16 bits. Never an alpha channel (OpenCV makes CMYK three).
+- **WebP, BMP**: 8-bit, four channels when Pillow sees alpha, and for every 32-bit BMP (OpenCV
+  gives a bit-field one four channels even without an alpha mask).
+- **GIF**: 8-bit; always counted with alpha, since OpenCV decodes four channels as soon as any
+  frame has a graphic control block, which may come after the first.
+- **TIFF**: SamplesPerPixel and BitsPerSample; four samples or more count as alpha.
+- **Other formats Pillow reads** (PPM, JPEG 2000, AVIF...): may hold samples deeper than
+  Pillow's mode shows, so 16 bits (32 for Pillow's ``I`` and ``F``), four channels if there may
+  be alpha, else three unless single-band.
+
+Each estimate is meant to be at least what OpenCV, or Pillow (``numpy.asarray``), allocates for the
+image. A format Pillow cannot identify has no estimate (:func:`read_header` returns None); OpenCV's
+own pixel cap still stands before its decoder. Standard library only, plus Pillow lazily.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+# img2dataset's alpha blend: three 3-channel float64 arrays (the product, the sum, then clip's
+# and rint's copies) alive at once next to the decoded image.
+BLEND_BYTES_PER_PIXEL = 3 * 3 * 8
+# Start-of-frame markers: every SOFn, not DHT (C4), JPG (C8) or DAC (CC).
+JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+JPEG_SCAN = 0xDA
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    format: str
+    width: int
+    height: int
+    channels: int  # samples per pixel once decoded: the most OpenCV or Pillow gives
+    sample_bits: int  # 8, 16, 32 or 64
+    alpha: bool  # OpenCV decodes four channels, which img2dataset's resizer blends in float64
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def decoded_bytes(self) -> int:
+        """The decoded image's size."""
+        return self.pixels * self.channels * self.sample_bits // 8
+
+    @property
+    def decode_memory(self) -> int:
+        """Bytes alive at once while img2dataset decodes and blends the image (before resizing)."""
+        return self.decoded_bytes + (BLEND_BYTES_PER_PIXEL * self.pixels if self.alpha else 0)
+
+    def describe(self) -> str:
+        blend = ", with alpha, which img2dataset blends in float64" if self.alpha else ""
+        return f"{self.width}x{self.height} pixels of {self.channels} x {self.sample_bits}-bit samples{blend}"
+
+
+def read_header(data: bytes) -> ImageHeader | None:
+    """What ``data``'s header declares, without decoding it; None if it cannot be read."""
+    if data[:2] == b"\xff\xd8":
+        header = _jpeg(data)
+        if header is not None:
+            return header
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    Image.MAX_IMAGE_PIXELS = None  # the caller's limits decide; Pillow's own would raise without the size
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _from_pillow(image, data)
+    except Exception:  # noqa: BLE001  not an image Pillow knows: the decoder decides
+        return None
+
+
+def _jpeg(data: bytes) -> ImageHeader | None:
+    """The frame header, found by walking the markers before the first scan."""
+    at = 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        if marker in JPEG_FRAME_MARKERS:
+            frame = data[at + 4:at + 10]
+            if length < 8 or len(frame) < 6:
+                return None
+            height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
+            if not (width and height and frame[5]):  # a height of 0 comes later (DNL): the decoder decides
+                return None
+            return ImageHeader("JPEG", width, height, frame[5], 8 if frame[0] <= 8 else 16, alpha=False)
+        if marker == JPEG_SCAN or length < 2:
+            return None
+        at += 2 + length
+    return None
+
+
+def _sample_bits(bits: int) -> int:
+    """OpenCV's depth for TIFF samples of ``bits`` bits."""
+    return 8 if bits <= 8 else 16 if bits <= 16 else 32 if bits <= 32 else 64
+
+
+def _largest(value: object) -> int:
+    """A TIFF tag's value, or the largest of its values (one per sample)."""
+    if isinstance(value, tuple):
+        return max((int(item) for item in value), default=1)
+    return int(value)  # type: ignore[call-overload]
+
+
+def _bmp_bits(data: bytes) -> int | None:
+    """Bits per pixel of a BMP with a Windows info header (40 bytes or more), else None."""
+    return int.from_bytes(data[28:30], "little") if int.from_bytes(data[14:18], "little") >= 40 else None
+
+
+def _from_pillow(image, data: bytes) -> ImageHeader:  # type: ignore[no-untyped-def]
+    width, height = image.size
+    kind = image.format or "unknown"
+    bands = image.getbands()
+    if kind == "PNG" and data[12:16] == b"IHDR":
+        depth, colour = data[24], data[25]
+        alpha = colour in (4, 6) or (colour in (2, 3) and "transparency" in image.info)
+        channels = 4 if alpha else 1 if colour == 0 else 3
+        return ImageHeader(kind, width, height, channels, 16 if depth == 16 else 8, alpha)
+    if kind == "TIFF":
+        tags = image.tag_v2
+        samples = _largest(tags.get(277, 1))
+        channels = max(samples, 3 if tags.get(262) == 3 else 1)  # a palette (photometric 3) expands to 3
+        bits = _sample_bits(_largest(tags.get(258, 1)))
+        return ImageHeader(kind, width, height, channels, bits, alpha=samples >= 4)
+    if kind == "GIF":  # OpenCV decodes four channels once a frame has a graphic control block
+        return ImageHeader(kind, width, height, 4, 8, alpha=True)
+    alpha = "A" in bands or "transparency" in image.info
+    if kind == "BMP":  # OpenCV gives a 32-bit bit-field BMP four channels, alpha mask or not (Pillow: RGB)
+        alpha = alpha or _bmp_bits(data) == 32
+    if kind in ("WEBP", "BMP"):
+        return ImageHeader(kind, width, height, 4 if alpha else 3, 8, alpha)
+    alpha = alpha or len(bands) >= 4
+    channels = 4 if alpha else 1 if len(bands) == 1 and image.mode != "P" else 3
+    return ImageHeader(kind, width, height, channels, 32 if image.mode in ("I", "F") else 16, alpha)
