@@ -30,6 +30,7 @@ HOSTILE = {  # route -> (how many rows, the status each must get)
     "drip-headers": (2, "failed_to_download"),
     "slow-redirect/12": (2, "failed_to_download"),
     "bomb": (2, "image_too_large"),
+    "deep/7000": (2, "image_too_large"),  # 49 MP, within max_image_area: refused for its decoding memory
     "lie-long": (2, "failed_to_download"),
     "lie-short": (2, "failed_to_resize"),
     "loop": (1, "failed_to_download"),
@@ -139,6 +140,7 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
     first = dict(rows.group_by("kind").agg(pl.col("error_message").first()).iter_rows())
     assert "max_bytes" in first["endless"] and "max_bytes" in first["huge"]
     assert "30000x30000" in first["bomb"] and "max_image_area" in first["bomb"]
+    assert "7000x7000 pixels of 4 x 16-bit samples" in first["deep/7000"] and "max_decode_bytes" in first["deep/7000"]
     for kind in ("drip", "drip-headers", "slow-redirect/12"):
         assert "timed out" in first[kind], (kind, first[kind])
     assert "Content-Length" in first["lie-long"]
