@@ -68,10 +68,12 @@ TOO_LARGE = "response body larger than max_bytes"
 IMAGE_TOO_LARGE = "image area larger than max_image_area"
 DECODE_TOO_LARGE = "image needs more memory to decode than max_decode_bytes"
 DEFAULT_IMAGE_AREA = 50_000_000
-# The default max_decode_bytes per pixel of max_image_area: every image within the pixel limit
-# decodes within it at up to 4 channels of 16 bits; what it leaves out is img2dataset's float64
-# blending of an alpha channel (72 bytes a pixel), which the pixel limit never accounted for.
-DECODE_BYTES_PER_PIXEL = 8
+# The default max_decode_bytes per pixel of max_image_area (1 GB at 50 MP): every image within
+# the pixel limit decodes within it at up to 4 channels of 16 bits, and an image with an alpha
+# channel, which img2dataset blends in float64 (72 bytes a pixel more), up to ~12.5 MP: a 4K
+# screenshot with alpha (8.3 MP, ~630 MB) is downloaded, a 7000x7000 16-bit RGBA PNG (3.9 GB) is
+# not. 8 bytes a pixel (400 MB) refused alpha images over ~5 MP, common on the web.
+DECODE_BYTES_PER_PIXEL = 20
 ONLY_HTTP = "only http and https are"
 CHUNK_BYTES = 1 << 16
 RETRY_STATUSES = frozenset({429, 502, 503, 504})

@@ -133,7 +133,7 @@ class DownloadParams(Params):
                     "before decoding (width x height x channels x bytes per sample, plus 72 bytes a pixel for "
                     "img2dataset's float64 blending of an alpha channel; status image_too_large). img2dataset "
                     "decodes one image at a time per process, so this bounds each process's decoding memory. "
-                    "null: max_image_area x 8 bytes (400 MB by default), no limit if max_image_area is null")
+                    "null: max_image_area x 20 bytes (1 GB by default), no limit if max_image_area is null")
     max_aspect_ratio: float | None = Field(None, ge=1, description="reject images more elongated than this")
     disallowed_header_directives: list[str] = Field(
         ["noai", "noimageai", "noindex", "noimageindex"],

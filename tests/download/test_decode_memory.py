@@ -232,9 +232,9 @@ def test_an_image_over_max_decode_bytes_is_refused_before_decoding() -> None:
     assert rows.select(_status())["status"].to_list() == ["image_too_large"]
 
 
-def test_max_decode_bytes_defaults_to_eight_bytes_a_pixel_of_max_image_area() -> None:
-    assert DownloadParams().limits.max_decode_bytes == 400_000_000 == FetchLimits().max_decode_bytes
-    assert DownloadParams(max_image_area=1e6).limits.max_decode_bytes == 8_000_000
+def test_max_decode_bytes_defaults_to_twenty_bytes_a_pixel_of_max_image_area() -> None:
+    assert DownloadParams().limits.max_decode_bytes == 1_000_000_000 == FetchLimits().max_decode_bytes
+    assert DownloadParams(max_image_area=1e6).limits.max_decode_bytes == 20_000_000
     assert DownloadParams(max_image_area=None).limits.max_decode_bytes is None
     assert DownloadParams(max_image_area=None, max_decode_bytes=2**30).limits.max_decode_bytes == 2**30
     for wrong in (2**20 - 1, 2**40 + 1, 0):
