@@ -29,6 +29,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from curate.errors import StepError
+from curate.filekeys import file_key, file_keys
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, URL, Image, Schema
 from curate.shards import write_json_atomic, write_parquet_atomic
@@ -359,10 +360,11 @@ class Download(Step):
             if record is None or (record["blob"] and record["blob"] not in blobs):
                 continue  # not stored, not trusted, or its blob is gone: fetch it
             success = record["status"] == "success"  # a trusted success always has its blob
+            name = file_key(uid)
             if success:
-                images.append((uid, blobs[record["blob"]]))
+                images.append((name, blobs[record["blob"]]))
             rows.append({UID: uid, **{c: record.get(c) for c in RESULT_FIELDS},
-                         "image": {"shard": shard, "key": uid} if success else None, ORIGIN: "store"})
+                         "image": {"shard": shard, "key": name} if success else None, ORIGIN: "store"})
         _write_images(location, images, p.encode_format, p.output_format)
         schema = {UID: pl.Utf8, **RESULT_COLUMNS, ORIGIN: pl.Utf8}
         return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
@@ -533,8 +535,10 @@ class Download(Step):
         frames = []
         for part in range(parts):
             result = pl.read_parquet(store.results_path(shard_dir, part))
+            result = result.with_columns(file_keys(result[UID]).alias("_file_key"))
             stored = result.filter(pl.col("status") == "success")
-            store.rekey(shard_dir, part, p.output_format, p.encode_format, dict(zip(stored["key"], stored[UID])))
+            store.rekey(shard_dir, part, p.output_format, p.encode_format,
+                        dict(zip(stored["key"], stored["_file_key"])))
             location = _relative(store.image_location(shard_dir, part, p.output_format), store_dir)
             frames.append(result.select(
                 UID,
@@ -542,7 +546,7 @@ class Download(Step):
                 _error(p.max_image_area),
                 *[pl.col(c) for c in ("width", "height", "original_width", "original_height", "sha256")],
                 pl.when(pl.col("status") == "success")
-                .then(pl.struct(pl.lit(location).alias("shard"), pl.col(UID).alias("key")))
+                .then(pl.struct(pl.lit(location).alias("shard"), pl.col("_file_key").alias("key")))
                 .alias("image"),
             ))
         return pl.concat(frames, how="vertical_relaxed")
@@ -592,11 +596,12 @@ def _digest(uids: pl.Series) -> str:
 
 
 def _write_images(location: Path, images: list[tuple[str, bytes]], encode_format: str, output_format: str) -> None:
-    """The store's images for this job, as a tar (or a folder) of ``<uid>.<ext>`` in row order."""
+    """The store's images for this job, as a tar (or a folder) of ``<key>.<ext>`` in row order
+    (``key``: the uid's :func:`~curate.filekeys.file_key`)."""
     if output_format != "webdataset":
         location.mkdir(parents=True, exist_ok=True)
-        for uid, data in images:
-            target = location / f"{uid}.{encode_format}"
+        for name, data in images:
+            target = location / f"{name}.{encode_format}"
             partial = target.with_name(f".{target.name}.tmp")
             partial.write_bytes(data)
             os.replace(partial, target)
@@ -605,8 +610,8 @@ def _write_images(location: Path, images: list[tuple[str, bytes]], encode_format
 
     partial = location.with_name(f".{location.name}.{os.getpid()}.tmp")
     with tarfile.open(partial, "w", format=tarfile.USTAR_FORMAT) as out:
-        for uid, data in images:
-            info = tarfile.TarInfo(f"{uid}.{encode_format}")
+        for name, data in images:
+            info = tarfile.TarInfo(f"{name}.{encode_format}")
             info.size = len(data)
             info.mode = 0o644
             out.addfile(info, io.BytesIO(data))

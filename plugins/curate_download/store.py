@@ -4,7 +4,9 @@ img2dataset names a sample by its position (``shard * 10**k + index``), so its k
 the shard size. Once a part is downloaded, its images are re-filed under the row's ``uid``: a tar
 member ``<uid>.jpg`` (or a file ``<uid>.jpg`` in ``files`` format). ``uid`` never depends on the
 shard layout, so neither does the key, and a webdataset reader that knows nothing of curate gets
-``__key__ == uid``, the join key back to every table of the run.
+``__key__ == uid``, the join key back to every table of the run. (A source's own uid that is not
+a safe file name, ``../x`` or ``A.b``, is filed under its :func:`curate.filekeys.file_key`; the
+row's ``image.key`` says which.)
 
 Layout of one input shard under the step's ``artifacts`` directory::
 
@@ -46,7 +48,8 @@ def image_location(shard_dir: Path, part: int, output_format: str) -> Path:
 
 
 def rekey(shard_dir: Path, part: int, output_format: str, encode_format: str, uid_by_key: dict[str, str]) -> None:
-    """Re-file part ``part``'s images by uid. Idempotent: a re-run after a crash finishes the job."""
+    """Re-file part ``part``'s images by uid (``uid_by_key`` maps img2dataset's key to the uid's
+    file key). Idempotent: a re-run after a crash finishes the job."""
     if output_format == "webdataset":
         source = shard_dir / I2D_DIR / f"{part_name(part)}.tar"
         target = image_location(shard_dir, part, output_format)

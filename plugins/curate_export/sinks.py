@@ -16,6 +16,7 @@ from pydantic import Field
 from curate_export.folder import check_ours, export_folder
 from curate_export.tars import TarShards
 
+from curate.filekeys import file_key
 from curate.hashing import uniform
 from curate.images import iter_images
 from curate.params import Params
@@ -87,7 +88,8 @@ class WebDatasetParams(ExportParams):
 
 class WebDatasetSink(Sink):
     """``NNNNN.tar`` shards of ``<key>.jpg``, ``<key>.txt`` (the caption) and ``<key>.json`` (uid,
-    metadata, all candidates) — what ``open_clip_train --dataset-type webdataset`` reads.
+    metadata, all candidates) — what ``open_clip_train --dataset-type webdataset`` reads. The key
+    is the uid (:func:`curate.filekeys.file_key` of it where the uid is not a safe file name).
 
     open_clip's loader has no per-epoch hook, so LaCLIP-style sampling of one candidate per epoch
     is unrolled into the data: ``repeats: E`` writes E copies, copy e drawing its text from
@@ -143,8 +145,8 @@ def write_shards(out: Path, samples: Callable[[], Iterable[tuple[dict[str, Any],
                 if candidates and params.repeats > 1:
                     draw = draws[row[UID]]
                     text = candidates[min(int(draw * len(candidates)), len(candidates) - 1)]
-                key = f"{row[UID]}_{repeat}" if params.repeats > 1 else str(row[UID])
-                key = key.replace(".", "_")  # webdataset splits keys at the first dot
+                # a safe name without dots (webdataset's key ends at the first): see curate.filekeys
+                key = file_key(row[UID]) + (f"_{repeat}" if params.repeats > 1 else "")
                 shards.add(key, [("jpg", image), ("txt", (text or "").encode()),
                                  ("json", json.dumps({**row, "repeat": repeat}, ensure_ascii=False).encode())])
     # every sample has one .jpg: the count per shard is what the loaders' sizes.json means
@@ -153,7 +155,8 @@ def write_shards(out: Path, samples: Callable[[], Iterable[tuple[dict[str, Any],
 
 
 class ImageFolderSink(Sink):
-    """``images/<uid>.jpg`` plus ``metadata.jsonl`` (``file_name``, ``text`` and metadata) —
+    """``images/<key>.jpg`` (the uid's :func:`curate.filekeys.file_key`) plus ``metadata.jsonl``
+    (``file_name``, ``text`` and metadata, the uid among them) —
     what ``datasets.load_dataset("imagefolder", data_dir=...)`` and diffusers' scripts read."""
 
     format = "imagefolder"
@@ -181,7 +184,7 @@ class ImageFolderSink(Sink):
         rows = 0
         with (out / "metadata.jsonl").open("w", encoding="utf-8") as handle:
             for row, image in samples(self, table):
-                name = f"{row[UID]}.jpg".replace("/", "_")
+                name = f"{file_key(row[UID])}.jpg"  # never outside images/, never another row's
                 (images / name).write_bytes(image)
                 text = row.pop(self.params.caption)
                 record = {"file_name": f"images/{name}", "text": text, **{k: v for k, v in row.items()}}
