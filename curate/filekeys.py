@@ -1,5 +1,6 @@
-"""A row's uid as a file name: the key of its image in the download step's store and of its files
-in exports (WebDataset members, imagefolder images).
+"""File names from data others control: a row's uid as a file name (:func:`file_key`), the key of
+its image in the download step's store and of its files in exports (WebDataset members,
+imagefolder images); and a name read back from an export's listing (:func:`inside`).
 
 curate derives uids as 16 hex digits, but a source may bring its own, and those are web data:
 ``../../x``, ``/etc/x``, ``a.b``, names that differ only by case or by Unicode normalization, NUL,
@@ -36,6 +37,14 @@ def file_key(uid: str) -> str:
     digest = hashlib.blake2b(uid.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
     readable = _OTHER.sub("_", uid[:READABLE_LENGTH]) or "_"  # not "~…": a shell would expand it
     return f"{readable}~{digest}"
+
+
+def inside(name: object) -> bool:
+    """Whether ``name`` is a relative path that stays in its folder (``images/x.jpg``, not
+    ``../x``, ``/x``, ``a//b``): what an export's listing may name, since a re-export replaces and
+    deletes the files its listing names, and a listing is a file anyone could have written."""
+    return (isinstance(name, str) and "\x00" not in name and "\\" not in name
+            and all(part not in ("", ".", "..") for part in name.split("/")))
 
 
 def file_keys(uids: pl.Series) -> pl.Series:

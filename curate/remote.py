@@ -251,6 +251,7 @@ def publish(local: Path, url: str, listing_name: str) -> None:
     import json
 
     from curate.errors import OutputError
+    from curate.filekeys import inside
 
     fs = filesystem(url)
     prefix = strip(url)
@@ -259,13 +260,17 @@ def publish(local: Path, url: str, listing_name: str) -> None:
     old: list[str] = []
     if existing:
         try:
-            old = list(json.loads(cat(join(url, listing_name))).get("files", []))
-        except StorageError:
+            listed = json.loads(cat(join(url, listing_name)))
+        except (StorageError, ValueError):
+            listed = None
+        old = listed.get("files", []) if isinstance(listed, dict) else None
+        # a listing anyone could have written: the stale objects it names are deleted below
+        if not isinstance(old, list) or not all(inside(name) for name in old):
             shown = ", ".join(e[len(prefix) + 1:] for e in existing[:8])
-            raise OutputError(f"output prefix {url} is not empty and was not written by curate (no {listing_name}); "
-                              f"it holds: {shown}",
+            raise OutputError(f"output prefix {url} is not empty and was not written by curate (no {listing_name}, "
+                              f"or one naming objects outside the prefix); it holds: {shown}",
                               "curate never deletes objects it did not write: point the output at a new or empty "
-                              "prefix, or move those objects away") from None
+                              "prefix, or move those objects away")
     pending = {"files": sorted(set(old) | set(files)), "complete": False}
     put_bytes(join(url, listing_name), json.dumps(pending, indent=1, sort_keys=True).encode())
     for name in files:

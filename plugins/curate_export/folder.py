@@ -5,7 +5,9 @@ export leaves only that folder, which the next export removes. When every file i
 new output folder is renamed into place in one step; an output folder from an earlier export
 (it holds our ``_CURATE_EXPORT.json`` listing the files we wrote) has those files replaced one
 by one (each rename is atomic, so no reader sees a truncated file) and the listing written
-last. A non-empty folder without our listing is refused: its files are the user's.
+last. A non-empty folder without our listing is refused: its files are the user's. So is one whose
+listing names a file outside it (``../x``, ``/x``) or under a link to another folder: a listing is
+a file anyone can write, and an export deletes what its listing names.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from curate.atomic import write_text_atomic
 from curate.errors import OutputError
+from curate.filekeys import inside
 
 LISTING = "_CURATE_EXPORT.json"
 
@@ -28,7 +31,14 @@ def _listing(folder: Path) -> dict | None:
         data = json.loads((folder / LISTING).read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("files"), list) else None
+    files = data.get("files") if isinstance(data, dict) else None
+    return data if isinstance(files, list) and all(_in_folder(folder, f) for f in files) else None
+
+
+def _in_folder(folder: Path, name: object) -> bool:
+    """Whether ``folder / name`` is a file of ``folder``: a relative name, under no link to elsewhere."""
+    return inside(name) and not any((folder / parent).is_symlink()
+                                    for parent in PurePosixPath(str(name)).parents[:-1])
 
 
 def check_ours(out: Path, fmt: str) -> list[str]:
@@ -47,7 +57,8 @@ def check_ours(out: Path, fmt: str) -> list[str]:
         return []
     shown = ", ".join(entries[:8]) + (f", … ({len(entries)} entries)" if len(entries) > 8 else "")
     raise OutputError(
-        f"output '{fmt}' folder {out} is not empty and was not written by curate (no {LISTING}); it holds: {shown}",
+        f"output '{fmt}' folder {out} is not empty and was not written by curate (no {LISTING}, or one naming "
+        f"files outside the folder); it holds: {shown}",
         "curate never deletes files it did not write: point the output at a new or empty folder, "
         "or move those files away",
     )
@@ -77,6 +88,12 @@ def export_folder(out: Path, fmt: str, facts: dict | None = None) -> Iterator[Pa
         _write_listing(partial, listing)
         partial.rename(out)
         return
+    linked = [name for name in files if not _in_folder(out, name)]
+    if linked:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OutputError(f"output '{fmt}' folder {out} holds a link to another folder where the export "
+                          f"writes {linked[0]}", "curate does not write through links: remove the link, or point "
+                          "the output at a new or empty folder")
     # An earlier export (ours) or an empty folder: list both sets first, so a kill in the middle
     # leaves a folder a re-run still knows as ours.
     _write_listing(out, {"format": fmt, "files": sorted(set(old_files) | set(files)), "complete": False})

@@ -10,7 +10,7 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curate.filekeys import file_key, file_keys
+from curate.filekeys import file_key, file_keys, inside
 
 SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_~-]{0,79}")
 HOSTILE = ["../../escape", "/etc/cron.d/x", "a/b", "a\\b", "x.y", ".", "..", "", "Case", "nul\x00byte",
@@ -42,3 +42,8 @@ def test_file_keys_are_safe_and_unique_regardless_of_case(uids):
     assert len({k.casefold() for k in keys}) == len(uids)
     assert file_keys(pl.Series("uid", uids, dtype=pl.Utf8)).to_list() == keys
 
+
+def test_inside_accepts_only_relative_names_that_stay_in_their_folder():
+    assert all(inside(n) for n in ["00000.tar", "images/ab~1.jpg", "_CURATE_EXPORT.json", "a..b"])
+    assert not any(inside(n) for n in ["../x", "a/../../x", "/etc/x", "a//b", "./a", "a/", "", "a\\..\\b",
+                                        "a\x00b", None, 3, ["a"]])

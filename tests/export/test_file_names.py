@@ -9,6 +9,7 @@ import unicodedata
 from pathlib import Path
 
 import polars as pl
+import pytest
 from curate_export.sinks import ImageFolderSink, WebDatasetSink
 
 from curate.filekeys import file_key
@@ -63,3 +64,30 @@ def test_tar_members_stay_inside_and_keep_every_sample(tmp_path):
     assert sorted(seen.values()) == sorted(HOSTILE_UIDS * 2)  # every sample whole, none merged
     assert seen[f"{file_key('0000000000000010')}_0"] == "0000000000000010"
 
+
+def test_a_forged_listing_cannot_make_an_export_delete_or_write_outside_its_folder(tmp_path):
+    """An export deletes the files its folder's listing names and writes through the folder's
+    sub-folders; the listing is a file anyone could have put there (an unpacked archive)."""
+    from curate_export.folder import LISTING
+
+    from curate.errors import OutputError
+
+    store = tmp_path / "store"
+    table = make_store(store, 3, png_every=0).head(3)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    out = tmp_path / "run" / "export"
+    out.mkdir(parents=True)
+    (out / LISTING).write_text(json.dumps({"format": "imagefolder", "files": ["../../precious.txt"]}))
+    with pytest.raises(OutputError, match="not written by curate"):
+        write(ImageFolderSink, table, tmp_path, store)
+    assert precious.read_text() == "mine"
+
+    elsewhere = tmp_path / "photos"
+    elsewhere.mkdir()
+    (elsewhere / f"{table['uid'][0]}.jpg").write_text("mine")
+    (out / LISTING).write_text(json.dumps({"format": "imagefolder", "files": ["metadata.jsonl"]}))
+    (out / "images").symlink_to(elsewhere)
+    with pytest.raises(OutputError, match="link"):
+        write(ImageFolderSink, table, tmp_path, store)
+    assert [p.read_text() for p in elsewhere.iterdir()] == ["mine"]
