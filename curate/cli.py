@@ -7,6 +7,7 @@ Plugins add sub-commands through ``curate_register_commands``.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 
+from curate.display import for_rich, visible
 from curate.errors import CurateError
 
 DEBUG = {"on": False}
@@ -42,9 +44,11 @@ def _pm():
 
 
 def _console(stderr: bool = False):
+    """The console curate prints with. Text from specs, data or a run directory goes through
+    :func:`curate.display.for_rich` first; ``:name:`` is never an emoji code."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: bool = False):
@@ -72,7 +76,7 @@ def validate(spec: str, untrusted: bool) -> None:
     plan, _ = _load_and_plan(spec, untrusted=untrusted)
     plan.check_layout()  # what `curate run` refuses before it starts, said here first
     steps = len(plan.steps) - 1
-    _console().print(f"[green]ok[/green] {spec}: source '{plan.source.format}', {steps} step"
+    _console().print(f"[green]ok[/green] {for_rich(spec)}: source '{for_rich(plan.source.format)}', {steps} step"
                      f"{'s' if steps != 1 else ''}, {len(plan.outputs)} output{'s' if len(plan.outputs) != 1 else ''}")
 
 
@@ -93,7 +97,7 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool) -> None
     if as_json:
         click.echo(json.dumps({"run_dir": str(the_plan.run_dir), "steps": rows}, indent=2))
         return
-    table = Table(title=f"plan for {spec} → {the_plan.run_dir}")
+    table = Table(title=f"plan for {for_rich(spec)} → {for_rich(the_plan.run_dir)}")
     for column in ("#", "label", "step", "reads", "writes", "cached"):
         table.add_column(column)
     for row in rows:
@@ -101,14 +105,15 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool) -> None
         writes = ", ".join(f"{k}: {v}" for k, v in row["writes"].items()) or "-"
         if row["removes"]:
             writes += " (removes " + ", ".join(row["removes"]) + ")"
-        table.add_row(str(row["index"]), row["label"], row["step"], reads, writes,
+        table.add_row(str(row["index"]), *map(for_rich, (row["label"], row["step"], reads, writes)),
                       "[green]yes[/green]" if row["cached"] else "no")
     _console().print(table)
     for group in dict.fromkeys(tuple(row["fused"]) for row in rows if row["fused"]):
         _console().print(f"fused, one pass per shard and one cache unit (only the last stores kept rows): "
-                         f"{' + '.join(group)}")
+                         f"{for_rich(' + '.join(group))}")
     for output in the_plan.outputs:
-        _console().print(f"output {output.index}: {output.sink.format} ← {output.step_label} → {output.path}")
+        _console().print(f"output {output.index}: {for_rich(output.sink.format)} ← "
+                         f"{for_rich(output.step_label)} → {for_rich(output.path)}")
 
 
 @cli.command()
@@ -154,8 +159,9 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
             observer.close()
     _print_funnel(manifest, console)
     for output in manifest.get("outputs", []):
-        console.print(f"wrote {output['format']} → {output['path']}")
-    console.print(f"run directory: {the_plan.run_dir}  (duckdb {the_plan.run_dir / 'curate.duckdb'})")
+        console.print(f"wrote {for_rich(output['format'])} → {for_rich(output['path'])}")
+    run_dir_shown = for_rich(the_plan.run_dir)
+    console.print(f"run directory: {run_dir_shown}  (duckdb {for_rich(the_plan.run_dir / 'curate.duckdb')})")
 
 
 def _saved_spec(run_dir: Path, console: Any) -> Any:
@@ -176,8 +182,9 @@ def _saved_spec(run_dir: Path, console: Any) -> Any:
     loaded = load_spec(saved)
     loaded.origin = original
     if original is not None and _changed_since(original, loaded.spec):
-        console.print(f"note: {original} has changed since this run started; resuming with the spec saved in "
-                      f"{saved} (to run the edited spec here: curate run {original} --run-dir {run_dir})")
+        console.print(f"note: {for_rich(original)} has changed since this run started; resuming with the "
+                      f"spec saved in {for_rich(saved)} (to run the edited spec here: curate run "
+                      f"{for_rich(original)} --run-dir {for_rich(run_dir)})")
     return loaded
 
 
@@ -200,16 +207,17 @@ def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
 
     from curate.runstore import funnel
 
-    table = Table(title=f"{manifest.get('name')} — {manifest.get('status')}")
+    table = Table(title=for_rich(f"{manifest.get('name')} — {manifest.get('status')}"))
     for column in ("#", "step", "rows in", "rows out", "dropped", "seconds", "cached"):
         table.add_column(column, justify="right" if column in ("rows in", "rows out", "seconds") else "left")
     for row in funnel(manifest):
         dropped = ", ".join(f"{k}: {v:,}" for k, v in row["dropped"].items()) or "-"
+        label = row["label"] if row["label"] == row["step"] else f"{row['label']} ({row['step']})"
         table.add_row(
-            str(row["index"]), row["label"] if row["label"] == row["step"] else f"{row['label']} ({row['step']})",
+            str(row["index"]), for_rich(label),
             f"{row['rows_in']:,}" if row["rows_in"] is not None else "-",
             f"{row['rows_out']:,}" if row["rows_out"] is not None else "-",
-            dropped, f"{row['seconds']:.2f}" if row["seconds"] is not None else "-",
+            for_rich(dropped), f"{row['seconds']:.2f}" if row["seconds"] is not None else "-",
             "yes" if row["cached"] else ("" if row["complete"] else "[red]incomplete[/red]"),
         )
     console.print(table)
@@ -228,10 +236,10 @@ def inspect(run_dir: str, as_json: bool) -> None:
         return
     console = _console()
     _print_funnel(manifest, console)
-    console.print(f"spec hash {manifest.get('spec_hash')}, started {manifest.get('started_at')}, "
-                  f"status {manifest.get('status')}")
+    console.print(for_rich(f"spec hash {manifest.get('spec_hash')}, started {manifest.get('started_at')}, "
+                           f"status {manifest.get('status')}"))
     for output in manifest.get("outputs", []):
-        console.print(f"output: {output['format']} → {output['path']}")
+        console.print(f"output: {for_rich(output['format'])} → {for_rich(output['path'])}")
 
 
 @cli.command()
@@ -357,7 +365,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     """curate's own warnings (a plugin skipped, a stored step recomputed) as one line, as its other
     notices are; Python's format added the file, line and source line of the warn() call."""
     if category.__module__.split(".")[0].startswith("curate"):
-        click.echo(f"curate: warning: {message}", err=True)
+        click.echo(f"curate: warning: {visible(message, lines=True)}", err=True)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
@@ -365,10 +373,27 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 _python_show_warning = warnings.showwarning
 
 
+class _VisibleFormatter(logging.Formatter):
+    """Log messages quote URLs and server answers: their control characters are shown, not run."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), lines=True)
+
+
+def _last_resort() -> logging.Handler:
+    """Python's handler for records no handler takes (plugins' warnings: ``download: … refused``),
+    the same but for :class:`_VisibleFormatter`."""
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_VisibleFormatter())
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
     if argv is None:  # the program itself (a caller passing argv, such as a test, keeps its own display)
         warnings.showwarning = _show_warning
+        logging.lastResort = _last_resort()
     argv, debug = _hoist_debug(list(argv if argv is not None else sys.argv[1:]))
     if _command_of(argv) not in WITHOUT_PLUGIN_COMMANDS:
         # Plugin sub-commands only when one may be asked for, listed (--help, `curate plugins`)
@@ -393,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     except CurateError as exc:
         if debug:
             raise
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho(f"error: {visible(exc, lines=True)}", fg="red", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
@@ -401,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so plainly, keep the traceback behind --debug
         if debug:
             raise
-        click.secho(f"internal error: {type(exc).__name__}: {exc}", fg="red", err=True)
+        click.secho(f"internal error: {type(exc).__name__}: {visible(exc, lines=True)}", fg="red", err=True)
         click.echo("re-run with --debug for the traceback, and please report it", err=True)
         return 1
     return 0

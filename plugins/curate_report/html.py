@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from curate.display import visible
+
 VOID = {"img", "br", "hr", "meta", "col", "wbr"}
 
 
@@ -16,9 +18,11 @@ class Html(str):
 
 
 def esc(value: Any) -> Html:
+    """Text as HTML; its control characters and bidi overrides shown as escapes (``\\u202e``), so web
+    text cannot reverse or hide what the page says (:func:`curate.display.visible`)."""
     if isinstance(value, Html):
         return value
-    return Html(html.escape("" if value is None else str(value), quote=True))
+    return Html(html.escape("" if value is None else visible(value, lines=True), quote=True))
 
 
 def join(parts: Iterable[Any], separator: str = "") -> Html:

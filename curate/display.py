@@ -1,0 +1,40 @@
+"""Text from specs, data and run directories, made safe to show: on a terminal, in the report.
+
+Step labels and spec names are checked when a spec loads; drop reasons, column names, output
+paths, URLs in error messages and everything in another person's run directory are anyone's
+text. Printed as they are, an ESC sequence clears the screen or recolours what follows, an OSC 8
+sequence hides a hyperlink, a carriage return overwrites the start of the line, and a bidi
+override shows text reversed (in a terminal and in a web page alike); rich, besides, reads
+``[link=…]`` or ``[bold]`` in a string as markup. :func:`visible` writes those characters as
+escapes (``\\x1b``), the way ``repr`` would; :func:`for_rich` also escapes markup. Text without
+them is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# C0 and C1 controls, DEL, and the bidi embeddings, overrides and isolates (not the marks, which
+# right-to-left text uses and which cannot reorder what surrounds them).
+_UNSAFE_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # keeps \t and \n
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: Any, *, lines: bool = False) -> str:
+    """``text`` with every control character written as an escape; ``lines``: keep newlines and
+    tabs (a message of several lines)."""
+    return (_UNSAFE_IN_LINES if lines else _UNSAFE_IN_LINE).sub(_escaped, str(text))
+
+
+def for_rich(text: Any) -> str:
+    """``text`` to put in a string rich prints (``console.print``, a table cell, a title): visible,
+    and its ``[`` not read as markup."""
+    from rich.markup import escape
+
+    return escape(visible(text))
