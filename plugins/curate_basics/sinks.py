@@ -42,7 +42,8 @@ class ParquetSink(TableSink):
         path = self.ctx.output_path
         with atomic_path(path, sweep=True) as tmp:
             _frame(table, self.params.columns).sink_parquet(tmp, compression="zstd")
-        return {"rows": pl.scan_parquet(path).select(pl.len()).collect().item()}
+        # glob=False: a file named `out[1].parquet` is that file, not a pattern that matches nothing
+        return {"rows": pl.scan_parquet(path, glob=False).select(pl.len()).collect().item()}
 
 
 class JsonlSink(TableSink):
@@ -59,8 +60,13 @@ class JsonlSink(TableSink):
 
 
 class CsvSink(TableSink):
+    """One CSV file as Polars writes it (quoted where a cell needs it; null is an empty field).
+    Cells are written verbatim, as pandas, DuckDB and Polars write them, also a cell that a
+    spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``): see "CSV and spreadsheets" in
+    the README. Struct columns are written as JSON text, list columns as their items joined by ``|``."""
+
     format = "csv"
-    description = "one CSV file (nested columns are written as JSON text)"
+    description = "one CSV file, cells verbatim (structs as JSON text, lists joined by '|')"
     Params = TableSinkParams
 
     def write(self, table: TableInput) -> dict[str, Any]:
