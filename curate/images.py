@@ -2,7 +2,8 @@
 
 ``shard`` is a webdataset tar (members ``<key>.<ext>``) or a directory of ``<key>.<ext>`` files,
 relative to the run's store directory (``manifest.json``'s ``store_dir``; a step has it in
-``ctx.extras["store_dir"]``). ``key`` is the row's uid. Reading a member costs one seek and one
+``ctx.extras["store_dir"]``). ``key`` is the row's uid (:func:`curate.filekeys.file_key` of a
+source's uid that is not a safe file name). Reading a member costs one seek and one
 read: each tar's member offsets are indexed once per process (a pass over its headers) and kept
 while the file is unchanged.
 
