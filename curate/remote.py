@@ -11,6 +11,10 @@ A folder (an export) is uploaded file by file between two writes of its listing
 (``_CURATE_EXPORT.json``): first naming old and new files with ``complete: false``, last as
 written; a prefix holding other objects and no listing is refused, as a local folder of someone
 else's files is.
+
+Reads of whole objects (:func:`download`) copy the version the listing named, or fail: an
+object rewritten after it was listed, or while it is read, is an error, and no more than the
+listed size is written.
 """
 
 from __future__ import annotations
@@ -156,8 +160,35 @@ def version_of(entry: dict[str, Any]) -> str:
     return f"{str(tag).strip(chr(34))}:{entry.get('size')}"
 
 
+def _same(listed: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether two descriptions of an object name the same version: its size and ETag, where
+    both have them (a listing's LastModified is finer than a HEAD's, so times are not compared)."""
+    def tag(entry: dict[str, Any]) -> str | None:
+        value = entry.get("ETag") or entry.get("etag")
+        return None if not value else str(value).strip('"')
+
+    sizes = (listed.get("size"), now.get("size"))
+    tags = (tag(listed), tag(now))
+    return (None in sizes or sizes[0] == sizes[1]) and (None in tags or tags[0] == tags[1])
+
+
+def _changed(url: str, listed: dict[str, Any], detail: str) -> StorageError:
+    return StorageError(f"cannot download {url}: the object changed while it was read ({detail}; listed as "
+                        f"{listed.get('size')} bytes, version {version_of(listed)!r}), so the copy would mix "
+                        "versions or not be the one the run's fingerprints name",
+                        "run again: the next listing names the new object. If it keeps changing, something "
+                        "is rewriting it while curate reads it: wait for the writer to finish")
+
+
 def download(url: str, entry: dict[str, Any], cache_dir: Path) -> Path:
-    """A local copy of object ``url`` under ``cache_dir``, kept while the object is unchanged."""
+    """A local copy of object ``url`` under ``cache_dir``, kept while the object is unchanged.
+
+    The copy is of the version ``entry`` (the listing) describes, or there is none: the cache is
+    keyed by that version, and the run's fingerprints name it. An object replaced after it was
+    listed (or during the read: the backend resumes a broken read with a range request, which
+    would splice two versions) is an error, found by the bytes read and by asking for the
+    object's size and ETag again once it is read; no more than the listed size is written, so
+    an object that grows, or a body that never ends, stops there."""
     digest = hashlib.sha256(f"{url}\0{version_of(entry)}".encode()).hexdigest()[:20]
     local = cache_dir / digest / url.rsplit("/", 1)[-1]
     if local.is_file() and local.stat().st_size == entry.get("size"):
@@ -165,9 +196,37 @@ def download(url: str, entry: dict[str, Any], cache_dir: Path) -> Path:
     local.parent.mkdir(parents=True, exist_ok=True)
     partial = local.with_name(f".{local.name}.{os.getpid()}.tmp")
     fs = filesystem(url)
-    guarded(url, "download", lambda: fs.get_file(strip(url), str(partial)))
-    os.replace(partial, local)
+    listed_size = entry.get("size")
+    try:
+        guarded(url, "download", lambda: fs.get_file(strip(url), str(partial),
+                                                     callback=_size_guard(url, entry)))
+        got = partial.stat().st_size
+        if listed_size is not None and got != listed_size:
+            raise _changed(url, entry, f"{got} bytes were read")
+        now = info(url)
+        if not _same(entry, now):
+            raise _changed(url, entry, f"it is now {now.get('size')} bytes, version {version_of(now)!r}")
+        os.replace(partial, local)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return local
+
+
+def _size_guard(url: str, entry: dict[str, Any]) -> Any:
+    """An fsspec callback (called with each block written) that stops a read going past the
+    object's listed size: the object grew, or the endpoint sends more than it has."""
+    from fsspec.callbacks import Callback
+
+    limit = entry.get("size")
+
+    class SizeGuard(Callback):
+        def relative_update(self, inc: int = 1) -> None:
+            super().relative_update(inc)
+            if limit is not None and self.value > limit:
+                raise _changed(url, entry, f"more than {limit} bytes arrived")
+
+    return SizeGuard()
 
 
 def cat(url: str) -> bytes:
