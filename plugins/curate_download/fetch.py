@@ -29,6 +29,16 @@ img2dataset's imports already.
   is refused (:data:`DECODE_TOO_LARGE`) before anything decodes it. img2dataset decodes in each
   process's main thread, one image at a time, while its threads only fetch: so this bounds the
   memory a process spends decoding, however many threads it has.
+- **Bodies waiting to be decoded.** img2dataset's threads keep fetching while the main thread
+  decodes: up to ``2 x threads`` fetched bodies wait for it, each up to ``max_bytes`` (4 GiB at
+  64 threads and 32 MiB; measured, a server that answers quickly with big bodies and now and then
+  with an image slow to decode gets there). With ``max_buffered_bytes`` set, a process's bodies,
+  fetched or being fetched and not yet decoded, hold at most that many bytes (:class:`BodyBudget`):
+  before reading a body an attempt reserves its Content-Length (``max_bytes`` when it has none,
+  the rest given back once the body is read), waiting in turn, within the attempt's deadline,
+  while the budget is spent; the worker gives a body's bytes back when img2dataset's resizer is
+  done with it (``worker.py``). An attempt whose deadline passes while it waits fails with
+  :data:`TIMED_OUT`, saying it waited for ``max_buffered_bytes``.
 - **Retries.** An attempt that fails transiently (HTTP 429, 502, 503, 504; a connection refused,
   reset or closed early; a timeout while connecting or waiting for the headers) is tried again,
   up to ``retries`` times, after waiting what the response's ``Retry-After`` asks (seconds or an
@@ -37,6 +47,11 @@ img2dataset's imports already.
   deadline; a row takes at most ``(retries + 1) * timeout + retries * max_retry_wait`` seconds.
   img2dataset's own ``retries`` (which retries every error, 404 included, without waiting) is
   left at 0. Errors while reading the body (after ``open()`` returned) are not retried.
+- **Messages.** A row's message is ``str`` of its error, and a server writes part of it: the
+  reason phrase of its status line, a redirect's Location, each up to the 64 KiB http.client
+  allows a line. An error leaving ``open()`` keeps at most :data:`MESSAGE_CHARS` of such text
+  (its head and tail), control characters escaped (:func:`shown_error`): a row's message stays
+  a line's worth, whatever the server sent, 100,000 rows of them included.
 - **Per-host limits.** ``max_per_host`` attempts at one host run at once in this process (a
   semaphore per host name, held from the request until the response is closed), and
   ``host_rate`` attempts per second start at one host (a schedule per host). Waiting for either
@@ -50,6 +65,7 @@ import email.utils
 import http.client
 import json
 import random
+import re
 import socket
 import ssl
 import threading
@@ -78,8 +94,10 @@ ONLY_HTTP = "only http and https are"
 CHUNK_BYTES = 1 << 16
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 GAVE_UP = "gave up after"
+MESSAGE_CHARS = 1000  # the most of a server's text (reason phrase, Location) a row's message keeps
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
 
-_attempt = threading.local()  # .deadline and .seconds while an open() runs in this thread
+_attempt = threading.local()  # .deadline, .seconds and .opening while an open() runs in this thread
 
 
 def default_decode_bytes(max_image_area: float | None) -> int | None:
@@ -97,6 +115,9 @@ class FetchLimits:
     max_retry_wait: float = 30.0  # longest wait before a retry; a longer Retry-After fails the row
     max_per_host: int | None = None  # attempts at one host at once, in this process
     host_rate: float | None = None  # attempts started per second at one host, in this process
+    # bodies fetched and not yet decoded, in this process; None: no budget. Only with a consumer
+    # that calls body_consumed for every body read (the worker's hook on img2dataset's resizer).
+    max_buffered_bytes: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -210,6 +231,58 @@ class DeadlineSSLSocket(_Bounded, ssl.SSLSocket):
 _process_limits: list[FetchLimits] = [FetchLimits()]  # what install_opener set for this process
 
 
+class BodyBudget:
+    """Bytes of response bodies this process holds: reserved by the threads that fetch them,
+    given back by the thread that decodes them. Reservations are granted first come, first
+    served, so a body of ``max_bytes`` is not starved by a stream of small ones; a reservation
+    is whole before any byte is read, so readers never hold part of what they need while waiting
+    for the rest (which could leave every byte reserved and nothing for the decoder to free)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._held = 0
+        self._queue: list[object] = []  # waiting reservations, oldest first
+
+    @property
+    def held(self) -> int:
+        with self._condition:
+            return self._held
+
+    def reserve(self, amount: int, capacity: int, deadline: float | None) -> bool:
+        """Wait until ``amount`` more bytes fit within ``capacity``; False if ``deadline``
+        (``time.monotonic()``) passes first. ``amount`` is at most ``capacity``."""
+        ticket = object()
+        with self._condition:
+            self._queue.append(ticket)
+            try:
+                while self._queue[0] is not ticket or self._held + amount > capacity:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._condition.wait(left)
+                self._held += amount
+                return True
+            finally:
+                self._queue.remove(ticket)
+                self._condition.notify_all()
+
+    def release(self, amount: int) -> None:
+        if amount <= 0:
+            return
+        with self._condition:
+            self._held = max(0, self._held - amount)
+            self._condition.notify_all()
+
+
+_budget = BodyBudget()
+
+
+def body_consumed(size: int) -> None:
+    """A body of ``size`` bytes that ``read()`` returned is decoded: its bytes are free again.
+    Called once per body by whatever consumes them (see :class:`BodyBudget`)."""
+    _budget.release(size)
+
+
 class NoStatusLine(http.client.BadStatusLine):
     """The reply did not start with an HTTP status line (an HTTP/0.9 server, or not HTTP at
     all). http.client's own error is the raw line, often binary (``'\\x89PNG\\r\\n'``), which
@@ -223,12 +296,17 @@ class NoStatusLine(http.client.BadStatusLine):
 
 
 class BoundedResponse(http.client.HTTPResponse):
-    """``read()`` without a length reads at most ``max_bytes``, and refuses image bombs.
-    Closing it frees its host's slot (see :class:`HostGate`)."""
+    """``read()`` without a length reads at most ``max_bytes``, within the process's budget for
+    bodies (``max_buffered_bytes``), and refuses image bombs. Closing it frees its host's slot
+    (see :class:`HostGate`)."""
 
     curate_release = None
+    curate_deadline: float | None = None  # the attempt's, for waiting on the budget
+    curate_seconds: float | None = None
 
     def begin(self) -> None:
+        self.curate_deadline = getattr(_attempt, "deadline", None)
+        self.curate_seconds = getattr(_attempt, "seconds", None)
         try:
             super().begin()
         except http.client.RemoteDisconnected:  # closed before replying: transient, see is_transient
@@ -252,6 +330,33 @@ class BoundedResponse(http.client.HTTPResponse):
         if declared is not None and declared > limits.max_bytes:
             self.close()
             raise BodyTooLarge(f"{TOO_LARGE} ({limits.max_bytes} bytes): Content-Length says {declared}")
+        reserved = 0
+        # A body read inside open() is a redirect's, which urllib reads and drops: nobody decodes it
+        # (nor gives it back), so it is not the budget's, only max_bytes'.
+        if limits.max_buffered_bytes is not None and not self.isclosed() and not getattr(_attempt, "opening", False):
+            reserved = limits.max_bytes if declared is None else declared
+            if not _budget.reserve(reserved, limits.max_buffered_bytes, self.curate_deadline):
+                self.close()
+                raise DeadlineExceeded(
+                    f"{TIMED_OUT}: waited longer than the download step's timeout ({self.curate_seconds:g} s) for "
+                    f"memory to read the body into: this process's bodies not yet decoded already hold "
+                    f"max_buffered_bytes ({limits.max_buffered_bytes:,} bytes)")
+        try:
+            data = self._read_body(declared, limits)
+            check_image(data, limits)
+        except BaseException:
+            _budget.release(reserved)
+            raise
+        _budget.release(reserved - len(data))  # the rest is given back by body_consumed
+        return data
+
+    def _read_body(self, declared: int | None, limits: FetchLimits) -> bytes:
+        if declared is not None:  # one buffer of the announced size, filled in place (no copies)
+            try:
+                return super().read()
+            except http.client.IncompleteRead as exc:
+                raise BodyIncomplete(f"the body ended after {len(exc.partial)} of the {declared} bytes its "
+                                     "Content-Length announced") from None
         body = bytearray()
         while True:
             chunk = super().read(min(CHUNK_BYTES, limits.max_bytes + 1 - len(body)))
@@ -260,14 +365,8 @@ class BoundedResponse(http.client.HTTPResponse):
             body += chunk
             if len(body) > limits.max_bytes:
                 self.close()
-                raise BodyTooLarge(f"{TOO_LARGE} ({limits.max_bytes} bytes): stopped reading after "
-                                   f"{len(body)} bytes" + ("" if declared is None else
-                                                           f", although Content-Length said {declared}"))
-        if declared is not None and len(body) < declared:
-            raise BodyIncomplete(f"the body ended after {len(body)} of the {declared} bytes its Content-Length announced")
-        data = bytes(body)
-        check_image(data, limits)
-        return data
+                raise BodyTooLarge(f"{TOO_LARGE} ({limits.max_bytes} bytes): stopped reading after {len(body)} bytes")
+        return bytes(body)
 
 
 def check_image(data: bytes, limits: FetchLimits) -> None:
@@ -368,6 +467,34 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(reason, (ConnectionError, TimeoutError, http.client.RemoteDisconnected))
 
 
+def _tidy(text: str) -> str:
+    """Text a server chose, fit to be a row's message: control characters escaped (a reason
+    phrase may carry terminal escapes), and at most :data:`MESSAGE_CHARS` (its head and tail)."""
+    text = CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    if len(text) <= MESSAGE_CHARS:
+        return text
+    tail = MESSAGE_CHARS // 4
+    cut = len(text) - MESSAGE_CHARS
+    return f"{text[:MESSAGE_CHARS - tail]} …({cut:,} characters cut)… {text[-tail:]}"
+
+
+def shown_error(exc: Exception) -> Exception:
+    """``exc`` as a row's message may show it (img2dataset keeps ``str(exc)`` for every row): the
+    text a server puts there (a reason phrase, a redirect's Location: up to 64 KiB each, which
+    http.client allows a line) tidied by :func:`_tidy`. ``exc`` itself when it needs nothing."""
+    if isinstance(exc, urllib.error.HTTPError):
+        message = _tidy(str(exc.msg))
+        if message == exc.msg:
+            return exc
+        exc.close()
+        return urllib.error.HTTPError(exc.url, exc.code, message, exc.headers, None)
+    text = str(exc.reason) if isinstance(exc, urllib.error.URLError) else str(exc)
+    tidy = _tidy(text)
+    if tidy == text:
+        return exc
+    return urllib.error.URLError(tidy) if isinstance(exc, urllib.error.URLError) else OSError(tidy)
+
+
 def _gave_up(exc: BaseException, attempts: int, why: str = "") -> BaseException:
     """The last attempt's error, saying how many attempts were made (img2dataset keeps str(exc))."""
     note = f"{GAVE_UP} {attempts} attempt{'s' if attempts > 1 else ''}{why}"
@@ -444,12 +571,16 @@ class DeadlineOpener(urllib.request.OpenerDirector):
             except Exception as exc:
                 slot.release()
                 if not is_transient(exc) or limits.retries == 0:
-                    raise
+                    shown = shown_error(exc)
+                    if shown is exc:
+                        raise
+                    raise shown from None
                 wait = self._wait(exc, attempt, limits)
+                shown = shown_error(exc)
                 if isinstance(exc, urllib.error.HTTPError):
                     exc.close()
                 if isinstance(wait, str) or attempt >= limits.retries:
-                    raise _gave_up(exc, attempt + 1, wait if isinstance(wait, str) else "") from None
+                    raise _gave_up(shown, attempt + 1, wait if isinstance(wait, str) else "") from None
                 attempt += 1
                 time.sleep(wait)
                 continue
@@ -476,10 +607,12 @@ class DeadlineOpener(urllib.request.OpenerDirector):
         seconds = float(timeout) if isinstance(timeout, (int, float)) else None
         _attempt.deadline = None if seconds is None else time.monotonic() + seconds
         _attempt.seconds = seconds
+        _attempt.opening = True
         try:
             return super().open(fullurl, data, timeout)
         finally:
             _attempt.deadline = _attempt.seconds = None
+            _attempt.opening = False
 
 
 def install_opener(limits: FetchLimits, proxies: dict[str, str] | None, refusal: str = "refused") -> None:

@@ -12,9 +12,11 @@ address actually dialled, and urllib's opener from ``fetch.py`` (a deadline per 
 bytes, pixels and decoding memory). In the worker's own process a thread watches img2dataset's
 processes, so a killed one fails the step instead of hanging it.
 
-So this file imports only the standard library and never the ``curate_download`` package
-(``fetch.py`` and its ``header.py``, stdlib too, come from a stand-in package for this directory,
-see :func:`_sibling`): each spawned process pays for img2dataset's imports already, and nothing more.
+So this file imports only the standard library and img2dataset's resizer (to give each body's
+bytes back to ``max_buffered_bytes`` once decoded, see :func:`release_bodies_when_decoded`), never
+the ``curate_download`` package (``fetch.py`` and its ``header.py``, stdlib too, come from a
+stand-in package for this directory, see :func:`_sibling`): each spawned process pays for
+img2dataset's imports already, and nothing more.
 """
 
 from __future__ import annotations
@@ -168,7 +170,8 @@ class NetworkPolicy:
         via = f"host '{host}' is" if host == str(ip) else f"host '{host}' resolves to"
         embedded = embedded_ipv4(ip)
         shown = f"{ip}, the {embedded[1]} form of {embedded[0]}" if embedded else str(ip)
-        return (f"{REFUSED}: {via} a {kind} address ({shown}); private, loopback and link-local addresses "
+        article = "an" if kind[0] in "aeiou" else "a"
+        return (f"{REFUSED}: {via} {article} {kind} address ({shown}); private, loopback and link-local addresses "
                 f"are not downloaded unless the download step's params set `allow_private_networks: true` "
                 f"or list the host in `allowed_hosts: ['{host}']`")
 
@@ -252,11 +255,40 @@ def install_guard(policy: NetworkPolicy) -> None:
     fetch.install_opener(fetch.FetchLimits(), {}, refusal=REFUSED)
 
 
+def release_bodies_when_decoded() -> None:
+    """Give each fetched body's bytes back to the process's budget (``max_buffered_bytes``, see
+    ``fetch.py``) once img2dataset's resizer is done with it. In img2dataset (1.47) every body
+    that ``read()`` returns goes to ``Resizer.__call__``, in the process's main thread: the
+    download thread wraps it in a BytesIO and returns it, and the main thread hands it to the
+    resizer, since curate asks for no hash check (the one path that skips the resizer). So that
+    call is where a body stops waiting. A resizer that cannot be found fails the process at once:
+    without it, bodies would never be given back and every fetch would end waiting."""
+    from img2dataset.resizer import Resizer
+
+    decode = Resizer.__call__
+    if getattr(decode, "curate_releases_bodies", False):
+        return
+
+    def __call__(self, img_stream, *args, **kwargs):  # type: ignore[no-untyped-def]
+        size = img_stream.seek(0, os.SEEK_END)  # seeking leaves the BytesIO sharing the body's bytes
+        img_stream.seek(0)
+        try:
+            return decode(self, img_stream, *args, **kwargs)
+        finally:
+            fetch.body_consumed(size)
+
+    __call__.curate_releases_bodies = True  # type: ignore[attr-defined]
+    Resizer.__call__ = __call__  # type: ignore[method-assign]
+
+
 def _install_from_environment() -> None:
     text = os.environ.get(POLICY_ENV)
     if text:
-        limits = os.environ.get(fetch.LIMITS_ENV)
-        install(NetworkPolicy.from_json(text), fetch.FetchLimits.from_json(limits) if limits else None)
+        limits_text = os.environ.get(fetch.LIMITS_ENV)
+        limits = fetch.FetchLimits.from_json(limits_text) if limits_text else None
+        install(NetworkPolicy.from_json(text), limits)
+        if limits is not None and limits.max_buffered_bytes is not None:
+            release_bodies_when_decoded()
 
 
 def _die_with_parent() -> None:

@@ -25,6 +25,14 @@ Routes (NAME is any string; each response is the same for the same NAME)::
     /no-status-line/NAME  a PNG and nothing else, no status line or headers (HTTP/0.9), then closes
     /hdr-huge/NAME      a Radiance HDR header declaring HDR_SIDE x HDR_SIDE pixels: Pillow cannot read
                         the format, OpenCV's decoder refuses the size
+    /fat/BYTES/NAME     BYTES bytes that are no image, with their Content-Length: quick to fetch over
+                        loopback, and to refuse once fetched
+    /gzip-bomb/NAME     200 image/png with Content-Encoding: gzip: 10 MB on the wire that inflate to 10 GB
+                        (nothing should inflate it: img2dataset asks for no encoding, urllib decodes none)
+    /long-reason/NAME   404 with a 60,000-character reason phrase holding terminal escapes
+    /long-location/NAME 302 to a gopher: URL of 60,000 characters (urllib's error repeats it)
+    /slow-decode/NAME   a JPEG of SLOW_DECODE_SIDE x SLOW_DECODE_SIDE pixels of one colour: under 1 MB on the
+                        wire, within the pixel and decoding limits, and most of a second to decode and resize
 
 Endless bodies stop after ``ENDLESS_CAP`` bytes and drips after ``DRIP_CAP_SECONDS`` so that a
 downloader without limits fails its test instead of taking the machine down; closing the server
@@ -54,6 +62,8 @@ SLOW_HOP = 0.8
 BOMB_SIDE = 30_000
 BUSY_SECONDS = 0.3
 HDR_SIDE = 12_000
+SLOW_DECODE_SIDE = 7000
+LONG_TEXT = 60_000
 
 
 def png(name: str, side: int = 24) -> bytes:
@@ -89,6 +99,25 @@ def deep_png(side: int) -> bytes:
     """A 16-bit RGBA PNG of side x side transparent black: 0.4 MB on the wire at 7000 x 7000,
     within the default pixel limit, and 3.9 GB while img2dataset decodes and blends it."""
     return _zero_png(side, 16, 6, side * 8)
+
+
+@functools.cache
+def slow_decode_jpeg(side: int = SLOW_DECODE_SIDE) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (10, 200, 30)).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+@functools.cache
+def gzip_bomb(inflated_mib: int = 10_000) -> bytes:
+    """A gzip member of ``inflated_mib`` MiB of zeros, built from one compressed MiB repeated (a
+    full flush makes each copy stand alone). Its trailer's CRC is wrong: whatever inflates it has
+    paid for the 10 GB before it could tell."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(b"\0" * 2**20) + compressor.flush(zlib.Z_FULL_FLUSH)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = struct.pack("<II", 0, (inflated_mib * 2**20) & 0xFFFFFFFF)
+    return header + block * inflated_mib + b"\x03\x00" + trailer
 
 
 def huge_hdr(side: int = HDR_SIDE) -> bytes:
@@ -259,6 +288,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "image/vnd.radiance")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
+
+    def route_gzip_bomb(self, parts: list[str]) -> None:
+        body = gzip_bomb()
+        self._head(length=len(body), Content_Encoding="gzip")
+        self.wfile.write(body)
+
+    def route_long_reason(self, parts: list[str]) -> None:
+        reason = "\x1b[2J\x1b[31mgone" + "R" * LONG_TEXT + "\x1b]0;owned\x07"
+        self.wfile.write(f"HTTP/1.1 404 {reason}\r\nContent-Length: 0\r\n\r\n".encode())
+
+    def route_long_location(self, parts: list[str]) -> None:
+        self._head(302, length=0, Location="gopher://example.com/" + "a" * LONG_TEXT)
+
+    def route_fat(self, parts: list[str]) -> None:
+        size = int(parts[1])
+        self._head(length=size)
+        block = b"\xee" * 2**16
+        for start in range(0, size, len(block)):
+            self.wfile.write(block[:size - start])
+
+    def route_slow_decode(self, parts: list[str]) -> None:
+        body = slow_decode_jpeg()
+        self._head(length=len(body))
         self.wfile.write(body)
 
     def route_busy(self, parts: list[str]) -> None:

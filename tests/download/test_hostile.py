@@ -1,4 +1,5 @@
-"""The web is adversarial: endless, dripping, lying and exploding responses among healthy ones.
+"""The web is adversarial: endless, dripping, lying, compressed, verbose and exploding responses
+among healthy ones.
 The step ends within its time bound, its processes stay within 1 GB of a healthy run's memory,
 every row has a status, every healthy row is stored, and nothing is left in the system's temp dir."""
 
@@ -37,6 +38,9 @@ HOSTILE = {  # route -> (how many rows, the status each must get)
     "chain": (1, "failed_to_download"),
     "no-status-line": (1, "failed_to_download"),
     "hdr-huge": (1, "image_too_large"),
+    "gzip-bomb": (1, "failed_to_resize"),  # 10 MB as sent: never inflated, so not an image
+    "long-reason": (1, "failed_to_download"),
+    "long-location": (1, "failed_to_download"),
 }
 GIB = 2**30
 
@@ -147,6 +151,11 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
     assert "redirect" in first["loop"] and "redirect" in first["chain"]
     assert first["no-status-line"].startswith("the server sent no HTTP status line")
     assert "max_image_area" in first["hdr-huge"] and "CV_IO" not in first["hdr-huge"]
+    # a server's 60,000-character reason phrase or Location is cut to a line's worth, escapes escaped
+    assert first["long-reason"].startswith("HTTP Error 404: \\x1b[2J\\x1b[31mgoneRRR") and "characters cut" in first["long-reason"]
+    assert "gopher://example.com/aaa" in first["long-location"] and first["long-location"].endswith("is not allowed")
+    assert rows["error_message"].str.len_chars().max() <= 1100
+    assert not rows["error_message"].str.contains("\x1b", literal=True).any()
     stored = rows.filter(pl.col("kind") == "ok")
     assert stored["image"].null_count() == 0 and stored.height == HEALTHY_ROWS
 
