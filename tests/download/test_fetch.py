@@ -85,3 +85,76 @@ def test_https(tmp_path: Path) -> None:
                     "cert.pem", "-days", "1", "-subj", "/CN=localhost", "-addext",
                     "subjectAltName=DNS:localhost,IP:127.0.0.1"], cwd=tmp_path, check=True, capture_output=True)
     _check(_run(tmp_path, "cert.pem", "key.pem", SSL_CERT_FILE=str(tmp_path / "cert.pem")))
+
+
+HEADER_SCRIPT = textwrap.dedent("""
+    import threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    def forever(write, data):  # until the client hangs up (or 60 s)
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 60:
+                write(data)
+        except OSError:
+            pass
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def log_message(self, *args): pass
+        def do_GET(self):
+            w = self.wfile.write
+            if self.path == "/huge-header":
+                w(b"HTTP/1.1 200 OK\\r\\nX-A: " + b"a" * 70000 + b"\\r\\nContent-Length: 0\\r\\n\\r\\n")
+            elif self.path == "/many-headers":
+                w(b"HTTP/1.1 200 OK\\r\\n" + b"X-A: b\\r\\n" * 5000 + b"Content-Length: 0\\r\\n\\r\\n")
+            elif self.path == "/continue-forever":
+                forever(w, b"HTTP/1.1 100 Continue\\r\\n\\r\\n" * 100)
+            elif self.path == "/trailers-forever":
+                w(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n1\\r\\na\\r\\n0\\r\\n")
+                forever(w, b"X-T: y\\r\\n" * 1000)
+            elif self.path == "/tiny-chunks":
+                w(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n")
+                forever(w, b"1\\r\\na\\r\\n" * 10000)
+            elif self.path == "/gzip":  # 1 MiB of zeros, gzipped: a client that inflated it would get 1 MiB
+                import gzip
+                body = gzip.compress(bytes(2**20))
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                w(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    from curate_download.fetch import FetchLimits
+    from curate_download.worker import NetworkPolicy, install
+    install(NetworkPolicy(allow_private_networks=True), FetchLimits(max_bytes=100_000))
+    import urllib.request
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    for path in ("/huge-header", "/many-headers", "/continue-forever", "/trailers-forever", "/tiny-chunks", "/gzip"):
+        try:
+            print(path, "read", len(urllib.request.urlopen(base + path, timeout=1).read()))
+        except Exception as exc:
+            print(path, type(exc).__name__, str(exc))
+""")
+
+
+def test_header_and_framing_tricks_end_within_the_limits(tmp_path: Path) -> None:
+    """http.client refuses a header line over 64 KiB and more than 100 headers; a server that
+    sends 100 Continue or trailer lines forever meets the deadline; a body of one-byte chunks
+    meets max_bytes; a gzip body is taken as sent (20 times smaller than inflated): nothing
+    inflates it, so max_bytes bounds what arrives, not what it would inflate to."""
+    done = subprocess.run([sys.executable, "-c", HEADER_SCRIPT], capture_output=True, text=True, timeout=120,
+                          env=cli_env([ROOT, ROOT / "plugins"]), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in done.stdout.splitlines()}
+    assert result["/huge-header"].startswith("LineTooLong")
+    assert result["/many-headers"] == "HTTPException got more than 100 headers"
+    assert result["/continue-forever"].startswith("DeadlineExceeded timed out")
+    assert result["/trailers-forever"].startswith("DeadlineExceeded timed out")
+    assert result["/tiny-chunks"].startswith("BodyTooLarge response body larger than max_bytes (100000 bytes)")
+    read = int(result["/gzip"].removeprefix("read "))
+    assert read < 2**20 // 20

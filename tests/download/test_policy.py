@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import ipaddress
 import socket
 import subprocess
@@ -174,3 +175,82 @@ def test_a_proxy_is_refused_with_the_guard(variable: str) -> None:
     assert problem is not None and variable in problem and "allow_private_networks: true" in problem
     assert proxy_problem(NetworkPolicy(allow_private_networks=True), {variable: "http://proxy.internal:3128"}) is None
     assert proxy_problem(NetworkPolicy(), {"no_proxy": "localhost"}) is None
+
+
+REDIRECT_SCRIPT = textwrap.dedent("""
+    import socket, threading, urllib.error, urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def log_message(self, *args): pass
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/to/").replace("PORT", str(port)))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    resolve = socket.getaddrinfo
+    def fake_dns(host, *args, **kwargs):  # names a hostile DNS server points at private addresses
+        fake = {"rebound.test": ["127.0.0.1"], "mixed.test": ["93.184.216.34", "127.0.0.1"],
+                "mapped.test": ["::ffff:127.0.0.1"]}.get(host)
+        if fake is None:
+            return resolve(host, *args, **kwargs)
+        return [(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, args[0]))
+                for ip in fake]
+    socket.getaddrinfo = fake_dns
+
+    from curate_download.worker import NetworkPolicy, install
+    install(NetworkPolicy(allowed_hosts=("localhost",)))
+    for target in TARGETS:
+        try:
+            urllib.request.urlopen(f"http://localhost:{port}/to/{target}", timeout=5).read()
+            print(target, "FETCHED")
+        except Exception as exc:
+            print(target, str(exc).replace(chr(10), " "))
+    print("requests", sorted(set(seen)))
+""")
+
+REDIRECT_TARGETS = {  # where a public-looking page redirects: what the refusal must name
+    "http://2130706433:PORT/secret": "loopback address (127.0.0.1)",  # decimal
+    "http://0177.0.0.1:PORT/secret": "loopback address (127.0.0.1)",  # octal
+    "http://0x7f.1:PORT/secret": "loopback address (127.0.0.1)",  # hex, short form
+    "http://127.1:PORT/secret": "loopback address (127.0.0.1)",
+    "http://[::ffff:127.0.0.1]:PORT/secret": "IPv4-mapped form of 127.0.0.1",
+    "http://[::1]:PORT/secret": "loopback address (::1)",
+    "http://0:PORT/secret": "an unspecified address (0.0.0.0)",
+    "http://rebound.test:PORT/secret": "'rebound.test' resolves to a loopback address (127.0.0.1)",
+    "http://mixed.test:PORT/secret": "'mixed.test' resolves to a loopback address (127.0.0.1)",
+    "http://mapped.test:PORT/secret": "IPv4-mapped form of 127.0.0.1",
+    "http://169.254.169.254/latest/meta-data/": "link-local address (169.254.169.254)",
+    "http://10.0.0.1/secret": "private address (10.0.0.1)",
+    "ftp://10.0.0.1/secret": "scheme 'ftp' is not downloaded",
+    "file:///etc/passwd": "is not allowed",
+    "data:,secret": "is not allowed",
+    "http://localhost:PORT/to/http://localhost:PORT/to/http://127.0.0.1:PORT/secret": "loopback address (127.0.0.1)",
+}
+
+
+def test_every_redirect_hop_is_checked_on_the_address_dialled() -> None:
+    """A page on an allowed host redirects to loopback in every spelling: decimal, octal and hex
+    IPv4, IPv4-mapped IPv6, a DNS name answering with a loopback address (alone, beside a public
+    one, or IPv4-mapped), after allowed hops; and to ftp, file and data URLs. Every hop is
+    refused before it connects: the server never sees a request for /secret."""
+    script = f"TARGETS = {list(REDIRECT_TARGETS)!r}\n" + REDIRECT_SCRIPT
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    results = dict(line.split(" ", 1) for line in lines[:-1])
+    for target, expected in REDIRECT_TARGETS.items():
+        assert expected in results[target], (target, results[target])
+        if not target.startswith(("file:", "data:")):
+            assert REFUSED in results[target], (target, results[target])
+    requested = ast.literal_eval(lines[-1].removeprefix("requests "))
+    assert requested and all(path.startswith("/to/") for path in requested)
