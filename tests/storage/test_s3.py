@@ -208,3 +208,49 @@ def test_an_upload_cut_short_is_still_ours_and_the_rerun_replaces_it(s3: S3, tmp
 
 def local_files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_endpoint_that_accepts_and_never_answers_fails_within_the_timeouts(s3: S3, tmp_path: Path) -> None:
+    """A stalled endpoint held a call for ~25 connections (botocore's 5 attempts under s3fs's 5
+    tries: 30 connections, 109 s here with 1 s timeouts); now 2 x 3 per call (9, 14 s)."""
+    import socket
+    import threading
+    import time
+
+    accepted: list[socket.socket] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        server.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept() -> None:  # take every connection, answer nothing
+            while not stop.is_set():
+                try:
+                    accepted.append(server.accept()[0])
+                except OSError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec(s3.url("data/*.parquet"), [])))
+        started = time.monotonic()
+        try:
+            result = cli(tmp_path, s3, "validate", "spec.yaml", AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.getsockname()[1]}",
+                         CURATE_S3_READ_TIMEOUT="1", CURATE_S3_CONNECT_TIMEOUT="1")
+        finally:
+            stop.set()
+            thread.join()
+            for connection in accepted:
+                connection.close()
+    seconds = time.monotonic() - started
+    assert result.code == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot" in result.stderr and "127.0.0.1" in result.stderr, result.stderr
+    assert len(accepted) <= 12, f"{len(accepted)} connections to a silent endpoint (30 before: 109 s)"
+    assert seconds < 60, seconds
+
+
+def test_a_timeout_variable_that_is_no_number_of_seconds_is_named(s3: S3, tmp_path: Path) -> None:
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec(s3.url("data/*.parquet"), [])))
+    result = cli(tmp_path, s3, "validate", "spec.yaml", CURATE_S3_READ_TIMEOUT="soon")
+    assert result.code == 2 and "CURATE_S3_READ_TIMEOUT='soon' is not a number of seconds" in result.stderr, result
