@@ -119,9 +119,11 @@ class Plan:
 
     def refresh_cache_status(self) -> None:
         # A fused group is one cache unit: each of its steps is cached when all of them are
-        # (or, for a head, when it stored its kept rows).
+        # (or, for a head, when it stored its kept rows). Each step's store is checked once: the
+        # check reads every stored file (their fingerprints), and a group of n steps asked it n² times.
+        reusable = {planned.index: self.cache_problem(planned) is None for planned in self.steps}
         for planned in self.steps:
-            planned.cached = (all(self.cache_problem(p) is None for p in self.group_of(planned))
+            planned.cached = (all(reusable[p.index] for p in self.group_of(planned))
                               or self.reusable_head(planned))
 
 
