@@ -7,12 +7,12 @@ Only regular files are read: a FIFO would block a plan forever and /dev/zero nev
 from __future__ import annotations
 
 import hashlib
-import os
 import stat as stat_mode
 from functools import cache
 from pathlib import Path
 
 from curate.errors import CurateError
+from curate.runfiles import NotRegularFile, open_regular
 
 
 class NotARegularFile(CurateError):
@@ -31,14 +31,12 @@ def _refuse(path: str, mode: int) -> NotARegularFile:
 @cache
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    # O_NONBLOCK: if the path became a FIFO since the stat, opening it must not wait for a writer
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(descriptor, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat_mode.S_ISREG(mode):
-            raise _refuse(path, mode)
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open_regular(Path(path)) as handle:  # it may have become a FIFO since the stat
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except NotRegularFile as exc:
+        raise _refuse(path, exc.mode) from None
     return digest.hexdigest()
 
 

@@ -13,26 +13,57 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MARKER_LIMIT = 16 << 20  # a step's or a shard's marker: a few kB, ~100 bytes per stored file
 MANIFEST_LIMIT = 256 << 20  # a manifest: a record per step, however many steps
 
 
-def read_bytes(path: Path, limit: int = MARKER_LIMIT) -> bytes:
-    """The bytes of the regular file at ``path``, at most ``limit`` of them, never waiting for a
-    writer; ``OSError`` naming the file for anything else."""
+def describe_mode(mode: int) -> str:
+    """What a file of ``mode`` (``st_mode``) is, in the words curate's messages use."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
+class NotRegularFile(OSError):
+    """:func:`open_regular` found something else at the path; ``mode`` says what."""
+
+    def __init__(self, path: Path, mode: int):
+        super().__init__(f"{path} is {describe_mode(mode)}, not the file curate wrote there")
+        self.mode = mode
+
+
+@contextmanager
+def open_regular(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading if it is a regular file (through links), else
+    :class:`NotRegularFile`, never waiting: opening a pipe waits for a writer unless
+    ``O_NONBLOCK``, and the check is on what was opened, not on an earlier ``stat``."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise OSError(f"{path} is {kind}, not the file curate wrote there")
+            raise NotRegularFile(path, mode)
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(limit + 1)
+            yield handle
     finally:
         os.close(fd)
+
+
+def read_bytes(path: Path, limit: int = MARKER_LIMIT) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` of them, never waiting for a
+    writer; ``OSError`` naming the file for anything else."""
+    with open_regular(path) as handle:
+        data = handle.read(limit + 1)
     if len(data) > limit:
         raise OSError(f"{path} is larger than any file curate writes there ({limit:,} bytes at most)")
     return data

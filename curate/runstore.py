@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import polars as pl
 from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
 from curate.lock import LOCK_NAME
-from curate.runfiles import MANIFEST_LIMIT, read_json, read_text
+from curate.runfiles import MANIFEST_LIMIT, describe_mode, read_json, read_text
 from curate.shards import (
     KEPT_REFERENCE,
     files_problem,
@@ -148,18 +147,9 @@ def _damaged(run_dir: Path, path: Path, problem: str, spec_path: str | None = No
 def _kind(path: Path) -> str | None:
     """What ``path`` is, in words, without following a symbolic link (None: nothing is there)."""
     try:
-        mode = path.lstat().st_mode
+        return describe_mode(path.lstat().st_mode)
     except OSError:  # nothing there, or under a file (ENOTDIR): what is above it is reported instead
         return None
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISREG(mode):
-        return "a file"
-    if stat.S_ISFIFO(mode):
-        return "a pipe (FIFO)"
-    return "a socket" if stat.S_ISSOCK(mode) else "a device"
 
 
 def layout_problems(run_dir: Path, store_dir: Path, fingerprints: list[str], step_links: list[str]) -> list[str]:
