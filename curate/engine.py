@@ -251,11 +251,7 @@ class Engine:
         complete = step_dir / COMPLETE
         problem = cache_problem(step_dir, needs_data=planned.stores_kept_rows)
         if problem is None:
-            stats = read_json(complete)
-            self.observer.step_started(planned, stats.get("rows_in"), True)
-            record.update(_facts(stats), cached=True, complete=True)
-            link_step(self.run_dir, planned.dirname, step_dir)
-            self.observer.step_finished(planned, record)
+            self._reuse(planned, record)
             return record
 
         if complete.exists():  # a marker its files disagree with: recompute, and say why in the record
