@@ -20,7 +20,7 @@ import polars as pl
 
 from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError, StepError
-from curate.runfiles import read_json
+from curate.runfiles import open_regular, read_json
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, compatible, dtype_name
 from curate.step import Step, StepContext
 
@@ -115,7 +115,7 @@ def file_fingerprint(path: Path) -> str:
     crc, size = 0, 0
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # a pipe put in a shard's place is not waited on
         while read := handle.readinto(buffer):
             crc = zlib.crc32(view[:read], crc)
             size += read
