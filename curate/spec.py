@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,21 +218,35 @@ class LoadedSpec:
 def line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
     """1-based line of the YAML node at ``path`` (or of its deepest existing parent)."""
     best = node.start_mark.line + 1 if node is not None else None
+    for _, best in _walk(node, path):
+        pass
+    return best
+
+
+def node_at(node: yaml.Node | None, path: tuple[str | int, ...]) -> yaml.Node | None:
+    """The YAML node at ``path`` (None: there is none)."""
+    found = list(_walk(node, path))
+    if len(found) < len(path):
+        return None
+    return found[-1][0] if path else node
+
+
+def _walk(node: yaml.Node | None, path: tuple[str | int, ...]) -> Iterator[tuple[yaml.Node, int]]:
+    """Each node along ``path`` that exists, with its 1-based line (a mapping value's is its key's)."""
     for part in path:
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
             for key, value in node.value:
                 if key.value == part:
                     node = value
-                    best = key.start_mark.line + 1
+                    yield value, key.start_mark.line + 1
                     break
             else:
-                return best
+                return
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
-            best = node.start_mark.line + 1
+            yield node, node.start_mark.line + 1
         else:
-            return best
-    return best
+            return
 
 
 def format_path(loc: tuple[str | int, ...]) -> str:

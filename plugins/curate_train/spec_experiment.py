@@ -117,8 +117,10 @@ class Loaded:
     def base_yaml(self) -> tuple[yaml.Node | None, str | None]:
         """The base spec's YAML, and its file where that is not the experiment file (a base given
         inline under ``spec:`` is in it)."""
+        from curate.spec import node_at
+
         if isinstance(self.experiment.spec, dict):
-            return _child(self.node, ("spec",)), None
+            return node_at(self.node, ("spec",)), None
         return self.base_node, _shown(self.base_path)
 
     def base_line(self, *loc: str | int) -> tuple[int | None, str | None]:
@@ -294,24 +296,14 @@ def variant_specs(loaded: Loaded) -> tuple[dict[str, dict[str, Any]], list[str],
 def _placeholder_line(loaded: Loaded, index: int, kind: str, ref: str) -> tuple[int | None, str | None]:
     """Where ``{kind:ref}`` is written: in the variant, else in the base spec, else the variant's
     own line. Returns the line and, when not the experiment file, the file (:meth:`Loaded.base_yaml`)."""
-    line = _scalar_line(_child(loaded.node, ("variants", index)), kind, ref)
+    from curate.spec import node_at
+
+    line = _scalar_line(node_at(loaded.node, ("variants", index)), kind, ref)
     if line is not None:
         return line, None
     node, file = loaded.base_yaml()
     line = _scalar_line(node, kind, ref)
     return (line, file) if line is not None else (loaded.line("variants", index), None)
-
-
-def _child(node: yaml.Node | None, loc: tuple) -> yaml.Node | None:
-    """The YAML node at ``loc`` (None: there is none)."""
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            node = next((value for key, value in node.value if key.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return None
-    return node
 
 
 def _scalar_line(node: yaml.Node | None, kind: str, ref: str) -> int | None:
