@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from curate.errors import CurateError
-from curate.runfiles import NotRegularFile, open_regular
+from curate.runfiles import NotRegularFile, describe_mode, open_regular
 
 
 class NotARegularFile(CurateError):
@@ -22,9 +22,7 @@ class NotARegularFile(CurateError):
 
 
 def _refuse(path: str, mode: int) -> NotARegularFile:
-    kind = ("a directory" if stat_mode.S_ISDIR(mode) else "a FIFO (named pipe)" if stat_mode.S_ISFIFO(mode)
-            else "a device" if stat_mode.S_ISCHR(mode) or stat_mode.S_ISBLK(mode) else "not a regular file")
-    return NotARegularFile(f"{path} is {kind}: its content cannot be digested",
+    return NotARegularFile(f"{path} is {describe_mode(mode)}: its content cannot be digested",
                            "point at a regular file (weights, a checkpoint)")
 
 

@@ -32,7 +32,11 @@ def describe_mode(mode: int) -> str:
         return "a file"
     if stat.S_ISFIFO(mode):
         return "a pipe (FIFO)"
-    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "a socket" if stat.S_ISSOCK(mode) else "a special file"
 
 
 class NotRegularFile(OSError):

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 
 from curate.errors import SourceError
 from curate.params import Params
+from curate.runfiles import describe_mode
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
@@ -178,10 +179,7 @@ def _refuse_special(raw: str, paths: list[Path]) -> None:
             continue
         if stat.S_ISREG(mode):
             continue
-        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "not a regular file")
-        raise SourceError(f"source.path {raw!r}: {path} is {kind}, not a regular file",
+        raise SourceError(f"source.path {raw!r}: {path} is {describe_mode(mode)}, not a regular file",
                           "point source.path at regular files (copy a stream to a file first), "
                           "or move the special file out of the directory")
 

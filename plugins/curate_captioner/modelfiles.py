@@ -26,6 +26,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from curate.runfiles import describe_mode
 from curate.safetensors_header import NotSafetensors, tensor_shapes
 from curate_captioner.config import CONFIG_FILE, DECODER_CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from curate_captioner.errors import CaptionerError, RefusedFile
@@ -136,10 +137,8 @@ def _not_regular(path: Path) -> str | None:
         return f"cannot be read ({error.strerror})"
     if stat.S_ISREG(mode):
         return None
-    kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
-        "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "special"
     target = f" (a symlink to {os.path.realpath(path)})" if path.is_symlink() else ""
-    return f"is {kind}{target}, not a regular file"
+    return f"is {describe_mode(mode)}{target}, not a regular file"
 
 
 def _read_json(path: Path, problems: list[str]) -> Any:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate.runfiles import describe_mode
 from curate.safetensors_header import NotSafetensors, tensor_shapes
 from curate.suggest import closest
 
@@ -83,10 +84,7 @@ def not_regular_file(path: Path) -> str | None:
         return f"cannot be read ({error.strerror or error})"
     if stat.S_ISREG(mode):
         return None
-    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a file")
-    return f"is {kind}, not a regular file" + (f" (a link to {os.path.realpath(path)})" if path.is_symlink() else "")
+    return f"is {describe_mode(mode)}, not a regular file" + (f" (a link to {os.path.realpath(path)})" if path.is_symlink() else "")
 
 
 def local_dir_folder(model: str) -> Path:

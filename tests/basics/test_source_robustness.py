@@ -247,7 +247,7 @@ def test_a_fifo_is_refused_not_waited_on(pm, workdir, write_spec, layout):
     os.mkfifo(workdir / "data" / "b.parquet")
     path = {"path": "data/b.parquet", "glob": "data/*.parquet", "directory": "data"}[layout]
     problems = plan_problems(write_spec({"source": {"path": path}}), pm)
-    assert f"{workdir / 'data' / 'b.parquet'} is a FIFO (named pipe), not a regular file" in problems
+    assert f"{workdir / 'data' / 'b.parquet'} is a pipe (FIFO), not a regular file" in problems
 
 
 def test_dev_null_is_refused(pm, workdir, write_spec):

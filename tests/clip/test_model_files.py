@@ -184,7 +184,7 @@ def _not_files(tmp_path):
     (tmp_path / "dir.safetensors").mkdir()
     os.symlink("/dev/zero", tmp_path / "zero.safetensors")
     os.mkfifo(tmp_path / "fifo.safetensors")
-    return {"dir.safetensors": "a directory", "zero.safetensors": "a device", "fifo.safetensors": "a FIFO"}
+    return {"dir.safetensors": "a folder", "zero.safetensors": "a character device", "fifo.safetensors": "a pipe (FIFO)"}
 
 
 def test_a_checkpoint_that_is_not_a_regular_file_is_refused_at_plan_time(tmp_path, monkeypatch):
@@ -213,7 +213,7 @@ def test_a_folder_whose_weights_are_a_fifo_is_refused_and_its_digest_does_not_bl
 
     folder = model_folder(tmp_path / "m")
     os.mkfifo(folder / "open_clip_model.safetensors")
-    assert "is a FIFO" in plan_error(tmp_path, monkeypatch, f"{{model: 'local-dir:{folder}'}}")
+    assert "is a pipe (FIFO)" in plan_error(tmp_path, monkeypatch, f"{{model: 'local-dir:{folder}'}}")
     done = []
     thread = threading.Thread(target=lambda: done.append(weights_digest(f"local-dir:{folder}", None)), daemon=True)
     thread.start()

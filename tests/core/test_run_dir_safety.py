@@ -398,7 +398,7 @@ def test_curate_reads_its_own_files_only_when_they_are_regular_and_small(tmp_pat
     with pytest.raises(OSError, match="is a folder"):
         read_bytes(tmp_path)
     (tmp_path / "zero").symlink_to("/dev/zero")  # never ends
-    with pytest.raises(OSError, match="is a device, not the file curate wrote there"):
+    with pytest.raises(OSError, match="is a character device, not the file curate wrote there"):
         read_bytes(tmp_path / "zero")
     os.mkfifo(tmp_path / "pipe")
     with no_endless_wait(), pytest.raises(OSError, match=r"is a pipe \(FIFO\)"):
