@@ -11,6 +11,11 @@ while the file is unchanged.
     for image in iter_images(table["image"], store_dir):   # PIL images; None where no image
         ...
 
+Files are opened as :func:`curate.runfiles.open_regular` opens them: a pipe or a device where a
+shard or a member should be is an ``OSError``, never a read that waits forever. ``within``
+confines the reads to some folders (the report embeds images from a run directory that may come
+from someone else: an absolute shard, ``..`` or a link must not reach the rest of the disk).
+
 Pillow is imported on first use, so importing this module stays cheap.
 """
 
@@ -21,8 +26,11 @@ import tarfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from curate.runfiles import confined, open_regular, real_folders
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -35,6 +43,18 @@ ImageRef = Mapping[str, Any] | tuple[str, str]
 
 class ImageNotFound(LookupError):
     """The shard exists but holds no image with this key (a store that was changed by hand)."""
+
+
+class ImageOutside(PermissionError):
+    """A read confined ``within`` some folders was asked for a file outside them (links
+    resolved); ``path`` is where it really lies. Nothing was opened."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.path)
 
 
 def _split(ref: Any) -> tuple[str | None, str | None]:
@@ -97,7 +117,7 @@ def _index_tar(path: Path) -> dict[str, tuple[str, int, int]]:
     ``tarfile`` on plain ustar archives (what the download step writes). Anything fancier (long
     names, pax headers, sparse files) goes through ``tarfile``."""
     index: dict[str, tuple[str, int, int]] = {}
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         offset = 0
         while True:
             handle.seek(offset)
@@ -106,11 +126,11 @@ def _index_tar(path: Path) -> dict[str, tuple[str, int, int]]:
                 return index
             kind = header[156:157]
             if kind not in (b"0", b"\0", b"5"):
-                return _index_tar_slowly(path)
+                return _index_tar_slowly(handle)
             try:
                 size = int(header[124:136].strip(b"\0 ") or b"0", 8)
             except ValueError:
-                return _index_tar_slowly(path)
+                return _index_tar_slowly(handle)
             name = header[0:100].split(b"\0", 1)[0]
             prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
             if kind != b"5":
@@ -121,9 +141,10 @@ def _index_tar(path: Path) -> dict[str, tuple[str, int, int]]:
             offset += 512 + (size + 511) // 512 * 512
 
 
-def _index_tar_slowly(path: Path) -> dict[str, tuple[str, int, int]]:
+def _index_tar_slowly(handle: IO[bytes]) -> dict[str, tuple[str, int, int]]:
     index: dict[str, tuple[str, int, int]] = {}
-    with tarfile.open(path, "r:") as archive:  # uncompressed only: members must be seekable
+    handle.seek(0)
+    with tarfile.open(fileobj=handle, mode="r:") as archive:  # uncompressed only: members must be seekable
         for member in archive:
             if not member.isfile():
                 continue
@@ -149,11 +170,24 @@ _indexes = _Indexes(INDEX_CACHE_SIZE)
 class _Reader:
     """Keeps the last shard open, so reading a run of refs into one tar is one open()."""
 
-    def __init__(self, store_dir: str | Path | None):
+    def __init__(self, store_dir: str | Path | None, within: Iterable[str | Path] | None = None):
         self.store_dir = store_dir
+        self.within = None if within is None else real_folders(within)
         self.path: Path | None = None
         self.handle: IO[bytes] | None = None
+        self.opened = ExitStack()  # the open shard's file, closed in close()
         self.last: tuple[str, Path, dict[str, tuple[str, int, int]]] | None = None  # shard, path, index
+
+    def confine(self, path: Path, shard: str) -> Path:
+        """``path`` with its links resolved, if it lies ``within`` the allowed folders."""
+        if self.within is None:
+            return path
+        real = confined(path, self.within)
+        if real is None:
+            where = Path(os.path.realpath(path))
+            folders = ", ".join(str(folder) for folder in self.within)
+            raise ImageOutside(f"image shard {shard} lies outside {folders} (at {where})", where)
+        return real
 
     def read(self, ref: Any) -> bytes | None:
         shard, key = _split(ref)
@@ -162,7 +196,7 @@ class _Reader:
         if self.last is not None and self.last[0] == shard:
             _, path, index = self.last  # a run of refs into one shard: no stat per image
         else:
-            path = _resolve(str(shard), self.store_dir)
+            path = self.confine(_resolve(str(shard), self.store_dir), str(shard))
             if not path.exists():
                 where = f" (resolved against store_dir {self.store_dir})" if self.store_dir is not None else \
                     " (relative shard paths need the run's store_dir)"
@@ -174,10 +208,12 @@ class _Reader:
             raise ImageNotFound(f"no image with key {key!r} in {path}")
         extension, offset, size = entry
         if offset < 0:
-            return (path / f"{key}.{extension}").read_bytes()
+            # a member is a file of its own: confined too (a link in a folder inside may point out)
+            with open_regular(self.confine(path / f"{key}.{extension}", str(shard))) as handle:
+                return handle.read()
         if self.path != path:
             self.close()
-            self.handle = open(path, "rb")  # noqa: SIM115 - kept open across calls, closed in close()
+            self.handle = self.opened.enter_context(open_regular(path))
             self.path = path
         assert self.handle is not None
         self.handle.seek(offset)
@@ -187,8 +223,7 @@ class _Reader:
         return data
 
     def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
+        self.opened.close()
         self.handle = None
         self.path = None
 
@@ -203,27 +238,32 @@ def _decode(data: bytes) -> PILImage:
     return image
 
 
-def read_image_bytes(ref: ImageRef, store_dir: str | Path | None = None) -> bytes | None:
-    """The encoded bytes of one image (None for a null reference: a row without an image)."""
-    reader = _Reader(store_dir)
+Within = Iterable[str | Path] | None
+
+
+def read_image_bytes(ref: ImageRef, store_dir: str | Path | None = None, *, within: Within = None) -> bytes | None:
+    """The encoded bytes of one image (None for a null reference: a row without an image).
+    ``within``: folders the file must lie in, links resolved (else :class:`ImageOutside`)."""
+    reader = _Reader(store_dir, within)
     try:
         return reader.read(ref)
     finally:
         reader.close()
 
 
-def open_image(ref: ImageRef, store_dir: str | Path | None = None) -> PILImage | None:
+def open_image(ref: ImageRef, store_dir: str | Path | None = None, *, within: Within = None) -> PILImage | None:
     """One image as a loaded PIL image (None for a null reference)."""
-    data = read_image_bytes(ref, store_dir)
+    data = read_image_bytes(ref, store_dir, within=within)
     return None if data is None else _decode(data)
 
 
 def iter_images(refs: Iterable[Any], store_dir: str | Path | None = None, *,
-                as_bytes: bool = False) -> Iterator[Any]:
+                as_bytes: bool = False, within: Within = None) -> Iterator[Any]:
     """Images in the order of ``refs`` (PIL images, or encoded bytes with ``as_bytes``); None for
     null references. ``refs`` may be a polars Series of the ``image`` column, or dicts/tuples.
-    A reference to a missing shard or key raises: that is a broken store, not a missing image."""
-    reader = _Reader(store_dir)
+    A reference to a missing shard or key raises: that is a broken store, not a missing image;
+    so does one outside ``within`` when given (:class:`ImageOutside`)."""
+    reader = _Reader(store_dir, within)
     try:
         for ref in refs:
             data = reader.read(ref)
@@ -232,9 +272,10 @@ def iter_images(refs: Iterable[Any], store_dir: str | Path | None = None, *,
         reader.close()
 
 
-def open_images(refs: Iterable[Any], store_dir: str | Path | None = None, *, as_bytes: bool = False) -> list[Any]:
+def open_images(refs: Iterable[Any], store_dir: str | Path | None = None, *, as_bytes: bool = False,
+                within: Within = None) -> list[Any]:
     """:func:`iter_images` as a list."""
-    return list(iter_images(refs, store_dir, as_bytes=as_bytes))
+    return list(iter_images(refs, store_dir, as_bytes=as_bytes, within=within))
 
 
 def clear_cache() -> None:
@@ -242,5 +283,5 @@ def clear_cache() -> None:
     _indexes.clear()
 
 
-__all__ = ["ImageNotFound", "ImageRef", "clear_cache", "iter_images", "open_image", "open_images",
+__all__ = ["ImageNotFound", "ImageOutside", "ImageRef", "clear_cache", "iter_images", "open_image", "open_images",
            "read_image_bytes"]

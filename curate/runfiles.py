@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -61,6 +61,20 @@ def open_regular(path: Path) -> Iterator[BinaryIO]:
             yield handle
     finally:
         os.close(fd)
+
+
+def real_folders(folders: Iterable[str | Path]) -> tuple[Path, ...]:
+    """``folders`` with their links resolved, for :func:`confined`."""
+    return tuple(Path(os.path.realpath(folder)) for folder in folders)
+
+
+def confined(path: str | Path, folders: tuple[Path, ...]) -> Path | None:
+    """``path`` with its links resolved if that lies inside one of ``folders`` (from
+    :func:`real_folders`), else None. A run directory from elsewhere names files by data (an image
+    shard, a link): an absolute path, ``..`` or a link must not reach the rest of this machine.
+    Open the path returned, not ``path``: a link swapped in between would otherwise be followed."""
+    real = Path(os.path.realpath(path))
+    return real if any(real.is_relative_to(folder) for folder in folders) else None
 
 
 def read_bytes(path: Path, limit: int = MARKER_LIMIT) -> bytes:
