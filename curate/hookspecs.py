@@ -71,7 +71,10 @@ def curate_run_finished(run_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 @hookspec
-def curate_report_sections(run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def curate_report_sections(run_dir: Path, manifest: dict[str, Any], image_dirs: tuple[Path, ...]
+                           ) -> list[dict[str, Any]]:
     """Sections for the run report. Each is ``{"title": str, "html": str, "order": int}``
     (self-contained HTML: inline images as data URIs, no external scripts). Results of all
-    plugins are concatenated and sorted by ``order``."""
+    plugins are concatenated and sorted by ``order``. ``image_dirs``: the only folders a section
+    may embed images from (the run directory and those the user allowed, links resolved): pass
+    them to :mod:`curate.images` as ``within=``, since a run from elsewhere names its own files."""

@@ -24,10 +24,11 @@ def curate_register_commands(cli: Any) -> None:
 
 
 @hookimpl
-def curate_report_sections(run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def curate_report_sections(run_dir: Path, manifest: dict[str, Any], image_dirs: tuple[Path, ...]
+                           ) -> list[dict[str, Any]]:
     from curate_report.sections import build_all
 
-    return build_all(run_dir, manifest)
+    return build_all(run_dir, manifest, image_dirs)
 
 
 @hookimpl

@@ -13,12 +13,16 @@ import click
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write the page (default RUN_DIR/report.html).")
-def report(run_dir: str, out: str | None) -> None:
+@click.option("--images-from", "images_from", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False),
+              help="Also embed images whose files lie in DIR (repeatable). By default only images inside "
+                   "RUN_DIR are: a run from elsewhere must not put other files of yours into the page.")
+def report(run_dir: str, out: str | None, images_from: tuple[str, ...]) -> None:
     """Write a run's report: one HTML file with the funnel, distributions, duplicates and samples."""
     from curate_report.page import write_report
 
     started = time.perf_counter()
-    path = write_report(Path(run_dir), out)
+    path = write_report(Path(run_dir), out, images_from=images_from)
     size = path.stat().st_size
     click.echo(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - started:.1f} s)")
 
@@ -46,7 +50,10 @@ def report_after_run(run_dir: Path, manifest: dict[str, Any]) -> Path | None:
             return None
         from curate_report.page import write_report
 
-        return write_report(run_dir, manifest=manifest)
+        # The run just wrote its store where its spec said (run.cache_dir, maybe outside the run
+        # directory): its images are this run's own. This manifest is the engine's, not a file.
+        store_dir = manifest.get("store_dir")
+        return write_report(run_dir, manifest=manifest, images_from=[store_dir] if store_dir else [])
     except Exception as exc:  # noqa: BLE001 - any failure here must leave the run successful
         from curate_report.sections import ReportWarning
 

@@ -4,6 +4,7 @@ the run's numbers, a table of contents, and the stylesheet, in one self-containe
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,15 @@ from curate_report.theme import CSS
 REPORT = "report.html"
 
 
-def collect_sections(pm: Any, run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def collect_sections(pm: Any, run_dir: Path, manifest: dict[str, Any],
+                     image_dirs: tuple[Path, ...] | None = None) -> list[dict[str, Any]]:
     """Every plugin's sections, sorted by ``order``. Implementations are called one by one, so a
-    plugin whose hook raises costs its own sections (with a warning naming it), not the page."""
-    arguments = {"run_dir": Path(run_dir), "manifest": manifest}
+    plugin whose hook raises costs its own sections (with a warning naming it), not the page.
+    ``image_dirs``: where the page may read images (default: the run directory alone)."""
+    from curate_report.images import image_dirs as image_dirs_of
+
+    arguments = {"run_dir": Path(run_dir), "manifest": manifest,
+                 "image_dirs": image_dirs if image_dirs is not None else image_dirs_of(Path(run_dir))}
     sections: list[dict[str, Any]] = []
     for impl in pm.hook.curate_report_sections.get_hookimpls():
         try:
@@ -111,15 +117,17 @@ def footer(manifest: dict[str, Any]) -> Html:
 
 
 def write_report(run_dir: Path | str, out: Path | str | None = None, pm: Any = None,
-                 manifest: dict[str, Any] | None = None) -> Path:
-    """Render the report of ``run_dir`` to ``out`` (default RUN_DIR/report.html), atomically."""
+                 manifest: dict[str, Any] | None = None, images_from: Iterable[Path | str] = ()) -> Path:
+    """Render the report of ``run_dir`` to ``out`` (default RUN_DIR/report.html), atomically.
+    Images are embedded from inside the run directory and the ``images_from`` folders only."""
+    from curate_report.images import image_dirs
     if pm is None:
         from curate.plugins import get_plugin_manager
 
         pm = get_plugin_manager()
     run_dir = Path(run_dir)
     manifest = manifest if manifest is not None else read_manifest(run_dir)
-    page = render_page(manifest, collect_sections(pm, run_dir, manifest))
+    page = render_page(manifest, collect_sections(pm, run_dir, manifest, image_dirs(run_dir, images_from)))
     target = Path(out) if out is not None else run_dir / REPORT
     write_text_atomic(target, page, encoding="utf-8")
     return target

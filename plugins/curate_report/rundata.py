@@ -17,15 +17,21 @@ from curate.duck import quote
 from curate.hashing import uniform_sql
 from curate.runstore import read_manifest
 from curate.schema import UID
+from curate_report.images import image_dirs as image_dirs_of
 from curate_report.images import thumbnail
 
 Kind = Literal["data", "dropped", "all"]
 
 
 class RunData:
-    def __init__(self, run_dir: Path, manifest: dict[str, Any] | None = None):
+    def __init__(self, run_dir: Path, manifest: dict[str, Any] | None = None,
+                 image_dirs: tuple[Path, ...] | None = None):
         self.run_dir = Path(run_dir)
         self.manifest = manifest if manifest is not None else read_manifest(self.run_dir)
+        # thumbnails come from these folders only (curate_report.images); refused ones are kept,
+        # by reference, with where their file lies, for the page's note
+        self.image_dirs = image_dirs if image_dirs is not None else image_dirs_of(self.run_dir)
+        self.images_outside: dict[str, Path] = {}
         self.seed = int(self.manifest.get("seed") or 0)
         self._con: Any = None
         self._schemas: dict[tuple[int, str], dict[str, pl.DataType]] = {}
@@ -131,7 +137,13 @@ class RunData:
         return recorded if recorded.is_dir() else self.run_dir / "store"
 
     def thumbnail(self, ref: Any) -> str | None:
-        return thumbnail(ref, self.store_dir)
+        from curate.images import ImageOutside
+
+        try:
+            return thumbnail(ref, self.store_dir, self.image_dirs)
+        except ImageOutside as exc:
+            self.images_outside[repr(ref)] = exc.path
+            return None
 
     def close(self) -> None:
         if self._con is not None:

@@ -68,11 +68,11 @@ def test_thumbnails_are_small_jpegs_in_any_mode(mode: str):
 
 def test_no_thumbnail_for_what_is_not_there(tmp_path: Path):
     write_shard(tmp_path / "images" / "00000.tar", 3)
-    assert thumbnail({"shard": "images/00000.tar", "key": "000002"}, tmp_path) is not None
-    assert thumbnail({"shard": "images/00000.tar", "key": "000009"}, tmp_path) is None  # key not in shard
-    assert thumbnail({"shard": "images/missing.tar", "key": "000001"}, tmp_path) is None
-    assert thumbnail(None, tmp_path) is None
-    assert thumbnail({"shard": None, "key": None}, tmp_path) is None
+    assert thumbnail({"shard": "images/00000.tar", "key": "000002"}, tmp_path, [tmp_path]) is not None
+    assert thumbnail({"shard": "images/00000.tar", "key": "000009"}, tmp_path, [tmp_path]) is None  # key not in shard
+    assert thumbnail({"shard": "images/missing.tar", "key": "000001"}, tmp_path, [tmp_path]) is None
+    assert thumbnail(None, tmp_path, [tmp_path]) is None
+    assert thumbnail({"shard": None, "key": None}, tmp_path, [tmp_path]) is None
     assert jpeg_thumbnail(image_bytes(1)[:200]) is None  # truncated
     assert jpeg_thumbnail(b"not an image") is None
 

@@ -73,6 +73,24 @@ def test_the_quickstart_removes_the_planted_near_duplicates_and_nothing_else(qui
     assert planted_left <= 2, planted_left  # and (almost) no planted group keeps two copies
 
 
+def test_the_quickstart_report_embeds_every_image_of_its_own(quickstart: Path, tmp_path: Path):
+    """Its images lie in its own store (shard paths relative to it): the report the run wrote and
+    ``curate report`` on the directory alone both embed them and leave none out."""
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    completed = subprocess.run([sys.executable, "-m", "curate.cli", "report", str(quickstart), "--out",
+                                str(tmp_path / "report.html")], env=cli_env(), capture_output=True, text=True,
+                               timeout=600, check=False)
+    assert completed.returncode == 0 and "warning" not in completed.stderr, completed.stderr
+    for page in (quickstart / "report.html", tmp_path / "report.html"):
+        text = page.read_text(encoding="utf-8")
+        assert text.count('<img class="thumb"') >= 8 and 'class="thumb missing"' not in text, page
+        assert "not embedded" not in text, page
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
 def test_the_quickstart_report_renders_in_chromium(browser: Any, quickstart: Path):
     page, errors, outside = open_report(browser, quickstart / "report.html")

@@ -21,9 +21,10 @@ def builders() -> list[Any]:
     return [funnel, distributions, duplicates, captions, experiments]
 
 
-def build_all(run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def build_all(run_dir: Path, manifest: dict[str, Any], image_dirs: tuple[Path, ...] | None = None
+              ) -> list[dict[str, Any]]:
     sections = []
-    with RunData(run_dir, manifest) as data:
+    with RunData(run_dir, manifest, image_dirs) as data:
         for module in builders():
             name = module.__name__.rsplit(".", 1)[-1]
             try:
@@ -34,6 +35,11 @@ def build_all(run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
                 section = failed_section(name, exc, module.ORDER)
             if section is not None:
                 sections.append(section)
+        if data.images_outside:
+            from curate_report.images import folders_to_allow, left_out_section
+
+            folders = folders_to_allow(data.images_outside.values(), data.store_dir)
+            sections.append(left_out_section(len(data.images_outside), data.run_dir, folders))
     return sections
 
 
