@@ -7,6 +7,7 @@ DuckDB had, and a 100-million-row run costs one scan per question, not memory.
 
 from __future__ import annotations
 
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -15,6 +16,7 @@ import polars as pl
 
 from curate.duck import quote
 from curate.hashing import uniform_sql
+from curate.runfiles import NotRegularFile
 from curate.runstore import read_manifest
 from curate.schema import UID
 from curate_report.images import image_dirs as image_dirs_of
@@ -69,7 +71,12 @@ class RunData:
         if step_dir is None:
             return []
         kinds = ("data", "dropped") if kind == "all" else (kind,)
-        return [f for k in kinds for f in sorted((step_dir / k).glob("shard-*.parquet"))]
+        files = [f for k in kinds for f in sorted((step_dir / k).glob("shard-*.parquet"))]
+        for path in files:  # a pipe there would make DuckDB and polars wait for a writer, forever
+            mode = path.stat().st_mode
+            if not stat.S_ISREG(mode):
+                raise NotRegularFile(path, mode)
+        return files
 
     def schema(self, record: dict[str, Any], kind: Kind = "data") -> dict[str, pl.DataType]:
         """Columns of a step's kept rows, dropped rows, or both (the union, as DuckDB reads it)."""

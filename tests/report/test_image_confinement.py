@@ -179,3 +179,33 @@ def test_the_command_allows_folders(tmp_path: Path, report_pm, curate_cli):
     missing = curate_cli("report", str(run), "--images-from", str(tmp_path / "nowhere"))
     assert missing.code != 0 and "nowhere" in missing.stderr and "does not exist" in missing.stderr
 
+
+def test_experiment_results_linked_from_outside_are_not_read(tmp_path: Path):
+    """``experiment/results.json`` is the run's own file; a link to a JSON file of yours (a dict of
+    dicts renders as a table: a config file with its tokens) fails the section, unread."""
+    from curate_report.sections import build_all
+
+    (tmp_path / "mine.json").write_text(json.dumps({"registry": {"auth": "c2VjcmV0LXRva2Vu"}}))
+    (tmp_path / "run" / "experiment").mkdir(parents=True)
+    (tmp_path / "run" / "experiment" / "results.json").symlink_to(tmp_path / "mine.json")
+    with pytest.warns(ReportWarning, match="link out of the run directory"):
+        sections = build_all(tmp_path / "run", {"steps": []})
+    html = "".join(section["html"] for section in sections)
+    assert "c2VjcmV0LXRva2Vu" not in html and "it was not read" in html
+    (tmp_path / "run" / "experiment" / "results.json").unlink()
+    (tmp_path / "run" / "experiment" / "results.json").write_text(json.dumps({"raw": {"accuracy": 0.4}}))
+    assert "<td>raw</td>" in "".join(section["html"] for section in build_all(tmp_path / "run", {"steps": []}))
+
+
+def test_a_pipe_in_place_of_a_step_file_fails_its_sections_not_the_wait(tmp_path: Path, report_pm, curate_cli):
+    """The same for the step's Parquet files, which DuckDB and polars would wait on."""
+    run = run_with_images(tmp_path, report_pm, "images/00000.tar", prepare=link_store_shard)
+    shard = (run / "steps" / "06_captions" / "data" / "shard-00000.parquet").resolve()
+    shard.unlink()
+    os.mkfifo(shard)
+    result = curate_cli("report", str(run), "--out", str(tmp_path / "report.html"), "--images-from",
+                        str(tmp_path / "outside"), timeout=300)
+    assert result.code == 0, result
+    assert f"{shard} is a pipe (FIFO)" in result.stderr
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "could not be rendered" in page and "Funnel" in page

@@ -11,6 +11,7 @@ with "acc" in its name, else the first numeric one), with error bars from ``<met
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from curate_report import charts
@@ -52,10 +53,18 @@ def build(data: RunData) -> dict[str, Any] | None:
 
 
 def load(data: RunData) -> Any:
+    from curate.runfiles import confined, read_json, real_folders
+
     for name in ("summary.json", "results.json"):
         path = data.run_dir / "experiment" / name
         if path.is_file():
-            return json.loads(path.read_text())
+            # The run's own file: a link out of a run from elsewhere would show a file of yours
+            # as a table (a dict of dicts, such as a config file with its tokens, is one shape).
+            real = confined(path, real_folders([data.run_dir]))
+            if real is None:
+                raise OSError(f"{path} is a link out of the run directory (to {os.path.realpath(path)}); "
+                              f"it was not read")
+            return read_json(real)
     return data.manifest.get("experiment") or data.manifest.get("experiments")
 
 
