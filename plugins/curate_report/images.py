@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import shlex
 import warnings
 from collections.abc import Iterable
@@ -75,8 +76,6 @@ def jpeg_thumbnail(data: bytes, size: int = THUMBNAIL_PX, quality: int = 72) -> 
 def folders_to_allow(paths: Iterable[Path], store_dir: Path | None) -> list[Path]:
     """The folders that hold ``paths`` (refused shards or files, links resolved): the run's store
     when they are in it (a store kept outside the run, ``run.cache_dir``), else each one's folder."""
-    import os
-
     store = Path(os.path.realpath(store_dir)) if store_dir is not None else None
     folders = set()
     for path in paths:
