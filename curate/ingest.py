@@ -13,8 +13,9 @@ from typing import Any
 
 import polars as pl
 
-from curate.duck import literal, memory_bytes, position_case, quote, stream
+from curate.duck import literal, memory_bytes, quote, stream
 from curate.errors import CurateError, SourceError
+from curate.keptref import KeptReference
 from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes
 from curate.shards import (
     KEPT_REFERENCE,
@@ -126,9 +127,9 @@ def ingest(
     that then hold every row (for the check that a source's own uids are unique)."""
     staging = ctx.run_dir / "tmp" / f"ingest-{out_dir.name}"
     shutil.rmtree(staging, ignore_errors=True)
-    in_place = _in_place_relation(source, spec, schema)
-    relation = in_place[0] if in_place else _stage(source, spec, schema, staging)
-    has_uid = in_place[1] if in_place else relation is not None and _source_has_uid(staging)
+    in_place = _in_place_reference(source, spec, schema)
+    relation = in_place.relation() if in_place else _stage(source, spec, schema, staging)
+    has_uid = not in_place.uids if in_place else relation is not None and _source_has_uid(staging)
     # Fused with the steps after it, a source read in place stores no rows: the files are where
     # they lie, and ``kept.json`` says how to read them with their uids (uids/, unless the
     # source has its own); a staged source (a copy that is deleted) stores its rows as ever.
@@ -138,7 +139,7 @@ def ingest(
     con = ctx.duckdb()
     if relation is not None:
         columns = [c for c in schema if c != UID]
-        quoted = ", ".join(f'"{c}"' for c in columns)
+        quoted = ", ".join(quote(c) for c in columns)
         batch_rows = min(shard_size, 100_000)
         if has_uid:
             frames = stream(con, f"SELECT uid, {quoted} FROM {relation} ORDER BY _file, _row", batch_rows)
@@ -159,17 +160,16 @@ def ingest(
         stats["kept_rows_stored"] = not by_reference
     if by_reference:
         assert in_place is not None
-        write_json_atomic({"relation": in_place[0], "uids": not has_uid, "columns": list(schema)},
-                          out_dir / KEPT_REFERENCE)
+        write_json_atomic(in_place.to_json(), out_dir / KEPT_REFERENCE)
         stats["files"][KEPT_REFERENCE] = file_fingerprint(out_dir / KEPT_REFERENCE)
         stats["kept_rows_stored"] = False
     return stats
 
 
-def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tuple[str, bool] | None:
-    """SQL reading a Parquet source where it lies, with the staged copy's columns (``_file``,
-    ``_row`` and the canonical ones), and whether it brings its own uid; None when a file
-    needs what staging does (a cast, or a column is missing: staging says which).
+def _in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> KeptReference | None:
+    """How to read a Parquet source where it lies, with the staged copy's columns (``_file``,
+    ``_row`` and the canonical ones; ``uids`` when curate derives them); None when a file needs
+    what staging does (a cast, or a column is missing: staging says which).
 
     Staging rewrote the whole source once more than anything else reads it (a third of the
     source step); DuckDB reads Parquet as fast as the staged copy.
@@ -178,10 +178,6 @@ def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tupl
     if not files:
         return None
     mapping = dict(spec.columns)
-    selected: list[str] = []
-    for canonical in schema:
-        column = mapping.get(canonical, canonical)
-        selected.append(f"{quote(column)} AS {quote(canonical)}")
     for path in files:
         raw = dict(pl.read_parquet_schema(path))
         if "_source_file" in raw or "file_row_number" in raw:  # the names of the columns added below
@@ -193,15 +189,12 @@ def _in_place_relation(source: Source, spec: SourceSpec, schema: Schema) -> tupl
             if raw.get(column) != dtype:
                 return None
     has_uid = mapping.get(UID, UID) in dict(pl.read_parquet_schema(files[0]))
-    if not has_uid:
-        selected = selected[1:]  # uid comes first in the schema; curate derives it
-    paths = [literal(Path(f).absolute().as_posix()) for f in files]  # kept.json is read from anywhere
-    # read_parquet keeps the list's file order and each file's row order (preserve_insertion_order);
-    # the file's index in the list is its position in the source, as staging numbered it.
-    index = position_case("_source_file", paths)
-    return (f"(SELECT CAST({index} AS INTEGER) AS _file, CAST(file_row_number AS BIGINT) AS _row, "
-            f"{', '.join(selected)} FROM read_parquet([{', '.join(paths)}], filename = '_source_file', "
-            f"file_row_number = true, union_by_name = true))", has_uid)
+    # uid comes first in the schema; without one in the files curate derives it
+    select = [(mapping.get(c, c), c) for c in schema if has_uid or c != UID]
+    # absolute: kept.json is read from anywhere; the file's index in the list is its position in
+    # the source, as staging numbered it
+    return KeptReference(tuple(Path(f).absolute().as_posix() for f in files), tuple(select),
+                         uids=not has_uid, columns=tuple(schema))
 
 
 def _source_file(source: Source, file_index: int) -> Path | None:

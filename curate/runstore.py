@@ -25,6 +25,7 @@ import polars as pl
 
 from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
+from curate.keptref import KeptReferenceError, read_reference
 from curate.lock import LOCK_NAME
 from curate.runfiles import MANIFEST_LIMIT, describe_mode, read_json, read_text
 from curate.shards import (
@@ -240,6 +241,11 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
         data, dropped = iter_shard_files(step_dir), list(iter_dropped_files(step_dir))
         if not kept_stored:
             data = []
+            if (step_dir / KEPT_REFERENCE).exists():
+                try:  # an older curate's (it held SQL) or a damaged one: recompute, never run it
+                    read_reference(step_dir / KEPT_REFERENCE)
+                except KeptReferenceError as error:
+                    return str(error)
         elif len(data) != stats["shards"]:
             return f"its marker says {stats['shards']} shards, data/ has {len(data)}"
         rows = sum(parquet_rows(p) for p in data)
@@ -333,10 +339,13 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
         return f"read_parquet({_parquet_list(data)})" if data else None
     reference = step_dir / KEPT_REFERENCE
     if reference.exists():
-        ref = read_json(reference)
-        columns = ", ".join(f"s.{quote(c)}" for c in ref["columns"] if c != UID)
-        ordered = f"(SELECT * FROM {ref['relation']} ORDER BY _file, _row) s"
-        if not ref["uids"]:
+        try:
+            ref = read_reference(reference)
+        except (KeptReferenceError, OSError):
+            return None  # an older or damaged reference is never run: nothing to read here
+        columns = ", ".join(f"s.{quote(c)}" for c in ref.columns if c != UID)
+        ordered = f"(SELECT * FROM {ref.relation()} ORDER BY _file, _row) s"
+        if not ref.uids:
             return f"(SELECT s.{UID}, {columns} FROM {ordered})"
         uids = sorted((step_dir / "uids").glob("shard-*.parquet"))
         return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN read_parquet({_parquet_list(uids)}) u)"
@@ -363,37 +372,44 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
 
 
 def _create_views(con, manifest: dict[str, Any]) -> None:
+    from curate.duck import literal, quote
+
     lineage_parts = []
     for record in manifest.get("steps", []):
         if not record.get("complete"):
             continue
+        index, label = record.get("index"), record.get("label")
+        if not isinstance(index, int) or not isinstance(label, str):
+            continue  # a manifest edited by hand; nothing of it goes into SQL unquoted
         store = Path(record["path"])
-        name = f"{record['index']:02d}_{record['label']}"
+        name = f"{index:02d}_{label}"
         kept = kept_relation(manifest, record)
         if kept is not None:
-            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM {kept}')
+            con.execute(f"CREATE VIEW {quote(name)} AS SELECT * FROM {kept}")
         dropped = sorted((store / "dropped").glob("shard-*.parquet"))
         if dropped:
             columns = set()
             for path in dropped:
                 columns.update(pl.read_parquet_schema(path))
             con.execute(
-                f'CREATE VIEW "{name}_dropped" AS SELECT * FROM read_parquet({_parquet_list(dropped)}, '
+                f"CREATE VIEW {quote(name + '_dropped')} AS SELECT * FROM read_parquet({_parquet_list(dropped)}, "
                 "union_by_name = true)"
             )
             duplicate = "_duplicate_of" if "_duplicate_of" in columns else "NULL::VARCHAR"
             if "_drop_reason" not in columns:
                 continue
             lineage_parts.append(
-                f"SELECT uid, {record['index']} AS step_index, '{record['label']}' AS step, "
-                f'_drop_reason AS reason, {duplicate} AS duplicate_of FROM "{name}_dropped"'
+                f"SELECT uid, {index} AS step_index, {literal(label)} AS step, "
+                f"_drop_reason AS reason, {duplicate} AS duplicate_of FROM {quote(name + '_dropped')}"
             )
     if lineage_parts:
         con.execute("CREATE VIEW lineage AS " + " UNION ALL ".join(lineage_parts))
-    final = [r for r in manifest.get("steps", []) if r.get("complete")]
+    final = [r for r in manifest.get("steps", []) if r.get("complete") and isinstance(r.get("index"), int)
+             and isinstance(r.get("label"), str)]
     if final:
         last = final[-1]
-        con.execute(f'CREATE VIEW final AS SELECT * FROM "{last["index"]:02d}_{last["label"]}"')
+        last_name = f"{last['index']:02d}_{last['label']}"
+        con.execute(f"CREATE VIEW final AS SELECT * FROM {quote(last_name)}")
 
 
 def funnel(manifest: dict[str, Any]) -> list[dict[str, Any]]:

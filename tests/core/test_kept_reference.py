@@ -1,0 +1,121 @@
+"""kept.json (a source read in place) is data, and nothing read from a run directory reaches SQL
+unquoted: a run directory may come from someone else, and the first kept.json held SQL that
+the run's views, ``curate report`` and a resumed run executed as written."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate.keptref import KeptReference, KeptReferenceError, read_reference
+from curate.runstore import COMPLETE, DATABASE, StoreWarning, kept_relation, write_views
+from tests.core.test_store_fingerprints import again, copy_of, step_dir, stored
+
+NAMES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(names=st.lists(NAMES, min_size=1, max_size=4, unique_by=str.lower), folder=NAMES, uids=st.booleans())
+def test_a_reference_reads_its_files_whatever_their_names_and_columns(tmp_path_factory, names, folder, uids):
+    """Quotes, semicolons and SQL in a path or a column name are a path and a name."""
+    base = tmp_path_factory.mktemp("ref")
+    where = base / folder.replace("/", "_")
+    where.mkdir(exist_ok=True)
+    frames = [pl.DataFrame({name: [f"{i}-{k}" for k in range(3)] for name in names}) for i in range(2)]
+    files = []
+    for i, frame in enumerate(frames):
+        path = where / f"{i}'\";--.parquet"
+        frame.write_parquet(path)
+        files.append(path.as_posix())
+    reference = KeptReference(tuple(files), tuple((n, f"c{j}") for j, n in enumerate(names)), uids,
+                              ("uid", *(f"c{j}" for j in range(len(names)))))
+    assert KeptReference.from_json(json.loads(json.dumps(reference.to_json()))) == reference
+    got = duckdb.connect().sql(f"SELECT * FROM {reference.relation()} ORDER BY _file, _row").pl()
+    assert got["_file"].to_list() == [0, 0, 0, 1, 1, 1] and got["_row"].to_list() == [0, 1, 2] * 2
+    expected = pl.concat(frames).rename({n: f"c{j}" for j, n in enumerate(names)})
+    assert got.drop("_file", "_row").equals(expected)
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    ({"relation": "(SELECT 1)", "uids": True, "columns": ["uid"]}, "an older curate's, which held SQL"),
+    ([1, 2], "is not a JSON object"),
+    ({"format": 2, "files": ["relative.parquet"], "select": [["a", "a"]], "uids": True, "columns": []},
+     "'files' is not a list of absolute paths"),
+    ({"format": 2, "files": ["/a.parquet"], "select": [["a"]], "uids": True, "columns": []}, "'select'"),
+    ({"format": 2, "files": ["/a.parquet"], "select": [["a", "a"]], "uids": "yes", "columns": []}, "'uids'"),
+])
+def test_a_reference_this_curate_did_not_write_is_refused(tmp_path, content, said):
+    path = tmp_path / "kept.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(KeptReferenceError, match=re.escape(said)):
+        read_reference(path)
+    path.write_text("{not json")
+    with pytest.raises(KeptReferenceError, match="is not JSON"):
+        read_reference(path)
+
+
+def _forge(workdir: Path, secret: Path, pwned: Path) -> Path:
+    """The source step's kept.json as an older curate wrote it, with SQL that reads ``secret``
+    and writes ``pwned``; the markers without fingerprints (a store from before them), so the
+    format is the only thing that stands in the way."""
+    source = step_dir(workdir, "source")
+    columns = json.loads((source / "kept.json").read_text())["columns"]
+    others = ", ".join(f"content AS {c}" for c in columns if c != "uid")
+    relation = (f"(SELECT 0 AS _file, 0 AS _row, {others} FROM read_text('{secret}')); "
+                f"COPY (SELECT 'pwned') TO '{pwned}'; SELECT * FROM (SELECT 1 AS _file)")
+    (source / "kept.json").write_text(json.dumps({"relation": relation, "uids": True, "columns": columns}))
+    for marker in [*(workdir / "run" / "store").glob(f"*/{COMPLETE}"), *(workdir / "run" / "store").glob("*/shards/*.json")]:
+        facts = json.loads(marker.read_text())
+        facts.pop("files", None)
+        for member in facts.get("members") or []:
+            member.pop("files", None)
+        marker.write_text(json.dumps(facts))
+    manifest_path = workdir / "run" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for record in manifest["steps"]:  # the copy's own store, not the clean run's it was copied from
+        record["path"] = str(step_dir(workdir, record["label"]))
+    manifest_path.write_text(json.dumps(manifest))
+    return source / "kept.json"
+
+
+def test_an_older_kept_json_holding_sql_is_never_run(pm, tmp_path):
+    """Its views, the report's reading of it and a run on the directory never execute it: the
+    run recomputes the source group and stores what a clean run stores."""
+    workdir, clean = copy_of(tmp_path, pm, "headed")
+    secret, pwned = tmp_path / "secret.txt", tmp_path / "pwned.csv"
+    secret.write_text("TOPSECRET")
+    forged = _forge(workdir, secret, pwned)
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    record = next(r for r in manifest["steps"] if r["label"] == "source")
+    assert kept_relation(manifest, record) is None
+    write_views(workdir / "run", manifest)
+    said = f"step 'source' is recomputed: {forged} is not in format 2 (an older curate's, which held SQL)"
+    with pytest.warns(StoreWarning, match=re.escape(said)):
+        manifest = again(workdir, tmp_path, pm, "headed")
+    assert stored(manifest) == clean
+    assert not pwned.exists()
+    con = duckdb.connect(str(workdir / "run" / DATABASE), read_only=True)
+    assert "TOPSECRET" not in str(con.sql('SELECT * FROM "00_source"').fetchall())
+
+
+def test_a_forged_manifest_label_is_a_name_in_the_views_not_sql(pm, tmp_path):
+    workdir, _ = copy_of(tmp_path, pm, "headed")
+    pwned = tmp_path / "pwned.csv"
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    label = f"x' AS step; COPY (SELECT 1) TO '{pwned}'; --\"; COPY (SELECT 1) TO '{pwned}'; --"
+    manifest["steps"][1]["label"] = label
+    manifest["steps"][2]["index"] = "2); COPY (SELECT 1) TO 'elsewhere.csv'; --"  # not a number: left out
+    write_views(workdir / "run", manifest)
+    assert not pwned.exists() and not Path("elsewhere.csv").exists()
+    con = duckdb.connect(str(workdir / "run" / DATABASE), read_only=True)
+    steps = {row[0] for row in con.sql("SELECT DISTINCT step FROM lineage").fetchall()}
+    assert label in steps
+    views = {row[0] for row in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert f"01_{label}_dropped" in views
