@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from curate.display import for_rich, visible
+from curate.display import VisibleFormatter, for_rich, visible
 from curate.errors import CurateError
 
 DEBUG = {"on": False}
@@ -284,7 +284,7 @@ def plugins(as_json: bool) -> None:
         if others:
             console.print(f"  [dim]hooks: {', '.join(others)}[/dim]")
     for name, error in pm.failed.items():
-        console.print(f"[red]failed[/red] {name}: {error}")
+        console.print(f"[red]failed[/red] {for_rich(name)}: {for_rich(error)}")
 
 
 # Hooks whose results `curate plugins` shows as registries or commands (the rest it lists by name).
@@ -324,7 +324,7 @@ def _add_plugin_commands() -> None:
     try:
         pm = _pm()
     except CurateError as exc:
-        click.echo(f"warning: {exc}", err=True)
+        click.echo(f"warning: {visible(exc, lines=True)}", err=True)
         return
     # One plugin at a time: a plugin whose hook raises (a module it imports is missing, say) is a
     # warning naming it; called as one hook, it took every command of the CLI down with it.
@@ -373,19 +373,12 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 _python_show_warning = warnings.showwarning
 
 
-class _VisibleFormatter(logging.Formatter):
-    """Log messages quote URLs and server answers: their control characters are shown, not run."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return visible(super().format(record), lines=True)
-
-
 def _last_resort() -> logging.Handler:
     """Python's handler for records no handler takes (plugins' warnings: ``download: … refused``),
-    the same but for :class:`_VisibleFormatter`."""
+    the same but for :class:`curate.display.VisibleFormatter`."""
     handler = logging.StreamHandler()
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(_VisibleFormatter())
+    handler.setFormatter(VisibleFormatter())
     return handler
 
 
@@ -411,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
             click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
+        # A plugin command's message, or click's about a value given on the command line (an
+        # unknown option is quoted as typed): shown with the escapes the other errors get.
+        message = exc.format_message
+        exc.format_message = lambda: visible(message(), lines=True)  # type: ignore[method-assign]
         exc.show()
         return 2
     except click.exceptions.Exit as exc:

@@ -8,10 +8,14 @@ override shows text reversed (in a terminal and in a web page alike); rich, besi
 ``[link=…]`` or ``[bold]`` in a string as markup. :func:`visible` writes those characters as
 escapes (``\\x1b``), the way ``repr`` would; :func:`for_rich` also escapes markup. Text without
 them is returned unchanged.
+
+Commands that print plain lines (plugins' commands, which print with click rather than rich) use
+:func:`echo`; a log handler a command installs uses :class:`VisibleFormatter`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -38,3 +42,21 @@ def for_rich(text: Any) -> str:
     from rich.markup import escape
 
     return escape(visible(text))
+
+
+def echo(text: Any = "", *, err: bool = False, lines: bool = False) -> None:
+    """``click.echo`` of ``text`` made :func:`visible`: a line quoting a path, a spec value, a data
+    cell, a file's contents or a server's answer, on stdout (stderr with ``err``). ``lines``: text
+    of several lines (indented JSON, a Markdown table) keeps its newlines and tabs; a line quoting
+    a value escapes them too, so a value cannot start a line that looks like the command's own."""
+    import click
+
+    click.echo(visible(text, lines=lines), err=err)
+
+
+class VisibleFormatter(logging.Formatter):
+    """Log messages quote URLs, paths and what a client or server sent: their control characters
+    are shown, not run (the traceback of ``exc_info`` included)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), lines=True)

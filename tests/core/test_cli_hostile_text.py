@@ -7,6 +7,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from curate import hookimpl
+from curate.plugins import PluginLoadWarning
 from tests.conftest import cli_env, sample_table
 
 LINK = "[link=https://evil.example]ok[/link]"
@@ -66,3 +70,39 @@ def test_warnings_and_log_records_show_control_characters_as_escapes():
     assert "curate: warning: store \\x1b[2J\\x0dwarning" in result.stderr
     assert "refused http://x/\\x1b]8;;evil\\x07" in result.stderr
     assert_shown_not_run(result.stderr)
+
+
+class HostileCommands:
+    """A plugin whose command fails with click's own exception, quoting what it was given."""
+
+    @hookimpl
+    def curate_register_commands(self, cli):
+        import click
+
+        @cli.command("hostile-click-error")
+        @click.argument("value")
+        def hostile_click_error(value: str) -> None:
+            raise click.ClickException(f"cannot use {value}")
+
+
+class HostileBroken:
+    @hookimpl
+    def curate_register_steps(self):
+        raise RuntimeError(f"broken by {REASON}")
+
+
+def test_a_plugin_commands_click_exception_is_shown_with_escapes(register_plugin, curate_main):
+    register_plugin(HostileCommands(), "hostile_commands")
+    result = curate_main("hostile-click-error", REASON)
+    assert result.code == 2, result
+    assert f"Error: cannot use {LINK} \\x1b[2J\\x0d\\u202eevil" in result.stderr
+    assert_shown_not_run(result.stderr)
+
+
+def test_plugins_lists_a_failed_plugins_error_with_escapes(register_plugin, curate_main):
+    register_plugin(HostileBroken(), "hostile_broken")
+    with pytest.warns(PluginLoadWarning):
+        result = curate_main("plugins")
+    assert result.code == 0, result
+    assert f"failed hostile_broken: RuntimeError: broken by {LINK} \\x1b[2J\\x0d\\u202eevil" in result.stdout
+    assert_shown_not_run(result.stdout)

@@ -1,0 +1,60 @@
+"""curate.display's printing helpers: :func:`echo`, the one way a command prints a plain line that
+quotes a path, a spec value, a data cell or a server's text, and :class:`VisibleFormatter` for log
+records. Whatever the text, nothing that reaches the terminal is a control character or a bidi
+override; text without them is printed exactly as before."""
+
+from __future__ import annotations
+
+import logging
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curate.display import VisibleFormatter, echo, visible
+
+HOSTILE = "a\x1b[2Jb\rc\u202ed [link=http://x]y[/link]\x9b\x00"
+UNSAFE = {*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), *map(chr, range(0x202A, 0x202F)),
+          *map(chr, range(0x2066, 0x206A))}
+
+
+def test_echo_writes_control_characters_as_escapes_on_stdout_or_stderr(capsys):
+    echo(HOSTILE)
+    echo(HOSTILE, err=True)
+    out, err = capsys.readouterr()
+    shown = "a\\x1b[2Jb\\x0dc\\u202ed [link=http://x]y[/link]\\x9b\\x00\n"
+    assert out == shown and err == shown  # rich markup is no concern of a plain line: shown as written
+
+
+def test_echo_of_several_lines_keeps_newlines_and_tabs_only_when_asked(capsys):
+    echo("{\n\t\"a\": \"x\x1b\"\n}", lines=True)
+    echo("one\nline\tonly")
+    assert capsys.readouterr().out == "{\n\t\"a\": \"x\\x1b\"\n}\none\\x0aline\\x09only\n"
+
+
+@given(st.text(), st.booleans())
+def test_echo_prints_visible_text_and_nothing_unsafe(text, lines):
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        echo(text, lines=lines)
+    printed = buffer.getvalue()
+    assert printed == visible(text, lines=lines) + "\n"
+    assert not set(printed[:-1]) & (UNSAFE - ({"\n", "\t"} if lines else set()))
+    if not set(text) & UNSAFE:
+        assert printed == text + "\n"
+
+
+def test_visible_formatter_escapes_the_message_and_the_traceback():
+    formatter = VisibleFormatter("%(levelname)s %(message)s")
+    try:
+        raise ValueError("bad\x1b]8;;http://evil\x07")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, "GET %s", ("/\x1b[2J\r\u202e",), sys.exc_info())
+    shown = formatter.format(record)
+    assert shown.startswith("INFO GET /\\x1b[2J\\x0d\\u202e\n")
+    assert "ValueError: bad\\x1b]8;;http://evil\\x07" in shown
+    assert not set(shown) & (UNSAFE - {"\n"})
