@@ -14,6 +14,8 @@ import click
 
 from curate_captioner.config import TEMPERATURE, TOP_P, CaptionerConfig, TrainConfig, defaults
 
+from curate.display import echo, visible
+
 # Defaults come from the config models (one source): TrainConfig for a training stage,
 # CaptionerConfig for a new captioner's architecture.
 TRAIN = defaults(TrainConfig)
@@ -192,10 +194,10 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
                          train_encoder=train_encoder, encoder_lr=encoder_lr, image_dropout=image_dropout)
     command = "curate captioner train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]) \
         if "train" in sys.argv else None
-    summary = run_training(model, frame, config, out, resume=resume, log=lambda line: click.echo(line, err=True),
+    summary = run_training(model, frame, config, out, resume=resume, log=lambda line: echo(line, err=True),
                            facts={"command": command, "wall_seconds_with_setup": None}, feature_cache=feature_cache)
     summary["wall_seconds_with_setup"] = round(time.perf_counter() - started, 1)
-    click.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
 
 
 @captioner.command("tune-world-encoder")
@@ -221,9 +223,9 @@ def tune_world_encoder(world: str, out: str, steps: int, batch_size: int, lr: fl
     command = "curate captioner " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("tune-world-encoder"):]) \
         if "tune-world-encoder" in sys.argv else None
     record = run(world, out, steps=steps, batch_size=batch_size, lr=lr, image_size=image_size, seed=seed, flip=flip,
-                 val_world=val_world, log=lambda line: click.echo(line, err=True), command=command)
-    click.echo(json.dumps({"val": record["val"], "seconds": record["seconds"],
-                           "use": f"--encoder {Path(out) / CONFIG_FILE} --encoder-checkpoint {Path(out) / WEIGHTS_FILE}"}))
+                 val_world=val_world, log=lambda line: echo(line, err=True), command=command)
+    echo(json.dumps({"val": record["val"], "seconds": record["seconds"],
+                     "use": f"--encoder {Path(out) / CONFIG_FILE} --encoder-checkpoint {Path(out) / WEIGHTS_FILE}"}))
 
 
 @captioner.command("eval")
@@ -243,10 +245,10 @@ def evaluate(world: str, model: str, split: str, limit: int | None, out: str | N
     from curate_captioner.evaluate import evaluate_world, write_report
 
     result = evaluate_world(world, model, split=split, limit=limit, batch_size=batch_size, seed=seed,
-                            log=lambda line: click.echo(line, err=True), copy_bias=copy_bias)
+                            log=lambda line: echo(line, err=True), copy_bias=copy_bias)
     if out is not None:
         write_report(result, Path(out))
-    click.echo(json.dumps(result["summary"], indent=2))
+    echo(json.dumps(result["summary"], indent=2), lines=True)
 
 
 @captioner.command("select-copy-bias")
@@ -268,8 +270,8 @@ def select_copy_bias(world: str, model: str, values: str, min_retention: float, 
     _threads(threads)
     from curate_captioner.copybias import select_copy_bias as run
 
-    record = run(world, model, tried, min_retention=min_retention, seed=seed, log=lambda line: click.echo(line, err=True))
-    click.echo(json.dumps({"copy_bias": record["chosen"], "results": record["results"]}))
+    record = run(world, model, tried, min_retention=min_retention, seed=seed, log=lambda line: echo(line, err=True))
+    echo(json.dumps({"copy_bias": record["chosen"], "results": record["results"]}))
 
 
 @captioner.command()
@@ -293,4 +295,5 @@ def caption(images: tuple[str, ...], model: str, alt_texts: tuple[str, ...], tem
     ids = generate(captioner_model, prefix, [prompt] * len(opened), temperature=temperature, top_p=top_p, seed=seed,
                    copy_bias=captioner_model.config.copy_bias)
     for path, text in zip(images, decode(captioner_model, ids), strict=True):
-        click.echo(f"{path}\t{text}")
+        # Each escaped on its own: a tab or newline in a file name or caption adds no column or line.
+        echo(f"{visible(path)}\t{visible(text)}", lines=True)

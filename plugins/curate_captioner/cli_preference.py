@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from curate.display import echo
+
 
 def _threads(threads: int | None) -> None:
     import torch
@@ -68,7 +70,7 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, balance_kinds
         from curate_captioner.sampled import sampled_pairs
 
         made = sampled_pairs(world, model, out, rows=rows, samples=samples, temperature=temperature, seed=seed,
-                             annotator_chosen=annotator_chosen, log=lambda line: click.echo(line, err=True))
+                             annotator_chosen=annotator_chosen, log=lambda line: echo(line, err=True))
     elif world is not None:
         from curate_captioner.pairs import world_pairs
 
@@ -89,8 +91,8 @@ def pairs(out: str, world: str | None, dimensions: str, rows: int, balance_kinds
         made = table_pairs(table, model, out, scorer=ranking, image_column=image_column, alt_text_column=alt_text_column,
                            clip_model=clip_model, clip_checkpoint=clip_checkpoint, temperature=temperature, seed=seed)
     counts = made.group_by("dimension", "kind").len().sort("dimension", "kind")
-    click.echo(json.dumps({"pairs": made.height, "out": str(Path(out) / "pairs.parquet"),
-                           "by_kind": {f"{d}/{k}": n for d, k, n in counts.iter_rows()}}))
+    echo(json.dumps({"pairs": made.height, "out": str(Path(out) / "pairs.parquet"),
+                     "by_kind": {f"{d}/{k}": n for d, k, n in counts.iter_rows()}}))
 
 
 @click.command("dpo")
@@ -154,9 +156,9 @@ def dpo(pairs_path: str, init: str, out: str, loss: str, weights: str, beta: flo
                               sft_weight=sft_weight, steps=steps,  # type: ignore[arg-type]
                               batch_size=batch_size, lr=lr, warmup=warmup, seed=seed, log_every=log_every, device=device)
     command = "curate captioner " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("dpo"):]) if "dpo" in sys.argv else None
-    summary = train_preference(Captioner.load(init), table, config, out, log=lambda line: click.echo(line, err=True),
+    summary = train_preference(Captioner.load(init), table, config, out, log=lambda line: echo(line, err=True),
                                facts={"command": command}, feature_cache=feature_cache)
-    click.echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    echo(json.dumps({k: v for k, v in summary.items() if k != "config"}))
 
 
 def world_comparison(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -183,11 +185,11 @@ def run_comparison(world: str, runs: list[dict[str, Any]], exclude: tuple[str, .
 
     _threads(threads)
     result = compare_world(world, runs, exclude=exclude, rows=rows, batch_size=batch_size, seed=seed,
-                           log=lambda line: click.echo(line, err=True))
+                           log=lambda line: echo(line, err=True))
     if out is not None:
         write(result, Path(out))
-    click.echo(markdown(result))
-    click.echo(json.dumps({"captions_per_second": result["captions_per_second"], "rows": result["rows"]}))
+    echo(markdown(result), lines=True)
+    echo(json.dumps({"captions_per_second": result["captions_per_second"], "rows": result["rows"]}))
 
 
 @click.command("compare")

@@ -6,6 +6,8 @@ import click
 from curate_clip.training.hardneg import command as tune_world
 from curate_clip.training.train import command as train_world
 
+from curate.display import echo, visible
+
 
 @click.group()
 def clip() -> None:
@@ -30,7 +32,7 @@ def eval_world(n: int, seed: int, checkpoint: str | None, scenes: str, out: str 
     from curate_clip.training.evaluate import evaluate
 
     result = evaluate(n=n, seed=seed, checkpoint=checkpoint, scenes=scenes)
-    click.echo(json.dumps(result, indent=2))
+    echo(json.dumps(result, indent=2), lines=True)
     if out:
         with open(out, "w") as handle:
             json.dump(result, handle, indent=2)
@@ -51,6 +53,6 @@ def edits(text: str, vocabulary: str, limit: int) -> None:
         raise click.ClickException(problem.removeprefix("edits: "))
     found = minimal_edits(text, resolve_vocabulary(vocabulary), limit)
     if not found:
-        click.echo("no edits: the text has no word of the vocabulary (its margin would be null)")
-    for edit in found:
-        click.echo(f"{edit.kind}\t{edit.text}")
+        echo("no edits: the text has no word of the vocabulary (its margin would be null)")
+    for edit in found:  # the edit escaped on its own: a tab or newline in TEXT cannot add a column or a line
+        echo(f"{edit.kind}\t{visible(edit.text)}", lines=True)

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from curate.display import echo
+
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
@@ -24,7 +26,7 @@ def report(run_dir: str, out: str | None, images_from: tuple[str, ...]) -> None:
     started = time.perf_counter()
     path = write_report(Path(run_dir), out, images_from=images_from)
     size = path.stat().st_size
-    click.echo(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - started:.1f} s)")
+    echo(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - started:.1f} s)")
 
 
 def report_wanted(run_dir: Path, manifest: dict[str, Any]) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from curate.display import echo
 from curate.errors import pip_install
 
 
@@ -52,12 +53,11 @@ def train_clip_command(shards: Path, out: Path, name: str, model: str, epochs: i
     if samples is not None:
         pool = shard_pattern(shards)[1]
         epochs = epochs_for_samples(samples, pool)
-        click.echo(f"--samples {samples}: {epochs} pass(es) over {pool} samples = {epochs * pool} samples",
-                   err=True)
+        echo(f"--samples {samples}: {epochs} pass(es) over {pool} samples = {epochs * pool} samples", err=True)
     checkpoint = train_clip(shards, out, name=name, epochs=epochs or 1, batch_size=batch_size, lr=lr,
                             warmup=warmup, seed=seed, model=model, threads=threads or None, precision=precision)
-    click.echo(f"checkpoint: {checkpoint}")
-    click.echo(f"model: local-dir:{model_dir(checkpoint).resolve()}")
+    echo(f"checkpoint: {checkpoint}")
+    echo(f"model: local-dir:{model_dir(checkpoint).resolve()}")
 
 
 @train.command("eval")
@@ -101,7 +101,7 @@ def eval_command(checkpoint: str | None, model: str, world_dir: Path | None, eva
     if world_dir is not None and not sets:  # as before: the world's metrics, flat
         from curate_train.evaluate import eval_zeroshot
 
-        click.echo(json.dumps(eval_zeroshot(checkpoint, world_dir, model), indent=2))
+        echo(json.dumps(eval_zeroshot(checkpoint, world_dir, model), indent=2), lines=True)
         return
     from curate_train.clip import load_clip
     from curate_train.evalsets import evaluate_sets
@@ -120,7 +120,7 @@ def eval_command(checkpoint: str | None, model: str, world_dir: Path | None, eva
 
         results["world"] = eval_world(network, preprocess, tokenizer, world_dir)
     results.update(evaluate_sets(network, preprocess, tokenizer, sets))
-    click.echo(json.dumps(results, indent=2))
+    echo(json.dumps(results, indent=2), lines=True)
 
 
 @train.command("diffusion")
@@ -141,9 +141,9 @@ def diffusion_command(data_dir: Path, clip_checkpoint: Path, out: Path, steps: i
         raise click.ClickException(f"train diffusion needs diffusers: {pip_install('diffusion')}")
     from curate_train.diffusion import train_diffusion
 
-    click.echo(json.dumps(train_diffusion(data_dir, clip_checkpoint, out, steps=steps, batch_size=batch_size,
-                                          seed=seed, sample_steps=sample_steps,
-                                          echo=lambda line: click.echo(line, err=True)), indent=2))
+    echo(json.dumps(train_diffusion(data_dir, clip_checkpoint, out, steps=steps, batch_size=batch_size,
+                                    seed=seed, sample_steps=sample_steps,
+                                    echo=lambda line: echo(line, err=True)), indent=2), lines=True)
 
 
 @click.group()
@@ -175,8 +175,8 @@ def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | 
 
         loaded_experiment = spec_experiment.load(spec)
         target = run_dir or spec.parent.parent / "runs" / loaded_experiment.experiment.name
-        spec_experiment.run(loaded_experiment, target, chosen_seeds, echo=click.echo, eval_only=eval_only)
-        click.echo((target / "experiment" / "summary.md").read_text())
+        spec_experiment.run(loaded_experiment, target, chosen_seeds, echo=echo, eval_only=eval_only)
+        echo((target / "experiment" / "summary.md").read_text(), lines=True)
         return
     from curate_train.experiment import load, reevaluate, run
 
@@ -186,11 +186,11 @@ def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | 
     if chosen:
         from curate_train.seeds import reevaluate_seeds, run_seeds
 
-        (reevaluate_seeds if eval_only else run_seeds)(loaded, target, chosen, echo=click.echo)
-        click.echo((target / "experiment" / "summary.md").read_text())
+        (reevaluate_seeds if eval_only else run_seeds)(loaded, target, chosen, echo=echo)
+        echo((target / "experiment" / "summary.md").read_text(), lines=True)
         return
-    (reevaluate if eval_only else run)(loaded, target, echo=click.echo)
-    click.echo((target / "experiment" / "results.md").read_text())
+    (reevaluate if eval_only else run)(loaded, target, echo=echo)
+    echo((target / "experiment" / "results.md").read_text(), lines=True)
 
 
 @experiment.command("validate")
@@ -212,7 +212,7 @@ def validate_command(spec: Path, run_dir: Path | None) -> None:
     target = run_dir or spec.parent.parent / "runs" / loaded.experiment.name
     checked = spec_experiment.validate(loaded, target)
     for name in checked["order"]:
-        click.echo(f"ok {name}: " + " → ".join(checked["steps"][name]))
+        echo(f"ok {name}: " + " → ".join(checked["steps"][name]))
 
 
 def add_commands(cli: click.Group) -> None:

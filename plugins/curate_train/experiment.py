@@ -23,6 +23,7 @@ import polars as pl
 import yaml
 from pydantic import Field
 
+from curate import display
 from curate.params import Params
 
 
@@ -134,7 +135,7 @@ def export(table: pl.DataFrame, out: Path, repeats: int, seed: int) -> Path:
     return out
 
 
-def run(spec: ExperimentSpec, run_dir: Path, *, echo: Any = print) -> list[dict[str, Any]]:
+def run(spec: ExperimentSpec, run_dir: Path, *, echo: Any = display.echo) -> list[dict[str, Any]]:
     from curate_train.clip import train_clip
     from curate_train.evaluate import eval_zeroshot
 
@@ -180,7 +181,7 @@ def metric_columns(metrics: dict[str, float]) -> dict[str, float]:
     return {column: round(100 * metrics[key], 2) for column, key in names.items()}
 
 
-def reevaluate(spec: ExperimentSpec, run_dir: Path, *, echo: Any = print) -> list[dict[str, Any]]:
+def reevaluate(spec: ExperimentSpec, run_dir: Path, *, echo: Any = display.echo) -> list[dict[str, Any]]:
     """Evaluate every trained variant again (after an evaluation change) and rewrite the results."""
     import torch
 

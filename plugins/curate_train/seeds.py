@@ -16,11 +16,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from curate import display
+
 METRICS = ("accuracy", "acc_shape", "acc_color", "accuracy_simple", "i2t_r1", "t2i_r1", "synthetic_share")
 BASELINES = ("alt_text", "realigned")
 
 
-def run_seeds(spec: Any, run_dir: Path, seeds: list[int], *, echo: Any = print) -> dict[str, Any]:
+def run_seeds(spec: Any, run_dir: Path, seeds: list[int], *, echo: Any = display.echo) -> dict[str, Any]:
     """Run ``spec`` once per seed (a finished seed's results are reused) and summarize."""
     from curate_train.experiment import run
 
@@ -35,7 +37,7 @@ def run_seeds(spec: Any, run_dir: Path, seeds: list[int], *, echo: Any = print) 
     return summarize(spec.name, run_dir, seeds)
 
 
-def reevaluate_seeds(spec: Any, run_dir: Path, seeds: list[int], *, echo: Any = print,
+def reevaluate_seeds(spec: Any, run_dir: Path, seeds: list[int], *, echo: Any = display.echo,
                      reevaluate: Any = None) -> dict[str, Any]:
     """``--eval-only`` over seeds: evaluate every seed's trained variants again, then summarize.
     Every seed must have finished (its ``seed-N/experiment/results.json``); a missing one is an

@@ -48,6 +48,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from curate import display
 from curate.errors import CurateError, Problem, SpecError
 from curate.params import Params
 from curate_train.patch import Origin, Variant, closest, step_labels, traced_patch
@@ -459,7 +460,7 @@ def _placeholder_model(model: str, scratch: Path) -> str:
 
 
 # -- running ----------------------------------------------------------------------------------
-def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: Any = print,
+def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: Any = display.echo,
         eval_only: bool = False) -> dict[str, Any]:
     """Validate, then per seed run every variant (a finished one, with its result.json, is reused),
     then write the summary."""

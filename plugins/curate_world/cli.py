@@ -7,6 +7,8 @@ import json
 
 import click
 
+from curate.display import echo
+
 
 @click.group("world")
 def world() -> None:
@@ -107,8 +109,8 @@ def generate(
     params.update(web_style_params(web_style, web_style_rate, web_style_weights))
     started = time.perf_counter()
     result = generate_world(out, overwrite=overwrite, **params)  # type: ignore[arg-type]
-    click.echo(f"world in {result.dir} ({time.perf_counter() - started:.1f}s)")
-    click.echo(json.dumps(result.counts, indent=2))
+    echo(f"world in {result.dir} ({time.perf_counter() - started:.1f}s)")
+    echo(json.dumps(result.counts, indent=2), lines=True)
 
 
 @world.command()
@@ -123,11 +125,15 @@ def serve(world_dir: str, host: str, port: int, slow_seconds: float, verbose: bo
 
     from curate_world.server import run_server
 
-    if verbose:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from curate.display import VisibleFormatter
+
+    if verbose:  # each request line as the client sent it: its control characters shown, not run
+        handler = logging.StreamHandler()
+        handler.setFormatter(VisibleFormatter("%(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
 
     def ready(server) -> None:  # type: ignore[no-untyped-def]
-        click.echo("serving; Ctrl-C stops", err=True)
-        click.echo(server.base_url)  # last: scripts wait for this line
+        echo("serving; Ctrl-C stops", err=True)
+        echo(server.base_url)  # last: scripts wait for this line
 
     run_server(world_dir, host, port, slow_seconds, verbose, on_ready=ready)

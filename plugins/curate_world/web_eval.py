@@ -133,8 +133,10 @@ def step_table(run_dir: Path, step: str, columns: list[str]) -> tuple[Any, dict[
     records = read_manifest(run_dir)["steps"]
     record = next((r for r in records if r["label"] == step), None)
     if record is None:
-        raise SystemExit(f"error: run {run_dir} has no step labelled {step!r} (it has: "
-                         f"{', '.join(r['label'] for r in records)})")
+        from curate.display import visible
+
+        raise SystemExit(visible(f"error: run {run_dir} has no step labelled {step!r} (it has: "
+                                 f"{', '.join(r['label'] for r in records)})"))
     frames = [pl.read_parquet(path) for path in iter_shard_files(Path(record["path"]))]
     table = pl.concat(frames, how="diagonal_relaxed")
     return table.select([c for c in columns if c in table.columns]), record

@@ -27,3 +27,17 @@ def test_control_characters_and_bidi_overrides_show_as_escapes(workdir, report_p
     assert "a photo of a \\u202eexe.cod\\u202c cat" in page  # a card
     assert "kept\\u202e dropped \\x1b[8m" in page  # the funnel's drop reason
     assert "a calm lake at dusk" in page  # ordinary text as it was
+
+
+def test_the_report_command_shows_the_page_path_with_escapes(workdir, report_pm, capsys):
+    from curate.cli import main
+
+    table = pl.DataFrame({"url": ["https://e.org/0", "https://e.org/1"], "alt_text": ALT_TEXTS[:2]})
+    spec = {"name": "hostile", "source": {"path": "input.parquet"}, "steps": [], "run": {"report": False}}
+    run_spec(spec, workdir, tables={"input.parquet": table}, pm=report_pm)
+    code = main(["report", str(workdir / "run"), "--out", str(workdir / "page\x1b[2J\r\u202e[bold]x.html")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith(f"wrote {workdir}/page\\x1b[2J\\x0d\\u202e[bold]x.html (")
+    for hidden in ("\u202e", "\x1b", "\r"):
+        assert hidden not in out

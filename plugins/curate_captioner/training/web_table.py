@@ -16,12 +16,13 @@ Then ``curate captioner train --stage 2 --table OUT.parquet --init ...`` (train_
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import polars as pl
 from curate_basics.api import NormalizeParams, normalize_one
 from curate_captioner.data import world_table
+
+from curate.display import echo
 
 
 def web_table(worlds: list[str], max_length: int = 300, one_object_fraction: float | None = None) -> pl.DataFrame:
@@ -34,7 +35,7 @@ def web_table(worlds: list[str], max_length: int = 300, one_object_fraction: flo
         root = str(Path(world).resolve()) + "/"
         objects.append(pl.read_parquet(Path(world) / "world.parquet")
                        .select((pl.lit(root) + pl.col("image_path")).alias("image"), "n_objects"))
-        print(f"{world}: {table.height} train rows", file=sys.stderr)
+        echo(f"{world}: {table.height} train rows", err=True)
     table = pl.concat(frames)
     if one_object_fraction is None:
         return table
@@ -52,4 +53,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     table = web_table(args.worlds, one_object_fraction=args.one_object_fraction)
     table.write_parquet(args.out)
-    print(f"{args.out}: {table.height} rows", file=sys.stderr)
+    echo(f"{args.out}: {table.height} rows", err=True)

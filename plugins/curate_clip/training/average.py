@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from curate.display import echo, visible
+
 
 def average(start: Path, finetuned: Path, alpha: float, out: Path) -> None:
     import torch
@@ -24,8 +26,8 @@ def average(start: Path, finetuned: Path, alpha: float, out: Path) -> None:
         raise SystemExit(f"--alpha is a weight in [0, 1] (got {alpha})")
     a, b = load_state(start), load_state(finetuned)
     if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
-        raise SystemExit(f"{start} and {finetuned} are not checkpoints of one architecture "
-                         f"(tensors differ: {sorted(set(a) ^ set(b))[:5]})")
+        raise SystemExit(visible(f"{start} and {finetuned} are not checkpoints of one architecture "
+                                 f"(tensors differ: {sorted(set(a) ^ set(b))[:5]})"))
     merged = out.with_suffix(".pt")
     torch.save({"state_dict": {k: (1 - alpha) * a[k].float() + alpha * b[k].float() for k in a}}, str(merged))
     export_safetensors(merged, out)
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", type=Path, required=True, help="float16 safetensors to write")
     args = parser.parse_args(argv)
     average(args.start, args.finetuned, args.alpha, args.export)
-    print(f"{args.export}: {1 - args.alpha:g} x {args.start} + {args.alpha:g} x {args.finetuned}")
+    echo(f"{args.export}: {1 - args.alpha:g} x {args.start} + {args.alpha:g} x {args.finetuned}")
     return 0
 
 

@@ -29,6 +29,7 @@ import click
 from curate_clip.training import click_help, invoked_args, namespace, run_command
 
 from curate.atomic import atomic_path
+from curate.display import echo
 
 if TYPE_CHECKING:  # numpy loads with the command, not with `curate --help`
     import numpy as np
@@ -146,7 +147,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                      "lr": round(lr, 6), "logit_scale": round(float(scale), 2),
                      "seconds": round(time.perf_counter() - loaded, 1)}
             log.append(entry)
-            print(json.dumps(entry), flush=True)
+            echo(json.dumps(entry))
         if args.checkpoint_every and step and step % args.checkpoint_every == 0:
             save(model, args.out / "checkpoint.pt", step)
     save(model, args.out / "checkpoint.pt", args.steps)

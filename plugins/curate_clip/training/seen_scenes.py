@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from curate.display import echo
+
 # Every scene source the shipped models were trained or tuned on (training records: curate_clip's
 # training/train_world.sh and records/, curate_captioner's training/train_world.sh and TRAINING.md).
 SHIPPED_MODEL_SOURCES: list[dict[str, Any]] = [
@@ -136,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         held |= heldout
         report.append({**source, "distinct_scenes": len(hashes), "heldout_partition": len(heldout),
                        "cpu_seconds": round(time.process_time() - started, 1)})
-        print(json.dumps(report[-1]), flush=True)
+        echo(json.dumps(report[-1]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, np.array(sorted(held), dtype=np.uint32))
-    print(f"{len(held)} held-out-partition scenes seen by the shipped models -> {args.out}")
+    echo(f"{len(held)} held-out-partition scenes seen by the shipped models -> {args.out}")
     return 0
 
 

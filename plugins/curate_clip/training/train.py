@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from typing import Any
 import click
 from curate_clip.models import CONFIG_DIR, WORLD_MODEL
 from curate_clip.training import click_help, invoked_args, namespace, run_command
+
+from curate.display import echo
 
 
 def open_clip_args(pattern: str, samples: int, logs: Path, epochs: int, batch_size: int, lr: float,
@@ -209,25 +210,25 @@ def command(ctx: click.Context, **options: Any) -> None:
             from curate_clip.training.synonyms import synonym_init
 
             init, synonyms = synonym_init(init, args.out / "init-synonyms.pt")
-            print(f"synonym init: {synonyms}", flush=True)
+            echo(f"synonym init: {synonyms}")
         init = siglip_init(init, args.out / "init-siglip.pt") if args.siglip else init
         train_args += ["--pretrained", str(init)]
     if args.siglip:
         train_args += ["--siglip"]
-    print("open_clip_train.main " + " ".join(train_args), flush=True)
+    echo("open_clip_train.main " + " ".join(train_args))
     with sample_shuffle(args.sample_shuffle):
         train_main(train_args)
     finished = time.perf_counter()
     checkpoints = sorted(glob.glob(str(logs / "world-clip" / "checkpoints" / "epoch_[0-9]*.pt")),
                          key=lambda path: int(Path(path).stem.split("_")[1]))
     if not checkpoints:
-        print("training produced no checkpoint", file=sys.stderr)
+        echo("training produced no checkpoint", err=True)
         ctx.exit(1)
     if args.export is not None:
         from curate_clip.models import export_safetensors
 
         export_safetensors(Path(checkpoints[-1]), args.export)
-        print(f"exported {checkpoints[-1]} → {args.export}")
+        echo(f"exported {checkpoints[-1]} → {args.export}")
     record = {
         "command": "curate clip train-world " + " ".join(argv),
         "open_clip_train_args": train_args,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np, polars as pl, torch
 from curate_captioner.compare import unseen_rows, clip_features, bootstrap
 from curate_captioner.data import open_images, read_world
+from curate.display import echo
 args = sys.argv[1:]
 cut = args.index("--") if "--" in args else len(args)
 root = Path(args[0]); base_path, paths = args[1], args[2:cut]
@@ -36,4 +37,4 @@ for path in paths:
         for N in (2, 4, K):
             v = acc[np.arange(rows), sc[:, :N].argmax(1)]
             d = bootstrap(list(v), list(base))
-            print(f"{path} {name} N={N}: {v.mean():.4f} Δ{d['mean']:+.4f} [{d['low']:+.4f},{d['high']:+.4f}]", flush=True)
+            echo(f"{path} {name} N={N}: {v.mean():.4f} Δ{d['mean']:+.4f} [{d['low']:+.4f},{d['high']:+.4f}]")

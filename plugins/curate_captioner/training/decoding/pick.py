@@ -8,6 +8,7 @@ against BASE's first candidate (the default decoding), overall and on three-obje
 import sys, re
 import numpy as np, polars as pl
 from curate_captioner.compare import bootstrap
+from curate.display import echo
 
 def words(t): return set(re.findall(r"[a-z0-9]+", (t or "").lower()))
 def sim(a, b):
@@ -23,7 +24,7 @@ for path in sys.argv[2:]:
     clip = np.array(df["clip"].to_list()).reshape(rows, K)
     caps = np.array(df["caption"].to_list(), dtype=object).reshape(rows, K)
     nobj = np.array(df["n_objects"].to_list()).reshape(rows, K)[:, 0]
-    print(f"== {path}: {rows} rows, K={K}; mean single-candidate acc {acc.mean():.4f}; first {acc[:,0].mean():.4f}")
+    echo(f"== {path}: {rows} rows, K={K}; mean single-candidate acc {acc.mean():.4f}; first {acc[:,0].mean():.4f}")
     for N in range(2, K + 1):
         cb = acc[np.arange(rows), clip[:, :N].argmax(1)]
         W = [[words(c) for c in caps[r, :N]] for r in range(rows)]
@@ -36,6 +37,6 @@ for path in sys.argv[2:]:
             d = bootstrap(list(v), list(base))
             d3 = bootstrap([float(x) for x, n in zip(v, nobj) if n == 3], [float(x) for x, n in zip(base, nobj) if n == 3])
             out.append(f"{name} {v.mean():.4f} Δ{d['mean']:+.4f}[{d['low']:+.4f},{d['high']:+.4f}] 3obj Δ{d3['mean']:+.4f}[{d3['low']:+.4f},{d3['high']:+.4f}]")
-        print(f"N={N}: " + " | ".join(out))
+        echo(f"N={N}: " + " | ".join(out))
     b3 = [x for x, n in zip(base, nobj) if n == 3]
-    print(f"base acc {np.mean(base):.4f}; 3-object rows {len(b3)} base {np.mean(b3):.4f}")
+    echo(f"base acc {np.mean(base):.4f}; 3-object rows {len(b3)} base {np.mean(b3):.4f}")
