@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from curate.display import echo
+
 if TYPE_CHECKING:  # numpy loads with the command, not with `curate --help`
     import numpy as np
 
@@ -90,7 +92,7 @@ def train(out: Path, steps: int, scenes: int, seed: int, lr: float, init: Path |
             record = {"step": step, "loss": round(loss.item(), 4), "info_nce": round(info_nce.item(), 4),
                       "margin": round(margin.item(), 5), "seconds": round(time.time() - started, 1)}
             history.append(record)
-            print(json.dumps(record), flush=True)
+            echo(json.dumps(record))
     model.eval()
     save(model, config, out)
     (Path(out) / "training.json").write_text(json.dumps({"config": config, "history": history}, indent=2) + "\n")
@@ -108,6 +110,14 @@ def train(out: Path, steps: int, scenes: int, seed: int, lr: float, init: Path |
 @click.option("--threads", type=int, default=0, show_default=True, help="torch threads (0: torch's default)")
 def command(out: Path, steps: int, scenes: int, seed: int, lr: float, init: Path | None, threads: int) -> int:
     """``curate dedup train-copy-world`` (also ``python -m curate_dedup.copydetect.train``)."""
+    from curate_dedup.copydetect.model import CONFIG, WEIGHTS
+
+    if init is not None and not all((init / name).is_file() for name in (CONFIG, WEIGHTS)):
+        # Before torch loads: a wrong path is the user's to fix, not an internal error to report.
+        from curate.errors import UsageError
+
+        raise UsageError(f"--init {init} is no copy model directory (it needs {CONFIG} and {WEIGHTS})",
+                         "give a directory `curate dedup train-copy-world --out DIR` wrote")
     if threads:
         import torch
 
