@@ -343,6 +343,8 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
             ref = read_reference(reference)
         except (KeptReferenceError, OSError):
             return None  # an older or damaged reference is never run: nothing to read here
+        if not all(Path(f).is_file() for f in ref.files):
+            return None  # the source moved, or a pipe stands in its place (DuckDB would wait on it)
         columns = ", ".join(f"s.{quote(c)}" for c in ref.columns if c != UID)
         ordered = f"(SELECT * FROM {ref.relation()} ORDER BY _file, _row) s"
         if not ref.uids:

@@ -119,3 +119,27 @@ def test_a_forged_manifest_label_is_a_name_in_the_views_not_sql(pm, tmp_path):
     assert label in steps
     views = {row[0] for row in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     assert f"01_{label}_dropped" in views
+
+
+def test_a_reference_to_a_pipe_or_a_moved_source_is_nothing_to_read(pm, tmp_path):
+    """The views (and the report) do not wait on a pipe a forged kept.json names, nor fail on a
+    source that was moved since the run: the step's kept rows are then not shown."""
+    import os
+    import threading
+
+    workdir, _ = copy_of(tmp_path, pm, "headed")
+    _forge(workdir, tmp_path / "unused", tmp_path / "unused.csv")  # the copy's own paths in its manifest
+    source = step_dir(workdir, "source")
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    record = next(r for r in manifest["steps"] if r["label"] == "source")
+    fifo = tmp_path / "rows.parquet"
+    os.mkfifo(fifo)
+    reference = KeptReference((str(fifo),), (("url", "url"),), True, ("uid", "url"))
+    for files in ((str(fifo),), (str(tmp_path / "moved.parquet"),)):
+        (source / "kept.json").write_text(json.dumps({**reference.to_json(), "files": list(files)}))
+        assert kept_relation(manifest, record) is None
+        done = []
+        thread = threading.Thread(target=lambda: done.append(write_views(workdir / "run", manifest)), daemon=True)
+        thread.start()
+        thread.join(30)
+        assert done, "write_views waited on a pipe"
