@@ -15,6 +15,12 @@ else's files is.
 Reads of whole objects (:func:`download`) copy the version the listing named, or fail: an
 object rewritten after it was listed, or while it is read, is an error, and no more than the
 listed size is written.
+
+Every request has a deadline in all, retries included (``CURATE_S3_CALL_DEADLINE`` seconds, 300 by
+default, plus one second per ``CURATE_S3_MIN_BYTES_PER_SECOND`` bytes it moves, 1 MiB by
+default): botocore's read timeout bounds each wait for the next bytes, so an endpoint that
+answered a byte every few seconds held a call forever. A listing is read page by page
+(:mod:`curate.listing`) and stops past ``CURATE_S3_MAX_OBJECTS`` objects.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +40,9 @@ URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 PART_SIZE_ENV = "CURATE_UPLOAD_PART_SIZE"
 DEFAULT_PART_SIZE = 16 * 2**20
 MIN_PART_SIZE = 5 * 2**20  # S3's smallest part (all but the last)
+# An export's listing read back from its prefix: a name or two per file, so even an image folder
+# of millions of files fits; an object larger than that is not a listing curate wrote.
+LISTING_MAX_BYTES = 1 << 30
 BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", None), "gcs": ("gcsfs", None),
             "az": ("adlfs", None), "abfs": ("adlfs", None)}
 # What decides who we are and where we connect: a filesystem is reused while these stay the same.
@@ -45,6 +55,11 @@ ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "
 # answered (measured with 1 s timeouts: 30 connections and 109 s for `curate validate`; now 9 and
 # 14 s, so ~2 min at the default timeouts instead of ~8).
 S3_CONNECT_TIMEOUT, S3_READ_TIMEOUT, S3_ATTEMPTS, S3FS_TRIES = 5.0, 15.0, 2, 3
+# The most one request may take in all, retries included: more than the slowest failing call the
+# timeouts above allow (6 tries of 5 s + 15 s, and s3fs's back-off: about 2 min), and one second
+# more per MIN_RATE bytes it moves (a 1 GiB object: 300 s + 1024 s).
+DEADLINE_ENV, MIN_RATE_ENV = "CURATE_S3_CALL_DEADLINE", "CURATE_S3_MIN_BYTES_PER_SECOND"
+CALL_DEADLINE, MIN_RATE = 300.0, float(2**20)
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -93,7 +108,7 @@ def filesystem(url: str) -> Any:
         return fs
 
 
-def _seconds(variable: str, default: float) -> float:
+def _seconds(variable: str, default: float, most: float = 3600, unit: str = "seconds") -> float:
     text = os.environ.get(variable)
     if text is None:
         return default
@@ -101,10 +116,85 @@ def _seconds(variable: str, default: float) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 0 < value <= 3600:
-        raise StorageError(f"{variable}={text!r} is not a number of seconds in (0, 3600]",
-                           f"set it to a number of seconds, or unset it for {default:g}")
+    if not 0 < value <= most:
+        raise StorageError(f"{variable}={text!r} is not a number of {unit} in (0, {most:g}]",
+                           f"set it to a number of {unit}, or unset it for {default:g}")
     return value
+
+
+def deadline(moved: int = 0, requests: int = 1) -> float:
+    """Seconds that ``requests`` requests moving ``moved`` bytes may take in all."""
+    return (requests * _seconds(DEADLINE_ENV, CALL_DEADLINE, most=86400)
+            + max(0, moved) / _seconds(MIN_RATE_ENV, MIN_RATE, most=1e12, unit="bytes per second"))
+
+
+class DeadlinePassed(Exception):
+    """A request to object storage that went on past its deadline (see :func:`deadline`).
+    Not a TimeoutError: fsspec turns those into a bare FSTimeoutError, and botocore's own
+    timeouts are errors of another kind, named as such."""
+
+    def __init__(self, seconds: float, moved: int) -> None:
+        super().__init__(seconds, moved)
+        self.seconds, self.moved = seconds, moved
+
+
+async def _within(seconds: float, moved: int, make: Callable[[], Any]) -> Any:
+    """``await make()``, cancelled after ``seconds``. The coroutine is made here, inside the
+    loop, so one never started leaves no 'never awaited' warning behind."""
+    import asyncio
+
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await make()
+    except TimeoutError:
+        if scope.expired():
+            raise DeadlinePassed(seconds, moved) from None
+        raise
+
+
+def call(url: str, doing: str, fs: Any, method: str, *args: Any, moved: int = 0, requests: int = 1,
+         **kwargs: Any) -> Any:
+    """``fs.<method>(*args, **kwargs)`` as :func:`guarded` runs it, and, on an async filesystem
+    (s3fs, gcsfs, adlfs), cancelled once it has taken ``deadline(moved, requests)`` seconds."""
+    if not getattr(fs, "async_impl", False):
+        return guarded(url, doing, lambda: getattr(fs, method)(*args, **kwargs))
+    seconds = deadline(moved, requests)
+    coroutine = getattr(fs, f"_{method}")
+    return guarded(url, doing, lambda: _sync(fs, seconds, moved, _within, seconds, moved,
+                                            lambda: coroutine(*args, **kwargs)))
+
+
+def each_within(fs: Any, make: list[Callable[[], Any]], seconds: list[float], moved: list[int],
+                concurrency: int) -> list[Any]:
+    """Each ``make[i]()`` awaited within ``seconds[i]``, ``concurrency`` at a time, on ``fs``'s
+    loop: its result, or the exception it raised (:class:`DeadlinePassed` past its deadline)."""
+    import asyncio
+
+    async def all_of() -> list[Any]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(index: int) -> Any:
+            async with gate:
+                try:
+                    return await _within(seconds[index], moved[index], make[index])
+                except Exception as exc:  # returned, as fsspec's on_error="return" does
+                    return exc
+
+        return await asyncio.gather(*(one(index) for index in range(len(make))))
+
+    # every request is bounded; this bounds the wait should a cancelled one not come back
+    return _sync(fs, sum(seconds), sum(moved), all_of)
+
+
+def _sync(fs: Any, seconds: float, moved: int, function: Callable[..., Any], *args: Any) -> Any:
+    from fsspec.asyn import sync
+    from fsspec.exceptions import FSTimeoutError
+
+    try:
+        return sync(fs.loop, function, *args, timeout=seconds + 10)
+    except FSTimeoutError:
+        raise DeadlinePassed(seconds, moved) from None
 
 
 def strip(url: str) -> str:
@@ -123,6 +213,16 @@ def error(exc: BaseException, url: str, doing: str) -> StorageError:
     lowered = text.lower()
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     where = f" (endpoint {endpoint})" if endpoint else ""
+    if isinstance(exc, DeadlinePassed):
+        rate = _seconds(MIN_RATE_ENV, MIN_RATE, most=1e12, unit="bytes per second")
+        parts = f"{DEADLINE_ENV}={_seconds(DEADLINE_ENV, CALL_DEADLINE, most=86400):g} s a request" + (
+            f", and {exc.moved:,} bytes at {MIN_RATE_ENV}={rate:,.0f}" if exc.moved else "")
+        return StorageError(f"cannot {doing} {url}: the storage endpoint did not finish within "
+                            f"{round(exc.seconds, 1):g} s, "
+                            f"retries included: {parts}{where}",
+                            f"an endpoint this slow is overloaded, or is not answering as S3 does: check "
+                            f"AWS_ENDPOINT_URL. Over a slow link, raise {DEADLINE_ENV} (seconds) or lower "
+                            f"{MIN_RATE_ENV}")
     if "nosuchbucket" in lowered or "bucket does not exist" in lowered or (
             isinstance(exc, FileNotFoundError) and "bucket" in lowered):
         return StorageError(f"cannot {doing} {url}: bucket '{bucket}' does not exist{where}",
@@ -156,59 +256,59 @@ def guarded(url: str, doing: str, call: Callable[[], T]) -> T:
 # -- reading -------------------------------------------------------------------------------------
 def info(url: str) -> dict[str, Any]:
     fs = filesystem(url)
-    return guarded(url, "read", lambda: fs.info(strip(url)))
+    return call(url, "read", fs, "info", strip(url))
 
 
-def list_files(url: str, accepts: Callable[[str], bool]) -> list[tuple[str, dict[str, Any]]]:
-    """``(url, info)`` of the objects ``url`` names, sorted: a glob (``*``, ``?``, ``[``), every
-    accepted object under a prefix, or one object."""
-    fs = filesystem(url)
-    scheme = protocol(url)
-    path = strip(url)
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What curate keeps of a listed object: its size and what tells its versions apart
+    (:func:`version_of`, :func:`_same`). Three fields (~170 bytes with the ETag's text) instead
+    of the backend's dict of a dozen (~1 KB): a listing of a million objects is held whole."""
 
-    def listing() -> list[tuple[str, dict[str, Any]]]:
-        if any(ch in path for ch in "*?["):
-            found = fs.glob(path, detail=True)
-            items = [(name, entry) for name, entry in found.items() if entry.get("type") == "file"]
-        elif fs.isdir(path):
-            found = fs.find(path, detail=True)
-            items = [(name, entry) for name, entry in found.items() if accepts(name)]
-        else:
-            items = [(path, fs.info(path))]
-        return [(f"{scheme}://{name}", entry) for name, entry in sorted(items)]
+    size: int | None
+    etag: str | None  # without its quotes; None where the backend gave none
+    modified: str | None = None  # the time the backend gave, kept only where there is no ETag
 
-    bucket = path.split("/", 1)[0]
-    guarded(url, "list", lambda: fs.ls(bucket, detail=False))  # a missing bucket is named as one
-    return guarded(url, "list", listing)
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> Listed:
+        """From a backend's description: a page of ListObjectsV2 (``Size``) or fsspec's (``size``)."""
+        tag = entry.get("ETag") or entry.get("etag")
+        stamp = None if tag else entry.get("mtime") or entry.get("LastModified")
+        return cls(entry["size"] if "size" in entry else entry.get("Size"),
+                   str(tag).strip('"') if tag else None, str(stamp).strip('"') if stamp else None)
 
 
-def version_of(entry: dict[str, Any]) -> str:
+def list_files(url: str, accepts: Callable[[str], bool]) -> list[tuple[str, Listed]]:
+    """``(url, what is kept of it)`` of the objects ``url`` names, sorted: a glob (``*``, ``?``,
+    ``[``), every accepted object under a prefix, or one object. Read a page at a time and
+    bounded (:mod:`curate.listing`)."""
+    from curate import listing
+
+    return listing.list_files(url, accepts)
+
+
+def version_of(entry: Listed) -> str:
     """What changes when an object is rewritten: its ETag (or mtime) and size."""
-    tag = entry.get("ETag") or entry.get("etag") or entry.get("mtime") or entry.get("LastModified") or ""
-    return f"{str(tag).strip(chr(34))}:{entry.get('size')}"
+    tag = entry.etag if entry.etag is not None else entry.modified or ""
+    return f"{tag}:{entry.size}"
 
 
-def _same(listed: dict[str, Any], now: dict[str, Any]) -> bool:
+def _same(listed: Listed, now: Listed) -> bool:
     """Whether two descriptions of an object name the same version: its size and ETag, where
     both have them (a listing's LastModified is finer than a HEAD's, so times are not compared)."""
-    def tag(entry: dict[str, Any]) -> str | None:
-        value = entry.get("ETag") or entry.get("etag")
-        return None if not value else str(value).strip('"')
-
-    sizes = (listed.get("size"), now.get("size"))
-    tags = (tag(listed), tag(now))
+    sizes, tags = (listed.size, now.size), (listed.etag, now.etag)
     return (None in sizes or sizes[0] == sizes[1]) and (None in tags or tags[0] == tags[1])
 
 
-def _changed(url: str, listed: dict[str, Any], detail: str) -> StorageError:
+def _changed(url: str, listed: Listed, detail: str) -> StorageError:
     return StorageError(f"cannot download {url}: the object changed while it was read ({detail}; listed as "
-                        f"{listed.get('size')} bytes, version {version_of(listed)!r}), so the copy would mix "
+                        f"{listed.size} bytes, version {version_of(listed)!r}), so the copy would mix "
                         "versions or not be the one the run's fingerprints name",
                         "run again: the next listing names the new object. If it keeps changing, something "
                         "is rewriting it while curate reads it: wait for the writer to finish")
 
 
-def download(url: str, entry: dict[str, Any], cache_dir: Path) -> Path:
+def download(url: str, entry: Listed, cache_dir: Path) -> Path:
     """A local copy of object ``url`` under ``cache_dir``, kept while the object is unchanged.
 
     The copy is of the version ``entry`` (the listing) describes, or there is none: the cache is
@@ -216,24 +316,24 @@ def download(url: str, entry: dict[str, Any], cache_dir: Path) -> Path:
     listed (or during the read: the backend resumes a broken read with a range request, which
     would splice two versions) is an error, found by the bytes read and by asking for the
     object's size and ETag again once it is read; no more than the listed size is written, so
-    an object that grows, or a body that never ends, stops there."""
+    an object that grows, or a body that never ends, stops there, and a body that trickles
+    stops at the deadline for its listed size."""
     digest = hashlib.sha256(f"{url}\0{version_of(entry)}".encode()).hexdigest()[:20]
     local = cache_dir / digest / url.rsplit("/", 1)[-1]
-    if local.is_file() and local.stat().st_size == entry.get("size"):
+    if local.is_file() and local.stat().st_size == entry.size:
         return local
     local.parent.mkdir(parents=True, exist_ok=True)
     partial = local.with_name(f".{local.name}.{os.getpid()}.tmp")
     fs = filesystem(url)
-    listed_size = entry.get("size")
     try:
-        guarded(url, "download", lambda: fs.get_file(strip(url), str(partial),
-                                                     callback=_size_guard(url, entry)))
+        call(url, "download", fs, "get_file", strip(url), str(partial), callback=_size_guard(url, entry),
+             moved=entry.size or 0)
         got = partial.stat().st_size
-        if listed_size is not None and got != listed_size:
+        if entry.size is not None and got != entry.size:
             raise _changed(url, entry, f"{got} bytes were read")
-        now = info(url)
+        now = Listed.of(info(url))
         if not _same(entry, now):
-            raise _changed(url, entry, f"it is now {now.get('size')} bytes, version {version_of(now)!r}")
+            raise _changed(url, entry, f"it is now {now.size} bytes, version {version_of(now)!r}")
         os.replace(partial, local)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -241,12 +341,12 @@ def download(url: str, entry: dict[str, Any], cache_dir: Path) -> Path:
     return local
 
 
-def _size_guard(url: str, entry: dict[str, Any]) -> Any:
+def _size_guard(url: str, entry: Listed) -> Any:
     """An fsspec callback (called with each block written) that stops a read going past the
     object's listed size: the object grew, or the endpoint sends more than it has."""
     from fsspec.callbacks import Callback
 
-    limit = entry.get("size")
+    limit = entry.size
 
     class SizeGuard(Callback):
         def relative_update(self, inc: int = 1) -> None:
@@ -257,30 +357,35 @@ def _size_guard(url: str, entry: dict[str, Any]) -> Any:
     return SizeGuard()
 
 
-def cat(url: str) -> bytes:
-    fs = filesystem(url)
-    return guarded(url, "read", lambda: fs.cat_file(strip(url)))
+def cat(url: str, most: int) -> bytes:
+    """Object ``url``'s bytes, refused when it is longer than ``most`` (only ``most + 1`` are read)."""
+    data = read_ranges([url], [0], [most + 1], 1)[0]
+    if len(data) > most:
+        raise StorageError(f"cannot read {url}: it is longer than {most:,} bytes, more than curate reads of it",
+                           "check the object: it is not the file curate wrote there")
+    return data
 
 
-def cat_many(urls: list[str]) -> dict[str, bytes]:
-    """The objects that exist among ``urls`` (missing ones are left out), fetched concurrently."""
+def fetch_ranges(urls: list[str], starts: list[int], ends: list[int], concurrency: int) -> list[bytes | Exception]:
+    """Bytes ``starts[i]:ends[i]`` of each object, fetched ``concurrency`` at a time, each within
+    its deadline: the bytes, or the exception its request ended with (a missing object's
+    FileNotFoundError, :class:`DeadlinePassed`), for the caller to judge."""
     if not urls:
-        return {}
+        return []
     fs = filesystem(urls[0])
-    scheme = protocol(urls[0])
-    found = guarded(urls[0], "read", lambda: fs.cat([strip(u) for u in urls], on_error="omit"))
-    return {f"{scheme}://{path}": data for path, data in found.items() if isinstance(data, bytes)}
+    paths = [strip(u) for u in urls]
+    if not getattr(fs, "async_impl", False):
+        return guarded(urls[0], "read", lambda: fs.cat_ranges(paths, starts, ends, on_error="return"))
+    moved = [max(0, end - start) for start, end in zip(starts, ends)]
+    make = [lambda path=path, start=start, end=end: fs._cat_file(path, start=start, end=end)
+            for path, start, end in zip(paths, starts, ends)]
+    return guarded(urls[0], "read", lambda: each_within(fs, make, [deadline(m) for m in moved], moved, concurrency))
 
 
 def read_ranges(urls: list[str], starts: list[int], ends: list[int], concurrency: int) -> list[bytes]:
     """Bytes ``starts[i]:ends[i]`` of each object, fetched ``concurrency`` at a time (S3 range
-    requests: a Parquet footer without the data before it)."""
-    if not urls:
-        return []
-    fs = filesystem(urls[0])
-    batch = {"batch_size": concurrency} if getattr(fs, "async_impl", False) else {}
-    found = guarded(urls[0], "read", lambda: fs.cat_ranges([strip(u) for u in urls], starts, ends,
-                                                           on_error="return", **batch))
+    requests: a Parquet footer without the data before it); any failure is an error."""
+    found = fetch_ranges(urls, starts, ends, concurrency)
     for url, data in zip(urls, found):
         if isinstance(data, BaseException):
             raise error(data, url, "read")
@@ -289,7 +394,7 @@ def read_ranges(urls: list[str], starts: list[int], ends: list[int], concurrency
 
 def exists(url: str) -> bool:
     fs = filesystem(url)
-    return guarded(url, "read", lambda: fs.exists(strip(url)))
+    return call(url, "read", fs, "exists", strip(url))
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -302,7 +407,7 @@ def part_size() -> int:
 
 def put_bytes(url: str, data: bytes) -> None:
     fs = filesystem(url)
-    guarded(url, "write", lambda: fs.pipe_file(strip(url), data))
+    call(url, "write", fs, "pipe_file", strip(url), data, moved=len(data))
 
 
 def upload_file(local: Path, url: str) -> None:
@@ -320,10 +425,16 @@ def upload_file(local: Path, url: str) -> None:
 
 
 def check_bucket(url: str, doing: str = "write to") -> None:
-    """Fail early, before any step runs, when the bucket is missing or not ours to list."""
-    fs = filesystem(url)
+    """Fail early, before any step runs, when the bucket is missing or not ours to list (one
+    request for one key: the bucket's whole top level could be millions)."""
+    from curate import listing
+
     bucket = strip(url).split("/", 1)[0]
-    guarded(url, doing, lambda: fs.ls(bucket, detail=False))
+    fs = filesystem(url)
+    if listing.pages_of(fs):
+        next(listing.pages(fs, url, bucket, "", "", listing.Budget(url), doing, max_keys=1))
+    else:
+        call(url, doing, fs, "ls", bucket, detail=False)
 
 
 def publish(local: Path, url: str, listing_name: str) -> None:
@@ -340,14 +451,16 @@ def publish(local: Path, url: str, listing_name: str) -> None:
     from curate.errors import OutputError
     from curate.filekeys import inside
 
+    from curate import listing
+
     fs = filesystem(url)
     prefix = strip(url)
     files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
-    existing = guarded(url, "list", lambda: fs.find(prefix)) if guarded(url, "list", lambda: fs.isdir(prefix)) else []
+    existing = listing.first_names(url + "/", 8, "list")  # to tell an empty prefix, and to show
     old: list[str] = []
     if existing:
         try:
-            listed = json.loads(cat(join(url, listing_name)))
+            listed = json.loads(cat(join(url, listing_name), LISTING_MAX_BYTES))
         except (StorageError, ValueError):
             listed = None
         old = listed.get("files", []) if isinstance(listed, dict) else None
@@ -364,8 +477,8 @@ def publish(local: Path, url: str, listing_name: str) -> None:
         if name != listing_name:
             upload_file(local / name, join(url, name))
     stale = [join(url, name) for name in set(old) - set(files) - {listing_name}]
-    if stale:
-        guarded(url, "delete stale objects under", lambda: fs.rm([strip(u) for u in stale]))
+    if stale:  # S3 deletes up to 1000 objects a request
+        call(url, "delete stale objects under", fs, "rm", [strip(u) for u in stale], requests=1 + len(stale) // 1000)
     if listing_name in files:
         upload_file(local / listing_name, join(url, listing_name))
     else:

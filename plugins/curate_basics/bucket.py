@@ -8,11 +8,15 @@ import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from curate.errors import SourceError
 from curate_basics.file_schemas import common_schema
+
+if TYPE_CHECKING:
+    from curate.remote import Listed
 
 
 class BucketObjects:
@@ -20,7 +24,7 @@ class BucketObjects:
     ``ctx``, ``format``, ``extensions``, ``_accepts``, ``kind_of``, ``object_prefix``,
     ``_checked_schema`` and ``schema``."""
 
-    def _remote_objects(self, url: str) -> list[tuple[str, dict]]:
+    def _remote_objects(self, url: str) -> list[tuple[str, Listed]]:
         """The objects ``url`` names (a glob over a bucket prefix, a prefix, or one object), listed
         once per source object."""
         cached = getattr(self, "_listing", None)

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -32,15 +31,14 @@ IN_FLIGHT_BYTES = 128 << 20  # text prefixes held in memory at once
 MAGIC = b"PAR1"
 
 log = logging.getLogger("curate_basics")
-Listed = tuple[str, dict[str, Any]]  # an object's URL and its listing entry
+ListedObject = tuple[str, remote.Listed]  # an object's URL and what its listing said of it
 
 
-def size_of(url: str, entry: dict[str, Any]) -> int:
-    size = entry.get("size")
-    return int(size) if size is not None else int(remote.info(url)["size"])
+def size_of(url: str, entry: remote.Listed) -> int:
+    return int(entry.size) if entry.size is not None else int(remote.info(url)["size"])
 
 
-def checked_count(url: str, objects: list[Listed], costs: list[int]) -> int:
+def checked_count(url: str, objects: list[ListedObject], costs: list[int]) -> int:
     """How many objects, from the first, validation checks: at least one, at most
     ``MAX_OBJECTS``, while the bytes fetched stay within ``MAX_BYTES``. Says what it leaves."""
     count, spent = 0, 0
@@ -56,7 +54,7 @@ def checked_count(url: str, objects: list[Listed], costs: list[int]) -> int:
     return count
 
 
-def parquet_schemas(objects: list[Listed]) -> Iterator[dict[str, pl.DataType]]:
+def parquet_schemas(objects: list[ListedObject]) -> Iterator[dict[str, pl.DataType]]:
     """Each object's schema from its footer, ``CONCURRENCY`` objects at a time."""
     for start in range(0, len(objects), CONCURRENCY):
         batch = objects[start: start + CONCURRENCY]
@@ -98,7 +96,7 @@ def _footer_length(url: str, tail: bytes, size: int) -> int:
     return length
 
 
-def text_copies(objects: list[Listed], prefixes: list[tuple[int, int]], cache_dir: Path,
+def text_copies(objects: list[ListedObject], prefixes: list[tuple[int, int]], cache_dir: Path,
                 copy_dir: Path) -> Iterator[Path]:
     """Per object, a local file holding its first whole lines: up to ``prefix[0]`` bytes and at
     least ``prefix[1]`` lines. That is the object itself, downloaded into the run's cache (the
@@ -113,7 +111,7 @@ def text_copies(objects: list[Listed], prefixes: list[tuple[int, int]], cache_di
         pool.shutdown(cancel_futures=True)
 
 
-def _text_copy(listed: Listed, prefix: tuple[int, int], cache_dir: Path, copy_dir: Path) -> Path:
+def _text_copy(listed: ListedObject, prefix: tuple[int, int], cache_dir: Path, copy_dir: Path) -> Path:
     url, entry = listed
     limit, min_lines = prefix
     if size_of(url, entry) > limit:

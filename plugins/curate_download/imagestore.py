@@ -56,6 +56,7 @@ STORED_STATUSES = frozenset({"success", "failed_to_download", "failed_to_resize"
 BLOB_EXTENSIONS = ("jpg", "png", "webp")  # the download step's encode_format choices
 BLOB_NAME = re.compile(r"[0-9a-f]{64}\.(?:jpg|png|webp)")  # sha256 of the bytes, then the extension
 RECORD_MAX_BYTES = 64 * 1024  # a record is a few hundred bytes; anything longer is not one of ours
+READ_CONCURRENCY = 32  # objects read at once (botocore's pool holds 10 connections: the rest wait their turn)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # the store never writes links: a link is not followed
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -275,8 +276,5 @@ def _holds(target: Path, data: bytes) -> bool:
 def _cat_bounded(urls: list[str], limit: int) -> dict[str, bytes]:
     """The objects that exist among ``urls``, each read up to ``limit + 1`` bytes (one more
     than allowed, so a longer one shows), fetched concurrently."""
-    fs = remote.filesystem(urls[0])
-    paths = [remote.strip(url) for url in urls]
-    starts, ends = [0] * len(paths), [limit + 1] * len(paths)
-    data = remote.guarded(urls[0], "read", lambda: fs.cat_ranges(paths, starts, ends, on_error="return"))
+    data = remote.fetch_ranges(urls, [0] * len(urls), [limit + 1] * len(urls), READ_CONCURRENCY)
     return {url: chunk for url, chunk in zip(urls, data, strict=True) if isinstance(chunk, bytes)}
