@@ -10,6 +10,9 @@ The world CLIP
     ``load_clip(model, pretrained, checkpoint, device)`` (any open_clip model, torch imported then).
     ``weights_to_come(folder)``: a context in which plan-time checks accept a ``local-dir:`` folder
     that has a config but no weights yet (a stand-in for a model a later stage trains).
+    ``architecture_config(model)`` and ``config_problems(model, config, local)``: an open_clip
+    config checked before anything is built from it (no Hugging Face tokenizer or text model, so
+    no code from a model folder and no download; no size beyond any CLIP's).
 Minimal edits
     ``EditVocabulary`` (what ``clip_score``'s ``edits`` and the ``curate_clip_vocabularies`` hook
     hold) and ``minimal_edits(text, vocabulary, limit)``.
@@ -24,7 +27,7 @@ from curate.exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_clip.models": ("WORLD_MODEL", "CONFIG_DIR", "WORLD_CHECKPOINT", "load_clip"),
-    "curate_clip.checkpoints": ("weights_to_come",),
+    "curate_clip.checkpoints": ("weights_to_come", "architecture_config", "config_problems"),
     "curate_clip.edits": ("EditVocabulary", "minimal_edits"),
     "curate_clip.training.evaluate": ("score_world", "auc", "POSITIVE", "NEGATIVE"),
 })

@@ -24,6 +24,8 @@ LOCAL_DIR = "local-dir:"
 CONFIG_FILE = "open_clip_config.json"  # open_clip's local-dir: convention (open_clip/factory.py)
 WEIGHTS_FILE = "open_clip_model.safetensors"
 # open_clip_train.params' --precision choices (tests/train check them against its parser)
+CONFIG_HINT = (f"a model to train or evaluate is an open_clip config of open_clip's own towers (like {TINY_CONFIG.name}); "
+               "curate builds no Hugging Face tokenizer or text model from a config")
 PRECISIONS = ("amp", "amp_bf16", "amp_bfloat16", "bf16", "fp16", "pure_bf16", "pure_fp16", "fp32")
 
 
@@ -53,7 +55,14 @@ def local_dir(path: Path) -> str:
 
 def resolve_model(model: str) -> ModelChoice:
     """``tiny``, ``world``, ``local-dir:DIR`` (or a DIR holding open_clip_config.json), or a JSON
-    config file (an open_clip model config, or ``{"model_cfg": ..., "preprocess_cfg": ...}``)."""
+    config file (an open_clip model config, or ``{"model_cfg": ..., "preprocess_cfg": ...}``).
+
+    A folder's or a file's config may come from anyone, so it is checked as clip_score checks its
+    models (curate_clip's ``config_problems``) before open_clip sees it: a ``hf_tokenizer_name``
+    with ``tokenizer_kwargs: {trust_remote_code: true}`` made open_clip(_train) import the Python
+    file the folder's tokenizer_config.json names, and sizes no CLIP has would allocate at will."""
+    from curate_clip.api import architecture_config, config_problems
+
     if model in ("tiny", "world"):
         name, config = model_config(model)
         return ModelChoice(name, json.loads(config.read_text()))
@@ -64,6 +73,9 @@ def resolve_model(model: str) -> ModelChoice:
                              "a local-dir: model is a folder with open_clip_config.json "
                              '({"model_cfg": ..., "preprocess_cfg": ...}) and open_clip_model.safetensors, '
                              "as `curate train clip` writes")
+        problem = architecture_config(local_dir(path))[1]
+        if problem:
+            raise UsageError(problem, CONFIG_HINT)
         return ModelChoice(local_dir(path))
     if path.suffix == ".json":
         if not path.is_file():
@@ -76,6 +88,9 @@ def resolve_model(model: str) -> ModelChoice:
         if not isinstance(config, dict) or "vision_cfg" not in config or "text_cfg" not in config:
             raise UsageError(f"model config {path} has no vision_cfg and text_cfg",
                              f"an open_clip model config, like {TINY_CONFIG}")
+        problems = config_problems(str(path), config, local=True)
+        if problems:
+            raise UsageError("; ".join(problems), CONFIG_HINT)
         return ModelChoice(f"curate-config-{path.stem}", config)
     raise UsageError(f"unknown model {model!r}",
                      "use tiny, world, local-dir:<folder written by curate train clip>, or an open_clip "

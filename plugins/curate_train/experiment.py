@@ -60,12 +60,21 @@ def load(path: Path) -> ExperimentSpec:
     from curate.errors import Problem, SpecError
     from curate.spec import format_path, parse_yaml, problems_from_validation
 
-    data, _ = parse_yaml(path.read_text(), str(path))
+    from curate.errors import CurateError
+    from curate.spec import line_of
+    from curate_train.clip import resolve_model
+
+    data, node = parse_yaml(path.read_text(), str(path))
     try:
-        return ExperimentSpec.model_validate(data)
+        spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError([Problem(format_path(loc), message) for loc, message in problems_from_validation(exc)],
                         str(path)) from None
+    try:  # before the world is generated: a model's config is checked as curate_train.clip says
+        resolve_model(spec.model)
+    except CurateError as exc:
+        raise SpecError([Problem("model", exc.message, exc.hint, line=line_of(node, ("model",)))], str(path)) from None
+    return spec
 
 
 def build_pool(world_dir: Path, world: dict[str, Any]) -> pl.DataFrame:

@@ -385,10 +385,12 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
 
     experiment = loaded.experiment
     specs, order, problems, origins = variant_specs(loaded)
+    trained_model = experiment.train.model
     try:
-        resolve_model(experiment.train.model)
+        resolve_model(trained_model)
     except CurateError as exc:
         problems.append(Problem("train.model", exc.message, exc.hint, loaded.line("train", "model")))
+        trained_model = "tiny"  # the variants' plans are still checked, with a stand-in for its models
     from curate_train.clip import PRECISIONS
 
     if experiment.train.precision not in PRECISIONS:
@@ -409,7 +411,7 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
     from curate_clip.api import weights_to_come
 
     with tempfile.TemporaryDirectory(prefix="curate-experiment-") as scratch, weights_to_come(Path(scratch) / "model"):
-        placeholder = _placeholder_model(experiment.train.model, Path(scratch))
+        placeholder = _placeholder_model(trained_model, Path(scratch))
         for name in order:
             index = [v.name for v in experiment.variants].index(name)
             refs = references(specs[name])

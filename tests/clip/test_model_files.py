@@ -359,3 +359,17 @@ def test_a_checkpoint_with_a_local_dir_model_is_refused_as_unused(tmp_path, monk
     folder = model_folder(tmp_path / "m", world_state)
     text = plan_error(tmp_path, monkeypatch, f"{{model: 'local-dir:{folder}', checkpoint: '{WORLD_CHECKPOINT}'}}")
     assert "would not be used" in text
+
+
+def test_train_world_refuses_a_model_config_whose_tokenizer_would_run_code(tmp_path):
+    """``curate clip train-world --model-config``: open_clip_train builds the config's tokenizer."""
+    from curate_clip.training.train import main
+
+    marker = tmp_path / "ran"
+    folder = malicious_folder(tmp_path / "evil", None, marker)
+    config = json.loads(json.dumps(WORLD_CONFIG))
+    config["text_cfg"].update(hf_tokenizer_name=str(folder), tokenizer_kwargs={"trust_remote_code": True})
+    (tmp_path / "mine.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="--model-config: .*trust_remote_code"):
+        main(["--out", str(tmp_path / "out"), "--n", "8", "--epochs", "1", "--model-config", str(tmp_path / "mine.json")])
+    assert not marker.exists() and not (tmp_path / "out").exists()

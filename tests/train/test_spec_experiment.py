@@ -174,6 +174,17 @@ def test_bad_experiment_fields_are_errors_with_lines(pool, capsys):
     assert code == 2 and "nope.yaml does not exist" in err
 
 
+def test_validate_refuses_a_training_model_whose_tokenizer_would_run_code(pool, capsys):
+    from tests.clip.test_model_files import malicious_folder
+
+    folder = malicious_folder(pool / "evil", None, pool / "ran")
+    path = experiment(pool, train={"model": f"local-dir:{folder}", "samples": 48})
+    code, _, err = cli(["experiment", "validate", path, "--run-dir", pool / "run"], capsys)
+    assert code == 2, err
+    assert f"{path}:{line_with(path, 'model: local-dir:')}: train.model: " in err and "trust_remote_code" in err
+    assert "internal error" not in err and not (pool / "ran").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # open_clip_train and webdataset warn about CPU runs and leaked handles
 def test_two_variants_two_seeds_share_cached_steps_and_pair_their_seeds(pool, capsys):

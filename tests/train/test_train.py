@@ -31,6 +31,20 @@ def test_the_experiment_spec_loads(name):
     assert {"realigned", "replace_0.15", "replace_0.5", "score_gated", "multi"} <= set(names)
 
 
+def test_the_blend_experiment_refuses_a_model_whose_tokenizer_would_run_code_before_any_work(tmp_path):
+    from curate_train.experiment import load
+
+    from curate.errors import SpecError
+    from tests.clip.test_model_files import malicious_folder
+
+    folder = malicious_folder(tmp_path / "evil", None, tmp_path / "ran")
+    path = tmp_path / "blend.yaml"
+    path.write_text(f"name: b\nmodel: 'local-dir:{folder}'\nvariants: [{{name: alt_text, strategy: original}}]\n")
+    with pytest.raises(SpecError, match=r"blend.yaml:2: model: .*trust_remote_code"):
+        load(path)
+    assert not (tmp_path / "ran").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # open_clip_train and webdataset warn about CPU runs and leaked handles
 def test_open_clip_train_trains_on_the_webdataset_export_and_eval_reads_the_world(tmp_path):

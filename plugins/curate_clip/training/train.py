@@ -74,6 +74,20 @@ def siglip_init(checkpoint: Path, out: Path) -> Path:
     return out
 
 
+def model_config_problem(path: Path) -> str | None:
+    """What is wrong with a ``--model-config`` file, checked as a ``local-dir:`` folder's config is
+    (checkpoints.config_problems): open_clip_train builds its tokenizer from the config, and one with
+    ``hf_tokenizer_name`` and ``tokenizer_kwargs: {trust_remote_code: true}`` imported the Python
+    file a folder's tokenizer_config.json names."""
+    from curate_clip.checkpoints import _read_config, config_problems
+
+    name = str(path)
+    config, problem = _read_config(name, path)
+    if problem:
+        return problem
+    return "; ".join(config_problems(name, config, local=True)) or None
+
+
 @contextlib.contextmanager
 def sample_shuffle(size: int | None) -> Iterator[None]:
     """Within the block, open_clip_train builds its WebDataset pipeline with a sample shuffle
@@ -159,6 +173,10 @@ def command(ctx: click.Context, **options: Any) -> None:
     if args.pairs and args.batch_size % 2:
         raise SystemExit(f"--pairs needs an even --batch-size so no pair is split across batches "
                          f"(got {args.batch_size})")
+    if args.model_config is not None:
+        problem = model_config_problem(args.model_config)
+        if problem:
+            raise SystemExit(f"--model-config: {problem}")
 
     import json
     import time
