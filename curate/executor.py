@@ -28,6 +28,13 @@ class Executor:
     def __init__(self, params: Params | None = None):
         self.params = params if params is not None else type(self).Params()
 
+    def untrusted_problems(self) -> list[tuple[str, str, str | None]]:
+        """``(param, problem, hint)`` for each of its params that a spec from someone else
+        (``run.untrusted`` / ``--untrusted``) may not set: validation reports them, nothing runs.
+        An executor that sends the run's data or code somewhere (a cluster's address) refuses
+        that here, as the plan refuses such a spec's absolute output paths."""
+        return []
+
     @contextmanager
     def session(self) -> Iterator[None]:
         """Held open for the run: connect to a cluster, start worker pools…"""

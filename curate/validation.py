@@ -148,6 +148,9 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
         params = _params(executor_cls, spec.run.executor.params, ("run", "executor", "params"), problems)
         if params is not None:
             resolved.executor = executor_cls(params)
+            if spec.run.untrusted:
+                for param, message, hint in resolved.executor.untrusted_problems():
+                    problems.add(("run", "executor", "params", param), message, hint)
 
     resolved.problems = problems
     return resolved

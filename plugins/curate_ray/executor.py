@@ -183,6 +183,18 @@ class RayExecutor(Executor):
     Params = RayParams
     params: RayParams
 
+    def untrusted_problems(self) -> list[tuple[str, str, str | None]]:
+        """A cluster named by a spec from someone else would receive the run's steps and paths, and
+        its replies are unpickled in this process (``ray.get``): whoever runs it could run code here.
+        ``auto`` is the cluster this machine's user started (``ray start``, ``RAY_ADDRESS``)."""
+        if self.params.address in (None, "auto"):
+            return []
+        return [("address", f"'{self.params.address}' names a Ray cluster to connect to, and the spec is untrusted "
+                 "(run.untrusted / --untrusted): the run's data would go to that cluster, and what it sends "
+                 "back is unpickled here, so whoever runs it could run code on this machine",
+                 "leave address out to run on a local cluster, or set address: auto to join the cluster you "
+                 "started (ray start, or RAY_ADDRESS)")]
+
     @contextmanager
     def session(self) -> Iterator[None]:
         """Start a local cluster or connect to one; a driver that is already connected (a notebook,

@@ -90,3 +90,31 @@ def test_without_ray_installed_the_plan_says_how_to_install_it(ray_pm, workdir, 
     monkeypatch.setattr(curate.validation, "_find_spec", lambda name: None if name == "ray" else real(name))
     with pytest.raises(SpecError, match=r"pip install 'curate\[ray\]'"):
         plan(spec_with({"name": "ray"}), workdir, ray_pm)
+
+
+@pytest.mark.parametrize("address", ["203.0.113.5:6379", "ray://203.0.113.5:10001"])
+def test_an_untrusted_spec_may_not_name_a_cluster_to_send_its_run_to(ray_pm, workdir, address):
+    """Its data would go there, and ``ray.get`` unpickles what comes back: refused at validation."""
+    spec = spec_with({"name": "ray", "params": {"address": address}})
+    plan(spec, workdir, ray_pm)  # the user's own spec may
+    spec["run"]["untrusted"] = True
+    with pytest.raises(SpecError) as caught:
+        plan(spec, workdir, ray_pm)
+    text = str(caught.value)
+    assert "run.executor.params.address" in text and address in text and "untrusted" in text
+    assert "address: auto" in text  # how to use a cluster of one's own
+
+
+@pytest.mark.parametrize("params", [{}, {"address": "auto"}])
+def test_an_untrusted_spec_may_run_on_a_local_cluster_or_the_users_own(ray_pm, workdir, params):
+    spec = spec_with({"name": "ray", "params": params})
+    spec["run"]["untrusted"] = True
+    assert isinstance(plan(spec, workdir, ray_pm).resolved.executor, RayExecutor)
+
+
+def test_validate_untrusted_refuses_a_cluster_address_with_its_line(workdir, curate_cli):
+    sample_table(5).write_parquet(workdir / "data.parquet")
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec_with({"name": "ray", "params": {"address": "10.0.0.9:6379"}})))
+    result = curate_cli("validate", "--untrusted", str(workdir / "spec.yaml"))
+    assert result.code == 2, result
+    assert "spec.yaml:" in result.stderr and "run.executor.params.address: '10.0.0.9:6379'" in result.stderr
