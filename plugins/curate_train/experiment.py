@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 import polars as pl
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curate import display
 from curate.params import Params
+from curate_train.spec_experiment import MAX_BATCH_SIZE, MAX_THREADS
 
 
 class Variant(Params):
@@ -39,11 +40,12 @@ class ExperimentSpec(Params):
     seed: int = 0
     seeds: list[int] = Field(default_factory=list,
                              description="run once per seed (RUN_DIR/seed-N) and summarize; overrides seed")
-    epochs: int = Field(6, ge=1, description="unrolled epochs (copies of each sample) per variant")
-    batch_size: int = Field(128, gt=0)
-    lr: float = Field(2e-3, gt=0)
+    epochs: int = Field(6, ge=1, le=1000, description="unrolled epochs (copies of each sample) per variant; at "
+                        "most the webdataset export's 1000 copies")
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
+    lr: float = Field(2e-3, gt=0, allow_inf_nan=False)
     warmup: int = Field(20, ge=0)
-    threads: int = Field(1, ge=1, description="torch threads of each training run")
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="torch threads of each training run")
     model: str = Field("tiny", description="'tiny' (this package's config), 'world' (curate_clip's), an open_clip "
                                             "config .json, or local-dir:<folder> (training starts from its weights)")
     scorer: str = Field("alt_text", description="the variant whose model scores captions for score_gated")
@@ -51,6 +53,13 @@ class ExperimentSpec(Params):
         "annotator", description="synthetic captions: the world's annotator captions, or the realign step's")
     captioner_model: str = Field("world", description="with synthetic: captioner, the realign step's model")
     variants: list[Variant]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        from curate_train.patch import experiment_name
+
+        return experiment_name(value)
 
 
 def load(path: Path) -> ExperimentSpec:

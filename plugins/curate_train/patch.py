@@ -31,6 +31,16 @@ from curate.params import Params
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
+def experiment_name(value: str) -> str:
+    """An experiment's name is a folder too: its default run directory is ``runs/<name>`` beside
+    the spec's folder, and a name such as ``/home/me`` or ``../..`` put the run (its store, its
+    summary, the train and shards folders it replaces) anywhere."""
+    if not VARIANT_NAME.match(value) or ".." in value:
+        raise ValueError(f"an experiment's name becomes its run folder (runs/<name>): letters, digits, '.', '-', '_' "
+                         f"(no '/', no '..'), got {value!r}")
+    return value
+
+
 class Insert(Params):
     after: str | int | None = Field(None, description="the step (label or position) the new steps follow")
     before: str | int | None = Field(None, description="the step the new steps precede")

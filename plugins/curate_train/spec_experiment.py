@@ -51,20 +51,28 @@ from pydantic import Field, ValidationError, field_validator
 from curate import display
 from curate.errors import CurateError, Problem, SpecError
 from curate.params import Params
-from curate_train.patch import Origin, Variant, closest, step_labels, traced_patch
+from curate_train.patch import Origin, Variant, closest, experiment_name, step_labels, traced_patch
 
 MODEL_REF = re.compile(r"\{(model|rows):([^{}]*)\}")
 SEED_REF = "{seed}"
 RESULT = "result.json"
 
 
+# Bounds on the training settings, so an experiment from someone else cannot pass validation and
+# then ask for what no run here needs: the export writes a copy of every sample seen to disk.
+MAX_SAMPLES = 1_000_000_000
+MAX_BATCH_SIZE = 65_536  # as clip_score's
+MAX_THREADS = 1024
+
+
 class TrainSettings(Params):
     model: str = Field("tiny", description="tiny, world, an open_clip config .json or local-dir:<folder>")
-    samples: int = Field(gt=0, description="samples every variant sees (rounded up to whole batches)")
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(2e-3, gt=0)
+    samples: int = Field(gt=0, le=MAX_SAMPLES, description="samples every variant sees (rounded up to whole "
+                         "batches); the export writes each as a copy on disk")
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH_SIZE)
+    lr: float = Field(2e-3, gt=0, allow_inf_nan=False)
     warmup: int = Field(20, ge=0)
-    threads: int = Field(1, ge=1, description="torch threads of each training run")
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="torch threads of each training run")
     precision: str = "fp32"
     caption: str = Field("alt_text", description="the column trained on as the image's text")
     step: str | None = Field(None, description="train on this step's rows (default: the last step's)")
@@ -82,6 +90,11 @@ class SpecExperiment(Params):
     train: TrainSettings
     eval: list[dict[str, Any]] = Field(min_length=1, description="eval sets (curate_train/evalsets.py fields)")
     variants: list[Variant] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return experiment_name(value)
 
     @field_validator("variants")
     @classmethod
@@ -557,6 +570,11 @@ def run_variant(loaded: Loaded, name: str, data: dict[str, Any], seed: int, fold
     if rows == 0:
         raise CurateError(f"variant '{name}', seed {seed}: step '{target.label}' kept no rows to train on")
     repeats = math.ceil(train.samples_seen / rows)
+    most = export_repeats_limit()
+    if repeats > most:
+        raise CurateError(f"variant '{name}', seed {seed}: step '{target.label}' kept {rows} rows, so "
+                          f"{train.samples_seen} samples would export each row {repeats} times, more than the "
+                          f"webdataset export's limit of {most}", "lower train.samples, or keep more rows")
     shards = export(TableInput(files, target.output_schema), folder / "shards", caption=train.caption,
                     repeats=repeats, seed=seed, store=plan.store_dir)
     import shutil
@@ -572,6 +590,14 @@ def run_variant(loaded: Loaded, name: str, data: dict[str, Any], seed: int, fold
     return {"variant": name, "seed": seed, "train_seed": seed, "export_seed": seed, "rows": rows,
             "samples_seen": train.samples_seen, "repeats": repeats, "model": str(model),
             **evaluate(loaded, model), "steps": steps, "seconds": round(time.monotonic() - begun, 1)}
+
+
+def export_repeats_limit() -> int:
+    """The most copies of a row the webdataset export writes (its ``repeats`` bound)."""
+    from annotated_types import Le
+    from curate_export.api import WebDatasetSink
+
+    return next(int(m.le) for m in WebDatasetSink.Params.model_fields["repeats"].metadata if isinstance(m, Le))
 
 
 def _rows(path: Path) -> int:

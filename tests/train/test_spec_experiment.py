@@ -174,6 +174,37 @@ def test_bad_experiment_fields_are_errors_with_lines(pool, capsys):
     assert code == 2 and "nope.yaml does not exist" in err
 
 
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", "../../outside", "a/b"])
+def test_an_experiment_name_that_would_put_its_run_folder_elsewhere_is_refused(pool, capsys, name):
+    """The default run directory is runs/<name> beside the spec's folder: '/x' or '..' left it."""
+    path = experiment(pool, name=name)
+    code, _, err = cli(["experiment", "validate", path], capsys)
+    assert code == 2, err
+    assert f"{path}:1: name: an experiment's name becomes its run folder" in err and repr(name) in err
+
+
+def test_training_settings_beyond_their_bounds_are_refused_naming_key_and_bound(pool, capsys):
+    path = experiment(pool, train={"model": "tiny", "samples": 10**12, "batch_size": 10**9, "lr": float("nan"),
+                                   "threads": 10**5})
+    code, _, err = cli(["experiment", "validate", path], capsys)
+    assert code == 2, err
+    for expected in ("train.samples: must be ≤ 1000000000, got 1000000000000",
+                     "train.batch_size: must be ≤ 65536, got 1000000000",
+                     "train.lr: Input should be a finite number", "train.threads: must be ≤ 1024, got 100000"):
+        assert expected in err, (expected, err)
+
+
+def test_a_budget_that_needs_more_copies_than_the_export_writes_is_a_clear_error_before_training(pool, capsys):
+    """16 rows and 16,016 samples: 1,001 copies of each row, one more than the export's limit."""
+    path = experiment(pool, seeds=[0], variants=[{"name": "all"}],
+                      train={"model": "tiny", "samples": 16 * 1001, "batch_size": 16})
+    code, _, err = cli(["experiment", "run", path, "--run-dir", pool / "run"], capsys)
+    assert code != 0 and "internal error" not in err, err
+    assert "step 'dedup' kept 16 rows" in err and "each row 1001 times" in err and "limit of 1000" in err
+    assert not (pool / "run" / "seed-0" / "all" / "shards").exists()
+    assert not (pool / "run" / "seed-0" / "all" / "train").exists()
+
+
 def test_validate_refuses_a_training_model_whose_tokenizer_would_run_code(pool, capsys):
     from tests.clip.test_model_files import malicious_folder
 

@@ -31,6 +31,22 @@ def test_the_experiment_spec_loads(name):
     assert {"realigned", "replace_0.15", "replace_0.5", "score_gated", "multi"} <= set(names)
 
 
+@pytest.mark.parametrize("line, expected", [
+    ("name: /home/me", "name: an experiment's name becomes its run folder"),
+    ("epochs: 5000", "epochs: must be ≤ 1000, got 5000"),
+    ("lr: .inf", "lr: Input should be a finite number"),
+])
+def test_the_blend_experiment_refuses_a_name_or_budget_beyond_its_bounds(tmp_path, line, expected):
+    from curate_train.experiment import load
+
+    from curate.errors import SpecError
+
+    path = tmp_path / "blend.yaml"
+    path.write_text(f"{line}\nvariants: [{{name: alt_text, strategy: original}}]\n")
+    with pytest.raises(SpecError, match=expected):
+        load(path)
+
+
 def test_the_blend_experiment_refuses_a_model_whose_tokenizer_would_run_code_before_any_work(tmp_path):
     from curate_train.experiment import load
 
