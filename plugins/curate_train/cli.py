@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -48,6 +49,9 @@ def train_clip_command(shards: Path, out: Path, name: str, model: str, epochs: i
         raise UsageError("give --epochs or --samples, not both")
     if warmup < 0 or threads < 0 or batch_size <= 0:
         raise UsageError("--warmup and --threads must be ≥ 0 and --batch-size > 0")
+    if not (lr > 0 and math.isfinite(lr)) or (epochs is not None and epochs < 1):
+        raise UsageError(f"--lr must be a positive number and --epochs at least 1, got --lr {lr}"
+                         + (f" --epochs {epochs}" if epochs is not None else ""))
     if not (shards / "sizes.json").is_file():
         raise UsageError(f"{shards} has no sizes.json", "SHARDS is what the webdataset sink writes")
     if samples is not None:

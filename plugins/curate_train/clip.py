@@ -157,6 +157,9 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
         if num_samples > samples:
             raise UsageError(f"num_samples {num_samples} is more than the {samples} samples in {shards}")
         samples = num_samples
+    if (out / name).exists():  # open_clip_train would print an error and return, leaving the old checkpoint
+        raise UsageError(f"{out / name} already exists: open_clip_train starts a run only in a new folder, and the "
+                         "checkpoint there is an earlier run's", f"give another --out or --name, or delete {out / name}")
     out.mkdir(parents=True, exist_ok=True)
     args = [
         "--train-data", pattern, "--train-num-samples", str(samples), "--dataset-type", "webdataset",

@@ -177,6 +177,9 @@ def run(spec: ExperimentSpec, run_dir: Path, *, echo: Any = display.echo) -> lis
             pool = score_pool(pool, checkpoints[spec.scorer], world_dir, spec.model)
         table = mix(pool, variant, spec.seed, out / "curate" / variant.name)
         shards = export(table, out / "shards" / variant.name, spec.epochs, spec.seed)
+        import shutil
+
+        shutil.rmtree(out / "logs" / variant.name, ignore_errors=True)  # a re-run's: train_clip refuses one that exists
         checkpoint = train_clip(shards, out / "logs", name=variant.name, epochs=1, batch_size=spec.batch_size,
                                 lr=spec.lr, warmup=spec.warmup, seed=spec.seed, model=spec.model,
                                 threads=spec.threads)

@@ -227,6 +227,37 @@ def test_train_clip_options_are_checked_before_training(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option", [["--lr", "-0.001"], ["--lr", "nan"], ["--epochs", "-2"]])
+def test_train_clip_refuses_a_learning_rate_or_epochs_it_cannot_train_with(tmp_path, capsys, option):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "sizes.json").write_text('{"00000.tar": 10}')
+    code, _, err = cli(["train", "clip", shards, "--out", tmp_path / "out", *option], capsys)
+    assert code == 2 and "--lr must be a positive number and --epochs at least 1" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_clip_into_an_earlier_runs_folder_is_refused_not_answered_with_its_checkpoint(tmp_path, capsys):
+    """open_clip_train prints "Experiment already exists" and returns: the old epoch_1.pt was then
+    reported (and exported) as the new model, with exit 0."""
+    import open_clip
+    from curate_train.clip import prepare
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "sizes.json").write_text('{"00000.tar": 10}')
+    earlier = tmp_path / "out" / "clip" / "checkpoints" / "epoch_1.pt"
+    earlier.parent.mkdir(parents=True)
+    torch.save({"state_dict": open_clip.create_model(prepare("tiny")).state_dict()}, earlier)
+    (tmp_path / "out" / "clip" / "out.log").write_text("the earlier run's log\n")  # what open_clip_train looks for
+    before = earlier.read_bytes()
+    code, out, err = cli(["train", "clip", shards, "--out", tmp_path / "out", "--lr", "0.01"], capsys)
+    assert code == 2, (out, err)
+    assert f"{tmp_path / 'out' / 'clip'} already exists" in err and "give another --out or --name" in err
+    assert "checkpoint:" not in out and earlier.read_bytes() == before
+    assert not (tmp_path / "out" / "clip" / "model").exists()
+
+
 def test_samples_become_whole_passes_rounded_up():
     from curate_train.clip import epochs_for_samples
 
