@@ -146,17 +146,27 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
     if precision not in PRECISIONS:
         raise UsageError(f"precision {precision!r} is not one open_clip_train accepts",
                          f"choose one of {', '.join(PRECISIONS)}")
+    from curate_train.shardcheck import shards_problems
+
+    pattern, samples = shard_pattern(shards)
+    if num_samples is not None:
+        if num_samples > samples:
+            raise UsageError(f"num_samples {num_samples} is more than the {samples} samples in {shards}")
+        samples = num_samples
+    if samples < batch_size:  # open_clip_train drops a partial batch, then reads the shards again, forever
+        raise UsageError(f"{shards} holds {samples} samples to train on, fewer than one batch of {batch_size}",
+                         "lower the batch size, or export more samples")
+    unreadable = shards_problems(shards, sorted(json.loads((shards / "sizes.json").read_text())))
+    if unreadable:  # it skips what it cannot read, and with nothing left reads the shards again, forever
+        more = f" (and {len(unreadable) - 3} more)" if len(unreadable) > 3 else ""
+        raise UsageError("; ".join(unreadable[:3]) + more,
+                         "SHARDS is what the webdataset sink writes: export them again")
     import open_clip_train.main
     import torch
 
     if threads:  # on a loaded shared CPU, 2 threads ran a step ~7x slower than 1
         torch.set_num_threads(threads)
     model_name = prepare(model)
-    pattern, samples = shard_pattern(shards)
-    if num_samples is not None:
-        if num_samples > samples:
-            raise UsageError(f"num_samples {num_samples} is more than the {samples} samples in {shards}")
-        samples = num_samples
     if (out / name).exists():  # open_clip_train would print an error and return, leaving the old checkpoint
         raise UsageError(f"{out / name} already exists: open_clip_train starts a run only in a new folder, and the "
                          "checkpoint there is an earlier run's", f"give another --out or --name, or delete {out / name}")
