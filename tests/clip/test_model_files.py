@@ -373,3 +373,18 @@ def test_train_world_refuses_a_model_config_whose_tokenizer_would_run_code(tmp_p
     with pytest.raises(SystemExit, match="--model-config: .*trust_remote_code"):
         main(["--out", str(tmp_path / "out"), "--n", "8", "--epochs", "1", "--model-config", str(tmp_path / "mine.json")])
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_train_world_on_fewer_samples_than_a_batch_stops_before_training(tmp_path):
+    """open_clip_train drops a partial batch and repeats its pass until it has one: it never ended."""
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    completed = subprocess.run([sys.executable, "-m", "curate_clip.training.train", "--out", str(tmp_path / "out"),
+                                "--n", "8", "--epochs", "1", "--batch-size", "512"],
+                               env=cli_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 1, completed.stderr
+    assert "fewer than one batch of 512" in completed.stderr
+    assert not (tmp_path / "out" / "logs").exists()

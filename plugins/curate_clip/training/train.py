@@ -205,6 +205,9 @@ def command(ctx: click.Context, **options: Any) -> None:
         world = generate_world(args.out / "world", n=args.n, seed=args.seed, fault_rate=0.0, dup_fraction=0.0)
         pattern, samples = write_shards(world.dir, args.out / "shards", texts_per_image=args.texts_per_image,
                                         seed=args.seed)
+    if samples < args.batch_size:  # open_clip_train drops a partial batch and reads the shards again, forever
+        raise SystemExit(f"the training data holds {samples} samples, fewer than one batch of {args.batch_size}: "
+                         "lower --batch-size, or raise --n (--pairs, --families)")
     prepared = time.perf_counter()
     open_clip.add_model_config(str(CONFIG_DIR))
     model = WORLD_MODEL
