@@ -110,6 +110,21 @@ def _tune_record(encoder: str) -> dict[str, Any] | None:
     return dict(json.loads(record.read_text()))
 
 
+def _train_config(**options: Any) -> TrainConfig:
+    """The options as a training stage, or exit 2 naming each option out of its bounds (before any
+    data or model is loaded; pydantic's error was an internal error after both)."""
+    from pydantic import ValidationError
+
+    from curate.errors import UsageError
+    from curate.spec import problems_from_validation
+
+    try:
+        return TrainConfig(**options)
+    except ValidationError as exc:
+        raise UsageError("; ".join(f"--{str(loc[0]).replace('_', '-')}: {message}"
+                                   for loc, message in problems_from_validation(exc))) from None
+
+
 @captioner.command()
 @click.option("--stage", type=click.IntRange(1, 2), required=True, help="1: pre-train on alt-text; 2: fine-tune on realigned captions.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where the trained captioner is written.")
@@ -163,6 +178,9 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
     from curate_captioner.config import require_local_directory, require_tokenizer_files, resolve_model_path
     from curate_captioner.modelfiles import check_captioner_directory
 
+    config = _train_config(stage=stage, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
+                           log_every=log_every, checkpoint_every=checkpoint_every, device=device, precision=precision,
+                           train_encoder=train_encoder, encoder_lr=encoder_lr, image_dropout=image_dropout)
     # Fail on a hub id, a missing directory or a captioner that cannot load before the slow imports below.
     if init is not None:
         check_captioner_directory(resolve_model_path(init))
@@ -189,9 +207,6 @@ def train(stage: int, out: str, world: str | None, table: str | None, image_colu
         model = new_captioner(texts, options)
     if encoder_image_size is not None:
         model.set_encoder_image_size(encoder_image_size)
-    config = TrainConfig(stage=stage, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, seed=seed,
-                         log_every=log_every, checkpoint_every=checkpoint_every, device=device, precision=precision,
-                         train_encoder=train_encoder, encoder_lr=encoder_lr, image_dropout=image_dropout)
     command = "curate captioner train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]) \
         if "train" in sys.argv else None
     summary = run_training(model, frame, config, out, resume=resume, log=lambda line: echo(line, err=True),

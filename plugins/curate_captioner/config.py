@@ -74,18 +74,25 @@ class CaptionerConfig(BaseModel):
     name: str = "captioner"  # written to the caption_model column with the weights' digest
 
 
+# Bounds on a training stage, so a train_captioner step in a spec from someone else cannot pass
+# validation and then train without end or ask for a batch no machine holds (the README's longest
+# stage: 50,000 steps).
+MAX_TRAIN_STEPS = 10_000_000
+MAX_TRAIN_BATCH = 65_536
+
+
 class TrainConfig(BaseModel):
     """One training stage's hyper-parameters: the defaults of `curate captioner train` and of the
     ``train_captioner`` step are read from here."""
     model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at `curate --help`
 
     stage: Literal[1, 2] = 2
-    steps: int = Field(1000, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(1e-3, gt=0)
+    steps: int = Field(1000, gt=0, le=MAX_TRAIN_STEPS)
+    batch_size: int = Field(64, gt=0, le=MAX_TRAIN_BATCH)
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     warmup: int = Field(100, ge=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(0.01, ge=0, allow_inf_nan=False)
     grad_clip: float = Field(1.0, gt=0)
     empty_prompt_rate: float = Field(EMPTY_PROMPT_RATE, ge=0, le=1)
     seed: int = 0
@@ -94,7 +101,7 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     train_encoder: bool = False
-    encoder_lr: float | None = Field(None, gt=0)  # None: lr
+    encoder_lr: float | None = Field(None, gt=0, allow_inf_nan=False)  # None: lr
     # Share of examples trained without their image (features zeroed), so the captioner also models
     # captions from the alt-text alone: what classifier-free guidance on the image needs (guidance.py).
     image_dropout: float = Field(0.0, ge=0, lt=1)

@@ -13,8 +13,8 @@ from pydantic import Field, model_validator
 from curate import Image, Params, Step, StepContext, TableInput
 from curate.digests import directory_digest
 from curate.schema import Schema
-from curate_captioner.config import (ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, TEMPERATURE, TOP_P, WORLD_MODEL_NAME,
-                                     TrainConfig, defaults)
+from curate_captioner.config import (ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, MAX_TRAIN_BATCH, MAX_TRAIN_STEPS, TEMPERATURE,
+                                     TOP_P, WORLD_MODEL_NAME, TrainConfig, defaults)
 from curate_captioner.rewrite import PromptRewrite
 
 REQUIRES = ("torch", "transformers", "open_clip")
@@ -202,9 +202,9 @@ class TrainCaptioner(Step):
         stage: Literal[1, 2] = 2
         caption_column: str = "caption"
         group_column: str | None = Field(None, description="stage 1: rows of one image; prompts come from the group")
-        steps: int = Field(TRAIN["steps"], gt=0)
-        batch_size: int = Field(TRAIN["batch_size"], gt=0)
-        lr: float = Field(TRAIN["lr"], gt=0)
+        steps: int = Field(TRAIN["steps"], gt=0, le=MAX_TRAIN_STEPS)
+        batch_size: int = Field(TRAIN["batch_size"], gt=0, le=MAX_TRAIN_BATCH)
+        lr: float = Field(TRAIN["lr"], gt=0, allow_inf_nan=False)
         device: str = Field(TRAIN["device"], json_schema_extra={"fingerprint": False})
         precision: Literal["auto", "fp32", "bf16"] = TRAIN["precision"]  # type: ignore[assignment]
 

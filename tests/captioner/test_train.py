@@ -170,3 +170,29 @@ def test_schedule_is_transformers_cosine_with_min_lr_except_the_warmup(steps: in
             for step in range(steps)]
     assert ours[warmup:] == pytest.approx(theirs[warmup:], rel=1e-12, abs=0)
     assert all(ours[s] == lr * (s + 1) / warmup != theirs[s] for s in range(warmup))
+
+
+def test_a_train_captioner_step_beyond_its_bounds_fails_validation_naming_each_key(workdir, curate_cli):
+    """A spec from someone else: 10¹² steps, a batch of 10⁹ and an infinite learning rate passed
+    `curate validate --untrusted` and trained without end."""
+    pl.DataFrame({"url": ["http://example.org/a.png"], "alt_text": ["a cat"],
+                  "image": [{"shard": "images", "key": "a"}]}).write_parquet(workdir / "in.parquet")
+    (workdir / "spec.yaml").write_text(
+        "name: cap\nsource: {format: parquet, path: in.parquet}\nsteps:\n"
+        "  - step: train_captioner\n    params: {init: world, stage: 1, steps: 1000000000000, batch_size: 1000000000, "
+        "lr: .inf}\n")
+    result = curate_cli("validate", "--untrusted", "spec.yaml")
+    assert result.code == 2, result
+    for expected in ("steps[0].params.steps: must be ≤ 10000000, got 1000000000000",
+                     "steps[0].params.batch_size: must be ≤ 65536, got 1000000000",
+                     "steps[0].params.lr: Input should be a finite number"):
+        assert expected in result.stderr, (expected, result)
+
+
+def test_captioner_train_options_beyond_their_bounds_exit_2_before_loading_anything(tmp_path, curate_cli):
+    pl.DataFrame({"image": ["absent.png"], "alt_text": ["a cat"]}).write_parquet(tmp_path / "t.parquet")
+    result = curate_cli("captioner", "train", "--stage", "1", "--out", str(tmp_path / "out"), "--table",
+                        str(tmp_path / "t.parquet"), "--steps", "100000000000", "--lr", "nan")
+    assert result.code == 2, result
+    assert "--steps: must be ≤ 10000000, got 100000000000; --lr: Input should be a finite number" in result.stderr
+    assert "internal error" not in result.stderr and not (tmp_path / "out").exists()
