@@ -148,6 +148,10 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
                          f"choose one of {', '.join(PRECISIONS)}")
     from curate_train.shardcheck import shards_problems
 
+    resolve_model(model)  # a model that is refused is named before the shards are read
+    if (out / name).exists():  # open_clip_train would print an error and return, leaving the old checkpoint
+        raise UsageError(f"{out / name} already exists: open_clip_train starts a run only in a new folder, and the "
+                         "checkpoint there is an earlier run's", f"give another --out or --name, or delete {out / name}")
     pattern, samples = shard_pattern(shards)
     if num_samples is not None:
         if num_samples > samples:
@@ -167,9 +171,6 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
     if threads:  # on a loaded shared CPU, 2 threads ran a step ~7x slower than 1
         torch.set_num_threads(threads)
     model_name = prepare(model)
-    if (out / name).exists():  # open_clip_train would print an error and return, leaving the old checkpoint
-        raise UsageError(f"{out / name} already exists: open_clip_train starts a run only in a new folder, and the "
-                         "checkpoint there is an earlier run's", f"give another --out or --name, or delete {out / name}")
     out.mkdir(parents=True, exist_ok=True)
     args = [
         "--train-data", pattern, "--train-num-samples", str(samples), "--dataset-type", "webdataset",
