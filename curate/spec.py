@@ -480,6 +480,12 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
 
 def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
+    return load_spec_text(read_spec_file(path), path)
+
+
+def read_spec_file(path: Path) -> str:
+    """The text of a spec-like YAML file (a spec, an experiment, an eval-set file): a regular file
+    (a FIFO would be waited on forever), of at most ``MAX_SPEC_BYTES``, in UTF-8; else one SpecError."""
     if not path.exists():
         raise SpecError([Problem("", f"spec file not found: {path}")], str(path))
     if not path.is_file():
@@ -499,4 +505,4 @@ def load_spec(path: str | Path) -> LoadedSpec:
         line = data.count(b"\n", 0, exc.start) + 1
         raise SpecError([Problem("", f"not a UTF-8 text file: byte 0x{data[exc.start]:02x} at offset {exc.start} "
                                  "is not valid UTF-8", hint="save the spec as UTF-8", line=line)], str(path)) from None
-    return load_spec_text(text, path)
+    return text

@@ -208,7 +208,9 @@ def validate_command(spec: Path, run_dir: Path | None) -> None:
     from curate_train import spec_experiment
 
     from curate.errors import UsageError
+    from curate.spec import read_spec_file
 
+    read_spec_file(spec)  # a FIFO, a huge or a binary file is named as such, not as "no 'spec:'"
     if not spec_experiment.is_spec_experiment(spec):
         raise UsageError(f"{spec} has no 'spec:' (the base curation spec)",
                          "validate checks experiments over a spec; the world blend experiment is checked by run")

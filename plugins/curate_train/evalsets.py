@@ -25,6 +25,7 @@ ties broken by row order (the first of equal scores ranks first, as ``argmax`` d
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -87,10 +88,10 @@ def load_eval_sets(file: Path) -> list[EvalSet]:
     if not file.is_file():
         raise UsageError(f"eval-set file {file} does not exist")
     from curate.errors import SpecError
-    from curate.spec import parse_yaml
+    from curate.spec import parse_yaml, read_spec_file
 
     try:
-        data, _ = parse_yaml(file.read_text(), str(file))  # bounded: a stranger's file
+        data, _ = parse_yaml(read_spec_file(file), str(file))  # bounded: a stranger's file
     except SpecError as exc:  # not YAML, refused (curate.yaml_limits) or a key given twice
         first = exc.problems[0]
         where = f"{file}:{first.line}" if first.line else str(file)
@@ -150,6 +151,11 @@ def _read_imagefolder(evalset: EvalSet, root: Path) -> Rows:
 def _read_table(evalset: EvalSet, file: Path) -> Rows:
     import polars as pl
 
+    from curate.runfiles import describe_mode
+
+    mode = file.stat().st_mode
+    if not stat.S_ISREG(mode):  # polars would wait on a FIFO for a writer, and read /dev/zero forever
+        raise UsageError(f"eval set '{evalset.label}': {file} is {describe_mode(mode)}, not a table file")
     try:
         if file.suffix == ".parquet":
             table = pl.read_parquet(file)

@@ -67,13 +67,13 @@ def load(path: Path) -> ExperimentSpec:
     from pydantic import ValidationError
 
     from curate.errors import Problem, SpecError
-    from curate.spec import format_path, parse_yaml, problems_from_validation
+    from curate.spec import format_path, parse_yaml, problems_from_validation, read_spec_file
 
     from curate.errors import CurateError
     from curate.spec import line_of
     from curate_train.clip import resolve_model
 
-    data, node = parse_yaml(path.read_text(), str(path))
+    data, node = parse_yaml(read_spec_file(path), str(path))
     try:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:

@@ -147,23 +147,23 @@ class Loaded:
 
 def is_spec_experiment(path: Path) -> bool:
     """True for an experiment over a spec (it has ``spec:``); the world blend experiment has none."""
-    from curate.spec import parse_yaml
+    from curate.spec import parse_yaml, read_spec_file
 
     try:
-        data, _ = parse_yaml(path.read_text(), str(path))
-    except (SpecError, OSError, UnicodeDecodeError):
+        data, _ = parse_yaml(read_spec_file(path), str(path))
+    except (SpecError, OSError):
         return False  # the world blend experiment's loader reports what is wrong
     return isinstance(data, dict) and "spec" in data
 
 
 def load(path: Path) -> Loaded:
     """Parse the experiment file and its base spec; problems are one SpecError, never a traceback."""
-    from curate.spec import format_path, line_of, parse_yaml, problems_from_validation
+    from curate.spec import format_path, line_of, parse_yaml, problems_from_validation, read_spec_file
 
     source = str(path)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_spec_file(path)  # a regular file of a spec's size at most
+    except OSError as exc:
         raise SpecError([Problem("", f"cannot read the experiment file: {exc}")], source) from None
     data, node = parse_yaml(text, source)
     if not isinstance(data, dict):
@@ -188,7 +188,7 @@ def load(path: Path) -> Loaded:
             raise SpecError([Problem("spec", f"the base spec {base_path} does not exist",
                                      "spec: is a curation spec's path, relative to this file",
                                      line=line_of(node, ("spec",)))], source)
-        base, base_node = parse_yaml(base_path.read_text(), str(base_path))
+        base, base_node = parse_yaml(read_spec_file(base_path), str(base_path))
         if not isinstance(base, dict):
             raise SpecError([Problem("spec", f"{base_path} is not a curation spec (a mapping)",
                                      line=line_of(node, ("spec",)))], source)

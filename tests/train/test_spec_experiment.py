@@ -5,6 +5,7 @@ share cached steps and pair their seeds."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -203,6 +204,21 @@ def test_a_budget_that_needs_more_copies_than_the_export_writes_is_a_clear_error
     assert "step 'dedup' kept 16 rows" in err and "each row 1001 times" in err and "limit of 1000" in err
     assert not (pool / "run" / "seed-0" / "all" / "shards").exists()
     assert not (pool / "run" / "seed-0" / "all" / "train").exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_an_experiment_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path, curate_cli, command):
+    os.mkfifo(tmp_path / "experiment.yaml")
+    result = curate_cli("experiment", command, str(tmp_path / "experiment.yaml"), timeout=60)
+    assert result.code == 2 and "not a file" in result.stderr, result
+
+
+def test_an_eval_table_that_is_a_fifo_is_refused_at_validate_not_waited_on(pool, curate_cli):
+    os.mkfifo(pool / "pipe.csv")
+    path = experiment(pool, eval=[{"name": "colors", "format": "table", "path": "pipe.csv", "groups": {"warm": ["red"]}}])
+    result = curate_cli("experiment", "validate", str(path), "--run-dir", str(pool / "run"), timeout=60)
+    assert result.code == 2, result
+    assert "eval[0]: eval set 'colors': " in result.stderr and "pipe.csv is a pipe (FIFO), not a table file" in result.stderr
 
 
 def test_validate_refuses_a_training_model_whose_tokenizer_would_run_code(pool, capsys):
