@@ -220,7 +220,8 @@ def config_problems(model: str, config: Any, local: bool, offline: bool = True) 
         named = [key for key in HF_TEXT_KEYS if key in text]
         if named:
             verb = "are" if len(named) > 1 else "is"
-            problems.append(f"{where}: text_cfg.{', text_cfg.'.join(named)} {verb} refused in a config that came with a model (a local-dir: folder's, a config file): "
+            problems.append(f"{where}: text_cfg.{', text_cfg.'.join(named)} {verb} refused in a config that came "
+                            "with a model (a local-dir: folder's, a config file): "
                             "open_clip would build a Hugging Face tokenizer or text model from the folder "
                             "(importing any code its tokenizer_config.json names) or download one; curate scores "
                             "with open_clip's own text transformer and tokenizer: remove the key"
