@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -52,10 +53,11 @@ def report_after_run(run_dir: Path, manifest: dict[str, Any]) -> Path | None:
             return None
         from curate_report.page import write_report
 
-        # The run just wrote its store where its spec said (run.cache_dir, maybe outside the run
-        # directory): its images are this run's own. This manifest is the engine's, not a file.
-        store_dir = manifest.get("store_dir")
-        return write_report(run_dir, manifest=manifest, images_from=[store_dir] if store_dir else [])
+        # The report a run writes about itself shows the images its rows name wherever they lie:
+        # the run has just read them itself (its store, maybe under run.cache_dir; a world's or an
+        # experiment's image folder), so the page discloses nothing the spec did not already read.
+        # This manifest is the engine's, not a file. `curate report RUN` confines them (images.py).
+        return write_report(run_dir, manifest=manifest, images_from=[Path(os.sep)])
     except Exception as exc:  # noqa: BLE001 - any failure here must leave the run successful
         from curate_report.sections import ReportWarning
 

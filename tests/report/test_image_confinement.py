@@ -146,6 +146,18 @@ def test_a_store_outside_the_run_is_its_own_when_the_run_writes_its_report(workd
     assert render(run, workdir / "allowed.html", images_from=[workdir / "cache"]).count(THUMBNAIL) >= 12
 
 
+def test_the_report_a_run_writes_shows_the_images_its_rows_name_wherever_they_lie(workdir: Path, report_pm):
+    """A world's or an experiment's rows name its image folder by absolute path: the run has just
+    read those images itself, so its own report embeds them; ``curate report`` on the directory
+    alone cannot tell them from a forged run's, and names the folder to allow."""
+    run = run_with_images(workdir, report_pm, str(workdir / "outside" / "holiday.tar"), spec=curation_spec(report=True))
+    own = (run / "report.html").read_text(encoding="utf-8")
+    assert own.count(THUMBNAIL) >= 12 and "not embedded" not in own
+    with pytest.warns(ReportWarning, match="not embedded"):
+        page = render(run, workdir / "again.html")
+    assert THUMBNAIL not in page and f"--images-from {(workdir / 'outside').resolve()}" in page
+
+
 def test_the_full_run_still_shows_its_thumbnails(full_run: Path, tmp_path: Path):
     """The layout the download step writes (shards relative to RUN_DIR/store): nothing left out."""
     page = render(full_run, tmp_path / "report.html")
