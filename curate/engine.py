@@ -41,6 +41,7 @@ from curate.runstore import (
     write_manifest,
     write_views,
 )
+from curate.shapes import marker_facts
 from curate.shards import (
     ShardStats,
     ShardTask,
@@ -587,9 +588,9 @@ def _say_shard_recomputed(label: str, stats: ShardStats) -> None:
 
 
 def _facts(stats: dict[str, Any]) -> dict[str, Any]:
-    """A step's _COMPLETE.json as its manifest record shows it: without the fingerprints of its
-    files (the store's business, and one line per shard file)."""
-    return {key: value for key, value in stats.items() if key != "files"}
+    """A step's _COMPLETE.json as its manifest record shows it (curate.shapes.marker_facts): a
+    marker from someone else's store sets no field of the record but its counts and timings."""
+    return marker_facts(stats)
 
 
 def _files_entry(parts: list[dict[str, str] | None]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from curate.errors import RunDirError, UsageError
 from curate.keptref import KeptReferenceError, read_reference
 from curate.lock import LOCK_NAME
 from curate.runfiles import MANIFEST_LIMIT, describe_mode, read_json, read_text
+from curate.shapes import COUNT, NUMBER, TEXT, counts_problem, fields_problem, json_type, step_marker_problem
 from curate.shards import (
     KEPT_REFERENCE,
     files_problem,
@@ -73,15 +74,14 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 # The manifest's fields that curate reads back (inspect, report, resume), and their JSON types.
-_TEXT, _COUNT, _NUMBER = (str, type(None)), (int, type(None)), (int, float, type(None))
 _MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
-    "name": _TEXT, "status": _TEXT, "spec_hash": _TEXT, "spec_path": _TEXT, "run_dir": _TEXT, "store_dir": _TEXT,
-    "started_at": _TEXT, "finished_at": _TEXT, "error": _TEXT, "seed": _COUNT, "seconds": _NUMBER,
+    "name": TEXT, "status": TEXT, "spec_hash": TEXT, "spec_path": TEXT, "run_dir": TEXT, "store_dir": TEXT,
+    "started_at": TEXT, "finished_at": TEXT, "error": TEXT, "seed": COUNT, "seconds": NUMBER,
     "steps": (list,), "outputs": (list,), "plugins": (dict,),
 }
 _STEP_FIELDS: dict[str, tuple[type, ...]] = {
-    "index": (int,), "label": (str,), "step": (str,), "path": _TEXT, "rows_in": _COUNT, "rows_out": _COUNT,
-    "dropped": (dict,), "seconds": _NUMBER, "cached": (bool,), "complete": (bool,), "fused": (list,),
+    "index": (int,), "label": (str,), "step": (str,), "path": TEXT, "rows_in": COUNT, "rows_out": COUNT,
+    "dropped": (dict,), "seconds": NUMBER, "cached": (bool,), "complete": (bool,), "fused": (list,),
     "kept_rows_stored": (bool,), "columns": (dict,),
 }
 _STEP_REQUIRED = ("index", "label", "step")
@@ -91,48 +91,22 @@ _OUTPUT_FIELDS: dict[str, tuple[type, ...]] = {"format": (str,), "path": (str,)}
 def manifest_problem(manifest: Any) -> str | None:
     """What is wrong with the shape of a manifest read from JSON (None: nothing)."""
     if not isinstance(manifest, dict):
-        return f"it holds {_json_type(manifest)}, not an object"
-    problem = _fields_problem(manifest, _MANIFEST_FIELDS, (), "")
+        return f"it holds {json_type(manifest)}, not an object"
+    problem = fields_problem(manifest, _MANIFEST_FIELDS, (), "")
     if problem:
         return problem
     for index, record in enumerate(manifest.get("steps", [])):
-        problem = _fields_problem(record, _STEP_FIELDS, _STEP_REQUIRED, f"steps[{index}]")
+        problem = fields_problem(record, _STEP_FIELDS, _STEP_REQUIRED, f"steps[{index}]")
         if problem:
             return problem
-        dropped = record.get("dropped", {})
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in dropped.values()):
-            return f"steps[{index}].dropped must map drop reasons to row counts"
+        problem = counts_problem(record.get("dropped", {}), f"steps[{index}].dropped")
+        if problem:
+            return problem
     for index, output in enumerate(manifest.get("outputs", [])):
-        problem = _fields_problem(output, _OUTPUT_FIELDS, tuple(_OUTPUT_FIELDS), f"outputs[{index}]")
+        problem = fields_problem(output, _OUTPUT_FIELDS, tuple(_OUTPUT_FIELDS), f"outputs[{index}]")
         if problem:
             return problem
     return None
-
-
-def _fields_problem(value: Any, fields: dict[str, tuple[type, ...]], required: tuple[str, ...],
-                    where: str) -> str | None:
-    if not isinstance(value, dict):
-        return f"{where} is {_json_type(value)}, not an object"
-    prefix = f"{where}." if where else ""
-    for name in required:
-        if name not in value:
-            return f"{prefix}{name} is missing"
-    for name, types in fields.items():
-        if name not in value:
-            continue
-        item = value[name]
-        # JSON true is a Python bool, which is an int: a count must not be one.
-        if not isinstance(item, types) or (isinstance(item, bool) and bool not in types):
-            wanted = " or ".join(dict.fromkeys(_json_type(t) for t in types))
-            return f"{prefix}{name} must be {wanted}, got {json.dumps(item)[:40]}"
-    return None
-
-
-def _json_type(value: Any) -> str:
-    kind = value if isinstance(value, type) else type(value)
-    names = {dict: "an object", list: "an array", str: "a string", bool: "true or false", int: "an integer",
-             float: "a number", type(None): "null"}
-    return names.get(kind, kind.__name__)
 
 
 def _damaged(run_dir: Path, path: Path, problem: str, spec_path: str | None = None) -> RunDirError:
@@ -231,6 +205,9 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
         return "not complete"
     try:
         stats = read_json(marker)
+        problem = step_marker_problem(stats)
+        if problem:  # a marker curate did not write as it is: its step is recomputed, never believed
+            return f"its marker {marker} is damaged: {problem}"
         kept_stored = stats.get("kept_rows_stored", True)
         if needs_data and not kept_stored:
             return NOT_STORED

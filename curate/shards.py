@@ -21,6 +21,7 @@ import polars as pl
 from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError, StepError
 from curate.runfiles import open_regular, read_json
+from curate.shapes import shard_marker_problem
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, compatible, dtype_name
 from curate.step import Step, StepContext
 
@@ -82,7 +83,12 @@ class ShardStats:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> ShardStats:
+    def from_json(cls, data: Any) -> ShardStats:
+        """A marker read back; ``ValueError`` when it is not one curate wrote (its shard is redone:
+        a count that is text stopped the run, summing it, on an internal error)."""
+        problem = shard_marker_problem(data)
+        if problem:
+            raise ValueError(f"it is damaged: {problem}")
         return cls(**data)
 
 

@@ -1,0 +1,90 @@
+"""A run directory or a store from someone else (a run sent to inspect or resume, a colleague's
+store in a shared cache_dir): what curate reads back there is data. Markers of the wrong shape
+are recomputed, never summed; a marker sets no field of the manifest but its counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from curate.runstore import StoreWarning
+from tests.conftest import sample_table
+from tests.core.test_run_dir_safety import spec_with
+
+
+@pytest.fixture
+def finished(curate_main, write_spec, workdir) -> Path:
+    write_spec(spec_with(run={"dir": "run", "shard_size": 10}), table=sample_table(40))
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 0, result
+    return workdir / "run"
+
+
+def step_dir(run: Path, index: int) -> Path:
+    return run / "store" / json.loads((run / "manifest.json").read_text())["steps"][index]["fingerprint"]
+
+
+def edit_json(file: Path, **changes) -> None:
+    data = json.loads(file.read_text())
+    data.update(changes)
+    file.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("changes", [
+    {"rows_in": "lots"}, {"rows_out": 1.5}, {"dropped": {"filter": "21"}}, {"seconds": "slow"}, {"shards": True},
+    {"summary": ["not", "an", "object"]}, {"files": {"data/shard-00000.parquet": 7}},
+])
+def test_a_step_marker_of_the_wrong_shape_is_recomputed_not_summed(curate_main, finished, changes):
+    output = (finished / "out.parquet").read_bytes()
+    marker = step_dir(finished, 3) / "_COMPLETE.json"  # exact_dedup, a table step
+    edit_json(marker, **changes)
+    name = next(iter(changes))
+    with pytest.warns(StoreWarning, match=rf"step 'exact_dedup' is recomputed: its marker .* is damaged: {name}"):
+        ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 0, ran
+    assert (finished / "out.parquet").read_bytes() == output
+    inspected = curate_main("inspect", "run")  # the manifest the run wrote is one curate reads back
+    assert inspected.code == 0, inspected
+
+
+def test_a_marker_sets_no_field_of_the_manifest_record_but_its_own(curate_main, finished, workdir):
+    import duckdb
+
+    elsewhere = workdir / "users_other_run"  # a folder of the user's, laid out like a step's
+    (elsewhere / "data").mkdir(parents=True)
+    pl.DataFrame({"uid": ["u"], "secret": ["the user's own rows"]}).write_parquet(elsewhere / "data" / "shard-00000.parquet")
+    edit_json(step_dir(finished, 3) / "_COMPLETE.json", path=str(elsewhere), index=0, label="renamed",
+              complete=False, fused=["x"])
+    ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 0, ran
+    records = json.loads((finished / "manifest.json").read_text())["steps"]
+    assert [(r["index"], r["label"], r["path"]) for r in records] == [
+        (i, label, str(step_dir(finished, i))) for i, label in enumerate(["source", "normalize_text", "filter",
+                                                                         "exact_dedup"])]
+    assert all(r["complete"] and "fused" not in r for r in records[3:])
+    with duckdb.connect(str(finished / "curate.duckdb"), read_only=True) as con:
+        final = con.sql("SELECT * FROM final").pl()
+    assert "secret" not in final.columns and final.height == pl.read_parquet(finished / "out.parquet").height
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_shard_marker_of_the_wrong_shape_is_redone(curate_main, write_spec, workdir, fuse):
+    write_spec(spec_with(run={"dir": "run", "shard_size": 10, "fuse": fuse}), table=sample_table(40))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    run = workdir / "run"
+    output = (run / "out.parquet").read_bytes()
+    filter_dir = step_dir(run, 2)  # with fuse, the group normalize_text + filter keeps its markers here
+    (filter_dir / "_COMPLETE.json").unlink()  # cut off: its finished shards are kept by their markers
+    marker = filter_dir / "shards" / "00001.json"
+    data = json.loads(marker.read_text())
+    data["rows_in"] = "ten"
+    if fuse:
+        data["members"][0]["seconds"] = "x"
+    marker.write_text(json.dumps(data))
+    with pytest.warns(StoreWarning, match=r"shard 1 was recomputed: .*damaged: rows_in must be an integer"):
+        ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 0, ran
+    assert (run / "out.parquet").read_bytes() == output
