@@ -31,12 +31,13 @@ from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
-from curate.runfiles import read_json
+from curate.runfiles import read_json, remove_tree
 from curate.runstore import (
     COMPLETE,
     NOT_STORED,
     StoreWarning,
     cache_problem,
+    check_step_dir,
     link_step,
     write_manifest,
     write_views,
@@ -136,7 +137,7 @@ class Engine:
                 from curate import remote
 
                 remote.check_bucket(output.sink.ctx.path)
-                shutil.rmtree(output.sink.ctx.staging_dir, ignore_errors=True)
+                remove_tree(output.sink.ctx.staging_dir)
             output.sink.preflight()
 
         # Written with the manifest, after the checks above: a run directory holding a spec.yaml but
@@ -254,6 +255,8 @@ class Engine:
         if problem is None:
             self._reuse(planned, record)
             return record
+        if planned.step is not None and planned.step.scope != "table":  # runs in its folder as found
+            check_step_dir(step_dir, planned.label)
 
         if complete.exists():  # a marker its files disagree with: recompute, and say why in the record
             record["cache_rejected"] = problem
@@ -293,6 +296,8 @@ class Engine:
         # experiment, another executor) is reused, and its followers read them as a group
         # headed by a shard step would: the head runs once, as a step alone does.
         reuse_head = plan.reusable_head(head)
+        for planned in members[1:] if headed or reuse_head else members:  # they run in their folders as found
+            check_step_dir(plan.step_dir(planned), planned.label)
         for position, (planned, record, problem) in enumerate(zip(members, records, problems)):
             complete = plan.step_dir(planned) / COMPLETE
             if position == 0 and reuse_head:
@@ -470,7 +475,7 @@ class Engine:
 
     def _partial(self, step_dir: Path) -> Path:
         partial = step_dir.with_name(step_dir.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_tree(partial)  # a link or a pipe there too: the store may be someone else's
         partial.mkdir(parents=True)
         return partial
 
@@ -556,12 +561,12 @@ class Engine:
         if ctx.remote:  # written locally first, uploaded whole (see curate.remote)
             from curate import remote
 
-            shutil.rmtree(ctx.staging_dir, ignore_errors=True)
+            remove_tree(ctx.staging_dir)
             ctx.staging_dir.mkdir(parents=True)
         facts = output.sink.write(table) or {}
         if ctx.remote:
             remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")
-            shutil.rmtree(ctx.staging_dir, ignore_errors=True)
+            remove_tree(ctx.staging_dir)
             facts.pop("path", None)
             if isinstance(facts.get("pattern"), str):
                 facts["pattern"] = facts["pattern"].replace(str(ctx.output_path), ctx.path.rstrip("/"))

@@ -7,7 +7,6 @@ across re-runs and independent of shard size.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import polars as pl
 from curate.duck import literal, memory_bytes, quote, stream
 from curate.errors import CurateError, SourceError
 from curate.keptref import KeptReference
+from curate.runfiles import remove_tree
 from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes
 from curate.shards import (
     KEPT_REFERENCE,
@@ -126,7 +126,7 @@ def ingest(
     ``kept_sink(index, frame)`` instead of ``out_dir/data``, and ``kept_files()`` names the files
     that then hold every row (for the check that a source's own uids are unique)."""
     staging = ctx.run_dir / "tmp" / f"ingest-{out_dir.name}"
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_tree(staging)
     in_place = _in_place_reference(source, spec, schema)
     relation = in_place.relation() if in_place else _stage(source, spec, schema, staging)
     has_uid = not in_place.uids if in_place else relation is not None and _source_has_uid(staging)
@@ -153,7 +153,7 @@ def ingest(
     if has_uid:
         _check_unique(con, kept_files() if kept_files is not None else sorted((out_dir / "data").glob("*.parquet")))
     con.close()
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_tree(staging)
     stats = {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {},
              "files": writer.files}
     if kept_sink is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -95,3 +96,24 @@ def read_text(path: Path, limit: int = MARKER_LIMIT) -> str:
 def read_json(path: Path, limit: int = MARKER_LIMIT) -> Any:
     """:func:`read_bytes` parsed as JSON (``ValueError`` for anything else)."""
     return json.loads(read_bytes(path, limit))
+
+
+def remove_tree(path: Path) -> None:
+    """Remove whatever is at ``path``, one of curate's own scratch names (a step's ``.partial``
+    folder, a staging folder under ``tmp/``): a folder with everything in it, anything else (a
+    link, a pipe, a file) by its name alone; nothing there is fine, and so is a folder that
+    cannot be removed (what comes next names it). ``shutil.rmtree`` opens its path first: a pipe
+    there made a run wait forever for a writer, and a link made the folder the run then creates
+    there fail as existing. (A link is never followed: rmtree refuses one, and removes those
+    inside the folder as links.)"""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

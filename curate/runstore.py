@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,10 @@ def layout_problems(run_dir: Path, store_dir: Path, fingerprints: list[str], ste
             wrong(path, kind, "a file")
     for path in dict.fromkeys(folders):
         kind = _kind(path)
-        if kind == "a symbolic link" and not path.is_dir():  # a link to a folder elsewhere is fine
+        if kind == "a symbolic link" and path == run_dir / "steps":
+            # a run replaces the NN_* entries there: through a link, a folder of the user's lost its NN_* files
+            wrong(path, kind, "a folder of its own (links to the steps' stores, which a run replaces)")
+        elif kind == "a symbolic link" and not path.is_dir():  # a link to a folder elsewhere is fine
             wrong(path, "a symbolic link that leads to no folder", "a folder")
         elif kind not in (None, "a folder", "a symbolic link"):
             wrong(path, kind, "a folder")
@@ -166,6 +170,64 @@ def check_layout(run_dir: Path, store_dir: Path, fingerprints: list[str], step_l
         raise RunDirError(
             f"the run directory {run_dir} cannot be used as it is:\n" + "\n".join(f"  - {p}" for p in problems),
             "these paths are curate's own: remove them as shown (steps are recomputed where needed) and run again",
+        )
+
+
+# Where in a step's store directory curate itself keeps files (besides its marker and kept.json):
+# those it replaces whole by a rename, whatever stands there, and reads without waiting
+# (curate.runfiles), so a link or a pipe in their place is recomputed over, not written through.
+_RENAMED_INTO = ("data", "dropped", "shards", "uids")
+
+
+def step_dir_problems(step_dir: Path, limit: int = 8) -> list[str]:
+    """Entries under a step's store directory that a run would write through, at most ``limit``,
+    each with its fix: a link, pipe or device in place of a folder, or anywhere under
+    ``artifacts/``, where steps write their own files as they please (by name, not by rename).
+
+    A step that is not complete runs in its directory as it finds it (a shard step keeps its
+    finished shards, a download its finished parts): a link left there by whoever else could
+    write to the store (a colleague's cache_dir, a run someone sent) had the run write into the
+    file it leads to (the download step's worker.pid over a file of the user's, its log
+    appended to another), and a pipe had it wait forever. Only ``lstat``s, through
+    ``os.scandir``: nothing is opened or followed."""
+    step_dir = Path(step_dir)
+    problems: list[str] = []
+    pending = [step_dir]
+    while pending and len(problems) < limit:
+        folder = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            continue  # not there (a new step), or no folder: the run's own error names it
+        for entry in entries:
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                pending.append(Path(entry.path))
+                continue
+            ours = ((folder == step_dir and entry.name in (COMPLETE, KEPT_REFERENCE))
+                    or (folder.parent == step_dir and folder.name in _RENAMED_INTO))
+            if stat.S_ISREG(mode) or ours:
+                continue
+            kind = describe_mode(mode) + (f" to {os.readlink(entry.path)}" if stat.S_ISLNK(mode) else "")
+            problems.append(f"{entry.path} is {kind} (remove it: rm '{entry.path}')")
+            if len(problems) == limit:
+                break
+    return problems
+
+
+def check_step_dir(step_dir: Path, label: str) -> None:
+    """Refuse to run step ``label`` in a store directory holding what curate never writes there
+    (:func:`step_dir_problems`), naming each entry and the fix."""
+    problems = step_dir_problems(step_dir)
+    if problems:
+        raise RunDirError(
+            f"step '{label}' cannot run in {step_dir}: it holds what curate never writes in a step's folder, "
+            "and the step would write through it:\n" + "\n".join(f"  - {p}" for p in problems),
+            f"remove these as shown, or the whole unfinished step (rm -r '{step_dir}'; it is computed again), and "
+            "run again; something besides curate wrote into this store: check who can write to it",
         )
 
 

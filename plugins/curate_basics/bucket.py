@@ -4,7 +4,6 @@ the readers, and named by their URLs, not their local copies, in every message."
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from curate.errors import SourceError
+from curate.runfiles import remove_tree
 from curate_basics.file_schemas import common_schema
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class BucketObjects:
                 self._name_objects([(local, objects[i][0])])
                 schemas[i] = self._checked_schema(local)
         finally:
-            shutil.rmtree(copy_dir, ignore_errors=True)
+            remove_tree(copy_dir)
         schema = common_schema([(objects[i][0], schemas[i]) for i in range(count)])
         self._planned = schema
         return schema

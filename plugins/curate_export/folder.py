@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from curate.atomic import write_text_atomic
 from curate.errors import OutputError
 from curate.filekeys import inside
+from curate.runfiles import remove_tree
 
 LISTING = "_CURATE_EXPORT.json"
 
@@ -75,7 +76,7 @@ def export_folder(out: Path, fmt: str, facts: dict | None = None) -> Iterator[Pa
     ``facts`` (rows, shards…) go into the listing with the file names."""
     old_files = check_ours(out, fmt)
     partial = _partial(out)
-    shutil.rmtree(partial, ignore_errors=True)  # left by a killed export: ours by its name
+    remove_tree(partial)  # left by a killed export: ours by its name (a pipe there is not opened)
     partial.mkdir(parents=True)
     try:
         yield partial

@@ -212,10 +212,17 @@ def _sum_counts(parts: list[pl.DataFrame]) -> pl.DataFrame:
 
 def _upstream_names(ctx: StepContext) -> pl.DataFrame | None:
     """The list (entry_id, entry, language) of the nearest upstream metadata_match, if any."""
+    from curate.runfiles import NotRegularFile, open_regular
+
     for step_dir in reversed(list(ctx.extras.get("upstream", {}).values())):
         names = Path(step_dir) / "artifacts" / ENTRIES_ARTIFACT
         if names.exists():
-            return pl.read_parquet(names)
+            try:  # a store may be someone else's: a pipe there made the run wait for a writer forever
+                with open_regular(names) as handle:
+                    return pl.read_parquet(handle)
+            except NotRegularFile as exc:
+                raise MetadataError(str(exc), f"remove that step's store to compute it again: rm -r '{step_dir}'") \
+                    from None
     return None
 
 

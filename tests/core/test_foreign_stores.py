@@ -1,10 +1,13 @@
 """A run directory or a store from someone else (a run sent to inspect or resume, a colleague's
 store in a shared cache_dir): what curate reads back there is data. Markers of the wrong shape
-are recomputed, never summed; a marker sets no field of the manifest but its counts."""
+are recomputed, never summed; a marker sets no field of the manifest but its counts; links and
+pipes in a step's folder or at curate's scratch names are neither written through nor waited
+on."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +15,7 @@ import pytest
 
 from curate.runstore import StoreWarning
 from tests.conftest import sample_table
-from tests.core.test_run_dir_safety import spec_with
+from tests.core.test_run_dir_safety import no_endless_wait, spec_with
 
 
 @pytest.fixture
@@ -88,3 +91,61 @@ def test_a_shard_marker_of_the_wrong_shape_is_redone(curate_main, write_spec, wo
         ran = curate_main("run", "spec.yaml", "--quiet")
     assert ran.code == 0, ran
     assert (run / "out.parquet").read_bytes() == output
+
+
+def test_a_link_in_an_unfinished_steps_folder_is_refused_not_written_through(curate_main, write_spec, workdir):
+    write_spec(spec_with(run={"dir": "run", "shard_size": 10, "fuse": False}), table=sample_table(40))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    run = workdir / "run"
+    normalize = step_dir(run, 1)  # a shard step: it runs again in its folder as it finds it
+    (normalize / "_COMPLETE.json").unlink()
+    (normalize / "shards" / "00002.json").unlink()
+    outside = workdir / "users_folder"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("mine")
+    (normalize / "data").rename(workdir / "moved_data")
+    (normalize / "data").symlink_to(outside)  # the step would write its shard 2 into the user's folder
+    (normalize / "artifacts").mkdir(exist_ok=True)
+    (normalize / "artifacts" / "state.json").symlink_to(outside / "notes.txt")
+    os.mkfifo(normalize / "artifacts" / "pipe")
+    with no_endless_wait():
+        ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 2, ran
+    assert f"step 'normalize_text' cannot run in {normalize}" in ran.stderr
+    for entry, kind in [("data", f"a symbolic link to {outside}"), ("artifacts/state.json", "a symbolic link to"),
+                        ("artifacts/pipe", "a pipe (FIFO)")]:
+        assert f"{normalize / entry} is {kind}" in ran.stderr and f"rm '{normalize / entry}'" in ran.stderr
+    assert "internal error" not in ran.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["notes.txt"] and (outside / "notes.txt").read_text() == "mine"
+    for entry in ("data", "artifacts/state.json", "artifacts/pipe"):  # the fix the message gives
+        (normalize / entry).unlink()
+    with pytest.warns(StoreWarning, match="which its marker recorded, is missing"):  # data/ went with the link
+        ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 0, ran
+    assert sorted(p.name for p in outside.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("where", ["partial", "staging"])
+def test_a_pipe_or_link_at_a_scratch_name_is_removed_not_waited_on(curate_main, write_spec, workdir, where):
+    # exact_dedup writes store/<fp>.partial first; a JSON Lines source is staged in tmp/ingest-<fp>.partial
+    sample_table(40).write_ndjson(workdir / "data.jsonl")
+    write_spec(spec_with(source={"path": "data.jsonl"}, run={"dir": "run", "shard_size": 10}))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    run = workdir / "run"
+    output = (run / "out.parquet").read_bytes()
+    target = step_dir(run, 3 if where == "partial" else 0)
+    scratch = (target.with_name(target.name + ".partial") if where == "partial"
+               else run / "tmp" / f"ingest-{target.name}.partial")
+    users = workdir / "users_folder"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    for make in (os.mkfifo, lambda path: path.symlink_to(users)):
+        (target / "_COMPLETE.json").unlink()
+        scratch.parent.mkdir(exist_ok=True)
+        make(scratch)
+        with no_endless_wait():
+            ran = curate_main("run", "spec.yaml", "--quiet")
+        assert ran.code == 0 and "internal error" not in ran.stderr, ran
+        assert (run / "out.parquet").read_bytes() == output
+        assert not scratch.exists() and not scratch.is_symlink()
+    assert [p.name for p in users.iterdir()] == ["notes.txt"] and (users / "notes.txt").read_text() == "mine"

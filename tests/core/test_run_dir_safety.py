@@ -242,6 +242,17 @@ def make_link(path: Path) -> None:
     path.symlink_to(Path.cwd() / "users_own.txt")
 
 
+def make_folder_link(path: Path) -> None:
+    """A symbolic link to a folder of the user's, users_folder in the working directory, holding
+    a file named as curate names a step's link."""
+    folder = Path.cwd() / "users_folder"
+    folder.mkdir(exist_ok=True)
+    (folder / "01_chapter.txt").write_text("the user's own chapter")
+    make_file(path)
+    path.unlink()
+    path.symlink_to(folder)
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every entry under ``root`` (links not followed): its kind, size, times and, for a file, its
     bytes or, for a link, its target. What `curate validate` must leave as it found it."""
@@ -285,6 +296,8 @@ def no_endless_wait(seconds: int = 30) -> Iterator[None]:
     (".curate.lock", make_link, "is a symbolic link"), ("spec.yaml", make_link, "is a symbolic link"),
     ("store/.curate.lock", make_link, "is a symbolic link"),
     ("store/<fp>", make_link, "is a symbolic link that leads to no folder"),
+    # a run replaces the NN_* entries of steps/: through a link, a folder of the user's lost its NN_* files
+    ("steps", make_folder_link, "is a symbolic link"),
 ])
 def test_a_run_dir_entry_of_the_wrong_kind_is_a_clear_error(curate_main, finished, where, make, kind):
     if where == "store/<fp>":
@@ -304,6 +317,8 @@ def test_a_run_dir_entry_of_the_wrong_kind_is_a_clear_error(curate_main, finishe
         assert "remove it" in result.stderr and "internal error" not in result.stderr
     assert checked.stderr == ran.stderr  # one check, one message
     assert users_own.read_text() == "the user's own words"
+    if make is make_folder_link:
+        assert [p.name for p in (Path.cwd() / "users_folder").iterdir()] == ["01_chapter.txt"]
 
 
 def test_a_store_linked_to_a_folder_elsewhere_is_still_used(curate_main, finished):

@@ -216,3 +216,30 @@ def test_a_worker_whose_curate_process_died_before_it_started_exits_at_once(tmp_
     child = subprocess.run([sys.executable, worker.__file__, str(job)], env=env, capture_output=True, text=True,
                            timeout=60, check=False)
     assert child.returncode == 1 and "FileNotFoundError" in child.stderr
+
+
+def test_a_link_in_an_unfinished_shards_folder_is_refused_not_written_through(clean_world: World,
+                                                                              tmp_path: Path) -> None:
+    """A store from someone else (a shared cache_dir, a run sent to resume) whose unfinished shard
+    holds links where the step writes its pid and appends its log: the run wrote the pid over the
+    file the link led to and its log onto another. Now it refuses, naming each link and the fix."""
+    from curate.errors import RunDirError
+
+    params = {"allow_private_networks": True, "timeout": TIMEOUT, "image_size": 32}
+    users = {name: tmp_path / name for name in ("notes.txt", "diary.txt")}
+    for path in users.values():
+        path.write_text(f"the user's own {path.stem}")
+    with counting_server(clean_world) as server:
+        manifest, _ = run_download(tmp_path, url_table(clean_world, server.base_url, rows=10), params)
+        step_dir = Path(manifest["steps"][1]["path"])
+        shard = step_dir / "artifacts" / "shard-00000"
+        (step_dir / "_COMPLETE.json").unlink()  # cut off before the shard finished
+        (step_dir / "shards" / "00000.json").unlink()
+        for stats in (shard / "img2dataset").glob("*_stats.json"):
+            stats.unlink()
+        for name, target in (("worker.pid", users["notes.txt"]), ("download.log", users["diary.txt"])):
+            (shard / name).unlink(missing_ok=True)
+            (shard / name).symlink_to(target)
+        with pytest.raises(RunDirError, match=r"(?s)step 'download' cannot run in .*worker\.pid is a symbolic link to "):
+            run_spec(download_spec(params), tmp_path)
+    assert {path.read_text() for path in users.values()} == {"the user's own notes", "the user's own diary"}

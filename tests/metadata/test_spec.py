@@ -70,3 +70,29 @@ def test_the_shipped_spec_flattens_the_long_tailed_world(tmp_path):
     tail = counts.filter(pl.col("count") <= 60)
     assert tail.height and (tail["kept"] == tail["count"]).all()
     assert not math.isnan(facts["head_share_after"])
+
+
+def test_a_pipe_for_the_upstream_entries_is_an_error_not_a_wait(metadata_pm, tmp_path):
+    """A store from elsewhere with a pipe where metadata_match keeps its entries: metadata_balance,
+    run again, named it instead of waiting forever for a writer."""
+    import os
+
+    from curate_metadata.entries import MetadataError
+    from curate_metadata.match import ENTRIES_ARTIFACT
+
+    from tests.core.test_run_dir_safety import no_endless_wait
+
+    (tmp_path / "entries.txt").write_text("red\ncircle\n")
+    table = pl.DataFrame({"url": [f"https://example.com/{i}.jpg" for i in range(20)], "alt_text": ["a red circle"] * 20})
+    spec = {"name": "balance", "source": {"format": "parquet", "path": "in.parquet"},
+            "steps": [{"step": "metadata_match", "params": {"entries": str(tmp_path / "entries.txt")}},
+                      {"step": "metadata_balance", "params": {"t": 5}}],
+            "run": {"dir": "run", "shard_size": 16}}
+    manifest = run_spec(spec, tmp_path, tables={"in.parquet": table}, pm=metadata_pm)
+    match, balance = (Path(record["path"]) for record in manifest["steps"][1:])
+    (balance / "_COMPLETE.json").unlink()
+    (match / "artifacts" / ENTRIES_ARTIFACT).unlink()
+    os.mkfifo(match / "artifacts" / ENTRIES_ARTIFACT)
+    with no_endless_wait(), pytest.raises(MetadataError, match=r"is a pipe \(FIFO\), not the file curate wrote") as caught:
+        run_spec(spec, tmp_path, pm=metadata_pm)
+    assert f"rm -r '{match}'" in caught.value.hint
