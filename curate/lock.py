@@ -24,10 +24,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from curate.display import visible
 from curate.errors import RunDirError, RunLockedError
 from curate.runfiles import read_text
 
 LOCK_NAME = ".curate.lock"
+COMMAND_LIMIT = 300  # characters of the holder's command line kept in the lock file
 POLL_SECONDS = 0.2
 
 
@@ -36,7 +38,7 @@ def _me() -> dict[str, Any]:
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv)[:300],
+        "command": " ".join(sys.argv)[:COMMAND_LIMIT],
     }
 
 
@@ -68,10 +70,19 @@ def pid_alive(pid: int) -> bool:
 
 
 def describe(holder: dict[str, Any] | None) -> str:
+    """Who holds a lock, from its file. A run directory may come from someone else, and this is
+    printed as it stands (the notice of a lock taken over): each field is shown with its control
+    characters as escapes (an ESC sequence in 'host' cleared the screen) and cut to its length in
+    a file curate writes."""
     if not holder:
         return "another process (it has not written its name yet)"
-    return (f"pid {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started_at')}"
-            + (f" ({holder['command']})" if holder.get("command") else ""))
+
+    def field(name: str, limit: int = 100) -> str:
+        text = visible(holder.get(name))
+        return text if len(text) <= limit else text[:limit] + "…"
+
+    return (f"pid {field('pid')} on host {field('host')}, started {field('started_at')}"
+            + (f" ({field('command', COMMAND_LIMIT)})" if holder.get("command") else ""))
 
 
 class DirectoryLock:

@@ -2,7 +2,7 @@
 store in a shared cache_dir): what curate reads back there is data. Markers of the wrong shape
 are recomputed, never summed; a marker sets no field of the manifest but its counts; links and
 pipes in a step's folder or at curate's scratch names are neither written through nor waited
-on."""
+on; a lock file's holder is shown with escapes."""
 
 from __future__ import annotations
 
@@ -149,3 +149,15 @@ def test_a_pipe_or_link_at_a_scratch_name_is_removed_not_waited_on(curate_main, 
         assert (run / "out.parquet").read_bytes() == output
         assert not scratch.exists() and not scratch.is_symlink()
     assert [p.name for p in users.iterdir()] == ["notes.txt"] and (users / "notes.txt").read_text() == "mine"
+
+
+def test_a_lock_files_holder_is_shown_with_escapes(curate_main, finished):
+    holder = {"pid": 999999, "host": "elsewhere\x1b]0;title\x07\x1b[2J", "started_at": "x" * 5000,
+              "command": "curate run \x1b[31mred\u202eevil"}
+    (finished / ".curate.lock").write_text(json.dumps(holder))
+    ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 0, ran
+    line = next(line for line in ran.stderr.splitlines() if "taking over the lock" in line)
+    assert "\x1b" not in line and "\u202e" not in line and "\x07" not in line
+    assert "elsewhere\\x1b]0;title\\x07\\x1b[2J" in line and "red\\u202eevil" in line
+    assert len(line) < 1000  # the holder's fields are cut to what curate writes
