@@ -141,7 +141,7 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     to_run: Any = spec
     if resume_dir is not None:
         if spec is None:
-            to_run = _saved_spec(Path(resume_dir), console)
+            to_run = _saved_spec(Path(resume_dir), console, untrusted)
         run_dir = resume_dir
     if to_run is None:
         raise UsageError("curate run needs a SPEC (or --resume RUN_DIR)", "e.g. curate run specs/quickstart.yaml")
@@ -164,10 +164,15 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     console.print(f"run directory: {run_dir_shown}  (duckdb {for_rich(the_plan.run_dir / 'curate.duckdb')})")
 
 
-def _saved_spec(run_dir: Path, console: Any) -> Any:
+def _saved_spec(run_dir: Path, console: Any, untrusted: bool = False) -> Any:
     """The spec saved in ``run_dir`` (what the run ran), for ``curate run --resume``. Its relative
     paths stay relative to the original spec file's directory, as when the run started. The
-    original file is not run: it may have been edited since (that is said, not done)."""
+    original file is not run: it may have been edited since (that is said, not done).
+
+    A spec is code (its SQL reads any file; its outputs may name any path), and the saved copy is
+    only a file in a directory that may come from anyone. It runs with the trust the user gave
+    it only while their spec file, the one the manifest names, still says the same; otherwise as
+    ``--untrusted``, said with the reason and the command that runs the user's own spec."""
     from curate.errors import RunDirError
     from curate.runstore import read_manifest
     from curate.spec import load_spec
@@ -181,25 +186,50 @@ def _saved_spec(run_dir: Path, console: Any) -> Any:
                           f"run the spec again into it ({again}); finished steps are reused")
     loaded = load_spec(saved)
     loaded.origin = original
-    if original is not None and _changed_since(original, loaded.spec):
-        console.print(f"note: {for_rich(original)} has changed since this run started; resuming with the "
-                      f"spec saved in {for_rich(saved)} (to run the edited spec here: curate run "
-                      f"{for_rich(original)} --run-dir {for_rich(run_dir)})")
+    why = _not_vouched_for(original, loaded.spec, run_dir)
+    if why is None:
+        return loaded
+    if untrusted or loaded.spec.run.untrusted:  # untrusted anyway (now, or when the run started)
+        if why == CHANGED:
+            console.print(f"note: {for_rich(original)} has changed since this run started; resuming with the "
+                          f"spec saved in {for_rich(saved)} (to run the edited spec here: curate run "
+                          f"{for_rich(original)} --run-dir {for_rich(run_dir)})")
+        return loaded
+    loaded.spec.run.untrusted = True
+    what = f"{for_rich(original)} {why}" if original is not None else why
+    again = (f"curate run {for_rich(original)} --run-dir {for_rich(run_dir)}" if why == CHANGED
+             else f"curate run SPEC --run-dir {for_rich(run_dir)}, SPEC being your copy of it")
+    console.print(f"note: {what}; resuming with the spec saved in {for_rich(saved)} as untrusted (--untrusted: "
+                  "its SQL gets no file, network or extension access, and its outputs, run.dir and cache_dir "
+                  f"stay under the working directory). To run your own spec here with full trust: {again}")
     return loaded
 
 
-def _changed_since(original: Path, ran: Any) -> bool:
-    """Whether the spec file ``original`` no longer says what the spec ``ran`` says."""
+CHANGED = "has changed since this run started"
+
+
+def _not_vouched_for(original: Path | None, ran: Any, run_dir: Path) -> str | None:
+    """Why no spec file of the user's vouches for the saved spec ``ran`` (None: the spec file
+    ``original``, the manifest's ``spec_path``, is the user's, outside the run directory, and
+    says what ``ran`` says)."""
+    import os
+
     from curate.spec import load_spec
 
+    if original is None:
+        return "the run's manifest names no spec file it came from"
     if not original.is_file():
-        return False  # moved or deleted: nothing there to confuse with the run
+        return "is gone (the spec file the run came from, per its manifest)"
+    if Path(os.path.realpath(original)).is_relative_to(Path(os.path.realpath(run_dir))):
+        return "is inside the run directory: the manifest names no spec file of yours"
+    if hasattr(os, "geteuid") and original.stat().st_uid != os.geteuid():
+        return "belongs to another user"
     try:
         current = load_spec(original).spec
     except CurateError:
-        return True
+        return CHANGED
     current.run.untrusted = current.run.untrusted or ran.run.untrusted  # --untrusted is saved with the run
-    return current.hash() != ran.hash()
+    return None if current.hash() == ran.hash() else CHANGED
 
 
 def _print_funnel(manifest: dict[str, Any], console: Any) -> None:

@@ -2,7 +2,8 @@
 store in a shared cache_dir): what curate reads back there is data. Markers of the wrong shape
 are recomputed, never summed; a marker sets no field of the manifest but its counts; links and
 pipes in a step's folder or at curate's scratch names are neither written through nor waited
-on; a lock file's holder is shown with escapes."""
+on; a lock file's holder is shown with escapes; and the spec saved in a run directory runs with
+full trust only while a spec file of the user's says the same."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from curate.runstore import StoreWarning
 from tests.conftest import sample_table
@@ -161,3 +163,70 @@ def test_a_lock_files_holder_is_shown_with_escapes(curate_main, finished):
     assert "\x1b" not in line and "\u202e" not in line and "\x07" not in line
     assert "elsewhere\\x1b]0;title\\x07\\x1b[2J" in line and "red\\u202eevil" in line
     assert len(line) < 1000  # the holder's fields are cut to what curate writes
+
+
+# -- curate run --resume: the spec saved in the run directory --------------------------------
+LEAKY = {"step": "sql", "params": {"query": "SELECT *, (SELECT content FROM read_text('{secret}')) AS leaked "
+                                            "FROM input"}}
+
+
+@pytest.fixture
+def received(curate_main, write_spec, workdir) -> Path:
+    """A run someone sent: its saved spec reads a file of this computer into its output, and its
+    manifest names no spec file (or one of theirs, which is not here)."""
+    (workdir / "secret.txt").write_text("the user's secret")
+    (workdir / "theirs.txt").write_text("a file of theirs")
+    theirs = LEAKY["params"]["query"].replace("{secret}", str(workdir / "theirs.txt"))
+    spec = spec_with(source={"path": str(workdir / "data.parquet")}, steps=[{"step": "sql", "params": {"query": theirs}}],
+                     run={"dir": "received", "shard_size": 10})
+    write_spec(spec, table=sample_table(20))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    run = workdir / "received"
+    saved = yaml.safe_load((run / "spec.yaml").read_text())
+    saved["steps"][0]["params"]["query"] = LEAKY["params"]["query"].replace("{secret}", str(workdir / "secret.txt"))
+    saved["outputs"].append({"format": "csv", "path": str(workdir / "users_own.csv"), "step": None, "params": {}})
+    (run / "spec.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    (workdir / "users_own.csv").write_text("the user's own table")
+    (workdir / "spec.yaml").unlink()
+    return run
+
+
+@pytest.mark.parametrize("spec_path", [None, "/home/someone/spec.yaml", "received/spec.yaml"])
+def test_a_received_runs_saved_spec_is_resumed_as_untrusted(curate_main, received, workdir, spec_path):
+    edit_json(received / "manifest.json", spec_path=spec_path)
+    ran = curate_main("run", "--resume", "received", "--quiet")
+    assert ran.code == 2, ran
+    assert "as untrusted" in ran.stderr and "To run your own spec here with full trust: curate run" in ran.stderr
+    assert "file system operations are disabled" in ran.stderr  # its SQL reads no file of this computer
+    assert "is outside the run directory, and the spec is untrusted" in ran.stderr  # nor writes one
+    assert (workdir / "users_own.csv").read_text() == "the user's own table"
+    assert not (received / "out.parquet").exists() or "secret" not in (received / "out.parquet").read_bytes().decode(
+        "latin-1")
+
+
+def test_the_users_own_unchanged_spec_resumes_with_full_trust(curate_main, write_spec, workdir):
+    (workdir / "secret.txt").write_text("the user's own file, read on purpose")
+    query = LEAKY["params"]["query"].replace("{secret}", str(workdir / "secret.txt"))
+    write_spec(spec_with(steps=[{"step": "sql", "params": {"query": query}}], run={"dir": "run", "shard_size": 10}),
+               table=sample_table(20))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    step_dir(workdir / "run", 1).joinpath("_COMPLETE.json").unlink()
+    resumed = curate_main("run", "--resume", "run", "--quiet")
+    assert resumed.code == 0, resumed
+    assert "untrusted" not in resumed.stderr and "note:" not in resumed.stderr
+    assert set(pl.read_parquet(workdir / "run" / "out.parquet")["leaked"]) == {"the user's own file, read on purpose"}
+    explicit = curate_main("run", "--resume", "run", "--quiet", "--untrusted")  # asked for: no note needed
+    assert explicit.code == 2 and "note:" not in explicit.stderr, explicit
+    assert "file system operations are disabled" in explicit.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_spec_file_of_another_user_vouches_for_nothing(curate_main, write_spec, workdir):
+    # on a shared machine, whoever sent the run could leave a copy of its saved spec for its manifest to name
+    write_spec(spec_with(run={"dir": "run", "shard_size": 10}), table=sample_table(20))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    os.chown(workdir / "spec.yaml", 65534, 65534)
+    resumed = curate_main("run", "--resume", "run", "--quiet")
+    assert resumed.code == 0, resumed
+    assert f"note: {workdir / 'spec.yaml'} belongs to another user; resuming with the spec saved in" in resumed.stderr
+    assert "as untrusted" in resumed.stderr

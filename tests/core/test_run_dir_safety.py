@@ -51,10 +51,14 @@ def test_resume_runs_the_saved_spec_not_the_edited_original(curate_main, write_s
     assert resumed.code == 0, resumed
     assert "has changed since this run started" in resumed.stderr
     assert f"curate run {path} --run-dir work/run" in resumed.stderr
+    # no spec file of the user's says what the saved one says any more: it runs as --untrusted
+    assert "as untrusted" in resumed.stderr
     manifest = json.loads((workdir / "run" / "manifest.json").read_text())
     assert [r["rows_out"] for r in manifest["steps"]] == rows
     assert all(r["cached"] for r in manifest["steps"])
-    assert (workdir / "run" / "spec.yaml").read_text() == saved
+    expected = yaml.safe_load(saved)
+    expected["run"]["untrusted"] = True  # saved as it ran
+    assert yaml.safe_load((workdir / "run" / "spec.yaml").read_text()) == expected
     assert manifest["spec_path"] == str(path)  # a later resume still finds the original directory
 
 
