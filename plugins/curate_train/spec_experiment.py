@@ -479,6 +479,7 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
         eval_only: bool = False) -> dict[str, Any]:
     """Validate, then per seed run every variant (a finished one, with its result.json, is reused),
     then write the summary."""
+    from curate.runfiles import remove_tree
     from curate_train.gaps import summarize
 
     experiment = loaded.experiment
@@ -495,11 +496,18 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
             folder = run_dir / f"seed-{seed}" / name
             done = folder / RESULT
             config = config_hash(specs[name], experiment.train)
-            if done.is_file() and json.loads(done.read_text()).get("config") != config and not eval_only:
+            result, problem = saved_result(done, run_dir)
+            if problem is not None:
+                if eval_only:
+                    raise CurateError(f"--eval-only: seed {seed}, variant '{name}': {done} {problem}",
+                                      "run it again without --eval-only")
+                echo(f"seed {seed} {name}: {done} {problem}; running it again")
+                remove_tree(done)  # a link or a pipe by its name, never followed or opened
+            if result is not None and result["config"] != config and not eval_only:
                 echo(f"seed {seed} {name}: its spec or training settings changed since {done}; running it again")
                 done.unlink()
-            if done.is_file():
-                result = json.loads(done.read_text())
+                result = None
+            if result is not None:
                 if eval_only:
                     result = {**result, **evaluate(loaded, Path(result["model"]))}
                     done.write_text(json.dumps(result, indent=2) + "\n")
@@ -531,6 +539,37 @@ def run(loaded: Loaded, run_dir: Path, seeds: list[int] | None = None, *, echo: 
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(markdown(summary))
     return summary
+
+
+# What run() reads back from a variant's result.json (besides its metrics, numbers, for the summary).
+_RESULT_FIELDS: dict[str, tuple[type, ...]] = {"config": (str,), "model": (str,), "rows": (int,),
+                                               "samples_seen": (int,), "steps": (list,)}
+_RESULT_STEP_FIELDS: dict[str, tuple[type, ...]] = {"label": (str,), "cached": (bool,)}
+
+
+def saved_result(done: Path, run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the variant's result.json, None) when it is one run() wrote; (None, None) when there is
+    none; else (None, what is wrong with it). An experiment's folder may come from elsewhere: a
+    result is read without waiting on a pipe or reading without end (curate.runfiles), only with
+    the fields run() uses, and only naming a model inside ``run_dir`` (a variant's model is loaded
+    by the variants after it, and evaluated, wherever a result says it lies)."""
+    from curate.runfiles import confined, read_json, real_folders
+    from curate.shapes import fields_problem
+
+    if done.is_symlink():
+        return None, "is a symbolic link, not the file the experiment wrote"
+    if not done.exists():
+        return None, None
+    try:
+        result = read_json(done)
+    except (OSError, ValueError) as exc:
+        return None, f"cannot be read ({exc})"
+    problem = fields_problem(result, _RESULT_FIELDS, tuple(_RESULT_FIELDS), "")
+    for index, step in enumerate(result.get("steps", []) if problem is None else []):
+        problem = problem or fields_problem(step, _RESULT_STEP_FIELDS, tuple(_RESULT_STEP_FIELDS), f"steps[{index}]")
+    if problem is None and confined(result["model"], real_folders([run_dir])) is None:
+        problem = f"model {result['model']} is outside the experiment's folder {run_dir}"
+    return (None, f"is damaged: {problem}") if problem else (result, None)
 
 
 def _shown(path: Path) -> str:

@@ -267,6 +267,12 @@ def test_two_variants_two_seeds_share_cached_steps_and_pair_their_seeds(pool, ca
     # a second run reuses every finished variant
     code, out, err = cli(["experiment", "run", experiment(pool), "--run-dir", run_dir], capsys)
     assert code == 0 and out.count("finished earlier") == 4
+    # a result.json that is not as the experiment wrote it (from elsewhere) is run again, not believed
+    (run_dir / "seed-1" / "all" / "result.json").write_text(json.dumps([results[1, "all"]]))
+    code, out, err = cli(["experiment", "run", experiment(pool), "--run-dir", run_dir], capsys)
+    assert code == 0 and out.count("finished earlier") == 3, err[-3000:]
+    assert "result.json is damaged: it is an array, not an object; running it again" in out
+    assert json.loads((run_dir / "seed-1" / "all" / "result.json").read_text())["rows"] == 16
 
 
 def test_the_digits_experiment_validates_on_the_pool_its_script_makes(tmp_path, capsys):
@@ -387,3 +393,38 @@ def test_an_alias_bomb_in_an_experiment_or_eval_set_file_is_refused(tmp_path):
     evalset.write_text("format: table\npath: t.parquet\n" + _bomb_lines())
     with pytest.raises(UsageError, match="more than 1,000,000 values"):
         load_eval_sets(evalset)
+
+
+def test_a_variants_result_is_reused_only_as_the_experiment_wrote_it(tmp_path):
+    """An experiment's folder may come from elsewhere: a result.json that is a pipe, a link, endless,
+    of the wrong shape or naming a model outside the folder is run again, never waited on or
+    believed (its model would be loaded by the variants after it)."""
+    import os
+
+    from curate_train.spec_experiment import saved_result
+
+    run_dir = tmp_path / "run"
+    folder = run_dir / "seed-0" / "all"
+    (folder / "train").mkdir(parents=True)
+    done = folder / "result.json"
+    good = {"config": "c0ffee", "model": str(folder / "train"), "rows": 16, "samples_seen": 48,
+            "steps": [{"label": "source", "cached": False}], "colors.acc1": 25.0}
+    assert saved_result(done, run_dir) == (None, None)
+    done.write_text(json.dumps(good))
+    assert saved_result(done, run_dir) == (good, None)
+    damaged = {
+        "a list": [good], "rows as text": {**good, "rows": "16"}, "no config": {k: v for k, v in good.items()
+                                                                               if k != "config"},
+        "a step without its label": {**good, "steps": [{"cached": True}]},
+        "a model elsewhere": {**good, "model": str(tmp_path / "their_model")},
+    }
+    for what, data in damaged.items():
+        done.write_text(json.dumps(data))
+        result, problem = saved_result(done, run_dir)
+        assert result is None and problem is not None and problem.startswith("is damaged: "), what
+    done.unlink()
+    os.mkfifo(done)
+    assert saved_result(done, run_dir)[1].startswith("cannot be read")  # opened without waiting for a writer
+    done.unlink()
+    done.symlink_to("/dev/zero")
+    assert saved_result(done, run_dir) == (None, "is a symbolic link, not the file the experiment wrote")
