@@ -31,6 +31,7 @@ from pydantic import Field, field_validator, model_validator
 from curate.errors import StepError
 from curate.filekeys import file_key, file_keys
 from curate.params import Params
+from curate.runfiles import open_regular, read_text
 from curate.schema import DROP_REASON, UID, URL, Image, Schema
 from curate.shards import write_json_atomic, write_parquet_atomic
 from curate.step import Step, StepContext
@@ -717,11 +718,21 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+TAIL_BYTES = 64 * 1024  # the end of a worker's log is what an error quotes; a long download's log is GBs
+
+
 def _tail(path: Path, lines: int = 5) -> str:
+    """The last ``lines`` lines of a worker's log, read from its last :data:`TAIL_BYTES` only
+    (through ``open_regular``: a pipe left in the store where the log goes is not waited on)."""
     try:
-        text = path.read_text(errors="replace").strip().splitlines()
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - TAIL_BYTES))
+            text = handle.read(TAIL_BYTES).decode("utf-8", errors="replace").strip().splitlines()
     except OSError:
         return "(no log)"
+    if len(text) > 1 and size > TAIL_BYTES:
+        text = text[1:]  # the first line read may be cut
     return " | ".join(text[-lines:]) or "(empty log)"
 
 
@@ -730,7 +741,7 @@ def _wait_for_stale_worker(shard_dir: Path, label: str, shard: int | None) -> No
     one that is still alive after that belongs to another run downloading this same shard."""
     pid_file = shard_dir / "worker.pid"
     try:
-        pid = int(pid_file.read_text())
+        pid = int(read_text(pid_file, limit=64))  # a pid; anything longer is not one curate wrote
     except (OSError, ValueError):
         return
     deadline = time.monotonic() + STALE_WORKER_SECONDS
