@@ -34,6 +34,9 @@ class Variant(Params):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+WORLD_DEFAULTS = {"fault_rate": 0.0}  # the pool is the world's pairs themselves: no download, no faults
+
+
 class ExperimentSpec(Params):
     name: str = "blend"
     world: dict[str, Any] = Field(default_factory=lambda: {"n": 3000, "seed": 0})
@@ -60,6 +63,28 @@ class ExperimentSpec(Params):
         from curate_train.patch import experiment_name
 
         return experiment_name(value)
+
+    @field_validator("world")
+    @classmethod
+    def _world(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The world's parameters (``curate_world``'s WorldParams), checked when the spec loads,
+        before anything runs; where it goes (the experiment's own ``world/``) and whether to
+        replace it are the experiment's to say (``out_dir`` was an internal error, ``overwrite``
+        replaced the experiment's world)."""
+        from curate_world.api import WorldParams
+
+        own = sorted(set(value) & {"out_dir", "overwrite", "realign_fraction"})
+        if own:
+            raise ValueError(f"{', '.join(own)} {'is' if len(own) == 1 else 'are'} the experiment's to set, not "
+                             "the world's: it writes its world to its own world/ folder, with every row realigned")
+        from pydantic import ValidationError
+
+        try:
+            WorldParams(**{**WORLD_DEFAULTS, **value, "realign_fraction": 1.0})
+        except ValidationError as exc:  # one line per bad key, as the rest of the spec's problems
+            said = "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors())
+            raise ValueError(f"not a world's parameters ({said})") from None
+        return value
 
 
 def load(path: Path) -> ExperimentSpec:
@@ -89,7 +114,7 @@ def load(path: Path) -> ExperimentSpec:
 def build_pool(world_dir: Path, world: dict[str, Any]) -> pl.DataFrame:
     from curate_world.api import generate_world
 
-    generate_world(world_dir, **{"fault_rate": 0.0, **world, "realign_fraction": 1.0})
+    generate_world(world_dir, **{**WORLD_DEFAULTS, **world, "realign_fraction": 1.0})
     pairs = pl.read_parquet(world_dir / "world.parquet").filter(pl.col("split") == "train")
     realigned = pl.read_parquet(world_dir / "realigned.parquet").select("world_id", pl.col("caption")
                                                                         .alias("caption_realigned"))

@@ -35,6 +35,11 @@ def test_the_experiment_spec_loads(name):
     ("name: /home/me", "name: an experiment's name becomes its run folder"),
     ("epochs: 5000", "epochs: must be ≤ 1000, got 5000"),
     ("lr: .inf", "lr: Input should be a finite number"),
+    # the world's keys are checked when the spec loads; where it goes is the experiment's to say
+    ("world: {n: 40, out_dir: /tmp/elsewhere}", "world: out_dir is the experiment's to set"),
+    ("world: {n: 40, overwrite: true}", "world: overwrite is the experiment's to set"),
+    ("world: {n: 40, colour: 3}", r"world: not a world's parameters \(colour: Extra inputs are not permitted\)"),
+    ("world: {n: 0}", r"world: not a world's parameters \(n: Input should be greater than or equal to 1\)"),
 ])
 def test_the_blend_experiment_refuses_a_name_or_budget_beyond_its_bounds(tmp_path, line, expected):
     from curate_train.experiment import load
