@@ -275,7 +275,7 @@ class Engine:
         if planned.label in getattr(self, "retrying", {}):
             stats["retried_rows"] = self.retrying[planned.label]
         write_json_atomic(stats, step_dir / COMPLETE)
-        record.update(_facts(stats), complete=True)
+        record.update(marker_facts(stats), complete=True)
         link_step(self.run_dir, planned.dirname, step_dir)
         self.observer.step_finished(planned, record)
         return record
@@ -319,7 +319,7 @@ class Engine:
         step_dir = self.plan.step_dir(planned)
         stats = read_json(step_dir / COMPLETE)
         self.observer.step_started(planned, stats.get("rows_in"), True)
-        record.update(_facts(stats), cached=True, complete=True)
+        record.update(marker_facts(stats), cached=True, complete=True)
         link_step(self.run_dir, planned.dirname, step_dir)
         self.observer.step_finished(planned, record)
 
@@ -387,7 +387,7 @@ class Engine:
             }
             step_dir = plan.step_dir(planned)
             write_json_atomic(stats, step_dir / COMPLETE)
-            record.update(_facts(stats), complete=True)
+            record.update(marker_facts(stats), complete=True)
             link_step(self.run_dir, planned.dirname, step_dir)
             self.observer.step_finished(planned, record)
 
@@ -467,7 +467,7 @@ class Engine:
         stats["seconds"] = round(max(seconds - follower_busy / max(1, workers), 0.0), 3)
         stats["finished_at"] = _now()
         write_json_atomic(stats, head_dir / COMPLETE)
-        records[0].update(_facts(stats), complete=True)
+        records[0].update(marker_facts(stats), complete=True)
         link_step(self.run_dir, head.dirname, head_dir)
         self.observer.step_finished(head, records[0])
         self._finish_members(followers, records[1:], contexts[1:], results, seconds)
@@ -590,12 +590,6 @@ def _say_shard_recomputed(label: str, stats: ShardStats) -> None:
     if stats.redone is not None:
         warnings.warn(f"step '{label}', shard {stats.index} was recomputed: {stats.redone}", StoreWarning,
                       stacklevel=2)
-
-
-def _facts(stats: dict[str, Any]) -> dict[str, Any]:
-    """A step's _COMPLETE.json as its manifest record shows it (curate.shapes.marker_facts): a
-    marker from someone else's store sets no field of the record but its counts and timings."""
-    return marker_facts(stats)
 
 
 def _files_entry(parts: list[dict[str, str] | None]) -> dict[str, Any]:
