@@ -286,7 +286,7 @@ def plugins(as_json: bool) -> None:
             provided = {key: cls for key, cls in registry.classes.items() if registry.owners[key] == name}
             entry[kind + "s"] = {
                 key: {"description": (cls.description or (cls.__doc__ or "").strip().split("\n")[0]),
-                      "params": cls.Params.model_json_schema(),
+                      "params": _params_schema(cls.Params),
                       **({"requires": list(cls.requires), "extra": cls.extra} if getattr(cls, "requires", ()) else {})}
                 for key, cls in sorted(provided.items())
             }
@@ -315,6 +315,19 @@ def plugins(as_json: bool) -> None:
             console.print(f"  [dim]hooks: {', '.join(others)}[/dim]")
     for name, error in pm.failed.items():
         console.print(f"[red]failed[/red] {for_rich(name)}: {for_rich(error)}")
+
+
+def _params_schema(params: Any) -> dict[str, Any]:
+    """The params' JSON schema with every default, those made by a ``default_factory`` (a list or
+    dict) too: pydantic leaves them out, and a param without a default reads as required."""
+    from pydantic_core import to_jsonable_python
+
+    schema = params.model_json_schema()
+    for name, field in params.model_fields.items():
+        prop = schema.get("properties", {}).get(field.alias or name)
+        if prop is not None and "default" not in prop and field.default_factory is not None:
+            prop["default"] = to_jsonable_python(field.get_default(call_default_factory=True))
+    return schema
 
 
 # Hooks whose results `curate plugins` shows as registries or commands (the rest it lists by name).

@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import Field
 
 from curate.hookspecs import hookimpl
+from curate.params import StepParams
 from curate.step import Step
 from tests.conftest import cli_env, sample_table
 from tests.core.test_spec import FIVE_MISTAKES
@@ -201,6 +203,34 @@ def test_plugins_lists_steps_and_their_params(curate_main):
     assert result.code == 0, result
     assert "step     sample: seeded sample by fraction or count" in result.stdout
     assert "params: fraction=None, count=None, by=None, seed=None" in result.stdout
+
+
+class Tagged(Step):
+    name = "tagged"
+
+    class Params(StepParams):
+        tags: list[str] = Field(default_factory=lambda: ["alt_text", "caption"])
+        options: dict[str, float] = Field(default_factory=dict)
+        where: str
+
+
+class TaggedPlugin:
+    @hookimpl
+    def curate_register_steps(self):
+        return [Tagged]
+
+
+def test_plugins_shows_defaults_made_by_a_factory_and_no_default_only_where_required(curate_main, register_plugin):
+    # A list or dict default is written with default_factory; listed without it, an optional param
+    # read as a required one (the export sinks' `metadata`, the mix step's `options`).
+    register_plugin(TaggedPlugin(), "tagged")
+    result = curate_main("plugins")
+    assert result.code == 0, result
+    assert "params: tags=['alt_text', 'caption'], options={}, where\n" in result.stdout
+    listed = next(p for p in curate_main("plugins", "--json").json()["plugins"] if p["name"] == "tagged")
+    properties = listed["steps"]["tagged"]["params"]["properties"]
+    assert properties["tags"]["default"] == ["alt_text", "caption"] and properties["options"]["default"] == {}
+    assert "default" not in properties["where"]
 
 
 class Interrupted(Step):
