@@ -158,7 +158,7 @@ def experiment() -> None:
 @experiment.command("run")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
-              help="default: runs/<spec name> next to the spec")
+              help="default: runs/NAME (its name:) in the folder above the spec's: specs/x.yaml → runs/NAME")
 @click.option("--eval-only", is_flag=True, help="re-evaluate the trained variants of a finished run")
 @click.option("--seeds", default=None, help="comma-separated seeds, overriding the spec's (e.g. 0,1,2,3,4)")
 def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | None) -> None:
@@ -200,7 +200,7 @@ def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | 
 @experiment.command("validate")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
-              help="default: runs/<spec name> next to the spec")
+              help="default: runs/NAME (its name:) in the folder above the spec's: specs/x.yaml → runs/NAME")
 def validate_command(spec: Path, run_dir: Path | None) -> None:
     """Check an experiment over a spec without running anything: its fields, every variant's
     patch (paths, step names), {model:...} references, each variant's plan (plugins, params,
