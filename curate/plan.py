@@ -326,6 +326,8 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     for loc, message, hint in run_dir_problems(loaded, run_dir, run_path):
         problems.add(loc, message, hint)
     store = Path(spec.run.cache_dir).resolve() if spec.run.cache_dir else run_path / "store"
+    # Before the source is planned: a bucket source copies what it reads into RUN_DIR/tmp already.
+    check_layout(run_path, store, [], [], links_only=True)
 
     source, schema, source_fp = _plan_source(loaded, resolved, run_path)
     plan_steps: list[PlannedStep] = []

@@ -133,15 +133,17 @@ def layout_problems(run_dir: Path, store_dir: Path, fingerprints: list[str], ste
     where curate keeps a file or the reverse failed deep inside a run (IsADirectoryError,
     FileExistsError, NotADirectoryError); a pipe there made the run wait forever for a reader; and
     a symbolic link in place of one of curate's files had the run write through it, into the
-    file it leads to (the lock file's holder over a user's file). Only ``lstat``: nothing is
-    opened, created or changed, so ``curate validate`` runs it too."""
+    file it leads to (the lock file's holder over a user's file). A link in place of a folder
+    curate makes itself (``tmp``, ``store``, ``store/<fingerprint>``) had a resumed run write and
+    delete in the folder it leads to (:func:`link_problems`). Only ``lstat``: nothing is opened,
+    created or changed, so ``curate validate`` runs it too."""
     files = [*(run_dir / name for name in RUN_DIR_FILES), store_dir / LOCK_NAME]
     folders = [run_dir / "steps", run_dir / "tmp", store_dir, *(store_dir / fp for fp in fingerprints)]
     problems: list[str] = []
 
-    def wrong(path: Path, kind: str, keeps: str) -> None:
+    def wrong(path: Path, kind: str, keeps: str, also: str = "") -> None:
         remove = f"rm -r '{path}'" if kind == "a folder" else f"rm '{path}'"
-        problems.append(f"{path} is {kind}, where curate keeps {keeps} (remove it: {remove})")
+        problems.append(f"{path} is {kind}, where curate keeps {keeps} (remove it: {remove}{also})")
 
     for path in dict.fromkeys(files):
         kind = _kind(path)
@@ -152,7 +154,9 @@ def layout_problems(run_dir: Path, store_dir: Path, fingerprints: list[str], ste
         if kind == "a symbolic link" and path == run_dir / "steps":
             # a run replaces the NN_* entries there: through a link, a folder of the user's lost its NN_* files
             wrong(path, kind, "a folder of its own (links to the steps' stores, which a run replaces)")
-        elif kind == "a symbolic link" and not path.is_dir():  # a link to a folder elsewhere is fine
+        elif kind == "a symbolic link" and path in _made_by_curate(run_dir, store_dir, fingerprints):
+            problems.append(_link_problem(path, run_dir))
+        elif kind == "a symbolic link" and not path.is_dir():  # a configured store_dir: its own links resolved
             wrong(path, "a symbolic link that leads to no folder", "a folder")
         elif kind not in (None, "a folder", "a symbolic link"):
             wrong(path, kind, "a folder")
@@ -164,8 +168,41 @@ def layout_problems(run_dir: Path, store_dir: Path, fingerprints: list[str], ste
     return problems
 
 
-def check_layout(run_dir: Path, store_dir: Path, fingerprints: list[str], step_links: list[str]) -> None:
-    problems = layout_problems(Path(run_dir), Path(store_dir), fingerprints, step_links)
+def _link_problem(path: Path, run_dir: Path) -> str:
+    """The problem of a link at ``path``, a folder curate makes itself (:func:`_made_by_curate`):
+    a run writes, replaces and removes inside it, and through a link left in a run directory or
+    a shared store it did so in the folder the link leads to."""
+    also = ""
+    if path == run_dir / "store":  # the one a user may have linked on purpose: the spec says it instead
+        also = (f"; to keep the run's store in the folder it leads to, set it in the spec instead: "
+                f"run: {{cache_dir: '{os.path.realpath(path)}'}}")
+    return (f"{path} is a symbolic link to {os.readlink(path)}, where curate keeps a folder of its own, which "
+            f"a run writes and deletes in (remove it: rm '{path}'{also})")
+
+
+def link_problems(run_dir: Path, store_dir: Path, fingerprints: list[str]) -> list[str]:
+    """The links among the folders curate makes itself (:func:`_made_by_curate`), each with its
+    fix; :func:`layout_problems` says them too. Only ``lstat``."""
+    return [_link_problem(path, run_dir) for path in _made_by_curate(run_dir, store_dir, fingerprints)
+            if path.is_symlink()]
+
+
+def _made_by_curate(run_dir: Path, store_dir: Path, fingerprints: list[str]) -> list[Path]:
+    """The folders curate creates itself, by these names, and never as links: the run's scratch
+    space, its store when no ``run.cache_dir`` names one, and every step's folder in the store.
+    (A configured ``cache_dir`` is a path the user chose, resolved when planned: a link in it or
+    above it, such as /home leading to /data/home, is theirs.)"""
+    store_dir = Path(store_dir)
+    own_store = [store_dir] if store_dir == run_dir / "store" else []
+    return [run_dir / "tmp", *own_store, *(store_dir / fp for fp in fingerprints)]
+
+
+def check_layout(run_dir: Path, store_dir: Path, fingerprints: list[str], step_links: list[str],
+                 links_only: bool = False) -> None:
+    """Refuse what :func:`layout_problems` finds (``links_only``: what :func:`link_problems` does)."""
+    run_dir, store_dir = Path(run_dir), Path(store_dir)
+    problems = (link_problems(run_dir, store_dir, fingerprints) if links_only
+                else layout_problems(run_dir, store_dir, fingerprints, step_links))
     if problems:
         raise RunDirError(
             f"the run directory {run_dir} cannot be used as it is:\n" + "\n".join(f"  - {p}" for p in problems),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -230,3 +231,65 @@ def test_a_spec_file_of_another_user_vouches_for_nothing(curate_main, write_spec
     assert resumed.code == 0, resumed
     assert f"note: {workdir / 'spec.yaml'} belongs to another user; resuming with the spec saved in" in resumed.stderr
     assert "as untrusted" in resumed.stderr
+
+
+# -- links at the folders curate makes itself: tmp/, store/, store/<fingerprint> ---------------
+def users_folder(workdir: Path) -> Path:
+    folder = workdir / "users_folder"
+    folder.mkdir()
+    for name in ("notes.txt", "source", "duckdb", "outputs"):  # named as curate names its scratch
+        (folder / name).write_text("mine")
+    return folder
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"" for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("command", [("run", "spec.yaml"), ("run", "--resume", "run")])
+@pytest.mark.parametrize("where", ["tmp", "store", "store/<fp>"])
+def test_a_link_at_a_folder_curate_makes_is_refused_before_anything_is_written(curate_main, finished, workdir,
+                                                                               where, command):
+    """A run directory from elsewhere (or a colleague's store) with tmp/, store/ or a step's folder
+    linked to a folder of the user's: a run wrote and deleted there (a step's folder and its
+    .partial, DuckDB's spill files, staged outputs)."""
+    users = users_folder(workdir)
+    (step_dir(finished, 3) / "_COMPLETE.json").unlink()  # exact_dedup, unfinished: it runs again, in its folder
+    if where == "store/<fp>":
+        where = f"store/{step_dir(finished, 3).name}"
+    if where == "tmp":
+        shutil.rmtree(finished / where)
+    else:  # the store's own folders go with it, as in a store kept elsewhere
+        for entry in (finished / where).iterdir():
+            entry.rename(users / entry.name)
+        (finished / where).rmdir()
+    (finished / where).symlink_to(users)
+    before = listing(users)
+    ran = curate_main(*command, "--quiet")
+    assert ran.code == 2, ran
+    assert f"{finished / where} is a symbolic link to {users}, where curate keeps a folder of its own" in ran.stderr
+    assert f"rm '{finished / where}'" in ran.stderr and "internal error" not in ran.stderr
+    assert listing(users) == before
+    assert (finished / where).is_symlink()
+    (finished / where).unlink()  # the fix it gives: the run computes what it needs again
+    assert curate_main(*command, "--quiet").code == 0
+
+
+def test_a_cache_dir_under_a_linked_folder_is_the_users_own(curate_main, write_spec, workdir):
+    """run.cache_dir is a path the user chose: a link above it (/home leading to /data/home) or at
+    it is theirs, and the store is used; a link at a step's folder inside it is still refused."""
+    (workdir / "disk" / "cache").mkdir(parents=True)
+    (workdir / "home").symlink_to(workdir / "disk")
+    (workdir / "cache_link").symlink_to(workdir / "disk" / "cache")
+    for cache_dir in ("home/cache", "cache_link"):
+        write_spec(spec_with(run={"dir": "run", "shard_size": 10, "cache_dir": cache_dir}), table=sample_table(40))
+        ran = curate_main("run", "spec.yaml", "--quiet")
+        assert ran.code == 0, ran
+        records = json.loads((workdir / "run" / "manifest.json").read_text())["steps"]
+        assert all(Path(r["path"]).parent == workdir / "disk" / "cache" for r in records)
+        assert curate_main("run", "--resume", "run", "--quiet").code == 0
+    fingerprint = Path(records[3]["path"])
+    fingerprint.rename(workdir / "moved")
+    fingerprint.symlink_to(workdir / "moved")
+    ran = curate_main("run", "spec.yaml", "--quiet")
+    assert ran.code == 2 and f"{fingerprint} is a symbolic link to {workdir / 'moved'}" in ran.stderr, ran

@@ -299,7 +299,7 @@ def no_endless_wait(seconds: int = 30) -> Iterator[None]:
     ("store", make_fifo, "is a pipe (FIFO)"),
     (".curate.lock", make_link, "is a symbolic link"), ("spec.yaml", make_link, "is a symbolic link"),
     ("store/.curate.lock", make_link, "is a symbolic link"),
-    ("store/<fp>", make_link, "is a symbolic link that leads to no folder"),
+    ("store/<fp>", make_link, "is a symbolic link to {cwd}/users_own.txt"),
     # a run replaces the NN_* entries of steps/: through a link, a folder of the user's lost its NN_* files
     ("steps", make_folder_link, "is a symbolic link"),
 ])
@@ -307,6 +307,7 @@ def test_a_run_dir_entry_of_the_wrong_kind_is_a_clear_error(curate_main, finishe
     if where == "store/<fp>":
         fingerprint = json.loads((finished / "manifest.json").read_text())["steps"][2]["fingerprint"]
         where = f"store/{fingerprint}"
+    kind = kind.format(cwd=Path.cwd())
     users_own = Path.cwd() / "users_own.txt"  # the workdir, where curate_main runs
     users_own.write_text("the user's own words")
     make(finished / where)
@@ -325,10 +326,24 @@ def test_a_run_dir_entry_of_the_wrong_kind_is_a_clear_error(curate_main, finishe
         assert [p.name for p in (Path.cwd() / "users_folder").iterdir()] == ["01_chapter.txt"]
 
 
-def test_a_store_linked_to_a_folder_elsewhere_is_still_used(curate_main, finished):
-    (finished / "store").rename(finished.parent / "store_elsewhere")
-    (finished / "store").symlink_to(finished.parent / "store_elsewhere")
-    assert curate_main("validate", "spec.yaml").code == 0
+def test_a_store_linked_to_a_folder_elsewhere_is_refused_and_cache_dir_keeps_it_there(curate_main, finished):
+    """A link at store/ had a run write and delete in the folder it leads to (a run directory sent
+    by someone else could lead anywhere): the spec names a store kept elsewhere, run.cache_dir, and
+    the message says so with that folder; the steps stored there are reused."""
+    elsewhere = finished.parent / "store_elsewhere"
+    (finished / "store").rename(elsewhere)
+    (finished / "store").symlink_to(elsewhere)
+    checked = curate_main("validate", "spec.yaml")
+    ran = curate_main("run", "spec.yaml", "--quiet")
+    for result in (checked, ran):
+        assert result.code == 2, result
+        assert f"{finished / 'store'} is a symbolic link to {elsewhere}" in result.stderr
+        assert f"rm '{finished / 'store'}'" in result.stderr and f"cache_dir: '{elsewhere}'" in result.stderr
+    assert checked.stderr == ran.stderr
+    (finished / "store").unlink()  # the fix it gives
+    spec = yaml.safe_load(Path("spec.yaml").read_text())
+    spec["run"]["cache_dir"] = str(elsewhere)
+    Path("spec.yaml").write_text(yaml.safe_dump(spec))
     ran = curate_main("run", "spec.yaml", "--quiet")
     assert ran.code == 0, ran
     assert all(r["cached"] for r in json.loads((finished / "manifest.json").read_text())["steps"])
