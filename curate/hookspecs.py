@@ -76,5 +76,6 @@ def curate_report_sections(run_dir: Path, manifest: dict[str, Any], image_dirs: 
     """Sections for the run report. Each is ``{"title": str, "html": str, "order": int}``
     (self-contained HTML: inline images as data URIs, no external scripts). Results of all
     plugins are concatenated and sorted by ``order``. ``image_dirs``: the only folders a section
-    may embed images from (the run directory and those the user allowed, links resolved): pass
-    them to :mod:`curate.images` as ``within=``, since a run from elsewhere names its own files."""
+    may embed images or read row files from (the run directory and those the user allowed, links
+    resolved): pass them to :mod:`curate.images` as ``within=`` (and to the report's ``RunData``),
+    since a run from elsewhere names its own files."""

@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from curate.runfiles import confined, open_regular, real_folders
+from curate.runfiles import FileOutside, confined, open_regular, real_folders
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -45,16 +45,9 @@ class ImageNotFound(LookupError):
     """The shard exists but holds no image with this key (a store that was changed by hand)."""
 
 
-class ImageOutside(PermissionError):
-    """A read confined ``within`` some folders was asked for a file outside them (links
+class ImageOutside(FileOutside):
+    """A read confined ``within`` some folders was asked for an image file outside them (links
     resolved); ``path`` is where it really lies. Nothing was opened."""
-
-    def __init__(self, message: str, path: Path):
-        super().__init__(message)
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (str(self), self.path)
 
 
 def _split(ref: Any) -> tuple[str | None, str | None]:

@@ -64,6 +64,18 @@ def open_regular(path: Path) -> Iterator[BinaryIO]:
         os.close(fd)
 
 
+class FileOutside(PermissionError):
+    """A read confined to some folders (:func:`confined`) was asked for a file outside them,
+    links resolved; ``path`` is where it really lies. Nothing was opened."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.path)
+
+
 def real_folders(folders: Iterable[str | Path]) -> tuple[Path, ...]:
     """``folders`` with their links resolved, for :func:`confined`."""
     return tuple(Path(os.path.realpath(folder)) for folder in folders)

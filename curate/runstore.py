@@ -391,7 +391,8 @@ def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
     return db_path
 
 
-def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of: Any = None) -> str | None:
+def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of: Any = None,
+                  confine: Any = None) -> str | None:
     """DuckDB SQL for the rows a finished step kept, wherever they are (None: nowhere to read).
 
     A step stores them in ``data/``, except a step that ran fused before its group's last
@@ -400,32 +401,41 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
     step's kept rows are the rows that left its group after it (the last member's kept rows and
     the later members' dropped rows), in that order and with the values the later members left
     them (a text normalize_text cleaned is shown clean). ``step_dir_of(record)``: where a
-    record's store is (default: its recorded path)."""
+    record's store is (default: its recorded path). ``confine(path)``: the path to read for each
+    file read (default: the path itself); ``curate report`` passes one that raises
+    :class:`curate.runfiles.FileOutside` for a file outside the folders it may read."""
+    import dataclasses
+
     import polars as pl
 
     from curate.duck import quote
     from curate.schema import UID
 
     step_dir_of = step_dir_of or (lambda r: Path(r["path"]))
+    confined_only = confine is not None
+    confine = confine or (lambda path: path)
     step_dir = step_dir_of(record)
     if step_dir is None:
         return None
     if record.get("kept_rows_stored", True):
-        data = iter_shard_files(step_dir)
+        data = [confine(path) for path in iter_shard_files(step_dir)]
         return f"read_parquet({_parquet_list(data)})" if data else None
     reference = step_dir / KEPT_REFERENCE
     if reference.exists():
+        reference = confine(reference)
         try:
             ref = read_reference(reference)
         except (KeptReferenceError, OSError):
             return None  # an older or damaged reference is never run: nothing to read here
+        if confined_only:  # the source's files, read where they lie: named by data, confined too
+            ref = dataclasses.replace(ref, files=tuple(confine(Path(f)).as_posix() for f in ref.files))
         if not all(Path(f).is_file() for f in ref.files):
             return None  # the source moved, or a pipe stands in its place (DuckDB would wait on it)
         columns = ", ".join(f"s.{quote(c)}" for c in ref.columns if c != UID)
         ordered = f"(SELECT * FROM {ref.relation()} ORDER BY _file, _row) s"
         if not ref.uids:
             return f"(SELECT s.{UID}, {columns} FROM {ordered})"
-        uids = sorted((step_dir / "uids").glob("shard-*.parquet"))
+        uids = [confine(path) for path in sorted((step_dir / "uids").glob("shard-*.parquet"))]
         return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN read_parquet({_parquet_list(uids)}) u)"
     labels = record.get("fused") or []
     if record["label"] not in labels or labels[-1] == record["label"]:
@@ -438,8 +448,8 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
         if other_dir is None:
             return None
         if position == len(later) - 1:
-            files += iter_shard_files(other_dir)
-        files += iter_dropped_files(other_dir)
+            files += map(confine, iter_shard_files(other_dir))
+        files += map(confine, iter_dropped_files(other_dir))
     present: set[str] = set()
     for path in files:
         present.update(pl.read_parquet_schema(path))

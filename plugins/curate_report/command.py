@@ -16,16 +16,17 @@ from curate.display import echo
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write the page (default RUN_DIR/report.html).")
-@click.option("--images-from", "images_from", multiple=True, metavar="DIR",
+@click.option("--read-from", "--images-from", "read_from", multiple=True, metavar="DIR",
               type=click.Path(exists=True, file_okay=False),
-              help="Also embed images whose files lie in DIR (repeatable). By default only images inside "
-                   "RUN_DIR are: a run from elsewhere must not put other files of yours into the page.")
-def report(run_dir: str, out: str | None, images_from: tuple[str, ...]) -> None:
+              help="Also read steps' rows and images whose files lie in DIR (repeatable; --images-from is its "
+                   "old name). By default only those inside RUN_DIR are: a run from elsewhere must not put "
+                   "other files of yours into the page.")
+def report(run_dir: str, out: str | None, read_from: tuple[str, ...]) -> None:
     """Write a run's report: one HTML file with the funnel, distributions, duplicates and samples."""
     from curate_report.page import write_report
 
     started = time.perf_counter()
-    path = write_report(Path(run_dir), out, images_from=images_from)
+    path = write_report(Path(run_dir), out, read_from=read_from)
     size = path.stat().st_size
     echo(f"wrote {path} ({size / 1e6:.2f} MB in {time.perf_counter() - started:.1f} s)")
 
@@ -53,11 +54,12 @@ def report_after_run(run_dir: Path, manifest: dict[str, Any]) -> Path | None:
             return None
         from curate_report.page import write_report
 
-        # The report a run writes about itself shows the images its rows name wherever they lie:
-        # the run has just read them itself (its store, maybe under run.cache_dir; a world's or an
-        # experiment's image folder), so the page discloses nothing the spec did not already read.
-        # This manifest is the engine's, not a file. `curate report RUN` confines them (images.py).
-        return write_report(run_dir, manifest=manifest, images_from=[Path(os.sep)])
+        # The report a run writes about itself reads its steps' rows and the images they name
+        # wherever they lie: the run has just written or read them itself (its store, maybe under
+        # run.cache_dir; a world's or an experiment's image folder), so the page discloses nothing
+        # the spec did not already read. This manifest is the engine's, not a file.
+        # `curate report RUN` confines both (curate_report.leftout).
+        return write_report(run_dir, manifest=manifest, read_from=[Path(os.sep)])
     except Exception as exc:  # noqa: BLE001 - any failure here must leave the run successful
         from curate_report.sections import ReportWarning
 

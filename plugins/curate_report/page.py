@@ -21,7 +21,7 @@ def collect_sections(pm: Any, run_dir: Path, manifest: dict[str, Any],
                      image_dirs: tuple[Path, ...] | None = None) -> list[dict[str, Any]]:
     """Every plugin's sections, sorted by ``order``. Implementations are called one by one, so a
     plugin whose hook raises costs its own sections (with a warning naming it), not the page.
-    ``image_dirs``: where the page may read images (default: the run directory alone)."""
+    ``image_dirs``: where the page may read steps' rows and images (default: the run directory alone)."""
     from curate_report.images import image_dirs as image_dirs_of
 
     arguments = {"run_dir": Path(run_dir), "manifest": manifest,
@@ -117,9 +117,11 @@ def footer(manifest: dict[str, Any]) -> Html:
 
 
 def write_report(run_dir: Path | str, out: Path | str | None = None, pm: Any = None,
-                 manifest: dict[str, Any] | None = None, images_from: Iterable[Path | str] = ()) -> Path:
+                 manifest: dict[str, Any] | None = None, read_from: Iterable[Path | str] = (),
+                 images_from: Iterable[Path | str] = ()) -> Path:
     """Render the report of ``run_dir`` to ``out`` (default RUN_DIR/report.html), atomically.
-    Images are embedded from inside the run directory and the ``images_from`` folders only."""
+    Steps' rows and images are read from inside the run directory and the ``read_from`` folders
+    only (``images_from``: its old name, the same)."""
     from curate_report.images import image_dirs
     if pm is None:
         from curate.plugins import get_plugin_manager
@@ -127,7 +129,7 @@ def write_report(run_dir: Path | str, out: Path | str | None = None, pm: Any = N
         pm = get_plugin_manager()
     run_dir = Path(run_dir)
     manifest = manifest if manifest is not None else read_manifest(run_dir)
-    page = render_page(manifest, collect_sections(pm, run_dir, manifest, image_dirs(run_dir, images_from)))
+    page = render_page(manifest, collect_sections(pm, run_dir, manifest, image_dirs(run_dir, [*read_from, *images_from])))
     target = Path(out) if out is not None else run_dir / REPORT
     write_text_atomic(target, page, encoding="utf-8")
     return target

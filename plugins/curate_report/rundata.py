@@ -7,6 +7,7 @@ DuckDB had, and a 100-million-row run costs one scan per question, not memory.
 
 from __future__ import annotations
 
+import os
 import stat
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +17,7 @@ import polars as pl
 
 from curate.duck import quote
 from curate.hashing import uniform_sql
-from curate.runfiles import NotRegularFile
+from curate.runfiles import FileOutside, NotRegularFile, confined
 from curate.runstore import read_manifest
 from curate.schema import UID
 from curate_report.images import image_dirs as image_dirs_of
@@ -30,10 +31,13 @@ class RunData:
                  image_dirs: tuple[Path, ...] | None = None):
         self.run_dir = Path(run_dir)
         self.manifest = manifest if manifest is not None else read_manifest(self.run_dir)
-        # thumbnails come from these folders only (curate_report.images); refused ones are kept,
-        # by reference, with where their file lies, for the page's note
+        # Rows and thumbnails come from these folders only (the run directory and --read-from):
+        # the manifest names the steps' folders, and a run from elsewhere names any it likes.
+        # Refused ones are kept, by reference or by step, with where their file lies, for the
+        # page's note (curate_report.leftout).
         self.image_dirs = image_dirs if image_dirs is not None else image_dirs_of(self.run_dir)
         self.images_outside: dict[str, Path] = {}
+        self.rows_outside: dict[str, Path] = {}
         self.seed = int(self.manifest.get("seed") or 0)
         self._con: Any = None
         self._schemas: dict[tuple[int, str], dict[str, pl.DataType]] = {}
@@ -50,12 +54,28 @@ class RunData:
         return steps[-1] if steps else None
 
     def step_dir(self, record: dict[str, Any]) -> Path | None:
-        """The step's store directory; through RUN_DIR/steps when the run was moved or copied."""
+        """The step's store directory, links resolved; through RUN_DIR/steps when the run was
+        moved or copied. One outside the folders the page may read is not used (said once, with
+        where it lies, in ``rows_outside``)."""
         candidates = [Path(record.get("path") or "/nonexistent"),
                       self.run_dir / "steps" / f"{record['index']:02d}_{record['label']}"]
         # A step that ran fused before its group's last has no data/ (curate.fusion), only its
         # marker, dropped rows and (a source read in place) a reference: see _kept_relation.
-        return next((p for p in candidates if (p / "data").is_dir() or (p / "_COMPLETE.json").exists()), None)
+        found = [p for p in candidates if (p / "data").is_dir() or (p / "_COMPLETE.json").exists()]
+        inside = next((real for p in found if (real := confined(p, self.image_dirs)) is not None), None)
+        if inside is None and found:
+            self.rows_outside.setdefault(str(record["label"]), Path(os.path.realpath(found[0])))
+        return inside
+
+    def confine(self, record: dict[str, Any], path: Path) -> Path:
+        """``path``, a file of ``record``'s rows, links resolved, if it lies where the page may read;
+        else :class:`FileOutside` (and the step goes into ``rows_outside``)."""
+        real = confined(path, self.image_dirs)
+        if real is None:
+            where = Path(os.path.realpath(path))
+            self.rows_outside.setdefault(str(record["label"]), where)
+            raise FileOutside(f"{path} lies outside the folders the report may read (at {where})", where)
+        return real
 
     def _stored(self, record: dict[str, Any]) -> bool:
         return record.get("kept_rows_stored", True) is not False
@@ -64,14 +84,23 @@ class RunData:
         """SQL for the kept rows of a step that did not store them (curate.runstore.kept_relation)."""
         from curate.runstore import kept_relation
 
-        return kept_relation(self.manifest, record, step_dir_of=self.step_dir)
+        try:
+            return kept_relation(self.manifest, record, step_dir_of=self.step_dir,
+                                 confine=lambda path: self.confine(record, path))
+        except FileOutside:
+            return None  # said in the page's note
 
     def files(self, record: dict[str, Any], kind: Kind = "data") -> list[Path]:
         step_dir = self.step_dir(record)
         if step_dir is None:
             return []
         kinds = ("data", "dropped") if kind == "all" else (kind,)
-        files = [f for k in kinds for f in sorted((step_dir / k).glob("shard-*.parquet"))]
+        files = []
+        for path in (f for k in kinds for f in sorted((step_dir / k).glob("shard-*.parquet"))):
+            try:  # a link among them may lead anywhere
+                files.append(self.confine(record, path))
+            except FileOutside:
+                continue  # said in the page's note
         for path in files:  # a pipe there would make DuckDB and polars wait for a writer, forever
             mode = path.stat().st_mode
             if not stat.S_ISREG(mode):

@@ -3,7 +3,7 @@
 The rows of a run name their image files (``image = {shard, key}``), and so does its manifest
 (``store_dir``): a forged run could make the page carry, as thumbnails, any picture on the
 computer that renders it. The page embeds images from inside the run directory only, plus the
-folders the user allows (``curate report RUN --images-from DIR``), and says once how many it
+folders the user allows (``curate report RUN --read-from DIR``, once ``--images-from``), and says once how many it
 left out, why, and the command that allows them. A pipe where a shard should be is a missing
 image, never a report that waits forever.
 """
@@ -86,7 +86,7 @@ def render(run: Path, out: Path, **options) -> str:
 
 def test_a_forged_run_embeds_no_picture_from_outside_and_says_so(forged: tuple[Path, Path], tmp_path: Path):
     run, pictures = forged
-    with pytest.warns(ReportWarning, match="not embedded.*--images-from") as warned:
+    with pytest.warns(ReportWarning, match="not embedded.*--read-from") as warned:
         page = render(run, tmp_path / "report.html")
     assert THUMBNAIL not in page
     placeholders = page.count(PLACEHOLDER)
@@ -94,7 +94,7 @@ def test_a_forged_run_embeds_no_picture_from_outside_and_says_so(forged: tuple[P
     assert page.count("Images not embedded") == 2  # its section, once, and its entry in the contents
     count = int(LEFT_OUT.search(page).group(1))
     assert 0 < count <= placeholders
-    command = f"curate report {shlex.quote(str(run))} --images-from {shlex.quote(str(pictures))}"
+    command = f"curate report {shlex.quote(str(run))} --read-from {shlex.quote(str(pictures))}"
     assert command in page.replace("&#x27;", "'")  # the command that allows them, for a run you trust
     assert len(warned) == 1 and command in str(warned[0].message)
 
@@ -115,7 +115,7 @@ def test_a_manifest_naming_a_store_elsewhere_is_not_followed(tmp_path: Path, rep
     with pytest.warns(ReportWarning, match="not embedded"):
         page = render(run, tmp_path / "report.html")
     assert THUMBNAIL not in page and PLACEHOLDER in page
-    assert f"--images-from {tmp_path.resolve() / 'outside'}" in page
+    assert f"--read-from {tmp_path.resolve() / 'outside'}" in page
 
 
 def test_shards_inside_the_run_are_embedded_however_they_are_named(tmp_path: Path, report_pm):
@@ -140,10 +140,11 @@ def test_a_store_outside_the_run_is_its_own_when_the_run_writes_its_report(workd
 
     run = run_with_images(workdir, report_pm, "images/00000.tar", prepare=prepare, spec=spec)
     assert (run / "report.html").read_text(encoding="utf-8").count(THUMBNAIL) >= 12
-    with pytest.warns(ReportWarning, match="not embedded"):
+    with pytest.warns(ReportWarning, match="were not read") as warned:  # its rows first (test_row_confinement)
         page = render(run, workdir / "again.html")
-    assert THUMBNAIL not in page and f"--images-from {(workdir / 'cache').resolve()}" in page
-    assert render(run, workdir / "allowed.html", images_from=[workdir / "cache"]).count(THUMBNAIL) >= 12
+    assert len(warned) == 1  # one note, one folder to allow for the store's rows and images
+    assert THUMBNAIL not in page and f"--read-from {(workdir / 'cache').resolve()}" in page
+    assert render(run, workdir / "allowed.html", read_from=[workdir / "cache"]).count(THUMBNAIL) >= 12
 
 
 def test_the_report_a_run_writes_shows_the_images_its_rows_name_wherever_they_lie(workdir: Path, report_pm):
@@ -155,7 +156,7 @@ def test_the_report_a_run_writes_shows_the_images_its_rows_name_wherever_they_li
     assert own.count(THUMBNAIL) >= 12 and "not embedded" not in own
     with pytest.warns(ReportWarning, match="not embedded"):
         page = render(run, workdir / "again.html")
-    assert THUMBNAIL not in page and f"--images-from {(workdir / 'outside').resolve()}" in page
+    assert THUMBNAIL not in page and f"--read-from {(workdir / 'outside').resolve()}" in page
 
 
 def test_the_full_run_still_shows_its_thumbnails(full_run: Path, tmp_path: Path):
@@ -182,9 +183,9 @@ def test_the_command_allows_folders(tmp_path: Path, report_pm, curate_cli):
     run = run_with_images(tmp_path, report_pm, str(tmp_path / "outside" / "holiday.tar"))
     refused = curate_cli("report", str(run), "--out", str(tmp_path / "refused.html"))
     assert refused.code == 0, refused
-    assert "curate: warning:" in refused.stderr and "--images-from" in refused.stderr
-    allowed = curate_cli("report", str(run), "--out", str(tmp_path / "allowed.html"),
-                         "--images-from", str(tmp_path / "outside"), "--images-from", str(tmp_path))
+    assert "curate: warning:" in refused.stderr and "--read-from" in refused.stderr
+    allowed = curate_cli("report", str(run), "--out", str(tmp_path / "allowed.html"),  # its old name, and the new
+                         "--images-from", str(tmp_path / "outside"), "--read-from", str(tmp_path))
     assert allowed.code == 0, allowed
     assert "warning" not in allowed.stderr
     assert (tmp_path / "allowed.html").read_text(encoding="utf-8").count(THUMBNAIL) >= 12

@@ -35,11 +35,12 @@ def build_all(run_dir: Path, manifest: dict[str, Any], image_dirs: tuple[Path, .
                 section = failed_section(name, exc, module.ORDER)
             if section is not None:
                 sections.append(section)
-        if data.images_outside:
-            from curate_report.images import folders_to_allow, left_out_section
+        if data.images_outside or data.rows_outside:
+            from curate_report.leftout import folders_to_allow, left_out_section
 
-            folders = folders_to_allow(data.images_outside.values(), data.store_dir)
-            sections.append(left_out_section(len(data.images_outside), data.run_dir, folders))
+            folders = folders_to_allow([*data.rows_outside.values(), *data.images_outside.values()], data.store_dir)
+            sections.append(left_out_section(len(data.images_outside), list(data.rows_outside), data.run_dir,
+                                             folders))
     return sections
 
 
