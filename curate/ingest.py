@@ -127,7 +127,7 @@ def ingest(
     that then hold every row (for the check that a source's own uids are unique)."""
     staging = ctx.run_dir / "tmp" / f"ingest-{out_dir.name}"
     remove_tree(staging)
-    in_place = _in_place_reference(source, spec, schema)
+    in_place = in_place_reference(source, spec, schema)
     relation = in_place.relation() if in_place else _stage(source, spec, schema, staging)
     has_uid = not in_place.uids if in_place else relation is not None and _source_has_uid(staging)
     # Fused with the steps after it, a source read in place stores no rows: the files are where
@@ -166,7 +166,7 @@ def ingest(
     return stats
 
 
-def _in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> KeptReference | None:
+def in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> KeptReference | None:
     """How to read a Parquet source where it lies, with the staged copy's columns (``_file``,
     ``_row`` and the canonical ones; ``uids`` when curate derives them); None when a file needs
     what staging does (a cast, or a column is missing: staging says which).
@@ -283,4 +283,4 @@ def _check_unique(con: Any, files: list[Path]) -> None:
         )
 
 
-__all__ = ["canonical_schema", "ingest", "write_parquet_atomic"]
+__all__ = ["canonical_schema", "in_place_reference", "ingest", "write_parquet_atomic"]

@@ -12,10 +12,12 @@ import polars as pl
 
 from curate.errors import CurateError, SpecError
 from curate.fingerprint import fingerprint
-from curate.ingest import canonical_schema
+from curate.ingest import canonical_schema, in_place_reference
+from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
 from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
+from curate.shards import KEPT_REFERENCE
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
 from curate.sink import Sink, SinkContext
 from curate.source import Source, SourceContext
@@ -100,7 +102,28 @@ class Plan:
         return self.steps[first:last + 1]
 
     def cache_problem(self, planned: PlannedStep) -> str | None:
-        return cache_problem(self.step_dir(planned), needs_data=planned.stores_kept_rows)
+        problem = cache_problem(self.step_dir(planned), needs_data=planned.stores_kept_rows)
+        if problem is None and planned.step is None:
+            problem = self._reference_problem(planned)
+        return problem
+
+    def _reference_problem(self, planned: PlannedStep) -> str | None:
+        """A source that stored, instead of its rows, a ``kept.json`` naming the files it read
+        where they lie: the files and columns must be those this run's source reads. Its marker
+        fingerprints the reference, but a store copied in from elsewhere (a shared
+        ``run.cache_dir``) names whatever its writer chose, and the run's views and report
+        would read those files as this source's rows."""
+        path = self.step_dir(planned) / KEPT_REFERENCE
+        if not path.exists():
+            return None
+        try:
+            found = read_reference(path)
+            expected = in_place_reference(self.source, self.spec.source, planned.output_schema)
+        except (KeptReferenceError, OSError, pl.exceptions.PolarsError) as error:
+            return f"its {KEPT_REFERENCE} cannot be checked against the source ({error})"
+        if found != expected:
+            return f"its {KEPT_REFERENCE} names other files or columns than this run's source reads"
+        return None
 
     def reusable_head(self, planned: PlannedStep) -> bool:
         """The head of a group (the source or a table step, curate.fusion.fusable_head) that

@@ -232,7 +232,7 @@ def test_a_parquet_source_read_in_place_gives_the_staged_copys_shards(pm, tmp_pa
     spec = {"source": {"path": str(workdir / "data")}, "run": {"shard_size": shard_size}}
     in_place = run_spec(spec, workdir / "in_place", pm=pm)
     with monkeypatch.context() as patch:
-        patch.setattr(curate.ingest, "_in_place_reference", lambda *args: None)
+        patch.setattr(curate.ingest, "in_place_reference", lambda *args: None)
         staged = run_spec(spec, workdir / "staged", pm=pm)
     assert source_bytes(in_place) == source_bytes(staged)
     assert in_place["steps"][0]["rows_out"] == sum(t.height for t in tables)

@@ -143,3 +143,28 @@ def test_a_reference_to_a_pipe_or_a_moved_source_is_nothing_to_read(pm, tmp_path
         thread.start()
         thread.join(30)
         assert done, "write_views waited on a pipe"
+
+
+def test_a_reference_naming_other_files_than_the_source_is_not_reused(pm, tmp_path):
+    """A store copied in from elsewhere (a shared run.cache_dir) whose kept.json is format 2 and
+    whose marker fingerprints it, but which names another Parquet file than the source: a run
+    recomputes the source group instead of reading that file as the source's rows into its
+    views and report."""
+    from curate.shards import file_fingerprint
+
+    workdir, clean = copy_of(tmp_path, pm, "headed")
+    source = step_dir(workdir, "source")
+    reference = json.loads((source / "kept.json").read_text())
+    secret = tmp_path / "secret.parquet"
+    pl.read_parquet(reference["files"][0]).with_columns(pl.lit("TOPSECRET").alias("alt_text")).write_parquet(secret)
+    (source / "kept.json").write_text(json.dumps({**reference, "files": [str(secret)]}))
+    marker = source / COMPLETE
+    facts = json.loads(marker.read_text())
+    facts["files"]["kept.json"] = file_fingerprint(source / "kept.json")  # the forger writes both
+    marker.write_text(json.dumps(facts))
+    said = "step 'source' is recomputed: its kept.json names other files or columns than this run's source reads"
+    with pytest.warns(StoreWarning, match=re.escape(said)):
+        manifest = again(workdir, tmp_path, pm, "headed")
+    assert stored(manifest) == clean
+    con = duckdb.connect(str(workdir / "run" / DATABASE), read_only=True)
+    assert "TOPSECRET" not in str(con.sql('SELECT * FROM "00_source"').fetchall())
