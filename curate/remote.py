@@ -18,9 +18,11 @@ listed size is written.
 
 Every request has a deadline in all, retries included (``CURATE_S3_CALL_DEADLINE`` seconds, 300 by
 default, plus one second per ``CURATE_S3_MIN_BYTES_PER_SECOND`` bytes it moves, 1 MiB by
-default): botocore's read timeout bounds each wait for the next bytes, so an endpoint that
-answered a byte every few seconds held a call forever. A listing is read page by page
-(:mod:`curate.listing`) and stops past ``CURATE_S3_MAX_OBJECTS`` objects.
+default): botocore's timeouts bound each wait to send or read the next bytes, so an endpoint that
+answered, or read an upload, a byte every few seconds held a call forever. An upload's requests
+(its one PUT, or each part of a multipart upload and the requests that begin and complete it) have
+each their own (:mod:`curate.upload`); a multipart upload that fails is aborted. A listing is read
+page by page (:mod:`curate.listing`) and stops past ``CURATE_S3_MAX_OBJECTS`` objects.
 """
 
 from __future__ import annotations
@@ -411,12 +413,18 @@ def put_bytes(url: str, data: bytes) -> None:
 
 
 def upload_file(local: Path, url: str) -> None:
-    """Stream ``local`` to ``url``: one PUT when small, a multipart upload of ``part_size()``
-    parts when larger. The object appears only when the upload completes."""
+    """Put ``local`` at ``url``: one PUT when small, a multipart upload of ``part_size()`` parts
+    when larger, each request within its deadline (:mod:`curate.upload`). The object appears
+    only when the upload completes; a failed one is aborted."""
     fs = filesystem(url)
     size = part_size()
+    if callable(getattr(fs, "_call_s3", None)):  # s3fs
+        from curate import upload
 
-    def copy() -> None:
+        upload.upload(fs, local, url, size)
+        return
+
+    def copy() -> None:  # another backend's file object, bounded by that backend's timeouts
         with open(local, "rb") as source, fs.open(strip(url), "wb", block_size=size) as target:
             while chunk := source.read(size):
                 target.write(chunk)
