@@ -13,7 +13,7 @@ fsspec's file made, through s3fs (its retries and errors), each with its own dea
   part in memory at a time) and CompleteMultipartUpload: the same parts, so the same object and
   ETag, as before.
 
-An upload that fails (or is interrupted) after CreateMultipartUpload answered is aborted, best
+An upload that fails (or is interrupted: then the abort waits 10 s at most) after CreateMultipartUpload answered is aborted, best
 effort and within the deadline of a request that moves nothing: S3 then drops the parts sent.
 (Leaving fsspec's file on an error closed it, and closing it completed the upload with the parts
 sent so far: a file of three parts whose second was refused once became an object of its first
@@ -32,6 +32,9 @@ from typing import Any
 
 from curate import remote
 from curate.errors import StorageError
+
+# Seconds an abort may take after Ctrl-C (otherwise a request's deadline, 300 s by default).
+INTERRUPTED_ABORT_WAIT = 10.0
 
 
 def upload(fs: Any, local: Path, url: str, part: int) -> None:
@@ -63,7 +66,10 @@ def upload(fs: Any, local: Path, url: str, part: int) -> None:
                 remote.call(url, "finish writing", fs, "call_s3", "complete_multipart_upload", Bucket=bucket,
                             Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
             except BaseException as exc:
-                left = _abort(fs, url, bucket, key, upload_id)
+                # after Ctrl-C the user is waiting to get their prompt back: a short wait on the abort
+                wait = min(remote.deadline(), INTERRUPTED_ABORT_WAIT) if isinstance(exc, KeyboardInterrupt) \
+                    else remote.deadline()
+                left = _abort(fs, url, bucket, key, upload_id, wait)
                 if left is not None and isinstance(exc, StorageError):
                     raise StorageError(exc.message, ". ".join(filter(None, [exc.hint, left]))) from None
                 raise
@@ -79,12 +85,12 @@ def _field(answer: Any, name: str, url: str, doing: str) -> str:
     return value
 
 
-def _abort(fs: Any, url: str, bucket: str, key: str, upload_id: str) -> str | None:
-    """Abort the multipart upload ``upload_id``, within its deadline: None once done (or when S3
+def _abort(fs: Any, url: str, bucket: str, key: str, upload_id: str, wait: float) -> str | None:
+    """Abort the multipart upload ``upload_id``, within ``wait`` seconds: None once done (or when S3
     no longer knows it: completed, or aborted), else a sentence saying what is left."""
     try:
         [answer] = remote.each_within(fs, [lambda: fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key,
-                                                               UploadId=upload_id)], [remote.deadline()], [0], 1)
+                                                               UploadId=upload_id)], [wait], [0], 1)
     except Exception as exc:  # the wait for a cancelled request that did not come back
         answer = exc
     if not isinstance(answer, Exception) or isinstance(answer, FileNotFoundError):  # FileNotFound: NoSuchUpload
