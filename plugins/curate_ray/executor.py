@@ -50,12 +50,15 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from curate.display import visible
 from curate.errors import CurateError, StepError
 from curate.executor import Executor, ShardDone
 from curate.params import Params
 from curate.schema import Schema
 from curate.shards import ShardStats, ShardTask, run_shard_task
 from curate.step import Step, StepContext
+from curate_ray.deadlines import CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds
+from curate_ray.probe import check_answers
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +177,10 @@ def _bind_to_loopback(ray: Any) -> None:
         constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true")
 
 
+def _amount(resource: str, amount: float) -> str:
+    return f"{amount / 2**30:.1f} GiB" if resource.endswith("memory") else f"{amount:g}"
+
+
 # -- the executor -------------------------------------------------------------------------------
 class RayExecutor(Executor):
     name = "ray"
@@ -213,6 +220,8 @@ class RayExecutor(Executor):
                 ray.init(address="local", num_cpus=self.params.num_cpus, include_dashboard=False,
                          object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level=logging.WARNING)
             else:
+                # Ray's own wait for an address that never answers is ~821 s: ask it first.
+                check_answers(self.params.address, seconds(CONNECT_DEADLINE_ENV, CONNECT_DEADLINE))
                 ray.init(address=self.params.address, logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = f"the Ray cluster at {self.params.address}" if not local else "a local Ray cluster"
@@ -320,12 +329,17 @@ class RayExecutor(Executor):
         """
         queue, free = deque(tasks), deque(slots)
         running: dict[Any, tuple[ShardTask, Any]] = {}
+        # Shards wait for a CPU as long as the cluster has one (a long shard, a busy cluster); on a
+        # cluster with none they wait for its autoscaler, and that wait is bounded.
+        no_cpu_deadline = seconds(NO_CPU_DEADLINE_ENV, NO_CPU_DEADLINE)
         try:
             while queue or running:
                 while queue and free:
                     slot, task = free.popleft(), queue.popleft()
                     running[submit(slot, task)] = (task, slot)
-                done, _ = ray.wait(list(running), num_returns=1)
+                done, _ = ray.wait(list(running), num_returns=1, timeout=no_cpu_deadline)
+                if not done:
+                    self._check_cpus(ray, step, no_cpu_deadline)
                 for ref in done:
                     task, slot = running.pop(ref)
                     free.append(slot)
@@ -338,6 +352,22 @@ class RayExecutor(Executor):
                     except Exception:  # finished or gone meanwhile; the error being raised matters more
                         logger.debug("could not cancel %s", ref, exc_info=True)
             raise
+
+    def _check_cpus(self, ray: Any, step: Step, waited: float) -> None:
+        """After ``waited`` seconds without a shard finishing: fine while the cluster has CPUs; with
+        none, no shard can start (each needs one), so say so rather than wait for ever."""
+        resources = ray.cluster_resources()
+        if resources.get("CPU", 0) > 0:
+            return
+        where = f"at {self.params.address}" if self.params.address is not None else "of this run"
+        held = ", ".join(f"{visible(name)}: {_amount(name, amount)}" for name, amount in sorted(resources.items())
+                         if not name.startswith("node:")) or "none"  # node:IP: one per node, nothing to run on
+        raise CurateError(
+            f"the shards of step '{step.label}' waited {waited:g} s for a CPU, and the Ray cluster {where} "
+            f"has none (its resources: {held}); each shard needs 1",
+            hint="add nodes with CPUs to the cluster (or let its autoscaler start some: see 'ray status'); if "
+            f"they take longer to come up, give them longer with {NO_CPU_DEADLINE_ENV}=SECONDS (now {waited:g})",
+        )
 
     def _result(self, ray: Any, ref: Any, step: Step, task: ShardTask) -> ShardStats:
         try:

@@ -127,6 +127,20 @@ def test_model_step_sets_up_once_per_actor_not_per_shard(ray_cluster, ray_pm, wo
     assert manifest["steps"][1]["rows_out"] == 40
 
 
+def test_shards_slower_than_the_no_cpu_deadline_run_on_while_the_cluster_has_cpus(ray_cluster, ray_pm, workdir,
+                                                                                  monkeypatch):
+    """The deadline bounds only a wait on a cluster without CPUs: starting two actors and loading
+    their models takes longer than it here, and the run finishes."""
+    monkeypatch.setenv("CURATE_RAY_NO_CPU_DEADLINE", "0.05")
+    spec = {
+        "source": {"path": "data.parquet"},
+        "steps": [{"step": "count_setups", "params": {"log_dir": str(workdir / "log")}}],
+        "run": {"shard_size": 5, "executor": {"name": "ray", "params": {"actors": 2}}},
+    }
+    manifest = run(spec, workdir, sample_table(20), ray_pm)
+    assert manifest["status"] == "complete" and manifest["steps"][1]["rows_out"] == 20
+
+
 def test_model_step_without_gpus_in_the_cluster_is_a_clear_error(ray_cluster, ray_pm, workdir):
     spec = {
         "source": {"path": "data.parquet"},

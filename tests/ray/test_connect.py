@@ -1,0 +1,195 @@
+"""A cluster address that does not answer fails the run within CURATE_RAY_CONNECT_DEADLINE, saying
+what was tried, instead of after ray.init's ~821 s. The addresses are loopback servers that accept
+and stay silent, or complete the HTTP/2 handshake and never answer; no Ray cluster is started."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from curate.errors import CurateError
+
+pytest.importorskip("ray")
+
+DEADLINE = 2  # seconds: each test waits this long, once
+SETTINGS_FRAME = bytes(3) + b"\x04\x00" + bytes(4)  # an empty HTTP/2 SETTINGS frame: a server's first words
+
+
+Greet = Callable[[socket.socket], socket.socket]
+
+
+def silent(connection: socket.socket) -> socket.socket:
+    """Accept, read nothing, send nothing."""
+    return connection
+
+
+def handshake_only(connection: socket.socket) -> socket.socket:
+    """Begin as a gRPC server does, then never answer a call."""
+    connection.sendall(SETTINGS_FRAME)
+    return connection
+
+
+def answers_calls(connection: socket.socket) -> socket.socket:
+    """Begin as a gRPC server does and answer the first call (with an empty header block: the
+    probe reads frame types only)."""
+    connection.sendall(SETTINGS_FRAME)
+    with connection.makefile("rb") as frames:
+        assert frames.read(24).startswith(b"PRI * HTTP/2.0")
+        while True:
+            header = frames.read(9)
+            if len(header) < 9:
+                return connection
+            frames.read(int.from_bytes(header[:3], "big"))
+            if header[3] == 0x1 and header[5:] == b"\0\0\0\1":  # the call's HEADERS, on stream 1
+                connection.sendall(b"\0\0\0\x01\x05\0\0\0\x01")  # HEADERS, END_STREAM | END_HEADERS
+                return connection
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[[Greet], int]]:
+    """``server(greet)``: the port of a loopback server that accepts one connection, runs ``greet``
+    on it and keeps the connection it returns open, silent, until the test ends."""
+    listeners: list[socket.socket] = []
+    connections: list[socket.socket] = []
+    threads: list[threading.Thread] = []
+
+    def start(greet: Greet) -> int:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(30)  # the test's own bound, should the probe never connect
+        listeners.append(listener)
+
+        def accept() -> None:
+            try:
+                connection, _ = listener.accept()
+                connection.settimeout(30)
+                connections.append(connection)
+                connections.append(greet(connection))
+            except OSError:  # the probe gave up or never came: its failure is the test's
+                pass
+
+        threads.append(threading.Thread(target=accept, daemon=True))
+        threads[-1].start()
+        return listener.getsockname()[1]
+
+    yield start
+    for thread in threads:
+        thread.join(timeout=30)
+    for sock in listeners + connections:
+        sock.close()
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (bound, then freed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def open_session(address: str) -> CurateError:
+    import ray
+    from curate_ray.executor import RayExecutor, RayParams
+
+    assert not ray.is_initialized()
+    with pytest.raises(CurateError) as caught, RayExecutor(RayParams(address=address)).session():
+        pass
+    assert not ray.is_initialized()
+    return caught.value
+
+
+def test_an_address_that_accepts_and_never_answers_fails_within_the_deadline(server, monkeypatch):
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", str(DEADLINE))
+    address = f"127.0.0.1:{server(silent)}"
+    error = open_session(address)
+    text = str(error)
+    assert f"the Ray cluster at {address} did not answer in {DEADLINE} s" in text
+    assert "it accepted the connection and sent nothing" in text
+    assert "tried: a TCP connection" in text and "HTTP/2 handshake" in text
+    assert "run.executor.params.address" in error.hint and "ray start --head" in error.hint
+    assert f"CURATE_RAY_CONNECT_DEADLINE=SECONDS (now {DEADLINE})" in error.hint
+
+
+@pytest.mark.parametrize(("greet", "scheme", "said"), [
+    (handshake_only, "", "it completed the HTTP/2 handshake and never answered a call"),
+    (silent, "ray://", "it accepted the connection and sent nothing"),
+])
+def test_other_addresses_that_never_answer_fail_within_the_deadline(server, monkeypatch, greet, scheme, said):
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    address = f"{scheme}127.0.0.1:{server(greet)}"
+    text = str(open_session(address))
+    assert f"the Ray cluster at {address} did not answer in 1 s: {said}" in text
+
+
+@pytest.fixture
+def ray_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """RAY_USE_TLS with a self-signed certificate (Ray's clients show it to its servers), and the
+    context of a server that wants it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command for a test certificate")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out",
+                    "cert.pem", "-days", "1", "-subj", "/CN=localhost"], cwd=tmp_path, check=True, capture_output=True)
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    for name, value in [("RAY_USE_TLS", "1"), ("RAY_TLS_SERVER_CERT", cert), ("RAY_TLS_SERVER_KEY", key),
+                        ("RAY_TLS_CA_CERT", cert)]:
+        monkeypatch.setenv(name, value)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS, as Ray's servers
+    context.load_verify_locations(cert)
+    return context
+
+
+def test_under_tls_a_server_that_never_finishes_the_handshake_fails_within_the_deadline(server, ray_tls, monkeypatch):
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    address = f"127.0.0.1:{server(silent)}"
+    text = str(open_session(address))
+    assert f"the Ray cluster at {address} did not answer in 1 s: it accepted the connection and never " \
+        "finished the TLS handshake (tried: a TCP connection to " in text and "handshake inside TLS" in text
+
+
+def test_a_server_that_answers_is_left_to_ray(server):
+    from curate_ray.probe import check_answers
+
+    check_answers(f"127.0.0.1:{server(answers_calls)}", 10)  # returns: ray.init would go on to join it
+
+
+def test_under_tls_a_server_that_answers_is_left_to_ray(server, ray_tls):
+    from curate_ray.probe import check_answers
+
+    port = server(lambda connection: answers_calls(ray_tls.wrap_socket(connection, server_side=True)))
+    check_answers(f"127.0.0.1:{port}", 10)  # returns: ray.init would go on to join it
+
+
+def test_an_address_nothing_listens_on_fails_within_the_deadline(monkeypatch):
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    address = f"127.0.0.1:{refused_port()}"
+    text = str(open_session(address))
+    assert f"the Ray cluster at {address} did not answer in 1 s: no TCP connection (last: " in text
+    assert "refused" in text
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "nan", "1e9"])
+def test_a_deadline_that_is_not_a_number_of_seconds_is_an_error_naming_it(monkeypatch, value):
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", value)
+    error = open_session(f"127.0.0.1:{refused_port()}")
+    assert f"CURATE_RAY_CONNECT_DEADLINE={value!r} is not a number of seconds" in str(error)
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("10.1.2.3:6379", ("10.1.2.3", 6379)),
+    ("head.example:6379", ("head.example", 6379)),
+    ("[fd00::7]:6379", ("fd00::7", 6379)),
+    ("ray://head.example:10001", ("head.example", 10001)),
+    (None, None), ("auto", None), ("local", None),  # this machine's own: as Ray always did
+    ("anyscale://cluster", None), ("head.example", None), ("head:99999", None),  # left to Ray's own errors
+])
+def test_which_addresses_are_asked_first(address, expected):
+    from curate_ray.probe import target
+
+    assert target(address) == expected
