@@ -302,7 +302,9 @@ class RayExecutor(Executor):
         if gpus_per_actor > 0:
             gpus = resources.get("GPU", 0)
             capacity = min(cpus, int(gpus // gpus_per_actor))
-            if capacity == 0:
+            # No GPU for one actor is refused; no CPU is not (an autoscaling cluster's head has
+            # none): the pool starts with one actor and the wait for a CPU is bounded (_check_cpus).
+            if gpus < gpus_per_actor:
                 raise CurateError(
                     f"each actor needs {gpus_per_actor:g} GPU{'s' if gpus_per_actor > 1 else ''} "
                     f"(run.executor.params.num_gpus_per_actor), and the Ray cluster has {gpus:g}",
