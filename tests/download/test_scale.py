@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 def test_five_thousand_urls(tmp_path: Path) -> None:
     world = generate_world(tmp_path / "world", n=5000, seed=0, fault_rate=0.2)
-    params = {**ACCEPTANCE_PARAMS, "samples_per_shard": 1000, "processes": 2}
+    # Two parts of 2,500, one per process: a part lasts as long as its slowest row (a "slow" URL's
+    # timeout, its retry and backoff), so five parts of 1,000 waited that out three times in turn.
+    params = {**ACCEPTANCE_PARAMS, "samples_per_shard": 2500, "processes": 2}
     with counting_server(world) as server:
         started = time.perf_counter()
         manifest, rows = run_download(tmp_path / "run", url_table(world, server.base_url), params)
