@@ -31,13 +31,16 @@ def test_hostile_uids_are_filed_inside_the_store(clean_world: World, tmp_path: P
     uids = hostile_uids(tmp_path)
     with counting_server(clean_world) as server:
         table = url_table(clean_world, server.base_url, rows=len(uids)).with_columns(pl.Series("uid", uids))
-        runs = {fmt: run_download(tmp_path / fmt, table, {**PARAMS, "output_format": fmt})
-                for fmt in ("files", "webdataset")}
-        # from the image store's records (another code path) on a second run
+        # the files run also fills an image store, so that a second run reads each row from the
+        # store's records (another code path) instead of the web
         store = {**PARAMS, "output_format": "files", "image_store": str(tmp_path / "images")}
-        run_download(tmp_path / "first", table, store)
+        runs = {"files": run_download(tmp_path / "files", table, store),
+                "webdataset": run_download(tmp_path / "webdataset", table,
+                                           {**PARAMS, "output_format": "webdataset"})}
         runs["from store"] = run_download(tmp_path / "second", table, store)
     assert not any(tmp_path.glob("escaped*")) and not any(tmp_path.rglob("escape.*"))
+    assert set(runs["files"][1]["image_origin"]) == {"web"}
+    assert set(runs["from store"][1]["image_origin"]) == {"store"}
     for fmt, (manifest, rows) in runs.items():
         assert rows["uid"].to_list() == uids and set(rows["status"]) == {"success"}, fmt
         keys = rows["image"].struct.field("key").to_list()
