@@ -24,7 +24,7 @@ import polars as pl
 
 from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError
-from curate.runfiles import read_json
+from curate.runfiles import NotRegularFile, describe_mode, open_regular, read_json
 
 EMBEDDINGS = "embeddings"
 MAX_DIM = 65536  # a meta.json claiming more is damaged (a dim of 1e11 asked numpy for 5.6 TiB)
@@ -35,6 +35,9 @@ class EmbeddingStore:
         self.root = Path(root)
         self.name = name
         self.dir = self.root / EMBEDDINGS / name
+        # What to do about a damaged file (None: remove the step's store so the step runs again);
+        # a store that is no step's (an eval set given by path) says its own.
+        self.repair: str | None = None
 
     @classmethod
     def of_step(cls, step_dir: Path | str, name: str) -> EmbeddingStore:
@@ -73,6 +76,8 @@ class EmbeddingStore:
         try:
             meta = read_json(path)
             dim = meta["dim"] if isinstance(meta, dict) else None
+        except NotRegularFile as exc:
+            raise self._damaged(path, f"it is {describe_mode(exc.mode)}, not a file") from None
         except (OSError, ValueError, KeyError) as exc:
             raise self._damaged(path, f"not the JSON this store writes ({exc})") from None
         if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= MAX_DIM:
@@ -84,29 +89,38 @@ class EmbeddingStore:
         :meth:`write_shard` writes (changed by hand, truncated, pickled) is an error naming it."""
         dim = int(self.meta()["dim"])
         for npy in sorted(self.dir.glob("shard-*.npy")):
+            uids = self._read_uids(npy.with_suffix(".uids.parquet"))
             try:
-                uids = pl.read_parquet(npy.with_suffix(".uids.parquet"))["uid"]
-            except (OSError, pl.exceptions.PolarsError) as exc:
-                raise self._damaged(npy.with_suffix(".uids.parquet"), str(exc).splitlines()[0][:200]) from None
-            try:
-                vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError, EOFError) as exc:  # never unpickled: numpy refuses object arrays
-                reason = "it holds Python objects, not float16 vectors" if "pickle" in str(exc) else str(exc)[:200]
-                raise self._damaged(npy, reason) from None
-            if vectors.dtype != np.float16 or vectors.ndim != 2 or vectors.shape[1] != dim:
-                raise self._damaged(npy, f"{vectors.dtype} of shape {vectors.shape}, not float16 rows of {dim}")
+                vectors = _map_npy(npy, dim)
+            except NotRegularFile as exc:
+                raise self._damaged(npy, f"it is {describe_mode(exc.mode)}, not a file") from None
+            except (OSError, ValueError, EOFError) as exc:  # never unpickled: only float16 is mapped
+                raise self._damaged(npy, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__) from None
             if vectors.shape[0] != len(uids):
                 raise self._damaged(npy, f"{vectors.shape[0]} vectors for {len(uids)} uids")
             yield uids, vectors
 
+    def _read_uids(self, path: Path) -> pl.Series:
+        """A shard's uids, from a regular file only (a pipe there waited for a writer forever)."""
+        try:
+            with open_regular(path) as handle:
+                uids = pl.read_parquet(handle)["uid"]
+        except NotRegularFile as exc:
+            raise self._damaged(path, f"it is {describe_mode(exc.mode)}, not a file") from None
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise self._damaged(path, str(exc).splitlines()[0][:200]) from None
+        if uids.dtype != pl.Utf8:
+            raise self._damaged(path, f"its uid column holds {uids.dtype}, not text")
+        return uids
+
     def _damaged(self, path: Path, reason: str) -> CurateError:
         step_dir = self.root.parent
         return CurateError(f"embedding store file {path} is damaged: {reason}",
-                           f"it was changed after the step wrote it; remove {step_dir} so that step runs again "
-                           "(or run with --no-cache)")
+                           self.repair or f"it was changed after the step wrote it; remove {step_dir} so that step "
+                           "runs again (or run with --no-cache)")
 
     def uids(self) -> pl.Series:
-        parts = [pl.read_parquet(p)["uid"] for p in sorted(self.dir.glob("shard-*.uids.parquet"))]
+        parts = [self._read_uids(p) for p in sorted(self.dir.glob("shard-*.uids.parquet"))]
         return pl.concat(parts) if parts else pl.Series("uid", [], dtype=pl.Utf8)
 
     def lookup(self, uids: list[str] | pl.Series, dtype: Any = np.float32) -> np.ndarray:
@@ -140,3 +154,20 @@ class EmbeddingStore:
             dim = int(self.meta()["dim"])
             return pl.Series("uid", [], dtype=pl.Utf8), np.zeros((0, dim), dtype=dtype)
         return pl.concat(uids), np.concatenate(blocks)
+
+
+def _map_npy(path: Path, dim: int) -> np.ndarray:
+    """The (rows, ``dim``) float16 array of a ``.npy`` file as :meth:`EmbeddingStore.write_shard`
+    writes it, memory-mapped from what was opened (a regular file: ``np.load`` opened a pipe and
+    waited for a writer). Anything else is refused from the header alone, so Python objects are
+    never unpickled; ``ValueError`` says what the file holds."""
+    with open_regular(path) as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(handle)
+        if dtype.hasobject:
+            raise ValueError("it holds Python objects, not float16 vectors")
+        if dtype != np.float16 or len(shape) != 2 or shape[1] != dim or fortran_order:
+            raise ValueError(f"{dtype} of shape {shape}{', Fortran order' if fortran_order else ''}, "
+                             f"not float16 rows of {dim}")
+        return np.memmap(handle, dtype=dtype, mode="r", offset=handle.tell(), shape=shape)

@@ -6,6 +6,11 @@ where curate keeps a file is not always one: a named pipe there made ``curate in
 never ends. So these reads open without waiting (``O_NONBLOCK``), read only a regular file, and
 at most ``limit`` bytes; anything else is an ``OSError`` naming the file, which every caller
 already turns into "damaged, recomputed" or "damaged, here is the repair".
+
+The same holds for files a spec names (a step's entry list, eval set or model folder), which may
+come from someone else with the spec: :func:`not_regular` says what is there instead of a file,
+in the words of :func:`describe_mode`, and :func:`outside_working_directory` refuses, for a spec
+run with ``--untrusted``, a path that reaches out of the working directory.
 """
 
 from __future__ import annotations
@@ -38,6 +43,45 @@ def describe_mode(mode: int) -> str:
     if stat.S_ISBLK(mode):
         return "a block device"
     return "a socket" if stat.S_ISSOCK(mode) else "a special file"
+
+
+def not_regular(path: str | Path) -> str | None:
+    """Why ``path`` (links followed) is not a regular file one may read to its end, completing
+    "<what> <path> …": "does not exist", "is a folder", "is a pipe (FIFO) (a link to …)"; None
+    when it is one. Nothing is opened: a pipe would wait for a writer, a device never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"is a broken link (to {os.path.realpath(path)})" if os.path.islink(path) else "does not exist"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return None
+    link = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    return f"is {describe_mode(mode)}{link}, not a file"
+
+
+UNTRUSTED_READS = ("the spec is untrusted (run.untrusted / --untrusted), so it reads only files inside the working "
+                   "directory")
+
+
+def outside_working_directory(raw: str) -> str | None:
+    """For a spec from someone else (``run.untrusted``): why the file or folder it names as
+    ``raw`` may not be read (None: it lies inside the working directory, links resolved). Its
+    contents could reach the run's outputs (an entry list is copied into the run directory):
+    an absolute path, ``~``, ``..`` or a link out would hand any file of this machine to whoever
+    gets the run back, as file access in its SQL would (refused the same way)."""
+    path = Path(raw)
+    if raw.startswith("~") or path.is_absolute():
+        where = "outside the working directory"
+    elif ".." in path.parts:
+        where = "outside the working directory ('..')"
+    elif confined(path, real_folders([os.getcwd()])) is None:
+        where = f"a link to {os.path.realpath(path)}, outside the working directory"
+    else:
+        return None
+    return (f"'{raw}' is {where}; {UNTRUSTED_READS}: copy it there and give its relative path, "
+            "or run the spec without --untrusted if you trust it")
 
 
 class NotRegularFile(OSError):

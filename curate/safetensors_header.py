@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 from typing import Any
+
+from curate.runfiles import NotRegularFile, describe_mode, open_regular
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on its JSON header
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
@@ -22,17 +25,21 @@ class NotSafetensors(ValueError):
 
 def read_header(path: Path) -> tuple[dict[str, Any], int]:
     """(the header as a dict, the bytes of tensor data after it). The length prefix must fit both
-    the file and safetensors' limit, and the header must be a JSON object."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise NotSafetensors(f"is not a safetensors file: {size} bytes, shorter than a header")
-        (length,) = struct.unpack("<Q", head)
-        if length > min(MAX_HEADER_BYTES, size - 8):
-            raise NotSafetensors(f"is not a safetensors file: its header claims {length:,} bytes of a "
-                                 f"{size:,}-byte file")
-        raw = handle.read(length)
+    the file and safetensors' limit, and the header must be a JSON object. Only a regular file is
+    read (a pipe would wait for a writer forever, /dev/zero never end)."""
+    try:
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(8)
+            if len(head) < 8:
+                raise NotSafetensors(f"is not a safetensors file: {size} bytes, shorter than a header")
+            (length,) = struct.unpack("<Q", head)
+            if length > min(MAX_HEADER_BYTES, size - 8):
+                raise NotSafetensors(f"is not a safetensors file: its header claims {length:,} bytes of a "
+                                     f"{size:,}-byte file")
+            raw = handle.read(length)
+    except NotRegularFile as error:
+        raise NotSafetensors(f"is {describe_mode(error.mode)}, not a safetensors file") from None
     try:
         header = json.loads(raw)
     except ValueError:

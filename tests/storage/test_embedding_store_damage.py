@@ -4,7 +4,9 @@ recover, never an internal error, an unpickled object, a huge allocation or sile
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
 
 import numpy as np
 import polars as pl
@@ -72,3 +74,40 @@ def test_a_pickle_in_the_store_is_never_unpickled(store, tmp_path):
         _read_all(store)
     assert not marker.exists()
     assert pl.read_parquet(store.dir / "shard-00000.uids.parquet").height == 5
+
+
+def _replace_with(path, make):
+    path.unlink()
+    make(path)
+
+
+@pytest.mark.parametrize("name, make, says", [
+    ("shard-00001.npy", os.mkfifo, "a pipe (FIFO)"),
+    ("shard-00001.uids.parquet", os.mkfifo, "a pipe (FIFO)"),
+    ("shard-00001.npy", lambda p: p.symlink_to("/dev/zero"), "a character device"),
+    ("shard-00001.uids.parquet", lambda p: p.symlink_to("/dev/zero"), "a character device"),
+])
+def test_a_pipe_or_device_in_the_store_is_an_error_not_a_wait(store, name, make, says):
+    """A store from elsewhere (a cache, a copied run) with a pipe for a shard: np.load and
+    read_parquet opened it and waited for a writer forever."""
+    _replace_with(store.dir / name, make)
+    with pytest.raises(CurateError, match=f"is damaged: it is {re.escape(says)}, not a file"):
+        _read_all(store)
+    with pytest.raises(CurateError, match=re.escape(says)):
+        store.uids() if name.endswith(".parquet") else store.load_all()
+
+
+def test_a_shard_whose_header_claims_more_rows_than_it_holds_maps_nothing(store):
+    header = "{'descr': '<f2', 'fortran_order': False, 'shape': (10000000000, 8), }"
+    header += " " * (117 - len(header)) + "\n"
+    _npy(store).write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64))
+    with pytest.raises(CurateError, match="is damaged"):
+        _read_all(store)
+
+
+def test_a_store_that_is_no_steps_says_its_own_repair(store):
+    store.repair = "write the eval set's store again"
+    np.save(_npy(store), np.zeros((5, 7), np.float16))
+    with pytest.raises(CurateError) as error:
+        _read_all(store)
+    assert error.value.hint == "write the eval set's store again"

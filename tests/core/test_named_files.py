@@ -1,0 +1,51 @@
+"""Files a spec names (a step's list, eval set, model folder): what is there instead of a file, in
+curate's words, and which of them a spec run with --untrusted may read."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from curate.runfiles import not_regular, outside_working_directory
+from curate.safetensors_header import NotSafetensors, read_header
+
+from tests.core.test_run_dir_safety import no_endless_wait
+
+
+def test_not_regular_says_what_is_there(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    assert not_regular(tmp_path / "file") is None
+    assert not_regular(tmp_path / "folder") == "is a folder, not a file"
+    assert not_regular(tmp_path / "pipe") == "is a pipe (FIFO), not a file"
+    assert not_regular(tmp_path / "zero") == "is a character device (a link to /dev/zero), not a file"
+    assert not_regular(tmp_path / "broken").startswith("is a broken link")
+    assert not_regular(tmp_path / "nowhere") == "does not exist"
+
+
+def test_an_untrusted_spec_names_files_inside_the_working_directory_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inside.txt").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "passwd").symlink_to("/etc/passwd")
+    assert outside_working_directory("inside.txt") is None
+    assert outside_working_directory("sub/../inside.txt") is not None  # '..' is refused as the spec says it
+    for raw, says in [("/etc/passwd", "outside the working directory"), ("~/.ssh/id_rsa", "outside"),
+                      ("../x", "('..')"), ("passwd", "a link to /etc/passwd")]:
+        problem = outside_working_directory(raw)
+        assert problem is not None and says in problem and "--untrusted" in problem, raw
+
+
+@pytest.mark.parametrize("make, says", [
+    (os.mkfifo, "is a pipe (FIFO), not a safetensors file"),
+    (lambda p: p.symlink_to("/dev/zero"), "is a character device, not a safetensors file"),
+])
+def test_a_safetensors_header_is_read_from_a_regular_file_only(tmp_path, make, says):
+    """Callers check first, but the header reader is the last guard: a pipe waited forever."""
+    make(tmp_path / "model.safetensors")
+    with no_endless_wait(10), pytest.raises(NotSafetensors, match=says.replace("(", r"\(").replace(")", r"\)")):
+        read_header(tmp_path / "model.safetensors")
