@@ -210,19 +210,33 @@ def _sum_counts(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(parts).group_by("entry_id").agg(pl.col("kept").sum())
 
 
+NAMES_SCHEMA = {"entry_id": pl.Int64, "entry": pl.Utf8, "language": pl.Utf8}  # what metadata_match writes
+
+
 def _upstream_names(ctx: StepContext) -> pl.DataFrame | None:
-    """The list (entry_id, entry, language) of the nearest upstream metadata_match, if any."""
+    """The list (entry_id, entry, language) of the nearest upstream metadata_match, if any. The
+    store may be someone else's (a cache, a copied run): anything but the table metadata_match
+    writes there is an error naming the file (a pipe made the run wait for a writer forever)."""
     from curate.runfiles import NotRegularFile, open_regular
 
     for step_dir in reversed(list(ctx.extras.get("upstream", {}).values())):
         names = Path(step_dir) / "artifacts" / ENTRIES_ARTIFACT
-        if names.exists():
-            try:  # a store may be someone else's: a pipe there made the run wait for a writer forever
+        if names.exists() or names.is_symlink():
+            repair = f"remove that step's store to compute it again: rm -r '{step_dir}'"
+            try:
                 with open_regular(names) as handle:
-                    return pl.read_parquet(handle)
+                    frame = pl.read_parquet(handle)
             except NotRegularFile as exc:
-                raise MetadataError(str(exc), f"remove that step's store to compute it again: rm -r '{step_dir}'") \
-                    from None
+                raise MetadataError(str(exc), repair) from None
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                raise MetadataError(f"{names} is not the table metadata_match wrote there ({type(exc).__name__}: "
+                                    f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})",
+                                    repair) from None
+            if dict(frame.schema) != NAMES_SCHEMA:
+                found = ", ".join(f"{name} {dtype}" for name, dtype in frame.schema.items())
+                raise MetadataError(f"{names} is not the table metadata_match wrote there: its columns are "
+                                    f"{found or 'none'}, not entry_id Int64, entry String, language String", repair)
+            return frame
     return None
 
 

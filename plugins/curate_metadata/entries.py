@@ -1,7 +1,9 @@
 """The metadata list: entries (and their languages) from a file, or the world's concept names.
 
 An entry's id is its position in the list (blank lines and empty entries are skipped and not
-counted), as MetaCLIP indexes ``metadata.json``.
+counted), as MetaCLIP indexes ``metadata.json``. The file is read as :mod:`curate_metadata.listfile`
+reads it; a spec run with ``--untrusted`` may name only a file inside the working directory (the
+list is copied into the run directory: any file of this machine would go wherever the run goes).
 """
 
 from __future__ import annotations
@@ -12,15 +14,12 @@ from pathlib import Path
 
 import polars as pl
 
-from curate.errors import CurateError, pip_install
+from curate.errors import pip_install
+from curate.runfiles import NotRegularFile, describe_mode, not_regular, open_regular, outside_working_directory
+from curate_metadata.listfile import MetadataError, check_lengths, read_lines, read_table, text_column
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
-
-
-class MetadataError(CurateError):
-    """The metadata list cannot be read as the step's params say."""
-
-    exit_code = 2
+__all__ = ["TABLE_SUFFIXES", "EntryList", "MetadataError", "load_entries", "world_entries"]
 
 
 @dataclass(frozen=True)
@@ -53,30 +52,40 @@ def world_entries() -> EntryList:
 
 
 def load_entries(path: str | None, entry_column: str = "entry", language_column: str = "language",
-                 *, need_languages: bool = False) -> EntryList:
-    """Read the list. ``need_languages``: rows carry a language, so entries must too."""
+                 *, need_languages: bool = False, untrusted: bool = False) -> EntryList:
+    """Read the list. ``need_languages``: rows carry a language, so entries must too.
+    ``untrusted``: the spec is someone else's, so the file must lie inside the working directory."""
     if path is None:
         if need_languages:
             raise MetadataError("the world's concept names have no languages, but 'language' is set",
                                 "give 'entries' a table with a language column, or unset 'language'")
         return world_entries()
+    outside = outside_working_directory(path) if untrusted else None
+    if outside:
+        raise MetadataError(f"metadata list {outside}")
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise MetadataError(f"metadata list {file} does not exist (or is not a file)",
+    why = not_regular(file)
+    if why:
+        raise MetadataError(f"metadata list {file} {why}",
                             "give 'entries' the path of a text file (one entry per line) or a table "
                             f"({', '.join(TABLE_SUFFIXES)}) with an '{entry_column}' column")
-    if file.suffix.lower() not in TABLE_SUFFIXES:
-        if need_languages:
-            raise MetadataError(f"{file} is a plain list (one entry per line), which has no languages",
-                                f"use a table with '{entry_column}' and '{language_column}' columns, "
-                                "or unset 'language'")
-        try:
-            lines = file.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise MetadataError(f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                                "save the list as UTF-8, one entry per line") from None
-        return EntryList(tuple(line for line in lines if line.strip()), None, str(file))
-    table = _read_table(file)
+    if file.suffix.lower() not in TABLE_SUFFIXES and need_languages:
+        raise MetadataError(f"{file} is a plain list (one entry per line), which has no languages",
+                            f"use a table with '{entry_column}' and '{language_column}' columns, "
+                            "or unset 'language'")
+    return _read(file, entry_column, language_column, need_languages)
+
+
+def _read(file: Path, entry_column: str, language_column: str, need_languages: bool) -> EntryList:
+    try:
+        with open_regular(file) as handle:
+            if file.suffix.lower() not in TABLE_SUFFIXES:
+                return EntryList(tuple(read_lines(handle, file)), None, str(file))
+            table = read_table(handle, file)
+    except NotRegularFile as exc:  # replaced since it was looked at
+        raise MetadataError(f"metadata list {file} is {describe_mode(exc.mode)}, not a file") from None
+    except OSError as exc:
+        raise MetadataError(f"metadata list {file} cannot be read ({exc.strerror or exc})") from None
     if entry_column not in table.columns:
         raise MetadataError(f"{file} has no column '{entry_column}' (columns: {', '.join(table.columns)})",
                             "set 'entry_column' to the column that holds the entries")
@@ -84,24 +93,10 @@ def load_entries(path: str | None, entry_column: str = "entry", language_column:
     if need_languages and not has_languages:
         raise MetadataError(f"{file} has no column '{language_column}', but 'language' is set",
                             "set 'language_column', or unset 'language' to match every text against every entry")
-    columns = [pl.col(entry_column).cast(pl.Utf8).alias("entry")]
+    columns = [text_column(table, entry_column, file, "entry")]
     if has_languages and need_languages:
-        columns.append(pl.col(language_column).cast(pl.Utf8).alias("language"))
+        columns.append(text_column(table, language_column, file, "language"))
     table = table.select(columns).filter(pl.col("entry").is_not_null() & (pl.col("entry").str.strip_chars() != ""))
+    check_lengths(table["entry"], file)
     languages = tuple(table["language"].to_list()) if "language" in table.columns else None
     return EntryList(tuple(table["entry"].to_list()), languages, str(file))
-
-
-def _read_table(file: Path) -> pl.DataFrame:
-    suffix = file.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pl.read_parquet(file)
-        if suffix in (".csv", ".tsv"):
-            return pl.read_csv(file, separator="\t" if suffix == ".tsv" else ",", infer_schema=False)
-        if suffix == ".jsonl":
-            return pl.read_ndjson(file)
-        return pl.read_json(file)
-    except Exception as exc:  # polars raises several kinds; all mean "not a readable table"
-        raise MetadataError(f"cannot read {file} as a {suffix[1:]} table: {type(exc).__name__}: {exc}",
-                            "check the file's format, or give a text file with one entry per line") from None

@@ -61,7 +61,8 @@ class MetadataMatch(Step):
 
     def _entries(self) -> EntryList:
         p = self.params
-        return load_entries(p.entries, p.entry_column, p.language_column, need_languages=p.language is not None)
+        return load_entries(p.entries, p.entry_column, p.language_column, need_languages=p.language is not None,
+                            untrusted=self.untrusted)
 
     def plan_check(self, input_schema: Schema) -> list[str]:
         from curate_metadata.entries import MetadataError
@@ -73,7 +74,12 @@ class MetadataMatch(Step):
         return [] if entries.entries else [f"metadata list {entries.origin} has no entries"]
 
     def fingerprint_extra(self) -> dict[str, Any]:
-        return {"entries": self._entries().digest()}  # an edited list re-runs the step
+        from curate_metadata.entries import MetadataError
+
+        try:
+            return {"entries": self._entries().digest()}  # an edited list re-runs the step
+        except MetadataError:
+            return {"entries": None}  # plan_check reports the list's problem, at its place in the spec
 
     def setup(self, ctx: StepContext) -> None:
         self.entry_list = self._entries()
