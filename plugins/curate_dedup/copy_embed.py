@@ -77,12 +77,12 @@ class CopyEmbed(Step):
         return {UID: pl.Utf8, self.params.image_column: Image}
 
     def plan_check(self, input_schema: Schema) -> list[str]:
-        problems = loader.check(self.params.model)
+        problems = loader.check(self.params.model, self.untrusted)
         path = loader.resolve(self.params.model)
         if not problems and path.is_dir() and self.params.image_size is not None:
-            import json
+            from curate_dedup.copydetect.directory import read_config
 
-            trained = json.loads((path / "config.json").read_text()).get("image_size")
+            trained = read_config(path).get("image_size")
             if trained is not None and self.params.image_size != trained:
                 # The head flattens a fixed-size feature map: another input size cannot run.
                 problems.append(f"copy model {self.params.model} takes {trained} px images, image_size is "
@@ -97,7 +97,7 @@ class CopyEmbed(Step):
     def setup(self, ctx: StepContext) -> None:
         p = self.params
         self.copy_model = loader.load(p.model, resolve_device(p.device), image_size=p.image_size,
-                                      mean=p.mean, std=p.std)
+                                      mean=p.mean, std=p.std, untrusted=self.untrusted)
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         from torch.utils.data import DataLoader

@@ -13,11 +13,14 @@ Anything else (a bare name, a URL) would have to be downloaded, and this machine
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError
+from curate.runfiles import not_regular, outside_working_directory
+from curate_dedup.copydetect import directory
 
 WEIGHTS_DIR = Path(__file__).parents[1] / "weights"
 WORLD_COPY = "world-copy"
@@ -42,16 +45,19 @@ def resolve(model: str) -> Path:
     return WEIGHTS_DIR / WORLD_COPY if model == WORLD_COPY else Path(model).expanduser()
 
 
-def check(model: str) -> list[str]:
-    """Plan-time problems with a model choice (nothing is imported or loaded)."""
+def check(model: str, untrusted: bool = False) -> list[str]:
+    """Plan-time problems with a model choice (nothing is imported or loaded). ``untrusted``: the
+    spec is someone else's, so a model it names by path must lie inside the working directory."""
     path = resolve(model)
     if model == WORLD_COPY and not (path / "config.json").exists():
         return [f"the shipped world copy detector is missing ({path}); reinstall curate[dedup,clip]"]
+    if untrusted and model != WORLD_COPY:
+        named = [model] + ([f"{model}/{directory.CONFIG}", f"{model}/{directory.WEIGHTS}"] if path.is_dir() else [])
+        outside = next(filter(None, map(outside_working_directory, named)), None)
+        if outside:
+            return [f"copy model {outside}"]
     if path.is_dir():
-        if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
-            return [f"copy model directory {path} needs config.json and model.safetensors "
-                    "(as `curate dedup train-copy-world --out DIR` writes them)"]
-        return []
+        return directory.directory_problems(path)
     if path.is_file():
         if path.suffix not in TORCHSCRIPT_SUFFIXES + EXPORT_SUFFIXES:
             return [f"copy model {path} is neither a model directory nor a TorchScript "
@@ -59,6 +65,8 @@ def check(model: str) -> list[str]:
         from curate_dedup.copydetect.archives import export_problems, torchscript_problems
 
         return export_problems(path) if path.suffix in EXPORT_SUFFIXES else torchscript_problems(path)
+    if os.path.lexists(path):  # a pipe, a device, a broken link: what it is, not "does not exist"
+        return [f"copy model {path} {not_regular(path)}: give a model directory or a TorchScript or torch.export file"]
     if "://" in model or "/" not in model:
         return [f"copy model '{model}' is not a local file and would have to be downloaded, but this machine "
                 f"is offline: {SSCD_HINT}"]
@@ -107,8 +115,9 @@ class CopyModel:
 
 
 def load(model: str, device: str = "cpu", *, image_size: int | None = None,
-         mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> CopyModel:
-    problems = check(model)
+         mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+         untrusted: bool = False) -> CopyModel:
+    problems = check(model, untrusted)
     if problems:
         raise CopyModelError(problems[0])
     import torch
