@@ -18,9 +18,11 @@ from pydantic import Field
 
 from curate.errors import CurateError
 from curate.params import Params
-from curate.schema import DROP_REASON
+from curate.runfiles import outside_working_directory
+from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext, TableInput
 from curate_dedup import backend
+from curate_dedup.evalfiles import locate
 from curate_dedup.evalset import eval_digest, load_eval_set
 from curate_dedup.table import annotate, read_columns
 from curate_dedup.vectors import lookup, model_of, upstream_store
@@ -61,8 +63,8 @@ class Decontaminate(Step):
         source, store = upstream_store(ctx, p.embeddings_from, p.embedding)
         model = {**model_of(store), "checkpoint": p.clip_checkpoint}
         device = backend.resolve_device(p.device)
-        evals = load_eval_set(Path(p.eval).expanduser(), model=model, path_column=p.path_column,
-                              id_column=p.id_column, cache=ctx.artifacts, device=device, batch_size=p.batch_size)
+        evals = load_eval_set(p.eval, model=model, path_column=p.path_column, id_column=p.id_column,
+                              cache=ctx.artifacts, device=device, batch_size=p.batch_size, untrusted=self.untrusted)
         if evals.model is not None and model["model"] is not None and evals.model != model["model"]:
             raise CurateError(f"eval embeddings are from model '{evals.model}', the training embeddings from "
                               f"'{model['model']}'", "embed both with the same model")
@@ -94,8 +96,16 @@ class Decontaminate(Step):
         }
         yield from annotate(table, out)
 
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        """The eval set is what it must be, before any row is embedded (raises CurateError)."""
+        p = self.params
+        locate(p.eval, p.path_column, p.id_column, self.untrusted)
+        return []
+
     def fingerprint_extra(self) -> dict[str, Any]:
         """The eval set's file names, sizes and modification times: changing it reruns the step."""
+        if self.untrusted and outside_working_directory(self.params.eval):
+            return {"eval": None}  # refused by plan_check; not walked
         return {"eval": eval_digest(Path(self.params.eval).expanduser())}
 
     def summary(self, ctx: StepContext) -> dict[str, Any]:

@@ -9,23 +9,25 @@ Three forms, told apart by what the path is:
 
 Images are embedded by the model of the training embeddings: the CLIP of ``clip_score`` (needs the
 CLIP plugin, ``curate_clip``) or the copy detector of ``copy_embed``. The result is stored in the
-step's artifacts so the run keeps what it compared against.
+step's artifacts so the run keeps what it compared against. What is on disk is found and checked
+first, as ``curate validate`` checks it (:mod:`curate_dedup.evalfiles`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from curate.embeddings import EmbeddingStore
 from curate.errors import CurateError, pip_install
+from curate.runfiles import real_folders
+from curate_dedup.evalfiles import IMAGE_SUFFIXES, locate, read_image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
-ID_COLUMNS = ("eval_id", "id", "uid", "key")
+__all__ = ["IMAGE_SUFFIXES", "EvalSet", "embed_images", "eval_digest", "load_eval_set"]
 
 
 @dataclass
@@ -36,26 +38,15 @@ class EvalSet:
     kind: str  # store, parquet or images
 
 
-def load_eval_set(path: Path, *, model: dict[str, Any], path_column: str, id_column: str | None,
-                  cache: Path, device: str, batch_size: int) -> EvalSet:
-    if not path.exists():
-        raise CurateError(f"eval set {path} does not exist", "give an embedding store directory, a Parquet file "
-                          "with an image_path column, or a directory of images")
-    if path.is_dir() and (path / "meta.json").exists():
-        store = _store_at(path)
-        uids, vectors = store.load_all(dtype=np.float16)
-        return EvalSet([str(u) for u in uids], vectors, store.meta().get("model"), "store")
-    if path.is_file():
-        names, images = _parquet_items(path, path_column, id_column)
-        kind = "parquet"
-    else:
-        images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        names = [p.relative_to(path).as_posix() for p in images]
-        kind = "images"
-    if not images:
-        raise CurateError(f"eval set {path} holds no images", f"image files end in {', '.join(sorted(IMAGE_SUFFIXES))}")
-    vectors = _embed_cached(images, names, model, cache, device, batch_size)
-    return EvalSet(names, vectors, model.get("model"), kind)
+def load_eval_set(path: str, *, model: dict[str, Any], path_column: str, id_column: str | None,
+                  cache: Path, device: str, batch_size: int, untrusted: bool = False) -> EvalSet:
+    files = locate(path, path_column, id_column, untrusted)
+    if files.store is not None:
+        uids, vectors = files.store.load_all(dtype=np.float16)
+        return EvalSet([str(u) for u in uids], vectors, files.store.meta().get("model"), "store")
+    within = real_folders([os.getcwd()]) if untrusted else None
+    vectors = _embed_cached(files.images, files.names, model, cache, device, batch_size, within)
+    return EvalSet(files.names, vectors, model.get("model"), files.kind)
 
 
 def eval_digest(path: Path) -> str | None:
@@ -73,59 +64,26 @@ def eval_digest(path: Path) -> str | None:
     return digest.hexdigest()[:16]
 
 
-def _store_at(directory: Path) -> EmbeddingStore:
-    """An EmbeddingStore whose ``dir`` is exactly ``directory``."""
-    store = EmbeddingStore(directory, "")
-    store.dir = directory
-    return store
-
-
-def _parquet_items(path: Path, path_column: str, id_column: str | None) -> tuple[list[str], list[Path]]:
-    try:
-        frame = pl.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem for the user
-        raise CurateError(f"eval set {path} is not a readable Parquet file ({exc})") from None
-    if path_column not in frame.columns:
-        raise CurateError(f"eval set {path} has no '{path_column}' column",
-                          f"columns: {', '.join(frame.columns)}; set path_column")
-    if id_column is None:
-        id_column = next((c for c in ID_COLUMNS if c in frame.columns), None)
-    elif id_column not in frame.columns:
-        raise CurateError(f"eval set {path} has no '{id_column}' column", f"columns: {', '.join(frame.columns)}")
-    names = ([str(v) for v in frame[id_column].to_list()] if id_column
-             else [str(i) for i in range(frame.height)])
-    images = [path.parent / p for p in frame[path_column].to_list()]
-    return names, images
-
-
 def _embed_cached(images: list[Path], names: list[str], model: dict[str, Any], cache: Path, device: str,
-                  batch_size: int) -> np.ndarray:
+                  batch_size: int, within: tuple[Path, ...] | None = None) -> np.ndarray:
     store = EmbeddingStore(cache, "eval")
     if store.exists() and store.meta().get("model") == model.get("model") and list(store.uids()) == names:
         return store.load_all(dtype=np.float16)[1]
-    vectors = embed_images(images, model, device, batch_size)
+    vectors = embed_images(images, model, device, batch_size, within=within)
     store.write_meta(vectors.shape[1], str(model.get("model")))
     store.write_shard(0, names, vectors)
     return store.load_all(dtype=np.float16)[1]
 
 
-def embed_images(images: list[Path], model: dict[str, Any], device: str, batch_size: int) -> np.ndarray:
+def embed_images(images: list[Path], model: dict[str, Any], device: str, batch_size: int,
+                 within: tuple[Path, ...] | None = None) -> np.ndarray:
     if model.get("kind") == "copy":
-        return _embed_copy(images, model, device, batch_size)
-    return _embed_clip(images, model, device, batch_size)
+        return _embed_copy(images, model, device, batch_size, within)
+    return _embed_clip(images, model, device, batch_size, within)
 
 
-def _read(path: Path, prepare: Any) -> Any:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return prepare(image.convert("RGB"))
-    except OSError as exc:
-        raise CurateError(f"eval image {path} cannot be read ({exc})") from None
-
-
-def _embed_copy(images: list[Path], model: dict[str, Any], device: str, batch_size: int) -> np.ndarray:
+def _embed_copy(images: list[Path], model: dict[str, Any], device: str, batch_size: int,
+                within: tuple[Path, ...] | None) -> np.ndarray:
     """Descriptors from the copy_embed model that made the training embeddings, loaded from the
     source and with the input size and normalization it recorded."""
     import torch
@@ -135,17 +93,19 @@ def _embed_copy(images: list[Path], model: dict[str, Any], device: str, batch_si
     source = str(model.get("source") or "")
     mean, std = model.get("mean"), model.get("std")
     copy = loader.load(source, "cuda" if device == "gpu" else "cpu", image_size=model.get("image_size"),
-                       mean=tuple(mean) if mean else None, std=tuple(std) if std else None)
+                       mean=tuple(mean) if mean else None, std=tuple(std) if std else None,
+                       untrusted=within is not None)
     if copy.name != model.get("model"):
         raise CurateError(f"the training embeddings are from '{model.get('model')}', but '{source}' now loads "
                           f"'{copy.name}' (its weights changed)", "rerun copy_embed, or restore those weights")
     prepare = copy.preparer()
-    out = [copy.embed(torch.stack([_read(p, prepare) for p in images[start:start + batch_size]]))
+    out = [copy.embed(torch.stack([read_image(p, prepare, within) for p in images[start:start + batch_size]]))
            for start in range(0, len(images), batch_size)]
     return np.concatenate(out)
 
 
-def _embed_clip(images: list[Path], model: dict[str, Any], device: str, batch_size: int) -> np.ndarray:
+def _embed_clip(images: list[Path], model: dict[str, Any], device: str, batch_size: int,
+                within: tuple[Path, ...] | None) -> np.ndarray:
     """Image embeddings from the CLIP model that made the training embeddings, so both sides are
     comparable. clip_score records the model as ``<architecture>@<weights file name>``; the
     shipped world CLIP is found by that name, other weights need ``checkpoint`` (the path)."""
@@ -168,7 +128,7 @@ def _embed_clip(images: list[Path], model: dict[str, Any], device: str, batch_si
         raise CurateError(f"clip_checkpoint loads '{clip.name}', but the training embeddings are from '{name}'")
     out = []
     for start in range(0, len(images), batch_size):
-        batch = [_read(path, clip.preprocess) for path in images[start:start + batch_size]]
+        batch = [read_image(path, clip.preprocess, within) for path in images[start:start + batch_size]]
         with torch.no_grad():
             features = clip.model.encode_image(torch.stack(batch).to(clip.device))
         out.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())

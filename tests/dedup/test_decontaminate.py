@@ -55,7 +55,7 @@ def test_a_parquet_eval_set_is_embedded_with_the_training_model_and_cached(run_o
     pl.DataFrame({"eval_id": [10, 11, 12, 13, 14], "image_path": paths}).write_parquet(tmp_path / "eval.parquet")
     calls = []
 
-    def fake_embed(images, model, device, batch_size):
+    def fake_embed(images, model, device, batch_size, within=None):
         calls.append((tuple(p.name for p in images), model["model"]))
         return vectors[[int(p.stem) for p in images]]
 
