@@ -19,6 +19,7 @@ from pydantic import Field
 from curate.digests import file_digest
 from curate.embeddings import EmbeddingStore
 from curate.params import Params
+from curate.runfiles import outside_working_directory
 from curate.schema import UID, Image, Schema
 from curate.step import Step, StepContext
 from curate_dedup.copydetect import loader
@@ -90,6 +91,8 @@ class CopyEmbed(Step):
         return problems
 
     def fingerprint_extra(self) -> dict[str, Any]:
+        if self.untrusted and self.params.model != loader.WORLD_COPY and outside_working_directory(self.params.model):
+            return {"weights": None}  # refused by plan_check; not read to be hashed
         path = loader.resolve(self.params.model)
         weights = path / "model.safetensors" if path.is_dir() else path
         return {"weights": file_digest(weights)[:16] if weights.is_file() else None}
