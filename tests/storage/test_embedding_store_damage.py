@@ -90,10 +90,12 @@ def _replace_with(path, make):
 def test_a_pipe_or_device_in_the_store_is_an_error_not_a_wait(store, name, make, says):
     """A store from elsewhere (a cache, a copied run) with a pipe for a shard: np.load and
     read_parquet opened it and waited for a writer forever."""
+    from tests.core.test_run_dir_safety import no_endless_wait
+
     _replace_with(store.dir / name, make)
-    with pytest.raises(CurateError, match=f"is damaged: it is {re.escape(says)}, not a file"):
+    with no_endless_wait(10), pytest.raises(CurateError, match=f"is damaged: it is {re.escape(says)}, not a file"):
         _read_all(store)
-    with pytest.raises(CurateError, match=re.escape(says)):
+    with no_endless_wait(10), pytest.raises(CurateError, match=re.escape(says)):
         store.uids() if name.endswith(".parquet") else store.load_all()
 
 
