@@ -4,6 +4,7 @@ check each step's declared columns — all before any row is processed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from curate.ingest import canonical_schema, in_place_reference
 from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
+from curate.remote import is_url
+from curate.runfiles import outside_working_directory
 from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
 from curate.shards import KEPT_REFERENCE
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
@@ -381,7 +384,15 @@ def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path) -> tupl
     assert problems is not None
     if resolved.source_cls is None or resolved.source_params is None:
         return None, None, ""
-    ctx = SourceContext(run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, path=spec.source.path)
+    ctx = SourceContext(run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, path=spec.source.path,
+                        untrusted=spec.run.untrusted)
+    raw = spec.source.path
+    if spec.run.untrusted and raw and not is_url(raw) and _names_outside(raw):
+        # a spec from someone else reads no file of this machine it names by where it lies (its
+        # rows reach the outputs, and a download step could send them to any host the spec names);
+        # an absolute path inside the working directory is fine (a run's saved spec has those)
+        problems.add(("source", "path"), outside_working_directory(raw) or f"{raw!r} is outside the working directory")
+        return None, None, ""
     source = resolved.source_cls(resolved.source_params, ctx)
     try:
         raw_schema = source.schema()
@@ -400,6 +411,16 @@ def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path) -> tupl
         problems.add(("source",), exc.message, exc.hint)
         return source, None, ""
     return source, schema, source_fp
+
+
+def _names_outside(raw: str) -> bool:
+    """Whether an untrusted spec's ``source.path`` names a place outside the working directory by
+    itself: ``~``, ``..``, or an absolute path elsewhere (links and relative paths resolved against
+    the spec's folder are the file source's to check, file by file)."""
+    path = Path(raw)
+    if raw.startswith("~") or ".." in path.parts:
+        return True
+    return path.is_absolute() and not Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(os.getcwd())))
 
 
 def _source_step(source: Source, schema: Schema, source_fp: str, pm: PluginManager) -> PlannedStep:

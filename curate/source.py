@@ -25,6 +25,9 @@ class SourceContext:
     spec_dir: Path  # relative paths in the spec are relative to the spec file
     seed: int
     path: str | None = None  # the spec's source.path, for file-based sources
+    # A spec from someone else (run.untrusted): a file source reads only files inside the working
+    # directory (curate.runfiles.outside_working_directory), as its SQL reads no file at all.
+    untrusted: bool = False
 
     def resolve(self, path: str | Path) -> Path:
         p = Path(path).expanduser()

@@ -6,6 +6,7 @@ import glob as globlib
 import hashlib
 import io
 import json
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pydantic import Field, field_validator
 
 from curate.errors import SourceError
 from curate.params import Params
-from curate.runfiles import describe_mode
+from curate.runfiles import UNTRUSTED_READS, describe_mode
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
@@ -67,6 +68,8 @@ class FileSource(BucketObjects, Source):
         if not found:
             raise SourceError(f"source.path {raw!r} matched no {self.format} files (looked in {path})",
                               f"expected files ending in {', '.join(self.extensions) or 'a known extension'}")
+        if self.ctx.untrusted:
+            _refuse_outside(raw, found)
         return found
 
     def _accepts(self, path: Path) -> bool:
@@ -168,6 +171,19 @@ class FileSource(BucketObjects, Source):
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         """One file's columns and types, cheaply (a footer, a header)."""
         return dict(self.scan_file(path).collect_schema())
+
+
+def _refuse_outside(raw: str, paths: list[Path]) -> None:
+    """An untrusted spec's files (links resolved) must lie inside the working directory: a link
+    among them, or a spec kept elsewhere whose relative path resolves there, is refused."""
+    cwd = Path(os.path.realpath(os.getcwd()))
+    for path in paths:
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(cwd):
+            raise SourceError(f"source.path {raw!r}: {path} lies outside the working directory ({real}); "
+                              f"{UNTRUSTED_READS}",
+                              "run curate from the folder that holds the spec and its data, copy the data there, "
+                              "or run the spec without --untrusted if you trust it")
 
 
 def _refuse_special(raw: str, paths: list[Path]) -> None:

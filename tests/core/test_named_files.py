@@ -49,3 +49,32 @@ def test_a_safetensors_header_is_read_from_a_regular_file_only(tmp_path, make, s
     make(tmp_path / "model.safetensors")
     with no_endless_wait(10), pytest.raises(NotSafetensors, match=says.replace("(", r"\(").replace(")", r"\)")):
         read_header(tmp_path / "model.safetensors")
+
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "home", "link", "spec_elsewhere"])
+def test_an_untrusted_specs_source_reads_only_inside_the_working_directory(curate_main, workdir, tmp_path, where):
+    """Its rows reach the outputs (and a download step could send them to a host the spec names):
+    a source path that reaches out of the working directory is refused at validate, as its SQL
+    reading a file is; trusted, the same spec validates, and so does one reading a file inside."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    table = "url,alt_text\nhttp://a/1.jpg,the user's secret\n"
+    (elsewhere / "secret.csv").write_text(table)
+    (workdir / "ok.csv").write_text(table)
+    (workdir / "link.csv").symlink_to(elsewhere / "secret.csv")
+    path = {"absolute": str(elsewhere / "secret.csv"), "dotdot": "../elsewhere/secret.csv", "home": "~/secret.csv",
+            "link": "link.csv", "spec_elsewhere": "secret.csv"}[where]
+    spec_dir = elsewhere if where == "spec_elsewhere" else workdir
+    text = f"source: {{format: csv, path: '{path}'}}\nsteps: []\noutputs: [{{format: parquet, path: o.parquet}}]\n"
+    (spec_dir / "spec.yaml").write_text(text)
+    refused = curate_main("validate", str(spec_dir / "spec.yaml"), "--untrusted")
+    assert refused.code == 2, refused
+    assert "source" in refused.stderr and "outside the working directory" in refused.stderr
+    assert "--untrusted" in refused.stderr  # and how to go on
+    if where != "home":  # no such file in this home
+        assert curate_main("validate", str(spec_dir / "spec.yaml")).code == 0
+    (workdir / "spec.yaml").write_text(text.replace(f"'{path}'", "ok.csv"))
+    assert curate_main("validate", "spec.yaml", "--untrusted").code == 0
+    (workdir / "spec.yaml").write_text(text.replace(f"'{path}'", f"'{workdir / 'ok.csv'}'"))
+    assert curate_main("validate", "spec.yaml", "--untrusted").code == 0  # absolute, but inside

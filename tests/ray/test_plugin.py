@@ -106,7 +106,8 @@ def test_an_untrusted_spec_may_not_name_a_cluster_to_send_its_run_to(ray_pm, wor
 
 
 @pytest.mark.parametrize("params", [{}, {"address": "auto"}])
-def test_an_untrusted_spec_may_run_on_a_local_cluster_or_the_users_own(ray_pm, workdir, params):
+def test_an_untrusted_spec_may_run_on_a_local_cluster_or_the_users_own(ray_pm, workdir, params, monkeypatch):
+    monkeypatch.chdir(workdir)  # an untrusted spec reads its source only inside the working directory
     spec = spec_with({"name": "ray", "params": params})
     spec["run"]["untrusted"] = True
     assert isinstance(plan(spec, workdir, ray_pm).resolved.executor, RayExecutor)
