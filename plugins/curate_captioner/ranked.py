@@ -39,7 +39,8 @@ def alt_text_names(alt_text: str) -> set[str]:
     first = re.match(r"\W*(\w[\w'-]*)", alt_text or "")
     head = first.group(1) if first else None
     # The first word is capitalised by grammar, not because it is a name (unless it recurs).
-    return {w for w in words if w != head or words.count(w) > 1 or any(c.isdigit() for c in w)}
+    recurs = words.count(head) > 1 if head is not None else False  # once: counted per word, it was quadratic
+    return {w for w in words if w != head or recurs or any(c.isdigit() for c in w)}
 
 
 def entity_kept(alt_text: str, caption: str) -> float:

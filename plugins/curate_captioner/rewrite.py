@@ -29,6 +29,7 @@ characters, length and lower-cased form are unchanged, and folding twice is fold
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -41,6 +42,9 @@ MIN_LETTERS = 4
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 # A code: a run of non-space characters with a digit in it.
 _CODE = re.compile(r"[^\s(\[\"']*\d[^\s)\]\"']*")
+# _CODE where it can start but at the search's start: not after a character its first part takes
+# (finditer's leftmost match never starts there, as the match one character earlier is longer).
+_CODE_AFTER = re.compile(r"(?<![^\s(\[\"'])" + _CODE.pattern)
 # Between two words of a shouted run: spaces and light punctuation, no sentence break.
 _RUN_GAP = re.compile(r"[\s\-–—,&/|:+]*")
 _EXTENSION = r"\.(?:jpe?g|png|gif|webp|avif|bmp|tiff?)"
@@ -60,8 +64,30 @@ def _is_upper_word(word: str) -> bool:
 def _words_outside_codes(text: str) -> list[re.Match[str]]:
     """The words of ``text`` that are not part of a code: a run of non-space characters holding a
     digit (``DSC03575.JPG``, ``PXL_4527.JPG``, ``A380``) is written as it is."""
-    codes = [m.span() for m in _CODE.finditer(text)]
-    return [m for m in _WORD.finditer(text) if not any(start <= m.start() < end for start, end in codes)]
+    codes = _code_spans(text)
+    starts = [start for start, _ in codes]
+    words = []
+    for match in _WORD.finditer(text):
+        code = bisect.bisect_right(starts, match.start()) - 1  # the last code starting at or before the word
+        if code < 0 or match.start() >= codes[code][1]:
+            words.append(match)
+    return words
+
+
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    """The spans of ``_CODE.finditer(text)``, in linear time. finditer tries every start inside a
+    run of non-space characters, and a try inside a run without a digit reads to the run's end:
+    10 000 such characters took 1.4 s, 100 000 minutes. Past the search's start, only a start :data:`_CODE_AFTER`
+    allows can be the leftmost match."""
+    spans: list[tuple[int, int]] = []
+    at = 0
+    while at < len(text):
+        match = _CODE.match(text, at) or _CODE_AFTER.search(text, at + 1)
+        if match is None:
+            break
+        spans.append(match.span())
+        at = match.end()
+    return spans
 
 
 def _capitalise(word: str) -> str:

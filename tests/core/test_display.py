@@ -58,3 +58,24 @@ def test_visible_formatter_escapes_the_message_and_the_traceback():
     assert shown.startswith("INFO GET /\\x1b[2J\\x0d\\u202e\n")
     assert "ValueError: bad\\x1b]8;;http://evil\\x07" in shown
     assert not set(shown) & (UNSAFE - {"\n"})
+
+
+@given(st.text(alphabet=st.sampled_from("\\[]a#/@Z x\x1b"), max_size=40))
+def test_for_rich_escapes_as_rich_does(text):
+    from rich.markup import escape
+
+    from curate.display import for_rich
+
+    assert for_rich(text) == escape(visible(text))
+
+
+def test_for_rich_of_a_backslash_flood_finishes():
+    """rich's escape tries each backslash of a run, reading to the run's end: 300 000 took minutes."""
+    from tests.bounded import finishes
+
+    finishes("""
+        from curate.display import for_rich
+        n = 300_000
+        assert for_rich("\\\\" * n + "x") == "\\\\" * n + "x"
+        assert for_rich("\\\\" * n + "[b]") == "\\\\" * (2 * n + 1) + "[b]"
+    """)
