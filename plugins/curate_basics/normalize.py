@@ -3,6 +3,13 @@
 HTML entities are unescaped (to a fixed point: web text is often escaped twice), HTML tags
 optionally replaced by a space (``strip_tags``), control and zero-width characters removed, Unicode normalized, whitespace collapsed, length bounded.
 The operation is idempotent: normalizing twice changes nothing more.
+
+Each level of escaping ("&amp;amp;") or of nested tags ("<b<b>>") takes one more pass over the
+whole text, so a text escaped 10^5 times over would take 10^5 passes of 400 000 characters (hours).
+A text is followed through at least :data:`MIN_ROUNDS` passes, and through more while its passes
+have read fewer than :data:`ROUND_WORK` characters in all (a text of 2 000 characters that NFKC
+does not lengthen, through as many passes as it can need); a text still changing then is dropped
+as ``text_nested_too_deep``, its columns as they came. Web text is escaped twice at most.
 """
 
 from __future__ import annotations
@@ -57,6 +64,17 @@ TAG_RE = re.compile(TAG)
 # Vectorized rounds before the rows still changing go to the reference function: each level of
 # escaping ("&amp;amp;") takes one round, and two rounds are rare already.
 ROUNDS = 6
+# The reference function's bound (module docstring): rounds every text gets, and characters its
+# rounds may read in all before it stops (about a tenth of a second).
+MIN_ROUNDS = 16
+ROUND_WORK = 1 << 22
+TOO_NESTED = "text_nested_too_deep"
+# Texts unicodedata normalizes (quadratic in a run of combining marks, so at most a few ms here).
+UNICODEDATA_LENGTH = 1000
+# A decimal character reference of more digits than Python converts to an int (4300) made
+# html.unescape raise ValueError. Its leading zeros aside, one of 8 digits or more is past
+# U+10FFFF, which html.unescape makes U+FFFD: such digits are written as 1114112 first.
+LONG_DECIMAL_RE = re.compile(r"&#([0-9]{16,})")
 
 
 class NormalizeParams(Params):
@@ -80,23 +98,68 @@ class NormalizeParams(Params):
         return self
 
 
+class TextTooNested(ValueError):
+    """A text still changing after the rounds :func:`normalize_one` follows it through."""
+
+
+def _short_decimal(match: re.Match[str]) -> str:
+    digits = match.group(1).lstrip("0")
+    return "&#" + (digits if len(digits) <= 7 else "1114112") if digits else "&#0"
+
+
+def unescape(text: str) -> str:
+    """``html.unescape``, also of a decimal character reference too long for ``int``."""
+    return html.unescape(LONG_DECIMAL_RE.sub(_short_decimal, text) if "&#" in text else text)
+
+
+def unicode_normalize(form: Literal["NFC", "NFKC"], text: str) -> str:
+    """``unicodedata.normalize(form, text)`` in linear time.
+
+    CPython puts each run of combining marks in order by insertion: a run of 60 000 alternating
+    marks took 3 s, longer ones hours. Texts shorter than :data:`UNICODEDATA_LENGTH` are left to
+    it (fast, and a few milliseconds at worst); longer ones to :func:`normalize_in_pieces`."""
+    if len(text) < UNICODEDATA_LENGTH or text.isascii():
+        return unicodedata.normalize(form, text)
+    return normalize_in_pieces(form, text)
+
+
+def normalize_in_pieces(form: Literal["NFC", "NFKC"], text: str) -> str:
+    """``unicodedata.normalize(form, text)`` by polars, which normalizes in linear time. Unicode
+    never changes the decomposition or combining class of a code point once assigned, so the two
+    agree on every code point Python knows (as the vectorized path relies on); one Python does not
+    know combines with nothing in ``unicodedata`` (a starter, in no composition), so the text is cut
+    there and polars normalizes the pieces."""
+    unknown = sorted(c for c in set(text) if unicodedata.category(c) == "Cn")
+    pieces = re.split(f"([{''.join(map(re.escape, unknown))}])", text) if unknown else [text]
+    normalized = pl.Series(pieces[::2], dtype=pl.Utf8).str.normalize(form).to_list()
+    pieces[::2] = normalized
+    return "".join(pieces)
+
+
 def normalize_one(text: str | None, p: NormalizeParams) -> str | None:
-    """The reference implementation; the vectorized path must agree with it."""
+    """The reference implementation; the vectorized path must agree with it. Raises
+    :class:`TextTooNested` for a text not done within its rounds (module docstring)."""
     if text is None:
         return None
     # To a fixed point, so the result is idempotent. The bound grows with the text: a fixed cap
     # (it was 8) left deeper escaping ("&amp;amp;amp;...") half done, so a second pass changed it.
-    # Each level of escaping takes one round and at least three characters, so this always suffices.
-    for _ in range(16 + len(text)):
+    # Each level of escaping takes one round and at least three characters, so this always
+    # suffices; the work bound stops the rounds of a text nested deeper than text is.
+    length, read = len(text), 0
+    for done in range(16 + length):
+        if done >= MIN_ROUNDS and read >= ROUND_WORK:
+            raise TextTooNested(f"a text of {length} characters still changed after {done} rounds of "
+                                "unescaping and tag stripping")
+        read += len(text)
         before = text
         if p.html_unescape and "&" in text:
-            text = html.unescape(text)
+            text = unescape(text)
         if p.strip_tags and "<" in text:
             text = TAG_RE.sub(" ", text)
         if p.strip_control:
             text = ZERO_WIDTH_RE.sub("", CONTROL_RE.sub(" ", text))
         if p.unicode_form != "none":
-            text = unicodedata.normalize(p.unicode_form, text)
+            text = unicode_normalize(p.unicode_form, text)
         if p.collapse_whitespace:
             text = WHITESPACE_RE.sub(" ", text).strip()
         if p.max_length is not None and len(text) > p.max_length:
@@ -176,7 +239,11 @@ class NormalizeText(Step):
         function only for rows the vectorized round cannot do exactly (an '&' that neither
         starts one of :data:`ENTITIES` nor is :data:`BARE`, a code point Python does not know, or
         still changing after :data:`ROUNDS` rounds), so the result always equals
-        :func:`normalize_one`.
+        :func:`normalize_one`. A text it finds too nested stays as it came."""
+        return self.normalize_rows(column)[0]
+
+    def normalize_rows(self, column: pl.Series) -> tuple[pl.Series, list[int]]:
+        """:meth:`normalize`, and the positions of the texts too nested to normalize.
 
         Only rows a round could change go through it (most web alt-text is :data:`PLAIN`), and
         only rows the last round changed, and left not plain, go through the next one.
@@ -208,16 +275,32 @@ class NormalizeText(Step):
             rows, current = rows.filter(changed), after.filter(changed)
         slow.append(rows)  # still changing after ROUNDS rounds (rare): finish in Python
         index = pl.concat(slow) if slow else rows
+        too_nested: list[int] = []
         if len(index):
-            fixed = [normalize_one(v, self.params) for v in column.gather(index).to_list()]
+            fixed = []
+            for position, value in zip(index.to_list(), column.gather(index).to_list(), strict=True):
+                try:
+                    fixed.append(normalize_one(value, self.params))
+                except TextTooNested:
+                    fixed.append(value)
+                    too_nested.append(position)
             out = out.scatter(index, pl.Series(fixed, dtype=pl.Utf8))
-        return out
+        return out, too_nested
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
-        # An all-null column of Polars' Null type is text with no values yet.
-        columns = {name: self.normalize(table[name].cast(pl.Utf8) if table[name].dtype == pl.Null else table[name])
-                   for name in p.columns}
+        columns: dict[str, pl.Series] = {}
+        too_nested: set[int] = set()
+        for name in p.columns:
+            # An all-null column of Polars' Null type is text with no values yet.
+            columns[name], nested = self.normalize_rows(table[name].cast(pl.Utf8) if table[name].dtype == pl.Null
+                                                        else table[name])
+            too_nested.update(nested)
+        nested_rows = pl.Series([False] * table.height, dtype=pl.Boolean)
+        if too_nested:  # dropped with every column as it came
+            nested_rows = nested_rows.scatter(sorted(too_nested), True)
+            columns = {name: pl.select(pl.when(nested_rows).then(table[name].cast(pl.Utf8)).otherwise(column)).to_series()
+                       for name, column in columns.items()}
         out = table.with_columns([s.alias(n) for n, s in columns.items()])
         if p.empty == "null":
             out = out.with_columns([
@@ -231,6 +314,8 @@ class NormalizeText(Step):
         if p.min_length > 0:
             too_short = (lengths.fill_null(0) < p.min_length)
             reason = pl.when(pl.Series(too_short)).then(pl.lit("text_too_short")).otherwise(reason)
-        if p.empty == "drop" or p.min_length > 0:
+        if too_nested:
+            reason = pl.when(nested_rows).then(pl.lit(TOO_NESTED)).otherwise(reason)
+        if p.empty == "drop" or p.min_length > 0 or too_nested:
             out = out.with_columns(reason.alias(DROP_REASON))
         return out
