@@ -215,15 +215,18 @@ def tokenizer(model: str, config: dict[str, Any]) -> Any:
     name no Hugging Face tokenizer (check_model refuses it), so its tokenizer is open_clip's own,
     built from the config that was checked rather than the folder read again; an open_clip
     architecture that uses a Hugging Face tokenizer (allowed with CURATE_ALLOW_HUB) gets it with
-    ``trust_remote_code=False``."""
+    ``trust_remote_code=False``. Bounded in time and memory whatever the texts
+    (:mod:`curate_clip.tokens`)."""
     import open_clip
+
+    from curate_clip.tokens import BoundedTokenizer
 
     text = config.get("text_cfg") or {}
     if model.startswith(LOCAL_DIR_PREFIX):
-        return open_clip.SimpleTokenizer(context_length=text.get("context_length", 77))
+        return BoundedTokenizer(open_clip.SimpleTokenizer(context_length=text.get("context_length", 77)))
     if text.get("hf_tokenizer_name"):
-        return open_clip.get_tokenizer(model, trust_remote_code=False)
-    return open_clip.get_tokenizer(model)
+        return BoundedTokenizer(open_clip.get_tokenizer(model, trust_remote_code=False))
+    return BoundedTokenizer(open_clip.get_tokenizer(model))
 
 
 def load_error_text(error: BaseException) -> str:

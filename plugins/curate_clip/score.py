@@ -6,6 +6,7 @@ so dedup and mixing reuse them instead of recomputing.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -324,38 +325,48 @@ class ClipScore(Step):
         """Each row's score minus the best score of a minimal edit of its text against its image
         (NaN where the row has no score or its text no edit). The edits go through the same text
         tower as the texts; rows are taken EDIT_ROWS at a time, each distinct edit text of them
-        encoded once, so memory stays bounded whatever the shard size."""
+        encoded once. So that memory stays bounded whatever the shard size and the texts, a text
+        is edited as far as the tokenizer reads it (MAX_TEXT_CHARS), and an edit is kept as its
+        token ids and a digest, not as its text: one hostile row made max_edits copies of itself."""
+        import torch
+
         from curate_clip.edits import minimal_edits
+        from curate_clip.tokens import MAX_TEXT_CHARS
 
         margins = np.full(len(values), np.nan, dtype=np.float64)
         for start in range(0, len(values), EDIT_ROWS):
             rows: list[int] = []
             which: list[int] = []
-            index_of: dict[str, int] = {}
+            index_of: dict[bytes, int] = {}
+            ids = []
             for row in range(start, min(start + EDIT_ROWS, len(values))):
                 text = values[row]
                 if text is None or np.isnan(scores[row]):
                     continue
-                for edit in minimal_edits(text, self.vocabulary, self.params.max_edits):
+                edits = {_digest(edit.text): edit.text
+                         for edit in minimal_edits(text[:MAX_TEXT_CHARS], self.vocabulary, self.params.max_edits)}
+                new = [edit for key, edit in edits.items() if key not in index_of]
+                if new:  # tokenized alone as in a batch: the same ids
+                    ids.append(self.clip.tokenizer(new).to(torch.int32))
+                for key in edits:
                     rows.append(row)
-                    which.append(index_of.setdefault(edit.text, len(index_of)))
+                    which.append(index_of.setdefault(key, len(index_of)))
             if not rows:
                 continue
-            edit_scores = (self._encode_texts(list(index_of))[which] * images[rows]).sum(axis=1)
+            edit_scores = (self._encode_ids(torch.cat(ids).long())[which] * images[rows]).sum(axis=1)
             best = np.full(len(values), -np.inf)
             np.maximum.at(best, np.array(rows), edit_scores)
             has = np.isfinite(best)
             margins[has] = scores[has] - best[has]
         return margins
 
-    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+    def _encode_ids(self, ids: Any) -> np.ndarray:
         import torch
 
         out = []
-        for start in range(0, len(texts), self.params.batch_size):
-            ids = self.clip.tokenizer(texts[start:start + self.params.batch_size])
+        for start in range(0, len(ids), self.params.batch_size):
             with torch.inference_mode(), self._autocast():
-                out.append(self._text_vectors(ids))
+                out.append(self._text_vectors(ids[start:start + self.params.batch_size]))
         return torch.cat(out).cpu().numpy()
 
     def _text_vectors(self, ids: Any) -> Any:
@@ -367,6 +378,10 @@ class ClipScore(Step):
         cuda = self.clip.device.startswith("cuda")
         encoded = self._text_tower(ids.to(self.clip.device, non_blocking=cuda))
         return torch.nn.functional.normalize(encoded.float(), dim=-1)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class _WithTexts:

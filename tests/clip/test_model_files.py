@@ -129,7 +129,7 @@ def test_load_clip_never_asks_for_a_tokenizer_with_remote_code(tmp_path, world_s
     asked = []
     monkeypatch.setattr(open_clip, "get_tokenizer", lambda *a, **k: asked.append(k))
     clip = load_clip(f"local-dir:{model_folder(tmp_path / 'm', world_state)}", device="cpu")
-    assert asked == [] and type(clip.tokenizer).__name__ == "SimpleTokenizer"
+    assert asked == [] and type(clip.tokenizer.inner).__name__ == "SimpleTokenizer"
     assert clip.tokenizer.context_length == 32
 
 

@@ -147,3 +147,25 @@ def test_edit_margins_do_not_depend_on_how_rows_are_chunked(small_world, monkeyp
     assert whole["clip_edit_margin"].null_count() == chunked["clip_edit_margin"].null_count()
     difference = (whole["clip_edit_margin"] - chunked["clip_edit_margin"]).abs().max()
     assert difference is None or difference < 1e-5
+
+
+def test_a_huge_alt_text_is_edited_as_far_as_the_tokenizer_reads_it(small_world):
+    """An alt-text of 20 000 colour words scores and edits as its first MAX_TEXT_CHARS characters,
+    and its max_edits edits are not max_edits copies of it (256 x 340 kB before)."""
+    import tracemalloc
+
+    from curate_clip.tokens import MAX_TEXT_CHARS
+
+    huge = "a red circle and " * 20_000
+    first = image_table(small_world, limit=1)
+    table = pl.concat([first.with_columns(pl.lit(huge).alias("alt_text")),
+                       first.with_columns(pl.lit("x").alias("uid"), pl.lit(huge[:MAX_TEXT_CHARS]).alias("alt_text"))])
+    tracemalloc.start()
+    try:
+        kept = run_step("clip_score", table, {"edits": "world", "max_edits": 256}).kept
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert kept["clip_edit_margin"].null_count() == 0
+    assert kept["clip_score"][0] == kept["clip_score"][1] and kept["clip_edit_margin"][0] == kept["clip_edit_margin"][1]
+    assert peak < 48 * 2**20
