@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from curate_report import charts
-from curate_report.html import Html, esc, slug, table, tag, thumb
+from curate_report.html import Html, clip_text, esc, slug, table, tag, thumb
 from curate_report.images import jpeg_thumbnail, thumbnail
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +23,25 @@ def test_escaped_text_never_makes_markup(text: str):
     structure = assert_well_formed(page)
     assert structure.tags.get("td") == 1 and structure.tags.get("p") == 1
     assert "<" not in esc(text) and ">" not in esc(text)
+
+
+@given(st.text(alphabet=st.sampled_from("ab \t\n\x1c\u2028\u00a0\u3000x"), max_size=60), st.integers(1, 20))
+def test_clip_text_collapses_whitespace_and_cuts(text: str, limit: int):
+    value = " ".join(text.split())
+    assert clip_text(text, limit) == (value if len(value) <= limit else value[: limit - 1] + "…")
+
+
+def test_clip_text_of_a_huge_text_reads_only_what_shows():
+    import tracemalloc
+
+    huge = "a " * 10_000_000
+    tracemalloc.start()
+    try:
+        assert clip_text(huge, 9) == "a a a a …"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # splitting all of it held 10 million strings
 
 
 def test_html_is_not_escaped_twice():
