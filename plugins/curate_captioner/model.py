@@ -32,7 +32,7 @@ from curate_captioner.config import (
 from curate_captioner.encoder import build_tower, encode, preprocess, tower_width
 from curate_captioner.errors import CaptionerError, RefusedFile
 from curate_captioner.modelfiles import REWRITE_HINT, ModelDirectoryError, check_captioner_directory
-from curate_captioner.prompts import PromptBatch, build_batch
+from curate_captioner.prompts import PromptBatch, build_batch, prompt_chars
 from curate_captioner.rewrite import rewrite_prompt
 from curate_captioner.tokenizer import caption_token_id
 from curate_captioner.tokenizer import encode as encode_texts
@@ -225,7 +225,8 @@ class Captioner(nn.Module):
 
     def batch(self, prompts: list[str], targets: list[str] | None = None) -> PromptBatch:
         tokenizer = self.tokenizer
-        prompts = [rewrite_prompt(p, self.config.prompt_rewrites) for p in prompts]
+        length = prompt_chars(self.config.max_prompt_tokens)
+        prompts = [rewrite_prompt(p[:length], self.config.prompt_rewrites) for p in prompts]
         return build_batch(
             encode_texts(tokenizer, prompts),
             None if targets is None else encode_texts(tokenizer, targets),

@@ -5,8 +5,9 @@
     mask:     1 … 1        0 … 0      1 … 1                1         1 …      1    0 …
     labels:   -100         -100                            -100      target … </s> -100
 
-The prompt is truncated to ``max_prompt_tokens`` and left padded, so every row's prompt ends in the
-same column and the caption of every row starts in the same column: a batch is decoded in lockstep.
+The prompt is truncated to ``max_prompt_tokens`` (its text first to :func:`prompt_chars`) and left
+padded, so every row's prompt ends in the same column and the caption of every row starts in the
+same column: a batch is decoded in lockstep.
 Position ids count only unmasked columns, so a padded row computes exactly what it would alone.
 Loss is on the target tokens and the closing ``</s>`` only. With ``targets=None`` (inference) the
 target segment is just ``<caption>``.
@@ -23,6 +24,16 @@ if TYPE_CHECKING:
     import torch
 
 IGNORE = -100  # label of columns without loss (the value torch's cross entropy ignores)
+# A prompt is read up to this many characters per prompt token (65 536 at least) before it is
+# rewritten and tokenized: far past where its first max_prompt_tokens tokens end in any natural
+# text, and a 10 MB alt-text no longer takes 25 s a row.
+PROMPT_CHARS_PER_TOKEN = 32
+MIN_PROMPT_CHARS = 1 << 16
+
+
+def prompt_chars(max_prompt_tokens: int) -> int:
+    """How much of an alt-text a prompt of ``max_prompt_tokens`` tokens is made of, at most."""
+    return max(MIN_PROMPT_CHARS, PROMPT_CHARS_PER_TOKEN * max_prompt_tokens)
 
 
 @dataclass

@@ -141,6 +141,27 @@ def test_the_captioner_reads_its_prompts_through_its_rewrites(make_captioner) ->
     assert torch.equal(rewriting.batch([""], ["ZORBLAX TOWER"]).text_ids, plain.batch([""], ["ZORBLAX TOWER"]).text_ids)
 
 
+def test_a_huge_alt_text_is_read_as_far_as_its_prompt_can_reach(make_captioner) -> None:  # type: ignore[no-untyped-def]
+    """A 10 MB alt-text was rewritten and tokenized whole (25 s a row) for its first 128 tokens."""
+    import tracemalloc
+
+    import torch
+
+    from curate_captioner.prompts import prompt_chars
+
+    captioner = make_captioner("llama")
+    captioner.config = captioner.config.model_copy(update={"prompt_rewrites": ["file_names", "fold_shouting"]})
+    huge = "A RED Circle and a-blue-star.jpg " * 300_000
+    tracemalloc.start()
+    try:
+        ids = captioner.batch([huge]).text_ids
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert torch.equal(ids, captioner.batch([huge[:prompt_chars(captioner.config.max_prompt_tokens)]]).text_ids)
+    assert peak < 32 * 2**20
+
+
 def test_the_rewrites_are_saved_with_the_model(make_captioner, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from curate_captioner.model import Captioner
 
