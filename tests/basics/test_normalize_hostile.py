@@ -15,6 +15,7 @@ from curate_basics.normalize import (
     ROUND_WORK,
     TOO_NESTED,
     NormalizeParams,
+    NormalizeText,
     TextTooNested,
     normalize_in_pieces,
     normalize_one,
@@ -53,6 +54,14 @@ def test_a_decimal_reference_too_long_for_int_is_past_unicode():
     assert unescape("&#" + "9" * 5000 + ";x") == "\ufffdx"
     assert unescape("&#" + "0" * 5000 + "65") == "A"
     assert unescape("&#" + "0" * 5000) == "\ufffd"  # U+0000
+
+
+def test_a_long_text_with_a_code_point_python_does_not_know_takes_the_reference_path():
+    params = NormalizeParams(unicode_form="NFKC")
+    texts = ["\uff21 " * 40_000 + "\U0001ccd6", "\uff21 " * 40_000, "\U0001ccd6"]  # long and short
+    out = NormalizeText(params).normalize(pl.Series(texts)).to_list()
+    assert out == [normalize_one(text, params) for text in texts]
+    assert out[0].endswith("A \U0001ccd6") and out[2] == "\U0001ccd6"  # polars alone would make it 'A'
 
 
 def test_deep_nesting_is_followed_within_its_work_bound():
