@@ -44,8 +44,7 @@ def merge(word: str, ranks: dict[tuple[str, str], int], pairs: list[tuple[str, s
     count = len(symbols)
     after = list(range(1, count + 1))  # count: the end
     before = list(range(-1, count - 1))
-    heap = [(rank, i) for i in range(count - 1) if (rank := ranks.get((symbols[i], symbols[i + 1]))) is not None]  # type: ignore[arg-type]
-    heapq.heapify(heap)
+    heap: list[tuple[int, int]] = []
 
     def candidate(i: int) -> None:
         j = after[i]
@@ -53,6 +52,9 @@ def merge(word: str, ranks: dict[tuple[str, str], int], pairs: list[tuple[str, s
             rank = ranks.get((symbols[i], symbols[j]))  # type: ignore[arg-type]
             if rank is not None:
                 heapq.heappush(heap, (rank, i))
+
+    for i in range(count - 1):
+        candidate(i)
 
     while heap:
         rank = heap[0][0]
