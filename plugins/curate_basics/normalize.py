@@ -199,7 +199,8 @@ class NormalizeText(Step):
 
     @property
     def drops_rows(self) -> bool:  # type: ignore[override]
-        return self.params.min_length > 0 or self.params.empty == "drop"
+        p = self.params  # unescaping and tag stripping drop a text nested too deep (TOO_NESTED)
+        return p.min_length > 0 or p.empty == "drop" or p.html_unescape or p.strip_tags
 
     def _vectorized(self, column: pl.Series) -> pl.Series:
         p = self.params
