@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from curate.envnumbers import positive_number
 from curate.errors import MissingDependencyError, StorageError
 
 URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -111,17 +112,7 @@ def filesystem(url: str) -> Any:
 
 
 def _seconds(variable: str, default: float, most: float = 3600, unit: str = "seconds") -> float:
-    text = os.environ.get(variable)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= most:
-        raise StorageError(f"{variable}={text!r} is not a number of {unit} in (0, {most:g}]",
-                           f"set it to a number of {unit}, or unset it for {default:g}")
-    return value
+    return positive_number(variable, default, most, unit, error=StorageError)
 
 
 def deadline(moved: int = 0, requests: int = 1) -> float:

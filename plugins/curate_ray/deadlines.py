@@ -7,9 +7,7 @@ contain, so none of this belongs in a spec's fingerprint).
 
 from __future__ import annotations
 
-import os
-
-from curate.errors import CurateError
+from curate.envnumbers import positive_number
 
 # Ray itself waits ~821 s for a named address that never answers (20 tries of its 30 s GCS call
 # and two 5 s connection waits), far longer than a GCS takes to come up (Ray's own default wait
@@ -23,14 +21,4 @@ MOST = 86400.0
 
 def seconds(variable: str, default: float) -> float:
     """The number of seconds ``variable`` holds, or ``default`` when it is not set."""
-    text = os.environ.get(variable)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= MOST:
-        raise CurateError(f"{variable}={text!r} is not a number of seconds in (0, {MOST:g}]",
-                          hint=f"set it to a number of seconds, or unset it for {default:g}")
-    return value
+    return positive_number(variable, default, MOST)
