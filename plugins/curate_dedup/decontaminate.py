@@ -23,7 +23,7 @@ from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext, TableInput
 from curate_dedup import backend
 from curate_dedup.evalfiles import locate
-from curate_dedup.evalset import eval_digest, load_eval_set
+from curate_dedup.evalset import eval_digest, files_digest, load_eval_set
 from curate_dedup.table import annotate, read_columns
 from curate_dedup.vectors import lookup, model_of, upstream_store
 
@@ -103,10 +103,20 @@ class Decontaminate(Step):
         return []
 
     def fingerprint_extra(self) -> dict[str, Any]:
-        """The eval set's file names, sizes and modification times: changing it reruns the step."""
+        """The eval set's file names, sizes and modification times: changing it reruns the step.
+        A Parquet eval set's images too, wherever they lie (an image edited in place left the
+        file's own digest as it was, and the step's embeddings of it were reused)."""
         if self.untrusted and outside_working_directory(self.params.eval):
             return {"eval": None}  # refused by plan_check; not walked
-        return {"eval": eval_digest(Path(self.params.eval).expanduser())}
+        path = Path(self.params.eval).expanduser()
+        extra: dict[str, Any] = {"eval": eval_digest(path)}
+        if path.is_file():
+            try:
+                files = locate(self.params.eval, self.params.path_column, self.params.id_column, self.untrusted)
+            except CurateError:
+                return extra  # plan_check says what is wrong
+            extra["images"] = files_digest(files.images)
+        return extra
 
     def summary(self, ctx: StepContext) -> dict[str, Any]:
         return dict(getattr(self, "_facts", {}))

@@ -27,7 +27,7 @@ from curate.errors import CurateError, pip_install
 from curate.runfiles import real_folders
 from curate_dedup.evalfiles import IMAGE_SUFFIXES, locate, read_image
 
-__all__ = ["IMAGE_SUFFIXES", "EvalSet", "embed_images", "eval_digest", "load_eval_set"]
+__all__ = ["IMAGE_SUFFIXES", "EvalSet", "embed_images", "eval_digest", "files_digest", "load_eval_set"]
 
 
 @dataclass
@@ -61,6 +61,17 @@ def eval_digest(path: Path) -> str | None:
         stat = file.stat()
         digest.update(f"{file.relative_to(path) if file != path else file.name}:{stat.st_size}:{stat.st_mtime_ns}\n"
                       .encode())
+    return digest.hexdigest()[:16]
+
+
+def files_digest(files: list[Path]) -> str:
+    """A cheap fingerprint of files named by a list: each one's path, size and mtime, in order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 

@@ -159,3 +159,21 @@ def test_a_damaged_eval_store_says_to_write_it_again_not_to_remove_its_folder(ru
     with pytest.raises(CurateError, match="is damaged") as error:
         run_on("decontaminate", data, {"eval": str(store.dir)})
     assert "write it again" in error.value.hint and "remove" not in error.value.hint
+
+
+def test_an_image_a_parquet_eval_set_lists_is_in_the_steps_fingerprint(tmp_path, monkeypatch):
+    """Edited in place, in a folder of its own, it reruns the step (the Parquet file's digest
+    alone stayed the same, and the embeddings of the old image were reused)."""
+    from curate_dedup.decontaminate import Decontaminate
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "images" / "a.png")
+    pl.DataFrame({"image_path": ["images/a.png"]}).write_parquet(tmp_path / "evals.parquet")
+    step = Decontaminate(Decontaminate.Params(eval="evals.parquet"))
+    before = step.fingerprint_extra()
+    Image.new("RGB", (8, 8), "blue").save(tmp_path / "images" / "a.png")
+    os.utime(tmp_path / "images" / "a.png", ns=(1, 1))  # whatever the clock did
+    assert step.fingerprint_extra()["eval"] == before["eval"]  # the Parquet file did not change
+    assert step.fingerprint_extra() != before
