@@ -51,27 +51,26 @@ def load_eval_set(path: str, *, model: dict[str, Any], path_column: str, id_colu
 
 def eval_digest(path: Path) -> str | None:
     """A cheap fingerprint of an eval set on disk: every file's relative name, size and mtime."""
-    import hashlib
-
     if not path.exists():
         return None
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    digest = hashlib.sha256()
-    for file in files:
-        stat = file.stat()
-        digest.update(f"{file.relative_to(path) if file != path else file.name}:{stat.st_size}:{stat.st_mtime_ns}\n"
-                      .encode())
-    return digest.hexdigest()[:16]
+    if path.is_file():
+        return _stat_digest([path], lambda file: file.name)
+    return _stat_digest(sorted(p for p in path.rglob("*") if p.is_file()), lambda file: file.relative_to(path))
 
 
 def files_digest(files: list[Path]) -> str:
     """A cheap fingerprint of files named by a list: each one's path, size and mtime, in order."""
+    return _stat_digest(files, str)
+
+
+def _stat_digest(files: list[Path], name: Any) -> str:
+    """sha256 over each file's ``name(file)``, size and mtime, one line each (16 hex digits)."""
     import hashlib
 
     digest = hashlib.sha256()
     for file in files:
         stat = file.stat()
-        digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{name(file)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
