@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
 from curate.remote import is_url
-from curate.runfiles import outside_working_directory
+from curate.runfiles import confined, outside_working_directory, real_folders
 from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
 from curate.shards import KEPT_REFERENCE
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
@@ -121,12 +122,18 @@ class Plan:
             return None
         try:
             found = read_reference(path)
-            expected = in_place_reference(self.source, self.spec.source, planned.output_schema)
+            expected = self._source_reference
         except (KeptReferenceError, OSError, pl.exceptions.PolarsError) as error:
             return f"its {KEPT_REFERENCE} cannot be checked against the source ({error})"
         if found != expected:
             return f"its {KEPT_REFERENCE} names other files or columns than this run's source reads"
         return None
+
+    @cached_property
+    def _source_reference(self) -> Any:
+        """What this run's source would write as its ``kept.json`` (its files' footers read once
+        per plan, not once per cache check)."""
+        return in_place_reference(self.source, self.spec.source, self.steps[0].output_schema)
 
     def reusable_head(self, planned: PlannedStep) -> bool:
         """The head of a group (the source or a table step, curate.fusion.fusable_head) that
@@ -420,7 +427,7 @@ def _names_outside(raw: str) -> bool:
     path = Path(raw)
     if raw.startswith("~") or ".." in path.parts:
         return True
-    return path.is_absolute() and not Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(os.getcwd())))
+    return path.is_absolute() and confined(path, real_folders([os.getcwd()])) is None
 
 
 def _source_step(source: Source, schema: Schema, source_fp: str, pm: PluginManager) -> PlannedStep:

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from curate.errors import SourceError
 from curate.params import Params
-from curate.runfiles import UNTRUSTED_READS, describe_mode
+from curate.runfiles import UNTRUSTED_READS, confined, describe_mode, real_folders
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
@@ -176,11 +176,11 @@ class FileSource(BucketObjects, Source):
 def _refuse_outside(raw: str, paths: list[Path]) -> None:
     """An untrusted spec's files (links resolved) must lie inside the working directory: a link
     among them, or a spec kept elsewhere whose relative path resolves there, is refused."""
-    cwd = Path(os.path.realpath(os.getcwd()))
+    cwd = real_folders([os.getcwd()])
     for path in paths:
-        real = Path(os.path.realpath(path))
-        if not real.is_relative_to(cwd):
-            raise SourceError(f"source.path {raw!r}: {path} lies outside the working directory ({real}); "
+        if confined(path, cwd) is None:
+            raise SourceError(f"source.path {raw!r}: {path} lies outside the working directory "
+                              f"({os.path.realpath(path)}); "
                               f"{UNTRUSTED_READS}",
                               "run curate from the folder that holds the spec and its data, copy the data there, "
                               "or run the spec without --untrusted if you trust it")
