@@ -34,26 +34,64 @@ DRIP_INTERVAL = 0.1
 DRIP_CAP_SECONDS = 30.0
 
 
-class _Server(ThreadingHTTPServer):
+class LoopbackServer(ThreadingHTTPServer):
+    """A test server on 127.0.0.1 that records every request and is quiet about clients that
+    drop their connection (one past its deadline does: that is the point here)."""
+
     daemon_threads = True
     block_on_close = True
 
-    def __init__(self) -> None:
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self.stopping = threading.Event()
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), handler)
 
     def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
-        pass  # a client past its deadline drops the connection; that is the point here
+        pass
 
 
-class _Handler(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class Served:
+    """A running :class:`LoopbackServer`: its endpoint and the requests it has had."""
+
+    def __init__(self, server: LoopbackServer):
+        self.server = server
+        self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        with self.server.lock:
+            return list(self.server.requests)
+
+
+@contextmanager
+def serving(server: LoopbackServer, name: str) -> Iterator[LoopbackServer]:
+    """``server`` answering on a thread of its own until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _Server(LoopbackServer):
+    def __init__(self) -> None:
+        super().__init__(_Handler)
+
+
+class _Handler(QuietHandler):
+    server: _Server
 
     def do_GET(self) -> None:
         self._answer(body=True)
@@ -126,27 +164,11 @@ def _page(bucket: str, query: dict[str, str]) -> bytes:
             f"{contents}</ListBucketResult>").encode()
 
 
-class HostileS3:
-    def __init__(self, server: _Server):
-        self.server = server
-        self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-
-    @property
-    def requests(self) -> list[tuple[str, str]]:
-        with self.server.lock:
-            return list(self.server.requests)
+class HostileS3(Served):
+    pass
 
 
 @contextmanager
 def serve_hostile_s3() -> Iterator[HostileS3]:
-    server = _Server()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="hostile-s3",
-                              daemon=True)
-    thread.start()
-    try:
+    with serving(_Server(), "hostile-s3") as server:
         yield HostileS3(server)
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()

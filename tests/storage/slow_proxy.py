@@ -20,48 +20,34 @@ from __future__ import annotations
 
 import http.client
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from tests.storage.hostile_s3 import DRIP_BYTES, DRIP_CAP_SECONDS, DRIP_INTERVAL
+from tests.storage.hostile_s3 import (DRIP_BYTES, DRIP_CAP_SECONDS, DRIP_INTERVAL, LoopbackServer, QuietHandler, Served,
+                                      serving)
 
 Rule = Callable[[str, str], "str | None"]
 # Headers of one hop, not passed on (the proxy reads each body whole, then sends it with its length).
 HOP = {"connection", "keep-alive", "expect", "transfer-encoding", "content-length"}
 
 
-class _Proxy(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = True
-
+class _Proxy(LoopbackServer):
     def __init__(self, upstream: str, rule: Rule) -> None:
         self.upstream = urlsplit(upstream)
         self.rule = rule
-        self.stopping = threading.Event()
-        self.requests: list[tuple[str, str]] = []
         self.outcomes: list[tuple[str, str, str]] = []
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
 
     def server_bind(self) -> None:
         # a small receive buffer, so that a drained upload holds the client's writes, not the kernel's
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         super().server_bind()
 
-    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
-        pass  # a client past its deadline drops the connection; that is the point here
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: _Proxy
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._forward()
@@ -157,15 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._slowly(step)
 
 
-class SlowProxy:
-    def __init__(self, server: _Proxy):
-        self.server = server
-        self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-
-    @property
-    def requests(self) -> list[tuple[str, str]]:
-        with self.server.lock:
-            return list(self.server.requests)
+class SlowProxy(Served):
+    server: _Proxy
 
     @property
     def outcomes(self) -> list[tuple[str, str, str]]:
@@ -175,14 +154,5 @@ class SlowProxy:
 
 @contextmanager
 def serve_slow_proxy(upstream: str, rule: Rule) -> Iterator[SlowProxy]:
-    server = _Proxy(upstream, rule)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="slow-proxy",
-                              daemon=True)
-    thread.start()
-    try:
+    with serving(_Proxy(upstream, rule), "slow-proxy") as server:
         yield SlowProxy(server)
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
