@@ -57,6 +57,7 @@ from curate.params import Params
 from curate.schema import Schema
 from curate.shards import ShardStats, ShardTask, run_shard_task
 from curate.step import Step, StepContext
+from curate_ray.address import to_join
 from curate_ray.deadlines import CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds
 from curate_ray.probe import check_answers
 
@@ -220,8 +221,12 @@ class RayExecutor(Executor):
                 ray.init(address="local", num_cpus=self.params.num_cpus, include_dashboard=False,
                          object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level=logging.WARNING)
             else:
-                # Ray's own wait for an address that never answers is ~821 s: ask it first.
-                check_answers(self.params.address, seconds(CONNECT_DEADLINE_ENV, CONNECT_DEADLINE))
+                # Ray's own wait for an address that never answers is ~821 s: ask it first, whatever
+                # named it (the spec, or for 'auto' RAY_ADDRESS, the cluster file, a running raylet).
+                deadline = seconds(CONNECT_DEADLINE_ENV, CONNECT_DEADLINE)
+                joining = to_join(self.params.address)
+                if joining is not None:
+                    check_answers(joining, deadline)
                 ray.init(address=self.params.address, logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             where = f"the Ray cluster at {self.params.address}" if not local else "a local Ray cluster"

@@ -26,10 +26,11 @@ import threading
 import time
 
 from curate.errors import CurateError
+from curate_ray.address import ToJoin
 from curate_ray.deadlines import CONNECT_DEADLINE_ENV
 
-# Addresses ray.init(address=…) joins by connecting to HOST:PORT; 'auto' and 'local' are this
-# machine's own cluster, other schemes are Ray's plugins: those are left to Ray as before.
+# Addresses ray.init(address=…) joins by connecting to HOST:PORT ('auto' is first resolved to one,
+# see curate_ray.address); 'local' starts a cluster, other schemes are Ray's plugins: left to Ray.
 _ADDRESS = re.compile(r"(?:ray://)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]/\s]+)):(?P<port>\d{1,5})")
 # Ray's own: its servers speak TLS, and want its clients to show this certificate (mutual TLS).
 TLS_SWITCH, TLS_CERTIFICATE, TLS_KEY = "RAY_USE_TLS", "RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY"
@@ -47,8 +48,9 @@ class _NoAnswer(Exception):
 
 
 def target(address: str | None) -> tuple[str, int] | None:
-    """The host and port ``ray.init(address=address)`` connects to first; None where curate does not
-    ask (no address, 'auto', 'local', another scheme, or a form Ray itself will reject)."""
+    """The host and port ``ray.init`` connects to first when it joins ``address`` (as written, not
+    'auto', which curate_ray.address resolves first); None where curate does not ask (no address,
+    'auto', 'local', another scheme, or a form Ray itself will reject)."""
     if address is None:
         return None
     match = _ADDRESS.fullmatch(address)
@@ -57,10 +59,10 @@ def target(address: str | None) -> tuple[str, int] | None:
     return match["ipv6"] or match["host"], int(match["port"])
 
 
-def check_answers(address: str | None, seconds: float) -> None:
-    """Return once ``address`` answers as a Ray cluster's gRPC server does; raise a CurateError
-    saying what it did instead if it does not within ``seconds``."""
-    where = target(address)
+def check_answers(joining: ToJoin, seconds: float) -> None:
+    """Return once the address ``joining`` names answers as a Ray cluster's gRPC server does; raise a
+    CurateError naming it, where it was found and what it did instead if it does not within ``seconds``."""
+    where = target(joining.address)
     if where is None:
         return
     host, port = where
@@ -68,12 +70,13 @@ def check_answers(address: str | None, seconds: float) -> None:
     try:
         _ask(host, port, tls, time.monotonic() + seconds)
     except _NoAnswer as exc:
+        found = f" (address: auto found it in {joining.found_in})" if joining.found_in else ""
         raise CurateError(
-            f"the Ray cluster at {address} did not answer in {seconds:g} s: {exc} (tried: a TCP connection "
-            f"to {_authority(host, port)}, the HTTP/2 handshake{' inside TLS' if tls else ''} and one gRPC call)",
-            hint="check run.executor.params.address (a head node's GCS address, HOST:6379, or ray://HOST:10001) "
-            "and that the cluster runs ('ray start --head' starts one); if it is only slow to answer, give it "
-            f"longer with {CONNECT_DEADLINE_ENV}=SECONDS (now {seconds:g})",
+            f"the Ray cluster at {joining.address}{found} did not answer in {seconds:g} s: {exc} (tried: "
+            f"a TCP connection to {_authority(host, port)}, the HTTP/2 handshake"
+            f"{' inside TLS' if tls else ''} and one gRPC call)",
+            hint=f"{joining.fix}; if it is only slow to answer, give it longer with "
+            f"{CONNECT_DEADLINE_ENV}=SECONDS (now {seconds:g})",
         ) from None
 
 

@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -126,6 +127,108 @@ def test_other_addresses_that_never_answer_fail_within_the_deadline(server, monk
     assert f"the Ray cluster at {address} did not answer in 1 s: {said}" in text
 
 
+# -- address: auto, and the address Ray finds for it in the environment ------------------------------
+@pytest.fixture
+def nothing_else_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No RAY_ADDRESS, and Ray's temporary folder (RAY_TMPDIR) the test's own, so that ``auto`` finds
+    only what the test puts there: its folder for the cluster file. A raylet running on this machine
+    would be found first (Ray's rule), so with one running the test cannot say what auto joins."""
+    from ray._private.services import find_gcs_addresses
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    find_gcs_addresses.cache_clear()  # Ray keeps what it found last: those raylets may have stopped
+    if find_gcs_addresses():
+        pytest.skip("a Ray cluster runs on this machine: address auto would find its raylet first")
+    (tmp_path / "ray").mkdir()
+    return tmp_path / "ray"
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_auto_asks_the_address_in_RAY_ADDRESS_within_the_deadline(server, monkeypatch, scheme):
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    address = f"{scheme}127.0.0.1:{server(silent)}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    error = open_session("auto")
+    found = "address: auto found it in the RAY_ADDRESS environment variable"
+    assert f"the Ray cluster at {address} ({found}) did not answer in 1 s: it accepted the connection and " \
+        "sent nothing (tried: a TCP connection" in str(error)
+    assert "unset RAY_ADDRESS" in error.hint and "ray start --head" in error.hint
+    assert "leave run.executor.params.address out (or set it to local)" in error.hint
+
+
+def test_auto_asks_the_address_in_the_cluster_file_within_the_deadline(server, monkeypatch,
+                                                                       nothing_else_found):
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    address = f"127.0.0.1:{server(silent)}"
+    cluster_file = nothing_else_found / "ray_current_cluster"
+    cluster_file.write_text(address)  # as 'ray start' leaves it
+    error = open_session("auto")
+    found = f"address: auto found it in the cluster file {cluster_file}"
+    assert f"the Ray cluster at {address} ({found}) did not answer in 1 s: it accepted the connection and " \
+        "sent nothing" in str(error)
+    assert "'ray stop'" in error.hint and "RAY_ADDRESS" in error.hint
+
+
+def test_auto_asks_the_gcs_of_the_raylet_running_on_this_machine_within_the_deadline(
+        server, monkeypatch, nothing_else_found, tmp_path):
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    address = f"127.0.0.1:{server(silent)}"
+    # Ray knows a raylet by its program's name and reads its GCS address off its command line: a
+    # stuck cluster's raylet, as far as auto can tell.
+    raylet = tmp_path / "raylet"
+    raylet.symlink_to(sys.executable)
+    process = subprocess.Popen([str(raylet), "-c", "import time; time.sleep(60)", f"--gcs-address={address}"])
+    try:
+        error = open_session("auto")
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    found = "address: auto found it in the command line of a raylet running on this machine (its --gcs-address)"
+    assert f"the Ray cluster at {address} ({found}) did not answer in 1 s" in str(error)
+    assert "'ray stop'" in error.hint
+
+
+@pytest.mark.parametrize(("variable", "joins"), [
+    ("", None), ("auto", None),  # as if unset: Ray looks on this machine, where the test left nothing
+    ("local", "local"),  # ray.init starts a cluster: nothing to ask
+    ("10.1.2.3:6379", "10.1.2.3:6379"),
+])
+def test_what_auto_joins(monkeypatch, nothing_else_found, variable, joins):
+    from curate_ray.address import to_join
+
+    monkeypatch.setenv("RAY_ADDRESS", variable)
+    found = to_join("auto")
+    assert (found and found.address) == joins
+
+
+def test_auto_finding_nothing_is_rays_own_error_at_once(nothing_else_found):
+    text = str(open_session("auto"))
+    assert "could not start or reach the Ray cluster at auto: Could not find any running Ray instance" in text
+
+
+@pytest.mark.slow
+def test_a_local_cluster_reads_no_address_from_the_environment(monkeypatch):
+    """Without an address curate starts a cluster (ray.init(address='local')), and RAY_ADDRESS, even
+    one that never answers, is neither asked nor joined; once it names a cluster that answers, auto
+    is left to join it."""
+    import ray
+    from curate_ray.address import to_join
+    from curate_ray.executor import RayExecutor, RayParams
+    from curate_ray.probe import check_answers
+
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts (the kernel does) and never answers
+        silent_address = f"127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("RAY_ADDRESS", silent_address)
+        with RayExecutor(RayParams(num_cpus=1)).session():
+            gcs_address = ray.get_runtime_context().gcs_address
+            assert gcs_address != silent_address
+            monkeypatch.setenv("RAY_ADDRESS", gcs_address)
+            check_answers(to_join("auto"), 30)  # returns: ray.init would go on to join it
+    assert not ray.is_initialized()
+
+
 @pytest.fixture
 def ray_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """RAY_USE_TLS with a self-signed certificate (Ray's clients show it to its servers), and the
@@ -154,16 +257,19 @@ def test_under_tls_a_server_that_never_finishes_the_handshake_fails_within_the_d
 
 
 def test_a_server_that_answers_is_left_to_ray(server):
+    from curate_ray.address import to_join
     from curate_ray.probe import check_answers
 
-    check_answers(f"127.0.0.1:{server(answers_calls)}", 10)  # returns: ray.init would go on to join it
+    address = f"127.0.0.1:{server(answers_calls)}"
+    check_answers(to_join(address), 10)  # returns: ray.init would go on to join it
 
 
 def test_under_tls_a_server_that_answers_is_left_to_ray(server, ray_tls):
+    from curate_ray.address import to_join
     from curate_ray.probe import check_answers
 
     port = server(lambda connection: answers_calls(ray_tls.wrap_socket(connection, server_side=True)))
-    check_answers(f"127.0.0.1:{port}", 10)  # returns: ray.init would go on to join it
+    check_answers(to_join(f"127.0.0.1:{port}"), 10)  # returns: ray.init would go on to join it
 
 
 def test_an_address_nothing_listens_on_fails_within_the_deadline(monkeypatch):
