@@ -4,13 +4,22 @@ An entry's id is its position in the list (blank lines and empty entries are ski
 counted), as MetaCLIP indexes ``metadata.json``. The file is read as :mod:`curate_metadata.listfile`
 reads it; a spec run with ``--untrusted`` may name only a file inside the working directory (the
 list is copied into the run directory: any file of this machine would go wherever the run goes).
+
+One process asks for a step's list several times (its plan check, its fingerprint,
+``metadata_balance``'s per-language t, setup): a :class:`LastRead` lets it read the file once
+while the file stays as it was. The checks on the path (a regular file; inside the working
+directory) run on every ask; what a read found (entries, or the error of a bad line or column)
+is reused only for the same file, unchanged since.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -19,7 +28,11 @@ from curate.runfiles import NotRegularFile, describe_mode, not_regular, open_reg
 from curate_metadata.listfile import MetadataError, check_lengths, read_lines, read_table, text_column
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
-__all__ = ["TABLE_SUFFIXES", "EntryList", "MetadataError", "load_entries", "world_entries"]
+# A file changed less than this long before it was read is read again when asked for again: a
+# change in the same tick of the file system's clock may leave its size and times as they were
+# (git's "racily clean" files); some file systems keep times to 2 s.
+SETTLED_NS = 2_000_000_000
+__all__ = ["TABLE_SUFFIXES", "EntryList", "LastRead", "MetadataError", "load_entries", "world_entries"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,27 @@ class EntryList:
         })
 
 
+@dataclass
+class LastRead:
+    """What the last read of a list file found, and which file that was (its path, how it was read,
+    and the file's device, inode, size, modification and change times as it was opened)."""
+
+    key: tuple[Any, ...] | None = None
+    found: EntryList | MetadataError | None = None
+
+    def reuse(self, key: tuple[Any, ...]) -> EntryList | None:
+        """The entries read before, if ``key`` is the file as it was then (a bad list's error again)."""
+        if self.key is None or key != self.key:
+            return None
+        if isinstance(self.found, MetadataError):
+            raise self.found.with_traceback(None)
+        return self.found
+
+
+def _identity(status: os.stat_result) -> tuple[int, ...]:
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+
+
 def world_entries() -> EntryList:
     try:
         from curate_world.api import concept_names
@@ -52,9 +86,11 @@ def world_entries() -> EntryList:
 
 
 def load_entries(path: str | None, entry_column: str = "entry", language_column: str = "language",
-                 *, need_languages: bool = False, untrusted: bool = False) -> EntryList:
+                 *, need_languages: bool = False, untrusted: bool = False,
+                 last: LastRead | None = None) -> EntryList:
     """Read the list. ``need_languages``: rows carry a language, so entries must too.
-    ``untrusted``: the spec is someone else's, so the file must lie inside the working directory."""
+    ``untrusted``: the spec is someone else's, so the file must lie inside the working directory.
+    ``last``: the caller's previous read, reused if the file is unchanged; updated after a read."""
     if path is None:
         if need_languages:
             raise MetadataError("the world's concept names have no languages, but 'language' is set",
@@ -73,19 +109,43 @@ def load_entries(path: str | None, entry_column: str = "entry", language_column:
         raise MetadataError(f"{file} is a plain list (one entry per line), which has no languages",
                             f"use a table with '{entry_column}' and '{language_column}' columns, "
                             "or unset 'language'")
-    return _read(file, entry_column, language_column, need_languages)
+    how = (str(file), entry_column, language_column, need_languages)
+    if last is not None:
+        try:
+            reused = last.reuse((*how, *_identity(os.stat(file))))
+        except OSError:  # gone since it was looked at: reading it says so
+            reused = None
+        if reused is not None:
+            return reused
+    return _read(file, how, last)
 
 
-def _read(file: Path, entry_column: str, language_column: str, need_languages: bool) -> EntryList:
+def _read(file: Path, how: tuple[Any, ...], last: LastRead | None) -> EntryList:
+    _, entry_column, language_column, need_languages = how
+    found: EntryList | MetadataError
     try:
         with open_regular(file) as handle:
-            if file.suffix.lower() not in TABLE_SUFFIXES:
-                return EntryList(tuple(read_lines(handle, file)), None, str(file))
-            table = read_table(handle, file)
+            status = os.fstat(handle.fileno())  # the file as read: a change while reading shows next time
+            settled = time.time_ns() - max(status.st_mtime_ns, status.st_ctime_ns) > SETTLED_NS
+            try:
+                found = _entries(handle, file, entry_column, language_column, need_languages)
+            except MetadataError as exc:
+                found = exc
     except NotRegularFile as exc:  # replaced since it was looked at
         raise MetadataError(f"metadata list {file} is {describe_mode(exc.mode)}, not a file") from None
     except OSError as exc:
         raise MetadataError(f"metadata list {file} cannot be read ({exc.strerror or exc})") from None
+    if last is not None:
+        last.key, last.found = ((*how, *_identity(status)) if settled else None), found
+    if isinstance(found, MetadataError):
+        raise found
+    return found
+
+
+def _entries(handle: BinaryIO, file: Path, entry_column: str, language_column: str, need_languages: bool) -> EntryList:
+    if file.suffix.lower() not in TABLE_SUFFIXES:
+        return EntryList(tuple(read_lines(handle, file)), None, str(file))
+    table = read_table(handle, file)
     if entry_column not in table.columns:
         raise MetadataError(f"{file} has no column '{entry_column}' (columns: {', '.join(table.columns)})",
                             "set 'entry_column' to the column that holds the entries")
