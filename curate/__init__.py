@@ -13,7 +13,7 @@ _names, __getattr__, __dir__ = lazy_exports("curate", {
     "curate.errors": ("CurateError", "MissingDependencyError", "PluginError", "SpecError", "StepError"),
     "curate.executor": ("Executor",),
     "curate.hookspecs": ("hookimpl",),
-    "curate.params": ("Params", "StepParams"),
+    "curate.params": ("PLACE", "Params", "StepParams"),
     "curate.schema": ("Image",),
     "curate.sink": ("Sink", "SinkContext"),
     "curate.source": ("Source", "SourceContext"),

@@ -51,7 +51,8 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
-def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: bool = False):
+def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: bool = False,
+                   allow_remote: tuple[str, ...] = ()):
     """Plan the spec file ``spec_path`` (or an already loaded spec) in ``run_dir``."""
     from curate.plan import make_plan
     from curate.spec import load_spec
@@ -60,20 +61,39 @@ def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: 
     if untrusted:
         loaded.spec.run.untrusted = True
     pm = _pm()
-    return make_plan(loaded, pm, run_dir), pm
+    return make_plan(loaded, pm, run_dir, allow_remote), pm
+
+
+def _storage_urls(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    from curate.remote import is_url
+
+    for value in values:
+        if not is_url(value):
+            raise click.BadParameter(f"{value!r} is not a storage URL; give a prefix such as s3://bucket/shared",
+                                     ctx, param)
+    return values
+
+
+UNTRUSTED_HELP = ("The spec comes from someone else: its SQL gets no file, network or extension access; the files "
+                  "it names must lie inside the working directory, and it may use no storage URL (s3://…) but "
+                  "those --allow-remote allows.")
+allow_remote_option = click.option(
+    "--allow-remote", "allow_remote", multiple=True, metavar="PREFIX", callback=_storage_urls,
+    help="Let an untrusted spec read and write storage URLs under PREFIX (e.g. s3://bucket/shared; repeatable), "
+         "with your credentials. Without it, an untrusted spec's s3://, gs://, az://… paths are refused.")
 
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--untrusted", is_flag=True,
-              help="The spec comes from someone else: its SQL gets no file, network or extension access.")
-def validate(spec: str, untrusted: bool) -> None:
+@click.option("--untrusted", is_flag=True, help=UNTRUSTED_HELP)
+@allow_remote_option
+def validate(spec: str, untrusted: bool, allow_remote: tuple[str, ...]) -> None:
     """Check a spec: structure, plugin names, params, columns, and the run directory as the run
     would find it. Exit 2 listing every problem.
 
     Nothing of the spec runs: SQL is parsed and bound to an empty table, never executed; the run
     directory is only looked at, never created or changed."""
-    plan, _ = _load_and_plan(spec, untrusted=untrusted)
+    plan, _ = _load_and_plan(spec, untrusted=untrusted, allow_remote=allow_remote)
     plan.check_layout()  # what `curate run` refuses before it starts, said here first
     steps = len(plan.steps) - 1
     _console().print(f"[green]ok[/green] {for_rich(spec)}: source '{for_rich(plan.source.format)}', {steps} step"
@@ -84,15 +104,16 @@ def validate(spec: str, untrusted: bool) -> None:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Override run.dir from the spec.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option("--untrusted", is_flag=True,
-              help="The spec comes from someone else: its SQL gets no file, network or extension access.")
-def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool) -> None:
+@click.option("--untrusted", is_flag=True, help=UNTRUSTED_HELP)
+@allow_remote_option
+def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool,
+         allow_remote: tuple[str, ...]) -> None:
     """Show the steps, the columns each reads and writes, and which are cached."""
     from rich.table import Table
 
     from curate.plan import plan_rows
 
-    the_plan, _ = _load_and_plan(spec, run_dir, untrusted)
+    the_plan, _ = _load_and_plan(spec, run_dir, untrusted, allow_remote)
     rows = plan_rows(the_plan)
     if as_json:
         click.echo(json.dumps({"run_dir": str(the_plan.run_dir), "steps": rows}, indent=2))
@@ -124,15 +145,16 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool) -> None
 @click.option("--from", "from_label", help="Recompute this step and every step after it.")
 @click.option("--no-cache", is_flag=True, help="Recompute every step.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--untrusted", is_flag=True,
-              help="The spec comes from someone else: its SQL gets no file, network or extension access.")
+@click.option("--untrusted", is_flag=True, help=UNTRUSTED_HELP)
+@allow_remote_option
 @click.option("--wait", is_flag=True,
               help="If another run holds the run directory or store, wait for it instead of refusing.")
 @click.option("--retry-failed", is_flag=True,
               help="Download again only the rows whose download failed transiently (timeouts, 429, 5xx, "
                    "connection errors); every other row stays as it was.")
 def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_label: str | None,
-        no_cache: bool, quiet: bool, untrusted: bool, wait: bool, retry_failed: bool) -> None:
+        no_cache: bool, quiet: bool, untrusted: bool, allow_remote: tuple[str, ...], wait: bool,
+        retry_failed: bool) -> None:
     """Run a spec. Finished steps and shards are reused, so re-running resumes a broken run."""
     from curate.engine import Engine
     from curate.errors import UsageError
@@ -145,7 +167,7 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
         run_dir = resume_dir
     if to_run is None:
         raise UsageError("curate run needs a SPEC (or --resume RUN_DIR)", "e.g. curate run specs/quickstart.yaml")
-    the_plan, pm = _load_and_plan(to_run, run_dir, untrusted)
+    the_plan, pm = _load_and_plan(to_run, run_dir, untrusted, allow_remote)
     observer = None
     if not quiet:  # rich's progress module is ~10 ms of imports that --quiet never uses
         from curate.progress import RichObserver
@@ -200,8 +222,9 @@ def _saved_spec(run_dir: Path, console: Any, untrusted: bool = False) -> Any:
     again = (f"curate run {for_rich(original)} --run-dir {for_rich(run_dir)}" if why == CHANGED
              else f"curate run SPEC --run-dir {for_rich(run_dir)}, SPEC being your copy of it")
     console.print(f"note: {what}; resuming with the spec saved in {for_rich(saved)} as untrusted (--untrusted: "
-                  "its SQL gets no file, network or extension access, and its outputs, run.dir and cache_dir "
-                  f"stay under the working directory). To run your own spec here with full trust: {again}")
+                  "its SQL gets no file, network or extension access, its outputs, run.dir, cache_dir and the "
+                  "files it names stay under the working directory, and it uses no storage URL but those "
+                  f"--allow-remote allows). To run your own spec here with full trust: {again}")
     return loaded
 
 

@@ -19,7 +19,7 @@ from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
 from curate.remote import is_url
-from curate.runfiles import confined, outside_working_directory, real_folders
+from curate.runfiles import confined, outside_working_directory, real_folders, where_outside
 from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
 from curate.shards import KEPT_REFERENCE
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
@@ -28,6 +28,7 @@ from curate.source import Source, SourceContext
 from curate.spec import LoadedSpec
 from curate.step import Step
 from curate.suggest import did_you_mean
+from curate.untrusted import UNTRUSTED, place_problems, remote_problem
 from curate.validation import Resolved, resolve
 
 
@@ -191,6 +192,11 @@ def run_dir_problems(loaded: LoadedSpec, override: str | Path | None, run_path: 
         if from_spec and loaded.spec.run.untrusted and (Path(raw).is_absolute() or raw.startswith("~")):
             out.append((loc, f"'{raw}' is outside the working directory, and the spec is untrusted (run.untrusted / "
                         "--untrusted)", "give a relative path, or choose the directory yourself with --run-dir"))
+        elif (from_spec and loaded.spec.run.untrusted and ".." not in Path(raw).parts
+              and (where := where_outside(raw))):
+            # a link the spec's bundle brought along: the run would write there
+            out.append((loc, f"'{raw}' is {where}, and {UNTRUSTED}",
+                        "give a relative path that is no link, or choose the directory yourself with --run-dir"))
         if from_spec and not Path(raw).expanduser().is_absolute() and ".." in Path(raw).parts:
             out.append((loc, f"'{raw}' leaves the working directory ('..')",
                         "use a path inside the working directory, or an absolute path to put it elsewhere"))
@@ -253,11 +259,12 @@ def _not_a_run(run_path: Path) -> list[str]:
 def output_path_problem(output_path: str, run_path: Path, untrusted: bool = False) -> str | None:
     """A relative output path must stay inside the run directory (an absolute one, or a URL such as
     ``s3://bucket/prefix``, is explicit). A spec from someone else (``run.untrusted``) writes only
-    inside its run directory: its absolute path could name any file the user may write."""
+    inside its run directory: its absolute path could name any file the user may write (its URL is
+    for :func:`curate.untrusted.remote_problem`: allowed only under an ``--allow-remote`` prefix)."""
     from curate.remote import is_url
 
-    if untrusted and (is_url(output_path) or Path(output_path).expanduser().is_absolute()
-                      or output_path.startswith("~")):
+    if untrusted and not is_url(output_path) and (Path(output_path).expanduser().is_absolute()
+                                                  or output_path.startswith("~")):
         return (f"'{output_path}' is outside the run directory, and the spec is untrusted (run.untrusted / "
                 "--untrusted): its outputs are written only inside the run directory")
     if is_url(output_path):
@@ -349,8 +356,11 @@ def _target_problem(raw: str, target: Path, kind: str | None, run_path: Path, st
     return None
 
 
-def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None = None) -> Plan:
-    """Build the plan or raise one SpecError with every problem found."""
+def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None = None,
+              allow_remote: tuple[str, ...] = ()) -> Plan:
+    """Build the plan or raise one SpecError with every problem found. ``allow_remote``: the
+    storage URL prefixes the user lets a spec run with ``--untrusted`` read and write
+    (``--allow-remote``; curate.untrusted)."""
     spec = loaded.spec
     resolved = resolve(loaded, pm)
     problems = resolved.problems
@@ -362,12 +372,17 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     # Before the source is planned: a bucket source copies what it reads into RUN_DIR/tmp already.
     check_layout(run_path, store, [], [], links_only=True)
 
-    source, schema, source_fp = _plan_source(loaded, resolved, run_path)
+    source, schema, source_fp = _plan_source(loaded, resolved, run_path, allow_remote)
     plan_steps: list[PlannedStep] = []
     if source is not None and schema is not None:
         plan_steps.append(_source_step(source, schema, source_fp, pm))
-    plan_steps += _plan_steps(loaded, resolved, pm, schema, source_fp, upstream=list(plan_steps))
-    outputs = _plan_outputs(loaded, resolved, pm, run_path, plan_steps)
+    plan_steps += _plan_steps(loaded, resolved, pm, schema, source_fp, upstream=list(plan_steps),
+                              allow_remote=allow_remote)
+    outputs = _plan_outputs(loaded, resolved, pm, run_path, plan_steps, allow_remote)
+    if spec.run.untrusted and resolved.executor is not None:
+        for loc, message, hint in place_problems(resolved.executor.params.places(), ("run", "executor", "params"),
+                                                 allow_remote):
+            problems.add(loc, message, hint)
     for loc, message, hint in output_target_problems(outputs, run_path, store, spec.run.untrusted):
         problems.add(loc, message, hint)
     # A head's followers run on threads of this process, whatever the executor: only where the
@@ -383,9 +398,10 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     return Plan(loaded, resolved, source, run_path, store, plan_steps, outputs)
 
 
-def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path) -> tuple[Source | None, Schema | None, str]:
+def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path,
+                 allow_remote: tuple[str, ...] = ()) -> tuple[Source | None, Schema | None, str]:
     """The source, its canonical schema and its fingerprint; problems go to ``resolved.problems``
-    (the schema is None when the source cannot say it)."""
+    (the schema is None when the source cannot say it, or an untrusted spec's source may not be read)."""
     spec = loaded.spec
     problems = resolved.problems
     assert problems is not None
@@ -400,6 +416,15 @@ def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path) -> tupl
         # an absolute path inside the working directory is fine (a run's saved spec has those)
         problems.add(("source", "path"), outside_working_directory(raw) or f"{raw!r} is outside the working directory")
         return None, None, ""
+    if spec.run.untrusted:
+        refused = place_problems(resolved.source_params.places(), ("source", "params"), allow_remote,
+                                 base=loaded.directory)
+        if raw and is_url(raw) and (remote := remote_problem(raw, allow_remote)):
+            refused.append((("source", "path"), *remote))
+        for loc, message, hint in refused:
+            problems.add(loc, message, hint)
+        if refused:  # nothing of it is read (or written: a world source generates its world in its dir)
+            return None, None, ""
     source = resolved.source_cls(resolved.source_params, ctx)
     try:
         raw_schema = source.schema()
@@ -446,14 +471,21 @@ def _source_step(source: Source, schema: Schema, source_fp: str, pm: PluginManag
 
 
 def _plan_steps(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, schema: Schema | None,
-                upstream_fp: str, upstream: list[PlannedStep]) -> list[PlannedStep]:
-    """Push the schema through every step, checking each; returns the planned steps (not the source)."""
+                upstream_fp: str, upstream: list[PlannedStep],
+                allow_remote: tuple[str, ...] = ()) -> list[PlannedStep]:
+    """Push the schema through every step, checking each; returns the planned steps (not the source).
+    A step of an untrusted spec that names a place it may not (curate.untrusted) is not checked
+    further: its checks and fingerprint would read that place."""
     spec = loaded.spec
     problems = resolved.problems
     assert problems is not None
     plan_steps: list[PlannedStep] = []
     for index, (step_spec, step) in enumerate(zip(spec.steps, resolved.steps)):
         loc = ("steps", index)
+        refused = place_problems(step.places(), loc + ("params",), allow_remote) \
+            if spec.run.untrusted and step is not None else []
+        for place_loc, message, hint in refused:  # whatever the schema: they need none
+            problems.add(place_loc, message, hint)
         if schema is None:
             continue
         if step is None:
@@ -462,8 +494,10 @@ def _plan_steps(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, schem
         step_problems = check_columns(step, schema)
         for message, hint in step_problems:
             problems.add(loc + ("step",), message, hint)
-        _plan_checks(step, schema, [p.step for p in (*upstream, *plan_steps) if p.step is not None], loc, problems)
-        if step_problems:
+        if not refused:
+            before = [p.step for p in (*upstream, *plan_steps) if p.step is not None]
+            _plan_checks(step, schema, before, loc, problems)
+        if step_problems or refused:
             try:  # keep checking downstream steps against the schema this one would produce
                 schema = step.output_schema(schema)
             except Exception:
@@ -539,14 +573,20 @@ def _planned_step(index: int, step: Step, schema: Schema, output_schema: Schema,
 
 
 def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run_path: Path,
-                  plan_steps: list[PlannedStep]) -> list[PlannedOutput]:
-    """One sink per output; checks its path stays in the run directory and its columns exist."""
+                  plan_steps: list[PlannedStep], allow_remote: tuple[str, ...] = ()) -> list[PlannedOutput]:
+    """One sink per output; checks its path stays in the run directory (an untrusted spec's URL:
+    under an ``--allow-remote`` prefix; its params' places: in the working or run directory) and
+    its columns exist."""
     spec = loaded.spec
     problems = resolved.problems
     assert problems is not None
     outputs: list[PlannedOutput] = []
     sink_iter = iter(resolved.sinks)
     for index, output_spec in enumerate(spec.outputs):
+        if spec.run.untrusted and is_url(output_spec.path):
+            remote = remote_problem(output_spec.path, allow_remote)
+            if remote is not None:
+                problems.add(("outputs", index, "path"), *remote)
         escape = output_path_problem(output_spec.path, run_path, spec.run.untrusted)
         if escape:
             problems.add(("outputs", index, "path"), escape,
@@ -559,6 +599,10 @@ def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run
         if pair is None:
             break
         cls, params = pair
+        if spec.run.untrusted:  # relative to the run directory, where the sink resolves them
+            for loc, message, hint in place_problems(params.places(), ("outputs", index, "params"), allow_remote,
+                                                     base=run_path, also=[run_path]):
+                problems.add(loc, message, hint)
         label = output_spec.step or (plan_steps[-1].label if plan_steps else "source")
         ctx = SinkContext(
             run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, label=label, path=output_spec.path

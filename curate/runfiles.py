@@ -10,7 +10,8 @@ already turns into "damaged, recomputed" or "damaged, here is the repair".
 The same holds for files a spec names (a step's entry list, eval set or model folder), which may
 come from someone else with the spec: :func:`not_regular` says what is there instead of a file,
 in the words of :func:`describe_mode`, and :func:`outside_working_directory` refuses, for a spec
-run with ``--untrusted``, a path that reaches out of the working directory.
+run with ``--untrusted``, a path that reaches out of the working directory (:func:`where_outside`
+says where it leads).
 """
 
 from __future__ import annotations
@@ -69,19 +70,32 @@ def outside_working_directory(raw: str) -> str | None:
     """For a spec from someone else (``run.untrusted``): why the file or folder it names as
     ``raw`` may not be read (None: it lies inside the working directory, links resolved). Its
     contents could reach the run's outputs (an entry list is copied into the run directory):
-    an absolute path, ``~``, ``..`` or a link out would hand any file of this machine to whoever
-    gets the run back, as file access in its SQL would (refused the same way)."""
-    path = Path(raw)
-    if raw.startswith("~") or path.is_absolute():
-        where = "outside the working directory"
-    elif ".." in path.parts:
-        where = "outside the working directory ('..')"
-    elif confined(path, real_folders([os.getcwd()])) is None:
-        where = f"a link to {os.path.realpath(path)}, outside the working directory"
-    else:
+    an absolute path elsewhere, ``~``, ``..`` or a link out would hand any file of this machine to
+    whoever gets the run back, as file access in its SQL would (refused the same way)."""
+    where = where_outside(raw)
+    if where is None:
         return None
     return (f"'{raw}' is {where}; {UNTRUSTED_READS}: copy it there and give its relative path, "
             "or run the spec without --untrusted if you trust it")
+
+
+def where_outside(raw: str, base: str | Path | None = None, also: Iterable[str | Path] = ()) -> str | None:
+    """Where the file or folder a spec names as ``raw`` lies, completing "'<raw>' is …", when that
+    is outside the working directory (and the folders ``also``), links resolved; None when it is
+    inside. A relative ``raw`` is relative to ``base`` (default: the working directory). ``~`` and
+    ``..`` are refused as written, wherever they would lead."""
+    path = Path(raw)
+    if raw.startswith("~"):
+        return "outside the working directory"
+    if ".." in path.parts:
+        return "outside the working directory ('..')"
+    full = path if path.is_absolute() or base is None else Path(base) / path
+    if confined(full, real_folders([os.getcwd(), *also])) is not None:
+        return None
+    real = os.path.realpath(full)
+    if real != os.path.abspath(full):
+        return f"a link to {real}, outside the working directory"
+    return "outside the working directory" if path.is_absolute() else f"{real}, outside the working directory"
 
 
 class NotRegularFile(OSError):

@@ -89,7 +89,9 @@ class RunSpec(_Model):
     report: bool = Field(True, description="write report.html at the end (when a report plugin is installed)")
     untrusted: bool = Field(False, description="the spec comes from someone else: SQL in steps gets no file, "
                             "network or extension access (DuckDB's enable_external_access=false), and each "
-                            "query at most 600 s")
+                            "query at most 600 s; the files and folders it names must lie inside the working "
+                            "directory, and it may use no storage URL (s3://…) but those the user allows with "
+                            "--allow-remote")
     sql_timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="seconds one query of a filter or "
                                       "sql step may run (per shard, or for the table); none: no limit (an untrusted "
                                       "spec: at most 600)")

@@ -152,6 +152,14 @@ class Step:
         checkpoint path points at, so retrained weights invalidate the cache."""
         return {}
 
+    def places(self) -> list[tuple[str, str]]:
+        """``(param, path or URL)`` for each file, folder or storage URL this step's params name
+        (:meth:`curate.params.Params.places`), which a spec run with ``--untrusted`` may name only
+        inside the working directory (a URL: under an ``--allow-remote`` prefix); a step with one
+        that may not is refused at plan time, before its :meth:`plan_check` reads anything.
+        Override when params of its own params name places (a plugin's strategy's options)."""
+        return self.params.places()
+
     def plan_check(self, input_schema: Schema) -> list[str]:
         """Extra plan-time checks (e.g. an SQL expression binds). Return problems as text."""
         return []

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import Field, model_validator
 
-from curate import Image, Params, Step, StepContext, TableInput
+from curate import PLACE, Image, Params, Step, StepContext, TableInput
 from curate.digests import directory_digest
 from curate.schema import Schema
 from curate_captioner.config import (ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, MAX_TRAIN_BATCH, MAX_TRAIN_STEPS, TEMPERATURE,
@@ -24,7 +24,24 @@ TRAIN = defaults(TrainConfig)  # train_captioner's defaults are a training stage
 class ImageParams(Params):
     image_column: str = "image"
     images: Literal["ref", "path"] = Field("ref", description="ref: Image struct read from the run's image store; path: local file")
-    image_root: str | None = Field(None, description="directory relative paths are resolved against")
+    image_root: str | None = Field(None, description="directory relative paths are resolved against",
+                                   json_schema_extra=PLACE)
+
+    def places(self) -> list[tuple[str, str]]:
+        """Besides ``image_root``: a captioner directory (``model``, ``init``) and the files read
+        from it, unless it is the shipped one; a CLIP scorer's ``local-dir:`` folder and checkpoint."""
+        from curate_captioner.modelfiles import READ_FILES
+
+        out = super().places()
+        for name in ("model", "init"):
+            value = getattr(self, name, WORLD_MODEL_NAME)
+            if value != WORLD_MODEL_NAME:
+                out += [(name, value)] + [(name, f"{value.rstrip('/')}/{file}") for file in READ_FILES]
+        if getattr(self, "clip", 0):
+            from curate_clip.api import local_dir_files
+
+            out += [("clip_model", path) for path in local_dir_files(getattr(self, "clip_model", ""))]
+        return out
 
     def image_schema(self) -> Schema:
         return {self.image_column: Image if self.images == "ref" else pl.Utf8}
@@ -268,7 +285,8 @@ class CaptionPairs(Step):
         length: float = Field(0.5, ge=0, description="weight of the length fit")
         margin: float = Field(0.02, ge=0, description="a smaller score gap is no preference")
         clip_model: str = Field("world", description="open_clip config of the CLIP scorer ('world': the world CLIP)")
-        clip_checkpoint: str | None = None
+        clip_checkpoint: str | None = Field(None, description="the CLIP scorer's local weights (.safetensors)",
+                                            json_schema_extra=PLACE)
         batch_size: int = Field(64, gt=0, json_schema_extra={"fingerprint": False})
 
     def input_columns(self) -> Schema:

@@ -13,6 +13,8 @@ The world CLIP
     ``architecture_config(model)`` and ``config_problems(model, config, local)``: an open_clip
     config checked before anything is built from it (no Hugging Face tokenizer or text model, so
     no code from a model folder and no download; no size beyond any CLIP's).
+    ``local_dir_files(model)``: what a ``local-dir:`` model reads, as the spec names it (the folder,
+    its config, its weights), for the checks of a spec run with --untrusted.
 Minimal edits
     ``EditVocabulary`` (what ``clip_score``'s ``edits`` and the ``curate_clip_vocabularies`` hook
     hold) and ``minimal_edits(text, vocabulary, limit)``.
@@ -27,7 +29,8 @@ from curate.exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_clip.models": ("WORLD_MODEL", "CONFIG_DIR", "WORLD_CHECKPOINT", "load_clip"),
-    "curate_clip.checkpoints": ("weights_to_come", "architecture_config", "config_problems"),
+    "curate_clip.checkpoints": ("weights_to_come", "architecture_config", "config_problems",
+                                "local_dir_files"),
     "curate_clip.edits": ("EditVocabulary", "minimal_edits"),
     "curate_clip.training.evaluate": ("score_world", "auc", "POSITIVE", "NEGATIVE"),
 })

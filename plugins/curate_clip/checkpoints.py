@@ -91,6 +91,19 @@ def local_dir_folder(model: str) -> Path:
     return Path(model.removeprefix(LOCAL_DIR_PREFIX)).expanduser()
 
 
+def local_dir_files(model: str) -> list[str]:
+    """What a ``local-dir:`` model reads, as the spec names it (for a spec run with --untrusted,
+    which may name only files inside the working directory): the folder, its config and each
+    weights file open_clip may load from it (a link among them may point anywhere); [] for an
+    architecture name."""
+    if not model.startswith(LOCAL_DIR_PREFIX):
+        return []
+    folder = model.removeprefix(LOCAL_DIR_PREFIX)
+    names = [name for name in ("open_clip_config.json", *LOCAL_DIR_WEIGHTS)
+             if os.path.lexists(local_dir_folder(model) / name)]
+    return [folder] + [f"{folder.rstrip('/')}/{name}" for name in names]
+
+
 _WEIGHTS_TO_COME: contextvars.ContextVar[frozenset[Path]] = contextvars.ContextVar("weights_to_come",
                                                                                    default=frozenset())
 

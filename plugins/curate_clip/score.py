@@ -16,10 +16,10 @@ from pydantic import Discriminator, Field, Tag
 
 from curate.digests import file_digest
 from curate.embeddings import EmbeddingStore
-from curate.params import Params
+from curate.params import PLACE, Params
 from curate.schema import UID, Image, Schema
 from curate.step import Step, StepContext
-from curate_clip.checkpoints import local_dir_weights, not_regular_file
+from curate_clip.checkpoints import local_dir_files, local_dir_weights, not_regular_file
 from curate_clip.edits import EditVocabulary
 from curate_clip.models import WORLD_CHECKPOINT, WORLD_MODEL, check_model
 from curate_clip.text_tower import TextTower
@@ -63,7 +63,8 @@ def weights_digest(model: str, checkpoint: str | None) -> str | None:
 class ClipScoreParams(Params):
     model: str = Field(WORLD_MODEL, description="open_clip architecture (default: the shipped world CLIP)")
     pretrained: str | None = Field(None, description="open_clip pretrained tag (downloads: refused offline)")
-    checkpoint: str | None = Field(None, description="local weights: .safetensors, or a state dict .pt")
+    checkpoint: str | None = Field(None, description="local weights: .safetensors, or a state dict .pt",
+                                   json_schema_extra=PLACE)
     texts: list[str] = Field(["alt_text"], min_length=1, description="text columns to score against the image")
     image_column: str = "image"
     store_embeddings: bool = True
@@ -88,6 +89,9 @@ class ClipScoreParams(Params):
         "text's score minus its best edit's) and clip_edit_score (clip_score + edit_weight x margin)")
     edit_weight: float = Field(6.0, ge=0, le=1000, description="weight of the margin in clip_edit_score")
     max_edits: int = Field(64, gt=0, le=4096, description="at most this many edits of a text (in text order)")
+
+    def places(self) -> list[tuple[str, str]]:
+        return [("model", path) for path in local_dir_files(self.model)] + super().places()
 
 
 def split_preprocess(preprocess: Any) -> tuple[Any, Any] | None:

@@ -40,6 +40,9 @@ class CopyEmbedParams(Params):
     workers: int = Field(0, ge=0, le=64, description="DataLoader processes decoding images", json_schema_extra=UNTRACKED)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1…", json_schema_extra=UNTRACKED)
 
+    def places(self) -> list[tuple[str, str]]:
+        return [("model", path) for path in loader.named_files(self.model)]
+
 
 class _Images:
     """row index → (prepared tensor, has image); zeros where the image is missing or unreadable."""

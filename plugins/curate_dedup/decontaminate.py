@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import Field
 
 from curate.errors import CurateError
-from curate.params import Params
+from curate.params import PLACE, Params
 from curate.runfiles import outside_working_directory
 from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext, TableInput
@@ -34,14 +34,15 @@ EVAL_SIMILARITY = "eval_similarity"
 
 class DecontaminateParams(Params):
     eval: str = Field(..., min_length=1, description="embedding store dir, Parquet with image paths, or image dir; "
-                      "relative to the working directory")
+                      "relative to the working directory", json_schema_extra=PLACE)
     eps: float = Field(0.1, gt=0.0, lt=1.0, description="rows with cosine > 1 - eps to an eval image are dropped")
     path_column: str = Field("image_path", description="Parquet eval sets: image paths, relative to the file")
     id_column: str | None = Field(None, description="Parquet eval sets: item names (default eval_id/id/uid/key, "
                                   "else the row number)")
     embeddings_from: str | None = Field(None, description="upstream step whose embeddings to use; default: nearest")
     clip_checkpoint: str | None = Field(None, description="image eval sets: the weights clip_score used, when not "
-                                        "the shipped world CLIP (the architecture comes from the embeddings)")
+                                        "the shipped world CLIP (the architecture comes from the embeddings)",
+                                        json_schema_extra=PLACE)
     embedding: str = "image"
     device: Literal["auto", "cpu", "gpu"] = Field("auto", json_schema_extra=UNTRACKED)
     threads: int | None = Field(None, ge=1, json_schema_extra=UNTRACKED)

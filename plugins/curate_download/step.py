@@ -30,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from curate.errors import StepError
 from curate.filekeys import file_key, file_keys
-from curate.params import Params
+from curate.params import PLACE, Params
 from curate.runfiles import open_regular, read_text
 from curate.schema import DROP_REASON, UID, URL, Image, Schema
 from curate.shards import write_json_atomic, write_parquet_atomic
@@ -167,7 +167,8 @@ class DownloadParams(Params):
                          json_schema_extra={"fingerprint": False})
     image_store: str | None = Field(
         None, description="a directory or fsspec URL (s3://bucket/images) holding downloads shared between runs: "
-                          "rows found there are not fetched, fetched rows are added (see the README); null: off")
+                          "rows found there are not fetched, fetched rows are added (see the README); null: off",
+        json_schema_extra=PLACE)
 
     @field_validator("image_store")
     @classmethod

@@ -19,7 +19,7 @@ from curate_export.tars import TarShards
 from curate.filekeys import file_key
 from curate.hashing import uniform
 from curate.images import iter_images
-from curate.params import Params
+from curate.params import PLACE, Params
 from curate.schema import UID
 from curate.sink import Sink
 from curate.step import TableInput
@@ -32,7 +32,8 @@ class ExportParams(Params):
     captions: str | None = Field("captions", description="list column of candidates (the mix's `multi`), if present")
     metadata: list[str] = Field(default_factory=lambda: ["alt_text", "caption_source"],
                                 description="further columns kept in each sample's JSON (when present)")
-    store_dir: str | None = Field(None, description="the image store (default: the run's, from manifest.json)")
+    store_dir: str | None = Field(None, description="the image store (default: the run's, from manifest.json)",
+                                  json_schema_extra=PLACE)
     batch_rows: int = Field(512, gt=0, json_schema_extra={"fingerprint": False})
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 from pydantic import Field, field_validator
 
-from curate.params import Params
+from curate.params import PLACE, Params
 from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext
 from curate_metadata.entries import EntryList, LastRead, MetadataError, load_entries
@@ -21,7 +21,8 @@ class MetadataMatchParams(Params):
     columns: list[str] = Field(["alt_text"], min_length=1,
                                description="text columns; a row's entries are those found in any of them")
     entries: str | None = Field(None, description="metadata list: a text file (one entry per line) or a table "
-                                "(.parquet/.csv/.tsv/.jsonl) with an entry column; default: the world's concept names")
+                                "(.parquet/.csv/.tsv/.jsonl) with an entry column; default: the world's concept names",
+                                json_schema_extra=PLACE)
     entry_column: str = Field("entry", description="tables: the column holding the entries")
     language_column: str = Field("language", description="tables: the column holding each entry's language")
     language: str | None = Field(None, description="row column with each text's language: a text is matched "

@@ -65,6 +65,11 @@ class Mix(Step):
             raise SpecError(f"mix strategy '{cls.name}' options: {error}") from None
         self.strategy = cls(options, columns)
 
+    def places(self) -> list[tuple[str, str]]:
+        """A strategy's options may name files too (a plugin's strategy reading a list)."""
+        options = [(f"options.{name}", path) for name, path in self.strategy.params.places()]
+        return [*super().places(), *options]
+
     @property
     def scope(self) -> Literal["shard", "table"]:  # type: ignore[override]
         return self.strategy.scope

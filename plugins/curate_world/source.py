@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import Field
 
-from curate import Params, Source
+from curate import PLACE, Params, Source
 from curate_world.errors import WorldError
 from curate_world.params import WORLD_VERSION, WorldParams
 
@@ -82,7 +82,8 @@ class WorldSource(Source):
 
     class Params(Params, WorldParams):
         dir: str | None = Field(
-            None, description="where the world is generated; default .curate/worlds/<world id>"
+            None, description="where the world is generated; default .curate/worlds/<world id>",
+            json_schema_extra=PLACE,
         )
         host: str = Field("127.0.0.1", description="address the image server listens on")
         port: int | None = Field(

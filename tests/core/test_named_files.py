@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from curate.runfiles import not_regular, outside_working_directory
+from curate.runfiles import not_regular, outside_working_directory, where_outside
 from curate.safetensors_header import NotSafetensors, read_header
 
 from tests.core.test_run_dir_safety import no_endless_wait
@@ -38,6 +38,19 @@ def test_an_untrusted_spec_names_files_inside_the_working_directory_only(tmp_pat
                       ("../x", "('..')"), ("passwd", "a link to /etc/passwd")]:
         problem = outside_working_directory(raw)
         assert problem is not None and says in problem and "--untrusted" in problem, raw
+
+
+def test_where_outside_resolves_relative_paths_from_their_base_and_allows_absolute_ones_inside(tmp_path, monkeypatch):
+    """A world's dir is relative to the spec's folder and an export's store_dir to the run
+    directory: one inside a folder outside the working directory lies outside too. An absolute
+    path inside it is fine (a run's saved spec may have those)."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert where_outside("w", base=tmp_path) == f"{tmp_path / 'w'}, outside the working directory"
+    assert where_outside("w", base=tmp_path / "work") is None
+    assert where_outside(str(tmp_path / "work" / "w")) is None
+    assert where_outside("w", base=tmp_path, also=[tmp_path]) is None  # the run directory, for a sink
+    assert outside_working_directory(str(tmp_path / "work" / "w")) is None
 
 
 @pytest.mark.parametrize("make, says", [

@@ -134,7 +134,7 @@ def test_an_untrusted_spec_reads_no_list_outside_the_working_directory(metadata_
     monkeypatch.chdir(tmp_path)
     (tmp_path / "passwd.txt").symlink_to("/etc/passwd")
     message = plan_error(tmp_path, metadata_pm, entries, untrusted=True)
-    assert f"metadata list {says}" in message and "--untrusted" in message
+    assert f"params.entries: {says}" in message and "--untrusted" in message
 
 
 def test_an_untrusted_spec_reads_a_list_inside_the_working_directory(metadata_pm, tmp_path, monkeypatch):

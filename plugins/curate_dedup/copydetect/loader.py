@@ -45,6 +45,16 @@ def resolve(model: str) -> Path:
     return WEIGHTS_DIR / WORLD_COPY if model == WORLD_COPY else Path(model).expanduser()
 
 
+def named_files(model: str) -> list[str]:
+    """What a model choice reads, as the spec names it: nothing of the spec's for the shipped model;
+    a TorchScript file; a model directory and its config and weights (a link among them may point
+    anywhere)."""
+    if model == WORLD_COPY:
+        return []
+    inside = [f"{model}/{directory.CONFIG}", f"{model}/{directory.WEIGHTS}"] if resolve(model).is_dir() else []
+    return [model, *inside]
+
+
 def check(model: str, untrusted: bool = False) -> list[str]:
     """Plan-time problems with a model choice (nothing is imported or loaded). ``untrusted``: the
     spec is someone else's, so a model it names by path must lie inside the working directory."""
@@ -52,8 +62,7 @@ def check(model: str, untrusted: bool = False) -> list[str]:
     if model == WORLD_COPY and not (path / "config.json").exists():
         return [f"the shipped world copy detector is missing ({path}); reinstall curate[dedup,clip]"]
     if untrusted and model != WORLD_COPY:
-        named = [model] + ([f"{model}/{directory.CONFIG}", f"{model}/{directory.WEIGHTS}"] if path.is_dir() else [])
-        outside = next(filter(None, map(outside_working_directory, named)), None)
+        outside = next(filter(None, map(outside_working_directory, named_files(model))), None)
         if outside:
             return [f"copy model {outside}"]
     if path.is_dir():
