@@ -264,3 +264,31 @@ def test_allow_remote_takes_only_storage_urls(curate_main, write_spec):
 ])
 def test_remote_allowed_matches_whole_segments(url, allowed, ok):
     assert remote_allowed(url, allowed) is ok
+
+
+# Params whose name says they may name a place but that are not marked PLACE, and why. A new param
+# named like a place must be marked (or explained here): an unmarked one is unchecked under --untrusted.
+PLACE_WORDS = {"path", "dir", "root", "checkpoint", "store", "entries", "eval", "init", "model", "file", "folder"}
+NOT_MARKED = {
+    ("step", "clip_score", "model"): "a place only as local-dir:FOLDER, which places() names",
+    ("step", "copy_embed", "model"): "a place unless 'world-copy', which places() leaves out",
+    ("step", "realign", "model"): "a captioner folder unless 'world': places()",
+    ("step", "caption_pairs", "model"): "a captioner folder unless 'world': places()",
+    ("step", "caption_pairs", "clip_model"): "a place only as local-dir:FOLDER: places()",
+    ("step", "train_captioner", "init"): "a captioner folder unless 'world': places()",
+    ("step", "preference_captioner", "init"): "a captioner folder unless 'world': places()",
+}
+
+
+def test_every_param_named_like_a_place_is_marked_or_explained(pm):
+    from curate_mix.step import available_strategies
+
+    classes = [(kind, key, cls) for kind, registry in pm.registries().items() for key, cls in registry.classes.items()]
+    classes += [("mix strategy", name, cls) for name, cls in available_strategies(pm).items()]
+    unmarked = []
+    for kind, key, cls in classes:
+        for name, field in cls.Params.model_fields.items():
+            marked = isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("place")
+            if name.split("_")[-1] in PLACE_WORDS and not marked and (kind, key, name) not in NOT_MARKED:
+                unmarked.append(f"{kind} {key}: {name}")
+    assert unmarked == []
