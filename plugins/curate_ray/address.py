@@ -13,43 +13,101 @@ How Ray finds it (``ray._private.worker.init`` and ``services.get_ray_address_fr
   nothing is Ray's own error, at once.
 - anything else is the address itself.
 
-For ``auto`` without ``RAY_ADDRESS`` this asks Ray's own function rather than copying its rules, so
-the address probed is the one ray.init finds a moment later. A loopback host is asked as written,
-as for a named address (Ray itself may connect to this machine's network address instead).
+Then ``HOST:PORT`` (not ``ray://…``) is dialled as Ray rewrites it
+(``services.canonicalize_bootstrap_address``): a loopback host (``127.0.0.1``, ``localhost``,
+``::1``) becomes this machine's address as Ray sees it (``get_node_ip_address``: its network
+address, or ``127.0.0.1`` where ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` is off, as it is on macOS
+and Windows, and in a process that ran a local cluster, see curate_ray.executor), so a cluster
+listening on loopback alone is not reached by ``ray.init`` at ``127.0.0.1``. ``ray://HOST:PORT``
+is dialled as written: Ray's client connects to the address it is given.
+
+Both (``auto`` without ``RAY_ADDRESS``, and the rewrite) ask Ray's own functions rather than copy
+its rules, at the moment the probe is about to ask, so the address probed is the one ray.init
+dials a moment later.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass
 
 SPEC_ADDRESS = "run.executor.params.address"
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own name for it (ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE)
 _LOCAL_CLUSTER = f"or leave {SPEC_ADDRESS} out (or set it to local) to run a local cluster for this run"
+# Ray's own name (ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR): off, Ray dials a loopback host as 127.0.0.1
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+# Addresses ray.init(address=…) joins by connecting to HOST:PORT ('auto' is first resolved to one);
+# 'local' starts a cluster, other schemes are Ray's plugins: left to Ray.
+_ADDRESS = re.compile(r"(?:ray://)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]/\s]+)):(?P<port>\d{1,5})")
 
 
 @dataclass(frozen=True)
 class ToJoin:
-    """The address ray.init will connect to; ``found_in`` says where ``auto`` found it (None: the spec
+    """The address ray.init will connect to: ``address`` as named, ``dials`` as Ray dials it (the same
+    unless Ray rewrites a loopback host); ``found_in`` says where ``auto`` found it (None: the spec
     names it), ``fix`` what the user can do when it does not answer."""
 
     address: str
+    dials: str
     found_in: str | None
     fix: str
+
+
+def target(address: str | None) -> tuple[str, int] | None:
+    """The host and port of ``address`` (``HOST:PORT``, ``[IPv6]:PORT``, ``ray://HOST:PORT``); None
+    where curate does not ask (no address, 'auto', 'local', another scheme, or a form Ray itself
+    will reject)."""
+    if address is None:
+        return None
+    match = _ADDRESS.fullmatch(address)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        return None
+    return match["ipv6"] or match["host"], int(match["port"])
 
 
 def to_join(address: str) -> ToJoin | None:
     """What ``ray.init(address=address)`` connects to; None where Ray finds no cluster on this
     machine for ``auto`` (ray.init then says so at once)."""
     if address != "auto":
-        return ToJoin(address, None, f"check {SPEC_ADDRESS} (a head node's GCS address, HOST:6379, or "
-                      "ray://HOST:10001) and that the cluster runs ('ray start --head' starts one)")
+        return _joining(address, None, f"check {SPEC_ADDRESS} (a head node's GCS address, HOST:6379, or "
+                        "ray://HOST:10001) and that the cluster runs ('ray start --head' starts one)")
     named = os.environ.get(ADDRESS_VARIABLE)
     if named and named != "auto":
-        return ToJoin(named, f"the {ADDRESS_VARIABLE} environment variable",
-                      f"unset {ADDRESS_VARIABLE} (or set it to the address of a cluster that runs), "
-                      f"start the cluster it names ('ray start --head'), {_LOCAL_CLUSTER}")
+        return _joining(named, f"the {ADDRESS_VARIABLE} environment variable",
+                        f"unset {ADDRESS_VARIABLE} (or set it to the address of a cluster that runs), "
+                        f"start the cluster it names ('ray start --head'), {_LOCAL_CLUSTER}")
     return _on_this_machine()
+
+
+def _joining(address: str, found_in: str | None, fix: str) -> ToJoin:
+    dials = _as_dialled(address)
+    host = target(dials)
+    if dials != address and host is not None and not _is_loopback(host[0]):
+        fix = (f"{fix}; Ray connects to a loopback host as this machine's address, {host[0]}: where the "
+               f"cluster listens on loopback only, set {LOOPBACK_SWITCH}=0 for this run (Ray then "
+               "connects to 127.0.0.1), or name the address it listens on")
+    return ToJoin(address, dials, found_in, fix)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return False
+
+
+def _as_dialled(address: str) -> str:
+    """``address`` as ray.init dials it: HOST:PORT as Ray's own function rewrites it (read now: the
+    loopback switch and this machine's address are Ray's state in this process); ray://HOST:PORT as
+    written (Ray's client connects to the address it is given); anything else as written, for Ray."""
+    if "://" in address or target(address) is None:
+        return address
+    from ray._private import services
+
+    return services.canonicalize_bootstrap_address(address) or address
 
 
 def _on_this_machine() -> ToJoin | None:
@@ -63,12 +121,12 @@ def _on_this_machine() -> ToJoin | None:
         return None
     cluster_file = utils.get_ray_address_file(None)
     if found == utils.read_ray_address(None):
-        return ToJoin(found, f"the cluster file {cluster_file}",
-                      "'ray start' wrote that file, and a cluster that stopped without 'ray stop' leaves "
-                      "it behind: start the cluster again ('ray start --head'), or run 'ray stop' (which "
-                      f"removes the file), or set {ADDRESS_VARIABLE} to the address of a cluster that runs, "
-                      f"{_LOCAL_CLUSTER}")
-    return ToJoin(found, "the command line of a raylet running on this machine (its --gcs-address)",
-                  "the Ray cluster on this machine may be stuck or stopping: 'ray stop' ends it and "
-                  f"'ray start --head' starts a new one; or set {ADDRESS_VARIABLE} to the address of a "
-                  f"cluster that runs, {_LOCAL_CLUSTER}")
+        return _joining(found, f"the cluster file {cluster_file}",
+                        "'ray start' wrote that file, and a cluster that stopped without 'ray stop' leaves "
+                        "it behind: start the cluster again ('ray start --head'), or run 'ray stop' (which "
+                        f"removes the file), or set {ADDRESS_VARIABLE} to the address of a cluster that runs, "
+                        f"{_LOCAL_CLUSTER}")
+    return _joining(found, "the command line of a raylet running on this machine (its --gcs-address)",
+                    "the Ray cluster on this machine may be stuck or stopping: 'ray stop' ends it and "
+                    f"'ray start --head' starts a new one; or set {ADDRESS_VARIABLE} to the address of a "
+                    f"cluster that runs, {_LOCAL_CLUSTER}")

@@ -57,7 +57,7 @@ from curate.params import Params
 from curate.schema import Schema
 from curate.shards import ShardStats, ShardTask, run_shard_task
 from curate.step import Step, StepContext
-from curate_ray.address import to_join
+from curate_ray.address import LOOPBACK_SWITCH, to_join
 from curate_ray.deadlines import CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds
 from curate_ray.probe import check_answers
 
@@ -166,7 +166,7 @@ def _local_cluster_environment() -> None:
     """Before ray is imported: bind every process of a local cluster to loopback rather than to this
     machine's network address (ray's switch for it has this name), and send no usage statistics
     from a private cluster. Set for the whole process, so the raylet and workers see it too."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault(LOOPBACK_SWITCH, "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
@@ -175,7 +175,7 @@ def _bind_to_loopback(ray: Any) -> None:
     run (a notebook, ``pytest.importorskip``) the value it read is the one the IP lookup uses."""
     constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
     if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
-        constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true")
+        constants.ENABLE_RAY_CLUSTER = os.environ[LOOPBACK_SWITCH].lower() in ("1", "true")
 
 
 def _amount(resource: str, amount: float) -> str:

@@ -7,6 +7,9 @@ changing them here would change it for everything else in the process and overri
 set, so the address is asked first, with the standard library alone (grpcio comes with
 ``ray[client]``, not with the ``ray[data]`` curate needs).
 
+The address asked is the one ``ray.init`` dials (curate_ray.address: where ``auto`` finds it, and
+a loopback host as Ray rewrites it), and the error names both where they differ.
+
 Answering means what ``ray.init`` needs first from any of Ray's gRPC servers (the GCS of
 ``HOST:PORT``, the client server of ``ray://HOST:PORT``): a TCP connection, the HTTP/2 handshake
 (the server's SETTINGS frame), and an answer to one call. The call names a method no server has,
@@ -19,19 +22,15 @@ refuses the handshake with an alert has answered, and ``ray.init`` says what is 
 from __future__ import annotations
 
 import os
-import re
 import socket
 import ssl
 import threading
 import time
 
 from curate.errors import CurateError
-from curate_ray.address import ToJoin
+from curate_ray.address import ToJoin, target
 from curate_ray.deadlines import CONNECT_DEADLINE_ENV
 
-# Addresses ray.init(address=…) joins by connecting to HOST:PORT ('auto' is first resolved to one,
-# see curate_ray.address); 'local' starts a cluster, other schemes are Ray's plugins: left to Ray.
-_ADDRESS = re.compile(r"(?:ray://)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]/\s]+)):(?P<port>\d{1,5})")
 # Ray's own: its servers speak TLS, and want its clients to show this certificate (mutual TLS).
 TLS_SWITCH, TLS_CERTIFICATE, TLS_KEY = "RAY_USE_TLS", "RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY"
 RETRY_PAUSE = 0.5  # between connection attempts while nothing listens (a head that is starting)
@@ -47,32 +46,24 @@ class _NoAnswer(Exception):
     """What the address did instead of answering."""
 
 
-def target(address: str | None) -> tuple[str, int] | None:
-    """The host and port ``ray.init`` connects to first when it joins ``address`` (as written, not
-    'auto', which curate_ray.address resolves first); None where curate does not ask (no address,
-    'auto', 'local', another scheme, or a form Ray itself will reject)."""
-    if address is None:
-        return None
-    match = _ADDRESS.fullmatch(address)
-    if match is None or not 0 < int(match["port"]) < 65536:
-        return None
-    return match["ipv6"] or match["host"], int(match["port"])
-
-
 def check_answers(joining: ToJoin, seconds: float) -> None:
-    """Return once the address ``joining`` names answers as a Ray cluster's gRPC server does; raise a
-    CurateError naming it, where it was found and what it did instead if it does not within ``seconds``."""
-    where = target(joining.address)
-    if where is None:
+    """Return once the address ray.init dials for ``joining`` answers as a Ray cluster's gRPC server
+    does; raise a CurateError naming it (as named and as dialled), where it was found and what it did
+    instead if it does not within ``seconds``."""
+    dialled = target(joining.dials)
+    if dialled is None:
         return
-    host, port = where
+    host, port = dialled
     tls = os.environ.get(TLS_SWITCH, "0").lower() in ("1", "true")
     try:
         _ask(host, port, tls, time.monotonic() + seconds)
     except _NoAnswer as exc:
-        found = f" (address: auto found it in {joining.found_in})" if joining.found_in else ""
+        said = [f"address: auto found it in {joining.found_in}"] if joining.found_in else []
+        if joining.dials != joining.address:
+            said.append(f"Ray connects to it as {joining.dials}")
+        where = f"{joining.address} ({'; '.join(said)})" if said else joining.address
         raise CurateError(
-            f"the Ray cluster at {joining.address}{found} did not answer in {seconds:g} s: {exc} (tried: "
+            f"the Ray cluster at {where} did not answer in {seconds:g} s: {exc} (tried: "
             f"a TCP connection to {_authority(host, port)}, the HTTP/2 handshake"
             f"{' inside TLS' if tls else ''} and one gRPC call)",
             hint=f"{joining.fix}; if it is only slow to answer, give it longer with "

@@ -1,9 +1,13 @@
 """A cluster address that does not answer fails the run within CURATE_RAY_CONNECT_DEADLINE, saying
-what was tried, instead of after ray.init's ~821 s. The addresses are loopback servers that accept
-and stay silent, or complete the HTTP/2 handshake and never answer; no Ray cluster is started."""
+what was tried, instead of after ray.init's ~821 s. The addresses are servers on this machine that
+accept and stay silent, or complete the HTTP/2 handshake and never answer; no Ray cluster is
+started. They listen where Ray dials: Ray rewrites a loopback host to this machine's address (its
+network address, unless its loopback switch is off), so most name the host Ray dials as written,
+and the tests of that rewrite turn the switch on."""
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import socket
 import ssl
@@ -53,16 +57,25 @@ def answers_calls(connection: socket.socket) -> socket.socket:
                 return connection
 
 
+def ray_host() -> str:
+    """This machine's address as Ray sees it now: the host it dials for a loopback host, and dials
+    as written (its network address, or 127.0.0.1 where Ray's loopback switch is off)."""
+    from ray._private import services
+
+    return services.get_node_ip_address()
+
+
 @pytest.fixture
-def server() -> Iterator[Callable[[Greet], int]]:
-    """``server(greet)``: the port of a loopback server that accepts one connection, runs ``greet``
-    on it and keeps the connection it returns open, silent, until the test ends."""
+def server() -> Iterator[Callable[..., int]]:
+    """``server(greet, host=ray_host(), port=0)``: the port of a server on ``host`` that accepts one
+    connection, runs ``greet`` on it and keeps the connection it returns open, silent, until the
+    test ends."""
     listeners: list[socket.socket] = []
     connections: list[socket.socket] = []
     threads: list[threading.Thread] = []
 
-    def start(greet: Greet) -> int:
-        listener = socket.create_server(("127.0.0.1", 0))
+    def start(greet: Greet, host: str | None = None, port: int = 0) -> int:
+        listener = socket.create_server((host or ray_host(), port))
         listener.settimeout(30)  # the test's own bound, should the probe never connect
         listeners.append(listener)
 
@@ -80,16 +93,21 @@ def server() -> Iterator[Callable[[Greet], int]]:
         return listener.getsockname()[1]
 
     yield start
+    for listener in listeners:  # a server the probe never came to stops waiting (accept fails)
+        try:
+            listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
     for thread in threads:
         thread.join(timeout=30)
     for sock in listeners + connections:
         sock.close()
 
 
-def refused_port() -> int:
-    """A loopback port nothing listens on (bound, then freed)."""
+def refused_port(host: str = "127.0.0.1") -> int:
+    """A port of ``host`` nothing listens on (bound, then freed)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -106,7 +124,7 @@ def open_session(address: str) -> CurateError:
 
 def test_an_address_that_accepts_and_never_answers_fails_within_the_deadline(server, monkeypatch):
     monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", str(DEADLINE))
-    address = f"127.0.0.1:{server(silent)}"
+    address = f"{ray_host()}:{server(silent)}"
     error = open_session(address)
     text = str(error)
     assert f"the Ray cluster at {address} did not answer in {DEADLINE} s" in text
@@ -122,9 +140,96 @@ def test_an_address_that_accepts_and_never_answers_fails_within_the_deadline(ser
 ])
 def test_other_addresses_that_never_answer_fail_within_the_deadline(server, monkeypatch, greet, scheme, said):
     monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
-    address = f"{scheme}127.0.0.1:{server(greet)}"
+    address = f"{scheme}{ray_host()}:{server(greet)}"
     text = str(open_session(address))
     assert f"the Ray cluster at {address} did not answer in 1 s: {said}" in text
+
+
+# -- a loopback host, which Ray dials as this machine's address -------------------------------------
+@pytest.fixture
+def rewritten(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The host Ray dials for a loopback host, with Ray's loopback switch on (as on Linux by default:
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, read when ray is imported; a local cluster turns it off for the
+    rest of the process, as curate's executor does)."""
+    from ray._private import ray_constants
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    host = ray_host()
+    if ipaddress.ip_address(host).is_loopback:
+        pytest.skip("this machine has no network address: Ray dials a loopback host as written")
+    return host
+
+
+def test_a_loopback_address_is_asked_where_ray_dials_it(server, monkeypatch, rewritten):
+    """127.0.0.1:PORT in the spec: Ray dials this machine's address, where a server accepts and never
+    answers; the error names both addresses."""
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    port = server(silent, rewritten)
+    error = open_session(f"127.0.0.1:{port}")
+    assert f"the Ray cluster at 127.0.0.1:{port} (Ray connects to it as {rewritten}:{port}) did not answer " \
+        f"in 1 s: it accepted the connection and sent nothing (tried: a TCP connection to {rewritten}:{port}" \
+        in str(error)
+    assert f"this machine's address, {rewritten}" in error.hint
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in error.hint
+
+
+def test_a_cluster_answering_on_loopback_alone_fails_within_the_deadline(server, monkeypatch, rewritten):
+    """It answers at 127.0.0.1:PORT, and nothing listens where Ray dials it: ray.init would wait its
+    ~821 s there (its wait cut to one try here, should the probe let it through)."""
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", "1")
+    with socket.socket() as where_ray_dials:
+        where_ray_dials.bind((rewritten, 0))  # bound and not listening: connections are refused
+        port = where_ray_dials.getsockname()[1]
+        server(answers_calls, "127.0.0.1", port)
+        text = str(open_session(f"127.0.0.1:{port}"))
+    assert f"the Ray cluster at 127.0.0.1:{port} (Ray connects to it as {rewritten}:{port}) did not answer " \
+        "in 1 s: no TCP connection (last: " in text
+
+
+def test_a_cluster_answering_where_ray_dials_a_loopback_address_is_left_to_ray(server, rewritten):
+    from curate_ray.address import to_join
+    from curate_ray.probe import check_answers
+
+    port = server(answers_calls, rewritten)  # not on loopback
+    check_answers(to_join(f"127.0.0.1:{port}"), 10)  # returns: ray.init would go on to join it
+
+
+def test_a_ray_client_address_is_asked_as_written(server, monkeypatch, rewritten):
+    """Ray's client connects to the address it is given: ray://127.0.0.1:PORT is loopback."""
+    monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    address = f"ray://127.0.0.1:{server(silent, '127.0.0.1')}"
+    text = str(open_session(address))
+    assert f"the Ray cluster at {address} did not answer in 1 s: it accepted the connection and sent " \
+        "nothing" in text
+
+
+@pytest.mark.parametrize(("switch_on", "address", "dials"), [
+    (True, "127.0.0.1:6379", "{rewritten}:6379"),
+    (True, "localhost:6379", "{rewritten}:6379"),
+    (True, "[::1]:6379", "{rewritten}:6379"),
+    (True, "ray://127.0.0.1:10001", "ray://127.0.0.1:10001"),
+    (True, "10.1.2.3:6379", "10.1.2.3:6379"),
+    (True, "head.example", "head.example"),  # not HOST:PORT: left to Ray's own error
+    (False, "127.0.0.1:6379", "127.0.0.1:6379"),  # the switch off: loopback, as written
+    (False, "localhost:6379", "127.0.0.1:6379"),
+    (False, "[::1]:6379", "127.0.0.1:6379"),
+])
+def test_the_address_ray_dials(monkeypatch, rewritten, switch_on, address, dials):
+    from curate_ray.address import to_join
+    from ray._private import ray_constants
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", switch_on)
+    joining = to_join(address)
+    assert (joining.address, joining.dials) == (address, dials.format(rewritten=rewritten))
+
+
+def test_auto_asks_a_loopback_address_in_RAY_ADDRESS_where_ray_dials_it(monkeypatch, rewritten):
+    from curate_ray.address import to_join
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    joining = to_join("auto")
+    assert (joining.address, joining.dials) == ("127.0.0.1:6379", f"{rewritten}:6379")
 
 
 # -- address: auto, and the address Ray finds for it in the environment ------------------------------
@@ -147,7 +252,7 @@ def nothing_else_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize("scheme", ["", "ray://"])
 def test_auto_asks_the_address_in_RAY_ADDRESS_within_the_deadline(server, monkeypatch, scheme):
     monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
-    address = f"{scheme}127.0.0.1:{server(silent)}"
+    address = f"{scheme}{ray_host()}:{server(silent)}"
     monkeypatch.setenv("RAY_ADDRESS", address)
     error = open_session("auto")
     found = "address: auto found it in the RAY_ADDRESS environment variable"
@@ -160,7 +265,7 @@ def test_auto_asks_the_address_in_RAY_ADDRESS_within_the_deadline(server, monkey
 def test_auto_asks_the_address_in_the_cluster_file_within_the_deadline(server, monkeypatch,
                                                                        nothing_else_found):
     monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
-    address = f"127.0.0.1:{server(silent)}"
+    address = f"{ray_host()}:{server(silent)}"
     cluster_file = nothing_else_found / "ray_current_cluster"
     cluster_file.write_text(address)  # as 'ray start' leaves it
     error = open_session("auto")
@@ -173,7 +278,7 @@ def test_auto_asks_the_address_in_the_cluster_file_within_the_deadline(server, m
 def test_auto_asks_the_gcs_of_the_raylet_running_on_this_machine_within_the_deadline(
         server, monkeypatch, nothing_else_found, tmp_path):
     monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
-    address = f"127.0.0.1:{server(silent)}"
+    address = f"{ray_host()}:{server(silent)}"
     # Ray knows a raylet by its program's name and reads its GCS address off its command line: a
     # stuck cluster's raylet, as far as auto can tell.
     raylet = tmp_path / "raylet"
@@ -250,7 +355,7 @@ def ray_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
 
 def test_under_tls_a_server_that_never_finishes_the_handshake_fails_within_the_deadline(server, ray_tls, monkeypatch):
     monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
-    address = f"127.0.0.1:{server(silent)}"
+    address = f"{ray_host()}:{server(silent)}"
     text = str(open_session(address))
     assert f"the Ray cluster at {address} did not answer in 1 s: it accepted the connection and never " \
         "finished the TLS handshake (tried: a TCP connection to " in text and "handshake inside TLS" in text
@@ -260,7 +365,7 @@ def test_a_server_that_answers_is_left_to_ray(server):
     from curate_ray.address import to_join
     from curate_ray.probe import check_answers
 
-    address = f"127.0.0.1:{server(answers_calls)}"
+    address = f"{ray_host()}:{server(answers_calls)}"
     check_answers(to_join(address), 10)  # returns: ray.init would go on to join it
 
 
@@ -269,12 +374,12 @@ def test_under_tls_a_server_that_answers_is_left_to_ray(server, ray_tls):
     from curate_ray.probe import check_answers
 
     port = server(lambda connection: answers_calls(ray_tls.wrap_socket(connection, server_side=True)))
-    check_answers(to_join(f"127.0.0.1:{port}"), 10)  # returns: ray.init would go on to join it
+    check_answers(to_join(f"{ray_host()}:{port}"), 10)  # returns: ray.init would go on to join it
 
 
 def test_an_address_nothing_listens_on_fails_within_the_deadline(monkeypatch):
     monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
-    address = f"127.0.0.1:{refused_port()}"
+    address = f"{ray_host()}:{refused_port(ray_host())}"
     text = str(open_session(address))
     assert f"the Ray cluster at {address} did not answer in 1 s: no TCP connection (last: " in text
     assert "refused" in text
@@ -296,6 +401,6 @@ def test_a_deadline_that_is_not_a_number_of_seconds_is_an_error_naming_it(monkey
     ("anyscale://cluster", None), ("head.example", None), ("head:99999", None),  # left to Ray's own errors
 ])
 def test_which_addresses_are_asked_first(address, expected):
-    from curate_ray.probe import target
+    from curate_ray.address import target
 
     assert target(address) == expected

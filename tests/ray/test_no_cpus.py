@@ -60,6 +60,7 @@ def test_shards_on_a_cluster_without_cpus_fail_after_the_deadline(cpuless_cluste
 
 
 def test_the_gcs_of_a_real_cluster_answers_the_connection_check(cpuless_cluster):
+    from curate_ray.address import to_join
     from curate_ray.probe import check_answers
 
-    check_answers(cpuless_cluster, 10)  # returns: this is what ray.init joins
+    check_answers(to_join(cpuless_cluster), 10)  # returns: this is what ray.init joins
