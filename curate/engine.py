@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from curate import __version__
 from curate.errors import CurateError, ResourceError, StepError
 from curate.fusion import FollowerPool, FusedSteps, Member
+from curate.images import untrusted_image_folders
 from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
@@ -233,6 +234,8 @@ class Engine:
             artifacts=artifacts,
             progress=lambda rows: self.observer.rows_done(planned, rows),
             memory_limit=self.spec.run.memory_limit,
+            image_folders=untrusted_image_folders(self.run_dir, self.plan.store_dir) if self.spec.run.untrusted
+            else None,
             extras={
                 "store_dir": str(self.plan.store_dir),
                 "step_dir": str(step_dir),

@@ -16,6 +16,13 @@ shard or a member should be is an ``OSError``, never a read that waits forever. 
 confines the reads to some folders (the report embeds images from a run directory that may come
 from someone else: an absolute shard, ``..`` or a link must not reach the rest of the disk).
 
+A spec run with ``--untrusted`` names its rows' images too (a table in the stranger's bundle may
+hold ``{shard: /home/you/photos, key: …}``, a ``..`` or a link out), and its steps and outputs
+copy what they read into what the stranger gets back. So the engine gives its steps and sinks
+``ctx.image_folders`` (:func:`untrusted_image_folders`: the working directory, the run directory
+and its store; None for a trusted spec), which they pass as ``within``; :func:`read_image_file`
+reads an image a row names by its path the same way.
+
 Pillow is imported on first use, so importing this module stays cheap.
 """
 
@@ -27,6 +34,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -47,7 +55,35 @@ class ImageNotFound(LookupError):
 
 class ImageOutside(FileOutside):
     """A read confined ``within`` some folders was asked for an image file outside them (links
-    resolved); ``path`` is where it really lies. Nothing was opened."""
+    resolved); ``path`` is where it really lies, ``hint`` what to do (from :class:`ImageFolders`).
+    Nothing was opened."""
+
+
+UNTRUSTED_IMAGES = ("the spec is untrusted (run.untrusted / --untrusted), so the images its rows name are read "
+                    "only from the working directory, the run directory and its store")
+UNTRUSTED_IMAGES_FIX = ("copy the images into the working directory (or give shards relative to the run's store), "
+                        "or run the spec without --untrusted if you trust it")
+
+
+@dataclass(frozen=True)
+class ImageFolders:
+    """The only folders the images a table's rows name may be read from (links resolved, as
+    :func:`curate.runfiles.real_folders` gives them), why, and what to do about an image outside
+    them: pass it as ``within`` and a refusal (:class:`ImageOutside`) says so."""
+
+    folders: tuple[Path, ...]
+    why: str | None = None
+    hint: str | None = None
+
+
+# What a read is confined to: an ImageFolders, any folders (their links resolved here), or None: anywhere.
+Within = ImageFolders | Iterable[str | Path] | None
+
+
+def untrusted_image_folders(run_dir: str | Path, store_dir: str | Path) -> ImageFolders:
+    """Where a spec run with ``--untrusted`` reads the images its rows name: the working directory
+    (the stranger's bundle lies there), the run directory and its store (``run.cache_dir``)."""
+    return ImageFolders(real_folders([os.getcwd(), run_dir, store_dir]), UNTRUSTED_IMAGES, UNTRUSTED_IMAGES_FIX)
 
 
 def _split(ref: Any) -> tuple[str | None, str | None]:
@@ -163,24 +199,37 @@ _indexes = _Indexes(INDEX_CACHE_SIZE)
 class _Reader:
     """Keeps the last shard open, so reading a run of refs into one tar is one open()."""
 
-    def __init__(self, store_dir: str | Path | None, within: Iterable[str | Path] | None = None):
+    def __init__(self, store_dir: str | Path | None, within: Within = None):
         self.store_dir = store_dir
-        self.within = None if within is None else real_folders(within)
+        self.why: str | None = None
+        self.hint: str | None = None
+        if isinstance(within, ImageFolders):
+            self.within: tuple[Path, ...] | None = within.folders
+            self.why, self.hint = within.why, within.hint
+        else:
+            self.within = None if within is None else real_folders(within)
         self.path: Path | None = None
         self.handle: IO[bytes] | None = None
         self.opened = ExitStack()  # the open shard's file, closed in close()
         self.last: tuple[str, Path, dict[str, tuple[str, int, int]]] | None = None  # shard, path, index
 
-    def confine(self, path: Path, shard: str) -> Path:
-        """``path`` with its links resolved, if it lies ``within`` the allowed folders."""
+    def confine(self, path: Path, what: str) -> Path:
+        """``path`` with its links resolved, if it lies ``within`` the allowed folders; ``what``
+        names it in the refusal ("image shard /x")."""
         if self.within is None:
             return path
         real = confined(path, self.within)
         if real is None:
             where = Path(os.path.realpath(path))
             folders = ", ".join(str(folder) for folder in self.within)
-            raise ImageOutside(f"image shard {shard} lies outside {folders} (at {where})", where)
+            why = f"; {self.why}" if self.why else ""
+            raise ImageOutside(f"{what} lies outside {folders} (at {where}){why}", where, self.hint)
         return real
+
+    def read_file(self, path: Path) -> bytes:
+        """The bytes of an image file named by its path, confined like a shard."""
+        with open_regular(self.confine(path, f"image file {path}")) as handle:
+            return handle.read()
 
     def read(self, ref: Any) -> bytes | None:
         shard, key = _split(ref)
@@ -189,7 +238,7 @@ class _Reader:
         if self.last is not None and self.last[0] == shard:
             _, path, index = self.last  # a run of refs into one shard: no stat per image
         else:
-            path = self.confine(_resolve(str(shard), self.store_dir), str(shard))
+            path = self.confine(_resolve(str(shard), self.store_dir), f"image shard {shard}")
             if not path.exists():
                 where = f" (resolved against store_dir {self.store_dir})" if self.store_dir is not None else \
                     " (relative shard paths need the run's store_dir)"
@@ -202,7 +251,8 @@ class _Reader:
         extension, offset, size = entry
         if offset < 0:
             # a member is a file of its own: confined too (a link in a folder inside may point out)
-            with open_regular(self.confine(path / f"{key}.{extension}", str(shard))) as handle:
+            member = path / f"{key}.{extension}"
+            with open_regular(self.confine(member, f"image {member.name} of shard {shard}")) as handle:
                 return handle.read()
         if self.path != path:
             self.close()
@@ -231,17 +281,22 @@ def _decode(data: bytes) -> PILImage:
     return image
 
 
-Within = Iterable[str | Path] | None
-
-
 def read_image_bytes(ref: ImageRef, store_dir: str | Path | None = None, *, within: Within = None) -> bytes | None:
     """The encoded bytes of one image (None for a null reference: a row without an image).
-    ``within``: folders the file must lie in, links resolved (else :class:`ImageOutside`)."""
+    ``within``: folders the file must lie in, links resolved (else :class:`ImageOutside`); an
+    :class:`ImageFolders` (``ctx.image_folders``) or any folders."""
     reader = _Reader(store_dir, within)
     try:
         return reader.read(ref)
     finally:
         reader.close()
+
+
+def read_image_file(path: str | Path, *, within: Within = None) -> bytes:
+    """The bytes of an image a row names by its path (a step's ``images: path`` column), read as
+    a shard is: a regular file, never waited on, and with ``within`` only inside those folders
+    (else :class:`ImageOutside`, and nothing is opened)."""
+    return _Reader(None, within).read_file(Path(path))
 
 
 def open_image(ref: ImageRef, store_dir: str | Path | None = None, *, within: Within = None) -> PILImage | None:
@@ -276,5 +331,5 @@ def clear_cache() -> None:
     _indexes.clear()
 
 
-__all__ = ["ImageNotFound", "ImageOutside", "ImageRef", "clear_cache", "iter_images", "open_image", "open_images",
-           "read_image_bytes"]
+__all__ = ["ImageFolders", "ImageNotFound", "ImageOutside", "ImageRef", "clear_cache", "iter_images", "open_image",
+           "open_images", "read_image_bytes", "read_image_file", "untrusted_image_folders"]

@@ -14,6 +14,7 @@ import polars as pl
 
 from curate.errors import CurateError, SpecError
 from curate.fingerprint import fingerprint
+from curate.images import untrusted_image_folders
 from curate.ingest import canonical_schema, in_place_reference
 from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
@@ -378,7 +379,7 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
         plan_steps.append(_source_step(source, schema, source_fp, pm))
     plan_steps += _plan_steps(loaded, resolved, pm, schema, source_fp, upstream=list(plan_steps),
                               allow_remote=allow_remote)
-    outputs = _plan_outputs(loaded, resolved, pm, run_path, plan_steps, allow_remote)
+    outputs = _plan_outputs(loaded, resolved, pm, run_path, store, plan_steps, allow_remote)
     if spec.run.untrusted and resolved.executor is not None:
         for loc, message, hint in place_problems(resolved.executor.params.places(), ("run", "executor", "params"),
                                                  allow_remote):
@@ -572,11 +573,12 @@ def _planned_step(index: int, step: Step, schema: Schema, output_schema: Schema,
     )
 
 
-def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run_path: Path,
+def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run_path: Path, store: Path,
                   plan_steps: list[PlannedStep], allow_remote: tuple[str, ...] = ()) -> list[PlannedOutput]:
     """One sink per output; checks its path stays in the run directory (an untrusted spec's URL:
     under an ``--allow-remote`` prefix; its params' places: in the working or run directory) and
-    its columns exist."""
+    its columns exist. An untrusted spec's sinks read the images its rows name only from the
+    working directory, the run directory and its ``store`` (``SinkContext.image_folders``)."""
     spec = loaded.spec
     problems = resolved.problems
     assert problems is not None
@@ -605,7 +607,8 @@ def _plan_outputs(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, run
                 problems.add(loc, message, hint)
         label = output_spec.step or (plan_steps[-1].label if plan_steps else "source")
         ctx = SinkContext(
-            run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, label=label, path=output_spec.path
+            run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, label=label, path=output_spec.path,
+            image_folders=untrusted_image_folders(run_path, store) if spec.run.untrusted else None,
         )
         sink = cls(params, ctx)
         upstream = next((p for p in plan_steps if p.label == label), None)

@@ -124,14 +124,16 @@ def open_regular(path: Path) -> Iterator[BinaryIO]:
 
 class FileOutside(PermissionError):
     """A read confined to some folders (:func:`confined`) was asked for a file outside them,
-    links resolved; ``path`` is where it really lies. Nothing was opened."""
+    links resolved; ``path`` is where it really lies, ``hint`` (if any) how to go on. Nothing was
+    opened."""
 
-    def __init__(self, message: str, path: Path):
+    def __init__(self, message: str, path: Path, hint: str | None = None):
         super().__init__(message)
         self.path = path
+        self.hint = hint
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (str(self), self.path)
+        return type(self), (str(self), self.path, self.hint)
 
 
 def real_folders(folders: Iterable[str | Path]) -> tuple[Path, ...]:

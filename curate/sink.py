@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from curate.params import Params
 from curate.step import TableInput
+
+if TYPE_CHECKING:
+    from curate.images import ImageFolders
 
 
 @dataclass
@@ -17,6 +20,9 @@ class SinkContext:
     seed: int
     label: str
     path: str = ""  # the spec's outputs[].path
+    # The only folders the images rows name may be read from: pass as ``within=`` to curate.images.
+    # Set for a spec run with --untrusted (curate.images.untrusted_image_folders); None: anywhere.
+    image_folders: ImageFolders | None = None
 
     @property
     def remote(self) -> bool:

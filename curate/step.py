@@ -22,6 +22,8 @@ from curate.schema import Schema
 if TYPE_CHECKING:
     import duckdb
 
+    from curate.images import ImageFolders
+
 
 # DuckDB's memory limit per table-wide query when a spec sets no ``run.memory_limit``; beyond it
 # DuckDB spills to the run directory. It was 4GB: a 100M-row relational run then held 4.2 GB where
@@ -41,6 +43,9 @@ class StepContext:
     progress: Any = None  # callable(advance_rows: int) or None
     memory_limit: str = DEFAULT_MEMORY_LIMIT
     extras: dict[str, Any] = field(default_factory=dict)
+    # The only folders the images rows name may be read from: pass as ``within=`` to curate.images.
+    # Set for a spec run with --untrusted (curate.images.untrusted_image_folders); None: anywhere.
+    image_folders: ImageFolders | None = None
 
     def advance(self, rows: int) -> None:
         if self.progress is not None:

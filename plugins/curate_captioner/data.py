@@ -27,6 +27,7 @@ from curate_captioner.errors import CaptionerError
 if TYPE_CHECKING:
     import torch
 
+    from curate.images import ImageFolders
     from curate_captioner.model import Captioner
 
 
@@ -81,22 +82,29 @@ def draw_examples(table: pl.DataFrame, stage: int, rng: np.random.Generator,
     return examples
 
 
-def open_images(values: Sequence[Any], root: str | Path | None = None, store_dir: str | Path | None = None) -> list[Any]:
+def open_images(values: Sequence[Any], root: str | Path | None = None, store_dir: str | Path | None = None,
+                within: ImageFolders | None = None) -> list[Any]:
     """RGB PIL images of a column of local paths or image references ({shard, key}, read through
-    :mod:`curate.images` from the run's store); None where a row has no readable image."""
+    :mod:`curate.images` from the run's store); None where a row has no readable image.
+    ``within`` (an untrusted spec's ``ctx.image_folders``): the only folders either is read from;
+    a path outside is a row without an image, a reference outside raises
+    :class:`curate.images.ImageOutside` (as one to a shard that is gone raises); neither is read."""
+    from curate.images import read_image_file
+
     images: list[Any] = [None] * len(values)
     refs = [index for index, value in enumerate(values) if isinstance(value, dict)]
     for index, value in enumerate(values):
         if isinstance(value, str) and value:
             path = Path(value) if root is None or Path(value).is_absolute() else Path(root) / value
             try:
-                images[index] = _decode(path.read_bytes())
+                images[index] = _decode(read_image_file(path, within=within))
             except OSError:
                 images[index] = None
     if refs:
         from curate.images import open_images as read_refs
 
-        for index, data in zip(refs, read_refs([values[i] for i in refs], store_dir, as_bytes=True), strict=True):
+        for index, data in zip(refs, read_refs([values[i] for i in refs], store_dir, as_bytes=True, within=within),
+                               strict=True):
             images[index] = None if data is None else _decode(data)
     return images
 
@@ -114,31 +122,43 @@ def _decode(data: bytes) -> Any:
         return None
 
 
-def open_training_images(chunk: Sequence[Any]) -> list[Any]:
-    """PIL images of ``chunk`` (paths, image references or PIL images); an unreadable one is an
-    error naming it, since training on a hole would silently shift every later row."""
-    opened = open_images(chunk) if isinstance(chunk[0], (str, dict)) else list(chunk)
+def open_training_images(chunk: Sequence[Any], within: ImageFolders | None = None) -> list[Any]:
+    """PIL images of ``chunk`` (paths, image references or PIL images; read only ``within`` those
+    folders when given: see :func:`open_images`); an unreadable one is an error naming it, since
+    training on a hole would silently shift every later row."""
+    opened = open_images(chunk, within=within) if isinstance(chunk[0], (str, dict)) else list(chunk)
     missing = [chunk[i] for i, image in enumerate(opened) if image is None]
     if missing:
+        if within is not None:  # said as such: "drop rows without images" would not be the fix
+            from curate.runfiles import confined
+
+            for value in missing:
+                if isinstance(value, str) and confined(value, within.folders) is None:
+                    folders = ", ".join(map(str, within.folders))
+                    why = f"; {within.why}" if within.why else ""
+                    raise CaptionerError(f"training image {value!r} lies outside {folders}{why}", within.hint)
         raise CaptionerError(f"cannot read training image {missing[0]!r} ({len(missing)} unreadable in this batch)",
                              "drop rows without images first")
     return opened
 
 
-def preprocessed_pixels(images: Sequence[Any], encoder_config: dict[str, Any], batch_size: int = 512) -> torch.Tensor:
+def preprocessed_pixels(images: Sequence[Any], encoder_config: dict[str, Any], batch_size: int = 512, *,
+                        within: ImageFolders | None = None) -> torch.Tensor:
     """Every image decoded and preprocessed once, as float16 (N, 3, S, S): an encoder that trains
     needs pixels on every step, and decoding PNGs each time would cost more than the step."""
     import torch
 
     from curate_captioner.encoder import preprocess
 
-    parts = [preprocess(open_training_images(images[start : start + batch_size]), encoder_config).to(torch.float16)
+    parts = [preprocess(open_training_images(images[start : start + batch_size], within),
+                        encoder_config).to(torch.float16)
              for start in range(0, len(images), batch_size)]
     return torch.cat(parts)
 
 
 def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: int = 256,
-                     progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     progress: Callable[[int], None] | None = None, *,
+                     within: ImageFolders | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The frozen encoder's features of every image (paths or PIL images), in order.
 
     The encoder never trains, so its features are computed once per training run instead of once
@@ -149,7 +169,7 @@ def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: in
     pooled_parts, token_parts = [], []
     for start in range(0, len(images), batch_size):
         chunk = list(images[start : start + batch_size])
-        pooled, tokens = captioner.image_features(open_training_images(chunk))
+        pooled, tokens = captioner.image_features(open_training_images(chunk, within))
         pooled_parts.append(pooled.float().cpu())
         if tokens is not None:
             token_parts.append(tokens.to(torch.float16).cpu())

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -34,6 +34,9 @@ from curate_captioner.errors import CaptionerError
 from curate_captioner.model import Captioner
 from curate_captioner.preference import DIMENSIONS, dpo_losses, mcm_dpo_loss, sequence_logps
 from curate_captioner.train import LOG_FILE, cached_features, pick_device
+
+if TYPE_CHECKING:
+    from curate.images import ImageFolders
 
 
 class PreferenceConfig(BaseModel):
@@ -128,8 +131,10 @@ def reference_logps(reference: Captioner, data: dict[str, list[Any]], pooled: to
 
 def train_preference(policy: Captioner, pairs: pl.DataFrame, config: PreferenceConfig, out_dir: str | Path, *,
                      log: Callable[[str], None] = print, facts: dict[str, Any] | None = None,
-                     feature_cache: str | Path | None = None) -> dict[str, Any]:
-    """Tune ``policy`` (a stage-2 captioner, also the frozen reference) on ``pairs`` and save it."""
+                     feature_cache: str | Path | None = None,
+                     within: ImageFolders | None = None) -> dict[str, Any]:
+    """Tune ``policy`` (a stage-2 captioner, also the frozen reference) on ``pairs`` and save it.
+    ``within``: the only folders its images are read from (:func:`curate_captioner.data.open_images`)."""
     if pairs.height == 0:
         raise CaptionerError("the pair table has no rows", "make pairs with `curate captioner pairs`")
     out = Path(out_dir)
@@ -141,7 +146,7 @@ def train_preference(policy: Captioner, pairs: pl.DataFrame, config: PreferenceC
     data = sides(pairs)
     images = list(dict.fromkeys(data["chosen_image"] + data["rejected_image"]))
     where = {image: i for i, image in enumerate(images)}
-    pooled, tokens = cached_features(policy, images, feature_cache)
+    pooled, tokens = cached_features(policy, images, feature_cache, within=within)
     log(f"preference: {pairs.height} pairs, {len(images)} images encoded in {time.perf_counter() - started:.1f}s")
 
     reference_chosen, reference_rejected = reference_logps(policy, data, pooled, tokens, where, 4 * config.batch_size,

@@ -183,7 +183,8 @@ class Realign(Step):
 
         params, captioner = self.params, self.captioner
         prompts = prompts_of(table, params.alt_text_column if params.mode == "realign" else None)
-        images = open_images(table[params.image_column].to_list(), params.image_root, ctx.extras.get("store_dir"))
+        images = open_images(table[params.image_column].to_list(), params.image_root, ctx.extras.get("store_dir"),
+                             ctx.image_folders)
         uids = table["uid"].to_list()
         captions: list[str | None] = [None] * table.height
         readable = [i for i, image in enumerate(images) if image is not None]
@@ -253,7 +254,8 @@ class TrainCaptioner(Step):
         config = TrainConfig(stage=params.stage, steps=params.steps, batch_size=params.batch_size, lr=params.lr,
                              seed=ctx.seed, device=params.device, precision=params.precision)
         out = ctx.artifacts / "captioner"
-        self.result = train(Captioner.load(params.init), training, config, out, log=lambda _: None)
+        self.result = train(Captioner.load(params.init), training, config, out, log=lambda _: None,
+                            within=ctx.image_folders)
         self.result["model"] = str(out)
         yield frame
 
@@ -314,7 +316,8 @@ class CaptionPairs(Step):
         from curate_captioner.ranked import Scorer, sample_and_rank
 
         params = self.params
-        images = open_images(table[params.image_column].to_list(), params.image_root, ctx.extras.get("store_dir"))
+        images = open_images(table[params.image_column].to_list(), params.image_root, ctx.extras.get("store_dir"),
+                             ctx.image_folders)
         readable = [i for i, image in enumerate(images) if image is not None]
         alts = prompts_of(table, params.alt_text_column)
         uids = table["uid"].to_list()
@@ -391,7 +394,8 @@ class PreferenceCaptioner(Step):
                                   steps=params.steps, batch_size=params.batch_size, lr=params.lr, seed=ctx.seed,
                                   device=params.device)
         out = ctx.artifacts / "captioner"
-        self.result = train_preference(Captioner.load(params.init), pairs, config, out, log=lambda _: None)
+        self.result = train_preference(Captioner.load(params.init), pairs, config, out, log=lambda _: None,
+                                       within=ctx.image_folders)
         self.result["model"] = str(out)
         yield frame
 

@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -32,6 +32,9 @@ from curate_captioner.config import TrainConfig
 from curate_captioner.data import compute_features, draw_examples, preprocessed_pixels
 from curate_captioner.errors import CaptionerError, RefusedFile
 from curate_captioner.model import Captioner
+
+if TYPE_CHECKING:
+    from curate.images import ImageFolders
 
 CHECKPOINT_DIR = "checkpoint"
 TRAINER_STATE = "trainer_state.pt"
@@ -105,9 +108,12 @@ def train(
     log: Callable[[str], None] = print,
     facts: dict[str, Any] | None = None,
     feature_cache: str | Path | None = None,
+    within: ImageFolders | None = None,
 ) -> dict[str, Any]:
     """Train ``captioner`` on ``table`` (columns: image, alt_text[, group][, caption]) and save it
-    to ``out_dir``. Resumes from ``out_dir/checkpoint`` when there is one and ``resume``."""
+    to ``out_dir``. Resumes from ``out_dir/checkpoint`` when there is one and ``resume``. Images
+    are read only ``within`` those folders when given (an untrusted spec's:
+    :func:`curate_captioner.data.open_images`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
@@ -127,11 +133,11 @@ def train(
     pixels = pooled = tokens = None
     if config.train_encoder:
         log(f"stage {config.stage}: decoding {table.height} images; the encoder trains too (lr {encoder_peak(config)})")
-        pixels = preprocessed_pixels(table["image"].to_list(), captioner.encoder_config)
+        pixels = preprocessed_pixels(table["image"].to_list(), captioner.encoder_config, within=within)
         log(f"pixels ready in {time.perf_counter() - started:.1f}s: {tuple(pixels.shape)}")
     else:
         log(f"stage {config.stage}: encoding {table.height} images with the frozen encoder on {device}")
-        pooled, tokens = cached_features(captioner, table["image"].to_list(), feature_cache)
+        pooled, tokens = cached_features(captioner, table["image"].to_list(), feature_cache, within=within)
         log(f"features ready in {time.perf_counter() - started:.1f}s: pooled {tuple(pooled.shape)}"
             + (f", tokens {tuple(tokens.shape)}" if tokens is not None else ""))
 
@@ -217,13 +223,15 @@ def encoder_peak(config: TrainConfig) -> float:
     return config.lr if config.encoder_lr is None else config.encoder_lr
 
 
-def cached_features(captioner: Captioner, images: list[Any], cache: str | Path | None):  # type: ignore[no-untyped-def]
+def cached_features(captioner: Captioner, images: list[Any], cache: str | Path | None, *,
+                    within: ImageFolders | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Encoder features of ``images``, reused from ``cache`` (a directory) when the same encoder
-    already encoded the same images: stage 2 reuses what stage 1 computed for its images."""
+    already encoded the same images: stage 2 reuses what stage 1 computed for its images.
+    ``within``: the only folders they are read from (:func:`curate_captioner.data.open_images`)."""
     import hashlib
 
     if cache is None:
-        return compute_features(captioner, images)
+        return compute_features(captioner, images, within=within)
     digest = hashlib.sha256()
     digest.update(json.dumps([captioner.encoder_config, captioner.with_tokens, captioner.config.max_patch_tokens,
                               [str(i) for i in images]], sort_keys=True).encode())
@@ -233,7 +241,7 @@ def cached_features(captioner: Captioner, images: list[Any], cache: str | Path |
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return saved["pooled"], saved.get("tokens")
-    pooled, tokens = compute_features(captioner, images)
+    pooled, tokens = compute_features(captioner, images, within=within)
     with atomic_path(path) as partial:
         torch.save({"pooled": pooled, **({"tokens": tokens} if tokens is not None else {})}, partial)
     return pooled, tokens

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from curate.errors import CurateError
+from curate.images import ImageFolders
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 JPEG_END = b"\xff\xd9"
@@ -62,11 +63,13 @@ class EncodedImages:
     """A map-style dataset for ``decode: device``: row index → ("jpeg", encoded bytes as a uint8
     tensor), ("pixels", the loader path's uint8 pixels for any other format) or ("none", empty)."""
 
-    def __init__(self, refs: list[Any], store_dir: str | None, loader_part: Any, decode_here: bool = False):
+    def __init__(self, refs: list[Any], store_dir: str | None, loader_part: Any, decode_here: bool = False,
+                 within: ImageFolders | None = None):
         """``decode_here``: decode JPEGs in the worker (``decode: workers``): ("decoded", the
-        (3, H, W) uint8 image) instead of ("jpeg", bytes)."""
+        (3, H, W) uint8 image) instead of ("jpeg", bytes). ``within``: the only folders images are
+        read from (an untrusted spec's); one outside is ("none", …), as a missing one, and not read."""
         self.refs, self.store_dir, self.loader_part = refs, store_dir, loader_part
-        self.decode_here = decode_here
+        self.decode_here, self.within = decode_here, within
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -80,7 +83,7 @@ class EncodedImages:
         data = None
         if ref is not None:
             try:
-                data = read_image_bytes(ref, self.store_dir)
+                data = read_image_bytes(ref, self.store_dir, within=self.within)
             except (ImageNotFound, OSError, ValueError):
                 data = None
         if not data:

@@ -16,6 +16,7 @@ from pydantic import Discriminator, Field, Tag
 
 from curate.digests import file_digest
 from curate.embeddings import EmbeddingStore
+from curate.images import ImageFolders
 from curate.params import PLACE, Params
 from curate.schema import UID, Image, Schema
 from curate.step import Step, StepContext
@@ -116,11 +117,13 @@ class _Images:
     """A map-style dataset: row index → preprocessed image tensor (zeros where there is none).
 
     With ``as_uint8`` the tensor is the image's pixels before to-tensor/Normalize (see
-    :func:`split_preprocess`)."""
+    :func:`split_preprocess`). ``within``: the only folders images are read from (``ctx.image_folders``
+    of an untrusted spec); one outside is a row without an image, as a missing one is, and is not read."""
 
-    def __init__(self, refs: list[Any], store_dir: str | None, preprocess: Any, size: int, as_uint8: bool = False):
+    def __init__(self, refs: list[Any], store_dir: str | None, preprocess: Any, size: int, as_uint8: bool = False,
+                 within: ImageFolders | None = None):
         self.refs, self.store_dir, self.preprocess, self.size = refs, store_dir, preprocess, size
-        self.as_uint8 = as_uint8
+        self.as_uint8, self.within = as_uint8, within
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -134,7 +137,7 @@ class _Images:
         image = None
         if ref is not None:
             try:
-                image = open_image(ref, self.store_dir)
+                image = open_image(ref, self.store_dir, within=self.within)
             except (ImageNotFound, OSError, ValueError):
                 image = None
         if image is None:
@@ -241,10 +244,12 @@ class ClipScore(Step):
         workers = self.params.workers
         columns = list(texts)
         if decode in ("device", "workers"):
-            dataset: Any = device_decode.EncodedImages(refs, store_dir, loader_part, decode_here=decode == "workers")
+            dataset: Any = device_decode.EncodedImages(refs, store_dir, loader_part, within=ctx.image_folders,
+                                                       decode_here=decode == "workers")
             collate: Any = device_decode.collate
         else:
-            dataset = _Images(refs, store_dir, loader_part, size, as_uint8=split is not None)
+            dataset = _Images(refs, store_dir, loader_part, size, as_uint8=split is not None,
+                              within=ctx.image_folders)
             collate = None
         loader = DataLoader(_WithTexts(dataset, [texts[c] for c in columns]),
                             collate_fn=_TokenCollate(collate, self.clip.tokenizer, len(columns)),

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from curate.digests import file_digest
 from curate.embeddings import EmbeddingStore
+from curate.images import ImageFolders
 from curate.params import Params
 from curate.runfiles import outside_working_directory
 from curate.schema import UID, Image, Schema
@@ -45,10 +46,12 @@ class CopyEmbedParams(Params):
 
 
 class _Images:
-    """row index → (prepared tensor, has image); zeros where the image is missing or unreadable."""
+    """row index → (prepared tensor, has image); zeros where the image is missing or unreadable, or
+    lies outside ``within`` (an untrusted spec's ``ctx.image_folders``: then it is not read)."""
 
-    def __init__(self, refs: list[Any], store_dir: str | None, prepare: loader.Preparer):
-        self.refs, self.store_dir, self.prepare = refs, store_dir, prepare
+    def __init__(self, refs: list[Any], store_dir: str | None, prepare: loader.Preparer,
+                 within: ImageFolders | None = None):
+        self.refs, self.store_dir, self.prepare, self.within = refs, store_dir, prepare, within
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -61,7 +64,7 @@ class _Images:
         image = None
         if self.refs[index] is not None:
             try:
-                image = open_image(self.refs[index], self.store_dir)
+                image = open_image(self.refs[index], self.store_dir, within=self.within)
             except (ImageNotFound, OSError, ValueError):
                 image = None
         if image is None:
@@ -109,7 +112,8 @@ class CopyEmbed(Step):
         from torch.utils.data import DataLoader
 
         model = self.copy_model
-        dataset = _Images(table[self.params.image_column].to_list(), ctx.extras.get("store_dir"), model.preparer())
+        dataset = _Images(table[self.params.image_column].to_list(), ctx.extras.get("store_dir"), model.preparer(),
+                          within=ctx.image_folders)
         vectors, present = [], []
         for pixels, ok in DataLoader(dataset, batch_size=self.params.batch_size, num_workers=self.params.workers):
             vectors.append(model.embed(pixels))

@@ -409,7 +409,8 @@ class Download(Step):
         lasting = ["success", "failed_to_download", "failed_to_resize", "opted_out", "too_large", "image_too_large"]
         rows = fetched.join(pending.select(UID, URL), on=UID, how="inner", maintain_order="left") \
             .filter(pl.col("status").is_in(lasting) & ~transient())
-        images = iter_images(rows["image"], ctx.extras.get("store_dir") or ctx.run_dir, as_bytes=True)
+        images = iter_images(rows["image"], ctx.extras.get("store_dir") or ctx.run_dir, as_bytes=True,
+                             within=ctx.image_folders)
         with ThreadPoolExecutor(8) as pool:
             # An image longer than max_bytes (re-encoded larger than served) would not be read back
             # (see _look_up): it is not stored, so the next run fetches it again.

@@ -1,6 +1,8 @@
 """Sinks for training clients: WebDataset tars and an HF imagefolder. Images come from the download
 step's store through :mod:`curate.images`; non-JPEG images are re-encoded so every sample is a
-``jpg``. Rows without an image are skipped and counted."""
+``jpg``. Rows without an image are skipped and counted. A spec run with ``--untrusted`` has its
+images read only from the working directory, the run directory and its store: a row naming one
+elsewhere fails the export, naming the row (as a shard that is gone does), and nothing of it is read."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from curate_export.tars import TarShards
 
 from curate.filekeys import file_key
 from curate.hashing import uniform
-from curate.images import iter_images
+from curate.errors import OutputError
+from curate.images import ImageOutside, iter_images
 from curate.params import PLACE, Params
 from curate.schema import UID
 from curate.sink import Sink
@@ -74,10 +77,17 @@ def samples(sink: Sink, table: TableInput) -> Iterator[tuple[dict[str, Any], byt
     store = store_dir_of(sink)
     for batch in frame.select(wanted).collect().iter_slices(sink.params.batch_rows):
         rows = batch.to_dicts()
-        for row, data in zip(rows, iter_images(batch["image"], store, as_bytes=True), strict=True):
-            if data is not None:
-                row.pop("image")
-                yield row, jpeg_bytes(data)
+        read = 0
+        try:
+            for row, data in zip(rows, iter_images(batch["image"], store, as_bytes=True,
+                                                   within=sink.ctx.image_folders), strict=True):
+                read += 1
+                if data is not None:
+                    row.pop("image")
+                    yield row, jpeg_bytes(data)
+        except ImageOutside as refused:  # an untrusted spec's row names an image of this machine's
+            raise OutputError(f"output '{sink.format}' ({sink.ctx.path}): row {rows[read][UID]!r}: {refused}",
+                              refused.hint) from None
 
 
 class WebDatasetParams(ExportParams):

@@ -24,7 +24,7 @@ def embeddings(model: str, refs: list, decode: str, workers: int = 0) -> tuple[n
     step = ClipScore(ClipScore.Params(model=model, decode=decode, device="cpu", batch_size=8, workers=workers))
     torch.manual_seed(0)  # ViT-B-32 has no weights here: both paths get the same random ones
     step.setup(None)  # type: ignore[arg-type]
-    ctx = SimpleNamespace(extras={}, advance=lambda n: None)
+    ctx = SimpleNamespace(extras={}, advance=lambda n: None, image_folders=None)
     return step._image_embeddings(refs, ctx)  # type: ignore[arg-type]
 
 

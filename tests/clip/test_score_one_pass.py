@@ -29,7 +29,8 @@ def test_one_pass_scores_equal_one_by_one(tmp_path, workers, decode):
     step = ClipScore(ClipScore.Params(batch_size=4, workers=workers, decode=decode, device="cpu",
                                       texts=["alt_text", "caption"], store_embeddings=False))
     step.setup(None)  # type: ignore[arg-type]
-    ctx = SimpleNamespace(extras={}, advance=lambda n: None, shard=0, artifacts=tmp_path / "artifacts")
+    ctx = SimpleNamespace(extras={}, advance=lambda n: None, shard=0, artifacts=tmp_path / "artifacts",
+                          image_folders=None)
     out = step.process_shard(table, ctx)  # type: ignore[arg-type]
 
     images, present = step._image_embeddings(refs, ctx)  # type: ignore[arg-type]

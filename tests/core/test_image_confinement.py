@@ -1,8 +1,9 @@
 """curate.images reads confined to folders (``within``), and never waits on a pipe.
 
 A run directory may come from someone else: its rows name the image files (``shard`` may be
-absolute, hold ``..``, or be a link), so the report reads ``within`` the run directory. Pipeline
-steps pass no ``within`` and read where the rows say, as before. A named pipe where a shard or a
+absolute, hold ``..``, or be a link), so the report reads ``within`` the run directory. A trusted
+spec's steps pass no ``within`` and read where the rows say, as before (an untrusted spec's:
+tests/core/test_untrusted_images.py). A named pipe where a shard or a
 member should be is an error at once, for everyone: opening one waits for a writer.
 """
 
@@ -83,7 +84,7 @@ def test_a_shard_inside_is_read_however_it_is_written(layout: Path, shard: str):
 
 
 def test_without_within_a_shard_is_read_where_the_row_says(layout: Path):
-    """Pipeline steps read what their own rows name (the download step may write an absolute shard)."""
+    """A trusted spec's steps read where their rows say (the download step may write an absolute shard)."""
     store = layout / "run" / "store"
     assert read_image_bytes({"shard": str(layout / "outside" / "secret.tar"), "key": "k"}, store) == SECRET
     assert read_image_bytes({"shard": "outdir", "key": "k"}, store) == SECRET
@@ -104,7 +105,7 @@ def test_image_outside_survives_pickling(layout: Path):
     with pytest.raises(ImageOutside) as refused:
         read_within(layout, "out.tar")
     copy = pickle.loads(pickle.dumps(refused.value))
-    assert str(copy) == str(refused.value) and copy.path == refused.value.path
+    assert str(copy) == str(refused.value) and copy.path == refused.value.path and copy.hint == refused.value.hint
 
 
 SEGMENTS = ["..", ".", "run", "store", "outside", "images.tar", "secret.tar", "pics", "out.tar", "outdir",

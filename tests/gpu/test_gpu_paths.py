@@ -33,7 +33,8 @@ def test_nvjpeg_decode_agrees_with_the_loader(tmp_path):
         step = ClipScore(ClipScore.Params(model="ViT-B-32", decode=decode, device="cuda", batch_size=8, workers=2))
         torch.manual_seed(0)
         step.setup(None)  # type: ignore[arg-type]
-        results[decode] = step._image_embeddings(refs, SimpleNamespace(extras={}, advance=lambda n: None))
+        ctx = SimpleNamespace(extras={}, advance=lambda n: None, image_folders=None)
+        results[decode] = step._image_embeddings(refs, ctx)  # type: ignore[arg-type]
     for decode in ("device", "workers"):
         assert results["loader"][1].tolist() == results[decode][1].tolist() == [True] * 10 + [False, True]
         difference = np.linalg.norm(results["loader"][0] - results[decode][0], axis=1)
