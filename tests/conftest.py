@@ -50,6 +50,18 @@ def _no_process_wide_plugin_manager() -> Iterator[None]:
     reset_plugin_manager()
 
 
+def builtin_plugins(*names: str) -> PluginManager:
+    """A fresh manager with the built-in plugins ``curate_<name>`` only, registered as their entry
+    points would register them."""
+    import importlib
+
+    manager = PluginManager(load_entry_points=False)
+    for name in names:
+        module = importlib.import_module(f"curate_{name}")
+        manager.register(module, name=name, distribution="curate", version=module.__version__)
+    return manager
+
+
 @pytest.fixture
 def pm() -> PluginManager:
     """A fresh manager with only the built-in basics plugin (not whatever else is installed),

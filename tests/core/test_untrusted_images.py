@@ -24,6 +24,7 @@ import polars as pl
 import pytest
 
 from curate.plugins import PluginManager
+from tests.conftest import builtin_plugins
 from tests.core.test_run_dir_safety import no_endless_wait
 
 PLUGINS = ("basics", "captioner", "clip", "dedup", "export")
@@ -32,13 +33,7 @@ KEY = "k"
 
 @pytest.fixture
 def pm() -> PluginManager:
-    import importlib
-
-    manager = PluginManager(load_entry_points=False)
-    for name in PLUGINS:
-        module = importlib.import_module(f"curate_{name}")
-        manager.register(module, name=name, distribution="curate", version=module.__version__)
-    return manager
+    return builtin_plugins(*PLUGINS)
 
 
 def jpeg(color: str, size: int = 32) -> bytes:

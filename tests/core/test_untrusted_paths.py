@@ -17,6 +17,7 @@ from curate import PLACE, hookimpl
 from curate.params import Params
 from curate.plugins import PluginManager
 from curate.untrusted import remote_allowed
+from tests.conftest import builtin_plugins
 from tests.core.test_run_dir_safety import no_endless_wait
 
 PLUGINS = ("basics", "world", "download", "clip", "captioner", "dedup", "mix", "export", "metadata")
@@ -26,13 +27,7 @@ TABLE = pl.DataFrame({"url": ["http://a/1.jpg"], "alt_text": ["a red circle"], "
 @pytest.fixture
 def pm() -> PluginManager:
     """Every built-in plugin whose params name a place (curate_main makes it the process-wide one)."""
-    import importlib
-
-    manager = PluginManager(load_entry_points=False)
-    for name in PLUGINS:
-        module = importlib.import_module(f"curate_{name}")
-        manager.register(module, name=name, distribution="curate", version=module.__version__)
-    return manager
+    return builtin_plugins(*PLUGINS)
 
 
 @pytest.fixture
