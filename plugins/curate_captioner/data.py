@@ -1,7 +1,7 @@
 """Training examples for the two stages, and the frozen encoder's features computed once.
 
 A training table has one row per (image, text): ``image`` (a local path, or an image reference
-read through :mod:`curate.images`), ``alt_text``, an optional ``group`` (rows showing the same
+``{shard, key}`` read through :mod:`curate.images` from the run's store), ``alt_text``, an optional ``group`` (rows showing the same
 image or scene; stage 1 prompts with another alt-text of the group) and, for stage 2, ``caption``.
 
 Each epoch draws its prompts afresh: half the examples get the alt-text prompt, half an empty one,
@@ -13,7 +13,7 @@ so one model captions with and without alt-text (Altogether).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +109,14 @@ def open_images(values: Sequence[Any], root: str | Path | None = None, store_dir
     return images
 
 
+def image_identity(value: Any) -> Hashable:
+    """What names one image, hashable: a path as it is, a reference ``{shard, key}`` as
+    ``(shard, key)`` (a dict cannot key a dict: a table's refs arrive as dicts)."""
+    if isinstance(value, Mapping):
+        return value.get("shard"), value.get("key")
+    return value
+
+
 def _decode(data: bytes) -> Any:
     """A decoded RGB image, or None for bytes that are not an image (truncated, HTML, …)."""
     import io
@@ -122,11 +130,13 @@ def _decode(data: bytes) -> Any:
         return None
 
 
-def open_training_images(chunk: Sequence[Any], within: ImageFolders | None = None) -> list[Any]:
-    """PIL images of ``chunk`` (paths, image references or PIL images; read only ``within`` those
-    folders when given: see :func:`open_images`); an unreadable one is an error naming it, since
-    training on a hole would silently shift every later row."""
-    opened = open_images(chunk, within=within) if isinstance(chunk[0], (str, dict)) else list(chunk)
+def open_training_images(chunk: Sequence[Any], within: ImageFolders | None = None,
+                         store_dir: str | Path | None = None) -> list[Any]:
+    """PIL images of ``chunk`` (paths, image references or PIL images; a reference's shard is
+    relative to ``store_dir``, the run's store; read only ``within`` those folders when given:
+    see :func:`open_images`); an unreadable one is an error naming it, since training on a hole
+    would silently shift every later row."""
+    opened = open_images(chunk, None, store_dir, within) if isinstance(chunk[0], (str, dict)) else list(chunk)
     missing = [chunk[i] for i, image in enumerate(opened) if image is None]
     if missing:
         if within is not None:  # said as such: "drop rows without images" would not be the fix
@@ -143,23 +153,24 @@ def open_training_images(chunk: Sequence[Any], within: ImageFolders | None = Non
 
 
 def preprocessed_pixels(images: Sequence[Any], encoder_config: dict[str, Any], batch_size: int = 512, *,
-                        within: ImageFolders | None = None) -> torch.Tensor:
+                        within: ImageFolders | None = None, store_dir: str | Path | None = None) -> torch.Tensor:
     """Every image decoded and preprocessed once, as float16 (N, 3, S, S): an encoder that trains
     needs pixels on every step, and decoding PNGs each time would cost more than the step."""
     import torch
 
     from curate_captioner.encoder import preprocess
 
-    parts = [preprocess(open_training_images(images[start : start + batch_size], within),
+    parts = [preprocess(open_training_images(images[start : start + batch_size], within, store_dir),
                         encoder_config).to(torch.float16)
              for start in range(0, len(images), batch_size)]
     return torch.cat(parts)
 
 
 def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: int = 256,
-                     progress: Callable[[int], None] | None = None, *,
-                     within: ImageFolders | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The frozen encoder's features of every image (paths or PIL images), in order.
+                     progress: Callable[[int], None] | None = None, *, within: ImageFolders | None = None,
+                     store_dir: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The frozen encoder's features of every image (paths, image references into ``store_dir``
+    or PIL images), in order.
 
     The encoder never trains, so its features are computed once per training run instead of once
     per step: on a CPU this is what makes training the world captioner take minutes.
@@ -169,7 +180,7 @@ def compute_features(captioner: Captioner, images: Sequence[Any], batch_size: in
     pooled_parts, token_parts = [], []
     for start in range(0, len(images), batch_size):
         chunk = list(images[start : start + batch_size])
-        pooled, tokens = captioner.image_features(open_training_images(chunk, within))
+        pooled, tokens = captioner.image_features(open_training_images(chunk, within, store_dir))
         pooled_parts.append(pooled.float().cpu())
         if tokens is not None:
             token_parts.append(tokens.to(torch.float16).cpu())

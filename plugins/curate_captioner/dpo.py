@@ -30,6 +30,7 @@ import polars as pl
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from curate_captioner.data import image_identity
 from curate_captioner.errors import CaptionerError
 from curate_captioner.model import Captioner
 from curate_captioner.preference import DIMENSIONS, dpo_losses, mcm_dpo_loss, sequence_logps
@@ -83,11 +84,12 @@ def sides(pairs: pl.DataFrame) -> dict[str, list[Any]]:
 
 
 def pair_logps(captioner: Captioner, rows: list[int], data: dict[str, list[Any]], pooled: torch.Tensor,
-               tokens: torch.Tensor | None, where: dict[str, int]
+               tokens: torch.Tensor | None, where: dict[Any, int]
                ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Log-probabilities of the chosen and rejected sides of ``rows`` (one decoder call), and the
-    two sides' target token counts."""
-    index = [where[data["chosen_image"][r]] for r in rows] + [where[data["rejected_image"][r]] for r in rows]
+    two sides' target token counts. ``where``: each image's feature row, by its
+    :func:`~curate_captioner.data.image_identity`."""
+    index = [where[image_identity(data[f"{side}_image"][r])] for side in ("chosen", "rejected") for r in rows]
     prompts = [data["chosen_prompt"][r] for r in rows] + [data["rejected_prompt"][r] for r in rows]
     targets = [data["chosen"][r] for r in rows] + [data["rejected"][r] for r in rows]
     batch = captioner.batch(prompts, targets)
@@ -106,7 +108,7 @@ def side_keys(data: dict[str, list[Any]], side: str) -> list[str]:
 
 
 def reference_logps(reference: Captioner, data: dict[str, list[Any]], pooled: torch.Tensor, tokens: torch.Tensor | None,
-                    where: dict[str, int], batch_size: int, cache: str | Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+                    where: dict[Any, int], batch_size: int, cache: str | Path | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen reference's log-probability of every pair's two sides, computed once; with
     ``cache`` (a directory) kept per (reference weights, image, alt-text, caption) for later runs
     on the same or overlapping pairs (an ablation over dimensions)."""
@@ -131,10 +133,11 @@ def reference_logps(reference: Captioner, data: dict[str, list[Any]], pooled: to
 
 def train_preference(policy: Captioner, pairs: pl.DataFrame, config: PreferenceConfig, out_dir: str | Path, *,
                      log: Callable[[str], None] = print, facts: dict[str, Any] | None = None,
-                     feature_cache: str | Path | None = None,
-                     within: ImageFolders | None = None) -> dict[str, Any]:
+                     feature_cache: str | Path | None = None, within: ImageFolders | None = None,
+                     store_dir: str | Path | None = None) -> dict[str, Any]:
     """Tune ``policy`` (a stage-2 captioner, also the frozen reference) on ``pairs`` and save it.
-    ``within``: the only folders its images are read from (:func:`curate_captioner.data.open_images`)."""
+    Its images are paths or references ``{shard, key}`` into ``store_dir`` (the run's store);
+    ``within``: the only folders they are read from (:func:`curate_captioner.data.open_images`)."""
     if pairs.height == 0:
         raise CaptionerError("the pair table has no rows", "make pairs with `curate captioner pairs`")
     out = Path(out_dir)
@@ -144,9 +147,12 @@ def train_preference(policy: Captioner, pairs: pl.DataFrame, config: PreferenceC
     policy.to(device).eval()
     started = time.perf_counter()
     data = sides(pairs)
-    images = list(dict.fromkeys(data["chosen_image"] + data["rejected_image"]))
-    where = {image: i for i, image in enumerate(images)}
-    pooled, tokens = cached_features(policy, images, feature_cache, within=within)
+    distinct: dict[Any, Any] = {}  # each image once, in order of first use
+    for image in data["chosen_image"] + data["rejected_image"]:
+        distinct.setdefault(image_identity(image), image)
+    images = list(distinct.values())
+    where = {identity: i for i, identity in enumerate(distinct)}
+    pooled, tokens = cached_features(policy, images, feature_cache, within=within, store_dir=store_dir)
     log(f"preference: {pairs.height} pairs, {len(images)} images encoded in {time.perf_counter() - started:.1f}s")
 
     reference_chosen, reference_rejected = reference_logps(policy, data, pooled, tokens, where, 4 * config.batch_size,

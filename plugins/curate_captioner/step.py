@@ -255,7 +255,7 @@ class TrainCaptioner(Step):
                              seed=ctx.seed, device=params.device, precision=params.precision)
         out = ctx.artifacts / "captioner"
         self.result = train(Captioner.load(params.init), training, config, out, log=lambda _: None,
-                            within=ctx.image_folders)
+                            within=ctx.image_folders, store_dir=ctx.extras.get("store_dir"))
         self.result["model"] = str(out)
         yield frame
 
@@ -395,7 +395,7 @@ class PreferenceCaptioner(Step):
                                   device=params.device)
         out = ctx.artifacts / "captioner"
         self.result = train_preference(Captioner.load(params.init), pairs, config, out, log=lambda _: None,
-                                       within=ctx.image_folders)
+                                       within=ctx.image_folders, store_dir=ctx.extras.get("store_dir"))
         self.result["model"] = str(out)
         yield frame
 

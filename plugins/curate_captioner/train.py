@@ -109,11 +109,12 @@ def train(
     facts: dict[str, Any] | None = None,
     feature_cache: str | Path | None = None,
     within: ImageFolders | None = None,
+    store_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``captioner`` on ``table`` (columns: image, alt_text[, group][, caption]) and save it
-    to ``out_dir``. Resumes from ``out_dir/checkpoint`` when there is one and ``resume``. Images
-    are read only ``within`` those folders when given (an untrusted spec's:
-    :func:`curate_captioner.data.open_images`)."""
+    to ``out_dir``. Resumes from ``out_dir/checkpoint`` when there is one and ``resume``. Image
+    references (``{shard, key}``) are read from ``store_dir`` (the run's store), and images only
+    ``within`` those folders when given (an untrusted spec's: :func:`curate_captioner.data.open_images`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
@@ -133,11 +134,13 @@ def train(
     pixels = pooled = tokens = None
     if config.train_encoder:
         log(f"stage {config.stage}: decoding {table.height} images; the encoder trains too (lr {encoder_peak(config)})")
-        pixels = preprocessed_pixels(table["image"].to_list(), captioner.encoder_config, within=within)
+        pixels = preprocessed_pixels(table["image"].to_list(), captioner.encoder_config, within=within,
+                                     store_dir=store_dir)
         log(f"pixels ready in {time.perf_counter() - started:.1f}s: {tuple(pixels.shape)}")
     else:
         log(f"stage {config.stage}: encoding {table.height} images with the frozen encoder on {device}")
-        pooled, tokens = cached_features(captioner, table["image"].to_list(), feature_cache, within=within)
+        pooled, tokens = cached_features(captioner, table["image"].to_list(), feature_cache, within=within,
+                                         store_dir=store_dir)
         log(f"features ready in {time.perf_counter() - started:.1f}s: pooled {tuple(pooled.shape)}"
             + (f", tokens {tuple(tokens.shape)}" if tokens is not None else ""))
 
@@ -224,24 +227,29 @@ def encoder_peak(config: TrainConfig) -> float:
 
 
 def cached_features(captioner: Captioner, images: list[Any], cache: str | Path | None, *,
-                    within: ImageFolders | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    within: ImageFolders | None = None,
+                    store_dir: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Encoder features of ``images``, reused from ``cache`` (a directory) when the same encoder
     already encoded the same images: stage 2 reuses what stage 1 computed for its images.
-    ``within``: the only folders they are read from (:func:`curate_captioner.data.open_images`)."""
+    ``store_dir``: the store image references are read from; ``within``: the only folders they
+    are read from (:func:`curate_captioner.data.open_images`)."""
     import hashlib
 
     if cache is None:
-        return compute_features(captioner, images, within=within)
+        return compute_features(captioner, images, within=within, store_dir=store_dir)
+    named = [str(i) for i in images]
+    if store_dir is not None:  # one relative {shard, key} names another image in another store
+        named.append(f"store_dir={store_dir}")
     digest = hashlib.sha256()
     digest.update(json.dumps([captioner.encoder_config, captioner.with_tokens, captioner.config.max_patch_tokens,
-                              [str(i) for i in images]], sort_keys=True).encode())
+                              named], sort_keys=True).encode())
     for tensor in captioner.encoder.state_dict().values():
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     path = Path(cache) / f"features-{digest.hexdigest()[:16]}.pt"
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return saved["pooled"], saved.get("tokens")
-    pooled, tokens = compute_features(captioner, images, within=within)
+    pooled, tokens = compute_features(captioner, images, within=within, store_dir=store_dir)
     with atomic_path(path) as partial:
         torch.save({"pooled": pooled, **({"tokens": tokens} if tokens is not None else {})}, partial)
     return pooled, tokens

@@ -257,3 +257,50 @@ def test_untrusted_train_captioner_fails_naming_an_image_outside(curate_main, wr
     assert result.code != 0, result
     message = " ".join(result.stderr.split())
     assert f"training image '{path}' lies outside" in message and "the spec is untrusted" in message, result
+
+
+def write_pairs(workdir: Path, rows: dict[str, str]) -> None:
+    """``data.parquet`` for either training step: one row per (name, shard), with a pair to prefer."""
+    pl.DataFrame({
+        "url": [f"http://example.invalid/{name}.jpg" for name in rows],
+        "alt_text": list(rows), "caption": ["a square"] * len(rows), "chosen": ["a square"] * len(rows),
+        "rejected": ["a round circle"] * len(rows), "dimension": ["textual"] * len(rows),
+        "image": [{"shard": shard, "key": KEY} for shard in rows.values()],
+    }, schema={"url": pl.Utf8, "alt_text": pl.Utf8, "caption": pl.Utf8, "chosen": pl.Utf8, "rejected": pl.Utf8,
+               "dimension": pl.Utf8, "image": pl.Struct({"shard": pl.Utf8, "key": pl.Utf8})}
+    ).write_parquet(workdir / "data.parquet")
+
+
+TRAINING = {"train_captioner": {"stage": 2}, "preference_captioner": {}}
+
+
+def training(step: str) -> list[dict]:
+    params = {"init": "world", "steps": 1, "batch_size": 1, "device": "cpu", **TRAINING[step]}
+    return [{"step": step, "params": params}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "how"), [*(("train_captioner", how) for how in [*OUTSIDE, "pipe"]),
+                                           *(("preference_captioner", how) for how in ["dotdot", "pipe"])])
+def test_untrusted_training_steps_read_no_ref_outside(curate_main, write_spec, workdir, places, step, how):
+    """A ``{shard, key}`` outside fails the training step naming it, and nothing outside is opened."""
+    write_pairs(workdir, {how: shards(places)[how]})
+    with watching(places["elsewhere"] / "pipe.tar") as pipe:
+        result = run(curate_main, write_spec, "--untrusted", steps=training(step))
+    assert result.code != 0, result
+    message = " ".join(result.stderr.split())
+    assert f"shard {shards(places)[how]}" in message and "lies outside" in message, result
+    assert "the spec is untrusted" in message, result
+    assert not pipe["opened"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", TRAINING)
+def test_untrusted_training_steps_read_refs_in_the_bundle_and_the_store(curate_main, write_spec, workdir, places,
+                                                                         step):
+    """A shard relative to the run's store (as the download step writes it) is read, as is one in
+    the bundle. Before, train_captioner read a relative shard without the store (it was not found)
+    and preference_captioner failed on any {shard, key} (unhashable)."""
+    write_pairs(workdir, {name: shards(places)[name] for name in INSIDE})
+    result = run(curate_main, write_spec, "--untrusted", steps=training(step))
+    assert result.code == 0, result

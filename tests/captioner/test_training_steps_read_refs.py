@@ -1,0 +1,111 @@
+"""``train_captioner`` and ``preference_captioner`` on a real run: world → download (img2dataset,
+loopback) → the training step, reading each row's ``image: {shard, key}`` from the run's store.
+
+The download step writes its tars' paths relative to the run's store. Before, ``train_captioner``
+read them without the store (``image shard …/00000.tar does not exist``) and
+``preference_captioner`` failed on any ``{shard, key}`` (it keyed its images by them:
+``unhashable type: 'dict'``).
+
+That the trainer sees the referenced images: the test takes each row's member out of its tar with
+``tarfile`` and trains the same step on those files (``images: path``) in a second run: the same
+tensors, bit for bit; on the next row's files instead, different ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from curate.testing.runner import read_step_output
+from tests.conftest import cli_env
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+ROWS = 6
+PAIRS = ("SELECT *, alt_text || ' today' AS chosen, 'nothing at all' AS rejected, 'textual' AS dimension "
+         "FROM input")
+DOWNLOAD = {"image_size": 64, "resize_mode": "no", "timeout": 5, "allowed_hosts": ["127.0.0.1"], "threads": 4,
+            "drop_failed": True}
+
+
+def run(work: Path, name: str, source: dict, steps: list[dict]) -> dict:
+    """``curate run`` of a spec (a subprocess, as a user runs it) into ``work/name``; its manifest."""
+    spec = {"name": name, "source": source, "steps": steps, "run": {"dir": name, "report": False}}
+    (work / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    done = subprocess.run([sys.executable, "-m", "curate.cli", "run", f"{name}.yaml"], cwd=work, env=cli_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads((work / name / "manifest.json").read_text())
+
+
+def training(step: str, label: str, **params: object) -> dict:
+    params = {"init": "world", "steps": 1, "batch_size": 2, "device": "cpu", **params}
+    return {"step": step, "name": label, "params": params}
+
+
+def weights(manifest: dict, label: str) -> str:
+    """A digest of the trained captioner's tensors, by name (the file's header lists tied weights
+    in an order that changes from one process to the next)."""
+    from safetensors.numpy import load_file
+
+    (record,) = [record for record in manifest["steps"] if record["label"] == label]
+    tensors = load_file(Path(record["path"]) / "artifacts" / "captioner" / "model.safetensors")
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode() + b"\0" + tensors[name].tobytes())
+    return digest.hexdigest()
+
+
+def members(table: pl.DataFrame, store: Path, into: Path) -> list[str]:
+    """Each row's image taken out of the download step's tar (``tarfile``, not :mod:`curate.images`)
+    into ``into/<row>.jpg``; the file names."""
+    into.mkdir()
+    names = []
+    for row, ref in enumerate(table["image"].to_list()):
+        assert not Path(ref["shard"]).is_absolute()  # relative to the run's store: the download step's way
+        with tarfile.open(store / ref["shard"]) as archive:
+            data = archive.extractfile(f"{ref['key']}.jpg").read()
+        (into / f"{row}.jpg").write_bytes(data)
+        names.append(f"{row}.jpg")
+    return names
+
+
+def trained_on_refs_and_on_their_files(work: Path, step: str, **params: object) -> tuple[dict, dict]:
+    """Run 1: world → download → sql (PAIRS) → ``step`` on the refs. Run 2: ``step`` on the same
+    rows with each image as a file taken from its tar (``paths``) and the next row's (``others``)."""
+    source = {"format": "world", "params": {"n": ROWS, "seed": 7, "fault_rate": 0.0, "port": 0, "dir": "world"}}
+    refs = run(work, "refs", source, [{"step": "download", "params": DOWNLOAD},
+                                      {"step": "sql", "params": {"query": PAIRS}},
+                                      training(step, "on_refs", **params)])
+    table = read_step_output(refs, "sql")
+    assert table.height == ROWS and table["image"].null_count() == 0
+    assert read_step_output(refs, "on_refs").equals(table)  # rows pass through
+    files = members(table, Path(refs["store_dir"]), work / "extracted")
+    rows = table.drop("uid", "image").with_columns(pl.Series("image_path", files),
+                                                   pl.Series("other_path", files[1:] + files[:1]))
+    rows.write_parquet(work / "rows.parquet")
+    by_path = {"images": "path", "image_root": "extracted", **params}
+    paths = run(work, "paths", {"format": "parquet", "path": "rows.parquet"},
+                [training(step, "on_paths", image_column="image_path", **by_path),
+                 training(step, "on_others", image_column="other_path", **by_path)])
+    return refs, paths
+
+
+def test_train_captioner_trains_on_the_images_its_refs_name(tmp_path: Path) -> None:
+    refs, paths = trained_on_refs_and_on_their_files(tmp_path, "train_captioner", stage=1)
+    assert weights(refs, "on_refs") == weights(paths, "on_paths")
+    assert weights(paths, "on_others") != weights(paths, "on_paths")
+
+
+def test_preference_captioner_trains_on_the_images_its_refs_name(tmp_path: Path) -> None:
+    refs, paths = trained_on_refs_and_on_their_files(tmp_path, "preference_captioner")
+    assert weights(refs, "on_refs") == weights(paths, "on_paths")
+    assert weights(paths, "on_others") != weights(paths, "on_paths")
