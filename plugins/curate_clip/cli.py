@@ -45,13 +45,19 @@ def eval_world(n: int, seed: int, checkpoint: str | None, scenes: str, out: str 
 @click.option("--limit", default=64, show_default=True, type=click.IntRange(1, 4096), help="as max_edits")
 def edits(text: str, vocabulary: str, limit: int) -> None:
     """The minimal edits clip_score would score TEXT against (edits: VOCABULARY), one a line with
-    the class whose word changed; no model is loaded."""
-    from curate_clip.edits import minimal_edits, resolve_vocabulary, vocabulary_problem
+    the class whose word changed, after a line 'read as' with the text as the vocabulary reads it
+    where that differs (synonyms, another language's words: the text's margin is its reading's);
+    no model is loaded."""
+    from curate_clip.edits import minimal_edits, reading, resolve_vocabulary, vocabulary_problem
 
     problem = vocabulary_problem(vocabulary)
     if problem is not None:
         raise click.ClickException(problem.removeprefix("edits: "))
-    found = minimal_edits(text, resolve_vocabulary(vocabulary), limit)
+    words = resolve_vocabulary(vocabulary)
+    read = reading(text, words)
+    found = minimal_edits(read, words, limit)
+    if read != text and found:
+        echo(f"read as\t{visible(read)}", lines=True)
     if not found:
         echo("no edits: the text has no word of the vocabulary (its margin would be null)")
     for edit in found:  # the edit escaped on its own: a tab or newline in TEXT cannot add a column or a line

@@ -19,6 +19,13 @@ Words of one class replace each other; a synonym is read as its word and never o
 word's replacement. In a class of ``nouns``, a count before the noun ("a", "an", "one" ... "ten",
 up to two words away) is changed too, with the noun's number made to agree ("two red circles" ->
 "a red circle"). Matching ignores case; a replacement takes the case of the word it replaces.
+
+A text is compared with its edits as the vocabulary *reads* it (:func:`reading`): each synonym
+written as its word, and each of the vocabulary's other ``numbers`` (count words of another
+language: ``{dos: 2, zwei: 2}``) before a noun of the vocabulary as the English count. The edits
+then put readable words in the text's place, and the text is read as readably as they are; else an
+alt-text in a language the model reads poorly ("ein roter Stern") would lose to every edit that puts
+a word it reads well ("ein blue Stern") in the place of one it does not.
 """
 
 from __future__ import annotations
@@ -119,6 +126,21 @@ class EditVocabulary(BaseModel):
 
     classes: dict[str, WordClass] = Field(min_length=1, max_length=MAX_CLASSES)
     max_count: int = Field(3, ge=2, le=len(NUMBER_WORDS), description="counts are edited among 1..max_count")
+    numbers: dict[str, int] = Field({}, max_length=MAX_WORDS,
+                                    description="other ways to write a count before a noun (another language's "
+                                                "'dos', 'zwei'): read as the English count")
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers(cls, numbers: dict[str, int]) -> dict[str, int]:
+        for word, count in numbers.items():
+            if not _WORD.match(word) or word != word.lower():
+                raise ValueError(f"number '{word}' is not a lower-case word or phrase of letters")
+            if word in COUNT_OF:
+                raise ValueError(f"'{word}' is an English count already")
+            if not 1 <= count <= len(NUMBER_WORDS):
+                raise ValueError(f"number '{word}' is {count}; counts are 1..{len(NUMBER_WORDS)}")
+        return numbers
 
     @model_validator(mode="after")
     def _one_class_each(self) -> EditVocabulary:
@@ -131,6 +153,9 @@ class EditVocabulary(BaseModel):
                 if seen.get(form, name) != name:
                     raise ValueError(f"'{form}' is in both class '{seen[form]}' and class '{name}'")
                 seen[form] = name
+        for number in self.numbers:
+            if _squash(number) in {_squash(form) for form in seen}:
+                raise ValueError(f"number '{number}' is also a word of class '{seen.get(number, '?')}'")
         return self
 
     @cached_property
@@ -150,12 +175,20 @@ class EditVocabulary(BaseModel):
 
     @cached_property
     def _count_pattern(self) -> re.Pattern[str] | None:
+        return self._counted(COUNT_OF)
+
+    @cached_property
+    def _number_pattern(self) -> re.Pattern[str] | None:
+        return self._counted(self.numbers) if self.numbers else None
+
+    def _counted(self, counts: Any) -> re.Pattern[str] | None:
+        """A count word of ``counts``, then up to two words, then a noun of the vocabulary."""
         nouns = [form for form, (name, _, _) in self._forms.items() if self.classes[name].nouns]
         if not nouns:
             return None
-        counts = "|".join(sorted(COUNT_OF, key=len, reverse=True))
+        words = "|".join(re.escape(w).replace(r"\ ", _GAP) for w in sorted(counts, key=len, reverse=True))
         between = rf"((?:[^\W\d_]+{_GAP}){{0,2}}?)"  # up to two words: "two small red circles"
-        return re.compile(rf"{_START}({counts})({_GAP}){between}{_alternation(nouns).pattern}", re.IGNORECASE)
+        return re.compile(rf"{_START}({words})({_GAP}){between}{_alternation(nouns).pattern}", re.IGNORECASE)
 
 
 # Words end at anything but a letter or digit: an underscore or hyphen separates them too, as in
@@ -197,6 +230,27 @@ def minimal_edits(text: str, vocabulary: EditVocabulary, limit: int | None = Non
                 return list(edits.values())
             add(text[:start] + replacement + text[end:], kind)
     return list(edits.values())
+
+
+def reading(text: str, vocabulary: EditVocabulary) -> str:
+    """``text`` as ``vocabulary`` reads it: each synonym written as its word (in its number and
+    case), each of its ``numbers`` before a noun as the English count ("dos círculos rojos" with
+    the world's Spanish forms -> "two circles red"; "a violet disc" -> "a purple circle"). A text
+    with neither comes back as it is."""
+    if vocabulary._number_pattern is not None:
+        def count_for(match: re.Match[str]) -> str:
+            count = vocabulary.numbers[_squash(match.group(1))]
+            return like(NUMBER_WORDS[count - 1], match.group(1)) + match.group(0)[len(match.group(1)):]
+
+        text = vocabulary._number_pattern.sub(count_for, text)
+
+    def word_for(match: re.Match[str]) -> str:
+        written = match.group(1)
+        name, word, plural = vocabulary._forms[_squash(written)]
+        canonical = vocabulary.classes[name].plural(word) if plural else word
+        return written if _squash(written) == _squash(canonical) else like(canonical, written)
+
+    return vocabulary._pattern.sub(word_for, text)
 
 
 def _word_options(written: str, vocabulary: EditVocabulary) -> Iterator[tuple[str, str]]:

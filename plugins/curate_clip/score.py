@@ -190,6 +190,8 @@ class ClipScore(Step):
             from curate_clip.edits import available_vocabularies
 
             extra["vocabulary"] = available_vocabularies().get(self.params.edits)  # unknown: plan_check says so
+        if self.params.edits is not None:
+            extra["margins"] = "reading"  # margins of the text as read (2026-12-06); before, as written
         return extra
 
     def setup(self, ctx: StepContext) -> None:
@@ -332,41 +334,63 @@ class ClipScore(Step):
 
     def _edit_margins(self, values: list[str | None], images: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Each row's score minus the best score of a minimal edit of its text against its image
-        (NaN where the row has no score or its text no edit). The edits go through the same text
+        (NaN where the row has no score or its text no edit); where the vocabulary reads the text
+        otherwise than it is written (synonyms, another language's words), the reading's score and
+        its edits (:func:`curate_clip.edits.reading`). The edits go through the same text
         tower as the texts; rows are taken EDIT_ROWS at a time, each distinct edit text of them
         encoded once. So that memory stays bounded whatever the shard size and the texts, a text
         is edited as far as the tokenizer reads it (MAX_TEXT_CHARS), and an edit is kept as its
         token ids and a digest, not as its text: one hostile row made max_edits copies of itself."""
         import torch
 
-        from curate_clip.edits import minimal_edits
+        from curate_clip.edits import minimal_edits, reading
         from curate_clip.tokens import MAX_TEXT_CHARS
 
         margins = np.full(len(values), np.nan, dtype=np.float64)
         for start in range(0, len(values), EDIT_ROWS):
             rows: list[int] = []
             which: list[int] = []
+            read_rows: list[int] = []  # rows whose text the vocabulary reads otherwise than it is written
+            read_which: list[int] = []
             index_of: dict[bytes, int] = {}
             ids = []
+
+            def index(key: bytes, text: str) -> int:
+                if key not in index_of:  # tokenized alone as in a batch: the same ids
+                    index_of[key] = len(index_of)
+                    ids.append(self.clip.tokenizer([text]).to(torch.int32))
+                return index_of[key]
+
             for row in range(start, min(start + EDIT_ROWS, len(values))):
                 text = values[row]
                 if text is None or np.isnan(scores[row]):
                     continue
+                text = text[:MAX_TEXT_CHARS]
+                read = reading(text, self.vocabulary)
                 edits = {_digest(edit.text): edit.text
-                         for edit in minimal_edits(text[:MAX_TEXT_CHARS], self.vocabulary, self.params.max_edits)}
+                         for edit in minimal_edits(read, self.vocabulary, self.params.max_edits)}
+                if read != text and edits:
+                    read_rows.append(row)
+                    read_which.append(index(_digest(read), read))
                 new = [edit for key, edit in edits.items() if key not in index_of]
-                if new:  # tokenized alone as in a batch: the same ids
+                if new:
+                    for key, edit in edits.items():
+                        if key not in index_of:
+                            index_of[key] = len(index_of)
                     ids.append(self.clip.tokenizer(new).to(torch.int32))
                 for key in edits:
                     rows.append(row)
-                    which.append(index_of.setdefault(key, len(index_of)))
+                    which.append(index_of[key])
             if not rows:
                 continue
-            edit_scores = (self._encode_ids(torch.cat(ids).long())[which] * images[rows]).sum(axis=1)
+            vectors = self._encode_ids(torch.cat(ids).long())
+            edit_scores = (vectors[which] * images[rows]).sum(axis=1)
             best = np.full(len(values), -np.inf)
             np.maximum.at(best, np.array(rows), edit_scores)
             has = np.isfinite(best)
-            margins[has] = scores[has] - best[has]
+            own = scores.astype(np.float64)  # the text's score, or its reading's
+            own[read_rows] = (vectors[read_which] * images[read_rows]).sum(axis=1)
+            margins[has] = own[has] - best[has]
         return margins
 
     def _encode_ids(self, ids: Any) -> np.ndarray:

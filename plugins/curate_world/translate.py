@@ -192,3 +192,34 @@ def translate(text: str, language: str) -> str:
         return translated[:1].upper() + translated[1:] if original[:1].isupper() else translated
 
     return _WORD.sub(word, text)
+
+
+def edit_forms() -> dict[str, dict[str, str]]:
+    """The Spanish and German forms of the world's colours, shapes and counts, for the ``world``
+    edit vocabulary (``curate_world.vocab.edit_vocabulary``): ``colors`` and ``shapes`` map each
+    form (lower case, every gender, number and German ending the translation writes) to its English
+    word, ``plurals`` a shape form to its plural, ``numbers`` a count word ("dos", "eine") to its
+    count. A form written the same as an English word of the world, or meaning two words, is left out."""
+    colors: dict[str, set[str]] = {}
+    for color in sorted({*COLORS, *BACKGROUNDS}):
+        forms = set(_ES_ADJECTIVES[color]) if color in _ES_ADJECTIVES else {_WORDS["es"][color]}
+        stem, inflects = _DE_ADJECTIVES.get(color) or (_WORDS["de"][color], color != "beige")
+        forms |= {stem + ending for ending in (("", "e", "er", "es", "en", "em") if inflects else ("",))}
+        for form in forms:
+            colors.setdefault(form.lower(), set()).add(color)
+    english = {*COLORS, *BACKGROUNDS, *SHAPES}
+    shapes: dict[str, str] = {}
+    plurals: dict[str, str] = {}
+    for language in LANGUAGES:
+        for shape, (_, singular, plural) in _SHAPES[language].items():
+            shapes[singular.lower()] = shape
+            plurals[singular.lower()] = plural.lower()
+    numbers = {"un": 1, "una": 1, "ein": 1, "eine": 1,
+               **{word: n for language in LANGUAGES for n, word in _NUMBERS[language].items()}}
+    return {
+        "colors": {form: next(iter(words)) for form, words in sorted(colors.items())
+                   if len(words) == 1 and form not in english},
+        "shapes": dict(sorted(shapes.items())),
+        "plurals": dict(sorted(plurals.items())),
+        "numbers": dict(sorted(numbers.items())),
+    }

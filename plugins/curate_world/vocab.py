@@ -211,14 +211,21 @@ _check_tables()
 
 def edit_vocabulary() -> dict[str, Any]:
     """The world's words for ``clip_score``'s ``edits: world``: object and background colours,
-    shapes (count nouns, "two stars" <-> "a star"), with the web's synonyms of each; counts 1-3, as
+    shapes (count nouns, "two stars" <-> "a star"), with the web's synonyms of each and the forms
+    its second language writes (Spanish and German, read as the English word); counts 1-3, as
     the world's wrong-count alt-texts have them. Plain data (``curate_clip.api.EditVocabulary``)."""
+    from curate_world.translate import edit_forms
+
+    translated = edit_forms()
     return {
         "classes": {
-            "color": {"words": sorted({*COLORS, *BACKGROUNDS}), "synonyms": dict(COLOR_SYNONYMS)},
-            "shape": {"words": list(SHAPES), "synonyms": dict(SHAPE_SYNONYMS), "nouns": True},
+            "color": {"words": sorted({*COLORS, *BACKGROUNDS}),
+                      "synonyms": {**COLOR_SYNONYMS, **translated["colors"]}},
+            "shape": {"words": list(SHAPES), "synonyms": {**SHAPE_SYNONYMS, **translated["shapes"]},
+                      "nouns": True, "plurals": translated["plurals"]},
         },
         "max_count": 3,
+        "numbers": translated["numbers"],
     }
 
 

@@ -15,7 +15,8 @@ def test_edits_shows_the_text_with_escapes_one_edit_a_line(capsys):
     code = main(["clip", "edits", f"Two red discs {HOSTILE}", "--limit", "2"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert out.splitlines() == [f"count\tA red disc {SHOWN}", f"count\tThree red discs {SHOWN}"]
+    assert out.splitlines() == [f"read as\tTwo red circles {SHOWN}", f"count\tA red circle {SHOWN}",
+                                f"count\tThree red circles {SHOWN}"]
     assert_shown_not_run(out)
 
 

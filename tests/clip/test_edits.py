@@ -21,6 +21,7 @@ from curate_clip.edits import (
     english_plural,
     like,
     minimal_edits,
+    reading,
     resolve_vocabulary,
     vocabulary_problem,
 )
@@ -97,6 +98,41 @@ def test_counts_agree_with_the_noun_and_keep_the_words_between():
     assert shouted == ["STOCK PHOTO - A RED DISC", "STOCK PHOTO - THREE RED DISCS"]
 
 
+SYNONYM_OF = {"crimson": "red", "disc": "circle", "discs": "circles"}
+
+
+@given(texts)
+@settings(max_examples=300)
+def test_reading_writes_each_synonym_as_its_word_in_its_number_and_case(text):
+    read = reading(text, SMALL)
+    before, after = words_of(text), words_of(read)
+    assert len(before) == len(after)
+    for old, new in zip(before, after, strict=True):
+        if old != new:
+            assert new == like(SYNONYM_OF[old.lower()], old), (text, read)
+        else:
+            assert old.lower() not in SYNONYM_OF
+    assert reading(read, SMALL) == read
+    assert not any(w.lower() in SYNONYM_OF for edit in minimal_edits(read, SMALL) for w in words_of(edit.text))
+
+
+@given(st.lists(st.sampled_from([w for w in FILLER if w.lower() not in COUNT_OF] + ["red", "star", "stars"]),
+                max_size=12).map(" ".join))
+def test_a_text_without_synonyms_or_numbers_is_read_as_written(text):
+    numbered = EditVocabulary.model_validate({**SMALL.model_dump(), "numbers": {"dos": 2, "un": 1}})
+    assert reading(text, SMALL) == text == reading(text, numbered)
+
+
+def test_numbers_before_a_noun_are_read_as_english_counts():
+    numbered = EditVocabulary.model_validate({**SMALL.model_dump(), "numbers": {"dos": 2, "zwei": 2, "un": 1}})
+    assert reading("dos red circles", numbered) == "two red circles"
+    assert reading("Zwei big red discs", numbered) == "Two big red circles"
+    assert reading("UN DISC and dos", numbered) == "ONE CIRCLE and dos"  # no noun after the second
+    assert reading("dos of the x y circles", numbered) == "dos of the x y circles"  # three words away
+    assert [e.text for e in minimal_edits(reading("dos stars", numbered), numbered) if e.kind == "count"] == \
+        ["a star", "three stars"]
+
+
 def test_english_plurals():
     assert [english_plural(w) for w in ("star", "cross", "box", "sky", "day", "bus")] == \
         ["stars", "crosses", "boxes", "skies", "days", "buses"]
@@ -111,6 +147,10 @@ def test_english_plurals():
     ({"classes": {"c": {"words": ["red", "blue"], "plurals": {"red": "reds"}}}}, "'plurals' goes with 'nouns: true'"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "max_count": 99}, "less than or equal to 10"),
     ({"classes": {"c": {"words": ["red", "blue"], "colour": 1}}}, "Extra inputs are not permitted"),
+    ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"two": 2}}, "'two' is an English count already"),
+    ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"dos": 11}}, "number 'dos' is 11; counts are 1..10"),
+    ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"Dos": 2}}, "number 'Dos' is not a lower-case"),
+    ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"red": 2}}, "number 'red' is also a word of class 'c'"),
     ({"classes": {"c": {"words": ["circle", "star"], "nouns": True, "plurals": {"circle": " "}}}}, "plural ' '"),
     ({"classes": {"c": {"words": ["circle", "star"], "nouns": True, "plurals": {"circle": "star"}}}},
      "'star' is written the same as a plural of 'circle'"),
@@ -149,8 +189,12 @@ def test_the_world_vocabulary_holds_every_word_the_world_writes():
     vocabulary = EditVocabulary.model_validate(edit_vocabulary())
     assert set(vocabulary.classes["color"].words) == {*COLORS, *BACKGROUNDS}
     assert vocabulary.classes["shape"].words == list(SHAPES)
-    assert vocabulary.classes["color"].synonyms == COLOR_SYNONYMS
-    assert vocabulary.classes["shape"].synonyms == SHAPE_SYNONYMS
+    assert COLOR_SYNONYMS.items() <= vocabulary.classes["color"].synonyms.items()
+    assert SHAPE_SYNONYMS.items() <= vocabulary.classes["shape"].synonyms.items()
+    # and the forms its second language writes (tests/world/test_webstyle.py reads translations back)
+    assert vocabulary.classes["color"].synonyms["rojas"] == "red" and vocabulary.classes["color"].synonyms["grauem"] == "gray"
+    assert vocabulary.classes["shape"].synonyms["kreuz"] == "cross" and vocabulary.classes["shape"].plural("kreuz") == "kreuze"
+    assert vocabulary.numbers["zwei"] == 2 and vocabulary.numbers["una"] == 1
 
 
 def test_world_without_clip_registers_cleanly():
@@ -268,7 +312,10 @@ def test_the_cli_lists_a_text_s_edits_with_their_class():
 
     result = CliRunner().invoke(clip, ["edits", "Two red discs", "--limit", "3"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["count\tA red disc", "count\tThree red discs", "color\tTwo beige discs"]
+    assert result.output.splitlines() == ["read as\tTwo red circles", "count\tA red circle", "count\tThree red circles",
+                                          "color\tTwo beige circles"]
+    result = CliRunner().invoke(clip, ["edits", "Two red circles", "--limit", "1"])
+    assert result.output.splitlines() == ["count\tA red circle"]  # read as written: no 'read as' line
     result = CliRunner().invoke(clip, ["edits", "hello"])
     assert result.exit_code == 0 and "no edits" in result.output
     result = CliRunner().invoke(clip, ["edits", "x", "--vocabulary", "nope"])

@@ -111,6 +111,28 @@ def test_lossy_styles_record_what_they_changed(scene: Scene, kind: str, seed: in
         assert translated.detail["language"] in ("es", "de") and translated.text != text
 
 
+@settings(max_examples=150, deadline=None)
+@given(scenes(), st.sampled_from(("faithful", "partial", "wrong_attribute")), seeds, st.sampled_from(("es", "de")))
+def test_the_world_edit_vocabulary_reads_a_translation_as_the_english(scene: Scene, kind: str, seed: int,
+                                                                      language: str) -> None:
+    """``edits: world`` compares a translated alt-text with its edits as it reads it: the same
+    colours, shapes (in their number) and counts as the English it was translated from."""
+    from curate_clip.api import EditVocabulary
+    from curate_clip.edits import COUNT_OF, reading
+    from curate_world.vocab import edit_vocabulary
+
+    vocabulary = EditVocabulary.model_validate(edit_vocabulary())
+
+    def said(text: str) -> tuple[list[tuple[str, str, bool]], list[int]]:
+        read = reading(text, vocabulary)
+        words = sorted(vocabulary._forms[" ".join(m.group(1).lower().split())] for m in vocabulary._pattern.finditer(read))
+        counts = sorted(COUNT_OF[m.group(1).lower()] for m in vocabulary._count_pattern.finditer(read))
+        return words, counts
+
+    english = plain_alt_text(scene, kind, seed)
+    assert said(translate(english, language)) == said(english), (english, translate(english, language))
+
+
 def test_translation_agrees_in_gender_and_number() -> None:
     assert translate("two small red circles and a blue star", "es") == "dos círculos rojos pequeños y una estrella azul"
     assert translate("two small red circles and a blue star", "de") == "zwei kleine rote Kreise und ein blauer Stern"
