@@ -126,6 +126,8 @@ class EditVocabulary(BaseModel):
 
     classes: dict[str, WordClass] = Field(min_length=1, max_length=MAX_CLASSES)
     max_count: int = Field(3, ge=2, le=len(NUMBER_WORDS), description="counts are edited among 1..max_count")
+    typos: bool = Field(False, description="read a word one typo from a one-word form of 4 to 32 letters (a "
+                                           "letter dropped, doubled, or two neighbours swapped) as that form")
     numbers: dict[str, int] = Field({}, max_length=MAX_WORDS,
                                     description="other ways to write a count before a noun (another language's "
                                                 "'dos', 'zwei'): read as the English count")
@@ -156,6 +158,9 @@ class EditVocabulary(BaseModel):
         for number in self.numbers:
             if _squash(number) in {_squash(form) for form in seen}:
                 raise ValueError(f"number '{number}' is also a word of class '{seen.get(number, '?')}'")
+        if self.typos and (many := sum(1 for form in self._forms if _typo_source(form))) > MAX_TYPO_FORMS:
+            raise ValueError(f"typos: true reads typos of at most {MAX_TYPO_FORMS} one-word forms of "
+                             f"{TYPO_MIN}-{TYPO_MAX} letters; this vocabulary has {many}")
         return self
 
     @cached_property
@@ -172,6 +177,17 @@ class EditVocabulary(BaseModel):
     @cached_property
     def _pattern(self) -> re.Pattern[str]:
         return _alternation(self._forms)
+
+    @cached_property
+    def _typos(self) -> dict[str, str]:
+        """Each word of 4 or more letters one typo from exactly one single-word form (of 4 or more
+        letters) and no form itself -> that form."""
+        found: dict[str, set[str]] = {}
+        for form in filter(_typo_source, self._forms):
+            for typo in _one_typo(form):
+                if len(typo) >= TYPO_MIN and typo not in self._forms:
+                    found.setdefault(typo, set()).add(form)
+        return {typo: next(iter(forms)) for typo, forms in found.items() if len(forms) == 1}
 
     @cached_property
     def _count_pattern(self) -> re.Pattern[str] | None:
@@ -235,8 +251,15 @@ def minimal_edits(text: str, vocabulary: EditVocabulary, limit: int | None = Non
 def reading(text: str, vocabulary: EditVocabulary) -> str:
     """``text`` as ``vocabulary`` reads it: each synonym written as its word (in its number and
     case), each of its ``numbers`` before a noun as the English count ("dos círculos rojos" with
-    the world's Spanish forms -> "two circles red"; "a violet disc" -> "a purple circle"). A text
-    with neither comes back as it is."""
+    the world's Spanish forms -> "two circles red"; "a violet disc" -> "a purple circle"); with
+    ``typos``, first each word one typo from a form as that form ("a bleu cirlce" -> "a blue
+    circle"). A text with none of these comes back as it is."""
+    if vocabulary.typos:
+        def corrected(match: re.Match[str]) -> str:
+            form = vocabulary._typos.get(match.group(1).lower())
+            return match.group(1) if form is None else like(form, match.group(1))
+
+        text = _LETTER_WORD.sub(corrected, text)
     if vocabulary._number_pattern is not None:
         def count_for(match: re.Match[str]) -> str:
             count = vocabulary.numbers[_squash(match.group(1))]
@@ -251,6 +274,29 @@ def reading(text: str, vocabulary: EditVocabulary) -> str:
         return written if _squash(written) == _squash(canonical) else like(canonical, written)
 
     return vocabulary._pattern.sub(word_for, text)
+
+
+TYPO_MIN = 4  # shorter words are too often other words one typo away ("dsc", "pin", "ble")
+TYPO_MAX = 32
+MAX_TYPO_FORMS = 20_000  # ~100 typos a form: a stranger's vocabulary builds at most ~2M of them
+_WORD_OF_LETTERS = re.compile(r"[^\W\d_]+")
+_LETTER_WORD = re.compile(rf"{_START}([^\W\d_]+){_END}")
+
+
+def _typo_source(form: str) -> bool:
+    return TYPO_MIN <= len(form) <= TYPO_MAX and _WORD_OF_LETTERS.fullmatch(form) is not None
+
+
+def _one_typo(word: str) -> set[str]:
+    """The words one typo from ``word``: a letter dropped, a letter doubled, two neighbours swapped."""
+    out = set()
+    for i in range(len(word)):
+        out.add(word[:i] + word[i + 1:])
+        out.add(word[:i] + word[i] + word[i:])
+        if i < len(word) - 1:
+            out.add(word[:i] + word[i + 1] + word[i] + word[i + 2:])
+    out.discard(word)
+    return out
 
 
 def _word_options(written: str, vocabulary: EditVocabulary) -> Iterator[tuple[str, str]]:

@@ -226,6 +226,7 @@ def edit_vocabulary() -> dict[str, Any]:
         },
         "max_count": 3,
         "numbers": translated["numbers"],
+        "typos": True,
     }
 
 

@@ -133,6 +133,32 @@ def test_numbers_before_a_noun_are_read_as_english_counts():
         ["a star", "three stars"]
 
 
+TYPO_VOCABULARY = EditVocabulary.model_validate({**SMALL.model_dump(), "typos": True})
+
+
+@given(st.sampled_from(["green", "circle", "cross", "crimson", "stars"]), st.integers(0, 10),
+       st.sampled_from(["drop", "double", "swap"]), st.sampled_from([str.lower, str.upper, str.title]))
+def test_a_word_one_typo_from_a_form_is_read_as_it(word, at, kind, case):
+    i = at % len(word)
+    typo = {"drop": word[:i] + word[i + 1:], "double": word[:i] + word[i] + word[i:],
+            "swap": word[:i] + word[i + 1:i + 2] + word[i] + word[i + 2:]}[kind]
+    text = f"a {case(typo)} on the x"
+    read = reading(text, TYPO_VOCABULARY)
+    if typo == word:  # a swap of two equal letters, or of the last one
+        assert read == reading(f"a {case(word)} on the x", TYPO_VOCABULARY)
+    elif len(typo) >= 4 and typo not in TYPO_VOCABULARY._forms:
+        assert read == reading(f"a {case(word)} on the x", SMALL), (typo, read)
+    assert reading(text, SMALL) == text or typo == word or typo in TYPO_VOCABULARY._forms  # off by default
+    assert reading(read, TYPO_VOCABULARY) == read
+
+
+def test_typos_leave_forms_short_words_and_ambiguous_ones_alone():
+    vocabulary = EditVocabulary.model_validate({"classes": {"c": {"words": ["blue", "glue", "stars", "start"]}},
+                                                "typos": True})
+    assert reading("star red bleu", vocabulary) == "star red blue"  # 'star' is a typo of both stars and start
+    assert reading("blu glue bule", vocabulary) == "blu glue blue"  # 3 letters; a form as it is
+
+
 def test_english_plurals():
     assert [english_plural(w) for w in ("star", "cross", "box", "sky", "day", "bus")] == \
         ["stars", "crosses", "boxes", "skies", "days", "buses"]
@@ -147,6 +173,10 @@ def test_english_plurals():
     ({"classes": {"c": {"words": ["red", "blue"], "plurals": {"red": "reds"}}}}, "'plurals' goes with 'nouns: true'"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "max_count": 99}, "less than or equal to 10"),
     ({"classes": {"c": {"words": ["red", "blue"], "colour": 1}}}, "Extra inputs are not permitted"),
+    ({"classes": {name: {"words": [f"{name}{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}"
+                                   for i in range(5000)]} for name in ("word", "more", "also", "then")}
+      | {"extra": {"words": ["extraone", "extratwo"]}}, "typos": True},
+     "typos: true reads typos of at most 20000 one-word forms of 4-32 letters; this vocabulary has 20002"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"two": 2}}, "'two' is an English count already"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"dos": 11}}, "number 'dos' is 11; counts are 1..10"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"Dos": 2}}, "number 'Dos' is not a lower-case"),
