@@ -78,34 +78,30 @@ def members(table: pl.DataFrame, store: Path, into: Path) -> list[str]:
     return names
 
 
-def trained_on_refs_and_on_their_files(work: Path, step: str, **params: object) -> tuple[dict, dict]:
-    """Run 1: world → download → sql (PAIRS) → ``step`` on the refs. Run 2: ``step`` on the same
-    rows with each image as a file taken from its tar (``paths``) and the next row's (``others``)."""
+STEPS = {"train_captioner": {"stage": 1}, "preference_captioner": {}}
+
+
+def test_both_training_steps_train_on_the_images_their_refs_name(tmp_path: Path) -> None:
+    """Run 1: world → download → sql (PAIRS) → each training step on the refs. Run 2: each step on
+    the same rows with each image as a file taken from its tar (``on_paths``) and the next row's
+    (``on_others``). One run of each for both steps: the world, its download and two processes
+    are the test's cost."""
     source = {"format": "world", "params": {"n": ROWS, "seed": 7, "fault_rate": 0.0, "port": 0, "dir": "world"}}
-    refs = run(work, "refs", source, [{"step": "download", "params": DOWNLOAD},
-                                      {"step": "sql", "params": {"query": PAIRS}},
-                                      training(step, "on_refs", **params)])
+    refs = run(tmp_path, "refs", source, [{"step": "download", "params": DOWNLOAD},
+                                          {"step": "sql", "params": {"query": PAIRS}},
+                                          *(training(step, f"{step}_on_refs", **params) for step, params in STEPS.items())])
     table = read_step_output(refs, "sql")
     assert table.height == ROWS and table["image"].null_count() == 0
-    assert read_step_output(refs, "on_refs").equals(table)  # rows pass through
-    files = members(table, Path(refs["store_dir"]), work / "extracted")
+    for step in STEPS:
+        assert read_step_output(refs, f"{step}_on_refs").equals(table)  # rows pass through
+    files = members(table, Path(refs["store_dir"]), tmp_path / "extracted")
     rows = table.drop("uid", "image").with_columns(pl.Series("image_path", files),
                                                    pl.Series("other_path", files[1:] + files[:1]))
-    rows.write_parquet(work / "rows.parquet")
-    by_path = {"images": "path", "image_root": "extracted", **params}
-    paths = run(work, "paths", {"format": "parquet", "path": "rows.parquet"},
-                [training(step, "on_paths", image_column="image_path", **by_path),
-                 training(step, "on_others", image_column="other_path", **by_path)])
-    return refs, paths
-
-
-def test_train_captioner_trains_on_the_images_its_refs_name(tmp_path: Path) -> None:
-    refs, paths = trained_on_refs_and_on_their_files(tmp_path, "train_captioner", stage=1)
-    assert weights(refs, "on_refs") == weights(paths, "on_paths")
-    assert weights(paths, "on_others") != weights(paths, "on_paths")
-
-
-def test_preference_captioner_trains_on_the_images_its_refs_name(tmp_path: Path) -> None:
-    refs, paths = trained_on_refs_and_on_their_files(tmp_path, "preference_captioner")
-    assert weights(refs, "on_refs") == weights(paths, "on_paths")
-    assert weights(paths, "on_others") != weights(paths, "on_paths")
+    rows.write_parquet(tmp_path / "rows.parquet")
+    paths = run(tmp_path, "paths", {"format": "parquet", "path": "rows.parquet"},
+                [training(step, f"{step}_{column}", image_column=f"{column.removeprefix('on_')}_path",
+                          images="path", image_root="extracted", **params)
+                 for step, params in STEPS.items() for column in ("on_image", "on_other")])
+    for step in STEPS:
+        assert weights(refs, f"{step}_on_refs") == weights(paths, f"{step}_on_image"), step
+        assert weights(paths, f"{step}_on_other") != weights(paths, f"{step}_on_image"), step
