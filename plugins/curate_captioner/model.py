@@ -126,7 +126,7 @@ class Captioner(nn.Module):
 
     # -- save / load ----------------------------------------------------------------------------
     def save(self, directory: str | Path, training: dict[str, Any] | None = None) -> Path:
-        from safetensors.torch import save_model
+        from curate_captioner.weightsfile import save_module
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -142,8 +142,8 @@ class Captioner(nn.Module):
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (out / DECODER_CONFIG_FILE).write_text(self.decoder.config.to_json_string(use_diff=False))
         self.tokenizer.save_pretrained(str(out))
-        # save_model de-duplicates tied weights (the decoder's lm_head and embeddings).
-        save_model(self, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+        # As safetensors' save_model (tied weights once), with the same bytes every time.
+        save_module(self, out / WEIGHTS_FILE, metadata={"format": "pt"})
         return out
 
     @classmethod
