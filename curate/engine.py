@@ -456,13 +456,15 @@ class Engine:
                     "rows_out": writer.rows_out,
                     "dropped": dict(sorted(writer.dropped.items())),
                     "shards": shards,
-                    "summary": step.summary(ctx),
                     "files": writer.files,
                 }
             results = pool.finish()
         finally:
             pool.close()
         self._commit(partial, head_dir)
+        if head.step is not None:
+            ctx.artifacts = head_dir / "artifacts"  # the summary sees the artifacts where they now are
+            stats["summary"] = head.step.summary(ctx)
         seconds = round(time.perf_counter() - started, 3)
         follower_busy = sum(s.seconds for s in results)
         stats.setdefault("kept_rows_stored", False)  # a staged source stores its rows
@@ -509,6 +511,7 @@ class Engine:
         check_nothing_lost(step, None, uids_of(table.files),
                            uids_of([*iter_shard_files(partial), *iter_dropped_files(partial)]))
         self._commit(partial, step_dir)
+        ctx.artifacts = step_dir / "artifacts"  # the summary sees the artifacts where they now are
         return {
             "rows_in": total,
             "rows_out": writer.rows_out,

@@ -19,6 +19,11 @@ from curate_captioner.rewrite import PromptRewrite
 
 REQUIRES = ("torch", "transformers", "open_clip")
 TRAIN = defaults(TrainConfig)  # train_captioner's defaults are a training stage's
+CAPTIONER_ARTIFACT = "captioner"
+# The trained captioner in the summary: relative to the step's folder (the manifest record's
+# ``path``), as metadata_balance records its counts_file: the step writes into a ``.partial``
+# folder that the engine renames when the step is done, so the path it wrote to is gone by then.
+MODEL_IN_STEP = f"artifacts/{CAPTIONER_ARTIFACT}"
 
 
 class ImageParams(Params):
@@ -253,10 +258,9 @@ class TrainCaptioner(Step):
         training = pl.DataFrame(columns).filter(pl.col("image").is_not_null())
         config = TrainConfig(stage=params.stage, steps=params.steps, batch_size=params.batch_size, lr=params.lr,
                              seed=ctx.seed, device=params.device, precision=params.precision)
-        out = ctx.artifacts / "captioner"
-        self.result = train(Captioner.load(params.init), training, config, out, log=lambda _: None,
-                            within=ctx.image_folders, store_dir=ctx.extras.get("store_dir"))
-        self.result["model"] = str(out)
+        self.result = train(Captioner.load(params.init), training, config, ctx.artifacts / CAPTIONER_ARTIFACT,
+                            log=lambda _: None, within=ctx.image_folders, store_dir=ctx.extras.get("store_dir"))
+        self.result["model"] = MODEL_IN_STEP
         yield frame
 
     def summary(self, ctx: StepContext) -> dict[str, Any]:
@@ -393,10 +397,10 @@ class PreferenceCaptioner(Step):
                                   length_normalize=params.length_normalize, sft_weight=params.sft_weight,
                                   steps=params.steps, batch_size=params.batch_size, lr=params.lr, seed=ctx.seed,
                                   device=params.device)
-        out = ctx.artifacts / "captioner"
-        self.result = train_preference(Captioner.load(params.init), pairs, config, out, log=lambda _: None,
-                                       within=ctx.image_folders, store_dir=ctx.extras.get("store_dir"))
-        self.result["model"] = str(out)
+        self.result = train_preference(Captioner.load(params.init), pairs, config, ctx.artifacts / CAPTIONER_ARTIFACT,
+                                       log=lambda _: None, within=ctx.image_folders,
+                                       store_dir=ctx.extras.get("store_dir"))
+        self.result["model"] = MODEL_IN_STEP
         yield frame
 
     def summary(self, ctx: StepContext) -> dict[str, Any]:

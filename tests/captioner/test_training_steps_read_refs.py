@@ -52,12 +52,12 @@ def training(step: str, label: str, **params: object) -> dict:
 
 
 def weights(manifest: dict, label: str) -> str:
-    """A digest of the trained captioner's tensors, by name (the file's header lists tied weights
-    in an order that changes from one process to the next)."""
+    """A digest of the trained captioner's tensors, by name: what the step learned, read from where
+    the step's summary says it saved the captioner."""
     from safetensors.numpy import load_file
 
     (record,) = [record for record in manifest["steps"] if record["label"] == label]
-    tensors = load_file(Path(record["path"]) / "artifacts" / "captioner" / "model.safetensors")
+    tensors = load_file(Path(record["path"]) / record["summary"]["model"] / "model.safetensors")
     digest = hashlib.sha256()
     for name in sorted(tensors):
         digest.update(name.encode() + b"\0" + tensors[name].tobytes())
