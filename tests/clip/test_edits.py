@@ -16,6 +16,7 @@ from curate.errors import PluginError, SpecError
 from curate.plugins import PluginManager
 from curate_clip.edits import (
     COUNT_OF,
+    _one_typo,
     EditVocabulary,
     available_vocabularies,
     english_plural,
@@ -147,7 +148,11 @@ def test_a_word_one_typo_from_a_form_is_read_as_it(word, at, kind, case):
     if typo == word:  # a swap of two equal letters, or of the last one
         assert read == reading(f"a {case(word)} on the x", TYPO_VOCABULARY)
     elif len(typo) >= 4 and typo not in TYPO_VOCABULARY._forms:
-        assert read == reading(f"a {case(word)} on the x", SMALL), (typo, read)
+        near = {form for form in TYPO_VOCABULARY._forms if typo in _one_typo(form)}
+        if len(near) == 1:
+            assert read == reading(f"a {case(word)} on the x", SMALL), (typo, read)
+        else:  # "crosss": one typo from cross and from crosses, so read as neither
+            assert read == text and len(near) > 1, (typo, near)
     assert reading(text, SMALL) == text or typo == word or typo in TYPO_VOCABULARY._forms  # off by default
     assert reading(read, TYPO_VOCABULARY) == read
 
