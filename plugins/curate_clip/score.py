@@ -388,9 +388,9 @@ class ClipScore(Step):
             best = np.full(len(values), -np.inf)
             np.maximum.at(best, np.array(rows), edit_scores)
             has = np.isfinite(best)
-            own = scores.astype(np.float64)  # the text's score, or its reading's
-            own[read_rows] = (vectors[read_which] * images[read_rows]).sum(axis=1)
-            margins[has] = own[has] - best[has]
+            margins[has] = scores[has] - best[has]
+            if read_rows:  # the reading's score in place of the text's (these rows have edits)
+                margins[read_rows] = (vectors[read_which] * images[read_rows]).sum(axis=1) - best[read_rows]
         return margins
 
     def _encode_ids(self, ids: Any) -> np.ndarray:
