@@ -155,9 +155,10 @@ class EditVocabulary(BaseModel):
                 if seen.get(form, name) != name:
                     raise ValueError(f"'{form}' is in both class '{seen[form]}' and class '{name}'")
                 seen[form] = name
+        written = {_squash(form): name for form, name in seen.items()}  # once: a stranger's spec may list 5,000 numbers
         for number in self.numbers:
-            if _squash(number) in {_squash(form) for form in seen}:
-                raise ValueError(f"number '{number}' is also a word of class '{seen.get(number, '?')}'")
+            if _squash(number) in written:
+                raise ValueError(f"number '{number}' is also a word of class '{written[_squash(number)]}'")
         if self.typos and (many := sum(1 for form in self._forms if _typo_source(form))) > MAX_TYPO_FORMS:
             raise ValueError(f"typos: true reads typos of at most {MAX_TYPO_FORMS} one-word forms of "
                              f"{TYPO_MIN}-{TYPO_MAX} letters; this vocabulary has {many}")
