@@ -7,7 +7,9 @@ repository on PYTHONPATH: its raylet hands that to every worker, including the w
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +21,30 @@ from tests.conftest import REPO
 from tests.ray import steps
 
 CPUS = 2
+LOCK_WAIT_SECONDS = 900  # longer than any Ray test module takes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_ray_module_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite runs in parallel processes (pytest-xdist, one test file per process), and Ray
+    modules must not overlap: ``address: auto`` finds any raylet running on this machine, so a
+    cluster another process started would be what those tests join. A lock in the folder that
+    every process's temporary folders share keeps the Ray modules one after another."""
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/ under xdist (each process has popen-gwK)
+    with open(shared / "ray-modules.lock", "w") as lock:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test process held {shared / 'ray-modules.lock'} for {LOCK_WAIT_SECONDS} s")
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")
