@@ -9,8 +9,10 @@ under the first of its names in sorted order, and the metadata names it for each
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,14 +26,26 @@ DTYPE_NAMES = {getattr(torch, attr): name for attr, name in (
     ("uint32", "U32"), ("uint16", "U16")) if hasattr(torch, attr)}
 
 
-def raw(tensor: torch.Tensor) -> RawTensor:
-    """A CPU copy's bytes (a view of them when the tensor is on the CPU and contiguous already).
-    Little-endian, as safetensors wants: the byte order of every host torch ships wheels for."""
+def raw(tensor: torch.Tensor, byteorder: str = sys.byteorder) -> RawTensor:
+    """A CPU copy's bytes, little-endian as safetensors wants them (a view of the tensor's own
+    bytes when it is on the CPU, contiguous, and the host is little-endian; ``byteorder`` is the
+    host's, as :data:`sys.byteorder` names it: on a big-endian host each element's bytes are
+    reversed, as safetensors' own writer does there)."""
     if tensor.dtype not in DTYPE_NAMES:
         raise ValueError(f"a {tensor.dtype} tensor has no safetensors dtype this writer knows; "
                          f"convert it to one of {', '.join(map(str, DTYPE_NAMES))}")
     flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    return RawTensor(DTYPE_NAMES[tensor.dtype], tuple(tensor.shape), flat.view(torch.uint8).numpy())
+    data = flat.view(torch.uint8).numpy()
+    # a complex number is two floats, each of them swapped on its own
+    width = tensor.element_size() // (2 if tensor.dtype.is_complex else 1)
+    if byteorder == "big" and width > 1:
+        data = little_endian(data, width)
+    return RawTensor(DTYPE_NAMES[tensor.dtype], tuple(tensor.shape), data)
+
+
+def little_endian(data: np.ndarray, width: int) -> np.ndarray:
+    """``data``'s bytes with the bytes of each ``width``-byte number reversed (a new array)."""
+    return np.ascontiguousarray(data.reshape(-1, width)[:, ::-1]).reshape(-1)
 
 
 def _same_view(tensor: torch.Tensor) -> tuple[object, ...] | None:

@@ -5,13 +5,17 @@ It called ``safetensors.torch.save_model`` with metadata (``format`` and the tie
 which safetensors keeps in a Rust HashMap: the header listed the two keys in an order that changed
 from one save to the next, so a training rerun made a different file from the same tensors. Now the
 header lists them by sorted key (curate.safetensors_write), and the world captioner saved again is
-its shipped file.
+its shipped file. So is its ``captioner.json``: the shipped one had been edited by hand (a record
+added out of key order), so the folder saved again differed in that file alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curate.safetensors_header import read_header, tensor_shapes
 from curate_captioner.config import WEIGHTS_FILE, WORLD_MODEL_DIR
@@ -38,6 +42,8 @@ def test_the_same_captioner_saved_again_is_the_same_file_as_shipped(tmp_path: Pa
         assert digests(folder) == digests(folders[0]), folder
     weights = folders[0] / WEIGHTS_FILE
     assert weights.read_bytes() == (WORLD_MODEL_DIR / WEIGHTS_FILE).read_bytes()
+    shipped = digests(WORLD_MODEL_DIR)  # and every other file: the shipped folder is what save writes
+    assert {name: shipped.get(name) for name in digests(folders[0])} == digests(folders[0])
     header, _ = read_header(weights)
     assert header["__metadata__"] == {"decoder.model.embed_tokens.weight": "decoder.lm_head.weight", "format": "pt"}
     shapes = tensor_shapes(weights)  # curate's own check, as at plan time
@@ -83,3 +89,34 @@ def test_a_module_is_saved_as_safetensors_save_model_saves_it(tmp_path: Path) ->
     assert load_model(loaded, str(ours)) == (set(), [])
     assert loaded.head.weight is loaded.embed.weight
     assert all(torch.equal(t, module.state_dict()[name]) for name, t in loaded.state_dict().items())
+
+
+WIDE_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "complex64", "uint8", "bool")
+
+
+@settings(max_examples=40)
+@given(dtype=st.sampled_from(WIDE_DTYPES), shape=st.lists(st.integers(0, 4), max_size=3), seed=st.integers(0, 2**16))
+def test_a_big_endian_hosts_bytes_are_written_little_endian(dtype: str, shape: list[int], seed: int) -> None:
+    """On a big-endian host a tensor's memory holds each number's bytes the other way round; the
+    file must hold them little-endian, as safetensors' own writer writes them there. Here (a
+    little-endian host) ``byteorder="big"`` reads the tensor's bytes as such a host's: what comes
+    out is each number in big-endian order, numpy's ``>`` dtype, and reading back the same way
+    gives the tensor's own bytes."""
+    import numpy as np
+    import torch
+
+    from curate_captioner.weightsfile import little_endian, raw
+
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn(tuple(shape), generator=generator, dtype=torch.float64) * 100
+    tensor = (values > 0) if dtype == "bool" else values.to(getattr(torch, dtype))
+    here, there = raw(tensor), raw(tensor, byteorder="big")
+    assert (here.dtype, here.shape) == (there.dtype, there.shape)
+    if dtype == "bfloat16":  # numpy has no bfloat16: its bits as int16 swap the same way
+        expected = tensor.view(torch.int16).numpy().astype(">i2").tobytes()
+    else:
+        array = tensor.numpy()
+        expected = array.astype(array.dtype.newbyteorder(">")).tobytes()
+    assert bytes(there.data) == expected
+    width = tensor.element_size() // (2 if tensor.dtype.is_complex else 1)
+    assert bytes(little_endian(np.frombuffer(expected, dtype=np.uint8), width)) == bytes(here.data)
