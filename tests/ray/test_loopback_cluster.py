@@ -21,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,17 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
+def changed(env: dict[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """``env`` with ``changes`` made: a value sets its variable, None unsets it."""
+    env = dict(env)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 def stop_cluster(group: int, temp_dir: str) -> None:
     """End every process the head left running: its process group (GCS, raylet, agents), and any
     process naming its temporary folder (workers), which is this fixture's own. Nothing in a
@@ -89,6 +102,38 @@ def _live(group: int, temp_dir: str) -> list[int]:
     return found
 
 
+@dataclass(frozen=True)
+class StartedHead:
+    output: str  # what ray start printed
+    ray_tmpdir: str  # RAY_TMPDIR for a driver whose address: auto finds this head's cluster file
+
+
+@contextmanager
+def ray_head(port: int, **env: str | None) -> Iterator[StartedHead]:
+    """A head started by ``ray start --head`` on ``port`` (1 CPU, no dashboard), with ``env`` over the
+    test's environment (None: unset), in a session of its own. On exit its processes are ended and
+    its temporary folder removed."""
+    # Ray's socket paths must stay short (a Unix socket's path is at most ~107 bytes): not under pytest's tmp.
+    base = tempfile.mkdtemp(prefix="curate-ray-")
+    temp_dir = os.path.join(base, "ray")  # where Ray looks under RAY_TMPDIR=base
+    environment = changed(cli_env(RAY_USAGE_STATS_ENABLED="0"), env)
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
+               "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+    # A session of its own: its process group holds every process it leaves running.
+    starter = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = starter.communicate(timeout=120)
+        assert starter.returncode == 0, f"ray start failed:\n{output}"
+        yield StartedHead(output, base)
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait(timeout=30)
+        stop_cluster(starter.pid, temp_dir)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def loopback_head() -> Iterator[str]:
     """``127.0.0.1:PORT`` of a running head that listens on loopback alone."""
@@ -96,29 +141,16 @@ def loopback_head() -> Iterator[str]:
     if ipaddress.ip_address(host).is_loopback:
         pytest.skip("this machine has no network address: Ray dials a loopback host as written")
     port = free_loopback_port()
-    # Ray's socket paths must stay short (a Unix socket's path is at most ~107 bytes): not under pytest's tmp.
-    temp_dir = tempfile.mkdtemp(prefix="curate-ray-")
-    env = cli_env(**{SWITCH: "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
-    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
-               "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
-    starter = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)  # its group holds every process it leaves running
-    try:
-        output, _ = starter.communicate(timeout=120)
-        assert starter.returncode == 0, f"ray start failed:\n{output}"
+    with ray_head(port, **{SWITCH: "0", "RAY_AUTH_MODE": "disabled"}):
         with pytest.raises(ConnectionRefusedError):  # else the test would show nothing
             socket.create_connection((host, port), timeout=10).close()
         socket.create_connection(("127.0.0.1", port), timeout=10).close()
         yield f"127.0.0.1:{port}"
-    finally:
-        if starter.poll() is None:
-            starter.kill()
-            starter.wait(timeout=30)
-        stop_cluster(starter.pid, temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def curate_run(workdir: Path, address: str, **extra: str) -> subprocess.CompletedProcess[str]:
+def curate_run(workdir: Path, address: str, **extra: str | None) -> subprocess.CompletedProcess[str]:
+    """``curate run`` of a one-step spec on the cluster at ``address``, with ``extra`` over the
+    environment (None: unset), token authentication off unless ``extra`` says otherwise."""
     sample_table(ROWS, duplicates=False).write_parquet(workdir / "data.parquet")
     spec = {
         "source": {"path": "data.parquet"},
@@ -126,9 +158,10 @@ def curate_run(workdir: Path, address: str, **extra: str) -> subprocess.Complete
         "run": {"dir": "run", "shard_size": 5, "executor": {"name": "ray", "params": {"address": address}}},
     }
     (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
-    env = cli_env(CURATE_RAY_CONNECT_DEADLINE=str(DEADLINE), RAY_AUTH_MODE="disabled", **extra)
+    env = cli_env(CURATE_RAY_CONNECT_DEADLINE=str(DEADLINE), RAY_AUTH_MODE="disabled")
     if SWITCH not in extra:
         env.pop(SWITCH, None)  # as a shell on Linux has it (a local cluster in this process sets it)
+    env = changed(env, extra)
     return subprocess.run([sys.executable, "-m", "curate.cli", "run", "spec.yaml"], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
