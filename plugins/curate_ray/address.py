@@ -48,12 +48,23 @@ _ADDRESS = re.compile(r"(?:ray://)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\
 class ToJoin:
     """The address ray.init will connect to: ``address`` as named, ``dials`` as Ray dials it (the same
     unless Ray rewrites a loopback host); ``found_in`` says where ``auto`` found it (None: the spec
-    names it), ``fix`` what the user can do when it does not answer."""
+    names it), ``fix`` what the user can do when it does not answer; ``found_here`` whether ``auto``
+    found it by looking on this machine (not in RAY_ADDRESS), where ray.init turns Ray's token
+    authentication on by itself if it finds a token (curate_ray.authentication)."""
 
     address: str
     dials: str
     found_in: str | None
     fix: str
+    found_here: bool = False
+
+    @property
+    def where(self) -> str:
+        """The address for an error: as named, with where it was found and how Ray dials it."""
+        said = [f"address: auto found it in {self.found_in}"] if self.found_in else []
+        if self.dials != self.address:
+            said.append(f"Ray connects to it as {self.dials}")
+        return f"{self.address} ({'; '.join(said)})" if said else self.address
 
 
 def target(address: str | None) -> tuple[str, int] | None:
@@ -82,14 +93,14 @@ def to_join(address: str) -> ToJoin | None:
     return _on_this_machine()
 
 
-def _joining(address: str, found_in: str | None, fix: str) -> ToJoin:
+def _joining(address: str, found_in: str | None, fix: str, found_here: bool = False) -> ToJoin:
     dials = _as_dialled(address)
     host = target(dials)
     if dials != address and host is not None and not _is_loopback(host[0]):
         fix = (f"{fix}; Ray connects to a loopback host as this machine's address, {host[0]}: where the "
                f"cluster listens on loopback only, set {LOOPBACK_SWITCH}=0 for this run (Ray then "
                "connects to 127.0.0.1), or name the address it listens on")
-    return ToJoin(address, dials, found_in, fix)
+    return ToJoin(address, dials, found_in, fix, found_here)
 
 
 def _is_loopback(host: str) -> bool:
@@ -125,8 +136,8 @@ def _on_this_machine() -> ToJoin | None:
                         "'ray start' wrote that file, and a cluster that stopped without 'ray stop' leaves "
                         "it behind: start the cluster again ('ray start --head'), or run 'ray stop' (which "
                         f"removes the file), or set {ADDRESS_VARIABLE} to the address of a cluster that runs, "
-                        f"{_LOCAL_CLUSTER}")
+                        f"{_LOCAL_CLUSTER}", found_here=True)
     return _joining(found, "the command line of a raylet running on this machine (its --gcs-address)",
                     "the Ray cluster on this machine may be stuck or stopping: 'ray stop' ends it and "
                     f"'ray start --head' starts a new one; or set {ADDRESS_VARIABLE} to the address of a "
-                    f"cluster that runs, {_LOCAL_CLUSTER}")
+                    f"cluster that runs, {_LOCAL_CLUSTER}", found_here=True)

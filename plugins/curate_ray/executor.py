@@ -43,6 +43,7 @@ import functools
 import logging
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,6 +59,7 @@ from curate.schema import Schema
 from curate.shards import ShardStats, ShardTask, run_shard_task
 from curate.step import Step, StepContext
 from curate_ray.address import LOOPBACK_SWITCH, to_join
+from curate_ray.authentication import check_token, no_token, token_error
 from curate_ray.deadlines import CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds
 from curate_ray.probe import check_answers
 
@@ -215,6 +217,7 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             yield
             return
+        joining = None
         try:
             if local:
                 _bind_to_loopback(ray)
@@ -224,11 +227,20 @@ class RayExecutor(Executor):
                 # Ray's own wait for an address that never answers is ~821 s: ask it first, whatever
                 # named it (the spec, or for 'auto' RAY_ADDRESS, the cluster file, a running raylet).
                 deadline = seconds(CONNECT_DEADLINE_ENV, CONNECT_DEADLINE)
+                until = time.monotonic() + deadline
                 joining = to_join(self.params.address)
                 if joining is not None:
                     check_answers(joining, deadline)
+                    # An answering cluster that wants a token this run does not send is refused by
+                    # ray.init only after ~20 s of retries, as if it were not there: ask first.
+                    check_token(joining, until)
                 ray.init(address=self.params.address, logging_level=logging.WARNING)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
+        except Exception as exc:
+            if not local and no_token(exc):  # RAY_AUTH_MODE=token without a token: Ray says so at once
+                where = joining.where if joining is not None else str(self.params.address)
+                raise token_error(where, exc) from None
+            if not isinstance(exc, (ConnectionError, ValueError, RuntimeError)):
+                raise
             where = f"the Ray cluster at {self.params.address}" if not local else "a local Ray cluster"
             raise CurateError(
                 f"could not start or reach {where}: {exc}",

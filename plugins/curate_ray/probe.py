@@ -58,12 +58,8 @@ def check_answers(joining: ToJoin, seconds: float) -> None:
     try:
         _ask(host, port, tls, time.monotonic() + seconds)
     except _NoAnswer as exc:
-        said = [f"address: auto found it in {joining.found_in}"] if joining.found_in else []
-        if joining.dials != joining.address:
-            said.append(f"Ray connects to it as {joining.dials}")
-        where = f"{joining.address} ({'; '.join(said)})" if said else joining.address
         raise CurateError(
-            f"the Ray cluster at {where} did not answer in {seconds:g} s: {exc} (tried: "
+            f"the Ray cluster at {joining.where} did not answer in {seconds:g} s: {exc} (tried: "
             f"a TCP connection to {_authority(host, port)}, the HTTP/2 handshake"
             f"{' inside TLS' if tls else ''} and one gRPC call)",
             hint=f"{joining.fix}; if it is only slow to answer, give it longer with "
