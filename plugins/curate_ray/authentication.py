@@ -47,9 +47,10 @@ def check_token(joining: ToJoin, deadline: float) -> None:
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available,
         )
-        from ray._raylet import GcsClient
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled  # noqa: F401
+        from ray._raylet import AuthenticationTokenLoader, GcsClient  # noqa: F401
         from ray.exceptions import AuthenticationError
-    except ImportError:  # a Ray without token authentication
+    except ImportError:  # a Ray without token authentication (or with other names for it: ray.init asks)
         return
     if joining.found_here:
         maybe_enable_token_auth_if_token_available(warn_if_disabled=False)  # what ray.init does next
