@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from curate.cli import allow_remote_option
 from curate.display import echo
 from curate.errors import pip_install
 
@@ -150,6 +151,26 @@ def diffusion_command(data_dir: Path, clip_checkpoint: Path, out: Path, steps: i
                                     echo=lambda line: echo(line, err=True)), indent=2), lines=True)
 
 
+EXPERIMENT_UNTRUSTED_HELP = (
+    "The experiment comes from someone else (an experiment over a spec only): every variant's spec is planned "
+    "as with `curate run --untrusted`; its base spec must lie in the experiment file's folder, its eval sets and "
+    "training model inside the working directory, and it may use no storage URL but those --allow-remote allows.")
+
+
+def _untrusted_options(command):
+    command = allow_remote_option(command)
+    return click.option("--untrusted", is_flag=True, help=EXPERIMENT_UNTRUSTED_HELP)(command)
+
+
+def _refuse_untrusted_blend(spec: Path, untrusted: bool) -> None:
+    """The world blend experiment (no ``spec:``) is not checked as untrusted: refused."""
+    from curate.errors import UsageError
+
+    if untrusted:
+        raise UsageError(f"{spec} has no 'spec:' (the base curation spec): --untrusted is only for experiments "
+                         "over a spec", "run the world blend experiment without --untrusted if you trust it")
+
+
 @click.group()
 def experiment() -> None:
     """Closed-loop experiments: curate once, train per variant, compare."""
@@ -161,7 +182,9 @@ def experiment() -> None:
               help="default: runs/NAME (its name:) in the folder above the spec's: specs/x.yaml → runs/NAME")
 @click.option("--eval-only", is_flag=True, help="re-evaluate the trained variants of a finished run")
 @click.option("--seeds", default=None, help="comma-separated seeds, overriding the spec's (e.g. 0,1,2,3,4)")
-def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | None) -> None:
+@_untrusted_options
+def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | None, untrusted: bool,
+                allow_remote: tuple[str, ...]) -> None:
     """Run an experiment: a base spec plus variants (a file with `spec:`; see curate_train's
     README), writing RUN_DIR/seed-N/VARIANT/result.json and RUN_DIR/experiment/summary.{json,md};
     or the world blend experiment (RUN_DIR/experiment/results.{json,md}, per seed with seeds)."""
@@ -177,11 +200,12 @@ def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | 
     if is_spec_experiment(spec):
         from curate_train import spec_experiment
 
-        loaded_experiment = spec_experiment.load(spec)
+        loaded_experiment = spec_experiment.load(spec, untrusted, allow_remote)
         target = run_dir or spec.parent.parent / "runs" / loaded_experiment.experiment.name
         spec_experiment.run(loaded_experiment, target, chosen_seeds, echo=echo, eval_only=eval_only)
         echo((target / "experiment" / "summary.md").read_text(), lines=True)
         return
+    _refuse_untrusted_blend(spec, untrusted)
     from curate_train.experiment import load, reevaluate, run
 
     loaded = load(spec)
@@ -201,7 +225,8 @@ def run_command(spec: Path, run_dir: Path | None, eval_only: bool, seeds: str | 
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="default: runs/NAME (its name:) in the folder above the spec's: specs/x.yaml → runs/NAME")
-def validate_command(spec: Path, run_dir: Path | None) -> None:
+@_untrusted_options
+def validate_command(spec: Path, run_dir: Path | None, untrusted: bool, allow_remote: tuple[str, ...]) -> None:
     """Check an experiment over a spec without running anything: its fields, every variant's
     patch (paths, step names), {model:...} references, each variant's plan (plugins, params,
     columns), the trained step and caption column, the eval sets. Exit 2 listing every problem."""
@@ -212,9 +237,10 @@ def validate_command(spec: Path, run_dir: Path | None) -> None:
 
     read_spec_file(spec)  # a FIFO, a huge or a binary file is named as such, not as "no 'spec:'"
     if not spec_experiment.is_spec_experiment(spec):
+        _refuse_untrusted_blend(spec, untrusted)
         raise UsageError(f"{spec} has no 'spec:' (the base curation spec)",
                          "validate checks experiments over a spec; the world blend experiment is checked by run")
-    loaded = spec_experiment.load(spec)
+    loaded = spec_experiment.load(spec, untrusted, allow_remote)
     target = run_dir or spec.parent.parent / "runs" / loaded.experiment.name
     checked = spec_experiment.validate(loaded, target)
     for name in checked["order"]:

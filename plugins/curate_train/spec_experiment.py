@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 import tempfile
 import time
@@ -81,6 +82,15 @@ class TrainSettings(Params):
     def samples_seen(self) -> int:
         return math.ceil(self.samples / self.batch_size) * self.batch_size
 
+    def places(self) -> list[tuple[str, str]]:
+        """The folder or config file ``model`` names (not tiny or world), and the files of a
+        ``local-dir:`` folder, for an experiment run with --untrusted (curate_train.untrusted)."""
+        from curate_clip.api import local_dir_files
+
+        if self.model in ("tiny", "world"):
+            return []
+        return [("model", place) for place in local_dir_files(self.model) or [self.model]]
+
 
 class SpecExperiment(Params):
     name: str
@@ -118,9 +128,13 @@ class Loaded:
     ``base_node``) so that problems name their lines."""
 
     def __init__(self, experiment: SpecExperiment, path: Path, base: dict[str, Any], base_path: Path,
-                 node: yaml.Node | None = None, base_node: yaml.Node | None = None):
+                 node: yaml.Node | None = None, base_node: yaml.Node | None = None, untrusted: bool = False,
+                 allow_remote: tuple[str, ...] = ()):
         self.experiment, self.path, self.base, self.base_path = experiment, path, base, base_path
         self.node, self.base_node = node, base_node
+        # --untrusted: every variant's plan is untrusted (curate.untrusted), with the storage URL
+        # prefixes of --allow-remote; the experiment's own places are checked by validate()
+        self.untrusted, self.allow_remote = untrusted, allow_remote
 
     def line(self, *loc: str | int) -> int | None:
         """The line of ``loc`` in the experiment file."""
@@ -156,8 +170,9 @@ def is_spec_experiment(path: Path) -> bool:
     return isinstance(data, dict) and "spec" in data
 
 
-def load(path: Path) -> Loaded:
-    """Parse the experiment file and its base spec; problems are one SpecError, never a traceback."""
+def load(path: Path, untrusted: bool = False, allow_remote: tuple[str, ...] = ()) -> Loaded:
+    """Parse the experiment file and its base spec; problems are one SpecError, never a traceback.
+    ``untrusted`` (--untrusted): a base spec outside the experiment file's folder is refused unread."""
     from curate.spec import format_path, line_of, parse_yaml, problems_from_validation, read_spec_file
 
     source = str(path)
@@ -183,6 +198,11 @@ def load(path: Path) -> Loaded:
     if isinstance(experiment.spec, dict):
         base, base_path = copy.deepcopy(experiment.spec), path
     else:
+        from curate_train.untrusted import base_spec_problem
+
+        refused = base_spec_problem(experiment.spec, path.parent, line_of(node, ("spec",))) if untrusted else None
+        if refused is not None:
+            raise SpecError([refused], source)
         base_path = (path.parent / experiment.spec).resolve()
         if not base_path.is_file():
             raise SpecError([Problem("spec", f"the base spec {base_path} does not exist",
@@ -192,7 +212,7 @@ def load(path: Path) -> Loaded:
         if not isinstance(base, dict):
             raise SpecError([Problem("spec", f"{base_path} is not a curation spec (a mapping)",
                                      line=line_of(node, ("spec",)))], source)
-    return Loaded(experiment, path, base, base_path, node, base_node)
+    return Loaded(experiment, path, base, base_path, node, base_node, untrusted, tuple(allow_remote))
 
 
 def _named(loc: tuple, data: dict[str, Any]) -> tuple:
@@ -340,12 +360,17 @@ def plan_variant(loaded: Loaded, data: dict[str, Any], seed: int, run_dir: Path,
     from curate.spec import load_spec_data
 
     data = with_seed(data, seed)
-    data = {**data, "run": {**(data.get("run") or {}), "seed": seed, "cache_dir": str(store.resolve())}}
+    cache_dir = str(store.resolve())
+    if loaded.untrusted:  # as an untrusted spec may name its store: relative, inside the working directory
+        cache_dir = os.path.relpath(store.resolve(), os.path.realpath(os.getcwd()))
+    data = {**data, "run": {**(data.get("run") or {}), "seed": seed, "cache_dir": cache_dir}}
     data["run"].pop("dir", None)
     # Without a YAML node: a variant's spec is written nowhere, so its problems have no lines of
     # their own; validate() shows each where it was written (variant_problem).
     loaded_spec = load_spec_data(data, loaded.base_path)
-    return make_plan(loaded_spec, pm, run_dir)  # raises every problem, loading's included
+    if loaded.untrusted:
+        loaded_spec.spec.run.untrusted = True
+    return make_plan(loaded_spec, pm, run_dir, loaded.allow_remote)  # raises every problem, loading's included
 
 
 def variant_problem(loaded: Loaded, index: int, steps: list[Any], origins: list[Origin], problem: Problem,
@@ -399,8 +424,24 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
     experiment = loaded.experiment
     specs, order, problems, origins = variant_specs(loaded)
     trained_model = experiment.train.model
+    planned = order
+    refused: dict[int, Problem] = {}  # eval sets not looked at: they may name any file of this machine
+    model_refused: list[Problem] = []
+    if loaded.untrusted:
+        from curate_train.untrusted import eval_problems, model_problems, store_problem
+
+        if (outside := store_problem(run_dir)) is not None:
+            problems.append(Problem("--run-dir", outside, "choose a run directory inside the working directory "
+                                    "with --run-dir, or run the experiment without --untrusted if you trust it"))
+            planned = []  # each variant's plan would be refused for its store (run.cache_dir) alone
+        refused = eval_problems(loaded, loaded.allow_remote)
+        model_refused = model_problems(loaded, loaded.allow_remote)
+        problems += list(refused.values()) + model_refused
     try:
-        resolve_model(trained_model)
+        if model_refused:
+            trained_model = "tiny"  # not read: the variants' plans are checked with a stand-in (below)
+        else:
+            resolve_model(trained_model)
     except CurateError as exc:
         problems.append(Problem("train.model", exc.message, exc.hint, loaded.line("train", "model")))
         trained_model = "tiny"  # the variants' plans are still checked, with a stand-in for its models
@@ -410,6 +451,8 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
         problems.append(Problem("train.precision", f"'{experiment.train.precision}' is not one open_clip_train "
                                 "accepts", f"choose one of {', '.join(PRECISIONS)}", loaded.line("train", "precision")))
     for index, fields in enumerate(experiment.eval):
+        if index in refused:
+            continue  # not looked at: it may name any file of this machine
         try:
             evalset = make_eval_set(fields, f"eval[{index}]", base=loaded.path.parent)
             if not Path(evalset.path).exists():
@@ -425,7 +468,7 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="curate-experiment-") as scratch, weights_to_come(Path(scratch) / "model"):
         placeholder = _placeholder_model(trained_model, Path(scratch))
-        for name in order:
+        for name in planned:
             index = [v.name for v in experiment.variants].index(name)
             refs = references(specs[name])
             data = substitute(specs[name], {ref: placeholder for ref in refs}, {ref: 1 for ref in refs})
