@@ -31,6 +31,7 @@ own pixel cap still stands before its decoder. Standard library only, plus Pillo
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 
 # img2dataset's alpha blend: three 3-channel float64 arrays (the product, the sum, then clip's
@@ -39,6 +40,8 @@ BLEND_BYTES_PER_PIXEL = 3 * 3 * 8
 # Start-of-frame markers: every SOFn, not DHT (C4), JPG (C8) or DAC (CC).
 JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 JPEG_SCAN = 0xDA
+# Held while Pillow's pixel limit is lifted (read_header), so that two readers never put back each other's None.
+_PILLOW_LIMIT = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,18 @@ def read_header(data: bytes) -> ImageHeader | None:
         from PIL import Image
     except ImportError:
         return None
-    Image.MAX_IMAGE_PIXELS = None  # the caller's limits decide; Pillow's own would raise without the size
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return _from_pillow(image, data)
-    except Exception:  # noqa: BLE001  not an image Pillow knows: the decoder decides
-        return None
+    # The caller's limits decide: Pillow's own would raise without the size. Its limit is a
+    # module global, read by every decode in the process: lifted for this open alone and put back
+    # (it was left lifted, so that every later Image.open in the process went unchecked).
+    with _PILLOW_LIMIT:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return _from_pillow(image, data)
+        except Exception:  # noqa: BLE001  not an image Pillow knows: the decoder decides
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
 
 
 def _jpeg(data: bytes) -> ImageHeader | None:

@@ -269,3 +269,24 @@ def test_deep_pngs_to_many_threads(tmp_path: Any) -> None:
     assert large["error_message"][0] == (
         f"{DECODE_TOO_LARGE} (33,554,432 bytes): the image declares 1000x1000 pixels of 4 x 16-bit samples, "
         "with alpha, which img2dataset blends in float64, about 80,000,000 bytes to decode")
+
+
+def test_reading_a_header_leaves_pillows_pixel_limit_as_it_was(monkeypatch: Any) -> None:
+    """read_header lifts Pillow's decompression-bomb limit to read a huge image's size; it left it
+    lifted (a module global), so every later ``Image.open`` in the process went unchecked: a
+    20,000 × 20,000 PNG then opened without Pillow's DecompressionBombError (found when another
+    test, run after the download tests in the same process, got the other error)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20_000, 20_000, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(1 << 16))) + chunk(b"IEND", b""))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000_000)
+    header = read_header(bomb)
+    assert header is not None and (header.width, header.height) == (20_000, 20_000)
+    assert Image.MAX_IMAGE_PIXELS == 50_000_000
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(bomb))
