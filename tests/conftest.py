@@ -40,6 +40,24 @@ settings.register_profile("thorough", parent=settings.get_profile("curate"), max
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "curate"))
 
 REPO = Path(__file__).resolve().parents[1]
+RAY_TESTS = "tests/ray/"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist loadfile`` (the README's command) the Ray test files go to one process, one
+    after another, as if they were one file: Ray's modules must not overlap (tests/ray/conftest.py
+    holds a lock for that), and spread over processes they waited on each other's lock, one
+    process idle. Other files are scheduled as loadfile does, a file at a time."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class RayFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return RAY_TESTS if nodeid.startswith(RAY_TESTS) else super()._split_scope(nodeid)
+
+    return RayFilesTogether(config, log)
 
 
 @pytest.fixture(autouse=True)
