@@ -24,8 +24,12 @@ UNTRUSTED = "the spec is untrusted (run.untrusted / --untrusted)"
 PLACES = f"{UNTRUSTED}, so the files and folders it names must lie inside the working directory"
 PLACE_FIX = ("copy what it names into the working directory and give its relative path, or run the spec without "
              "--untrusted if you trust it")
-REMOTE = (f"storage URLs are read and written with your credentials, and {UNTRUSTED}: it could copy your data "
-          "into its outputs, or the run's to a bucket of its own")
+
+
+def _remote(untrusted: str) -> str:
+    return (f"storage URLs are read and written with your credentials, and {untrusted}: it could copy your data "
+            "into its outputs, or the run's to a bucket of its own")
+
 
 Problem = tuple[tuple, str, str]  # (location in the spec, message, hint)
 
@@ -45,13 +49,15 @@ def remote_allowed(url: str, allowed: Iterable[str]) -> bool:
     return any(url == prefix or url.startswith(prefix + "/") for prefix in map(_normal, allowed))
 
 
-def remote_problem(url: str, allowed: Iterable[str]) -> tuple[str, str] | None:
-    """(message, hint) when an untrusted spec may not use the storage URL ``url``; None when it may."""
+def remote_problem(url: str, allowed: Iterable[str], what: str = "spec",
+                   untrusted: str = UNTRUSTED) -> tuple[str, str] | None:
+    """(message, hint) when an untrusted spec (or another ``what``, said to be untrusted as
+    ``untrusted`` says) may not use the storage URL ``url``; None when it may."""
     if remote_allowed(url, allowed):
         return None
-    return (f"'{url}' is in object storage; {REMOTE}",
-            f"if you mean this spec to use it, allow it: --allow-remote {shlex.quote(url)} (or a prefix of it); "
-            "or run the spec without --untrusted if you trust it")
+    return (f"'{url}' is in object storage; {_remote(untrusted)}",
+            f"if you mean this {what} to use it, allow it: --allow-remote {shlex.quote(url)} (or a prefix of it); "
+            f"or run the {what} without --untrusted if you trust it")
 
 
 def place_problem(raw: str, allowed: Iterable[str], base: str | Path | None = None,

@@ -46,9 +46,8 @@ def place_problem(field: str, raw: str, base: Path, allowed: tuple[str, ...], li
     from curate.untrusted import remote_problem
 
     if is_url(raw):
-        problem = remote_problem(raw, allowed)
-        return None if problem is None else Problem(field, problem[0].replace("the spec is", "the experiment is"),
-                                                    problem[1].replace("the spec", "the experiment"), line=line)
+        problem = remote_problem(raw, allowed, what="experiment", untrusted=EXPERIMENT)
+        return None if problem is None else Problem(field, *problem, line=line)
     from curate.runfiles import where_outside
 
     where = where_outside(raw, base)
