@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from curate_world import tables, vocab
 from curate_world.alttext import NOISE_TYPES, AltText, noise_probabilities, write_alt_text
+from curate_world.cut import wrong_part_cut
 from curate_world.describe import describe
 from curate_world.duplicates import Variant, plan_groups, sample_variant
 from curate_world.errors import WorldError
 from curate_world.faults import FAULTS, fault_probabilities
-from curate_world.params import WORLD_VERSION, WorldParams
+from curate_world.params import UNSTYLED_WORLD_VERSION, WORLD_VERSION, WorldParams
 from curate_world.partition import sample_in_set
 from curate_world.realign import realigned_caption
 from curate_world.scene import Scene, sample_scene
@@ -147,16 +148,24 @@ def load_world(world_dir: str | Path) -> World:
     except (ValueError, OSError) as exc:
         raise WorldError(f"{path} is not a readable world manifest ({exc})",
                          "regenerate the world: curate world generate DIR --overwrite") from None
-    if manifest.get("version") != WORLD_VERSION:
+    version = manifest.get("version")
+    if version not in (UNSTYLED_WORLD_VERSION, WORLD_VERSION):
         raise WorldError(
-            f"{path} is world version {manifest.get('version')}, this curate_world writes version {WORLD_VERSION}",
+            f"{path} is world version {version}, this curate_world writes version {WORLD_VERSION}",
             "regenerate it with --overwrite",
         )
     try:
-        return World(Path(world_dir), WorldParams(**manifest["params"]), manifest["counts"])
+        world = World(Path(world_dir), WorldParams(**manifest["params"]), manifest["counts"])
     except (KeyError, TypeError, ValueError) as exc:
         raise WorldError(f"{path} is not a readable world manifest ({type(exc).__name__}: {str(exc)[:200]})",
                          "regenerate the world: curate world generate DIR --overwrite") from None
+    if version != world.params.version:
+        raise WorldError(
+            f"{path} is world version {version}, this curate_world writes version {world.params.version} "
+            f"for its parameters",
+            "regenerate it with --overwrite",
+        )
+    return world
 
 
 def world_scene(seed: int, index: int, *, entity_rate: float = 0.3, concept_skew: float | None = None,
@@ -273,7 +282,7 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     tables.write_table(realigned, tables.REALIGNED_SCHEMA, out / tables.REALIGNED_FILE)
     counts = _counts(rows, eval_rows, realigned)
     manifest = {
-        "version": WORLD_VERSION,
+        "version": params.version,
         "params": params.model_dump(mode="json"),
         "counts": counts,
         "files": {
@@ -299,7 +308,8 @@ def _web_style(
     params: WorldParams,
 ) -> tuple[AltText, dict[str, Any]]:
     """The row's alt-text in its web styles, and the ground-truth columns that record them. The
-    entity counts as mentioned only if its name survives the styling (truncation can cut it)."""
+    entity counts as mentioned only if its name survives the styling (truncation can cut it), and
+    a wrong-attribute alt-text cut before its wrong part is partial (``curate_world.cut``)."""
     rng = _rng(params.seed, WEB_STYLES, world_id)
     styled = style_alt_text(alt.text, rng, params.web_style_rate, style_weights(params.web_style_weights))
     entity = scenes[scene_id].entity
@@ -309,9 +319,11 @@ def _web_style(
         and entity.lower() in normalize_web_text(styled.text).lower()
     )
     own = replace(alt, text=styled.text, mentions_entity=mentions)
+    if alt.noise_type == "wrong_attribute" and wrong_part_cut(alt.text, styled, scenes[scene_id]):
+        own = replace(own, noise_type="partial", detail=f"truncated before its wrong part ({alt.detail})")
     alt_texts = None
     if "multi_alt" in styled.styles:
-        entries = [own, *_disagreeing(alt.noise_type, scene_id, scenes, descriptions, noise, params, rng)]
+        entries = [own, *_disagreeing(own.noise_type, scene_id, scenes, descriptions, noise, params, rng)]
         styled.detail["multi_alt"] = [entry.noise_type for entry in entries]
         alt_texts = json.dumps(
             [

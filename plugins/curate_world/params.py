@@ -9,7 +9,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 # Bump when the same parameters would produce different files, so cached worlds are regenerated.
-WORLD_VERSION = 2  # 2: a wrong count never lands on a lookalike of a logo (alttext.write_wrong_attribute)
+# 2: a wrong count never lands on a lookalike of a logo (alttext.write_wrong_attribute).
+# 3: web-styled worlds only: a wrong-attribute alt-text truncated before its wrong part is partial
+#    (curate_world.cut). Worlds without web styling did not change: they stay version 2, so their
+#    ids, ports and cached steps are what they were (WorldParams.version).
+WORLD_VERSION = 3
+UNSTYLED_WORLD_VERSION = 2
 
 
 class WorldParams(BaseModel):
@@ -112,7 +117,12 @@ class WorldParams(BaseModel):
     def eval_rows(self) -> int:
         return self.eval_n if self.eval_n is not None else min(1000, max(50, self.n // 5))
 
+    @property
+    def version(self) -> int:
+        """The version of the generator's output for these parameters (``WORLD_VERSION`` history)."""
+        return WORLD_VERSION if self.web_styled else UNSTYLED_WORLD_VERSION
+
     def digest(self) -> str:
         """Short stable id of the world these parameters produce (cache directory names)."""
-        payload = json.dumps({"version": WORLD_VERSION, **self.model_dump(mode="json")}, sort_keys=True)
+        payload = json.dumps({"version": self.version, **self.model_dump(mode="json")}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -187,7 +187,7 @@ class WorldSource(Source):
     def fingerprint(self) -> str:
         payload = {
             "format": self.format,
-            "version": self.version,
+            "version": str(self.world_params.version),
             "world": self.world_params.model_dump(mode="json"),
             "base_url": self.base_url if self.params.port != 0 else f"random:{self._nonce}",
             "slow_seconds": self.params.slow_seconds,  # changes what a download of a 'slow' URL returns

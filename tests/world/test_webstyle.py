@@ -154,8 +154,15 @@ def test_a_styled_world_keeps_what_its_alt_texts_say(tmp_path: Path) -> None:
     a, b = read(plain), read(styled)
     assert "styles" not in a.columns
     assert b["alt_text_plain"].to_list() == a["alt_text"].to_list()  # styling never changes the content
-    for column in ("noise_type", "noise_detail", "description", "fault", "objects"):
+    for column in ("description", "fault", "objects"):
         assert b[column].to_list() == a[column].to_list()
+    for before, after in zip(a.iter_rows(named=True), b.iter_rows(named=True)):  # curate_world.cut
+        if after["noise_detail"] != before["noise_detail"]:
+            assert (before["noise_type"], after["noise_type"]) == ("wrong_attribute", "partial")
+            assert after["noise_detail"] == f"truncated before its wrong part ({before['noise_detail']})"
+            assert "truncation" in after["styles"]
+        else:
+            assert after["noise_type"] == before["noise_type"]
     assert (plain.dir / "images/000007.jpg").read_bytes() == (styled.dir / "images/000007.jpg").read_bytes()
     rows = b.to_dicts()
     assert any(r["alt_text"] != r["alt_text_plain"] for r in rows)
