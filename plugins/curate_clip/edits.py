@@ -131,6 +131,20 @@ class EditVocabulary(BaseModel):
     numbers: dict[str, int] = Field({}, max_length=MAX_WORDS,
                                     description="other ways to write a count before a noun (another language's "
                                                 "'dos', 'zwei'): read as the English count")
+    unedited_before: list[str] = Field([], max_length=MAX_WORDS,
+                                       description="a class word right before one of these is not edited ('white' "
+                                                   "in 'a white background'): for claims the model cannot check")
+    unedited_after: list[str] = Field([], max_length=MAX_WORDS,
+                                      description="a class word right after one of these is not edited ('blanco' "
+                                                  "in 'fondo blanco')")
+
+    @field_validator("unedited_before", "unedited_after")
+    @classmethod
+    def _context_words(cls, words: list[str]) -> list[str]:
+        for word in words:
+            if not _WORD.match(word) or word != word.lower():
+                raise ValueError(f"'{word}' is not a lower-case word or phrase of letters")
+        return words
 
     @field_validator("numbers")
     @classmethod
@@ -191,6 +205,16 @@ class EditVocabulary(BaseModel):
         return {typo: next(iter(forms)) for typo, forms in found.items() if len(forms) == 1}
 
     @cached_property
+    def _unedited_before_pattern(self) -> re.Pattern[str] | None:
+        """A gap and then a word of ``unedited_before``: a class word ending where it starts is kept."""
+        return _context(self.unedited_before, rf"(?<![\s_-]){_GAP}({{}}){_END}")  # a gap tried once: linear
+
+    @cached_property
+    def _unedited_after_pattern(self) -> re.Pattern[str] | None:
+        """A word of ``unedited_after`` and then a gap: a class word starting where it ends is kept."""
+        return _context(self.unedited_after, rf"{_START}({{}}){_GAP}")
+
+    @cached_property
     def _count_pattern(self) -> re.Pattern[str] | None:
         return self._counted(COUNT_OF)
 
@@ -212,6 +236,14 @@ class EditVocabulary(BaseModel):
 # the file names web pages use for alt-text ("two_red_circles.jpg", "red-circle-logo.png").
 _START, _END = r"(?<![^\W_])", r"(?![^\W_])"
 _GAP = r"[\s_-]+"
+
+
+def _context(words: list[str], template: str) -> re.Pattern[str] | None:
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(w).replace(r"\ ", _GAP).replace(r"\-", _GAP)
+                            for w in sorted(words, key=len, reverse=True))
+    return re.compile(template.format(alternatives), re.IGNORECASE)
 
 
 def _alternation(forms: Any) -> re.Pattern[str]:
@@ -236,8 +268,13 @@ def minimal_edits(text: str, vocabulary: EditVocabulary, limit: int | None = Non
             edits[new] = Edit(new, kind)
 
     changes: list[tuple[int, int, Iterator[tuple[str, str]]]] = []
+    kept_ends = ({m.start() for m in vocabulary._unedited_before_pattern.finditer(text)}
+                 if vocabulary._unedited_before_pattern is not None else set())
+    kept_starts = ({m.end() for m in vocabulary._unedited_after_pattern.finditer(text)}
+                   if vocabulary._unedited_after_pattern is not None else set())
     for match in vocabulary._pattern.finditer(text):
-        changes.append((match.start(), match.end(), _word_options(match.group(1), vocabulary)))
+        if match.end() not in kept_ends and match.start() not in kept_starts:
+            changes.append((match.start(), match.end(), _word_options(match.group(1), vocabulary)))
     if vocabulary._count_pattern is not None:
         for match in vocabulary._count_pattern.finditer(text):
             changes.append((match.start(), match.end(), iter(_count_options(match, vocabulary))))

@@ -184,6 +184,8 @@ def test_english_plurals():
      "typos: true reads typos of at most 20000 one-word forms of 4-32 letters; this vocabulary has 20002"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"two": 2}}, "'two' is an English count already"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"dos": 11}}, "number 'dos' is 11; counts are 1..10"),
+    ({"classes": {"c": {"words": ["red", "blue"]}}, "unedited_before": ["Background"]}, "'Background' is not a lower"),
+    ({"classes": {"c": {"words": ["red", "blue"]}}, "unedited_after": ["(.*)*"]}, "'(.*)*' is not a lower-case"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"Dos": 2}}, "number 'Dos' is not a lower-case"),
     ({"classes": {"c": {"words": ["red", "blue"]}}, "numbers": {"red": 2}}, "number 'red' is also a word of class 'c'"),
     ({"classes": {"c": {"words": ["circle", "star"], "nouns": True, "plurals": {"circle": " "}}}}, "plural ' '"),
@@ -230,6 +232,58 @@ def test_the_world_vocabulary_holds_every_word_the_world_writes():
     assert vocabulary.classes["color"].synonyms["rojas"] == "red" and vocabulary.classes["color"].synonyms["grauem"] == "gray"
     assert vocabulary.classes["shape"].synonyms["kreuz"] == "cross" and vocabulary.classes["shape"].plural("kreuz") == "kreuze"
     assert vocabulary.numbers["zwei"] == 2 and vocabulary.numbers["una"] == 1
+
+
+KEPT = SMALL.model_copy(update={"unedited_before": ["background"], "unedited_after": ["fondo"]})
+
+
+def test_a_word_next_to_an_unedited_context_is_left_as_it_is():
+    assert [e.text for e in minimal_edits("a red star on a blue background", KEPT)] == [
+        "two red stars on a blue background", "three red stars on a blue background",
+        "a green star on a blue background", "a blue star on a blue background",
+        "a red circle on a blue background", "a red cross on a blue background"]
+    assert minimal_edits("Blue  BACKGROUND", KEPT) == [] and minimal_edits("blue_background.jpg", KEPT) == []
+    assert [e.text for e in minimal_edits("fondo azul, blue star", KEPT)][:1] == ["fondo azul, red star"]
+    assert minimal_edits("fondo red", KEPT) == [] and minimal_edits("fondo - red", KEPT) == []
+    # only right next to it: "blue backgrounds", "a blue and red background", "red, the background"
+    assert len(minimal_edits("blue backgrounds", KEPT)) == 2
+    assert [e.text for e in minimal_edits("a blue and red background", KEPT)] == [
+        "a red and red background", "a green and red background"]
+    assert len(minimal_edits("red, the background", KEPT)) == 2
+
+
+@given(texts)
+@settings(max_examples=200)
+def test_unedited_contexts_only_take_edits_away(text):
+    kept = {e.text for e in minimal_edits(text, KEPT)}
+    assert kept <= {e.text for e in minimal_edits(text, SMALL)}
+    for edit in minimal_edits(text, SMALL):
+        if edit.text not in kept:  # the word it changed stood right before "background"
+            at = next(i for i, (a, b) in enumerate(zip(text, edit.text)) if a != b)
+            assert re.match(r"[^\W\d_]*[\s_-]+background(?![^\W_])", text[at:], re.IGNORECASE), (text, edit.text)
+
+
+def test_a_run_of_gaps_is_read_in_linear_time():
+    import time
+
+    text = "red" + " " * 4000 + "x"
+    start = time.perf_counter()
+    for _ in range(100):
+        minimal_edits(text, KEPT)
+    assert time.perf_counter() - start < 5  # linear: ~0.04 s here; quadratic (a gap tried at each space): ~19 s
+
+
+def test_the_world_leaves_a_background_colour_unedited():
+    from curate_world.translate import translate
+    from curate_world.vocab import edit_vocabulary
+
+    world = EditVocabulary.model_validate(edit_vocabulary())
+    english = "a red circle on a plain white background"
+    for text in (english, translate(english, "es"), translate(english, "de")):
+        read = reading(text, world)
+        changed = {next(w for w, v in zip(read.split(), e.text.split()) if w != v).lower()
+                   for e in minimal_edits(read, world)}
+        assert "white" not in changed and "red" in changed, (text, changed)
 
 
 def test_world_without_clip_registers_cleanly():
