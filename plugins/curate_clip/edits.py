@@ -30,6 +30,7 @@ a word it reads well ("ein blue Stern") in the place of one it does not.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,6 +132,9 @@ class EditVocabulary(BaseModel):
     numbers: dict[str, int] = Field({}, max_length=MAX_WORDS,
                                     description="other ways to write a count before a noun (another language's "
                                                 "'dos', 'zwei'): read as the English count")
+    fragments: bool = Field(False, description="read a text's last word cut short (2+ letters, the start of exactly "
+                                               "one word of the vocabulary, as a length limit cuts alt-text) as "
+                                               "that word: 'a blue squ…' -> 'a blue square…'")
     unedited_before: list[str] = Field([], max_length=MAX_WORDS,
                                        description="a class word right before one of these is not edited ('white' "
                                                    "in 'a white background'): for claims the model cannot check")
@@ -203,6 +207,12 @@ class EditVocabulary(BaseModel):
                 if len(typo) >= TYPO_MIN and typo not in self._forms:
                     found.setdefault(typo, set()).add(form)
         return {typo: next(iter(forms)) for typo, forms in found.items() if len(forms) == 1}
+
+    @cached_property
+    def _completions(self) -> list[str]:
+        """Every one-word form and context word, sorted, for :func:`_complete`'s prefix search."""
+        words = {*self._forms, *self.unedited_before, *self.unedited_after}
+        return sorted(w for w in words if _WORD_OF_LETTERS.fullmatch(w))
 
     @cached_property
     def _unedited_before_pattern(self) -> re.Pattern[str] | None:
@@ -292,6 +302,8 @@ def reading(text: str, vocabulary: EditVocabulary) -> str:
     the world's Spanish forms -> "two circles red"; "a violet disc" -> "a purple circle"); with
     ``typos``, first each word one typo from a form as that form ("a bleu cirlce" -> "a blue
     circle"). A text with none of these comes back as it is."""
+    if vocabulary.fragments:
+        text = _complete(text, vocabulary)
     if vocabulary.typos:
         def corrected(match: re.Match[str]) -> str:
             form = vocabulary._typos.get(match.group(1).lower())
@@ -319,6 +331,31 @@ TYPO_MAX = 32
 MAX_TYPO_FORMS = 20_000  # ~100 typos a form: a stranger's vocabulary builds at most ~2M of them
 _WORD_OF_LETTERS = re.compile(r"[^\W\d_]+")
 _LETTER_WORD = re.compile(rf"{_START}([^\W\d_]+){_END}")
+
+
+# The end of a text cut short: its last word, then nothing or an ellipsis. Short words that
+# start a vocabulary word but are words themselves are never read as cut ("or" is not "orange").
+_LAST_WORD = re.compile(rf"{_START}([^\W\d_]{{2,32}})(\s*(?:…|\.\.\.)?\s*)$")
+_WHOLE_WORDS = frozenset({*COUNT_OF, "as", "at", "be", "by", "he", "in", "is", "it", "no", "of", "on", "or", "so",
+                          "to", "up", "we"})
+
+
+def _complete(text: str, vocabulary: EditVocabulary) -> str:
+    """``text`` with its last word read whole where a cut took its end: where the words it starts
+    are one word and its endings ("squ" -> "square", the shortest of "square", "squares")."""
+    tail = text[-64:]  # a cut word is at most 32 letters and an ellipsis
+    match = _LAST_WORD.search(tail)
+    if match is None:
+        return text
+    cut = match.group(1).lower()
+    if cut in _WHOLE_WORDS or cut in vocabulary._completions:
+        return text
+    completions = vocabulary._completions
+    found = completions[bisect.bisect_left(completions, cut):bisect.bisect_right(completions, cut + "\U0010ffff")]
+    if not found or not all(word.startswith(found[0]) for word in found):  # sorted: the shortest is first
+        return text
+    start = len(text) - len(tail) + match.start(1)
+    return text[:start] + like(found[0], match.group(1)) + match.group(2)
 
 
 def _typo_source(form: str) -> bool:

@@ -234,7 +234,8 @@ def test_the_world_vocabulary_holds_every_word_the_world_writes():
     assert vocabulary.numbers["zwei"] == 2 and vocabulary.numbers["una"] == 1
 
 
-KEPT = SMALL.model_copy(update={"unedited_before": ["background"], "unedited_after": ["fondo"]})
+KEPT = EditVocabulary.model_validate({**SMALL.model_dump(), "unedited_before": ["background"],
+                                      "unedited_after": ["fondo"]})
 
 
 def test_a_word_next_to_an_unedited_context_is_left_as_it_is():
@@ -284,6 +285,44 @@ def test_the_world_leaves_a_background_colour_unedited():
         changed = {next(w for w, v in zip(read.split(), e.text.split()) if w != v).lower()
                    for e in minimal_edits(read, world)}
         assert "white" not in changed and "red" in changed, (text, changed)
+
+
+CUT = EditVocabulary.model_validate({**SMALL.model_dump(), "fragments": True, "unedited_before": ["background"]})
+
+
+@pytest.mark.parametrize("text, read", [
+    ("a blue cir", "a blue circle"),
+    ("TWO BLUE CIR…", "TWO BLUE CIRCLE…"),
+    ("a red circle on a blue back...", "a red circle on a blue background..."),
+    ("two_blue_cro", "two_blue_cross"),
+    ("a red circle and a gr", "a red circle and a green"),
+    ("a red star and a crim", "a red star and a red"),  # a synonym's start: read as the synonym's word
+    ("a blue squ", "a blue squ"),  # starts no word of the vocabulary
+    ("a red star and a cr", "a red star and a cr"),  # crimson or cross
+    ("a red circle and a c", "a red circle and a c"),  # one letter: too little to read
+    ("a red circle or", "a red circle or"),  # a whole word, though it may start one
+    ("a red circle and a blue ci now", "a red circle and a blue ci now"),  # only the last word is cut
+])
+def test_a_last_word_cut_short_is_read_as_the_one_word_it_starts(text, read):
+    assert reading(text, CUT) == read
+    assert reading(text, SMALL) == text  # off unless the vocabulary asks
+
+
+def test_a_cut_that_starts_two_words_is_left_as_it_is():
+    two = EditVocabulary.model_validate({"classes": {"color": {"words": ["green", "grey", "red"]}}, "fragments": True})
+    assert reading("a gr", two) == "a gr" and reading("a gre", two) == "a gre" and reading("a gree", two) == "a green"
+
+
+@given(texts, st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=0, max_size=6), st.sampled_from(["", "…", "..."]))
+@settings(max_examples=300)
+def test_completing_a_cut_only_ever_lengthens_the_last_word(text, cut, ellipsis):
+    source = f"{text} {cut}{ellipsis}" if text else f"{cut}{ellipsis}"
+    completed = reading(source, CUT)
+    plain = reading(source, SMALL)
+    head, _, last = plain.rstrip(".…").rpartition(" ")
+    assert completed.startswith(head)
+    assert completed.lower().removesuffix(ellipsis.lower()).rpartition(" ")[2].startswith(last.lower()) or \
+        completed == plain
 
 
 def test_world_without_clip_registers_cleanly():
