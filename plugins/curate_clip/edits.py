@@ -355,7 +355,11 @@ def _complete(text: str, vocabulary: EditVocabulary) -> str:
     if not found or not all(word.startswith(found[0]) for word in found):  # sorted: the shortest is first
         return text
     start = len(text) - len(tail) + match.start(1)
-    return text[:start] + like(found[0], match.group(1)) + match.group(2)
+    word = found[0]
+    plurals = [w for w in found if w in vocabulary._forms and vocabulary._forms[w][2]]
+    if plurals and any(COUNT_OF.get(w, vocabulary.numbers.get(w, 0)) > 1 for w in re.split(_GAP, text[:start].lower())[-4:]):
+        word = plurals[0]  # "two red circ" -> "two red circles"
+    return text[:start] + like(word, match.group(1)) + match.group(2)
 
 
 def _typo_source(form: str) -> bool:

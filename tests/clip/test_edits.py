@@ -292,9 +292,11 @@ CUT = EditVocabulary.model_validate({**SMALL.model_dump(), "fragments": True, "u
 
 @pytest.mark.parametrize("text, read", [
     ("a blue cir", "a blue circle"),
-    ("TWO BLUE CIR…", "TWO BLUE CIRCLE…"),
+    ("TWO BLUE CIR…", "TWO BLUE CIRCLES…"),
+    ("A BLUE CIR…", "A BLUE CIRCLE…"),
     ("a red circle on a blue back...", "a red circle on a blue background..."),
-    ("two_blue_cro", "two_blue_cross"),
+    ("two_blue_cro", "two_blue_crosses"),  # the noun's number follows the count
+    ("a red star and three blue circ…", "a red star and three blue circles…"),
     ("a red circle and a gr", "a red circle and a green"),
     ("a red star and a crim", "a red star and a red"),  # a synonym's start: read as the synonym's word
     ("a blue squ", "a blue squ"),  # starts no word of the vocabulary
