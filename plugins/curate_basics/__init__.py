@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 @hookimpl
 def curate_register_steps():
+    from curate_basics.boilerplate import StripBoilerplate
     from curate_basics.dedup import ExactDedup
     from curate_basics.filter import Filter
     from curate_basics.normalize import NormalizeText
@@ -19,7 +20,7 @@ def curate_register_steps():
     from curate_basics.select import Rename, Select
     from curate_basics.sql import Sql
 
-    return [Sql, Filter, Sample, Select, Rename, NormalizeText, ExactDedup]
+    return [Sql, Filter, Sample, Select, Rename, NormalizeText, StripBoilerplate, ExactDedup]
 
 
 @hookimpl
