@@ -348,11 +348,11 @@ def _complete(text: str, vocabulary: EditVocabulary) -> str:
     if match is None:
         return text
     cut = match.group(1).lower()
-    if cut in _WHOLE_WORDS or cut in vocabulary._completions:
-        return text
     completions = vocabulary._completions
     found = completions[bisect.bisect_left(completions, cut):bisect.bisect_right(completions, cut + "\U0010ffff")]
-    if not found or not all(word.startswith(found[0]) for word in found):  # sorted: the shortest is first
+    if cut in _WHOLE_WORDS or not found or found[0] == cut:  # sorted: a whole word comes first
+        return text
+    if not all(word.startswith(found[0]) for word in found):  # one word and its endings, the shortest first
         return text
     start = len(text) - len(tail) + match.start(1)
     word = found[0]
