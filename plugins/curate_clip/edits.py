@@ -132,6 +132,10 @@ class EditVocabulary(BaseModel):
     numbers: dict[str, int] = Field({}, max_length=MAX_WORDS,
                                     description="other ways to write a count before a noun (another language's "
                                                 "'dos', 'zwei'): read as the English count")
+    glossary: dict[str, str] = Field({}, max_length=MAX_WORDS,
+                                     description="other words read as these (another language's 'und': 'and', "
+                                                 "'klein': 'small'), so the model reads the text around the edits; "
+                                                 "never edited")
     fragments: bool = Field(False, description="read a text's last word cut short (2+ letters, the start of exactly "
                                                "one word of the vocabulary, as a length limit cuts alt-text) as "
                                                "that word: 'a blue squ…' -> 'a blue square…'")
@@ -141,6 +145,15 @@ class EditVocabulary(BaseModel):
     unedited_after: list[str] = Field([], max_length=MAX_WORDS,
                                       description="a class word right after one of these is not edited ('blanco' "
                                                   "in 'fondo blanco')")
+
+    @field_validator("glossary")
+    @classmethod
+    def _glossary_words(cls, glossary: dict[str, str]) -> dict[str, str]:
+        for word, meaning in glossary.items():
+            for written in (word, meaning):
+                if not _WORD.match(written) or written != written.lower():
+                    raise ValueError(f"glossary '{word}': '{written}' is not a lower-case word or phrase of letters")
+        return glossary
 
     @field_validator("unedited_before", "unedited_after")
     @classmethod
@@ -177,6 +190,13 @@ class EditVocabulary(BaseModel):
         for number in self.numbers:
             if _squash(number) in written:
                 raise ValueError(f"number '{number}' is also a word of class '{written[_squash(number)]}'")
+        for word, meaning in self.glossary.items():
+            for form in (word, meaning):
+                if _squash(form) in written:
+                    raise ValueError(f"glossary '{word}': '{form}' is a word of class '{written[_squash(form)]}': "
+                                     f"write '{word}' as a synonym there")
+            if word in self.numbers or word in COUNT_OF:
+                raise ValueError(f"glossary word '{word}' is a count: write it in numbers")
         if self.typos and (many := sum(1 for form in self._forms if _typo_source(form))) > MAX_TYPO_FORMS:
             raise ValueError(f"typos: true reads typos of at most {MAX_TYPO_FORMS} one-word forms of "
                              f"{TYPO_MIN}-{TYPO_MAX} letters; this vocabulary has {many}")
@@ -207,6 +227,14 @@ class EditVocabulary(BaseModel):
                 if len(typo) >= TYPO_MIN and typo not in self._forms:
                     found.setdefault(typo, set()).add(form)
         return {typo: next(iter(forms)) for typo, forms in found.items() if len(forms) == 1}
+
+    @cached_property
+    def _glossary_pattern(self) -> re.Pattern[str]:
+        return _alternation(self.glossary)
+
+    @cached_property
+    def _glossary_meaning(self) -> dict[str, str]:
+        return {_squash(word): meaning for word, meaning in self.glossary.items()}
 
     @cached_property
     def _completions(self) -> list[str]:
@@ -301,7 +329,11 @@ def reading(text: str, vocabulary: EditVocabulary) -> str:
     case), each of its ``numbers`` before a noun as the English count ("dos círculos rojos" with
     the world's Spanish forms -> "two circles red"; "a violet disc" -> "a purple circle"); with
     ``typos``, first each word one typo from a form as that form ("a bleu cirlce" -> "a blue
-    circle"). A text with none of these comes back as it is."""
+    circle"). First of all, each word of its ``glossary`` as the word it gives ("ein roter Kreis
+    und ein kleiner Stern" -> "… and … small …"). A text with none of these comes back as it is."""
+    if vocabulary.glossary:
+        text = vocabulary._glossary_pattern.sub(
+            lambda m: like(vocabulary._glossary_meaning[_squash(m.group(1))], m.group(1)), text)
     if vocabulary.fragments:
         text = _complete(text, vocabulary)
     if vocabulary.typos:

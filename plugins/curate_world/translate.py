@@ -194,6 +194,27 @@ def translate(text: str, language: str) -> str:
     return _WORD.sub(word, text)
 
 
+def glossary() -> dict[str, str]:
+    """The Spanish and German words a translated alt-text writes around its colours, shapes and
+    counts, each -> the English word: "und" -> "and", "kleiner" -> "small", "liso" -> "plain"
+    (for the ``world`` edit vocabulary's ``glossary``). Background words are left out (the
+    vocabulary keeps the colour next to them unedited), and so is Spanish "de" ("de lunares")."""
+    words: dict[str, str] = {"auf": "on", "sobre": "on", "en": "in"}
+    for language in LANGUAGES:
+        for english, word in _WORDS[language].items():
+            if english in ("and", "with", "logo", "photo", "of", "illustration") and word.lower() not in (english, "de"):
+                words[word.lower()] = english
+    for size in SIZES:
+        words.update(dict.fromkeys(_ES_ADJECTIVES[size], size))
+        stem, _ = _DE_ADJECTIVES[size]
+        words.update({stem + ending: size for ending in ("", "e", "er", "es", "en", "em")})
+    for texture, (spanish, german) in _TEXTURES.items():
+        words[german] = texture
+        if " " not in spanish:
+            words[spanish] = texture
+    return dict(sorted(words.items()))
+
+
 def edit_forms() -> dict[str, dict[str, str]]:
     """The Spanish and German forms of the world's colours, shapes and counts, for the ``world``
     edit vocabulary (``curate_world.vocab.edit_vocabulary``): ``colors`` and ``shapes`` map each
@@ -217,6 +238,7 @@ def edit_forms() -> dict[str, dict[str, str]]:
     numbers = {"un": 1, "una": 1, "ein": 1, "eine": 1,
                **{word: n for language in LANGUAGES for n, word in _NUMBERS[language].items()}}
     return {
+        "glossary": glossary(),
         "colors": {form: next(iter(words)) for form, words in sorted(colors.items())
                    if len(words) == 1 and form not in english},
         "shapes": dict(sorted(shapes.items())),

@@ -228,6 +228,7 @@ def edit_vocabulary() -> dict[str, Any]:
         "max_count": 3,
         "numbers": translated["numbers"],
         "typos": True,
+        "glossary": translated["glossary"],  # the words around them, so the CLIP reads the text in English
         "fragments": True,  # the web mix's truncation cuts a text mid-word
         # The background's colour is read, never edited: the world CLIP binds a colour word to the
         # objects, so a true "on a plain white background" lost to its edit "on a plain red

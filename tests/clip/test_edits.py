@@ -327,6 +327,43 @@ def test_completing_a_cut_only_ever_lengthens_the_last_word(text, cut, ellipsis)
         completed == plain
 
 
+GLOSSED = EditVocabulary.model_validate({**SMALL.model_dump(), "glossary": {"und": "and", "kleiner": "small",
+                                                                             "sobre": "on"}})
+
+
+def test_glossary_words_are_read_as_their_english_and_never_edited():
+    assert reading("ein kleiner red Star und ein blue circle", GLOSSED) == "ein small red Star and ein blue circle"
+    assert reading("KLEINER STAR UND", GLOSSED) == "SMALL STAR AND"
+    assert reading("kleinerx und_star", GLOSSED) == "kleinerx and_star"  # whole words only
+    read = reading("ein kleiner red Star und ein blue circle", GLOSSED)
+    for edit in minimal_edits(read, GLOSSED):
+        assert "small" in edit.text and " and " in edit.text
+    assert reading("ein kleiner red Star", SMALL) == "ein kleiner red Star"
+
+
+@pytest.mark.parametrize("glossary, message", [
+    ({"rot": "red"}, "glossary 'rot': 'red' is a word of class 'color': write 'rot' as a synonym there"),
+    ({"crimson": "dark"}, "glossary 'crimson': 'crimson' is a word of class 'color'"),
+    ({"two": "pair"}, "glossary word 'two' is a count: write it in numbers"),
+    ({"Und": "and"}, "glossary 'Und': 'Und' is not a lower-case word"),
+    ({"und": "and1"}, "glossary 'und': 'and1' is not a lower-case word"),
+])
+def test_a_bad_glossary_says_what_is_wrong(glossary, message):
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        EditVocabulary.model_validate({**SMALL.model_dump(), "glossary": glossary})
+
+
+def test_the_world_glossary_reads_its_second_languages_words():
+    from curate_world.translate import translate
+    from curate_world.vocab import edit_vocabulary
+
+    world = EditVocabulary.model_validate(edit_vocabulary())
+    english = "a small red circle and a large blue star on a plain white background"
+    assert reading(translate(english, "de"), world).split()[:8] == [
+        "one", "small", "red", "Circle", "and", "one", "large", "blue"]
+    assert "and" in reading(translate(english, "es"), world).split()
+
+
 def test_world_without_clip_registers_cleanly():
     import curate_world
 
