@@ -153,8 +153,9 @@ def diffusion_command(data_dir: Path, clip_checkpoint: Path, out: Path, steps: i
 
 EXPERIMENT_UNTRUSTED_HELP = (
     "The experiment comes from someone else (an experiment over a spec only): every variant's spec is planned "
-    "as with `curate run --untrusted`; its base spec must lie in the experiment file's folder, its eval sets and "
-    "training model inside the working directory, and it may use no storage URL but those --allow-remote allows.")
+    "as with `curate run --untrusted`; its base spec must lie in the experiment file's folder, its eval sets (and "
+    "every image they list, links followed, a regular file) and training model inside the working directory, and "
+    "it may use no storage URL but those --allow-remote allows.")
 
 
 def _untrusted_options(command):

@@ -21,10 +21,16 @@ right when any of its texts is in its top k; rows with the same image path are o
 ``acc1_<group>`` (and ``acc5_<group>``): the accuracy over the images whose true class is in the
 group, still classified among *all* classes (a head/tail split of one zero-shot task). Rankings sort by similarity,
 ties broken by row order (the first of equal scores ranks first, as ``argmax`` does).
+
+An eval set of an experiment from someone else (``curate experiment validate|run --untrusted``) is
+read with ``untrusted``: every image it lists must be a regular file inside the working directory,
+links resolved (:mod:`curate_train.untrusted`), checked when its rows are read, before any image is
+opened, and each image is then opened at that real path without waiting on a pipe.
 """
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -77,10 +83,13 @@ class EvalSet(Params):
 
 
 class Rows:
-    """An eval set read from disk: image paths, and labels and/or texts per row."""
+    """An eval set read from disk: image paths, and labels and/or texts per row; ``within``, for an
+    untrusted eval set, the real folders its images were checked to lie in (read_rows)."""
 
-    def __init__(self, paths: list[Path], labels: list[str] | None, texts: list[str] | None, where: str):
+    def __init__(self, paths: list[Path], labels: list[str] | None, texts: list[str] | None, where: str,
+                 within: tuple[Path, ...] | None = None):
         self.paths, self.labels, self.texts, self.where = paths, labels, texts, where
+        self.within = within
 
 
 def load_eval_sets(file: Path) -> list[EvalSet]:
@@ -124,31 +133,47 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
     return " ".join(filter(None, [did_you_mean(name, choices), f"columns: {', '.join(choices) or 'none'}"]))
 
 
-def read_rows(evalset: EvalSet) -> Rows:
+def read_rows(evalset: EvalSet, untrusted: bool = False) -> Rows:
+    """The rows of ``evalset``. ``untrusted`` (an experiment from someone else): every image it
+    lists must be a regular file inside the working directory, links resolved, else a UsageError
+    naming the set, the table and row (or the imagefolder's file), the path and why; no image is
+    opened, and a class folder leading out is not listed."""
     path = Path(evalset.path)
     if not path.exists():
         raise UsageError(f"eval set '{evalset.label}': {path} does not exist")
+    from curate.runfiles import real_folders
+
+    within = real_folders([os.getcwd()]) if untrusted else None
     if evalset.format == "imagefolder":
-        return _read_imagefolder(evalset, path)
-    return _read_table(evalset, path)
+        return _read_imagefolder(evalset, path, within)
+    return _read_table(evalset, path, within)
 
 
-def _read_imagefolder(evalset: EvalSet, root: Path) -> Rows:
+def _read_imagefolder(evalset: EvalSet, root: Path, within: tuple[Path, ...] | None = None) -> Rows:
     if not root.is_dir():
         raise UsageError(f"eval set '{evalset.label}': {root} is not a folder",
                          "an imagefolder is a folder of class-named subfolders of images")
     paths, labels = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if within is not None:  # not listed when it leads out: its names would be the classes
+            from curate_train.untrusted import check_class_folder
+
+            check_class_folder(evalset.label, f"imagefolder {root}", folder, within)
         for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             paths.append(image)
             labels.append(folder.name)
     if not paths:
         raise UsageError(f"eval set '{evalset.label}': no images in class subfolders of {root}",
                          f"expected {root}/<class>/<image> with suffixes {', '.join(IMAGE_SUFFIXES)}")
-    return Rows(paths, labels, None, str(root))
+    if within is not None:
+        from curate_train.untrusted import check_images
+
+        listed = [(f"imagefolder {root}", image, image.relative_to(root).as_posix()) for image in paths]
+        check_images(evalset.label, listed, within, "image")
+    return Rows(paths, labels, None, str(root), within)
 
 
-def _read_table(evalset: EvalSet, file: Path) -> Rows:
+def _read_table(evalset: EvalSet, file: Path, within: tuple[Path, ...] | None = None) -> Rows:
     import polars as pl
 
     from curate.runfiles import describe_mode
@@ -187,24 +212,39 @@ def _read_table(evalset: EvalSet, file: Path) -> Rows:
         if nulls.any():
             row = int(nulls.arg_true()[0])
             raise UsageError(f"eval set '{evalset.label}': {file} row {row}: '{column}' is empty")
-    paths = [Path(p) if Path(p).is_absolute() else file.parent / p for p in table[evalset.path_column].cast(pl.Utf8)]
+    written = table[evalset.path_column].cast(pl.Utf8).to_list()
+    paths = [Path(p) if Path(p).is_absolute() else file.parent / p for p in written]
+    if within is not None:
+        from curate_train.untrusted import check_images
+
+        listed = [(f"{file} row {row}", path, raw) for row, (path, raw) in enumerate(zip(paths, written))]
+        check_images(evalset.label, listed, within, "row")
     labels = table[evalset.label_column].cast(pl.Utf8).to_list() if evalset.label_column in wanted else None
     texts = table[evalset.text_column].cast(pl.Utf8).to_list() if evalset.text_column in wanted else None
-    return Rows(paths, labels, texts, str(file))
+    return Rows(paths, labels, texts, str(file), within)
 
 
 def load_images(rows: Rows, preprocess: Callable[[Any], Any], indices: list[int]):
-    """Preprocessed images of ``indices``; a missing or unreadable image is an error naming its row."""
+    """Preprocessed images of ``indices``; a missing or unreadable image is an error naming its row.
+    Rows read untrusted (``rows.within``): each image is checked again and opened at its real path
+    as a regular file (``O_NONBLOCK``), so one changed since read_rows is refused, not followed."""
     import torch
     from PIL import Image, UnidentifiedImageError
 
     tensors = []
     for index in indices:
         path = rows.paths[index]
-        if not path.is_file():
+        if rows.within is None and not path.is_file():
             raise UsageError(f"{rows.where} row {index}: image {path} does not exist",
                              "paths are relative to the table's folder")
         try:
+            if rows.within is not None:  # an untrusted set's: checked again, opened at its real path
+                from curate_train.untrusted import open_image
+
+                with open_image(path, rows.within, f"{rows.where} row {index}") as handle, \
+                        Image.open(handle) as image:
+                    tensors.append(preprocess(image.convert("RGB")))
+                continue
             with Image.open(path) as image:
                 tensors.append(preprocess(image.convert("RGB")))
         except (UnidentifiedImageError, OSError) as exc:
@@ -276,11 +316,13 @@ def retrieval_recall(images, texts, image_of_text: list[int], ks: tuple[int, ...
     return results
 
 
-def evaluate_set(model: Any, preprocess: Any, tokenizer: Any, evalset: EvalSet) -> dict[str, Any]:
-    """Metrics of one eval set: classification and/or retrieval, as its columns allow."""
+def evaluate_set(model: Any, preprocess: Any, tokenizer: Any, evalset: EvalSet,
+                 untrusted: bool = False) -> dict[str, Any]:
+    """Metrics of one eval set: classification and/or retrieval, as its columns allow;
+    ``untrusted``: it comes from someone else (read_rows)."""
     import torch
 
-    rows = read_rows(evalset)
+    rows = read_rows(evalset, untrusted)
     results: dict[str, Any] = {"n": len(rows.paths)}
     unique: dict[Path, int] = {}  # rows with the same image path share one image (and its encoding)
     firsts = []
@@ -313,11 +355,12 @@ def evaluate_set(model: Any, preprocess: Any, tokenizer: Any, evalset: EvalSet) 
     return results
 
 
-def check_groups(evalset: EvalSet) -> None:
-    """Before any training: every class a group names has images in the set (reads the labels only)."""
+def check_groups(evalset: EvalSet, rows: Rows | None = None) -> None:
+    """Before any training: every class a group names has images in the set (reads the labels
+    only, or takes the ``rows`` read already)."""
     if not evalset.groups:
         return
-    rows = read_rows(evalset)
+    rows = rows or read_rows(evalset)
     if rows.labels is None:
         raise UsageError(f"eval set '{evalset.label}': groups need class labels, and {rows.where} has none",
                          "groups go with a classification set (a label column or an imagefolder)")
@@ -350,9 +393,11 @@ def group_accuracy(evalset: EvalSet, group: str, members: list[str], classes: li
     return {**{f"acc{k}_{group}": v for k, v in accuracy.items()}, f"n_{group}": len(rows)}
 
 
-def evaluate_sets(model: Any, preprocess: Any, tokenizer: Any, sets: list[EvalSet]) -> dict[str, dict[str, Any]]:
+def evaluate_sets(model: Any, preprocess: Any, tokenizer: Any, sets: list[EvalSet],
+                  untrusted: bool = False) -> dict[str, dict[str, Any]]:
+    """Metrics of each set by its name; ``untrusted``: the sets come from someone else (read_rows)."""
     names = [s.label for s in sets]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise UsageError(f"two eval sets are named '{duplicated[0]}'", "give each a distinct name: field")
-    return {s.label: evaluate_set(model, preprocess, tokenizer, s) for s in sets}
+    return {s.label: evaluate_set(model, preprocess, tokenizer, s, untrusted) for s in sets}

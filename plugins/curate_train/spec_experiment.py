@@ -414,12 +414,13 @@ def _written_at(loaded: Loaded, index: int, steps: list[Any], origins: list[Orig
 
 def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
     """Every check that needs no run: patches, references, each variant's plan (plugins, params,
-    columns), the trained step and caption column, the eval sets' fields and files. Raises one
-    SpecError listing every problem; returns a summary of the plans."""
+    columns), the trained step and caption column, the eval sets' fields and files (untrusted: the
+    images they list, curate_train.evalsets.read_rows). Raises one SpecError listing every problem;
+    returns a summary of the plans."""
     from curate.plugins import get_plugin_manager
     from curate.schema import Image
     from curate_train.clip import resolve_model
-    from curate_train.evalsets import check_groups, make_eval_set
+    from curate_train.evalsets import check_groups, make_eval_set, read_rows
 
     experiment = loaded.experiment
     specs, order, problems, origins = variant_specs(loaded)
@@ -458,8 +459,8 @@ def validate(loaded: Loaded, run_dir: Path) -> dict[str, Any]:
             if not Path(evalset.path).exists():
                 problems.append(Problem(f"eval[{index}].path", f"{evalset.path} does not exist",
                                         "paths are relative to the experiment file", loaded.line("eval", index, "path")))
-            else:
-                check_groups(evalset)
+            else:  # untrusted: every image it lists is checked (read_rows), so validate refuses as run would
+                check_groups(evalset, read_rows(evalset, untrusted=True) if loaded.untrusted else None)
         except CurateError as exc:
             problems.append(Problem(f"eval[{index}]", exc.message, exc.hint, loaded.line("eval", index)))
     pm = get_plugin_manager()
@@ -715,7 +716,7 @@ def evaluate(loaded: Loaded, model: Path) -> dict[str, Any]:
     sets = [make_eval_set(fields, f"eval[{i}]", base=loaded.path.parent) for i, fields in enumerate(loaded.experiment.eval)]
     network, preprocess, tokenizer = load_clip(f"local-dir:{model}")
     flat: dict[str, Any] = {}
-    for set_name, metrics in evaluate_sets(network, preprocess, tokenizer, sets).items():
+    for set_name, metrics in evaluate_sets(network, preprocess, tokenizer, sets, loaded.untrusted).items():
         for key, value in metrics.items():
             if key.startswith(("acc", "i2t", "t2i")):
                 flat[f"{set_name}.{key}"] = round(100 * value, 2)

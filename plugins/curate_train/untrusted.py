@@ -3,15 +3,26 @@ may name besides its variants' specs (whose plans are made untrusted, as ``curat
 makes a spec's; curate.untrusted): its base spec only inside the experiment file's folder, its eval
 sets and its training model only inside the working directory, links resolved, and a storage URL
 only under an ``--allow-remote`` prefix. Each refusal names the field, the path, where it leads and
-the fix, at its line of the experiment file."""
+the fix, at its line of the experiment file.
+
+The images its eval sets list are data, not fields: a table's image paths (absolute, or relative to
+its folder) and an imagefolder's class folders and files must also resolve inside the working
+directory and be regular files (:func:`image_problem`), checked where the rows are read
+(:func:`curate_train.evalsets.read_rows`), which ``validate`` does too (``run`` validates first, so
+it refuses before it curates or trains), and again as each image is opened (:func:`open_image`):
+an absolute path, a ``..`` or a link out would have the trainer read any file of the user's as an
+image, and a pipe wait for a writer."""
 
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from curate.errors import Problem
+from curate.errors import Problem, UsageError
 
 EXPERIMENT = "the experiment is untrusted (--untrusted)"
 FIX = ("copy what it names into the working directory and give its relative path, or run the experiment without "
@@ -68,6 +79,89 @@ def eval_problems(loaded: Any, allowed: tuple[str, ...]) -> dict[int, Problem]:
             if problem is not None:
                 out[index] = problem
     return out
+
+
+IMAGES = f"{EXPERIMENT}, so the images its eval sets list must be files inside the working directory"
+IMAGE_FIX = ("copy the images into the working directory, or run the experiment without --untrusted if you "
+             "trust it")
+
+
+def outside_problem(path: Path, shown: str, within: tuple[Path, ...]) -> str | None:
+    """Why an untrusted experiment's eval set may not list ``path`` (written ``shown``) when it
+    resolves outside the working directory (the real folders ``within``), completing "image …":
+    it is elsewhere, or a link leads out; None when it lies inside. Nothing is opened."""
+    from curate.runfiles import confined
+
+    if confined(path, within) is not None:
+        return None
+    real = os.path.realpath(path)
+    lexical = Path(os.path.abspath(path))  # '..' undone as written, links not followed
+    if any(lexical.is_relative_to(folder) for folder in within):
+        return f"'{shown}' is a link leading out of the working directory, to {real}"
+    return f"'{shown}' " + ("is outside the working directory" if real == shown
+                            else f"leads to {real}, outside the working directory")
+
+
+def image_problem(path: Path, shown: str, within: tuple[Path, ...]) -> str | None:
+    """:func:`outside_problem`, or why ``path`` is not a regular file (a pipe would make the read
+    wait for a writer, a device never end); None when the image may be read. Nothing is opened."""
+    from curate.runfiles import not_regular
+
+    outside = outside_problem(path, shown, within)
+    if outside is not None:
+        return outside
+    why = not_regular(path)
+    return None if why is None else f"'{shown}' {why}"
+
+
+def refusal(label: str, where: str, problem: str, others: int = 0, noun: str = "row") -> UsageError:
+    """Eval set ``label``'s image (or class folder) refused: ``where`` it is listed (a table's file
+    and row, an imagefolder), what is wrong, and how many ``noun``s besides are refused too."""
+    more = f" ({others} other {noun}{' is' if others == 1 else 's are'} refused too)" if others else ""
+    return UsageError(f"eval set '{label}': {where}: {problem}{more}; {IMAGES}", IMAGE_FIX)
+
+
+def check_images(label: str, listed: list[tuple[str, Path, str]], within: tuple[Path, ...],
+                 noun: str) -> None:
+    """Every image ``listed`` by eval set ``label`` (where it is listed, its path, as written) may
+    be read (:func:`image_problem`); else the refusal of the first, counting the others."""
+    seen: dict[Path, str | None] = {}  # rows with the same image are checked once
+    refused = []
+    for where, path, shown in listed:
+        if path not in seen:
+            seen[path] = image_problem(path, shown, within)
+        if seen[path] is not None:
+            refused.append((where, seen[path]))
+    if refused:
+        raise refusal(label, refused[0][0], f"image {refused[0][1]}", len(refused) - 1, noun)
+
+
+def check_class_folder(label: str, where: str, folder: Path, within: tuple[Path, ...]) -> None:
+    """An imagefolder's class ``folder`` lies inside the working directory (before it is listed)."""
+    problem = outside_problem(folder, folder.name, within)
+    if problem is not None:
+        raise refusal(label, where, f"class folder {problem}")
+
+
+@contextmanager
+def open_image(path: Path, within: tuple[Path, ...], where: str) -> Iterator[BinaryIO]:
+    """The image ``path`` of an untrusted eval set, checked again (it may have changed since its
+    rows were read) and opened at its real path, never waiting on a pipe (``O_NONBLOCK``), only if
+    what was opened is a regular file; else a UsageError naming ``where`` (a table's file and row)."""
+    from curate.runfiles import confined, describe_mode
+
+    real = confined(path, within)
+    problem = image_problem(path, str(path), within)
+    if real is None or problem is not None:  # both: a link swapped in between the two is refused too
+        problem = problem or f"'{path}' changed while it was checked"
+        raise UsageError(f"{where}: image {problem}; {IMAGES}", IMAGE_FIX)
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{where}: image '{path}' is {describe_mode(mode)}, not a file; {IMAGES}",
+                             IMAGE_FIX)
+        yield handle
 
 
 def model_problems(loaded: Any, allowed: tuple[str, ...]) -> list[Problem]:
