@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from tests.core.test_cli_hostile_text import LINK, assert_shown_not_run
 
-HOSTILE = f"\x1b[2J\r\u202e{LINK}\tx\ny"
-SHOWN = f"\\x1b[2J\\x0d\\u202e{LINK}\\x09x\\x0ay"
+HOSTILE = f"\x1b[2J\r\u202e{LINK}\tx\nz"  # not "y": the world glossary reads Spanish "y" as "and"
+SHOWN = f"\\x1b[2J\\x0d\\u202e{LINK}\\x09x\\x0az"
 
 
 def test_edits_shows_the_text_with_escapes_one_edit_a_line(capsys):
@@ -27,5 +27,5 @@ def test_an_unknown_vocabulary_is_an_error_with_escapes(capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     # An error message may run over lines (as curate's own errors do): its tab and newline stay.
-    assert f"Error: unknown vocabulary '\\x1b[2J\\x0d\\u202e{LINK}\tx\ny'; known: world" in err
+    assert f"Error: unknown vocabulary '\\x1b[2J\\x0d\\u202e{LINK}\tx\nz'; known: world" in err
     assert_shown_not_run(err)
