@@ -16,9 +16,8 @@ image, and a pipe wait for a writer."""
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -148,19 +147,19 @@ def open_image(path: Path, within: tuple[Path, ...], where: str) -> Iterator[Bin
     """The image ``path`` of an untrusted eval set, checked again (it may have changed since its
     rows were read) and opened at its real path, never waiting on a pipe (``O_NONBLOCK``), only if
     what was opened is a regular file; else a UsageError naming ``where`` (a table's file and row)."""
-    from curate.runfiles import confined, describe_mode
+    from curate.runfiles import NotRegularFile, confined, describe_mode, open_regular
 
     real = confined(path, within)
     problem = image_problem(path, str(path), within)
     if real is None or problem is not None:  # both: a link swapped in between the two is refused too
         problem = problem or f"'{path}' changed while it was checked"
         raise UsageError(f"{where}: image {problem}; {IMAGES}", IMAGE_FIX)
-    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise UsageError(f"{where}: image '{path}' is {describe_mode(mode)}, not a file; {IMAGES}",
-                             IMAGE_FIX)
+    with ExitStack() as stack:
+        try:
+            handle = stack.enter_context(open_regular(Path(real)))
+        except NotRegularFile as exc:
+            raise UsageError(f"{where}: image '{path}' is {describe_mode(exc.mode)}, not a file; {IMAGES}",
+                             IMAGE_FIX) from None
         yield handle
 
 
