@@ -276,18 +276,19 @@ _START, _END = r"(?<![^\W_])", r"(?![^\W_])"
 _GAP = r"[\s_-]+"
 
 
+def _alternatives(words: Any) -> str:
+    """``words`` as regex alternatives, longest first ("crosses" before "cross"), a space or
+    hyphen inside one matching any gap."""
+    return "|".join(re.escape(w).replace(r"\ ", _GAP).replace(r"\-", _GAP)
+                    for w in sorted(words, key=len, reverse=True))
+
+
 def _context(words: list[str], template: str) -> re.Pattern[str] | None:
-    if not words:
-        return None
-    alternatives = "|".join(re.escape(w).replace(r"\ ", _GAP).replace(r"\-", _GAP)
-                            for w in sorted(words, key=len, reverse=True))
-    return re.compile(template.format(alternatives), re.IGNORECASE)
+    return re.compile(template.format(_alternatives(words)), re.IGNORECASE) if words else None
 
 
 def _alternation(forms: Any) -> re.Pattern[str]:
-    words = sorted(forms, key=len, reverse=True)  # longest first: "crosses" before "cross"
-    alternatives = "|".join(re.escape(w).replace(r"\ ", _GAP).replace(r"\-", _GAP) for w in words)
-    return re.compile(rf"{_START}({alternatives}){_END}", re.IGNORECASE)
+    return re.compile(rf"{_START}({_alternatives(forms)}){_END}", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
