@@ -59,13 +59,14 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of every descendant of ``root`` (the download worker and its processes)."""
+def _tree_rss(root: int, ignore: frozenset[int] = frozenset()) -> int:
+    """Resident bytes of every descendant of ``root`` (the download worker and its processes),
+    less the processes in ``ignore`` and theirs."""
     tree, total = _children(), 0
-    stack = list(tree.get(root, []))
+    stack = [pid for pid in tree.get(root, []) if pid not in ignore]
     while stack:
         pid = stack.pop()
-        stack += tree.get(pid, [])
+        stack += [child for child in tree.get(pid, []) if child not in ignore]
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -75,14 +76,27 @@ def _tree_rss(root: int) -> int:
     return total
 
 
+def _descendants(root: int) -> frozenset[int]:
+    tree, found = _children(), set()
+    stack = list(tree.get(root, []))
+    while stack:
+        pid = stack.pop()
+        found.add(pid)
+        stack += tree.get(pid, [])
+    return frozenset(found)
+
+
 @contextmanager
 def peak_rss() -> Iterator[list[int]]:
+    """The peak resident bytes of the processes the block starts: processes alive before it (a
+    previous run's pool still exiting under load) are not counted."""
     peak = [0]
     done = threading.Event()
+    before = _descendants(os.getpid())
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak[0] = max(peak[0], _tree_rss(os.getpid()))
+            peak[0] = max(peak[0], _tree_rss(os.getpid(), before))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
