@@ -89,6 +89,12 @@ class ClipScoreParams(Params):
         "a vocabulary's name (world, or one a plugin adds) or one written inline; adds clip_edit_margin (the "
         "text's score minus its best edit's) and clip_edit_score (clip_score + edit_weight x margin)")
     edit_weight: float = Field(6.0, ge=0, le=1000, description="weight of the margin in clip_edit_score")
+    edit_pooling: Literal["max", "softmax"] = Field(
+        "max", description="how a text's edits make its margin: max (the text's score minus its best edit's) or "
+        "softmax (-T log(1 + sum of exp((edit - text) / T)) over its edits, T = edit_temperature: T times the "
+        "log-probability that the text beats every edit; never above 0, near min(0, max's margin) as T -> 0, "
+        "and lower the more edits come close)")
+    edit_temperature: float = Field(0.02, ge=0.001, le=1, description="T of edit_pooling: softmax (0.001 to 1)")
     max_edits: int = Field(64, gt=0, le=4096, description="at most this many edits of a text (in text order)")
 
     def places(self) -> list[tuple[str, str]]:
@@ -347,6 +353,7 @@ class ClipScore(Step):
         from curate_clip.tokens import MAX_TEXT_CHARS
 
         margins = np.full(len(values), np.nan, dtype=np.float64)
+        own = scores.astype(np.float64)  # the text's score, or its reading's where the vocabulary reads it otherwise
         for start in range(0, len(values), EDIT_ROWS):
             rows: list[int] = []
             which: list[int] = []
@@ -385,12 +392,11 @@ class ClipScore(Step):
                 continue
             vectors = self._encode_ids(torch.cat(ids).long())
             edit_scores = (vectors[which] * images[rows]).sum(axis=1)
-            best = np.full(len(values), -np.inf)
-            np.maximum.at(best, np.array(rows), edit_scores)
-            has = np.isfinite(best)
-            margins[has] = scores[has] - best[has]
             if read_rows:  # the reading's score in place of the text's (these rows have edits)
-                margins[read_rows] = (vectors[read_which] * images[read_rows]).sum(axis=1) - best[read_rows]
+                own[read_rows] = (vectors[read_which] * images[read_rows]).sum(axis=1)
+            block = slice(start, start + EDIT_ROWS)
+            margins[block] = pooled_margins(np.array(rows) - start, edit_scores, own[block], self.params.edit_pooling,
+                                            self.params.edit_temperature)
         return margins
 
     def _encode_ids(self, ids: Any) -> np.ndarray:
@@ -411,6 +417,27 @@ class ClipScore(Step):
         cuda = self.clip.device.startswith("cuda")
         encoded = self._text_tower(ids.to(self.clip.device, non_blocking=cuda))
         return torch.nn.functional.normalize(encoded.float(), dim=-1)
+
+
+def pooled_margins(rows: np.ndarray, edit_scores: np.ndarray, own: np.ndarray, pooling: str,
+                   temperature: float) -> np.ndarray:
+    """Each row's margin over its edits: ``rows[i]`` is the row (an index into ``own``, the rows'
+    own scores) whose edit scored ``edit_scores[i]``; NaN for a row with no edit. ``max``: own
+    minus the best edit. ``softmax``: ``-T log(1 + sum exp((edit - own) / T))``, computed stably
+    (the largest exponent taken out first)."""
+    margins = np.full(len(own), np.nan, dtype=np.float64)
+    best = np.full(len(own), -np.inf)
+    np.maximum.at(best, rows, edit_scores)
+    has = np.isfinite(best)
+    if pooling == "max":
+        margins[has] = own[has] - best[has]
+        return margins
+    z = (edit_scores - own[rows]) / temperature
+    top = np.maximum((best - own) / temperature, 0.0)  # the largest exponent of each row, the text's 0 included
+    total = np.zeros(len(own))
+    np.add.at(total, rows, np.exp(z - top[rows]))
+    margins[has] = -temperature * (top[has] + np.log(total[has] + np.exp(-top[has])))
+    return margins
 
 
 def _digest(text: str) -> bytes:
