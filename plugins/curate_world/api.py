@@ -33,7 +33,8 @@ Web styles (``curate_world.webstyle``)
 Pipeline eval (``curate_world.web_eval``)
     ``proportion(successes, rows)``: a share with its 95 % Wilson interval, as the pipeline eval reports it;
     ``step_table(run_dir, label, columns)``: a run step's kept rows; ``captioner_from_run(run_dir)``:
-    the realign step's captions scored against ground truth.
+    the realign step's captions scored against ground truth; ``clip_from_run(run_dir)``: the
+    clip_score step's AUCs; ``clip_paired_gaps(before, after)``: two scorings of the same rows compared.
 Rendering (Pillow, imported when called)
     ``render_scene(scene, size, rng, jitter)``, ``background_image(background, texture, side)``,
     ``encode_image(image, format, quality)`` (equal pixels give equal bytes); planted duplicates:
@@ -61,5 +62,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_world.render": ("render_scene", "background_image", "encode_image"),
     "curate_world.duplicates": ("sample_variant", "DUP_JITTER"),
     "curate_world.webstyle": ("style_alt_text", "style_weights", "STYLES"),
-    "curate_world.web_eval": ("proportion", "step_table", "captioner_from_run"),
+    "curate_world.web_eval": ("proportion", "step_table", "captioner_from_run", "clip_from_run", "clip_paired_gaps"),
 })

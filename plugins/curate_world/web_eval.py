@@ -161,6 +161,16 @@ def clip_from_run(run_dir: Path, step: str = "clip_score") -> dict[str, Any]:
     return result
 
 
+def clip_paired_gaps(before: Any, after: Any, column: str = "clip_edit_score") -> dict[str, Any]:
+    """AUC of ``after``'s ``column`` minus ``before``'s, aligned vs misaligned and partial vs
+    wrong_attribute, paired on the rows both tables hold (joined on ``uid``; ``before`` carries
+    ``gt_noise_type``), each with its percentile bootstrap interval."""
+    both = before.select("uid", "gt_noise_type", column).join(after.select("uid", column), on="uid", suffix="_after",
+                                                                     maintain_order="left")
+    return {name: auc_gap_with_ci(*_sides(both, column, pos, neg), *_sides(both, f"{column}_after", pos, neg))
+            for name, pos, neg in _comparisons()[:2]}
+
+
 def _comparisons() -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     from curate_clip.api import NEGATIVE, POSITIVE
 

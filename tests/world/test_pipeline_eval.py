@@ -56,3 +56,21 @@ def test_the_paired_auc_gap_is_the_difference_and_antisymmetric(seed: int, npos:
     assert back["ci95"] == pytest.approx([-gap["ci95"][1], -gap["ci95"][0]], abs=1.01e-4)
     same = auc_gap_with_ci(positive_a, negative_a, positive_a, negative_a, rounds=50, seed=seed)
     assert same == {"value": 0.0, "ci95": [0.0, 0.0]}
+
+
+def test_clip_paired_gaps_pairs_two_scorings_by_uid_whatever_their_row_order() -> None:
+    import polars as pl
+    from curate_world.api import clip_paired_gaps
+
+    rng = np.random.default_rng(3)
+    kinds = ["faithful", "partial", "wrong_attribute", "unrelated"] * 50
+    before = pl.DataFrame({"uid": [f"u{i}" for i in range(200)], "gt_noise_type": kinds,
+                           "clip_edit_score": rng.normal(size=200)})
+    good = [1.0 if kind in ("faithful", "partial") else 0.0 for kind in kinds]
+    after = before.with_columns(clip_edit_score=pl.Series(good) + rng.normal(scale=0.01, size=200)).reverse()
+    same = clip_paired_gaps(before, before)
+    assert same["aligned_vs_misaligned"]["value"] == 0 and same["partial_vs_wrong_attribute"]["value"] == 0
+    gaps = clip_paired_gaps(before, after.select("uid", "clip_edit_score"))  # after needs no ground truth
+    for gap in gaps.values():
+        assert gap["value"] > 0.3 and gap["ci95"][0] > 0
+    assert gaps == clip_paired_gaps(before, after.sample(fraction=1.0, shuffle=True, seed=1))
