@@ -38,6 +38,43 @@ SUFFIX = (rf"(?i)(?:\s*[-–—:]\s*(?:royalty[\s-]*free\s+)?stock\s+{KIND}"
 CAMERA = (r"(?i)\s*\(\s*(?:img|dsc[nf]?|pxl|image)[_-]?[0-9]+(?:[_~-][0-9a-z]+)*"
           r"\.(?:jpe?g|png|gif|webp|heic|tiff?|bmp)\s*\)")
 TRIM = rf"^{SEPARATORS}+|{SEPARATORS}+$"
+# Alt-text that says nothing about its image, as a whole: generic words for "an image", link and
+# button labels, placeholders, a camera's or a bare number's file name, "3 of 12" — with digits,
+# punctuation, symbols and emoji around them. A generic word cut short at the end counts after a
+# generic word ("image-cop") or before an ellipsis ("imag...", "see m…"), from its third
+# character; alone and without one it does not ("Zoo", "Cop" and "Space" are words of their own).
+# Anything else in the text (a colour, a name, "a", "of" outside "3 of 12") keeps it.
+GENERIC_WORDS = (
+    "image", "images", "img", "photo", "photos", "photograph", "picture", "pictures", "pic", "pics",
+    "foto", "fotos", "imagen", "bild", "thumbnail", "thumbnails", "thumb", "banner", "untitled",
+    "placeholder", "default", "blank", "spacer", "copy", "screenshot", "screen shot", "stock", "file",
+    "click here", "click", "here", "see more", "read more", "learn more", "more", "view", "zoom",
+    "enlarge", "open", "download", "download now", "now", "no image", "image not found", "not found",
+    "no description", "no description available", "description", "alt", "alt text", "null",
+    "undefined", "none", "n/a",
+    # what stock and clip-art sites append for search engines, never about the image's content
+    "jpg", "jpeg", "png", "gif", "webp", "hd", "4k", "free", "royalty free", "transparent", "isolated",
+    "vector", "clipart", "clip art", "icon", "template", "cheap", "best",
+)
+FILE_NAME = (r"(?:(?:img|dsc[nf]?|pxl|image|photo|pic|screenshot)[_-]?)?[0-9]+(?:[_~-][0-9a-z]+)*"
+             r"\.(?:jpe?g|png|gif|webp|heic|tiff?|bmp)")
+FILLER = r"[\s\p{P}\p{S}\p{Nd}\x{200D}\x{FE0F}]*"
+ELLIPSIS = r"\s*(?:\.\.\.|…)"
+
+
+def _generic_pattern() -> str:
+    def phrase(text: str) -> str:
+        return r"[\s_-]+".join(text.split())  # "see more", "see_more", "see-more"
+
+    words = sorted(GENERIC_WORDS, key=len, reverse=True)
+    token = "(?:" + "|".join([FILE_NAME, r"[0-9]+\s+of\s+[0-9]+"] + [phrase(w) for w in words]) + r")\b"
+    cuts = sorted({w[:n] for w in GENERIC_WORDS for n in range(3, len(w)) if w[n - 1] != " "}, key=len, reverse=True)
+    cut = "(?:" + "|".join(phrase(c) for c in cuts) + ")"
+    return (rf"(?i)^{FILLER}(?:(?:{token}{FILLER})+(?:{cut}{FILLER})?"
+            rf"|(?:{token}{FILLER})*{cut}{ELLIPSIS}{FILLER})$")
+
+
+GENERIC = _generic_pattern()
 ROUNDS = 4
 EMPTIED = "only_boilerplate"
 MAX_PATTERNS = 64
@@ -59,6 +96,8 @@ class StripParams(Params):
     columns: list[str] = Field([ALT_TEXT], min_length=1, description="text columns to strip")
     stock: bool = Field(True, description="stock-site labels and ids at the start or end")
     camera: bool = Field(True, description="camera file names in parentheses: (IMG_1234.jpg)")
+    generic: bool = Field(False, description="empty a text that is only generic words (image, photo, thumbnail, "
+                          "click here, untitled, a camera file name, '3 of 12'...), digits, punctuation and emoji")
     patterns: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
         [], max_length=MAX_PATTERNS, description="more regexes (Rust syntax), removed wherever they match")
     empty: Literal["keep", "null", "drop"] = Field(
@@ -102,6 +141,8 @@ class StripBoilerplate(Step):
             out = out.str.replace_all(CAMERA, "")
         for pattern in p.patterns:
             out = out.str.replace_all(pattern, "")
+        if p.generic:
+            out = out.str.replace(GENERIC, "")  # anchored at both ends: the whole text or nothing
         # Only a text that lost something is trimmed: "- a list item" without boilerplate stays.
         return pl.when(out != text).then(out.str.replace_all(TRIM, "")).otherwise(text)
 

@@ -86,11 +86,12 @@ BOILERPLATE = st.sampled_from([
     "Stock Photo - ", "Stock Vector: ", " - Royalty Free Stock Image", " | Stock Illustration ID 123456",
     " stock photo 123456789", ". ID 959669720", " ID 12345", " - 123456789", " (IMG_1234.jpg)",
     "(DSC01234.JPG)", " (image4739.png)", "(", ")", ".jpg", "IMG_1", " - ", " | ", ", ", ":", "  ", "\u2014",
+    "photo", "click here", " 3 of 12", "thumbnail", "imag...", "\u2026", "\U0001f4af", "see_more", "png",
 ])
 WORDS = st.sampled_from(["a", "red", "circle", "Stock", "photo", "ID", "royalty", "free", "image", "IMG"])
 PIECES = st.lists(st.one_of(BOILERPLATE, WORDS), max_size=10).map("".join)
 TEXTS = st.one_of(st.none(), cst.alt_texts(), PIECES)
-PARAMS = st.builds(StripParams, stock=st.booleans(), camera=st.booleans(),
+PARAMS = st.builds(StripParams, stock=st.booleans(), camera=st.booleans(), generic=st.booleans(),
                    patterns=st.lists(st.sampled_from([r"(?i)\bred\b", r"\(", "ab", r"\s+"]), max_size=2))
 
 
@@ -185,3 +186,53 @@ def test_a_text_still_changing_after_the_rounds_stays_as_it_came():
     # Each round uncovers one more file name; four rounds finish, a fifth would be needed here.
     assert strip([nested(4), nested(5)]) == ["a b", nested(5)]
     assert strip([nested(5)], camera=False) == [nested(5)]
+
+
+# -- generic: a text that says nothing about its image, as a whole ------------------------------
+GENERIC_EXAMPLES = [
+    ("photo", ""), ("IMAGE", ""), ("IMG_0001.jpg", ""), ("DSC01234.JPG", ""), ("1234.jpg", ""),
+    ("click here \u2b50\U0001f525", ""), ("photo 3 of 12", ""), ("Download now", ""), ("\"untitled & more\"", ""),
+    ("no description available", ""), ("see_more.jpg", ""), ("Thumbnail | PNG | HD | Free", ""),
+    ("imag...", ""), ("see m\u2026", ""), ("image-cop", ""),  # cut short: before an ellipsis, or after a generic word
+    ("Stock Photo - placeholder", ""),  # the stock label goes first, then the rest is generic
+    ("a photo of a red circle", "a photo of a red circle"), ("Photo of Zorblax Tower", "Photo of Zorblax Tower"),
+    ("red", "red"), ("p\u2026", "p\u2026"), ("Zoo", "Zoo"), ("Space", "Space"), ("Pho", "Pho"),  # words of their own
+    ("photography", "photography"), ("here and there", "here and there"), ("3 of 12 red circles", "3 of 12 red circles"),
+    ("red-circle-min.jpg", "red-circle-min.jpg"), ("", ""), (None, None),
+]
+
+
+def test_generic_texts_are_emptied_and_descriptions_kept():
+    texts, expected = zip(*GENERIC_EXAMPLES, strict=True)
+    assert strip(list(texts), generic=True) == list(expected)
+    assert strip(["photo", "click here"]) == ["photo", "click here"]  # off by default
+
+
+def test_generic_texts_follow_empty_with_their_reason(pm):
+    table = frame(["thumbnail", "a red circle", "IMG_0042.JPG"])
+    result = run_step("strip_boilerplate", table, {"generic": True, "empty": "drop"}, pm=pm)
+    assert_nothing_lost(table, result)
+    assert result.kept["alt_text"].to_list() == ["a red circle"]
+    assert result.dropped["alt_text"].to_list() == ["thumbnail", "IMG_0042.JPG"]  # as they came
+    assert set(result.drop_reasons) == {"only_boilerplate"}
+
+
+GENERIC_PIECES = st.sampled_from(["photo", "image", "click here", "thumbnail", "IMG_12.jpg", "3 of 4", "png",
+                                  "untitled", "see more", "Download"])
+FILL = st.sampled_from([" ", ", ", " | ", " - ", "\U0001f525", "...", "\u2026", "'", " 2024 "])
+
+
+@settings(max_examples=200)
+@given(pieces=st.lists(st.tuples(GENERIC_PIECES, FILL), min_size=1, max_size=6),
+       word=st.text(st.characters(categories=["L"]), min_size=1, max_size=8), at=st.integers(0, 6))
+def test_only_generic_words_are_emptied_and_one_other_word_keeps_the_text(pieces, word, at):
+    generic = "".join(piece + fill for piece, fill in pieces)
+    assert strip([generic], generic=True) == [""]
+    from curate_basics.boilerplate import GENERIC_WORDS
+
+    if any(w.startswith(word.lower()) or word.lower() in w.split() for w in GENERIC_WORDS) or word.lower() == "of":
+        return  # a generic word itself, a word of one, or one cut short
+    parts = [piece + fill for piece, fill in pieces]
+    parts.insert(min(at, len(parts)), f" {word} ")
+    text = "".join(parts)
+    assert strip([text], generic=True) == [text]
