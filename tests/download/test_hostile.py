@@ -59,14 +59,22 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _tree_rss(root: int, ignore: frozenset[int] = frozenset()) -> int:
-    """Resident bytes of every descendant of ``root`` (the download worker and its processes),
-    less the processes in ``ignore`` and theirs."""
-    tree, total = _children(), 0
+def _descendants(root: int, ignore: frozenset[int] = frozenset()) -> frozenset[int]:
+    """Every descendant of ``root``, less the processes in ``ignore`` and theirs."""
+    tree, found = _children(), set()
     stack = [pid for pid in tree.get(root, []) if pid not in ignore]
     while stack:
         pid = stack.pop()
+        found.add(pid)
         stack += [child for child in tree.get(pid, []) if child not in ignore]
+    return frozenset(found)
+
+
+def _tree_rss(root: int, ignore: frozenset[int] = frozenset()) -> int:
+    """Resident bytes of every descendant of ``root`` (the download worker and its processes),
+    less the processes in ``ignore`` and theirs."""
+    total = 0
+    for pid in _descendants(root, ignore):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -74,16 +82,6 @@ def _tree_rss(root: int, ignore: frozenset[int] = frozenset()) -> int:
         except OSError:
             pass
     return total
-
-
-def _descendants(root: int) -> frozenset[int]:
-    tree, found = _children(), set()
-    stack = list(tree.get(root, []))
-    while stack:
-        pid = stack.pop()
-        found.add(pid)
-        stack += tree.get(pid, [])
-    return frozenset(found)
 
 
 @contextmanager
