@@ -154,9 +154,7 @@ def clip_from_run(run_dir: Path, step: str = "clip_score") -> dict[str, Any]:
         table = table.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("gt_styles"))
     result: dict[str, Any] = {"rows": table.height, **_clip_measures(table, "clip_score")}
     if "clip_edit_score" in table.columns:
-        gaps = {name: auc_gap_with_ci(*_sides(table, "clip_score", pos, neg),
-                                      *_sides(table, "clip_edit_score", pos, neg))
-                for name, pos, neg in _comparisons()[:2]}
+        gaps = _paired_gaps(table, "clip_score", "clip_edit_score")
         result["with_edits"] = {**_clip_measures(table, "clip_edit_score"), "gap_to_clip_score": gaps}
     return result
 
@@ -167,7 +165,13 @@ def clip_paired_gaps(before: Any, after: Any, column: str = "clip_edit_score") -
     ``gt_noise_type``), each with its percentile bootstrap interval."""
     both = before.select("uid", "gt_noise_type", column).join(after.select("uid", column), on="uid", suffix="_after",
                                                                      maintain_order="left")
-    return {name: auc_gap_with_ci(*_sides(both, column, pos, neg), *_sides(both, f"{column}_after", pos, neg))
+    return _paired_gaps(both, column, f"{column}_after")
+
+
+def _paired_gaps(table: Any, column_a: str, column_b: str) -> dict[str, Any]:
+    """AUC of ``column_b`` minus ``column_a`` on the same rows, aligned vs misaligned and partial
+    vs wrong_attribute, each with its paired bootstrap interval."""
+    return {name: auc_gap_with_ci(*_sides(table, column_a, pos, neg), *_sides(table, column_b, pos, neg))
             for name, pos, neg in _comparisons()[:2]}
 
 
