@@ -35,8 +35,8 @@ SUFFIX = (rf"(?i)(?:\s*[-–—:]\s*(?:royalty[\s-]*free\s+)?stock\s+{KIND}"
           r"|\s+[-–—]\s*[0-9]{6,}"
           rf")+{SEPARATORS}*$")
 # A camera's file name in parentheses, anywhere, with the space before it: " (IMG_1234.jpg)".
-CAMERA = (r"(?i)\s*\(\s*(?:img|dsc[nf]?|pxl|image)[_-]?[0-9]+(?:[_~-][0-9a-z]+)*"
-          r"\.(?:jpe?g|png|gif|webp|heic|tiff?|bmp)\s*\)")
+IMAGE_FILE_END = r"[0-9]+(?:[_~-][0-9a-z]+)*\.(?:jpe?g|png|gif|webp|heic|tiff?|bmp)"  # "1234.jpg", "1234_2.png"
+CAMERA = rf"(?i)\s*\(\s*(?:img|dsc[nf]?|pxl|image)[_-]?{IMAGE_FILE_END}\s*\)"
 TRIM = rf"^{SEPARATORS}+|{SEPARATORS}+$"
 # Alt-text that says nothing about its image, as a whole: generic words for "an image", link and
 # button labels, placeholders, a camera's or a bare number's file name, "3 of 12" — with digits,
@@ -56,8 +56,7 @@ GENERIC_WORDS = (
     "jpg", "jpeg", "png", "gif", "webp", "hd", "4k", "free", "royalty free", "transparent", "isolated",
     "vector", "clipart", "clip art", "icon", "template", "cheap", "best",
 )
-FILE_NAME = (r"(?:(?:img|dsc[nf]?|pxl|image|photo|pic|screenshot)[_-]?)?[0-9]+(?:[_~-][0-9a-z]+)*"
-             r"\.(?:jpe?g|png|gif|webp|heic|tiff?|bmp)")
+FILE_NAME = rf"(?:(?:img|dsc[nf]?|pxl|image|photo|pic|screenshot)[_-]?)?{IMAGE_FILE_END}"
 FILLER = r"[\s\p{P}\p{S}\p{Nd}\x{200D}\x{FE0F}]*"
 ELLIPSIS = r"\s*(?:\.\.\.|…)"
 

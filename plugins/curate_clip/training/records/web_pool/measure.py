@@ -9,7 +9,6 @@ paired gaps (softmax minus max, 1,000 resamples). Run from a scratch folder:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 def curate(spec: Path, *extra: str) -> None:
     subprocess.run([sys.executable, "-m", "curate.cli", "run", str(spec), "--quiet", *extra], check=True,
-                   env=os.environ, stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL)
 
 
 def measure(name: str) -> dict:
