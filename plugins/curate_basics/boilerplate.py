@@ -67,7 +67,9 @@ def _generic_pattern() -> str:
 
     words = sorted(GENERIC_WORDS, key=len, reverse=True)
     token = "(?:" + "|".join([FILE_NAME, r"[0-9]+\s+of\s+[0-9]+"] + [phrase(w) for w in words]) + r")\b"
-    cuts = sorted({w[:n] for w in GENERIC_WORDS for n in range(3, len(w)) if w[n - 1] != " "}, key=len, reverse=True)
+    # longest first, then alphabetically: the same pattern in every process (a set's order is not)
+    cuts = sorted({w[:n] for w in GENERIC_WORDS for n in range(3, len(w)) if w[n - 1] != " "},
+                  key=lambda cut: (-len(cut), cut))
     cut = "(?:" + "|".join(phrase(c) for c in cuts) + ")"
     return (rf"(?i)^{FILLER}(?:(?:{token}{FILLER})+(?:{cut}{FILLER})?"
             rf"|(?:{token}{FILLER})*{cut}{ELLIPSIS}{FILLER})$")

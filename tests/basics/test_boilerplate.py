@@ -236,3 +236,15 @@ def test_only_generic_words_are_emptied_and_one_other_word_keeps_the_text(pieces
     parts.insert(min(at, len(parts)), f" {word} ")
     text = "".join(parts)
     assert strip([text], generic=True) == [text]
+
+
+def test_the_generic_pattern_is_the_same_in_every_process():
+    """Its equal-length alternatives came in a set's order, which changes with the hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from curate_basics.boilerplate import GENERIC; print(GENERIC)"
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(runs) == 1
