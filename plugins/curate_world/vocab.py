@@ -233,9 +233,12 @@ def edit_vocabulary() -> dict[str, Any]:
         # The background's colour is read, never edited: the world CLIP binds a colour word to the
         # objects, so a true "on a plain white background" lost to its edit "on a plain red
         # background" under a red object (tuning worlds 6413 / 6414: AUC +0.002 each). Spanish
-        # writes the colour after the noun ("sobre fondo blanco"), German before ("weißem Hintergrund").
-        "unedited_before": ["background", "backgrounds", "hintergrund"],
-        "unedited_after": ["fondo"],
+        # writes the colour after the noun ("sobre fondo blanco"), German before ("weißem Hintergrund"),
+        # a word-for-word translation before "fondo" too ("Plain negro fondo"); a colour after a
+        # texture word is the background's as well, the noun cut off or left out ("Striped whit…"):
+        # the world's objects have no texture (tuning worlds 6413 / 6415: +0.0015 / +0.0021).
+        "unedited_before": ["background", "backgrounds", "hintergrund", "fondo"],
+        "unedited_after": ["fondo", *TEXTURES.values()],
     }
 
 
