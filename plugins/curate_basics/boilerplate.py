@@ -24,6 +24,9 @@ from curate.step import Step, StepContext
 WORDS = "photo|image|vector|illustration"
 KIND = f"(?:{WORDS})"
 SEPARATORS = r"[\s\-–—|:,]"  # whitespace and the separators trimmed from a stripped text's ends
+# After a stock label or id at the end: separators and the emoji or symbols pages append to it
+# ("… ID 708048114 🔥", "| Stock Illustration ID 405695219 💯✨⭐"); they go with it.
+TAIL = r"[\s\-–—|:,\p{So}\p{Sk}\x{200D}\x{FE0F}]"
 # Stock labels in front: "Stock Photo - ", "Stock Vector: ", any spaces, repeated.
 PREFIX = rf"(?i)^{SEPARATORS}*(?:stock\s+(?:{WORDS}|footage)\s*[-–—:]\s*)+"
 # Stock labels and ids at the end, in any order and number: " - Royalty Free Stock Image",
@@ -33,7 +36,7 @@ SUFFIX = (rf"(?i)(?:\s*[-–—:]\s*(?:royalty[\s-]*free\s+)?stock\s+{KIND}"
           rf"|\s+stock\s+{KIND}\s+[0-9]{{5,}}"
           r"|(?:\.\s*|\s+)id\s*[:#]?\s*[0-9]{5,}"
           r"|\s+[-–—]\s*[0-9]{6,}"
-          rf")+{SEPARATORS}*$")
+          rf")+{TAIL}*$")
 # A camera's file name in parentheses, anywhere, with the space before it: " (IMG_1234.jpg)".
 IMAGE_FILE_END = r"[0-9]+(?:[_~-][0-9a-z]+)*\.(?:jpe?g|png|gif|webp|heic|tiff?|bmp)"  # "1234.jpg", "1234_2.png"
 CAMERA = rf"(?i)\s*\(\s*(?:img|dsc[nf]?|pxl|image)[_-]?{IMAGE_FILE_END}\s*\)"

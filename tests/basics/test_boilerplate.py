@@ -38,6 +38,11 @@ EXAMPLES = [
     ("- a list item", "- a list item"),  # nothing removed, nothing trimmed
     ("a (IMG_1(IMG_2.jpg).jpg) b", "a b"),  # removing one file name uncovers the next
     ("x - 1234567 - 7654321 - Stock Image", "x"),
+    # emoji and symbols after a stock label or id go with it; without one they stay
+    ("A LARGE YELLOW TRIANGLE. ID 708048114 \U0001f525", "A LARGE YELLOW TRIANGLE"),
+    ("two stars | Stock Illustration ID 405695219 \U0001f4af\u2728\u2b50", "two stars"),
+    ("a red heart \u2764\ufe0f - Stock Photo \u2764\ufe0f", "a red heart \u2764\ufe0f"),
+    ("a red heart \u2764\ufe0f \U0001f525", "a red heart \u2764\ufe0f \U0001f525"),
     ("", ""),
     (None, None),
 ]
