@@ -287,7 +287,8 @@ def test_the_world_leaves_a_background_colour_unedited():
         assert "white" not in changed and "red" in changed, (text, changed)
     # A text that is its background alone, as a page or a word-for-word translation writes it, or
     # cut before the noun: the colour after a texture word or before "fondo" is the background's.
-    for text in ("Plain negro fondo", "striped verde fondo", "Striped whit", "Dotted pink b…", "GRADIENT BLUE"):
+    background_only = ("Plain negro fondo", "striped verde fondo", "Striped whit", "Dotted pink b…", "GRADIENT BLUE")
+    for text in background_only:
         assert minimal_edits(reading(text, world), world) == [], text
     assert minimal_edits(reading("a red star", world), world)  # an object's colour is still edited
 
