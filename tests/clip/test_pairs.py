@@ -128,7 +128,7 @@ def test_open_clip_train_trains_on_pairs_from_a_checkpoint_and_records_the_data(
     assert main(["--out", str(second), "--init", str(checkpoint), "--seed", "7", *common]) == 0
     record = json.loads((second / "training.json").read_text())
     assert record["data"] == {"pairs": 16, "sample_shuffle": 1, "seed": 7, "pair_scenes": "any", "pair_partial": 0.0,
-                              "pair_web_style": 0.0}
+                              "pair_web_style": 0.0, "pair_shape": 0.0}
     assert record["samples_per_epoch"] == 32
     assert ["--pretrained", str(checkpoint)] == record["open_clip_train_args"][-2:]
 
@@ -136,6 +136,8 @@ def test_open_clip_train_trains_on_pairs_from_a_checkpoint_and_records_the_data(
 @pytest.mark.parametrize("extra, message", [
     (["--batch-size", "7"], "even --batch-size"),
     (["--families", "3"], "give one of them"),
+    (["--pair-shape", "1.5"], "shape is a share in"),
+    (["--pair-partial", "-0.1"], "partial is a share in"),
 ])
 def test_train_world_refuses_pairs_that_a_batch_would_split_or_two_kinds_of_data(tmp_path, extra, message):
     from curate_clip.training.train import main
@@ -157,6 +159,18 @@ def test_a_train_scenes_mix_keeps_both_scenes_of_a_pair_out_of_held_out_worlds(s
     assert true_of(text, scene) and true_of(wrong, partner)
     styled = make_pair(np.random.default_rng(seed), PairMix("train", partial=0.4, web_style_rate=1.0))
     assert scene_partition(styled[0]) == scene_partition(styled[2]) == "train"
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds)
+def test_a_shape_mix_gets_a_shape_wrong_and_the_pair_stays_a_minimal_pair(seed):
+    """``PairMix(shape=1.0)``: the partner is the scene with shapes changed (as many objects, the
+    same colours), its text is the scene's wrong alt-text and true of it, the scene's own text not."""
+    from curate_clip.training.pairs import PairMix, make_pair, shape_changed
+
+    scene, text, partner, wrong = make_pair(np.random.default_rng(seed), PairMix("train", partial=0.4, shape=1.0))
+    assert shape_changed(scene, partner)
+    assert true_of(text, scene) and true_of(wrong, partner) and not true_of(wrong, scene)
 
 
 def test_the_default_mix_draws_the_shipped_runs_pairs_and_a_held_out_mix_is_refused():

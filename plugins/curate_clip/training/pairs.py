@@ -26,7 +26,8 @@ runs P1 and P2): ``scenes="train"`` keeps both scenes of every pair in the world
 text competes with; ``web_style_rate`` writes each text of a pair in the world's web styles
 (``curate_world.webstyle``: capitals, stock framing, SEO lists, synonyms such as violet or
 rhombus…) with that probability, drawn apart for the two texts, so the model meets the web's
-words for colours and shapes.
+words for colours and shapes; ``shape`` is the share of pairs whose wrong text gets a *shape*
+wrong (the other pairs take whatever the world's writer changes: a colour, a shape or a count).
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ class PairMix:
     scenes: str = "any"
     partial: float = 0.0
     web_style_rate: float = 0.0
+    shape: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scenes not in ("any", "train"):
             raise ValueError(f"pair scenes must be 'any' or 'train' (never 'heldout'), got {self.scenes!r}")
-        if not 0.0 <= self.partial <= 1.0 or not 0.0 <= self.web_style_rate <= 1.0:
-            raise ValueError(f"partial and web_style_rate are shares in [0, 1], got {self.partial}, {self.web_style_rate}")
+        for name in ("partial", "web_style_rate", "shape"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a share in [0, 1], got {getattr(self, name)}")
 
 
 def true_of(text: str, scene, changed: tuple[str, str] | None = None) -> bool:  # type: ignore[no-untyped-def]
@@ -120,6 +123,17 @@ def wrong_partner(scene, rng: np.random.Generator, scenes: str = "any"):  # type
     return partner, text, (old.color, old.shape) if old.entity is None else None
 
 
+def shape_changed(scene, partner) -> bool:  # type: ignore[no-untyped-def]
+    """Whether ``partner`` is ``scene`` with shapes changed: as many objects, the same colours."""
+    from collections import Counter
+
+    def count(attribute: str, of) -> Counter:  # type: ignore[no-untyped-def]
+        return Counter(getattr(o, attribute) for o in of.objects)
+
+    return (len(partner.objects) == len(scene.objects) and count("color", partner) == count("color", scene)
+            and count("shape", partner) != count("shape", scene))
+
+
 def draw_scene(rng: np.random.Generator, scenes: str):  # type: ignore[no-untyped-def]
     """A scene from ``sample_scene``, redrawn until it is in ``scenes`` (``any``: the first draw)."""
     from curate_world.api import in_scene_set, sample_scene
@@ -139,11 +153,14 @@ def make_pair(rng: np.random.Generator, mix: PairMix = PairMix()):  # type: igno
 
     from curate_clip.training.data import scene_texts
 
+    reshaped = bool(mix.shape) and bool(rng.random() < mix.shape)  # no draw at 0: the shipped runs' pairs
     found = None
     while found is None:
         scene = draw_scene(rng, mix.scenes)
         for _ in range(DRAWS):
             found = wrong_partner(scene, rng, mix.scenes)
+            if found is not None and reshaped and not shape_changed(scene, found[0]):
+                found = None
             if found is not None:
                 break
     partner, wrong, changed = found

@@ -129,6 +129,9 @@ PATH = click.Path(path_type=Path)
 @click.option("--pair-web-style", type=float, default=0.0, show_default=True,
               help="with --pairs: probability that each text of a pair is written in the world's web styles "
                    "(capitals, stock framing, SEO lists, synonyms…)")
+@click.option("--pair-shape", type=float, default=0.0, show_default=True,
+              help="with --pairs: share of pairs whose wrong-attribute text gets a shape wrong (the rest: "
+                   "whatever the world's writer changes)")
 @click.option("--family-size", type=int, default=8, show_default=True,
               help="scenes per family: a scene and its one-change variants")
 @click.option("--family-walk", is_flag=True,
@@ -173,6 +176,14 @@ def command(ctx: click.Context, **options: Any) -> None:
     if args.pairs and args.batch_size % 2:
         raise SystemExit(f"--pairs needs an even --batch-size so no pair is split across batches "
                          f"(got {args.batch_size})")
+    if args.pairs:
+        from curate_clip.training.pairs import PairMix
+
+        try:
+            mix = PairMix(scenes=args.pair_scenes, partial=args.pair_partial, web_style_rate=args.pair_web_style,
+                          shape=args.pair_shape)
+        except ValueError as exc:
+            raise SystemExit(f"--pair-partial, --pair-web-style, --pair-shape: {exc}") from None
     if args.model_config is not None:
         problem = model_config_problem(args.model_config)
         if problem:
@@ -190,9 +201,8 @@ def command(ctx: click.Context, **options: Any) -> None:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     if args.pairs:
-        from curate_clip.training.pairs import PairMix, write_pair_shards
+        from curate_clip.training.pairs import write_pair_shards
 
-        mix = PairMix(scenes=args.pair_scenes, partial=args.pair_partial, web_style_rate=args.pair_web_style)
         pattern, samples = write_pair_shards(args.out / "shards", pairs=args.pairs, seed=args.seed, mix=mix)
     elif args.families:
         from curate_clip.training.families import write_family_shards
@@ -255,7 +265,7 @@ def command(ctx: click.Context, **options: Any) -> None:
         "open_clip_train_args": train_args,
         "data": ({"pairs": args.pairs, "sample_shuffle": args.sample_shuffle, "seed": args.seed,
                   "pair_scenes": args.pair_scenes, "pair_partial": args.pair_partial,
-                  "pair_web_style": args.pair_web_style} if args.pairs
+                  "pair_web_style": args.pair_web_style, "pair_shape": args.pair_shape} if args.pairs
                  else {"families": args.families, "family_size": args.family_size, "walk": args.family_walk,
                   "full_texts": args.family_full_texts, "singles": args.singles, "focused": args.family_focused,
                   "sample_shuffle": args.sample_shuffle, "seed": args.seed} if args.families
