@@ -14,6 +14,9 @@ clip_edit_score = clip_score + weight x margin, as the step computes it. Run fro
 folder of `measure.py`:
 
     python .../records/web_clean/tune_pooling.py runs/tune_6413 runs/tune_6415 runs/tune_6414
+
+EVAL.md's fine-tuning tries: ``--checkpoint W.safetensors --out tries.json`` (their `max` weight 6
+and softmax T 0.02 weight 8 figures are the keys with no-edit margin 0).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 POSITIVE = ("faithful", "partial")
 
 
-def edit_scores(run: Path) -> pl.DataFrame:
+def edit_scores(run: Path, checkpoint: str | None = None) -> pl.DataFrame:
     """uid, gt_noise_type, clip_score, the score pooled against (the reading's) and every edit's score."""
     import curate_clip.score as score
 
@@ -49,8 +52,9 @@ def edit_scores(run: Path) -> pl.DataFrame:
 
     score.pooled_margins = keep
     try:
-        out = run_step("clip_score", table.select("uid", "alt_text", "image", "gt_noise_type"),
-                       {"edits": "world"}, shard_size=len(table)).kept
+        params = {"edits": "world"} | ({"checkpoint": checkpoint} if checkpoint else {})
+        out = run_step("clip_score", table.select("uid", "alt_text", "image", "gt_noise_type"), params,
+                       shard_size=len(table)).kept
     finally:
         score.pooled_margins = real
     own = out["clip_score"].to_numpy().astype(np.float64)
@@ -104,11 +108,18 @@ def grid(table: pl.DataFrame) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    runs = [Path(name) for name in sys.argv[1:]]
-    results = {run.name: grid(edit_scores(run)) for run in runs}
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", help="other world CLIP weights (EVAL.md's fine-tuning tries)")
+    parser.add_argument("--out", type=Path, default=HERE / "tune_pooling.json")
+    parser.add_argument("runs", type=Path, nargs="+")
+    args = parser.parse_args()
+    runs = args.runs
+    results = {run.name: grid(edit_scores(run, args.checkpoint)) for run in runs}
     lowest = {key: min(results[run.name][key] for run in runs) for key in results[runs[0].name]}
     best = sorted(lowest, key=lowest.get, reverse=True)[:10]
-    (HERE / "tune_pooling.json").write_text(json.dumps(
+    args.out.write_text(json.dumps(
         {"what": "AUC aligned vs misaligned of clip_score + weight x margin per pooling, on the tuning "
                  "worlds; lowest: the lowest of them, best: the 10 settings with the highest lowest",
          "best": {key: lowest[key] for key in best}, "lowest": lowest, "worlds": results}, indent=1) + "\n")
