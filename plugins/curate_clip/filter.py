@@ -103,9 +103,11 @@ class ClipFilter(Step):
                     FROM ranked ORDER BY _shard, _row""")
             else:
                 group = quote(p.by) if p.by else "NULL"
+                # In double precision: interpolated in a float32 score's own precision, a cut between two
+                # neighbouring scores could round onto the lower one and keep it (0.0 and 1e-45 -> 0.0).
                 cuts = con.sql(
-                    f"SELECT {group} AS grp, quantile_cont({col}, {p.quantile}) AS cut, count({col}) AS n "
-                    f"FROM input GROUP BY ALL ORDER BY grp NULLS FIRST").pl()
+                    f"SELECT {group} AS grp, quantile_cont(CAST({col} AS DOUBLE), {p.quantile}) AS cut, "
+                    f"count({col}) AS n FROM input GROUP BY ALL ORDER BY grp NULLS FIRST").pl()
                 self._summary = {"rule": "quantile", "quantile": p.quantile, "by": p.by,
                                  "thresholds": {str(r["grp"]): r["cut"] for r in cuts.iter_rows(named=True)}}
                 if not p.by:
@@ -115,7 +117,7 @@ class ClipFilter(Step):
                 yield from stream(con, f"""
                     SELECT input.* EXCLUDE (_shard, _row),
                            CASE WHEN input.{col} IS NULL THEN {null_reason}
-                                WHEN input.{col} < cuts.cut THEN {low} END AS {DROP_REASON}
+                                WHEN CAST(input.{col} AS DOUBLE) < cuts.cut THEN {low} END AS {DROP_REASON}
                     FROM input LEFT JOIN cuts_frame AS cuts {join}
                     ORDER BY input._shard, input._row""")
         finally:
