@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from curate_captioner.dpo import PreferenceConfig, train_preference
@@ -371,6 +371,11 @@ def test_table_pairs_rank_two_samples(saved_captioner: Path, pair_table: pl.Data
 def test_verdict_names_what_each_edit_broke(scene: Any, named: bool, kind: str, seed: int) -> None:
     from curate_captioner.sampled import verdict
 
+    # A logo is described by its shape and colour ("the Tessaly Fountain logo (a small blue hexagon
+    # with a white ring)"), so a caption that misses a plain object of the same shape and colour
+    # reads as complete (hypothesis, CI 2026-12-06): which of the twins it missed is not in the words.
+    logo = {(o.shape, o.color) for o in scene.objects if o.entity is not None}
+    assume(kind != "object_missed" or not any((o.shape, o.color) in logo for o in scene.objects if o.entity is None))
     names = {scene.entity} if named and scene.entity else set()
     assert verdict(caption(scene, names), scene, bool(names)) is None  # the annotator's caption is right
     rejected = textual_rejection(scene, named, kind, np.random.default_rng(seed))
