@@ -69,11 +69,10 @@ def edit_scores(run: Path, checkpoint: str | None = None) -> pl.DataFrame:
 
 def margin(own: float, edits: list[float], pooling: str, t: float) -> float:
     e = np.asarray(edits)
-    if pooling == "max":
-        return own - e.max()
-    if pooling == "softmax":
-        z = np.concatenate([[0.0], (e - own) / t])
-        return -t * (z.max() + np.log(np.exp(z - z.max()).sum()))
+    if pooling in ("max", "softmax"):  # the step's own pooling, for one row
+        from curate_clip.score import pooled_margins
+
+        return float(pooled_margins(np.zeros(len(e), dtype=np.int64), e, np.array([own]), pooling, t)[0])
     z = e / t
     pooled = z.max() + np.log(np.exp(z - z.max()).sum() / (len(e) if pooling == "logmeanexp" else 1))
     return own - t * pooled
