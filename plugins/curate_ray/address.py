@@ -22,8 +22,10 @@ listening on loopback alone is not reached by ``ray.init`` at ``127.0.0.1``. ``r
 is dialled as written: Ray's client connects to the address it is given.
 
 Both (``auto`` without ``RAY_ADDRESS``, and the rewrite) ask Ray's own functions rather than copy
-its rules, at the moment the probe is about to ask, so the address probed is the one ray.init
-dials a moment later.
+its rules. What ``auto`` found on this machine is then what the executor passes to ray.init, so the
+address probed is the one ray.init dials: looking again could find another (a raylet that started
+or stopped in between, or one whose arguments Linux had not yet filled in: /proc/PID/cmdline reads
+empty for a moment after a program starts), and that one would be joined unasked.
 """
 
 from __future__ import annotations
@@ -79,9 +81,9 @@ def target(address: str | None) -> tuple[str, int] | None:
     return match["ipv6"] or match["host"], int(match["port"])
 
 
-def to_join(address: str) -> ToJoin | None:
-    """What ``ray.init(address=address)`` connects to; None where Ray finds no cluster on this
-    machine for ``auto`` (ray.init then says so at once)."""
+def to_join(address: str) -> ToJoin:
+    """What ``ray.init(address=address)`` connects to. Where ``auto`` finds no cluster on this
+    machine, Ray's own ConnectionError (what ray.init would raise at once)."""
     if address != "auto":
         return _joining(address, None, f"check {SPEC_ADDRESS} (a head node's GCS address, HOST:6379, or "
                         "ray://HOST:10001) and that the cluster runs ('ray start --head' starts one)")
@@ -121,15 +123,12 @@ def _as_dialled(address: str) -> str:
     return services.canonicalize_bootstrap_address(address) or address
 
 
-def _on_this_machine() -> ToJoin | None:
+def _on_this_machine() -> ToJoin:
     from ray._private import services, utils
 
     # As ray.init does before it looks: the raylets found by an earlier look may have stopped since.
     getattr(services.find_gcs_addresses, "cache_clear", lambda: None)()
-    try:
-        found = services.get_ray_address_from_environment("auto", None)
-    except ConnectionError:  # no cluster file, no raylet running
-        return None
+    found = services.get_ray_address_from_environment("auto", None)  # ConnectionError: nothing found
     cluster_file = utils.get_ray_address_file(None)
     if found == utils.read_ray_address(None):
         return _joining(found, f"the cluster file {cluster_file}",

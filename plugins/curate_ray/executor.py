@@ -228,13 +228,15 @@ class RayExecutor(Executor):
                 # named it (the spec, or for 'auto' RAY_ADDRESS, the cluster file, a running raylet).
                 deadline = seconds(CONNECT_DEADLINE_ENV, CONNECT_DEADLINE)
                 until = time.monotonic() + deadline
-                joining = to_join(self.params.address)
-                if joining is not None:
-                    check_answers(joining, deadline)
-                    # An answering cluster that wants a token this run does not send is refused by
-                    # ray.init only after ~20 s of retries, as if it were not there: ask first.
-                    check_token(joining, until)
-                ray.init(address=self.params.address, logging_level=logging.WARNING)
+                joining = to_join(self.params.address)  # auto finding nothing: Ray's own error, at once
+                check_answers(joining, deadline)
+                # An answering cluster that wants a token this run does not send is refused by
+                # ray.init only after ~20 s of retries, as if it were not there: ask first.
+                check_token(joining, until)  # also turns on a token found here, as ray.init does for auto
+                # What auto found on this machine is joined as asked: ray.init looking again could
+                # find another raylet, unasked (curate_ray.address).
+                ray.init(address=joining.address if joining.found_here else self.params.address,
+                         logging_level=logging.WARNING)
         except Exception as exc:
             if not local and no_token(exc):  # RAY_AUTH_MODE=token without a token: Ray says so at once
                 where = joining.where if joining is not None else str(self.params.address)

@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -285,6 +286,7 @@ def test_auto_asks_the_gcs_of_the_raylet_running_on_this_machine_within_the_dead
     raylet.symlink_to(sys.executable)
     process = subprocess.Popen([str(raylet), "-c", "import time; time.sleep(60)", f"--gcs-address={address}"])
     try:
+        wait_for_arguments(process)
         error = open_session("auto")
     finally:
         process.kill()
@@ -294,8 +296,18 @@ def test_auto_asks_the_gcs_of_the_raylet_running_on_this_machine_within_the_dead
     assert "'ray stop'" in error.hint
 
 
+def wait_for_arguments(process: subprocess.Popen, seconds: float = 30) -> None:
+    """Until /proc lists the program's arguments: Popen returns once the program is exec'd, and
+    Linux lays its arguments out a moment later (until then /proc/PID/cmdline reads empty, and Ray
+    finds no raylet there). A loaded machine can take a while; a CI run met that moment once."""
+    cmdline = Path(f"/proc/{process.pid}/cmdline")
+    deadline = time.monotonic() + seconds
+    while b"--gcs-address=" not in cmdline.read_bytes():
+        assert time.monotonic() < deadline, f"{cmdline} did not list the arguments in {seconds} s"
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize(("variable", "joins"), [
-    ("", None), ("auto", None),  # as if unset: Ray looks on this machine, where the test left nothing
     ("local", "local"),  # ray.init starts a cluster: nothing to ask
     ("10.1.2.3:6379", "10.1.2.3:6379"),
 ])
@@ -303,8 +315,16 @@ def test_what_auto_joins(monkeypatch, nothing_else_found, variable, joins):
     from curate_ray.address import to_join
 
     monkeypatch.setenv("RAY_ADDRESS", variable)
-    found = to_join("auto")
-    assert (found and found.address) == joins
+    assert to_join("auto").address == joins
+
+
+@pytest.mark.parametrize("variable", ["", "auto"])  # as if unset: Ray looks on this machine
+def test_auto_finding_nothing_is_rays_own_connection_error(monkeypatch, nothing_else_found, variable):
+    from curate_ray.address import to_join
+
+    monkeypatch.setenv("RAY_ADDRESS", variable)
+    with pytest.raises(ConnectionError, match="Could not find any running Ray instance"):
+        to_join("auto")
 
 
 def test_auto_finding_nothing_is_rays_own_error_at_once(nothing_else_found):
