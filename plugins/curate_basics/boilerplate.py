@@ -5,6 +5,9 @@ circle. ID 959669720") and the camera's file name next to it ("(IMG_1234.jpg)");
 and captioning should see the description only. Every pattern runs in polars' Rust regex
 engine, which is linear in the text, so a user's pattern cannot hang a run.
 
+``keywords: true`` also removes a trailing list of search keywords (curate_basics.keywords, in
+Python: it counts and compares words, which a regex cannot).
+
 Removing one piece can uncover another ("(IMG_1(IMG_2.jpg).jpg)"), so the removal is repeated
 while it changes a text, at most :data:`ROUNDS` times and a pass more to see it is done; a text
 still changing then stays as it came. Either way a second run changes nothing more.
@@ -20,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from curate.params import Params
 from curate.schema import ALT_TEXT, DROP_REASON, UID, Schema
 from curate.step import Step, StepContext
+from curate_basics.keywords import strip_keywords_series
 
 WORDS = "photo|image|vector|illustration"
 KIND = f"(?:{WORDS})"
@@ -100,6 +104,8 @@ class StripParams(Params):
     columns: list[str] = Field([ALT_TEXT], min_length=1, description="text columns to strip")
     stock: bool = Field(True, description="stock-site labels and ids at the start or end")
     camera: bool = Field(True, description="camera file names in parentheses: (IMG_1234.jpg)")
+    keywords: bool = Field(False, description="a trailing list of search keywords (', free, download, png, hd', "
+                           "'isolated png best'; curate_basics.keywords)")
     generic: bool = Field(False, description="empty a text that is only generic words (image, photo, thumbnail, "
                           "click here, untitled, a camera file name, '3 of 12'...), digits, punctuation and emoji")
     patterns: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
@@ -145,6 +151,8 @@ class StripBoilerplate(Step):
             out = out.str.replace_all(CAMERA, "")
         for pattern in p.patterns:
             out = out.str.replace_all(pattern, "")
+        if p.keywords:
+            out = out.map_batches(strip_keywords_series, return_dtype=pl.Utf8)
         if p.generic:
             out = out.str.replace(GENERIC, "")  # anchored at both ends: the whole text or nothing
         # Only a text that lost something is trimmed: "- a list item" without boilerplate stays.

@@ -93,10 +93,11 @@ BOILERPLATE = st.sampled_from([
     "(DSC01234.JPG)", " (image4739.png)", "(", ")", ".jpg", "IMG_1", " - ", " | ", ", ", ":", "  ", "\u2014",
     "photo", "click here", " 3 of 12", "thumbnail", "imag...", "\u2026", "\U0001f4af", "see_more", "png",
 ])
-WORDS = st.sampled_from(["a", "red", "circle", "Stock", "photo", "ID", "royalty", "free", "image", "IMG"])
+WORDS = st.sampled_from(["a", "red", "circle", "Stock", "photo", "ID", "royalty", "free", "image", "IMG", "hd", ", png",
+                         ", red", " shapes", "…"])
 PIECES = st.lists(st.one_of(BOILERPLATE, WORDS), max_size=10).map("".join)
 TEXTS = st.one_of(st.none(), cst.alt_texts(), PIECES)
-PARAMS = st.builds(StripParams, stock=st.booleans(), camera=st.booleans(), generic=st.booleans(),
+PARAMS = st.builds(StripParams, stock=st.booleans(), camera=st.booleans(), generic=st.booleans(), keywords=st.booleans(),
                    patterns=st.lists(st.sampled_from([r"(?i)\bred\b", r"\(", "ab", r"\s+"]), max_size=2))
 
 
