@@ -50,17 +50,16 @@ _LIST_KEYWORDS = frozenset({"shapes", "shape", "objects", "elements", "backgroun
 _PREFIXES = frozenset(word[:n] for word in SEO_WORDS for n in range(1, len(word)) if word[:n].isalpha())
 
 
-# Texts whose last word is none of these are left without reading them in Python (a regex reads the
-# last word; the Python tokenizer's last word ends in it, so every text strip_keywords changes is one).
-_LAST_WORD = r"([^\W_]+)[\W_]*$"
-_LAST_WORDS = sorted(SEO_WORDS | _PREFIXES | {word.rsplit("-", 1)[-1] for word in SEO_WORDS})
+# A run holds two keywords at least, and each holds one of these words (lower case) as a piece of
+# text: texts in which they occur fewer than twice are left without reading them in Python.
+_PIECES = sorted(SEO_WORDS | {second for _, second in SEO_PHRASES}, key=lambda word: (-len(word), word))
+_PIECE = "|".join([*map(re.escape, _PIECES), "19[0-9]{2}", "20[0-9]{2}"])
 
 
 def strip_keywords_series(texts: pl.Series) -> pl.Series:
-    """:func:`strip_keywords` of each text (nulls stay null); only texts whose last word is a
-    keyword, the start of one or a year are read in Python."""
-    last = texts.str.extract(_LAST_WORD, 1).str.to_lowercase()
-    candidates = (last.is_in(_LAST_WORDS) | last.str.contains(r"^(?:19|20)[0-9]{2}$")).fill_null(False).arg_true()
+    """:func:`strip_keywords` of each text (nulls stay null); only texts holding two keywords or
+    more are read in Python."""
+    candidates = (texts.str.to_lowercase().str.count_matches(_PIECE) >= 2).fill_null(False).arg_true()
     if not len(candidates):
         return texts
     return texts.clone().scatter(candidates, [strip_keywords(text) for text in texts.gather(candidates)])
