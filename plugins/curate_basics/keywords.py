@@ -9,10 +9,13 @@ such a tail scores like a wrong one. ``strip_boilerplate``'s ``keywords: true`` 
 What is removed is a run of items at the end of the text, read from its end:
 
 - an item is a word of :data:`SEO_WORDS` (or a two-word phrase of :data:`SEO_PHRASES`, or a year);
-- in a list (the item follows a comma, pipe, semicolon, slash or bullet) also one word the text
-  already says before the run (pages repeat a colour or a name: "a brown star, free, brown");
+- up to three words the text said before, as an item of a list (after a comma, pipe, semicolon,
+  slash or bullet) or after a keyword: pages repeat a colour or a name ("a brown star, free,
+  brown", "… | halvendor lighthouse | template", "… hd png blue");
+- one word between two keywords ("hd black flat"), or last in a list after one ("…, free, red");
 - the last item may be cut short ("… png best s…") where it starts a keyword;
-- the run holds at least two keywords, and at least one word stays before it.
+- the run holds at least two keywords, and at least one word stays before it; a text in quotes is
+  read inside them, and keeps them.
 
 Anything else ends the run: a word the text has not said, an item of two words or more that is no
 phrase, a full stop or bracket between items. So a description's own words stay ("a red circle and
@@ -87,9 +90,21 @@ def _trailing_gap(gap: str) -> bool:
     return _separator_only(gap)
 
 
+def _in_list(gap: str) -> bool:
+    return any(char in _LIST for char in gap)
+
+
+def _plain(word: str) -> bool:
+    """A word that may be repeated in a keyword list: letters, no keyword, no function word."""
+    return word.isalpha() and word not in _FUNCTION_WORDS and not _is_keyword(word)
+
+
 def strip_keywords(text: str) -> str:
     """``text`` without its trailing run of search keywords (module docstring); as it came where it
-    has none. The separators before the run go with it."""
+    has none. The separators before the run go with it; a text in quotes keeps them."""
+    if len(text) > 2 and text[0] == text[-1] and text[0] in "'\"":  # '…, free, hd': the quotes stay
+        inner = strip_keywords(text[1:-1])
+        return text if inner == text[1:-1] else text[0] + inner + text[0]
     tokens = list(_TOKEN.finditer(text))
     if len(tokens) < 3 or not _trailing_gap(text[tokens[-1].end():]):
         return text
@@ -101,27 +116,47 @@ def strip_keywords(text: str) -> str:
     def gap(i: int) -> str:  # the text between item i - 1 and item i
         return text[tokens[i - 1].end():tokens[i].start()]
 
-    keywords, start, i, after_keyword = 0, len(tokens), len(tokens) - 1, False
+    def repeated(i: int) -> int | None:
+        """Where a group of up to three words ending at ``i`` starts, each said before the group
+        ("…, halvendor lighthouse, template", "… png blue"), when the group is a list item or follows
+        a keyword; None (and nothing counted) otherwise."""
+        taken: list[str] = []
+        for j in range(i, max(i - 3, 0), -1):
+            if not _plain(words[j]) or left[words[j]] - taken.count(words[j]) <= 1 or not _separator_only(gap(j)):
+                return None
+            taken.append(words[j])
+            if _in_list(gap(j)) or (j > 1 and _is_keyword(words[j - 1])):
+                for word in taken:
+                    left[word] -= 1
+                return j
+        return None
+
+    last, keywords, start, i, after_keyword = len(tokens) - 1, 0, len(tokens), len(tokens) - 1, False
     # A keyword cut short at the very end ("best s…", "png tra"): in the run if it starts one.
     if words[i] not in SEO_WORDS and words[i] in _PREFIXES:
         left[words[i]] -= 1
         start, i = i, i - 1
     while i > 0 and _separator_only(gap(i)):
-        word, in_list = words[i], any(c in _LIST for c in gap(i))
-        left[word] -= 1
+        word, in_list = words[i], _in_list(gap(i))
         if i > 1 and (words[i - 1], word) in SEO_PHRASES and not in_list and _separator_only(gap(i - 1)):
+            left[word] -= 1
             left[words[i - 1]] -= 1
             keywords, start, i, after_keyword = keywords + 1, i - 1, i - 2, True
             continue
         if _is_keyword(word) or (in_list and word in _LIST_KEYWORDS):
-            keywords, after_keyword = keywords + 1, True
-        elif word.isalpha() and word not in _FUNCTION_WORDS and (
-                (in_list and left[word] > 0)  # a word the text said before, repeated in the list
-                or (after_keyword and _is_keyword(words[i - 1]))):  # between two keywords
-            after_keyword = False
-        else:
-            break
-        start, i = i, i - 1
+            left[word] -= 1
+            keywords, after_keyword, start, i = keywords + 1, True, i, i - 1
+            continue
+        group = repeated(i)
+        if group is not None:
+            after_keyword, start, i = False, group, group - 1
+            continue
+        # One word between two keywords ("hd black flat"), or last in a list after one ("…, free, red").
+        if _plain(word) and _is_keyword(words[i - 1]) and (after_keyword or (i == last and in_list)):
+            left[word] -= 1
+            after_keyword, start, i = False, i, i - 1
+            continue
+        break
     if keywords < 2 or all(_is_keyword(word) for word in words[:start]):
         return text
     return text[:tokens[start].start()].rstrip(" \t\n,|;/·•-–—")

@@ -23,6 +23,15 @@ EXAMPLES = [
     ("a red circle | vector, clipart, free download", "a red circle"),
     ("a red circle, royalty free, hd", "a red circle"),
     ("a star, a square & a diamond, free, geometric, 2024, symbol, hd, modern", "a star, a square & a diamond"),
+    # a name the text said, repeated as an item; repeated words after a keyword; one word last in a list
+    ("Halvendor Lighthouse, red shapes | isolated | graphic | art | halvendor lighthouse | template",
+     "Halvendor Lighthouse, red shapes"),
+    ("an orange heart and the Zorblax Tower logo modern hd orange zorblax tower png",
+     "an orange heart and the Zorblax Tower logo"),
+    ("A SMALL BLUE TRIANGLE DOWNLOAD HD PNG BLUE", "A SMALL BLUE TRIANGLE"),
+    ("a crimson triangle | stock image, png, flat, brown, modern, best, free, red", "a crimson triangle"),
+    # in quotes, the quotes stay
+    ("'Three yellow hexagons, flat, design, symbol, transparent'", "'Three yellow hexagons'"),
     # the last keyword cut short, with or without an ellipsis
     ("two red circles isolated png best s…", "two red circles"),
     ("two red circles, free, hd, transp", "two red circles"),
@@ -34,6 +43,8 @@ EXAMPLES = [
     ("free hd png", "free hd png"),
     ("a red circle. Free, HD", "a red circle. Free, HD"),  # after a full stop: a sentence of its own
     ("a red circle (free, hd)", "a red circle (free, hd)"),
+    ("a red circle and a red circle, red circle", "a red circle and a red circle, red circle"),
+    ("'a', free, hd", "'a', free, hd"),
     ("", ""),
 ]
 
