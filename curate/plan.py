@@ -20,7 +20,7 @@ from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
 from curate.remote import is_url
-from curate.runfiles import confined, outside_working_directory, real_folders, where_outside
+from curate.runfiles import confined, outside_working_directory, read_as_pattern, real_folders, where_outside
 from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
 from curate.shards import KEPT_REFERENCE
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
@@ -201,6 +201,10 @@ def run_dir_problems(loaded: LoadedSpec, override: str | Path | None, run_path: 
         if from_spec and not Path(raw).expanduser().is_absolute() and ".." in Path(raw).parts:
             out.append((loc, f"'{raw}' leaves the working directory ('..')",
                         "use a path inside the working directory, or an absolute path to put it elsewhere"))
+        if (why := read_as_pattern(resolved)) is not None:
+            out.append((loc, f"'{raw}' is {why}: the run would read them as its own",
+                        "give it a folder whose path has no *, ? or [ (rename the folders above it, or choose "
+                        "another with --run-dir)"))
         if resolved in system or any(resolved.is_relative_to(tree) for tree in SYSTEM_TREES):
             out.append((loc, f"'{raw}' is {resolved}, a system directory",
                         "give the run a directory of its own, e.g. runs/{name}"))

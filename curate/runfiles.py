@@ -189,3 +189,25 @@ def remove_tree(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+# DuckDB's read_parquet and Polars' read/scan_parquet take a path holding one of these for a file
+# pattern, even in a list of files: "runs[1]/x.parquet" reads runs1/x.parquet, "a?/x.parquet" every
+# a?/x.parquet there is. Every table curate reads goes through them, so such paths are refused.
+PATTERN_CHARACTERS = "*?["
+
+
+def pattern_characters(path: Path | str) -> str:
+    """The characters of ``path`` that those readers take for a pattern, once each, in order;
+    empty when it has none."""
+    return "".join(dict.fromkeys(char for char in str(path) if char in PATTERN_CHARACTERS))
+
+
+def read_as_pattern(path: Path | str) -> str | None:
+    """Why curate cannot read files at ``path`` safely, or None."""
+    found = pattern_characters(path)
+    if not found:
+        return None
+    return (f"{path} holds {' and '.join(repr(c) for c in found)}, which DuckDB and Polars read as a file pattern "
+            "(they would read other files that match it too, or instead)")
+

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from curate.errors import SourceError
 from curate.params import Params
-from curate.runfiles import UNTRUSTED_READS, confined, describe_mode, real_folders
+from curate.runfiles import UNTRUSTED_READS, confined, describe_mode, read_as_pattern, real_folders
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
@@ -68,6 +68,11 @@ class FileSource(BucketObjects, Source):
         if not found:
             raise SourceError(f"source.path {raw!r} matched no {self.format} files (looked in {path})",
                               f"expected files ending in {', '.join(self.extensions) or 'a known extension'}")
+        for file in found:
+            if (why := read_as_pattern(file.absolute())) is not None:
+                raise SourceError(f"source.path {raw!r}: {why}",
+                                  "rename the file, or the folders above it, to a path without *, ? or [ "
+                                  "(a pattern in source.path itself is fine: curate expands it first)")
         if self.ctx.untrusted:
             _refuse_outside(raw, found)
         return found

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from curate.keptref import KeptReference, KeptReferenceError, read_reference
@@ -19,10 +19,15 @@ from curate.runstore import COMPLETE, DATABASE, StoreWarning, kept_relation, wri
 from tests.core.test_store_fingerprints import again, copy_of, step_dir, stored
 
 NAMES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=12)
+# A folder holding *, ? or [ is a pattern to DuckDB's reader: curate refuses such source files before
+# writing a reference (tests/core/test_pattern_paths.py), and DuckDB cannot read one whose folders
+# also hold a backslash in a name, even escaped (CI drew the folder '\\*').
+FOLDERS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00*?["), min_size=1, max_size=12)
 
 
 @settings(max_examples=25, deadline=None)
-@given(names=st.lists(NAMES, min_size=1, max_size=4, unique_by=str.lower), folder=NAMES, uids=st.booleans())
+@given(names=st.lists(NAMES, min_size=1, max_size=4, unique_by=str.lower), folder=FOLDERS, uids=st.booleans())
+@example(names=["0"], folder="\\", uids=False)
 def test_a_reference_reads_its_files_whatever_their_names_and_columns(tmp_path_factory, names, folder, uids):
     """Quotes, semicolons and SQL in a path or a column name are a path and a name."""
     base = tmp_path_factory.mktemp("ref")
