@@ -210,4 +210,3 @@ def read_as_pattern(path: Path | str) -> str | None:
         return None
     return (f"{path} holds {' and '.join(repr(c) for c in found)}, which DuckDB and Polars read as a file pattern "
             "(they would read other files that match it too, or instead)")
-
