@@ -49,7 +49,7 @@ def test_bodies_waiting_for_the_decoder_stay_within_max_buffered_bytes(tmp_path:
     assert set(calm["status"]) == {"success"}
     assert rows.filter(pl.col("url").str.contains("/fat/"))["status"].unique().to_list() == ["failed_to_resize"]
     assert rows.filter(pl.col("url").str.contains("/slow-decode/"))["status"].unique().to_list() == ["success"]
-    assert fat_peak[0] <= calm_peak[0] + 192 * MIB
+    assert fat_peak[0] <= calm_peak[0] + 192 * MIB, (fat_peak, calm_peak)  # with each process's share
 
 
 def test_reservations_are_first_come_first_served_and_whole() -> None:

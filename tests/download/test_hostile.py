@@ -70,33 +70,40 @@ def _descendants(root: int, ignore: frozenset[int] = frozenset()) -> frozenset[i
     return frozenset(found)
 
 
-def _tree_rss(root: int, ignore: frozenset[int] = frozenset()) -> int:
+def _tree_rss(root: int, ignore: frozenset[int] = frozenset()) -> tuple[int, list[tuple[int, str, int]]]:
     """Resident bytes of every descendant of ``root`` (the download worker and its processes),
     less the processes in ``ignore`` and theirs: each process's proportional share (``Pss``), so
     pages forked workers share copy-on-write count once for the tree, not once per process (a sum
-    of ``VmRSS`` read 2.1-2.2 GiB under CI load where the tree held far less)."""
-    total = 0
+    of ``VmRSS`` read 2.1-2.2 GiB under CI load where the tree held far less). With each process's
+    share (pid, command line, bytes), to say which one held it."""
+    total, shares = 0, []
     for pid in _descendants(root, ignore):
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
+                    share = int(line.split()[1]) * 1024
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    total += share
+                    shares.append((pid, command[:120], share))
         except OSError:
             pass
-    return total
+    return total, shares
 
 
 @contextmanager
-def peak_rss() -> Iterator[list[int]]:
-    """The peak resident bytes of the processes the block starts: processes alive before it (a
-    previous run's pool still exiting under load) are not counted."""
-    peak = [0]
+def peak_rss() -> Iterator[list]:
+    """``[peak bytes, what held them]``: the peak resident bytes of the processes the block starts,
+    and each one's share at that moment (a failed bound says which process grew); processes alive
+    before it (a previous run's pool still exiting under load) are not counted."""
+    peak: list = [0, []]
     done = threading.Event()
     before = _descendants(os.getpid())
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak[0] = max(peak[0], _tree_rss(os.getpid(), before))
+            total, shares = _tree_rss(os.getpid(), before)
+            if total > peak[0]:
+                peak[0], peak[1] = total, sorted(shares, key=lambda s: -s[2])
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -148,7 +155,7 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
           f"{hostile_peak[0] / GIB:.2f} GiB vs healthy {healthy_peak[0] / GIB:.2f} GiB")
     print(rows.group_by("kind", "status").agg(pl.col("error_message").first()).sort("kind"))
     assert seconds <= bound
-    assert hostile_peak[0] <= healthy_peak[0] + GIB
+    assert hostile_peak[0] <= healthy_peak[0] + GIB, (hostile_peak, healthy_peak)
 
     assert rows.height == table.height and rows["status"].null_count() == 0
     expected = {"ok": "success"} | {route: status for route, (_, status) in HOSTILE.items()}
