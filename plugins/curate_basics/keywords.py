@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 
 import polars as pl
 
@@ -109,9 +110,7 @@ def strip_keywords(text: str) -> str:
     if len(tokens) < 3 or not _trailing_gap(text[tokens[-1].end():]):
         return text
     words = [token.group(0).lower() for token in tokens]
-    left: dict[str, int] = {}  # how often each word occurs before the item looked at
-    for word in words:
-        left[word] = left.get(word, 0) + 1
+    left = Counter(words)  # how often each word occurs up to the item looked at
 
     def gap(i: int) -> str:  # the text between item i - 1 and item i
         return text[tokens[i - 1].end():tokens[i].start()]
