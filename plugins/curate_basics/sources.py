@@ -17,7 +17,14 @@ from pydantic import Field, field_validator
 
 from curate.errors import SourceError
 from curate.params import Params
-from curate.runfiles import UNTRUSTED_READS, confined, describe_mode, read_as_pattern, real_folders
+from curate.runfiles import (
+    UNTRUSTED_READS,
+    confined,
+    describe_mode,
+    pattern_characters,
+    read_as_pattern,
+    real_folders,
+)
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
@@ -51,7 +58,7 @@ class FileSource(BucketObjects, Source):
             self._check_downloaded(downloaded)
             return [local for local, _ in downloaded]
         path = self.ctx.resolve(raw)
-        if any(ch in raw for ch in "*?["):
+        if pattern_characters(raw):  # Python's glob takes the same three characters for a pattern
             matched = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
             _refuse_special(raw, [p for p in matched if not p.is_dir()])
             found = [p for p in matched if p.is_file()]

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from tests.conftest import cli_env
 from tests.download.conftest import run_download
 from tests.download.hostile import serve_hostile
-from tests.download.test_hostile import peak_rss
+from tests.download.processes import peak_rss
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 2**20

@@ -19,6 +19,7 @@ from curate.images import iter_images
 from curate.testing.runner import read_step_output, run_spec
 from tests.conftest import cli_env, kill_when_ready
 from tests.download.conftest import TIMEOUT, counting_server, download_spec, run_download, url_table
+from tests.download.processes import descendants
 
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parents[2]  # this checkout, for the curate CLI's subprocess
@@ -119,23 +120,6 @@ def _step_dir(store_dir: Path) -> Path | None:
     return None
 
 
-def _descendants(pid: int) -> list[int]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            except OSError:
-                continue
-            tree.setdefault(parent, []).append(int(entry.name))
-    out, stack = [], list(tree.get(pid, []))
-    while stack:
-        child = stack.pop()
-        out.append(child)
-        stack += tree.get(child, [])
-    return out
-
-
 def _threads(pid: int) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -169,7 +153,7 @@ def test_a_killed_img2dataset_process_fails_the_step_at_once(stalling_world: Wor
             worker = int((step_dir / "artifacts" / "shard-00000" / "worker.pid").read_text())
             downloading: list[int] = []
             while not downloading:  # the pool process, while its download threads run
-                downloading = [pid for pid in _descendants(worker) if _threads(pid) > params["threads"]]
+                downloading = [pid for pid in descendants(worker) if _threads(pid) > params["threads"]]
                 assert time.monotonic() < deadline, "no process ever ran the download threads"
             os.kill(downloading[0], signal.SIGKILL)
             killed = time.monotonic()
