@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from curate.duck import literal, memory_bytes, quote, stream
@@ -146,9 +147,14 @@ def ingest(
         else:
             frames = derived_uids(con, relation, Content(tuple(spec.uid_columns)), quoted, batch_rows,
                                   memory_bytes(con) // BYTES_PER_REPEAT)
-        for frame in frames:
-            writer.add(_cast(frame, schema))
-            ctx.advance(frame.height)
+        try:
+            for frame in frames:
+                writer.add(_cast(frame, schema))
+                ctx.advance(frame.height)
+        except duckdb.Error as exc:
+            if in_place is None:
+                raise
+            raise _in_place_error(source, in_place, exc) from None
     shards = writer.close(empty_schema=schema)
     if has_uid:
         _check_unique(con, kept_files() if kept_files is not None else sorted((out_dir / "data").glob("*.parquet")))
@@ -224,6 +230,21 @@ def _located_error(source: Source, file_index: int, error: Exception) -> SourceE
     if read_error is None or path is None:
         return None
     return read_error(path, error, located_only=True)
+
+
+def _in_place_error(source: Source, in_place: KeptReference, error: Exception) -> SourceError:
+    """A Parquet source read where it lies failed in DuckDB (strings that are not UTF-8, a file
+    cut short): the source's own account of the file DuckDB names, else DuckDB's first line."""
+    text = str(error)
+    for file_index, path in enumerate(in_place.files):
+        if path in text or Path(path).name in text:
+            located = _located_error(source, file_index, error)
+            if located is not None:
+                return located
+            break
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return SourceError(f"could not read the source's Parquet files: {first_line}",
+                       "check the files named, their column types and the source.columns mapping")
 
 
 def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> str | None:

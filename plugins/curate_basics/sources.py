@@ -10,7 +10,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import polars as pl
 from pydantic import Field, field_validator
@@ -29,6 +29,7 @@ from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
 from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
+from curate_basics.parquet_text import first_bad_string, says_not_utf8, scan_lossy
 from curate_basics.file_schemas import common_schema
 from curate_basics.locate import JsonScan
 
@@ -155,6 +156,11 @@ class FileSource(BucketObjects, Source):
                 location = first_ragged_row(path, params.separator, params.quote_char, params.has_header,
                                             encoding=codec_to_transcode(params.encoding) or "utf-8")
                 hint = "fix that row (quote fields that contain the separator), or check source.params.separator"
+        if kind == "parquet" and says_not_utf8(error) and path.is_file():
+            location = first_bad_string(path)
+            hint = ("write the file's strings as UTF-8, as Parquet requires, or read them with bad bytes replaced "
+                    f"by U+FFFD: {'source.format: parquet and ' if self.format != 'parquet' else ''}"
+                    "source.params.encoding: utf8-lossy")
         if location is None:
             if located_only:
                 return None
@@ -226,19 +232,30 @@ def _check_separator(path: Path, schema: dict[str, pl.DataType]) -> None:
             )
 
 
+class ParquetParams(Params):
+    encoding: Literal["utf8", "utf8-lossy"] = Field(
+        "utf8", description="utf8-lossy: read strings that are not UTF-8 (as Parquet's must be) with each bad byte "
+                            "sequence replaced by U+FFFD, instead of failing (slower: the file is read through pyarrow)")
+
+
 class ParquetSource(FileSource):
     format = "parquet"
     description = "Parquet file(s)"
     extensions = (".parquet", ".pq")
+    Params = ParquetParams
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
-        return pl.scan_parquet(path)
+        return scan_lossy(path) if self._lossy else pl.scan_parquet(path)
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         return dict(pl.read_parquet_schema(path))  # the footer only
 
     def parquet_files(self) -> list[Path] | None:
-        return self.files()
+        return None if self._lossy else self.files()  # mended strings need the copy staging makes
+
+    @property
+    def _lossy(self) -> bool:
+        return getattr(self.params, "encoding", "utf8") == LOSSY
 
 
 class CsvParams(Params):
