@@ -151,10 +151,11 @@ def ingest(
             for frame in frames:
                 writer.add(_cast(frame, schema))
                 ctx.advance(frame.height)
-        except duckdb.Error as exc:
-            if in_place is None:
+        except duckdb.InvalidInputException as exc:  # what a file holds (strings not UTF-8…), not memory or IO
+            problem = _in_place_error(source, in_place, exc) if in_place is not None else None
+            if problem is None:
                 raise
-            raise _in_place_error(source, in_place, exc) from None
+            raise problem from None
     shards = writer.close(empty_schema=schema)
     if has_uid:
         _check_unique(con, kept_files() if kept_files is not None else sorted((out_dir / "data").glob("*.parquet")))
@@ -232,19 +233,20 @@ def _located_error(source: Source, file_index: int, error: Exception) -> SourceE
     return read_error(path, error, located_only=True)
 
 
-def _in_place_error(source: Source, in_place: KeptReference, error: Exception) -> SourceError:
-    """A Parquet source read where it lies failed in DuckDB (strings that are not UTF-8, a file
-    cut short): the source's own account of the file DuckDB names, else DuckDB's first line."""
+def _in_place_error(source: Source, in_place: KeptReference, error: Exception) -> SourceError | None:
+    """A Parquet source read where it lies failed in DuckDB on what a file holds (strings that are
+    not UTF-8): the source's own account of the file DuckDB names, else DuckDB's first line with
+    the file; None when DuckDB names none of the source's files."""
     text = str(error)
     for file_index, path in enumerate(in_place.files):
-        if path in text or Path(path).name in text:
+        if path in text:
             located = _located_error(source, file_index, error)
             if located is not None:
                 return located
-            break
-    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return SourceError(f"could not read the source's Parquet files: {first_line}",
-                       "check the files named, their column types and the source.columns mapping")
+            first_line = text.strip().splitlines()[0]
+            return SourceError(f"could not read {_part_name(source, file_index)}: {first_line}",
+                               "check the file's format, its column types and the source.columns mapping")
+    return None
 
 
 def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> str | None:
