@@ -20,7 +20,15 @@ from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
 from curate.remote import is_url
-from curate.runfiles import confined, outside_working_directory, read_as_pattern, real_folders, where_outside
+from curate.runfiles import (
+    confined,
+    holds_a_run,
+    outside_working_directory,
+    pattern_characters,
+    read_as_pattern,
+    real_folders,
+    where_outside,
+)
 from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
 from curate.shards import KEPT_REFERENCE
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
@@ -247,17 +255,8 @@ def _not_a_run(run_path: Path) -> list[str]:
         entries = sorted(p.name for p in run_path.iterdir())
     except OSError:
         return []
-    if (run_path / "store").is_dir() or set(entries) <= {LOCK_NAME, "tmp"}:
+    if (run_path / "store").is_dir() or set(entries) <= {LOCK_NAME, "tmp"} or holds_a_run(run_path):
         return []
-    manifest = run_path / MANIFEST
-    try:  # a manifest cut short or damaged is still curate's: it names its spec_hash near the top
-        # (a pipe in its place is not opened: that waited for a writer forever)
-        if manifest.is_file():
-            with manifest.open("rb") as handle:
-                if b'"spec_hash"' in handle.read(4096):
-                    return []
-    except OSError:
-        pass
     return entries
 
 
@@ -321,6 +320,51 @@ def output_target_problems(outputs: list[PlannedOutput], run_path: Path, store: 
     return out
 
 
+def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None, run_path: Path,
+                            store: Path) -> list[tuple]:
+    """Outputs that would write over what the source reads: one of its files (a filtered table
+    written over its own input, or a folder output holding it), a file inside the folder it lists,
+    or one its pattern matches (the next run would read the output as data). Outputs in the run
+    directory or the store are fine: a source does not read curate's own folders."""
+    import fnmatch
+
+    from curate.remote import is_url
+
+    files_of, raw_source = getattr(source, "files", None), getattr(getattr(source, "ctx", None), "path", None)
+    if source is None or files_of is None or not raw_source or is_url(raw_source):
+        return []
+    try:
+        files = {Path(os.path.realpath(f)) for f in files_of()}
+    except (CurateError, OSError):
+        return []  # the source's own problem, reported with the source
+    root = source.ctx.resolve(raw_source)
+    pattern = os.path.realpath(root.parent) + os.sep + root.name if pattern_characters(raw_source) else None
+    folder = Path(os.path.realpath(root)) if pattern is None and root.is_dir() else None
+    hint = "write the output outside the source's files and folder (a relative path goes inside the run directory)"
+    out: list[tuple] = []
+    for output in outputs:
+        raw = output.path
+        if is_url(raw) or output_path_problem(raw, run_path):
+            continue
+        target = Path(os.path.realpath(output.sink.ctx.resolve(raw)))
+        if any(target.is_relative_to(os.path.realpath(own)) for own in (run_path, store)):
+            continue
+        held = next((f for f in sorted(files) if f == target or f.is_relative_to(target)), None)
+        if held is not None:
+            what = "is" if held == target else "holds"
+            out.append((("outputs", output.index, "path"),
+                        f"'{raw}' {what} the source's file {held}: the run would write over the data it reads", hint))
+        elif folder is not None and target.is_relative_to(folder):
+            out.append((("outputs", output.index, "path"),
+                        f"'{raw}' is inside the source's folder {folder}: the next run would read it as source data",
+                        hint))
+        elif pattern is not None and fnmatch.fnmatch(str(target), pattern):
+            out.append((("outputs", output.index, "path"),
+                        f"'{raw}' matches source.path {raw_source!r}: the next run would read it as source data",
+                        hint))
+    return out
+
+
 def _target_problem(raw: str, target: Path, kind: str | None, run_path: Path, store: Path,
                     files: tuple[str, ...], folders: tuple[str, ...]) -> tuple[str, str] | None:
     import stat
@@ -377,7 +421,7 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     # Before the source is planned: a bucket source copies what it reads into RUN_DIR/tmp already.
     check_layout(run_path, store, [], [], links_only=True)
 
-    source, schema, source_fp = _plan_source(loaded, resolved, run_path, allow_remote)
+    source, schema, source_fp = _plan_source(loaded, resolved, run_path, store, allow_remote)
     plan_steps: list[PlannedStep] = []
     if source is not None and schema is not None:
         plan_steps.append(_source_step(source, schema, source_fp, pm))
@@ -389,6 +433,8 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
                                                  allow_remote):
             problems.add(loc, message, hint)
     for loc, message, hint in output_target_problems(outputs, run_path, store, spec.run.untrusted):
+        problems.add(loc, message, hint)
+    for loc, message, hint in source_overlap_problems(outputs, source, run_path, store):
         problems.add(loc, message, hint)
     # A head's followers run on threads of this process, whatever the executor: only where the
     # executor runs shard steps here too (local) does a group start at the source or a table step.
@@ -403,7 +449,7 @@ def make_plan(loaded: LoadedSpec, pm: PluginManager, run_dir: str | Path | None 
     return Plan(loaded, resolved, source, run_path, store, plan_steps, outputs)
 
 
-def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path,
+def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path, store: Path,
                  allow_remote: tuple[str, ...] = ()) -> tuple[Source | None, Schema | None, str]:
     """The source, its canonical schema and its fingerprint; problems go to ``resolved.problems``
     (the schema is None when the source cannot say it, or an untrusted spec's source may not be read)."""
@@ -413,7 +459,7 @@ def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path,
     if resolved.source_cls is None or resolved.source_params is None:
         return None, None, ""
     ctx = SourceContext(run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, path=spec.source.path,
-                        untrusted=spec.run.untrusted)
+                        untrusted=spec.run.untrusted, store=store)
     raw = spec.source.path
     if spec.run.untrusted and raw and not is_url(raw) and _names_outside(raw):
         # a spec from someone else reads no file of this machine it names by where it lies (its

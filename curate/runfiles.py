@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 MARKER_LIMIT = 16 << 20  # a step's or a shard's marker: a few kB, ~100 bytes per stored file
+MANIFEST = "manifest.json"  # a run directory's record of its run
 MANIFEST_LIMIT = 256 << 20  # a manifest: a record per step, however many steps
 
 
@@ -210,3 +211,15 @@ def read_as_pattern(path: Path | str) -> str | None:
         return None
     return (f"{path} holds {' and '.join(repr(c) for c in found)}, which DuckDB and Polars read as a file pattern "
             "(they would read other files that match it too, or instead)")
+
+
+
+def holds_a_run(folder: Path) -> bool:
+    """Whether ``folder`` is a curate run directory: its manifest names its ``spec_hash`` near the
+    top (a manifest cut short still counts; what is not a regular file there is not opened)."""
+    try:
+        with open_regular(folder / MANIFEST) as handle:
+            return b'"spec_hash"' in handle.read(4096)
+    except OSError:
+        return False
+

@@ -28,7 +28,7 @@ from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
 from curate.keptref import KeptReferenceError, read_reference
 from curate.lock import LOCK_NAME
-from curate.runfiles import MANIFEST_LIMIT, describe_mode, read_json, read_text
+from curate.runfiles import MANIFEST, MANIFEST_LIMIT, describe_mode, read_json, read_text
 from curate.shapes import COUNT, NUMBER, TEXT, counts_problem, fields_problem, json_type, step_marker_problem
 from curate.shards import (
     KEPT_REFERENCE,
@@ -40,7 +40,6 @@ from curate.shards import (
     write_json_atomic,
 )
 
-MANIFEST = "manifest.json"
 DATABASE = "curate.duckdb"
 COMPLETE = "_COMPLETE.json"
 # What curate itself keeps in a run directory (the layout above, the report plugin's page and

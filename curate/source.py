@@ -28,6 +28,9 @@ class SourceContext:
     # A spec from someone else (run.untrusted): a file source reads only files inside the working
     # directory (curate.runfiles.outside_working_directory), as its SQL reads no file at all.
     untrusted: bool = False
+    # Where this run keeps its rows (``run.cache_dir``, else RUN_DIR/store): a source that lists a
+    # folder holding the run directory or the store does not read curate's own files as data.
+    store: Path | None = None
 
     def resolve(self, path: str | Path) -> Path:
         p = Path(path).expanduser()

@@ -21,6 +21,7 @@ from curate.runfiles import (
     UNTRUSTED_READS,
     confined,
     describe_mode,
+    holds_a_run,
     pattern_characters,
     read_as_pattern,
     real_folders,
@@ -59,12 +60,14 @@ class FileSource(BucketObjects, Source):
             self._check_downloaded(downloaded)
             return [local for local, _ in downloaded]
         path = self.ctx.resolve(raw)
+        skip = _CurateFolders(self.ctx.run_dir, self.ctx.store)
         if pattern_characters(raw):  # Python's glob takes the same three characters for a pattern
             matched = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
+            matched = [p for p in matched if not skip.own(p)]
             _refuse_special(raw, [p for p in matched if not p.is_dir()])
             found = [p for p in matched if p.is_file()]
         elif path.is_dir():
-            matched = sorted(p for p in path.rglob("*") if not p.is_dir() and self._accepts(p))
+            matched = sorted(p for p in path.rglob("*") if not p.is_dir() and self._accepts(p) and not skip.within(p, path))
             _refuse_special(raw, matched)
             found = [p for p in matched if p.is_file()]
         elif path.exists():
@@ -189,6 +192,33 @@ class FileSource(BucketObjects, Source):
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         """One file's columns and types, cheaply (a footer, a header)."""
         return dict(self.scan_file(path).collect_schema())
+
+
+class _CurateFolders:
+    """curate's own folders among a source's files: this run's directory and store (a glob or a
+    folder listing skips them), and, in a folder listing, any other run directory below the folder
+    (``curate.runfiles.holds_a_run``). A source at ``.`` read the previous run's stored shards and
+    outputs as data; a glob that names files inside another run (``runs/*/curated.parquet``) still
+    reads them."""
+
+    def __init__(self, run_dir: Path, store: Path | None):
+        self.mine = {os.path.realpath(run_dir), *([os.path.realpath(store)] if store is not None else [])}
+        self.folders: dict[Path, bool] = {}
+
+    def own(self, path: Path) -> bool:
+        """Whether ``path`` lies in this run's directory or store."""
+        real = os.path.realpath(path.parent)
+        return any(real == mine or real.startswith(mine + os.sep) for mine in self.mine)
+
+    def within(self, path: Path, root: Path) -> bool:
+        """Whether ``path``, found below ``root``, lies in a curate run directory or store."""
+        for folder in list(path.relative_to(root).parents)[:-1]:  # the folders below root, nearest first
+            here = root / folder
+            if here not in self.folders:
+                self.folders[here] = os.path.realpath(here) in self.mine or holds_a_run(here)
+            if self.folders[here]:
+                return True
+        return False
 
 
 def _refuse_outside(raw: str, paths: list[Path]) -> None:
