@@ -331,8 +331,10 @@ def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None,
     from curate.remote import is_url
 
     files_of, raw_source = getattr(source, "files", None), getattr(getattr(source, "ctx", None), "path", None)
-    if source is None or files_of is None or not raw_source or is_url(raw_source):
+    if source is None or files_of is None or not raw_source:
         return []
+    if is_url(raw_source):
+        return _remote_overlap_problems(outputs, raw_source)
     try:
         files = {Path(os.path.realpath(f)) for f in files_of()}
     except (CurateError, OSError):
@@ -362,6 +364,31 @@ def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None,
             out.append((("outputs", output.index, "path"),
                         f"'{raw}' matches source.path {raw_source!r}: the next run would read it as source data",
                         hint))
+    return out
+
+
+def _remote_overlap_problems(outputs: list[PlannedOutput], raw_source: str) -> list[tuple]:
+    """:func:`source_overlap_problems` for a source in object storage: an output URL that is the
+    source's object, lies under its prefix or matches its pattern."""
+    import fnmatch
+
+    from curate.remote import is_url
+
+    source = raw_source.rstrip("/")
+    out: list[tuple] = []
+    for output in outputs:
+        if not is_url(output.path):
+            continue
+        key = output.path.rstrip("/")
+        if pattern_characters(source):
+            overlaps = fnmatch.fnmatch(key, source)
+        else:
+            overlaps = key == source or key.startswith(source + "/") or source.startswith(key + "/")
+        if overlaps:
+            out.append((("outputs", output.index, "path"),
+                        f"'{output.path}' is, holds or lies among the source's objects ({raw_source}): the run would "
+                        "write over the data it reads, or the next run would read the output as data",
+                        "write the output under another prefix"))
     return out
 
 

@@ -255,3 +255,22 @@ def test_a_timeout_variable_that_is_no_number_of_seconds_is_named(s3: S3, tmp_pa
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec(s3.url("data/*.parquet"), [])))
     result = cli(tmp_path, s3, "validate", "spec.yaml", CURATE_S3_READ_TIMEOUT="soon")
     assert result.code == 2 and "CURATE_S3_READ_TIMEOUT='soon' is not a number of seconds" in result.stderr, result
+
+
+@pytest.mark.parametrize(("source", "output"), [
+    ("data/part-0.parquet", "data/part-0.parquet"),  # over the object the run reads
+    ("data/", "data/curated.parquet"),  # under the prefix it lists
+    ("data/*.parquet", "data/curated.parquet"),  # where its pattern matches
+])
+def test_an_output_over_the_source_objects_is_refused(s3: S3, tmp_path: Path, source: str, output: str) -> None:
+    path = tmp_path / "part-0.parquet"
+    table(4).write_parquet(path)
+    s3.put("data/part-0.parquet", path.read_bytes())
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(
+        spec(s3.url(source), [{"format": "parquet", "path": s3.url(output)}], steps=[
+            {"step": "filter", "params": {"where": "url LIKE '%0.jpg'"}}])))
+    result = cli(tmp_path, s3, "run", "spec.yaml", "--quiet")
+    assert result.code == 2, result
+    assert "the run would write over the data it reads, or the next run would read the output as data" \
+        in result.stderr
+    assert s3.get("data/part-0.parquet") == path.read_bytes()
