@@ -76,6 +76,8 @@ def first_bad_json_line(path: Path, limit: int = LIMIT) -> Location | None:
                 value = json.loads(text.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
                 return Location(number, exc.colno, f"not valid JSON: {exc.msg}")
+            except RecursionError:
+                return Location(number, None, "lists or objects nested too deep to read (about 1,000 levels)")
             if not isinstance(value, dict):
                 return Location(number, 1, f"a JSON {type(value).__name__}, not an object")
     return None
@@ -221,7 +223,7 @@ def _accepted_types(dtype: pl.DataType) -> frozenset[type]:
 def _json_object(raw: bytes) -> dict | None:
     try:
         value = json.loads(raw.decode("utf-8", errors="replace"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # nested past Python's stack: the reader's to report
         return None
     return value if isinstance(value, dict) else None
 

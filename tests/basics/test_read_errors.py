@@ -33,6 +33,8 @@ def _spec(write_spec, path: str) -> None:
      "broken.jsonl as jsonl, line 14, column 28: not valid JSON"),
     ("bad.jsonl", b'{"url": "u0", "alt_text": "t"}\n{"url": "u1", "alt_text": "\xff"}\n',
      "bad.jsonl as jsonl, line 2, column 28: byte 0xff"),
+    ("deep.jsonl", b'{"url": "u0", "alt_text": "t"}\n{"url": "u1", "alt_text": "t", "d": ' + b"[" * 100_000
+     + b"]" * 100_000 + b"}\n", "deep.jsonl as jsonl, line 2: lists or objects nested too deep to read"),
 ])
 def test_broken_source_files_say_where(curate_main, write_spec, workdir, name, data, expected):
     _write(workdir, name, data)
