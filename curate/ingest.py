@@ -85,7 +85,11 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
                              "rename it with source.columns"))
     # uid is always text and always first, also when mapped from a source column of another type
     # (`columns: {uid: id}` with integer ids kept Int64, which every step reading uid rejected).
-    schema = {UID: pl.Utf8, **{k: v for k, v in schema.items() if k != UID}}
+    # A categorical (dictionary-encoded) column is text stored once per distinct value: read as
+    # text (an alt_text written as Categorical by pandas or Polars was refused by every text step,
+    # and a dictionary-encoded url came out as Categorical).
+    schema = {UID: pl.Utf8, **{k: pl.Utf8 if isinstance(v, (pl.Categorical, pl.Enum)) else v
+                               for k, v in schema.items() if k != UID}}
     return schema, problems
 
 
@@ -297,8 +301,13 @@ def _check_unique(con: Any, files: list[Path]) -> None:
     if not files:
         return
     paths = ", ".join(literal(f.as_posix()) for f in files)
-    count, distinct = con.sql(f"SELECT count(*), count(DISTINCT uid) FROM read_parquet([{paths}], "
-                              "union_by_name = true)").fetchall()[0]
+    count, present, distinct = con.sql(f"SELECT count(*), count(uid), count(DISTINCT uid) FROM read_parquet([{paths}], "
+                                       "union_by_name = true)").fetchall()[0]
+    if present != count:
+        raise SourceError(
+            f"the source's 'uid' column is empty (null) on {count - present} of its {count} rows",
+            "give every row a uid, or drop the column from the source to let curate derive them",
+        )
     if count != distinct:
         raise SourceError(
             f"the source's 'uid' column has {count - distinct} duplicate values",

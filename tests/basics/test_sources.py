@@ -96,6 +96,33 @@ def test_a_source_with_duplicate_uids_is_a_clear_error(pm, workdir):
         run_spec({"source": {"path": "d.parquet"}}, workdir, tables={"d.parquet": table}, pm=pm)
 
 
+def test_a_source_with_rows_without_a_uid_says_so(pm, workdir):
+    from curate.errors import SourceError
+
+    table = TABLE.with_columns(pl.Series("uid", [None, "u2", None, "u4"], dtype=pl.Utf8))
+    with pytest.raises(SourceError, match=r"'uid' column is empty \(null\) on 2 of its 4 rows"):
+        run_spec({"source": {"path": "d.parquet"}}, workdir, tables={"d.parquet": table}, pm=pm)
+
+
+@pytest.mark.parametrize("encoded", ["categorical", "dictionary"])
+def test_categorical_text_columns_are_read_as_text(pm, workdir, encoded):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if encoded == "categorical":
+        TABLE.with_columns(pl.col("alt_text").cast(pl.Categorical)).write_parquet(workdir / "d.parquet")
+    else:
+        arrow = TABLE.to_arrow()
+        pq.write_table(arrow.set_column(0, "url", pa.chunked_array([arrow["url"].combine_chunks().dictionary_encode()])),
+                       workdir / "d.parquet")
+    manifest = run_spec({"source": {"path": "d.parquet"}, "steps": [{"step": "normalize_text"}]}, workdir, pm=pm)
+    out = read_step_output(manifest, "normalize_text")
+    assert out.schema["url"] == out.schema["alt_text"] == pl.Utf8
+    plain = run_spec({"source": {"path": "p.parquet"}, "steps": [{"step": "normalize_text"}]}, workdir / "plain",
+                     tables={"p.parquet": TABLE}, pm=pm)
+    assert out.equals(read_step_output(plain, "normalize_text"))  # same uids, same text
+
+
 def test_changing_the_file_invalidates_the_cache(pm, workdir, write_spec):
     spec = write_spec({"source": {"path": "data.parquet"}, "run": {"dir": "run"}}, table=TABLE)
     first = make_plan(load_spec(spec), pm, workdir / "run").steps[0].fingerprint
