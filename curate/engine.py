@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from curate import __version__
+from curate.diskspace import check_free, parse_size
 from curate.errors import CurateError, ResourceError, StepError
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import untrusted_image_folders
@@ -234,6 +235,7 @@ class Engine:
             artifacts=artifacts,
             progress=lambda rows: self.observer.rows_done(planned, rows),
             memory_limit=self.spec.run.memory_limit,
+            min_free_disk=parse_size(self.spec.run.min_free_disk),
             image_folders=untrusted_image_folders(self.run_dir, self.plan.store_dir) if self.spec.run.untrusted
             else None,
             extras={
@@ -446,7 +448,7 @@ class Engine:
                     self.observer.step_started(planned, None, False)
                 ctx.artifacts.mkdir(parents=True, exist_ok=True)
                 writer = ShardWriter(step, partial, self.spec.run.shard_size, head.output_schema,
-                                     kept_sink=pool.submit)
+                                     kept_sink=pool.submit, min_free_disk=ctx.min_free_disk)
                 shards = _write_table_step(step, table, ctx, writer, head.output_schema)
                 # Its kept rows are the last member's kept rows and every follower's dropped rows.
                 check_nothing_lost(step, None, uids_of(table.files),
@@ -506,7 +508,8 @@ class Engine:
         partial = self._partial(step_dir)
         ctx.artifacts = partial / "artifacts"
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
-        writer = ShardWriter(step, partial, self.spec.run.shard_size, planned.output_schema)
+        writer = ShardWriter(step, partial, self.spec.run.shard_size, planned.output_schema,
+                             min_free_disk=ctx.min_free_disk)
         shards = _write_table_step(step, table, ctx, writer, planned.output_schema)
         check_nothing_lost(step, None, uids_of(table.files),
                            uids_of([*iter_shard_files(partial), *iter_dropped_files(partial)]))
@@ -569,6 +572,8 @@ class Engine:
 
             remove_tree(ctx.staging_dir)
             ctx.staging_dir.mkdir(parents=True)
+        written = ctx.staging_dir if ctx.remote else ctx.resolve(output.path)
+        check_free(written, parse_size(self.spec.run.min_free_disk), f"before writing output '{output.path}'")
         facts = output.sink.write(table) or {}
         if ctx.remote:
             remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")

@@ -33,6 +33,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.diskspace import check_free
 from curate.errors import CurateError, StepError
 from curate.runfiles import read_json
 from curate.schema import Schema
@@ -140,6 +141,8 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
         write_shard,
     )
 
+    check_free(task.output_dir, fused.members[0].ctx.min_free_disk,
+               f"step '{fused.members[-1].step.label}' before storing shard {task.index}")
     started = time.perf_counter()
     rows_in = table.height
     members: list[dict[str, Any]] = []

@@ -140,7 +140,7 @@ def ingest(
     # source has its own); a staged source (a copy that is deleted) stores its rows as ever.
     by_reference = kept_sink is not None and in_place is not None
     writer = ShardWriter(None, out_dir, shard_size, None, kept_sink=kept_sink, store_kept=not by_reference,
-                         keep_uids=by_reference and not has_uid)
+                         keep_uids=by_reference and not has_uid, min_free_disk=ctx.min_free_disk)
     con = ctx.duckdb()
     if relation is not None:
         columns = [c for c in schema if c != UID]

@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from curate.atomic import atomic_path, write_text_atomic
+from curate.diskspace import check_free
 from curate.errors import CurateError, StepError
 from curate.runfiles import open_regular, read_json
 from curate.shapes import shard_marker_problem
@@ -318,6 +319,7 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
     kept, dropped = split_dropped(result)
     kept = check_output(step, kept, expected, task.index)
     check_nothing_lost(step, task.index, table.lazy(), uids_of([kept, dropped]))
+    check_free(task.output_dir, ctx.min_free_disk, f"step '{step.label}' before storing shard {task.index}")
     files = {relative(task.output, task.output_dir): write_shard(kept, task.output),
              relative(task.dropped, task.output_dir): write_shard(dropped, task.dropped)}
     stats = ShardStats(
@@ -342,8 +344,10 @@ class ShardWriter:
     """Re-shards a stream of frames into fixed-size shards (table-scope steps, sources)."""
 
     def __init__(self, step: Step | None, output_dir: Path, shard_size: int, expected: Schema | None,
-                 kept_sink: Any = None, store_kept: bool | None = None, keep_uids: bool = False):
+                 kept_sink: Any = None, store_kept: bool | None = None, keep_uids: bool = False,
+                 min_free_disk: int = 0):
         self.step = step
+        self.min_free_disk = min_free_disk  # bytes left free on the disk: no shard is written past it
         # kept_sink(index, frame): where each kept shard goes (a fused group headed by this source
         # or table step streams it into the shard steps after it); then it is stored in ``data/``
         # only with ``store_kept``, and with ``keep_uids`` its uid column alone goes to ``uids/``.
@@ -395,6 +399,7 @@ class ShardWriter:
         if self.expected is not None and self.step is not None:
             head = check_output(self.step, head, self.expected, self.index)
         task = ShardTask(self.index, Path(), self.output_dir)
+        self._check_free(f"shard {self.index}")
         if self.kept_sink is not None:
             self.kept_sink(self.index, head)
         if self.store_kept:
@@ -406,7 +411,12 @@ class ShardWriter:
         self.pending = [tail] if tail.height else []
         self.pending_rows = tail.height
 
+    def _check_free(self, what: str) -> None:
+        label = self.step.label if self.step is not None else "source"
+        check_free(self.output_dir, self.min_free_disk, f"step '{label}' before storing {what}")
+
     def _flush_dropped(self) -> None:
+        self._check_free(f"dropped rows {self.dropped_index}")
         path = self.output_dir / "dropped" / f"shard-{self.dropped_index:05d}.parquet"
         self._writes.submit(pl.concat(self.pending_dropped, how="diagonal_relaxed"), path)
         self.dropped_index += 1

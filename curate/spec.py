@@ -16,6 +16,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
+from curate.diskspace import DEFAULT_MIN_FREE_DISK, parse_size
 from curate.errors import Problem, SpecError
 from curate.step import DEFAULT_MEMORY_LIMIT
 from curate.yaml_limits import MAX_SPEC_BYTES, YamlTooLarge, check_node
@@ -92,6 +93,9 @@ class RunSpec(_Model):
                             "query at most 600 s; the files and folders it names must lie inside the working "
                             "directory, and it may use no storage URL (s3://…) but those the user allows with "
                             "--allow-remote")
+    min_free_disk: str = Field(DEFAULT_MIN_FREE_DISK, description="what a run leaves free on the disk of its run "
+                               "directory and store: it stops (a re-run resumes) rather than store a shard, and "
+                               "DuckDB spills no further, once less is free (512MB, 2GB, 0 = no check)")
     sql_timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="seconds one query of a filter or "
                                       "sql step may run (per shard, or for the table); none: no limit (an untrusted "
                                       "spec: at most 600)")
@@ -107,6 +111,12 @@ class RunSpec(_Model):
         if "{" in re.sub(r"\{[^{}]*\}", "", value) or "}" in re.sub(r"\{[^{}]*\}", "", value):
             raise ValueError(f"unmatched brace in {value!r}; placeholders are written {{name}}")
         return value
+
+    @field_validator("min_free_disk", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> str:
+        parse_size(value)  # a ValueError names the value and how sizes are written
+        return str(value)
 
     @field_validator("executor", mode="before")
     @classmethod
@@ -147,6 +157,8 @@ class Spec(_Model):
         for setting in ("untrusted", "sql_timeout"):  # specs written before the setting keep their hash
             if not data["run"][setting]:
                 del data["run"][setting]
+        if data["run"]["min_free_disk"] == DEFAULT_MIN_FREE_DISK:
+            del data["run"]["min_free_disk"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def hash(self) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import polars as pl
 
+from curate.diskspace import spill_allowance
 from curate.errors import MissingDependencyError
 from curate.params import Params
 from curate.schema import Schema
@@ -42,6 +43,9 @@ class StepContext:
     shard: int | None = None
     progress: Any = None  # callable(advance_rows: int) or None
     memory_limit: str = DEFAULT_MEMORY_LIMIT
+    # Bytes the run leaves free on its disk (run.min_free_disk; 0: no check): shard writes stop
+    # and DuckDB spills no further once less is free (curate.diskspace).
+    min_free_disk: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
     # The only folders the images rows name may be read from: pass as ``within=`` to curate.images.
     # Set for a spec run with --untrusted (curate.images.untrusted_image_folders); None: anywhere.
@@ -62,6 +66,9 @@ class StepContext:
         # Quotes doubled: a run directory under "/home/o'brien" is a path, not an SQL error.
         con.execute("SET temp_directory='" + tmp.as_posix().replace("'", "''") + "'")
         con.execute("SET preserve_insertion_order=true")
+        allowance = spill_allowance(tmp, self.min_free_disk)
+        if allowance is not None:
+            con.execute(f"SET max_temp_directory_size='{allowance}B'")
         return con
 
 

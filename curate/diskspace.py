@@ -1,0 +1,78 @@
+"""Stop a run before it fills the disk.
+
+A query that multiplies rows (a cross join in an ``sql`` step, a typo in a join key) wrote 6.8 GB
+in 30 s, most of it DuckDB spilling a sort to ``RUN_DIR/tmp/duckdb``, and DuckDB's own cap is 90 %
+of the free space: a disk filled that far fails everything else on the machine too (other runs,
+the shell, CI). ``run.min_free_disk`` is what a run leaves free: every stored shard is written only
+while more than that is free, and DuckDB may spill only down to it. Crossing it stops the run with
+a message saying so (its finished shards are kept: a re-run resumes), not a full disk.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from curate.errors import CurateError
+
+DEFAULT_MIN_FREE_DISK = "512MB"
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in ``512MB``, ``1GB``, ``2GiB``, ``0`` or a whole number of bytes; ValueError otherwise."""
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is no size")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"{text} is no size (negative)")
+        return text
+    match = _SIZE.fullmatch(str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"{text!r} is no size: write a number of bytes with a unit, e.g. 512MB, 1GB or 2GiB")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def size_text(count: int) -> str:
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free to this user on the filesystem that holds ``path`` (or would: its nearest folder)."""
+    here = Path(path)
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    return shutil.disk_usage(here).free
+
+
+class DiskNearlyFull(CurateError):
+    """Writing more would leave less than ``run.min_free_disk`` free."""
+
+
+def check_free(path: Path, minimum: int, what: str) -> None:
+    """Raise :class:`DiskNearlyFull` when the disk holding ``path`` has ``minimum`` bytes free or
+    fewer (``minimum`` 0: never)."""
+    if minimum <= 0:
+        return
+    free = free_bytes(path)
+    if free <= minimum:
+        raise DiskNearlyFull(
+            f"the disk holding {path} has {size_text(free)} free, at or under run.min_free_disk "
+            f"({size_text(minimum)}): curate stopped {what}, rather than fill it",
+            "free disk space, put run.dir (and run.cache_dir) on a bigger disk, or lower run.min_free_disk "
+            "(0 turns the check off); a re-run resumes from the shards already stored")
+
+
+def spill_allowance(path: Path, minimum: int) -> int | None:
+    """How many bytes DuckDB may spill under ``path`` and leave ``minimum`` free; None: no cap of
+    ours (``minimum`` 0, DuckDB's own default then)."""
+    if minimum <= 0:
+        return None
+    return max(free_bytes(path) - minimum, 0)
