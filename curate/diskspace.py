@@ -76,3 +76,11 @@ def spill_allowance(path: Path, minimum: int) -> int | None:
     if minimum <= 0:
         return None
     return max(free_bytes(path) - minimum, 0)
+
+
+def min_free_bytes(setting: str, untrusted: bool) -> int:
+    """``run.min_free_disk`` in bytes; a spec from someone else leaves at least the default free,
+    whatever it sets (as its queries run at most 600 s, whatever ``run.sql_timeout`` says)."""
+    wanted = parse_size(setting)
+    return max(wanted, parse_size(DEFAULT_MIN_FREE_DISK)) if untrusted else wanted
+

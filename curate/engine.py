@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from curate import __version__
-from curate.diskspace import check_free, parse_size
+from curate.diskspace import check_free, min_free_bytes
 from curate.errors import CurateError, ResourceError, StepError
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import untrusted_image_folders
@@ -235,7 +235,7 @@ class Engine:
             artifacts=artifacts,
             progress=lambda rows: self.observer.rows_done(planned, rows),
             memory_limit=self.spec.run.memory_limit,
-            min_free_disk=parse_size(self.spec.run.min_free_disk),
+            min_free_disk=min_free_bytes(self.spec.run.min_free_disk, self.spec.run.untrusted),
             image_folders=untrusted_image_folders(self.run_dir, self.plan.store_dir) if self.spec.run.untrusted
             else None,
             extras={
@@ -573,7 +573,8 @@ class Engine:
             remove_tree(ctx.staging_dir)
             ctx.staging_dir.mkdir(parents=True)
         written = ctx.staging_dir if ctx.remote else ctx.resolve(output.path)
-        check_free(written, parse_size(self.spec.run.min_free_disk), f"before writing output '{output.path}'")
+        check_free(written, min_free_bytes(self.spec.run.min_free_disk, self.spec.run.untrusted),
+                   f"before writing output '{output.path}'")
         facts = output.sink.write(table) or {}
         if ctx.remote:
             remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")

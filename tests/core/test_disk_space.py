@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curate.diskspace import DEFAULT_MIN_FREE_DISK, parse_size
+from curate.diskspace import DEFAULT_MIN_FREE_DISK, min_free_bytes, parse_size
 from curate.spec import Spec
 from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this process)
 
@@ -82,3 +82,10 @@ def test_the_default_leaves_spec_hashes_as_they_were():
     assert "min_free_disk" not in default.canonical_json()
     assert "min_free_disk" in Spec.model_validate({"source": {"path": "x"}, "run": {"min_free_disk": "2GB"}}
                                                   ).canonical_json()
+
+
+def test_an_untrusted_spec_leaves_at_least_the_default_free():
+    default = parse_size(DEFAULT_MIN_FREE_DISK)
+    assert min_free_bytes("0", untrusted=True) == default
+    assert min_free_bytes("0", untrusted=False) == 0
+    assert min_free_bytes("5GB", untrusted=True) == 5 * 10**9
