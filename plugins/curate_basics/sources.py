@@ -203,12 +203,15 @@ class _CurateFolders:
 
     def __init__(self, run_dir: Path, store: Path | None):
         self.mine = {os.path.realpath(run_dir), *([os.path.realpath(store)] if store is not None else [])}
-        self.folders: dict[Path, bool] = {}
+        self.folders: dict[Path, bool] = {}  # folders below a listed folder: a run's or not
+        self.parents: dict[Path, bool] = {}  # folders of a glob's files: in this run's directory or store
 
     def own(self, path: Path) -> bool:
         """Whether ``path`` lies in this run's directory or store."""
-        real = os.path.realpath(path.parent)
-        return any(real == mine or real.startswith(mine + os.sep) for mine in self.mine)
+        if path.parent not in self.parents:  # a glob's files share few folders: resolve each once
+            real = os.path.realpath(path.parent)
+            self.parents[path.parent] = any(real == mine or real.startswith(mine + os.sep) for mine in self.mine)
+        return self.parents[path.parent]
 
     def within(self, path: Path, root: Path) -> bool:
         """Whether ``path``, found below ``root``, lies in a curate run directory or store."""
