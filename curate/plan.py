@@ -4,6 +4,7 @@ check each step's declared columns — all before any row is processed.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -326,10 +327,6 @@ def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None,
     written over its own input, or a folder output holding it), a file inside the folder it lists,
     or one its pattern matches (the next run would read the output as data). Outputs in the run
     directory or the store are fine: a source does not read curate's own folders."""
-    import fnmatch
-
-    from curate.remote import is_url
-
     files_of, raw_source = getattr(source, "files", None), getattr(getattr(source, "ctx", None), "path", None)
     if source is None or files_of is None or not raw_source:
         return []
@@ -370,10 +367,6 @@ def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None,
 def _remote_overlap_problems(outputs: list[PlannedOutput], raw_source: str) -> list[tuple]:
     """:func:`source_overlap_problems` for a source in object storage: an output URL that is the
     source's object, lies under its prefix or matches its pattern."""
-    import fnmatch
-
-    from curate.remote import is_url
-
     source = raw_source.rstrip("/")
     out: list[tuple] = []
     for output in outputs:

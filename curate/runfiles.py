@@ -213,7 +213,6 @@ def read_as_pattern(path: Path | str) -> str | None:
             "(they would read other files that match it too, or instead)")
 
 
-
 def holds_a_run(folder: Path) -> bool:
     """Whether ``folder`` is a curate run directory: its manifest names its ``spec_hash`` near the
     top (a manifest cut short still counts; what is not a regular file there is not opened)."""
@@ -222,4 +221,3 @@ def holds_a_run(folder: Path) -> bool:
             return b'"spec_hash"' in handle.read(4096)
     except OSError:
         return False
-

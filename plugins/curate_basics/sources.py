@@ -67,7 +67,8 @@ class FileSource(BucketObjects, Source):
             _refuse_special(raw, [p for p in matched if not p.is_dir()])
             found = [p for p in matched if p.is_file()]
         elif path.is_dir():
-            matched = sorted(p for p in path.rglob("*") if not p.is_dir() and self._accepts(p) and not skip.within(p, path))
+            matched = sorted(p for p in path.rglob("*")
+                             if not p.is_dir() and self._accepts(p) and not skip.within(p, path))
             _refuse_special(raw, matched)
             found = [p for p in matched if p.is_file()]
         elif path.exists():
