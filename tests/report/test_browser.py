@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from curate_report.page import write_report
+from curate_report.html import Html
+from curate_report.page import render_page, write_report
 
 from tests.report.browser import CHROMIUM, SCREENSHOTS, images_state, open_report
 
@@ -61,4 +62,17 @@ def test_the_harness_sees_a_page_that_reaches_out(browser: Any, tmp_path: Path):
     page, errors, outside = open_report(browser, page_file)
     assert outside == ["http://192.0.2.1/x.png"]
     assert any("undefined_function" in e for e in errors)
+    page.close()
+
+
+def test_a_section_that_forgot_to_escape_runs_no_script_and_fetches_nothing(browser: Any, tmp_path: Path):
+    """Defense in depth for sections from plugins: the page's Content-Security-Policy."""
+    leak = Html('<img src="http://192.0.2.1/pixel.png"><script>window.ran = true</script>'
+                '<link rel="stylesheet" href="http://192.0.2.1/x.css">')
+    page_file = tmp_path / "report.html"
+    page_file.write_text(render_page({"name": "csp", "steps": []}, [{"title": "Leaky", "html": leak}]))
+    page, errors, outside = open_report(browser, page_file)
+    assert outside == []
+    assert page.evaluate("() => window.ran === undefined")
+    assert any("Content Security Policy" in e for e in errors), errors
     page.close()
