@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.diskspace import min_free_bytes
 from curate.errors import CurateError, SpecError
 from curate.fingerprint import fingerprint
 from curate.images import untrusted_image_folders
@@ -479,7 +480,8 @@ def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path, store: 
     if resolved.source_cls is None or resolved.source_params is None:
         return None, None, ""
     ctx = SourceContext(run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, path=spec.source.path,
-                        untrusted=spec.run.untrusted, store=store)
+                        untrusted=spec.run.untrusted, store=store,
+                        min_free_disk=min_free_bytes(spec.run.min_free_disk, spec.run.untrusted))
     raw = spec.source.path
     if spec.run.untrusted and raw and not is_url(raw) and _names_outside(raw):
         # a spec from someone else reads no file of this machine it names by where it lies (its

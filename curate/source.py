@@ -31,6 +31,9 @@ class SourceContext:
     # Where this run keeps its rows (``run.cache_dir``, else RUN_DIR/store): a source that lists a
     # folder holding the run directory or the store does not read curate's own files as data.
     store: Path | None = None
+    # Bytes the run leaves free on its disk (run.min_free_disk): a source that writes (a generated
+    # world) stops before it fills the disk.
+    min_free_disk: int = 0
 
     def resolve(self, path: str | Path) -> Path:
         p = Path(path).expanduser()

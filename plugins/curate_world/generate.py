@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from curate.diskspace import check_free
 from curate_world import tables, vocab
 from curate_world.alttext import NOISE_TYPES, AltText, noise_probabilities, write_alt_text
 from curate_world.cut import wrong_part_cut
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 # web styling (its own stream) never changes what an alt-text says.
 PLAN, SCENES, ALT_TEXTS, RENDERING, EVAL, WEB_STYLES = range(6)
 MANIFEST = "world.json"
+CHECK_DISK_EVERY = 1000  # images between two looks at the free disk space
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,15 @@ def generate_world(
     fault_rate: float = 0.2,
     *,
     overwrite: bool = False,
+    min_free_disk: int = 0,
     **more: Any,
 ) -> World:
     """Generate a world into ``out_dir``; ``more`` takes the other :class:`WorldParams` fields
     (``noise_rates``, ``dup_fraction``, ``entity_rate``, ``eval_n``…).
 
     If ``out_dir`` already holds the world these parameters make, it is returned as is. A different
-    world there is an error unless ``overwrite=True``.
+    world there is an error unless ``overwrite=True``. Generation stops (and leaves nothing) once
+    the disk has ``min_free_disk`` bytes free or fewer (a run's ``run.min_free_disk``).
     """
     try:
         params = WorldParams(n=n, seed=seed, image_size=image_size, fault_rate=fault_rate, **more)
@@ -102,7 +106,7 @@ def generate_world(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        counts = _build(partial, params)
+        counts = _build(partial, params, min_free_disk)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -194,7 +198,7 @@ def world_scenes(params: WorldParams) -> list[Scene]:
     ]
 
 
-def _build(out: Path, params: WorldParams) -> dict[str, Any]:
+def _build(out: Path, params: WorldParams, min_free_disk: int = 0) -> dict[str, Any]:
     plan = _rng(params.seed, PLAN)
     group_sizes = plan_groups(params.n, params.dup_fraction, params.max_dup_group_size, plan)
     scenes = [
@@ -224,6 +228,8 @@ def _build(out: Path, params: WorldParams) -> dict[str, Any]:
     extension = "jpg" if params.image_format == "jpeg" else "png"
     rows, realigned = [], []
     for world_id, scene_id in enumerate(scene_ids):
+        if world_id % CHECK_DISK_EVERY == 0:  # 2M images of 1024 px are ~100 GB
+            check_free(out, min_free_disk, f"generating the world ({world_id:,} of {params.n:,} images written)")
         scene = scenes[scene_id]
         text_rng = _rng(params.seed, ALT_TEXTS, world_id)
         other_id, other = (

@@ -155,7 +155,7 @@ class WorldSource(Source):
         from curate_world.generate import generate_world
         from curate_world.server import serve_world
 
-        generate_world(self.world_dir, **self.world_params.model_dump())
+        generate_world(self.world_dir, min_free_disk=self.ctx.min_free_disk, **self.world_params.model_dump())
         port = self.port if self.params.port != 0 else 0
         listening = self._reserved
         if listening is not None and _HELD.get(self._key()) is listening:

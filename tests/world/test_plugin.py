@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -224,3 +225,17 @@ def test_cli_serve_prints_the_url_and_stops_on_ctrl_c(workdir: Path) -> None:
     finally:
         process.kill()
         process.communicate()
+
+
+def test_a_world_stops_before_it_fills_the_disk_and_leaves_nothing(tmp_path: Path) -> None:
+    """A stranger's spec may ask for 2M images of 1024 px (~100 GB): generation looks at the free
+    space every CHECK_DISK_EVERY images and stops at run.min_free_disk."""
+    from curate.diskspace import DiskNearlyFull
+
+    everything = shutil.disk_usage(tmp_path).total
+    source = WorldSource(WorldSource.Params(n=20, seed=2, dir="w"),
+                         SourceContext(tmp_path, tmp_path, 0, min_free_disk=everything))
+    with pytest.raises(DiskNearlyFull, match=r"stopped generating the world \(0 of 20 images written\)"):
+        with source.session():
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
