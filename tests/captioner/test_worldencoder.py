@@ -15,7 +15,7 @@ import torch
 from curate_captioner.worldencoder import CONFIG_FILE, RECORD_FILE, WEIGHTS_FILE, label_spaces, scene_labels
 from curate_world.scene import sample_scene
 from curate_world.vocab import POSITIONS
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("curate_clip")
@@ -82,6 +82,7 @@ def test_a_folder_that_is_no_world_is_refused(tmp_path: Path, curate_cli: Callab
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31))
+@example(seed=3029085)  # two large hexagons overlap: the one drawn last is on top
 def test_a_mirrored_scene_is_the_scene_with_mirrored_positions(seed: int) -> None:
     """The flip augmentation is label-preserving: mirroring the picture of a scene gives the
     picture of the scene whose objects sit at the mirrored positions, and the labels move there."""
@@ -94,8 +95,12 @@ def test_a_mirrored_scene_is_the_scene_with_mirrored_positions(seed: int) -> Non
     scene = sample_scene(np.random.default_rng(seed), entity_rate=0.0)
     scene = Scene(scene.objects, scene.background, "plain")
     swap = {"left": "right", "right": "left"}
-    mirrored = Scene(sorted_objects([replace(o, position=" ".join(swap.get(w, w) for w in o.position.split()))
-                                     for o in scene.objects]), scene.background, "plain")
+    moved = [replace(o, position=" ".join(swap.get(w, w) for w in o.position.split())) for o in scene.objects]
+    mirrored = Scene(sorted_objects(moved), scene.background, "plain")
+    # Objects are drawn in reading order, the last on top where two overlap: a flipped picture keeps
+    # the original's order, so it is the mirrored scene's picture only when mirroring keeps the order
+    # (seed 3029085: two large hexagons overlap and swap places in it). The labels always move.
+    same_order = list(mirrored.objects) == moved
 
     def pixels(s: Scene) -> torch.Tensor:
         return torch.from_numpy(np.asarray(render_scene(s, 64), dtype=np.float32)).permute(2, 0, 1)
@@ -113,7 +118,8 @@ def test_a_mirrored_scene_is_the_scene_with_mirrored_positions(seed: int) -> Non
         expected, image = (scene, batch[row]) if same else (mirrored, pixels(mirrored))
         kinds.add(same)
         assert all(torch.equal(out_labels[k][row], labels(expected)[k][0]) for k in out_labels)
-        assert (out[row] - image).abs().mean() < 2.0  # mean |Δ| in 0-255 units: antialiasing only
+        if same or same_order:
+            assert (out[row] - image).abs().mean() < 2.0  # mean |Δ| in 0-255 units: antialiasing only
     assert len(kinds) == 2 or scene == mirrored  # both kinds happen (a symmetric scene looks the same)
 
 
