@@ -83,4 +83,3 @@ def min_free_bytes(setting: str, untrusted: bool) -> int:
     whatever it sets (as its queries run at most 600 s, whatever ``run.sql_timeout`` says)."""
     wanted = parse_size(setting)
     return max(wanted, parse_size(DEFAULT_MIN_FREE_DISK)) if untrusted else wanted
-

@@ -87,6 +87,7 @@ class Engine:
         self.observer = observer or NullObserver()
         self.spec = plan.spec
         self.run_dir = plan.run_dir
+        self.min_free_disk = min_free_bytes(self.spec.run.min_free_disk, self.spec.run.untrusted)
 
     # -- public ---------------------------------------------------------------------------
     def run(self, *, from_label: str | None = None, use_cache: bool = True,
@@ -235,7 +236,7 @@ class Engine:
             artifacts=artifacts,
             progress=lambda rows: self.observer.rows_done(planned, rows),
             memory_limit=self.spec.run.memory_limit,
-            min_free_disk=min_free_bytes(self.spec.run.min_free_disk, self.spec.run.untrusted),
+            min_free_disk=self.min_free_disk,
             image_folders=untrusted_image_folders(self.run_dir, self.plan.store_dir) if self.spec.run.untrusted
             else None,
             extras={
@@ -573,8 +574,7 @@ class Engine:
             remove_tree(ctx.staging_dir)
             ctx.staging_dir.mkdir(parents=True)
         written = ctx.staging_dir if ctx.remote else ctx.resolve(output.path)
-        check_free(written, min_free_bytes(self.spec.run.min_free_disk, self.spec.run.untrusted),
-                   f"before writing output '{output.path}'")
+        check_free(written, self.min_free_disk, f"before writing output '{output.path}'")
         facts = output.sink.write(table) or {}
         if ctx.remote:
             remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")

@@ -334,7 +334,7 @@ def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None,
     if is_url(raw_source):
         return _remote_overlap_problems(outputs, raw_source)
     try:
-        files = {Path(os.path.realpath(f)) for f in files_of()}
+        files = sorted({Path(os.path.realpath(f)) for f in files_of()})
     except (CurateError, OSError):
         return []  # the source's own problem, reported with the source
     root = source.ctx.resolve(raw_source)
@@ -349,7 +349,7 @@ def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None,
         target = Path(os.path.realpath(output.sink.ctx.resolve(raw)))
         if any(target.is_relative_to(os.path.realpath(own)) for own in (run_path, store)):
             continue
-        held = next((f for f in sorted(files) if f == target or f.is_relative_to(target)), None)
+        held = next((f for f in files if f == target or f.is_relative_to(target)), None)
         if held is not None:
             what = "is" if held == target else "holds"
             out.append((("outputs", output.index, "path"),
