@@ -10,9 +10,11 @@ a message saying so (its finished shards are kept: a re-run resumes), not a full
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from curate.errors import CurateError
 
@@ -56,7 +58,11 @@ class DiskNearlyFull(CurateError):
     """Writing more would leave less than ``run.min_free_disk`` free."""
 
 
-def check_free(path: Path, minimum: int, what: str) -> None:
+RUN_FIX = ("free disk space, put run.dir (and run.cache_dir) on a bigger disk, or lower run.min_free_disk "
+           "(0 turns the check off); a re-run resumes from the shards already stored")
+
+
+def check_free(path: Path, minimum: int, what: str, fix: str = RUN_FIX) -> None:
     """Raise :class:`DiskNearlyFull` when the disk holding ``path`` has ``minimum`` bytes free or
     fewer (``minimum`` 0: never)."""
     if minimum <= 0:
@@ -65,9 +71,68 @@ def check_free(path: Path, minimum: int, what: str) -> None:
     if free <= minimum:
         raise DiskNearlyFull(
             f"the disk holding {path} has {size_text(free)} free, at or under run.min_free_disk "
-            f"({size_text(minimum)}): curate stopped {what}, rather than fill it",
-            "free disk space, put run.dir (and run.cache_dir) on a bigger disk, or lower run.min_free_disk "
-            "(0 turns the check off); a re-run resumes from the shards already stored")
+            f"({size_text(minimum)}): curate stopped {what}, rather than fill it", fix)
+
+
+def output_fix(output: str) -> str:
+    """The hint of an output stopped for space: its own disk, not the run directory's."""
+    return (f"free disk space where output '{output}' goes, point it at a bigger disk, or lower "
+            "run.min_free_disk (0 turns the check off); a re-run writes only the outputs (its steps are stored)")
+
+
+class SpaceGuard:
+    """Stops a writer before the disk fills: call :meth:`wrote` with the size of each write before
+    making it. It looks at the free space of the disk holding ``path`` (one ``statvfs``) when the
+    write would spend what is left of its allowance, at most ``every`` bytes or half of what may
+    still be written, whichever is less, and raises :class:`DiskNearlyFull` for a write that would
+    leave ``minimum`` or less free: a writer stops within a few kB of the line, never past it alone.
+    The error is also kept in :attr:`error`, for a writer (Polars' sinks) that reports it as its own."""
+
+    def __init__(self, path: Path, minimum: int, what: str, fix: str = RUN_FIX, every: int = 4 * 2**20):
+        self.path, self.minimum, self.what, self.fix, self.every = Path(path), minimum, what, fix, every
+        self.written = 0
+        self._allowance = 0  # bytes that may be written before the next look
+        self.error: DiskNearlyFull | None = None
+
+    def wrote(self, count: int) -> None:
+        if self.minimum > 0 and count > self._allowance:
+            free = free_bytes(self.path)
+            if free - count <= self.minimum:
+                self.error = DiskNearlyFull(
+                    f"the disk holding {self.path} has {size_text(free)} free, and writing on would leave less "
+                    f"than run.min_free_disk ({size_text(self.minimum)}): curate stopped {self.what} after "
+                    f"{size_text(self.written)}, rather than fill it", self.fix)
+                raise self.error
+            self._allowance = min(self.every, (free - count - self.minimum) // 2) + count
+        self._allowance -= count
+        self.written += count
+
+
+class GuardedFile(io.RawIOBase):
+    """A binary file open for writing whose every write goes through ``guard`` first: handed to
+    Polars' ``sink_parquet`` / ``sink_csv`` / ``sink_ndjson`` (which write to a Python file as to a
+    path, the same bytes), a write that would go under the guard's minimum raises and ends the sink."""
+
+    def __init__(self, path: Path, guard: SpaceGuard):
+        super().__init__()
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.guard = guard
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.guard.wrote(len(memoryview(data)))
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
 
 
 def spill_allowance(path: Path, minimum: int) -> int | None:

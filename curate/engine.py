@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from curate import __version__
-from curate.diskspace import check_free, min_free_bytes
-from curate.errors import CurateError, ResourceError, StepError
+from curate.diskspace import check_free, min_free_bytes, output_fix
+from curate.errors import CurateError, ResourceError, StepError, disk_full
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import untrusted_image_folders
 from curate.ingest import ingest
@@ -574,8 +574,18 @@ class Engine:
             remove_tree(ctx.staging_dir)
             ctx.staging_dir.mkdir(parents=True)
         written = ctx.staging_dir if ctx.remote else ctx.resolve(output.path)
-        check_free(written, self.min_free_disk, f"before writing output '{output.path}'")
-        facts = output.sink.write(table) or {}
+        ctx.min_free_disk = self.min_free_disk
+        check_free(written, self.min_free_disk, f"before writing output '{output.path}'", output_fix(output.path))
+        try:
+            facts = output.sink.write(table) or {}
+        except CurateError:
+            raise
+        except Exception as exc:
+            if disk_full(exc):  # min_free_disk 0, or a disk filled by someone else meanwhile
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ResourceError(f"output '{output.path}' could not be written, the disk holding {written} is "
+                                    f"full ({first})", output_fix(output.path)) from exc
+            raise
         if ctx.remote:
             remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")
             remove_tree(ctx.staging_dir)

@@ -100,13 +100,19 @@ class SourceError(CurateError):
     exit_code = 2
 
 
+def disk_full(exc: BaseException) -> bool:
+    """``exc`` says a disk is full: an OSError with ENOSPC, or a library's error quoting it (Polars,
+    DuckDB and pyarrow wrap it in their own)."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
+
+
 def resource_hint(exc: BaseException) -> str | None:
     """How to fix a failure that is the machine's, not a step's: DuckDB out of memory, a full disk."""
     if type(exc).__name__ == "OutOfMemoryException" and type(exc).__module__.lstrip("_").startswith("duckdb"):
         return ("DuckDB needed more memory than run.memory_limit allows (default 256MB) and could not spill it: "
                 "raise it in the spec (run: {memory_limit: 2GB}), or free disk space under the run directory "
                 "(DuckDB spills to RUN_DIR/tmp/duckdb until run.min_free_disk, default 512MB, is left)")
-    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc):
+    if disk_full(exc):
         return ("the disk is full: free space, or set run.dir to a bigger disk (a run keeps every step's shards "
                 "and DuckDB spills to RUN_DIR/tmp/duckdb); a re-run resumes")
     return None

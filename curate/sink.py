@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -10,6 +12,7 @@ from curate.params import Params
 from curate.step import TableInput
 
 if TYPE_CHECKING:
+    from curate.diskspace import GuardedFile, SpaceGuard
     from curate.images import ImageFolders
 
 
@@ -23,6 +26,35 @@ class SinkContext:
     # The only folders the images rows name may be read from: pass as ``within=`` to curate.images.
     # Set for a spec run with --untrusted (curate.images.untrusted_image_folders); None: anywhere.
     image_folders: ImageFolders | None = None
+    # run.min_free_disk in bytes, set by the engine before the sink writes (0: no check)
+    min_free_disk: int = 0
+
+    def space_guard(self) -> SpaceGuard:
+        """For a sink that writes its files itself: call the guard's ``wrote(n)`` before writing
+        ``n`` bytes; it raises :class:`curate.diskspace.DiskNearlyFull` rather than take the disk
+        holding :attr:`output_path` under ``run.min_free_disk``. (The engine removes nothing: write
+        inside ``atomic_path`` or an export folder, which go when the sink raises.)"""
+        from curate.diskspace import SpaceGuard, output_fix
+
+        return SpaceGuard(self.output_path, self.min_free_disk, f"writing output '{self.path}'",
+                          output_fix(self.path))
+
+    @contextmanager
+    def guarded_file(self, path: Path) -> Iterator[GuardedFile]:
+        """``path`` open for binary writing, guarded as :meth:`space_guard` says: hand it to Polars'
+        ``sink_parquet`` / ``sink_csv`` / ``sink_ndjson`` (the same bytes as a path) or write to it.
+        Stopped for space, the guard's error is what is raised, whatever the writer wrapped it in."""
+        from curate.diskspace import GuardedFile
+
+        handle = GuardedFile(path, self.space_guard())
+        try:
+            yield handle
+        except BaseException:
+            if handle.guard.error is not None:
+                raise handle.guard.error from None
+            raise
+        finally:
+            handle.close()
 
     @property
     def remote(self) -> bool:

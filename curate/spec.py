@@ -94,9 +94,9 @@ class RunSpec(_Model):
                             "directory, and it may use no storage URL (s3://…) but those the user allows with "
                             "--allow-remote")
     min_free_disk: str = Field(DEFAULT_MIN_FREE_DISK, description="what a run leaves free on the disk of its run "
-                               "directory and store: it stops (a re-run resumes) rather than store a shard, and "
-                               "DuckDB spills no further, once less is free (512MB, 2GB, 0 = no check; an untrusted spec: "
-                               "at least 512MB, whatever it sets)")
+                               "directory and store, and of each output: it stops (a re-run resumes) rather than store "
+                               "a shard or write on, and DuckDB spills no further, once less is free (512MB, 2GB, "
+                               "0 = no check; an untrusted spec: at least 512MB, whatever it sets)")
     sql_timeout: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="seconds one query of a filter or "
                                       "sql step may run (per shard, or for the table); none: no limit (an untrusted "
                                       "spec: at most 600)")

@@ -40,8 +40,8 @@ class ParquetSink(TableSink):
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
-        with atomic_path(path, sweep=True) as tmp:
-            _frame(table, self.params.columns).sink_parquet(tmp, compression="zstd")
+        with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
+            _frame(table, self.params.columns).sink_parquet(handle, compression="zstd")
         # glob=False: a file named `out[1].parquet` is that file, not a pattern that matches nothing
         return {"rows": pl.scan_parquet(path, glob=False).select(pl.len()).collect().item()}
 
@@ -53,8 +53,8 @@ class JsonlSink(TableSink):
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
-        with atomic_path(path, sweep=True) as tmp:
-            _frame(table, self.params.columns).sink_ndjson(tmp)
+        with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
+            _frame(table, self.params.columns).sink_ndjson(handle)
         with path.open("rb") as handle:  # closed at once: a leaked handle is a ResourceWarning
             return {"rows": sum(1 for _ in handle)}
 
@@ -76,8 +76,8 @@ class CsvSink(TableSink):
         if nested:
             frame = frame.with_columns([pl.col(n).struct.json_encode() if isinstance(frame.collect_schema()[n], pl.Struct)
                                         else pl.col(n).cast(pl.List(pl.Utf8)).list.join("|") for n in nested])
-        with atomic_path(path, sweep=True) as tmp:
-            frame.sink_csv(tmp)
+        with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
+            frame.sink_csv(handle)
         return {"rows": table.scan().select(pl.len()).collect().item()}
 
 
@@ -99,7 +99,7 @@ class UidListSink(Sink):
             array = np.array([int(u, 16) if _is_hex(u) else _hash64(u) for u in uids], dtype=np.uint64)
         array.sort()
         path = self.ctx.output_path
-        with atomic_path(path, sweep=True) as tmp, open(tmp, "wb") as handle:
+        with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
             np.save(handle, array)
         return {"rows": int(array.shape[0])}
 

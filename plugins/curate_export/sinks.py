@@ -133,19 +133,22 @@ class WebDatasetSink(Sink):
     def _write_into(self, out: Path, table: TableInput) -> dict[str, Any]:
         seed = self.params.seed if self.params.seed is not None else self.ctx.seed
         uids = table.scan().select(UID).collect()[UID] if self.params.repeats > 1 else None
-        return write_shards(out, lambda: samples(self, table), self.params, seed, uids)
+        return write_shards(out, lambda: samples(self, table), self.params, seed, uids,
+                            wrote=self.ctx.space_guard().wrote)
 
 
 def write_shards(out: Path, samples: Callable[[], Iterable[tuple[dict[str, Any], bytes]]],
-                 params: WebDatasetParams, seed: int, uids: pl.Series | None = None) -> dict[str, Any]:
+                 params: WebDatasetParams, seed: int, uids: pl.Series | None = None,
+                 wrote: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Write ``samples()`` (rows and their jpeg bytes) as tar shards, pulling one sample at a time:
     memory holds one image, not a shard's or the table's. Each of ``repeats`` copies calls
     ``samples()`` again (the images are read again) rather than keeping them. A copy's caption draw
     is per uid (``uniform`` hashes each uid alone), so it is drawn once per copy over ``uids`` (the
-    table's: needed only when ``repeats > 1``)."""
+    table's: needed only when ``repeats > 1``). ``wrote`` is told the bytes of each sample first
+    (:meth:`curate.sink.SinkContext.space_guard`)."""
     column = params.captions
     rows = 0
-    with TarShards(out, params.samples_per_shard) as shards:
+    with TarShards(out, params.samples_per_shard, wrote) as shards:
         for repeat in range(params.repeats):
             draws = dict(zip(uids, uniform(uids, seed, f"epoch:{repeat}"), strict=True)) \
                 if params.repeats > 1 and uids is not None and len(uids) else {}
@@ -193,12 +196,15 @@ class ImageFolderSink(Sink):
         images = out / "images"
         images.mkdir(parents=True, exist_ok=True)
         rows = 0
+        guard = self.ctx.space_guard()
         with (out / "metadata.jsonl").open("w", encoding="utf-8") as handle:
             for row, image in samples(self, table):
                 name = f"{file_key(row[UID])}.jpg"  # never outside images/, never another row's
-                (images / name).write_bytes(image)
                 text = row.pop(self.params.caption)
-                record = {"file_name": f"images/{name}", "text": text, **{k: v for k, v in row.items()}}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                record = json.dumps({"file_name": f"images/{name}", "text": text, **{k: v for k, v in row.items()}},
+                                    ensure_ascii=False) + "\n"
+                guard.wrote(len(image) + len(record))
+                (images / name).write_bytes(image)
+                handle.write(record)
                 rows += 1
         return {"rows": rows}

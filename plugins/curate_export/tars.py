@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -28,11 +28,13 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 class TarShards:
     """``00000.tar``, ``00001.tar`` … in ``folder``, ``per_shard`` samples each; a sample is a key
-    and its members ``(extension, bytes)``, written in the order given."""
+    and its members ``(extension, bytes)``, written in the order given. ``wrote`` (a
+    :class:`curate.diskspace.SpaceGuard`'s) is told the bytes of each sample before it is written."""
 
-    def __init__(self, folder: Path, per_shard: int):
+    def __init__(self, folder: Path, per_shard: int, wrote: Callable[[int], None] | None = None):
         self.folder = folder
         self.per_shard = per_shard
+        self.wrote = wrote
         self.paths: list[Path] = []
         self.counts: list[int] = []  # samples per shard
         self._tar: tarfile.TarFile | None = None
@@ -45,6 +47,9 @@ class TarShards:
         if self._tar is None or self.counts[-1] == self.per_shard:
             self._roll()
         assert self._tar is not None
+        members = list(members)
+        if self.wrote is not None:  # a member is a 512-byte header and its data in 512-byte blocks
+            self.wrote(sum(512 + -(-len(data) // 512) * 512 for _, data in members))
         for extension, data in members:
             _add(self._tar, f"{key}.{extension}", data)
         self.counts[-1] += 1
