@@ -301,7 +301,8 @@ def plugins(as_json: bool) -> None:
     """List installed plugins, their versions and what they provide."""
     pm = _pm()
     registries = pm.registries()
-    data: dict[str, Any] = {"plugins": [], "failed": pm.failed}
+    data: dict[str, Any] = {"plugins": [], "failed": pm.failed,
+                            "clashes": {kind: dict(r.clashes) for kind, r in registries.items() if r.clashes}}
     for name, info in sorted(pm.infos.items()):
         entry: dict[str, Any] = {"name": name, "module": info.module, "distribution": info.distribution,
                                  "version": info.version}
@@ -338,6 +339,9 @@ def plugins(as_json: bool) -> None:
             console.print(f"  [dim]hooks: {', '.join(others)}[/dim]")
     for name, error in pm.failed.items():
         console.print(f"[red]failed[/red] {for_rich(name)}: {for_rich(error)}")
+    for kind, registry in registries.items():
+        for key in sorted(registry.clashes):
+            console.print(f"[red]clash[/red] {for_rich(str(registry.clash_error(key)))}")
 
 
 def _params_schema(params: Any) -> dict[str, Any]:

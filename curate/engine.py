@@ -52,6 +52,7 @@ from curate.shards import (
     check_nothing_lost,
     iter_dropped_files,
     iter_shard_files,
+    table_frames,
     uids_of,
     write_json_atomic,
 )
@@ -148,7 +149,7 @@ class Engine:
         (self.run_dir / "spec.yaml").write_text(self.spec.dump_yaml())
         manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)
-        self.pm.hook.curate_run_started(run_dir=self.run_dir, spec=self.spec)
+        self.pm.notify("curate_run_started", run_dir=self.run_dir, spec=self.spec)
         started = time.perf_counter()
         executor = plan.resolved.executor
         assert executor is not None
@@ -165,11 +166,13 @@ class Engine:
                         manifest["steps"][record["index"]] = record
                     write_manifest(self.run_dir, manifest)
                     for record in records:
-                        self.pm.hook.curate_step_finished(run_dir=self.run_dir, record=record)
+                        self.pm.notify("curate_step_finished", run_dir=self.run_dir, record=record)
                 manifest["outputs"] = [self._write_output(o) for o in plan.outputs]
         except BaseException as exc:
             # Out of memory or disk outside a step's own code (the source's ingest, an output):
             # say how to fix it instead of reporting an internal error.
+            if isinstance(exc, StepError):
+                _name_the_plugin(exc, plan)
             resource = None if isinstance(exc, CurateError) else ResourceError.from_exception(exc)
             manifest["status"] = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             manifest["error"] = str(resource or exc)
@@ -183,7 +186,7 @@ class Engine:
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         write_manifest(self.run_dir, manifest)
         write_views(self.run_dir, manifest)
-        self.pm.hook.curate_run_finished(run_dir=self.run_dir, manifest=manifest)
+        self.pm.notify("curate_run_finished", run_dir=self.run_dir, manifest=manifest)
         return manifest
 
     # -- internals ------------------------------------------------------------------------
@@ -577,15 +580,30 @@ class Engine:
         ctx.min_free_disk = self.min_free_disk
         check_free(written, self.min_free_disk, f"before writing output '{output.path}'", output_fix(output.path))
         try:
-            facts = output.sink.write(table) or {}
+            facts = output.sink.write(table)
         except CurateError:
             raise
         except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if disk_full(exc):  # min_free_disk 0, or a disk filled by someone else meanwhile
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ResourceError(f"output '{output.path}' could not be written, the disk holding {written} is "
                                     f"full ({first})", output_fix(output.path)) from exc
-            raise
+            owner = self.pm.sinks.owners.get(output.sink.format, "?")
+            hint = (f"check that {written} can be written (a folder there, its permissions)"
+                    if isinstance(exc, OSError) else
+                    f"this is a bug in plugin '{owner}' (its '{output.sink.format}' sink); "
+                    f"curate --debug run shows where")
+            raise CurateError(f"output '{output.path}' ({output.sink.format}) failed: {type(exc).__name__}: {first}",
+                              hint) from exc
+        owner = self.pm.sinks.owners.get(output.sink.format, "?")
+        if facts is not None and not isinstance(facts, dict):
+            raise CurateError(f"output '{output.path}': the '{output.sink.format}' sink's write() returned "
+                              f"{type(facts).__name__}, not a dict of facts (or None)",
+                              f"this is a bug in plugin '{owner}'")
+        if output.sink.path_kind in ("file", "folder") and not ctx.output_path.exists():
+            raise CurateError(f"output '{output.path}': the '{output.sink.format}' sink returned without writing "
+                              f"its {output.sink.path_kind} {ctx.output_path}", f"this is a bug in plugin '{owner}'")
+        facts = dict(facts or {})
         if ctx.remote:
             remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")
             remove_tree(ctx.staging_dir)
@@ -599,6 +617,21 @@ class Engine:
             "seconds": round(time.perf_counter() - started, 3),
             **facts,
         }
+
+
+def _name_the_plugin(error: StepError, plan: Plan) -> None:
+    """A step's failure names the plugin whose step it is (and its version): the fix lies there."""
+    planned = next((p for p in plan.steps if p.label == error.step_label), None)
+    if planned is None or not planned.plugin:
+        return
+    where = f"plugin '{planned.plugin}' {planned.plugin_version} (its step '{planned.kind}')"
+    if error.hint and "the step's plugin" in error.hint:
+        error.hint = error.hint.replace("the step's plugin", where)
+    elif error.hint is None:
+        error.hint = f"raised in {where}; `curate --debug run …` shows where"
+    else:
+        return
+    error.args = (*error.args[:3], error.hint)
 
 
 def _say_recomputed(label: str, problem: str) -> None:
@@ -629,7 +662,7 @@ def _write_table_step(step: Step, table: TableInput, ctx: StepContext, writer: S
     becomes a StepError naming the step, with the cause kept."""
     step.setup(ctx)
     try:
-        for frame in step.process_table(table, ctx):
+        for frame in table_frames(step, step.process_table(table, ctx)):
             writer.add(frame)
     except CurateError:
         raise

@@ -136,6 +136,7 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
         drop_counts,
         relative,
         split_dropped,
+        step_frame,
         uids_of,
         write_json_atomic,
         write_shard,
@@ -156,7 +157,7 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
             raise
         except Exception as exc:  # a plugin's bug: name the member step and shard, keep the cause
             raise StepError.from_exception(step.label, task.index, exc) from exc
-        kept, dropped = split_dropped(result)
+        kept, dropped = split_dropped(step_frame(step, result, task.index))
         kept = check_output(step, kept, member.expected, task.index)
         check_nothing_lost(step, task.index, table.lazy(), uids_of([kept, dropped]))
         path = fused.dropped_path(member, task)

@@ -593,7 +593,7 @@ def _schema_after_unresolved(loaded: LoadedSpec, resolved: Resolved, pm: PluginM
     cls = resolved.step_classes[index] if index < len(resolved.step_classes) else None
     if cls is None and ("steps", index) not in loaded.invalid:
         close = pm.steps.suggest(step_spec.step)
-        cls = pm.steps.get(close) if close else None
+        cls = pm.steps.classes.get(close) if close and close not in pm.steps.clashes else None
     return {**schema, **cls.writes} if cls is not None else None
 
 

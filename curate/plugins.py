@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
 import sys
 import warnings
@@ -37,17 +38,28 @@ class Registry:
     kind: str
     classes: dict[str, type] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
+    # key → every plugin that provides it, for a key two plugins claim: using it is an error (which
+    # would run is anyone's guess); the other keys, and `curate plugins`, work as before.
+    clashes: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, key: str, cls: type, owner: str) -> None:
         if key in self.classes and self.classes[key] is not cls:
-            raise PluginError(
-                f"{self.kind} '{key}' is provided by both plugin '{self.owners[key]}' and plugin '{owner}'",
-                hint="uninstall one of them, or rename the class's name in your plugin",
-            )
+            self.clashes.setdefault(key, [self.owners[key]]).append(owner)
+            return
         self.classes[key] = cls
         self.owners[key] = owner
 
+    def clash_error(self, key: str) -> PluginError:
+        first, *others = self.clashes[key]
+        return PluginError(
+            f"{self.kind} '{key}' is provided by both plugin '{first}' and plugin '{others[0]}'"
+            + (f" (and {', '.join(repr(o) for o in others[1:])})" if len(others) > 1 else ""),
+            hint="uninstall one of them, or rename the class's name in your plugin")
+
     def get(self, key: str) -> type | None:
+        """The class registered under ``key`` (None: none); a key two plugins claim raises PluginError."""
+        if key in self.clashes:
+            raise self.clash_error(key)
         return self.classes.get(key)
 
     def suggest(self, key: str) -> str | None:
@@ -105,12 +117,16 @@ class PluginManager:
                 continue
             # One parse of the distribution's METADATA for both (``dist.version`` parses it again).
             metadata = entry_point.dist.metadata if entry_point.dist else None
-            self.register(
-                plugin,
-                name=entry_point.name,
-                distribution=metadata["Name"] if metadata is not None else None,
-                version=metadata["Version"] if metadata is not None else None,
-            )
+            try:
+                self.register(
+                    plugin,
+                    name=entry_point.name,
+                    distribution=metadata["Name"] if metadata is not None else None,
+                    version=metadata["Version"] if metadata is not None else None,
+                )
+            except PluginError as exc:  # named and skipped, as a plugin that fails to import
+                self.failed[entry_point.name] = str(exc)
+                warnings.warn(f"{exc} ({exc.hint}); the plugin is skipped", PluginLoadWarning, stacklevel=2)
 
     def plugin_failed(self, name: str, what: str, exc: Exception) -> None:
         """A plugin's hook raised: warn naming the plugin and go on without what it provides."""
@@ -121,7 +137,32 @@ class PluginManager:
             stacklevel=3,
         )
 
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Tell every plugin of a run event (``curate_run_started``, ``curate_step_finished``,
+        ``curate_run_finished``), each on its own: one that raises is named in a warning and the
+        others are still told. An observer's bug must not fail a run whose data is fine, nor be
+        reported as curate's internal error. (A hook with a wrapper is called as pluggy calls it.)"""
+        caller = getattr(self.pm.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+            caller(**kwargs)
+            return
+        for impl in reversed(impls):  # pluggy's order: the last registered first
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception as exc:  # noqa: BLE001 - any plugin's failure, named
+                warnings.warn(f"curate plugin '{impl.plugin_name}' failed in its {hook_name} hook, and the run "
+                              f"goes on: {type(exc).__name__}: {exc}", PluginLoadWarning, stacklevel=3)
+
     def register(self, plugin: Any, name: str, distribution: str | None = None, version: str | None = None):
+        methods = sorted(key for key, value in vars(plugin).items() if inspect.isfunction(value)
+                         and getattr(value, "curate_impl", None) is not None) if inspect.isclass(plugin) else []
+        if methods:  # pluggy would call them without ``self``: every run would fail in them
+            raise PluginError(
+                f"curate plugin '{name}' is the class {plugin.__qualname__}, whose hooks ({', '.join(methods)}) are "
+                "methods needing an instance",
+                hint=f"register an instance: `plugin = {plugin.__name__}()` in its module, and the entry point "
+                     f"'{getattr(plugin, '__module__', 'module')}:plugin'")
         self.pm.register(plugin, name=name)
         module = getattr(plugin, "__name__", type(plugin).__name__)
         self.infos[name] = PluginInfo(name, module, distribution, version)

@@ -148,6 +148,45 @@ def write_json_atomic(data: dict, path: Path) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+PLUGIN_BUG = "this is a bug in the step's plugin"
+
+
+def step_frame(step: Step, result: Any, shard: int | None, method: str = "process_shard") -> pl.DataFrame:
+    """``result``, what a step's ``method`` gave, when it is what the engine takes: a polars
+    DataFrame whose ``_drop_reason`` (if any) is text, null on kept rows and a reason on dropped
+    ones. Else a StepError naming the step, the shard and the mistake (a missing ``return``, a
+    LazyFrame not collected, a reason that is a number or empty), not an internal error later."""
+    if not isinstance(result, pl.DataFrame):
+        if result is None:
+            why = f"{method}() returned None, not a polars DataFrame (a missing return?)"
+        elif isinstance(result, pl.LazyFrame):
+            why = f"{method}() returned a LazyFrame: collect it (.collect()) and return the DataFrame"
+        else:
+            why = f"{method}() returned {type(result).__name__}, not a polars DataFrame"
+        raise StepError(step.label, shard, why, hint=PLUGIN_BUG)
+    if DROP_REASON in result.columns:
+        dtype = result.schema[DROP_REASON]
+        if dtype not in (pl.Utf8, pl.Null):
+            raise StepError(step.label, shard, f"its '{DROP_REASON}' column is {dtype_name(dtype)}: it must be text, "
+                            "the reason each dropped row was dropped (null on the rows kept)", hint=PLUGIN_BUG)
+        empty = result.select((pl.col(DROP_REASON).str.strip_chars() == "").sum()).item() if dtype == pl.Utf8 else 0
+        if empty:
+            raise StepError(step.label, shard, f"{empty} rows have an empty '{DROP_REASON}': give each dropped row "
+                            "its reason (null keeps a row)", hint=PLUGIN_BUG)
+    return result
+
+
+def table_frames(step: Step, result: Any) -> Iterable[pl.DataFrame]:
+    """The frames a table step's ``process_table`` yields, each checked by :func:`step_frame`; a
+    result that is one frame, or nothing, is named (``yield`` the frames, or return a list)."""
+    if result is None or isinstance(result, pl.DataFrame | pl.LazyFrame):
+        what = "None" if result is None else f"a {type(result).__name__}"
+        raise StepError(step.label, None, f"process_table() returned {what}: it must yield the step's frames "
+                        "(yield frame), or return a list of them", hint=PLUGIN_BUG)
+    for frame in result:
+        yield step_frame(step, frame, None, "process_table")
+
+
 def split_dropped(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Separate kept rows from rows a step marked with ``_drop_reason``."""
     if DROP_REASON not in frame.columns:
@@ -188,22 +227,40 @@ def check_output(step: Step, frame: pl.DataFrame, expected: Schema, shard: int |
     problems = []
     if UID not in frame.columns:
         problems.append("the output lost the 'uid' column")
+    writes = step.output_columns()
     for name, dtype in expected.items():
-        if name not in frame.columns:
+        if name not in frame.columns and name not in writes:
+            problems.append(f"input column '{name}' is missing from the output (a step that removes columns says "
+                            "so in output_schema(), and the plan checks the steps after it)")
+        elif name not in frame.columns:
             problems.append(f"declared column '{name}' is missing from the output")
         elif not compatible(frame.schema[name], dtype):
             problems.append(
                 f"column '{name}' is {dtype_name(frame.schema[name])}, the plan says {dtype_name(dtype)}"
             )
-    if problems:
-        raise StepError(step.label, shard, "; ".join(problems), hint="this is a bug in the step's plugin")
     # Exactly the planned columns: a frame that also carries dropped rows is often a diagonal
     # concat (sql per_shard keeps the input columns on rows the query left out), and passing
     # such columns through gave kept shards columns the plan does not know, differing by shard.
+    # Such columns are null on the kept rows; one with values there is a write the step forgot
+    # to declare, and would be lost without a word.
+    extra = [n for n in frame.columns if n not in expected and n not in (DROP_REASON, DUPLICATE_OF)]
+    if extra and frame.height:
+        counts = frame.select(pl.col(extra).is_not_null().sum()).row(0)
+        problems += [f"column '{name}' holds values but is not among the step's declared columns (add it to "
+                     "writes / output_columns(), or drop it before returning)"
+                     for name, count in zip(extra, counts, strict=True) if count]
+    if problems:
+        raise StepError(step.label, shard, "; ".join(problems), hint=PLUGIN_BUG)
     out = frame.select(list(expected))
     casts = {n: d for n, d in expected.items() if out.schema[n] != d and d != pl.Null}
     if casts:
-        out = out.with_columns([pl.col(n).cast(d, strict=False) for n, d in casts.items()])
+        try:
+            out = out.with_columns([pl.col(n).cast(d, strict=True) for n, d in casts.items()])
+        except pl.exceptions.PolarsError as exc:  # e.g. a UInt64 past Int64's range: never a silent null
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            named = ", ".join(f"'{n}' ({dtype_name(frame.schema[n])} → {dtype_name(d)})" for n, d in casts.items())
+            raise StepError(step.label, shard, f"column {named} holds values that do not fit the planned type "
+                            f"({first})", hint=PLUGIN_BUG) from exc
     return out
 
 
@@ -316,7 +373,7 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
         raise
     except Exception as exc:  # a plugin's bug: name the step and shard, keep the cause
         raise StepError.from_exception(step.label, task.index, exc) from exc
-    kept, dropped = split_dropped(result)
+    kept, dropped = split_dropped(step_frame(step, result, task.index))
     kept = check_output(step, kept, expected, task.index)
     check_nothing_lost(step, task.index, table.lazy(), uids_of([kept, dropped]))
     check_free(task.output_dir, ctx.min_free_disk, f"step '{step.label}' before storing shard {task.index}")

@@ -51,15 +51,30 @@ class ProblemList:
             raise SpecError(ordered, self.loaded.source_name)
 
 
-def _lookup(registry: Registry, key: str, loc: tuple, problems: ProblemList, what: str) -> type | None:
+def _lookup(registry: Registry, key: str, loc: tuple, problems: ProblemList, what: str,
+            failed: dict[str, str] | None = None) -> type | None:
+    if key in registry.clashes:
+        error = registry.clash_error(key)
+        problems.add(loc, error.message, error.hint)
+        return None
     cls = registry.get(key)
     if cls is None:
         hint = did_you_mean(key, registry.names(), f"installed: {', '.join(registry.names()) or 'none'}")
+        if failed:  # the plugin that provides it may be one that failed to load
+            names = ", ".join(f"'{name}'" for name in sorted(failed))
+            hint = f"{hint}; plugin {names} failed to load (see its warning, or `curate plugins`)"
         problems.add(loc, f"unknown {what} '{key}'", hint)
     return cls
 
 
 def _params(cls: type, raw: dict, loc: tuple, problems: ProblemList) -> Any:
+    from curate.params import Params
+
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, Params)):
+        problems.add(loc, f"{cls.__name__}.Params is not a curate.Params (it is {cls.Params!r})",
+                     "this is a bug in the plugin: its Params class must subclass curate.Params "
+                     "(from curate import Params), which gives the checks and the fingerprint curate needs")
+        return None
     try:
         return cls.Params.model_validate(raw)
     except ValidationError as exc:
@@ -69,6 +84,9 @@ def _params(cls: type, raw: dict, loc: tuple, problems: ProblemList) -> Any:
                 fields = ", ".join(cls.Params.model_fields) or "none"
                 accepts = f"{cls.__name__} accepts: {fields}"
                 hint = did_you_mean(str(sub_loc[-1]), cls.Params.model_fields, accepts)
+            elif len(sub_loc) > len(loc) and sub_loc[len(loc)] not in raw and sub_loc[len(loc)] in cls.Params.model_fields:
+                hint = (f"the spec does not set '{sub_loc[len(loc)]}': its default in {cls.__name__}.Params is not "
+                        "valid, a bug in the plugin (set the param in the spec meanwhile)")
             problems.add(sub_loc, message, hint)
         return None
 
@@ -100,7 +118,8 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
     source = spec.source
     source_format = source.format
     if ("source",) not in loaded.invalid:
-        resolved.source_cls = _lookup(pm.sources, source_format, ("source", "format"), problems, "source format")
+        resolved.source_cls = _lookup(pm.sources, source_format, ("source", "format"), problems, "source format",
+                                      pm.failed)
     if resolved.source_cls is not None:
         _requirements(resolved.source_cls, ("source", "format"), problems, f"source '{source_format}'")
         resolved.source_params = _params(resolved.source_cls, source.params, ("source", "params"), problems)
@@ -113,7 +132,7 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
             resolved.steps.append(None)
             resolved.step_classes.append(None)
             continue
-        cls = _lookup(pm.steps, step_spec.step, loc + ("step",), problems, "step")
+        cls = _lookup(pm.steps, step_spec.step, loc + ("step",), problems, "step", pm.failed)
         resolved.step_classes.append(cls)
         if cls is None:
             resolved.steps.append(None)
@@ -131,7 +150,7 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
     labels = spec.labels()
     for index, output in enumerate(spec.outputs):
         loc = ("outputs", index)
-        cls = _lookup(pm.sinks, output.format, loc + ("format",), problems, "output format")
+        cls = _lookup(pm.sinks, output.format, loc + ("format",), problems, "output format", pm.failed)
         if output.step is not None and output.step not in labels:
             problems.add(loc + ("step",), f"no step labelled '{output.step}'",
                          did_you_mean(output.step, labels, f"labels: {', '.join(labels) or 'none'}"))
@@ -142,7 +161,8 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
         if params is not None:
             resolved.sinks.append((cls, params))
 
-    executor_cls = _lookup(pm.executors, spec.run.executor.name, ("run", "executor", "name"), problems, "executor")
+    executor_cls = _lookup(pm.executors, spec.run.executor.name, ("run", "executor", "name"), problems, "executor",
+                           pm.failed)
     if executor_cls is not None:
         _requirements(executor_cls, ("run", "executor"), problems, f"executor '{spec.run.executor.name}'")
         params = _params(executor_cls, spec.run.executor.params, ("run", "executor", "params"), problems)

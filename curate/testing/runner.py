@@ -22,6 +22,7 @@ from curate.shards import (
     iter_dropped_files,
     iter_shard_files,
     run_shard_task,
+    table_frames,
     uids_of,
 )
 from curate.step import Step, StepContext, TableInput
@@ -93,18 +94,17 @@ def run_step(
         ctx = StepContext(run_dir=root, label=instance.label, seed=seed, artifacts=out / "artifacts", extras=extras)
         ctx.artifacts.mkdir(parents=True)
         instance.setup(ctx)
-        summary: dict[str, Any] = {}
         if instance.scope == "table":
             table_writer = ShardWriter(instance, out, shard_size, expected)
-            for frame in instance.process_table(TableInput(files, schema), ctx):
+            for frame in table_frames(instance, instance.process_table(TableInput(files, schema), ctx)):
                 table_writer.add(frame)
             table_writer.close(empty_schema=expected)
             check_nothing_lost(instance, None, uids_of(files),
                                uids_of([*iter_shard_files(out), *iter_dropped_files(out)]))
-            summary = instance.summary(ctx)
         else:
             for index, path in enumerate(files):
                 run_shard_task(instance, ShardTask(index, path, out), ctx, expected)
+        summary = instance.summary(ctx)  # after every shard, as the engine asks it
         kept = pl.concat([pl.read_parquet(p) for p in iter_shard_files(out)], how="vertical_relaxed")
         dropped_frames = [pl.read_parquet(p) for p in iter_dropped_files(out)]
         dropped = pl.concat(dropped_frames, how="diagonal_relaxed") if dropped_frames else pl.DataFrame()

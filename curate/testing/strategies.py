@@ -56,7 +56,12 @@ def tables(
     extra_columns: dict[str, st.SearchStrategy[Any]] | None = None,
     extra_dtypes: dict[str, pl.DataType] | None = None,
 ) -> pl.DataFrame:
-    """A table with unique ``uid``s; with ``duplicates`` some rows repeat another's content."""
+    """A table with unique ``uid``s; with ``duplicates`` some rows repeat another's content.
+
+    ``extra_columns`` (name → strategy of one cell) adds columns; give each one's type in
+    ``extra_dtypes`` (``{"score": pl.Float64}``). Without it the type is what polars infers from
+    the values drawn, and a column drawn all null (or a table of no rows) is typed ``Null``, which
+    any declared ``reads`` type accepts: the step is then tested on a column it never sees in a run."""
     n = draw(st.integers(min_rows, max_rows))
     texts = alt_texts() if not nulls else st.one_of(st.none(), alt_texts(), alt_texts())
     link = urls() if not nulls else st.one_of(urls(), urls(), urls(), st.none())
@@ -75,7 +80,17 @@ def tables(
     for name in extra_columns or {}:
         schema.setdefault(name, None)  # type: ignore[arg-type]
     columns = {name: [r.get(name) for r in rows] for name in ["uid", "url", "alt_text", *(extra_columns or {})]}
-    return pl.DataFrame({k: pl.Series(k, v, dtype=schema.get(k)) for k, v in columns.items()})
+    series = {}
+    for name, values in columns.items():
+        try:
+            series[name] = pl.Series(name, values, dtype=schema.get(name))
+        except (TypeError, OverflowError, pl.exceptions.PolarsError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ValueError(f"tables(): extra column '{name}' drew values polars cannot hold as "
+                             f"{schema.get(name) or 'one type'} ({type(exc).__name__}: {first}); "
+                             "bound its strategy (st.integers(-2**63, 2**63 - 1)) and give its type in "
+                             "extra_dtypes") from exc
+    return pl.DataFrame(series)
 
 
 def scores(min_value: float = -1.0, max_value: float = 1.0) -> st.SearchStrategy[float | None]:

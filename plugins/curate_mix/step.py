@@ -9,25 +9,31 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import Field
 
-from curate.errors import SpecError
+from curate.errors import CurateError, Problem, SpecError, StepError
 from curate.hashing import uniform
 from curate.params import Params
 from curate.plugins import PluginManager, get_plugin_manager
-from curate.schema import UID, Schema
+from curate.schema import UID, Schema, compatible, dtype_name
 from curate.step import Step, StepContext, TableInput
 from curate_mix.strategies import MixColumns, MixStrategy
 
 
 def available_strategies(pm: PluginManager | None = None) -> dict[str, type[MixStrategy]]:
     """Every strategy the installed plugins provide, by name; a name claimed twice is an error."""
-    found: dict[str, type[MixStrategy]] = {}
+    return {name: cls for name, (cls, _) in _strategies(pm).items()}
+
+
+def _strategies(pm: PluginManager | None) -> dict[str, tuple[type[MixStrategy], str]]:
+    """name → (strategy class, the plugin that provides it)."""
+    found: dict[str, tuple[type[MixStrategy], str]] = {}
     hook = getattr((pm or get_plugin_manager()).hook, "curate_mix_strategies", None)  # None: mix not registered
-    for classes in (hook() if hook is not None else []):
-        for cls in classes or []:
-            if cls.name in found and found[cls.name] is not cls:
-                raise SpecError(f"mix strategy '{cls.name}' is provided twice ({found[cls.name].__module__}, "
-                                f"{cls.__module__})")
-            found[cls.name] = cls
+    for impl in reversed(hook.get_hookimpls() if hook is not None else []):  # pluggy's calling order
+        for cls in impl.function() or []:
+            if cls.name in found and found[cls.name][0] is not cls:
+                raise SpecError([Problem("", f"mix strategy '{cls.name}' is provided by both plugin "
+                                         f"'{found[cls.name][1]}' and plugin '{impl.plugin_name}'",
+                                         "uninstall one of them, or rename the strategy's name in your plugin")])
+            found[cls.name] = (cls, impl.plugin_name)
     return found
 
 
@@ -53,8 +59,8 @@ class Mix(Step):
     def __init__(self, params: MixParams | None = None, *, label: str | None = None,
                  pm: PluginManager | None = None):
         super().__init__(params, label=label)
-        strategies = available_strategies(pm)
-        cls = strategies.get(self.params.strategy)
+        strategies = _strategies(pm)
+        cls, self.strategy_plugin = strategies.get(self.params.strategy, (None, ""))
         if cls is None:
             raise SpecError(f"unknown mix strategy '{self.params.strategy}'; available: {', '.join(sorted(strategies))}")
         columns = MixColumns(original=self.params.original, synthetic=self.params.synthetic,
@@ -92,11 +98,33 @@ class Mix(Step):
             pl.when(usable).then(synthetic).alias("_synthetic"),
             usable.alias("_has_synthetic"),
         ).with_columns(pl.Series("_draw", uniform(table[UID], seed, salt=f"mix:{self.strategy.name}")))
-        chosen = self.strategy.mix(frame)
-        if chosen.height != table.height:
-            raise ValueError(f"mix strategy '{self.strategy.name}' returned {chosen.height} rows for {table.height}")
+        chosen = self._strategy_mix(frame, ctx)
         drop = [c for c in chosen.columns if c in table.columns]
         return pl.concat([table.drop(drop), chosen], how="horizontal")
+
+    def _strategy_mix(self, frame: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
+        """The strategy's choice, checked: its mistakes are named as its own plugin's, not mix's."""
+        where = f"mix strategy '{self.strategy.name}'"
+        bug = f"this is a bug in plugin '{self.strategy_plugin}', which provides the strategy"
+        try:
+            chosen = self.strategy.mix(frame)
+        except CurateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug, named
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise StepError(self.label, ctx.shard, f"{where} failed: {type(exc).__name__}: {first}", bug) from exc
+        if not isinstance(chosen, pl.DataFrame):
+            raise StepError(self.label, ctx.shard, f"{where} returned {type(chosen).__name__}, not a polars DataFrame",
+                            bug)
+        if chosen.height != frame.height:
+            raise StepError(self.label, ctx.shard, f"{where} returned {chosen.height} rows for {frame.height}", bug)
+        for name, dtype in self.output_columns().items():
+            if name not in chosen.columns:
+                raise StepError(self.label, ctx.shard, f"{where} did not return its column '{name}'", bug)
+            if not compatible(chosen.schema[name], dtype):
+                raise StepError(self.label, ctx.shard, f"{where} returned '{name}' as {dtype_name(chosen.schema[name])}, "
+                                f"not {dtype_name(dtype)}", bug)
+        return chosen
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         return self._mixed(table, ctx)

@@ -11,6 +11,8 @@ checks. Each name is the defining module's own object, imported on first use.
     A table; columns whose index is in ``numeric`` are right-aligned with tabular figures.
 ``number(value)``
     A number as the report prints it.
+``RunData(run_dir, manifest, image_dirs)``
+    A run's steps' rows, reading only row files inside ``image_dirs`` (the hook's argument).
 """
 
 from __future__ import annotations
@@ -19,4 +21,5 @@ from curate.exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "curate_report.html": ("Html", "table", "number"),
+    "curate_report.rundata": ("RunData",),
 })

@@ -221,7 +221,7 @@ def test_a_step_that_does_not_write_its_declared_column_fails_naming_it(pm, regi
     register_plugin(BuggyPlugin(), "buggy")
     with pytest.raises(StepError, match="declared column 'quality' is missing") as caught:
         run(pm, write_spec, workdir, spec_dict(steps=[{"step": "forgets_its_column"}]))
-    assert "bug in the step's plugin" in str(caught.value)
+    assert "this is a bug in plugin 'buggy' 0.1 (its step 'forgets_its_column')" in str(caught.value)
     manifest = json.loads((workdir / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "quality" in manifest["error"]
 

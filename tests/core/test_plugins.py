@@ -16,6 +16,7 @@ from curate.plugins import ENTRY_POINT_GROUP, PluginLoadWarning, PluginManager
 from curate.step import Step
 from curate.testing import run_spec
 from tests.conftest import REPO, sample_table
+from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this process)
 
 
 class OnlyHere(Step):
@@ -58,7 +59,35 @@ def test_two_plugins_claiming_one_step_name_is_an_error_naming_both(pm, register
     register_plugin(ImpostorPlugin(), "impostor")
     with pytest.raises(PluginError, match="'filter' is provided by both plugin '(basics|impostor)' and plugin "
                                           "'(impostor|basics)'"):
-        pm.steps  # noqa: B018 - the registry is built on first use
+        pm.steps.get("filter")
+    # the other names, and listing, still work: only using the claimed name is refused
+    assert pm.steps.get("sample") is not None and "filter" in pm.steps.names()
+    assert sorted(pm.steps.clashes["filter"]) == ["basics", "impostor"]
+
+
+def test_a_clash_is_listed_by_curate_plugins_and_refused_where_a_spec_uses_it(pm, register_plugin, curate_main,
+                                                                               write_spec):
+    class Impostor(Step):
+        name = "filter"
+
+    class ImpostorPlugin:
+        @hookimpl
+        def curate_register_steps(self):
+            return [Impostor]
+
+    register_plugin(ImpostorPlugin(), "impostor")
+    listed = curate_main("plugins")
+    assert listed.code == 0, listed
+    assert "clash step 'filter' is provided by both plugin" in listed.stdout and "sample" in listed.stdout
+    write_spec({"name": "c", "source": {"path": "data.parquet"},
+                "steps": [{"step": "sample", "params": {"fraction": 0.5}}]}, table=sample_table())
+    assert curate_main("validate", "spec.yaml").code == 0
+    write_spec({"name": "c", "source": {"path": "data.parquet"},
+                "steps": [{"step": "filter", "params": {"where": "true"}}]}, table=sample_table())
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "steps[0].step: step 'filter' is provided by both plugin" in result.stderr
+    assert "uninstall one of them" in result.stderr
 
 
 def test_a_step_class_without_a_name_is_an_error_naming_the_plugin(pm, register_plugin):

@@ -208,3 +208,54 @@ def test_score_gated_never_keeps_a_blank_alt_text_over_a_synthetic_caption(mix_p
         if (row["alt_text"] is None or not row["alt_text"].strip()) and row["caption_realigned"]:
             assert row["caption"] == row["caption_realigned"], row
             assert row["caption_source"] == "synthetic", row
+
+
+def _broken_strategy(name: str, mix) -> type[MixStrategy]:
+    return type(name, (MixStrategy,), {"name": name, "mix": lambda self, frame: mix(frame)})
+
+
+BROKEN = [
+    (_broken_strategy("raises", lambda f: 1 / 0), r"mix strategy 'raises' failed: ZeroDivisionError: division by zero"),
+    (_broken_strategy("nothing", lambda f: None), r"mix strategy 'nothing' returned NoneType, not a polars DataFrame"),
+    (_broken_strategy("no_source", lambda f: f.select(pl.col("_original").alias("caption"))),
+     r"mix strategy 'no_source' did not return its column 'caption_source'"),
+    (_broken_strategy("int_caption", lambda f: f.with_columns(pl.lit(1).alias("caption"),
+                                                               pl.lit("x").alias("caption_source"))),
+     r"mix strategy 'int_caption' returned 'caption' as Int32, not String"),
+    (_broken_strategy("short", lambda f: choose(f, pl.lit(True)).head(1)), r"mix strategy 'short' returned 1 rows for 2"),
+]
+
+
+@pytest.mark.parametrize(("strategy", "message"), BROKEN, ids=[s.name for s, _ in BROKEN])
+def test_a_plugin_strategys_mistake_names_the_strategy_and_its_plugin(mix_pm, register_plugin, strategy, message):
+    from curate.errors import StepError
+
+    class Plugin:
+        @hookimpl
+        def curate_mix_strategies(self):
+            return [strategy]
+
+    register_plugin(Plugin(), "brokenmix")
+    table = pl.DataFrame({"uid": ["a", "b"], "alt_text": ["x", "y"], "caption_realigned": ["p", "q"]})
+    with pytest.raises(StepError, match=message) as raised:
+        mixed(mix_pm, table, strategy.name)
+    assert raised.value.hint == "this is a bug in plugin 'brokenmix', which provides the strategy"
+
+
+def test_a_strategy_name_two_plugins_claim_names_both_plugins(mix_pm, register_plugin):
+    class Impostor(MixStrategy):
+        name = "replace_prob"
+
+        def mix(self, frame):
+            return choose(frame, pl.lit(True))
+
+    class Plugin:
+        @hookimpl
+        def curate_mix_strategies(self):
+            return [Impostor]
+
+    register_plugin(Plugin(), "impostor")
+    with pytest.raises(SpecError, match=r"mix strategy 'replace_prob' is provided by both plugin '(mix|impostor)' "
+                                        r"and plugin '(impostor|mix)'") as raised:
+        available_strategies(mix_pm)
+    assert "uninstall one of them" in str(raised.value)
