@@ -85,15 +85,16 @@ allow_remote_option = click.option(
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Override run.dir from the spec.")
 @click.option("--untrusted", is_flag=True, help=UNTRUSTED_HELP)
 @allow_remote_option
-def validate(spec: str, untrusted: bool, allow_remote: tuple[str, ...]) -> None:
+def validate(spec: str, run_dir: str | None, untrusted: bool, allow_remote: tuple[str, ...]) -> None:
     """Check a spec: structure, plugin names, params, columns, and the run directory as the run
     would find it. Exit 2 listing every problem.
 
     Nothing of the spec runs: SQL is parsed and bound to an empty table, never executed; the run
     directory is only looked at, never created or changed."""
-    plan, _ = _load_and_plan(spec, untrusted=untrusted, allow_remote=allow_remote)
+    plan, _ = _load_and_plan(spec, run_dir, untrusted=untrusted, allow_remote=allow_remote)
     plan.check_layout()  # what `curate run` refuses before it starts, said here first
     steps = len(plan.steps) - 1
     _console().print(f"[green]ok[/green] {for_rich(spec)}: source '{for_rich(plan.source.format)}', {steps} step"
@@ -183,7 +184,7 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     for output in manifest.get("outputs", []):
         console.print(f"wrote {for_rich(output['format'])} → {for_rich(output['path'])}")
     run_dir_shown = for_rich(the_plan.run_dir)
-    console.print(f"run directory: {run_dir_shown}  (duckdb {for_rich(the_plan.run_dir / 'curate.duckdb')})")
+    console.print(f"run directory: {run_dir_shown}  (DuckDB views: {for_rich(the_plan.run_dir / 'curate.duckdb')})")
 
 
 def _saved_spec(run_dir: Path, console: Any, untrusted: bool = False) -> Any:
@@ -262,9 +263,11 @@ def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
 
     table = Table(title=for_rich(f"{manifest.get('name')} — {manifest.get('status')}"))
     for column in ("#", "step", "rows in", "rows out", "dropped", "seconds", "cached"):
-        table.add_column(column, justify="right" if column in ("rows in", "rows out", "seconds") else "left")
+        # names and reasons fold onto more lines in a narrow terminal, never cut ("failed_to_dow…")
+        table.add_column(column, justify="right" if column in ("rows in", "rows out", "seconds") else "left",
+                         overflow="fold" if column in ("step", "dropped") else "ellipsis")
     for row in funnel(manifest):
-        dropped = ", ".join(f"{k}: {v:,}" for k, v in row["dropped"].items()) or "-"
+        dropped = "\n".join(f"{k}: {v:,}" for k, v in row["dropped"].items()) or "-"  # a reason a line
         label = row["label"] if row["label"] == row["step"] else f"{row['label']} ({row['step']})"
         table.add_row(
             str(row["index"]), for_rich(label),

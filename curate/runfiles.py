@@ -88,8 +88,8 @@ def where_outside(raw: str, base: str | Path | None = None, also: Iterable[str |
     path = Path(raw)
     if raw.startswith("~"):
         return "outside the working directory"
-    if ".." in path.parts:
-        return "outside the working directory ('..')"
+    if ".." in path.parts:  # not resolved: what '..' reaches depends on links the spec may bring along
+        return "written with '..' (an untrusted spec may not use '..' whatever it leads to)"
     full = path if path.is_absolute() or base is None else Path(base) / path
     if confined(full, real_folders([os.getcwd(), *also])) is not None:
         return None

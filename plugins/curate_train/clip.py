@@ -196,12 +196,16 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
 def own_logging() -> Iterator[None]:
     """open_clip_train's ``setup_logging`` adds a console and an ``out.log`` handler to the root
     logger and never removes them: a second run in one process (the next variant) also wrote its
-    lines into the first run's log, twice to the console, and kept the file open. Inside this block
-    the root logger's handlers and level are put back as they were, the added ones closed."""
+    lines into the first run's log, twice to the console, and kept the file open. It also sets every
+    logger that exists to INFO, so torch's dynamo printed its compilation metrics at exit. Inside
+    this block the root logger's handlers and every logger's level are put back as they were, the
+    added handlers closed."""
     import logging
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger)}
     try:
         yield
     finally:
@@ -209,6 +213,28 @@ def own_logging() -> Iterator[None]:
             root.removeHandler(handler)
             handler.close()
         root.setLevel(level)
+        for name, logger in logging.root.manager.loggerDict.items():
+            if isinstance(logger, logging.Logger):
+                logger.setLevel(levels.get(name, logging.NOTSET))
+
+
+@contextmanager
+def no_random_init_warning() -> Iterator[None]:
+    """open_clip warns "No pretrained weights loaded … initialized randomly" when it builds a model
+    whose weights the caller loads next: said after a training run, it reads as if the trained
+    weights were thrown away. Only that warning is held back."""
+    import logging
+
+    class Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "No pretrained weights loaded" not in record.getMessage()
+
+    root, drop = logging.getLogger(), Drop()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 @contextmanager
@@ -249,7 +275,8 @@ def export_local_dir(checkpoint: Path, model_name: str, target: Path) -> Path:
         model_cfg = json.loads((Path(model_name.removeprefix(LOCAL_DIR)) / CONFIG_FILE).read_text())["model_cfg"]
     else:
         model_cfg = _MODEL_CONFIGS[model_name]
-    network = open_clip.create_model(model_name, device="cpu")
+    with no_random_init_warning():  # its weights are loaded next
+        network = open_clip.create_model(model_name, device="cpu")
     state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)["state_dict"]
     network.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)
     target.mkdir(parents=True, exist_ok=True)

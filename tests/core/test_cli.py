@@ -269,3 +269,25 @@ def test_resume_works_from_another_directory(ran, curate_main, workdir, monkeypa
     manifest = json.loads((workdir / "run" / "manifest.json").read_text())
     assert all(r["cached"] for r in manifest["steps"])
     assert manifest["spec_path"] == str(workdir / "spec.yaml")
+
+
+def test_inspect_in_a_narrow_terminal_folds_drop_reasons_never_cuts_them(curate_main, write_spec, monkeypatch):
+    write_spec({"name": "narrow", "source": {"path": "data.parquet"},
+                "steps": [{"step": "filter", "name": "a_rather_long_step_label",
+                           "params": {"where": "score > 0.5", "reason": "failed_to_download_after_retries"}},
+                          {"step": "sample", "params": {"fraction": 0.5}}],
+                "run": {"dir": "run", "report": False}}, table=sample_table(40))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = curate_main("inspect", "run").stdout
+    assert "…" not in shown
+    cells = "".join(line.split("│")[5].strip() for line in shown.splitlines() if line.count("│") > 6)
+    assert "failed_to_download_after_retries:" in cells and "sample:" in cells
+
+
+def test_validate_takes_run_dir_as_its_hint_for_an_untrusted_spec_says(curate_main, write_spec, tmp_path):
+    write_spec({"name": "u", "source": {"path": "data.parquet"}, "steps": [],
+                "run": {"dir": str(tmp_path / "elsewhere")}}, table=sample_table(5))
+    refused = curate_main("validate", "spec.yaml", "--untrusted")
+    assert refused.code == 2 and "choose the directory yourself with --run-dir" in refused.stderr
+    assert curate_main("validate", "spec.yaml", "--untrusted", "--run-dir", "runs/u").code == 0

@@ -35,7 +35,7 @@ def test_an_untrusted_spec_names_files_inside_the_working_directory_only(tmp_pat
     assert outside_working_directory("inside.txt") is None
     assert outside_working_directory("sub/../inside.txt") is not None  # '..' is refused as the spec says it
     for raw, says in [("/etc/passwd", "outside the working directory"), ("~/.ssh/id_rsa", "outside"),
-                      ("../x", "('..')"), ("passwd", "a link to /etc/passwd")]:
+                      ("../x", "written with '..'"), ("passwd", "a link to /etc/passwd")]:
         problem = outside_working_directory(raw)
         assert problem is not None and says in problem and "--untrusted" in problem, raw
 
@@ -83,7 +83,8 @@ def test_an_untrusted_specs_source_reads_only_inside_the_working_directory(curat
     (spec_dir / "spec.yaml").write_text(text)
     refused = curate_main("validate", str(spec_dir / "spec.yaml"), "--untrusted")
     assert refused.code == 2, refused
-    assert "source" in refused.stderr and "outside the working directory" in refused.stderr
+    assert "source" in refused.stderr
+    assert ("written with '..'" if where == "dotdot" else "outside the working directory") in refused.stderr
     assert "--untrusted" in refused.stderr  # and how to go on
     if where != "home":  # no such file in this home
         assert curate_main("validate", str(spec_dir / "spec.yaml")).code == 0

@@ -113,7 +113,7 @@ def test_an_image_swapped_for_a_pipe_after_the_plan_is_not_waited_on(tmp_path):
 
 @pytest.mark.parametrize("evals, says", [
     ("/etc", "params.eval: '/etc' is outside the working directory"),
-    ("../evals", "params.eval: '../evals' is outside the working directory ('..')"),
+    ("../evals", "params.eval: '../evals' is written with '..' (an untrusted spec may not use"),
     ("abs.parquet", "eval image /etc/passwd (item '0' of abs.parquet) lies at /etc/passwd, outside the working"),
     ("up.parquet", "lies at /etc/passwd, outside the working directory"),
     ("linked", "eval image linked/a.png (item 'a.png' of linked) lies at"),

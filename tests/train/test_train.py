@@ -162,10 +162,24 @@ def test_open_clip_trains_logging_is_undone_after_each_run(tmp_path):
 
     root = logging.getLogger()
     before, level = list(root.handlers), root.level
+    dynamo_level = logging.getLogger("torch._dynamo").level
     for run in ("first", "second"):
         with own_logging():
             setup_logging(str(tmp_path / f"{run}.log"), logging.INFO)
             logging.getLogger("curate.test").info("line of %s", run)
         assert root.handlers == before and root.level == level
+        # every logger's level too: INFO on torch's dynamo loggers printed its metrics at exit
+        assert logging.getLogger("torch._dynamo").level == dynamo_level
     assert "line of second" not in (tmp_path / "first.log").read_text()
     assert "line of first" in (tmp_path / "first.log").read_text()
+
+
+def test_a_model_whose_weights_are_loaded_next_is_built_without_the_random_init_warning(caplog):
+    import logging
+
+    from curate_train.clip import no_random_init_warning
+
+    with caplog.at_level(logging.WARNING), no_random_init_warning():
+        logging.warning("No pretrained weights loaded for model 'curate-train-tiny'. Model initialized randomly.")
+        logging.warning("a warning of its own")
+    assert [r.getMessage() for r in caplog.records] == ["a warning of its own"]
