@@ -560,6 +560,12 @@ def _plan_steps(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, schem
         for place_loc, message, hint in refused:  # whatever the schema: they need none
             problems.add(place_loc, message, hint)
         if schema is None:
+            if step is not None and not refused:
+                try:
+                    for message in step.plan_check_params():
+                        problems.add(loc + ("params",), message)
+                except CurateError as exc:
+                    problems.add(loc + ("params",), exc.message, exc.hint)
             continue
         if step is None:
             schema = _schema_after_unresolved(loaded, resolved, pm, index, step_spec, schema)

@@ -176,6 +176,12 @@ class Step:
         """Extra plan-time checks (e.g. an SQL expression binds). Return problems as text."""
         return []
 
+    def plan_check_params(self) -> list[str]:
+        """The checks of :meth:`plan_check` that need no input schema (a query is one statement),
+        run instead of it when the schema is not known (the source cannot be read, or an untrusted
+        spec's source is refused), so that validation still says every problem it can."""
+        return []
+
     def plan_check_upstream(self, upstream: list[Step]) -> list[str]:
         """Plan-time checks against the steps before this one (nearest last), e.g. a param that
         must agree with an upstream step's. Return problems as text, or raise a CurateError."""

@@ -27,6 +27,13 @@ class Filter(Step):
     drops_rows = True
     Params = FilterParams
 
+    def plan_check_params(self) -> list[str]:
+        try:
+            check_expression(self.params.where)
+        except UnsafeSQL as exc:
+            return [f"'where' {exc}"]
+        return []
+
     def plan_check(self, input_schema: Schema) -> list[str]:
         try:
             check_expression(self.params.where)

@@ -57,6 +57,13 @@ class Sql(Step):
     def _query(self) -> str:
         return self.params.query.strip().rstrip(";")
 
+    def plan_check_params(self) -> list[str]:
+        try:
+            check_query(self._query())
+        except UnsafeSQL as exc:
+            return [f"the query {exc}"]
+        return []
+
     def plan_check(self, input_schema: Schema) -> list[str]:
         try:
             out = bind(input_schema, self._query(), untrusted=self.untrusted)

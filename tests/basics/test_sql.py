@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from curate.errors import SpecError
 from curate.testing import run_step
 from curate.testing import strategies as cst
+from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this process)
 from tests.invariants import assert_nothing_lost, uids
 
 SCORED = cst.tables(max_rows=30, extra_columns={"score": cst.scores()}, extra_dtypes={"score": pl.Float64})
@@ -99,3 +100,20 @@ def test_queries_are_checked_at_plan_time(pm, query, message):
     table = pl.DataFrame({"uid": ["a"], "url": ["u"], "alt_text": ["t"]})
     with pytest.raises(SpecError, match=message):
         run_step("sql", table, {"query": query}, pm=pm)
+
+
+@pytest.mark.parametrize("untrusted", [False, True])
+def test_sql_mistakes_are_said_even_when_the_source_cannot_be_read(curate_main, workdir, untrusted):
+    """"Every problem at once": a missing source file, or one an untrusted spec may not read, left
+    the steps unchecked (no schema to bind to), hiding a second statement in a query."""
+    (workdir / "sub").mkdir()
+    (workdir / "sub" / "spec.yaml").write_text(
+        "source: {format: jsonl, path: " + ("../data.jsonl" if untrusted else "missing.jsonl") + "}\n"
+        "steps:\n  - {step: sql, params: {query: 'SELECT * FROM input; SELECT 1'}}\n"
+        "  - {step: filter, params: {where: 'true; DROP TABLE x'}}\n")
+    (workdir / "data.jsonl").write_text('{"url": "http://a/1.jpg", "alt_text": "x"}\n')
+    result = curate_main("validate", "sub/spec.yaml", *(["--untrusted"] if untrusted else []))
+    assert result.code == 2, result
+    assert "3 problems" in result.stderr and "source" in result.stderr
+    assert "steps[0].params: the query must be a single query, found 2 SQL statements" in result.stderr
+    assert "steps[1].params: 'where' not a single SQL expression" in result.stderr
