@@ -155,8 +155,12 @@ def ingest(
             for frame in frames:
                 writer.add(_cast(frame, schema))
                 ctx.advance(frame.height)
-        except duckdb.InvalidInputException as exc:  # what a file holds (strings not UTF-8…), not memory or IO
-            problem = _in_place_error(source, in_place, exc) if in_place is not None else None
+        except (duckdb.InvalidInputException, OSError) as exc:  # what a file holds (strings not UTF-8…)
+            # DuckDB's own error, or the same through its Arrow stream (an OSError "Invalid Input
+            # Error: …", when the bad value is in a column the uids' query did not read); never
+            # an error of memory or of the disk
+            ours = isinstance(exc, duckdb.InvalidInputException) or str(exc).startswith("Invalid Input Error")
+            problem = _in_place_error(source, in_place, exc) if in_place is not None and ours else None
             if problem is None:
                 raise
             raise problem from None

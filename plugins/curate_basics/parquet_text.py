@@ -6,7 +6,7 @@ column. Writers that skip the check (pyarrow built from buffers, hand-rolled exp
 column labelled as text) make such files. pyarrow reads them without checking, so both jobs go
 through it: :func:`first_bad_string` names the row and column, streaming and bounded;
 :func:`scan_lossy` reads the file with each bad byte sequence replaced by U+FFFD (what a CSV's
-``utf8-lossy`` does), a batch at a time.
+``utf8-lossy`` does), a batch at a time. Strings inside list and struct columns too.
 """
 
 from __future__ import annotations
@@ -38,22 +38,65 @@ def says_not_utf8(error: BaseException) -> bool:
 class BadString:
     row: int  # 1-based, in the file
     column: str
-    value: bytes  # the start of the value
+    value: bytes  # the start of the value (empty for a string inside a list or struct)
+    nested: bool = False
 
     def render(self) -> str:
+        if self.nested:
+            return f"row {self.row}, column {self.column!r}: holds a string (in a list or struct) that is not UTF-8"
         shown = repr(self.value[:60]) + ("…" if len(self.value) > 60 else "")
         return f"row {self.row}, column {self.column!r}: {shown} is not UTF-8"
 
 
-def _string_columns(schema: pa.Schema) -> list[str]:
+def _holds_text(kind: pa.DataType) -> bool:
+    """A string type, or a list or struct with one somewhere inside."""
     import pyarrow as pa
 
-    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return True
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _holds_text(kind.value_type)
+    if pa.types.is_struct(kind):
+        return any(_holds_text(kind.field(i).type) for i in range(kind.num_fields))
+    return False
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _string_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if _holds_text(f.type)]
+
+
+def _first_invalid_row(values: pa.Array) -> int | None:
+    """The first row of ``values`` whose strings (nested ones too) are not all UTF-8, or None.
+    A string column says its index; a nested one is searched by halves, each half copied out
+    first (a list's slice is validated with its whole child array)."""
+    import pyarrow as pa
+
+    try:
+        values.validate(full=True)
+        return None
+    except pa.ArrowInvalid as exc:
+        if _is_text(values.type) and (found := _AT.search(str(exc))) is not None:
+            return int(found.group(1))
+    lo, hi = 0, len(values) - 1  # the first bad row lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            pa.concat_arrays([values.slice(lo, mid - lo + 1)]).validate(full=True)
+            lo = mid + 1
+        except pa.ArrowInvalid:
+            hi = mid
+    return lo
 
 
 def first_bad_string(path: Path, limit: int = LIMIT) -> BadString | None:
-    """The first string value in ``path`` that is not UTF-8 (top-level string columns), or None
-    when there is none within ``limit`` bytes of string data."""
+    """The first string value in ``path`` that is not UTF-8 (in a string column, or inside a list
+    or struct column), or None when there is none within ``limit`` bytes of string data."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -65,15 +108,15 @@ def first_bad_string(path: Path, limit: int = LIMIT) -> BadString | None:
         for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=columns):
             bad = []  # (row in the batch, column order, column): the first row wins, then the first column
             for order, name in enumerate(columns):
-                try:
-                    batch.column(name).validate(full=True)
-                except pa.ArrowInvalid as exc:
-                    if (found := _AT.search(str(exc))) is not None:
-                        bad.append((int(found.group(1)), order, name))
+                if (index := _first_invalid_row(batch.column(name))) is not None:
+                    bad.append((index, order, name))
             if bad:
                 index, _, name = min(bad)
-                raw = batch.column(name).cast(pa.large_binary())[index].as_py() or b""
-                return BadString(start + index + 1, name, raw[:64])
+                values = batch.column(name)
+                if _is_text(values.type):
+                    raw = values.cast(pa.large_binary())[index].as_py() or b""
+                    return BadString(start + index + 1, name, raw[:64])
+                return BadString(start + index + 1, name, b"", nested=True)
             start += batch.num_rows
             seen += batch.nbytes
             if seen >= limit:
@@ -90,13 +133,26 @@ def _mended(values: pl.Series) -> pl.Series:
                          dtype=pl.Utf8)
 
 
-def _as_bytes(batch: pa.RecordBatch, columns: list[str]) -> pa.RecordBatch:
-    """The batch with its string columns typed as bytes (no copy, no check), so Polars takes them."""
+def _mend_array(values: pa.Array) -> pa.Array:
+    """``values`` with every string in it (inside lists and structs too) mended by :func:`_mended`;
+    lists keep their offsets and nulls, structs their fields and nulls."""
     import pyarrow as pa
 
-    arrays = [batch.column(f.name).cast(pa.large_binary()) if f.name in columns else batch.column(f.name)
-              for f in batch.schema]
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+    kind = values.type
+    if _is_text(kind):
+        raw = values.cast(pa.large_binary())  # the bytes as they are: no check
+        return _mended(pl.Series("", raw)).to_arrow()
+    if not _holds_text(kind):
+        return values
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if values.offset:  # offsets from 0, and a child holding this slice's values only
+            values = pa.concat_arrays([values])
+        build = pa.ListArray if pa.types.is_list(kind) else pa.LargeListArray
+        return build.from_arrays(values.offsets, _mend_array(values.values),
+                                 mask=values.is_null() if values.null_count else None)
+    children = [_mend_array(child) for child in values.flatten()]  # a struct
+    return pa.StructArray.from_arrays(children, names=[kind.field(i).name for i in range(kind.num_fields)],
+                                      mask=values.is_null() if values.null_count else None)
 
 
 def scan_lossy(path: Path) -> pl.LazyFrame:
@@ -108,14 +164,17 @@ def scan_lossy(path: Path) -> pl.LazyFrame:
 
     def batches(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
                 batch_size: int | None) -> Iterator[pl.DataFrame]:
+        import pyarrow as pa
+
         left = n_rows
         with pq.ParquetFile(path) as file:
-            columns = _string_columns(file.schema_arrow)
+            columns = set(_string_columns(file.schema_arrow))
             for batch in file.iter_batches(batch_size=batch_size or BATCH_ROWS, columns=with_columns):
-                frame = pl.from_arrow(_as_bytes(batch, columns))
+                names = batch.schema.names
+                frame = pl.from_arrow(pa.RecordBatch.from_arrays(
+                    [_mend_array(batch.column(n)) if n in columns else batch.column(n) for n in names], names=names))
                 assert isinstance(frame, pl.DataFrame)
-                frame = frame.with_columns(pl.col(c).map_batches(_mended, return_dtype=pl.Utf8)
-                                           for c in columns if c in frame.columns)
+                frame = frame.cast({n: schema[n] for n in frame.columns if frame.schema[n] != schema[n]})
                 if predicate is not None:
                     frame = frame.filter(predicate)
                 if left is not None:
