@@ -67,6 +67,14 @@ def test_a_parquet_source_takes_only_the_utf8_encodings(curate_main, write_spec,
     assert "encoding" in result.stderr and "utf8-lossy" in result.stderr
 
 
+def not_utf8(value: bytes | None) -> bool:
+    try:
+        value is None or value.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 VALUES = st.one_of(st.none(), st.text(max_size=12).map(lambda t: t.encode("utf-8", "surrogatepass")),
                    st.sampled_from(BAD))
 COLUMN = st.lists(VALUES, min_size=1, max_size=30)
@@ -79,15 +87,8 @@ def test_first_bad_string_is_the_first_value_a_decoder_refuses(tmp_path_factory,
     path = tmp_path_factory.mktemp("bad") / "f.parquet"
     write_raw(path, {"url": url, "alt_text": alt}, row_group_size=7)
 
-    def bad(value: bytes | None) -> bool:
-        try:
-            value is None or value.decode("utf-8")
-        except UnicodeDecodeError:
-            return True
-        return False
-
     expected = next(((row + 1, name) for row in range(len(url)) for name, values in (("url", url), ("alt_text", alt))
-                     if bad(values[row])), None)
+                     if not_utf8(values[row])), None)
     found = first_bad_string(path)
     assert ((found.row, found.column) if found else None) == expected
 
@@ -141,15 +142,8 @@ def test_strings_inside_lists_and_structs_are_found_by_row_and_mended(tmp_path_f
     path = tmp_path_factory.mktemp("nested") / "f.parquet"
     write_nested(path, lists, titles)
 
-    def bad(value: bytes | None) -> bool:
-        try:
-            value is None or value.decode("utf-8")
-        except UnicodeDecodeError:
-            return True
-        return False
-
     expected = next(((row + 1, name) for row in range(len(lists)) for name, is_bad in (
-        ("tags", any(bad(v) for v in lists[row] or [])), ("meta", bad(titles[row]))) if is_bad), None)
+        ("tags", any(not_utf8(v) for v in lists[row] or [])), ("meta", not_utf8(titles[row]))) if is_bad), None)
     found = first_bad_string(path)
     assert ((found.row, found.column) if found else None) == expected
     assert found is None or found.nested and "in a list or struct" in found.render()

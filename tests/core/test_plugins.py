@@ -47,15 +47,17 @@ def test_unregistering_removes_what_the_plugin_provided(pm):
     assert "only_here" not in pm.steps.names()
 
 
+class Impostor(Step):
+    name = "filter"
+
+
+class ImpostorPlugin:
+    @hookimpl
+    def curate_register_steps(self):
+        return [Impostor]
+
+
 def test_two_plugins_claiming_one_step_name_is_an_error_naming_both(pm, register_plugin):
-    class Impostor(Step):
-        name = "filter"
-
-    class ImpostorPlugin:
-        @hookimpl
-        def curate_register_steps(self):
-            return [Impostor]
-
     register_plugin(ImpostorPlugin(), "impostor")
     with pytest.raises(PluginError, match="'filter' is provided by both plugin '(basics|impostor)' and plugin "
                                           "'(impostor|basics)'"):
@@ -67,14 +69,6 @@ def test_two_plugins_claiming_one_step_name_is_an_error_naming_both(pm, register
 
 def test_a_clash_is_listed_by_curate_plugins_and_refused_where_a_spec_uses_it(pm, register_plugin, curate_main,
                                                                                write_spec):
-    class Impostor(Step):
-        name = "filter"
-
-    class ImpostorPlugin:
-        @hookimpl
-        def curate_register_steps(self):
-            return [Impostor]
-
     register_plugin(ImpostorPlugin(), "impostor")
     listed = curate_main("plugins")
     assert listed.code == 0, listed
