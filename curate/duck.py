@@ -226,6 +226,49 @@ def position_case(column: str, paths: list[str]) -> str:
     return f"CASE {column} " + " ".join(f"WHEN {p} THEN {i}" for i, p in enumerate(paths)) + " END"
 
 
+def missing_number(column: str) -> str:
+    """SQL true where the number ``column`` (SQL) is NULL or NaN. Not ``isnan()``: DuckDB 2.0 folds
+    it to false from a Parquet file's min/max statistics, which leave NaN out by the format's rule
+    (a column of 0.1, NaN, 0.9 said isnan false on every row); the text of the value is not folded."""
+    return f"({column} IS NULL OR CAST({column} AS VARCHAR) IN ('nan', '-nan'))"
+
+
+def not_row_local(expression: str) -> str | None:
+    """Why ``expression`` is not row-local (an aggregate, a window, a subquery), or None when it
+    is: found in DuckDB's parse tree (``json_serialize_sql``; nothing is bound or run). A filter
+    evaluates its ``where`` shard by shard, so such an expression would give each shard its own
+    answer, and a window hands back its verdicts in another order than the rows'."""
+    import json
+
+    con = default_cursor()
+    try:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [f"SELECT ({expression}\n) FROM input"])
+                          .fetchall()[0][0])
+        aggregates = {row[0] for row in con.sql("SELECT DISTINCT function_name FROM duckdb_functions() "
+                                                "WHERE function_type = 'aggregate'").fetchall()}
+    finally:
+        con.close()
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            kind = node.get("class")
+            if kind == "WINDOW":
+                found.append(f"a window function ({node.get('function_name', 'OVER')})")
+            elif kind == "SUBQUERY":
+                found.append("a subquery")
+            elif kind == "FUNCTION" and str(node.get("function_name", "")).lower() in aggregates:
+                found.append(f"an aggregate ({node['function_name'].replace('count_star', 'count(*)')})")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(tree)
+    return found[0] if found else None
+
+
 def bind(schema: Schema, sql: str, name: str = "input", untrusted: bool = False) -> Schema:
     """The schema ``sql`` would produce over a table with ``schema``, without any data.
 

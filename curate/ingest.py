@@ -80,7 +80,10 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
                          "as one", f"rename one with source.columns ({{{second.lower()}_2: {second}}}), "
                          "or leave it out with source.keep"))
     for column in schema:
-        if column.startswith("_"):
+        if not column.strip():
+            problems.append((("source",), f"a column's name is {'empty' if not column else 'blank'} ({column!r}): "
+                             "SQL cannot name it", "rename it with source.columns, or leave it out with source.keep"))
+        elif column.startswith("_"):
             problems.append((("source",), f"column '{column}' starts with '_', reserved for curate",
                              "rename it with source.columns"))
     # uid is always text and always first, also when mapped from a source column of another type

@@ -583,7 +583,7 @@ def _plan_steps(loaded: LoadedSpec, resolved: Resolved, pm: PluginManager, schem
                 schema = None
             continue
         output_schema = step.output_schema(schema)
-        _reserved_column_problems(output_schema, loc, problems)
+        _reserved_column_problems(output_schema, loc, problems, schema)
         planned = _planned_step(index, step, schema, output_schema, upstream_fp, spec.run.seed, pm)
         plan_steps.append(planned)
         upstream_fp = planned.fingerprint
@@ -611,7 +611,8 @@ def _plan_checks(step: Step, schema: Schema, upstream: list[Step], loc: tuple, p
         problems.add(loc + ("params",), exc.message, exc.hint)
 
 
-def _reserved_column_problems(output_schema: Schema, loc: tuple, problems: Any) -> None:
+def _reserved_column_problems(output_schema: Schema, loc: tuple, problems: Any,
+                              input_schema: Schema) -> None:
     if UID not in output_schema:
         problems.add(loc + ("params",), "the step's output would lose the 'uid' column", "keep uid")
     for first, second in case_clashes(output_schema):
@@ -622,6 +623,15 @@ def _reserved_column_problems(output_schema: Schema, loc: tuple, problems: Any) 
         # sql alias) it failed only at run time, blaming the plugin.
         problems.add(loc + ("params",), f"the step's output would have a column '{reserved}', which curate "
                      "reserves for dropped rows", "name it differently; to drop rows use a filter step")
+    new = [c for c in output_schema if c not in input_schema]  # said once, where the column appears
+    for reserved in (c for c in new if c.startswith("_") and c not in ENGINE_COLUMNS):
+        # as the source refuses them: steps name their working columns so (a table step's
+        # input view adds _shard and _row), and a data column of that name broke the next one
+        problems.add(loc + ("params",), f"the step's output would have a column '{reserved}': names starting "
+                     "with '_' are curate's own", "name it without the leading '_'")
+    for blank in (c for c in new if not c.strip()):
+        problems.add(loc + ("params",), f"the step's output would have a column named {blank!r}, which SQL "
+                     "cannot name", "give it a name")
 
 
 def _planned_step(index: int, step: Step, schema: Schema, output_schema: Schema, upstream_fp: str,

@@ -8,7 +8,7 @@ from typing import Literal
 import polars as pl
 from pydantic import Field, model_validator
 
-from curate.duck import create_input_view, quote, stream
+from curate.duck import create_input_view, missing_number, quote, stream
 from curate.params import Params
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema
 from curate.step import Step, StepContext, TableInput
@@ -18,7 +18,8 @@ class ExactDedupParams(Params):
     columns: list[str] = Field(..., min_length=1, description="the key: rows equal on all of these are duplicates")
     keep: Literal["first", "last", "max", "min"] = "first"
     order_by: str | None = Field(None, description="with keep max/min: the column to compare")
-    ignore_case: bool = Field(False, description="compare text columns case-insensitively")
+    ignore_case: bool = Field(False, description="compare text columns lowercased (DuckDB's lower(): each letter "
+                              "on its own, not full Unicode case folding, so 'straße' and 'STRASSE' differ)")
     nulls_equal: bool = Field(False, description="treat NULL keys as equal (default: never duplicates)")
 
     @model_validator(mode="after")
@@ -63,8 +64,11 @@ class ExactDedup(Step):
         keys = [self._key(c, schema) for c in p.columns]
         aliases = [f"_k{i}" for i in range(len(keys))]
         selected = ", ".join(f"{k} AS {a}" for k, a in zip(keys, aliases))
-        if p.order_by:
-            selected += f", {quote(p.order_by)} AS _order"
+        if p.order_by:  # a NaN orders as no value (as dedup_exact's keep does), not as the largest
+            column = quote(p.order_by)
+            nan_is_null = schema.get(p.order_by) in (pl.Float32, pl.Float64)
+            selected += f", CASE WHEN NOT {missing_number(column)} THEN {column} END AS _order" if nan_is_null \
+                else f", {column} AS _order"
         order = {
             "first": "_file, _row",
             "last": "_file DESC, _row DESC",

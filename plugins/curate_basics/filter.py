@@ -6,7 +6,8 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import UnsafeSQL, bind, check_expression, explain, shard_connection, time_limit
+from curate.duck import UnsafeSQL, bind, check_expression, explain, not_row_local, shard_connection, time_limit
+from curate.errors import StepError
 from curate.params import Params
 from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext
@@ -32,11 +33,15 @@ class Filter(Step):
             check_expression(self.params.where)
         except UnsafeSQL as exc:
             return [f"'where' {exc}"]
+        if (why := not_row_local(self.params.where)) is not None:
+            return [f"'where' holds {why}: a filter decides each row on its own, shard by shard (a window "
+                    "or aggregate would see one shard, not the table); use an sql step for a table-wide rule"]
         return []
 
     def plan_check(self, input_schema: Schema) -> list[str]:
+        if problems := self.plan_check_params():
+            return problems
         try:
-            check_expression(self.params.where)
             out = bind(input_schema, f"SELECT ({self.params.where}\n) AS _keep FROM input", untrusted=self.untrusted)
         except UnsafeSQL as exc:
             return [f"'where' {exc}"]
@@ -60,5 +65,8 @@ class Filter(Step):
                 keep = con.sql(f"SELECT coalesce(({self.params.where}\n), {fallback}) AS _keep FROM input").pl()["_keep"]
         finally:
             con.close()
+        if keep.len() != table.height:  # planning refuses what is not row-local; never line up a wrong count
+            raise StepError(self.label, ctx.shard, f"'where' gave {keep.len()} verdicts for {table.height} rows: it "
+                            "must decide each row on its own (no aggregate, window or subquery)")
         reason = pl.when(keep).then(pl.lit(None, pl.Utf8)).otherwise(pl.lit(self.params.reason or self.label))
         return table.with_columns(reason.alias(DROP_REASON))

@@ -85,9 +85,13 @@ class NormalizeParams(Params):
     strip_control: bool = True
     unicode_form: Literal["NFC", "NFKC", "none"] = "NFC"
     collapse_whitespace: bool = True
-    max_length: int | None = Field(None, gt=0, description="truncate longer texts to this many characters")
-    min_length: int = Field(0, ge=0, description="drop rows whose first column is shorter (after cleaning)")
-    empty: Literal["keep", "null", "drop"] = Field("keep", description="what to do with texts that end up empty")
+    max_length: int | None = Field(None, gt=0, le=2**31 - 1,
+                                   description="truncate longer texts to this many characters")
+    min_length: int = Field(0, ge=0, le=2**31 - 1,
+                            description="drop rows whose first column is shorter (after cleaning)")
+    empty: Literal["keep", "null", "drop"] = Field("keep", description="texts that end up empty (or are null): keep, "
+                                                   "null them (every column), or drop the row (judged on the first "
+                                                   "column, as min_length)")
 
     @model_validator(mode="after")
     def _bounds(self) -> NormalizeParams:

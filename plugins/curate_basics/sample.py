@@ -18,7 +18,7 @@ from curate.step import Step, StepContext, TableInput
 class SampleParams(Params):
     fraction: float | None = Field(None, gt=0, le=1, description="keep each row with this probability")
     count: int | None = Field(None, ge=0, description="keep exactly this many rows (or all, if fewer)")
-    by: str | None = Field(None, description="with count: keep `count` rows per value of this column")
+    by: str | None = Field(None, min_length=1, description="with count: keep `count` rows per value of this column")
     seed: int | None = Field(None, description="default: the run's seed")
 
     @model_validator(mode="after")

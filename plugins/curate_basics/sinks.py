@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from curate.atomic import atomic_path
+from curate.errors import OutputError
 from curate.params import Params
 from curate.schema import UID
 from curate.sink import Sink
@@ -16,6 +17,13 @@ from curate.step import TableInput
 
 class TableSinkParams(Params):
     columns: list[str] | None = Field(None, description="columns to write (default: all)")
+
+    @field_validator("columns")
+    @classmethod
+    def _each_once(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (twice := sorted({c for c in value if value.count(c) > 1})):
+            raise ValueError(f"names {', '.join(repr(c) for c in twice)} more than once: list each column once")
+        return value
 
 
 def _frame(table: TableInput, columns: list[str] | None) -> pl.LazyFrame:
@@ -93,19 +101,40 @@ class UidListSink(Sink):
         import numpy as np
 
         uids = table.scan().select(UID).collect()[UID].drop_nulls().to_list()
-        if uids and all(len(u) == 32 for u in uids):  # DataComp's 128-bit hex uids
+        # One form for the whole file, and one number per uid: DataComp's 128-bit hex uids as their
+        # two halves; curate's own (16 lowercase hex digits) as their number; any other uid set
+        # hashed, every uid of it (read as hex, "a", "0a", "A" and "000A" were all 10).
+        if uids and all(_is_hex(u, 32) for u in uids):
             array = np.array([(int(u[:16], 16), int(u[16:], 16)) for u in uids], np.dtype("u8,u8"))
+        elif all(_is_hex(u, 16) for u in uids):
+            array = np.array([int(u, 16) for u in uids], dtype=np.uint64)
         else:
-            array = np.array([int(u, 16) if _is_hex(u) else _hash64(u) for u in uids], dtype=np.uint64)
+            array = np.array([_hash64(u) for u in uids], dtype=np.uint64)
         array.sort()
+        if len(array) > 1 and (same := np.flatnonzero(array[1:] == array[:-1])).size:
+            value = array[same[0]]
+            twins = [u for u, n in zip(uids, _numbers(uids, array.dtype), strict=True) if n == value][:2]
+            raise OutputError(f"uids {twins[0]!r} and {twins[1]!r} map to one number in the uid list",
+                              "the source's uids collide in 64 bits: write the list of another column, or give the "
+                              "rows curate's own uids (leave out the source's uid column)")
         path = self.ctx.output_path
         with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
             np.save(handle, array)
         return {"rows": int(array.shape[0])}
 
 
-def _is_hex(text: str) -> bool:
-    return 0 < len(text) <= 16 and all(c in "0123456789abcdefABCDEF" for c in text)
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
+
+
+def _numbers(uids: list[str], dtype: Any) -> list[Any]:
+    """Each uid's number as the list holds it (for naming a collision)."""
+    import numpy as np
+
+    if dtype == np.uint64:
+        hexes = all(_is_hex(u, 16) for u in uids)
+        return [np.uint64(int(u, 16) if hexes else _hash64(u)) for u in uids]
+    return [np.array((int(u[:16], 16), int(u[16:], 16)), dtype) for u in uids]
 
 
 def _hash64(text: str) -> int:

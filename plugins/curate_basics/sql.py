@@ -30,7 +30,7 @@ class SqlParams(Params):
     query: str = Field(..., min_length=1, description="one DuckDB SELECT over the table `input`; must keep `uid`. "
                        "It may read files (read_csv…) unless the run is --untrusted")
     per_shard: bool = Field(False, description="the query is row-local (no joins/aggregates): run it per shard")
-    drop_reason: str = Field("sql", description="reason recorded for input rows the query leaves out")
+    drop_reason: str = Field("sql", min_length=1, description="reason recorded for input rows the query leaves out")
 
 
 class Sql(Step):
@@ -73,13 +73,17 @@ class Sql(Step):
             return [f"the query does not run on the input table: {explain(exc)}"]
         if UID not in out:
             return ["the query's result has no 'uid' column: select it (e.g. SELECT uid, ... FROM input)"]
+        if out[UID] not in (pl.Utf8, pl.String):
+            return [f"the query's 'uid' column is {out[UID]}, not text: select the input's uid as it is"]
         return []
 
     def output_schema(self, input_schema: Schema) -> Schema:
         try:
-            return bind(input_schema, self._query(), untrusted=self.untrusted)
+            out = bind(input_schema, self._query(), untrusted=self.untrusted)
         except (duckdb.Error, UnsafeSQL):
             return dict(input_schema)
+        # an ENUM the query makes comes out as text (how a categorical source column is read too)
+        return {name: pl.Utf8 if isinstance(dtype, (pl.Categorical, pl.Enum)) else dtype for name, dtype in out.items()}
 
     def _mark_dropped(self, source: str, order: tuple[str, ...]) -> str:
         """Input rows the query left out, with the drop reason, in the input's order (``order``:
@@ -114,7 +118,7 @@ class Sql(Step):
         try:
             con.register("input", table)
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
-                result = con.sql(self._query()).pl()
+                result = _enums_as_text(con.sql(self._query()).pl())
             con.register("_result", result)
             row = "_row"  # the input's order, in a column of a name the input does not use
             while row in table.columns:
@@ -137,7 +141,13 @@ class Sql(Step):
             con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row) FROM _input_ordered')
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
                 con.execute(f"CREATE TEMP TABLE _result AS {self._query()}\n")
-            yield from stream(con, "SELECT * FROM _result")
+            yield from map(_enums_as_text, stream(con, "SELECT * FROM _result"))
             yield from stream(con, self._mark_dropped("_input_ordered", ORDER_COLUMNS))
         finally:
             con.close()
+
+
+def _enums_as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """An ENUM (a categorical) the query made, as text: what the plan says (output_schema)."""
+    enums = [name for name, dtype in frame.schema.items() if isinstance(dtype, (pl.Categorical, pl.Enum))]
+    return frame.with_columns(pl.col(enums).cast(pl.Utf8)) if enums else frame

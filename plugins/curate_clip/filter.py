@@ -13,7 +13,7 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import Field, model_validator
 
-from curate.duck import create_input_view, literal, quote, stream
+from curate.duck import create_input_view, literal, missing_number, quote, stream
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
 from curate.step import Step, StepContext, TableInput
@@ -25,7 +25,7 @@ class ClipFilterParams(Params):
                                     "(a cosine, in [-1, 1], for clip_score columns)")
     top_fraction: float | None = Field(None, gt=0, le=1, description="keep the best-scoring ⌈f·n⌉ rows")
     quantile: float | None = Field(None, ge=0, le=1, description="keep rows at or above this quantile of their group")
-    by: str | None = Field(None, description="with quantile: the group column")
+    by: str | None = Field(None, min_length=1, description="with quantile: the group column")
     keep_null: bool = Field(False, description="keep rows without a score (no image, no text)")
 
     @model_validator(mode="after")
@@ -69,8 +69,9 @@ class ClipFilter(Step):
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         score = pl.col(self.params.column)
         low, none = f"{self.label}:low_score", f"{self.label}:no_score"
-        reason = (
-            pl.when(score.is_null()).then(pl.lit(None if self.params.keep_null else none, pl.Utf8))
+        reason = (  # a NaN score is no score: it passes no threshold, and is not low either
+            pl.when(score.is_null() | score.cast(pl.Float64).is_nan())
+            .then(pl.lit(None if self.params.keep_null else none, pl.Utf8))
             .when(score < self.params.threshold).then(pl.lit(low))
             .otherwise(pl.lit(None, pl.Utf8))
         )
@@ -80,22 +81,24 @@ class ClipFilter(Step):
         p = self.params
         low, none = self._reasons()
         col = quote(p.column)
+        missing = missing_number(col)  # NaN is no score, as in a shard
+        score = f"(CASE WHEN NOT {missing} THEN CAST({col} AS DOUBLE) END)"
         null_reason = "NULL" if p.keep_null else none
         con = ctx.duckdb()
         try:
             create_input_view(con, table)
             if p.top_fraction is not None:
-                n = con.sql(f"SELECT count(*) FROM input WHERE {col} IS NOT NULL").fetchall()[0][0]
+                n = con.sql(f"SELECT count(*) FROM input WHERE NOT {missing}").fetchall()[0][0]
                 k = math.ceil(p.top_fraction * n)
                 cut = con.sql(
-                    f"SELECT min({col}) FROM (SELECT {col} FROM input WHERE {col} IS NOT NULL "
+                    f"SELECT min({col}) FROM (SELECT {col} FROM input WHERE NOT {missing} "
                     f"ORDER BY {col} DESC, uid LIMIT {k})").fetchall()[0][0] if k else None
                 self._summary = {"rule": "top_fraction", "top_fraction": p.top_fraction, "scored_rows": n,
                                  "kept": k, "threshold": cut}
                 yield from stream(con, f"""
                     WITH ranked AS (
-                        SELECT *, CASE WHEN {col} IS NULL THEN NULL
-                                  ELSE row_number() OVER (ORDER BY {col} DESC NULLS LAST, uid) END AS _rank
+                        SELECT *, CASE WHEN {missing} THEN NULL
+                                  ELSE row_number() OVER (ORDER BY {score} DESC NULLS LAST, uid) END AS _rank
                         FROM input)
                     SELECT * EXCLUDE (_rank, _shard, _row),
                            CASE WHEN _rank IS NULL THEN {null_reason}
@@ -106,8 +109,8 @@ class ClipFilter(Step):
                 # In double precision: interpolated in a float32 score's own precision, a cut between two
                 # neighbouring scores could round onto the lower one and keep it (0.0 and 1e-45 -> 0.0).
                 cuts = con.sql(
-                    f"SELECT {group} AS grp, quantile_cont(CAST({col} AS DOUBLE), {p.quantile}) AS cut, "
-                    f"count({col}) AS n FROM input GROUP BY ALL ORDER BY grp NULLS FIRST").pl()
+                    f"SELECT {group} AS grp, quantile_cont({score}, {p.quantile}) AS cut, "
+                    f"count({score}) AS n FROM input GROUP BY ALL ORDER BY grp NULLS FIRST").pl()
                 self._summary = {"rule": "quantile", "quantile": p.quantile, "by": p.by,
                                  "thresholds": {str(r["grp"]): r["cut"] for r in cuts.iter_rows(named=True)}}
                 if not p.by:
@@ -116,7 +119,7 @@ class ClipFilter(Step):
                 con.register("cuts_frame", cuts)
                 yield from stream(con, f"""
                     SELECT input.* EXCLUDE (_shard, _row),
-                           CASE WHEN input.{col} IS NULL THEN {null_reason}
+                           CASE WHEN {missing_number(f"input.{col}")} THEN {null_reason}
                                 WHEN CAST(input.{col} AS DOUBLE) < cuts.cut THEN {low} END AS {DROP_REASON}
                     FROM input LEFT JOIN cuts_frame AS cuts {join}
                     ORDER BY input._shard, input._row""")

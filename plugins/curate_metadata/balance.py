@@ -97,6 +97,12 @@ class MetadataBalance(Step):
     def input_columns(self) -> Schema:
         return {UID: pl.Utf8, self.params.column: pl.List(pl.Int64)}
 
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        if input_schema.get(self.params.column) == pl.Null:  # `NULL AS metadata_entries` passed the column check
+            return [f"column '{self.params.column}' is all null (type Null) here: it holds no entry ids; "
+                    "a metadata_match step before this one writes them"]
+        return []
+
     def plan_check_upstream(self, upstream: list[Step]) -> list[str]:
         """A per-language t against the list of the nearest metadata_match: at plan time, so
         ``curate validate`` names the list's languages (raises MetadataError)."""

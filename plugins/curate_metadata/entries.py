@@ -143,6 +143,28 @@ def _read(file: Path, how: tuple[Any, ...], last: LastRead | None) -> EntryList:
 
 
 def _entries(handle: BinaryIO, file: Path, entry_column: str, language_column: str, need_languages: bool) -> EntryList:
+    found = _list_or_table(handle, file, entry_column, language_column, need_languages)
+    _check_unique(found, file)
+    return found
+
+
+def _check_unique(found: EntryList, file: Path) -> None:
+    """Each entry (in its language) once: a repeated one got an id per copy, each balanced to about
+    ``t`` rows on its own, so three copies of 'red' kept three times what one did."""
+    first: dict[tuple[str, str | None], int] = {}
+    for index, key in enumerate(zip(found.entries, found.languages or [None] * len(found.entries), strict=True)):
+        if key in first:
+            count = sum(1 for other in zip(found.entries, found.languages or [None] * len(found.entries), strict=True)
+                        if other == key)
+            where = f" ({key[1]})" if key[1] is not None else ""
+            raise MetadataError(f"{file}: entry {key[0]!r}{where} is listed {count} times (entries {first[key] + 1} "
+                                f"and {index + 1} of the list): each copy would be matched and balanced as an entry "
+                                "of its own", "list each entry once (e.g. sort -u the file)")
+        first[key] = index
+
+
+def _list_or_table(handle: BinaryIO, file: Path, entry_column: str, language_column: str,
+                   need_languages: bool) -> EntryList:
     if file.suffix.lower() not in TABLE_SUFFIXES:
         return EntryList(tuple(read_lines(handle, file)), None, str(file))
     table = read_table(handle, file)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from curate.params import PLACE, Params
 from curate.schema import DROP_REASON, Schema
@@ -37,6 +37,22 @@ class MetadataMatchParams(Params):
     @classmethod
     def _one_column(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _output_is_a_new_column(self) -> MetadataMatchParams:
+        """The ids go in a column of their own: 'uid', a text column it matches (its texts were
+        replaced by the id list without a word) or the language column are refused."""
+        taken = {"uid": "the row's id", **{c: "a column it matches" for c in self.columns}}
+        if self.language:
+            taken[self.language] = "the language column"
+        if not self.output.strip():
+            raise ValueError("'output' is empty: name the column of matched entry ids (default metadata_entries)")
+        if self.output in taken:
+            raise ValueError(f"'output' is {self.output!r}, {taken[self.output]}: the ids go in a column of their own "
+                             "(default metadata_entries)")
+        if self.output.startswith("_"):
+            raise ValueError(f"'output' {self.output!r} starts with '_', which curate keeps for its own columns")
+        return self
 
 
 class MetadataMatch(Step):

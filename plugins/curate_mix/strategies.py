@@ -109,7 +109,7 @@ class Ratio(MixStrategy):
 
     class Params(Params):
         fraction: float = Field(0.5, ge=0, le=1, description="share of rows with the synthetic caption")
-        stratify_by: str | None = Field(None, description="apply the fraction within each value of this column")
+        stratify_by: str | None = Field(None, min_length=1, description="apply the fraction within each value of this column")
 
     def reads(self) -> Schema:
         return {self.params.stratify_by: pl.Null} if self.params.stratify_by else {}

@@ -124,3 +124,16 @@ def test_quantile_by_group_keeps_the_upper_share_of_every_group(table, quantile)
         assert kept_of.get(group, 0) == size - math.ceil(quantile * (size - 1) - 1e-9), group
     again = run_step(ClipFilter, table, {"quantile": quantile, "by": "group"}, shard_size=1000)
     assert again.kept.sort("uid").equals(result.kept.sort("uid"))  # same rows whatever the shard layout
+
+
+@pytest.mark.parametrize("params", [{"threshold": 0.4}, {"top_fraction": 0.25}, {"quantile": 1.0},
+                                    {"quantile": 0.5, "by": "group"}])
+def test_a_nan_score_is_no_score_under_every_rule(params):
+    """NaN passed every threshold, ranked first for top_fraction and made the quantile cut NaN;
+    in a stored shard DuckDB even folded isnan() to false from the Parquet statistics."""
+    table = pl.DataFrame({"uid": list("abcd"), "url": ["x"] * 4, "alt_text": ["t"] * 4, "group": ["g"] * 4,
+                          "clip_score": [0.9, float("nan"), 0.1, 0.5]})
+    result = run_step("clip_filter", table, params)
+    assert "b" not in result.kept["uid"].to_list() and "a" in result.kept["uid"].to_list()
+    reasons = dict(zip(result.dropped["uid"], result.dropped["_drop_reason"], strict=True))
+    assert reasons["b"] == "clip_filter:no_score"

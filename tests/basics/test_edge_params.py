@@ -1,0 +1,76 @@
+"""Edge values a spec writer hits (found by probing each step with them): each is either taken and
+right, or refused at validation with the param named, never a wrong result or an internal error."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curate.testing import run_step
+from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this process)
+
+TABLE = pl.DataFrame({"uid": ["a", "b", "c", "d"], "url": ["x", "x", "y", "y"], "alt_text": ["1", "2", "3", "4"],
+                      "s": [0.1, float("nan"), float("nan"), 0.5]})
+
+
+@pytest.mark.parametrize(("keep", "kept"), [("max", ["a", "d"]), ("min", ["a", "d"])])
+def test_exact_dedup_orders_nan_as_no_value(keep, kept):
+    """keep: max let NaN beat every number (DuckDB orders NaN largest); dedup_exact's keep treats it as null."""
+    result = run_step("exact_dedup", TABLE, {"columns": ["url"], "keep": keep, "order_by": "s"}, shard_size=1)
+    assert sorted(result.kept["uid"].to_list()) == kept
+
+
+def run(write_spec, curate_main, steps, table=None, outputs=(), **run):  # noqa: F811
+    write_spec({"name": "edge", "source": {"path": "data.parquet"}, "steps": steps, "outputs": list(outputs),
+                "run": {"dir": "run", "report": False, **run}}, table=(TABLE if table is None else table).drop("uid"))
+    return curate_main("run", "spec.yaml", "--quiet")
+
+
+@pytest.mark.parametrize(("steps", "said"), [
+    ([{"step": "sql", "params": {"query": "SELECT *, 1 AS _shard FROM input"}}, {"step": "sample", "params": {"count": 1}}],
+     "steps[0].params: the step's output would have a column '_shard': names starting with '_' are curate's own"),
+    ([{"step": "rename", "params": {"mapping": {"url": ""}}}], "the step's output would have a column named ''"),
+    ([{"step": "sql", "params": {"query": "SELECT 1 AS uid"}}], "the query's 'uid' column is Int32, not text"),
+    ([{"step": "sql", "params": {"query": "SELECT * FROM input", "drop_reason": ""}}], "steps[0].params.drop_reason"),
+    ([{"step": "normalize_text", "params": {"max_length": 2**63}}], "steps[0].params.max_length: must be ≤ 2147483647"),
+    ([{"step": "sample", "params": {"count": 1, "by": ""}}], "steps[0].params.by"),
+])
+def test_refused_at_validation_naming_the_param(write_spec, curate_main, workdir, steps, said):
+    result = run(write_spec, curate_main, steps)
+    assert result.code == 2, result
+    assert said in result.stderr and "internal error" not in result.stderr
+    assert "error: 1 problem" in result.stderr  # said once, where it starts
+
+
+def test_an_enum_an_sql_query_makes_is_text_for_the_steps_after_it(write_spec, curate_main, workdir):
+    steps = [{"step": "sql", "params": {"query": "SELECT *, CAST('x' AS ENUM('x', 'y')) AS c FROM input"}},
+             {"step": "sample", "params": {"count": 1, "by": "c"}}]
+    assert run(write_spec, curate_main, steps, outputs=[{"format": "parquet", "path": "o.parquet"}]).code == 0
+    out = pl.read_parquet(workdir / "run" / "o.parquet")
+    assert out.height == 1 and out.schema["c"] == pl.Utf8
+
+
+def test_a_sinks_columns_are_each_named_once(write_spec, curate_main, workdir):
+    result = run(write_spec, curate_main, [], outputs=[{"format": "parquet", "path": "o.parquet",
+                                                       "params": {"columns": ["uid", "uid"]}}])
+    assert result.code == 2 and "outputs[0].params.columns: names 'uid' more than once" in result.stderr
+
+
+@pytest.mark.parametrize(("uids", "form"), [
+    (["a", "0a", "A", "000A"], "hashed"),  # read as hex, all four were 10
+    (["x" * 32, "y" * 32], "hashed"),  # 32 characters but not hex: was a ValueError
+    ([f"{i:016x}" for i in (1, 2, 3)], "16-hex"),
+    ([f"{i:032x}" for i in (1, 2, 3)], "32-hex"),
+])
+def test_the_uid_list_gives_every_uid_its_own_number(write_spec, curate_main, workdir, uids, form):
+    table = pl.DataFrame({"uid": uids, "url": ["u"] * len(uids), "alt_text": ["t"] * len(uids)})
+    write_spec({"name": "uids", "source": {"path": "data.parquet"}, "steps": [],
+                "outputs": [{"format": "uids", "path": "o.npy"}], "run": {"dir": "run", "report": False}}, table=table)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    array = np.load(workdir / "run" / "o.npy")
+    assert len(np.unique(array)) == len(uids)
+    if form == "16-hex":
+        assert array.tolist() == [1, 2, 3]
+    if form == "32-hex":
+        assert array.dtype.names is not None and [tuple(r) for r in array.tolist()] == [(0, 1), (0, 2), (0, 3)]
