@@ -56,13 +56,17 @@ class ParquetSink(TableSink):
 
 class JsonlSink(TableSink):
     format = "jsonl"
-    description = "one JSON Lines file"
+    description = "one JSON Lines file (bytes as base64 text; NaN and ±inf as null: JSON has neither)"
     Params = TableSinkParams
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
+        frame = _frame(table, self.params.columns)
+        binary = [n for n, d in frame.collect_schema().items() if d == pl.Binary]
+        if binary:  # JSON has no bytes: base64 text (Polars' writer panicked on them)
+            frame = frame.with_columns(pl.col(binary).bin.encode("base64"))
         with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
-            _frame(table, self.params.columns).sink_ndjson(handle)
+            frame.sink_ndjson(handle)
         with path.open("rb") as handle:  # closed at once: a leaked handle is a ResourceWarning
             return {"rows": sum(1 for _ in handle)}
 
@@ -71,22 +75,42 @@ class CsvSink(TableSink):
     """One CSV file as Polars writes it (quoted where a cell needs it; null is an empty field).
     Cells are written verbatim, as pandas, DuckDB and Polars write them, also a cell that a
     spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``): see "CSV and spreadsheets" in
-    the README. Struct columns are written as JSON text, list columns as their items joined by ``|``."""
+    the README. Struct columns are written as JSON text, list columns as their items joined by ``|``
+    (a list of lists or of structs as JSON text), bytes as base64."""
 
     format = "csv"
-    description = "one CSV file, cells verbatim (structs as JSON text, lists joined by '|')"
+    description = ("one CSV file, cells verbatim (structs and lists of lists as JSON text, lists joined by '|', "
+                   "bytes as base64)")
     Params = TableSinkParams
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
         frame = _frame(table, self.params.columns)
-        nested = [n for n, d in frame.collect_schema().items() if d.is_nested()]
-        if nested:
-            frame = frame.with_columns([pl.col(n).struct.json_encode() if isinstance(frame.collect_schema()[n], pl.Struct)
-                                        else pl.col(n).cast(pl.List(pl.Utf8)).list.join("|") for n in nested])
+        schema = frame.collect_schema()
+        cells = [_csv_cell(name, dtype) for name, dtype in schema.items() if dtype.is_nested() or dtype == pl.Binary]
+        if cells:
+            frame = frame.with_columns(cells)
         with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
             frame.sink_csv(handle)
         return {"rows": table.scan().select(pl.len()).collect().item()}
+
+
+def _csv_cell(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A column CSV cannot hold as it is, as text: a struct as JSON, a list of plain values joined
+    by '|', a list of lists or structs as JSON, bytes as base64."""
+    import json
+
+    column = pl.col(name)
+    if dtype == pl.Binary:
+        return column.bin.encode("base64")
+    if isinstance(dtype, pl.Struct):
+        return column.struct.json_encode()
+    inner = dtype.inner if isinstance(dtype, (pl.List, pl.Array)) else None
+    if inner is not None and not inner.is_nested() and inner != pl.Binary:
+        return column.cast(pl.List(pl.Utf8)).list.join("|")
+    key = json.dumps(name)  # the list as JSON: wrapped in a struct {name: list} to encode, then unwrapped
+    text = pl.struct(column).struct.json_encode().str.strip_prefix("{" + key + ":").str.strip_suffix("}")
+    return pl.when(column.is_null()).then(pl.lit(None, pl.Utf8)).otherwise(text).alias(name)
 
 
 class UidListSink(Sink):

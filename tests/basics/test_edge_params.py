@@ -74,3 +74,19 @@ def test_the_uid_list_gives_every_uid_its_own_number(write_spec, curate_main, wo
         assert array.tolist() == [1, 2, 3]
     if form == "32-hex":
         assert array.dtype.names is not None and [tuple(r) for r in array.tolist()] == [(0, 1), (0, 2), (0, 3)]
+
+
+def test_bytes_and_lists_of_lists_are_written_as_text_by_the_text_sinks(write_spec, curate_main, workdir):
+    import json
+
+    table = pl.DataFrame({"uid": ["a", "b"], "url": ["u", "v"], "alt_text": ["t", "s"],
+                          "blob": [b"\x00\xff", None], "grid": [[[1, 2], [3]], None], "tags": [["x", "y"], []]})
+    write_spec({"name": "text", "source": {"path": "data.parquet"}, "steps": [],
+                "outputs": [{"format": "jsonl", "path": "o.jsonl"}, {"format": "csv", "path": "o.csv"}],
+                "run": {"dir": "run", "report": False}}, table=table)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    lines = [json.loads(line) for line in (workdir / "run" / "o.jsonl").read_text().splitlines()]
+    assert [row["blob"] for row in lines] == ["AP8=", None] and lines[0]["grid"] == [[1, 2], [3]]
+    csv = pl.read_csv(workdir / "run" / "o.csv")
+    assert csv["blob"].to_list() == ["AP8=", None] and json.loads(csv["grid"][0]) == [[1, 2], [3]]
+    assert csv["grid"][1] is None and csv["tags"].to_list() == ["x|y", ""]  # an empty list, not a null
