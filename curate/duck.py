@@ -250,13 +250,22 @@ def not_row_local(expression: str) -> str | None:
         con.close()
     found: list[str] = []
 
+    def reads_input(node: Any) -> bool:
+        if isinstance(node, dict):
+            if str(node.get("table_name", "")).lower() == "input":
+                return True
+            return any(reads_input(value) for value in node.values())
+        return isinstance(node, list) and any(reads_input(value) for value in node)
+
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             kind = node.get("class")
+            if kind == "SUBQUERY":  # its own aggregates are its business; reading the shard is not row-local
+                if reads_input(node):
+                    found.append("a subquery over the table")
+                return
             if kind == "WINDOW":
                 found.append(f"a window function ({node.get('function_name', 'OVER')})")
-            elif kind == "SUBQUERY":
-                found.append("a subquery")
             elif kind == "FUNCTION" and str(node.get("function_name", "")).lower() in aggregates:
                 found.append(f"an aggregate ({node['function_name'].replace('count_star', 'count(*)')})")
             for value in node.values():
@@ -265,7 +274,9 @@ def not_row_local(expression: str) -> str | None:
             for value in node:
                 walk(value)
 
-    walk(tree)
+    # the expression's own select list: FROM input is the wrapper's, not the expression's
+    select = tree.get("statements", [{}])[0].get("node", {}).get("select_list", tree)
+    walk(select)
     return found[0] if found else None
 
 
