@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -233,6 +234,17 @@ def missing_number(column: str) -> str:
     return f"({column} IS NULL OR CAST({column} AS VARCHAR) IN ('nan', '-nan'))"
 
 
+@functools.cache
+def _aggregate_names() -> frozenset[str]:
+    """DuckDB's aggregate functions (this process's DuckDB: read once)."""
+    con = default_cursor()
+    try:
+        return frozenset(row[0] for row in con.sql("SELECT DISTINCT function_name FROM duckdb_functions() "
+                                                   "WHERE function_type = 'aggregate'").fetchall())
+    finally:
+        con.close()
+
+
 def not_row_local(expression: str) -> str | None:
     """Why ``expression`` is not row-local (an aggregate, a window, a subquery), or None when it
     is: found in DuckDB's parse tree (``json_serialize_sql``; nothing is bound or run). A filter
@@ -244,10 +256,9 @@ def not_row_local(expression: str) -> str | None:
     try:
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [f"SELECT ({expression}\n) FROM input"])
                           .fetchall()[0][0])
-        aggregates = {row[0] for row in con.sql("SELECT DISTINCT function_name FROM duckdb_functions() "
-                                                "WHERE function_type = 'aggregate'").fetchall()}
     finally:
         con.close()
+    aggregates = _aggregate_names()
     found: list[str] = []
 
     def reads_input(node: Any) -> bool:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from curate import __version__
 from curate.diskspace import check_free, min_free_bytes, output_fix
-from curate.errors import CurateError, ResourceError, StepError, disk_full
+from curate.errors import CurateError, ResourceError, StepError, disk_full, error_line
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import untrusted_image_folders
 from curate.ingest import ingest
@@ -579,23 +579,22 @@ class Engine:
         written = ctx.staging_dir if ctx.remote else ctx.resolve(output.path)
         ctx.min_free_disk = self.min_free_disk
         check_free(written, self.min_free_disk, f"before writing output '{output.path}'", output_fix(output.path))
+        owner = self.pm.sinks.owners.get(output.sink.format, "?")
         try:
             facts = output.sink.write(table)
         except CurateError:
             raise
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if disk_full(exc):  # min_free_disk 0, or a disk filled by someone else meanwhile
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ResourceError(f"output '{output.path}' could not be written, the disk holding {written} is "
                                     f"full ({first})", output_fix(output.path)) from exc
-            owner = self.pm.sinks.owners.get(output.sink.format, "?")
             hint = (f"check that {written} can be written (a folder there, its permissions)"
                     if isinstance(exc, OSError) else
                     f"this is a bug in plugin '{owner}' (its '{output.sink.format}' sink); "
                     f"curate --debug run shows where")
-            raise CurateError(f"output '{output.path}' ({output.sink.format}) failed: {type(exc).__name__}: {first}",
+            raise CurateError(f"output '{output.path}' ({output.sink.format}) failed: {error_line(exc)}",
                               hint) from exc
-        owner = self.pm.sinks.owners.get(output.sink.format, "?")
         if facts is not None and not isinstance(facts, dict):
             raise CurateError(f"output '{output.path}': the '{output.sink.format}' sink's write() returned "
                               f"{type(facts).__name__}, not a dict of facts (or None)",

@@ -123,6 +123,11 @@ def _cause(exc: BaseException, short: bool) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if short and text else text}"
 
 
+def error_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: how a plugin's exception is quoted in curate's errors."""
+    return _cause(exc, short=True)
+
+
 class StepError(CurateError):
     """A step failed while running; names the step and the shard."""
 

@@ -84,8 +84,9 @@ def _params(cls: type, raw: dict, loc: tuple, problems: ProblemList) -> Any:
                 fields = ", ".join(cls.Params.model_fields) or "none"
                 accepts = f"{cls.__name__} accepts: {fields}"
                 hint = did_you_mean(str(sub_loc[-1]), cls.Params.model_fields, accepts)
-            elif len(sub_loc) > len(loc) and sub_loc[len(loc)] not in raw and sub_loc[len(loc)] in cls.Params.model_fields:
-                hint = (f"the spec does not set '{sub_loc[len(loc)]}': its default in {cls.__name__}.Params is not "
+            elif (param := sub_loc[len(loc)] if len(sub_loc) > len(loc) else None) in cls.Params.model_fields \
+                    and param not in raw:  # the plugin's default, not the user's value
+                hint = (f"the spec does not set '{param}': its default in {cls.__name__}.Params is not "
                         "valid, a bug in the plugin (set the param in the spec meanwhile)")
             problems.add(sub_loc, message, hint)
         return None

@@ -128,16 +128,18 @@ class UidListSink(Sink):
         # One form for the whole file, and one number per uid: DataComp's 128-bit hex uids as their
         # two halves; curate's own (16 lowercase hex digits) as their number; any other uid set
         # hashed, every uid of it (read as hex, "a", "0a", "A" and "000A" were all 10).
+        numbers: list[Any]
         if uids and all(_is_hex(u, 32) for u in uids):
-            array = np.array([(int(u[:16], 16), int(u[16:], 16)) for u in uids], np.dtype("u8,u8"))
+            numbers, dtype = [(int(u[:16], 16), int(u[16:], 16)) for u in uids], np.dtype("u8,u8")
         elif all(_is_hex(u, 16) for u in uids):
-            array = np.array([int(u, 16) for u in uids], dtype=np.uint64)
+            numbers, dtype = [int(u, 16) for u in uids], np.dtype(np.uint64)
         else:
-            array = np.array([_hash64(u) for u in uids], dtype=np.uint64)
+            numbers, dtype = [_hash64(u) for u in uids], np.dtype(np.uint64)
+        array = np.array(numbers, dtype)
         array.sort()
         if len(array) > 1 and (same := np.flatnonzero(array[1:] == array[:-1])).size:
-            value = array[same[0]]
-            twins = [u for u, n in zip(uids, _numbers(uids, array.dtype), strict=True) if n == value][:2]
+            value = array[same[0]].tolist()
+            twins = [u for u, n in zip(uids, numbers, strict=True) if n == value][:2]
             raise OutputError(f"uids {twins[0]!r} and {twins[1]!r} map to one number in the uid list",
                               "the source's uids collide in 64 bits: write the list of another column, or give the "
                               "rows curate's own uids (leave out the source's uid column)")
@@ -149,16 +151,6 @@ class UidListSink(Sink):
 
 def _is_hex(text: str, length: int) -> bool:
     return len(text) == length and all(c in "0123456789abcdef" for c in text)
-
-
-def _numbers(uids: list[str], dtype: Any) -> list[Any]:
-    """Each uid's number as the list holds it (for naming a collision)."""
-    import numpy as np
-
-    if dtype == np.uint64:
-        hexes = all(_is_hex(u, 16) for u in uids)
-        return [np.uint64(int(u, 16) if hexes else _hash64(u)) for u in uids]
-    return [np.array((int(u[:16], 16), int(u[16:], 16)), dtype) for u in uids]
 
 
 def _hash64(text: str) -> int:

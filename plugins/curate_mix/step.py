@@ -9,7 +9,7 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import Field
 
-from curate.errors import CurateError, Problem, SpecError, StepError
+from curate.errors import CurateError, Problem, SpecError, StepError, error_line
 from curate.hashing import uniform
 from curate.params import Params
 from curate.plugins import PluginManager, get_plugin_manager
@@ -111,8 +111,7 @@ class Mix(Step):
         except CurateError:
             raise
         except Exception as exc:  # noqa: BLE001 - a plugin's bug, named
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise StepError(self.label, ctx.shard, f"{where} failed: {type(exc).__name__}: {first}", bug) from exc
+            raise StepError(self.label, ctx.shard, f"{where} failed: {error_line(exc)}", bug) from exc
         if not isinstance(chosen, pl.DataFrame):
             raise StepError(self.label, ctx.shard, f"{where} returned {type(chosen).__name__}, not a polars DataFrame",
                             bug)

@@ -90,3 +90,15 @@ def test_bytes_and_lists_of_lists_are_written_as_text_by_the_text_sinks(write_sp
     csv = pl.read_csv(workdir / "run" / "o.csv")
     assert csv["blob"].to_list() == ["AP8=", None] and json.loads(csv["grid"][0]) == [[1, 2], [3]]
     assert csv["grid"][1] is None and csv["tags"].to_list() == ["x|y", ""]  # an empty list, not a null
+
+
+def test_two_uids_that_hash_to_one_number_are_named(write_spec, curate_main, workdir, monkeypatch):
+    import curate_basics.sinks
+
+    monkeypatch.setattr(curate_basics.sinks, "_hash64", lambda uid: 7)
+    table = pl.DataFrame({"uid": ["a", "b"], "url": ["u", "v"], "alt_text": ["t", "s"]})
+    write_spec({"name": "uids", "source": {"path": "data.parquet"}, "steps": [],
+                "outputs": [{"format": "uids", "path": "o.npy"}], "run": {"dir": "run", "report": False}}, table=table)
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 2, result
+    assert "uids 'a' and 'b' map to one number in the uid list" in result.stderr
