@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 
 from curate.errors import CurateError
+from curate.parquet_nan import read_option  # noqa: F401  (plugins take it from here)
 from curate.schema import Schema
 from curate.step import TableInput
 
@@ -196,7 +197,7 @@ def create_input_view(con: duckdb.DuckDBPyConnection, table: TableInput, name: s
         con.execute(
             f'CREATE OR REPLACE VIEW "{name}" AS SELECT * EXCLUDE (file_row_number), '
             f"file_row_number AS _row{extra} FROM read_parquet([{', '.join(paths)}], filename = '_shard', "
-            "file_row_number = true)"
+            f"file_row_number = true{read_option()})"
         )
     else:
         extra = {"_file": pl.Int32} if file_index else {}

@@ -16,6 +16,7 @@ import polars as pl
 from curate.duck import literal, memory_bytes, quote, stream
 from curate.errors import CurateError, SourceError
 from curate.keptref import KeptReference
+from curate.parquet_nan import read_option
 from curate.runfiles import remove_tree
 from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes
 from curate.shards import (
@@ -292,7 +293,7 @@ def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> s
         files.append(staged)
     if not files:
         return None
-    return "read_parquet([" + ", ".join(literal(f.as_posix()) for f in files) + "])"
+    return "read_parquet([" + ", ".join(literal(f.as_posix()) for f in files) + f"]{read_option()})"
 
 
 def _cast(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.duck import literal, position_case, quote
+from curate.parquet_nan import read_option
 from curate.runfiles import read_json
 
 FORMAT = 2
@@ -40,7 +41,7 @@ class KeptReference:
         selected = ", ".join(f"{quote(column)} AS {quote(name)}" for column, name in self.select)
         return (f"(SELECT CAST({position_case('_source_file', paths)} AS INTEGER) AS _file, "
                 f"CAST(file_row_number AS BIGINT) AS _row, {selected} FROM read_parquet([{', '.join(paths)}], "
-                f"filename = '_source_file', file_row_number = true, union_by_name = true))")
+                f"filename = '_source_file', file_row_number = true, union_by_name = true{read_option()}))")
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "files": list(self.files), "select": [list(pair) for pair in self.select],

@@ -408,6 +408,7 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
     import polars as pl
 
     from curate.duck import quote
+    from curate.parquet_nan import read_option
     from curate.schema import UID
 
     step_dir_of = step_dir_of or (lambda r: Path(r["path"]))
@@ -418,7 +419,7 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
         return None
     if record.get("kept_rows_stored", True):
         data = [confine(path) for path in iter_shard_files(step_dir)]
-        return f"read_parquet({_parquet_list(data)})" if data else None
+        return f"read_parquet({_parquet_list(data)}{read_option()})" if data else None
     reference = step_dir / KEPT_REFERENCE
     if reference.exists():
         reference = confine(reference)
@@ -435,7 +436,7 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
         if not ref.uids:
             return f"(SELECT s.{UID}, {columns} FROM {ordered})"
         uids = [confine(path) for path in sorted((step_dir / "uids").glob("shard-*.parquet"))]
-        return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN read_parquet({_parquet_list(uids)}) u)"
+        return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN read_parquet({_parquet_list(uids)}{read_option()}) u)"
     labels = record.get("fused") or []
     if record["label"] not in labels or labels[-1] == record["label"]:
         return None
@@ -455,11 +456,12 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
     columns = [quote(c) for c in record.get("columns", {}) if c in present]
     if not files or not columns:
         return None
-    return f"(SELECT {', '.join(columns)} FROM read_parquet({_parquet_list(files)}, union_by_name = true))"
+    return f"(SELECT {', '.join(columns)} FROM read_parquet({_parquet_list(files)}, union_by_name = true{read_option()}))"
 
 
 def _create_views(con, manifest: dict[str, Any]) -> None:
     from curate.duck import literal, quote
+    from curate.parquet_nan import read_option
 
     lineage_parts = []
     for record in manifest.get("steps", []):
@@ -480,7 +482,7 @@ def _create_views(con, manifest: dict[str, Any]) -> None:
                 columns.update(pl.read_parquet_schema(path))
             con.execute(
                 f"CREATE VIEW {quote(name + '_dropped')} AS SELECT * FROM read_parquet({_parquet_list(dropped)}, "
-                "union_by_name = true)"
+                f"union_by_name = true{read_option()})"
             )
             duplicate = "_duplicate_of" if "_duplicate_of" in columns else "NULL::VARCHAR"
             if "_drop_reason" not in columns:

@@ -18,6 +18,7 @@ import polars as pl
 from curate.diskspace import spill_allowance
 from curate.errors import MissingDependencyError
 from curate.params import Params
+from curate.parquet_nan import read_option
 from curate.schema import Schema
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class TableInput:
         if not self.files:
             raise ValueError("empty input has no relation; check TableInput.files first")
         paths = ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in self.files)
-        return f"read_parquet([{paths}], filename = '_shard', file_row_number = true)"
+        return f"read_parquet([{paths}], filename = '_shard', file_row_number = true{read_option()})"
 
 
 class Step:

@@ -15,7 +15,7 @@ from typing import Any, Literal, Self
 
 import polars as pl
 
-from curate.duck import quote
+from curate.duck import quote, read_option
 from curate.hashing import uniform_sql
 from curate.runfiles import FileOutside, NotRegularFile, confined
 from curate.runstore import read_manifest
@@ -147,7 +147,7 @@ class RunData:
         if not files:
             return None
         paths = ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in files)
-        return f"read_parquet([{paths}], union_by_name = true)"
+        return f"read_parquet([{paths}], union_by_name = true{read_option()})"
 
     def query(self, sql: str) -> pl.DataFrame:
         return self.con.sql(sql).pl()
