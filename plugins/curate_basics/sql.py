@@ -17,6 +17,7 @@ from curate.duck import (
     create_input_view,
     explain,
     lock_down,
+    query_order,
     shard_connection,
     stream,
     time_limit,
@@ -36,8 +37,11 @@ class SqlParams(Params):
 class Sql(Step):
     """Arbitrary DuckDB SQL. Rows the query leaves out are recorded as dropped, not lost.
 
-    Add an ORDER BY when the query reorders rows (joins, aggregates) and you need
-    byte-identical outputs across runs; row-local queries keep the input order.
+    The rows come in the input's order unless the query ends in an ORDER BY of its own (then in
+    that order; end it with ``uid`` so that ties too come the same way every run). DuckDB hands a
+    join's, a ``DISTINCT``'s, a ``QUALIFY``'s or an ``IN (SELECT …)``'s rows back in a different
+    order from run to run, and a later ``exact_dedup keep: first`` or ``sample count:`` then kept
+    different rows: such results are put back in the input's order (``curate.duck.query_order``).
 
     The query runs with the user's rights: DuckDB SQL can read files (``read_csv``), fetch URLs
     and load extensions. It must be a single SELECT (checked by parsing, at plan time and before
@@ -46,6 +50,7 @@ class Sql(Step):
     """
 
     name = "sql"
+    version = "2"  # 2: rows in the input's order unless the query orders them
     thread_safe = True
     description = "any DuckDB query over the table `input`"
     Params = SqlParams
@@ -119,10 +124,14 @@ class Sql(Step):
             con.register("input", table)
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
                 result = _enums_as_text(con.sql(self._query()).pl())
-            con.register("_result", result)
             row = "_row"  # the input's order, in a column of a name the input does not use
-            while row in table.columns:
+            while row in table.columns or row in result.columns:
                 row = "_" + row
+            if UID in result.columns and query_order(self._query()) == "unordered":
+                positions = table.select(UID).with_row_index(row)
+                result = (result.join(positions, on=UID, how="left", maintain_order="left")
+                          .sort(row, nulls_last=True, maintain_order=True).drop(row))
+            con.register("_result", result)
             con.register("_input_rows", table.with_row_index(row))
             dropped = con.sql(self._mark_dropped("_input_rows", (row,))).pl()
         finally:
@@ -137,14 +146,23 @@ class Sql(Step):
         try:
             if self.untrusted:  # only the run's own files stay readable
                 lock_down(con, sorted({f.parent for f in table.files} | {ctx.run_dir / "tmp"}))
-            create_input_view(con, table, "_input_ordered")
-            con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row) FROM _input_ordered')
+            create_input_view(con, table, "_input_ordered", file_index=True)
+            con.execute('CREATE VIEW input AS SELECT * EXCLUDE (_shard, _row, _file) FROM _input_ordered')
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
                 con.execute(f"CREATE TEMP TABLE _result AS {self._query()}\n")
-            yield from map(_enums_as_text, stream(con, "SELECT * FROM _result"))
-            yield from stream(con, self._mark_dropped("_input_ordered", ORDER_COLUMNS))
+            rows = "SELECT * FROM _result"
+            if query_order(self._query()) == "unordered" and UID in _columns(con, "_result"):
+                # the input's order (a uid the query made up, which the engine then refuses, last)
+                rows = ("SELECT r.* FROM _result r LEFT JOIN (SELECT uid AS _uid, _file AS _f, _row AS _r "
+                        "FROM _input_ordered) p ON r.uid = p._uid ORDER BY p._f NULLS LAST, p._r")
+            yield from map(_enums_as_text, stream(con, rows))
+            yield from stream(con, self._mark_dropped("_input_ordered", (*ORDER_COLUMNS, "_file")))
         finally:
             con.close()
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [column[0] for column in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
 
 
 def _enums_as_text(frame: pl.DataFrame) -> pl.DataFrame:

@@ -117,3 +117,70 @@ def test_sql_mistakes_are_said_even_when_the_source_cannot_be_read(curate_main, 
     assert "3 problems" in result.stderr and "source" in result.stderr
     assert "steps[0].params: the query must be a single query, found 2 SQL statements" in result.stderr
     assert "steps[1].params: 'where' not a single SQL expression" in result.stderr
+
+
+# Queries whose rows DuckDB hands back in a different order from run to run (four orders in four
+# runs of 1M rows): curate puts them in the input's order, so `exact_dedup keep: first` or
+# `sample count:` after them keep the same rows every run.
+REORDERING = [
+    "SELECT input.* FROM input JOIN (SELECT url, min(uid) AS m FROM input GROUP BY url) b ON input.uid = b.m",
+    "SELECT * FROM input WHERE url IN (SELECT url FROM input WHERE score > 0.3)",
+    "SELECT * FROM input QUALIFY row_number() OVER (PARTITION BY url ORDER BY uid) = 1",
+    "SELECT * FROM input WHERE EXISTS (SELECT 1 FROM input i2 WHERE i2.url = input.url AND i2.uid <> input.uid)",
+    "SELECT * FROM input WHERE score > 0.5 UNION ALL SELECT * FROM input WHERE score <= 0.5",
+]
+
+
+@pytest.mark.parametrize(("query", "order"), [
+    ("SELECT * FROM input WHERE length(alt_text) > 3 LIMIT 5", "input"),
+    ("FROM input", "input"),
+    ("SELECT *, upper(alt_text) AS u FROM input", "input"),
+    ("SELECT * FROM input ORDER BY score DESC, uid", "query"),
+    ("SELECT DISTINCT * FROM input", "unordered"),
+    ("SELECT * FROM input WHERE 1 = (SELECT 1)", "unordered"),
+    ("WITH x AS (SELECT * FROM input) SELECT * FROM x", "unordered"),
+    ("SELECT count(*) OVER () AS n, * FROM input", "unordered"),
+    ("SELECT * FROM input USING SAMPLE 10%", "unordered"),
+    *[(query, "unordered") for query in REORDERING],
+])
+def test_which_queries_keep_the_input_order(query, order):
+    from curate.duck import query_order
+
+    assert query_order(query) == order
+
+
+def _positions(table: pl.DataFrame, kept: pl.DataFrame) -> list[int]:
+    where = {uid: i for i, uid in enumerate(table["uid"].to_list())}
+    return [where[uid] for uid in kept["uid"].to_list()]
+
+
+@pytest.mark.parametrize("query", REORDERING)
+@pytest.mark.parametrize("per_shard", [False, True])
+def test_a_reordering_querys_rows_come_in_the_input_order(pm, tmp_path, query, per_shard):
+    rows = 200_000
+    table = pl.DataFrame({"uid": [f"{i:016x}" for i in range(rows)],
+                          "url": [f"http://x/{(i * 7919) % 50_000}.jpg" for i in range(rows)],
+                          "alt_text": [f"t{i}" for i in range(rows)],
+                          "score": [((i * 104729) % 1000) / 1000 for i in range(rows)]})
+    result = run_step("sql", table, {"query": query, "per_shard": per_shard}, pm=pm, shard_size=rows,
+                      workdir=tmp_path)
+    positions = _positions(table, result.kept)
+    assert result.kept.height > 0 and positions == sorted(positions)
+    assert_nothing_lost(table, result)
+
+
+def test_a_querys_own_order_by_is_kept(pm, tmp_path):
+    table = pl.DataFrame({"uid": ["a", "b", "c", "d"], "url": ["u1", "u2", "u3", "u4"], "alt_text": list("wxyz"),
+                          "score": [0.2, 0.9, 0.5, 0.1]})
+    result = run_step("sql", table, {"query": "SELECT * FROM input ORDER BY score DESC, uid"}, pm=pm, workdir=tmp_path)
+    assert result.kept["uid"].to_list() == ["b", "c", "a", "d"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(table=SCORED, query=st.sampled_from(REORDERING), shard_size=st.sampled_from([4, 1000]))
+def test_any_reordering_query_keeps_the_input_order(pm, tmp_path, table, query, shard_size):
+    table = table.with_columns(pl.col("score").fill_null(0.0))
+    result = run_step("sql", table, {"query": query}, pm=pm, shard_size=shard_size, workdir=tmp_path)
+    positions = _positions(table, result.kept)
+    assert positions == sorted(positions)
+    assert_nothing_lost(table, result)
