@@ -310,6 +310,76 @@ def query_order(query: str) -> QueryOrder:
     return "unordered"
 
 
+# What in a query gives other rows (or other values) each time it runs: a cached result is then
+# reused as the first run left it, and a --no-cache run differs. Each with how to make it repeatable.
+_UNREPEATABLE_CALLS = {
+    **dict.fromkeys(("random", "setseed"), "for a seeded sample use the `sample` step"),
+    **dict.fromkeys(("uuid", "gen_random_uuid", "uuidv4", "uuidv7"), "derive ids from the row (md5(uid))"),
+    **dict.fromkeys(("now", "get_current_timestamp", "transaction_timestamp", "today", "current_date",
+                     "current_time", "current_timestamp", "current_localtimestamp", "current_localtime",
+                     "localtime", "localtimestamp", "get_current_time"),
+                    "write the date into the query as a literal"),
+}
+_ORDER_SENSITIVE_AGGREGATES = ("any_value", "arbitrary", "first", "last", "list", "array_agg", "string_agg",
+                               "group_concat", "listagg", "list_distinct")
+
+
+def unrepeatable(query: str) -> list[str]:
+    """What in ``query`` (SQL text) makes its result differ from run to run, each with its fix:
+    random or clock functions, ``DISTINCT ON`` without ``ORDER BY`` (DuckDB keeps any row of a
+    group), a sample without a seed, ``any_value``/``first``/``list``… without ``ORDER BY`` inside.
+    Read from the parse tree; nothing is bound or run. Empty when nothing is found (or it does not
+    parse: the step's own checks say so)."""
+    try:
+        tree = _parse_tree(query)
+    except duckdb.Error:
+        return []
+    found: dict[str, None] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            kind, name = node.get("class"), str(node.get("function_name", "")).lower()
+            if kind == "FUNCTION" and name in _UNREPEATABLE_CALLS:
+                found[f"calls {name}() ({_UNREPEATABLE_CALLS[name]})"] = None
+            elif kind == "COLUMN_REF" and [str(c).lower() for c in node.get("column_names") or []] in (
+                    [["current_date"], ["current_time"], ["current_timestamp"], ["localtime"], ["localtimestamp"]]):
+                name = node["column_names"][0].lower()
+                found[f"reads {name} ({_UNREPEATABLE_CALLS[name]})"] = None
+            elif kind == "FUNCTION" and name in _ORDER_SENSITIVE_AGGREGATES \
+                    and not (node.get("order_bys") or {}).get("orders"):
+                found[f"takes {name}() without ORDER BY inside it (write {name}(… ORDER BY uid))"] = None
+            modifiers = node.get("modifiers") if isinstance(node.get("modifiers"), list) else []
+            kinds = {m.get("type") for m in modifiers if isinstance(m, dict)}
+            if any(m.get("type") == "DISTINCT_MODIFIER" and m.get("distinct_on_targets") for m in modifiers
+                   if isinstance(m, dict)) and "ORDER_MODIFIER" not in kinds:
+                found["keeps any row of each DISTINCT ON group (add ORDER BY the DISTINCT ON columns, then uid)"] = None
+            sample = node.get("sample")
+            if isinstance(sample, dict) and not sample.get("repeatable"):
+                found["samples without a seed (USING SAMPLE 10% (bernoulli, 42), or the `sample` step)"] = None
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(tree.get("statements", tree))
+    return list(found)
+
+
+class UnrepeatableWarning(UserWarning):
+    """A step's SQL gives other rows from run to run (:func:`unrepeatable`)."""
+
+
+def warn_unrepeatable(label: str, what: str, query: str) -> None:
+    """Warn (once per step and reason) when ``query`` is not repeatable; ``what`` names it
+    ("its query", "its 'where'")."""
+    import warnings
+
+    if reasons := unrepeatable(query):
+        warnings.warn(f"step '{label}': {what} {'; '.join(reasons)}: what it keeps changes from run to run, "
+                      "and a cached result is reused as the first run left it", UnrepeatableWarning, stacklevel=2)
+
+
 def _parse_tree(sql: str) -> Any:
     import json
 

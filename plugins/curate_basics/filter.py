@@ -6,7 +6,16 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import UnsafeSQL, bind, check_expression, explain, not_row_local, shard_connection, time_limit
+from curate.duck import (
+    UnsafeSQL,
+    bind,
+    check_expression,
+    explain,
+    not_row_local,
+    shard_connection,
+    time_limit,
+    warn_unrepeatable,
+)
 from curate.errors import StepError
 from curate.params import Params
 from curate.schema import DROP_REASON, Schema
@@ -49,6 +58,7 @@ class Filter(Step):
             return [f"'where' does not run on the input table: {explain(exc)}"]
         if out["_keep"] != pl.Boolean:
             return [f"'where' must be a boolean expression, it gives {out['_keep']}"]
+        warn_unrepeatable(self.label, "its 'where'", f"SELECT ({self.params.where}\n) FROM input")
         return []
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:

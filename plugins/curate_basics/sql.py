@@ -21,6 +21,7 @@ from curate.duck import (
     shard_connection,
     stream,
     time_limit,
+    warn_unrepeatable,
 )
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema
@@ -80,6 +81,7 @@ class Sql(Step):
             return ["the query's result has no 'uid' column: select it (e.g. SELECT uid, ... FROM input)"]
         if out[UID] not in (pl.Utf8, pl.String):
             return [f"the query's 'uid' column is {out[UID]}, not text: select the input's uid as it is"]
+        warn_unrepeatable(self.label, "its query", self._query())
         return []
 
     def output_schema(self, input_schema: Schema) -> Schema:

@@ -184,3 +184,34 @@ def test_any_reordering_query_keeps_the_input_order(pm, tmp_path, table, query, 
     positions = _positions(table, result.kept)
     assert positions == sorted(positions)
     assert_nothing_lost(table, result)
+
+
+@pytest.mark.parametrize(("query", "said"), [
+    ("SELECT * FROM input WHERE random() < 0.5", ["calls random()"]),
+    ("SELECT *, now() AS t, current_date AS d, uuid() AS u FROM input",
+     ["calls now()", "reads current_date", "calls uuid()"]),
+    ("SELECT DISTINCT ON (url) * FROM input", ["keeps any row of each DISTINCT ON group"]),
+    ("SELECT * FROM input USING SAMPLE 10%", ["samples without a seed"]),
+    ("SELECT * FROM (SELECT * FROM input TABLESAMPLE 10%)", ["samples without a seed"]),
+    ("SELECT * FROM input WHERE uid IN (SELECT any_value(uid) FROM input GROUP BY url)", ["takes any_value()"]),
+    ("SELECT DISTINCT ON (url) * FROM input ORDER BY url, uid", []),
+    ("SELECT * FROM input USING SAMPLE 10% (bernoulli, 42)", []),
+    ("SELECT * FROM input WHERE uid IN (SELECT first(uid ORDER BY uid) FROM input GROUP BY url)", []),
+    ("SELECT * FROM input QUALIFY row_number() OVER (PARTITION BY url ORDER BY uid) = 1", []),
+    ("SELECT * FROM input WHERE length(alt_text) > 3", []),
+])
+def test_what_makes_a_query_unrepeatable(query, said):
+    from curate.duck import unrepeatable
+
+    found = unrepeatable(query)
+    assert len(found) == len(said) and all(any(s in f for f in found) for s in said), found
+
+
+def test_steps_warn_when_their_sql_is_unrepeatable(pm, tmp_path):
+    from curate.duck import UnrepeatableWarning
+
+    table = pl.DataFrame({"uid": ["a", "b"], "url": ["u", "u"], "alt_text": ["x", "y"]})
+    with pytest.warns(UnrepeatableWarning, match="step 'sql': its query keeps any row of each DISTINCT ON group"):
+        run_step("sql", table, {"query": "SELECT DISTINCT ON (url) * FROM input"}, pm=pm, workdir=tmp_path)
+    with pytest.warns(UnrepeatableWarning, match=r"step 'filter': its 'where' calls random\(\)"):
+        run_step("filter", table, {"where": "random() < 0.5"}, pm=pm, workdir=tmp_path)
