@@ -288,26 +288,59 @@ def query_order(query: str) -> QueryOrder:
     an ``IN``/``EXISTS`` subquery, ``DISTINCT``, ``QUALIFY``, a set operation, a CTE — whose rows
     DuckDB hands back in a different order from run to run (measured: four orders in four runs
     of 1M rows), for the caller to put in the input's order."""
+    found = _beyond_plain_select(query)
+    if "an ORDER BY" in found:
+        return "query"
+    return "input" if set(found) <= {"a LIMIT"} else "unordered"
+
+
+def query_not_row_local(query: str) -> str | None:
+    """What keeps ``query`` from deciding each row on its own (so that it gives the same rows run
+    shard by shard as over the whole table), or None: it must be a plain ``SELECT … FROM input
+    [WHERE …]`` of row-local expressions — no join, subquery, aggregate, window, DISTINCT,
+    QUALIFY, ORDER BY or LIMIT (per shard, each shard would be ordered or cut on its own)."""
+    found = [why for why in _beyond_plain_select(query)
+             if why not in ("a subquery", "something curate cannot read")]  # a constant; a mistake said elsewhere
+    return found[0] if found else None
+
+
+def _beyond_plain_select(query: str) -> list[str]:
+    """What ``query`` has beyond ``SELECT <row-local expressions> FROM input [WHERE <row-local>]``."""
     import json
 
     try:
         node = _parse_tree(query)["statements"][0]["node"]
     except (duckdb.Error, KeyError, IndexError, TypeError):
-        return "unordered"
-    modifiers = [m.get("type") for m in node.get("modifiers") or []]
-    if "ORDER_MODIFIER" in modifiers:
-        return "query"
+        return ["something curate cannot read"]
+    if node.get("type") != "SELECT_NODE":
+        return ["a set operation (UNION, EXCEPT…)" if node.get("type") == "SET_OPERATION_NODE" else "not a plain SELECT"]
+    found: list[str] = []
+    modifiers = {m.get("type") for m in node.get("modifiers") or [] if isinstance(m, dict)}
+    for modifier, said in (("ORDER_MODIFIER", "an ORDER BY"), ("LIMIT_MODIFIER", "a LIMIT"),
+                           ("LIMIT_PERCENT_MODIFIER", "a LIMIT"), ("DISTINCT_MODIFIER", "DISTINCT")):
+        if modifier in modifiers:
+            found.append(said)
+    found += [f"a modifier {m}" for m in sorted(modifiers - {"ORDER_MODIFIER", "LIMIT_MODIFIER",
+                                                            "LIMIT_PERCENT_MODIFIER", "DISTINCT_MODIFIER"})]
     source = node.get("from_table") or {}
-    plain = (node.get("type") == "SELECT_NODE" and not (node.get("cte_map") or {}).get("map")
-             and source.get("type") == "BASE_TABLE" and str(source.get("table_name", "")).lower() == "input"
-             and not source.get("schema_name") and not source.get("catalog_name") and not source.get("sample")
-             and not node.get("group_expressions") and not node.get("group_sets") and node.get("having") is None
-             and node.get("qualify") is None and node.get("sample") is None
-             and set(modifiers) <= {"LIMIT_MODIFIER"})
+    if (node.get("cte_map") or {}).get("map"):
+        found.append("a WITH clause")
+    if not (source.get("type") == "BASE_TABLE" and str(source.get("table_name", "")).lower() == "input"
+            and not source.get("schema_name") and not source.get("catalog_name")):
+        found.append("a FROM other than the table alone (a join, a subquery, a function)")
+    if source.get("sample") or node.get("sample"):
+        found.append("a sample")
+    if node.get("group_expressions") or node.get("group_sets"):
+        found.append("a GROUP BY")
+    if node.get("having") is not None:
+        found.append("a HAVING")
+    if node.get("qualify") is not None:
+        found.append("a QUALIFY")
     parts = [node.get("select_list"), node.get("where_clause")]
-    if plain and not _not_row_local_parts(parts) and '"SUBQUERY"' not in json.dumps(parts):
-        return "input"
-    return "unordered"
+    found += _not_row_local_parts(parts)
+    if '"SUBQUERY"' in json.dumps(parts) and "a subquery over the table" not in found:
+        found.append("a subquery")
+    return found
 
 
 # What in a query gives other rows (or other values) each time it runs: a cached result is then

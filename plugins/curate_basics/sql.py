@@ -17,6 +17,7 @@ from curate.duck import (
     create_input_view,
     explain,
     lock_down,
+    query_not_row_local,
     query_order,
     shard_connection,
     stream,
@@ -31,7 +32,8 @@ from curate.step import Step, StepContext, TableInput
 class SqlParams(Params):
     query: str = Field(..., min_length=1, description="one DuckDB SELECT over the table `input`; must keep `uid`. "
                        "It may read files (read_csv…) unless the run is --untrusted")
-    per_shard: bool = Field(False, description="the query is row-local (no joins/aggregates): run it per shard")
+    per_shard: bool = Field(False, description="run the query shard by shard; it must be a row-local SELECT … FROM input WHERE … (no join, "
+                            "subquery over the table, aggregate, window, DISTINCT, ORDER BY or LIMIT: refused)")
     drop_reason: str = Field("sql", min_length=1, description="reason recorded for input rows the query leaves out")
 
 
@@ -68,6 +70,13 @@ class Sql(Step):
             check_query(self._query())
         except UnsafeSQL as exc:
             return [f"the query {exc}"]
+        return self._per_shard_problems()
+
+    def _per_shard_problems(self) -> list[str]:
+        if self.params.per_shard and (why := query_not_row_local(self._query())) is not None:
+            return [f"per_shard: true runs the query on each shard alone, but it has {why}, which would see one "
+                    "shard, not the table (and give other rows with another shard size): drop per_shard, or keep "
+                    "the query to SELECT … FROM input WHERE … of row-wise expressions"]
         return []
 
     def plan_check(self, input_schema: Schema) -> list[str]:
@@ -81,6 +90,8 @@ class Sql(Step):
             return ["the query's result has no 'uid' column: select it (e.g. SELECT uid, ... FROM input)"]
         if out[UID] not in (pl.Utf8, pl.String):
             return [f"the query's 'uid' column is {out[UID]}, not text: select the input's uid as it is"]
+        if problems := self._per_shard_problems():
+            return problems
         warn_unrepeatable(self.label, "its query", self._query())
         return []
 
@@ -126,14 +137,10 @@ class Sql(Step):
             con.register("input", table)
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
                 result = _enums_as_text(con.sql(self._query()).pl())
-            row = "_row"  # the input's order, in a column of a name the input does not use
-            while row in table.columns or row in result.columns:
-                row = "_" + row
-            if UID in result.columns and query_order(self._query()) == "unordered":
-                positions = table.select(UID).with_row_index(row)
-                result = (result.join(positions, on=UID, how="left", maintain_order="left")
-                          .sort(row, nulls_last=True, maintain_order=True).drop(row))
             con.register("_result", result)
+            row = "_row"  # the input's order, in a column of a name the input does not use
+            while row in table.columns:
+                row = "_" + row
             con.register("_input_rows", table.with_row_index(row))
             dropped = con.sql(self._mark_dropped("_input_rows", (row,))).pl()
         finally:
