@@ -67,8 +67,11 @@ class FileSource(BucketObjects, Source):
             _refuse_special(raw, [p for p in matched if not p.is_dir()])
             found = [p for p in matched if p.is_file()]
         elif path.is_dir():
-            matched = sorted(p for p in path.rglob("*")
-                             if not p.is_dir() and self._accepts(p) and not skip.within(p, path))
+            # Sorted as text, as a glob's matches and a bucket's listing are: Path's own order compares
+            # folder by folder ('a/x' before 'a-b/y'), so a folder and a glob over the same files read
+            # them in different orders, and keep: first kept other rows.
+            matched = sorted((p for p in path.rglob("*")
+                              if not p.is_dir() and self._accepts(p) and not skip.within(p, path)), key=str)
             _refuse_special(raw, matched)
             found = [p for p in matched if p.is_file()]
         elif path.exists():
@@ -107,8 +110,14 @@ class FileSource(BucketObjects, Source):
         return prefixes[kind]
 
     def fingerprint(self) -> str:
-        """Params plus each file's path, size and modification time (not its bytes: too slow);
-        for objects in a bucket, their URL, ETag and size."""
+        """Params plus each file's path, size, modification time and change time (not its bytes:
+        too slow); for objects in a bucket, their URL, ETag and size.
+
+        The change time (``st_ctime_ns``) is the kernel's: every write of the file sets it, and no
+        tool can set it back. Size and modification time alone missed a file rewritten with the same
+        size and its old modification time (``rsync -t``, ``cp -p``, a tar unpacked over it, a build
+        that pins file times): the cache served the old file's rows. A ``chmod`` or a copy moves it
+        too, and the source is then read again."""
         if is_url(self.ctx.path):
             from curate import remote
 
@@ -117,7 +126,7 @@ class FileSource(BucketObjects, Source):
             return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         # Absolute paths: relative ones follow the working directory, so the same spec run from
         # another directory (or resumed from one) missed the cache and recomputed everything.
-        stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files()]
+        stats = [(str(p.resolve()), *_stat_key(p)) for p in self.files()]
         payload = {"format": self.format, "params": self.params.model_dump(mode="json"), "files": stats}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -464,3 +473,8 @@ class AutoSource(FileSource):
         """Read in place, as format parquet is, when every file is Parquet."""
         files = self.files()
         return files if files and all(EXTENSIONS.get(f.suffix.lower()) == "parquet" for f in files) else None
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns

@@ -72,6 +72,33 @@ def test_a_directory_or_glob_reads_files_in_name_order(pm, workdir):
     assert read_step_output(by_glob, "source")["alt_text"].to_list() == texts
 
 
+def test_a_directory_and_a_glob_over_the_same_files_read_them_in_one_order(pm, workdir):
+    """Folders whose names differ after a common prefix by a character before '/' ('a' and 'a-b'):
+    the folder's listing compared folder by folder (a/ first), the glob's as text (a-b/ first)."""
+    for folder in ("a", "a-b", "a.b", "a b"):
+        write_as(TABLE.with_columns(pl.lit(folder).alias("alt_text")), workdir / "src" / folder / "x.parquet")
+    by_dir = run_spec({"source": {"path": str(workdir / "src")}}, workdir / "dir", pm=pm)
+    by_glob = run_spec({"source": {"path": str(workdir / "src" / "**" / "*.parquet"), "format": "parquet"}},
+                       workdir / "glob", pm=pm)
+    texts = read_step_output(by_dir, "source")["alt_text"].unique(maintain_order=True).to_list()
+    assert texts == ["a b", "a-b", "a.b", "a"]  # as text: ' ' < '-' < '.' < '/'
+    assert read_step_output(by_glob, "source")["alt_text"].unique(maintain_order=True).to_list() == texts
+
+
+def test_a_file_rewritten_with_its_old_size_and_time_is_read_again(pm, workdir, write_spec):
+    """rsync -t, cp -p or a tar unpacked over it leave size and modification time as they were;
+    the cache served the old file's rows."""
+    first = TABLE.with_columns(pl.lit("aaaa").alias("alt_text"))
+    spec = write_spec({"source": {"path": "data.parquet"}, "run": {"dir": "run"}}, table=first)
+    stat = (workdir / "data.parquet").stat()
+    fingerprint = make_plan(load_spec(spec), pm, workdir / "run").steps[0].fingerprint
+    time.sleep(0.01)
+    TABLE.with_columns(pl.lit("bbbb").alias("alt_text")).write_parquet(workdir / "data.parquet")
+    os.utime(workdir / "data.parquet", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (workdir / "data.parquet").stat().st_size == stat.st_size
+    assert make_plan(load_spec(spec), pm, workdir / "run").steps[0].fingerprint != fingerprint
+
+
 def test_columns_are_mapped_and_kept(pm, workdir):
     source = TABLE.rename({"url": "URL", "alt_text": "TEXT"}).with_columns(pl.lit(1).alias("width"),
                                                                              pl.lit("x").alias("junk"))
