@@ -356,6 +356,19 @@ _UNREPEATABLE_CALLS = {
 _ORDER_SENSITIVE_AGGREGATES = ("any_value", "arbitrary", "first", "last", "list", "array_agg", "string_agg",
                                "group_concat", "listagg", "list_distinct")
 
+# Window functions whose value depends on the order of rows that tie (rank and dense_rank do not).
+_ORDER_SENSITIVE_WINDOWS = ("row_number", "first_value", "last_value", "nth_value", "lag", "lead", "ntile",
+                            "first", "last", "any_value", "list", "array_agg", "string_agg")
+
+
+def _ends_with_uid(orders: Any) -> bool:
+    """Whether a window's ORDER BY ends with the uid column (unique: no ties left)."""
+    if not isinstance(orders, list) or not orders:
+        return False
+    last = orders[-1].get("expression") if isinstance(orders[-1], dict) else None
+    names = last.get("column_names") if isinstance(last, dict) and last.get("class") == "COLUMN_REF" else None
+    return bool(names) and str(names[-1]).lower() == "uid"
+
 
 def unrepeatable(query: str) -> list[str]:
     """What in ``query`` (SQL text) makes its result differ from run to run, each with its fix:
@@ -381,6 +394,9 @@ def unrepeatable(query: str) -> list[str]:
             elif kind == "FUNCTION" and name in _ORDER_SENSITIVE_AGGREGATES \
                     and not (node.get("order_bys") or {}).get("orders"):
                 found[f"takes {name}() without ORDER BY inside it (write {name}(… ORDER BY uid))"] = None
+            elif kind == "WINDOW" and name in _ORDER_SENSITIVE_WINDOWS and not _ends_with_uid(node.get("orders")):
+                found[f"numbers or picks rows with {name}() OVER (…) whose ORDER BY does not end with uid: rows "
+                      "that tie on it come in any order (end it with uid)"] = None
             modifiers = node.get("modifiers") if isinstance(node.get("modifiers"), list) else []
             kinds = {m.get("type") for m in modifiers if isinstance(m, dict)}
             if any(m.get("type") == "DISTINCT_MODIFIER" and m.get("distinct_on_targets") for m in modifiers

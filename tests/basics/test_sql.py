@@ -196,6 +196,11 @@ def test_any_reordering_query_keeps_the_input_order(pm, tmp_path, table, query, 
     ("SELECT * FROM input USING SAMPLE 10% (bernoulli, 42)", []),
     ("SELECT * FROM input WHERE uid IN (SELECT first(uid ORDER BY uid) FROM input GROUP BY url)", []),
     ("SELECT * FROM input QUALIFY row_number() OVER (PARTITION BY url ORDER BY uid) = 1", []),
+    ("SELECT * FROM input QUALIFY row_number() OVER (PARTITION BY url ORDER BY score DESC, input.uid) = 1", []),
+    ("SELECT * FROM input QUALIFY row_number() OVER (PARTITION BY url ORDER BY score DESC) = 1",
+     ["row_number() OVER (…) whose ORDER BY does not end with uid"]),
+    ("SELECT *, lead(score) OVER () AS next FROM input", ["lead() OVER (…) whose ORDER BY does not end with uid"]),
+    ("SELECT *, rank() OVER (ORDER BY score) AS r, sum(score) OVER (PARTITION BY url) AS s FROM input", []),
     ("SELECT * FROM input WHERE length(alt_text) > 3", []),
 ])
 def test_what_makes_a_query_unrepeatable(query, said):
