@@ -40,9 +40,17 @@ class Content:
 
     @property
     def sql(self) -> str:
-        # Each column as text (NULL as ''), joined by the unit separator, then one 0/1 per column
-        # for NULL: NULL and '' are different contents.
-        parts = ", ".join(f"coalesce(CAST({quote(c)} AS VARCHAR), '')" for c in self.columns)
+        # Each column as text (NULL as ''), joined by the unit separator (U+001F), then U+001E and one
+        # 0/1 per column for NULL: NULL and '' are different contents. Inside a value U+001E is
+        # written U+001E 'r' and then U+001F as U+001E 'u', so no value holds a bare separator and
+        # two contents are one text only when they are one content: url "a<US>b" with alt-text "c"
+        # and url "a" with "b<US>c" were one text, one uid, and a step dropping either lost the
+        # other's lineage. Values without either character (every one before) read as they did.
+        def text(column: str) -> str:
+            value = f"coalesce(CAST({quote(column)} AS VARCHAR), '')"
+            return f"replace(replace({value}, chr(30), chr(30) || 'r'), chr(31), chr(30) || 'u')"
+
+        parts = ", ".join(text(c) for c in self.columns)
         nulls = " || ".join(f"CAST(({quote(c)} IS NULL)::INTEGER AS VARCHAR)" for c in self.columns)
         return f"concat_ws(chr(31), {parts}) || chr(30) || {nulls}"
 
