@@ -18,7 +18,7 @@ from curate.errors import CurateError, SourceError
 from curate.keptref import KeptReference
 from curate.parquet_nan import read_option
 from curate.runfiles import remove_tree
-from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes
+from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes, unsupported_column
 from curate.shards import (
     KEPT_REFERENCE,
     ShardWriter,
@@ -80,6 +80,10 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
         problems.append((("source",), f"columns '{first}' and '{second}' differ only by case; DuckDB treats them "
                          "as one", f"rename one with source.columns ({{{second.lower()}_2: {second}}}), "
                          "or leave it out with source.keep"))
+    if (unsupported := unsupported_column(schema)) is not None:
+        column, what, fix = unsupported  # the run stopped in the source with an internal error
+        problems.append((("source",), f"column '{column}' {what}, which curate cannot carry through its steps",
+                         f"{fix}; or leave it out with source.keep"))
     for column in schema:
         if not column.strip():
             problems.append((("source",), f"a column's name is {'empty' if not column else 'blank'} ({column!r}): "

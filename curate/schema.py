@@ -60,3 +60,48 @@ def compatible(actual: pl.DataType, declared: pl.DataType) -> bool:
     if declared == pl.Null or actual == pl.Null:
         return True
     return False
+
+
+def restorable(actual: pl.DataType, declared: pl.DataType) -> bool:
+    """Whether ``actual`` is ``declared`` as DuckDB hands it back, so that a cast restores it without
+    loss: DuckDB reads Parquet timestamps as microseconds in UTC and durations as microseconds, has
+    no fixed-size arrays and no categoricals. A step that streams whole rows through DuckDB (``sample``
+    by count, a table ``sql``) gave a millisecond timestamp, a zone, an embedding array or a
+    categorical back in DuckDB's type, and the engine took that for the plugin's bug."""
+    if actual == declared:
+        return True
+    if isinstance(declared, pl.Datetime) and isinstance(actual, pl.Datetime):
+        return (declared.time_zone is None) == (actual.time_zone is None)
+    if isinstance(declared, pl.Duration) and isinstance(actual, pl.Duration):
+        return True
+    if isinstance(declared, (pl.Categorical, pl.Enum)):
+        return actual in (pl.Utf8, pl.String) or isinstance(actual, (pl.Categorical, pl.Enum))
+    if isinstance(declared, (pl.Array, pl.List)) and isinstance(actual, (pl.Array, pl.List)):
+        return restorable(actual.inner, declared.inner)
+    if isinstance(declared, pl.Struct) and isinstance(actual, pl.Struct):
+        ours, theirs = {f.name: f.dtype for f in declared.fields}, {f.name: f.dtype for f in actual.fields}
+        return list(ours) == list(theirs) and all(restorable(theirs[n], d) for n, d in ours.items())
+    return compatible(actual, declared)
+
+
+def unsupported_column(schema: dict[str, pl.DataType]) -> tuple[str, str, str] | None:
+    """The first column whose type no step of curate can carry (DuckDB and Polars' Arrow bridge
+    between them have no 128-bit integers, no decimals over 38 digits): (column, what, fix).
+    They stopped the run in the source with an internal error."""
+    for column, dtype in schema.items():
+        for inner in _nested(dtype):
+            if inner in (pl.Int128, getattr(pl, "UInt128", pl.Int128)):
+                return (column, f"holds {inner} numbers", "write them as Int64/UInt64 if they fit, or as text "
+                        "(in JSON Lines, numbers outside the 64-bit range become Int128: quote them)")
+            if isinstance(inner, pl.Decimal) and (inner.precision or 0) > 38:
+                return (column, f"is a decimal of {inner.precision} digits (at most 38 are read)",
+                        "write it as Decimal(38, s), a float or text")
+    return None
+
+
+def _nested(dtype: pl.DataType) -> list[pl.DataType]:
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return [dtype, *_nested(dtype.inner)]
+    if isinstance(dtype, pl.Struct):
+        return [dtype, *(d for f in dtype.fields for d in _nested(f.dtype))]
+    return [dtype]

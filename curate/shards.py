@@ -23,7 +23,7 @@ from curate.diskspace import check_free
 from curate.errors import CurateError, StepError
 from curate.runfiles import open_regular, read_json
 from curate.shapes import shard_marker_problem
-from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, compatible, dtype_name
+from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, dtype_name, restorable
 from curate.step import Step, StepContext
 
 # zstd's fastest level: every step writes each shard once (kept and dropped), so the writer's CPU
@@ -234,7 +234,7 @@ def check_output(step: Step, frame: pl.DataFrame, expected: Schema, shard: int |
                             "so in output_schema(), and the plan checks the steps after it)")
         elif name not in frame.columns:
             problems.append(f"declared column '{name}' is missing from the output")
-        elif not compatible(frame.schema[name], dtype):
+        elif not restorable(frame.schema[name], dtype):  # what DuckDB changes is cast back below
             problems.append(
                 f"column '{name}' is {dtype_name(frame.schema[name])}, the plan says {dtype_name(dtype)}"
             )

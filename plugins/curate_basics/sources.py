@@ -146,6 +146,13 @@ class FileSource(BucketObjects, Source):
                 error = self.read_error(path, exc)
                 assert error is not None
                 raise error from None
+            except pl.exceptions.PanicException as exc:  # Polars' reader gave up (a BaseException)
+                text = str(exc).strip()
+                reason = text.splitlines()[0] if text else "its reader stopped"
+                hint = ("a time zone must be an IANA name (Asia/Kathmandu) or UTC: convert a fixed offset such as "
+                        "'+05:45' when writing the file" if "time zone" in text else
+                        "rewrite the file with another writer, or leave the odd column out")
+                raise SourceError(f"cannot read the columns of {path}: {reason}", hint) from None
             _check_separator(path, schema)
         return schema
 
@@ -291,6 +298,7 @@ class ParquetSource(FileSource):
         return scan_lossy(path) if self._lossy else pl.scan_parquet(path)
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
+        _refuse_unknown_time_zones(path)
         return dict(pl.read_parquet_schema(path))  # the footer only
 
     def parquet_files(self) -> list[Path] | None:
@@ -478,3 +486,34 @@ class AutoSource(FileSource):
 def _stat_key(path: Path) -> tuple[int, int, int]:
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def _refuse_unknown_time_zones(path: Path) -> None:
+    """A timestamp column whose time zone Polars does not know ('+05:45', a fixed offset, which
+    Arrow writers allow) made Polars' footer reader panic: a Rust backtrace, then Python's. Read the
+    zones with pyarrow first and ask Polars about each, which it answers with an error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception:  # not Parquet pyarrow reads: Polars' reader says what is wrong
+        return
+
+    def zones(name: str, dtype: pa.DataType) -> list[tuple[str, str]]:
+        if pa.types.is_timestamp(dtype):
+            return [(name, dtype.tz)] if dtype.tz else []
+        if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype):
+            return zones(name, dtype.value_type)
+        if pa.types.is_struct(dtype):
+            return [z for i in range(dtype.num_fields) for z in zones(name, dtype.field(i).type)]
+        return []
+
+    for field in schema:
+        for column, zone in zones(field.name, field.type):
+            try:
+                pl.Series([0], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone(zone)
+            except pl.exceptions.PolarsError:
+                raise SourceError(f"column {column!r} of {path} has the time zone {zone!r}, which Polars does not "
+                                  "know (it takes IANA names such as 'Asia/Kathmandu', and UTC)",
+                                  "convert the column to UTC or to an IANA zone when writing the file") from None

@@ -25,7 +25,7 @@ from curate.duck import (
     warn_unrepeatable,
 )
 from curate.params import Params
-from curate.schema import DROP_REASON, UID, Schema
+from curate.schema import DROP_REASON, UID, Schema, restorable
 from curate.step import Step, StepContext, TableInput
 
 
@@ -101,7 +101,12 @@ class Sql(Step):
         except (duckdb.Error, UnsafeSQL):
             return dict(input_schema)
         # an ENUM the query makes comes out as text (how a categorical source column is read too)
-        return {name: pl.Utf8 if isinstance(dtype, (pl.Categorical, pl.Enum)) else dtype for name, dtype in out.items()}
+        out = {name: pl.Utf8 if isinstance(dtype, (pl.Categorical, pl.Enum)) else dtype for name, dtype in out.items()}
+        # A column the query passes on keeps its input type where DuckDB's is only its own way of
+        # holding it: a timestamp's zone and unit, a duration's unit, a fixed-size array (DuckDB
+        # made a Paris column UTC and an embedding array a list; the engine casts them back).
+        return {name: input_schema[name] if name in input_schema and _kept_as_is(dtype, input_schema[name]) else dtype
+                for name, dtype in out.items()}
 
     def _mark_dropped(self, source: str, order: tuple[str, ...]) -> str:
         """Input rows the query left out, with the drop reason, in the input's order (``order``:
@@ -168,6 +173,17 @@ class Sql(Step):
             yield from stream(con, self._mark_dropped("_input_ordered", (*ORDER_COLUMNS, "_file")))
         finally:
             con.close()
+
+
+def _kept_as_is(bound: pl.DataType, given: pl.DataType) -> bool:
+    """``bound`` (DuckDB's type of a result column) is the input column's ``given`` type as DuckDB
+    holds it, categoricals aside (an sql step's categoricals and enums are text, as documented)."""
+    def categorical(dtype: pl.DataType) -> bool:
+        return isinstance(dtype, (pl.Categorical, pl.Enum)) or any(
+            categorical(inner) for inner in ([dtype.inner] if isinstance(dtype, (pl.List, pl.Array)) else
+                                             [f.dtype for f in dtype.fields] if isinstance(dtype, pl.Struct) else []))
+
+    return bound != given and not categorical(given) and restorable(bound, given)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

@@ -348,3 +348,47 @@ def test_an_sql_query_that_changes_uids_is_named_not_the_plugin(pm, workdir, per
     message = str(caught.value)
     assert "step 'sql'" in message and said in message and "select uid from input unchanged" in message
     assert "plugin" not in message
+
+
+# -- column types no step can carry (found by the column-types probe: internal errors, a panic) ---
+def _arrow_file(path: Path, column: str, array) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"url": ["http://a"] * len(array), "alt_text": ["x"] * len(array), column: array}), path)
+
+
+def test_types_no_step_carries_are_refused_at_validation_naming_the_column(pm, workdir, write_spec):
+    import decimal
+
+    import pyarrow as pa
+
+    cases = {
+        "int128.parquet": ("big", pl.DataFrame({"url": ["a"], "alt_text": ["x"],
+                                                "big": pl.Series([2**100], dtype=pl.Int128)}), "holds Int128 numbers"),
+        "decimal.parquet": ("d", pa.array([decimal.Decimal("1.5")], pa.decimal256(50, 5)), "is a decimal of 50 digits"),
+    }
+    for name, (column, data, said) in cases.items():
+        if isinstance(data, pl.DataFrame):
+            data.write_parquet(workdir / name)
+        else:
+            _arrow_file(workdir / name, column, data)
+        spec = write_spec({"source": {"path": name}}, name=f"{name}.yaml")
+        problems = plan_problems(spec, pm)
+        assert f"column '{column}' {said}" in problems and "source.keep" in problems, problems
+        kept = write_spec({"source": {"path": name, "keep": []}}, name=f"{name}-keep.yaml")
+        make_plan(load_spec(kept), pm, workdir / "run")  # left out, the rest runs
+
+
+def test_jsonl_numbers_past_64_bits_are_refused_with_how_to_quote_them(pm, workdir, write_spec):
+    (workdir / "d.jsonl").write_text('{"url": "a", "alt_text": "x", "n": 18446744073709551615}\n')
+    problems = plan_problems(write_spec({"source": {"path": "d.jsonl"}}), pm)
+    assert "column 'n' holds Int128 numbers" in problems and "quote them" in problems
+
+
+def test_a_time_zone_polars_does_not_know_is_named_not_a_panic(pm, workdir, write_spec):
+    import pyarrow as pa
+
+    _arrow_file(workdir / "tz.parquet", "ts", pa.array([0], pa.timestamp("us", tz="+05:45")))
+    problems = plan_problems(write_spec({"source": {"path": "tz.parquet"}}), pm)
+    assert "column 'ts' of" in problems and "has the time zone '+05:45', which Polars does not know" in problems
