@@ -205,6 +205,8 @@ def in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> Kept
         raw = dict(pl.read_parquet_schema(path))
         if "_source_file" in raw or "file_row_number" in raw:  # the names of the columns added below
             return None
+        if _duckdb_reads_otherwise(path):
+            return None
         for canonical, dtype in schema.items():
             column = mapping.get(canonical, canonical)
             if canonical == UID and column not in raw:
@@ -218,6 +220,39 @@ def in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> Kept
     # the source, as staging numbered it
     return KeptReference(tuple(Path(f).absolute().as_posix() for f in files), tuple(select),
                          uids=not has_uid, columns=tuple(schema))
+
+
+def _duckdb_reads_otherwise(path: Path) -> bool:
+    """Whether DuckDB reads a column of ``path`` as other values than Polars does (Polars' are the
+    plan's): a duration (DuckDB takes the raw count, so a pyarrow ``duration[s]`` became as many
+    milliseconds, 1000× too short), an extension type (a UUID came back as the bytes of its
+    36-character text), an INT96 timestamp (nanoseconds cut to microseconds) or a date64. Such a
+    file is staged: Polars reads it and writes what DuckDB then reads right."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        arrow = parquet.schema_arrow
+    except Exception:  # the staged read says what is wrong with the file
+        return True
+
+    def odd(dtype: pa.DataType) -> bool:
+        if isinstance(dtype, pa.BaseExtensionType) or pa.types.is_duration(dtype) or pa.types.is_date64(dtype):
+            return True
+        if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype):
+            return odd(dtype.value_type)
+        if pa.types.is_struct(dtype):
+            return any(odd(dtype.field(i).type) for i in range(dtype.num_fields))
+        if pa.types.is_map(dtype):
+            return odd(dtype.key_type) or odd(dtype.item_type)
+        return False
+
+    if any(odd(field.type) for field in arrow):
+        return True
+    columns = [parquet.schema.column(i) for i in range(len(parquet.schema))]
+    # a UUID another writer (DuckDB, Spark) marked in Parquet alone: Polars reads its 16 bytes
+    return any(c.physical_type == "INT96" or str(c.logical_type) == "UUID" for c in columns)
 
 
 def _source_file(source: Source, file_index: int) -> Path | None:
