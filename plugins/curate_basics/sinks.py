@@ -75,12 +75,10 @@ class CsvSink(TableSink):
     """One CSV file as Polars writes it (quoted where a cell needs it; null is an empty field).
     Cells are written verbatim, as pandas, DuckDB and Polars write them, also a cell that a
     spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``): see "CSV and spreadsheets" in
-    the README. Struct columns are written as JSON text, list columns as their items joined by ``|``
-    (a list of lists or of structs as JSON text), bytes as base64."""
+    the README. Struct and list columns are written as JSON text, bytes as base64."""
 
     format = "csv"
-    description = ("one CSV file, cells verbatim (structs and lists of lists as JSON text, lists joined by '|', "
-                   "bytes as base64)")
+    description = "one CSV file, cells verbatim (structs and lists as JSON text, bytes as base64)"
     Params = TableSinkParams
 
     def write(self, table: TableInput) -> dict[str, Any]:
@@ -96,8 +94,11 @@ class CsvSink(TableSink):
 
 
 def _csv_cell(name: str, dtype: pl.DataType) -> pl.Expr:
-    """A column CSV cannot hold as it is, as text: a struct as JSON, a list of plain values joined
-    by '|', a list of lists or structs as JSON, bytes as base64."""
+    """A column CSV cannot hold as it is, as text: a struct or a list as JSON, bytes as base64.
+
+    Lists of plain values were their items joined by '|': a null item vanished ([1, null, 3] was
+    "1|3", as [1, 3] was), and ["a|b"] and ["a", "b"] were both "a|b". As JSON each list reads back
+    as it was (null, an empty list and [""] apart)."""
     import json
 
     column = pl.col(name)
@@ -105,9 +106,6 @@ def _csv_cell(name: str, dtype: pl.DataType) -> pl.Expr:
         return column.bin.encode("base64")
     if isinstance(dtype, pl.Struct):
         return column.struct.json_encode()
-    inner = dtype.inner if isinstance(dtype, (pl.List, pl.Array)) else None
-    if inner is not None and not inner.is_nested() and inner != pl.Binary:
-        return column.cast(pl.List(pl.Utf8)).list.join("|")
     key = json.dumps(name)  # the list as JSON: wrapped in a struct {name: list} to encode, then unwrapped
     text = pl.struct(column).struct.json_encode().str.strip_prefix("{" + key + ":").str.strip_suffix("}")
     return pl.when(column.is_null()).then(pl.lit(None, pl.Utf8)).otherwise(text).alias(name)

@@ -89,7 +89,24 @@ def test_bytes_and_lists_of_lists_are_written_as_text_by_the_text_sinks(write_sp
     assert [row["blob"] for row in lines] == ["AP8=", None] and lines[0]["grid"] == [[1, 2], [3]]
     csv = pl.read_csv(workdir / "run" / "o.csv")
     assert csv["blob"].to_list() == ["AP8=", None] and json.loads(csv["grid"][0]) == [[1, 2], [3]]
-    assert csv["grid"][1] is None and csv["tags"].to_list() == ["x|y", ""]  # an empty list, not a null
+    assert csv["grid"][1] is None and csv["tags"].to_list() == ['["x","y"]', "[]"]  # an empty list, not a null
+
+
+def test_the_csv_sink_writes_each_list_so_that_it_reads_back_as_it_was(write_spec, curate_main, workdir):
+    """Joined by '|', [1, null, 3] was "1|3" as [1, 3] was, and ["a|b"] was ["a", "b"] (column-types probe)."""
+    import json
+
+    lists = [[1, None, 3], [1, 3], [None], [], None]
+    texts = [["a|b"], ["a", "b"], [""], [None], []]
+    table = pl.DataFrame({"uid": list("abcde"), "url": list("uvwxy"), "alt_text": list("tsrqp"), "n": lists,
+                          "words": texts, "fixed": pl.Series([[1, None]] * 5, dtype=pl.Array(pl.Int64, 2))})
+    write_spec({"name": "lists", "source": {"path": "data.parquet"}, "steps": [],
+                "outputs": [{"format": "csv", "path": "o.csv"}], "run": {"dir": "run", "report": False}}, table=table)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    csv = pl.read_csv(workdir / "run" / "o.csv", schema_overrides={"n": pl.Utf8, "words": pl.Utf8, "fixed": pl.Utf8})
+    assert [None if cell is None else json.loads(cell) for cell in csv["n"]] == lists
+    assert [json.loads(cell) for cell in csv["words"]] == texts
+    assert [json.loads(cell) for cell in csv["fixed"]] == [[1, None]] * 5
 
 
 def test_two_uids_that_hash_to_one_number_are_named(write_spec, curate_main, workdir, monkeypatch):
