@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from curate.display import VisibleFormatter, for_rich, visible
-from curate.errors import CurateError
+from curate.errors import CurateError, reported
 
 DEBUG = {"on": False}
 
@@ -493,8 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         return 130
-    except Exception as exc:  # a bug: say so plainly, keep the traceback behind --debug
-        if debug:
+    except BaseException as exc:  # a bug: say so plainly, keep the traceback behind --debug
+        if debug or not reported(exc):
             raise
         click.secho(f"internal error: {type(exc).__name__}: {visible(exc, lines=True)}", fg="red", err=True)
         click.echo("re-run with --debug for the traceback, and please report it", err=True)

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from curate import __version__
 from curate.diskspace import check_free, min_free_bytes, output_fix
-from curate.errors import CurateError, ResourceError, StepError, disk_full, error_line
+from curate.errors import CurateError, ResourceError, StepError, disk_full, error_line, reported
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import untrusted_image_folders
 from curate.ingest import ingest
@@ -584,7 +584,9 @@ class Engine:
             facts = output.sink.write(table)
         except CurateError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not reported(exc):
+                raise
             if disk_full(exc):  # min_free_disk 0, or a disk filled by someone else meanwhile
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ResourceError(f"output '{output.path}' could not be written, the disk holding {written} is "
@@ -665,7 +667,9 @@ def _write_table_step(step: Step, table: TableInput, ctx: StepContext, writer: S
             writer.add(frame)
     except CurateError:
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if not reported(exc):
+            raise
         raise StepError.from_exception(step.label, None, exc) from exc
     return writer.close(empty_schema=schema)
 

@@ -10,6 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def reported(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure curate reports as a step's, a sink's or its own error: every
+    ``Exception``, and the ``PanicException`` a Rust extension (Polars, via pyo3) raises when it
+    gives up, which is a ``BaseException`` and so went past every ``except Exception`` as a bare
+    traceback. Not Ctrl-C and not an exit."""
+    if isinstance(exc, Exception):
+        return True
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__.startswith("pyo3")
+
+
 class CurateError(Exception):
     """Base of every error curate raises on purpose. The CLI prints it without a traceback."""
 

@@ -34,7 +34,7 @@ from typing import Any
 import polars as pl
 
 from curate.diskspace import check_free
-from curate.errors import CurateError, StepError
+from curate.errors import CurateError, StepError, reported
 from curate.runfiles import read_json
 from curate.schema import Schema
 from curate.step import Step, StepContext
@@ -155,7 +155,9 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
             result = step.process_shard(table, member_ctx)
         except CurateError:
             raise
-        except Exception as exc:  # a plugin's bug: name the member step and shard, keep the cause
+        except BaseException as exc:  # a plugin's bug: name the member step and shard, keep the cause
+            if not reported(exc):
+                raise
             raise StepError.from_exception(step.label, task.index, exc) from exc
         kept, dropped = split_dropped(step_frame(step, result, task.index))
         kept = check_output(step, kept, member.expected, task.index)

@@ -20,7 +20,7 @@ import polars as pl
 
 from curate.atomic import atomic_path, write_text_atomic
 from curate.diskspace import check_free
-from curate.errors import CurateError, StepError
+from curate.errors import CurateError, StepError, reported
 from curate.runfiles import open_regular, read_json
 from curate.shapes import shard_marker_problem
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, dtype_name, restorable
@@ -371,7 +371,9 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
         result = step.process_shard(table, ctx)
     except CurateError:
         raise
-    except Exception as exc:  # a plugin's bug: name the step and shard, keep the cause
+    except BaseException as exc:  # a plugin's bug: name the step and shard, keep the cause
+        if not reported(exc):
+            raise
         raise StepError.from_exception(step.label, task.index, exc) from exc
     kept, dropped = split_dropped(step_frame(step, result, task.index))
     kept = check_output(step, kept, expected, task.index)

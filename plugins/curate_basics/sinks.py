@@ -62,9 +62,11 @@ class JsonlSink(TableSink):
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
         frame = _frame(table, self.params.columns)
-        binary = [n for n, d in frame.collect_schema().items() if d == pl.Binary]
-        if binary:  # JSON has no bytes: base64 text (Polars' writer panicked on them)
-            frame = frame.with_columns(pl.col(binary).bin.encode("base64"))
+        # JSON has no bytes: base64 text, also inside lists and structs (Polars' writer panicked on them)
+        texts = [_as_text(pl.col(n), d, durations=False).alias(n) for n, d in frame.collect_schema().items()
+                 if _holds(d, _BYTES)]
+        if texts:
+            frame = frame.with_columns(texts)
         with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
             frame.sink_ndjson(handle)
         with path.open("rb") as handle:  # closed at once: a leaked handle is a ResourceWarning
@@ -85,7 +87,8 @@ class CsvSink(TableSink):
         path = self.ctx.output_path
         frame = _frame(table, self.params.columns)
         schema = frame.collect_schema()
-        cells = [_csv_cell(name, dtype) for name, dtype in schema.items() if dtype.is_nested() or dtype == pl.Binary]
+        cells = [_csv_cell(name, dtype) for name, dtype in schema.items()
+                 if dtype.is_nested() or dtype == pl.Binary or isinstance(dtype, pl.Duration)]
         if cells:
             frame = frame.with_columns(cells)
         with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
@@ -101,14 +104,45 @@ def _csv_cell(name: str, dtype: pl.DataType) -> pl.Expr:
     as it was (null, an empty list and [""] apart)."""
     import json
 
-    column = pl.col(name)
-    if dtype == pl.Binary:
-        return column.bin.encode("base64")
+    column = _as_text(pl.col(name), dtype, durations=True) if _holds(dtype, _BYTES + (pl.Duration,)) else pl.col(name)
+    if not dtype.is_nested():  # bytes (base64) or a duration (ISO 8601, as jsonl writes it)
+        return column.alias(name)
     if isinstance(dtype, pl.Struct):
-        return column.struct.json_encode()
+        return column.struct.json_encode().alias(name)
     key = json.dumps(name)  # the list as JSON: wrapped in a struct {name: list} to encode, then unwrapped
-    text = pl.struct(column).struct.json_encode().str.strip_prefix("{" + key + ":").str.strip_suffix("}")
+    text = pl.struct(column.alias(name)).struct.json_encode().str.strip_prefix("{" + key + ":").str.strip_suffix("}")
     return pl.when(column.is_null()).then(pl.lit(None, pl.Utf8)).otherwise(text).alias(name)
+
+
+_BYTES = (pl.Binary,)
+
+
+def _holds(dtype: pl.DataType, kinds: tuple) -> bool:
+    """Whether ``dtype`` is, or holds somewhere inside, a type of ``kinds``."""
+    if isinstance(dtype, kinds) or dtype in kinds:
+        return True
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return _holds(dtype.inner, kinds)
+    if isinstance(dtype, pl.Struct):
+        return any(_holds(f.dtype, kinds) for f in dtype.fields)
+    return False
+
+
+def _as_text(expr: pl.Expr, dtype: pl.DataType, durations: bool) -> pl.Expr:
+    """``expr`` with its bytes as base64 text (and, with ``durations``, its durations as ISO 8601
+    text), wherever they are in it: JSON and CSV have neither, and Polars' writers panicked on bytes
+    in a list or a struct and refused durations in CSV."""
+    if dtype == pl.Binary:
+        return expr.bin.encode("base64")
+    if durations and isinstance(dtype, pl.Duration):
+        return expr.dt.to_string("iso")
+    if isinstance(dtype, (pl.List, pl.Array)):
+        listed = expr.cast(pl.List(dtype.inner)) if isinstance(dtype, pl.Array) else expr
+        return listed.list.eval(_as_text(pl.element(), dtype.inner, durations))
+    if isinstance(dtype, pl.Struct):
+        fields = [_as_text(expr.struct.field(f.name), f.dtype, durations).alias(f.name) for f in dtype.fields]
+        return pl.when(expr.is_null()).then(None).otherwise(pl.struct(fields))
+    return expr
 
 
 class UidListSink(Sink):

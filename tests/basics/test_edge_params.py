@@ -119,3 +119,37 @@ def test_two_uids_that_hash_to_one_number_are_named(write_spec, curate_main, wor
     result = curate_main("run", "spec.yaml", "--quiet")
     assert result.code == 2, result
     assert "uids 'a' and 'b' map to one number in the uid list" in result.stderr
+
+
+def test_bytes_inside_lists_and_structs_and_durations_are_written_as_text(write_spec, curate_main, workdir):
+    """Polars' JSON writer panicked on bytes in a list or struct, and its CSV writer refused durations
+    (column-types probe): base64 and ISO 8601 text, wherever they are."""
+    import base64
+    import datetime as dt
+    import json
+
+    table = pl.DataFrame({"uid": ["a", "b"], "url": ["u", "v"], "alt_text": ["t", "s"],
+                          "thumbs": [[b"\x00\xff", None], None],
+                          "meta": [{"raw": b"xy", "n": 1}, {"raw": None, "n": 2}],
+                          "took": [dt.timedelta(milliseconds=1500), None],
+                          "laps": [[dt.timedelta(seconds=1)], []]})
+    write_spec({"name": "nested", "source": {"path": "data.parquet"}, "steps": [],
+                "outputs": [{"format": "jsonl", "path": "o.jsonl"}, {"format": "csv", "path": "o.csv"}],
+                "run": {"dir": "run", "report": False}}, table=table)
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 0, result
+    b64 = base64.b64encode(b"\x00\xff").decode()
+    lines = [json.loads(line) for line in (workdir / "run" / "o.jsonl").read_text().splitlines()]
+    assert lines[0]["thumbs"] == [b64, None] and lines[1]["thumbs"] is None
+    assert lines[0]["meta"] == {"raw": base64.b64encode(b"xy").decode(), "n": 1} and lines[1]["meta"]["raw"] is None
+    csv = pl.read_csv(workdir / "run" / "o.csv")
+    assert json.loads(csv["thumbs"][0]) == [b64, None] and csv["thumbs"][1] is None
+    assert csv["took"].to_list() == ["PT1.5S", None] and json.loads(csv["laps"][0]) == ["PT1S"]
+
+
+def test_a_rust_panic_in_a_plugin_is_its_error_not_a_traceback():
+    """Polars' PanicException is a BaseException: it went past every `except Exception`."""
+    from curate.errors import reported
+
+    panic = pl.exceptions.PanicException("not yet implemented")
+    assert reported(panic) and reported(ValueError()) and not reported(KeyboardInterrupt()) and not reported(SystemExit())

@@ -51,6 +51,17 @@ def test_a_shard_steps_mistake_is_a_step_error_naming_it(cls, message):
     assert raised.value.hint == "this is a bug in the step's plugin"
 
 
+def _panics(table: pl.DataFrame) -> pl.DataFrame:
+    raise pl.exceptions.PanicException("not yet implemented: Writing BinaryView to JSON")
+
+
+def test_a_rust_panic_in_a_step_is_a_step_error_naming_it():
+    """Polars' PanicException is a BaseException: it went past `except Exception` as a bare traceback."""
+    with pytest.raises(StepError, match="PanicException: not yet implemented") as raised:
+        run_step(shard_step("panics", _panics), TABLE)
+    assert raised.value.step_label == "panics" and raised.value.shard == 0
+
+
 def test_what_a_step_may_return_is_still_taken():
     """Null reasons on kept rows, a narrower integer than declared (widened), and input columns
     left null on kept rows (sql per_shard's diagonal concat) all pass as before."""
