@@ -25,6 +25,7 @@ import polars as pl
 from curate.atomic import atomic_path, write_text_atomic
 from curate.errors import CurateError
 from curate.runfiles import NotRegularFile, describe_mode, open_regular, read_json
+from curate.shards import in_shard_order
 
 EMBEDDINGS = "embeddings"
 MAX_DIM = 65536  # a meta.json claiming more is damaged (a dim of 1e11 asked numpy for 5.6 TiB)
@@ -88,7 +89,7 @@ class EmbeddingStore:
         """(uids, vectors) per shard; vectors are memory-mapped float16. A shard that is not what
         :meth:`write_shard` writes (changed by hand, truncated, pickled) is an error naming it."""
         dim = int(self.meta()["dim"])
-        for npy in sorted(self.dir.glob("shard-*.npy")):
+        for npy in in_shard_order(self.dir.glob("shard-*.npy")):
             uids = self._read_uids(npy.with_suffix(".uids.parquet"))
             try:
                 vectors = _map_npy(npy, dim)
@@ -120,7 +121,7 @@ class EmbeddingStore:
                            "runs again (or run with --no-cache)")
 
     def uids(self) -> pl.Series:
-        parts = [self._read_uids(p) for p in sorted(self.dir.glob("shard-*.uids.parquet"))]
+        parts = [self._read_uids(p) for p in in_shard_order(self.dir.glob("shard-*.uids.parquet"))]
         return pl.concat(parts) if parts else pl.Series("uid", [], dtype=pl.Utf8)
 
     def lookup(self, uids: list[str] | pl.Series, dtype: Any = np.float32) -> np.ndarray:
@@ -140,7 +141,7 @@ class EmbeddingStore:
     def _check_finite(self, vectors: np.ndarray, shard: int) -> None:
         """Vectors read are finite (a NaN would silently match nothing in dedup)."""
         if not np.isfinite(vectors).all():
-            files = sorted(self.dir.glob("shard-*.npy"))
+            files = in_shard_order(self.dir.glob("shard-*.npy"))
             raise self._damaged(files[shard], "it holds NaN or infinite values")
 
     def load_all(self, dtype: Any = np.float32) -> tuple[pl.Series, np.ndarray]:

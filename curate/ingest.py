@@ -23,6 +23,7 @@ from curate.shards import (
     KEPT_REFERENCE,
     ShardWriter,
     file_fingerprint,
+    in_shard_order,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -174,7 +175,7 @@ def ingest(
             raise problem from None
     shards = writer.close(empty_schema=schema)
     if has_uid:
-        _check_unique(con, kept_files() if kept_files is not None else sorted((out_dir / "data").glob("*.parquet")))
+        _check_unique(con, kept_files() if kept_files is not None else in_shard_order((out_dir / "data").glob("*.parquet")))
     con.close()
     remove_tree(staging)
     stats = {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {},

@@ -33,6 +33,7 @@ from curate.shapes import COUNT, NUMBER, TEXT, counts_problem, fields_problem, j
 from curate.shards import (
     KEPT_REFERENCE,
     files_problem,
+    in_shard_order,
     iter_dropped_files,
     iter_shard_files,
     parquet_rows,
@@ -338,7 +339,7 @@ def _stored_files_problem(step_dir: Path, recorded: dict[str, str]) -> str | Non
     """The step's stored files against the fingerprints its marker recorded: which is missing,
     extra or different."""
     stored = [*iter_shard_files(step_dir), *iter_dropped_files(step_dir),
-              *sorted((step_dir / "uids").glob("shard-*.parquet"))]
+              *in_shard_order((step_dir / "uids").glob("shard-*.parquet"))]
     if (step_dir / KEPT_REFERENCE).exists():
         stored.append(step_dir / KEPT_REFERENCE)
     missing = sorted(set(recorded) - {relative(path, step_dir) for path in stored})
@@ -435,7 +436,7 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
         ordered = f"(SELECT * FROM {ref.relation()} ORDER BY _file, _row) s"
         if not ref.uids:
             return f"(SELECT s.{UID}, {columns} FROM {ordered})"
-        uids = [confine(path) for path in sorted((step_dir / "uids").glob("shard-*.parquet"))]
+        uids = [confine(path) for path in in_shard_order((step_dir / "uids").glob("shard-*.parquet"))]
         return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN read_parquet({_parquet_list(uids)}{read_option()}) u)"
     labels = record.get("fused") or []
     if record["label"] not in labels or labels[-1] == record["label"]:
@@ -475,7 +476,7 @@ def _create_views(con, manifest: dict[str, Any]) -> None:
         kept = kept_relation(manifest, record)
         if kept is not None:
             con.execute(f"CREATE VIEW {quote(name)} AS SELECT * FROM {kept}")
-        dropped = sorted((store / "dropped").glob("shard-*.parquet"))
+        dropped = in_shard_order((store / "dropped").glob("shard-*.parquet"))
         if dropped:
             columns = set()
             for path in dropped:

@@ -538,9 +538,17 @@ class _BackgroundWrites:
                 self.pool = None
 
 
+def in_shard_order(paths: Iterable[Path]) -> list[Path]:
+    """Shard files (``shard-00042.parquet``…) in their index order: the index is written with at
+    least five digits, so from shard 100,000 on a name is longer, and sorted as text
+    ``shard-100000`` came before ``shard-10001`` (rows read out of order past 10^10 rows, or 10^8
+    with ``shard_size: 1000``). Shorter names first, then as text."""
+    return sorted(paths, key=lambda path: (len(path.name), path.name))
+
+
 def iter_shard_files(step_dir: Path) -> list[Path]:
-    return sorted((step_dir / "data").glob("shard-*.parquet"))
+    return in_shard_order((step_dir / "data").glob("shard-*.parquet"))
 
 
 def iter_dropped_files(step_dir: Path) -> Iterable[Path]:
-    return sorted((step_dir / "dropped").glob("shard-*.parquet"))
+    return in_shard_order((step_dir / "dropped").glob("shard-*.parquet"))

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from curate.duck import create_input_view, missing_number, quote, stream
 from curate.params import Params
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema
+from curate.shards import in_shard_order
 from curate.step import Step, StepContext, TableInput
 
 
@@ -102,8 +103,8 @@ class ExactDedup(Step):
             return
         con = ctx.duckdb()
         try:
-            # Shards in path order (the input view's (_shard, _row) order), numbered so: ``_file``.
-            files = sorted(table.files, key=lambda f: f.as_posix())
+            # Shards in their order (the input view's), numbered so: ``_file``.
+            files = in_shard_order(table.files)
             create_input_view(con, TableInput(files, table.schema), file_index=True)
             duplicates = _ByShard(stream(con, self._duplicates_sql(table.schema)))
             for index, path in enumerate(files):

@@ -74,7 +74,7 @@ class Sample(Step):
                 )
                 SELECT * EXCLUDE (_rank, _shard, _row),
                        CASE WHEN _rank <= {self.params.count} THEN NULL ELSE '{reason}' END AS {DROP_REASON}
-                FROM ranked ORDER BY _shard, _row
+                FROM ranked ORDER BY length(_shard), _shard, _row  -- shard-100000 after shard-99999
             """)
         finally:
             con.close()

@@ -10,7 +10,6 @@ import polars as pl
 from pydantic import Field
 
 from curate.duck import (
-    ORDER_COLUMNS,
     UnsafeSQL,
     bind,
     check_query,
@@ -170,7 +169,7 @@ class Sql(Step):
                 rows = ("SELECT r.* FROM _result r LEFT JOIN (SELECT uid AS _uid, _file AS _f, _row AS _r "
                         "FROM _input_ordered) p ON r.uid = p._uid ORDER BY p._f NULLS LAST, p._r")
             yield from map(_enums_as_text, stream(con, rows))
-            yield from stream(con, self._mark_dropped("_input_ordered", (*ORDER_COLUMNS, "_file")))
+            yield from stream(con, self._mark_dropped("_input_ordered", ("_file", "_row", "_shard")))
         finally:
             con.close()
 

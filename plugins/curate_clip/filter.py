@@ -103,7 +103,7 @@ class ClipFilter(Step):
                     SELECT * EXCLUDE (_rank, _shard, _row),
                            CASE WHEN _rank IS NULL THEN {null_reason}
                                 WHEN _rank > {k} THEN {low} END AS {DROP_REASON}
-                    FROM ranked ORDER BY _shard, _row""")
+                    FROM ranked ORDER BY length(_shard), _shard, _row""")
             else:
                 group = quote(p.by) if p.by else "NULL"
                 # In double precision: interpolated in a float32 score's own precision, a cut between two
@@ -122,7 +122,7 @@ class ClipFilter(Step):
                            CASE WHEN {missing_number(f"input.{col}")} THEN {null_reason}
                                 WHEN CAST(input.{col} AS DOUBLE) < cuts.cut THEN {low} END AS {DROP_REASON}
                     FROM input LEFT JOIN cuts_frame AS cuts {join}
-                    ORDER BY input._shard, input._row""")
+                    ORDER BY length(input._shard), input._shard, input._row""")
         finally:
             con.close()
 

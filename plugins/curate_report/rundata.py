@@ -20,6 +20,7 @@ from curate.hashing import uniform_sql
 from curate.runfiles import FileOutside, NotRegularFile, confined
 from curate.runstore import read_manifest
 from curate.schema import UID
+from curate.shards import in_shard_order
 from curate_report.images import image_dirs as image_dirs_of
 from curate_report.images import thumbnail
 
@@ -96,7 +97,7 @@ class RunData:
             return []
         kinds = ("data", "dropped") if kind == "all" else (kind,)
         files = []
-        for path in (f for k in kinds for f in sorted((step_dir / k).glob("shard-*.parquet"))):
+        for path in (f for k in kinds for f in in_shard_order((step_dir / k).glob("shard-*.parquet"))):
             try:  # a link among them may lead anywhere
                 files.append(self.confine(record, path))
             except FileOutside:
