@@ -67,7 +67,7 @@ class ExactDedup(Step):
         selected = ", ".join(f"{k} AS {a}" for k, a in zip(keys, aliases))
         if p.order_by:  # a NaN orders as no value (as dedup_exact's keep does), not as the largest
             column = quote(p.order_by)
-            nan_is_null = schema.get(p.order_by) in (pl.Float32, pl.Float64)
+            nan_is_null = schema[p.order_by].is_float() if p.order_by in schema else False  # Float16 too
             selected += f", CASE WHEN NOT {missing_number(column)} THEN {column} END AS _order" if nan_is_null \
                 else f", {column} AS _order"
         order = {
