@@ -135,6 +135,7 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
         check_output,
         drop_counts,
         relative,
+        restored,
         split_dropped,
         step_frame,
         uids_of,
@@ -169,7 +170,7 @@ def run_fused_frame(fused: FusedSteps, task: Any, table: pl.DataFrame) -> Any:
             "rows_out": kept.height,
             "dropped": drop_counts(dropped),
             "seconds": round(time.perf_counter() - member_started, 4),
-            "files": {relative(path, member.step_dir): write_shard(dropped, path)},
+            "files": {relative(path, member.step_dir): write_shard(restored(dropped, member.expected), path)},
         })
         table = kept
     # The last member's files are the marker's own (the group's kept rows beside its dropped rows).

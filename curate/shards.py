@@ -198,6 +198,23 @@ def split_dropped(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return kept, dropped
 
 
+def restored(dropped: pl.DataFrame, schema: Schema | None) -> pl.DataFrame:
+    """Dropped rows with the types of ``schema`` (the step's, which their columns had on the way
+    in) where DuckDB handed them back in its own (:func:`curate.schema.restorable`): a table step
+    streaming rows through DuckDB stored its dropped millisecond timestamps as microseconds, Paris
+    times as UTC, arrays as lists, and the lineage showed other types than the table."""
+    if not schema or not dropped.width:
+        return dropped
+    casts = [pl.col(n).cast(schema[n], strict=True) for n, d in dropped.schema.items()
+             if n in schema and d != schema[n] and schema[n] != pl.Null and restorable(d, schema[n])]
+    if not casts:
+        return dropped
+    try:
+        return dropped.with_columns(casts)
+    except pl.exceptions.PolarsError:  # values that do not fit: stored as they came, not lost
+        return dropped
+
+
 def compacted(part: pl.DataFrame, parent_rows: int) -> pl.DataFrame:
     """``part`` (rows filtered out of a frame of ``parent_rows``) with buffers of its own.
 
@@ -380,7 +397,7 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
     check_nothing_lost(step, task.index, table.lazy(), uids_of([kept, dropped]))
     check_free(task.output_dir, ctx.min_free_disk, f"step '{step.label}' before storing shard {task.index}")
     files = {relative(task.output, task.output_dir): write_shard(kept, task.output),
-             relative(task.dropped, task.output_dir): write_shard(dropped, task.dropped)}
+             relative(task.dropped, task.output_dir): write_shard(restored(dropped, expected), task.dropped)}
     stats = ShardStats(
         index=task.index,
         rows_in=table.height,
@@ -477,7 +494,7 @@ class ShardWriter:
     def _flush_dropped(self) -> None:
         self._check_free(f"dropped rows {self.dropped_index}")
         path = self.output_dir / "dropped" / f"shard-{self.dropped_index:05d}.parquet"
-        self._writes.submit(pl.concat(self.pending_dropped, how="diagonal_relaxed"), path)
+        self._writes.submit(restored(pl.concat(self.pending_dropped, how="diagonal_relaxed"), self.expected), path)
         self.dropped_index += 1
         self.pending_dropped = []
         self.dropped_rows = 0

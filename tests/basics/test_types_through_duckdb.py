@@ -9,6 +9,7 @@ column it passes on with its input type."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -45,3 +46,10 @@ def test_columns_keep_their_types_and_values_through_duckdb(pm, workdir, step):
     assert 0 < out.height < ROWS
     assert {name: out.schema[name] for name in TABLE.columns} == dict(TABLE.schema)
     assert out.drop("uid").sort("url").equals(TABLE.filter(pl.col("url").is_in(out["url"].to_list())).sort("url"))
+    # the dropped rows, the lineage's, keep them too
+    record = next(r for r in manifest["steps"] if r["label"] == step["step"])
+    dropped = pl.concat([pl.read_parquet(f) for f in sorted((Path(record["path"]) / "dropped").glob("*.parquet"))])
+    assert dropped.height == ROWS - out.height
+    assert {name: dropped.schema[name] for name in TABLE.columns} == dict(TABLE.schema)
+    assert dropped.select(TABLE.columns).sort("url").equals(
+        TABLE.filter(~pl.col("url").is_in(out["url"].to_list())).sort("url"))
