@@ -6,19 +6,11 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import (
-    UnsafeSQL,
-    bind,
-    check_expression,
-    explain,
-    not_row_local,
-    shard_connection,
-    time_limit,
-    warn_unrepeatable,
-)
+from curate.duck import UnsafeSQL, bind, check_expression, explain, shard_connection, time_limit
 from curate.errors import StepError
 from curate.params import Params
 from curate.schema import DROP_REASON, Schema
+from curate.sqltree import not_row_local, warn_unrepeatable
 from curate.step import Step, StepContext
 
 

@@ -16,15 +16,13 @@ from curate.duck import (
     create_input_view,
     explain,
     lock_down,
-    query_not_row_local,
-    query_order,
     shard_connection,
     stream,
     time_limit,
-    warn_unrepeatable,
 )
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema, restorable
+from curate.sqltree import query_not_row_local, query_order, warn_unrepeatable
 from curate.step import Step, StepContext, TableInput
 
 

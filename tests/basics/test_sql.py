@@ -144,7 +144,7 @@ REORDERING = [
     *[(query, "unordered") for query in REORDERING],
 ])
 def test_which_queries_keep_the_input_order(query, order):
-    from curate.duck import query_order
+    from curate.sqltree import query_order
 
     assert query_order(query) == order
 
@@ -204,14 +204,14 @@ def test_any_reordering_query_keeps_the_input_order(pm, tmp_path, table, query, 
     ("SELECT * FROM input WHERE length(alt_text) > 3", []),
 ])
 def test_what_makes_a_query_unrepeatable(query, said):
-    from curate.duck import unrepeatable
+    from curate.sqltree import unrepeatable
 
     found = unrepeatable(query)
     assert len(found) == len(said) and all(any(s in f for f in found) for s in said), found
 
 
 def test_steps_warn_when_their_sql_is_unrepeatable(pm, tmp_path):
-    from curate.duck import UnrepeatableWarning
+    from curate.sqltree import UnrepeatableWarning
 
     table = pl.DataFrame({"uid": ["a", "b"], "url": ["u", "u"], "alt_text": ["x", "y"]})
     with pytest.warns(UnrepeatableWarning, match="step 'sql': its query keeps any row of each DISTINCT ON group"):
@@ -238,3 +238,14 @@ def test_per_shard_takes_a_constant_subquery(pm):
     table = pl.DataFrame({"uid": ["a", "b"], "url": ["u", "v"], "alt_text": ["t", "w"]})
     result = run_step("sql", table, {"query": "SELECT * FROM input WHERE url = (SELECT 'u')", "per_shard": True}, pm=pm)
     assert result.kept["uid"].to_list() == ["a"]
+
+
+def test_a_duration_passed_through_the_query_is_refused_with_how_to_select_it(pm):
+    """DuckDB holds a Duration as an INTERVAL, which Polars' reader panicked on at validation (column-types probe)."""
+    import datetime as dt
+
+    table = pl.DataFrame({"uid": ["a"], "url": ["u"], "alt_text": ["t"], "took": [dt.timedelta(seconds=1)]})
+    with pytest.raises(SpecError, match=r"its result column 'took' is an INTERVAL.*SELECT \* EXCLUDE \(\"took\"\)"):
+        run_step("sql", table, {"query": "SELECT * FROM input"}, pm=pm)
+    kept = run_step("sql", table, {"query": "SELECT * EXCLUDE (took) FROM input"}, pm=pm)
+    assert kept.kept["uid"].to_list() == ["a"]
