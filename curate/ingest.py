@@ -175,7 +175,8 @@ def ingest(
             raise problem from None
     shards = writer.close(empty_schema=schema)
     if has_uid:
-        _check_unique(con, kept_files() if kept_files is not None else in_shard_order((out_dir / "data").glob("*.parquet")))
+        stored = kept_files() if kept_files is not None else in_shard_order((out_dir / "data").glob("*.parquet"))
+        _check_unique(con, stored)
     con.close()
     remove_tree(staging)
     stats = {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {},

@@ -437,7 +437,8 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
         if not ref.uids:
             return f"(SELECT s.{UID}, {columns} FROM {ordered})"
         uids = [confine(path) for path in in_shard_order((step_dir / "uids").glob("shard-*.parquet"))]
-        return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN read_parquet({_parquet_list(uids)}{read_option()}) u)"
+        uid_files = f"read_parquet({_parquet_list(uids)}{read_option()})"
+        return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN {uid_files} u)"
     labels = record.get("fused") or []
     if record["label"] not in labels or labels[-1] == record["label"]:
         return None
@@ -457,7 +458,8 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
     columns = [quote(c) for c in record.get("columns", {}) if c in present]
     if not files or not columns:
         return None
-    return f"(SELECT {', '.join(columns)} FROM read_parquet({_parquet_list(files)}, union_by_name = true{read_option()}))"
+    rows = f"read_parquet({_parquet_list(files)}, union_by_name = true{read_option()})"
+    return f"(SELECT {', '.join(columns)} FROM {rows})"
 
 
 def _create_views(con, manifest: dict[str, Any]) -> None:

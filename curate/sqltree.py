@@ -71,7 +71,8 @@ def _beyond_plain_select(query: str) -> list[str]:
     except (duckdb.Error, KeyError, IndexError, TypeError):
         return ["something curate cannot read"]
     if node.get("type") != "SELECT_NODE":
-        return ["a set operation (UNION, EXCEPT…)" if node.get("type") == "SET_OPERATION_NODE" else "not a plain SELECT"]
+        kind = node.get("type")
+        return ["a set operation (UNION, EXCEPT…)" if kind == "SET_OPERATION_NODE" else "not a plain SELECT"]
     found: list[str] = []
     modifiers = {m.get("type") for m in node.get("modifiers") or [] if isinstance(m, dict)}
     for modifier, said in (("ORDER_MODIFIER", "an ORDER BY"), ("LIMIT_MODIFIER", "a LIMIT"),

@@ -29,8 +29,9 @@ from curate.step import Step, StepContext, TableInput
 class SqlParams(Params):
     query: str = Field(..., min_length=1, description="one DuckDB SELECT over the table `input`; must keep `uid`. "
                        "It may read files (read_csv…) unless the run is --untrusted")
-    per_shard: bool = Field(False, description="run the query shard by shard; it must be a row-local SELECT … FROM input WHERE … (no join, "
-                            "subquery over the table, aggregate, window, DISTINCT, ORDER BY or LIMIT: refused)")
+    per_shard: bool = Field(False, description="run the query shard by shard; it must be a row-local "
+                            "SELECT … FROM input WHERE … (no join, subquery over the table, aggregate, window, "
+                            "DISTINCT, ORDER BY or LIMIT: refused)")
     drop_reason: str = Field("sql", min_length=1, description="reason recorded for input rows the query leaves out")
 
 
