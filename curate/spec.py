@@ -38,7 +38,10 @@ class SourceSpec(_Model):
         default_factory=dict, description="canonical name ← source column, e.g. {url: URL, alt_text: TEXT}"
     )
     keep: list[str] | None = Field(None, description="extra source columns to keep (default: all)")
-    uid_columns: list[str] = Field(["url", "alt_text"], description="canonical columns the uid is derived from")
+    uid_columns: list[str] = Field(["url", "alt_text"], description="canonical columns the uid is derived from "
+                                   "(each as DuckDB writes it as text: a number read from CSV is its text in the "
+                                   "file, '1e-7', from Parquet DuckDB's, '1e-07', so uids over numbers differ "
+                                   "between the two)")
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -107,8 +107,9 @@ def _csv_cell(name: str, dtype: pl.DataType) -> pl.Expr:
     column = _as_text(pl.col(name), dtype, durations=True) if _holds(dtype, _BYTES + (pl.Duration,)) else pl.col(name)
     if not dtype.is_nested():  # bytes (base64) or a duration (ISO 8601, as jsonl writes it)
         return column.alias(name)
-    if isinstance(dtype, pl.Struct):
-        return column.struct.json_encode().alias(name)
+    if isinstance(dtype, pl.Struct):  # a null struct is an empty field, as every other null (it was "null")
+        text = column.struct.json_encode()
+        return pl.when(column.is_null()).then(pl.lit(None, pl.Utf8)).otherwise(text).alias(name)
     key = json.dumps(name)  # the list as JSON: wrapped in a struct {name: list} to encode, then unwrapped
     text = pl.struct(column.alias(name)).struct.json_encode().str.strip_prefix("{" + key + ":").str.strip_suffix("}")
     return pl.when(column.is_null()).then(pl.lit(None, pl.Utf8)).otherwise(text).alias(name)

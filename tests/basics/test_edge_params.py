@@ -102,14 +102,16 @@ def test_the_csv_sink_writes_each_list_so_that_it_reads_back_as_it_was(write_spe
     lists = [[1, None, 3], [1, 3], [None], [], None]
     texts = [["a|b"], ["a", "b"], [""], [None], []]
     table = pl.DataFrame({"uid": list("abcde"), "url": list("uvwxy"), "alt_text": list("tsrqp"), "n": lists,
-                          "words": texts, "fixed": pl.Series([[1, None]] * 5, dtype=pl.Array(pl.Int64, 2))})
+                          "words": texts, "fixed": pl.Series([[1, None]] * 5, dtype=pl.Array(pl.Int64, 2)),
+                          "st": [{"k": 1}, None, {"k": None}, {"k": 2}, {"k": 3}]})
     write_spec({"name": "lists", "source": {"path": "data.parquet"}, "steps": [],
                 "outputs": [{"format": "csv", "path": "o.csv"}], "run": {"dir": "run", "report": False}}, table=table)
     assert curate_main("run", "spec.yaml", "--quiet").code == 0
-    csv = pl.read_csv(workdir / "run" / "o.csv", schema_overrides={"n": pl.Utf8, "words": pl.Utf8, "fixed": pl.Utf8})
+    csv = pl.read_csv(workdir / "run" / "o.csv", schema_overrides=dict.fromkeys(["n", "words", "fixed", "st"], pl.Utf8))
     assert [None if cell is None else json.loads(cell) for cell in csv["n"]] == lists
     assert [json.loads(cell) for cell in csv["words"]] == texts
     assert [json.loads(cell) for cell in csv["fixed"]] == [[1, None]] * 5
+    assert csv["st"][1] is None and json.loads(csv["st"][2]) == {"k": None}  # a null struct: an empty field
 
 
 def test_two_uids_that_hash_to_one_number_are_named(write_spec, curate_main, workdir, monkeypatch):
@@ -146,6 +148,7 @@ def test_bytes_inside_lists_and_structs_and_durations_are_written_as_text(write_
     assert lines[0]["thumbs"] == [b64, None] and lines[1]["thumbs"] is None
     assert lines[0]["meta"] == {"raw": base64.b64encode(b"xy").decode(), "n": 1} and lines[1]["meta"]["raw"] is None
     csv = pl.read_csv(workdir / "run" / "o.csv")
+    assert json.loads(csv["meta"][1]) == {"raw": None, "n": 2}
     assert json.loads(csv["thumbs"][0]) == [b64, None] and csv["thumbs"][1] is None
     assert csv["took"].to_list() == ["PT1.5S", None] and json.loads(csv["laps"][0]) == ["PT1S"]
 
