@@ -89,6 +89,27 @@ def test_open_clip_train_trains_on_the_webdataset_export_and_eval_reads_the_worl
     assert metrics["n_eval"] == 50
 
 
+@pytest.mark.filterwarnings("ignore")  # open_clip_train and webdataset warn about CPU runs and leaked handles
+def test_one_seed_trains_one_model(tmp_path):
+    """webdataset's sample shuffle is seeded from the clock and the pid: two `curate train clip --seed 0`
+    gave two models (a test's tiny model scored 0.5 once, 1.0 otherwise). The seed now fixes the order."""
+    import torch
+    from curate_export.sinks import WebDatasetSink
+    from curate_train.clip import train_clip
+
+    table = make_store(tmp_path / "store", 32)
+    table.write_parquet(tmp_path / "input.parquet")
+    ctx = SinkContext(run_dir=tmp_path, spec_dir=tmp_path, seed=0, label="export", path="shards")
+    WebDatasetSink(WebDatasetSink.Params(store_dir=str(tmp_path / "store"), samples_per_shard=16), ctx) \
+        .write(TableInput([tmp_path / "input.parquet"], dict(table.schema)))
+    weights = []
+    for run in ("first", "second"):
+        checkpoint = train_clip(tmp_path / "shards", tmp_path / "logs", name=run, epochs=1, batch_size=8, warmup=1)
+        weights.append(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_the_color_oracle_finds_the_prompted_color():
     from curate_train.diffusion import color_share
     from curate_world.vocab import COLORS
