@@ -42,7 +42,7 @@ class Sql(Step):
     that order; end it with ``uid`` so that ties too come the same way every run). DuckDB hands a
     join's, a ``DISTINCT``'s, a ``QUALIFY``'s or an ``IN (SELECT …)``'s rows back in a different
     order from run to run, and a later ``exact_dedup keep: first`` or ``sample count:`` then kept
-    different rows: such results are put back in the input's order (``curate.duck.query_order``).
+    different rows: such results are put back in the input's order (``curate.sqltree.query_order``).
 
     The query runs with the user's rights: DuckDB SQL can read files (``read_csv``), fetch URLs
     and load extensions. It must be a single SELECT (checked by parsing, at plan time and before
