@@ -89,7 +89,7 @@ def unsupported_column(schema: dict[str, pl.DataType]) -> tuple[str, str, str] |
     between them have no 128-bit integers, no decimals over 38 digits): (column, what, fix).
     They stopped the run in the source with an internal error."""
     for column, dtype in schema.items():
-        for inner in _nested(dtype):
+        for inner in nested_types(dtype):
             if inner in (pl.Int128, getattr(pl, "UInt128", pl.Int128)):
                 return (column, f"holds {inner} numbers", "write them as Int64/UInt64 if they fit, or as text "
                         "(in JSON Lines, numbers outside the 64-bit range become Int128: quote them)")
@@ -99,9 +99,10 @@ def unsupported_column(schema: dict[str, pl.DataType]) -> tuple[str, str, str] |
     return None
 
 
-def _nested(dtype: pl.DataType) -> list[pl.DataType]:
+def nested_types(dtype: pl.DataType) -> list[pl.DataType]:
+    """``dtype`` and every type inside it (a list's or array's items, a struct's fields), at any depth."""
     if isinstance(dtype, (pl.List, pl.Array)):
-        return [dtype, *_nested(dtype.inner)]
+        return [dtype, *nested_types(dtype.inner)]
     if isinstance(dtype, pl.Struct):
-        return [dtype, *(d for f in dtype.fields for d in _nested(f.dtype))]
+        return [dtype, *(d for f in dtype.fields for d in nested_types(f.dtype))]
     return [dtype]

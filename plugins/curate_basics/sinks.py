@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from curate.atomic import atomic_path
 from curate.errors import OutputError
 from curate.params import Params
-from curate.schema import UID
+from curate.schema import UID, nested_types
 from curate.sink import Sink
 from curate.step import TableInput
 
@@ -120,13 +120,7 @@ _BYTES = (pl.Binary,)
 
 def _holds(dtype: pl.DataType, kinds: tuple) -> bool:
     """Whether ``dtype`` is, or holds somewhere inside, a type of ``kinds``."""
-    if isinstance(dtype, kinds) or dtype in kinds:
-        return True
-    if isinstance(dtype, (pl.List, pl.Array)):
-        return _holds(dtype.inner, kinds)
-    if isinstance(dtype, pl.Struct):
-        return any(_holds(f.dtype, kinds) for f in dtype.fields)
-    return False
+    return any(isinstance(inner, kinds) or inner in kinds for inner in nested_types(dtype))
 
 
 def _as_text(expr: pl.Expr, dtype: pl.DataType, durations: bool) -> pl.Expr:

@@ -21,7 +21,7 @@ from curate.duck import (
     time_limit,
 )
 from curate.params import Params
-from curate.schema import DROP_REASON, UID, Schema, restorable
+from curate.schema import DROP_REASON, UID, Schema, nested_types, restorable
 from curate.sqltree import query_not_row_local, query_order, warn_unrepeatable
 from curate.step import Step, StepContext, TableInput
 
@@ -176,12 +176,8 @@ class Sql(Step):
 def _kept_as_is(bound: pl.DataType, given: pl.DataType) -> bool:
     """``bound`` (DuckDB's type of a result column) is the input column's ``given`` type as DuckDB
     holds it, categoricals aside (an sql step's categoricals and enums are text, as documented)."""
-    def categorical(dtype: pl.DataType) -> bool:
-        return isinstance(dtype, (pl.Categorical, pl.Enum)) or any(
-            categorical(inner) for inner in ([dtype.inner] if isinstance(dtype, (pl.List, pl.Array)) else
-                                             [f.dtype for f in dtype.fields] if isinstance(dtype, pl.Struct) else []))
-
-    return bound != given and not categorical(given) and restorable(bound, given)
+    categorical = any(isinstance(inner, (pl.Categorical, pl.Enum)) for inner in nested_types(given))
+    return bound != given and not categorical and restorable(bound, given)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
