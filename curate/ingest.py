@@ -30,7 +30,7 @@ from curate.shards import (
 from curate.source import Source
 from curate.spec import SourceSpec
 from curate.step import StepContext
-from curate.uids import BYTES_PER_REPEAT, Content, derived_uids
+from curate.uids import BYTES_PER_REPEAT, Content, check_distinct, derived_uids
 
 REQUIRED = (URL, ALT_TEXT)
 # The staged copy lives only until the source's shards are written: a fast codec (lz4) rather
@@ -177,6 +177,9 @@ def ingest(
     if has_uid:
         stored = kept_files() if kept_files is not None else in_shard_order((out_dir / "data").glob("*.parquet"))
         _check_unique(con, stored)
+    elif relation is not None:
+        holding = out_dir / ("uids" if by_reference else "data")  # stored, they hold every derived uid
+        check_distinct(con, in_shard_order(holding.glob("*.parquet")), writer.rows_in, tuple(spec.uid_columns))
     con.close()
     remove_tree(staging)
     stats = {"rows_in": writer.rows_in, "rows_out": writer.rows_out, "shards": shards, "dropped": {},

@@ -9,10 +9,13 @@ from datetime import datetime
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import curate.ingest
+import curate.uids
+from curate.errors import SourceError
 from curate.testing import run_spec
 from curate.testing import strategies as cst
 from curate.testing.runner import read_step_output
@@ -140,3 +143,32 @@ def test_memory_bytes_reads_duckdbs_rounded_limit():
     for setting, expected in (("256MB", 256e6), ("4GB", 4e9), ("1GiB", 2**30)):
         con.execute(f"SET memory_limit='{setting}'")
         assert abs(memory_bytes(con) - expected) / expected < 0.02  # one decimal: 3.7 GiB
+
+
+@pytest.mark.parametrize("source", [
+    {"path": "d.parquet"},  # read in place, its rows stored
+    {"path": "d.csv", "format": "csv"},  # staged
+    {"path": "d.parquet", "fuse": True},  # read in place, heading a group: only its uids stored
+])
+def test_two_contents_sharing_a_derived_uid_are_refused(pm, tmp_path, monkeypatch, source):
+    """A derived uid is 64 bits of an md5, so past ~10^9 rows two contents share one: one row's
+    lineage then stood for both. Shortened to 2 hex digits, 300 contents must share some."""
+    monkeypatch.setattr(curate.uids, "UID_DIGITS", 2)
+    monkeypatch.setattr(curate.uids, "CHECKED_FROM_ROWS", 0)
+    table = pl.DataFrame({"url": [f"http://e.com/{i}" for i in range(300)], "alt_text": ["x"] * 300})
+    table.write_csv(tmp_path / "d.csv")
+    fuse = source.pop("fuse", False)
+    spec = {"source": source, "steps": [{"step": "filter", "params": {"where": "true"}}],
+            "run": {"report": False, "fuse_heads": fuse}}
+    with pytest.raises(SourceError, match=r"rows of different content got one uid: '[0-9a-f]{2}' \(\d+ rows\)") as err:
+        run_spec(spec, tmp_path, tables={"d.parquet": table}, pm=pm)
+    assert "url, alt_text (source.uid_columns)" in str(err.value)
+    assert "source.uid_columns" in err.value.hint
+
+
+def test_derived_uids_of_repeated_contents_pass_the_check(pm, tmp_path, monkeypatch):
+    monkeypatch.setattr(curate.uids, "CHECKED_FROM_ROWS", 0)
+    table = pl.DataFrame({"url": ["http://e.com/a", "http://e.com/b"] * 50, "alt_text": ["x"] * 100})
+    manifest = run_spec({"source": {"path": "d.parquet"}}, tmp_path, tables={"d.parquet": table}, pm=pm)
+    uids = read_step_output(manifest, "source")["uid"].to_list()
+    assert uids == reference_uids(list(table.iter_rows())) and len(set(uids)) == 100
