@@ -134,6 +134,10 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     the reader to report. ``limit`` counts bytes: the whole lines within it are read, the same
     lines a copy of the file's first ``limit`` bytes holds."""
     first: dict[str, tuple[str, int]] = {}
+    # A key holding both a fraction and a whole number no float holds exactly (past 2^53) is
+    # read as floats, that number rounded (9007199254740993 became 9007199254740992.0).
+    fraction: dict[str, tuple[object, int]] = {}
+    inexact: dict[str, tuple[object, int]] = {}
     read = 0
     number = 0
     with open(path, "rb") as handle:  # lines end at b"\n" only, as the reader splits them
@@ -150,9 +154,28 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
                     continue
                 seen = first.setdefault(key, (kind, number))
                 if seen[0] != kind:
-                    return JsonScan(Location(number, None, f"{key!r} is {kind} ({_shown(item)}) where line {seen[1]} "
-                                                           f"has {seen[0]}"), number, False, read)
+                    problem = (f"{key!r} is {kind} ({_shown(item)}) where line {seen[1]} has {seen[0]}: "
+                               "the reader would turn its values into text")
+                    return JsonScan(Location(number, None, problem), number, False, read)
+                if type(item) is float:
+                    fraction.setdefault(key, (item, number))
+                elif type(item) is int and not exact_as_float(item):
+                    inexact.setdefault(key, (item, number))
+                if key in fraction and key in inexact:
+                    (whole, at), (other, line) = inexact[key], fraction[key]
+                    return JsonScan(Location(number, None, f"{key!r} is {_shown(whole)} on line {at}, a whole number a "
+                                                           f"float cannot hold exactly, and {_shown(other)} on line "
+                                                           f"{line}: the reader would read them as floats and round "
+                                                           "the first"), number, False, read)
     return JsonScan(None, number, True, read)
+
+
+def exact_as_float(number: int) -> bool:
+    """A float holds ``number`` exactly (every whole number up to 2^53, some past it)."""
+    try:
+        return int(float(number)) == number
+    except OverflowError:  # past a float's range
+        return False
 
 
 def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: JsonScan,
@@ -174,7 +197,8 @@ def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: 
                 continue
             for key, item in value.items():
                 if type(item) in accepted.get(key, _NULL_ONLY) and (
-                        key not in bounds or type(item) is not int or bounds[key][0] <= item <= bounds[key][1]):
+                        key not in bounds or type(item) is not int or bounds[key][0] <= item <= bounds[key][1]) and (
+                        type(item) is not int or key in bounds or exact_as_float(item)):
                     continue
                 return Location(number, None, _past_scan_problem(key, item, columns, where))
     return None
@@ -188,6 +212,9 @@ def _past_scan_problem(key: str, item: object, columns: dict[str, pl.DataType], 
         return f"{key!r} is {kind} ({_shown(item)}) but null on every line of {where}, from which its type was read"
     if dtype in _INTEGER_BOUNDS and kind == "a number":
         return f"{key!r} is {_shown(item)}, not a whole number within {dtype}, where {where} have only such numbers"
+    if dtype.is_float() and type(item) is int:
+        return (f"{key!r} is {_shown(item)}, a whole number a float cannot hold exactly, where {where} have "
+                f"fractions: the reader would round it")
     return f"{key!r} is {kind} ({_shown(item)}) where {where} have {_column_kind(dtype)}"
 
 

@@ -439,10 +439,9 @@ class JsonlSource(FileSource):
             scanned = first_mixed_json_type(path, JSONL_SCAN_LIMIT)
             if scanned.mixed is not None:
                 raise SourceError(
-                    f"cannot read {path} as jsonl, {scanned.mixed.render()}: the reader would turn its "
-                    "values into text",
-                    "give each key one JSON type on every line (quote numbers meant as text, null for none), "
-                    "or convert the file to Parquet with the types declared",
+                    f"cannot read {path} as jsonl, {scanned.mixed.render()}",
+                    "give each key one JSON type on every line (quote numbers meant as text, ids past 2^53 "
+                    "among fractions too; null for none), or convert the file to Parquet with the types declared",
                 )
             lines = None if scanned.complete else max(JSONL_INFER_MIN_LINES, scanned.lines)
             known[key] = (dict(pl.scan_ndjson(path, infer_schema_length=lines).collect_schema()), scanned)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import curate_basics.decode
 import curate_basics.sources
-from curate.errors import SourceError, SpecError
+from curate.errors import CurateError, SourceError, SpecError
 from curate.plan import make_plan
 from curate.spec import load_spec
 from curate.testing import run_spec
@@ -235,6 +235,53 @@ def test_a_jsonl_file_is_read_as_a_whole_scan_reads_it_or_refused(tmp_path_facto
         return
     assert scanned.equals(whole.select(scanned.columns))
     assert all(whole[c].null_count() == whole.height for c in whole.columns if c not in scanned.columns)
+
+
+def test_a_jsonl_whole_number_a_float_cannot_hold_among_fractions_is_refused(pm, workdir):
+    """Read as floats, 9007199254740993 became 9007199254740992.0 without a word (an id past 2^53
+    in a key that also holds a fraction)."""
+    jsonl(workdir / "d.jsonl", [{"url": "u1", "alt_text": "a", "n": 9007199254740993},
+                                {"url": "u2", "alt_text": "b", "n": 1.5}])
+    with pytest.raises(CurateError, match="line 2: 'n' is 9007199254740993 on line 1, a whole number a float cannot "
+                                          "hold exactly, and 1.5 on line 2: the reader would read them as floats"):
+        run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
+    jsonl(workdir / "d.jsonl", [{"url": "u1", "alt_text": "a", "n": 2**60}, {"url": "u2", "alt_text": "b", "n": 1.5},
+                                {"url": "u3", "alt_text": "c", "n": 9007199254740993.0}])  # exact, or a float as written
+    out = read_step_output(run_spec({"source": {"path": str(workdir / "d.jsonl")}}, workdir / "exact", pm=pm),
+                           "source")
+    assert out["n"].to_list() == [2.0**60, 1.5, 9007199254740992.0]
+
+
+def test_a_jsonl_whole_number_a_float_cannot_hold_past_the_scan_is_refused(pm, workdir):
+    big_jsonl(workdir / "d.jsonl", {"n": 9007199254740993}, early={"n": 0.5})
+    with pytest.raises(SourceError, match="line 201: 'n' is 9007199254740993, a whole number a float cannot hold "
+                                          "exactly, where the first 32 MiB have fractions: the reader would round it"):
+        run_spec({"source": {"path": "d.jsonl"}}, workdir, pm=pm)
+
+
+json_numbers = st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(-1e20, 1e20, allow_nan=False),
+                         st.integers(2**53 - 3, 2**53 + 3))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(numbers=st.lists(json_numbers, min_size=1, max_size=12), limit=st.integers(1, 400))
+def test_jsonl_numbers_are_read_as_written_or_refused(tmp_path_factory, monkeypatch, numbers, limit):
+    """Each number reads back equal to what the file says (an int as that int, a float as that
+    float), or the source is refused; never a rounded one."""
+    from curate.source import SourceContext
+    from curate_basics.sources import JsonlSource
+
+    path = tmp_path_factory.mktemp("numbers") / "d.jsonl"
+    jsonl(path, [{"url": f"u{i}", "alt_text": "t", "n": n} for i, n in enumerate(numbers)])
+    monkeypatch.setattr(curate_basics.sources, "JSONL_SCAN_LIMIT", limit)
+    source = JsonlSource(JsonlSource.Params(), SourceContext(path.parent, path.parent, 0, str(path)))
+    try:
+        source.schema()
+        read = pl.concat([frame.collect() for frame in source.scan()])["n"].to_list()
+    except SourceError:
+        return
+    assert all(type(r) is type(n) or isinstance(r, float) for r, n in zip(read, numbers, strict=True))
+    assert read == numbers
 
 
 # -- 3. special files ---------------------------------------------------------------------------
