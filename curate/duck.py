@@ -184,7 +184,12 @@ def frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
 
 
 def stream(con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int = 100_000) -> Iterator[pl.DataFrame]:
-    """Run ``sql`` and yield its result as polars frames, without materialising it whole."""
+    """Run ``sql`` and yield its result as polars frames of about ``batch_rows`` rows each,
+    without materialising it whole.
+
+    DuckDB ends a batch where a file ends, so a scan of 2,000 small Parquet files came as 2,000
+    frames of 10 rows, and each frame's fixed cost (~5 ms through the source step) made the
+    read 16 s for 20,000 rows; batches are gathered into frames of ``batch_rows`` first."""
     relation = con.sql(sql)
     if relation is None:
         return
@@ -193,11 +198,25 @@ def stream(con: duckdb.DuckDBPyConnection, sql: str, batch_rows: int = 100_000) 
         reader = relation.to_arrow_reader(batch_rows)
     else:  # DuckDB < 1.4
         reader = relation.fetch_arrow_reader(batch_rows)
+    pending: list[Any] = []
+    rows = 0
     for batch in reader:
-        out = pl.from_arrow(batch)
-        assert isinstance(out, pl.DataFrame)
-        if out.height:
-            yield out
+        if batch.num_rows:
+            pending.append(batch)
+            rows += batch.num_rows
+        if rows >= batch_rows:
+            yield _frame_of(pending, reader.schema)
+            pending, rows = [], 0
+    if pending:
+        yield _frame_of(pending, reader.schema)
+
+
+def _frame_of(batches: list[Any], schema: Any) -> pl.DataFrame:
+    import pyarrow as pa
+
+    out = pl.from_arrow(batches[0] if len(batches) == 1 else pa.Table.from_batches(batches, schema=schema))
+    assert isinstance(out, pl.DataFrame)
+    return out
 
 
 def create_input_view(con: duckdb.DuckDBPyConnection, table: TableInput, name: str = "input",
@@ -228,17 +247,26 @@ _HAS_FILE_INDEX: dict[str, bool] = {}
 
 
 def _file_index_sql(con: duckdb.DuckDBPyConnection, paths: list[str]) -> str:
-    """Each row's file position: DuckDB's ``file_index`` virtual column where it has one (1.3+),
-    else a CASE over the file name (one comparison per file, on a value constant per chunk)."""
+    return file_position_sql("_shard", paths, con)
+
+
+def file_position_sql(column: str, paths: list[str], con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """Each row's file position in ``paths`` (a ``read_parquet`` over that list, ``column``
+    naming its file): DuckDB's ``file_index`` virtual column where it has one (1.3+), else a CASE
+    over the file name, one comparison per file for every row (0.4 ms a row over 2,000 files)."""
     if "on" not in _HAS_FILE_INDEX:
+        probe = con or connect()
         try:
-            con.sql(f"SELECT file_index FROM read_parquet([{paths[0]}]) LIMIT 0").fetchall()
+            probe.sql(f"SELECT file_index FROM read_parquet([{paths[0]}]) LIMIT 0").fetchall()
             _HAS_FILE_INDEX["on"] = True
         except duckdb.Error:
             _HAS_FILE_INDEX["on"] = False
+        finally:
+            if con is None:
+                probe.close()
     if _HAS_FILE_INDEX["on"]:
         return "file_index"
-    return position_case("_shard", paths)
+    return position_case(column, paths)
 
 
 def position_case(column: str, paths: list[str]) -> str:

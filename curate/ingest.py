@@ -15,6 +15,7 @@ import polars as pl
 
 from curate.duck import literal, memory_bytes, quote, stream
 from curate.errors import CurateError, SourceError
+from curate.footers import arrow_metadata, polars_schema
 from curate.keptref import KeptReference
 from curate.parquet_nan import read_option
 from curate.runfiles import remove_tree
@@ -207,7 +208,7 @@ def in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> Kept
         return None
     mapping = dict(spec.columns)
     for path in files:
-        raw = dict(pl.read_parquet_schema(path))
+        raw = polars_schema(path)
         if "_source_file" in raw or "file_row_number" in raw:  # the names of the columns added below
             return None
         if _duckdb_reads_otherwise(path):
@@ -218,7 +219,7 @@ def in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> Kept
                 continue
             if raw.get(column) != dtype:
                 return None
-    has_uid = mapping.get(UID, UID) in dict(pl.read_parquet_schema(files[0]))
+    has_uid = mapping.get(UID, UID) in polars_schema(files[0])
     # uid comes first in the schema; without one in the files curate derives it
     select = [(mapping.get(c, c), c) for c in schema if has_uid or c != UID]
     # absolute: kept.json is read from anywhere; the file's index in the list is its position in
@@ -234,12 +235,13 @@ def _duckdb_reads_otherwise(path: Path) -> bool:
     36-character text), an INT96 timestamp (nanoseconds cut to microseconds) or a date64. Such a
     file is staged: Polars reads it and writes what DuckDB then reads right."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    metadata = arrow_metadata(path)
+    if metadata is None:  # the staged read says what is wrong with the file
+        return True
     try:
-        parquet = pq.ParquetFile(path)
-        arrow = parquet.schema_arrow
-    except Exception:  # the staged read says what is wrong with the file
+        arrow = metadata.schema.to_arrow_schema()
+    except Exception:
         return True
 
     def odd(dtype: pa.DataType) -> bool:
@@ -255,7 +257,7 @@ def _duckdb_reads_otherwise(path: Path) -> bool:
 
     if any(odd(field.type) for field in arrow):
         return True
-    columns = [parquet.schema.column(i) for i in range(len(parquet.schema))]
+    columns = [metadata.schema.column(i) for i in range(len(metadata.schema))]
     # a UUID another writer (DuckDB, Spark) marked in Parquet alone: Polars reads its 16 bytes
     return any(c.physical_type == "INT96" or str(c.logical_type) == "UUID" for c in columns)
 

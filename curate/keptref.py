@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curate.duck import literal, position_case, quote
+from curate.duck import file_position_sql, literal, quote
 from curate.parquet_nan import read_option
 from curate.runfiles import read_json
 
@@ -39,7 +39,7 @@ class KeptReference:
         selected columns. ``read_parquet`` keeps the list's file order and each file's row order."""
         paths = [literal(path) for path in self.files]
         selected = ", ".join(f"{quote(column)} AS {quote(name)}" for column, name in self.select)
-        return (f"(SELECT CAST({position_case('_source_file', paths)} AS INTEGER) AS _file, "
+        return (f"(SELECT CAST({file_position_sql('_source_file', paths)} AS INTEGER) AS _file, "
                 f"CAST(file_row_number AS BIGINT) AS _row, {selected} FROM read_parquet([{', '.join(paths)}], "
                 f"filename = '_source_file', file_row_number = true, union_by_name = true{read_option()}))")
 

@@ -16,6 +16,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from curate.errors import SourceError
+from curate.footers import arrow_metadata, polars_schema
 from curate.params import Params
 from curate.runfiles import (
     UNTRUSTED_READS,
@@ -52,6 +53,15 @@ class FileSource(BucketObjects, Source):
     extensions: ClassVar[tuple[str, ...]] = ()
 
     def files(self) -> list[Path]:
+        """The source's files in reading order, listed once per source: planning, the source's
+        fingerprint and its read each asked again (~0.4 s per listing of 2,000 files), and
+        one listing keeps them reading the same files."""
+        listed = self.__dict__.get("_listed")
+        if listed is None:
+            listed = self.__dict__["_listed"] = self._list_files()
+        return list(listed)
+
+    def _list_files(self) -> list[Path]:
         raw = self.ctx.path
         if not raw:
             raise SourceError(f"a '{self.format}' source needs source.path", "a file, a glob or a directory")
@@ -299,7 +309,7 @@ class ParquetSource(FileSource):
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         _refuse_unknown_time_zones(path)
-        return dict(pl.read_parquet_schema(path))  # the footer only
+        return polars_schema(path)  # the footer only, read once (curate.footers)
 
     def parquet_files(self) -> list[Path] | None:
         return None if self._lossy else self.files()  # mended strings need the copy staging makes
@@ -492,11 +502,13 @@ def _refuse_unknown_time_zones(path: Path) -> None:
     Arrow writers allow) made Polars' footer reader panic: a Rust backtrace, then Python's. Read the
     zones with pyarrow first and ask Polars about each, which it answers with an error."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    metadata = arrow_metadata(path)
+    if metadata is None:  # not Parquet pyarrow reads: Polars' reader says what is wrong
+        return
     try:
-        schema = pq.read_schema(path)
-    except Exception:  # not Parquet pyarrow reads: Polars' reader says what is wrong
+        schema = metadata.schema.to_arrow_schema()
+    except Exception:
         return
 
     def zones(name: str, dtype: pa.DataType) -> list[tuple[str, str]]:

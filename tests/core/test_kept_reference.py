@@ -173,3 +173,24 @@ def test_a_reference_naming_other_files_than_the_source_is_not_reused(pm, tmp_pa
     assert stored(manifest) == clean
     con = duckdb.connect(str(workdir / "run" / DATABASE), read_only=True)
     assert "TOPSECRET" not in str(con.sql('SELECT * FROM "00_source"').fetchall())
+
+
+@settings(max_examples=20, deadline=None)
+@given(order=st.permutations(range(6)), repeat=st.booleans())
+def test_a_references_file_position_is_its_place_in_the_list(tmp_path_factory, order, repeat):
+    """``_file`` is the file's index in the reference's list, in any order and with differing
+    columns (DuckDB's ``file_index``; the CASE over 2,000 file names it replaced cost 0.4 ms a row)."""
+    base = tmp_path_factory.mktemp("position")
+    files = []
+    for i in order:
+        path = base / f"f{i}.parquet"
+        columns = {"a": [f"{i}-{k}" for k in range(i + 1)]} | ({"b": [1] * (i + 1)} if i % 2 else {})
+        pl.DataFrame(columns).write_parquet(path)
+        files.append(path.as_posix())
+    if repeat:  # a file listed twice is read twice, at both places
+        files.append(files[0])
+    reference = KeptReference(tuple(files), (("a", "a"),), uids=True, columns=("a",))
+    read = duckdb.connect().sql(f"SELECT _file, _row, a FROM {reference.relation()}").pl()
+    expected = [(place, row, pl.read_parquet(path)["a"][row]) for place, path in enumerate(files)
+                for row in range(pl.read_parquet(path).height)]
+    assert sorted(read.iter_rows()) == sorted(expected)
