@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,11 +34,12 @@ NO_AUTO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_ext
 TIME_ZONE = "UTC"
 
 
-def connect(untrusted: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(untrusted: bool = False, settings: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     """A new in-memory connection that never installs or loads an extension by itself and works
     in UTC (its cursors too); ``untrusted``: with no external access either (no file, network or
-    extension access)."""
-    con = duckdb.connect(config={**NO_AUTO_EXTENSIONS, **({"enable_external_access": False} if untrusted else {})})
+    extension access); ``settings``: more of DuckDB's configuration, set as it opens."""
+    con = duckdb.connect(config={**NO_AUTO_EXTENSIONS, **(settings or {}),
+                                 **({"enable_external_access": False} if untrusted else {})})
     _in_utc(con, "GLOBAL")
     return con
 
@@ -60,7 +63,7 @@ def _in_utc(con: duckdb.DuckDBPyConnection, scope: str) -> duckdb.DuckDBPyConnec
     return con
 
 
-def shard_connection(untrusted: bool = False) -> duckdb.DuckDBPyConnection:
+def shard_connection(untrusted: bool = False, ctx: Any = None) -> duckdb.DuckDBPyConnection:
     """This thread's in-memory connection for per-shard queries (filter, sample's draws).
 
     Opening a connection and registering a frame cost more than the query on a 100k-row
@@ -69,13 +72,31 @@ def shard_connection(untrusted: bool = False) -> duckdb.DuckDBPyConnection:
 
     ``untrusted``: a separate connection with external access disabled (no file, network or
     extension access), for SQL written by someone else (``run.untrusted`` / ``--untrusted``).
+    ``ctx``: the step's ``StepContext``: the connection then keeps to ``run.memory_limit`` and
+    spills to the run's ``tmp/duckdb`` (without it DuckDB takes up to 80 % of the machine's memory,
+    a filter of a 64MB run used 1.07 GB, and spills to ``.tmp`` in the working directory).
     """
     attribute = "locked_con" if untrusted else "con"
-    con = getattr(_local, attribute, None)
-    if con is None:
-        con = connect(untrusted)
-        setattr(_local, attribute, con)
-    return con
+    cached = getattr(_local, attribute, None)
+    run = (ctx.memory_limit, ctx.run_dir) if ctx is not None else None
+    if cached is None or (run is not None and cached[1] != run):
+        if cached is not None:
+            cached[0].close()
+        if ctx is None:
+            con = connect(untrusted)
+        else:
+            from curate.step import memory_setting
+
+            spill = ctx.run_dir / "tmp" / "duckdb"
+            spill.mkdir(parents=True, exist_ok=True)
+            # set as it opens, and external access disabled after: DuckDB refuses a temp_directory
+            # to a connection without it
+            con = connect(False, {"memory_limit": memory_setting(ctx.memory_limit), "temp_directory": spill.as_posix()})
+            if untrusted:
+                lock_down(con, [spill])
+        cached = (con, run)
+        setattr(_local, attribute, cached)
+    return cached[0]
 
 
 def lock_down(con: duckdb.DuckDBPyConnection, allowed: list[Any] = ()) -> duckdb.DuckDBPyConnection:
@@ -145,6 +166,7 @@ def check_query(sql: str) -> None:
         # PIVOT statement as MULTI (it expands to several).
         said = {"LOAD": "an INSTALL or LOAD", "MULTI": "a PIVOT (or other multi-part)"}.get(kind.name, f"a {kind.name}")
         raise UnsafeSQL(f"must be a SELECT query, found {said} statement")
+    _check_depth(sql)
 
 
 def check_expression(expression: str) -> None:
@@ -153,6 +175,49 @@ def check_expression(expression: str) -> None:
         duckdb.SQLExpression(expression)
     except duckdb.Error as exc:
         raise UnsafeSQL(f"not a single SQL expression: {explain(exc)}") from None
+    _check_depth(f"SELECT ({expression}\n) FROM input")
+
+
+# Levels of DuckDB's parse tree (as JSON, ~3 per level of the SQL: abs(abs(…)) 100 deep is 309) a
+# query may have: curate reads the tree in Python (curate.sqltree), whose stack ends near 1,000,
+# and a 2.4 kB `where` nested 400 deep was an internal RecursionError.
+MAX_TREE_DEPTH = 600
+
+
+def _check_depth(sql: str) -> None:
+    if _too_deep(sql):
+        raise UnsafeSQL(f"is nested too deep for curate to check (more than ~{MAX_TREE_DEPTH // 3} levels of "
+                        "functions, operators or parentheses): write it flatter, e.g. a CASE or IN list instead of "
+                        "nested calls") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _too_deep(sql: str) -> bool:
+    """Whether ``sql``'s parse tree is deeper than MAX_TREE_DEPTH; once per text and process (the
+    steps check their SQL again on every shard, from many threads: a connection of its own)."""
+    con = connect()
+    try:
+        text = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
+    except duckdb.Error:
+        return False  # what does not parse is the binder's to explain
+    finally:
+        con.close()
+    try:
+        return _depth(json.loads(text)) > MAX_TREE_DEPTH
+    except RecursionError:
+        return True
+
+
+def _depth(tree: Any) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+    return deepest
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from typing import Any
 
 from curate.display import visible
 from curate.errors import RunDirError, RunLockedError
-from curate.runfiles import read_text
+from curate.runfiles import json_value, read_text
 
 LOCK_NAME = ".curate.lock"
 COMMAND_LIMIT = 300  # characters of the holder's command line kept in the lock file
@@ -48,7 +48,7 @@ def _read_holder(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):  # gone, not a file, not text: no holder this can name
         return None
     try:
-        holder = json.loads(text) if text.strip() else None
+        holder = json_value(text) if text.strip() else None
     except ValueError:
         return None
     return holder if isinstance(holder, dict) else None

@@ -449,6 +449,7 @@ def publish(local: Path, url: str, listing_name: str) -> None:
 
     from curate.errors import OutputError
     from curate.filekeys import inside
+    from curate.runfiles import json_value
 
     from curate import listing
 
@@ -459,7 +460,7 @@ def publish(local: Path, url: str, listing_name: str) -> None:
     old: list[str] = []
     if existing:
         try:
-            listed = json.loads(cat(join(url, listing_name), LISTING_MAX_BYTES))
+            listed = json_value(cat(join(url, listing_name), LISTING_MAX_BYTES))
         except (StorageError, ValueError):
             listed = None
         old = listed.get("files", []) if isinstance(listed, dict) else None

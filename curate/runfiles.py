@@ -167,8 +167,17 @@ def read_text(path: Path, limit: int = MARKER_LIMIT) -> str:
 
 
 def read_json(path: Path, limit: int = MARKER_LIMIT) -> Any:
-    """:func:`read_bytes` parsed as JSON (``ValueError`` for anything else)."""
-    return json.loads(read_bytes(path, limit))
+    """:func:`read_bytes` parsed as JSON (``ValueError`` for anything else, nesting past
+    Python's stack too: ``[[[…]]]`` 1,000 deep raised RecursionError, an internal error)."""
+    return json_value(read_bytes(path, limit), path)
+
+
+def json_value(data: bytes | str, where: Any = "the text") -> Any:
+    """``json.loads(data)``, with ValueError (never RecursionError) for text nested too deep."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{where} is JSON nested too deep to read") from None
 
 
 def remove_tree(path: Path) -> None:

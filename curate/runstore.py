@@ -28,7 +28,7 @@ from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
 from curate.keptref import KeptReferenceError, read_reference
 from curate.lock import LOCK_NAME
-from curate.runfiles import MANIFEST, MANIFEST_LIMIT, describe_mode, read_json, read_text
+from curate.runfiles import MANIFEST, MANIFEST_LIMIT, describe_mode, json_value, read_json, read_text
 from curate.shapes import COUNT, NUMBER, TEXT, counts_problem, fields_problem, json_type, step_marker_problem
 from curate.shards import (
     KEPT_REFERENCE,
@@ -63,7 +63,7 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise _damaged(run_dir, path, f"it cannot be read ({type(exc).__name__}: {exc})") from None
     try:
-        manifest = json.loads(text)
+        manifest = json_value(text)
     except ValueError as exc:
         problem = "it is empty" if not text.strip() else f"it is not valid JSON ({exc})"
         raise _damaged(run_dir, path, problem) from None

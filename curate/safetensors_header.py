@@ -3,14 +3,13 @@ model files from someone else: curate_clip's checkpoints, curate_captioner's dir
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
 from pathlib import Path
 from typing import Any
 
-from curate.runfiles import NotRegularFile, describe_mode, open_regular
+from curate.runfiles import NotRegularFile, describe_mode, json_value, open_regular
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on its JSON header
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
@@ -41,7 +40,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     except NotRegularFile as error:
         raise NotSafetensors(f"is {describe_mode(error.mode)}, not a safetensors file") from None
     try:
-        header = json.loads(raw)
+        header = json_value(raw)
     except ValueError:
         header = None
     if not isinstance(header, dict):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import polars as pl
 
-from curate.diskspace import spill_allowance
+from curate.diskspace import parse_size, spill_allowance
 from curate.errors import MissingDependencyError
 from curate.params import Params
 from curate.parquet_nan import read_option
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 # DuckDB spills to the run directory. It was 4GB: a 100M-row relational run then held 4.2 GB where
 # a 10M one held 0.85 GB, DuckDB's hash tables and sorts growing to the limit (benchmarks/README.md).
 DEFAULT_MEMORY_LIMIT = "256MB"
+MIN_MEMORY_LIMIT = 16 * 10**6  # bytes: the least run.memory_limit may say
 
 
 @dataclass
@@ -63,7 +64,7 @@ class StepContext:
         tmp = self.run_dir / "tmp" / "duckdb"
         tmp.mkdir(parents=True, exist_ok=True)
         con = connect()
-        con.execute(f"SET memory_limit='{self.memory_limit}'")
+        con.execute(f"SET memory_limit='{memory_setting(self.memory_limit)}'")
         # Quotes doubled: a run directory under "/home/o'brien" is a path, not an SQL error.
         con.execute("SET temp_directory='" + tmp.as_posix().replace("'", "''") + "'")
         con.execute("SET preserve_insertion_order=true")
@@ -218,3 +219,9 @@ class Step:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label!r} {self.params!r}>"
+
+
+def memory_setting(limit: str | int) -> str:
+    """``run.memory_limit`` as DuckDB's SET takes it: a whole number of bytes, so nothing of the
+    spec's text reaches the statement (ValueError unless it is a size, as the spec checks)."""
+    return f"{parse_size(limit)}B"

@@ -60,7 +60,7 @@ class Filter(Step):
         # A cursor of this thread's connection has its own `input`, so steps and threads
         # never see each other's.
         check_expression(self.params.where)  # planning refused it already; never run a second statement
-        con = shard_connection(self.untrusted).cursor()
+        con = shard_connection(self.untrusted, ctx).cursor()
         try:
             con.register("input", table)
             with time_limit(con, self.sql_timeout, f"the where of step '{self.label}'"):

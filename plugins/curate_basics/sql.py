@@ -135,7 +135,7 @@ class Sql(Step):
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         check_query(self._query())  # planning refused it already; never run a second statement
-        con = shard_connection(self.untrusted).cursor()  # its own `input` and `_result`, closed below
+        con = shard_connection(self.untrusted, ctx).cursor()  # its own `input` and `_result`, closed below
         try:
             con.register("input", table)
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):

@@ -17,7 +17,6 @@ from the world captioner (~2.4M parameters) to an OPT-1.3B or 7B Llama decoder b
 from __future__ import annotations
 
 import ast
-import json
 import math
 import os
 import re
@@ -26,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from curate.runfiles import describe_mode
+from curate.runfiles import describe_mode, json_value, read_bytes
 from curate.safetensors_header import NotSafetensors, tensor_shapes
 from curate_captioner.config import CONFIG_FILE, DECODER_CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 from curate_captioner.errors import CaptionerError, RefusedFile
@@ -150,7 +149,7 @@ def _read_json(path: Path, problems: list[str]) -> Any:
         problems.append(f"{path} is {size:,} bytes, more than the {MAX_JSON_BYTES:,} a config may have")
         return None
     try:
-        data = json.loads(path.read_bytes())
+        data = json_value(read_bytes(path, MAX_JSON_BYTES), path)
     except (OSError, ValueError) as error:
         problems.append(f"{path} is not JSON ({str(error).splitlines()[0]})")
         return None

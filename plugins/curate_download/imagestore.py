@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 
 from curate import remote
 from curate.errors import CurateError
+from curate.runfiles import json_value
 
 VERSION = "v1"
 KEY_PARAMS = ("image_size", "resize_mode", "resize_only_if_bigger", "encode_format", "encode_quality",
@@ -154,7 +155,7 @@ class ImageStore:
         out, untrusted = {}, {paths[path]: why for path, why in rejected.items()}
         for path, data in found.items():
             try:
-                record = json.loads(data)
+                record = json_value(data)
             except ValueError:
                 untrusted[paths[path]] = "is not JSON"  # a foreign file: fetch the row again, rewriting it
                 continue

@@ -22,14 +22,16 @@ from pathlib import Path, PurePosixPath
 from curate.atomic import write_text_atomic
 from curate.errors import OutputError
 from curate.filekeys import inside
-from curate.runfiles import remove_tree
+from curate.runfiles import read_json, remove_tree
 
 LISTING = "_CURATE_EXPORT.json"
+LISTING_LIMIT = 256 << 20  # bytes: a listing names each file an export wrote, ~60 bytes each
 
 
 def _listing(folder: Path) -> dict | None:
     try:
-        data = json.loads((folder / LISTING).read_text())
+        # a regular file only, bounded, never a pipe to wait on (a stranger's folder may hold one)
+        data = read_json(folder / LISTING, LISTING_LIMIT)
     except (OSError, ValueError):
         return None
     files = data.get("files") if isinstance(data, dict) else None

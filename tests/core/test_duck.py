@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import duckdb
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,3 +30,23 @@ def test_stream_gathers_small_batches_into_frames_of_batch_rows(tmp_path_factory
     assert all(f.height < batch_rows + max(sizes) + 2048 for f in frames)
     rows = [r for f in frames for r in f.iter_rows()]
     assert rows == [(i, k) for i, size in enumerate(sizes) for k in range(size)]
+
+
+@pytest.mark.parametrize("untrusted", [False, True])
+def test_a_shard_connection_keeps_to_the_runs_memory_limit_and_spill_folder(tmp_path, untrusted):
+    """Per-shard SQL (filter, sql per_shard) took DuckDB's default of 80 % of the machine's memory
+    whatever run.memory_limit said, and would have spilled to .tmp in the working directory."""
+    from curate.duck import shard_connection
+    from curate.step import StepContext
+
+    ctx = StepContext(tmp_path, "f", 0, tmp_path, memory_limit="64MB")
+    con = shard_connection(untrusted, ctx)
+    limit, spill = con.sql("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()[0]
+    assert limit == "61.0 MiB" and spill == (tmp_path / "tmp" / "duckdb").as_posix()
+    assert shard_connection(untrusted, ctx) is con and shard_connection(untrusted) is con
+    other = StepContext(tmp_path, "f", 0, tmp_path, memory_limit="128MB")
+    assert shard_connection(untrusted, other).sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == \
+        "122.0 MiB"
+    if untrusted:
+        with pytest.raises(duckdb.Error, match="disabled"):
+            shard_connection(untrusted, other).sql("SELECT * FROM read_csv('/etc/passwd')").fetchall()

@@ -346,3 +346,34 @@ def test_an_untrusted_spec_cannot_lift_the_sql_bound():
     assert sql_seconds(None, untrusted=False) is None and sql_seconds(5.0, untrusted=False) == 5.0
     assert sql_seconds(None, untrusted=True) == UNTRUSTED_SQL_SECONDS
     assert sql_seconds(10**6, untrusted=True) == UNTRUSTED_SQL_SECONDS and sql_seconds(5.0, untrusted=True) == 5.0
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_memory_limit_is_a_size_never_sql(curate_main, write_spec, workdir, command):
+    """run.memory_limit was pasted into DuckDB's SET: "256MB'; COPY … TO …; SELECT '1" ran any
+    statement with full file access, from an untrusted spec and a resumed run too (security probe)."""
+    target = workdir / "written.csv"
+    spec = _filter_spec("true", untrusted=True)
+    spec["run"]["memory_limit"] = f"256MB'; COPY (SELECT 42 AS x) TO '{target}'; SELECT '1"
+    write_spec(spec, table=sample_table(10))
+    result = curate_main(command, "spec.yaml")
+    assert result.code == 2, result
+    assert "run.memory_limit" in result.stderr and "is no size" in result.stderr
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("limit, ok", [("1GB", True), ("512MiB", True), (300_000_000, True), ("8MB", False),
+                                       ("0", False), ("lots", False)])
+def test_memory_limits_that_are_sizes_run(curate_main, write_spec, limit, ok):
+    spec = _filter_spec("true")
+    spec["run"]["memory_limit"] = limit
+    write_spec(spec, table=sample_table(10))
+    result = curate_main("validate", "spec.yaml")
+    assert (result.code == 0) is ok, result
+
+
+def test_the_memory_limit_reaches_duckdb_as_bytes(tmp_path):
+    from curate.step import StepContext
+
+    con = StepContext(tmp_path, "s", 0, tmp_path, memory_limit="512MiB").duckdb()
+    assert con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == "512.0 MiB"

@@ -11,12 +11,28 @@ TorchScript file must be a TorchScript archive (code + constants), not a pickle.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path
 
+from curate.runfiles import json_value
+
 EXPORT_HINT = "write the model with torch.export.save(torch.export.export(module, (example,)), PATH)"
 TORCHSCRIPT_HINT = "write the model with torch.jit.save(torch.jit.script(module), PATH), or use torch.export (.pt2)"
+
+
+# Bytes a member read at plan time may unpack to (archive_format, the weights' configs, the
+# sample inputs: a few kB to a few MB); a 3 MB .pt2 held a sample input deflating to 3 GB.
+MAX_MEMBER_BYTES = 64 << 20
+
+
+def _read(archive: zipfile.ZipFile, name: str) -> bytes:
+    """The member's bytes, refused past MAX_MEMBER_BYTES before any is unpacked (zipfile reads
+    no more than the size the entry declares)."""
+    size = archive.getinfo(name).file_size
+    if size > MAX_MEMBER_BYTES:
+        raise ValueError(f"its member {name} unpacks to {size:,} bytes, more than the {MAX_MEMBER_BYTES:,} "
+                         "such a member may have")
+    return archive.read(name)
 
 
 def _members(path: Path) -> tuple[zipfile.ZipFile | None, str, list[str]]:
@@ -40,7 +56,7 @@ def export_problems(path: Path) -> list[str]:
         return [f"copy model {path} is not a torch.export program: not a zip archive; {EXPORT_HINT}"]
     with archive:
         try:
-            if "archive_format" not in names or archive.read(root + "archive_format").strip() != b"pt2":
+            if "archive_format" not in names or _read(archive, root + "archive_format").strip() != b"pt2":
                 return [f"copy model {path} is not a torch.export program of the current format "
                         f"(no archive_format 'pt2': an older or other zip); {EXPORT_HINT}"]
             if not any(n.startswith("models/") and n.endswith(".json") for n in names):
@@ -49,7 +65,7 @@ def export_problems(path: Path) -> list[str]:
                        or (n.startswith(("data/weights/", "data/constants/")) and n.endswith(".pt"))]
             for config_name in [n for n in names if n.startswith(("data/weights/", "data/constants/"))
                                 and n.endswith("_config.json")]:
-                config = json.loads(archive.read(root + config_name)).get("config", {})
+                config = json_value(_read(archive, root + config_name)).get("config", {})
                 for fqn, payload in config.items():
                     kept_raw = not payload.get("use_pickle", True)
                     if config_name.startswith("data/constants/"):
@@ -61,7 +77,7 @@ def export_problems(path: Path) -> list[str]:
                         f"run ({', '.join(pickled[:3])}); only programs whose weights and constants are plain "
                         f"tensors are loaded; {EXPORT_HINT}"]
             samples = [n for n in names if n.startswith("data/sample_inputs/")]
-            sample_bytes = [archive.read(root + n) for n in samples]
+            sample_bytes = [_read(archive, root + n) for n in samples]
         except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile) as error:
             return [f"copy model {path} is not a readable torch.export program ({type(error).__name__}: "
                     f"{str(error)[:200]}); {EXPORT_HINT}"]
