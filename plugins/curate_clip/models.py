@@ -21,6 +21,7 @@ from typing import Any
 from curate.errors import CurateError
 from curate_clip.checkpoints import (
     LOCAL_DIR_PREFIX,
+    TORCH_SUFFIXES,
     ModelFileError,
     architecture_config,
     check_architecture_and_weights,
@@ -55,8 +56,16 @@ def model_weights(model: str, checkpoint: str | None) -> Path | None:
     return WORLD_CHECKPOINT if model == WORLD_MODEL else None
 
 
-def check_model(model: str, pretrained: str | None, checkpoint: str | None) -> list[str]:
-    """Plan-time problems with a model choice (nothing is loaded or imported)."""
+def check_model(model: str, pretrained: str | None, checkpoint: str | None, untrusted: bool = False) -> list[str]:
+    """Plan-time problems with a model choice (nothing is loaded or imported). ``untrusted``: the
+    spec is someone else's, so its weights must be safetensors (a torch state dict is a pickle,
+    read by torch's restricted unpickler, which has had code-execution holes)."""
+    if untrusted and not model.startswith(HUB_PREFIXES):
+        weights = model_weights(model, checkpoint)
+        if weights is not None and weights.suffix in TORCH_SUFFIXES:
+            return [f"checkpoint {weights} is a torch pickle ({weights.suffix}): an untrusted spec's weights must be "
+                    ".safetensors, which hold tensors and nothing else to run; convert them (safetensors.torch."
+                    "save_file) or review them and run the spec without --untrusted"]
     problems = []
     local = model.startswith(LOCAL_DIR_PREFIX)
     if model.startswith(HUB_PREFIXES) and offline():

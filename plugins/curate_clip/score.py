@@ -181,7 +181,7 @@ class ClipScore(Step):
         return columns
 
     def plan_check(self, input_schema: Schema) -> list[str]:
-        problems = check_model(self.params.model, self.params.pretrained, self.params.checkpoint)
+        problems = check_model(self.params.model, self.params.pretrained, self.params.checkpoint, self.untrusted)
         if isinstance(self.params.edits, str):
             from curate_clip.edits import vocabulary_problem
 

@@ -236,6 +236,41 @@ def _is_network(text: str) -> bool:
     return True
 
 
+# What an untrusted spec may set of the step's protections: it may tighten them, never lift them.
+UNTRUSTED_MAX_THREADS = 64
+
+
+def untrusted_problems(p: DownloadParams) -> list[str]:
+    """The params of an untrusted spec that would lift a protection of the user's machine: its
+    private networks (loopback, LAN, a cloud's metadata address), the decompression-bomb bounds,
+    and how much memory and how many threads and processes the download may take."""
+    limits = FetchLimits()
+    lifted = []
+    if p.allow_private_networks:
+        lifted.append("allow_private_networks: true (it could fetch from this machine, its LAN or a cloud's "
+                      "metadata address)")
+    if p.allowed_hosts:
+        lifted.append(f"allowed_hosts {p.allowed_hosts} (private hosts it could fetch from)")
+    if p.max_image_area is None or (limits.max_image_area and p.max_image_area > limits.max_image_area):
+        lifted.append(f"max_image_area {p.max_image_area or 'null'} (more than {limits.max_image_area:,.0f} pixels: a small "
+                      "file can decode to gigabytes)")
+    if p.max_decode_bytes is not None and limits.max_decode_bytes and p.max_decode_bytes > limits.max_decode_bytes:
+        lifted.append(f"max_decode_bytes {p.max_decode_bytes:,} (more than {limits.max_decode_bytes:,})")
+    if p.max_bytes > limits.max_bytes:
+        lifted.append(f"max_bytes {p.max_bytes:,} (more than {limits.max_bytes:,})")
+    if p.max_buffered_bytes is not None and p.max_buffered_bytes > max(512 * 2**20, limits.max_bytes):
+        lifted.append(f"max_buffered_bytes {p.max_buffered_bytes:,} (more than {512 * 2**20:,})")
+    if p.threads > UNTRUSTED_MAX_THREADS:
+        lifted.append(f"threads {p.threads} (more than {UNTRUSTED_MAX_THREADS})")
+    cores = os.cpu_count() or 1
+    if p.processes > cores:
+        lifted.append(f"processes {p.processes} (more than this machine's {cores} cores)")
+    if not lifted:
+        return []
+    return [f"an untrusted spec may not lift the download's protections: {'; '.join(lifted)}. Remove them, or "
+            "review the spec and run it without --untrusted"]
+
+
 class Download(Step):
     """Every row comes out with a ``status``; images are stored once, under the step's own
     directory, and rows point at them with ``image = {shard, key}`` where ``key`` is the uid."""
@@ -254,6 +289,12 @@ class Download(Step):
 
     def output_columns(self) -> Schema:
         return {**RESULT_COLUMNS, ORIGIN: pl.Utf8} if self.params.image_store else dict(RESULT_COLUMNS)
+
+    def plan_check(self, input_schema: Schema) -> list[str]:
+        return self.plan_check_params()
+
+    def plan_check_params(self) -> list[str]:
+        return untrusted_problems(self.params) if self.untrusted else []
 
     # -- running --------------------------------------------------------------------------------
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:

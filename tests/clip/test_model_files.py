@@ -388,3 +388,19 @@ def test_train_world_on_fewer_samples_than_a_batch_stops_before_training(tmp_pat
     assert completed.returncode == 1, completed.stderr
     assert "fewer than one batch of 512" in completed.stderr
     assert not (tmp_path / "out" / "logs").exists()
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".bin"])
+def test_an_untrusted_specs_checkpoint_must_be_safetensors(tmp_path, world_state, suffix):
+    """A torch state dict is a pickle, read by torch's restricted unpickler, which has had
+    code-execution holes; a stranger's spec may name only safetensors weights (security probe)."""
+    import torch
+
+    from curate_clip.models import WORLD_MODEL, check_model
+
+    weights = tmp_path / f"weights{suffix}"
+    torch.save(world_state, str(weights))
+    refused = check_model(WORLD_MODEL, None, str(weights), untrusted=True)
+    assert len(refused) == 1 and "is a torch pickle" in refused[0] and ".safetensors" in refused[0]
+    assert not any("torch pickle" in p for p in check_model(WORLD_MODEL, None, str(weights), untrusted=False))
+    assert check_model(WORLD_MODEL, None, None, untrusted=True) == []  # the shipped safetensors

@@ -306,3 +306,34 @@ def test_dedup_on_copy_descriptors_without_copy_embed_says_which_step_to_add(ded
     with pytest.raises(CurateError) as error:
         run_spec(spec, tmp_path, tables={"data.parquet": image_table(world, 6)}, pm=dedup_pm)
     assert "'copy' embeddings" in str(error.value) and "copy_embed" in str(error.value)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pt2"])
+def test_an_untrusted_spec_may_not_name_a_copy_model_that_is_a_program(dedup_pm, world, tmp_path, monkeypatch,
+                                                                        suffix):
+    """A TorchScript forward ran its own code: aten::from_file put /etc/passwd in the descriptors
+    (security probe). An untrusted spec names a model directory (safetensors) or world-copy."""
+    from curate_dedup.copydetect import loader
+
+    model = tmp_path / f"model{suffix}"
+    model.write_bytes(b"anything: it is refused by its kind, before it is opened")
+    monkeypatch.chdir(tmp_path)
+    assert "loading it runs the code it holds" in " ".join(loader.check(str(model), untrusted=True))
+    assert "loading it runs" not in " ".join(loader.check(str(model), untrusted=False))
+
+
+def test_a_pt2_member_that_unpacks_past_the_bound_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A 3 MB .pt2 held a sample input deflating to 3 GB, read whole at `curate validate`."""
+    import zipfile
+
+    from curate_dedup.copydetect import archives
+
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 1 << 20)
+    path = tmp_path / "bomb.pt2"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("m/archive_format", "pt2")
+        archive.writestr("m/models/model.json", "{}")
+        archive.writestr("m/data/sample_inputs/model.pt", b"\0" * (4 << 20))
+    assert path.stat().st_size < 100_000
+    problems = archives.export_problems(path)
+    assert len(problems) == 1 and "unpacks to 4,194,304 bytes, more than the 1,048,576" in problems[0]

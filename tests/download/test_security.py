@@ -159,3 +159,31 @@ def test_a_proxy_cannot_carry_requests_past_the_guard(tmp_path: Path, monkeypatc
         thread.join()
     assert _Proxy.seen == []
     assert "allow_private_networks: true" in str(failure.value)
+
+
+@pytest.mark.parametrize("lifted, said", [
+    ({"allow_private_networks": True}, "allow_private_networks: true"),
+    ({"allowed_hosts": ["127.0.0.1"]}, "allowed_hosts ['127.0.0.1']"),
+    ({"max_image_area": None}, "max_image_area null"),
+    ({"max_image_area": 1e9}, "max_image_area 1000000000.0"),
+    ({"max_decode_bytes": 2**40}, "max_decode_bytes 1,099,511,627,776"),
+    ({"max_bytes": 10**12}, "max_bytes 1,000,000,000,000"),
+    ({"max_buffered_bytes": 2**40}, "max_buffered_bytes 1,099,511,627,776"),
+    ({"threads": 4096}, "threads 4096"),
+    ({"processes": 256}, "processes 256"),
+])
+def test_an_untrusted_spec_may_not_lift_the_downloads_protections(lifted, said):
+    """An untrusted spec fetched from the user's loopback and decoded a 1.1 MB PNG into 1.2 GB with
+    these params (security probe); a spec of the user's own may set them."""
+    step = Download(DownloadParams(**lifted))
+    assert step.plan_check_params() == []
+    step.untrusted = True
+    problems = step.plan_check_params()
+    assert len(problems) == 1 and problems[0].startswith("an untrusted spec may not lift the download's protections")
+    assert said in problems[0] and "without --untrusted" in problems[0]
+
+
+def test_an_untrusted_spec_may_tighten_the_downloads_protections():
+    step = Download(DownloadParams(max_image_area=1e6, max_bytes=2**20, threads=8, max_decode_bytes=2**20 * 32))
+    step.untrusted = True
+    assert step.plan_check_params() == []

@@ -68,6 +68,13 @@ def check(model: str, untrusted: bool = False) -> list[str]:
     if path.is_dir():
         return directory.directory_problems(path)
     if path.is_file():
+        if untrusted and path.suffix in TORCHSCRIPT_SUFFIXES + EXPORT_SUFFIXES:
+            # A program runs its own code: TorchScript's forward read /etc/passwd into the descriptors
+            # (aten::from_file), and a torch.export graph may hold the same op.
+            return [f"copy model {path} is a {'torch.export' if path.suffix in EXPORT_SUFFIXES else 'TorchScript'} "
+                    "program, and loading it runs the code it holds: an untrusted spec may name only a model "
+                    "directory (config.json + model.safetensors, as `curate dedup train-copy-world` writes) or "
+                    "'world-copy'; review the model and run the spec without --untrusted to use it"]
         if path.suffix not in TORCHSCRIPT_SUFFIXES + EXPORT_SUFFIXES:
             return [f"copy model {path} is neither a model directory nor a TorchScript "
                     f"({', '.join(TORCHSCRIPT_SUFFIXES)}) or torch.export (.pt2) file"]
