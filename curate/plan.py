@@ -17,7 +17,7 @@ from curate.diskspace import min_free_bytes
 from curate.errors import CurateError, SpecError
 from curate.fingerprint import fingerprint
 from curate.images import untrusted_image_folders
-from curate.ingest import canonical_schema, in_place_reference
+from curate.ingest import canonical_schema, in_place_reference, shard_bytes_problem
 from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
@@ -504,6 +504,9 @@ def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path, store: 
         schema, mapping_problems = canonical_schema(raw_schema, spec.source)
         for loc, message, hint in mapping_problems:
             problems.add(loc, message, hint)
+        # local files only: a bucket's objects are fetched by the run, not by validation
+        if not (raw and is_url(raw)) and (too_big := shard_bytes_problem(source, spec.run.shard_size)) is not None:
+            problems.add(("run", "shard_size"), *too_big)
         source_fp = fingerprint(
             kind="source",
             source=source.fingerprint(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -125,6 +125,9 @@ class JsonScan:
     lines: int  # lines read
     complete: bool  # the whole file was read
     offset: int  # bytes read: where the lines past the scan start
+    # key -> (value, line): the first whole number a float cannot hold exactly, in the scan (a
+    # float column that holds it rounds it, wherever its fractions are)
+    inexact: dict[str, tuple[object, int]] = field(default_factory=dict)
 
 
 def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
@@ -143,7 +146,7 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     with open(path, "rb") as handle:  # lines end at b"\n" only, as the reader splits them
         for number, raw in enumerate(handle, start=1):
             if read + len(raw) > limit:
-                return JsonScan(None, number - 1, False, read)
+                return JsonScan(None, number - 1, False, read, inexact)
             read += len(raw)
             value = _json_object(raw)
             if value is None:
@@ -167,7 +170,7 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
                                                            f"float cannot hold exactly, and {_shown(other)} on line "
                                                            f"{line}: the reader would read them as floats and round "
                                                            "the first"), number, False, read)
-    return JsonScan(None, number, True, read)
+    return JsonScan(None, number, True, read, inexact)
 
 
 def exact_as_float(number: int) -> bool:

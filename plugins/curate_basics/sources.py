@@ -454,7 +454,15 @@ class JsonlSource(FileSource):
                     "among fractions too; null for none), or convert the file to Parquet with the types declared",
                 )
             lines = None if scanned.complete else max(JSONL_INFER_MIN_LINES, scanned.lines)
-            known[key] = (dict(pl.scan_ndjson(path, infer_schema_length=lines).collect_schema()), scanned)
+            schema = dict(pl.scan_ndjson(path, infer_schema_length=lines).collect_schema())
+            for name, (value, line) in scanned.inexact.items():  # fractions on lines past the scan
+                if schema.get(name) is not None and schema[name].is_float():
+                    raise SourceError(
+                        f"cannot read {path} as jsonl, line {line}: {name!r} is {value}, a whole number a float cannot "
+                        "hold exactly, and the key holds fractions on other lines: the reader would round it",
+                        "quote such numbers (ids past 2^53) as text, or convert the file to Parquet with the types "
+                        "declared")
+            known[key] = (schema, scanned)
         return known[key]
 
 

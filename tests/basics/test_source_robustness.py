@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import curate_basics.decode
@@ -264,6 +264,7 @@ json_numbers = st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(-1e20, 1e20
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(numbers=[9007199254740993, 0.0], limit=54)  # the fraction past the scan, inferred from both lines
 @given(numbers=st.lists(json_numbers, min_size=1, max_size=12), limit=st.integers(1, 400))
 def test_jsonl_numbers_are_read_as_written_or_refused(tmp_path_factory, monkeypatch, numbers, limit):
     """Each number reads back equal to what the file says (an int as that int, a float as that
@@ -439,3 +440,23 @@ def test_a_time_zone_polars_does_not_know_is_named_not_a_panic(pm, workdir, writ
     _arrow_file(workdir / "tz.parquet", "ts", pa.array([0], pa.timestamp("us", tz="+05:45")))
     problems = plan_problems(write_spec({"source": {"path": "tz.parquet"}}), pm)
     assert "column 'ts' of" in problems and "has the time zone '+05:45', which Polars does not know" in problems
+
+
+def test_a_parquet_source_whose_shards_would_not_fit_in_memory_is_refused_at_validate(pm, workdir, monkeypatch):
+    """A 20 kB Parquet file held 3,000 rows of 1 MiB of text: shards of its rows filled memory and
+    ended in an internal "Out of Memory" error (security probe). Its footer says how large its
+    rows are (unless one value repeats: a dictionary page holds it once), so validation says
+    which shard size fits."""
+    import curate.ingest
+
+    monkeypatch.setattr(curate.ingest, "_memory_bytes", lambda: 20 * 10**6)  # a 5 MB share per shard
+    pl.DataFrame({"url": [f"u{i}" for i in range(100)], "alt_text": [f"{i:05d}" + "x" * 100_000 for i in range(100)]}).write_parquet(
+        workdir / "wide.parquet", compression="zstd")
+    assert (workdir / "wide.parquet").stat().st_size < 100_000
+    spec = {"source": {"path": "wide.parquet"}, "run": {"shard_size": 1000}}
+    with pytest.raises(SpecError, match=r"run.shard_size: rows of .*wide.parquet take 100,0\d\d bytes each unpacked "
+                                        r"\(its footer says\), so a shard of 100 of them would hold 0.0 GB") as caught:
+        run_spec(spec, workdir, pm=pm)
+    assert "set run.shard_size to 49 or less" in str(caught.value)
+    manifest = run_spec({**spec, "run": {"shard_size": 40}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").height == 100
