@@ -6,8 +6,10 @@ Plugins add sub-commands through ``curate_register_commands``.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import click
 
 from curate.display import VisibleFormatter, for_rich, visible
-from curate.errors import CurateError, reported
+from curate.errors import CurateError, Terminated, reported
 
 DEBUG = {"on": False}
 
@@ -286,14 +288,26 @@ def inspect(run_dir: str, as_json: bool) -> None:
     """Show a run's funnel: rows per step, drop reasons, timings."""
     from curate.runstore import read_manifest
 
+    from curate.lock import held
+
     manifest = read_manifest(Path(run_dir))
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
         return
     console = _console()
     _print_funnel(manifest, console)
+    status = manifest.get("status")
+    if status == "running" and not held(Path(run_dir)):
+        # a run killed (SIGKILL, out of memory, its machine gone) never wrote that it stopped
+        status = "stopped: no process runs it now (killed, or its machine went down); run it again to resume"
     console.print(for_rich(f"spec hash {manifest.get('spec_hash')}, started {manifest.get('started_at')}, "
-                           f"status {manifest.get('status')}"))
+                           f"status {status}"))
+    if manifest.get("error") and manifest.get("status") != "complete":
+        console.print(for_rich(f"error: {manifest['error']}"))
+    recorded = manifest.get("run_dir")
+    if isinstance(recorded, str) and Path(recorded).resolve() != Path(run_dir).resolve():
+        console.print(for_rich(f"this run directory was written at {recorded}: the views of its curate.duckdb "
+                               f"still read the files there; `curate run --resume {run_dir}` rewrites them"))
     for output in manifest.get("outputs", []):
         console.print(f"output: {for_rich(output['format'])} → {for_rich(output['path'])}")
 
@@ -455,11 +469,22 @@ def _last_resort() -> logging.Handler:
     return handler
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _stopped_by(exc: BaseException) -> str:
+    return ("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted") + \
+        "; run the same command again to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
     if argv is None:  # the program itself (a caller passing argv, such as a test, keeps its own display)
         warnings.showwarning = _show_warning
         logging.lastResort = _last_resort()
+        # SIGTERM stopped a run without a word, leaving its manifest "running" and its scratch files
+        signal.signal(signal.SIGTERM, _terminate)
     argv, debug = _hoist_debug(list(argv if argv is not None else sys.argv[1:]))
     if _command_of(argv) not in WITHOUT_PLUGIN_COMMANDS:
         # Plugin sub-commands only when one may be asked for, listed (--help, `curate plugins`)
@@ -472,9 +497,9 @@ def main(argv: list[str] | None = None) -> int:
         # click turns Ctrl-C into Abort, so the KeyboardInterrupt branch below never saw it and
         # users were not told that a re-run resumes.
         if isinstance(exc.__cause__, KeyboardInterrupt):
-            click.echo("interrupted; run the same command again to resume", err=True)
-        else:
-            click.echo("aborted", err=True)
+            click.echo(_stopped_by(exc.__cause__), err=True)
+            return 143 if isinstance(exc.__cause__, Terminated) else 130
+        click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
         # A plugin command's message, or click's about a value given on the command line (an
@@ -490,12 +515,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.secho(f"error: {visible(exc, lines=True)}", fg="red", err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted; run the same command again to resume", err=True)
-        return 130
+    except KeyboardInterrupt as exc:
+        click.echo(_stopped_by(exc), err=True)
+        return 143 if isinstance(exc, Terminated) else 130
     except BaseException as exc:  # a bug: say so plainly, keep the traceback behind --debug
         if debug or not reported(exc):
             raise
+        if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            # the machine's answer, not a bug: a read-only run directory said "internal error"
+            click.secho(f"error: cannot use {visible(str(exc.filename or 'a file'))}: {exc.strerror}", fg="red", err=True)
+            click.echo("  hint: curate writes into the run directory (its lock, manifest, views and report) "
+                       "and the store: run where you may write, or copy the run directory there first", err=True)
+            return 1
         click.secho(f"internal error: {type(exc).__name__}: {visible(exc, lines=True)}", fg="red", err=True)
         click.echo("re-run with --debug for the traceback, and please report it", err=True)
         return 1

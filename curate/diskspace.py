@@ -74,10 +74,12 @@ def check_free(path: Path, minimum: int, what: str, fix: str = RUN_FIX) -> None:
             f"({size_text(minimum)}): curate stopped {what}, rather than fill it", fix)
 
 
-def output_fix(output: str) -> str:
-    """The hint of an output stopped for space: its own disk, not the run directory's."""
-    return (f"free disk space where output '{output}' goes, point it at a bigger disk, or lower "
-            "run.min_free_disk (0 turns the check off); a re-run writes only the outputs (its steps are stored)")
+def output_fix(output: str, minimum: int | None = None) -> str:
+    """The hint of an output stopped for space: its own disk, not the run directory's.
+    ``minimum``: run.min_free_disk in bytes (0: off, so lowering it is no fix)."""
+    lower = "" if minimum == 0 else ", or lower run.min_free_disk (0 turns the check off)"
+    return (f"free disk space where output '{output}' goes, or point it at a bigger disk{lower}; a re-run writes "
+            "only the outputs (its steps are stored)")
 
 
 class SpaceGuard:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from curate import __version__
 from curate.diskspace import check_free, min_free_bytes, output_fix
-from curate.errors import CurateError, ResourceError, StepError, disk_full, error_line, reported
+from curate.errors import CurateError, ResourceError, StepError, Terminated, disk_full, error_line, reported
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import untrusted_image_folders
 from curate.ingest import ingest
@@ -153,11 +153,15 @@ class Engine:
         started = time.perf_counter()
         executor = plan.resolved.executor
         assert executor is not None
+        where = "the source"  # what was running, for an error raised outside a step's own code
         try:
             with plan.source.session(), executor.session():
                 for planned in plan.steps:
                     if planned.index != planned.group[0]:
                         continue  # ran with its group
+                    members = [p.label for p in plan.group_of(planned)]
+                    where = f"step '{members[0]}'" if len(members) == 1 else \
+                        "the steps " + ", ".join(f"'{label}'" for label in members)
                     if planned.fused:
                         records = self._run_group(plan.group_of(planned), executor)
                     else:
@@ -167,15 +171,19 @@ class Engine:
                     write_manifest(self.run_dir, manifest)
                     for record in records:
                         self.pm.notify("curate_step_finished", run_dir=self.run_dir, record=record)
+                where = "the outputs"
                 manifest["outputs"] = [self._write_output(o) for o in plan.outputs]
         except BaseException as exc:
             # Out of memory or disk outside a step's own code (the source's ingest, an output):
             # say how to fix it instead of reporting an internal error.
             if isinstance(exc, StepError):
                 _name_the_plugin(exc, plan)
-            resource = None if isinstance(exc, CurateError) else ResourceError.from_exception(exc)
+            resource = None if isinstance(exc, CurateError) else ResourceError.from_exception(exc, where)
             manifest["status"] = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             manifest["error"] = str(resource or exc)
+            if isinstance(exc, KeyboardInterrupt):
+                manifest["error"] = f"{'terminated (SIGTERM)' if isinstance(exc, Terminated) else 'interrupted'} " \
+                                    f"during {where}"
             manifest["finished_at"] = _now()
             write_manifest(self.run_dir, manifest)
             if resource is not None:
@@ -590,7 +598,7 @@ class Engine:
             if disk_full(exc):  # min_free_disk 0, or a disk filled by someone else meanwhile
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ResourceError(f"output '{output.path}' could not be written, the disk holding {written} is "
-                                    f"full ({first})", output_fix(output.path)) from exc
+                                    f"full ({first})", output_fix(output.path, self.min_free_disk)) from exc
             hint = (f"check that {written} can be written (a folder there, its permissions)"
                     if isinstance(exc, OSError) else
                     f"this is a bug in plugin '{owner}' (its '{output.sink.format}' sink); "

@@ -139,6 +139,11 @@ def error_line(exc: BaseException) -> str:
     return _cause(exc, short=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, docker stop, Kubernetes, Slurm, ``timeout``): handled as Ctrl-C is, so the
+    run stops the same way (its manifest says interrupted, its scratch is removed) and says so."""
+
+
 class StepError(CurateError):
     """A step failed while running; names the step and the shard."""
 
@@ -166,9 +171,11 @@ class ResourceError(CurateError):
     """The machine ran out of something (memory under DuckDB's limit, disk) outside any one step's code."""
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> ResourceError | None:
+    def from_exception(cls, exc: BaseException, where: str | None = None) -> ResourceError | None:
+        """``where``: what was running (``step 'sample'``), to name in the message."""
         hint = resource_hint(exc)
-        return None if hint is None else cls(f"the run failed: {_cause(exc, short=True)}", hint)
+        during = f" during {where}" if where else ""
+        return None if hint is None else cls(f"the run failed{during}: {_cause(exc, short=True)}", hint)
 
 
 class RunLockedError(CurateError):

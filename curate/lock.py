@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +84,27 @@ def describe(holder: dict[str, Any] | None) -> str:
 
     return (f"pid {field('pid')} on host {field('host')}, started {field('started_at')}"
             + (f" ({field('command', COMMAND_LIMIT)})" if holder.get("command") else ""))
+
+
+def held(directory: Path) -> bool:
+    """Whether a live process holds ``directory``'s lock now (a run's lock is released, by the
+    kernel too, the moment its process ends however it ends); opens nothing for writing."""
+    path = Path(directory) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 class DirectoryLock:

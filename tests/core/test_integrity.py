@@ -338,3 +338,95 @@ def test_lock_files_do_not_linger_after_a_run(pm, tmp_path):
     run_spec(SPEC, tmp_path, tables={"data.parquet": sample_table(20)}, pm=pm)
     assert not list((tmp_path / "run").rglob(".curate.lock"))
     assert os.listdir(tmp_path / "run" / "store")
+
+
+# -- SIGTERM, and what inspect says of a run that stopped ------------------------------------------
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(write_spec, workdir, shout_plugin, clean):
+    """SIGTERM (systemd, docker stop, Kubernetes, `timeout`) ended a run without a word: exit 143,
+    its manifest "running" for good, its scratch files left (operator probe)."""
+    env = cli_env([shout_plugin, *CODE])
+    directory = workdir / "terminated"
+    write_spec(steps_spec(delay=0.05), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
+    process = subprocess.Popen(command(), cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    wait_for(lambda: any((directory / "run" / "store").glob("*/shards/*.json")) or process.poll() is not None)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "terminated (SIGTERM); run the same command again to resume" in stderr and "Traceback" not in stderr
+    manifest = json.loads((directory / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["error"].startswith("terminated (SIGTERM) during ")
+    said = subprocess.run([sys.executable, "-m", "curate.cli", "inspect", "run"], cwd=directory, env=env,
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "status interrupted" in said and "error: terminated (SIGTERM) during" in said
+    again = subprocess.run(command(), cwd=directory, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert outputs_and_steps(directory / "run") == clean
+
+
+def test_inspect_says_a_killed_run_no_longer_runs(write_spec, workdir, shout_plugin):
+    from tests.conftest import kill_when_ready
+
+    env = cli_env([shout_plugin, *CODE])
+    write_spec(steps_spec(delay=0.05), table=sample_table(120))
+    manifest = workdir / "run" / "manifest.json"
+    kill_when_ready(command(), workdir, env, lambda: manifest.exists() and "running" in manifest.read_text())
+    said = subprocess.run([sys.executable, "-m", "curate.cli", "inspect", "run"], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "status stopped: no process runs it now (killed, or its machine went down); run it again to resume" in said
+
+
+def test_a_lock_is_held_only_while_its_holder_lives(tmp_path):
+    from curate.lock import DirectoryLock, held
+
+    assert not held(tmp_path)
+    lock = DirectoryLock(tmp_path, "run directory")
+    lock.acquire(wait=0)
+    try:
+        assert held(tmp_path)
+    finally:
+        lock.release()
+    assert not held(tmp_path)
+    os.mkfifo(tmp_path / ".curate.lock")
+    assert not held(tmp_path)  # a pipe there is no lock, and is never waited on
+
+
+def test_inspect_says_where_a_moved_run_directory_was_written(curate_main, write_spec, workdir):
+    write_spec({"name": "moved", "source": {"path": "data.parquet"}, "run": {"dir": "run"}}, table=sample_table(20))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    os.rename(workdir / "run", workdir / "elsewhere")
+    said = curate_main("inspect", "elsewhere")
+    assert said.code == 0 and f"was written at {workdir / 'run'}" in said.stdout
+    assert "curate run --resume elsewhere" in said.stdout
+    os.rename(workdir / "elsewhere", workdir / "run")
+    assert "was written at" not in curate_main("inspect", "run").stdout
+
+
+def test_a_run_directory_curate_may_not_write_is_an_error_not_a_bug(curate_main, write_spec, monkeypatch):
+    import errno
+
+    from curate.lock import DirectoryLock
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self.path))
+
+    write_spec({"name": "ro", "source": {"path": "data.parquet"}, "run": {"dir": "run"}}, table=sample_table(20))
+    monkeypatch.setattr(DirectoryLock, "acquire", read_only)
+    result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 1 and "internal error" not in result.stderr
+    assert "error: cannot use" in result.stderr and ".curate.lock: Read-only file system" in result.stderr
+    assert "run where you may write" in result.stderr
+
+
+def test_an_error_outside_a_steps_code_names_what_was_running():
+    import errno
+
+    from curate.diskspace import output_fix
+    from curate.errors import ResourceError
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    error = ResourceError.from_exception(full, "step 'sample'")
+    assert error is not None and str(error).startswith("the run failed during step 'sample': ")
+    assert "lower run.min_free_disk" not in output_fix("out.parquet", 0)
+    assert "lower run.min_free_disk" in output_fix("out.parquet", 512 * 10**6)
