@@ -140,7 +140,13 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
             continue
         _requirements(cls, loc + ("step",), problems, f"step '{step_spec.step}'")
         params = _params(cls, step_spec.params, loc + ("params",), problems)
-        step = cls(params, label=step_spec.name or step_spec.step) if params is not None else None
+        try:
+            step = cls(params, label=step_spec.name or step_spec.step) if params is not None else None
+        except SpecError as exc:  # a step that checks more of its params itself (mix's strategy options)
+            for problem in exc.problems:
+                where = tuple(part for part in problem.path.split(".") if part) if problem.path else ()
+                problems.add(loc + ("params", *where), problem.message, problem.hint)
+            step = None
         if step is not None:
             step.untrusted = spec.run.untrusted
             from curate.duck import sql_seconds

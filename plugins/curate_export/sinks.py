@@ -1,6 +1,7 @@
 """Sinks for training clients: WebDataset tars and an HF imagefolder. Images come from the download
 step's store through :mod:`curate.images`; non-JPEG images are re-encoded so every sample is a
-``jpg``. Rows without an image are skipped and counted. A spec run with ``--untrusted`` has its
+``jpg``. Rows without an image are skipped, counted in the output's facts (``rows_without_image``)
+and warned of (an export of 12 rows wrote 6 without a word). A spec run with ``--untrusted`` has its
 images read only from the working directory, the run directory and its store: a row naming one
 elsewhere fails the export, naming the row (as a shard that is gone does), and nothing of it is read."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,32 @@ from curate.sink import Sink
 from curate.step import TableInput
 
 JPEG_MAGIC = b"\xff\xd8"
+
+
+class ExportWarning(UserWarning):
+    """An export left rows out (they had no image) or wrote nothing."""
+
+
+def json_text(row: dict[str, Any]) -> str:
+    """A sample's JSON: dates and times as ISO 8601 (a crawl date in ``metadata`` failed the export
+    after every step had run), bytes as base64, anything else JSON has no type for as its text."""
+    return json.dumps(row, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    import base64
+    import datetime as dt
+    from decimal import Decimal
+
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
 
 
 class ExportParams(Params):
@@ -62,12 +90,17 @@ def jpeg_bytes(data: bytes) -> bytes:
 
 
 def export_columns(sink: Sink) -> dict[str, Any]:
-    """What :func:`samples` reads; planning checks them before any step runs."""
-    return {UID: pl.Utf8, "image": None, sink.params.caption: pl.Utf8}
+    """What :func:`samples` reads; planning checks them before any step runs. The ``metadata``
+    columns a spec names are among them (a misspelt one dropped the lineage column without a
+    word); the default ones are kept when present."""
+    named = sink.params.metadata if "metadata" in sink.params.model_fields_set else []
+    return {UID: pl.Utf8, "image": None, sink.params.caption: pl.Utf8, **{c: None for c in named}}
 
 
-def samples(sink: Sink, table: TableInput) -> Iterator[tuple[dict[str, Any], bytes]]:
-    """(row, jpeg bytes) for every row with an image, in table order."""
+def samples(sink: Sink, table: TableInput, skipped: dict[str, int] | None = None
+            ) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """(row, jpeg bytes) for every row with an image, in table order; ``skipped["rows_without_image"]``
+    counts the others."""
     frame = table.scan()
     names = frame.collect_schema().names()
     wanted = [UID, "image", sink.params.caption]
@@ -85,6 +118,8 @@ def samples(sink: Sink, table: TableInput) -> Iterator[tuple[dict[str, Any], byt
                 if data is not None:
                     row.pop("image")
                     yield row, jpeg_bytes(data)
+                elif skipped is not None:
+                    skipped["rows_without_image"] = skipped.get("rows_without_image", 0) + 1
         except ImageOutside as refused:  # an untrusted spec's row names an image of this machine's
             raise OutputError(f"output '{sink.format}' ({sink.ctx.path}): row {rows[read][UID]!r}: {refused}",
                               refused.hint) from None
@@ -104,8 +139,11 @@ class WebDatasetSink(Sink):
 
     open_clip's loader has no per-epoch hook, so LaCLIP-style sampling of one candidate per epoch
     is unrolled into the data: ``repeats: E`` writes E copies, copy e drawing its text from
-    (uid, seed, e) (with one copy the text is the ``caption`` column, the mix's own draw), and training runs one pass over all of them. Copies go to separate shards in
-    copy order; the loader's shard and sample shuffling mixes them."""
+    (uid, seed, e) (with one copy the text is the ``caption`` column, the mix's own draw), and
+    training runs one pass over all of them. Copies follow one another in shard order (copy 0's
+    rows, then copy 1's…), so a shard may hold the end of one copy and the start of the next:
+    set ``samples_per_shard`` to a divisor of the row count to keep each shard to one copy. The
+    sample's JSON says which copy (``repeat``) and which candidate its text is (``text_index``)."""
 
     format = "webdataset"
     description = "WebDataset tars (jpg + txt + json) for open_clip_train / webdataset"
@@ -133,8 +171,15 @@ class WebDatasetSink(Sink):
     def _write_into(self, out: Path, table: TableInput) -> dict[str, Any]:
         seed = self.params.seed if self.params.seed is not None else self.ctx.seed
         uids = table.scan().select(UID).collect()[UID] if self.params.repeats > 1 else None
-        return write_shards(out, lambda: samples(self, table), self.params, seed, uids,
-                            wrote=self.ctx.space_guard().wrote)
+        skipped: dict[str, int] = {}
+        counted = [True]  # the repeats read the rows again: count those without an image once
+
+        def rows() -> Iterator[tuple[dict[str, Any], bytes]]:
+            yield from samples(self, table, skipped if counted[0] else None)
+            counted[0] = False
+
+        facts = write_shards(out, rows, self.params, seed, uids, wrote=self.ctx.space_guard().wrote)
+        return {**facts, **_left_out(self, facts["rows"], skipped)}
 
 
 def write_shards(out: Path, samples: Callable[[], Iterable[tuple[dict[str, Any], bytes]]],
@@ -156,13 +201,15 @@ def write_shards(out: Path, samples: Callable[[], Iterable[tuple[dict[str, Any],
                 rows += repeat == 0
                 text = row[params.caption]
                 candidates = row.get(column) if column else None
+                chosen: dict[str, Any] = {}
                 if candidates and params.repeats > 1:
                     draw = draws[row[UID]]
-                    text = candidates[min(int(draw * len(candidates)), len(candidates) - 1)]
+                    index = min(int(draw * len(candidates)), len(candidates) - 1)
+                    text, chosen = candidates[index], {"text_index": index}
                 # a safe name without dots (webdataset's key ends at the first): see curate.filekeys
                 key = file_key(row[UID]) + (f"_{repeat}" if params.repeats > 1 else "")
                 shards.add(key, [("jpg", image), ("txt", (text or "").encode()),
-                                 ("json", json.dumps({**row, "repeat": repeat}, ensure_ascii=False).encode())])
+                                 ("json", json_text({**row, "repeat": repeat, **chosen}).encode())])
     # every sample has one .jpg: the count per shard is what the loaders' sizes.json means
     (out / "sizes.json").write_text(json.dumps({p.name: n for p, n in zip(shards.paths, shards.counts, strict=True)}))
     return {"rows": rows, "samples": shards.written, "shards": len(shards.paths)}
@@ -197,14 +244,28 @@ class ImageFolderSink(Sink):
         images.mkdir(parents=True, exist_ok=True)
         rows = 0
         guard = self.ctx.space_guard()
+        skipped: dict[str, int] = {}
         with (out / "metadata.jsonl").open("w", encoding="utf-8") as handle:
-            for row, image in samples(self, table):
+            for row, image in samples(self, table, skipped):
                 name = f"{file_key(row[UID])}.jpg"  # never outside images/, never another row's
                 text = row.pop(self.params.caption)
-                record = json.dumps({"file_name": f"images/{name}", "text": text, **{k: v for k, v in row.items()}},
-                                    ensure_ascii=False) + "\n"
+                record = json_text({"file_name": f"images/{name}", "text": text, **{k: v for k, v in row.items()}}) + "\n"
                 guard.wrote(len(image) + len(record))
                 (images / name).write_bytes(image)
                 handle.write(record)
                 rows += 1
-        return {"rows": rows}
+        return {"rows": rows, **_left_out(self, rows, skipped)}
+
+
+def _left_out(sink: Sink, rows: int, skipped: dict[str, int]) -> dict[str, int]:
+    """The facts of rows an export left out, each warned of: a training set missing rows of the
+    curated table (or holding none) is the user's to know before training on it."""
+    missing = skipped.get("rows_without_image", 0)
+    if missing:
+        warnings.warn(f"output '{sink.format}' ({sink.ctx.path}) left out {missing:,} of {rows + missing:,} rows: "
+                      "they have no image (a failed download kept with drop_failed: false, or an image gone); "
+                      "drop them before the output, or fetch them again", ExportWarning, stacklevel=2)
+    elif rows == 0:
+        warnings.warn(f"output '{sink.format}' ({sink.ctx.path}) holds no rows: the curated table is empty",
+                      ExportWarning, stacklevel=2)
+    return {"rows_without_image": missing}

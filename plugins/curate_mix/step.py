@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from curate.errors import CurateError, Problem, SpecError, StepError, error_line
 from curate.hashing import uniform
@@ -67,8 +67,16 @@ class Mix(Step):
                              original_score=self.params.original_score, synthetic_score=self.params.synthetic_score)
         try:
             options = cls.Params.model_validate(self.params.options)
-        except ValueError as error:
-            raise SpecError(f"mix strategy '{cls.name}' options: {error}") from None
+        except ValidationError as error:
+            # each wrong option located (options.fraction), as a step's own params are, not pydantic's dump
+            from curate.spec import problems_from_validation
+            from curate.suggest import did_you_mean
+
+            accepts = f"'{cls.name}' takes: {', '.join(cls.Params.model_fields) or 'no options'}"
+            raise SpecError([Problem(".".join(str(p) for p in ("options", *loc)), message,
+                                     did_you_mean(str(loc[-1]), cls.Params.model_fields, accepts)
+                                     if message == "unknown key" else None)
+                             for loc, message in problems_from_validation(error)]) from None
         self.strategy = cls(options, columns)
 
     def places(self) -> list[tuple[str, str]]:

@@ -72,9 +72,15 @@ class MixStrategy:
         raise NotImplementedError
 
 
+BLANK_ORIGINAL = pl.col("_original").is_null() | (pl.col("_original").str.strip_chars() == "")
+
+
 def choose(frame: pl.DataFrame, want_synthetic: pl.Expr) -> pl.DataFrame:
-    """The synthetic caption where wanted and present, else the original (a fallback if wanted)."""
-    use = want_synthetic & pl.col("_has_synthetic")
+    """The synthetic caption where wanted and present, else the original (a fallback if wanted).
+    An empty or blank original is never kept over a synthetic caption, whatever the draw: there is
+    nothing in it to train on (``ratio`` and ``replace_prob`` shipped 19 empty captions of the
+    quickstart world's 36 empty alt-texts, each with a realigned caption beside it)."""
+    use = (want_synthetic | BLANK_ORIGINAL) & pl.col("_has_synthetic")
     return frame.select(
         pl.when(use).then(pl.col("_synthetic")).otherwise(pl.col("_original")).alias("caption"),
         pl.when(use).then(pl.lit(SYNTHETIC))
@@ -100,8 +106,10 @@ class ReplaceProb(MixStrategy):
 
 
 class Ratio(MixStrategy):
-    """Exactly ``round(fraction × rows)`` rows synthetic (per value of ``stratify_by`` if given):
-    the rows with the lowest draws among those that have a synthetic caption."""
+    """``round(fraction × rows)`` rows synthetic (per value of ``stratify_by`` if given): the rows
+    with the lowest draws among those that have a synthetic caption, rows whose alt-text is empty
+    first (they take the synthetic caption whatever the quota, :func:`choose`). Exact while enough
+    rows have a synthetic caption and no more have an empty alt-text than the quota."""
 
     name = "ratio"
     description = "an exact fraction synthetic, optionally stratified by a column"
@@ -120,8 +128,8 @@ class Ratio(MixStrategy):
     def mix(self, frame: pl.DataFrame) -> pl.DataFrame:
         group = [pl.col(self.params.stratify_by)] if self.params.stratify_by else [pl.lit(0)]
         # Rows without a synthetic caption rank last, so the quota goes to rows that can use it.
-        rank = pl.struct((~pl.col("_has_synthetic")).alias("missing"), pl.col("_draw"), pl.col("uid")) \
-            .rank("ordinal").over(group)
+        rank = pl.struct((~pl.col("_has_synthetic")).alias("missing"), (~BLANK_ORIGINAL).alias("kept"),
+                         pl.col("_draw"), pl.col("uid")).rank("ordinal").over(group)
         quota = (pl.len().over(group) * self.params.fraction).round(0)
         return choose(frame, rank <= quota)
 
@@ -142,10 +150,9 @@ class ScoreGated(MixStrategy):
         return {self.columns.original_score: pl.Float64, self.columns.synthetic_score: pl.Float64}
 
     def mix(self, frame: pl.DataFrame) -> pl.DataFrame:
-        blank = pl.col("_original").is_null() | (pl.col("_original").str.strip_chars() == "")
         original = pl.col(self.columns.original_score).fill_null(float("-inf")).fill_nan(float("-inf"))
         synthetic = pl.col(self.columns.synthetic_score).fill_null(float("-inf")).fill_nan(float("-inf"))
-        return choose(frame, blank | (synthetic > original + self.params.margin))
+        return choose(frame, BLANK_ORIGINAL | (synthetic > original + self.params.margin))
 
 
 class Multi(MixStrategy):

@@ -127,8 +127,9 @@ def shard_pattern(shards: Path) -> tuple[str, int]:
     """open_clip's brace pattern over a webdataset sink's tars, and the sample count."""
     sizes = json.loads((shards / "sizes.json").read_text())
     names = sorted(sizes)
-    if not names:
-        raise ValueError(f"{shards} holds no shards")
+    if not names:  # what an export of an empty table writes
+        raise UsageError(f"{shards} holds no shards: the export it comes from had no rows to write",
+                         "check the run's funnel (curate inspect RUN_DIR): every row was dropped before the export")
     return str(shards / f"{{{names[0][:-4]}..{names[-1][:-4]}}}.tar"), int(sum(sizes.values()))
 
 
@@ -162,7 +163,8 @@ def train_clip(shards: Path, out: Path, *, name: str = "clip", epochs: int = 1, 
     if samples < batch_size:  # open_clip_train drops a partial batch, then reads the shards again, forever
         raise UsageError(f"{shards} holds {samples} samples to train on, fewer than one batch of {batch_size}",
                          "lower the batch size, or export more samples")
-    unreadable = shards_problems(shards, sorted(json.loads((shards / "sizes.json").read_text())))
+    sizes = json.loads((shards / "sizes.json").read_text())
+    unreadable = shards_problems(shards, sorted(sizes), sizes)
     if unreadable:  # it skips what it cannot read, and with nothing left reads the shards again, forever
         more = f" (and {len(unreadable) - 3} more)" if len(unreadable) > 3 else ""
         raise UsageError("; ".join(unreadable[:3]) + more,

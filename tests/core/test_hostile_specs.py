@@ -377,3 +377,22 @@ def test_the_memory_limit_reaches_duckdb_as_bytes(tmp_path):
 
     con = StepContext(tmp_path, "s", 0, tmp_path, memory_limit="512MiB").duckdb()
     assert con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == "512.0 MiB"
+
+def test_a_metadata_column_the_spec_names_must_exist(curate_main, write_spec, register_plugin, workdir):
+    """`metadata: [alt_text, caption_sorce]` dropped the lineage column without a word (blend probe);
+    the default metadata columns are still kept only when present."""
+    import curate_export
+
+    register_plugin(curate_export, "export")
+    table = pl.DataFrame({"url": ["u1", "u2"], "alt_text": ["a", "b"], "caption": ["a", "b"],
+                          "caption_source": ["original"] * 2, "image": [{"shard": "0.tar", "key": "k"}] * 2})
+    output = {"format": "webdataset", "path": "wds", "params": {"metadata": ["alt_text", "caption_sorce"]}}
+    write_spec({"name": "export", "source": {"path": "data.parquet"}, "outputs": [output], "run": {"dir": "run"}},
+               table=table)
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "reads column 'caption_sorce'" in result.stderr and "did you mean 'caption_source'?" in result.stderr
+    output["params"] = {}
+    write_spec({"name": "export", "source": {"path": "data.parquet"}, "outputs": [output], "run": {"dir": "run"}},
+               table=table.drop("caption_source"))
+    assert curate_main("validate", "spec.yaml").code == 0

@@ -18,6 +18,9 @@ from curate.sink import SinkContext
 from curate.step import TableInput
 from tests.export.conftest import make_store
 
+# Their tables have a row without an image, which every export warns of (tests/export/test_sinks.py).
+pytestmark = pytest.mark.filterwarnings("ignore::curate_export.sinks.ExportWarning")
+
 KB = 1000
 
 

@@ -11,6 +11,8 @@ from curate_export.sinks import ImageFolderSink, WebDatasetSink
 from curate.sink import SinkContext
 from curate.step import TableInput
 
+# The table of these tests has a row without an image, which every export warns of (one test checks).
+pytestmark = pytest.mark.filterwarnings("ignore::curate_export.sinks.ExportWarning")
 # webdataset leaves its tar handles to the garbage collector; that is its business, not the export's.
 WEBDATASET_LEAKS = pytest.mark.filterwarnings("ignore::ResourceWarning",
                                               "ignore::pytest.PytestUnraisableExceptionWarning")
@@ -81,3 +83,62 @@ def test_imagefolder_reads_with_hf_datasets_offline(store_table, tmp_path, monke
     assert row["text"] == f"a {row['color']} square"
     assert row["image"].size == (32, 32)
     assert all(name.endswith(".jpg") for name in os.listdir(out / "images"))
+
+
+@WEBDATASET_LEAKS
+@pytest.mark.parametrize("sink_cls", [WebDatasetSink, ImageFolderSink])
+def test_rows_without_an_image_are_counted_and_warned_of(store_table, tmp_path, sink_cls):
+    """An export of 12 rows wrote 6 and said nothing: the other 6 had no image (blend probe)."""
+    from curate_export.sinks import ExportWarning
+
+    store, table = store_table
+    with pytest.warns(ExportWarning, match=r"left out 1 of 25 rows: they have no image"):
+        facts, _ = write(sink_cls, table, tmp_path, store)
+    assert facts["rows"] == 24 and facts["rows_without_image"] == 1
+    (tmp_path / "empty").mkdir()
+    with pytest.warns(ExportWarning, match="holds no rows"):
+        facts, _ = write(sink_cls, table.head(0), tmp_path / "empty", store)
+    assert facts["rows"] == 0
+
+
+@WEBDATASET_LEAKS
+@pytest.mark.filterwarnings("ignore::curate_export.sinks.ExportWarning")
+@pytest.mark.parametrize("sink_cls", [WebDatasetSink, ImageFolderSink])
+def test_dates_times_and_bytes_in_metadata_are_written_as_text(store_table, tmp_path, sink_cls):
+    """A crawl date in `metadata` failed the export (date is not JSON serializable) after every
+    step had run (blend probe)."""
+    import datetime as dt
+
+    store, table = store_table
+    table = table.with_columns(pl.lit(dt.date(2020, 1, 2)).alias("day"),
+                               pl.lit(dt.datetime(2020, 1, 2, 3, 4, 5)).alias("at"), pl.lit(b"\x00\x01").alias("raw"))
+    _, out = write(sink_cls, table, tmp_path, store, metadata=["day", "at", "raw"])
+    if sink_cls is ImageFolderSink:
+        record = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])
+    else:
+        import tarfile
+
+        with tarfile.open(out / "00000.tar") as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith(".json"))
+            record = json.loads(tar.extractfile(member).read())
+    assert (record["day"], record["at"], record["raw"]) == ("2020-01-02", "2020-01-02T03:04:05", "AAE=")
+
+
+@WEBDATASET_LEAKS
+@pytest.mark.filterwarnings("ignore::curate_export.sinks.ExportWarning")
+def test_each_copy_says_which_candidate_its_text_is(store_table, tmp_path):
+    import tarfile
+
+    store, table = store_table
+    _, out = write(WebDatasetSink, table, tmp_path, store, repeats=3, seed=1)
+    texts: dict[str, bytes] = {}
+    with tarfile.open(out / "00000.tar") as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read()
+            key, ext = member.name.split(".", 1)
+            if ext == "txt":
+                texts[key] = data
+            elif ext == "json":
+                meta = json.loads(data)
+                assert meta["captions"][meta["text_index"]].encode() == texts[key]
+

@@ -116,8 +116,27 @@ def test_mixing_never_invents_text_and_is_deterministic_and_shard_independent(mi
         if strategy == "concat" and synthetic and synthetic.strip() and original and original.strip():
             allowed = {f"{original} / {synthetic}"}
         assert row["caption"] in allowed
+        if strategy in ("replace_prob", "ratio", "score_gated") and not (original or "").strip() and \
+                (synthetic or "").strip():  # nothing in an empty alt-text to train on (blend probe)
+            assert row["caption"] == synthetic and row["caption_source"] == "synthetic"
         if strategy == "multi":
             assert set(row[CAPTIONS]) <= {original, synthetic}
+
+
+@pytest.mark.parametrize("strategy, options", [("replace_prob", {"p": 0.0}), ("ratio", {"fraction": 0.0}),
+                                               ("ratio", {"fraction": 0.2})])
+def test_an_empty_alt_text_takes_the_synthetic_caption_whatever_the_draw(mix_pm, strategy, options):
+    """ratio 0.5 on the quickstart world shipped 19 empty captions, each with a realigned caption
+    beside it, and called them `original` (blend probe)."""
+    table = pool(100).with_columns(pl.when(pl.col("uid").str.ends_with("3")).then(pl.lit(" "))
+                                   .otherwise(pl.col("alt_text")).alias("alt_text"))
+    result = mixed(mix_pm, table, strategy, options)
+    blank = result.filter(pl.col("uid").str.ends_with("3"))
+    assert blank.height and (blank["caption_source"] == "synthetic").all()
+    assert (blank["caption"] == blank["caption_realigned"]).all()
+    if strategy == "ratio":  # the empty ones count toward the quota, which stays exact when it holds them
+        expected = max(round(options["fraction"] * 100), blank.height)
+        assert (result["caption_source"] == "synthetic").sum() == expected
 
 
 def test_seed_changes_the_draw(mix_pm):

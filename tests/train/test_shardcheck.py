@@ -17,6 +17,9 @@ from curate.sink import SinkContext
 from curate.step import TableInput
 from tests.export.conftest import make_store
 
+# make_store's table has a row without an image, which the export warns of (tests/export/test_sinks.py).
+pytestmark = pytest.mark.filterwarnings("ignore::curate_export.sinks.ExportWarning")
+
 
 def export(root: Path, rows: int = 16) -> Path:
     """A real webdataset export (the sink's tars and sizes.json) of ``rows`` solid-colour images."""
@@ -108,3 +111,33 @@ def test_train_clip_on_fewer_samples_than_a_batch_is_refused_before_training(tmp
     assert result.code == 2, result
     assert "holds 16 samples to train on, fewer than one batch of 32" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tar_cut_short_is_refused_naming_what_it_holds(tmp_path):
+    """A tar cut to 100 kB (20 of its 300 samples left) trained with exit 0, open_clip_train
+    filling the epoch from the other shards (blend probe): each tar must hold what sizes.json lists."""
+    from curate_train.shardcheck import shards_problems
+
+    shards = export(tmp_path)
+    sizes = json.loads((shards / "sizes.json").read_text())
+    assert shards_problems(shards, sorted(sizes), sizes) == []
+    whole = (shards / "00000.tar").read_bytes()
+    (shards / "00000.tar").write_bytes(whole[:len(whole) // 2])
+    problems = shards_problems(shards, sorted(sizes), sizes)
+    assert len(problems) == 1 and "00000.tar is cut short or damaged after" in problems[0]
+    assert "of the 8 samples sizes.json lists" in problems[0]
+    tar_of(shards / "00000.tar", {"000.jpg": jpeg(), "000.txt": b"a red square"})  # whole, but one sample of 8
+    problems = shards_problems(shards, sorted(sizes), sizes)
+    assert len(problems) == 1 and "holds 1 samples where sizes.json lists 8" in problems[0]
+
+
+def test_train_clip_on_an_empty_export_is_refused_with_exit_2(tmp_path, curate_cli):
+    """What an export of an empty table writes (sizes.json {}) was an internal ValueError (blend probe)."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "sizes.json").write_text("{}")
+    result = curate_cli("train", "clip", str(shards), "--out", str(tmp_path / "out"), timeout=120)
+    assert result.code == 2, result
+    assert "holds no shards: the export it comes from had no rows to write" in result.stderr
+    assert "internal error" not in result.stderr
+
