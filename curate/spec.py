@@ -18,7 +18,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from curate.diskspace import DEFAULT_MIN_FREE_DISK, parse_size
 from curate.errors import Problem, SpecError
-from curate.step import DEFAULT_MEMORY_LIMIT, MIN_MEMORY_LIMIT
+from curate.step import DEFAULT_MEMORY_LIMIT
 from curate.yaml_limits import MAX_SPEC_BYTES, YamlTooLarge, check_node
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,8 +128,8 @@ class RunSpec(_Model):
     def _memory(cls, value: Any) -> str:
         # A size, never text: it was pasted into DuckDB's SET, so "256MB'; COPY … TO …; SELECT '1"
         # ran any statement with full file access, from an untrusted spec too.
-        if parse_size(value) < MIN_MEMORY_LIMIT:
-            raise ValueError(f"{value!r} is too little memory for DuckDB: give at least 16MB")
+        if parse_size(value) <= 0:
+            raise ValueError(f"{value!r} leaves DuckDB no memory: give a size such as 256MB or 2GB")
         return str(value)
 
     @field_validator("executor", mode="before")

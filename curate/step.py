@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 # DuckDB spills to the run directory. It was 4GB: a 100M-row relational run then held 4.2 GB where
 # a 10M one held 0.85 GB, DuckDB's hash tables and sorts growing to the limit (benchmarks/README.md).
 DEFAULT_MEMORY_LIMIT = "256MB"
-MIN_MEMORY_LIMIT = 16 * 10**6  # bytes: the least run.memory_limit may say
 
 
 @dataclass

@@ -362,8 +362,8 @@ def test_a_memory_limit_is_a_size_never_sql(curate_main, write_spec, workdir, co
     assert not target.exists()
 
 
-@pytest.mark.parametrize("limit, ok", [("1GB", True), ("512MiB", True), (300_000_000, True), ("8MB", False),
-                                       ("0", False), ("lots", False)])
+@pytest.mark.parametrize("limit, ok", [("1GB", True), ("512MiB", True), (300_000_000, True), ("1MB", True),
+                                       ("0", False), ("lots", False), ("1GB; SELECT 1", False)])
 def test_memory_limits_that_are_sizes_run(curate_main, write_spec, limit, ok):
     spec = _filter_spec("true")
     spec["run"]["memory_limit"] = limit
