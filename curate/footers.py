@@ -1,15 +1,19 @@
-"""A Parquet file's footer, read once per process and file version.
+"""A Parquet file's footer, read once per process and file version, and kept small.
 
 Planning and reading a Parquet source asked each file for its footer four times: its schema
 (Polars), its time zones (pyarrow), whether DuckDB reads it as Polars does (pyarrow) and the
 in-place read's columns (Polars), ~1.4 ms each, so 2,000 files cost ~11 s before a row was
 read. Each reader's answer is kept here, keyed by the file's path and what ``stat`` says of it
-(size, mtime, ctime, inode), so a file rewritten in between is read again.
+(size, mtime, ctime, inode), so a file rewritten in between is read again. What is kept of
+pyarrow's reading is a few facts (:class:`ArrowFooter`), not its metadata objects: a source of
+100,000 files keeps 100,000 of them.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,20 @@ from typing import Any
 import polars as pl
 
 # Files whose footers are kept (the last used); a source of more files reads some again.
-KEPT = 8192
+KEPT = 1 << 17
+
+
+@dataclass(frozen=True)
+class ArrowFooter:
+    """What curate asks of a Parquet footer through pyarrow."""
+
+    rows: int
+    # the largest row group's unpacked bytes per row (a value repeated in a dictionary counts once)
+    widest_row_bytes: float
+    # (column, time zone) of every timestamp with a zone, in lists, structs and maps too
+    zones: tuple[tuple[str, str], ...]
+    # a column DuckDB reads as other values than Polars does (curate.ingest._duckdb_reads_otherwise)
+    duckdb_differs: bool
 
 
 def _version(path: Path | str) -> tuple[str, int, int, int, int]:
@@ -30,10 +47,9 @@ def polars_schema(path: Path | str) -> dict[str, pl.DataType]:
     return dict(_polars_schema(_version(path)))
 
 
-def arrow_metadata(path: Path | str) -> Any:
-    """pyarrow's ``FileMetaData`` of ``path`` (its ``.schema`` the Parquet schema, and
-    ``.schema.to_arrow_schema()`` the Arrow one); None when pyarrow cannot read the footer."""
-    return _arrow_metadata(_version(path))
+def arrow_footer(path: Path | str) -> ArrowFooter | None:
+    """The facts of ``path``'s footer pyarrow reads; None when pyarrow cannot read it."""
+    return _arrow_footer(_version(path))
 
 
 @lru_cache(maxsize=KEPT)
@@ -42,10 +58,49 @@ def _polars_schema(version: tuple[str, int, int, int, int]) -> dict[str, pl.Data
 
 
 @lru_cache(maxsize=KEPT)
-def _arrow_metadata(version: tuple[str, int, int, int, int]) -> Any:
+def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_metadata(version[0])
+        metadata = pq.read_metadata(version[0])
+        schema = metadata.schema.to_arrow_schema()
     except Exception:  # not Parquet pyarrow reads: the caller's reader says what is wrong
         return None
+    widest = 0.0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        if group.num_rows:
+            widest = max(widest, group.total_byte_size / group.num_rows)
+    zones, differs = [], False
+    for column, dtype in _leaves(schema):
+        if pa.types.is_timestamp(dtype) and dtype.tz:
+            zones.append((column, dtype.tz))
+        # DuckDB takes a duration's raw count (a pyarrow duration[s] became as many ms), an
+        # extension type's storage (a UUID came back as the bytes of its text), a date64 as ms
+        differs = differs or isinstance(dtype, pa.BaseExtensionType) or pa.types.is_duration(dtype) \
+            or pa.types.is_date64(dtype)
+    parquet = metadata.schema
+    # an INT96 timestamp (DuckDB cuts its nanoseconds) or a UUID another writer marked in Parquet alone
+    differs = differs or any(parquet.column(i).physical_type == "INT96" or str(parquet.column(i).logical_type) == "UUID"
+                             for i in range(len(parquet)))
+    return ArrowFooter(metadata.num_rows, widest, tuple(zones), differs)
+
+
+def _leaves(schema: Any) -> Iterator[tuple[str, Any]]:
+    """(top-level column, type) of every type in ``schema``, nested ones included (the one walker
+    of pyarrow types: lists, structs and maps)."""
+    import pyarrow as pa
+
+    stack = [(field.name, field.type) for field in schema]
+    while stack:
+        column, dtype = stack.pop()
+        yield column, dtype
+        if isinstance(dtype, pa.BaseExtensionType):
+            continue
+        if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype):
+            stack.append((column, dtype.value_type))
+        elif pa.types.is_struct(dtype):
+            stack.extend((column, dtype.field(i).type) for i in range(dtype.num_fields))
+        elif pa.types.is_map(dtype):
+            stack.extend([(column, dtype.key_type), (column, dtype.item_type)])

@@ -16,7 +16,7 @@ import polars as pl
 
 from curate.duck import literal, memory_bytes, quote, stream
 from curate.errors import CurateError, SourceError
-from curate.footers import arrow_metadata, polars_schema
+from curate.footers import arrow_footer, polars_schema
 from curate.keptref import KeptReference
 from curate.parquet_nan import read_option
 from curate.runfiles import remove_tree
@@ -244,14 +244,12 @@ def shard_bytes_problem(source: Source, shard_size: int) -> tuple[str, str] | No
         return None
     widest, where, rows = 0.0, None, 0
     for path in files:
-        metadata = arrow_metadata(path)
-        if metadata is None:
+        footer = arrow_footer(path)
+        if footer is None:
             continue
-        rows += metadata.num_rows
-        for index in range(metadata.num_row_groups):
-            group = metadata.row_group(index)
-            if group.num_rows and group.total_byte_size / group.num_rows > widest:
-                widest, where = group.total_byte_size / group.num_rows, path
+        rows += footer.rows
+        if footer.widest_row_bytes > widest:
+            widest, where = footer.widest_row_bytes, path
     budget = _memory_bytes() // SHARD_MEMORY_SHARE
     needed = widest * min(shard_size, rows)
     if needed <= budget or where is None:
@@ -275,33 +273,10 @@ def _duckdb_reads_otherwise(path: Path) -> bool:
     plan's): a duration (DuckDB takes the raw count, so a pyarrow ``duration[s]`` became as many
     milliseconds, 1000× too short), an extension type (a UUID came back as the bytes of its
     36-character text), an INT96 timestamp (nanoseconds cut to microseconds) or a date64. Such a
-    file is staged: Polars reads it and writes what DuckDB then reads right."""
-    import pyarrow as pa
-
-    metadata = arrow_metadata(path)
-    if metadata is None:  # the staged read says what is wrong with the file
-        return True
-    try:
-        arrow = metadata.schema.to_arrow_schema()
-    except Exception:
-        return True
-
-    def odd(dtype: pa.DataType) -> bool:
-        if isinstance(dtype, pa.BaseExtensionType) or pa.types.is_duration(dtype) or pa.types.is_date64(dtype):
-            return True
-        if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype):
-            return odd(dtype.value_type)
-        if pa.types.is_struct(dtype):
-            return any(odd(dtype.field(i).type) for i in range(dtype.num_fields))
-        if pa.types.is_map(dtype):
-            return odd(dtype.key_type) or odd(dtype.item_type)
-        return False
-
-    if any(odd(field.type) for field in arrow):
-        return True
-    columns = [metadata.schema.column(i) for i in range(len(metadata.schema))]
-    # a UUID another writer (DuckDB, Spark) marked in Parquet alone: Polars reads its 16 bytes
-    return any(c.physical_type == "INT96" or str(c.logical_type) == "UUID" for c in columns)
+    file is staged: Polars reads it and writes what DuckDB then reads right (and a file pyarrow
+    cannot read is staged too: the staged read says what is wrong with it)."""
+    footer = arrow_footer(path)
+    return footer is None or footer.duckdb_differs
 
 
 def _source_file(source: Source, file_index: int) -> Path | None:

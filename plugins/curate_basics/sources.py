@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob as globlib
 import hashlib
 import io
@@ -16,7 +17,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from curate.errors import SourceError
-from curate.footers import arrow_metadata, polars_schema
+from curate.footers import arrow_footer, polars_schema
 from curate.params import Params
 from curate.runfiles import (
     UNTRUSTED_READS,
@@ -508,31 +509,19 @@ def _stat_key(path: Path) -> tuple[int, int, int]:
 def _refuse_unknown_time_zones(path: Path) -> None:
     """A timestamp column whose time zone Polars does not know ('+05:45', a fixed offset, which
     Arrow writers allow) made Polars' footer reader panic: a Rust backtrace, then Python's. Read the
-    zones with pyarrow first and ask Polars about each, which it answers with an error."""
-    import pyarrow as pa
+    zones with pyarrow first (curate.footers) and ask Polars about each, which it answers with an error."""
+    footer = arrow_footer(path)
+    for column, zone in footer.zones if footer is not None else ():  # None: Polars' reader says what is wrong
+        if not _polars_knows(zone):
+            raise SourceError(f"column {column!r} of {path} has the time zone {zone!r}, which Polars does not "
+                              "know (it takes IANA names such as 'Asia/Kathmandu', and UTC)",
+                              "convert the column to UTC or to an IANA zone when writing the file")
 
-    metadata = arrow_metadata(path)
-    if metadata is None:  # not Parquet pyarrow reads: Polars' reader says what is wrong
-        return
+
+@functools.lru_cache(maxsize=256)
+def _polars_knows(zone: str) -> bool:
     try:
-        schema = metadata.schema.to_arrow_schema()
-    except Exception:
-        return
-
-    def zones(name: str, dtype: pa.DataType) -> list[tuple[str, str]]:
-        if pa.types.is_timestamp(dtype):
-            return [(name, dtype.tz)] if dtype.tz else []
-        if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype):
-            return zones(name, dtype.value_type)
-        if pa.types.is_struct(dtype):
-            return [z for i in range(dtype.num_fields) for z in zones(name, dtype.field(i).type)]
-        return []
-
-    for field in schema:
-        for column, zone in zones(field.name, field.type):
-            try:
-                pl.Series([0], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone(zone)
-            except pl.exceptions.PolarsError:
-                raise SourceError(f"column {column!r} of {path} has the time zone {zone!r}, which Polars does not "
-                                  "know (it takes IANA names such as 'Asia/Kathmandu', and UTC)",
-                                  "convert the column to UTC or to an IANA zone when writing the file") from None
+        pl.Series([0], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone(zone)
+    except pl.exceptions.PolarsError:
+        return False
+    return True

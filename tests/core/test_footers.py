@@ -7,19 +7,21 @@ import os
 
 import polars as pl
 
-from curate.footers import arrow_metadata, polars_schema
+from curate.footers import arrow_footer, polars_schema
 
 
 def test_a_footer_is_read_again_once_the_file_changes(tmp_path):
     path = tmp_path / "d.parquet"
     pl.DataFrame({"a": [1]}).write_parquet(path)
     assert polars_schema(path) == {"a": pl.Int64}
-    assert arrow_metadata(path).num_rows == 1
+    assert arrow_footer(path).rows == 1
     stat = path.stat()
     pl.DataFrame({"a": ["x"], "b": [1.5]}).write_parquet(path)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the old mtime, as `cp -p` or rsync leave it
     assert polars_schema(path) == {"a": pl.String, "b": pl.Float64}
-    assert arrow_metadata(path).num_rows == 1 and arrow_metadata(path).num_columns == 2
+    assert arrow_footer(path).rows == 1
+    pl.DataFrame({"a": ["x", "y"]}).write_parquet(path)  # same size? a new version all the same
+    assert arrow_footer(path).rows == 2
 
 
 def test_a_schema_handed_out_is_a_copy(tmp_path):
@@ -32,4 +34,25 @@ def test_a_schema_handed_out_is_a_copy(tmp_path):
 def test_what_pyarrow_cannot_read_is_none(tmp_path):
     path = tmp_path / "d.parquet"
     path.write_bytes(b"not parquet")
-    assert arrow_metadata(path) is None
+    assert arrow_footer(path) is None
+
+
+def test_the_footer_facts_find_zones_and_what_duckdb_reads_otherwise_at_any_depth(tmp_path):
+    """One walker of pyarrow types (it was two, one missing maps): zones for the Polars check, and
+    the types DuckDB reads as other values (a duration, an extension type, a date64)."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stamp = pa.timestamp("us", tz="Asia/Kathmandu")
+    table = pa.table({
+        "plain": pa.array([1], pa.int64()),
+        "nested": pa.array([[{"at": dt.datetime(2020, 1, 1)}]], pa.list_(pa.struct([("at", stamp)]))),
+        "mapped": pa.array([[("k", dt.timedelta(seconds=3))]], pa.map_(pa.string(), pa.duration("s"))),
+    })
+    pq.write_table(table, tmp_path / "d.parquet")
+    footer = arrow_footer(tmp_path / "d.parquet")
+    assert footer.zones == (("nested", "Asia/Kathmandu"),) and footer.duckdb_differs
+    pq.write_table(table.select(["plain"]), tmp_path / "p.parquet")
+    assert not arrow_footer(tmp_path / "p.parquet").duckdb_differs and arrow_footer(tmp_path / "p.parquet").zones == ()
