@@ -13,9 +13,10 @@ params records it. ``port: 0`` always picks a random free port; a port given is 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
-import atexit
+import logging
 import secrets
 import socket
 import weakref
@@ -143,6 +144,13 @@ class WorldSource(Source):
                     _HELD[key] = held  # this process's other sources of the world share it
                 else:  # a free port of this source's alone: closed when the source is dropped
                     weakref.finalize(self, held.close)
+                    # its URLs, so its uids and every seeded draw, differ from the stable port's:
+                    # nothing cached on the stable port is reused, and nothing said so (blend probe)
+                    # (a log record, not a Python warning: parallel test processes share the stable ports)
+                    logging.getLogger("curate_world").warning(
+                        "world source: port %d, this world's stable port, is in use by another process; serving on %d "
+                        "instead, so the rows' URLs and uids (and every draw seeded by uid) differ from a run on the "
+                        "stable port, and no step cached there is reused", self.stable_port, held.getsockname()[1])
             self._reserved, self._port = held, int(held.getsockname()[1])
         return self._port
 

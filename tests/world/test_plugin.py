@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -94,7 +95,7 @@ def test_random_ports_change_the_fingerprint(tmp_path: Path) -> None:
         list(make(port=0).scan())
 
 
-def test_a_busy_stable_port_gives_way_to_a_free_one_named_in_the_fingerprint(tmp_path: Path) -> None:
+def test_a_busy_stable_port_gives_way_to_a_free_one_named_in_the_fingerprint(tmp_path: Path, caplog) -> None:
     """Another process on the world's own port (a second user, a parallel run): this run serves on
     a free port, its URLs say which, and its rows are not confused with the stable port's."""
     def make() -> WorldSource:  # a world no other test serves: this process holds no port for it
@@ -105,8 +106,12 @@ def test_a_busy_stable_port_gives_way_to_a_free_one_named_in_the_fingerprint(tmp
         blocker.bind(("127.0.0.1", stable_port))
         blocker.listen()
         source = make()
-        busy_fingerprint = source.fingerprint()
+        with caplog.at_level(logging.WARNING, logger="curate_world"):
+            busy_fingerprint = source.fingerprint()
         assert source.port != stable_port
+        # its uids and every draw differ from the stable port's, and nothing cached is reused: said
+        assert f"port {stable_port}, this world's stable port, is in use by another process; serving on " \
+               f"{source.port} instead" in caplog.text
         assert source.describe()["base_url"] == f"http://127.0.0.1:{source.port}"
         with source.session():
             (frame,) = list(source.scan())
