@@ -47,6 +47,22 @@ class MixParams(Params):
     seed: int | None = Field(None, description="default: the run's seed")
 
 
+def _scorer(upstream: list[Step], column: str) -> tuple[str, str] | None:
+    """(label, its model as text) of the nearest clip_score step before this one that writes
+    ``column``; None when the nearest writer of it is another kind of step, or there is none."""
+    for step in reversed(upstream):
+        if column in step.output_columns():
+            if step.name != "clip_score":
+                return None
+            params = step.params
+            model = f"model {getattr(params, 'model', None)!r}"
+            for name in ("pretrained", "checkpoint"):
+                if getattr(params, name, None):
+                    model += f", {name} {getattr(params, name)!r}"
+            return step.label, model
+    return None
+
+
 class Mix(Step):
     """Writes ``caption`` and ``caption_source`` (plus whatever the strategy adds, e.g. ``captions``).
     Draws come from (uid, seed), so the mix is the same for any shard size or executor."""
@@ -94,6 +110,22 @@ class Mix(Step):
 
     def output_columns(self) -> Schema:
         return {"caption": pl.Utf8, "caption_source": pl.Utf8, **self.strategy.writes()}
+
+    def plan_check_upstream(self, upstream: list[Step]) -> list[str]:
+        """``score_gated`` compares two CLIP scores: both must come from one model (a tiny CLIP's
+        caption scores, mean 0.12, against the world CLIP's alt-text scores, mean 0.41, gave 7 of
+        12 rows to the synthetic caption without a word: blend probe)."""
+        if self.strategy.name != "score_gated":
+            return []
+        scorers = [_scorer(upstream, column) for column in (self.params.original_score, self.params.synthetic_score)]
+        if None in scorers or scorers[0][1] == scorers[1][1]:  # a score another step computed: not ours to judge
+            return []
+        (first, model_a), (second, model_b) = scorers  # type: ignore[misc]
+        return [f"score_gated compares '{self.params.original_score}' (step '{first}': {model_a}) with "
+                f"'{self.params.synthetic_score}' (step '{second}': {model_b}): two CLIPs' scores are on different "
+                "scales, so the gate would pick by model, not by fit; score both texts with one model (one "
+                "clip_score step with texts: [alt_text, caption_realigned], or the same model, pretrained and "
+                "checkpoint in both)"]
 
     def _mixed(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         seed = self.params.seed if self.params.seed is not None else ctx.seed

@@ -278,3 +278,20 @@ def test_a_strategy_name_two_plugins_claim_names_both_plugins(mix_pm, register_p
                                         r"and plugin '(impostor|mix)'") as raised:
         available_strategies(mix_pm)
     assert "uninstall one of them" in str(raised.value)
+
+
+def test_score_gated_refuses_scores_of_two_different_clips(mix_pm):
+    """A tiny CLIP's caption scores (mean 0.12) against the world CLIP's alt-text scores (0.41)
+    gave 7 of 12 rows to the synthetic caption without a word (blend probe)."""
+    from curate_clip.score import ClipScore
+
+    mix = Mix(Mix.Params(strategy="score_gated"), pm=mix_pm)
+    alt = ClipScore(ClipScore.Params(), label="clip_score")
+    same = ClipScore(ClipScore.Params(texts=["caption_realigned"]), label="score_captions")
+    other = ClipScore(ClipScore.Params(texts=["caption_realigned"], model="local-dir:/models/tiny"),
+                      label="score_captions")
+    assert mix.plan_check_upstream([alt, same]) == []
+    (problem,) = mix.plan_check_upstream([alt, other])
+    assert "score_gated compares 'clip_score' (step 'clip_score': model 'world-clip-tiny') with " \
+           "'clip_score_caption_realigned' (step 'score_captions': model 'local-dir:/models/tiny')" in problem
+    assert Mix(Mix.Params(strategy="ratio"), pm=mix_pm).plan_check_upstream([alt, other]) == []
