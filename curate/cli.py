@@ -286,9 +286,8 @@ def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def inspect(run_dir: str, as_json: bool) -> None:
     """Show a run's funnel: rows per step, drop reasons, timings."""
-    from curate.runstore import read_manifest
-
     from curate.lock import held
+    from curate.runstore import read_manifest
 
     manifest = read_manifest(Path(run_dir))
     if as_json:
