@@ -174,6 +174,51 @@ def unrepeatable(query: str) -> list[str]:
     return list(found)
 
 
+# What DuckDB says of itself and of this machine, which an untrusted spec's SQL could copy into its
+# outputs: duckdb_settings() holds the run's absolute paths, the user's home directory and name
+# (temp_directory, secret_directory), current_setting() each one, pragma_* and the catalogs more.
+_MACHINE_FUNCTIONS = ("current_setting", "getvariable", "which_secret", "current_database", "current_schema",
+                      "current_schemas", "current_user", "session_user", "user")
+_MACHINE_PREFIXES = ("duckdb_", "pragma_")
+_MACHINE_SCHEMAS = ("information_schema", "pg_catalog")
+
+
+def machine_reads(query: str) -> list[str]:
+    """What in ``query`` reads DuckDB's settings or catalogs rather than the table (for an
+    untrusted spec: its SQL may read the run's rows and nothing of this machine). Empty when
+    nothing is found or it does not parse (the step's own checks say so)."""
+    try:
+        tree = _parse_tree(query)
+    except duckdb.Error:
+        return []
+    found: dict[str, None] = {}
+    stack = [tree.get("statements", tree)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name = str(node.get("function_name", "")).lower()
+            if node.get("class") == "FUNCTION" and (name in _MACHINE_FUNCTIONS or name.startswith(_MACHINE_PREFIXES)):
+                found[f"{name}()"] = None
+            if node.get("type") == "BASE_TABLE":
+                table, schema = str(node.get("table_name", "")).lower(), str(node.get("schema_name", "")).lower()
+                if schema in _MACHINE_SCHEMAS or table.startswith(_MACHINE_PREFIXES) or table in _MACHINE_SCHEMAS:
+                    found[f"{schema + '.' if schema else ''}{table}"] = None
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(found)
+
+
+def untrusted_reads_problem(what: str, query: str) -> str | None:
+    """The problem of an untrusted spec whose ``what`` (SQL text) reads the machine, or None."""
+    found = machine_reads(query)
+    if not found:
+        return None
+    return (f"{what} reads {', '.join(found)}: DuckDB's settings and catalogs, which hold this machine's paths, "
+            "the user's home directory and name; an untrusted spec's SQL may read only the run's rows "
+            "(review the spec and run it without --untrusted if it must)")
+
+
 class UnrepeatableWarning(UserWarning):
     """A step's SQL gives other rows from run to run (:func:`unrepeatable`)."""
 

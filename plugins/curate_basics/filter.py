@@ -10,7 +10,7 @@ from curate.duck import UnsafeSQL, bind, check_expression, explain, shard_connec
 from curate.errors import StepError
 from curate.params import Params
 from curate.schema import DROP_REASON, Schema
-from curate.sqltree import not_row_local, warn_unrepeatable
+from curate.sqltree import not_row_local, untrusted_reads_problem, warn_unrepeatable
 from curate.step import Step, StepContext
 
 
@@ -37,6 +37,9 @@ class Filter(Step):
         if (why := not_row_local(self.params.where)) is not None:
             return [f"'where' holds {why}: a filter decides each row on its own, shard by shard (a window "
                     "or aggregate would see one shard, not the table); use an sql step for a table-wide rule"]
+        where = f"SELECT ({self.params.where}\n) FROM input"
+        if self.untrusted and (problem := untrusted_reads_problem("'where'", where)):
+            return [problem]
         return []
 
     def plan_check(self, input_schema: Schema) -> list[str]:

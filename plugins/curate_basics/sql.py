@@ -22,7 +22,7 @@ from curate.duck import (
 )
 from curate.params import Params
 from curate.schema import DROP_REASON, UID, Schema, nested_types, restorable
-from curate.sqltree import query_not_row_local, query_order, warn_unrepeatable
+from curate.sqltree import query_not_row_local, query_order, untrusted_reads_problem, warn_unrepeatable
 from curate.step import Step, StepContext, TableInput
 
 
@@ -68,6 +68,8 @@ class Sql(Step):
             check_query(self._query())
         except UnsafeSQL as exc:
             return [f"the query {exc}"]
+        if self.untrusted and (problem := untrusted_reads_problem("the query", self._query())):
+            return [problem]
         return self._per_shard_problems()
 
     def _per_shard_problems(self) -> list[str]:
@@ -84,6 +86,8 @@ class Sql(Step):
             return [f"the query {exc}"]
         except duckdb.Error as exc:
             return [f"the query does not run on the input table: {explain(exc)}"]
+        if self.untrusted and (problem := untrusted_reads_problem("the query", self._query())):
+            return [problem]
         if UID not in out:
             return ["the query's result has no 'uid' column: select it (e.g. SELECT uid, ... FROM input)"]
         if out[UID] not in (pl.Utf8, pl.String):

@@ -396,3 +396,26 @@ def test_a_metadata_column_the_spec_names_must_exist(curate_main, write_spec, re
     write_spec({"name": "export", "source": {"path": "data.parquet"}, "outputs": [output], "run": {"dir": "run"}},
                table=table.drop("caption_source"))
     assert curate_main("validate", "spec.yaml").code == 0
+
+
+@pytest.mark.parametrize("step", [
+    {"step": "filter", "params": {"where": "current_setting('temp_directory') IS NOT NULL"}},
+    {"step": "sql", "params": {"query": "SELECT *, (SELECT string_agg(value, ';' ORDER BY name) FROM duckdb_settings()) AS s "
+                                         "FROM input"}},
+    {"step": "sql", "params": {"query": "SELECT input.* FROM input, pragma_database_size()"}},
+    {"step": "sql", "params": {"query": "SELECT input.* FROM input, information_schema.tables"}},
+])
+def test_an_untrusted_specs_sql_may_not_read_the_machines_settings(curate_main, write_spec, workdir, step):
+    """duckdb_settings() stays readable with external access off: an untrusted spec copied the run's
+    absolute paths, the home directory and the user's name into its output (security probe)."""
+    write_spec({"name": "leak", "source": {"path": "data.parquet"}, "steps": [step],
+                "outputs": [{"format": "parquet", "path": "out.parquet"}], "run": {"dir": "run", "untrusted": True}},
+               table=sample_table(10))
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "DuckDB's settings and catalogs, which hold this machine's paths" in result.stderr
+    assert not (workdir / "run").exists()
+    spec = yaml.safe_load((workdir / "spec.yaml").read_text())
+    spec["run"]["untrusted"] = False  # the user's own spec may
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert "DuckDB's settings" not in curate_main("validate", "spec.yaml").stderr
