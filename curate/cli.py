@@ -522,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             # the machine's answer, not a bug: a read-only run directory said "internal error"
-            click.secho(f"error: cannot use {visible(str(exc.filename or 'a file'))}: {exc.strerror}", fg="red", err=True)
+            where = visible(str(exc.filename or "a file"))
+            click.secho(f"error: cannot use {where}: {exc.strerror}", fg="red", err=True)
             click.echo("  hint: curate writes into the run directory (its lock, manifest, views and report) "
                        "and the store: run where you may write, or copy the run directory there first", err=True)
             return 1

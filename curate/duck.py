@@ -192,16 +192,25 @@ def _check_depth(sql: str) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def _too_deep(sql: str) -> bool:
-    """Whether ``sql``'s parse tree is deeper than MAX_TREE_DEPTH; once per text and process (the
-    steps check their SQL again on every shard, from many threads: a connection of its own)."""
+def parse_tree_text(sql: str) -> str:
+    """DuckDB's parse tree of ``sql`` as JSON text (``json_serialize_sql``: nothing is bound or
+    run). Once per text and process: the depth check here and each reading of :mod:`curate.sqltree`
+    ask for the same query's tree, and the steps check their SQL again on every shard, from many
+    threads (so a connection of its own, never the shared default one). Raises ``duckdb.Error``."""
     con = connect()
     try:
-        text = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
-    except duckdb.Error:
-        return False  # what does not parse is the binder's to explain
+        return con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
     finally:
         con.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _too_deep(sql: str) -> bool:
+    """Whether ``sql``'s parse tree is deeper than MAX_TREE_DEPTH."""
+    try:
+        text = parse_tree_text(sql)
+    except duckdb.Error:
+        return False  # what does not parse is the binder's to explain
     try:
         return _depth(json.loads(text)) > MAX_TREE_DEPTH
     except RecursionError:

@@ -80,10 +80,9 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
         # extension type's storage (a UUID came back as the bytes of its text), a date64 as ms
         differs = differs or isinstance(dtype, pa.BaseExtensionType) or pa.types.is_duration(dtype) \
             or pa.types.is_date64(dtype)
-    parquet = metadata.schema
     # an INT96 timestamp (DuckDB cuts its nanoseconds) or a UUID another writer marked in Parquet alone
-    differs = differs or any(parquet.column(i).physical_type == "INT96" or str(parquet.column(i).logical_type) == "UUID"
-                             for i in range(len(parquet)))
+    columns = [metadata.schema.column(i) for i in range(len(metadata.schema))]
+    differs = differs or any(c.physical_type == "INT96" or str(c.logical_type) == "UUID" for c in columns)
     return ArrowFooter(metadata.num_rows, widest, tuple(zones), differs)
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import duckdb
 
-from curate.duck import default_cursor
+from curate.duck import default_cursor, parse_tree_text
 
 
 @functools.cache
@@ -232,11 +232,8 @@ def warn_unrepeatable(label: str, what: str, query: str) -> None:
 
 
 def _parse_tree(sql: str) -> Any:
-    con = default_cursor()
-    try:
-        return json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
-    finally:
-        con.close()
+    """A fresh copy of ``sql``'s parse tree (the JSON text is serialized once: curate.duck)."""
+    return json.loads(parse_tree_text(sql))
 
 
 def _not_row_local_parts(tree: Any) -> list[str]:

@@ -252,14 +252,14 @@ def untrusted_problems(p: DownloadParams) -> list[str]:
     if p.allowed_hosts:
         lifted.append(f"allowed_hosts {p.allowed_hosts} (private hosts it could fetch from)")
     if p.max_image_area is None or (limits.max_image_area and p.max_image_area > limits.max_image_area):
-        lifted.append(f"max_image_area {p.max_image_area or 'null'} (more than {limits.max_image_area:,.0f} pixels: a small "
-                      "file can decode to gigabytes)")
+        lifted.append(f"max_image_area {p.max_image_area or 'null'} (more than {limits.max_image_area:,.0f} pixels: "
+                      "a small file can decode to gigabytes)")
     if p.max_decode_bytes is not None and limits.max_decode_bytes and p.max_decode_bytes > limits.max_decode_bytes:
         lifted.append(f"max_decode_bytes {p.max_decode_bytes:,} (more than {limits.max_decode_bytes:,})")
     if p.max_bytes > limits.max_bytes:
         lifted.append(f"max_bytes {p.max_bytes:,} (more than {limits.max_bytes:,})")
-    if p.max_buffered_bytes is not None and p.max_buffered_bytes > max(512 * 2**20, limits.max_bytes):
-        lifted.append(f"max_buffered_bytes {p.max_buffered_bytes:,} (more than {512 * 2**20:,})")
+    if p.max_buffered_bytes is not None and p.max_buffered_bytes > max(DEFAULT_BUFFERED_BYTES, limits.max_bytes):
+        lifted.append(f"max_buffered_bytes {p.max_buffered_bytes:,} (more than {DEFAULT_BUFFERED_BYTES:,})")
     if p.threads > UNTRUSTED_MAX_THREADS:
         lifted.append(f"threads {p.threads} (more than {UNTRUSTED_MAX_THREADS})")
     cores = os.cpu_count() or 1

@@ -249,7 +249,7 @@ class ImageFolderSink(Sink):
             for row, image in samples(self, table, skipped):
                 name = f"{file_key(row[UID])}.jpg"  # never outside images/, never another row's
                 text = row.pop(self.params.caption)
-                record = json_text({"file_name": f"images/{name}", "text": text, **{k: v for k, v in row.items()}}) + "\n"
+                record = json_text({"file_name": f"images/{name}", "text": text, **row}) + "\n"
                 guard.wrote(len(image) + len(record))
                 (images / name).write_bytes(image)
                 handle.write(record)
