@@ -33,6 +33,7 @@ from curate.source import Source
 from curate_basics.bucket import BucketObjects
 from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
 from curate_basics.parquet_text import first_bad_string, says_not_utf8, scan_lossy
+from curate_basics.rowsize import MAX_ROW_BYTES, first_long_row
 from curate_basics.file_schemas import common_schema
 from curate_basics.locate import JsonScan
 
@@ -133,12 +134,12 @@ class FileSource(BucketObjects, Source):
             from curate import remote
 
             objects = [(name, remote.version_of(entry)) for name, entry in self._remote_objects(self.ctx.path or "")]
-            payload = {"format": self.format, "params": self.params.model_dump(mode="json"), "objects": objects}
+            payload = {"format": self.format, "params": self.params.fingerprint_dict(), "objects": objects}
             return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         # Absolute paths: relative ones follow the working directory, so the same spec run from
         # another directory (or resumed from one) missed the cache and recomputed everything.
         stats = [(str(p.resolve()), *_stat_key(p)) for p in self.files()]
-        payload = {"format": self.format, "params": self.params.model_dump(mode="json"), "files": stats}
+        payload = {"format": self.format, "params": self.params.fingerprint_dict(), "files": stats}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def schema(self) -> dict[str, pl.DataType]:
@@ -320,11 +321,21 @@ class ParquetSource(FileSource):
         return getattr(self.params, "encoding", "utf8") == LOSSY
 
 
+ROW_BYTES_DESCRIPTION = (
+    "the longest row read, in bytes: a row past it is refused before it is read (a reader holds a whole row "
+    "in memory)")
+
+
+def _max_row_bytes() -> int:
+    return Field(MAX_ROW_BYTES, ge=1, description=ROW_BYTES_DESCRIPTION, json_schema_extra={"fingerprint": False})
+
+
 class CsvParams(Params):
     separator: str = Field(",", min_length=1, max_length=1)
     has_header: bool = True
     encoding: str = "utf8"
     quote_char: str | None = '"'
+    max_row_bytes: int = _max_row_bytes()
 
     _known_encoding = field_validator("encoding")(check_encoding)
 
@@ -347,9 +358,9 @@ class CsvSource(FileSource):
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         codec = codec_to_transcode(self.params.encoding)
-        if codec is not None:
-            path = transcode(path, codec, self._decoded_path(path))
-        return self._read(path)
+        read = path if codec is None else transcode(path, codec, self._decoded_path(path))
+        _refuse_long_rows(self, path, read, self.params.quote_char)
+        return self._read(read)
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         codec = codec_to_transcode(self.params.encoding)
@@ -412,10 +423,15 @@ class TsvSource(CsvSource):
     Params = TsvParams
 
 
+class JsonlParams(Params):
+    max_row_bytes: int = _max_row_bytes()
+
+
 class JsonlSource(FileSource):
     format = "jsonl"
     description = "JSON Lines file(s)"
     extensions = (".jsonl", ".ndjson", ".json")
+    Params = JsonlParams
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         """The file with the schema validation inferred (from the whole file, when it is small):
@@ -424,6 +440,7 @@ class JsonlSource(FileSource):
         first appears there was dropped and a number where the scan saw text became text."""
         from curate_basics.locate import first_value_past_scan, size_text
 
+        _refuse_long_rows(self, path, path, None)
         schema, scanned = self._scan(path)
         if not scanned.complete:
             late = first_value_past_scan(path, schema, scanned, JSONL_SCAN_LIMIT)
@@ -467,15 +484,19 @@ class JsonlSource(FileSource):
         return known[key]
 
 
+class AutoParams(Params):
+    max_row_bytes: int = _max_row_bytes()
+
+
 class AutoSource(FileSource):
     format = "auto"
     description = "any of parquet/csv/tsv/jsonl, chosen by each file's extension"
     extensions = tuple(EXTENSIONS)
+    Params = AutoParams
 
     def kind_of(self, path: Path) -> tuple[str, Params]:
         kind = EXTENSIONS.get(path.suffix.lower(), "auto")
-        classes = {"csv": CsvSource, "tsv": TsvSource}
-        return kind, (classes[kind].Params() if kind in classes else self.params)
+        return kind, (self._reader(path).params if kind in ("csv", "tsv") else self.params)
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         return self._reader(path).scan_file(path)
@@ -492,13 +513,33 @@ class AutoSource(FileSource):
         readers = self.__dict__.setdefault("_readers", {})
         if kind not in readers:
             cls = {"parquet": ParquetSource, "csv": CsvSource, "tsv": TsvSource, "jsonl": JsonlSource}[kind]
-            readers[kind] = cls(cls.Params(), self.ctx)
+            limit = {} if kind == "parquet" else {"max_row_bytes": self.params.max_row_bytes}
+            readers[kind] = cls(cls.Params(**limit), self.ctx)
         return readers[kind]
 
     def parquet_files(self) -> list[Path] | None:
         """Read in place, as format parquet is, when every file is Parquet."""
         files = self.files()
         return files if files and all(EXTENSIONS.get(f.suffix.lower()) == "parquet" for f in files) else None
+
+
+def _refuse_long_rows(source: FileSource, path: Path, read: Path, quote: str | None) -> None:
+    """A row of ``path`` (read from ``read``, its UTF-8 copy) past ``max_row_bytes``, refused with
+    its line before the reader holds it."""
+    limit = source.params.max_row_bytes
+    found = first_long_row(read, limit, quote)
+    if found is None:
+        return
+    from curate_basics.locate import size_text
+
+    where = f"line {found.line}" + (f" (of its UTF-8 copy {read})" if read != path else "")
+    length = f"{found.length:,} bytes" if found.complete else f"over {found.length:,} bytes (read that far)"
+    unclosed = f", or a {quote} opened there is never closed" if quote and not found.complete else ""
+    raise SourceError(
+        f"cannot read {path} as {source.format}, {where}: the row starting there is {length}, past "
+        f"source.params.max_row_bytes ({size_text(limit)}){unclosed}",
+        "a field that long is no alt-text (a file or a page pasted into the table?): remove the row from the file, "
+        "or raise source.params.max_row_bytes if such rows are meant (the reader holds a whole row in memory)")
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:
