@@ -102,6 +102,11 @@ class FileSource(BucketObjects, Source):
                                   "(a pattern in source.path itself is fine: curate expands it first)")
         if self.ctx.untrusted:
             _refuse_outside(raw, found)
+            limit = getattr(self.params, "max_row_bytes", MAX_ROW_BYTES)
+            if limit > MAX_ROW_BYTES:
+                raise SourceError(f"an untrusted spec may not raise source.params.max_row_bytes past its default of "
+                                  f"{MAX_ROW_BYTES:,} bytes (it asks {limit:,}: a row is held whole in memory)",
+                                  "remove it, or review the spec and run it without --untrusted")
         return found
 
     def _accepts(self, path: Path) -> bool:

@@ -13,6 +13,7 @@ from curate.errors import SourceError
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
 from curate_basics.rowsize import first_long_row
+from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this process)
 
 
 def reference(data: bytes, limit: int, quote: bytes | None) -> tuple[int, int, int] | None:
@@ -108,3 +109,15 @@ def test_the_limit_is_no_part_of_the_cache_key(pm, workdir):
     first = run_spec({"source": {"path": "d.csv", "format": "csv"}}, workdir, pm=pm)
     second = run_spec({"source": {"path": "d.csv", "format": "csv", "params": {"max_row_bytes": 10**9}}}, workdir, pm=pm)
     assert first["steps"][0]["fingerprint"] == second["steps"][0]["fingerprint"]
+
+
+def test_an_untrusted_spec_may_lower_the_limit_never_raise_it(curate_main, workdir):
+    (workdir / "d.csv").write_text("url,alt_text\nhttps://a/1.jpg,cat\n")
+    said = []
+    for limit in (2**30, 2**20):
+        (workdir / "spec.yaml").write_text(
+            f"source: {{format: csv, path: d.csv, params: {{max_row_bytes: {limit}}}}}\n"
+            "steps:\n  - {step: filter, params: {where: 'true'}}\n")
+        result = curate_main("validate", "spec.yaml", "--untrusted")
+        said.append((result.code, "may not raise source.params.max_row_bytes" in result.stderr))
+    assert said == [(2, True), (0, False)]
