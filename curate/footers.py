@@ -35,6 +35,10 @@ class ArrowFooter:
     zones: tuple[tuple[str, str], ...]
     # a column DuckDB reads as other values than Polars does (curate.ingest._duckdb_reads_otherwise)
     duckdb_differs: bool
+    # per row group: (rows, the most its text and bytes in a dictionary may unpack to): a value
+    # stored once in a dictionary may stand for every row, and the footer's sizes count it once;
+    # no value is longer than its column chunk unpacked (curate.unpacked)
+    dictionary_bounds: tuple[tuple[int, int], ...] = ()
 
 
 def _version(path: Path | str) -> tuple[str, int, int, int, int]:
@@ -83,7 +87,15 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
     # an INT96 timestamp (DuckDB cuts its nanoseconds) or a UUID another writer marked in Parquet alone
     columns = [metadata.schema.column(i) for i in range(len(metadata.schema))]
     differs = differs or any(c.physical_type == "INT96" or str(c.logical_type) == "UUID" for c in columns)
-    return ArrowFooter(metadata.num_rows, widest, tuple(zones), differs)
+    bounds = []
+    for index in range(metadata.num_row_groups):
+        group, bound = metadata.row_group(index), 0
+        for position in range(group.num_columns):
+            chunk = group.column(position)
+            if chunk.physical_type == "BYTE_ARRAY" and chunk.has_dictionary_page:
+                bound += chunk.num_values * chunk.total_uncompressed_size
+        bounds.append((group.num_rows, bound))
+    return ArrowFooter(metadata.num_rows, widest, tuple(zones), differs, tuple(bounds))
 
 
 def _leaves(schema: Any) -> Iterator[tuple[str, Any]]:

@@ -33,6 +33,7 @@ from curate.source import Source
 from curate.spec import SourceSpec
 from curate.step import StepContext
 from curate.uids import BYTES_PER_REPEAT, Content, check_distinct, derived_uids
+from curate.unpacked import decimal_size, unpacked_shard_problem
 
 REQUIRED = (URL, ALT_TEXT)
 # The staged copy lives only until the source's shards are written: a fast codec (lz4) rather
@@ -143,6 +144,7 @@ def ingest(
     that then hold every row (for the check that a source's own uids are unique)."""
     staging = ctx.run_dir / "tmp" / f"ingest-{out_dir.name}"
     remove_tree(staging)
+    _refuse_unpacked(source, spec, schema, shard_size, ctx)
     in_place = in_place_reference(source, spec, schema)
     relation = in_place.relation() if in_place else _stage(source, spec, schema, staging)
     has_uid = not in_place.uids if in_place else relation is not None and _source_has_uid(staging)
@@ -256,9 +258,30 @@ def shard_bytes_problem(source: Source, shard_size: int) -> tuple[str, str] | No
         return None
     fits = max(1, int(budget // widest))
     return (f"rows of {where} take {widest:,.0f} bytes each unpacked (its footer says), so a shard of "
-            f"{min(shard_size, rows):,} of them would hold {needed / 1e9:,.1f} GB in memory, more than a "
-            f"{SHARD_MEMORY_SHARE}th of this machine's {_memory_bytes() / 1e9:,.1f} GB",
+            f"{min(shard_size, rows):,} of them would hold {decimal_size(needed)} in memory, more than a "
+            f"{SHARD_MEMORY_SHARE}th of this machine's {decimal_size(_memory_bytes())}",
             f"set run.shard_size to {fits:,} or less")
+
+
+def _refuse_unpacked(source: Source, spec: SourceSpec, schema: Schema, shard_size: int, ctx: StepContext) -> None:
+    """A shard of a Parquet source that would unpack past its share of memory, refused before a
+    row is read (``curate.unpacked``: a value stored once in a dictionary counts once per row)."""
+    parquet_files = getattr(source, "parquet_files", None)
+    files = parquet_files() if parquet_files is not None else None
+    if not files:
+        return
+    raw = polars_schema(files[0])
+    mapping = dict(spec.columns)
+    text = (pl.Utf8, pl.Binary, pl.Categorical, pl.Enum)
+    columns = {mapping.get(c, c): raw[mapping.get(c, c)] == pl.Binary for c in schema
+               if mapping.get(c, c) in raw and isinstance(raw[mapping.get(c, c)], text)}
+    con = ctx.duckdb()
+    try:
+        problem = unpacked_shard_problem(con, files, columns, shard_size, _memory_bytes() // SHARD_MEMORY_SHARE)
+    finally:
+        con.close()
+    if problem is not None:
+        raise problem
 
 
 def _memory_bytes() -> int:

@@ -455,7 +455,7 @@ def test_a_parquet_source_whose_shards_would_not_fit_in_memory_is_refused_at_val
     assert (workdir / "wide.parquet").stat().st_size < 100_000
     spec = {"source": {"path": "wide.parquet"}, "run": {"shard_size": 1000}}
     with pytest.raises(SpecError, match=r"run.shard_size: rows of .*wide.parquet take 100,0\d\d bytes each unpacked "
-                                        r"\(its footer says\), so a shard of 100 of them would hold 0.0 GB") as caught:
+                                        r"\(its footer says\), so a shard of 100 of them would hold 10.0 MB") as caught:
         run_spec(spec, workdir, pm=pm)
     assert "set run.shard_size to 49 or less" in str(caught.value)
     manifest = run_spec({**spec, "run": {"shard_size": 40}}, workdir, pm=pm)
