@@ -122,7 +122,9 @@ def resource_hint(exc: BaseException) -> str | None:
     if type(exc).__name__ == "OutOfMemoryException" and type(exc).__module__.lstrip("_").startswith("duckdb"):
         return ("DuckDB needed more memory than run.memory_limit allows (default 256MB) and could not spill it: "
                 "raise it in the spec (run: {memory_limit: 2GB}), or free disk space under the run directory "
-                "(DuckDB spills to RUN_DIR/tmp/duckdb until run.min_free_disk, default 512MB, is left)")
+                "(DuckDB spills to RUN_DIR/tmp/duckdb until run.min_free_disk, default 512MB, is left); a source of "
+                "thousands of columns needs memory for each (10,000 took more than 256MB for 10 rows): carry only "
+                "those the run needs with source.keep: [col, …]")
     if disk_full(exc):
         return ("the disk is full: free space, or set run.dir to a bigger disk (a run keeps every step's shards "
                 "and DuckDB spills to RUN_DIR/tmp/duckdb); a re-run resumes")

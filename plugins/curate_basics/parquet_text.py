@@ -174,7 +174,8 @@ def scan_lossy(path: Path) -> pl.LazyFrame:
                 frame = pl.from_arrow(pa.RecordBatch.from_arrays(
                     [_mend_array(batch.column(n)) if n in columns else batch.column(n) for n in names], names=names))
                 assert isinstance(frame, pl.DataFrame)
-                frame = frame.cast({n: schema[n] for n in frame.columns if frame.schema[n] != schema[n]})
+                have = frame.schema  # once: per column it cost O(columns²)
+                frame = frame.cast({n: schema[n] for n in have if have[n] != schema[n]})
                 if predicate is not None:
                     frame = frame.filter(predicate)
                 if left is not None:
