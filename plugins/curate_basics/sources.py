@@ -383,7 +383,13 @@ class CsvSource(FileSource):
         p = self.params
         text = io.TextIOWrapper(decoded_prefix(path, codec or "utf-8"), encoding="utf-8", newline="")
         quoting = csv.QUOTE_MINIMAL if p.quote_char else csv.QUOTE_NONE
-        header = next(csv.reader(text, delimiter=p.separator, quotechar=p.quote_char or '"', quoting=quoting), [])
+        try:
+            header = next(csv.reader(text, delimiter=p.separator, quotechar=p.quote_char or '"', quoting=quoting), [])
+        except csv.Error as exc:  # a field past the module's limit: a quote opened in the header and never closed
+            raise SourceError(
+                f"cannot read {path} as {self.format}, line 1: a field of the header runs past "
+                f"{csv.field_size_limit():,} characters ({exc}): a quote opened there is never closed?",
+                "close the quote the header opens, or check source.format and source.params.quote_char") from None
         problems = []
         empty = [str(i) for i, name in enumerate(header, start=1) if not name.strip()]
         if empty:

@@ -121,3 +121,14 @@ def test_an_untrusted_spec_may_lower_the_limit_never_raise_it(curate_main, workd
         result = curate_main("validate", "spec.yaml", "--untrusted")
         said.append((result.code, "may not raise source.params.max_row_bytes" in result.stderr))
     assert said == [(2, True), (0, False)]
+
+
+def test_a_header_whose_quote_never_closes_is_refused_not_an_internal_error(pm, workdir, write_spec):
+    from curate.errors import SpecError
+    from curate.plan import make_plan
+    from curate.spec import load_spec
+
+    (workdir / "d.csv").write_text('"url,alt_text\n' + "https://a/1.jpg,x\n" * 20_000)
+    spec_path = write_spec({"source": {"path": "d.csv", "format": "csv"}})
+    with pytest.raises(SpecError, match=r"d.csv as csv, line 1: a field of the header runs past 131,072 characters"):
+        make_plan(load_spec(spec_path), pm, spec_path.parent / "run")
