@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 
 from curate.duck import literal, memory_bytes, quote, stream
-from curate.errors import CurateError, SourceError
+from curate.errors import CurateError, SourceError, disk_full
 from curate.footers import arrow_footer, polars_schema
 from curate.keptref import KeptReference
 from curate.parquet_nan import read_option
@@ -168,12 +168,17 @@ def ingest(
             for frame in frames:
                 writer.add(_cast(frame, schema))
                 ctx.advance(frame.height)
-        except (duckdb.InvalidInputException, OSError) as exc:  # what a file holds (strings not UTF-8…)
+        except (duckdb.Error, OSError) as exc:  # what a file holds (strings not UTF-8, pages cut short…)
             # DuckDB's own error, or the same through its Arrow stream (an OSError "Invalid Input
-            # Error: …", when the bad value is in a column the uids' query did not read); never
-            # an error of memory or of the disk
-            ours = isinstance(exc, duckdb.InvalidInputException) or str(exc).startswith("Invalid Input Error")
-            problem = _in_place_error(source, in_place, exc) if in_place is not None and ours else None
+            # Error: …", when the bad value is in a column the uids' query did not read), or a
+            # plain duckdb.Error on a file whose footer is fine and pages are not ("Parquet
+            # metadata is corrupt", "Prefetch registered for bytes outside file"); never an error
+            # of memory or of the disk
+            ours = isinstance(exc, duckdb.InvalidInputException) or str(exc).startswith("Invalid Input Error") \
+                or type(exc) is duckdb.Error
+            if disk_full(exc) or isinstance(exc, duckdb.OutOfMemoryException):
+                ours = False
+            problem = _in_place_error(source, in_place, exc, con) if in_place is not None and ours else None
             if problem is None:
                 raise
             raise problem from None
@@ -331,19 +336,37 @@ def _located_error(source: Source, file_index: int, error: Exception) -> SourceE
     return read_error(path, error, located_only=True)
 
 
-def _in_place_error(source: Source, in_place: KeptReference, error: Exception) -> SourceError | None:
+def _in_place_error(source: Source, in_place: KeptReference, error: Exception,
+                    con: duckdb.DuckDBPyConnection) -> SourceError | None:
     """A Parquet source read where it lies failed in DuckDB on what a file holds (strings that are
-    not UTF-8): the source's own account of the file DuckDB names, else DuckDB's first line with
-    the file; None when DuckDB names none of the source's files."""
+    not UTF-8, pages cut short): the source's own account of the file DuckDB names, else DuckDB's
+    first line with the file; where DuckDB names none, the first file that fails read alone
+    (every file is read again: this is the error's path); None when none does."""
     text = str(error)
-    for file_index, path in enumerate(in_place.files):
-        if path in text:
-            located = _located_error(source, file_index, error)
-            if located is not None:
-                return located
-            first_line = text.strip().splitlines()[0]
-            return SourceError(f"could not read {_part_name(source, file_index)}: {first_line}",
-                               "check the file's format, its column types and the source.columns mapping")
+    named = [i for i, path in enumerate(in_place.files) if path in text]
+    if not named:
+        named = [i for i in [_first_unreadable(con, in_place.files)] if i is not None]
+    for file_index in named:
+        located = _located_error(source, file_index, error)
+        if located is not None:
+            return located
+        first_line = text.strip().splitlines()[0]
+        return SourceError(f"could not read {_part_name(source, file_index)}: {first_line}",
+                           "check the file's format, its column types and the source.columns mapping "
+                           "(a file whose footer reads but whose data does not was cut short or damaged: "
+                           "write or copy it again)")
+    return None
+
+
+def _first_unreadable(con: duckdb.DuckDBPyConnection, files: tuple[str, ...]) -> int | None:
+    """The position of the first of ``files`` DuckDB cannot read whole on its own."""
+    for index, path in enumerate(files):
+        try:
+            reader = con.execute(f"SELECT * FROM read_parquet({literal(path)})").fetch_record_batch(65_536)
+            for _ in reader:
+                pass
+        except (duckdb.Error, OSError):
+            return index
     return None
 
 

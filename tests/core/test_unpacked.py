@@ -85,3 +85,4 @@ def test_the_shard_found_is_the_one_past_the_budget(tmp_path_factory, parts, sha
         return
     first = sums.index(max(sums))
     assert problem is not None and f"shard {first + 1} of the source" in str(problem)
+
