@@ -65,7 +65,14 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
     for canonical, column in mapping.items():
         if canonical not in REQUIRED and column in raw:
             schema[canonical] = raw[column]
-    extras = [c for c in raw if c not in mapped_sources and c not in schema]
+    # A NUL in a column name: Polars panics handing such a table to DuckDB (the spec's first
+    # `where` failed with "PanicException … NulError"); a CSV in UTF-16 read as UTF-8 has them
+    # between the letters of every name.
+    for column in [c for c in raw if "\x00" in c and (spec.keep is None or c in spec.keep)]:
+        problems.append((("source",), f"column {column!r} has a NUL character in its name, which DuckDB and Polars "
+                         "cannot carry", "rename it in the file, or list the columns to carry with source.keep (a CSV whose "
+                         "names show \\x00 between their letters is UTF-16: source.params.encoding: utf-16)"))
+    extras = [c for c in raw if c not in mapped_sources and c not in schema and "\x00" not in c]
     if spec.keep is not None:
         for column in spec.keep:
             if column not in raw:

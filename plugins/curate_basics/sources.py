@@ -205,6 +205,9 @@ class FileSource(BucketObjects, Source):
                                              "check source.format, or the file"))
         return self._renamed(SourceError(f"cannot read {path} as {kind}, {location.render()} ({reason})", hint))
 
+    def _where(self, param: str) -> str:
+        return f"source.params.{param}" if self.format != "auto" else f"source.format: csv and source.params.{param}"
+
     def _encoding_hint(self, kind: str) -> str:
         where = "source.params.encoding" if self.format != "auto" else f"source.format: {kind} and source.params.encoding"
         return (f"save the file as UTF-8, or name its encoding with {where}: cp1252 (most Windows and web "
@@ -369,6 +372,12 @@ class CsvSource(FileSource):
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         codec = codec_to_transcode(self.params.encoding)
+        if codec is None:
+            with open(path, "rb") as file:
+                start = file.read(2)
+            if start in (b"\xff\xfe", b"\xfe\xff"):
+                raise SourceError(f"cannot read {path} as {self.format}: it starts with a UTF-16 byte order mark",
+                                  f"name its encoding: {self._where('encoding')}: utf-16")
         schema = dict(self._read(path if codec is None else decoded_prefix(path, codec)).collect_schema())
         if self.params.has_header:
             self._check_header(path, codec)

@@ -471,3 +471,25 @@ def test_a_source_of_thousands_of_columns_is_carried_whole(pm, workdir):
                          "steps": [{"step": "filter", "params": {"where": "c1999 = 1999"}}]}, workdir, pm=pm)
     out = read_step_output(manifest, "filter")
     assert out.height == 10 and out.columns[-2000:] == [f"c{i}" for i in range(2000)]
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_column_name_with_a_nul_is_refused_at_validate_unless_left_out(pm, workdir, write_spec, kind):
+    """It was a Rust panic blamed on the first `where`, or 'a bug in plugin basics' (hostile-tables probe)."""
+    table = pl.DataFrame({"url": ["https://a/1.jpg"], "alt_text": ["x"], "no\x00te": ["y"]})
+    if kind == "csv":
+        (workdir / "d.csv").write_bytes(b"url,alt_text,no\x00te\nhttps://a/1.jpg,x,y\n")
+    else:
+        table.write_parquet(workdir / "d.parquet")
+    source = {"path": f"d.{kind}", "format": kind}
+    steps = [{"step": "filter", "params": {"where": "true"}}]
+    problems = plan_problems(write_spec({"source": source, "steps": steps}), pm)
+    assert "column 'no\\x00te' has a NUL character in its name" in problems and "Panic" not in problems
+    manifest = run_spec({"source": {**source, "keep": []}, "steps": steps}, workdir, pm=pm)
+    assert read_step_output(manifest, "filter").columns == ["uid", "url", "alt_text"]
+
+
+def test_a_utf16_csv_read_as_utf8_names_its_encoding(pm, workdir, write_spec):
+    (workdir / "d.csv").write_bytes("url,alt_text\nhttps://a/1.jpg,x\n".encode("utf-16"))
+    problems = plan_problems(write_spec({"source": {"path": "d.csv", "format": "csv"}}), pm)
+    assert "starts with a UTF-16 byte order mark" in problems and "source.params.encoding: utf-16" in problems
