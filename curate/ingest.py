@@ -20,7 +20,7 @@ from curate.footers import arrow_footer, polars_schema
 from curate.keptref import KeptReference
 from curate.parquet_nan import read_option
 from curate.runfiles import remove_tree
-from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes, unsupported_column
+from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes, dtype_name, unsupported_column
 from curate.shards import (
     KEPT_REFERENCE,
     ShardWriter,
@@ -91,10 +91,13 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
         problems.append((("source",), f"columns '{first}' and '{second}' differ only by case; DuckDB treats them "
                          "as one", f"rename one with source.columns ({{{second.lower()}_2: {second}}}), "
                          "or leave it out with source.keep"))
-    if (unsupported := unsupported_column(schema)) is not None:
+    while (unsupported := unsupported_column(schema)) is not None:
         column, what, fix = unsupported  # the run stopped in the source with an internal error
         problems.append((("source",), f"column '{column}' {what}, which curate cannot carry through its steps",
                          f"{fix}; or leave it out with source.keep"))
+        if column in REQUIRED:
+            break
+        del schema[column]  # said once: the steps bound to it failed on it again ("format string '_pli128'")
     for column in schema:
         if not column.strip():
             problems.append((("source",), f"a column's name is {'empty' if not column else 'blank'} ({column!r}): "
@@ -394,6 +397,7 @@ def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> s
                     f"every file of a source needs the same columns; {name} has: {', '.join(raw)}",
                 )
             exprs = _select_expressions(raw, spec, schema)
+            _refuse_rounded(frame, raw, spec, schema, _part_name(source, file_index))
             (
                 frame.with_row_index("_row")
                 .select([pl.lit(file_index, dtype=pl.Int32).alias("_file"), pl.col("_row").cast(pl.Int64), *exprs])
@@ -410,6 +414,27 @@ def _stage(source: Source, spec: SourceSpec, schema: Schema, staging: Path) -> s
     if not files:
         return None
     return "read_parquet([" + ", ".join(literal(f.as_posix()) for f in files) + f"]{read_option()})"
+
+
+def _refuse_rounded(frame: pl.LazyFrame, raw: Schema, spec: SourceSpec, schema: Schema, name: str) -> None:
+    """A whole number of ``frame`` that its column's common type (a float, where another file of
+    the source holds fractions) cannot hold exactly: an error naming the file, row and value.
+    9007199254740993 in one file and 0.5 in another came out 9007199254740992.0 (the strict cast
+    checks range, not precision)."""
+    mapping = dict(spec.columns)
+    rounded = {c: mapping.get(c, c) for c, d in schema.items()
+               if d.is_float() and (raw_type := raw.get(mapping.get(c, c))) is not None and raw_type.is_integer()}
+    for canonical, column in rounded.items():
+        back = pl.col(column).cast(schema[canonical]).cast(raw[column], strict=False)
+        found = frame.select(pl.col(column).filter(back.ne_missing(pl.col(column))).first(),
+                             back.ne_missing(pl.col(column)).arg_true().first().alias("_at")).collect()
+        if found["_at"][0] is not None:
+            raise SourceError(
+                f"cannot read {name}: row {found['_at'][0] + 1:,}, column {column!r} holds {found[column][0]}, a whole "
+                f"number a {dtype_name(schema[canonical])} cannot hold exactly (another file of the source holds "
+                "fractions there, so the column is read as floats) and it would be rounded",
+                "give the column one type in every file: write the numbers as text if they are ids, or as floats "
+                "in every file if rounding is fine")
 
 
 def _cast(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:

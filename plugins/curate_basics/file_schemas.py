@@ -44,5 +44,10 @@ def _common_type(a: pl.DataType | None, b: pl.DataType) -> pl.DataType | None:
     if a == pl.Null:
         return b
     if a.is_numeric() and b.is_numeric():
-        return pl.concat([pl.DataFrame(schema={"x": a}), pl.DataFrame(schema={"x": b})], how="vertical_relaxed").schema["x"]
+        common = pl.concat([pl.DataFrame(schema={"x": a}), pl.DataFrame(schema={"x": b})],
+                           how="vertical_relaxed").schema["x"]
+        # Int64 with UInt64 is Int128 to Polars, which DuckDB and Arrow's C interface do not take
+        # (it failed as "unsupported format string '_pli128'"); a whole number read as a float
+        # is checked when the file is read (curate.ingest._refuse_rounded)
+        return None if common in (pl.Int128, pl.UInt128) and a not in (pl.Int128, pl.UInt128) else common
     return None

@@ -493,3 +493,41 @@ def test_a_utf16_csv_read_as_utf8_names_its_encoding(pm, workdir, write_spec):
     (workdir / "d.csv").write_bytes("url,alt_text\nhttps://a/1.jpg,x\n".encode("utf-16"))
     problems = plan_problems(write_spec({"source": {"path": "d.csv", "format": "csv"}}), pm)
     assert "starts with a UTF-16 byte order mark" in problems and "source.params.encoding: utf-16" in problems
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(whole=st.lists(st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(-2**53, 2**53)), min_size=1, max_size=5),
+       width=st.sampled_from([pl.Int32, pl.Int64]), kind=st.sampled_from(["parquet", "jsonl"]))
+@example(whole=[9007199254740993], width=pl.Int64, kind="parquet")
+def test_whole_numbers_among_fractions_of_another_file_read_exactly_or_are_refused(tmp_path_factory, whole, width,
+                                                                                   kind):
+    """9007199254740993 in one file and 0.5 in another read as 9007199254740992.0 without a word
+    (hostile-tables probe): read as floats, each whole number is exact or the run is refused."""
+    from tests.conftest import builtin_plugins
+
+    workdir = tmp_path_factory.mktemp("work")
+    if width == pl.Int32:
+        whole = [max(-2**31, min(2**31 - 1, n)) for n in whole]
+    rows = [pl.DataFrame({"url": [f"https://a/{i}.jpg" for i in range(len(whole))], "alt_text": ["x"] * len(whole),
+                          "n": pl.Series(whole, dtype=width)}),
+            pl.DataFrame({"url": ["https://b/1.jpg"], "alt_text": ["y"], "n": [0.5]})]
+    (workdir / "d").mkdir()
+    for i, frame in enumerate(rows):
+        frame.write_parquet(workdir / "d" / f"{i}.parquet") if kind == "parquet" \
+            else frame.write_ndjson(workdir / "d" / f"{i}.jsonl")
+    try:
+        manifest = run_spec({"source": {"path": "d", "format": kind}}, workdir, pm=builtin_plugins("basics"))
+    except SourceError as exc:
+        assert "cannot hold exactly" in str(exc) and any(float(n) != n for n in whole)
+        return
+    read = read_step_output(manifest, "source")["n"].to_list()
+    assert read[:len(whole)] == whole and read[-1] == 0.5  # floats equal to each whole number
+
+
+def test_int64_and_uint64_files_are_refused_naming_both(pm, workdir, write_spec):
+    (workdir / "d").mkdir()
+    pl.DataFrame({"url": ["u"], "alt_text": ["x"], "id": pl.Series([2**63], dtype=pl.UInt64)}).write_parquet(
+        workdir / "d" / "a.parquet")
+    pl.DataFrame({"url": ["v"], "alt_text": ["y"], "id": [-1]}).write_parquet(workdir / "d" / "b.parquet")
+    problems = plan_problems(write_spec({"source": {"path": "d"}}), pm)
+    assert "column 'id' is UInt64 in" in problems and "but Int64 in" in problems and "Int128" not in problems
