@@ -31,6 +31,7 @@ from curate.runfiles import (
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
+from curate_basics.csvfields import csv_fields
 from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
 from curate_basics.parquet_text import first_bad_string, says_not_utf8, scan_lossy
 from curate_basics.rowsize import MAX_ROW_BYTES, first_long_row
@@ -368,7 +369,20 @@ class CsvSource(FileSource):
         codec = codec_to_transcode(self.params.encoding)
         read = path if codec is None else transcode(path, codec, self._decoded_path(path))
         _refuse_long_rows(self, path, read, self.params.quote_char)
-        return self._read(read)
+        p = self.params
+        counted = csv_fields(read, p.separator, p.quote_char, p.has_header)
+        if counted.short_line is not None:
+            where = f"line {counted.short_line}" + (f" of its UTF-8 copy {read}" if read != path else "")
+            plural = "s" if counted.short_fields != 1 else ""
+            raise SourceError(
+                f"cannot read {path} as {self.format}, {where}: {counted.short_fields} field{plural} where the "
+                f"{'header' if p.has_header else 'first row'} has {counted.expected}",
+                "a line break in an unquoted field cuts its row in two: quote fields that hold line breaks or the "
+                "separator; a row whose last fields are empty still needs their separators (a,b,)")
+        frame = self._read(read)
+        if counted.blank_rows:  # read as rows of nulls
+            frame = frame.with_row_index("_line").filter(~pl.col("_line").is_in(counted.blank_rows)).drop("_line")
+        return frame
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         codec = codec_to_transcode(self.params.encoding)

@@ -1,0 +1,76 @@
+"""Rows of a CSV with too few fields are refused naming their line; blank lines are left out."""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from curate.errors import SourceError
+from curate.testing import run_spec
+from curate.testing.runner import read_step_output
+from curate_basics.csvfields import csv_fields
+
+BLANK = None
+field_text = st.sampled_from(["", "a", "b c", "x,y", 'say "hi"', "two\nlines", "é"])
+rows = st.lists(st.one_of(st.just(BLANK), st.just("\r"), st.lists(field_text, min_size=1, max_size=3)), max_size=12)
+
+
+def render(value: str, quoted: bool) -> str:
+    special = any(c in value for c in ',"\n\r')
+    return '"' + value.replace('"', '""') + '"' if quoted or special else value
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=rows, crlf=st.booleans(), quoted=st.booleans(), final_newline=st.booleans())
+@example(rows=[["a", "b", "c"], BLANK, ["two\nlines", "x", "y"], BLANK], crlf=False, quoted=False, final_newline=True)
+def test_field_counts_and_blank_lines_are_the_readers(tmp_path_factory, rows, crlf, quoted, final_newline):
+    end = "\r\n" if crlf else "\n"
+    lines = ["url,alt_text,extra"]
+    for row in rows:
+        # "\r": a CRLF file's blank line in a file of LF endings (CRLF endings bring their own)
+        lines.append("" if row is BLANK or row == "\r" and crlf else "\r" if row == "\r"
+                     else ",".join(render(v, quoted) for v in row))
+    text = end.join(lines) + (end if final_newline else "")
+    path = tmp_path_factory.mktemp("csv") / "d.csv"
+    path.write_bytes(text.encode())
+    counted = csv_fields(path, ",", '"', has_header=True)
+    assert counted.expected == 3
+    rows = [BLANK if line in ("", "\r") else row for row, line in zip(rows, lines[1:], strict=True)]  # [""] too
+    blank = [i for i, row in enumerate(rows) if row is BLANK]
+    if not final_newline and rows and lines[-1] == "":
+        blank = blank[:-1]  # a last blank line without a newline is no row at all (a "\r" is one)
+    short = [i for i, row in enumerate(rows) if row is not BLANK and len(row) < 3]
+    if short:
+        before = end.join(lines[:short[0] + 1]) + end
+        assert counted.short_line == before.count("\n") + 1
+        return
+    assert counted.short_line is None and counted.blank_rows == blank
+    read = pl.read_csv(io.BytesIO(text.encode()), infer_schema=False)
+    kept = [r for i, r in enumerate(read.rows()) if i not in blank]
+    assert [[v or "" for v in r] for r in kept] == [r for r in rows if r is not BLANK]
+
+
+def test_an_unquoted_line_break_is_refused_naming_the_line(pm, workdir):
+    (workdir / "d.csv").write_text("url,alt_text,license\nhttp://a/1.jpg,a red circle,cc-by\n"
+                                   "http://a/2.jpg,a blue square\non a white background,cc0\n")
+    with pytest.raises(SourceError) as caught:
+        run_spec({"source": {"path": "d.csv", "format": "csv"}}, workdir, pm=pm)
+    assert "d.csv as csv, line 3: 2 fields where the header has 3" in str(caught.value)
+    assert "quote fields that hold line breaks" in caught.value.hint
+
+
+@pytest.mark.parametrize("fmt, sep", [("csv", ","), ("tsv", "\t")])
+def test_blank_lines_are_left_out_not_read_as_rows_of_nulls(pm, workdir, fmt, sep):
+    (workdir / f"d.{fmt}").write_text(f"url{sep}alt_text\n\nhttp://a/1.jpg{sep}one\n\n\nhttp://a/2.jpg{sep}two\n\n")
+    manifest = run_spec({"source": {"path": f"d.{fmt}", "format": fmt}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source")["alt_text"].to_list() == ["one", "two"]
+
+
+def test_a_one_column_file_keeps_its_empty_lines_as_empty_values(tmp_path):
+    (tmp_path / "d.csv").write_text("url\nhttp://a/1.jpg\n\nhttp://a/2.jpg\n")
+    counted = csv_fields(tmp_path / "d.csv", ",", '"', has_header=True)
+    assert counted.blank_rows == [] and counted.short_line is None
