@@ -78,17 +78,20 @@ class FileSource(BucketObjects, Source):
             matched = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
             matched = [p for p in matched if not skip.own(p)]
             _refuse_special(raw, [p for p in matched if not p.is_dir()])
+            _refuse_compressed(raw, [p for p in matched if not p.is_dir()], None)
             found = [p for p in matched if p.is_file()]
         elif path.is_dir():
             # Sorted as text, as a glob's matches and a bucket's listing are: Path's own order compares
             # folder by folder ('a/x' before 'a-b/y'), so a folder and a glob over the same files read
             # them in different orders, and keep: first kept other rows.
-            matched = sorted((p for p in path.rglob("*")
-                              if not p.is_dir() and self._accepts(p) and not skip.within(p, path)), key=str)
+            listed = [p for p in _walk(path) if not skip.within(p, path)]
+            _refuse_compressed(raw, listed, self.extensions)
+            matched = sorted((p for p in listed if self._accepts(p)), key=str)
             _refuse_special(raw, matched)
             found = [p for p in matched if p.is_file()]
         elif path.exists():
             _refuse_special(raw, [path])
+            _refuse_compressed(raw, [path], None)
             found = [path]
         else:
             raise SourceError(f"source.path {raw!r} does not exist (looked for {path})",
@@ -275,12 +278,65 @@ def _refuse_outside(raw: str, paths: list[Path]) -> None:
                               "or run the spec without --untrusted if you trust it")
 
 
+def _walk(root: Path) -> Iterator[Path]:
+    """Every file below ``root``, following linked folders (``rglob`` did not, so a folder and a
+    ``**`` glob over the same files read different rows), each real folder once (a link loop ends)."""
+    seen: set[str] = set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        yield from (Path(folder) / name for name in files)
+
+
+# What a compressed file starts with, and a name ending that says so.
+COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"\x04\x22\x4d\x18": "lz4",
+              b"PK\x03\x04": "zip", **{b"BZh" + bytes([level]) + b"1AY&SY": "bzip2" for level in b"123456789"}}
+COMPRESSED_ENDINGS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz",
+                      ".lz4": "lz4", ".zip": "zip"}
+
+
+def _refuse_compressed(raw: str, paths: list[Path], extensions: tuple[str, ...] | None) -> None:
+    """A compressed text file (``a.csv.gz``, or a file whose first bytes say so) is refused naming
+    it: a folder listing skipped it without a word, and one named alone was read by Polars while
+    every check around the reader (rows, fields, encodings, the header) saw the compressed bytes
+    (a cut gzip file was 'byte 0x8b is not valid UTF-8'). With ``extensions``, ``paths`` is a
+    folder's listing: only names ending in a compression after one of them count."""
+    for path in paths:
+        name = path.name.lower()
+        if extensions is not None:
+            kind = COMPRESSED_ENDINGS.get(Path(name).suffix)
+            if kind is None or Path(name).with_suffix("").suffix not in extensions:
+                continue
+        else:
+            if name.endswith((".parquet", ".pq")):  # Parquet compresses its pages itself
+                continue
+            try:
+                with open(path, "rb") as file:
+                    start = file.read(10)
+            except OSError:
+                continue
+            kind = next((k for magic, k in COMPRESSED.items() if start.startswith(magic)), None)
+            if kind is None:
+                continue
+        raise SourceError(f"source.path {raw!r}: {path} is {kind}-compressed, and curate reads CSV, TSV and JSON "
+                          "Lines files uncompressed (its checks of rows, fields and encodings read the text)",
+                          f"decompress it first (gunzip -k, zstd -d…), or convert it to Parquet, which compresses "
+                          "its pages itself")
+
+
 def _refuse_special(raw: str, paths: list[Path]) -> None:
-    """A FIFO, device or socket is no data file: reading a FIFO waits forever for a writer."""
+    """A FIFO, device or socket is no data file: reading a FIFO waits forever for a writer; a link
+    to nothing was left out of the listing without a word."""
     for path in paths:
         try:
             mode = path.stat().st_mode
-        except OSError:  # a dangling symlink: the reader names it
+        except OSError:
+            if path.is_symlink():
+                raise SourceError(f"source.path {raw!r}: {path} is a link to {os.readlink(path)}, which does not exist",
+                                  "restore what it points at, or remove the link") from None
             continue
         if stat.S_ISREG(mode):
             continue

@@ -1,0 +1,64 @@
+"""What a source's folder or name holds besides plain data files: compressed files, links to
+folders, links to nothing (hostile-tables probe: each was skipped or misread without a word)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from curate.errors import SpecError
+from curate.plan import make_plan
+from curate.spec import load_spec
+from curate.testing import run_spec
+from curate.testing.runner import read_step_output
+
+
+def plan_problems(spec_path: Path, pm) -> str:
+    with pytest.raises(SpecError) as caught:
+        make_plan(load_spec(spec_path), pm, spec_path.parent / "run")
+    return str(caught.value)
+
+
+def csv(path: Path, rows: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("url,alt_text\n" + "".join(f"https://a/{path.stem}{i}.jpg,x{i}\n" for i in range(rows)))
+
+
+GZIPPED = gzip.compress(b"url,alt_text\nhttps://b/1.jpg,y\n")
+
+
+@pytest.mark.parametrize("name, fmt", [("b.csv.gz", "csv"), ("b.jsonl.zst", "auto"), ("b.tsv.bz2", "auto")])
+def test_a_compressed_file_in_a_folder_is_refused_naming_it(pm, workdir, write_spec, name, fmt):
+    """A folder listing skipped it without a word."""
+    csv(workdir / "data" / "a.csv", 3)
+    (workdir / "data" / name).write_bytes(GZIPPED)
+    problems = plan_problems(write_spec({"source": {"path": "data", "format": fmt}}), pm)
+    assert f"{name} is " in problems and "-compressed" in problems and "decompress it first" in problems
+
+
+@pytest.mark.parametrize("name", ["one.csv", "one.csv.gz", "one.tsv"])
+def test_a_compressed_file_named_alone_is_refused_by_what_it_starts_with(pm, workdir, write_spec, name):
+    """Polars read it, while every check around the reader saw the compressed bytes (a cut file
+    was 'byte 0x8b is not valid UTF-8')."""
+    (workdir / name).write_bytes(GZIPPED)
+    problems = plan_problems(write_spec({"source": {"path": name, "format": "csv"}}), pm)
+    assert f"{name} is gzip-compressed" in problems
+
+
+def test_a_folder_follows_linked_folders_as_a_glob_does(pm, workdir):
+    csv(workdir / "data" / "real" / "a.csv", 2)
+    csv(workdir / "elsewhere" / "b.csv", 1)
+    (workdir / "data" / "linked").symlink_to(workdir / "elsewhere")
+    (workdir / "data" / "loop").symlink_to(workdir / "data")  # a loop ends
+    by_folder = run_spec({"source": {"path": "data", "format": "csv"}}, workdir, pm=pm)
+    assert sorted(read_step_output(by_folder, "source")["url"]) == [
+        "https://a/a0.jpg", "https://a/a1.jpg", "https://a/b0.jpg"]
+
+
+def test_a_link_to_nothing_is_named(pm, workdir, write_spec):
+    csv(workdir / "data" / "a.csv", 1)
+    (workdir / "data" / "c.csv").symlink_to(workdir / "gone.csv")
+    problems = plan_problems(write_spec({"source": {"path": "data", "format": "csv"}}), pm)
+    assert "c.csv is a link to" in problems and "gone.csv, which does not exist" in problems
