@@ -271,7 +271,12 @@ def shard_bytes_problem(source: Source, shard_size: int) -> tuple[str, str] | No
     needed = widest * min(shard_size, rows)
     if needed <= budget or where is None:
         return None
-    fits = max(1, int(budget // widest))
+    fits = int(budget // widest)
+    if fits < 1:  # one row past the budget: "set run.shard_size to 1 or less" came back at 1
+        return (f"rows of {where} take {widest:,.0f} bytes each unpacked (its footer says), more than the "
+                f"{decimal_size(budget)} a shard may take on this machine, for a file of {where.stat().st_size:,} bytes",
+                "the footer is damaged or the rows are too large to read a row at a time: write the file again, or "
+                "move it out of source.path")
     return (f"rows of {where} take {widest:,.0f} bytes each unpacked (its footer says), so a shard of "
             f"{min(shard_size, rows):,} of them would hold {decimal_size(needed)} in memory, more than a "
             f"{SHARD_MEMORY_SHARE}th of this machine's {decimal_size(_memory_bytes())}",
