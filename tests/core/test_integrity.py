@@ -365,6 +365,25 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(write_spec, workdir, 
     assert outputs_and_steps(directory / "run") == clean
 
 
+def test_one_ctrl_c_stops_a_run_even_with_polars_loaded(write_spec, workdir, shout_plugin, clean):
+    """A probe saw one SIGINT ignored: its curate was started in the background by a script, where
+    SIGINT is ignored, and Polars' runtime (which installs a SIGINT handler of its own when
+    imported) passed the first one on to that; from a terminal (SIGINT's default), one stops it."""
+    env = cli_env([shout_plugin, *CODE])
+    directory = workdir / "interrupted"
+    write_spec(steps_spec(delay=0.05), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
+    process = subprocess.Popen(command(), cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    wait_for(lambda: any((directory / "run" / "store").glob("*/shards/*.json")) or process.poll() is not None)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted; run the same command again to resume" in stderr and "Traceback" not in stderr
+    again = subprocess.run(command(), cwd=directory, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert outputs_and_steps(directory / "run") == clean
+
+
 def test_inspect_says_a_killed_run_no_longer_runs(write_spec, workdir, shout_plugin):
     from tests.conftest import kill_when_ready
 
