@@ -11,7 +11,10 @@ How Ray finds it (``ray._private.worker.init`` and ``services.get_ray_address_fr
   file (``ray_current_cluster`` in Ray's temporary folder, written by ``ray start`` and left behind
   by a cluster that died), or without one, any of theirs; with none running, that file. Finding
   nothing is Ray's own error, at once.
-- anything else is the address itself.
+- anything else is the address itself. curate accepts only the forms it can ask before ray.init
+  waits on them (:func:`form_problem`): ``auto``, ``local``, ``HOST:PORT`` (``[IPv6]:PORT``) with a
+  port 1-65535 and ``ray://HOST:PORT``; the spec's address is checked at validation, and one that
+  ``auto`` finds elsewhere (``RAY_ADDRESS``…) before ray.init (curate_ray.probe).
 
 Then ``HOST:PORT`` (not ``ray://…``) is dialled as Ray rewrites it
 (``services.canonicalize_bootstrap_address``): a loopback host (``127.0.0.1``, ``localhost``,
@@ -42,8 +45,11 @@ _LOCAL_CLUSTER = f"or leave {SPEC_ADDRESS} out (or set it to local) to run a loc
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 # Addresses ray.init(address=…) joins by connecting to HOST:PORT ('auto' is first resolved to one);
-# 'local' starts a cluster, other schemes are Ray's plugins: left to Ray.
+# 'local' starts a cluster. Anything else (another scheme, a port out of range, spaces) curate cannot
+# ask first, and Ray would wait ~821 s on it or fail with a parse error: refused (form_problem).
 _ADDRESS = re.compile(r"(?:ray://)?(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]/\s]+)):(?P<port>\d{1,5})")
+ACCEPTED = ("auto, local, HOST:PORT (a head's GCS address, HOST:6379; [IPv6]:PORT) or ray://HOST:PORT "
+            "(Ray's client, ray://HOST:10001), with a port from 1 to 65535")
 
 
 @dataclass(frozen=True)
@@ -69,10 +75,26 @@ class ToJoin:
         return f"{self.address} ({'; '.join(said)})" if said else self.address
 
 
+def form_problem(address: str) -> str | None:
+    """What is wrong with ``address`` as an address to join, for an error that goes on to list
+    :data:`ACCEPTED`; None where it is one of them."""
+    if address in ("auto", "local"):
+        return None
+    if not address:
+        return "is empty"
+    if address != address.strip():
+        return "has spaces around it (remove them)"
+    match = _ADDRESS.fullmatch(address)
+    if match is None:
+        return "is not an address curate can check before Ray waits on it"
+    if not 0 < int(match["port"]) < 65536:
+        return f"has port {int(match['port'])}, which is not from 1 to 65535"
+    return None
+
+
 def target(address: str | None) -> tuple[str, int] | None:
     """The host and port of ``address`` (``HOST:PORT``, ``[IPv6]:PORT``, ``ray://HOST:PORT``); None
-    where curate does not ask (no address, 'auto', 'local', another scheme, or a form Ray itself
-    will reject)."""
+    for no address, 'auto', 'local', and every form :func:`form_problem` refuses."""
     if address is None:
         return None
     match = _ADDRESS.fullmatch(address)

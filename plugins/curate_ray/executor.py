@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from curate.display import visible
 from curate.errors import CurateError, StepError
@@ -58,7 +58,7 @@ from curate.params import Params
 from curate.schema import Schema
 from curate.shards import ShardStats, ShardTask, run_shard_task
 from curate.step import Step, StepContext
-from curate_ray.address import LOOPBACK_SWITCH, to_join
+from curate_ray.address import ACCEPTED, LOOPBACK_SWITCH, form_problem, to_join
 from curate_ray.authentication import check_token, no_token, token_error
 from curate_ray.deadlines import CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds
 from curate_ray.probe import check_answers
@@ -100,6 +100,15 @@ class RayParams(Params):
         3, ge=0, le=100, description="times a shard is re-run after its worker, actor or node died",
         json_schema_extra=_NOT_FINGERPRINTED,
     )
+
+    @field_validator("address")
+    @classmethod
+    def _an_address_curate_can_check(cls, address: str | None) -> str | None:
+        """Only an address curate can ask before ray.init waits on it (~821 s for one that never
+        answers): refused at validation, not found out during a run."""
+        if address is not None and (problem := form_problem(address)) is not None:
+            raise ValueError(f"{address!r} {problem}; the address is one of: {ACCEPTED}")
+        return address
 
     @model_validator(mode="after")
     def _num_cpus_is_for_local_clusters(self) -> RayParams:

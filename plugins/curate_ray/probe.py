@@ -28,7 +28,7 @@ import threading
 import time
 
 from curate.errors import CurateError
-from curate_ray.address import ToJoin, target
+from curate_ray.address import ACCEPTED, ToJoin, form_problem, target
 from curate_ray.deadlines import CONNECT_DEADLINE_ENV
 
 # Ray's own: its servers speak TLS, and want its clients to show this certificate (mutual TLS).
@@ -52,7 +52,17 @@ def check_answers(joining: ToJoin, seconds: float) -> None:
     instead if it does not within ``seconds``."""
     dialled = target(joining.dials)
     if dialled is None:
-        return
+        if joining.dials == "local":  # RAY_ADDRESS=local: ray.init starts a cluster, nothing to wait for
+            return
+        # Not askable (another scheme, a port out of range, spaces): ray.init would wait ~821 s on it
+        # unasked. The spec's own address was refused at validation; this one auto found elsewhere.
+        found = f"address: auto found it in {joining.found_in}" if joining.found_in else "named in the spec"
+        raise CurateError(
+            f"the Ray cluster address {joining.address!r} ({found}) "
+            f"{form_problem(joining.address) or 'cannot be checked'}; "
+            f"curate joins only an address it can check first: {ACCEPTED}",
+            hint=joining.fix,
+        )
     host, port = dialled
     tls = os.environ.get(TLS_SWITCH, "0").lower() in ("1", "true")
     try:

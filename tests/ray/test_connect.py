@@ -327,6 +327,31 @@ def test_auto_finding_nothing_is_rays_own_connection_error(monkeypatch, nothing_
         to_join("auto")
 
 
+@pytest.mark.parametrize(("variable", "problem"), [
+    ("127.0.0.1:99999", "has port 99999, which is not from 1 to 65535"),
+    ("127.0.0.1:6399 ", "has spaces around it (remove them)"),
+    ("anyscale://cluster", "is not an address curate can check before Ray waits on it"),
+])
+def test_auto_refuses_an_address_in_RAY_ADDRESS_it_cannot_check(monkeypatch, nothing_else_found, variable,
+                                                                 problem):
+    """ray.init would wait ~821 s on it, past CURATE_RAY_CONNECT_DEADLINE: refused before it is joined."""
+    monkeypatch.setenv("RAY_ADDRESS", variable)
+    error = open_session("auto")
+    assert f"the Ray cluster address {variable!r} (address: auto found it in the RAY_ADDRESS environment " \
+        f"variable) {problem}; curate joins only an address it can check first: auto, local, " \
+        "HOST:PORT" in str(error)
+    assert "unset RAY_ADDRESS" in error.hint
+
+
+def test_auto_refuses_an_address_in_the_cluster_file_it_cannot_check(nothing_else_found):
+    cluster_file = nothing_else_found / "ray_current_cluster"
+    cluster_file.write_text("127.0.0.1:0")
+    error = open_session("auto")
+    found = f"address: auto found it in the cluster file {cluster_file}"
+    text = str(error)
+    assert f"the Ray cluster address '127.0.0.1:0' ({found}) has port 0, which is not from 1 to 65535" in text
+
+
 def test_auto_finding_nothing_is_rays_own_error_at_once(nothing_else_found):
     text = str(open_session("auto"))
     assert "could not start or reach the Ray cluster at auto: Could not find any running Ray instance" in text
@@ -418,7 +443,7 @@ def test_a_deadline_that_is_not_a_number_of_seconds_is_an_error_naming_it(monkey
     ("[fd00::7]:6379", ("fd00::7", 6379)),
     ("ray://head.example:10001", ("head.example", 10001)),
     (None, None), ("auto", None), ("local", None),  # this machine's own: as Ray always did
-    ("anyscale://cluster", None), ("head.example", None), ("head:99999", None),  # left to Ray's own errors
+    ("anyscale://cluster", None), ("head.example", None), ("head:99999", None),  # refused: form_problem
 ])
 def test_which_addresses_are_asked_first(address, expected):
     from curate_ray.address import target

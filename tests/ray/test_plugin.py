@@ -119,3 +119,42 @@ def test_validate_untrusted_refuses_a_cluster_address_with_its_line(workdir, cur
     result = curate_cli("validate", "--untrusted", str(workdir / "spec.yaml"))
     assert result.code == 2, result
     assert "spec.yaml:" in result.stderr and "run.executor.params.address: '10.0.0.9:6379'" in result.stderr
+
+
+@pytest.mark.parametrize(("address", "problem"), [
+    ("", "is empty"),
+    ("127.0.0.1:6399 ", "has spaces around it (remove them)"),
+    ("  auto", "has spaces around it (remove them)"),
+    ("127.0.0.1:0", "has port 0, which is not from 1 to 65535"),
+    ("127.0.0.1:99999", "has port 99999, which is not from 1 to 65535"),
+    ("127.0.0.1", "is not an address curate can check before Ray waits on it"),
+    ("localhost:6399/", "is not an address curate can check before Ray waits on it"),
+    ("anyscale://cluster", "is not an address curate can check before Ray waits on it"),
+])
+def test_an_address_curate_cannot_check_first_is_a_spec_error(ray_pm, workdir, address, problem):
+    """Ray waits ~821 s on an address that never answers; curate asks it first, within its deadline,
+    and an address it cannot ask (a port out of range, spaces, another scheme) would skip that."""
+    with pytest.raises(SpecError) as caught:
+        plan(spec_with({"name": "ray", "params": {"address": address}}), workdir, ray_pm)
+    text = str(caught.value)
+    assert f"run.executor.params.address: {address!r} {problem}; the address is one of: auto, local, " \
+        "HOST:PORT" in text
+    assert "ray://HOST:PORT" in text and "from 1 to 65535" in text
+
+
+@pytest.mark.parametrize("address", ["auto", "local", "127.0.0.1:1", "head.example:65535", "[::1]:6379",
+                                     "ray://head.example:10001"])
+def test_every_address_curate_can_check_first_plans(ray_pm, workdir, address):
+    assert isinstance(plan(spec_with({"name": "ray", "params": {"address": address}}), workdir,
+                           ray_pm).resolved.executor, RayExecutor)
+
+
+def test_validate_refuses_an_address_with_a_port_out_of_range_with_its_line(workdir, curate_cli):
+    sample_table(5).write_parquet(workdir / "data.parquet")
+    spec = spec_with({"name": "ray", "params": {"address": "127.0.0.1:99999"}})
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    result = curate_cli("validate", str(workdir / "spec.yaml"))
+    assert result.code == 2, result
+    assert "spec.yaml:" in result.stderr
+    assert "run.executor.params.address: '127.0.0.1:99999' has port 99999" in result.stderr
+    assert "Traceback" not in result.stderr
