@@ -79,8 +79,8 @@ IN_FLIGHT_PER_SLOT = 2
 class RayParams(Params):
     address: str | None = Field(
         None,
-        description="None: start a local Ray cluster on loopback for the run and stop it at the end; "
-        "'auto', 'HOST:PORT' or 'ray://HOST:10001': connect to a running cluster",
+        description="None (or 'local'): start a local Ray cluster on loopback for the run and stop it at "
+        "the end; 'auto', 'HOST:PORT' or 'ray://HOST:10001': connect to a running cluster",
         json_schema_extra=_NOT_FINGERPRINTED,
     )
     num_cpus: int | None = Field(
@@ -105,16 +105,18 @@ class RayParams(Params):
     @classmethod
     def _an_address_curate_can_check(cls, address: str | None) -> str | None:
         """Only an address curate can ask before ray.init waits on it (~821 s for one that never
-        answers): refused at validation, not found out during a run."""
+        answers): refused at validation, not found out during a run. 'local' is the run's own
+        cluster, as no address is, and becomes None here so that everything else (the loopback-bound
+        cluster, num_cpus, untrusted specs) sees one value for it."""
         if address is not None and (problem := form_problem(address)) is not None:
             raise ValueError(f"{address!r} {problem}; the address is one of: {ACCEPTED}")
-        return address
+        return None if address == "local" else address
 
     @model_validator(mode="after")
     def _num_cpus_is_for_local_clusters(self) -> RayParams:
         if self.address is not None and self.num_cpus is not None:
-            raise ValueError("'num_cpus' sizes the local cluster started when 'address' is not set; "
-                             "a running cluster already has its CPUs")
+            raise ValueError("'num_cpus' sizes the local cluster started when 'address' is not set (or "
+                             "is local); a running cluster already has its CPUs")
         return self
 
 

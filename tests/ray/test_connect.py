@@ -8,6 +8,7 @@ and the tests of that rewrite turn the switch on."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import socket
 import ssl
@@ -358,22 +359,30 @@ def test_auto_finding_nothing_is_rays_own_error_at_once(nothing_else_found):
 
 
 @pytest.mark.slow
-def test_a_local_cluster_reads_no_address_from_the_environment(monkeypatch):
-    """Without an address curate starts a cluster (ray.init(address='local')), and RAY_ADDRESS, even
-    one that never answers, is neither asked nor joined; once it names a cluster that answers, auto
-    is left to join it."""
+@pytest.mark.parametrize("params", [{}, {"address": "local"}], ids=["no-address", "local"])
+def test_a_local_cluster_reads_no_address_from_the_environment(monkeypatch, params):
+    """Without an address (or with 'local') curate starts a cluster of the run's own, bound to
+    loopback (ray.init(address='local')), and RAY_ADDRESS, even one that never answers, is neither
+    asked nor joined; once it names a cluster that answers, auto is left to join it."""
     import ray
-    from curate_ray.address import to_join
-    from curate_ray.executor import RayExecutor, RayParams
+    from curate_ray.address import LOOPBACK_SWITCH, to_join
+    from curate_ray.executor import LOCAL_OBJECT_STORE_BYTES, RayExecutor, RayParams
     from curate_ray.probe import check_answers
 
     monkeypatch.setenv("CURATE_RAY_CONNECT_DEADLINE", "1")
+    for variable in (LOOPBACK_SWITCH, "RAY_USAGE_STATS_ENABLED"):  # the session sets them (restored after)
+        monkeypatch.delenv(variable, raising=False)
     with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts (the kernel does) and never answers
         silent_address = f"127.0.0.1:{listener.getsockname()[1]}"
         monkeypatch.setenv("RAY_ADDRESS", silent_address)
-        with RayExecutor(RayParams(num_cpus=1)).session():
+        with RayExecutor(RayParams(num_cpus=1, **params)).session():
             gcs_address = ray.get_runtime_context().gcs_address
             assert gcs_address != silent_address
+            assert gcs_address.startswith("127.0.0.1:"), f"the run's own cluster listens on {gcs_address}"
+            resources = ray.cluster_resources()
+            assert resources["CPU"] == 1
+            assert resources["object_store_memory"] == pytest.approx(LOCAL_OBJECT_STORE_BYTES, rel=0.01)
+            assert os.environ[LOOPBACK_SWITCH] == "0" and os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
             monkeypatch.setenv("RAY_ADDRESS", gcs_address)
             check_answers(to_join("auto"), 30)  # returns: ray.init would go on to join it
     assert not ray.is_initialized()

@@ -158,3 +158,15 @@ def test_validate_refuses_an_address_with_a_port_out_of_range_with_its_line(work
     assert "spec.yaml:" in result.stderr
     assert "run.executor.params.address: '127.0.0.1:99999' has port 99999" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_address_local_is_the_same_as_no_address(ray_pm, workdir, monkeypatch):
+    """The README's promise: num_cpus is accepted and an untrusted spec may run on it (both were
+    refused, as if 'local' named a cluster to join); the session sees no address (test_connect)."""
+    assert RayParams(address="local", num_cpus=2) == RayParams(num_cpus=2)
+    monkeypatch.chdir(workdir)
+    spec = spec_with({"name": "ray", "params": {"address": "local", "num_cpus": 2}})
+    spec["run"]["untrusted"] = True
+    executor = plan(spec, workdir, ray_pm).resolved.executor
+    assert executor.params.address is None and executor.params.num_cpus == 2
+    assert executor.untrusted_problems() == []
