@@ -27,6 +27,9 @@ class Executor:
 
     def __init__(self, params: Params | None = None):
         self.params = params if params is not None else type(self).Params()
+        # The run's plugins, ``(name, module, distribution)`` each, set where the spec is resolved:
+        # an executor whose workers import them on other machines can check they run the same code.
+        self.plugins: tuple[tuple[str, str, str | None], ...] = ()
 
     def untrusted_problems(self) -> list[tuple[str, str, str | None]]:
         """``(param, problem, hint)`` for each of its params that a spec from someone else

@@ -175,6 +175,8 @@ def resolve(loaded: LoadedSpec, pm: PluginManager) -> Resolved:
         params = _params(executor_cls, spec.run.executor.params, ("run", "executor", "params"), problems)
         if params is not None:
             resolved.executor = executor_cls(params)
+            resolved.executor.plugins = tuple((info.name, info.module, info.distribution)
+                                              for info in pm.infos.values())
             if spec.run.untrusted:
                 for param, message, hint in resolved.executor.untrusted_problems():
                     problems.add(("run", "executor", "params", param), message, hint)

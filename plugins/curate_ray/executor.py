@@ -14,6 +14,8 @@ What runs where
 
 Workers read their input shards and write their outputs themselves: on a cluster of more than
 one machine the run directory (and ``run.cache_dir``) must be on a filesystem every node mounts.
+They import curate and the plugins from their own node, so each task and actor first checks,
+once per worker process, that this is the driver's code (curate_ray.samecode).
 
 Failures
     A worker, actor or node that dies takes its shard with it; Ray re-runs the shard (tasks: up
@@ -62,6 +64,7 @@ from curate_ray.address import ACCEPTED, LOOPBACK_SWITCH, form_problem, to_join
 from curate_ray.authentication import check_token, no_token, token_error
 from curate_ray.deadlines import CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds
 from curate_ray.probe import check_answers
+from curate_ray.samecode import Package, check_same_code, driver_code
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +139,11 @@ def _setup_failed(step: Step, exc: Exception, shard: int | None) -> CurateError:
     return StepError(step.label, shard, f"setup() failed: {type(exc).__name__}: {exc}")
 
 
-def run_shard_on_worker(step: Step, task: ShardTask, ctx: StepContext, expected: Schema) -> ShardStats:
-    """One shard of a step without a model: its setup is cheap, so each task does it."""
+def run_shard_on_worker(code: tuple[Package, ...], step: Step, task: ShardTask, ctx: StepContext,
+                        expected: Schema) -> ShardStats:
+    """One shard of a step without a model: its setup is cheap, so each task does it. ``code`` is
+    the driver's (curate_ray.samecode): a worker that runs other code fails before it writes."""
+    check_same_code(code)
     _check_input_visible(task)
     try:
         step.setup(ctx)
@@ -149,12 +155,18 @@ def run_shard_on_worker(step: Step, task: ShardTask, ctx: StepContext, expected:
 class ShardActor:
     """One set-up copy of a model step, taking shards one after another."""
 
-    def __init__(self, step: Step, ctx: StepContext):
+    def __init__(self, code: tuple[Package, ...], step: Step, ctx: StepContext):
         self.step = step
         self.ctx = ctx
-        # A failed setup is reported by the first shard, as an ordinary task error: an exception
-        # escaping __init__ would kill the actor and read as a crash to be retried.
+        # Other code than the driver's, or a failed setup, is reported by the first shard, as an
+        # ordinary task error: an exception escaping __init__ would kill the actor and read as a
+        # crash to be retried. Other code is not set up (its model is not loaded).
         self.failure: CurateError | None = None
+        try:
+            check_same_code(code)
+        except CurateError as exc:
+            self.failure = exc
+            return
         try:
             step.setup(ctx)
         except Exception as exc:
@@ -301,10 +313,11 @@ class RayExecutor(Executor):
             num_cpus=1, max_retries=self.params.max_retries, retry_exceptions=False
         )
         step_ref, ctx_ref, expected_ref = ray.put(step), ray.put(ctx), ray.put(expected)
+        code_ref = ray.put(driver_code(self.plugins))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         slots = [None] * (cpus * IN_FLIGHT_PER_SLOT)
         self._drain(ray, step, tasks, slots,
-                    lambda _, task: function.remote(step_ref, task, ctx_ref, expected_ref), on_done,
+                    lambda _, task: function.remote(code_ref, step_ref, task, ctx_ref, expected_ref), on_done,
                     cancel_on_error=True)
 
     # -- shards on an actor pool -----------------------------------------------------------------
@@ -316,7 +329,8 @@ class RayExecutor(Executor):
             max_restarts=self.params.max_retries, max_task_retries=self.params.max_retries,
         )
         step_ref, ctx_ref, expected_ref = ray.put(step), ray.put(ctx), ray.put(expected)
-        actors = [actor_class.remote(step_ref, ctx_ref) for _ in range(size)]
+        code_ref = ray.put(driver_code(self.plugins))
+        actors = [actor_class.remote(code_ref, step_ref, ctx_ref) for _ in range(size)]
         try:
             self._drain(ray, step, tasks, actors * IN_FLIGHT_PER_SLOT,
                         lambda actor, task: actor.run.remote(task, expected_ref), on_done)
