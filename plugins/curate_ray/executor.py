@@ -3,8 +3,10 @@
 What runs where
     - Shard-scope steps: one Ray task per shard, each calling :func:`run_shard_task`, the same
       function the local executor calls. Outputs, markers, the manifest, the cache and lineage
-      are therefore exactly the local executor's, and a re-run skips every shard that has a
-      marker, whoever wrote it.
+      therefore take the local executor's form, and a re-run skips every shard that has a
+      marker, whoever wrote it. A model's floats can differ in the last bit (and a decision
+      taken on them), as Ray runs each worker with one intra-op thread (README, "Floats from
+      models").
     - Model steps (``step.uses_model``): a pool of actors. Each actor calls ``step.setup()``
       once (the model is loaded once per actor, not once per shard), with ``num_gpus_per_actor``
       GPUs, then takes shards one after another until the step is done; the pool is then freed

@@ -205,3 +205,32 @@ def test_map_shards_reports_each_shard_as_it_finishes_and_skips_finished_ones(ra
     assert sum(s.rows_out for s in first) == 23 and first == second
     assert len(list(log.glob("setup-*"))) == 2, "the second call started no actor"
     assert ctx.progress is not None, "the driver's progress callback is given back"
+
+
+class IntraOpThreads:
+    """An actor of one CPU, as a model step's are."""
+
+    def threads(self) -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+
+def test_ray_tasks_and_actors_compute_with_one_thread_as_the_readme_says(ray_cluster):
+    """Why a model's floats can differ in the last bit from a local run, which uses every core
+    (README, "Floats from models"): Ray runs each task and actor of one CPU with one intra-op
+    thread. Should Ray change that, the README's explanation must change with it."""
+    pytest.importorskip("torch")
+    import ray
+
+    def threads() -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+    assert ray.get(ray.remote(threads).options(num_cpus=1).remote()) == 1
+    actor = ray.remote(IntraOpThreads).options(num_cpus=1).remote()
+    try:
+        assert ray.get(actor.threads.remote()) == 1
+    finally:
+        ray.kill(actor)
