@@ -118,9 +118,13 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool,
 
     the_plan, _ = _load_and_plan(spec, run_dir, untrusted, allow_remote)
     rows = plan_rows(the_plan)
+    executor = the_plan.resolved.executor
+    where = executor.where() if executor is not None else None
     if as_json:
-        click.echo(json.dumps({"run_dir": str(the_plan.run_dir), "steps": rows}, indent=2))
+        click.echo(json.dumps({"run_dir": str(the_plan.run_dir), "executor": where, "steps": rows}, indent=2))
         return
+    if where is not None:
+        _console().print(f"executor: {for_rich(where)}")
     table = Table(title=f"plan for {for_rich(spec)} → {for_rich(the_plan.run_dir)}")
     for column in ("#", "label", "step", "reads", "writes", "cached"):
         table.add_column(column)
@@ -301,6 +305,8 @@ def inspect(run_dir: str, as_json: bool) -> None:
         status = "stopped: no process runs it now (killed, or its machine went down); run it again to resume"
     console.print(for_rich(f"spec hash {manifest.get('spec_hash')}, started {manifest.get('started_at')}, "
                            f"status {status}"))
+    if where := manifest.get("executor_where") or manifest.get("executor"):  # older runs: the name
+        console.print(for_rich(f"executor: {where}"))
     if manifest.get("error") and manifest.get("status") != "complete":
         console.print(for_rich(f"error: {manifest['error']}"))
     recorded = manifest.get("run_dir")

@@ -211,6 +211,7 @@ class Engine:
             "store_dir": str(plan.store_dir),
             "seed": self.spec.run.seed,
             "executor": self.spec.run.executor.name,
+            "executor_where": plan.resolved.executor.where() if plan.resolved.executor is not None else None,
             "plugins": self.pm.plugin_versions(),
             "status": "running",
             "started_at": _now(),

@@ -38,6 +38,11 @@ class Executor:
         that here, as the plan refuses such a spec's absolute output paths."""
         return []
 
+    def where(self) -> str:
+        """Where the run's shards go, in one line: `curate plan` prints it, and the manifest keeps
+        it for `curate inspect`. An executor that sends them elsewhere (a cluster) names where."""
+        return self.name
+
     @contextmanager
     def session(self) -> Iterator[None]:
         """Held open for the run: connect to a cluster, start worker pools…"""

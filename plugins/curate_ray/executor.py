@@ -62,7 +62,7 @@ from curate.params import Params
 from curate.schema import Schema
 from curate.shards import ShardStats, ShardTask, run_shard_task
 from curate.step import Step, StepContext
-from curate_ray.address import ACCEPTED, LOOPBACK_SWITCH, form_problem, to_join
+from curate_ray.address import ACCEPTED, ADDRESS_VARIABLE, LOOPBACK_SWITCH, form_problem, to_join
 from curate_ray.authentication import check_token, no_token, token_error
 from curate_ray.deadlines import CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds
 from curate_ray.probe import check_answers
@@ -229,6 +229,19 @@ class RayExecutor(Executor):
                  "back is unpickled here, so whoever runs it could run code on this machine",
                  "leave address out to run on a local cluster, or set address: auto to join the cluster you "
                  "started (ray start, or RAY_ADDRESS)")]
+
+    def where(self) -> str:
+        """The cluster, without asking it (``plan`` connects to nothing): for ``auto``, where Ray
+        will look (RAY_ADDRESS when set, read now as the run will)."""
+        address = self.params.address
+        if address is None:
+            cpus = f"{self.params.num_cpus} CPUs" if self.params.num_cpus else "this machine's CPUs"
+            return f"ray, a local Ray cluster of this run on loopback ({cpus})"
+        if address != "auto":
+            return f"ray, the Ray cluster at {address}"
+        if (named := os.environ.get(ADDRESS_VARIABLE)) and named != "auto":  # as Ray reads it
+            return f"ray, the Ray cluster at auto: {named} ({ADDRESS_VARIABLE})"
+        return "ray, the Ray cluster at auto: the one started on this machine ('ray start')"
 
     @contextmanager
     def session(self) -> Iterator[None]:

@@ -88,6 +88,9 @@ def test_generic_steps_give_the_same_run_on_ray_as_locally(ray_cluster, ray_pm, 
     assert outcome(on_ray) == outcome(local)
     assert sum(outcome(on_ray)["rows"].values()) > 0
     assert on_ray["executor"] == "ray"
+    assert local["executor_where"] == "local"
+    assert on_ray["executor_where"] == "ray, a local Ray cluster of this run on loopback " \
+        "(this machine's CPUs)"
     assert [s["shards"] for s in on_ray["steps"]] == [s["shards"] for s in local["steps"]]
     # Same store directories (fingerprints), shard files, markers, manifest and views.
     assert layout(tmp_path / "ray" / "run") == layout(tmp_path / "local" / "run")
@@ -234,3 +237,12 @@ def test_ray_tasks_and_actors_compute_with_one_thread_as_the_readme_says(ray_clu
         assert ray.get(actor.threads.remote()) == 1
     finally:
         ray.kill(actor)
+
+
+def test_inspect_says_which_executor_and_cluster_the_run_used(ray_cluster, ray_pm, workdir, curate_cli):
+    spec = {"source": {"path": "data.parquet"}, "steps": [{"step": "normalize_text"}],
+            "run": {"shard_size": 5, "executor": {"name": "ray", "params": {"num_cpus": 2}}}}
+    manifest = run_spec(spec, workdir, tables={"data.parquet": sample_table(10)}, pm=ray_pm)
+    result = curate_cli("inspect", manifest["run_dir"])
+    assert result.code == 0, result
+    assert "executor: ray, a local Ray cluster of this run on loopback (2 CPUs)\n" in result.stdout

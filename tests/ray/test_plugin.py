@@ -3,6 +3,7 @@ importing ray (these tests run whether or not ray is installed)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -170,3 +171,26 @@ def test_address_local_is_the_same_as_no_address(ray_pm, workdir, monkeypatch):
     executor = plan(spec, workdir, ray_pm).resolved.executor
     assert executor.params.address is None and executor.params.num_cpus == 2
     assert executor.untrusted_problems() == []
+
+
+@pytest.mark.parametrize(("executor", "environment", "said"), [
+    ({"name": "local"}, {}, "executor: local"),
+    ({"name": "ray", "params": {"num_cpus": 2}}, {},
+     "executor: ray, a local Ray cluster of this run on loopback (2 CPUs)"),
+    ({"name": "ray", "params": {"address": "10.0.0.9:6379"}}, {},
+     "executor: ray, the Ray cluster at 10.0.0.9:6379"),
+    ({"name": "ray", "params": {"address": "auto"}}, {"RAY_ADDRESS": "10.0.0.7:6379"},
+     "executor: ray, the Ray cluster at auto: 10.0.0.7:6379 (RAY_ADDRESS)"),
+    ({"name": "ray", "params": {"address": "auto"}}, {"RAY_ADDRESS": ""},
+     "executor: ray, the Ray cluster at auto: the one started on this machine ('ray start')"),
+])
+def test_plan_says_which_executor_and_cluster_the_run_will_use(workdir, curate_cli, executor, environment,
+                                                               said):
+    """In one line, without asking the cluster: a spec at auto goes where RAY_ADDRESS says."""
+    sample_table(5).write_parquet(workdir / "data.parquet")
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec_with(executor)))
+    result = curate_cli("plan", str(workdir / "spec.yaml"), **environment)
+    assert result.code == 0, result
+    assert [line for line in result.stdout.splitlines() if line.startswith("executor:")] == [said]
+    as_json = curate_cli("plan", "--json", str(workdir / "spec.yaml"), **environment)
+    assert json.loads(as_json.stdout)["executor"] == said.removeprefix("executor: ")
