@@ -79,3 +79,22 @@ def test_for_rich_of_a_backslash_flood_finishes():
         assert for_rich("\\\\" * n + "x") == "\\\\" * n + "x"
         assert for_rich("\\\\" * n + "[b]") == "\\\\" * (2 * n + 1) + "[b]"
     """)
+
+
+def test_the_funnel_shows_each_drop_reason_on_its_own_line():
+    """The reasons were joined, then made visible, so their newlines showed as \\x0a (Ray probe);
+    a reason's own control characters are still escaped."""
+    import io
+
+    from rich.console import Console
+
+    from curate.cli import _print_funnel
+
+    manifest = {"name": "n", "status": "complete", "steps": [
+        {"index": 1, "label": "download", "step": "download", "rows_in": 10, "rows_out": 5, "seconds": 1.0,
+         "cached": False, "complete": True,
+         "dropped": {"download: failed_to_load": 3, "download: bad\x1bone": 2}}]}
+    out = io.StringIO()
+    _print_funnel(manifest, Console(file=out, width=200))
+    shown = out.getvalue()
+    assert "\\x0a" not in shown and "download: failed_to_load: 3" in shown and "bad\\x1bone: 2" in shown
