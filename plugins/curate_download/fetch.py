@@ -23,7 +23,9 @@ img2dataset's imports already.
   Content-Length says so, else as soon as ``max_bytes + 1`` bytes arrived, whatever the
   Content-Length said. A body that ends before its Content-Length is an error, not a short image.
 - **Pixels.** A body whose image header declares more than ``max_image_area`` pixels is refused
-  (:data:`IMAGE_TOO_LARGE`) before anything decodes it.
+  (:data:`IMAGE_TOO_LARGE`) before anything decodes it. Reading the header costs a bounded time
+  (``header.py``): it runs after the body was read, outside the deadline; a header that takes
+  more than ``header.HEADER_READS`` reads to find is refused (:class:`header.HeaderUnreadable`).
 - **Decoding memory.** A body whose header says decoding it takes more than ``max_decode_bytes``
   (its channels and bit depth count, and img2dataset's float64 alpha blending: see ``header.py``)
   is refused (:data:`DECODE_TOO_LARGE`) before anything decodes it. img2dataset decodes in each
