@@ -49,11 +49,13 @@ img2dataset's imports already.
   deadline; a row takes at most ``(retries + 1) * timeout + retries * max_retry_wait`` seconds.
   img2dataset's own ``retries`` (which retries every error, 404 included, without waiting) is
   left at 0. Errors while reading the body (after ``open()`` returned) are not retried.
-- **Messages.** A row's message is ``str`` of its error, and a server writes part of it: the
-  reason phrase of its status line, a redirect's Location, each up to the 64 KiB http.client
-  allows a line. An error leaving ``open()`` keeps at most :data:`MESSAGE_CHARS` of such text
-  (its head and tail), control characters escaped (:func:`shown_error`): a row's message stays
-  a line's worth, whatever the server sent, 100,000 rows of them included.
+- **Messages.** A row's message is ``str`` of its error, and the step classifies rows by how it
+  starts. An HTTP error says its status code's standard phrase, never the server's reason
+  phrase (which could imitate curate's own messages); other text a server writes into one (a
+  redirect's Location, up to the 64 KiB http.client allows a line) comes after the start, at
+  most :data:`MESSAGE_CHARS` of it (its head and tail), control characters escaped
+  (:func:`shown_error`): a row's message stays a line's worth, whatever the server sent,
+  100,000 rows of them included.
 - **Per-host limits.** ``max_per_host`` attempts at one host run at once in this process (a
   semaphore per host name, held from the request until the response is closed), and
   ``host_rate`` attempts per second start at one host (a schedule per host). Waiting for either
@@ -64,6 +66,7 @@ img2dataset's imports already.
 from __future__ import annotations
 
 import email.utils
+import http
 import http.client
 import json
 import random
@@ -96,6 +99,8 @@ ONLY_HTTP = "only http and https are"
 CHUNK_BYTES = 1 << 16
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 GAVE_UP = "gave up after"
+MAX_REDIRECTS = urllib.request.HTTPRedirectHandler.max_redirections  # distinct URLs urllib follows
+MAX_REPEATS = urllib.request.HTTPRedirectHandler.max_repeats  # visits of one URL it allows
 MESSAGE_CHARS = 1000  # the most of a server's text (reason phrase, Location) a row's message keeps
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
 
@@ -480,13 +485,32 @@ def _tidy(text: str) -> str:
     return f"{text[:MESSAGE_CHARS - tail]} …({cut:,} characters cut)… {text[-tail:]}"
 
 
+def standard_phrase(code: int) -> str:
+    """The reason phrase RFC 9110 gives ``code``; the server's own is never shown (see
+    :func:`shown_error`)."""
+    try:
+        return http.HTTPStatus(code).phrase
+    except ValueError:
+        return "(a status code without a standard reason phrase)"
+
+
 def shown_error(exc: Exception) -> Exception:
-    """``exc`` as a row's message may show it (img2dataset keeps ``str(exc)`` for every row): the
-    text a server puts there (a reason phrase, a redirect's Location: up to 64 KiB each, which
-    http.client allows a line) tidied by :func:`_tidy`. ``exc`` itself when it needs nothing."""
+    """``exc`` as a row's message may show it (img2dataset keeps ``str(exc)`` for every row). An
+    HTTP error says its status code's standard phrase, not the server's reason phrase: the step
+    classifies rows by their messages, and a 404 whose reason phrase was curate's own refusal
+    made the row `refused`. Other text a server puts there (a redirect's Location: up to 64 KiB,
+    which http.client allows a line) is tidied by :func:`_tidy`, after the message's start,
+    which is what the step reads. ``exc`` itself when it needs nothing."""
     if isinstance(exc, urllib.error.HTTPError):
-        message = _tidy(str(exc.msg))
-        if message == exc.msg:
+        reason, phrase = str(exc.msg), standard_phrase(exc.code)
+        if reason.startswith(urllib.request.HTTPRedirectHandler.inf_msg):
+            message = (f"{phrase} - the redirects went on for more than {MAX_REDIRECTS} hops, or back to "
+                       f"one URL {MAX_REPEATS} times")
+        elif reason.endswith(f" - Redirection to url '{exc.url}' is not allowed"):
+            message = f"{phrase} - Redirection to url '{_tidy(exc.url)}' is not allowed"
+        else:
+            message = phrase
+        if message == reason:
             return exc
         exc.close()
         return urllib.error.HTTPError(exc.url, exc.code, message, exc.headers, None)

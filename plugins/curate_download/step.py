@@ -61,12 +61,25 @@ Failure = Literal["failed_to_download", "failed_to_resize", "opted_out", "refuse
                   "image_too_large", "missing_url"]
 FAILURES: tuple[str, ...] = ("failed_to_download", "failed_to_resize", "opted_out", "refused", "too_large",
                              "image_too_large", "missing_url")
-OPT_OUT_MARK = "X-Robots-Tag"  # img2dataset: "Use of image disallowed by X-Robots-Tag directive"
+# Rows are classified by the start of their message, which the exception's type decides (urllib's
+# "HTTP Error 404: …" and "<urlopen error …>", curate's own errors), never by text further on:
+# a server writes some of that (a redirect's Location, the start of a reply without a status line;
+# fetch.py puts the status code's standard phrase in place of the server's reason phrase), and a
+# 404 whose reason phrase was curate's refusal made the row `refused` and the run advise setting
+# allow_private_networks. Each pattern is anchored at the message's start.
+URLOPEN = r"^(?:<urlopen error )?"  # urllib wraps an error raised while connecting
+REFUSED_PATTERN = URLOPEN + re.escape(REFUSED + ": ")
+PRIVATE_PATTERN = REFUSED_PATTERN + "host '"  # NetworkPolicy.address_problem: a private address
+OPT_OUT = "Use of image disallowed by X-Robots-Tag directive"  # img2dataset's message, all of it
+TOO_LARGE_PATTERN = URLOPEN + re.escape(TOO_LARGE + " (")
+IMAGE_TOO_LARGE_PATTERN = f"^(?:{re.escape(IMAGE_TOO_LARGE)}|{re.escape(DECODE_TOO_LARGE)}) \\("
 I2D_AREA_MARK = "image area too large"  # img2dataset's resizer, for formats fetch.py cannot measure
 # OpenCV's decoder refusing an image over OPENCV_IO_MAX_IMAGE_PIXELS (which the step sets to max_image_area)
-# or with a side over 2^20: "(-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS in function
-# 'validateInputImageSize'". It reaches OpenCV only in formats Pillow cannot read (Radiance HDR, say).
-OPENCV_TOO_LARGE = r"CV_IO_MAX_IMAGE_(?:PIXELS|WIDTH|HEIGHT)\b"
+# or with a side over 2^20: "OpenCV(4.14.0) …: error: (-215:Assertion failed) pixels <=
+# CV_IO_MAX_IMAGE_PIXELS in function 'validateInputImageSize'". It reaches OpenCV only in formats
+# Pillow cannot read (Radiance HDR, say).
+OPENCV_TOO_LARGE = (r"^OpenCV\([^)]*\) [^\n]*\(-215:Assertion failed\) [^\n]*"
+                    r"CV_IO_MAX_IMAGE_(?:PIXELS|WIDTH|HEIGHT)\b")
 NO_URL = "the row has no URL (url is null or empty)"
 NO_RESULT = "img2dataset reported nothing for this row"
 TMP_DIR = "tmp"  # the worker's TMPDIR (and wandb's directories), inside the shard's directory
@@ -90,8 +103,12 @@ ORIGIN = "image_origin"  # with an image_store: "store" or "web" (fetched by thi
 RETRY_FAILED = "retry_failed"  # ctx.extras flag set by `curate run --retry-failed`
 # Failures worth another try later: HTTP 429 and 5xx, timeouts, refused/reset/closed connections,
 # rows img2dataset lost. Not 404 and other 4xx, not an image, too large, opted out, refused.
-TRANSIENT_PATTERN = (r"HTTP Error (429|5\d\d)\b|timed out|[Cc]onnection (refused|reset|aborted)|"
-                     r"Remote end closed connection|RemoteDisconnected|" + re.escape(NO_RESULT))
+# Anchored, like the patterns above: a 404 whose reason phrase said "timed out" was retried.
+TRANSIENT_PATTERN = (r"^(?:HTTP Error (?:429|5\d\d): |" + URLOPEN[1:]
+                     + r"(?:\[Errno -?\d+\] )?(?:_ssl\.c:\d+: )?"
+                     r"(?:(?:The (?:read|write|handshake) operation |Connection )?timed out\b|"
+                     r"[Cc]onnection (?:refused|reset|aborted)|Software caused connection abort|"
+                     r"Remote end closed connection|RemoteDisconnected)|" + re.escape(NO_RESULT) + ")")
 STORE_HITS = "store-hits.parquet"  # rows answered by the image store, decided once per job directory
 STORED_MARK = "stored.done"  # this job directory's results are in the image store
 STORE_UNTRUSTED = "store-untrusted.json"  # image store entries this job's look-up did not trust, and why
@@ -695,7 +712,7 @@ def refusal_warnings(rows: pl.DataFrame) -> list[str]:
     refused = rows.filter(pl.col("status") == "refused")
     if refused.height == 0:
         return []
-    private = refused.filter(pl.col("error_message").str.contains("allow_private_networks", literal=True))
+    private = refused.filter(pl.col("error_message").str.contains(PRIVATE_PATTERN))
     out = []
     if private.height:
         out.append(f"{private.height} URL(s) refused because their host is a private, loopback or link-local "
@@ -703,7 +720,7 @@ def refusal_warnings(rows: pl.DataFrame) -> list[str]:
                    f"(or list the hosts in `allowed_hosts`). First: {private['error_message'][0]}")
     other = refused.height - private.height
     if other:
-        first = refused.filter(~pl.col("error_message").str.contains("allow_private_networks", literal=True))
+        first = refused.filter(~pl.col("error_message").str.contains(PRIVATE_PATTERN))
         out.append(f"{other} URL(s) refused (only http and https URLs are downloaded). First: {first['error_message'][0]}")
     return out
 
@@ -712,11 +729,10 @@ def _status() -> pl.Expr:
     error = pl.col("error_message").fill_null("")
     return (
         pl.when(pl.col("status") == "success").then(pl.lit("success"))
-        .when(error.str.contains(REFUSED, literal=True)).then(pl.lit("refused"))
-        .when(error.str.contains(OPT_OUT_MARK, literal=True)).then(pl.lit("opted_out"))
-        .when(error.str.contains(TOO_LARGE, literal=True)).then(pl.lit("too_large"))
-        .when(error.str.contains(IMAGE_TOO_LARGE, literal=True) | error.str.contains(DECODE_TOO_LARGE, literal=True)
-              | (error == I2D_AREA_MARK)
+        .when(error.str.contains(REFUSED_PATTERN)).then(pl.lit("refused"))
+        .when(error == OPT_OUT).then(pl.lit("opted_out"))
+        .when(error.str.contains(TOO_LARGE_PATTERN)).then(pl.lit("too_large"))
+        .when(error.str.contains(IMAGE_TOO_LARGE_PATTERN) | (error == I2D_AREA_MARK)
               | error.str.contains(OPENCV_TOO_LARGE)).then(pl.lit("image_too_large"))
         .otherwise(pl.col("status"))
         .alias("status")
@@ -727,8 +743,8 @@ def _error(max_image_area: float | None = None) -> pl.Expr:
     """urllib wraps a refusal as ``<urlopen error refused …>``; keep just the refusal. OpenCV's
     assertion about its pixel cap becomes a sentence about ``max_image_area``."""
     error = pl.col("error_message")
-    refusal = pl.lit(REFUSED) + error.str.split_exact(REFUSED, 1).struct.field("field_1").str.strip_suffix(">")
-    return (pl.when(error.str.contains(REFUSED, literal=True)).then(refusal)
+    refusal = error.str.strip_prefix("<urlopen error ").str.strip_suffix(">")
+    return (pl.when(error.str.contains(REFUSED_PATTERN)).then(refusal)
             .when(error.str.contains(OPENCV_TOO_LARGE)).then(pl.lit(opencv_too_large(max_image_area)))
             .otherwise(error).alias("error_message"))
 

@@ -31,6 +31,8 @@ Routes (NAME is any string; each response is the same for the same NAME)::
                         (nothing should inflate it: img2dataset asks for no encoding, urllib decodes none)
     /long-reason/NAME   404 with a 60,000-character reason phrase holding terminal escapes
     /long-location/NAME 302 to a gopher: URL of 60,000 characters (urllib's error repeats it)
+    /forged/KIND/NAME   404 whose reason phrase imitates one of curate's own messages (FORGED_REASONS[KIND])
+    /forged-redirect/NAME  302 to an ftp: URL whose text imitates curate's refusal
     /slow-decode/NAME   a JPEG of SLOW_DECODE_SIDE x SLOW_DECODE_SIDE pixels of one colour: under 1 MB on the
                         wire, within the pixel and decoding limits, and most of a second to decode and resize
 
@@ -64,6 +66,21 @@ BUSY_SECONDS = 0.3
 HDR_SIDE = 12_000
 SLOW_DECODE_SIDE = 7000
 LONG_TEXT = 60_000
+# Reason phrases that imitate the messages the download step classifies rows by (each a real 404)
+FORGED_REASONS = {
+    "refused": "refused by the download step's network policy: host 'cdn.example.com' resolves to a private "
+               "address (10.0.0.7); private, loopback and link-local addresses are not downloaded unless the "
+               "download step's params set `allow_private_networks: true` or list the host in "
+               "`allowed_hosts: ['cdn.example.com']`",
+    "too_large": "response body larger than max_bytes (33554432 bytes): Content-Length says 99999999999",
+    "image_too_large": "image area larger than max_image_area (50,000,000 pixels): the image declares 9x9",
+    "decode": "image needs more memory to decode than max_decode_bytes (1 bytes): 2 bytes",
+    "opted_out": "Use of image disallowed by X-Robots-Tag directive",
+    "timed_out": "timed out",
+    "unavailable": "Service Unavailable",
+    "opencv": "OpenCV(4.14.0) x.cpp:79: error: (-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS in "
+              "function 'validateInputImageSize'",
+}
 
 
 def png(name: str, side: int = 24) -> bytes:
@@ -301,6 +318,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def route_long_location(self, parts: list[str]) -> None:
         self._head(302, length=0, Location="gopher://example.com/" + "a" * LONG_TEXT)
+
+    def route_forged(self, parts: list[str]) -> None:
+        self.wfile.write(f"HTTP/1.1 404 {FORGED_REASONS[parts[1]]}\r\nContent-Length: 0\r\n\r\n".encode())
+
+    def route_forged_redirect(self, parts: list[str]) -> None:
+        self.wfile.write(b"HTTP/1.1 302 refused by the download step's network policy: \r\n"
+                         b"Location: gopher://x/refused by the download step's network policy: host 'a'"
+                         b" resolves to allow_private_networks\r\nContent-Length: 0\r\n\r\n")
 
     def route_fat(self, parts: list[str]) -> None:
         size = int(parts[1])

@@ -100,8 +100,8 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
     assert "redirect" in first["loop"] and "redirect" in first["chain"]
     assert first["no-status-line"].startswith("the server sent no HTTP status line")
     assert "max_image_area" in first["hdr-huge"] and "CV_IO" not in first["hdr-huge"]
-    # a server's 60,000-character reason phrase or Location is cut to a line's worth, escapes escaped
-    assert first["long-reason"].startswith("HTTP Error 404: \\x1b[2J\\x1b[31mgoneRRR") and "characters cut" in first["long-reason"]
+    # a server's 60,000-character reason phrase is not shown; a Location is cut to a line's worth
+    assert first["long-reason"] == "HTTP Error 404: Not Found"
     assert "gopher://example.com/aaa" in first["long-location"] and first["long-location"].endswith("is not allowed")
     assert rows["error_message"].str.len_chars().max() <= 1100
     assert not rows["error_message"].str.contains("\x1b", literal=True).any()
