@@ -52,6 +52,7 @@ from curate_download.worker import (
     POLICY_ENV,
     REFUSED,
     NetworkPolicy,
+    prepared_url,
     proxy_problem,
 )
 
@@ -322,14 +323,14 @@ class Download(Step):
         if previous is not None:  # --retry-failed: redo the transient failures, keep every other row
             retry = previous.filter(transient())
             results = [previous.join(retry.select(UID), on=UID, how="anti", maintain_order="left")]
-            pending = table.select(UID, pl.col(URL).cast(pl.Utf8).str.strip_chars()) \
-                .join(retry.select(UID), on=UID, how="semi", maintain_order="left")
-            job_dir = shard_dir / f"retry-{_digest(pending[UID])}"
+            checked = self._precheck(table.select(UID, URL).join(retry.select(UID), on=UID, how="semi",
+                                                                 maintain_order="left"))
         else:
+            results = []
             checked = self._precheck(table.select(UID, URL))
-            pending = checked.filter(pl.col("status").is_null()).select(UID, URL)
-            results = [checked.filter(pl.col("status").is_not_null()).select(UID, "status", "error_message")]
-            job_dir = shard_dir
+        pending = checked.filter(pl.col("status").is_null()).select(UID, URL)
+        results.append(checked.filter(pl.col("status").is_not_null()).select(UID, "status", "error_message"))
+        job_dir = shard_dir if previous is None else shard_dir / f"retry-{_digest(pending[UID])}"
         if pending.height:
             job_dir.mkdir(parents=True, exist_ok=True)
             results.append(self._obtain(pending, job_dir, ctx))
@@ -480,20 +481,23 @@ class Download(Step):
         (job_dir / STORED_MARK).write_text(str(rows.height))
 
     def _precheck(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """Refusals that need no network (scheme, IP literals, localhost) and rows without a URL."""
+        """Refusals that need no network (scheme, IP literals, localhost) and rows without a URL;
+        ``url`` becomes the URL to fetch, encoded as a browser sends it (``worker.fetchable_url``)."""
         policy = self.params.policy
         rows = rows.with_columns(pl.col(URL).cast(pl.Utf8))  # an all-null column may come typed Null
-        statuses, errors = [], []
+        statuses, errors, urls = [], [], []  # urls: as fetched (the output keeps the source's url column)
         for url in rows[URL].to_list():
             if url is None or not url.strip():
                 statuses.append("missing_url")
                 errors.append(NO_URL)
+                urls.append(None)
                 continue
-            problem = policy.url_problem(url.strip())
+            fetched, problem = prepared_url(policy, url.strip())
             statuses.append(None if problem is None else "refused")
             errors.append(problem)
+            urls.append(fetched)
         return rows.with_columns(pl.Series("status", statuses, pl.Utf8), pl.Series("error_message", errors, pl.Utf8),
-                                 pl.col(URL).str.strip_chars())
+                                 pl.Series(URL, urls, pl.Utf8))
 
     def _job(self, shard_dir: Path, workers: tuple[int, int]) -> dict[str, Any]:
         p = self.params
@@ -721,7 +725,8 @@ def refusal_warnings(rows: pl.DataFrame) -> list[str]:
     other = refused.height - private.height
     if other:
         first = refused.filter(~pl.col("error_message").str.contains(PRIVATE_PATTERN))
-        out.append(f"{other} URL(s) refused (only http and https URLs are downloaded). First: {first['error_message'][0]}")
+        out.append(f"{other} URL(s) refused (not http or https, malformed or too long). "
+                   f"First: {first['error_message'][0]}")
     return out
 
 

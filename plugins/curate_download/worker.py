@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import json
+import re
 import multiprocessing
 import os
 import signal
@@ -34,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 
 STANDALONE_PACKAGE = "_curate_download"  # this directory as a package, without its __init__
@@ -76,6 +77,38 @@ OPTIONAL_IMPORTS = ("torch", "ray")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# What browsers percent-encode in a URL besides non-ASCII characters (WHATWG URL's percent-encode
+# sets, for path, query and fragment together): C0 controls, space, DEL, " < > ` { }. urllib sends
+# a URL as given, and http.client refuses it ("URL can't contain control characters", for a space)
+# or fails to encode it ("'ascii' codec can't encode character"): URLs scraped from HTML hold both.
+TO_PERCENT_ENCODE = re.compile(r'[^\x21-\x7e]|["<>`{}]')
+
+
+def _percent_encode(text: str) -> str:
+    return TO_PERCENT_ENCODE.sub(lambda match: quote(match.group(), safe=""), text)
+
+
+def fetchable_url(url: str) -> str:
+    """``url`` as a browser sends it: its host in IDNA (``bücher.example`` is
+    ``xn--bcher-kva.example``), the rest with non-ASCII characters percent-encoded as UTF-8, and
+    spaces and the like as ``%20``; what is already percent-encoded stays. An ASCII URL with
+    nothing to encode is returned as it is. Raises ValueError, saying why, when it cannot be."""
+    if not TO_PERCENT_ENCODE.search(url):
+        return url
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not hostport.isascii():
+        host, colon, port = hostport.partition(":")
+        if not port.isascii():
+            raise ValueError(f"its port {port!r} is not a number")
+        try:
+            hostport = host.encode("idna").decode("ascii") + colon + port
+        except UnicodeError as exc:
+            raise ValueError(f"its host {host!r} has no IDNA form ({exc})") from None
+    netloc = _percent_encode(userinfo) + at + hostport
+    return urlunsplit((parts.scheme, netloc, *(_percent_encode(part) for part in parts[2:])))
 
 
 class RefusedAddress(OSError):
@@ -160,8 +193,10 @@ class NetworkPolicy:
         return networks
 
     def host_allowed(self, host: str) -> bool:
+        """``host`` (as fetched: in IDNA) is listed in ``allowed_hosts``, in IDNA or not."""
         host = host.lower().rstrip(".")
-        return self.allow_private_networks or host in {h.lower().rstrip(".") for h in self.allowed_hosts}
+        allowed = {_idna(entry).lower().rstrip(".") for entry in self.allowed_hosts}
+        return self.allow_private_networks or host in allowed
 
     def address_problem(self, host: str, address: str) -> str | None:
         """The refusal message for connecting to ``address`` on behalf of ``host``, or None."""
@@ -201,6 +236,29 @@ class NetworkPolicy:
         except ValueError:
             return None  # a name: checked when the fetching process resolves it
         return self.address_problem(host, host)
+
+
+def _idna(host: str) -> str:
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def prepared_url(policy: NetworkPolicy, url: str) -> tuple[str | None, str | None]:
+    """(the URL to fetch, None), or (None, why it is refused): ``url`` encoded as a browser sends
+    it (:func:`fetchable_url`), then checked by the policy (:meth:`NetworkPolicy.url_problem`), so
+    the checks see the host that is fetched (``ｌｏｃａｌｈｏｓｔ`` is ``localhost`` in IDNA)."""
+    if len(url) > MAX_URL_LENGTH:  # refused unparsed
+        return None, policy.url_problem(url)
+    try:
+        fetched = fetchable_url(url)
+    except ValueError as exc:
+        return None, f"{REFUSED}: the URL cannot be encoded as a browser sends it: {exc}"
+    problem = policy.url_problem(fetched)
+    if problem is not None and fetched != url and len(fetched) > MAX_URL_LENGTH:
+        problem += " once percent-encoded"
+    return (None, problem) if problem else (fetched, None)
 
 
 def proxy_problem(policy: NetworkPolicy, environ: dict[str, str] | None = None) -> str | None:
