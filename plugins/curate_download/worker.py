@@ -24,9 +24,9 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import json
-import re
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import sys
