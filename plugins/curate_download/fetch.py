@@ -150,6 +150,10 @@ class BodyIncomplete(OSError):
     pass
 
 
+class BodyEmpty(OSError):
+    """A response of no bytes: OpenCV's decoder said so as a raw assertion with its source path."""
+
+
 def _deadline_error(seconds: float | None) -> DeadlineExceeded:
     return DeadlineExceeded(f"{TIMED_OUT}: the transfer took longer than the download step's timeout "
                             f"({seconds:g} s for connecting, redirects, headers and body together)")
@@ -350,6 +354,8 @@ class BoundedResponse(http.client.HTTPResponse):
                     f"max_buffered_bytes ({limits.max_buffered_bytes:,} bytes)")
         try:
             data = self._read_body(declared, limits)
+            if not data and not getattr(_attempt, "opening", False):
+                raise BodyEmpty(f"the server sent an empty body (HTTP {self.status}, no bytes)")
             check_image(data, limits)
         except BaseException:
             _budget.release(reserved)

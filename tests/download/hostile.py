@@ -31,6 +31,7 @@ Routes (NAME is any string; each response is the same for the same NAME)::
                         (nothing should inflate it: img2dataset asks for no encoding, urllib decodes none)
     /long-reason/NAME   404 with a 60,000-character reason phrase holding terminal escapes
     /long-location/NAME 302 to a gopher: URL of 60,000 characters (urllib's error repeats it)
+    /empty/NAME         200 with an empty body
     /forged/KIND/NAME   404 whose reason phrase imitates one of curate's own messages (FORGED_REASONS[KIND])
     /forged-redirect/NAME  302 to an ftp: URL whose text imitates curate's refusal
     /slow-decode/NAME   a JPEG of SLOW_DECODE_SIDE x SLOW_DECODE_SIDE pixels of one colour: under 1 MB on the
@@ -318,6 +319,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def route_long_location(self, parts: list[str]) -> None:
         self._head(302, length=0, Location="gopher://example.com/" + "a" * LONG_TEXT)
+
+    def route_empty(self, parts: list[str]) -> None:
+        self._head(200, length=0)
 
     def route_forged(self, parts: list[str]) -> None:
         self.wfile.write(f"HTTP/1.1 404 {FORGED_REASONS[parts[1]]}\r\nContent-Length: 0\r\n\r\n".encode())

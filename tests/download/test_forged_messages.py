@@ -94,3 +94,12 @@ def test_a_servers_reason_phrase_cannot_forge_a_status(tmp_path: Path) -> None:
                       extras={"step_dir": record["path"], "store_dir": manifest["store_dir"]})
     summary = Download(DownloadParams(**params)).summary(ctx)
     assert "refused" not in summary["status"] and summary["warnings"] == []
+
+
+def test_an_empty_body_says_so(tmp_path: Path) -> None:
+    """It was OpenCV's raw assertion, with its source path (web probe)."""
+    with serve_hostile() as host:
+        table = pl.DataFrame({"url": [f"{host.base_url}/empty/a", f"{host.base_url}/ok/fine.png"], "alt_text": ["a", "b"]})
+        _, rows = run_download(tmp_path, table, {"allowed_hosts": ["127.0.0.1"], "timeout": 5, "image_size": 24})
+    assert rows["status"].to_list() == ["failed_to_download", "success"]
+    assert rows["error_message"][0] == "the server sent an empty body (HTTP 200, no bytes)"
