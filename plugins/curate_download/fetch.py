@@ -36,9 +36,8 @@ img2dataset's imports already.
   64 threads and 32 MiB; measured, a server that answers quickly with big bodies and now and then
   with an image slow to decode gets there). With ``max_buffered_bytes`` set, a process's bodies,
   fetched or being fetched and not yet decoded, hold at most that many bytes (:class:`BodyBudget`):
-  before reading a body an attempt reserves its Content-Length (``max_bytes`` when it has none,
-  the rest given back once the body is read), waiting in turn, within the attempt's deadline,
-  while the budget is spent; the worker gives a body's bytes back when img2dataset's resizer is
+  an attempt takes the budget's bytes as the body arrives, a chunk at a time, waiting in turn,
+  within the attempt's deadline, while the budget is spent (see :class:`BodyBudget`); the worker gives a body's bytes back when img2dataset's resizer is
   done with it (``worker.py``). An attempt whose deadline passes while it waits fails with
   :data:`TIMED_OUT`, saying it waited for ``max_buffered_bytes``.
 - **Retries.** An attempt that fails transiently (HTTP 429, 502, 503, 504; a connection refused,
@@ -242,46 +241,92 @@ class DeadlineSSLSocket(_Bounded, ssl.SSLSocket):
 _process_limits: list[FetchLimits] = [FetchLimits()]  # what install_opener set for this process
 
 
+@dataclass(eq=False)  # compared by identity: the queue holds readers, and two may hold the same
+class Reading:
+    """One body being read: the bytes of the budget it holds, and whether it is the finisher."""
+
+    have: int = 0
+    finisher: bool = False
+
+
 class BodyBudget:
-    """Bytes of response bodies this process holds: reserved by the threads that fetch them,
-    given back by the thread that decodes them. Reservations are granted first come, first
-    served, so a body of ``max_bytes`` is not starved by a stream of small ones; a reservation
-    is whole before any byte is read, so readers never hold part of what they need while waiting
-    for the rest (which could leave every byte reserved and nothing for the decoder to free)."""
+    """Bytes of response bodies this process holds: taken by the threads that fetch them as the
+    bytes arrive, given back by the thread that decodes them.
+
+    A body takes what it has read, not what it may read: a reservation of ``max_bytes`` made
+    before reading let 16 responses dripping a byte a second, without a Content-Length, hold the
+    whole 512 MiB default, and good rows from every other host timed out waiting (web probe:
+    14 of 80). Readers grow freely while the budget keeps ``max_bytes`` spare. Past that, one
+    reader at a time, first come first served, becomes the finisher, which may use the spare: it
+    can always read a whole body once the decoder frees what is waiting, so readers never all
+    hold part of what they need while nothing is left for any of them to finish."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._held = 0
-        self._queue: list[object] = []  # waiting reservations, oldest first
+        self._reading = 0  # of ``_held``, what bodies being read hold (the rest waits for the decoder)
+        self._finisher: Reading | None = None
+        self._queue: list[Reading] = []  # readers waiting to become the finisher, oldest first
 
     @property
     def held(self) -> int:
         with self._condition:
             return self._held
 
-    def reserve(self, amount: int, capacity: int, deadline: float | None) -> bool:
-        """Wait until ``amount`` more bytes fit within ``capacity``; False if ``deadline``
-        (``time.monotonic()``) passes first. ``amount`` is at most ``capacity``."""
-        ticket = object()
+    def shares(self) -> tuple[int, int]:
+        """(bytes held by bodies being read, by bodies waiting for the decoder)."""
         with self._condition:
-            self._queue.append(ticket)
+            return self._reading, self._held - self._reading
+
+    def grow(self, reading: Reading, amount: int, capacity: int, spare: int, deadline: float | None) -> bool:
+        """Wait until ``reading`` may hold ``amount`` more bytes within ``capacity``, keeping
+        ``spare`` (max_bytes) for the finisher unless it is the finisher; False if ``deadline``
+        (``time.monotonic()``) passes first."""
+        with self._condition:
+            if not reading.finisher and self._held + amount <= capacity - spare:
+                return self._take(reading, amount)
+            if not reading.finisher:
+                self._queue.append(reading)
             try:
-                while self._queue[0] is not ticket or self._held + amount > capacity:
+                while True:
+                    if not reading.finisher and self._finisher is None and self._queue[0] is reading:
+                        reading.finisher, self._finisher = True, reading
+                        self._queue.remove(reading)
+                    if reading.finisher and self._held + amount <= capacity:
+                        return self._take(reading, amount)
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         return False
                     self._condition.wait(left)
-                self._held += amount
-                return True
             finally:
-                self._queue.remove(ticket)
+                if reading in self._queue:
+                    self._queue.remove(reading)
                 self._condition.notify_all()
 
+    def _take(self, reading: Reading, amount: int) -> bool:
+        self._held += amount
+        self._reading += amount
+        reading.have += amount
+        return True
+
+    def done(self, reading: Reading, keep: int) -> None:
+        """``reading`` ended: ``keep`` of its bytes wait for the decoder (0 when it failed), the
+        rest is given back, and it is no longer the finisher."""
+        with self._condition:
+            keep = min(keep, reading.have)
+            self._held = max(0, self._held - (reading.have - keep))
+            self._reading = max(0, self._reading - reading.have)
+            reading.have = 0
+            if reading.finisher:
+                reading.finisher, self._finisher = False, None
+            self._condition.notify_all()
+
     def release(self, amount: int) -> None:
+        """A body of ``amount`` bytes was decoded (or dropped)."""
         if amount <= 0:
             return
         with self._condition:
-            self._held = max(0, self._held - amount)
+            self._held = max(self._reading, self._held - amount)
             self._condition.notify_all()
 
 
@@ -341,39 +386,57 @@ class BoundedResponse(http.client.HTTPResponse):
         if declared is not None and declared > limits.max_bytes:
             self.close()
             raise BodyTooLarge(f"{TOO_LARGE} ({limits.max_bytes} bytes): Content-Length says {declared}")
-        reserved = 0
         # A body read inside open() is a redirect's, which urllib reads and drops: nobody decodes it
         # (nor gives it back), so it is not the budget's, only max_bytes'.
-        if limits.max_buffered_bytes is not None and not self.isclosed() and not getattr(_attempt, "opening", False):
-            reserved = limits.max_bytes if declared is None else declared
-            if not _budget.reserve(reserved, limits.max_buffered_bytes, self.curate_deadline):
-                self.close()
-                raise DeadlineExceeded(
-                    f"{TIMED_OUT}: waited longer than the download step's timeout ({self.curate_seconds:g} s) for "
-                    f"memory to read the body into: this process's bodies not yet decoded already hold "
-                    f"max_buffered_bytes ({limits.max_buffered_bytes:,} bytes)")
+        budgeted = limits.max_buffered_bytes is not None and not self.isclosed() \
+            and not getattr(_attempt, "opening", False)
+        reading = Reading() if budgeted else None
         try:
-            data = self._read_body(declared, limits)
+            data = self._read_body(declared, limits, reading)
             if not data and not getattr(_attempt, "opening", False):
                 raise BodyEmpty(f"the server sent an empty body (HTTP {self.status}, no bytes)")
             check_image(data, limits)
         except BaseException:
-            _budget.release(reserved)
+            if reading is not None:
+                _budget.done(reading, keep=0)
             raise
-        _budget.release(reserved - len(data))  # the rest is given back by body_consumed
+        if reading is not None:
+            _budget.done(reading, keep=len(data))  # given back by body_consumed once decoded
         return data
 
-    def _read_body(self, declared: int | None, limits: FetchLimits) -> bytes:
-        if declared is not None:  # one buffer of the announced size, filled in place (no copies)
-            try:
-                return super().read()
-            except http.client.IncompleteRead as exc:
-                raise BodyIncomplete(f"the body ended after {len(exc.partial)} of the {declared} bytes its "
-                                     "Content-Length announced") from None
+    def _grow(self, reading: Reading | None, amount: int, limits: FetchLimits) -> None:
+        """Take ``amount`` more bytes of the budget before reading them."""
+        if reading is None or limits.max_buffered_bytes is None:
+            return
+        spare = limits.max_bytes + 1  # a body is read to one byte past max_bytes, to refuse it
+        if not _budget.grow(reading, amount, limits.max_buffered_bytes, spare, self.curate_deadline):
+            self.close()
+            being_read, waiting = _budget.shares()
+            raise DeadlineExceeded(
+                f"{TIMED_OUT}: waited longer than the download step's timeout ({self.curate_seconds:g} s) for "
+                f"memory to read the body into: this process's bodies hold max_buffered_bytes "
+                f"({limits.max_buffered_bytes:,} bytes): {waiting:,} bytes wait for the decoder and "
+                f"{being_read:,} are bodies still being read")
+
+    def _read_body(self, declared: int | None, limits: FetchLimits, reading: Reading | None) -> bytes:
+        """The body, a chunk at a time, each taken from the budget before it is read."""
         body = bytearray()
         while True:
-            chunk = super().read(min(CHUNK_BYTES, limits.max_bytes + 1 - len(body)))
+            want = CHUNK_BYTES if declared is None else min(CHUNK_BYTES, declared - len(body))
+            if declared is not None and want <= 0:
+                break
+            want = min(want, limits.max_bytes + 1 - len(body))
+            unused = reading.have - len(body) if reading is not None else 0  # a read may bring less than asked
+            if want > unused:
+                self._grow(reading, want - unused, limits)
+            try:
+                chunk = super().read(want)
+            except http.client.IncompleteRead as exc:
+                chunk = exc.partial
             if not chunk:
+                if declared is not None:
+                    raise BodyIncomplete(f"the body ended after {len(body)} of the {declared} bytes its "
+                                         "Content-Length announced")
                 break
             body += chunk
             if len(body) > limits.max_bytes:

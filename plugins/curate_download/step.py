@@ -152,9 +152,8 @@ class DownloadParams(Params):
         None, ge=2**20, le=2**40,
         description="bytes of response bodies one img2dataset process holds at once, fetched or being fetched and "
                     "not yet decoded: img2dataset keeps up to 2 x threads fetched bodies waiting for the process's "
-                    "one decoding thread, 4 GiB at 64 threads and the default max_bytes. Before reading a body a "
-                    "fetch reserves its Content-Length (max_bytes without one) and waits, within its timeout, while "
-                    "the budget is spent; at least max_bytes. null: 512 MiB, or max_bytes if larger",
+                    "one decoding thread, 4 GiB at 64 threads and the default max_bytes. A fetch takes the bytes as "
+                    "its body arrives and waits, within its timeout, while the budget is spent; at least max_bytes. null: 512 MiB, or max_bytes if larger",
         json_schema_extra={"fingerprint": False})
     min_image_size: int = Field(0, ge=0, description="reject images whose shorter side is smaller")
     max_image_area: float | None = Field(

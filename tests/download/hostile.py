@@ -7,6 +7,7 @@ Routes (NAME is any string; each response is the same for the same NAME)::
     /endless-chunked/NAME  the same with chunked transfer encoding
     /huge/NAME          200 with Content-Length 10 GB, bytes forever
     /drip/NAME          a valid PNG, 2 bytes every 0.5 s
+    /drip-nolength/NAME  the same without a Content-Length (the body ends when the connection does)
     /drip-headers/NAME  the status line and headers, 2 bytes every 0.5 s
     /slow-redirect/N/NAME  N hops of 302, each after SLOW_HOP seconds, then /ok/NAME.png
     /bomb/NAME.png      a 110 KB PNG that declares 30000x30000 pixels (2.7 GB once decoded)
@@ -229,6 +230,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = png(parts[-1], side=64)
         self._head(length=len(body))
         self._drip(body)
+
+    def route_drip_nolength(self, parts: list[str]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Connection", "close")  # no Content-Length: the body ends when the connection does
+        self.end_headers()
+        self.close_connection = True
+        self._drip(png(parts[-1], side=64))
 
     def route_drip_headers(self, parts: list[str]) -> None:
         body = png(parts[-1])

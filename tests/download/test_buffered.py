@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from curate_download.fetch import BodyBudget
+from curate_download.fetch import BodyBudget, Reading
 from curate_download.step import DownloadParams
 from pydantic import ValidationError
 
@@ -52,40 +52,76 @@ def test_bodies_waiting_for_the_decoder_stay_within_max_buffered_bytes(tmp_path:
     assert fat_peak[0] <= calm_peak[0] + 192 * MIB, (fat_peak, calm_peak)  # with each process's share
 
 
-def test_reservations_are_first_come_first_served_and_whole() -> None:
+def test_a_reader_holds_what_it_has_read_and_the_decoder_frees_it() -> None:
     budget = BodyBudget()
-    assert budget.reserve(60, 100, None) and budget.held == 60
-    assert not budget.reserve(50, 100, deadline=0.0)  # does not fit, and the deadline has passed
-    assert budget.held == 60  # a reservation that failed holds nothing
-    budget.release(60)
-    assert budget.reserve(100, 100, None) and budget.held == 100
-    budget.release(150)  # more than held: a consumer's miscount never makes the budget negative
+    reading = Reading()
+    assert budget.grow(reading, 30, 100, 40, None) and budget.grow(reading, 20, 100, 40, None)
+    assert budget.held == 50 and budget.shares() == (50, 0)
+    budget.done(reading, keep=45)  # 45 bytes read: 5 reserved and unused go back
+    assert budget.held == 45 and budget.shares() == (0, 45)
+    budget.release(100)  # more than held: a consumer's miscount never makes the budget negative
     assert budget.held == 0
 
 
-def test_a_small_reservation_waits_behind_a_big_one() -> None:
-    """While a body of max_bytes waits for room, smaller ones behind it wait too: otherwise a
-    stream of small bodies could keep the budget from ever having room for it."""
+def test_past_the_spare_one_reader_at_a_time_finishes_first_come_first_served() -> None:
+    """Readers grow freely while max_bytes stays spare; past that, one reader (the finisher) may
+    use the spare, so some reader can always read a whole body whatever the others hold."""
     import threading
     import time
 
-    budget = BodyBudget()
-    assert budget.reserve(70, 100, None)
-    order: list[str] = []
-    big = threading.Thread(target=lambda: budget.reserve(100, 100, time.monotonic() + 30) and order.append("big"))
-    big.start()
-    while not budget._queue:  # the big one is waiting
+    budget, order = BodyBudget(), []
+    first, second, third = Reading(), Reading(), Reading()
+    assert budget.grow(first, 60, 100, 40, None)  # 60 = 100 - 40: within the general share
+    assert budget.grow(second, 10, 100, 40, None) and second.finisher  # past it: the finisher
+    budget.done(first, keep=60)  # waiting for the decoder
+    waiting = threading.Thread(target=lambda: budget.grow(third, 35, 100, 40, time.monotonic() + 30)
+                               and order.append("third"))
+    waiting.start()
+    while not budget._queue:  # third waits to become the finisher
         time.sleep(0.01)
-    small = threading.Thread(target=lambda: budget.reserve(10, 100, time.monotonic() + 30) and order.append("small"))
-    small.start()
-    time.sleep(0.2)
-    assert order == []  # 10 would fit beside 70, but the big one came first
-    budget.release(70)
-    big.join(10)
-    assert order == ["big"]
-    budget.release(100)
-    small.join(10)
-    assert order == ["big", "small"] and budget.held == 10
+    assert not budget.grow(Reading(), 1, 100, 40, deadline=0.0)  # a newcomer queues behind it, and gives up
+    budget.done(second, keep=10)  # the finisher is done: third becomes it, but 70 + 35 > 100
+    until = time.monotonic() + 10
+    while not third.finisher and time.monotonic() < until:
+        time.sleep(0.01)
+    assert order == [] and third.finisher
+    budget.release(60)  # the decoder took the first body
+    waiting.join(10)
+    assert order == ["third"] and budget.held == 45 and budget.shares() == (35, 10)
+
+
+def test_readers_never_all_wait_on_each_other() -> None:
+    """Eight readers of bodies of max_bytes each, a budget of twice that, and a decoder freeing
+    what they read: every body is read whole (none waits forever holding part of one)."""
+    import queue
+    import threading
+    import time
+
+    budget, decoded, finished = BodyBudget(), queue.Queue(), []
+    capacity, max_bytes, chunk = 200, 100, 7
+
+    def reader(index: int) -> None:
+        reading, have = Reading(), 0
+        while have < max_bytes + 1:
+            step = min(chunk, max_bytes + 1 - have)
+            assert budget.grow(reading, step, capacity, max_bytes + 1, time.monotonic() + 30), index
+            have += step
+            time.sleep(0.001 * (index % 3))
+        budget.done(reading, keep=have)
+        decoded.put(have)
+        finished.append(index)
+
+    def decoder() -> None:
+        for _ in range(8):
+            time.sleep(0.01)
+            budget.release(decoded.get(timeout=30))
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)] + [threading.Thread(target=decoder)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(finished) == list(range(8)) and budget.held == 0
 
 
 def test_max_buffered_bytes_holds_a_body_of_max_bytes() -> None:
@@ -160,3 +196,21 @@ def test_a_fetch_waits_for_room_within_its_deadline(tmp_path: Path) -> None:
     assert lines[1].startswith("waited DeadlineExceeded 1 timed out") and "max_buffered_bytes (8,000 bytes)" in lines[1]
     assert lines[2] == "held 6000"  # the attempt that timed out holds nothing
     assert lines[3] == "read 3000 held 6000"
+
+
+@pytest.mark.network
+def test_bodies_dripping_without_a_length_do_not_starve_other_rows(tmp_path: Path) -> None:
+    """Each response without a Content-Length reserved max_bytes before reading: 16 dripping a byte
+    a second held the whole default 512 MiB, and good rows from every other host timed out
+    waiting for memory (web probe: 14 of 80). Now a body holds what it has read."""
+    params = {"allow_private_networks": True, "timeout": 3, "threads": 16, "image_size": 16, "retries": 0,
+              "max_bytes": 1 * MIB, "max_buffered_bytes": 4 * MIB}
+    with serve_hostile() as host:
+        urls = [f"{host.base_url}/drip-nolength/d{i}" if i % 3 == 0 else f"{host.base_url}/ok/g{i}.png"
+                for i in range(30)]
+        _, rows = run_download(tmp_path, pl.DataFrame({"url": urls, "alt_text": ["x"] * len(urls)}), params)
+    good = rows.filter(pl.col("url").str.contains("/ok/"))
+    assert good["status"].to_list() == ["success"] * 20, good.filter(pl.col("status") != "success")["error_message"]
+    dripping = rows.filter(pl.col("url").str.contains("/drip-nolength/"))
+    assert set(dripping["status"]) == {"failed_to_download"}
+    assert all("timed out" in m and "for memory" not in m for m in dripping["error_message"])
