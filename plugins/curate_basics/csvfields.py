@@ -30,6 +30,9 @@ class Fields:
     expected: int = 0  # the header's fields (the first row's, without a header)
     short_line: int | None = None  # the first line of the first row with fewer fields
     short_fields: int = 0
+    long_line: int | None = None  # the first line of the first row with more fields (the reader refuses it)
+    long_fields: int = 0
+    lone_return: bool = False  # that row holds a carriage return not followed by a newline
     blank_rows: list[int] = field(default_factory=list)  # data rows (from 0, header left out) that are blank lines
 
 
@@ -55,7 +58,7 @@ class _Count:
     def run(self) -> Fields:
         for begin in range(0, self.size, CHUNK):
             self._chunk(begin, min(self.size, begin + CHUNK))
-            if self.out.short_line is not None:
+            if self.out.short_line is not None or self.out.long_line is not None:
                 return self.out
         if self.start < self.size:  # the last row, without a newline
             self._rows(np.array([self.size], dtype=np.int64), np.array([self.separators], dtype=np.int64))
@@ -106,7 +109,13 @@ class _Count:
             blank[:] = False
         self.out.blank_rows.extend(positions[blank & (positions >= 0)].tolist())
         short = np.flatnonzero(~blank & (fields < self.out.expected) & (positions >= 0))
-        if len(short):
+        long = np.flatnonzero(fields > self.out.expected)
+        if len(long) and (not len(short) or long[0] < short[0]):
+            at = int(long[0])
+            self.out.long_line, self.out.long_fields = _line_of(self.data, int(starts[at])), int(fields[at])
+            row = self.data[int(starts[at]):int(ends[at])]
+            self.out.lone_return = b"\r" in row.rstrip(b"\r")
+        elif len(short):
             at = int(short[0])
             self.out.short_line = _line_of(self.data, int(starts[at]))
             self.out.short_fields = int(fields[at])

@@ -16,6 +16,7 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field, field_validator
 
+from curate.display import visible
 from curate.errors import SourceError
 from curate.footers import arrow_footer, polars_schema
 from curate.params import Params
@@ -435,6 +436,15 @@ class CsvSource(FileSource):
                 f"{'header' if p.has_header else 'first row'} has {counted.expected}",
                 "a line break in an unquoted field cuts its row in two: quote fields that hold line breaks or the "
                 "separator; a row whose last fields are empty still needs their separators (a,b,)")
+        if counted.long_line is not None:
+            where = f"line {counted.long_line}" + (f" of its UTF-8 copy {read}" if read != path else "")
+            raise SourceError(
+                f"cannot read {path} as {self.format}, {where}: {counted.long_fields} fields where the "
+                f"{'header' if p.has_header else 'first row'} has {counted.expected}"
+                + (" (it holds a carriage return alone, which ends no row)" if counted.lone_return else ""),
+                "convert the file's line endings to \\n (a carriage return alone is an old Mac line end)"
+                if counted.lone_return else "fix that row (quote fields that contain the separator), or check "
+                f"{self._where('separator')}")
         frame = self._read(read)
         if counted.blank_rows:  # read as rows of nulls
             frame = frame.with_row_index("_line").filter(~pl.col("_line").is_in(counted.blank_rows)).drop("_line")
@@ -449,6 +459,11 @@ class CsvSource(FileSource):
                 raise SourceError(f"cannot read {path} as {self.format}: it starts with a UTF-16 byte order mark",
                                   f"name its encoding: {self._where('encoding')}: utf-16")
         schema = dict(self._read(path if codec is None else decoded_prefix(path, codec)).collect_schema())
+        if any("\r" in name for name in schema):  # Polars ends lines at \n only
+            raise SourceError(f"cannot read {path} as {self.format}: its lines end with a carriage return alone "
+                              f"(an old Mac line end), which ends no row: the reader saw one line, "
+                              f"{visible(self.params.separator.join(schema))[:120]!s}…",
+                              "convert the file's line endings to \\n (or \\r\\n)")
         if self.params.has_header:
             self._check_header(path, codec)
         return schema

@@ -74,3 +74,23 @@ def test_a_one_column_file_keeps_its_empty_lines_as_empty_values(tmp_path):
     (tmp_path / "d.csv").write_text("url\nhttp://a/1.jpg\n\nhttp://a/2.jpg\n")
     counted = csv_fields(tmp_path / "d.csv", ",", '"', has_header=True)
     assert counted.blank_rows == [] and counted.short_line is None
+
+
+def test_a_row_with_a_lone_carriage_return_is_named_with_the_fix(pm, workdir):
+    """It was 'found more fields than defined in Schema', no line (hostile-tables probe)."""
+    (workdir / "d.csv").write_bytes(b"url,alt_text\r\nhttp://a/1.jpg,x\r\nhttp://a/2.jpg,y\rhttp://a/3.jpg,z\n")
+    with pytest.raises(SourceError) as caught:
+        run_spec({"source": {"path": "d.csv", "format": "csv"}}, workdir, pm=pm)
+    assert "line 3: 3 fields where the header has 2 (it holds a carriage return alone" in str(caught.value)
+    assert "line endings" in caught.value.hint
+
+
+def test_a_file_of_old_mac_line_ends_says_so(pm, workdir, write_spec):
+    from curate.errors import SpecError
+    from curate.plan import make_plan
+    from curate.spec import load_spec
+
+    (workdir / "d.csv").write_bytes(b"url,alt_text\rhttp://a/1.jpg,x\rhttp://a/2.jpg,y\r")
+    spec_path = write_spec({"source": {"path": "d.csv", "format": "csv"}})
+    with pytest.raises(SpecError, match="its lines end with a carriage return alone"):
+        make_plan(load_spec(spec_path), pm, spec_path.parent / "run")
