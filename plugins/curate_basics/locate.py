@@ -144,7 +144,9 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     read = 0
     number = 0
     with open(path, "rb") as handle:  # lines end at b"\n" only, as the reader splits them
-        for number, raw in enumerate(handle, start=1):
+        # at most one byte past the limit a line: iterating the file read a line of a gigabyte whole
+        while raw := handle.readline(limit - read + 1):
+            number += 1
             if read + len(raw) > limit:
                 return JsonScan(None, number - 1, False, read, inexact)
             read += len(raw)

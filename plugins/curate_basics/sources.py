@@ -545,7 +545,6 @@ class JsonlSource(FileSource):
         first appears there was dropped and a number where the scan saw text became text."""
         from curate_basics.locate import first_value_past_scan, size_text
 
-        _refuse_long_rows(self, path, path, None)
         schema, scanned = self._scan(path)
         if not scanned.complete:
             late = first_value_past_scan(path, schema, scanned, JSONL_SCAN_LIMIT)
@@ -569,6 +568,7 @@ class JsonlSource(FileSource):
         known = self.__dict__.setdefault("_schemas", {})
         key = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
         if key not in known:
+            _refuse_long_rows(self, path, path, None)  # before anything reads a line (validation too)
             scanned = first_mixed_json_type(path, JSONL_SCAN_LIMIT)
             if scanned.mixed is not None:
                 raise SourceError(

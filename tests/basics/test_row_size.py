@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import curate_basics.rowsize
-from curate.errors import SourceError
+from curate.errors import CurateError, SourceError
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
 from curate_basics.rowsize import first_long_row
@@ -88,7 +88,7 @@ def test_jsonl_tsv_and_auto_rows_are_bounded_too(pm, workdir, name, fmt):
         sep = "\t" if name.endswith(".tsv") else ","
         text = f"url{sep}alt_text\n" + "".join(f"{u}{sep}{t}\n" for u, t in rows)
     (workdir / name).write_text(text)
-    with pytest.raises(SourceError) as caught:
+    with pytest.raises(CurateError) as caught:  # JSON Lines: at validate, before its types are read from the lines
         run_spec({"source": {"path": name, "format": fmt, "params": {"max_row_bytes": 1000}}}, workdir, pm=pm)
     line = 2 if name.endswith(".jsonl") else 3
     assert f"line {line}: the row starting there is" in str(caught.value)
