@@ -92,7 +92,7 @@ class _Count:
         starts = np.concatenate([[self.start], ends[:-1] + 1])
         fields = separators + 1
         lengths = ends - starts
-        blank = (lengths == 0) | self._carriage_returns(starts, lengths)
+        blank = (lengths == 0) | self._whitespace(starts, lengths, fields)
         first = self.rows
         self.rows += len(ends)
         self.start = int(ends[-1]) + 1
@@ -121,17 +121,16 @@ class _Count:
             self.out.short_fields = int(fields[at])
 
 
-    def _carriage_returns(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Rows that are a carriage return alone (a CRLF file's blank line)."""
-        alone = np.zeros(len(starts), dtype=bool)
-        one = np.flatnonzero(lengths == 1)
-        if len(one):
-            view = np.frombuffer(self.data, dtype=np.uint8)
-            try:
-                alone[one] = view[starts[one]] == 13
-            finally:
-                del view
-        return alone
+    def _whitespace(self, starts: np.ndarray, lengths: np.ndarray, fields: np.ndarray) -> np.ndarray:
+        """Rows of one field of spaces, tabs and carriage returns only (a CRLF file's blank line,
+        a line of spaces): blank, as pandas takes them. Looked at in order up to the first other
+        row of one field (an error, or the file has one column)."""
+        blank = np.zeros(len(starts), dtype=bool)
+        for at in np.flatnonzero((fields == 1) & (lengths > 0)).tolist():
+            if lengths[at] > 4096 or self.data[int(starts[at]):int(starts[at] + lengths[at])].strip(b" \t\r"):
+                break
+            blank[at] = True
+        return blank
 
 
 def _line_of(data: mmap.mmap, offset: int) -> int:

@@ -85,7 +85,7 @@ class FileSource(BucketObjects, Source):
             # Sorted as text, as a glob's matches and a bucket's listing are: Path's own order compares
             # folder by folder ('a/x' before 'a-b/y'), so a folder and a glob over the same files read
             # them in different orders, and keep: first kept other rows.
-            listed = [p for p in _walk(path) if not skip.within(p, path)]
+            listed = list(_walk(raw, path, skip))
             _refuse_compressed(raw, listed, self.extensions)
             matched = sorted((p for p in listed if self._accepts(p)), key=str)
             _refuse_special(raw, matched)
@@ -279,16 +279,18 @@ def _refuse_outside(raw: str, paths: list[Path]) -> None:
                               "or run the spec without --untrusted if you trust it")
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    """Every file below ``root``, following linked folders (``rglob`` did not, so a folder and a
-    ``**`` glob over the same files read different rows), each real folder once (a link loop ends)."""
-    seen: set[str] = set()
-    for folder, folders, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:
-            folders[:] = []
-            continue
-        seen.add(real)
+def _walk(raw: str, root: Path, skip: _CurateFolders) -> Iterator[Path]:
+    """Every file below ``root``. A link to a folder is refused, naming it: ``rglob`` skipped them
+    without a word (a folder read fewer rows than a ``**`` glob over the same files), and following
+    them let a link to ``/`` in a stranger's data folder list the whole machine (a link-following
+    listing ran past 150 s, the untrusted check coming only after it)."""
+    for folder, folders, files in os.walk(root):
+        folders[:] = [name for name in folders if not skip.within(Path(folder) / name / "-", root)]  # curate's own
+        for name in folders:
+            if (linked := Path(folder) / name).is_symlink():
+                raise SourceError(f"source.path {raw!r}: {linked} is a link to a folder ({os.readlink(linked)}), "
+                                  "and a folder source does not follow links to folders (one to / would list "
+                                  "the whole machine)", "move or copy the files into the folder, or remove the link")
         yield from (Path(folder) / name for name in files)
 
 
@@ -310,6 +312,8 @@ def _refuse_compressed(raw: str, paths: list[Path], extensions: tuple[str, ...] 
         if extensions is not None:
             kind = COMPRESSED_ENDINGS.get(Path(name).suffix)
             if kind is None or Path(name).with_suffix("").suffix not in extensions:
+                continue
+            if path.with_suffix("").exists():  # decompressed beside it (gunzip -k): that copy is read
                 continue
         else:
             if name.endswith((".parquet", ".pq")):  # Parquet compresses its pages itself
@@ -429,7 +433,7 @@ class CsvSource(FileSource):
         p = self.params
         counted = csv_fields(read, p.separator, p.quote_char, p.has_header)
         if counted.short_line is not None:
-            where = f"line {counted.short_line}" + (f" of its UTF-8 copy {read}" if read != path else "")
+            where = f"line {counted.short_line}"  # a decoded copy has the file's lines
             plural = "s" if counted.short_fields != 1 else ""
             raise SourceError(
                 f"cannot read {path} as {self.format}, {where}: {counted.short_fields} field{plural} where the "
@@ -437,7 +441,7 @@ class CsvSource(FileSource):
                 "a line break in an unquoted field cuts its row in two: quote fields that hold line breaks or the "
                 "separator; a row whose last fields are empty still needs their separators (a,b,)")
         if counted.long_line is not None:
-            where = f"line {counted.long_line}" + (f" of its UTF-8 copy {read}" if read != path else "")
+            where = f"line {counted.long_line}"
             raise SourceError(
                 f"cannot read {path} as {self.format}, {where}: {counted.long_fields} fields where the "
                 f"{'header' if p.has_header else 'first row'} has {counted.expected}"

@@ -94,3 +94,11 @@ def test_a_file_of_old_mac_line_ends_says_so(pm, workdir, write_spec):
     spec_path = write_spec({"source": {"path": "d.csv", "format": "csv"}})
     with pytest.raises(SpecError, match="its lines end with a carriage return alone"):
         make_plan(load_spec(spec_path), pm, spec_path.parent / "run")
+
+
+def test_lines_of_spaces_are_blank_lines_too(pm, workdir):
+    """A file ending in lines of spaces or a tab failed whole ('1 field where the header has 2');
+    pandas skips them (re-probe)."""
+    (workdir / "d.csv").write_text("url,alt_text\nhttp://a/1.jpg,one\n   \n\t\nhttp://a/2.jpg,two\n  \r\n")
+    manifest = run_spec({"source": {"path": "d.csv", "format": "csv"}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source")["alt_text"].to_list() == ["one", "two"]

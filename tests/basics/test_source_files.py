@@ -47,14 +47,17 @@ def test_a_compressed_file_named_alone_is_refused_by_what_it_starts_with(pm, wor
     assert f"{name} is gzip-compressed" in problems
 
 
-def test_a_folder_follows_linked_folders_as_a_glob_does(pm, workdir):
+def test_a_link_to_a_folder_is_refused_naming_it(pm, workdir, write_spec):
+    """rglob skipped it without a word (a folder read fewer rows than a ** glob), and following it
+    let a link to / list the whole machine, before the untrusted check (re-probe)."""
     csv(workdir / "data" / "real" / "a.csv", 2)
-    csv(workdir / "elsewhere" / "b.csv", 1)
-    (workdir / "data" / "linked").symlink_to(workdir / "elsewhere")
-    (workdir / "data" / "loop").symlink_to(workdir / "data")  # a loop ends
-    by_folder = run_spec({"source": {"path": "data", "format": "csv"}}, workdir, pm=pm)
-    assert sorted(read_step_output(by_folder, "source")["url"]) == [
-        "https://a/a0.jpg", "https://a/a1.jpg", "https://a/b0.jpg"]
+    (workdir / "data" / "root").symlink_to("/")
+    problems = plan_problems(write_spec({"source": {"path": "data", "format": "csv"}}), pm)
+    assert "root is a link to a folder (/)" in problems and "does not follow links to folders" in problems
+    (workdir / "data" / "root").unlink()
+    (workdir / "data" / "a-link.csv").symlink_to(workdir / "data" / "real" / "a.csv")  # a link to a file is read
+    manifest = run_spec({"source": {"path": "data", "format": "csv"}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").height == 4
 
 
 def test_a_link_to_nothing_is_named(pm, workdir, write_spec):
@@ -62,3 +65,11 @@ def test_a_link_to_nothing_is_named(pm, workdir, write_spec):
     (workdir / "data" / "c.csv").symlink_to(workdir / "gone.csv")
     problems = plan_problems(write_spec({"source": {"path": "data", "format": "csv"}}), pm)
     assert "c.csv is a link to" in problems and "gone.csv, which does not exist" in problems
+
+
+def test_a_compressed_file_beside_its_decompressed_copy_is_left_to_the_copy(pm, workdir):
+    """gunzip -k, as the refusal's hint says, leaves both: the folder was still refused (re-probe)."""
+    csv(workdir / "data" / "a.csv", 2)
+    (workdir / "data" / "a.csv.gz").write_bytes(gzip.compress((workdir / "data" / "a.csv").read_bytes()))
+    manifest = run_spec({"source": {"path": "data", "format": "csv"}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").height == 2
