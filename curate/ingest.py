@@ -295,13 +295,26 @@ def _refuse_unpacked(source: Source, spec: SourceSpec, schema: Schema, shard_siz
     text = (pl.Utf8, pl.Binary, pl.Categorical, pl.Enum)
     columns = {mapping.get(c, c): raw[mapping.get(c, c)] == pl.Binary for c in schema
                if mapping.get(c, c) in raw and isinstance(raw[mapping.get(c, c)], text)}
+    nested = tuple(mapping.get(c, c) for c in schema if mapping.get(c, c) in raw and _holds_text(raw[mapping.get(c, c)]))
     con = ctx.duckdb()
     try:
-        problem = unpacked_shard_problem(con, files, columns, shard_size, _memory_bytes() // SHARD_MEMORY_SHARE)
+        problem = unpacked_shard_problem(con, files, columns, shard_size, _memory_bytes() // SHARD_MEMORY_SHARE,
+                                         nested)
     finally:
         con.close()
     if problem is not None:
         raise problem
+
+
+def _holds_text(dtype: pl.DataType) -> bool:
+    """A list, array or struct with text or bytes somewhere inside."""
+    if isinstance(dtype, (pl.List, pl.Array)):
+        inner = dtype.inner
+        return isinstance(inner, (pl.String, pl.Binary, pl.Categorical, pl.Enum)) or _holds_text(inner)
+    if isinstance(dtype, pl.Struct):
+        return any(isinstance(f.dtype, (pl.String, pl.Binary, pl.Categorical, pl.Enum)) or _holds_text(f.dtype)
+                   for f in dtype.fields)
+    return False
 
 
 def _memory_bytes() -> int:
