@@ -76,6 +76,8 @@ class FileSource(BucketObjects, Source):
         path = self.ctx.resolve(raw)
         skip = _CurateFolders(self.ctx.run_dir, self.ctx.store)
         if pattern_characters(raw):  # Python's glob takes the same three characters for a pattern
+            if "**" in raw:  # glob's ** follows links to folders: one to / listed the machine for minutes
+                _refuse_folder_links(raw, _static_prefix(path), skip)
             matched = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
             matched = [p for p in matched if not skip.own(p)]
             _refuse_special(raw, [p for p in matched if not p.is_dir()])
@@ -289,9 +291,27 @@ def _walk(raw: str, root: Path, skip: _CurateFolders) -> Iterator[Path]:
         for name in folders:
             if (linked := Path(folder) / name).is_symlink():
                 raise SourceError(f"source.path {raw!r}: {linked} is a link to a folder ({os.readlink(linked)}), "
-                                  "and a folder source does not follow links to folders (one to / would list "
-                                  "the whole machine)", "move or copy the files into the folder, or remove the link")
+                                  "and curate does not follow links to folders below a folder or a ** pattern "
+                                  "(one to / would list the whole machine)",
+                                  "move or copy the files into the folder, or remove the link")
         yield from (Path(folder) / name for name in files)
+
+
+def _refuse_folder_links(raw: str, root: Path, skip: _CurateFolders) -> None:
+    """A link to a folder below where a ``**`` pattern starts, refused as :func:`_walk` refuses it."""
+    if root.is_dir():
+        for _ in _walk(raw, root, skip):
+            pass
+
+
+def _static_prefix(path: Path) -> Path:
+    """The folder a pattern's matches all lie below: its parts before the first with a pattern."""
+    parts = []
+    for part in path.parts:
+        if pattern_characters(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
 
 
 # What a compressed file starts with, and a name ending that says so.

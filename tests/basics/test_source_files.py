@@ -73,3 +73,13 @@ def test_a_compressed_file_beside_its_decompressed_copy_is_left_to_the_copy(pm, 
     (workdir / "data" / "a.csv.gz").write_bytes(gzip.compress((workdir / "data" / "a.csv").read_bytes()))
     manifest = run_spec({"source": {"path": "data", "format": "csv"}}, workdir, pm=pm)
     assert read_step_output(manifest, "source").height == 2
+
+
+def test_a_link_to_a_folder_below_a_double_star_pattern_is_refused(pm, workdir, write_spec):
+    """glob's ** follows links to folders: one to /usr listed for minutes before any check."""
+    csv(workdir / "data" / "real" / "a.csv", 2)
+    (workdir / "data" / "usr").symlink_to("/usr")
+    problems = plan_problems(write_spec({"source": {"path": "data/**/*.csv", "format": "csv"}}), pm)
+    assert "usr is a link to a folder (/usr)" in problems
+    manifest = run_spec({"source": {"path": "data/real/*.csv", "format": "csv"}}, workdir, pm=pm)  # no **: fine
+    assert read_step_output(manifest, "source").height == 2
