@@ -253,6 +253,7 @@ class RayExecutor(Executor):
         import ray
 
         if ray.is_initialized():
+            self._check_gpus(ray)
             yield
             return
         joining = None
@@ -288,9 +289,21 @@ class RayExecutor(Executor):
                 "to run a local cluster",
             ) from None
         try:
+            self._check_gpus(ray)
             yield
         finally:
             ray.shutdown()
+
+    def _check_gpus(self, ray: Any) -> None:
+        """GPUs asked for that the cluster has not, said before the first step runs: it was said
+        when the first model step started, after the steps before it had run (Ray probe)."""
+        wanted = self.params.num_gpus_per_actor
+        if wanted > 0 and (gpus := ray.cluster_resources().get("GPU", 0)) < wanted:
+            raise CurateError(
+                f"each actor needs {wanted:g} GPU{'s' if wanted > 1 else ''} "
+                f"(run.executor.params.num_gpus_per_actor), and the Ray cluster has {gpus:g}",
+                hint="connect to a cluster with GPUs (address), or set num_gpus_per_actor: 0 to run on CPUs",
+            )
 
     def map_shards(self, step: Step, tasks: list[ShardTask], ctx: StepContext, expected: Schema,
                    on_done: ShardDone) -> list[ShardStats]:
@@ -363,12 +376,8 @@ class RayExecutor(Executor):
             capacity = min(cpus, int(gpus // gpus_per_actor))
             # No GPU for one actor is refused; no CPU is not (an autoscaling cluster's head has
             # none): the pool starts with one actor and the wait for a CPU is bounded (_check_cpus).
-            if gpus < gpus_per_actor:
-                raise CurateError(
-                    f"each actor needs {gpus_per_actor:g} GPU{'s' if gpus_per_actor > 1 else ''} "
-                    f"(run.executor.params.num_gpus_per_actor), and the Ray cluster has {gpus:g}",
-                    hint="connect to a cluster with GPUs (address), or set num_gpus_per_actor: 0 to run on CPUs",
-                )
+            if gpus < gpus_per_actor:  # said at session start; a cluster can lose its GPU nodes since
+                self._check_gpus(ray)
         capacity = max(1, capacity)
         wanted = self.params.actors or capacity
         if wanted > capacity:

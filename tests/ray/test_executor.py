@@ -3,6 +3,7 @@ directory; model steps load their model once per actor; step errors name the ste
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -153,6 +154,20 @@ def test_model_step_without_gpus_in_the_cluster_is_a_clear_error(ray_cluster, ra
     with pytest.raises(CurateError, match="each actor needs 1 GPU .* the Ray cluster has 0"):
         run(spec, workdir, sample_table(10), ray_pm)
     assert not (workdir / "log").exists(), "no actor was started"
+
+
+def test_gpus_the_cluster_lacks_are_said_before_any_step_runs(ray_cluster, ray_pm, workdir):
+    """It was said when the model step started, after the steps before it had run (Ray probe)."""
+    spec = {
+        "source": {"path": "data.parquet"},
+        "steps": [{"step": "filter", "params": {"where": "true"}},
+                  {"step": "count_setups", "params": {"log_dir": str(workdir / "log")}}],
+        "run": {"executor": {"name": "ray", "params": {"num_gpus_per_actor": 1}}},
+    }
+    with pytest.raises(CurateError, match="each actor needs 1 GPU .* the Ray cluster has 0"):
+        run(spec, workdir, sample_table(10), ray_pm)
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    assert not [step for step in manifest["steps"] if step and step.get("rows_out")], "no step ran"
 
 
 def test_a_step_that_raises_fails_the_run_naming_step_and_shard(ray_cluster, ray_pm, workdir):
