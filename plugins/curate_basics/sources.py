@@ -7,6 +7,7 @@ import glob as globlib
 import hashlib
 import io
 import json
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from curate_basics.locate import JsonScan
 # Bytes of each JSON Lines file read at validation to find values of mixed types; Polars infers
 # the file's schema from the whole lines within them (all of them, in a file this small, and at
 # least JSONL_INFER_MIN_LINES). The lines past them are checked against it when the file is read.
+logger = logging.getLogger(__name__)
 JSONL_SCAN_LIMIT = 32 * 1024 * 1024
 JSONL_INFER_MIN_LINES = 100
 EXTENSIONS = {
@@ -88,6 +90,7 @@ class FileSource(BucketObjects, Source):
             # folder by folder ('a/x' before 'a-b/y'), so a folder and a glob over the same files read
             # them in different orders, and keep: first kept other rows.
             listed = list(_walk(raw, path, skip))
+            _warn_partitions(path, listed)
             _refuse_compressed(raw, listed, self.extensions)
             matched = sorted((p for p in listed if self._accepts(p)), key=str)
             _refuse_special(raw, matched)
@@ -295,6 +298,18 @@ def _walk(raw: str, root: Path, skip: _CurateFolders) -> Iterator[Path]:
                                   "(one to / would list the whole machine)",
                                   "move or copy the files into the folder, or remove the link")
         yield from (Path(folder) / name for name in files)
+
+
+def _warn_partitions(root: Path, files: list[Path]) -> None:
+    """Folders named like ``lang=en`` (Hive partitioning, as Spark writes it) hold a value for the
+    rows of their files, which curate does not read: the column was lost without a word."""
+    for path in files:
+        for part in path.relative_to(root).parts[:-1]:
+            key, equals, _ = part.partition("=")
+            if equals and key:
+                logger.warning("%s: folders named like %r (Hive partitioning) are not read as a column '%s'; "
+                               "add it to the files as a column if the run needs it", root, part, key)
+                return
 
 
 def _refuse_folder_links(raw: str, root: Path, skip: _CurateFolders) -> None:

@@ -83,3 +83,15 @@ def test_a_link_to_a_folder_below_a_double_star_pattern_is_refused(pm, workdir, 
     assert "usr is a link to a folder (/usr)" in problems
     manifest = run_spec({"source": {"path": "data/real/*.csv", "format": "csv"}}, workdir, pm=pm)  # no **: fine
     assert read_step_output(manifest, "source").height == 2
+
+
+def test_hive_partition_folders_are_named_in_a_warning(pm, workdir, caplog):
+    """data/lang=en/… lost its lang without a word (hostile-tables probe)."""
+    import logging
+
+    csv(workdir / "data" / "lang=en" / "a.csv", 1)
+    csv(workdir / "data" / "lang=de" / "b.csv", 1)
+    with caplog.at_level(logging.WARNING, logger="curate_basics"):
+        manifest = run_spec({"source": {"path": "data", "format": "csv"}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").height == 2
+    assert "(Hive partitioning) are not read as a column 'lang'" in caplog.text
