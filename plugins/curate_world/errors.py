@@ -9,3 +9,7 @@ class WorldError(CurateError):
     """A world cannot be generated, loaded or served as asked; the hint says how to fix it."""
 
     exit_code = 2
+
+
+class WorldPortError(WorldError):
+    """The world's server cannot listen where it was asked."""

@@ -15,6 +15,7 @@ The server never outlives its context: closing it wakes every handler that is sl
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -26,7 +27,7 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from curate_world import tables
-from curate_world.errors import WorldError
+from curate_world.errors import WorldError, WorldPortError
 from curate_world.oversized import OversizedImages
 
 log = logging.getLogger("curate_world.server")
@@ -82,6 +83,9 @@ class _WorldHTTPServer(ThreadingHTTPServer):
         log.warning("error while serving %s", client_address, exc_info=error)
 
 
+MAX_IMAGE_BYTES = 64 * 2**20  # a world's images are kilobytes; a bigger file is none of curate's
+
+
 def _load_routes(world_dir: Path) -> dict[str, tuple[Path, str]]:
     """Image name -> (file, fault) from world.parquet."""
     import polars as pl
@@ -93,12 +97,20 @@ def _load_routes(world_dir: Path) -> dict[str, tuple[Path, str]]:
             "generate one: curate world generate DIR",
         )
     table = pl.read_parquet(table_path, columns=["url_path", "image_path", "fault"]).to_dict(as_series=False)
-    return {
-        url_path.removeprefix(tables.IMAGE_URL_PREFIX): (world_dir / image_path, fault)
-        for url_path, image_path, fault in zip(
-            table["url_path"], table["image_path"], table["fault"], strict=True
-        )
-    }
+    # Each image inside the world directory: a world.parquet from someone else (a world directory
+    # shipped with a spec) named /home/you/.ssh/id_rsa as an image, and the server served it.
+    root = os.path.realpath(world_dir)
+    routes = {}
+    for row, (url_path, image_path, fault) in enumerate(
+            zip(table["url_path"], table["image_path"], table["fault"], strict=True), start=1):
+        file = world_dir / image_path
+        real = os.path.realpath(file)
+        if not real.startswith(root + os.sep):
+            raise WorldError(f"{table_path}, row {row}: image {image_path!r} lies outside the world directory "
+                             f"({real})", "generate the world again (curate world generate DIR), or delete the "
+                             "directory: a world that names files elsewhere was not made by curate")
+        routes[url_path.removeprefix(tables.IMAGE_URL_PREFIX)] = (file, fault)
+    return routes
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -179,6 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- responses ----------------------------------------------------------------------------
     def _file(self, file: Path, send_body: bool, extra_headers: dict[str, str] | None = None) -> None:
+        if not file.is_file() or file.stat().st_size > MAX_IMAGE_BYTES:  # a FIFO or device is read forever
+            self._status(404, send_body)
+            return
         self._send(200, _content_type(file), file.read_bytes(), send_body, extra_headers)
 
     def _redirect(self, location: str) -> None:
@@ -230,7 +245,7 @@ class WorldServer:
         try:
             self._server = _WorldHTTPServer((host, port), Path(world_dir), slow_seconds, verbose, listening)
         except OSError as exc:
-            raise WorldError(
+            raise WorldPortError(
                 f"cannot serve the world on {host}:{port}: {exc.strerror or exc}",
                 "pick another port, or port 0 for a free one",
             ) from None
@@ -314,7 +329,7 @@ def reserve_port(host: str, preferred: int) -> socket.socket:
         except OSError as exc:
             listening.close()
             if port == 0:
-                raise WorldError(f"cannot serve the world on {host}: {exc.strerror or exc}",
+                raise WorldPortError(f"cannot serve the world on {host}: {exc.strerror or exc}",
                                  "set source.params.host to a loopback address of this machine") from None
     raise AssertionError("unreachable")
 

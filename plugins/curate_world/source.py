@@ -28,7 +28,7 @@ import polars as pl
 from pydantic import Field
 
 from curate import PLACE, Params, Source
-from curate_world.errors import WorldError
+from curate_world.errors import WorldError, WorldPortError
 from curate_world.params import WORLD_VERSION, WorldParams
 
 # Listening sockets on stable ports that this process reserved and has not served on yet, by
@@ -72,6 +72,9 @@ SCHEMA: dict[str, pl.DataType] = {
     "world_id": pl.Int64,
     **{f"gt_{name}": dtype for name, dtype in GROUND_TRUTH.items()},
 }
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class WorldSource(Source):
@@ -176,7 +179,7 @@ class WorldSource(Source):
                              listening=listening) as server:
                 self._server = server
                 yield
-        except WorldError as exc:
+        except WorldPortError as exc:
             if self._server is None and self.params.port != 0:
                 raise WorldError(
                     f"{exc.message}"
@@ -203,6 +206,11 @@ class WorldSource(Source):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def schema(self) -> dict[str, pl.DataType]:
+        if self.ctx.untrusted and self.params.host not in LOOPBACK_HOSTS:
+            # the server answers whoever reaches that address for as long as the run lasts
+            raise WorldError(f"an untrusted spec may not serve the world on {self.params.host!r}: only on loopback "
+                             f"({', '.join(LOOPBACK_HOSTS)}), where only this machine reaches it",
+                             "remove source.params.host, or review the spec and run it without --untrusted")
         extra = WEB_GROUND_TRUTH if self.world_params.web_styled else {}
         # known without generating anything, so planning stays instant
         return {**SCHEMA, **{f"gt_{name}": dtype for name, dtype in extra.items()}}

@@ -244,3 +244,21 @@ def test_a_world_stops_before_it_fills_the_disk_and_leaves_nothing(tmp_path: Pat
         with source.session():
             pass
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_world_naming_files_outside_it_is_refused_and_never_served(tmp_path: Path) -> None:
+    """A world directory shipped with a stranger's spec named /home/you/.ssh/id_rsa as an image,
+    and the server served it, on 0.0.0.0 if the spec asked (security re-probe)."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    generate_world(tmp_path / "w", n=20, seed=0, fault_rate=0.0)
+    table = pl.read_parquet(tmp_path / "w" / "world.parquet")
+    table.with_columns(pl.lit(str(secret)).alias("image_path")).write_parquet(tmp_path / "w" / "world.parquet")
+    source = WorldSource(WorldSource.Params(n=20, seed=0, fault_rate=0.0, dir="w"), SourceContext(tmp_path, tmp_path, 0))
+    with pytest.raises(WorldError, match="row 1: image .*secret.txt' lies outside the world directory"):
+        with source.session():
+            pass
+    untrusted = SourceContext(tmp_path, tmp_path, 0, untrusted=True)
+    with pytest.raises(WorldError, match="an untrusted spec may not serve the world on '0.0.0.0'"):
+        WorldSource(WorldSource.Params(n=20, dir="w", host="0.0.0.0"), untrusted).schema()
+    assert WorldSource(WorldSource.Params(n=20, dir="w", host="127.0.0.1"), untrusted).schema() == SCHEMA
