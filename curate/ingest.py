@@ -33,7 +33,7 @@ from curate.source import Source
 from curate.spec import SourceSpec
 from curate.step import StepContext
 from curate.uids import BYTES_PER_REPEAT, Content, check_distinct, derived_uids
-from curate.unpacked import decimal_size, unpacked_shard_problem
+from curate.unpacked import decimal_size, holds_text, unpacked_shard_problem
 
 REQUIRED = (URL, ALT_TEXT)
 # The staged copy lives only until the source's shards are written: a fast codec (lz4) rather
@@ -295,7 +295,7 @@ def _refuse_unpacked(source: Source, spec: SourceSpec, schema: Schema, shard_siz
     text = (pl.Utf8, pl.Binary, pl.Categorical, pl.Enum)
     columns = {mapping.get(c, c): raw[mapping.get(c, c)] == pl.Binary for c in schema
                if mapping.get(c, c) in raw and isinstance(raw[mapping.get(c, c)], text)}
-    nested = tuple(mapping.get(c, c) for c in schema if mapping.get(c, c) in raw and _holds_text(raw[mapping.get(c, c)]))
+    nested = tuple(mapping.get(c, c) for c in schema if mapping.get(c, c) in raw and holds_text(raw[mapping.get(c, c)]))
     con = ctx.duckdb()
     try:
         problem = unpacked_shard_problem(con, files, columns, shard_size, _memory_bytes() // SHARD_MEMORY_SHARE,
@@ -304,17 +304,6 @@ def _refuse_unpacked(source: Source, spec: SourceSpec, schema: Schema, shard_siz
         con.close()
     if problem is not None:
         raise problem
-
-
-def _holds_text(dtype: pl.DataType) -> bool:
-    """A list, array or struct with text or bytes somewhere inside."""
-    if isinstance(dtype, (pl.List, pl.Array)):
-        inner = dtype.inner
-        return isinstance(inner, (pl.String, pl.Binary, pl.Categorical, pl.Enum)) or _holds_text(inner)
-    if isinstance(dtype, pl.Struct):
-        return any(isinstance(f.dtype, (pl.String, pl.Binary, pl.Categorical, pl.Enum)) or _holds_text(f.dtype)
-                   for f in dtype.fields)
-    return False
 
 
 def _memory_bytes() -> int:

@@ -165,3 +165,53 @@ def _row_text_bytes(array: object) -> np.ndarray:
             rows += _row_text_bytes(array.field(i))
         return rows
     return np.zeros(len(array), dtype=np.int64)
+
+
+def file_text_bytes(path: Path, budget: int) -> int | None:
+    """The bytes of text a Parquet file read whole unpacks to, measured when its footer cannot
+    rule out more than ``budget`` (a value stored once in a dictionary counts once per row); None
+    when it can, or when the footer cannot be read (the reader says what is wrong). For files
+    read whole outside the source (metadata lists, eval sets): a 207 kB list unpacked to 4.6 GB
+    at ``curate validate`` (security re-probe)."""
+    import polars as pl
+
+    footer = arrow_footer(path)
+    if footer is None or sum(bound for _, bound in footer.dictionary_bounds) <= budget:
+        return None
+    schema = polars_schema(path)
+    flat = {c: d == pl.Binary for c, d in schema.items() if isinstance(d, (pl.String, pl.Binary, pl.Categorical, pl.Enum))}
+    nested = tuple(c for c, d in schema.items() if holds_text(d))
+    con = duckdb.connect(config={"memory_limit": "512MB", "threads": 2})
+    try:
+        used = sum(int(bytes_) for _, bytes_ in _measure(con, path, 0, flat, 2**62))
+    finally:
+        con.close()
+    return used + sum(int(rows.sum()) for rows in _nested_bytes(path, nested))
+
+
+def holds_text(dtype: object) -> bool:
+    """A list, array or struct (Polars) with text or bytes somewhere inside."""
+    import polars as pl
+
+    text = (pl.String, pl.Binary, pl.Categorical, pl.Enum)
+    if isinstance(dtype, (pl.List, pl.Array)):
+        return isinstance(dtype.inner, text) or holds_text(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(isinstance(f.dtype, text) or holds_text(f.dtype) for f in dtype.fields)
+    return False
+
+
+WHOLE_FILE_TEXT = 2**30
+
+
+def whole_file_budget() -> int:
+    """What a list or eval set read whole may unpack to: 1 GiB of text (MetaCLIP's 500,000
+    entries are ~8 MB; reading one takes about twice its text), or an eighth of this machine's
+    memory where that is less."""
+    import os
+
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        memory = 8 * 2**30
+    return min(WHOLE_FILE_TEXT, memory // 8)

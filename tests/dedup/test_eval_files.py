@@ -177,3 +177,18 @@ def test_an_image_a_parquet_eval_set_lists_is_in_the_steps_fingerprint(tmp_path,
     os.utime(tmp_path / "images" / "a.png", ns=(1, 1))  # whatever the clock did
     assert step.fingerprint_extra()["eval"] == before["eval"]  # the Parquet file did not change
     assert step.fingerprint_extra() != before
+
+
+def test_an_eval_set_whose_dictionary_unpacks_past_its_budget_is_refused(dedup_pm, tmp_path, monkeypatch):
+    """207 kB of Parquet, one 1,000-byte path in 2M rows, took 2.75 GB and 37 s at validate (security re-probe)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import curate.unpacked
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(curate.unpacked, "WHOLE_FILE_TEXT", 1_000_000)
+    paths = pa.DictionaryArray.from_arrays(pa.array([0] * 5000, pa.int32()), pa.array(["a" * 1000 + ".png"]))
+    pq.write_table(pa.table({"image_path": paths}), tmp_path / "evals.parquet", store_schema=False)
+    said = plan_error(tmp_path, dedup_pm, eval="evals.parquet")
+    assert "eval set evals.parquet holds 5.0 MB of text unpacked, more than the 1.0 MB" in said

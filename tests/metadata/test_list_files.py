@@ -172,3 +172,17 @@ def test_a_damaged_entry_table_upstream_names_the_file_and_the_repair(metadata_p
     with pytest.raises(MetadataError, match=says) as caught:
         run_spec(spec, tmp_path, pm=metadata_pm)
     assert f"rm -r '{match}'" in caught.value.hint
+
+
+def test_a_list_whose_dictionary_unpacks_past_its_budget_is_refused(metadata_pm, tmp_path, monkeypatch):
+    """207 kB of Parquet, one 1,000-byte entry in 2M rows, took 4.6 GB at validate (security re-probe)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import curate.unpacked
+
+    monkeypatch.setattr(curate.unpacked, "WHOLE_FILE_TEXT", 1_000_000)
+    entries = pa.DictionaryArray.from_arrays(pa.array([0] * 5000, pa.int32()), pa.array(["x" * 1000]))
+    pq.write_table(pa.table({"entry": entries}), tmp_path / "list.parquet")
+    said = plan_error(tmp_path, metadata_pm, str(tmp_path / "list.parquet"))
+    assert "list.parquet holds 5.0 MB of text unpacked, more than the 1.0 MB a list may take" in said
