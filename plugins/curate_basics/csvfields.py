@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-CHUNK = 1 << 24
+CHUNK = 1 << 22  # per chunk, numpy holds ~10 arrays of 8 bytes a newline: ~300 MB for one of newlines only
+# Blank lines kept track of (to leave them out): a 30 MB file of 30M blank lines took 3.7 GB as a
+# list of their positions (security re-probe); past this many the file is refused.
+MAX_BLANK_LINES = 1_000_000
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Fields:
     long_fields: int = 0
     lone_return: bool = False  # that row holds a carriage return not followed by a newline
     blank_rows: list[int] = field(default_factory=list)  # data rows (from 0, header left out) that are blank lines
+    too_many_blank: bool = False  # more than MAX_BLANK_LINES of them (counting stopped)
 
 
 def csv_fields(path: Path, separator: str, quote: str | None, has_header: bool) -> Fields:
@@ -58,7 +62,7 @@ class _Count:
     def run(self) -> Fields:
         for begin in range(0, self.size, CHUNK):
             self._chunk(begin, min(self.size, begin + CHUNK))
-            if self.out.short_line is not None or self.out.long_line is not None:
+            if self.out.short_line is not None or self.out.long_line is not None or self.out.too_many_blank:
                 return self.out
         if self.start < self.size:  # the last row, without a newline
             self._rows(np.array([self.size], dtype=np.int64), np.array([self.separators], dtype=np.int64))
@@ -107,7 +111,11 @@ class _Count:
             self.out.expected = int(fields[solid[0]])
         if self.out.expected < 2:  # one column: an empty line is an empty value, not a blank line
             blank[:] = False
-        self.out.blank_rows.extend(positions[blank & (positions >= 0)].tolist())
+        blanks = positions[blank & (positions >= 0)]
+        if len(self.out.blank_rows) + len(blanks) > MAX_BLANK_LINES:
+            self.out.too_many_blank = True
+            return
+        self.out.blank_rows.extend(blanks.tolist())
         short = np.flatnonzero(~blank & (fields < self.out.expected) & (positions >= 0))
         long = np.flatnonzero(fields > self.out.expected)
         if len(long) and (not len(short) or long[0] < short[0]):

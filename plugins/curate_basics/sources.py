@@ -33,7 +33,7 @@ from curate.runfiles import (
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
-from curate_basics.csvfields import csv_fields
+from curate_basics.csvfields import MAX_BLANK_LINES, csv_fields
 from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
 from curate_basics.parquet_text import first_bad_string, says_not_utf8, scan_lossy
 from curate_basics.rowsize import MAX_ROW_BYTES, first_long_row
@@ -467,6 +467,9 @@ class CsvSource(FileSource):
         _refuse_long_rows(self, path, read, self.params.quote_char)
         p = self.params
         counted = csv_fields(read, p.separator, p.quote_char, p.has_header)
+        if counted.too_many_blank:
+            raise SourceError(f"cannot read {path} as {self.format}: it holds more than {MAX_BLANK_LINES:,} blank lines",
+                              "remove them (grep -v '^[[:space:]]*$' FILE), then run again")
         if counted.short_line is not None:
             where = f"line {counted.short_line}"  # a decoded copy has the file's lines
             plural = "s" if counted.short_fields != 1 else ""

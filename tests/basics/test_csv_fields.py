@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import curate_basics.sources
+
 from curate.errors import SourceError
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
@@ -102,3 +104,31 @@ def test_lines_of_spaces_are_blank_lines_too(pm, workdir):
     (workdir / "d.csv").write_text("url,alt_text\nhttp://a/1.jpg,one\n   \n\t\nhttp://a/2.jpg,two\n  \r\n")
     manifest = run_spec({"source": {"path": "d.csv", "format": "csv"}}, workdir, pm=pm)
     assert read_step_output(manifest, "source")["alt_text"].to_list() == ["one", "two"]
+
+
+def test_a_file_of_millions_of_blank_lines_is_refused_not_held(pm, workdir, monkeypatch):
+    """30M blank lines (30 MB) took 3.7 GB as a list of their positions (security re-probe)."""
+    import curate_basics.csvfields
+
+    monkeypatch.setattr(curate_basics.csvfields, "MAX_BLANK_LINES", 100)
+    monkeypatch.setattr(curate_basics.sources, "MAX_BLANK_LINES", 100)
+    (workdir / "d.csv").write_text("url,alt_text\nhttp://a/1.jpg,x\n" + "\n" * 500)
+    with pytest.raises(SourceError, match="holds more than 100 blank lines"):
+        run_spec({"source": {"path": "d.csv", "format": "csv"}}, workdir, pm=pm)
+
+
+def test_a_source_of_too_many_columns_is_refused_at_validate(pm, workdir, write_spec, monkeypatch):
+    """A header of 1,000,000 names (8.9 MB) ran over 700 s and 5 GB (security re-probe)."""
+    import curate.ingest
+    from curate.errors import SpecError
+    from curate.plan import make_plan
+    from curate.spec import load_spec
+
+    monkeypatch.setattr(curate.ingest, "MAX_COLUMNS", 50)
+    (workdir / "d.csv").write_text("url,alt_text," + ",".join(f"c{i}" for i in range(100)) + "\n"
+                                   + "http://a/1.jpg,x" + ",0" * 100 + "\n")
+    spec_path = write_spec({"source": {"path": "d.csv", "format": "csv"}})
+    with pytest.raises(SpecError, match="the source carries 102 columns, more than curate carries \\(50\\)"):
+        make_plan(load_spec(spec_path), pm, spec_path.parent / "run")
+    manifest = run_spec({"source": {"path": "d.csv", "format": "csv", "keep": ["c1"]}}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").columns == ["uid", "url", "alt_text", "c1"]
