@@ -175,6 +175,8 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     if to_run is None:
         raise UsageError("curate run needs a SPEC (or --resume RUN_DIR)", "e.g. curate run specs/quickstart.yaml")
     the_plan, pm = _load_and_plan(to_run, run_dir, untrusted, allow_remote)
+    if the_plan.spec.run.untrusted and resume_dir is None and not no_cache:
+        _refuse_shipped_cache(the_plan)
     observer = None
     if not quiet:  # rich's progress module is ~10 ms of imports that --quiet never uses
         from curate.progress import RichObserver
@@ -191,6 +193,23 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
         console.print(f"wrote {for_rich(output['format'])} → {for_rich(output['path'])}")
     run_dir_shown = for_rich(the_plan.run_dir)
     console.print(f"run directory: {run_dir_shown}  (DuckDB views: {for_rich(the_plan.run_dir / 'curate.duckdb')})")
+
+
+def _refuse_shipped_cache(the_plan: Any) -> None:
+    """An untrusted spec whose run directory or store already holds finished steps: they may have
+    come with the spec, written by its sender (a bundle shipped runs/NAME/store, and the run put
+    the sender's rows in the outputs without a word, the markers' checksums being the sender's
+    too; security re-probe). Reusing them is said and asked for: --resume."""
+    from curate.errors import UsageError
+
+    stored = [planned.label for planned in the_plan.steps if the_plan.step_dir(planned).exists()]
+    if stored:
+        raise UsageError(
+            f"an untrusted spec's run directory {the_plan.run_dir} (or its store) already holds the rows of "
+            f"{len(stored)} step{'s' if len(stored) > 1 else ''} ({', '.join(stored[:4])}"
+            f"{'…' if len(stored) > 4 else ''}), which may have come with the spec, written by its sender",
+            f"compute afresh with --run-dir NEW (or --no-cache), or continue that run knowingly with "
+            f"--resume {the_plan.run_dir}")
 
 
 def _saved_spec(run_dir: Path, console: Any, untrusted: bool = False) -> Any:

@@ -293,3 +293,19 @@ def test_a_cache_dir_under_a_linked_folder_is_the_users_own(curate_main, write_s
     fingerprint.symlink_to(workdir / "moved")
     ran = curate_main("run", "spec.yaml", "--quiet")
     assert ran.code == 2 and f"{fingerprint} is a symbolic link to {workdir / 'moved'}" in ran.stderr, ran
+
+
+def test_an_untrusted_spec_does_not_reuse_rows_its_run_directory_came_with(curate_main, workdir):
+    """A bundle shipped runs/NAME/store with its rows rewritten (and the markers' checksums too):
+    the untrusted run reused them, and every output alt-text was the sender's (security re-probe)."""
+    pl.DataFrame({"url": ["https://a/1.jpg", "https://a/2.jpg"], "alt_text": ["one", "two"]}).write_parquet(
+        workdir / "d.parquet")
+    (workdir / "spec.yaml").write_text("name: s\nsource: {format: parquet, path: d.parquet}\n"
+                                       "steps:\n  - {step: filter, params: {where: 'true'}}\n"
+                                       "run: {dir: runs/s, report: false}\n")
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0  # the sender's run, shipped with the spec
+    refused = curate_main("run", "spec.yaml", "--untrusted", "--quiet")
+    assert refused.code == 2 and "already holds the rows of 2 steps (source, filter)" in refused.stderr
+    assert "--resume" in refused.stderr and "--run-dir NEW" in refused.stderr
+    assert curate_main("run", "spec.yaml", "--untrusted", "--quiet", "--run-dir", "runs/mine").code == 0
+    assert curate_main("run", "--resume", "runs/s", "--untrusted", "--quiet").code == 0  # knowingly
