@@ -7,7 +7,9 @@ shard_bytes_problem``) let it through and the run took 4.3 GB of memory; a 5 MB 
 of one 1 MiB value unpacks to a terabyte. DuckDB sums the lengths of the text without unpacking it
 (its vectors keep the dictionary: 0.03 s and 77 MB for that terabyte), per shard of the rows as
 the run will cut them, and a shard past the memory budget is refused naming the shard_size that
-fits.
+fits. Text inside lists, structs and maps is read by pyarrow with its leaves as dictionaries, row
+by row. Files other steps read whole (metadata lists, eval sets) are measured the same way
+(:func:`file_text_bytes`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ def unpacked_shard_problem(con: duckdb.DuckDBPyConnection, files: list[Path], co
     """The error for a shard of the rows of Parquet ``files`` whose ``columns`` (name: whether it
     holds bytes rather than text) take more than ``budget`` bytes unpacked; None when every shard
     fits (or a footer cannot be read: the read after this says what is wrong with the file).
-    ``nested``: columns of lists or structs holding text, measured a row group at a time
-    (:func:`_nested_bytes`; a row group's text counts in every shard it reaches).
+    ``nested``: columns of lists, structs or maps holding text, measured row by row with their
+    text leaves read by pyarrow as dictionaries (:func:`_nested_bytes`).
 
     The footers bound what each shard's dictionaries may unpack to (rows × the column chunk's
     unpacked size, as no value is longer); only the files of a shard that bound does not clear
@@ -156,9 +158,10 @@ def _row_text_bytes(array: object) -> np.ndarray:
         offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
         total = np.concatenate([[0], np.cumsum(inner)])
         return total[offsets[1:]] - total[offsets[:-1]]
-    if pa.types.is_fixed_size_list(kind):
-        inner = _row_text_bytes(array.flatten())
-        return inner.reshape(len(array), kind.list_size).sum(axis=1) if len(array) else inner
+    if pa.types.is_fixed_size_list(kind):  # its values hold a slot for every row, null or not
+        size = kind.list_size
+        inner = _row_text_bytes(array.values.slice(array.offset * size, len(array) * size))
+        return inner.reshape(len(array), size).sum(axis=1) if len(array) and size else np.zeros(len(array), np.int64)
     if pa.types.is_struct(kind):
         rows = np.zeros(len(array), dtype=np.int64)
         for i in range(kind.num_fields):
