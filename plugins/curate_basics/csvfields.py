@@ -128,7 +128,6 @@ class _Count:
             self.out.short_line = _line_of(self.data, int(starts[at]))
             self.out.short_fields = int(fields[at])
 
-
     def _whitespace(self, starts: np.ndarray, lengths: np.ndarray, fields: np.ndarray) -> np.ndarray:
         """Rows of one field of spaces, tabs and carriage returns only (a CRLF file's blank line,
         a line of spaces): blank, as pandas takes them. Looked at in order up to the first other
