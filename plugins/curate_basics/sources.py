@@ -7,9 +7,6 @@ import glob as globlib
 import hashlib
 import io
 import json
-import logging
-import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -21,29 +18,30 @@ from curate.display import visible
 from curate.errors import SourceError
 from curate.footers import arrow_footer, polars_schema
 from curate.params import Params
-from curate.runfiles import (
-    UNTRUSTED_READS,
-    confined,
-    describe_mode,
-    holds_a_run,
-    pattern_characters,
-    read_as_pattern,
-    real_folders,
-)
+from curate.runfiles import pattern_characters, read_as_pattern
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
 from curate_basics.csvfields import MAX_BLANK_LINES, csv_fields
 from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
+from curate_basics.file_schemas import common_schema
+from curate_basics.listing_rules import (
+    CurateFolders,
+    refuse_compressed,
+    refuse_folder_links,
+    refuse_outside,
+    refuse_special,
+    static_prefix,
+    walk,
+    warn_partitions,
+)
+from curate_basics.locate import JsonScan
 from curate_basics.parquet_text import first_bad_string, says_not_utf8, scan_lossy
 from curate_basics.rowsize import MAX_ROW_BYTES, first_long_row
-from curate_basics.file_schemas import common_schema
-from curate_basics.locate import JsonScan
 
 # Bytes of each JSON Lines file read at validation to find values of mixed types; Polars infers
 # the file's schema from the whole lines within them (all of them, in a file this small, and at
 # least JSONL_INFER_MIN_LINES). The lines past them are checked against it when the file is read.
-logger = logging.getLogger(__name__)
 JSONL_SCAN_LIMIT = 32 * 1024 * 1024
 JSONL_INFER_MIN_LINES = 100
 EXTENSIONS = {
@@ -76,28 +74,28 @@ class FileSource(BucketObjects, Source):
             self._check_downloaded(downloaded)
             return [local for local, _ in downloaded]
         path = self.ctx.resolve(raw)
-        skip = _CurateFolders(self.ctx.run_dir, self.ctx.store)
+        skip = CurateFolders(self.ctx.run_dir, self.ctx.store)
         if pattern_characters(raw):  # Python's glob takes the same three characters for a pattern
             if "**" in raw:  # glob's ** follows links to folders: one to / listed the machine for minutes
-                _refuse_folder_links(raw, _static_prefix(path), skip)
+                refuse_folder_links(raw, static_prefix(path), skip)
             matched = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
             matched = [p for p in matched if not skip.own(p)]
-            _refuse_special(raw, [p for p in matched if not p.is_dir()])
-            _refuse_compressed(raw, [p for p in matched if not p.is_dir()], None)
+            refuse_special(raw, [p for p in matched if not p.is_dir()])
+            refuse_compressed(raw, [p for p in matched if not p.is_dir()], None)
             found = [p for p in matched if p.is_file()]
         elif path.is_dir():
             # Sorted as text, as a glob's matches and a bucket's listing are: Path's own order compares
             # folder by folder ('a/x' before 'a-b/y'), so a folder and a glob over the same files read
             # them in different orders, and keep: first kept other rows.
-            listed = list(_walk(raw, path, skip))
-            _warn_partitions(path, listed)
-            _refuse_compressed(raw, listed, self.extensions)
+            listed = list(walk(raw, path, skip))
+            warn_partitions(path, listed)
+            refuse_compressed(raw, listed, self.extensions)
             matched = sorted((p for p in listed if self._accepts(p)), key=str)
-            _refuse_special(raw, matched)
+            refuse_special(raw, matched)
             found = [p for p in matched if p.is_file()]
         elif path.exists():
-            _refuse_special(raw, [path])
-            _refuse_compressed(raw, [path], None)
+            refuse_special(raw, [path])
+            refuse_compressed(raw, [path], None)
             found = [path]
         else:
             raise SourceError(f"source.path {raw!r} does not exist (looked for {path})",
@@ -111,7 +109,7 @@ class FileSource(BucketObjects, Source):
                                   "rename the file, or the folders above it, to a path without *, ? or [ "
                                   "(a pattern in source.path itself is fine: curate expands it first)")
         if self.ctx.untrusted:
-            _refuse_outside(raw, found)
+            refuse_outside(raw, found)
             limit = getattr(self.params, "max_row_bytes", MAX_ROW_BYTES)
             if limit > MAX_ROW_BYTES:
                 raise SourceError(f"an untrusted spec may not raise source.params.max_row_bytes past its default of "
@@ -239,150 +237,6 @@ class FileSource(BucketObjects, Source):
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         """One file's columns and types, cheaply (a footer, a header)."""
         return dict(self.scan_file(path).collect_schema())
-
-
-class _CurateFolders:
-    """curate's own folders among a source's files: this run's directory and store (a glob or a
-    folder listing skips them), and, in a folder listing, any other run directory below the folder
-    (``curate.runfiles.holds_a_run``). A source at ``.`` read the previous run's stored shards and
-    outputs as data; a glob that names files inside another run (``runs/*/curated.parquet``) still
-    reads them."""
-
-    def __init__(self, run_dir: Path, store: Path | None):
-        self.mine = {os.path.realpath(run_dir), *([os.path.realpath(store)] if store is not None else [])}
-        self.folders: dict[Path, bool] = {}  # folders below a listed folder: a run's or not
-        self.parents: dict[Path, bool] = {}  # folders of a glob's files: in this run's directory or store
-
-    def own(self, path: Path) -> bool:
-        """Whether ``path`` lies in this run's directory or store."""
-        if path.parent not in self.parents:  # a glob's files share few folders: resolve each once
-            real = os.path.realpath(path.parent)
-            self.parents[path.parent] = any(real == mine or real.startswith(mine + os.sep) for mine in self.mine)
-        return self.parents[path.parent]
-
-    def within(self, path: Path, root: Path) -> bool:
-        """Whether ``path``, found below ``root``, lies in a curate run directory or store."""
-        for folder in list(path.relative_to(root).parents)[:-1]:  # the folders below root, nearest first
-            here = root / folder
-            if here not in self.folders:
-                self.folders[here] = os.path.realpath(here) in self.mine or holds_a_run(here)
-            if self.folders[here]:
-                return True
-        return False
-
-
-def _refuse_outside(raw: str, paths: list[Path]) -> None:
-    """An untrusted spec's files (links resolved) must lie inside the working directory: a link
-    among them, or a spec kept elsewhere whose relative path resolves there, is refused."""
-    cwd = real_folders([os.getcwd()])
-    for path in paths:
-        if confined(path, cwd) is None:
-            raise SourceError(f"source.path {raw!r}: {path} lies outside the working directory "
-                              f"({os.path.realpath(path)}); "
-                              f"{UNTRUSTED_READS}",
-                              "run curate from the folder that holds the spec and its data, copy the data there, "
-                              "or run the spec without --untrusted if you trust it")
-
-
-def _walk(raw: str, root: Path, skip: _CurateFolders) -> Iterator[Path]:
-    """Every file below ``root``. A link to a folder is refused, naming it: ``rglob`` skipped them
-    without a word (a folder read fewer rows than a ``**`` glob over the same files), and following
-    them let a link to ``/`` in a stranger's data folder list the whole machine (a link-following
-    listing ran past 150 s, the untrusted check coming only after it)."""
-    for folder, folders, files in os.walk(root):
-        folders[:] = [name for name in folders if not skip.within(Path(folder) / name / "-", root)]  # curate's own
-        for name in folders:
-            if (linked := Path(folder) / name).is_symlink():
-                raise SourceError(f"source.path {raw!r}: {linked} is a link to a folder ({os.readlink(linked)}), "
-                                  "and curate does not follow links to folders below a folder or a ** pattern "
-                                  "(one to / would list the whole machine)",
-                                  "move or copy the files into the folder, or remove the link")
-        yield from (Path(folder) / name for name in files)
-
-
-def _warn_partitions(root: Path, files: list[Path]) -> None:
-    """Folders named like ``lang=en`` (Hive partitioning, as Spark writes it) hold a value for the
-    rows of their files, which curate does not read: the column was lost without a word."""
-    for path in files:
-        for part in path.relative_to(root).parts[:-1]:
-            key, equals, _ = part.partition("=")
-            if equals and key:
-                logger.warning("%s: folders named like %r (Hive partitioning) are not read as a column '%s'; "
-                               "add it to the files as a column if the run needs it", root, part, key)
-                return
-
-
-def _refuse_folder_links(raw: str, root: Path, skip: _CurateFolders) -> None:
-    """A link to a folder below where a ``**`` pattern starts, refused as :func:`_walk` refuses it."""
-    if root.is_dir():
-        for _ in _walk(raw, root, skip):
-            pass
-
-
-def _static_prefix(path: Path) -> Path:
-    """The folder a pattern's matches all lie below: its parts before the first with a pattern."""
-    parts = []
-    for part in path.parts:
-        if pattern_characters(part):
-            break
-        parts.append(part)
-    return Path(*parts) if parts else Path(".")
-
-
-# What a compressed file starts with, and a name ending that says so.
-COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"\x04\x22\x4d\x18": "lz4",
-              b"PK\x03\x04": "zip", **{b"BZh" + bytes([level]) + b"1AY&SY": "bzip2" for level in b"123456789"}}
-COMPRESSED_ENDINGS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz",
-                      ".lz4": "lz4", ".zip": "zip"}
-
-
-def _refuse_compressed(raw: str, paths: list[Path], extensions: tuple[str, ...] | None) -> None:
-    """A compressed text file (``a.csv.gz``, or a file whose first bytes say so) is refused naming
-    it: a folder listing skipped it without a word, and one named alone was read by Polars while
-    every check around the reader (rows, fields, encodings, the header) saw the compressed bytes
-    (a cut gzip file was 'byte 0x8b is not valid UTF-8'). With ``extensions``, ``paths`` is a
-    folder's listing: only names ending in a compression after one of them count."""
-    for path in paths:
-        name = path.name.lower()
-        if extensions is not None:
-            kind = COMPRESSED_ENDINGS.get(Path(name).suffix)
-            if kind is None or Path(name).with_suffix("").suffix not in extensions:
-                continue
-            if path.with_suffix("").exists():  # decompressed beside it (gunzip -k): that copy is read
-                continue
-        else:
-            if name.endswith((".parquet", ".pq")):  # Parquet compresses its pages itself
-                continue
-            try:
-                with open(path, "rb") as file:
-                    start = file.read(10)
-            except OSError:
-                continue
-            kind = next((k for magic, k in COMPRESSED.items() if start.startswith(magic)), None)
-            if kind is None:
-                continue
-        raise SourceError(f"source.path {raw!r}: {path} is {kind}-compressed, and curate reads CSV, TSV and JSON "
-                          "Lines files uncompressed (its checks of rows, fields and encodings read the text)",
-                          f"decompress it first (gunzip -k, zstd -d…), or convert it to Parquet, which compresses "
-                          "its pages itself")
-
-
-def _refuse_special(raw: str, paths: list[Path]) -> None:
-    """A FIFO, device or socket is no data file: reading a FIFO waits forever for a writer; a link
-    to nothing was left out of the listing without a word."""
-    for path in paths:
-        try:
-            mode = path.stat().st_mode
-        except OSError:
-            if path.is_symlink():
-                raise SourceError(f"source.path {raw!r}: {path} is a link to {os.readlink(path)}, which does not exist",
-                                  "restore what it points at, or remove the link") from None
-            continue
-        if stat.S_ISREG(mode):
-            continue
-        raise SourceError(f"source.path {raw!r}: {path} is {describe_mode(mode)}, not a regular file",
-                          "point source.path at regular files (copy a stream to a file first), "
-                          "or move the special file out of the directory")
 
 
 def _check_separator(path: Path, schema: dict[str, pl.DataType]) -> None:
