@@ -218,3 +218,15 @@ def whole_file_budget() -> int:
     except (ValueError, OSError, AttributeError):
         memory = 8 * 2**30
     return min(WHOLE_FILE_TEXT, memory // 8)
+
+
+def past_whole_file_budget(path: Path, what: str) -> str | None:
+    """What to say of a Parquet file read whole (``what`` it is: "a list") whose text unpacks past
+    :func:`whole_file_budget`, the caller's error naming the file before it; None when it fits."""
+    budget = whole_file_budget()
+    used = file_text_bytes(path, budget)
+    if used is None or used <= budget:
+        return None
+    return (f"holds {decimal_size(used)} of text unpacked, more than the {decimal_size(budget)} {what} may take on "
+            "this machine (a value a Parquet file stores once, in its dictionary, is unpacked once for every row "
+            "that holds it)")

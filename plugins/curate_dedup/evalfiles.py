@@ -108,17 +108,12 @@ def _store(directory: Path, within: tuple[Path, ...] | None) -> EvalFiles:
 
 
 def _refuse_unpacked(path: Path) -> None:
-    """An eval set whose text unpacks past a quarter of memory (a value stored once in a Parquet
-    dictionary counts once per row): 207 kB took 2.75 GB and 37 s at curate validate (security re-probe)."""
-    from curate.unpacked import decimal_size, file_text_bytes, whole_file_budget
+    """An eval set whose text unpacks past its budget (a value stored once in a Parquet dictionary
+    counts once per row): 207 kB took 2.75 GB and 37 s at curate validate (security re-probe)."""
+    from curate.unpacked import past_whole_file_budget
 
-    budget = whole_file_budget()
-    used = file_text_bytes(path, budget)
-    if used is not None and used > budget:
-        raise EvalSetError(f"eval set {path} holds {decimal_size(used)} of text unpacked, more than the "
-                           f"{decimal_size(budget)} an eval set may take on this machine (a value a Parquet file stores "
-                           "once, in its dictionary, is unpacked once for every row that holds it)",
-                           "list each image once")
+    if (said := past_whole_file_budget(path, "an eval set")) is not None:
+        raise EvalSetError(f"eval set {path} {said}", "list each image once")
 
 
 def _parquet_items(path: Path, path_column: str, id_column: str | None) -> tuple[list[str], list[Path]]:

@@ -100,17 +100,12 @@ def read_table(handle: BinaryIO, file: Path) -> pl.DataFrame:
 
 
 def _refuse_unpacked(file: Path) -> None:
-    """A list whose text unpacks past a quarter of memory (a value stored once in a Parquet
-    dictionary counts once per row): 207 kB took 4.6 GB at curate validate (security re-probe)."""
-    from curate.unpacked import decimal_size, file_text_bytes, whole_file_budget
+    """A list whose text unpacks past its budget (a value stored once in a Parquet dictionary
+    counts once per row): 207 kB took 4.6 GB at curate validate (security re-probe)."""
+    from curate.unpacked import past_whole_file_budget
 
-    budget = whole_file_budget()
-    used = file_text_bytes(file, budget)
-    if used is not None and used > budget:
-        raise MetadataError(f"{file} holds {decimal_size(used)} of text unpacked, more than the "
-                            f"{decimal_size(budget)} a list may take on this machine (a value a Parquet file stores "
-                            "once, in its dictionary, is unpacked once for every row that holds it)",
-                            "give a list of distinct entries; a list this large is no metadata list")
+    if (said := past_whole_file_budget(file, "a list")) is not None:
+        raise MetadataError(f"{file} {said}", "give a list of distinct entries; a list this large is no metadata list")
 
 
 def text_column(table: pl.DataFrame, column: str, file: Path, alias: str) -> pl.Expr:
