@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate_basics.rowsize import line_of
+
 CHUNK = 1 << 22  # per chunk, numpy holds ~10 arrays of 8 bytes a newline: ~300 MB for one of newlines only
 # Blank lines kept track of (to leave them out): a 30 MB file of 30M blank lines took 3.7 GB as a
 # list of their positions (security re-probe); past this many the file is refused.
@@ -120,12 +122,12 @@ class _Count:
         long = np.flatnonzero(fields > self.out.expected)
         if len(long) and (not len(short) or long[0] < short[0]):
             at = int(long[0])
-            self.out.long_line, self.out.long_fields = _line_of(self.data, int(starts[at])), int(fields[at])
+            self.out.long_line, self.out.long_fields = line_of(self.data, int(starts[at])), int(fields[at])
             row = self.data[int(starts[at]):int(ends[at])]
             self.out.lone_return = b"\r" in row.rstrip(b"\r")
         elif len(short):
             at = int(short[0])
-            self.out.short_line = _line_of(self.data, int(starts[at]))
+            self.out.short_line = line_of(self.data, int(starts[at]))
             self.out.short_fields = int(fields[at])
 
     def _whitespace(self, starts: np.ndarray, lengths: np.ndarray, fields: np.ndarray) -> np.ndarray:
@@ -139,9 +141,3 @@ class _Count:
             blank[at] = True
         return blank
 
-
-def _line_of(data: mmap.mmap, offset: int) -> int:
-    line, step = 1, 1 << 24
-    for begin in range(0, offset, step):
-        line += data[begin:min(offset, begin + step)].count(b"\n")
-    return line

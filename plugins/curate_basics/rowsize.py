@@ -48,7 +48,7 @@ def first_long_row(path: Path, limit: int, quote: str | None) -> LongRow | None:
             if found is None:
                 return None
             start, length, complete = found
-            return LongRow(_line_of(data, start), start, length, complete)
+            return LongRow(line_of(data, start), start, length, complete)
 
 
 class _Scan:
@@ -124,7 +124,8 @@ class _Scan:
             del window  # the mmap cannot close while a view of it lives
 
 
-def _line_of(data: mmap.mmap, offset: int) -> int:
+def line_of(data: mmap.mmap, offset: int) -> int:
+    """The line, from 1, that byte ``offset`` of ``data`` lies on."""
     line, step = 1, 1 << 24
     for begin in range(0, offset, step):
         line += data[begin:min(offset, begin + step)].count(b"\n")
