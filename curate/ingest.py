@@ -7,7 +7,6 @@ across re-runs and independent of shard size.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from curate.source import Source
 from curate.spec import SourceSpec
 from curate.step import StepContext
 from curate.uids import BYTES_PER_REPEAT, Content, check_distinct, derived_uids
-from curate.unpacked import decimal_size, holds_text, unpacked_shard_problem
+from curate.unpacked import decimal_size, holds_text, machine_memory, unpacked_shard_problem
 
 REQUIRED = (URL, ALT_TEXT)
 MAX_COLUMNS = 20_000
@@ -298,10 +297,10 @@ def _refuse_unpacked(source: Source, spec: SourceSpec, schema: Schema, shard_siz
         return
     raw = polars_schema(files[0])
     mapping = dict(spec.columns)
+    read = {mapping.get(c, c): raw[mapping.get(c, c)] for c in schema if mapping.get(c, c) in raw}  # file's names
     text = (pl.Utf8, pl.Binary, pl.Categorical, pl.Enum)
-    columns = {mapping.get(c, c): raw[mapping.get(c, c)] == pl.Binary for c in schema
-               if mapping.get(c, c) in raw and isinstance(raw[mapping.get(c, c)], text)}
-    nested = tuple(mapping.get(c, c) for c in schema if mapping.get(c, c) in raw and holds_text(raw[mapping.get(c, c)]))
+    columns = {c: dtype == pl.Binary for c, dtype in read.items() if isinstance(dtype, text)}
+    nested = tuple(c for c, dtype in read.items() if holds_text(dtype))
     con = ctx.duckdb()
     try:
         problem = unpacked_shard_problem(con, files, columns, shard_size, _memory_bytes() // SHARD_MEMORY_SHARE,
@@ -313,10 +312,7 @@ def _refuse_unpacked(source: Source, spec: SourceSpec, schema: Schema, shard_siz
 
 
 def _memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 16 * 10**9
+    return machine_memory()  # a name of this module's own, for tests to shrink the machine
 
 
 def _duckdb_reads_otherwise(path: Path) -> bool:

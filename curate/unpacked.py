@@ -207,17 +207,21 @@ def holds_text(dtype: object) -> bool:
 WHOLE_FILE_TEXT = 2**30
 
 
+def machine_memory() -> int:
+    """This machine's memory in bytes (16 GB where the system does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 10**9
+
+
 def whole_file_budget() -> int:
     """What a list or eval set read whole may unpack to: 1 GiB of text (MetaCLIP's 500,000
     entries are ~8 MB; reading one takes about twice its text), or an eighth of this machine's
     memory where that is less."""
-    import os
-
-    try:
-        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        memory = 8 * 2**30
-    return min(WHOLE_FILE_TEXT, memory // 8)
+    return min(WHOLE_FILE_TEXT, machine_memory() // 8)
 
 
 def past_whole_file_budget(path: Path, what: str) -> str | None:
