@@ -26,7 +26,9 @@ Failures
     An exception in a step is a bug or bad data, not bad luck: it is not retried, and fails the
     run as the step's ``StepError`` naming the shard. If the driver dies, ``curate run`` again
     resumes: shards with markers are not redone, and no actor is started for a step whose
-    shards are all done.
+    shards are all done. If the cluster itself stops answering (its head's processes ended),
+    the run fails within CURATE_RAY_LOST_DEADLINE, saying what was kept and how to go on
+    (curate_ray.watch); Ray's own answer was to end the process 60 s later, without a word.
 
 Why Ray core and not Ray Data
     Here the unit of work is a shard file with its marker, written by ``run_shard_task``; the
@@ -64,9 +66,11 @@ from curate.shards import ShardStats, ShardTask, run_shard_task
 from curate.step import Step, StepContext
 from curate_ray.address import ACCEPTED, ADDRESS_VARIABLE, LOOPBACK_SWITCH, form_problem, to_join
 from curate_ray.authentication import check_token, no_token, token_error
-from curate_ray.deadlines import CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds
+from curate_ray.deadlines import (CONNECT_DEADLINE, CONNECT_DEADLINE_ENV, LOST_DEADLINE, LOST_DEADLINE_ENV,
+                                  NO_CPU_DEADLINE, NO_CPU_DEADLINE_ENV, seconds)
 from curate_ray.probe import check_answers
 from curate_ray.samecode import Package, check_same_code, driver_code
+from curate_ray.watch import ClusterLost, ClusterWatch, watch_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,9 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 # Shards in flight per CPU (tasks) or per actor: one running and one queued behind it, so a
 # worker that finishes a shard starts the next without waiting for the driver.
 IN_FLIGHT_PER_SLOT = 2
+# The longest the driver waits on Ray before it looks whether the cluster still answers
+# (curate_ray.watch): a dead cluster is noticed within CURATE_RAY_LOST_DEADLINE and this.
+WAIT_STEP = 1.0
 
 
 class RayParams(Params):
@@ -209,6 +216,16 @@ def _amount(resource: str, amount: float) -> str:
     return f"{amount / 2**30:.1f} GiB" if resource.endswith("memory") else f"{amount:g}"
 
 
+class _Lost(Exception):
+    """The cluster stopped answering (``why``, from curate_ray.watch) while ``shards`` ran; the
+    executor turns it into a ClusterLost saying what was kept."""
+
+    def __init__(self, why: str, shards: list[int] | None = None):
+        super().__init__(why)
+        self.why = why
+        self.shards = shards or []
+
+
 # -- the executor -------------------------------------------------------------------------------
 class RayExecutor(Executor):
     name = "ray"
@@ -217,6 +234,7 @@ class RayExecutor(Executor):
     extra = "ray"
     Params = RayParams
     params: RayParams
+    _watch = ClusterWatch([], LOST_DEADLINE)  # the session's (curate_ray.watch); outside one, none
 
     def untrusted_problems(self) -> list[tuple[str, str, str | None]]:
         """A cluster named by a spec from someone else would receive the run's steps and paths, and
@@ -254,7 +272,8 @@ class RayExecutor(Executor):
 
         if ray.is_initialized():
             self._check_gpus(ray)
-            yield
+            with self._watching(ray):
+                yield
             return
         joining = None
         try:
@@ -290,9 +309,20 @@ class RayExecutor(Executor):
             ) from None
         try:
             self._check_gpus(ray)
-            yield
+            with self._watching(ray):
+                yield
         finally:
             ray.shutdown()
+
+    @contextmanager
+    def _watching(self, ray: Any) -> Iterator[None]:
+        self._watch = watch_cluster(ray, self.params.address, seconds(LOST_DEADLINE_ENV, LOST_DEADLINE))
+        self._watch.start()
+        try:
+            yield
+        finally:
+            self._watch.stop()
+            self._watch = ClusterWatch([], LOST_DEADLINE)
 
     def _check_gpus(self, ray: Any) -> None:
         """GPUs asked for that the cluster has not, said before the first step runs: it was said
@@ -328,11 +358,32 @@ class RayExecutor(Executor):
 
             progress, ctx.progress = ctx.progress, None  # the observer stays in the driver
             try:
+                # Before Ray is asked anything for this step: a cluster that died while the steps
+                # before ran in the driver would block ray.put, or end this process (curate_ray.watch).
+                if (why := self._watch.problem()) is not None:
+                    raise _Lost(why)
                 run = self._run_on_actors if step.uses_model else self._run_as_tasks
                 run(ray, step, pending, ctx, expected, record)
+            except _Lost as lost:
+                raise self._lost_error(step, lost, len(results), len(tasks), ctx) from None
             finally:
                 ctx.progress = progress
         return [results[task.index] for task in tasks]
+
+    def _lost_error(self, step: Step, lost: _Lost, done: int, total: int, ctx: StepContext) -> ClusterLost:
+        cluster = f"the Ray cluster at {self.params.address}" if self.params.address else \
+            "this run's local Ray cluster"
+        shards = ", ".join(map(str, lost.shards))
+        running = f" (shard{'s' if len(lost.shards) > 1 else ''} {shards} in flight)" if lost.shards else ""
+        run_dir = ctx.run_dir
+        return ClusterLost(
+            f"{cluster} stopped answering during step '{step.label}'{running}: {lost.why}. Kept in "
+            f"{run_dir}: the steps before '{step.label}' and {done} of its {total} shards",
+            hint=f"once the cluster is back, 'curate run --resume {run_dir}' goes on from there (what was "
+            f"kept is not redone); or, without it, set run.executor to local in the spec and run 'curate run "
+            f"SPEC --resume {run_dir}'; if the cluster comes back slowly, give it longer with "
+            f"{LOST_DEADLINE_ENV}=SECONDS (now {self._watch.deadline:g})",
+        )
 
     # -- shards as tasks -------------------------------------------------------------------------
     def _run_as_tasks(self, ray: Any, step: Step, tasks: list[ShardTask], ctx: StepContext,
@@ -359,12 +410,17 @@ class RayExecutor(Executor):
         step_ref, ctx_ref, expected_ref = ray.put(step), ray.put(ctx), ray.put(expected)
         code_ref = ray.put(driver_code(self.plugins))
         actors = [actor_class.remote(code_ref, step_ref, ctx_ref) for _ in range(size)]
+        lost = False
         try:
             self._drain(ray, step, tasks, actors * IN_FLIGHT_PER_SLOT,
                         lambda actor, task: actor.run.remote(task, expected_ref), on_done)
+        except _Lost:
+            lost = True  # the actors went with the cluster, and a call to kill them could block
+            raise
         finally:
-            for actor in actors:  # frees their CPUs and GPUs for the next step
-                ray.kill(actor)
+            if not lost:
+                for actor in actors:  # frees their CPUs and GPUs for the next step
+                    ray.kill(actor)
 
     def _pool_size(self, ray: Any, shards: int) -> int:
         resources = ray.cluster_resources()
@@ -402,18 +458,29 @@ class RayExecutor(Executor):
         # Shards wait for a CPU as long as the cluster has one (a long shard, a busy cluster); on a
         # cluster with none they wait for its autoscaler, and that wait is bounded.
         no_cpu_deadline = seconds(NO_CPU_DEADLINE_ENV, NO_CPU_DEADLINE)
+        quiet_since = time.monotonic()
         try:
             while queue or running:
                 while queue and free:
                     slot, task = free.popleft(), queue.popleft()
                     running[submit(slot, task)] = (task, slot)
-                done, _ = ray.wait(list(running), num_returns=1, timeout=no_cpu_deadline)
-                if not done:
+                wait = max(0.0, min(WAIT_STEP, quiet_since + no_cpu_deadline - time.monotonic()))
+                done, _ = ray.wait(list(running), num_returns=1, timeout=wait)
+                if not done and (why := self._watch.lost()) is not None:
+                    raise _Lost(why)
+                if not done and time.monotonic() - quiet_since >= no_cpu_deadline:
+                    if (why := self._watch.problem()) is not None:  # asking for resources would block
+                        raise _Lost(why)
                     self._check_cpus(ray, step, no_cpu_deadline)
+                    quiet_since = time.monotonic()
                 for ref in done:
+                    quiet_since = time.monotonic()
                     task, slot = running.pop(ref)
                     free.append(slot)
                     on_done(self._result(ray, ref, step, task))
+        except _Lost as lost:  # Ray is asked nothing more: its shards are gone with the cluster
+            lost.shards = sorted({*lost.shards, *(task.index for task, _ in running.values())})
+            raise
         except BaseException:
             if cancel_on_error:  # a failed run stops its other shards (actors are killed instead)
                 for ref in running:
@@ -448,6 +515,8 @@ class RayExecutor(Executor):
                 raise cause from None
             raise StepError.from_exception(step.label, task.index, cause) from None
         except ray.exceptions.RayError as exc:  # the worker, actor or node died once too often
+            if (why := self._watch.problem()) is not None:  # or the whole cluster did
+                raise _Lost(why, [task.index]) from None
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
             tries = self.params.max_retries + 1
             raise StepError(

@@ -77,6 +77,16 @@ def check_answers(joining: ToJoin, seconds: float) -> None:
         ) from None
 
 
+def answers(host: str, port: int, seconds: float) -> str | None:
+    """None where the gRPC server at ``host:port`` answers within ``seconds`` (asked as
+    :func:`check_answers` asks); otherwise what it did instead."""
+    try:
+        _ask(host, port, os.environ.get(TLS_SWITCH, "0").lower() in ("1", "true"), time.monotonic() + seconds)
+    except _NoAnswer as exc:
+        return str(exc)
+    return None
+
+
 def _ask(host: str, port: int, tls: bool, deadline: float) -> None:
     sock = _connect(host, port, deadline)
     try:

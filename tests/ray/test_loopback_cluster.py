@@ -106,6 +106,12 @@ def _live(group: int, temp_dir: str) -> list[int]:
 class StartedHead:
     output: str  # what ray start printed
     ray_tmpdir: str  # RAY_TMPDIR for a driver whose address: auto finds this head's cluster file
+    group: int  # the process group `ray start` ran in, which holds the processes it left running
+    temp_dir: str  # its --temp-dir, which its workers name on their command lines
+
+    def stop(self) -> None:
+        """End the head's processes now (as its machine going down would), not only on exit."""
+        stop_cluster(self.group, self.temp_dir)
 
 
 @contextmanager
@@ -125,7 +131,7 @@ def ray_head(port: int, **env: str | None) -> Iterator[StartedHead]:
     try:
         output, _ = starter.communicate(timeout=120)
         assert starter.returncode == 0, f"ray start failed:\n{output}"
-        yield StartedHead(output, base)
+        yield StartedHead(output, base, starter.pid, temp_dir)
     finally:
         if starter.poll() is None:
             starter.kill()
