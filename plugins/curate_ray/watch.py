@@ -34,7 +34,7 @@ from curate_ray.probe import answers
 logger = logging.getLogger(__name__)
 
 ASK_EVERY = 1.0  # seconds between two rounds of questions
-ASK_SECONDS = 2.0  # one question's own limit
+ASK_SECONDS = 5.0  # one question's own limit: a GCS on a loaded machine may be slow, not gone
 
 
 class ClusterLost(CurateError):
