@@ -335,6 +335,11 @@ def inspect(run_dir: str, as_json: bool) -> None:
                                f"still read the files there; `curate run --resume {run_dir}` rewrites them"))
     for output in manifest.get("outputs", []):
         console.print(f"output: {for_rich(output['format'])} → {for_rich(output['path'])}")
+    for output in manifest.get("stale_outputs", []):  # curate.staleoutputs
+        run = output["written_by"]
+        console.print(for_rich(f"stale output: {output['path']} holds the rows of an earlier run (started "
+                               f"{run.get('started_at')}, spec hash {str(run.get('spec_hash'))[:12]}), not this "
+                               f"spec's"))
 
 
 @cli.command()

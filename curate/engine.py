@@ -15,6 +15,7 @@ and resume unit, only the group's last kept rows stored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import platform
@@ -45,6 +46,7 @@ from curate.runstore import (
     write_views,
 )
 from curate.shapes import marker_facts
+from curate.staleoutputs import earlier_outputs, say_stale, stale_outputs
 from curate.shards import (
     ShardStats,
     ShardTask,
@@ -146,6 +148,7 @@ class Engine:
 
         # Written with the manifest, after the checks above: a run directory holding a spec.yaml but
         # no manifest or store/ would look like someone else's folder to the next run (curate.plan).
+        earlier = earlier_outputs(self.run_dir)  # before the manifest that lists them is replaced
         (self.run_dir / "spec.yaml").write_text(self.spec.dump_yaml())
         manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)
@@ -172,8 +175,11 @@ class Engine:
                     for record in records:
                         self.pm.notify("curate_step_finished", run_dir=self.run_dir, record=record)
                 where = "the outputs"
-                manifest["outputs"] = [self._write_output(o) for o in plan.outputs]
+                for output in plan.outputs:  # listed as written: a failure leaves the others stale
+                    manifest["outputs"].append(self._write_output(output))
         except BaseException as exc:
+            with contextlib.suppress(Warning):  # warnings as errors (a test) must not hide ``exc``
+                self._note_stale(manifest, earlier, failed=True)
             # Out of memory or disk outside a step's own code (the source's ingest, an output):
             # say how to fix it instead of reporting an internal error.
             if isinstance(exc, StepError):
@@ -190,6 +196,7 @@ class Engine:
                 raise resource from exc
             raise
         manifest["status"] = "complete"
+        self._note_stale(manifest, earlier, failed=False)
         manifest["finished_at"] = _now()
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         write_manifest(self.run_dir, manifest)
@@ -198,6 +205,13 @@ class Engine:
         return manifest
 
     # -- internals ------------------------------------------------------------------------
+    def _note_stale(self, manifest: dict[str, Any], earlier: list[dict[str, Any]], failed: bool) -> None:
+        """Outputs of an earlier run that this one did not write again (curate.staleoutputs)."""
+        stale = stale_outputs(earlier, manifest["outputs"])
+        if stale:
+            manifest["stale_outputs"] = stale
+            say_stale(stale, failed)
+
     def _new_manifest(self) -> dict[str, Any]:
         plan = self.plan
         return {

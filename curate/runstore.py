@@ -78,7 +78,7 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 _MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
     "name": TEXT, "status": TEXT, "spec_hash": TEXT, "spec_path": TEXT, "run_dir": TEXT, "store_dir": TEXT,
     "started_at": TEXT, "finished_at": TEXT, "error": TEXT, "seed": COUNT, "seconds": NUMBER,
-    "steps": (list,), "outputs": (list,), "plugins": (dict,),
+    "steps": (list,), "outputs": (list,), "plugins": (dict,), "stale_outputs": (list,),
 }
 _STEP_FIELDS: dict[str, tuple[type, ...]] = {
     "index": (int,), "label": (str,), "step": (str,), "path": TEXT, "rows_in": COUNT, "rows_out": COUNT,
@@ -87,6 +87,7 @@ _STEP_FIELDS: dict[str, tuple[type, ...]] = {
 }
 _STEP_REQUIRED = ("index", "label", "step")
 _OUTPUT_FIELDS: dict[str, tuple[type, ...]] = {"format": (str,), "path": (str,)}
+_STALE_FIELDS: dict[str, tuple[type, ...]] = {**_OUTPUT_FIELDS, "written_by": (dict,)}
 
 
 def manifest_problem(manifest: Any) -> str | None:
@@ -105,6 +106,10 @@ def manifest_problem(manifest: Any) -> str | None:
             return problem
     for index, output in enumerate(manifest.get("outputs", [])):
         problem = fields_problem(output, _OUTPUT_FIELDS, tuple(_OUTPUT_FIELDS), f"outputs[{index}]")
+        if problem:
+            return problem
+    for index, output in enumerate(manifest.get("stale_outputs", [])):
+        problem = fields_problem(output, _STALE_FIELDS, tuple(_STALE_FIELDS), f"stale_outputs[{index}]")
         if problem:
             return problem
     return None
