@@ -308,10 +308,13 @@ def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def inspect(run_dir: str, as_json: bool) -> None:
-    """Show a run's funnel: rows per step, drop reasons, timings."""
+@click.option("--verify", is_flag=True,
+              help="Check every stored file's fingerprint (reads them all), not only that it is there.")
+def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
+    """Show a run's funnel: rows per step, drop reasons, timings; and which stored files are gone."""
     from curate.lock import held
     from curate.runstore import read_manifest
+    from curate.storecheck import stored_problems
 
     manifest = read_manifest(Path(run_dir))
     if as_json:
@@ -335,11 +338,22 @@ def inspect(run_dir: str, as_json: bool) -> None:
                                f"still read the files there; `curate run --resume {run_dir}` rewrites them"))
     for output in manifest.get("outputs", []):
         console.print(f"output: {for_rich(output['format'])} → {for_rich(output['path'])}")
+    if damaged := stored_problems(manifest, verify):
+        for label, problem in damaged:
+            console.print(for_rich(f"step '{label}' is not as it was stored: {problem}"))
+        console.print(for_rich(f"the run directory's views read these files and fail; `curate run --resume {run_dir}` "
+                               f"recomputes what is missing"))
     for output in manifest.get("stale_outputs", []):  # curate.staleoutputs
         run = output["written_by"]
         console.print(for_rich(f"stale output: {output['path']} holds the rows of an earlier run (started "
                                f"{run.get('started_at')}, spec hash {str(run.get('spec_hash'))[:12]}), not this "
                                f"spec's"))
+    if verify and damaged:  # a check asked for: scripts read its answer from the exit code
+        from curate.errors import RunDirError
+
+        raise RunDirError(f"{len(damaged)} finished step{'s' if len(damaged) > 1 else ''} of {run_dir} "
+                          f"{'are' if len(damaged) > 1 else 'is'} not as stored (above)",
+                          f"curate run --resume {run_dir} recomputes {'them' if len(damaged) > 1 else 'it'}")
 
 
 @cli.command()

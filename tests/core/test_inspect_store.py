@@ -1,0 +1,56 @@
+"""``curate inspect`` says which finished steps' stored files are gone or changed (curate.storecheck).
+
+It printed the funnel and "status complete" from the manifest alone, with the whole store deleted or
+a step's shard cut short; the run directory's views then failed with raw DuckDB errors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this process)
+
+TABLE = pl.DataFrame({"url": [f"u{i}" for i in range(30)], "alt_text": ["x" * (i % 7 + 1) for i in range(30)]})
+SPEC = {"name": "s", "source": {"path": "data.parquet"},
+        "steps": [{"step": "filter", "params": {"where": "length(alt_text) > 2"}},
+                  {"step": "exact_dedup", "params": {"columns": ["alt_text"]}}],
+        "run": {"dir": "run", "report": False}}
+
+
+def step_dir(workdir: Path, label: str) -> Path:
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    (record,) = [r for r in manifest["steps"] if r["label"] == label]
+    return Path(record["path"])
+
+
+def test_inspect_names_missing_cut_and_changed_files(curate_main, write_spec, workdir):
+    write_spec(SPEC, table=TABLE)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    clean = curate_main("inspect", "run", "--verify")
+    assert clean.code == 0 and "not as it was stored" not in clean.stdout, clean
+
+    shard = next((step_dir(workdir, "filter") / "data").glob("*.parquet"))
+    data = shard.read_bytes()
+    shard.write_bytes(data[:-10])  # cut short
+    shown = curate_main("inspect", "run")
+    assert shown.code == 0, shown
+    assert "step 'filter' is not as it was stored" in shown.stdout and "its marker recorded" in shown.stdout
+    assert "--resume" in shown.stdout
+
+    middle = len(data) // 2  # the same size, one byte changed: only --verify reads the bytes
+    shard.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    assert "not as it was stored" not in curate_main("inspect", "run").stdout
+    verified = curate_main("inspect", "run", "--verify")
+    assert verified.code != 0 and "step 'filter' is not as it was stored" in verified.stdout, verified
+
+    shutil.rmtree(step_dir(workdir, "exact_dedup"))
+    shown = curate_main("inspect", "run").stdout
+    assert "step 'exact_dedup' is not as it was stored: its folder" in shown and "is gone" in shown
+
+    shard.write_bytes(data)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0  # recomputed
+    assert curate_main("inspect", "run", "--verify").code == 0
