@@ -335,7 +335,7 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
     recorded = manifest.get("run_dir")
     if isinstance(recorded, str) and Path(recorded).resolve() != Path(run_dir).resolve():
         console.print(for_rich(f"this run directory was written at {recorded}: the views of its curate.duckdb "
-                               f"still read the files there; `curate run --resume {run_dir}` rewrites them"))
+                               f"still read the files there; `curate relocate {run_dir}` points them here"))
     for output in manifest.get("outputs", []):
         console.print(f"output: {for_rich(output['format'])} → {for_rich(output['path'])}")
     if damaged := stored_problems(manifest, verify):
@@ -354,6 +354,24 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
         raise RunDirError(f"{len(damaged)} finished step{'s' if len(damaged) > 1 else ''} of {run_dir} "
                           f"{'are' if len(damaged) > 1 else 'is'} not as stored (above)",
                           f"curate run --resume {run_dir} recomputes {'them' if len(damaged) > 1 else 'it'}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--store", type=click.Path(file_okay=False), default=None,
+              help="Where the run's store is now, when it was outside the run directory.")
+def relocate(run_dir: str, store: str | None) -> None:
+    """Point a moved, copied or unpacked run directory's manifest and views at where it now lies."""
+    from curate.relocate import relocate as relocate_run
+    from curate.storecheck import stored_problems
+
+    manifest, changed = relocate_run(Path(run_dir), Path(store) if store else None)
+    console = _console()
+    for change in changed or ["nothing had moved; the views are written again"]:
+        console.print(for_rich(change))
+    for label, problem in stored_problems(manifest):
+        console.print(for_rich(f"step '{label}' is not as it was stored: {problem}"))
+    console.print(for_rich(f"views: {Path(run_dir) / 'curate.duckdb'}"))
 
 
 @cli.command()
@@ -478,7 +496,7 @@ def _hoist_debug(argv: list[str]) -> tuple[list[str], bool]:
 
 
 # Core commands that neither run nor list a plugin's sub-commands.
-WITHOUT_PLUGIN_COMMANDS = frozenset({"run", "validate", "plan", "inspect"})
+WITHOUT_PLUGIN_COMMANDS = frozenset({"run", "validate", "plan", "inspect", "relocate"})
 
 
 def _command_of(argv: list[str]) -> str | None:
