@@ -11,6 +11,7 @@ pyarrow's reading is a few facts (:class:`ArrowFooter`), not its metadata object
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ class ArrowFooter:
     # stored once in a dictionary may stand for every row, and the footer's sizes count it once;
     # no value is longer than its column chunk unpacked (curate.unpacked)
     dictionary_bounds: tuple[tuple[int, int], ...] = ()
+    # a digest of the file's Parquet schema (names, physical and logical types) and of the Arrow
+    # schema its writer stored: files with one digest are read by DuckDB with one schema
+    schema_digest: str = ""
 
 
 def _version(path: Path | str) -> tuple[str, int, int, int, int]:
@@ -92,7 +96,16 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
     # an INT96 timestamp (DuckDB cuts its nanoseconds) or a UUID another writer marked in Parquet alone
     columns = [metadata.schema.column(i) for i in range(len(metadata.schema))]
     differs = differs or any(c.physical_type == "INT96" or str(c.logical_type) == "UUID" for c in columns)
-    return ArrowFooter(metadata.num_rows, widest, tuple(zones), differs, tuple(bounds))
+    return ArrowFooter(metadata.num_rows, widest, tuple(zones), differs, tuple(bounds),
+                       _schema_digest(metadata))
+
+
+def _schema_digest(metadata: Any) -> str:
+    """What DuckDB reads a file's columns and types from: the Parquet schema (its text, less the
+    first line, which names the Python object) and the Arrow schema the writer stored, digested."""
+    parquet = str(metadata.schema).partition("\n")[2]
+    arrow = (metadata.metadata or {}).get(b"ARROW:schema", b"")
+    return hashlib.blake2b(parquet.encode() + b"\0" + arrow, digest_size=16).hexdigest()
 
 
 def _leaves(schema: Any) -> Iterator[tuple[str, Any]]:

@@ -161,7 +161,10 @@ def ingest(
     remove_tree(staging)
     _refuse_unpacked(source, spec, schema, shard_size, ctx)
     in_place = in_place_reference(source, spec, schema)
-    relation = in_place.relation() if in_place else _stage(source, spec, schema, staging)
+    if in_place is not None:
+        relation: str | None = in_place.relation(one_schema=_one_schema(in_place.files))
+    else:
+        relation = _stage(source, spec, schema, staging)
     has_uid = not in_place.uids if in_place else relation is not None and _source_has_uid(staging)
     # Fused with the steps after it, a source read in place stores no rows: the files are where
     # they lie, and ``kept.json`` says how to read them with their uids (uids/, unless the
@@ -313,6 +316,21 @@ def _refuse_unpacked(source: Source, spec: SourceSpec, schema: Schema, shard_siz
 
 def _memory_bytes() -> int:
     return machine_memory()  # a name of this module's own, for tests to shrink the machine
+
+
+def _one_schema(files: tuple[str, ...]) -> bool:
+    """Whether every file's footer holds the first one's schema (Parquet's and the Arrow schema
+    its writer stored): DuckDB then reads them all as it reads the first, without matching
+    columns by name."""
+    digests = set()
+    for path in files:
+        footer = arrow_footer(path)
+        if footer is None:
+            return False
+        digests.add(footer.schema_digest)
+        if len(digests) > 1:
+            return False
+    return True
 
 
 def _duckdb_reads_otherwise(path: Path) -> bool:

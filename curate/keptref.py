@@ -34,14 +34,20 @@ class KeptReference:
     uids: bool  # curate derived the uids: they are in the step's uids/, row for row
     columns: tuple[str, ...]  # the step's columns, uid first
 
-    def relation(self) -> str:
+    def relation(self, one_schema: bool = False) -> str:
         """DuckDB SQL for the rows with ``_file`` (the file's position) and ``_row`` beside the
-        selected columns. ``read_parquet`` keeps the list's file order and each file's row order."""
+        selected columns. ``read_parquet`` keeps the list's file order and each file's row order.
+
+        Files may hold their columns in other orders, which ``union_by_name`` matches by name; it
+        opens every file to bind the query (~0.15 ms a file, each query: 1.4 of a 10,000-file
+        query's 4.4 CPU s). ``one_schema``: the caller knows every file has the first one's
+        schema (``curate.footers``), so DuckDB takes the first file's."""
         paths = [literal(path) for path in self.files]
         selected = ", ".join(f"{quote(column)} AS {quote(name)}" for column, name in self.select)
+        union = "" if one_schema else ", union_by_name = true"
         return (f"(SELECT CAST({file_position_sql('_source_file', paths)} AS INTEGER) AS _file, "
                 f"CAST(file_row_number AS BIGINT) AS _row, {selected} FROM read_parquet([{', '.join(paths)}], "
-                f"filename = '_source_file', file_row_number = true, union_by_name = true{read_option()}))")
+                f"filename = '_source_file', file_row_number = true{union}{read_option()}))")
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "files": list(self.files), "select": [list(pair) for pair in self.select],

@@ -45,3 +45,20 @@ def test_a_plain_file_is_still_read_in_place(workdir):
     path = workdir / "plain.parquet"
     pl.DataFrame({**BASE, "n": [1, 2], "t": [dt.datetime(2024, 1, 1)] * 2, "s": [[1.5], []]}).write_parquet(path)
     assert not _duckdb_reads_otherwise(path)
+
+
+def test_files_polars_reads_with_one_schema_keep_their_own_types_in_place(pm, workdir):
+    """Times in microseconds in one file and in nanoseconds in the next are both Polars' Time.
+    DuckDB reads a list of files with the first one's types unless told to match them by name
+    (which opens every file to bind): the second file's nanoseconds were cut. The in-place read
+    takes the first file's types only where every footer holds one Parquet schema."""
+    (workdir / "data").mkdir()
+    micros = pa.table({**BASE, "t": pa.array([1_000_001, 2], pa.time64("us"))})
+    nanos = pa.table({"url": ["http://e/2", "http://e/3"], "alt_text": ["c", "d"],
+                      "t": pa.array([1_000_000_123, 3], pa.time64("ns"))})
+    for name, table in (("p1.parquet", micros), ("p2.parquet", nanos)):
+        pq.write_table(table, workdir / "data" / name)
+        assert not _duckdb_reads_otherwise(workdir / "data" / name)
+    out = read_step_output(run_spec({"source": {"path": "data"}}, workdir, pm=pm), "source")
+    assert out["t"].to_list() == pl.read_parquet(workdir / "data")["t"].to_list()
+    assert out["t"][2] == dt.time(0, 0, 1, 0) and out["t"].cast(pl.Int64)[2] == 1_000_000_123
