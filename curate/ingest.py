@@ -180,8 +180,11 @@ def ingest(
         if has_uid:
             frames = stream(con, f"SELECT uid, {quoted} FROM {relation} ORDER BY _file, _row", batch_rows)
         else:
+            # a source of a shard at most is held as the writer holds a shard, and read once
+            rows = _footer_rows(in_place.files) if in_place is not None else None
+            one_pass = rows is not None and rows <= shard_size
             frames = derived_uids(con, relation, Content(tuple(spec.uid_columns)), quoted, batch_rows,
-                                  memory_bytes(con) // BYTES_PER_REPEAT)
+                                  memory_bytes(con) // BYTES_PER_REPEAT, one_pass=one_pass)
         try:
             for frame in frames:
                 writer.add(_cast(frame, schema))
@@ -190,10 +193,11 @@ def ingest(
             # DuckDB's own error, or the same through its Arrow stream (an OSError "Invalid Input
             # Error: …", when the bad value is in a column the uids' query did not read), or a
             # plain duckdb.Error on a file whose footer is fine and pages are not ("Parquet
-            # metadata is corrupt", "Prefetch registered for bytes outside file"); never an error
-            # of memory or of the disk
-            ours = isinstance(exc, duckdb.InvalidInputException) or str(exc).startswith("Invalid Input Error") \
-                or type(exc) is duckdb.Error
+            # metadata is corrupt", "Prefetch registered for bytes outside file"), which the
+            # stream says as "Invalid Error: …" (a source read in one pass meets it there); never
+            # an error of memory or of the disk
+            ours = isinstance(exc, duckdb.InvalidInputException) or type(exc) is duckdb.Error \
+                or str(exc).startswith(("Invalid Input Error", "Invalid Error"))
             if disk_full(exc) or isinstance(exc, duckdb.OutOfMemoryException):
                 ours = False
             problem = _in_place_error(source, in_place, exc, con) if in_place is not None and ours else None
@@ -316,6 +320,18 @@ def _refuse_unpacked(source: Source, spec: SourceSpec, schema: Schema, shard_siz
 
 def _memory_bytes() -> int:
     return machine_memory()  # a name of this module's own, for tests to shrink the machine
+
+
+def _footer_rows(files: tuple[str, ...]) -> int | None:
+    """The rows the files' footers say they hold (what DuckDB reads of them); None when pyarrow
+    cannot read a footer."""
+    total = 0
+    for path in files:
+        footer = arrow_footer(path)
+        if footer is None:
+            return None
+        total += footer.rows
+    return total
 
 
 def _one_schema(files: tuple[str, ...]) -> bool:

@@ -14,6 +14,10 @@ same uids:
   lookup filter of at most 16 MB.
 - **window** (more repeated contents than that): a second query numbers the repeated rows with a
   window partitioned by the content and sorted by position, which DuckDB spills to disk.
+
+A source of at most a shard of rows (``one_pass``) is read once: its rows, held as one shard is,
+give the hashes that repeat themselves. The aggregate read every file a second time: DuckDB
+opens each file of a query (~0.3 ms a file), a third of the source step of 10,000 small files.
 """
 
 from __future__ import annotations
@@ -76,14 +80,31 @@ BYTES_PER_REPEAT = 32
 
 
 def derived_uids(con: Any, relation: str, content: Content, quoted: str, batch_rows: int,
-                 max_repeats: int) -> Iterator[pl.DataFrame]:
+                 max_repeats: int, one_pass: bool = False) -> Iterator[pl.DataFrame]:
     """The rows of ``relation`` (with ``_file``/``_row``) in source order, each with its uid;
-    ``quoted`` names the columns to stream."""
-    repeated = _repeated_hashes(con, relation, content.hash_sql, max_repeats)
+    ``quoted`` names the columns to stream. ``one_pass``: the rows are few enough to hold (a
+    shard's worth at most), and are read once."""
+    held: Iterator[pl.DataFrame] | None = None
+    if one_pass:
+        frames = list(_hashed_rows(con, relation, content, quoted, batch_rows))
+        repeated = _repeated_among([frame["_hash"] for frame in frames], max_repeats)
+        if repeated is None:
+            frames.clear()  # the window reads the rows again
+        else:
+            frames.reverse()  # handed over from the end of the list, each let go once the writer has it
+            held = _popped(frames)
+    else:
+        repeated = _repeated_hashes(con, relation, content.hash_sql, max_repeats)
     if repeated is None:
         yield from _numbered_by_window(con, relation, content.sql, quoted, batch_rows)
     else:
-        yield from _numbered_by_hash_set(con, relation, content, quoted, batch_rows, repeated)
+        rows = held if held is not None else _hashed_rows(con, relation, content, quoted, batch_rows)
+        yield from _numbered_by_hash_set(con, rows, content, repeated)
+
+
+def _popped(frames: list[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    while frames:
+        yield frames.pop()
 
 
 def _repeated_hashes(con: Any, relation: str, hash_sql: str, max_repeats: int) -> np.ndarray | None:
@@ -99,15 +120,30 @@ def _repeated_hashes(con: Any, relation: str, hash_sql: str, max_repeats: int) -
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
 
 
-def _numbered_by_hash_set(con: Any, relation: str, content: Content, quoted: str, batch_rows: int,
+def _repeated_among(hashes: list[pl.Series], max_repeats: int) -> np.ndarray | None:
+    """What :func:`_repeated_hashes` answers, from every row's hash at hand."""
+    if not hashes:
+        return np.zeros(0, dtype=np.uint64)
+    every = np.concatenate([h.to_numpy().astype(np.uint64, copy=False) for h in hashes])
+    distinct, counts = np.unique(every, return_counts=True)
+    repeated = distinct[counts > 1]
+    return None if len(repeated) > max_repeats else repeated
+
+
+def _hashed_rows(con: Any, relation: str, content: Content, quoted: str,
+                 batch_rows: int) -> Iterator[pl.DataFrame]:
+    """The rows in source order with ``_file``, ``_row``, their first uid and their content's hash."""
+    return stream(con, f"SELECT _file, _row, substr(md5({content.sql}), 1, {UID_DIGITS}) AS uid, "
+                       f"{content.hash_sql} AS _hash, {quoted} FROM {relation}", batch_rows)
+
+
+def _numbered_by_hash_set(con: Any, rows: Iterator[pl.DataFrame], content: Content,
                           repeated: np.ndarray) -> Iterator[pl.DataFrame]:
     occurrences = Occurrences(repeated)
     order = _SourceOrder()
     later = con.cursor()  # the main stream keeps its connection busy until it is drained
     later.execute("SET preserve_insertion_order=true")  # later uids come back in their rows' order
     try:
-        rows = stream(con, f"SELECT _file, _row, substr(md5({content.sql}), 1, {UID_DIGITS}) AS uid, "
-                           f"{content.hash_sql} AS _hash, {quoted} FROM {relation}", batch_rows)
         for frame in rows:
             order.check(_position(frame))
             hashes = frame["_hash"].to_numpy().astype(np.uint64, copy=False)

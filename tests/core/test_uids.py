@@ -77,8 +77,8 @@ def test_the_uid_content_is_one_text_only_for_one_content(first, second):
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tables=st.lists(cst.tables(min_rows=0, max_rows=30), min_size=1, max_size=3),
        shard_size=st.integers(1, 40), repeat_file=st.booleans())
-def test_uids_follow_the_rule_by_hash_set_and_by_window(pm, tmp_path_factory, monkeypatch, tables, shard_size,
-                                                         repeat_file):
+def test_uids_follow_the_rule_by_hash_set_in_one_or_two_passes_and_by_window(
+        pm, tmp_path_factory, monkeypatch, tables, shard_size, repeat_file):
     workdir = tmp_path_factory.mktemp("uids")
     tables = [t.drop("uid") for t in tables]
     if repeat_file:  # every row of a file repeated in a later one
@@ -86,12 +86,18 @@ def test_uids_follow_the_rule_by_hash_set_and_by_window(pm, tmp_path_factory, mo
     for i, table in enumerate(tables):
         table.write_parquet(workdir / "data" / f"part-{i}.parquet", mkdir=True)
     spec = {"source": {"path": str(workdir / "data")}, "run": {"shard_size": shard_size}}
-    by_hash_set = read_step_output(run_spec(spec, workdir / "hash_set", pm=pm), "source")
+    with monkeypatch.context() as patch:  # the repeated hashes by an aggregate, then the rows
+        patch.setattr(curate.ingest, "_footer_rows", lambda files: None)
+        by_hash_set = read_step_output(run_spec(spec, workdir / "hash_set", pm=pm), "source")
+    with monkeypatch.context() as patch:  # the rows held, the repeated hashes found among them
+        patch.setattr(curate.ingest, "_footer_rows", lambda files: 0)
+        by_one_pass = read_step_output(run_spec(spec, workdir / "one_pass", pm=pm), "source")
     with monkeypatch.context() as patch:  # room for no repeated content: the window numbers them
         patch.setattr(curate.ingest, "BYTES_PER_REPEAT", 2**62)
         by_window = read_step_output(run_spec(spec, workdir / "window", pm=pm), "source")
     rows = [r for t in tables for r in t.select("url", "alt_text").iter_rows()]
     assert by_hash_set["uid"].to_list() == reference_uids(rows)
+    assert by_one_pass.equals(by_hash_set)
     assert by_window.equals(by_hash_set)
 
 
