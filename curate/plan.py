@@ -29,6 +29,7 @@ from curate.runfiles import (
     pattern_characters,
     read_as_pattern,
     real_folders,
+    real_paths,
     where_outside,
 )
 from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
@@ -334,7 +335,7 @@ def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None,
     if is_url(raw_source):
         return _remote_overlap_problems(outputs, raw_source)
     try:
-        files = sorted({Path(os.path.realpath(f)) for f in files_of()})
+        files = real_paths(files_of())
     except (CurateError, OSError):
         return []  # the source's own problem, reported with the source
     root = source.ctx.resolve(raw_source)
@@ -349,7 +350,8 @@ def source_overlap_problems(outputs: list[PlannedOutput], source: Source | None,
         target = Path(os.path.realpath(output.sink.ctx.resolve(raw)))
         if any(target.is_relative_to(os.path.realpath(own)) for own in (run_path, store)):
             continue
-        held = next((f for f in files if f == target or f.is_relative_to(target)), None)
+        inside = str(target).rstrip(os.sep) + os.sep  # real paths: a prefix of the text is a folder above
+        held = min((Path(f) for f in files if f == str(target) or f.startswith(inside)), default=None)
         if held is not None:
             what = "is" if held == target else "holds"
             out.append((("outputs", output.index, "path"),

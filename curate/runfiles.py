@@ -137,6 +137,25 @@ class FileOutside(PermissionError):
         return type(self), (str(self), self.path, self.hint)
 
 
+def real_paths(paths: Iterable[str | Path]) -> list[str]:
+    """``os.path.realpath`` of each of ``paths``, each folder resolved once: a file that is no
+    link lies in its folder's real path. ``realpath`` reads every part of a path (~25 ``lstat``
+    calls a file, 0.05 ms): a source's 10,000 files were resolved twice while planning."""
+    folders: dict[str, str] = {}
+    out = []
+    for path in paths:
+        text = os.fspath(path)
+        folder, name = os.path.split(text)
+        if name in ("", ".", "..") or os.path.islink(text):
+            out.append(os.path.realpath(text))
+            continue
+        real = folders.get(folder)
+        if real is None:
+            real = folders[folder] = os.path.realpath(folder)
+        out.append(os.path.join(real, name))
+    return out
+
+
 def real_folders(folders: Iterable[str | Path]) -> tuple[Path, ...]:
     """``folders`` with their links resolved, for :func:`confined`."""
     return tuple(Path(os.path.realpath(folder)) for folder in folders)

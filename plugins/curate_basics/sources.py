@@ -18,7 +18,7 @@ from curate.display import visible
 from curate.errors import SourceError
 from curate.footers import arrow_footer, polars_schema
 from curate.params import Params
-from curate.runfiles import pattern_characters, read_as_pattern
+from curate.runfiles import pattern_characters, read_as_pattern, real_paths
 from curate.remote import is_url
 from curate.source import Source
 from curate_basics.bucket import BucketObjects
@@ -151,7 +151,8 @@ class FileSource(BucketObjects, Source):
             return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         # Absolute paths: relative ones follow the working directory, so the same spec run from
         # another directory (or resumed from one) missed the cache and recomputed everything.
-        stats = [(str(p.resolve()), *_stat_key(p)) for p in self.files()]
+        files = self.files()
+        stats = [(real, *_stat_key(p)) for real, p in zip(real_paths(files), files)]
         payload = {"format": self.format, "params": self.params.fingerprint_dict(), "files": stats}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

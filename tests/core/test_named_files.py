@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from curate.runfiles import not_regular, outside_working_directory, where_outside
+from curate.runfiles import not_regular, outside_working_directory, real_paths, where_outside
 from curate.safetensors_header import NotSafetensors, read_header
 
 from tests.core.test_run_dir_safety import no_endless_wait
@@ -25,6 +25,24 @@ def test_not_regular_says_what_is_there(tmp_path):
     assert not_regular(tmp_path / "zero") == "is a character device (a link to /dev/zero), not a file"
     assert not_regular(tmp_path / "broken").startswith("is a broken link")
     assert not_regular(tmp_path / "nowhere") == "does not exist"
+
+
+def test_real_paths_are_what_realpath_says_of_each(tmp_path, monkeypatch):
+    """Each folder is resolved once and a file that is no link joined to it: links to a file, to a
+    folder, to nothing and in a loop, relative paths and '..' resolve as os.path.realpath does."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.parquet").write_text("x")
+    (tmp_path / "data" / "to_a.parquet").symlink_to("a.parquet")
+    (tmp_path / "linked").symlink_to(tmp_path / "data")
+    (tmp_path / "data" / "broken.parquet").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "data" / "loop").symlink_to("loop")
+    paths = ["data/a.parquet", "data/to_a.parquet", "linked/a.parquet", "linked/to_a.parquet",
+             str(tmp_path / "linked" / "b.parquet"), "data/broken.parquet", "data/loop",
+             "data/../linked/a.parquet", "a.parquet", "data/", "linked/.", "linked/..", "/",
+             tmp_path / "data" / "a.parquet"]
+    assert real_paths(paths) == [os.path.realpath(p) for p in paths]
+    assert real_paths(["linked/to_a.parquet"]) == [str(tmp_path.resolve() / "data" / "a.parquet")]
 
 
 def test_an_untrusted_spec_names_files_inside_the_working_directory_only(tmp_path, monkeypatch):
