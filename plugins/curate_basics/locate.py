@@ -15,6 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
+from curate_basics.jsonkeys import HINT as REPEATED_KEY_HINT
+from curate_basics.jsonkeys import BLOCK_BYTES, BLOCK_LINES, RepeatedKey, RepeatedKeys
+
 LIMIT = 512 * 1024 * 1024  # bytes scanned at most; a 10 GB file is not re-read to word an error
 
 
@@ -23,6 +26,7 @@ class Location:
     line: int  # 1-based
     column: int | None  # 1-based; bytes for UTF-8 errors, characters otherwise
     what: str
+    hint: str | None = None  # how to fix it, where the caller's own hint does not say
 
     def render(self) -> str:
         column = f", column {self.column}" if self.column is not None else ""
@@ -121,7 +125,9 @@ def _json_kind(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class JsonScan:
-    mixed: Location | None  # the first value of another JSON type than its key's first value
+    # the first value of another JSON type than its key's first value, or the first key written
+    # twice in one object (curate_basics.jsonkeys; its Location has a hint)
+    mixed: Location | None
     lines: int  # lines read
     complete: bool  # the whole file was read
     offset: int  # bytes read: where the lines past the scan start
@@ -135,7 +141,9 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     that key's first value. Polars reads such a column as text and stringifies the numbers and
     lists (``12345``, ``["a", "b"]``) without a word. Lines that are not JSON objects are left to
     the reader to report. ``limit`` counts bytes: the whole lines within it are read, the same
-    lines a copy of the file's first ``limit`` bytes holds."""
+    lines a copy of the file's first ``limit`` bytes holds. A key written twice in one object is
+    said first (curate_basics.jsonkeys): the reader keeps one of its values, and which one a type
+    was read from is not known."""
     first: dict[str, tuple[str, int]] = {}
     # A key holding both a fraction and a whole number no float holds exactly (past 2^53) is
     # read as floats, that number rounded (9007199254740993 became 9007199254740992.0).
@@ -144,13 +152,19 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     read = 0
     number = 0
     with open(path, "rb") as handle:  # lines end at b"\n" only, as the reader splits them
+        repeats, parsed = RepeatedKeys(handle), []
         # at most one byte past the limit a line: iterating the file read a line of a gigabyte whole
         while raw := handle.readline(limit - read + 1):
             number += 1
             if read + len(raw) > limit:
-                return JsonScan(None, number - 1, False, read, inexact)
+                repeated = _repeated(repeats.check(parsed, read))
+                return JsonScan(repeated, number - 1, False, read, {} if repeated else inexact)
             read += len(raw)
-            value = _json_object(raw)
+            parsed.append(value := _json_object(raw))
+            if len(parsed) == BLOCK_LINES:
+                if (repeated := _repeated(repeats.check(parsed, read))) is not None:
+                    return JsonScan(repeated, number, False, read)
+                parsed = []
             if value is None:
                 continue
             for key, item in value.items():
@@ -161,18 +175,29 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
                 if seen[0] != kind:
                     problem = (f"{key!r} is {kind} ({_shown(item)}) where line {seen[1]} has {seen[0]}: "
                                "the reader would turn its values into text")
-                    return JsonScan(Location(number, None, problem), number, False, read)
+                    found = _repeated(repeats.check(parsed, read)) or Location(number, None, problem)
+                    return JsonScan(found, number, False, read)
                 if type(item) is float:
                     fraction.setdefault(key, (item, number))
                 elif type(item) is int and not exact_as_float(item):
                     inexact.setdefault(key, (item, number))
                 if key in fraction and key in inexact:
                     (whole, at), (other, line) = inexact[key], fraction[key]
-                    return JsonScan(Location(number, None, f"{key!r} is {_shown(whole)} on line {at}, a whole number a "
-                                                           f"float cannot hold exactly, and {_shown(other)} on line "
-                                                           f"{line}: the reader would read them as floats and round "
-                                                           "the first"), number, False, read)
-    return JsonScan(None, number, True, read, inexact)
+                    problem = (f"{key!r} is {_shown(whole)} on line {at}, a whole number a float cannot hold "
+                               f"exactly, and {_shown(other)} on line {line}: the reader would read them as floats "
+                               "and round the first")
+                    found = _repeated(repeats.check(parsed, read)) or Location(number, None, problem)
+                    return JsonScan(found, number, False, read)
+        repeated = _repeated(repeats.check(parsed, read))
+    return JsonScan(repeated, number, True, read, {} if repeated else inexact)
+
+
+def _repeated(found: tuple[int, RepeatedKey] | None) -> Location | None:
+    """The Location of a key written twice (``RepeatedKeys``' answer), or None."""
+    if found is None:
+        return None
+    line, key = found
+    return Location(line, None, key.render(), REPEATED_KEY_HINT)
 
 
 def exact_as_float(number: int) -> bool:
@@ -189,23 +214,31 @@ def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: 
     ``columns`` were read) with a value the reader would lose or change: a key not among the
     columns (dropped without a word), a value of another JSON type than its column's (turned
     into text), a fraction or an out-of-range number in a column of whole numbers, a value in a
-    column that was null throughout. Reads the rest of the file: it is read next anyway, and
-    this is what it costs (a set lookup per value, the message only for the line found)."""
+    column that was null throughout; a key written twice in one object (curate_basics.jsonkeys),
+    said first. Reads the rest of the file: it is read next anyway, and this is what it costs (a
+    set lookup per value, the message only for the line found)."""
     where = f"the first {size_text(scanned_bytes)}"
     accepted = {name: _accepted_types(dtype) for name, dtype in columns.items()}
     bounds = {name: _INTEGER_BOUNDS[dtype] for name, dtype in columns.items() if dtype in _INTEGER_BOUNDS}
     with open(path, "rb") as handle:
         handle.seek(scanned.offset)
-        for number, raw in enumerate(handle, start=scanned.lines + 1):
-            value = _json_object(raw)
-            if value is None:
-                continue
-            for key, item in value.items():
-                if type(item) in accepted.get(key, _NULL_ONLY) and (
-                        key not in bounds or type(item) is not int or bounds[key][0] <= item <= bounds[key][1]) and (
-                        type(item) is not int or key in bounds or exact_as_float(item)):
+        repeats, number = RepeatedKeys(handle, scanned.offset, scanned.lines + 1), scanned.lines
+        while block := handle.readlines(BLOCK_BYTES):
+            parsed = list(map(_json_object, block))
+            for number, value in enumerate(parsed, start=number + 1):
+                if value is None:
                     continue
-                return Location(number, None, _past_scan_problem(key, item, columns, where))
+                for key, item in value.items():
+                    if type(item) in accepted.get(key, _NULL_ONLY) and (key not in bounds or type(item) is not int
+                                                                        or bounds[key][0] <= item <= bounds[key][1]) \
+                            and (type(item) is not int or key in bounds or exact_as_float(item)):
+                        continue
+                    repeated = _repeated(repeats.check(parsed, handle.tell()))
+                    if repeated is not None and repeated.line <= number:
+                        return repeated
+                    return Location(number, None, _past_scan_problem(key, item, columns, where))
+            if (repeated := _repeated(repeats.check(parsed, handle.tell()))) is not None:
+                return repeated
     return None
 
 

@@ -448,7 +448,7 @@ class JsonlSource(FileSource):
             if late is not None:
                 raise SourceError(
                     f"cannot read {path} as jsonl, {late.render()}",
-                    f"the columns of a JSON Lines file and their types are read from its first "
+                    late.hint or f"the columns of a JSON Lines file and their types are read from its first "
                     f"{size_text(JSONL_SCAN_LIMIT)}: put a line with every key (each with a value of its type) "
                     "near its start, give each key one JSON type on every line, or convert the file to Parquet "
                     "with the types declared",
@@ -470,8 +470,9 @@ class JsonlSource(FileSource):
             if scanned.mixed is not None:
                 raise SourceError(
                     f"cannot read {path} as jsonl, {scanned.mixed.render()}",
-                    "give each key one JSON type on every line (quote numbers meant as text, ids past 2^53 "
-                    "among fractions too; null for none), or convert the file to Parquet with the types declared",
+                    scanned.mixed.hint or "give each key one JSON type on every line (quote numbers meant as "
+                    "text, ids past 2^53 among fractions too; null for none), or convert the file to Parquet with "
+                    "the types declared",
                 )
             lines = None if scanned.complete else max(JSONL_INFER_MIN_LINES, scanned.lines)
             schema = dict(pl.scan_ndjson(path, infer_schema_length=lines).collect_schema())
