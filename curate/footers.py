@@ -43,6 +43,7 @@ class ArrowFooter:
     # a digest of the file's Parquet schema (names, physical and logical types) and of the Arrow
     # schema its writer stored: files with one digest are read by DuckDB with one schema
     schema_digest: str = ""
+    row_groups: int = 0
 
 
 def _version(path: Path | str) -> tuple[str, int, int, int, int]:
@@ -97,7 +98,7 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
     columns = [metadata.schema.column(i) for i in range(len(metadata.schema))]
     differs = differs or any(c.physical_type == "INT96" or str(c.logical_type) == "UUID" for c in columns)
     return ArrowFooter(metadata.num_rows, widest, tuple(zones), differs, tuple(bounds),
-                       _schema_digest(metadata))
+                       _schema_digest(metadata), metadata.num_row_groups)
 
 
 def _schema_digest(metadata: Any) -> str:
