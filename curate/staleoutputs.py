@@ -65,13 +65,14 @@ def stale_outputs(earlier: list[dict[str, Any]], written: list[dict[str, Any]]) 
 def say_stale(stale: list[dict[str, Any]], failed: bool) -> None:
     if not stale:
         return
-    why, fix = (("this run failed before writing them again", "the next complete run writes them again")
-                if failed else ("this spec no longer writes them", "delete them if they are not wanted"))
+    why, fix = (("this run failed before writing it again", "the next complete run writes it again")
+                if failed else ("this spec no longer writes it", "delete what is not wanted"))
     listed = "; ".join(f"{output['path']} (run started {output['written_by'].get('started_at')}, spec hash "
                        f"{str(output['written_by'].get('spec_hash'))[:12]})" for output in stale)
-    warnings.warn(f"{len(stale)} output{'s' if len(stale) > 1 else ''} in the run directory still hold an "
-                  f"earlier run's rows, not this spec's ({why}): {listed}; the manifest lists them under "
-                  f"stale_outputs; {fix}", StaleOutputWarning, stacklevel=2)
+    counted = f"{len(stale)} outputs in the run directory still hold" if len(stale) > 1 else \
+        "1 output in the run directory still holds"
+    warnings.warn(f"{counted} an earlier run's rows, not this spec's ({why}): {listed}; the manifest lists "
+                  f"them under stale_outputs; {fix}", StaleOutputWarning, stacklevel=2)
 
 
 def _key(path: str) -> str:

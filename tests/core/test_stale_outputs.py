@@ -69,7 +69,7 @@ def test_outputs_left_by_an_earlier_run_are_listed_said_and_shown(curate_main, w
     assert Path(stale["path"]).name == "curated.csv"
     assert stale["written_by"]["spec_hash"] == first["spec_hash"] != second["spec_hash"]
     said = "\n".join(str(w.message) for w in warned)
-    assert "curated.csv" in said and "earlier run's rows" in said and "failed before writing them again" in said
+    assert "curated.csv" in said and "earlier run's rows" in said and "failed before writing it again" in said
 
     shown = curate_main("inspect", "run")
     assert shown.code == 0 and "stale output:" in shown.stdout and "curated.csv" in shown.stdout, shown
@@ -80,7 +80,7 @@ def test_outputs_left_by_an_earlier_run_are_listed_said_and_shown(curate_main, w
         assert curate_main("run", "spec.yaml", "--quiet").code == 0
     third = manifest(workdir)
     assert [o["written_by"]["spec_hash"] for o in third["stale_outputs"]] == [first["spec_hash"]]
-    assert "no longer writes them" in "\n".join(str(w.message) for w in warned)
+    assert "no longer writes it" in "\n".join(str(w.message) for w in warned)
 
     # Written again: nothing stale; deleted by hand: nothing stale either.
     write_spec(spec(10, both))
