@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import platform
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
+from curate.removal import check_removable, remove_step_folders
 from curate.runfiles import read_json, remove_tree
 from curate.runstore import (
     COMPLETE,
@@ -117,11 +117,13 @@ class Engine:
             if not count:
                 continue
             retrying[planned.label] = count
+            later = [(p.label, plan.step_dir(p)) for p in plan.steps[planned.index + 1:]]
+            why = f"--retry-failed reruns step '{planned.label}' and recomputes the steps after it"
+            check_removable([(planned.label, step_dir), *later], why)  # before its markers go
             for marker in (step_dir / "shards").glob("*.json"):
                 marker.unlink()
             (step_dir / COMPLETE).unlink()
-            for later in plan.steps[planned.index + 1:]:
-                shutil.rmtree(plan.step_dir(later), ignore_errors=True)
+            remove_step_folders(later, why)
             break  # the steps after it are recomputed from its new output anyway
         return retrying
 
@@ -132,11 +134,12 @@ class Engine:
         if from_label is not None:
             # A fused group is one unit: --from a step inside it re-runs the whole group.
             start = plan.by_label(from_label).group[0]
-            for planned in plan.steps[start:]:
-                shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
+            first = plan.steps[start].label
+            why = f"--from {from_label} recomputes " + (
+                "it and the steps after it" if first == from_label else f"its fused group from '{first}' on")
+            remove_step_folders([(p.label, plan.step_dir(p)) for p in plan.steps[start:]], why)
         if not use_cache:
-            for planned in plan.steps:
-                shutil.rmtree(plan.step_dir(planned), ignore_errors=True)
+            remove_step_folders([(p.label, plan.step_dir(p)) for p in plan.steps], "--no-cache recomputes it")
         self.retrying = self._reopen_for_retry() if retry_failed else {}
         for output in plan.outputs:
             if output.sink.ctx.remote:
@@ -490,7 +493,7 @@ class Engine:
             results = pool.finish()
         finally:
             pool.close()
-        self._commit(partial, head_dir)
+        self._commit(partial, head_dir, head.label)
         if head.step is not None:
             ctx.artifacts = head_dir / "artifacts"  # the summary sees the artifacts where they now are
             stats["summary"] = head.step.summary(ctx)
@@ -513,8 +516,9 @@ class Engine:
         partial.mkdir(parents=True)
         return partial
 
-    def _commit(self, partial: Path, step_dir: Path) -> None:
-        shutil.rmtree(step_dir, ignore_errors=True)
+    def _commit(self, partial: Path, step_dir: Path, label: str) -> None:
+        """Put a finished ``.partial`` folder in place of the step's old, unfinished one."""
+        remove_step_folders([(label, step_dir)], "its new output replaces the old folder")
         partial.rename(step_dir)
 
     def _run_source(self, planned: PlannedStep, step_dir: Path, ctx: StepContext) -> dict[str, Any]:
@@ -523,7 +527,7 @@ class Engine:
         ctx.artifacts = partial / "artifacts"
         stats = ingest(self.plan.source, self.spec.source, planned.output_schema, partial,
                        self.spec.run.shard_size, ctx)
-        self._commit(partial, step_dir)
+        self._commit(partial, step_dir, planned.label)
         return stats
 
     def _run_table_step(self, planned: PlannedStep, step_dir: Path, ctx: StepContext, executor: Any):
@@ -540,7 +544,7 @@ class Engine:
         shards = _write_table_step(step, table, ctx, writer, planned.output_schema)
         check_nothing_lost(step, None, uids_of(table.files),
                            uids_of([*iter_shard_files(partial), *iter_dropped_files(partial)]))
-        self._commit(partial, step_dir)
+        self._commit(partial, step_dir, planned.label)
         ctx.artifacts = step_dir / "artifacts"  # the summary sees the artifacts where they now are
         return {
             "rows_in": total,

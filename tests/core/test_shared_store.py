@@ -1,0 +1,145 @@
+"""A store other users share, or holds files this user cannot delete: `--no-cache` / `--from` stop
+with the folder named instead of reusing it.
+
+Root ignores permissions, so these tests run as root and make a folder unremovable with
+``chattr +i``, or run the other user's side as ``nobody`` in a subprocess; they are skipped
+where neither is possible."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env, sample_table
+
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chattr, or running as another user)")
+NOBODY = 65534
+SPEC = {"name": "shared", "source": {"path": "data.parquet"},
+        "steps": [{"step": "normalize_text"}, {"step": "exact_dedup", "params": {"columns": ["url"]}}],
+        "outputs": [{"format": "parquet", "path": "out.parquet"}],
+        "run": {"dir": "run", "shard_size": 10}}
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """``path`` marked immutable (``chattr +i``): not even root may change or delete it."""
+    try:
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        pytest.skip("chattr is not installed")
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i does not work here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def step_folders(run: Path) -> list[Path]:
+    return sorted(p for p in (run / "store").iterdir() if p.is_dir())
+
+
+def folder_of(run: Path, label: str) -> Path:
+    return next((run / "steps").glob(f"*_{label}")).resolve()
+
+
+@pytest.fixture
+def finished(curate_main, write_spec, workdir) -> Path:
+    write_spec(SPEC, table=sample_table(40))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    return workdir / "run"
+
+
+@ROOT
+@pytest.mark.parametrize("flags", [("--no-cache",), ("--from", "normalize_text")])
+def test_a_step_folder_that_cannot_be_removed_stops_the_run_before_anything_is_removed(curate_main, finished, flags):
+    folders = step_folders(finished)
+    dedup = folder_of(finished, "exact_dedup")
+    with immutable(dedup / "data"):  # its shards cannot be deleted
+        result = curate_main("run", "spec.yaml", "--quiet", *flags)
+    assert result.code == 2 and "internal error" not in result.stderr, result
+    assert "cannot recompute step 'exact_dedup'" in result.stderr and f"{dedup / 'data'}" in result.stderr
+    assert "marked immutable" in result.stderr and "Nothing was removed" in result.stderr
+    assert "run.cache_dir" in result.stderr  # how to go on: a store of one's own
+    assert all((p / "_COMPLETE.json").exists() for p in folders)  # every step still there, whole
+
+
+@ROOT
+def test_a_step_folder_that_fails_halfway_is_never_reused_and_its_file_is_named(curate_main, finished, workdir):
+    before = (workdir / "run" / "out.parquet").read_bytes()
+    dedup = folder_of(finished, "exact_dedup")
+    shard = dedup / "data" / "shard-00000.parquet"
+    with immutable(shard):  # only deleting finds it: the folder around it is writable
+        result = curate_main("run", "spec.yaml", "--quiet", "--no-cache")
+        assert result.code == 2 and "internal error" not in result.stderr, result
+        assert f"{shard}: Operation not permitted" in result.stderr, result.stderr
+        assert not (dedup / "_COMPLETE.json").exists()  # what is left is never taken for finished
+        again = curate_main("run", "spec.yaml", "--quiet")  # its new output cannot replace it either
+        assert again.code == 2 and "internal error" not in again.stderr, again
+        assert f"{shard}: Operation not permitted" in again.stderr and "cached" not in again.stdout
+    fixed = curate_main("run", "spec.yaml", "--quiet")
+    assert fixed.code == 0, fixed
+    assert (workdir / "run" / "out.parquet").read_bytes() == before
+
+
+# -- another user: runs as nobody ------------------------------------------------------------------
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A folder both root and nobody can reach (pytest's own tmp folders are root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="curate-shared-", dir="/tmp"))
+    folder.chmod(0o777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+def as_nobody(args: list[str], cwd: Path, umask: int = 0o022) -> subprocess.Popen[str]:
+    """``python ARGS`` as user nobody. Through setpriv, which finds the interpreter before it gives
+    up root's rights (a Python under /root, mode 0700, is found that way; a preexec setuid is not)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    return subprocess.Popen([setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable,
+                             *args], cwd=cwd, env=cli_env(HOME=str(cwd)), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: os.umask(umask))
+
+
+def nobody_runs(args: list[str], cwd: Path, umask: int = 0o022, timeout: float = 60) -> tuple[int, str]:
+    process = as_nobody(args, cwd, umask)
+    out, err = process.communicate(timeout=timeout)
+    if "ModuleNotFoundError" in err or "Permission denied" in err and "python" in err.splitlines()[0]:
+        pytest.skip(f"user nobody cannot run curate's Python here: {err.strip()[:200]}")
+    return process.returncode, out + err
+
+
+@ROOT
+def test_another_users_store_is_named_when_no_cache_cannot_recompute_it(curate_main, write_spec, shared):
+    store = shared / "store"
+    store.mkdir(mode=0o777)
+    store.chmod(0o777)
+    spec = {**SPEC, "source": {"path": str(shared / "data.parquet")},
+            "run": {"dir": "run", "shard_size": 10, "cache_dir": str(store)}}
+    write_spec(spec)
+    sample_table(40).write_parquet(shared / "data.parquet")
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0  # root's steps, 0755 folders
+    mine = shared / "mine"
+    mine.mkdir(mode=0o777)
+    mine.chmod(0o777)
+    (mine / "spec.yaml").write_text(json.dumps(spec))
+    (mine / "spec.yaml").chmod(0o644)
+    code, said = nobody_runs(["-m", "curate.cli", "run", "spec.yaml", "--quiet", "--no-cache"], mine)
+    assert code == 2 and "cached" not in said, said  # not every step silently reused
+    assert "cannot recompute step 'source' (--no-cache recomputes it)" in said
+    assert "belongs to user root" in said and "user nobody may not delete in it" in said
+    assert all((p / "_COMPLETE.json").exists() for p in store.iterdir() if p.is_dir())
