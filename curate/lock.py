@@ -8,6 +8,11 @@ it (pid, host, start time, command) so the second run can name the holder.
 ``flock`` is released by the kernel when the holder dies, so a lock left by a killed run is
 taken over at once (and said so). A lock still held while its pid is gone on this host (a forked
 child kept the descriptor) is broken by replacing the file.
+
+A store may be shared by several users (a group folder, umask 002). The lock file is created
+with the permissions the umask allows, as any file; one this user may only read (another user's,
+or from a curate that made them 0644) still names its holder and can be waited for, and one left
+by a run that no longer runs is replaced where the folder allows, else named with its owner.
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ from typing import Any
 from curate.display import visible
 from curate.errors import RunDirError, RunLockedError
 from curate.runfiles import json_value, read_text
+from curate.users import me, owner
 
 LOCK_NAME = ".curate.lock"
 COMMAND_LIMIT = 300  # characters of the holder's command line kept in the lock file
 POLL_SECONDS = 0.2
+SHARING = ("users who share a store should share a group and run with umask 002 in a setgid folder "
+           "(chmod g+ws), so that each may take the others' locks")
 
 
 def _me() -> dict[str, Any]:
     return {
         "pid": os.getpid(),
+        "user": me(),
         "host": socket.gethostname(),
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv)[:COMMAND_LIMIT],
@@ -70,6 +79,13 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _mode(path: Path) -> str:
+    try:
+        return stat.filemode(os.lstat(path).st_mode)
+    except OSError:
+        return "gone"
+
+
 def describe(holder: dict[str, Any] | None) -> str:
     """Who holds a lock, from its file. A run directory may come from someone else, and this is
     printed as it stands (the notice of a lock taken over): each field is shown with its control
@@ -82,7 +98,8 @@ def describe(holder: dict[str, Any] | None) -> str:
         text = visible(holder.get(name))
         return text if len(text) <= limit else text[:limit] + "…"
 
-    return (f"pid {field('pid')} on host {field('host')}, started {field('started_at')}"
+    user = f" by user {field('user')}" if holder.get("user") else ""
+    return (f"pid {field('pid')} on host {field('host')}, started {field('started_at')}{user}"
             + (f" ({field('command', COMMAND_LIMIT)})" if holder.get("command") else ""))
 
 
@@ -128,11 +145,15 @@ class DirectoryLock:
         waiting_said = False
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                # 0o666 less the umask, as any file: a store shared by a group (umask 002 in a setgid
+                # folder) gets a lock its other users may take; 0o644 made them "Permission denied".
+                fd, writable = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666), True
             except IsADirectoryError:
                 raise RunDirError(f"the lock file {self.path} of the {self.what} is a folder",
                                   f"remove it (rm -r '{self.path}'): curate keeps a file there while a run "
                                   "holds the directory") from None
+            except PermissionError as error:  # another user's: it can still say who holds it
+                fd, writable = self._open_read_only(error), False
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -141,8 +162,7 @@ class DirectoryLock:
                 if self._dead_on_this_host(holder):
                     say(f"curate: breaking the lock on {self.what} {self.directory}: its holder, "
                         f"{describe(holder)}, is no longer running")
-                    with contextlib.suppress(FileNotFoundError):
-                        self.path.unlink()
+                    self._remove_left(holder)
                     continue
                 if deadline is not None and time.monotonic() >= deadline:
                     raise RunLockedError(
@@ -155,10 +175,22 @@ class DirectoryLock:
                     waiting_said = True
                 time.sleep(POLL_SECONDS)
                 continue
+            except OSError:  # read-only, where flock needs a writable descriptor (NFS)
+                os.close(fd)
+                raise self._not_ours(_read_holder(self.path), "may not write it") from None
             if not self._still_current(fd):  # replaced by a breaker between our open and flock
                 os.close(fd)
                 continue
             previous = _read_holder(self.path)
+            if not writable:  # no run holds it, and this user may not write it: put a new one in its place
+                whose = owner(self.path)
+                try:
+                    self._remove_left(previous)
+                finally:
+                    os.close(fd)
+                say(f"curate: replaced the lock file of {self.what} {self.directory}, which user {whose}'s "
+                    f"run left and no longer runs: {describe(previous)}")
+                continue
             if previous:
                 say(f"curate: taking over the lock on {self.what} {self.directory} left by a run that "
                     f"no longer runs: {describe(previous)}")
@@ -167,6 +199,43 @@ class DirectoryLock:
             os.fsync(fd)
             self.fd = fd
             return
+
+    def _open_read_only(self, error: PermissionError) -> int:
+        """The lock file opened for reading, where this user may not write it (another user's, made
+        before curate created locks with the umask's permissions); ``error`` is raised where there
+        is no file (the folder is not this user's to write), and a clear error where it cannot be
+        read either (who holds it cannot be told)."""
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            raise error from None
+        except PermissionError:
+            raise self._not_ours(None, "may neither read nor write it") from None
+
+    def _not_ours(self, holder: dict[str, Any] | None, may_not: str) -> RunLockedError:
+        mode = _mode(self.path)
+        whose = owner(self.path)
+        return RunLockedError(
+            f"cannot tell whether {self.what} {self.directory} is in use: its lock file {self.path} belongs "
+            f"to user {whose} ({mode}), and user {me()} {may_not}"
+            + (f"; it names {describe(holder)}" if holder else ""),
+            f"once no run of user {whose} uses it, they (or anyone who may write {self.directory}) can "
+            f"remove it (rm '{self.path}'); {SHARING}")
+
+    def _remove_left(self, holder: dict[str, Any] | None) -> None:
+        """Remove the lock file a run that no longer runs left (``holder``), or say whose it is."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            whose = owner(self.path)
+            raise RunLockedError(
+                f"{self.what} {self.directory} is locked by a run that no longer runs ({describe(holder)}): "
+                f"its lock file {self.path} belongs to user {whose} ({_mode(self.path)}), and user {me()} "
+                "may neither write nor remove it",
+                f"user {whose}, or anyone who may write {self.directory}, can remove it (rm '{self.path}'); "
+                f"{SHARING}") from None
 
     def _still_current(self, fd: int) -> bool:
         try:

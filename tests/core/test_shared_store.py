@@ -1,5 +1,5 @@
 """A store other users share, or holds files this user cannot delete: `--no-cache` / `--from` stop
-with the folder named instead of reusing it.
+with the folder named instead of reusing it, and the store's lock names its holder to every user.
 
 Root ignores permissions, so these tests run as root and make a folder unremovable with
 ``chattr +i``, or run the other user's side as ``nobody`` in a subprocess; they are skipped
@@ -143,3 +143,83 @@ def test_another_users_store_is_named_when_no_cache_cannot_recompute_it(curate_m
     assert "cannot recompute step 'source' (--no-cache recomputes it)" in said
     assert "belongs to user root" in said and "user nobody may not delete in it" in said
     assert all((p / "_COMPLETE.json").exists() for p in store.iterdir() if p.is_dir())
+
+
+@ROOT
+def test_a_lock_file_another_user_may_only_read_still_names_its_holder_and_can_be_waited_for(shared):
+    from curate.lock import LOCK_NAME, DirectoryLock
+
+    lock = DirectoryLock(shared, "store")
+    lock.acquire(wait=0)
+    (shared / LOCK_NAME).chmod(0o644)  # as curate made them before: only its owner may write it
+    take = "from curate.lock import DirectoryLock; import sys; " \
+           "DirectoryLock(sys.argv[1], 'store').acquire(wait=float(sys.argv[2]) if sys.argv[2] else None); " \
+           "print('taken', flush=True)"
+    try:
+        code, said = nobody_runs(["-c", take, str(shared), "0"], shared)
+        assert code == 1 and "RunLockedError" in said and "Permission denied" not in said, said
+        assert f"store {shared} is in use by another curate run: pid {os.getpid()}" in said
+        assert "by user root" in said
+        waiting = as_nobody(["-c", take, str(shared), ""], shared)
+        assert waiting.stderr is not None
+        line = waiting.stderr.readline()
+        assert "curate: waiting for store" in line, line + waiting.stderr.read()
+    finally:
+        lock.release()
+    out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0 and out == "taken\n", err
+
+
+@ROOT
+@pytest.mark.parametrize("group_writable", [True, False])
+def test_a_lock_left_by_another_users_dead_run_is_replaced_or_its_owner_named(shared, group_writable):
+    from curate.lock import LOCK_NAME
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = shared / LOCK_NAME
+    lock.write_text(json.dumps({"pid": dead.pid, "host": "elsewhere", "started_at": "2026-01-01T00:00:00+00:00",
+                                "user": "root"}))
+    lock.chmod(0o644)
+    if not group_writable:
+        shared.chmod(0o755)  # nobody may not remove it either
+    code, said = nobody_runs(["-c", "from curate.lock import DirectoryLock; import sys; "
+                                    "DirectoryLock(sys.argv[1], 'store').acquire(wait=0); print('taken')",
+                              str(shared)], shared)
+    if group_writable:
+        assert code == 0 and "taken" in said, said
+        assert f"pid {dead.pid}" in said and "which user root's run left and no longer runs" in said
+    else:
+        assert code == 1 and "RunLockedError" in said and f"locked by a run that no longer runs (pid {dead.pid}" \
+            in said, said
+        assert "belongs to user root (-rw-r--r--), and user nobody may neither write nor remove it" in said
+        assert f"rm '{lock}'" in said
+
+
+def test_the_lock_file_gets_the_permissions_the_umask_allows(tmp_path):
+    """A store shared by a group (umask 002, setgid folder): its lock must be group-writable, as
+    any file the run writes there, or the group's other users cannot take it."""
+    from curate.lock import LOCK_NAME, DirectoryLock
+
+    lock = DirectoryLock(tmp_path, "store")
+    before = os.umask(0o002)
+    try:
+        lock.acquire(wait=0)
+    finally:
+        os.umask(before)
+    try:
+        assert (tmp_path / LOCK_NAME).stat().st_mode & 0o777 == 0o664
+    finally:
+        lock.release()
+
+
+def test_a_lock_holder_names_its_user(tmp_path):
+    from curate.lock import LOCK_NAME, DirectoryLock
+    from curate.users import me
+
+    lock = DirectoryLock(tmp_path, "store")
+    lock.acquire(wait=0)
+    try:
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["user"] == me()
+    finally:
+        lock.release()
