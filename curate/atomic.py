@@ -20,8 +20,9 @@ def temporary(path: Path) -> Path:
 @contextmanager
 def atomic_path(path: Path | str, *, sweep: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; when the block ends it replaces ``path`` in one rename, and
-    when the block raises it is removed. ``sweep`` first deletes temporaries that dead processes
-    left beside ``path`` (for user-facing outputs, where a killed export would otherwise litter)."""
+    when the block raises it is removed (an ``OSError`` naming no file then names ``path``).
+    ``sweep`` first deletes temporaries that dead processes left beside ``path`` (for user-facing
+    outputs, where a killed export would otherwise litter, and curate.duckdb)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if sweep:
@@ -29,8 +30,11 @@ def atomic_path(path: Path | str, *, sweep: bool = False) -> Iterator[Path]:
     tmp = temporary(path)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno is not None and not error.filename:
+            # a write's error names no file (a full disk, found at close): name the one written
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     os.replace(tmp, path)
 
@@ -43,7 +47,7 @@ def write_text_atomic(path: Path | str, text: str, encoding: str | None = None) 
 def _sweep(path: Path) -> None:
     from curate.lock import pid_alive
 
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = stale.name[len(path.name) + 2:-len(".tmp")]
-        if pid.isdigit() and not pid_alive(int(pid)):
+    for stale in path.parent.glob(f".{path.name}.*.tmp*"):  # and a database's log beside it (.tmp.wal)
+        pid, _, rest = stale.name[len(path.name) + 2:].partition(".")
+        if pid.isdigit() and rest in ("tmp", "tmp.wal") and not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)

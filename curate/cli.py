@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from curate.display import VisibleFormatter, for_rich, visible
-from curate.errors import CurateError, Terminated, reported
+from curate.errors import CurateError, ResourceError, Terminated, reported
 
 DEBUG = {"on": False}
 
@@ -583,8 +583,13 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # a bug: say so plainly, keep the traceback behind --debug
         if debug or not reported(exc):
             raise
+        # The machine's answer, not a bug: a full disk, a used-up quota or a file-size limit
+        # wherever curate writes (its lock, manifest, views, report), a read-only run directory.
+        resource = ResourceError.from_exception(exc)
+        if resource is not None:
+            click.secho(f"error: {visible(resource, lines=True)}", fg="red", err=True)
+            return 1
         if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            # the machine's answer, not a bug: a read-only run directory said "internal error"
             where = visible(str(exc.filename or "a file"))
             click.secho(f"error: cannot use {where}: {exc.strerror}", fg="red", err=True)
             click.echo("  hint: curate writes into the run directory (its lock, manifest, views and report) "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import platform
 import time
 import warnings
@@ -25,8 +26,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from curate import __version__
+from curate.atomic import write_text_atomic
 from curate.diskspace import check_free, min_free_bytes, output_fix
-from curate.errors import CurateError, ResourceError, StepError, Terminated, disk_full, error_line, reported
+from curate.errors import (
+    FILE_SIZE_LIMIT,
+    CurateError,
+    ResourceError,
+    StepError,
+    Terminated,
+    error_line,
+    out_of_room,
+    reported,
+    resource_hint,
+    room_left,
+)
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import untrusted_image_folders
 from curate.ingest import ingest
@@ -152,7 +165,7 @@ class Engine:
         # Written with the manifest, after the checks above: a run directory holding a spec.yaml but
         # no manifest or store/ would look like someone else's folder to the next run (curate.plan).
         earlier = earlier_outputs(self.run_dir)  # before the manifest that lists them is replaced
-        (self.run_dir / "spec.yaml").write_text(self.spec.dump_yaml())
+        write_text_atomic(self.run_dir / "spec.yaml", self.spec.dump_yaml())  # whole: --resume reads it
         manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)
         self.pm.notify("curate_run_started", run_dir=self.run_dir, spec=self.spec)
@@ -614,10 +627,17 @@ class Engine:
         except BaseException as exc:
             if not reported(exc):
                 raise
-            if disk_full(exc):  # min_free_disk 0, or a disk filled by someone else meanwhile
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            room = out_of_room(exc)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if room == errno.ENOSPC:  # min_free_disk 0, or a disk filled by someone else meanwhile
                 raise ResourceError(f"output '{output.path}' could not be written, the disk holding {written} is "
                                     f"full ({first})", output_fix(output.path, self.min_free_disk)) from exc
+            if room is not None:  # a quota, or a file-size limit (ulimit -f)
+                fix = resource_hint(exc) if room != errno.EFBIG else (
+                    f"{FILE_SIZE_LIMIT}: raise it (ulimit -f unlimited), or write output "
+                    f"'{output.path}' where larger files are allowed; a re-run writes only the outputs")
+                raise ResourceError(f"output '{output.path}' could not be written to {written}: {first}"
+                                    f"{room_left(exc)}", fix) from exc
             hint = (f"check that {written} can be written (a folder there, its permissions)"
                     if isinstance(exc, OSError) else
                     f"this is a bug in plugin '{owner}' (its '{output.sink.format}' sink); "

@@ -111,10 +111,34 @@ class SourceError(CurateError):
     exit_code = 2
 
 
+# Writes that found no room, with the words the C library gives them (which Polars, DuckDB and
+# pyarrow quote inside errors of their own).
+NO_ROOM = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
+           errno.EFBIG: "File too large"}
+
+
+def out_of_room(exc: BaseException) -> int | None:
+    """The errno of a write that found no room (a full disk ENOSPC, a used-up quota EDQUOT, a
+    file-size limit EFBIG), in an ``OSError`` or quoted in a library's error; None otherwise."""
+    if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+        return exc.errno
+    text = str(exc)
+    return next((number for number, words in NO_ROOM.items() if words in text), None)
+
+
 def disk_full(exc: BaseException) -> bool:
-    """``exc`` says a disk is full: an OSError with ENOSPC, or a library's error quoting it (Polars,
-    DuckDB and pyarrow wrap it in their own)."""
-    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
+    """``exc`` says a write found no room (:func:`out_of_room`): the run's problem, not a step's."""
+    return out_of_room(exc) is not None
+
+
+DISK_FULL_FIX = ("the disk is full: free space, or set run.dir to a bigger disk (a run keeps every step's "
+                 "shards and DuckDB spills to RUN_DIR/tmp/duckdb); a re-run resumes")
+QUOTA_FIX = ("the disk quota of this user is used up (quota -s shows it): free space under it, or set "
+             "run.dir and run.cache_dir to a disk with room; a re-run resumes")
+FILE_SIZE_LIMIT = ("a file-size limit stopped the write: the shell's `ulimit -f` (RLIMIT_FSIZE, often set by "
+                   "a batch system or a container) or the filesystem's largest file (FAT32: 4 GB)")
+FILE_SIZE_FIX = (f"{FILE_SIZE_LIMIT}: raise it (ulimit -f unlimited), or lower run.shard_size so each stored "
+                 "shard is smaller; a re-run resumes")
 
 
 def resource_hint(exc: BaseException) -> str | None:
@@ -125,15 +149,51 @@ def resource_hint(exc: BaseException) -> str | None:
                 "(DuckDB spills to RUN_DIR/tmp/duckdb until run.min_free_disk, default 512MB, is left); a source of "
                 "thousands of columns needs memory for each (10,000 took more than 256MB for 10 rows): carry only "
                 "those the run needs with source.keep: [col, …]")
-    if disk_full(exc):
-        return ("the disk is full: free space, or set run.dir to a bigger disk (a run keeps every step's shards "
-                "and DuckDB spills to RUN_DIR/tmp/duckdb); a re-run resumes")
-    return None
+    return {errno.ENOSPC: DISK_FULL_FIX, errno.EDQUOT: QUOTA_FIX, errno.EFBIG: FILE_SIZE_FIX,
+            None: None}[out_of_room(exc)]
+
+
+def written_path(exc: BaseException) -> str | None:
+    """The file a failed write names: an ``OSError``'s filename, else the first absolute path a
+    library quotes in its message (DuckDB: 'Could not write file "/run/.curate.duckdb.12.tmp"')."""
+    if isinstance(exc, OSError) and exc.filename:
+        return str(exc.filename)
+    import re
+
+    found = re.search(r"""["'](/[^"'\n]+)["']""", str(exc))
+    return found.group(1) if found else None
+
+
+def room_left(exc: BaseException, named: bool = False) -> str:
+    """What is known of the room a failed write had, for its message: the free space on the disk
+    of the file it names (or the file-size limit), as " (… free on …)"; empty when unknown.
+    ``named``: the message names the file already."""
+    number = out_of_room(exc)
+    if number == errno.EFBIG:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        return "" if limit == resource.RLIM_INFINITY else f" (ulimit -f allows files of {_size(limit)})"
+    path = written_path(exc)
+    if number is None or path is None:
+        return ""
+    from curate.diskspace import free_bytes
+
+    try:
+        return f" ({_size(free_bytes(path))} free on {'its disk' if named else f'the disk holding {path}'})"
+    except OSError:
+        return ""
+
+
+def _size(count: int) -> str:
+    from curate.diskspace import size_text
+
+    return size_text(count)
 
 
 def _cause(exc: BaseException, short: bool) -> str:
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if short and text else text}"
+    return f"{type(exc).__name__}: {text.splitlines()[0].strip() if short and text else text}"
 
 
 def error_line(exc: BaseException) -> str:
@@ -176,8 +236,17 @@ class ResourceError(CurateError):
     def from_exception(cls, exc: BaseException, where: str | None = None) -> ResourceError | None:
         """``where``: what was running (``step 'sample'``), to name in the message."""
         hint = resource_hint(exc)
+        if hint is None:
+            return None
+        number = out_of_room(exc)
+        if where is None and number is not None:  # outside a run's steps: say what was written
+            path = written_path(exc)
+            cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+                f"{NO_ROOM[number]} ({_cause(exc, short=True)})"
+            return cls(f"{f'could not write {path}' if path else 'a write failed'}: {cause}"
+                       f"{room_left(exc, named=True)}", hint)
         during = f" during {where}" if where else ""
-        return None if hint is None else cls(f"the run failed{during}: {_cause(exc, short=True)}", hint)
+        return cls(f"the run failed{during}: {_cause(exc, short=True)}{room_left(exc)}", hint)
 
 
 class RunLockedError(CurateError):

@@ -194,9 +194,16 @@ class DirectoryLock:
             if previous:
                 say(f"curate: taking over the lock on {self.what} {self.directory} left by a run that "
                     f"no longer runs: {describe(previous)}")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(_me()).encode(), 0)
-            os.fsync(fd)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(_me()).encode(), 0)
+                os.fsync(fd)
+            except OSError as error:  # a full disk, mostly: said with the file's name (curate.cli)
+                with contextlib.suppress(OSError):
+                    if self._still_current(fd):
+                        self.path.unlink()
+                os.close(fd)
+                raise OSError(error.errno, error.strerror, str(self.path)) from error
             self.fd = fd
             return
 

@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -375,7 +377,8 @@ def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
     from curate.duck import default_cursor, literal, quote
 
     db_path = Path(run_dir) / DATABASE
-    with atomic_path(db_path) as tmp:
+    # Swept: a full disk failed DuckDB's checkpoint, which left the temporary's log (.tmp.wal).
+    with atomic_path(db_path, sweep=True) as tmp, _log_removed_on_failure(tmp):
         tmp.unlink(missing_ok=True)  # a leftover of this pid would be opened, not replaced
         # Attached to a cursor of the process's default in-memory database: opening the file as a
         # database of its own started a DuckDB instance, ~15 ms of CPU at the end of every run.
@@ -394,6 +397,16 @@ def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
         finally:
             con.close()
     return db_path
+
+
+@contextlib.contextmanager
+def _log_removed_on_failure(database: Path) -> Iterator[None]:
+    """Remove DuckDB's write-ahead log of ``database`` (``<name>.wal``) when the block raises."""
+    try:
+        yield
+    except BaseException:
+        database.with_name(database.name + ".wal").unlink(missing_ok=True)
+        raise
 
 
 def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of: Any = None,
