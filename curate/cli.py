@@ -221,18 +221,23 @@ def _saved_spec(run_dir: Path, console: Any, untrusted: bool = False) -> Any:
     only a file in a directory that may come from anyone. It runs with the trust the user gave
     it only while their spec file, the one the manifest names, still says the same; otherwise as
     ``--untrusted``, said with the reason and the command that runs the user's own spec."""
-    from curate.errors import RunDirError
+    from curate.errors import RunDirError, SpecError
     from curate.runstore import read_manifest
     from curate.spec import load_spec
 
     manifest = read_manifest(run_dir)
     saved = run_dir / "spec.yaml"
     original = Path(manifest["spec_path"]) if manifest.get("spec_path") else None
+    again = f"curate run {original or 'SPEC'} --run-dir {run_dir}"
     if not saved.is_file():
-        again = f"curate run {original} --run-dir {run_dir}" if original else f"curate run SPEC --run-dir {run_dir}"
         raise RunDirError(f"cannot resume {run_dir}: it has no spec.yaml, the spec the run ran",
                           f"run the spec again into it ({again}); finished steps are reused")
-    loaded = load_spec(saved)
+    try:
+        loaded = load_spec(saved)
+    except SpecError as error:  # damaged (cut short by a full disk, edited by hand), or a plugin gone
+        raise RunDirError(f"cannot resume {run_dir}: its spec.yaml, the spec the run ran, cannot be used: "
+                          f"{error}", f"run the spec again into it ({again}); finished steps are reused") \
+            from None
     loaded.origin = original
     why = _not_vouched_for(original, loaded.spec, run_dir)
     if why is None:
@@ -331,7 +336,11 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
     if where := manifest.get("executor_where") or manifest.get("executor"):  # older runs: the name
         console.print(for_rich(f"executor: {where}"))
     if manifest.get("error") and manifest.get("status") != "complete":
-        console.print(for_rich(f"error: {manifest['error']}"))
+        # a line at a time, its hint on a line of its own (made visible whole, it showed \x0a); the
+        # lines after the first indented, so none looks like one of inspect's own
+        first, *rest = f"error: {manifest['error']}".splitlines()
+        for line in [first, *(f"  {line}" for line in rest)]:
+            console.print(for_rich(line))
     recorded = manifest.get("run_dir")
     if isinstance(recorded, str) and Path(recorded).resolve() != Path(run_dir).resolve():
         console.print(for_rich(f"this run directory was written at {recorded}: the views of its curate.duckdb "

@@ -56,6 +56,10 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     atomic renames, an edit by hand) is a RunDirError naming the file and the repair."""
     path = Path(run_dir) / MANIFEST
     if not path.exists() and not path.is_symlink():
+        left = [name for name in ("spec.yaml", "store", "steps") if (Path(run_dir) / name).exists()]
+        if left:  # a run directory that lost its manifest (deleted, or left out of a copy)
+            raise _damaged(run_dir, path, f"it is missing, though {', '.join(left)} of a run "
+                           f"{'is' if len(left) == 1 else 'are'} there")
         raise UsageError(
             f"{run_dir} is not a curate run directory (no {MANIFEST})",
             "pass the directory a 'curate run' wrote, e.g. runs/quickstart",
