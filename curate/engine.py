@@ -223,7 +223,8 @@ class Engine:
     # -- internals ------------------------------------------------------------------------
     def _note_stale(self, manifest: dict[str, Any], earlier: list[dict[str, Any]], failed: bool) -> None:
         """Outputs of an earlier run that this one did not write again (curate.staleoutputs)."""
-        stale = stale_outputs(earlier, manifest["outputs"])
+        outputs = [str(o.sink.ctx.output_path) for o in self.plan.outputs if not o.sink.ctx.remote]
+        stale = stale_outputs(earlier, manifest["outputs"], manifest["spec_hash"], outputs)
         if stale:
             manifest["stale_outputs"] = stale
             say_stale(stale, failed)

@@ -47,15 +47,21 @@ def earlier_outputs(run_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
-def stale_outputs(earlier: list[dict[str, Any]], written: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Of ``earlier``, the local files this run did not write again and that are still there."""
+def stale_outputs(earlier: list[dict[str, Any]], written: list[dict[str, Any]], spec_hash: str,
+                  outputs: list[str]) -> list[dict[str, Any]]:
+    """Of ``earlier``, the local files this run did not write again and that are still there: all
+    of them from another spec, or from this one (``spec_hash``) where it no longer names them
+    among its ``outputs`` (resolved paths); an output of this very spec is its rows."""
     from curate.remote import is_url
 
     fresh = {_key(output["path"]) for output in written}
+    named = {_key(path) for path in outputs}
     stale, seen = [], set()
     for output in earlier:
         path = output["path"]
         if is_url(path) or _key(path) in fresh or _key(path) in seen or not Path(path).exists():
+            continue
+        if output["written_by"].get("spec_hash") == spec_hash and _key(path) in named:
             continue
         seen.add(_key(path))
         stale.append(output)

@@ -100,3 +100,34 @@ def test_a_run_directory_copied_elsewhere_names_no_stale_output(curate_main, wri
     write_spec(spec(5, [("parquet", "curated.parquet")]))
     assert curate_main("run", "spec.yaml", "--run-dir", "copy", "--quiet").code == 0
     assert "stale_outputs" not in json.loads((workdir / "copy" / "manifest.json").read_text())
+
+
+
+class Flaky(Sink):
+    """Writes its file, unless a file named ``fail`` lies in the working directory."""
+
+    format = "flaky"
+    path_kind = "file"
+
+    def write(self, table):
+        if Path("fail").exists():
+            raise OSError(28, "No space left on device")
+        self.ctx.output_path.write_bytes(b"x")
+        return {}
+
+
+class FlakyDisk:
+    @hookimpl
+    def curate_register_sinks(self):
+        return [Flaky]
+
+
+def test_a_failed_run_of_the_same_spec_leaves_its_outputs_unflagged(curate_main, write_spec, workdir,
+                                                                    register_plugin):
+    """The same spec wrote the same rows: its earlier outputs are its own, not stale."""
+    register_plugin(FlakyDisk(), "flakydisk")
+    write_spec(spec(5, [("parquet", "curated.parquet"), ("flaky", "f.bin"), ("csv", "curated.csv")]), table=TABLE)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    (workdir / "fail").touch()
+    assert curate_main("run", "spec.yaml", "--quiet").code == 1
+    assert manifest(workdir)["status"] == "failed" and "stale_outputs" not in manifest(workdir)
