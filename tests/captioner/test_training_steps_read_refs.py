@@ -8,24 +8,21 @@ read them without the store (``image shard …/00000.tar does not exist``) and
 
 That the trainer sees the referenced images: the test takes each row's member out of its tar with
 ``tarfile`` and trains the same step on those files (``images: path``) in a second run: the same
-tensors, bit for bit; on the next row's files instead, different ones.
+tensors, bit for bit; on the next row's files instead, different ones. Both runs are in this
+process (``run_spec``, the engine ``curate run`` drives): a ``curate run`` subprocess spent most
+of its time importing torch and the captioner again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
-from curate.testing.runner import read_step_output
-from tests.conftest import cli_env
+from curate.testing.runner import read_step_output, run_spec
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -37,13 +34,9 @@ DOWNLOAD = {"image_size": 64, "resize_mode": "no", "timeout": 5, "allowed_hosts"
 
 
 def run(work: Path, name: str, source: dict, steps: list[dict]) -> dict:
-    """``curate run`` of a spec (a subprocess, as a user runs it) into ``work/name``; its manifest."""
-    spec = {"name": name, "source": source, "steps": steps, "run": {"dir": name, "report": False}}
-    (work / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    done = subprocess.run([sys.executable, "-m", "curate.cli", "run", f"{name}.yaml"], cwd=work, env=cli_env(),
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads((work / name / "manifest.json").read_text())
+    """A run of a spec (in this process, through the engine) in ``work/name``; its manifest."""
+    spec = {"name": name, "source": source, "steps": steps, "run": {"report": False}}
+    return run_spec(spec, work / name)
 
 
 def training(step: str, label: str, **params: object) -> dict:
@@ -84,7 +77,7 @@ STEPS = {"train_captioner": {"stage": 1}, "preference_captioner": {}}
 def test_both_training_steps_train_on_the_images_their_refs_name(tmp_path: Path) -> None:
     """Run 1: world → download → sql (PAIRS) → each training step on the refs. Run 2: each step on
     the same rows with each image as a file taken from its tar (``on_paths``) and the next row's
-    (``on_others``). One run of each for both steps: the world, its download and two processes
+    (``on_others``). One run of each for both steps: the world, its download and two runs
     are the test's cost."""
     source = {"format": "world", "params": {"n": ROWS, "seed": 7, "fault_rate": 0.0, "port": 0, "dir": "world"}}
     refs = run(tmp_path, "refs", source, [{"step": "download", "params": DOWNLOAD},
@@ -98,9 +91,9 @@ def test_both_training_steps_train_on_the_images_their_refs_name(tmp_path: Path)
     rows = table.drop("uid", "image").with_columns(pl.Series("image_path", files),
                                                    pl.Series("other_path", files[1:] + files[:1]))
     rows.write_parquet(tmp_path / "rows.parquet")
-    paths = run(tmp_path, "paths", {"format": "parquet", "path": "rows.parquet"},
+    paths = run(tmp_path, "paths", {"format": "parquet", "path": str(tmp_path / "rows.parquet")},
                 [training(step, f"{step}_{column}", image_column=f"{column.removeprefix('on_')}_path",
-                          images="path", image_root="extracted", **params)
+                          images="path", image_root=str(tmp_path / "extracted"), **params)
                  for step, params in STEPS.items() for column in ("on_image", "on_other")])
     for step in STEPS:
         assert weights(refs, f"{step}_on_refs") == weights(paths, f"{step}_on_image"), step
