@@ -17,6 +17,8 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import curate_captioner
+from curate.plugins import PluginManager
 from curate_captioner.dpo import PreferenceConfig, train_preference
 from curate_captioner.errors import CaptionerError
 from curate_captioner.pairs import TEXTUAL_KINDS, balance_textual, caption, read_pairs, textual_rejection, wrong_attribute
@@ -26,6 +28,7 @@ from curate_world.attributes import extract_attributes
 from curate_world.describe import parse_description
 from curate_world.testing import scenes, seeds
 from tests.captioner.conftest import images
+from tests.core.conftest import curate_main  # noqa: F401
 
 logps = st.lists(st.floats(-200, 0), min_size=1, max_size=12)
 dimension_lists = st.lists(st.sampled_from(["textual", "visual", "cross_modal"]), min_size=1, max_size=12)
@@ -155,6 +158,13 @@ def test_near_miss_scene_changes_one_attribute(scene: Any, seed: int) -> None:
         return
     diffs = [(a, b) for a, b in zip(scene.objects, near.objects, strict=True) if a != b]
     assert len(diffs) == 1 and (diffs[0][0].shape != diffs[0][1].shape) + (diffs[0][0].color != diffs[0][1].color) == 1
+
+
+@pytest.fixture
+def pm(pm: PluginManager) -> PluginManager:
+    pm.register(curate_captioner, name="captioner", distribution="curate",
+                version=curate_captioner.__version__)
+    return pm
 
 
 @pytest.fixture(scope="module")
@@ -319,36 +329,39 @@ def test_length_normalised_stage_starts_at_log_2_and_learns(make_captioner: Call
     assert summary["config"]["length_normalize"] is True
 
 
-def test_cli_pairs_and_dpo(curate_cli: Callable[..., Any], saved_captioner: Path, world: Path, tmp_path: Path) -> None:
-    from tests.conftest import REPO
-
-    path = [REPO, REPO / "plugins"]
-    made = curate_cli("captioner", "pairs", "--world", str(world), "--out", str(tmp_path / "pairs"), "--rows", "8",
-                      "--dimensions", "textual,cross_modal", pythonpath=path)
+def test_cli_pairs_and_dpo(curate_main: Callable[..., Any], saved_captioner: Path, world: Path,
+                           tmp_path: Path) -> None:
+    """The commands in this process (``curate_main``): a subprocess each spent most of its time
+    importing torch and the captioner again."""
+    made = curate_main("captioner", "pairs", "--world", str(world), "--out", str(tmp_path / "pairs"),
+                       "--rows", "8", "--dimensions", "textual,cross_modal")
     assert made.code == 0, made
     assert set(json.loads(made.stdout)["by_kind"]) <= {f"textual/{k}" for k in TEXTUAL_KINDS} | {"cross_modal/other_alt_text"}
-    balanced = curate_cli("captioner", "pairs", "--world", str(world), "--out", str(tmp_path / "balanced"), "--rows", "40",
-                          "--dimensions", "textual", "--balance-kinds", pythonpath=path)
+    balanced = curate_main("captioner", "pairs", "--world", str(world), "--out", str(tmp_path / "balanced"),
+                           "--rows", "40", "--dimensions", "textual", "--balance-kinds")
     assert balanced.code == 0, balanced
     assert len(set(json.loads(balanced.stdout)["by_kind"].values())) == 1  # every textual kind the same count
-    sampled = curate_cli("captioner", "pairs", "--world", str(world), "--model", "world", "--out", str(tmp_path / "sampled"),
-                         "--rows", "12", "--samples", "3", "--temperature", "1.5", pythonpath=path, timeout=300)
+    sampled = curate_main("captioner", "pairs", "--world", str(world), "--model", "world",
+                          "--out", str(tmp_path / "sampled"), "--rows", "12", "--samples", "3",
+                          "--temperature", "1.5")
     assert sampled.code == 0, sampled
     sampled_kinds = json.loads(sampled.stdout.splitlines()[-1])["by_kind"]
     assert sampled_kinds and all(k.startswith("textual/sampled_") for k in sampled_kinds)  # some, and all sampled
-    mixed = curate_cli("captioner", "pairs", "--world", str(world), "--model", "world", "--out", str(tmp_path / "mixed"),
-                       "--balance-kinds", pythonpath=path)
+    mixed = curate_main("captioner", "pairs", "--world", str(world), "--model", "world",
+                        "--out", str(tmp_path / "mixed"), "--balance-kinds")
     assert mixed.code != 0 and "--balance-kinds applies to edited world pairs" in mixed.stderr and "Traceback" not in mixed.stderr
-    tuned = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
-                       str(tmp_path / "dpo"), "--steps", "2", "--batch-size", "4", "--weights", "textual=1", "--device", "cpu", "--length-normalize",
-                       pythonpath=path, timeout=300)
+    tuned = curate_main("captioner", "dpo", "--pairs", str(tmp_path / "pairs"),
+                        "--init", str(saved_captioner),
+                        "--out", str(tmp_path / "dpo"), "--steps", "2", "--batch-size", "4",
+                        "--weights", "textual=1", "--device", "cpu", "--length-normalize")
     assert tuned.code == 0, tuned
     assert json.loads(tuned.stdout.splitlines()[-1])["pairs_by_dimension"] == {"textual": 8}
-    bad = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
-                     str(tmp_path / "bad"), "--weights", "textal=1", pythonpath=path)
+    bad = curate_main("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner),
+                      "--out", str(tmp_path / "bad"), "--weights", "textal=1")
     assert bad.code != 0 and "unknown preference dimension" in bad.stderr and "Traceback" not in bad.stderr
-    kinds = curate_cli("captioner", "dpo", "--pairs", str(tmp_path / "pairs"), "--init", str(saved_captioner), "--out",
-                       str(tmp_path / "kinds"), "--kinds", "wrong_attribute,entity_invnted", pythonpath=path)
+    kinds = curate_main("captioner", "dpo", "--pairs", str(tmp_path / "pairs"),
+                        "--init", str(saved_captioner), "--out", str(tmp_path / "kinds"),
+                        "--kinds", "wrong_attribute,entity_invnted")
     assert kinds.code != 0 and "no pairs of kind entity_invnted" in kinds.stderr and "kinds present:" in kinds.stderr
     assert "Traceback" not in kinds.stderr
 
