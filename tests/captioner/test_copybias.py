@@ -15,6 +15,20 @@ from curate_captioner.errors import CaptionerError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import curate_captioner
+from curate.plugins import PluginManager
+from tests.core.conftest import curate_main  # noqa: F401
+
+
+@pytest.fixture
+def pm(pm: PluginManager) -> PluginManager:
+    """For ``curate_main``: the commands below in this process, where torch is imported already (a
+    ``curate captioner`` subprocess spends most of its time importing it again)."""
+    pm.register(curate_captioner, name="captioner", distribution="curate",
+                version=curate_captioner.__version__)
+    return pm
+
+
 shares = st.floats(0, 1, allow_nan=False)
 results = st.lists(st.builds(lambda b, a, r: {"copy_bias": b, "attribute_accuracy": a, "entity_retention": r},
                              st.floats(0, 20, allow_nan=False), shares, st.one_of(st.none(), shares)),
@@ -46,15 +60,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_select_copy_bias_writes_the_choice_into_the_model(world: Path, saved_captioner: Path, tmp_path: Path,
-                                                           curate_cli: Callable[..., Any]) -> None:
+                                                           curate_main: Callable[..., Any]) -> None:
     from curate_captioner.config import CONFIG_FILE, WEIGHTS_FILE
     from curate_captioner.model import Captioner
 
     model = tmp_path / "model"
     shutil.copytree(saved_captioner, model)
     weights = (model / WEIGHTS_FILE).read_bytes()
-    result = curate_cli("captioner", "select-copy-bias", "--world", str(world), "--model", str(model),
-                        "--values", "0,4", "--min-retention", "0", "--threads", "1", OMP_NUM_THREADS="1")
+    result = curate_main("captioner", "select-copy-bias", "--world", str(world), "--model", str(model),
+                         "--values", "0,4", "--min-retention", "0", "--threads", "1")
     assert result.code == 0, result
     printed = json.loads(result.stdout)
     record = json.loads((model / CONFIG_FILE).read_text())["training"]["copy_bias_selection"]
@@ -69,10 +83,10 @@ def test_select_copy_bias_writes_the_choice_into_the_model(world: Path, saved_ca
     (["--model", "MISSING_MODEL"], "is a directory but not a captioner"),
 ])
 def test_bad_input_is_a_clear_error(world: Path, saved_captioner: Path, tmp_path: Path, args: list[str], message: str,
-                                    curate_cli: Callable[..., Any]) -> None:
+                                    curate_main: Callable[..., Any]) -> None:
     (tmp_path / "empty").mkdir()
     options = {"--world": str(world), "--model": str(saved_captioner), "--values": "0"}
     for flag, value in zip(args[::2], args[1::2], strict=True):
         options[flag] = str(tmp_path / "empty") if value == "MISSING_MODEL" else value
-    result = curate_cli("captioner", "select-copy-bias", *[x for kv in options.items() for x in kv], OMP_NUM_THREADS="1")
+    result = curate_main("captioner", "select-copy-bias", *[x for kv in options.items() for x in kv])
     assert result.code != 0 and message in result.stderr and "Traceback" not in result.stderr, result

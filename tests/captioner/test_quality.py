@@ -14,7 +14,20 @@ import polars as pl
 import pytest
 from curate_captioner.config import WORLD_MODEL_DIR
 
+import curate_captioner
+from curate.plugins import PluginManager
+from tests.core.conftest import curate_main  # noqa: F401
+
 pytestmark = pytest.mark.skipif(not (WORLD_MODEL_DIR / "captioner.json").exists(), reason="world captioner not shipped")
+
+
+@pytest.fixture
+def pm(pm: PluginManager) -> PluginManager:
+    """For ``curate_main``: the commands below in this process, where torch is imported already (a
+    ``curate captioner`` subprocess spends most of its time importing it again)."""
+    pm.register(curate_captioner, name="captioner", distribution="curate",
+                version=curate_captioner.__version__)
+    return pm
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +71,15 @@ def test_shipped_captioner_realigns(sample: dict[str, Any]) -> None:
 QUALITY = {"attribute_accuracy": 0.8, "pair_recall": 0.85, "entity_retention": 0.7, "entity_invention": 0.1}
 
 
-def test_eval_scores_a_world_and_writes_its_report(tmp_path: Path, curate_cli: Any) -> None:
+def test_eval_scores_a_world_and_writes_its_report(tmp_path: Path, curate_main: Any) -> None:
     import json
 
     from curate_world.generate import generate_world
 
     world = generate_world(tmp_path / "w", n=200, seed=13, fault_rate=0.0, eval_n=0).dir
     val = pl.read_parquet(world / "world.parquet").filter(pl.col("split") == "val")
-    result = curate_cli("captioner", "eval", "--world", str(world), "--threads", "1", "--out", str(tmp_path / "out"),
-                        OMP_NUM_THREADS="1")
+    result = curate_main("captioner", "eval", "--world", str(world), "--threads", "1",
+                         "--out", str(tmp_path / "out"))
     assert result.code == 0, result
     summary = json.loads((tmp_path / "out" / "EVAL.json").read_text())["summary"]
     assert summary["rows"] == val.height > 0
@@ -79,6 +92,6 @@ def test_eval_scores_a_world_and_writes_its_report(tmp_path: Path, curate_cli: A
     assert "| attribute accuracy" in report and "whose scene no train row shows" in report
 
 
-def test_eval_of_a_folder_that_is_no_world_is_a_clear_error(tmp_path: Path, curate_cli: Any) -> None:
-    result = curate_cli("captioner", "eval", "--world", str(tmp_path), OMP_NUM_THREADS="1")
+def test_eval_of_a_folder_that_is_no_world_is_a_clear_error(tmp_path: Path, curate_main: Any) -> None:
+    result = curate_main("captioner", "eval", "--world", str(tmp_path))
     assert result.code != 0 and "not a generated world" in result.stderr and "Traceback" not in result.stderr, result

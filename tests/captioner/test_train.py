@@ -14,8 +14,19 @@ import torch
 from curate_captioner.model import Captioner
 from curate_captioner.train import CHECKPOINT_DIR, LOG_FILE, TrainConfig, train
 
+import curate_captioner
+from curate.plugins import PluginManager
 from tests.captioner.conftest import TOWER, images
-from tests.conftest import REPO
+from tests.core.conftest import curate_main  # noqa: F401
+
+
+@pytest.fixture
+def pm(pm: PluginManager) -> PluginManager:
+    """For ``curate_main``: the commands below in this process, where torch is imported already (a
+    ``curate captioner`` subprocess spends most of its time importing it again)."""
+    pm.register(curate_captioner, name="captioner", distribution="curate",
+                version=curate_captioner.__version__)
+    return pm
 
 
 @pytest.fixture
@@ -70,18 +81,23 @@ def test_loss_goes_down(make_captioner: Callable[..., Any], table: pl.DataFrame,
 
 
 @pytest.mark.slow
-def test_cli_trains_both_stages(curate_cli: Callable[..., Any], table: pl.DataFrame, tmp_path: Path) -> None:
+def test_cli_trains_both_stages(curate_main: Callable[..., Any], table: pl.DataFrame, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both stages in this process; the command line a stage records is its process's argv, here
+    the one ``curate captioner train --stage 2 ...`` would have."""
     table.write_parquet(tmp_path / "train.parquet")
     (tmp_path / "tower.json").write_text(json.dumps(TOWER))
     common = ["--table", str(tmp_path / "train.parquet"), "--steps", "2", "--batch-size", "3", "--log-every", "1",
               "--device", "cpu", "--threads", "1", "--feature-cache", str(tmp_path / "features")]
-    first = curate_cli("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--group-column", "group",
-                       "--encoder", str(tmp_path / "tower.json"), "--decoder", "tiny-gpt2", "--decoder-hidden", "32",
-                       "--decoder-layers", "1", "--vocab-size", "300", "--mapper-width", "32", "--prefix-length", "4",
-                       *common, OMP_NUM_THREADS="1")
+    first = curate_main("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"),
+                        "--group-column", "group", "--encoder", str(tmp_path / "tower.json"),
+                        "--decoder", "tiny-gpt2", "--decoder-hidden", "32", "--decoder-layers", "1",
+                        "--vocab-size", "300", "--mapper-width", "32", "--prefix-length", "4", *common)
     assert first.code == 0, first
-    second = curate_cli("captioner", "train", "--stage", "2", "--out", str(tmp_path / "s2"), "--init", str(tmp_path / "s1"), *common,
-                        OMP_NUM_THREADS="1")
+    args = ["captioner", "train", "--stage", "2", "--out", str(tmp_path / "s2"),
+            "--init", str(tmp_path / "s1"), *common]
+    monkeypatch.setattr("sys.argv", ["curate", *args])
+    second = curate_main(*args)
     assert second.code == 0, second
     stages = Captioner.load(tmp_path / "s2").training_facts["stages"]
     assert [s["stage"] for s in stages] == [1, 2]
@@ -89,12 +105,13 @@ def test_cli_trains_both_stages(curate_cli: Callable[..., Any], table: pl.DataFr
     assert len(list((tmp_path / "features").glob("features-*.pt"))) == 1  # stage 2 reused stage 1's features
 
 
-def test_cli_refuses_a_hub_decoder(curate_cli: Callable[..., Any], table: pl.DataFrame, tmp_path: Path) -> None:
+def test_cli_refuses_a_hub_decoder(curate_main: Callable[..., Any], table: pl.DataFrame,
+                                   tmp_path: Path) -> None:
     table.write_parquet(tmp_path / "train.parquet")
     (tmp_path / "tower.json").write_text(json.dumps(TOWER))
-    result = curate_cli("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--table",
-                        str(tmp_path / "train.parquet"), "--encoder", str(tmp_path / "tower.json"),
-                        "--decoder", "facebook/opt-1.3b", "--steps", "1", OMP_NUM_THREADS="1")
+    result = curate_main("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--table",
+                         str(tmp_path / "train.parquet"), "--encoder", str(tmp_path / "tower.json"),
+                         "--decoder", "facebook/opt-1.3b", "--steps", "1")
     assert result.code != 0 and "never downloads" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -125,7 +142,8 @@ class _WritesMarker:
         return (open, (self.marker, "w"))
 
 
-def test_a_planted_pickle_in_the_checkpoint_is_refused_not_run(curate_cli: Callable[..., Any], make_captioner: Callable[..., Any],
+def test_a_planted_pickle_in_the_checkpoint_is_refused_not_run(curate_main: Callable[..., Any],
+                                                               make_captioner: Callable[..., Any],
                                                                table: pl.DataFrame, tmp_path: Path) -> None:
     table.write_parquet(tmp_path / "train.parquet")
     (tmp_path / "tower.json").write_text(json.dumps(TOWER))
@@ -133,24 +151,24 @@ def test_a_planted_pickle_in_the_checkpoint_is_refused_not_run(curate_cli: Calla
     make_captioner(seed=1).save(checkpoint)
     marker = tmp_path / "pwned"
     torch.save({"step": 1, "optimizer": {}, "payload": _WritesMarker(marker)}, checkpoint / "trainer_state.pt")
-    result = curate_cli("captioner", "train", "--stage", "2", "--out", str(tmp_path / "out"), "--table",
-                        str(tmp_path / "train.parquet"), "--init", str(checkpoint), "--steps", "2", "--batch-size", "3",
-                        "--device", "cpu", "--threads", "1", pythonpath=[REPO, REPO / "plugins"], OMP_NUM_THREADS="1")
+    result = curate_main("captioner", "train", "--stage", "2", "--out", str(tmp_path / "out"), "--table",
+                         str(tmp_path / "train.parquet"), "--init", str(checkpoint), "--steps", "2",
+                         "--batch-size", "3", "--device", "cpu", "--threads", "1")
     assert result.code == 2, result
     assert not marker.exists()
     assert "cannot resume from" in result.stderr and "trainer_state.pt" in result.stderr
     assert "weights_only=False" not in result.stderr and "Traceback" not in result.stderr
 
 
-def test_cli_refuses_a_decoder_folder_without_tokenizer(curate_cli: Callable[..., Any], make_captioner: Callable[..., Any],
+def test_cli_refuses_a_decoder_folder_without_tokenizer(curate_main: Callable[..., Any],
+                                                        make_captioner: Callable[..., Any],
                                                         table: pl.DataFrame, tmp_path: Path) -> None:
     table.write_parquet(tmp_path / "train.parquet")
     (tmp_path / "tower.json").write_text(json.dumps(TOWER))
     make_captioner("gpt2").decoder.save_pretrained(tmp_path / "lm")
-    result = curate_cli("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--table",
-                        str(tmp_path / "train.parquet"), "--encoder", str(tmp_path / "tower.json"),
-                        "--decoder", str(tmp_path / "lm"), "--steps", "1", pythonpath=[REPO, REPO / "plugins"],
-                        OMP_NUM_THREADS="1")
+    result = curate_main("captioner", "train", "--stage", "1", "--out", str(tmp_path / "s1"), "--table",
+                         str(tmp_path / "train.parquet"), "--encoder", str(tmp_path / "tower.json"),
+                         "--decoder", str(tmp_path / "lm"), "--steps", "1")
     assert result.code == 2, result
     assert "has no tokenizer files" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s1" / "tokenizer.json").exists()

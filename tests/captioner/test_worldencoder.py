@@ -18,7 +18,20 @@ from curate_world.vocab import POSITIONS
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import curate_captioner
+from curate.plugins import PluginManager
+from tests.core.conftest import curate_main  # noqa: F401
+
 pytest.importorskip("curate_clip")
+
+
+@pytest.fixture
+def pm(pm: PluginManager) -> PluginManager:
+    """For ``curate_main``: the commands below in this process, where torch is imported already (a
+    ``curate captioner`` subprocess spends most of its time importing it again)."""
+    pm.register(curate_captioner, name="captioner", distribution="curate",
+                version=curate_captioner.__version__)
+    return pm
 
 
 @settings(max_examples=40, deadline=None)
@@ -45,7 +58,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_tuned_tower_is_an_open_clip_checkpoint_the_captioner_takes(world: Path, tmp_path: Path,
-                                                                    curate_cli: Callable[..., Any]) -> None:
+                                                                    curate_main: Callable[..., Any]) -> None:
     from curate_captioner.encoder import from_open_clip
     from curate_captioner.worldclip import world_clip_tower
     from curate_captioner.worldencoder import tune_world_encoder
@@ -59,11 +72,12 @@ def test_tuned_tower_is_an_open_clip_checkpoint_the_captioner_takes(world: Path,
     changed = [k for k, v in tower.state_dict().items() if not torch.equal(v.float(), original.state_dict()[k].float())]
     assert changed  # three steps moved the weights
 
-    result = curate_cli("captioner", "train", "--stage", "1", "--world", str(world), "--out", str(tmp_path / "cap"),
-                        "--encoder", str(tmp_path / "enc" / CONFIG_FILE), "--encoder-checkpoint",
-                        str(tmp_path / "enc" / WEIGHTS_FILE), "--decoder-hidden", "32", "--decoder-layers", "1",
-                        "--vocab-size", "300", "--mapper-width", "32", "--prefix-length", "4", "--steps", "2",
-                        "--batch-size", "4", "--device", "cpu", "--threads", "1", OMP_NUM_THREADS="1")
+    result = curate_main("captioner", "train", "--stage", "1", "--world", str(world),
+                         "--out", str(tmp_path / "cap"), "--encoder", str(tmp_path / "enc" / CONFIG_FILE),
+                         "--encoder-checkpoint", str(tmp_path / "enc" / WEIGHTS_FILE),
+                         "--decoder-hidden", "32", "--decoder-layers", "1", "--vocab-size", "300",
+                         "--mapper-width", "32", "--prefix-length", "4", "--steps", "2", "--batch-size", "4",
+                         "--device", "cpu", "--threads", "1")
     assert result.code == 0, result
     from curate_captioner.model import Captioner
 
@@ -73,9 +87,9 @@ def test_tuned_tower_is_an_open_clip_checkpoint_the_captioner_takes(world: Path,
     assert [stage["stage"] for stage in loaded.training_facts["stages"]] == [1]
 
 
-def test_a_folder_that_is_no_world_is_refused(tmp_path: Path, curate_cli: Callable[..., Any]) -> None:
-    result = curate_cli("captioner", "tune-world-encoder", "--world", str(tmp_path), "--out", str(tmp_path / "o"),
-                        "--steps", "1", OMP_NUM_THREADS="1")
+def test_a_folder_that_is_no_world_is_refused(tmp_path: Path, curate_main: Callable[..., Any]) -> None:
+    result = curate_main("captioner", "tune-world-encoder", "--world", str(tmp_path),
+                         "--out", str(tmp_path / "o"), "--steps", "1")
     assert result.code != 0 and "not a generated world" in result.stderr and "Traceback" not in result.stderr
 
 
