@@ -220,11 +220,13 @@ class StepError(CurateError):
     def from_exception(cls, step_label: str, shard: int | None, exc: BaseException) -> StepError:
         """A step's unexpected exception, named; out of memory or disk gets the fix as its hint
         (and only the first line of DuckDB's own advice, which speaks of SQL settings), and so
-        does a file refused for lying outside the folders it may be read from (its own hint)."""
+        does a file refused for lying outside the folders it may be read from (its own hint), and
+        an image gone from the run's store (its own hint: how to store it again)."""
+        from curate.images import ImageGone
         from curate.runfiles import FileOutside
 
         hint = resource_hint(exc)
-        if hint is None and isinstance(exc, FileOutside):
+        if hint is None and isinstance(exc, (FileOutside, ImageGone)):
             return cls(step_label, shard, _cause(exc, short=False), exc.hint)
         return cls(step_label, shard, _cause(exc, short=hint is not None), hint)
 

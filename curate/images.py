@@ -50,7 +50,40 @@ ImageRef = Mapping[str, Any] | tuple[str, str]
 
 
 class ImageNotFound(LookupError):
-    """The shard exists but holds no image with this key (a store that was changed by hand)."""
+    """The shard exists but holds no image with this key (a store that was changed by hand); in
+    the run's store, that is :class:`ImageGone` instead."""
+
+
+class ImageGone(Exception):
+    """An image a row references in the run's store cannot be read: its shard (a tar or folder a
+    step stored there, the download step's) is gone, holds no image with that key, or is cut
+    short. The store lost what a step stored (a cleanup, a copy or archive that left it out, a
+    lost disk), and a step that read on would write nulls for images that exist: it fails
+    instead, naming the file, with ``hint`` saying how to get them back. Not a row without an
+    image (a failed download: its reference is null) nor an image that does not decode; not an
+    ``OSError`` or ``LookupError``, so no ``except`` meant for those treats it as one.
+    ``shard``: the reference's shard as the row wrote it."""
+
+    def __init__(self, message: str, shard: str = "", hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.shard = shard
+        self.hint = refetch_hint() if hint is None else hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.message, self.shard, self.hint)
+
+
+def refetch_hint(step: str | None = None) -> str:
+    """How to get back the images of the step labelled ``step`` (None: not known here, the
+    engine names it where it can), which stored them in the run's store."""
+    which = f"--from {step}" if step else "--from STEP (STEP: the step that stored them, e.g. download)"
+    return ("the images a step stored in the run's store are gone or damaged (a cleanup, a copy or archive "
+            f"that left them out, a lost disk): store them again with `curate run SPEC {which}`, or run it "
+            "with --no-cache")
 
 
 class ImageOutside(FileOutside):
@@ -240,6 +273,9 @@ class _Reader:
         else:
             path = self.confine(_resolve(str(shard), self.store_dir), f"image shard {shard}")
             if not path.exists():
+                if self.in_store(str(shard)):
+                    raise ImageGone(f"image shard {path} does not exist (a row references it in the run's "
+                                    f"store {self.store_dir}, key {key!r})", str(shard))
                 where = f" (resolved against store_dir {self.store_dir})" if self.store_dir is not None else \
                     " (relative shard paths need the run's store_dir)"
                 raise FileNotFoundError(f"image shard {shard} does not exist{where}")
@@ -247,13 +283,22 @@ class _Reader:
             self.last = (str(shard), path, index)
         entry = index.get(str(key))
         if entry is None:
+            if self.in_store(str(shard)):
+                raise ImageGone(f"image shard {path} holds no image {key!r}, which a row references in the "
+                                "run's store (cut short, or changed since it was stored)", str(shard))
             raise ImageNotFound(f"no image with key {key!r} in {path}")
         extension, offset, size = entry
         if offset < 0:
             # a member is a file of its own: confined too (a link in a folder inside may point out)
             member = path / f"{key}.{extension}"
-            with open_regular(self.confine(member, f"image {member.name} of shard {shard}")) as handle:
-                return handle.read()
+            try:
+                with open_regular(self.confine(member, f"image {member.name} of shard {shard}")) as handle:
+                    return handle.read()
+            except FileNotFoundError:
+                if self.in_store(str(shard)):
+                    raise ImageGone(f"image {member} does not exist (a row references it in the run's store "
+                                    f"{self.store_dir})", str(shard)) from None
+                raise
         if self.path != path:
             self.close()
             self.handle = self.opened.enter_context(open_regular(path))
@@ -262,8 +307,21 @@ class _Reader:
         self.handle.seek(offset)
         data = self.handle.read(size)
         if len(data) != size:
-            raise ImageNotFound(f"{path} is truncated: key {key!r} wants {size} bytes at {offset}")
+            message = f"{path} is truncated: key {key!r} wants {size} bytes at {offset}"
+            if self.in_store(str(shard)):
+                raise ImageGone(f"{message} (a shard in the run's store, cut short)", str(shard))
+            raise ImageNotFound(message)
         return data
+
+    def in_store(self, shard: str) -> bool:
+        """Whether ``shard`` lies in the run's store as written (relative to it, or an absolute
+        path under it; links are not followed): a step stored it there, so its loss is damage
+        (:class:`ImageGone`), not a row without an image."""
+        if self.store_dir is None:
+            return False
+        store = os.path.normpath(os.path.abspath(self.store_dir))
+        where = os.path.normpath(os.path.join(store, shard))
+        return where.startswith(store + os.sep)
 
     def close(self) -> None:
         self.opened.close()
@@ -309,8 +367,9 @@ def iter_images(refs: Iterable[Any], store_dir: str | Path | None = None, *,
                 as_bytes: bool = False, within: Within = None) -> Iterator[Any]:
     """Images in the order of ``refs`` (PIL images, or encoded bytes with ``as_bytes``); None for
     null references. ``refs`` may be a polars Series of the ``image`` column, or dicts/tuples.
-    A reference to a missing shard or key raises: that is a broken store, not a missing image;
-    so does one outside ``within`` when given (:class:`ImageOutside`)."""
+    A reference to a missing shard or key raises: that is a broken store, not a missing image
+    (:class:`ImageGone` in the run's store); so does one outside ``within`` when given
+    (:class:`ImageOutside`)."""
     reader = _Reader(store_dir, within)
     try:
         for ref in refs:
@@ -331,5 +390,6 @@ def clear_cache() -> None:
     _indexes.clear()
 
 
-__all__ = ["ImageFolders", "ImageNotFound", "ImageOutside", "ImageRef", "clear_cache", "iter_images", "open_image",
-           "open_images", "read_image_bytes", "read_image_file", "untrusted_image_folders"]
+__all__ = ["ImageFolders", "ImageGone", "ImageNotFound", "ImageOutside", "ImageRef", "clear_cache",
+           "iter_images", "open_image", "open_images", "read_image_bytes", "read_image_file", "refetch_hint",
+           "untrusted_image_folders"]

@@ -32,16 +32,17 @@ def image_dirs(run_dir: Path, allowed: Iterable[str | Path] = ()) -> tuple[Path,
 
 def thumbnail(ref: Any, store_dir: Path | None, within: Iterable[str | Path], size: int = THUMBNAIL_PX) -> str | None:
     """A JPEG data URI of the image ``ref`` points at, at most ``size`` pixels on its longer side;
-    ``None`` for a row without an image, a shard or key that is gone, or bytes that do not decode.
-    An image outside the folders ``within`` raises :class:`curate.images.ImageOutside` (the page
-    counts those) and is not read."""
-    from curate.images import ImageOutside, read_image_bytes
+    ``None`` for a row without an image, a shard or key that is gone (from the run's store too:
+    a page shows what is there; the steps that read images fail on it), or bytes that do not
+    decode. An image outside the folders ``within`` raises :class:`curate.images.ImageOutside`
+    (the page counts those) and is not read."""
+    from curate.images import ImageGone, ImageOutside, read_image_bytes
 
     try:
         data = read_image_bytes(ref, store_dir, within=within)
     except ImageOutside:
         raise
-    except (OSError, LookupError, TypeError, ValueError):
+    except (ImageGone, OSError, LookupError, TypeError, ValueError):
         return None
     return jpeg_thumbnail(data, size) if data is not None else None
 

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate.images import ImageNotFound, ImageOutside, clear_cache, iter_images, read_image_bytes
+from curate.images import ImageGone, ImageNotFound, ImageOutside, clear_cache, iter_images, read_image_bytes
 from curate.runfiles import NotRegularFile
 
 INSIDE, SECRET = b"inside image bytes", b"SECRET image bytes"
@@ -127,7 +127,7 @@ def test_no_shard_reads_a_file_outside(layout: Path, absolute: bool, segments: l
         assert not refused.path.is_relative_to(run)
         assert not real.is_relative_to(run) or refused.path.parent.parent == layout.resolve() / "outside"  # links/k.jpg
         return
-    except (OSError, ImageNotFound, tarfile.TarError):
+    except (OSError, ImageNotFound, ImageGone, tarfile.TarError):
         return  # not there, a folder without the key, not a tar
     assert data == INSIDE and real.is_relative_to(run)
 

@@ -12,7 +12,7 @@ import pytest
 from curate_download import store
 from PIL import Image as PILImage
 
-from curate.images import ImageNotFound, clear_cache, iter_images, open_image, open_images, read_image_bytes
+from curate.images import ImageGone, ImageNotFound, clear_cache, iter_images, open_image, open_images, read_image_bytes
 from curate.schema import Image
 
 
@@ -72,10 +72,17 @@ def test_absolute_shard_paths_need_no_store(tar_store: Path, images: dict[str, b
 
 
 def test_broken_references_say_what_is_missing(tar_store: Path) -> None:
-    with pytest.raises(ImageNotFound, match="uid99"):
+    """In the run's store, a lost image is the store's damage (ImageGone, with how to store it
+    again); outside it, a missing file or key is what it always was."""
+    with pytest.raises(ImageGone, match="holds no image 'uid99'"):
         read_image_bytes({"shard": "step/artifacts/00000.tar", "key": "uid99"}, tar_store)
-    with pytest.raises(FileNotFoundError, match="store_dir"):
+    with pytest.raises(ImageGone, match="00042.tar does not exist .*run's store"):
         read_image_bytes({"shard": "step/artifacts/00042.tar", "key": "uid01"}, tar_store)
+    outside = tar_store / "step" / "artifacts"
+    with pytest.raises(ImageNotFound, match="uid99"):
+        read_image_bytes({"shard": str(outside / "00000.tar"), "key": "uid99"}, outside / "other-store")
+    with pytest.raises(FileNotFoundError, match="00042.tar does not exist"):
+        read_image_bytes({"shard": str(outside / "00042.tar"), "key": "uid01"}, outside / "other-store")
 
 
 def test_a_rewritten_tar_is_indexed_again(tar_store: Path) -> None:
