@@ -41,7 +41,7 @@ from curate.errors import (
     room_left,
 )
 from curate.fusion import FollowerPool, FusedSteps, Member
-from curate.images import untrusted_image_folders
+from curate.images import ImageGone, refetch_hint, untrusted_image_folders
 from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
@@ -198,6 +198,8 @@ class Engine:
                 self._note_stale(manifest, earlier, failed=True)
             # Out of memory or disk outside a step's own code (the source's ingest, an output):
             # say how to fix it instead of reporting an internal error.
+            if isinstance(exc, CurateError):
+                _name_the_image_step(exc, plan)
             if isinstance(exc, StepError):
                 _name_the_plugin(exc, plan)
             resource = None if isinstance(exc, CurateError) else ResourceError.from_exception(exc, where)
@@ -605,6 +607,7 @@ class Engine:
             "shard_seconds": round(sum(s.seconds for s in results), 3),
             "summary": step.summary(ctx),
             **_files_entry([s.files for s in results]),
+            **_images_entry([s.images for s in results]),
         }
 
     def _write_output(self, output: Any) -> dict[str, Any]:
@@ -628,6 +631,9 @@ class Engine:
         except BaseException as exc:
             if not reported(exc):
                 raise
+            if isinstance(exc, ImageGone):  # not the sink's bug, nor its folder's: the store lost images
+                raise CurateError(f"output '{output.path}' ({output.sink.format}) failed: {exc}",
+                                  exc.hint) from exc
             room = out_of_room(exc)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if room == errno.ENOSPC:  # min_free_disk 0, or a disk filled by someone else meanwhile
@@ -683,6 +689,19 @@ def _name_the_plugin(error: StepError, plan: Plan) -> None:
     error.args = (*error.args[:3], error.hint)
 
 
+def _name_the_image_step(error: CurateError, plan: Plan) -> None:
+    """An image gone from the run's store (:class:`curate.images.ImageGone`): its fix names the
+    step that stored it, the one whose store folder the missing file lies in."""
+    generic = refetch_hint()
+    if not error.hint or generic not in error.hint:
+        return
+    for planned in plan.steps:
+        if f"/{plan.step_dir(planned).name}/" in error.message.replace("\\", "/"):
+            error.hint = error.hint.replace(generic, refetch_hint(planned.label))
+            error.args = (*error.args[:-1], error.hint)
+            return
+
+
 def _say_recomputed(label: str, problem: str) -> None:
     """A complete step that is not reused: said as a StoreWarning when its marker and files
     disagree (a step that stored no kept rows, where they are now needed, is no surprise)."""
@@ -703,6 +722,13 @@ def _files_entry(parts: list[dict[str, str] | None]) -> dict[str, Any]:
     if any(part is None for part in parts):
         return {}
     return {"files": {path: fingerprint for part in parts for path, fingerprint in part.items()}}
+
+
+def _images_entry(parts: list[dict[str, str] | None]) -> dict[str, Any]:
+    """A step's ``images`` (sizes of the image files its rows point at in its folder,
+    ``curate.storedimages``) from its shards' markers, as the entry of its _COMPLETE.json."""
+    images = {path: size for part in parts if part for path, size in part.items()}
+    return {"images": images} if images else {}
 
 
 def _write_table_step(step: Step, table: TableInput, ctx: StepContext, writer: ShardWriter, schema: Schema) -> int:

@@ -8,7 +8,8 @@
       steps/NN_label       → store/<fingerprint> (symlinks, for people and shells)
       store/<fingerprint>/ data/shard-*.parquet, dropped/shard-*.parquet, shards/*.json markers,
                            artifacts/ (sidecars: embeddings, indexes), _COMPLETE.json
-                           (the markers hold each stored file's size and CRC-32: reuse checks them)
+                           (the markers hold each stored file's size and CRC-32, and the size of
+                           each image file its rows point at in artifacts/: reuse checks them)
                            (a step fused with the steps after it has no data/ and no shards/:
                            its group's last step holds them; see curate.fusion)
 """
@@ -32,6 +33,7 @@ from curate.keptref import KeptReferenceError, read_reference
 from curate.lock import LOCK_NAME
 from curate.runfiles import MANIFEST, MANIFEST_LIMIT, describe_mode, json_value, read_json, read_text
 from curate.shapes import COUNT, NUMBER, TEXT, counts_problem, fields_problem, json_type, step_marker_problem
+from curate.storedimages import images_problem
 from curate.shards import (
     KEPT_REFERENCE,
     files_problem,
@@ -297,8 +299,9 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
     """None when the step in ``step_dir`` is complete and its files hold what its marker says;
     else why it is not reusable. Every stored file (kept rows, dropped rows, uids, kept.json)
     must be there, none besides, each with the fingerprint recorded when it was written
-    (``curate.shards.file_fingerprint``: one read of the step's files), and row counts from the
-    Parquet footers must match the marker's. A marker written before fingerprints is trusted on
+    (``curate.shards.file_fingerprint``: one read of the step's files), every image file its rows
+    point at in its folder with its recorded size (``curate.storedimages``), and row counts from
+    the Parquet footers must match the marker's. A marker written before fingerprints is trusted on
     its row counts, as it was: recomputing every cached step of an existing store (model steps
     among them) on upgrading would cost more than it guards against.
 
@@ -325,6 +328,9 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
             problem = _stored_files_problem(step_dir, stats["files"])
             if problem:
                 return problem
+        problem = images_problem(step_dir, stats.get("images", {}))  # the images its rows point at
+        if problem:
+            return problem
         data, dropped = iter_shard_files(step_dir), list(iter_dropped_files(step_dir))
         if not kept_stored:
             data = []

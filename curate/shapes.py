@@ -22,11 +22,11 @@ TEXT, COUNT, NUMBER = (str, type(None)), (int, type(None)), (int, float, type(No
 STEP_MARKER_FIELDS: dict[str, tuple[type, ...]] = {
     "rows_in": COUNT, "rows_out": COUNT, "dropped": (dict,), "shards": COUNT, "seconds": NUMBER,
     "shard_seconds": NUMBER, "group_seconds": NUMBER, "finished_at": TEXT, "summary": (dict, type(None)),
-    "files": (dict,), "kept_rows_stored": (bool,), "retried_rows": COUNT,
+    "files": (dict,), "kept_rows_stored": (bool,), "retried_rows": COUNT, "images": (dict,),
 }
 SHARD_MARKER_FIELDS: dict[str, tuple[type, ...]] = {
     "index": (int,), "rows_in": (int,), "rows_out": (int,), "dropped": (dict,), "seconds": NUMBER,
-    "members": (list, type(None)), "files": (dict, type(None)),
+    "members": (list, type(None)), "files": (dict, type(None)), "images": (dict, type(None)),
 }
 SHARD_REQUIRED = ("index", "rows_in", "rows_out")
 # One member's facts in a fused group's shard marker (curate.fusion).
@@ -83,7 +83,9 @@ def step_marker_problem(stats: Any) -> str | None:
     problem = fields_problem(stats, STEP_MARKER_FIELDS, (), "")
     if problem:
         return problem
-    return counts_problem(stats.get("dropped", {}), "dropped") or files_problem(stats.get("files", {}), "files")
+    return (counts_problem(stats.get("dropped", {}), "dropped")
+            or files_problem(stats.get("files", {}), "files")
+            or files_problem(stats.get("images", {}), "images"))
 
 
 def shard_marker_problem(data: Any) -> str | None:
@@ -91,7 +93,9 @@ def shard_marker_problem(data: Any) -> str | None:
     problem = fields_problem(data, SHARD_MARKER_FIELDS, SHARD_REQUIRED, "")
     if problem:
         return problem
-    problem = counts_problem(data.get("dropped", {}), "dropped") or files_problem(data.get("files") or {}, "files")
+    problem = (counts_problem(data.get("dropped", {}), "dropped")
+               or files_problem(data.get("files") or {}, "files")
+               or files_problem(data.get("images") or {}, "images"))
     if problem:
         return problem
     for index, facts in enumerate(data.get("members") or []):
@@ -106,5 +110,6 @@ def shard_marker_problem(data: Any) -> str | None:
 
 def marker_facts(stats: dict[str, Any]) -> dict[str, Any]:
     """A step's marker as its manifest record shows it: the fields the engine writes there,
-    without the fingerprints of its files (the store's business, and one line per shard file)."""
-    return {key: value for key, value in stats.items() if key in STEP_MARKER_FIELDS and key != "files"}
+    without the fingerprints of its files and images (the store's business, a line per file)."""
+    return {key: value for key, value in stats.items()
+            if key in STEP_MARKER_FIELDS and key not in ("files", "images")}

@@ -23,6 +23,7 @@ from curate.diskspace import check_free
 from curate.errors import CurateError, StepError, reported
 from curate.runfiles import open_regular, read_json
 from curate.shapes import shard_marker_problem
+from curate.storedimages import images_problem, referenced_files, remove_damaged
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema, dtype_name, restorable
 from curate.step import Step, StepContext
 
@@ -72,6 +73,10 @@ class ShardStats:
     # The shard's files in the marker's store directory (kept and dropped rows), by path relative
     # to it: their :func:`file_fingerprint` when written. None: a marker from before fingerprints.
     files: dict[str, str] | None = None
+    # The image files the shard's rows point at in the step's own folder (a download's tars), by
+    # path relative to it: their size when written (curate.storedimages). None: none, or a marker
+    # from before they were recorded.
+    images: dict[str, str] | None = None
     # Why a marker found for this shard was not trusted (its files disagreed with it), when the
     # shard was recomputed for that reason; said by the engine, never written to the marker.
     redone: str | None = None
@@ -81,6 +86,8 @@ class ShardStats:
         del data["redone"]
         if self.members is None:  # a lone step's marker reads as it always did
             del data["members"]
+        if self.images is None:
+            del data["images"]
         return data
 
     @classmethod
@@ -307,6 +314,10 @@ def finished_shard(task: ShardTask) -> tuple[ShardStats | None, str | None]:
             problem = files_problem(task.output_dir, stats.files, (task.output, task.dropped))
             if problem:
                 return None, problem
+        if stats.images:
+            problem = images_problem(task.output_dir, stats.images)
+            if problem:
+                return None, problem
         rows, dropped = parquet_rows(task.output), parquet_rows(task.dropped)
         if rows != stats.rows_out:
             return None, f"its marker says {stats.rows_out} rows out, {task.output} holds {rows}"
@@ -384,6 +395,11 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
     done, redone = finished_shard(task)
     if done is not None:
         return done
+    if redone is not None:  # images it recorded and lost: stored anew, not found cut short
+        try:
+            remove_damaged(task.output_dir, read_json(task.marker))
+        except (OSError, ValueError):
+            pass
     started = time.perf_counter()
     table = pl.read_parquet(task.input)
     ctx.shard = task.index
@@ -401,6 +417,7 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
     check_free(task.output_dir, ctx.min_free_disk, f"step '{step.label}' before storing shard {task.index}")
     files = {relative(task.output, task.output_dir): write_shard(kept, task.output),
              relative(task.dropped, task.output_dir): write_shard(restored(dropped, expected), task.dropped)}
+    images = referenced_files((kept, dropped), task.output_dir, ctx.extras.get("store_dir") or ctx.run_dir)
     stats = ShardStats(
         index=task.index,
         rows_in=table.height,
@@ -408,6 +425,7 @@ def run_shard_task(step: Step, task: ShardTask, ctx: StepContext, expected: Sche
         dropped=drop_counts(dropped),
         seconds=round(time.perf_counter() - started, 4),
         files=files,
+        images=images or None,
     )
     write_json_atomic(stats.to_json(), task.marker)
     stats.redone = redone

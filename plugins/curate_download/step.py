@@ -386,6 +386,7 @@ class Download(Step):
         """Results for ``pending`` rows: from the image store where it has them, else fetched."""
         p = self.params
         frames = []
+        self._forget_lost_images(job_dir)
         if p.image_store:
             hits, pending = self._from_store(pending, job_dir, ctx)
             frames.append(hits)
@@ -398,6 +399,33 @@ class Download(Step):
                 fetched = fetched.with_columns(pl.lit("web").alias(ORIGIN))
             frames.append(fetched)
         return pl.concat(frames, how="diagonal_relaxed")
+
+    def _forget_lost_images(self, job_dir: Path) -> None:
+        """Work of ``job_dir`` finished before whose images are gone now is done again: an img2dataset
+        part whose stats file says done but whose re-keyed images are not there (deleted, or removed
+        by the engine for being cut short: ``curate.storedimages``) is fetched again; images from
+        the image store that are gone are looked up again, and since those hits decide how the rest
+        splits into parts, the job's parts are fetched again too."""
+        p = self.params
+        i2d = job_dir / store.I2D_DIR
+        hits = job_dir / STORE_HITS
+        if hits.exists() and not _store_location(job_dir, p.output_format).exists():
+            hits.unlink()
+            (job_dir / STORED_MARK).unlink(missing_ok=True)
+            finished = sorted(i2d.glob("*_stats.json"))
+        else:
+            finished = [stats for stats in sorted(i2d.glob("*_stats.json"))
+                        if not _part_images_exist(job_dir, _part_of(stats), p.output_format)]
+        for stats in finished:
+            part = _part_of(stats)
+            log.warning("download: the images of %s part %d are gone; fetching the part again", job_dir, part)
+            stats.unlink()
+            store.results_path(job_dir, part).unlink(missing_ok=True)
+            location = store.image_location(job_dir, part, p.output_format)
+            if location.is_dir() and not location.is_symlink():
+                shutil.rmtree(location)
+            else:
+                location.unlink(missing_ok=True)
 
     def _store(self) -> Any:
         from curate_download.imagestore import ImageStore
@@ -435,7 +463,7 @@ class Download(Step):
                 del records[key]
         if untrusted:
             _report_untrusted(untrusted, image_store, job_dir, ctx)
-        location = job_dir / ("store.tar" if p.output_format == "webdataset" else "store")
+        location = _store_location(job_dir, p.output_format)
         shard = _relative(location, Path(ctx.extras.get("store_dir") or ctx.run_dir))
         rows, images = [], []
         for uid, key in zip(pending[UID], keys, strict=True):
@@ -772,6 +800,24 @@ def _report_untrusted(untrusted: dict[str, str], image_store: Any, job_dir: Path
                 why)
     write_json_atomic({"image_store": image_store.root, "untrusted": dict(sorted(untrusted.items()))},
                       job_dir / STORE_UNTRUSTED)
+
+
+def _store_location(job_dir: Path, output_format: str) -> Path:
+    """Where a job's images from the image store are (a tar, or a folder)."""
+    return job_dir / ("store.tar" if output_format == "webdataset" else "store")
+
+
+def _part_images_exist(job_dir: Path, part: int, output_format: str) -> bool:
+    """Whether part ``part``'s images are there: re-keyed, or still img2dataset's to re-key."""
+    rekeyed = store.image_location(job_dir, part, output_format)
+    name = store.part_name(part) + (".tar" if output_format == "webdataset" else "")
+    own = job_dir / store.I2D_DIR / name
+    return rekeyed.exists() or own.exists()
+
+
+def _part_of(stats: Path) -> int:
+    """The part a stats file of img2dataset's (``NNNNN_stats.json``) is about."""
+    return int(stats.name.partition("_")[0])
 
 
 def _relative(path: Path, root: Path) -> str:
