@@ -314,14 +314,19 @@ class _Reader:
         return data
 
     def in_store(self, shard: str) -> bool:
-        """Whether ``shard`` lies in the run's store as written (relative to it, or an absolute
-        path under it; links are not followed): a step stored it there, so its loss is damage
-        (:class:`ImageGone`), not a row without an image."""
+        """Whether ``shard`` lies in a step's folder of the run's store as written (relative to
+        the store, or an absolute path under it, links not followed, and that folder is there): a
+        step stored it there, so its loss is damage (:class:`ImageGone`), not a row without an
+        image. A reference to a folder the store never had (a source's table naming another
+        run's store) is a missing file, as before."""
         if self.store_dir is None:
             return False
         store = os.path.normpath(os.path.abspath(self.store_dir))
         where = os.path.normpath(os.path.join(store, shard))
-        return where.startswith(store + os.sep)
+        if not where.startswith(store + os.sep):
+            return False
+        folder = where[len(store) + 1:].split(os.sep, 1)[0]
+        return os.path.isdir(os.path.join(store, folder))
 
     def close(self) -> None:
         self.opened.close()

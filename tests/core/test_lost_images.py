@@ -89,8 +89,8 @@ class ImageSteps:
         return [StoreImages, ImageSizes]
 
 
-def spec(*, reader: bool = True, outputs: list | None = None) -> dict:
-    steps = [{"step": "store_images"}] + ([{"step": "image_sizes"}] if reader else [])
+def spec(*, reader: bool = True, outputs: list | None = None, then: tuple = ()) -> dict:
+    steps = [{"step": "store_images"}] + ([{"step": "image_sizes"}] if reader else []) + list(then)
     return {"name": "lost", "source": {"path": "data.parquet"}, "steps": steps,
             "outputs": outputs or [{"format": "parquet", "path": "out.parquet"}],
             "run": {"dir": "run", "shard_size": 6, "report": False}}
@@ -180,12 +180,12 @@ def test_a_step_reading_an_image_gone_from_the_store_fails_naming_it(images_pm, 
     assert "Traceback" not in run.stderr and "bug" not in message
 
 
-@pytest.mark.filterwarnings("ignore::curate_export.sinks.ExportWarning")
 def test_an_export_of_an_image_gone_from_the_store_says_so(images_pm, curate_main, write_spec, workdir):
     """Before: "check that …/shards can be written" (a deleted tar), "this is a bug in plugin
     'export'" (one cut short)."""
     outputs = [{"format": "webdataset", "path": "shards", "params": {"caption": "alt_text"}}]
-    write_spec(spec(reader=False, outputs=outputs), table=sample_table(ROWS, duplicates=False))
+    with_image = {"step": "filter", "params": {"where": "image IS NOT NULL", "reason": "no_image"}}
+    write_spec(spec(reader=False, outputs=outputs, then=(with_image,)), table=sample_table(ROWS, duplicates=False))
     assert curate_main("run", "spec.yaml").code == 0
     forget_images(workdir)
     tar = tars(workdir)[1]
@@ -203,12 +203,14 @@ def test_a_reference_outside_the_store_is_read_as_before(tmp_path):
     """Only the run's store is the steps' to keep whole: a shard elsewhere that is gone is what it
     was (a missing file), and a null reference is a row without an image."""
     store = tmp_path / "store"
-    store.mkdir()
+    (store / "fp").mkdir(parents=True)  # a step's folder: what is under it is the step's
     elsewhere = tmp_path / "elsewhere" / "gone.tar"
     with pytest.raises(FileNotFoundError):
         read_image_bytes({"shard": str(elsewhere), "key": "k"}, store)
     with pytest.raises(FileNotFoundError):
         read_image_bytes({"shard": "../elsewhere/gone.tar", "key": "k"}, store)
+    with pytest.raises(FileNotFoundError):  # no such folder in the store: not a step's, a missing file
+        read_image_bytes({"shard": "other/gone.tar", "key": "k"}, store)
     with pytest.raises(ImageGone, match="does not exist"):
         read_image_bytes({"shard": "fp/artifacts/gone.tar", "key": "k"}, store)
     with pytest.raises(ImageGone, match="does not exist"):
