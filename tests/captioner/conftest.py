@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from curate.plugins import PluginManager
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("open_clip")
@@ -74,3 +76,14 @@ def images(count: int, size: int = 40) -> list[Any]:
     from PIL import Image
 
     return [Image.new("RGB", (size, size), ((37 * i) % 256, (91 * i) % 256, (13 * i) % 256)) for i in range(count)]
+
+
+@pytest.fixture
+def pm(pm: PluginManager) -> PluginManager:
+    """The root conftest's basics-only manager plus this plugin (not whatever else is installed), so
+    ``curate_main`` runs the captioner's commands in this process, where torch is imported already
+    (a ``curate captioner`` subprocess spends most of its time importing it again)."""
+    import curate_captioner
+
+    pm.register(curate_captioner, name="captioner", distribution="curate", version=curate_captioner.__version__)
+    return pm

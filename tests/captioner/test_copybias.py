@@ -15,18 +15,7 @@ from curate_captioner.errors import CaptionerError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import curate_captioner
-from curate.plugins import PluginManager
 from tests.core.conftest import curate_main  # noqa: F401
-
-
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    """For ``curate_main``: the commands below in this process, where torch is imported already (a
-    ``curate captioner`` subprocess spends most of its time importing it again)."""
-    pm.register(curate_captioner, name="captioner", distribution="curate",
-                version=curate_captioner.__version__)
-    return pm
 
 
 shares = st.floats(0, 1, allow_nan=False)

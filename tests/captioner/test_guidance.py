@@ -13,7 +13,6 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import curate_captioner
 from curate.plugins import PluginManager
 from curate.testing import run_step
 from curate_captioner.generate import banned_tokens, generate
@@ -104,12 +103,6 @@ def test_drop_images_zeroes_a_seeded_share(rate: float, seed: int, step: int) ->
 
 
 # -- steps ---------------------------------------------------------------------------------------
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    pm.register(curate_captioner, name="captioner", distribution="curate", version=curate_captioner.__version__)
-    return pm
-
-
 @pytest.fixture
 def table(tmp_path: Path) -> pl.DataFrame:
     paths = []

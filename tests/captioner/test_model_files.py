@@ -16,7 +16,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-import curate_captioner
 from curate.errors import CurateError, SpecError
 from curate.plugins import PluginManager
 from curate.testing import run_step
@@ -25,12 +24,6 @@ from curate_captioner.model import Captioner
 from curate_captioner.modelfiles import (MAX_PARAMETERS, MAX_PARAMETERS_ENV, ModelDirectoryError, captioner_problems,
                                          decoder_config_problems)
 from tests.captioner.conftest import images
-
-
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    pm.register(curate_captioner, name="captioner", distribution="curate", version=curate_captioner.__version__)
-    return pm
 
 
 @pytest.fixture

@@ -17,8 +17,6 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import curate_captioner
-from curate.plugins import PluginManager
 from curate_captioner.dpo import PreferenceConfig, train_preference
 from curate_captioner.errors import CaptionerError
 from curate_captioner.pairs import TEXTUAL_KINDS, balance_textual, caption, read_pairs, textual_rejection, wrong_attribute
@@ -158,13 +156,6 @@ def test_near_miss_scene_changes_one_attribute(scene: Any, seed: int) -> None:
         return
     diffs = [(a, b) for a, b in zip(scene.objects, near.objects, strict=True) if a != b]
     assert len(diffs) == 1 and (diffs[0][0].shape != diffs[0][1].shape) + (diffs[0][0].color != diffs[0][1].color) == 1
-
-
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    pm.register(curate_captioner, name="captioner", distribution="curate",
-                version=curate_captioner.__version__)
-    return pm
 
 
 @pytest.fixture(scope="module")

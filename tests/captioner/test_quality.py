@@ -15,19 +15,9 @@ import pytest
 from curate_captioner.config import WORLD_MODEL_DIR
 
 import curate_captioner
-from curate.plugins import PluginManager
 from tests.core.conftest import curate_main  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not (WORLD_MODEL_DIR / "captioner.json").exists(), reason="world captioner not shipped")
-
-
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    """For ``curate_main``: the commands below in this process, where torch is imported already (a
-    ``curate captioner`` subprocess spends most of its time importing it again)."""
-    pm.register(curate_captioner, name="captioner", distribution="curate",
-                version=curate_captioner.__version__)
-    return pm
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-import curate_captioner
 from curate.plugins import PluginManager
 from curate.testing import run_step
 from curate_captioner.errors import CaptionerError
@@ -17,12 +16,6 @@ from tests.captioner.test_step import params, table  # noqa: F401  (fixture)
 
 clip_models = pytest.importorskip("curate_clip.models")
 needs_world_clip = pytest.mark.skipif(not clip_models.WORLD_CHECKPOINT.exists(), reason="world CLIP weights not installed")
-
-
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    pm.register(curate_captioner, name="captioner", distribution="curate", version=curate_captioner.__version__)
-    return pm
 
 
 def test_candidate_zero_is_the_run_seed_and_the_others_differ() -> None:

@@ -7,18 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import curate_captioner
 from curate.errors import SpecError
 from curate.plugins import PluginManager
 from curate.testing import run_step
 from tests.captioner.conftest import images
-
-
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    """The basics-only manager of the root conftest, plus this plugin (not whatever else is installed)."""
-    pm.register(curate_captioner, name="captioner", distribution="curate", version=curate_captioner.__version__)
-    return pm
 
 
 @pytest.fixture

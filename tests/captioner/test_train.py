@@ -14,19 +14,8 @@ import torch
 from curate_captioner.model import Captioner
 from curate_captioner.train import CHECKPOINT_DIR, LOG_FILE, TrainConfig, train
 
-import curate_captioner
-from curate.plugins import PluginManager
 from tests.captioner.conftest import TOWER, images
 from tests.core.conftest import curate_main  # noqa: F401
-
-
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    """For ``curate_main``: the commands below in this process, where torch is imported already (a
-    ``curate captioner`` subprocess spends most of its time importing it again)."""
-    pm.register(curate_captioner, name="captioner", distribution="curate",
-                version=curate_captioner.__version__)
-    return pm
 
 
 @pytest.fixture

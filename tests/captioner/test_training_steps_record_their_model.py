@@ -14,7 +14,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import curate_captioner
 from curate.plugins import PluginManager
 from curate.testing import run_spec
 from tests.captioner.conftest import images
@@ -22,12 +21,6 @@ from tests.captioner.conftest import images
 ROWS = 8
 PAIRS = ("SELECT *, alt_text || ' today' AS chosen, 'nothing at all' AS rejected, 'textual' AS dimension "
          "FROM input")
-
-
-@pytest.fixture
-def pm(pm: PluginManager) -> PluginManager:
-    pm.register(curate_captioner, name="captioner", distribution="curate", version=curate_captioner.__version__)
-    return pm
 
 
 def training(step: str, label: str, root: Path, **params: object) -> dict:
