@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from curate.errors import RunDirError
+from curate.runfiles import COMPLETE
 from curate.users import me, owner
 
-MARKER = "_COMPLETE.json"  # as curate.runstore.COMPLETE (runstore imports much; this module little)
 SHARD_MARKERS = "shards"
 
 
@@ -100,7 +100,7 @@ def _remove(path: Path) -> None:
         os.unlink(path)
         return
     try:
-        os.unlink(path / MARKER)
+        os.unlink(path / COMPLETE)
     except FileNotFoundError:
         pass
     shards = path / SHARD_MARKERS

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 MARKER_LIMIT = 16 << 20  # a step's or a shard's marker: a few kB, ~100 bytes per stored file
 MANIFEST = "manifest.json"  # a run directory's record of its run
 MANIFEST_LIMIT = 256 << 20  # a manifest: a record per step, however many steps
+COMPLETE = "_COMPLETE.json"  # a finished step's (or shard's) marker, in its folder
 
 
 def describe_mode(mode: int) -> str:

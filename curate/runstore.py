@@ -31,7 +31,7 @@ from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
 from curate.keptref import KeptReferenceError, read_reference
 from curate.lock import LOCK_NAME
-from curate.runfiles import MANIFEST, MANIFEST_LIMIT, describe_mode, json_value, read_json, read_text
+from curate.runfiles import COMPLETE, MANIFEST, MANIFEST_LIMIT, describe_mode, json_value, read_json, read_text
 from curate.shapes import COUNT, NUMBER, TEXT, counts_problem, fields_problem, json_type, step_marker_problem
 from curate.storedimages import images_problem
 from curate.shards import (
@@ -46,7 +46,6 @@ from curate.shards import (
 )
 
 DATABASE = "curate.duckdb"
-COMPLETE = "_COMPLETE.json"
 # What curate itself keeps in a run directory (the layout above, the report plugin's page and
 # the scratch space of DuckDB, ingest and remote outputs): no output may be written over them.
 RUN_DIR_FILES = ("spec.yaml", MANIFEST, DATABASE, "report.html", LOCK_NAME)
@@ -295,7 +294,7 @@ class StoreWarning(UserWarning):
     run, or damaged): it is recomputed instead of reused."""
 
 
-def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
+def cache_problem(step_dir: Path, needs_data: bool = True, sizes_only: bool = False) -> str | None:
     """None when the step in ``step_dir`` is complete and its files hold what its marker says;
     else why it is not reusable. Every stored file (kept rows, dropped rows, uids, kept.json)
     must be there, none besides, each with the fingerprint recorded when it was written
@@ -311,7 +310,10 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
 
     A marker alone was trusted before: a step cut in half by a second run on the same store
     was published with its full count and reused by every later run; row counts alone, a shard
-    rewritten with as many rows."""
+    rewritten with as many rows.
+
+    ``sizes_only``: each stored file against its recorded size (one ``stat``), not its bytes: what
+    ``curate inspect`` checks without ``--verify`` (curate.storecheck)."""
     step_dir = Path(step_dir)
     marker = step_dir / COMPLETE
     if not marker.exists():
@@ -325,7 +327,7 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
         if needs_data and not kept_stored:
             return NOT_STORED
         if "files" in stats:  # first: it names the file that differs
-            problem = _stored_files_problem(step_dir, stats["files"])
+            problem = _stored_files_problem(step_dir, stats["files"], sizes_only)
             if problem:
                 return problem
         problem = images_problem(step_dir, stats.get("images", {}))  # the images its rows point at
@@ -352,7 +354,7 @@ def cache_problem(step_dir: Path, needs_data: bool = True) -> str | None:
     return None
 
 
-def _stored_files_problem(step_dir: Path, recorded: dict[str, str]) -> str | None:
+def _stored_files_problem(step_dir: Path, recorded: dict[str, str], sizes_only: bool = False) -> str | None:
     """The step's stored files against the fingerprints its marker recorded: which is missing,
     extra or different."""
     stored = [*iter_shard_files(step_dir), *iter_dropped_files(step_dir),
@@ -362,7 +364,7 @@ def _stored_files_problem(step_dir: Path, recorded: dict[str, str]) -> str | Non
     missing = sorted(set(recorded) - {relative(path, step_dir) for path in stored})
     if missing:
         return f"{step_dir / missing[0]}, which its marker recorded, is missing"
-    return files_problem(step_dir, recorded, stored)
+    return files_problem(step_dir, recorded, stored, sizes_only)
 
 
 def link_step(run_dir: Path, dirname: str, target: Path) -> None:
