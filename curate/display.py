@@ -17,23 +17,61 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from typing import Any
 
-# C0 and C1 controls, DEL, and the bidi embeddings, overrides and isolates (not the marks, which
-# right-to-left text uses and which cannot reorder what surrounds them).
-_UNSAFE_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # keeps \t and \n
+# C0 and C1 controls, DEL, the bidi embeddings, overrides and isolates (not the marks, which
+# right-to-left text uses and which cannot reorder what surrounds them), the line and paragraph
+# separators (a line break to some terminals and pages, none to others), and the invisible
+# characters that carry no meaning in text: zero-width space, word joiner, invisible operators,
+# deprecated format characters, interlinear annotations, a byte order mark, and tag characters
+# (text that does not show) outside an emoji flag's tag sequence (🏴 + tags + cancel tag, the
+# flags of England, Scotland and Wales). The joiners (ZWJ, ZWNJ) stay: emoji sequences and
+# Persian and Indic words need them.
+_INVISIBLE = "\u200b\u2028\u2029\u2060-\u2064\u206a-\u206f\ufeff\ufff9-\ufffb"
+_BIDI = "\u202a-\u202e\u2066-\u2069"
+_TAGS = "\U000e0000-\U000e007f"
+_UNSAFE_IN_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]|\U0001f3f4?[{_TAGS}]+")
+_UNSAFE_IN_LINES = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]|\U0001f3f4?[{_TAGS}]+")  # keeps \t, \n
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    found = match.group()
+    if len(found) == 1:
+        return _escape(ord(found))
+    if found[0] == "\U0001f3f4" and found.endswith("\U000e007f") and len(found) > 2:
+        return found  # a flag's tag sequence: shown as the flag it is
+    head = found[0] if found[0] == "\U0001f3f4" else ""
+    return head + "".join(_escape(ord(c)) for c in found[len(head):])
 
 
 def visible(text: Any, *, lines: bool = False) -> str:
     """``text`` with every control character written as an escape; ``lines``: keep newlines and
     tabs (a message of several lines)."""
     return (_UNSAFE_IN_LINES if lines else _UNSAFE_IN_LINE).sub(_escaped, str(text))
+
+
+def visible_name(name: Any) -> str:
+    """A name (a column, a key) as a message quotes it: :func:`visible`, and also every character
+    that does not show or shows as a plain space (format characters such as ZWJ and the
+    direction marks, no-break and other spaces, the soft hyphen) written as an escape. A column
+    ``alt_text`` + U+200B quoted raw reads ``'alt_text'``: the user cannot see what to type."""
+    return "".join(ch if ch == " " or unicodedata.category(ch) not in _HIDDEN_CATEGORIES else _escape(ord(ch))
+                   for ch in visible(name))
+
+
+def hidden_characters(name: Any) -> list[str]:
+    """``U+200B ZERO WIDTH SPACE`` for each distinct character of ``name`` that
+    :func:`visible_name` escapes, in order of first appearance."""
+    found = dict.fromkeys(ch for ch in str(name) if visible_name(ch) != ch)
+    return [f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}" for ch in found]
+
+
+_HIDDEN_CATEGORIES = {"Cf", "Zs", "Zl", "Zp", "Cc", "Cs", "Co", "Cn"}
 
 
 # rich.markup.escape's pattern, tried only where a run of backslashes starts: rich's own search

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from curate.display import visible_name
 from curate.duck import literal, memory_bytes, quote, stream
 from curate.errors import CurateError, SourceError, disk_full
 from curate.footers import arrow_footer, polars_schema
@@ -45,14 +46,20 @@ STAGING_COMPRESSION = "lz4"
 HIDDEN = ("_file", "_row")
 
 
+def _names(raw: Schema) -> str:
+    """The source's column names for a message, each as typed (a name holding U+200B or a
+    no-break space shows it as an escape)."""
+    return ", ".join(map(visible_name, raw)) or "none"
+
+
 def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[tuple, str, str | None]]]:
     """The table's schema after mapping; problems as (loc, message, hint)."""
     problems: list[tuple[tuple, str, str | None]] = []
     mapping = dict(spec.columns)  # canonical → source
     for canonical, column in mapping.items():
         if column not in raw:
-            problems.append((("source", "columns", canonical), f"the source has no column '{column}'",
-                             f"source columns: {', '.join(raw) or 'none'}"))
+            problems.append((("source", "columns", canonical), f"the source has no column '{visible_name(column)}'",
+                             f"source columns: {_names(raw)}"))
     mapped_sources = set(mapping.values())
     schema: Schema = {}
     for canonical in REQUIRED:
@@ -64,7 +71,7 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
         elif canonical not in mapping:
             problems.append((("source", "columns"), f"the source has no '{canonical}' column",
                              f"map one: columns: {{{canonical}: <source column>}}; source columns: "
-                             f"{', '.join(raw) or 'none'}"))
+                             f"{_names(raw)}"))
     for canonical, column in mapping.items():
         if canonical not in REQUIRED and column in raw:
             schema[canonical] = raw[column]
@@ -79,8 +86,8 @@ def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[
     if spec.keep is not None:
         for column in spec.keep:
             if column not in raw:
-                problems.append((("source", "keep"), f"the source has no column '{column}' to keep",
-                                 f"source columns: {', '.join(raw) or 'none'}"))
+                problems.append((("source", "keep"), f"the source has no column '{visible_name(column)}' to keep",
+                                 f"source columns: {_names(raw)}"))
         extras = [c for c in extras if c in spec.keep]
     for column in extras:
         schema[column] = raw[column]

@@ -291,3 +291,13 @@ def test_validate_takes_run_dir_as_its_hint_for_an_untrusted_spec_says(curate_ma
     refused = curate_main("validate", "spec.yaml", "--untrusted")
     assert refused.code == 2 and "choose the directory yourself with --run-dir" in refused.stderr
     assert curate_main("validate", "spec.yaml", "--untrusted", "--run-dir", "runs/u").code == 0
+
+
+def test_a_column_name_holding_a_character_that_does_not_show_is_named_with_it(curate_main, write_spec, workdir):
+    """A header 'alt_text' + U+200B (a page's hidden character pasted into a spreadsheet): quoted raw,
+    the message said "source columns: url, alt_text" and "did you mean 'alt_text'?"."""
+    write_spec({"source": {"path": "data.parquet"}, "steps": [{"step": "normalize_text"}]})
+    sample_table().rename({"alt_text": "alt_text\u200b"}).write_parquet(workdir / "data.parquet")
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    assert "source columns: url, alt_text\\u200b" in result.stderr, result.stderr

@@ -6,15 +6,26 @@ override; text without them is printed exactly as before."""
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curate.display import VisibleFormatter, echo, visible
+from curate.display import VisibleFormatter, echo, hidden_characters, visible, visible_name
 
 HOSTILE = "a\x1b[2Jb\rc\u202ed [link=http://x]y[/link]\x9b\x00"
 UNSAFE = {*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), *map(chr, range(0x202A, 0x202F)),
-          *map(chr, range(0x2066, 0x206A))}
+          *map(chr, range(0x2066, 0x206A)),
+          # invisible, no meaning in text: zero-width space, line/paragraph separators, word joiner and
+          # invisible operators, deprecated format characters, byte order mark, interlinear annotations
+          "\u200b", "\u2028", "\u2029", *map(chr, range(0x2060, 0x2065)), *map(chr, range(0x206A, 0x2070)),
+          "\ufeff", *map(chr, range(0xFFF9, 0xFFFC))}
+TAGS = set(map(chr, range(0xE0000, 0xE0080)))
+FLAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0000-\U000e007e]+\U000e007f")
+# text as the web writes it: joiners, marks, flags, tags, spaces of every kind
+unicode_text = st.text(st.one_of(st.characters(), st.sampled_from(sorted(UNSAFE | TAGS | {
+    "\U0001f3f4", "\u200d", "\u200c", "\u200e", "\u00a0", "\u00ad", "\U000e007f"}))))
 
 
 def test_echo_writes_control_characters_as_escapes_on_stdout_or_stderr(capsys):
@@ -31,7 +42,7 @@ def test_echo_of_several_lines_keeps_newlines_and_tabs_only_when_asked(capsys):
     assert capsys.readouterr().out == "{\n\t\"a\": \"x\\x1b\"\n}\none\\x0aline\\x09only\n"
 
 
-@given(st.text(), st.booleans())
+@given(unicode_text, st.booleans())
 def test_echo_prints_visible_text_and_nothing_unsafe(text, lines):
     import contextlib
     import io
@@ -42,8 +53,33 @@ def test_echo_prints_visible_text_and_nothing_unsafe(text, lines):
     printed = buffer.getvalue()
     assert printed == visible(text, lines=lines) + "\n"
     assert not set(printed[:-1]) & (UNSAFE - ({"\n", "\t"} if lines else set()))
-    if not set(text) & UNSAFE:
+    assert not set(FLAG_SEQUENCE.sub("", printed)) & TAGS  # tags only as an emoji flag's sequence
+    if not set(text) & (UNSAFE | TAGS):
         assert printed == text + "\n"
+
+
+def test_invisible_characters_are_escaped_and_joiners_and_flags_kept():
+    family, scotland = "👨\u200d👩\u200d👧", "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+    persian = "می\u200cخواهم"
+    assert visible(f"{family} {scotland} {persian}") == f"{family} {scotland} {persian}"
+    assert visible("a\u200bb\u2028c\ufeff") == "a\\u200bb\\u2028c\\ufeff"
+    assert visible("x\U000e0041\U000e0042") == "x\\U000e0041\\U000e0042"  # hidden text, shown
+    assert visible("🏴\U000e0041") == "🏴\\U000e0041"  # no cancel tag: not a flag
+
+
+@given(unicode_text)
+def test_a_name_shows_every_character_that_does_not_show(name):
+    shown = visible_name(name)
+    assert all(ch == " " or unicodedata.category(ch) not in {"Cf", "Zs", "Zl", "Zp", "Cc"} for ch in shown)
+    if all(ch == " " or unicodedata.category(ch) not in {"Cf", "Zs", "Zl", "Zp", "Cc", "Cs", "Co", "Cn"}
+           for ch in name):
+        assert shown == name and hidden_characters(name) == []
+
+
+def test_a_name_with_a_zero_width_space_or_a_no_break_space_is_told_apart():
+    assert visible_name("alt_text\u200b") == "alt_text\\u200b"
+    assert visible_name("alt_text\u00a0") == "alt_text\\xa0"
+    assert hidden_characters("a\u200bb\u200b\u00a0") == ["U+200B ZERO WIDTH SPACE", "U+00A0 NO-BREAK SPACE"]
 
 
 def test_visible_formatter_escapes_the_message_and_the_traceback():

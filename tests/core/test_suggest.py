@@ -27,3 +27,8 @@ def test_did_you_mean_names_the_closest_or_falls_back(word, choices):
 def test_did_you_mean_wording():
     assert did_you_mean("filtr", ["filter", "sample"]) == "did you mean 'filter'?"
     assert did_you_mean("zzz", {"filter": 1}, "labels: filter") == "labels: filter"
+
+
+def test_a_suggestion_that_differs_by_a_character_that_does_not_show_says_so():
+    assert did_you_mean("alt_text", ["url", "alt_text\u200b"]) == (
+        "did you mean 'alt_text\\u200b', which holds U+200B ZERO WIDTH SPACE (not shown where it is printed)?")
