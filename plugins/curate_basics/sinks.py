@@ -73,6 +73,11 @@ class JsonlSink(TableSink):
             return {"rows": sum(1 for _ in handle)}
 
 
+class CsvSinkParams(TableSinkParams):
+    bom: bool = Field(False, description="start the file with a UTF-8 byte order mark: Excel, opening a CSV by "
+                      "double-click, reads it as UTF-8 only then (else CJK, Arabic or emoji show as mojibake)")
+
+
 class CsvSink(TableSink):
     """One CSV file as Polars writes it (quoted where a cell needs it; null is an empty field).
     Cells are written verbatim, as pandas, DuckDB and Polars write them, also a cell that a
@@ -81,7 +86,7 @@ class CsvSink(TableSink):
 
     format = "csv"
     description = "one CSV file, cells verbatim (structs and lists as JSON text, bytes as base64)"
-    Params = TableSinkParams
+    Params = CsvSinkParams
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
@@ -92,7 +97,7 @@ class CsvSink(TableSink):
         if cells:
             frame = frame.with_columns(cells)
         with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
-            frame.sink_csv(handle)
+            frame.sink_csv(handle, include_bom=self.params.bom)
         return {"rows": table.scan().select(pl.len()).collect().item()}
 
 

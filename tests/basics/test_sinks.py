@@ -64,3 +64,19 @@ def test_an_empty_result_still_writes_every_output(pm, workdir):
     manifest = run_spec(spec, workdir, tables={"data.parquet": sample_table(10)}, pm=pm)
     assert [o["rows"] for o in manifest["outputs"]] == [0, 0, 0]
     assert pl.read_parquet(workdir / "run" / "o.parquet").columns == ["uid", "url", "alt_text", "score", "lang"]
+
+
+def test_a_csv_with_a_byte_order_mark_when_asked_reads_back_as_it_was(pm, workdir):
+    """``bom: true`` for Excel (which reads a CSV opened by double-click as UTF-8 only with the mark);
+    without it the file starts with the header, as other tools write it."""
+    table = pl.DataFrame({"url": ["http://a/1.jpg", "http://a/2.jpg"], "alt_text": ["東京タワー 🗼", "مرحبا"]})
+    spec = {"source": {"path": "data.parquet"},
+            "outputs": [{"format": "csv", "path": "bom.csv", "params": {"bom": True}},
+                        {"format": "csv", "path": "plain.csv"}]}
+    run_spec(spec, workdir, tables={"data.parquet": table}, pm=pm)
+    marked, plain = (workdir / "run" / "bom.csv").read_bytes(), (workdir / "run" / "plain.csv").read_bytes()
+    assert marked == b"\xef\xbb\xbf" + plain and plain.startswith(b"uid,url,alt_text")
+    (workdir / "again").mkdir()
+    (workdir / "again" / "bom.csv").write_bytes(marked)
+    again = run_spec({"source": {"path": "bom.csv"}}, workdir / "again", pm=pm)
+    assert read_step_output(again, "source")["alt_text"].to_list() == table["alt_text"].to_list()
