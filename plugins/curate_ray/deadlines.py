@@ -12,7 +12,8 @@ from curate.envnumbers import positive_number
 
 # Ray itself waits ~821 s for a named address that never answers (20 tries of its 30 s GCS call
 # and two 5 s connection waits), far longer than a GCS takes to come up (Ray's own default wait
-# for a head that is starting is 30 s).
+# for a head that is starting is 30 s). Refused connections take all of it only where the variable
+# is set or a head is starting on this machine for that port; else a few seconds (curate_ray.probe).
 CONNECT_DEADLINE_ENV, CONNECT_DEADLINE = "CURATE_RAY_CONNECT_DEADLINE", 60.0
 # Shards of a cluster without CPUs wait for its autoscaler to add some: a few minutes on the clouds
 # Ray's autoscaler knows, so ten minutes before the run says nothing can start.

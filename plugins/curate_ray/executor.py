@@ -287,7 +287,9 @@ class RayExecutor(Executor):
                 deadline = seconds(CONNECT_DEADLINE_ENV, CONNECT_DEADLINE)
                 until = time.monotonic() + deadline
                 joining = to_join(self.params.address)  # auto finding nothing: Ray's own error, at once
-                check_answers(joining, deadline)
+                # Refused connections are waited for only where a head may be starting (curate_ray.probe),
+                # or for as long as the user set.
+                check_answers(joining, deadline, wait_while_refused=CONNECT_DEADLINE_ENV in os.environ)
                 # An answering cluster that wants a token this run does not send is refused by
                 # ray.init only after ~20 s of retries, as if it were not there: ask first.
                 check_token(joining, until)  # also turns on a token found here, as ray.init does for auto

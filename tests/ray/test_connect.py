@@ -297,13 +297,14 @@ def test_auto_asks_the_gcs_of_the_raylet_running_on_this_machine_within_the_dead
     assert "'ray stop'" in error.hint
 
 
-def wait_for_arguments(process: subprocess.Popen, seconds: float = 30) -> None:
+def wait_for_arguments(process: subprocess.Popen, seconds: float = 30,
+                       marker: bytes = b"--gcs-address=") -> None:
     """Until /proc lists the program's arguments: Popen returns once the program is exec'd, and
     Linux lays its arguments out a moment later (until then /proc/PID/cmdline reads empty, and Ray
     finds no raylet there). A loaded machine can take a while; a CI run met that moment once."""
     cmdline = Path(f"/proc/{process.pid}/cmdline")
     deadline = time.monotonic() + seconds
-    while b"--gcs-address=" not in cmdline.read_bytes():
+    while marker not in cmdline.read_bytes():
         assert time.monotonic() < deadline, f"{cmdline} did not list the arguments in {seconds} s"
         time.sleep(0.01)
 
