@@ -365,7 +365,7 @@ class RayExecutor(Executor):
                 if (why := self._watch.problem()) is not None:
                     raise _Lost(why)
                 run = self._run_on_actors if step.uses_model else self._run_as_tasks
-                run(ray, step, pending, ctx, expected, record)
+                self._lost_if_disconnected(lambda: run(ray, step, pending, ctx, expected, record))
             except _Lost as lost:
                 raise self._lost_error(step, lost, len(results), len(tasks), ctx) from None
             finally:
@@ -467,7 +467,7 @@ class RayExecutor(Executor):
                     slot, task = free.popleft(), queue.popleft()
                     running[submit(slot, task)] = (task, slot)
                 wait = max(0.0, min(WAIT_STEP, quiet_since + no_cpu_deadline - time.monotonic()))
-                done, _ = ray.wait(list(running), num_returns=1, timeout=wait)
+                done, _ = self._lost_if_disconnected(lambda: ray.wait(list(running), num_returns=1, timeout=wait))
                 if not done and (why := self._watch.lost()) is not None:
                     raise _Lost(why)
                 if not done and time.monotonic() - quiet_since >= no_cpu_deadline:
@@ -479,7 +479,7 @@ class RayExecutor(Executor):
                     quiet_since = time.monotonic()
                     task, slot = running.pop(ref)
                     free.append(slot)
-                    on_done(self._result(ray, ref, step, task))
+                    on_done(self._lost_if_disconnected(lambda: self._result(ray, ref, step, task)))
         except _Lost as lost:  # Ray is asked nothing more: its shards are gone with the cluster
             lost.shards = sorted({*lost.shards, *(task.index for task, _ in running.values())})
             raise
@@ -490,6 +490,17 @@ class RayExecutor(Executor):
                         ray.cancel(ref)
                     except Exception:  # finished or gone meanwhile; the error being raised matters more
                         logger.debug("could not cancel %s", ref, exc_info=True)
+            raise
+
+    def _lost_if_disconnected(self, call: Callable[[], Any]) -> Any:
+        """``call()``; a ConnectionError from it is a lost cluster where the watch says so. Ray's client
+        (``ray://``) blocks a call while it reconnects to a client server that is gone (~30 s) and
+        then raises ConnectionError: the run fails as a lost cluster, not with an internal error."""
+        try:
+            return call()
+        except ConnectionError:
+            if (why := self._watch.problem()) is not None:
+                raise _Lost(why) from None
             raise
 
     def _check_cpus(self, ray: Any, step: Step, waited: float) -> None:

@@ -115,16 +115,17 @@ class StartedHead:
 
 
 @contextmanager
-def ray_head(port: int, **env: str | None) -> Iterator[StartedHead]:
-    """A head started by ``ray start --head`` on ``port`` (1 CPU, no dashboard), with ``env`` over the
-    test's environment (None: unset), in a session of its own. On exit its processes are ended and
+def ray_head(port: int, *flags: str, **env: str | None) -> Iterator[StartedHead]:
+    """A head started by ``ray start --head`` on ``port`` (1 CPU, no dashboard, and ``flags``), with
+    ``env`` over the test's environment (None: unset), in a session of its own. On exit its processes are ended and
     its temporary folder removed."""
     # Ray's socket paths must stay short (a Unix socket's path is at most ~107 bytes): not under pytest's tmp.
     base = tempfile.mkdtemp(prefix="curate-ray-")
     temp_dir = os.path.join(base, "ray")  # where Ray looks under RAY_TMPDIR=base
     environment = changed(cli_env(RAY_USAGE_STATS_ENABLED="0"), env)
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
-               "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+               "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+               *flags]
     # A session of its own: its process group holds every process it leaves running.
     starter = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
