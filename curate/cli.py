@@ -341,6 +341,9 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
         first, *rest = f"error: {manifest['error']}".splitlines()
         for line in [first, *(f"  {line}" for line in rest)]:
             console.print(for_rich(line))
+    if manifest.get("views_error"):  # curate.views
+        console.print(for_rich(f"its views were not written ({manifest['views_error']}): `curate relocate "
+                               f"{run_dir}` writes them"))
     recorded = manifest.get("run_dir")
     if isinstance(recorded, str) and Path(recorded).resolve() != Path(run_dir).resolve():
         console.print(for_rich(f"this run directory was written at {recorded}: the views of its curate.duckdb "

@@ -73,6 +73,7 @@ from curate.shards import (
 )
 from curate.schema import Schema
 from curate.step import Step, StepContext, TableInput
+from curate.views import views_failed
 
 
 class Observer(Protocol):
@@ -217,9 +218,15 @@ class Engine:
         self._note_stale(manifest, earlier, failed=False)
         manifest["finished_at"] = _now()
         manifest["seconds"] = round(time.perf_counter() - started, 3)
+        failed = None
+        try:  # before the manifest says complete: never beside the views of the run before (curate.views)
+            write_views(self.run_dir, manifest)
+        except Exception as exc:  # noqa: BLE001 - recorded, then raised below
+            failed = views_failed(self.run_dir, manifest, exc)
         write_manifest(self.run_dir, manifest)
-        write_views(self.run_dir, manifest)
         self.pm.notify("curate_run_finished", run_dir=self.run_dir, manifest=manifest)
+        if failed is not None:
+            raise failed
         return manifest
 
     # -- internals ------------------------------------------------------------------------

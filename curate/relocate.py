@@ -22,6 +22,7 @@ def relocate(run_dir: Path, store: Path | None = None) -> tuple[dict[str, Any], 
     where it was inside the run directory); returns the new manifest and what changed."""
     from curate.lock import locked
     from curate.runstore import read_manifest, write_manifest, write_views
+    from curate.views import VIEWS_ERROR
 
     run_dir = Path(run_dir).resolve()
     with locked([(run_dir, "run directory")]):
@@ -43,8 +44,9 @@ def relocate(run_dir: Path, store: Path | None = None) -> tuple[dict[str, Any], 
         if old_store != new_store:
             changed.append(f"store {old_store} → {new_store}")
         manifest["run_dir"], manifest["store_dir"] = str(run_dir), str(new_store)
-        write_manifest(run_dir, manifest)
         write_views(run_dir, manifest)
+        manifest.pop(VIEWS_ERROR, None)  # written now (curate.views)
+        write_manifest(run_dir, manifest)
     return manifest, changed
 
 

@@ -162,5 +162,37 @@ def test_a_disk_too_full_for_the_views_leaves_no_log_behind(curate_main, write_s
     assert "No space left on device" in result.stderr and "the disk is full" in result.stderr
     assert f"could not write {run}/.curate.duckdb." in result.stderr, result.stderr  # DuckDB's checkpoint
     assert not list(run.glob(".curate.duckdb.*")), list(run.iterdir())
+    assert f"curate relocate {run}" in result.stderr and not (run / "curate.duckdb").exists()
     filler.unlink()
     assert curate_main("run", "spec.yaml", "--quiet").code == 0
+
+
+def test_views_that_cannot_be_written_are_not_left_from_the_run_before(curate_main, write_spec, workdir):
+    """The views are written before the manifest says complete; where they cannot be (a full disk,
+    here a file-size limit), the manifest says the steps are complete and the views not written,
+    and the earlier run's curate.duckdb, which showed the other spec's steps, is gone."""
+    import duckdb
+
+    write_spec(spec(shard_size=1000), table=table().head(100))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    run = workdir / "run"
+    steps = [{"step": "normalize_text"}, {"step": "filter", "params": {"where": "true"}}]
+    other = {**spec(shard_size=1000), "steps": steps}
+    write_spec(other)
+    with file_size_limit(64 * 1024):  # the shards, the output and the manifest fit; DuckDB's file does not
+        result = curate_main("run", "spec.yaml", "--quiet")
+    assert result.code == 1 and "internal error" not in result.stderr, result
+    assert "its views could not be written" in result.stderr, result.stderr
+    assert "File too large" in result.stderr
+    assert f"curate relocate {run}" in result.stderr, result.stderr
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and all(record["complete"] for record in manifest["steps"])
+    assert "File too large" in manifest["views_error"], manifest
+    assert not (run / "curate.duckdb").exists() and not list(run.glob(".curate.duckdb.*"))
+    inspected = curate_main("inspect", str(run))
+    assert "views were not written" in inspected.stdout, inspected
+    assert curate_main("relocate", str(run)).code == 0
+    assert "views_error" not in json.loads((run / "manifest.json").read_text())
+    with duckdb.connect(str(run / "curate.duckdb"), read_only=True) as con:
+        views = {row[0] for row in con.sql("SELECT view_name FROM duckdb_views()").fetchall()}
+    assert "02_filter" in views, views
