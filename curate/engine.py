@@ -46,7 +46,7 @@ from curate.ingest import ingest
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
-from curate.removal import check_removable, remove_step_folders
+from curate.removal import check_recomputable, check_removable, remove_step_folders
 from curate.runfiles import read_json, remove_tree
 from curate.runstore import (
     COMPLETE,
@@ -313,9 +313,10 @@ class Engine:
         if problem is None:
             self._reuse(planned, record)
             return record
-        if planned.step is not None and planned.step.scope != "table":  # runs in its folder as found
+        in_place = planned.step is not None and planned.step.scope != "table"
+        if in_place:  # runs in its folder as found
             check_step_dir(step_dir, planned.label)
-
+        check_recomputable((planned.label, problem), [(planned.label, step_dir, in_place)])
         if complete.exists():  # a marker its files disagree with: recompute, and say why in the record
             record["cache_rejected"] = problem
             _say_recomputed(planned.label, problem)
@@ -356,6 +357,10 @@ class Engine:
         reuse_head = plan.reusable_head(head)
         for planned in members[1:] if headed or reuse_head else members:  # they run in their folders as found
             check_step_dir(plan.step_dir(planned), planned.label)
+        damaged = [(p.label, problem) for p, problem in zip(members, problems) if problem is not None]
+        check_recomputable(next((d for d in damaged if d[1] != NOT_STORED), damaged[0]),
+                           [(p.label, plan.step_dir(p), position > 0 or not headed)
+                            for position, p in enumerate(members) if position > 0 or not reuse_head])
         for position, (planned, record, problem) in enumerate(zip(members, records, problems)):
             complete = plan.step_dir(planned) / COMPLETE
             if position == 0 and reuse_head:

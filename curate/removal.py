@@ -9,9 +9,14 @@ rename of its new output over it failed as an internal error.
 
 Now every folder is looked at before any is touched (each folder inside it must be writable and
 searchable by this user, and a sticky folder's entries this user's), so a run that cannot remove
-them stops before it deletes anything, naming the folder, whose it is and how to fix it. A folder
-that still fails halfway (an immutable file, which only deleting finds) loses its markers first,
-so it is never taken for finished, and the error names the file and the ``OSError``.
+them stops before it deletes anything, naming the folder, whose it is and how to fix it; a file
+marked immutable or append-only is found by its flags (``curate.fileflags``). A folder that still
+fails halfway (such a file on a filesystem that cannot say so) loses its markers first, so it is
+never taken for finished, and the error names the file and the ``OSError``.
+
+A step that must be recomputed (damaged, or left unfinished) in a folder this user cannot change,
+another user's in a shared store, is refused the same way before anything is computed
+(:func:`check_recomputable`), naming the step, what is wrong with it and whose it is.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from curate.errors import RunDirError
+from curate.fileflags import pinned
 from curate.runfiles import COMPLETE
+from curate.storedimages import ARTIFACTS
 from curate.users import me, owner
 
 SHARD_MARKERS = "shards"
@@ -67,22 +74,37 @@ def _sticky_problem(folder: str, names: Iterable[str]) -> str | None:
 
 def removal_problem(path: Path) -> str | None:
     """Why this process could not remove ``path`` and everything in it, or None (nothing there is
-    fine). Only looked at: an immutable file inside a writable folder shows only when deleted."""
+    fine). Only looked at (an immutable file is asked for its flags, :func:`curate.fileflags.pinned`,
+    which a filesystem without them cannot answer: deleting it then finds it)."""
     try:
         top = os.lstat(path)
     except FileNotFoundError:
         return None
     problem = _folder_problem(str(path.parent)) or _sticky_problem(str(path.parent), [path.name])
     if problem or not stat.S_ISDIR(top.st_mode):
-        return problem
+        return problem or pinned(str(path))
+    return change_problem(path, every_file=True)
+
+
+def change_problem(path: Path, every_file: bool = False) -> str | None:
+    """Why this process could not change or delete what the folder ``path`` holds (as a step
+    recomputed in its own folder does: its markers deleted, its shards replaced), or None. The
+    flags of the files under ``artifacts/`` (a download's images, which stay) are asked only with
+    ``every_file`` (removing the folder): one open each."""
+    if not path.is_dir() or path.is_symlink():
+        return None
     unreadable: list[OSError] = []
+    kept = os.path.join(path, ARTIFACTS)
     for folder, folders, files in os.walk(path, onerror=unreadable.append):
         if unreadable:
             break
-        if folders or files:
+        problem = pinned(folder)
+        if not problem and (folders or files):
             problem = _folder_problem(folder) or _sticky_problem(folder, [*folders, *files])
-            if problem:
-                return problem
+        if not problem and (every_file or not (folder + os.sep).startswith(kept + os.sep)):
+            problem = next(filter(None, (pinned(os.path.join(folder, name)) for name in files)), None)
+        if problem:
+            return problem
     if unreadable:
         error = unreadable[0]
         return f"{error.filename} cannot be listed ({error.strerror}; it belongs to {owner(error.filename)})"
@@ -143,6 +165,30 @@ def remove_step_folders(folders: Iterable[tuple[str, Path]], why: str) -> None:
                 f"{error.filename or folder}: {error.strerror or error}; its markers are gone, so what is "
                 "left is never reused as finished",
                 _fix(folder)) from error
+
+
+def check_recomputable(damaged: tuple[str, str], folders: Iterable[tuple[str, Path, bool]]) -> None:
+    """Raise :class:`RunDirError` before anything is computed or changed where a step that must be
+    recomputed could not be: a finished step damaged in another user's store was recomputed to the
+    end (or failed on its marker with a bare "Permission denied", naming a step fused with it).
+    ``damaged``: the step to recompute and why (its cache problem); ``folders``: each ``(label,
+    folder, in_place)`` it would change, its files replaced in place (a shard step) or removed
+    whole (a table step or the source, whose new output replaces the folder)."""
+    label, why = damaged
+    for other, folder, in_place in sorted(folders, key=lambda entry: entry[0] != label):  # its own first
+        problem = change_problem(folder) if in_place else removal_problem(folder)
+        if problem is None:
+            continue
+        whose = "its folder" if other == label else f"the folder of step '{other}', fused with it,"
+        holder = owner(folder)
+        fix = _fix(folder) if holder in (me(), "?") else (
+            f"the step is user {holder}'s, in a store you share: ask {holder} to run it again (their "
+            f"spec, or `curate run --resume RUN_DIR` as {holder}), which recomputes it in the store, or "
+            "give this run a store of your own (run.cache_dir in the spec, or none: the run directory's "
+            "own store)")
+        why = "it was not finished" if why == "not complete" else why
+        raise RunDirError(f"step '{label}' must be recomputed ({why}), but {whose} {folder} cannot be "
+                          f"changed: {problem}. Nothing was changed", fix)
 
 
 def _fix(folder: Path) -> str:

@@ -74,7 +74,12 @@ def test_a_step_folder_that_cannot_be_removed_stops_the_run_before_anything_is_r
 
 
 @ROOT
-def test_a_step_folder_that_fails_halfway_is_never_reused_and_its_file_is_named(curate_main, finished, workdir):
+def test_a_step_folder_that_fails_halfway_is_never_reused_and_its_file_is_named(curate_main, finished,
+                                                                              workdir, monkeypatch):
+    """Where a file's flags cannot be asked (a filesystem without them), only deleting finds it."""
+    import curate.removal
+
+    monkeypatch.setattr(curate.removal, "pinned", lambda path: None)
     before = (workdir / "run" / "out.parquet").read_bytes()
     dedup = folder_of(finished, "exact_dedup")
     shard = dedup / "data" / "shard-00000.parquet"
@@ -89,6 +94,27 @@ def test_a_step_folder_that_fails_halfway_is_never_reused_and_its_file_is_named(
     fixed = curate_main("run", "spec.yaml", "--quiet")
     assert fixed.code == 0, fixed
     assert (workdir / "run" / "out.parquet").read_bytes() == before
+
+
+@ROOT
+def test_an_immutable_file_in_a_step_folder_is_found_before_anything_is_removed_or_computed(curate_main,
+                                                                                           finished):
+    """Its flags are asked (lsattr's ioctl): --no-cache removes nothing, and a re-run that must
+    recompute the step stops before computing it (it computed the whole step, then failed to
+    replace the folder)."""
+    dedup = folder_of(finished, "exact_dedup")
+    shard = dedup / "data" / "shard-00000.parquet"
+    with open(dedup / "dropped" / "shard-00000.parquet", "ab") as damaged:
+        damaged.write(b"x")
+    with immutable(shard):
+        for flags in (("--no-cache",), ()):
+            result = curate_main("run", "spec.yaml", "--quiet", *flags)
+            assert result.code == 2 and "internal error" not in result.stderr, result
+            assert f"{shard} is marked immutable (chattr +i)" in result.stderr, result.stderr
+            assert "Nothing was" in result.stderr and "chattr -i" in result.stderr
+            assert (dedup / "_COMPLETE.json").exists() and not list(dedup.parent.glob("*.partial"))
+        assert "step 'exact_dedup' must be recomputed (" in result.stderr, result.stderr
+        assert "shard-00000.parquet is not the file its marker recorded" in result.stderr
 
 
 # -- another user: runs as nobody ------------------------------------------------------------------
@@ -142,6 +168,37 @@ def test_another_users_store_is_named_when_no_cache_cannot_recompute_it(curate_m
     assert code == 2 and "cached" not in said, said  # not every step silently reused
     assert "cannot recompute step 'source' (--no-cache recomputes it)" in said
     assert "belongs to user root" in said and "user nobody may not delete in it" in said
+    assert all((p / "_COMPLETE.json").exists() for p in store.iterdir() if p.is_dir())
+
+
+@ROOT
+def test_a_damaged_step_in_another_users_store_is_named_before_anything_is_computed(curate_main, write_spec,
+                                                                                    workdir, shared):
+    """Its fused group runs again: its neighbour's marker, first to go, failed with a bare
+    "Permission denied" naming that step instead of the damaged one."""
+    store = shared / "store"
+    store.mkdir(mode=0o777)
+    store.chmod(0o777)
+    spec = {**SPEC, "source": {"path": str(shared / "data.parquet")},
+            "steps": [{"step": "normalize_text"}, {"step": "filter", "params": {"where": "true"}}],
+            "run": {"dir": "run", "shard_size": 10, "cache_dir": str(store)}}
+    write_spec(spec)
+    sample_table(40).write_parquet(shared / "data.parquet")
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0  # root's steps, 0755 folders
+    filtered = Path(json.loads((workdir / "run" / "manifest.json").read_text())["steps"][2]["path"])
+    with open(filtered / "data" / "shard-00001.parquet", "ab") as shard:
+        shard.write(b"x")
+    mine = shared / "mine"
+    mine.mkdir(mode=0o777)
+    mine.chmod(0o777)
+    (mine / "spec.yaml").write_text(json.dumps(spec))
+    (mine / "spec.yaml").chmod(0o644)
+    code, said = nobody_runs(["-m", "curate.cli", "run", "spec.yaml", "--quiet"], mine)
+    assert code == 2 and "Permission denied" not in said, said
+    assert "step 'filter' must be recomputed" in said and "shard-00001.parquet is not the file" in said
+    assert f"but its folder {filtered} cannot be changed" in said
+    assert "belongs to user root" in said and "user nobody may not delete in it" in said
+    assert "ask root to run it again" in said and "run.cache_dir" in said and "Nothing was changed" in said
     assert all((p / "_COMPLETE.json").exists() for p in store.iterdir() if p.is_dir())
 
 
