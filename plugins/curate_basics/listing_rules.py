@@ -1,17 +1,18 @@
 """What a file source's path lists, and what it refuses there: curate's own folders, files
 outside the working directory (untrusted specs), links to folders and to nothing, special files,
-compressed files, and folders named like Hive partitions."""
+files compressed in a way curate does not read, and folders named like Hive partitions."""
 
 from __future__ import annotations
 
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from curate.errors import SourceError
 from curate.runfiles import UNTRUSTED_READS, confined, describe_mode, holds_a_run, pattern_characters, real_folders
+from curate_basics import compressed
 
 logger = logging.getLogger(__name__)
 
@@ -104,42 +105,36 @@ def static_prefix(path: Path) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
-# What a compressed file starts with, and a name ending that says so.
-COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"\x04\x22\x4d\x18": "lz4",
-              b"PK\x03\x04": "zip", **{b"BZh" + bytes([level]) + b"1AY&SY": "bzip2" for level in b"123456789"}}
-COMPRESSED_ENDINGS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz",
-                      ".lz4": "lz4", ".zip": "zip"}
-
-
-def refuse_compressed(raw: str, paths: list[Path], extensions: tuple[str, ...] | None) -> None:
-    """A compressed text file (``a.csv.gz``, or a file whose first bytes say so) is refused naming
-    it: a folder listing skipped it without a word, and one named alone was read by Polars while
-    every check around the reader (rows, fields, encodings, the header) saw the compressed bytes
-    (a cut gzip file was 'byte 0x8b is not valid UTF-8'). With ``extensions``, ``paths`` is a
-    folder's listing: only names ending in a compression after one of them count."""
+def refuse_compressed(raw: str, paths: list[Path], by_name: bool) -> None:
+    """A file compressed in a way curate does not read (zstd or lz4 without their modules, a zip
+    archive: ``curate_basics.compressed``) is refused naming it, when it is listed: a folder
+    listing (``by_name``) tells it by its name's ending, a glob or a file named alone by its first
+    bytes (Polars read one, while every check around the reader saw the compressed bytes)."""
     for path in paths:
-        name = path.name.lower()
-        if extensions is not None:
-            kind = COMPRESSED_ENDINGS.get(Path(name).suffix)
-            if kind is None or Path(name).with_suffix("").suffix not in extensions:
-                continue
-            if path.with_suffix("").exists():  # decompressed beside it (gunzip -k): that copy is read
-                continue
+        if by_name:
+            kind = compressed.named_compression(path.name)
+        elif path.name.lower().endswith((".parquet", ".pq")):  # Parquet compresses its pages itself
+            continue
         else:
-            if name.endswith((".parquet", ".pq")):  # Parquet compresses its pages itself
-                continue
-            try:
-                with open(path, "rb") as file:
-                    start = file.read(10)
-            except OSError:
-                continue
-            kind = next((k for magic, k in COMPRESSED.items() if start.startswith(magic)), None)
-            if kind is None:
-                continue
-        raise SourceError(f"source.path {raw!r}: {path} is {kind}-compressed, and curate reads CSV, TSV and JSON "
-                          "Lines files uncompressed (its checks of rows, fields and encodings read the text)",
-                          f"decompress it first (gunzip -k, zstd -d…), or convert it to Parquet, which compresses "
-                          "its pages itself")
+            kind = compressed.compression_of(path)
+        refused = compressed.unreadable(kind, str(path)) if kind is not None else None
+        if refused is not None:
+            raise SourceError(f"source.path {raw!r}: {refused.message}", refused.hint)
+
+
+def beside_their_copies(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` less the compressed files whose decompressed copy is among them (``gunzip -k``
+    leaves both: each row was read twice)."""
+    paths = list(paths)
+    names = set(paths)
+    kept = []
+    for path in paths:
+        if compressed.named_compression(path.name) is not None and path.with_suffix("") in names:
+            logger.warning("%s is left out: its decompressed copy %s beside it is read", path,
+                           path.with_suffix(""))
+            continue
+        kept.append(path)
+    return kept
 
 
 def refuse_special(raw: str, paths: list[Path]) -> None:

@@ -3,9 +3,9 @@
 Every object is checked against the others, as every local file is (``file_schemas.common_schema``), but
 cheaply: a Parquet object by its footer (one range request for its last ``TAIL`` bytes, a second
 when the footer is larger), a text object by its first whole lines (enough for a CSV header, or
-for the JSON Lines scan). Validation checks the objects in listing order while ``MAX_OBJECTS``
-and ``MAX_BYTES`` last and says so when it stops short; the run checks every object once it has
-downloaded them, before any row is read.
+for the JSON Lines scan; of a compressed object, those its first bytes decompress to). Validation
+checks the objects in listing order while ``MAX_OBJECTS`` and ``MAX_BYTES`` last and says so when it
+stops short; the run checks every object once it has downloaded them, before any row is read.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import polars as pl
 
 from curate import remote
 from curate.errors import SourceError
+from curate_basics import compressed
 from curate_basics.locate import size_text
 
 TAIL = 64 * 1024  # bytes fetched from a Parquet object's end: its footer, in all but the widest tables
@@ -116,10 +117,15 @@ def _text_copy(listed: ListedObject, prefix: tuple[int, int], cache_dir: Path, c
     limit, min_lines = prefix
     if size_of(url, entry) > limit:
         data = remote.read_ranges([url], [0], [limit], 1)[0]
+        digest = hashlib.sha256(f"{url}\0{remote.version_of(entry)}".encode()).hexdigest()[:20]
+        copy = copy_dir / digest / url.rsplit("/", 1)[-1]
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        kind = next((kind for magic, kind in compressed.MAGIC.items() if data.startswith(magic)), None)
+        if kind in compressed.READERS:  # the first lines of the text its first bytes hold, named as text
+            data = compressed.text_start(data, kind, limit, url)
+            copy = copy.with_name(compressed.text_name(copy.name))
         if data.count(b"\n") >= min_lines:
-            digest = hashlib.sha256(f"{url}\0{remote.version_of(entry)}".encode()).hexdigest()[:20]
-            copy = copy_dir / digest / url.rsplit("/", 1)[-1]
-            copy.parent.mkdir(parents=True, exist_ok=True)
             copy.write_bytes(data[: data.rindex(b"\n") + 1])
             return copy
     return remote.download(url, entry, cache_dir)
+

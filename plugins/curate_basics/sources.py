@@ -7,6 +7,7 @@ import glob as globlib
 import hashlib
 import io
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -21,12 +22,14 @@ from curate.params import Params
 from curate.runfiles import pattern_characters, read_as_pattern, real_paths
 from curate.remote import is_url
 from curate.source import Source
+from curate_basics import compressed
 from curate_basics.bucket import BucketObjects
 from curate_basics.csvfields import MAX_BLANK_LINES, csv_fields
 from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
 from curate_basics.file_schemas import common_schema
 from curate_basics.listing_rules import (
     CurateFolders,
+    beside_their_copies,
     refuse_compressed,
     refuse_folder_links,
     refuse_outside,
@@ -38,6 +41,8 @@ from curate_basics.listing_rules import (
 from curate_basics.locate import JsonScan
 from curate_basics.parquet_text import first_bad_string, says_not_utf8, scan_lossy
 from curate_basics.rowsize import MAX_ROW_BYTES, first_long_row
+
+logger = logging.getLogger(__name__)
 
 # Bytes of each JSON Lines file read at validation to find values of mixed types; Polars infers
 # the file's schema from the whole lines within them (all of them, in a file this small, and at
@@ -81,7 +86,7 @@ class FileSource(BucketObjects, Source):
             matched = [Path(p) for p in sorted(globlib.glob(str(path), recursive=True))]
             matched = [p for p in matched if not skip.own(p)]
             refuse_special(raw, [p for p in matched if not p.is_dir()])
-            refuse_compressed(raw, [p for p in matched if not p.is_dir()], None)
+            refuse_compressed(raw, [p for p in matched if not p.is_dir()], by_name=False)
             found = [p for p in matched if p.is_file()]
         elif path.is_dir():
             # Sorted as text, as a glob's matches and a bucket's listing are: Path's own order compares
@@ -89,13 +94,13 @@ class FileSource(BucketObjects, Source):
             # them in different orders, and keep: first kept other rows.
             listed = list(walk(raw, path, skip))
             warn_partitions(path, listed)
-            refuse_compressed(raw, listed, self.extensions)
-            matched = sorted((p for p in listed if self._accepts(p)), key=str)
+            matched = sorted(beside_their_copies(p for p in listed if self._accepts(p)), key=str)
+            refuse_compressed(raw, matched, by_name=True)
             refuse_special(raw, matched)
             found = [p for p in matched if p.is_file()]
         elif path.exists():
             refuse_special(raw, [path])
-            refuse_compressed(raw, [path], None)
+            refuse_compressed(raw, [path], by_name=False)
             found = [path]
         else:
             raise SourceError(f"source.path {raw!r} does not exist (looked for {path})",
@@ -118,7 +123,7 @@ class FileSource(BucketObjects, Source):
         return found
 
     def _accepts(self, path: Path) -> bool:
-        return path.suffix.lower() in self.extensions
+        return compressed.text_suffix(path) in self.extensions  # a.jsonl.gz is a JSON Lines file
 
     @staticmethod
     def object_prefix(name: str, kind: str) -> tuple[int, int] | None:
@@ -130,8 +135,7 @@ class FileSource(BucketObjects, Source):
         if kind == "parquet":
             return None
         if kind not in prefixes:
-            raise SourceError(f"cannot tell the format of {name} from its extension",
-                              "set source.format to parquet, csv, tsv or jsonl")
+            raise _unknown_format(name)
         return prefixes[kind]
 
     def fingerprint(self) -> str:
@@ -164,22 +168,31 @@ class FileSource(BucketObjects, Source):
         return common_schema([(path, self._checked_schema(path)) for path in self.files()])
 
     def _checked_schema(self, path: Path) -> dict[str, pl.DataType]:
-        """One file's schema, its reader's errors said with the file, line and column."""
+        """One file's schema, its reader's errors said with the file, line and column (a
+        compressed file's: of its first lines, decompressed)."""
         with self._objects_named():
+            read = self._plain(path, head=True)
             try:
-                schema = self.file_schema(path)
-            except (pl.exceptions.PolarsError, OSError) as exc:
-                error = self.read_error(path, exc)
-                assert error is not None
-                raise error from None
-            except pl.exceptions.PanicException as exc:  # Polars' reader gave up (a BaseException)
-                text = str(exc).strip()
-                reason = text.splitlines()[0] if text else "its reader stopped"
-                hint = ("a time zone must be an IANA name (Asia/Kathmandu) or UTC: convert a fixed offset such as "
-                        "'+05:45' when writing the file" if "time zone" in text else
-                        "rewrite the file with another writer, or leave the odd column out")
-                raise SourceError(f"cannot read the columns of {path}: {reason}", hint) from None
-            _check_separator(path, schema)
+                return self._read_schema(read)
+            finally:
+                if read != path:
+                    read.unlink(missing_ok=True)
+
+    def _read_schema(self, path: Path) -> dict[str, pl.DataType]:
+        try:
+            schema = self.file_schema(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            error = self.read_error(path, exc)
+            assert error is not None
+            raise error from None
+        except pl.exceptions.PanicException as exc:  # Polars' reader gave up (a BaseException)
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else "its reader stopped"
+            hint = ("a time zone must be an IANA name (Asia/Kathmandu) or UTC: convert a fixed offset such as "
+                    "'+05:45' when writing the file" if "time zone" in text else
+                    "rewrite the file with another writer, or leave the odd column out")
+            raise SourceError(f"cannot read the columns of {path}: {reason}", hint) from None
+        _check_separator(path, schema)
         return schema
 
     def read_error(self, path: Path, error: Exception, located_only: bool = False) -> SourceError | None:
@@ -189,6 +202,7 @@ class FileSource(BucketObjects, Source):
 
         text = str(error).strip()
         reason = text.splitlines()[0] if text else type(error).__name__
+        path = self.__dict__.get("_copies", {}).get(str(path), path)  # a compressed file: its copy, in use
         kind, params = self.kind_of(path)
         location, hint = None, "check source.format, or the file"
         if kind in ("csv", "tsv", "jsonl") and path.is_file():
@@ -227,10 +241,54 @@ class FileSource(BucketObjects, Source):
         return self.format, self.params
 
     def scan(self) -> Iterator[pl.LazyFrame]:
+        # A copy made to read a file (decompressed, transcoded) is deleted once its frame has been
+        # read (the next one is asked for).
         for path in self.files():
-            with self._objects_named():
-                frame = self.scan_file(path)
-            yield frame
+            read = path
+            try:
+                with self._objects_named():
+                    read = self._plain(path)
+                    frame = self.scan_file(read)
+                yield frame
+            finally:
+                self._drop_copies(path, read)
+
+    def _drop_copies(self, path: Path, read: Path) -> None:
+        if read != path:
+            read.unlink(missing_ok=True)
+            self.__dict__.get("_copies", {}).pop(str(path), None)
+
+    def _plain(self, path: Path, head: bool = False) -> Path:
+        """``path``, or, when it is compressed (as its first bytes say), its text decompressed into
+        the run's tmp directory: whole, or with ``head`` its first whole lines, those validation
+        reads (``object_prefix``; ``curate_basics.compressed``). Messages name the copy as the
+        file, decompressed."""
+        kind = compressed.compression_of(path)
+        named = compressed.named_compression(path.name)
+        if kind is None or self.kind_of(path)[0] == "parquet":  # Parquet compresses its pages itself
+            if named is not None and kind is None:
+                logger.warning("%s is named like a %s file, but does not start like one: it is read as it "
+                               "is, uncompressed", self.name_of(path), named)
+            return path
+        if (refused := compressed.unreadable(kind, self.name_of(path))) is not None:
+            raise refused
+        if self.format == "auto" and compressed.text_suffix(path) not in EXTENSIONS:
+            raise _unknown_format(self.name_of(path))
+        prefix = self.object_prefix(self.name_of(path), self.kind_of(path)[0]) if head else None
+        copy = self._decompressed_path(path, head)
+        self._name_objects([(copy, f"{self.name_of(path)} (decompressed)")])
+        if not head:
+            self.__dict__.setdefault("_copies", {})[str(path)] = copy
+        ratio = getattr(self.params, "max_decompressed_ratio", compressed.DEFAULT_RATIO)
+        return compressed.decompress(path, kind, copy, shown=self.name_of(path), ratio=ratio,
+                                     min_free=self.ctx.min_free_disk, prefix=prefix)
+
+    def _decompressed_path(self, path: Path, head: bool) -> Path:
+        """Where the decompressed copy of ``path`` goes (``head``: of its first lines): the run's
+        tmp directory, one name per file, ending as the text it holds does (``a.jsonl``)."""
+        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+        name = f"{key}-{'head-' if head else ''}{compressed.text_name(path.name)}"
+        return self.ctx.run_dir / "tmp" / "source" / "decompressed" / name
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         raise NotImplementedError
@@ -243,7 +301,7 @@ class FileSource(BucketObjects, Source):
 def _check_separator(path: Path, schema: dict[str, pl.DataType]) -> None:
     """A delimited file read with the wrong separator has one column whose name holds the real
     one. Say so, instead of letting the column mapping report url and alt_text as missing."""
-    if len(schema) != 1 or EXTENSIONS.get(path.suffix.lower()) not in ("csv", "tsv"):
+    if len(schema) != 1 or EXTENSIONS.get(compressed.text_suffix(path)) not in ("csv", "tsv"):
         return
     (name,) = schema
     for separator in (",", ";", "\t", "|"):
@@ -290,12 +348,19 @@ def _max_row_bytes() -> int:
     return Field(MAX_ROW_BYTES, ge=1, description=ROW_BYTES_DESCRIPTION, json_schema_extra={"fingerprint": False})
 
 
+def _max_decompressed_ratio() -> int:
+    return Field(compressed.DEFAULT_RATIO, ge=1, json_schema_extra={"fingerprint": False}, description=(
+        "how many times its own size a compressed file (.gz, .bz2, .xz) may decompress to, past "
+        f"{compressed.RATIO_FLOOR >> 30} GiB: a decompression bomb stops there, not at a full disk"))
+
+
 class CsvParams(Params):
     separator: str = Field(",", min_length=1, max_length=1)
     has_header: bool = True
     encoding: str = "utf8"
     quote_char: str | None = '"'
     max_row_bytes: int = _max_row_bytes()
+    max_decompressed_ratio: int = _max_decompressed_ratio()
 
     _known_encoding = field_validator("encoding")(check_encoding)
 
@@ -306,15 +371,9 @@ class CsvSource(FileSource):
     extensions = (".csv",)
     Params = CsvParams
 
-    def scan(self) -> Iterator[pl.LazyFrame]:
-        # A decoded copy is deleted once its frame has been read (the next one is asked for).
-        for path in self.files():
-            try:
-                with self._objects_named():
-                    frame = self.scan_file(path)
-                yield frame
-            finally:
-                self._decoded_path(path).unlink(missing_ok=True)
+    def _drop_copies(self, path: Path, read: Path) -> None:
+        self._decoded_path(read).unlink(missing_ok=True)
+        super()._drop_copies(path, read)
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
         codec = codec_to_transcode(self.params.encoding)
@@ -427,6 +486,7 @@ class TsvSource(CsvSource):
 
 class JsonlParams(Params):
     max_row_bytes: int = _max_row_bytes()
+    max_decompressed_ratio: int = _max_decompressed_ratio()
 
 
 class JsonlSource(FileSource):
@@ -489,6 +549,7 @@ class JsonlSource(FileSource):
 
 class AutoParams(Params):
     max_row_bytes: int = _max_row_bytes()
+    max_decompressed_ratio: int = _max_decompressed_ratio()
 
 
 class AutoSource(FileSource):
@@ -498,7 +559,7 @@ class AutoSource(FileSource):
     Params = AutoParams
 
     def kind_of(self, path: Path) -> tuple[str, Params]:
-        kind = EXTENSIONS.get(path.suffix.lower(), "auto")
+        kind = EXTENSIONS.get(compressed.text_suffix(path), "auto")
         return kind, (self._reader(path).params if kind in ("csv", "tsv") else self.params)
 
     def scan_file(self, path: Path) -> pl.LazyFrame:
@@ -509,14 +570,15 @@ class AutoSource(FileSource):
 
     def _reader(self, path: Path) -> FileSource:
         """The source of the file's format, one per format (it may keep what it learnt)."""
-        kind = EXTENSIONS.get(path.suffix.lower())
+        kind = EXTENSIONS.get(compressed.text_suffix(path))
         if kind is None:
-            raise SourceError(f"cannot tell the format of {path} from its extension",
-                              "set source.format to parquet, csv, tsv or jsonl")
+            raise _unknown_format(str(path))
         readers = self.__dict__.setdefault("_readers", {})
         if kind not in readers:
             cls = {"parquet": ParquetSource, "csv": CsvSource, "tsv": TsvSource, "jsonl": JsonlSource}[kind]
-            limit = {} if kind == "parquet" else {"max_row_bytes": self.params.max_row_bytes}
+            p = self.params
+            limit = {} if kind == "parquet" else {"max_row_bytes": p.max_row_bytes,
+                                                  "max_decompressed_ratio": p.max_decompressed_ratio}
             readers[kind] = cls(cls.Params(**limit), self.ctx)
         return readers[kind]
 
@@ -543,6 +605,17 @@ def _refuse_long_rows(source: FileSource, path: Path, read: Path, quote: str | N
         f"source.params.max_row_bytes ({size_text(limit)}){unclosed}",
         "a field that long is no alt-text (a file or a page pasted into the table?): remove the row from the file, "
         "or raise source.params.max_row_bytes if such rows are meant (the reader holds a whole row in memory)")
+
+
+def _unknown_format(name: str) -> SourceError:
+    inner = compressed.named_compression(name)
+    if inner is not None:
+        return SourceError(f"cannot tell the format of {name} from its name: it ends in "
+                           f"{Path(name).suffix} ({inner}-compressed) and says nothing of the text inside",
+                           "set source.format to csv, tsv or jsonl, or name the file for what it holds "
+                           f"(a.jsonl{Path(name).suffix})")
+    return SourceError(f"cannot tell the format of {name} from its extension",
+                       "set source.format to parquet, csv, tsv or jsonl")
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:

@@ -172,3 +172,29 @@ def test_curate_validate_names_the_objects_that_disagree(s3: S3, tmp_path):
     assert result.code == 2 and "Traceback" not in result.stderr
     assert (f"{s3.url('data/b.parquet')} has no column 'alt_text'; {s3.url('data/b.parquet')} has column 'caption', "
             f"which {s3.url('data/a.parquet')} has not") in result.stderr
+
+
+def test_a_compressed_object_is_checked_by_its_first_lines_and_read_whole(pm, s3: S3, tmp_path, monkeypatch):
+    """A .jsonl.gz object was refused. Validation fetches the object's first bytes and decompresses
+    the lines they hold (not the object); the run reads it whole, as the local file, naming the object."""
+    import gzip
+
+    monkeypatch.setattr(curate_basics.sources, "JSONL_SCAN_LIMIT", 8000)
+    rows = [{"url": f"https://a/{i}.jpg", "alt_text": f"photo {i}", "n": i} for i in range(3000)]
+    data = gzip.compress(jsonl_bytes(rows), compresslevel=1)
+    assert len(data) > 8000, "more than validation fetches"
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "d.jsonl.gz").write_bytes(data)
+    s3.put("data/d.jsonl.gz", data)
+    spec = {"name": "s3", "source": {"path": s3.url("data/")}, "steps": [], "run": {"dir": "run"}}
+    (tmp_path / "remote").mkdir()
+    (tmp_path / "remote" / "spec.yaml").write_text(yaml.safe_dump(spec))
+    make_plan(load_spec(tmp_path / "remote" / "spec.yaml"), pm, tmp_path / "remote" / "run")
+    assert downloaded(tmp_path / "remote") == [], "validation fetched a prefix, and its copy is gone"
+    local = run_spec({"source": {"path": "d.jsonl.gz"}, "steps": []}, tmp_path / "local", pm=pm)
+    remote = run_spec(spec, tmp_path / "remote", pm=pm)
+    assert read_step_output(remote, "source").equals(read_step_output(local, "source"))
+    s3.put("data/d.jsonl.gz", data[:-50])
+    with pytest.raises(SourceError) as caught:
+        run_spec(spec, tmp_path / "cut", pm=pm)
+    assert f"cannot read {s3.url('data/d.jsonl.gz')}: it is cut short" in str(caught.value)

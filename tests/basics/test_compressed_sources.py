@@ -1,0 +1,218 @@
+"""Compressed CSV, TSV and JSON Lines sources (``a.jsonl.gz``, ``b.tsv.bz2``, ``c.csv.xz``) are read
+through a decompressed copy, with every check the plain file gets; they were refused. Hostile ones
+(cut short, damaged, followed by other bytes, a decompression bomb) stop with an error naming them."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import logging
+import lzma
+from pathlib import Path
+
+import curate_basics.compressed
+import curate_basics.sources
+import polars as pl
+import pytest
+from curate_basics.compressed import decompress
+from curate_basics.sources import AutoSource
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import curate.diskspace
+from curate.diskspace import DiskNearlyFull
+from curate.errors import SourceError, SpecError
+from curate.plan import make_plan
+from curate.source import SourceContext
+from curate.spec import load_spec
+from curate.testing import run_spec
+from curate.testing.runner import read_step_output
+from curate.testing.strategies import alt_texts, urls
+
+COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+
+
+def table_text(fmt: str, rows: int) -> bytes:
+    if fmt == "jsonl":
+        return "".join(json.dumps({"url": f"https://a/{i}.jpg", "alt_text": f"a photo {i}", "n": i}) + "\n"
+                       for i in range(rows)).encode()
+    sep = "," if fmt == "csv" else "\t"
+    return (f"url{sep}alt_text{sep}n\n" + "".join(f"https://a/{i}.jpg{sep}a photo {i}{sep}{i}\n"
+                                                 for i in range(rows))).encode()
+
+
+def plan_problems(spec_path: Path, pm) -> str:
+    with pytest.raises(SpecError) as caught:
+        make_plan(load_spec(spec_path), pm, spec_path.parent / "run")
+    return str(caught.value)
+
+
+def run_error(source: dict, workdir: Path, pm) -> str:
+    """What validation or the run says of ``source`` (a small file is checked whole at validation)."""
+    with pytest.raises((SourceError, SpecError)) as caught:
+        run_spec({"source": source, "steps": []}, workdir, pm=pm)
+    return str(caught.value)
+
+
+def leftovers(workdir: Path) -> list[Path]:
+    return [p for p in (workdir / "run" / "tmp" / "source").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("ending", list(COMPRESS))
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_a_compressed_file_gives_the_plain_files_rows(pm, workdir, fmt, ending):
+    data = table_text(fmt, 50)
+    (workdir / "plain").mkdir(parents=True)
+    (workdir / "plain" / f"t.{fmt}").write_bytes(data)
+    (workdir / "packed").mkdir()
+    (workdir / "packed" / f"t.{fmt}{ending}").write_bytes(COMPRESS[ending](data))
+    steps = [{"step": "filter", "params": {"where": "alt_text != 'a photo 7'"}}]
+    plain = run_spec({"source": {"path": f"t.{fmt}"}, "steps": steps}, workdir / "plain", pm=pm)
+    packed = run_spec({"source": {"path": f"t.{fmt}{ending}"}, "steps": steps}, workdir / "packed", pm=pm)
+    assert read_step_output(packed, "filter").equals(read_step_output(plain, "filter"))
+    assert read_step_output(packed, "filter").height == 49
+    assert leftovers(workdir / "packed") == [], "the decompressed copy is deleted once read"
+
+
+@pytest.mark.parametrize("fmt", ["auto", "jsonl"])
+def test_a_folder_reads_its_compressed_files_as_their_format(pm, workdir, fmt):
+    """They were refused; ``a.jsonl.gz`` is a JSON Lines file (auto took the last suffix)."""
+    (workdir / "data").mkdir(parents=True)
+    (workdir / "data" / "a.jsonl").write_bytes(table_text("jsonl", 3))
+    (workdir / "data" / "b.jsonl.gz").write_bytes(gzip.compress(table_text("jsonl", 4)))
+    (workdir / "data" / "c.ndjson.xz").write_bytes(lzma.compress(table_text("jsonl", 5)))
+    manifest = run_spec({"source": {"path": "data", "format": fmt}, "steps": []}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").height == 12
+
+
+def test_a_multi_member_gzip_file_is_read_whole(pm, workdir):
+    """``cat a.gz b.gz`` and pigz/bgzip write several members: each one's rows are read."""
+    data = table_text("jsonl", 30)
+    cut = data.index(b"\n", len(data) // 2) + 1
+    (workdir / "t.jsonl.gz").parent.mkdir(parents=True, exist_ok=True)
+    (workdir / "t.jsonl.gz").write_bytes(gzip.compress(data[:cut]) + gzip.compress(data[cut:]))
+    manifest = run_spec({"source": {"path": "t.jsonl.gz"}, "steps": []}, workdir, pm=pm)
+    assert read_step_output(manifest, "source")["n"].to_list() == list(range(30))
+
+
+def test_a_file_named_gz_alone_asks_for_its_format(pm, workdir, write_spec):
+    (workdir / "t.gz").write_bytes(gzip.compress(table_text("jsonl", 3)))
+    problems = plan_problems(write_spec({"source": {"path": "t.gz"}}), pm)
+    assert "cannot tell the format of" in problems and "t.gz from its name" in problems
+    assert "set source.format to csv, tsv or jsonl" in problems
+    manifest = run_spec({"source": {"path": "t.gz", "format": "jsonl"}, "steps": []}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").height == 3
+
+
+def test_a_gz_file_that_holds_plain_text_is_read_as_it_is(pm, workdir, caplog):
+    """What the file starts with decides, and the warning says so."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "t.csv.gz").write_bytes(table_text("csv", 4))
+    with caplog.at_level(logging.WARNING, logger="curate_basics"):
+        manifest = run_spec({"source": {"path": "t.csv.gz"}, "steps": []}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").height == 4
+    assert "t.csv.gz is named like a gzip file, but does not start like one" in caplog.text
+
+
+@pytest.mark.parametrize("ending", list(COMPRESS))
+def test_a_file_cut_short_is_an_error_not_fewer_rows(pm, workdir, ending):
+    packed = COMPRESS[ending](table_text("jsonl", 2000))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / f"t.jsonl{ending}").write_bytes(packed[: len(packed) * 2 // 3])
+    said = run_error({"path": f"t.jsonl{ending}"}, workdir, pm)
+    assert f"cannot read {workdir / f't.jsonl{ending}'}: it is cut short" in said
+    assert leftovers(workdir) == []
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda data: data[:-8] + bytes([data[-8] ^ 0xFF]) + data[-7:], "its gzip stream is damaged"),  # its CRC
+    (lambda data: data + b"garbage!", "bytes that are not gzip follow its gzip stream"),
+])
+def test_a_damaged_gzip_file_is_an_error_naming_it(pm, workdir, damage, said):
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "t.csv.gz").write_bytes(damage(gzip.compress(table_text("csv", 100))))
+    text = run_error({"path": "t.csv.gz"}, workdir, pm)
+    assert f"cannot read {workdir / 't.csv.gz'}: {said}" in text and "gzip -t FILE" in text
+
+
+def test_errors_past_validation_name_the_file_and_line_of_its_text(pm, workdir, monkeypatch):
+    """Validation decompresses the first lines its checks read, not the file: a cut past them
+    passes it, and the run names the file, decompressed, and the line."""
+    monkeypatch.setattr(curate_basics.sources, "JSONL_SCAN_LIMIT", 8000)
+    data = table_text("jsonl", 3000)
+    packed = gzip.compress(data)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "cut.jsonl.gz").write_bytes(packed[: len(packed) - 100])
+    (workdir / "spec.yaml").write_text(json.dumps({"name": "t", "source": {"path": "cut.jsonl.gz"}}))
+    make_plan(load_spec(workdir / "spec.yaml"), pm, workdir / "run")
+    assert leftovers(workdir) == [], "validation's copy of the first lines is deleted"
+    lines = data.split(b"\n")
+    lines[2499] = b'{"url": "https://a/x.jpg", "alt_text": "t", "n": 1, "extra": 2}'
+    (workdir / "late.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines)))
+    said = run_error({"path": "late.jsonl.gz"}, workdir, pm)
+    assert f"cannot read {workdir / 'late.jsonl.gz'} (decompressed) as jsonl, line 2500: key 'extra'" in said
+    lines[2499] = b'{"url": "x", oops'  # the reader fails on it: its error is located in the copy
+    (workdir / "broken.jsonl.xz").write_bytes(lzma.compress(b"\n".join(lines)))
+    said = run_error({"path": "broken.jsonl.xz"}, workdir, pm)
+    assert f"cannot read {workdir / 'broken.jsonl.xz'} (decompressed) as jsonl, line 2500, column 14: not valid" \
+        in said
+    ragged = table_text("csv", 40).replace(b"a photo 29", b"a,b")  # line 31: the header, then rows 0…29
+    (workdir / "ragged.csv.bz2").write_bytes(bz2.compress(ragged))
+    said = run_error({"path": "ragged.csv.bz2"}, workdir, pm)
+    assert f"cannot read {workdir / 'ragged.csv.bz2'} (decompressed) as csv, line 31: 4 fields" in said
+
+
+def test_a_decompression_bomb_stops_at_its_ratio(pm, workdir, monkeypatch):
+    monkeypatch.setattr(curate_basics.compressed, "RATIO_FLOOR", 256 << 10)  # not the gigabyte a run allows
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "bomb.jsonl.gz").write_bytes(gzip.compress(b'{"url": "u", "alt_text": "t"}\n' * 30_000))
+    said = run_error({"path": "bomb.jsonl.gz"}, workdir, pm)
+    assert "over 200 times its size (source.params.max_decompressed_ratio): a decompression bomb?" in said
+    assert leftovers(workdir) == []
+    manifest = run_spec({"source": {"path": "bomb.jsonl.gz", "params": {"max_decompressed_ratio": 10_000}},
+                         "steps": []}, workdir, pm=pm)
+    assert read_step_output(manifest, "source").height == 30_000
+
+
+def test_a_copy_stops_before_the_disk_fills(tmp_path, monkeypatch):
+    copy = tmp_path / "copy"
+    monkeypatch.setattr(curate.diskspace, "free_bytes",  # a disk of 100 MB free, less what the copy holds
+                        lambda path: 100_000_000 - sum(p.stat().st_size for p in copy.rglob("*")))
+    packed = tmp_path / "t.jsonl.gz"
+    packed.write_bytes(gzip.compress(b'{"url": "u", "alt_text": "t"}\n' * 300_000))  # 9 MB of text
+    with pytest.raises(DiskNearlyFull) as caught:
+        decompress(packed, "gzip", copy / "t.jsonl", shown="t.jsonl.gz", ratio=10_000,
+                   min_free=95_000_000)
+    assert "curate stopped decompressing t.jsonl.gz" in str(caught.value)
+    assert list(copy.iterdir()) == []
+
+
+ROWS = st.lists(st.fixed_dictionaries({"url": urls(), "alt_text": alt_texts(max_size=40, allow_huge=False)}),
+                min_size=1, max_size=30)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=ROWS, fmt=st.sampled_from(["csv", "jsonl"]), ending=st.sampled_from(list(COMPRESS)),
+       members=st.integers(1, 3))
+def test_any_table_compressed_any_way_reads_as_the_plain_file(tmp_path_factory, rows, fmt, ending, members):
+    """Property: a table written as text and compressed (in one stream or several) reads as the
+    plain file does, or fails where it fails."""
+    root = tmp_path_factory.mktemp("packed")
+    frame = pl.DataFrame(rows, schema={"url": pl.Utf8, "alt_text": pl.Utf8})
+    plain = root / f"t.{fmt}"
+    frame.write_csv(plain) if fmt == "csv" else frame.write_ndjson(plain)
+    data = plain.read_bytes()
+    cuts = sorted({len(data) * i // members for i in range(members + 1)})
+    packed = root / f"p.{fmt}{ending}"
+    packed.write_bytes(b"".join(COMPRESS[ending](data[a:b]) for a, b in zip(cuts, cuts[1:])))
+
+    def read(path: Path) -> pl.DataFrame | str:
+        source = AutoSource(AutoSource.Params(), SourceContext(root / "run", root, 0, str(path)))
+        try:
+            return pl.concat([frame.collect() for frame in source.scan()])
+        except SourceError as error:
+            return type(error).__name__
+
+    expected, got = read(plain), read(packed)
+    assert got == expected if isinstance(expected, str) else got.equals(expected)
