@@ -263,10 +263,14 @@ class FileSource(BucketObjects, Source):
         the run's tmp directory: whole, or with ``head`` its first whole lines, those validation
         reads (``object_prefix``; ``curate_basics.compressed``). Messages name the copy as the
         file, decompressed."""
+        if self.kind_of(path)[0] == "parquet":  # Parquet compresses its pages itself
+            if compressed.named_compression(path.name) is not None and compressed.compression_of(path):
+                raise SourceError(f"{self.name_of(path)} is compressed Parquet, which curate does not read "
+                                  "(Parquet compresses its pages itself)", "decompress it first (gunzip -k FILE…)")
+            return path
         kind = compressed.compression_of(path)
-        named = compressed.named_compression(path.name)
-        if kind is None or self.kind_of(path)[0] == "parquet":  # Parquet compresses its pages itself
-            if named is not None and kind is None:
+        if kind is None:
+            if (named := compressed.named_compression(path.name)) is not None:
                 logger.warning("%s is named like a %s file, but does not start like one: it is read as it "
                                "is, uncompressed", self.name_of(path), named)
             return path

@@ -105,6 +105,16 @@ def test_a_file_named_gz_alone_asks_for_its_format(pm, workdir, write_spec):
     assert read_step_output(manifest, "source").height == 3
 
 
+def test_compressed_parquet_is_refused_naming_it(pm, workdir, write_spec):
+    """Its reader saw the gzip bytes ('a.parquet.gz' was listed by its inner ending)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({"url": ["u"], "alt_text": ["t"]}).write_parquet(workdir / "a.parquet")
+    (workdir / "a.parquet.gz").write_bytes(gzip.compress((workdir / "a.parquet").read_bytes()))
+    (workdir / "a.parquet").unlink()
+    problems = plan_problems(write_spec({"source": {"path": "a.parquet.gz"}}), pm)
+    assert "a.parquet.gz is compressed Parquet" in problems and "gunzip -k" in problems
+
+
 def test_a_gz_file_that_holds_plain_text_is_read_as_it_is(pm, workdir, caplog):
     """What the file starts with decides, and the warning says so."""
     workdir.mkdir(parents=True, exist_ok=True)
