@@ -39,11 +39,21 @@ MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz"
          b"PK\x03\x04": "zip", **{b"BZh" + bytes([level]) + b"1AY&SY": "bzip2" for level in b"123456789"}}
 ENDINGS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz",
            ".lzma": "xz", ".lz4": "lz4", ".zip": "zip"}
+# Not a compression: a JSON Lines file that starts with a UTF-8 byte order mark (Notepad and
+# PowerShell write one), copied without it as a compressed file is copied decompressed. Polars'
+# JSON reader took the mark for the first line's text ("not valid JSON"); its CSV reader skips it.
+BOM, UTF8_BOM = "utf8-bom", b"\xef\xbb\xbf"
 READERS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
     "gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),  # every member of a multi-member file
     "bzip2": lambda raw: bz2.BZ2File(raw),
     "xz": lambda raw: lzma.LZMAFile(raw),
+    BOM: lambda raw: (raw.seek(len(UTF8_BOM)), raw)[1],
 }
+
+
+def starts_with_bom(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return file.read(len(UTF8_BOM)) == UTF8_BOM
 TOOLS = {"gzip": "gzip -t", "bzip2": "bzip2 -t", "xz": "xz -t"}
 _UNREAD = {  # why a compression is not read, and what to do instead
     "zstd": ("curate reads gzip, bzip2 and xz (Python's own modules); zstd needs the zstandard module, "

@@ -273,7 +273,7 @@ class FileSource(BucketObjects, Source):
             if (named := compressed.named_compression(path.name)) is not None:
                 logger.warning("%s is named like a %s file, but does not start like one: it is read as it "
                                "is, uncompressed", self.name_of(path), named)
-            return path
+            return self._without_bom(path, path, head)
         if (refused := compressed.unreadable(kind, self.name_of(path))) is not None:
             raise refused
         if self.format == "auto" and compressed.text_suffix(path) not in EXTENSIONS:
@@ -284,8 +284,26 @@ class FileSource(BucketObjects, Source):
         if not head:
             self.__dict__.setdefault("_copies", {})[str(path)] = copy
         ratio = getattr(self.params, "max_decompressed_ratio", compressed.DEFAULT_RATIO)
-        return compressed.decompress(path, kind, copy, shown=self.name_of(path), ratio=ratio,
-                                     min_free=self.ctx.min_free_disk, prefix=prefix)
+        compressed.decompress(path, kind, copy, shown=self.name_of(path), ratio=ratio,
+                              min_free=self.ctx.min_free_disk, prefix=prefix)
+        return self._without_bom(path, copy, head)
+
+    def _without_bom(self, path: Path, read: Path, head: bool) -> Path:
+        """``read`` (``path`` or its decompressed copy), or, for a JSON Lines file that starts with a
+        UTF-8 byte order mark, a copy without it (``compressed.BOM``; ``head``: its first lines)."""
+        if self.kind_of(path)[0] != "jsonl" or not compressed.starts_with_bom(read):
+            return read
+        prefix = self.object_prefix(self.name_of(path), "jsonl") if head else None
+        copy = self._decompressed_path(path, head).with_suffix(".nobom" + compressed.text_suffix(path))
+        self._name_objects([(copy, f"{self.name_of(path)}{' (decompressed)' if read != path else ''}")])
+        if not head:
+            self.__dict__.setdefault("_copies", {})[str(path)] = copy
+        try:
+            return compressed.decompress(read, compressed.BOM, copy, shown=self.name_of(path), ratio=1,
+                                         min_free=self.ctx.min_free_disk, prefix=prefix)
+        finally:
+            if read != path:
+                read.unlink(missing_ok=True)
 
     def _decompressed_path(self, path: Path, head: bool) -> Path:
         """Where the decompressed copy of ``path`` goes (``head``: of its first lines): the run's
