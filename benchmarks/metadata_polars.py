@@ -1,11 +1,12 @@
 """The metadata benchmark's pipeline written by hand in Polars: the baseline curate is held to.
 
 Same semantics as the curate spec in ``bench_metadata.py``: the same filter, the same text
-normalization (``clean_one``: html.unescape, controls, NFC, whitespace, truncation, to a fixed
-point), drop texts shorter than 5 characters, keep the first row of each (url, alt_text), keep
-a seeded half. Written to be as fast as Polars allows: one lazy query, streamed from Parquet to
-Parquet on every core, the normalization vectorized (html.unescape too, for every named entity
-and the common numeric ones) with Python only for the rows that need it (another '&').
+normalization (``clean_one``: html.unescape, controls and invisible characters, NFC, whitespace,
+truncation at a grapheme cluster boundary, to a fixed point), drop texts shorter than 5
+characters, keep the first row of each (url, alt_text), keep a seeded half. Written to be as
+fast as Polars allows: one lazy query, streamed from Parquet to Parquet on every core, the
+normalization vectorized (html.unescape too, for every named entity and the common numeric ones)
+with Python only for the rows that need it (another '&', a cut next to a non-ASCII character).
 
     python benchmarks/metadata_polars.py SOURCE_DIR OUTPUT.parquet [--fraction 0.5] [--seed 0]
 
@@ -23,13 +24,20 @@ import re
 import unicodedata
 
 import polars as pl
+import regex
 
 MAX_LENGTH = 512
 MIN_LENGTH = 5
 CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
-ZERO_WIDTH = r"[\u200b-\u200d\u2060\ufeff]"
+# Invisible characters but ZWJ, ZWNJ, the bidi marks, and the tags of the flags of England,
+# Scotland and Wales (curate_basics.invisible): replaced by the group, empty but for a flag.
+INVISIBLE = (r"(\U0001f3f4\U000e0067\U000e0062(?:\U000e0065\U000e006e\U000e0067|"
+             r"\U000e0073\U000e0063\U000e0074|\U000e0077\U000e006c\U000e0073)\U000e007f)"
+             r"|[\u00ad\u200b\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+             r"\U000e0001\U000e0020-\U000e007f]")
 CONTROL_RE = re.compile(CONTROL)
-ZERO_WIDTH_RE = re.compile(ZERO_WIDTH)
+INVISIBLE_RE = re.compile(INVISIBLE)
+CLUSTER_RE = regex.compile(r"\X")  # an extended grapheme cluster
 WHITESPACE = r"[\s\x1c-\x1f]+"  # Python counts U+001C-U+001F as whitespace, Rust's regex does not
 WHITESPACE_RE = re.compile(WHITESPACE)
 PLAIN = r"^[!-~]+(?: [!-~]+)*$"  # printable ASCII words, single spaces: nothing to clean
@@ -51,13 +59,41 @@ def clean_one(text: str) -> str:
         before = text
         if "&" in text:
             text = html.unescape(text)
-        text = ZERO_WIDTH_RE.sub("", CONTROL_RE.sub(" ", text))
+        text = INVISIBLE_RE.sub(r"\1", CONTROL_RE.sub(" ", text))
         text = unicodedata.normalize("NFC", text)
         text = WHITESPACE_RE.sub(" ", text).strip()
-        text = text[:MAX_LENGTH].rstrip()
+        text = cut(text).rstrip()
         if text == before:
             break
     return text
+
+
+def cut(text: str) -> str:
+    """The longest prefix of whole grapheme clusters of at most MAX_LENGTH code points."""
+    if len(text) <= MAX_LENGTH:
+        return text
+    end = 0
+    for cluster in CLUSTER_RE.finditer(text):
+        if cluster.end() > MAX_LENGTH:
+            break
+        end = cluster.end()
+    return text[:end]
+
+
+def truncate(texts: pl.Series) -> pl.Series:
+    """cut on every text: sliced where both characters around the cut are ASCII (and not CR LF),
+    in Python where not."""
+    long = (texts.str.len_chars() > MAX_LENGTH).fill_null(False).arg_true()
+    if not len(long):
+        return texts
+    longer = texts.gather(long)
+    pair = longer.str.slice(MAX_LENGTH - 1, 2)
+    inside = (~pair.str.contains(r"^[\x00-\x7f]{2}$") | (pair == "\r\n")).fill_null(False)
+    sliced = longer.str.slice(0, MAX_LENGTH)
+    if inside.any():
+        done = pl.Series([cut(text) for text in longer.filter(inside).to_list()], dtype=pl.Utf8)
+        sliced = sliced.scatter(inside.arg_true(), done)
+    return texts.clone().scatter(long, sliced.str.strip_chars_end())
 
 
 def plain(texts: pl.Series) -> pl.Series:
@@ -67,12 +103,12 @@ def plain(texts: pl.Series) -> pl.Series:
 
 def one_round(texts: pl.Series) -> pl.Series:
     texts = texts.str.replace_many(ENTITIES, UNESCAPED)
-    texts = texts.str.replace_all(CONTROL, " ").str.replace_all(ZERO_WIDTH, "")
+    texts = texts.str.replace_all(CONTROL, " ").str.replace_all(INVISIBLE, "${1}")
     wide = texts.str.contains(r"[^\x00-\x7f]").fill_null(False).arg_true()
     if len(wide):  # NFC leaves ASCII alone
         texts = texts.clone().scatter(wide, texts.gather(wide).str.normalize("NFC"))
     texts = texts.str.replace_all(WHITESPACE, " ").str.strip_chars()
-    return texts.str.slice(0, MAX_LENGTH).str.strip_chars_end()
+    return truncate(texts)
 
 
 def clean(texts: pl.Series) -> pl.Series:

@@ -34,6 +34,11 @@ TRICKY = [
     '<span class="caption"><b>red</b> circle</span><br/> &lt;i&gt;escaped&lt;/i&gt;',
     "<<b>b>, <b<i>>, a < b > c, x<y, <1>, </>",
     "\uff1cb\uff1efullwidth\uff1c/b\uff1e",  # NFKC makes a tag of it
+    # joiners kept, bidi controls and tags removed but in a flag, cut at a grapheme boundary
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467 \u0645\u06cc\u200c\u062e \u0915\u094d\u0937\u0924\u094d",
+    "\u202egpj.exe\u2066 \U000e0069\U000e0067 \U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074"
+    "\U000e007f",
+    "\U0001f1ef\U0001f1f5\U0001f1e9\U0001f1ea \U0001f44b\U0001f3fd \u00ad&shy;&zwj;&#x202e;",
     "",
     None,
 ]
