@@ -208,9 +208,18 @@ class DownloadParams(Params):
     @field_validator("allowed_hosts")
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
+        from curate_download.urls import HostRefused, browser_host
+
         for host in value:
             if not host.strip() or ("/" in host and not _is_network(host)):
                 raise ValueError(f"not a host name or IP network: {host!r}")
+            if _is_network(host.strip().removeprefix("[").removesuffix("]")):
+                continue
+            try:
+                browser_host(host.strip())
+            except HostRefused as exc:
+                raise ValueError(f"{host.strip()!r} would allow no URL: it {exc.reason} (write the host as "
+                                 f"URLs spell it, or remove it)") from None
         return [host.strip() for host in value]
 
     def fingerprint_dict(self) -> dict[str, Any]:

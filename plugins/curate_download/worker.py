@@ -14,19 +14,20 @@ processes, so a killed one fails the step instead of hanging it.
 
 So this file imports only the standard library and img2dataset's resizer (to give each body's
 bytes back to ``max_buffered_bytes`` once decoded, see :func:`release_bodies_when_decoded`), never
-the ``curate_download`` package (``fetch.py`` and its ``header.py``, stdlib too, come from a
-stand-in package for this directory, see :func:`_sibling`): each spawned process pays for
-img2dataset's imports already, and nothing more.
+the ``curate_download`` package (``fetch.py`` and its ``header.py``, stdlib too, and ``urls.py``,
+which imports the ``idna`` package only for a host that needs it, come from a stand-in package for
+this directory, see :func:`_sibling`): each spawned process pays for img2dataset's imports
+already, and nothing more.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import ipaddress
 import json
 import multiprocessing
 import os
-import re
 import signal
 import socket
 import sys
@@ -35,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 
 STANDALONE_PACKAGE = "_curate_download"  # this directory as a package, without its __init__
@@ -56,6 +57,8 @@ def _sibling(name: str) -> ModuleType:
 
 
 fetch = _sibling("fetch")
+urls = _sibling("urls")
+fetchable_url = urls.fetchable_url  # the step, and tests, take it from here
 
 POLICY_ENV = "CURATE_DOWNLOAD_POLICY"
 ALLOWED_SCHEMES = ("http", "https")
@@ -77,38 +80,6 @@ OPTIONAL_IMPORTS = ("torch", "ray")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-# What browsers percent-encode in a URL besides non-ASCII characters (WHATWG URL's percent-encode
-# sets, for path, query and fragment together): C0 controls, space, DEL, " < > ` { }. urllib sends
-# a URL as given, and http.client refuses it ("URL can't contain control characters", for a space)
-# or fails to encode it ("'ascii' codec can't encode character"): URLs scraped from HTML hold both.
-TO_PERCENT_ENCODE = re.compile(r'[^\x21-\x7e]|["<>`{}]')
-
-
-def _percent_encode(text: str) -> str:
-    return TO_PERCENT_ENCODE.sub(lambda match: quote(match.group(), safe=""), text)
-
-
-def fetchable_url(url: str) -> str:
-    """``url`` as a browser sends it: its host in IDNA (``bücher.example`` is
-    ``xn--bcher-kva.example``), the rest with non-ASCII characters percent-encoded as UTF-8, and
-    spaces and the like as ``%20``; what is already percent-encoded stays. An ASCII URL with
-    nothing to encode is returned as it is. Raises ValueError, saying why, when it cannot be."""
-    if not TO_PERCENT_ENCODE.search(url):
-        return url
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if not hostport.isascii():
-        host, colon, port = hostport.partition(":")
-        if not port.isascii():
-            raise ValueError(f"its port {port!r} is not a number")
-        try:
-            hostport = host.encode("idna").decode("ascii") + colon + port
-        except UnicodeError as exc:
-            raise ValueError(f"its host {host!r} has no IDNA form ({exc})") from None
-    netloc = _percent_encode(userinfo) + at + hostport
-    return urlunsplit((parts.scheme, netloc, *(_percent_encode(part) for part in parts[2:])))
 
 
 class RefusedAddress(OSError):
@@ -192,11 +163,15 @@ class NetworkPolicy:
                 pass
         return networks
 
+    @functools.cached_property
+    def _allowed(self) -> frozenset[str]:
+        return frozenset(allowed_form(entry) for entry in self.allowed_hosts)
+
     def host_allowed(self, host: str) -> bool:
-        """``host`` (as fetched: in IDNA) is listed in ``allowed_hosts``, in IDNA or not."""
-        host = host.lower().rstrip(".")
-        allowed = {_idna(entry).lower().rstrip(".") for entry in self.allowed_hosts}
-        return self.allow_private_networks or host in allowed
+        """``host`` (as fetched: the name a browser looks up, see ``urls.browser_host``) is listed in
+        ``allowed_hosts``, as a browser would take the entry: ``faß.de`` allows ``xn--fa-hia.de``,
+        not ``fass.de``; ``ＥＸＡＭＰＬＥ.com`` allows ``example.com``."""
+        return self.allow_private_networks or host.lower().rstrip(".") in self._allowed
 
     def address_problem(self, host: str, address: str) -> str | None:
         """The refusal message for connecting to ``address`` on behalf of ``host``, or None."""
@@ -238,11 +213,21 @@ class NetworkPolicy:
         return self.address_problem(host, host)
 
 
-def _idna(host: str) -> str:
+def allowed_form(entry: str) -> str:
+    """An ``allowed_hosts`` entry as :meth:`NetworkPolicy.host_allowed` compares it: an IP
+    address as it is (``[::1]`` as ``::1``), a name as a browser looks it up (``urls.browser_host``)."""
+    entry = entry.strip()
+    bare = entry.removeprefix("[").removesuffix("]")
     try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
+        ipaddress.ip_network(bare, strict=False)
+    except ValueError:
+        pass
+    else:
+        return bare.lower()
+    try:
+        return urls.browser_host(entry).rstrip(".")
+    except ValueError:
+        return entry.lower().rstrip(".")  # refused when the params are read; matches no host fetched
 
 
 def prepared_url(policy: NetworkPolicy, url: str) -> tuple[str | None, str | None]:
