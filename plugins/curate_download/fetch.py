@@ -80,6 +80,7 @@ from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
 from .header import read_header
+from .urls import fetchable_url
 
 LIMITS_ENV = "CURATE_DOWNLOAD_LIMITS"
 # Marks that the download step turns into row statuses (after urllib may have wrapped them).
@@ -510,12 +511,50 @@ class BoundedHTTPSHandler(urllib.request.HTTPSHandler):
 
 
 class RefuseFTP(urllib.request.FTPHandler):
-    """urllib follows redirects to ftp:// as well; only http(s) is downloaded, redirected or not."""
+    """An ftp:// URL opened directly (a redirect to one is refused by :class:`BrowserRedirects`):
+    only http(s) is downloaded."""
 
     message = "refused"
 
     def ftp_open(self, req):  # type: ignore[no-untyped-def]
         raise urllib.error.URLError(f"{self.message}: scheme 'ftp' is not downloaded, {ONLY_HTTP}")
+
+
+class BrowserRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects followed as a browser follows them, within the policy: the URL a redirect leads
+    to is encoded as a browser sends it (its host as UTS #46 maps it, see ``urls.py``: urllib
+    would send a Location's ``faß.de`` percent-encoded), or refused when it cannot be; and a
+    redirect to any scheme but http and https is refused, naming the scheme and the Location, not
+    followed (urllib follows ftp and fails file:, data: or javascript: as an HTTP error)."""
+
+    message = "refused"
+
+    def http_error_302(self, req, fp, code, msg, headers):  # type: ignore[no-untyped-def,override]
+        location = headers.get("location") or headers.get("uri")
+        if location is not None:
+            try:
+                scheme = urlsplit(location).scheme
+            except ValueError:
+                scheme = ""  # urllib's own handling says what is wrong with it
+            if scheme not in ("", "http", "https"):
+                fp.close()
+                shown = _tidy(location, MESSAGE_CHARS // 2)
+                raise urllib.error.URLError(
+                    f"{self.message}: a redirect (HTTP {code}) to a '{scheme}:' URL is not followed: scheme "
+                    f"'{scheme}' is not downloaded, {ONLY_HTTP} (Location: {shown})")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        try:
+            fetched = fetchable_url(newurl)
+        except ValueError as exc:
+            fp.close()
+            raise urllib.error.URLError(
+                f"{self.message}: a redirect (HTTP {code}) is not followed: the URL it leads to cannot be "
+                f"encoded as a browser sends it: {exc}") from None
+        return super().redirect_request(req, fp, code, msg, headers, fetched)
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -543,15 +582,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(reason, (ConnectionError, TimeoutError, http.client.RemoteDisconnected))
 
 
-def _tidy(text: str) -> str:
+def _tidy(text: str, limit: int = MESSAGE_CHARS) -> str:
     """Text a server chose, fit to be a row's message: control characters escaped (a reason
-    phrase may carry terminal escapes), and at most :data:`MESSAGE_CHARS` (its head and tail)."""
+    phrase may carry terminal escapes), and at most ``limit`` characters (its head and tail)."""
     text = CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
-    if len(text) <= MESSAGE_CHARS:
+    if len(text) <= limit:
         return text
-    tail = MESSAGE_CHARS // 4
-    cut = len(text) - MESSAGE_CHARS
-    return f"{text[:MESSAGE_CHARS - tail]} …({cut:,} characters cut)… {text[-tail:]}"
+    tail = limit // 4
+    cut = len(text) - limit
+    return f"{text[:limit - tail]} …({cut:,} characters cut)… {text[-tail:]}"
 
 
 def standard_phrase(code: int) -> str:
@@ -715,11 +754,12 @@ def install_opener(limits: FetchLimits, proxies: dict[str, str] | None, refusal:
     urllib's proxies (None: from the environment; {}: none at all). No file:, data: or ftp:."""
     _process_limits[0] = limits
     ftp = type("RefuseFTPHandler", (RefuseFTP,), {"message": refusal})
+    redirects = type("RefusingRedirectHandler", (BrowserRedirects,), {"message": refusal})
     opener = DeadlineOpener()
     handlers = [
         urllib.request.ProxyHandler(proxies), urllib.request.UnknownHandler(), BoundedHTTPHandler(),
-        BoundedHTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPRedirectHandler(),
-        ftp(), urllib.request.HTTPErrorProcessor(),
+        BoundedHTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), redirects(), ftp(),
+        urllib.request.HTTPErrorProcessor(),
     ]
     for handler in handlers:
         opener.add_handler(handler)

@@ -35,6 +35,8 @@ Routes (NAME is any string; each response is the same for the same NAME)::
     /empty/NAME         200 with an empty body
     /forged/KIND/NAME   404 whose reason phrase imitates one of curate's own messages (FORGED_REASONS[KIND])
     /forged-redirect/NAME  302 to an ftp: URL whose text imitates curate's refusal
+    /to/TARGET          302 to TARGET percent-decoded, its Location sent as UTF-8 bytes as servers do
+                        (``http://faß.de/``: two bytes for ß), whatever scheme or host it names
     /slow-decode/NAME   a JPEG of SLOW_DECODE_SIDE x SLOW_DECODE_SIDE pixels of one colour: under 1 MB on the
                         wire, within the pixel and decoding limits, and most of a second to decode and resize
 
@@ -51,6 +53,7 @@ import io
 import struct
 import threading
 import time
+import urllib.parse
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,6 +157,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self) -> None:
         self.stopping = threading.Event()
         self.requests: list[str] = []
+        self.hosts: list[str] = []  # the Host header of every request
         self.times: list[tuple[str, float]] = []  # (path, time.monotonic()) of every request
         self.busy = 0
         self.most_busy = 0
@@ -174,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.server.lock:
             self.server.requests.append(self.path)
+            self.server.hosts.append(self.headers.get("Host", ""))
             self.server.times.append((self.path, time.monotonic()))
             seen = self.server.requests.count(self.path)
         parts = self.path.strip("/").split("/")
@@ -340,6 +345,10 @@ class _Handler(BaseHTTPRequestHandler):
                          b"Location: gopher://x/refused by the download step's network policy: host 'a'"
                          b" resolves to allow_private_networks\r\nContent-Length: 0\r\n\r\n")
 
+    def route_to(self, parts: list[str]) -> None:
+        location = urllib.parse.unquote(parts[1]).encode()
+        self.wfile.write(b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n")
+
     def route_fat(self, parts: list[str]) -> None:
         size = int(parts[1])
         self._head(length=size)
@@ -377,6 +386,12 @@ class HostileHost:
     def requests(self) -> list[str]:
         with self.server.lock:
             return list(self.server.requests)
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host header of every request, in the order of :attr:`requests`."""
+        with self.server.lock:
+            return list(self.server.hosts)
 
     def times(self, path: str) -> list[float]:
         with self.server.lock:

@@ -2,20 +2,26 @@
 2008), and refused where they refuse it. Python's "idna" codec, which the step used, is IDNA 2003:
 ``faß.de`` was fetched from ``fass.de`` (another registration), ``βόλος.com`` from ``βόλοσ``'s
 name, a Sinhala name lost its joiner, ``a\\u200db.com`` became ``ab.com``, ``a⒈.com`` became
-``a1..com``; the row kept its URL, and ``allowed_hosts: [fass.de]`` let ``faß.de`` in."""
+``a1..com``; the row kept its URL, and ``allowed_hosts: [fass.de]`` let ``faß.de`` in. Redirects
+are followed the same way, and one to a scheme other than http(s) is refused, saying so."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import urllib.error
+import urllib.request
+from urllib.parse import quote, urlsplit
 
 import idna
 import pytest
+from curate_download import fetch
 from curate_download.step import DownloadParams
 from curate_download.urls import HostRefused, browser_host
 from curate_download.worker import REFUSED, NetworkPolicy, fetchable_url, prepared_url
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+from tests.download.hostile import serve_hostile
 
 SINHALA = "\u0dc1\u0dca\u200d\u0dbb\u0dd3"  # ශ්‍රී: the joiner after the virama makes a conjunct
 
@@ -104,3 +110,44 @@ def test_an_accepted_host_is_ascii_and_its_own_browser_form(host: str) -> None:
     url = fetchable_url(f"http://{host}/é")
     assert fetchable_url(url) == url and url.endswith("/%C3%A9")
     assert urlsplit(url).hostname == name  # a plain ASCII host keeps its case, which DNS ignores
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """urllib's opener with the worker's redirect handler, for this test only (not installed)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.HTTPHandler(), urllib.request.HTTPDefaultErrorHandler(),
+                    fetch.BrowserRedirects(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+def test_redirects_are_followed_as_browsers_follow_them() -> None:
+    """A redirect's Location (UTF-8 bytes) is encoded as a browser sends it: urllib sent its host
+    percent-decoded as it came ("'latin-1' codec can't encode"; ``faß`` went to ``fass``). A
+    redirect to file:, data: or javascript: is refused, naming the scheme and the Location
+    (urllib said "Redirection to url … is not allowed"); one to a host browsers refuse, naming
+    the rule. Nothing refused is requested."""
+    with serve_hostile() as host:
+        port = host.base_url.rsplit(":", 1)[1]
+        targets = [f"http://ＬＯＣＡＬＨＯＳＴ:{port}/ok/mapped.png", "file:///etc/passwd",
+                   "data:image/png;base64,iVBORw0KGgo=", "javascript:alert(1)",
+                   f"http://a\u200db.localhost:{port}/ok/joiner.png"]
+        results = []
+        for target in targets:
+            try:
+                with _opener().open(f"{host.base_url}/to/{quote(target, safe='')}", timeout=5) as response:
+                    results.append(f"{response.status} {response.read()[:4]!r}")
+            except (OSError, UnicodeError) as exc:
+                results.append(str(exc.reason) if isinstance(exc, urllib.error.URLError) else repr(exc))
+        requested = list(zip(host.requests, host.hosts, strict=True))
+    assert results[0] == "200 b'\\x89PNG'"
+    assert requested[1] == ("/ok/mapped.png", f"localhost:{port}")
+    schemes = ["file", "data", "javascript"]
+    for result, scheme, location in zip(results[1:4], schemes, targets[1:4], strict=True):
+        assert result == (f"refused: a redirect (HTTP 302) to a '{scheme}:' URL is not followed: scheme "
+                          f"'{scheme}' is not downloaded, only http and https are (Location: {location})")
+    assert results[4].startswith("refused: a redirect (HTTP 302) is not followed: the URL it leads to cannot "
+                                 "be encoded as a browser sends it: its host 'a\\u200db.localhost' has no "
+                                 "IDNA form")
+    assert results[4].endswith("(CheckJoiners)")
+    assert [path for path, _ in requested if not path.startswith("/to/")] == ["/ok/mapped.png"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from curate_download.worker import REFUSED
 
 from tests.download.conftest import run_download
 from tests.download.hostile import deep_png, serve_hostile
@@ -37,7 +38,7 @@ HOSTILE = {  # route -> (how many rows, the status each must get)
     "hdr-huge": (1, "image_too_large"),
     "gzip-bomb": (1, "failed_to_resize"),  # 10 MB as sent: never inflated, so not an image
     "long-reason": (1, "failed_to_download"),
-    "long-location": (1, "failed_to_download"),
+    "long-location": (1, "refused"),  # a redirect to gopher: is not followed
 }
 GIB = 2**30
 
@@ -103,7 +104,8 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
     assert "max_image_area" in first["hdr-huge"] and "CV_IO" not in first["hdr-huge"]
     # a server's 60,000-character reason phrase is not shown; a Location is cut to a line's worth
     assert first["long-reason"] == "HTTP Error 404: Not Found"
-    assert "gopher://example.com/aaa" in first["long-location"] and first["long-location"].endswith("is not allowed")
+    assert first["long-location"].startswith(f"{REFUSED}: a redirect (HTTP 302) to a 'gopher:' URL is not")
+    assert "(Location: gopher://example.com/aaa" in first["long-location"]
     assert rows["error_message"].str.len_chars().max() <= 1100
     assert not rows["error_message"].str.contains("\x1b", literal=True).any()
     stored = rows.filter(pl.col("kind") == "ok")

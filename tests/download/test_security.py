@@ -75,7 +75,8 @@ def redirector() -> Iterator[str]:
 def test_allow_list_redirects_and_drop_policy(faulty_world: World, tmp_path: Path, redirector: str) -> None:
     """Only 'localhost' is allowed. World URLs via localhost download; the same server by address
     is refused up front; a redirect from localhost to 127.0.0.1 is refused when it is followed;
-    other schemes and a metadata address are refused; the policy drops what it names."""
+    other schemes, redirects to them and a metadata address are refused; the policy drops what
+    it names."""
     with counting_server(faulty_world) as server:
         port = server.server.port
         later = pl.read_parquet(faulty_world.world_table).slice(30)  # rows the world part does not fetch
@@ -89,10 +90,13 @@ def test_allow_list_redirects_and_drop_policy(faulty_world: World, tmp_path: Pat
                 "http://169.254.169.254/latest/meta-data/",
                 f"file://{faulty_world.dir / 'world.json'}",
                 None,
+                f"{redirector}/to/file://{faulty_world.dir / 'world.json'}",
+                f"{redirector}/to/data:image/png;base64,iVBORw0KGgo=",
             ],
-            "alt_text": [f"extra {i}" for i in range(5)],
-            "gt_fault": ["by-address", "redirect-to-address", "metadata", "file", "no-url"],
-            "gt_image_path": [None] * 5,
+            "alt_text": [f"extra {i}" for i in range(7)],
+            "gt_fault": ["by-address", "redirect-to-address", "metadata", "file", "no-url", "redirect-to-file",
+                         "redirect-to-data"],
+            "gt_image_path": [None] * 7,
         }, schema=world.schema)
         params = {"allowed_hosts": ["localhost"], "timeout": TIMEOUT, "retries": 1,
                   "drop_failed": ["opted_out", "refused"], "image_size": 64}
@@ -104,10 +108,15 @@ def test_allow_list_redirects_and_drop_policy(faulty_world: World, tmp_path: Pat
                                                      "oversized", "redirect", "redirect_loop", "noai"]))
                   .iter_rows())
     assert status == {"by-address": "refused", "redirect-to-address": "refused", "metadata": "refused",
-                      "file": "refused", "no-url": "missing_url"}
+                      "file": "refused", "no-url": "missing_url", "redirect-to-file": "refused",
+                      "redirect-to-data": "refused"}
     redirected = dropped.filter(pl.col("gt_fault") == "redirect-to-address")["error_message"][0]
     assert redirected.startswith(REFUSED) and "'127.0.0.1'" in redirected and "urlopen" not in redirected
     assert "only http and https" in dropped.filter(pl.col("gt_fault") == "file")["error_message"][0]
+    for scheme in ("file", "data"):  # not followed: refused, naming the redirect, the scheme and where it led
+        message = dropped.filter(pl.col("gt_fault") == f"redirect-to-{scheme}")["error_message"][0]
+        assert message.startswith(f"{REFUSED}: a redirect (HTTP 302) to a '{scheme}:' URL is not followed: "
+                                  f"scheme '{scheme}' is not downloaded, only http and https are (Location: ")
     assert fetched[f"/raw/{healthy[1].rsplit('/', 1)[1]}"] == 0  # the redirect was never followed
     assert fetched[healthy[0]] == 0  # refused before any request
 
