@@ -24,15 +24,18 @@ from typing import Any
 # right-to-left text uses and which cannot reorder what surrounds them), the line and paragraph
 # separators (a line break to some terminals and pages, none to others), and the invisible
 # characters that carry no meaning in text: zero-width space, word joiner, invisible operators,
-# deprecated format characters, interlinear annotations, a byte order mark, and tag characters
-# (text that does not show) outside an emoji flag's tag sequence (🏴 + tags + cancel tag, the
-# flags of England, Scotland and Wales). The joiners (ZWJ, ZWNJ) stay: emoji sequences and
-# Persian and Indic words need them.
-_INVISIBLE = "\u200b\u2028\u2029\u2060-\u2064\u206a-\u206f\ufeff\ufff9-\ufffb"
-_BIDI = "\u202a-\u202e\u2066-\u2069"
-_TAGS = "\U000e0000-\U000e007f"
-_UNSAFE_IN_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]|\U0001f3f4?[{_TAGS}]+")
-_UNSAFE_IN_LINES = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}{_INVISIBLE}]|\U0001f3f4?[{_TAGS}]+")  # keeps \t, \n
+# deprecated format characters, interlinear annotations, a byte order mark, and the tag
+# characters (invisible copies of ASCII: hidden text) outside the three emoji tag sequences
+# Unicode recommends (UTS #51: 🏴 + "gbeng", "gbsct" or "gbwls" + cancel tag, the flags of
+# England, Scotland and Wales; any other subdivision code would let hidden letters through a
+# flag). The joiners (ZWJ, ZWNJ) stay: emoji sequences and Persian and Indic words need them.
+# ``normalize_text`` removes what this escapes (curate_basics.invisible).
+FLAG_TAG_SEQUENCE = (r"\U0001f3f4\U000e0067\U000e0062(?:\U000e0065\U000e006e\U000e0067|"
+                     r"\U000e0073\U000e0063\U000e0074|\U000e0077\U000e006c\U000e0073)\U000e007f")
+_HIDING = (r"\u202a-\u202e\u2066-\u2069\u200b\u2028\u2029\u2060-\u2064\u206a-\u206f\ufeff\ufff9-\ufffb"
+           r"\U000e0000-\U000e007f")
+_UNSAFE_IN_LINE = re.compile(f"({FLAG_TAG_SEQUENCE})|[\\x00-\\x1f\\x7f-\\x9f{_HIDING}]")
+_UNSAFE_IN_LINES = re.compile(f"({FLAG_TAG_SEQUENCE})|[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_HIDING}]")  # keeps \t, \n
 
 
 def _escape(code: int) -> str:
@@ -40,13 +43,7 @@ def _escape(code: int) -> str:
 
 
 def _escaped(match: re.Match[str]) -> str:
-    found = match.group()
-    if len(found) == 1:
-        return _escape(ord(found))
-    if found[0] == "\U0001f3f4" and found.endswith("\U000e007f") and len(found) > 2:
-        return found  # a flag's tag sequence: shown as the flag it is
-    head = found[0] if found[0] == "\U0001f3f4" else ""
-    return head + "".join(_escape(ord(c)) for c in found[len(head):])
+    return match.group(1) or _escape(ord(match.group()))
 
 
 def visible(text: Any, *, lines: bool = False) -> str:

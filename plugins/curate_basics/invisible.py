@@ -45,13 +45,15 @@ U+3164, U+FFA0: letters, though they show as blank).
 
 from __future__ import annotations
 
+from curate.display import FLAG_TAG_SEQUENCE
+
 # Both patterns are read by Python's re and by the Rust regex engine polars uses, alike.
 CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 INVISIBLE = (r"[\u00ad\u200b\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
              r"\U000e0001\U000e0020-\U000e007f]")
-# U+1F3F4, then "gb" and "eng", "sct" or "wls" in tag letters, then U+E007F CANCEL TAG.
-EMOJI_TAG_SEQUENCE = (r"\U0001f3f4\U000e0067\U000e0062(?:\U000e0065\U000e006e\U000e0067|"
-                      r"\U000e0073\U000e0063\U000e0074|\U000e0077\U000e006c\U000e0073)\U000e007f")
+# U+1F3F4, then "gb" and "eng", "sct" or "wls" in tag letters, then U+E007F CANCEL TAG: the one
+# rule curate.display shows tag characters by.
+EMOJI_TAG_SEQUENCE = FLAG_TAG_SEQUENCE
 # Replaced by its group: an emoji tag sequence stays whole, any other invisible character goes.
 # Leftmost-first in both engines: at U+1F3F4 the sequence is tried first.
 STRIP = f"({EMOJI_TAG_SEQUENCE})|{INVISIBLE}"

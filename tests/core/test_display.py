@@ -12,7 +12,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curate.display import VisibleFormatter, echo, hidden_characters, visible, visible_name
+from curate.display import FLAG_TAG_SEQUENCE, VisibleFormatter, echo, hidden_characters, visible, visible_name
 
 HOSTILE = "a\x1b[2Jb\rc\u202ed [link=http://x]y[/link]\x9b\x00"
 UNSAFE = {*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), *map(chr, range(0x202A, 0x202F)),
@@ -22,7 +22,7 @@ UNSAFE = {*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), *map(chr, range(
           "\u200b", "\u2028", "\u2029", *map(chr, range(0x2060, 0x2065)), *map(chr, range(0x206A, 0x2070)),
           "\ufeff", *map(chr, range(0xFFF9, 0xFFFC))}
 TAGS = set(map(chr, range(0xE0000, 0xE0080)))
-FLAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0000-\U000e007e]+\U000e007f")
+FLAG_SEQUENCE = re.compile(FLAG_TAG_SEQUENCE)
 # text as the web writes it: joiners, marks, flags, tags, spaces of every kind
 unicode_text = st.text(st.one_of(st.characters(), st.sampled_from(sorted(UNSAFE | TAGS | {
     "\U0001f3f4", "\u200d", "\u200c", "\u200e", "\u00a0", "\u00ad", "\U000e007f"}))))
@@ -65,6 +65,8 @@ def test_invisible_characters_are_escaped_and_joiners_and_flags_kept():
     assert visible("a\u200bb\u2028c\ufeff") == "a\\u200bb\\u2028c\\ufeff"
     assert visible("x\U000e0041\U000e0042") == "x\\U000e0041\\U000e0042"  # hidden text, shown
     assert visible("🏴\U000e0041") == "🏴\\U000e0041"  # no cancel tag: not a flag
+    ignore = "🏴" + "".join(chr(0xE0000 + ord(c)) for c in "ignore") + "\U000e007f"  # flag-shaped, hidden text
+    assert visible(ignore) == "🏴" + "".join(f"\\U{0xE0000 + ord(c):08x}" for c in "ignore") + "\\U000e007f"
 
 
 @given(unicode_text)
