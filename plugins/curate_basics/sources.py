@@ -437,6 +437,8 @@ class CsvSource(FileSource):
                 raise SourceError(f"cannot read {path} as {self.format}: it starts with a UTF-16 byte order mark",
                                   f"name its encoding: {self._where('encoding')}: utf-16")
         schema = dict(self._read(path if codec is None else decoded_prefix(path, codec)).collect_schema())
+        if codec is None and self.params.encoding.lower() != LOSSY and any("\ufffd" in n for n in schema):
+            self._refuse_lossy_header(path)
         if any("\r" in name for name in schema):  # Polars ends lines at \n only
             raise SourceError(f"cannot read {path} as {self.format}: its lines end with a carriage return alone "
                               f"(an old Mac line end), which ends no row: the reader saw one line, "
@@ -445,6 +447,19 @@ class CsvSource(FileSource):
         if self.params.has_header:
             self._check_header(path, codec)
         return schema
+
+    def _refuse_lossy_header(self, path: Path) -> None:
+        """A header holding bytes that are not UTF-8. Polars reads the rows strictly but the
+        header with such bytes replaced by U+FFFD: a column 'n\\xffote' was carried as 'n�ote'
+        without a word. A name holding U+FFFD sends the file's first ``CHUNK`` bytes (the header's,
+        as ``decoded_prefix`` reads it) through a strict decoder."""
+        from curate_basics.locate import first_bad_utf8
+
+        found = first_bad_utf8(path, limit=CHUNK)
+        if found is not None:
+            raise SourceError(f"cannot read {path} as {self.format}, {found.render()} (the reader would read "
+                              "the header's names with it replaced by U+FFFD)",
+                              self._encoding_hint(self.format))
 
     def _check_header(self, path: Path, codec: str | None) -> None:
         """Empty or repeated names in the header. Polars invents names for them ('_duplicated_0',

@@ -104,3 +104,22 @@ def test_the_json_scan_limit_counts_bytes_of_whole_lines(tmp_path):
     scanned = first_mixed_json_type(path, limit=len(line) * 3 + 5)
     assert (scanned.lines, scanned.offset, scanned.complete) == (3, len(line) * 3, False)
     assert first_mixed_json_type(path, limit=len(line) * 10).complete
+
+
+@pytest.mark.parametrize("name, header", [
+    ("d.csv", b"url,alt_text,n\xffote"),
+    ("d.csv", b'url,alt_text,"n\xed\xa0\x80ote"'),  # half a surrogate pair, as UTF-8 would write it
+    ("d.csv", "url,alt_text,légende".encode("latin-1")),
+    ("d.tsv", b"url\talt_text\tn\xc0\xafote"),  # an overlong '/'
+])
+def test_a_header_that_is_not_utf8_is_refused(curate_main, write_spec, workdir, name, header):
+    """Polars reads the rows strictly but the header with bad bytes replaced by U+FFFD: the column
+    was carried as 'n\ufffdote' without a word."""
+    separator = "\t" if name.endswith(".tsv") else ","
+    _write(workdir, name, header + f"\nhttps://example.com/1.jpg{separator}one{separator}x\n".encode())
+    _spec(write_spec, name)
+    result = curate_main("validate", "spec.yaml")
+    assert result.code == 2, result
+    column = header.index(next(b for b in header if b >= 0x80).to_bytes(1, "big")) + 1
+    assert f"{name} as {name[2:]}, line 1, column {column}: byte 0x" in result.stderr
+    assert "replaced by U+FFFD" in result.stderr and "save the file as UTF-8" in result.stderr
