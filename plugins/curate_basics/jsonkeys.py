@@ -60,15 +60,18 @@ class RepeatedKeys:
         self.fd = handle.fileno()  # type: ignore[attr-defined]
         self.start, self.line = start, first_line
 
-    def check(self, values: list[dict | None], end: int) -> tuple[int, RepeatedKey] | None:
+    def check(self, values: list[dict | None], end: int,
+              data: bytes | None = None) -> tuple[int, RepeatedKey] | None:
         """(line, key) of the first key written twice in the next ``len(values)`` lines, which
-        end at byte ``end`` and parsed to ``values`` (None: no JSON object)."""
+        end at byte ``end`` and parsed to ``values`` (None: no JSON object); ``data``: their
+        bytes, where the caller has read them (``curate_basics.locate`` reads a block once for
+        both its checks)."""
         start, first = self.start, self.line
         self.start, self.line = end, first + len(values)
-        colons = self._find(start, end, _key_colons, _LOOKBACK)
+        colons = self._find(start, end, _key_colons, _LOOKBACK, data)
         if len(colons) <= sum(map(len, filter(None, values))):
             return None
-        ends = self._find(start, end, lambda window, _: np.flatnonzero(window == ord("\n")))
+        ends = self._find(start, end, lambda window, _: np.flatnonzero(window == ord("\n")), 0, data)
         per_line = np.bincount(np.searchsorted(ends, colons), minlength=len(values))
         keys = np.fromiter((len(v) if v is not None else 0 for v in values), np.int64, len(values))
         for index in np.flatnonzero(per_line[:len(values)] > keys).tolist():
@@ -82,10 +85,13 @@ class RepeatedKeys:
                 return first + index, found
         return None
 
-    def _find(self, start: int, end: int, find, lookback: int = 0) -> np.ndarray:
+    def _find(self, start: int, end: int, find, lookback: int = 0, data: bytes | None = None) -> np.ndarray:
         """``find(window, skip)`` over ``[start, end)`` of the file a chunk at a time, as positions
         in the file; each window starts ``skip`` bytes before its chunk (up to ``lookback``), bytes
-        ``find`` may look back at but does not search."""
+        ``find`` may look back at but does not search. ``data``: the bytes of ``[start, end)``,
+        one window (a block starts a line, and no colon in a line's first bytes ends a key)."""
+        if data is not None:
+            return find(np.frombuffer(data, dtype=np.uint8), 0) + start
         found = []
         for begin in range(start, end, CHUNK):
             skip = min(lookback, begin)

@@ -10,15 +10,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from curate_basics.jsonkeys import HINT as REPEATED_KEY_HINT
-from curate_basics.jsonkeys import BLOCK_BYTES, BLOCK_LINES, RepeatedKey, RepeatedKeys
+from curate_basics.jsonkeys import BLOCK_BYTES, BLOCK_LINES, RepeatedKeys
+from curate_basics.jsonsurrogates import HINT as LONE_SURROGATE_HINT
+from curate_basics.jsonsurrogates import LoneSurrogates
 
 LIMIT = 512 * 1024 * 1024  # bytes scanned at most; a 10 GB file is not re-read to word an error
+SHARED_BYTES = 1 << 22  # a block of lines up to this size is read once for the block checks
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ def _json_kind(value: object) -> str | None:
 @dataclass(frozen=True)
 class JsonScan:
     # the first value of another JSON type than its key's first value, or the first key written
-    # twice in one object (curate_basics.jsonkeys; its Location has a hint)
+    # twice in one object (curate_basics.jsonkeys) or lone surrogate escape (curate_basics.jsonsurrogates;
+    # these Locations have a hint)
     mixed: Location | None
     lines: int  # lines read
     complete: bool  # the whole file was read
@@ -143,7 +148,9 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     the reader to report. ``limit`` counts bytes: the whole lines within it are read, the same
     lines a copy of the file's first ``limit`` bytes holds. A key written twice in one object is
     said first (curate_basics.jsonkeys): the reader keeps one of its values, and which one a type
-    was read from is not known."""
+    was read from is not known; so is a lone surrogate escape (curate_basics.jsonsurrogates),
+    which the reader changes. A line that is not UTF-8 ends the scan, said unless a line before
+    it is."""
     first: dict[str, tuple[str, int]] = {}
     # A key holding both a fraction and a whole number no float holds exactly (past 2^53) is
     # read as floats, that number rounded (9007199254740993 became 9007199254740992.0).
@@ -152,18 +159,24 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     read = 0
     number = 0
     with open(path, "rb") as handle:  # lines end at b"\n" only, as the reader splits them
-        repeats, parsed = RepeatedKeys(handle), []
+        blocks, parsed = _BlockChecks(handle), []
         # at most one byte past the limit a line: iterating the file read a line of a gigabyte whole
         while raw := handle.readline(limit - read + 1):
             number += 1
             if read + len(raw) > limit:
-                repeated = _repeated(repeats.check(parsed, read))
-                return JsonScan(repeated, number - 1, False, read, {} if repeated else inexact)
+                found = blocks.check(parsed, read)
+                return JsonScan(found, number - 1, False, read, {} if found else inexact)
             read += len(raw)
-            parsed.append(value := _json_object(raw))
+            value = _json_object(raw)
+            if type(value) is UnicodeDecodeError:
+                bad = _not_utf8(number, read - len(raw), raw, value)
+                found = blocks.check([*parsed, None], read)
+                found = found if found is not None and found.line < number else bad
+                return JsonScan(found, number, False, read)
+            parsed.append(value)
             if len(parsed) == BLOCK_LINES:
-                if (repeated := _repeated(repeats.check(parsed, read))) is not None:
-                    return JsonScan(repeated, number, False, read)
+                if (found := blocks.check(parsed, read)) is not None:
+                    return JsonScan(found, number, False, read)
                 parsed = []
             if value is None:
                 continue
@@ -175,7 +188,7 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
                 if seen[0] != kind:
                     problem = (f"{key!r} is {kind} ({_shown(item)}) where line {seen[1]} has {seen[0]}: "
                                "the reader would turn its values into text")
-                    found = _repeated(repeats.check(parsed, read)) or Location(number, None, problem)
+                    found = blocks.check(parsed, read) or Location(number, None, problem)
                     return JsonScan(found, number, False, read)
                 if type(item) is float:
                     fraction.setdefault(key, (item, number))
@@ -186,18 +199,36 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
                     problem = (f"{key!r} is {_shown(whole)} on line {at}, a whole number a float cannot hold "
                                f"exactly, and {_shown(other)} on line {line}: the reader would read them as floats "
                                "and round the first")
-                    found = _repeated(repeats.check(parsed, read)) or Location(number, None, problem)
+                    found = blocks.check(parsed, read) or Location(number, None, problem)
                     return JsonScan(found, number, False, read)
-        repeated = _repeated(repeats.check(parsed, read))
-    return JsonScan(repeated, number, True, read, {} if repeated else inexact)
+        found = blocks.check(parsed, read)
+    return JsonScan(found, number, True, read, {} if found else inexact)
 
 
-def _repeated(found: tuple[int, RepeatedKey] | None) -> Location | None:
-    """The Location of a key written twice (``RepeatedKeys``' answer), or None."""
-    if found is None:
-        return None
-    line, key = found
-    return Location(line, None, key.render(), REPEATED_KEY_HINT)
+class _BlockChecks:
+    """What is checked of a block of lines against its bytes, from byte ``start``, line
+    ``first_line`` of the file open as ``handle``: keys written twice in one object
+    (curate_basics.jsonkeys) and lone surrogate escapes (curate_basics.jsonsurrogates)."""
+
+    def __init__(self, handle: object, start: int = 0, first_line: int = 1):
+        self.fd, self.start = handle.fileno(), start  # type: ignore[attr-defined]
+        self.repeats = RepeatedKeys(handle, start, first_line)
+        self.surrogates = LoneSurrogates(handle, start, first_line)
+
+    def check(self, values: list[dict | None], end: int) -> Location | None:
+        """The first line among the next ``len(values)`` lines (ending at byte ``end``, parsed to
+        ``values``) with either problem, or None. A block of up to ``SHARED_BYTES`` is read once
+        for both; a larger one (long lines) each reads in pieces."""
+        start, self.start = self.start, end
+        data = os.pread(self.fd, end - start, start) if end - start <= SHARED_BYTES else None
+        found = []
+        if (lone := self.surrogates.check(values, end, data)) is not None:
+            line, surrogate = lone
+            found.append(Location(line, surrogate.column, surrogate.render(), LONE_SURROGATE_HINT))
+        if (repeated := self.repeats.check(values, end, data)) is not None:
+            line, key = repeated
+            found.append(Location(line, None, key.render(), REPEATED_KEY_HINT))
+        return min(found, key=lambda location: location.line, default=None)
 
 
 def exact_as_float(number: int) -> bool:
@@ -214,31 +245,38 @@ def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: 
     ``columns`` were read) with a value the reader would lose or change: a key not among the
     columns (dropped without a word), a value of another JSON type than its column's (turned
     into text), a fraction or an out-of-range number in a column of whole numbers, a value in a
-    column that was null throughout; a key written twice in one object (curate_basics.jsonkeys),
-    said first. Reads the rest of the file: it is read next anyway, and this is what it costs (a
-    set lookup per value, the message only for the line found)."""
+    column that was null throughout; a key written twice in one object (curate_basics.jsonkeys)
+    or a lone surrogate escape (curate_basics.jsonsurrogates), said first; bytes that are not
+    UTF-8. Reads the rest of the file: it is read next anyway, and this is what it costs (a set
+    lookup per value, the message only for the line found)."""
     where = f"the first {size_text(scanned_bytes)}"
     accepted = {name: _accepted_types(dtype) for name, dtype in columns.items()}
     bounds = {name: _INTEGER_BOUNDS[dtype] for name, dtype in columns.items() if dtype in _INTEGER_BOUNDS}
     with open(path, "rb") as handle:
         handle.seek(scanned.offset)
-        repeats, number = RepeatedKeys(handle, scanned.offset, scanned.lines + 1), scanned.lines
+        blocks, number = _BlockChecks(handle, scanned.offset, scanned.lines + 1), scanned.lines
         while block := handle.readlines(BLOCK_BYTES):
-            parsed = list(map(_json_object, block))
-            for number, value in enumerate(parsed, start=number + 1):
+            parsed, first = list(map(_json_object, block)), number + 1
+            for number, value in enumerate(parsed, start=first):
                 if value is None:
                     continue
+                if type(value) is UnicodeDecodeError:
+                    index = number - first
+                    line_start = handle.tell() - sum(map(len, block[index:]))
+                    bad = _not_utf8(number, line_start, block[index], value)
+                    found = blocks.check(_objects(parsed), handle.tell())
+                    return found if found is not None and found.line < number else bad
                 for key, item in value.items():
                     if type(item) in accepted.get(key, _NULL_ONLY) and (key not in bounds or type(item) is not int
                                                                         or bounds[key][0] <= item <= bounds[key][1]) \
                             and (type(item) is not int or key in bounds or exact_as_float(item)):
                         continue
-                    repeated = _repeated(repeats.check(parsed, handle.tell()))
-                    if repeated is not None and repeated.line <= number:
-                        return repeated
+                    found = blocks.check(_objects(parsed), handle.tell())
+                    if found is not None and found.line <= number:
+                        return found
                     return Location(number, None, _past_scan_problem(key, item, columns, where))
-            if (repeated := _repeated(repeats.check(parsed, handle.tell()))) is not None:
-                return repeated
+            if (found := blocks.check(parsed, handle.tell())) is not None:
+                return found
     return None
 
 
@@ -285,12 +323,31 @@ def _accepted_types(dtype: pl.DataType) -> frozenset[type]:
     return _NULL_ONLY | ({int} if dtype in _INTEGER_BOUNDS else _KIND_TYPES[kind])
 
 
-def _json_object(raw: bytes) -> dict | None:
+def _json_object(raw: bytes) -> dict | UnicodeDecodeError | None:
+    """The JSON object the line ``raw`` holds; None for no JSON object; the error for bytes that
+    are not UTF-8 (which the reader refuses, line or no line)."""
     try:
-        value = json.loads(raw.decode("utf-8", errors="replace"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc
+    try:
+        value = json.loads(text)
     except (json.JSONDecodeError, RecursionError):  # nested past Python's stack: the reader's to report
         return None
     return value if isinstance(value, dict) else None
+
+
+def _objects(parsed: list) -> list[dict | None]:
+    """``parsed`` (what ``_json_object`` gave) as the block checks take it: objects or None."""
+    return [None if type(value) is UnicodeDecodeError else value for value in parsed]
+
+
+def _not_utf8(number: int, line_start: int, raw: bytes, error: UnicodeDecodeError) -> Location:
+    """Line ``number`` (starting at byte ``line_start``, holding ``raw``) is not UTF-8, as
+    ``first_bad_utf8`` says it: the column in bytes."""
+    byte, offset = raw[error.start], line_start + error.start
+    return Location(number, error.start + 1, f"byte 0x{byte:02x} (offset {offset}) is not valid UTF-8",
+                    "save the file as UTF-8")
 
 
 def _shown(value: object) -> str:

@@ -4,6 +4,7 @@ the first url and dropped the second without a word)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -74,10 +75,18 @@ def json_object(draw, depth: int = 0) -> str:
     return "{" + ",".join(written) + draw(space) + "}"
 
 
-def first_repeat(path, block: int) -> tuple[int, object] | None:
-    """What ``RepeatedKeys`` says of a file read as the scans read it, checked every ``block`` lines."""
+def first_repeat(path, block: int, shared: bool = False) -> tuple[int, object] | None:
+    """What ``RepeatedKeys`` says of a file read as the scans read it, checked every ``block`` lines
+    (``shared``: handed each block's bytes, as ``curate_basics.locate`` hands them)."""
     with open(path, "rb") as handle:
-        checker, read, parsed = RepeatedKeys(handle), 0, []
+        checker, read, parsed, start = RepeatedKeys(handle), 0, [], 0
+
+        def check() -> tuple[int, object] | None:
+            nonlocal start
+            data = os.pread(handle.fileno(), read - start, start) if shared else None
+            start = read
+            return checker.check(parsed, read, data)
+
         for raw in handle:
             read += len(raw)
             try:
@@ -86,10 +95,10 @@ def first_repeat(path, block: int) -> tuple[int, object] | None:
                 value = None
             parsed.append(value if isinstance(value, dict) else None)
             if len(parsed) == block:
-                if (found := checker.check(parsed, read)) is not None:
+                if (found := check()) is not None:
                     return found
                 parsed = []
-        return checker.check(parsed, read)
+        return check()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -113,14 +122,14 @@ def test_a_repeated_key_is_found_as_json_reads_every_pair(tmp_path, line):
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(st.one_of(json_object(), st.just("not json"), st.just('{"url": "a", "alt": "b"}')),
                       min_size=1, max_size=30),
-       block=st.integers(1, 12), chunk=st.integers(1, 300), final_newline=st.booleans())
+       block=st.integers(1, 12), chunk=st.integers(1, 300), final_newline=st.booleans(), shared=st.booleans())
 def test_the_first_line_with_a_repeated_key_is_said_whatever_the_blocks(tmp_path, monkeypatch, lines, block,
-                                                                         chunk, final_newline):
+                                                                         chunk, final_newline, shared):
     monkeypatch.setattr(curate_basics.jsonkeys, "CHUNK", chunk)
     expected = next(((number, repeated_key(line.encode())) for number, line in enumerate(lines, start=1)
                      if line != "not json" and _pairs_written(line)[1]), None)
     (tmp_path / "d.jsonl").write_text("\n".join(lines) + ("\n" if final_newline else ""))
-    assert first_repeat(tmp_path / "d.jsonl", block) == expected
+    assert first_repeat(tmp_path / "d.jsonl", block, shared) == expected
 
 
 def _jsonl(path, rows: list[str]) -> None:
