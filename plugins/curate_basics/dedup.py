@@ -8,6 +8,7 @@ from typing import Literal
 import polars as pl
 from pydantic import Field, model_validator
 
+from curate.caseless import fold_sql, register_fold
 from curate.duck import create_input_view, missing_number, quote, stream
 from curate.params import Params
 from curate.schema import DROP_REASON, DUPLICATE_OF, UID, Schema
@@ -19,8 +20,10 @@ class ExactDedupParams(Params):
     columns: list[str] = Field(..., min_length=1, description="the key: rows equal on all of these are duplicates")
     keep: Literal["first", "last", "max", "min"] = "first"
     order_by: str | None = Field(None, description="with keep max/min: the column to compare")
-    ignore_case: bool = Field(False, description="compare text columns lowercased (DuckDB's lower(): each letter "
-                              "on its own, not full Unicode case folding, so 'straße' and 'STRASSE' differ)")
+    ignore_case: bool = Field(False, description="compare text columns caselessly: Unicode full case "
+                              "folding after canonical normalization ('straße' = 'STRASSE', 'café' = "
+                              "'CAFE\u0301'); no locale's rules, so 'İSTANBUL' folds to 'i\u0307stanbul', "
+                              "not 'istanbul'")
     nulls_equal: bool = Field(False, description="treat NULL keys as equal (default: never duplicates)")
 
     @model_validator(mode="after")
@@ -39,6 +42,7 @@ class ExactDedup(Step):
     description = "drop exact duplicates on any columns (keep first/last/max/min)"
     scope = "table"
     drops_rows = True
+    version = "2"  # 2: ignore_case is canonical caseless matching (curate.caseless), was DuckDB's lower()
     Params = ExactDedupParams
 
     def input_columns(self) -> Schema:
@@ -50,7 +54,7 @@ class ExactDedup(Step):
     def _key(self, column: str, schema: Schema) -> str:
         expr = quote(column)
         if self.params.ignore_case and schema.get(column) in (pl.Utf8, pl.String):
-            expr = f"lower({expr})"
+            expr = fold_sql(expr)
         return expr
 
     def _duplicates_sql(self, schema: Schema) -> str:
@@ -103,6 +107,8 @@ class ExactDedup(Step):
             return
         con = ctx.duckdb()
         try:
+            if self.params.ignore_case:
+                register_fold(con)
             # Shards in their order (the input view's), numbered so: ``_file``.
             files = in_shard_order(table.files)
             create_input_view(con, TableInput(files, table.schema), file_index=True)

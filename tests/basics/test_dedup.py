@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -22,8 +23,8 @@ POLICIES = st.sampled_from([
 
 
 def _fold(text: str) -> str:
-    # DuckDB's lower() maps U+0130 (dotted capital I) to a plain "i", where Python adds a combining dot.
-    return text.replace("\u0130", "I").lower()
+    # Unicode canonical caseless matching (D145): NFD, full case folding, NFC.
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
 
 
 def expected_survivors(table: pl.DataFrame, params: dict[str, Any]) -> dict[tuple, str | None]:
@@ -158,3 +159,33 @@ def test_same_survivors_with_or_without_duckdb_file_index(pm, tmp_path_factory, 
         duck._HAS_FILE_INDEX.update(saved)
     assert results[0].kept.equals(results[1].kept)
     assert results[0].duplicate_of == results[1].duplicate_of
+
+
+CASE_PIECES = ["straße", "STRASSE", "Strasse", "ΣΑΣ", "σας", "İSTANBUL", "istanbul", "i\u0307stanbul", "café",
+               "CAFE\u0301", "cafe", "ﬁ", "FI", "K", "k"]
+
+
+def test_ignore_case_is_full_case_folding_without_locale_rules(pm, tmp_path):
+    """One rule with metadata_match's ignore_case (curate.caseless.fold); DuckDB's lower() kept
+    'straße' apart from 'STRASSE' and made 'İSTANBUL' 'istanbul'."""
+    texts = ["straße", "STRASSE", "ΣΑΣ", "σας", "İSTANBUL", "istanbul", "i\u0307stanbul", "café",
+             "CAFE\u0301"]
+    table = pl.DataFrame({"uid": [f"u{i}" for i in range(len(texts))], "alt_text": texts})
+    result = run_step("exact_dedup", table, {"columns": ["alt_text"], "ignore_case": True}, pm=pm,
+                      workdir=tmp_path)
+    assert result.duplicate_of == {"u1": "u0", "u3": "u2", "u6": "u4", "u8": "u7"}
+
+
+@settings(max_examples=8)
+@example(texts=["straße", "STRASSE", None, "İSTANBUL", "istanbul"], shard_size=3)
+@given(texts=st.lists(st.one_of(st.none(), st.lists(st.sampled_from(CASE_PIECES), max_size=2).map(" ".join)),
+                      max_size=16), shard_size=st.sampled_from([3, 1000]))
+def test_ignore_case_dedups_as_the_folded_texts_do(pm, tmp_path, texts, shard_size):
+    uids_ = [f"u{i:02d}" for i in range(len(texts))]
+    table = pl.DataFrame({"uid": uids_, "alt_text": texts}, schema={"uid": pl.Utf8, "alt_text": pl.Utf8})
+    folded = table.with_columns(pl.col("alt_text").map_elements(_fold, return_dtype=pl.Utf8))
+    caseless = run_step("exact_dedup", table, {"columns": ["alt_text"], "ignore_case": True}, pm=pm,
+                        shard_size=shard_size, workdir=tmp_path)
+    plain = run_step("exact_dedup", folded, {"columns": ["alt_text"]}, pm=pm, shard_size=shard_size,
+                     workdir=tmp_path)
+    assert caseless.duplicate_of == plain.duplicate_of
