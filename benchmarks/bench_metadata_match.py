@@ -79,10 +79,9 @@ def _python_loop(entries: list[str]) -> Any:
 
 
 def _spaced_texts(source: Path, rows: int) -> list[str | None]:
-    from curate_metadata.matching import spacing_expr
+    from curate_metadata.matching import matchable_column
 
-    frame = pl.scan_parquet(str(source / "*.parquet")).head(rows).select(spacing_expr(pl.col("alt_text")))
-    return frame.collect().to_series().to_list()
+    return matchable_column(pl.scan_parquet(str(source / "*.parquet")).head(rows).collect()["alt_text"])
 
 
 def _step_run(source: Path, entries_file: Path, rows: int) -> dict[str, Any]:

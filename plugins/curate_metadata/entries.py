@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from curate.caseless import nfc
 from curate.errors import pip_install
 from curate.runfiles import NotRegularFile, describe_mode, not_regular, open_regular, outside_working_directory
 from curate_metadata.listfile import MetadataError, check_lengths, read_lines, read_table, text_column
@@ -150,16 +151,26 @@ def _entries(handle: BinaryIO, file: Path, entry_column: str, language_column: s
 
 def _check_unique(found: EntryList, file: Path) -> None:
     """Each entry (in its language) once: a repeated one got an id per copy, each balanced to about
-    ``t`` rows on its own, so three copies of 'red' kept three times what one did."""
+    ``t`` rows on its own, so three copies of 'red' kept three times what one did. Entries are
+    compared in NFC, as they are matched: 'café' composed and decomposed are one entry twice."""
+    languages = found.languages or [None] * len(found.entries)
     first: dict[tuple[str, str | None], int] = {}
-    for index, key in enumerate(zip(found.entries, found.languages or [None] * len(found.entries), strict=True)):
+    for index, key in enumerate(zip(map(nfc, found.entries), languages, strict=True)):
         if key in first:
-            count = sum(1 for other in zip(found.entries, found.languages or [None] * len(found.entries), strict=True)
-                        if other == key)
+            count = sum(1 for other in zip(map(nfc, found.entries), languages, strict=True) if other == key)
             where = f" ({key[1]})" if key[1] is not None else ""
-            raise MetadataError(f"{file}: entry {key[0]!r}{where} is listed {count} times (entries {first[key] + 1} "
-                                f"and {index + 1} of the list): each copy would be matched and balanced as an entry "
-                                "of its own", "list each entry once (e.g. sort -u the file)")
+            spelled = found.entries[first[key]], found.entries[index]
+            lines = f"{first[key] + 1} and {index + 1} of the list"
+            if spelled[0] != spelled[1]:
+                raise MetadataError(
+                    f"{file}: entries {lines}{where} are one text in two Unicode spellings "
+                    f"({ascii(spelled[0])} and {ascii(spelled[1])}: composed and decomposed accents, "
+                    "NFC and NFD), and entries are matched in NFC: each would match the same texts and "
+                    "be balanced as an entry of its own", "list each entry once: normalize the list to "
+                    "NFC (Python: unicodedata.normalize('NFC', line)) and remove the repeats")
+            raise MetadataError(f"{file}: entry {spelled[1]!r}{where} is listed {count} times (entries "
+                                f"{lines}): each copy would be matched and balanced as an entry of its own",
+                                "list each entry once (e.g. sort -u the file)")
         first[key] = index
 
 

@@ -11,7 +11,7 @@ from curate.params import PLACE, Params
 from curate.schema import DROP_REASON, Schema
 from curate.step import Step, StepContext
 from curate_metadata.entries import EntryList, LastRead, MetadataError, load_entries
-from curate_metadata.matching import Boundary, Matcher, spacing_expr
+from curate_metadata.matching import Boundary, Matcher, matchable_column
 
 ENTRIES_ARTIFACT = "metadata_entries.parquet"
 NO_MATCH = "no_metadata_match"
@@ -27,9 +27,14 @@ class MetadataMatchParams(Params):
     language_column: str = Field("language", description="tables: the column holding each entry's language")
     language: str | None = Field(None, description="row column with each text's language: a text is matched "
                                  "only against entries of its language (MetaCLIP 2)")
-    ignore_case: bool = Field(False, description="lowercase texts and entries (MetaCLIP matches case-sensitively)")
-    boundary: Boundary = Field("v1", description="v1: entries match as whole space-separated words; v2: "
-                               "no space needed beside CJK/Thai/… characters or punctuation")
+    ignore_case: bool = Field(False, description="compare texts and entries caselessly: Unicode full case "
+                              "folding after canonical normalization, as exact_dedup does ('straße' = "
+                              "'STRASSE'; no locale's rules: 'İ' folds to 'i\u0307'); MetaCLIP matches "
+                              "case-sensitively. Either way texts and entries are compared in Unicode NFC")
+    boundary: Boundary = Field("v1", description="v1: entries match as whole space-separated words; "
+                               "v2 (MetaCLIP 2): no space needed beside Han, Thai, Lao, Myanmar, Khmer or "
+                               "Tibetan characters or punctuation (not kana, not Hangul); unspaced: v2 and "
+                               "Japanese kana")
     drop_unmatched: bool = Field(True, description="drop rows that contain no entry (MetaCLIP's rule)")
     output: str = Field("metadata_entries", description="the list column of matched entry ids")
 
@@ -56,14 +61,16 @@ class MetadataMatchParams(Params):
 
 
 class MetadataMatch(Step):
-    """Texts are spaced as MetaCLIP does, then one Aho-Corasick pass (pyahocorasick) per text
-    finds every padded entry in it; ids are sorted and unique per row."""
+    """Texts are normalized (NFC, or folded with ignore_case) and spaced as MetaCLIP does, then one
+    Aho-Corasick pass (pyahocorasick) per text finds every padded entry in it; ids are sorted and
+    unique per row."""
 
     name = "metadata_match"
     description = "substring-match texts against a metadata list (MetaCLIP), ids per row"
     requires = ("ahocorasick",)
     extra = "metadata"
     drops_rows = True
+    version = "2"  # 2: texts and entries compared in NFC; ignore_case is curate.caseless.fold, was str.lower
     uses_model = True  # the automaton: built once per worker
     Params = MetadataMatchParams
 
@@ -117,7 +124,7 @@ class MetadataMatch(Step):
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         p = self.params
         languages = table[p.language].to_list() if p.language else None
-        spaced = [table.select(spacing_expr(pl.col(column))).to_series().to_list() for column in p.columns]
+        spaced = [matchable_column(table[column], p.ignore_case) for column in p.columns]
         ids = pl.Series(p.output, self.matcher.match_columns(spaced, languages, table.height))
         out = table.with_columns(ids.cast(pl.List(pl.Int64)))
         if p.drop_unmatched:

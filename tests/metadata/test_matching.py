@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
-from curate_metadata.matching import Matcher, padded, reference_match, spacing, spacing_expr
+from curate_metadata.matching import Matcher, matchable, padded, reference_match, spacing, spacing_expr
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,7 +14,7 @@ entries = st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=6).filter(str
 
 
 def match(entries_, text, **options):
-    return Matcher(entries_, **options).match(spacing(text))
+    return Matcher(entries_, **options).match(matchable(text, options.get("ignore_case", False)))
 
 
 def test_entries_match_as_whole_words_after_metaclip_spacing():
@@ -53,7 +53,7 @@ def test_polars_spacing_is_metaclips_spacing(text):
 def test_the_automaton_agrees_with_the_plain_loop(entries_, text, ignore_case, boundary):
     matcher = Matcher(entries_, ignore_case=ignore_case, boundary=boundary)
     expected = reference_match(text, entries_, ignore_case=ignore_case, boundary=boundary)
-    assert matcher.match(spacing(text)) == expected
+    assert matcher.match(matchable(text, ignore_case)) == expected
 
 
 @given(data=st.data(), entries_=entries, text=texts)
@@ -61,4 +61,4 @@ def test_a_text_is_matched_only_against_entries_of_its_language(data, entries_, 
     languages = [data.draw(st.sampled_from(["en", "de", None])) for _ in entries_]
     language = data.draw(st.sampled_from(["en", "de", "fr", None]))
     matcher = Matcher(entries_, languages)
-    assert matcher.match(spacing(text), language) == reference_match(text, entries_, languages, language)
+    assert matcher.match(matchable(text), language) == reference_match(text, entries_, languages, language)
