@@ -82,8 +82,12 @@ class ExactDedup(Step):
         }[p.keep]
         # Rows with a NULL in the key are never duplicates unless nulls_equal; with it, NULLs
         # match each other (hash() and PARTITION BY treat them as equal).
-        where = "" if p.nulls_equal else "WHERE NOT (" + " OR ".join(f"{k} IS NULL" for k in keys) + ")"
+        # (A folded value is NULL exactly where the value is: the plain column is tested, not the fold.)
+        nulls = " OR ".join(f"{quote(c)} IS NULL" for c in p.columns)
+        where = "" if p.nulls_equal else f"WHERE NOT ({nulls})"
         partition = ", ".join(aliases)
+        if keys != [quote(c) for c in p.columns]:
+            return self._folded_duplicates_sql(keys, selected, where, partition, order)
         # Candidates are rows whose key's 64-bit hash repeats: a superset of the duplicates
         # (a collision only adds a candidate; the window partitions by the key itself), found
         # with an aggregate over 8-byte hashes instead of over the keys.
@@ -97,6 +101,32 @@ class ExactDedup(Step):
                        row_number() OVER w AS _rank,
                        first_value(_uid) OVER w AS _survivor
                 FROM keyed SEMI JOIN repeated USING (_hash)
+                WINDOW w AS (PARTITION BY {partition} ORDER BY {order})
+            )
+            SELECT _file, _row, _survivor FROM ranked WHERE _rank > 1 ORDER BY _file, _row
+        """
+
+    @staticmethod
+    def _folded_duplicates_sql(keys: list[str], selected: str, where: str, partition: str, order: str) -> str:
+        """:meth:`_duplicates_sql` where a key is folded (``ignore_case``), which costs a call into
+        Python per non-ASCII value: the hashes are kept (``MATERIALIZED``, 20 bytes a row), so
+        every value is folded once for its hash and once more only where the hash repeats; the
+        plain query reads the keys twice (once per use of ``keyed``), which folded each value twice."""
+        return f"""
+            WITH hashed AS MATERIALIZED (
+                SELECT _file, _row, hash({", ".join(keys)}) AS _hash FROM input {where}
+            ), repeated AS (
+                SELECT _hash FROM hashed GROUP BY _hash HAVING count(*) > 1
+            ), candidates AS (
+                SELECT _file, _row FROM hashed SEMI JOIN repeated USING (_hash)
+            ), keyed AS (
+                SELECT _file, _row, {UID} AS _uid, {selected}
+                FROM input SEMI JOIN candidates USING (_file, _row)
+            ), ranked AS (
+                SELECT _file, _row,
+                       row_number() OVER w AS _rank,
+                       first_value(_uid) OVER w AS _survivor
+                FROM keyed
                 WINDOW w AS (PARTITION BY {partition} ORDER BY {order})
             )
             SELECT _file, _row, _survivor FROM ranked WHERE _rank > 1 ORDER BY _file, _row
