@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 PUNCTUATION_TO_WRAP = (",", ".", ";", ":", "?", "!", "`")
 SPACE_LIKE = ("\t", "\n", "\r")
+# The only characters whose NFC form (or fold) holds one of the two tuples above: U+037E GREEK
+# QUESTION MARK is ';' and U+1FEF GREEK VARIA '`' (every code point checked, tests/metadata).
+NORMALIZED_INTO_SPACED = ("\u037e", "\u1fef")
 Boundary = Literal["v1", "v2", "unspaced"]
 
 # MetaCLIP 2's full-width punctuation, counted as punctuation by its boundary rule.
@@ -119,23 +122,33 @@ def matchable(text: str, ignore_case: bool = False) -> str:
 
 
 def matchable_column(column: pl.Series, ignore_case: bool = False) -> list[str | None]:
-    """:func:`matchable` of every value of a text column. ASCII values (no normalization changes
-    them) are spaced, and lowercased, in Polars; only the others go through Python."""
+    """:func:`matchable` of every value of a text column, cheaply: Polars spaces every value, then
+    ASCII values (no normalization changes them) are only lowercased (with ``ignore_case``), the
+    others normalized or folded as spaced (spacing adds and replaces ASCII spaces and punctuation,
+    which compose with nothing), and only values holding a character that normalizes into
+    punctuation spacing wraps (:data:`NORMALIZED_INTO_SPACED`) are spaced again from the start."""
     column = column.cast(pl.Utf8)  # a column of nulls only may come typed Null
-    frame = column.to_frame("text")
-    text = pl.col("text")
-    spaced = spacing_expr(text)
-    texts = frame.select(spaced.str.to_lowercase() if ignore_case else spaced).to_series().to_list()
-    others = frame.select((text.str.len_bytes() != text.str.len_chars()).arg_true()).to_series()
-    if others.len():
-        for row, value in zip(others.to_list(), column.gather(others).to_list(), strict=True):
-            texts[row] = matchable(value, ignore_case)
+    texts = column.to_frame("text").select(spacing_expr(pl.col("text"))).to_series().to_list()
+    again = []
+    for row, text in enumerate(texts):
+        if text is None:
+            continue
+        if text.isascii():
+            if ignore_case:
+                texts[row] = text.lower()
+        elif any(char in text for char in NORMALIZED_INTO_SPACED):
+            again.append(row)
+        else:
+            texts[row] = canonical(text, ignore_case)
+    for row, value in zip(again, column.gather(again).to_list(), strict=True):
+        texts[row] = matchable(value, ignore_case)
     return texts
 
 
 class Matcher:
     """One pyahocorasick automaton per language over the padded entries, each in its
-    :func:`canonical` form; texts are looked up as :func:`matchable` (or :func:`matchable_column`) makes them.
+    :func:`canonical` form; texts are looked up as :func:`matchable` (or :func:`matchable_column`)
+    makes them.
 
     A key may stand for several entry ids (the same entry listed twice, or twice once folded);
     every one of them matches, as a loop over the list would find them all. Such a key's value

@@ -9,7 +9,16 @@ import polars as pl
 import pytest
 from curate_metadata.entries import MetadataError, load_entries
 from curate_metadata.match import NO_MATCH
-from curate_metadata.matching import Matcher, matchable, matchable_column, padded, reference_match
+from curate_metadata.matching import (
+    NORMALIZED_INTO_SPACED,
+    PUNCTUATION_TO_WRAP,
+    SPACE_LIKE,
+    Matcher,
+    matchable,
+    matchable_column,
+    padded,
+    reference_match,
+)
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -133,3 +142,11 @@ def test_the_step_takes_boundary_unspaced(metadata_pm, tmp_path):
     result = run_step("metadata_match", table, {"entries": str(path), "boundary": "unspaced"}, pm=metadata_pm,
                       workdir=tmp_path)
     assert result.kept["metadata_entries"].to_list() == [[0], [1]]
+
+
+def test_only_the_listed_characters_normalize_into_punctuation_that_spacing_wraps():
+    """matchable_column normalizes spaced texts, and spaces again only texts holding these."""
+    wrapped = set(PUNCTUATION_TO_WRAP) | set(SPACE_LIKE)
+    makers = {chr(code) for code in range(0x80, 0x110000) if not 0xD800 <= code <= 0xDFFF
+              and wrapped & set(unicodedata.normalize("NFD", chr(code)) + fold(chr(code)))}
+    assert makers == set(NORMALIZED_INTO_SPACED)
