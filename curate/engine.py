@@ -4,9 +4,9 @@ Every step's output lives in a content-addressed store directory named by its fi
 A step whose directory is complete is reused (the cache); a shard-scope step that was cut off
 keeps its finished shards (resume); table-scope steps and the source are written to a
 ``.partial`` directory and renamed when done, so they are either whole or absent. A step is
-reused only when its files are the ones its marker recorded, with the rows it says
-(``runstore.cache_problem``); a step or shard that disagrees is recomputed and said so in a
-``StoreWarning`` naming the file. A run
+reused only when its files are the ones its marker recorded, with the rows it says, and its
+input is still the one it ran on (``runstore.cache_problem``, ``curate.inputdigest``); a step or
+shard that disagrees is recomputed and said so in a ``StoreWarning`` naming the file. A run
 holds its run directory's and store's locks (``curate.lock``) throughout, and checks that
 every step returns each input uid once, kept or dropped with a reason (``check_nothing_lost``).
 Consecutive thread-safe shard steps run fused (``curate.fusion``): one pass per shard, one cache
@@ -43,6 +43,7 @@ from curate.errors import (
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import ImageGone, refetch_hint, untrusted_image_folders
 from curate.ingest import ingest
+from curate.inputdigest import CHANGED, StepInput, changed, computed_from, record_input
 from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
@@ -52,7 +53,6 @@ from curate.runstore import (
     COMPLETE,
     NOT_STORED,
     StoreWarning,
-    cache_problem,
     check_step_dir,
     link_step,
     write_manifest,
@@ -125,8 +125,8 @@ class Engine:
         retrying: dict[str, int] = {}
         for planned in plan.steps:
             step_dir = plan.step_dir(planned)
-            if planned.step is None or cache_problem(step_dir) is not None:
-                continue
+            if planned.step is None or plan.cache_problem(planned) is not None:
+                continue  # not finished, or on an input since recomputed: it runs whole anyway
             count = planned.step.failed_to_retry(step_dir)
             if not count:
                 continue
@@ -309,7 +309,7 @@ class Engine:
         step_dir = self.plan.step_dir(planned)
         record = self._pending_record(planned)
         complete = step_dir / COMPLETE
-        problem = cache_problem(step_dir, needs_data=planned.stores_kept_rows)
+        problem = self.plan.cache_problem(planned)
         if problem is None:
             self._reuse(planned, record)
             return record
@@ -317,10 +317,15 @@ class Engine:
         if in_place:  # runs in its folder as found
             check_step_dir(step_dir, planned.label)
         check_recomputable((planned.label, problem), [(planned.label, step_dir, in_place)])
+        said = []
         if complete.exists():  # a marker its files disagree with: recompute, and say why in the record
             record["cache_rejected"] = problem
             _say_recomputed(planned.label, problem)
-            complete.unlink()
+            said.append(problem)
+        step_input = self.plan.input_of(planned)
+        if in_place:
+            self._forget_other_input([planned], step_input, said)
+        complete.unlink(missing_ok=True)
         started = time.perf_counter()
         ctx = self._context(planned)
         if planned.step is None:
@@ -333,6 +338,7 @@ class Engine:
         stats["finished_at"] = _now()
         if planned.label in getattr(self, "retrying", {}):
             stats["retried_rows"] = self.retrying[planned.label]
+        stats.update(step_input.fields() if step_input else {})
         write_json_atomic(stats, step_dir / COMPLETE)
         record.update(marker_facts(stats), complete=True)
         link_step(self.run_dir, planned.dirname, step_dir)
@@ -355,27 +361,57 @@ class Engine:
         # experiment, another executor) is reused, and its followers read them as a group
         # headed by a shard step would: the head runs once, as a step alone does.
         reuse_head = plan.reusable_head(head)
-        for planned in members[1:] if headed or reuse_head else members:  # they run in their folders as found
+        in_place = members[1:] if headed or reuse_head else members  # they run in their folders as found
+        for planned in in_place:
             check_step_dir(plan.step_dir(planned), planned.label)
         damaged = [(p.label, problem) for p, problem in zip(members, problems) if problem is not None]
         check_recomputable(next((d for d in damaged if d[1] != NOT_STORED), damaged[0]),
                            [(p.label, plan.step_dir(p), position > 0 or not headed)
                             for position, p in enumerate(members) if position > 0 or not reuse_head])
-        for position, (planned, record, problem) in enumerate(zip(members, records, problems)):
-            complete = plan.step_dir(planned) / COMPLETE
-            if position == 0 and reuse_head:
-                continue
-            if complete.exists():  # stale or disagreeing with its files: the group is recomputed
-                if problem is not None:
-                    record["cache_rejected"] = problem
-                    _say_recomputed(planned.label, problem)
-                complete.unlink()
+        rerun = [(planned, record, problem) for position, (planned, record, problem)
+                 in enumerate(zip(members, records, problems)) if position or not reuse_head]
+        said = []
+        for planned, record, problem in rerun:
+            if (plan.step_dir(planned) / COMPLETE).exists() and problem is not None:
+                # stale or disagreeing with its files: the group is recomputed
+                record["cache_rejected"] = problem
+                _say_recomputed(planned.label, problem)
+                said.append(problem)
+        # What the group reads from the store: what its head reads (a reused head's rows, for its
+        # followers); every member records it as its input (curate.inputdigest).
+        group_input = plan.input_of(in_place[0] if reuse_head else head)
+        self._forget_other_input(in_place, group_input, said)
+        for planned, _, _ in rerun:
+            (plan.step_dir(planned) / COMPLETE).unlink(missing_ok=True)
         if reuse_head:
             self._reuse(head, records[0])
-            return [records[0], *self._run_fused_shards(members[1:], records[1:], executor)]
+            return [records[0], *self._run_fused_shards(members[1:], records[1:], executor, group_input)]
         if headed:
-            return self._run_headed_group(members, records)
-        return self._run_fused_shards(members, records, executor)
+            return self._run_headed_group(members, records, group_input)
+        return self._run_fused_shards(members, records, executor, group_input)
+
+    def _forget_other_input(self, members: list[PlannedStep], step_input: StepInput | None,
+                            said: list[str]) -> None:
+        """Before ``members`` (a step, or a fused group's steps that run in their folders) compute
+        from ``step_input`` (curate.inputdigest): what their folders hold from another input is
+        removed (finished shards, a download's finished parts), all of them, so a resumed step
+        never mixes shards of two inputs; then each folder records the input's digest. ``said``:
+        the reasons their markers were not reused, already said (a marker on another input is;
+        leftovers of an unfinished step on another input are said here). None: no input to
+        compare (the source's, whose identity is its fingerprint)."""
+        if step_input is None:
+            return
+        folders = [(p.label, self.plan.step_dir(p)) for p in members]
+        told = any(problem.startswith(CHANGED) for problem in said)
+        stale = [label for label, folder in folders if computed_from(folder) not in (None, step_input.digest)]
+        if told or stale:
+            why = changed(step_input.label)
+            if not told:
+                warnings.warn(f"step '{stale[0]}' starts over: what it had computed before it was cut off "
+                              f"came from another input: {why}", StoreWarning, stacklevel=2)
+            remove_step_folders(folders, why)
+        for _, folder in folders:
+            record_input(folder, step_input.digest)
 
     def _reuse(self, planned: PlannedStep, record: dict[str, Any]) -> None:
         """A complete step's record from its marker, as cached."""
@@ -387,7 +423,7 @@ class Engine:
         self.observer.step_finished(planned, record)
 
     def _run_fused_shards(self, members: list[PlannedStep], records: list[dict[str, Any]],
-                          executor: Any) -> list[dict[str, Any]]:
+                          executor: Any, group_input: StepInput | None) -> list[dict[str, Any]]:
         """Shard steps of a fused group (all of it, or the followers of a reused head): the
         executor runs each of their input's shards through every member."""
         plan = self.plan
@@ -415,12 +451,14 @@ class Engine:
         results: list[ShardStats] = executor.map_shards(fused, tasks, group_ctx, last.output_schema,
                                                         on_done=on_done)
         seconds = round(time.perf_counter() - started, 3)
-        self._finish_members(members, records, contexts, results, seconds)
+        self._finish_members(members, records, contexts, results, seconds, group_input)
         return records
 
     def _finish_members(self, members: list[PlannedStep], records: list[dict[str, Any]],
-                        contexts: list[StepContext], results: list[ShardStats], seconds: float) -> None:
-        """Each member's _COMPLETE.json and record, from its facts in every shard's marker."""
+                        contexts: list[StepContext], results: list[ShardStats], seconds: float,
+                        group_input: StepInput | None) -> None:
+        """Each member's _COMPLETE.json and record, from its facts in every shard's marker; each
+        records ``group_input``, what the group read (curate.inputdigest)."""
         plan = self.plan
         last = members[-1]
         member_seconds = [sum(s.members[i]["seconds"] for s in results if s.members) for i in range(len(members))]
@@ -447,6 +485,7 @@ class Engine:
                 "finished_at": finished_at,
                 "summary": planned.step.summary(ctx),
                 **_files_entry([f.get("files") for f in facts]),
+                **(group_input.fields() if group_input else {}),
             }
             step_dir = plan.step_dir(planned)
             write_json_atomic(stats, step_dir / COMPLETE)
@@ -454,7 +493,8 @@ class Engine:
             link_step(self.run_dir, planned.dirname, step_dir)
             self.observer.step_finished(planned, record)
 
-    def _run_headed_group(self, members: list[PlannedStep], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _run_headed_group(self, members: list[PlannedStep], records: list[dict[str, Any]],
+                          group_input: StepInput | None) -> list[dict[str, Any]]:
         """A group headed by the source or a table step (``curate.fusion.fusable_head``): the head
         runs whole, as alone, but each kept shard it would write goes through the shard steps
         after it in memory (on a thread pool); the head stores its dropped rows only. Shards the
@@ -531,11 +571,12 @@ class Engine:
         stats["group_seconds"] = seconds
         stats["seconds"] = round(max(seconds - follower_busy / max(1, workers), 0.0), 3)
         stats["finished_at"] = _now()
+        stats.update(group_input.fields() if group_input else {})
         write_json_atomic(stats, head_dir / COMPLETE)
         records[0].update(marker_facts(stats), complete=True)
         link_step(self.run_dir, head.dirname, head_dir)
         self.observer.step_finished(head, records[0])
-        self._finish_members(followers, records[1:], contexts[1:], results, seconds)
+        self._finish_members(followers, records[1:], contexts[1:], results, seconds, group_input)
         return records
 
     def _partial(self, step_dir: Path) -> Path:

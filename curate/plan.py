@@ -32,6 +32,7 @@ from curate.runfiles import (
     real_paths,
     where_outside,
 )
+from curate.inputdigest import StepInput, step_digest
 from curate.runstore import MANIFEST, RUN_DIR_FILES, RUN_DIR_FOLDERS, cache_problem, check_layout
 from curate.shards import KEPT_REFERENCE
 from curate.schema import ENGINE_COLUMNS, UID, Schema, case_clashes, compatible, describe, dtype_name
@@ -118,8 +119,23 @@ class Plan:
         first, last = planned.group
         return self.steps[first:last + 1]
 
+    def before(self, planned: PlannedStep) -> dict[str, str]:
+        """The steps before ``planned``, label by fingerprint: those whose output it may have read."""
+        return {p.fingerprint: p.label for p in self.steps[:planned.index]}
+
+    def input_of(self, first: PlannedStep) -> StepInput | None:
+        """What ``first`` (a step, or the first of a fused group's steps to compute) reads from
+        the store: the step before it and its marker's digest now (curate.inputdigest); None for
+        the source, or a step before it without a readable marker (not finished)."""
+        if first.index == 0:
+            return None
+        before = self.steps[first.index - 1]
+        digest = step_digest(self.step_dir(before))
+        return None if digest is None else StepInput(before.label, before.fingerprint, digest)
+
     def cache_problem(self, planned: PlannedStep) -> str | None:
-        problem = cache_problem(self.step_dir(planned), needs_data=planned.stores_kept_rows)
+        problem = cache_problem(self.step_dir(planned), needs_data=planned.stores_kept_rows,
+                                before=self.before(planned))
         if problem is None and planned.step is None:
             problem = self._reference_problem(planned)
         return problem
@@ -154,7 +170,7 @@ class Plan:
         followers, which read those rows (curate.engine)."""
         return (planned.fused and planned.index == planned.group[0]
                 and (planned.step is None or planned.step.scope == "table")
-                and cache_problem(self.step_dir(planned), needs_data=True) is None)
+                and cache_problem(self.step_dir(planned), before=self.before(planned)) is None)
 
     def check_layout(self) -> None:
         """Refuse entries of the run directory or the store of the wrong kind (a RunDirError naming

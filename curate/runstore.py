@@ -7,7 +7,8 @@
       curate.duckdb        one view per step output ("03_clip_filter"), its drops, and `lineage`
       steps/NN_label       → store/<fingerprint> (symlinks, for people and shells)
       store/<fingerprint>/ data/shard-*.parquet, dropped/shard-*.parquet, shards/*.json markers,
-                           artifacts/ (sidecars: embeddings, indexes), _COMPLETE.json
+                           artifacts/ (sidecars: embeddings, indexes), _COMPLETE.json,
+                           _INPUT.json (the input its leftovers came from: curate.inputdigest)
                            (the markers hold each stored file's size and CRC-32, and the size of
                            each image file its rows point at in artifacts/: reuse checks them)
                            (a step fused with the steps after it has no data/ and no shards/:
@@ -29,6 +30,7 @@ import polars as pl
 
 from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
+from curate.inputdigest import INPUT_RECORD, input_problem
 from curate.keptref import KeptReferenceError, read_reference
 from curate.lock import LOCK_NAME
 from curate.runfiles import COMPLETE, MANIFEST, MANIFEST_LIMIT, describe_mode, json_value, read_json, read_text
@@ -256,7 +258,7 @@ def step_dir_problems(step_dir: Path, limit: int = 8) -> list[str]:
             if stat.S_ISDIR(mode):
                 pending.append(Path(entry.path))
                 continue
-            ours = ((folder == step_dir and entry.name in (COMPLETE, KEPT_REFERENCE))
+            ours = ((folder == step_dir and entry.name in (COMPLETE, KEPT_REFERENCE, INPUT_RECORD))
                     or (folder.parent == step_dir and folder.name in _RENAMED_INTO))
             if stat.S_ISREG(mode) or ours:
                 continue
@@ -294,7 +296,8 @@ class StoreWarning(UserWarning):
     run, or damaged): it is recomputed instead of reused."""
 
 
-def cache_problem(step_dir: Path, needs_data: bool = True, sizes_only: bool = False) -> str | None:
+def cache_problem(step_dir: Path, needs_data: bool = True, sizes_only: bool = False,
+                  before: dict[str, str] | None = None) -> str | None:
     """None when the step in ``step_dir`` is complete and its files hold what its marker says;
     else why it is not reusable. Every stored file (kept rows, dropped rows, uids, kept.json)
     must be there, none besides, each with the fingerprint recorded when it was written
@@ -313,7 +316,11 @@ def cache_problem(step_dir: Path, needs_data: bool = True, sizes_only: bool = Fa
     rewritten with as many rows.
 
     ``sizes_only``: each stored file against its recorded size (one ``stat``), not its bytes: what
-    ``curate inspect`` checks without ``--verify`` (curate.storecheck)."""
+    ``curate inspect`` checks without ``--verify`` (curate.storecheck).
+
+    ``before``: the steps before it in the store, label by fingerprint: the marker of the one it
+    read must have the digest its own marker recorded (``input_digest``), else it ran on an input
+    since recomputed with other rows (``curate.inputdigest``; a marker without one is trusted)."""
     step_dir = Path(step_dir)
     marker = step_dir / COMPLETE
     if not marker.exists():
@@ -326,6 +333,9 @@ def cache_problem(step_dir: Path, needs_data: bool = True, sizes_only: bool = Fa
         kept_stored = stats.get("kept_rows_stored", True)
         if needs_data and not kept_stored:
             return NOT_STORED
+        problem = input_problem(stats, step_dir, before)  # first: its files do not matter then
+        if problem:
+            return problem
         if "files" in stats:  # first: it names the file that differs
             problem = _stored_files_problem(step_dir, stats["files"], sizes_only)
             if problem:

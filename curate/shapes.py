@@ -23,6 +23,7 @@ STEP_MARKER_FIELDS: dict[str, tuple[type, ...]] = {
     "rows_in": COUNT, "rows_out": COUNT, "dropped": (dict,), "shards": COUNT, "seconds": NUMBER,
     "shard_seconds": NUMBER, "group_seconds": NUMBER, "finished_at": TEXT, "summary": (dict, type(None)),
     "files": (dict,), "kept_rows_stored": (bool,), "retried_rows": COUNT, "images": (dict,),
+    "input_digest": (str,), "input_from": (str,),
 }
 SHARD_MARKER_FIELDS: dict[str, tuple[type, ...]] = {
     "index": (int,), "rows_in": (int,), "rows_out": (int,), "dropped": (dict,), "seconds": NUMBER,
@@ -85,7 +86,27 @@ def step_marker_problem(stats: Any) -> str | None:
         return problem
     return (counts_problem(stats.get("dropped", {}), "dropped")
             or files_problem(stats.get("files", {}), "files")
-            or files_problem(stats.get("images", {}), "images"))
+            or files_problem(stats.get("images", {}), "images")
+            or input_problem(stats))
+
+
+def input_problem(stats: dict[str, Any]) -> str | None:
+    """A marker's input (curate.inputdigest), where it has one: ``input_digest``, a SHA-256 in
+    hex, and ``input_from``, a step's fingerprint (its folder in the store, a path curate opens)."""
+    digest, source = stats.get("input_digest"), stats.get("input_from")
+    if digest is None and source is None:
+        return None
+    if digest is None or source is None:
+        return f"{'input_digest' if digest is None else 'input_from'} is missing beside the other"
+    if not _hex(digest, 64):
+        return f"input_digest must be 64 hexadecimal digits, got {json.dumps(digest)[:40]}"
+    if not _hex(source, 20):
+        return f"input_from must be a step's fingerprint, 20 hexadecimal digits, got {json.dumps(source)[:40]}"
+    return None
+
+
+def _hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
 
 
 def shard_marker_problem(data: Any) -> str | None:
@@ -110,6 +131,7 @@ def shard_marker_problem(data: Any) -> str | None:
 
 def marker_facts(stats: dict[str, Any]) -> dict[str, Any]:
     """A step's marker as its manifest record shows it: the fields the engine writes there,
-    without the fingerprints of its files and images (the store's business, a line per file)."""
+    without the fingerprints of its files and images and its input's digest (the store's
+    business, a line per file)."""
     return {key: value for key, value in stats.items()
-            if key in STEP_MARKER_FIELDS and key not in ("files", "images")}
+            if key in STEP_MARKER_FIELDS and key not in ("files", "images", "input_digest", "input_from")}

@@ -78,7 +78,8 @@ def _forge(workdir: Path, secret: Path, pwned: Path) -> Path:
     (source / "kept.json").write_text(json.dumps({"relation": relation, "uids": True, "columns": columns}))
     for marker in [*(workdir / "run" / "store").glob(f"*/{COMPLETE}"), *(workdir / "run" / "store").glob("*/shards/*.json")]:
         facts = json.loads(marker.read_text())
-        facts.pop("files", None)
+        for field in ("files", "input_digest", "input_from"):  # input digests came after fingerprints
+            facts.pop(field, None)
         for member in facts.get("members") or []:
             member.pop("files", None)
         marker.write_text(json.dumps(facts))
