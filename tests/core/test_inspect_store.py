@@ -54,3 +54,17 @@ def test_inspect_names_missing_cut_and_changed_files(curate_main, write_spec, wo
     shard.write_bytes(data)
     assert curate_main("run", "spec.yaml", "--quiet").code == 0  # recomputed
     assert curate_main("inspect", "run", "--verify").code == 0
+
+
+def test_inspect_names_a_step_whose_input_changed_since_it_ran(curate_main, write_spec, workdir):
+    """A step recomputed with other rows since the step after it ran (a run sharing the store):
+    the step after it is not what its input now holds (before, inspect said nothing)."""
+    write_spec(SPEC, table=TABLE)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    marker = step_dir(workdir, "exact_dedup") / "_COMPLETE.json"
+    stats = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**stats, "input_digest": "0" * 64}))  # ran on another input
+    shown = curate_main("inspect", "run")
+    assert shown.code == 0, shown
+    assert ("step 'exact_dedup' is not as it was stored: its input changed since it ran (step 'filter' was "
+            "recomputed)") in shown.stdout, shown
