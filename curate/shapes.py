@@ -87,10 +87,10 @@ def step_marker_problem(stats: Any) -> str | None:
     return (counts_problem(stats.get("dropped", {}), "dropped")
             or files_problem(stats.get("files", {}), "files")
             or files_problem(stats.get("images", {}), "images")
-            or input_problem(stats))
+            or input_fields_problem(stats))
 
 
-def input_problem(stats: dict[str, Any]) -> str | None:
+def input_fields_problem(stats: dict[str, Any]) -> str | None:
     """A marker's input (curate.inputdigest), where it has one: ``input_digest``, a SHA-256 in
     hex, and ``input_from``, a step's fingerprint (its folder in the store, a path curate opens)."""
     digest, source = stats.get("input_digest"), stats.get("input_from")
