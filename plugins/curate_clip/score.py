@@ -1,7 +1,8 @@
 """``clip_score``: cosine similarity between each row's image and its text(s), with open_clip.
 
 Embeddings (L2-normalized, float16) go to the step's EmbeddingStore (``image``, ``text_<column>``)
-so dedup and mixing reuse them instead of recomputing.
+so dedup and mixing reuse them instead of recomputing. The step's summary counts the texts longer
+than the model's text context, which it scores on their start only (:mod:`curate_clip.cuts`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from curate.embeddings import EmbeddingStore
 from curate.images import ImageFolders
 from curate.params import PLACE, Params
 from curate.schema import UID, Image, Schema
+from curate.shardfacts import write_shard_facts
 from curate.step import Step, StepContext
 from curate_clip.checkpoints import local_dir_files, local_dir_weights, not_regular_file
+from curate_clip.cuts import cut_summary, shard_facts, warn_if_cut
 from curate_clip.edits import EditVocabulary
 from curate_clip.models import WORLD_CHECKPOINT, WORLD_MODEL, check_model
 from curate_clip.text_tower import TextTower
@@ -200,6 +203,13 @@ class ClipScore(Step):
             extra["margins"] = "reading"  # margins of the text as read (2026-12-06); before, as written
         return extra
 
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        """The model's text context in tokens, each text column's texts and how many of them were
+        longer and scored on their start only (:mod:`curate_clip.cuts`; a warning past 5 %)."""
+        summary = cut_summary(ctx.artifacts)
+        warn_if_cut(self.label, summary)
+        return summary
+
     def setup(self, ctx: StepContext) -> None:
         from curate_clip.edits import resolve_vocabulary
         from curate_clip.models import load_clip
@@ -226,16 +236,16 @@ class ClipScore(Step):
             self._pad_to = self.params.batch_size  # a shard's last, smaller batch would compile again
 
     def _image_embeddings(self, refs: list[Any], ctx: StepContext) -> tuple[np.ndarray, np.ndarray]:
-        images, present, _ = self._embeddings(refs, {}, ctx)
+        images, present, _, _ = self._embeddings(refs, {}, ctx)
         return images, present
 
     def _embeddings(self, refs: list[Any], texts: dict[str, list[str | None]],
-                    ctx: StepContext) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Image embeddings, which rows have an image, and each text column's embeddings, in one
-        pass: the DataLoader workers read (and decode) a batch's images and tokenize its texts,
-        the main process runs both towers on the batch. The embeddings stay on the device until
-        the shard is done: no host sync per batch, so the next batch's decode and forward are
-        queued while this one runs."""
+                    ctx: StepContext) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, int]]:
+        """Image embeddings, which rows have an image, each text column's embeddings and how many of
+        its texts the tokenizer cut (at the context), in one pass: the DataLoader workers read (and
+        decode) a batch's images and tokenize its texts, the main process runs both towers on the
+        batch. The embeddings stay on the device until the shard is done: no host sync per batch, so
+        the next batch's decode and forward are queued while this one runs."""
         import torch
         from torch.utils.data import DataLoader
 
@@ -268,7 +278,10 @@ class ClipScore(Step):
         vectors: list[Any] = []
         text_vectors: list[list[Any]] = [[] for _ in columns]
         present = []
-        for batch, tokens in loader:
+        cut = dict.fromkeys(columns, 0)
+        for batch, tokens, batch_cut in loader:
+            for column, count in zip(columns, batch_cut, strict=True):
+                cut[column] += count
             if decode in ("device", "workers"):
                 pixels, ok = device_decode.decode_batch(batch, transform, loader_part, size, self.clip.device)
             else:
@@ -290,10 +303,10 @@ class ClipScore(Step):
         dim = self.clip.model.text_projection.shape[-1] if hasattr(self.clip.model, "text_projection") else 0
         if not vectors:
             empty = np.zeros((0, dim), np.float32)
-            return empty, np.zeros(0, bool), {c: empty for c in columns}
+            return empty, np.zeros(0, bool), {c: empty for c in columns}, cut
         images = torch.cat(vectors).cpu().numpy()
         return (images, np.concatenate(present),
-                {c: torch.cat(text_vectors[i]).cpu().numpy() for i, c in enumerate(columns)})
+                {c: torch.cat(text_vectors[i]).cpu().numpy() for i, c in enumerate(columns)}, cut)
 
     def _autocast(self) -> Any:
         import contextlib
@@ -307,7 +320,10 @@ class ClipScore(Step):
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         refs = table[self.params.image_column].to_list()
         values_of = {c: table[c].to_list() for c in self.params.texts}
-        images, present, texts_of = self._embeddings(refs, values_of, ctx)
+        images, present, texts_of, cut = self._embeddings(refs, values_of, ctx)
+        counted = {column: sum(value is not None for value in values) for column, values in values_of.items()}
+        context = getattr(self.clip.tokenizer, "context_length", None)
+        write_shard_facts(ctx, shard_facts(context, counted, cut))
         shard = ctx.shard or 0
         uids = table[UID]
         if self.params.store_embeddings and images.size:
@@ -459,16 +475,27 @@ class _WithTexts:
 
 class _TokenCollate:
     """Collates a batch of :class:`_WithTexts` items in the DataLoader worker: the images with
-    ``collate`` (None: torch's default), each text column tokenized in one tokenizer call. The
-    tokenizer (ftfy, regex, BPE in Python) then runs in the workers, in parallel and overlapped
-    with the towers, instead of in the main process after the images."""
+    ``collate`` (None: torch's default), each text column tokenized in one tokenizer call, and how
+    many of each column's texts the tokenizer cut (:meth:`curate_clip.tokens.BoundedTokenizer.tokenize`;
+    0 for a tokenizer that cannot say). The tokenizer (ftfy, regex, BPE in Python) then runs in the
+    workers, in parallel and overlapped with the towers, instead of in the main process after the images."""
 
     def __init__(self, collate: Any, tokenizer: Any, columns: int):
         self.collate, self.tokenizer, self.columns = collate, tokenizer, columns
 
-    def __call__(self, items: list[tuple[Any, tuple[str, ...]]]) -> tuple[Any, list[Any]]:
+    def __call__(self, items: list[tuple[Any, tuple[str, ...]]]) -> tuple[Any, list[Any], list[int]]:
         from torch.utils.data import default_collate
 
         images = [image for image, _ in items]
         batch = (self.collate or default_collate)(images)
-        return batch, [self.tokenizer([texts[c] for _, texts in items]) for c in range(self.columns)]
+        tokenize = getattr(self.tokenizer, "tokenize", None)
+        tokens, cut = [], []
+        for column in range(self.columns):
+            texts = [texts[column] for _, texts in items]
+            if tokenize is None:
+                ids, flags = self.tokenizer(texts), []
+            else:
+                ids, flags = tokenize(texts)
+            tokens.append(ids)
+            cut.append(sum(flags))
+        return batch, tokens, cut

@@ -19,6 +19,13 @@ normalization is quadratic in a run of combining marks.
   the same order, kept in a heap), and at most :data:`CACHE_WORDS` of them are cached.
 
 Other tokenizers (Hugging Face's, which are linear) get the length bound only.
+
+:meth:`BoundedTokenizer.tokenize` also says which texts the model does not read whole (more tokens
+than its context holds, or more than :data:`MAX_TEXT_CHARS` characters), from the same encoding:
+nothing is tokenized twice. CLIP's BPE spends 2-3 tokens on a character of most non-Latin scripts
+(14 Chinese characters: 37 tokens), so a 77-token context reads ~25-30 of them, a 32-token one ~10.
+For a tokenizer other than open_clip's own the count is of texts that fill the whole context (cut
+there, or exactly that long).
 """
 
 from __future__ import annotations
@@ -90,11 +97,23 @@ class BoundedTokenizer:
         self.cache: dict[str, list[int]] = {}
 
     def __call__(self, texts: str | list[str], context_length: int | None = None) -> Any:
+        return self.tokenize(texts, context_length)[0]
+
+    def tokenize(self, texts: str | list[str], context_length: int | None = None) -> tuple[Any, list[bool]]:
+        """The ids, as :meth:`__call__` gives them, and for each text whether they hold less than
+        the whole of it: cut at the context (open_clip's tokenizer: more than ``context_length - 2``
+        tokens besides start and end; another: the row is full) or at :data:`MAX_TEXT_CHARS`."""
         if isinstance(texts, str):
             texts = [texts]
+        long = [len(text) > MAX_TEXT_CHARS for text in texts]
         texts = [text[:MAX_TEXT_CHARS] for text in texts]
         if not self.exact:
-            return self.inner(texts, context_length) if context_length else self.inner(texts)
+            result = self.inner(texts, context_length) if context_length else self.inner(texts)
+            pad = getattr(getattr(self.inner, "tokenizer", None), "pad_token_id", None) or 0
+            full = [False] * len(long)
+            if result.ndim == 2 and result.shape[1]:
+                full = (result[:, -1] != pad).tolist()
+            return result, [cut or bool(filled) for cut, filled in zip(long, full, strict=True)]
         import torch
 
         context_length = context_length or self.context_length
@@ -105,8 +124,9 @@ class BoundedTokenizer:
             if len(tokens) > context_length:
                 tokens = tokens[:context_length]
                 tokens[-1] = eot
+                long[row] = True
             result[row, :len(tokens)] = torch.tensor(tokens)
-        return result
+        return result, long
 
     def encode(self, text: str, limit: int | None = None) -> list[int]:
         """open_clip's ``encode(text)``, or its first ``limit`` ids at least."""

@@ -10,6 +10,7 @@ from curate.embeddings import EmbeddingStore
 from curate.errors import SpecError
 from curate.step import StepContext
 from curate.testing import run_step
+from curate_clip.cuts import TextCutWarning
 from curate_clip.score import ClipScore, score_column
 from tests.clip.conftest import image_table
 
@@ -29,8 +30,9 @@ def test_rows_without_image_or_text_get_a_null_score_and_the_rest_a_cosine(small
         .otherwise(pl.col("image")).alias("image"),
         pl.when(pl.col("i") == 5).then(None).otherwise(pl.col("alt_text")).alias("alt_text"),
     ).drop("i")
-    result = run_step("clip_score", table, {"texts": ["alt_text", "gt_description"], "batch_size": 5},
-                      shard_size=4)
+    with pytest.warns(TextCutWarning, match="texts of gt_description"):  # the world CLIP reads 32 tokens
+        result = run_step("clip_score", table, {"texts": ["alt_text", "gt_description"], "batch_size": 5},
+                          shard_size=4)
     kept = result.kept
     assert kept["uid"].to_list() == table["uid"].to_list()  # scoring never drops or reorders rows
     assert kept.schema["clip_score"] == pl.Float32
@@ -60,7 +62,8 @@ def test_embeddings_are_stored_once_per_uid_normalized_float16(small_world, tmp_
 
 def test_true_descriptions_outscore_boilerplate_and_empty_alt_text(small_world):
     table = image_table(small_world)
-    kept = run_step("clip_score", table, {"texts": ["alt_text", "gt_description"]}).kept
+    with pytest.warns(TextCutWarning, match="texts of gt_description"):  # the world CLIP reads 32 tokens
+        kept = run_step("clip_score", table, {"texts": ["alt_text", "gt_description"]}).kept
     truth = kept["clip_score_gt_description"].mean()
     junk = kept.filter(pl.col("gt_noise_type").is_in(["boilerplate", "empty", "unrelated"]))["clip_score"].mean()
     assert truth > junk + 0.2
@@ -162,7 +165,8 @@ def test_a_huge_alt_text_is_edited_as_far_as_the_tokenizer_reads_it(small_world)
                        first.with_columns(pl.lit("x").alias("uid"), pl.lit(huge[:MAX_TEXT_CHARS]).alias("alt_text"))])
     tracemalloc.start()
     try:
-        kept = run_step("clip_score", table, {"edits": "world", "max_edits": 256}).kept
+        with pytest.warns(TextCutWarning, match="2 of 2 texts of alt_text"):
+            kept = run_step("clip_score", table, {"edits": "world", "max_edits": 256}).kept
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

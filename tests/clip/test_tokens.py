@@ -80,3 +80,29 @@ def test_huge_hostile_texts_tokenize_in_bounded_time():
         ids = tokenizer([word, "a" + "\\u0301\\u0316" * 150_000, "a red circle " * 1_000_000])
         assert ids.shape == (3, 77) and (ids[:, -1] == 49407).all()  # cut: the end of text last
     """)
+
+
+@given(st.lists(TEXTS, min_size=1, max_size=4), st.sampled_from([5, 12, 77]))
+@example(["word " * 10], 12)  # 10 tokens: start, 10, end fill 12 exactly, not cut
+@example(["word " * 11], 12)  # 11: cut
+@example([" " * MAX_TEXT_CHARS + "red"], 77)  # past the character bound: cut, though few tokens
+def test_a_text_is_cut_where_open_clip_keeps_fewer_tokens_than_it_has(tokenizers, texts, context_length):
+    simple, bounded = tokenizers
+    ids, cut = bounded.tokenize(texts, context_length)
+    assert torch.equal(ids, bounded(texts, context_length))
+    assert cut == [len(text) > MAX_TEXT_CHARS or len(simple.encode(text)) > context_length - 2
+                   for text in texts]
+
+
+def test_another_tokenizer_cuts_the_texts_that_fill_its_context():
+    class Padded:  # a Hugging Face-style tokenizer: right-padded with pad_token_id, cut at the context
+        context_length = 4
+        tokenizer = type("Inner", (), {"pad_token_id": 1})()
+
+        def __call__(self, texts: list[str], context_length: int | None = None) -> torch.Tensor:
+            rows = [[7] * min(len(text.split()), self.context_length) for text in texts]
+            return torch.tensor([row + [1] * (self.context_length - len(row)) for row in rows])
+
+    bounded = BoundedTokenizer(Padded())
+    ids, cut = bounded.tokenize(["a b", "a b c d", "a b c d e", "", "x" * (MAX_TEXT_CHARS + 1)])
+    assert ids.shape == (5, 4) and cut == [False, True, True, False, True]
