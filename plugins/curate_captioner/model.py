@@ -91,6 +91,9 @@ class Captioner(nn.Module):
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.training_facts = dict(training or {})
+        # While a step counts the prompts it cut (curate_captioner.cuts): each prompt text the
+        # captioner read, and whether it was cut. None: not counting.
+        self.prompt_cuts: dict[str, bool] | None = None
         token_width = tower_width(encoder) if config.features == "pooled+tokens" else None
         if config.features == "pooled+tokens" and token_width is None:
             raise CaptionerError("features 'pooled+tokens' needs a ViT encoder", "use features: pooled")
@@ -226,9 +229,9 @@ class Captioner(nn.Module):
     def batch(self, prompts: list[str], targets: list[str] | None = None) -> PromptBatch:
         tokenizer = self.tokenizer
         length = prompt_chars(self.config.max_prompt_tokens)
-        prompts = [rewrite_prompt(p[:length], self.config.prompt_rewrites) for p in prompts]
-        return build_batch(
-            encode_texts(tokenizer, prompts),
+        read = [rewrite_prompt(p[:length], self.config.prompt_rewrites) for p in prompts]
+        batch = build_batch(
+            encode_texts(tokenizer, read),
             None if targets is None else encode_texts(tokenizer, targets),
             prefix_length=self.config.prefix_length,
             max_prompt_tokens=self.config.max_prompt_tokens,
@@ -236,6 +239,10 @@ class Captioner(nn.Module):
             caption_id=self.caption_id,
             eos_id=tokenizer.eos_token_id,
         )
+        batch.cut = [cut or len(prompt) > length for prompt, cut in zip(prompts, batch.cut, strict=True)]
+        if self.prompt_cuts is not None:
+            self.prompt_cuts.update(zip(prompts, batch.cut, strict=True))
+        return batch
 
     def embeds(self, prefix: torch.Tensor, batch: PromptBatch) -> torch.Tensor:
         text = self.decoder.get_input_embeddings()(batch.text_ids.to(prefix.device))

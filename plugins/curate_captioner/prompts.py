@@ -17,7 +17,7 @@ Pure functions of token ids, tested with hypothesis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ class PromptBatch:
     labels: torch.Tensor | None  # (B, P + Lp + Lt) or None at inference
     prefix_length: int
     prompt_length: int  # Lp: columns of the (left-padded) prompt
+    # Rows whose prompt was cut: more than max_prompt_tokens tokens (Captioner.batch adds those whose
+    # text was longer than prompt_chars); what a step reports (curate_captioner.cuts).
+    cut: list[bool] = field(default_factory=list)
 
     @property
     def target_start(self) -> int:
@@ -71,6 +74,7 @@ def build_batch(
     rows = len(prompts)
     if targets is not None and len(targets) != rows:
         raise ValueError(f"{rows} prompts but {len(targets)} targets")
+    cut = [len(p) > max_prompt_tokens for p in prompts]
     prompts = [truncate_prompt(p, max_prompt_tokens) for p in prompts]
     prompt_length = max((len(p) for p in prompts), default=0)
     segments = [[caption_id, *t, eos_id] for t in targets] if targets is not None else [[caption_id]] * rows
@@ -92,7 +96,7 @@ def build_batch(
             # <caption> predicts the first target token; the label sits on the token predicted.
             labels[row, prefix_length + prompt_length + 1:prefix_length + end] = torch.tensor(segment[1:], dtype=torch.long)
     mask = torch.cat([torch.ones((rows, prefix_length), dtype=torch.long), text_mask], dim=1)
-    return PromptBatch(text_ids, mask, positions(mask), labels, prefix_length, prompt_length)
+    return PromptBatch(text_ids, mask, positions(mask), labels, prefix_length, prompt_length, cut)
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:

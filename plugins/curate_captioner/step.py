@@ -15,6 +15,7 @@ from curate.digests import directory_digest
 from curate.schema import Schema
 from curate_captioner.config import (ALT_TEXT_SEPARATOR, MAX_NEW_TOKENS, MAX_TRAIN_BATCH, MAX_TRAIN_STEPS, TEMPERATURE,
                                      TOP_P, WORLD_MODEL_NAME, TrainConfig, defaults)
+from curate_captioner.cuts import counting_cuts, cut_summary, store_cuts, warn_if_cut
 from curate_captioner.rewrite import PromptRewrite
 
 REQUIRES = ("torch", "transformers", "open_clip")
@@ -169,6 +170,13 @@ class Realign(Step):
         """The captioner's files by content: retrained weights under the same name rerun the step."""
         return {"model_files": model_digest(self.params.model)}
 
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        """The captioner's max_prompt_tokens, the alt-texts it read and how many of them it cut there
+        (:mod:`curate_captioner.cuts`; a warning past 5 %)."""
+        summary = cut_summary(ctx.artifacts)
+        warn_if_cut(self.label, summary)
+        return summary
+
     def setup(self, ctx: StepContext) -> None:
         import torch
 
@@ -193,13 +201,15 @@ class Realign(Step):
         uids = table["uid"].to_list()
         captions: list[str | None] = [None] * table.height
         readable = [i for i, image in enumerate(images) if image is not None]
-        texts = caption_rows(
-            captioner, [images[i] for i in readable], [prompts[i] for i in readable],
-            [_row_key(uids[i]) for i in readable], batch_size=params.batch_size, seed=ctx.seed,
-            temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens,
-            copy_bias=captioner.config.copy_bias if params.copy_bias is None else params.copy_bias,
-            guidance=(params.guidance, params.alt_text_guidance if params.mode == "realign" else 1.0),
-            best_of=params.best_of, static=None if params.cuda_graphs else False, progress=ctx.advance)
+        with counting_cuts(captioner) as seen:
+            texts = caption_rows(
+                captioner, [images[i] for i in readable], [prompts[i] for i in readable],
+                [_row_key(uids[i]) for i in readable], batch_size=params.batch_size, seed=ctx.seed,
+                temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens,
+                copy_bias=captioner.config.copy_bias if params.copy_bias is None else params.copy_bias,
+                guidance=(params.guidance, params.alt_text_guidance if params.mode == "realign" else 1.0),
+                best_of=params.best_of, static=None if params.cuda_graphs else False, progress=ctx.advance)
+        store_cuts(ctx, captioner, [prompts[i] for i in readable], seen)
         for i, text in zip(readable, texts, strict=True):
             captions[i] = text
         return table.with_columns(
@@ -306,6 +316,13 @@ class CaptionPairs(Step):
     def fingerprint_extra(self) -> dict[str, Any]:
         return {"model_files": model_digest(self.params.model)}
 
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        """The captioner's max_prompt_tokens, the alt-texts it read and how many of them it cut there
+        (:mod:`curate_captioner.cuts`; a warning past 5 %)."""
+        summary = cut_summary(ctx.artifacts)
+        warn_if_cut(self.label, summary)
+        return summary
+
     def setup(self, ctx: StepContext) -> None:
         from curate_captioner.model import Captioner
         from curate_captioner.ranked import clip_scorer
@@ -327,10 +344,11 @@ class CaptionPairs(Step):
         uids = table["uid"].to_list()
         out: list[tuple[Any, Any, Any, Any]] = [(None, None, None, None)] * table.height
         scorer = Scorer(clip=params.clip, entity=params.entity, length=params.length, margin=params.margin)
-        with torch.inference_mode():
+        with torch.inference_mode(), counting_cuts(self.captioner) as seen:
             ranked = sample_and_rank(self.captioner, [images[i] for i in readable], [alts[i] for i in readable],
                                      [_row_key(uids[i]) for i in readable], scorer=scorer, clip=self.clip,
                                      temperature=params.temperature, seed=ctx.seed, batch_size=params.batch_size)
+        store_cuts(ctx, self.captioner, [alts[i] for i in readable], seen)
         for i, result in zip(readable, ranked, strict=True):
             out[i] = result
         ctx.advance(table.height)
