@@ -3,7 +3,7 @@ in their manifest facts.
 
 A captioner reads the first ``max_prompt_tokens`` tokens of a row's alt-text (its prompt) and nothing
 after them (:func:`curate_captioner.prompts.truncate_prompt`). The world captioner's 128 tokens hold
-~280 English characters but ~40 Chinese or Hindi ones: its tokenizer spends 2-3 tokens on a character
+~270 English characters but ~40 Chinese or Hindi ones: its tokenizer spends 2-3 tokens on a character
 of most non-Latin scripts. The prompts are tokenized where they always were (``Captioner.batch``),
 which says which were cut; while a step counts (:func:`counting_cuts`) the captioner keeps that per
 prompt text, each shard stores its counts (:mod:`curate.shardfacts`), the step's summary adds them up,
@@ -31,7 +31,8 @@ class PromptCutWarning(UserWarning):
 @contextmanager
 def counting_cuts(captioner: Any) -> Iterator[dict[str, bool]]:
     """Within: each prompt text the captioner reads, and whether it was cut."""
-    captioner.prompt_cuts = seen = {}
+    seen: dict[str, bool] = {}
+    captioner.prompt_cuts = seen
     try:
         yield seen
     finally:
