@@ -56,9 +56,9 @@ def warn_if_cut(label: str, summary: dict[str, Any]) -> None:
         f"step '{label}': {counts} are longer than the model's text context"
         f"{f' of {context} tokens' if context else ''} and were scored on their start only. CLIP's "
         "BPE spends 2-3 tokens on a character of most non-Latin scripts (a 77-token context reads "
-        "~25-30 Chinese characters), and long alt-texts run past it too. Use a model with a longer "
-        "context or a multilingual one, or cut the texts where they should end first (normalize_text's "
-        "max_length, in characters); an English CLIP scores other languages low, cut or not, and a "
-        "score-gated mix then replaces those alt-texts with captions. The counts are in the step's "
-        "summary (curate inspect --json)",
+        "~25-30 Chinese characters), and long texts (detailed captions) run past it in any script. "
+        "Use a model with a longer context or a multilingual one, or cut the texts where they should "
+        "end first (normalize_text's max_length, in characters); an English CLIP scores other "
+        "languages low, cut or not, and a score-gated mix then replaces those alt-texts with "
+        "captions. The counts are in the step's summary (curate inspect --json)",
         TextCutWarning, stacklevel=2)
