@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, cli_env, sample_table
-from tests.ray.test_cluster_lost import FINISHED, ROWS, SHARD_SIZE, markers, spec
+from tests.ray.test_cluster_lost import FINISHED, ROWS, markers, spec
 from tests.ray.test_loopback_cluster import SWITCH, StartedHead, free_loopback_port, ray_head
 
 pytest.importorskip("ray")
