@@ -98,9 +98,19 @@ class ClusterWatch:
             server.problem = problem
             if problem is None:
                 server.answered = now
-            elif self._lost is None and now - server.answered >= self.deadline:
-                self._lost = f"{server.name} has not answered for {now - server.answered:.0f} s ({problem})"
-        return problem is None
+                return True
+            crossed = self._lost is None and now - server.answered >= self.deadline
+        if crossed:
+            verdict = f"{server.name} has not answered for {now - server.answered:.0f} s ({problem})"
+            # Which of a dead cluster's servers crosses the deadline first is chance: the others
+            # are asked once more, so the verdict says whether the whole cluster is gone.
+            for other in self._servers:
+                if other is not server and (silent := answers(other.host, other.port, ASK_SECONDS)):
+                    verdict += f"; {other.name} does not answer either ({silent})"
+            with self._lock:
+                if self._lost is None:
+                    self._lost = verdict
+        return False
 
     def _watch(self) -> None:
         while not self._stopped.wait(ASK_EVERY) and self.lost() is None:

@@ -89,7 +89,9 @@ def test_a_cluster_that_dies_mid_run_fails_it_saying_what_was_kept_and_a_resume_
 
     assert driver.returncode == 1, output
     assert f"error: the Ray cluster at {address} stopped answering during step 'hold_back' (shard" in output
-    assert f"its GCS at {address} has not answered for" in output
+    # Whichever of its GCS and raylet crossed the deadline first, the other is named as silent too.
+    assert "has not answered for" in output
+    assert any(f"its GCS at {address} {said}" in output for said in ("has not answered for", "does not answer either"))
     shards = ROWS // SHARD_SIZE
     assert f"Kept in {run_dir}: the steps before 'hold_back' and {FINISHED} of its {shards} shards" in output
     assert f"'curate run --resume {run_dir}'" in output and "set run.executor to local" in output
