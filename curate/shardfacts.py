@@ -19,6 +19,7 @@ from curate.shards import write_json_atomic
 from curate.step import StepContext
 
 FACTS_DIR = "shard-facts"
+CUT_SHARE = 0.05  # more than this share of a step's texts cut at its model's context: a warning
 
 
 def write_shard_facts(ctx: StepContext, facts: dict[str, Any]) -> None:
@@ -48,6 +49,22 @@ def summed(facts: list[dict[str, Any]], key: str) -> dict[str, int]:
         counts = fact.get(key)
         if isinstance(counts, dict):
             for name, count in counts.items():
-                if isinstance(count, int) and not isinstance(count, bool):
+                if _whole(count):
                     total[name] = total.get(name, 0) + count
     return total
+
+
+def largest(facts: list[dict[str, Any]], key: str) -> int | None:
+    """The largest whole number under ``key`` in the shards' facts (such as a model's context in
+    tokens), or None where no shard stored one."""
+    values = [fact[key] for fact in facts if _whole(fact.get(key))]
+    return max(values) if values else None
+
+
+def cut_too_often(cut: int, total: int) -> bool:
+    """Whether ``cut`` is more than :data:`CUT_SHARE` of ``total`` texts (never of none)."""
+    return bool(total) and cut > CUT_SHARE * total
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

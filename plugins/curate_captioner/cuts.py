@@ -7,7 +7,7 @@ after them (:func:`curate_captioner.prompts.truncate_prompt`). The world caption
 of most non-Latin scripts. The prompts are tokenized where they always were (``Captioner.batch``),
 which says which were cut; while a step counts (:func:`counting_cuts`) the captioner keeps that per
 prompt text, each shard stores its counts (:mod:`curate.shardfacts`), the step's summary adds them up,
-and past :data:`CUT_SHARE` of the prompts a :class:`PromptCutWarning` says so once.
+and past :data:`curate.shardfacts.CUT_SHARE` of the prompts a :class:`PromptCutWarning` says so once.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from curate.shardfacts import read_shard_facts, summed, write_shard_facts
+from curate.shardfacts import cut_too_often, largest, read_shard_facts, summed, write_shard_facts
 from curate.step import StepContext
-
-CUT_SHARE = 0.05  # more than this share of the prompts cut: a warning
 
 
 class PromptCutWarning(UserWarning):
@@ -53,16 +51,16 @@ def cut_summary(artifacts: Path) -> dict[str, Any]:
     facts = read_shard_facts(artifacts)
     if not facts:
         return {}
-    limits = [f.get("max_prompt_tokens") for f in facts if isinstance(f.get("max_prompt_tokens"), int)]
     counts = summed(facts, "counts")
-    return {"max_prompt_tokens": max(limits) if limits else None, "prompts": counts.get("prompts", 0),
+    return {"max_prompt_tokens": largest(facts, "max_prompt_tokens"), "prompts": counts.get("prompts", 0),
             "prompts_cut": counts.get("prompts_cut", 0)}
 
 
 def warn_if_cut(label: str, summary: dict[str, Any]) -> None:
-    """A :class:`PromptCutWarning` when more than :data:`CUT_SHARE` of the prompts were cut."""
+    """A :class:`PromptCutWarning` when more than :data:`curate.shardfacts.CUT_SHARE` of the prompts were
+    cut."""
     total, cut = summary.get("prompts") or 0, summary.get("prompts_cut") or 0
-    if not total or cut <= CUT_SHARE * total:
+    if not cut_too_often(cut, total):
         return
     limit = summary.get("max_prompt_tokens")
     warnings.warn(

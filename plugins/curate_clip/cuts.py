@@ -5,8 +5,8 @@ after them. An English alt-text of a few hundred characters fits in 77 tokens; C
 tokens on a character of most non-Latin scripts, so a 77-token context reads ~25-30 Chinese or Thai
 characters and the world CLIP's 32 tokens ~10. The tokenizer says which texts it cut
 (:meth:`curate_clip.tokens.BoundedTokenizer.tokenize`); each shard stores its counts
-(:mod:`curate.shardfacts`), the step's summary adds them up, and past :data:`CUT_SHARE` of a text
-column a :class:`TextCutWarning` says so once.
+(:mod:`curate.shardfacts`), the step's summary adds them up, and past
+:data:`curate.shardfacts.CUT_SHARE` of a text column a :class:`TextCutWarning` says so once.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from curate.shardfacts import read_shard_facts, summed
-
-CUT_SHARE = 0.05  # more than this share of a column's texts cut: a warning
+from curate.shardfacts import cut_too_often, largest, read_shard_facts, summed
 
 
 class TextCutWarning(UserWarning):
@@ -35,18 +33,18 @@ def cut_summary(artifacts: Path) -> dict[str, Any]:
     facts = read_shard_facts(artifacts)
     if not facts:
         return {}
-    contexts = [f.get("text_context_tokens") for f in facts if isinstance(f.get("text_context_tokens"), int)]
     texts = summed(facts, "texts")
     cut = summed(facts, "texts_cut")
-    return {"text_context_tokens": max(contexts) if contexts else None, "texts": texts,
+    return {"text_context_tokens": largest(facts, "text_context_tokens"), "texts": texts,
             "texts_cut": {column: cut.get(column, 0) for column in texts}}
 
 
 def warn_if_cut(label: str, summary: dict[str, Any]) -> None:
-    """A :class:`TextCutWarning` when more than :data:`CUT_SHARE` of a column's texts were cut."""
+    """A :class:`TextCutWarning` when more than :data:`curate.shardfacts.CUT_SHARE` of a column's texts
+    were cut."""
     texts, cut = summary.get("texts") or {}, summary.get("texts_cut") or {}
     over = [(column, cut[column], total) for column, total in texts.items()
-            if total and cut.get(column, 0) > CUT_SHARE * total]
+            if cut_too_often(cut.get(column, 0), total)]
     if not over:
         return
     context = summary.get("text_context_tokens")

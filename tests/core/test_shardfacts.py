@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from curate.hookspecs import hookimpl
-from curate.shardfacts import FACTS_DIR, read_shard_facts, summed, write_shard_facts
+from curate.shardfacts import FACTS_DIR, largest, read_shard_facts, summed, write_shard_facts
 from curate.step import Step, StepContext
 from curate.testing import run_spec
 from tests.conftest import sample_table
@@ -51,3 +51,9 @@ def test_a_damaged_facts_file_is_left_out(tmp_path):
     (folder / "shard-00001.json").write_text("[1, 2]")
     os.mkfifo(folder / "shard-00002.json")  # never waited on
     assert summed(read_shard_facts(ctx.artifacts), "n") == {"a": 2}
+
+
+def test_the_largest_limit_is_a_whole_number_some_shard_stored():
+    facts = [{"context": 32}, {"context": 77}, {"context": True}, {"context": "512"}, {}]
+    assert largest(facts, "context") == 77
+    assert largest([{"context": None}, {}], "context") is None
