@@ -29,7 +29,7 @@ from curate import __version__
 from curate.atomic import write_text_atomic
 from curate.diskspace import check_free, min_free_bytes, output_fix
 from curate.errors import (
-    FILE_SIZE_LIMIT,
+    ROOM_FIXES,
     CurateError,
     ResourceError,
     StepError,
@@ -694,7 +694,7 @@ class Engine:
                                     f"full ({first})", output_fix(output.path, self.min_free_disk)) from exc
             if room is not None:  # a quota, or a file-size limit (ulimit -f)
                 fix = resource_hint(exc) if room != errno.EFBIG else (
-                    f"{FILE_SIZE_LIMIT}: raise it (ulimit -f unlimited), or write output "
+                    f"{ROOM_FIXES[errno.EFBIG].fix}, or write output "
                     f"'{output.path}' where larger files are allowed; a re-run writes only the outputs")
                 raise ResourceError(f"output '{output.path}' could not be written to {written}: {first}"
                                     f"{room_left(exc)}", fix) from exc

@@ -131,14 +131,32 @@ def disk_full(exc: BaseException) -> bool:
     return out_of_room(exc) is not None
 
 
-DISK_FULL_FIX = ("the disk is full: free space, or set run.dir to a bigger disk (a run keeps every step's "
-                 "shards and DuckDB spills to RUN_DIR/tmp/duckdb); a re-run resumes")
-QUOTA_FIX = ("the disk quota of this user is used up (quota -s shows it): free space under it, or set "
-             "run.dir and run.cache_dir to a disk with room; a re-run resumes")
 FILE_SIZE_LIMIT = ("a file-size limit stopped the write: the shell's `ulimit -f` (RLIMIT_FSIZE, often set by "
                    "a batch system or a container) or the filesystem's largest file (FAT32: 4 GB)")
-FILE_SIZE_FIX = (f"{FILE_SIZE_LIMIT}: raise it (ulimit -f unlimited), or lower run.shard_size so each stored "
-                 "shard is smaller; a re-run resumes")
+
+
+@dataclass(frozen=True)
+class RoomFix:
+    """How to get room after a write found none: ``fix`` holds wherever curate writes (a run's views
+    too); ``run_advice`` is what a run's own files allow besides (where its directory is, how large
+    its shards are)."""
+
+    fix: str
+    run_advice: str
+
+    def for_run(self) -> str:
+        return f"{self.fix}, {self.run_advice}; a re-run resumes"
+
+
+ROOM_FIXES = {
+    errno.ENOSPC: RoomFix("the disk is full: free space on it",
+                          "or set run.dir to a bigger disk (a run keeps every step's shards and DuckDB "
+                          "spills to RUN_DIR/tmp/duckdb)"),
+    errno.EDQUOT: RoomFix("the disk quota of this user is used up (quota -s shows it): free space under it",
+                          "or set run.dir and run.cache_dir to a disk with room"),
+    errno.EFBIG: RoomFix(f"{FILE_SIZE_LIMIT}: raise it (ulimit -f unlimited)",
+                         "or lower run.shard_size so each stored shard is smaller"),
+}
 
 
 def resource_hint(exc: BaseException) -> str | None:
@@ -149,8 +167,8 @@ def resource_hint(exc: BaseException) -> str | None:
                 "(DuckDB spills to RUN_DIR/tmp/duckdb until run.min_free_disk, default 512MB, is left); a source of "
                 "thousands of columns needs memory for each (10,000 took more than 256MB for 10 rows): carry only "
                 "those the run needs with source.keep: [col, …]")
-    return {errno.ENOSPC: DISK_FULL_FIX, errno.EDQUOT: QUOTA_FIX, errno.EFBIG: FILE_SIZE_FIX,
-            None: None}[out_of_room(exc)]
+    room = out_of_room(exc)
+    return ROOM_FIXES[room].for_run() if room is not None else None
 
 
 def written_path(exc: BaseException) -> str | None:

@@ -10,13 +10,12 @@ again: ``curate relocate RUN_DIR``, which reads nothing but the run directory.
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 from typing import Any
 
 from curate.errors import (
-    FILE_SIZE_LIMIT,
     NO_ROOM,
+    ROOM_FIXES,
     CurateError,
     ResourceError,
     error_line,
@@ -26,10 +25,6 @@ from curate.errors import (
 )
 
 VIEWS_ERROR = "views_error"  # the manifest's key: why the views were not written
-
-_FREE = {errno.ENOSPC: "the disk is full: free space on it",
-         errno.EDQUOT: "your disk quota is used up (quota -s): free space under it",
-         errno.EFBIG: f"{FILE_SIZE_LIMIT}: raise it (ulimit -f unlimited)"}
 
 
 def views_failed(run_dir: Path, manifest: dict[str, Any], exc: BaseException) -> BaseException:
@@ -53,7 +48,7 @@ def views_failed(run_dir: Path, manifest: dict[str, Any], exc: BaseException) ->
     message = f"the run's steps and outputs are complete, but its views could not be written: {what}; {gone}"
     again = f"`curate relocate {run_dir}` writes them again, recomputing nothing"
     if room is not None:
-        return ResourceError(message, f"{_FREE[room]}, then {again}")
+        return ResourceError(message, f"{ROOM_FIXES[room].fix}, then {again}")
     if isinstance(exc, OSError):
         return CurateError(message, f"check that {Path(run_dir)} can be written, then {again}")
     return exc

@@ -196,3 +196,19 @@ def test_views_that_cannot_be_written_are_not_left_from_the_run_before(curate_ma
     with duckdb.connect(str(run / "curate.duckdb"), read_only=True) as con:
         views = {row[0] for row in con.sql("SELECT view_name FROM duckdb_views()").fetchall()}
     assert "02_filter" in views, views
+
+
+def test_views_without_room_get_the_runs_fix_without_its_advice_on_the_run_directory(tmp_path):
+    """The views' hint frees the room as a run's does, but speaks not of run.dir or the shard size:
+    `curate relocate` writes the views where they are."""
+    import errno
+
+    from curate.errors import resource_hint
+    from curate.views import views_failed
+
+    for number in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        error = OSError(number, os.strerror(number), str(tmp_path / "curate.duckdb"))
+        hint = views_failed(tmp_path, {}, error).hint
+        fix, again = hint.split(", then ")
+        assert resource_hint(error).startswith(f"{fix}, or "), (hint, resource_hint(error))
+        assert "run." not in fix and again.startswith(f"`curate relocate {tmp_path}`"), hint
