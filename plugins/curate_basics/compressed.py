@@ -110,8 +110,9 @@ def decompress(path: Path, kind: str, target: Path, *, shown: str, ratio: int, m
     the file in messages."""
     compressed_size = path.stat().st_size
     cap = max(ratio * compressed_size, RATIO_FLOOR)
-    guard = SpaceGuard(target.parent, min_free if min_free > 0 else MIN_FREE, f"decompressing {shown}",
-                       _DISK_FIX)
+    doing, fix = (f"copying {shown} without its byte order mark", _BOM_DISK_FIX) if kind == BOM else \
+        (f"decompressing {shown}", _DISK_FIX)
+    guard = SpaceGuard(target.parent, min_free if min_free > 0 else MIN_FREE, doing, fix)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     written = lines = 0
@@ -125,6 +126,8 @@ def decompress(path: Path, kind: str, target: Path, *, shown: str, ratio: int, m
                 except EOFError:
                     raise _cut_short(shown, kind, written, lines, step) from None
                 except (OSError, lzma.LZMAError, zlib.error) as exc:
+                    if kind == BOM:  # a plain file the disk did not give back: no stream to be damaged
+                        raise _unreadable_copy(shown, exc) from None
                     raise _damaged(shown, kind, exc, raw.tell(), written, lines, step) from None
                 if not chunk:
                     break
@@ -209,9 +212,11 @@ def _drop_cut_line(path: Path) -> None:
         file.truncate(0)
 
 
+_ROOM = "free disk space, or put run.dir on a bigger disk (the copy goes to RUN_DIR/tmp/source)"
 _DISK_FIX = ("decompress the file where there is room (gunzip -k, xz -dk, bzip2 -dk) and point "
-             "source.path at the copy, free disk space, or put run.dir on a bigger disk (the copy goes to "
-             "RUN_DIR/tmp/source)")
+             f"source.path at the copy, {_ROOM}")
+_BOM_DISK_FIX = ("save the file without its byte order mark (as UTF-8 without BOM) and point source.path at "
+                 f"it, {_ROOM}")
 
 
 def _where(written: int, lines: int, step: int) -> str:
@@ -228,6 +233,11 @@ def _cut_short(shown: str, kind: str, written: int, lines: int, step: int) -> So
         f"{_where(written, lines, step)}; a download or copy that stopped early?",
         f"download or copy it again, whole ({TOOLS[kind]} FILE checks it); to read the rows it holds, "
         "decompress what there is into a file of its own and point source.path at that")
+
+
+def _unreadable_copy(shown: str, error: Exception) -> SourceError:
+    return SourceError(f"cannot read {shown} to copy it without its byte order mark: {error}",
+                       "check the file and the disk it is on (cat FILE > /dev/null reads it whole)")
 
 
 def _damaged(shown: str, kind: str, error: Exception, offset: int, written: int, lines: int,
