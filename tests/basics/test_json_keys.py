@@ -4,7 +4,6 @@ the first url and dropped the second without a word)."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import curate_basics.sources
 from curate.errors import CurateError, SourceError
 from curate.testing import run_spec
 from curate_basics.jsonkeys import RepeatedKeys, _key_colons, repeated_key
+from tests.basics.jsonblocks import first_found
 
 
 def _pairs_written(text: str) -> tuple[int, bool]:
@@ -78,27 +78,7 @@ def json_object(draw, depth: int = 0) -> str:
 def first_repeat(path, block: int, shared: bool = False) -> tuple[int, object] | None:
     """What ``RepeatedKeys`` says of a file read as the scans read it, checked every ``block`` lines
     (``shared``: handed each block's bytes, as ``curate_basics.locate`` hands them)."""
-    with open(path, "rb") as handle:
-        checker, read, parsed, start = RepeatedKeys(handle), 0, [], 0
-
-        def check() -> tuple[int, object] | None:
-            nonlocal start
-            data = os.pread(handle.fileno(), read - start, start) if shared else None
-            start = read
-            return checker.check(parsed, read, data)
-
-        for raw in handle:
-            read += len(raw)
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = None
-            parsed.append(value if isinstance(value, dict) else None)
-            if len(parsed) == block:
-                if (found := check()) is not None:
-                    return found
-                parsed = []
-        return check()
+    return first_found(path, RepeatedKeys, block, shared)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

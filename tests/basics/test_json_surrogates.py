@@ -5,7 +5,6 @@ without a word, and failed on a lone low half without saying where."""
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
@@ -18,6 +17,7 @@ from curate.errors import CurateError, SourceError
 from curate.testing import run_spec
 from curate.testing.runner import read_step_output
 from curate_basics.jsonsurrogates import LoneSurrogates
+from tests.basics.jsonblocks import first_found
 
 ROWS = [json.dumps({"url": f"http://a/{i}.jpg", "alt_text": f"t{i}"}) for i in range(20)]
 
@@ -125,28 +125,8 @@ def test_a_text_is_read_as_written_or_refused_at_its_line(pm, tmp_path_factory, 
 def _first_lone(path, block: int, shared: bool) -> tuple[int, int, str] | None:
     """(line, column, escape) ``LoneSurrogates`` says, handed the file's lines ``block`` at a time
     (``shared``: with their bytes, as ``curate_basics.locate`` hands them)."""
-    with open(path, "rb") as handle:
-        checker, read, parsed, start, found = LoneSurrogates(handle), 0, [], 0, None
-
-        def check() -> tuple[int, object] | None:
-            nonlocal start
-            data = os.pread(handle.fileno(), read - start, start) if shared else None
-            start = read
-            return checker.check(parsed, read, data)
-
-        for raw in handle:
-            read += len(raw)
-            try:
-                value = json.loads(raw.decode("utf-8", "replace"))  # as the scans read a line
-            except json.JSONDecodeError:
-                value = None
-            parsed.append(value if isinstance(value, dict) else None)
-            if len(parsed) == block:
-                if (found := check()) is not None:
-                    break
-                parsed = []
-        else:
-            found = check()
+    found = first_found(path, LoneSurrogates, block, shared,  # a line read as the scans read it:
+                        load=lambda raw: json.loads(raw.decode("utf-8", "replace")))
     return None if found is None else (found[0], found[1].column, found[1].escape)
 
 
