@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import curate_ray
@@ -19,6 +21,7 @@ import pytest
 from curate.plugins import PluginManager
 from tests.conftest import REPO
 from tests.ray import steps
+from tests.ray.connecting import Greet, ray_host
 
 CPUS = 2
 LOCK_WAIT_SECONDS = 900  # longer than any Ray test module takes
@@ -80,3 +83,42 @@ def ray_pm(pm: PluginManager, register_plugin: Any) -> PluginManager:
     register_plugin(curate_ray, "ray", version=curate_ray.__version__)
     register_plugin(steps, "ray_test_steps")
     return pm
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[..., int]]:
+    """``server(greet, host=ray_host(), port=0)``: the port of a server on ``host`` that accepts one
+    connection, runs ``greet`` on it and keeps the connection it returns open, silent, until the
+    test ends."""
+    listeners: list[socket.socket] = []
+    connections: list[socket.socket] = []
+    threads: list[threading.Thread] = []
+
+    def start(greet: Greet, host: str | None = None, port: int = 0) -> int:
+        listener = socket.create_server((host or ray_host(), port))
+        listener.settimeout(30)  # the test's own bound, should the probe never connect
+        listeners.append(listener)
+
+        def accept() -> None:
+            try:
+                connection, _ = listener.accept()
+                connection.settimeout(30)
+                connections.append(connection)
+                connections.append(greet(connection))
+            except OSError:  # the probe gave up or never came: its failure is the test's
+                pass
+
+        threads.append(threading.Thread(target=accept, daemon=True))
+        threads[-1].start()
+        return listener.getsockname()[1]
+
+    yield start
+    for listener in listeners:  # a server the probe never came to stops waiting (accept fails)
+        try:
+            listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    for thread in threads:
+        thread.join(timeout=30)
+    for sock in listeners + connections:
+        sock.close()

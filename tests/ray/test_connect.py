@@ -14,114 +14,16 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from curate.errors import CurateError
+from tests.ray.connecting import (answers_calls, handshake_only, open_session, ray_host, refused_port, silent,
+                                  wait_for_arguments)
 
 pytest.importorskip("ray")
 
 DEADLINE = 2  # seconds: each test waits this long, once
-SETTINGS_FRAME = bytes(3) + b"\x04\x00" + bytes(4)  # an empty HTTP/2 SETTINGS frame: a server's first words
-
-
-Greet = Callable[[socket.socket], socket.socket]
-
-
-def silent(connection: socket.socket) -> socket.socket:
-    """Accept, read nothing, send nothing."""
-    return connection
-
-
-def handshake_only(connection: socket.socket) -> socket.socket:
-    """Begin as a gRPC server does, then never answer a call."""
-    connection.sendall(SETTINGS_FRAME)
-    return connection
-
-
-def answers_calls(connection: socket.socket) -> socket.socket:
-    """Begin as a gRPC server does and answer the first call (with an empty header block: the
-    probe reads frame types only)."""
-    connection.sendall(SETTINGS_FRAME)
-    with connection.makefile("rb") as frames:
-        assert frames.read(24).startswith(b"PRI * HTTP/2.0")
-        while True:
-            header = frames.read(9)
-            if len(header) < 9:
-                return connection
-            frames.read(int.from_bytes(header[:3], "big"))
-            if header[3] == 0x1 and header[5:] == b"\0\0\0\1":  # the call's HEADERS, on stream 1
-                connection.sendall(b"\0\0\0\x01\x05\0\0\0\x01")  # HEADERS, END_STREAM | END_HEADERS
-                return connection
-
-
-def ray_host() -> str:
-    """This machine's address as Ray sees it now: the host it dials for a loopback host, and dials
-    as written (its network address, or 127.0.0.1 where Ray's loopback switch is off)."""
-    from ray._private import services
-
-    return services.get_node_ip_address()
-
-
-@pytest.fixture
-def server() -> Iterator[Callable[..., int]]:
-    """``server(greet, host=ray_host(), port=0)``: the port of a server on ``host`` that accepts one
-    connection, runs ``greet`` on it and keeps the connection it returns open, silent, until the
-    test ends."""
-    listeners: list[socket.socket] = []
-    connections: list[socket.socket] = []
-    threads: list[threading.Thread] = []
-
-    def start(greet: Greet, host: str | None = None, port: int = 0) -> int:
-        listener = socket.create_server((host or ray_host(), port))
-        listener.settimeout(30)  # the test's own bound, should the probe never connect
-        listeners.append(listener)
-
-        def accept() -> None:
-            try:
-                connection, _ = listener.accept()
-                connection.settimeout(30)
-                connections.append(connection)
-                connections.append(greet(connection))
-            except OSError:  # the probe gave up or never came: its failure is the test's
-                pass
-
-        threads.append(threading.Thread(target=accept, daemon=True))
-        threads[-1].start()
-        return listener.getsockname()[1]
-
-    yield start
-    for listener in listeners:  # a server the probe never came to stops waiting (accept fails)
-        try:
-            listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    for thread in threads:
-        thread.join(timeout=30)
-    for sock in listeners + connections:
-        sock.close()
-
-
-def refused_port(host: str = "127.0.0.1") -> int:
-    """A port of ``host`` nothing listens on (bound, then freed)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def open_session(address: str) -> CurateError:
-    import ray
-    from curate_ray.executor import RayExecutor, RayParams
-
-    assert not ray.is_initialized()
-    with pytest.raises(CurateError) as caught, RayExecutor(RayParams(address=address)).session():
-        pass
-    assert not ray.is_initialized()
-    return caught.value
 
 
 def test_an_address_that_accepts_and_never_answers_fails_within_the_deadline(server, monkeypatch):
@@ -295,18 +197,6 @@ def test_auto_asks_the_gcs_of_the_raylet_running_on_this_machine_within_the_dead
     found = "address: auto found it in the command line of a raylet running on this machine (its --gcs-address)"
     assert f"the Ray cluster at {address} ({found}) did not answer in 1 s" in str(error)
     assert "'ray stop'" in error.hint
-
-
-def wait_for_arguments(process: subprocess.Popen, seconds: float = 30,
-                       marker: bytes = b"--gcs-address=") -> None:
-    """Until /proc lists the program's arguments: Popen returns once the program is exec'd, and
-    Linux lays its arguments out a moment later (until then /proc/PID/cmdline reads empty, and Ray
-    finds no raylet there). A loaded machine can take a while; a CI run met that moment once."""
-    cmdline = Path(f"/proc/{process.pid}/cmdline")
-    deadline = time.monotonic() + seconds
-    while marker not in cmdline.read_bytes():
-        assert time.monotonic() < deadline, f"{cmdline} did not list the arguments in {seconds} s"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(("variable", "joins"), [

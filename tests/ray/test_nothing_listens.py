@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from curate.errors import CurateError
-from tests.ray.test_connect import server  # noqa: F401
-from tests.ray.test_connect import (SETTINGS_FRAME, answers_calls, open_session, ray_host, refused_port,
-                                    wait_for_arguments)
+from tests.ray.connecting import (answers_calls, answers_with, open_session, ray_host, refused_port,
+                                  wait_for_arguments)
 
 pytest.importorskip("ray")
+
 
 @pytest.fixture(autouse=True)
 def default_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,21 +113,6 @@ def test_a_deadline_the_user_set_is_waited_for_whole(monkeypatch):
 
 def status_404(connection: socket.socket) -> socket.socket:
     return answers_with(connection, b"\x8d")  # HPACK: the static table's ':status 404'
-
-
-def answers_with(connection: socket.socket, block: bytes, flags: int = 0x5) -> socket.socket:
-    """Begin as an HTTP/2 server does and answer the first call with a HEADERS frame holding ``block``."""
-    connection.sendall(SETTINGS_FRAME)
-    with connection.makefile("rb") as frames:
-        assert frames.read(24).startswith(b"PRI * HTTP/2.0")
-        while True:
-            header = frames.read(9)
-            if len(header) < 9:
-                return connection
-            frames.read(int.from_bytes(header[:3], "big"))
-            if header[3] == 0x1 and header[5:] == b"\0\0\0\1":
-                connection.sendall(len(block).to_bytes(3, "big") + bytes([0x1, flags]) + b"\0\0\0\1" + block)
-                return connection
 
 
 @pytest.mark.parametrize(("block", "flags", "status"), [

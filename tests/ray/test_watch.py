@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.ray.test_connect import answers_calls, refused_port, server  # noqa: F401 (a fixture)
+from tests.ray.connecting import answers_calls, refused_port
 
 pytest.importorskip("ray")
 
@@ -31,7 +31,7 @@ def test_a_cluster_whose_servers_are_all_gone_is_named_whole():
     assert watch.lost() == said and watch.problem() == said  # lost for good
 
 
-def test_a_server_that_still_answers_is_not_named(server):  # noqa: F811 (the fixture)
+def test_a_server_that_still_answers_is_not_named(server):
     from curate_ray.watch import ClusterWatch
 
     answering = server(answers_calls, host="127.0.0.1")
