@@ -26,6 +26,10 @@ from curate.testing.runner import read_step_output, run_spec
 # always times out, and closing the server wakes whatever still sleeps.
 SLOW_SECONDS = 30.0
 TIMEOUT = 3.0
+# Runs in which no URL stalls (the clean world, the hostile host's quick routes) wait out no
+# timeout, so theirs is long: a healthy URL on a loaded machine (seconds for img2dataset's threads
+# to get the CPU) never reaches it, and only a bug that stalls would wait it out.
+NO_STALL_TIMEOUT = 60.0
 HEALTHY = ("none", "redirect")  # the faults whose URL leads to a valid, allowed, small image
 WORLD_ROWS = 300
 

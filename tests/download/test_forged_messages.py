@@ -14,7 +14,7 @@ from curate_download.step import Download, DownloadParams, _error, _status, refu
 from curate_download.worker import REFUSED
 
 from curate.step import StepContext
-from tests.download.conftest import run_download
+from tests.download.conftest import NO_STALL_TIMEOUT, run_download
 from tests.download.hostile import FORGED_REASONS, serve_hostile
 
 REFUSAL = (f"{REFUSED}: host 'cdn.example.com' resolves to a private address (10.0.0.7); private, loopback "
@@ -69,7 +69,7 @@ def test_only_a_refusal_by_address_advises_allow_private_networks() -> None:
 
 @pytest.mark.network
 def test_a_servers_reason_phrase_cannot_forge_a_status(tmp_path: Path) -> None:
-    params = {"allowed_hosts": ["127.0.0.1"], "timeout": 5, "image_size": 24, "threads": 8,
+    params = {"allowed_hosts": ["127.0.0.1"], "timeout": NO_STALL_TIMEOUT, "image_size": 24, "threads": 8,
               "drop_failed": ["too_large", "opted_out", "image_too_large"]}
     with serve_hostile() as host:
         urls = [f"{host.base_url}/forged/{kind}/r" for kind in sorted(FORGED_REASONS)]
@@ -103,6 +103,7 @@ def test_an_empty_body_says_so(tmp_path: Path) -> None:
     """It was OpenCV's raw assertion, with its source path (web probe)."""
     with serve_hostile() as host:
         table = pl.DataFrame({"url": [f"{host.base_url}/empty/a", f"{host.base_url}/ok/fine.png"], "alt_text": ["a", "b"]})
-        _, rows = run_download(tmp_path, table, {"allowed_hosts": ["127.0.0.1"], "timeout": 5, "image_size": 24})
+        _, rows = run_download(tmp_path, table, {"allowed_hosts": ["127.0.0.1"], "timeout": NO_STALL_TIMEOUT,
+                                                 "image_size": 24})
     assert rows["status"].to_list() == ["failed_to_download", "success"]
     assert rows["error_message"][0] == "the server sent an empty body (HTTP 200, no bytes)"

@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 
 from curate.images import iter_images
 from curate.testing.runner import read_step_output, run_spec
-from tests.download.conftest import TIMEOUT, counting_server, download_spec, run_download, url_table
+from tests.download.conftest import NO_STALL_TIMEOUT, counting_server, download_spec, run_download, url_table
 from tests.download.hostile import serve_hostile
 
-PARAMS = {"allow_private_networks": True, "timeout": TIMEOUT, "image_size": 32, "threads": 8}
+PARAMS = {"allow_private_networks": True, "timeout": NO_STALL_TIMEOUT, "image_size": 32, "threads": 8}
 
 
 def image_bytes(manifest: dict, rows: pl.DataFrame) -> list[bytes | None]:
@@ -132,7 +132,8 @@ def test_which_failures_are_transient(message: str, retried: bool) -> None:
 
 @pytest.mark.network
 def test_retry_failed_refetches_only_transient_failures(tmp_path: Path) -> None:
-    params = {"allow_private_networks": True, "timeout": 5.0, "image_size": 24, "threads": 4, "retries": 0}
+    params = {"allow_private_networks": True, "timeout": NO_STALL_TIMEOUT, "image_size": 24, "threads": 4,
+              "retries": 0}
     with serve_hostile() as host:
         base = host.base_url
         kinds = ["ok", "flaky", "gone", "ok2", "flaky2"]

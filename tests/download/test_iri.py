@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from curate_download.worker import MAX_URL_LENGTH, REFUSED, NetworkPolicy, fetchable_url, prepared_url
 
-from tests.download.conftest import run_download
+from tests.download.conftest import NO_STALL_TIMEOUT, run_download
 from tests.download.hostile import serve_hostile
 
 
@@ -63,7 +63,7 @@ def test_iris_are_downloaded_and_keep_their_url(tmp_path: Path) -> None:
         paths = ["ok/café.png", "ok/my photo.png", "ok/x.png?q=ü", "ok/caf%C3%A9.png", "ok/图片.png"]
         urls = [f"{host.base_url}/{path}" for path in paths] + ["http://a..bü.example/é.png"]
         table = pl.DataFrame({"url": urls, "alt_text": [f"row {i}" for i in range(len(urls))]})
-        params = {"allowed_hosts": ["127.0.0.1"], "timeout": 5, "image_size": 24}
+        params = {"allowed_hosts": ["127.0.0.1"], "timeout": NO_STALL_TIMEOUT, "image_size": 24}
         _, rows = run_download(tmp_path, table, params)
         requested = host.requests
     print(rows.select("url", "status", "error_message"))

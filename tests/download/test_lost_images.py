@@ -16,9 +16,9 @@ from curate_world.generate import World
 from curate.images import clear_cache, iter_images
 from curate.runstore import StoreWarning
 from curate.testing.runner import read_step_output, run_spec
-from tests.download.conftest import TIMEOUT, counting_server, download_spec, run_download, url_table
+from tests.download.conftest import NO_STALL_TIMEOUT, counting_server, download_spec, run_download, url_table
 
-PARAMS = {"allow_private_networks": True, "timeout": TIMEOUT, "retries": 1, "image_size": 32}
+PARAMS = {"allow_private_networks": True, "timeout": NO_STALL_TIMEOUT, "retries": 1, "image_size": 32}
 
 
 @pytest.mark.network

@@ -14,7 +14,7 @@ from curate_download.fetch import BoundedHTTPConnection, is_transient
 from curate_download.step import Download, DownloadParams, _error, _status
 
 from curate.step import StepContext
-from tests.download.conftest import run_download
+from tests.download.conftest import NO_STALL_TIMEOUT, run_download
 from tests.download.hostile import serve_hostile
 
 pytestmark = pytest.mark.network
@@ -40,7 +40,7 @@ def test_a_row_img2dataset_lost_still_gets_a_status(tmp_path: Path) -> None:
     """img2dataset skips a row whose processing raised (it prints and moves on). Simulate that
     with a finished part missing one row: the re-run reads the part back, and the lost row gets
     failed_to_download with a reason instead of no status at all."""
-    params = {"allow_private_networks": True, "timeout": 3, "image_size": 32}
+    params = {"allow_private_networks": True, "timeout": NO_STALL_TIMEOUT, "image_size": 32}
     with serve_hostile() as host:
         table = pl.DataFrame({"url": [f"{host.base_url}/ok/n{i}.png" for i in range(5)], "alt_text": list("abcde")})
         manifest, rows = run_download(tmp_path, table, params)
@@ -108,7 +108,7 @@ def test_a_reply_without_a_status_line_gets_a_readable_message(reply: bytes, mes
 
 
 def test_unreadable_replies_and_undecodable_sizes_get_their_status(tmp_path: Path) -> None:
-    params = {"allow_private_networks": True, "timeout": 5, "image_size": 32}
+    params = {"allow_private_networks": True, "timeout": NO_STALL_TIMEOUT, "image_size": 32}
     with serve_hostile() as host:
         urls = [f"{host.base_url}/{path}" for path in ("ok/fine.png", "no-status-line/a", "hdr-huge/b")]
         _, rows = run_download(tmp_path, pl.DataFrame({"url": urls, "alt_text": list("abc")}), params)

@@ -14,11 +14,11 @@ from curate_world.generate import World
 
 from curate.filekeys import file_key
 from curate.images import iter_images
-from tests.download.conftest import TIMEOUT, counting_server, run_download, url_table
+from tests.download.conftest import NO_STALL_TIMEOUT, counting_server, run_download, url_table
 
 pytestmark = pytest.mark.network
 
-PARAMS = {"allow_private_networks": True, "timeout": TIMEOUT, "image_size": 32, "threads": 8}
+PARAMS = {"allow_private_networks": True, "timeout": NO_STALL_TIMEOUT, "image_size": 32, "threads": 8}
 
 
 def hostile_uids(tmp_path: Path) -> list[str]:
