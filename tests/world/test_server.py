@@ -10,19 +10,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import polars as pl
 import pytest
 from curate_world.errors import WorldError
 from curate_world.generate import World
-from curate_world.server import WorldServer, serve_world
+from curate_world.server import MAX_SLOW_SECONDS, WorldServer, serve_world
 from PIL import Image
 
 from .conftest import read
 
 pytestmark = pytest.mark.network
-SLOW = 0.6
+SLOW = 1.0  # a client that gives up after SLOW / 10 has 0.9 s to do it, even on a loaded machine
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_slow_is_slower_than_a_short_timeout_but_arrives(server: WorldServer, sm
     path, data = url_with(small_world, "slow")
     started = time.perf_counter()
     with pytest.raises((TimeoutError, urllib.error.URLError)):
-        get(server.url(path), timeout=SLOW / 3)
+        get(server.url(path), timeout=SLOW / 10)
     assert time.perf_counter() - started < SLOW
     started = time.perf_counter()
     assert get(server.url(path))[2] == data
@@ -148,12 +148,26 @@ def test_server_is_quiet(server: WorldServer, small_world: World, capfd: pytest.
     get(server.url(url_with(small_world, "none")[0]))
     with pytest.raises(TimeoutError):  # a client that gives up mid-request must not print a traceback
         get(server.url(url_with(small_world, "slow")[0]), timeout=0.1)
-    time.sleep(SLOW + 0.2)
+    # once the handler has answered the client that left (a fixed sleep ended before that on a
+    # loaded machine, and the test passed without looking)
+    wait_for(lambda: not request_threads(server.port), "the slow request's handler to finish")
     assert capfd.readouterr() == ("", "")
 
 
 def server_threads(port: int) -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(f"world-server-{port}")]
+
+
+def request_threads(port: int) -> list[str]:
+    """The server's handler threads that are still serving a request."""
+    return [name for name in server_threads(port) if name.endswith("-request")]
+
+
+def wait_for(condition: Callable[[], object], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.01)
 
 
 def test_server_stops_with_its_context_even_on_error(small_world: World) -> None:
@@ -170,19 +184,23 @@ def test_server_stops_with_its_context_even_on_error(small_world: World) -> None
 def test_closing_wakes_slow_requests(small_world: World) -> None:
     path, _ = url_with(small_world, "slow")
     errors: list[BaseException] = []
-    with serve_world(small_world.dir, slow_seconds=30) as running:
+    with serve_world(small_world.dir, slow_seconds=MAX_SLOW_SECONDS) as running:
         client = threading.Thread(target=lambda: _expect_failure(running.url(path), errors))
         client.start()
-        time.sleep(0.3)  # let the request reach the handler
+        wait_for(lambda: request_threads(running.port), "the request to reach the handler")
         started = time.perf_counter()
-    assert time.perf_counter() - started < 3, "close() waited for a sleeping handler"
-    client.join(5)
+    # close() also joins the thread that makes oversized images: on a loaded machine that took 15 s
+    # (a 4000 px JPEG half made); a close() that waited for the sleeping handler takes 120 s
+    assert time.perf_counter() - started < MAX_SLOW_SECONDS / 2, "close() waited for a sleeping handler"
+    client.join(60)
     assert not client.is_alive() and len(errors) == 1
+    # the server hung up on the client; it neither answered nor kept it waiting (TimeoutError)
+    assert isinstance(errors[0], ConnectionError), repr(errors[0])
 
 
 def _expect_failure(url: str, errors: list[BaseException]) -> None:
     try:
-        get(url, timeout=10)
+        get(url, timeout=MAX_SLOW_SECONDS / 2)
     except OSError as exc:  # the server hangs up without an answer (RemoteDisconnected)
         errors.append(exc)
 
