@@ -34,9 +34,16 @@ class Shout(Step):
         suffix: str = "!"
         # Seconds to sleep per shard, so a test can kill a run mid-step; not part of the output.
         delay: float = Field(0.0, ge=0, json_schema_extra={"fingerprint": False})
+        # A file each shard waits for ("" for none), so a test holds a run mid-step for as long as
+        # it needs, however loaded the machine: the step creates GATE.waiting once it waits.
+        gate: str = Field("", json_schema_extra={"fingerprint": False})
 
     def process_shard(self, table, ctx):
         time.sleep(self.params.delay)
+        if self.params.gate:
+            open(self.params.gate + ".waiting", "a").close()
+            while not os.path.exists(self.params.gate):
+                time.sleep(0.01)
         return table.with_columns(
             (pl.col("alt_text").fill_null("").str.to_uppercase() + self.params.suffix).alias("shout")
         )

@@ -32,13 +32,14 @@ from tests.conftest import REPO, cli_env, sample_table
 CODE = [REPO, REPO / "plugins"]
 
 
-def steps_spec(delay: float = 0.0, **run: object) -> dict:
+def steps_spec(delay: float = 0.0, gate: Path | None = None, **run: object) -> dict:
+    """``gate``: a file the shout step waits for (see tests/core/conftest.py), to hold a run in it."""
     return {
         "name": "integrity",
         "source": {"path": "data.parquet"},
         "steps": [
             {"step": "normalize_text"},
-            {"step": "shout", "params": {"delay": delay}},
+            {"step": "shout", "params": {"delay": delay, "gate": str(gate or "")}},
             {"step": "exact_dedup", "params": {"columns": ["url", "alt_text"]}},
             {"step": "sample", "params": {"fraction": 0.7}},
         ],
@@ -88,16 +89,17 @@ def clean(write_spec, workdir, shout_plugin) -> dict[str, bytes]:
 
 def test_a_second_run_on_the_same_directory_is_refused_naming_the_holder(write_spec, workdir, shout_plugin, clean):
     directory = workdir / "race"
-    write_spec(steps_spec(delay=0.2), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
+    gate = workdir / "gate"  # the first run waits in the shout step until the second has been refused
+    write_spec(steps_spec(gate=gate), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
     env = cli_env([shout_plugin, *CODE])
     first = subprocess.Popen(command(), cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
-        wait_for(lambda: (directory / "run" / "store").is_dir() or first.poll() is not None)
-        time.sleep(1.0)
+        wait_for(lambda: gate.with_suffix(".waiting").exists() or first.poll() is not None)
         assert first.poll() is None, first.communicate()
         second = subprocess.run(command(), cwd=directory, env=env, capture_output=True, text=True, timeout=120,
                                 check=False)
+        gate.touch()
         out, err = first.communicate(timeout=120)
     finally:
         if first.poll() is None:
@@ -112,16 +114,30 @@ def test_a_second_run_on_the_same_directory_is_refused_naming_the_holder(write_s
 def test_two_runs_started_a_second_apart_with_wait_both_end_byte_identical(write_spec, workdir, shout_plugin,
                                                                           clean):
     directory = workdir / "queue"
-    write_spec(steps_spec(delay=0.1), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
+    gate = workdir / "gate"  # the first run waits in the shout step until the second waits for it
+    write_spec(steps_spec(gate=gate), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
     env = cli_env([shout_plugin, *CODE])
+    said = [workdir / "first.err", workdir / "second.err"]
     runs = []
-    for _ in range(2):
-        runs.append(subprocess.Popen(command("--wait"), cwd=directory, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True))
-        time.sleep(1.0)
-    results = [r.communicate(timeout=120) for r in runs]
+    try:
+        for index, stderr in enumerate(said):
+            with stderr.open("w") as file:
+                runs.append(subprocess.Popen(command("--wait"), cwd=directory, env=env,
+                                             stdout=subprocess.DEVNULL, stderr=file, text=True))
+            if index == 0:
+                wait_for(lambda: gate.with_suffix(".waiting").exists() or runs[0].poll() is not None)
+                assert runs[0].poll() is None, said[0].read_text()
+        wait_for(lambda: "waiting for run directory" in said[1].read_text() or runs[1].poll() is not None)
+        gate.touch()
+        for run in runs:
+            run.wait(timeout=120)
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    results = [stderr.read_text() for stderr in said]
     assert [r.returncode for r in runs] == [0, 0], results
-    assert "waiting for run directory" in results[1][1]
+    assert "waiting for run directory" in results[1]
     assert outputs_and_steps(directory / "run") == clean
     manifest = json.loads((directory / "run" / "manifest.json").read_text())
     assert all(r["cached"] for r in manifest["steps"])  # the second run reused the first one's work
@@ -347,12 +363,14 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(write_spec, workdir, 
     its manifest "running" for good, its scratch files left (operator probe)."""
     env = cli_env([shout_plugin, *CODE])
     directory = workdir / "terminated"
-    write_spec(steps_spec(delay=0.05), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
+    gate = workdir / "gate"  # the run waits in the shout step's first shard until it is stopped
+    write_spec(steps_spec(gate=gate), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
     process = subprocess.Popen(command(), cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
-    wait_for(lambda: any((directory / "run" / "store").glob("*/shards/*.json")) or process.poll() is not None)
+    wait_for(lambda: gate.with_suffix(".waiting").exists() or process.poll() is not None)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
+    gate.touch()
     assert process.returncode == 143, stderr
     assert "terminated (SIGTERM); run the same command again to resume" in stderr and "Traceback" not in stderr
     manifest = json.loads((directory / "run" / "manifest.json").read_text())
@@ -371,12 +389,14 @@ def test_one_ctrl_c_stops_a_run_even_with_polars_loaded(write_spec, workdir, sho
     imported) passed the first one on to that; from a terminal (SIGINT's default), one stops it."""
     env = cli_env([shout_plugin, *CODE])
     directory = workdir / "interrupted"
-    write_spec(steps_spec(delay=0.05), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
+    gate = workdir / "gate"  # the run waits in the shout step's first shard until it is stopped
+    write_spec(steps_spec(gate=gate), table=pl.read_parquet(workdir / "data.parquet"), directory=directory)
     process = subprocess.Popen(command(), cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    wait_for(lambda: any((directory / "run" / "store").glob("*/shards/*.json")) or process.poll() is not None)
+    wait_for(lambda: gate.with_suffix(".waiting").exists() or process.poll() is not None)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
+    gate.touch()
     assert process.returncode == 130, stderr
     assert "interrupted; run the same command again to resume" in stderr and "Traceback" not in stderr
     again = subprocess.run(command(), cwd=directory, env=env, capture_output=True, text=True, timeout=120, check=False)
