@@ -7,6 +7,12 @@ read. Each reader's answer is kept here, keyed by the file's path and what ``sta
 (size, mtime, ctime, inode), so a file rewritten in between is read again. What is kept of
 pyarrow's reading is a few facts (:class:`ArrowFooter`), not its metadata objects: a source of
 100,000 files keeps 100,000 of them.
+
+Each footer is read once in all, by pyarrow. Polars read each one again for its schema (~0.16 ms
+a file, a third of planning a source of 10,000 small files), though what it reads a schema from,
+the Parquet schema and the Arrow schema the writer stored, is what :attr:`ArrowFooter.
+schema_digest` digests: Polars reads one file of each digest, and its schema stands for the
+others. A file pyarrow cannot read is read by Polars, which raises as it raises.
 """
 
 from __future__ import annotations
@@ -52,13 +58,26 @@ def _version(path: Path | str) -> tuple[str, int, int, int, int]:
 
 
 def polars_schema(path: Path | str) -> dict[str, pl.DataType]:
-    """``pl.read_parquet_schema(path)`` (raising as it raises)."""
-    return dict(_polars_schema(_version(path)))
+    """``pl.read_parquet_schema(path)`` (raising as it raises), read once per schema digest."""
+    version = _version(path)
+    footer = _arrow_footer(version)
+    if footer is None:
+        return dict(_polars_schema(version))
+    known = _BY_DIGEST.get(footer.schema_digest)
+    if known is None:
+        if len(_BY_DIGEST) >= KEPT:
+            _BY_DIGEST.clear()
+        known = _BY_DIGEST[footer.schema_digest] = dict(_polars_schema(version))
+    return dict(known)
 
 
 def arrow_footer(path: Path | str) -> ArrowFooter | None:
     """The facts of ``path``'s footer pyarrow reads; None when pyarrow cannot read it."""
     return _arrow_footer(_version(path))
+
+
+# Polars' schema of the files of each schema digest (the first one read)
+_BY_DIGEST: dict[str, dict[str, pl.DataType]] = {}
 
 
 @lru_cache(maxsize=KEPT)
@@ -72,7 +91,8 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
     import pyarrow.parquet as pq
 
     try:
-        metadata = pq.read_metadata(version[0])
+        with pa.OSFile(version[0]) as file:  # not a path: pyarrow resolves a filesystem for it (~20 µs)
+            metadata = pq.read_metadata(file)
         schema = metadata.schema.to_arrow_schema()
     except Exception:  # not Parquet pyarrow reads: the caller's reader says what is wrong
         return None
