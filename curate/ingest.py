@@ -17,7 +17,7 @@ import polars as pl
 from curate.display import visible_name
 from curate.duck import literal, memory_bytes, quote, stream
 from curate.errors import CurateError, SourceError, disk_full
-from curate.footers import arrow_footer, polars_schema
+from curate.footers import ArrowFooter, arrow_footer, polars_schema
 from curate.keptref import KeptReference
 from curate.parquet_nan import read_option
 from curate.runfiles import remove_tree
@@ -171,8 +171,10 @@ def ingest(
     remove_tree(staging)
     _refuse_unpacked(source, spec, schema, shard_size, ctx)
     in_place = in_place_reference(source, spec, schema)
+    # the footers of the files read in place, looked up once (each lookup stats the file)
+    footers = [arrow_footer(path) for path in in_place.files] if in_place is not None else []
     if in_place is not None:
-        relation: str | None = in_place.relation(one_schema=_one_schema(in_place.files))
+        relation: str | None = in_place.relation(one_schema=_one_schema(footers))
     else:
         _warn_small_row_groups(source)
         relation = _stage(source, spec, schema, staging)
@@ -192,7 +194,7 @@ def ingest(
             frames = stream(con, f"SELECT uid, {quoted} FROM {relation} ORDER BY _file, _row", batch_rows)
         else:
             # a source of a shard at most is held as the writer holds a shard, and read once
-            rows = _footer_rows(in_place.files) if in_place is not None else None
+            rows = _footer_rows(footers) if in_place is not None else None
             one_pass = rows is not None and rows <= shard_size
             frames = derived_uids(con, relation, Content(tuple(spec.uid_columns)), quoted, batch_rows,
                                   memory_bytes(con) // BYTES_PER_REPEAT, one_pass=one_pass)
@@ -248,11 +250,15 @@ def in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> Kept
     if not files:
         return None
     mapping = dict(spec.columns)
+    matching = set()  # schema digests whose files hold the plan's columns and types
     for path in files:
+        footer = arrow_footer(path)
+        if footer is None or footer.duckdb_differs or _small_groups(footer):  # _duckdb_reads_otherwise
+            return None
+        if footer.schema_digest in matching:  # one Polars schema (curate.footers): checked once
+            continue
         raw = polars_schema(path)
         if "_source_file" in raw or "file_row_number" in raw:  # the names of the columns added below
-            return None
-        if _duckdb_reads_otherwise(path) or small_row_groups(path):
             return None
         for canonical, dtype in schema.items():
             column = mapping.get(canonical, canonical)
@@ -260,6 +266,7 @@ def in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> Kept
                 continue
             if raw.get(column) != dtype:
                 return None
+        matching.add(footer.schema_digest)
     has_uid = mapping.get(UID, UID) in polars_schema(files[0])
     # uid comes first in the schema; without one in the files curate derives it
     select = [(mapping.get(c, c), c) for c in schema if has_uid or c != UID]
@@ -333,25 +340,23 @@ def _memory_bytes() -> int:
     return machine_memory()  # a name of this module's own, for tests to shrink the machine
 
 
-def _footer_rows(files: tuple[str, ...]) -> int | None:
+def _footer_rows(footers: list[ArrowFooter | None]) -> int | None:
     """The rows the files' footers say they hold (what DuckDB reads of them); None when pyarrow
     cannot read a footer."""
     total = 0
-    for path in files:
-        footer = arrow_footer(path)
+    for footer in footers:
         if footer is None:
             return None
         total += footer.rows
     return total
 
 
-def _one_schema(files: tuple[str, ...]) -> bool:
+def _one_schema(footers: list[ArrowFooter | None]) -> bool:
     """Whether every file's footer holds the first one's schema (Parquet's and the Arrow schema
     its writer stored): DuckDB then reads them all as it reads the first, without matching
     columns by name."""
     digests = set()
-    for path in files:
-        footer = arrow_footer(path)
+    for footer in footers:
         if footer is None:
             return False
         digests.add(footer.schema_digest)
@@ -383,8 +388,11 @@ SMALL_ROW_GROUP_ROWS = 100
 def small_row_groups(path: Path) -> bool:
     """Whether ``path`` holds so many row groups of so few rows that it is staged."""
     footer = arrow_footer(path)
-    return footer is not None and footer.row_groups >= SMALL_ROW_GROUPS \
-        and footer.rows < SMALL_ROW_GROUP_ROWS * footer.row_groups
+    return footer is not None and _small_groups(footer)
+
+
+def _small_groups(footer: ArrowFooter) -> bool:
+    return footer.row_groups >= SMALL_ROW_GROUPS and footer.rows < SMALL_ROW_GROUP_ROWS * footer.row_groups
 
 
 def _warn_small_row_groups(source: Source) -> None:
