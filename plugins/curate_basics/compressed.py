@@ -77,15 +77,24 @@ def compression_of(path: Path) -> str | None:
 
 def named_compression(name: str) -> str | None:
     """The compression ``name``'s last ending says (``a.jsonl.gz``: gzip), or None."""
-    return ENDINGS.get(Path(name).suffix.lower())
+    return ENDINGS.get(_suffix(name).lower())
 
 
 def text_suffix(path: Path) -> str:
     """The ending that says what text a file holds, past a compression's: ``.jsonl`` for ``a.jsonl.gz``."""
-    name = Path(path.name)
-    if named_compression(name.name) is not None:
-        name = name.with_suffix("")
-    return name.suffix.lower()
+    name = path.name
+    if named_compression(name) is not None:
+        name = name[:-len(_suffix(name))]  # Path.with_suffix("")
+    return _suffix(name).lower()
+
+
+def _suffix(name: str) -> str:
+    """``Path(name).suffix``, without making a Path of a file's name (asked several times of every
+    file listed: ~4 us each, 0.3 s of a source of 10,000 files)."""
+    if "/" in name:
+        return Path(name).suffix
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
 
 
 def text_name(name: str) -> str:

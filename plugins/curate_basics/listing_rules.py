@@ -80,6 +80,9 @@ def warn_partitions(root: Path, files: list[Path]) -> None:
     """Folders named like ``lang=en`` (Hive partitioning, as Spark writes it) hold a value for the
     rows of their files, which curate does not read: the column was lost without a word."""
     for path in files:
+        text = str(path)
+        if "=" not in text[:text.rfind("/")]:  # no folder of it is named so: no Path made (most listings)
+            continue
         for part in path.relative_to(root).parts[:-1]:
             key, equals, _ = part.partition("=")
             if equals and key:
