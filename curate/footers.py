@@ -12,7 +12,8 @@ Each footer is read once in all, by pyarrow. Polars read each one again for its 
 a file, a third of planning a source of 10,000 small files), though what it reads a schema from,
 the Parquet schema and the Arrow schema the writer stored, is what :attr:`ArrowFooter.
 schema_digest` digests: Polars reads one file of each digest, and its schema stands for the
-others. A file pyarrow cannot read is read by Polars, which raises as it raises.
+others. A file pyarrow cannot read is read by Polars, which raises as it raises. What a footer's
+schema says (its time zones, whether DuckDB reads it otherwise) is found once per digest too.
 """
 
 from __future__ import annotations
@@ -93,7 +94,13 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
     try:
         with pa.OSFile(version[0]) as file:  # not a path: pyarrow resolves a filesystem for it (~20 µs)
             metadata = pq.read_metadata(file)
-        schema = metadata.schema.to_arrow_schema()
+        digest = _schema_digest(metadata)
+        facts = _SCHEMA_FACTS.get(digest)
+        if facts is None:
+            facts = _schema_facts(metadata, metadata.schema.to_arrow_schema())
+            if len(_SCHEMA_FACTS) >= KEPT:
+                _SCHEMA_FACTS.clear()
+            _SCHEMA_FACTS[digest] = facts
     except Exception:  # not Parquet pyarrow reads: the caller's reader says what is wrong
         return None
     widest, bounds = 0.0, []
@@ -106,6 +113,18 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
             if chunk.physical_type == "BYTE_ARRAY" and chunk.has_dictionary_page:
                 bound += chunk.num_values * chunk.total_uncompressed_size
         bounds.append((group.num_rows, bound))
+    zones, differs = facts
+    return ArrowFooter(metadata.num_rows, widest, zones, differs, tuple(bounds), digest, metadata.num_row_groups)
+
+
+# The facts of each schema digest (both schemas are in it): (zones, whether DuckDB reads otherwise)
+_SCHEMA_FACTS: dict[str, tuple[tuple[tuple[str, str], ...], bool]] = {}
+
+
+def _schema_facts(metadata: Any, schema: Any) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """The time zones of a footer's schema, and whether DuckDB reads a column of it otherwise."""
+    import pyarrow as pa
+
     zones, differs = [], False
     for column, dtype in _leaves(schema):
         if pa.types.is_timestamp(dtype) and dtype.tz:
@@ -117,8 +136,7 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
     # an INT96 timestamp (DuckDB cuts its nanoseconds) or a UUID another writer marked in Parquet alone
     columns = [metadata.schema.column(i) for i in range(len(metadata.schema))]
     differs = differs or any(c.physical_type == "INT96" or str(c.logical_type) == "UUID" for c in columns)
-    return ArrowFooter(metadata.num_rows, widest, tuple(zones), differs, tuple(bounds),
-                       _schema_digest(metadata), metadata.num_row_groups)
+    return tuple(zones), differs
 
 
 def _schema_digest(metadata: Any) -> str:
