@@ -292,10 +292,12 @@ def _frame_of(batches: list[Any], schema: Any) -> pl.DataFrame:
     10,000 small files, read as a batch a file)."""
     import pyarrow as pa
 
-    if len(batches) > 1 and all(_streamed(field.type) for field in schema):
+    if len(batches) == 1:
+        out = pl.from_arrow(batches[0])
+    elif all(_streamed(field.type) for field in schema):
         out = pl.DataFrame(pa.RecordBatchReader.from_batches(schema, batches))
     else:  # a type Polars does not import (a union, an interval) made the stream panic, not raise
-        out = pl.from_arrow(batches[0] if len(batches) == 1 else pa.Table.from_batches(batches, schema=schema))
+        out = pl.from_arrow(pa.Table.from_batches(batches, schema=schema))
     assert isinstance(out, pl.DataFrame)
     return out
 
@@ -310,10 +312,10 @@ def _streamed(dtype: Any) -> bool:
         return _streamed(dtype.value_type)
     if t.is_struct(dtype):
         return all(_streamed(dtype.field(i).type) for i in range(dtype.num_fields))
-    return any(check(dtype) for check in (
-        t.is_integer, t.is_floating, t.is_boolean, t.is_null, t.is_string, t.is_large_string, t.is_string_view,
-        t.is_binary, t.is_large_binary, t.is_binary_view, t.is_fixed_size_binary, t.is_date32, t.is_timestamp,
-        t.is_time, t.is_decimal, t.is_duration)) and not isinstance(dtype, pa.BaseExtensionType)
+    plain = (t.is_integer, t.is_floating, t.is_boolean, t.is_null, t.is_string, t.is_large_string,
+             t.is_string_view, t.is_binary, t.is_large_binary, t.is_binary_view, t.is_fixed_size_binary,
+             t.is_date32, t.is_timestamp, t.is_time, t.is_decimal, t.is_duration)
+    return any(check(dtype) for check in plain) and not isinstance(dtype, pa.BaseExtensionType)
 
 
 def create_input_view(con: duckdb.DuckDBPyConnection, table: TableInput, name: str = "input",

@@ -114,7 +114,8 @@ def _arrow_footer(version: tuple[str, int, int, int, int]) -> ArrowFooter | None
                 bound += chunk.num_values * chunk.total_uncompressed_size
         bounds.append((group.num_rows, bound))
     zones, differs = facts
-    return ArrowFooter(metadata.num_rows, widest, zones, differs, tuple(bounds), digest, metadata.num_row_groups)
+    return ArrowFooter(metadata.num_rows, widest, zones, differs, tuple(bounds), digest,
+                       metadata.num_row_groups)
 
 
 # The facts of each schema digest (both schemas are in it): (zones, whether DuckDB reads otherwise)

@@ -75,7 +75,8 @@ def test_polars_reads_one_footer_of_each_schema(tmp_path, monkeypatch):
         pl.DataFrame({"a": [index], "b": ["x"]}).write_parquet(tmp_path / f"{index}.parquet")
     pl.DataFrame({"a": [1], "b": ["x"]}, schema={"a": pl.Int64, "b": pl.Categorical}).write_parquet(
         tmp_path / "categorical.parquet")
-    pq.write_table(pl.DataFrame({"a": [1], "b": ["x"]}).to_arrow(), tmp_path / "bare.parquet", store_schema=False)
+    bare = pl.DataFrame({"a": [1], "b": ["x"]}).to_arrow()
+    pq.write_table(bare, tmp_path / "bare.parquet", store_schema=False)
     schemas = [polars_schema(tmp_path / f"{index}.parquet") for index in range(4)]
     assert schemas == [{"a": pl.Int64, "b": pl.String}] * 4
     assert polars_schema(tmp_path / "categorical.parquet") == {"a": pl.Int64, "b": pl.Categorical}
