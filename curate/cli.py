@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 
 import click
 
+from curate import stopping
 from curate.display import VisibleFormatter, for_rich, visible
-from curate.errors import CurateError, ResourceError, Terminated, reported
+from curate.errors import CurateError, ResourceError, reported, stop_exit_code, stop_words
 
 DEBUG = {"on": False}
 
@@ -543,13 +543,11 @@ def _last_resort() -> logging.Handler:
     return handler
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-def _stopped_by(exc: BaseException) -> str:
-    return ("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted") + \
-        "; run the same command again to resume"
+def _stopped_by(exc: KeyboardInterrupt) -> str:
+    if getattr(exc, "after_complete", False):  # outputs and manifest written: only the report was not
+        return f"{stop_words(exc)} while reporting on the run, which had completed (its outputs are " \
+            "written); run the same command again to write its report"
+    return f"{stop_words(exc)}; run the same command again to resume"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -557,8 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the program itself (a caller passing argv, such as a test, keeps its own display)
         warnings.showwarning = _show_warning
         logging.lastResort = _last_resort()
-        # SIGTERM stopped a run without a word, leaving its manifest "running" and its scratch files
-        signal.signal(signal.SIGTERM, _terminate)
+        # SIGTERM and SIGHUP stopped a run without a word, leaving its manifest "running" and its scratch
+        # files; a SIGINT that landed in a DuckDB query was lost or reported as a failure (curate.stopping)
+        stopping.install()
     argv, debug = _hoist_debug(list(argv if argv is not None else sys.argv[1:]))
     if _command_of(argv) not in WITHOUT_PLUGIN_COMMANDS:
         # Plugin sub-commands only when one may be asked for, listed (--help, `curate plugins`)
@@ -566,13 +565,19 @@ def main(argv: list[str] | None = None) -> int:
         # every `curate run`.
         _add_plugin_commands()
     try:
-        cli.main(args=argv, prog_name="curate", standalone_mode=False)
+        try:
+            cli.main(args=argv, prog_name="curate", standalone_mode=False)
+        except BaseException as exc:  # a stop that DuckDB turned into an error is a stop still
+            stop = stopping.as_stop(exc)
+            if stop is None or isinstance(exc, click.exceptions.Exit):
+                raise
+            raise stop from exc
     except click.exceptions.Abort as exc:
         # click turns Ctrl-C into Abort, so the KeyboardInterrupt branch below never saw it and
         # users were not told that a re-run resumes.
         if isinstance(exc.__cause__, KeyboardInterrupt):
             click.echo(_stopped_by(exc.__cause__), err=True)
-            return 143 if isinstance(exc.__cause__, Terminated) else 130
+            return stop_exit_code(exc.__cause__)
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
@@ -591,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt as exc:
         click.echo(_stopped_by(exc), err=True)
-        return 143 if isinstance(exc, Terminated) else 130
+        return stop_exit_code(exc)
     except BaseException as exc:  # a bug: say so plainly, keep the traceback behind --debug
         if debug or not reported(exc):
             raise

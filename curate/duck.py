@@ -15,6 +15,7 @@ import polars as pl
 from curate.errors import CurateError
 from curate.parquet_nan import read_option  # noqa: F401  (plugins take it from here)
 from curate.schema import Schema
+from curate.stopping import watch
 from curate.step import TableInput
 
 ORDER_COLUMNS = ("_shard", "_row")
@@ -41,7 +42,13 @@ def connect(untrusted: bool = False, settings: dict[str, str] | None = None) -> 
     con = duckdb.connect(config={**NO_AUTO_EXTENSIONS, **(settings or {}),
                                  **({"enable_external_access": False} if untrusted else {})})
     _in_utc(con, "GLOBAL")
-    return con
+    return watch(con)
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of ``con`` (a connection of its own to the same database), stopped with the run as
+    ``con`` is: interrupting ``con`` leaves its cursors' queries running."""
+    return watch(con.cursor())
 
 
 def default_cursor() -> duckdb.DuckDBPyConnection:
@@ -52,7 +59,7 @@ def default_cursor() -> duckdb.DuckDBPyConnection:
         for name, value in NO_AUTO_EXTENSIONS.items():
             default.execute(f"SET {name} = {str(value).lower()}")
         _local.default_set = default
-    return _in_utc(default.cursor(), "SESSION")
+    return _in_utc(cursor(default), "SESSION")
 
 
 def _in_utc(con: duckdb.DuckDBPyConnection, scope: str) -> duckdb.DuckDBPyConnection:

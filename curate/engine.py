@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
-from curate import __version__
+from curate import __version__, stopping
 from curate.atomic import write_text_atomic
 from curate.diskspace import check_free, min_free_bytes, output_fix
 from curate.errors import (
@@ -33,12 +33,12 @@ from curate.errors import (
     CurateError,
     ResourceError,
     StepError,
-    Terminated,
     error_line,
     out_of_room,
     reported,
     resource_hint,
     room_left,
+    stop_words,
 )
 from curate.fusion import FollowerPool, FusedSteps, Member
 from curate.images import ImageGone, refetch_hint, untrusted_image_folders
@@ -179,6 +179,7 @@ class Engine:
                 for planned in plan.steps:
                     if planned.index != planned.group[0]:
                         continue  # ran with its group
+                    stopping.check()  # a stop some library caught and dropped
                     members = [p.label for p in plan.group_of(planned)]
                     where = f"step '{members[0]}'" if len(members) == 1 else \
                         "the steps " + ", ".join(f"'{label}'" for label in members)
@@ -191,10 +192,16 @@ class Engine:
                     write_manifest(self.run_dir, manifest)
                     for record in records:
                         self.pm.notify("curate_step_finished", run_dir=self.run_dir, record=record)
+                stopping.check()
                 where = "the outputs"
                 for output in plan.outputs:  # listed as written: a failure leaves the others stale
                     manifest["outputs"].append(self._write_output(output))
+                stopping.check()
         except BaseException as exc:
+            # DuckDB's "Query interrupted", or a step's failure wrapping it, after a signal: the stop
+            stop, original = stopping.as_stop(exc), exc
+            if stop is not None:
+                exc = stop
             with contextlib.suppress(Warning):  # warnings as errors (a test) must not hide ``exc``
                 self._note_stale(manifest, earlier, failed=True)
             # Out of memory or disk outside a step's own code (the source's ingest, an output):
@@ -207,12 +214,13 @@ class Engine:
             manifest["status"] = "failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             manifest["error"] = str(resource or exc)
             if isinstance(exc, KeyboardInterrupt):
-                manifest["error"] = f"{'terminated (SIGTERM)' if isinstance(exc, Terminated) else 'interrupted'} " \
-                                    f"during {where}"
+                manifest["error"] = f"{stop_words(exc)} during {where}"
             manifest["finished_at"] = _now()
             write_manifest(self.run_dir, manifest)
             if resource is not None:
                 raise resource from exc
+            if stop is not None:
+                raise stop from original
             raise
         manifest["status"] = "complete"
         self._note_stale(manifest, earlier, failed=False)
@@ -224,7 +232,17 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - recorded, then raised below
             failed = views_failed(self.run_dir, manifest, exc)
         write_manifest(self.run_dir, manifest)
-        self.pm.notify("curate_run_finished", run_dir=self.run_dir, manifest=manifest)
+        try:
+            self.pm.notify("curate_run_finished", run_dir=self.run_dir, manifest=manifest)
+            stopping.check()
+        except BaseException as exc:  # a stop: the run is complete, only what hooks write (the report) is not
+            stop = exc if isinstance(exc, KeyboardInterrupt) else stopping.as_stop(exc)
+            if stop is None:
+                raise
+            stop.after_complete = True  # type: ignore[attr-defined]
+            if stop is exc:
+                raise
+            raise stop from exc
         if failed is not None:
             raise failed
         return manifest

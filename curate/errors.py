@@ -220,8 +220,26 @@ def error_line(exc: BaseException) -> str:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (systemd, docker stop, Kubernetes, Slurm, ``timeout``): handled as Ctrl-C is, so the
-    run stops the same way (its manifest says interrupted, its scratch is removed) and says so."""
+    """SIGTERM (systemd, docker stop, Kubernetes, Slurm, ``timeout``) or SIGHUP (a dropped ssh session, a
+    closed terminal): handled as Ctrl-C is, so the run stops the same way (its manifest says interrupted,
+    its scratch is removed) and says so; the process exits 128 + the signal's number."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__()
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return {1: "SIGHUP", 15: "SIGTERM"}.get(self.signum, f"signal {self.signum}")
+
+
+def stop_words(exc: KeyboardInterrupt) -> str:
+    """How a stop is told: ``terminated (SIGTERM)`` or ``interrupted`` (Ctrl-C)."""
+    return f"terminated ({exc.name})" if isinstance(exc, Terminated) else "interrupted"
+
+
+def stop_exit_code(exc: KeyboardInterrupt) -> int:
+    return 128 + exc.signum if isinstance(exc, Terminated) else 130
 
 
 class StepError(CurateError):

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curate.duck import literal, quote, registered, stream
+from curate.duck import cursor, literal, quote, registered, stream
 from curate.errors import SourceError
 from curate.schema import UID
 
@@ -141,7 +141,7 @@ def _numbered_by_hash_set(con: Any, rows: Iterator[pl.DataFrame], content: Conte
                           repeated: np.ndarray) -> Iterator[pl.DataFrame]:
     occurrences = Occurrences(repeated)
     order = _SourceOrder()
-    later = con.cursor()  # the main stream keeps its connection busy until it is drained
+    later = cursor(con)  # the main stream keeps its connection busy until it is drained
     later.execute("SET preserve_insertion_order=true")  # later uids come back in their rows' order
     try:
         for frame in rows:
@@ -240,7 +240,7 @@ def _numbered_by_window(con: Any, relation: str, content: str, quoted: str,
     occurrences, a narrow query sorted by position; every other row streams in scan order,
     which DuckDB keeps under ``preserve_insertion_order``. So no query sorts the whole, wide
     table."""
-    later = con.cursor()  # a second result stream needs its own connection to the database
+    later = cursor(con)  # a second result stream needs its own connection to the database
     later.execute("SET preserve_insertion_order=true")
     repeats = _Positions(stream(later, f"""
         WITH hashed AS NOT MATERIALIZED (

@@ -23,6 +23,7 @@ import numpy as np
 from curate.duck import literal, quote
 from curate.errors import SourceError
 from curate.footers import arrow_footer, polars_schema
+from curate.stopping import watch
 
 
 def unpacked_shard_problem(con: duckdb.DuckDBPyConnection, files: list[Path], columns: dict[str, bool],
@@ -184,7 +185,7 @@ def file_text_bytes(path: Path, budget: int) -> int | None:
     schema = polars_schema(path)
     flat = {c: d == pl.Binary for c, d in schema.items() if isinstance(d, (pl.String, pl.Binary, pl.Categorical, pl.Enum))}
     nested = tuple(c for c, d in schema.items() if holds_text(d))
-    con = duckdb.connect(config={"memory_limit": "512MB", "threads": 2})
+    con = watch(duckdb.connect(config={"memory_limit": "512MB", "threads": 2}))
     try:
         used = sum(int(bytes_) for _, bytes_ in _measure(con, path, 0, flat, 2**62))
     finally:

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 from pydantic import Field
 
-from curate.duck import UnsafeSQL, bind, check_expression, explain, shard_connection, time_limit
+from curate.duck import UnsafeSQL, bind, check_expression, cursor, explain, shard_connection, time_limit
 from curate.errors import StepError
 from curate.params import Params
 from curate.schema import DROP_REASON, Schema
@@ -63,7 +63,7 @@ class Filter(Step):
         # A cursor of this thread's connection has its own `input`, so steps and threads
         # never see each other's.
         check_expression(self.params.where)  # planning refused it already; never run a second statement
-        con = shard_connection(self.untrusted, ctx).cursor()
+        con = cursor(shard_connection(self.untrusted, ctx))
         try:
             con.register("input", table)
             with time_limit(con, self.sql_timeout, f"the where of step '{self.label}'"):

@@ -14,6 +14,7 @@ from curate.duck import (
     bind,
     check_query,
     create_input_view,
+    cursor,
     explain,
     lock_down,
     shard_connection,
@@ -139,7 +140,7 @@ class Sql(Step):
 
     def process_shard(self, table: pl.DataFrame, ctx: StepContext) -> pl.DataFrame:
         check_query(self._query())  # planning refused it already; never run a second statement
-        con = shard_connection(self.untrusted, ctx).cursor()  # its own `input` and `_result`, closed below
+        con = cursor(shard_connection(self.untrusted, ctx))  # its own `input` and `_result`, closed below
         try:
             con.register("input", table)
             with time_limit(con, self.sql_timeout, f"the query of step '{self.label}'"):
