@@ -113,3 +113,45 @@ def test_a_signal_in_a_duckdb_query_stops_the_run_and_it_resumes(tmp_path, clean
     again = run(directory)
     assert again.returncode == 0, again.stderr
     assert written(directory) == clean
+
+
+SLOW_REPORT = '''
+"""curate-slowreport: a run-finished hook that waits, so a test can stop a run while it reports."""
+import time
+from pathlib import Path
+
+from curate import hookimpl
+
+
+@hookimpl
+def curate_run_finished(run_dir, manifest):
+    (Path(run_dir) / "reporting").touch()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+'''
+
+
+def test_a_stop_while_reporting_says_the_run_completed(tmp_path, make_plugin_dist):
+    """SIGTERM after the manifest said complete (in the report hook) said "run again to resume"
+    (probe finding 14): it says the run completed and only its report is missing."""
+    plugin = make_plugin_dist("curate-slowreport", SLOW_REPORT, version="0.1", entry_point="slowreport")
+    directory = project(tmp_path / "work", 10)
+    process = subprocess.Popen(COMMAND, cwd=directory, env=cli_env([plugin]), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (directory / "run" / "reporting").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the run never reported"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 143, stderr
+    assert "terminated (SIGTERM) while reporting on the run, which had completed (its outputs are written); " \
+           "run the same command again to write its report" in stderr
+    assert "resume" not in stderr and "Traceback" not in stderr
+    assert json.loads((directory / "run" / "manifest.json").read_text())["status"] == "complete"
+    assert not held(directory / "run")
