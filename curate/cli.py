@@ -312,7 +312,9 @@ def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the manifest as JSON, with \"damaged\": the stored files' check "
+                   "([{\"step\", \"problem\"}], read whole with --verify, which exits non-zero on damage).")
 @click.option("--verify", is_flag=True,
               help="Check every stored file's fingerprint (reads them all), not only that it is there.")
 def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
@@ -322,8 +324,14 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
     from curate.storecheck import stored_problems
 
     manifest = read_manifest(Path(run_dir))
+    damaged = stored_problems(manifest, verify)
     if as_json:
-        click.echo(json.dumps(manifest, indent=2))
+        # what the text view says besides the manifest, under keys the manifest does not use: the
+        # stored files' check (read whole with --verify)
+        shown = {**manifest, "damaged": [{"step": label, "problem": problem} for label, problem in damaged],
+                 "verified": verify}
+        click.echo(json.dumps(shown, indent=2))
+        _refuse_damaged(run_dir, verify, damaged, "the JSON's \"damaged\" lists them")
         return
     console = _console()
     _print_funnel(manifest, console)
@@ -350,7 +358,7 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
                                f"still read the files there; `curate relocate {run_dir}` points them here"))
     for output in manifest.get("outputs", []):
         console.print(f"output: {for_rich(output['format'])} → {for_rich(output['path'])}")
-    if damaged := stored_problems(manifest, verify):
+    if damaged:
         for label, problem in damaged:
             console.print(for_rich(f"step '{label}' is not as it was stored: {problem}"))
         console.print(for_rich(f"the run directory's views read these files and fail; `curate run --resume {run_dir}` "
@@ -360,11 +368,16 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
         console.print(for_rich(f"stale output: {output['path']} holds the rows of an earlier run (started "
                                f"{run.get('started_at')}, spec hash {str(run.get('spec_hash'))[:12]}), not this "
                                f"spec's"))
-    if verify and damaged:  # a check asked for: scripts read its answer from the exit code
+    _refuse_damaged(run_dir, verify, damaged, "above")
+
+
+def _refuse_damaged(run_dir: str, verify: bool, damaged: list[tuple[str, str]], listed: str) -> None:
+    """``inspect --verify`` (text or JSON) found damage: scripts read its answer from the exit code."""
+    if verify and damaged:
         from curate.errors import RunDirError
 
         raise RunDirError(f"{len(damaged)} finished step{'s' if len(damaged) > 1 else ''} of {run_dir} "
-                          f"{'are' if len(damaged) > 1 else 'is'} not as stored (above)",
+                          f"{'are' if len(damaged) > 1 else 'is'} not as stored ({listed})",
                           f"curate run --resume {run_dir} recomputes {'them' if len(damaged) > 1 else 'it'}")
 
 

@@ -68,3 +68,26 @@ def test_inspect_names_a_step_whose_input_changed_since_it_ran(curate_main, writ
     assert shown.code == 0, shown
     assert ("step 'exact_dedup' is not as it was stored: its input changed since it ran (step 'filter' was "
             "recomputed)") in shown.stdout, shown
+
+
+def test_inspect_json_verify_checks_reports_and_exits_as_the_text_does(curate_main, write_spec, workdir):
+    """``inspect --json --verify`` printed the manifest and exited 0 without checking anything, the
+    command a CI integrity gate runs, while ``inspect --verify`` exited non-zero on the same run."""
+    write_spec(SPEC, table=TABLE)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    clean = curate_main("inspect", "run", "--json", "--verify")
+    assert clean.code == 0 and json.loads(clean.stdout)["damaged"] == [], clean
+    assert json.loads(clean.stdout)["verified"] is True
+
+    shard = next((step_dir(workdir, "filter") / "data").glob("*.parquet"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # only a check that reads the bytes sees it
+    shard.write_bytes(bytes(data))
+    text = curate_main("inspect", "run", "--verify")
+    shown = curate_main("inspect", "run", "--json", "--verify")
+    assert shown.code == text.code != 0, shown
+    (entry,) = json.loads(shown.stdout)["damaged"]
+    assert entry["step"] == "filter" and "marker recorded" in entry["problem"]
+    assert "not as stored" in shown.stderr and "damaged" in shown.stderr
+    unverified = curate_main("inspect", "run", "--json")
+    assert unverified.code == 0 and json.loads(unverified.stdout)["damaged"] == []
