@@ -314,7 +314,9 @@ def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True,
               help="Print the manifest as JSON, with \"damaged\": the stored files' check "
-                   "([{\"step\", \"problem\"}], read whole with --verify, which exits non-zero on damage).")
+                   "([{\"step\", \"problem\"}], read whole with --verify, which exits non-zero on damage), "
+                   "\"lock_held\" (a live process holds the run directory now) and \"state\": \"status\", but "
+                   "\"stopped\" where that says \"running\" and no process holds the run (killed).")
 @click.option("--verify", is_flag=True,
               help="Check every stored file's fingerprint (reads them all), not only that it is there.")
 def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
@@ -325,19 +327,21 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
 
     manifest = read_manifest(Path(run_dir))
     damaged = stored_problems(manifest, verify)
+    locked = held(Path(run_dir))
     if as_json:
         # what the text view says besides the manifest, under keys the manifest does not use: the
-        # stored files' check (read whole with --verify)
+        # stored files' check (read whole with --verify), whether a live process holds the run
+        # directory's lock, and the judgement the text view prints as the status ("status" stays
+        # the manifest's: a run killed by SIGKILL or out of memory says "running" there for good)
         shown = {**manifest, "damaged": [{"step": label, "problem": problem} for label, problem in damaged],
-                 "verified": verify}
+                 "verified": verify, "lock_held": locked, "state": _state(manifest, locked)}
         click.echo(json.dumps(shown, indent=2))
         _refuse_damaged(run_dir, verify, damaged, "the JSON's \"damaged\" lists them")
         return
     console = _console()
     _print_funnel(manifest, console)
     status = manifest.get("status")
-    if status == "running" and not held(Path(run_dir)):
-        # a run killed (SIGKILL, out of memory, its machine gone) never wrote that it stopped
+    if _state(manifest, locked) == "stopped":
         status = "stopped: no process runs it now (killed, or its machine went down); run it again to resume"
     console.print(for_rich(f"spec hash {manifest.get('spec_hash')}, started {manifest.get('started_at')}, "
                            f"status {status}"))
@@ -369,6 +373,13 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
                                f"{run.get('started_at')}, spec hash {str(run.get('spec_hash'))[:12]}), not this "
                                f"spec's"))
     _refuse_damaged(run_dir, verify, damaged, "above")
+
+
+def _state(manifest: dict[str, Any], locked: bool) -> Any:
+    """The manifest's status, but "stopped" for a run it says is running that no live process
+    holds: one killed (SIGKILL, out of memory, its machine gone) never wrote that it stopped."""
+    status = manifest.get("status")
+    return "stopped" if status == "running" and not locked else status
 
 
 def _refuse_damaged(run_dir: str, verify: bool, damaged: list[tuple[str, str]], listed: str) -> None:

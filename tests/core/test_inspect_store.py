@@ -91,3 +91,27 @@ def test_inspect_json_verify_checks_reports_and_exits_as_the_text_does(curate_ma
     assert "not as stored" in shown.stderr and "damaged" in shown.stderr
     unverified = curate_main("inspect", "run", "--json")
     assert unverified.code == 0 and json.loads(unverified.stdout)["damaged"] == []
+
+
+def test_inspect_json_says_a_run_no_process_holds_has_stopped(curate_main, write_spec, workdir):
+    """After SIGKILL (or the OOM killer) the manifest says "running" for good: the text view said
+    "stopped", the JSON "running", and a poller waiting for it to change waited forever."""
+    from curate.lock import DirectoryLock
+
+    write_spec(SPEC, table=TABLE)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    path = workdir / "run" / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status": "running"}))  # what a kill leaves
+    shown = curate_main("inspect", "run", "--json")
+    assert shown.code == 0, shown
+    data = json.loads(shown.stdout)
+    assert (data["status"], data["state"], data["lock_held"]) == ("running", "stopped", False)
+    assert "status stopped: no process runs it now" in curate_main("inspect", "run").stdout
+
+    lock = DirectoryLock(workdir / "run", "run directory")
+    lock.acquire()
+    try:
+        data = json.loads(curate_main("inspect", "run", "--json").stdout)
+    finally:
+        lock.release()
+    assert (data["status"], data["state"], data["lock_held"]) == ("running", "running", True)
