@@ -1,4 +1,4 @@
-"""The ``curate`` command line. Exit codes: 0 ok, 2 spec or usage error, 1 runtime failure.
+"""The ``curate`` command line. Its exit codes are :data:`curate.errors.EXIT_CODES` (``curate --help``).
 
 Errors that curate raises on purpose print as a short message; a traceback needs ``--debug``.
 Plugins add sub-commands through ``curate_register_commands``.
@@ -18,12 +18,17 @@ import click
 
 from curate import stopping
 from curate.display import VisibleFormatter, for_rich, visible
-from curate.errors import CurateError, ResourceError, reported, stop_exit_code, stop_words
+from curate.errors import EXIT_CODES, CurateError, ResourceError, reported, stop_exit_code, stop_words
 
 DEBUG = {"on": False}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _exit_codes_epilog() -> str:
+    """``curate --help``'s list of exit codes, one a line (``\\b``: click keeps the lines)."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_exit_codes_epilog())
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(package_name="curate", prog_name="curate")
 def cli(debug: bool) -> None:
@@ -385,9 +390,9 @@ def _state(manifest: dict[str, Any], locked: bool) -> Any:
 def _refuse_damaged(run_dir: str, verify: bool, damaged: list[tuple[str, str]], listed: str) -> None:
     """``inspect --verify`` (text or JSON) found damage: scripts read its answer from the exit code."""
     if verify and damaged:
-        from curate.errors import RunDirError
+        from curate.errors import StoredFilesChanged
 
-        raise RunDirError(f"{len(damaged)} finished step{'s' if len(damaged) > 1 else ''} of {run_dir} "
+        raise StoredFilesChanged(f"{len(damaged)} finished step{'s' if len(damaged) > 1 else ''} of {run_dir} "
                           f"{'are' if len(damaged) > 1 else 'is'} not as stored ({listed})",
                           f"curate run --resume {run_dir} recomputes {'them' if len(damaged) > 1 else 'it'}")
 

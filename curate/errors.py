@@ -290,7 +290,7 @@ class ResourceError(CurateError):
 class RunLockedError(CurateError):
     """Another run holds the run directory or the store; names the holder (pid, host, start)."""
 
-    exit_code = 2
+    exit_code = 75  # EX_TEMPFAIL (sysexits.h): try again later, or --wait (EXIT_CODES)
 
 
 class RunDirError(CurateError):
@@ -298,6 +298,13 @@ class RunDirError(CurateError):
     folder (or the reverse). Names the path and how to repair it."""
 
     exit_code = 2
+
+
+class StoredFilesChanged(RunDirError):
+    """``curate inspect --verify`` found finished steps whose stored files are not what their
+    markers recorded: a code of its own, as a CI gate acts on it (``curate run --resume``)."""
+
+    exit_code = 3
 
 
 class OutputError(CurateError):
@@ -311,3 +318,17 @@ class StorageError(CurateError):
     URL, what was attempted and what to change (bucket, credentials, endpoint)."""
 
     exit_code = 2
+
+
+# What each exit status of ``curate`` means, for scripts (cron, CI, Kubernetes, Airflow): shown by
+# ``curate --help`` and in the README. Codes a script acts on differently are distinct.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "ok, warnings included"),
+    (1, "the run failed: a step's error, no room on disk, an internal error"),
+    (2, "the spec, the command line, the input data or the run directory is wrong: fix it"),
+    (3, "inspect --verify found stored files changed: curate run --resume RUN_DIR recomputes"),
+    (75, "another run holds the run directory or store (EX_TEMPFAIL): retry later, or --wait"),
+    (130, "interrupted (SIGINT, Ctrl-C); a re-run resumes"),
+    (129, "terminated (SIGHUP: a dropped ssh session); a re-run resumes"),
+    (143, "terminated (SIGTERM); a re-run resumes"),
+)

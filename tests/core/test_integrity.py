@@ -107,7 +107,7 @@ def test_a_second_run_on_the_same_directory_is_refused_naming_the_holder(write_s
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0, err
-    assert second.returncode == 2, second.stderr
+    assert second.returncode == 75, second.stderr
     assert f"pid {first.pid} on host {socket.gethostname()}, started 20" in second.stderr
     assert "Traceback" not in second.stderr
     assert outputs_and_steps(directory / "run") == clean
@@ -196,7 +196,7 @@ def test_a_live_holder_in_this_process_refuses_a_second_lock_with_its_name(tmp_p
         with pytest.raises(RunLockedError) as caught:
             DirectoryLock(tmp_path, "store").acquire(wait=0.3, say=lambda _: None)
         assert f"store {tmp_path} is in use by another curate run: pid {os.getpid()}" in str(caught.value)
-        assert caught.value.exit_code == 2
+        assert caught.value.exit_code == 75
     finally:
         first.release()
     assert not (tmp_path / ".curate.lock").exists()
