@@ -55,7 +55,10 @@ def _console(stderr: bool = False):
     :func:`curate.display.for_rich` first; ``:name:`` is never an emoji code."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+    from curate.closedpipe import StdoutConsole
+
+    kind = Console if stderr else StdoutConsole  # a reader closing stdout early is no failure (curate.closedpipe)
+    return kind(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: bool = False,
@@ -618,6 +621,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except (SystemExit, BrokenPipeError) as exc:
+        # rich and click end a write to a closed stdout with SystemExit(1), the code of a failed
+        # run: `curate inspect R | grep -q x` failed at random under pipefail (curate.closedpipe)
+        from curate.closedpipe import silence_stdout, stdout_closed
+
+        if (isinstance(exc, BrokenPipeError) or exc.code == 1) and stdout_closed():
+            silence_stdout()
+            return 0
+        raise
     except CurateError as exc:
         if debug:
             raise

@@ -323,7 +323,7 @@ class StorageError(CurateError):
 # What each exit status of ``curate`` means, for scripts (cron, CI, Kubernetes, Airflow): shown by
 # ``curate --help`` and in the README. Codes a script acts on differently are distinct.
 EXIT_CODES: tuple[tuple[int, str], ...] = (
-    (0, "ok, warnings included"),
+    (0, "ok, warnings included (also when a reader closes stdout early: | head, | grep -q)"),
     (1, "the run failed: a step's error, no room on disk, an internal error"),
     (2, "the spec, the command line, the input data or the run directory is wrong: fix it"),
     (3, "inspect --verify found stored files changed: curate run --resume RUN_DIR recomputes"),
