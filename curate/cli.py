@@ -100,12 +100,17 @@ allow_remote_option = click.option(
 @allow_remote_option
 def validate(spec: str, run_dir: str | None, untrusted: bool, allow_remote: tuple[str, ...]) -> None:
     """Check a spec: structure, plugin names, params, columns, and the run directory as the run
-    would find it. Exit 2 listing every problem.
+    would find it. Exit 2 listing every problem. A run directory or store that another run holds
+    now, or that this user cannot write, is a warning (exit 0): `curate run` would refuse it.
 
     Nothing of the spec runs: SQL is parsed and bound to an empty table, never executed; the run
     directory is only looked at, never created or changed."""
     plan, _ = _load_and_plan(spec, run_dir, untrusted=untrusted, allow_remote=allow_remote)
     plan.check_layout()  # what `curate run` refuses before it starts, said here first
+    from curate.preflight import run_dir_warnings
+
+    for warning in run_dir_warnings(plan.run_dir, plan.store_dir):  # what would stop it now, as a warning
+        click.echo(f"curate: warning: {visible(warning, lines=True)}", err=True)
     steps = len(plan.steps) - 1
     _console().print(f"[green]ok[/green] {for_rich(spec)}: source '{for_rich(plan.source.format)}', {steps} step"
                      f"{'s' if steps != 1 else ''}, {len(plan.outputs)} output{'s' if len(plan.outputs) != 1 else ''}")
