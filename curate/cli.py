@@ -164,7 +164,8 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool,
               help="Resume the run in this directory with the spec saved there.")
 @click.option("--from", "from_label", help="Recompute this step and every step after it.")
 @click.option("--no-cache", is_flag=True, help="Recompute every step.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True,
+              help="Only warnings and errors: no progress bars, no funnel table, no 'wrote' lines.")
 @click.option("--untrusted", is_flag=True, help=UNTRUSTED_HELP)
 @allow_remote_option
 @click.option("--wait", is_flag=True,
@@ -201,6 +202,8 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     finally:
         if observer is not None:
             observer.close()
+    if quiet:
+        return
     _print_funnel(manifest, console)
     for output in manifest.get("outputs", []):
         console.print(f"wrote {for_rich(output['format'])} → {for_rich(output['path'])}")
@@ -580,6 +583,15 @@ def _last_resort() -> logging.Handler:
     return handler
 
 
+def _red() -> dict[str, Any]:
+    """click.secho's styling of error text: none where NO_COLOR is set to anything
+    (https://no-color.org), as rich's output already honours; it coloured it on a terminal regardless
+    (and without a colour it still added a reset escape)."""
+    import os
+
+    return {"reset": False} if os.environ.get("NO_COLOR") else {"fg": "red"}
+
+
 def _stopped_by(exc: KeyboardInterrupt) -> str:
     if getattr(exc, "after_complete", False):  # outputs and manifest written: only the report was not
         return f"{stop_words(exc)} while reporting on the run, which had completed (its outputs are " \
@@ -638,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     except CurateError as exc:
         if debug:
             raise
-        click.secho(f"error: {visible(exc, lines=True)}", fg="red", err=True)
+        click.secho(f"error: {visible(exc, lines=True)}", **_red(), err=True)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         click.echo(_stopped_by(exc), err=True)
@@ -650,15 +662,15 @@ def main(argv: list[str] | None = None) -> int:
         # wherever curate writes (its lock, manifest, views, report), a read-only run directory.
         resource = ResourceError.from_exception(exc)
         if resource is not None:
-            click.secho(f"error: {visible(resource, lines=True)}", fg="red", err=True)
+            click.secho(f"error: {visible(resource, lines=True)}", **_red(), err=True)
             return 1
         if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             where = visible(str(exc.filename or "a file"))
-            click.secho(f"error: cannot use {where}: {exc.strerror}", fg="red", err=True)
+            click.secho(f"error: cannot use {where}: {exc.strerror}", **_red(), err=True)
             click.echo("  hint: curate writes into the run directory (its lock, manifest, views and report) "
                        "and the store: run where you may write, or copy the run directory there first", err=True)
             return 1
-        click.secho(f"internal error: {type(exc).__name__}: {visible(exc, lines=True)}", fg="red", err=True)
+        click.secho(f"internal error: {type(exc).__name__}: {visible(exc, lines=True)}", **_red(), err=True)
         click.echo("re-run with --debug for the traceback, and please report it", err=True)
         return 1
     return 0
