@@ -57,7 +57,8 @@ def _console(stderr: bool = False):
 
     from curate.closedpipe import StdoutConsole
 
-    kind = Console if stderr else StdoutConsole  # a reader closing stdout early is no failure (curate.closedpipe)
+    # a reader closing stdout early is no failure (curate.closedpipe)
+    kind = Console if stderr else StdoutConsole
     return kind(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
@@ -331,8 +332,8 @@ def _print_funnel(manifest: dict[str, Any], console: Any) -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the manifest as JSON, with \"damaged\": the stored files' check "
                    "([{\"step\", \"problem\"}], read whole with --verify, which exits non-zero on damage), "
-                   "\"lock_held\" (a live process holds the run directory now) and \"state\": \"status\", but "
-                   "\"stopped\" where that says \"running\" and no process holds the run (killed).")
+                   "\"lock_held\" (a live process holds the run directory now) and \"state\": \"status\", "
+                   "but \"stopped\" where that says \"running\" and no process holds the run (killed).")
 @click.option("--verify", is_flag=True,
               help="Check every stored file's fingerprint (reads them all), not only that it is there.")
 def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
@@ -403,9 +404,10 @@ def _refuse_damaged(run_dir: str, verify: bool, damaged: list[tuple[str, str]], 
     if verify and damaged:
         from curate.errors import StoredFilesChanged
 
-        raise StoredFilesChanged(f"{len(damaged)} finished step{'s' if len(damaged) > 1 else ''} of {run_dir} "
-                          f"{'are' if len(damaged) > 1 else 'is'} not as stored ({listed})",
-                          f"curate run --resume {run_dir} recomputes {'them' if len(damaged) > 1 else 'it'}")
+        steps = f"{len(damaged)} finished step{'s' if len(damaged) > 1 else ''}"
+        many = len(damaged) > 1
+        raise StoredFilesChanged(f"{steps} of {run_dir} {'are' if many else 'is'} not as stored ({listed})",
+                                 f"curate run --resume {run_dir} recomputes {'them' if many else 'it'}")
 
 
 @cli.command()

@@ -17,7 +17,8 @@ from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this proc
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = pl.DataFrame({"url": [f"u{i}" for i in range(20)], "alt_text": [f"text {i}" for i in range(20)]})
-SPEC = {"name": "s", "source": {"path": "data.parquet"}, "steps": [{"step": "filter", "params": {"where": "true"}}],
+SPEC = {"name": "s", "source": {"path": "data.parquet"},
+        "steps": [{"step": "filter", "params": {"where": "true"}}],
         "run": {"dir": "run", "report": False}}
 
 
@@ -25,7 +26,8 @@ def closed_pipe_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """``curate ARGS`` with stdout a pipe whose reader has already gone: its first write fails."""
     read, write = os.pipe()
     os.close(read)
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'plugins'}", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'plugins'}",
+           "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         return subprocess.run([sys.executable, "-m", "curate", *args], stdout=write, stderr=subprocess.PIPE,
                               cwd=tmp_path, env=env, text=True, timeout=120)

@@ -12,7 +12,8 @@ import polars as pl
 from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this process)
 
 TABLE = pl.DataFrame({"url": [f"u{i}" for i in range(20)], "alt_text": [f"text {i}" for i in range(20)]})
-SPEC = {"name": "s", "source": {"path": "data.parquet"}, "steps": [{"step": "filter", "params": {"where": "true"}}],
+SPEC = {"name": "s", "source": {"path": "data.parquet"},
+        "steps": [{"step": "filter", "params": {"where": "true"}}],
         "outputs": [{"format": "parquet", "path": "out.parquet"}], "run": {"dir": "run", "report": False}}
 
 

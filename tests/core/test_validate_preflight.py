@@ -14,7 +14,8 @@ import curate.preflight
 from tests.core.conftest import curate_main  # noqa: F401  (the CLI in this process)
 
 TABLE = pl.DataFrame({"url": [f"u{i}" for i in range(20)], "alt_text": [f"text {i}" for i in range(20)]})
-SPEC = {"name": "s", "source": {"path": "data.parquet"}, "steps": [{"step": "filter", "params": {"where": "true"}}],
+SPEC = {"name": "s", "source": {"path": "data.parquet"},
+        "steps": [{"step": "filter", "params": {"where": "true"}}],
         "run": {"dir": "run", "report": False}}
 
 
@@ -31,7 +32,8 @@ def test_validate_warns_of_a_held_run_directory(curate_main, write_spec, workdir
     finally:
         lock.release()
     assert shown.code == 0 and "ok spec.yaml" in shown.stdout, shown
-    assert "warning: the run directory" in shown.stderr and "in use by another curate run now: pid" in shown.stderr
+    assert "warning: the run directory" in shown.stderr
+    assert "in use by another curate run now: pid" in shown.stderr
     assert "--wait" in shown.stderr
 
 
@@ -40,7 +42,7 @@ def test_validate_warns_of_a_run_directory_it_cannot_create(curate_main, write_s
     real = os.access
     # as root, chmod makes nothing unwritable: this user may not write in the working directory
     monkeypatch.setattr(curate.preflight.os, "access",
-                        lambda path, mode, **kw: False if str(path) == str(workdir) else real(path, mode, **kw))
+                        lambda path, mode, **kw: str(path) != str(workdir) and real(path, mode, **kw))
     shown = curate_main("validate", "spec.yaml")
     assert shown.code == 0, shown
     assert f"the run directory {workdir / 'run'} cannot be created by this user" in shown.stderr, shown
