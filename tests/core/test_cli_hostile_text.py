@@ -36,7 +36,7 @@ def test_plan_run_and_inspect_show_spec_and_data_text_as_text(curate_main, write
     assert plan.code == 0, plan
     assert "[blink]w[/blink]\\x1b]8;;https://evil.example\\x1b\\" in plan.stdout
     assert "[bold]out\\x1b[8m.csv" in plan.stdout
-    run = curate_main("run", "spec.yaml", "--quiet")
+    run = curate_main("run", "spec.yaml")  # the funnel: not with --quiet
     assert run.code == 0, run
     inspect = curate_main("inspect", "run")
     for shown in (run.stderr, inspect.stdout):
