@@ -200,6 +200,10 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     try:
         manifest = Engine(the_plan, pm, observer).run(from_label=from_label, use_cache=not no_cache,
                                                       wait=None if wait else 0, retry_failed=retry_failed)
+    except KeyboardInterrupt as exc:
+        if no_cache or from_label is not None:
+            _resume_with(exc, the_plan, "--no-cache" if no_cache else f"--from {from_label}")
+        raise
     finally:
         if observer is not None:
             observer.close()
@@ -210,6 +214,25 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
         console.print(f"wrote {for_rich(output['format'])} → {for_rich(output['path'])}")
     run_dir_shown = for_rich(the_plan.run_dir)
     console.print(f"run directory: {run_dir_shown}  (DuckDB views: {for_rich(the_plan.run_dir / 'curate.duckdb')})")
+
+
+def _resume_with(exc: KeyboardInterrupt, the_plan: Any, flag: str) -> None:
+    """A run with --no-cache or --from that was stopped: the same command would recompute what
+    this one finished, so the hint says how to resume it (read by :func:`_stopped_by`). Only when
+    the run got as far as saving its spec (the manifest is this spec's): --resume reads it."""
+    import shlex
+
+    from curate.runfiles import read_json
+
+    try:
+        manifest = read_json(the_plan.run_dir / "manifest.json")
+    except (OSError, ValueError):
+        return
+    if manifest.get("spec_hash") != the_plan.spec.hash() or manifest.get("status") != "interrupted":
+        return
+    resume = f"curate run --resume {shlex.quote(str(the_plan.run_dir))}"
+    exc.curate_resume = (  # type: ignore[attr-defined]
+        f"run `{resume}` to resume (the same command would recompute with {flag} what this run finished)")
 
 
 def _refuse_shipped_cache(the_plan: Any) -> None:
@@ -598,7 +621,8 @@ def _stopped_by(exc: KeyboardInterrupt) -> str:
     if getattr(exc, "after_complete", False):  # outputs and manifest written: only the report was not
         return f"{stop_words(exc)} while reporting on the run, which had completed (its outputs are " \
             "written); run the same command again to write its report"
-    return f"{stop_words(exc)}; run the same command again to resume"
+    resume = getattr(exc, "curate_resume", "run the same command again to resume")
+    return f"{stop_words(exc)}; {resume}"
 
 
 def main(argv: list[str] | None = None) -> int:

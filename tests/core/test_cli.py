@@ -264,6 +264,21 @@ def test_ctrl_c_exits_130_marks_the_run_interrupted_and_keeps_finished_shards(cu
     assert len(markers) == 1
 
 
+@pytest.mark.parametrize("flags", [("--no-cache",), ("--from", "interrupted")])
+def test_ctrl_c_after_no_cache_or_from_says_how_to_resume_not_to_run_the_same_command(
+        curate_main, register_plugin, write_spec, workdir, flags):
+    # The same command would recompute every step (--no-cache) or the steps from --from again,
+    # finished shards included (automation probe): the hint names --resume RUN_DIR instead.
+    register_plugin(InterruptedPlugin(), "interrupted")
+    write_spec({"source": {"path": "data.parquet"}, "steps": [{"step": "interrupted"}],
+                "run": {"dir": "run", "shard_size": 5}}, table=sample_table(20))
+    result = curate_main("run", "spec.yaml", "--quiet", *flags)
+    assert result.code == 130, result
+    assert f"interrupted; run `curate run --resume {workdir / 'run'}` to resume (the same command would " \
+           f"recompute with {' '.join(flags)} what this run finished)" in result.stderr
+    assert "run the same command again" not in result.stderr
+
+
 def test_resume_works_from_another_directory(ran, curate_main, workdir, monkeypatch):
     monkeypatch.chdir(workdir.parent)
     resumed = curate_main("run", "--resume", "work/run", "--quiet")
