@@ -166,7 +166,8 @@ class Engine:
         # Written with the manifest, after the checks above: a run directory holding a spec.yaml but
         # no manifest or store/ would look like someone else's folder to the next run (curate.plan).
         earlier = earlier_outputs(self.run_dir)  # before the manifest that lists them is replaced
-        write_text_atomic(self.run_dir / "spec.yaml", self.spec.dump_yaml())  # whole: --resume reads it
+        # whole: --resume reads it; the same spec leaves the file as it was (as the outputs: curate.atomic)
+        write_text_atomic(self.run_dir / "spec.yaml", self.spec.dump_yaml(), keep_same=True)
         manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)
         self.pm.notify("curate_run_started", run_dir=self.run_dir, spec=self.spec)

@@ -48,7 +48,7 @@ class ParquetSink(TableSink):
 
     def write(self, table: TableInput) -> dict[str, Any]:
         path = self.ctx.output_path
-        with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
+        with atomic_path(path, sweep=True, keep_same=True) as tmp, self.ctx.guarded_file(tmp) as handle:
             _frame(table, self.params.columns).sink_parquet(handle, compression="zstd")
         # glob=False: a file named `out[1].parquet` is that file, not a pattern that matches nothing
         return {"rows": pl.scan_parquet(path, glob=False).select(pl.len()).collect().item()}
@@ -67,7 +67,7 @@ class JsonlSink(TableSink):
                  if _holds(d, _BYTES)]
         if texts:
             frame = frame.with_columns(texts)
-        with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
+        with atomic_path(path, sweep=True, keep_same=True) as tmp, self.ctx.guarded_file(tmp) as handle:
             frame.sink_ndjson(handle)
         with path.open("rb") as handle:  # closed at once: a leaked handle is a ResourceWarning
             return {"rows": sum(1 for _ in handle)}
@@ -96,7 +96,7 @@ class CsvSink(TableSink):
                  if dtype.is_nested() or dtype == pl.Binary or isinstance(dtype, pl.Duration)]
         if cells:
             frame = frame.with_columns(cells)
-        with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
+        with atomic_path(path, sweep=True, keep_same=True) as tmp, self.ctx.guarded_file(tmp) as handle:
             frame.sink_csv(handle, include_bom=self.params.bom)
         return {"rows": table.scan().select(pl.len()).collect().item()}
 
@@ -176,7 +176,7 @@ class UidListSink(Sink):
                               "the source's uids collide in 64 bits: write the list of another column, or give the "
                               "rows curate's own uids (leave out the source's uid column)")
         path = self.ctx.output_path
-        with atomic_path(path, sweep=True) as tmp, self.ctx.guarded_file(tmp) as handle:
+        with atomic_path(path, sweep=True, keep_same=True) as tmp, self.ctx.guarded_file(tmp) as handle:
             np.save(handle, array)
         return {"rows": int(array.shape[0])}
 

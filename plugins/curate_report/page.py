@@ -139,5 +139,5 @@ def write_report(run_dir: Path | str, out: Path | str | None = None, pm: Any = N
     manifest = manifest if manifest is not None else read_manifest(run_dir)
     page = render_page(manifest, collect_sections(pm, run_dir, manifest, image_dirs(run_dir, [*read_from, *images_from])))
     target = Path(out) if out is not None else run_dir / REPORT
-    write_text_atomic(target, page, encoding="utf-8")
+    write_text_atomic(target, page, encoding="utf-8", keep_same=True)
     return target

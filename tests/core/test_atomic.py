@@ -35,3 +35,17 @@ def test_sweep_removes_temporaries_of_dead_processes_only(tmp_path):
         tmp.write_text("done")
     assert not dead.exists() and alive.exists()
     assert target.read_text() == "done"
+
+
+def test_keep_same_leaves_a_file_with_the_same_bytes_untouched_and_replaces_others(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("same")
+    os.utime(target, ns=(10**9, 10**9))
+    write_text_atomic(target, "same", keep_same=True)
+    assert target.stat().st_mtime_ns == 10**9 and not temporary(target).exists()
+    write_text_atomic(target, "sane", keep_same=True)  # same size, other bytes
+    assert target.read_text() == "sane" and target.stat().st_mtime_ns != 10**9
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    write_text_atomic(link, "sane", keep_same=True)  # a link is replaced by a file, as before
+    assert not link.is_symlink() and link.read_text() == "sane"

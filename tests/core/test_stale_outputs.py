@@ -131,3 +131,25 @@ def test_a_failed_run_of_the_same_spec_leaves_its_outputs_unflagged(curate_main,
     (workdir / "fail").touch()
     assert curate_main("run", "spec.yaml", "--quiet").code == 1
     assert manifest(workdir)["status"] == "failed" and "stale_outputs" not in manifest(workdir)
+
+
+def test_a_cached_rerun_leaves_outputs_with_the_same_bytes_untouched(curate_main, write_spec, workdir):
+    """A no-op re-run gave every output a new mtime with the same bytes: `make` rebuilt what
+    depends on them, `rsync -a` sent them again (automation probe). A changed output is written."""
+    import os
+
+    files = ["curated.parquet", "curated.csv", "curated.jsonl"]
+    write_spec(spec(5, [("parquet", files[0]), ("csv", files[1]), ("jsonl", files[2])]), table=TABLE)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    old = 1_000_000_000
+    for name in [*files, "spec.yaml"]:
+        os.utime(workdir / "run" / name, ns=(old, old))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    assert all(r["cached"] for r in manifest(workdir)["steps"])
+    assert {name: (workdir / "run" / name).stat().st_mtime_ns for name in [*files, "spec.yaml"]} == \
+        dict.fromkeys([*files, "spec.yaml"], old)
+    assert not [p.name for p in (workdir / "run").iterdir() if p.name.endswith(".tmp")]
+    write_spec(spec(15, [("parquet", files[0]), ("csv", files[1]), ("jsonl", files[2])]))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    assert all((workdir / "run" / name).stat().st_mtime_ns != old for name in [*files, "spec.yaml"])
+    assert pl.read_parquet(workdir / "run" / files[0]).height == 5
