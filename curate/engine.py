@@ -48,7 +48,7 @@ from curate.plan import Plan, PlannedStep
 from curate.plugins import PluginManager
 from curate.lock import locked
 from curate.removal import check_recomputable, check_removable, remove_step_folders
-from curate.runfiles import read_json, remove_tree
+from curate.runfiles import RETRY_NEXT, read_json, remove_tree
 from curate.runstore import (
     COMPLETE,
     NOT_STORED,
@@ -316,7 +316,8 @@ class Engine:
                 # label → store dir of every upstream step, so a step can read their artifacts
                 # (embeddings written by clip_score, say) without recomputing them.
                 "upstream": {p.label: str(self.plan.step_dir(p)) for p in self.plan.steps[: planned.index]},
-                **({"retry_failed": True} if planned.label in getattr(self, "retrying", {}) else {}),
+                **({"retry_failed": True} if planned.label in getattr(self, "retrying", {})
+                   or (step_dir / RETRY_NEXT).exists() else {}),
             },
         )
 
@@ -358,11 +359,29 @@ class Engine:
         if planned.label in getattr(self, "retrying", {}):
             stats["retried_rows"] = self.retrying[planned.label]
         stats.update(step_input.fields() if step_input else {})
+        if planned.step is not None:
+            self._check_result(planned, step_dir, ctx)
         write_json_atomic(stats, step_dir / COMPLETE)
+        (step_dir / RETRY_NEXT).unlink(missing_ok=True)
         record.update(marker_facts(stats), complete=True)
         link_step(self.run_dir, planned.dirname, step_dir)
         self.observer.step_finished(planned, record)
         return record
+
+    def _check_result(self, planned: PlannedStep, step_dir: Path, ctx: StepContext) -> None:
+        """A finished step whose result its plugin refuses (:meth:`Step.result_problem`: a download
+        whose servers were down) fails the run rather than being kept as complete, so no later run
+        reuses it as good: its shards are reopened (their files stay) and its next run retries the
+        rows that failed transiently (``RETRY_NEXT``), as --retry-failed does."""
+        assert planned.step is not None
+        problem = planned.step.result_problem(ctx)
+        if problem is None:
+            return
+        message, hint = problem
+        for marker in (step_dir / "shards").glob("*.json"):
+            marker.unlink()
+        write_json_atomic({"error": message}, step_dir / RETRY_NEXT)
+        raise StepError(planned.label, None, message, hint)
 
     def _run_group(self, members: list[PlannedStep], executor: Any) -> list[dict[str, Any]]:
         """A fused group (curate.fusion): one pass per shard through every member. Reused when

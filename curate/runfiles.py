@@ -29,6 +29,9 @@ MARKER_LIMIT = 16 << 20  # a step's or a shard's marker: a few kB, ~100 bytes pe
 MANIFEST = "manifest.json"  # a run directory's record of its run
 MANIFEST_LIMIT = 256 << 20  # a manifest: a record per step, however many steps
 COMPLETE = "_COMPLETE.json"  # a finished step's (or shard's) marker, in its folder
+# A step that finished with a result its plugin refused (Step.result_problem): its next run retries
+# the rows that failed transiently, as `curate run --retry-failed` does.
+RETRY_NEXT = "_RETRY_FAILED.json"
 
 
 def describe_mode(mode: int) -> str:

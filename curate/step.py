@@ -204,6 +204,14 @@ class Step:
         ``ctx.extras["retry_failed"]`` set, and recomputes every step after it. Default: none."""
         return 0
 
+    def result_problem(self, ctx: StepContext) -> tuple[str, str] | None:
+        """(message, hint) when the step's finished result is not worth keeping as complete (a
+        download whose servers were down fetched nothing): the run fails with it, the step is not
+        marked complete, and its next run re-runs it with ``ctx.extras["retry_failed"]`` set, as
+        ``curate run --retry-failed`` does. Called after the last shard, with the context
+        :meth:`summary` gets. Default: None."""
+        return None
+
     def summary(self, ctx: StepContext) -> dict[str, Any]:
         """Facts worth keeping in the manifest after the step ran (thresholds used, …)."""
         return {}

@@ -178,6 +178,13 @@ class DownloadParams(Params):
         False, description="download from hosts that are or resolve to private, loopback or link-local addresses")
     allowed_hosts: list[str] = Field(
         [], description="host names or IP networks allowed even though they are private (loopback, LAN)")
+    max_transient_share: float | None = Field(
+        0.9, ge=0, le=1,
+        description="the step fails when more than this share of the URLs it tried failed for reasons "
+                    "another try may fix (connection refused or reset, timeouts, HTTP 429 and 5xx), or when "
+                    "it fetched nothing and some failed so: its servers or network were likely down. It is "
+                    "not kept as finished, and the next run fetches those rows again. null: never fail so",
+        json_schema_extra={"fingerprint": False})
     processes: int = Field(1, ge=1, le=256, description="img2dataset processes per input shard",
                            json_schema_extra={"fingerprint": False})
     threads: int = Field(64, ge=1, le=4096, description="download threads per process",
@@ -338,7 +345,10 @@ class Download(Step):
             checked = self._precheck(table.select(UID, URL))
         pending = checked.filter(pl.col("status").is_null()).select(UID, URL)
         results.append(checked.filter(pl.col("status").is_not_null()).select(UID, "status", "error_message"))
-        job_dir = shard_dir if previous is None else shard_dir / f"retry-{_digest(pending[UID])}"
+        # A retry's own folder: a retry cut off resumes in it; one after a finished retry (whose shard
+        # file is newer) fetches afresh, not the parts that retry finished (outcome.py).
+        job_dir = shard_dir if previous is None else \
+            shard_dir / f"retry-{_digest(pending[UID], self._previous_stamp(ctx))}"
         if pending.height:
             job_dir.mkdir(parents=True, exist_ok=True)
             results.append(self._obtain(pending, job_dir, ctx))
@@ -390,6 +400,19 @@ class Download(Step):
             return None
         wanted = [UID, *self.output_columns()]
         return pl.concat([f.select([c for c in wanted if c in f.columns]) for f in frames], how="diagonal_relaxed")
+
+    def _previous_stamp(self, ctx: StepContext) -> str:
+        """When this shard's rows were last written (the files :meth:`_previous` reads): a retry
+        after a finished one gets a folder of its own."""
+        step_dir = Path(ctx.extras.get("step_dir") or ".")
+        name = f"shard-{ctx.shard or 0:05d}.parquet"
+        stamps = []
+        for path in (step_dir / "data" / name, step_dir / "dropped" / name):
+            try:
+                stamps.append(str(path.stat().st_mtime_ns))
+            except OSError:
+                stamps.append("-")
+        return " " + " ".join(stamps)
 
     def _obtain(self, pending: pl.DataFrame, job_dir: Path, ctx: StepContext) -> pl.DataFrame:
         """Results for ``pending`` rows: from the image store where it has them, else fetched."""
@@ -682,15 +705,31 @@ class Download(Step):
         return pl.concat(frames, how="vertical_relaxed")
 
     # -- reporting ------------------------------------------------------------------------------
-    def summary(self, ctx: StepContext) -> dict[str, Any]:
-        """Rows per status, and a warning naming the setting to change when URLs were refused."""
+    def result_problem(self, ctx: StepContext) -> tuple[str, str] | None:
+        """A download whose servers or network were down is not kept as finished (outcome.py)."""
+        from curate_download.outcome import unreachable_problem
+
+        rows = self._rows(ctx, ["status", "error_message", URL])
+        if rows is None:
+            return None
+        rows = rows.with_columns(transient().alias("transient"))
+        return unreachable_problem(rows, self.params.max_transient_share)
+
+    def _rows(self, ctx: StepContext, columns: list[str]) -> pl.DataFrame | None:
+        """``columns`` of every row the step wrote, kept and dropped (None: none written)."""
         step_dir = ctx.extras.get("step_dir")
         files = sorted(Path(step_dir).glob("data/shard-*.parquet")) + sorted(Path(step_dir).glob("dropped/shard-*.parquet")) \
             if step_dir else []
         files = [f for f in files if "status" in pl.read_parquet_schema(f)]
         if not files:
+            return None
+        return pl.concat([pl.read_parquet(f, columns=columns) for f in files])
+
+    def summary(self, ctx: StepContext) -> dict[str, Any]:
+        """Rows per status, and a warning naming the setting to change when URLs were refused."""
+        rows = self._rows(ctx, ["status", "error_message"])
+        if rows is None:
             return {}
-        rows = pl.concat([pl.read_parquet(f, columns=["status", "error_message"]) for f in files])
         counts = {s: int(n) for s, n in rows.group_by("status").len().sort("status").iter_rows()}
         summary: dict[str, Any] = {"status": counts, "warnings": refusal_warnings(rows)}
         untrusted = untrusted_store_records(ctx.artifacts)
@@ -721,8 +760,8 @@ def transient() -> pl.Expr:
         pl.col("error_message").fill_null("").str.contains(TRANSIENT_PATTERN)
 
 
-def _digest(uids: pl.Series) -> str:
-    return hashlib.sha256("\n".join(uids.to_list()).encode()).hexdigest()[:12]
+def _digest(uids: pl.Series, salt: str = "") -> str:
+    return hashlib.sha256(("\n".join(uids.to_list()) + salt).encode()).hexdigest()[:12]
 
 
 def _write_images(location: Path, images: list[tuple[str, bytes]], encode_format: str, output_format: str) -> None:
