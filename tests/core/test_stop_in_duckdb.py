@@ -28,9 +28,11 @@ SPEC = {
     "outputs": [{"format": "parquet", "path": "out.parquet"}],
     "run": {"dir": "run"},
 }
-# python -m curate with SIGINT's default handler: a test runner started in the background has it ignored
+# python -m curate with SIGINT's and SIGHUP's default handlers: a test runner started in the background
+# has SIGINT ignored, one started under nohup SIGHUP, and curate leaves a signal ignored at its start so
 COMMAND = [sys.executable, "-c",
            "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "signal.signal(signal.SIGHUP, signal.SIG_DFL); "
            "from curate.cli import main; sys.exit(main())",
            "run", "spec.yaml", "--quiet"]
 
@@ -104,6 +106,7 @@ def test_a_signal_in_a_duckdb_query_stops_the_run_and_it_resumes(tmp_path, clean
     finally:
         process.kill()
         process.wait()
+        process.stderr.close()  # also when communicate gave up: an open pipe fails a later test
     assert process.returncode == code, stderr
     assert f"{said}; run the same command again to resume" in stderr and "Traceback" not in stderr
     manifest = json.loads((directory / "run" / "manifest.json").read_text())
@@ -149,6 +152,7 @@ def test_a_stop_while_reporting_says_the_run_completed(tmp_path, make_plugin_dis
     finally:
         process.kill()
         process.wait()
+        process.stderr.close()  # also when communicate gave up: an open pipe fails a later test
     assert process.returncode == 143, stderr
     assert "terminated (SIGTERM) while reporting on the run, which had completed (its outputs are written); " \
            "run the same command again to write its report" in stderr
