@@ -124,6 +124,19 @@ def held(directory: Path) -> bool:
     return False
 
 
+def holder_of(directory: Path) -> dict[str, Any] | None:
+    """What the live process holding ``directory``'s lock wrote of itself (``{}`` if unreadable),
+    or None when no process holds it; opens nothing for writing."""
+    if not held(directory):
+        return None
+    return _read_holder(Path(directory) / LOCK_NAME) or {}
+
+
+def in_use(what: str, directory: Path, holder: dict[str, Any] | None) -> str:
+    """The words for ``what`` ("run directory") at ``directory`` being held by ``holder``."""
+    return f"{what} {directory} is in use by another curate run: {describe(holder)}"
+
+
 class DirectoryLock:
     """An exclusive lock on a directory; ``what`` names it in messages ("run directory")."""
 
@@ -166,7 +179,7 @@ class DirectoryLock:
                     continue
                 if deadline is not None and time.monotonic() >= deadline:
                     raise RunLockedError(
-                        f"{self.what} {self.directory} is in use by another curate run: {describe(holder)}",
+                        in_use(self.what, self.directory, holder),
                         "wait for that run to finish (or stop it), or pass --wait to queue behind it; "
                         "two runs writing one directory publish each other's half-written steps",
                     )

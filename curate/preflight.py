@@ -8,16 +8,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from curate.lock import LOCK_NAME, _read_holder, describe, held
+from curate.lock import holder_of, in_use
 
 
 def run_dir_warnings(run_dir: Path, store_dir: Path) -> list[str]:
     """One line for each thing that would stop ``curate run`` in ``run_dir`` with ``store_dir``."""
     found = []
     for what, directory in (("run directory", run_dir), ("store", store_dir)):
-        if held(directory):
-            found.append(f"the {what} {directory} is in use by another curate run now: "
-                         f"{describe(_read_holder(directory / LOCK_NAME))}; `curate run` would refuse "
+        holder = holder_of(directory)
+        if holder is not None:
+            found.append(f"the {in_use(what, directory, holder)}; `curate run` would refuse "
                          f"(exit 75) unless given --wait")
         elif not _writable(directory) and not (found and directory.is_relative_to(run_dir)):
             found.append(f"the {what} {directory} cannot be {'written' if directory.exists() else 'created'} "

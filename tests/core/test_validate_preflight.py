@@ -33,7 +33,7 @@ def test_validate_warns_of_a_held_run_directory(curate_main, write_spec, workdir
         lock.release()
     assert shown.code == 0 and "ok spec.yaml" in shown.stdout, shown
     assert "warning: the run directory" in shown.stderr
-    assert "in use by another curate run now: pid" in shown.stderr
+    assert "in use by another curate run: pid" in shown.stderr
     assert "--wait" in shown.stderr
 
 
