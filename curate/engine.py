@@ -55,6 +55,7 @@ from curate.runstore import (
     StoreWarning,
     check_step_dir,
     link_step,
+    reopen_shards,
     write_manifest,
     write_views,
 )
@@ -134,8 +135,7 @@ class Engine:
             later = [(p.label, plan.step_dir(p)) for p in plan.steps[planned.index + 1:]]
             why = f"--retry-failed reruns step '{planned.label}' and recomputes the steps after it"
             check_removable([(planned.label, step_dir), *later], why)  # before its markers go
-            for marker in (step_dir / "shards").glob("*.json"):
-                marker.unlink()
+            reopen_shards(step_dir)
             (step_dir / COMPLETE).unlink()
             remove_step_folders(later, why)
             break  # the steps after it are recomputed from its new output anyway
@@ -378,8 +378,7 @@ class Engine:
         if problem is None:
             return
         message, hint = problem
-        for marker in (step_dir / "shards").glob("*.json"):
-            marker.unlink()
+        reopen_shards(step_dir)
         write_json_atomic({"error": message}, step_dir / RETRY_NEXT)
         raise StepError(planned.label, None, message, hint)
 

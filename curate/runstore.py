@@ -377,6 +377,13 @@ def _stored_files_problem(step_dir: Path, recorded: dict[str, str], sizes_only: 
     return files_problem(step_dir, recorded, stored, sizes_only)
 
 
+def reopen_shards(step_dir: Path) -> None:
+    """Forget which of ``step_dir``'s shards are finished (their markers), keeping their files, so
+    the step's next run computes every shard again."""
+    for marker in (step_dir / "shards").glob("*.json"):
+        marker.unlink()
+
+
 def link_step(run_dir: Path, dirname: str, target: Path) -> None:
     steps = run_dir / "steps"
     steps.mkdir(parents=True, exist_ok=True)
