@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from curate import stopping
+from curate import jsonsummary, stopping
 from curate.display import VisibleFormatter, for_rich, visible
 from curate.errors import EXIT_CODES, CurateError, ResourceError, reported, stop_exit_code, stop_words
 
@@ -64,11 +64,15 @@ def _console(stderr: bool = False):
 
 def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: bool = False,
                    allow_remote: tuple[str, ...] = ()):
-    """Plan the spec file ``spec_path`` (or an already loaded spec) in ``run_dir``."""
+    """Plan the spec file ``spec_path`` (``-``: stdin; or an already loaded spec) in ``run_dir``."""
     from curate.plan import make_plan
     from curate.spec import load_spec
+    from curate.stdinspec import STDIN, load_stdin_spec
 
-    loaded = load_spec(spec_path) if isinstance(spec_path, (str, Path)) else spec_path
+    if spec_path == STDIN:
+        loaded = load_stdin_spec()
+    else:
+        loaded = load_spec(spec_path) if isinstance(spec_path, (str, Path)) else spec_path
     if untrusted:
         loaded.spec.run.untrusted = True
     pm = _pm()
@@ -88,6 +92,27 @@ def _storage_urls(ctx: click.Context, param: click.Parameter, values: tuple[str,
 UNTRUSTED_HELP = ("The spec comes from someone else: its SQL gets no file, network or extension access; the files "
                   "it names must lie inside the working directory, and it may use no storage URL (s3://…) but "
                   "those --allow-remote allows.")
+
+
+def _json_option(command: str, help_text: str) -> Any:
+    """``--json``, noted as soon as click reads it (eager), so that an error found in the other
+    options still ends in the JSON answer (curate.jsonsummary)."""
+
+    def wanted(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        if value and not ctx.resilient_parsing:
+            jsonsummary.expect(command)
+        return value
+
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=wanted, help=help_text)
+
+
+def _spec_shown(spec: str | None) -> str | None:
+    """The spec as the JSON answer names it: ``-`` for stdin, else the file's absolute path."""
+    from curate.stdinspec import STDIN
+
+    return spec if spec in (None, STDIN) else str(Path(spec).absolute())
+
+
 allow_remote_option = click.option(
     "--allow-remote", "allow_remote", multiple=True, metavar="PREFIX", callback=_storage_urls,
     help="Let an untrusted spec read and write storage URLs under PREFIX (e.g. s3://bucket/shared; repeatable), "
@@ -99,19 +124,35 @@ allow_remote_option = click.option(
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Override run.dir from the spec.")
 @click.option("--untrusted", is_flag=True, help=UNTRUSTED_HELP)
 @allow_remote_option
-def validate(spec: str, run_dir: str | None, untrusted: bool, allow_remote: tuple[str, ...]) -> None:
+@_json_option("validate", "Print only a JSON object on stdout: {\"ok\", \"exit_code\", \"spec\", \"run_dir\", "
+              "\"errors\": [{\"where\", \"line\", \"file\", \"message\", \"hint\"}], \"warnings\"} (exit "
+              "codes as without it).")
+def validate(spec: str, run_dir: str | None, untrusted: bool, allow_remote: tuple[str, ...],
+             as_json: bool) -> None:
     """Check a spec: structure, plugin names, params, columns, and the run directory as the run
     would find it. Exit 2 listing every problem. A run directory or store that another run holds
     now, or that this user cannot write, is a warning (exit 0): `curate run` would refuse it.
 
     Nothing of the spec runs: SQL is parsed and bound to an empty table, never executed; the run
-    directory is only looked at, never created or changed."""
+    directory is only looked at, never created or changed.
+
+    SPEC - reads the spec from stdin; its relative paths then resolve against the working
+    directory (as run.dir and --run-dir always do)."""
+    answer = jsonsummary.started()
+    if answer is not None:
+        answer.spec = _spec_shown(spec)
     plan, _ = _load_and_plan(spec, run_dir, untrusted=untrusted, allow_remote=allow_remote)
+    if answer is not None:
+        answer.run_dir = str(plan.run_dir)
     plan.check_layout()  # what `curate run` refuses before it starts, said here first
     from curate.preflight import run_dir_warnings
 
     for warning in run_dir_warnings(plan.run_dir, plan.store_dir):  # what would stop it now, as a warning
         click.echo(f"curate: warning: {visible(warning, lines=True)}", err=True)
+        if answer is not None:
+            answer.warnings.append(warning)
+    if as_json:
+        return  # the answer is printed once the exit code is known (main)
     steps = len(plan.steps) - 1
     _console().print(f"[green]ok[/green] {for_rich(spec)}: source '{for_rich(plan.source.format)}', {steps} step"
                      f"{'s' if steps != 1 else ''}, {len(plan.outputs)} output{'s' if len(plan.outputs) != 1 else ''}")
@@ -174,22 +215,36 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool,
 @click.option("--retry-failed", is_flag=True,
               help="Download again only the rows whose download failed transiently (timeouts, 429, 5xx, "
                    "connection errors); every other row stays as it was.")
+@_json_option("run", "Print only a JSON object on stdout at the end, however the run ends (complete, "
+              "failed, interrupted, refused): status, exit_code, run_dir, spec, steps, outputs, warnings, "
+              "error. Progress and warnings stay on stderr; the funnel table is not printed.")
 def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_label: str | None,
         no_cache: bool, quiet: bool, untrusted: bool, allow_remote: tuple[str, ...], wait: bool,
-        retry_failed: bool) -> None:
-    """Run a spec. Finished steps and shards are reused, so re-running resumes a broken run."""
+        retry_failed: bool, as_json: bool) -> None:
+    """Run a spec. Finished steps and shards are reused, so re-running resumes a broken run.
+
+    SPEC - reads the spec from stdin; its relative paths then resolve against the working
+    directory (as run.dir and --run-dir always do). The run directory keeps it as spec.yaml."""
     from curate.engine import Engine
     from curate.errors import UsageError
 
     console = _console(stderr=True)
+    answer = jsonsummary.started()
     to_run: Any = spec
+    if answer is not None:
+        answer.spec = _spec_shown(spec)
+        answer.run_dir = str(Path(run_dir or resume_dir).absolute()) if run_dir or resume_dir else None
     if resume_dir is not None:
         if spec is None:
             to_run = _saved_spec(Path(resume_dir), console, untrusted)
+            if answer is not None:
+                answer.spec = str((Path(resume_dir) / "spec.yaml").absolute())
         run_dir = resume_dir
     if to_run is None:
         raise UsageError("curate run needs a SPEC (or --resume RUN_DIR)", "e.g. curate run specs/quickstart.yaml")
     the_plan, pm = _load_and_plan(to_run, run_dir, untrusted, allow_remote)
+    if answer is not None:
+        answer.run_dir = str(the_plan.run_dir)
     if the_plan.spec.run.untrusted and resume_dir is None and not no_cache:
         _refuse_shipped_cache(the_plan)
     observer = None
@@ -197,9 +252,10 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
         from curate.progress import RichObserver
 
         observer = RichObserver(console)
+    engine = Engine(the_plan, pm, observer)
     try:
-        manifest = Engine(the_plan, pm, observer).run(from_label=from_label, use_cache=not no_cache,
-                                                      wait=None if wait else 0, retry_failed=retry_failed)
+        manifest = engine.run(from_label=from_label, use_cache=not no_cache, wait=None if wait else 0,
+                              retry_failed=retry_failed)
     except KeyboardInterrupt as exc:
         if no_cache or from_label is not None:
             _resume_with(exc, the_plan, "--no-cache" if no_cache else f"--from {from_label}")
@@ -207,7 +263,9 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
     finally:
         if observer is not None:
             observer.close()
-    if quiet:
+        if answer is not None:
+            answer.manifest = engine.manifest
+    if quiet or as_json:  # with --json, main prints the answer once the exit code is known
         return
     _print_funnel(manifest, console)
     for output in manifest.get("outputs", []):
@@ -586,6 +644,13 @@ def _command_of(argv: list[str]) -> str | None:
     return None
 
 
+def _json_asked(argv: list[str]) -> str | None:
+    """``run`` or ``validate`` where ``argv`` asks it for ``--json``."""
+    command = _command_of(argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    return command if command in ("run", "validate") and "--json" in argv[:end] else None
+
+
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: Any = None, line: str | None = None) -> None:
     """curate's own warnings (a plugin skipped, a stored step recomputed) as one line, as its other
@@ -626,6 +691,18 @@ def _stopped_by(exc: KeyboardInterrupt) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``curate ARGS``; with ``run --json`` or ``validate --json``, the JSON answer is printed last,
+    however the command ended (curate.jsonsummary)."""
+    jsonsummary.clear()
+    code = 1  # a traceback (--debug) exits 1
+    try:
+        code = _main(argv)
+    finally:
+        jsonsummary.emit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     warnings.simplefilter("default")
     if argv is None:  # the program itself (a caller passing argv, such as a test, keeps its own display)
         warnings.showwarning = _show_warning
@@ -652,13 +729,18 @@ def main(argv: list[str] | None = None) -> int:
         # users were not told that a re-run resumes.
         if isinstance(exc.__cause__, KeyboardInterrupt):
             click.echo(_stopped_by(exc.__cause__), err=True)
+            jsonsummary.ended(_stopped_by(exc.__cause__), exc.__cause__, stopped=True)
             return stop_exit_code(exc.__cause__)
         click.echo("aborted", err=True)
+        jsonsummary.ended("aborted", exc, stopped=True)
         return 130
     except click.ClickException as exc:
         # A plugin command's message, or click's about a value given on the command line (an
         # unknown option is quoted as typed): shown with the escapes the other errors get.
         message = exc.format_message
+        if jsonsummary.pending() is None and (command := _json_asked(argv)):  # refused before --json was read
+            jsonsummary.expect(command)
+        jsonsummary.ended(message(), exc)
         exc.format_message = lambda: visible(message(), lines=True)  # type: ignore[method-assign]
         exc.show()
         return 2
@@ -677,9 +759,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         click.secho(f"error: {visible(exc, lines=True)}", **_red(), err=True)
+        jsonsummary.ended(str(exc), exc)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         click.echo(_stopped_by(exc), err=True)
+        jsonsummary.ended(_stopped_by(exc), exc, stopped=True)
         return stop_exit_code(exc)
     except BaseException as exc:  # a bug: say so plainly, keep the traceback behind --debug
         if debug or not reported(exc):
@@ -689,15 +773,19 @@ def main(argv: list[str] | None = None) -> int:
         resource = ResourceError.from_exception(exc)
         if resource is not None:
             click.secho(f"error: {visible(resource, lines=True)}", **_red(), err=True)
+            jsonsummary.ended(str(resource), resource)
             return 1
         if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             where = visible(str(exc.filename or "a file"))
+            hint = ("curate writes into the run directory (its lock, manifest, views and report) and the "
+                    "store: run where you may write, or copy the run directory there first")
             click.secho(f"error: cannot use {where}: {exc.strerror}", **_red(), err=True)
-            click.echo("  hint: curate writes into the run directory (its lock, manifest, views and report) "
-                       "and the store: run where you may write, or copy the run directory there first", err=True)
+            click.echo(f"  hint: {hint}", err=True)
+            jsonsummary.ended(f"cannot use {exc.filename or 'a file'}: {exc.strerror}\n  hint: {hint}", exc)
             return 1
         click.secho(f"internal error: {type(exc).__name__}: {visible(exc, lines=True)}", **_red(), err=True)
         click.echo("re-run with --debug for the traceback, and please report it", err=True)
+        jsonsummary.ended(f"internal error: {type(exc).__name__}: {exc}", exc)
         return 1
     return 0
 

@@ -106,6 +106,7 @@ class Engine:
         self.spec = plan.spec
         self.run_dir = plan.run_dir
         self.min_free_disk = min_free_bytes(self.spec.run.min_free_disk, self.spec.run.untrusted)
+        self.manifest: dict[str, Any] | None = None  # this run's, once it has one (`curate run --json`)
 
     # -- public ---------------------------------------------------------------------------
     def run(self, *, from_label: str | None = None, use_cache: bool = True,
@@ -168,7 +169,7 @@ class Engine:
         earlier = earlier_outputs(self.run_dir)  # before the manifest that lists them is replaced
         # whole: --resume reads it; the same spec leaves the file as it was (as the outputs: curate.atomic)
         write_text_atomic(self.run_dir / "spec.yaml", self.spec.dump_yaml(), keep_same=True)
-        manifest = self._new_manifest()
+        manifest = self.manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)
         self.pm.notify("curate_run_started", run_dir=self.run_dir, spec=self.spec)
         started = time.perf_counter()

@@ -552,13 +552,14 @@ def _create_views(con, manifest: dict[str, Any]) -> None:
 
 
 def funnel(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows per step with drop reasons and timings, for ``curate inspect`` and the report."""
+    """Rows per step with drop reasons and timings, for ``curate inspect``, ``run --json`` and the report."""
     rows = []
     for record in manifest.get("steps", []):
         rows.append({
             "index": record["index"],
             "label": record["label"],
             "step": record["step"],
+            "plugin": record.get("plugin"),
             "rows_in": record.get("rows_in"),
             "rows_out": record.get("rows_out"),
             "dropped": record.get("dropped", {}),

@@ -524,13 +524,20 @@ def read_spec_file(path: Path) -> str:
                                  f"{MAX_SPEC_BYTES:,}", hint="keep long lists (entries, eval sets) in files the "
                                  "spec names")], str(path))
     with open(path, "rb") as handle:
-        data = handle.read(MAX_SPEC_BYTES + 1)  # a file that grows meanwhile is still bounded
+        return spec_text(handle, str(path), "the spec file")
+
+
+def spec_text(stream: Any, name: str, what: str) -> str:
+    """The text of the spec ``stream`` (a binary file, or stdin's buffer) holds: at most
+    ``MAX_SPEC_BYTES`` read, however much it holds, and that in UTF-8; else one SpecError."""
+    data = stream.read(MAX_SPEC_BYTES + 1)  # a file that grows meanwhile, or endless stdin, is still bounded
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError([Problem("", f"refused: the spec file is over {MAX_SPEC_BYTES:,} bytes")], str(path))
+        raise SpecError([Problem("", f"refused: {what} is over {MAX_SPEC_BYTES:,} bytes")], name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise SpecError([Problem("", f"not a UTF-8 text file: byte 0x{data[exc.start]:02x} at offset {exc.start} "
-                                 "is not valid UTF-8", hint="save the spec as UTF-8", line=line)], str(path)) from None
+        problem = Problem("", f"not a UTF-8 text file: byte 0x{data[exc.start]:02x} at offset {exc.start} is "
+                          "not valid UTF-8", hint="save the spec as UTF-8", line=line)
+        raise SpecError([problem], name) from None
     return text
