@@ -693,6 +693,10 @@ def _stopped_by(exc: KeyboardInterrupt) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``curate ARGS``; with ``run --json`` or ``validate --json``, the JSON answer is printed last,
     however the command ended (curate.jsonsummary)."""
+    if argv is None:  # the program itself: under an ASCII locale, again in UTF-8 mode (curate.utf8mode)
+        from curate.utf8mode import rerun_in_utf8_mode
+
+        rerun_in_utf8_mode()
     jsonsummary.clear()
     code = 1  # a traceback (--debug) exits 1
     try:
