@@ -35,14 +35,31 @@ NO_AUTO_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_ext
 TIME_ZONE = "UTC"
 
 
+# DuckDB hands a query's result over in batches that end where a Parquet row group (or a block of
+# a sort) ends when it runs on two threads or more, and in full batches on one thread; a stored
+# shard's row groups follow those batches (curate.duck.stream). A machine with one core (or a
+# container held to one, where DuckDB's default is one thread) stored other bytes, marker
+# checksums and input digests than a laptop or a server, for the same rows. From two threads on
+# the batches are the same (2, 3, 4, 8, 16 and 64 threads gave the same ones): every connection
+# runs on two threads at least, which keeps the bytes runs on machines of two or more cores stored.
+MIN_THREADS = 2
+
+
 def connect(untrusted: bool = False, settings: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
-    """A new in-memory connection that never installs or loads an extension by itself and works
-    in UTC (its cursors too); ``untrusted``: with no external access either (no file, network or
-    extension access); ``settings``: more of DuckDB's configuration, set as it opens."""
+    """A new in-memory connection that never installs or loads an extension by itself, works
+    in UTC (its cursors too) and runs on MIN_THREADS threads at least; ``untrusted``: with no
+    external access either (no file, network or extension access); ``settings``: more of DuckDB's
+    configuration, set as it opens."""
     con = duckdb.connect(config={**NO_AUTO_EXTENSIONS, **(settings or {}),
                                  **({"enable_external_access": False} if untrusted else {})})
     _in_utc(con, "GLOBAL")
+    _at_least_threads(con, MIN_THREADS)
     return watch(con)
+
+
+def _at_least_threads(con: duckdb.DuckDBPyConnection, threads: int) -> None:
+    if con.execute("SELECT current_setting('threads')").fetchall()[0][0] < threads:
+        con.execute(f"SET GLOBAL threads = {threads}")
 
 
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
