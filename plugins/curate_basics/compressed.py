@@ -1,4 +1,9 @@
-"""Compressed text sources (``a.jsonl.gz``, ``b.tsv.bz2``, ``c.csv.xz``), read through a decompressed copy.
+"""Compressed text sources (``a.jsonl.gz``, ``b.tsv.zst``, ``c.csv.xz``), read through a decompressed copy.
+
+gzip, bzip2 and xz are read with Python's own modules; zstd (``.zst``, ``.zstd``) and lz4 (its
+frame format, what ``lz4`` writes by default) with pyarrow's streaming codecs, which curate
+already needs. A zip archive, and lz4's legacy format (``lz4 -l``), are refused naming the file
+and how to convert it.
 
 Every check around the reader (row sizes, field counts, encodings, JSON keys and types, the
 locators of errors) reads the text, so a compressed file is decompressed, streaming, into the
@@ -9,7 +14,7 @@ holds plain text is read as it is (with a warning), a ``.csv`` that holds gzip i
 The copy is bounded: it stops before the disk holding it falls to ``run.min_free_disk`` (to
 ``MIN_FREE`` when the check is off: a copy never fills the disk), and once it grows past
 ``max_decompressed_ratio`` times the compressed size (and past ``RATIO_FLOOR``): a
-decompression bomb (a megabyte of gzip holds a gigabyte of zeros; xz and bzip2 hold far more)
+decompression bomb (a megabyte of gzip holds a gigabyte of zeros; zstd, xz and bzip2 far more)
 stops with an error naming the ratio, not a full disk. A stream cut short, a damaged one (a CRC
 that does not match) and bytes after its end are errors naming the file, never fewer rows.
 """
@@ -24,10 +29,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import pyarrow as pa
+
 from curate.diskspace import SpaceGuard, size_text
 from curate.errors import SourceError
 
 CHUNK = 1 << 20
+PIECE = 64 << 10  # text a prefix reads at a time
 READ = 256 << 10  # text read at a time: an error found in a read says where within so many bytes
 MIN_FREE = 64 << 20  # bytes a copy leaves free when run.min_free_disk is 0
 RATIO_FLOOR = 1 << 30  # a copy this small is never stopped for its ratio (small files compress well)
@@ -36,7 +44,9 @@ PREFIX_SLACK = 256 << 20  # bytes a prefix may run past its size for its lines (
 
 # What a compressed file starts with, and a name ending that says so.
 MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"\x04\x22\x4d\x18": "lz4",
-         b"PK\x03\x04": "zip", **{b"BZh" + bytes([level]) + b"1AY&SY": "bzip2" for level in b"123456789"}}
+         b"\x02\x21\x4c\x18": "lz4-legacy", b"PK\x03\x04": "zip",
+         **{b"BZh" + bytes([level]) + b"1AY&SY": "bzip2" for level in b"123456789"},
+         **{bytes([low, 0x2A, 0x4D, 0x18]): "zstd" for low in range(0x50, 0x60)}}  # a skippable frame (pzstd's)
 ENDINGS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz",
            ".lzma": "xz", ".lz4": "lz4", ".zip": "zip"}
 # Not a compression: a JSON Lines file that starts with a UTF-8 byte order mark (Notepad and
@@ -47,6 +57,11 @@ READERS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
     "gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),  # every member of a multi-member file
     "bzip2": lambda raw: bz2.BZ2File(raw),
     "xz": lambda raw: lzma.LZMAFile(raw),
+    # pyarrow's streams read every frame of a file (``cat a.zst b.zst``, pzstd's), skip zstd's
+    # skippable frames, check a frame's checksum, and raise OSError: "Truncated compressed stream"
+    # for one cut short, else the codec's own reason.
+    "zstd": lambda raw: pa.CompressedInputStream(raw, "zstd"),
+    "lz4": lambda raw: pa.CompressedInputStream(raw, "lz4"),
     BOM: lambda raw: (raw.seek(len(UTF8_BOM)), raw)[1],
 }
 
@@ -54,15 +69,21 @@ READERS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
 def starts_with_bom(path: Path) -> bool:
     with open(path, "rb") as file:
         return file.read(len(UTF8_BOM)) == UTF8_BOM
-TOOLS = {"gzip": "gzip -t", "bzip2": "bzip2 -t", "xz": "xz -t"}
+
+
+TOOLS = {"gzip": "gzip -t", "bzip2": "bzip2 -t", "xz": "xz -t", "zstd": "zstd -t", "lz4": "lz4 -t"}
+READ_CODECS = "gzip (.gz), zstd (.zst, .zstd), bzip2 (.bz2), xz (.xz) and lz4 frames (.lz4)"
 _UNREAD = {  # why a compression is not read, and what to do instead
-    "zstd": ("curate reads gzip, bzip2 and xz (Python's own modules); zstd needs the zstandard module, "
-             "which is not installed", "decompress it first (zstd -dk FILE), or recompress it as gzip"),
-    "lz4": ("curate reads gzip, bzip2 and xz (Python's own modules); lz4 needs the lz4 module, which is not "
-            "installed", "decompress it first (lz4 -d FILE), or recompress it as gzip"),
-    "zip": ("a zip file is an archive of files, not one compressed text", "unzip it and point source.path at "
-                                                                          "the files it holds"),
+    "lz4-legacy": (f"lz4-compressed in its legacy format (lz4 -l), which curate does not read (it reads "
+                   f"{READ_CODECS})",
+                   "convert it to lz4's frame format (lz4 -dc FILE | lz4 > FILE.new), or decompress it "
+                   "(lz4 -d FILE) and point source.path at the copy"),
+    "zip": ("zip-compressed, and a zip file is an archive of files, not one compressed text",
+            "unzip it and point source.path at the files it holds"),
 }
+# Errors the readers raise for a damaged stream; pyarrow's are OSError, its own base in case.
+_DAMAGED = (OSError, lzma.LZMAError, zlib.error, pa.ArrowException)
+_TRUNCATED = "Truncated compressed stream"  # pyarrow's OSError for a stream cut short
 
 
 def compression_of(path: Path) -> str | None:
@@ -73,6 +94,31 @@ def compression_of(path: Path) -> str | None:
     except OSError:
         return None
     return next((kind for magic, kind in MAGIC.items() if start.startswith(magic)), None)
+
+
+def not_text(path: Path, named: str, shown: str) -> SourceError | None:
+    """The error for a file named like a ``named``-compressed one that does not start like one nor
+    like UTF-8 text (a NUL, or bytes that are not UTF-8, in its first ``READ`` bytes); None when it
+    may be text, which is read as it is. The text's own checks named a byte on line 1, not why."""
+    with open(path, "rb") as file:
+        start = file.read(READ)
+    try:
+        start.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(start) - 3:  # a character cut at the end of what was read is still text
+            return _not_compressed(shown, named, f"the byte at offset {exc.start:,} is not UTF-8")
+    nul = start.find(b"\0")
+    return None if nul < 0 else _not_compressed(shown, named, f"the byte at offset {nul:,} is a NUL")
+
+
+def _not_compressed(shown: str, named: str, why: str) -> SourceError:
+    check = f" ({TOOLS[named]} FILE checks a {named} file)" if named in TOOLS else ""
+    ending = _suffix(shown)
+    return SourceError(
+        f"{shown} is named like a {named} file ({ending}) but does not start like one, nor like text "
+        f"({why}): a download or copy that saved something else?",
+        f"fetch the file again{check}; if it is text in another encoding, rename it without {ending} and "
+        "name the encoding (source.params.encoding)")
 
 
 def named_compression(name: str) -> str | None:
@@ -107,7 +153,7 @@ def unreadable(kind: str, shown: str) -> SourceError | None:
     if kind in READERS:
         return None
     why, fix = _UNREAD[kind]
-    return SourceError(f"{shown} is {kind}-compressed, and {why}", fix)
+    return SourceError(f"{shown} is {why}", fix)
 
 
 def decompress(path: Path, kind: str, target: Path, *, shown: str, ratio: int, min_free: int,
@@ -126,7 +172,7 @@ def decompress(path: Path, kind: str, target: Path, *, shown: str, ratio: int, m
     partial = target.with_name(target.name + ".partial")
     written = lines = 0
     cut_line = False  # the copy may end inside a line, which is dropped
-    step = READ if prefix is None else 64 << 10  # a prefix reads little past its end
+    step = READ if prefix is None else PIECE  # a prefix reads little past its end
     try:
         with open(path, "rb") as raw, READERS[kind](raw) as stream, open(partial, "wb") as out:
             while True:
@@ -134,7 +180,9 @@ def decompress(path: Path, kind: str, target: Path, *, shown: str, ratio: int, m
                     chunk = stream.read(step)
                 except EOFError:
                     raise _cut_short(shown, kind, written, lines, step) from None
-                except (OSError, lzma.LZMAError, zlib.error) as exc:
+                except _DAMAGED as exc:
+                    if _TRUNCATED in str(exc):
+                        raise _cut_short(shown, kind, written, lines, step) from None
                     if kind == BOM:  # a plain file the disk did not give back: no stream to be damaged
                         raise _unreadable_copy(shown, exc) from None
                     raise _damaged(shown, kind, exc, raw.tell(), written, lines, step) from None
@@ -165,6 +213,8 @@ def decompress(path: Path, kind: str, target: Path, *, shown: str, ratio: int, m
 def text_start(data: bytes, kind: str, limit: int, shown: str) -> bytes:
     """Up to ``limit`` bytes of the text that ``data``, the first bytes of a file compressed with
     ``kind`` (a range of an object in a bucket), decompresses to: its stream may stop anywhere."""
+    if kind in ("zstd", "lz4"):
+        return _streamed_start(data, kind, limit, shown)
     new = {"gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "bzip2": bz2.BZ2Decompressor,
            "xz": lzma.LZMADecompressor}[kind]
     text, rest = b"", data
@@ -184,6 +234,27 @@ def text_start(data: bytes, kind: str, limit: int, shown: str) -> bytes:
                 raise _damaged(shown, kind, OSError(f"Not a gzipped file ({rest[:2]!r})"),
                                len(data) - len(rest), len(text), text.count(b"\n"), limit)
     return text
+
+
+def _streamed_start(data: bytes, kind: str, limit: int, shown: str) -> bytes:
+    """``text_start`` through a pyarrow stream, which has no decompressor to feed piece by piece:
+    the stream over ``data`` is read ``PIECE`` at a time, and a cut (``data`` stops inside a frame)
+    ends the text, the piece it cut left out (a read asks the stream to fill it whole)."""
+    raw = pa.BufferReader(data)
+    stream, pieces, size = pa.CompressedInputStream(raw, kind), [], 0
+    while size < limit:
+        try:
+            piece = stream.read(min(PIECE, limit - size))
+        except _DAMAGED as exc:
+            if _TRUNCATED in str(exc):
+                break
+            text = b"".join(pieces)
+            raise _damaged(shown, kind, exc, raw.tell(), size, text.count(b"\n"), PIECE) from None
+        if not piece:
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return b"".join(pieces)
 
 
 def _prefix_end(chunk: bytes, room: int, lines_needed: int) -> int | None:
@@ -222,8 +293,8 @@ def _drop_cut_line(path: Path) -> None:
 
 
 _ROOM = "free disk space, or put run.dir on a bigger disk (the copy goes to RUN_DIR/tmp/source)"
-_DISK_FIX = ("decompress the file where there is room (gunzip -k, xz -dk, bzip2 -dk) and point "
-             f"source.path at the copy, {_ROOM}")
+_DISK_FIX = ("decompress the file where there is room (gunzip -k, zstd -dk, xz -dk, bzip2 -dk, lz4 -d) and "
+             f"point source.path at the copy, {_ROOM}")
 _BOM_DISK_FIX = ("save the file without its byte order mark (as UTF-8 without BOM) and point source.path at "
                  f"it, {_ROOM}")
 

@@ -109,8 +109,8 @@ def static_prefix(path: Path) -> Path:
 
 
 def refuse_compressed(raw: str, paths: list[Path], by_name: bool) -> None:
-    """A file compressed in a way curate does not read (zstd or lz4 without their modules, a zip
-    archive: ``curate_basics.compressed``) is refused naming it, when it is listed: a folder
+    """A file compressed in a way curate does not read (a zip archive, lz4's legacy format:
+    ``curate_basics.compressed``) is refused naming it, when it is listed: a folder
     listing (``by_name``) tells it by its name's ending, a glob or a file named alone by its first
     bytes (Polars read one, while every check around the reader saw the compressed bytes)."""
     for path in paths:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from curate_basics.csvfields import MAX_BLANK_LINES
 from curate_basics.jsonkeys import HINT as REPEATED_KEY_HINT
 from curate_basics.jsonkeys import BLOCK_BYTES, BLOCK_LINES, RepeatedKeys
 from curate_basics.jsonsurrogates import HINT as LONE_SURROGATE_HINT
@@ -23,6 +24,13 @@ from curate_basics.jsonsurrogates import LoneSurrogates
 
 LIMIT = 512 * 1024 * 1024  # bytes scanned at most; a 10 GB file is not re-read to word an error
 SHARED_BYTES = 1 << 22  # a block of lines up to this size is read once for the block checks
+BLANK_HINT = "remove them (grep -v '^[[:space:]]*$' FILE > FILE.new), then run again"
+
+
+def too_many_blank(line: int) -> Location:
+    """A JSON Lines file with more than ``MAX_BLANK_LINES`` blank lines, as a CSV's is refused: the
+    reader skips them, but each costs the scans a line's work (10 KB of zstd hold 10 GB of them)."""
+    return Location(line, None, f"the file holds more than {MAX_BLANK_LINES:,} blank lines", BLANK_HINT)
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,7 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
     fraction: dict[str, tuple[object, int]] = {}
     inexact: dict[str, tuple[object, int]] = {}
     read = 0
-    number = 0
+    number = blank = 0
     with open(path, "rb") as handle:  # lines end at b"\n" only, as the reader splits them
         blocks, parsed = _BlockChecks(handle), []
         # at most one byte past the limit a line: iterating the file read a line of a gigabyte whole
@@ -174,6 +182,10 @@ def first_mixed_json_type(path: Path, limit: int = LIMIT) -> JsonScan:
                 found = found if found is not None and found.line < number else bad
                 return JsonScan(found, number, False, read)
             parsed.append(value)
+            if value is None and raw.isspace():
+                blank += 1
+                if blank > MAX_BLANK_LINES:
+                    return JsonScan(blocks.check(parsed, read) or too_many_blank(number), number, False, read)
             if len(parsed) == BLOCK_LINES:
                 if (found := blocks.check(parsed, read)) is not None:
                     return JsonScan(found, number, False, read)
@@ -255,6 +267,7 @@ def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: 
     with open(path, "rb") as handle:
         handle.seek(scanned.offset)
         blocks, number = _BlockChecks(handle, scanned.offset, scanned.lines + 1), scanned.lines
+        blank = 0  # the scan's blank lines are not counted: at most twice the limit in all
         while block := handle.readlines(BLOCK_BYTES):
             parsed, first = list(map(_json_object, block)), number + 1
             for number, value in enumerate(parsed, start=first):
@@ -277,6 +290,9 @@ def first_value_past_scan(path: Path, columns: dict[str, pl.DataType], scanned: 
                     return Location(number, None, _past_scan_problem(key, item, columns, where))
             if (found := blocks.check(parsed, handle.tell())) is not None:
                 return found
+            blank += sum(map(bytes.isspace, block))
+            if blank > MAX_BLANK_LINES:
+                return too_many_blank(number)
     return None
 
 
@@ -326,6 +342,8 @@ def _accepted_types(dtype: pl.DataType) -> frozenset[type]:
 def _json_object(raw: bytes) -> dict | UnicodeDecodeError | None:
     """The JSON object the line ``raw`` holds; None for no JSON object; the error for bytes that
     are not UTF-8 (which the reader refuses, line or no line)."""
+    if raw.isspace():  # a blank line, which the reader skips: json.loads' error cost 5 us a line
+        return None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -270,7 +270,11 @@ class FileSource(BucketObjects, Source):
             return path
         kind = compressed.compression_of(path)
         if kind is None:
-            if (named := compressed.named_compression(path.name)) is not None:
+            named = compressed.named_compression(path.name)
+            utf8 = getattr(self.kind_of(path)[1], "encoding", "utf8").lower() in ("utf8", "utf-8")
+            if named is not None and utf8 and (refused := compressed.not_text(path, named, self.name_of(path))) is not None:
+                raise refused
+            if named is not None:
                 logger.warning("%s is named like a %s file, but does not start like one: it is read as it "
                                "is, uncompressed", self.name_of(path), named)
             return self._without_bom(path, path, head)
@@ -372,7 +376,7 @@ def _max_row_bytes() -> int:
 
 def _max_decompressed_ratio() -> int:
     return Field(compressed.DEFAULT_RATIO, ge=1, json_schema_extra={"fingerprint": False}, description=(
-        "how many times its own size a compressed file (.gz, .bz2, .xz) may decompress to, past "
+        "how many times its own size a compressed file (.gz, .zst, .bz2, .xz, .lz4) may decompress to, past "
         f"{compressed.RATIO_FLOOR >> 30} GiB: a decompression bomb stops there, not at a full disk"))
 
 

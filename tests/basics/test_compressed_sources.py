@@ -1,5 +1,5 @@
-"""Compressed CSV, TSV and JSON Lines sources (``a.jsonl.gz``, ``b.tsv.bz2``, ``c.csv.xz``) are read
-through a decompressed copy, with every check the plain file gets; they were refused. Hostile ones
+"""Compressed CSV, TSV and JSON Lines sources (``a.jsonl.gz``, ``b.tsv.zst``, ``c.csv.xz``, ``d.csv.lz4``)
+are read through a decompressed copy, with every check the plain file gets; they were refused. Hostile ones
 (cut short, damaged, followed by other bytes, a decompression bomb) stop with an error naming them."""
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from pathlib import Path
 
 import curate_basics.compressed
 import curate_basics.sources
+import curate_basics.locate
 import polars as pl
+import pyarrow as pa
 import pytest
-from curate_basics.compressed import decompress
+from curate_basics.compressed import decompress, text_start
 from curate_basics.sources import AutoSource
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,7 +32,9 @@ from curate.testing import run_spec
 from curate.testing.runner import read_step_output
 from curate.testing.strategies import alt_texts, urls
 
-COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
+            ".zst": lambda data: pa.compress(data, codec="zstd", asbytes=True),  # a zstd frame, as zstd writes
+            ".lz4": lambda data: pa.compress(data, codec="lz4", asbytes=True)}  # an lz4 frame, as lz4 writes
 
 
 def table_text(fmt: str, rows: int) -> bytes:
@@ -226,3 +230,76 @@ def test_any_table_compressed_any_way_reads_as_the_plain_file(tmp_path_factory, 
 
     expected, got = read(plain), read(packed)
     assert got == expected if isinstance(expected, str) else got.equals(expected)
+
+
+def test_a_folder_and_a_glob_read_zstd_and_plain_files_alike(pm, workdir):
+    """zstd (.zst, .zstd) was refused: 'zstd needs the zstandard module'. Several frames (``cat``,
+    pzstd) and a skippable frame before them are read too."""
+    zstd = COMPRESS[".zst"]
+    data = workdir / "data"
+    data.mkdir(parents=True)
+    (data / "a.csv").write_bytes(table_text("csv", 3))
+    (data / "b.csv.zst").write_bytes(zstd(table_text("csv", 4)))
+    text = table_text("csv", 6)
+    cut = text.index(b"\n", len(text) // 2) + 1
+    skippable = bytes.fromhex("502a4d18") + (4).to_bytes(4, "little") + b"skip"
+    (data / "c.csv.zstd").write_bytes(skippable + zstd(text[:cut]) + zstd(text[cut:]))
+    (data / "d.csv.gz").write_bytes(gzip.compress(table_text("csv", 2)))
+    folder = read_step_output(run_spec({"source": {"path": str(data)}, "steps": []}, workdir / "f", pm=pm),
+                              "source")
+    glob = read_step_output(run_spec({"source": {"path": str(data / "*.csv*"), "format": "csv"}, "steps": []},
+                                     workdir / "g", pm=pm), "source")
+    assert folder.height == 15 and folder.equals(glob)
+    assert folder["n"].to_list() == [str(n) for n in [*range(3), *range(4), *range(6), *range(2)]]
+
+
+@pytest.mark.parametrize("ending, kind", [(".zst", "zstd"), (".lz4", "lz4")])
+def test_a_damaged_zstd_or_lz4_file_is_an_error_naming_it(pm, workdir, ending, kind):
+    workdir.mkdir(parents=True, exist_ok=True)
+    packed = COMPRESS[ending](table_text("jsonl", 3000))
+    flipped = packed[:12] + bytes([packed[12] ^ 0xFF]) + packed[13:]  # its first block (no checksum to catch it later)
+    for name, data in [(f"flip.jsonl{ending}", flipped), (f"tail.jsonl{ending}", packed + b"garbage!")]:
+        (workdir / name).write_bytes(data)
+        said = run_error({"path": name}, workdir, pm)
+        assert f"cannot read {workdir / name}: its {kind} stream is damaged" in said and f"{kind} -t FILE" in said
+        assert leftovers(workdir) == []
+
+
+def test_a_file_named_gz_that_is_neither_gzip_nor_text_is_refused_naming_it(pm, workdir, write_spec):
+    """Its text checks said 'line 1, column 2: byte 0xe4 is not valid UTF-8', not what the file is."""
+    (workdir / "t.csv.gz").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))
+    problems = plan_problems(write_spec({"source": {"path": "t.csv.gz"}}), pm)
+    assert "t.csv.gz is named like a gzip file (.gz) but does not start like one, nor like text" in problems
+    assert "gzip -t FILE" in problems
+
+
+def test_a_zstd_bomb_of_blank_lines_is_refused_not_read_for_minutes(pm, workdir, monkeypatch):
+    """10 KB of zstd hold 10 GB of newlines: validation's scan of its first 32 MiB took 180 s (a
+    failed json.loads per blank line), the run's more. Past MAX_BLANK_LINES the file is refused."""
+    monkeypatch.setattr(curate_basics.locate, "MAX_BLANK_LINES", 1000)
+    workdir.mkdir(parents=True, exist_ok=True)
+    row = b'{"url": "u", "alt_text": "t"}\n'
+    (workdir / "bomb.jsonl.zst").write_bytes(COMPRESS[".zst"](row + b"\n" * 5000 + row))
+    said = run_error({"path": "bomb.jsonl.zst"}, workdir, pm)
+    assert "bomb.jsonl.zst (decompressed) as jsonl, line 1002: the file holds more than 1,000 blank lines" in said
+    assert "grep -v" in said
+    monkeypatch.setattr(curate_basics.sources, "JSONL_SCAN_LIMIT", 4096)  # the lines past the scan count too
+    said = run_error({"path": "bomb.jsonl.zst"}, workdir, pm)
+    assert "the file holds more than 1,000 blank lines" in said
+    (workdir / "few").mkdir()
+    (workdir / "few" / "some.jsonl.zst").write_bytes(COMPRESS[".zst"](row + b"\n" * 900 + row))
+    manifest = run_spec({"source": {"path": "some.jsonl.zst"}, "steps": []}, workdir / "few", pm=pm)
+    assert read_step_output(manifest, "source").height == 2  # fewer blank lines: skipped, as the reader does
+
+
+@pytest.mark.parametrize("ending, kind", [(".zst", "zstd"), (".lz4", "lz4")])
+def test_the_first_bytes_of_a_zstd_or_lz4_object_give_its_first_text(ending, kind):
+    """An object in a bucket has its first bytes fetched: their stream stops anywhere."""
+    text = table_text("jsonl", 20_000)
+    packed = COMPRESS[ending](text)
+    start = text_start(packed[: len(packed) // 2], kind, 1 << 20, "s3://b/t.jsonl" + ending)
+    assert 0 < len(start) < len(text) and text.startswith(start)
+    assert text_start(packed, kind, 1000, "x") == text[:1000]
+    broken = packed[:12] + bytes([packed[12] ^ 0xFF]) + packed[13:]
+    with pytest.raises(SourceError, match=f"its {kind} stream is damaged"):
+        text_start(broken, kind, 1 << 22, "s3://b/t.jsonl" + ending)
