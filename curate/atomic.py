@@ -41,7 +41,7 @@ def atomic_path(path: Path | str, *, sweep: bool = False, keep_same: bool = Fals
             # a write's error names no file (a full disk, found at close): name the one written
             raise OSError(error.errno, error.strerror, str(path)) from error
         raise
-    if keep_same and _same_bytes(tmp, path):
+    if keep_same and same_bytes(tmp, path):
         tmp.unlink()
         return
     os.replace(tmp, path)
@@ -53,8 +53,9 @@ def write_text_atomic(path: Path | str, text: str, encoding: str | None = None, 
         tmp.write_text(text, encoding=encoding)
 
 
-def _same_bytes(new: Path, old: Path) -> bool:
-    """Whether ``old`` is a regular file (not a link) with exactly ``new``'s bytes."""
+def same_bytes(new: Path, old: Path) -> bool:
+    """Whether ``old`` is a regular file (not a link) with exactly ``new``'s bytes (for a writer
+    that puts several files in place itself, as an export folder does, and keeps the unchanged)."""
     import stat
 
     try:

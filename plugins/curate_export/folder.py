@@ -3,9 +3,11 @@
 An export is written into a sibling temporary folder (``.<name>.curate-partial``); a killed
 export leaves only that folder, which the next export removes. When every file is written, a
 new output folder is renamed into place in one step; an output folder from an earlier export
-(it holds our ``_CURATE_EXPORT.json`` listing the files we wrote) has those files replaced one
-by one (each rename is atomic, so no reader sees a truncated file) and the listing written
-last. A non-empty folder without our listing is refused: its files are the user's. So is one whose
+(it holds our ``_CURATE_EXPORT.json`` listing the files we wrote) has the files that changed
+replaced one by one (each rename is atomic, so no reader sees a truncated file), those the new
+export no longer has removed, and the listing written last; a file whose bytes are unchanged is
+left as it was, its mtime too, so an export that writes the same rows again changes nothing.
+A non-empty folder without our listing is refused: its files are the user's. So is one whose
 listing names a file outside it (``../x``, ``/x``) or under a link to another folder: a listing is
 a file anyone can write, and an export deletes what its listing names.
 """
@@ -19,7 +21,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from curate.atomic import write_text_atomic
+from curate.atomic import same_bytes, write_text_atomic
 from curate.errors import OutputError
 from curate.filekeys import inside
 from curate.runfiles import read_json, remove_tree
@@ -97,18 +99,30 @@ def export_folder(out: Path, fmt: str, facts: dict | None = None) -> Iterator[Pa
         raise OutputError(f"output '{fmt}' folder {out} holds a link to another folder where the export "
                           f"writes {linked[0]}", "curate does not write through links: remove the link, or point "
                           "the output at a new or empty folder")
-    # An earlier export (ours) or an empty folder: list both sets first, so a kill in the middle
-    # leaves a folder a re-run still knows as ours.
-    _write_listing(out, {"format": fmt, "files": sorted(set(old_files) | set(files)), "complete": False})
-    for name in files:
+    # An earlier export (ours) or an empty folder. A file holding the very bytes already there is
+    # left as it was, its mtime too: a re-run that exports the same rows is no change for make,
+    # rsync or a file watcher (as curate.atomic's keep_same for one file). The listing goes last.
+    _write_listing(partial, listing)
+    changed = [name for name in files if not same_bytes(partial / name, out / name)]
+    gone = [name for name in sorted(set(old_files) - set(files) - {LISTING}) if _removable(out / name)]
+    if changed or gone:
+        # List both sets first, so a kill in the middle leaves a folder a re-run still knows as ours.
+        _write_listing(out, {"format": fmt, "files": sorted(set(old_files) | set(files)), "complete": False})
+    for name in changed:
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial / name, target)
-    for name in set(old_files) - set(files) - {LISTING}:
+    for name in gone:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             (out / name).unlink()
-    _write_listing(out, listing)
+    if not same_bytes(partial / LISTING, out / LISTING):
+        os.replace(partial / LISTING, out / LISTING)
     shutil.rmtree(partial, ignore_errors=True)
+
+
+def _removable(path: Path) -> bool:
+    """Whether an earlier export's file is there to remove (a link too; a folder is left)."""
+    return path.is_symlink() or (path.exists() and not path.is_dir())
 
 
 def _write_listing(folder: Path, listing: dict) -> None:

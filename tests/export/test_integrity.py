@@ -160,3 +160,49 @@ def test_a_run_exporting_into_the_users_folder_stops_before_its_first_step(pm, t
     assert caught.value.exit_code == 2 and str(mine) in str(caught.value) and "00000.tar" in str(caught.value)
     assert (mine / "00000.tar").read_bytes() == b"the user's own shard"
     assert not (tmp_path / "work" / "run" / "manifest.json").exists()  # no step ran
+
+
+def test_a_cached_rerun_leaves_every_exported_file_as_it_was_and_a_change_rewrites_only_what_changed(
+        pm, tmp_path, store_table):
+    """An export re-run with the same rows replaced every tar with the same bytes and a new mtime:
+    `make` rebuilt what depends on them, `rsync -a` sent them again (as for file outputs, whose
+    keep_same the export folder now shares). Shards a smaller export no longer has are removed."""
+    import os
+
+    import curate_export
+
+    from curate.testing import run_spec
+
+    pm.register(curate_export, name="export", distribution="curate", version=curate_export.__version__)
+    store, table = store_table
+    table = table.with_columns(pl.format("https://example.com/{}.jpg", pl.col("uid")).alias("url"))
+
+    def export(where: str) -> dict:
+        spec = {"name": "export", "source": {"path": "data.parquet"},
+                "steps": [{"step": "filter", "params": {"where": where}}],
+                "outputs": [{"format": "webdataset", "path": "shards",
+                             "params": {"store_dir": str(store), "samples_per_shard": 5}}]}
+        first = not (tmp_path / "work" / "data.parquet").exists()
+        return run_spec(spec, tmp_path / "work", tables={"data.parquet": table} if first else None, pm=pm)
+
+    out = tmp_path / "work" / "run" / "shards"
+    assert export("uid IS NOT NULL")["outputs"][0]["shards"] == 5  # 24 images: 5 + 5 + 5 + 5 + 4
+    old = 1_000_000_000
+    for path in out.iterdir():
+        os.utime(path, ns=(old, old))
+    assert all(record["cached"] for record in export("uid IS NOT NULL")["steps"])
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == \
+        dict.fromkeys(["00000.tar", "00001.tar", "00002.tar", "00003.tar", "00004.tar", "_CURATE_EXPORT.json",
+                       "sizes.json"], old)
+    assert not list(out.parent.glob(".shards*"))
+
+    # The first 12 rows: the first two shards are the same, the third shorter, the last two gone.
+    export("uid < '000000000000000c'")
+    assert {p.name: p.stat().st_mtime_ns == old for p in out.iterdir()} == {
+        "00000.tar": True, "00001.tar": True, "00002.tar": False, "_CURATE_EXPORT.json": False,
+        "sizes.json": False}
+    assert json.loads((out / "sizes.json").read_text()) == {"00000.tar": 5, "00001.tar": 5, "00002.tar": 2}
+    listing = json.loads((out / "_CURATE_EXPORT.json").read_text())
+    assert listing["complete"] and listing["files"] == ["00000.tar", "00001.tar", "00002.tar", "sizes.json"]
+    with tarfile.open(out / "00002.tar") as tar:
+        assert len(tar.getmembers()) == 6
