@@ -383,6 +383,23 @@ class Engine:
         write_json_atomic({"error": message}, step_dir / RETRY_NEXT)
         raise StepError(planned.label, None, message, hint)
 
+    def _check_group(self, members: list[PlannedStep], contexts: list[StepContext]) -> None:
+        """:meth:`_check_result` for a fused group, before any member is marked complete: a
+        member whose result its plugin refuses fails the run, and so does the group, a unit whose
+        later members computed from the refused rows: no member is marked complete, every
+        member's shards are reopened (the group's markers are its last member's), and each
+        refusing member's next run retries its transient failures (``RETRY_NEXT``)."""
+        refused = [(planned, problem) for planned, ctx in zip(members, contexts) if planned.step is not None
+                   and (problem := planned.step.result_problem(ctx)) is not None]
+        if not refused:
+            return
+        for planned in members:
+            reopen_shards(self.plan.step_dir(planned))
+        for planned, (message, _) in refused:
+            write_json_atomic({"error": message}, self.plan.step_dir(planned) / RETRY_NEXT)
+        planned, (message, hint) = refused[0]
+        raise StepError(planned.label, None, message, hint)
+
     def _run_group(self, members: list[PlannedStep], executor: Any) -> list[dict[str, Any]]:
         """A fused group (curate.fusion): one pass per shard through every member. Reused when
         every member is complete; else run, keeping the shards a cut-off run finished."""
@@ -489,6 +506,7 @@ class Engine:
         results: list[ShardStats] = executor.map_shards(fused, tasks, group_ctx, last.output_schema,
                                                         on_done=on_done)
         seconds = round(time.perf_counter() - started, 3)
+        self._check_group(members, contexts)
         self._finish_members(members, records, contexts, results, seconds, group_input)
         return records
 
@@ -527,6 +545,7 @@ class Engine:
             }
             step_dir = plan.step_dir(planned)
             write_json_atomic(stats, step_dir / COMPLETE)
+            (step_dir / RETRY_NEXT).unlink(missing_ok=True)
             record.update(marker_facts(stats), complete=True)
             link_step(self.run_dir, planned.dirname, step_dir)
             self.observer.step_finished(planned, record)
@@ -610,7 +629,9 @@ class Engine:
         stats["seconds"] = round(max(seconds - follower_busy / max(1, workers), 0.0), 3)
         stats["finished_at"] = _now()
         stats.update(group_input.fields() if group_input else {})
+        self._check_group(members, contexts)
         write_json_atomic(stats, head_dir / COMPLETE)
+        (head_dir / RETRY_NEXT).unlink(missing_ok=True)
         records[0].update(marker_facts(stats), complete=True)
         link_step(self.run_dir, head.dirname, head_dir)
         self.observer.step_finished(head, records[0])

@@ -209,7 +209,9 @@ class Step:
         download whose servers were down fetched nothing): the run fails with it, the step is not
         marked complete, and its next run re-runs it with ``ctx.extras["retry_failed"]`` set, as
         ``curate run --retry-failed`` does. Called after the last shard, with the context
-        :meth:`summary` gets. Default: None."""
+        :meth:`summary` gets. A step fused with others (``curate.fusion``) fails its whole group:
+        no member is marked complete, and the next run computes every shard of the group again.
+        Default: None."""
         return None
 
     def summary(self, ctx: StepContext) -> dict[str, Any]:
