@@ -49,7 +49,12 @@ def connect(untrusted: bool = False, settings: dict[str, str] | None = None) -> 
     """A new in-memory connection that never installs or loads an extension by itself, works
     in UTC (its cursors too) and runs on MIN_THREADS threads at least; ``untrusted``: with no
     external access either (no file, network or extension access); ``settings``: more of DuckDB's
-    configuration, set as it opens."""
+    configuration, set as it opens.
+
+    Plugins open DuckDB connections through this (or ``ctx.duckdb()``), never ``duckdb.connect``,
+    so a signal stops their queries: the connection is interrupted when the run gets SIGINT,
+    SIGTERM or SIGHUP (:func:`curate.stopping.watch`), where a query on a thread of a pool would
+    otherwise run on until it ended. Take its cursors with :func:`cursor`, which are watched too."""
     con = duckdb.connect(config={**NO_AUTO_EXTENSIONS, **(settings or {}),
                                  **({"enable_external_access": False} if untrusted else {})})
     _in_utc(con, "GLOBAL")
@@ -64,7 +69,8 @@ def _at_least_threads(con: duckdb.DuckDBPyConnection, threads: int) -> None:
 
 def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """A cursor of ``con`` (a connection of its own to the same database), stopped with the run as
-    ``con`` is: interrupting ``con`` leaves its cursors' queries running."""
+    ``con`` is: interrupting ``con`` leaves its cursors' queries running, so ``con.cursor()``
+    gives a cursor whose query a signal does not stop; use this instead."""
     return watch(con.cursor())
 
 

@@ -57,7 +57,8 @@ class StepContext:
             self.progress(rows)
 
     def duckdb(self) -> duckdb.DuckDBPyConnection:
-        """A fresh in-memory DuckDB connection that spills to the run directory."""
+        """A fresh in-memory DuckDB connection that spills to the run directory, interrupted when
+        the run gets a stopping signal (:func:`curate.duck.connect`)."""
         from curate.duck import connect
 
         tmp = self.run_dir / "tmp" / "duckdb"

@@ -31,7 +31,8 @@ class Flaky(Step):
     def result_problem(self, ctx):
         retry = bool(ctx.extras.get("retry_failed"))
         Flaky.tries.append(retry)
-        return None if retry else ("step 'flaky' fetched nothing: the servers were down", "run it again later")
+        refused = ("step 'flaky' fetched nothing: the servers were down", "run it again later")
+        return None if retry else refused
 
 
 class FlakyPlugin:

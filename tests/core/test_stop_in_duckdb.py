@@ -6,6 +6,7 @@ not at all (exit 0, complete), and SIGHUP killed the run without a word, its man
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -159,3 +160,72 @@ def test_a_stop_while_reporting_says_the_run_completed(tmp_path, make_plugin_dis
     assert "resume" not in stderr and "Traceback" not in stderr
     assert json.loads((directory / "run" / "manifest.json").read_text())["status"] == "complete"
     assert not held(directory / "run")
+
+
+
+ENDLESS_PLUGIN = '''
+"""curate-endless: a step whose query on a connection of its own never ends (a plugin's join gone wrong)."""
+from curate import Step, hookimpl
+from curate.duck import connect
+
+
+class Endless(Step):
+    name = "endless"
+    thread_safe = True  # its shards run on a thread pool, and the signal lands in the main thread
+
+    def process_shard(self, table, ctx):
+        con = connect()
+        con.sql("SELECT count(*) FROM range(1000000000000000) t(i) WHERE hash(i) % 7 = 3").fetchall()
+        return table
+
+
+@hookimpl
+def curate_register_steps():
+    return [Endless]
+'''
+
+
+def test_sigterm_stops_a_query_on_a_connection_a_plugin_opened_with_curate_duck_connect(tmp_path,
+                                                                                         make_plugin_dist):
+    """curate.duck.connect is how a plugin opens DuckDB connections of its own: a stop interrupts their
+    queries as it does curate's. (The same step on duckdb.connect(), or on a plain ``.cursor()`` of a
+    curate connection, ran on for as long as its query did: the signal only reaches the main thread.)"""
+    plugin = make_plugin_dist("curate-endless", ENDLESS_PLUGIN, version="0.1", entry_point="endless")
+    directory = project(tmp_path / "work", 10)
+    spec = {**SPEC, "steps": [{"step": "endless"}]}
+    (directory / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    process = subprocess.Popen(COMMAND, cwd=directory, env=cli_env([plugin]), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        in_the_query(process, directory / "run" / "manifest.json")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)  # the query alone would run for days
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()  # also when communicate gave up: an open pipe fails a later test
+    assert process.returncode == 143, stderr
+    assert "terminated (SIGTERM); run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    manifest = json.loads((directory / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["error"] == "terminated (SIGTERM) during step 'endless'"
+
+
+# Ways to a DuckDB connection or cursor that no stop interrupts (curate.stopping watches only those
+# curate.duck opens): the module's default connection, a new one, a plain cursor of a watched one.
+UNWATCHED = re.compile(r"\bduckdb\.(connect|default_connection|sql|query|execute|read_\w+|from_\w+)\("
+                       r"|\.cursor\(")
+
+
+def test_plugins_open_duckdb_connections_and_cursors_through_curate_duck():
+    """A plugin's query on a connection curate does not watch runs on after SIGINT/SIGTERM until it ends
+    (the test above, with duckdb.connect()): plugins use curate.duck.connect, cursor, shard_connection
+    or ctx.duckdb(). The same rule in CONTRIBUTING.md ("DuckDB connections")."""
+    from tests.conftest import REPO
+
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+             for path in sorted((REPO / "plugins").rglob("*.py"))
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if UNWATCHED.search(line.split("#", 1)[0])]
+    assert not found, "open these through curate.duck (connect, cursor) instead:\n" + "\n".join(found)
