@@ -126,7 +126,7 @@ def test_the_funnel_shows_each_drop_reason_on_its_own_line():
 
     from rich.console import Console
 
-    from curate.cli import _print_funnel
+    from curate.commands.funnel import _print_funnel
 
     manifest = {"name": "n", "status": "complete", "steps": [
         {"index": 1, "label": "download", "step": "download", "rows_in": 10, "rows_out": 5, "seconds": 1.0,
