@@ -27,6 +27,8 @@ from curate.commands.shared import (
     allow_remote_option,
 )
 from curate.commands.funnel import _print_funnel
+from curate.commands.plan import plan
+from curate.commands.validate import validate
 from curate.display import VisibleFormatter, for_rich, visible
 from curate.errors import EXIT_CODES, CurateError, ResourceError, reported, stop_exit_code, stop_words
 
@@ -54,84 +56,8 @@ def cli(debug: bool) -> None:
     DEBUG["on"] = debug
 
 
-@cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Override run.dir from the spec.")
-@click.option("--untrusted", is_flag=True, help=UNTRUSTED_HELP)
-@allow_remote_option
-@_json_option("validate", "Print only a JSON object on stdout: {\"ok\", \"exit_code\", \"spec\", \"run_dir\", "
-              "\"errors\": [{\"where\", \"line\", \"file\", \"message\", \"hint\"}], \"warnings\"} (exit "
-              "codes as without it).")
-def validate(spec: str, run_dir: str | None, untrusted: bool, allow_remote: tuple[str, ...],
-             as_json: bool) -> None:
-    """Check a spec: structure, plugin names, params, columns, and the run directory as the run
-    would find it. Exit 2 listing every problem. A run directory or store that another run holds
-    now, or that this user cannot write, is a warning (exit 0): `curate run` would refuse it.
-
-    Nothing of the spec runs: SQL is parsed and bound to an empty table, never executed; the run
-    directory is only looked at, never created or changed.
-
-    SPEC - reads the spec from stdin; its relative paths then resolve against the working
-    directory (as run.dir and --run-dir always do)."""
-    answer = jsonsummary.started()
-    if answer is not None:
-        answer.spec = _spec_shown(spec)
-    plan, _ = _load_and_plan(spec, run_dir, untrusted=untrusted, allow_remote=allow_remote)
-    if answer is not None:
-        answer.run_dir = str(plan.run_dir)
-    plan.check_layout()  # what `curate run` refuses before it starts, said here first
-    from curate.preflight import run_dir_warnings
-
-    for warning in run_dir_warnings(plan.run_dir, plan.store_dir):  # what would stop it now, as a warning
-        click.echo(f"curate: warning: {visible(warning, lines=True)}", err=True)
-        if answer is not None:
-            answer.warnings.append(warning)
-    if as_json:
-        return  # the answer is printed once the exit code is known (main)
-    steps = len(plan.steps) - 1
-    _console().print(f"[green]ok[/green] {for_rich(spec)}: source '{for_rich(plan.source.format)}', {steps} step"
-                     f"{'s' if steps != 1 else ''}, {len(plan.outputs)} output{'s' if len(plan.outputs) != 1 else ''}")
-
-
-@cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Override run.dir from the spec.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option("--untrusted", is_flag=True, help=UNTRUSTED_HELP)
-@allow_remote_option
-def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool,
-         allow_remote: tuple[str, ...]) -> None:
-    """Show the steps, the columns each reads and writes, and which are cached."""
-    from rich.table import Table
-
-    from curate.plan import plan_rows
-
-    the_plan, _ = _load_and_plan(spec, run_dir, untrusted, allow_remote)
-    rows = plan_rows(the_plan)
-    executor = the_plan.resolved.executor
-    where = executor.where() if executor is not None else None
-    if as_json:
-        click.echo(json.dumps({"run_dir": str(the_plan.run_dir), "executor": where, "steps": rows}, indent=2))
-        return
-    if where is not None:
-        _console().print(f"executor: {for_rich(where)}")
-    table = Table(title=f"plan for {for_rich(spec)} → {for_rich(the_plan.run_dir)}")
-    for column in ("#", "label", "step", "reads", "writes", "cached"):
-        table.add_column(column)
-    for row in rows:
-        reads = ", ".join(row["reads"]) or "-"
-        writes = ", ".join(f"{k}: {v}" for k, v in row["writes"].items()) or "-"
-        if row["removes"]:
-            writes += " (removes " + ", ".join(row["removes"]) + ")"
-        table.add_row(str(row["index"]), *map(for_rich, (row["label"], row["step"], reads, writes)),
-                      "[green]yes[/green]" if row["cached"] else "no")
-    _console().print(table)
-    for group in dict.fromkeys(tuple(row["fused"]) for row in rows if row["fused"]):
-        _console().print(f"fused, one pass per shard and one cache unit (only the last stores kept rows): "
-                         f"{for_rich(' + '.join(group))}")
-    for output in the_plan.outputs:
-        _console().print(f"output {output.index}: {for_rich(output.sink.format)} ← "
-                         f"{for_rich(output.step_label)} → {for_rich(output.path)}")
+cli.add_command(validate)
+cli.add_command(plan)
 
 
 @cli.command()
