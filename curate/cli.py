@@ -10,12 +10,13 @@ import errno
 import logging
 import sys
 import warnings
-from typing import Any
 
 import click
 
 from curate import jsonsummary, stopping
+from curate.commands.argv import WITHOUT_PLUGIN_COMMANDS, _command_of, _hoist_debug, _json_asked
 from curate.commands.inspect import inspect
+from curate.commands.notices import _last_resort, _red, _show_warning, _stopped_by
 from curate.commands.plan import plan
 from curate.commands.plugins import plugins
 from curate.commands.relocate import relocate
@@ -24,8 +25,8 @@ from curate.commands.shared import _pm
 # curate_train's commands take --allow-remote from here
 from curate.commands.shared import allow_remote_option as allow_remote_option
 from curate.commands.validate import validate
-from curate.display import VisibleFormatter, visible
-from curate.errors import EXIT_CODES, CurateError, ResourceError, reported, stop_exit_code, stop_words
+from curate.display import visible
+from curate.errors import EXIT_CODES, CurateError, ResourceError, reported, stop_exit_code
 
 DEBUG = {"on": False}
 
@@ -72,77 +73,6 @@ def _add_plugin_commands() -> None:
             impl.function(**{name: cli for name in impl.argnames if name == "cli"})
         except Exception as exc:
             pm.plugin_failed(impl.plugin_name, "curate_register_commands", exc)
-
-
-def _hoist_debug(argv: list[str]) -> tuple[list[str], bool]:
-    """``--debug`` anywhere before ``--`` (``curate run x.yaml --debug``, as the error message
-    suggests, and after plugin sub-commands too) moves to the group, which owns the flag."""
-    end = argv.index("--") if "--" in argv else len(argv)
-    debug = "--debug" in argv[:end]
-    if not debug:
-        return argv, False
-    rest = [arg for arg in argv[:end] if arg != "--debug"] + argv[end:]
-    return ["--debug", *rest], True
-
-
-# Core commands that neither run nor list a plugin's sub-commands.
-WITHOUT_PLUGIN_COMMANDS = frozenset({"run", "validate", "plan", "inspect", "relocate"})
-
-
-def _command_of(argv: list[str]) -> str | None:
-    """The sub-command ``argv`` names (its first word that is not one of the group's flags)."""
-    for arg in argv:
-        if arg == "--":
-            return None
-        if not arg.startswith("-"):
-            return arg
-    return None
-
-
-def _json_asked(argv: list[str]) -> str | None:
-    """``run`` or ``validate`` where ``argv`` asks it for ``--json``."""
-    command = _command_of(argv)
-    end = argv.index("--") if "--" in argv else len(argv)
-    return command if command in ("run", "validate") and "--json" in argv[:end] else None
-
-
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
-    """curate's own warnings (a plugin skipped, a stored step recomputed) as one line, as its other
-    notices are; Python's format added the file, line and source line of the warn() call."""
-    if category.__module__.split(".")[0].startswith("curate"):
-        click.echo(f"curate: warning: {visible(message, lines=True)}", err=True)
-    else:
-        _python_show_warning(message, category, filename, lineno, file, line)
-
-
-_python_show_warning = warnings.showwarning
-
-
-def _last_resort() -> logging.Handler:
-    """Python's handler for records no handler takes (plugins' warnings: ``download: … refused``),
-    the same but for :class:`curate.display.VisibleFormatter`."""
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(VisibleFormatter())
-    return handler
-
-
-def _red() -> dict[str, Any]:
-    """click.secho's styling of error text: none where NO_COLOR is set to anything
-    (https://no-color.org), as rich's output already honours; it coloured it on a terminal regardless
-    (and without a colour it still added a reset escape)."""
-    import os
-
-    return {"reset": False} if os.environ.get("NO_COLOR") else {"fg": "red"}
-
-
-def _stopped_by(exc: KeyboardInterrupt) -> str:
-    if getattr(exc, "after_complete", False):  # outputs and manifest written: only the report was not
-        return f"{stop_words(exc)} while reporting on the run, which had completed (its outputs are " \
-            "written); run the same command again to write its report"
-    resume = getattr(exc, "curate_resume", "run the same command again to resume")
-    return f"{stop_words(exc)}; {resume}"
 
 
 def main(argv: list[str] | None = None) -> int:

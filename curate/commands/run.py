@@ -100,8 +100,9 @@ def run(spec: str | None, run_dir: str | None, resume_dir: str | None, from_labe
 
 def _resume_with(exc: KeyboardInterrupt, the_plan: Any, flag: str) -> None:
     """A run with --no-cache or --from that was stopped: the same command would recompute what
-    this one finished, so the hint says how to resume it (read by :func:`_stopped_by`). Only when
-    the run got as far as saving its spec (the manifest is this spec's): --resume reads it."""
+    this one finished, so the hint says how to resume it (read by
+    :func:`curate.commands.notices._stopped_by`). Only when the run got as far as saving its spec
+    (the manifest is this spec's): --resume reads it."""
     import shlex
 
     from curate.runfiles import read_json
