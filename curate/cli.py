@@ -2,6 +2,9 @@
 
 Errors that curate raises on purpose print as a short message; a traceback needs ``--debug``.
 Plugins add sub-commands through ``curate_register_commands``.
+
+Here: the group, the core commands added to it (a module each in :mod:`curate.commands`), and
+:func:`main`, which turns how a command ended into its exit code and message.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def cli(debug: bool) -> None:
     DEBUG["on"] = debug
 
 
+# Added here, not by a decorator in their modules: under `python -m curate.cli` this module runs
+# as __main__, and its group, not curate.cli's, is the one that runs.
 cli.add_command(validate)
 cli.add_command(plan)
 cli.add_command(run)
