@@ -8,7 +8,9 @@ image stays alive too: :data:`BLEND_BYTES_PER_PIXEL` more. Measured with tracema
 img2dataset 1.47's resizer (``tests/download/test_decode_memory.py`` checks it on every format
 below): 80 bytes a pixel for a 16-bit RGBA PNG, 76 for 8-bit RGBA, grey+alpha or a palette with
 transparency, about 3 for RGB; a 7000x7000 16-bit RGBA PNG, within the default pixel limit,
-needs 3.9 GB. Which of these an image is, its header says:
+needs 3.9 GB. The worker's decoder (``pixels.py``) adds an 8-bit copy of deep samples and an
+upright copy of a JPEG whose EXIF orientation turns it: counted too.
+Which of these an image is, its header says:
 
 - **PNG**: IHDR's bit depth and colour type; a tRNS chunk gives RGB and palette images a fourth
   channel in OpenCV (not grey ones).
@@ -47,6 +49,8 @@ import struct
 import threading
 from dataclasses import dataclass
 
+from .pixels import jpeg_orientation
+
 # img2dataset's alpha blend: three 3-channel float64 arrays (the product, the sum, then clip's
 # and rint's copies) alive at once next to the decoded image.
 BLEND_BYTES_PER_PIXEL = 3 * 3 * 8
@@ -73,6 +77,7 @@ class ImageHeader:
     channels: int  # samples per pixel once decoded: the most OpenCV or Pillow gives
     sample_bits: int  # 8, 16, 32 or 64
     alpha: bool  # OpenCV decodes four channels, which img2dataset's resizer blends in float64
+    rotated: bool = False  # a JPEG whose EXIF orientation turns it: pixels.py makes an upright copy
 
     @property
     def pixels(self) -> int:
@@ -85,8 +90,11 @@ class ImageHeader:
 
     @property
     def decode_memory(self) -> int:
-        """Bytes alive at once while img2dataset decodes and blends the image (before resizing)."""
-        return self.decoded_bytes + (BLEND_BYTES_PER_PIXEL * self.pixels if self.alpha else 0)
+        """Bytes alive at once while img2dataset decodes and blends the image (before resizing),
+        with the 8-bit copy of deep samples and the upright copy of a rotated JPEG (``pixels.py``)."""
+        copies = (self.sample_bits > 8) + self.rotated
+        return self.decoded_bytes + copies * self.pixels * self.channels \
+            + (BLEND_BYTES_PER_PIXEL * self.pixels if self.alpha else 0)
 
     def describe(self) -> str:
         blend = ", with alpha, which img2dataset blends in float64" if self.alpha else ""
@@ -184,7 +192,8 @@ def _jpeg(data: bytes) -> ImageHeader | None:
             height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
             if not (width and height and frame[5]):  # a height of 0 comes later (DNL): the decoder decides
                 return None
-            return ImageHeader("JPEG", width, height, frame[5], 8 if frame[0] <= 8 else 16, alpha=False)
+            return ImageHeader("JPEG", width, height, frame[5], 8 if frame[0] <= 8 else 16, alpha=False,
+                               rotated=jpeg_orientation(data) != 1)
         if marker == JPEG_SCAN or length < 2:
             return None
         at += 2 + length

@@ -13,7 +13,8 @@ bytes, pixels and decoding memory). In the worker's own process a thread watches
 processes, so a killed one fails the step instead of hanging it.
 
 So this file imports only the standard library and img2dataset's resizer (to give each body's
-bytes back to ``max_buffered_bytes`` once decoded, see :func:`release_bodies_when_decoded`), never
+bytes back to ``max_buffered_bytes`` once decoded, see :func:`release_bodies_when_decoded`, and
+to decode images as browsers show them, see ``pixels.py``), never
 the ``curate_download`` package (``fetch.py`` and its ``header.py``, stdlib too, and ``urls.py``,
 which imports the ``idna`` package only for a host that needs it, come from a stand-in package for
 this directory, see :func:`_sibling`): each spawned process pays for img2dataset's imports
@@ -58,6 +59,7 @@ def _sibling(name: str) -> ModuleType:
 
 fetch = _sibling("fetch")
 urls = _sibling("urls")
+pixels = _sibling("pixels")
 fetchable_url = urls.fetchable_url  # the step, and tests, take it from here
 
 POLICY_ENV = "CURATE_DOWNLOAD_POLICY"
@@ -338,6 +340,15 @@ def _install_from_environment() -> None:
         install(NetworkPolicy.from_json(text), limits)
         if limits is not None and limits.max_buffered_bytes is not None:
             release_bodies_when_decoded()
+        decode_as_shown()
+
+
+def decode_as_shown() -> None:
+    """img2dataset's resizer decodes 16-bit images to 8 bits and JPEGs upright as their EXIF
+    orientation says (``pixels.py``: it stored both wrong, as ``success``)."""
+    from img2dataset import resizer
+
+    pixels.decode_as_shown(resizer)
 
 
 def _die_with_parent() -> None:

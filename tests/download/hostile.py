@@ -13,6 +13,10 @@ Routes (NAME is any string; each response is the same for the same NAME)::
     /bomb/NAME.png      a 110 KB PNG that declares 30000x30000 pixels (2.7 GB once decoded)
     /deep/SIDE/NAME     a 16-bit RGBA PNG of SIDE x SIDE pixels (transparent black): within the pixel
                         limit up to 7071, 8 bytes a pixel decoded and 80 in img2dataset's alpha blending
+    /deep16/COLOUR/NAME  an opaque 16-bit PNG, 16 x 12, every colour sample 0x8080 (128 at 8 bits): COLOUR is
+                        the PNG colour type, 0 grey or 6 RGBA (what a photo editor exports)
+    /rotated/N/NAME     a JPEG stored 32 x 16 (a red top-left quarter) whose EXIF orientation is N:
+                        a phone photo held upright is orientation 6, shown 16 x 32
     /lie-long/NAME      a PNG whose Content-Length is larger than the body; the server then closes
     /lie-short/NAME     a PNG whose Content-Length is half its body (the rest follows anyway)
     /loop/NAME          302 to /loop2/NAME, which redirects back
@@ -58,6 +62,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from PIL import Image
 
@@ -121,6 +126,52 @@ def deep_png(side: int) -> bytes:
     """A 16-bit RGBA PNG of side x side transparent black: 0.4 MB on the wire at 7000 x 7000,
     within the default pixel limit, and 3.9 GB while img2dataset decodes and blends it."""
     return _zero_png(side, 16, 6, side * 8)
+
+
+def deep16_png(colour: int) -> bytes:
+    """An opaque 16-bit PNG (grey or RGBA), 16 x 12, every colour sample 0x8080."""
+    pixel = {0: b"\x80\x80", 6: b"\x80\x80" * 3 + b"\xff\xff"}[colour]  # alpha: opaque
+    row = b"\0" + pixel * 16
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 12, 16, colour, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(row * 12)) + _chunk(b"IEND", b""))
+
+
+def rotated_jpeg(orientation: int) -> bytes:
+    """A JPEG stored 32 x 16, red in its top-left 16 x 8 and blue elsewhere, with EXIF
+    ``orientation``."""
+    image = Image.new("RGB", (32, 16), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 16, 8))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+# Images img2dataset stored wrong as `success` (white, sideways), and what they are as shown:
+# width, height, and the RGB at a point given as fractions of them (the middle of the red quarter
+# of a rotated one). ``check_as_shown`` reads them from a run's store.
+AS_SHOWN = {"deep16/0/grey": (16, 12, (0.5, 0.5), (128, 128, 128)),
+            "deep16/6/rgba": (16, 12, (0.5, 0.5), (128, 128, 128)),
+            "rotated/6/upright": (16, 32, (0.75, 0.25), (255, 0, 0)),
+            "rotated/1/landscape": (32, 16, (0.25, 0.25), (255, 0, 0))}
+
+
+def check_as_shown(rows: Any, store_dir: str, base_url: str) -> None:
+    """The AS_SHOWN rows of a download's kept ``rows`` were stored as a browser shows them, kept
+    at their size or resized with ``resize_mode: border`` (fitted, centred, padded)."""
+    from curate.images import iter_images
+
+    by_url = {row["url"]: row for row in rows.iter_rows(named=True)}
+    chosen = [by_url[f"{base_url}/{path}"] for path in AS_SHOWN]
+    for (path, (width, height, (x, y), colour)), row, image in zip(
+            AS_SHOWN.items(), chosen, iter_images([row["image"] for row in chosen], store_dir), strict=True):
+        shown = (row["status"], row["original_width"], row["original_height"])
+        assert shown == ("success", width, height), row
+        scale = min(image.width / width, image.height / height)
+        left, top = (image.width - width * scale) / 2, (image.height - height * scale) / 2
+        pixel = image.convert("RGB").getpixel((int(left + x * width * scale), int(top + y * height * scale)))
+        assert max(abs(got - want) for got, want in zip(pixel, colour, strict=True)) <= 8, (path, pixel)
 
 
 @functools.cache
@@ -263,6 +314,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def route_deep(self, parts: list[str]) -> None:
         body = deep_png(int(parts[1]))
+        self._head(length=len(body))
+        self.wfile.write(body)
+
+    def route_deep16(self, parts: list[str]) -> None:
+        body = deep16_png(int(parts[1]))
+        self._head(length=len(body))
+        self.wfile.write(body)
+
+    def route_rotated(self, parts: list[str]) -> None:
+        body = rotated_jpeg(int(parts[1]))
         self._head(length=len(body))
         self.wfile.write(body)
 

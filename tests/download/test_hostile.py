@@ -13,7 +13,7 @@ import pytest
 from curate_download.worker import REFUSED
 
 from tests.download.conftest import run_download
-from tests.download.hostile import deep_png, serve_hostile
+from tests.download.hostile import AS_SHOWN, check_as_shown, deep_png, serve_hostile
 from tests.download.processes import peak_rss
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -73,12 +73,16 @@ def test_hostile_host(tmp_path: Path, private_system_tmp: Path) -> None:
     with serve_hostile() as host:
         table = hostile_table(host.base_url)
         healthy = table.with_columns(pl.format("{}/ok/g{}.png", pl.lit(host.base_url), pl.int_range(pl.len())).alias("url"))
+        as_shown = [f"{host.base_url}/{path}" for path in AS_SHOWN]  # 16-bit, EXIF-rotated: healthy too
+        healthy = pl.concat([healthy, pl.DataFrame({"url": as_shown, "alt_text": list(AS_SHOWN),
+                                                    "kind": "ok"})])
         with peak_rss() as healthy_peak:
-            _, baseline = run_download(tmp_path / "healthy", healthy, params)
+            healthy_manifest, baseline = run_download(tmp_path / "healthy", healthy, params)
         with peak_rss() as hostile_peak:
             manifest, rows = run_download(tmp_path / "hostile", table, params)
     seconds = next(r for r in manifest["steps"] if r["label"] == "download")["seconds"]
     assert set(baseline["status"]) == {"success"}
+    check_as_shown(baseline, healthy_manifest["store_dir"], host.base_url)
 
     bound = (table.height / THREADS + 1) * TIMEOUT
     print(f"\nhostile run: {seconds:.1f} s (bound {bound:.1f} s); peak RSS of the worker tree "
