@@ -115,13 +115,17 @@ STORED_MARK = "stored.done"  # this job directory's results are in the image sto
 STORE_UNTRUSTED = "store-untrusted.json"  # image store entries this job's look-up did not trust, and why
 
 
+PNG_LEVEL = 6  # zlib's compression level for encode_format png without encode_quality: its own default
+
+
 class DownloadParams(Params):
     image_size: int = Field(256, ge=8, le=16384, description="side of the stored image, in pixels")
     resize_mode: Literal["no", "border", "keep_ratio", "keep_ratio_largest", "center_crop"] = Field(
         "border", description="img2dataset's resize mode")
     resize_only_if_bigger: bool = False
     encode_format: Literal["jpg", "png", "webp"] = "jpg"
-    encode_quality: int = Field(95, ge=0, le=100)
+    encode_quality: int = Field(95, ge=0, le=100, description="JPEG/WebP quality 0-100; for png, zlib's "
+                                "compression level 0-9 (unset: 6)")
     output_format: Literal["webdataset", "files"] = Field(
         "webdataset", description="webdataset: tars of <uid>.<ext>; files: directories of them")
     samples_per_shard: int = Field(10_000, ge=1, le=1_000_000,
@@ -204,6 +208,22 @@ class DownloadParams(Params):
         if not value.strip():
             raise ValueError("must be a directory or a URL such as s3://bucket/images")
         return str(Path(value).expanduser().resolve())  # steps do not know the spec's directory
+
+    @model_validator(mode="after")
+    def _png_level(self) -> DownloadParams:
+        # img2dataset refused a PNG level over 9 only once its processes ran, and the step failed
+        # with the tail of a multiprocessing traceback; the default of 95 is a JPEG quality.
+        if self.encode_format == "png" and "encode_quality" in self.model_fields_set and self.encode_quality > 9:
+            raise ValueError(f"encode_quality is zlib's compression level for encode_format png, 0-9 (got "
+                             f"{self.encode_quality}); leave it unset for {PNG_LEVEL}")
+        return self
+
+    @property
+    def quality(self) -> int:
+        """What img2dataset is given: ``encode_quality``, or :data:`PNG_LEVEL` for a PNG without one."""
+        if self.encode_format == "png" and "encode_quality" not in self.model_fields_set:
+            return PNG_LEVEL
+        return self.encode_quality
 
     @model_validator(mode="after")
     def _buffer_holds_a_body(self) -> DownloadParams:
@@ -576,7 +596,7 @@ class Download(Step):
             "resize_mode": p.resize_mode,
             "resize_only_if_bigger": p.resize_only_if_bigger,
             "encode_format": p.encode_format,
-            "encode_quality": p.encode_quality,
+            "encode_quality": p.quality,
             "timeout": p.timeout,
             "retries": 0,  # fetch.py retries transient failures only, honouring Retry-After
             "min_image_size": p.min_image_size,
