@@ -23,6 +23,11 @@ copy what they read into what the stranger gets back. So the engine gives its st
 and its store; None for a trusted spec), which they pass as ``within``; :func:`read_image_file`
 reads an image a row names by its path the same way.
 
+Steps that look at pixels decode with :func:`decode_rgb` (the RGB picture a browser shows: EXIF
+orientation followed, transparency on white, 16-bit samples at 8 bits), so CLIP, copy detection,
+the captioner and the exports see one picture whatever the file's format, and a file that does not
+decode is a row without an image to each of them.
+
 Pillow is imported on first use, so importing this module stays cheap.
 """
 
@@ -344,6 +349,51 @@ def _decode(data: bytes) -> PILImage:
     return image
 
 
+BACKGROUND = (255, 255, 255)  # under transparent pixels: white, as the download step's img2dataset blends
+
+
+def decode_rgb(data: bytes) -> PILImage | None:
+    """An image's bytes as the RGB picture a browser shows (:func:`as_shown`), decoded the same way
+    by every step that looks at pixels (CLIP, copy detection, the captioner, exports), so they all
+    see one picture. None for bytes that are no image Pillow decodes: empty, truncated, an HTML
+    page, a decompression bomb over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``, twice: its
+    error, not its warning), which a step treats as a row without an image."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return as_shown(image)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return None  # UnidentifiedImageError and "image file is truncated" are OSErrors
+
+
+def as_shown(image: PILImage) -> PILImage:
+    """``image`` in RGB as a browser shows it: turned as its EXIF orientation says, transparency
+    composited on :data:`BACKGROUND`, 16-bit and 32-bit samples brought to 8 bits by their top
+    byte (Pillow's ``convert`` clips them: a 16-bit PNG turned white), other modes (CMYK, 1, P,
+    YCbCr…) by Pillow's ``convert``. The download step stores what it fetched the same way."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        import numpy as np
+
+        samples = np.asarray(image)
+        if image.mode == "F":
+            eight = np.rint(np.clip(samples, 0.0, 1.0) * 255)
+        else:
+            eight = np.clip(samples, 0, 65535) >> 8
+        image = Image.fromarray(eight.astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def read_image_bytes(ref: ImageRef, store_dir: str | Path | None = None, *, within: Within = None) -> bytes | None:
     """The encoded bytes of one image (None for a null reference: a row without an image).
     ``within``: folders the file must lie in, links resolved (else :class:`ImageOutside`); an
@@ -395,6 +445,6 @@ def clear_cache() -> None:
     _indexes.clear()
 
 
-__all__ = ["ImageFolders", "ImageGone", "ImageNotFound", "ImageOutside", "ImageRef", "clear_cache",
-           "iter_images", "open_image", "open_images", "read_image_bytes", "read_image_file", "refetch_hint",
-           "untrusted_image_folders"]
+__all__ = ["BACKGROUND", "ImageFolders", "ImageGone", "ImageNotFound", "ImageOutside", "ImageRef", "as_shown",
+           "clear_cache", "decode_rgb", "iter_images", "open_image", "open_images", "read_image_bytes",
+           "read_image_file", "refetch_hint", "untrusted_image_folders"]

@@ -49,7 +49,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from .pixels import jpeg_orientation
+from curate.jpeg import jpeg_orientation
 
 # img2dataset's alpha blend: three 3-channel float64 arrays (the product, the sum, then clip's
 # and rint's copies) alive at once next to the decoded image.

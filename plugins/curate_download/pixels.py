@@ -18,66 +18,15 @@ its ``cv2`` module) that brings deep samples to 8 bits (the top byte: 65535 is 2
 JPEG upright as its EXIF orientation says, before the resizer blends, checks sizes and encodes.
 Memory: the 8-bit copy and the upright copy are counted in ``header.ImageHeader.decode_memory``.
 
-Standard library at import (the worker imports only that); numpy when an image is decoded, which
-img2dataset has imported by then.
+Standard library and ``curate.jpeg`` (standard library too, shared with the steps that decode
+later) at import; numpy when an image is decoded, which img2dataset has imported by then.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-ORIENTATION_TAG = 0x0112
-EXIF_APP = 0xE1
-JPEG_SCAN = 0xDA
-MARKER_STEPS = 65_536  # markers and fill bytes walked at most (as header.HEADER_READS)
-
-
-def jpeg_orientation(data: Any) -> int:
-    """The EXIF orientation (1–8) of a JPEG's bytes (bytes, memoryview or a uint8 array); 1 when
-    it has none, or anything about it is not what EXIF says it is. Walks the markers before the
-    first scan, at most :data:`MARKER_STEPS` of them, so a body costs what its header does."""
-    view = memoryview(data).cast("B")
-    if len(view) < 4 or view[0] != 0xFF or view[1] != 0xD8:
-        return 1
-    at = 2
-    for _ in range(MARKER_STEPS):
-        if at + 4 > len(view) or view[at] != 0xFF:
-            return 1
-        marker = view[at + 1]
-        if marker == 0xFF:
-            at += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
-            at += 2
-            continue
-        if marker == JPEG_SCAN:
-            return 1
-        length = int.from_bytes(view[at + 2:at + 4], "big")
-        if length < 2:
-            return 1
-        if marker == EXIF_APP and bytes(view[at + 4:at + 10]) == b"Exif\x00\x00":
-            return _tiff_orientation(bytes(view[at + 10:at + 2 + length]))
-        at += 2 + length
-    return 1
-
-
-def _tiff_orientation(tiff: bytes) -> int:
-    """Orientation from IFD0 of EXIF's TIFF structure; 1 when absent or malformed."""
-    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
-        return 1
-    order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
-
-    def number(start: int, size: int) -> int:
-        return int.from_bytes(tiff[start:start + size], order)
-
-    ifd = number(4, 4)
-    if ifd + 2 > len(tiff):
-        return 1
-    for entry in range(ifd + 2, min(ifd + 2 + 12 * number(ifd, 2), len(tiff) - 11), 12):
-        if number(entry, 2) == ORIENTATION_TAG:
-            value = number(entry + 8, 2) if number(entry + 2, 2) == 3 else 1  # type 3: SHORT
-            return value if 1 <= value <= 8 else 1
-    return 1
+from curate.jpeg import jpeg_orientation
 
 
 def eight_bit(image: Any) -> Any:

@@ -14,7 +14,8 @@ processes, so a killed one fails the step instead of hanging it.
 
 So this file imports only the standard library and img2dataset's resizer (to give each body's
 bytes back to ``max_buffered_bytes`` once decoded, see :func:`release_bodies_when_decoded`, and
-to decode images as browsers show them, see ``pixels.py``), never
+to decode images as browsers show them, see ``pixels.py``, which reads EXIF orientation with
+``curate.jpeg``: standard library, under curate's cheap ``__init__``), never
 the ``curate_download`` package (``fetch.py`` and its ``header.py``, stdlib too, and ``urls.py``,
 which imports the ``idna`` package only for a host that needs it, come from a stand-in package for
 this directory, see :func:`_sibling`): each spawned process pays for img2dataset's imports

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 from curate_download.header import read_header
-from curate_download.pixels import DecoderAsShown, jpeg_orientation
+from curate_download.pixels import DecoderAsShown
 from PIL import Image, ImageOps
 
+from curate.jpeg import jpeg_orientation
 from tests.download.hostile import deep16_png, rotated_jpeg
 
 cv2 = pytest.importorskip("cv2")
