@@ -118,16 +118,11 @@ def image_identity(value: Any) -> Hashable:
 
 
 def _decode(data: bytes) -> Any:
-    """A decoded RGB image, or None for bytes that are not an image (truncated, HTML, …)."""
-    import io
+    """A decoded RGB image as every step sees it (:func:`curate.images.decode_rgb`), or None for
+    bytes that are not an image (truncated, HTML, …)."""
+    from curate.images import decode_rgb
 
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as handle:
-            return handle.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None
+    return decode_rgb(data)
 
 
 def open_training_images(chunk: Sequence[Any], within: ImageFolders | None = None,

@@ -16,9 +16,10 @@ the batched nvjpeg decode does its Huffman stage on the host, in the main proces
 that bounded ViT-B/32 at ~3.8k img/s with 16 idle workers. Here the host stage runs in every
 worker at once; the main process only copies (pinned) and launches.
 
-Images that are not JPEG (PNG, WebP, …), and JPEGs the batched decoder refuses (CMYK, an
-arithmetic-coded file), go the loader path's way: PIL, in the worker or (after a refusal) in the
-main process. An image neither can decode is a row without an image, as on the loader path.
+Images that are not JPEG (PNG, WebP, …), JPEGs that an EXIF orientation turns, and JPEGs the
+batched decoder refuses (CMYK, an arithmetic-coded file), go the loader path's way: PIL, in the
+worker or (after a refusal) in the main process. An image neither can decode is a row without an
+image, as on the loader path.
 """
 
 from __future__ import annotations
@@ -29,16 +30,10 @@ import numpy as np
 
 from curate.errors import CurateError
 from curate.images import ImageFolders
+from curate.jpeg import JPEG_MAGIC, jpeg_orientation, whole_jpeg
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-JPEG_END = b"\xff\xd9"
-
-
-def whole_jpeg(data: bytes) -> bool:
-    """A JPEG that starts and ends with its markers. nvjpeg decodes a truncated file (the missing
-    rows grey) where PIL refuses it: anything else goes the PIL way, so both paths refuse the
-    same files (found on the H200: a half-written JPEG scored on the device, refused by the loader)."""
-    return data[:3] == JPEG_MAGIC and data.rstrip(b"\x00\r\n ")[-2:] == JPEG_END
+__all__ = ["JPEG_MAGIC", "EncodedImages", "collate", "decode_batch", "device_transform", "pil_pixels",
+           "resolve_decode", "whole_jpeg"]
 
 
 def device_transform(loader_part: Any) -> Any | None:
@@ -88,7 +83,7 @@ class EncodedImages:
                 data = None
         if not data:
             return "none", torch.zeros(0, dtype=torch.uint8)
-        if whole_jpeg(data):
+        if whole_jpeg(data) and jpeg_orientation(data) == 1:  # a turned one: PIL turns it, as the loader
             encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             if not self.decode_here:
                 return "jpeg", encoded
@@ -124,18 +119,11 @@ def collate(items: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def pil_pixels(data: bytes, loader_part: Any) -> Any | None:
     """The loader path's pixels of one encoded image (None when PIL cannot read it either)."""
-    import io
-
-    from PIL import Image
-
+    from curate.images import decode_rgb
     from curate_clip.score import uint8_pixels
 
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return None
-    return uint8_pixels(loader_part(image.convert("RGB")))
+    image = decode_rgb(data)
+    return None if image is None else uint8_pixels(loader_part(image))
 
 
 def decode_batch(batch: dict[str, Any], transform: Any, loader_part: Any, size: int,

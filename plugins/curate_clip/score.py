@@ -140,19 +140,20 @@ class _Images:
     def __getitem__(self, index: int) -> tuple[Any, bool]:
         import torch
 
-        from curate.images import ImageNotFound, open_image
+        from curate.images import ImageNotFound, decode_rgb, read_image_bytes
 
         ref = self.refs[index]
         image = None
         if ref is not None:
             try:
-                image = open_image(ref, self.store_dir, within=self.within)
+                data = read_image_bytes(ref, self.store_dir, within=self.within)
             except (ImageNotFound, OSError, ValueError):
-                image = None
+                data = None
+            image = decode_rgb(data) if data else None  # as every step sees it; None: not an image
         if image is None:
             dtype = torch.uint8 if self.as_uint8 else torch.float32
             return torch.zeros(3, self.size, self.size, dtype=dtype), False
-        pixels = self.preprocess(image.convert("RGB"))
+        pixels = self.preprocess(image)
         return (uint8_pixels(pixels) if self.as_uint8 else pixels), True
 
 

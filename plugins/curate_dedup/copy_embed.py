@@ -59,14 +59,15 @@ class _Images:
     def __getitem__(self, index: int) -> tuple[Any, bool]:
         import torch
 
-        from curate.images import ImageNotFound, open_image
+        from curate.images import ImageNotFound, decode_rgb, read_image_bytes
 
         image = None
         if self.refs[index] is not None:
             try:
-                image = open_image(self.refs[index], self.store_dir, within=self.within)
+                data = read_image_bytes(self.refs[index], self.store_dir, within=self.within)
             except (ImageNotFound, OSError, ValueError):
-                image = None
+                data = None
+            image = decode_rgb(data) if data else None  # as every step sees it; None: not an image
         if image is None:
             return torch.zeros(3, self.prepare.image_size, self.prepare.image_size), False
         return self.prepare(image), True
