@@ -1,7 +1,10 @@
 """Sinks for training clients: WebDataset tars and an HF imagefolder. Images come from the download
-step's store through :mod:`curate.images`; non-JPEG images are re-encoded so every sample is a
-``jpg``. Rows without an image are skipped, counted in the output's facts (``rows_without_image``)
-and warned of (an export of 12 rows wrote 6 without a word). A spec run with ``--untrusted`` has its
+step's store through :mod:`curate.images`; a whole JPEG that no EXIF orientation turns is written
+as it is, any other image re-encoded as every step saw it (upright, transparency on white), so every
+sample is a ``jpg``. Rows without an image are skipped, counted in the output's facts
+(``rows_without_image``) and warned of (an export of 12 rows wrote 6 without a word); so are rows
+whose image does not decode (``rows_with_unreadable_image``: one failed the whole export, its hint
+blaming the folder's permissions). A spec run with ``--untrusted`` has its
 images read only from the working directory, the run directory and its store: a row naming one
 elsewhere fails the export, naming the row (as a shard that is gone does), and nothing of it is read."""
 
@@ -23,13 +26,12 @@ from curate_export.tars import TarShards
 from curate.filekeys import file_key
 from curate.hashing import uniform
 from curate.errors import OutputError
-from curate.images import ImageOutside, iter_images
+from curate.images import ImageOutside, decode_rgb, iter_images
+from curate.jpeg import jpeg_orientation, whole_jpeg
 from curate.params import PLACE, Params
 from curate.schema import UID
 from curate.sink import Sink
 from curate.step import TableInput
-
-JPEG_MAGIC = b"\xff\xd8"
 
 
 class ExportWarning(UserWarning):
@@ -79,13 +81,19 @@ def store_dir_of(sink: Sink) -> Path:
     return sink.ctx.run_dir
 
 
-def jpeg_bytes(data: bytes) -> bytes:
-    if data[:2] == JPEG_MAGIC:
+def jpeg_bytes(data: bytes) -> bytes | None:
+    """The sample's ``jpg``: a whole JPEG that no EXIF orientation turns as it is (what the download
+    step stores), anything else the picture every step saw (:func:`curate.images.decode_rgb`:
+    upright, transparency on white, 16-bit at 8 bits), re-encoded; None when it does not decode.
+    A turned JPEG passed through showed its trainer another picture than CLIP scored (a loader
+    that ignores EXIF), and a truncated one a file the trainer cannot read."""
+    if whole_jpeg(data) and jpeg_orientation(data) == 1:
         return data
-    from PIL import Image
-
+    image = decode_rgb(data)
+    if image is None:
+        return None
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(data)).convert("RGB").save(buffer, format="JPEG", quality=95)
+    image.save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
 
 
@@ -100,7 +108,8 @@ def export_columns(sink: Sink) -> dict[str, Any]:
 def samples(sink: Sink, table: TableInput, skipped: dict[str, int] | None = None
             ) -> Iterator[tuple[dict[str, Any], bytes]]:
     """(row, jpeg bytes) for every row with an image, in table order; ``skipped["rows_without_image"]``
-    counts the others."""
+    counts the others, ``skipped["rows_with_unreadable_image"]`` those whose image does not decode
+    (a truncated file, an HTML page, an empty one: a row without an image to every step before)."""
     frame = table.scan()
     names = frame.collect_schema().names()
     wanted = [UID, "image", sink.params.caption]
@@ -115,11 +124,13 @@ def samples(sink: Sink, table: TableInput, skipped: dict[str, int] | None = None
             for row, data in zip(rows, iter_images(batch["image"], store, as_bytes=True,
                                                    within=sink.ctx.image_folders), strict=True):
                 read += 1
-                if data is not None:
+                jpeg = None if data is None else jpeg_bytes(data)
+                if jpeg is not None:
                     row.pop("image")
-                    yield row, jpeg_bytes(data)
+                    yield row, jpeg
                 elif skipped is not None:
-                    skipped["rows_without_image"] = skipped.get("rows_without_image", 0) + 1
+                    which = "rows_without_image" if data is None else "rows_with_unreadable_image"
+                    skipped[which] = skipped.get(which, 0) + 1
         except ImageOutside as refused:  # an untrusted spec's row names an image of this machine's
             raise OutputError(f"output '{sink.format}' ({sink.ctx.path}): row {rows[read][UID]!r}: {refused}",
                               refused.hint) from None
@@ -261,11 +272,18 @@ def _left_out(sink: Sink, rows: int, skipped: dict[str, int]) -> dict[str, int]:
     """The facts of rows an export left out, each warned of: a training set missing rows of the
     curated table (or holding none) is the user's to know before training on it."""
     missing = skipped.get("rows_without_image", 0)
+    unreadable = skipped.get("rows_with_unreadable_image", 0)
+    total = rows + missing + unreadable
     if missing:
-        warnings.warn(f"output '{sink.format}' ({sink.ctx.path}) left out {missing:,} of {rows + missing:,} rows: "
+        warnings.warn(f"output '{sink.format}' ({sink.ctx.path}) left out {missing:,} of {total:,} rows: "
                       "they have no image (a failed download kept with drop_failed: false, or an image gone); "
                       "drop them before the output, or fetch them again", ExportWarning, stacklevel=2)
-    elif rows == 0:
+    if unreadable:
+        warnings.warn(f"output '{sink.format}' ({sink.ctx.path}) left out {unreadable:,} of {total:,} rows: "
+                      "their image does not decode (a truncated file, an HTML page, an empty file; their "
+                      "clip_score is null); drop them before the output (e.g. clip_filter drops rows "
+                      "without a score)", ExportWarning, stacklevel=2)
+    if rows == 0 and not missing and not unreadable:
         warnings.warn(f"output '{sink.format}' ({sink.ctx.path}) holds no rows: the curated table is empty",
                       ExportWarning, stacklevel=2)
-    return {"rows_without_image": missing}
+    return {"rows_without_image": missing, "rows_with_unreadable_image": unreadable}
