@@ -52,18 +52,16 @@ def jpeg_thumbnail(data: bytes, size: int = THUMBNAIL_PX, quality: int = 72) -> 
         from PIL import Image
     except ImportError:
         return None
+    from curate.images import as_shown
+
     try:
         with warnings.catch_warnings():
             # a huge web image is not a reason to stop; Pillow still refuses truly absurd ones
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as opened:
                 opened.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
-                picture = opened.convert("RGBA") if opened.mode in ("P", "LA", "RGBA") else opened.convert("RGB")
+                picture = as_shown(opened)  # what every step saw: upright, transparency on white, 8-bit
                 picture.thumbnail((size, size))
-        if picture.mode == "RGBA":
-            flat = Image.new("RGB", picture.size, (255, 255, 255))
-            flat.paste(picture, mask=picture.getchannel("A"))
-            picture = flat
         buffer = io.BytesIO()
         picture.save(buffer, format="JPEG", quality=quality, optimize=True)
     except Exception:  # noqa: BLE001 - corrupt, truncated or exotic files: no thumbnail, not a broken report
