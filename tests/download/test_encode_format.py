@@ -30,6 +30,7 @@ def test_png_without_a_level_gets_one_img2dataset_takes(tmp_path: Path) -> None:
 
 
 def test_a_png_level_over_nine_is_refused_saying_what_it_is() -> None:
-    with pytest.raises(ValidationError, match=r"zlib's compression level for encode_format png, 0-9 \(got 95\)"):
+    refusal = r"zlib's compression level for encode_format png, 0-9 \(got 95\)"
+    with pytest.raises(ValidationError, match=refusal):
         DownloadParams(encode_format="png", encode_quality=95)
     assert DownloadParams(encode_format="jpg", encode_quality=95).encode_quality == 95
