@@ -349,6 +349,7 @@ def _decode(data: bytes) -> PILImage:
     return image
 
 
+ORIENTATION = 0x0112  # the EXIF tag
 BACKGROUND = (255, 255, 255)  # under transparent pixels: white, as the download step's img2dataset blends
 
 
@@ -377,7 +378,8 @@ def as_shown(image: PILImage) -> PILImage:
     YCbCr…) by Pillow's ``convert``. The download step stores what it fetched the same way."""
     from PIL import Image, ImageOps
 
-    image = ImageOps.exif_transpose(image) or image
+    if image.getexif().get(ORIENTATION, 1) != 1:  # exif_transpose copies even an upright image
+        image = ImageOps.exif_transpose(image) or image
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         import numpy as np
 
