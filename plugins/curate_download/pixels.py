@@ -13,6 +13,10 @@ depth and ignores its EXIF orientation. Two kinds of real web images came out wr
   the image was stored as the sensor wrote it and the tag dropped by the re-encode, so no later
   step could put it right.
 
+And a body that does not decode at all was ``Image decoding error``, whether an HTML error page,
+an SVG, a favicon or a truncated JPEG: the message now says which it looks like
+(:func:`undecodable`), so a user can tell their URLs point at error pages.
+
 So the worker gives img2dataset's resizer a decoder (:class:`DecoderAsShown`, standing in for
 its ``cv2`` module) that brings deep samples to 8 bits (the top byte: 65535 is 255) and turns a
 JPEG upright as its EXIF orientation says, before the resizer blends, checks sizes and encodes.
@@ -71,6 +75,31 @@ def upright(image: Any, orientation: int) -> Any:
     return np.ascontiguousarray(image)
 
 
+UNDECODABLE = "Image decoding error"  # img2dataset's message, kept at the start of ours
+# What a body that is no image OpenCV decodes often is, by its first bytes (after white space).
+KINDS = ((b"<!doctype html", "an HTML page (an error, login or consent page served at the image's URL)"),
+         (b"<html", "an HTML page (an error, login or consent page served at the image's URL)"),
+         (b"<svg", "an SVG drawing (vector images are not decoded)"),
+         (b"<?xml", "XML (an SVG drawing, or an error document)"),
+         (b"{", "JSON (an API's reply, not an image)"),
+         (b"\x00\x00\x01\x00", "an ICO icon (a favicon; OpenCV does not decode ICO)"))
+ISO_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}  # HEIF: OpenCV has no decoder
+
+
+def undecodable(buffer: Any) -> str:
+    """The message for a body OpenCV could not decode, saying what it looks like when its first
+    bytes say so (an HTML page at an image URL is the usual case), else only that it did not
+    decode (a truncated or corrupt image, or a format OpenCV lacks)."""
+    start = bytes(memoryview(buffer).cast("B")[:64])
+    head = start.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for magic, kind in KINDS:
+        if head.startswith(magic):
+            return f"{UNDECODABLE}: the body is {kind}"
+    if start[4:8] == b"ftyp" and start[8:12] in ISO_BRANDS:
+        return f"{UNDECODABLE}: the body is HEIF/HEIC (OpenCV has no decoder for it)"
+    return f"{UNDECODABLE}: not an image OpenCV decodes (truncated, corrupt, or a format it lacks)"
+
+
 IGNORE_ORIENTATION = 128  # cv2.IMREAD_IGNORE_ORIENTATION; IMREAD_UNCHANGED (-1) ignores it too
 
 
@@ -86,8 +115,8 @@ class DecoderAsShown:
 
     def imdecode(self, buffer: Any, flags: int) -> Any:
         image = self.opencv.imdecode(buffer, flags)
-        if image is None:
-            return None
+        if image is None:  # img2dataset said "Image decoding error" and nothing more
+            raise ValueError(undecodable(buffer))
         image = eight_bit(image)
         if flags < 0 or flags & IGNORE_ORIENTATION:  # OpenCV applied no orientation
             image = upright(image, jpeg_orientation(buffer))

@@ -67,3 +67,19 @@ def test_orientation_is_read_only_from_a_well_formed_exif_segment() -> None:
     no_exif = io.BytesIO()
     Image.new("RGB", (4, 4)).save(no_exif, "JPEG")
     assert jpeg_orientation(no_exif.getvalue()) == 1
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b"<!DOCTYPE html><html><body>404</body></html>", "the body is an HTML page"),
+    (b"\n  <html><head>", "the body is an HTML page"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "the body is an SVG drawing"),
+    (b"\x00\x00\x01\x00\x01\x00\x10\x10" + bytes(64), "the body is an ICO icon"),
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "the body is HEIF/HEIC"),
+    (rotated_jpeg(1)[:200], "not an image OpenCV decodes (truncated"),
+])
+def test_a_body_that_does_not_decode_says_what_it_looks_like(resizer: Any, body: bytes, says: str) -> None:
+    """It was ``Image decoding error`` whatever the body was; the start of the message stays."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        error = resizer(io.BytesIO(body))[-1]
+    assert error.startswith("Image decoding error: ") and says in error, error
