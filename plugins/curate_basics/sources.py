@@ -27,6 +27,7 @@ from curate_basics.bucket import BucketObjects
 from curate_basics.csvfields import MAX_BLANK_LINES, csv_fields
 from curate_basics.decode import CHUNK, LOSSY, check_encoding, codec_to_transcode, decoded_prefix, transcode
 from curate_basics.file_schemas import common_schema
+from curate_basics.headscan import Head, carried
 from curate_basics.listing_rules import (
     CurateFolders,
     beside_their_copies,
@@ -171,9 +172,14 @@ class FileSource(BucketObjects, Source):
         """One file's schema, its reader's errors said with the file, line and column (a
         compressed file's: of its first lines, decompressed)."""
         with self._objects_named():
+            reader = self._jsonl_reader(path)
+            before = _stat_key(path) if reader is not None else None  # the file its first lines are from
             read = self._plain(path, head=True)
             try:
-                return self._read_schema(read)
+                schema = self._read_schema(read)
+                if read != path and reader is not None and before is not None:
+                    reader.keep_head(path, before, read)
+                return schema
             finally:
                 if read != path:
                     read.unlink(missing_ok=True)
@@ -248,10 +254,16 @@ class FileSource(BucketObjects, Source):
             try:
                 with self._objects_named():
                     read = self._plain(path)
+                    if read != path and (reader := self._jsonl_reader(path)) is not None:
+                        reader.carry_head(path, read)
                     frame = self.scan_file(read)
                 yield frame
             finally:
                 self._drop_copies(path, read)
+
+    def _jsonl_reader(self, path: Path) -> JsonlSource | None:
+        """The source that reads ``path`` as JSON Lines, or None when it is read as another format."""
+        return None
 
     def _drop_copies(self, path: Path, read: Path) -> None:
         if read != path:
@@ -559,15 +571,35 @@ class JsonlSource(FileSource):
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         return self._scan(path)[0]
 
+    def _jsonl_reader(self, path: Path) -> JsonlSource | None:
+        return self
+
+    def keep_head(self, path: Path, before: tuple[int, int, int], head: Path) -> None:
+        """Keep the scan of ``head``, the copy of ``path``'s first lines validation read (``before``:
+        ``path``'s stat when it was copied), for the copy of its whole text (``carry_head``)."""
+        found = self.__dict__.get("_schemas", {}).get(_scan_key(head))
+        if found is not None:
+            self.__dict__.setdefault("_heads", {})[str(path)] = Head(before, head.stat().st_size, found[1])
+
+    def carry_head(self, path: Path, copy: Path) -> None:
+        """Let ``copy``, the whole text of ``path``, take the scan of its head when it reads the
+        same lines (curate_basics.headscan), instead of scanning them again."""
+        head = self.__dict__.get("_heads", {}).get(str(path))
+        scan = None if head is None else carried(head, _stat_key(path), copy, JSONL_SCAN_LIMIT)
+        if scan is not None:
+            self.__dict__.setdefault("_carried", {})[_scan_key(copy)] = scan
+
     def _scan(self, path: Path) -> tuple[dict[str, pl.DataType], JsonScan]:
         """The file's schema and the scan of its first ``JSONL_SCAN_LIMIT`` bytes it comes from."""
         from curate_basics.locate import first_mixed_json_type
 
         known = self.__dict__.setdefault("_schemas", {})
-        key = (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+        key = _scan_key(path)
         if key not in known:
             _refuse_long_rows(self, path, path, None)  # before anything reads a line (validation too)
-            scanned = first_mixed_json_type(path, JSONL_SCAN_LIMIT)
+            scanned = self.__dict__.get("_carried", {}).pop(key, None)  # the head's, of a copy
+            if scanned is None:
+                scanned = first_mixed_json_type(path, JSONL_SCAN_LIMIT)
             if scanned.mixed is not None:
                 raise SourceError(
                     f"cannot read {path} as jsonl, {scanned.mixed.render()}",
@@ -608,6 +640,10 @@ class AutoSource(FileSource):
 
     def file_schema(self, path: Path) -> dict[str, pl.DataType]:
         return self._reader(path).file_schema(path)
+
+    def _jsonl_reader(self, path: Path) -> JsonlSource | None:
+        reader = self._reader(path) if EXTENSIONS.get(compressed.text_suffix(path)) == "jsonl" else None
+        return reader if isinstance(reader, JsonlSource) else None
 
     def _reader(self, path: Path) -> FileSource:
         """The source of the file's format, one per format (it may keep what it learnt)."""
@@ -657,6 +693,12 @@ def _unknown_format(name: str) -> SourceError:
                            f"(a.jsonl{Path(name).suffix})")
     return SourceError(f"cannot tell the format of {name} from its extension",
                        "set source.format to parquet, csv, tsv or jsonl")
+
+
+def _scan_key(path: Path) -> tuple[str, int, int]:
+    """What a JSON Lines file's scan is kept under: a copy made again is another file."""
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:
