@@ -8,6 +8,7 @@ markers, so a hostile body costs what an ordinary header does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -24,16 +25,20 @@ def whole_jpeg(data: bytes) -> bool:
     return data[:3] == JPEG_MAGIC and data.rstrip(b"\x00\r\n ")[-2:] == JPEG_END
 
 
-def jpeg_orientation(data: Any) -> int:
-    """The EXIF orientation (1–8) of a JPEG's bytes (bytes, memoryview or a uint8 array); 1 when
-    it has none, is no JPEG, or anything about the tag is not what EXIF says it is."""
+class MarkersPastLimit(Exception):
+    """More markers and fill bytes before a JPEG's first scan than the walk was allowed."""
+
+
+def segments(data: Any, steps: int = MARKER_STEPS) -> Iterator[tuple[int, int, int]]:
+    """Each marker segment of a JPEG's bytes (bytes, memoryview or a uint8 array) before its first
+    scan, as (marker, offset of its 0xFF, length): the walk ends at the scan, at the end of the
+    bytes or at bytes that are no marker, and raises :class:`MarkersPastLimit` past ``steps``
+    markers and fill bytes (32 MiB of fill bytes are 32 million steps)."""
     view = memoryview(data).cast("B")
-    if len(view) < 4 or view[0] != 0xFF or view[1] != 0xD8:
-        return 1
     at = 2
-    for _ in range(MARKER_STEPS):
+    for _ in range(steps):
         if at + 4 > len(view) or view[at] != 0xFF:
-            return 1
+            return
         marker = view[at + 1]
         if marker == 0xFF:  # fill byte
             at += 1
@@ -42,13 +47,27 @@ def jpeg_orientation(data: Any) -> int:
             at += 2
             continue
         if marker == JPEG_SCAN:
-            return 1
+            return
         length = int.from_bytes(view[at + 2:at + 4], "big")
         if length < 2:
-            return 1
-        if marker == EXIF_APP and bytes(view[at + 4:at + 10]) == b"Exif\x00\x00":
-            return _tiff_orientation(bytes(view[at + 10:at + 2 + length]))
+            return
+        yield marker, at, length
         at += 2 + length
+    raise MarkersPastLimit(steps)
+
+
+def jpeg_orientation(data: Any) -> int:
+    """The EXIF orientation (1–8) of a JPEG's bytes (bytes, memoryview or a uint8 array); 1 when
+    it has none, is no JPEG, or anything about the tag is not what EXIF says it is."""
+    view = memoryview(data).cast("B")
+    if len(view) < 4 or view[0] != 0xFF or view[1] != 0xD8:
+        return 1
+    try:
+        for marker, at, length in segments(view):
+            if marker == EXIF_APP and bytes(view[at + 4:at + 10]) == b"Exif\x00\x00":
+                return _tiff_orientation(bytes(view[at + 10:at + 2 + length]))
+    except MarkersPastLimit:
+        pass
     return 1
 
 

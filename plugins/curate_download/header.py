@@ -49,14 +49,13 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from curate.jpeg import jpeg_orientation
+from curate.jpeg import MarkersPastLimit, jpeg_orientation, segments
 
 # img2dataset's alpha blend: three 3-channel float64 arrays (the product, the sum, then clip's
 # and rint's copies) alive at once next to the decoded image.
 BLEND_BYTES_PER_PIXEL = 3 * 3 * 8
 # Start-of-frame markers: every SOFn, not DHT (C4), JPG (C8) or DAC (CC).
 JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-JPEG_SCAN = 0xDA
 # Formats Pillow may parse: those OpenCV's imdecode decodes (img2dataset decodes with it). JPEG and
 # TIFF are parsed here; OpenEXR, Radiance HDR and PFM Pillow cannot read (OpenCV's pixel cap stands).
 PILLOW_FORMATS = ("PNG", "GIF", "WEBP", "BMP", "PPM", "JPEG2000", "SUN", "AVIF")
@@ -170,22 +169,11 @@ def read_header(data: bytes) -> ImageHeader | None:
 
 def _jpeg(data: bytes) -> ImageHeader | None:
     """The frame header, found by walking the markers before the first scan (at most
-    :data:`HEADER_READS` markers and fill bytes: 32 MiB of fill bytes are 32 million steps)."""
-    at = 2
-    for _ in range(HEADER_READS):
-        if at + 4 > len(data):
-            return None
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            at += 2
-            continue
-        length = int.from_bytes(data[at + 2:at + 4], "big")
-        if marker in JPEG_FRAME_MARKERS:
+    :data:`HEADER_READS` markers and fill bytes: curate.jpeg.segments)."""
+    try:
+        for marker, at, length in segments(data, HEADER_READS):
+            if marker not in JPEG_FRAME_MARKERS:
+                continue
             frame = data[at + 4:at + 10]
             if length < 8 or len(frame) < 6:
                 return None
@@ -194,11 +182,10 @@ def _jpeg(data: bytes) -> ImageHeader | None:
                 return None
             return ImageHeader("JPEG", width, height, frame[5], 8 if frame[0] <= 8 else 16, alpha=False,
                                rotated=jpeg_orientation(data) != 1)
-        if marker == JPEG_SCAN or length < 2:
-            return None
-        at += 2 + length
-    raise HeaderUnreadable(f"a JPEG with more than {HEADER_READS:,} markers and fill bytes before its "
-                           "frame header")
+    except MarkersPastLimit:
+        raise HeaderUnreadable(f"a JPEG with more than {HEADER_READS:,} markers and fill bytes before its "
+                               "frame header") from None
+    return None
 
 
 TIFF_WIDTH, TIFF_HEIGHT, TIFF_BITS, TIFF_PHOTOMETRIC, TIFF_SAMPLES = 256, 257, 258, 262, 277
