@@ -160,8 +160,9 @@ def decompress(path: Path, kind: str, target: Path, *, shown: str, ratio: int, m
                prefix: tuple[int, int] | None = None) -> Path:
     """Write the text ``path`` holds, compressed with ``kind``, to ``target``, ``READ`` bytes at a time.
 
-    ``prefix`` (bytes, lines): only the file's first whole lines, up to so many bytes and at least
-    so many lines (what validation reads; at most ``PREFIX_SLACK`` bytes more). ``shown`` names
+    ``prefix`` (bytes, lines): only the file's first whole lines, up to so many bytes of text after
+    a byte order mark and at least so many lines (what validation reads; at most ``PREFIX_SLACK``
+    bytes more). ``shown`` names
     the file in messages."""
     compressed_size = path.stat().st_size
     cap = max(ratio * compressed_size, RATIO_FLOOR)
@@ -188,9 +189,19 @@ def decompress(path: Path, kind: str, target: Path, *, shown: str, ratio: int, m
                     raise _damaged(shown, kind, exc, raw.tell(), written, lines, step) from None
                 if not chunk:
                     break
+                if prefix is not None and written == 0 and kind != BOM and chunk.startswith(UTF8_BOM):
+                    # the mark is copied away next (the copy without it keeps ``prefix`` bytes of
+                    # text): a line ending in the limit's last 3 bytes was left out of validation's
+                    # columns but read by the run, which dropped its key
+                    prefix = (prefix[0] + len(UTF8_BOM), prefix[1])
                 end = None
-                if prefix is not None and written + len(chunk) >= prefix[0]:
+                # past the limit only: a text that ends exactly there, last line unterminated, is
+                # copied whole, as the scan of the whole text reads that line (it dropped a key
+                # found only there from the run's columns)
+                if prefix is not None and written + len(chunk) > prefix[0]:
                     end = _prefix_end(chunk, prefix[0] - written, prefix[1] - lines)
+                    if end == 0:  # the limit fell at the end of the copy: its last line goes on here
+                        cut_line = True
                     if end is None and written + len(chunk) >= prefix[0] + PREFIX_SLACK:
                         end, cut_line = len(chunk), True
                     chunk = chunk if end is None else chunk[:end]
@@ -261,6 +272,8 @@ def _prefix_end(chunk: bytes, room: int, lines_needed: int) -> int | None:
     """Where a prefix ends in ``chunk``: past its last newline within ``room`` bytes once the
     prefix holds ``lines_needed`` more lines, else past the line that makes the count (or past the
     line running over ``room``, when none ends within it); None when it needs more of the stream."""
+    if room <= 0 and lines_needed <= 0:  # the copy reached the limit with lines enough
+        return 0
     within = chunk[:max(room, 0)]
     found = within.count(b"\n")
     if found >= lines_needed and found:
