@@ -62,8 +62,10 @@ def jpeg_thumbnail(data: bytes, size: int = THUMBNAIL_PX, quality: int = 72) -> 
                 opened.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
                 picture = as_shown(opened)  # what every step saw: upright, transparency on white, 8-bit
                 picture.thumbnail((size, size))
-        buffer = io.BytesIO()
-        picture.save(buffer, format="JPEG", quality=quality, optimize=True)
+                # inside: an RGB picture is the opened image itself, which closing it leaves unusable
+                # (every plain JPEG had no thumbnail)
+                buffer = io.BytesIO()
+                picture.save(buffer, format="JPEG", quality=quality, optimize=True)
     except Exception:  # noqa: BLE001 - corrupt, truncated or exotic files: no thumbnail, not a broken report
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

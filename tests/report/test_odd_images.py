@@ -23,3 +23,9 @@ def test_thumbnails_are_upright_and_on_white() -> None:
     assert rotated.size == (16, 32) and rotated.getpixel((12, 4))[0] > 200  # was (32, 16)
     assert min(_thumbnail(transparent_png()).getpixel((2, 4))) > 245
     assert jpeg_thumbnail(truncated_png()) is None
+
+
+def test_a_plain_rgb_jpeg_has_a_thumbnail() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(buffer, "JPEG")
+    assert _thumbnail(buffer.getvalue()).getpixel((5, 5))[1] > 150  # none: the closed image failed to save
