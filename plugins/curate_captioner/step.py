@@ -102,6 +102,10 @@ class Realign(Step):
     only the alt-text knows; ``mode: no_alt_text`` captions from the image alone."""
 
     name = "realign"
+    # 2: images decoded by curate.images.decode_rgb (EXIF orientation followed, transparency on white,
+    # 16-bit samples at 8 bits), so a run made before, which saw them sideways, on black or white, is
+    # not reused (nor this one by an older curate)
+    version = "2"
     description = "realigned captions from image + alt-text with an Altogether-style captioner"
     requires = REQUIRES
     extra = "captioner"
@@ -223,6 +227,8 @@ class TrainCaptioner(Step):
     captions) and save it in this step's artifacts (``artifacts/captioner``). Rows pass through."""
 
     name = "train_captioner"
+    # 2: images decoded by curate.images.decode_rgb (see Realign.version)
+    version = "2"
     description = "train a realignment captioner (stage 1 on alt-text, stage 2 on realigned captions)"
     requires = REQUIRES
     extra = "captioner"
@@ -283,6 +289,8 @@ class CaptionPairs(Step):
     Rows whose two captions are no preference (score gap below ``margin``) get null ``chosen``."""
 
     name = "caption_pairs"
+    # 2: images decoded by curate.images.decode_rgb (see Realign.version)
+    version = "2"
     description = "preference pairs (chosen/rejected captions) ranked by CLIP score, names kept and length"
     requires = REQUIRES
     extra = "captioner"
@@ -367,6 +375,8 @@ class PreferenceCaptioner(Step):
     a pair (null ``chosen``) are skipped; rows pass through."""
 
     name = "preference_captioner"
+    # 2: images decoded by curate.images.decode_rgb (see Realign.version)
+    version = "2"
     description = "preference-tune a captioner (DPO / MCM-DPO) on chosen/rejected caption pairs"
     requires = REQUIRES
     extra = "captioner"

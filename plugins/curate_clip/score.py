@@ -166,6 +166,10 @@ def uint8_pixels(image: Any) -> Any:
 
 class ClipScore(Step):
     name = "clip_score"
+    # 2: images decoded by curate.images.decode_rgb (EXIF orientation followed, transparency on white,
+    # 16-bit samples at 8 bits), so a run made before, which saw them sideways, on black or white, is
+    # not reused (nor this one by an older curate)
+    version = "2"
     description = "CLIP image–text cosine score per text column, embeddings stored once per uid"
     requires = ("torch", "open_clip")
     extra = "clip"

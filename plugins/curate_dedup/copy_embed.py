@@ -75,6 +75,10 @@ class _Images:
 
 class CopyEmbed(Step):
     name = "copy_embed"
+    # 2: images decoded by curate.images.decode_rgb (EXIF orientation followed, transparency on white,
+    # 16-bit samples at 8 bits), so a run made before, which saw them sideways, on black or white, is
+    # not reused (nor this one by an older curate)
+    version = "2"
     description = "copy-detection descriptors per image (world-copy or SSCD), stored for near-duplicate dedup"
     requires = ("torch", "safetensors", "PIL")
     extra = "copy"
