@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from curate import __version__, stopping
 from curate.atomic import write_text_atomic
+from curate.codechange import last_run, say_code_changes
 from curate.diskspace import check_free, min_free_bytes, output_fix
 from curate.errors import (
     ROOM_FIXES,
@@ -167,6 +168,7 @@ class Engine:
         # Written with the manifest, after the checks above: a run directory holding a spec.yaml but
         # no manifest or store/ would look like someone else's folder to the next run (curate.plan).
         earlier = earlier_outputs(self.run_dir)  # before the manifest that lists them is replaced
+        say_code_changes(plan, last_run(self.run_dir))  # why an upgrade recomputes a step, before it does
         # whole: --resume reads it; the same spec leaves the file as it was (as the outputs: curate.atomic)
         write_text_atomic(self.run_dir / "spec.yaml", self.spec.dump_yaml(), keep_same=True)
         manifest = self.manifest = self._new_manifest()
@@ -288,6 +290,7 @@ class Engine:
             "step": planned.kind,
             "plugin": planned.plugin,
             "plugin_version": planned.plugin_version,
+            **({"step_version": planned.step.version} if planned.step is not None else {}),
             "fingerprint": planned.fingerprint,
             "params": planned.params,
             "columns": describe(planned.output_schema),
