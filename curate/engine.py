@@ -364,7 +364,7 @@ class Engine:
             stats["retried_rows"] = self.retrying[planned.label]
         stats.update(step_input.fields() if step_input else {})
         if planned.step is not None:
-            self._check_result(planned, step_dir, ctx)
+            self._check_results([planned], [ctx])
         write_json_atomic(stats, step_dir / COMPLETE)
         (step_dir / RETRY_NEXT).unlink(missing_ok=True)
         record.update(marker_facts(stats), complete=True)
@@ -372,26 +372,13 @@ class Engine:
         self.observer.step_finished(planned, record)
         return record
 
-    def _check_result(self, planned: PlannedStep, step_dir: Path, ctx: StepContext) -> None:
-        """A finished step whose result its plugin refuses (:meth:`Step.result_problem`: a download
-        whose servers were down) fails the run rather than being kept as complete, so no later run
-        reuses it as good: its shards are reopened (their files stay) and its next run retries the
-        rows that failed transiently (``RETRY_NEXT``), as --retry-failed does."""
-        assert planned.step is not None
-        problem = planned.step.result_problem(ctx)
-        if problem is None:
-            return
-        message, hint = problem
-        reopen_shards(step_dir)
-        write_json_atomic({"error": message}, step_dir / RETRY_NEXT)
-        raise StepError(planned.label, None, message, hint)
-
-    def _check_group(self, members: list[PlannedStep], contexts: list[StepContext]) -> None:
-        """:meth:`_check_result` for a fused group, before any member is marked complete: a
-        member whose result its plugin refuses fails the run, and so does the group, a unit whose
-        later members computed from the refused rows: no member is marked complete, every
-        member's shards are reopened (the group's markers are its last member's), and each
-        refusing member's next run retries its transient failures (``RETRY_NEXT``)."""
+    def _check_results(self, members: list[PlannedStep], contexts: list[StepContext]) -> None:
+        """Fail the run where a finished step's plugin refuses its result (:meth:`Step.result_problem`:
+        a download whose servers were down), before it (or any member of its fused group, later ones
+        computed from its rows) is marked complete, so no later run reuses it as good: every
+        member's shards are reopened (their files stay; a group's markers are its last member's),
+        and each refusing one's next run retries the rows that failed transiently (``RETRY_NEXT``),
+        as --retry-failed does."""
         refused = [(planned, problem) for planned, ctx in zip(members, contexts) if planned.step is not None
                    and (problem := planned.step.result_problem(ctx)) is not None]
         if not refused:
@@ -509,7 +496,7 @@ class Engine:
         results: list[ShardStats] = executor.map_shards(fused, tasks, group_ctx, last.output_schema,
                                                         on_done=on_done)
         seconds = round(time.perf_counter() - started, 3)
-        self._check_group(members, contexts)
+        self._check_results(members, contexts)
         self._finish_members(members, records, contexts, results, seconds, group_input)
         return records
 
@@ -632,7 +619,7 @@ class Engine:
         stats["seconds"] = round(max(seconds - follower_busy / max(1, workers), 0.0), 3)
         stats["finished_at"] = _now()
         stats.update(group_input.fields() if group_input else {})
-        self._check_group(members, contexts)
+        self._check_results(members, contexts)
         write_json_atomic(stats, head_dir / COMPLETE)
         (head_dir / RETRY_NEXT).unlink(missing_ok=True)
         records[0].update(marker_facts(stats), complete=True)
