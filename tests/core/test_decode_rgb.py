@@ -8,8 +8,6 @@ whole CLIP step instead of being a row without an image."""
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from PIL import Image
 
 from curate.images import BACKGROUND, decode_rgb
 from curate.jpeg import jpeg_orientation, whole_jpeg
+from tests.odd_images import bomb_png
 
 
 def _encode(image: Image.Image, form: str, **options: object) -> bytes:
@@ -73,19 +72,10 @@ def test_cmyk_keeps_its_colours() -> None:
     assert max(abs(a - b) for a, b in zip(decoded.getpixel((4, 4)), (200, 30, 30), strict=True)) <= 8
 
 
-def _bomb_png(side: int) -> bytes:
-    """A PNG header declaring side x side grey pixels and one row of data: Pillow refuses it on open."""
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + payload))
-        return struct.pack(">I", len(payload)) + kind + payload + crc
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * (side + 1))) + chunk(b"IEND", b""))
-
-
 def test_what_is_no_image_is_none_never_an_exception() -> None:
     jpeg = _encode(Image.new("RGB", (64, 48), (10, 120, 30)), "JPEG")
     png = _encode(Image.new("RGB", (64, 48), (10, 120, 30)), "PNG")
     for data in (b"", b"<!DOCTYPE html><html>404</html>", jpeg[: len(jpeg) // 2], png[: len(png) // 2],
-                 b"<svg xmlns='http://www.w3.org/2000/svg'/>", _bomb_png(60_000)):
+                 b"<svg xmlns='http://www.w3.org/2000/svg'/>", bomb_png(60_000)):
         assert decode_rgb(data) is None
     assert not whole_jpeg(jpeg[: len(jpeg) // 2]) and whole_jpeg(jpeg)
