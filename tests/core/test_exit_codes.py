@@ -18,7 +18,7 @@ SPEC = {"name": "s", "source": {"path": "data.parquet"},
 
 
 def test_lock_held_data_spec_and_damage_exit_with_codes_of_their_own(curate_main, write_spec, workdir):
-    from curate.lock import DirectoryLock
+    from curate.lock import locked
 
     write_spec({**SPEC, "steps": [{"step": "filtr"}]}, table=TABLE, name="bad.yaml")
     assert curate_main("validate", "bad.yaml").code == 2
@@ -31,13 +31,9 @@ def test_lock_held_data_spec_and_damage_exit_with_codes_of_their_own(curate_main
 
     write_spec(SPEC, table=TABLE)
     (workdir / "run").mkdir()
-    lock = DirectoryLock(workdir / "run", "run directory")
-    lock.acquire()
-    try:
-        locked = curate_main("run", "spec.yaml", "--quiet")
-    finally:
-        lock.release()
-    assert locked.code == 75 and "in use by another curate run" in locked.stderr, locked
+    with locked([(workdir / "run", "run directory")]):  # another run holds it
+        refused = curate_main("run", "spec.yaml", "--quiet")
+    assert refused.code == 75 and "in use by another curate run" in refused.stderr, refused
 
     assert curate_main("run", "spec.yaml", "--quiet").code == 0
     shard = next((workdir / "run" / "steps").glob("*filter/data/*.parquet"))

@@ -69,16 +69,12 @@ def test_a_spec_error_and_a_bad_option_answer_too(curate_main, write_spec):
 
 
 def test_a_refused_lock_answers_with_exit_75(curate_main, write_spec, workdir):
-    from curate.lock import DirectoryLock
+    from curate.lock import locked
 
     write_spec(SPEC, table=TABLE)
     (workdir / "run").mkdir()
-    lock = DirectoryLock(workdir / "run", "run directory")
-    lock.acquire()
-    try:
+    with locked([(workdir / "run", "run directory")]):  # another run holds it
         result = curate_main("run", "spec.yaml", "--json", "--quiet")
-    finally:
-        lock.release()
     shown = answer(result)
     assert result.code == 75 and shown["exit_code"] == 75 and shown["status"] == "failed"
     assert "in use by another curate run" in shown["error"] and shown["run_dir"] == str(workdir / "run")

@@ -29,7 +29,7 @@ def test_problems_come_located_with_exit_2(curate_main, write_spec):
 
 
 def test_a_valid_spec_is_ok_and_says_what_would_stop_a_run(curate_main, write_spec, workdir):
-    from curate.lock import DirectoryLock
+    from curate.lock import locked
 
     write_spec(SPEC, table=TABLE)
     result = curate_main("validate", "spec.yaml", "--json")
@@ -37,11 +37,7 @@ def test_a_valid_spec_is_ok_and_says_what_would_stop_a_run(curate_main, write_sp
         "ok": True, "exit_code": 0, "spec": str(workdir / "spec.yaml"), "run_dir": str(workdir / "run"),
         "errors": [], "warnings": []}
     (workdir / "run").mkdir()
-    lock = DirectoryLock(workdir / "run", "run directory")
-    lock.acquire()
-    try:
+    with locked([(workdir / "run", "run directory")]):  # another run holds it
         result = curate_main("validate", "spec.yaml", "--json")
-    finally:
-        lock.release()
     [warning] = json.loads(result.stdout)["warnings"]
     assert result.code == 0 and "in use by another curate run" in warning and warning in result.stderr

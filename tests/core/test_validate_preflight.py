@@ -20,17 +20,13 @@ SPEC = {"name": "s", "source": {"path": "data.parquet"},
 
 
 def test_validate_warns_of_a_held_run_directory(curate_main, write_spec, workdir):
-    from curate.lock import DirectoryLock
+    from curate.lock import locked
 
     write_spec(SPEC, table=TABLE)
     assert "warning" not in curate_main("validate", "spec.yaml").stderr
     (workdir / "run").mkdir()
-    lock = DirectoryLock(workdir / "run", "run directory")
-    lock.acquire()
-    try:
+    with locked([(workdir / "run", "run directory")]):  # another run holds it
         shown = curate_main("validate", "spec.yaml")
-    finally:
-        lock.release()
     assert shown.code == 0 and "ok spec.yaml" in shown.stdout, shown
     assert "warning: the run directory" in shown.stderr
     assert "in use by another curate run: pid" in shown.stderr
