@@ -43,6 +43,20 @@ def unreachable_problem(rows: pl.DataFrame, max_share: float | None) -> tuple[st
     return message, hint
 
 
+def nothing_fetched_warning(rows: pl.DataFrame) -> str | None:
+    """A warning when the step tried URLs and fetched no image at all (``rows``: ``status`` and
+    ``error_message``). Lasting failures (404, not an image) do not fail the step, but a run whose
+    every URL is dead should not finish with an empty corpus and no word about it."""
+    tried = rows.filter(~pl.col("status").is_in(NOT_FETCHED))
+    if tried.height == 0 or tried.filter(pl.col("status") == "success").height:
+        return None
+    kinds = _counted(tried.select(pl.when(pl.col("error_message").is_null()).then(pl.col("status"))
+                                  .otherwise(_kind()).alias("value")))
+    return (f"fetched no image: all {tried.height:,} URL(s) it tried failed ({kinds}), so every "
+            "later step has no row to work on; check that the URLs still serve images (open one in a "
+            "browser or with curl) and that the `url` column holds image links, not page links")
+
+
 def _kind() -> pl.Expr:
     """A failure's kind: its message without urllib's wrapping, errno and detail in brackets."""
     return (pl.col("error_message").fill_null("").str.strip_prefix("<urlopen error ").str.strip_suffix(">")

@@ -755,6 +755,11 @@ class Download(Step):
             return {}
         counts = {s: int(n) for s, n in rows.group_by("status").len().sort("status").iter_rows()}
         summary: dict[str, Any] = {"status": counts, "warnings": refusal_warnings(rows)}
+        from curate_download.outcome import nothing_fetched_warning
+
+        if (nothing := nothing_fetched_warning(rows)) is not None:
+            summary["warnings"].append(nothing)
+            log.warning("download: %s", nothing)
         untrusted = untrusted_store_records(ctx.artifacts)
         if untrusted:
             summary["image_store_untrusted"] = untrusted

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from curate_download.outcome import unreachable_problem
+from curate_download.outcome import nothing_fetched_warning, unreachable_problem
+from hypothesis import given
+from hypothesis import strategies as st
 
 from curate.errors import StepError
 from curate.runfiles import COMPLETE
@@ -46,6 +48,34 @@ def test_only_transient_failures_past_the_share_or_nothing_fetched_fail_the_step
     assert "1 of the 4 URLs it tried (25%)" in message
 
 
+def test_a_download_that_fetched_nothing_for_lasting_reasons_says_so() -> None:
+    """Every URL dead (404) is no outage, so the step finishes: it used to finish without a word,
+    the funnel's "0 kept" the only sign that the corpus is empty (automation probe)."""
+    gone = ("failed_to_download", "HTTP Error 404: Not Found", False)
+    empty = ("failed_to_download", None, False)
+    warning = nothing_fetched_warning(rows(*[gone] * 3, ("refused", "private", False), empty))
+    assert warning == ("fetched no image: all 4 URL(s) it tried failed (HTTP Error 404: Not Found (3), "
+                       "failed_to_download (1)), so every later step has no row to work on; check that the URLs "
+                       "still serve images (open one in a browser or with curl) and that the `url` column holds "
+                       "image links, not page links")
+    assert nothing_fetched_warning(rows(*[gone] * 3, ("success", None, False))) is None
+    assert nothing_fetched_warning(rows(("refused", "private", False), ("missing_url", None, False))) is None
+
+
+OUTCOMES = st.sampled_from([("success", None, False), ("failed_to_download", "HTTP Error 404: Not Found", False),
+                            ("failed_to_download", REFUSED, True), ("refused", "private", False),
+                            ("missing_url", None, False), ("too_large", "too large", False)])
+
+
+@given(st.lists(OUTCOMES, max_size=12))
+def test_the_warning_comes_exactly_when_urls_were_tried_and_none_fetched(outcomes: list) -> None:
+    tried = [o for o in outcomes if o[0] not in ("refused", "missing_url")]
+    warning = nothing_fetched_warning(rows(*outcomes)) if outcomes else None
+    assert (warning is not None) == (bool(tried) and all(o[0] != "success" for o in tried))
+    if warning is not None:
+        assert f"all {len(tried):,} URL(s) it tried failed" in warning
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -65,9 +95,17 @@ class Images(BaseHTTPRequestHandler):
         pass
 
 
+class Gone(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_error(404)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @contextmanager
-def serving(port: int) -> Iterator[None]:
-    server = ThreadingHTTPServer(("127.0.0.1", port), Images)
+def serving(port: int, handler: type[BaseHTTPRequestHandler] = Images) -> Iterator[None]:
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -100,3 +138,17 @@ def test_a_download_whose_server_is_down_fails_and_the_next_runs_fetch_again(tmp
         manifest = run_spec(spec, tmp_path)
     assert manifest["status"] == "complete"
     assert read_step_output(manifest, "download")["status"].to_list() == ["success"] * 6
+
+
+@pytest.mark.network
+def test_a_download_of_dead_links_only_finishes_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    table = pl.DataFrame({"url": [f"http://127.0.0.1:{port}/{i}.png" for i in range(4)], "alt_text": ["a red cube"] * 4})
+    spec = download_spec({"allowed_hosts": ["127.0.0.1"], "timeout": 2.0, "image_size": 16, "threads": 4,
+                          "drop_failed": True})
+    with serving(port, Gone), caplog.at_level("WARNING"):
+        manifest = run_spec(spec, tmp_path, tables={"data.parquet": table})
+    assert manifest["status"] == "complete"
+    warning = "fetched no image: all 4 URL(s) it tried failed (HTTP Error 404: Not Found (4))"
+    assert any(w.startswith(warning) for w in manifest["steps"][1]["summary"]["warnings"]), manifest["steps"][1]
+    assert f"download: {warning}" in caplog.text
