@@ -9,7 +9,13 @@ A local directory or an fsspec URL (``s3://bucket/images``)::
 ``key`` is the SHA-256 of the URL and of every param that changes what is stored or which status
 a row gets (``KEY_PARAMS``); the rest (threads, timeouts, retries, per-host limits) does not
 change a result, so it is not part of the key. A record holds the row's ``status``,
-``error_message``, sizes, ``sha256`` (of the bytes as served) and its blob's name.
+``error_message``, sizes, ``sha256`` (of the bytes as served), its blob's name, and ``decoder``:
+how the image was decoded (:data:`curate_download.pixels.DECODER`). Records written before it
+existed have none; they may hold images decoded the old way (16-bit images white, EXIF-rotated
+JPEGs sideways), and the step reports the rows it takes from them (``oldrecords.py``). The mark
+is per record, not one file for the store: a store is written by many runs at once, old curates
+among them, and each record is written whole, so its mark is always the one of the code that
+wrote it. (A curate from before ignores the field: it reads only the fields it knows.)
 
 Successes and failures that would fail again (404, not an image, too large, opted out) are
 recorded; transient failures (429, 5xx, timeouts, connection errors) and refusals by the network
@@ -43,6 +49,7 @@ from typing import Any, NamedTuple
 from curate import remote
 from curate.errors import CurateError
 from curate.runfiles import json_value
+from curate_download.pixels import DECODER
 
 VERSION = "v1"
 KEY_PARAMS = ("image_size", "resize_mode", "resize_only_if_bigger", "encode_format", "encode_quality",
@@ -104,6 +111,9 @@ def record_problem(record: object) -> str | None:
         value = record.get(name)
         if value is not None and (type(value) is not int or not 0 <= value < 2**31):
             return f"{name} is not a size in pixels"
+    decoder = record.get("decoder")  # absent: written before curate recorded it (oldrecords.py)
+    if decoder is not None and (type(decoder) is not int or not 1 <= decoder < 2**31):
+        return f"decoder {decoder!r:.40} is not a decoder version"
     blob = record.get("blob")
     if status == "success":
         return None if blob is not None else "a success that names no blob"
@@ -163,7 +173,7 @@ class ImageStore:
             if problem:
                 untrusted[paths[path]] = problem
             else:
-                out[paths[path]] = {name: record.get(name) for name in (*RESULT_FIELDS, "blob")}
+                out[paths[path]] = {name: record.get(name) for name in (*RESULT_FIELDS, "blob", "decoder")}
         return Found(out, untrusted)
 
     def blobs(self, names: list[str], max_bytes: int) -> Found:
@@ -206,8 +216,9 @@ class ImageStore:
 
     # -- writing --------------------------------------------------------------------------------
     def put(self, key: str, record: dict[str, Any], image: bytes | None, extension: str) -> None:
-        """Write the blob (if any), then the record that names it."""
+        """Write the blob (if any), then the record that names it, marked with this code's decoder."""
         record = {name: record.get(name) for name in RESULT_FIELDS}
+        record["decoder"] = DECODER
         if image is not None:
             name = f"{hashlib.sha256(image).hexdigest()}.{extension}"
             self._write(self.blob_path(name), image, skip_existing=True)

@@ -32,6 +32,12 @@ from typing import Any
 
 from curate.jpeg import jpeg_orientation
 
+# How the stored pixels are decoded, recorded in each image store record the step writes
+# (imagestore.py): 2 is this module's decoder. Records without it (written before curate recorded
+# it, 2026-12-08) may come from img2dataset's own decoding: 16-bit images white, EXIF-rotated
+# JPEGs sideways. Bump it when the pixels stored for the same params change, so that the records
+# written before are reported (download's ``image_store_old_records``), not reused without a word.
+DECODER = 2
 
 def eight_bit(image: Any) -> Any:
     """A decoded image with 8-bit samples: uint16 by its top byte (shifted in place, so only

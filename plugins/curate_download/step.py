@@ -35,7 +35,7 @@ from curate.runfiles import open_regular, read_text
 from curate.schema import DROP_REASON, UID, URL, Image, Schema
 from curate.shards import write_json_atomic, write_parquet_atomic
 from curate.step import Step, StepContext
-from curate_download import store
+from curate_download import oldrecords, store
 from curate_download.fetch import (
     DECODE_TOO_LARGE,
     IMAGE_TOO_LARGE,
@@ -197,6 +197,11 @@ class DownloadParams(Params):
         None, description="a directory or fsspec URL (s3://bucket/images) holding downloads shared between runs: "
                           "rows found there are not fetched, fetched rows are added (see the README); null: off",
         json_schema_extra=PLACE)
+    image_store_old_records: Literal["warn", "refetch", "reuse"] = Field(
+        "warn", description="rows the image store answers with a record written before curate recorded its "
+                            "decoder (it stored 16-bit PNGs white and EXIF-rotated JPEGs sideways until "
+                            "2026-12-07): warn: reuse them, the summary warns with their count; refetch: fetch "
+                            "them again and rewrite their records; reuse: reuse them without a warning")
 
     @field_validator("image_store")
     @classmethod
@@ -208,6 +213,13 @@ class DownloadParams(Params):
         if not value.strip():
             raise ValueError("must be a directory or a URL such as s3://bucket/images")
         return str(Path(value).expanduser().resolve())  # steps do not know the spec's directory
+
+    @model_validator(mode="after")
+    def _old_records_need_a_store(self) -> DownloadParams:
+        if self.image_store is None and self.image_store_old_records != "warn":
+            raise ValueError(f"image_store_old_records: {self.image_store_old_records} is about the records of an "
+                             "image store, and image_store is not set: set image_store, or remove it")
+        return self
 
     @model_validator(mode="after")
     def _png_level(self) -> DownloadParams:
@@ -254,6 +266,9 @@ class DownloadParams(Params):
         for name in ("image_store", "max_decode_bytes"):  # specs without them keep their cached downloads
             if data.get(name) is None:
                 data.pop(name, None)
+        # warn and reuse store the same rows (one warns): only refetch makes other rows
+        if data.get("image_store_old_records") != "refetch":
+            data.pop("image_store_old_records", None)
         return data
 
     @property
@@ -516,15 +531,19 @@ class Download(Step):
             if record["blob"] in bad_blobs:
                 untrusted[key] = f"its blob {record['blob']} {bad_blobs[record['blob']]}"
                 del records[key]
+            elif record["blob"] and record["blob"] not in blobs:
+                del records[key]  # its blob is gone: fetch the row
         if untrusted:
             _report_untrusted(untrusted, image_store, job_dir, ctx)
+        old = oldrecords.split_old(records, p.image_store_old_records)
+        oldrecords.write_found(job_dir, image_store.root, p.image_store_old_records, old, keys)
         location = _store_location(job_dir, p.output_format)
         shard = _relative(location, Path(ctx.extras.get("store_dir") or ctx.run_dir))
         rows, images = [], []
         for uid, key in zip(pending[UID], keys, strict=True):
             record = records.get(key)
-            if record is None or (record["blob"] and record["blob"] not in blobs):
-                continue  # not stored, not trusted, or its blob is gone: fetch it
+            if record is None:
+                continue  # not stored, not trusted, its blob gone, or old and refetched: fetch it
             success = record["status"] == "success"  # a trusted success always has its blob
             name = file_key(uid)
             if success:
@@ -768,6 +787,9 @@ class Download(Step):
                 "do not match its name, or a name the store never writes) and their rows were fetched again; "
                 f"see {STORE_UNTRUSTED} in the shards' directories under {ctx.artifacts}. Something besides "
                 "curate wrote into the image store: check who can write to it")
+        facts, warnings = oldrecords.summarize(ctx.artifacts, self.params.image_store)
+        summary.update(facts)
+        summary["warnings"].extend(warnings)
         return summary
 
 
