@@ -18,6 +18,7 @@ import click
 
 from curate import jsonsummary, stopping
 from curate.commands.argv import WITHOUT_PLUGIN_COMMANDS, _command_of, _hoist_debug, _json_asked
+from curate.commands.gc import gc
 from curate.commands.inspect import inspect
 from curate.commands.notices import _last_resort, _red, _show_warning, _stopped_by
 from curate.commands.plan import plan
@@ -62,6 +63,7 @@ cli.add_command(plan)
 cli.add_command(run)
 cli.add_command(inspect)
 cli.add_command(relocate)
+cli.add_command(gc)
 cli.add_command(plugins)
 
 

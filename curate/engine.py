@@ -62,6 +62,7 @@ from curate.runstore import (
 )
 from curate.shapes import marker_facts
 from curate.staleoutputs import earlier_outputs, say_stale, stale_outputs
+from curate.storeusers import register
 from curate.shards import (
     ShardStats,
     ShardTask,
@@ -173,6 +174,8 @@ class Engine:
         write_text_atomic(self.run_dir / "spec.yaml", self.spec.dump_yaml(), keep_same=True)
         manifest = self.manifest = self._new_manifest()
         write_manifest(self.run_dir, manifest)
+        # the store learns that this run directory uses it, and which folders (curate gc)
+        register(plan.store_dir, self.run_dir, [(p.fingerprint, p.label, p.kind) for p in plan.steps])
         self.pm.notify("curate_run_started", run_dir=self.run_dir, spec=self.spec)
         started = time.perf_counter()
         executor = plan.resolved.executor

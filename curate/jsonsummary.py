@@ -23,10 +23,11 @@ class Pending:
     """One command's answer, filled in while it runs."""
 
     def __init__(self, command: str):
-        self.command = command  # "run" or "validate"
+        self.command = command  # "run", "validate" or "gc"
         self.spec: str | None = None
         self.run_dir: str | None = None
         self.manifest: dict[str, Any] | None = None  # the engine's, once the run has one
+        self.result: dict[str, Any] | None = None  # another command's own fields (gc's survey)
         self.warnings: list[str] = []
         self.error: str | None = None  # what the text view printed
         self.exception: BaseException | None = None
@@ -90,7 +91,7 @@ def emit(exit_code: int) -> None:
     clear()
     if answer is None or not answer.ran:  # --help: no command ran
         return
-    answering = validate_answer if answer.command == "validate" else run_answer
+    answering = {"validate": validate_answer, "gc": gc_answer}.get(answer.command, run_answer)
     shown = answering(answer, exit_code)
     # ensure_ascii: ASCII whatever the locale, and control characters escaped
     try:
@@ -119,6 +120,17 @@ def run_answer(answer: Pending, exit_code: int) -> dict[str, Any]:
     }
     if manifest.get("stale_outputs"):
         shown["stale_outputs"] = manifest["stale_outputs"]
+    if answer.error is not None:
+        shown["error"] = answer.error
+    return shown
+
+
+def gc_answer(answer: Pending, exit_code: int) -> dict[str, Any]:
+    """``curate gc --json``: how it ended, as ``run --json`` says it, and what it found
+    (curate.gc.Survey.answer: empty when it was refused before it looked)."""
+    status = "complete" if exit_code == 0 else "interrupted" if answer.stopped else "failed"
+    shown: dict[str, Any] = {"status": status, "exit_code": exit_code, "run_dir": answer.run_dir,
+                             **(answer.result or {}), "warnings": answer.warnings}
     if answer.error is not None:
         shown["error"] = answer.error
     return shown

@@ -22,6 +22,7 @@ def relocate(run_dir: Path, store: Path | None = None) -> tuple[dict[str, Any], 
     where it was inside the run directory); returns the new manifest and what changed."""
     from curate.lock import locked
     from curate.runstore import read_manifest, write_manifest, write_views
+    from curate.storeusers import moved_registration
     from curate.views import VIEWS_ERROR
 
     run_dir = Path(run_dir).resolve()
@@ -47,6 +48,8 @@ def relocate(run_dir: Path, store: Path | None = None) -> tuple[dict[str, Any], 
         write_views(run_dir, manifest)
         manifest.pop(VIEWS_ERROR, None)  # written now (curate.views)
         write_manifest(run_dir, manifest)
+        if old_run != run_dir:  # the store knows the run directory by its new place too (curate gc)
+            moved_registration(new_store, old_run, run_dir)
     return manifest, changed
 
 

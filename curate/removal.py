@@ -131,6 +131,12 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, onerror=_named)
 
 
+def remove_folder(path: Path) -> None:
+    """Remove a step folder as a recompute does (:func:`_remove`: its markers first, so one that
+    fails halfway is never reused as finished); ``curate gc`` removes the folders no run needs."""
+    _remove(path)
+
+
 def _named(function: object, path: str, exc_info: tuple) -> None:
     """rmtree's error, with the whole path of what it could not remove (it names only the entry)."""
     error = exc_info[1]

@@ -1,5 +1,5 @@
 """What :func:`curate.cli.main` reads from the command line before click does: ``--debug`` wherever
-it stands, the sub-command named, and whether ``run`` or ``validate`` is asked for ``--json``."""
+it stands, the sub-command named, and whether ``run``, ``validate`` or ``gc`` is asked for ``--json``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _hoist_debug(argv: list[str]) -> tuple[list[str], bool]:
 
 
 # Core commands that neither run nor list a plugin's sub-commands.
-WITHOUT_PLUGIN_COMMANDS = frozenset({"run", "validate", "plan", "inspect", "relocate"})
+WITHOUT_PLUGIN_COMMANDS = frozenset({"run", "validate", "plan", "inspect", "relocate", "gc"})
 
 
 def _command_of(argv: list[str]) -> str | None:
@@ -30,7 +30,7 @@ def _command_of(argv: list[str]) -> str | None:
 
 
 def _json_asked(argv: list[str]) -> str | None:
-    """``run`` or ``validate`` where ``argv`` asks it for ``--json``."""
+    """``run``, ``validate`` or ``gc`` where ``argv`` asks it for ``--json``."""
     command = _command_of(argv)
     end = argv.index("--") if "--" in argv else len(argv)
-    return command if command in ("run", "validate") and "--json" in argv[:end] else None
+    return command if command in ("run", "validate", "gc") and "--json" in argv[:end] else None

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from curate.storeusers import REGISTRY
 from tests.conftest import cli_env, sample_table
 
 ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chattr, or running as another user)")
@@ -45,7 +46,7 @@ def immutable(path: Path) -> Iterator[None]:
 
 
 def step_folders(run: Path) -> list[Path]:
-    return sorted(p for p in (run / "store").iterdir() if p.is_dir())
+    return sorted(p for p in (run / "store").iterdir() if p.is_dir() and p.name != REGISTRY)
 
 
 def folder_of(run: Path, label: str) -> Path:
@@ -168,7 +169,7 @@ def test_another_users_store_is_named_when_no_cache_cannot_recompute_it(curate_m
     assert code == 2 and "cached" not in said, said  # not every step silently reused
     assert "cannot recompute step 'source' (--no-cache recomputes it)" in said
     assert "belongs to user root" in said and "user nobody may not delete in it" in said
-    assert all((p / "_COMPLETE.json").exists() for p in store.iterdir() if p.is_dir())
+    assert all((p / "_COMPLETE.json").exists() for p in store.iterdir() if p.is_dir() and p.name != REGISTRY)
 
 
 @ROOT
@@ -199,7 +200,7 @@ def test_a_damaged_step_in_another_users_store_is_named_before_anything_is_compu
     assert f"but its folder {filtered} cannot be changed" in said
     assert "belongs to user root" in said and "user nobody may not delete in it" in said
     assert "ask root to run it again" in said and "run.cache_dir" in said and "Nothing was changed" in said
-    assert all((p / "_COMPLETE.json").exists() for p in store.iterdir() if p.is_dir())
+    assert all((p / "_COMPLETE.json").exists() for p in store.iterdir() if p.is_dir() and p.name != REGISTRY)
 
 
 @ROOT
@@ -280,3 +281,31 @@ def test_a_lock_holder_names_its_user(tmp_path):
         assert json.loads((tmp_path / LOCK_NAME).read_text())["user"] == me()
     finally:
         lock.release()
+
+
+@ROOT
+def test_gc_in_a_store_another_user_shares_names_their_folders_and_deletes_none(curate_main, write_spec, shared):
+    """Root's old folders (0755, umask 022) in a store nobody shares: nobody's run says it could not
+    register (naming whose the registry is), and nobody's gc --delete stops before removing any."""
+    store = shared / "store"
+    store.mkdir(mode=0o777)
+    store.chmod(0o777)
+    sample_table(40).write_parquet(shared / "data.parquet")
+    spec = {**SPEC, "source": {"path": str(shared / "data.parquet")},
+            "run": {"dir": str(shared / "roots"), "shard_size": 10, "cache_dir": str(store)}}  # nobody may read it
+    write_spec(spec)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    spec = {**spec, "steps": [{"step": "normalize_text", "params": {"max_length": 50}}, SPEC["steps"][1]]}
+    write_spec(spec)
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0  # root's first folders are unused now
+    before = sorted(p for p in store.iterdir() if p.name != REGISTRY)
+    mine = shared / "mine"
+    mine.mkdir(mode=0o777)
+    mine.chmod(0o777)
+    (mine / "spec.yaml").write_text(json.dumps({**spec, "run": {**spec["run"], "dir": "run"}}))
+    code, said = nobody_runs(["-m", "curate.cli", "run", "spec.yaml", "--quiet"], mine)
+    assert code == 0 and "could not record run directory" in said and "Permission denied" not in said, said
+    assert "belongs to user root (drwxr-xr-x), and user nobody may not write in it" in said
+    code, said = nobody_runs(["-m", "curate.cli", "gc", "run", "--delete"], mine)
+    assert code == 2 and "belongs to user root" in said and "Nothing was removed" in said, said
+    assert sorted(p for p in store.iterdir() if p.name != REGISTRY) == before
