@@ -9,7 +9,6 @@ Here: the group, the core commands added to it (a module each in :mod:`curate.co
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 import warnings
@@ -30,7 +29,7 @@ from curate.commands.shared import _pm
 from curate.commands.shared import allow_remote_option as allow_remote_option
 from curate.commands.validate import validate
 from curate.display import visible
-from curate.errors import EXIT_CODES, CurateError, ResourceError, reported, stop_exit_code
+from curate.errors import EXIT_CODES, CurateError, ResourceError, reported, stop_exit_code, unusable_path
 
 DEBUG = {"on": False}
 
@@ -171,13 +170,11 @@ def _main(argv: list[str] | None) -> int:
             click.secho(f"error: {visible(resource, lines=True)}", **_red(), err=True)
             jsonsummary.ended(str(resource), resource)
             return 1
-        if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            where = visible(str(exc.filename or "a file"))
-            hint = ("curate writes into the run directory (its lock, manifest, views and report) and the "
-                    "store: run where you may write, or copy the run directory there first")
-            click.secho(f"error: cannot use {where}: {exc.strerror}", **_red(), err=True)
-            click.echo(f"  hint: {hint}", err=True)
-            jsonsummary.ended(f"cannot use {exc.filename or 'a file'}: {exc.strerror}\n  hint: {hint}", exc)
+        unusable = unusable_path(exc)
+        if unusable is not None:
+            click.secho(f"error: {visible(unusable.message)}", **_red(), err=True)
+            click.echo(f"  hint: {unusable.hint}", err=True)
+            jsonsummary.ended(str(unusable), exc)
             return 1
         click.secho(f"internal error: {type(exc).__name__}: {visible(exc, lines=True)}", **_red(), err=True)
         click.echo("re-run with --debug for the traceback, and please report it", err=True)

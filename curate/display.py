@@ -102,6 +102,18 @@ def echo(text: Any = "", *, err: bool = False, lines: bool = False) -> None:
     click.echo(visible(text, lines=lines), err=err)
 
 
+def rich_console(stderr: bool = False) -> Any:
+    """The rich console curate prints with (on stderr with ``stderr``). Text from specs, data or a
+    run directory goes through :func:`for_rich` first; ``:name:`` is never an emoji code."""
+    from rich.console import Console
+
+    from curate.closedpipe import StdoutConsole
+
+    # a reader closing stdout early is no failure (curate.closedpipe)
+    kind = Console if stderr else StdoutConsole
+    return kind(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+
+
 class VisibleFormatter(logging.Formatter):
     """Log messages quote URLs, paths and what a client or server sent: their control characters
     are shown, not run (the traceback of ``exc_info`` included)."""

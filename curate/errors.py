@@ -47,6 +47,10 @@ class Problem:
     # experiment, curate_train); None: that one.
     file: str | None = None
 
+    def as_json(self) -> dict[str, object]:
+        """As ``curate validate --json`` lists it: ``where`` is :attr:`path`."""
+        return {"where": self.path, "line": self.line, "file": self.file, "message": self.message, "hint": self.hint}
+
     def render(self, source_name: str | None = None) -> str:
         where = self.path or "<spec>"
         if self.line is not None:
@@ -73,6 +77,16 @@ class SpecError(CurateError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def problems_of(exc: CurateError) -> list[Problem]:
+    """Every problem ``exc`` reports, located as ``curate validate`` locates them: a SpecError's
+    each with the file its line is in; any other error as one problem of the spec as a whole."""
+    import dataclasses
+
+    if isinstance(exc, SpecError):
+        return [dataclasses.replace(problem, file=problem.file or exc.source_name) for problem in exc.problems]
+    return [Problem("", exc.message, exc.hint)]
 
 
 class UsageError(CurateError):
@@ -285,6 +299,16 @@ class ResourceError(CurateError):
                        f"{room_left(exc, named=True)}", hint)
         during = f" during {where}" if where else ""
         return cls(f"the run failed{during}: {_cause(exc, short=True)}{room_left(exc)}", hint)
+
+
+def unusable_path(exc: BaseException) -> CurateError | None:
+    """A read-only run directory, or one this user may not write (EROFS, EACCES, EPERM), as the
+    error curate says it with (None: ``exc`` is not that)."""
+    if not (isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)):
+        return None
+    hint = ("curate writes into the run directory (its lock, manifest, views and report) and the "
+            "store: run where you may write, or copy the run directory there first")
+    return CurateError(f"cannot use {exc.filename or 'a file'}: {exc.strerror}", hint)
 
 
 class RunLockedError(CurateError):

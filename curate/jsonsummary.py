@@ -10,9 +10,7 @@ command fills in what it learns on the way (spec, run directory, the engine's ma
 from __future__ import annotations
 
 import json
-import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,22 +51,12 @@ def started() -> Pending | None:
 
 def expect(command: str) -> Pending:
     """``command --json`` was asked for: from now on record the warnings shown."""
+    from curate.warnrecord import record_warnings
+
     clear()
     answer = Pending(command)
     _pending[0] = answer
-    previous = warnings.showwarning
-
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: str | None = None) -> None:
-        if category.__module__.split(".")[0].startswith("curate"):  # curate's and its plugins'
-            answer.warnings.append(str(message))
-        previous(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = show
-    root = logging.getLogger()
-    handler = _LogRecorder(answer.warnings, echo=not root.handlers)
-    root.addHandler(handler)
-    answer._undo = [lambda: setattr(warnings, "showwarning", previous), lambda: root.removeHandler(handler)]
+    answer._undo = [record_warnings(answer.warnings)]
     return answer
 
 
@@ -138,15 +126,12 @@ def gc_answer(answer: Pending, exit_code: int) -> dict[str, Any]:
 
 def validate_answer(answer: Pending, exit_code: int) -> dict[str, Any]:
     """``curate validate --json``: ok, and every problem located as the text view locates it."""
-    from curate.errors import CurateError, SpecError
+    from curate.errors import CurateError, problems_of
 
     errors: list[dict[str, Any]] = []
     exc = answer.exception
-    if isinstance(exc, SpecError):
-        errors = [{"where": problem.path, "line": problem.line, "file": problem.file or exc.source_name,
-                   "message": problem.message, "hint": problem.hint} for problem in exc.problems]
-    elif isinstance(exc, CurateError):
-        errors = [{"where": "", "line": None, "file": None, "message": exc.message, "hint": exc.hint}]
+    if isinstance(exc, CurateError):
+        errors = [problem.as_json() for problem in problems_of(exc)]
     elif answer.error is not None:
         errors = [{"where": "", "line": None, "file": None, "message": answer.error, "hint": None}]
     return {"ok": exit_code == 0, "exit_code": exit_code, "spec": answer.spec, "run_dir": answer.run_dir,
@@ -166,22 +151,3 @@ def size_of(path: Any) -> int | None:
         return sum(os.lstat(Path(top) / name).st_size for top, _, names in os.walk(path) for name in names)
     except OSError:
         return None
-
-
-class _LogRecorder(logging.Handler):
-    """Records warnings logged by curate and its plugins; ``echo``: also prints them as Python's
-    last-resort handler would have (this handler being there keeps that one from running)."""
-
-    def __init__(self, into: list[str], echo: bool):
-        super().__init__(logging.WARNING)
-        self.into = into
-        self.echo = echo
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.into.append(record.getMessage())
-        except Exception:  # noqa: BLE001 - a plugin's bad format arguments: logging's own report
-            self.handleError(record)
-        last = logging.lastResort
-        if self.echo and last is not None and record.levelno >= last.level:
-            last.handle(record)

@@ -793,4 +793,12 @@ def plan_rows(plan: Plan) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["Plan", "PlannedStep", "PlannedOutput", "make_plan", "plan_rows", "SpecError", "pl"]
+def plan_facts(plan: Plan) -> dict[str, Any]:
+    """What ``curate plan --json`` prints (and :func:`curate.plan_spec` returns): the run directory,
+    where the executor runs, and :func:`plan_rows`."""
+    executor = plan.resolved.executor
+    return {"run_dir": str(plan.run_dir), "executor": executor.where() if executor is not None else None,
+            "steps": plan_rows(plan)}
+
+
+__all__ = ["Plan", "PlannedStep", "PlannedOutput", "make_plan", "plan_facts", "plan_rows", "SpecError", "pl"]

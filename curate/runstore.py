@@ -26,8 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from curate.atomic import atomic_path
 from curate.errors import RunDirError, UsageError
 from curate.inputdigest import INPUT_RECORD, input_problem
@@ -397,10 +395,6 @@ def link_step(run_dir: Path, dirname: str, target: Path) -> None:
         link.write_text(str(target))
 
 
-def _parquet_list(files: list[Path]) -> str:
-    return "[" + ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in files) + "]"
-
-
 def write_views(run_dir: Path, manifest: dict[str, Any]) -> Path:
     """(Re)create curate.duckdb with a view per step, per step's drops, and a lineage view."""
     from curate.duck import default_cursor, literal, quote
@@ -440,115 +434,35 @@ def _log_removed_on_failure(database: Path) -> Iterator[None]:
 
 def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of: Any = None,
                   confine: Any = None) -> str | None:
-    """DuckDB SQL for the rows a finished step kept, wherever they are (None: nowhere to read).
+    """DuckDB SQL for the rows a finished step kept, wherever they are (None: nowhere to read);
+    :func:`curate.steprows.kept_rows` says where, and what ``step_dir_of`` and ``confine`` do."""
+    from curate.steprows import kept_rows
 
-    A step stores them in ``data/``, except a step that ran fused before its group's last
-    (``curate.fusion``): a source read in place keeps a reference instead (``kept.json``: its
-    files, read where they lie, beside its uids in ``uids/``), exact and in order; any other such
-    step's kept rows are the rows that left its group after it (the last member's kept rows and
-    the later members' dropped rows), in that order and with the values the later members left
-    them (a text normalize_text cleaned is shown clean). ``step_dir_of(record)``: where a
-    record's store is (default: its recorded path). ``confine(path)``: the path to read for each
-    file read (default: the path itself); ``curate report`` passes one that raises
-    :class:`curate.runfiles.FileOutside` for a file outside the folders it may read."""
-    import dataclasses
-
-    import polars as pl
-
-    from curate.duck import quote
-    from curate.parquet_nan import read_option
-    from curate.schema import UID
-
-    step_dir_of = step_dir_of or (lambda r: Path(r["path"]))
-    confined_only = confine is not None
-    confine = confine or (lambda path: path)
-    step_dir = step_dir_of(record)
-    if step_dir is None:
-        return None
-    if record.get("kept_rows_stored", True):
-        data = [confine(path) for path in iter_shard_files(step_dir)]
-        return f"read_parquet({_parquet_list(data)}{read_option()})" if data else None
-    reference = step_dir / KEPT_REFERENCE
-    if reference.exists():
-        reference = confine(reference)
-        try:
-            ref = read_reference(reference)
-        except (KeptReferenceError, OSError):
-            return None  # an older or damaged reference is never run: nothing to read here
-        if confined_only:  # the source's files, read where they lie: named by data, confined too
-            ref = dataclasses.replace(ref, files=tuple(confine(Path(f)).as_posix() for f in ref.files))
-        if not all(Path(f).is_file() for f in ref.files):
-            return None  # the source moved, or a pipe stands in its place (DuckDB would wait on it)
-        columns = ", ".join(f"s.{quote(c)}" for c in ref.columns if c != UID)
-        ordered = f"(SELECT * FROM {ref.relation()} ORDER BY _file, _row) s"
-        if not ref.uids:
-            return f"(SELECT s.{UID}, {columns} FROM {ordered})"
-        uids = [confine(path) for path in in_shard_order((step_dir / "uids").glob("shard-*.parquet"))]
-        uid_files = f"read_parquet({_parquet_list(uids)}{read_option()})"
-        return f"(SELECT u.{UID}, {columns} FROM {ordered} POSITIONAL JOIN {uid_files} u)"
-    labels = record.get("fused") or []
-    if record["label"] not in labels or labels[-1] == record["label"]:
-        return None
-    by_label = {r["label"]: r for r in manifest.get("steps", [])}
-    later = [by_label[label] for label in labels[labels.index(record["label"]) + 1:] if label in by_label]
-    files: list[Path] = []
-    for position, other in enumerate(later):
-        other_dir = step_dir_of(other)
-        if other_dir is None:
-            return None
-        if position == len(later) - 1:
-            files += map(confine, iter_shard_files(other_dir))
-        files += map(confine, iter_dropped_files(other_dir))
-    present: set[str] = set()
-    for path in files:
-        present.update(pl.read_parquet_schema(path))
-    columns = [quote(c) for c in record.get("columns", {}) if c in present]
-    if not files or not columns:
-        return None
-    rows = f"read_parquet({_parquet_list(files)}, union_by_name = true{read_option()})"
-    return f"(SELECT {', '.join(columns)} FROM {rows})"
+    rows = kept_rows(manifest, record, step_dir_of, confine)
+    return None if rows is None else rows.sql()
 
 
 def _create_views(con, manifest: dict[str, Any]) -> None:
     from curate.duck import literal, quote
-    from curate.parquet_nan import read_option
+    from curate.steprows import DROP_REASON, DUPLICATE_OF, finished_steps
 
     lineage_parts = []
-    for record in manifest.get("steps", []):
-        if not record.get("complete"):
-            continue
-        index, label = record.get("index"), record.get("label")
-        if not isinstance(index, int) or not isinstance(label, str):
-            continue  # a manifest edited by hand; nothing of it goes into SQL unquoted
-        store = Path(record["path"])
-        name = f"{index:02d}_{label}"
-        kept = kept_relation(manifest, record)
-        if kept is not None:
-            con.execute(f"CREATE VIEW {quote(name)} AS SELECT * FROM {kept}")
-        dropped = in_shard_order((store / "dropped").glob("shard-*.parquet"))
-        if dropped:
-            columns = set()
-            for path in dropped:
-                columns.update(pl.read_parquet_schema(path))
-            con.execute(
-                f"CREATE VIEW {quote(name + '_dropped')} AS SELECT * FROM read_parquet({_parquet_list(dropped)}, "
-                f"union_by_name = true{read_option()})"
-            )
-            duplicate = "_duplicate_of" if "_duplicate_of" in columns else "NULL::VARCHAR"
-            if "_drop_reason" not in columns:
-                continue
+    steps = finished_steps(manifest)
+    for step in steps:
+        if step.kept is not None:
+            con.execute(f"CREATE VIEW {quote(step.name)} AS SELECT * FROM {step.kept.sql()}")
+        if step.dropped:
+            con.execute(f"CREATE VIEW {quote(step.name + '_dropped')} AS SELECT * FROM {step.dropped_sql()}")
+        if step.in_lineage:
+            duplicate = DUPLICATE_OF if DUPLICATE_OF in step.dropped_columns else "NULL::VARCHAR"
             lineage_parts.append(
-                f"SELECT uid, {index} AS step_index, {literal(label)} AS step, "
-                f"_drop_reason AS reason, {duplicate} AS duplicate_of FROM {quote(name + '_dropped')}"
+                f"SELECT uid, {step.index} AS step_index, {literal(step.label)} AS step, "
+                f"{DROP_REASON} AS reason, {duplicate} AS duplicate_of FROM {quote(step.name + '_dropped')}"
             )
     if lineage_parts:
         con.execute("CREATE VIEW lineage AS " + " UNION ALL ".join(lineage_parts))
-    final = [r for r in manifest.get("steps", []) if r.get("complete") and isinstance(r.get("index"), int)
-             and isinstance(r.get("label"), str)]
-    if final:
-        last = final[-1]
-        last_name = f"{last['index']:02d}_{last['label']}"
-        con.execute(f"CREATE VIEW final AS SELECT * FROM {quote(last_name)}")
+    if steps:
+        con.execute(f"CREATE VIEW final AS SELECT * FROM {quote(steps[-1].name)}")
 
 
 def funnel(manifest: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -24,27 +23,18 @@ from curate.display import for_rich
               help="Check every stored file's fingerprint (reads them all), not only that it is there.")
 def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
     """Show a run's funnel: rows per step, drop reasons, timings; and which stored files are gone."""
-    from curate.lock import held
-    from curate.runstore import read_manifest
-    from curate.storecheck import stored_problems
+    from curate.runfacts import run_facts
 
-    manifest = read_manifest(Path(run_dir))
-    damaged = stored_problems(manifest, verify)
-    locked = held(Path(run_dir))
+    facts = run_facts(Path(run_dir), verify)
+    manifest, damaged = facts.manifest, facts.damaged
     if as_json:
-        # what the text view says besides the manifest, under keys the manifest does not use: the
-        # stored files' check (read whole with --verify), whether a live process holds the run
-        # directory's lock, and the judgement the text view prints as the status ("status" stays
-        # the manifest's: a run killed by SIGKILL or out of memory says "running" there for good)
-        shown = {**manifest, "damaged": [{"step": label, "problem": problem} for label, problem in damaged],
-                 "verified": verify, "lock_held": locked, "state": _state(manifest, locked)}
-        click.echo(json.dumps(shown, indent=2))
+        click.echo(json.dumps(facts.as_json(), indent=2))
         _refuse_damaged(run_dir, verify, damaged, "the JSON's \"damaged\" lists them")
         return
     console = _console()
     _print_funnel(manifest, console)
     status = manifest.get("status")
-    if _state(manifest, locked) == "stopped":
+    if facts.state == "stopped":
         status = "stopped: no process runs it now (killed, or its machine went down); run it again to resume"
     console.print(for_rich(f"spec hash {manifest.get('spec_hash')}, started {manifest.get('started_at')}, "
                            f"status {status}"))
@@ -77,13 +67,6 @@ def inspect(run_dir: str, as_json: bool, verify: bool) -> None:
                                f"{run.get('started_at')}, spec hash {str(run.get('spec_hash'))[:12]}), "
                                f"not this spec's"))
     _refuse_damaged(run_dir, verify, damaged, "above")
-
-
-def _state(manifest: dict[str, Any], locked: bool) -> Any:
-    """The manifest's status, but "stopped" for a run it says is running that no live process
-    holds: one killed (SIGKILL, out of memory, its machine gone) never wrote that it stopped."""
-    status = manifest.get("status")
-    return "stopped" if status == "running" and not locked else status
 
 
 def _refuse_damaged(run_dir: str, verify: bool, damaged: list[tuple[str, str]], listed: str) -> None:

@@ -21,14 +21,13 @@ def plan(spec: str, run_dir: str | None, as_json: bool, untrusted: bool,
     """Show the steps, the columns each reads and writes, and which are cached."""
     from rich.table import Table
 
-    from curate.plan import plan_rows
+    from curate.plan import plan_facts
 
     the_plan, _ = _load_and_plan(spec, run_dir, untrusted, allow_remote)
-    rows = plan_rows(the_plan)
-    executor = the_plan.resolved.executor
-    where = executor.where() if executor is not None else None
+    facts = plan_facts(the_plan)
+    rows, where = facts["steps"], facts["executor"]
     if as_json:
-        click.echo(json.dumps({"run_dir": str(the_plan.run_dir), "executor": where, "steps": rows}, indent=2))
+        click.echo(json.dumps(facts, indent=2))
         return
     if where is not None:
         _console().print(f"executor: {for_rich(where)}")

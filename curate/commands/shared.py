@@ -18,32 +18,16 @@ def _pm():
 
 
 def _console(stderr: bool = False):
-    """The console curate prints with. Text from specs, data or a run directory goes through
-    :func:`curate.display.for_rich` first; ``:name:`` is never an emoji code."""
-    from rich.console import Console
+    from curate.display import rich_console
 
-    from curate.closedpipe import StdoutConsole
-
-    # a reader closing stdout early is no failure (curate.closedpipe)
-    kind = Console if stderr else StdoutConsole
-    return kind(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+    return rich_console(stderr)
 
 
 def _load_and_plan(spec_path: str | Any, run_dir: str | None = None, untrusted: bool = False,
                    allow_remote: tuple[str, ...] = ()):
-    """Plan the spec file ``spec_path`` (``-``: stdin; or an already loaded spec) in ``run_dir``."""
-    from curate.plan import make_plan
-    from curate.spec import load_spec
-    from curate.stdinspec import STDIN, load_stdin_spec
+    from curate.runner import load_and_plan
 
-    if spec_path == STDIN:
-        loaded = load_stdin_spec()
-    else:
-        loaded = load_spec(spec_path) if isinstance(spec_path, (str, Path)) else spec_path
-    if untrusted:
-        loaded.spec.run.untrusted = True
-    pm = _pm()
-    return make_plan(loaded, pm, run_dir, allow_remote), pm
+    return load_and_plan(spec_path, run_dir, untrusted, allow_remote)
 
 
 def _storage_urls(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:

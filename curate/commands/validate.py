@@ -41,10 +41,10 @@ def validate(spec: str, run_dir: str | None, untrusted: bool, allow_remote: tupl
     plan, _ = _load_and_plan(spec, run_dir, untrusted=untrusted, allow_remote=allow_remote)
     if answer is not None:
         answer.run_dir = str(plan.run_dir)
-    plan.check_layout()  # what `curate run` refuses before it starts, said here first
-    from curate.preflight import run_dir_warnings
+    from curate.runner import preflight
 
-    for warning in run_dir_warnings(plan.run_dir, plan.store_dir):  # what would stop it now, as a warning
+    # what `curate run` refuses before it starts, said here first; what would stop it now, as a warning
+    for warning in preflight(plan):
         click.echo(f"curate: warning: {visible(warning, lines=True)}", err=True)
         if answer is not None:
             answer.warnings.append(warning)

@@ -75,7 +75,7 @@ def test_a_full_disk_outside_a_run_is_classified_where_every_error_ends(curate_m
     disk, a used-up quota and a file-size limit from a bug, in an OSError or quoted by a library."""
     import errno
 
-    import curate.commands.run
+    import curate.runner
 
     write_spec(spec(shard_size=100), table=table().head(10))
     for error, words in [(OSError(errno.ENOSPC, "No space left on device", "/x/manifest.json"),
@@ -86,7 +86,7 @@ def test_a_full_disk_outside_a_run_is_classified_where_every_error_ends(curate_m
         def fail(*args, error=error, **kwargs):
             raise error
 
-        monkeypatch.setattr(curate.commands.run, "_load_and_plan", fail)
+        monkeypatch.setattr(curate.runner, "load_and_plan", fail)
         result = curate_main("run", "spec.yaml", "--quiet")
         assert result.code == 1 and "internal error" not in result.stderr, result
         assert words in result.stderr, result.stderr

@@ -1,5 +1,6 @@
-"""Which spec ``curate run --resume RUN_DIR`` runs, and with what trust: the copy saved in the run
-directory, trusted only while the user's own spec file still says the same."""
+"""Which spec ``curate run --resume RUN_DIR`` (and ``curate.run(resume=RUN_DIR)``) runs, and with
+what trust: the copy saved in the run directory, trusted only while the user's own spec file still
+says the same."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from curate.display import for_rich
 from curate.errors import CurateError
 
 
-def _saved_spec(run_dir: Path, console: Any, untrusted: bool = False) -> Any:
-    """The spec saved in ``run_dir`` (what the run ran), for ``curate run --resume``. Its relative
+def saved_spec(run_dir: Path, console: Any, untrusted: bool = False) -> Any:
+    """The spec saved in ``run_dir`` (what the run ran), for ``curate run --resume``; ``console``
+    (rich's) says what is noted on the way. Its relative
     paths stay relative to the original spec file's directory, as when the run started. The
     original file is not run: it may have been edited since (that is said, not done).
 
