@@ -22,9 +22,13 @@ def reported(exc: BaseException) -> bool:
 
 
 class CurateError(Exception):
-    """Base of every error curate raises on purpose. The CLI prints it without a traceback."""
+    """Base of every error curate raises on purpose. The CLI prints it without a traceback.
+
+    ``run_dir``: the run directory a :func:`curate.run` call that raised it ran in (or would
+    have), None where the spec did not plan or elsewhere."""
 
     exit_code = 1
+    run_dir = None
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message, hint)

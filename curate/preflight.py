@@ -11,6 +11,10 @@ from pathlib import Path
 from curate.lock import holder_of, in_use
 
 
+class PreflightWarning(UserWarning):
+    """What would stop a run now though the spec is fine (:func:`curate.validate` warns it)."""
+
+
 def run_dir_warnings(run_dir: Path, store_dir: Path) -> list[str]:
     """One line for each thing that would stop ``curate run`` in ``run_dir`` with ``store_dir``."""
     found = []

@@ -10,8 +10,11 @@ signal, so whatever the query raises afterwards is reported as the stop it is (:
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from curate.errors import Terminated
@@ -56,6 +59,31 @@ def install() -> None:
     for signum in (signal.SIGINT, signal.SIGHUP):
         if signal.getsignal(signum) not in (signal.SIG_IGN, None):
             signal.signal(signum, _stop)
+
+
+@contextlib.contextmanager
+def handling() -> Iterator[None]:
+    """Stopping signals handled as :func:`install` handles them, for the length of the block (an
+    in-process run, :func:`curate.run`), and the handlers found put back after it: SIGINT unless
+    it is ignored, and SIGTERM and SIGHUP only where nothing handles them (their default kills the
+    process; a host's own handler, an orchestrator's, stays). The block starts and ends with no
+    signal received, so a run stopped by Ctrl-C does not stop the next one. Only the main thread
+    may set handlers: in another thread nothing is installed, and a stop comes as its host raises it."""
+    _received.clear()
+    installed: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            current = signal.getsignal(signum)
+            if current in (signal.SIG_IGN, None) or (signum != signal.SIGINT and current is not signal.SIG_DFL):
+                continue
+            installed[signum] = current
+            signal.signal(signum, _stop)
+    try:
+        yield
+    finally:
+        for signum, previous in installed.items():
+            signal.signal(signum, previous)
+        _received.clear()
 
 
 def received() -> int | None:

@@ -99,3 +99,48 @@ def scores(min_value: float = -1.0, max_value: float = 1.0) -> st.SearchStrategy
 
 def shard_sizes() -> st.SearchStrategy[int]:
     return st.sampled_from([1, 2, 3, 7, 16, 1000])
+
+
+# What the relational steps of the built-in basics plugin are given by specs(): each plans over a
+# table of tables(), whatever came before it.
+_WHERE = ["length(alt_text) >= 3", "alt_text IS NOT NULL", "url LIKE '%1%'", "true", "uid < '8'"]
+
+
+@st.composite
+def specs(draw: Any, source_path: str = "data.parquet", max_steps: int = 5,
+          run_dir: str | None = None) -> dict[str, Any]:
+    """A spec as data (what ``yaml.safe_load`` of a spec file gives) over a Parquet source at
+    ``source_path`` holding a table of :func:`tables`, and the built-in basics plugin's relational
+    steps (``normalize_text``, ``filter``, ``sample``, ``exact_dedup``) in any order, with any run
+    settings that change how it runs (shard size, seed, fusion), sometimes a Parquet output: for
+    properties of what takes a spec (``curate.run``, ``curate.plan_spec``, a spec's load and dump)."""
+    steps: list[dict[str, Any]] = []
+    for index in range(draw(st.integers(0, max_steps))):
+        kind = draw(st.sampled_from(["normalize_text", "filter", "sample", "exact_dedup"]))
+        params: dict[str, Any]
+        if kind == "normalize_text":
+            params = {"max_length": draw(st.one_of(st.none(), st.integers(1, 300))),
+                      "strip_tags": draw(st.booleans()), "empty": draw(st.sampled_from(["keep", "null", "drop"]))}
+        elif kind == "filter":
+            params = {"where": draw(st.sampled_from(_WHERE)), "keep_null": draw(st.booleans())}
+            if draw(st.booleans()):
+                params["reason"] = draw(st.sampled_from(["too_short", "no_text", "odd"]))
+        elif kind == "sample":
+            params = {"fraction": draw(st.floats(0.05, 1.0, allow_nan=False)),
+                      "seed": draw(st.one_of(st.none(), st.integers(0, 2**31)))}
+        else:
+            params = {"columns": draw(st.sampled_from([["url"], ["alt_text"], ["url", "alt_text"]])),
+                      "keep": draw(st.sampled_from(["first", "last"]))}
+        step: dict[str, Any] = {"step": kind, "params": params}
+        if any((s.get("name") or s["step"]) == kind for s in steps):
+            step["name"] = f"{kind}_{index}"
+        steps.append(step)
+    run: dict[str, Any] = {"seed": draw(st.integers(0, 2**31)), "shard_size": draw(shard_sizes()),
+                           "fuse": draw(st.booleans()), "fuse_heads": draw(st.booleans()), "report": False}
+    if run_dir is not None:
+        run["dir"] = run_dir
+    spec: dict[str, Any] = {"name": draw(st.from_regex(r"[a-z][a-z0-9_-]{0,11}", fullmatch=True)),
+                            "source": {"format": "parquet", "path": source_path}, "steps": steps, "run": run}
+    if draw(st.booleans()):
+        spec["outputs"] = [{"format": "parquet", "path": "out.parquet"}]
+    return spec
