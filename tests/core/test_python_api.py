@@ -135,6 +135,17 @@ def test_a_step_whose_files_are_gone_is_refused_naming_it(api, write_spec):
     assert run.table("source").collect().height == TABLE.height
 
 
+def test_a_moved_run_directory_says_its_tables_read_where_it_was_written(api, write_spec):
+    import shutil
+
+    write_spec(SPEC, table=TABLE)
+    curate.run("spec.yaml")
+    shutil.copytree(api / "run", api / "copy", symlinks=True)
+    with pytest.warns(curate.RunMovedWarning, match=f"was written at {api / 'run'}.*curate relocate"):
+        copied = curate.open_run("copy").final().collect()
+    assert_frame_equal(copied, curate.open_run("run").final().collect())
+
+
 # -- validate and plan: what the commands say --------------------------------------------------------
 
 def test_validate_lists_the_problems_validate_json_lists(api, curate_main, write_spec):
