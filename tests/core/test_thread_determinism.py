@@ -49,9 +49,11 @@ def _stored(run: Path) -> dict[str, bytes]:
 
 
 def _timeless(record: object) -> object:
-    """``record`` without its times and durations (``started_at``, ``seconds``…), at any depth."""
+    """``record`` without its times and durations (``started_at``, ``seconds``, a store
+    registration's ``last_run`` / ``last_used``…), at any depth."""
     if isinstance(record, dict):
-        return {k: _timeless(v) for k, v in record.items() if not k.endswith(("seconds", "_at"))}
+        return {k: _timeless(v) for k, v in record.items()
+                if not k.endswith(("seconds", "_at")) and not k.startswith("last_")}
     if isinstance(record, list):
         return [_timeless(v) for v in record]
     return record
