@@ -11,7 +11,8 @@ For each request, ``rule(method, path)`` (the path with its query) says what to 
     "hollow" answer 200 with no body (no upload id, no ETag: not an S3 answer), and pass nothing on
     None     pass it on
 
-Each slowed request ends in ``outcomes`` as ``(method, path, how)``: "gone" (the client closed
+Every request passed on is in ``sent`` as ``(method, path, bytes of its body)``: what a client
+sent the endpoint. Each slowed request ends in ``outcomes`` as ``(method, path, how)``: "gone" (the client closed
 the connection first), "capped" (it went on for ``DRIP_CAP_SECONDS``: the client waited that
 long) or "done". Closing the proxy wakes every handler.
 """
@@ -38,6 +39,7 @@ class _Proxy(LoopbackServer):
         self.upstream = urlsplit(upstream)
         self.rule = rule
         self.outcomes: list[tuple[str, str, str]] = []
+        self.sent: list[tuple[str, str, int]] = []
         super().__init__(_Handler)
 
     def server_bind(self) -> None:
@@ -70,6 +72,8 @@ class _Handler(QuietHandler):
                              % (status, len(refusal), refusal))
             self._ended("done")
             return
+        with self.server.lock:
+            self.server.sent.append((self.command, self.path, len(body)))
         upstream = http.client.HTTPConnection(self.server.upstream.hostname, self.server.upstream.port, timeout=30)
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -82,7 +86,9 @@ class _Handler(QuietHandler):
             payload = answer.read()
             head = [f"HTTP/1.1 {answer.status} {answer.reason}"]
             head += [f"{name}: {value}" for name, value in answer.getheaders() if name.lower() not in HOP]
-            head.append(f"Content-Length: {len(payload)}")
+            # a HEAD's answer has no body: its length is the object's, as upstream said
+            length_said = answer.getheader("Content-Length", "0") if self.command == "HEAD" else len(payload)
+            head.append(f"Content-Length: {length_said}")
         finally:
             upstream.close()
         whole = "\r\n".join(head).encode() + b"\r\n\r\n" + (payload if self.command != "HEAD" else b"")
@@ -145,6 +151,11 @@ class _Handler(QuietHandler):
 
 class SlowProxy(Served):
     server: _Proxy
+
+    @property
+    def sent(self) -> list[tuple[str, str, int]]:
+        with self.server.lock:
+            return list(self.server.sent)
 
     @property
     def outcomes(self) -> list[tuple[str, str, str]]:
