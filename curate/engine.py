@@ -765,9 +765,10 @@ class Engine:
                               f"its {output.sink.path_kind} {ctx.output_path}", f"this is a bug in plugin '{owner}'")
         facts = dict(facts or {})
         if ctx.remote:
-            remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")
+            sent = remote.publish(ctx.output_path, ctx.path, "_CURATE_EXPORT.json")
             remove_tree(ctx.staging_dir)
             facts.pop("path", None)
+            facts["published"] = sent  # objects uploaded, left as they were (the same bytes), deleted
             if isinstance(facts.get("pattern"), str):
                 facts["pattern"] = facts["pattern"].replace(str(ctx.output_path), ctx.path.rstrip("/"))
         return {

@@ -170,6 +170,34 @@ def first_names(url: str, count: int, doing: str) -> list[str]:
     return [f"{bucket}/{entry['Key']}" for entry in _named(page.get("Contents"), "Key", under)][:count]
 
 
+def objects_under(url: str, wanted: Callable[[str], bool], doing: str = "list") -> dict[str, Listed]:
+    """The objects under the prefix ``url`` whose name below it (``a/b.tar`` for ``url/a/b.tar``)
+    is ``wanted``, and what is kept of each (size, ETag): a page at a time on S3, bounded as any
+    listing, and only the wanted ones kept. Keys ending in ``/`` (folder markers) are no objects."""
+    fs = remote.filesystem(url)
+    path = remote.strip(url)
+    budget = Budget(url)
+    found: dict[str, Listed] = {}
+    if not pages_of(fs):
+        def collect() -> dict[str, Any]:
+            return fs.find(path, detail=True) if fs.isdir(path) else {}
+
+        entries = remote.guarded(url, doing, collect)
+        budget.spend(len(entries), False)
+        for name, entry in entries.items():
+            relative = name[len(path) + 1:] if name.startswith(path + "/") else ""
+            if relative and not relative.endswith("/") and entry.get("type", "file") == "file" and wanted(relative):
+                found[relative] = Listed.of(entry)
+        return found
+    bucket, _, key = path.partition("/")
+    under = f"{key}/" if key else ""
+    for entry in keys(fs, url, bucket, under, None, budget):
+        relative = entry["Key"][len(under):]
+        if relative and not relative.endswith("/") and wanted(relative):
+            found[relative] = Listed.of(entry)
+    return found
+
+
 def _pattern(url: str, path: str) -> re.Pattern[str]:
     from fsspec.utils import glob_translate
 

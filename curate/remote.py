@@ -7,7 +7,8 @@ Credentials and the endpoint come from the backend's usual places: for S3, the
 
 Writes are whole objects: a file is uploaded (multipart above ``CURATE_UPLOAD_PART_SIZE``
 bytes, default 16 MiB, S3's minimum being 5 MiB) and appears at once, complete, or not at all.
-A folder (an export) is uploaded file by file between two writes of its listing
+An output is published by :mod:`curate.publish`: only the objects whose bytes changed are
+uploaded, a folder (an export) file by file between two writes of its listing
 (``_CURATE_EXPORT.json``): first naming old and new files with ``complete: false``, last as
 written; a prefix holding other objects and no listing is refused, as a local folder of someone
 else's files is.
@@ -43,9 +44,6 @@ URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 PART_SIZE_ENV = "CURATE_UPLOAD_PART_SIZE"
 DEFAULT_PART_SIZE = 16 * 2**20
 MIN_PART_SIZE = 5 * 2**20  # S3's smallest part (all but the last)
-# An export's listing read back from its prefix: a name or two per file, so even an image folder
-# of millions of files fits; an object larger than that is not a listing curate wrote.
-LISTING_MAX_BYTES = 1 << 30
 BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", None), "gcs": ("gcsfs", None),
             "az": ("adlfs", None), "abfs": ("adlfs", None)}
 # What decides who we are and where we connect: a filesystem is reused while these stay the same.
@@ -403,17 +401,18 @@ def put_bytes(url: str, data: bytes) -> None:
     call(url, "write", fs, "pipe_file", strip(url), data, moved=len(data))
 
 
-def upload_file(local: Path, url: str) -> None:
+def upload_file(local: Path, url: str, metadata: dict[str, str] | None = None) -> str | None:
     """Put ``local`` at ``url``: one PUT when small, a multipart upload of ``part_size()`` parts
     when larger, each request within its deadline (:mod:`curate.upload`). The object appears
-    only when the upload completes; a failed one is aborted."""
+    only when the upload completes; a failed one is aborted. ``metadata`` is stored with the
+    object (S3's ``x-amz-meta-*``; other backends are not given it). Returns the new object's
+    ETag (None where the backend gives none)."""
     fs = filesystem(url)
     size = part_size()
     if callable(getattr(fs, "_call_s3", None)):  # s3fs
         from curate import upload
 
-        upload.upload(fs, local, url, size)
-        return
+        return upload.upload(fs, local, url, size, metadata)
 
     def copy() -> None:  # another backend's file object, bounded by that backend's timeouts
         with open(local, "rb") as source, fs.open(strip(url), "wb", block_size=size) as target:
@@ -421,6 +420,7 @@ def upload_file(local: Path, url: str) -> None:
                 target.write(chunk)
 
     guarded(url, "write", copy)
+    return Listed.of(info(url)).etag
 
 
 def check_bucket(url: str, doing: str = "write to") -> None:
@@ -436,50 +436,9 @@ def check_bucket(url: str, doing: str = "write to") -> None:
         call(url, doing, fs, "ls", bucket, detail=False)
 
 
-def publish(local: Path, url: str, listing_name: str) -> None:
-    """Put a finished local output (a file or a folder) at ``url``; see the module docstring.
+def publish(local: Path, url: str, listing_name: str) -> dict[str, int]:
+    """Put a finished local output (a file or a folder) at ``url``, sending only what changed
+    (:func:`curate.publish.publish`)."""
+    from curate.publish import publish as publish_output
 
-    A folder's listing goes up twice: first naming the old and the new files and saying
-    ``complete: false`` (so a prefix left by a killed upload is still known as ours and the
-    re-run replaces it), last as the export wrote it."""
-    if local.is_file():
-        upload_file(local, url)
-        return
-    import json
-
-    from curate.errors import OutputError
-    from curate.filekeys import inside
-    from curate.runfiles import json_value
-
-    from curate import listing
-
-    fs = filesystem(url)
-    prefix = strip(url)
-    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
-    existing = listing.first_names(url + "/", 8, "list")  # to tell an empty prefix, and to show
-    old: list[str] = []
-    if existing:
-        try:
-            listed = json_value(cat(join(url, listing_name), LISTING_MAX_BYTES))
-        except (StorageError, ValueError):
-            listed = None
-        old = listed.get("files", []) if isinstance(listed, dict) else None
-        # a listing anyone could have written: the stale objects it names are deleted below
-        if not isinstance(old, list) or not all(inside(name) for name in old):
-            shown = ", ".join(e[len(prefix) + 1:] for e in existing[:8])
-            raise OutputError(f"output prefix {url} is not empty and was not written by curate (no {listing_name}, "
-                              f"or one naming objects outside the prefix); it holds: {shown}",
-                              "curate never deletes objects it did not write: point the output at a new or empty "
-                              "prefix, or move those objects away")
-    pending = {"files": sorted(set(old) | set(files)), "complete": False}
-    put_bytes(join(url, listing_name), json.dumps(pending, indent=1, sort_keys=True).encode())
-    for name in files:
-        if name != listing_name:
-            upload_file(local / name, join(url, name))
-    stale = [join(url, name) for name in set(old) - set(files) - {listing_name}]
-    if stale:  # S3 deletes up to 1000 objects a request
-        call(url, "delete stale objects under", fs, "rm", [strip(u) for u in stale], requests=1 + len(stale) // 1000)
-    if listing_name in files:
-        upload_file(local / listing_name, join(url, listing_name))
-    else:
-        put_bytes(join(url, listing_name), json.dumps({"files": files, "complete": True}, indent=1).encode())
+    return publish_output(local, url, listing_name)

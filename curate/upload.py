@@ -37,18 +37,22 @@ from curate.errors import StorageError
 INTERRUPTED_ABORT_WAIT = 10.0
 
 
-def upload(fs: Any, local: Path, url: str, part: int) -> None:
-    """Put ``local`` at ``url`` (on s3fs's ``fs``) in parts of ``part`` bytes; see the module docstring."""
+def upload(fs: Any, local: Path, url: str, part: int, metadata: dict[str, str] | None = None) -> str | None:
+    """Put ``local`` at ``url`` (on s3fs's ``fs``) in parts of ``part`` bytes, with the user
+    ``metadata`` given (``x-amz-meta-*``); see the module docstring. Returns the new object's ETag
+    (without its quotes; None where the endpoint sent none): what tells this version of the
+    object from any later one (:mod:`curate.publish`)."""
     bucket, key, _ = fs.split_path(remote.strip(url))
+    extra = {"Metadata": metadata} if metadata else {}
     with open(local, "rb") as source:
         chunk = source.read(part)
         if len(chunk) < part:  # fsspec's file put a file below its block size in one request
-            remote.call(url, "write", fs, "call_s3", "put_object", Bucket=bucket, Key=key, Body=chunk,
-                        moved=len(chunk))
+            answer = remote.call(url, "write", fs, "call_s3", "put_object", Bucket=bucket, Key=key, Body=chunk,
+                                 moved=len(chunk), **extra)
         else:
             count = max(1, -(-local.stat().st_size // part))  # for messages only
             started = remote.call(url, "start writing", fs, "call_s3", "create_multipart_upload", Bucket=bucket,
-                                  Key=key)
+                                  Key=key, **extra)
             upload_id = _field(started, "UploadId", url, "start writing")
             try:
                 parts: list[dict[str, Any]] = []
@@ -63,8 +67,8 @@ def upload(fs: Any, local: Path, url: str, part: int) -> None:
                     chunk = b""  # one part in memory at a time
                     chunk = source.read(part)
                 # its body names every part (~100 bytes each, 1 MB at S3's 10,000): within a request's deadline
-                remote.call(url, "finish writing", fs, "call_s3", "complete_multipart_upload", Bucket=bucket,
-                            Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+                answer = remote.call(url, "finish writing", fs, "call_s3", "complete_multipart_upload",
+                                     Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
             except BaseException as exc:
                 # after Ctrl-C the user is waiting to get their prompt back: a short wait on the abort
                 wait = min(remote.deadline(), INTERRUPTED_ABORT_WAIT) if isinstance(exc, KeyboardInterrupt) \
@@ -74,6 +78,8 @@ def upload(fs: Any, local: Path, url: str, part: int) -> None:
                     raise StorageError(exc.message, ". ".join(filter(None, [exc.hint, left]))) from None
                 raise
     fs.invalidate_cache(remote.strip(url))
+    tag = answer.get("ETag") if isinstance(answer, dict) else None
+    return tag.strip('"') if isinstance(tag, str) and tag.strip('"') else None
 
 
 def _field(answer: Any, name: str, url: str, doing: str) -> str:

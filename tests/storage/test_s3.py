@@ -176,7 +176,8 @@ def test_an_upload_cut_short_is_still_ours_and_the_rerun_replaces_it(s3: S3, tmp
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """An export's objects go up one by one: a run killed between two of them leaves a prefix whose
     listing (written first, ``complete: false``) names them, so the re-run replaces it instead of
-    refusing a prefix of unknown objects."""
+    refusing a prefix of unknown objects. The objects already up are not sent again: each carries
+    its SHA-256 (x-amz-meta-curate-sha256), which the re-run reads."""
     from curate_export.folder import LISTING
 
     from curate import remote
@@ -190,20 +191,27 @@ def test_an_upload_cut_short_is_still_ours_and_the_rerun_replaces_it(s3: S3, tmp
     real = remote.upload_file
     uploaded: list[str] = []
 
-    def killed_after_two(local: Path, url: str) -> None:
+    def killed_after_two(local: Path, url: str, metadata: dict | None = None) -> str | None:
         if len(uploaded) == 2:
             raise KeyboardInterrupt  # what SIGINT does between two objects; SIGKILL leaves the same state
         uploaded.append(url)
-        real(local, url)
+        return real(local, url, metadata)
 
     monkeypatch.setattr(remote, "upload_file", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         remote.publish(folder, s3.url("cut"), LISTING)
-    monkeypatch.setattr(remote, "upload_file", real)
     assert s3.keys("cut/") == ["cut/00000.tar", "cut/00001.tar", f"cut/{LISTING}"]
     assert json.loads(s3.get(f"cut/{LISTING}"))["complete"] is False
-    remote.publish(folder, s3.url("cut"), LISTING)
-    assert {k.removeprefix("cut/"): s3.get(k) for k in s3.keys("cut/")} == local_files(folder)
+    uploaded.clear()
+    monkeypatch.setattr(remote, "upload_file", lambda local, url, metadata=None: (uploaded.append(url),
+                                                                                 real(local, url, metadata))[1])
+    sent = remote.publish(folder, s3.url("cut"), LISTING)
+    assert uploaded == [s3.url("cut/00002.tar"), s3.url("cut/00003.tar")]
+    assert sent == {"uploaded_objects": 2, "uploaded_bytes": 18000, "unchanged_objects": 2, "deleted_objects": 0}
+    published = {k.removeprefix("cut/"): s3.get(k) for k in s3.keys("cut/")}
+    listing = json.loads(published.pop(LISTING))
+    assert published == {name: data for name, data in local_files(folder).items() if name != LISTING}
+    assert listing["complete"] is True and listing["files"] == names
 
 
 def local_files(folder: Path) -> dict[str, bytes]:

@@ -3,6 +3,8 @@ bytes as the local run, also after ``kill -9`` in the middle and a re-run."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -79,12 +81,18 @@ def test_outputs_on_s3_match_the_local_run_after_a_kill(world: World, s3: S3, tm
     local = local_files(tmp_path / "local" / "run" / "out" / "wds")
     assert len(local) >= 4  # 40 images in 15-sample tars: 3 tars, sizes.json and the listing
     remote = {key.removeprefix("out/wds/"): s3.get(key) for key in s3.keys("out/wds/")}
+    # the listing published is the local one plus each object's checksum, size and ETag (curate.publish)
+    listing = json.loads(remote.pop("_CURATE_EXPORT.json"))
+    objects = listing.pop("objects")
+    assert listing == json.loads(local.pop("_CURATE_EXPORT.json"))
     assert remote == local
+    assert {name: (record["sha256"], record["size"]) for name, record in objects.items()} == \
+        {name: (hashlib.sha256(data).hexdigest(), len(data)) for name, data in local.items()}
     assert s3.get("out/table.parquet") == (tmp_path / "local" / "run" / "out" / "table.parquet").read_bytes()
     # the first shard was not fetched again after the kill: 40 URLs, fetched once locally and
     # at most once more over the killed and the resumed S3 runs
     assert max(requests.values()) == 2 and len(requests) == 40
-    print(f"\n{len(remote)} export objects identical to the local run's; requests per URL over 3 runs: "
+    print(f"\n{len(remote) + 1} export objects identical to the local run's; requests per URL over 3 runs: "
           f"{sorted(set(requests.values()))}")
 
 
