@@ -37,8 +37,8 @@ import os
 import tarfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -414,6 +414,20 @@ def read_image_file(path: str | Path, *, within: Within = None) -> bytes:
     return _Reader(None, within).read_file(Path(path))
 
 
+@contextmanager
+def image_reader(store_dir: str | Path | None = None, *, within: Within = None
+                 ) -> Iterator[Callable[[ImageRef], bytes | None]]:
+    """``read(ref)``: the encoded bytes of one image at a time (None for a null reference), with
+    the last shard kept open between reads, as :func:`iter_images` keeps it (5 µs a row against 25
+    for :func:`read_image_bytes`, which opens the shard again each time: a tar of 64 x 64 JPEGs),
+    but each read raising on its own, so a caller can judge a missing image and go on."""
+    reader = _Reader(store_dir, within)
+    try:
+        yield reader.read
+    finally:
+        reader.close()
+
+
 def open_image(ref: ImageRef, store_dir: str | Path | None = None, *, within: Within = None) -> PILImage | None:
     """One image as a loaded PIL image (None for a null reference)."""
     data = read_image_bytes(ref, store_dir, within=within)
@@ -448,5 +462,5 @@ def clear_cache() -> None:
 
 
 __all__ = ["BACKGROUND", "ImageFolders", "ImageGone", "ImageNotFound", "ImageOutside", "ImageRef", "as_shown",
-           "clear_cache", "decode_rgb", "iter_images", "open_image", "open_images", "read_image_bytes",
-           "read_image_file", "refetch_hint", "untrusted_image_folders"]
+           "clear_cache", "decode_rgb", "image_reader", "iter_images", "open_image", "open_images",
+           "read_image_bytes", "read_image_file", "refetch_hint", "untrusted_image_folders"]

@@ -12,7 +12,8 @@ import pytest
 from curate_download import store
 from PIL import Image as PILImage
 
-from curate.images import ImageGone, ImageNotFound, clear_cache, iter_images, open_image, open_images, read_image_bytes
+from curate.images import (ImageGone, ImageNotFound, clear_cache, image_reader, iter_images, open_image,
+                           open_images, read_image_bytes)
 from curate.schema import Image
 
 
@@ -83,6 +84,23 @@ def test_broken_references_say_what_is_missing(tar_store: Path) -> None:
         read_image_bytes({"shard": str(outside / "00000.tar"), "key": "uid99"}, outside / "other-store")
     with pytest.raises(FileNotFoundError, match="00042.tar does not exist"):
         read_image_bytes({"shard": str(outside / "00042.tar"), "key": "uid01"}, outside / "other-store")
+
+
+def test_image_reader_reads_on_after_an_image_that_is_not_there(tar_store: Path,
+                                                                images: dict[str, bytes]) -> None:
+    """One read at a time, each raising on its own (image_filter drops the row and goes on), with
+    the shard kept open between reads as iter_images keeps it."""
+    outside = str(tar_store / "step" / "artifacts" / "00000.tar")
+    with image_reader(tar_store / "other-store") as read:
+        assert read({"shard": outside, "key": "uid02"}) == images["uid02"]
+        with pytest.raises(ImageNotFound, match="uid99"):
+            read({"shard": outside, "key": "uid99"})
+        with pytest.raises(FileNotFoundError):
+            read({"shard": str(tar_store / "nowhere.tar"), "key": "uid01"})
+        assert read(None) is None
+        assert read({"shard": outside, "key": "uid07"}) == images["uid07"]
+    with image_reader(tar_store) as read, pytest.raises(ImageGone):  # the run's store damaged, not a row
+        read({"shard": "step/artifacts/00000.tar", "key": "uid99"})
 
 
 def test_a_rewritten_tar_is_indexed_again(tar_store: Path) -> None:
