@@ -50,6 +50,33 @@ def bomb_png(side: int = 60_000) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0" * (side + 1))) + chunk(b"IEND", b""))
 
 
+def pixel_gif() -> bytes:
+    """A 1 x 1 transparent GIF: the web's tracking pixel (a page counts its views with it)."""
+    return _encode(Image.new("P", (1, 1), 0), "GIF", transparency=0)
+
+
+def strip_png(width: int = 20_000, height: int = 10) -> bytes:
+    """A 20000 x 10 strip (a spacer or a rule drawn as an image), grey."""
+    return _encode(Image.new("L", (width, height), GREY[0]), "PNG")
+
+
+def icon_png() -> bytes:
+    """A 16 x 16 icon (a favicon, a bullet, a social button)."""
+    return _encode(Image.new("RGB", (16, 16), RED), "PNG")
+
+
+def banner_jpeg() -> bytes:
+    """A 728 x 90 leaderboard ad banner: wide (8.1 : 1) but a picture."""
+    return _encode(Image.new("RGB", (728, 90), BLUE), "JPEG", quality=90)
+
+
+def turned_strip_jpeg() -> bytes:
+    """Stored 400 x 24 with EXIF orientation 6: shown 24 x 400, a strip either way (16.7 : 1)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encode(Image.new("RGB", (400, 24), GREY), "JPEG", quality=90, exif=exif.tobytes())
+
+
 def truncated_png() -> bytes:
     whole = _encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)), "PNG")
     return whole[: len(whole) // 2]
@@ -57,7 +84,9 @@ def truncated_png() -> bytes:
 
 FILES = {"transparent.png": transparent_png, "rotated.jpg": rotated_jpeg, "plain.jpg": plain_jpeg,
          "bomb.png": bomb_png, "truncated.png": truncated_png,
-         "html.jpg": lambda: b"<!DOCTYPE html><html><body>404 Not Found</body></html>"}
+         "html.jpg": lambda: b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
+         "pixel.gif": pixel_gif, "strip.png": strip_png, "icon.png": icon_png, "banner.jpg": banner_jpeg,
+         "turned_strip.jpg": turned_strip_jpeg, "empty.png": lambda: b""}
 
 
 def write_odd_images(folder: Path) -> dict[str, dict[str, str]]:

@@ -97,6 +97,23 @@ def scores(min_value: float = -1.0, max_value: float = 1.0) -> st.SearchStrategy
     return st.one_of(st.none(), st.floats(min_value, max_value, allow_nan=False))
 
 
+# Shapes the web serves that no model should train on, and the edges of image_filter's defaults
+# (shorter side 32, 10 : 1): tracking pixels, spacer strips either way, icons, an ad banner.
+DEGENERATE_SIZES = [(1, 1), (20_000, 10), (10, 20_000), (16, 16), (1, 400), (728, 90), (31, 31), (32, 32),
+                    (320, 32), (32, 321), (0, 0), (0, 50)]
+
+
+def image_sizes(max_side: int = 20_000, zero: bool = True) -> st.SearchStrategy[tuple[int, int]]:
+    """(width, height) of an image: any, thin strips either way, and :data:`DEGENERATE_SIZES` within
+    ``max_side``. ``zero``: also a side of 0, which a table's size columns may claim and no image
+    file has (leave it out for sizes to write files of)."""
+    side = st.integers(1, max_side)
+    thin = st.integers(1, min(40, max_side))
+    shapes = [st.tuples(side, side), st.tuples(thin, side), st.tuples(side, thin)]
+    edges = [size for size in DEGENERATE_SIZES if max(size) <= max_side and (zero or min(size) > 0)]
+    return st.one_of(*shapes, st.sampled_from(edges))
+
+
 def shard_sizes() -> st.SearchStrategy[int]:
     return st.sampled_from([1, 2, 3, 7, 16, 1000])
 
