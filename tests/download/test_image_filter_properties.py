@@ -59,7 +59,7 @@ def verdicts(result: Any) -> dict[str, str | None]:
     return {**{uid: None for uid in result.kept["uid"]}, **dropped}
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(sized_tables(), THRESHOLDS, cst.shard_sizes())
 def test_each_row_is_kept_or_dropped_for_what_its_size_says(drawn, params, shard_size):
     table, sizes = drawn
