@@ -85,9 +85,14 @@ def _params(cls: type, raw: dict, loc: tuple, problems: ProblemList) -> Any:
                 accepts = f"{cls.__name__} accepts: {fields}"
                 hint = did_you_mean(str(sub_loc[-1]), cls.Params.model_fields, accepts)
             elif (param := sub_loc[len(loc)] if len(sub_loc) > len(loc) else None) in cls.Params.model_fields \
-                    and param not in raw:  # the plugin's default, not the user's value
-                hint = (f"the spec does not set '{param}': its default in {cls.__name__}.Params is not "
-                        "valid, a bug in the plugin (set the param in the spec meanwhile)")
+                    and param not in raw:
+                field = cls.Params.model_fields[param]
+                if field.is_required():  # no default: the spec must set it
+                    described = f" ({field.description})" if field.description else ""
+                    hint = f"{cls.__name__} has no default for '{param}'{described}: set it in the step's params"
+                else:  # the plugin's default, not the user's value
+                    hint = (f"the spec does not set '{param}': its default in {cls.__name__}.Params is not "
+                            "valid, a bug in the plugin (set the param in the spec meanwhile)")
             problems.add(sub_loc, message, hint)
         return None
 

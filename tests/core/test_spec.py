@@ -219,6 +219,18 @@ def test_specs_that_are_not_specs(pm, text, fragment):
         make_plan(load_spec_text(text), pm)
 
 
+def test_a_param_without_default_left_out_says_to_set_it_not_that_the_plugin_is_broken(pm):
+    """exact_dedup without columns said "its default in ExactDedup.Params is not valid, a bug in the
+    plugin": columns has no default, the spec must set it."""
+    text = "source: {path: x.parquet}\nsteps:\n  - step: exact_dedup\n"
+    with pytest.raises(SpecError) as failed:
+        make_plan(load_spec_text(text), pm)
+    (problem,) = [p for p in failed.value.problems if "columns" in str(p.path)]
+    assert problem.message == "required, but missing"
+    assert problem.hint == ("ExactDedup has no default for 'columns' (the key: rows equal on all of these are "
+                            "duplicates): set it in the step's params")
+
+
 def test_duplicate_labels_are_reported_with_the_fix(pm):
     text = textwrap.dedent("""\
         source: {path: x.parquet}
