@@ -105,7 +105,8 @@ class FileSource(BucketObjects, Source):
             found = [path]
         else:
             raise SourceError(f"source.path {raw!r} does not exist (looked for {path})",
-                              "relative paths are relative to the spec file's directory")
+                              f"a relative path is read from {self.ctx.spec_dir}: the spec file's directory, or "
+                              "the working directory for a spec read from stdin or given as text or data")
         if not found:
             raise SourceError(f"source.path {raw!r} matched no {self.format} files (looked in {path})",
                               f"expected files ending in {', '.join(self.extensions) or 'a known extension'}")

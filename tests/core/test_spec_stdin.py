@@ -38,6 +38,10 @@ def test_a_spec_on_stdin_runs_with_paths_from_the_working_directory(curate_main,
     run_dir = workdir / "out" / "run"
     assert load_spec(run_dir / "spec.yaml").spec.hash() == load_spec_text(text).spec.hash()
     assert json.loads((run_dir / "manifest.json").read_text())["spec_path"] is None
+    stdin(monkeypatch, text.replace("data/rows.parquet", "data/gone.parquet").encode())
+    [error] = json.loads(curate_main("validate", "-", "--json").stdout)["errors"]
+    assert error["hint"].startswith(f"a relative path is read from {workdir.resolve()}: the spec file's directory, "
+                                    "or the working directory for a spec read from stdin")  # not "the spec file's"
 
 
 def test_problems_name_stdin_and_its_size_is_bounded(curate_main, monkeypatch):
