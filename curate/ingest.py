@@ -18,7 +18,7 @@ from curate.display import visible_name
 from curate.duck import literal, memory_bytes, quote, stream
 from curate.errors import CurateError, SourceError, disk_full
 from curate.footers import ArrowFooter, arrow_footer, polars_schema
-from curate.keptref import KeptReference
+from curate.keptref import KeptReference, file_version
 from curate.parquet_nan import read_option
 from curate.runfiles import remove_tree
 from curate.schema import ALT_TEXT, UID, URL, Schema, case_clashes, dtype_name, unsupported_column
@@ -273,7 +273,8 @@ def in_place_reference(source: Source, spec: SourceSpec, schema: Schema) -> Kept
     # absolute: kept.json is read from anywhere; the file's index in the list is its position in
     # the source, as staging numbered it
     return KeptReference(tuple(Path(f).absolute().as_posix() for f in files), tuple(select),
-                         uids=not has_uid, columns=tuple(schema))
+                         uids=not has_uid, columns=tuple(schema),
+                         versions=tuple(file_version(Path(f)) for f in files))
 
 
 # The share of the machine's memory one shard of source rows may take, unpacked (its Parquet

@@ -8,6 +8,14 @@ literal and each column a quoted identifier. A run directory may come from someo
 first format held the SQL itself, which was run as written, so a forged ``kept.json`` could read
 or write any file the user can. That format is not read any more (:class:`KeptReferenceError`);
 the step is computed again.
+
+The rows are read where they lie, but curate's uids for them are stored (``uids/``, row for row):
+a file changed since the run (a day's rows appended to it, a correction written back) would be
+read beside the old uids, each row under another's uid and new rows under none. ``versions``
+records each file's size, modification and change time as the run read it (what the source's
+fingerprint counts); a file that has other ones now makes the reference nothing to read
+(:meth:`KeptReference.changed`) until the run is run again. A reference without them (written
+before) is read as before.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ class KeptReference:
     select: tuple[tuple[str, str], ...]  # (column in the files, the step's column), uid first when the files have one
     uids: bool  # curate derived the uids: they are in the step's uids/, row for row
     columns: tuple[str, ...]  # the step's columns, uid first
+    versions: tuple[tuple[int, int, int], ...] | None = None  # each file's (size, mtime_ns, ctime_ns), as read
 
     def relation(self, one_schema: bool = False) -> str:
         """DuckDB SQL for the rows with ``_file`` (the file's position) and ``_row`` beside the
@@ -49,9 +58,25 @@ class KeptReference:
                 f"CAST(file_row_number AS BIGINT) AS _row, {selected} FROM read_parquet([{', '.join(paths)}], "
                 f"filename = '_source_file', file_row_number = true{union}{read_option()}))")
 
+    def changed(self) -> list[str]:
+        """The files that are not as the run read them (another size, modification or change
+        time; gone): read now, their rows would not be the ones its uids were derived from."""
+        if self.versions is None:
+            return []
+        changed = []
+        for path, version in zip(self.files, self.versions):
+            try:
+                now = file_version(Path(path))
+            except OSError:
+                now = None
+            if now != version:
+                changed.append(path)
+        return changed
+
     def to_json(self) -> dict[str, Any]:
+        versions = {} if self.versions is None else {"versions": [list(v) for v in self.versions]}
         return {"format": FORMAT, "files": list(self.files), "select": [list(pair) for pair in self.select],
-                "uids": self.uids, "columns": list(self.columns)}
+                "uids": self.uids, "columns": list(self.columns), **versions}
 
     @classmethod
     def from_json(cls, data: Any) -> KeptReference:
@@ -70,7 +95,19 @@ class KeptReference:
             raise KeptReferenceError("'uids' is not true or false")
         if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
             raise KeptReferenceError("'columns' is not a list of column names")
-        return cls(tuple(files), tuple((a, b) for a, b in select), uids, tuple(columns))
+        versions = data.get("versions")
+        if versions is not None and not (isinstance(versions, list) and len(versions) == len(files) and all(
+                isinstance(v, list) and len(v) == 3 and all(type(n) is int for n in v) for v in versions)):
+            raise KeptReferenceError("'versions' is not a [size, mtime_ns, ctime_ns] list per file")
+        return cls(tuple(files), tuple((a, b) for a, b in select), uids, tuple(columns),
+                   None if versions is None else tuple((a, b, c) for a, b, c in versions))
+
+
+def file_version(path: Path) -> tuple[int, int, int]:
+    """A source file's size, modification and change time (``st_ctime_ns``: every write moves
+    it, and no tool sets it back), as its source's fingerprint counts them."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def read_reference(path: Path) -> KeptReference:

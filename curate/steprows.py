@@ -118,6 +118,8 @@ def kept_rows(manifest: dict[str, Any], record: dict[str, Any], step_dir_of: Cal
             ref = dataclasses.replace(ref, files=tuple(confine(Path(f)).as_posix() for f in ref.files))
         if not all(Path(f).is_file() for f in ref.files):
             return None  # the source moved, or a pipe stands in its place (DuckDB would wait on it)
+        if ref.changed():
+            return None  # a file rewritten since the run: its rows are not the ones uids/ numbers
         uids = tuple(confine(path) for path in in_shard_order((step_dir / "uids").glob("shard-*.parquet"))) \
             if ref.uids else ()
         return KeptRows(tuple(Path(f) for f in ref.files), tuple(ref.columns), ref, uids)

@@ -195,3 +195,62 @@ def test_a_references_file_position_is_its_place_in_the_list(tmp_path_factory, o
     expected = [(place, row, pl.read_parquet(path)["a"][row]) for place, path in enumerate(files)
                 for row in range(pl.read_parquet(path).height)]
     assert sorted(read.iter_rows()) == sorted(expected)
+
+
+@pytest.mark.parametrize("change", ["appended", "written back with its time", "touched"])
+def test_a_source_file_changed_since_the_run_is_not_read_under_its_old_uids(pm, tmp_path, change):
+    """A source read in place (``fuse_heads``) keeps its uids apart from its rows (``uids/``, row
+    for row). A file of it changed since the run (a new day's rows appended, a correction of the
+    same size written back with its old modification time, a touch) was read by the run's views
+    and report beside the old uids: rows under another row's uid, appended rows with none. Such a
+    reference is now nothing to read until the run is run again (which recomputes the source:
+    its fingerprint counts size, modification and change time)."""
+    import os
+
+    workdir, _ = copy_of(tmp_path, pm, "headed")
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    record = next(r for r in manifest["steps"] if r["label"] == "source")
+    record["path"] = str(step_dir(workdir, "source"))
+    assert kept_relation(manifest, record) is not None
+    data = tmp_path / "data.parquet"
+    before, frame = os.stat(data), pl.read_parquet(data)
+    if change == "appended":
+        pl.concat([frame, frame.head(3).with_columns(pl.col("alt_text") + " (new)")]).write_parquet(data)
+    elif change == "written back with its time":
+        first = frame["alt_text"][0]
+        frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(first.upper() if first != first.upper()
+                           else first.lower())).otherwise(pl.col("alt_text")).alias("alt_text")).write_parquet(data)
+        os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    else:
+        os.utime(data)
+    assert kept_relation(manifest, record) is None
+    write_views(workdir / "run", manifest)
+    con = duckdb.connect(str(workdir / "run" / DATABASE), read_only=True)
+    views = {row[0] for row in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert "00_source" not in views
+
+
+def test_a_reference_written_before_versions_is_read_and_reused_as_before(pm, tmp_path):
+    """A kept.json without ``versions`` (an older curate's) is read as it was, and a run of the
+    same spec reuses its step rather than recompute the source group on upgrading."""
+    from curate.shards import file_fingerprint
+
+    workdir, _ = copy_of(tmp_path, pm, "headed")
+    source = step_dir(workdir, "source")
+    reference = json.loads((source / "kept.json").read_text())
+    assert len(reference.pop("versions")) == 1
+    (source / "kept.json").write_text(json.dumps(reference))
+    marker = source / COMPLETE
+    facts = json.loads(marker.read_text())
+    facts["files"]["kept.json"] = file_fingerprint(source / "kept.json")  # as the older curate recorded it
+    marker.write_text(json.dumps(facts))
+    manifest = json.loads((workdir / "run" / "manifest.json").read_text())
+    record = next(r for r in manifest["steps"] if r["label"] == "source")
+    record["path"] = str(source)
+    assert kept_relation(manifest, record) is not None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StoreWarning)
+        manifest = again(workdir, tmp_path, pm, "headed")
+    assert next(r for r in manifest["steps"] if r["label"] == "source")["cached"]
