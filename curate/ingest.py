@@ -52,6 +52,16 @@ def _names(raw: Schema) -> str:
     return ", ".join(map(visible_name, raw)) or "none"
 
 
+def carried_columns(spec: SourceSpec) -> frozenset[str] | None:
+    """The source columns a run reads when ``source.keep`` names the extra ones: the mapped
+    columns, url, alt_text and uid (a source's own uid is read whatever keep says), and the kept
+    ones; None without ``keep`` (every column is carried)."""
+    if spec.keep is None:
+        return None
+    mapping = dict(spec.columns)
+    return frozenset({*mapping.values(), *(mapping.get(c, c) for c in (*REQUIRED, UID)), *spec.keep})
+
+
 def canonical_schema(raw: Schema, spec: SourceSpec) -> tuple[Schema, list[tuple[tuple, str, str | None]]]:
     """The table's schema after mapping; problems as (loc, message, hint)."""
     problems: list[tuple[tuple, str, str | None]] = []

@@ -17,7 +17,7 @@ from curate.diskspace import min_free_bytes
 from curate.errors import CurateError, SpecError
 from curate.fingerprint import fingerprint
 from curate.images import untrusted_image_folders
-from curate.ingest import canonical_schema, in_place_reference, shard_bytes_problem
+from curate.ingest import canonical_schema, carried_columns, in_place_reference, shard_bytes_problem
 from curate.keptref import KeptReferenceError, read_reference
 from curate.plugins import PluginManager
 from curate.lock import LOCK_NAME
@@ -501,7 +501,8 @@ def _plan_source(loaded: LoadedSpec, resolved: Resolved, run_path: Path, store: 
         return None, None, ""
     ctx = SourceContext(run_dir=run_path, spec_dir=loaded.directory, seed=spec.run.seed, path=spec.source.path,
                         untrusted=spec.run.untrusted, store=store,
-                        min_free_disk=min_free_bytes(spec.run.min_free_disk, spec.run.untrusted))
+                        min_free_disk=min_free_bytes(spec.run.min_free_disk, spec.run.untrusted),
+                        carried=carried_columns(spec.source))
     raw = spec.source.path
     if spec.run.untrusted and raw and not is_url(raw) and _names_outside(raw):
         # a spec from someone else reads no file of this machine it names by where it lies (its

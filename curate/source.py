@@ -34,6 +34,10 @@ class SourceContext:
     # Bytes the run leaves free on its disk (run.min_free_disk): a source that writes (a generated
     # world) stops before it fills the disk.
     min_free_disk: int = 0
+    # The source's columns the run reads when ``source.keep`` names them (the mapped ones, url,
+    # alt_text, uid, and those kept); None: every column. A file source's files must agree on these
+    # only: a day's file with a column more or less elsewhere is read like the others.
+    carried: frozenset[str] | None = None
 
     def resolve(self, path: str | Path) -> Path:
         p = Path(path).expanduser()

@@ -74,7 +74,7 @@ class BucketObjects:
                 schemas[i] = self._checked_schema(local)
         finally:
             remove_tree(copy_dir)
-        schema = common_schema([(objects[i][0], schemas[i]) for i in range(count)])
+        schema = common_schema([(objects[i][0], schemas[i]) for i in range(count)], self.ctx.carried)
         self._planned = schema
         return schema
 
@@ -87,7 +87,7 @@ class BucketObjects:
         planned = self.__dict__.get("_planned") or self.schema()
         first = downloaded[0][1][0]
         for local, (name, _) in downloaded:
-            schema = common_schema([(first, planned), (name, self._checked_schema(local))])
+            schema = common_schema([(first, planned), (name, self._checked_schema(local))], self.ctx.carried)
             widened = {column: dtype for column, dtype in schema.items() if planned[column] != dtype}
             if widened:
                 shown = ", ".join(f"{column!r} is {dtype} in {name}" for column, dtype in widened.items())

@@ -9,10 +9,14 @@ import polars as pl
 from curate.errors import SourceError
 
 
-def common_schema(schemas: list[tuple[Path, dict[str, pl.DataType]]]) -> dict[str, pl.DataType]:
+def common_schema(schemas: list[tuple[Path, dict[str, pl.DataType]]],
+                  carried: frozenset[str] | None = None) -> dict[str, pl.DataType]:
     """The one schema of a source's files. Types may differ only where no value changes: numbers
     of different widths (read as their common type) and all-null columns; anything else is an
-    error naming the first file and one that differs from it."""
+    error naming the first file and one that differs from it. ``carried``: the columns the run
+    reads (``source.keep``), the only ones that must agree; the others are left out."""
+    if carried is not None:
+        schemas = [(path, {c: d for c, d in schema.items() if c in carried}) for path, schema in schemas]
     first_path, schema = schemas[0]
     schema = dict(schema)
     for path, other in schemas[1:]:
@@ -33,7 +37,9 @@ def common_schema(schemas: list[tuple[Path, dict[str, pl.DataType]]]) -> dict[st
             raise SourceError(
                 f"the files of the source disagree: {'; '.join(problems)}",
                 "every file of one source needs the same columns with the same types: rewrite the odd file, "
-                "or move it out of source.path",
+                "or move it out of source.path" + ("" if carried is not None else
+                "; or name the extra columns to carry with source.keep: [...] (files may then differ in "
+                "the others)"),
             )
     return schema
 

@@ -167,7 +167,7 @@ class FileSource(BucketObjects, Source):
         with other columns or types had them dropped or cast when the first file's were used."""
         if is_url(self.ctx.path):
             return self._remote_schema(self.ctx.path or "")
-        return common_schema([(path, self._checked_schema(path)) for path in self.files()])
+        return common_schema([(path, self._checked_schema(path)) for path in self.files()], self.ctx.carried)
 
     def _checked_schema(self, path: Path) -> dict[str, pl.DataType]:
         """One file's schema, its reader's errors said with the file, line and column (a

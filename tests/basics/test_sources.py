@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -243,6 +244,39 @@ def test_files_of_one_source_that_disagree_are_a_clear_error(pm, workdir, write_
     assert "the files of the source disagree: " in problems
     assert message.format(data=workdir / "data") in problems
     assert "same columns with the same types" in problems
+
+
+@pytest.mark.parametrize("fuse_heads", [False, True])
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_files_may_differ_in_columns_the_source_does_not_keep(pm, workdir, kind, fuse_heads):
+    """A source that grows by a file a day meets one with a column more (a new field) or one
+    less (a field dropped upstream). With source.keep naming what the run carries, only those
+    columns must agree: the run read nothing else, yet refused the files (and keep did not help)."""
+    (workdir / "data").mkdir()
+    first = pl.DataFrame({"url": ["a", "b"], "alt_text": ["x", "y"], "score": [0.5, 0.25], "width": [3, 4]})
+    second = pl.DataFrame({"url": ["c"], "alt_text": ["z"], "score": [0.75], "license": ["cc-by"]})
+    for name, frame in (("p1", first), ("p2", second)):
+        write_as(frame, workdir / "data" / f"{name}.{kind}")
+    source = {"format": kind, "path": "data", "keep": ["score"]}
+    manifest = run_spec({"source": source, "run": {"fuse_heads": fuse_heads}}, workdir, pm=pm)
+    rows = read_step_output(manifest, "source")
+    assert rows.columns == ["uid", "url", "alt_text", "score"]
+    assert rows["url"].to_list() == ["a", "b", "c"]
+    assert [str(v) for v in rows["score"].to_list()] == ["0.5", "0.25", "0.75"]
+    spec_path = workdir / "keep_width.yaml"
+    spec_path.write_text(yaml.safe_dump({"name": "w", "source": {**source, "keep": ["score", "width"]}}))
+    problems = plan_problems(spec_path, pm)
+    assert f"{workdir / 'data'}/p2.{kind} has no column 'width'" in problems
+    assert "license" not in problems
+
+
+def test_files_that_disagree_are_told_of_keep(pm, workdir, write_spec):
+    (workdir / "data").mkdir()
+    pl.DataFrame({"url": ["a"], "alt_text": ["x"]}).write_parquet(workdir / "data" / "p1.parquet")
+    pl.DataFrame({"url": ["c"], "alt_text": ["z"], "license": ["cc"]}).write_parquet(workdir / "data" / "p2.parquet")
+    problems = plan_problems(write_spec({"source": {"path": "data"}}), pm)
+    assert "p2.parquet has column 'license', which" in problems
+    assert "source.keep" in problems
 
 
 def test_files_whose_types_merely_widen_are_read(pm, workdir):
