@@ -164,7 +164,7 @@ def test_a_missing_file_says_where_it_looked(pm, write_spec):
     spec = write_spec({"source": {"path": "nope.parquet"}})
     message = plan_problems(spec, pm)
     assert "source.path 'nope.parquet' does not exist" in message
-    assert "relative to the spec file" in message
+    assert f"a relative path is read from {spec.parent}: the spec file's directory" in message
 
 
 def test_a_missing_alt_text_column_says_how_to_map_it(pm, write_spec):
