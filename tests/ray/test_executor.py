@@ -78,7 +78,10 @@ def outcome(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def layout(run_dir: Path) -> list[str]:
-    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if not p.name.startswith("."))
+    """Every file and folder of the run, less hidden ones and what is in hidden folders (the store's
+    .curate-runs/, named by the run directory's path)."""
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
+                  if not any(part.startswith(".") for part in p.relative_to(run_dir).parts))
 
 
 def test_generic_steps_give_the_same_run_on_ray_as_locally(ray_cluster, ray_pm, tmp_path):
