@@ -13,7 +13,9 @@ touched (a ``<fingerprint>.partial`` folder is what a stopped run left; the next
 What gc cannot know, it keeps or refuses:
 
 - a registered run directory that cannot be read here (gone, moved, on another host, a damaged
-  manifest): nothing is deleted until it is readable again or forgotten (``forget``: gone for good);
+  manifest), or whose last run names a store that is not there (this store moved, and it was not
+  relocated yet): nothing is deleted until it is readable again or forgotten (``forget``: gone for
+  good);
 - in a shared store (a ``run.cache_dir``, or a store another run directory registered in), a
   folder no registration has used: written before run directories were registered (2026-12-08)
   or by a curate that does not register them, for a run directory gc cannot see; kept, unless
@@ -225,11 +227,25 @@ def _survey(run_dir: Path, store_dir: Path, manifest: dict[str, Any], forget_run
                            f"pass --forget {other}; if it moved, run it once where it lies now (it registers "
                            "there), then --forget the old place")
             continue
+        store = theirs.get("store_dir")
+        if not isinstance(store, str) or not Path(store).is_absolute() or not _exists(Path(store)):
+            # Its last run's store is not there to compare: this store moved (or was mounted
+            # elsewhere) and that run directory still names the old place, or its store is gone.
+            # Taken for "another store", every folder it needs here was deleted.
+            problem = f"its last run used the store {store!r}, which is not there"
+            if str(other) in forgotten:
+                use.state, use.detail = "forgotten", problem
+                continue
+            use.state, use.detail = "cannot be read", problem
+            blocked.append(f"run directory {other} is registered in this store ({registration.describe()}) and "
+                           f"{problem}: gc cannot tell whether it is this store, moved. If it is, point that "
+                           f"run directory here first (curate relocate {other} --store {store_dir}); if that "
+                           f"run directory is done with this store, pass --forget {other}")
+            continue
         if str(other) in forgotten:
             raise UsageError(f"--forget {other}: that run directory is there and uses this store, it cannot be "
                              "forgotten", "gc keeps what it references; forget only a run directory that is gone")
-        store = theirs.get("store_dir")
-        if not isinstance(store, str) or not _same(Path(store), store_dir):
+        if not _same(Path(store), store_dir):
             use.state, use.detail = "uses another store", f"its last run used {store}"
             continue
         for fingerprint in _fingerprints(theirs, store_dir):

@@ -284,3 +284,29 @@ def test_after_any_edits_runs_and_gcs_every_run_directory_s_latest_spec_reruns_f
     for name, last in latest.items():
         manifest = run_spec(last, root / name)
         assert all(step["cached"] for step in manifest["steps"]), name
+
+
+def test_a_run_directory_naming_the_store_where_it_was_before_it_moved_blocks_delete(
+        curate_main, write_spec, workdir):
+    """The shared store was moved; a ran there since, b not yet: b's manifest names the old place,
+    which is gone. b was taken for a run directory of "another store", and every folder only b
+    used was deleted."""
+    sample_table(80).write_parquet(workdir / "data.parquet")
+    write_spec(spec(run_dir="a", cache_dir="shared"), name="a.yaml")
+    write_spec(spec(where="length(alt_text) > 1", run_dir="b", cache_dir="shared"), name="b.yaml")
+    for name in ("a.yaml", "b.yaml"):
+        assert curate_main("run", name, "--quiet").code == 0
+    shutil.move(workdir / "shared", workdir / "moved")
+    store, b = workdir / "moved", workdir / "b"
+    write_spec(spec(run_dir="a", cache_dir="moved"), name="a.yaml")
+    assert curate_main("run", "a.yaml", "--quiet").code == 0
+    before = folders(store)
+    assert used(b) - used(workdir / "a")
+    code, shown = gc_json(curate_main, "a", "--delete")
+    assert code == 2 and folders(store) == before
+    assert f"curate relocate {b} --store {store}" in shown["error"]
+    assert curate_main("relocate", "b", "--store", str(store)).code == 0
+    assert curate_main("gc", "a", "--delete").code == 0
+    assert folders(store) == used(workdir / "a") | used(b)
+    write_spec(spec(where="length(alt_text) > 1", run_dir="b", cache_dir="moved"), name="b.yaml")
+    assert all_cached(curate_main, "b.yaml")
