@@ -158,14 +158,40 @@ def _publish_folder(local: Path, url: str, listing_name: str) -> dict[str, int]:
     for file in send:
         tag = remote.upload_file(file.path, remote.join(url, file.name), {SHA256_METADATA: file.sha256})
         kept[file.name] = {"sha256": file.sha256, "size": file.size, **({"etag": tag} if tag else {})}
-    if gone:  # S3 deletes up to 1000 objects a request
-        fs = remote.filesystem(url)
-        remote.call(url, "delete stale objects under", fs, "rm", [remote.strip(remote.join(url, n)) for n in gone],
-                    requests=1 + len(gone) // 1000)
+    if gone:
+        _delete(url, gone)
     final = _dump({**written, "files": names, "complete": True, "objects": dict(sorted(kept.items()))})
     if final != earlier.listing:
         remote.put_bytes(listing_url, final)
     return _sent(send, len(files) - len(send), len(gone))
+
+
+DELETE_BATCH = 1000  # S3 deletes up to 1000 objects a request
+
+
+def _delete(url: str, names: list[str]) -> None:
+    """Delete the objects ``names`` under ``url``, each by its exact key. fsspec's ``rm`` expands
+    a path holding ``*``, ``?`` or ``[`` as a glob: a prefix ``data[v2]`` deleted ``datav/…`` and
+    ``data2/…`` (someone else's objects) and left its own, and a listed name ``*`` deleted every
+    object of the export just uploaded."""
+    fs = remote.filesystem(url)
+    if not listing.pages_of(fs):
+        for name in names:
+            remote.call(url, "delete stale objects under", fs, "rm_file", remote.strip(remote.join(url, name)))
+        return
+    bucket, _, key = remote.strip(url).partition("/")
+    under = f"{key}/" if key else ""
+    for start in range(0, len(names), DELETE_BATCH):
+        batch = [{"Key": under + name} for name in names[start:start + DELETE_BATCH]]
+        answer = remote.call(url, "delete stale objects under", fs, "call_s3", "delete_objects", Bucket=bucket,
+                             Delete={"Objects": batch, "Quiet": True})
+        errors = answer.get("Errors") if isinstance(answer, dict) else None
+        if errors:
+            first = errors[0]
+            raise OutputError(f"could not delete {len(errors)} stale object(s) under {url}, e.g. "
+                              f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}",
+                              "let these credentials delete objects under the prefix (s3:DeleteObject), then run "
+                              "again: the listing still names them, so the next run deletes them")
 
 
 def _earlier(url: str, listing_name: str, names: set[str]) -> Prefix:

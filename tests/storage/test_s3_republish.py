@@ -345,3 +345,21 @@ def test_the_prefix_ends_equal_to_the_latest_export_and_the_foreign_objects(
         for name, data in theirs.items():
             s3.put(f"{prefix}/{name}", data)
         foreign.update(theirs)
+
+
+def test_stale_objects_are_deleted_by_their_exact_keys_never_as_a_glob(s3: S3, tmp_path: Path) -> None:
+    """fsspec's rm expanded ``*``, ``?`` and ``[…]`` in the paths it was given: a re-export to the
+    prefix ``data[v2]`` deleted ``datav/…`` and ``data2/…`` (someone else's objects) and left its
+    own stale object; a listing naming an object ``*`` deleted every object just uploaded, and the
+    listing then said the export was complete."""
+    for key in ("datav/00001.tar", "data2/00001.tar"):
+        s3.put(key, b"theirs")
+    url = s3.url("data[v2]")
+    publish.publish(_folder(tmp_path / "a", {"00000.tar": b"a", "00001.tar": b"b"}), url, LISTING)
+    assert publish.publish(_folder(tmp_path / "b", {"00000.tar": b"a"}), url, LISTING)["deleted_objects"] == 1
+    assert s3.keys() == ["data2/00001.tar", "data[v2]/00000.tar", f"data[v2]/{LISTING}", "datav/00001.tar"]
+
+    s3.put("out/*", b"odd")  # an object named "*", and a listing (anyone could have written it) naming it
+    s3.put(f"out/{LISTING}", json.dumps({"complete": True, "files": ["*"]}).encode())
+    publish.publish(_folder(tmp_path / "c", {"00000.tar": b"a", "00001.tar": b"b"}), s3.url("out"), LISTING)
+    assert s3.keys("out/") == ["out/00000.tar", "out/00001.tar", f"out/{LISTING}"]
