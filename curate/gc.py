@@ -4,7 +4,9 @@ Every change of a step's params, code version or input is a new folder in the st
 removed the old ones. A folder is *referenced* when the manifest of a run directory using the
 store names it: the run directory's last run (finished, failed or stopped: its manifest lists
 every step it planned, written before any step runs), and each other run directory registered in
-the store (:mod:`curate.storeusers`) whose manifest names this store. gc lists the rest, with
+the store (:mod:`curate.storeusers`) whose manifest names this store; or when a step of those runs
+names a path inside it in its params (realign's ``model``: a captioner a training step left in its
+folder's artifacts). gc lists the rest, with
 their sizes and when a run last used them, and deletes them only when asked (``delete``), holding
 the run directory's and the store's locks from the listing to the last deletion: a run that holds
 either is refused, named by the lock, and no run starts meanwhile, so no folder being written is
@@ -172,6 +174,24 @@ def _fingerprints(manifest: dict[str, Any], store_dir: Path) -> set[str]:
     return out
 
 
+def _named_in_params(manifest: dict[str, Any], store_dir: Path) -> set[str]:
+    """The step folders of ``store_dir`` that ``manifest``'s steps name by path in their params
+    (realign's ``model``: a captioner a training step left in its folder's artifacts; a query that
+    reads another step's files), whatever store that run directory itself uses."""
+    import json
+
+    params = [record.get("params") for record in manifest.get("steps", []) if isinstance(record, dict)]
+    try:
+        text = json.dumps(params, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return set()
+    out = set()
+    for prefix in {str(store_dir), os.path.realpath(store_dir)}:
+        named = re.escape(json.dumps(prefix.rstrip("/"), ensure_ascii=False)[1:-1])
+        out.update(re.findall(named + r"/([0-9a-f]{20})(?![0-9a-f])", text))
+    return out
+
+
 def _exists(path: Path) -> bool:
     try:
         return path.exists()
@@ -196,7 +216,7 @@ def _survey(run_dir: Path, store_dir: Path, manifest: dict[str, Any], forget_run
                          "cannot be forgotten", "forget only a registered run directory that is gone")
     referenced: dict[str, list[str]] = {}
     uses = [RunDirUse(str(run_dir), "this run directory", registration=_registration_of(found, run_dir))]
-    for fingerprint in _fingerprints(manifest, store_dir):
+    for fingerprint in _fingerprints(manifest, store_dir) | _named_in_params(manifest, store_dir):
         referenced.setdefault(fingerprint, []).append(str(run_dir))
     uses[0].referenced = len(referenced)
     blocked: list[str] = []
@@ -247,8 +267,11 @@ def _survey(run_dir: Path, store_dir: Path, manifest: dict[str, Any], forget_run
                              "forgotten", "gc keeps what it references; forget only a run directory that is gone")
         if not _same(Path(store), store_dir):
             use.state, use.detail = "uses another store", f"its last run used {store}"
+            for fingerprint in _named_in_params(theirs, store_dir):  # a file of this store, by its path
+                referenced.setdefault(fingerprint, []).append(str(other))
+                use.referenced += 1
             continue
-        for fingerprint in _fingerprints(theirs, store_dir):
+        for fingerprint in _fingerprints(theirs, store_dir) | _named_in_params(theirs, store_dir):
             referenced.setdefault(fingerprint, []).append(str(other))
             use.referenced += 1
     unknown = [path for path in forgotten if not any(use.run_dir == path for use in uses)]

@@ -310,3 +310,21 @@ def test_a_run_directory_naming_the_store_where_it_was_before_it_moved_blocks_de
     assert folders(store) == used(workdir / "a") | used(b)
     write_spec(spec(where="length(alt_text) > 1", run_dir="b", cache_dir="moved"), name="b.yaml")
     assert all_cached(curate_main, "b.yaml")
+
+
+def test_a_step_folder_a_step_s_params_name_by_path_is_kept(curate_main, write_spec, workdir):
+    """A step's params may name a file in another step's folder by its path (realign's ``model``
+    is a captioner a training step left in its folder's artifacts, as the captioner's README says;
+    here an sql step reads an older filter's rows): that folder is in use, not an old spec's."""
+    write_spec(spec(), table=sample_table(100))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    run, store = workdir / "run", workdir / "run" / "store"
+    [old_filter] = [r["path"] for r in json.loads((run / "manifest.json").read_text())["steps"]
+                    if r["label"] == "filter"]
+    query = f"SELECT * FROM input WHERE url NOT IN (SELECT url FROM read_parquet('{old_filter}/data/*.parquet'))"
+    write_spec(spec(where="length(alt_text) > 5", query=query))
+    assert curate_main("run", "spec.yaml", "--quiet").code == 0
+    code, shown = gc_json(curate_main, "run", "--delete")
+    assert code == 0 and Path(old_filter).is_dir() and Path(old_filter).name not in {
+        f["folder"] for f in shown["folders"]}
+    assert all_cached(curate_main) and len(folders(store) - used(run)) == 1  # the old filter's only
