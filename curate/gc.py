@@ -16,7 +16,8 @@ What gc cannot know, it keeps or refuses:
 
 - a registered run directory that cannot be read here (gone, moved, on another host, a damaged
   manifest), or whose last run names a store that is not there (this store moved, and it was not
-  relocated yet): nothing is deleted until it is readable again or forgotten (``forget``: gone for
+  relocated yet), or one another host registered whose path here holds another run directory (its
+  last run is not the one registered: node-local run directories, one path on every node): nothing is deleted until it is readable again or forgotten (``forget``: gone for
   good);
 - in a shared store (a ``run.cache_dir``, or a store another run directory registered in), a
   folder no registration has used: written before run directories were registered (2026-12-08)
@@ -262,6 +263,20 @@ def _survey(run_dir: Path, store_dir: Path, manifest: dict[str, Any], forget_run
                            f"run directory here first (curate relocate {other} --store {store_dir}); if that "
                            f"run directory is done with this store, pass --forget {other}")
             continue
+        elsewhere = registration.host not in (None, _hostname())
+        if elsewhere and not _registered_run(registration, theirs, store_dir):
+            # Node-local run directories at one path on every node, one network store: the run
+            # directory here is not the one that registered from that host (its last run is another).
+            problem = (f"it registered from host {registration.host}, and the run directory at that path here is "
+                       "not the one that did (its last run is not the one it registered)")
+            if str(other) in forgotten:
+                use.state, use.detail = "forgotten", problem
+                continue
+            use.state, use.detail = "cannot be read", problem
+            blocked.append(f"run directory {other} uses this store ({registration.describe()}), but {problem}: run "
+                           f"gc on host {registration.host}, where it can be read; if it is gone for good there, "
+                           f"pass --forget {other}")
+            continue
         if str(other) in forgotten:
             raise UsageError(f"--forget {other}: that run directory is there and uses this store, it cannot be "
                              "forgotten", "gc keeps what it references; forget only a run directory that is gone")
@@ -282,6 +297,16 @@ def _survey(run_dir: Path, store_dir: Path, manifest: dict[str, Any], forget_run
     folders, left_alone = _unreferenced(store_dir, referenced, found, shared and not all_registered)
     return Survey(run_dir, store_dir, own_store, shared, uses, referenced, folders, blocked, left_alone,
                   forgotten=[use.run_dir for use in uses if use.state == "forgotten"])
+
+
+def _registered_run(registration: Registration, manifest: dict[str, Any], store_dir: Path) -> bool:
+    """Whether ``manifest`` is the run ``registration`` last recorded: the folders its run used
+    then (those it last used at its ``last_run``) are the manifest's."""
+    last = {fingerprint for fingerprint, entry in registration.used.items()
+            if registration.last_run is not None and entry.get("last_used") == registration.last_run}
+    store = manifest.get("store_dir")
+    return bool(last) and isinstance(store, str) and _same(Path(store), store_dir) \
+        and last == _fingerprints(manifest, store_dir)
 
 
 def _registration_of(found: list[Registration], run_dir: Path) -> Registration | None:

@@ -328,3 +328,29 @@ def test_a_step_folder_a_step_s_params_name_by_path_is_kept(curate_main, write_s
     assert code == 0 and Path(old_filter).is_dir() and Path(old_filter).name not in {
         f["folder"] for f in shown["folders"]}
     assert all_cached(curate_main) and len(folders(store) - used(run)) == 1  # the old filter's only
+
+
+def test_a_run_directory_registered_from_another_host_is_not_judged_by_a_namesake_here(
+        curate_main, write_spec, workdir):
+    """Run directories on node-local disks share a store on a network one, at the same path on
+    each node: gc read this host's run directory of that name (another store's) for the one node-b
+    registered, and deleted every folder only node-b's needed."""
+    sample_table(80).write_parquet(workdir / "data.parquet")
+    write_spec(spec(run_dir="a", cache_dir="shared"), name="a.yaml")
+    write_spec(spec(where="length(alt_text) > 1", run_dir="b", cache_dir="shared"), name="b.yaml")
+    for name in ("a.yaml", "b.yaml"):
+        assert curate_main("run", name, "--quiet").code == 0
+    store, b = workdir / "shared", workdir / "b"
+    [registration] = [path for path in (store / REGISTRY).glob("*.json")
+                      if json.loads(path.read_text())["run_dir"] == str(b)]
+    registration.write_text(json.dumps({**json.loads(registration.read_text()), "host": "node-b"}))
+    code, shown = gc_json(curate_main, "a")  # on a shared disk, node-b's run directory is the one here
+    assert code == 0 and shown["blocked"] == [] and len(shown["folders"]) == 0
+    shutil.move(b, workdir / "on-node-b")  # node-b's run directory, out of this host's sight
+    write_spec(spec(where="length(alt_text) > 2", run_dir="b", cache_dir="other"), name="b.yaml")
+    assert curate_main("run", "b.yaml", "--quiet").code == 0  # this host's namesake
+    before = folders(store)
+    code, shown = gc_json(curate_main, "a", "--delete")
+    assert code == 2 and folders(store) == before and "node-b" in shown["error"]
+    code, shown = gc_json(curate_main, "a", "--delete", "--forget", str(b))
+    assert code == 0 and folders(store) == used(workdir / "a")
