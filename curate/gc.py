@@ -230,6 +230,14 @@ def _survey(run_dir: Path, store_dir: Path, manifest: dict[str, Any], forget_run
         assert registration.run_dir is not None
         other = Path(registration.run_dir)
         if _same(other, run_dir) if _exists(other) else str(other) == str(run_dir):
+            if registration.host not in (None, _hostname()) and not _registered_run(registration, manifest,
+                                                                                      store_dir):
+                # one file per path: another host's run directory at this path registered last,
+                # and what its run uses is not this one's (node-local run directories)
+                blocked.append(f"{registration.path} says host {registration.host} last ran a run directory at "
+                               f"{run_dir} in this store ({registration.describe()}), and its run is not this "
+                               f"one's: run gc on host {registration.host}, or run this run directory's spec "
+                               "again here (it registers), then gc")
             continue
         use = RunDirUse(str(other), "uses this store", registration=registration)
         uses.append(use)

@@ -354,3 +354,27 @@ def test_a_run_directory_registered_from_another_host_is_not_judged_by_a_namesak
     assert code == 2 and folders(store) == before and "node-b" in shown["error"]
     code, shown = gc_json(curate_main, "a", "--delete", "--forget", str(b))
     assert code == 0 and folders(store) == used(workdir / "a")
+
+
+def test_this_run_directory_s_path_registered_last_from_another_host_blocks_delete(
+        curate_main, write_spec, workdir):
+    """One registration per path: node-b's run directory at this run directory's path (node-local
+    disks) ran last and its registration replaced this one's; gc took it for this run directory's
+    and deleted the folders node-b's run uses."""
+    sample_table(80).write_parquet(workdir / "data.parquet")
+    write_spec(spec(run_dir="a", cache_dir="shared"), name="a.yaml")
+    write_spec(spec(where="length(alt_text) > 1", run_dir="b", cache_dir="shared"), name="b.yaml")
+    for name in ("a.yaml", "b.yaml"):
+        assert curate_main("run", name, "--quiet").code == 0
+    store, a, b = workdir / "shared", workdir / "a", workdir / "b"
+    by_dir = {json.loads(path.read_text())["run_dir"]: path for path in (store / REGISTRY).glob("*.json")}
+    nodes_b = json.loads(by_dir[str(b)].read_text())  # as node-b's run at a's path wrote it
+    by_dir[str(a)].write_text(json.dumps({**nodes_b, "run_dir": str(a), "host": "node-b"}))
+    by_dir[str(b)].unlink()
+    shutil.rmtree(b)
+    before = folders(store)
+    code, shown = gc_json(curate_main, "a", "--delete")
+    assert code == 2 and folders(store) == before and "host node-b" in shown["error"]
+    assert curate_main("run", "a.yaml", "--quiet").code == 0  # registered from here again
+    code, shown = gc_json(curate_main, "a")
+    assert code == 0 and shown["blocked"] == []
