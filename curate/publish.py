@@ -23,7 +23,9 @@ never taken for a whole export, and the re-run knows its objects as ours), then 
 go up, then the objects of the earlier export that the new one lacks are deleted, then the listing
 as the export wrote it (``complete: true``). Nothing changed: nothing is written. Only objects an
 earlier listing named are ever deleted or overwritten: a prefix holding objects and no listing is
-refused, and so is an export that would write over an object its listing does not name.
+refused, and so is an export that would write over an object its listing does not name. A listed
+object the new export lacks is deleted only while it is the one curate put there (the listing's
+ETag, or curate's checksum in its metadata): one someone rewrote since is left, and no longer listed.
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ def _publish_folder(local: Path, url: str, listing_name: str) -> dict[str, int]:
             send.append(file)
         else:
             kept[file.name] = record
-    gone = sorted(name for name in set(earlier.files) - set(names) if name in earlier.present)
+    gone = sorted(name for name in set(earlier.files) - set(names) if name in earlier.present
+                  and _still_ours(earlier, name, remote.join(url, name)))
     written = _local_listing(local / listing_name)
     if send or gone:
         # List both sets first, so a kill in the middle leaves a prefix a re-run still knows as ours
@@ -229,6 +232,20 @@ def _unchanged(file: LocalFile, now: remote.Listed | None, record: dict[str, Any
     if _holds(found, file) and found is not None and found.etag:
         return {"sha256": file.sha256, "size": file.size, "etag": found.etag}
     return None
+
+
+def _still_ours(earlier: Prefix, name: str, url: str) -> bool:
+    """Whether the object ``name`` the earlier listing names is still the one curate put there:
+    the listing's ETag, or (a killed run's upload, which no record names) curate's checksum in its
+    metadata. One someone rewrote since is theirs: left as it is (the new listing no longer names
+    it). A listing without records (an earlier curate's) cannot tell: its objects are curate's."""
+    now, record = earlier.present[name], earlier.records.get(name)
+    if not earlier.records:
+        return True
+    if record is not None and now.etag is not None and record.get("etag") == now.etag:
+        return True
+    found = head(url)
+    return found is not None and found.sha256 is not None and (record is None or found.sha256 == record["sha256"])
 
 
 def _read_listing(url: str) -> bytes | None:

@@ -363,3 +363,15 @@ def test_stale_objects_are_deleted_by_their_exact_keys_never_as_a_glob(s3: S3, t
     s3.put(f"out/{LISTING}", json.dumps({"complete": True, "files": ["*"]}).encode())
     publish.publish(_folder(tmp_path / "c", {"00000.tar": b"a", "00001.tar": b"b"}), s3.url("out"), LISTING)
     assert s3.keys("out/") == ["out/00000.tar", "out/00001.tar", f"out/{LISTING}"]
+
+
+def test_a_listed_object_someone_rewrote_since_is_not_deleted_as_stale(s3: S3, tmp_path: Path) -> None:
+    """The listing names an object curate uploaded; someone wrote their own bytes at that key
+    since. A narrower export deleted it with the stale objects: it is theirs now, and left."""
+    url = s3.url("r")
+    publish.publish(_folder(tmp_path / "a", {"0.tar": b"a", "1.tar": b"b", "2.tar": b"c"}), url, LISTING)
+    s3.put("r/1.tar", b"someone else's newer data")
+    sent = publish.publish(_folder(tmp_path / "b", {"0.tar": b"a"}), url, LISTING)
+    assert sent["deleted_objects"] == 1 and s3.keys("r/") == ["r/0.tar", "r/1.tar", f"r/{LISTING}"]
+    assert s3.get("r/1.tar") == b"someone else's newer data"
+    assert json.loads(s3.get(f"r/{LISTING}"))["files"] == ["0.tar"]
