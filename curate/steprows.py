@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.keptref import KeptReference, KeptReferenceError, read_reference
-from curate.schema import DROP_REASON, DUPLICATE_OF
+from curate.schema import DROP_REASON
 from curate.shards import KEPT_REFERENCE, in_shard_order, iter_dropped_files, iter_shard_files
 
 
