@@ -444,7 +444,8 @@ def kept_relation(manifest: dict[str, Any], record: dict[str, Any], step_dir_of:
 
 def _create_views(con, manifest: dict[str, Any]) -> None:
     from curate.duck import literal, quote
-    from curate.steprows import DROP_REASON, DUPLICATE_OF, finished_steps
+    from curate.schema import DROP_REASON, DUPLICATE_OF
+    from curate.steprows import finished_steps
 
     lineage_parts = []
     steps = finished_steps(manifest)
